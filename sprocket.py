@@ -1,0 +1,2711 @@
+#!/usr/bin/env python3
+"""sprocket.py: a Workflow Description Language (WDL) engine in one file of standard-library Python.
+
+A Python implementation of Sprocket (St. Jude's WDL engine) for HPC sites: copy this one file next to a
+`sprocket.toml` and run it with the system Python (3.9 or newer). WDL 1.0, 1.1, 1.2 and 1.3.
+
+    python3 sprocket.py check workflow.wdl
+    python3 sprocket.py run hello.wdl --target say_hello greeting="Hello"
+
+The module reads top to bottom in the order data flows:
+
+     1. Errors and positions       Source, Span, WdlError and its kinds, format_diagnostic()
+     2. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
+     3. Syntax tree                Document, Import, StructDef, EnumDef, Task, Workflow, Decl, Call,
+                                   Scatter, Conditional and the expression nodes
+     4. Parser                     parse_document(source): recursive descent, precedence climbing,
+                                   version gating where a construct is met
+     5. Types                      Type classes, parse of type names, coerces(), unify()
+     6. Standard library           the signature table of all 55 functions and overload resolution
+     7. Document analysis          load(path): imports, namespaces, name resolution, type checking,
+                                   the workflow graph
+     8. Command line               main(): subcommands, the one place errors become diagnostics
+"""
+
+import os
+import re
+import sys
+import bisect
+
+__version__ = "0.1.0"
+
+# ============================================================================================
+# 1. Errors and positions
+# ============================================================================================
+
+
+class Source:
+    """A WDL file's text, with the line starts needed to turn offsets into line:col."""
+
+    __slots__ = ("path", "text", "_starts")
+
+    def __init__(self, path, text):
+        self.path = path
+        self.text = text
+        self._starts = None
+
+    def line_col(self, pos):
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in re.finditer("\n", self.text)]
+        i = bisect.bisect_right(self._starts, pos) - 1
+        return i + 1, pos - self._starts[i] + 1
+
+    def line_text(self, line):
+        lines = self.text.split("\n")
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+class Span:
+    """A position in a source: offset `pos` (line and column computed on demand)."""
+
+    __slots__ = ("source", "pos")
+
+    def __init__(self, source, pos):
+        self.source = source
+        self.pos = pos
+
+    @property
+    def path(self):
+        return self.source.path
+
+    @property
+    def line(self):
+        return self.source.line_col(self.pos)[0]
+
+    @property
+    def col(self):
+        return self.source.line_col(self.pos)[1]
+
+    def __repr__(self):
+        return "%s:%d:%d" % (self.path, self.line, self.col)
+
+
+class WdlError(Exception):
+    """An error in the user's input, with the position it concerns (or none)."""
+
+    kind = "error"
+
+    def __init__(self, message, span=None):
+        Exception.__init__(self, message)
+        self.message = message
+        self.span = span
+
+
+class WdlSyntaxError(WdlError):
+    pass
+
+
+class WdlTypeError(WdlError):
+    pass
+
+
+class EvalError(WdlError):
+    pass
+
+
+class InputError(WdlError):
+    pass
+
+
+class WdlErrors(WdlError):
+    """Several errors found at once (the checker reports every error of a document)."""
+
+    def __init__(self, errors):
+        WdlError.__init__(self, errors[0].message, errors[0].span)
+        self.errors = errors
+
+
+def format_diagnostic(message, span=None, severity="error"):
+    """`path:line:col: error: message`, then the source line and a caret under the spot."""
+    if span is None:
+        return "error: %s" % message if severity == "error" else "%s: %s" % (severity, message)
+    line, col = span.source.line_col(span.pos)
+    text = span.source.line_text(line).rstrip("\r")
+    # Tabs before the caret keep their width so the caret lines up in a terminal.
+    pad = "".join("\t" if c == "\t" else " " for c in text[: col - 1])
+    return "%s:%d:%d: %s: %s\n    %s\n    %s^" % (span.path, line, col, severity, message, text, pad)
+
+
+# ============================================================================================
+# 2. Lexer
+# ============================================================================================
+#
+# Tokens are tuples (kind, value, pos). Kinds: ident, int, float, op, and for text with
+# placeholders: sbeg/stext/send (quoted strings), mbeg/mtext/mend (1.2 multi-line strings),
+# cbeg/ctext/cend (commands), phbeg/phend (a `~{` / `${` placeholder), and eof.
+# A mode stack remembers which text to resume when a placeholder's closing brace is met.
+
+_TOKEN_RE = re.compile(
+    r"""(?P<ws>(?:[ \t\r\n]+|\#[^\n]*)+)
+      |(?P<float>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
+      |(?P<int>0[xX][0-9a-fA-F]+|[0-9]+)
+      |(?P<ident>[A-Za-z][A-Za-z0-9_]*)
+      |(?P<op><<<|\*\*|==|!=|<=|>=|&&|\|\||[-+*/%!<>=.,:?(){}\[\]])
+      |(?P<quote>["'])""",
+    re.X,
+)
+_WS_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "~": "~", "$": "$"}
+_ESCAPE_RE = re.compile(r"\\(?:([0-7]{3})|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
+
+
+def unescape(text):
+    """Apply WDL string escapes; an unknown escape keeps its backslash (regexes rely on it)."""
+    if "\\" not in text:
+        return text
+
+    def repl(m):
+        octal, hex2, u4, u8, other = m.groups()
+        if other is not None:
+            return _ESCAPES.get(other, "\\" + other)
+        return chr(int(octal, 8) if octal else int(hex2 or u4 or u8, 16))
+
+    return _ESCAPE_RE.sub(repl, text)
+
+
+def tokenize(source, pos=0):
+    """Turn WDL source text into a list of tokens, ending with an `eof` token."""
+    text = source.text
+    n = len(text)
+    toks = []
+    stack = []  # one frame per open placeholder: [resume kind, terminator, brace depth]
+    match = _TOKEN_RE.match
+    while True:
+        m = match(text, pos)
+        if m is None:
+            if pos >= n:
+                if stack:
+                    raise WdlSyntaxError("unterminated placeholder: expected `}`", Span(source, n))
+                toks.append(("eof", None, n))
+                return toks
+            raise WdlSyntaxError("unexpected character %r" % text[pos], Span(source, pos))
+        kind = m.lastgroup
+        value = m.group()
+        start = pos
+        pos = m.end()
+        if kind == "ws":
+            continue
+        if kind == "quote":
+            toks.append(("sbeg", value, start))
+            pos = _scan_text(source, pos, "s", value, toks, stack)
+            continue
+        if kind == "op":
+            if value == "<<<":
+                toks.append(("mbeg", value, start))
+                pos = _scan_text(source, pos, "m", ">>>", toks, stack)
+                continue
+            if stack:
+                frame = stack[-1]
+                if value == "{":
+                    frame[2] += 1
+                elif value == "}":
+                    if frame[2] == 0:
+                        stack.pop()
+                        toks.append(("phend", value, start))
+                        pos = _scan_text(source, pos, frame[0], frame[1], toks, stack)
+                        continue
+                    frame[2] -= 1
+        elif kind == "ident" and value == "command":
+            # `command` followed by `{` or `<<<` opens a command section (elsewhere it is a name).
+            w = _WS_RE.match(text, pos).end()
+            if text.startswith("<<<", w) or text.startswith("{", w):
+                toks.append(("ident", value, start))
+                term = ">>>" if text[w] == "<" else "}"
+                toks.append(("cbeg", term, w))
+                pos = _scan_text(source, w + (3 if term == ">>>" else 1), "c", term, toks, stack)
+                continue
+        toks.append((kind, value, start))
+
+
+def _scan_text(source, pos, kind, term, toks, stack):
+    """Scan string or command text from `pos` up to its terminator or the next placeholder.
+
+    kind is "s" (quoted string, term is the quote), "m" (multi-line string) or "c" (command,
+    term `}` or `>>>`). Emits text tokens; on a placeholder pushes a frame and returns the
+    position after `~{`, so normal tokenizing continues inside it.
+    """
+    text = source.text
+    n = len(text)
+    start = pos
+    dollar = term in ('"', "'", "}")  # `${` is a placeholder except in `<<< >>>` text
+    while True:
+        if pos >= n:
+            what = {"s": "string", "m": "multi-line string", "c": "command section"}[kind]
+            raise WdlSyntaxError("unterminated %s" % what, Span(source, start - 1))
+        c = text[pos]
+        if c == "\\" and pos + 1 < n:
+            pos += 2
+            continue
+        if (c == "~" or (c == "$" and dollar)) and text.startswith("{", pos + 1):
+            toks.append((kind + "text", text[start:pos], start))
+            toks.append(("phbeg", c + "{", pos))
+            stack.append([kind, term, 0])
+            return pos + 2
+        if text.startswith(term, pos):
+            toks.append((kind + "text", text[start:pos], start))
+            toks.append((kind + "end", term, pos))
+            return pos + len(term)
+        if c == "\n" and kind == "s":
+            raise WdlSyntaxError("unterminated string", Span(source, start - 1))
+        pos += 1
+
+
+# ============================================================================================
+# 3. Syntax tree
+# ============================================================================================
+#
+# Small node classes. Every node has a `span`; expression nodes get a `type` from the checker.
+
+
+class Node:
+    __slots__ = ("span",)
+    _fields = ()
+
+    def __init__(self, span, *args):
+        self.span = span
+        for name, value in zip(self._fields, args):
+            setattr(self, name, value)
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, ", ".join(repr(getattr(self, f, None)) for f in self._fields))
+
+
+def _node(name, fields, extra=(), base=Node):
+    """Define a node class with the given constructor fields (and extra attributes set later)."""
+    fields = tuple(fields.split())
+    extra = tuple(extra.split()) if extra else ()
+    return type(name, (base,), {"__slots__": fields + extra, "_fields": fields})
+
+
+class Expr(Node):
+    __slots__ = ("type",)
+
+
+# Expressions. Literal.value is a Python int/float/bool/None.
+Literal = _node("Literal", "value", base=Expr)
+StringLit = _node("StringLit", "parts", base=Expr)  # parts: str or Placeholder
+Placeholder = _node("Placeholder", "expr options", base=Expr)  # options: {name: value}
+ArrayLit = _node("ArrayLit", "items", base=Expr)
+MapLit = _node("MapLit", "entries", base=Expr)  # [(key expr, value expr)]
+PairLit = _node("PairLit", "left right", base=Expr)
+ObjectLit = _node("ObjectLit", "members", base=Expr)  # [(name, expr)]
+StructLit = _node("StructLit", "name members", base=Expr)
+Ident = _node("Ident", "name", base=Expr)
+GetAttr = _node("GetAttr", "expr name", base=Expr)
+Index = _node("Index", "expr index", base=Expr)
+Apply = _node("Apply", "name args", "fn", base=Expr)  # fn: the resolved stdlib overload
+Unary = _node("Unary", "op operand", base=Expr)
+Binary = _node("Binary", "op left right", base=Expr)
+IfThenElse = _node("IfThenElse", "cond then other", base=Expr)
+
+# Declarations and sections. `type_` is a Type (struct names resolved by the checker).
+Decl = _node("Decl", "type_ name expr", "env deps")
+StructDef = _node("StructDef", "name members meta parameter_meta", "type_ doc")  # members: [Decl]
+EnumDef = _node("EnumDef", "name value_type choices", "type_ doc")  # choices: [(name, expr, span)]
+Import = _node("Import", "uri namespace aliases", "doc")  # aliases: {name: alias}
+Command = _node("Command", "parts heredoc")
+Task = _node(
+    "Task",
+    "name inputs decls command outputs runtime requirements hints meta parameter_meta",
+    "doc version runtime_spans",
+)
+Call = _node("Call", "callee alias afters inputs", "callee_def name doc deps")  # callee: dotted str
+Scatter = _node("Scatter", "variable expr body", "name deps")
+Conditional = _node("Conditional", "clauses", "name deps")  # clauses: [(cond expr or None, body)]
+Workflow = _node("Workflow", "name inputs body outputs meta parameter_meta hints", "doc version")
+Document = _node("Document", "source version imports structs enums tasks workflow", "namespaces types checked")
+
+# Hints values (1.2): `input { ... }` and `output { ... }` literals.
+HintsBlock = _node("HintsBlock", "kind entries", base=Expr)
+
+
+# ============================================================================================
+# 4. Parser
+# ============================================================================================
+
+VERSIONS = {"1.0": (1, 0), "1.1": (1, 1), "1.2": (1, 2), "1.3": (1, 3), "development": (1, 3)}
+_VERSION_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*version[ \t]+([^\s#]+)")
+_MAX_NESTING = 120  # bounds recursion in every later pass too
+
+_BINARY_PREC = {
+    "||": 1, "&&": 2, "==": 3, "!=": 3, "<": 4, "<=": 4, ">": 4, ">=": 4,
+    "+": 5, "-": 5, "*": 6, "/": 6, "%": 6, "**": 7,
+}
+_RUNTIME_SECTIONS = ("runtime", "requirements", "hints")
+
+
+def vstr(version):
+    return "%d.%d" % version
+
+
+def parse_document(source):
+    """Parse one WDL document (no imports followed) into a `Document`."""
+    m = _VERSION_RE.match(source.text)
+    if m is None:
+        pos = _WS_RE.match(source.text).end()
+        raise WdlSyntaxError(
+            "expected a `version` statement (WDL 1.0 or later); draft-2 documents are not supported",
+            Span(source, pos),
+        )
+    if m.group(1) not in VERSIONS:
+        raise WdlSyntaxError(
+            "unsupported WDL version `%s` (supported: 1.0, 1.1, 1.2, 1.3)" % m.group(1), Span(source, m.start(1))
+        )
+    version = VERSIONS[m.group(1)]
+    return Parser(source, tokenize(source, m.end()), version).document()
+
+
+class Parser:
+    """Recursive descent over the token list; one method per grammar rule."""
+
+    def __init__(self, source, toks, version):
+        self.source = source
+        self.toks = toks
+        self.i = 0
+        self.version = version
+        self.depth = 0
+
+    # -- token helpers ---------------------------------------------------------------------
+    def span(self, tok=None):
+        return Span(self.source, (tok or self.toks[self.i])[2])
+
+    def peek(self, k=0):
+        return self.toks[min(self.i + k, len(self.toks) - 1)]
+
+    def at(self, value, k=0):
+        tok = self.peek(k)
+        return tok[1] == value and tok[0] in ("op", "ident")
+
+    def at_kw(self, *words):
+        tok = self.toks[self.i]
+        return tok[0] == "ident" and tok[1] in words
+
+    def advance(self):
+        tok = self.toks[self.i]
+        if tok[0] != "eof":
+            self.i += 1
+        return tok
+
+    def error(self, message, tok=None):
+        raise WdlSyntaxError(message, self.span(tok))
+
+    def describe(self, tok):
+        kind, value = tok[0], tok[1]
+        if kind == "eof":
+            return "end of file"
+        if kind in ("sbeg", "mbeg"):
+            return "a string"
+        if kind == "cbeg":
+            return "a command section"
+        if kind in ("int", "float"):
+            return "number `%s`" % value
+        return "`%s`" % value
+
+    def expect(self, value):
+        tok = self.toks[self.i]
+        if tok[1] != value or tok[0] not in ("op", "ident"):
+            self.error("expected `%s`, found %s" % (value, self.describe(tok)))
+        self.i += 1
+        return tok
+
+    def ident(self, what="a name"):
+        tok = self.toks[self.i]
+        if tok[0] != "ident":
+            self.error("expected %s, found %s" % (what, self.describe(tok)))
+        if tok[1] in _HARD_KEYWORDS:
+            self.error("expected %s, found the keyword `%s`" % (what, tok[1]))
+        self.i += 1
+        return tok[1]
+
+    def require(self, version, what, tok=None):
+        """Version gate: `what` exists from WDL `version` on."""
+        if self.version < version:
+            self.error("%s requires WDL %s (this document is version %s)" % (what, vstr(version), vstr(self.version)), tok)
+
+    # -- document --------------------------------------------------------------------------
+    def document(self):
+        doc = Document(Span(self.source, 0), self.source, self.version, [], [], [], [], None)
+        while True:
+            tok = self.peek()
+            if tok[0] == "eof":
+                return doc
+            if self.at_kw("import"):
+                doc.imports.append(self.import_())
+            elif self.at_kw("struct"):
+                doc.structs.append(self.struct())
+            elif self.at_kw("enum"):
+                self.require((1, 3), "`enum`")
+                doc.enums.append(self.enum())
+            elif self.at_kw("task"):
+                doc.tasks.append(self.task())
+            elif self.at_kw("workflow"):
+                if doc.workflow is not None:
+                    self.error("a document may contain only one workflow")
+                doc.workflow = self.workflow()
+            elif self.at_kw("version"):
+                self.error("the `version` statement must come first and only once")
+            else:
+                self.error("expected `import`, `struct`, `task` or `workflow`, found %s" % self.describe(tok))
+
+    def string_literal(self, what):
+        """A quoted string with no placeholders (import URIs, meta values)."""
+        tok = self.peek()
+        if tok[0] not in ("sbeg",):
+            self.error("expected %s (a quoted string), found %s" % (what, self.describe(tok)))
+        self.advance()
+        text = self.advance()
+        if self.peek()[0] != "send":
+            self.error("placeholders are not allowed in %s" % what)
+        self.advance()
+        return unescape(text[1])
+
+    def import_(self):
+        span = self.span()
+        self.advance()
+        uri = self.string_literal("an import path")
+        namespace = None
+        aliases = {}
+        if self.at_kw("as"):
+            self.advance()
+            namespace = self.ident("a namespace name")
+        while self.at_kw("alias"):
+            self.advance()
+            name = self.ident("a struct name")
+            self.expect("as")
+            aliases[name] = self.ident("an alias")
+        return Import(span, uri, namespace, aliases)
+
+    def struct(self):
+        span = self.span()
+        self.advance()
+        name = self.ident("a struct name")
+        self.expect("{")
+        members, meta, pmeta = [], None, None
+        while not self.at("}"):
+            if self.at_kw("meta", "parameter_meta") and self.at("{", 1):
+                self.require((1, 2), "`%s` in a struct" % self.peek()[1])
+                if self.advance()[1] == "meta":
+                    meta = self.meta_block()
+                else:
+                    pmeta = self.meta_block()
+                continue
+            dspan = self.span()
+            type_ = self.type_()
+            members.append(Decl(dspan, type_, self.ident("a member name"), None))
+            if self.at(","):
+                self.advance()
+        self.advance()
+        return StructDef(span, name, members, meta, pmeta)
+
+    def enum(self):
+        span = self.span()
+        self.advance()
+        name = self.ident("an enum name")
+        value_type = None
+        if self.at("["):
+            self.advance()
+            value_type = self.type_()
+            self.expect("]")
+        self.expect("{")
+        choices = []
+        while not self.at("}"):
+            cspan = self.span()
+            cname = self.ident("an enum choice")
+            expr = None
+            if self.at("="):
+                self.advance()
+                expr = self.expr()
+            choices.append((cname, expr, cspan))
+            if not self.at(","):
+                break
+            self.advance()
+        self.expect("}")
+        return EnumDef(span, name, value_type, choices)
+
+    # -- types -----------------------------------------------------------------------------
+    def type_(self):
+        tok = self.peek()
+        name = self.ident("a type")
+        span = self.span(tok)
+        if name in ("Array", "Map", "Pair"):
+            self.expect("[")
+            params = [self.type_()]
+            while self.at(","):
+                self.advance()
+                params.append(self.type_())
+            self.expect("]")
+            want = 1 if name == "Array" else 2
+            if len(params) != want:
+                self.error("`%s` takes %d type parameter%s" % (name, want, "s" if want > 1 else ""), tok)
+            if name == "Array":
+                t = ArrayType(params[0])
+                if self.at("+"):
+                    self.advance()
+                    t = ArrayType(params[0], nonempty=True)
+            elif name == "Map":
+                t = MapType(params[0], params[1])
+            else:
+                t = PairType(params[0], params[1])
+        elif name in PRIMITIVES:
+            if name == "Directory":
+                self.require((1, 2), "the `Directory` type", tok)
+            t = PRIMITIVES[name]
+        elif name == "Object":
+            t = OBJECT
+        else:
+            while self.at(".") and self.peek(1)[0] == "ident":  # namespaced struct name
+                self.advance()
+                name += "." + self.advance()[1]
+            t = NamedType(name, span)
+        if self.at("?"):
+            self.advance()
+            t = t.optional()
+        return t
+
+    # -- declarations ----------------------------------------------------------------------
+    def decl(self, need_value):
+        span = self.span()
+        type_ = self.type_()
+        name = self.ident("a declaration name")
+        expr = None
+        if self.at("="):
+            self.advance()
+            expr = self.expr()
+        elif need_value:
+            self.error("expected `=` and a value for `%s`" % name)
+        return Decl(span, type_, name, expr)
+
+    def is_decl_start(self):
+        tok = self.peek()
+        if tok[0] != "ident":
+            return False
+        if tok[1] in PRIMITIVES or tok[1] in ("Array", "Map", "Pair", "Object"):
+            return True
+        if tok[1] in _KEYWORDS:
+            return False
+        nxt = self.peek(1)  # `Name x`, `Name? x`, `ns.Name x`
+        return nxt[0] == "ident" or nxt[1] in ("?",) or (nxt[1] == "." and self.peek(3)[0] == "ident")
+
+    def input_section(self):
+        self.advance()
+        self.expect("{")
+        decls = []
+        while not self.at("}"):
+            env = self.at_kw("env") and self.peek(1)[0] == "ident" and self.peek(2)[1] not in ("=", "}")
+            if env:
+                self.require((1, 2), "`env` declarations")
+                self.advance()
+            d = self.decl(False)
+            d.env = env
+            decls.append(d)
+        self.advance()
+        return decls
+
+    def output_section(self):
+        self.advance()
+        self.expect("{")
+        decls = []
+        while not self.at("}"):
+            decls.append(self.decl(True))
+        self.advance()
+        return decls
+
+    # -- meta ------------------------------------------------------------------------------
+    def meta_block(self):
+        self.expect("{")
+        out = {}
+        while not self.at("}"):
+            tok = self.peek()
+            if tok[0] != "ident":
+                self.error("expected a meta key, found %s" % self.describe(tok))
+            key = self.advance()[1]
+            self.expect(":")
+            out[key] = self.meta_value()
+            if self.at(","):
+                self.advance()
+        self.advance()
+        return out
+
+    def meta_value(self):
+        tok = self.peek()
+        if tok[0] == "sbeg":
+            return self.string_literal("a meta value")
+        if tok[0] in ("int", "float"):
+            self.advance()
+            return _number(tok, self)
+        if tok[1] == "-" and self.peek(1)[0] in ("int", "float"):
+            self.advance()
+            return -_number(self.advance(), self)
+        if tok[0] == "ident" and tok[1] in ("true", "false", "null"):
+            self.advance()
+            return {"true": True, "false": False, "null": None}[tok[1]]
+        if tok[1] == "[":
+            self.advance()
+            items = []
+            while not self.at("]"):
+                items.append(self.meta_value())
+                if not self.at(","):
+                    break
+                self.advance()
+            self.expect("]")
+            return items
+        if tok[1] == "{":
+            return self.meta_block()
+        self.error("expected a meta value (string, number, boolean, null, array or object), found %s" % self.describe(tok))
+
+    # -- tasks -----------------------------------------------------------------------------
+    def task(self):
+        span = self.span()
+        self.advance()
+        name = self.ident("a task name")
+        self.expect("{")
+        task = Task(span, name, None, [], None, None, None, None, None, None, None)
+        task.version = self.version
+        task.runtime_spans = {}
+        seen = set()
+        while not self.at("}"):
+            tok = self.peek()
+            word = tok[1] if tok[0] == "ident" else None
+            section = word if word in ("input", "output", "command", "meta", "parameter_meta") + _RUNTIME_SECTIONS else None
+            if section and (section != "command" and self.at("{", 1) or section == "command" and self.peek(1)[0] == "cbeg"):
+                if section in seen:
+                    self.error("a task may have only one `%s` section" % section)
+                seen.add(section)
+                if section == "input":
+                    task.inputs = self.input_section()
+                elif section == "output":
+                    task.outputs = self.output_section()
+                elif section == "command":
+                    self.advance()
+                    task.command = self.command()
+                elif section in ("meta", "parameter_meta"):
+                    self.advance()
+                    setattr(task, section, self.meta_block())
+                else:
+                    if section != "runtime":
+                        self.require((1, 2), "the `%s` section" % section)
+                    task.runtime_spans[section] = self.span()
+                    self.advance()
+                    setattr(task, section, self.runtime_block(section))
+            elif word == "env":
+                self.require((1, 2), "`env` declarations")
+                self.advance()
+                d = self.decl(False)
+                d.env = True
+                task.decls.append(d)
+            elif self.is_decl_start():
+                task.decls.append(self.decl(True))
+            else:
+                self.error("expected a task section or declaration, found %s" % self.describe(tok))
+        self.advance()
+        if task.command is None:
+            raise WdlSyntaxError("task `%s` has no `command` section" % name, span)
+        if "runtime" in seen and "requirements" in seen:
+            raise WdlSyntaxError("a task may not have both `runtime` and `requirements` sections", span)
+        # An `env` input is declared with the `env` keyword inside `input {}` too.
+        return task
+
+    def runtime_block(self, section):
+        self.expect("{")
+        out = {}
+        while not self.at("}"):
+            kspan = self.span()
+            key = self.ident("a %s key" % section)
+            self.expect(":")
+            if section == "hints" and self.at_kw("input", "output", "hints") and self.at("{", 1):
+                kind = self.advance()[1]
+                out[key] = self.hints_block(kind, kspan)
+            else:
+                out[key] = self.expr()
+            if self.at(","):
+                self.advance()
+        self.advance()
+        return out
+
+    def hints_block(self, kind, span):
+        self.expect("{")
+        entries = []
+        while not self.at("}"):
+            key = self.ident("a name")
+            while self.at("."):
+                self.advance()
+                key += "." + self.ident("a name")
+            self.expect(":")
+            if self.at_kw("input", "output", "hints") and self.at("{", 1):
+                k = self.advance()[1]
+                entries.append((key, self.hints_block(k, self.span())))
+            else:
+                entries.append((key, self.expr()))
+            if self.at(","):
+                self.advance()
+        self.advance()
+        return HintsBlock(span, kind, entries)
+
+    def command(self):
+        tok = self.advance()  # cbeg
+        span = self.span(tok)
+        heredoc = tok[1] == ">>>"
+        parts = self.text_parts("c")
+        return Command(span, parts, heredoc)
+
+    def text_parts(self, kind):
+        """Text and placeholders up to the closing token of a string or command."""
+        parts = []
+        while True:
+            tok = self.advance()
+            if tok[0] == kind + "text":
+                if tok[1]:
+                    parts.append(tok[1] if kind == "c" else unescape(tok[1]) if kind == "s" else tok[1])
+            elif tok[0] == "phbeg":
+                parts.append(self.placeholder(tok))
+            elif tok[0] == kind + "end":
+                return parts
+            else:
+                self.error("unexpected %s in text" % self.describe(tok), tok)
+
+    def placeholder(self, tok):
+        span = self.span(tok)
+        options = {}
+        while self.peek()[0] == "ident" and self.peek()[1] in ("sep", "true", "false", "default") and self.at("=", 1):
+            otok = self.advance()
+            self.advance()
+            if otok[1] in options:
+                self.error("placeholder option `%s` given twice" % otok[1], otok)
+            vtok = self.peek()
+            if vtok[0] == "sbeg":
+                value = self.string_literal("a placeholder option")
+            elif vtok[0] in ("int", "float"):
+                value = _number(self.advance(), self)
+            elif vtok[1] in ("true", "false"):
+                value = self.advance()[1] == "true"
+            else:
+                self.error("expected a literal value for placeholder option `%s`" % otok[1])
+            options[otok[1]] = value
+        if ("true" in options) != ("false" in options):
+            self.error("placeholder options `true` and `false` must be given together", tok)
+        expr = self.expr()
+        if self.peek()[0] != "phend":
+            self.error("expected `}` to close the placeholder, found %s" % self.describe(self.peek()))
+        self.advance()
+        return Placeholder(span, expr, options)
+
+    # -- workflows -------------------------------------------------------------------------
+    def workflow(self):
+        span = self.span()
+        self.advance()
+        name = self.ident("a workflow name")
+        self.expect("{")
+        wf = Workflow(span, name, None, [], None, None, None, None)
+        wf.version = self.version
+        seen = set()
+        while not self.at("}"):
+            tok = self.peek()
+            word = tok[1] if tok[0] == "ident" else None
+            if word in ("input", "output", "meta", "parameter_meta", "hints") and self.at("{", 1):
+                if word in seen:
+                    self.error("a workflow may have only one `%s` section" % word)
+                seen.add(word)
+                if word == "input":
+                    wf.inputs = self.input_section()
+                elif word == "output":
+                    wf.outputs = self.output_section()
+                elif word == "hints":
+                    self.require((1, 2), "the workflow `hints` section")
+                    self.advance()
+                    wf.hints = self.runtime_block("hints")
+                else:
+                    self.advance()
+                    setattr(wf, word, self.meta_block())
+            else:
+                wf.body.append(self.workflow_element())
+        self.advance()
+        return wf
+
+    def workflow_element(self):
+        tok = self.peek()
+        if self.at_kw("call"):
+            return self.call()
+        if self.at_kw("scatter") and self.at("(", 1):
+            return self.scatter()
+        if self.at_kw("if") and self.at("(", 1):
+            return self.conditional()
+        if self.is_decl_start():
+            return self.decl(True)
+        self.error("expected a declaration, `call`, `scatter` or `if`, found %s" % self.describe(tok))
+
+    def body(self):
+        self.expect("{")
+        items = []
+        while not self.at("}"):
+            if self.peek()[0] == "eof":
+                self.error("expected `}`, found end of file")
+            items.append(self.workflow_element())
+        self.advance()
+        return items
+
+    def call(self):
+        span = self.span()
+        self.advance()
+        callee = self.ident("a task or workflow name")
+        while self.at("."):
+            self.advance()
+            callee += "." + self.ident("a name")
+        alias = None
+        if self.at_kw("as"):
+            self.advance()
+            alias = self.ident("a call alias")
+        afters = []
+        while self.at_kw("after"):
+            self.require((1, 1), "`after`")
+            self.advance()
+            afters.append((self.ident("a call name"), self.span(self.toks[self.i - 1])))
+        inputs = None
+        if self.at("{"):
+            self.advance()
+            inputs = []
+            if self.at_kw("input") and self.at(":", 1):
+                self.advance()
+                self.advance()
+            elif not self.at("}"):
+                self.require((1, 2), "call inputs without `input:`")
+            while not self.at("}"):
+                ispan = self.span()
+                name = self.ident("an input name")
+                expr = None
+                if self.at("="):
+                    self.advance()
+                    expr = self.expr()
+                else:
+                    self.require((1, 1), "abbreviated call inputs (`%s` without `= value`)" % name)
+                inputs.append((name, expr, ispan))
+                if not self.at(","):
+                    break
+                self.advance()
+            self.expect("}")
+        return Call(span, callee, alias, afters, inputs or [])
+
+    def scatter(self):
+        span = self.span()
+        self.advance()
+        self.expect("(")
+        var = self.ident("a scatter variable")
+        self.expect("in")
+        expr = self.expr()
+        self.expect(")")
+        return Scatter(span, var, expr, self.body())
+
+    def conditional(self):
+        span = self.span()
+        self.advance()
+        self.expect("(")
+        cond = self.expr()
+        self.expect(")")
+        clauses = [(cond, self.body())]
+        while self.at_kw("else"):
+            self.require((1, 3), "`else` in a workflow")
+            self.advance()
+            if self.at_kw("if"):
+                self.advance()
+                self.expect("(")
+                c = self.expr()
+                self.expect(")")
+                clauses.append((c, self.body()))
+            else:
+                clauses.append((None, self.body()))
+                break
+        return Conditional(span, clauses)
+
+    # -- expressions -----------------------------------------------------------------------
+    def expr(self):
+        self.depth += 1
+        if self.depth > _MAX_NESTING:
+            self.error("expression nested too deeply (more than %d levels)" % _MAX_NESTING)
+        try:
+            return self.binary(1)
+        finally:
+            self.depth -= 1
+
+    def binary(self, min_prec):
+        left = self.unary()
+        while True:
+            tok = self.toks[self.i]
+            prec = _BINARY_PREC.get(tok[1]) if tok[0] == "op" else None
+            if prec is None or prec < min_prec:
+                return left
+            if tok[1] == "**":
+                self.require((1, 2), "the `**` operator")
+            self.i += 1
+            right = self.binary(prec + 1)
+            left = Binary(self.span(tok), tok[1], left, right)
+
+    def unary(self):
+        tok = self.toks[self.i]
+        if tok[0] == "op" and tok[1] in ("!", "-", "+"):
+            self.i += 1
+            self.depth += 1
+            if self.depth > _MAX_NESTING:
+                self.error("expression nested too deeply (more than %d levels)" % _MAX_NESTING)
+            try:
+                return Unary(self.span(tok), tok[1], self.unary())
+            finally:
+                self.depth -= 1
+        return self.postfix()
+
+    def postfix(self):
+        e = self.primary()
+        while True:
+            tok = self.toks[self.i]
+            if tok[0] != "op":
+                return e
+            if tok[1] == "[":
+                self.i += 1
+                idx = self.expr()
+                self.expect("]")
+                e = Index(self.span(tok), e, idx)
+            elif tok[1] == "." and self.peek(1)[0] == "ident":
+                self.i += 1
+                name = self.advance()[1]
+                e = GetAttr(self.span(tok), e, name)
+            else:
+                return e
+
+    def primary(self):
+        tok = self.toks[self.i]
+        kind, value = tok[0], tok[1]
+        span = self.span(tok)
+        if kind in ("int", "float"):
+            self.i += 1
+            return Literal(span, _number(tok, self))
+        if kind == "sbeg":
+            self.i += 1
+            return StringLit(span, self.text_parts("s"))
+        if kind == "mbeg":
+            self.require((1, 2), "multi-line strings (`<<< >>>`)")
+            self.i += 1
+            return StringLit(span, strip_multiline(self.text_parts("m")))
+        if kind == "op":
+            if value == "(":
+                self.i += 1
+                first = self.expr()
+                if self.at(","):
+                    self.advance()
+                    second = self.expr()
+                    self.expect(")")
+                    return PairLit(span, first, second)
+                self.expect(")")
+                return first
+            if value == "[":
+                self.i += 1
+                items = []
+                while not self.at("]"):
+                    items.append(self.expr())
+                    if not self.at(","):
+                        break
+                    self.advance()
+                self.expect("]")
+                return ArrayLit(span, items)
+            if value == "{":
+                self.i += 1
+                entries = []
+                while not self.at("}"):
+                    k = self.expr()
+                    self.expect(":")
+                    entries.append((k, self.expr()))
+                    if not self.at(","):
+                        break
+                    self.advance()
+                self.expect("}")
+                return MapLit(span, entries)
+            self.error("expected an expression, found %s" % self.describe(tok))
+        if kind != "ident":
+            self.error("expected an expression, found %s" % self.describe(tok))
+        self.i += 1
+        if value in ("true", "false"):
+            return Literal(span, value == "true")
+        if value == "if":  # if-then-else is an operand too: `"v" + if d then "-dev" else ""`
+            cond = self.expr()
+            self.expect("then")
+            then = self.expr()
+            self.expect("else")
+            return IfThenElse(span, cond, then, self.expr())
+        if value == "None":
+            self.require((1, 1), "the `None` literal", tok)
+            return Literal(span, None)
+        if value == "object" and self.at("{"):
+            return ObjectLit(span, self.members())
+        if value in _HARD_KEYWORDS and value != "task":
+            self.error("expected an expression, found the keyword `%s`" % value, tok)
+        if self.at("("):
+            self.advance()
+            args = []
+            while not self.at(")"):
+                args.append(self.expr())
+                if not self.at(","):
+                    break
+                self.advance()
+            self.expect(")")
+            return Apply(span, value, args)
+        if self.at("{") and value[:1].isupper() and (self.at("}", 1) or self.peek(1)[0] == "ident" and self.at(":", 2)):
+            self.require((1, 1), "struct literals", tok)
+            return StructLit(span, value, self.members())
+        return Ident(span, value)
+
+    def members(self):
+        self.expect("{")
+        out = []
+        while not self.at("}"):
+            mspan = self.span()
+            name = self.ident("a member name")
+            self.expect(":")
+            out.append((name, self.expr(), mspan))
+            if not self.at(","):
+                break
+            self.advance()
+        self.expect("}")
+        return out
+
+
+_KEYWORDS = frozenset(
+    "alias as call command else enum env false hints if import in input meta None null object output "
+    "parameter_meta requirements runtime scatter struct task then true version workflow".split()
+)
+
+
+# Words that can never be a name: each starts or splits a construct. The other reserved words
+# (`in`, `env`, `alias`, ...) are accepted as names, as other engines do and spec examples need.
+_HARD_KEYWORDS = frozenset("call command else if import scatter struct task then version workflow true false None object".split())
+
+
+def _number(tok, parser):
+    text = tok[1]
+    if tok[0] == "float":
+        return float(text)
+    value = int(text, 16) if text[:2] in ("0x", "0X") else int(text, 8) if len(text) > 1 and text[0] == "0" else int(text)
+    if value >= 2 ** 63:
+        parser.error("integer literal %s is out of range (64-bit signed)" % text, tok)
+    return value
+
+
+def strip_multiline(parts):
+    """1.2 multi-line strings: drop line continuations and common indentation, apply escapes."""
+    parts = list(parts)
+    # A backslash at the end of a line joins it with the next one, dropping leading spaces.
+    parts = [re.sub(r"\\\n[ \t]*", "", p) if isinstance(p, str) else p for p in parts]
+    parts = strip_indent(parts)
+    return [unescape(p) if isinstance(p, str) else p for p in parts]
+
+
+def strip_indent(parts):
+    """The spec's common-leading-whitespace removal for commands and multi-line strings.
+
+    `parts` mixes text and placeholders; placeholders count as non-whitespace content. The
+    first line is dropped when it holds only whitespace, the last when it does.
+    """
+    if not parts:
+        return parts
+    # Work on the text as lines, with placeholders kept as markers.
+    marker = "\0"
+    flat = "".join(p if isinstance(p, str) else marker for p in parts)
+    phs = [p for p in parts if not isinstance(p, str)]
+    lines = flat.split("\n")
+    if len(lines) > 1 and not lines[0].strip(" \t"):
+        lines = lines[1:]
+    if len(lines) > 1 and not lines[-1].strip(" \t"):
+        lines[-1] = ""
+    indent = None
+    for line in lines:
+        if line.strip(" \t"):
+            n = len(line) - len(line.lstrip(" \t"))
+            indent = n if indent is None else min(indent, n)
+    indent = indent or 0
+    lines = [line[indent:] if line.strip(" \t") else line.lstrip(" \t") for line in lines]
+    flat = "\n".join(lines)
+    out = []
+    it = iter(phs)
+    for i, text in enumerate(flat.split(marker)):
+        if i:
+            out.append(next(it))
+        if text:
+            out.append(text)
+    return out
+
+
+# ============================================================================================
+# 5. Types
+# ============================================================================================
+#
+# Types are small immutable objects; `opt` marks `T?`. Struct and enum types hold their
+# definitions. `AnyType` is the type of `None`, of `[]`'s items, of `read_json()` and of
+# anything already reported as an error (so one mistake gives one message).
+
+
+class Type:
+    __slots__ = ("opt",)
+
+    def optional(self, opt=True):
+        if self.opt == opt:
+            return self
+        t = object.__new__(type(self))
+        for cls in type(self).__mro__:
+            for s in getattr(cls, "__slots__", ()):
+                if hasattr(self, s):
+                    object.__setattr__(t, s, getattr(self, s))
+        t.opt = opt
+        return t
+
+    def required(self):
+        return self.optional(False)
+
+    def key(self):
+        return (type(self).__name__,)
+
+    def __eq__(self, other):
+        return isinstance(other, Type) and self.key() == other.key() and self.opt == other.opt
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __str__(self):
+        return self.base_str() + ("?" if self.opt else "")
+
+    __repr__ = __str__
+
+
+class PrimType(Type):
+    __slots__ = ("name",)
+
+    def __init__(self, name, opt=False):
+        self.name = name
+        self.opt = opt
+
+    def key(self):
+        return ("prim", self.name)
+
+    def base_str(self):
+        return self.name
+
+
+class ArrayType(Type):
+    __slots__ = ("item", "nonempty")
+
+    def __init__(self, item, nonempty=False, opt=False):
+        self.item = item
+        self.nonempty = nonempty
+        self.opt = opt
+
+    def key(self):
+        return ("array", self.item, self.item.opt, self.nonempty)
+
+    def base_str(self):
+        return "Array[%s]%s" % (self.item, "+" if self.nonempty else "")
+
+
+class MapType(Type):
+    __slots__ = ("key_type", "value")
+
+    def __init__(self, key_type, value, opt=False):
+        self.key_type = key_type
+        self.value = value
+        self.opt = opt
+
+    def key(self):
+        return ("map", self.key_type, self.key_type.opt, self.value, self.value.opt)
+
+    def base_str(self):
+        return "Map[%s, %s]" % (self.key_type, self.value)
+
+
+class PairType(Type):
+    __slots__ = ("left", "right")
+
+    def __init__(self, left, right, opt=False):
+        self.left = left
+        self.right = right
+        self.opt = opt
+
+    def key(self):
+        return ("pair", self.left, self.left.opt, self.right, self.right.opt)
+
+    def base_str(self):
+        return "Pair[%s, %s]" % (self.left, self.right)
+
+
+class StructType(Type):
+    """A struct; `members` is {name: Type} in definition order."""
+
+    __slots__ = ("name", "members")
+
+    def __init__(self, name, members, opt=False):
+        self.name = name
+        self.members = members
+        self.opt = opt
+
+    def key(self):
+        return ("struct", self.name)
+
+    def base_str(self):
+        return self.name
+
+
+class EnumType(Type):
+    """A 1.3 enum; `choices` is {name: value} once evaluated, `value_type` its inner type."""
+
+    __slots__ = ("name", "value_type", "choices")
+
+    def __init__(self, name, value_type, choices, opt=False):
+        self.name = name
+        self.value_type = value_type
+        self.choices = choices
+        self.opt = opt
+
+    def key(self):
+        return ("enum", self.name)
+
+    def base_str(self):
+        return self.name
+
+
+class ObjectType(Type):
+    __slots__ = ()
+
+    def __init__(self, opt=False):
+        self.opt = opt
+
+    def base_str(self):
+        return "Object"
+
+
+class AnyType(Type):
+    __slots__ = ()
+
+    def __init__(self, opt=False):
+        self.opt = opt
+
+    def base_str(self):
+        return "None" if self.opt else "Any"
+
+
+class CallType(Type):
+    """The outputs of a call, reachable as `call_name.output`."""
+
+    __slots__ = ("name", "members")
+
+    def __init__(self, name, members, opt=False):
+        self.name = name
+        self.members = members
+        self.opt = opt
+
+    def key(self):
+        return ("call", self.name, tuple(self.members.items()))
+
+    def base_str(self):
+        return "call `%s`" % self.name
+
+
+class NamedType(Type):
+    """A struct or enum name as written, before the checker resolves it."""
+
+    __slots__ = ("name", "span")
+
+    def __init__(self, name, span, opt=False):
+        self.name = name
+        self.span = span
+        self.opt = opt
+
+    def key(self):
+        return ("named", self.name)
+
+    def base_str(self):
+        return self.name
+
+
+class TypeVar(Type):
+    """A type parameter in a standard library signature: X, Y, or P (primitive)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name, opt=False):
+        self.name = name
+        self.opt = opt
+
+    def key(self):
+        return ("var", self.name)
+
+    def base_str(self):
+        return self.name
+
+
+PRIMITIVES = {n: PrimType(n) for n in ("Boolean", "Int", "Float", "String", "File", "Directory")}
+BOOLEAN, INT, FLOAT, STRING, FILE, DIRECTORY = (PRIMITIVES[n] for n in ("Boolean", "Int", "Float", "String", "File", "Directory"))
+OBJECT = ObjectType()
+ANY = AnyType()
+NONE_TYPE = AnyType(opt=True)
+
+
+def is_numeric(t):
+    return isinstance(t, PrimType) and t.name in ("Int", "Float")
+
+
+def is_primitive(t):
+    return isinstance(t, (PrimType, EnumType, AnyType))
+
+
+def coerces(src, dst, version, exact_opt=None):
+    """May a value of type `src` be used where `dst` is expected (the spec's coercion table)?
+
+    Optional to non-optional is allowed only in WDL 1.0, where engines accepted it and
+    production workflows depend on it (checked again at run time, where None fails).
+    """
+    if isinstance(src, AnyType):
+        return not src.opt or dst.opt or isinstance(dst, AnyType) or version < (1, 1)
+    if isinstance(dst, (AnyType, TypeVar)):
+        return True
+    if src.opt and not dst.opt and version >= (1, 1) and exact_opt is not False:
+        return False
+    if isinstance(src, PrimType):
+        if isinstance(dst, PrimType):
+            s, d = src.name, dst.name
+            if s == d or (s == "Int" and d == "Float"):
+                return True
+            if s == "String" and d in ("File", "Directory") or d == "String" and s in ("File", "Directory"):
+                return True
+            return d == "String" and version < (1, 1)  # 1.0 engines accepted Int/Float/Boolean -> String
+        if isinstance(dst, EnumType):
+            return False
+        return False
+    if isinstance(src, ArrayType):
+        return isinstance(dst, ArrayType) and coerces(src.item, dst.item, version)
+    if isinstance(src, MapType):
+        if isinstance(dst, MapType):
+            return coerces(src.key_type, dst.key_type, version) and coerces(src.value, dst.value, version)
+        if isinstance(dst, ObjectType):
+            return True
+        if isinstance(dst, StructType):  # keys are checked at run time
+            return coerces(src.key_type, STRING, version) and all(
+                coerces(src.value, m, version) or isinstance(src.value, AnyType) for m in dst.members.values()
+            ) or isinstance(src.value, (AnyType, ObjectType))
+        return False
+    if isinstance(src, PairType):
+        return isinstance(dst, PairType) and coerces(src.left, dst.left, version) and coerces(src.right, dst.right, version)
+    if isinstance(src, StructType):
+        if isinstance(dst, StructType):
+            if src.name == dst.name:
+                return True
+            return src.members.keys() == dst.members.keys() and all(
+                coerces(src.members[k], dst.members[k], version) for k in src.members
+            )
+        if isinstance(dst, ObjectType):
+            return True
+        if isinstance(dst, MapType):
+            return coerces(STRING, dst.key_type, version) and all(coerces(m, dst.value, version) for m in src.members.values())
+        return False
+    if isinstance(src, ObjectType):
+        return isinstance(dst, (ObjectType, StructType, MapType))
+    if isinstance(src, EnumType):
+        return isinstance(dst, EnumType) and dst.name == src.name
+    return False
+
+
+def unify(types, version):
+    """The common type of array items or if/else branches, or None when there is none."""
+    opt = any(t.opt for t in types)
+    real = [t for t in types if not (isinstance(t, AnyType) and t.opt)]
+    if not real:
+        return NONE_TYPE
+    # Candidates without Any inside come first, so `[[], [1]]` is Array[Array[Int]].
+    cands = sorted(real, key=lambda t: "Any" in str(t))
+    for cand in cands:
+        c = cand.optional(opt)
+        if all(coerces(t.optional(opt) if t.opt else t, c, version) for t in real):
+            return c
+    return None
+
+
+def contains_type(t, pred):
+    """Does type `t` contain (at any depth) a type satisfying `pred`?"""
+    if pred(t):
+        return True
+    if isinstance(t, ArrayType):
+        return contains_type(t.item, pred)
+    if isinstance(t, MapType):
+        return contains_type(t.key_type, pred) or contains_type(t.value, pred)
+    if isinstance(t, PairType):
+        return contains_type(t.left, pred) or contains_type(t.right, pred)
+    if isinstance(t, StructType):
+        return any(contains_type(m, pred) for m in t.members.values())
+    return False
+
+
+def parse_type_text(text):
+    """A type written in WDL syntax (the standard library table uses this)."""
+    src = Source("<stdlib>", text)
+    p = Parser(src, tokenize(src), (1, 3))
+    t = p.type_()
+    return _resolve_vars(t)
+
+
+def _resolve_vars(t):
+    if isinstance(t, NamedType):
+        return TypeVar(t.name, t.opt)
+    if isinstance(t, ArrayType):
+        return ArrayType(_resolve_vars(t.item), t.nonempty, t.opt)
+    if isinstance(t, MapType):
+        return MapType(_resolve_vars(t.key_type), _resolve_vars(t.value), t.opt)
+    if isinstance(t, PairType):
+        return PairType(_resolve_vars(t.left), _resolve_vars(t.right), t.opt)
+    return t
+
+
+# ============================================================================================
+# 6. Standard library: signatures
+# ============================================================================================
+#
+# One line per overload: `[version] name(parameter types) -> result type`. X and Y are type
+# parameters, P a primitive one. Overloads are tried in order; the first that fits is used.
+# Functions whose typing no signature can say (size, length, keys, ...) have a typing hook
+# below. The implementations live with evaluation (section 9), in `_IMPLS`, keyed by name.
+
+_SIGNATURES = """
+floor(Float) -> Int
+ceil(Float) -> Int
+round(Float) -> Int
+1.1 min(Int, Int) -> Int
+1.1 min(Float, Float) -> Float
+1.1 max(Int, Int) -> Int
+1.1 max(Float, Float) -> Float
+1.2 find(String, String) -> String?
+1.2 matches(String, String) -> Boolean
+sub(String, String, String) -> String
+1.3 split(String, String) -> Array[String]
+basename(File) -> String
+basename(File, String) -> String
+1.2 basename(Directory) -> String
+1.2 basename(Directory, String) -> String
+1.2 join_paths(File, String) -> String
+1.2 join_paths(File, Array[String]+) -> String
+1.2 join_paths(Directory, String) -> String
+1.2 join_paths(Directory, Array[String]+) -> String
+1.2 join_paths(Array[String]+) -> String
+glob(String) -> Array[File]
+size(X?) -> Float
+size(X?, String) -> Float
+stdout() -> File
+stderr() -> File
+read_string(File) -> String
+read_int(File) -> Int
+read_float(File) -> Float
+read_boolean(File) -> Boolean
+read_lines(File) -> Array[String]
+write_lines(Array[String]) -> File
+read_tsv(File) -> Array[Array[String]]
+1.2 read_tsv(File, Boolean) -> Array[Object]
+1.2 read_tsv(File, Boolean, Array[String]) -> Array[Object]
+write_tsv(Array[Array[String]]) -> File
+1.2 write_tsv(Array[Array[String]], Boolean, Array[String]) -> File
+1.2 write_tsv(Array[X]) -> File
+1.2 write_tsv(Array[X], Boolean) -> File
+1.2 write_tsv(Array[X], Boolean, Array[String]) -> File
+read_map(File) -> Map[String, String]
+write_map(Map[String, String]) -> File
+read_json(File) -> Any
+write_json(X) -> File
+read_object(File) -> Object
+read_objects(File) -> Array[Object]
+write_object(Object) -> File
+write_objects(Array[Object]) -> File
+prefix(String, Array[P]) -> Array[String]
+1.1 suffix(String, Array[P]) -> Array[String]
+1.1 quote(Array[P]) -> Array[String]
+1.1 squote(Array[P]) -> Array[String]
+1.1 sep(String, Array[P]) -> String
+length(X) -> Int
+range(Int) -> Array[Int]
+transpose(Array[Array[X]]) -> Array[Array[X]]
+cross(Array[X], Array[Y]) -> Array[Pair[X, Y]]
+zip(Array[X], Array[Y]) -> Array[Pair[X, Y]]
+1.1 unzip(Array[Pair[X, Y]]) -> Pair[Array[X], Array[Y]]
+1.2 contains(Array[P?], P?) -> Boolean
+1.2 chunk(Array[X], Int) -> Array[Array[X]]
+flatten(Array[Array[X]]) -> Array[X]
+select_first(Array[X?]+) -> X
+1.2 select_first(Array[X?], X) -> X
+select_all(Array[X?]) -> Array[X]
+1.1 as_pairs(Map[P, Y]) -> Array[Pair[P, Y]]
+1.1 as_map(Array[Pair[P, Y]]) -> Map[P, Y]
+1.1 keys(X) -> Array[Any]
+1.2 contains_key(X, Y) -> Boolean
+1.2 values(Map[P, Y]) -> Array[Y]
+1.1 collect_by_key(Array[Pair[P, Y]]) -> Map[P, Array[Y]]
+defined(X?) -> Boolean
+1.3 value(X) -> Any
+"""
+
+_SIG_RE = re.compile(r"(?:(\d\.\d) )?(\w+)\((.*)\) -> (.+)")
+
+
+class Overload:
+    __slots__ = ("name", "version", "params", "result")
+
+    def __init__(self, name, version, params, result):
+        self.name, self.version, self.params, self.result = name, version, params, result
+
+    def __str__(self):
+        return "%s(%s) -> %s" % (self.name, ", ".join(map(str, self.params)), self.result)
+
+
+def _split_params(text):
+    out, depth, cur = [], 0, ""
+    for c in text:
+        if c == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += c == "["
+        depth -= c == "]"
+        cur += c
+    return out + [cur.strip()] if cur.strip() else out
+
+
+def _load_signatures():
+    table = {}
+    for line in _SIGNATURES.strip().splitlines():
+        version, name, params, result = _SIG_RE.match(line).groups()
+        version = VERSIONS[version] if version else (1, 0)
+        ptypes = [ANY if p == "Any" else parse_type_text(p) for p in _split_params(params)]
+        rtype = ANY if result == "Any" else parse_type_text(result)
+        table.setdefault(name, []).append(Overload(name, version, ptypes, rtype))
+    return table
+
+
+STDLIB = _load_signatures()
+
+
+def _bind(param, arg, env, version):
+    """Match an argument type against a parameter type, binding type parameters in `env`."""
+    if isinstance(param, TypeVar):
+        a = arg.required() if param.opt else arg
+        if param.name == "P" and not is_primitive(a):
+            return False
+        if a.opt and not param.opt and version >= (1, 1) and not isinstance(a, AnyType):
+            return False
+        if param.name in env:
+            u = unify([env[param.name], a], version)
+            if u is None:
+                return False
+            env[param.name] = u
+        else:
+            env[param.name] = a
+        return True
+    if isinstance(arg, AnyType):
+        return param.opt or not arg.opt or version < (1, 1)
+    if arg.opt and not param.opt and version >= (1, 1):
+        return False
+    if isinstance(param, ArrayType):
+        return isinstance(arg, ArrayType) and _bind(param.item, arg.item, env, version)
+    if isinstance(param, MapType):
+        return isinstance(arg, MapType) and _bind(param.key_type, arg.key_type, env, version) and _bind(
+            param.value, arg.value, env, version
+        )
+    if isinstance(param, PairType):
+        return isinstance(arg, PairType) and _bind(param.left, arg.left, env, version) and _bind(
+            param.right, arg.right, env, version
+        )
+    return coerces(arg, param, version)
+
+
+def _subst(t, env):
+    if isinstance(t, TypeVar):
+        bound = env.get(t.name, ANY)
+        return bound.optional(True) if t.opt else bound
+    if isinstance(t, ArrayType):
+        return ArrayType(_subst(t.item, env), t.nonempty, t.opt)
+    if isinstance(t, MapType):
+        return MapType(_subst(t.key_type, env), _subst(t.value, env), t.opt)
+    if isinstance(t, PairType):
+        return PairType(_subst(t.left, env), _subst(t.right, env), t.opt)
+    return t
+
+
+def _has_files(t):
+    return contains_type(t, lambda x: isinstance(x, (PrimType, AnyType, ObjectType)) and getattr(x, "name", "File") in ("File", "Directory", "String"))
+
+
+def _typing_hook(name, args, version):
+    """Typing the signature table cannot express. Returns (result type or None, error or None)."""
+    a = args[0] if args else None
+    if name == "size":
+        ok = _has_files(a) and (len(args) == 1 or coerces(args[1], STRING, version))
+        return FLOAT, None if ok else "expects a File, Directory or a value holding files, and an optional unit"
+    if name == "length":
+        if isinstance(a, (ArrayType, AnyType)) or version >= (1, 2) and (
+            isinstance(a, (MapType, ObjectType)) or a == STRING
+        ):
+            if a.opt and version >= (1, 1):
+                return None, "expects a non-optional value, not `%s`" % a
+            return INT, None
+        return None, "expects an Array%s, not `%s`" % (", Map, Object or String" if version >= (1, 2) else "", a)
+    if name == "keys":
+        if isinstance(a, MapType):
+            return ArrayType(a.key_type), None
+        if version >= (1, 2) and isinstance(a, (StructType, ObjectType, AnyType)):
+            return ArrayType(STRING), None
+        return None, "expects a Map%s, not `%s`" % (", Struct or Object" if version >= (1, 2) else "", a)
+    if name == "contains_key":
+        k = args[1]
+        if isinstance(a, MapType) and coerces(k, a.key_type, version):
+            return BOOLEAN, None
+        if isinstance(a, (MapType, StructType, ObjectType, AnyType)) and (
+            coerces(k, STRING, version) or coerces(k, ArrayType(STRING), version)
+        ):
+            return BOOLEAN, None
+        return None, "expects a Map and a key, or a Struct/Object and a String or Array[String] key"
+    if name == "value":
+        if isinstance(a, EnumType):
+            return a.value_type, None
+        if isinstance(a, AnyType):
+            return ANY, None
+        return None, "expects an enum choice, not `%s`" % a
+    if name == "write_tsv" and len(args) >= 1 and isinstance(a, ArrayType) and not isinstance(a.item, ArrayType):
+        if not isinstance(a.item, (StructType, AnyType)):
+            return None, "expects Array[Array[String]] or an Array of structs, not `%s`" % a
+    return "", None  # no hook: use the signature
+
+
+def resolve_call(name, args, version):
+    """Pick the standard library overload for argument types. Returns (Overload, result type).
+
+    Raises WdlTypeError (without a span; the caller adds it) when nothing fits.
+    """
+    overloads = STDLIB.get(name)
+    if overloads is None:
+        raise WdlTypeError("unknown function `%s`" % name)
+    available = [o for o in overloads if o.version <= version]
+    if not available:
+        raise WdlTypeError(
+            "function `%s` requires WDL %s (this document is version %s)" % (name, vstr(overloads[0].version), vstr(version))
+        )
+    arities = sorted({len(o.params) for o in available})
+    fitting = [o for o in available if len(o.params) == len(args)]
+    if not fitting:
+        raise WdlTypeError(
+            "function `%s` takes %s argument%s, not %d"
+            % (name, " or ".join(map(str, arities)), "" if arities == [1] else "s", len(args))
+        )
+    result, problem = _typing_hook(name, args, version)
+    if problem:
+        raise WdlTypeError("function `%s` %s" % (name, problem))
+    for o in fitting:
+        env = {}
+        if all(_bind(p, a, env, version) for p, a in zip(o.params, args)):
+            return o, (result or _subst(o.result, env))
+    raise WdlTypeError(
+        "function `%s` cannot take arguments of type (%s); expected %s"
+        % (name, ", ".join(map(str, args)), " or ".join("(%s)" % ", ".join(map(str, o.params)) for o in fitting))
+    )
+
+
+# ============================================================================================
+# 7. Document analysis
+# ============================================================================================
+#
+# load(path) parses a document and its imports (each file once per process), resolves names
+# and types, checks every expression, and builds the workflow graph: every workflow element
+# gets `deps`, the names it reads from its own scope level. Errors are collected, so `check`
+# reports all of them; warnings go to `Document.warnings`.
+
+_DOCUMENTS = {}  # realpath -> checked Document
+_TASK_MEMBERS_12 = {
+    "name": STRING, "id": STRING, "container": STRING.optional(), "cpu": FLOAT, "memory": INT,
+    "gpu": ArrayType(STRING), "fpga": ArrayType(STRING), "disks": MapType(STRING, INT), "attempt": INT,
+    "end_time": INT.optional(), "return_code": INT.optional(), "meta": OBJECT, "parameter_meta": OBJECT, "ext": OBJECT,
+}
+_REQUIREMENT_MEMBERS = {
+    "container": STRING.optional(), "cpu": FLOAT, "memory": INT, "gpu": ArrayType(STRING),
+    "fpga": ArrayType(STRING), "disks": MapType(STRING, INT),
+}
+
+
+def task_variable_type(version, section):
+    """The type of the implicit `task` variable (1.2 command/outputs; 1.3 requirements/hints)."""
+    members = dict(_TASK_MEMBERS_12)
+    if version >= (1, 3):
+        members["max_retries"] = INT
+        members["previous"] = StructType("task.previous", dict(
+            (k, t.optional()) for k, t in _REQUIREMENT_MEMBERS.items()), opt=False)
+    if section in _RUNTIME_SECTIONS:  # before the command runs, these are not known yet
+        for k in ("end_time", "return_code"):
+            members.pop(k)
+    elif section == "output":
+        members["return_code"] = INT
+    return StructType("task", members)
+
+
+def read_source(path, span=None):
+    """Read a WDL file as text; every way that can fail is one clear error."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except IsADirectoryError:
+        raise WdlError("`%s` is a directory, not a WDL file" % path, span)
+    except FileNotFoundError:
+        raise WdlError("file not found: `%s`" % path, span)
+    except OSError as e:
+        raise WdlError("cannot read `%s`: %s" % (path, e.strerror or e), span)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WdlError("`%s` is not UTF-8 text (invalid byte at offset %d)" % (path, e.start), span)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return Source(path, text)
+
+
+def load(path):
+    """Parse and check a WDL document and everything it imports. Raises WdlErrors."""
+    loader = Loader()
+    doc = loader.load(path, None, ())
+    if loader.errors:
+        raise WdlErrors(loader.errors)
+    return doc
+
+
+class Loader:
+    def __init__(self):
+        self.errors = []
+        self.warnings = []
+
+    def load(self, path, span, stack):
+        key = os.path.realpath(path)
+        if key in stack:
+            self.errors.append(WdlError("import cycle: `%s` imports itself (through %s)" % (
+                path, " -> ".join(os.path.basename(p) for p in stack[stack.index(key):] + (key,))), span))
+            return None
+        if key in _DOCUMENTS:
+            return _DOCUMENTS[key]
+        try:
+            doc = parse_document(read_source(path, span))
+        except WdlError as e:
+            self.errors.append(e)
+            return None
+        doc.namespaces = {}
+        doc.checked = False
+        ok = True
+        for imp in doc.imports:
+            imp.doc = None
+            uri = imp.uri
+            if re.match(r"[a-z][a-z0-9+.-]*://", uri) and not uri.startswith("file://"):
+                self.errors.append(WdlError("imports by URL are not supported (`%s`); download the file and import it by path" % uri, imp.span))
+                ok = False
+                continue
+            if uri.startswith("file://"):
+                uri = uri[7:]
+            target = os.path.join(os.path.dirname(path), uri)
+            sub = self.load(target, imp.span, stack + (key,))
+            if sub is None:
+                ok = False
+                continue
+            if not _import_version_ok(doc.version, sub.version):
+                self.errors.append(WdlError(
+                    "a WDL %s document cannot import `%s`, which is version %s" % (vstr(doc.version), imp.uri, vstr(sub.version)),
+                    imp.span))
+                ok = False
+            imp.doc = sub
+            ns = imp.namespace or re.sub(r"\.wdl$", "", os.path.basename(uri))
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", ns):
+                self.errors.append(WdlError("`%s` is not a valid namespace name; use `as` to name the import" % ns, imp.span))
+                ok = False
+            elif ns in doc.namespaces:
+                self.errors.append(WdlError("namespace `%s` is imported twice; use `as` to rename one" % ns, imp.span))
+                ok = False
+            doc.namespaces[ns] = sub
+        if ok:
+            n = len(self.errors)
+            checker = Checker(doc, self)
+            checker.check()
+            doc.checked = len(self.errors) == n
+        if doc.checked:
+            _DOCUMENTS[key] = doc
+        return doc if doc.checked else None
+
+
+def _import_version_ok(importer, imported):
+    if importer >= (1, 3):
+        return imported <= importer
+    return importer == imported
+
+
+class Checker:
+    """Resolves names and types in one document whose imports are already checked."""
+
+    def __init__(self, doc, loader):
+        self.doc = doc
+        self.version = doc.version
+        self.loader = loader
+        self.placeholder = 0  # > 0 inside a placeholder, where `+` on optionals is allowed
+
+    def err(self, message, span):
+        self.loader.errors.append(WdlTypeError(message, span))
+
+    def warn(self, message, span):
+        self.loader.warnings.append(WdlError(message, span))
+
+    # -- structs and enums -----------------------------------------------------------------
+    def check(self):
+        doc = self.doc
+        doc.types = {}
+        for imp in doc.imports:
+            for name, t in imp.doc.types.items():
+                if name in imp.aliases.values():
+                    continue
+                local = imp.aliases.get(name, name)
+                prev = doc.types.get(local)
+                if prev is not None and prev is not t and not _same_definition(prev, t):
+                    self.err("struct `%s` is imported with two different definitions; use `alias` to rename one" % local, imp.span)
+                doc.types[local] = t
+            for name in imp.aliases:
+                if name not in imp.doc.types:
+                    self.err("`%s` is not a struct or enum of `%s`" % (name, imp.uri), imp.span)
+        for s in doc.structs:
+            if any(x.name == s.name for x in doc.structs if x is not s):
+                self.err("struct `%s` is defined twice" % s.name, s.span)
+            s.type_ = StructType(s.name, {})
+            doc.types[s.name] = s.type_
+        for e in doc.enums:
+            if e.name in doc.types:
+                self.err("`%s` is defined twice" % e.name, e.span)
+            e.type_ = EnumType(e.name, None, {})
+            doc.types[e.name] = e.type_
+        for s in doc.structs:
+            for m in s.members:
+                if m.name in s.type_.members:
+                    self.err("struct `%s` has two members named `%s`" % (s.name, m.name), m.span)
+                s.type_.members[m.name] = self.resolve_type(m.type_)
+            if self._struct_cycle(s.type_, set()):
+                self.err("struct `%s` contains itself" % s.name, s.span)
+        for e in doc.enums:
+            self.check_enum(e)
+        names = set()
+        for t in doc.tasks:
+            if t.name in names:
+                self.err("task `%s` is defined twice" % t.name, t.span)
+            names.add(t.name)
+            self.check_task(t)
+        if doc.workflow is not None:
+            if doc.workflow.name in names:
+                self.err("workflow `%s` has the same name as a task" % doc.workflow.name, doc.workflow.span)
+            self.check_workflow(doc.workflow)
+
+    def _struct_cycle(self, st, seen):
+        if st.name in seen:
+            return True
+        seen = seen | {st.name}
+        return any(contains_type(m, lambda x: isinstance(x, StructType) and x.name in seen) or
+                   (isinstance(m, StructType) and self._struct_cycle(m, seen)) for m in st.members.values())
+
+    def check_enum(self, e):
+        et = e.type_
+        declared = self.resolve_type(e.value_type) if e.value_type is not None else None
+        types = []
+        for name, expr, span in e.choices:
+            if name in et.choices:
+                self.err("enum `%s` has two choices named `%s`" % (e.name, name), span)
+            if expr is None:
+                et.choices[name] = None
+                continue
+            if not _is_constant(expr):
+                self.err("enum choice values must be literals (no computed expressions, interpolation or function calls)", expr.span)
+                et.choices[name] = None
+                continue
+            t = self.infer(expr, {})
+            types.append((t, expr))
+            et.choices[name] = expr
+        if declared is not None:
+            for t, expr in types:
+                if not coerces(t, declared, self.version):
+                    self.err("enum `%s` value of type `%s` cannot be coerced to `%s`" % (e.name, t, declared), expr.span)
+            et.value_type = declared
+        elif types:
+            u = unify([t for t, _ in types], self.version)
+            if u is None or len(types) < len(e.choices):
+                if u is None or u != STRING:
+                    self.err("the value type of enum `%s` cannot be inferred: its values have no common type" % e.name, e.span)
+                    u = ANY
+            et.value_type = u
+        else:
+            et.value_type = STRING
+
+    def resolve_type(self, t):
+        if isinstance(t, NamedType):
+            found = self.doc.types.get(t.name)
+            if found is None:
+                self.err("unknown type `%s`" % t.name, t.span)
+                return ANY
+            return found.optional(t.opt)
+        if isinstance(t, ArrayType):
+            return ArrayType(self.resolve_type(t.item), t.nonempty, t.opt)
+        if isinstance(t, MapType):
+            k = self.resolve_type(t.key_type)
+            if not is_primitive(k):
+                self.warn("Map keys should be a primitive type, not `%s`" % k, getattr(t.key_type, "span", None))
+            return MapType(k, self.resolve_type(t.value), t.opt)
+        if isinstance(t, PairType):
+            return PairType(self.resolve_type(t.left), self.resolve_type(t.right), t.opt)
+        return t
+
+    # -- declarations ------------------------------------------------------------------------
+    def declare(self, decls, env, what):
+        for d in decls:
+            d.type_ = self.resolve_type(d.type_)
+            if d.name in env:
+                self.err("`%s` is declared twice in %s" % (d.name, what), d.span)
+            env[d.name] = d.type_
+
+    def check_decl(self, d, env):
+        if d.expr is None:
+            return
+        t = self.infer(d.expr, env)
+        self.expect_coerce(t, d.type_, d.expr.span, "`%s`" % d.name, d.expr)
+
+    def expect_coerce(self, t, want, span, what, expr=None):
+        if not coerces(t, want, self.version) and not _deserializes(expr, t, want):
+            if t.opt and not want.opt and coerces(t.required(), want, self.version):
+                self.err("%s has type `%s`, but an optional value cannot be used where `%s` is expected" % (what, want, t), span)
+            else:
+                self.err("%s is declared `%s` but given a value of type `%s`" % (what, want, t), span)
+
+    def check_task(self, task):
+        env = {}
+        inputs = task.inputs or []
+        self.declare(inputs, env, "task `%s`" % task.name)
+        self.declare(task.decls, env, "task `%s`" % task.name)
+        for d in inputs + task.decls:
+            self.check_decl(d, {k: v for k, v in env.items() if k != d.name})
+        self.check_decl_cycles(inputs + task.decls, "task `%s`" % task.name)
+        cmd_env = dict(env)
+        if self.version >= (1, 2):
+            cmd_env["task"] = task_variable_type(self.version, "command")
+        for p in task.command.parts:
+            if not isinstance(p, str):
+                self.check_placeholder(p, cmd_env)
+        for section in _RUNTIME_SECTIONS:
+            block = getattr(task, section)
+            if block is None:
+                continue
+            if section == "runtime" and self.version >= (1, 2):
+                self.warn("the `runtime` section is deprecated in WDL 1.2; use `requirements` and `hints`", task.runtime_spans["runtime"])
+            renv = dict(env)
+            if self.version >= (1, 3):
+                renv["task"] = task_variable_type(self.version, section)
+            for key, expr in block.items():
+                self.check_runtime_value(section, key, expr, renv)
+        out_env = dict(cmd_env)
+        if self.version >= (1, 2):
+            out_env["task"] = task_variable_type(self.version, "output")
+        for d in task.outputs or []:
+            d.type_ = self.resolve_type(d.type_)
+            if any(o.name == d.name for o in task.outputs[: task.outputs.index(d)]):
+                self.err("`%s` is declared twice in task `%s`" % (d.name, task.name), d.span)
+            self.check_decl(d, out_env)
+            out_env[d.name] = d.type_
+
+    def check_runtime_value(self, section, key, expr, env):
+        if isinstance(expr, HintsBlock):
+            for _, e in expr.entries:
+                self.check_runtime_value(section, key, e, env)
+            return
+        t = self.infer(expr, env)
+        want = _RUNTIME_TYPES.get(key)
+        if want and section != "hints" and not any(coerces(t, w, self.version) for w in want):
+            self.err("`%s` must be %s, not `%s`" % (key, " or ".join("`%s`" % w for w in want), t), expr.span)
+
+    def check_placeholder(self, ph, env):
+        self.placeholder += 1
+        try:
+            t = self.infer(ph.expr, env)
+        finally:
+            self.placeholder -= 1
+        opts = ph.options
+        if "sep" in opts:
+            if not isinstance(t, (ArrayType, AnyType)):
+                self.err("placeholder option `sep` needs an Array, not `%s`" % t, ph.expr.span)
+        elif "true" in opts:
+            if not coerces(t.required(), BOOLEAN, self.version):
+                self.err("placeholder options `true`/`false` need a Boolean, not `%s`" % t, ph.expr.span)
+        elif not (is_primitive(t) or isinstance(t, AnyType)) and not (isinstance(t, ArrayType) and self.version < (1, 1)):
+            self.err("a placeholder must be a primitive value, not `%s`" % t, ph.expr.span)
+
+    def check_decl_cycles(self, decls, where):
+        by_name = {d.name: d for d in decls}
+        graph = {d.name: [n for n in free_names(d.expr) if n in by_name and n != d.name] if d.expr else [] for d in decls}
+        for d in decls:
+            if d.expr is not None and d.name in free_names(d.expr):
+                self.err("`%s` refers to itself" % d.name, d.expr.span)
+        cycle = find_cycle(graph)
+        if cycle:
+            self.err("declarations depend on each other in a cycle in %s: %s" % (where, " -> ".join(cycle)), by_name[cycle[0]].span)
+
+    # -- workflows -------------------------------------------------------------------------
+    def check_workflow(self, wf):
+        self.wf = wf
+        env = {}
+        inputs = wf.inputs or []
+        self.declare(inputs, env, "workflow `%s`" % wf.name)
+        self.nested_ok = bool(
+            (wf.meta or {}).get("allowNestedInputs") or (wf.meta or {}).get("allow_nested_inputs")
+            or _literal_true((wf.hints or {}).get("allow_nested_inputs"))
+        )
+        names = self.body_names(wf.body, env, set(env))
+        env.update(names)
+        for d in inputs:
+            self.check_decl(d, {k: v for k, v in env.items() if k != d.name})
+        self.check_body(wf.body, env)
+        for key, expr in (wf.hints or {}).items():
+            if not isinstance(expr, HintsBlock):
+                self.infer(expr, env)
+        for d in inputs:
+            d.deps = sorted(n for n in free_names(d.expr) if n in env) if d.expr is not None else []
+        self.graph_cycles(wf.body)
+        out_env = dict(env)
+        for d in wf.outputs or []:
+            d.type_ = self.resolve_type(d.type_)
+            if d.name in (o.name for o in wf.outputs if o is not d and wf.outputs.index(o) < wf.outputs.index(d)):
+                self.err("workflow output `%s` is declared twice" % d.name, d.span)
+            self.check_decl(d, out_env)
+            out_env[d.name] = d.type_
+
+    def body_names(self, body, outer, taken):
+        """Names a body defines, with the types they have right outside that body's level.
+
+        Also resolves declared types and callees. `taken` catches duplicates across levels.
+        """
+        names = {}
+        for el in body:
+            if isinstance(el, Decl):
+                el.type_ = self.resolve_type(el.type_)
+                self.define(el.name, el.type_, el.span, names, taken)
+            elif isinstance(el, Call):
+                self.resolve_callee(el)
+                el.name = el.alias or el.callee.split(".")[-1]
+                members = dict(el.callee_def.outputs) if el.callee_def is not None else {}
+                self.define(el.name, CallType(el.name, members), el.span, names, taken)
+            elif isinstance(el, Scatter):
+                inner = self.body_names(el.body, outer, taken)
+                el.name = "scatter@%d" % el.span.pos
+                for k, t in inner.items():
+                    names[k] = _wrap(t, lambda x: ArrayType(x, nonempty=False))
+            elif isinstance(el, Conditional):
+                el.name = "if@%d" % el.span.pos
+                clause_names = []
+                before = set(taken)
+                for _, b in el.clauses:
+                    # Names may repeat across the clauses of one if/else if/else chain.
+                    clause_names.append(self.body_names(b, outer, set(before)))
+                    taken.update(clause_names[-1])
+                exhaustive = el.clauses[-1][0] is None
+                for k in {k for cn in clause_names for k in cn}:
+                    ts = [cn[k] for cn in clause_names if k in cn]
+                    every = exhaustive and len(ts) == len(clause_names)
+                    if isinstance(ts[0], CallType):
+                        names[k] = ts[0] if every else _wrap(ts[0], lambda x: x.optional())
+                        continue
+                    u = unify(ts, self.version)
+                    if u is None:
+                        self.err("`%s` has no common type across the branches of this conditional (%s)" % (
+                            k, ", ".join("`%s`" % t for t in ts)), el.span)
+                        u = ANY
+                    names[k] = u if every else u.optional()
+        return names
+
+    def define(self, name, t, span, names, taken):
+        if name in taken:
+            self.err("`%s` is defined twice in workflow `%s`" % (name, self.wf.name), span)
+        taken.add(name)
+        names[name] = t
+
+    def resolve_callee(self, call):
+        parts = call.callee.split(".")
+        call.callee_def = None
+        if len(parts) == 1:
+            target = next((t for t in self.doc.tasks if t.name == parts[0]), None)
+            ns = self.doc.namespaces.get(parts[0])
+            if target is None and ns is not None and ns.workflow is not None and ns.workflow.name == parts[0]:
+                # `call lib` for an imported `lib.wdl` whose workflow is `lib` (as a spec example does).
+                call.doc = ns
+                call.callee_def = CalleeInfo(ns.workflow)
+                return
+            if target is None:
+                wf = self.doc.workflow
+                if wf is not None and wf.name == parts[0]:
+                    self.err("workflow `%s` cannot call itself" % wf.name, call.span)
+                else:
+                    self.err("unknown task or workflow `%s`" % call.callee, call.span)
+                return
+            call.doc = self.doc
+        else:
+            ns = self.doc.namespaces.get(parts[0])
+            if ns is None or len(parts) != 2:
+                self.err("unknown namespace `%s` in call to `%s`" % (parts[0], call.callee), call.span)
+                return
+            target = next((t for t in ns.tasks if t.name == parts[1]), None)
+            if target is None and ns.workflow is not None and ns.workflow.name == parts[1]:
+                target = ns.workflow
+            if target is None:
+                self.err("`%s` has no task or workflow named `%s`" % (parts[0], parts[1]), call.span)
+                return
+            call.doc = ns
+        call.callee_def = CalleeInfo(target)
+
+    def check_body(self, body, env):
+        for el in body:
+            if isinstance(el, Decl):
+                self.check_decl(el, {k: v for k, v in env.items() if k != el.name})
+            elif isinstance(el, Call):
+                self.check_call(el, env)
+            elif isinstance(el, Scatter):
+                t = self.infer(el.expr, env)
+                if isinstance(t, AnyType):
+                    item = ANY
+                elif not isinstance(t, ArrayType) or (t.opt and self.version >= (1, 1)):
+                    self.err("scatter needs an Array to iterate over, not `%s`" % t, el.expr.span)
+                    item = ANY
+                else:
+                    item = t.item
+                if el.variable in env:
+                    self.err("scatter variable `%s` collides with another name" % el.variable, el.span)
+                inner = dict(env)
+                inner[el.variable] = item
+                inner.update(self.body_names_quiet(el.body))
+                self.check_body(el.body, inner)
+            elif isinstance(el, Conditional):
+                for cond, b in el.clauses:
+                    if cond is not None:
+                        t = self.infer(cond, env)
+                        if not coerces(t, BOOLEAN, self.version) and not isinstance(t, AnyType):
+                            self.err("the condition must be a Boolean, not `%s`" % t, cond.span)
+                    inner = dict(env)
+                    inner.update(self.body_names_quiet(b))
+                    self.check_body(b, inner)
+
+    def body_names_quiet(self, body):
+        """Names of a nested body as seen from inside it (types already resolved)."""
+        names = {}
+        for el in body:
+            if isinstance(el, Decl):
+                names[el.name] = el.type_
+            elif isinstance(el, Call):
+                members = dict(el.callee_def.outputs) if el.callee_def is not None else {}
+                names[el.name] = CallType(el.name, members)
+            elif isinstance(el, Scatter):
+                for k, t in self.body_names_quiet(el.body).items():
+                    names[k] = _wrap(t, lambda x: ArrayType(x))
+            elif isinstance(el, Conditional):
+                for _, b in el.clauses:
+                    for k, t in self.body_names_quiet(b).items():
+                        names[k] = _wrap(t, lambda x: x.optional())
+        return names
+
+    def check_call(self, call, env):
+        info = call.callee_def
+        given = set()
+        for name, expr, span in call.inputs:
+            if expr is None:
+                expr = Ident(span, name)
+            if name in given:
+                self.err("input `%s` is given twice in call `%s`" % (name, call.name), span)
+            given.add(name)
+            t = self.infer(expr, env)
+            if info is None:
+                continue
+            if name not in info.inputs:
+                self.err("call `%s` has no input named `%s`" % (call.callee, name), span)
+                continue
+            self.expect_coerce(t, info.inputs[name][0], expr.span, "input `%s` of call `%s`" % (name, call.name))
+        for name, span in call.afters:
+            if name not in env or not isinstance(env[name], CallType):
+                self.err("`after` names `%s`, which is not a call" % name, span)
+        if info is not None and self.version >= (1, 1) and not self.nested_ok:
+            missing = [n for n, (t, required) in info.inputs.items() if required and n not in given]
+            if missing:
+                self.err("call `%s` is missing required input%s %s" % (
+                    call.name, "s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing)), call.span)
+
+    def graph_cycles(self, body):
+        """Record each element's dependencies and report a cycle among them."""
+        level = {}
+        for el in body:
+            el.deps = sorted(element_refs(el))
+            for n in element_defines(el):
+                level[n] = el
+            if isinstance(el, Scatter):
+                self.graph_cycles(el.body)
+            elif isinstance(el, Conditional):
+                for _, b in el.clauses:
+                    self.graph_cycles(b)
+        g = {}
+        for el in body:
+            g[el.name] = [level[n].name for n in el.deps if n in level and level[n] is not el]
+        cycle = find_cycle(g)
+        if cycle:
+            self.err("workflow elements depend on each other in a cycle: %s" % " -> ".join(cycle),
+                     next(el for el in body if el.name == cycle[0]).span)
+
+    # -- expressions -----------------------------------------------------------------------
+    def infer(self, e, env):
+        t = self._infer(e, env)
+        e.type = t
+        return t
+
+    def _infer(self, e, env):
+        cls = type(e)
+        if cls is Literal:
+            v = e.value
+            return BOOLEAN if v is True or v is False else INT if isinstance(v, int) else FLOAT if isinstance(v, float) else NONE_TYPE
+        if cls is StringLit:
+            for p in e.parts:
+                if not isinstance(p, str):
+                    self.check_placeholder(p, env)
+            return STRING
+        if cls is Ident:
+            t = env.get(e.name)
+            if t is None:
+                self.err("unknown name `%s`" % e.name, e.span)
+                return ANY
+            return t
+        if cls is GetAttr:
+            return self.infer_getattr(e, env)
+        if cls is Apply:
+            args = [self.infer(a, env) for a in e.args]
+            try:
+                e.fn, t = resolve_call(e.name, args, self.version)
+            except WdlTypeError as err:
+                self.err(err.message, e.span)
+                return ANY
+            return t
+        if cls is Binary:
+            return self.infer_binary(e, env)
+        if cls is Unary:
+            t = self.infer(e.operand, env)
+            if e.op == "!":
+                if not coerces(t, BOOLEAN, self.version) and not isinstance(t, AnyType):
+                    self.err("`!` needs a Boolean, not `%s`" % t, e.span)
+                return BOOLEAN
+            if not (is_numeric(t.required()) or isinstance(t, AnyType)):
+                self.err("unary `%s` needs an Int or Float, not `%s`" % (e.op, t), e.span)
+                return ANY
+            return t
+        if cls is ArrayLit:
+            items = [self.infer(x, env) for x in e.items]
+            if not items:
+                return ArrayType(ANY)
+            u = unify(items, self.version)
+            if u is None:
+                self.err("array items have no common type (%s)" % ", ".join(sorted({"`%s`" % t for t in items})), e.span)
+                u = ANY
+            return ArrayType(u, nonempty=True)
+        if cls is MapLit:
+            ks = [self.infer(k, env) for k, _ in e.entries]
+            vs = [self.infer(v, env) for _, v in e.entries]
+            if not ks:
+                return MapType(ANY, ANY)
+            ku, vu = unify(ks, self.version), unify(vs, self.version)
+            if ku is None or vu is None:
+                self.err("map %s have no common type" % ("keys" if ku is None else "values"), e.span)
+            return MapType(ku or ANY, vu or ANY)
+        if cls is PairLit:
+            return PairType(self.infer(e.left, env), self.infer(e.right, env))
+        if cls is Index:
+            return self.infer_index(e, env)
+        if cls is IfThenElse:
+            c = self.infer(e.cond, env)
+            if not coerces(c, BOOLEAN, self.version) and not isinstance(c, AnyType):
+                self.err("the condition of `if` must be a Boolean, not `%s`" % c, e.cond.span)
+            a, b = self.infer(e.then, env), self.infer(e.other, env)
+            u = unify([a, b], self.version)
+            if u is None:
+                self.err("the branches of `if` have no common type (`%s` and `%s`)" % (a, b), e.span)
+                return ANY
+            return u
+        if cls is ObjectLit:
+            seen = set()
+            for name, x, span in e.members:
+                if name in seen:
+                    self.err("member `%s` is given twice" % name, span)
+                seen.add(name)
+                self.infer(x, env)
+            return OBJECT
+        if cls is StructLit:
+            return self.infer_struct_literal(e, env)
+        if cls is HintsBlock:
+            for _, x in e.entries:
+                self.infer(x, env)
+            return ANY
+        raise AssertionError("unknown expression node %r" % e)
+
+    def infer_struct_literal(self, e, env):
+        st = self.doc.types.get(e.name)
+        if not isinstance(st, StructType):
+            self.err("unknown struct `%s`" % e.name, e.span)
+            for _, x, _ in e.members:
+                self.infer(x, env)
+            return ANY
+        seen = set()
+        for name, x, span in e.members:
+            t = self.infer(x, env)
+            if name in seen:
+                self.err("member `%s` is given twice" % name, span)
+            seen.add(name)
+            if name not in st.members:
+                self.err("struct `%s` has no member `%s`" % (st.name, name), span)
+                continue
+            self.expect_coerce(t, st.members[name], x.span, "member `%s`" % name)
+        missing = [m for m, t in st.members.items() if m not in seen and not t.opt]
+        if missing:
+            self.err("struct `%s` literal is missing member%s %s" % (
+                st.name, "s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing)), e.span)
+        return st
+
+    def infer_getattr(self, e, env):
+        base = e.expr
+        if type(base) is Ident and base.name not in env:
+            et = self.doc.types.get(base.name)
+            if isinstance(et, EnumType):
+                base.type = et
+                if e.name not in et.choices:
+                    self.err("enum `%s` has no choice `%s`" % (et.name, e.name), e.span)
+                return et
+        t = self.infer(base, env)
+        opt = t.opt
+        if isinstance(t, PairType):
+            if e.name in ("left", "right"):
+                r = getattr(t, e.name)
+                return r.optional() if opt else r
+            self.err("a Pair has only `left` and `right`, not `%s`" % e.name, e.span)
+            return ANY
+        if isinstance(t, (StructType, CallType)):
+            if e.name not in t.members:
+                what = "call `%s` has no output" % t.name if isinstance(t, CallType) else "`%s` has no member" % t.name
+                self.err("%s `%s`" % (what, e.name), e.span)
+                return ANY
+            r = t.members[e.name]
+            return r.optional() if opt else r
+        if isinstance(t, (ObjectType, AnyType)):
+            return ANY
+        self.err("`%s` has no members (it is `%s`)" % (e.name, t), e.span)
+        return ANY
+
+    def infer_index(self, e, env):
+        t = self.infer(e.expr, env)
+        i = self.infer(e.index, env)
+        if isinstance(t, ArrayType):
+            if not coerces(i, INT, self.version) and not isinstance(i, AnyType):
+                self.err("an Array index must be an Int, not `%s`" % i, e.index.span)
+            return t.item
+        if isinstance(t, MapType):
+            if not coerces(i, t.key_type, self.version) and not isinstance(i, AnyType):
+                self.err("a `%s` key must be `%s`, not `%s`" % (t, t.key_type, i), e.index.span)
+            return t.value
+        if isinstance(t, (AnyType, ObjectType)):
+            return ANY
+        self.err("`%s` cannot be indexed" % t, e.span)
+        return ANY
+
+    def infer_binary(self, e, env):
+        op = e.op
+        a, b = self.infer(e.left, env), self.infer(e.right, env)
+        if isinstance(a, AnyType) and not a.opt or isinstance(b, AnyType) and not b.opt:
+            return BOOLEAN if op in ("==", "!=", "<", "<=", ">", ">=", "&&", "||") else ANY
+        lenient = self.placeholder > 0 or self.version < (1, 1)
+        if op in ("==", "!="):
+            if unify([a, b], self.version) is None and not (is_numeric(a.required()) and is_numeric(b.required())):
+                self.err("cannot compare `%s` and `%s` with `%s`" % (a, b, op), e.span)
+            return BOOLEAN
+        if (a.opt or b.opt) and not lenient:
+            self.err("operator `%s` cannot take an optional value (`%s` %s `%s`)" % (op, a, op, b), e.span)
+        opt = a.opt or b.opt
+        a, b = a.required(), b.required()
+        if op in ("&&", "||"):
+            if not (a == BOOLEAN and b == BOOLEAN):
+                self.err("`%s` needs Boolean operands, not `%s` and `%s`" % (op, a, b), e.span)
+            return BOOLEAN
+        if op in ("<", "<=", ">", ">="):
+            ok = (is_numeric(a) and is_numeric(b)) or (a == b and isinstance(a, PrimType) and a.name in ("String", "Boolean", "File")) \
+                or (isinstance(a, EnumType) and a == b)
+            if not ok:
+                self.err("cannot compare `%s` and `%s` with `%s`" % (a, b, op), e.span)
+            return BOOLEAN
+        if is_numeric(a) and is_numeric(b):
+            r = INT if a == INT and b == INT else FLOAT
+            return r.optional(opt) if self.placeholder else r
+        if op == "+" and isinstance(a, PrimType) and isinstance(b, PrimType):
+            stringy = ("String", "File", "Directory")
+            if (a.name in stringy and b.name in stringy + ("Int", "Float")) or (b.name in stringy and a.name in ("Int", "Float", "String")):
+                r = FILE if a.name == "File" and b.name == "String" else STRING
+                return r.optional(opt) if self.placeholder else r
+        self.err("operator `%s` cannot take `%s` and `%s`" % (op, a, b), e.span)
+        return ANY
+
+
+class CalleeInfo:
+    """What a call needs to know of the task or workflow it calls."""
+
+    __slots__ = ("target", "inputs", "outputs")
+
+    def __init__(self, target):
+        self.target = target
+        self.inputs = {}  # name -> (type, required)
+        decls = (target.inputs or []) if isinstance(target, Task) else (target.inputs or [])
+        for d in decls:
+            self.inputs[d.name] = (d.type_, d.expr is None and not d.type_.opt)
+        self.outputs = {d.name: d.type_ for d in (target.outputs or [])}
+
+
+_RUNTIME_TYPES = {
+    "cpu": (INT, FLOAT, STRING), "memory": (INT, STRING), "container": (STRING, ArrayType(STRING)),
+    "docker": (STRING, ArrayType(STRING)), "gpu": (BOOLEAN, INT), "fpga": (BOOLEAN, INT),
+    "max_retries": (INT, STRING), "maxRetries": (INT, STRING), "return_codes": (INT, ArrayType(INT), STRING),
+    "returnCodes": (INT, ArrayType(INT), STRING), "preemptible": (INT, STRING, BOOLEAN),
+    "disks": (INT, STRING, ArrayType(STRING)),
+}
+
+
+def _deserializes(expr, t, want):
+    """The spec's special case: what `read_lines` & co. read from a file may be coerced on to
+    another primitive type (`Array[Int] a = read_lines(f)`, `String s = read_int(f)`)."""
+    if not (isinstance(expr, Apply) and expr.name in ("read_lines", "read_string", "read_int", "read_float", "read_boolean")):
+        return False
+    while isinstance(t, ArrayType) and isinstance(want, ArrayType):
+        t, want = t.item, want.item
+    return isinstance(t, PrimType) and isinstance(want, PrimType)
+
+
+def _wrap(t, f):
+    """Wrap a name's type for the scope outside a scatter (Array) or conditional (optional)."""
+    if isinstance(t, CallType):
+        return CallType(t.name, {k: f(v) for k, v in t.members.items()})
+    return f(t)
+
+
+def _same_definition(a, b):
+    return isinstance(a, StructType) and isinstance(b, StructType) and list(a.members) == list(b.members) and all(
+        str(a.members[k]) == str(b.members[k]) for k in a.members)
+
+
+def _literal_true(expr):
+    return isinstance(expr, Literal) and expr.value is True
+
+
+def _is_constant(e):
+    if isinstance(e, Literal):
+        return True
+    if isinstance(e, StringLit):
+        return all(isinstance(p, str) for p in e.parts)
+    if isinstance(e, Unary) and e.op == "-":
+        return isinstance(e.operand, Literal)
+    if isinstance(e, ArrayLit):
+        return all(_is_constant(x) for x in e.items)
+    if isinstance(e, MapLit):
+        return all(_is_constant(k) and _is_constant(v) for k, v in e.entries)
+    if isinstance(e, PairLit):
+        return _is_constant(e.left) and _is_constant(e.right)
+    return False
+
+
+def free_names(e, out=None):
+    """Names an expression reads (the first part of `a.b.c` chains)."""
+    if out is None:
+        out = set()
+    if e is None:
+        return out
+    cls = type(e)
+    if cls is Ident:
+        out.add(e.name)
+    elif cls is Literal:
+        pass
+    elif cls is StringLit:
+        for p in e.parts:
+            if not isinstance(p, str):
+                free_names(p.expr, out)
+    elif cls is GetAttr:
+        free_names(e.expr, out)
+    elif cls is Index:
+        free_names(e.expr, out)
+        free_names(e.index, out)
+    elif cls is Apply:
+        for a in e.args:
+            free_names(a, out)
+    elif cls is Binary:
+        free_names(e.left, out)
+        free_names(e.right, out)
+    elif cls is Unary:
+        free_names(e.operand, out)
+    elif cls is IfThenElse:
+        free_names(e.cond, out)
+        free_names(e.then, out)
+        free_names(e.other, out)
+    elif cls is ArrayLit:
+        for x in e.items:
+            free_names(x, out)
+    elif cls is MapLit:
+        for k, v in e.entries:
+            free_names(k, out)
+            free_names(v, out)
+    elif cls is PairLit:
+        free_names(e.left, out)
+        free_names(e.right, out)
+    elif cls in (ObjectLit, StructLit):
+        for _, x, _ in e.members:
+            free_names(x, out)
+    elif cls is HintsBlock:
+        for _, x in e.entries:
+            free_names(x, out)
+    return out
+
+
+def element_defines(el):
+    """Names a workflow element makes visible at its own level."""
+    if isinstance(el, (Decl, Call)):
+        return [el.name]
+    out = []
+    bodies = [el.body] if isinstance(el, Scatter) else [b for _, b in el.clauses]
+    for b in bodies:
+        for x in b:
+            out.extend(element_defines(x))
+    return out
+
+
+def element_refs(el):
+    """Names a workflow element reads from outside itself."""
+    if isinstance(el, Decl):
+        return free_names(el.expr)
+    if isinstance(el, Call):
+        out = set()
+        for name, expr, _ in el.inputs:
+            if expr is None:
+                out.add(name)
+            else:
+                free_names(expr, out)
+        out.update(n for n, _ in el.afters)
+        return out
+    if isinstance(el, Scatter):
+        out = free_names(el.expr)
+        inner = set()
+        for x in el.body:
+            out |= element_refs(x)
+            inner.update(element_defines(x))
+        return out - inner - {el.variable} | free_names(el.expr)
+    out, inner = set(), set()
+    for cond, b in el.clauses:
+        if cond is not None:
+            free_names(cond, out)
+        for x in b:
+            out |= element_refs(x)
+            inner.update(element_defines(x))
+    return out - inner
+
+
+def find_cycle(graph):
+    """A list of nodes forming a cycle in {node: [successors]}, or None."""
+    state = {}
+    for start in graph:
+        if start in state:
+            continue
+        stack = [(start, iter(graph.get(start, ())))]
+        path = [start]
+        state[start] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+                continue
+            if nxt not in graph:
+                continue
+            s = state.get(nxt)
+            if s == 1:
+                return path[path.index(nxt):] + [nxt]
+            if s is None:
+                state[nxt] = 1
+                stack.append((nxt, iter(graph[nxt])))
+                path.append(nxt)
+    return None
+
+
+# ============================================================================================
+# 8. Command line
+# ============================================================================================
+
+
+class _ArgumentParser(__import__("argparse").ArgumentParser):
+    """argparse that reports usage errors as one line and exit status 2, without exiting."""
+
+    def error(self, message):
+        raise UsageError("%s\n(run `%s --help` for usage)" % (message, self.prog))
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser():
+    p = _ArgumentParser(prog="sprocket", description="A WDL engine (WDL 1.0-1.3) in one Python file.")
+    p.add_argument("--version", action="version", version="sprocket %s" % __version__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    c = sub.add_parser("check", help="parse and type-check WDL documents and their imports")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    return p
+
+
+def cmd_check(args):
+    failed = False
+    for path in args.files:
+        loader = Loader()
+        try:
+            loader.load(path, None, ())
+        except RecursionError:
+            loader.errors.append(WdlError("`%s` is nested too deeply to check" % path))
+        for w in loader.warnings:
+            print(format_diagnostic(w.message, w.span, "warning"), file=sys.stderr)
+        for e in loader.errors:
+            print(format_diagnostic(e.message, e.span), file=sys.stderr)
+        failed = failed or bool(loader.errors)
+    return 1 if failed else 0
+
+
+def main(argv=None):
+    """The `sprocket` command. Returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help and --version
+        return e.code or 0
+    if args.command is None:
+        build_parser().print_help(sys.stderr)
+        return 2
+    try:
+        return {"check": cmd_check}[args.command](args)
+    except WdlErrors as e:
+        for err in e.errors:
+            print(format_diagnostic(err.message, err.span), file=sys.stderr)
+        return 1
+    except WdlError as e:
+        print(format_diagnostic(e.message, e.span), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in this program, never the user's fault
+        import traceback
+
+        print("internal error (a bug in sprocket.py, please report it): %s: %s" % (type(e).__name__, e), file=sys.stderr)
+        if os.environ.get("SPROCKET_DEBUG"):
+            traceback.print_exc()
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())
