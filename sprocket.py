@@ -15,11 +15,18 @@ The module reads top to bottom in the order data flows:
                                    Scatter, Conditional and the expression nodes
      4. Parser                     parse_document(source): recursive descent, precedence climbing,
                                    version gating where a construct is met
-     5. Types                      Type classes, parse of type names, coerces(), unify()
-     6. Standard library           the signature table of all 55 functions and overload resolution
+     5. Types                      Type classes, coerces(), unify()
+     6. Standard library: types    the signature table of all 55 functions, resolve_call()
      7. Document analysis          load(path): imports, namespaces, name resolution, type checking,
-                                   the workflow graph
-     8. Command line               main(): subcommands, the one place errors become diagnostics
+                                   the workflow graph (each element's `deps`)
+     8. Values and evaluation      WdlFile, StructValue, EnumValue; coerce(), from_json(),
+                                   value_to_json(), evaluate(), render_placeholder()
+     9. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
+    10. Tasks                      TaskRun: inputs -> requirements -> attempts -> outputs
+    11. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
+    12. Backends                   LocalBackend and its jobs
+    13. Runs                       Run, the run directory and `_latest`
+    14. Command line               main(): check, run; inputs; the one place errors become messages
 """
 
 import os
@@ -745,8 +752,7 @@ class Parser:
         tok = self.advance()  # cbeg
         span = self.span(tok)
         heredoc = tok[1] == ">>>"
-        parts = self.text_parts("c")
-        return Command(span, parts, heredoc)
+        return Command(span, strip_indent(self.text_parts("c")), heredoc)
 
     def text_parts(self, kind):
         """Text and placeholders up to the closing token of a string or command."""
@@ -2633,7 +2639,1274 @@ def find_cycle(graph):
 
 
 # ============================================================================================
-# 8. Command line
+# 8. Values and evaluation
+# ============================================================================================
+#
+# Values are close to Python: Int int, Float float, Boolean bool, String str, None None,
+# Array list, Map dict, Pair tuple, File/Directory the str subclasses below, Struct/Object a
+# dict that knows its type name, an enum choice an EnumValue. Types travel with
+# declarations; coerce() applies them at the boundaries the spec names (declarations, call
+# inputs, outputs, JSON).
+
+
+class WdlFile(str):
+    __slots__ = ()
+
+
+class WdlDir(str):
+    __slots__ = ()
+
+
+class StructValue(dict):
+    """A Struct (type_name = its name) or an Object (type_name None); also a call's outputs."""
+
+    __slots__ = ("type_name",)
+
+    def __init__(self, items=(), type_name=None):
+        dict.__init__(self, items)
+        self.type_name = type_name
+
+
+class EnumValue:
+    __slots__ = ("enum", "name", "value")
+
+    def __init__(self, enum, name, value):
+        self.enum, self.name, self.value = enum, name, value
+
+    def __eq__(self, other):
+        return isinstance(other, EnumValue) and other.enum == self.enum and other.name == self.name
+
+    def __hash__(self):
+        return hash((self.enum, self.name))
+
+    def __repr__(self):
+        return "%s.%s" % (self.enum, self.name)
+
+
+class EvalContext:
+    """Where evaluation happens: relative paths resolve in work_dir, write_* go to tmp_dir."""
+
+    __slots__ = ("work_dir", "tmp_dir", "version", "stdout", "stderr", "placeholder")
+
+    def __init__(self, work_dir, tmp_dir, version, stdout=None, stderr=None):
+        self.work_dir, self.tmp_dir, self.version = work_dir, tmp_dir, version
+        self.stdout, self.stderr = stdout, stderr
+        self.placeholder = 0
+
+
+def wdl_str(v):
+    """A primitive value as it appears in a string or command."""
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "%f" % v
+    if v is None:
+        return ""
+    if isinstance(v, EnumValue):
+        return v.name
+    raise EvalError("a %s cannot be turned into a string" % _value_kind(v))
+
+
+def _value_kind(v):
+    if isinstance(v, list):
+        return "Array"
+    if isinstance(v, tuple):
+        return "Pair"
+    if isinstance(v, StructValue):
+        return v.type_name or "Object"
+    if isinstance(v, dict):
+        return "Map"
+    return type(v).__name__
+
+
+def value_to_json(v):
+    """A value as JSON data (outputs.json, write_json)."""
+    if v is None or isinstance(v, (bool, int, float)):
+        return v
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, list):
+        return [value_to_json(x) for x in v]
+    if isinstance(v, tuple):
+        return {"left": value_to_json(v[0]), "right": value_to_json(v[1])}
+    if isinstance(v, dict):
+        return {wdl_str(k) if not isinstance(k, str) else str(k): value_to_json(x) for k, x in v.items()}
+    if isinstance(v, EnumValue):
+        return v.name
+    raise EvalError("cannot serialize %r as JSON" % (v,))
+
+
+def coerce(v, t, what="value"):
+    """Coerce a run-time value to type `t` (the spec's coercion rules, checked at run time)."""
+    if v is None:
+        if t.opt or isinstance(t, AnyType):
+            return None
+        raise EvalError("%s is None, but `%s` is required" % (what, t))
+    cls = type(t)
+    if cls is PrimType:
+        name = t.name
+        if name == "String":
+            if isinstance(v, str):
+                return v if type(v) is str else str(v)
+            if isinstance(v, (int, float, bool, EnumValue)):
+                return wdl_str(v)
+        elif name == "File":
+            if isinstance(v, str) and not isinstance(v, WdlDir):
+                return v if type(v) is WdlFile else WdlFile(v)
+        elif name == "Directory":
+            if isinstance(v, str) and not isinstance(v, WdlFile):
+                return v if type(v) is WdlDir else WdlDir(v)
+        elif name == "Int":
+            if type(v) is int:
+                return v
+            if isinstance(v, str):  # read_lines & co. may be coerced on (see _deserializes)
+                try:
+                    return int(v.strip())
+                except ValueError:
+                    pass
+        elif name == "Float":
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            if isinstance(v, str):
+                try:
+                    return float(v.strip())
+                except ValueError:
+                    pass
+        elif name == "Boolean":
+            if isinstance(v, bool):
+                return v
+            if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+                return v.strip().lower() == "true"
+        raise EvalError("%s %s cannot be coerced to `%s`" % (what, _short(v), t))
+    if cls is ArrayType:
+        if not isinstance(v, list):
+            raise EvalError("%s %s is not an Array (`%s`)" % (what, _short(v), t))
+        if t.nonempty and not v:
+            raise EvalError("%s is an empty array, but `%s` must be non-empty" % (what, t))
+        it = t.item
+        if isinstance(it, AnyType):
+            return v
+        return [coerce(x, it, what) for x in v]
+    if cls is MapType:
+        if isinstance(v, dict):
+            kt, vt = t.key_type, t.value
+            return {coerce(k, kt, what + " key"): coerce(x, vt, what) for k, x in v.items()}
+        raise EvalError("%s %s is not a Map (`%s`)" % (what, _short(v), t))
+    if cls is PairType:
+        if isinstance(v, tuple):
+            return (coerce(v[0], t.left, what), coerce(v[1], t.right, what))
+        if isinstance(v, dict) and set(v) == {"left", "right"}:
+            return (coerce(v["left"], t.left, what), coerce(v["right"], t.right, what))
+        raise EvalError("%s %s is not a Pair (`%s`)" % (what, _short(v), t))
+    if cls is StructType:
+        if isinstance(v, dict):
+            out = StructValue((), t.name)
+            extra = [k for k in v if k not in t.members]
+            if extra:
+                raise EvalError("%s has member%s %s that struct `%s` does not have" % (
+                    what, "s" if len(extra) > 1 else "", ", ".join("`%s`" % wdl_str(k) for k in extra), t.name))
+            for m, mt in t.members.items():
+                if m in v:
+                    out[m] = coerce(v[m], mt, "member `%s`" % m)
+                elif mt.opt:
+                    out[m] = None
+                else:
+                    raise EvalError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
+            return out
+        raise EvalError("%s %s cannot be coerced to struct `%s`" % (what, _short(v), t.name))
+    if cls is ObjectType:
+        if isinstance(v, dict):
+            return v if isinstance(v, StructValue) and v.type_name is None else StructValue(
+                ((wdl_str(k), x) for k, x in v.items()), None)
+        raise EvalError("%s %s is not an Object" % (what, _short(v)))
+    if cls is EnumType:
+        if isinstance(v, EnumValue) and v.enum == t.name:
+            return v
+        if isinstance(v, str) and v in t.choices:  # JSON inputs name the choice
+            return EnumValue(t.name, v, enum_choice_value(t, v))
+        raise EvalError("%s %s is not a choice of enum `%s` (%s)" % (what, _short(v), t.name, ", ".join(t.choices)))
+    return v  # Any, TypeVar
+
+
+def _short(v):
+    text = json_dumps(value_to_json(v)) if not isinstance(v, EnumValue) else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def json_dumps(data, indent=None):
+    import json
+
+    return json.dumps(data, indent=indent, ensure_ascii=False)
+
+
+def enum_choice_value(t, name):
+    expr = t.choices[name]
+    if expr is None:
+        return name
+    return coerce(evaluate(expr, {}, None), t.value_type) if t.value_type else evaluate(expr, {}, None)
+
+
+def from_json(data, t, base_dir, what):
+    """An input value from JSON data: File paths resolve against base_dir, objects become
+    structs, Map keys are parsed to their type, enums are given by choice name."""
+    if data is None:
+        return coerce(None, t, what)
+    if isinstance(t, PrimType) and t.name in ("File", "Directory"):
+        if isinstance(data, dict) and "location" in data or isinstance(data, dict) and "path" in data:
+            data = data.get("location") or data.get("path")  # 1.2's extended File/Directory form
+        if not isinstance(data, str):
+            raise InputError("%s must be a path string for `%s`, not %s" % (what, t, json_dumps(data)))
+        path = data if "://" in data or os.path.isabs(data) else os.path.normpath(os.path.join(base_dir, data))
+        return WdlFile(path) if t.name == "File" else WdlDir(path)
+    if isinstance(t, PrimType):
+        ok = {"Int": lambda d: type(d) is int, "Float": lambda d: isinstance(d, (int, float)) and not isinstance(d, bool),
+              "Boolean": lambda d: isinstance(d, bool), "String": lambda d: isinstance(d, str)}[t.name]
+        if not ok(data):
+            raise InputError("%s must be %s, not %s" % (what, t, json_dumps(data)))
+        return float(data) if t.name == "Float" else data
+    if isinstance(t, ArrayType):
+        if not isinstance(data, list):
+            raise InputError("%s must be a JSON array for `%s`" % (what, t))
+        if t.nonempty and not data:
+            raise InputError("%s must be a non-empty array (`%s`)" % (what, t))
+        return [from_json(x, t.item, base_dir, what) for x in data]
+    if isinstance(t, MapType):
+        if not isinstance(data, dict):
+            raise InputError("%s must be a JSON object for `%s`" % (what, t))
+        return {_json_key(k, t.key_type, base_dir, what): from_json(x, t.value, base_dir, what) for k, x in data.items()}
+    if isinstance(t, PairType):
+        if not (isinstance(data, dict) and set(data) == {"left", "right"}):
+            raise InputError('%s must be {"left": ..., "right": ...} for `%s`' % (what, t))
+        return (from_json(data["left"], t.left, base_dir, what), from_json(data["right"], t.right, base_dir, what))
+    if isinstance(t, StructType):
+        if not isinstance(data, dict):
+            raise InputError("%s must be a JSON object for struct `%s`" % (what, t.name))
+        extra = [k for k in data if k not in t.members]
+        if extra:
+            raise InputError("%s: struct `%s` has no member `%s`" % (what, t.name, extra[0]))
+        out = StructValue((), t.name)
+        for m, mt in t.members.items():
+            if m not in data and not mt.opt:
+                raise InputError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
+            out[m] = from_json(data.get(m), mt, base_dir, "%s.%s" % (what, m))
+        return out
+    if isinstance(t, EnumType):
+        if not isinstance(data, str) or data not in t.choices:
+            raise InputError("%s must be one of %s (enum `%s`)" % (what, ", ".join(t.choices), t.name))
+        return EnumValue(t.name, data, enum_choice_value(t, data))
+    if isinstance(t, ObjectType):
+        if not isinstance(data, dict):
+            raise InputError("%s must be a JSON object" % what)
+        return StructValue(data.items(), None)
+    return data
+
+
+def _json_key(k, t, base_dir, what):
+    if isinstance(t, PrimType) and t.name in ("Int", "Float", "Boolean"):
+        try:
+            return from_json(__import__("json").loads(k), t, base_dir, what)
+        except ValueError:
+            raise InputError("%s: map key %r is not %s" % (what, k, t))
+    return from_json(k, t, base_dir, what)
+
+
+def evaluate(e, env, ctx):
+    """The value of expression `e` with names from `env` (a dict)."""
+    try:
+        return _EVAL[type(e)](e, env, ctx)
+    except EvalError as err:
+        if err.span is None:
+            err.span = e.span
+        raise
+    except RecursionError:
+        raise EvalError("expression nested too deeply", e.span)
+
+
+def _eval_literal(e, env, ctx):
+    return e.value
+
+
+def _eval_string(e, env, ctx):
+    out = []
+    for p in e.parts:
+        out.append(p if isinstance(p, str) else render_placeholder(p, env, ctx))
+    return "".join(out)
+
+
+def render_placeholder(p, env, ctx):
+    """A `~{}` placeholder's text, applying `sep`, `true`/`false` and `default`."""
+    if ctx is not None:
+        ctx.placeholder += 1
+    try:
+        v = evaluate(p.expr, env, ctx)
+    finally:
+        if ctx is not None:
+            ctx.placeholder -= 1
+    opts = p.options
+    if v is None:
+        return wdl_str(opts["default"]) if "default" in opts else ""
+    if "sep" in opts and isinstance(v, list):
+        return opts["sep"].join(wdl_str(x) for x in v)
+    if "true" in opts and isinstance(v, bool):
+        return wdl_str(opts["true"] if v else opts["false"])
+    if isinstance(v, list) and ctx is not None and ctx.version < (1, 1):
+        return " ".join(wdl_str(x) for x in v)  # 1.0 engines joined arrays with spaces
+    try:
+        return wdl_str(v)
+    except EvalError:
+        raise EvalError("a placeholder must be a primitive value, not a %s" % _value_kind(v), p.span)
+
+
+def _eval_ident(e, env, ctx):
+    try:
+        return env[e.name]
+    except KeyError:
+        raise EvalError("`%s` has no value here" % e.name, e.span)
+
+
+def _eval_getattr(e, env, ctx):
+    base = e.expr
+    if isinstance(base.type, EnumType) and type(base) is Ident and base.name not in env:
+        t = base.type
+        return EnumValue(t.name, e.name, enum_choice_value(t, e.name))
+    v = evaluate(base, env, ctx)
+    if isinstance(v, tuple):
+        return v[0] if e.name == "left" else v[1]
+    if isinstance(v, dict):
+        if e.name in v:
+            return v[e.name]
+        raise EvalError("no member `%s`" % e.name, e.span)
+    if v is None:
+        raise EvalError("cannot read member `%s` of None" % e.name, e.span)
+    raise EvalError("a %s has no member `%s`" % (_value_kind(v), e.name), e.span)
+
+
+def _eval_index(e, env, ctx):
+    v = evaluate(e.expr, env, ctx)
+    i = evaluate(e.index, env, ctx)
+    if isinstance(v, list):
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise EvalError("an Array index must be an Int", e.index.span)
+        if not 0 <= i < len(v):
+            raise EvalError("index %d is out of range for an Array of length %d" % (i, len(v)), e.index.span)
+        return v[i]
+    if isinstance(v, dict):
+        kt = getattr(e.expr.type, "key_type", None)
+        if kt is not None and not isinstance(kt, AnyType):
+            i = coerce(i, kt, "map key")
+        try:
+            return v[i]
+        except (KeyError, TypeError):
+            raise EvalError("key %s is not in the Map" % _short(i), e.index.span)
+    raise EvalError("a %s cannot be indexed" % _value_kind(v), e.span)
+
+
+def _eval_apply(e, env, ctx):
+    args = [evaluate(a, env, ctx) for a in e.args]
+    fn = e.fn
+    params = fn.params
+    for i, p in enumerate(params):
+        if not isinstance(p, (TypeVar, AnyType)) and args[i] is not None:
+            args[i] = coerce(args[i], p, "argument %d of `%s`" % (i + 1, e.name))
+    try:
+        return IMPLS[e.name](ctx, args)
+    except EvalError as err:
+        if not err.message.startswith(e.name):
+            err.message = "%s: %s" % (e.name, err.message)
+            err.args = (err.message,)
+        raise
+    except OSError as err:
+        raise EvalError("%s: %s" % (e.name, err), e.span)
+
+
+def _eval_unary(e, env, ctx):
+    v = evaluate(e.operand, env, ctx)
+    if e.op == "!":
+        if not isinstance(v, bool):
+            raise EvalError("`!` needs a Boolean", e.span)
+        return not v
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise EvalError("unary `%s` needs a number" % e.op, e.span)
+    return -v if e.op == "-" else v
+
+
+def _eval_binary(e, env, ctx):
+    op = e.op
+    if op == "&&" or op == "||":
+        a = evaluate(e.left, env, ctx)
+        if not isinstance(a, bool):
+            raise EvalError("`%s` needs Boolean operands" % op, e.span)
+        if (op == "&&") != a:  # short-circuit: false && _, true || _
+            return a
+        b = evaluate(e.right, env, ctx)
+        if not isinstance(b, bool):
+            raise EvalError("`%s` needs Boolean operands" % op, e.span)
+        return b
+    a = evaluate(e.left, env, ctx)
+    b = evaluate(e.right, env, ctx)
+    if op == "==":
+        return _equal(a, b)
+    if op == "!=":
+        return not _equal(a, b)
+    if a is None or b is None:
+        if ctx is not None and ctx.placeholder and op == "+":
+            return None  # the spec's concatenation of optional values inside a placeholder
+        raise EvalError("operator `%s` got None" % op, e.span)
+    if op in ("<", "<=", ">", ">="):
+        if isinstance(a, EnumValue) and isinstance(b, EnumValue):
+            a, b = list(e.left.type.choices).index(a.name), list(e.left.type.choices).index(b.name)
+        try:
+            return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+        except TypeError:
+            raise EvalError("cannot compare these values with `%s`" % op, e.span)
+    num = isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool)
+    if op == "+":
+        if num:
+            return a + b
+        if isinstance(a, str) or isinstance(b, str):
+            r = wdl_str(a) + wdl_str(b)
+            return WdlFile(r) if isinstance(a, WdlFile) and not isinstance(b, WdlFile) else r
+        raise EvalError("`+` cannot add these values", e.span)
+    if not num:
+        raise EvalError("operator `%s` needs numbers" % op, e.span)
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "**":
+        if isinstance(a, int) and isinstance(b, int) and b < 0:
+            raise EvalError("an Int cannot be raised to a negative power", e.span)
+        try:
+            return a ** b
+        except OverflowError:
+            raise EvalError("`**` overflowed", e.span)
+    if b == 0:
+        raise EvalError("division by zero", e.span)
+    if op == "/":
+        if isinstance(a, int) and isinstance(b, int):
+            q = abs(a) // abs(b)  # integer division truncates toward zero
+            return q if (a >= 0) == (b >= 0) else -q
+        return a / b
+    if isinstance(a, int) and isinstance(b, int):
+        return a - b * (abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1))
+    import math
+
+    return math.fmod(a, b)
+
+
+def _equal(a, b):
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    return a == b
+
+
+def _eval_if(e, env, ctx):
+    c = evaluate(e.cond, env, ctx)
+    if not isinstance(c, bool):
+        raise EvalError("the condition of `if` must be a Boolean", e.cond.span)
+    v = evaluate(e.then if c else e.other, env, ctx)
+    return coerce(v, e.type) if v is not None and not isinstance(e.type, AnyType) else v
+
+
+def _eval_array(e, env, ctx):
+    items = [evaluate(x, env, ctx) for x in e.items]
+    it = e.type.item if isinstance(e.type, ArrayType) else ANY
+    if isinstance(it, PrimType) and it.name == "Float":
+        return [float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in items]
+    return items
+
+
+def _eval_map(e, env, ctx):
+    out = {}
+    t = e.type
+    for k, v in e.entries:
+        key = evaluate(k, env, ctx)
+        val = evaluate(v, env, ctx)
+        if isinstance(t, MapType):
+            if not isinstance(t.key_type, AnyType):
+                key = coerce(key, t.key_type, "map key")
+            if not isinstance(t.value, AnyType):
+                val = coerce(val, t.value, "map value")
+        out[key] = val
+    return out
+
+
+def _eval_pair(e, env, ctx):
+    return (evaluate(e.left, env, ctx), evaluate(e.right, env, ctx))
+
+
+def _eval_object(e, env, ctx):
+    return StructValue(((n, evaluate(x, env, ctx)) for n, x, _ in e.members), None)
+
+
+def _eval_struct(e, env, ctx):
+    v = StructValue(((n, evaluate(x, env, ctx)) for n, x, _ in e.members), e.type.name)
+    return coerce(v, e.type, "struct `%s`" % e.name)
+
+
+def _eval_hints(e, env, ctx):
+    return StructValue(((k, evaluate(x, env, ctx)) for k, x in e.entries), None)
+
+
+_EVAL = {
+    Literal: _eval_literal, StringLit: _eval_string, Ident: _eval_ident, GetAttr: _eval_getattr,
+    Index: _eval_index, Apply: _eval_apply, Unary: _eval_unary, Binary: _eval_binary, IfThenElse: _eval_if,
+    ArrayLit: _eval_array, MapLit: _eval_map, PairLit: _eval_pair, ObjectLit: _eval_object,
+    StructLit: _eval_struct, HintsBlock: _eval_hints,
+}
+
+
+# ============================================================================================
+# 9. Standard library: implementations
+# ============================================================================================
+
+IMPLS = {}
+
+
+# ============================================================================================
+# 10. Tasks
+# ============================================================================================
+#
+# A TaskRun is one call of a task: its inputs are known; prepare() evaluates the private
+# declarations and requirements (on the scheduler thread, which needs cpu and memory to
+# place it); execute() runs the attempts and evaluates the outputs (on a worker thread).
+
+_REQUIREMENT_KEYS = {
+    "container": "container", "docker": "container", "cpu": "cpu", "memory": "memory", "gpu": "gpu",
+    "fpga": "fpga", "disks": "disks", "max_retries": "max_retries", "maxRetries": "max_retries",
+    "return_codes": "return_codes", "returnCodes": "return_codes",
+}
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
+          "t": 1000 ** 4, "tb": 1000 ** 4, "ki": 1024, "kib": 1024, "mi": 1024 ** 2, "mib": 1024 ** 2,
+          "gi": 1024 ** 3, "gib": 1024 ** 3, "ti": 1024 ** 4, "tib": 1024 ** 4}
+_DEFAULT_MEMORY = 2 * 1024 ** 3
+
+
+class RunError(WdlError):
+    """A task or workflow failed while running."""
+
+
+def parse_memory(v, what="memory"):
+    """Bytes from an Int or a string like "4 GiB" / "500M"."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return int(v)
+    m = re.match(r"^\s*([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$", v or "") if isinstance(v, str) else None
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise EvalError("%s must be a number of bytes or a size like \"4 GiB\", not %s" % (what, _short(v)))
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def topo_order(decls):
+    """Declarations in an order where each comes after the ones it reads."""
+    by_name = {d.name: d for d in decls}
+    out, seen = [], set()
+
+    def visit(d):
+        if d.name in seen:
+            return
+        seen.add(d.name)
+        for n in sorted(free_names(d.expr)):
+            if n in by_name and n != d.name:
+                visit(by_name[n])
+        out.append(d)
+
+    for d in decls:
+        visit(d)
+    return out
+
+
+class TaskRun:
+    def __init__(self, run, task, inputs, call_dir, name, overrides):
+        self.run = run
+        self.task = task
+        self.inputs = inputs
+        self.call_dir = call_dir
+        self.name = name
+        self.overrides = overrides  # {"requirements"/"hints"/"runtime": {key: value}}
+        self.cpu = 1.0
+        self.memory = _DEFAULT_MEMORY
+        self.job = None
+        self.attempt_dirs = []
+        self.requirements, self.hints = {}, {}
+
+    def ctx(self, work_dir=None, stdout=None, stderr=None):
+        return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.version, stdout, stderr)
+
+    def prepare(self):
+        """Evaluate inputs, private declarations and requirements."""
+        task = self.task
+        env = {}
+        ctx = self.ctx()
+        decls = (task.inputs or []) + task.decls
+        given = self.inputs
+        for d in topo_order(decls):
+            if d.name in given:
+                env[d.name] = coerce(given[d.name], d.type_, "input `%s`" % d.name)
+            elif d.expr is not None:
+                env[d.name] = coerce(evaluate(d.expr, env, ctx), d.type_, "`%s`" % d.name)
+            elif d.type_.opt:
+                env[d.name] = None
+            else:
+                raise InputError("task `%s` is missing required input `%s`" % (task.name, d.name), d.span)
+        self.env = env
+        self.requirements, self.hints = self.eval_requirements(0, None)
+        self.cpu = float(self.requirements.get("cpu", 1))
+        self.memory = parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
+
+    def eval_requirements(self, attempt, previous):
+        task = self.task
+        env = dict(self.env)
+        if task.version >= (1, 3):
+            tv = self.task_value(attempt, None, None)
+            tv["previous"] = StructValue(((k, (previous or {}).get(k)) for k in _REQUIREMENT_MEMBERS), "task.previous")
+            env["task"] = tv
+        ctx = self.ctx()
+        req, hints = {}, {}
+        if task.runtime is not None:
+            for key, expr in task.runtime.items():
+                v = evaluate(expr, env, ctx)
+                (req if key in _REQUIREMENT_KEYS else hints)[_REQUIREMENT_KEYS.get(key, key)] = v
+        for key, expr in (task.requirements or {}).items():
+            req[_REQUIREMENT_KEYS.get(key, key)] = evaluate(expr, env, ctx)
+        for key, expr in (task.hints or {}).items():
+            hints[key] = evaluate(expr, env, ctx)
+        for section, values in self.overrides.items():
+            for key, v in values.items():
+                if section == "hints" or section == "runtime" and key not in _REQUIREMENT_KEYS:
+                    hints[key] = v
+                else:
+                    req[_REQUIREMENT_KEYS.get(key, key)] = v
+        if "cpu" in req:
+            c = req["cpu"]
+            if isinstance(c, str):
+                try:
+                    c = float(c)
+                except ValueError:
+                    raise EvalError("task `%s`: cpu must be a number, not %s" % (task.name, _short(c)))
+            req["cpu"] = c
+        return req, hints
+
+    def task_value(self, attempt, return_code, end_time):
+        """The 1.2 `task` variable."""
+        container = self.requirements.get("container")
+        if isinstance(container, list):
+            container = container[0] if container else None
+        return StructValue((
+            ("name", self.task.name), ("id", self.name), ("container", container),
+            ("cpu", float(self.cpu)), ("memory", int(self.memory)), ("gpu", []), ("fpga", []), ("disks", {}),
+            ("attempt", attempt), ("end_time", end_time), ("return_code", return_code),
+            ("meta", StructValue((self.task.meta or {}).items())),
+            ("parameter_meta", StructValue((self.task.parameter_meta or {}).items())), ("ext", StructValue()),
+            ("max_retries", self.max_retries()),
+        ), "task")
+
+    def max_retries(self):
+        v = self.requirements.get("max_retries")
+        if v is None:
+            return self.run.default_retries
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            raise EvalError("task `%s`: max_retries must be an Int, not %s" % (self.task.name, _short(v)))
+
+    def return_code_ok(self, code):
+        rc = self.requirements.get("return_codes", 0)
+        if rc == "*":
+            return True
+        if isinstance(rc, list):
+            return code in rc
+        if isinstance(rc, str):
+            try:
+                return code == int(rc)
+            except ValueError:
+                raise EvalError("task `%s`: return_codes must be \"*\", an Int or an Array[Int]" % self.task.name)
+        return code == rc
+
+    def render_command(self, env, ctx):
+        out = []
+        for p in self.task.command.parts:
+            out.append(p if isinstance(p, str) else render_placeholder(p, env, ctx))
+        return "".join(out)
+
+    def execute(self):
+        """Run attempts until one succeeds or the retries are spent; return the outputs."""
+        attempt = 0
+        previous = None
+        retries = self.max_retries()
+        while True:
+            if attempt:
+                self.requirements, self.hints = self.eval_requirements(attempt, previous)
+            adir = os.path.join(self.call_dir, "attempts", str(attempt))
+            work = os.path.join(adir, "work")
+            os.makedirs(work)
+            self.attempt_dirs.append(adir)
+            stdout, stderr = os.path.join(adir, "stdout"), os.path.join(adir, "stderr")
+            env = dict(self.env)
+            ctx = self.ctx(work)
+            if self.task.version >= (1, 2):
+                env["task"] = self.task_value(attempt, None, None)
+            command = self.render_command(env, ctx)
+            cmd_path = os.path.join(adir, "command")
+            with open(cmd_path, "w") as f:
+                f.write(command)
+            environ = {d.name: _env_text(self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
+            self.job = self.run.backend.start(self, cmd_path, work, stdout, stderr, environ)
+            code = self.job.wait()
+            if self.run.cancelled:
+                raise RunError("task `%s` was cancelled" % self.name)
+            if self.return_code_ok(code):
+                return self.collect_outputs(env, work, stdout, stderr, code)
+            if attempt >= retries:
+                raise RunError(failure_message(self.name, code, stdout, stderr))
+            previous = dict(self.requirements)
+            attempt += 1
+
+    def collect_outputs(self, env, work, stdout, stderr, code):
+        ctx = self.ctx(work, stdout, stderr)
+        env = dict(env)
+        if self.task.version >= (1, 2):
+            env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(__import__("time").time()))
+        out = {}
+        for d in self.task.outputs or []:
+            v = evaluate(d.expr, env, ctx)
+            v = coerce(v, d.type_, "output `%s`" % d.name)
+            v = localize_outputs(v, d.type_, work, "output `%s` of task `%s`" % (d.name, self.task.name))
+            env[d.name] = out[d.name] = v
+        return out
+
+
+def _env_text(v):
+    if isinstance(v, (list, dict, tuple)):
+        return json_dumps(value_to_json(v))
+    return wdl_str(v)
+
+
+def failure_message(name, code, stdout, stderr):
+    """Sprocket's message for a failed task: the exit code, where its output is, its last lines."""
+    try:
+        with open(stderr, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 65536))
+            tail = f.read().decode("utf-8", "replace").splitlines()[-10:]
+    except OSError:
+        tail = []
+    text = "task `%s` failed: process exited with status %d\n  stdout: %s\n  stderr: %s" % (name, code, stdout, stderr)
+    if tail:
+        text += "\n  last %d lines of stderr:\n" % len(tail) + "\n".join("    " + line for line in tail)
+    return text
+
+
+def localize_outputs(v, t, work, what):
+    """Make File/Directory outputs absolute paths in the work directory; a missing one is an
+    error unless its type is optional, when it becomes None."""
+    if v is None:
+        return None
+    if isinstance(t, PrimType):
+        if t.name in ("File", "Directory"):
+            path = v if os.path.isabs(v) or "://" in v else os.path.join(work, v)
+            exists = os.path.isfile(path) if t.name == "File" else os.path.isdir(path)
+            if not exists and "://" not in v:
+                if t.opt:
+                    return None
+                raise RunError("%s: %s `%s` does not exist" % (what, "file" if t.name == "File" else "directory", v))
+            return (WdlFile if t.name == "File" else WdlDir)(path)
+        return v
+    if isinstance(t, ArrayType):
+        return [localize_outputs(x, t.item, work, what) for x in v]
+    if isinstance(t, MapType):
+        return {localize_outputs(k, t.key_type, work, what): localize_outputs(x, t.value, work, what) for k, x in v.items()}
+    if isinstance(t, PairType):
+        return (localize_outputs(v[0], t.left, work, what), localize_outputs(v[1], t.right, work, what))
+    if isinstance(t, StructType):
+        return StructValue(((k, localize_outputs(x, t.members[k], work, what)) for k, x in v.items()), v.type_name)
+    return v
+
+
+# ============================================================================================
+# 11. Workflows
+# ============================================================================================
+#
+# The scheduler runs on the main thread. A Frame is one instance of a workflow body (the
+# workflow's, or one scatter element's, or a conditional's branch); it starts every element
+# whose dependencies are done. Declarations are evaluated at once; calls to tasks go to the
+# backend through the Scheduler, whose worker threads report back on one queue.
+
+
+class Frame:
+    def __init__(self, wf_run, body, env, calls_dir, indices, on_done):
+        self.wf_run = wf_run
+        self.run = wf_run.run
+        self.todo = list(body)
+        self.env = env
+        self.calls_dir = calls_dir
+        self.indices = indices  # scatter indices, innermost first
+        self.on_done = on_done
+        self.level = {}
+        for el in body:
+            for n in element_defines(el):
+                self.level[n] = el
+        self.done_names = set()
+        self.outstanding = 0
+        self.finished = False
+
+    def advance(self):
+        while True:
+            ready = [el for el in self.todo if all(n not in self.level or n in self.done_names for n in el.deps)]
+            if not ready or self.run.stopping:
+                break
+            for el in ready:
+                self.todo.remove(el)
+                self.start(el)
+        if not self.todo and self.outstanding == 0 and not self.finished:
+            self.finished = True
+            self.on_done(self)
+
+    def define(self, values):
+        self.env.update(values)
+        self.done_names.update(values)
+
+    def ctx(self):
+        return EvalContext(self.run.run_dir, self.run.tmp_dir, self.wf_run.workflow.version)
+
+    def start(self, el):
+        if isinstance(el, Decl):
+            given = self.wf_run.given
+            if el.name in given and el in self.wf_run.input_decls:
+                v = given[el.name]
+            else:
+                v = evaluate(el.expr, self.env, self.ctx())
+            self.define({el.name: coerce(v, el.type_, "`%s`" % el.name)})
+        elif isinstance(el, Call):
+            self.start_call(el)
+        elif isinstance(el, Scatter):
+            self.start_scatter(el)
+        else:
+            self.start_conditional(el)
+
+    def start_call(self, call):
+        ctx = self.ctx()
+        values = {}
+        for name, expr, span in call.inputs:
+            values[name] = evaluate(expr if expr is not None else Ident(span, name), self.env, ctx)
+        path = self.wf_run.input_path + call.name
+        nested = self.run.nested_inputs.get(path, {})
+        for k, v in nested.items():
+            if k in values:
+                raise InputError("input `%s.%s` is set by the workflow and cannot be given again" % (path, k))
+            values[k] = v
+        target = call.callee_def.target
+        call_dir = os.path.join(self.calls_dir, call.name + "".join("-%d" % i for i in self.indices))
+        display = path + "".join("-%d" % i for i in self.indices)
+        self.outstanding += 1
+
+        def done(outputs):
+            self.outstanding -= 1
+            self.define({call.name: StructValue(outputs.items(), call.name)})
+            self.advance()
+
+        if isinstance(target, Task):
+            info = call.callee_def
+            for k in values:
+                if k not in info.inputs:
+                    raise InputError("call `%s` has no input `%s`" % (path, k))
+            tr = TaskRun(self.run, target, values, call_dir, display, self.run.overrides.get(path, {}))
+            self.run.scheduler.submit(tr, done)
+        else:
+            sub = WorkflowRun(self.run, target, values, call_dir, path + ".", done)
+            sub.start()
+
+    def start_scatter(self, sc):
+        items = evaluate(sc.expr, self.env, self.ctx())
+        if not isinstance(items, list):
+            raise EvalError("scatter needs an Array", sc.expr.span)
+        inner_names = [n for el in sc.body for n in element_defines(el)]
+        results = [None] * len(items)
+        remaining = [len(items)]
+        self.outstanding += 1
+
+        def gather():
+            values = {}
+            for n in inner_names:
+                col = [r[n] for r in results]
+                if col and isinstance(col[0], StructValue) and col[0].type_name == n and self._is_call(sc.body, n):
+                    values[n] = StructValue(((k, [c[k] for c in col]) for k in col[0]), n)
+                else:
+                    values[n] = col
+            if not items:
+                for n in inner_names:
+                    values[n] = self._empty_call(sc.body, n)
+            self.outstanding -= 1
+            self.define(values)
+            self.advance()
+
+        if not items:
+            gather()
+            return
+        limit = self.run.scatter_limit
+
+        def child_done(i):
+            def cb(frame):
+                results[i] = frame.env
+                remaining[0] -= 1
+                if pending:  # deferred, so a long scatter never recurses
+                    self.run.scheduler.deferred.append(lambda j=pending.pop(): launch(j))
+                if remaining[0] == 0:
+                    gather()
+            return cb
+
+        def launch(i):
+            env = dict(self.env)
+            env[sc.variable] = items[i]
+            Frame(self.wf_run, sc.body, env, self.calls_dir, (i,) + self.indices, child_done(i)).advance()
+
+        order = list(range(len(items)))
+        first = order[:limit] if limit else order
+        pending = order[len(first):][::-1]
+        for i in first:
+            launch(i)
+
+    def _is_call(self, body, name):
+        for el in body:
+            if isinstance(el, Call) and el.name == name:
+                return True
+            if isinstance(el, Scatter) and self._is_call(el.body, name):
+                return True
+            if isinstance(el, Conditional) and any(self._is_call(b, name) for _, b in el.clauses):
+                return True
+        return False
+
+    def _find_call(self, body, name):
+        for el in body:
+            if isinstance(el, Call) and el.name == name:
+                return el
+            inner = [el.body] if isinstance(el, Scatter) else [b for _, b in el.clauses] if isinstance(el, Conditional) else []
+            for b in inner:
+                c = self._find_call(b, name)
+                if c is not None:
+                    return c
+        return None
+
+    def _empty_call(self, body, name):
+        """The value of a name from a scatter over nothing: [] (or a call whose outputs are [])."""
+        call = self._find_call(body, name)
+        if call is None:
+            return []
+        return StructValue(((k, []) for k in call.callee_def.outputs), name)
+
+    def start_conditional(self, cond):
+        ctx = self.ctx()
+        chosen = None
+        for c, body in cond.clauses:
+            v = True if c is None else evaluate(c, self.env, ctx)
+            if v is None or not isinstance(v, bool):
+                raise EvalError("the condition must be a Boolean", c.span)
+            if v:
+                chosen = body
+                break
+        all_names = []
+        for _, body in cond.clauses:
+            for el in body:
+                for n in element_defines(el):
+                    if n not in all_names:
+                        all_names.append(n)
+        self.outstanding += 1
+
+        def done(frame):
+            values = {}
+            for n in all_names:
+                if frame is not None and n in frame.level:
+                    values[n] = frame.env[n]
+                else:
+                    call = next((self._find_call(b, n) for _, b in cond.clauses if self._find_call(b, n)), None)
+                    values[n] = StructValue(((k, None) for k in call.callee_def.outputs), n) if call else None
+            self.outstanding -= 1
+            self.define(values)
+            self.advance()
+
+        if chosen is None:
+            done(None)
+        else:
+            Frame(self.wf_run, chosen, dict(self.env), self.calls_dir, self.indices, done).advance()
+
+
+class WorkflowRun:
+    """One run of a workflow: its inputs, its body's Frame, then its outputs."""
+
+    def __init__(self, run, workflow, given, calls_root, input_path, on_done):
+        self.run = run
+        self.workflow = workflow
+        self.given = given
+        self.calls_dir = os.path.join(calls_root, "calls")
+        self.input_path = input_path
+        self.on_done = on_done
+        self.input_decls = set()
+
+    def start(self):
+        wf = self.workflow
+        env = {}
+        body = []
+        for d in wf.inputs or []:
+            if d.name in self.given:
+                env[d.name] = coerce(self.given[d.name], d.type_, "input `%s`" % d.name)
+            elif d.expr is not None:
+                body.append(d)
+            elif d.type_.opt:
+                env[d.name] = None
+            else:
+                raise InputError("workflow `%s` is missing required input `%s`" % (wf.name, d.name), d.span)
+        known = {d.name for d in wf.inputs or []}
+        for k in self.given:
+            if k not in known:
+                raise InputError("workflow `%s` has no input `%s`" % (wf.name, k))
+        Frame(self, body + wf.body, env, self.calls_dir, (), self.finish).advance()
+
+    def finish(self, frame):
+        env = dict(frame.env)
+        ctx = frame.ctx()
+        outputs = {}
+        for d in self.workflow.outputs or []:
+            v = coerce(evaluate(d.expr, env, ctx), d.type_, "output `%s`" % d.name)
+            env[d.name] = outputs[d.name] = v
+        self.on_done(outputs)
+
+
+class Scheduler:
+    """Places task runs on the backend as cpu and memory allow; collects their results."""
+
+    def __init__(self, run):
+        self.run = run
+        self.events = __import__("queue").Queue()
+        self.waiting = []
+        self.deferred = __import__("collections").deque()
+        self.running = set()
+        self.errors = []
+        self.free_cpu = run.backend.cpu
+        self.free_memory = run.backend.memory
+
+    def submit(self, tr, on_done):
+        tr.prepare()
+        self.run.backend.check(tr)
+        self.waiting.append((tr, on_done))
+        self.pump()
+
+    def pump(self):
+        i = 0
+        while i < len(self.waiting) and not self.run.stopping:
+            tr, on_done = self.waiting[i]
+            if tr.cpu <= self.free_cpu + 1e-9 and tr.memory <= self.free_memory:
+                del self.waiting[i]
+                self.free_cpu -= tr.cpu
+                self.free_memory -= tr.memory
+                self.running.add(tr)
+                t = __import__("threading").Thread(target=self.work, args=(tr, on_done), daemon=True)
+                t.start()
+            else:
+                i += 1
+
+    def work(self, tr, on_done):
+        try:
+            result, error = tr.execute(), None
+        except WdlError as e:
+            result, error = None, e
+        except Exception as e:  # a bug: carried to the main thread, reported as internal
+            e.__traceback_text__ = __import__("traceback").format_exc()
+            result, error = None, e
+        self.events.put((tr, on_done, result, error))
+
+    def loop(self, is_done):
+        """Run until is_done() or a failure with nothing left running."""
+        while True:
+            while self.deferred and not self.run.stopping:
+                self.guard(self.deferred.popleft())
+            if is_done() or self.errors and not self.running:
+                break
+            tr, on_done, result, error = self.events.get()
+            self.running.discard(tr)
+            self.free_cpu += tr.cpu
+            self.free_memory += tr.memory
+            if error is not None:
+                self.errors.append(error)
+                self.run.stopping = True
+            elif not self.run.stopping:
+                self.guard(lambda: on_done(result))
+            self.pump()
+        if self.errors:
+            raise self.errors[0]
+
+    def guard(self, fn):
+        """Run scheduler-side work; a user error stops the run (running tasks finish)."""
+        try:
+            fn()
+        except WdlError as e:
+            self.errors.append(e)
+            self.run.stopping = True
+
+
+# ============================================================================================
+# 12. Backends
+# ============================================================================================
+#
+# The scheduler talks to a backend through check(task_run) (do its cpu and memory fit at
+# all?) and start(...) -> Job, whose wait() returns the exit status and cancel() stops it.
+
+
+class LocalJob:
+    """A task attempt as a local process group (so a cancel kills everything it started)."""
+
+    def __init__(self, argv, work, stdout, stderr, environ):
+        import subprocess
+
+        env = dict(os.environ)
+        env.update(environ)
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            self.proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                         env=env, start_new_session=True)
+
+    def wait(self):
+        code = self.proc.wait()
+        return 128 - code if code < 0 else code  # killed by signal N -> 128 + N
+
+    def cancel(self):
+        import signal
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def host_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024 ** 3
+
+
+class LocalBackend:
+    """Runs each attempt as `bash command` in its work directory, no container."""
+
+    name = "local"
+
+    def __init__(self, run, cpu=None, memory=None, shell="bash", cpu_limit="deny", memory_limit="deny"):
+        self.run = run
+        self.cpu = float(cpu or os.cpu_count() or 1)
+        self.memory = int(memory or host_memory())
+        self.shell = shell
+        self.limits = {"cpu": cpu_limit, "memory": memory_limit}
+        self.warned_container = False
+
+    def check(self, tr):
+        if tr.requirements.get("container") and not self.warned_container:
+            self.warned_container = True
+            self.run.warn("the local backend runs tasks on this host without a container; `container` requirements are ignored")
+        for what, have, fmt in (("cpu", self.cpu, lambda x: "%g" % x), ("memory", self.memory, _human_bytes)):
+            want = getattr(tr, what)
+            if want <= have:
+                continue
+            if self.limits[what] == "try_with_max":
+                setattr(tr, what, have)
+                self.run.warn("task `%s` requests %s %s, more than the %s available; running it with %s" % (
+                    tr.name, fmt(want), what, fmt(have), fmt(have)))
+            else:
+                raise RunError(
+                    "task `%s` requests %s %s, but at most %s is available (set `run.task.%s_limit_behavior = "
+                    "\"try_with_max\"` to run it with that)" % (tr.name, fmt(want), what, fmt(have), what))
+
+    def start(self, tr, cmd_path, work, stdout, stderr, environ):
+        return LocalJob([self.shell, cmd_path], work, stdout, stderr, environ)
+
+
+def _human_bytes(n):
+    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= size:
+            return "%.1f %s" % (n / size, unit)
+    return "%d B" % n
+
+
+# ============================================================================================
+# 13. Runs and the output directory
+# ============================================================================================
+#
+# <out>/runs/<target>/<timestamp>/ holds inputs.json, outputs.json, tmp/, and either the
+# task's attempts/ or the workflow's calls/; <out>/runs/<target>/_latest points at the newest.
+
+
+def make_run_dir(out_dir, target):
+    """A new run directory, never an existing one (mkdir is the arbiter between processes)."""
+    import time
+
+    parent = os.path.join(out_dir, "runs", target)
+    os.makedirs(parent, exist_ok=True)
+    while True:
+        ns = time.time_ns()
+        stamp = time.strftime("%Y-%m-%d_%H%M%S", time.gmtime(ns // 10 ** 9)) + "%09d" % (ns % 10 ** 9)
+        path = os.path.join(parent, stamp)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        latest = os.path.join(parent, "_latest")
+        tmp_link = "%s.%d.tmp" % (latest, os.getpid())
+        try:
+            os.symlink(stamp, tmp_link)
+            os.replace(tmp_link, latest)
+        except OSError:
+            pass
+        return path
+
+
+class Run:
+    """One `sprocket run`: the target, its directory, its backend and scheduler."""
+
+    def __init__(self, doc, target, out_dir):
+        self.doc = doc
+        self.target = target
+        self.run_dir = make_run_dir(os.path.abspath(out_dir), target.name)
+        self.tmp_dir = os.path.join(self.run_dir, "tmp")
+        os.mkdir(self.tmp_dir)
+        self.stopping = False
+        self.cancelled = False
+        self.nested_inputs = {}
+        self.overrides = {}
+        self.default_retries = 0
+        self.scatter_limit = None
+        self.backend = LocalBackend(self)
+        self.scheduler = Scheduler(self)
+
+    def warn(self, message):
+        print("warning: %s" % message, file=sys.stderr)
+
+    def execute(self, inputs):
+        """Run the target to completion; returns its outputs as {name: value}."""
+        result = []
+        if isinstance(self.target, Task):
+            tr = TaskRun(self, self.target, inputs, self.run_dir, self.target.name, self.overrides.get("", {}))
+            self.scheduler.guard(lambda: self.scheduler.submit(tr, result.append))
+        else:
+            wf = WorkflowRun(self, self.target, inputs, self.run_dir, "", result.append)
+            self.scheduler.guard(wf.start)
+        try:
+            self.scheduler.loop(lambda: bool(result))
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        return result[0]
+
+    def cancel(self):
+        self.stopping = self.cancelled = True
+        for tr in list(self.scheduler.running):
+            if tr.job is not None:
+                tr.job.cancel()
+
+
+# ============================================================================================
+# 14. Command line
 # ============================================================================================
 
 
@@ -2654,6 +3927,11 @@ def build_parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     c = sub.add_parser("check", help="parse and type-check WDL documents and their imports")
     c.add_argument("files", nargs="+", metavar="FILE")
+    r = sub.add_parser("run", help="run a task or workflow")
+    r.add_argument("source", metavar="SOURCE", help="the WDL document")
+    r.add_argument("inputs", nargs="*", metavar="INPUTS", help="key=value pairs, @inputs.json or inputs.json files")
+    r.add_argument("-t", "--target", help="the task or workflow to run (default: the workflow, else the only task)")
+    r.add_argument("-o", "--output-dir", help="the output directory (default: ./out)")
     return p
 
 
@@ -2673,11 +3951,214 @@ def cmd_check(args):
     return 1 if failed else 0
 
 
+def read_input_items(items, cwd):
+    """`key=value` pairs, `@file.json` and plain `.json` paths, as (key, JSON value, base dir).
+
+    A value is parsed as JSON, else taken as a plain string; a repeated key builds an array.
+    File paths in a file resolve against that file's directory, on the command line against cwd.
+    """
+    import json
+
+    pairs = []
+    repeated = {}
+    for item in items:
+        path = item[1:] if item.startswith("@") else item if "=" not in item and item.endswith(".json") else None
+        if path is not None:
+            src = read_source(path)
+            try:
+                data = json.loads(src.text)
+            except ValueError as e:
+                pos = getattr(e, "pos", 0)
+                raise InputError("invalid JSON: %s" % getattr(e, "msg", e), Span(src, pos))
+            if not isinstance(data, dict):
+                raise InputError("an inputs file must hold a JSON object", Span(src, 0))
+            base = os.path.dirname(os.path.abspath(path))
+            pairs.extend((k, v, base) for k, v in data.items())
+            continue
+        key, eq, text = item.partition("=")
+        if not eq or not re.match(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$", key):
+            raise InputError("input `%s` is neither `key=value` nor a JSON file (`@inputs.json`)" % item)
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        if key in repeated:
+            prev = repeated[key]
+            prev[1].append(value)
+            continue
+        entry = [key, [value], cwd]
+        repeated[key] = entry
+        pairs.append(entry)
+    return [(k, v[0] if isinstance(v, list) and len(v) == 1 and [k, v, b] in pairs and k in repeated else v, b)
+            if isinstance(v, list) and k in repeated else (k, v, b) for k, v, b in pairs]
+
+
+def assign_inputs(doc, target, items, run):
+    """Sort input pairs into the target's own inputs, nested call inputs and overrides."""
+    own = {}
+    prefix = target.name + "."
+    decls = {d.name: d for d in (target.inputs or [])}
+    for key, data, base in items:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+        parts = key.split(".")
+        if len(parts) == 1:
+            d = decls.get(key)
+            if d is None:
+                raise InputError("`%s` has no input `%s`%s" % (target.name, key, _did_you_mean(key, decls)))
+            own[key] = from_json(data, d.type_, base, "input `%s`" % key)
+            continue
+        if isinstance(target, Task):
+            if len(parts) == 2 and parts[0] in _RUNTIME_SECTIONS:
+                run.overrides.setdefault("", {}).setdefault(parts[0], {})[parts[1]] = data
+                continue
+            raise InputError("`%s` is not an input of task `%s`" % (key, target.name))
+        _assign_nested(target, parts, data, base, run, "", key)
+    return own
+
+
+def _assign_nested(wf, parts, data, base, run, path, key):
+    call = _find_call_named(wf.body, parts[0])
+    if call is None or call.callee_def is None:
+        raise InputError("input `%s`: workflow `%s` has no call `%s`" % (key, wf.name, parts[0]))
+    target = call.callee_def.target
+    path = path + call.name
+    rest = parts[1:]
+    if isinstance(target, Task):
+        if len(rest) == 2 and rest[0] in _RUNTIME_SECTIONS:
+            run.overrides.setdefault(path, {}).setdefault(rest[0], {})[rest[1]] = data
+            return
+        if len(rest) != 1 or rest[0] not in call.callee_def.inputs:
+            raise InputError("input `%s`: task `%s` has no input `%s`" % (key, target.name, ".".join(rest)))
+        _check_nested_allowed(run, key)
+        t = call.callee_def.inputs[rest[0]][0]
+        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(data, t, base, "input `%s`" % key)
+        return
+    if len(rest) == 1:
+        if rest[0] not in call.callee_def.inputs:
+            raise InputError("input `%s`: workflow `%s` has no input `%s`" % (key, target.name, rest[0]))
+        _check_nested_allowed(run, key)
+        t = call.callee_def.inputs[rest[0]][0]
+        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(data, t, base, "input `%s`" % key)
+        return
+    _assign_nested(target, rest, data, base, run, path + ".", key)
+
+
+def _check_nested_allowed(run, key):
+    wf = run.target
+    meta, hints = wf.meta or {}, wf.hints or {}
+    if wf.version < (1, 1) or meta.get("allowNestedInputs") or meta.get("allow_nested_inputs") or _literal_true(
+            hints.get("allow_nested_inputs")):
+        return
+    raise InputError("input `%s` sets an input of a call, which workflow `%s` does not allow "
+                     "(WDL %s needs `allow_nested_inputs: true` in its hints or meta)" % (key, wf.name, vstr(wf.version)))
+
+
+def _find_call_named(body, name):
+    for el in body:
+        if isinstance(el, Call) and el.name == name:
+            return el
+        inner = [el.body] if isinstance(el, Scatter) else [b for _, b in el.clauses] if isinstance(el, Conditional) else []
+        for b in inner:
+            found = _find_call_named(b, name)
+            if found is not None:
+                return found
+    return None
+
+
+def _did_you_mean(name, names):
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), 1)
+    return " (did you mean `%s`?)" % close[0] if close else ""
+
+
+def choose_target(doc, name):
+    """The task or workflow to run: --target, else the workflow, else the only task."""
+    if name:
+        if doc.workflow is not None and doc.workflow.name == name:
+            return doc.workflow
+        for t in doc.tasks:
+            if t.name == name:
+                return t
+        names = [t.name for t in doc.tasks] + ([doc.workflow.name] if doc.workflow else [])
+        raise InputError("`%s` has no task or workflow named `%s`%s" % (doc.source.path, name, _did_you_mean(name, names)))
+    if doc.workflow is not None:
+        return doc.workflow
+    if len(doc.tasks) == 1:
+        return doc.tasks[0]
+    raise InputError("`%s` has no workflow and %d tasks; choose one with --target" % (doc.source.path, len(doc.tasks)))
+
+
+def check_input_files(values, t, what):
+    """Input File/Directory paths must exist before anything runs."""
+    if values is None:
+        return
+    if isinstance(t, PrimType) and t.name in ("File", "Directory"):
+        ok = os.path.isfile(values) if t.name == "File" else os.path.isdir(values)
+        if "://" not in values and not ok:
+            raise InputError("%s: %s `%s` does not exist" % (what, "file" if t.name == "File" else "directory", values))
+    elif isinstance(t, ArrayType):
+        for x in values:
+            check_input_files(x, t.item, what)
+    elif isinstance(t, MapType):
+        for k, x in values.items():
+            check_input_files(k, t.key_type, what)
+            check_input_files(x, t.value, what)
+    elif isinstance(t, PairType):
+        check_input_files(values[0], t.left, what)
+        check_input_files(values[1], t.right, what)
+    elif isinstance(t, StructType):
+        for k, x in values.items():
+            check_input_files(x, t.members[k], what)
+
+
+def cmd_run(args):
+    doc = load(args.source)
+    target = choose_target(doc, args.target)
+    items = read_input_items(args.inputs, os.getcwd())
+    out_dir = args.output_dir or "out"
+    run = Run.__new__(Run)  # inputs are read before the run directory exists
+    run.target, run.nested_inputs, run.overrides = target, {}, {}
+    inputs = assign_inputs(doc, target, items, run)
+    decls = {d.name: d for d in target.inputs or []}
+    for k, v in inputs.items():
+        check_input_files(v, decls[k].type_, "input `%s`" % k)
+    for path, values in run.nested_inputs.items():
+        call = _find_call_named(target.body, path.split(".")[0]) if isinstance(target, Workflow) else None
+        for k, v in values.items():
+            info = call.callee_def if call is not None and "." not in path else None
+            if info is not None:
+                check_input_files(v, info.inputs[k][0], "input `%s.%s`" % (path, k))
+    nested, overrides = run.nested_inputs, run.overrides
+    run = Run(doc, target, out_dir)
+    run.nested_inputs, run.overrides = nested, overrides
+    with open(os.path.join(run.run_dir, "inputs.json"), "w") as f:
+        f.write(json_dumps({target.name + "." + k: value_to_json(v) for k, v in inputs.items()}, indent=2) + "\n")
+    print("run directory: %s" % run.run_dir, file=sys.stderr)
+    try:
+        outputs = run.execute(inputs)
+    except KeyboardInterrupt:
+        print("error: run cancelled (interrupted)", file=sys.stderr)
+        return 130
+    data = {target.name + "." + k: value_to_json(v) for k, v in outputs.items()}
+    text = json_dumps(data, indent=2)
+    with open(os.path.join(run.run_dir, "outputs.json"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    return 0
+
+
 def main(argv=None):
     """The `sprocket` command. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        # Inputs may follow options (`run x.wdl --target t a=1`), which argparse leaves over.
+        if extra and (getattr(args, "command", None) != "run" or any(x.startswith("-") for x in extra)):
+            raise UsageError("unrecognized arguments: %s" % " ".join(extra))
+        if extra:
+            args.inputs.extend(extra)
     except UsageError as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
@@ -2687,7 +4168,7 @@ def main(argv=None):
         build_parser().print_help(sys.stderr)
         return 2
     try:
-        return {"check": cmd_check}[args.command](args)
+        return {"check": cmd_check, "run": cmd_run}[args.command](args)
     except WdlErrors as e:
         for err in e.errors:
             print(format_diagnostic(err.message, err.span), file=sys.stderr)
