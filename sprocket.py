@@ -29,10 +29,16 @@ The module reads top to bottom in the order data flows:
     14. Command line               main(): check, run; inputs; the one place errors become messages
 """
 
+import bisect
+import functools
+import glob
+import json
+import math
 import os
+import posixpath
 import re
 import sys
-import bisect
+import tempfile
 
 __version__ = "0.1.0"
 
@@ -2695,51 +2701,57 @@ class EvalContext:
 
 
 def wdl_str(v):
-    """A primitive value as it appears in a string or command."""
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
+    """A primitive value as a placeholder renders it; Float uses 6 decimals ("%f", `~{1.5}` is "1.500000")."""
+    if v is None:
+        return ""
     if isinstance(v, str):
-        return v
+        return str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
         return "%f" % v
-    if v is None:
-        return ""
     if isinstance(v, EnumValue):
         return v.name
-    raise EvalError("a %s cannot be turned into a string" % _value_kind(v))
+    raise EvalError("cannot convert a compound value (%s) to a String" % _kind(v))
 
 
-def _value_kind(v):
-    if isinstance(v, list):
-        return "Array"
-    if isinstance(v, tuple):
-        return "Pair"
+def _kind(v):
     if isinstance(v, StructValue):
-        return v.type_name or "Object"
+        return "Object" if v.type_name is None else v.type_name
     if isinstance(v, dict):
         return "Map"
+    if isinstance(v, tuple):
+        return "Pair"
+    if isinstance(v, list):
+        return "Array"
     return type(v).__name__
 
 
 def value_to_json(v):
-    """A value as JSON data (outputs.json, write_json)."""
+    """A WDL value as JSON-ready Python data. Map keys are rendered with wdl_str, a Pair is {"left", "right"}."""
+    return _to_json(v, False)
+
+
+def _to_json(v, string_keys):
     if v is None or isinstance(v, (bool, int, float)):
         return v
     if isinstance(v, str):
         return str(v)
-    if isinstance(v, list):
-        return [value_to_json(x) for x in v]
-    if isinstance(v, tuple):
-        return {"left": value_to_json(v[0]), "right": value_to_json(v[1])}
-    if isinstance(v, dict):
-        return {wdl_str(k) if not isinstance(k, str) else str(k): value_to_json(x) for k, x in v.items()}
     if isinstance(v, EnumValue):
         return v.name
-    raise EvalError("cannot serialize %r as JSON" % (v,))
+    if isinstance(v, list):
+        return [_to_json(x, string_keys) for x in v]
+    if isinstance(v, tuple):
+        return {"left": _to_json(v[0], string_keys), "right": _to_json(v[1], string_keys)}
+    if isinstance(v, dict):
+        if string_keys and not isinstance(v, StructValue):
+            for k in v:
+                if not isinstance(k, str):
+                    raise EvalError("a Map with non-String keys (here %s) cannot be written as JSON" % wdl_str(k))
+        return {wdl_str(k): _to_json(x, string_keys) for k, x in v.items()}
+    raise EvalError("value of type %s cannot be converted to JSON" % type(v).__name__)
 
 
 def coerce(v, t, what="value"):
@@ -2960,7 +2972,7 @@ def render_placeholder(p, env, ctx):
     try:
         return wdl_str(v)
     except EvalError:
-        raise EvalError("a placeholder must be a primitive value, not a %s" % _value_kind(v), p.span)
+        raise EvalError("a placeholder must be a primitive value, not a %s" % _kind(v), p.span)
 
 
 def _eval_ident(e, env, ctx):
@@ -2984,7 +2996,7 @@ def _eval_getattr(e, env, ctx):
         raise EvalError("no member `%s`" % e.name, e.span)
     if v is None:
         raise EvalError("cannot read member `%s` of None" % e.name, e.span)
-    raise EvalError("a %s has no member `%s`" % (_value_kind(v), e.name), e.span)
+    raise EvalError("a %s has no member `%s`" % (_kind(v), e.name), e.span)
 
 
 def _eval_index(e, env, ctx):
@@ -3004,7 +3016,7 @@ def _eval_index(e, env, ctx):
             return v[i]
         except (KeyError, TypeError):
             raise EvalError("key %s is not in the Map" % _short(i), e.index.span)
-    raise EvalError("a %s cannot be indexed" % _value_kind(v), e.span)
+    raise EvalError("a %s cannot be indexed" % _kind(v), e.span)
 
 
 def _eval_apply(e, env, ctx):
@@ -3165,8 +3177,806 @@ _EVAL = {
 # ============================================================================================
 # 9. Standard library: implementations
 # ============================================================================================
+#
+# One function per WDL function, fn_<name>(ctx, args), with arguments already coerced to the
+# chosen overload's parameter types; IMPLS maps names to them. Regexes are POSIX ERE,
+# translated to Python's `re` once per pattern.
 
-IMPLS = {}
+# -- POSIX ERE -> Python re ----------------------------------------------------------------
+#
+# The translation keeps ERE syntax and meaning: `.` matches any character including a newline, `^`/`$`
+# anchor only at the start/end of the whole string, `|`, `()`, `* + ? {n} {n,} {n,m}` (and GNU `{,m}`);
+# a `{` that does not start a valid interval is literal, as is an unmatched `)`; stacked quantifiers
+# (`a*?`) apply to the quantified atom (greedy), not Python's lazy `*?`. Bracket expressions follow POSIX:
+# `]` first is literal, `\` is literal, `[:class:]` (ASCII sets), `[=c=]` and `[.c.]` (single
+# characters only). GNU extensions: `\1`-`\9`, `\s \S \w \W \b \B \< \> \` \'`; also `\n \t \r \f \v`
+# (WDL authors write "\\n"), `\d \D` as in Python (not GNU), and `\` before any other non-alphanumeric
+# character makes it literal. Other escapes (`\A`, `\x41`, ...) and `(?...)` groups are errors.
+# Difference kept: POSIX picks the leftmost-LONGEST match, Python the leftmost-first alternative
+# (`a|ab` on "ab" matches "a" here, "ab" in POSIX). Patterns whose alternatives cannot be prefixes of
+# each other behave the same.
+
+_ERE_CLASSES = {
+    "alpha": "a-zA-Z",
+    "digit": "0-9",
+    "alnum": "0-9A-Za-z",
+    "upper": "A-Z",
+    "lower": "a-z",
+    "space": " \\t\\n\\r\\f\\v",
+    "blank": " \\t",
+    "punct": "!-/:-@\\[-`{-~",
+    "xdigit": "0-9A-Fa-f",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "print": "\\x20-\\x7e",
+    "graph": "\\x21-\\x7e",
+}
+_ERE_ESCAPES = {
+    "s": "\\s", "S": "\\S", "w": "\\w", "W": "\\W", "d": "\\d", "D": "\\D",
+    "n": "\\n", "t": "\\t", "r": "\\r", "f": "\\f", "v": "\\v",
+}
+_ERE_ANCHOR_ESCAPES = {"b": "\\b", "B": "\\B", "<": "\\b(?=\\w)", ">": "\\b(?<=\\w)", "`": "\\A", "'": "\\Z"}
+_ERE_INTERVAL = re.compile(r"\{(\d*)(,(\d*))?\}")
+
+
+@functools.lru_cache(maxsize=512)
+def translate_ere(pattern):
+    """Compile a POSIX ERE (with the GNU extensions above) to a Python pattern; EvalError if invalid."""
+    try:
+        return re.compile(_ere_to_python(pattern), re.DOTALL)
+    except re.error as e:  # e.msg: the message without a position in the translated pattern
+        raise EvalError("invalid regular expression %r: %s" % (pattern, e.msg))
+
+
+def _ere_error(pattern, why):
+    return EvalError("invalid regular expression %r: %s" % (pattern, why))
+
+
+def _ere_to_python(p):
+    out = []  # translated pieces; a group is collapsed into one piece when it closes
+    opened = []  # index in `out` of each unclosed "("
+    atom = None  # index of the piece a quantifier would apply to (always the last piece), or None
+    quantified = False
+    i, n = 0, len(p)
+    while i < n:
+        c = p[i]
+        i += 1
+        if c in "*+?{":
+            if c == "{":
+                m = _ERE_INTERVAL.match(p, i - 1)
+                if not m:
+                    atom, quantified = len(out), False
+                    out.append("\\{")
+                    continue
+                lo, hi = m.group(1) or "0", m.group(3)
+                if m.group(2) and hi and int(hi) < int(lo):
+                    raise _ere_error(p, "invalid interval {%s}" % m.group(0)[1:-1])
+                c = "{%s}" % (lo + (("," + hi) if m.group(2) else ""))
+                i = m.end()
+            if atom is None:
+                if c == "?" and p[i - 2:i] == "(?":
+                    raise _ere_error(p, "'(?' groups are Python/PCRE syntax, not POSIX ERE")
+                raise _ere_error(p, "'%s' has nothing to repeat" % c)
+            if quantified:
+                out[atom] = "(?:%s)" % out[atom]
+            out[atom] += c
+            quantified = True
+            continue
+        quantified = False
+        if c == "(":
+            opened.append(len(out))
+            out.append("(")
+            atom = None
+        elif c == ")" and opened:
+            start = opened.pop()
+            out[start:] = ["".join(out[start:]) + ")"]
+            atom = start
+        elif c == "|":
+            out.append("|")
+            atom = None
+        elif c == "^":
+            out.append("^")
+            atom = None
+        elif c == "$":
+            out.append("\\Z")
+            atom = None
+        elif c == ".":
+            atom = len(out)
+            out.append(".")
+        elif c == "[":
+            piece, i = _ere_bracket(p, i)
+            atom = len(out)
+            out.append(piece)
+        elif c == "\\":
+            if i >= n:
+                raise _ere_error(p, "trailing backslash")
+            d = p[i]
+            i += 1
+            if d in _ERE_ANCHOR_ESCAPES:
+                out.append(_ERE_ANCHOR_ESCAPES[d])
+                atom = None
+                continue
+            atom = len(out)
+            if "1" <= d <= "9":
+                out.append("(?:\\%s)" % d)  # grouped so a following digit is not part of the number
+            elif d in _ERE_ESCAPES:
+                out.append(_ERE_ESCAPES[d])
+            elif d.isalnum() or d == "_":
+                raise _ere_error(p, "unsupported escape \\%s" % d)
+            else:
+                out.append(re.escape(d))
+        else:
+            atom = len(out)
+            out.append(re.escape(c))
+    if opened:
+        raise _ere_error(p, "unmatched (")
+    return "".join(out)
+
+
+def _ere_bracket(p, i):
+    """Translate the bracket expression whose "[" is just before p[i]; returns (piece, next index)."""
+    n = len(p)
+    negate = i < n and p[i] == "^"
+    if negate:
+        i += 1
+    items = []
+    first = True
+    while True:
+        if i >= n:
+            raise _ere_error(p, "unterminated bracket expression")
+        c = p[i]
+        if c == "]" and not first:
+            i += 1
+            break
+        first = False
+        if c == "[" and i + 1 < n and p[i + 1] == ":":
+            end = p.find(":]", i + 2)
+            name = p[i + 2:end] if end >= 0 else None
+            if name not in _ERE_CLASSES:
+                raise _ere_error(p, "unknown character class [:%s:]" % (name or p[i + 2:]))
+            items.append(_ERE_CLASSES[name])
+            i = end + 2
+            continue
+        lo, i = _ere_bracket_char(p, i)
+        if i + 1 < n and p[i] == "-" and p[i + 1] != "]":
+            hi, i = _ere_bracket_char(p, i + 1)
+            if hi < lo:
+                raise _ere_error(p, "invalid range %s-%s" % (lo, hi))
+            items.append(_class_char(lo) + "-" + _class_char(hi))
+        else:
+            items.append(_class_char(lo))
+    return "[" + ("^" if negate else "") + "".join(items) + "]", i
+
+
+def _ere_bracket_char(p, i):
+    """One character of a bracket expression: a plain character, [=c=] or [.c.]."""
+    if p[i] == "[" and i + 1 < len(p) and p[i + 1] in "=.:":
+        kind = p[i + 1]
+        end = p.find(kind + "]", i + 2)
+        if kind == ":" or end != i + 3:
+            raise _ere_error(p, "unsupported bracket element starting at %r" % p[i:i + 4])
+        return p[i + 2], end + 2
+    return p[i], i + 1
+
+
+def _class_char(ch):
+    return ch if ch.isalnum() or ch == "_" else "\\" + ch
+
+
+def _regex(fname, pattern):
+    try:
+        return translate_ere(pattern)
+    except EvalError as e:
+        raise EvalError("%s: %s" % (fname, e.message))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _resolve(ctx, fname, path):
+    if path is None:
+        raise EvalError("%s: the path is None" % fname)
+    path = str(path)
+    return path if os.path.isabs(path) else os.path.join(ctx.work_dir, path)
+
+
+def _read_text(ctx, fname, path):
+    full = _resolve(ctx, fname, path)
+    try:
+        with open(full, encoding="utf-8", newline="") as f:
+            return f.read()
+    except OSError as e:
+        raise EvalError("%s: cannot read %s: %s" % (fname, full, e.strerror or e))
+    except UnicodeDecodeError:
+        raise EvalError("%s: %s is not valid UTF-8 text" % (fname, full))
+
+
+def _lines(text):
+    """Split file contents into lines without their "\\n" / "\\r\\n"; an empty file has no lines."""
+    if not text:
+        return []
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _read_rows(ctx, fname, path):
+    return [line.split("\t") for line in _lines(_read_text(ctx, fname, path))]
+
+
+def _write_file(ctx, fname, lines, suffix=".txt"):
+    """Write each line plus "\\n" to a new uniquely named file in ctx.tmp_dir; return its WdlFile."""
+    try:
+        os.makedirs(ctx.tmp_dir, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=ctx.tmp_dir, prefix=fname + "_", suffix=suffix)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write("".join(line + "\n" for line in lines))
+        os.chmod(path, 0o644)  # readable by a container user other than ours
+    except OSError as e:
+        raise EvalError("%s: cannot write a file in %s: %s" % (fname, ctx.tmp_dir, e.strerror or e))
+    return WdlFile(os.path.abspath(path))
+
+
+def _prim_str(fname, v):
+    try:
+        return wdl_str(v)
+    except EvalError as e:
+        raise EvalError("%s: %s" % (fname, e.message))
+
+
+def _tsv_field(fname, v):
+    s = _prim_str(fname, v)
+    if "\t" in s or "\n" in s:
+        raise EvalError("%s: value %r contains a tab or newline, which TSV cannot hold" % (fname, s))
+    return s
+
+
+def _tsv_line(fname, values):
+    return "\t".join(_tsv_field(fname, v) for v in values)
+
+
+def _check_names(fname, names):
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise EvalError("%s: duplicate name %r" % (fname, name))
+        seen.add(name)
+
+
+def _objects(fname, names, rows):
+    for k, row in enumerate(rows):
+        if len(row) != len(names):
+            raise EvalError("%s: row %d has %d fields, expected %d" % (fname, k + 1, len(row), len(names)))
+    return [StructValue(zip(names, row)) for row in rows]
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+# -- numeric functions -----------------------------------------------------------------------
+
+
+def _to_int(fname, x, op):
+    try:
+        return op(x)
+    except (OverflowError, ValueError):
+        raise EvalError("%s: cannot convert %r to an Int" % (fname, x))
+
+
+def fn_floor(ctx, args):
+    return _to_int("floor", args[0], math.floor)
+
+
+def fn_ceil(ctx, args):
+    return _to_int("ceil", args[0], math.ceil)
+
+
+def fn_round(ctx, args):
+    """Round half up (toward +infinity): round(2.5) == 3, round(-2.5) == -2."""
+    x = args[0]
+    low = _to_int("round", x, math.floor)
+    return low + 1 if x - low >= 0.5 else low
+
+
+def fn_min(ctx, args):
+    a, b = args
+    r = a if a <= b else b
+    return float(r) if isinstance(a, float) or isinstance(b, float) else r
+
+
+def fn_max(ctx, args):
+    a, b = args
+    r = a if a >= b else b
+    return float(r) if isinstance(a, float) or isinstance(b, float) else r
+
+
+# -- string functions ------------------------------------------------------------------------
+
+
+def fn_find(ctx, args):
+    m = _regex("find", args[1]).search(str(args[0]))
+    return m.group(0) if m else None
+
+
+def fn_matches(ctx, args):
+    return _regex("matches", args[1]).search(str(args[0])) is not None
+
+
+_REPLACEMENT_TOKEN = re.compile(r"(\\[1-9\\])")
+
+
+def fn_sub(ctx, args):
+    """Replace every match; in the replacement `\\1`-`\\9` are groups, `\\\\` is one backslash, all else literal."""
+    rx = _regex("sub", args[1])
+    parts = _REPLACEMENT_TOKEN.split(str(args[2]))  # odd indexes hold the tokens
+    for k in range(1, len(parts), 2):
+        token = parts[k][1]
+        if token == "\\":
+            parts[k] = "\\"
+        elif int(token) > rx.groups:
+            raise EvalError("sub: the replacement refers to group \\%s, the pattern has %d" % (token, rx.groups))
+        else:
+            parts[k] = int(token)
+    if len(parts) == 1:
+        return rx.sub(lambda m: parts[0], str(args[0]))
+    return rx.sub(lambda m: "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts), str(args[0]))
+
+
+def fn_split(ctx, args):
+    """Split at each match of an ERE; empty pieces are kept, no match gives [input] (Rust regex split)."""
+    s = str(args[0])
+    pieces, last = [], 0
+    for m in _regex("split", args[1]).finditer(s):
+        pieces.append(s[last:m.start()])
+        last = m.end()
+    pieces.append(s[last:])
+    return pieces
+
+
+# -- file functions --------------------------------------------------------------------------
+
+
+def fn_basename(ctx, args):
+    path = str(args[0]).rstrip("/")  # a Directory may be written with a trailing "/"
+    name = path[path.rfind("/") + 1:]
+    if len(args) > 1 and args[1] and name.endswith(args[1]):
+        name = name[:-len(args[1])]
+    return name
+
+
+def fn_join_paths(ctx, args):
+    """Join paths left to right; only the first may be absolute; a relative result is made absolute
+    against ctx.work_dir (the 1.2 rule). Returns a String (1.2.1/1.3), which coerces to File."""
+    if len(args) == 1:
+        parts = [str(p) for p in args[0]]
+    else:
+        rest = args[1] if isinstance(args[1], list) else [args[1]]
+        parts = [str(args[0])] + [str(p) for p in rest]
+    if not parts or (len(args) > 1 and len(parts) == 1):
+        raise EvalError("join_paths: the array of paths is empty")
+    for p in parts[1:]:
+        if p.startswith("/"):
+            raise EvalError("join_paths: only the first path may be absolute, got %r" % p)
+    joined = posixpath.join(*parts)
+    return joined if joined.startswith("/") else os.path.join(ctx.work_dir, joined)
+
+
+def fn_glob(ctx, args):
+    """Regular files (and symlinks to files, and broken symlinks) matching the pattern, sorted, absolute."""
+    pattern = str(args[0])
+    if not os.path.isabs(pattern):
+        pattern = os.path.join(glob.escape(ctx.work_dir), pattern)
+    found = [p for p in glob.glob(pattern) if os.path.isfile(p) or (os.path.islink(p) and not os.path.exists(p))]
+    return [WdlFile(os.path.abspath(p)) for p in sorted(found)]
+
+
+def _size_units():
+    """Lower-cased unit -> bytes: B; K/KB, M/MB, ... (decimal); Ki/KiB, Mi/MiB, ... (binary), up to E."""
+    units = {"b": 1}
+    for power, letter in enumerate("kmgtpe", 1):
+        units[letter] = units[letter + "b"] = 1000 ** power
+        units[letter + "i"] = units[letter + "ib"] = 1024 ** power
+    return units
+
+
+_SIZE_UNITS = _size_units()
+
+
+def _paths_in(v):
+    """Every File/Directory inside a compound value (Map keys included); plain Strings are not paths."""
+    if isinstance(v, (WdlFile, WdlDir)):
+        yield v
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            for p in _paths_in(x):
+                yield p
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            for p in _paths_in(k):
+                yield p
+            for p in _paths_in(x):
+                yield p
+
+
+def _path_size(ctx, path):
+    full = _resolve(ctx, "size", path)
+    if os.path.isdir(full):
+        total = 0
+        for root, _dirs, files in os.walk(full):
+            for name in files:
+                f = os.path.join(root, name)
+                if os.path.isfile(f):
+                    total += os.path.getsize(f)
+        return total
+    try:
+        return os.path.getsize(full)
+    except OSError as e:
+        raise EvalError("size: cannot read %s: %s" % (full, e.strerror or e))
+
+
+def fn_size(ctx, args):
+    """Bytes of a file/directory, or of all Files/Directories in a compound value (None counts 0)."""
+    unit = args[1] if len(args) > 1 else "B"
+    factor = _SIZE_UNITS.get(unit.strip().lower())
+    if factor is None:
+        raise EvalError("size: invalid unit %r (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, ...)" % unit)
+    v = args[0]
+    paths = [v] if isinstance(v, str) else _paths_in(v)  # a top-level String names a path
+    return sum(_path_size(ctx, p) for p in paths) / factor
+
+
+def fn_stdout(ctx, args):
+    if ctx.stdout is None:
+        raise EvalError("stdout() is only available in task outputs")
+    return WdlFile(ctx.stdout)
+
+
+def fn_stderr(ctx, args):
+    if ctx.stderr is None:
+        raise EvalError("stderr() is only available in task outputs")
+    return WdlFile(ctx.stderr)
+
+
+def fn_read_string(ctx, args):
+    """The whole file with any trailing "\\r"/"\\n" characters removed (1.1+ text)."""
+    return _read_text(ctx, "read_string", args[0]).rstrip("\r\n")
+
+
+def _read_single(ctx, fname, path, regex, what):
+    text = _read_text(ctx, fname, path).strip()
+    if not regex.match(text):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise EvalError("%s: %s does not contain a single %s (found %r)" % (fname, path, what, shown))
+    return text
+
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+\Z")
+_FLOAT_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+_BOOL_TEXT = re.compile(r"(?i)(true|false)\Z")
+
+
+def fn_read_int(ctx, args):
+    return int(_read_single(ctx, "read_int", args[0], _INT_TEXT, "integer"))
+
+
+def fn_read_float(ctx, args):
+    return float(_read_single(ctx, "read_float", args[0], _FLOAT_TEXT, "number"))
+
+
+def fn_read_boolean(ctx, args):
+    """"true"/"false", case-insensitively in every version (1.2 made it explicit)."""
+    return _read_single(ctx, "read_boolean", args[0], _BOOL_TEXT, "boolean").lower() == "true"
+
+
+def fn_read_lines(ctx, args):
+    return _lines(_read_text(ctx, "read_lines", args[0]))
+
+
+def fn_write_lines(ctx, args):
+    return _write_file(ctx, "write_lines", [_prim_str("write_lines", x) for x in args[0]])
+
+
+def fn_read_tsv(ctx, args):
+    """read_tsv(f) / (f, false): rows; (f, true): Objects keyed by the header; (f, header, names)."""
+    rows = _read_rows(ctx, "read_tsv", args[0])
+    if len(args) == 1 or (len(args) == 2 and not args[1]):
+        return rows
+    if len(args) == 3:
+        names = list(args[2])
+        if args[1]:
+            rows = rows[1:]
+    elif not rows:
+        return []
+    else:
+        names, rows = rows[0], rows[1:]
+    for name in names:
+        if not _IDENTIFIER.match(name):
+            raise EvalError("read_tsv: %r is not a valid field name" % name)
+    _check_names("read_tsv", names)
+    return _objects("read_tsv", names, rows)
+
+
+def fn_write_tsv(ctx, args):
+    """Rows of Array[String] or Structs; header written only if the 2nd argument is true."""
+    rows = args[0]
+    header = len(args) > 1 and args[1]
+    names = list(args[2]) if len(args) > 2 else None
+    lines = []
+    structs = [r for r in rows if isinstance(r, dict)]
+    if structs and len(structs) != len(rows):
+        raise EvalError("write_tsv: rows mix Arrays and Structs")
+    if header and names is None:
+        if rows and not structs:
+            raise EvalError("write_tsv: a header for Array[Array[String]] needs the column names")
+        names = list(structs[0]) if structs else None  # an empty Array[Struct] gives an empty file
+    if header and names is not None:
+        lines.append(_tsv_line("write_tsv", names))
+    for k, row in enumerate(rows):
+        values = list(row.values()) if structs else row
+        if header and len(values) != len(names):
+            raise EvalError("write_tsv: row %d has %d fields, the header %d" % (k + 1, len(values), len(names)))
+        lines.append(_tsv_line("write_tsv", values))
+    return _write_file(ctx, "write_tsv", lines, ".tsv")
+
+
+def fn_read_map(ctx, args):
+    result = {}
+    for k, row in enumerate(_read_rows(ctx, "read_map", args[0])):
+        if len(row) != 2:
+            raise EvalError("read_map: line %d has %d columns, expected 2" % (k + 1, len(row)))
+        if row[0] in result:
+            raise EvalError("read_map: duplicate key %r" % row[0])
+        result[row[0]] = row[1]
+    return result
+
+
+def fn_write_map(ctx, args):
+    lines = [_tsv_field("write_map", k) + "\t" + _tsv_field("write_map", v) for k, v in args[0].items()]
+    return _write_file(ctx, "write_map", lines, ".tsv")
+
+
+def _reject_json_constant(name):
+    raise ValueError("%s is not valid JSON" % name)
+
+
+def fn_read_json(ctx, args):
+    """JSON as Python data (objects are plain dicts); the caller coerces to the declared type."""
+    text = _read_text(ctx, "read_json", args[0])
+    try:
+        return json.loads(text, parse_constant=_reject_json_constant)
+    except ValueError as e:
+        raise EvalError("read_json: %s is not valid JSON: %s" % (args[0], e))
+
+
+def fn_write_json(ctx, args):
+    """A Pair is written as {"left": .., "right": ..} (the spec calls Pairs unserializable; engines accept them)."""
+    try:
+        text = json.dumps(_to_json(args[0], True), ensure_ascii=False, allow_nan=False)
+    except EvalError as e:
+        raise EvalError("write_json: %s" % e.message)
+    except ValueError:
+        raise EvalError("write_json: infinite or NaN Float values cannot be written as JSON")
+    return _write_file(ctx, "write_json", [text], ".json")
+
+
+def fn_read_object(ctx, args):
+    rows = _read_rows(ctx, "read_object", args[0])
+    if len(rows) != 2:
+        raise EvalError("read_object: the file must have exactly 2 lines, it has %d" % len(rows))
+    _check_names("read_object", rows[0])
+    return _objects("read_object", rows[0], rows[1:])[0]
+
+
+def fn_read_objects(ctx, args):
+    rows = _read_rows(ctx, "read_objects", args[0])
+    if not rows:
+        return []
+    _check_names("read_objects", rows[0])
+    return _objects("read_objects", rows[0], rows[1:])
+
+
+def _check_object(fname, v):
+    if not isinstance(v, dict):
+        raise EvalError("%s: expected a Struct or Object, got %s" % (fname, _kind(v)))
+
+
+def fn_write_object(ctx, args):
+    obj = args[0]
+    _check_object("write_object", obj)
+    lines = [_tsv_line("write_object", obj), _tsv_line("write_object", obj.values())]
+    return _write_file(ctx, "write_object", lines, ".tsv")
+
+
+def fn_write_objects(ctx, args):
+    objs = args[0]
+    if not objs:
+        return _write_file(ctx, "write_objects", [], ".tsv")
+    for o in objs:
+        _check_object("write_objects", o)
+    names = list(objs[0])
+    lines = [_tsv_line("write_objects", names)]
+    for o in objs:
+        if len(o) != len(names) or any(k not in o for k in names):
+            raise EvalError("write_objects: all elements must have the same member names")
+        lines.append(_tsv_line("write_objects", [o[k] for k in names]))
+    return _write_file(ctx, "write_objects", lines, ".tsv")
+
+
+# -- string array functions ------------------------------------------------------------------
+
+
+def fn_prefix(ctx, args):
+    p = args[0]
+    return [p + _prim_str("prefix", x) for x in args[1]]
+
+
+def fn_suffix(ctx, args):
+    s = args[0]
+    return [_prim_str("suffix", x) + s for x in args[1]]
+
+
+def fn_quote(ctx, args):
+    return ['"%s"' % _prim_str("quote", x) for x in args[0]]
+
+
+def fn_squote(ctx, args):
+    return ["'%s'" % _prim_str("squote", x) for x in args[0]]
+
+
+def fn_sep(ctx, args):
+    return args[0].join(_prim_str("sep", x) for x in args[1])
+
+
+# -- generic array functions -----------------------------------------------------------------
+
+
+def fn_length(ctx, args):
+    v = args[0]
+    if isinstance(v, (list, dict, str)):
+        return len(v)
+    raise EvalError("length: expected an Array, Map, Object or String, got %s" % _kind(v))
+
+
+def fn_range(ctx, args):
+    n = args[0]
+    if n < 0:
+        raise EvalError("range: the length must be >= 0, got %d" % n)
+    return list(range(n))
+
+
+def fn_transpose(ctx, args):
+    rows = args[0]
+    width = len(rows[0]) if rows else 0
+    for k, row in enumerate(rows):
+        if len(row) != width:
+            raise EvalError("transpose: row %d has %d elements, row 1 has %d" % (k + 1, len(row), width))
+    return [list(col) for col in zip(*rows)]
+
+
+def fn_cross(ctx, args):
+    return [(x, y) for x in args[0] for y in args[1]]
+
+
+def fn_zip(ctx, args):
+    """Arrays must have equal lengths (1.1+ rule, applied to 1.0 documents too)."""
+    a, b = args
+    if len(a) != len(b):
+        raise EvalError("zip: the arrays have different lengths (%d and %d)" % (len(a), len(b)))
+    return list(zip(a, b))
+
+
+def fn_unzip(ctx, args):
+    return ([p[0] for p in args[0]], [p[1] for p in args[0]])
+
+
+def fn_contains(ctx, args):
+    return args[1] in args[0]
+
+
+def fn_chunk(ctx, args):
+    """Consecutive sub-arrays of `size` elements; chunk([], n) is [] (see ERRATA: the spec's [[]] is wrong)."""
+    arr, size = args
+    if size <= 0:
+        raise EvalError("chunk: the chunk size must be > 0, got %d" % size)
+    return [arr[k:k + size] for k in range(0, len(arr), size)]
+
+
+def fn_flatten(ctx, args):
+    return [x for inner in args[0] for x in inner]
+
+
+def fn_select_first(ctx, args):
+    for x in args[0]:
+        if x is not None:
+            return x
+    if len(args) > 1:
+        return args[1]
+    raise EvalError("select_first: the array is empty" if not args[0] else "select_first: all values are None")
+
+
+def fn_select_all(ctx, args):
+    return [x for x in args[0] if x is not None]
+
+
+# -- map functions ---------------------------------------------------------------------------
+
+
+def fn_as_pairs(ctx, args):
+    return list(args[0].items())
+
+
+def fn_as_map(ctx, args):
+    result = {}
+    for k, v in args[0]:
+        if k in result:
+            raise EvalError("as_map: duplicate key %r" % (k,))
+        result[k] = v
+    return result
+
+
+def fn_keys(ctx, args):
+    return list(args[0])
+
+
+def fn_contains_key(ctx, args):
+    """A Map/Struct/Object key, or an Array[String] key path (false when an inner value is not a collection)."""
+    coll, key = args
+    if not isinstance(coll, dict):
+        raise EvalError("contains_key: expected a Map, Struct or Object, got %s" % _kind(coll))
+    if not isinstance(key, list):
+        return key in coll
+    if not key:
+        raise EvalError("contains_key: the key path is empty")
+    for k in key[:-1]:
+        if not isinstance(coll, dict) or k not in coll:
+            return False
+        coll = coll[k]
+    return isinstance(coll, dict) and key[-1] in coll
+
+
+def fn_values(ctx, args):
+    return list(args[0].values())
+
+
+def fn_collect_by_key(ctx, args):
+    result = {}
+    for k, v in args[0]:
+        result.setdefault(k, []).append(v)
+    return result
+
+
+# -- other functions -------------------------------------------------------------------------
+
+
+def fn_defined(ctx, args):
+    return args[0] is not None
+
+
+def fn_value(ctx, args):
+    if not isinstance(args[0], EnumValue):
+        raise EvalError("value: expected an enum choice, got %s" % _kind(args[0]))
+    return args[0].value
+
+
+IMPLS = {
+    "floor": fn_floor, "ceil": fn_ceil, "round": fn_round, "min": fn_min, "max": fn_max,
+    "find": fn_find, "matches": fn_matches, "sub": fn_sub, "split": fn_split,
+    "basename": fn_basename, "join_paths": fn_join_paths, "glob": fn_glob, "size": fn_size,
+    "stdout": fn_stdout, "stderr": fn_stderr,
+    "read_string": fn_read_string, "read_int": fn_read_int, "read_float": fn_read_float,
+    "read_boolean": fn_read_boolean, "read_lines": fn_read_lines, "write_lines": fn_write_lines,
+    "read_tsv": fn_read_tsv, "write_tsv": fn_write_tsv, "read_map": fn_read_map, "write_map": fn_write_map,
+    "read_json": fn_read_json, "write_json": fn_write_json,
+    "read_object": fn_read_object, "read_objects": fn_read_objects,
+    "write_object": fn_write_object, "write_objects": fn_write_objects,
+    "prefix": fn_prefix, "suffix": fn_suffix, "quote": fn_quote, "squote": fn_squote, "sep": fn_sep,
+    "length": fn_length, "range": fn_range, "transpose": fn_transpose, "cross": fn_cross, "zip": fn_zip,
+    "unzip": fn_unzip, "contains": fn_contains, "chunk": fn_chunk, "flatten": fn_flatten,
+    "select_first": fn_select_first, "select_all": fn_select_all,
+    "as_pairs": fn_as_pairs, "as_map": fn_as_map, "keys": fn_keys, "contains_key": fn_contains_key,
+    "values": fn_values, "collect_by_key": fn_collect_by_key,
+    "defined": fn_defined, "value": fn_value,
+}
 
 
 # ============================================================================================
