@@ -120,6 +120,10 @@ class InputError(WdlError):
     pass
 
 
+class NoneError(EvalError):
+    """An evaluation error caused by a None value (a placeholder then renders as "")."""
+
+
 class WdlErrors(WdlError):
     """Several errors found at once (the checker reports every error of a document)."""
 
@@ -586,7 +590,9 @@ class Parser:
             expr = self.expr()
         elif need_value:
             self.error("expected `=` and a value for `%s`" % name)
-        return Decl(span, type_, name, expr)
+        d = Decl(span, type_, name, expr)
+        d.env = False
+        return d
 
     def is_decl_start(self):
         tok = self.peek()
@@ -1099,12 +1105,29 @@ def _number(tok, parser):
 
 
 def strip_multiline(parts):
-    """1.2 multi-line strings: drop line continuations and common indentation, apply escapes."""
-    parts = list(parts)
-    # A backslash at the end of a line joins it with the next one, dropping leading spaces.
-    parts = [re.sub(r"\\\n[ \t]*", "", p) if isinstance(p, str) else p for p in parts]
-    parts = strip_indent(parts)
-    return [unescape(p) if isinstance(p, str) else p for p in parts]
+    """1.2 multi-line strings: the spec's five steps (continuations, the whitespace after `<<<`
+    and before `>>>`, common indentation), then escapes."""
+    marker = "\0"
+    phs = [p for p in parts if not isinstance(p, str)]
+    flat = "".join(p if isinstance(p, str) else marker for p in parts)
+    # 1. An odd number of backslashes before a newline continues the line.
+    flat = re.sub(r"(?<!\\)((?:\\\\)*)\\\n[ \t]*", r"\1", flat)
+    # 2, 3. Whitespace after `<<<` up to a newline, and before `>>>` back to a newline.
+    flat = re.sub(r"^[ \t]*\n?", "", flat, count=1)
+    flat = re.sub(r"\n?[ \t]*\Z", "", flat, count=1)
+    # 4, 5. Common leading whitespace of the non-blank lines.
+    lines = flat.split("\n")
+    indents = [len(x) - len(x.lstrip(" \t")) for x in lines if x.strip(" \t")]
+    cut = min(indents) if indents else 0
+    flat = "\n".join(x[cut:] if x.strip(" \t") else x.lstrip(" \t") for x in lines)
+    out = []
+    it = iter(phs)
+    for i, text in enumerate(flat.split(marker)):
+        if i:
+            out.append(next(it))
+        if text:
+            out.append(unescape(text))
+    return out
 
 
 def strip_indent(parts):
@@ -1424,11 +1447,14 @@ def unify(types, version):
     real = [t for t in types if not (isinstance(t, AnyType) and t.opt)]
     if not real:
         return NONE_TYPE
-    # Candidates without Any inside come first, so `[[], [1]]` is Array[Array[Int]].
-    cands = sorted(real, key=lambda t: "Any" in str(t))
+    # Candidates without Any inside come first, so `[[], [1]]` is Array[Array[Int]]; String
+    # comes last, so `["a.txt", some_file]` is an Array[File].
+    cands = sorted(real, key=lambda t: ("Any" in str(t), t == STRING))
     for cand in cands:
         c = cand.optional(opt)
         if all(coerces(t.optional(opt) if t.opt else t, c, version) for t in real):
+            if isinstance(c, ArrayType) and c.nonempty and not all(getattr(t, "nonempty", False) for t in real):
+                c = ArrayType(c.item, False, c.opt)
             return c
     return None
 
@@ -2759,7 +2785,7 @@ def coerce(v, t, what="value"):
     if v is None:
         if t.opt or isinstance(t, AnyType):
             return None
-        raise EvalError("%s is None, but `%s` is required" % (what, t))
+        raise NoneError("%s is None, but `%s` is required" % (what, t))
     cls = type(t)
     if cls is PrimType:
         name = t.name
@@ -2957,6 +2983,8 @@ def render_placeholder(p, env, ctx):
         ctx.placeholder += 1
     try:
         v = evaluate(p.expr, env, ctx)
+    except NoneError:
+        v = None  # the spec: a None that makes the placeholder fail renders as ""
     finally:
         if ctx is not None:
             ctx.placeholder -= 1
@@ -2995,7 +3023,7 @@ def _eval_getattr(e, env, ctx):
             return v[e.name]
         raise EvalError("no member `%s`" % e.name, e.span)
     if v is None:
-        raise EvalError("cannot read member `%s` of None" % e.name, e.span)
+        raise NoneError("cannot read member `%s` of None" % e.name, e.span)
     raise EvalError("a %s has no member `%s`" % (_kind(v), e.name), e.span)
 
 
@@ -3069,7 +3097,7 @@ def _eval_binary(e, env, ctx):
     if a is None or b is None:
         if ctx is not None and ctx.placeholder and op == "+":
             return None  # the spec's concatenation of optional values inside a placeholder
-        raise EvalError("operator `%s` got None" % op, e.span)
+        raise NoneError("operator `%s` got None" % op, e.span)
     if op in ("<", "<=", ">", ">="):
         if isinstance(a, EnumValue) and isinstance(b, EnumValue):
             a, b = list(e.left.type.choices).index(a.name), list(e.left.type.choices).index(b.name)
@@ -3113,8 +3141,14 @@ def _eval_binary(e, env, ctx):
 
 
 def _equal(a, b):
+    """WDL equality: like Python's, but Maps are equal only with the same entries in the same order."""
     if isinstance(a, bool) != isinstance(b, bool):
         return False
+    if isinstance(a, dict) and isinstance(b, dict):
+        return len(a) == len(b) and all(
+            _equal(ka, kb) and _equal(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
     return a == b
 
 
@@ -3129,9 +3163,9 @@ def _eval_if(e, env, ctx):
 def _eval_array(e, env, ctx):
     items = [evaluate(x, env, ctx) for x in e.items]
     it = e.type.item if isinstance(e.type, ArrayType) else ANY
-    if isinstance(it, PrimType) and it.name == "Float":
-        return [float(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in items]
-    return items
+    if isinstance(it, AnyType):
+        return items
+    return [coerce(x, it, "array item") for x in items]
 
 
 def _eval_map(e, env, ctx):
@@ -3891,7 +3925,9 @@ def fn_select_first(ctx, args):
             return x
     if len(args) > 1:
         return args[1]
-    raise EvalError("select_first: the array is empty" if not args[0] else "select_first: all values are None")
+    if not args[0]:
+        raise EvalError("select_first: the array is empty")
+    raise NoneError("select_first: all values are None")
 
 
 def fn_select_all(ctx, args):
@@ -4044,6 +4080,7 @@ class TaskRun:
         self.job = None
         self.attempt_dirs = []
         self.requirements, self.hints = {}, {}
+        self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
         return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.version, stdout, stderr)
@@ -4052,30 +4089,38 @@ class TaskRun:
         """Evaluate inputs, private declarations and requirements."""
         task = self.task
         env = {}
-        ctx = self.ctx()
+        # Relative paths before the command: 1.3 resolves them against the document's directory;
+        # earlier versions leave them to the execution directory (the first attempt's work/).
+        if task.version >= (1, 3):
+            base = os.path.dirname(os.path.abspath(task.span.source.path))
+        else:
+            base = os.path.join(self.call_dir, "attempts", "0", "work")
+            os.makedirs(base)
+        ctx = self.ctx(base)
         decls = (task.inputs or []) + task.decls
         given = self.inputs
         for d in topo_order(decls):
             if d.name in given:
                 env[d.name] = coerce(given[d.name], d.type_, "input `%s`" % d.name)
             elif d.expr is not None:
-                env[d.name] = coerce(evaluate(d.expr, env, ctx), d.type_, "`%s`" % d.name)
+                v = coerce(evaluate(d.expr, env, ctx), d.type_, "`%s`" % d.name)
+                if task.version >= (1, 3):
+                    v = localize_outputs(v, d.type_, base, "`%s` of task `%s`" % (d.name, task.name))
+                env[d.name] = v
             elif d.type_.opt:
                 env[d.name] = None
             else:
                 raise InputError("task `%s` is missing required input `%s`" % (task.name, d.name), d.span)
         self.env = env
-        self.requirements, self.hints = self.eval_requirements(0, None)
+        self.requirements, self.hints = self.eval_requirements(0)
         self.cpu = float(self.requirements.get("cpu", 1))
         self.memory = parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
 
-    def eval_requirements(self, attempt, previous):
+    def eval_requirements(self, attempt):
         task = self.task
         env = dict(self.env)
         if task.version >= (1, 3):
-            tv = self.task_value(attempt, None, None)
-            tv["previous"] = StructValue(((k, (previous or {}).get(k)) for k in _REQUIREMENT_MEMBERS), "task.previous")
-            env["task"] = tv
+            env["task"] = self.task_value(attempt, None, None)
         ctx = self.ctx()
         req, hints = {}, {}
         if task.runtime is not None:
@@ -4109,11 +4154,15 @@ class TaskRun:
             container = container[0] if container else None
         return StructValue((
             ("name", self.task.name), ("id", self.name), ("container", container),
-            ("cpu", float(self.cpu)), ("memory", int(self.memory)), ("gpu", []), ("fpga", []), ("disks", {}),
+            ("cpu", float(self.requirements.get("cpu", self.cpu))),
+            ("memory", parse_memory(self.requirements.get("memory", self.memory))),
+            ("gpu", []), ("fpga", []), ("disks", {}),
             ("attempt", attempt), ("end_time", end_time), ("return_code", return_code),
             ("meta", StructValue((self.task.meta or {}).items())),
             ("parameter_meta", StructValue((self.task.parameter_meta or {}).items())), ("ext", StructValue()),
             ("max_retries", self.max_retries()),
+            ("previous", StructValue(((k, self.previous[k] if self.previous else None) for k in _REQUIREMENT_MEMBERS),
+                                     "task.previous")),
         ), "task")
 
     def max_retries(self):
@@ -4147,14 +4196,13 @@ class TaskRun:
     def execute(self):
         """Run attempts until one succeeds or the retries are spent; return the outputs."""
         attempt = 0
-        previous = None
         retries = self.max_retries()
         while True:
             if attempt:
-                self.requirements, self.hints = self.eval_requirements(attempt, previous)
+                self.requirements, self.hints = self.eval_requirements(attempt)
             adir = os.path.join(self.call_dir, "attempts", str(attempt))
             work = os.path.join(adir, "work")
-            os.makedirs(work)
+            os.makedirs(work, exist_ok=attempt == 0)
             self.attempt_dirs.append(adir)
             stdout, stderr = os.path.join(adir, "stdout"), os.path.join(adir, "stderr")
             env = dict(self.env)
@@ -4174,7 +4222,7 @@ class TaskRun:
                 return self.collect_outputs(env, work, stdout, stderr, code)
             if attempt >= retries:
                 raise RunError(failure_message(self.name, code, stdout, stderr))
-            previous = dict(self.requirements)
+            self.previous = self.task_value(attempt, code, None)
             attempt += 1
 
     def collect_outputs(self, env, work, stdout, stderr, code):
@@ -4264,15 +4312,26 @@ class Frame:
         self.done_names = set()
         self.outstanding = 0
         self.finished = False
+        self.advancing = self.again = False
 
     def advance(self):
-        while True:
-            ready = [el for el in self.todo if all(n not in self.level or n in self.done_names for n in el.deps)]
-            if not ready or self.run.stopping:
-                break
-            for el in ready:
-                self.todo.remove(el)
-                self.start(el)
+        if self.advancing:  # a synchronous completion inside start(): the outer loop rescans
+            self.again = True
+            return
+        self.advancing = True
+        try:
+            while True:
+                self.again = False
+                ready = [el for el in self.todo if all(n not in self.level or n in self.done_names for n in el.deps)]
+                if self.run.stopping:
+                    break
+                for el in ready:
+                    self.todo.remove(el)
+                    self.start(el)
+                if not ready and not self.again:
+                    break
+        finally:
+            self.advancing = False
         if not self.todo and self.outstanding == 0 and not self.finished:
             self.finished = True
             self.on_done(self)
@@ -4840,22 +4899,23 @@ def _assign_nested(wf, parts, data, base, run, path, key):
             return
         if len(rest) != 1 or rest[0] not in call.callee_def.inputs:
             raise InputError("input `%s`: task `%s` has no input `%s`" % (key, target.name, ".".join(rest)))
-        _check_nested_allowed(run, key)
+        _check_nested_allowed(run.target, key)
         t = call.callee_def.inputs[rest[0]][0]
         run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(data, t, base, "input `%s`" % key)
         return
     if len(rest) == 1:
         if rest[0] not in call.callee_def.inputs:
             raise InputError("input `%s`: workflow `%s` has no input `%s`" % (key, target.name, rest[0]))
-        _check_nested_allowed(run, key)
+        _check_nested_allowed(run.target, key)
         t = call.callee_def.inputs[rest[0]][0]
         run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(data, t, base, "input `%s`" % key)
         return
     _assign_nested(target, rest, data, base, run, path + ".", key)
 
 
-def _check_nested_allowed(run, key):
-    wf = run.target
+def _check_nested_allowed(wf, key):
+    """Call inputs may be set from outside when the workflow being run allows it (the spec:
+    `allow_nested_inputs` in the top-level workflow)."""
     meta, hints = wf.meta or {}, wf.hints or {}
     if wf.version < (1, 1) or meta.get("allowNestedInputs") or meta.get("allow_nested_inputs") or _literal_true(
             hints.get("allow_nested_inputs")):
