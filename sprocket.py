@@ -332,6 +332,16 @@ Conditional = _node("Conditional", "clauses", "name deps")  # clauses: [(cond ex
 Workflow = _node("Workflow", "name inputs body outputs meta parameter_meta hints", "doc version")
 Document = _node("Document", "source version imports structs enums tasks workflow", "namespaces types checked")
 
+class RuntimeBlock(dict):
+    """A `runtime`, `requirements` or `hints` section: {key: expression}, with each key's span."""
+
+    __slots__ = ("spans",)
+
+    def __init__(self):
+        dict.__init__(self)
+        self.spans = {}
+
+
 # Hints values (1.2): `input { ... }` and `output { ... }` literals.
 HintsBlock = _node("HintsBlock", "kind entries", base=Expr)
 
@@ -589,7 +599,10 @@ class Parser:
             self.advance()
             expr = self.expr()
         elif need_value:
-            self.error("expected `=` and a value for `%s`" % name)
+            tok = self.peek()
+            if tok[0] != "ident" and tok[1] != "}":  # `Int x 42`: something other than `=`
+                self.error("expected `=` after `%s`, found %s" % (name, self.describe(tok)))
+            raise WdlSyntaxError("`%s` needs a value (`= expression`): only inputs may be declared without one" % name, span)
         d = Decl(span, type_, name, expr)
         d.env = False
         return d
@@ -719,17 +732,20 @@ class Parser:
         self.advance()
         if task.command is None:
             raise WdlSyntaxError("task `%s` has no `command` section" % name, span)
-        if "runtime" in seen and "requirements" in seen:
-            raise WdlSyntaxError("a task may not have both `runtime` and `requirements` sections", span)
+        if "runtime" in seen and ("requirements" in seen or "hints" in seen):
+            other = "requirements" if "requirements" in seen else "hints"
+            raise WdlSyntaxError("a task may not have both `runtime` and `%s` sections (`runtime` is the older "
+                                 "form of both)" % other, task.runtime_spans[max(("runtime", other), key=lambda k: task.runtime_spans[k].pos)])
         # An `env` input is declared with the `env` keyword inside `input {}` too.
         return task
 
     def runtime_block(self, section):
         self.expect("{")
-        out = {}
+        out = RuntimeBlock()
         while not self.at("}"):
             kspan = self.span()
             key = self.ident("a %s key" % section)
+            out.spans[key] = kspan
             self.expect(":")
             if section == "hints" and self.at_kw("input", "output", "hints") and self.at("{", 1):
                 kind = self.advance()[1]
@@ -843,9 +859,9 @@ class Parser:
         tok = self.peek()
         if self.at_kw("call"):
             return self.call()
-        if self.at_kw("scatter") and self.at("(", 1):
+        if self.at_kw("scatter"):
             return self.scatter()
-        if self.at_kw("if") and self.at("(", 1):
+        if self.at_kw("if"):
             return self.conditional()
         if self.is_decl_start():
             return self.decl(True)
@@ -894,7 +910,7 @@ class Parser:
                     self.advance()
                     expr = self.expr()
                 else:
-                    self.require((1, 1), "abbreviated call inputs (`%s` without `= value`)" % name)
+                    self.require((1, 1), "abbreviated call inputs (`%s` without `= value`)" % name, self.toks[self.i - 1])
                 inputs.append((name, expr, ispan))
                 if not self.at(","):
                     break
@@ -982,8 +998,8 @@ class Parser:
                 e = Index(self.span(tok), e, idx)
             elif tok[1] == "." and self.peek(1)[0] == "ident":
                 self.i += 1
-                name = self.advance()[1]
-                e = GetAttr(self.span(tok), e, name)
+                ntok = self.advance()
+                e = GetAttr(self.span(ntok), e, ntok[1])
             else:
                 return e
 
@@ -1853,7 +1869,7 @@ class Loader:
                 self.errors.append(WdlError("`%s` is not a valid namespace name; use `as` to name the import" % ns, imp.span))
                 ok = False
             elif ns in doc.namespaces:
-                self.errors.append(WdlError("namespace `%s` is imported twice; use `as` to rename one" % ns, imp.span))
+                self.errors.append(WdlError("namespace `%s` is already imported; use `as` to rename one" % ns, imp.span))
                 ok = False
             doc.namespaces[ns] = sub
         if ok:
@@ -1904,13 +1920,13 @@ class Checker:
                 if name not in imp.doc.types:
                     self.err("`%s` is not a struct or enum of `%s`" % (name, imp.uri), imp.span)
         for s in doc.structs:
-            if any(x.name == s.name for x in doc.structs if x is not s):
-                self.err("struct `%s` is defined twice" % s.name, s.span)
+            if any(x.name == s.name for x in doc.structs[: doc.structs.index(s)]):
+                self.err("struct `%s` is already defined" % s.name, s.span)
             s.type_ = StructType(s.name, {})
             doc.types[s.name] = s.type_
         for e in doc.enums:
             if e.name in doc.types:
-                self.err("`%s` is defined twice" % e.name, e.span)
+                self.err("`%s` is already defined" % e.name, e.span)
             e.type_ = EnumType(e.name, None, {})
             doc.types[e.name] = e.type_
         for s in doc.structs:
@@ -1925,7 +1941,7 @@ class Checker:
         names = set()
         for t in doc.tasks:
             if t.name in names:
-                self.err("task `%s` is defined twice" % t.name, t.span)
+                self.err("task `%s` is already defined" % t.name, t.span)
             names.add(t.name)
             self.check_task(t)
         if doc.workflow is not None:
@@ -1995,7 +2011,7 @@ class Checker:
         for d in decls:
             d.type_ = self.resolve_type(d.type_)
             if d.name in env:
-                self.err("`%s` is declared twice in %s" % (d.name, what), d.span)
+                self.err("`%s` is already declared in %s" % (d.name, what), d.span)
             env[d.name] = d.type_
 
     def check_decl(self, d, env):
@@ -2035,16 +2051,22 @@ class Checker:
             if self.version >= (1, 3):
                 renv["task"] = task_variable_type(self.version, section)
             for key, expr in block.items():
+                if section == "requirements" and key not in _REQUIREMENT_KEYS:
+                    self.err("unknown requirement `%s` (requirements are %s; other keys belong in `hints`)" % (
+                        key, ", ".join(sorted({k for k in _REQUIREMENT_KEYS if "R" not in k}))), block.spans[key])
                 self.check_runtime_value(section, key, expr, renv)
         out_env = dict(cmd_env)
         if self.version >= (1, 2):
             out_env["task"] = task_variable_type(self.version, "output")
-        for d in task.outputs or []:
+        outputs = task.outputs or []
+        for d in outputs:
             d.type_ = self.resolve_type(d.type_)
-            if any(o.name == d.name for o in task.outputs[: task.outputs.index(d)]):
-                self.err("`%s` is declared twice in task `%s`" % (d.name, task.name), d.span)
-            self.check_decl(d, out_env)
+            if any(o.name == d.name for o in outputs[: outputs.index(d)]):
+                self.err("output `%s` is already declared in task `%s`" % (d.name, task.name), d.span)
             out_env[d.name] = d.type_
+        for d in outputs:
+            self.check_decl(d, {k: v for k, v in out_env.items() if k != d.name})
+        self.check_decl_cycles(outputs, "the outputs of task `%s`" % task.name)
 
     def check_runtime_value(self, section, key, expr, env):
         if isinstance(expr, HintsBlock):
@@ -2077,7 +2099,7 @@ class Checker:
         graph = {d.name: [n for n in free_names(d.expr) if n in by_name and n != d.name] if d.expr else [] for d in decls}
         for d in decls:
             if d.expr is not None and d.name in free_names(d.expr):
-                self.err("`%s` refers to itself" % d.name, d.expr.span)
+                self.err("`%s` refers to itself (a dependency cycle)" % d.name, d.span)
         cycle = find_cycle(graph)
         if cycle:
             self.err("declarations depend on each other in a cycle in %s: %s" % (where, " -> ".join(cycle)), by_name[cycle[0]].span)
@@ -2098,16 +2120,14 @@ class Checker:
             self.check_decl(d, {k: v for k, v in env.items() if k != d.name})
         self.check_body(wf.body, env)
         for key, expr in (wf.hints or {}).items():
-            if not isinstance(expr, HintsBlock):
-                self.infer(expr, env)
-        for d in inputs:
-            d.deps = sorted(n for n in free_names(d.expr) if n in env) if d.expr is not None else []
-        self.graph_cycles(wf.body)
+            if not isinstance(expr, HintsBlock) and not _is_constant(expr):
+                self.err("workflow hints must be literal values; `%s` is an expression" % key, expr.span)
+        self.graph_cycles(inputs + wf.body)
         out_env = dict(env)
         for d in wf.outputs or []:
             d.type_ = self.resolve_type(d.type_)
             if d.name in (o.name for o in wf.outputs if o is not d and wf.outputs.index(o) < wf.outputs.index(d)):
-                self.err("workflow output `%s` is declared twice" % d.name, d.span)
+                self.err("workflow output `%s` is already declared" % d.name, d.span)
             self.check_decl(d, out_env)
             out_env[d.name] = d.type_
 
@@ -2156,7 +2176,7 @@ class Checker:
 
     def define(self, name, t, span, names, taken):
         if name in taken:
-            self.err("`%s` is defined twice in workflow `%s`" % (name, self.wf.name), span)
+            self.err("`%s` is already defined in workflow `%s`" % (name, self.wf.name), span)
         taken.add(name)
         names[name] = t
 
@@ -2196,7 +2216,10 @@ class Checker:
     def check_body(self, body, env):
         for el in body:
             if isinstance(el, Decl):
-                self.check_decl(el, {k: v for k, v in env.items() if k != el.name})
+                if el.expr is not None and el.name in free_names(el.expr):
+                    self.err("`%s` refers to itself (a dependency cycle)" % el.name, el.span)
+                    continue
+                self.check_decl(el, env)
             elif isinstance(el, Call):
                 self.check_call(el, env)
             elif isinstance(el, Scatter):
@@ -2249,7 +2272,7 @@ class Checker:
             if expr is None:
                 expr = Ident(span, name)
             if name in given:
-                self.err("input `%s` is given twice in call `%s`" % (name, call.name), span)
+                self.err("input `%s` is already given in call `%s`" % (name, call.name), span)
             given.add(name)
             t = self.infer(expr, env)
             if info is None:
@@ -2367,7 +2390,7 @@ class Checker:
             seen = set()
             for name, x, span in e.members:
                 if name in seen:
-                    self.err("member `%s` is given twice" % name, span)
+                    self.err("member `%s` is already given" % name, span)
                 seen.add(name)
                 self.infer(x, env)
             return OBJECT
@@ -2390,7 +2413,7 @@ class Checker:
         for name, x, span in e.members:
             t = self.infer(x, env)
             if name in seen:
-                self.err("member `%s` is given twice" % name, span)
+                self.err("member `%s` is already given" % name, span)
             seen.add(name)
             if name not in st.members:
                 self.err("struct `%s` has no member `%s`" % (st.name, name), span)
@@ -2466,9 +2489,8 @@ class Checker:
                 self.err("`%s` needs Boolean operands, not `%s` and `%s`" % (op, a, b), e.span)
             return BOOLEAN
         if op in ("<", "<=", ">", ">="):
-            ok = (is_numeric(a) and is_numeric(b)) or (a == b and isinstance(a, PrimType) and a.name in ("String", "Boolean", "File")) \
-                or (isinstance(a, EnumType) and a == b)
-            if not ok:
+            ok = (is_numeric(a) and is_numeric(b)) or (a == b and isinstance(a, PrimType) and a.name in ("String", "Boolean", "File"))
+            if not ok:  # (enums are not ordered)
                 self.err("cannot compare `%s` and `%s` with `%s`" % (a, b, op), e.span)
             return BOOLEAN
         if is_numeric(a) and is_numeric(b):
@@ -2496,6 +2518,13 @@ class CalleeInfo:
             self.inputs[d.name] = (d.type_, d.expr is None and not d.type_.opt)
         self.outputs = {d.name: d.type_ for d in (target.outputs or [])}
 
+
+# Runtime keys (1.0/1.1) that are requirements, with their 1.2 names; the rest are hints.
+_REQUIREMENT_KEYS = {
+    "container": "container", "docker": "container", "cpu": "cpu", "memory": "memory", "gpu": "gpu",
+    "fpga": "fpga", "disks": "disks", "max_retries": "max_retries", "maxRetries": "max_retries",
+    "return_codes": "return_codes", "returnCodes": "return_codes",
+}
 
 _RUNTIME_TYPES = {
     "cpu": (INT, FLOAT, STRING), "memory": (INT, STRING), "container": (STRING, ArrayType(STRING)),
@@ -3099,8 +3128,6 @@ def _eval_binary(e, env, ctx):
             return None  # the spec's concatenation of optional values inside a placeholder
         raise NoneError("operator `%s` got None" % op, e.span)
     if op in ("<", "<=", ">", ">="):
-        if isinstance(a, EnumValue) and isinstance(b, EnumValue):
-            a, b = list(e.left.type.choices).index(a.name), list(e.left.type.choices).index(b.name)
         try:
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
         except TypeError:
@@ -4023,11 +4050,6 @@ IMPLS = {
 # declarations and requirements (on the scheduler thread, which needs cpu and memory to
 # place it); execute() runs the attempts and evaluates the outputs (on a worker thread).
 
-_REQUIREMENT_KEYS = {
-    "container": "container", "docker": "container", "cpu": "cpu", "memory": "memory", "gpu": "gpu",
-    "fpga": "fpga", "disks": "disks", "max_retries": "max_retries", "maxRetries": "max_retries",
-    "return_codes": "return_codes", "returnCodes": "return_codes",
-}
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
           "t": 1000 ** 4, "tb": 1000 ** 4, "ki": 1024, "kib": 1024, "mi": 1024 ** 2, "mib": 1024 ** 2,
           "gi": 1024 ** 3, "gib": 1024 ** 3, "ti": 1024 ** 4, "tib": 1024 ** 4}
@@ -4231,12 +4253,12 @@ class TaskRun:
         if self.task.version >= (1, 2):
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(__import__("time").time()))
         out = {}
-        for d in self.task.outputs or []:
+        for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
             v = coerce(v, d.type_, "output `%s`" % d.name)
             v = localize_outputs(v, d.type_, work, "output `%s` of task `%s`" % (d.name, self.task.name))
             env[d.name] = out[d.name] = v
-        return out
+        return {d.name: out[d.name] for d in self.task.outputs or []}
 
 
 def _env_text(v):
