@@ -4574,6 +4574,7 @@ class Scheduler:
         self.run = run
         self.events = __import__("queue").Queue()
         self.waiting = []
+        self.idle = []  # inboxes of idle worker threads
         self.deferred = __import__("collections").deque()
         self.running = set()
         self.errors = []
@@ -4587,28 +4588,41 @@ class Scheduler:
         self.pump()
 
     def pump(self):
+        """Start waiting task runs that fit, in order, looking a bounded way down the queue
+        (so a big task does not block small ones, and a long queue costs no more)."""
         i = 0
-        while i < len(self.waiting) and not self.run.stopping:
+        while i < min(len(self.waiting), 64) and not self.run.stopping and self.free_cpu > 1e-9:
             tr, on_done = self.waiting[i]
             if tr.cpu <= self.free_cpu + 1e-9 and tr.memory <= self.free_memory:
                 del self.waiting[i]
                 self.free_cpu -= tr.cpu
                 self.free_memory -= tr.memory
                 self.running.add(tr)
-                t = __import__("threading").Thread(target=self.work, args=(tr, on_done), daemon=True)
-                t.start()
+                self.hand_to_worker(tr, on_done)
             else:
                 i += 1
 
-    def work(self, tr, on_done):
-        try:
-            result, error = tr.execute(), None
-        except WdlError as e:
-            result, error = None, e
-        except Exception as e:  # a bug: carried to the main thread, reported as internal
-            e.__traceback_text__ = __import__("traceback").format_exc()
-            result, error = None, e
-        self.events.put((tr, on_done, result, error))
+    def hand_to_worker(self, tr, on_done):
+        """Worker threads are reused; there are never more than tasks running at once."""
+        if self.idle:
+            self.idle.pop().put((tr, on_done))
+            return
+        inbox = __import__("queue").SimpleQueue()
+        inbox.put((tr, on_done))
+        __import__("threading").Thread(target=self.worker, args=(inbox,), daemon=True).start()
+
+    def worker(self, inbox):
+        while True:
+            tr, on_done = inbox.get()
+            try:
+                result, error = tr.execute(), None
+            except WdlError as e:
+                result, error = None, e
+            except Exception as e:  # a bug: carried to the main thread, reported as internal
+                e.__traceback_text__ = __import__("traceback").format_exc()
+                result, error = None, e
+            self.idle.append(inbox)
+            self.events.put((tr, on_done, result, error))
 
     def loop(self, is_done):
         """Run until is_done() or a failure with nothing left running."""
