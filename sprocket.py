@@ -4276,9 +4276,10 @@ def failure_message(name, code, stdout, stderr):
             tail = f.read().decode("utf-8", "replace").splitlines()[-10:]
     except OSError:
         tail = []
-    text = "task `%s` failed: process exited with status %d\n  stdout: %s\n  stderr: %s" % (name, code, stdout, stderr)
+    text = "task `%s` failed: process terminated with exit code %d: see `%s` and `%s` for task output" % (
+        name, code, stdout, stderr)
     if tail:
-        text += "\n  last %d lines of stderr:\n" % len(tail) + "\n".join("    " + line for line in tail)
+        text += "\n\ntask stderr output (last 10 lines):\n\n" + "\n".join("  " + line for line in tail)
     return text
 
 
@@ -4567,6 +4568,12 @@ class WorkflowRun:
         self.on_done(outputs)
 
 
+def in_call(error, tr):
+    """Name the call an evaluation error happened in."""
+    error.message = "in call `%s`: %s" % (tr.name, error.message)
+    return error
+
+
 class Scheduler:
     """Places task runs on the backend as cpu and memory allow; collects their results."""
 
@@ -4582,7 +4589,10 @@ class Scheduler:
         self.free_memory = run.backend.memory
 
     def submit(self, tr, on_done):
-        tr.prepare()
+        try:
+            tr.prepare()
+        except EvalError as e:
+            raise in_call(e, tr)
         self.run.backend.check(tr)
         self.waiting.append((tr, on_done))
         self.pump()
@@ -4616,6 +4626,8 @@ class Scheduler:
             tr, on_done = inbox.get()
             try:
                 result, error = tr.execute(), None
+            except EvalError as e:
+                result, error = None, in_call(e, tr)
             except WdlError as e:
                 result, error = None, e
             except Exception as e:  # a bug: carried to the main thread, reported as internal
@@ -4720,8 +4732,9 @@ class LocalBackend:
                     tr.name, fmt(want), what, fmt(have), fmt(have)))
             else:
                 raise RunError(
-                    "task `%s` requests %s %s, but at most %s is available (set `run.task.%s_limit_behavior = "
-                    "\"try_with_max\"` to run it with that)" % (tr.name, fmt(want), what, fmt(have), what))
+                    "task `%s` requires at least %s %s, but the host only has %s available (set "
+                    "`run.task.%s_limit_behavior = \"try_with_max\"` to run it with that)" % (
+                        tr.name, fmt(want), "CPU(s)" if what == "cpu" else "of memory", fmt(have), what))
 
     def start(self, tr, cmd_path, work, stdout, stderr, environ):
         return LocalJob([self.shell, cmd_path], work, stdout, stderr, environ)

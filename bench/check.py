@@ -24,11 +24,10 @@ import subprocess
 import sys
 import time
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCH)
-VENV = os.path.join(BENCH, ".venv")
-MINIWDL = os.path.join(VENV, "bin", "miniwdl")
-SPROCKET = os.path.join(REPO, "sprocket.py")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import MINIWDL, REPO, SPROCKET, VENV, ensure_venv, tool_version  # noqa: E402
+
 DEFAULT_FILES = [
     "workflows/hifi-human-wgs/workflows/family.wdl",
     "workflows/hifi-human-wgs/workflows/singleton.wdl",
@@ -41,26 +40,7 @@ def shared_dir():
 
 def ensure_miniwdl():
     """Create bench/.venv with miniwdl in it unless it is already there."""
-    if os.access(MINIWDL, os.X_OK):
-        return
-    print(f"setting up {VENV} with miniwdl ...", flush=True)
-    python = os.path.join(VENV, "bin", "python")
-    if not os.access(python, os.X_OK):
-        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "miniwdl"],
-        check=True,
-    )
-    if not os.access(MINIWDL, os.X_OK):
-        raise SystemExit(f"error: pip installed miniwdl but {MINIWDL} is missing")
-
-
-def tool_version(cmd):
-    try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"? ({e})"
-    return (p.stdout.strip().splitlines() or ["?"])[0]
+    ensure_venv(["miniwdl"], [MINIWDL])
 
 
 def run_once(argv, cwd):
