@@ -4100,6 +4100,8 @@ class TaskRun:
         self.cpu = 1.0
         self.memory = _DEFAULT_MEMORY
         self.job = None
+        self.outcome = None
+        self.attempt_name = None
         self.attempt_dirs = []
         self.requirements, self.hints = {}, {}
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
@@ -4116,8 +4118,7 @@ class TaskRun:
         if task.version >= (1, 3):
             base = os.path.dirname(os.path.abspath(task.span.source.path))
         else:
-            base = os.path.join(self.call_dir, "attempts", "0", "work")
-            os.makedirs(base)
+            base = os.path.join(self.call_dir, "attempts", "0", "work")  # made by execute()
         ctx = self.ctx(base)
         decls = (task.inputs or []) + task.decls
         given = self.inputs
@@ -4216,7 +4217,19 @@ class TaskRun:
         return "".join(out)
 
     def execute(self):
-        """Run attempts until one succeeds or the retries are spent; return the outputs."""
+        """Run attempts until one succeeds or the retries are spent; return the outputs.
+
+        Sets `outcome` (completed, failed, canceled or cached) for the scheduler."""
+        run = self.run
+        key = None
+        if run.cache is not None and run.cache.enabled_for(self):
+            key = run.cache.key(self)
+            hit = run.cache.lookup(self, key)
+            if hit is not None:
+                self.outcome = "cached"
+                run.record_cached(self)
+                return hit
+        self.outcome = "failed"
         attempt = 0
         retries = self.max_retries()
         while True:
@@ -4224,7 +4237,7 @@ class TaskRun:
                 self.requirements, self.hints = self.eval_requirements(attempt)
             adir = os.path.join(self.call_dir, "attempts", str(attempt))
             work = os.path.join(adir, "work")
-            os.makedirs(work, exist_ok=attempt == 0)
+            os.makedirs(work)
             self.attempt_dirs.append(adir)
             stdout, stderr = os.path.join(adir, "stdout"), os.path.join(adir, "stderr")
             env = dict(self.env)
@@ -4236,14 +4249,34 @@ class TaskRun:
             with open(cmd_path, "w") as f:
                 f.write(command)
             environ = {d.name: _env_text(self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
-            self.job = self.run.backend.start(self, cmd_path, work, stdout, stderr, environ)
-            code = self.job.wait()
-            if self.run.cancelled:
-                raise RunError("task `%s` was cancelled" % self.name)
+            run.attempt_started(self, attempt)
+            try:
+                self.job = run.backend.start(self, cmd_path, work, stdout, stderr, environ)
+                code = self.job.wait()
+            except WdlError as e:
+                run.attempt_ended(self, "failed", None, e.message)
+                raise
+            if run.cancelled:
+                run.attempt_ended(self, "canceled", code, "canceled")
+                self.outcome = "canceled"
+                raise RunCancelled("task `%s` was canceled" % self.name)
             if self.return_code_ok(code):
-                return self.collect_outputs(env, work, stdout, stderr, code)
+                try:
+                    outputs = self.collect_outputs(env, work, stdout, stderr, code)
+                except WdlError as e:
+                    run.attempt_ended(self, "failed", code, e.message)
+                    raise
+                run.attempt_ended(self, "completed", code)
+                self.outcome = "completed"
+                if key is not None:
+                    run.cache.store(self, key, outputs, adir)
+                return outputs
             if attempt >= retries:
-                raise RunError(failure_message(self.name, code, stdout, stderr))
+                message = failure_message(self.name, code, stdout, stderr)
+                run.attempt_ended(self, "failed", code, message)
+                raise RunError(message)
+            run.attempt_ended(self, "failed", code, "exit code %d; retrying" % code)
+            run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, attempt + 1))
             self.previous = self.task_value(attempt, code, None)
             attempt += 1
 
@@ -4595,6 +4628,7 @@ class Scheduler:
             raise in_call(e, tr)
         self.run.backend.check(tr)
         self.waiting.append((tr, on_done))
+        self.run.counts["waiting"] += 1
         self.pump()
 
     def pump(self):
@@ -4608,6 +4642,8 @@ class Scheduler:
                 self.free_cpu -= tr.cpu
                 self.free_memory -= tr.memory
                 self.running.add(tr)
+                self.run.counts["waiting"] -= 1
+                self.run.counts["running"] += 1
                 self.hand_to_worker(tr, on_done)
             else:
                 i += 1
@@ -4641,12 +4677,16 @@ class Scheduler:
         while True:
             while self.deferred and not self.run.stopping:
                 self.guard(self.deferred.popleft())
-            if is_done() or self.errors and not self.running:
+            if is_done() or (self.errors or self.run.stopping) and not self.running:
                 break
-            tr, on_done, result, error = self.events.get()
+            try:  # a timeout, so signals and cancellation are seen promptly
+                tr, on_done, result, error = self.events.get(timeout=0.5)
+            except __import__("queue").Empty:
+                continue
             self.running.discard(tr)
             self.free_cpu += tr.cpu
             self.free_memory += tr.memory
+            self.run.task_ended(tr, tr.outcome or "failed")
             if error is not None:
                 self.errors.append(error)
                 self.run.stopping = True
@@ -4654,7 +4694,10 @@ class Scheduler:
                 self.guard(lambda: on_done(result))
             self.pump()
         if self.errors:
-            raise self.errors[0]
+            real = [e for e in self.errors if not isinstance(e, RunCancelled)]
+            raise (real or self.errors)[0]
+        if not is_done():
+            raise RunCancelled("the run was canceled")
 
     def guard(self, fn):
         """Run scheduler-side work; a user error stops the run (running tasks finish)."""
@@ -4721,14 +4764,14 @@ class LocalBackend:
     def check(self, tr):
         if tr.requirements.get("container") and not self.warned_container:
             self.warned_container = True
-            self.run.warn("the local backend runs tasks on this host without a container; `container` requirements are ignored")
+            self.run.log.warn("the local backend runs tasks on this host without a container; `container` requirements are ignored")
         for what, have, fmt in (("cpu", self.cpu, lambda x: "%g" % x), ("memory", self.memory, _human_bytes)):
             want = getattr(tr, what)
             if want <= have:
                 continue
             if self.limits[what] == "try_with_max":
                 setattr(tr, what, have)
-                self.run.warn("task `%s` requests %s %s, more than the %s available; running it with %s" % (
+                self.run.log.warn("task `%s` requests %s %s, more than the %s available; running it with %s" % (
                     tr.name, fmt(want), what, fmt(have), fmt(have)))
             else:
                 raise RunError(
@@ -4740,6 +4783,17 @@ class LocalBackend:
         return LocalJob([self.shell, cmd_path], work, stdout, stderr, environ)
 
 
+def make_backend(run, config, name, settings):
+    """The backend a run uses, from its `run.backends.<name>` table."""
+    limits = dict(cpu_limit=config.get("run.task.cpu_limit_behavior"), memory_limit=config.get("run.task.memory_limit_behavior"))
+    if settings.get("type") == "local":
+        memory = settings.get("memory")
+        run.log.info("the engine is configured to use the local backend: tasks will not be run inside of a container")
+        return LocalBackend(run, settings.get("cpu"), parse_memory(memory) if memory is not None else None,
+                            config.get("run.task.shell"), **limits)
+    raise ConfigError("the `%s` backend type is not available" % settings.get("type"))
+
+
 def _human_bytes(n):
     for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
         if n >= size:
@@ -4748,11 +4802,912 @@ def _human_bytes(n):
 
 
 # ============================================================================================
-# 13. Runs and the output directory
+# 13. Configuration
 # ============================================================================================
 #
-# <out>/runs/<target>/<timestamp>/ holds inputs.json, outputs.json, tmp/, and either the
-# task's attempts/ or the workflow's calls/; <out>/runs/<target>/_latest points at the newest.
+# sprocket.toml files are merged in Sprocket's order (later wins): next to the program, the
+# user config directory, ./sprocket.toml, $SPROCKET_CONFIG, then each --config. Tables merge
+# recursively, arrays append, other values replace. One schema table drives validation,
+# defaults, error messages and `sprocket config resolve`.
+
+
+def _toml_loads(text, path):
+    """TOML 1.0 -> dict: tomllib where the Python has it (3.11+), else the reader below."""
+    try:
+        import tomllib  # novermin
+    except ImportError:
+        return TomlReader(text, path).document()
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        span = None
+        if m:
+            src = Source(path, text)
+            lines = text.split("\n")
+            line = int(m.group(1))
+            span = Span(src, sum(len(x) + 1 for x in lines[: line - 1]) + int(m.group(2)) - 1)
+        raise ConfigError("invalid TOML: %s" % re.sub(r"\s*\(at line.*\)$", "", str(e)), span)
+
+
+class ConfigError(WdlError):
+    """A problem in a sprocket.toml file or a configuration value."""
+
+
+_TOML_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_NUMBER = re.compile(
+    r"[+-]?(?:inf|nan)|0x[0-9A-Fa-f](?:_?[0-9A-Fa-f])*|0o[0-7](?:_?[0-7])*|0b[01](?:_?[01])*"
+    r"|[+-]?(?:0|[1-9](?:_?[0-9])*)(?:\.[0-9](?:_?[0-9])*)?(?:[eE][+-]?[0-9](?:_?[0-9])*)?")
+_TOML_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})?)?"
+    r"|(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?")
+_TOML_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+
+
+class TomlReader:
+    """A small TOML 1.0 reader for Python 3.9 and 3.10 (small functions over a position, after
+    CPython's tomllib). Tables defined once, arrays of tables, inline tables, dotted keys, every
+    string and number form, dates and times."""
+
+    def __init__(self, text, path):
+        self.src = Source(path, text)
+        self.text = text
+        self.pos = 0
+        self.root = {}
+        self.defined = set()  # ids of tables made by a [header] or a key/value (cannot be reopened)
+        self.inline = set()  # ids of inline tables and static arrays (frozen)
+
+    def error(self, message, pos=None):
+        raise ConfigError("invalid TOML: %s" % message, Span(self.src, self.pos if pos is None else pos))
+
+    def skip_ws(self):
+        while self.pos < len(self.text) and self.text[self.pos] in " \t":
+            self.pos += 1
+
+    def skip_comment(self):
+        if self.text.startswith("#", self.pos):
+            end = self.text.find("\n", self.pos)
+            self.pos = len(self.text) if end < 0 else end
+
+    def end_of_line(self):
+        self.skip_ws()
+        self.skip_comment()
+        if self.pos >= len(self.text):
+            return
+        if self.text.startswith("\r\n", self.pos):
+            self.pos += 2
+        elif self.text[self.pos] == "\n":
+            self.pos += 1
+        else:
+            self.error("expected the end of the line")
+
+    def document(self):
+        table = self.root
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
+                self.pos += 1
+            self.skip_comment()
+            if self.pos >= len(self.text):
+                return self.root
+            c = self.text[self.pos]
+            if c in " \t\r\n":
+                continue
+            if c == "[":
+                table = self.header()
+            else:
+                self.key_value(table)
+            self.end_of_line()
+
+    def header(self):
+        start = self.pos
+        array = self.text.startswith("[[", self.pos)
+        self.pos += 2 if array else 1
+        self.skip_ws()
+        keys = self.key()
+        self.skip_ws()
+        if not self.text.startswith("]]" if array else "]", self.pos):
+            self.error("expected `%s`" % ("]]" if array else "]"))
+        self.pos += 2 if array else 1
+        parent = self.root
+        for k in keys[:-1]:
+            parent = self.descend(parent, k, start)
+        last = keys[-1]
+        if array:
+            arr = parent.setdefault(last, [])
+            if not isinstance(arr, list) or id(arr) in self.inline:
+                self.error("`%s` is not an array of tables" % ".".join(keys), start)
+            table = {}
+            arr.append(table)
+            return table
+        existing = parent.get(last)
+        if existing is None:
+            table = parent[last] = {}
+        elif isinstance(existing, dict) and id(existing) not in self.defined and id(existing) not in self.inline:
+            table = existing
+        else:
+            self.error("table `%s` is defined more than once" % ".".join(keys), start)
+        self.defined.add(id(table))
+        return table
+
+    def descend(self, table, key, pos):
+        v = table.get(key)
+        if v is None:
+            v = table[key] = {}
+        elif isinstance(v, list) and v and isinstance(v[-1], dict) and id(v) not in self.inline:
+            v = v[-1]
+        elif not isinstance(v, dict) or id(v) in self.inline:
+            self.error("`%s` is already a value, not a table" % key, pos)
+        return v
+
+    def key(self):
+        keys = [self.simple_key()]
+        while True:
+            self.skip_ws()
+            if not self.text.startswith(".", self.pos):
+                return keys
+            self.pos += 1
+            self.skip_ws()
+            keys.append(self.simple_key())
+
+    def simple_key(self):
+        c = self.text[self.pos: self.pos + 1]
+        if c == '"':
+            return self.basic_string()
+        if c == "'":
+            return self.literal_string()
+        m = _TOML_BARE_KEY.match(self.text, self.pos)
+        if m is None:
+            self.error("expected a key")
+        self.pos = m.end()
+        return m.group()
+
+    def key_value(self, table):
+        start = self.pos
+        keys = self.key()
+        self.skip_ws()
+        if not self.text.startswith("=", self.pos):
+            self.error("expected `=` after a key")
+        self.pos += 1
+        self.skip_ws()
+        value = self.value()
+        for k in keys[:-1]:
+            sub = table.get(k)
+            if sub is None:
+                sub = table[k] = {}
+            elif not isinstance(sub, dict) or id(sub) in self.inline or id(sub) in self.defined:
+                self.error("`%s` is already defined" % k, start)
+            table = sub
+        if keys[-1] in table:
+            self.error("`%s` is defined more than once" % ".".join(keys), start)
+        table[keys[-1]] = value
+
+    def value(self):
+        t = self.text
+        c = t[self.pos: self.pos + 1]
+        if c == '"':
+            return self.multiline("\"\"\"", True) if t.startswith('"""', self.pos) else self.basic_string()
+        if c == "'":
+            return self.multiline("'''", False) if t.startswith("'''", self.pos) else self.literal_string()
+        if c == "[":
+            return self.array()
+        if c == "{":
+            return self.inline_table()
+        if t.startswith("true", self.pos):
+            self.pos += 4
+            return True
+        if t.startswith("false", self.pos):
+            self.pos += 5
+            return False
+        m = _TOML_DATETIME.match(t, self.pos)
+        if m and (m.group(1) or m.group(9)):
+            self.pos = m.end()
+            return self.datetime(m)
+        m = _TOML_NUMBER.match(t, self.pos)
+        if m is None or m.end() == self.pos:
+            self.error("expected a value")
+        self.pos = m.end()
+        text = m.group().replace("_", "")
+        if text[:2] in ("0x", "0o", "0b"):
+            return int(text[2:], {"x": 16, "o": 8, "b": 2}[text[1]])
+        if any(x in text for x in ".eEinfa"):
+            return float(text)
+        return int(text)
+
+    def datetime(self, m):
+        import datetime as dt
+
+        if m.group(9):
+            frac = (m.group(12) or "0")[:6].ljust(6, "0")
+            return dt.time(int(m.group(9)), int(m.group(10)), int(m.group(11)), int(frac))
+        y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if m.group(4) is None:
+            return dt.date(y, mo, d)
+        frac = (m.group(7) or "0")[:6].ljust(6, "0")
+        tz = m.group(8)
+        tzinfo = None
+        if tz:
+            if tz in "Zz":
+                tzinfo = dt.timezone.utc
+            else:
+                sign = 1 if tz[0] == "+" else -1
+                tzinfo = dt.timezone(sign * dt.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+        return dt.datetime(y, mo, d, int(m.group(4)), int(m.group(5)), int(m.group(6)), int(frac), tzinfo)
+
+    def basic_string(self):
+        self.pos += 1
+        out = []
+        t = self.text
+        while True:
+            if self.pos >= len(t) or t[self.pos] == "\n":
+                self.error("unterminated string")
+            c = t[self.pos]
+            if c == '"':
+                self.pos += 1
+                return "".join(out)
+            if c == "\\":
+                out.append(self.escape())
+                continue
+            out.append(c)
+            self.pos += 1
+
+    def escape(self):
+        t = self.text
+        c = t[self.pos + 1: self.pos + 2]
+        if c in _TOML_ESCAPES:
+            self.pos += 2
+            return _TOML_ESCAPES[c]
+        if c in ("u", "U"):
+            n = 4 if c == "u" else 8
+            digits = t[self.pos + 2: self.pos + 2 + n]
+            if not re.match(r"^[0-9A-Fa-f]{%d}$" % n, digits):
+                self.error("invalid unicode escape")
+            self.pos += 2 + n
+            return chr(int(digits, 16))
+        self.error("invalid escape `\\%s`" % c)
+
+    def literal_string(self):
+        end = self.text.find("'", self.pos + 1)
+        nl = self.text.find("\n", self.pos + 1)
+        if end < 0 or 0 <= nl < end:
+            self.error("unterminated string")
+        s = self.text[self.pos + 1: end]
+        self.pos = end + 1
+        return s
+
+    def multiline(self, quote, basic):
+        t = self.text
+        self.pos += 3
+        if t.startswith("\r\n", self.pos):
+            self.pos += 2
+        elif t.startswith("\n", self.pos):
+            self.pos += 1
+        out = []
+        while True:
+            if self.pos >= len(t):
+                self.error("unterminated multi-line string")
+            if t.startswith(quote, self.pos):
+                # Up to two quotes right before the closing ones belong to the string.
+                extra = 0
+                while extra < 2 and t.startswith(quote[0], self.pos + 3 + extra):
+                    extra += 1
+                out.append(quote[0] * extra)
+                self.pos += 3 + extra
+                return "".join(out)
+            c = t[self.pos]
+            if basic and c == "\\":
+                m = re.compile(r"\\[ \t]*\r?\n[ \t\r\n]*").match(t, self.pos)
+                if m:  # a line-ending backslash trims the following whitespace
+                    self.pos = m.end()
+                    continue
+                out.append(self.escape())
+                continue
+            out.append(c)
+            self.pos += 1
+
+    def array(self):
+        self.pos += 1
+        items = []
+        while True:
+            self.skip_blank()
+            if self.text.startswith("]", self.pos):
+                self.pos += 1
+                self.inline.add(id(items))
+                return items
+            items.append(self.value())
+            self.skip_blank()
+            if self.text.startswith(",", self.pos):
+                self.pos += 1
+            elif not self.text.startswith("]", self.pos):
+                self.error("expected `,` or `]` in an array")
+
+    def skip_blank(self):
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
+                self.pos += 1
+            if not self.text.startswith("#", self.pos):
+                return
+            self.skip_comment()
+
+    def inline_table(self):
+        self.pos += 1
+        table = {}
+        self.skip_ws()
+        if self.text.startswith("}", self.pos):
+            self.pos += 1
+            self.inline.add(id(table))
+            return table
+        while True:
+            self.skip_ws()
+            self.key_value(table)
+            self.skip_ws()
+            if self.text.startswith("}", self.pos):
+                self.pos += 1
+                self.freeze(table)
+                return table
+            if not self.text.startswith(",", self.pos):
+                self.error("expected `,` or `}` in an inline table")
+            self.pos += 1
+
+    def freeze(self, table):
+        self.inline.add(id(table))
+        for v in table.values():
+            if isinstance(v, dict):
+                self.freeze(v)
+
+
+# The schema: key (with `*` for a backend's name) -> (kind, default, help). Kinds: bool, int,
+# str, path (str with ~ and $VAR expanded), size (bytes or "4 GiB"), list (of strings),
+# conditionals (Sprocket's sbatch.conditional), a tuple of allowed strings, or "table" (a
+# partition: name, max_cpu_per_task, max_memory_per_task).
+_PARTITION_KEYS = ("default_slurm_partition", "short_task_slurm_partition", "gpu_slurm_partition", "fpga_slurm_partition")
+CONFIG_SCHEMA = {
+    "run.output_dir": ("path", "./out", "the output directory: runs/, sprocket.db and output.log go here"),
+    "run.backend": ("str", "default", "the name of the `run.backends` entry to use"),
+    "run.fail": (("slow", "fast"), "slow", "on a failure or Ctrl-C: `slow` waits for running tasks, `fast` cancels them"),
+    "run.experimental_features_enabled": ("bool", False, "required for the slurm_apptainer backend"),
+    "run.suppress_env_specific_output": ("bool", False, "leave host-specific values out of outputs"),
+    "run.events_capacity": ("int", 5000, "accepted for compatibility with Sprocket (no effect here)"),
+    "run.workflow.scatter.concurrency": ("int", 1000, "scatter elements in flight at once"),
+    "run.task.retries": ("int", 0, "retries for a failed task when it sets no `max_retries` (at most 100)"),
+    "run.task.container": ("str", "ubuntu:latest", "the container of tasks that name none"),
+    "run.task.shell": ("str", "bash", "the shell that runs each task's command file"),
+    "run.task.cpu_limit_behavior": (("deny", "try_with_max"), "deny", "a task asking for more CPUs than available: refuse, or clamp and warn"),
+    "run.task.memory_limit_behavior": (("deny", "try_with_max"), "deny", "the same for memory"),
+    "run.task.cache": (("off", "on", "explicit"), "off", "call caching: off, on, or only tasks with `hints { cacheable: true }`"),
+    "run.task.cache_dir": ("path", "system", "the call cache directory (`system`: ~/.cache/sprocket/calls)"),
+    "run.task.digests": (("weak", "strongish", "strong"), "weak", "how input files enter cache keys: size+mtime, plus the first 10 MiB, or all content"),
+    "run.task.excluded_cache_requirements": ("list", [], "requirements left out of cache keys"),
+    "run.task.excluded_cache_hints": ("list", [], "hints left out of cache keys"),
+    "run.task.excluded_cache_inputs": ("list", [], "inputs left out of cache keys"),
+    "run.http.cache_dir": ("path", "system", "accepted for compatibility (remote inputs are not downloaded by sprocket.py)"),
+    "run.http.retries": ("int", 5, "accepted for compatibility"),
+    "run.http.parallelism": ("str", "available", "accepted for compatibility"),
+    "run.http.hash_algorithm": ("str", "sha256", "accepted for compatibility"),
+    "run.backends.*.type": (("local", "slurm_apptainer", "docker", "tes", "lsf_apptainer"), None, "the kind of backend"),
+    "run.backends.*.cpu": ("int", None, "local: CPUs tasks may use (default: all)"),
+    "run.backends.*.memory": ("size", None, "local: memory tasks may use (default: all)"),
+    "run.backends.*.interval": ("int", 30, "slurm: seconds between status queries"),
+    "run.backends.*.max_concurrency": ("int", 10, "slurm: sbatch/scancel processes at once"),
+    "run.backends.*.max_scatter_concurrency": ("int", 200, "slurm: scatter elements submitted at once"),
+    "run.backends.*.sbatch.args": ("list", [], "slurm: extra sbatch arguments"),
+    "run.backends.*.sbatch.conditional": ("conditionals", [], "slurm: sbatch arguments added when a condition holds"),
+    "run.backends.*.extra_sbatch_args": ("list", [], "slurm: extra sbatch arguments (the seed's name for sbatch.args)"),
+    "run.backends.*.job_name_prefix": ("str", None, "slurm: prefix of job names"),
+    "run.backends.*.apptainer.executable": ("str", "apptainer", "slurm: the apptainer (or singularity) command"),
+    "run.backends.*.apptainer.image_cache_dir": ("path", None, "slurm: a shared directory of pulled images"),
+    "run.backends.*.apptainer.extra_args": ("list", [], "slurm: extra `apptainer exec` arguments"),
+    "run.backends.*.extra_apptainer_exec_args": ("list", [], "slurm: extra `apptainer exec` arguments (the seed's name)"),
+    "run.backends.*.cleanup": ("bool", True, "docker: accepted for compatibility"),
+    "server.output_dir": ("path", "./out", "accepted for compatibility"),
+    "server.database.url": ("str", "default", "accepted for compatibility (the database is <output_dir>/sprocket.db)"),
+    "server.orphan_timeout_minutes": ("int", 5, "a run whose session is silent this long is marked orphaned"),
+    "server.host": ("str", "127.0.0.1", "accepted for compatibility"),
+    "server.port": ("int", 8080, "accepted for compatibility"),
+    "common.color": (("auto", "always", "never"), "auto", "colour in diagnostics"),
+    "common.report_mode": (("full", "one-line"), "full", "diagnostic style"),
+    "common.wdl.fallback_version": (("none", "1.0", "1.1", "1.2", "1.3"), "none", "the version of documents with an unknown `version`"),
+    "common.wdl.feature_flags.wdl_1_3": ("bool", True, "accepted for compatibility (1.3 is always on)"),
+    "common.wdl.feature_flags.wdl_1_4": ("bool", False, "accepted for compatibility (1.4 is not supported)"),
+}
+for _p in _PARTITION_KEYS:
+    CONFIG_SCHEMA["run.backends.*.%s.name" % _p] = ("str", None, "slurm: the partition's name")
+    CONFIG_SCHEMA["run.backends.*.%s.max_cpu_per_task" % _p] = ("int", None, "slurm: the most CPUs a task may get there")
+    CONFIG_SCHEMA["run.backends.*.%s.max_memory_per_task" % _p] = ("size", None, "slurm: the most memory a task may get there")
+_BACKEND_KEYS = {
+    "local": ("type", "cpu", "memory"),
+    "docker": ("type", "cleanup"),
+    "slurm_apptainer": ("type", "interval", "max_concurrency", "max_scatter_concurrency", "sbatch", "extra_sbatch_args",
+                        "job_name_prefix", "apptainer", "extra_apptainer_exec_args") + _PARTITION_KEYS,
+}
+# Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
+_FOREIGN_SECTIONS = ("format", "check", "analyzer", "test", "doc", "module", "modules", "lint")
+
+
+def _schema_key(path):
+    """The schema key for a dotted path (a backend's name becomes `*`)."""
+    parts = path.split(".")
+    if len(parts) > 2 and parts[0] == "run" and parts[1] == "backends":
+        parts[2] = "*"
+    return ".".join(parts)
+
+
+def _schema_prefixes():
+    out = set()
+    for k in CONFIG_SCHEMA:
+        parts = k.split(".")
+        for i in range(1, len(parts)):
+            out.add(".".join(parts[:i]))
+    return out
+
+
+_SCHEMA_TABLES = _schema_prefixes() | {"run.backends"}
+
+
+def validate_config_file(data, path):
+    """Check one file's keys and values against the schema; errors name the file and the key."""
+    def walk(table, prefix):
+        for key, value in table.items():
+            full = prefix + key
+            if not prefix and key in _FOREIGN_SECTIONS:
+                continue
+            skey = _schema_key(full)
+            if skey in CONFIG_SCHEMA:
+                check_config_value(full, value, CONFIG_SCHEMA[skey][0], path)
+            elif skey in _SCHEMA_TABLES or full == "run.backends" or skey == "run.backends.*":
+                if not isinstance(value, dict):
+                    raise ConfigError("`%s` in %s must be a table" % (full, path))
+                walk(value, full + ".")
+            else:
+                parent = prefix[:-1]
+                allowed = sorted({k[len(_schema_key(parent)) + 1:].split(".")[0] for k in CONFIG_SCHEMA
+                                  if k.startswith(_schema_key(parent) + ".")}) if parent else sorted(
+                    {k.split(".")[0] for k in CONFIG_SCHEMA} | set(_FOREIGN_SECTIONS))
+                raise ConfigError("unknown key `%s` in %s%s" % (
+                    full, path, " (allowed here: %s)" % ", ".join(allowed) if allowed else ""))
+    if not isinstance(data, dict):
+        raise ConfigError("%s must hold a TOML table" % path)
+    walk(data, "")
+
+
+def check_config_value(key, value, kind, path):
+    where = "`%s` in %s" % (key, path)
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise ConfigError("%s is %s; allowed: %s" % (where, _toml_repr(value), ", ".join('"%s"' % k for k in kind)))
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError("%s must be true or false, not %s" % (where, _toml_repr(value)))
+    elif kind == "int":
+        if key == "run.task.retries" and value == "default":
+            return
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError("%s must be a whole number >= 0, not %s" % (where, _toml_repr(value)))
+        if key == "run.task.retries" and value >= 100:
+            raise ConfigError("%s must be less than 100, not %d" % (where, value))
+        if key in ("run.workflow.scatter.concurrency",) and value == 0:
+            raise ConfigError("%s must be at least 1" % where)
+    elif kind in ("str", "path"):
+        if key == "run.http.parallelism" and isinstance(value, int):
+            return
+        if not isinstance(value, str):
+            raise ConfigError("%s must be a string, not %s" % (where, _toml_repr(value)))
+    elif kind == "size":
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise EvalError("")
+            parse_memory(value)
+        except EvalError:
+            raise ConfigError('%s must be a number of bytes or a size like "96 GB", not %s' % (where, _toml_repr(value)))
+    elif kind == "list":
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise ConfigError("%s must be an array of strings, not %s" % (where, _toml_repr(value)))
+    elif kind == "conditionals":
+        ok = isinstance(value, list) and all(
+            isinstance(c, dict) and set(c) == {"condition", "args"} and isinstance(c["condition"], str)
+            and isinstance(c["args"], list) and all(isinstance(a, str) for a in c["args"]) for c in value)
+        if not ok:
+            raise ConfigError('%s must be an array of { condition = "<WDL expression>", args = [...] }' % where)
+
+
+def _toml_repr(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json_dumps(v)
+    if isinstance(v, dict):
+        return "a table"
+    if isinstance(v, list):
+        return "an array"
+    return str(v)
+
+
+def program_dir():
+    """The directory of the program the user ran: sprocket.py, the zipapp or the console script."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if argv0 and os.path.exists(argv0):
+        return os.path.dirname(os.path.realpath(argv0))
+    return os.path.dirname(os.path.realpath(__file__))
+
+
+def config_search_paths(explicit, skip_search):
+    """The sprocket.toml files to read, in merge order (later wins)."""
+    paths = []
+    if not skip_search:
+        paths.append(os.path.join(program_dir(), "sprocket.toml"))
+        root = os.environ.get("SPROCKET_CONFIG_ROOT")
+        if root:
+            paths.append(os.path.join(root, "sprocket.toml"))
+        else:
+            xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+            paths.append(os.path.join(xdg, "sprocket", "sprocket.toml"))
+        paths.append(os.path.join(os.getcwd(), "sprocket.toml"))
+        env = os.environ.get("SPROCKET_CONFIG")
+        if env:
+            paths.append(env)
+    return [(p, False) for p in paths] + [(p, True) for p in explicit]
+
+
+class Config:
+    """The merged configuration: get("run.task.shell"), and where each value came from."""
+
+    def __init__(self):
+        self.data = {}
+        self.sources = {}  # dotted key -> [files]
+        self.files = []
+        self.warnings = []
+
+    def merge_file(self, path, data):
+        self.files.append(path)
+        self._merge(self.data, data, "", path)
+
+    def _merge(self, into, data, prefix, path):
+        for key, value in data.items():
+            full = prefix + key
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                self._merge(into[key], value, full + ".", path)
+            elif isinstance(value, dict):
+                into[key] = {}
+                self._merge(into[key], value, full + ".", path)
+            elif isinstance(value, list) and isinstance(into.get(key), list):
+                into[key] = into[key] + value  # arrays append
+                self.sources.setdefault(full, []).append(path)
+            else:
+                into[key] = value
+                self.sources[full] = [path]
+
+    def get(self, key, default=None):
+        node = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                schema = CONFIG_SCHEMA.get(_schema_key(key))
+                return schema[1] if schema is not None and default is None else default
+            node = node[part]
+        if isinstance(node, str) and CONFIG_SCHEMA.get(_schema_key(key), ("",))[0] == "path":
+            return os.path.expandvars(os.path.expanduser(node))
+        return node
+
+    def backend(self):
+        """(name, settings) of the backend to use; the built-in default is `local`."""
+        name = self.get("run.backend")
+        backends = self.get("run.backends", {}) or {}
+        if name not in backends:
+            if name == "default" and not backends:
+                return "default", {"type": "local"}
+            raise ConfigError("`run.backend` is \"%s\", but there is no `run.backends.%s` table%s" % (
+                name, name, " (defined: %s)" % ", ".join(sorted(backends)) if backends else ""))
+        settings = backends[name]
+        kind = settings.get("type")
+        if kind is None:
+            raise ConfigError("`run.backends.%s.type` is missing (allowed: \"local\", \"slurm_apptainer\")" % name)
+        if kind not in ("local", "slurm_apptainer"):
+            raise ConfigError("the `%s` backend type of `run.backends.%s` is not supported by sprocket.py "
+                              "(supported: \"local\", \"slurm_apptainer\")" % (kind, name))
+        extra = [k for k in settings if k not in _BACKEND_KEYS[kind]]
+        if extra:
+            raise ConfigError("`run.backends.%s.%s` is not a setting of a %s backend (allowed: %s)" % (
+                name, extra[0], kind, ", ".join(_BACKEND_KEYS[kind])))
+        if kind == "slurm_apptainer" and not self.get("run.experimental_features_enabled"):
+            raise ConfigError("the slurm_apptainer backend is experimental: set "
+                              "`run.experimental_features_enabled = true` to use it")
+        return name, settings
+
+
+def load_config(explicit=(), skip_search=False):
+    """Read and merge every sprocket.toml in the search order."""
+    config = Config()
+    for path, required in config_search_paths(list(explicit), skip_search):
+        if not os.path.isfile(path):
+            if required or path == os.environ.get("SPROCKET_CONFIG"):
+                if required:
+                    raise ConfigError("configuration file not found: `%s`" % path)
+                config.warnings.append("SPROCKET_CONFIG names `%s`, which does not exist" % path)
+            continue
+        src = read_source(path)
+        data = _toml_loads(src.text, path)
+        validate_config_file(data, path)
+        config.merge_file(path, data)
+    for key in ("run.backends",):
+        for name, settings in (config.get(key) or {}).items():
+            if isinstance(settings, dict) and settings.get("type") == "local":
+                for k in ("cpu", "memory"):
+                    v = settings.get(k)
+                    if v is not None and (parse_memory(v) if k == "memory" else v) > (
+                            host_memory() if k == "memory" else os.cpu_count()):
+                        raise ConfigError("`run.backends.%s.%s` (%s) is more than this host has" % (name, k, v))
+    return config
+
+
+def resolve_lines(config):
+    """`sprocket config resolve`: every setting, its value, and the file it came from."""
+    lines = ["# configuration files, in merge order: %s" % (", ".join(config.files) or "(none)")]
+    keys = {}
+
+    def flat(table, prefix):
+        for k, v in table.items():
+            if isinstance(v, dict):
+                flat(v, prefix + k + ".")
+            else:
+                keys[prefix + k] = v
+
+    flat(config.data, "")
+    for k, (kind, default, _) in CONFIG_SCHEMA.items():
+        if "*" not in k and k not in keys:
+            keys[k] = None
+    for k in sorted(keys):
+        if k in config.sources:
+            lines.append("%s = %s  # %s" % (k, _toml_value(keys[k]), ", ".join(config.sources[k])))
+        elif CONFIG_SCHEMA[_schema_key(k)][1] is None:
+            lines.append("# %s is not set" % k)
+        else:
+            lines.append("%s = %s  # default" % (k, _toml_value(CONFIG_SCHEMA[_schema_key(k)][1])))
+    return lines
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json_dumps(v)
+    if isinstance(v, list):
+        return "[%s]" % ", ".join(_toml_value(x) for x in v)
+    if isinstance(v, dict):
+        return "{ %s }" % ", ".join("%s = %s" % (k, _toml_value(x)) for k, x in v.items())
+    return str(v)
+
+
+# ============================================================================================
+# 14. Provenance
+# ============================================================================================
+#
+# <output_dir>/sprocket.db with Sprocket's schema: sessions, runs, tasks (one row per attempt).
+# Rollback journal (WAL breaks on NFS), a busy timeout, short transactions retried on
+# SQLITE_BUSY, so several processes can share one output directory. A run whose process
+# died is marked `orphaned` by the next process that opens the database.
+
+_DB_SCHEMA_VERSION = "1"
+_DB_SCHEMA = """
+CREATE TABLE IF NOT EXISTS metadata (key TEXT PRIMARY KEY UNIQUE NOT NULL, value TEXT NOT NULL,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS sessions (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL,
+    subcommand TEXT NOT NULL CHECK (subcommand IN ('run', 'server')), created_by TEXT NOT NULL,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, heartbeat_at TIMESTAMP NULL);
+CREATE INDEX IF NOT EXISTS idx_sessions_heartbeat ON sessions (subcommand, heartbeat_at);
+CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, uuid TEXT UNIQUE NOT NULL,
+    session_id INTEGER NOT NULL REFERENCES sessions (id), name TEXT NOT NULL, source TEXT NOT NULL,
+    target TEXT NULL, status TEXT NOT NULL CHECK (status IN ('queued', 'analyzing', 'running', 'completed',
+    'failed', 'canceling', 'canceled', 'orphaned')), inputs TEXT NOT NULL, outputs TEXT, error TEXT,
+    directory TEXT, index_directory TEXT, started_at TIMESTAMP, completed_at TIMESTAMP,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE INDEX IF NOT EXISTS idx_runs_session ON runs (session_id);
+CREATE INDEX IF NOT EXISTS idx_runs_status ON runs (status);
+CREATE INDEX IF NOT EXISTS idx_runs_created ON runs (created_at);
+CREATE TABLE IF NOT EXISTS tasks (name TEXT PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs (id),
+    status TEXT NOT NULL CHECK (status IN ('initializing', 'localizing', 'pending', 'running', 'completed',
+    'failed', 'canceled', 'preempted', 'cached', 'orphaned')), exit_status INTEGER, error TEXT,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, started_at TIMESTAMP, completed_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS task_logs (id INTEGER PRIMARY KEY, task_name TEXT NOT NULL REFERENCES tasks (name),
+    source TEXT CHECK (source IN ('stdout', 'stderr')), chunk BLOB NOT NULL,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS index_log (id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES runs (id),
+    link_path TEXT, target_path TEXT, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE VIEW IF NOT EXISTS latest_index_entries AS SELECT * FROM (SELECT *, row_number() OVER
+    (PARTITION BY link_path ORDER BY created_at DESC) AS rn FROM index_log) WHERE rn = 1;
+CREATE TABLE IF NOT EXISTS session_processes (session_id INTEGER PRIMARY KEY REFERENCES sessions (id),
+    hostname TEXT NOT NULL, pid INTEGER NOT NULL);
+"""
+_HEARTBEAT_SECONDS = 60
+
+
+class Store:
+    """The provenance database of one output directory."""
+
+    def __init__(self, out_dir, orphan_minutes=5):
+        import sqlite3
+
+        self.sqlite3 = sqlite3
+        self.path = os.path.join(out_dir, "sprocket.db")
+        self.lock = __import__("threading").Lock()
+        self.queue_lock = __import__("threading").Lock()
+        self.queue = []
+        self.flusher = None
+        self.closed = False
+        self.error = None
+        self.orphan_minutes = orphan_minutes
+        fresh = not os.path.exists(self.path)
+        if not fresh:
+            self._check_header()
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute("PRAGMA journal_mode = DELETE")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            version = self._metadata_version()
+            if version is None:
+                self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_SCHEMA + (
+                    "INSERT OR IGNORE INTO metadata (key, value) VALUES ('version', '%s');COMMIT;" % _DB_SCHEMA_VERSION)))
+            elif version != _DB_SCHEMA_VERSION:
+                self.db.close()
+                raise RunError("`%s` has schema version %s, but this sprocket.py knows version %s; it was left "
+                               "unchanged (use another output directory)" % (self.path, version, _DB_SCHEMA_VERSION))
+        except sqlite3.DatabaseError as e:
+            raise RunError("cannot use the provenance database `%s`: %s" % (self.path, e))
+        self.sweep_orphans()
+
+    def _check_header(self):
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(16)
+        except OSError as e:
+            raise RunError("cannot read the provenance database `%s`: %s" % (self.path, e.strerror))
+        if head and head != b"SQLite format 3\x00":
+            raise RunError("`%s` is not a SQLite database; it was left unchanged (use another output directory)" % self.path)
+
+    def _metadata_version(self):
+        has = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'metadata'").fetchone()
+        if has is None:
+            others = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            if others:
+                raise RunError("`%s` is a SQLite database of another program; it was left unchanged" % self.path)
+            return None
+        row = self.db.execute("SELECT value FROM metadata WHERE key = 'version'").fetchone()
+        return row[0] if row else None
+
+    def write(self, fn):
+        """Run fn(db) in one short transaction, retrying while another process holds the lock."""
+        import time
+
+        delay = 0.05
+        for attempt in range(12):
+            with self.lock:
+                try:
+                    return fn(self.db)
+                except self.sqlite3.OperationalError as e:
+                    if "locked" not in str(e) and "busy" not in str(e):
+                        raise
+                    try:
+                        self.db.execute("ROLLBACK")
+                    except self.sqlite3.OperationalError:
+                        pass
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        raise RunError("the provenance database `%s` stayed locked by another process" % self.path)
+
+    def execute(self, sql, args=()):
+        """One statement in its own transaction (after any queued ones); returns the row id."""
+        return self.transaction(list(self.take_queued()) + [(sql, args)])
+
+    def transaction(self, statements):
+        def run(db):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rowid = None
+                for sql, args in statements:
+                    rowid = db.execute(sql, args).lastrowid
+                db.execute("COMMIT")
+                return rowid
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return self.write(run) if statements else None
+
+    def enqueue(self, sql, args=()):
+        """Task state changes are batched: a commit costs milliseconds (an fsync), and the hot path
+        of a task must not wait for it. A flusher thread writes the queue a few times a second."""
+        with self.queue_lock:
+            self.queue.append((sql, args))
+            if self.flusher is None:
+                self.flusher = __import__("threading").Thread(target=self._flush_loop, daemon=True)
+                self.flusher.start()
+
+    def take_queued(self):
+        with self.queue_lock:
+            items, self.queue = self.queue, []
+        return items
+
+    def flush(self):
+        self.transaction(self.take_queued())
+
+    def _flush_loop(self):
+        import time
+
+        while not self.closed:
+            time.sleep(0.25)
+            try:
+                self.flush()
+            except (RunError, self.sqlite3.Error) as e:
+                self.error = e
+
+    def sweep_orphans(self):
+        """Runs of sessions whose process is gone (same host) or silent too long become `orphaned`."""
+        import socket
+
+        host = socket.gethostname()
+        rows = self.db.execute(
+            "SELECT s.id, p.hostname, p.pid, s.heartbeat_at, (julianday('now') - julianday(coalesce(s.heartbeat_at, s.created_at))) * 1440 "
+            "FROM sessions s LEFT JOIN session_processes p ON p.session_id = s.id WHERE s.id IN "
+            "(SELECT session_id FROM runs WHERE status IN ('queued', 'analyzing', 'running', 'canceling'))").fetchall()
+        for sid, hostname, pid, _, silent_minutes in rows:
+            dead = hostname == host and pid is not None and not _pid_alive(pid)
+            if dead or (silent_minutes or 0) > self.orphan_minutes:
+                self.execute("UPDATE runs SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP, error = "
+                             "coalesce(error, 'the sprocket process running it ended without finishing it') "
+                             "WHERE session_id = ? AND status IN ('queued', 'analyzing', 'running', 'canceling')", (sid,))
+                self.execute("UPDATE tasks SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP WHERE run_id IN "
+                             "(SELECT id FROM runs WHERE session_id = ?) AND status IN "
+                             "('initializing', 'localizing', 'pending', 'running')", (sid,))
+
+    def start_session(self):
+        import getpass
+        import socket
+        import uuid
+
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        sid = self.execute("INSERT INTO sessions (uuid, subcommand, created_by, heartbeat_at) "
+                           "VALUES (?, 'run', ?, CURRENT_TIMESTAMP)", (str(uuid.uuid4()), user))
+        self.execute("INSERT INTO session_processes (session_id, hostname, pid) VALUES (?, ?, ?)",
+                     (sid, socket.gethostname(), os.getpid()))
+        self.session_id = sid
+        return sid
+
+    def heartbeat(self):
+        self.execute("UPDATE sessions SET heartbeat_at = CURRENT_TIMESTAMP WHERE id = ?", (self.session_id,))
+
+    def close(self):
+        self.flush()
+        self.closed = True
+        with self.lock:
+            self.db.close()
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_name():
+    """A readable run name, as Sprocket's petnames: adjective-noun-xxxxxx."""
+    import random
+
+    adjectives = ("brisk", "calm", "eager", "gentle", "keen", "lively", "merry", "nimble", "quiet", "steady", "swift", "witty")
+    nouns = ("badger", "falcon", "heron", "lynx", "marten", "otter", "panda", "puffin", "raven", "tapir", "wombat", "yak")
+    return "%s-%s-%06x" % (random.choice(adjectives), random.choice(nouns), random.getrandbits(24))
+
+
+# ============================================================================================
+# 15. Runs: the run directory, call cache, logs, progress and signals
+# ============================================================================================
+#
+# <out>/runs/<target>/<timestamp>/ holds inputs.json, outputs.json, output.log, tmp/, and
+# either the task's attempts/ or the workflow's calls/; <out>/runs/<target>/_latest points at
+# the newest. <out>/output.log gathers every invocation's log lines.
 
 
 def make_run_dir(out_dir, target):
@@ -4779,42 +5734,367 @@ def make_run_dir(out_dir, target):
         return path
 
 
-class Run:
-    """One `sprocket run`: the target, its directory, its backend and scheduler."""
+class CallCache:
+    """Reuse the outputs of a task run before with the same document, task, inputs (by content
+    digest or size+mtime), requirements, hints and backend. Entries are JSON files named by key."""
 
-    def __init__(self, doc, target, out_dir):
-        self.doc = doc
-        self.target = target
-        self.run_dir = make_run_dir(os.path.abspath(out_dir), target.name)
-        self.tmp_dir = os.path.join(self.run_dir, "tmp")
-        os.mkdir(self.tmp_dir)
-        self.stopping = False
-        self.cancelled = False
-        self.nested_inputs = {}
-        self.overrides = {}
-        self.default_retries = 0
-        self.scatter_limit = None
-        self.backend = LocalBackend(self)
-        self.scheduler = Scheduler(self)
+    def __init__(self, config, backend_name):
+        self.mode = config.get("run.task.cache")
+        root = config.get("run.task.cache_dir")
+        if root == "system":
+            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+            root = os.path.join(base, "sprocket", "calls")
+        self.dir = root
+        self.digests = config.get("run.task.digests")
+        self.excluded = {k: set(config.get("run.task.excluded_cache_" + k)) for k in ("requirements", "hints", "inputs")}
+        self.container = config.get("run.task.container")
+        self.backend = backend_name
+        self.memo = {}
+        self.lock = __import__("threading").Lock()
+
+    def enabled_for(self, tr):
+        cacheable = tr.hints.get("cacheable")
+        if self.mode == "on":
+            return cacheable is not False
+        return self.mode == "explicit" and cacheable is True
+
+    def key(self, tr):
+        import hashlib
+
+        task = tr.task
+        inputs = {d.name: self.digest_value(tr.env[d.name]) for d in task.inputs or []
+                  if d.name not in self.excluded["inputs"]}
+        data = {
+            "version": 1, "backend": self.backend, "task": task.name, "shell": tr.run.backend.shell,
+            "document": self.file_digest(os.path.abspath(task.span.source.path), "strong"),
+            "inputs": inputs,
+            "requirements": {k: value_to_json(v) for k, v in sorted(tr.requirements.items())
+                             if k not in self.excluded["requirements"]},
+            "hints": {k: value_to_json(v) for k, v in sorted(tr.hints.items()) if k not in self.excluded["hints"]},
+            "container": None if "container" in tr.requirements else self.container,
+        }
+        return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
+
+    def digest_value(self, v):
+        if isinstance(v, (WdlFile, WdlDir)):
+            return {"path-digest": self.file_digest(v, self.digests)}
+        if isinstance(v, list):
+            return [self.digest_value(x) for x in v]
+        if isinstance(v, tuple):
+            return {"left": self.digest_value(v[0]), "right": self.digest_value(v[1])}
+        if isinstance(v, dict):
+            return [[self.digest_value(k), self.digest_value(x)] for k, x in v.items()]
+        return value_to_json(v)
+
+    def file_digest(self, path, mode):
+        """weak: size and mtime; strongish: and the first 10 MiB; strong: all the content."""
+        import hashlib
+
+        try:
+            st = os.stat(path)
+        except OSError:
+            return "missing:" + path
+        if os.path.isdir(path):
+            h = hashlib.sha256()
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    p = os.path.join(root, name)
+                    h.update(os.path.relpath(p, path).encode() + b"\0" + self.file_digest(p, mode).encode())
+            return h.hexdigest()
+        memo_key = (path, mode, st.st_size, st.st_mtime_ns)
+        with self.lock:
+            if memo_key in self.memo:
+                return self.memo[memo_key]
+        if mode == "weak":
+            digest = "%d:%d" % (st.st_size, st.st_mtime_ns)
+        else:
+            h = hashlib.sha256()
+            limit = 10 * 1024 * 1024 if mode == "strongish" else None
+            with open(path, "rb") as f:
+                read = 0
+                while limit is None or read < limit:
+                    chunk = f.read(1 << 20)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    read += len(chunk)
+            digest = ("%d:%d:" % (st.st_size, st.st_mtime_ns) if mode == "strongish" else "") + h.hexdigest()
+        with self.lock:
+            self.memo[memo_key] = digest
+        return digest
+
+    def lookup(self, tr, key):
+        """The outputs of a valid entry, or None. An entry whose files changed is ignored."""
+        try:
+            with open(os.path.join(self.dir, key + ".json")) as f:
+                entry = json.load(f)
+        except (OSError, ValueError):
+            return None
+        try:
+            for path, stamp in entry["files"].items():
+                if self.file_digest(path, "weak") != stamp:
+                    return None
+            types = {d.name: d.type_ for d in tr.task.outputs or []}
+            if set(types) != set(entry["outputs"]):
+                return None
+            return {k: from_json(entry["outputs"][k], types[k], "/", "cached output `%s`" % k) for k in types}
+        except (KeyError, TypeError, AttributeError, WdlError):
+            return None
+
+    def store(self, tr, key, outputs, attempt_dir):
+        files = {}
+
+        def collect(v):
+            if isinstance(v, (WdlFile, WdlDir)):
+                files[v] = self.file_digest(v, "weak")
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    collect(x)
+            elif isinstance(v, dict):
+                for k, x in v.items():
+                    collect(k)
+                    collect(x)
+
+        for v in outputs.values():
+            collect(v)
+        entry = {"task": tr.task.name, "attempt": attempt_dir, "files": files,
+                 "outputs": {k: value_to_json(v) for k, v in outputs.items()}}
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            tmp = os.path.join(self.dir, ".%s.%d.tmp" % (key, os.getpid()))
+            with open(tmp, "w") as f:
+                f.write(json_dumps(entry))
+            os.replace(tmp, os.path.join(self.dir, key + ".json"))
+        except OSError as e:
+            tr.run.log.warn("could not store the call cache entry of `%s`: %s" % (tr.name, e))
+
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40}
+
+
+class RunLog:
+    """Log lines go to <out>/output.log (every invocation appends) and the run's output.log at
+    INFO and above, and to stderr at the chosen verbosity (WARN by default)."""
+
+    def __init__(self, stderr_level):
+        self.stderr_level = stderr_level
+        self.files = []
+        self.name = "-"
+        self.lock = __import__("threading").Lock()
+        self.progress = None
+
+    def open(self, path):
+        self.files.append(open(path, "a", encoding="utf-8"))
+
+    def log(self, level, message):
+        import time
+
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self.lock:
+            if _LEVELS[level] >= _LEVELS["INFO"]:
+                for f in self.files:
+                    f.write("%s %-5s [%s] %s\n" % (stamp, level, self.name, message))
+                    f.flush()
+            if _LEVELS[level] >= self.stderr_level:
+                if self.progress is not None:
+                    self.progress.clear()
+                print("%s: %s" % ({"WARN": "warning"}.get(level, level.lower()), message), file=sys.stderr)
+
+    def info(self, message):
+        self.log("INFO", message)
 
     def warn(self, message):
-        print("warning: %s" % message, file=sys.stderr)
+        self.log("WARN", message)
 
+    def error(self, message):
+        self.log("ERROR", message)
+
+    def close(self):
+        for f in self.files:
+            f.close()
+        self.files = []
+
+
+class Progress:
+    """One updating stderr line on a terminal; a plain status line every 30 s otherwise."""
+
+    def __init__(self, run, tty):
+        self.run = run
+        self.tty = tty
+        self.stop_event = __import__("threading").Event()
+        self.shown = False
+        self.thread = __import__("threading").Thread(target=self.loop, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def loop(self):
+        import time
+
+        start = time.time()
+        interval = 0.25 if self.tty else 30.0
+        while not self.stop_event.wait(interval):
+            self.show(time.time() - start)
+
+    def line(self, elapsed):
+        run = self.run
+        c = run.counts
+        h, rem = divmod(int(elapsed), 3600)
+        names = sorted(tr.name for tr in list(run.scheduler.running))
+        text = "[%02d:%02d:%02d] %s `%s`: %d waiting, %d running, %d completed, %d failed, %d cached" % (
+            h, rem // 60, rem % 60, "stopping" if run.stopping else "running", run.target.name,
+            c["waiting"], c["running"], c["completed"], c["failed"], c["cached"])
+        if names:
+            text += " - " + ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        return text
+
+    def show(self, elapsed):
+        text = self.line(elapsed)
+        with self.run.log.lock:
+            if self.tty:
+                import shutil
+
+                width = shutil.get_terminal_size((100, 20)).columns - 1
+                sys.stderr.write("\r\x1b[K" + text[:width])
+                self.shown = True
+            else:
+                sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def clear(self):
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            self.shown = False
+
+    def stop(self):
+        self.stop_event.set()
+        with self.run.log.lock:
+            self.clear()
+
+
+class RunCancelled(RunError):
+    pass
+
+
+class Run:
+    """One `sprocket run`: the target, its directory, its database rows, backend and scheduler."""
+
+    def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False):
+        self.doc = doc
+        self.target = target
+        self.config = config
+        self.log = log
+        out_dir = os.path.abspath(out_dir)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            self.run_dir = make_run_dir(out_dir, target.name)
+        except OSError as e:
+            raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
+        self.out_dir = out_dir
+        self.tmp_dir = os.path.join(self.run_dir, "tmp")
+        os.mkdir(self.tmp_dir)
+        self.name = run_name()
+        log.name = self.name
+        log.open(os.path.join(out_dir, "output.log"))
+        log.open(os.path.join(self.run_dir, "output.log"))
+        log.info("`%s` will be used as the execution directory" % self.run_dir)
+        self.stopping = False
+        self.cancelled = False
+        self.interrupts = 0
+        self.nested_inputs = {}
+        self.overrides = {}
+        retries = config.get("run.task.retries")
+        self.default_retries = 0 if retries == "default" else retries
+        self.fail_fast = config.get("run.fail") == "fast"
+        self.scatter_limit = config.get("run.workflow.scatter.concurrency")
+        self.counts = dict.fromkeys(("waiting", "running", "completed", "failed", "cached"), 0)
+        backend_name, settings = config.backend()
+        self.backend = make_backend(self, config, backend_name, settings)
+        self.cache = None if no_call_cache or config.get("run.task.cache") == "off" else CallCache(config, backend_name)
+        self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
+        self.store.start_session()
+        import uuid
+
+        self.run_id = self.store.execute(
+            "INSERT INTO runs (uuid, session_id, name, source, target, status, inputs, directory, started_at) "
+            "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, CURRENT_TIMESTAMP)",
+            (str(uuid.uuid4()), self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
+             json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
+        self.scheduler = Scheduler(self)
+        self.progress = None
+
+    # -- task states: counts, the database, the log ----------------------------------------
+    def attempt_started(self, tr, attempt):
+        tr.attempt_name = "%s-%d-%06x" % (tr.name, attempt, __import__("random").getrandbits(24))
+        self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at) VALUES (?, ?, 'running', CURRENT_TIMESTAMP)",
+                           (tr.attempt_name, self.run_id))
+        self.log.info("task `%s` attempt %d started in `%s`" % (tr.name, attempt, tr.attempt_dirs[-1]))
+
+    def attempt_ended(self, tr, status, exit_status, error=None):
+        self.store.enqueue("UPDATE tasks SET status = ?, exit_status = ?, error = ?, completed_at = CURRENT_TIMESTAMP "
+                           "WHERE name = ?", (status, exit_status, error, tr.attempt_name))
+
+    def record_cached(self, tr):
+        tr.attempt_name = "%s-cached-%06x" % (tr.name, __import__("random").getrandbits(24))
+        self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at, completed_at) VALUES "
+                           "(?, ?, 'cached', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)", (tr.attempt_name, self.run_id))
+        self.log.info("task `%s` reused a call cache entry" % tr.name)
+
+    def task_ended(self, tr, status):
+        """A task run is over (on the scheduler thread, which owns the counts)."""
+        self.counts["running"] -= 1
+        self.counts["failed" if status == "canceled" else status] += 1
+
+    # -- running ---------------------------------------------------------------------------
     def execute(self, inputs):
         """Run the target to completion; returns its outputs as {name: value}."""
+        import signal
+
         result = []
-        if isinstance(self.target, Task):
-            tr = TaskRun(self, self.target, inputs, self.run_dir, self.target.name, self.overrides.get("", {}))
-            self.scheduler.guard(lambda: self.scheduler.submit(tr, result.append))
-        else:
-            wf = WorkflowRun(self, self.target, inputs, self.run_dir, "", result.append)
-            self.scheduler.guard(wf.start)
+        handlers = {}
+        if __import__("threading").current_thread() is __import__("threading").main_thread():
+            handlers = {signal.SIGINT: signal.signal(signal.SIGINT, self.on_interrupt),
+                        signal.SIGTERM: signal.signal(signal.SIGTERM, self.on_terminate)}
+        tty = sys.stderr.isatty()
+        if tty or self.log.stderr_level <= _LEVELS["WARN"]:
+            self.progress = self.log.progress = Progress(self, tty)
+            self.progress.start()
         try:
+            if isinstance(self.target, Task):
+                tr = TaskRun(self, self.target, inputs, self.run_dir, self.target.name, self.overrides.get("", {}))
+                self.scheduler.guard(lambda: self.scheduler.submit(tr, result.append))
+            else:
+                wf = WorkflowRun(self, self.target, inputs, self.run_dir, "", result.append)
+                self.scheduler.guard(wf.start)
             self.scheduler.loop(lambda: bool(result))
-        except KeyboardInterrupt:
+            return result[0]
+        finally:
+            if self.progress is not None:
+                self.progress.stop()
+                self.log.progress = None
+            for sig, old in handlers.items():
+                signal.signal(sig, old)
+
+    def on_interrupt(self, signum, frame):
+        """Sprocket's Ctrl-C ladder. slow: wait for running tasks, then cancel them, then exit;
+        fast: cancel them, then exit."""
+        self.interrupts += 1
+        step = self.interrupts + (1 if self.fail_fast else 0)
+        if step == 1:
+            self.stopping = True
+            self.log.error("waiting for executing tasks to complete: use Ctrl-C to cancel executing tasks")
+        elif step == 2:
+            self.log.error("waiting for executing tasks to cancel: use Ctrl-C to immediately terminate sprocket")
             self.cancel()
-            raise
-        return result[0]
+        else:
+            self.cancel()
+            raise KeyboardInterrupt
+
+    def on_terminate(self, signum, frame):
+        """SIGTERM (scancel, a batch system's time limit): cancel everything at once."""
+        self.log.error("terminated by a signal: canceling executing tasks")
+        self.cancel()
 
     def cancel(self):
         self.stopping = self.cancelled = True
@@ -4822,9 +6102,34 @@ class Run:
             if tr.job is not None:
                 tr.job.cancel()
 
+    def finish(self, outputs=None, error=None):
+        """Record how the run ended."""
+        if error is None:
+            data = {self.target.name + "." + k: value_to_json(v) for k, v in outputs.items()}
+            text = json_dumps(data, indent=2)
+            with open(os.path.join(self.run_dir, "outputs.json"), "w") as f:
+                f.write(text + "\n")
+            self.store.execute("UPDATE runs SET status = 'completed', outputs = ?, completed_at = CURRENT_TIMESTAMP "
+                               "WHERE id = ?", (json_dumps(data), self.run_id))
+            self.log.info("run completed; outputs were written to `%s`" % os.path.join(self.run_dir, "outputs.json"))
+            self.close()
+            return text
+        status = "canceled" if self.cancelled or self.interrupts or isinstance(error, RunCancelled) else "failed"
+        self.store.execute("UPDATE runs SET status = ?, error = ?, completed_at = CURRENT_TIMESTAMP WHERE id = ?",
+                           (status, error, self.run_id))
+        self.store.execute("UPDATE tasks SET status = 'canceled', completed_at = CURRENT_TIMESTAMP "
+                           "WHERE run_id = ? AND status IN ('pending', 'running')", (self.run_id,))
+        self.log.info("run %s" % status)
+        self.close()
+        return None
+
+    def close(self):
+        self.store.close()
+        self.log.close()
+
 
 # ============================================================================================
-# 14. Command line
+# 16. Command line
 # ============================================================================================
 
 
@@ -4840,16 +6145,34 @@ class UsageError(Exception):
 
 
 def build_parser():
-    p = _ArgumentParser(prog="sprocket", description="A WDL engine (WDL 1.0-1.3) in one Python file.")
+    import argparse
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more output on stderr")
+    common.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS, help="less output on stderr")
+    common.add_argument("-c", "--config", action="append", default=argparse.SUPPRESS, metavar="PATH",
+                        help="a sprocket.toml to merge last (repeatable)")
+    common.add_argument("-s", "--skip-config-search", action="store_true", default=argparse.SUPPRESS,
+                        help="read only the --config files")
+    p = _ArgumentParser(prog="sprocket", description="A WDL engine (WDL 1.0-1.3) in one Python file.",
+                        parents=[common])
     p.add_argument("--version", action="version", version="sprocket %s" % __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    c = sub.add_parser("check", help="parse and type-check WDL documents and their imports")
+    c = sub.add_parser("check", parents=[common], help="parse and type-check WDL documents and their imports")
     c.add_argument("files", nargs="+", metavar="FILE")
-    r = sub.add_parser("run", help="run a task or workflow")
-    r.add_argument("source", metavar="SOURCE", help="the WDL document")
-    r.add_argument("inputs", nargs="*", metavar="INPUTS", help="key=value pairs, @inputs.json or inputs.json files")
-    r.add_argument("-t", "--target", help="the task or workflow to run (default: the workflow, else the only task)")
-    r.add_argument("-o", "--output-dir", help="the output directory (default: ./out)")
+    for name, help_text in (("run", "run a task or workflow"), ("validate", "check a run's inputs without running it")):
+        r = sub.add_parser(name, parents=[common], help=help_text)
+        r.add_argument("source", metavar="SOURCE", help="the WDL document")
+        r.add_argument("inputs", nargs="*", metavar="INPUTS", help="key=value pairs, @inputs.json or inputs.json files")
+        r.add_argument("-t", "--target", help="the task or workflow (default: the workflow, else the only task)")
+        if name == "run":
+            r.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
+            r.add_argument("--no-call-cache", action="store_true", help="neither use nor fill the call cache")
+    i = sub.add_parser("inputs", parents=[common], help="print an inputs template as JSON")
+    i.add_argument("source", metavar="SOURCE")
+    i.add_argument("-t", "--target")
+    g = sub.add_parser("config", parents=[common], help="show the configuration")
+    g.add_argument("config_command", choices=("resolve", "init"), metavar="{resolve,init}")
     return p
 
 
@@ -5032,40 +6355,157 @@ def check_input_files(values, t, what):
             check_input_files(x, t.members[k], what)
 
 
-def cmd_run(args):
+def prepare_inputs(args, log):
+    """Load the document, choose the target, and read and check its inputs (shared by `run`
+    and `validate`). Returns (doc, target, own inputs, nested inputs, overrides)."""
     doc = load(args.source)
+    for w in getattr(doc, "warnings", ()):
+        log.warn(w)
     target = choose_target(doc, args.target)
     items = read_input_items(args.inputs, os.getcwd())
-    out_dir = args.output_dir or "out"
-    run = Run.__new__(Run)  # inputs are read before the run directory exists
-    run.target, run.nested_inputs, run.overrides = target, {}, {}
-    inputs = assign_inputs(doc, target, items, run)
+    holder = _InputHolder(target)
+    inputs = assign_inputs(doc, target, items, holder)
     decls = {d.name: d for d in target.inputs or []}
     for k, v in inputs.items():
         check_input_files(v, decls[k].type_, "input `%s`" % k)
-    for path, values in run.nested_inputs.items():
-        call = _find_call_named(target.body, path.split(".")[0]) if isinstance(target, Workflow) else None
+    for path, values in holder.nested_inputs.items():
+        call = _find_call_path(target, path)
         for k, v in values.items():
-            info = call.callee_def if call is not None and "." not in path else None
-            if info is not None:
-                check_input_files(v, info.inputs[k][0], "input `%s.%s`" % (path, k))
-    nested, overrides = run.nested_inputs, run.overrides
-    run = Run(doc, target, out_dir)
+            check_input_files(v, call.callee_def.inputs[k][0], "input `%s.%s`" % (path, k))
+    return doc, target, inputs, holder.nested_inputs, holder.overrides
+
+
+class _InputHolder:
+    """Where assign_inputs() puts nested inputs and overrides before a Run exists."""
+
+    def __init__(self, target):
+        self.target = target
+        self.nested_inputs = {}
+        self.overrides = {}
+
+
+def _find_call_path(wf, path):
+    call = None
+    for part in path.split("."):
+        call = _find_call_named(wf.body, part)
+        wf = call.callee_def.target
+    return call
+
+
+def missing_required(target, inputs, nested):
+    """Required inputs nobody gave: the target's, and (where the workflow leaves them open)
+    its calls'."""
+    missing = ["%s.%s" % (target.name, d.name) for d in target.inputs or []
+               if d.expr is None and not d.type_.opt and d.name not in inputs]
+    if isinstance(target, Workflow):
+        def walk(body, prefix):
+            for el in body:
+                if isinstance(el, Call) and el.callee_def is not None:
+                    given = {n for n, _, _ in el.inputs} | set(nested.get(prefix + el.name, {}))
+                    for n, (t, required) in el.callee_def.inputs.items():
+                        if required and n not in given:
+                            missing.append("%s.%s%s.%s" % (target.name, prefix, el.name, n))
+                    if isinstance(el.callee_def.target, Workflow):
+                        walk(el.callee_def.target.body, prefix + el.name + ".")
+                elif isinstance(el, Scatter):
+                    walk(el.body, prefix)
+                elif isinstance(el, Conditional):
+                    for _, b in el.clauses:
+                        walk(b, prefix)
+        walk(target.body, "")
+    return missing
+
+
+def cmd_run(args):
+    log = RunLog(args.stderr_level)
+    config = load_config(args.config, args.skip_config_search)
+    for w in config.warnings:
+        log.warn(w)
+    doc, target, inputs, nested, overrides = prepare_inputs(args, log)
+    out_dir = args.output_dir or config.get("run.output_dir")
+    inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
+    run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache)
     run.nested_inputs, run.overrides = nested, overrides
     with open(os.path.join(run.run_dir, "inputs.json"), "w") as f:
-        f.write(json_dumps({target.name + "." + k: value_to_json(v) for k, v in inputs.items()}, indent=2) + "\n")
+        f.write(json_dumps(inputs_json, indent=2) + "\n")
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
         outputs = run.execute(inputs)
     except KeyboardInterrupt:
-        print("error: run cancelled (interrupted)", file=sys.stderr)
-        return 130
-    data = {target.name + "." + k: value_to_json(v) for k, v in outputs.items()}
-    text = json_dumps(data, indent=2)
-    with open(os.path.join(run.run_dir, "outputs.json"), "w") as f:
-        f.write(text + "\n")
-    print(text)
+        run.finish(error="interrupted")
+        print("error: evaluation was interrupted", file=sys.stderr)
+        return 1
+    except WdlError as e:
+        run.finish(error=e.message)
+        raise
+    except Exception as e:  # a bug in sprocket.py: the traceback goes to the run's log
+        import traceback
+
+        log.error("internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()))
+        run.finish(error="internal error: %s: %s" % (type(e).__name__, e))
+        print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
+            type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)
+        return 70
+    print(run.finish(outputs))
     return 0
+
+
+def cmd_validate(args):
+    log = RunLog(args.stderr_level)
+    doc, target, inputs, nested, overrides = prepare_inputs(args, log)
+    missing = missing_required(target, inputs, nested)
+    if missing:
+        raise InputError("missing required input%s: %s" % ("s" if len(missing) > 1 else "", ", ".join(
+            "`%s`" % m for m in missing)))
+    print("the inputs of `%s` are valid" % target.name, file=sys.stderr)
+    return 0
+
+
+def cmd_inputs(args):
+    """An inputs template: required inputs first (their type as a placeholder), then the rest
+    with their literal defaults (null where the default is computed)."""
+    doc = load(args.source)
+    target = choose_target(doc, args.target)
+    required, optional = {}, {}
+    for d in target.inputs or []:
+        key = "%s.%s" % (target.name, d.name)
+        if d.expr is None and not d.type_.opt:
+            required[key] = str(d.type_)
+        else:
+            optional[key] = value_to_json(evaluate(d.expr, {}, None)) if d.expr is not None and _is_constant(d.expr) else None
+    for key in missing_required(target, {}, {}):
+        if key not in required:
+            call_input = key.split(".")
+            call = _find_call_path(target, ".".join(call_input[1:-1]))
+            required[key] = str(call.callee_def.inputs[call_input[-1]][0])
+    print(json_dumps(dict(list(required.items()) + list(optional.items())), indent=2))
+    return 0
+
+
+def cmd_config(args):
+    if args.config_command == "resolve":
+        config = load_config(args.config, args.skip_config_search)
+        print("\n".join(resolve_lines(config)))
+        return 0
+    if args.config_command == "init":
+        print(default_config_text())
+        return 0
+    raise UsageError("choose a config subcommand: resolve or init")
+
+
+def default_config_text():
+    lines = ["# sprocket.toml: every setting with its default (sprocket config init)"]
+    section = None
+    for key, (kind, default, help_text) in CONFIG_SCHEMA.items():
+        if "*" in key or default is None:
+            continue
+        table, _, name = key.rpartition(".")
+        if table != section:
+            lines.append("\n[%s]" % table)
+            section = table
+        lines.append("# %s" % help_text)
+        lines.append("%s = %s" % (name, _toml_value(default)))
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -5074,10 +6514,14 @@ def main(argv=None):
     try:
         args, extra = build_parser().parse_known_args(argv)
         # Inputs may follow options (`run x.wdl --target t a=1`), which argparse leaves over.
-        if extra and (getattr(args, "command", None) != "run" or any(x.startswith("-") for x in extra)):
+        if extra and (getattr(args, "command", None) not in ("run", "validate") or any(x.startswith("-") for x in extra)):
             raise UsageError("unrecognized arguments: %s" % " ".join(extra))
         if extra:
             args.inputs.extend(extra)
+        verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", 0)
+        args.stderr_level = {-1: 10, 0: 20, 1: 30, 2: 40}.get(max(-1, min(2, 1 - verbose + quiet)), 40)
+        args.config = getattr(args, "config", [])
+        args.skip_config_search = getattr(args, "skip_config_search", False)
     except UsageError as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
@@ -5087,7 +6531,8 @@ def main(argv=None):
         build_parser().print_help(sys.stderr)
         return 2
     try:
-        return {"check": cmd_check, "run": cmd_run}[args.command](args)
+        return {"check": cmd_check, "run": cmd_run, "validate": cmd_validate, "inputs": cmd_inputs,
+                "config": cmd_config}[args.command](args)
     except WdlErrors as e:
         for err in e.errors:
             print(format_diagnostic(err.message, err.span), file=sys.stderr)
