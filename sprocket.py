@@ -29,16 +29,26 @@ The module reads top to bottom in the order data flows:
     14. Command line               main(): check, run; inputs; the one place errors become messages
 """
 
+import argparse
 import bisect
+import collections
 import functools
 import glob
 import json
 import math
 import os
 import posixpath
+import queue
+import random
 import re
 import sys
 import tempfile
+import threading
+import time
+import traceback
+
+# sqlite3, subprocess, socket, hashlib and a few more are imported where they are used, so
+# that `sprocket check` does not pay for them at start-up.
 
 __version__ = "0.1.0"
 
@@ -2907,8 +2917,6 @@ def _short(v):
 
 
 def json_dumps(data, indent=None):
-    import json
-
     return json.dumps(data, indent=indent, ensure_ascii=False)
 
 
@@ -2977,7 +2985,7 @@ def from_json(data, t, base_dir, what):
 def _json_key(k, t, base_dir, what):
     if isinstance(t, PrimType) and t.name in ("Int", "Float", "Boolean"):
         try:
-            return from_json(__import__("json").loads(k), t, base_dir, what)
+            return from_json(json.loads(k), t, base_dir, what)
         except ValueError:
             raise InputError("%s: map key %r is not %s" % (what, k, t))
     return from_json(k, t, base_dir, what)
@@ -3162,8 +3170,6 @@ def _eval_binary(e, env, ctx):
         return a / b
     if isinstance(a, int) and isinstance(b, int):
         return a - b * (abs(a) // abs(b) * (1 if (a >= 0) == (b >= 0) else -1))
-    import math
-
     return math.fmod(a, b)
 
 
@@ -4284,7 +4290,7 @@ class TaskRun:
         ctx = self.ctx(work, stdout, stderr)
         env = dict(env)
         if self.task.version >= (1, 2):
-            env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(__import__("time").time()))
+            env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
@@ -4612,10 +4618,10 @@ class Scheduler:
 
     def __init__(self, run):
         self.run = run
-        self.events = __import__("queue").Queue()
+        self.events = queue.Queue()
         self.waiting = []
         self.idle = []  # inboxes of idle worker threads
-        self.deferred = __import__("collections").deque()
+        self.deferred = collections.deque()
         self.running = set()
         self.errors = []
         self.free_cpu = run.backend.cpu
@@ -4653,9 +4659,9 @@ class Scheduler:
         if self.idle:
             self.idle.pop().put((tr, on_done))
             return
-        inbox = __import__("queue").SimpleQueue()
+        inbox = queue.SimpleQueue()
         inbox.put((tr, on_done))
-        __import__("threading").Thread(target=self.worker, args=(inbox,), daemon=True).start()
+        threading.Thread(target=self.worker, args=(inbox,), daemon=True).start()
 
     def worker(self, inbox):
         while True:
@@ -4667,7 +4673,7 @@ class Scheduler:
             except WdlError as e:
                 result, error = None, e
             except Exception as e:  # a bug: carried to the main thread, reported as internal
-                e.__traceback_text__ = __import__("traceback").format_exc()
+                e.__traceback_text__ = traceback.format_exc()
                 result, error = None, e
             self.idle.append(inbox)
             self.events.put((tr, on_done, result, error))
@@ -4681,7 +4687,7 @@ class Scheduler:
                 break
             try:  # a timeout, so signals and cancellation are seen promptly
                 tr, on_done, result, error = self.events.get(timeout=0.5)
-            except __import__("queue").Empty:
+            except queue.Empty:
                 continue
             self.running.discard(tr)
             self.free_cpu += tr.cpu
@@ -5344,7 +5350,13 @@ def config_search_paths(explicit, skip_search):
         env = os.environ.get("SPROCKET_CONFIG")
         if env:
             paths.append(env)
-    return [(p, False) for p in paths] + [(p, True) for p in explicit]
+    out, seen = [], set()
+    for p, required in [(p, False) for p in paths] + [(p, True) for p in explicit]:
+        key = os.path.realpath(p)
+        if key not in seen:  # the same file twice (say, cwd is the program's directory) counts once
+            seen.add(key)
+            out.append((p, required))
+    return out
 
 
 class Config:
@@ -5526,8 +5538,8 @@ class Store:
 
         self.sqlite3 = sqlite3
         self.path = os.path.join(out_dir, "sprocket.db")
-        self.lock = __import__("threading").Lock()
-        self.queue_lock = __import__("threading").Lock()
+        self.lock = threading.Lock()
+        self.queue_lock = threading.Lock()
         self.queue = []
         self.flusher = None
         self.closed = False
@@ -5574,8 +5586,6 @@ class Store:
 
     def write(self, fn):
         """Run fn(db) in one short transaction, retrying while another process holds the lock."""
-        import time
-
         delay = 0.05
         for attempt in range(12):
             with self.lock:
@@ -5616,7 +5626,7 @@ class Store:
         with self.queue_lock:
             self.queue.append((sql, args))
             if self.flusher is None:
-                self.flusher = __import__("threading").Thread(target=self._flush_loop, daemon=True)
+                self.flusher = threading.Thread(target=self._flush_loop, daemon=True)
                 self.flusher.start()
 
     def take_queued(self):
@@ -5628,8 +5638,6 @@ class Store:
         self.transaction(self.take_queued())
 
     def _flush_loop(self):
-        import time
-
         while not self.closed:
             time.sleep(0.25)
             try:
@@ -5694,8 +5702,6 @@ def _pid_alive(pid):
 
 def run_name():
     """A readable run name, as Sprocket's petnames: adjective-noun-xxxxxx."""
-    import random
-
     adjectives = ("brisk", "calm", "eager", "gentle", "keen", "lively", "merry", "nimble", "quiet", "steady", "swift", "witty")
     nouns = ("badger", "falcon", "heron", "lynx", "marten", "otter", "panda", "puffin", "raven", "tapir", "wombat", "yak")
     return "%s-%s-%06x" % (random.choice(adjectives), random.choice(nouns), random.getrandbits(24))
@@ -5712,8 +5718,6 @@ def run_name():
 
 def make_run_dir(out_dir, target):
     """A new run directory, never an existing one (mkdir is the arbiter between processes)."""
-    import time
-
     parent = os.path.join(out_dir, "runs", target)
     os.makedirs(parent, exist_ok=True)
     while True:
@@ -5750,7 +5754,7 @@ class CallCache:
         self.container = config.get("run.task.container")
         self.backend = backend_name
         self.memo = {}
-        self.lock = __import__("threading").Lock()
+        self.lock = threading.Lock()
 
     def enabled_for(self, tr):
         cacheable = tr.hints.get("cacheable")
@@ -5881,15 +5885,13 @@ class RunLog:
         self.stderr_level = stderr_level
         self.files = []
         self.name = "-"
-        self.lock = __import__("threading").Lock()
+        self.lock = threading.Lock()
         self.progress = None
 
     def open(self, path):
         self.files.append(open(path, "a", encoding="utf-8"))
 
     def log(self, level, message):
-        import time
-
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self.lock:
             if _LEVELS[level] >= _LEVELS["INFO"]:
@@ -5922,16 +5924,14 @@ class Progress:
     def __init__(self, run, tty):
         self.run = run
         self.tty = tty
-        self.stop_event = __import__("threading").Event()
+        self.stop_event = threading.Event()
         self.shown = False
-        self.thread = __import__("threading").Thread(target=self.loop, daemon=True)
+        self.thread = threading.Thread(target=self.loop, daemon=True)
 
     def start(self):
         self.thread.start()
 
     def loop(self):
-        import time
-
         start = time.time()
         interval = 0.25 if self.tty else 30.0
         while not self.stop_event.wait(interval):
@@ -6026,7 +6026,7 @@ class Run:
 
     # -- task states: counts, the database, the log ----------------------------------------
     def attempt_started(self, tr, attempt):
-        tr.attempt_name = "%s-%d-%06x" % (tr.name, attempt, __import__("random").getrandbits(24))
+        tr.attempt_name = "%s-%d-%06x" % (tr.name, attempt, random.getrandbits(24))
         self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at) VALUES (?, ?, 'running', CURRENT_TIMESTAMP)",
                            (tr.attempt_name, self.run_id))
         self.log.info("task `%s` attempt %d started in `%s`" % (tr.name, attempt, tr.attempt_dirs[-1]))
@@ -6036,7 +6036,7 @@ class Run:
                            "WHERE name = ?", (status, exit_status, error, tr.attempt_name))
 
     def record_cached(self, tr):
-        tr.attempt_name = "%s-cached-%06x" % (tr.name, __import__("random").getrandbits(24))
+        tr.attempt_name = "%s-cached-%06x" % (tr.name, random.getrandbits(24))
         self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at, completed_at) VALUES "
                            "(?, ?, 'cached', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)", (tr.attempt_name, self.run_id))
         self.log.info("task `%s` reused a call cache entry" % tr.name)
@@ -6053,7 +6053,7 @@ class Run:
 
         result = []
         handlers = {}
-        if __import__("threading").current_thread() is __import__("threading").main_thread():
+        if threading.current_thread() is threading.main_thread():
             handlers = {signal.SIGINT: signal.signal(signal.SIGINT, self.on_interrupt),
                         signal.SIGTERM: signal.signal(signal.SIGTERM, self.on_terminate)}
         tty = sys.stderr.isatty()
@@ -6133,7 +6133,7 @@ class Run:
 # ============================================================================================
 
 
-class _ArgumentParser(__import__("argparse").ArgumentParser):
+class _ArgumentParser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit status 2, without exiting."""
 
     def error(self, message):
@@ -6145,8 +6145,6 @@ class UsageError(Exception):
 
 
 def build_parser():
-    import argparse
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more output on stderr")
     common.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS, help="less output on stderr")
@@ -6198,8 +6196,6 @@ def read_input_items(items, cwd):
     A value is parsed as JSON, else taken as a plain string; a repeated key builds an array.
     File paths in a file resolve against that file's directory, on the command line against cwd.
     """
-    import json
-
     pairs = []
     repeated = {}
     for item in items:
@@ -6439,8 +6435,6 @@ def cmd_run(args):
         run.finish(error=e.message)
         raise
     except Exception as e:  # a bug in sprocket.py: the traceback goes to the run's log
-        import traceback
-
         log.error("internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()))
         run.finish(error="internal error: %s: %s" % (type(e).__name__, e))
         print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
@@ -6543,9 +6537,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `sprocket ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a bug in this program, never the user's fault
-        import traceback
-
         print("internal error (a bug in sprocket.py, please report it): %s: %s" % (type(e).__name__, e), file=sys.stderr)
         if os.environ.get("SPROCKET_DEBUG"):
             traceback.print_exc()
