@@ -1,0 +1,254 @@
+"""Shared fixtures and helpers for the sprocket.py test suite.
+
+Conventions used by the front-end tests (`sprocket check`):
+
+* A diagnostic is ``path:LINE:COL: error: MESSAGE`` (or ``warning:``), followed by the source
+  line and a line holding a ``^`` caret.  LINE and COL are 1-based; COL points at the first
+  character of the offending construct.  Where more than one anchor is reasonable (the operator
+  or the start of the binary expression, say) a test accepts any of them.
+* ``check`` exits 0 when every document and all of its imports are valid, 1 otherwise.  Any
+  other exit code, any Python traceback and any "internal error" is an engine bug.
+
+Fixtures:
+
+* ``repo``          -- Path of the repository root.
+* ``shared``        -- Path of ../shared (or $SPROCKET_SHARED); skips the test when absent.
+* ``run_check``     -- ``run_check(*paths, timeout=120)`` runs ``sprocket.py check`` in a
+                       subprocess and returns a ``subprocess.CompletedProcess`` (text mode).
+* ``check``         -- ``check(*paths)`` runs ``check`` in-process (``sprocket.main``) and returns
+                       a ``CheckResult`` with the same ``returncode``/``stdout``/``stderr``
+                       attributes; set SPROCKET_TEST_SUBPROCESS=1 to run it in a subprocess.
+* ``wdl``           -- ``wdl(source, name="main.wdl")`` writes a WDL document (dedented, leading
+                       newline removed) into the test's tmp dir and returns its Path.
+* ``check_wdl``     -- ``check_wdl(source, name="main.wdl", files={...})`` writes the document
+                       (plus extra files, e.g. imports) and checks it.
+
+Helpers (import from conftest): ``assert_diag``, ``assert_ok``, ``assert_sane``,
+``find_pos``, ``norm``, ``diagnostics``, ``version_re``.
+"""
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SPROCKET = REPO / "sprocket.py"
+
+DIAG_RE = re.compile(r"^(.+):(\d+):(\d+): (error|warning): (.+)$")
+CARET_RE = re.compile(r"\^")
+
+
+def shared_dir():
+    """The shared/ reference directory, or None when it is not there."""
+    env = os.environ.get("SPROCKET_SHARED")
+    path = Path(env) if env else REPO.parent / "shared"
+    return path if path.is_dir() else None
+
+
+def norm(source):
+    """Dedent a WDL source written inside a test and drop one leading newline.
+
+    ``wdl``/``check_wdl`` write exactly this text, so ``find_pos(norm(src), ...)`` gives the
+    positions the engine must report.
+    """
+    text = textwrap.dedent(source)
+    if text.startswith("\n"):
+        text = text[1:]
+    return text
+
+
+def find_pos(text, needle, nth=0):
+    """(line, col), both 1-based, of the nth occurrence of ``needle`` in ``text``.
+
+    A ``^`` inside the needle marks the exact character wanted (WDL never uses ``^``):
+    ``find_pos(text, "Int x = ^y")`` is the position of ``y``.
+    """
+    offset = 0
+    if "^" in needle:
+        offset = needle.index("^")
+        needle = needle.replace("^", "", 1)
+    idx = -1
+    for _ in range(nth + 1):
+        idx = text.find(needle, idx + 1)
+        if idx < 0:
+            raise AssertionError("test bug: %r (occurrence %d) not in source" % (needle, nth))
+    idx += offset
+    line = text.count("\n", 0, idx) + 1
+    col = idx - (text.rfind("\n", 0, idx) + 1) + 1
+    return line, col
+
+
+def version_re(version):
+    """Regex matching a message that names WDL ``version`` (e.g. "WDL 1.2" or "version 1.2")."""
+    return re.compile(r"(?i)(wdl|version)\s*`?v?%s\b" % re.escape(version))
+
+
+class CheckResult:
+    """The outcome of one `check` run; the same attributes as subprocess.CompletedProcess."""
+
+    def __init__(self, returncode, stdout, stderr, args=None):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.args = args
+
+    def __repr__(self):
+        return "CheckResult(rc=%r, stderr=%r)" % (self.returncode, self.stderr[-2000:])
+
+
+def _import_sprocket():
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import sprocket  # noqa: E402  (the module under test)
+
+    return sprocket
+
+
+def check_in_process(*paths):
+    """Run ``sprocket.main(["check", *paths])`` in this process, capturing its output."""
+    sprocket = _import_sprocket()
+    out, err = io.StringIO(), io.StringIO()
+    exc = None
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = sprocket.main(["check"] + [str(p) for p in paths])
+        except SystemExit as e:  # main() should return, but be precise about what happened
+            rc = e.code if isinstance(e.code, int) else 1
+            exc = "main() raised SystemExit(%r) instead of returning" % (e.code,)
+    if exc:
+        raise AssertionError(exc + "\nstderr:\n" + err.getvalue())
+    return CheckResult(rc, out.getvalue(), err.getvalue(), ["check"] + [str(p) for p in paths])
+
+
+def run_check_subprocess(*paths, timeout=120, cwd=None):
+    cmd = [sys.executable, str(SPROCKET), "check"] + [str(p) for p in paths]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or str(REPO), stdin=subprocess.DEVNULL)
+
+
+def diagnostics(output, severity="error"):
+    """All diagnostics of one severity: a list of (path, line, col, message, index-of-line)."""
+    lines = output.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        m = DIAG_RE.match(line)
+        if m and m.group(4) == severity:
+            found.append((m.group(1), int(m.group(2)), int(m.group(3)), m.group(5), i))
+    return found
+
+
+def assert_sane(proc):
+    """No traceback, no internal error, and an exit code of 0 or 1."""
+    text = (proc.stderr or "") + (proc.stdout or "")
+    assert "Traceback" not in text, "Python traceback in output:\n" + text
+    assert "internal error" not in text.lower(), "engine reported an internal error:\n" + text
+    assert proc.returncode in (0, 1), "exit code %r (expected 0 or 1)\n%s" % (proc.returncode, text)
+
+
+def assert_ok(proc):
+    """`check` accepted the document: exit 0, no error diagnostics."""
+    assert_sane(proc)
+    assert proc.returncode == 0, "expected the document to check clean, got:\n" + proc.stderr
+    assert not diagnostics(proc.stderr), "exit 0 but errors printed:\n" + proc.stderr
+
+
+def _matches(fragment, message):
+    if fragment is None:
+        return True
+    if isinstance(fragment, re.Pattern):
+        return bool(fragment.search(message))
+    if isinstance(fragment, (tuple, list, set, frozenset)):  # any of the alternatives
+        return any(_matches(f, message) for f in fragment)
+    return fragment.lower() in message.lower()
+
+
+def assert_diag(proc, line, col, fragment=None, path=None, also=()):
+    """Assert `check` failed with an error at LINE:COL whose message contains ``fragment``.
+
+    * ``line``: an int, a collection of acceptable ints, or None (any line).
+    * ``col``: an int, a collection of acceptable ints, or None (any column).
+    * ``fragment``: a case-insensitive substring, a compiled regex, a tuple of alternatives
+      (any one must match), or None.
+    * ``also``: further fragments that must all match the same message.
+    * ``path``: when given, the diagnostic's path must end with this file name.
+    The diagnostic line must be followed (within 3 lines) by a line holding a ``^`` caret.
+    """
+    assert_sane(proc)
+    err = proc.stderr
+    assert proc.returncode == 1, "expected exit 1, got %r:\n%s" % (proc.returncode, err)
+    diags = diagnostics(err)
+    assert diags, "exit 1 but no `path:LINE:COL: error: ...` line in stderr:\n" + err
+    lines_ok = None if line is None else ({line} if isinstance(line, int) else set(line))
+    cols_ok = None if col is None else ({col} if isinstance(col, int) else set(col))
+    lines = err.splitlines()
+    for dpath, dline, dcol, msg, idx in diags:
+        if (lines_ok is not None and dline not in lines_ok) or (cols_ok is not None and dcol not in cols_ok):
+            continue
+        if path is not None and not dpath.endswith(str(path)):
+            continue
+        if not _matches(fragment, msg) or not all(_matches(f, msg) for f in also):
+            continue
+        follow = lines[idx + 1: idx + 4]
+        assert any(CARET_RE.search(x) for x in follow), (
+            "diagnostic not followed by a source line and a caret:\n" + "\n".join(lines[idx: idx + 4]))
+        return dpath, dline, dcol, msg
+    want = "line %s col %s fragment %r%s" % ("any" if lines_ok is None else sorted(lines_ok),
+                                              "any" if cols_ok is None else sorted(cols_ok),
+                                              fragment, " also %r" % (also,) if also else "")
+    raise AssertionError("no diagnostic matching %s; got:\n%s" % (want, err))
+
+
+@pytest.fixture(scope="session")
+def repo():
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared():
+    path = shared_dir()
+    if path is None:
+        pytest.skip("shared/ reference directory not found (expected ../shared next to the repo, "
+                    "or set SPROCKET_SHARED)")
+    return path
+
+
+@pytest.fixture
+def run_check():
+    return run_check_subprocess
+
+
+@pytest.fixture
+def check():
+    if os.environ.get("SPROCKET_TEST_SUBPROCESS"):
+        return run_check_subprocess
+    return check_in_process
+
+
+@pytest.fixture
+def wdl(tmp_path):
+    def write(source, name="main.wdl", raw=False):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source if raw else norm(source), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def check_wdl(wdl, check):
+    """Write ``source`` (plus ``files``: name -> source) and check it; returns a CheckResult."""
+
+    def run(source, name="main.wdl", files=None):
+        for fname, fsrc in (files or {}).items():
+            wdl(fsrc, fname)
+        return check(wdl(source, name))
+
+    return run

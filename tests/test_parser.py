@@ -1,0 +1,1536 @@
+"""Front end, syntax: documents that must check clean (the grammar of WDL 1.0-1.3), then syntax
+errors and version gating, each with its position.
+
+Every document asserted valid here is valid per the spec of its version (shared/spec/).  The
+1.0-1.2 ones were also cross-checked with miniwdl 1.16 where miniwdl supports the feature.
+"""
+
+import pytest
+
+from conftest import assert_diag, assert_ok, find_pos, norm, version_re
+
+# --------------------------------------------------------------------------------------------
+# Valid documents.  Each entry: id -> source, or id -> (source, {import_name: source}).
+# --------------------------------------------------------------------------------------------
+
+VALID = {}
+
+# ---------------------------------------------------------------- WDL 1.0
+
+VALID["1.0-minimal-task"] = """
+version 1.0
+
+task t {
+  command {
+    echo hello
+  }
+}
+"""
+
+VALID["1.0-comments-everywhere"] = """
+# Comments are allowed before the version statement.
+#
+version 1.0  # and after it
+
+# a comment between definitions
+task t {  # after a brace
+  input {  # here
+    Int n  # after a declaration
+  }
+  # before the command
+  command <<<
+    # inside the command this is bash, not a WDL comment: ~{n}
+    echo ~{n}
+  >>>
+  output {  # here too
+    Int out = n  # and here
+  }
+}
+# trailing comment
+"""
+
+VALID["1.0-task-every-section"] = """
+version 1.0
+
+task everything {
+  input {
+    File infile
+    String? label
+    Array[String] flags = ["-a", "-b"]
+    Boolean verbose = false
+    Int threads = 4
+    Map[String, Int] sizes = {"a": 1, "b": 2}
+    Array[File]+ more
+    Pair[String, Array[Int?]]? pair_in
+  }
+
+  Int mem_gb = threads * 2
+  String prefix = basename(infile, ".txt")
+
+  command {
+    set -e
+    echo ${prefix} ${sep=" " flags} ${true="--verbose" false="--quiet" verbose}
+    echo ~{default="unlabelled" label} $HOME
+    cat ${infile} > out.txt
+  }
+
+  output {
+    File out = "out.txt"
+    Array[String] lines = read_lines(stdout())
+    Int n = length(lines)
+    File err = stderr()
+  }
+
+  runtime {
+    docker: "ubuntu:20.04"
+    memory: "~{mem_gb} GB"
+    cpu: threads
+    disks: "local-disk 10 SSD"
+    preemptible: 2
+  }
+
+  meta {
+    author: "Jane Doe"
+    version: 1.1
+    count: -3
+    tags: ["a", "b"]
+    nested: {key: "value", list: [1, 2.5, true, null]}
+    empty_obj: {}
+    empty_list: []
+  }
+
+  parameter_meta {
+    infile: {help: "input file", patterns: ["*.txt"]}
+    label: "optional label"
+    flags: {help: "flags", suggestions: ["-a", "-b", "-c"]}
+  }
+}
+"""
+
+VALID["1.0-heredoc-command"] = """
+version 1.0
+
+task heredoc {
+  input {
+    File infile
+    Array[Int] nums = [1, 2]
+  }
+  command <<<
+    python <<CODE
+      with open("~{infile}") as fp:
+        for line in fp:
+          if not line.startswith('#'):
+            print(line.strip())
+    CODE
+    echo "~{sep=',' nums}" | tr , ' ' >> log.txt
+    for f in *.txt; do { echo "$f"; }; done
+    awk '{ print $1 }' log.txt
+  >>>
+  output {
+    Array[String] lines = read_lines(stdout())
+  }
+}
+"""
+
+VALID["1.0-expressions"] = """
+version 1.0
+
+workflow exprs {
+  input {
+    Int i = 3
+    Float f = 2.5
+    String s = "text"
+    Array[Int] xs = [1, 2, 3]
+    Map[String, Int] m = {"a": 1, "b": 2}
+    Pair[Int, String] p = (1, "one")
+    Boolean flag = true
+    Int? maybe
+  }
+
+  Int arith = 1 + 2 * 3 - 4 / 2 % 3
+  Float mixed = i * f + 1
+  Boolean prec = 1 + 2 * 3 == 7
+  Boolean cmp_then_eq = 1 < 2 == true
+  Boolean logic = !flag || flag && i >= 2 && f <= 3.0 && i != 4 && f > 1 && i < 10
+  Boolean prec2 = 1 + 2 > 2 && 3 * 2 == 6
+  Int neg = -i + -(2 * 3)
+  Int idx = xs[0] + xs[length(xs) - 1]
+  Int mv = m["a"]
+  Int pl = p.left
+  String pr = p.right
+  String tern = if flag then "yes" else "no"
+  String concat = "a" + if flag then "b" else "c"
+  Int paren = (1 + 2) * (3 + 4)
+  Float sci = 1.5e3 + 2E-2 + .5 + 0.25
+  String interp = "i=~{i} f=${f} s=~{s + "!"} nested=~{if flag then "t" else "f"}"
+  String esc = "tab\\tnewline\\nquote\\"backslash\\\\ single'"
+  String single = 'it "works"'
+  Array[Array[Int]] nested = [[1, 2], [], [3]]
+  Array[Pair[String, Int]] pairs = [("a", 1), ("b", 2)]
+  Map[Int, Array[String]] mm = {1: ["a"], 2: ["b", "c"]}
+  Int sel = select_first([maybe, i])
+  Boolean def = defined(maybe)
+  Array[Int] r = range(i)
+  Array[Pair[Int, String]] z = zip(xs, ["a", "b", "c"])
+  Array[Pair[Int, Int]] cr = cross(xs, xs)
+  Array[Array[Int]] t = transpose(nested)
+  Array[Int] fl = flatten(nested)
+  Array[String] pre = prefix("-f ", xs)
+  Int rounded = floor(f) + ceil(f) + round(f)
+  String sb = sub(s, "t", "T")
+  Array[Int] all_present = select_all([maybe, 1])
+  Int nested_index = nested[0][1]
+  Int pair_index = pairs[1].right
+}
+"""
+
+VALID["1.0-workflow-scatter-if-import"] = ("""
+version 1.0
+
+import "lib.wdl" as lib
+
+struct Sample {
+  String name
+  Array[File]+ reads
+  Map[String, String] attrs
+  Pair[Int, Float]? score
+}
+
+task count {
+  input {
+    Sample sample
+    Int factor = 1
+  }
+  command <<<
+    echo ~{sample.name} ~{length(sample.reads) * factor}
+  >>>
+  output {
+    Int n = read_int(stdout())
+  }
+}
+
+workflow main {
+  input {
+    Array[Sample] samples
+    Boolean run_extra = false
+  }
+
+  scatter (s in samples) {
+    call count { input: sample = s, factor = 2 }
+    Int doubled = count.n * 2
+    if (run_extra) {
+      call count as extra { input: sample = s }
+      Int tripled = extra.n * 3
+    }
+  }
+
+  call lib.hello as greet { input: who = "world" }
+  call lib.hello {
+    input:
+      who = "again"
+  }
+
+  Array[Int] counts = count.n
+  Array[Int?] maybe = tripled
+  Array[Int] present = select_all(maybe)
+
+  output {
+    Array[Int] all_counts = counts
+    Array[Int] all_doubled = doubled
+    Array[Int] extras = present
+    String greeting = greet.msg
+    String greeting2 = hello.msg
+  }
+
+  meta {
+    description: "test workflow"
+    allowNestedInputs: false
+  }
+  parameter_meta {
+    samples: "the samples"
+  }
+}
+""", {"lib.wdl": """
+version 1.0
+
+task hello {
+  input {
+    String who
+  }
+  command {
+    echo "hello ~{who}"
+  }
+  output {
+    String msg = read_string(stdout())
+  }
+}
+"""})
+
+VALID["1.0-import-default-namespace-and-struct-alias"] = ("""
+version 1.0
+
+import "structs.wdl" alias Person as Human alias Pet as Animal
+import "sub/tasks.wdl" as t
+
+workflow w {
+  input {
+    Human h
+    Animal a
+  }
+  call t.describe { input: who = h }
+  output {
+    String n = h.name
+    String species = a.species
+    String d = describe.out
+  }
+}
+""", {
+    "structs.wdl": """
+version 1.0
+
+struct Person {
+  String name
+  Int age
+}
+
+struct Pet {
+  String species
+}
+""",
+    "sub/tasks.wdl": """
+version 1.0
+
+import "../structs.wdl"
+
+task describe {
+  input {
+    Person who
+  }
+  command <<<
+    echo "~{who.name} is ~{who.age}"
+  >>>
+  output {
+    String out = read_string(stdout())
+  }
+}
+""",
+})
+
+VALID["1.0-subworkflow"] = ("""
+version 1.0
+
+import "sub.wdl" as sub
+
+workflow outer {
+  call sub.inner { input: x = 1 }
+  output {
+    Int y = inner.y
+  }
+}
+""", {"sub.wdl": """
+version 1.0
+
+workflow inner {
+  input {
+    Int x
+  }
+  output {
+    Int y = x + 1
+  }
+}
+"""})
+
+VALID["1.0-object-literal-to-struct"] = """
+version 1.0
+
+struct Attrs {
+  String backend
+  Int tries
+}
+
+workflow w {
+  Attrs a = object {
+    backend: "HPC",
+    tries: 3
+  }
+  output {
+    String b = a.backend
+  }
+}
+"""
+
+VALID["1.0-nested-scatter-and-conditionals"] = """
+version 1.0
+
+workflow nest {
+  input {
+    Array[Array[Int]] matrix = [[1, 2], [3]]
+    Boolean go = true
+  }
+  scatter (row in matrix) {
+    scatter (x in row) {
+      if (go) {
+        if (x > 1) {
+          Int big = x
+        }
+      }
+      Int sq = x * x
+    }
+  }
+  output {
+    Array[Array[Int]] squares = sq
+    Array[Array[Int?]] bigs = big
+  }
+}
+"""
+
+# ---------------------------------------------------------------- WDL 1.1
+
+VALID["1.1-struct-literal-none-abbreviated-call"] = """
+version 1.1
+
+struct Person {
+  String name
+  Int age
+  String? nickname
+}
+
+task greet {
+  input {
+    Person who
+    String greeting = "Hello"
+    Int? times
+  }
+  command <<<
+    for i in $(seq 1 ~{select_first([times, 1])}); do
+      echo "~{greeting} ~{who.name}" >> out.txt
+    done
+    echo "${HOME}" > /dev/null
+  >>>
+  output {
+    Array[String] lines = read_lines("out.txt")
+  }
+  runtime {
+    container: "ubuntu:latest"
+    cpu: 1
+    memory: "1 GiB"
+    maxRetries: 1
+    returnCodes: [0, 1]
+  }
+}
+
+workflow main {
+  input {
+    String greeting = "Hi"
+    Int? times = None
+  }
+  Person p = Person { name: "Ann", age: 30 }
+  call greet { input: who = p, greeting, times }
+  call greet as greet2 {
+    input:
+      who = Person {
+        name: "Bob",
+        age: 4,
+        nickname: "B"
+      }
+  }
+  call greet as greet3 after greet2 { input: who = p }
+  call greet as greet4 after greet after greet3 { input: who = p }
+  output {
+    Array[String] a = greet.lines
+    Array[String] b = greet2.lines
+    Array[String] c = greet3.lines
+  }
+}
+"""
+
+VALID["1.1-new-functions"] = """
+version 1.1
+
+workflow fns {
+  input {
+    Array[Int] xs = [3, 1, 2]
+    Map[String, Int] m = {"a": 1, "b": 2}
+    Array[Pair[String, Int]] prs = [("a", 1), ("a", 2), ("b", 3)]
+    Array[String?] maybe_strs = ["x", None]
+  }
+  Int lo = min(1, 2)
+  Float hi = max(1, 2.5)
+  String joined = sep(",", ["a", "b"])
+  Array[String] q = quote(xs)
+  Array[String] sq = squote(xs)
+  Array[String] suf = suffix(".txt", ["a", "b"])
+  Pair[Array[String], Array[Int]] unz = unzip(prs)
+  Array[Pair[String, Int]] ap = as_pairs(m)
+  Map[String, Int] am = as_map([("x", 1), ("y", 2)])
+  Array[String] ks = keys(m)
+  Map[String, Array[Int]] grouped = collect_by_key(prs)
+  Array[String] present = select_all(maybe_strs)
+  Int n = length(xs)
+  String deprecated_concat = "n=" + n
+  String escaped = "literal \\~{not_a_placeholder} and \\${not_one_either}"
+  String unicode = "\\x41\\101\\u0041\\U00000041"
+  Boolean is_none = maybe_strs[1] == None
+}
+"""
+
+VALID["1.1-object"] = """
+version 1.1
+
+workflow objs {
+  Object o = object {
+    a: 1,
+    b: "two"
+  }
+  output {
+    Object copy = o
+  }
+}
+"""
+
+VALID["1.1-old-command-and-placeholder-options"] = """
+version 1.1
+
+task opts {
+  input {
+    Array[String] xs = ["a", "b"]
+    Boolean flag = true
+    String? maybe
+    Int n = 2
+  }
+  command {
+    echo ${sep=" " xs} ~{sep=", " xs}
+    echo ${true="--yes" false="--no" flag} ~{default="none" maybe}
+    echo ${n * 2} $PATH
+  }
+  output {
+    String s = "~{sep=':' xs}"
+    String opt = "~{"--x=" + maybe}"
+  }
+}
+"""
+
+VALID["1.1-workflow-with-meta-values"] = """
+version 1.1
+
+workflow meta_values {
+  meta {
+    authors: ["Jim", "Bob"]
+    version: 1.1
+    citation: {
+      year: 2020,
+      doi: "1234/10.1010"
+    }
+    nothing: null
+    flag: true
+    number: 1e3
+  }
+  parameter_meta {
+    x: {help: "x", choices: [1, 2, 3], extra: {deep: [{a: null}]}}
+  }
+  input {
+    Int x = 1
+  }
+}
+"""
+
+VALID["1.1-allow-nested-inputs-meta"] = """
+version 1.1
+
+task t {
+  input {
+    Int required
+  }
+  command <<< echo ~{required} >>>
+}
+
+workflow w {
+  meta {
+    allowNestedInputs: true
+  }
+  call t
+}
+"""
+
+# ---------------------------------------------------------------- WDL 1.2
+
+VALID["1.2-task-requirements-hints-env"] = """
+version 1.2
+
+struct Sample {
+  String name
+  File? reads
+
+  meta {
+    description: "A sample"
+  }
+
+  parameter_meta {
+    name: "sample name"
+    reads: { help: "reads file" }
+  }
+}
+
+task align {
+  input {
+    Sample sample
+    env String mode = "fast"
+    Directory ref_dir
+    Int threads = 2
+  }
+
+  env String label = "~{sample.name}-~{mode}"
+  Int mem = 2 ** 10
+
+  command <<<
+    echo "$mode ${label}" ~{threads}
+    ls ~{ref_dir}
+  >>>
+
+  output {
+    String out = read_string(stdout())
+    Directory d = ref_dir
+  }
+
+  requirements {
+    container: ["ubuntu:latest", "debian:stable"]
+    cpu: threads
+    memory: "~{mem} MiB"
+    gpu: false
+    fpga: false
+    disks: "10 GiB"
+    max_retries: 2
+    return_codes: "*"
+  }
+
+  hints {
+    max_cpu: 8
+    max_memory: "16 GiB"
+    short_task: true
+    localization_optional: false
+    disks: "SSD"
+    inputs: input {
+      sample.reads: hints {
+        localization_optional: true
+      },
+      ref_dir: hints {
+        localization_optional: true
+      }
+    }
+    outputs: output {
+      out: hints {
+        max_length: 10
+      }
+    }
+    my_cluster: hints {
+      queue: "short"
+    }
+  }
+
+  meta {
+    description: "aligns"
+  }
+
+  parameter_meta {
+    sample: "the sample"
+  }
+}
+
+task noop {
+  command <<< >>>
+}
+
+workflow main {
+  input {
+    Array[Sample] samples
+    Directory ref_dir
+  }
+
+  scatter (s in samples) {
+    call align { sample = s, ref_dir }
+  }
+
+  call noop
+  call noop as noop2 after noop
+  call align as first after noop after noop2 {
+    input: sample = samples[0], ref_dir = ref_dir
+  }
+  call noop as noop3 {}
+
+  output {
+    Array[String] outs = align.out
+    String first_out = first.out
+  }
+
+  hints {
+    allow_nested_inputs: true
+  }
+
+  meta {
+    author: "me"
+  }
+}
+"""
+
+VALID["1.2-expressions"] = """
+version 1.2
+
+workflow exprs12 {
+  input {
+    Array[Int] xs = [1, 2, 3, 4, 5]
+    Map[String, Int] m = {"a": 1}
+    String s = "hello world"
+  }
+  Int pw = 2 ** 3 ** 2
+  Float fp = 2.0 ** 0.5
+  Int mixed_prec = -2 ** 2 * 3 + 1
+  Boolean pw_prec = 2 * 3 ** 2 == 18
+  Array[Array[Int]] ch = chunk(xs, 2)
+  Boolean has = contains(xs, 3)
+  Boolean hk = contains_key(m, "a")
+  Array[Int] vs = values(m)
+  String? fnd = find(s, "wor+")
+  Boolean mt = matches(s, "^hello")
+  Int slen = length(s)
+  Int mlen = length(m)
+  File jp = join_paths("/tmp", "a.txt")
+  String ml = <<<
+    first line
+      indented ~{s}
+    last line \\
+    continued
+  >>>
+  String ml_one = <<<single line>>>
+  String ml_quotes = <<<
+    'single' and "double" quotes and ${s} placeholder, ~{length(xs)} too
+  >>>
+  output {
+    Int out = pw
+  }
+}
+"""
+
+VALID["1.2-struct-to-struct-and-literals"] = """
+version 1.2
+
+struct A {
+  String s
+}
+
+struct B {
+  A a_struct
+  Int i
+}
+
+struct C {
+  String s
+}
+
+struct D {
+  C a_struct
+  Int i
+}
+
+workflow struct_to_struct {
+  B my_b = B {
+    a_struct: A { s: 'hello' },
+    i: 10
+  }
+  Pair[Int, Map[String, Array[Float]]] deep = (1, {"k": [1.0, 2]})
+  Object legacy = object { x: 1 }
+  Int? nothing = None
+
+  output {
+    D my_d = my_b
+    Int i = my_b.i
+    String s = my_d.a_struct.s
+  }
+}
+"""
+
+VALID["1.2-call-forms"] = ("""
+version 1.2
+
+import "lib.wdl" as lib
+
+workflow calls {
+  input {
+    Int i
+    String s = "x"
+  }
+  call lib.repeat as r1 { i }
+  call lib.repeat as r2 { i = i }
+  call lib.repeat as r3 {
+    input:
+      i
+  }
+  call lib.repeat as r4 {
+    input:  # optional (for backward compatibility)
+      i = i,
+      opt_string = s
+  }
+  call lib.repeat as r5 { i, opt_string = s }
+  call lib.repeat as r6 after r1 after r2 { i = 1 }
+  output {
+    Array[String] lines = flatten([r1.lines, r2.lines, r3.lines, r4.lines, r5.lines, r6.lines])
+  }
+}
+""", {"lib.wdl": """
+version 1.2
+
+task repeat {
+  input {
+    Int i = 0
+    String? opt_string
+  }
+  command <<<
+    for n in $(seq 1 ~{i}); do echo ~{select_first([opt_string, "default"])}; done
+  >>>
+  output {
+    Array[String] lines = read_lines(stdout())
+  }
+}
+"""})
+
+VALID["1.2-task-variable"] = """
+version 1.2
+
+task runtime_info {
+  meta {
+    description: "uses the implicit task variable"
+  }
+  command <<<
+    echo "~{task.name} ~{task.id} ~{task.cpu} ~{task.memory} ~{task.attempt}"
+    echo "~{task.meta.description} ~{task.container}"
+  >>>
+  output {
+    Int? rc = task.return_code
+    Boolean enough = task.memory >= 2 * 1024 * 1024 * 1024
+  }
+  requirements {
+    memory: "2 GiB"
+    return_codes: [0, 1]
+  }
+}
+"""
+
+# ---------------------------------------------------------------- WDL 1.3
+
+VALID["1.3-enums-else-if-split"] = """
+version 1.3
+
+enum Color {
+  Red,
+  Green,
+  Blue
+}
+
+enum Priority[Int] {
+  Low = 1,
+  High = 10,
+}
+
+enum Hex[String] { R = "#ff0000", G = "#00ff00" }
+
+enum Contigs[Array[String]] {
+  Canonical = ["chr1", "chr2"],
+  All = ["chr1", "chr2", "chrM"]
+}
+
+enum FavoriteNumber {
+  ThreePointOh = 3,
+  FourPointOh = 4.0
+}
+
+struct Pixel {
+  Color color
+  Int x
+}
+
+task paint {
+  input {
+    Color color = Color.Red
+    Priority p = Priority.High
+  }
+  command <<<
+    echo "~{color} ~{value(p)}"
+  >>>
+  output {
+    String name = "~{color}"
+  }
+  requirements {
+    cpu: task.attempt + 1
+    max_retries: 1
+  }
+}
+
+workflow art {
+  input {
+    Color c = Color.Green
+    Int n = 5
+    Color? maybe_color
+  }
+  Pixel px = Pixel { color: Color.Blue, x: 1 }
+  Boolean same = c == Color.Green
+  Boolean differ = c != px.color
+  String hex = value(Hex.R)
+  Int pv = value(Priority.Low)
+  Float fav = value(FavoriteNumber.ThreePointOh)
+  Array[String] chrs = value(Contigs.All)
+  Array[String] parts = split("a,b,c", ",")
+  Color chosen = select_first([maybe_color, Color.Red])
+
+  if (n > 10) {
+    call paint as big { color = c }
+    Int size = 3
+  } else if (n > 3) {
+    call paint as medium
+  } else if (n > 1) {
+    Int tiny = 1
+  } else {
+    Int none_at_all = 0
+  }
+
+  if (same) {
+    String always = "x"
+  } else {
+    String always = "y"
+  }
+
+  output {
+    String? big_name = big.name
+    Int? maybe_size = size
+    String a = always
+    Array[String] p = parts
+  }
+}
+"""
+
+VALID["1.3-imports-1.2"] = ("""
+version 1.3
+
+import "old.wdl" as old
+
+workflow w {
+  call old.t { x = 1 }
+  output {
+    Int y = t.y
+  }
+}
+""", {"old.wdl": """
+version 1.2
+
+task t {
+  input {
+    Int x
+  }
+  command <<< >>>
+  output {
+    Int y = x * 2
+  }
+}
+"""})
+
+VALID["1.3-task-previous"] = """
+version 1.3
+
+task retrying {
+  requirements {
+    cpu: task.attempt + 1
+    memory: "~{256 * (2 ** task.attempt)} MB"
+    max_retries: 1
+  }
+  command <<<
+    echo "~{select_first([task.previous.cpu, 0])} ~{task.max_retries}"
+  >>>
+  output {
+    Float? previous_cpu = task.previous.cpu
+    Int? previous_memory = task.previous.memory
+  }
+}
+"""
+
+
+def _entries():
+    for key, value in VALID.items():
+        src, files = value if isinstance(value, tuple) else (value, {})
+        yield pytest.param(src, files, id=key)
+
+
+@pytest.mark.parametrize("src, files", _entries())
+def test_valid_document(check_wdl, src, files):
+    assert_ok(check_wdl(src, files=files))
+
+
+def test_valid_documents_in_one_call(wdl, check):
+    """Several documents on one command line: exit 0 when all are valid."""
+    paths = []
+    for n, key in enumerate(["1.0-minimal-task", "1.1-new-functions", "1.2-expressions"]):
+        paths.append(wdl(VALID[key], "doc%d.wdl" % n))
+    assert_ok(check(*paths))
+
+
+def test_task_only_document_in_every_version(wdl, check):
+    for v in ("1.0", "1.1", "1.2", "1.3"):
+        path = wdl("version %s\n\ntask t {\n  command <<<\n    echo hi\n  >>>\n}\n" % v, "t%s.wdl" % v)
+        assert_ok(check(path))
+
+
+def test_crlf_line_endings(wdl, check):
+    src = norm(VALID["1.1-struct-literal-none-abbreviated-call"]).replace("\n", "\r\n")
+    assert_ok(check(wdl(src, raw=True)))
+
+
+def test_no_trailing_newline(wdl, check):
+    src = norm(VALID["1.0-minimal-task"]).rstrip("\n")
+    assert_ok(check(wdl(src, raw=True)))
+
+
+def test_tabs_as_whitespace(wdl, check):
+    src = "version 1.1\n\ntask t {\n\tinput {\n\t\tInt\tx\t=\t1\n\t}\n\tcommand <<<\n\techo ~{x}\n\t>>>\n}\n"
+    assert_ok(check(wdl(src, raw=True)))
+
+
+def test_deeply_nested_but_reasonable_expression(check_wdl):
+    """A 50-deep parenthesised expression is perfectly valid and must check."""
+    expr = "(" * 50 + "1" + ")" * 50
+    assert_ok(check_wdl("version 1.1\nworkflow w {\n  Int x = %s\n}\n" % expr))
+
+
+def test_long_flat_expression(check_wdl):
+    """Long chains of binary operators must not hit a recursion limit either."""
+    expr = " + ".join(["1"] * 300)
+    assert_ok(check_wdl("version 1.1\nworkflow w {\n  Int x = %s\n}\n" % expr))
+
+
+# --------------------------------------------------------------------------------------------
+# Syntax errors, with positions.
+# Each: id -> (source, line, col-or-cols-or-None, fragment-or-None).  ``line``/``col`` may be
+# given as a needle string: the position of its first occurrence in the normalised source.
+# --------------------------------------------------------------------------------------------
+
+SYNTAX_ERRORS = {
+    "missing-version": ("""
+workflow w {
+}
+""", 1, 1, "version"),
+    "only-comments-then-workflow": ("""
+# a licence header
+# more
+workflow w {
+}
+""", 3, 1, "version"),
+    "unsupported-version": ("""
+version 9.9
+
+workflow w {
+}
+""", 1, (1, 9), ("version", "9.9")),
+    "version-not-first": ("""
+workflow w {
+}
+version 1.1
+""", (1, 3), 1, "version"),
+    "second-version-statement": ("""
+version 1.1
+version 1.1
+
+workflow w {
+}
+""", 2, 1, None),
+    "missing-closing-brace-before-workflow": ("""
+version 1.1
+
+task t {
+  command <<< echo hi >>>
+
+workflow w {
+  call t
+}
+""", "workflow", (1, 12), None),
+    "bad-token-at": ("""
+version 1.1
+
+workflow w {
+  Int x = 1 @ 2
+}
+""", "@", None, None),
+    "bad-token-backtick": ("""
+version 1.1
+
+workflow w {
+  Int x = `1`
+}
+""", "`", None, None),
+    "missing-equals": ("""
+version 1.1
+
+workflow w {
+  Int x 42
+}
+""", "42", None, None),
+    "extra-closing-brace": ("""
+version 1.1
+
+workflow w {
+}
+}
+""", ("}", 1), None, None),
+    "missing-comma-in-array": ("""
+version 1.1
+
+workflow w {
+  Array[Int] xs = [1 2]
+}
+""", "2]", None, None),
+    "empty-placeholder": ("""
+version 1.1
+
+workflow w {
+  String s = "a ~{} b"
+}
+""", 4, None, None),
+    "keyword-as-declaration-name": ("""
+version 1.1
+
+workflow w {
+  Int scatter = 1
+}
+""", "scatter", None, None),
+    "keyword-as-task-name": ("""
+version 1.1
+
+task workflow {
+  command <<< >>>
+}
+""", 3, (1, 6), None),
+    "struct-member-initializer": ("""
+version 1.1
+
+struct Invalid {
+  String myString = "Cannot do this"
+  Int myInt
+}
+""", 4, None, None),
+    "declaration-at-top-level": ("""
+version 1.1
+
+Int x = 1
+
+workflow w {
+}
+""", 3, 1, None),
+    "call-input-missing-expression": ("""
+version 1.1
+
+task t {
+  input {
+    Int x
+  }
+  command <<< >>>
+}
+
+workflow w {
+  call t { input: x = }
+}
+""", "}\n}", None, None),
+    "unclosed-array-type": ("""
+version 1.1
+
+workflow w {
+  Array[Int x = [1]
+}
+""", "x =", None, None),
+    "bare-expression-statement": ("""
+version 1.1
+
+workflow w {
+  select_first([1])
+}
+""", 4, None, None),
+    "scatter-missing-in": ("""
+version 1.1
+
+workflow w {
+  scatter (x [1, 2]) {
+  }
+}
+""", "[1, 2]", None, None),
+    "if-without-parentheses": ("""
+version 1.1
+
+workflow w {
+  if true {
+  }
+}
+""", "true", None, None),
+    "nested-input-name-in-call": ("""
+version 1.2
+
+import "sub.wdl" as sub
+
+workflow w {
+  call sub.inner { inner_task.x = 1 }
+}
+""", 6, None, None),
+}
+
+# Errors whose exact position is the parser's choice: only the line (or a set of lines) is fixed.
+SYNTAX_ERRORS_LOOSE = {
+    "missing-closing-brace-at-eof": ("""
+version 1.1
+
+workflow w {
+  Int x = 1
+""", (4, 5)),
+    "unterminated-string": ("""
+version 1.1
+
+workflow w {
+  String s = "abc
+  Int x = 1
+}
+""", (4,)),
+    "unterminated-single-quoted-string": ("""
+version 1.1
+
+workflow w {
+  String s = 'abc
+}
+""", (4,)),
+    "dangling-operator": ("""
+version 1.1
+
+workflow w {
+  Int x = 1 +
+}
+""", (4, 5)),
+    "unterminated-heredoc-command": ("""
+version 1.1
+
+task t {
+  command <<<
+    echo hi
+}
+""", (4, 5, 6, 7)),
+    "unterminated-placeholder": ("""
+version 1.1
+
+workflow w {
+  String s = "a ~{1 + 2"
+}
+""", (4, 5)),
+    "unclosed-paren": ("""
+version 1.1
+
+workflow w {
+  Int x = (1 + 2
+}
+""", (4, 5)),
+}
+
+
+def _resolve(text, line, col):
+    """``line`` may be a needle (or (needle, nth)); then ``col`` defaults to the needle's column."""
+    if isinstance(line, str):
+        line = (line, 0)
+    if isinstance(line, tuple) and line and isinstance(line[0], str):
+        line, c = find_pos(text, line[0], line[1])
+        if col is None:
+            col = c
+    return line, col
+
+
+@pytest.mark.parametrize("src, line, col, fragment",
+                         [pytest.param(*v, id=k) for k, v in SYNTAX_ERRORS.items()])
+def test_syntax_error(check_wdl, src, line, col, fragment):
+    if "sub.wdl" in src:
+        files = {"sub.wdl": "version 1.2\nworkflow inner {\n  call inner_task\n}\n"
+                            "task inner_task {\n  input {\n    Int x = 0\n  }\n  command <<< >>>\n}\n"}
+    else:
+        files = None
+    proc = check_wdl(src, files=files)
+    line, col = _resolve(norm(src), line, col)
+    assert_diag(proc, line, col, fragment)
+
+
+@pytest.mark.parametrize("src, lines", [pytest.param(*v, id=k) for k, v in SYNTAX_ERRORS_LOOSE.items()])
+def test_syntax_error_loose_position(check_wdl, src, lines):
+    proc = check_wdl(src)
+    assert_diag(proc, lines, None)
+
+
+def test_unterminated_string_points_at_the_string(check_wdl):
+    src = """
+version 1.1
+
+workflow w {
+  String s = "abc
+}
+"""
+    text = norm(src)
+    line, quote_col = find_pos(text, '"abc')
+    eol_col = quote_col + len('"abc')
+    assert_diag(check_wdl(src), line, (quote_col, eol_col))
+
+
+def test_error_in_imported_document_names_that_file(check_wdl):
+    lib = """
+version 1.1
+
+task broken {
+  command <<< >>>
+  Int x = = 1
+}
+"""
+    main = """
+version 1.1
+
+import "lib.wdl"
+
+workflow w {
+  call lib.broken
+}
+"""
+    proc = check_wdl(main, files={"lib.wdl": lib})
+    line, _ = find_pos(norm(lib), "= = 1")
+    assert_diag(proc, line, None, path="lib.wdl")
+
+
+def test_several_files_report_the_bad_one(wdl, check):
+    good = wdl(VALID["1.0-minimal-task"], "good.wdl")
+    bad = wdl("version 1.1\n\nworkflow w {\n  Int x = 1 @ 2\n}\n", "bad.wdl")
+    proc = check(good, bad)
+    assert_diag(proc, 4, 13, path="bad.wdl")
+    assert all(not d.split(":")[0].endswith("good.wdl") for d in proc.stderr.splitlines()
+               if ": error: " in d)
+
+
+# --------------------------------------------------------------------------------------------
+# Version gating: a construct newer than the document's version is an error that names the
+# version that introduced it.  Each: id -> (source, needle(s) where the error may point, version).
+# A needle may be a list of alternatives (e.g. the operator or the start of the expression).
+# --------------------------------------------------------------------------------------------
+
+GATED = {
+    "exponent-in-1.1": ("""
+version 1.1
+
+workflow w {
+  Int x = 2 ** 3
+}
+""", ["**", "2 **"], "1.2"),
+    "exponent-in-1.0": ("""
+version 1.0
+
+workflow w {
+  Int x = 2 ** 3
+}
+""", ["**", "2 **"], "1.2"),
+    "else-in-1.2": ("""
+version 1.2
+
+workflow w {
+  if (true) {
+    Int a = 1
+  } else {
+    Int b = 2
+  }
+}
+""", ["else"], "1.3"),
+    "else-if-in-1.2": ("""
+version 1.2
+
+workflow w {
+  input {
+    Int n = 1
+  }
+  if (n > 2) {
+    Int a = 1
+  } else if (n > 1) {
+    Int b = 2
+  }
+}
+""", ["else"], "1.3"),
+    "enum-in-1.2": ("""
+version 1.2
+
+enum Color {
+  Red,
+  Green
+}
+
+workflow w {
+}
+""", ["enum"], "1.3"),
+    "typed-enum-in-1.1": ("""
+version 1.1
+
+enum E[String] {
+  A = "a"
+}
+""", ["enum"], "1.3"),
+    "env-input-in-1.1": ("""
+version 1.1
+
+task t {
+  input {
+    env String greeting = "hi"
+  }
+  command <<< echo $greeting >>>
+}
+""", ["env"], "1.2"),
+    "env-private-in-1.1": ("""
+version 1.1
+
+task t {
+  env String greeting = "hi"
+  command <<< echo $greeting >>>
+}
+""", ["env"], "1.2"),
+    "requirements-in-1.1": ("""
+version 1.1
+
+task t {
+  command <<< >>>
+  requirements {
+    cpu: 1
+  }
+}
+""", ["requirements"], "1.2"),
+    "task-hints-in-1.1": ("""
+version 1.1
+
+task t {
+  command <<< >>>
+  hints {
+    short_task: true
+  }
+}
+""", ["hints"], "1.2"),
+    "workflow-hints-in-1.1": ("""
+version 1.1
+
+workflow w {
+  hints {
+    allow_nested_inputs: true
+  }
+}
+""", ["hints"], "1.2"),
+    "multiline-string-in-1.1": ("""
+version 1.1
+
+workflow w {
+  String s = <<<
+    text
+  >>>
+}
+""", ["<<<"], "1.2"),
+    "directory-in-1.1": ("""
+version 1.1
+
+workflow w {
+  input {
+    Directory d
+  }
+}
+""", ["Directory"], "1.2"),
+    "after-in-1.0": ("""
+version 1.0
+
+task t {
+  command <<< >>>
+}
+
+workflow w {
+  call t
+  call t as t2 after t
+}
+""", ["after"], "1.1"),
+    "call-without-input-keyword-in-1.1": ("""
+version 1.1
+
+task t {
+  input {
+    Int x
+  }
+  command <<< >>>
+}
+
+workflow w {
+  call t { x = 1 }
+}
+""", ["x = 1", "{ x"], "1.2"),
+    "struct-meta-in-1.1": ("""
+version 1.1
+
+struct S {
+  Int x
+  meta {
+    description: "s"
+  }
+}
+""", ["meta"], "1.2"),
+    "struct-literal-in-1.0": ("""
+version 1.0
+
+struct P {
+  String name
+}
+
+workflow w {
+  P p = P { name: "a" }
+}
+""", ["P { name", "{ name"], "1.1"),
+    "abbreviated-call-input-in-1.0": ("""
+version 1.0
+
+task t {
+  input {
+    Int x
+  }
+  command <<< >>>
+}
+
+workflow w {
+  Int x = 1
+  call t { input: x }
+}
+""", ["x }"], "1.1"),
+}
+
+
+@pytest.mark.parametrize("src, needles, version", [pytest.param(*v, id=k) for k, v in GATED.items()])
+def test_version_gating(check_wdl, src, needles, version):
+    text = norm(src)
+    positions = [find_pos(text, n) for n in needles]
+    lines = {p[0] for p in positions}
+    cols = {p[1] for p in positions}
+    assert_diag(check_wdl(src), lines, cols, version_re(version))
+
+
+def test_none_in_1_0_is_an_error(check_wdl):
+    """WDL 1.0 has no `None` literal (added in 1.1): either a gating error or an unknown name."""
+    src = """
+version 1.0
+
+workflow w {
+  Int? x = None
+}
+"""
+    line, col = find_pos(norm(src), "None")
+    assert_diag(check_wdl(src), line, col, (version_re("1.1"), "unknown name"))
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2", "1.3"])
+def test_same_construct_accepted_from_its_version(check_wdl, version):
+    """The gated constructs above are fine from the version that introduced them on."""
+    parts = ["version %s" % version, "", "workflow w {"]
+    if version >= "1.1":
+        parts.append("  Int? n = None")
+    if version >= "1.2":
+        parts += ["  Int x = 2 ** 3", "  String s = <<<", "    text", "  >>>"]
+    if version >= "1.3":
+        parts += ["  if (true) {", "    Int a = 1", "  } else {", "    Int b = 2", "  }"]
+    parts.append("}")
+    assert_ok(check_wdl("\n".join(parts) + "\n"))

@@ -1,0 +1,1893 @@
+"""Front end, semantics: name resolution, type checking, calls, imports, cycles, per version.
+
+Each error case is checked for every version it applies to, and asserts exit 1, the line/column
+of the offending construct and a fragment of the message.  Sources are written with the
+placeholder ``VERSION``; positions are given as needles (see ``conftest.find_pos``; a ``^``
+inside a needle marks the exact character).  A list of needles means "any of these positions".
+"""
+
+import re
+
+import pytest
+
+from conftest import assert_diag, assert_ok, find_pos, norm, version_re
+
+ALL = ("1.0", "1.1", "1.2", "1.3")
+V11 = ("1.1", "1.2", "1.3")
+V12 = ("1.2", "1.3")
+V13 = ("1.3",)
+
+DUPLICATE = ("duplicate", "already", "conflict", "redefin", "redeclar", "multiple", "more than once",
+             "unique", "clash", "collide")
+CYCLE = ("cycle", "cyclic", "circular")
+
+
+def named(name):
+    """A message naming ``name`` in backticks or quotes."""
+    return re.compile(r"[`'\"]%s[`'\"]" % re.escape(name))
+
+
+def word(w):
+    """A message containing the WDL type or word ``w`` (e.g. `Int`, `Array[String]`)."""
+    return re.compile(r"(?<![A-Za-z_])%s(?![A-Za-z0-9_])" % re.escape(w).replace(r"\ ", r"\s*"))
+
+
+def unknown(name):
+    return re.compile(r"(?i)unknown name [`'\"]%s[`'\"]" % re.escape(name))
+
+
+class Case:
+    def __init__(self, versions, src, at, fragment=None, also=(), files=None, path=None):
+        self.versions = versions
+        self.src = src
+        self.at = at if isinstance(at, (list, tuple)) else [at]
+        self.fragment = fragment
+        self.also = also
+        self.files = files or {}
+        self.path = path
+
+
+def expand(cases):
+    for cid, case in cases.items():
+        for v in case.versions:
+            yield pytest.param(case, v, id="%s-%s" % (cid, v))
+
+
+def render(text, version):
+    return norm(text).replace("VERSION", version)
+
+
+def run_case(check_wdl, case, version):
+    src = render(case.src, version)
+    files = {name: render(body, version) for name, body in case.files.items()}
+    proc = check_wdl(src, files=files)
+    if case.at == [None]:  # the position is the engine's choice
+        lines = cols = None
+    else:
+        positions = []
+        for needle in case.at:
+            where = src
+            if isinstance(needle, tuple):  # (file name, needle) for errors inside an import
+                where, needle = files[needle[0]], needle[1]
+            positions.append(find_pos(where, needle))
+        lines = {p[0] for p in positions}
+        cols = {p[1] for p in positions}
+    assert_diag(proc, lines, cols, case.fragment, path=case.path, also=case.also)
+
+
+TASK_T = """
+task t {
+  input {
+    Int x
+    String s = "a"
+  }
+  String priv = "p"
+  command <<< echo ~{x} ~{s} ~{priv} >>>
+  output {
+    Int out = x
+  }
+}
+"""
+
+# --------------------------------------------------------------------------------------------
+# Unknown names
+# --------------------------------------------------------------------------------------------
+
+NAMES = {
+    "unknown-name-in-declaration": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int y = x + 1
+}
+""", "Int y = ^x", unknown("x")),
+    "unknown-name-in-command-comment": Case(ALL, """
+version VERSION
+
+task bash_comment {
+  # String greeting = "hello"
+  command <<<
+    # printf "~{greeting} John!"
+  >>>
+}
+""", "~{^greeting}", unknown("greeting")),
+    "unknown-name-dollar-placeholder-in-brace-command": Case(ALL, """
+version VERSION
+
+task bash_variables {
+  input {
+    String str
+  }
+  command {
+    s=${str}
+    printf $s
+    printf ${s}
+  }
+}
+""", "${^s}", unknown("s")),
+    "unknown-name-in-task-output": Case(ALL, """
+version VERSION
+
+task t {
+  command <<< >>>
+  output {
+    Int out = nope
+  }
+}
+""", "= ^nope", unknown("nope")),
+    "scatter-variable-outside-scatter": Case(ALL, """
+version VERSION
+
+workflow w {
+  scatter (i in [1, 2]) {
+    Int j = i
+  }
+  Int k = i + 0
+}
+""", "Int k = ^i", unknown("i")),
+    "unknown-name-in-string-placeholder": Case(ALL, """
+version VERSION
+
+workflow w {
+  String s = "value: ~{missing}"
+}
+""", "~{^missing}", unknown("missing")),
+    "unknown-name-in-call-input-expression": Case(ALL, """
+version VERSION
+
+""" + TASK_T + """
+workflow w {
+  call t { input: x = undefined_thing }
+}
+""", "x = ^undefined_thing", unknown("undefined_thing")),
+    "unknown-name-in-runtime": Case(("1.0", "1.1"), """
+version VERSION
+
+task t {
+  command <<< >>>
+  runtime {
+    docker: image
+  }
+}
+""", "docker: ^image", unknown("image")),
+    "unknown-name-in-requirements": Case(V12, """
+version VERSION
+
+task t {
+  command <<< >>>
+  requirements {
+    container: image
+  }
+}
+""", "container: ^image", unknown("image")),
+    "abbreviated-call-input-without-declaration": Case(V11, """
+version VERSION
+
+""" + TASK_T + """
+workflow w {
+  call t { input: x }
+}
+""", "input: ^x", unknown("x")),
+    "task-input-refers-to-output": Case(ALL, """
+version VERSION
+
+task t {
+  input {
+    Int x = y
+  }
+  command <<< >>>
+  output {
+    Int y = 1
+  }
+}
+""", "Int x = ^y", None),
+}
+
+# --------------------------------------------------------------------------------------------
+# Declarations and coercions
+# --------------------------------------------------------------------------------------------
+
+TYPES = {
+    "string-to-int": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = "a"
+}
+""", ["Int x = ^\"a\"", "Int ^x", "^Int x"], word("Int"), also=(word("String"),)),
+    "int-to-string": Case(V11, """
+version VERSION
+
+workflow w {
+  String s = 1
+}
+""", ["String s = ^1", "String ^s", "^String s"], word("String"), also=(word("Int"),)),
+    "int-to-boolean": Case(ALL, """
+version VERSION
+
+workflow w {
+  Boolean b = 1
+}
+""", ["Boolean b = ^1", "Boolean ^b", "^Boolean b"], word("Boolean"), also=(word("Int"),)),
+    "float-to-int": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int i = 1.5
+}
+""", ["Int i = ^1.5", "Int ^i", "^Int i"], word("Int"), also=(word("Float"),)),
+    "optional-to-required": Case(V11, """
+version VERSION
+
+workflow w {
+  input {
+    Int? y
+  }
+  Int x = y
+}
+""", ["Int x = ^y", "Int ^x =", "^Int x ="], word("Int?"), also=(word("Int"),)),
+    "array-element-mismatch": Case(ALL, """
+version VERSION
+
+workflow w {
+  Array[Int] xs = [true, false]
+}
+""", ["= ^[", "Array[Int] ^xs", "^Array[Int] xs"], word("Array[Int]"), also=(word("Boolean"),)),
+    "map-value-mismatch": Case(ALL, """
+version VERSION
+
+workflow w {
+  Map[String, Int] m = {"a": true}
+}
+""", ["= ^{", "] ^m =", "^Map["], word("Int"), also=(word("Boolean"),)),
+    "pair-mismatch": Case(ALL, """
+version VERSION
+
+workflow w {
+  Pair[Int, Int] p = (1, true)
+}
+""", ["= ^(", "] ^p =", "^Pair["], word("Int"), also=(word("Boolean"),)),
+    "output-type-mismatch": Case(ALL, """
+version VERSION
+
+task t {
+  command <<< >>>
+  output {
+    Boolean n = "many"
+  }
+}
+""", ["Boolean n = ^\"many\"", "Boolean ^n", "^Boolean n"], word("Boolean"), also=(word("String"),)),
+    "unknown-type": Case(ALL, """
+version VERSION
+
+workflow w {
+  input {
+    Foo x
+  }
+}
+""", "^Foo x", "Foo"),
+    "unknown-type-in-struct": Case(ALL, """
+version VERSION
+
+struct S {
+  Bar b
+}
+""", "^Bar b", "Bar"),
+    "duplicate-private-declaration": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = 1
+  Int x = 2
+}
+""", ["Int ^x = 2", "^Int x = 2"], DUPLICATE),
+    "duplicate-input": Case(ALL, """
+version VERSION
+
+workflow w {
+  input {
+    Int a
+    String a
+  }
+}
+""", ["String ^a", "^String a"], DUPLICATE),
+    "input-and-private-declaration-clash": Case(ALL, """
+version VERSION
+
+workflow w {
+  input {
+    Int a
+  }
+  String a = "x"
+}
+""", ["String ^a", "^String a"], DUPLICATE),
+    "duplicate-task-declaration": Case(ALL, """
+version VERSION
+
+task t {
+  Int a = 1
+  Int a = 2
+  command <<< >>>
+}
+""", ["Int ^a = 2", "^Int a = 2"], DUPLICATE),
+    "duplicate-task": Case(ALL, """
+version VERSION
+
+task t {
+  command <<< >>>
+}
+
+task t {
+  command <<< echo >>>
+}
+""", ["task ^t {\n  command <<< echo", "^task t {\n  command <<< echo"], DUPLICATE),
+    "duplicate-struct": Case(ALL, """
+version VERSION
+
+struct S {
+  Int a
+}
+
+struct S {
+  String b
+}
+""", ["struct ^S {\n  String", "^struct S {\n  String"], DUPLICATE),
+    "two-workflows": Case(ALL, """
+version VERSION
+
+workflow a {
+}
+
+workflow b {
+}
+""", ["workflow ^b", "^workflow b"], None),
+    "private-declaration-without-value": Case(V11, """
+version VERSION
+
+workflow w {
+  Int x
+}
+""", ["Int ^x", "^Int x"], None),
+    "output-without-value": Case(ALL, """
+version VERSION
+
+workflow w {
+  output {
+    Int x
+  }
+}
+""", ["Int ^x", "^Int x"], None),
+    "conditional-declaration-is-optional-outside": Case(V11, """
+version VERSION
+
+workflow w {
+  input {
+    Boolean b = true
+  }
+  if (b) {
+    Int j = 1
+  }
+  Int k = j
+}
+""", ["Int k = ^j", "Int ^k", "^Int k"], word("Int?"), also=(word("Int"),)),
+    "scatter-declaration-is-array-outside": Case(ALL, """
+version VERSION
+
+workflow w {
+  scatter (i in [1, 2]) {
+    Int j = i
+  }
+  Int k = j
+}
+""", ["Int k = ^j", "Int ^k", "^Int k"], word("Array[Int]"), also=(word("Int"),)),
+    "call-output-in-conditional-is-optional": Case(V11, """
+version VERSION
+
+""" + TASK_T + """
+workflow w {
+  input {
+    Boolean b = true
+  }
+  if (b) {
+    call t { input: x = 1 }
+  }
+  Int o = t.out
+}
+""", ["Int o = ^t.out", "Int o = t.^out", "Int ^o", "^Int o"], word("Int?"), also=(word("Int"),)),
+}
+
+# --------------------------------------------------------------------------------------------
+# Expressions and operators
+# --------------------------------------------------------------------------------------------
+
+EXPRESSIONS = {
+    "if-condition-not-boolean": Case(ALL, """
+version VERSION
+
+workflow w {
+  if (1) {
+    Int a = 1
+  }
+}
+""", "if (^1)", word("Boolean"), also=(word("Int"),)),
+    "scatter-over-non-array": Case(ALL, """
+version VERSION
+
+workflow w {
+  scatter (i in 5) {
+    Int j = i
+  }
+}
+""", "in ^5", "Array", also=(word("Int"),)),
+    "ternary-condition-not-boolean": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = if "yes" then 1 else 2
+}
+""", ["if ^\"yes\"", "= ^if"], word("Boolean"), also=(word("String"),)),
+    "ternary-branches-without-common-type": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = if true then 1 else false
+}
+""", None, None),
+    "index-array-with-string": Case(ALL, """
+version VERSION
+
+workflow w {
+  Array[Int] xs = [1]
+  Int y = xs[true]
+}
+""", None, None),
+    "index-non-collection": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = 1
+  Int y = x[0]
+}
+""", None, None),
+    "int-minus-string": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = 1 - true
+}
+""", None, None),
+    "logical-not-on-int": Case(ALL, """
+version VERSION
+
+workflow w {
+  Boolean b = !1
+}
+""", ["!^1", "= ^!1"], None),
+    "negate-boolean": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int n = -true
+}
+""", ["-^true", "= ^-true"], None),
+    "not-binds-tighter-than-comparison": Case(ALL, """
+version VERSION
+
+workflow w {
+  Boolean b = !1 > 2
+}
+""", ["!^1", "= ^!1", "!1 ^>"], None),
+    "and-with-int": Case(ALL, """
+version VERSION
+
+workflow w {
+  Boolean b = true && 1
+}
+""", None, None),
+    "optional-in-arithmetic": Case(V12, """
+version VERSION
+
+workflow w {
+  input {
+    Int? y
+  }
+  Int z = y + 1
+}
+""", None, word("Int?")),
+    "optional-array-to-length": Case(V12, """
+version VERSION
+
+workflow w {
+  input {
+    Array[Int]? xs
+  }
+  Int n = length(xs)
+}
+""", None, None),
+    "member-of-int": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = 1
+  Int y = x.foo
+}
+""", None, None),
+    "pair-has-no-such-member": Case(ALL, """
+version VERSION
+
+workflow w {
+  Pair[Int, Int] p = (1, 2)
+  Int m = p.middle
+}
+""", None, "middle"),
+}
+
+# --------------------------------------------------------------------------------------------
+# Calls
+# --------------------------------------------------------------------------------------------
+
+CALLS = {
+    "unknown-call-input": Case(ALL, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t { input: x = 1, nope = 2 }
+}
+""", "^nope =", "nope"),
+    "missing-required-call-input": Case(V11, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t
+}
+""", ["call ^t\n", "^call t\n"], named("x")),
+    "missing-required-input-of-subworkflow": Case(V11, """
+version VERSION
+
+import "sub.wdl" as sub
+
+workflow w {
+  call sub.inner { input: b = 2 }
+}
+""", ["call ^sub.inner", "^call sub", "call sub.^inner"], named("a"), files={"sub.wdl": """
+version VERSION
+
+workflow inner {
+  input {
+    Int a
+    Int b = 1
+  }
+  output {
+    Int c = a + b
+  }
+}
+"""}),
+    "call-input-type-mismatch": Case(ALL, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t { input: x = true }
+}
+""", ["x = ^true", "^x = true"], word("Int"), also=(word("Boolean"),)),
+    "call-input-string-from-int": Case(V11, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t { input: x = 1, s = 2 }
+}
+""", ["s = ^2", "^s = 2"], word("String"), also=(word("Int"),)),
+    "private-declaration-as-call-input": Case(V11, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t { input: x = 1, priv = "q" }
+}
+""", "^priv = \"q\"", "priv"),
+    "call-unknown-task": Case(ALL, """
+version VERSION
+
+workflow w {
+  call nope
+}
+""", ["call ^nope", "^call nope"], "nope"),
+    "call-unknown-task-in-namespace": Case(ALL, """
+version VERSION
+
+import "lib.wdl" as lib
+
+workflow w {
+  call lib.nope
+}
+""", ["call ^lib.nope", "call lib.^nope", "^call lib"], "nope", files={"lib.wdl": """
+version VERSION
+
+task real {
+  command <<< >>>
+}
+"""}),
+    "call-unknown-namespace": Case(ALL, """
+version VERSION
+
+workflow w {
+  call nolib.t
+}
+""", ["call ^nolib", "^call nolib"], "nolib"),
+    "call-output-unknown": Case(ALL, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t { input: x = 1 }
+  output {
+    Int o = t.nope
+  }
+}
+""", ["t.^nope", "= ^t.nope"], "nope"),
+    "call-private-declaration-not-an-output": Case(V11, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t { input: x = 1 }
+  output {
+    String p = t.priv
+  }
+}
+""", ["t.^priv", "= ^t.priv"], "priv"),
+    "call-input-not-an-output": Case(ALL, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t { input: x = 1 }
+  output {
+    String p = t.s
+  }
+}
+""", ["t.^s\n", "= ^t.s\n"], None),
+    "duplicate-call-name": Case(ALL, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t { input: x = 1 }
+  call t { input: x = 2 }
+}
+""", ["call ^t { input: x = 2", "^call t { input: x = 2"], DUPLICATE),
+    "duplicate-call-alias": Case(ALL, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t as a { input: x = 1 }
+  call t as a { input: x = 2 }
+}
+""", ["as ^a { input: x = 2", "^call t as a { input: x = 2", "call ^t as a { input: x = 2"], DUPLICATE),
+    "call-name-clashes-with-declaration": Case(ALL, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  Int t = 1
+  call t { input: x = 1 }
+}
+""", ["^call t", "call ^t", "Int ^t", "^Int t"], None),
+    "after-unknown-call": Case(V12, """
+version VERSION
+""" + TASK_T + """
+workflow w {
+  call t after nope { x = 1 }
+}
+""", "after ^nope", "nope"),
+    "nested-input-from-workflow": Case(V12, """
+version VERSION
+
+import "sub.wdl" as sub
+
+workflow w {
+  hints {
+    allow_nested_inputs: true
+  }
+  call sub.inner { inner_task.x = 1 }
+}
+""", None, None, files={"sub.wdl": """
+version VERSION
+
+task inner_task {
+  input {
+    Int x = 0
+  }
+  command <<< >>>
+}
+
+workflow inner {
+  call inner_task
+}
+"""}),
+}
+
+# --------------------------------------------------------------------------------------------
+# Standard library: argument types and counts, unknown functions, version gating
+# --------------------------------------------------------------------------------------------
+
+FUNCTIONS = {
+    "sub-with-int-argument": Case(V11, """
+version VERSION
+
+workflow w {
+  Int i = 111222333
+  String s = sub(i, "2", "4")
+}
+""", ["sub(^i", "= ^sub("], word("String"), also=(word("Int"),)),
+    "floor-of-boolean": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = floor(true)
+}
+""", ["floor(^true", "= ^floor"], word("Boolean"), also=(word("Float"),)),
+    "length-of-int": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int n = length(5)
+}
+""", ["length(^5", "= ^length"], "length"),
+    "select-first-of-non-array": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = select_first(5)
+}
+""", ["select_first(^5", "= ^select_first"], "select_first"),
+    "prefix-of-nested-array": Case(ALL, """
+version VERSION
+
+workflow w {
+  Array[Array[String]] env3 = [["a", "b"], ["c", "d"]]
+  Array[String] bad = prefix("-x ", env3)
+}
+""", ["env3)", "= ^prefix", "\"-x \", ^env3"], "prefix"),
+    "too-many-arguments": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = floor(1.5, 2)
+}
+""", None, "floor"),
+    "too-few-arguments": Case(ALL, """
+version VERSION
+
+workflow w {
+  Array[Int] r = range()
+}
+""", None, "range"),
+    "sub-with-two-arguments": Case(ALL, """
+version VERSION
+
+workflow w {
+  String s = sub("a", "b")
+}
+""", None, "sub"),
+    "unknown-function": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int x = frobnicate(1)
+}
+""", "= ^frobnicate", "frobnicate"),
+    "function-result-type-mismatch": Case(ALL, """
+version VERSION
+
+workflow w {
+  Boolean x = basename("a/b.txt")
+}
+""", ["= ^basename", "Boolean ^x", "^Boolean x"], word("Boolean"), also=(word("String"),)),
+    "as-map-result-to-boolean": Case(V11, """
+version VERSION
+
+workflow w {
+  Boolean bad = as_map([("a", 1), ("a", 2)])
+}
+""", ["= ^as_map", "Boolean ^bad", "^Boolean bad"], word("Boolean"), also=("Map",)),
+    "defined-wrong-arity": Case(ALL, """
+version VERSION
+
+workflow w {
+  Boolean b = defined()
+}
+""", None, "defined"),
+}
+
+GATED_FUNCTIONS = [
+    # (function call source, document version, version that introduced it)
+    ("min(1, 2)", "Int", "1.0", "1.1"),
+    ("max(1, 2)", "Int", "1.0", "1.1"),
+    ('sep(",", ["a"])', "String", "1.0", "1.1"),
+    ('quote(["a"])', "Array[String]", "1.0", "1.1"),
+    ('squote(["a"])', "Array[String]", "1.0", "1.1"),
+    ('suffix(".x", ["a"])', "Array[String]", "1.0", "1.1"),
+    ('keys({"a": 1})', "Array[String]", "1.0", "1.1"),
+    ('as_pairs({"a": 1})', "Array[Pair[String, Int]]", "1.0", "1.1"),
+    ('as_map([("a", 1)])', "Map[String, Int]", "1.0", "1.1"),
+    ('collect_by_key([("a", 1)])', "Map[String, Array[Int]]", "1.0", "1.1"),
+    ('unzip([(1, "a")])', "Pair[Array[Int], Array[String]]", "1.0", "1.1"),
+    ("chunk([1, 2, 3], 2)", "Array[Array[Int]]", "1.1", "1.2"),
+    ("contains([1, 2], 1)", "Boolean", "1.1", "1.2"),
+    ('contains_key({"a": 1}, "a")', "Boolean", "1.1", "1.2"),
+    ('values({"a": 1})', "Array[Int]", "1.1", "1.2"),
+    ('find("abc", "b")', "String?", "1.1", "1.2"),
+    ('matches("abc", "b")', "Boolean", "1.1", "1.2"),
+    ('join_paths("/a", "b")', "File", "1.1", "1.2"),
+    ('split("a,b", ",")', "Array[String]", "1.2", "1.3"),
+    ('split("a,b", ",")', "Array[String]", "1.1", "1.3"),
+    ("chunk([1], 1)", "Array[Array[Int]]", "1.0", "1.2"),
+]
+
+
+@pytest.mark.parametrize(
+    "call, rtype, version, introduced",
+    [pytest.param(*g, id="%s-in-%s" % (g[0].split("(")[0], g[2])) for g in GATED_FUNCTIONS])
+def test_function_newer_than_document(check_wdl, call, rtype, version, introduced):
+    src = "version %s\n\nworkflow w {\n  %s r = %s\n}\n" % (version, rtype, call)
+    line, col = find_pos(src, "= ^" + call.split("(")[0])
+    assert_diag(check_wdl(src), line, col, version_re(introduced))
+
+
+@pytest.mark.parametrize(
+    "call, rtype, version",
+    [pytest.param(c, r, v, id="%s-in-%s" % (c.split("(")[0], v))
+     for c, r, v in sorted({(g[0], g[1], g[3]) for g in GATED_FUNCTIONS})])
+def test_function_accepted_from_its_version(check_wdl, call, rtype, version):
+    assert_ok(check_wdl("version %s\n\nworkflow w {\n  %s r = %s\n}\n" % (version, rtype, call)))
+
+
+# --------------------------------------------------------------------------------------------
+# Imports
+# --------------------------------------------------------------------------------------------
+
+IMPORTS = {
+    "missing-import": Case(ALL, """
+version VERSION
+
+import "missing.wdl"
+
+workflow w {
+}
+""", ["^import \"missing", "import ^\"missing"], "missing.wdl"),
+    "missing-import-in-imported-document": Case(ALL, """
+version VERSION
+
+import "a.wdl"
+
+workflow w {
+}
+""", [("a.wdl", "^import \"gone"), ("a.wdl", "import ^\"gone")], "gone.wdl", path="a.wdl", files={
+        "a.wdl": """
+version VERSION
+
+import "gone.wdl"
+
+task t {
+  command <<< >>>
+}
+"""}),
+    "import-cycle": Case(ALL, """
+version VERSION
+
+import "a.wdl"
+
+workflow w {
+}
+""", None, CYCLE, files={
+        "a.wdl": """
+version VERSION
+
+import "b.wdl"
+
+task ta {
+  command <<< >>>
+}
+""",
+        "b.wdl": """
+version VERSION
+
+import "a.wdl"
+
+task tb {
+  command <<< >>>
+}
+"""}),
+    "self-import": Case(ALL, """
+version VERSION
+
+import "main.wdl" as me
+
+workflow w {
+}
+""", ["^import", "import ^\""], CYCLE),
+    "duplicate-namespace": Case(ALL, """
+version VERSION
+
+import "a.wdl" as lib
+import "b.wdl" as lib
+
+workflow w {
+}
+""", ["^import \"b.wdl\"", "as ^lib\n\nworkflow", "import ^\"b.wdl\""], "lib", files={
+        "a.wdl": "version VERSION\n\ntask ta {\n  command <<< >>>\n}\n",
+        "b.wdl": "version VERSION\n\ntask tb {\n  command <<< >>>\n}\n"}),
+    "conflicting-imported-structs": Case(V11, """
+version VERSION
+
+import "a.wdl"
+import "b.wdl"
+
+workflow w {
+}
+""", None, named("S"), files={
+        "a.wdl": "version VERSION\n\nstruct S {\n  Int x\n}\n",
+        "b.wdl": "version VERSION\n\nstruct S {\n  String y\n}\n"}),
+    "import-of-newer-version": Case(("1.2",), """
+version VERSION
+
+import "new.wdl"
+
+workflow w {
+}
+""", ["^import", "import ^\"new"], "version", files={
+        "new.wdl": "version 1.3\n\ntask t {\n  command <<< >>>\n}\n"}),
+}
+
+# --------------------------------------------------------------------------------------------
+# Structs and member access
+# --------------------------------------------------------------------------------------------
+
+PERSON = """
+struct Person {
+  String name
+  Int age
+  String? nickname
+}
+"""
+
+STRUCTS = {
+    "unknown-struct-member": Case(ALL, """
+version VERSION
+""" + PERSON + """
+workflow w {
+  input {
+    Person p
+  }
+  String n = p.nope
+}
+""", ["p.^nope", "= ^p.nope"], "nope"),
+    "unknown-member-on-imported-struct": Case(V11, """
+version VERSION
+
+import "member_access.wdl"
+
+workflow illegal_access {
+  input {
+    MyType my
+  }
+  Int i = my.x
+}
+""", ["my.^x", "= ^my.x"], named("x"), files={"member_access.wdl": """
+version VERSION
+
+struct MyType {
+  String s
+}
+
+task foo {
+  command <<< >>>
+}
+"""}),
+    "struct-literal-missing-member": Case(V11, """
+version VERSION
+""" + PERSON + """
+workflow w {
+  Person p = Person { name: "a" }
+}
+""", ["= ^Person {", "= Person ^{"], "age"),
+    "struct-literal-unknown-member": Case(V11, """
+version VERSION
+""" + PERSON + """
+workflow w {
+  Person p = Person { name: "a", age: 1, height: 2 }
+}
+""", ["^height:", "= ^Person {"], "height"),
+    "struct-literal-member-type": Case(V11, """
+version VERSION
+""" + PERSON + """
+workflow w {
+  Person p = Person { name: 1, age: 1 }
+}
+""", ["name: ^1", "^name: 1", "= ^Person {"], word("String"), also=(word("Int"),)),
+    "struct-literal-of-unknown-struct": Case(V11, """
+version VERSION
+
+workflow w {
+  Int x = Nope { a: 1 }
+}
+""", "= ^Nope", "Nope"),
+    "struct-assigned-to-wrong-struct": Case(V11, """
+version VERSION
+""" + PERSON + """
+struct Pet {
+  String species
+}
+
+workflow w {
+  Person p = Person { name: "a", age: 1 }
+  Pet q = p
+}
+""", ["Pet q = ^p", "Pet ^q", "^Pet q"], "Pet", also=("Person",)),
+}
+
+# --------------------------------------------------------------------------------------------
+# Dependency cycles
+# --------------------------------------------------------------------------------------------
+
+CYCLES = {
+    "two-declarations": Case(ALL, """
+version VERSION
+
+workflow circular {
+  Int i = j + 1
+  Int j = i - 2
+}
+""", ["Int ^i", "^Int i", "Int ^j", "^Int j", "= ^j + 1", "= ^i - 2"], CYCLE),
+    "self-reference": Case(ALL, """
+version VERSION
+
+workflow w {
+  Int a = a + 1
+}
+""", ["Int ^a", "^Int a", "= ^a + 1"], CYCLE),
+    "through-a-call": Case(ALL, """
+version VERSION
+
+task mytask {
+  input {
+    Int inp
+  }
+  command <<< >>>
+  output {
+    Int out = inp * 2
+  }
+}
+
+workflow cyclic {
+  input {
+    Int i = j + 1
+  }
+  Int j = mytask.out - 2
+  call mytask { input: inp = i }
+}
+""", None, CYCLE),
+    "between-scatters": Case(ALL, """
+version VERSION
+
+workflow my_workflow {
+  input {
+    Array[Int] as_
+    Array[Int] bs
+  }
+  scatter (a in as_) {
+    Int x_a = a
+    Array[Int] y_a = y_b
+  }
+  scatter (b in bs) {
+    Array[Int] x_b = x_a
+    Int y_b = b + length(x_b)
+  }
+}
+""", None, CYCLE),
+    "in-task": Case(ALL, """
+version VERSION
+
+task t {
+  Int a = b
+  Int b = a
+  command <<< >>>
+}
+""", None, CYCLE),
+}
+
+# --------------------------------------------------------------------------------------------
+# Task sections
+# --------------------------------------------------------------------------------------------
+
+SECTIONS = {
+    "task-without-command": Case(ALL, """
+version VERSION
+
+task t {
+  input {
+    Int x
+  }
+}
+""", ["task ^t", "^task t"], "command"),
+    "two-command-sections": Case(ALL, """
+version VERSION
+
+task t {
+  command <<< echo a >>>
+  command <<< echo b >>>
+}
+""", "^command <<< echo b", None),
+    "two-input-sections": Case(ALL, """
+version VERSION
+
+task t {
+  input {
+    Int a
+  }
+  input {
+    Int b
+  }
+  command <<< >>>
+}
+""", None, None),
+    "two-output-sections": Case(ALL, """
+version VERSION
+
+workflow w {
+  output {
+    Int a = 1
+  }
+  output {
+    Int b = 2
+  }
+}
+""", None, None),
+    "unknown-requirements-key": Case(V12, """
+version VERSION
+
+task t {
+  command <<< >>>
+  requirements {
+    cpu: 1
+    favourite_colour: "blue"
+  }
+}
+""", "^favourite_colour", "favourite_colour"),
+    "requirements-value-of-wrong-type": Case(V12, """
+version VERSION
+
+task t {
+  command <<< >>>
+  requirements {
+    cpu: true
+  }
+}
+""", ["cpu: ^true", "^cpu: true"], None),
+    "runtime-with-requirements": Case(V12, """
+version VERSION
+
+task t {
+  command <<< >>>
+  requirements {
+    cpu: 1
+  }
+  runtime {
+    cpu: 1
+  }
+}
+""", ["^runtime", "^requirements"], None),
+    "runtime-with-hints": Case(V12, """
+version VERSION
+
+task t {
+  command <<< >>>
+  runtime {
+    cpu: 1
+  }
+  hints {
+    short_task: true
+  }
+}
+""", ["^runtime", "^hints"], None),
+    "workflow-hint-with-expression": Case(V12, """
+version VERSION
+
+workflow w {
+  input {
+    Boolean b = true
+  }
+  hints {
+    allow_nested_inputs: b
+  }
+}
+""", ["allow_nested_inputs: ^b", "^allow_nested_inputs"], None),
+}
+
+# --------------------------------------------------------------------------------------------
+# WDL 1.3: enums and else-if
+# --------------------------------------------------------------------------------------------
+
+COLOR = """
+enum Color {
+  Red,
+  Green,
+  Blue
+}
+"""
+
+ENUMS = {
+    "enum-without-common-type": Case(V13, """
+version VERSION
+
+enum InvalidEnum {
+  Number = 42,
+  Text = "hello"
+}
+""", None, None),
+    "enum-computed-value": Case(V13, """
+version VERSION
+
+enum Bad1 {
+  Two = 1 + 1
+}
+""", None, None),
+    "enum-interpolated-value": Case(V13, """
+version VERSION
+
+enum Bad2 {
+  Greeting = "Hello ~{world}"
+}
+""", None, None),
+    "enum-function-call-value": Case(V13, """
+version VERSION
+
+enum Bad3 {
+  Three = length([1, 2, 3])
+}
+""", None, None),
+    "typed-enum-value-does-not-coerce": Case(V13, """
+version VERSION
+
+enum Bad[Int] {
+  First = "one"
+}
+""", None, None),
+    "enum-mixed-values-need-all-explicit": Case(V13, """
+version VERSION
+
+enum E {
+  A = 1,
+  B
+}
+""", None, None),
+    "enum-duplicate-choice": Case(V13, """
+version VERSION
+
+enum E {
+  A,
+  A
+}
+""", None, None),
+    "enum-struct-name-clash": Case(V13, """
+version VERSION
+
+struct Color {
+  Int x
+}
+""" + COLOR, None, None),
+    "enum-unknown-choice": Case(V13, """
+version VERSION
+""" + COLOR + """
+workflow w {
+  Color c = Color.Purple
+}
+""", ["Color.^Purple", "= ^Color.Purple"], "Purple"),
+    "enum-ordering": Case(V13, """
+version VERSION
+""" + COLOR + """
+workflow w {
+  Boolean b = Color.Red < Color.Green
+}
+""", None, None),
+    "enum-from-int": Case(V13, """
+version VERSION
+""" + COLOR + """
+workflow w {
+  Color c = 1
+}
+""", None, "Color"),
+    "value-of-non-enum": Case(V13, """
+version VERSION
+
+workflow w {
+  Int v = value(1)
+}
+""", None, "value"),
+    "two-else-clauses": Case(V13, """
+version VERSION
+
+workflow w {
+  if (true) {
+    Int a = 1
+  } else {
+    Int b = 2
+  } else {
+    Int c = 3
+  }
+}
+""", "^else {\n    Int c", None),
+    "else-if-after-else": Case(V13, """
+version VERSION
+
+workflow w {
+  input {
+    Int n = 1
+  }
+  if (n > 2) {
+    Int a = 1
+  } else {
+    Int b = 2
+  } else if (n > 1) {
+    Int c = 3
+  }
+}
+""", "^else if", None),
+    "else-if-condition-not-boolean": Case(V13, """
+version VERSION
+
+workflow w {
+  if (true) {
+    Int a = 1
+  } else if (2) {
+    Int b = 2
+  }
+}
+""", "else if (^2)", word("Boolean"), also=(word("Int"),)),
+    "else-clause-types-without-common-type": Case(V13, """
+version VERSION
+
+workflow w {
+  input {
+    Boolean b = true
+  }
+  if (b) {
+    String bad = "foo"
+  } else {
+    Int bad = 1
+  }
+}
+""", None, None),
+}
+
+ALL_ERRORS = {}
+for group in (NAMES, TYPES, EXPRESSIONS, CALLS, FUNCTIONS, IMPORTS, STRUCTS, CYCLES, SECTIONS, ENUMS):
+    for key, value in group.items():
+        assert key not in ALL_ERRORS, key
+        ALL_ERRORS[key] = value
+
+
+@pytest.mark.parametrize("case, version", list(expand(ALL_ERRORS)))
+def test_error(check_wdl, case, version):
+    run_case(check_wdl, case, version)
+
+
+# --------------------------------------------------------------------------------------------
+# Valid programs: the type rules that must be accepted.
+# --------------------------------------------------------------------------------------------
+
+class Valid:
+    def __init__(self, versions, src, files=None):
+        self.versions = versions
+        self.src = src
+        self.files = files or {}
+
+
+VALID = {
+    "forward-references": Valid(ALL, """
+version VERSION
+
+workflow w {
+  Int a = b + 1
+  Int b = c * 2
+  Int c = 3
+  output {
+    Int total = a + d
+  }
+  Int d = a
+}
+"""),
+    "input-default-from-call-output": Valid(ALL, """
+version VERSION
+
+task double {
+  input {
+    Int int_in
+  }
+  command <<< >>>
+  output {
+    Int out = int_in * 2
+  }
+}
+
+workflow input_ref_call {
+  input {
+    Int x
+    Int y = d1.out
+  }
+  call double as d1 { input: int_in = x }
+  call double as d2 { input: int_in = y }
+  output {
+    Int result = d2.out
+  }
+}
+"""),
+    "task-outputs-reference-each-other": Valid(ALL, """
+version VERSION
+
+task t {
+  input {
+    Int x = 1
+  }
+  Int y = x + 1
+  command <<< echo ~{y} >>>
+  output {
+    Int a = b + 1
+    Int b = y * 2
+    String s = "~{a}"
+  }
+}
+"""),
+    "primitive-coercions": Valid(ALL, """
+version VERSION
+
+workflow w {
+  Float f = 1
+  File file = "a.txt"
+  Int? maybe = 5
+  Array[Float] floats = [1, 2.5]
+  Array[Int?] holes = [1]
+  Map[String, Float] m = {"a": 1}
+  Pair[Float, File] p = (1, "f.txt")
+  Array[Array[Float]] nested = [[1], [2, 3]]
+  Array[Int]+ nonempty = [1]
+  Array[Int] plain = nonempty
+  Array[Int] empty = []
+  Map[String, Int] empty_map = {}
+  Float sum = 1 + 2.5
+  Boolean cmp = 1 < 2.5
+}
+"""),
+    "optional-idioms": Valid(V11, """
+version VERSION
+
+workflow w {
+  input {
+    Int? maybe
+    Int i = 1
+    String? label
+  }
+  Int certain = select_first([maybe, 0])
+  Boolean d = defined(maybe)
+  Boolean eq1 = i == maybe
+  Boolean eq2 = maybe == None
+  Boolean ne = maybe != i
+  String interp = "value=~{maybe} label=~{label}"
+  String concat = "~{"--label " + label}"
+  Array[Int] present = select_all([maybe, i])
+  Int? passthrough = maybe
+}
+"""),
+    "string-interpolation-of-any-primitive": Valid(ALL, """
+version VERSION
+
+workflow w {
+  input {
+    Int i = 1
+    Float f = 1.5
+    Boolean b = true
+    File file = "x.txt"
+  }
+  String s = "~{i} ~{f} ~{b} ~{file} ~{i + f}"
+  File derived = "~{file}.bai"
+}
+"""),
+    "operator-precedence-type-checks": Valid(ALL, """
+version VERSION
+
+workflow w {
+  Boolean a = true && 1 < 2
+  Boolean b = 1 + 2 * 3 == 7
+  Boolean c = 1 < 2 == 2 > 1
+  Boolean d = !false || 1 + 1 == 3 && false
+  Int e = -1 * -2 + 3 % 2
+  Boolean f = [1, 2][0] + 1 == 2
+}
+"""),
+    "missing-required-call-input-is-a-workflow-input-in-1.0": Valid(("1.0",), """
+version VERSION
+
+task t {
+  input {
+    Int x
+  }
+  command <<< echo ~{x} >>>
+}
+
+workflow w {
+  call t
+}
+"""),
+    "allow-nested-inputs-meta-in-1.1": Valid(("1.1",), """
+version VERSION
+
+task t {
+  input {
+    Int x
+  }
+  command <<< echo ~{x} >>>
+}
+
+workflow w {
+  meta {
+    allowNestedInputs: true
+  }
+  call t
+}
+"""),
+    "call-input-coercions": Valid(ALL, """
+version VERSION
+
+task t {
+  input {
+    Float f
+    File file
+    Array[Float] xs
+    Int? maybe
+  }
+  command <<< >>>
+}
+
+workflow w {
+  call t { input: f = 1, file = "a.txt", xs = [1, 2], maybe = 3 }
+}
+"""),
+    "optional-call-inputs-may-be-omitted": Valid(ALL, """
+version VERSION
+
+task t {
+  input {
+    Int x = 1
+    String? s
+  }
+  command <<< >>>
+  output {
+    Int out = x
+  }
+}
+
+workflow w {
+  call t
+  call t as t2 { input: x = 2 }
+  output {
+    Int a = t.out
+    Int b = t2.out
+  }
+}
+"""),
+    "scatter-and-conditional-gather-types": Valid(ALL, """
+version VERSION
+
+task t {
+  input {
+    Int x
+  }
+  command <<< >>>
+  output {
+    Int out = x
+  }
+}
+
+workflow w {
+  input {
+    Array[Int] xs = [1, 2, 3]
+    Boolean go = true
+  }
+  scatter (x in xs) {
+    call t { input: x = x }
+    Int sq = x * x
+    if (x > 1) {
+      Int big = x
+    }
+  }
+  if (go) {
+    call t as single { input: x = 1 }
+    Int inner = 5
+  }
+  output {
+    Array[Int] outs = t.out
+    Array[Int] squares = sq
+    Array[Int?] bigs = big
+    Int? maybe_single = single.out
+    Int? maybe_inner = inner
+    Array[Int] only_big = select_all(big)
+  }
+}
+"""),
+    "object-literal-to-struct": Valid(("1.0", "1.1"), """
+version VERSION
+
+struct RuntimeAttributes {
+  String backend
+  Int preemptible_tries
+}
+
+workflow w {
+  RuntimeAttributes attrs = object {
+    backend: "HPC",
+    preemptible_tries: 0
+  }
+  output {
+    String b = attrs.backend
+  }
+}
+"""),
+    "map-to-struct-and-back": Valid(V11, """
+version VERSION
+
+struct Words {
+  Int a
+  Int b
+}
+
+workflow w {
+  Words words = {"a": 1, "b": 2}
+  Map[String, Int] back = words
+  output {
+    Int a = words.a
+  }
+}
+"""),
+    "struct-to-struct": Valid(V12, """
+version VERSION
+
+struct A {
+  String s
+}
+
+struct C {
+  String s
+}
+
+workflow w {
+  A a = A { s: "x" }
+  C c = a
+}
+"""),
+    "identical-structs-from-two-imports": Valid(ALL, """
+version VERSION
+
+import "a.wdl"
+import "b.wdl"
+
+workflow w {
+  input {
+    S s
+  }
+  call a.ta { input: s = s }
+  call b.tb { input: s = s }
+}
+""", files={
+        "a.wdl": "version VERSION\n\nstruct S {\n  Int x\n}\n\ntask ta {\n  input {\n    S s\n  }\n  command <<< >>>\n}\n",
+        "b.wdl": "version VERSION\n\nstruct S {\n  Int x\n}\n\ntask tb {\n  input {\n    S s\n  }\n  command <<< >>>\n}\n"}),
+    "conflicting-structs-resolved-by-alias": Valid(ALL, """
+version VERSION
+
+import "a.wdl" alias S as SA
+import "b.wdl" alias S as SB
+
+workflow w {
+  input {
+    SA one
+    SB two
+  }
+  output {
+    Int x = one.x
+    String y = two.y
+  }
+}
+""", files={
+        "a.wdl": "version VERSION\n\nstruct S {\n  Int x\n}\n",
+        "b.wdl": "version VERSION\n\nstruct S {\n  String y\n}\n"}),
+    "subworkflow-call": Valid(ALL, """
+version VERSION
+
+import "sub.wdl" as sub
+
+workflow outer {
+  input {
+    Int n = 2
+  }
+  call sub.inner { input: a = n }
+  output {
+    Int c = inner.c
+  }
+}
+""", files={"sub.wdl": """
+version VERSION
+
+workflow inner {
+  input {
+    Int a
+    Int b = 1
+  }
+  output {
+    Int c = a + b
+  }
+}
+"""}),
+    "imports-in-subdirectories": Valid(ALL, """
+version VERSION
+
+import "lib/tasks.wdl" as tasks
+
+workflow w {
+  input {
+    S s
+  }
+  call tasks.t { input: s = s }
+}
+""", files={
+        "lib/tasks.wdl": """
+version VERSION
+
+import "../common/structs.wdl"
+
+task t {
+  input {
+    S s
+  }
+  command <<< echo ~{s.x} >>>
+}
+""",
+        "common/structs.wdl": "version VERSION\n\nstruct S {\n  Int x\n}\n"}),
+    "length-of-string-and-map": Valid(V12, """
+version VERSION
+
+workflow w {
+  Int a = length("abc")
+  Int b = length({"a": 1})
+  Int c = length([1, 2])
+}
+"""),
+    "task-variable-in-command-and-output": Valid(V12, """
+version VERSION
+
+task t {
+  command <<<
+    echo ~{task.name} ~{task.cpu} ~{task.memory} ~{task.attempt}
+  >>>
+  output {
+    Int? rc = task.return_code
+    Float cpus = task.cpu
+  }
+}
+"""),
+    "enum-collections-and-equality": Valid(V13, """
+version VERSION
+
+enum Color {
+  Red,
+  Green
+}
+
+workflow w {
+  input {
+    Color c = Color.Red
+  }
+  Boolean is_red = c == Color.Red
+  Array[Color] all = [Color.Red, Color.Green]
+  Map[String, Color] by_name = {"r": Color.Red}
+}
+"""),
+    "exhaustive-conditional-exposes-non-optional": Valid(V13, """
+version VERSION
+
+task greet {
+  input {
+    String time
+  }
+  command <<< printf "Good ~{time}" >>>
+  output {
+    String greeting = read_string(stdout())
+  }
+}
+
+workflow if_else {
+  input {
+    Boolean is_morning = false
+  }
+  if (is_morning) {
+    call greet { input: time = "morning" }
+    String always = "a"
+  } else {
+    call greet { input: time = "afternoon" }
+    String always = "b"
+  }
+  output {
+    String greeting = greet.greeting
+    String a = always
+  }
+}
+"""),
+}
+
+
+@pytest.mark.parametrize("valid, version", [
+    pytest.param(v, ver, id="%s-%s" % (k, ver)) for k, v in VALID.items() for ver in v.versions])
+def test_valid(check_wdl, valid, version):
+    files = {name: render(body, version) for name, body in valid.files.items()}
+    assert_ok(check_wdl(render(valid.src, version), files=files))
+
+
+# --------------------------------------------------------------------------------------------
+# Whole-document behaviour
+# --------------------------------------------------------------------------------------------
+
+def test_error_lists_every_independent_error(check_wdl):
+    """Independent errors in one document are all reported (not only the first)."""
+    src = """
+version 1.1
+
+workflow w {
+  Int a = missing_one
+  Int b = 2
+  Int c = missing_two
+}
+"""
+    proc = check_wdl(src)
+    text = norm(src)
+    assert_diag(proc, *find_pos(text, "= ^missing_one"), unknown("missing_one"))
+    assert_diag(proc, *find_pos(text, "= ^missing_two"), unknown("missing_two"))
+
+
+def test_error_only_in_unused_task_still_fails(check_wdl):
+    src = """
+version 1.1
+
+task unused {
+  command <<< echo ~{nothing} >>>
+}
+
+workflow w {
+}
+"""
+    assert_diag(check_wdl(src), *find_pos(norm(src), "~{^nothing}"), unknown("nothing"))
+
+
+def test_valid_import_is_checked_once_per_document(wdl, check):
+    """The same library imported by two documents: checking both together stays clean."""
+    wdl("version 1.1\n\ntask lt {\n  command <<< >>>\n  output {\n    Int o = 1\n  }\n}\n", "lib.wdl")
+    a = wdl("version 1.1\n\nimport \"lib.wdl\"\n\nworkflow a {\n  call lib.lt\n}\n", "a.wdl")
+    b = wdl("version 1.1\n\nimport \"lib.wdl\" as l\n\nworkflow b {\n  call l.lt\n}\n", "b.wdl")
+    assert_ok(check(a, b))
+
+
+def test_unknown_name_message_format(check_wdl):
+    """The exact shape promised to users: unknown name `x`."""
+    proc = check_wdl("version 1.2\n\nworkflow w {\n  Int y = xyz\n}\n")
+    assert_diag(proc, 4, 11, "unknown name `xyz`")
