@@ -1,0 +1,1542 @@
+"""Running workflows and tasks end to end on the local backend.
+
+Each test writes a small WDL document into its tmp dir and runs the real program in a subprocess
+(``python3 sprocket.py run ...``, cwd = tmp dir, so outputs go to ``tmp_path/out``), then looks at
+the outputs printed on stdout and at the run directory:
+
+    <out>/runs/<target>/<timestamp>/
+        inputs.json  outputs.json  tmp/
+        attempts/<n>/{command,stdout,stderr,work/}                     (a task target)
+        calls/<alias>[-<scatter index>...]/attempts/<n>/...            (a workflow's calls;
+                                                                        indices innermost first)
+        calls/<subworkflow alias>[-idx]/calls/...                      (subworkflows nest)
+
+Timing tests never assert wall-clock bounds: tasks write their own start/end times and the tests
+compare those intervals.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SPROCKET, assert_diag, assert_sane, find_pos, norm
+
+RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
+PY = sys.executable  # tasks that need a clock use the Python running the tests
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path_factory, monkeypatch):
+    """No user configuration (~/.config/sprocket, $SPROCKET_CONFIG) or cache leaks into a test run;
+    the sprocket.toml next to sprocket.py still applies, as it does for every user."""
+    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
+    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+
+
+def sprocket_run(*args, cwd, timeout=120):
+    cmd = [sys.executable, str(SPROCKET), "run"] + [str(a) for a in args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=str(cwd), timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def write(path, text, raw=False):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if raw else norm(text), encoding="utf-8")
+    return path
+
+
+def run_dir_of(proc):
+    m = RUN_DIR_RE.search(proc.stderr)
+    assert m, "no `run directory: PATH` line on stderr:\n" + proc.stderr
+    return Path(m.group(1).strip())
+
+
+def ok(proc):
+    """Assert the run succeeded; return (outputs, run directory)."""
+    assert_sane(proc)
+    assert proc.returncode == 0, "run failed (exit %r):\n%s" % (proc.returncode, proc.stderr)
+    try:
+        outputs = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("stdout is not JSON:\n" + proc.stdout)
+    rd = run_dir_of(proc)
+    assert rd.is_dir(), rd
+    assert json.loads((rd / "outputs.json").read_text()) == outputs
+    return outputs, rd
+
+
+def fails(proc, *fragments):
+    """Assert the run failed cleanly (exit 1, no traceback, nothing on stdout) with each fragment."""
+    assert_sane(proc)
+    assert proc.returncode == 1, "expected exit 1, got %r\nstdout:\n%s\nstderr:\n%s" % (
+        proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stdout.strip() == "", "a failed run printed outputs:\n" + proc.stdout
+    for f in fragments:
+        if isinstance(f, re.Pattern):
+            assert f.search(proc.stderr), "%r not in stderr:\n%s" % (f.pattern, proc.stderr)
+        else:
+            assert f.lower() in proc.stderr.lower(), "%r not in stderr:\n%s" % (f, proc.stderr)
+    return proc.stderr
+
+
+def run_wdl(tmp_path, source, *inputs, name="main.wdl", raw=False):
+    """Write ``source`` (dedented unless ``raw``) into tmp_path and run it there."""
+    return sprocket_run(write(tmp_path / name, source, raw=raw), *inputs, cwd=tmp_path)
+
+
+def run_ok(tmp_path, source, *inputs, **kw):
+    return ok(run_wdl(tmp_path, source, *inputs, **kw))
+
+
+def call_dirs(rd):
+    calls = rd / "calls"
+    return sorted(p.name for p in calls.iterdir()) if calls.is_dir() else []
+
+
+def assert_attempt(adir):
+    """An attempt directory holds command, stdout, stderr and work/."""
+    adir = Path(adir)
+    assert adir.is_dir(), "missing attempt directory %s" % adir
+    for f in ("command", "stdout", "stderr"):
+        assert (adir / f).is_file(), "missing %s" % (adir / f)
+    assert (adir / "work").is_dir(), "missing %s" % (adir / "work")
+
+
+def attempts(call_dir):
+    a = Path(call_dir) / "attempts"
+    return sorted(int(p.name) for p in a.iterdir()) if a.is_dir() else []
+
+
+def exit_status_re(code):
+    """The brief's "process exited with status N" or Sprocket's "terminated with exit code N"."""
+    return re.compile(r"(exited with status|terminated with exit code) %d\b" % code)
+
+
+# --------------------------------------------------------------------------------------------
+# scatter, call directories, subworkflows
+# --------------------------------------------------------------------------------------------
+
+IJ_TASK = """
+task t {
+  input {
+    Int i
+    Int j = -1
+  }
+  command <<< echo "i=~{i} j=~{j}" >>>
+  output { String s = read_string(stdout()) }
+}
+"""
+
+
+def test_scatter_call_dirs_and_nested_indices_innermost_first(tmp_path):
+    src = "version 1.1\n" + IJ_TASK + """
+workflow w {
+  scatter (i in [10, 20, 30]) {
+    call t as single { input: i = i }
+  }
+  scatter (a in [0, 1]) {
+    scatter (b in [0, 1, 2]) {
+      call t as nested { input: i = a, j = b }
+    }
+  }
+  output {
+    Array[String] s = single.s
+    Array[Array[String]] n = nested.s
+  }
+}
+"""
+    outputs, rd = run_ok(tmp_path, src, raw=True)
+    assert outputs == {
+        "w.s": ["i=10 j=-1", "i=20 j=-1", "i=30 j=-1"],
+        "w.n": [["i=0 j=0", "i=0 j=1", "i=0 j=2"], ["i=1 j=0", "i=1 j=1", "i=1 j=2"]],
+    }
+    expected = ["single-0", "single-1", "single-2"] + ["nested-%d-%d" % (b, a) for a in (0, 1) for b in (0, 1, 2)]
+    assert call_dirs(rd) == sorted(expected)
+    assert (rd / "calls" / "single-1" / "attempts" / "0" / "stdout").read_text() == "i=20 j=-1\n"
+    # innermost index first: nested-<b>-<a>
+    assert (rd / "calls" / "nested-2-1" / "attempts" / "0" / "stdout").read_text() == "i=1 j=2\n"
+    assert (rd / "calls" / "nested-1-0" / "attempts" / "0" / "stdout").read_text() == "i=0 j=1\n"
+    for d in expected:
+        assert_attempt(rd / "calls" / d / "attempts" / "0")
+
+
+def test_call_dirs_alias_and_conditionals(tmp_path):
+    src = "version 1.1\n" + IJ_TASK + """
+workflow w {
+  call t { input: i = 1 }
+  call t as aliased { input: i = 2 }
+  if (true) {
+    call t as in_if { input: i = 3 }
+  }
+  if (false) {
+    call t as skipped { input: i = 4 }
+  }
+  scatter (k in [0, 1, 2]) {
+    if (k == 1) {
+      call t as cond_in_scatter { input: i = k }
+    }
+  }
+  output {
+    Array[String?] c = cond_in_scatter.s
+  }
+}
+"""
+    outputs, rd = run_ok(tmp_path, src, raw=True)
+    assert outputs == {"w.c": [None, "i=1 j=-1", None]}
+    # calls in `if` blocks get no suffix of their own; inside a scatter they carry its index
+    assert call_dirs(rd) == sorted(["t", "aliased", "in_if", "cond_in_scatter-1"])
+    assert (rd / "calls" / "aliased" / "attempts" / "0" / "stdout").read_text() == "i=2 j=-1\n"
+
+
+SUB_WDL = """
+version 1.1
+
+task t {
+  input { Int i }
+  command <<< echo ~{i} >>>
+  output { Int o = read_int(stdout()) }
+}
+
+workflow inner {
+  input { Int base }
+  scatter (k in [0, 1]) {
+    call t { input: i = base + k }
+  }
+  output { Array[Int] os = t.o }
+}
+"""
+
+
+def test_subworkflow_calls_nest(tmp_path):
+    write(tmp_path / "sub.wdl", SUB_WDL)
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        import "sub.wdl" as s
+
+        workflow outer {
+          call s.inner as first { input: base = 10 }
+          scatter (x in [100, 200]) {
+            call s.inner as many { input: base = x }
+          }
+          output {
+            Array[Int] a = first.os
+            Array[Array[Int]] b = many.os
+          }
+        }
+        """)
+    assert outputs == {"outer.a": [10, 11], "outer.b": [[100, 101], [200, 201]]}
+    assert call_dirs(rd) == ["first", "many-0", "many-1"]
+    for sub in ("first", "many-0", "many-1"):
+        # the subworkflow's own calls: a fresh scope, so only its own scatter index
+        assert call_dirs(rd / "calls" / sub) == ["t-0", "t-1"], sub
+        for t in ("t-0", "t-1"):
+            assert_attempt(rd / "calls" / sub / "calls" / t / "attempts" / "0")
+    assert (rd / "calls" / "many-1" / "calls" / "t-1" / "attempts" / "0" / "stdout").read_text() == "201\n"
+    assert (rd / "calls" / "first" / "calls" / "t-0" / "attempts" / "0" / "stdout").read_text() == "10\n"
+
+
+def test_subworkflow_call_without_alias_uses_workflow_name(tmp_path):
+    write(tmp_path / "sub.wdl", SUB_WDL)
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        import "sub.wdl" as s
+        workflow outer {
+          call s.inner { input: base = 1 }
+          output { Array[Int] a = inner.os }
+        }
+        """)
+    assert outputs == {"outer.a": [1, 2]}
+    assert call_dirs(rd) == ["inner"]
+    assert call_dirs(rd / "calls" / "inner") == ["t-0", "t-1"]
+
+
+def test_outputs_gathered_from_scatter(tmp_path):
+    src = """
+        version 1.1
+        task sq {
+          input { Int x }
+          command <<< echo $(( ~{x} * ~{x} )) >>>
+          output { Int y = read_int(stdout()) }
+        }
+        workflow w {
+          input { Array[Int] xs }
+          scatter (x in xs) {
+            call sq { input: x = x }
+            Int plus = x + 1
+            Pair[Int, Int] both = (x, sq.y)
+          }
+          output {
+            Array[Int] squares = sq.y
+            Array[Int] pluses = plus
+            Array[Pair[Int, Int]] pairs = both
+            Int total = length(squares)
+          }
+        }
+        """
+    outputs, rd = run_ok(tmp_path, src, "xs=[1, 2, 3]")
+    assert outputs == {
+        "w.squares": [1, 4, 9], "w.pluses": [2, 3, 4], "w.total": 3,
+        "w.pairs": [{"left": 1, "right": 1}, {"left": 2, "right": 4}, {"left": 3, "right": 9}],
+    }
+    assert call_dirs(rd) == ["sq-0", "sq-1", "sq-2"]
+
+
+def test_scatter_over_empty_array(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        task sq {
+          input { Int x }
+          command <<< echo ~{x} >>>
+          output { Int y = read_int(stdout()) }
+        }
+        workflow w {
+          input { Array[Int] xs = [] }
+          scatter (x in xs) {
+            call sq { input: x = x }
+            Int plus = x + 1
+          }
+          output {
+            Array[Int] squares = sq.y
+            Array[Int] pluses = plus
+          }
+        }
+        """)
+    assert outputs == {"w.squares": [], "w.pluses": []}
+    assert call_dirs(rd) == []
+
+
+def test_scatter_feeding_a_later_call(tmp_path):
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        task echo_n {
+          input { Int n }
+          command <<< echo ~{n} >>>
+          output { Int o = read_int(stdout()) }
+        }
+        task sum {
+          input { Array[Int] ns }
+          command <<< echo $(( ~{sep(" + ", ns)} )) >>>
+          output { Int total = read_int(stdout()) }
+        }
+        workflow w {
+          scatter (n in range(5)) {
+            call echo_n { input: n = n }
+          }
+          call sum { input: ns = echo_n.o }
+          output { Int total = sum.total }
+        }
+        """)
+    assert outputs == {"w.total": 10}
+
+
+# --------------------------------------------------------------------------------------------
+# conditionals
+# --------------------------------------------------------------------------------------------
+
+COND_WDL = """
+version 1.1
+task t {
+  input { Int i }
+  command <<< echo ~{i} >>>
+  output { Int o = read_int(stdout()) }
+}
+workflow w {
+  input { Boolean go }
+  if (go) {
+    call t { input: i = 5 }
+    Int doubled = t.o * 2
+  }
+  if (!go) {
+    Int other = 1
+  }
+  output {
+    Int? o = t.o
+    Int? d = doubled
+    Int? other_o = other
+    Int chosen = select_first([doubled, other])
+  }
+}
+"""
+
+
+def test_conditional_outputs_none_when_false(tmp_path):
+    outputs, rd = run_ok(tmp_path, COND_WDL, "go=false")
+    assert outputs == {"w.o": None, "w.d": None, "w.other_o": 1, "w.chosen": 1}
+    assert call_dirs(rd) == []
+
+
+def test_conditional_outputs_when_true(tmp_path):
+    outputs, rd = run_ok(tmp_path, COND_WDL, "go=true")
+    assert outputs == {"w.o": 5, "w.d": 10, "w.other_o": None, "w.chosen": 10}
+    assert call_dirs(rd) == ["t"]
+
+
+ELSE_IF_WDL = """
+version 1.3
+task t {
+  input { String tag }
+  command <<< echo ~{tag} >>>
+  output { String o = read_string(stdout()) }
+}
+workflow w {
+  input { Int n }
+  if (n < 0) {
+    call t as neg { input: tag = "negative" }
+    String which = "neg"
+  } else if (n == 0) {
+    call t as zero { input: tag = "zero" }
+    String which = "zero"
+  } else {
+    call t as pos { input: tag = "positive" }
+    String which = "pos"
+  }
+  output {
+    String which_out = which
+    String? neg_o = neg.o
+    String? zero_o = zero.o
+    String? pos_o = pos.o
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("n, which, tag", [(-3, "neg", "negative"), (0, "zero", "zero"), (7, "pos", "positive")])
+def test_if_else_if_else(tmp_path, n, which, tag):
+    outputs, rd = run_ok(tmp_path, ELSE_IF_WDL, "n=%d" % n)
+    expected = {"w.which_out": which, "w.neg_o": None, "w.zero_o": None, "w.pos_o": None}
+    expected["w.%s_o" % which] = tag
+    assert outputs == expected
+    assert call_dirs(rd) == [which]  # only the chosen clause ran
+
+
+def test_else_if_later_conditions_not_evaluated(tmp_path):
+    outputs, _ = run_ok(tmp_path, """
+        version 1.3
+        workflow w {
+          input { Array[Int] xs = [1] }
+          if (length(xs) == 1) {
+            String which = "first"
+          } else if (xs[10] == 1) {
+            String which = "second"
+          } else {
+            String which = "third"
+          }
+          output { String o = which }
+        }
+        """)
+    assert outputs == {"w.o": "first"}
+
+
+def test_else_branch_with_same_call_in_each_clause(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.3
+        task greet {
+          input { String who }
+          command <<< echo "hi ~{who}" >>>
+          output { String greeting = read_string(stdout()) }
+        }
+        workflow w {
+          input { Boolean morning }
+          if (morning) {
+            call greet { input: who = "morning" }
+          } else {
+            call greet { input: who = "evening" }
+          }
+          output { String g = greet.greeting }
+        }
+        """, "morning=false")
+    assert outputs == {"w.g": "hi evening"}
+    assert call_dirs(rd) == ["greet"]
+
+
+# --------------------------------------------------------------------------------------------
+# compound inputs from JSON
+# --------------------------------------------------------------------------------------------
+
+
+def test_struct_inputs_from_json_objects(tmp_path):
+    write(tmp_path / "in.json", json.dumps({
+        "w.p": {"name": "Ann", "age": 30},
+        "w.people": [{"name": "Bo", "age": 4}, {"name": "Cy", "age": 5, "nick": "c"}],
+    }), raw=True)
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        struct Person {
+          String name
+          Int age
+          String? nick
+        }
+        task describe {
+          input { Person p }
+          command <<< echo "~{p.name} is ~{p.age}" >>>
+          output { String s = read_string(stdout()) }
+        }
+        workflow w {
+          input {
+            Person p
+            Array[Person] people
+          }
+          call describe { input: p = p }
+          output {
+            String s = describe.s
+            Person same = p
+            Array[String] names = [people[0].name, people[1].name]
+            Int total_age = p.age + people[0].age + people[1].age
+            String? nick0 = people[0].nick
+            String? nick1 = people[1].nick
+          }
+        }
+        """, "@in.json")
+    assert outputs["w.s"] == "Ann is 30"
+    assert outputs["w.same"] in ({"name": "Ann", "age": 30, "nick": None}, {"name": "Ann", "age": 30})
+    assert outputs["w.names"] == ["Bo", "Cy"]
+    assert outputs["w.total_age"] == 39
+    assert outputs["w.nick0"] is None and outputs["w.nick1"] == "c"
+
+
+def test_struct_input_missing_member_is_an_error(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        struct Person {
+          String name
+          Int age
+        }
+        workflow w {
+          input { Person p }
+          output { String n = p.name }
+        }
+        """, 'p={"name": "Ann"}')
+    fails(proc, "age")
+
+
+def test_struct_file_member_resolves_against_inputs_file(tmp_path):
+    write(tmp_path / "data" / "sample.txt", "sample content\n", raw=True)
+    write(tmp_path / "data" / "in.json", json.dumps({"w.s": {"id": "x", "reads": "sample.txt"}}), raw=True)
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        struct Sample {
+          String id
+          File reads
+        }
+        workflow w {
+          input { Sample s }
+          output { String content = read_string(s.reads) }
+        }
+        """, "@data/in.json")
+    assert outputs == {"w.content": "sample content"}
+
+
+def test_struct_input_extra_member_is_an_error(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        struct Person {
+          String name
+        }
+        workflow w {
+          input { Person p }
+          output { String n = p.name }
+        }
+        """, 'p={"name": "Ann", "bogus": 1}')
+    fails(proc, "bogus")
+
+
+def test_map_inputs(tmp_path):
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          input {
+            Map[String, Int] m
+            Map[Int, String] im
+            Map[String, String] sm
+          }
+          command <<<
+            cat ~{write_map(sm)}
+          >>>
+          output {
+            Array[String] lines = read_lines(stdout())
+            Map[String, Int] same = m
+            String one = im[1]
+            Int b = m["b"]
+            Array[String] ks = keys(m)
+          }
+        }
+        """, 'm={"a": 1, "b": 2}', 'im={"1": "one", "2": "two"}', 'sm={"x": "1", "y": "two words"}')
+    assert outputs == {
+        "t.lines": ["x\t1", "y\ttwo words"],
+        "t.same": {"a": 1, "b": 2},
+        "t.one": "one",
+        "t.b": 2,
+        "t.ks": ["a", "b"],
+    }
+
+
+def test_pair_inputs(tmp_path):
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        workflow w {
+          input {
+            Pair[Int, String] p
+            Array[Pair[String, Float]] ps
+          }
+          output {
+            Int l = p.left
+            String r = p.right
+            Pair[Int, String] same = p
+            Array[String] lefts = [ps[0].left, ps[1].left]
+          }
+        }
+        """, 'p={"left": 1, "right": "x"}', 'ps=[{"left": "a", "right": 1.5}, {"left": "b", "right": 2}]')
+    assert outputs == {
+        "w.l": 1, "w.r": "x", "w.same": {"left": 1, "right": "x"}, "w.lefts": ["a", "b"],
+    }
+
+
+def test_file_inputs_relative_to_inputs_file_vs_cwd(tmp_path):
+    src = write(tmp_path / "main.wdl", """
+        version 1.1
+        workflow w {
+          input { File f }
+          output {
+            String content = read_string(f)
+            File same = f
+          }
+        }
+        """)
+    write(tmp_path / "data.txt", "cwd copy\n", raw=True)
+    write(tmp_path / "conf" / "data.txt", "inputs-dir copy\n", raw=True)
+    write(tmp_path / "conf" / "in.json", json.dumps({"w.f": "data.txt"}), raw=True)
+    out_json, _ = ok(sprocket_run(src, "@conf/in.json", cwd=tmp_path))
+    assert out_json["w.content"] == "inputs-dir copy"
+    assert Path(out_json["w.same"]).resolve() == (tmp_path / "conf" / "data.txt").resolve()
+    out_kv, _ = ok(sprocket_run(src, "f=data.txt", cwd=tmp_path))
+    assert out_kv["w.content"] == "cwd copy"
+    assert Path(out_kv["w.same"]).resolve() == (tmp_path / "data.txt").resolve()
+
+
+def test_missing_input_file_is_an_error_before_anything_runs(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task t {
+          input { File f }
+          command <<< cat "~{f}" >>>
+          output { String s = read_string(stdout()) }
+        }
+        workflow w {
+          input { File f }
+          call t { input: f = f }
+          output { String s = t.s }
+        }
+        """, "f=does_not_exist.txt")
+    fails(proc, "does_not_exist.txt")
+    assert not list(tmp_path.rglob("attempts")), "a task ran although its input file is missing"
+
+
+def test_directory_input_and_outputs(tmp_path):
+    write(tmp_path / "indir" / "a.txt", "a", raw=True)
+    write(tmp_path / "indir" / "b.txt", "b", raw=True)
+    outputs, rd = run_ok(tmp_path, """
+        version 1.2
+        task t {
+          input { Directory d }
+          command <<<
+            ls "~{d}"
+            mkdir outdir && echo x > outdir/f
+          >>>
+          output {
+            Array[String] names = read_lines(stdout())
+            Directory o = "outdir"
+            Directory? none = "no_such_dir"
+          }
+        }
+        """, "d=indir")
+    assert outputs["t.names"] == ["a.txt", "b.txt"]
+    assert Path(outputs["t.o"]) == rd / "attempts" / "0" / "work" / "outdir"
+    assert outputs["t.none"] is None
+
+
+def test_missing_directory_input_is_an_error(tmp_path):
+    write(tmp_path / "plain_file", "not a directory", raw=True)
+    src = """
+        version 1.2
+        task t {
+          input { Directory d }
+          command <<< ls "~{d}" >>>
+        }
+        """
+    fails(run_wdl(tmp_path, src, "d=no_such_dir"), "no_such_dir")
+    fails(run_wdl(tmp_path, src, "d=plain_file"), "plain_file")
+    assert not list(tmp_path.rglob("attempts/*/command"))
+
+
+def test_missing_nested_input_file_of_a_call_is_an_error_before_anything_runs(tmp_path):
+    write(tmp_path / "data.txt", "hi\n", raw=True)
+    src = """
+        version 1.0
+        task first {
+          command <<< echo first >>>
+          output { String o = read_string(stdout()) }
+        }
+        task t {
+          input { File f }
+          command <<< cat "~{f}" >>>
+          output { String s = read_string(stdout()) }
+        }
+        workflow w {
+          call first
+          call t
+          output { String o = t.s }
+        }
+        """
+    assert run_ok(tmp_path, src, "w.t.f=data.txt")[0] == {"w.o": "hi"}
+    proc = run_wdl(tmp_path, src, "w.t.f=missing.txt")
+    fails(proc, "missing.txt")
+    m = RUN_DIR_RE.search(proc.stderr)
+    if m:
+        assert not list(Path(m.group(1).strip()).rglob("attempts")), "tasks ran although an input file is missing"
+
+
+def test_missing_input_file_of_a_call_in_a_subworkflow_is_an_error_before_anything_runs(tmp_path):
+    write(tmp_path / "sub.wdl", """
+        version 1.0
+        task t {
+          input { File f }
+          command <<< cat "~{f}" >>>
+          output { String s = read_string(stdout()) }
+        }
+        workflow inner {
+          call t
+          output { String s = t.s }
+        }
+        """)
+    write(tmp_path / "data.txt", "hi\n", raw=True)
+    src = """
+        version 1.0
+        import "sub.wdl" as s
+        task first {
+          command <<< echo first >>>
+          output { String o = read_string(stdout()) }
+        }
+        workflow outer {
+          call first
+          call s.inner as sub
+          output { String o = sub.s }
+        }
+        """
+    assert run_ok(tmp_path, src, "outer.sub.t.f=data.txt")[0] == {"outer.o": "hi"}
+    proc = run_wdl(tmp_path, src, "outer.sub.t.f=missing.txt")
+    fails(proc, "missing.txt")
+    m = RUN_DIR_RE.search(proc.stderr)
+    if m:
+        assert not list(Path(m.group(1).strip()).rglob("attempts")), "tasks ran although an input file is missing"
+
+
+def test_missing_required_call_input_in_wdl_1_0(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.0
+        task t {
+          input { Int x }
+          command <<< echo ~{x} >>>
+          output { Int o = read_int(stdout()) }
+        }
+        workflow w {
+          call t
+          output { Int o = t.o }
+        }
+        """)
+    fails(proc, "`x`")
+
+
+# --------------------------------------------------------------------------------------------
+# retries and return codes
+# --------------------------------------------------------------------------------------------
+
+
+def test_retry_with_counter_file(tmp_path):
+    counter = tmp_path / "counter"
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        task flaky {
+          input { String counter }
+          command <<<
+            n=$(cat "~{counter}" 2>/dev/null || echo 0)
+            echo $((n + 1)) > "~{counter}"
+            if [ "$n" -eq 0 ]; then echo "first try fails" >&2; exit 4; fi
+            echo "succeeded on try $n"
+          >>>
+          runtime { maxRetries: 3 }
+          output { String s = read_string(stdout()) }
+        }
+        """, "counter=%s" % counter)
+    assert outputs == {"flaky.s": "succeeded on try 1"}
+    assert attempts(rd) == [0, 1]
+    assert_attempt(rd / "attempts" / "0")
+    assert_attempt(rd / "attempts" / "1")
+    assert (rd / "attempts" / "0" / "stderr").read_text() == "first try fails\n"
+    assert (rd / "attempts" / "1" / "stdout").read_text() == "succeeded on try 1\n"
+    assert counter.read_text().strip() == "2"
+
+
+def test_retry_with_task_attempt_in_a_workflow(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.2
+        task flaky {
+          command <<<
+            echo "attempt ~{task.attempt}"
+            if [ ~{task.attempt} -lt 2 ]; then exit 1; fi
+          >>>
+          requirements { max_retries: 5 }
+          output {
+            String s = read_string(stdout())
+            Int a = task.attempt
+          }
+        }
+        workflow w {
+          call flaky
+          output {
+            String s = flaky.s
+            Int a = flaky.a
+          }
+        }
+        """)
+    assert outputs == {"w.s": "attempt 2", "w.a": 2}
+    cd = rd / "calls" / "flaky"
+    assert attempts(cd) == [0, 1, 2]
+    for n in (0, 1, 2):
+        assert_attempt(cd / "attempts" / str(n))
+        assert (cd / "attempts" / str(n) / "stdout").read_text() == "attempt %d\n" % n
+        assert "attempt %d" % n in (cd / "attempts" / str(n) / "command").read_text()
+
+
+def test_retries_exhausted(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.2
+        task hopeless {
+          command <<< echo "try ~{task.attempt}" >&2; exit 2 >>>
+          requirements { max_retries: 2 }
+        }
+        """)
+    fails(proc, "task `hopeless` failed", exit_status_re(2), "try 2")
+    rd = run_dir_of(proc)
+    assert attempts(rd) == [0, 1, 2]
+    # the message points at the last attempt
+    assert str(rd / "attempts" / "2" / "stderr") in proc.stderr
+
+
+def test_each_attempt_gets_a_fresh_work_dir(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.2
+        task t {
+          command <<<
+            if [ -e marker ]; then echo "reused"; else echo "fresh"; fi
+            touch marker
+            exit ~{if task.attempt == 0 then 1 else 0}
+          >>>
+          requirements { max_retries: 1 }
+          output {
+            String s = read_string(stdout())
+            File m = "marker"
+          }
+        }
+        """)
+    assert outputs["t.s"] == "fresh"
+    assert Path(outputs["t.m"]) == rd / "attempts" / "1" / "work" / "marker"
+    assert (rd / "attempts" / "0" / "work" / "marker").is_file()
+
+
+def test_max_retries_override_on_the_command_line(tmp_path):
+    src = """
+        version 1.2
+        task t {
+          command <<< exit ~{if task.attempt == 0 then 1 else 0} >>>
+          requirements { max_retries: 1 }
+          output { Int a = task.attempt }
+        }
+        """
+    assert run_ok(tmp_path, src)[0] == {"t.a": 1}
+    proc = run_wdl(tmp_path, src, "t.requirements.max_retries=0")
+    fails(proc, exit_status_re(1))
+    assert attempts(run_dir_of(proc)) == [0]
+
+
+def test_no_retry_by_default(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task once {
+          command <<< exit 1 >>>
+        }
+        """)
+    fails(proc, "once")
+    assert attempts(run_dir_of(proc)) == [0]
+
+
+RC_TASK = """
+version 1.2
+task t {
+  input { Int code }
+  command <<< echo out; exit ~{code} >>>
+  requirements { return_codes: %s }
+  output { String s = read_string(stdout()) }
+}
+"""
+
+
+@pytest.mark.parametrize("codes, code, succeeds", [
+    ('"*"', 7, True),
+    ('"*"', 0, True),
+    ("3", 3, True),
+    ("3", 0, False),
+    ("[0, 4]", 4, True),
+    ("[0, 4]", 0, True),
+    ("[0, 4]", 5, False),
+])
+def test_return_codes(tmp_path, codes, code, succeeds):
+    proc = run_wdl(tmp_path, RC_TASK % codes, "code=%d" % code)
+    if succeeds:
+        outputs, _ = ok(proc)
+        assert outputs == {"t.s": "out"}
+    else:
+        fails(proc, "task `t` failed", exit_status_re(code))
+
+
+def test_return_codes_wdl_1_1_runtime(tmp_path):
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          command <<< echo fine; exit 3 >>>
+          runtime { returnCodes: [1, 3] }
+          output { String s = read_string(stdout()) }
+        }
+        """)
+    assert outputs == {"t.s": "fine"}
+
+
+# --------------------------------------------------------------------------------------------
+# failures
+# --------------------------------------------------------------------------------------------
+
+
+def test_failure_message_content(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task t {
+          command <<<
+            echo "something on stdout"
+            for i in $(seq 1 30); do echo "stderr line $i" >&2; done
+            exit 9
+          >>>
+        }
+        workflow w {
+          call t as failing
+        }
+        """)
+    err = fails(proc, "failing", exit_status_re(9), "stderr line 30", "stderr line 29")
+    rd = run_dir_of(proc)
+    adir = rd / "calls" / "failing" / "attempts" / "0"
+    assert str(adir / "stdout") in err
+    assert str(adir / "stderr") in err
+    assert "stderr line 1\n" not in err + "\n", "the whole stderr was dumped, not its last lines"
+    assert "Traceback" not in err
+    assert not (rd / "outputs.json").exists()
+
+
+def test_failure_in_scatter_names_the_element(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task t {
+          input { Int i }
+          command <<< if [ ~{i} -eq 2 ]; then echo "element two broke" >&2; exit 1; fi >>>
+        }
+        workflow w {
+          scatter (i in [0, 1, 2, 3]) {
+            call t { input: i = i }
+          }
+        }
+        """)
+    fails(proc, "element two broke", exit_status_re(1))
+    rd = run_dir_of(proc)
+    assert str(rd / "calls" / "t-2" / "attempts" / "0" / "stderr") in proc.stderr
+
+
+def test_killed_by_signal_is_a_failure(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task t {
+          command <<< kill -9 $$ >>>
+        }
+        """)
+    fails(proc, "t")
+
+
+# --------------------------------------------------------------------------------------------
+# task outputs: files, globs, stdout/stderr
+# --------------------------------------------------------------------------------------------
+
+
+def test_optional_missing_output_is_null(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          command <<< echo present > here.txt >>>
+          output {
+            File? missing = "nope.txt"
+            File? present = "here.txt"
+            File required = "here.txt"
+          }
+        }
+        """)
+    work = rd / "attempts" / "0" / "work"
+    assert outputs["t.missing"] is None
+    assert Path(outputs["t.present"]) == work / "here.txt"
+    assert Path(outputs["t.required"]) == work / "here.txt"
+    assert Path(outputs["t.required"]).is_absolute()
+
+
+def test_required_missing_output_is_an_error(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task t {
+          command <<< echo nothing written >>>
+          output { File f = "never_written.txt" }
+        }
+        """)
+    fails(proc, "never_written.txt")
+
+
+def test_file_outputs_of_calls_live_in_the_call_work_dir(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        task make {
+          input { String name }
+          command <<< mkdir -p sub && echo "~{name}" > sub/~{name}.txt >>>
+          output { File f = "sub/~{name}.txt" }
+        }
+        task consume {
+          input { File f }
+          command <<< tr a-z A-Z < "~{f}" >>>
+          output { String s = read_string(stdout()) }
+        }
+        workflow w {
+          call make { input: name = "abc" }
+          call consume { input: f = make.f }
+          output {
+            File f = make.f
+            String s = consume.s
+          }
+        }
+        """)
+    assert outputs["w.s"] == "ABC"
+    assert Path(outputs["w.f"]) == rd / "calls" / "make" / "attempts" / "0" / "work" / "sub" / "abc.txt"
+    assert Path(outputs["w.f"]).read_text() == "abc\n"
+
+
+def test_glob_outputs(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          command <<<
+            echo 1 > b.txt
+            echo 2 > a.txt
+            echo 3 > c.log
+            mkdir -p d && echo 4 > d/e.txt
+          >>>
+          output {
+            Array[File] txt = glob("*.txt")
+            Array[File] nested = glob("d/*.txt")
+            Array[File] none = glob("*.csv")
+          }
+        }
+        """)
+    work = rd / "attempts" / "0" / "work"
+    assert sorted(Path(p).name for p in outputs["t.txt"]) == ["a.txt", "b.txt"]
+    for p in outputs["t.txt"] + outputs["t.nested"]:
+        assert Path(p).is_absolute() and Path(p).is_file()
+        assert str(Path(p)).startswith(str(work) + os.sep)
+    assert [Path(p).name for p in outputs["t.nested"]] == ["e.txt"]
+    assert outputs["t.none"] == []
+
+
+def test_stdout_and_stderr_functions(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          command <<<
+            echo "to out"
+            echo "to err" >&2
+          >>>
+          output {
+            File o = stdout()
+            File e = stderr()
+            String os = read_string(stdout())
+            String es = read_string(stderr())
+          }
+        }
+        """)
+    a0 = rd / "attempts" / "0"
+    assert Path(outputs["t.o"]) == a0 / "stdout"
+    assert Path(outputs["t.e"]) == a0 / "stderr"
+    assert outputs["t.os"] == "to out"
+    assert outputs["t.es"] == "to err"
+
+
+def test_command_runs_in_work_dir(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          command <<< pwd -P >>>
+          output { String cwd = read_string(stdout()) }
+        }
+        """)
+    assert Path(outputs["t.cwd"]) == (rd / "attempts" / "0" / "work").resolve()
+
+
+def test_write_lines_lands_under_run_tmp(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          input { Array[String] xs }
+          command <<<
+            echo "~{write_lines(xs)}"
+          >>>
+          output {
+            String path = read_string(stdout())
+            Array[String] back = read_lines(path)
+          }
+        }
+        """, "xs=a", "xs=b c")
+    assert outputs["t.back"] == ["a", "b c"]
+    p = Path(outputs["t.path"])
+    assert p.is_file()
+    assert str(p).startswith(str(rd / "tmp") + os.sep), p
+
+
+def test_write_lines_in_workflow_lands_under_run_tmp(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        task count {
+          input { File f }
+          command <<< wc -l < "~{f}" >>>
+          output { Int n = read_int(stdout()) }
+        }
+        workflow w {
+          File listed = write_lines(["x", "y", "z"])
+          call count { input: f = listed }
+          output {
+            File f = listed
+            Int n = count.n
+          }
+        }
+        """)
+    assert outputs["w.n"] == 3
+    p = Path(outputs["w.f"])
+    assert str(p).startswith(str(rd / "tmp") + os.sep), p
+    assert p.read_text() == "x\ny\nz\n"
+
+
+# --------------------------------------------------------------------------------------------
+# environment variables (1.2 `env`)
+# --------------------------------------------------------------------------------------------
+
+
+def test_env_declarations_exported(tmp_path):
+    tricky = "a b; $HOME `true` \"q\""
+    write(tmp_path / "in.json", json.dumps({"t.greeting": tricky}), raw=True)
+    outputs, rd = run_ok(tmp_path, """
+        version 1.2
+        task t {
+          input {
+            env String greeting
+            Int n = 2
+            String not_env = "hidden"
+          }
+          env String who = "world ~{n}"
+          command <<<
+            printf '%s|%s|%s\\n' "$greeting" "$who" "${not_env:-unset}"
+            echo "~{who}" > interpolated.txt
+          >>>
+          output {
+            String s = read_string(stdout())
+            String interp = read_string("interpolated.txt")
+          }
+        }
+        """, "@in.json")
+    assert outputs["t.s"] == tricky + "|world 2|unset"
+    # `env` does not change how the declaration interpolates in the command
+    assert outputs["t.interp"] == "world 2"
+    assert "world 2" in (rd / "attempts" / "0" / "command").read_text()
+
+
+def test_env_declaration_through_a_call(tmp_path):
+    outputs, _ = run_ok(tmp_path, """
+        version 1.2
+        task test {
+          input { env String greeting }
+          command <<< echo "$greeting" >>>
+          output { String out = read_string(stdout()) }
+        }
+        workflow environment_variable_should_echo {
+          input { String greeting }
+          call test { input: greeting = greeting }
+          output { String out = test.out }
+        }
+        """, "greeting=hello")
+    assert outputs == {"environment_variable_should_echo.out": "hello"}
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation errors
+# --------------------------------------------------------------------------------------------
+
+
+def test_evaluation_error_in_workflow_decl_has_position(tmp_path):
+    src = """
+        version 1.1
+        workflow w {
+          Array[Int] xs = [1, 2]
+          Int y = xs[5]
+          output { Int o = y }
+        }
+        """
+    proc = run_wdl(tmp_path, src)
+    text = norm(src)
+    line, col = find_pos(text, "xs[5]")
+    cols = {col, find_pos(text, "xs^[5]")[1], find_pos(text, "xs[^5]")[1]}
+    assert_diag(proc, line, cols, path="main.wdl")
+    assert proc.stdout.strip() == ""
+
+
+def test_evaluation_error_in_task_decl_has_position(tmp_path):
+    src = """
+        version 1.1
+        task t {
+          input { Int d = 0 }
+          Int q = 10 / d
+          command <<< echo ~{q} >>>
+          output { Int o = read_int(stdout()) }
+        }
+        """
+    proc = run_wdl(tmp_path, src)
+    text = norm(src)
+    line, col = find_pos(text, "10 / d")
+    cols = {col, find_pos(text, "10 ^/ d")[1], find_pos(text, "10 / ^d")[1]}
+    assert_diag(proc, line, cols, path="main.wdl")
+    assert not list(tmp_path.rglob("attempts/*/command")), "the command ran after an evaluation error"
+
+
+def test_evaluation_error_in_call_input_has_position(tmp_path):
+    src = """
+        version 1.1
+        task t {
+          input { Int i }
+          command <<< echo ~{i} >>>
+          output { Int o = read_int(stdout()) }
+        }
+        workflow w {
+          Array[Int] xs = [1]
+          call t { input: i = xs[9] }
+          output { Int o = t.o }
+        }
+        """
+    proc = run_wdl(tmp_path, src)
+    text = norm(src)
+    line, col = find_pos(text, "xs[9]")
+    cols = {col, find_pos(text, "xs^[9]")[1], find_pos(text, "xs[^9]")[1]}
+    assert_diag(proc, line, cols, path="main.wdl")
+    assert not list(tmp_path.rglob("attempts"))
+
+
+def test_evaluation_error_in_command_has_position(tmp_path):
+    src = """
+        version 1.1
+        task t {
+          input { Array[Int] xs = [1] }
+          command <<< echo ~{xs[3]} >>>
+          output { String s = read_string(stdout()) }
+        }
+        """
+    proc = run_wdl(tmp_path, src)
+    line, _ = find_pos(norm(src), "xs[3]")
+    assert_diag(proc, line, None, path="main.wdl")
+    assert not list(tmp_path.rglob("attempts/*/stdout")), "the command ran"
+
+
+def test_evaluation_error_in_workflow_output_has_position(tmp_path):
+    src = """
+        version 1.1
+        workflow w {
+          input { Map[String, Int] m = {"a": 1} }
+          output { Int o = m["zzz"] }
+        }
+        """
+    proc = run_wdl(tmp_path, src)
+    line, _ = find_pos(norm(src), 'm["zzz"]')
+    assert_diag(proc, line, None, path="main.wdl")
+
+
+# --------------------------------------------------------------------------------------------
+# scheduling: after, parallelism, resources
+# --------------------------------------------------------------------------------------------
+
+CLOCK = "\"%s\" -c 'import time; print(repr(time.time()))'" % PY
+
+
+def test_after_orders_independent_calls(tmp_path):
+    src = """
+version 1.1
+task first {
+  command <<<
+    sleep 1
+    %s
+  >>>
+  runtime { cpu: 1 }
+  output { Float end = read_float(stdout()) }
+}
+task second {
+  command <<<
+    %s
+  >>>
+  runtime { cpu: 1 }
+  output { Float start = read_float(stdout()) }
+}
+workflow w {
+  call first
+  call second after first
+  output {
+    Float first_end = first.end
+    Float second_start = second.start
+  }
+}
+""" % (CLOCK, CLOCK)
+    outputs, _ = run_ok(tmp_path, src, raw=True)
+    assert outputs["w.second_start"] >= outputs["w.first_end"], outputs
+
+
+INTERVAL_TASK = """
+task span {
+  input { String tag }
+  command <<<
+    %s > start
+    sleep 1
+    %s > end
+  >>>
+  runtime {
+    cpu: %%d
+    memory: "%%s"
+  }
+  output {
+    Float start = read_float("start")
+    Float end = read_float("end")
+  }
+}
+""" % (CLOCK, CLOCK)
+
+TWO_SPANS = """
+workflow w {
+  call span as a { input: tag = "a" }
+  call span as b { input: tag = "b" }
+  output {
+    Array[Float] a_span = [a.start, a.end]
+    Array[Float] b_span = [b.start, b.end]
+  }
+}
+"""
+
+
+def _spans(tmp_path, cpu, memory):
+    src = "version 1.1\n" + INTERVAL_TASK % (cpu, memory) + TWO_SPANS
+    outputs, _ = run_ok(tmp_path, src, raw=True)
+    return outputs["w.a_span"], outputs["w.b_span"]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a host with at least 2 cpus")
+def test_independent_tasks_run_in_parallel(tmp_path):
+    (a0, a1), (b0, b1) = _spans(tmp_path, 1, "64 MiB")
+    assert a0 < b1 and b0 < a1, "the two 1-cpu tasks did not overlap: a=%r b=%r" % ((a0, a1), (b0, b1))
+
+
+def test_tasks_that_do_not_fit_together_run_one_after_the_other(tmp_path):
+    n = os.cpu_count() or 1
+    (a0, a1), (b0, b1) = _spans(tmp_path, n, "64 MiB")
+    assert a1 <= b0 or b1 <= a0, "two tasks each asking for all %d cpus overlapped: a=%r b=%r" % (
+        n, (a0, a1), (b0, b1))
+
+
+def _host_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def test_tasks_whose_memory_does_not_fit_together_run_one_after_the_other(tmp_path):
+    mem = _host_memory()
+    if not mem:
+        pytest.skip("cannot read the host's memory size")
+    (a0, a1), (b0, b1) = _spans(tmp_path, 1, "%d B" % int(mem * 0.6))
+    assert a1 <= b0 or b1 <= a0, "two tasks each asking for 60%% of memory overlapped: a=%r b=%r" % (
+        (a0, a1), (b0, b1))
+
+
+def test_scatter_elements_run_in_parallel(tmp_path):
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs a host with at least 2 cpus")
+    src = "version 1.1\n" + INTERVAL_TASK % (1, "64 MiB") + """
+workflow w {
+  scatter (tag in ["a", "b"]) {
+    call span { input: tag = tag }
+  }
+  output {
+    Array[Float] starts = span.start
+    Array[Float] ends = span.end
+  }
+}
+"""
+    outputs, rd = run_ok(tmp_path, src, raw=True)
+    (a0, b0), (a1, b1) = outputs["w.starts"], outputs["w.ends"]
+    assert a0 < b1 and b0 < a1, "scatter elements did not overlap"
+    assert call_dirs(rd) == ["span-0", "span-1"]
+
+
+def test_cpu_over_host_count_is_an_error(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task t {
+          command <<< echo ran >>>
+          runtime { cpu: %d }
+          output { String s = read_string(stdout()) }
+        }
+        workflow w {
+          call t
+          output { String s = t.s }
+        }
+        """ % ((os.cpu_count() or 1) * 4 + 1))
+    fails(proc, "cpu_limit_behavior")
+    assert not list(tmp_path.rglob("attempts/*/stdout")), "the task ran anyway"
+
+
+def test_container_warning_exactly_once(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task a {
+          command <<< echo a >>>
+          runtime { docker: "ubuntu:latest" }
+          output { String s = read_string(stdout()) }
+        }
+        task b {
+          command <<< echo b >>>
+          runtime { container: "ubuntu:22.04" }
+          output { String s = read_string(stdout()) }
+        }
+        workflow w {
+          call a
+          call b
+          output { String s = a.s + b.s }
+        }
+        """)
+    outputs, _ = ok(proc)
+    assert outputs == {"w.s": "ab"}
+    lines = [line for line in proc.stderr.splitlines() if line.lower().startswith("warning")]
+    assert len([line for line in lines if "container" in line.lower()]) == 1, proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# values through the whole pipeline
+# --------------------------------------------------------------------------------------------
+
+
+def test_workflow_inputs_with_defaults_and_expressions(tmp_path):
+    outputs, rd = run_ok(tmp_path, """
+        version 1.1
+        workflow w {
+          input {
+            Int a = 2
+            Int b = a * 10
+            String? maybe
+          }
+          Int c = b + 1
+          output {
+            Int sum = a + b + c
+            String m = select_first([maybe, "none"])
+          }
+        }
+        """, "a=3")
+    assert outputs == {"w.sum": 3 + 30 + 31, "w.m": "none"}
+    assert call_dirs(rd) == []
+
+
+def test_forward_references_and_outputs_reading_outputs(tmp_path):
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          input { Int i }
+          command <<< echo ~{i} >>>
+          output { Int o = read_int(stdout()) }
+        }
+        workflow w {
+          call t { input: i = later }
+          Int later = base * 2
+          Int base = 21
+          output {
+            Int a = t.o
+            Int b = a + 1
+          }
+        }
+        """)
+    assert outputs == {"w.a": 42, "w.b": 43}
+
+
+def test_call_outputs_chain(tmp_path):
+    outputs, _ = run_ok(tmp_path, """
+        version 1.0
+        task add {
+          input {
+            Int x
+            Int y = 1
+          }
+          command <<< echo $(( ~{x} + ~{y} )) >>>
+          output { Int z = read_int(stdout()) }
+        }
+        workflow w {
+          input { Int start }
+          call add as one { input: x = start }
+          call add as two { input: x = one.z, y = 10 }
+          call add as three { input: x = two.z, y = one.z }
+          output { Int result = three.z }
+        }
+        """, "w.start=1")
+    assert outputs == {"w.result": 14}
+
+
+def test_task_outputs_json_types(tmp_path):
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          command <<<
+            printf '1\\n2\\n3\\n' > nums
+            echo '{"k": [1, 2], "s": "v"}' > obj.json
+            printf 'a\\tb\\nc\\td\\n' > table.tsv
+          >>>
+          output {
+            Array[String] nums = read_lines("nums")
+            Map[String, String] m = read_map("table.tsv")
+            Array[Array[String]] rows = read_tsv("table.tsv")
+            Boolean b = true
+            Float f = 1.5
+          }
+        }
+        """)
+    assert outputs == {
+        "t.nums": ["1", "2", "3"], "t.m": {"a": "b", "c": "d"}, "t.rows": [["a", "b"], ["c", "d"]],
+        "t.b": True, "t.f": 1.5,
+    }
