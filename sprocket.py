@@ -4433,7 +4433,7 @@ class Frame:
             values[k] = v
         target = call.callee_def.target
         call_dir = os.path.join(self.calls_dir, call.name + "".join("-%d" % i for i in self.indices))
-        display = path + "".join("-%d" % i for i in self.indices)
+        display = self.wf_run.display_prefix + call.name + "".join("-%d" % i for i in self.indices)
         self.outstanding += 1
 
         def done(outputs):
@@ -4449,7 +4449,7 @@ class Frame:
             tr = TaskRun(self.run, target, values, call_dir, display, self.run.overrides.get(path, {}))
             self.run.scheduler.submit(tr, done)
         else:
-            sub = WorkflowRun(self.run, target, values, call_dir, path + ".", done)
+            sub = WorkflowRun(self.run, target, values, call_dir, path + ".", done, display + ".")
             sub.start()
 
     def start_scatter(self, sc):
@@ -4569,12 +4569,13 @@ class Frame:
 class WorkflowRun:
     """One run of a workflow: its inputs, its body's Frame, then its outputs."""
 
-    def __init__(self, run, workflow, given, calls_root, input_path, on_done):
+    def __init__(self, run, workflow, given, calls_root, input_path, on_done, display_prefix=""):
         self.run = run
         self.workflow = workflow
         self.given = given
         self.calls_dir = os.path.join(calls_root, "calls")
-        self.input_path = input_path
+        self.input_path = input_path  # `sub.` for the calls of subworkflow call `sub` (nested inputs)
+        self.display_prefix = display_prefix  # the same with scatter indices (`sub-1.`), for messages
         self.on_done = on_done
         self.input_decls = set()
 
@@ -6195,6 +6196,7 @@ def read_input_items(items, cwd):
 
     A value is parsed as JSON, else taken as a plain string; a repeated key builds an array.
     File paths in a file resolve against that file's directory, on the command line against cwd.
+    Command-line values also carry their text (4th item), so `s=0` can still be the String "0".
     """
     pairs = []
     repeated = {}
@@ -6210,7 +6212,7 @@ def read_input_items(items, cwd):
             if not isinstance(data, dict):
                 raise InputError("an inputs file must hold a JSON object", Span(src, 0))
             base = os.path.dirname(os.path.abspath(path))
-            pairs.extend((k, v, base) for k, v in data.items())
+            pairs.extend([k, v, base] for k, v in data.items())
             continue
         key, eq, text = item.partition("=")
         if not eq or not re.match(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$", key):
@@ -6219,15 +6221,21 @@ def read_input_items(items, cwd):
             value = json.loads(text)
         except ValueError:
             value = text
-        if key in repeated:
-            prev = repeated[key]
-            prev[1].append(value)
+        if key in repeated:  # a repeated key builds an array
+            repeated[key][1].append(value)
+            repeated[key][3].append(text)
             continue
-        entry = [key, [value], cwd]
+        entry = [key, [value], cwd, [text]]
         repeated[key] = entry
         pairs.append(entry)
-    return [(k, v[0] if isinstance(v, list) and len(v) == 1 and [k, v, b] in pairs and k in repeated else v, b)
-            if isinstance(v, list) and k in repeated else (k, v, b) for k, v, b in pairs]
+    out = []
+    for entry in pairs:
+        if len(entry) == 3:
+            out.append(tuple(entry) + (None,))
+        else:
+            key, values, base, texts = entry
+            out.append((key, values[0], base, texts[0]) if len(values) == 1 else (key, values, base, texts))
+    return out
 
 
 def assign_inputs(doc, target, items, run):
@@ -6235,26 +6243,50 @@ def assign_inputs(doc, target, items, run):
     own = {}
     prefix = target.name + "."
     decls = {d.name: d for d in (target.inputs or [])}
-    for key, data, base in items:
+    merged = collections.OrderedDict()
+    for key, data, base, text in items:
         if key.startswith(prefix):
             key = key[len(prefix):]
+        prev = merged.get(key)
+        if prev is not None and prev[2] is not None and text is not None:  # `t.x=a x=b`: one array
+            as_list = (lambda d, t: (d, t) if isinstance(t, list) else ([d], [t]))
+            d0, t0 = as_list(prev[0], prev[2])
+            d1, t1 = as_list(data, text)
+            merged[key] = (d0 + d1, base, t0 + t1)
+        else:
+            merged[key] = (data, base, text)
+    for key, (data, base, text) in merged.items():
         parts = key.split(".")
         if len(parts) == 1:
             d = decls.get(key)
             if d is None:
                 raise InputError("`%s` has no input `%s`%s" % (target.name, key, _did_you_mean(key, decls)))
-            own[key] = from_json(data, d.type_, base, "input `%s`" % key)
+            own[key] = from_json(_cli_value(data, text, d.type_), d.type_, base, "input `%s`" % key)
             continue
         if isinstance(target, Task):
             if len(parts) == 2 and parts[0] in _RUNTIME_SECTIONS:
                 run.overrides.setdefault("", {}).setdefault(parts[0], {})[parts[1]] = data
                 continue
             raise InputError("`%s` is not an input of task `%s`" % (key, target.name))
-        _assign_nested(target, parts, data, base, run, "", key)
+        _assign_nested(target, parts, data, base, run, "", key, text)
     return own
 
 
-def _assign_nested(wf, parts, data, base, run, path, key):
+def _cli_value(data, text, t):
+    """A command-line value shaped for its type: `s=0` for a String is "0", and a single value
+    for an Array is a one-item array (as Sprocket does)."""
+    if text is None or data is None:
+        return data
+    if isinstance(t, ArrayType) and not isinstance(data, list):
+        return [_cli_value(data, text, t.item)]
+    if isinstance(t, ArrayType) and isinstance(text, list):
+        return [_cli_value(d, x, t.item) for d, x in zip(data, text)]
+    if isinstance(t, PrimType) and t.name in ("String", "File", "Directory") and not isinstance(data, str):
+        return text if isinstance(text, str) else data
+    return data
+
+
+def _assign_nested(wf, parts, data, base, run, path, key, text=None):
     call = _find_call_named(wf.body, parts[0])
     if call is None or call.callee_def is None:
         raise InputError("input `%s`: workflow `%s` has no call `%s`" % (key, wf.name, parts[0]))
@@ -6269,16 +6301,16 @@ def _assign_nested(wf, parts, data, base, run, path, key):
             raise InputError("input `%s`: task `%s` has no input `%s`" % (key, target.name, ".".join(rest)))
         _check_nested_allowed(run.target, key)
         t = call.callee_def.inputs[rest[0]][0]
-        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(data, t, base, "input `%s`" % key)
+        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(_cli_value(data, text, t), t, base, "input `%s`" % key)
         return
     if len(rest) == 1:
         if rest[0] not in call.callee_def.inputs:
             raise InputError("input `%s`: workflow `%s` has no input `%s`" % (key, target.name, rest[0]))
         _check_nested_allowed(run.target, key)
         t = call.callee_def.inputs[rest[0]][0]
-        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(data, t, base, "input `%s`" % key)
+        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(_cli_value(data, text, t), t, base, "input `%s`" % key)
         return
-    _assign_nested(target, rest, data, base, run, path + ".", key)
+    _assign_nested(target, rest, data, base, run, path + ".", key, text)
 
 
 def _check_nested_allowed(wf, key):

@@ -408,13 +408,17 @@ def test_repeated_key_with_and_without_prefix_builds_one_array(tmp_path):
         assert "names" in proc.stderr
 
 
-@pytest.mark.xfail(reason="BUG: a single key=value for an Array[T] input is not wrapped into a one-element "
-                          "array (Sprocket v0.24+ does: shared/reference/sprocket-behaviour.md)", strict=True)
 def test_single_value_for_an_array_input_is_wrapped(tmp_path):
     """Sprocket (v0.24+) wraps a scalar given for an Array[T] input."""
     src = write(tmp_path / "t.wdl", TYPES_TASK)
     outputs, _ = ok(sprocket_run(src, "n=1", "names=only", cwd=tmp_path))
     assert outputs["t.names_out"] == ["only"]
+
+
+def test_number_like_value_for_a_string_input_stays_text(tmp_path):
+    src = write(tmp_path / "t.wdl", TYPES_TASK)
+    outputs, _ = ok(sprocket_run(src, "n=1", "s=007", "names=1", "names=2", cwd=tmp_path))
+    assert outputs["t.names_out"] == ["1", "2"]
 
 
 def test_inputs_file_at_sign_and_plain_json_path(tmp_path):
