@@ -2515,6 +2515,28 @@ class Checker:
         return ANY
 
 
+def compile_expression(text, names, what, version=(1, 2)):
+    """Parse and type-check a WDL expression outside any document (configuration conditions);
+    `names` maps the names it may use to their types."""
+    src = Source("<%s>" % what, text)
+    try:
+        p = Parser(src, tokenize(src), version)
+        expr = p.expr()
+        if p.peek()[0] != "eof":
+            p.error("unexpected %s after the expression" % p.describe(p.peek()))
+    except WdlError as e:
+        raise ConfigError("%s: invalid expression `%s`: %s" % (what, text, e.message))
+    doc = Document(Span(src, 0), src, version, [], [], [], [], None)
+    doc.types = {}
+    loader = Loader()
+    t = Checker(doc, loader).infer(expr, dict(names))
+    if loader.errors:
+        raise ConfigError("%s: `%s`: %s" % (what, text, loader.errors[0].message))
+    if not coerces(t, BOOLEAN, version):
+        raise ConfigError("%s: `%s` must be a Boolean expression, not `%s`" % (what, text, t))
+    return expr
+
+
 class CalleeInfo:
     """What a call needs to know of the task or workflow it calls."""
 
@@ -4111,6 +4133,7 @@ class TaskRun:
         self.attempt_dirs = []
         self.requirements, self.hints = {}, {}
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
+        self.partition = {}
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
         return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.version, stdout, stderr)
@@ -4236,7 +4259,7 @@ class TaskRun:
                 run.record_cached(self)
                 return hit
         self.outcome = "failed"
-        attempt = 0
+        attempt = infrastructure = 0
         retries = self.max_retries()
         while True:
             if attempt:
@@ -4266,7 +4289,15 @@ class TaskRun:
                 run.attempt_ended(self, "canceled", code, "canceled")
                 self.outcome = "canceled"
                 raise RunCancelled("task `%s` was canceled" % self.name)
-            if self.return_code_ok(code):
+            note = getattr(self.job, "message", None)  # the scheduler ended it, not the command
+            if getattr(self.job, "retry_free", False) and infrastructure < _INFRASTRUCTURE_RETRIES:
+                infrastructure += 1
+                run.attempt_ended(self, "preempted", code, note)
+                run.log.warn("%s; running task `%s` again (this does not count as a retry)" % (note, self.name))
+                attempt += 1
+                retries += 1
+                continue
+            if note is None and self.return_code_ok(code):
                 try:
                     outputs = self.collect_outputs(env, work, stdout, stderr, code)
                 except WdlError as e:
@@ -4277,11 +4308,14 @@ class TaskRun:
                 if key is not None:
                     run.cache.store(self, key, outputs, adir)
                 return outputs
-            if attempt >= retries:
-                message = failure_message(self.name, code, stdout, stderr)
+            message = failure_message(self.name, code, stdout, stderr)
+            why = note or run.backend.explain(self.job)
+            if why:
+                message += "\n\n" + why
+            if attempt >= retries or getattr(self.job, "final", False):
                 run.attempt_ended(self, "failed", code, message)
                 raise RunError(message)
-            run.attempt_ended(self, "failed", code, "exit code %d; retrying" % code)
+            run.attempt_ended(self, "failed", code, message)
             run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, attempt + 1))
             self.previous = self.task_value(attempt, code, None)
             attempt += 1
@@ -4789,6 +4823,16 @@ class LocalBackend:
     def start(self, tr, cmd_path, work, stdout, stderr, environ):
         return LocalJob([self.shell, cmd_path], work, stdout, stderr, environ)
 
+    def cancel_jobs(self, jobs):
+        for job in jobs:
+            job.cancel()
+
+    def explain(self, job):
+        return None
+
+    def close(self):
+        pass
+
 
 def make_backend(run, config, name, settings):
     """The backend a run uses, from its `run.backends.<name>` table."""
@@ -4798,7 +4842,7 @@ def make_backend(run, config, name, settings):
         run.log.info("the engine is configured to use the local backend: tasks will not be run inside of a container")
         return LocalBackend(run, settings.get("cpu"), parse_memory(memory) if memory is not None else None,
                             config.get("run.task.shell"), **limits)
-    raise ConfigError("the `%s` backend type is not available" % settings.get("type"))
+    return SlurmApptainerBackend(run, config, name, settings)
 
 
 def _human_bytes(n):
@@ -4806,6 +4850,502 @@ def _human_bytes(n):
         if n >= size:
             return "%.1f %s" % (n / size, unit)
     return "%d B" % n
+
+
+# -- Slurm + Apptainer ---------------------------------------------------------------------
+#
+# Each attempt becomes one `sbatch` job running `apptainer exec`. Nothing blocks per job on
+# the submit host: sbatch runs in a bounded pool, and one monitor thread asks Slurm about
+# every live job with one batched `sacct` per interval (or `squeue` + `scontrol` where
+# accounting is off), then wakes the tasks whose jobs ended.
+
+_SLURM_TERMINAL = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
+                   "PREEMPTED", "TIMEOUT", "REVOKED")
+_SLURM_INFRASTRUCTURE = ("NODE_FAIL", "PREEMPTED", "BOOT_FAIL")  # retried without spending max_retries
+_SLURM_NEVER_CLEARS = ("PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints",
+                       "InvalidAccount", "InvalidQOS", "AccountNotAllowed", "QOSNotAllowed",
+                       "DependencyNeverSatisfied", "ReqNodeNotAvail, UnavailableNodes")
+_SBATCH_TRANSIENT = ("Socket timed out", "Resource temporarily unavailable", "Unable to contact slurm controller",
+                     "Connection refused", "Connection timed out", "slurm_persist_conn_open", "Zero Bytes were transmitted",
+                     "temporarily unable to accept job", "Transport endpoint is not connected")
+_PULL_PERMANENT = ("manifest unknown", "403 (Forbidden)", "403 Forbidden", "unauthorized", "not found: manifest")
+_IDS_PER_CALL = 400  # job ids per sacct/squeue/scancel command line
+_VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before it is failed
+_INFRASTRUCTURE_RETRIES = 3
+
+
+def _run_tool(argv, timeout=120):
+    """(exit status, stdout, stderr) of a Slurm or Apptainer command; 127 when it is missing."""
+    import subprocess
+
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=timeout, universal_newlines=True)
+    except FileNotFoundError:
+        return 127, "", "%s: command not found" % argv[0]
+    except subprocess.TimeoutExpired:
+        return 124, "", "%s timed out after %d s" % (argv[0], timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+class SlurmJob:
+    """One attempt's Slurm job. wait() blocks until the monitor sees it end."""
+
+    def __init__(self, backend, tr, adir):
+        self.backend = backend
+        self.tr = tr
+        self.adir = adir
+        self.job_id = None
+        self.done = threading.Event()
+        self.exit_code = None
+        self.state = "SUBMITTING"
+        self.reason = None
+        self.message = None  # why Slurm ended it, when that is not the command's own exit
+        self.retry_free = False  # NODE_FAIL and the like: run again without spending a retry
+        self.final = False  # will fail again whatever we do: no retries
+        self.unknown_since = None
+
+    def wait(self):
+        self.done.wait()
+        return self.exit_code
+
+    def finish(self, code, message=None, retry_free=False, final=False):
+        if self.done.is_set():
+            return
+        self.exit_code, self.message, self.retry_free, self.final = code, message, retry_free, final
+        self.done.set()
+
+    def cancel(self):
+        self.backend.cancel_jobs([self])
+
+
+class SlurmApptainerBackend:
+    def __init__(self, run, config, name, settings):
+        self.run = run
+        self.name = name
+        self.shell = config.get("run.task.shell")
+        self.default_container = config.get("run.task.container")
+        self.limits = {"cpu": config.get("run.task.cpu_limit_behavior"), "memory": config.get("run.task.memory_limit_behavior")}
+        self.cpu = self.memory = float("inf")  # the cluster schedules; nothing is held back here
+        self.partitions = {k[: -len("_slurm_partition")]: settings[k] for k in _PARTITION_KEYS if settings.get(k)}
+        sbatch = settings.get("sbatch") or {}
+        self.sbatch_args = list(sbatch.get("args", [])) + list(settings.get("extra_sbatch_args", []))
+        self.conditionals = [(compile_expression(c["condition"], _CONDITION_NAMES, "sbatch.conditional"), c["args"])
+                             for c in sbatch.get("conditional", [])]
+        self.job_name_prefix = settings.get("job_name_prefix")
+        apptainer = settings.get("apptainer") or {}
+        self.apptainer = apptainer.get("executable", "apptainer")
+        cache = apptainer.get("image_cache_dir")
+        self.image_dir = os.path.abspath(os.path.expandvars(os.path.expanduser(cache))) if cache else os.path.join(
+            run.run_dir, "apptainer-images")
+        self.apptainer_args = list(apptainer.get("extra_args", [])) + list(settings.get("extra_apptainer_exec_args", []))
+        self.interval = settings.get("interval", CONFIG_SCHEMA["run.backends.*.interval"][1])
+        self.slots = threading.BoundedSemaphore(max(1, settings.get("max_concurrency", 10)))
+        if "max_scatter_concurrency" in settings:
+            run.scatter_limit = min(run.scatter_limit, max(1, settings["max_scatter_concurrency"]))
+        self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
+        self.cond = threading.Condition()
+        self.monitor = None
+        self.closed = False
+        self.status_source = "sacct"
+        self.images = {}  # image -> (lock, [path or error])
+        self.images_lock = threading.Lock()
+        self.check_cluster()
+
+    # -- set-up checks: the seed's "Common issues" become clear messages -------------------
+    def check_cluster(self):
+        import shutil
+
+        for tool in ("sbatch", "scancel", "squeue"):
+            if shutil.which(tool) is None:
+                raise RunError("`%s` was not found on PATH: the slurm_apptainer backend runs on a Slurm submit host "
+                               "with the Slurm client commands (sbatch, squeue, sacct, scancel) installed" % tool)
+        for kind, part in self.partitions.items():
+            if part.get("name"):
+                code, out, err = _run_tool(["scontrol", "show", "partition", part["name"]], timeout=20)
+                if code != 0:
+                    raise RunError("failed to validate %s_slurm_partition `%s`: %s" % (
+                        kind, part["name"], (err or out).strip() or "scontrol exit %d" % code))
+
+    # -- placing a task ------------------------------------------------------------------------
+    def partition_for(self, tr):
+        """fpga > gpu > a `short_task` hint > the default partition (Sprocket's order)."""
+        req, hints = tr.requirements, tr.hints
+        for kind, wanted in (("fpga", req.get("fpga") is True), ("gpu", req.get("gpu") is True),
+                             ("short_task", hints.get("short_task") is True), ("default", True)):
+            if wanted and kind in self.partitions:
+                return self.partitions[kind]
+        return {}
+
+    def check(self, tr):
+        part = self.partition_for(tr)
+        tr.partition = part
+        for what, key, fmt in (("cpu", "max_cpu_per_task", lambda x: "%g" % x),
+                               ("memory", "max_memory_per_task", _human_bytes)):
+            limit = part.get(key)
+            if limit is None:
+                continue
+            limit = parse_memory(limit) if what == "memory" else limit
+            want = getattr(tr, what)
+            if want <= limit:
+                continue
+            where = "partition `%s`" % part.get("name", "?")
+            if self.limits[what] == "try_with_max":
+                setattr(tr, what, limit)
+                self.run.log.warn("task `%s` requests %s %s, more than %s allows; running it with %s" % (
+                    tr.name, fmt(want), what, where, fmt(limit)))
+            else:
+                raise RunError("task `%s` requires at least %s %s, but %s has a maximum of %s (set "
+                               "`run.task.%s_limit_behavior = \"try_with_max\"` to run it with that)" % (
+                                   tr.name, fmt(want), "CPU(s)" if what == "cpu" else "of memory", where, fmt(limit), what))
+
+    # -- one attempt ---------------------------------------------------------------------------
+    def start(self, tr, cmd_path, work, stdout, stderr, environ):
+        import shlex
+
+        adir = os.path.dirname(cmd_path)
+        for path in (stdout, stderr):
+            open(path, "a").close()  # they exist on the shared filesystem before the job starts
+        os.chmod(cmd_path, 0o770)
+        image = self.image_for(tr)
+        tmp_root = os.path.join(os.path.dirname(os.path.dirname(adir)), "tmp")
+        binds = [(p, p, "ro") for p in sorted(self.input_paths(tr))]
+        binds += [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw")]
+        for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
+            os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
+            binds.append((os.path.join(tmp_root, sub), dst, "rw"))
+        binds += [(stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
+        env_prefix = "SINGULARITYENV_" if "singularity" in os.path.basename(self.apptainer) else "APPTAINERENV_"
+        gpu = tr.requirements.get("gpu") is True
+        lines = ["#!/usr/bin/env bash"]
+        lines += ["export %s%s=%s" % (env_prefix, k, shlex.quote(v)) for k, v in sorted(environ.items())]
+        rows = [[self.apptainer, "exec"], ["--pwd", "/mnt/task/work"], ["--containall", "--cleanenv"]]
+        rows += [["--bind", "%s:%s:%s" % (src, dst, mode)] for src, dst, mode in binds]
+        if gpu:
+            rows.append(["--nv"])
+        rows += [[a] for a in self.apptainer_args]
+        rows += [[image], [self.shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr" % self.shell],
+                 [">", os.path.join(adir, "apptainer.stdout"), "2>", os.path.join(adir, "apptainer.stderr")]]
+        quote = lambda a: a if a in (">", "2>") else shlex.quote(a)
+        lines.append(" \\\n    ".join(" ".join(quote(a) for a in row) for row in rows))
+        script = os.path.join(adir, "apptainer_command")
+        with open(script, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(script, 0o770)
+        argv = ["sbatch"]
+        if tr.partition.get("name"):
+            argv += ["--partition", tr.partition["name"]]
+        if gpu:
+            count = tr.hints.get("gpu")
+            argv.append("--gpus-per-task=%d" % (count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1))
+        argv += self.sbatch_args + self.conditional_args(tr)
+        job_name = "%s-%s" % (self.job_name_prefix, tr.attempt_name) if self.job_name_prefix else tr.attempt_name
+        argv += ["--job-name", job_name, "-o", os.path.join(adir, "slurm.stdout"), "-e", os.path.join(adir, "slurm.stderr"),
+                 "--ntasks=1", "--cpus-per-task=%d" % math.ceil(tr.cpu),
+                 "--mem=%dM" % math.ceil(tr.memory / 1048576), script]
+        with open(os.path.join(adir, "sbatch_command"), "w") as f:
+            f.write(" ".join(shlex.quote(a) for a in argv) + "\n")
+        job = SlurmJob(self, tr, adir)
+        job.job_id = self.submit(argv, tr)
+        with open(os.path.join(adir, "job_id"), "w") as f:
+            f.write(job.job_id + "\n")
+        job.state = "PENDING"
+        self.run.record_job(tr, job.job_id)
+        with self.cond:
+            self.jobs[job.job_id] = job
+            if self.monitor is None:
+                self.monitor = threading.Thread(target=self.monitor_loop, daemon=True)
+                self.monitor.start()
+            self.cond.notify_all()
+        if self.run.cancelled:  # canceled while sbatch ran
+            self.cancel_jobs([job])
+        return job
+
+    def input_paths(self, tr):
+        """Files and directories the task reads: bound read-only at the same path in the container
+        (the output directory is on a filesystem shared by the submit and compute hosts)."""
+        out = set()
+
+        def walk(v):
+            if isinstance(v, (WdlFile, WdlDir)):
+                if "://" not in v and os.path.exists(v):
+                    out.add(os.path.abspath(v))
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    walk(x)
+            elif isinstance(v, dict):
+                for k, x in v.items():
+                    walk(k)
+                    walk(x)
+
+        for v in tr.env.values():
+            walk(v)
+        if os.listdir(self.run.tmp_dir):  # write_* files the command may name
+            out.add(self.run.tmp_dir)
+        return out
+
+    def conditional_args(self, tr):
+        """The args of the first `sbatch.conditional` entry whose condition holds for this task."""
+        disks = tr.requirements.get("disks")
+        env = {"cpu": float(tr.cpu), "memory": int(tr.memory), "gpu": tr.requirements.get("gpu") is True,
+               "fpga": tr.requirements.get("fpga") is True,
+               "disks": disks if isinstance(disks, int) and not isinstance(disks, bool) else 0,
+               "hint": StructValue(tr.hints.items())}
+        for expr, args in self.conditionals:
+            if evaluate(expr, env, None) is True:
+                return list(args)
+        return []
+
+    def submit(self, argv, tr):
+        """sbatch, at most max_concurrency at once; transient failures retried with backoff."""
+        delay = 1.0
+        for attempt in range(6):
+            with self.slots:
+                code, out, err = _run_tool(argv)
+            m = re.search(r"Submitted batch job (\d+)", out)
+            if code == 0 and m:
+                return m.group(1)
+            text = (err or out).strip()
+            if code == 127:
+                raise RunError("task `%s`: `sbatch` was not found on PATH" % tr.name)
+            if attempt < 5 and any(t in text for t in _SBATCH_TRANSIENT):
+                self.run.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (tr.name, text, delay))
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            raise RunError("task `%s`: failed to submit the Slurm job with `sbatch` (exit %d)\n%s" % (tr.name, code, text))
+
+    # -- images ----------------------------------------------------------------------------
+    def image_for(self, tr):
+        """The SIF image for the task's container: pulled once per image, even across processes
+        sharing the cache (a file lock, a temporary file, an atomic rename)."""
+        wanted = tr.requirements.get("container")
+        candidates = wanted if isinstance(wanted, list) else [wanted] if wanted else [self.default_container]
+        candidates = [self.default_container if c == "*" else c for c in candidates]
+        errors = []
+        for image in candidates:
+            with self.images_lock:
+                entry = self.images.setdefault(image, (threading.Lock(), []))
+            with entry[0]:
+                if not entry[1]:
+                    try:
+                        entry[1].append(self.pull(image))
+                    except RunError as e:
+                        entry[1].append(e)
+            if isinstance(entry[1][0], RunError):
+                errors.append(entry[1][0].message)
+                continue
+            return entry[1][0]
+        raise RunError("task `%s`: no container image could be pulled:\n  %s" % (tr.name, "\n  ".join(errors)))
+
+    def sif_path(self, image):
+        m = re.match(r"^([a-z][a-z0-9+.-]*)://(.+)$", image)
+        scheme, name = (m.group(1), m.group(2)) if m else ("docker", image)
+        if scheme not in ("docker", "library", "oras", "file"):
+            raise RunError("unknown container source `%s` (use docker://, library://, oras://, file:// or a .sif path)" % image)
+        if scheme == "file" or (not m and name.endswith(".sif")):
+            return None, os.path.abspath(name)
+        parts = [p for p in re.split(r"[/:]", name) if p not in ("", ".", "..")]
+        return "%s://%s" % (scheme, name), os.path.join(self.image_dir, scheme, *parts) + ".sif"
+
+    def pull(self, image):
+        import fcntl
+
+        uri, sif = self.sif_path(image)
+        if uri is None:
+            if not os.path.isfile(sif):
+                raise RunError("container image `%s` does not exist" % sif)
+            return sif
+        if os.path.isfile(sif):
+            return sif
+        os.makedirs(os.path.dirname(sif), exist_ok=True)
+        with open(sif + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another sprocket may be pulling the same image
+            if os.path.isfile(sif):
+                return sif
+            tmp = "%s.%d.partial.sif" % (sif[: -len(".sif")], os.getpid())
+            delay = 1.0
+            for attempt in range(5):
+                self.run.log.info("pulling `%s` into `%s`" % (uri, sif))
+                code, out, err = _run_tool([self.apptainer, "pull", "--force", tmp, uri], timeout=3600)
+                if code == 0 and os.path.isfile(tmp):
+                    os.replace(tmp, sif)
+                    return sif
+                text = (err or out).strip()
+                if code == 127:
+                    raise RunError("`%s` was not found on PATH of the submit host: it pulls images with "
+                                   "`%s pull` (set `apptainer.executable`)" % (self.apptainer, self.apptainer))
+                if any(p in text for p in _PULL_PERMANENT) or attempt == 4:
+                    break
+                time.sleep(delay)
+                delay *= 2
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise RunError("could not pull container image `%s` (%s pull exit %d): %s" % (
+                uri, self.apptainer, code, text[-2000:] or "no output"))
+
+    # -- status: one batched query per interval ---------------------------------------------
+    def monitor_loop(self):
+        while True:
+            with self.cond:
+                while not self.jobs and not self.closed:
+                    self.cond.wait()
+                if self.closed:
+                    return
+                self.cond.wait(self.interval)
+                if self.closed:
+                    return
+                live = dict(self.jobs)
+            try:
+                states = self.query(list(live))
+            except Exception as e:  # never let the monitor die: report and try again next tick
+                self.run.log.error("querying Slurm failed: %s" % e)
+                continue
+            now = time.time()
+            for job_id, job in live.items():
+                info = states.get(job_id)
+                if info is None:
+                    job.unknown_since = job.unknown_since or now
+                    if now - job.unknown_since > max(_VANISHED_GRACE, 3 * self.interval):
+                        self.forget(job_id)
+                        job.finish(1, "Slurm job %s vanished: neither %s knows it any more" % (
+                            job_id, "sacct" if self.status_source == "sacct" else "squeue nor scontrol"))
+                    continue
+                job.unknown_since = None
+                self.update(job, *info)
+
+    def forget(self, job_id):
+        with self.cond:
+            self.jobs.pop(job_id, None)
+
+    def update(self, job, state, exit_code, reason):
+        base = state.split()[0] if state else ""
+        job.state, job.reason = base, reason
+        if base == "PENDING" and reason and reason.split(" ")[0].rstrip(",") in [r.split(",")[0] for r in _SLURM_NEVER_CLEARS]:
+            self.forget(job.job_id)
+            self.scancel([job.job_id])
+            job.finish(1, "Slurm can never start job %s: pending with reason `%s` (the request exceeds what the "
+                          "partition allows; check `scontrol show job %s` and the partition's limits)" % (
+                              job.job_id, reason, job.job_id), final=True)
+            return
+        if base not in _SLURM_TERMINAL:
+            return
+        self.forget(job.job_id)
+        code = _slurm_exit_code(exit_code)
+        mem = "%dM" % math.ceil(job.tr.memory / 1048576)
+        if base == "OUT_OF_MEMORY":
+            job.finish(code or 137, "Slurm job %s ran out of memory: it used more than its --mem=%s (raise the task's "
+                                    "`memory` requirement)" % (job.job_id, mem))
+        elif base in ("TIMEOUT", "DEADLINE"):
+            job.finish(code or 143, "Slurm job %s hit its time limit (sbatch --time, or the partition's MaxTime)" % job.job_id)
+        elif base in _SLURM_INFRASTRUCTURE:
+            job.finish(code or 1, "Slurm job %s ended with %s (not the task's fault)" % (job.job_id, base), retry_free=True)
+        elif base == "CANCELLED":
+            job.finish(code or 143, "Slurm job %s was cancelled (%s)" % (job.job_id, state))
+        elif base == "COMPLETED":
+            job.finish(code)
+        else:
+            job.finish(code if code else 1, None if code else "Slurm job %s ended %s" % (job.job_id, state))
+
+    def query(self, ids):
+        """{job id: (state, exit code, reason)} for the ids Slurm knows, in few commands."""
+        if self.status_source == "sacct":
+            out = {}
+            for i in range(0, len(ids), _IDS_PER_CALL):
+                chunk = ids[i: i + _IDS_PER_CALL]
+                code, text, err = _run_tool(["sacct", "-P", "-n", "--format", "JobID,State,ExitCode,Reason",
+                                             "-j", ",".join(chunk)])
+                if code != 0:
+                    if "accounting storage is disabled" in err or code == 127 or "not running a supported accounting" in err:
+                        self.status_source = "squeue"
+                        self.run.log.warn("sacct is unavailable (%s); following jobs with squeue and scontrol" % (
+                            err.strip() or "exit %d" % code))
+                        return self.query(ids)
+                    raise RunError("sacct failed (exit %d): %s" % (code, err.strip()))
+                for line in text.splitlines():
+                    f = line.split("|")
+                    if len(f) >= 4 and "." not in f[0]:
+                        out[f[0]] = (f[1], f[2], f[3])
+            return out
+        out = {}
+        ended = []
+        for i in range(0, len(ids), _IDS_PER_CALL):
+            chunk = ids[i: i + _IDS_PER_CALL]
+            code, text, err = _run_tool(["squeue", "-h", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(chunk)])
+            if code != 0 and "Invalid job id" not in err:
+                raise RunError("squeue failed (exit %d): %s" % (code, err.strip()))
+            for line in text.splitlines():
+                f = line.split("|")
+                if len(f) >= 3:
+                    out[f[0]] = (f[1], "", f[2])
+                    if f[1].split()[0] in _SLURM_TERMINAL:
+                        ended.append(f[0])
+        if ended:  # exit codes: one `scontrol show job` for all jobs the controller holds
+            code, text, err = _run_tool(["scontrol", "-o", "show", "job"])
+            wanted = set(ended)
+            for line in text.splitlines():
+                fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+                if fields.get("JobId") in wanted:
+                    out[fields["JobId"]] = (fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", ""))
+        return out
+
+    # -- cancellation --------------------------------------------------------------------------
+    def cancel_jobs(self, jobs):
+        ids = [j.job_id for j in jobs if j.job_id and not j.done.is_set()]
+        for j in jobs:
+            if j.job_id:
+                self.forget(j.job_id)
+            j.finish(143, "canceled")
+        self.scancel(ids)
+
+    def scancel(self, ids):
+        for i in range(0, len(ids), _IDS_PER_CALL):
+            with self.slots:
+                code, out, err = _run_tool(["scancel"] + ids[i: i + _IDS_PER_CALL])
+            if code != 0:
+                self.run.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
+
+    def close(self):
+        """At the end of a run, whatever the reason: no job of ours is left in the queue."""
+        with self.cond:
+            live = list(self.jobs.values())
+            self.closed = True
+            self.cond.notify_all()
+        if live:
+            self.cancel_jobs(live)
+
+    def explain(self, job):
+        """What the seed's "Common issues" look like from the attempt's files."""
+        def tail(name):
+            try:
+                with open(os.path.join(job.adir, name), errors="replace") as f:
+                    return f.read()[-4000:]
+            except OSError:
+                return None
+
+        app_err = tail("apptainer.stderr")
+        slurm_err = tail("slurm.stderr")
+        if job.exit_code == 127 and (app_err is None or "not found" in (slurm_err or "") or "command not found" in (app_err or "")):
+            return ("`%s` was not found on the compute node (see `%s`): install it there, or load its module "
+                    "through `sbatch.args` (e.g. [\"--export=ALL\"])" % (self.apptainer, os.path.join(job.adir, "slurm.stderr")))
+        if slurm_err is None and tail("slurm.stdout") is None and job.exit_code:
+            return ("the job wrote nothing to `%s`: the output directory must be on a filesystem the compute nodes "
+                    "can write (check its permissions there)" % job.adir)
+        if app_err and ("FATAL" in app_err or "permission denied" in app_err.lower()):
+            return "apptainer failed: %s" % app_err.strip().splitlines()[-1]
+        return None
+
+
+_CONDITION_NAMES = {"cpu": FLOAT, "memory": INT, "gpu": BOOLEAN, "fpga": BOOLEAN, "disks": INT, "hint": OBJECT}
+
+
+def _slurm_exit_code(text):
+    """Slurm's `code:signal`: the code, or 128 + the signal."""
+    m = re.match(r"^(\d+):(\d+)$", text or "")
+    if not m:
+        return 1
+    code, sig = int(m.group(1)), int(m.group(2))
+    return 128 + (sig & 0x7F) if sig else code
 
 
 # ============================================================================================
@@ -5525,8 +6065,14 @@ CREATE TABLE IF NOT EXISTS index_log (id INTEGER PRIMARY KEY, run_id INTEGER REF
     link_path TEXT, target_path TEXT, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
 CREATE VIEW IF NOT EXISTS latest_index_entries AS SELECT * FROM (SELECT *, row_number() OVER
     (PARTITION BY link_path ORDER BY created_at DESC) AS rn FROM index_log) WHERE rn = 1;
+"""
+# sprocket.py's additions to Sprocket's schema, created in any database it opens: the process
+# behind each session (so a dead one is seen at once) and the scheduler job of each attempt.
+_DB_EXTENSIONS = """
 CREATE TABLE IF NOT EXISTS session_processes (session_id INTEGER PRIMARY KEY REFERENCES sessions (id),
     hostname TEXT NOT NULL, pid INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS task_jobs (task_name TEXT PRIMARY KEY REFERENCES tasks (name), backend TEXT NOT NULL,
+    job_id TEXT NOT NULL);
 """
 _HEARTBEAT_SECONDS = 60
 
@@ -5556,9 +6102,11 @@ class Store:
             self.db.execute("PRAGMA foreign_keys = ON")
             version = self._metadata_version()
             if version is None:
-                self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_SCHEMA + (
+                self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_SCHEMA + _DB_EXTENSIONS + (
                     "INSERT OR IGNORE INTO metadata (key, value) VALUES ('version', '%s');COMMIT;" % _DB_SCHEMA_VERSION)))
-            elif version != _DB_SCHEMA_VERSION:
+            elif version == _DB_SCHEMA_VERSION:
+                self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_EXTENSIONS + "COMMIT;"))
+            else:
                 self.db.close()
                 raise RunError("`%s` has schema version %s, but this sprocket.py knows version %s; it was left "
                                "unchanged (use another output directory)" % (self.path, version, _DB_SCHEMA_VERSION))
@@ -5942,7 +6490,7 @@ class Progress:
         run = self.run
         c = run.counts
         h, rem = divmod(int(elapsed), 3600)
-        names = sorted(tr.name for tr in list(run.scheduler.running))
+        names = sorted(_progress_name(tr) for tr in list(run.scheduler.running))
         text = "[%02d:%02d:%02d] %s `%s`: %d waiting, %d running, %d completed, %d failed, %d cached" % (
             h, rem // 60, rem % 60, "stopping" if run.stopping else "running", run.target.name,
             c["waiting"], c["running"], c["completed"], c["failed"], c["cached"])
@@ -5972,6 +6520,14 @@ class Progress:
         self.stop_event.set()
         with self.run.log.lock:
             self.clear()
+
+
+def _progress_name(tr):
+    """A running task's name, with Slurm's reason while its job waits in the queue."""
+    job = tr.job
+    if getattr(job, "state", None) == "PENDING" and getattr(job, "reason", None) not in (None, "None"):
+        return "%s (pending: %s)" % (tr.name, job.reason)
+    return tr.name
 
 
 class RunCancelled(RunError):
@@ -6036,6 +6592,11 @@ class Run:
         self.store.enqueue("UPDATE tasks SET status = ?, exit_status = ?, error = ?, completed_at = CURRENT_TIMESTAMP "
                            "WHERE name = ?", (status, exit_status, error, tr.attempt_name))
 
+    def record_job(self, tr, job_id):
+        self.store.enqueue("INSERT OR REPLACE INTO task_jobs (task_name, backend, job_id) VALUES (?, ?, ?)",
+                           (tr.attempt_name, self.backend.name, job_id))
+        self.log.info("task `%s` is Slurm job %s" % (tr.name, job_id))
+
     def record_cached(self, tr):
         tr.attempt_name = "%s-cached-%06x" % (tr.name, random.getrandbits(24))
         self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at, completed_at) VALUES "
@@ -6099,9 +6660,7 @@ class Run:
 
     def cancel(self):
         self.stopping = self.cancelled = True
-        for tr in list(self.scheduler.running):
-            if tr.job is not None:
-                tr.job.cancel()
+        self.backend.cancel_jobs([tr.job for tr in list(self.scheduler.running) if tr.job is not None])
 
     def finish(self, outputs=None, error=None):
         """Record how the run ended."""
@@ -6125,6 +6684,7 @@ class Run:
         return None
 
     def close(self):
+        self.backend.close()
         self.store.close()
         self.log.close()
 
