@@ -5009,12 +5009,15 @@ class SlurmApptainerBackend:
         os.chmod(cmd_path, 0o770)
         image = self.image_for(tr)
         tmp_root = os.path.join(os.path.dirname(os.path.dirname(adir)), "tmp")
-        binds = [(p, p, "ro") for p in sorted(self.input_paths(tr))]
-        binds += [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw")]
+        binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
         for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
             os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
             binds.append((os.path.join(tmp_root, sub), dst, "rw"))
-        binds += [(stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
+        binds += [(p, p, "ro") for p in sorted(self.input_paths(tr))]
+        # The work directory is also bound at its own path: values computed before the command
+        # (join_paths, glob) may name it by its host path.
+        binds += [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
+                  (stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
         env_prefix = "SINGULARITYENV_" if "singularity" in os.path.basename(self.apptainer) else "APPTAINERENV_"
         gpu = tr.requirements.get("gpu") is True
         lines = ["#!/usr/bin/env bash"]
