@@ -4766,8 +4766,12 @@ class LocalJob:
         env = dict(os.environ)
         env.update(environ)
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
-            self.proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True)
+            try:
+                self.proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                             env=env, start_new_session=True)
+            except OSError as e:
+                raise RunError("cannot start the task's shell `%s` (set by `run.task.shell`): %s" % (
+                    argv[0], e.strerror or e))
 
     def wait(self):
         code = self.proc.wait()
@@ -4812,6 +4816,7 @@ class LocalBackend:
                 continue
             if self.limits[what] == "try_with_max":
                 setattr(tr, what, have)
+                tr.requirements[what] = have  # `task.cpu` / `task.memory` see the clamped value
                 self.run.log.warn("task `%s` requests %s %s, more than the %s available; running it with %s" % (
                     tr.name, fmt(want), what, fmt(have), fmt(have)))
             else:
@@ -4992,6 +4997,7 @@ class SlurmApptainerBackend:
             where = "partition `%s`" % part.get("name", "?")
             if self.limits[what] == "try_with_max":
                 setattr(tr, what, limit)
+                tr.requirements[what] = limit
                 self.run.log.warn("task `%s` requests %s %s, more than %s allows; running it with %s" % (
                     tr.name, fmt(want), what, where, fmt(limit)))
             else:
@@ -5391,6 +5397,7 @@ _TOML_NUMBER = re.compile(
 _TOML_DATETIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})?)?"
     r"|(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?")
+_TOML_LINE_END_BACKSLASH = re.compile(r"\\[ \t]*(?:\r\n|\n)(?:[ \t]|\r\n|\n)*")
 _TOML_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
 
 
@@ -5404,7 +5411,8 @@ class TomlReader:
         self.text = text
         self.pos = 0
         self.root = {}
-        self.defined = set()  # ids of tables made by a [header] or a key/value (cannot be reopened)
+        self.defined = set()  # ids of tables made by a [header] (cannot be reopened)
+        self.dotted = set()  # ids of tables made by dotted keys (no [header] may reopen them)
         self.inline = set()  # ids of inline tables and static arrays (frozen)
 
     def error(self, message, pos=None):
@@ -5417,7 +5425,16 @@ class TomlReader:
     def skip_comment(self):
         if self.text.startswith("#", self.pos):
             end = self.text.find("\n", self.pos)
-            self.pos = len(self.text) if end < 0 else end
+            end = len(self.text) if end < 0 else end
+            self.check_chars(self.text[self.pos: end].rstrip("\r") if self.text[end - 1: end] == "\r" else
+                             self.text[self.pos: end], self.pos)
+            self.pos = end
+
+    def check_chars(self, text, pos, newlines=False):
+        """TOML forbids control characters (but tab) in strings and comments."""
+        for i, c in enumerate(text):
+            if (c < " " and c != "\t" and not (newlines and c == "\n")) or c == "\x7f":
+                self.error("control character %r is not allowed here" % c, pos + i)
 
     def end_of_line(self):
         self.skip_ws()
@@ -5434,14 +5451,16 @@ class TomlReader:
     def document(self):
         table = self.root
         while True:
-            while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
+            while self.pos < len(self.text) and (self.text[self.pos] in " \t\n" or self.text.startswith("\r\n", self.pos)):
                 self.pos += 1
             self.skip_comment()
             if self.pos >= len(self.text):
                 return self.root
             c = self.text[self.pos]
-            if c in " \t\r\n":
+            if c in " \t\n":
                 continue
+            if c == "\r":
+                self.error("a carriage return must be followed by a newline")
             if c == "[":
                 table = self.header()
             else:
@@ -5472,7 +5491,7 @@ class TomlReader:
         existing = parent.get(last)
         if existing is None:
             table = parent[last] = {}
-        elif isinstance(existing, dict) and id(existing) not in self.defined and id(existing) not in self.inline:
+        elif isinstance(existing, dict) and not {id(existing)} & (self.defined | self.inline | self.dotted):
             table = existing
         else:
             self.error("table `%s` is defined more than once" % ".".join(keys), start)
@@ -5524,7 +5543,8 @@ class TomlReader:
             sub = table.get(k)
             if sub is None:
                 sub = table[k] = {}
-            elif not isinstance(sub, dict) or id(sub) in self.inline or id(sub) in self.defined:
+                self.dotted.add(id(sub))
+            elif not isinstance(sub, dict) or id(sub) in self.inline or id(sub) not in self.dotted:
                 self.error("`%s` is already defined" % k, start)
             table = sub
         if keys[-1] in table:
@@ -5550,8 +5570,12 @@ class TomlReader:
             return False
         m = _TOML_DATETIME.match(t, self.pos)
         if m and (m.group(1) or m.group(9)):
+            start = self.pos
             self.pos = m.end()
-            return self.datetime(m)
+            try:
+                return self.datetime(m)
+            except ValueError as e:
+                self.error("invalid date or time: %s" % e, start)
         m = _TOML_NUMBER.match(t, self.pos)
         if m is None or m.end() == self.pos:
             self.error("expected a value")
@@ -5597,6 +5621,7 @@ class TomlReader:
             if c == "\\":
                 out.append(self.escape())
                 continue
+            self.check_chars(c, self.pos)
             out.append(c)
             self.pos += 1
 
@@ -5611,8 +5636,11 @@ class TomlReader:
             digits = t[self.pos + 2: self.pos + 2 + n]
             if not re.match(r"^[0-9A-Fa-f]{%d}$" % n, digits):
                 self.error("invalid unicode escape")
+            code = int(digits, 16)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                self.error("`\\%s%s` is not a Unicode scalar value" % (c, digits))
             self.pos += 2 + n
-            return chr(int(digits, 16))
+            return chr(code)
         self.error("invalid escape `\\%s`" % c)
 
     def literal_string(self):
@@ -5621,6 +5649,7 @@ class TomlReader:
         if end < 0 or 0 <= nl < end:
             self.error("unterminated string")
         s = self.text[self.pos + 1: end]
+        self.check_chars(s, self.pos + 1)
         self.pos = end + 1
         return s
 
@@ -5645,12 +5674,16 @@ class TomlReader:
                 return "".join(out)
             c = t[self.pos]
             if basic and c == "\\":
-                m = re.compile(r"\\[ \t]*\r?\n[ \t\r\n]*").match(t, self.pos)
+                m = _TOML_LINE_END_BACKSLASH.match(t, self.pos)
                 if m:  # a line-ending backslash trims the following whitespace
                     self.pos = m.end()
                     continue
                 out.append(self.escape())
                 continue
+            if c == "\r" and t.startswith("\r\n", self.pos):  # newlines read as \n, as tomllib does
+                self.pos += 1
+                continue
+            self.check_chars(c, self.pos, newlines=True)
             out.append(c)
             self.pos += 1
 
@@ -5672,7 +5705,7 @@ class TomlReader:
 
     def skip_blank(self):
         while True:
-            while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
+            while self.pos < len(self.text) and (self.text[self.pos] in " \t\n" or self.text.startswith("\r\n", self.pos)):
                 self.pos += 1
             if not self.text.startswith("#", self.pos):
                 return
@@ -5748,6 +5781,17 @@ CONFIG_SCHEMA = {
     "run.backends.*.apptainer.extra_args": ("list", [], "slurm: extra `apptainer exec` arguments"),
     "run.backends.*.extra_apptainer_exec_args": ("list", [], "slurm: extra `apptainer exec` arguments (the seed's name)"),
     "run.backends.*.cleanup": ("bool", True, "docker: accepted for compatibility"),
+    "run.storage.azure.auth.account_name": ("str", None, "accepted for compatibility (no cloud storage here)"),
+    "run.storage.azure.auth.access_key": ("str", None, "accepted for compatibility"),
+    "run.storage.s3.region": ("str", None, "accepted for compatibility"),
+    "run.storage.s3.auth.access_key_id": ("str", None, "accepted for compatibility"),
+    "run.storage.s3.auth.secret_access_key": ("str", None, "accepted for compatibility"),
+    "run.storage.google.auth.access_key": ("str", None, "accepted for compatibility"),
+    "run.storage.google.auth.secret": ("str", None, "accepted for compatibility"),
+    "server.allowed_origins": ("list", [], "accepted for compatibility (sprocket.py has no server)"),
+    "server.allowed_file_paths": ("list", [], "accepted for compatibility"),
+    "server.allowed_urls": ("list", [], "accepted for compatibility"),
+    "server.max_concurrent_runs": ("str", "unlimited", "accepted for compatibility"),
     "server.output_dir": ("path", "./out", "accepted for compatibility"),
     "server.database.url": ("str", "default", "accepted for compatibility (the database is <output_dir>/sprocket.db)"),
     "server.orphan_timeout_minutes": ("int", 5, "a run whose session is silent this long is marked orphaned"),
@@ -5771,6 +5815,7 @@ _BACKEND_KEYS = {
 }
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
 _FOREIGN_SECTIONS = ("format", "check", "analyzer", "test", "doc", "module", "modules", "lint")
+_FOREIGN_TABLES = ("server.engine",)  # tables of Sprocket's that sprocket.py accepts and ignores
 
 
 def _schema_key(path):
@@ -5798,7 +5843,7 @@ def validate_config_file(data, path):
     def walk(table, prefix):
         for key, value in table.items():
             full = prefix + key
-            if not prefix and key in _FOREIGN_SECTIONS:
+            if not prefix and key in _FOREIGN_SECTIONS or full in _FOREIGN_TABLES:
                 continue
             skey = _schema_key(full)
             if skey in CONFIG_SCHEMA:
@@ -5837,7 +5882,7 @@ def check_config_value(key, value, kind, path):
         if key in ("run.workflow.scatter.concurrency",) and value == 0:
             raise ConfigError("%s must be at least 1" % where)
     elif kind in ("str", "path"):
-        if key == "run.http.parallelism" and isinstance(value, int):
+        if key in ("run.http.parallelism", "server.max_concurrent_runs") and isinstance(value, int):
             return
         if not isinstance(value, str):
             raise ConfigError("%s must be a string, not %s" % (where, _toml_repr(value)))
@@ -5942,6 +5987,14 @@ class Config:
             return os.path.expandvars(os.path.expanduser(node))
         return node
 
+    def where(self, prefix):
+        """` (in FILE)`: the files that set keys under `prefix`, for error messages."""
+        files = []
+        for key, srcs in self.sources.items():
+            if key == prefix or key.startswith(prefix + "."):
+                files.extend(f for f in srcs if f not in files)
+        return " (in %s)" % ", ".join(files) if files else ""
+
     def backend(self):
         """(name, settings) of the backend to use; the built-in default is `local`."""
         name = self.get("run.backend")
@@ -5949,22 +6002,24 @@ class Config:
         if name not in backends:
             if name == "default" and not backends:
                 return "default", {"type": "local"}
-            raise ConfigError("`run.backend` is \"%s\", but there is no `run.backends.%s` table%s" % (
-                name, name, " (defined: %s)" % ", ".join(sorted(backends)) if backends else ""))
+            raise ConfigError("`run.backend` is \"%s\"%s, but there is no `run.backends.%s` table (%s)" % (
+                name, self.where("run.backend"), name,
+                "defined: %s" % ", ".join(sorted(backends)) if backends else "no backends are defined"))
         settings = backends[name]
         kind = settings.get("type")
+        where = self.where("run.backends.%s" % name)
         if kind is None:
-            raise ConfigError("`run.backends.%s.type` is missing (allowed: \"local\", \"slurm_apptainer\")" % name)
+            raise ConfigError("`run.backends.%s.type` is missing%s (allowed: \"local\", \"slurm_apptainer\")" % (name, where))
         if kind not in ("local", "slurm_apptainer"):
-            raise ConfigError("the `%s` backend type of `run.backends.%s` is not supported by sprocket.py "
-                              "(supported: \"local\", \"slurm_apptainer\")" % (kind, name))
+            raise ConfigError("the `%s` backend type of `run.backends.%s`%s is not supported by sprocket.py "
+                              "(supported: \"local\", \"slurm_apptainer\")" % (kind, name, where))
         extra = [k for k in settings if k not in _BACKEND_KEYS[kind]]
         if extra:
-            raise ConfigError("`run.backends.%s.%s` is not a setting of a %s backend (allowed: %s)" % (
-                name, extra[0], kind, ", ".join(_BACKEND_KEYS[kind])))
+            raise ConfigError("`run.backends.%s.%s`%s is not a setting of a %s backend (allowed: %s)" % (
+                name, extra[0], self.where("run.backends.%s.%s" % (name, extra[0])), kind, ", ".join(_BACKEND_KEYS[kind])))
         if kind == "slurm_apptainer" and not self.get("run.experimental_features_enabled"):
-            raise ConfigError("the slurm_apptainer backend is experimental: set "
-                              "`run.experimental_features_enabled = true` to use it")
+            raise ConfigError("the slurm_apptainer backend%s is experimental: set "
+                              "`run.experimental_features_enabled = true` to use it" % where)
         return name, settings
 
 
@@ -5982,14 +6037,14 @@ def load_config(explicit=(), skip_search=False):
         data = _toml_loads(src.text, path)
         validate_config_file(data, path)
         config.merge_file(path, data)
-    for key in ("run.backends",):
-        for name, settings in (config.get(key) or {}).items():
-            if isinstance(settings, dict) and settings.get("type") == "local":
-                for k in ("cpu", "memory"):
-                    v = settings.get(k)
-                    if v is not None and (parse_memory(v) if k == "memory" else v) > (
-                            host_memory() if k == "memory" else os.cpu_count()):
-                        raise ConfigError("`run.backends.%s.%s` (%s) is more than this host has" % (name, k, v))
+    for name, settings in (config.get("run.backends") or {}).items():
+        if isinstance(settings, dict) and settings.get("type") == "local":
+            for k, have in (("cpu", os.cpu_count() or 1), ("memory", host_memory())):
+                v = settings.get(k)
+                if v is not None and (parse_memory(v) if k == "memory" else v) > have:
+                    raise ConfigError("`run.backends.%s.%s = %s`%s is more than this host has (%s)" % (
+                        name, k, _toml_repr(v), config.where("run.backends.%s.%s" % (name, k)),
+                        have if k == "cpu" else _human_bytes(have)))
     return config
 
 
@@ -7074,6 +7129,8 @@ def cmd_inputs(args):
 def cmd_config(args):
     if args.config_command == "resolve":
         config = load_config(args.config, args.skip_config_search)
+        for w in config.warnings:
+            print("warning: %s" % w, file=sys.stderr)
         print("\n".join(resolve_lines(config)))
         return 0
     if args.config_command == "init":
@@ -7085,9 +7142,10 @@ def cmd_config(args):
 def default_config_text():
     lines = ["# sprocket.toml: every setting with its default (sprocket config init)"]
     section = None
-    for key, (kind, default, help_text) in CONFIG_SCHEMA.items():
-        if "*" in key or default is None:
-            continue
+    keys = sorted((k for k, v in CONFIG_SCHEMA.items() if "*" not in k and v[1] is not None),
+                  key=lambda k: (k.rpartition(".")[0], k))
+    for key in keys:
+        kind, default, help_text = CONFIG_SCHEMA[key]
         table, _, name = key.rpartition(".")
         if table != section:
             lines.append("\n[%s]" % table)
