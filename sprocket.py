@@ -4279,13 +4279,19 @@ class TaskRun:
                 f.write(command)
             environ = {d.name: _env_text(self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
             run.attempt_started(self, attempt)
+            if run.aborting:
+                run.attempt_ended(self, "canceled", None, "canceled")
+                self.outcome = "canceled"
+                raise RunCancelled("task `%s` was canceled" % self.name)
             try:
                 self.job = run.backend.start(self, cmd_path, work, stdout, stderr, environ)
+                if run.aborting:  # abort() ran while the job started and may not have seen it
+                    run.backend.cancel_jobs([self.job])
                 code = self.job.wait()
             except WdlError as e:
                 run.attempt_ended(self, "failed", None, e.message)
                 raise
-            if run.cancelled:
+            if run.aborting:
                 run.attempt_ended(self, "canceled", code, "canceled")
                 self.outcome = "canceled"
                 raise RunCancelled("task `%s` was canceled" % self.name)
@@ -4731,6 +4737,8 @@ class Scheduler:
             if error is not None:
                 self.errors.append(error)
                 self.run.stopping = True
+                if self.run.fail_fast:
+                    self.run.abort()
             elif not self.run.stopping:
                 self.guard(lambda: on_done(result))
             self.pump()
@@ -5066,7 +5074,7 @@ class SlurmApptainerBackend:
                 self.monitor = threading.Thread(target=self.monitor_loop, daemon=True)
                 self.monitor.start()
             self.cond.notify_all()
-        if self.run.cancelled:  # canceled while sbatch ran
+        if self.run.aborting:  # canceled while sbatch ran
             self.cancel_jobs([job])
         return job
 
@@ -6148,6 +6156,7 @@ class Store:
         self.queue = []
         self.flusher = None
         self.closed = False
+        self.closed_event = threading.Event()
         self.error = None
         self.orphan_minutes = orphan_minutes
         fresh = not os.path.exists(self.path)
@@ -6156,18 +6165,18 @@ class Store:
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA busy_timeout = 30000")
-            self.db.execute("PRAGMA journal_mode = DELETE")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            version = self._metadata_version()
-            if version is None:
-                self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_SCHEMA + _DB_EXTENSIONS + (
-                    "INSERT OR IGNORE INTO metadata (key, value) VALUES ('version', '%s');COMMIT;" % _DB_SCHEMA_VERSION)))
-            elif version == _DB_SCHEMA_VERSION:
-                self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_EXTENSIONS + "COMMIT;"))
-            else:
+            version = self._metadata_version()  # before anything that could write to a foreign file
+            if version not in (None, _DB_SCHEMA_VERSION):
                 self.db.close()
                 raise RunError("`%s` has schema version %s, but this sprocket.py knows version %s; it was left "
                                "unchanged (use another output directory)" % (self.path, version, _DB_SCHEMA_VERSION))
+            self.db.execute("PRAGMA journal_mode = DELETE")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if version is None:
+                self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_SCHEMA + _DB_EXTENSIONS + (
+                    "INSERT OR IGNORE INTO metadata (key, value) VALUES ('version', '%s');COMMIT;" % _DB_SCHEMA_VERSION)))
+            else:
+                self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_EXTENSIONS + "COMMIT;"))
         except sqlite3.DatabaseError as e:
             raise RunError("cannot use the provenance database `%s`: %s" % (self.path, e))
         self.sweep_orphans()
@@ -6290,9 +6299,23 @@ class Store:
     def heartbeat(self):
         self.execute("UPDATE sessions SET heartbeat_at = CURRENT_TIMESTAMP WHERE id = ?", (self.session_id,))
 
+    def keep_alive(self):
+        """Beat every min(orphan timeout / 5, 60 s), so other processes never take a live run for
+        an orphan (Sprocket's rule)."""
+        period = min(self.orphan_minutes * 60 / 5.0, _HEARTBEAT_SECONDS)
+
+        def loop():
+            while not self.closed_event.wait(period):
+                try:
+                    self.heartbeat()
+                except (RunError, self.sqlite3.Error) as e:
+                    self.error = e
+        threading.Thread(target=loop, daemon=True).start()
+
     def close(self):
         self.flush()
         self.closed = True
+        self.closed_event.set()
         with self.lock:
             self.db.close()
 
@@ -6616,6 +6639,7 @@ class Run:
         log.info("`%s` will be used as the execution directory" % self.run_dir)
         self.stopping = False
         self.cancelled = False
+        self.aborting = False
         self.interrupts = 0
         self.nested_inputs = {}
         self.overrides = {}
@@ -6629,6 +6653,7 @@ class Run:
         self.cache = None if no_call_cache or config.get("run.task.cache") == "off" else CallCache(config, backend_name)
         self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
         self.store.start_session()
+        self.store.keep_alive()
         import uuid
 
         self.run_id = self.store.execute(
@@ -6717,7 +6742,13 @@ class Run:
         self.cancel()
 
     def cancel(self):
-        self.stopping = self.cancelled = True
+        """The user's cancel (Ctrl-C, SIGTERM): the run ends `canceled`."""
+        self.cancelled = True
+        self.abort()
+
+    def abort(self):
+        """Stop everything running now (a cancel, or a failure under `fail = "fast"`)."""
+        self.stopping = self.aborting = True
         self.backend.cancel_jobs([tr.job for tr in list(self.scheduler.running) if tr.job is not None])
 
     def finish(self, outputs=None, error=None):
@@ -6727,8 +6758,8 @@ class Run:
             text = json_dumps(data, indent=2)
             with open(os.path.join(self.run_dir, "outputs.json"), "w") as f:
                 f.write(text + "\n")
-            self.store.execute("UPDATE runs SET status = 'completed', outputs = ?, completed_at = CURRENT_TIMESTAMP "
-                               "WHERE id = ?", (json_dumps(data), self.run_id))
+            self.store.execute("UPDATE runs SET status = 'completed', outputs = ?, error = NULL, "
+                               "completed_at = CURRENT_TIMESTAMP WHERE id = ?", (json_dumps(data), self.run_id))
             self.log.info("run completed; outputs were written to `%s`" % os.path.join(self.run_dir, "outputs.json"))
             self.close()
             return text

@@ -1,0 +1,594 @@
+"""The provenance database `<out>/sprocket.db`, the logs and the progress line of `sprocket run`.
+
+Everything drives the real program in subprocesses (``python3 sprocket.py run ...``) on small WDL
+documents written into the test's tmp dir (also the working directory).
+
+What is promised (shared/reference/sprocket-behaviour.md sections 3, 4 and 6; sprocket.py sections
+14-16):
+
+* ``<out>/sprocket.db`` is SQLite with a rollback journal (``journal_mode`` DELETE), a ``metadata``
+  row ``version = "1"`` and Sprocket's tables (metadata, sessions, runs, tasks, task_logs, index_log);
+* one ``sessions`` row per invocation (subcommand 'run', created_by = the user), one ``runs`` row
+  (status, target, inputs/outputs JSON with ``target.x`` keys, directory relative to the output
+  dir, started_at/completed_at), one ``tasks`` row per task attempt;
+* several processes may share one output directory at once;
+* a run whose process died is marked 'orphaned' by the next process opening the database; a
+  session that is alive keeps its heartbeat fresh so it is never taken for dead;
+* a file that is not our database is refused (exit 1) and left byte-for-byte unchanged;
+* ``<out>/output.log`` gathers every invocation's log lines (timestamp, ``[run name]``); each run
+  directory has its own ``output.log``;
+* the progress line is drawn on a terminal only; stdout carries only the outputs JSON.
+"""
+
+import getpass
+import json
+import os
+import pty
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SPROCKET, assert_sane, norm
+
+RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
+LOG_LINE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z?)\s+\S+\s+\[([^\]]+)\]\s+\S")
+PROGRESS_RE = re.compile(r"\[00:00:0\d\] running `wf`: \d+ waiting, \d+ running, \d+ completed, \d+ failed, \d+ cached")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path_factory, monkeypatch):
+    """No user configuration or call cache leaks into a test run."""
+    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
+    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+
+
+def write(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(norm(text), encoding="utf-8")
+    return path
+
+
+def run_cmd(*args):
+    return [sys.executable, str(SPROCKET), "run"] + [str(a) for a in args]
+
+
+def sprocket_run(*args, cwd, timeout=120, **kw):
+    return subprocess.run(run_cmd(*args), capture_output=True, text=True, cwd=str(cwd), timeout=timeout,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def run_dir_of(proc):
+    m = RUN_DIR_RE.search(proc.stderr)
+    assert m, "no `run directory: PATH` line on stderr:\n" + proc.stderr
+    return Path(m.group(1).strip())
+
+
+def ok(proc):
+    assert_sane(proc)
+    assert proc.returncode == 0, "run failed (exit %r):\n%s" % (proc.returncode, proc.stderr)
+    try:
+        outputs = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("stdout is not only the outputs JSON:\n" + proc.stdout)
+    return outputs, run_dir_of(proc)
+
+
+def db_rows(db_path, sql, args=()):
+    """Rows as dicts, read with a fresh read-only connection."""
+    con = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=30)
+    try:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(sql, args).fetchall()]
+    finally:
+        con.close()
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
+
+
+def pid_alive(pid):
+    """True when the process exists and is not a zombie (the container's init may not reap)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rfind(")") + 2:].split()[0] != "Z"
+
+
+def kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+SCATTER_WDL = """
+    version 1.1
+
+    task t {
+      input {
+        Int i
+        String secs = "0.2"
+      }
+      command <<<
+        sleep ~{secs}
+        echo ~{i}
+      >>>
+      output {
+        Int o = read_int(stdout())
+      }
+      runtime {
+        cpu: 1
+        memory: "100 MiB"
+      }
+    }
+
+    workflow wf {
+      input {
+        Int x = 5
+      }
+      scatter (i in range(x)) {
+        call t { input: i = i }
+      }
+      output {
+        Array[Int] os = t.o
+      }
+    }
+"""
+
+FAILING_WDL = """
+    version 1.1
+
+    task bad {
+      input {
+        Int code
+      }
+      command <<<
+        echo "about to fail" >&2
+        exit ~{code}
+      >>>
+      output {
+        Int o = 1
+      }
+      runtime {
+        maxRetries: 2
+        memory: "100 MiB"
+      }
+    }
+
+    workflow wf {
+      input {
+        Int code = 3
+      }
+      call bad { input: code = code }
+      output {
+        Int o = bad.o
+      }
+    }
+"""
+
+SLEEP_WDL = """
+    version 1.1
+
+    task s {
+      input {
+        String dir
+        Int secs
+      }
+      command <<<
+        echo $$ > "~{dir}/task.pid.tmp" && mv "~{dir}/task.pid.tmp" "~{dir}/task.pid"
+        sleep ~{secs}
+      >>>
+      output {
+        Int d = secs
+      }
+      runtime {
+        memory: "100 MiB"
+      }
+    }
+"""
+
+TABLES = {"metadata", "sessions", "runs", "tasks", "task_logs", "index_log"}
+
+
+# --------------------------------------------------------------------------------------------
+# A. the rows of a run
+# --------------------------------------------------------------------------------------------
+
+
+def test_successful_workflow_run_rows(tmp_path):
+    doc = write(tmp_path / "wf.wdl", SCATTER_WDL)
+    out = tmp_path / "out"
+    outputs, rd = ok(sprocket_run(doc, "wf.x=3", "-o", out, cwd=tmp_path))
+    assert outputs == {"wf.os": [0, 1, 2]}
+    db = out / "sprocket.db"
+    assert db.is_file()
+    with open(db, "rb") as f:
+        assert f.read(16) == b"SQLite format 3\x00"
+
+    con = sqlite3.connect(str(db))
+    try:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "delete"
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        con.close()
+    assert TABLES <= tables, "missing tables: %s" % sorted(TABLES - tables)
+    assert not (out / "sprocket.db-wal").exists()
+    assert db_rows(db, "SELECT value FROM metadata WHERE key = 'version'") == [{"value": "1"}]
+
+    sessions = db_rows(db, "SELECT * FROM sessions")
+    assert len(sessions) == 1
+    assert sessions[0]["subcommand"] == "run"
+    assert sessions[0]["created_by"] == getpass.getuser()
+    assert sessions[0]["uuid"]
+
+    runs = db_rows(db, "SELECT * FROM runs")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run["session_id"] == sessions[0]["id"]
+    assert run["status"] == "completed", run
+    assert run["target"] == "wf"
+    assert run["name"] and run["uuid"]
+    assert json.loads(run["inputs"]) == {"wf.x": 3}
+    assert json.loads(run["outputs"]) == {"wf.os": [0, 1, 2]}
+    assert run["error"] is None
+    assert run["started_at"] and run["completed_at"]
+    assert run["completed_at"] >= run["started_at"]
+    assert re.match(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", run["started_at"]), run["started_at"]
+    assert not os.path.isabs(run["directory"])
+    assert re.match(r"^runs/wf/\d{4}-\d{2}-\d{2}_\d{6}\d+$", run["directory"]), run["directory"]
+    assert (out / run["directory"]).resolve() == rd.resolve()
+    assert run["source"] and run["source"].endswith("wf.wdl")
+
+    tasks = db_rows(db, "SELECT * FROM tasks ORDER BY name")
+    assert len(tasks) == 3, tasks
+    assert len({t["name"] for t in tasks}) == 3
+    for t in tasks:
+        assert t["run_id"] == run["id"]
+        assert t["status"] == "completed", t
+        assert t["exit_status"] == 0, t
+        assert t["started_at"] and t["completed_at"], t
+    # one attempt directory per row
+    assert len(list(rd.glob("calls/*/attempts/*"))) == 3
+
+
+def test_task_target_run_rows(tmp_path):
+    doc = write(tmp_path / "one.wdl", """
+        version 1.1
+        task hello {
+          input {
+            String who
+          }
+          command <<<
+            echo "hello ~{who}"
+          >>>
+          output {
+            String s = read_string(stdout())
+          }
+        }
+    """)
+    out = tmp_path / "out"
+    outputs, rd = ok(sprocket_run(doc, "who=world", "-o", out, cwd=tmp_path))
+    assert outputs == {"hello.s": "hello world"}
+    db = out / "sprocket.db"
+    (run,) = db_rows(db, "SELECT * FROM runs")
+    assert run["status"] == "completed" and run["target"] == "hello"
+    assert json.loads(run["inputs"]) == {"hello.who": "world"}
+    assert json.loads(run["outputs"]) == {"hello.s": "hello world"}
+    assert run["directory"].startswith("runs/hello/")
+    (task,) = db_rows(db, "SELECT * FROM tasks")
+    assert (task["status"], task["exit_status"], task["run_id"]) == ("completed", 0, run["id"])
+
+
+def test_failing_task_with_retries_rows(tmp_path):
+    doc = write(tmp_path / "wf.wdl", FAILING_WDL)
+    out = tmp_path / "out"
+    proc = sprocket_run(doc, "-o", out, cwd=tmp_path)
+    assert_sane(proc)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.strip() == ""
+    db = out / "sprocket.db"
+    (run,) = db_rows(db, "SELECT * FROM runs")
+    assert run["status"] == "failed", run
+    assert run["error"] and "exit code 3" in run["error"], run["error"]
+    assert run["outputs"] is None
+    assert run["completed_at"]
+    tasks = db_rows(db, "SELECT * FROM tasks")
+    assert len(tasks) == 3, tasks  # the first attempt and 2 retries
+    for t in tasks:
+        assert (t["status"], t["exit_status"]) == ("failed", 3), t
+        assert t["completed_at"]
+    rd = run_dir_of(proc)
+    assert sorted(p.name for p in rd.glob("calls/bad/attempts/*")) == ["0", "1", "2"]
+
+
+def test_output_log_accumulates_every_invocation(tmp_path):
+    doc = write(tmp_path / "wf.wdl", SCATTER_WDL)
+    out = tmp_path / "out"
+    _, rd1 = ok(sprocket_run(doc, "wf.x=1", "-o", out, cwd=tmp_path))
+    _, rd2 = ok(sprocket_run(doc, "wf.x=2", "-o", out, cwd=tmp_path))
+    names = [r["name"] for r in db_rows(out / "sprocket.db", "SELECT name FROM runs ORDER BY id")]
+    assert len(names) == 2 and names[0] != names[1]
+
+    def parsed(path):
+        lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        assert lines, "%s is empty" % path
+        found = []
+        for line in lines:
+            m = LOG_LINE_RE.match(line)
+            assert m, "log line without a timestamp and a [run name]: %r" % line
+            found.append(m.group(2))
+        return found
+
+    top = parsed(out / "output.log")
+    assert set(top) == set(names), (set(top), names)
+    # every line of the first invocation comes before every line of the second
+    last_first = max(i for i, n in enumerate(top) if n == names[0])
+    first_second = min(i for i, n in enumerate(top) if n == names[1])
+    assert last_first < first_second
+    assert set(parsed(rd1 / "output.log")) == {names[0]}
+    assert set(parsed(rd2 / "output.log")) == {names[1]}
+    assert "\x1b[" not in (out / "output.log").read_text(encoding="utf-8")
+    # the run's own log names its execution directory
+    assert str(rd2) in (rd2 / "output.log").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# B. several processes on one output directory
+# --------------------------------------------------------------------------------------------
+
+
+def test_four_concurrent_runs_share_one_database(tmp_path):
+    doc = write(tmp_path / "wf.wdl", SCATTER_WDL)
+    out = tmp_path / "out"
+    procs = [subprocess.Popen(run_cmd(doc, "wf.x=5", "-o", out), cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = []
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=120)
+            results.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    dirs = set()
+    for r in results:
+        outputs, rd = ok(r)
+        assert outputs == {"wf.os": [0, 1, 2, 3, 4]}
+        dirs.add(rd.resolve())
+    assert len(dirs) == 4
+
+    db = out / "sprocket.db"
+    con = sqlite3.connect(str(db))
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "delete"
+    finally:
+        con.close()
+    assert db_rows(db, "SELECT value FROM metadata WHERE key = 'version'") == [{"value": "1"}]
+    assert len(db_rows(db, "SELECT id FROM sessions")) == 4
+    runs = db_rows(db, "SELECT * FROM runs")
+    assert len(runs) == 4
+    assert {r["status"] for r in runs} == {"completed"}
+    assert len({r["session_id"] for r in runs}) == 4
+    assert {(out / r["directory"]).resolve() for r in runs} == dirs
+    tasks = db_rows(db, "SELECT * FROM tasks")
+    assert len(tasks) == 4 * 5, len(tasks)
+    assert {t["status"] for t in tasks} == {"completed"}
+    per_run = {}
+    for t in tasks:
+        per_run[t["run_id"]] = per_run.get(t["run_id"], 0) + 1
+    assert sorted(per_run.values()) == [5, 5, 5, 5]
+    # the shared log has the lines of all four runs
+    logged = set(LOG_LINE_RE.match(l).group(2) for l in (out / "output.log").read_text().splitlines() if l.strip())
+    assert logged == {r["name"] for r in runs}
+
+
+# --------------------------------------------------------------------------------------------
+# C. orphans, foreign files
+# --------------------------------------------------------------------------------------------
+
+
+def test_killed_run_is_marked_orphaned_by_the_next_process(tmp_path):
+    doc = write(tmp_path / "s.wdl", SLEEP_WDL)
+    out = tmp_path / "out"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen(run_cmd(doc, "dir=%s" % marks, "secs=30", "-o", out), cwd=str(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    task_pid = None
+    try:
+        wait_for(lambda: (marks / "task.pid").exists(), 30, "the task to start")
+        task_pid = int((marks / "task.pid").read_text())
+        db = out / "sprocket.db"
+        # task rows are written in batches: wait until the attempt's row is in
+        wait_for(lambda: db_rows(db, "SELECT * FROM tasks WHERE status = 'running'"), 10, "the running task row")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        (run,) = db_rows(db, "SELECT * FROM runs")
+        assert run["status"] == "running"
+        # the next process that opens the database sweeps it
+        ok(sprocket_run(doc, "dir=%s" % tmp_path, "secs=0", "-o", out, cwd=tmp_path))
+        runs = db_rows(db, "SELECT * FROM runs ORDER BY id")
+        assert [r["status"] for r in runs] == ["orphaned", "completed"]
+        tasks = db_rows(db, "SELECT * FROM tasks WHERE run_id = ?", (runs[0]["id"],))
+        assert len(tasks) == 1
+        assert tasks[0]["status"] == "orphaned"
+        assert db_rows(db, "SELECT status FROM tasks WHERE run_id = ?", (runs[1]["id"],)) == [{"status": "completed"}]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if task_pid is not None:
+            kill_group(task_pid)
+
+
+def test_live_session_keeps_its_heartbeat_fresh(tmp_path):
+    # Sprocket refreshes a session's heartbeat every min(orphan_timeout / 5, 60 s): 12 s for 1 minute.
+    doc = write(tmp_path / "s.wdl", SLEEP_WDL)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("[server]\norphan_timeout_minutes = 1\n")
+    out = tmp_path / "out"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen(run_cmd(doc, "dir=%s" % marks, "secs=15", "-o", out, "-c", cfg), cwd=str(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        db = out / "sprocket.db"
+        wait_for(lambda: (marks / "task.pid").exists(), 30, "the task to start")
+        (first,) = db_rows(db, "SELECT coalesce(heartbeat_at, created_at) AS hb FROM sessions")
+
+        def refreshed():
+            (row,) = db_rows(db, "SELECT coalesce(heartbeat_at, created_at) AS hb FROM sessions")
+            return row["hb"] != first["hb"] or proc.poll() is not None
+
+        wait_for(refreshed, 30, "the heartbeat or the end of the run", interval=0.5)
+        (row,) = db_rows(db, "SELECT coalesce(heartbeat_at, created_at) AS hb FROM sessions")
+        assert row["hb"] > first["hb"], "the heartbeat of a live session was never refreshed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if (marks / "task.pid").exists():
+            kill_group(int((marks / "task.pid").read_text()))
+
+
+def _refused_unchanged(tmp_path, db_bytes_maker, *fragments):
+    doc = write(tmp_path / "wf.wdl", SCATTER_WDL)
+    out = tmp_path / "out"
+    out.mkdir()
+    db = out / "sprocket.db"
+    db_bytes_maker(db)
+    before = db.read_bytes()
+    proc = sprocket_run(doc, "wf.x=1", "-o", out, cwd=tmp_path)
+    assert_sane(proc)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.strip() == ""
+    text = proc.stderr.lower()
+    assert "sprocket.db" in proc.stderr, proc.stderr
+    for frag in fragments:
+        assert frag.lower() in text, "expected %r in:\n%s" % (frag, proc.stderr)
+    assert db.read_bytes() == before, "the foreign database file was modified"
+    # and no task ran
+    assert not list(out.glob("runs/*/*/calls/*/attempts"))
+    return proc
+
+
+def test_garbage_database_file_is_refused_and_left_unchanged(tmp_path):
+    _refused_unchanged(tmp_path, lambda p: p.write_bytes(b"this is not a database\x00\xff\xfe" * 100),
+                       "not a sqlite database")
+
+
+def _sqlite_with_version(path, version, wal=False):
+    con = sqlite3.connect(str(path))
+    if wal:
+        con.execute("PRAGMA journal_mode = WAL")
+    con.execute("CREATE TABLE metadata (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, something TEXT)")
+    con.execute("INSERT INTO metadata VALUES ('version', ?)", (version,))
+    con.commit()
+    con.close()
+    for suffix in ("-wal", "-shm"):
+        assert not Path(str(path) + suffix).exists()
+
+
+def test_future_schema_version_is_refused_and_left_unchanged(tmp_path):
+    _refused_unchanged(tmp_path, lambda p: _sqlite_with_version(p, "999"), "999")
+
+
+def test_future_schema_version_in_wal_mode_is_left_unchanged(tmp_path):
+    _refused_unchanged(tmp_path, lambda p: _sqlite_with_version(p, "999", wal=True), "999")
+
+
+def test_sqlite_database_of_another_program_is_refused_and_left_unchanged(tmp_path):
+    def make(path):
+        con = sqlite3.connect(str(path))
+        con.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT)")
+        con.execute("INSERT INTO accounts (owner) VALUES ('me')")
+        con.commit()
+        con.close()
+
+    _refused_unchanged(tmp_path, make)
+
+
+# --------------------------------------------------------------------------------------------
+# F. the progress line
+# --------------------------------------------------------------------------------------------
+
+PROGRESS_WDL = SCATTER_WDL.replace('String secs = "0.2"', 'String secs = "1.2"')
+
+
+def test_no_progress_line_when_stderr_is_not_a_terminal(tmp_path):
+    doc = write(tmp_path / "wf.wdl", PROGRESS_WDL)
+    proc = sprocket_run(doc, "wf.x=2", "-o", tmp_path / "out", cwd=tmp_path)
+    outputs, _ = ok(proc)
+    assert outputs == {"wf.os": [0, 1]}
+    assert "\r" not in proc.stderr, repr(proc.stderr)
+    assert "\x1b[" not in proc.stderr, repr(proc.stderr)
+    assert "\r" not in proc.stdout and "\x1b" not in proc.stdout
+
+
+def test_progress_line_on_a_terminal(tmp_path):
+    doc = write(tmp_path / "wf.wdl", PROGRESS_WDL)
+    master, slave = pty.openpty()
+    chunks = []
+
+    def reader():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO once the slave side is closed everywhere
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    env = dict(os.environ, COLUMNS="200", LINES="40", TERM="xterm")
+    proc = subprocess.Popen(run_cmd(doc, "wf.x=2", "-o", tmp_path / "out"), cwd=str(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    t.join(5)
+    os.close(master)
+    err = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert json.loads(stdout.decode()) == {"wf.os": [0, 1]}, stdout
+    assert PROGRESS_RE.search(err), "no progress line on the terminal:\n%r" % err
+    assert "\r" in err
+    # stdout holds nothing else: no progress, no log lines
+    assert b"\r" not in stdout and b"running `wf`" not in stdout

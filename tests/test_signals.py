@@ -1,0 +1,678 @@
+"""Signals sent to `sprocket run` (Sprocket's Ctrl-C ladder, SIGTERM) and resuming a canceled run
+through the call cache.
+
+Each test starts the real program with subprocess.Popen in its own session (so a signal reaches
+sprocket alone, as a terminal's Ctrl-C would reach only the foreground job's leader here), waits
+until the tasks run (every task writes the PID of its shell, which leads the task's process group,
+and of its `sleep` into files), signals it, and checks the processes and the database.
+
+The ladder (shared/reference/sprocket-behaviour.md section 1):
+
+* run.fail = "slow" (default): 1st Ctrl-C -> no new tasks, wait for the running ones; 2nd ->
+  cancel (kill) the running ones; 3rd -> exit at once ("evaluation was interrupted");
+* run.fail = "fast": 1st Ctrl-C -> cancel the running tasks; 2nd -> exit;
+* SIGTERM (scancel, a batch system's limit): cancel everything at once, in both modes.
+
+Whatever the way it is stopped, the run ends 'canceled' in `<out>/sprocket.db`, the exit status is
+1, and no process of the run is left behind.
+"""
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SPROCKET, assert_sane, norm
+
+RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
+
+pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs to run 2 tasks at once")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
+    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+
+
+def write(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(norm(text), encoding="utf-8")
+    return path
+
+
+def run_cmd(*args):
+    return [sys.executable, str(SPROCKET), "run"] + [str(a) for a in args]
+
+
+def db_rows(db_path, sql, args=()):
+    con = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=30)
+    try:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(sql, args).fetchall()]
+    finally:
+        con.close()
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
+
+
+def proc_stat(pid):
+    """(state, pgrp) of a process, or None when it does not exist."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(")") + 2:].split()
+    return fields[0], int(fields[2])
+
+
+def alive(pid):
+    """Exists and is not a zombie (the container's init may be slow to reap orphans)."""
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def group_members(pgid):
+    """Live (non-zombie) processes whose process group is pgid, from /proc/*/stat."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = proc_stat(int(entry))
+            if st is not None and st[1] == pgid and st[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def assert_gone(pids, pgids, within=5.0):
+    """Every pid dead (os.kill(pid, 0) -> ProcessLookupError, or a zombie) and no process left in
+    the groups."""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        if not any(alive(p) for p in pids) and not any(group_members(g) for g in pgids):
+            break
+        time.sleep(0.05)
+    for pid in pids:
+        if alive(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            raise AssertionError("process %d of the run is still alive" % pid)
+    for pgid in pgids:
+        left = group_members(pgid)
+        assert not left, "processes %s are still in the task's process group %d" % (left, pgid)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise AssertionError("process group %d still exists" % pgid)
+
+
+SLEEPERS_WDL = """
+    version 1.1
+
+    task sleeper {
+      input {
+        Int i
+        String dir
+        Int secs
+      }
+      command <<<
+        sleep ~{secs} &
+        echo $! > "~{dir}/~{i}.child.tmp" && mv "~{dir}/~{i}.child.tmp" "~{dir}/~{i}.child"
+        echo $$ > "~{dir}/~{i}.pid.tmp" && mv "~{dir}/~{i}.pid.tmp" "~{dir}/~{i}.pid"
+        wait
+        echo ~{i}
+      >>>
+      output {
+        Int o = read_int(stdout())
+      }
+      runtime {
+        cpu: 1
+        memory: "100 MiB"
+      }
+    }
+
+    workflow w {
+      input {
+        String dir
+        Int secs
+        Int n = 2
+      }
+      scatter (i in range(n)) {
+        call sleeper { input: i = i, dir = dir, secs = secs }
+      }
+      output {
+        Array[Int] done = sleeper.o
+      }
+    }
+"""
+
+
+class Started:
+    """A `sprocket run` of SLEEPERS_WDL with its n tasks' first two running."""
+
+    def __init__(self, tmp_path, secs, fail="slow", n=2):
+        self.tmp = tmp_path
+        self.doc = write(tmp_path / "w.wdl", SLEEPERS_WDL)
+        self.marks = tmp_path / "marks"
+        self.marks.mkdir()
+        self.out = tmp_path / "out"
+        self.db = self.out / "sprocket.db"
+        cfg = tmp_path / "sprocket-test.toml"
+        # two CPUs for tasks whatever the host has, so exactly two of them run at a time
+        cfg.write_text('[run]\nfail = "%s"\n\n[run.backends.default]\ntype = "local"\ncpu = 2\n' % fail)
+        self.proc = subprocess.Popen(
+            run_cmd(self.doc, "dir=%s" % self.marks, "secs=%d" % secs, "n=%d" % n, "-o", self.out, "-c", cfg),
+            cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True)
+        self.started = time.time()
+        self.stdout = self.stderr = None
+        wait_for(lambda: all((self.marks / ("%d.pid" % i)).exists() for i in range(min(n, 2))) or
+                 self.proc.poll() is not None, 30, "the tasks to start")
+        assert self.proc.poll() is None, "sprocket ended early:\n%s" % self.proc.stderr.read().decode()
+
+    def pids(self):
+        return [int(p.read_text()) for p in sorted(self.marks.glob("*.pid"))]
+
+    def children(self):
+        return [int(p.read_text()) for p in sorted(self.marks.glob("*.child"))]
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        out, err = self.proc.communicate(timeout=timeout)
+        self.stdout, self.stderr = out.decode(), err.decode()
+        return self.proc.returncode
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+        for pgid in self.pids():
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def run_row(self):
+        (run,) = db_rows(self.db, "SELECT * FROM runs")
+        return run
+
+    def task_rows(self):
+        return db_rows(self.db, "SELECT * FROM tasks ORDER BY name")
+
+    def assert_canceled(self, rc):
+        text = self.stderr or ""
+        assert "Traceback" not in text and "internal error" not in text.lower(), text
+        assert rc == 1, "exit status %r:\n%s" % (rc, text)
+        assert self.stdout.strip() == "", self.stdout
+        run = self.run_row()
+        assert run["status"] == "canceled", run
+        assert run["completed_at"], run
+        assert run["outputs"] is None
+
+
+@pytest.fixture
+def started(tmp_path):
+    runs = []
+
+    def start(**kw):
+        s = Started(tmp_path, **kw)
+        runs.append(s)
+        return s
+
+    yield start
+    for s in runs:
+        s.cleanup()
+
+
+# --------------------------------------------------------------------------------------------
+# D. the Ctrl-C ladder and SIGTERM
+# --------------------------------------------------------------------------------------------
+
+
+def test_one_sigint_under_slow_waits_for_running_tasks(started):
+    s = started(secs=3, n=3)  # two run, the third waits for a CPU
+    time.sleep(0.2)
+    s.signal(signal.SIGINT)
+    time.sleep(1.0)
+    assert s.proc.poll() is None, "sprocket exited after one Ctrl-C under run.fail = \"slow\""
+    pids = s.pids()
+    assert len(pids) == 2
+    assert all(alive(p) for p in pids), "a running task was killed after one Ctrl-C under \"slow\""
+    rc = s.wait(30)
+    s.assert_canceled(rc)
+    assert "waiting for executing tasks to complete" in s.stderr, s.stderr
+    # no new task started after the Ctrl-C
+    assert not (s.marks / "2.pid").exists()
+    tasks = s.task_rows()
+    assert len(tasks) == 2, tasks
+    for t in tasks:
+        assert (t["status"], t["exit_status"]) == ("completed", 0), t
+    assert_gone(pids + s.children(), pids)
+
+
+def test_two_sigints_under_slow_kill_running_tasks(started):
+    s = started(secs=30)
+    pids, children = s.pids(), s.children()
+    time.sleep(0.2)
+    s.signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert s.proc.poll() is None
+    s.signal(signal.SIGINT)
+    rc = s.wait(15)
+    assert time.time() - s.started < 15
+    s.assert_canceled(rc)
+    assert "waiting for executing tasks to cancel" in s.stderr, s.stderr
+    assert_gone(pids + children + [s.proc.pid], pids)
+    tasks = s.task_rows()
+    assert len(tasks) == 2
+    assert {t["status"] for t in tasks} == {"canceled"}, tasks
+
+
+def test_more_sigints_under_slow_still_end_canceled(started):
+    # With the local backend the 2nd Ctrl-C kills the tasks at once, so sprocket is usually gone
+    # before a 3rd; when a 3rd does arrive it must end the run just as cleanly.
+    s = started(secs=30)
+    pids, children = s.pids(), s.children()
+    time.sleep(0.2)
+    sent = 0
+    for _ in range(3):
+        if s.proc.poll() is not None:
+            break
+        s.signal(signal.SIGINT)
+        sent += 1
+        time.sleep(0.3)
+    rc = s.wait(15)
+    assert sent >= 2
+    s.assert_canceled(rc)
+    if sent == 3:
+        assert "interrupted" in s.stderr, s.stderr
+    assert_gone(pids + children + [s.proc.pid], pids)
+    assert {t["status"] for t in s.task_rows()} == {"canceled"}
+
+
+@pytest.mark.parametrize("fail", ["slow", "fast"])
+def test_sigterm_cancels_everything(started, fail):
+    s = started(secs=30, fail=fail)
+    pids, children = s.pids(), s.children()
+    time.sleep(0.2)
+    s.signal(signal.SIGTERM)
+    rc = s.wait(15)
+    assert time.time() - s.started < 15
+    s.assert_canceled(rc)
+    assert_gone(pids + children + [s.proc.pid], pids)
+    tasks = s.task_rows()
+    assert len(tasks) == 2
+    assert {t["status"] for t in tasks} == {"canceled"}, tasks
+
+
+def test_one_sigint_under_fast_cancels_running_tasks(started):
+    s = started(secs=30, fail="fast", n=3)
+    pids, children = s.pids(), s.children()
+    time.sleep(0.2)
+    s.signal(signal.SIGINT)
+    rc = s.wait(15)
+    assert time.time() - s.started < 15
+    s.assert_canceled(rc)
+    assert_gone(pids + children + [s.proc.pid], pids)
+    assert not (s.marks / "2.pid").exists()
+    tasks = s.task_rows()
+    assert len(tasks) == 2
+    assert {t["status"] for t in tasks} == {"canceled"}, tasks
+
+
+# --------------------------------------------------------------------------------------------
+# E. resume through the call cache after SIGTERM
+# --------------------------------------------------------------------------------------------
+
+TWENTY_WDL = """
+    version 1.1
+
+    task t {
+      input {
+        Int i
+        String secs
+      }
+      command <<<
+        sleep ~{secs}
+        echo ~{i}
+      >>>
+      output {
+        Int o = read_int(stdout())
+      }
+      runtime {
+        cpu: 1
+        memory: "100 MiB"
+      }
+    }
+
+    workflow twenty {
+      input {
+        String secs = "0.5"
+      }
+      scatter (i in range(20)) {
+        call t { input: i = i, secs = secs }
+      }
+      output {
+        Array[Int] os = t.o
+      }
+    }
+"""
+
+CALL_RE = re.compile(r"^(t-\d+)-")
+
+
+def _call_of(task_name):
+    m = CALL_RE.match(task_name)
+    assert m, "unexpected task attempt name %r" % task_name
+    return m.group(1)
+
+
+def test_resume_after_sigterm_reuses_completed_tasks(tmp_path):
+    doc = write(tmp_path / "twenty.wdl", TWENTY_WDL)
+    cfg = tmp_path / "cache.toml"
+    # `secs` does not change a task's result: leaving it out of the key lets the last runs be quick
+    cfg.write_text('[run.task]\ncache = "on"\ncache_dir = "%s"\nexcluded_cache_inputs = ["secs"]\n\n'
+                   '[run.backends.default]\ntype = "local"\ncpu = 2\n' % (tmp_path / "cache"))
+    out = tmp_path / "out"
+    db = out / "sprocket.db"
+    cmd = run_cmd(doc, "-o", out, "-c", cfg)
+    expected = {"twenty.os": list(range(20))}
+
+    # 1. start, SIGTERM once about half of the tasks are done
+    proc = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        def half_done():
+            if proc.poll() is not None or not db.exists():
+                return proc.poll() is not None
+            try:
+                rows = db_rows(db, "SELECT count(*) AS n FROM tasks WHERE status = 'completed'")
+            except sqlite3.OperationalError:
+                return False
+            return rows[0]["n"] >= 8
+
+        wait_for(half_done, 60, "half of the tasks to complete", interval=0.1)
+        assert proc.poll() is None, "the first run ended before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        out1, err1 = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    err1 = err1.decode()
+    assert proc.returncode == 1, err1
+    assert "Traceback" not in err1
+    assert out1.decode().strip() == ""
+    (run1,) = db_rows(db, "SELECT * FROM runs")
+    assert run1["status"] == "canceled", run1
+    rows1 = db_rows(db, "SELECT * FROM tasks WHERE run_id = ?", (run1["id"],))
+    done1 = {_call_of(t["name"]) for t in rows1 if t["status"] == "completed"}
+    assert 8 <= len(done1) < 20, rows1
+    assert all(t["status"] in ("completed", "canceled") for t in rows1), rows1
+
+    # 2. the same command again: only the unfinished tasks run
+    p2 = subprocess.run(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert_sane(p2)
+    assert p2.returncode == 0, p2.stderr
+    assert json.loads(p2.stdout) == expected
+    run2 = db_rows(db, "SELECT * FROM runs ORDER BY id")[1]
+    assert run2["status"] == "completed"
+    rows2 = db_rows(db, "SELECT * FROM tasks WHERE run_id = ?", (run2["id"],))
+    cached2 = {_call_of(t["name"]) for t in rows2 if t["status"] == "cached"}
+    ran2 = {_call_of(t["name"]) for t in rows2 if t["status"] == "completed"}
+    assert len(rows2) == 20, rows2
+    assert cached2 == done1
+    assert ran2 == {"t-%d" % i for i in range(20)} - done1
+    assert len(cached2) + len(ran2) == 20
+    rd2 = out / run2["directory"]
+    with_attempts = {p.name for p in (rd2 / "calls").iterdir() if (p / "attempts").is_dir()}
+    assert with_attempts == ran2
+
+    # 3. --no-call-cache runs all twenty again
+    fast = ["secs=0.05"]
+    p3 = subprocess.run(cmd + fast + ["--no-call-cache"], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                        capture_output=True, text=True, timeout=120)
+    assert_sane(p3)
+    assert p3.returncode == 0, p3.stderr
+    assert json.loads(p3.stdout) == expected
+    run3 = db_rows(db, "SELECT * FROM runs ORDER BY id")[2]
+    rows3 = db_rows(db, "SELECT * FROM tasks WHERE run_id = ?", (run3["id"],))
+    assert len(rows3) == 20
+    assert {t["status"] for t in rows3} == {"completed"}, rows3
+    rd3 = out / run3["directory"]
+    assert len([p for p in (rd3 / "calls").iterdir() if (p / "attempts").is_dir()]) == 20
+
+    # 4. and without the flag everything comes from the cache
+    p4 = subprocess.run(cmd + fast, cwd=str(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                        timeout=120)
+    assert_sane(p4)
+    assert p4.returncode == 0, p4.stderr
+    assert json.loads(p4.stdout) == expected
+    run4 = db_rows(db, "SELECT * FROM runs ORDER BY id")[3]
+    rows4 = db_rows(db, "SELECT * FROM tasks WHERE run_id = ?", (run4["id"],))
+    assert len(rows4) == 20
+    assert {t["status"] for t in rows4} == {"cached"}, rows4
+    rd4 = out / run4["directory"]
+    assert not list(rd4.glob("calls/*/attempts"))
+
+
+# --------------------------------------------------------------------------------------------
+# a task failure goes down the same ladder: slow waits for the running tasks, fast cancels them
+# --------------------------------------------------------------------------------------------
+
+ONE_FAILS_WDL = """
+    version 1.1
+
+    task job {
+      input {
+        Int i
+        String dir
+        Int secs
+      }
+      command <<<
+        if [ ~{i} -eq 0 ]; then
+          for k in $(seq 100); do [ -e "~{dir}/1.pid" ] && break; sleep 0.1; done
+          echo "failing on purpose" >&2
+          exit 7
+        fi
+        sleep ~{secs} &
+        echo $! > "~{dir}/~{i}.child.tmp" && mv "~{dir}/~{i}.child.tmp" "~{dir}/~{i}.child"
+        echo $$ > "~{dir}/~{i}.pid.tmp" && mv "~{dir}/~{i}.pid.tmp" "~{dir}/~{i}.pid"
+        wait
+        echo ~{i}
+      >>>
+      output {
+        Int o = read_int(stdout())
+      }
+      runtime {
+        cpu: 1
+        memory: "100 MiB"
+      }
+    }
+
+    workflow w {
+      input {
+        String dir
+        Int secs
+      }
+      scatter (i in range(2)) {
+        call job { input: i = i, dir = dir, secs = secs }
+      }
+      output {
+        Array[Int] done = job.o
+      }
+    }
+"""
+
+
+def _start_one_fails(tmp_path, fail, secs):
+    doc = write(tmp_path / "w.wdl", ONE_FAILS_WDL)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cfg = tmp_path / "sprocket-test.toml"
+    cfg.write_text('[run]\nfail = "%s"\n\n[run.backends.default]\ntype = "local"\ncpu = 2\n' % fail)
+    proc = subprocess.Popen(run_cmd(doc, "dir=%s" % marks, "secs=%d" % secs, "-o", tmp_path / "out", "-c", cfg),
+                            cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    return proc, marks, tmp_path / "out" / "sprocket.db"
+
+
+def _cleanup(proc, marks):
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+    for p in marks.glob("*.pid"):
+        try:
+            os.killpg(int(p.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
+
+
+def _rows_by_call(db):
+    rows = db_rows(db, "SELECT * FROM tasks")
+    by = {}
+    for t in rows:
+        m = re.match(r"^(job-\d+)-", t["name"])
+        assert m, t["name"]
+        by.setdefault(m.group(1), []).append(t)
+    return by
+
+
+def test_task_failure_under_slow_waits_for_running_tasks(tmp_path):
+    proc, marks, db = _start_one_fails(tmp_path, "slow", 2)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        _cleanup(proc, marks)
+    err = err.decode()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert out.decode().strip() == ""
+    assert "exit code 7" in err, err
+    (run,) = db_rows(db, "SELECT * FROM runs")
+    assert run["status"] == "failed", run
+    assert "exit code 7" in run["error"]
+    by = _rows_by_call(db)
+    assert [(t["status"], t["exit_status"]) for t in by["job-0"]] == [("failed", 7)]
+    assert [(t["status"], t["exit_status"]) for t in by["job-1"]] == [("completed", 0)]
+
+
+def test_task_failure_under_fast_cancels_running_tasks(tmp_path):
+    proc, marks, db = _start_one_fails(tmp_path, "fast", 30)
+    try:
+        wait_for(lambda: (marks / "1.pid").exists() or proc.poll() is not None, 30, "the second task to start")
+        pids = [int((marks / "1.pid").read_text()), int((marks / "1.child").read_text())]
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("sprocket still waits for the running task 5 s after another failed "
+                                 "under run.fail = \"fast\"")
+        err = err.decode()
+        assert proc.returncode == 1, err
+        assert "Traceback" not in err
+        assert "exit code 7" in err, err
+        assert_gone(pids, pids[:1])
+        (run,) = db_rows(db, "SELECT * FROM runs")
+        assert run["status"] == "failed", run
+        assert "exit code 7" in run["error"]
+        by = _rows_by_call(db)
+        assert [(t["status"], t["exit_status"]) for t in by["job-0"]] == [("failed", 7)]
+        assert [t["status"] for t in by["job-1"]] == ["canceled"]
+    finally:
+        _cleanup(proc, marks)
+
+
+# --------------------------------------------------------------------------------------------
+# a cancel that lands while an attempt is being started
+# --------------------------------------------------------------------------------------------
+
+
+def test_sigterm_while_an_attempt_starts_is_not_lost(tmp_path):
+    """SIGTERM right as the attempt's files appear (before or after its process is spawned): the
+    task must still be canceled at once. Random small delays; several tries to hit the window."""
+    import random
+
+    doc = write(tmp_path / "t.wdl", """
+        version 1.1
+        task s {
+          input {
+            String pidfile
+            Int secs
+          }
+          command <<<
+            echo $$ > "~{pidfile}"
+            sleep ~{secs}
+          >>>
+          output {
+            Int d = secs
+          }
+          runtime {
+            memory: "100 MiB"
+          }
+        }
+    """)
+    for k in range(15):
+        out = tmp_path / ("out%d" % k)
+        pidfile = tmp_path / ("task%d.pid" % k)
+        proc = subprocess.Popen(run_cmd(doc, "pidfile=%s" % pidfile, "secs=20", "-o", out), cwd=str(tmp_path),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            deadline = time.time() + 30
+            while not list(out.glob("runs/s/*/attempts/0/command")):
+                assert proc.poll() is None and time.time() < deadline, "the attempt never started"
+                time.sleep(0.0005)
+            time.sleep(random.uniform(0, 0.004))
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=3)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("try %d: sprocket still runs 3 s after SIGTERM (the attempt was not canceled)" % k)
+            assert proc.returncode == 1
+            (run,) = db_rows(out / "sprocket.db", "SELECT status FROM runs")
+            assert run["status"] == "canceled"
+            if pidfile.exists():
+                pgid = int(pidfile.read_text())
+                assert_gone([pgid], [pgid])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+            if list(out.glob("runs/s/*/attempts/0/command")):
+                try:
+                    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 1, "the task's pid")
+                except AssertionError:
+                    pass
+            if pidfile.exists() and pidfile.read_text().strip():
+                try:
+                    os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
