@@ -1261,69 +1261,70 @@ class ArrayType(Type):
         return "Array[%s]%s" % (self.item, "+" if self.nonempty else "")
 
 
-class MapType(Type):
+class _TwoParameterType(Type):
+    """Map and Pair: types with two parameters, named by each subclass's slots."""
+
+    __slots__ = ()
+    kind = ""
+
+    def __init__(self, first, second, opt=False):
+        a, b = type(self).__slots__
+        setattr(self, a, first)
+        setattr(self, b, second)
+        self.opt = opt
+
+    def params(self):
+        return [getattr(self, n) for n in type(self).__slots__]
+
+    def key(self):
+        a, b = self.params()
+        return (self.kind, a, a.opt, b, b.opt)
+
+    def base_str(self):
+        return "%s[%s, %s]" % ((self.kind,) + tuple(self.params()))
+
+
+class MapType(_TwoParameterType):
     __slots__ = ("key_type", "value")
-
-    def __init__(self, key_type, value, opt=False):
-        self.key_type = key_type
-        self.value = value
-        self.opt = opt
-
-    def key(self):
-        return ("map", self.key_type, self.key_type.opt, self.value, self.value.opt)
-
-    def base_str(self):
-        return "Map[%s, %s]" % (self.key_type, self.value)
+    kind = "Map"
 
 
-class PairType(Type):
+class PairType(_TwoParameterType):
     __slots__ = ("left", "right")
+    kind = "Pair"
 
-    def __init__(self, left, right, opt=False):
-        self.left = left
-        self.right = right
-        self.opt = opt
+
+class _NamedType(Type):
+    """A type known by its name (structs, enums, and names not yet resolved)."""
+
+    __slots__ = ()
+    kind = ""
 
     def key(self):
-        return ("pair", self.left, self.left.opt, self.right, self.right.opt)
+        return (self.kind, self.name)
 
     def base_str(self):
-        return "Pair[%s, %s]" % (self.left, self.right)
+        return self.name
 
 
-class StructType(Type):
+class StructType(_NamedType):
     """A struct; `members` is {name: Type} in definition order."""
 
     __slots__ = ("name", "members")
+    kind = "struct"
 
     def __init__(self, name, members, opt=False):
-        self.name = name
-        self.members = members
-        self.opt = opt
-
-    def key(self):
-        return ("struct", self.name)
-
-    def base_str(self):
-        return self.name
+        self.name, self.members, self.opt = name, members, opt
 
 
-class EnumType(Type):
-    """A 1.3 enum; `choices` is {name: value} once evaluated, `value_type` its inner type."""
+class EnumType(_NamedType):
+    """A 1.3 enum; `choices` is {name: value expression}, `value_type` its inner type."""
 
     __slots__ = ("name", "value_type", "choices")
+    kind = "enum"
 
     def __init__(self, name, value_type, choices, opt=False):
-        self.name = name
-        self.value_type = value_type
-        self.choices = choices
-        self.opt = opt
-
-    def key(self):
-        return ("enum", self.name)
-
-    def base_str(self):
-        return self.name
+        self.name, self.value_type, self.choices, self.opt = name, value_type, choices, opt
 
 
 class ObjectType(Type):
@@ -1337,6 +1338,8 @@ class ObjectType(Type):
 
 
 class AnyType(Type):
+    """`None`'s type (optional), and that of anything unknown or already reported."""
+
     __slots__ = ()
 
     def __init__(self, opt=False):
@@ -1352,9 +1355,7 @@ class CallType(Type):
     __slots__ = ("name", "members")
 
     def __init__(self, name, members, opt=False):
-        self.name = name
-        self.members = members
-        self.opt = opt
+        self.name, self.members, self.opt = name, members, opt
 
     def key(self):
         return ("call", self.name, tuple(self.members.items()))
@@ -1363,37 +1364,24 @@ class CallType(Type):
         return "call `%s`" % self.name
 
 
-class NamedType(Type):
+class NamedType(_NamedType):
     """A struct or enum name as written, before the checker resolves it."""
 
     __slots__ = ("name", "span")
+    kind = "named"
 
     def __init__(self, name, span, opt=False):
-        self.name = name
-        self.span = span
-        self.opt = opt
-
-    def key(self):
-        return ("named", self.name)
-
-    def base_str(self):
-        return self.name
+        self.name, self.span, self.opt = name, span, opt
 
 
-class TypeVar(Type):
+class TypeVar(_NamedType):
     """A type parameter in a standard library signature: X, Y, or P (primitive)."""
 
     __slots__ = ("name",)
+    kind = "var"
 
     def __init__(self, name, opt=False):
-        self.name = name
-        self.opt = opt
-
-    def key(self):
-        return ("var", self.name)
-
-    def base_str(self):
-        return self.name
+        self.name, self.opt = name, opt
 
 
 PRIMITIVES = {n: PrimType(n) for n in ("Boolean", "Int", "Float", "String", "File", "Directory")}
