@@ -24,9 +24,14 @@ The module reads top to bottom in the order data flows:
      9. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
     10. Tasks                      TaskRun: inputs -> requirements -> attempts -> outputs
     11. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
-    12. Backends                   LocalBackend and its jobs
-    13. Runs                       Run, the run directory and `_latest`
-    14. Command line               main(): check, run; inputs; the one place errors become messages
+    12. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend with its
+                                   batched status monitor and Apptainer image cache
+    13. Configuration              sprocket.toml search order and merge, the schema table, the TOML
+                                   reader for Python < 3.11; load_config()
+    14. Provenance                 Store: sprocket.db (sessions, runs, tasks), orphan sweep
+    15. Runs                       Run: the run directory, call cache, logs, progress, signals
+    16. Command line               main(): check, run, validate, inputs, config; the one place errors
+                                   become messages
 """
 
 import argparse
@@ -4749,8 +4754,15 @@ class Scheduler:
 # 12. Backends
 # ============================================================================================
 #
-# The scheduler talks to a backend through check(task_run) (do its cpu and memory fit at
-# all?) and start(...) -> Job, whose wait() returns the exit status and cancel() stops it.
+# The scheduler never knows which backend it talks to. A backend has `name`, `shell`, and
+# the `cpu` and `memory` it lets tasks use at once, and:
+#   check(task_run)              do its cpu and memory fit at all (deny / try_with_max)?
+#   start(task_run, command, work, stdout, stderr, env) -> job
+#   cancel_jobs(jobs)            stop these jobs (in one go where the backend can)
+#   explain(job)                 a sentence on why a failed job failed, when the files tell
+#   close()                      the run is over: nothing of it may be left running
+# A job's wait() returns the exit status (128 + N for signal N); a job may also carry
+# `message` (the scheduler, not the command, ended it), `retry_free` and `final`.
 
 
 class LocalJob:
