@@ -5055,6 +5055,9 @@ class SlurmApptainerBackend:
         if gpu:
             count = tr.hints.get("gpu")
             argv.append("--gpus-per-task=%d" % (count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1))
+        minutes = tr.hints.get("time_minutes", tr.hints.get("max_time_minutes"))
+        if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
+            argv.append("--time=%d" % minutes)  # miniwdl-slurm's per-task walltime hint
         argv += self.sbatch_args + self.conditional_args(tr)
         job_name = "%s-%s" % (self.job_name_prefix, tr.attempt_name) if self.job_name_prefix else tr.attempt_name
         argv += ["--job-name", job_name, "-o", os.path.join(adir, "slurm.stdout"), "-e", os.path.join(adir, "slurm.stderr"),
@@ -5166,8 +5169,6 @@ class SlurmApptainerBackend:
         return "%s://%s" % (scheme, name), os.path.join(self.image_dir, scheme, *parts) + ".sif"
 
     def pull(self, image):
-        import fcntl
-
         uri, sif = self.sif_path(image)
         if uri is None:
             if not os.path.isfile(sif):
@@ -5176,9 +5177,8 @@ class SlurmApptainerBackend:
         if os.path.isfile(sif):
             return sif
         os.makedirs(os.path.dirname(sif), exist_ok=True)
-        with open(sif + ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another sprocket may be pulling the same image
-            if os.path.isfile(sif):
+        with open(sif + ".lock", "a") as lock, _ExclusiveLock(lock, sif + ".lockdir"):
+            if os.path.isfile(sif):  # another sprocket pulled it while we waited
                 return sif
             tmp = "%s.%d.partial.sif" % (sif[: -len(".sif")], os.getpid())
             delay = 1.0
@@ -5351,6 +5351,40 @@ class SlurmApptainerBackend:
         if app_err and ("FATAL" in app_err or "permission denied" in app_err.lower()):
             return "apptainer failed: %s" % app_err.strip().splitlines()[-1]
         return None
+
+
+class _ExclusiveLock:
+    """flock() on a shared filesystem, or where that fails (some NFS/EFS mounts say EBADF or
+    ENOLCK), a lock directory: mkdir is atomic everywhere. A lock directory older than an hour
+    is taken for the leftover of a killed process."""
+
+    def __init__(self, f, lockdir):
+        self.f, self.lockdir, self.held_dir = f, lockdir, False
+
+    def __enter__(self):
+        import fcntl
+
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX)
+            return self
+        except OSError:
+            pass
+        while True:
+            try:
+                os.mkdir(self.lockdir)
+                self.held_dir = True
+                return self
+            except FileExistsError:
+                try:
+                    if time.time() - os.stat(self.lockdir).st_mtime > 3600:
+                        os.rmdir(self.lockdir)
+                except OSError:
+                    pass
+                time.sleep(0.5)
+
+    def __exit__(self, *exc):
+        if self.held_dir:
+            os.rmdir(self.lockdir)
 
 
 _CONDITION_NAMES = {"cpu": FLOAT, "memory": INT, "gpu": BOOLEAN, "fpga": BOOLEAN, "disks": INT, "hint": OBJECT}
