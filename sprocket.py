@@ -4960,6 +4960,7 @@ class SlurmApptainerBackend:
         self.cond = threading.Condition()
         self.monitor = None
         self.closed = False
+        self.stopped = threading.Event()
         self.status_source = "sacct"
         self.images = {}  # image -> (lock, [path or error])
         self.images_lock = threading.Lock()
@@ -5203,15 +5204,15 @@ class SlurmApptainerBackend:
 
     # -- status: one batched query per interval ---------------------------------------------
     def monitor_loop(self):
+        """One status query per interval, whatever happens in between: new jobs do not wake it
+        (they wait for the next tick), only the end of the run does."""
         while True:
             with self.cond:
                 while not self.jobs and not self.closed:
                     self.cond.wait()
-                if self.closed:
-                    return
-                self.cond.wait(self.interval)
-                if self.closed:
-                    return
+            if self.stopped.wait(self.interval):
+                return
+            with self.cond:
                 live = dict(self.jobs)
             try:
                 states = self.query(list(live))
@@ -5327,6 +5328,7 @@ class SlurmApptainerBackend:
         with self.cond:
             live = list(self.jobs.values())
             self.closed = True
+            self.stopped.set()
             self.cond.notify_all()
         if live:
             self.cancel_jobs(live)
@@ -6555,14 +6557,14 @@ class RunLog:
     def open(self, path):
         self.files.append(open(path, "a", encoding="utf-8"))
 
-    def log(self, level, message):
+    def log(self, level, message, stderr=True):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self.lock:
             if _LEVELS[level] >= _LEVELS["INFO"]:
                 for f in self.files:
                     f.write("%s %-5s [%s] %s\n" % (stamp, level, self.name, message))
                     f.flush()
-            if _LEVELS[level] >= self.stderr_level:
+            if stderr and _LEVELS[level] >= self.stderr_level:
                 if self.progress is not None:
                     self.progress.clear()
                 print("%s: %s" % ({"WARN": "warning"}.get(level, level.lower()), message), file=sys.stderr)
@@ -6802,7 +6804,7 @@ class Run:
                            (status, error, self.run_id))
         self.store.execute("UPDATE tasks SET status = 'canceled', completed_at = CURRENT_TIMESTAMP "
                            "WHERE run_id = ? AND status IN ('pending', 'running')", (self.run_id,))
-        self.log.info("run %s" % status)
+        self.log.log("ERROR", "run %s: %s" % (status, error), stderr=False)  # main() prints it
         self.close()
         return None
 

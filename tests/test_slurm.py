@@ -1,0 +1,1346 @@
+"""The slurm_apptainer backend on a real Slurm cluster (shared/reference/sprocket-behaviour.md section 5,
+the seed's "Running Sprocket on a Slurm cluster" walkthrough).
+
+Every test runs the real program (`sprocket.py run -s -c <sprocket.toml>`) against the cluster named
+by $SLURM_CONF, with the Apptainer stand-in (shared/slurm/apptainer-double) as `apptainer`. The double
+logs each call as one JSON line to $APPTAINER_DOUBLE_LOG, so the tests can see the exact `pull` and
+`exec` calls (binds, --pwd, flags) that the generated `apptainer_command` scripts made inside the jobs.
+
+Requirements, else the module skips with the reason:
+
+* `sbatch` on PATH and `sinfo` answering within a few seconds (SLURM_CONF exported);
+* the apptainer double: $SPROCKET_TEST_APPTAINER_DOUBLE, ../shared/slurm/apptainer-double, or an
+  `apptainer` on PATH whose --version says "+double". It is copied into a per-session bin directory
+  put first on PATH (also as `singularity`, a wrapper that logs to $APPTAINER_DOUBLE_LOG.singularity).
+
+Site knobs: SPROCKET_TEST_SLURM_PARTITION (default "compute"), SPROCKET_TEST_SLURM_SHORT_PARTITION
+("short", MaxTime must allow 1 minute), SPROCKET_TEST_SLURM_GPU_PARTITION ("gpu"). The output
+directories live under pytest's tmp_path, which must be on a filesystem the compute nodes share
+(/tmp is fine on a one-node cluster; elsewhere use `pytest --basetemp=/shared/...`).
+
+No test may leave a job of its own in the queue: the autouse `slurm_jobs` fixture collects the job ids
+of the test (every attempts/*/job_id file under tmp_path, and any queued job whose batch script lives
+under tmp_path), waits for them to leave the queue, and scancels and reports any still PENDING or
+RUNNING after the test's sprocket processes have exited.
+
+Some behaviours cannot be produced on the CI cluster (TaskPlugin=task/none, no cgroups, no GRES),
+so a few tests put small wrapper scripts first on PATH in front of the real Slurm commands; each
+such test says why. Wrapper scripts log each call (argv, start and end time, exit status) as JSON.
+"""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SPROCKET, shared_dir
+
+PART = os.environ.get("SPROCKET_TEST_SLURM_PARTITION", "compute")
+SHORT_PART = os.environ.get("SPROCKET_TEST_SLURM_SHORT_PARTITION", "short")
+GPU_PART = os.environ.get("SPROCKET_TEST_SLURM_GPU_PARTITION", "gpu")
+TOOLS = ("sbatch", "sacct", "squeue", "scontrol", "scancel")
+REAL = {tool: shutil.which(tool) for tool in TOOLS + ("sinfo",)}
+LIVE_STATES = ("PENDING", "RUNNING", "SUSPENDED", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+               "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
+RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
+
+
+def _cluster_problem():
+    if REAL["sbatch"] is None:
+        return "`sbatch` is not on PATH: these tests need a Slurm submit host (export SLURM_CONF)"
+    if REAL["sinfo"] is None:
+        return "`sinfo` is not on PATH"
+    try:
+        p = subprocess.run([REAL["sinfo"], "-h"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=5)
+    except subprocess.TimeoutExpired:
+        return "`sinfo` did not answer within 5 s: no reachable Slurm controller"
+    if p.returncode != 0:
+        return "`sinfo` failed (exit %d): %s" % (p.returncode, p.stderr.strip()[:300])
+    missing = [t for t in TOOLS if REAL[t] is None]
+    if missing:
+        return "Slurm client commands missing from PATH: %s" % ", ".join(missing)
+    return None
+
+
+_PROBLEM = _cluster_problem()
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_PROBLEM is not None, reason=str(_PROBLEM))]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers: the apptainer double, wrappers, configs, running sprocket
+# --------------------------------------------------------------------------------------------
+
+
+def _find_double():
+    env = os.environ.get("SPROCKET_TEST_APPTAINER_DOUBLE")
+    if env and os.path.isfile(env):
+        return env
+    shared = shared_dir()
+    if shared is not None and (shared / "slurm" / "apptainer-double").is_file():
+        return str(shared / "slurm" / "apptainer-double")
+    found = shutil.which("apptainer")
+    if found:
+        try:
+            out = subprocess.run([found, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 universal_newlines=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        if "double" in out:
+            return found
+    return None
+
+
+def _write_exec(path, text):
+    path = Path(path)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture(scope="session")
+def double_bin(tmp_path_factory):
+    """A directory holding `apptainer` (the double) and `singularity` (the double, logging elsewhere)."""
+    src = _find_double()
+    if src is None:
+        pytest.skip("the apptainer double (shared/slurm/apptainer-double) is not available; these tests "
+                    "assert on its call log (set SPROCKET_TEST_APPTAINER_DOUBLE)")
+    d = tmp_path_factory.mktemp("double-bin")
+    shutil.copy(src, str(d / "apptainer"))
+    (d / "apptainer").chmod(0o755)
+    _write_exec(d / "singularity", textwrap.dedent("""\
+        #!/bin/sh
+        # the double again, logging to $APPTAINER_DOUBLE_LOG.singularity so tests see which name ran
+        if [ -n "$APPTAINER_DOUBLE_LOG" ]; then
+            APPTAINER_DOUBLE_LOG="$APPTAINER_DOUBLE_LOG.singularity"; export APPTAINER_DOUBLE_LOG
+        fi
+        exec %s "$@"
+        """ % shlex.quote(str(d / "apptainer"))))
+    return d
+
+
+# A wrapper in front of a real Slurm command: logs each call as JSON (tool, argv, start, end, rc, n =
+# 0-based call number) to LOG and runs the real command, optionally after failing the first calls,
+# sleeping, dropping arguments, or rewriting sacct's answer.
+_WRAPPER = r'''#!%(python)s
+import fcntl, json, os, subprocess, sys, time
+TOOL = %(tool)r
+REAL = %(real)r
+LOG = %(log)r
+OPTS = %(opts)r
+
+
+def call_number():
+    with open(LOG + "." + TOOL + ".count", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        n = len(f.read())
+        f.write("x")
+        return n
+
+
+def formats(args):
+    for i, a in enumerate(args):
+        if a in ("--format", "-o") and i + 1 < len(args):
+            return args[i + 1].split(",")
+        if a.startswith("--format="):
+            return a.split("=", 1)[1].split(",")
+    return ["JobID", "State", "ExitCode"]
+
+
+def job_ids(args):
+    for i, a in enumerate(args):
+        if a in ("-j", "--jobs") and i + 1 < len(args):
+            return [x for x in args[i + 1].split(",") if x]
+        if a.startswith("--jobs="):
+            return [x for x in a.split("=", 1)[1].split(",") if x]
+    return []
+
+
+def rewrite_sacct(args, mode):
+    """sacct's answer, changed: mode `pending` reports every job PENDING with reason PartitionConfig;
+    `oom` turns every ended job into OUT_OF_MEMORY 0:125; `node_fail_first` turns the first job
+    ever asked about into NODE_FAIL once it has ended."""
+    cols = [c.split("%%")[0].lower() for c in formats(args)]
+    if mode == "pending":
+        values = {"jobid": None, "state": "PENDING", "exitcode": "0:0", "reason": "PartitionConfig"}
+        for jid in job_ids(args):
+            sys.stdout.write("|".join(jid if c == "jobid" else values.get(c, "") for c in cols) + "\n")
+        return 0
+    p = subprocess.run([REAL] + args, stdout=subprocess.PIPE, universal_newlines=True)
+    first = None
+    if mode == "node_fail_first":
+        with open(LOG + ".first", "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            first = f.read().strip()
+            if not first and job_ids(args):
+                first = job_ids(args)[0]
+                f.write(first)
+    ended = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL")
+    for line in p.stdout.splitlines():
+        f = line.split("|")
+        if len(f) == len(cols) and "state" in cols and "." not in f[cols.index("jobid")]:
+            i = cols.index("state")
+            if f[i].split()[0] in ended and (mode == "oom" or f[cols.index("jobid")] == first):
+                f[i] = "OUT_OF_MEMORY" if mode == "oom" else "NODE_FAIL"
+                if "exitcode" in cols:
+                    f[cols.index("exitcode")] = "0:125" if mode == "oom" else "0:0"
+        sys.stdout.write("|".join(f) + "\n")
+    return p.returncode
+
+
+start = time.time()
+n = call_number()
+args = sys.argv[1:]
+sys.stdout.flush()
+if n < OPTS.get("fail_first", 0):
+    sys.stderr.write(OPTS["fail_text"] + "\n")
+    rc = OPTS.get("fail_rc", 1)
+elif OPTS.get("disabled"):
+    sys.stderr.write("sacct: error: Slurm accounting storage is disabled\n")
+    rc = 1
+else:
+    if OPTS.get("sleep"):
+        time.sleep(OPTS["sleep"])
+    if OPTS.get("sacct_mode"):
+        rc = rewrite_sacct(args, OPTS["sacct_mode"])
+    else:
+        drop = tuple(OPTS.get("drop", ()))
+        rc = subprocess.call([REAL] + [a for a in args if not (drop and a.startswith(drop))])
+end = time.time()
+with open(LOG, "a") as f:
+    f.write(json.dumps({"tool": TOOL, "argv": args, "start": start, "end": end, "rc": rc, "n": n}) + "\n")
+sys.exit(rc)
+'''
+
+
+class Result:
+    def __init__(self, proc, out_dir, elapsed):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.out_dir = Path(out_dir)
+        self.elapsed = elapsed
+        m = RUN_DIR_RE.search(self.stderr or "")
+        self.run_dir = Path(m.group(1).strip()) if m else None
+
+    @property
+    def outputs(self):
+        assert self.rc == 0, self.describe()
+        return json.loads(self.stdout)
+
+    def describe(self):
+        return "exit %s\n--- stdout\n%s\n--- stderr\n%s" % (self.rc, self.stdout[-3000:], self.stderr[-6000:])
+
+    def job_ids(self):
+        return sorted({p.read_text().strip() for p in self.out_dir.rglob("job_id")}, key=int)
+
+    def attempt_dirs(self):
+        return sorted(p.parent for p in self.out_dir.rglob("apptainer_command"))
+
+    def db_rows(self, sql, args=()):
+        con = sqlite3.connect("file:%s?mode=ro" % (self.out_dir / "sprocket.db"), uri=True, timeout=30)
+        try:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute(sql, args).fetchall()]
+        finally:
+            con.close()
+
+
+class Cluster:
+    """Per-test helper: writes configs and WDL, puts wrappers on PATH, runs sprocket."""
+
+    def __init__(self, tmp_path, double_bin):
+        self.tmp = tmp_path
+        self.double_bin = double_bin
+        self.wrap_bin = tmp_path / "wrap-bin"
+        self.wrap_log = tmp_path / "slurm-calls.log"
+        self.double_log = tmp_path / "apptainer-double.log"
+        self.procs = []
+        self.env = dict(os.environ)
+        for k in ("SPROCKET_CONFIG", "APPTAINER_DOUBLE_PULL_FAIL", "APPTAINER_DOUBLE_MODE"):
+            self.env.pop(k, None)
+        self.env.update(SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache-home"),
+                        APPTAINER_DOUBLE_LOG=str(self.double_log), PYTHONDONTWRITEBYTECODE="1")
+        self.env["PATH"] = os.pathsep.join([str(self.wrap_bin), str(double_bin), os.environ.get("PATH", "")])
+        self.n_out = 0
+
+    # -- files --------------------------------------------------------------------------------
+    def config(self, extra="", partition=PART, interval=1, name="sprocket.toml", backend="slurm_apptainer"):
+        lines = ["run.experimental_features_enabled = true", 'run.backends.default.type = "%s"' % backend]
+        if backend == "slurm_apptainer":
+            if partition:
+                lines.append('run.backends.default.default_slurm_partition.name = "%s"' % partition)
+            if interval is not None:
+                lines.append("run.backends.default.interval = %d" % interval)
+        path = self.tmp / name
+        path.write_text("\n".join(lines) + "\n" + textwrap.dedent(extra), encoding="utf-8")
+        return path
+
+    def wdl(self, source, name="main.wdl"):
+        path = self.tmp / name
+        path.write_text(textwrap.dedent(source).lstrip("\n"), encoding="utf-8")
+        return path
+
+    def wrap(self, tool, **opts):
+        """Put a logging wrapper for `tool` first on PATH (see _WRAPPER for opts)."""
+        self.wrap_bin.mkdir(exist_ok=True)
+        _write_exec(self.wrap_bin / tool, _WRAPPER % dict(python=sys.executable, tool=tool, real=REAL[tool],
+                                                          log=str(self.wrap_log), opts=opts))
+
+    def calls(self, tool=None):
+        if not self.wrap_log.exists():
+            return []
+        calls = [json.loads(line) for line in self.wrap_log.read_text().splitlines() if line.strip()]
+        return [c for c in calls if tool is None or c["tool"] == tool]
+
+    def double_calls(self, cmd=None, log=None):
+        path = Path(log or self.double_log)
+        if not path.exists():
+            return []
+        calls = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [c for c in calls if cmd is None or c["cmd"] == cmd]
+
+    # -- running -----------------------------------------------------------------------------
+    def argv(self, wdl, inputs=(), cfg=None, target=None, out=None):
+        if out is None:
+            self.n_out += 1
+            out = self.tmp / ("out%d" % self.n_out)
+        argv = [sys.executable, str(SPROCKET), "run", "-s", "-c", str(cfg or self.config()), str(wdl), "-o", str(out)]
+        if target:
+            argv += ["--target", target]
+        return argv + [str(i) for i in inputs], Path(out)
+
+    def run(self, wdl, *inputs, cfg=None, target=None, out=None, env=None, timeout=240):
+        argv, out = self.argv(wdl, inputs, cfg, target, out)
+        start = time.time()
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                              env=env or self.env, cwd=str(self.tmp), timeout=timeout)
+        return Result(proc, out, time.time() - start)
+
+    def start(self, wdl, *inputs, cfg=None, target=None, out=None, env=None):
+        argv, out = self.argv(wdl, inputs, cfg, target, out)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                                env=env or self.env, cwd=str(self.tmp), start_new_session=True)
+        proc.out_dir, proc.started = out, time.time()
+        self.procs.append(proc)
+        return proc
+
+    def finish(self, proc, timeout=240):
+        stdout, stderr = proc.communicate(timeout=timeout)
+        return Result(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), proc.out_dir,
+                      time.time() - proc.started)
+
+
+def wait_for(predicate, timeout, what, interval=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
+
+
+def squeue_states(ids=None):
+    """{job id: Job} for every job the controller holds (finished ones too, for MinJobAge)."""
+    p = subprocess.run([REAL["squeue"], "-h", "-t", "all", "-o", "%i|%T|%r|%P|%j|%o"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    out = {}
+    for line in p.stdout.decode("utf-8", "replace").splitlines():
+        f = line.split("|", 5)
+        if len(f) == 6 and (ids is None or f[0] in ids):
+            out[f[0]] = Job(*f)
+    return out
+
+
+class Job:
+    def __init__(self, job_id, state, reason, partition, name, script):
+        self.id, self.state, self.reason, self.partition, self.name, self.script = (
+            job_id, state, reason, partition, name, script)
+
+    def __repr__(self):
+        return "<job %s %s (%s) %s %s>" % (self.id, self.state, self.reason, self.partition, self.name)
+
+
+def sacct_rows(ids, fields="JobID,State,ExitCode,Submit,Start,End"):
+    """{job id: {field: value}} from the real sacct (job level only). Right after a job ends sacct
+    may still show a placeholder record (JobName `allocation`, no partition): use squeue for those."""
+    if not ids:
+        return {}
+    p = subprocess.run([REAL["sacct"], "-X", "-P", "-n", "--format", fields, "-j", ",".join(ids)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    names = fields.split(",")
+    return {f[0]: dict(zip(names, f)) for f in (line.split("|") for line in p.stdout.splitlines()) if f[0] in ids}
+
+
+def wait_job_ended(job_id, timeout=30):
+    """The controller's record of a job once it has ended."""
+    def ended():
+        job = squeue_states({job_id}).get(job_id)
+        return job if job and job.state not in LIVE_STATES + ("COMPLETING",) else None
+    return wait_for(ended, timeout, "job %s to end" % job_id, interval=0.3)
+
+
+@pytest.fixture
+def sl(tmp_path, double_bin):
+    return Cluster(tmp_path, double_bin)
+
+
+@pytest.fixture(autouse=True)
+def slurm_jobs(tmp_path, sl):
+    """Every job this test submitted must be out of the queue when it ends; leftovers are scancelled."""
+    seen = set()
+    yield seen
+    killed = False
+    for proc in sl.procs:
+        if proc.poll() is None:
+            killed = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.communicate()
+    root = str(tmp_path)
+    seen.update(p.read_text().strip() for p in tmp_path.rglob("job_id"))
+
+    def live():
+        states = squeue_states()
+        ours = {i: j for i, j in states.items() if i in seen or j.script.startswith(root)}
+        seen.update(ours)
+        return {i: j for i, j in ours.items() if j.state in LIVE_STATES + ("COMPLETING",)}
+
+    left = live()
+    deadline = time.time() + 30
+    while left and all(j.state == "COMPLETING" for j in left.values()) and time.time() < deadline:
+        time.sleep(0.5)
+        left = live()
+    if left:
+        subprocess.run([REAL["scancel"]] + sorted(left), timeout=60)
+        if not killed:
+            pytest.fail("the test left Slurm jobs in the queue (now scancelled): %s" % sorted(left.values(), key=lambda j: int(j.id)))
+
+
+HELLO_SLEEP = """\
+version 1.3
+
+task say_hello {
+    input {
+        String greeting
+    }
+
+    command <<<
+        sleep 3
+        echo "~{greeting}, world!"
+    >>>
+
+    output {
+        String message = read_string(stdout())
+    }
+
+    requirements {
+        container: "ubuntu:latest"
+    }
+}
+"""
+
+# The seed's sprocket.toml (its uncommented lines), with the partition adapted and interval = 1 so
+# the test does not wait the default 30 s between status queries.
+SEED_CONFIG = """\
+run.experimental_features_enabled = true
+run.backends.default.type = "slurm_apptainer"
+run.backends.default.default_slurm_partition.name = "%s"
+run.backends.default.default_slurm_partition.max_cpu_per_task = 64
+run.backends.default.default_slurm_partition.max_memory_per_task = "96 GB"
+run.backends.default.interval = 1
+"""
+
+
+def read(path):
+    return Path(path).read_text(encoding="utf-8")
+
+
+def exec_calls_for(sl, attempt_dir, log=None):
+    """The double's `exec` calls made by one attempt (matched by its command bind)."""
+    cmd = os.path.realpath(str(Path(attempt_dir) / "command"))
+    return [c for c in sl.double_calls("exec", log) if any(b[0] == cmd for b in c["binds"])]
+
+
+# --------------------------------------------------------------------------------------------
+# 1. the seed walkthrough
+# --------------------------------------------------------------------------------------------
+
+
+def test_seed_walkthrough_runs_through_sbatch_like_the_local_backend(sl):
+    hello = REPO / "examples" / "hello.wdl"
+    cfg = sl.tmp / "seed.toml"
+    cfg.write_text(SEED_CONFIG % PART)
+    r = sl.run(hello, "greeting=Hello", cfg=cfg, target="say_hello")
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"say_hello.message": "Hello, world!"}
+    local = sl.run(hello, "greeting=Hello", cfg=sl.config(backend="local", name="local.toml"), target="say_hello")
+    assert local.outputs == r.outputs
+
+    # the seed's run directory, plus the Slurm attempt files (reference section 3)
+    assert r.run_dir is not None and r.run_dir.parent == r.out_dir / "runs" / "say_hello", r.describe()
+    assert (r.out_dir / "sprocket.db").is_file() and (r.out_dir / "output.log").is_file()
+    assert json.loads(read(r.run_dir / "inputs.json")) == {"say_hello.greeting": "Hello"}
+    assert json.loads(read(r.run_dir / "outputs.json")) == r.outputs
+    attempt = r.run_dir / "attempts" / "0"
+    for name in ("command", "stdout", "stderr", "apptainer_command", "sbatch_command", "job_id", "slurm.stdout",
+                 "slurm.stderr", "apptainer.stdout", "apptainer.stderr"):
+        assert (attempt / name).is_file(), name
+    assert (attempt / "work").is_dir()
+    assert read(attempt / "stdout") == "Hello, world!\n"
+    assert 'echo "Hello, world!"' in read(attempt / "command")
+
+    # it really ran as that Slurm job, through `apptainer exec` of the pulled image
+    job_id = read(attempt / "job_id")
+    assert re.match(r"^\d+\n$", job_id), job_id
+    job = wait_job_ended(job_id.strip())
+    assert job.state == "COMPLETED" and job.partition == PART and job.script == str(attempt / "apptainer_command"), job
+    assert sacct_rows([job.id])[job.id]["ExitCode"] == "0:0"
+    assert shlex.split(read(attempt / "sbatch_command"))[0] == "sbatch"
+    sif = r.run_dir / "apptainer-images" / "docker" / "ubuntu" / "latest.sif"
+    assert sif.is_file() and read(sif).startswith("APPTAINER-DOUBLE-SIF")
+    pulls = sl.double_calls("pull")
+    assert [p["uri"] for p in pulls] == ["docker://ubuntu:latest"]
+    execs = exec_calls_for(sl, attempt)
+    assert len(execs) == 1 and execs[0]["image"] == str(sif), sl.double_calls()
+    runs = r.db_rows("SELECT status, target FROM runs")
+    assert runs == [{"status": "completed", "target": "say_hello"}]
+
+
+def test_job_is_visible_in_squeue_while_the_task_runs(sl):
+    wdl = sl.wdl(HELLO_SLEEP)
+    proc = sl.start(wdl, "greeting=Hi", cfg=sl.config())
+    job_file = wait_for(lambda: next(iter(proc.out_dir.rglob("job_id")), None), 60, "the job_id file")
+    job_id = wait_for(lambda: job_file.read_text().strip(), 10, "the job id")
+    job = squeue_states({job_id}).get(job_id)
+    assert job is not None and job.state in ("PENDING", "RUNNING", "CONFIGURING"), job
+    assert job.name.startswith("say_hello"), job
+    listed = subprocess.run([REAL["squeue"], "-h", "-o", "%j"], stdout=subprocess.PIPE, universal_newlines=True).stdout
+    assert job.name in listed.split()
+    assert job.script == str(job_file.parent / "apptainer_command")
+    r = sl.finish(proc)
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"say_hello.message": "Hi, world!"}
+    assert wait_job_ended(job_id).state == "COMPLETED"
+
+
+# --------------------------------------------------------------------------------------------
+# 2. the sbatch command line (reference section 5.2)
+# --------------------------------------------------------------------------------------------
+
+TWO_SIZES = """\
+version 1.2
+
+task sized {
+    input {
+        String memory
+        Float cpu
+    }
+    command <<<
+        echo "~{memory}"
+    >>>
+    output {
+        String out = read_string(stdout())
+    }
+    requirements {
+        container: "ubuntu:latest"
+        memory: memory
+        cpu: cpu
+    }
+}
+
+workflow w {
+    call sized as big { input: memory = "2 GB", cpu = 1.5 }
+    call sized as small { input: memory = "500 MB", cpu = 1 }
+    output {
+        String big_out = big.out
+        String small_out = small.out
+    }
+}
+"""
+
+
+def sbatch_argv(sl, attempt_dir):
+    """The argv the real sbatch got for one attempt (from the wrapper log), checked against the
+    attempt's `sbatch_command` file."""
+    script = str(Path(attempt_dir) / "apptainer_command")
+    calls = [c for c in sl.calls("sbatch") if c["argv"] and c["argv"][-1] == script]
+    assert len(calls) == 1, sl.calls("sbatch")
+    argv = ["sbatch"] + calls[0]["argv"]
+    assert shlex.split(read(Path(attempt_dir) / "sbatch_command")) == argv
+    return argv
+
+
+def test_sbatch_argument_order_extra_args_prefix_and_conditionals(sl):
+    sl.wrap("sbatch")
+    cfg = sl.config("""\
+        run.backends.default.sbatch.args = ["--time=10", "--nice=0"]
+        run.backends.default.extra_sbatch_args = ["--comment=seed"]
+        run.backends.default.job_name_prefix = "pfx"
+        run.backends.default.sbatch.conditional = [
+            { condition = "memory > 1000000000", args = ["--comment=big"] },
+            { condition = "cpu < 100.0", args = ["--comment=small"] },
+        ]
+        """)
+    r = sl.run(sl.wdl(TWO_SIZES), cfg=cfg)
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.big_out": "2 GB", "w.small_out": "500 MB"}
+    calls = r.run_dir / "calls"
+    for call, cpus, mem, comment in (("big", 2, 1908, "--comment=big"), ("small", 1, 477, "--comment=small")):
+        adir = calls / call / "attempts" / "0"
+        argv = sbatch_argv(sl, adir)
+        # 2 GB = 2e9 bytes = 1907.35 MiB -> 1908M; 500 MB -> 476.84 MiB -> 477M; cpu 1.5 -> 2
+        assert argv[:8] == ["sbatch", "--partition", PART, "--time=10", "--nice=0", "--comment=seed", comment,
+                            "--job-name"], argv
+        name = argv[8]
+        assert re.match(r"^pfx-%s\b" % call, name), name
+        assert argv[9:] == ["-o", str(adir / "slurm.stdout"), "-e", str(adir / "slurm.stderr"), "--ntasks=1",
+                            "--cpus-per-task=%d" % cpus, "--mem=%dM" % mem, str(adir / "apptainer_command")], argv
+        job = wait_job_ended(read(adir / "job_id").strip())
+        assert job.state == "COMPLETED" and job.name == name and job.partition == PART, job
+
+
+def test_cpu_and_memory_limits_of_the_partition(sl):
+    wdl = sl.wdl("""\
+        version 1.2
+        task big {
+            command <<< echo ok >>>
+            output { String out = read_string(stdout()) }
+            requirements { container: "ubuntu:latest"  cpu: 6  memory: "3 GiB" }
+        }
+        """)
+    limits = """\
+        run.backends.default.default_slurm_partition.max_cpu_per_task = 4
+        run.backends.default.default_slurm_partition.max_memory_per_task = "1 GiB"
+        """
+    denied = sl.run(wdl, cfg=sl.config(limits, name="deny.toml"))
+    assert denied.rc == 1, denied.describe()
+    assert "requires at least 6 CPU" in denied.stderr and "maximum of 4" in denied.stderr, denied.describe()
+    assert denied.job_ids() == []
+    sl.wrap("sbatch")
+    clamped = sl.run(wdl, cfg=sl.config(limits + """\
+        run.task.cpu_limit_behavior = "try_with_max"
+        run.task.memory_limit_behavior = "try_with_max"
+        """, name="clamp.toml"))
+    assert clamped.rc == 0, clamped.describe()
+    argv = sbatch_argv(sl, clamped.run_dir / "attempts" / "0")
+    assert "--cpus-per-task=4" in argv and "--mem=1024M" in argv, argv
+
+
+GPU_TASK = """\
+version 1.2
+
+task gpu_task {
+    command <<<
+        echo gpu
+    >>>
+    output {
+        String out = read_string(stdout())
+    }
+    requirements {
+        container: "ubuntu:latest"
+        gpu: true
+    }
+    hints {
+        gpu: 2
+    }
+}
+
+task short_task {
+    command <<<
+        echo short
+    >>>
+    output {
+        String out = read_string(stdout())
+    }
+    requirements {
+        container: "ubuntu:latest"
+    }
+    hints {
+        short_task: true
+    }
+}
+
+workflow w {
+    call gpu_task
+    call short_task
+    output {
+        String gpu = gpu_task.out
+        String short = short_task.out
+    }
+}
+"""
+
+
+def _partition_exists(name):
+    return subprocess.run([REAL["scontrol"], "show", "partition", name], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+def test_gpu_and_short_task_partitions(sl):
+    for name in (GPU_PART, SHORT_PART):
+        if not _partition_exists(name):
+            pytest.skip("partition `%s` does not exist on this cluster" % name)
+    # The CI cluster has no GPUs (no GRES), so the real sbatch refuses --gpus-per-task: the wrapper
+    # records the argv sprocket passed and drops that one argument before submitting.
+    sl.wrap("sbatch", drop=["--gpus-per-task"])
+    cfg = sl.config("""\
+        run.backends.default.gpu_slurm_partition.name = "%s"
+        run.backends.default.short_task_slurm_partition.name = "%s"
+        run.backends.default.sbatch.args = ["--comment=static"]
+        """ % (GPU_PART, SHORT_PART))
+    r = sl.run(sl.wdl(GPU_TASK), cfg=cfg)
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.gpu": "gpu", "w.short": "short"}
+    gpu_dir = r.run_dir / "calls" / "gpu_task" / "attempts" / "0"
+    short_dir = r.run_dir / "calls" / "short_task" / "attempts" / "0"
+    gpu_argv = sbatch_argv(sl, gpu_dir)
+    assert gpu_argv[:6] == ["sbatch", "--partition", GPU_PART, "--gpus-per-task=2", "--comment=static", "--job-name"]
+    short_argv = sbatch_argv(sl, short_dir)
+    assert short_argv[:5] == ["sbatch", "--partition", SHORT_PART, "--comment=static", "--job-name"]
+    assert not any(a.startswith("--gpus") for a in short_argv)
+    assert wait_job_ended(read(gpu_dir / "job_id").strip()).partition == GPU_PART
+    assert wait_job_ended(read(short_dir / "job_id").strip()).partition == SHORT_PART
+    # --nv for the GPU task only
+    (gpu_exec,) = exec_calls_for(sl, gpu_dir)
+    (short_exec,) = exec_calls_for(sl, short_dir)
+    assert gpu_exec["nv"] is True and short_exec["nv"] is False
+    assert "--nv" in read(gpu_dir / "apptainer_command") and "--nv" not in read(short_dir / "apptainer_command")
+
+
+# --------------------------------------------------------------------------------------------
+# 3. the `apptainer exec` call (reference section 5.8), seen by the double
+# --------------------------------------------------------------------------------------------
+
+ENV_VALUE = "two words, 'single' \"double\" $HOME `date` ü"
+
+CONTAINED = r"""
+version 1.2
+
+task contained {
+    input {
+        File data
+        env String GREETING
+        env String DATA = data
+    }
+    command <<<
+        set -u
+        cat "$DATA" > copy.txt
+        printf '%s' "$GREETING" > env.txt
+        printf '%s' "${FROM_EXTRA:-unset}" > extra.txt
+        if (echo more >> "$DATA") 2>/dev/null; then echo writable; else echo read-only; fi > input_mode.txt
+        echo in-tmp > /tmp/t && cat /tmp/t > tmp.txt
+        pwd > pwd.txt
+        echo "to stderr" >&2
+        echo "to stdout"
+    >>>
+    output {
+        String copy = read_string("copy.txt")
+        String env_value = read_string("env.txt")
+        String extra = read_string("extra.txt")
+        String input_mode = read_string("input_mode.txt")
+        String tmp = read_string("tmp.txt")
+        String pwd = read_string("pwd.txt")
+        String out = read_string(stdout())
+        String err = read_string(stderr())
+    }
+    requirements {
+        container: "ubuntu:latest"
+    }
+}
+"""
+
+
+def check_contained(sl, r, data, log=None, env_prefix="APPTAINERENV_", executable="apptainer"):
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"contained.copy": "some data", "contained.env_value": ENV_VALUE, "contained.extra": "1",
+                         "contained.input_mode": "read-only", "contained.tmp": "in-tmp",
+                         "contained.pwd": "/mnt/task/work", "contained.out": "to stdout",
+                         "contained.err": "to stderr"}
+    adir = r.run_dir / "attempts" / "0"
+    script = read(adir / "apptainer_command")
+    assert re.search(r"^export %sGREETING=" % env_prefix, script, re.M), script
+    assert re.search(r"^%s exec\b" % re.escape(executable), script, re.M), script
+    (call,) = exec_calls_for(sl, adir, log)
+    assert call["pwd"] == "/mnt/task/work" and call["containall"] and call["cleanenv"], call
+    binds = {(dst, mode): src for src, dst, mode in call["binds"]}
+    real = lambda p: os.path.realpath(str(p))
+    assert binds.get(("/mnt/task/command", "ro")) == real(adir / "command"), call["binds"]
+    assert binds.get(("/mnt/task/work", "rw")) == real(adir / "work"), call["binds"]
+    assert binds.get(("/mnt/task/stdout", "rw")) == real(adir / "stdout"), call["binds"]
+    assert binds.get(("/mnt/task/stderr", "rw")) == real(adir / "stderr"), call["binds"]
+    assert ("/tmp", "rw") in binds and ("/var/tmp", "rw") in binds, call["binds"]
+    assert binds[("/tmp", "rw")].startswith(real(r.run_dir)) and binds[("/var/tmp", "rw")].startswith(real(r.run_dir))
+    # the input: bound read-only (itself or a directory holding it)
+    ro = [src for (dst, mode), src in binds.items() if mode == "ro"]
+    assert any(real(data) == s or real(data).startswith(s + os.sep) for s in ro), call["binds"]
+    # extra args: --no-home from apptainer.extra_args, --env from the seed's extra_apptainer_exec_args
+    assert call["no_home"] is True and call["env"] == {"FROM_EXTRA": "1"}, call
+    return call
+
+
+EXTRA_ARGS = """\
+    run.backends.default.apptainer.extra_args = ["--no-home"]
+    run.backends.default.extra_apptainer_exec_args = ["--env=FROM_EXTRA=1"]
+    """
+
+
+def test_apptainer_exec_flags_binds_extra_args_and_env(sl):
+    data = sl.tmp / "inputs" / "data.txt"
+    data.parent.mkdir()
+    data.write_text("some data")
+    r = sl.run(sl.wdl(CONTAINED), "data=%s" % data, "GREETING=%s" % ENV_VALUE, cfg=sl.config(EXTRA_ARGS))
+    check_contained(sl, r, data)
+    assert read(data) == "some data"
+
+
+def test_singularity_executable(sl):
+    data = sl.tmp / "data.txt"
+    data.write_text("some data")
+    cfg = sl.config(EXTRA_ARGS + 'run.backends.default.apptainer.executable = "singularity"\n')
+    r = sl.run(sl.wdl(CONTAINED), "data=%s" % data, "GREETING=%s" % ENV_VALUE, cfg=cfg)
+    sing_log = str(sl.double_log) + ".singularity"
+    check_contained(sl, r, data, log=sing_log, env_prefix="SINGULARITYENV_", executable="singularity")
+    assert "APPTAINERENV_" not in read(r.run_dir / "attempts" / "0" / "apptainer_command")
+    assert [c["cmd"] for c in sl.double_calls(log=sing_log)] == ["pull", "exec"]
+    assert sl.double_calls() == [], "`apptainer` ran although apptainer.executable = \"singularity\""
+
+
+def test_output_dir_with_spaces_quotes_dollar_and_unicode(sl):
+    weird = "out dir 'q' $x ü"
+    data = sl.tmp / ("in dir 'q' $y ü") / "data file.txt"
+    data.parent.mkdir()
+    data.write_text("some data")
+    out = sl.tmp / weird
+    r = sl.run(sl.wdl(CONTAINED), "data=%s" % data, "GREETING=%s" % ENV_VALUE, cfg=sl.config(EXTRA_ARGS), out=out)
+    check_contained(sl, r, data)
+    assert str(r.run_dir).startswith(str(out) + os.sep)
+    adir = r.run_dir / "attempts" / "0"
+    assert read(adir / "stdout") == "to stdout\n"
+    job = wait_job_ended(read(adir / "job_id").strip())
+    assert job.state == "COMPLETED", job
+
+
+# --------------------------------------------------------------------------------------------
+# 4. images (reference section 5.7)
+# --------------------------------------------------------------------------------------------
+
+ECHO_TASK = """\
+version 1.2
+
+task echo_task {
+    command <<<
+        echo ok
+    >>>
+    output {
+        String out = read_string(stdout())
+    }
+    requirements {
+        container: "ubuntu:latest"
+    }
+}
+"""
+
+
+def test_image_cache_dir_is_shared_between_runs(sl):
+    cache = sl.tmp / "sif cache"
+    cfg = sl.config('run.backends.default.apptainer.image_cache_dir = "%s"\n' % cache)
+    wdl = sl.wdl(ECHO_TASK)
+    first = sl.run(wdl, cfg=cfg)
+    second = sl.run(wdl, cfg=cfg)
+    for r in (first, second):
+        assert r.outputs == {"echo_task.out": "ok"}
+        assert not (r.run_dir / "apptainer-images").exists()
+    sif = cache / "docker" / "ubuntu" / "latest.sif"
+    assert sif.is_file() and read(sif).startswith("APPTAINER-DOUBLE-SIF")
+    pulls = sl.double_calls("pull")
+    assert [c["uri"] for c in pulls] == ["docker://ubuntu:latest"], pulls  # once, by the first run
+    assert os.path.dirname(pulls[0]["dest"]) == str(sif.parent)  # (into a temporary name, then renamed)
+    assert [c["image"] for c in sl.double_calls("exec")] == [str(sif), str(sif)]
+
+
+def test_local_sif_file_uri_and_container_array(sl):
+    local = sl.tmp / "images" / "my image.sif"
+    local.parent.mkdir()
+    subprocess.run([str(sl.double_bin / "apptainer"), "pull", str(local), "docker://debian:12"], check=True,
+                   env=dict(sl.env, APPTAINER_DOUBLE_LOG=str(sl.tmp / "setup.log")), stderr=subprocess.DEVNULL)
+    wdl = sl.wdl("""\
+        version 1.2
+
+        task t {
+            input {
+                Array[String] container
+            }
+            command <<<
+                echo ok
+            >>>
+            output {
+                String out = read_string(stdout())
+            }
+            requirements {
+                container: container
+            }
+        }
+
+        workflow w {
+            call t as local_path { input: container = ["%(local)s"] }
+            call t as file_uri { input: container = ["file://%(local)s"] }
+            call t as fallback { input: container = ["%(missing)s", "docker://ubuntu:latest"] }
+            output {
+                Array[String] outs = [local_path.out, file_uri.out, fallback.out]
+            }
+        }
+        """ % dict(local=local, missing=sl.tmp / "images" / "missing.sif"))
+    r = sl.run(wdl)
+    assert r.outputs == {"w.outs": ["ok", "ok", "ok"]}, r.describe()
+    pulled = r.run_dir / "apptainer-images" / "docker" / "ubuntu" / "latest.sif"
+    assert [c["uri"] for c in sl.double_calls("pull")] == ["docker://ubuntu:latest"]
+    images = {call: exec_calls_for(sl, r.run_dir / "calls" / call / "attempts" / "0")[0]["image"]
+              for call in ("local_path", "file_uri", "fallback")}
+    assert images == {"local_path": str(local), "file_uri": str(local), "fallback": str(pulled)}
+    assert pulled.is_file()
+
+
+def test_pull_failure_names_the_image(sl):
+    r = sl.run(sl.wdl(ECHO_TASK), env=dict(sl.env, APPTAINER_DOUBLE_PULL_FAIL="1"))
+    assert r.rc == 1, r.describe()
+    assert "docker://ubuntu:latest" in r.stderr and "pull" in r.stderr, r.describe()
+    assert "simulated network failure" in r.stderr, r.describe()
+    assert "Traceback" not in r.stderr
+    assert r.job_ids() == [] and not list(r.out_dir.rglob("sbatch_command"))
+    assert r.db_rows("SELECT status FROM runs") == [{"status": "failed"}]
+
+
+def test_two_runs_pulling_one_image_into_a_shared_cache_pull_once(sl):
+    # a slow pull (2 s) so that the two runs really overlap while the image is being pulled
+    slow = sl.tmp / "slow-bin"
+    slow.mkdir()
+    _write_exec(slow / "apptainer", '#!/bin/sh\nif [ "$1" = pull ]; then sleep 2; fi\nexec %s "$@"\n'
+                % shlex.quote(str(sl.double_bin / "apptainer")))
+    env = dict(sl.env, PATH=os.pathsep.join([str(slow), sl.env["PATH"]]))
+    cache = sl.tmp / "cache"
+    cfg = sl.config('run.backends.default.apptainer.image_cache_dir = "%s"\n' % cache)
+    wdl = sl.wdl(ECHO_TASK)
+    procs = [sl.start(wdl, cfg=cfg, env=env) for _ in range(2)]
+    results = [sl.finish(p) for p in procs]
+    for r in results:
+        assert r.outputs == {"echo_task.out": "ok"}, r.describe()
+    pulls = sl.double_calls("pull")
+    assert len(pulls) == 1, pulls
+    sif = cache / "docker" / "ubuntu" / "latest.sif"
+    assert [c["image"] for c in sl.double_calls("exec")] == [str(sif)] * 2
+    assert sorted(os.listdir(str(sif.parent))) in (["latest.sif"], ["latest.sif", "latest.sif.lock"])
+
+
+# --------------------------------------------------------------------------------------------
+# 5. status and faults, on the real cluster
+# --------------------------------------------------------------------------------------------
+
+EXIT_CODE_TASK = """\
+version 1.2
+
+task exits {
+    input {
+        Int code
+        Int sleep = 0
+    }
+    command <<<
+        sleep ~{sleep}
+        echo "exiting with ~{code}"
+        exit ~{code}
+    >>>
+    output {
+        String out = read_string(stdout())
+    }
+    requirements {
+        container: "ubuntu:latest"
+        return_codes: [0, 3]
+        memory: "100 MB"
+    }
+}
+"""
+
+
+def test_without_accounting_squeue_and_scontrol_give_the_exit_codes(sl):
+    # sacct answers like a cluster with AccountingStorageType=accounting_storage/none
+    sl.wrap("sacct", disabled=True)
+    for tool in ("squeue", "scontrol"):
+        sl.wrap(tool)
+    wdl = sl.wdl(EXIT_CODE_TASK)
+    cfg = sl.config()
+    ok, bad = sl.start(wdl, "code=3", cfg=cfg), sl.start(wdl, "code=4", cfg=cfg)
+    ok, bad = sl.finish(ok), sl.finish(bad)
+    assert ok.rc == 0, ok.describe()
+    assert ok.outputs == {"exits.out": "exiting with 3"}
+    assert bad.rc == 1, bad.describe()
+    assert "exit code 4" in bad.stderr or "exit status 4" in bad.stderr, bad.describe()
+    assert sl.calls("sacct") and all(c["rc"] == 1 for c in sl.calls("sacct")), "sacct was never tried"
+    for r in (ok, bad):
+        (job_id,) = r.job_ids()
+        assert any(job_id in c["argv"][-1].split(",") for c in sl.calls("squeue")), sl.calls("squeue")
+    assert any("job" in c["argv"] and "show" in c["argv"] for c in sl.calls("scontrol")), sl.calls("scontrol")
+    for r in (ok, bad):
+        (job_id,) = r.job_ids()
+        assert wait_job_ended(job_id).state == "FAILED", job_id
+    assert bad.db_rows("SELECT status FROM runs") == [{"status": "failed"}]
+
+
+def _wait_running(proc, timeout=60):
+    job_file = wait_for(lambda: next(iter(proc.out_dir.rglob("job_id")), None), timeout, "a job_id file")
+    job_id = wait_for(lambda: job_file.read_text().strip(), 10, "the job id")
+    wait_for(lambda: getattr(squeue_states({job_id}).get(job_id), "state", None) == "RUNNING", timeout,
+             "job %s to run" % job_id, interval=0.2)
+    return job_id
+
+
+def test_job_scancelled_from_outside_fails_the_run(sl):
+    proc = sl.start(sl.wdl(EXIT_CODE_TASK), "code=0", "sleep=60", cfg=sl.config())
+    job_id = _wait_running(proc)
+    subprocess.run([REAL["scancel"], job_id], check=True)
+    r = sl.finish(proc, timeout=60)
+    assert r.rc == 1, r.describe()
+    assert re.search(r"cancel+ed", r.stderr, re.I) and job_id in r.stderr, r.describe()
+    assert r.elapsed < 40, "the cancellation took %.0f s to be noticed" % r.elapsed
+    assert wait_job_ended(job_id).state == "CANCELLED"
+    assert r.db_rows("SELECT status FROM runs") == [{"status": "failed"}]
+
+
+def test_out_of_memory_message(sl):
+    # This cluster (TaskPlugin=task/none, no cgroups, no JobAcctGatherParams=OverMemoryKill) does
+    # not enforce --mem: a job with --mem=96M that touches 300 MB ends COMPLETED (checked by hand:
+    # MaxRSS 629 MB under --mem=100M). So sacct is wrapped to report what an enforcing cluster
+    # reports for such a job: State OUT_OF_MEMORY, ExitCode 0:125, once the job has really ended.
+    sl.wrap("sacct", sacct_mode="oom")
+    wdl = sl.wdl("""\
+        version 1.2
+        task hog {
+            command <<<
+                python3 -c 'x = bytearray(300 * 1024 * 1024); print(len(x))'
+            >>>
+            output { String out = read_string(stdout()) }
+            requirements { container: "ubuntu:latest"  memory: "100 MB" }
+        }
+        """)
+    r = sl.run(wdl)
+    assert r.rc == 1, r.describe()
+    (job_id,) = r.job_ids()
+    assert "ran out of memory" in r.stderr and job_id in r.stderr, r.describe()
+    assert "--mem=96M" in r.stderr, r.describe()  # 100 MB = 95.4 MiB, rounded up
+
+
+@pytest.mark.slow
+def test_time_limit_message(sl):
+    if not _partition_exists(SHORT_PART):
+        pytest.skip("partition `%s` does not exist on this cluster" % SHORT_PART)
+    cfg = sl.config('run.backends.default.sbatch.args = ["--time=00:01:00"]\n', partition=SHORT_PART)
+    r = sl.run(sl.wdl(EXIT_CODE_TASK), "code=0", "sleep=200", cfg=cfg, timeout=400)
+    assert r.rc == 1, r.describe()
+    (job_id,) = r.job_ids()
+    assert "time limit" in r.stderr and job_id in r.stderr, r.describe()
+    assert r.elapsed < 190, "the run waited for the whole sleep: %.0f s" % r.elapsed
+    assert wait_job_ended(job_id).state == "TIMEOUT"
+
+
+def test_transient_sbatch_failures_are_retried(sl):
+    sl.wrap("sbatch", fail_first=2, fail_rc=1,
+            fail_text="sbatch: error: Batch job submission failed: Socket timed out on send/recv operation")
+    r = sl.run(sl.wdl(ECHO_TASK))
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"echo_task.out": "ok"}
+    calls = sl.calls("sbatch")
+    assert [c["rc"] for c in calls] == [1, 1, 0], calls
+    assert len(r.job_ids()) == 1
+
+
+def test_permanent_sbatch_failure_is_a_clear_error(sl):
+    sl.wrap("sbatch")
+    cfg = sl.config('run.backends.default.sbatch.args = ["--constraint=no_such_feature"]\n')
+    r = sl.run(sl.wdl(ECHO_TASK), cfg=cfg)
+    assert r.rc == 1, r.describe()
+    assert "sbatch" in r.stderr and "Invalid feature specification" in r.stderr, r.describe()
+    assert "Traceback" not in r.stderr
+    assert len(sl.calls("sbatch")) == 1, "a permanent failure was retried: %s" % sl.calls("sbatch")
+    assert r.job_ids() == []
+    assert r.db_rows("SELECT status FROM runs") == [{"status": "failed"}]
+
+
+SCATTER_SLEEP = """\
+version 1.2
+
+task nap {
+    input {
+        Int i
+        Int seconds
+    }
+    command <<<
+        sleep ~{seconds}
+        echo ~{i}
+    >>>
+    output {
+        Int out = read_int(stdout())
+    }
+    requirements {
+        container: "ubuntu:latest"
+        cpu: 1
+        memory: "100 MB"
+    }
+}
+
+workflow w {
+    input {
+        Int n
+        Int seconds
+    }
+    scatter (i in range(n)) {
+        call nap { input: i = i, seconds = seconds }
+    }
+    output {
+        Array[Int] outs = nap.out
+    }
+}
+"""
+
+
+def test_sigterm_cancels_every_queued_and_running_job(sl):
+    proc = sl.start(sl.wdl(SCATTER_SLEEP), "n=20", "seconds=60", cfg=sl.config())
+    ids = wait_for(lambda: (lambda f: f if len(f) == 20 and all(p.read_text().strip() for p in f) else None)(
+        list(proc.out_dir.rglob("job_id"))), 90, "20 job ids")
+    ids = {p.read_text().strip() for p in ids}
+    states = wait_for(lambda: (lambda s: s if len(s) == 20 and any(j.state == "RUNNING" for j in s.values())
+                               else None)(squeue_states(ids)), 60, "the jobs in the queue")
+    assert all(j.state in ("PENDING", "RUNNING", "CONFIGURING") for j in states.values()), states
+    os.kill(proc.pid, signal.SIGTERM)
+    r = sl.finish(proc, timeout=60)
+    assert r.rc != 0, r.describe()
+    left = {i: j for i, j in squeue_states(ids).items() if j.state in LIVE_STATES}
+    assert not left, left
+    assert r.db_rows("SELECT status FROM runs") == [{"status": "canceled"}]
+    ended = {i: wait_job_ended(i).state for i in ids}
+    assert set(ended.values()) == {"CANCELLED"}, ended
+
+
+def test_fail_fast_scancels_the_sibling_job(sl):
+    wdl = sl.wdl("""\
+        version 1.2
+        import "exits.wdl"
+        workflow w {
+            call exits.exits as failing { input: code = 1, sleep = 1 }
+            call exits.exits as sibling { input: code = 0, sleep = 40 }
+        }
+        """)
+    (sl.tmp / "exits.wdl").write_text(EXIT_CODE_TASK)
+    proc = sl.start(wdl, cfg=sl.config('run.fail = "fast"\n'))
+    r = sl.finish(proc, timeout=120)
+    assert r.rc == 1, r.describe()
+    sibling = read(r.run_dir / "calls" / "sibling" / "attempts" / "0" / "job_id").strip()
+    failing = read(r.run_dir / "calls" / "failing" / "attempts" / "0" / "job_id").strip()
+    assert "exit code 1" in r.stderr, r.describe()
+    assert wait_job_ended(failing).state == "FAILED"
+    assert wait_job_ended(sibling).state == "CANCELLED"
+    assert r.elapsed < 30, "the run waited %.0f s for the sibling" % r.elapsed
+
+
+def test_pending_reason_that_never_clears_fails_the_task(sl):
+    # With EnforcePartLimits=ALL this cluster refuses such requests at submit time, so a job that
+    # pends forever (PartitionConfig) is shown through a wrapped sacct; the real job is sleeping and
+    # must be scancelled by sprocket.
+    sl.wrap("sacct", sacct_mode="pending")
+    r = sl.run(sl.wdl(EXIT_CODE_TASK), "code=0", "sleep=60", cfg=sl.config(), timeout=120)
+    assert r.rc == 1, r.describe()
+    (job_id,) = r.job_ids()
+    assert "PartitionConfig" in r.stderr and job_id in r.stderr, r.describe()
+    assert r.elapsed < 40
+    assert wait_job_ended(job_id).state == "CANCELLED"
+    assert len(r.attempt_dirs()) == 1  # no retry: it would pend forever again
+
+
+def test_held_job_waits_until_released(sl):
+    sl.wrap("sacct")
+    proc = sl.start(sl.wdl(EXIT_CODE_TASK), "code=0", cfg=sl.config('run.backends.default.sbatch.args = ["--hold"]\n'))
+    job_file = wait_for(lambda: next(iter(proc.out_dir.rglob("job_id")), None), 60, "the job_id file")
+    job_id = wait_for(lambda: job_file.read_text().strip(), 10, "the job id")
+    job = squeue_states({job_id})[job_id]
+    assert job.state == "PENDING" and job.reason == "JobHeldUser", job
+    wait_for(lambda: len(sl.calls("sacct")) >= 3, 30, "three status queries")
+    assert proc.poll() is None, "sprocket gave up on a held job"
+    subprocess.run([REAL["scontrol"], "release", job_id], check=True)
+    r = sl.finish(proc, timeout=120)
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"exits.out": "exiting with 0"}
+
+
+def test_node_fail_is_retried_without_spending_a_retry(sl):
+    # NODE_FAIL cannot be caused on a one-node test cluster without breaking it for everyone; the
+    # wrapped sacct reports the first job as NODE_FAIL once it has really ended.
+    sl.wrap("sacct", sacct_mode="node_fail_first")
+    r = sl.run(sl.wdl(EXIT_CODE_TASK), "code=0")
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"exits.out": "exiting with 0"}
+    assert len(r.job_ids()) == 2 and len(r.attempt_dirs()) == 2, r.describe()
+    assert "NODE_FAIL" in r.stderr + read(r.run_dir / "output.log")
+
+
+def test_sbatch_missing_from_path(sl, tmp_path):
+    bin_dir = tmp_path / "no-sbatch-bin"
+    bin_dir.mkdir()
+    for tool in ("squeue", "scancel", "scontrol", "sacct", "sinfo", "bash", "sh", "env"):
+        real = REAL.get(tool) or shutil.which(tool)
+        if real:
+            os.symlink(real, str(bin_dir / tool))
+    env = dict(sl.env, PATH=os.pathsep.join([str(bin_dir), str(sl.double_bin)]))
+    r = sl.run(sl.wdl(ECHO_TASK), env=env)
+    assert r.rc == 1, r.describe()
+    assert "`sbatch` was not found" in r.stderr, r.describe()
+    assert "Traceback" not in r.stderr
+    assert r.job_ids() == []
+
+
+def test_unknown_partition_is_reported_at_start(sl):
+    r = sl.run(sl.wdl(ECHO_TASK), cfg=sl.config(partition="nope"))
+    assert r.rc == 1, r.describe()
+    assert "failed to validate default_slurm_partition `nope`" in r.stderr, r.describe()
+    r = sl.run(sl.wdl(ECHO_TASK), cfg=sl.config('run.backends.default.gpu_slurm_partition.name = "nope2"\n',
+                                                name="gpu.toml"))
+    assert r.rc == 1, r.describe()
+    assert "failed to validate gpu_slurm_partition `nope2`" in r.stderr, r.describe()
+    assert r.job_ids() == []
+
+
+def test_apptainer_missing_on_the_compute_node(sl):
+    # The submit host has `apptainer` (the pull works), but the job's PATH does not: sbatch's
+    # --export sets the job's PATH to the submit PATH without any directory holding an apptainer,
+    # as on a compute node where it is not installed.
+    dirs = sl.env["PATH"].split(os.pathsep)
+    has = lambda d: d and (os.access(os.path.join(d, "apptainer"), os.X_OK))
+    job_path = os.pathsep.join(d for d in dirs if d and not has(d))
+    if shutil.which("apptainer", path=job_path):
+        pytest.skip("apptainer is installed in a system directory here")
+    env = dict(sl.env, PATH=os.pathsep.join([str(sl.double_bin), job_path]))
+    cfg = sl.config('run.backends.default.sbatch.args = ["--export=ALL,PATH=%s"]\n' % job_path)
+    r = sl.run(sl.wdl(ECHO_TASK), cfg=cfg, env=env)
+    assert r.rc == 1, r.describe()
+    assert [c["cmd"] for c in sl.double_calls()] == ["pull"]
+    assert "not found on the compute node" in r.stderr and "apptainer" in r.stderr, r.describe()
+    (job_id,) = r.job_ids()
+    assert wait_job_ended(job_id).state == "FAILED"
+
+
+# --------------------------------------------------------------------------------------------
+# 6. load on the scheduler: how many Slurm commands, how many jobs at once
+# --------------------------------------------------------------------------------------------
+
+
+def _wrap_all(sl, **sbatch_opts):
+    for tool in TOOLS:
+        sl.wrap(tool, **(sbatch_opts if tool == "sbatch" else {}))
+
+
+def _max_overlap(intervals):
+    events = sorted([(s, 1) for s, e in intervals] + [(e, -1) for s, e in intervals], key=lambda x: (x[0], x[1]))
+    best = now = 0
+    for _, d in events:
+        now += d
+        best = max(best, now)
+    return best
+
+
+def test_scatter_of_30_uses_batched_sacct_and_no_squeue(sl):
+    _wrap_all(sl)
+    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=30", "seconds=0", cfg=sl.config(interval=2))
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.outs": list(range(30))}
+    assert len(sl.calls("sbatch")) == 30
+    assert len(r.job_ids()) == 30
+    sacct = sl.calls("sacct")
+    limit = r.elapsed / 2 + 3
+    assert 1 <= len(sacct) <= limit, "%d sacct calls in %.1f s with interval = 2 (limit %.1f)" % (
+        len(sacct), r.elapsed, limit)
+    assert max(len(c["argv"][c["argv"].index("-j") + 1].split(",")) for c in sacct) > 1, "sacct is not batched"
+    assert sl.calls("squeue") == []
+    others = [c for c in sl.calls("scontrol") if c["argv"][:2] != ["show", "partition"]]
+    assert others == []
+    assert sl.calls("scancel") == []
+
+
+def test_max_scatter_concurrency_bounds_the_jobs_in_the_queue(sl):
+    cfg = sl.config("run.backends.default.max_scatter_concurrency = 5\n")
+    proc = sl.start(sl.wdl(SCATTER_SLEEP), "n=12", "seconds=2", cfg=cfg)
+    root = str(sl.tmp)
+    most = 0
+    seen = set()
+    while proc.poll() is None:
+        ours = [j for j in squeue_states().values() if j.script.startswith(root)]
+        seen.update(j.id for j in ours)
+        live = [j for j in ours if j.state in LIVE_STATES + ("COMPLETING",)]
+        most = max(most, len(live))
+        assert len(live) <= 5, live
+        time.sleep(0.2)
+    r = sl.finish(proc)
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.outs": list(range(12))}
+    assert len(seen) == 12, seen
+    assert most == 5, "at most %d jobs at once: the limit was not reached" % most
+
+
+def test_max_concurrency_bounds_the_sbatch_processes(sl):
+    sl.wrap("sbatch", sleep=0.7)  # slow submissions, so that concurrent ones overlap
+    cfg = sl.config("run.backends.default.max_concurrency = 2\n")
+    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=8", "seconds=0", cfg=cfg)
+    assert r.rc == 0, r.describe()
+    calls = sl.calls("sbatch")
+    assert len(calls) == 8
+    most = _max_overlap([(c["start"], c["end"]) for c in calls])
+    assert most <= 2, "%d sbatch processes at once" % most
+    assert most == 2, "submissions were not concurrent at all"
+
+
+# --------------------------------------------------------------------------------------------
+# 7. the spec's examples through slurm_apptainer
+# --------------------------------------------------------------------------------------------
+
+CONFORMANCE_CASES = (
+    "1.2/hello", "1.2/hello_parallel", "1.2/test_scatter", "1.2/nested_scatter", "1.2/copy_input",
+    "1.2/file_output_task", "1.2/file_sizes_task", "1.2/glob_task", "1.2/gen_files_task",
+    "1.2/read_write_primitives_task", "1.2/read_tsv_task", "1.2/read_person", "1.2/write_json_task",
+    "1.2/write_lines_task", "1.2/all_return_codes_task", "1.2/multi_return_code_fail_task",
+    "1.2/environment_variable_should_echo", "1.3/test_task_previous", "1.3/relative_paths_context",
+)
+
+
+def test_conformance_subset_through_slurm(sl):
+    shared = shared_dir()
+    if shared is None or not (shared / "conformance" / "run.py").is_file():
+        pytest.skip("../shared/conformance is not here")
+    work = sl.tmp / "cases"
+    work.mkdir()
+    report = sl.tmp / "report.json"
+    engine = "%s %s -s -c %s" % (shlex.quote(sys.executable), shlex.quote(str(SPROCKET)), shlex.quote(str(sl.config())))
+    proc = subprocess.run([sys.executable, str(shared / "conformance" / "run.py"), "--engine", engine, "-j", "4",
+                           "--timeout", "120", "--tmpdir", str(work), "--keep", "--json", str(report)]
+                          + list(CONFORMANCE_CASES),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=sl.env,
+                          timeout=900)
+    assert report.is_file(), proc.stdout[-3000:]
+    results = json.loads(report.read_text())["results"]
+    assert sorted(r["id"] for r in results) == sorted(CONFORMANCE_CASES), proc.stdout[-3000:]
+    bad = ["%s: %s %s" % (r["id"], r["status"], r.get("reason", "")) for r in results if r["status"] != "PASS"]
+    assert not bad, "\n".join(bad) + "\n" + proc.stdout[-3000:]
+    # they really ran as Slurm jobs, in the apptainer double
+    assert len(list(work.rglob("job_id"))) >= len(CONFORMANCE_CASES) - 1
+    assert sl.double_calls("exec")
