@@ -345,7 +345,7 @@ Call = _node("Call", "callee alias afters inputs", "callee_def name doc deps")  
 Scatter = _node("Scatter", "variable expr body", "name deps")
 Conditional = _node("Conditional", "clauses", "name deps")  # clauses: [(cond expr or None, body)]
 Workflow = _node("Workflow", "name inputs body outputs meta parameter_meta hints", "doc version")
-Document = _node("Document", "source version imports structs enums tasks workflow", "namespaces types checked")
+Document = _node("Document", "source version imports structs enums tasks workflow", "namespaces types checked warnings")
 
 class RuntimeBlock(dict):
     """A `runtime`, `requirements` or `hints` section: {key: expression}, with each key's span."""
@@ -367,7 +367,7 @@ HintsBlock = _node("HintsBlock", "kind entries", base=Expr)
 
 VERSIONS = {"1.0": (1, 0), "1.1": (1, 1), "1.2": (1, 2), "1.3": (1, 3), "development": (1, 3)}
 _VERSION_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*version[ \t]+([^\s#]+)")
-_MAX_NESTING = 120  # bounds recursion in every later pass too
+_MAX_NESTING = 120  # expressions and types: bounds the recursion of the later passes over them too
 
 _BINARY_PREC = {
     "||": 1, "&&": 2, "==": 3, "!=": 3, "<": 4, "<=": 4, ">": 4, ">=": 4,
@@ -567,6 +567,15 @@ class Parser:
     # -- types -----------------------------------------------------------------------------
     def type_(self):
         tok = self.peek()
+        self.depth += 1
+        try:
+            return self._type(tok)
+        finally:
+            self.depth -= 1
+
+    def _type(self, tok):
+        if self.depth > _MAX_NESTING:
+            self.error("type nested too deeply (more than %d levels)" % _MAX_NESTING)
         name = self.ident("a type")
         span = self.span(tok)
         if name in ("Array", "Map", "Pair"):
@@ -1129,7 +1138,10 @@ def _number(tok, parser):
     text = tok[1]
     if tok[0] == "float":
         return float(text)
-    value = int(text, 16) if text[:2] in ("0x", "0X") else int(text, 8) if len(text) > 1 and text[0] == "0" else int(text)
+    try:
+        value = int(text, 16) if text[:2] in ("0x", "0X") else int(text, 8) if len(text) > 1 and text[0] == "0" else int(text)
+    except ValueError:
+        parser.error("invalid integer literal %s (a leading 0 makes it octal: digits 0-7 only)" % text, tok)
     if value >= 2 ** 63:
         parser.error("integer literal %s is out of range (64-bit signed)" % text, tok)
     return value
@@ -1818,11 +1830,16 @@ def read_source(path, span=None):
 
 
 def load(path):
-    """Parse and check a WDL document and everything it imports. Raises WdlErrors."""
+    """Parse and check a WDL document and everything it imports. Raises WdlErrors; the
+    document's warnings are in `doc.warnings`."""
     loader = Loader()
-    doc = loader.load(path, None, ())
+    try:
+        doc = loader.load(path, None, ())
+    except RecursionError:
+        raise WdlError("`%s` is nested too deeply to check" % path)
     if loader.errors:
         raise WdlErrors(loader.errors)
+    doc.warnings = loader.warnings
     return doc
 
 
@@ -2127,10 +2144,12 @@ class Checker:
                 self.err("workflow hints must be literal values; `%s` is an expression" % key, expr.span)
         self.graph_cycles(inputs + wf.body)
         out_env = dict(env)
+        seen_outputs = set()
         for d in wf.outputs or []:
             d.type_ = self.resolve_type(d.type_)
-            if d.name in (o.name for o in wf.outputs if o is not d and wf.outputs.index(o) < wf.outputs.index(d)):
+            if d.name in seen_outputs:
                 self.err("workflow output `%s` is already declared" % d.name, d.span)
+            seen_outputs.add(d.name)
             self.check_decl(d, out_env)
             out_env[d.name] = d.type_
 
@@ -2307,9 +2326,15 @@ class Checker:
                     self.graph_cycles(b)
         g = {}
         for el in body:
-            g[el.name] = [level[n].name for n in el.deps if n in level and level[n] is not el]
+            # (a declaration that reads itself is reported by check_body already)
+            g[el.name] = [level[n].name for n in el.deps if n in level and not (level[n] is el and isinstance(el, Decl))]
         cycle = find_cycle(g)
-        if cycle:
+        if cycle and len(cycle) == 2 and cycle[0] == cycle[1]:
+            el = next(x for x in body if x.name == cycle[0])
+            what = "`%s`" % el.name if isinstance(el, Call) else "this %s" % (
+                "scatter" if isinstance(el, Scatter) else "conditional")
+            self.err("%s reads a value it defines itself (a dependency cycle)" % what, el.span)
+        elif cycle:
             self.err("workflow elements depend on each other in a cycle: %s" % " -> ".join(cycle),
                      next(el for el in body if el.name == cycle[0]).span)
 
@@ -2685,14 +2710,14 @@ def element_refs(el):
             out |= element_refs(x)
             inner.update(element_defines(x))
         return out - inner - {el.variable} | free_names(el.expr)
-    out, inner = set(), set()
+    out, inner, conds = set(), set(), set()
     for cond, b in el.clauses:
         if cond is not None:
-            free_names(cond, out)
+            free_names(cond, conds)
         for x in b:
             out |= element_refs(x)
             inner.update(element_defines(x))
-    return out - inner
+    return (out - inner) | conds
 
 
 def find_cycle(graph):
@@ -2926,6 +2951,16 @@ def coerce(v, t, what="value"):
     return v  # Any, TypeVar
 
 
+def coerce_decl(v, d, what):
+    """coerce() for a declaration's value; an error points at the declaration."""
+    try:
+        return coerce(v, d.type_, what)
+    except EvalError as e:
+        if e.span is None:
+            e.span = d.span
+        raise
+
+
 def _short(v):
     text = json_dumps(value_to_json(v)) if not isinstance(v, EnumValue) else repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -3101,13 +3136,11 @@ def _eval_index(e, env, ctx):
 
 def _eval_apply(e, env, ctx):
     args = [evaluate(a, env, ctx) for a in e.args]
-    fn = e.fn
-    params = fn.params
-    for i, p in enumerate(params):
-        if not isinstance(p, (TypeVar, AnyType)) and args[i] is not None:
-            args[i] = coerce(args[i], p, "argument %d of `%s`" % (i + 1, e.name))
     try:
-        return IMPLS[e.name](ctx, args)
+        for i, p in enumerate(e.fn.params):
+            if not isinstance(p, (TypeVar, AnyType)) and not (p.opt and args[i] is None):
+                args[i] = coerce(args[i], p, "argument %d" % (i + 1))
+        return _int_result(IMPLS[e.name](ctx, args))
     except EvalError as err:
         if not err.message.startswith(e.name):
             err.message = "%s: %s" % (e.name, err.message)
@@ -3115,6 +3148,16 @@ def _eval_apply(e, env, ctx):
         raise
     except OSError as err:
         raise EvalError("%s: %s" % (e.name, err), e.span)
+
+
+_INT_MIN, _INT_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+def _int_result(v):
+    """WDL Ints are 64-bit: an Int result outside that range is an error, not a bigger number."""
+    if type(v) is int and not _INT_MIN <= v <= _INT_MAX:
+        raise EvalError("Int overflow: the result does not fit in 64 bits")
+    return v
 
 
 def _eval_unary(e, env, ctx):
@@ -3125,7 +3168,7 @@ def _eval_unary(e, env, ctx):
         return not v
     if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
         raise EvalError("unary `%s` needs a number" % e.op, e.span)
-    return -v if e.op == "-" else v
+    return _int_result(-v) if e.op == "-" else v
 
 
 def _eval_binary(e, env, ctx):
@@ -3158,7 +3201,7 @@ def _eval_binary(e, env, ctx):
     num = isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool)
     if op == "+":
         if num:
-            return a + b
+            return _int_result(a + b)
         if isinstance(a, str) or isinstance(b, str):
             r = wdl_str(a) + wdl_str(b)
             return WdlFile(r) if isinstance(a, WdlFile) and not isinstance(b, WdlFile) else r
@@ -3166,14 +3209,17 @@ def _eval_binary(e, env, ctx):
     if not num:
         raise EvalError("operator `%s` needs numbers" % op, e.span)
     if op == "-":
-        return a - b
+        return _int_result(a - b)
     if op == "*":
-        return a * b
+        return _int_result(a * b)
     if op == "**":
-        if isinstance(a, int) and isinstance(b, int) and b < 0:
-            raise EvalError("an Int cannot be raised to a negative power", e.span)
+        if isinstance(a, int) and isinstance(b, int):
+            if b < 0:
+                raise EvalError("an Int cannot be raised to a negative power", e.span)
+            if abs(a) > 1 and (abs(a).bit_length() - 1) * b > 64:  # decided before computing a huge number
+                raise EvalError("Int overflow: the result does not fit in 64 bits", e.span)
         try:
-            return a ** b
+            return _int_result(a ** b)
         except OverflowError:
             raise EvalError("`**` overflowed", e.span)
     if b == 0:
@@ -3307,6 +3353,8 @@ def translate_ere(pattern):
         return re.compile(_ere_to_python(pattern), re.DOTALL)
     except re.error as e:  # e.msg: the message without a position in the translated pattern
         raise EvalError("invalid regular expression %r: %s" % (pattern, e.msg))
+    except (OverflowError, RecursionError):  # `a{9999999999}`, or groups nested too deeply
+        raise EvalError("invalid regular expression %r: a repeat count or nesting is too large" % pattern)
 
 
 def _ere_error(pattern, why):
@@ -4071,9 +4119,6 @@ IMPLS = {
 # declarations and requirements (on the scheduler thread, which needs cpu and memory to
 # place it); execute() runs the attempts and evaluates the outputs (on a worker thread).
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
-          "t": 1000 ** 4, "tb": 1000 ** 4, "ki": 1024, "kib": 1024, "mi": 1024 ** 2, "mib": 1024 ** 2,
-          "gi": 1024 ** 3, "gib": 1024 ** 3, "ti": 1024 ** 4, "tib": 1024 ** 4}
 _DEFAULT_MEMORY = 2 * 1024 ** 3
 
 
@@ -4086,9 +4131,12 @@ def parse_memory(v, what="memory"):
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return int(v)
     m = re.match(r"^\s*([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$", v or "") if isinstance(v, str) else None
-    if m is None or m.group(2).lower() not in _UNITS:
+    if m is None or m.group(2) and m.group(2).lower() not in _SIZE_UNITS:
         raise EvalError("%s must be a number of bytes or a size like \"4 GiB\", not %s" % (what, _short(v)))
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    try:
+        return int(float(m.group(1)) * _SIZE_UNITS.get(m.group(2).lower(), 1))
+    except ValueError:
+        raise EvalError("%s must be a number of bytes or a size like \"4 GiB\", not %s" % (what, _short(v)))
 
 
 def topo_order(decls):
@@ -4146,9 +4194,9 @@ class TaskRun:
         given = self.inputs
         for d in topo_order(decls):
             if d.name in given:
-                env[d.name] = coerce(given[d.name], d.type_, "input `%s`" % d.name)
+                env[d.name] = coerce_decl(given[d.name], d, "input `%s`" % d.name)
             elif d.expr is not None:
-                v = coerce(evaluate(d.expr, env, ctx), d.type_, "`%s`" % d.name)
+                v = coerce_decl(evaluate(d.expr, env, ctx), d, "`%s`" % d.name)
                 if task.version >= (1, 3):
                     v = localize_outputs(v, d.type_, base, "`%s` of task `%s`" % (d.name, task.name))
                 env[d.name] = v
@@ -4184,12 +4232,15 @@ class TaskRun:
                     req[_REQUIREMENT_KEYS.get(key, key)] = v
         if "cpu" in req:
             c = req["cpu"]
-            if isinstance(c, str):
-                try:
-                    c = float(c)
-                except ValueError:
-                    raise EvalError("task `%s`: cpu must be a number, not %s" % (task.name, _short(c)))
+            try:
+                c = float(c) if isinstance(c, (int, float, str)) and not isinstance(c, bool) else None
+            except ValueError:
+                c = None
+            if c is None or c < 0:
+                raise EvalError("task `%s`: cpu must be a number >= 0, not %s" % (task.name, _short(req["cpu"])))
             req["cpu"] = c
+        if "memory" in req and parse_memory(req["memory"], "task `%s`: memory" % task.name) <= 0:
+            raise EvalError("task `%s`: memory must be more than 0 bytes, not %s" % (task.name, _short(req["memory"])))
         return req, hints
 
     def task_value(self, attempt, return_code, end_time):
@@ -4255,8 +4306,11 @@ class TaskRun:
         attempt = infrastructure = 0
         retries = self.max_retries()
         while True:
-            if attempt:
+            if attempt:  # a retry may ask for more (1.3 `task.previous`, `task.attempt`)
                 self.requirements, self.hints = self.eval_requirements(attempt)
+                self.cpu = float(self.requirements.get("cpu", 1))
+                self.memory = parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
+                run.backend.check(self)
             adir = os.path.join(self.call_dir, "attempts", str(attempt))
             work = os.path.join(adir, "work")
             os.makedirs(work)
@@ -4327,7 +4381,7 @@ class TaskRun:
         out = {}
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
-            v = coerce(v, d.type_, "output `%s`" % d.name)
+            v = coerce_decl(v, d, "output `%s`" % d.name)
             v = localize_outputs(v, d.type_, work, "output `%s` of task `%s`" % (d.name, self.task.name))
             env[d.name] = out[d.name] = v
         return {d.name: out[d.name] for d in self.task.outputs or []}
@@ -4445,7 +4499,7 @@ class Frame:
                 v = given[el.name]
             else:
                 v = evaluate(el.expr, self.env, self.ctx())
-            self.define({el.name: coerce(v, el.type_, "`%s`" % el.name)})
+            self.define({el.name: coerce_decl(v, el, "`%s`" % el.name)})
         elif isinstance(el, Call):
             self.start_call(el)
         elif isinstance(el, Scatter):
@@ -4618,7 +4672,7 @@ class WorkflowRun:
         body = []
         for d in wf.inputs or []:
             if d.name in self.given:
-                env[d.name] = coerce(self.given[d.name], d.type_, "input `%s`" % d.name)
+                env[d.name] = coerce_decl(self.given[d.name], d, "input `%s`" % d.name)
             elif d.expr is not None:
                 body.append(d)
             elif d.type_.opt:
@@ -4636,7 +4690,7 @@ class WorkflowRun:
         ctx = frame.ctx()
         outputs = {}
         for d in self.workflow.outputs or []:
-            v = coerce(evaluate(d.expr, env, ctx), d.type_, "output `%s`" % d.name)
+            v = coerce_decl(evaluate(d.expr, env, ctx), d, "output `%s`" % d.name)
             env[d.name] = outputs[d.name] = v
         self.on_done(outputs)
 
@@ -4679,6 +4733,7 @@ class Scheduler:
             tr, on_done = self.waiting[i]
             if tr.cpu <= self.free_cpu + 1e-9 and tr.memory <= self.free_memory:
                 del self.waiting[i]
+                tr.reserved = (tr.cpu, tr.memory)
                 self.free_cpu -= tr.cpu
                 self.free_memory -= tr.memory
                 self.running.add(tr)
@@ -4719,13 +4774,16 @@ class Scheduler:
                 self.guard(self.deferred.popleft())
             if is_done() or (self.errors or self.run.stopping) and not self.running:
                 break
+            if not self.running and not self.waiting and not self.deferred and self.events.empty():
+                raise RunError("the run cannot make progress: nothing is running and nothing can start "
+                               "(a bug in sprocket.py's scheduling, or an undetected dependency cycle)")
             try:  # a timeout, so signals and cancellation are seen promptly
                 tr, on_done, result, error = self.events.get(timeout=0.5)
             except queue.Empty:
                 continue
             self.running.discard(tr)
-            self.free_cpu += tr.cpu
-            self.free_memory += tr.memory
+            self.free_cpu += tr.reserved[0]
+            self.free_memory += tr.reserved[1]
             self.run.task_ended(tr, tr.outcome or "failed")
             if error is not None:
                 self.errors.append(error)
@@ -4813,6 +4871,8 @@ class LocalBackend:
         self.shell = shell
         self.limits = {"cpu": cpu_limit, "memory": memory_limit}
         self.warned_container = False
+        self.live = set()  # jobs started and not yet known to be finished
+        self.lock = threading.Lock()
 
     def check(self, tr):
         if tr.requirements.get("container") and not self.warned_container:
@@ -4834,7 +4894,13 @@ class LocalBackend:
                         tr.name, fmt(want), "CPU(s)" if what == "cpu" else "of memory", fmt(have), what))
 
     def start(self, tr, cmd_path, work, stdout, stderr, environ):
-        return LocalJob([self.shell, cmd_path], work, stdout, stderr, environ)
+        return self.start_job([self.shell, cmd_path], work, stdout, stderr, environ)
+
+    def start_job(self, argv, work, stdout, stderr, environ):
+        job = LocalJob(argv, work, stdout, stderr, environ)
+        with self.lock:
+            self.live.add(job)
+        return job
 
     def cancel_jobs(self, jobs):
         for job in jobs:
@@ -4844,7 +4910,11 @@ class LocalBackend:
         return None
 
     def close(self):
-        pass
+        """However the run ended (even on a bug), none of its processes is left running."""
+        with self.lock:
+            live = [j for j in self.live if j.proc.poll() is None]
+            self.live.clear()
+        self.cancel_jobs(live)
 
 
 def make_backend(run, config, name, settings):
@@ -5239,7 +5309,7 @@ class SlurmApptainerBackend:
     def update(self, job, state, exit_code, reason):
         base = state.split()[0] if state else ""
         job.state, job.reason = base, reason
-        if base == "PENDING" and reason and reason.split(" ")[0].rstrip(",") in [r.split(",")[0] for r in _SLURM_NEVER_CLEARS]:
+        if base == "PENDING" and reason and any(reason == r or reason.startswith(r + " ") for r in _SLURM_NEVER_CLEARS):
             self.forget(job.job_id)
             self.scancel([job.job_id])
             job.finish(1, "Slurm can never start job %s: pending with reason `%s` (the request exceeds what the "
@@ -5923,7 +5993,7 @@ def check_config_value(key, value, kind, path):
             raise ConfigError("%s must be a whole number >= 0, not %s" % (where, _toml_repr(value)))
         if key == "run.task.retries" and value >= 100:
             raise ConfigError("%s must be less than 100, not %d" % (where, value))
-        if key in ("run.workflow.scatter.concurrency",) and value == 0:
+        if key in ("run.workflow.scatter.concurrency", "server.orphan_timeout_minutes") and value == 0:
             raise ConfigError("%s must be at least 1" % where)
     elif kind in ("str", "path"):
         if key in ("run.http.parallelism", "server.max_concurrent_runs") and isinstance(value, int):
@@ -6189,6 +6259,7 @@ class Store:
         self.path = os.path.join(out_dir, "sprocket.db")
         self.lock = threading.Lock()
         self.queue_lock = threading.Lock()
+        self.commit_lock = threading.RLock()
         self.queue = []
         self.flusher = None
         self.closed = False
@@ -6256,7 +6327,8 @@ class Store:
 
     def execute(self, sql, args=()):
         """One statement in its own transaction (after any queued ones); returns the row id."""
-        return self.transaction(list(self.take_queued()) + [(sql, args)])
+        with self.commit_lock:  # queued statements commit in the order they were queued
+            return self.transaction(list(self.take_queued()) + [(sql, args)])
 
     def transaction(self, statements):
         def run(db):
@@ -6287,14 +6359,15 @@ class Store:
         return items
 
     def flush(self):
-        self.transaction(self.take_queued())
+        with self.commit_lock:
+            self.transaction(self.take_queued())
 
     def _flush_loop(self):
         while not self.closed:
             time.sleep(0.25)
             try:
                 self.flush()
-            except (RunError, self.sqlite3.Error) as e:
+            except (RunError, self.sqlite3.Error) as e:  # reported when the run ends
                 self.error = e
 
     def sweep_orphans(self):
@@ -6349,9 +6422,12 @@ class Store:
         threading.Thread(target=loop, daemon=True).start()
 
     def close(self):
-        self.flush()
+        """Write what is queued and stop; a write that failed earlier is reported now."""
         self.closed = True
         self.closed_event.set()
+        self.flush()
+        if self.error is not None:
+            raise RunError("the provenance database `%s` could not be written: %s" % (self.path, self.error))
         with self.lock:
             self.db.close()
 
@@ -6551,7 +6627,7 @@ class RunLog:
         self.stderr_level = stderr_level
         self.files = []
         self.name = "-"
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entrant: a signal handler may log while the main thread logs
         self.progress = None
 
     def open(self, path):
@@ -7072,8 +7148,8 @@ def prepare_inputs(args, log):
     """Load the document, choose the target, and read and check its inputs (shared by `run`
     and `validate`). Returns (doc, target, own inputs, nested inputs, overrides)."""
     doc = load(args.source)
-    for w in getattr(doc, "warnings", ()):
-        log.warn(w)
+    for w in doc.warnings:
+        print(format_diagnostic(w.message, w.span, "warning"), file=sys.stderr)
     target = choose_target(doc, args.target)
     items = read_input_items(args.inputs, os.getcwd())
     holder = _InputHolder(target)
@@ -7152,7 +7228,8 @@ def cmd_run(args):
         run.finish(error=e.message)
         raise
     except Exception as e:  # a bug in sprocket.py: the traceback goes to the run's log
-        log.error("internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()))
+        log.log("ERROR", "internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()),
+                stderr=False)
         run.finish(error="internal error: %s: %s" % (type(e).__name__, e))
         print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
             type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)
