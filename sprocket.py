@@ -135,6 +135,18 @@ class InputError(WdlError):
     pass
 
 
+class RunError(WdlError):
+    """A task or workflow failed while running."""
+
+
+class RunCancelled(RunError):
+    """The run was canceled (Ctrl-C, SIGTERM) or a task stopped because of it."""
+
+
+class ConfigError(WdlError):
+    """A problem in a sprocket.toml file or a configuration value."""
+
+
 class NoneError(EvalError):
     """An evaluation error caused by a None value (a placeholder then renders as "")."""
 
@@ -341,7 +353,7 @@ Task = _node(
     "name inputs decls command outputs runtime requirements hints meta parameter_meta",
     "doc version runtime_spans",
 )
-Call = _node("Call", "callee alias afters inputs", "callee_def name doc deps")  # callee: dotted str
+Call = _node("Call", "callee alias afters inputs", "callee_def name deps")  # callee: dotted str
 Scatter = _node("Scatter", "variable expr body", "name deps")
 Conditional = _node("Conditional", "clauses", "name deps")  # clauses: [(cond expr or None, body)]
 Workflow = _node("Workflow", "name inputs body outputs meta parameter_meta hints", "doc version")
@@ -760,7 +772,6 @@ class Parser:
             other = "requirements" if "requirements" in seen else "hints"
             raise WdlSyntaxError("a task may not have both `runtime` and `%s` sections (`runtime` is the older "
                                  "form of both)" % other, task.runtime_spans[max(("runtime", other), key=lambda k: task.runtime_spans[k].pos)])
-        # An `env` input is declared with the `env` keyword inside `input {}` too.
         return task
 
     def runtime_block(self, section):
@@ -1416,7 +1427,7 @@ def is_primitive(t):
     return isinstance(t, (PrimType, EnumType, AnyType))
 
 
-def coerces(src, dst, version, exact_opt=None):
+def coerces(src, dst, version):
     """May a value of type `src` be used where `dst` is expected (the spec's coercion table)?
 
     Optional to non-optional is allowed only in WDL 1.0, where engines accepted it and
@@ -1426,7 +1437,7 @@ def coerces(src, dst, version, exact_opt=None):
         return not src.opt or dst.opt or isinstance(dst, AnyType) or version < (1, 1)
     if isinstance(dst, (AnyType, TypeVar)):
         return True
-    if src.opt and not dst.opt and version >= (1, 1) and exact_opt is not False:
+    if src.opt and not dst.opt and version >= (1, 1):
         return False
     if isinstance(src, PrimType):
         if isinstance(dst, PrimType):
@@ -1436,8 +1447,6 @@ def coerces(src, dst, version, exact_opt=None):
             if s == "String" and d in ("File", "Directory") or d == "String" and s in ("File", "Directory"):
                 return True
             return d == "String" and version < (1, 1)  # 1.0 engines accepted Int/Float/Boolean -> String
-        if isinstance(dst, EnumType):
-            return False
         return False
     if isinstance(src, ArrayType):
         return isinstance(dst, ArrayType) and coerces(src.item, dst.item, version)
@@ -1532,7 +1541,7 @@ def _resolve_vars(t):
 # One line per overload: `[version] name(parameter types) -> result type`. X and Y are type
 # parameters, P a primitive one. Overloads are tried in order; the first that fits is used.
 # Functions whose typing no signature can say (size, length, keys, ...) have a typing hook
-# below. The implementations live with evaluation (section 9), in `_IMPLS`, keyed by name.
+# below. The implementations live with evaluation (section 9), in `IMPLS`, keyed by name.
 
 _SIGNATURES = """
 floor(Float) -> Int
@@ -2210,7 +2219,6 @@ class Checker:
             ns = self.doc.namespaces.get(parts[0])
             if target is None and ns is not None and ns.workflow is not None and ns.workflow.name == parts[0]:
                 # `call lib` for an imported `lib.wdl` whose workflow is `lib` (as a spec example does).
-                call.doc = ns
                 call.callee_def = CalleeInfo(ns.workflow)
                 return
             if target is None:
@@ -2220,7 +2228,6 @@ class Checker:
                 else:
                     self.err("unknown task or workflow `%s`" % call.callee, call.span)
                 return
-            call.doc = self.doc
         else:
             ns = self.doc.namespaces.get(parts[0])
             if ns is None or len(parts) != 2:
@@ -2232,7 +2239,6 @@ class Checker:
             if target is None:
                 self.err("`%s` has no task or workflow named `%s`" % (parts[0], parts[1]), call.span)
                 return
-            call.doc = ns
         call.callee_def = CalleeInfo(target)
 
     def check_body(self, body, env):
@@ -2563,8 +2569,7 @@ class CalleeInfo:
     def __init__(self, target):
         self.target = target
         self.inputs = {}  # name -> (type, required)
-        decls = (target.inputs or []) if isinstance(target, Task) else (target.inputs or [])
-        for d in decls:
+        for d in target.inputs or []:
             self.inputs[d.name] = (d.type_, d.expr is None and not d.type_.opt)
         self.outputs = {d.name: d.type_ for d in (target.outputs or [])}
 
@@ -2636,8 +2641,6 @@ def free_names(e, out=None):
     cls = type(e)
     if cls is Ident:
         out.add(e.name)
-    elif cls is Literal:
-        pass
     elif cls is StringLit:
         for p in e.parts:
             if not isinstance(p, str):
@@ -4122,10 +4125,6 @@ IMPLS = {
 _DEFAULT_MEMORY = 2 * 1024 ** 3
 
 
-class RunError(WdlError):
-    """A task or workflow failed while running."""
-
-
 def parse_memory(v, what="memory"):
     """Bytes from an Int or a string like "4 GiB" / "500M"."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -4494,11 +4493,7 @@ class Frame:
 
     def start(self, el):
         if isinstance(el, Decl):
-            given = self.wf_run.given
-            if el.name in given and el in self.wf_run.input_decls:
-                v = given[el.name]
-            else:
-                v = evaluate(el.expr, self.env, self.ctx())
+            v = evaluate(el.expr, self.env, self.ctx())
             self.define({el.name: coerce_decl(v, el, "`%s`" % el.name)})
         elif isinstance(el, Call):
             self.start_call(el)
@@ -4529,10 +4524,6 @@ class Frame:
             self.advance()
 
         if isinstance(target, Task):
-            info = call.callee_def
-            for k in values:
-                if k not in info.inputs:
-                    raise InputError("call `%s` has no input `%s`" % (path, k))
             tr = TaskRun(self.run, target, values, call_dir, display, self.run.overrides.get(path, {}))
             self.run.scheduler.submit(tr, done)
         else:
@@ -4664,7 +4655,6 @@ class WorkflowRun:
         self.input_path = input_path  # `sub.` for the calls of subworkflow call `sub` (nested inputs)
         self.display_prefix = display_prefix  # the same with scatter indices (`sub-1.`), for messages
         self.on_done = on_done
-        self.input_decls = set()
 
     def start(self):
         wf = self.workflow
@@ -5500,10 +5490,6 @@ def _toml_loads(text, path):
         raise ConfigError("invalid TOML: %s" % re.sub(r"\s*\(at line.*\)$", "", str(e)), span)
 
 
-class ConfigError(WdlError):
-    """A problem in a sprocket.toml file or a configuration value."""
-
-
 _TOML_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_NUMBER = re.compile(
     r"[+-]?(?:inf|nan)|0x[0-9A-Fa-f](?:_?[0-9A-Fa-f])*|0o[0-7](?:_?[0-7])*|0b[01](?:_?[01])*"
@@ -5862,7 +5848,7 @@ CONFIG_SCHEMA = {
     "run.backend": ("str", "default", "the name of the `run.backends` entry to use"),
     "run.fail": (("slow", "fast"), "slow", "on a failure or Ctrl-C: `slow` waits for running tasks, `fast` cancels them"),
     "run.experimental_features_enabled": ("bool", False, "required for the slurm_apptainer backend"),
-    "run.suppress_env_specific_output": ("bool", False, "leave host-specific values out of outputs"),
+    "run.suppress_env_specific_output": ("bool", False, "accepted for compatibility (no effect here)"),
     "run.events_capacity": ("int", 5000, "accepted for compatibility with Sprocket (no effect here)"),
     "run.workflow.scatter.concurrency": ("int", 1000, "scatter elements in flight at once"),
     "run.task.retries": ("int", 0, "retries for a failed task when it sets no `max_retries` (at most 100)"),
@@ -5911,9 +5897,10 @@ CONFIG_SCHEMA = {
     "server.orphan_timeout_minutes": ("int", 5, "a run whose session is silent this long is marked orphaned"),
     "server.host": ("str", "127.0.0.1", "accepted for compatibility"),
     "server.port": ("int", 8080, "accepted for compatibility"),
-    "common.color": (("auto", "always", "never"), "auto", "colour in diagnostics"),
-    "common.report_mode": (("full", "one-line"), "full", "diagnostic style"),
-    "common.wdl.fallback_version": (("none", "1.0", "1.1", "1.2", "1.3"), "none", "the version of documents with an unknown `version`"),
+    "common.color": (("auto", "always", "never"), "auto", "accepted for compatibility (diagnostics have no colour)"),
+    "common.report_mode": (("full", "one-line"), "full", "accepted for compatibility (diagnostics are always full)"),
+    "common.wdl.fallback_version": (("none", "1.0", "1.1", "1.2", "1.3"), "none",
+                                    "accepted for compatibility (`version development` is read as 1.3)"),
     "common.wdl.feature_flags.wdl_1_3": ("bool", True, "accepted for compatibility (1.3 is always on)"),
     "common.wdl.feature_flags.wdl_1_4": ("bool", False, "accepted for compatibility (1.4 is not supported)"),
 }
@@ -6723,17 +6710,11 @@ def _progress_name(tr):
     return tr.name
 
 
-class RunCancelled(RunError):
-    pass
-
-
 class Run:
     """One `sprocket run`: the target, its directory, its database rows, backend and scheduler."""
 
     def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False):
-        self.doc = doc
         self.target = target
-        self.config = config
         self.log = log
         out_dir = os.path.abspath(out_dir)
         try:
@@ -6741,7 +6722,6 @@ class Run:
             self.run_dir = make_run_dir(out_dir, target.name)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
-        self.out_dir = out_dir
         self.tmp_dir = os.path.join(self.run_dir, "tmp")
         os.mkdir(self.tmp_dir)
         self.name = run_name()
