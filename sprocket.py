@@ -2681,6 +2681,19 @@ def free_names(e, out=None):
     return out
 
 
+def find_call(body, name):
+    """The call named `name` in a workflow body, looking inside scatters and conditionals."""
+    for el in body:
+        if isinstance(el, Call) and el.name == name:
+            return el
+        inner = [el.body] if isinstance(el, Scatter) else [b for _, b in el.clauses] if isinstance(el, Conditional) else []
+        for b in inner:
+            found = find_call(b, name)
+            if found is not None:
+                return found
+    return None
+
+
 def element_defines(el):
     """Names a workflow element makes visible at its own level."""
     if isinstance(el, (Decl, Call)):
@@ -4508,11 +4521,7 @@ class Frame:
         for name, expr, span in call.inputs:
             values[name] = evaluate(expr if expr is not None else Ident(span, name), self.env, ctx)
         path = self.wf_run.input_path + call.name
-        nested = self.run.nested_inputs.get(path, {})
-        for k, v in nested.items():
-            if k in values:
-                raise InputError("input `%s.%s` is set by the workflow and cannot be given again" % (path, k))
-            values[k] = v
+        values.update(self.run.nested_inputs.get(path, {}))  # none clash: assign_inputs checked
         target = call.callee_def.target
         call_dir = os.path.join(self.calls_dir, call.name + "".join("-%d" % i for i in self.indices))
         display = self.wf_run.display_prefix + call.name + "".join("-%d" % i for i in self.indices)
@@ -4543,7 +4552,7 @@ class Frame:
             values = {}
             for n in inner_names:
                 col = [r[n] for r in results]
-                if col and isinstance(col[0], StructValue) and col[0].type_name == n and self._is_call(sc.body, n):
+                if col and isinstance(col[0], StructValue) and col[0].type_name == n and find_call(sc.body, n):
                     values[n] = StructValue(((k, [c[k] for c in col]) for k in col[0]), n)
                 else:
                     values[n] = col
@@ -4580,30 +4589,9 @@ class Frame:
         for i in first:
             launch(i)
 
-    def _is_call(self, body, name):
-        for el in body:
-            if isinstance(el, Call) and el.name == name:
-                return True
-            if isinstance(el, Scatter) and self._is_call(el.body, name):
-                return True
-            if isinstance(el, Conditional) and any(self._is_call(b, name) for _, b in el.clauses):
-                return True
-        return False
-
-    def _find_call(self, body, name):
-        for el in body:
-            if isinstance(el, Call) and el.name == name:
-                return el
-            inner = [el.body] if isinstance(el, Scatter) else [b for _, b in el.clauses] if isinstance(el, Conditional) else []
-            for b in inner:
-                c = self._find_call(b, name)
-                if c is not None:
-                    return c
-        return None
-
     def _empty_call(self, body, name):
         """The value of a name from a scatter over nothing: [] (or a call whose outputs are [])."""
-        call = self._find_call(body, name)
+        call = find_call(body, name)
         if call is None:
             return []
         return StructValue(((k, []) for k in call.callee_def.outputs), name)
@@ -4632,7 +4620,7 @@ class Frame:
                 if frame is not None and n in frame.level:
                     values[n] = frame.env[n]
                 else:
-                    call = next((self._find_call(b, n) for _, b in cond.clauses if self._find_call(b, n)), None)
+                    call = next((find_call(b, n) for _, b in cond.clauses if find_call(b, n)), None)
                     values[n] = StructValue(((k, None) for k in call.callee_def.outputs), n) if call else None
             self.outstanding -= 1
             self.define(values)
@@ -7028,9 +7016,11 @@ def _cli_value(data, text, t):
 
 
 def _assign_nested(wf, parts, data, base, run, path, key, text=None):
-    call = _find_call_named(wf.body, parts[0])
+    call = find_call(wf.body, parts[0])
     if call is None or call.callee_def is None:
         raise InputError("input `%s`: workflow `%s` has no call `%s`" % (key, wf.name, parts[0]))
+    if len(parts) == 2 and parts[1] in {n for n, _, _ in call.inputs}:
+        raise InputError("input `%s` is set by workflow `%s` in its call and cannot be given again" % (key, wf.name))
     target = call.callee_def.target
     path = path + call.name
     rest = parts[1:]
@@ -7063,18 +7053,6 @@ def _check_nested_allowed(wf, key):
         return
     raise InputError("input `%s` sets an input of a call, which workflow `%s` does not allow "
                      "(WDL %s needs `allow_nested_inputs: true` in its hints or meta)" % (key, wf.name, vstr(wf.version)))
-
-
-def _find_call_named(body, name):
-    for el in body:
-        if isinstance(el, Call) and el.name == name:
-            return el
-        inner = [el.body] if isinstance(el, Scatter) else [b for _, b in el.clauses] if isinstance(el, Conditional) else []
-        for b in inner:
-            found = _find_call_named(b, name)
-            if found is not None:
-                return found
-    return None
 
 
 def _did_you_mean(name, names):
@@ -7156,7 +7134,7 @@ class _InputHolder:
 def _find_call_path(wf, path):
     call = None
     for part in path.split("."):
-        call = _find_call_named(wf.body, part)
+        call = find_call(wf.body, part)
         wf = call.callee_def.target
     return call
 
