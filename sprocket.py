@@ -4856,20 +4856,8 @@ class LocalBackend:
         if tr.requirements.get("container") and not self.warned_container:
             self.warned_container = True
             self.run.log.warn("the local backend runs tasks on this host without a container; `container` requirements are ignored")
-        for what, have, fmt in (("cpu", self.cpu, lambda x: "%g" % x), ("memory", self.memory, _human_bytes)):
-            want = getattr(tr, what)
-            if want <= have:
-                continue
-            if self.limits[what] == "try_with_max":
-                setattr(tr, what, have)
-                tr.requirements[what] = have  # `task.cpu` / `task.memory` see the clamped value
-                self.run.log.warn("task `%s` requests %s %s, more than the %s available; running it with %s" % (
-                    tr.name, fmt(want), what, fmt(have), fmt(have)))
-            else:
-                raise RunError(
-                    "task `%s` requires at least %s %s, but the host only has %s available (set "
-                    "`run.task.%s_limit_behavior = \"try_with_max\"` to run it with that)" % (
-                        tr.name, fmt(want), "CPU(s)" if what == "cpu" else "of memory", fmt(have), what))
+        apply_limits(tr, {"cpu": self.cpu, "memory": self.memory}, self.limits, "the host only has %s available",
+                     self.run.log)
 
     def start(self, tr, cmd_path, work, stdout, stderr, environ):
         return self.start_job([self.shell, cmd_path], work, stdout, stderr, environ)
@@ -4893,6 +4881,26 @@ class LocalBackend:
             live = [j for j in self.live if j.proc.poll() is None]
             self.live.clear()
         self.cancel_jobs(live)
+
+
+def apply_limits(tr, limits, behavior, where, log):
+    """The task's cpu and memory against what the backend allows ({"cpu": n, "memory": bytes},
+    None for no limit): `deny` refuses, `try_with_max` clamps and warns. `where` says what the
+    limit is, with %s for the amount."""
+    for what, fmt in (("cpu", lambda x: "%g" % x), ("memory", _human_bytes)):
+        limit = limits.get(what)
+        want = getattr(tr, what)
+        if limit is None or want <= limit:
+            continue
+        if behavior[what] == "try_with_max":
+            setattr(tr, what, limit)
+            tr.requirements[what] = limit  # `task.cpu` / `task.memory` see the clamped value
+            log.warn("task `%s` requires %s %s, but %s; running it with %s" % (
+                tr.name, fmt(want), what, where % fmt(limit), fmt(limit)))
+        else:
+            raise RunError("task `%s` requires at least %s %s, but %s (set `run.task.%s_limit_behavior = "
+                           "\"try_with_max\"` to run it with that)" % (
+                               tr.name, fmt(want), "CPU(s)" if what == "cpu" else "of memory", where % fmt(limit), what))
 
 
 def make_backend(run, config, name, settings):
@@ -5042,25 +5050,10 @@ class SlurmApptainerBackend:
     def check(self, tr):
         part = self.partition_for(tr)
         tr.partition = part
-        for what, key, fmt in (("cpu", "max_cpu_per_task", lambda x: "%g" % x),
-                               ("memory", "max_memory_per_task", _human_bytes)):
-            limit = part.get(key)
-            if limit is None:
-                continue
-            limit = parse_memory(limit) if what == "memory" else limit
-            want = getattr(tr, what)
-            if want <= limit:
-                continue
-            where = "partition `%s`" % part.get("name", "?")
-            if self.limits[what] == "try_with_max":
-                setattr(tr, what, limit)
-                tr.requirements[what] = limit
-                self.run.log.warn("task `%s` requests %s %s, more than %s allows; running it with %s" % (
-                    tr.name, fmt(want), what, where, fmt(limit)))
-            else:
-                raise RunError("task `%s` requires at least %s %s, but %s has a maximum of %s (set "
-                               "`run.task.%s_limit_behavior = \"try_with_max\"` to run it with that)" % (
-                                   tr.name, fmt(want), "CPU(s)" if what == "cpu" else "of memory", where, fmt(limit), what))
+        memory = part.get("max_memory_per_task")
+        apply_limits(tr, {"cpu": part.get("max_cpu_per_task"),
+                          "memory": parse_memory(memory) if memory is not None else None},
+                     self.limits, "partition `%s` has a maximum of %%s" % part.get("name", "?"), self.run.log)
 
     # -- one attempt ---------------------------------------------------------------------------
     def start(self, tr, cmd_path, work, stdout, stderr, environ):
