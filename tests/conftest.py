@@ -29,6 +29,7 @@ Helpers (import from conftest): ``assert_diag``, ``assert_ok``, ``assert_sane``,
 
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -252,3 +253,58 @@ def check_wdl(wdl, check):
         return check(wdl(source, name))
 
     return run
+
+
+# --------------------------------------------------------------------------------------------
+# `sprocket run` helpers (test_engine.py, test_run_cli.py)
+# --------------------------------------------------------------------------------------------
+
+RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
+
+
+def sprocket_run(*args, cwd, timeout=120, env=None):
+    """``sprocket.py run ARGS...`` in ``cwd``; a CompletedProcess (text)."""
+    cmd = [sys.executable, str(SPROCKET), "run"] + [str(a) for a in args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=str(cwd), timeout=timeout,
+                          stdin=subprocess.DEVNULL, env=env)
+
+
+def write(path, text, raw=False):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if raw else norm(text), encoding="utf-8")
+    return path
+
+
+def run_dir_of(proc):
+    m = RUN_DIR_RE.search(proc.stderr)
+    assert m, "no `run directory: PATH` line on stderr:\n" + proc.stderr
+    return Path(m.group(1).strip())
+
+
+def ok(proc):
+    """Assert the run succeeded; return (outputs, run directory)."""
+    assert_sane(proc)
+    assert proc.returncode == 0, "run failed (exit %r):\n%s" % (proc.returncode, proc.stderr)
+    try:
+        outputs = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("stdout is not JSON:\n" + proc.stdout)
+    rd = run_dir_of(proc)
+    assert rd.is_dir(), rd
+    assert json.loads((rd / "outputs.json").read_text()) == outputs
+    return outputs, rd
+
+
+def fails(proc, *fragments):
+    """Assert the run failed cleanly (exit 1, no traceback, nothing on stdout) with each fragment."""
+    assert_sane(proc)
+    assert proc.returncode == 1, "expected exit 1, got %r\nstdout:\n%s\nstderr:\n%s" % (
+        proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stdout.strip() == "", "a failed run printed outputs:\n" + proc.stdout
+    for f in fragments:
+        if isinstance(f, re.Pattern):
+            assert f.search(proc.stderr), "%r not in stderr:\n%s" % (f.pattern, proc.stderr)
+        else:
+            assert f.lower() in proc.stderr.lower(), "%r not in stderr:\n%s" % (f, proc.stderr)
+    return proc.stderr

@@ -18,15 +18,13 @@ compare those intervals.
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import SPROCKET, assert_diag, assert_sane, find_pos, norm
+from conftest import RUN_DIR_RE, assert_diag, fails, find_pos, norm, ok, run_dir_of, sprocket_run, write
 
-RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
 PY = sys.executable  # tasks that need a clock use the Python running the tests
 
 
@@ -44,51 +42,6 @@ def _isolated_config(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
 
 
-def sprocket_run(*args, cwd, timeout=120):
-    cmd = [sys.executable, str(SPROCKET), "run"] + [str(a) for a in args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=str(cwd), timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-
-
-def write(path, text, raw=False):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if raw else norm(text), encoding="utf-8")
-    return path
-
-
-def run_dir_of(proc):
-    m = RUN_DIR_RE.search(proc.stderr)
-    assert m, "no `run directory: PATH` line on stderr:\n" + proc.stderr
-    return Path(m.group(1).strip())
-
-
-def ok(proc):
-    """Assert the run succeeded; return (outputs, run directory)."""
-    assert_sane(proc)
-    assert proc.returncode == 0, "run failed (exit %r):\n%s" % (proc.returncode, proc.stderr)
-    try:
-        outputs = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("stdout is not JSON:\n" + proc.stdout)
-    rd = run_dir_of(proc)
-    assert rd.is_dir(), rd
-    assert json.loads((rd / "outputs.json").read_text()) == outputs
-    return outputs, rd
-
-
-def fails(proc, *fragments):
-    """Assert the run failed cleanly (exit 1, no traceback, nothing on stdout) with each fragment."""
-    assert_sane(proc)
-    assert proc.returncode == 1, "expected exit 1, got %r\nstdout:\n%s\nstderr:\n%s" % (
-        proc.returncode, proc.stdout, proc.stderr)
-    assert proc.stdout.strip() == "", "a failed run printed outputs:\n" + proc.stdout
-    for f in fragments:
-        if isinstance(f, re.Pattern):
-            assert f.search(proc.stderr), "%r not in stderr:\n%s" % (f.pattern, proc.stderr)
-        else:
-            assert f.lower() in proc.stderr.lower(), "%r not in stderr:\n%s" % (f, proc.stderr)
-    return proc.stderr
 
 
 def run_wdl(tmp_path, source, *inputs, name="main.wdl", raw=False):
