@@ -2967,6 +2967,22 @@ def coerce(v, t, what="value"):
     return v  # Any, TypeVar
 
 
+def paths_in(v):
+    """Every File/Directory inside a compound value (Map keys included); plain Strings are not paths."""
+    if isinstance(v, (WdlFile, WdlDir)):
+        yield v
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            for p in paths_in(x):
+                yield p
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            for p in paths_in(k):
+                yield p
+            for p in paths_in(x):
+                yield p
+
+
 def coerce_decl(v, d, what):
     """coerce() for a declaration's value; an error points at the declaration."""
     try:
@@ -3728,22 +3744,6 @@ def _size_units():
 _SIZE_UNITS = _size_units()
 
 
-def _paths_in(v):
-    """Every File/Directory inside a compound value (Map keys included); plain Strings are not paths."""
-    if isinstance(v, (WdlFile, WdlDir)):
-        yield v
-    elif isinstance(v, (list, tuple)):
-        for x in v:
-            for p in _paths_in(x):
-                yield p
-    elif isinstance(v, dict):
-        for k, x in v.items():
-            for p in _paths_in(k):
-                yield p
-            for p in _paths_in(x):
-                yield p
-
-
 def _path_size(ctx, path):
     full = _resolve(ctx, "size", path)
     if os.path.isdir(full):
@@ -3767,7 +3767,7 @@ def fn_size(ctx, args):
     if factor is None:
         raise EvalError("size: invalid unit %r (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB, ...)" % unit)
     v = args[0]
-    paths = [v] if isinstance(v, str) else _paths_in(v)  # a top-level String names a path
+    paths = [v] if isinstance(v, str) else paths_in(v)  # a top-level String names a path
     return sum(_path_size(ctx, p) for p in paths) / factor
 
 
@@ -5126,22 +5126,8 @@ class SlurmApptainerBackend:
     def input_paths(self, tr):
         """Files and directories the task reads: bound read-only at the same path in the container
         (the output directory is on a filesystem shared by the submit and compute hosts)."""
-        out = set()
-
-        def walk(v):
-            if isinstance(v, (WdlFile, WdlDir)):
-                if "://" not in v and os.path.exists(v):
-                    out.add(os.path.abspath(v))
-            elif isinstance(v, (list, tuple)):
-                for x in v:
-                    walk(x)
-            elif isinstance(v, dict):
-                for k, x in v.items():
-                    walk(k)
-                    walk(x)
-
-        for v in tr.env.values():
-            walk(v)
+        out = {os.path.abspath(p) for v in tr.env.values() for p in paths_in(v)
+               if "://" not in p and os.path.exists(p)}
         if os.listdir(self.run.tmp_dir):  # write_* files the command may name
             out.add(self.run.tmp_dir)
         return out
@@ -6557,21 +6543,7 @@ class CallCache:
             return None
 
     def store(self, tr, key, outputs, attempt_dir):
-        files = {}
-
-        def collect(v):
-            if isinstance(v, (WdlFile, WdlDir)):
-                files[v] = self.file_digest(v, "weak")
-            elif isinstance(v, (list, tuple)):
-                for x in v:
-                    collect(x)
-            elif isinstance(v, dict):
-                for k, x in v.items():
-                    collect(k)
-                    collect(x)
-
-        for v in outputs.values():
-            collect(v)
+        files = {p: self.file_digest(p, "weak") for v in outputs.values() for p in paths_in(v)}
         entry = {"task": tr.task.name, "attempt": attempt_dir, "files": files,
                  "outputs": {k: value_to_json(v) for k, v in outputs.items()}}
         try:
