@@ -171,7 +171,121 @@ def format_diagnostic(message, span=None, severity="error"):
 
 
 # ============================================================================================
-# 2. Lexer
+# 2. Versions
+# ============================================================================================
+#
+# What each version of WDL allows is data, not branches: one row per feature, one column per
+# version. `y` the version has it, `-` it does not, `w` it is accepted for compatibility with
+# Cromwell and miniwdl (production WDL relies on it) with a warning that names the portable
+# form; `--strict` makes every `w` an error. The lexer, parser, checker and evaluator ask a
+# document's Dialect, never compare version numbers.
+
+_DIALECT_TABLE = """
+feature                   draft-2 1.0 1.1 1.2 1.3
+version_statement         -       y   y   y   y     a `version` line opens the document
+input_section             -       y   y   y   y     else every unbound declaration is an input
+untyped_outputs           y       -   -   -   -     `output { call.out  call.* }`
+block_comments            y       -   -   -   -     `/* ... */`
+dollar_in_heredoc         y       -   -   -   -     `${}` is a placeholder in `<<< >>>` commands
+tilde_placeholders        -       y   y   y   y     `~{}` is a placeholder
+struct                    -       y   y   y   y
+optional_to_required      y       y   -   -   -     `T?` accepted where `T` is required (checked at run time)
+primitive_to_string       y       y   w   w   w     Int/Float/Boolean accepted where a String is required
+string_to_number          w       w   w   w   w     a String accepted where an Int or Float is required
+array_placeholder         y       y   -   -   -     an Array in a placeholder renders space-separated
+compound_placeholder      w       w   w   w   w     a Map, Pair or struct in a placeholder renders as JSON
+sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
+version_as_name           y       y   w   w   w     a declaration, input or member named `version`
+workflow_named_like_task  w       w   w   w   w
+unknown_runtime_key       y       y   w   w   w     a `runtime` key that is neither a requirement nor a known hint
+nested_inputs             y       y   -   -   -     call inputs settable from outside without `allow_nested_inputs`
+import_older_minor        -       -   w   w   y     importing a document of an earlier 1.x version
+lenient_optional_ops      y       y   -   -   -     `+`, `<`, ... on optional values
+after                     -       -   y   y   y     `call a after b`
+none_literal              -       -   y   y   y
+struct_literal            -       -   y   y   y
+abbreviated_call_inputs   -       -   y   y   y     `call t { input: x }`
+length_of_any             -       -   -   y   y     `length` of a Map, Object or String; `keys` of a struct
+call_inputs_bare          -       -   -   y   y     `call t { x = 1 }` without `input:`
+directory                 -       -   -   y   y
+env                       -       -   -   y   y
+requirements              -       -   -   y   y     `requirements` and `hints` sections
+task_variable             -       -   -   y   y     the `task` variable in commands and outputs
+multiline_strings         -       -   -   y   y
+power                     -       -   -   y   y     `**`
+struct_meta               -       -   -   y   y
+runtime_deprecated        -       -   -   y   y     the `runtime` section is deprecated
+enum                      -       -   -   -   y
+else                      -       -   -   -   y     `else if` / `else` in workflows
+task_in_requirements      -       -   -   -   y     `task` (with `previous`) in requirements and hints
+paths_from_document       -       -   -   -   y     relative paths before the command resolve against the document
+"""
+
+
+class Dialect:
+    """One version of WDL as the table above describes it: `dialect.after` is true where `after`
+    exists (`y`); `dialect.compat` holds the features accepted only for compatibility (`w`,
+    none of them under --strict), which the checker asks about through its `lenient()`."""
+
+    def __init__(self, name, level, column, strict=False):
+        self.name = name  # "draft-2", "1.0", ...
+        self.level = level  # the 1.x version whose standard library this one has
+        self.strict = strict
+        self.column = column
+        self.compat = frozenset() if strict else frozenset(f for f, v in column.items() if v == "w")
+        for feature, v in column.items():
+            setattr(self, feature, v == "y")
+        self._twins = {}
+
+    def accepts(self, feature):
+        return getattr(self, feature) or feature in self.compat
+
+    def first(self, feature):
+        """The first version that has `feature` (for "requires WDL 1.1" messages)."""
+        return next(name for name in DIALECT_NAMES if _DIALECT_COLUMNS[name][feature] != "-")
+
+    def strictly(self):
+        return Dialect(self.name, self.level, self.column, True)
+
+    def with_features(self, *features):
+        """This dialect with `features` as if native: to ask whether a compatibility rule would
+        make a construct valid (e.g. a coercion with `string_to_number`)."""
+        twin = self._twins.get(features)
+        if twin is None:
+            twin = self._twins[features] = Dialect(self.name, self.level, dict(self.column, **{f: "y" for f in features}))
+        return twin
+
+    def __repr__(self):
+        return "Dialect(%s%s)" % (self.name, ", strict" if self.strict else "")
+
+
+def _dialect_columns():
+    lines = [x for x in _DIALECT_TABLE.strip().splitlines()]
+    names = lines[0].split()[1:]
+    columns = {n: {} for n in names}
+    for line in lines[1:]:
+        cells = line.split()
+        for n, v in zip(names, cells[1:1 + len(names)]):
+            columns[n][cells[0]] = v
+    return names, columns
+
+
+DIALECT_NAMES, _DIALECT_COLUMNS = _dialect_columns()
+_DIALECT_LEVELS = {"draft-2": (1, 0), "1.0": (1, 0), "1.1": (1, 1), "1.2": (1, 2), "1.3": (1, 3)}
+DIALECTS = {n: Dialect(n, _DIALECT_LEVELS[n], _DIALECT_COLUMNS[n]) for n in DIALECT_NAMES}
+DIALECTS["development"] = DIALECTS["1.3"]
+
+
+def requires_message(dialect, feature, what):
+    return "%s requires WDL %s (this document is %s)" % (what, dialect.first(feature), dialect_text(dialect))
+
+
+def dialect_text(dialect):
+    return "draft-2" if dialect.name == "draft-2" else "version " + dialect.name
+
+
+# ============================================================================================
+# 3. Lexer
 # ============================================================================================
 #
 # Tokens are tuples (kind, value, pos). Kinds: ident, int, float, op, and for text with
@@ -189,6 +303,8 @@ _TOKEN_RE = re.compile(
     re.X,
 )
 _WS_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
+# draft-2 also has `/* */` comments.
+_TOKEN_RE_DRAFT2 = re.compile(_TOKEN_RE.pattern.replace(r"\#[^\n]*", r"\#[^\n]*|/\*.*?\*/", 1), re.X | re.S)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "~": "~", "$": "$"}
 _ESCAPE_RE = re.compile(r"\\(?:([0-7]{3})|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
 
@@ -207,13 +323,14 @@ def unescape(text):
     return _ESCAPE_RE.sub(repl, text)
 
 
-def tokenize(source, pos=0):
+def tokenize(source, pos=0, dialect=None):
     """Turn WDL source text into a list of tokens, ending with an `eof` token."""
+    dialect = dialect or DIALECTS["1.3"]
     text = source.text
     n = len(text)
     toks = []
     stack = []  # one frame per open placeholder: [resume kind, terminator, brace depth]
-    match = _TOKEN_RE.match
+    match = (_TOKEN_RE if dialect.version_statement else _TOKEN_RE_DRAFT2).match
     while True:
         m = match(text, pos)
         if m is None:
@@ -231,12 +348,12 @@ def tokenize(source, pos=0):
             continue
         if kind == "quote":
             toks.append(("sbeg", value, start))
-            pos = _scan_text(source, pos, "s", value, toks, stack)
+            pos = _scan_text(source, pos, "s", value, toks, stack, dialect)
             continue
         if kind == "op":
             if value == "<<<":
                 toks.append(("mbeg", value, start))
-                pos = _scan_text(source, pos, "m", ">>>", toks, stack)
+                pos = _scan_text(source, pos, "m", ">>>", toks, stack, dialect)
                 continue
             if stack:
                 frame = stack[-1]
@@ -246,7 +363,7 @@ def tokenize(source, pos=0):
                     if frame[2] == 0:
                         stack.pop()
                         toks.append(("phend", value, start))
-                        pos = _scan_text(source, pos, frame[0], frame[1], toks, stack)
+                        pos = _scan_text(source, pos, frame[0], frame[1], toks, stack, dialect)
                         continue
                     frame[2] -= 1
         elif kind == "ident" and value == "command":
@@ -256,12 +373,12 @@ def tokenize(source, pos=0):
                 toks.append(("ident", value, start))
                 term = ">>>" if text[w] == "<" else "}"
                 toks.append(("cbeg", term, w))
-                pos = _scan_text(source, w + (3 if term == ">>>" else 1), "c", term, toks, stack)
+                pos = _scan_text(source, w + (3 if term == ">>>" else 1), "c", term, toks, stack, dialect)
                 continue
         toks.append((kind, value, start))
 
 
-def _scan_text(source, pos, kind, term, toks, stack):
+def _scan_text(source, pos, kind, term, toks, stack, dialect):
     """Scan string or command text from `pos` up to its terminator or the next placeholder.
 
     kind is "s" (quoted string, term is the quote), "m" (multi-line string) or "c" (command,
@@ -271,7 +388,9 @@ def _scan_text(source, pos, kind, term, toks, stack):
     text = source.text
     n = len(text)
     start = pos
-    dollar = term in ('"', "'", "}")  # `${` is a placeholder except in `<<< >>>` text
+    # `${` is a placeholder except in 1.x `<<< >>>` text; `~{` everywhere but in draft-2.
+    dollar = term in ('"', "'", "}") or dialect.dollar_in_heredoc
+    tilde = dialect.tilde_placeholders
     while True:
         if pos >= n:
             what = {"s": "string", "m": "multi-line string", "c": "command section"}[kind]
@@ -280,7 +399,7 @@ def _scan_text(source, pos, kind, term, toks, stack):
         if c == "\\" and pos + 1 < n:
             pos += 2
             continue
-        if (c == "~" or (c == "$" and dollar)) and text.startswith("{", pos + 1):
+        if (c == "~" and tilde or c == "$" and dollar) and text.startswith("{", pos + 1):
             toks.append((kind + "text", text[start:pos], start))
             toks.append(("phbeg", c + "{", pos))
             stack.append([kind, term, 0])
@@ -295,7 +414,7 @@ def _scan_text(source, pos, kind, term, toks, stack):
 
 
 # ============================================================================================
-# 3. Syntax tree
+# 4. Syntax tree
 # ============================================================================================
 #
 # Small node classes. Every node has a `span`; expression nodes get a `type` from the checker.
@@ -351,13 +470,13 @@ Command = _node("Command", "parts heredoc")
 Task = _node(
     "Task",
     "name inputs decls command outputs runtime requirements hints meta parameter_meta",
-    "doc version runtime_spans",
+    "doc dialect runtime_spans",
 )
 Call = _node("Call", "callee alias afters inputs", "callee_def name deps")  # callee: dotted str
 Scatter = _node("Scatter", "variable expr body", "name deps")
 Conditional = _node("Conditional", "clauses", "name deps")  # clauses: [(cond expr or None, body)]
-Workflow = _node("Workflow", "name inputs body outputs meta parameter_meta hints", "doc version")
-Document = _node("Document", "source version imports structs enums tasks workflow", "namespaces types checked warnings")
+Workflow = _node("Workflow", "name inputs body outputs meta parameter_meta hints", "doc dialect")
+Document = _node("Document", "source dialect imports structs enums tasks workflow", "namespaces types checked warnings")
 
 class RuntimeBlock(dict):
     """A `runtime`, `requirements` or `hints` section: {key: expression}, with each key's span."""
@@ -374,10 +493,9 @@ HintsBlock = _node("HintsBlock", "kind entries", base=Expr)
 
 
 # ============================================================================================
-# 4. Parser
+# 5. Parser
 # ============================================================================================
 
-VERSIONS = {"1.0": (1, 0), "1.1": (1, 1), "1.2": (1, 2), "1.3": (1, 3), "development": (1, 3)}
 _VERSION_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*version[ \t]+([^\s#]+)")
 _MAX_NESTING = 120  # expressions and types: bounds the recursion of the later passes over them too
 
@@ -388,36 +506,49 @@ _BINARY_PREC = {
 _RUNTIME_SECTIONS = ("runtime", "requirements", "hints")
 
 
-def vstr(version):
-    return "%d.%d" % version
-
-
-def parse_document(source):
+def parse_document(source, strict=False):
     """Parse one WDL document (no imports followed) into a `Document`."""
-    m = _VERSION_RE.match(source.text)
-    if m is None:
-        pos = _WS_RE.match(source.text).end()
-        raise WdlSyntaxError(
-            "expected a `version` statement (WDL 1.0 or later); draft-2 documents are not supported",
-            Span(source, pos),
-        )
-    if m.group(1) not in VERSIONS:
-        raise WdlSyntaxError(
-            "unsupported WDL version `%s` (supported: 1.0, 1.1, 1.2, 1.3)" % m.group(1), Span(source, m.start(1))
-        )
-    version = VERSIONS[m.group(1)]
-    return Parser(source, tokenize(source, m.end()), version).document()
+    return Parser.for_source(source, strict).document()
 
 
 class Parser:
     """Recursive descent over the token list; one method per grammar rule."""
 
-    def __init__(self, source, toks, version):
+    def __init__(self, source, toks, dialect):
         self.source = source
         self.toks = toks
         self.i = 0
-        self.version = version
+        self.dialect = dialect
         self.depth = 0
+        self.warnings = []
+
+    @classmethod
+    def for_source(cls, source, strict=False):
+        """A parser for a whole document, in the dialect its `version` line names (none: draft-2)."""
+        m = _VERSION_RE.match(source.text)
+        if m is None:
+            toks = tokenize(source, 0, DIALECTS["draft-2"])
+            if toks[0][0] == "eof":
+                raise WdlSyntaxError("the document is empty: expected a `version` statement, then tasks or a "
+                                     "workflow", Span(source, 0))
+            return cls(source, toks, DIALECTS["draft-2"].strictly() if strict else DIALECTS["draft-2"])
+        elif m.group(1) in DIALECTS and m.group(1) != "draft-2":
+            dialect, start = DIALECTS[m.group(1)], m.end()
+        else:
+            raise WdlSyntaxError("unsupported WDL version `%s` (supported: 1.0, 1.1, 1.2, 1.3, development, and "
+                                 "draft-2, which has no `version` line)" % m.group(1), Span(source, m.start(1)))
+        if strict:
+            dialect = dialect.strictly()
+        return cls(source, tokenize(source, start, dialect), dialect)
+
+    def lenient(self, feature, message, tok=None):
+        """Is a construct accepted here? Those accepted only for compatibility warn."""
+        if getattr(self.dialect, feature):
+            return True
+        if feature in self.dialect.compat:
+            self.warnings.append(WdlError(message, self.span(tok)))
+            return True
+        return False
 
     # -- token helpers ---------------------------------------------------------------------
     def span(self, tok=None):
@@ -466,19 +597,21 @@ class Parser:
         tok = self.toks[self.i]
         if tok[0] != "ident":
             self.error("expected %s, found %s" % (what, self.describe(tok)))
-        if tok[1] in _HARD_KEYWORDS:
+        if tok[1] in _HARD_KEYWORDS and not (tok[1] == "version" and self.lenient(
+                "version_as_name", "`version` is a keyword in WDL %s: accepted as a name for compatibility with "
+                "Cromwell and miniwdl; a portable document renames it" % self.dialect.name, tok)):
             self.error("expected %s, found the keyword `%s`" % (what, tok[1]))
         self.i += 1
         return tok[1]
 
-    def require(self, version, what, tok=None):
-        """Version gate: `what` exists from WDL `version` on."""
-        if self.version < version:
-            self.error("%s requires WDL %s (this document is version %s)" % (what, vstr(version), vstr(self.version)), tok)
+    def require(self, feature, what, tok=None):
+        """Version gate: `what` exists only where the dialect has `feature`."""
+        if not getattr(self.dialect, feature):
+            self.error(requires_message(self.dialect, feature, what), tok)
 
     # -- document --------------------------------------------------------------------------
     def document(self):
-        doc = Document(Span(self.source, 0), self.source, self.version, [], [], [], [], None)
+        doc = Document(Span(self.source, 0), self.source, self.dialect, [], [], [], [], None)
         while True:
             tok = self.peek()
             if tok[0] == "eof":
@@ -488,7 +621,7 @@ class Parser:
             elif self.at_kw("struct"):
                 doc.structs.append(self.struct())
             elif self.at_kw("enum"):
-                self.require((1, 3), "`enum`")
+                self.require("enum", "`enum`")
                 doc.enums.append(self.enum())
             elif self.at_kw("task"):
                 doc.tasks.append(self.task())
@@ -537,7 +670,7 @@ class Parser:
         members, meta, pmeta = [], None, None
         while not self.at("}"):
             if self.at_kw("meta", "parameter_meta") and self.at("{", 1):
-                self.require((1, 2), "`%s` in a struct" % self.peek()[1])
+                self.require("struct_meta", "`%s` in a struct" % self.peek()[1])
                 if self.advance()[1] == "meta":
                     meta = self.meta_block()
                 else:
@@ -611,7 +744,7 @@ class Parser:
                 t = PairType(params[0], params[1])
         elif name in PRIMITIVES:
             if name == "Directory":
-                self.require((1, 2), "the `Directory` type", tok)
+                self.require("directory", "the `Directory` type", tok)
             t = PRIMITIVES[name]
         elif name == "Object":
             t = OBJECT
@@ -661,7 +794,7 @@ class Parser:
         while not self.at("}"):
             env = self.at_kw("env") and self.peek(1)[0] == "ident" and self.peek(2)[1] not in ("=", "}")
             if env:
-                self.require((1, 2), "`env` declarations")
+                self.require("env", "`env` declarations")
                 self.advance()
             d = self.decl(False)
             d.env = env
@@ -728,7 +861,7 @@ class Parser:
         name = self.ident("a task name")
         self.expect("{")
         task = Task(span, name, None, [], None, None, None, None, None, None, None)
-        task.version = self.version
+        task.dialect = self.dialect
         task.runtime_spans = {}
         seen = set()
         while not self.at("}"):
@@ -751,12 +884,12 @@ class Parser:
                     setattr(task, section, self.meta_block())
                 else:
                     if section != "runtime":
-                        self.require((1, 2), "the `%s` section" % section)
+                        self.require("requirements", "the `%s` section" % section)
                     task.runtime_spans[section] = self.span()
                     self.advance()
                     setattr(task, section, self.runtime_block(section))
             elif word == "env":
-                self.require((1, 2), "`env` declarations")
+                self.require("env", "`env` declarations")
                 self.advance()
                 d = self.decl(False)
                 d.env = True
@@ -865,7 +998,7 @@ class Parser:
         name = self.ident("a workflow name")
         self.expect("{")
         wf = Workflow(span, name, None, [], None, None, None, None)
-        wf.version = self.version
+        wf.dialect = self.dialect
         seen = set()
         while not self.at("}"):
             tok = self.peek()
@@ -879,7 +1012,7 @@ class Parser:
                 elif word == "output":
                     wf.outputs = self.output_section()
                 elif word == "hints":
-                    self.require((1, 2), "the workflow `hints` section")
+                    self.require("requirements", "the workflow `hints` section")
                     self.advance()
                     wf.hints = self.runtime_block("hints")
                 else:
@@ -925,7 +1058,7 @@ class Parser:
             alias = self.ident("a call alias")
         afters = []
         while self.at_kw("after"):
-            self.require((1, 1), "`after`")
+            self.require("after", "`after`")
             self.advance()
             afters.append((self.ident("a call name"), self.span(self.toks[self.i - 1])))
         inputs = None
@@ -936,7 +1069,7 @@ class Parser:
                 self.advance()
                 self.advance()
             elif not self.at("}"):
-                self.require((1, 2), "call inputs without `input:`")
+                self.require("call_inputs_bare", "call inputs without `input:`")
             while not self.at("}"):
                 ispan = self.span()
                 name = self.ident("an input name")
@@ -945,7 +1078,7 @@ class Parser:
                     self.advance()
                     expr = self.expr()
                 else:
-                    self.require((1, 1), "abbreviated call inputs (`%s` without `= value`)" % name, self.toks[self.i - 1])
+                    self.require("abbreviated_call_inputs", "abbreviated call inputs (`%s` without `= value`)" % name, self.toks[self.i - 1])
                 inputs.append((name, expr, ispan))
                 if not self.at(","):
                     break
@@ -971,7 +1104,7 @@ class Parser:
         self.expect(")")
         clauses = [(cond, self.body())]
         while self.at_kw("else"):
-            self.require((1, 3), "`else` in a workflow")
+            self.require("else", "`else` in a workflow")
             self.advance()
             if self.at_kw("if"):
                 self.advance()
@@ -1002,7 +1135,7 @@ class Parser:
             if prec is None or prec < min_prec:
                 return left
             if tok[1] == "**":
-                self.require((1, 2), "the `**` operator")
+                self.require("power", "the `**` operator")
             self.i += 1
             right = self.binary(prec + 1)
             left = Binary(self.span(tok), tok[1], left, right)
@@ -1049,7 +1182,7 @@ class Parser:
             self.i += 1
             return StringLit(span, self.text_parts("s"))
         if kind == "mbeg":
-            self.require((1, 2), "multi-line strings (`<<< >>>`)")
+            self.require("multiline_strings", "multi-line strings (`<<< >>>`)")
             self.i += 1
             return StringLit(span, strip_multiline(self.text_parts("m")))
         if kind == "op":
@@ -1098,11 +1231,11 @@ class Parser:
             self.expect("else")
             return IfThenElse(span, cond, then, self.expr())
         if value == "None":
-            self.require((1, 1), "the `None` literal", tok)
+            self.require("none_literal", "the `None` literal", tok)
             return Literal(span, None)
         if value == "object" and self.at("{"):
             return ObjectLit(span, self.members())
-        if value in _HARD_KEYWORDS and value != "task":
+        if value in _HARD_KEYWORDS and value != "task" and not (value == "version" and self.dialect.accepts("version_as_name")):
             self.error("expected an expression, found the keyword `%s`" % value, tok)
         if self.at("("):
             self.advance()
@@ -1115,7 +1248,7 @@ class Parser:
             self.expect(")")
             return Apply(span, value, args)
         if self.at("{") and value[:1].isupper() and (self.at("}", 1) or self.peek(1)[0] == "ident" and self.at(":", 2)):
-            self.require((1, 1), "struct literals", tok)
+            self.require("struct_literal", "struct literals", tok)
             return StructLit(span, value, self.members())
         return Ident(span, value)
 
@@ -1220,7 +1353,7 @@ def strip_indent(parts):
 
 
 # ============================================================================================
-# 5. Types
+# 6. Types
 # ============================================================================================
 #
 # Types are small immutable objects; `opt` marks `T?`. Struct and enum types hold their
@@ -1427,17 +1560,17 @@ def is_primitive(t):
     return isinstance(t, (PrimType, EnumType, AnyType))
 
 
-def coerces(src, dst, version):
+def coerces(src, dst, dialect):
     """May a value of type `src` be used where `dst` is expected (the spec's coercion table)?
 
-    Optional to non-optional is allowed only in WDL 1.0, where engines accepted it and
-    production workflows depend on it (checked again at run time, where None fails).
+    Optional to non-optional is allowed where the dialect says so (draft-2 and 1.0, where
+    engines accepted it and production workflows depend on it; None fails at run time).
     """
     if isinstance(src, AnyType):
-        return not src.opt or dst.opt or isinstance(dst, AnyType) or version < (1, 1)
+        return not src.opt or dst.opt or isinstance(dst, AnyType) or dialect.optional_to_required
     if isinstance(dst, (AnyType, TypeVar)):
         return True
-    if src.opt and not dst.opt and version >= (1, 1):
+    if src.opt and not dst.opt and not dialect.optional_to_required:
         return False
     if isinstance(src, PrimType):
         if isinstance(dst, PrimType):
@@ -1446,33 +1579,34 @@ def coerces(src, dst, version):
                 return True
             if s == "String" and d in ("File", "Directory") or d == "String" and s in ("File", "Directory"):
                 return True
-            return d == "String" and version < (1, 1)  # 1.0 engines accepted Int/Float/Boolean -> String
+            return d == "String" and dialect.primitive_to_string or (
+                s == "String" and d in ("Int", "Float") and dialect.string_to_number)
         return False
     if isinstance(src, ArrayType):
-        return isinstance(dst, ArrayType) and coerces(src.item, dst.item, version)
+        return isinstance(dst, ArrayType) and coerces(src.item, dst.item, dialect)
     if isinstance(src, MapType):
         if isinstance(dst, MapType):
-            return coerces(src.key_type, dst.key_type, version) and coerces(src.value, dst.value, version)
+            return coerces(src.key_type, dst.key_type, dialect) and coerces(src.value, dst.value, dialect)
         if isinstance(dst, ObjectType):
             return True
         if isinstance(dst, StructType):  # keys are checked at run time
-            return coerces(src.key_type, STRING, version) and all(
-                coerces(src.value, m, version) or isinstance(src.value, AnyType) for m in dst.members.values()
+            return coerces(src.key_type, STRING, dialect) and all(
+                coerces(src.value, m, dialect) or isinstance(src.value, AnyType) for m in dst.members.values()
             ) or isinstance(src.value, (AnyType, ObjectType))
         return False
     if isinstance(src, PairType):
-        return isinstance(dst, PairType) and coerces(src.left, dst.left, version) and coerces(src.right, dst.right, version)
+        return isinstance(dst, PairType) and coerces(src.left, dst.left, dialect) and coerces(src.right, dst.right, dialect)
     if isinstance(src, StructType):
         if isinstance(dst, StructType):
             if src.name == dst.name:
                 return True
             return src.members.keys() == dst.members.keys() and all(
-                coerces(src.members[k], dst.members[k], version) for k in src.members
+                coerces(src.members[k], dst.members[k], dialect) for k in src.members
             )
         if isinstance(dst, ObjectType):
             return True
         if isinstance(dst, MapType):
-            return coerces(STRING, dst.key_type, version) and all(coerces(m, dst.value, version) for m in src.members.values())
+            return coerces(STRING, dst.key_type, dialect) and all(coerces(m, dst.value, dialect) for m in src.members.values())
         return False
     if isinstance(src, ObjectType):
         return isinstance(dst, (ObjectType, StructType, MapType))
@@ -1481,7 +1615,7 @@ def coerces(src, dst, version):
     return False
 
 
-def unify(types, version):
+def unify(types, dialect):
     """The common type of array items or if/else branches, or None when there is none."""
     opt = any(t.opt for t in types)
     real = [t for t in types if not (isinstance(t, AnyType) and t.opt)]
@@ -1492,7 +1626,7 @@ def unify(types, version):
     cands = sorted(real, key=lambda t: ("Any" in str(t), t == STRING))
     for cand in cands:
         c = cand.optional(opt)
-        if all(coerces(t.optional(opt) if t.opt else t, c, version) for t in real):
+        if all(coerces(t.optional(opt) if t.opt else t, c, dialect) for t in real):
             if isinstance(c, ArrayType) and c.nonempty and not all(getattr(t, "nonempty", False) for t in real):
                 c = ArrayType(c.item, False, c.opt)
             return c
@@ -1517,7 +1651,7 @@ def contains_type(t, pred):
 def parse_type_text(text):
     """A type written in WDL syntax (the standard library table uses this)."""
     src = Source("<stdlib>", text)
-    p = Parser(src, tokenize(src), (1, 3))
+    p = Parser(src, tokenize(src), DIALECTS["1.3"])
     t = p.type_()
     return _resolve_vars(t)
 
@@ -1535,7 +1669,7 @@ def _resolve_vars(t):
 
 
 # ============================================================================================
-# 6. Standard library: signatures
+# 7. Standard library: signatures
 # ============================================================================================
 #
 # One line per overload: `[version] name(parameter types) -> result type`. X and Y are type
@@ -1648,7 +1782,7 @@ def _load_signatures():
     table = {}
     for line in _SIGNATURES.strip().splitlines():
         version, name, params, result = _SIG_RE.match(line).groups()
-        version = VERSIONS[version] if version else (1, 0)
+        version = _DIALECT_LEVELS[version] if version else (1, 0)
         ptypes = [ANY if p == "Any" else parse_type_text(p) for p in _split_params(params)]
         rtype = ANY if result == "Any" else parse_type_text(result)
         table.setdefault(name, []).append(Overload(name, version, ptypes, rtype))
@@ -1658,16 +1792,16 @@ def _load_signatures():
 STDLIB = _load_signatures()
 
 
-def _bind(param, arg, env, version):
+def _bind(param, arg, env, dialect):
     """Match an argument type against a parameter type, binding type parameters in `env`."""
     if isinstance(param, TypeVar):
         a = arg.required() if param.opt else arg
         if param.name == "P" and not is_primitive(a):
             return False
-        if a.opt and not param.opt and version >= (1, 1) and not isinstance(a, AnyType):
+        if a.opt and not param.opt and not dialect.optional_to_required and not isinstance(a, AnyType):
             return False
         if param.name in env:
-            u = unify([env[param.name], a], version)
+            u = unify([env[param.name], a], dialect)
             if u is None:
                 return False
             env[param.name] = u
@@ -1675,20 +1809,20 @@ def _bind(param, arg, env, version):
             env[param.name] = a
         return True
     if isinstance(arg, AnyType):
-        return param.opt or not arg.opt or version < (1, 1)
-    if arg.opt and not param.opt and version >= (1, 1):
+        return param.opt or not arg.opt or dialect.optional_to_required
+    if arg.opt and not param.opt and not dialect.optional_to_required:
         return False
     if isinstance(param, ArrayType):
-        return isinstance(arg, ArrayType) and _bind(param.item, arg.item, env, version)
+        return isinstance(arg, ArrayType) and _bind(param.item, arg.item, env, dialect)
     if isinstance(param, MapType):
-        return isinstance(arg, MapType) and _bind(param.key_type, arg.key_type, env, version) and _bind(
-            param.value, arg.value, env, version
+        return isinstance(arg, MapType) and _bind(param.key_type, arg.key_type, env, dialect) and _bind(
+            param.value, arg.value, env, dialect
         )
     if isinstance(param, PairType):
-        return isinstance(arg, PairType) and _bind(param.left, arg.left, env, version) and _bind(
-            param.right, arg.right, env, version
+        return isinstance(arg, PairType) and _bind(param.left, arg.left, env, dialect) and _bind(
+            param.right, arg.right, env, dialect
         )
-    return coerces(arg, param, version)
+    return coerces(arg, param, dialect)
 
 
 def _subst(t, env):
@@ -1708,32 +1842,32 @@ def _has_files(t):
     return contains_type(t, lambda x: isinstance(x, (PrimType, AnyType, ObjectType)) and getattr(x, "name", "File") in ("File", "Directory", "String"))
 
 
-def _typing_hook(name, args, version):
+def _typing_hook(name, args, dialect):
     """Typing the signature table cannot express. Returns (result type or None, error or None)."""
     a = args[0] if args else None
     if name == "size":
-        ok = _has_files(a) and (len(args) == 1 or coerces(args[1], STRING, version))
+        ok = _has_files(a) and (len(args) == 1 or coerces(args[1], STRING, dialect))
         return FLOAT, None if ok else "expects a File, Directory or a value holding files, and an optional unit"
     if name == "length":
-        if isinstance(a, (ArrayType, AnyType)) or version >= (1, 2) and (
+        if isinstance(a, (ArrayType, AnyType)) or dialect.length_of_any and (
             isinstance(a, (MapType, ObjectType)) or a == STRING
         ):
-            if a.opt and version >= (1, 1):
+            if a.opt and not dialect.optional_to_required:
                 return None, "expects a non-optional value, not `%s`" % a
             return INT, None
-        return None, "expects an Array%s, not `%s`" % (", Map, Object or String" if version >= (1, 2) else "", a)
+        return None, "expects an Array%s, not `%s`" % (", Map, Object or String" if dialect.length_of_any else "", a)
     if name == "keys":
         if isinstance(a, MapType):
             return ArrayType(a.key_type), None
-        if version >= (1, 2) and isinstance(a, (StructType, ObjectType, AnyType)):
+        if dialect.length_of_any and isinstance(a, (StructType, ObjectType, AnyType)):
             return ArrayType(STRING), None
-        return None, "expects a Map%s, not `%s`" % (", Struct or Object" if version >= (1, 2) else "", a)
+        return None, "expects a Map%s, not `%s`" % (", Struct or Object" if dialect.length_of_any else "", a)
     if name == "contains_key":
         k = args[1]
-        if isinstance(a, MapType) and coerces(k, a.key_type, version):
+        if isinstance(a, MapType) and coerces(k, a.key_type, dialect):
             return BOOLEAN, None
         if isinstance(a, (MapType, StructType, ObjectType, AnyType)) and (
-            coerces(k, STRING, version) or coerces(k, ArrayType(STRING), version)
+            coerces(k, STRING, dialect) or coerces(k, ArrayType(STRING), dialect)
         ):
             return BOOLEAN, None
         return None, "expects a Map and a key, or a Struct/Object and a String or Array[String] key"
@@ -1749,7 +1883,7 @@ def _typing_hook(name, args, version):
     return "", None  # no hook: use the signature
 
 
-def resolve_call(name, args, version):
+def resolve_call(name, args, dialect):
     """Pick the standard library overload for argument types. Returns (Overload, result type).
 
     Raises WdlTypeError (without a span; the caller adds it) when nothing fits.
@@ -1757,10 +1891,10 @@ def resolve_call(name, args, version):
     overloads = STDLIB.get(name)
     if overloads is None:
         raise WdlTypeError("unknown function `%s`" % name)
-    available = [o for o in overloads if o.version <= version]
+    available = [o for o in overloads if o.version <= dialect.level]
     if not available:
         raise WdlTypeError(
-            "function `%s` requires WDL %s (this document is version %s)" % (name, vstr(overloads[0].version), vstr(version))
+            "function `%s` requires WDL %d.%d (this document is %s)" % ((name,) + overloads[0].version + (dialect_text(dialect),))
         )
     arities = sorted({len(o.params) for o in available})
     fitting = [o for o in available if len(o.params) == len(args)]
@@ -1769,12 +1903,12 @@ def resolve_call(name, args, version):
             "function `%s` takes %s argument%s, not %d"
             % (name, " or ".join(map(str, arities)), "" if arities == [1] else "s", len(args))
         )
-    result, problem = _typing_hook(name, args, version)
+    result, problem = _typing_hook(name, args, dialect)
     if problem:
         raise WdlTypeError("function `%s` %s" % (name, problem))
     for o in fitting:
         env = {}
-        if all(_bind(p, a, env, version) for p, a in zip(o.params, args)):
+        if all(_bind(p, a, env, dialect) for p, a in zip(o.params, args)):
             return o, (result or _subst(o.result, env))
     raise WdlTypeError(
         "function `%s` cannot take arguments of type (%s); expected %s"
@@ -1783,7 +1917,7 @@ def resolve_call(name, args, version):
 
 
 # ============================================================================================
-# 7. Document analysis
+# 8. Document analysis
 # ============================================================================================
 #
 # load(path) parses a document and its imports (each file once per process), resolves names
@@ -1791,7 +1925,7 @@ def resolve_call(name, args, version):
 # gets `deps`, the names it reads from its own scope level. Errors are collected, so `check`
 # reports all of them; warnings go to `Document.warnings`.
 
-_DOCUMENTS = {}  # realpath -> checked Document
+_DOCUMENTS = {}  # (realpath or URL, strict) -> checked Document
 _TASK_MEMBERS_12 = {
     "name": STRING, "id": STRING, "container": STRING.optional(), "cpu": FLOAT, "memory": INT,
     "gpu": ArrayType(STRING), "fpga": ArrayType(STRING), "disks": MapType(STRING, INT), "attempt": INT,
@@ -1803,10 +1937,10 @@ _REQUIREMENT_MEMBERS = {
 }
 
 
-def task_variable_type(version, section):
+def task_variable_type(dialect, section):
     """The type of the implicit `task` variable (1.2 command/outputs; 1.3 requirements/hints)."""
     members = dict(_TASK_MEMBERS_12)
-    if version >= (1, 3):
+    if dialect.task_in_requirements:
         members["max_retries"] = INT
         members["previous"] = StructType("task.previous", dict(
             (k, t.optional()) for k, t in _REQUIREMENT_MEMBERS.items()), opt=False)
@@ -1838,10 +1972,10 @@ def read_source(path, span=None):
     return Source(path, text)
 
 
-def load(path):
+def load(path, strict=False):
     """Parse and check a WDL document and everything it imports. Raises WdlErrors; the
-    document's warnings are in `doc.warnings`."""
-    loader = Loader()
+    document's warnings are in `doc.warnings`. `strict` makes compatibility warnings errors."""
+    loader = Loader(strict)
     try:
         doc = loader.load(path, None, ())
     except RecursionError:
@@ -1852,48 +1986,108 @@ def load(path):
     return doc
 
 
+_URL_RE = re.compile(r"^https?://", re.I)
+
+
+def is_url(location):
+    return bool(_URL_RE.match(location))
+
+
+def fetch_url(url, span=None):
+    """Download `url` into the cache (~/.cache/sprocket/imports, or $SPROCKET_CACHE_DIR) and return
+    the local copy's path. When the network fails, an earlier copy is used with a warning."""
+    import hashlib
+    import urllib.request
+
+    base = os.environ.get("SPROCKET_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sprocket")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", posixpath.basename(url.split("?")[0].rstrip("/")) or "index")
+    path = os.path.join(base, "imports", hashlib.sha256(url.encode()).hexdigest()[:20], name)
+    try:
+        with urllib.request.urlopen(url, timeout=float(os.environ.get("SPROCKET_URL_TIMEOUT", "30"))) as r:
+            data = r.read()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or getattr(e, "code", None) or e
+        if os.path.isfile(path):
+            return path, "cannot fetch `%s` (%s); using the copy cached at `%s`" % (url, reason, path)
+        raise WdlError("cannot fetch `%s`: %s" % (url, reason), span)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return path, None
+
+
 class Loader:
-    def __init__(self):
+    """Reads a document and its imports (local paths or http(s) URLs), each once per process."""
+
+    def __init__(self, strict=False):
         self.errors = []
         self.warnings = []
+        self.strict = strict
 
-    def load(self, path, span, stack):
-        key = os.path.realpath(path)
+    def warn(self, message, span):
+        self.warnings.append(WdlError(message, span))
+
+    def read(self, location, span):
+        if not is_url(location):
+            return read_source(location, span)
+        path, note = fetch_url(location, span)
+        if note:
+            self.warn(note, span)
+        src = read_source(path, span)
+        return Source(location, src.text)  # diagnostics name the URL
+
+    def load(self, location, span, stack):
+        key = (location if is_url(location) else os.path.realpath(location), self.strict)
         if key in stack:
             self.errors.append(WdlError("import cycle: `%s` imports itself (through %s)" % (
-                path, " -> ".join(os.path.basename(p) for p in stack[stack.index(key):] + (key,))), span))
+                location, " -> ".join(posixpath.basename(p[0]) for p in stack[stack.index(key):] + (key,))), span))
             return None
         if key in _DOCUMENTS:
             return _DOCUMENTS[key]
         try:
-            doc = parse_document(read_source(path, span))
+            parser = Parser.for_source(self.read(location, span), self.strict)
+            doc = parser.document()
         except WdlError as e:
             self.errors.append(e)
             return None
+        self.warnings.extend(parser.warnings)
         doc.namespaces = {}
         doc.checked = False
         ok = True
         for imp in doc.imports:
             imp.doc = None
-            uri = imp.uri
-            if re.match(r"[a-z][a-z0-9+.-]*://", uri) and not uri.startswith("file://"):
-                self.errors.append(WdlError("imports by URL are not supported (`%s`); download the file and import it by path" % uri, imp.span))
+            uri = imp.uri[7:] if imp.uri.startswith("file://") else imp.uri
+            if re.match(r"[a-z][a-z0-9+.-]*://", uri, re.I) and not is_url(uri):
+                self.errors.append(WdlError("imports by `%s` URL are not supported; use a path or an http(s) URL"
+                                            % uri.split(":")[0], imp.span))
                 ok = False
                 continue
-            if uri.startswith("file://"):
-                uri = uri[7:]
-            target = os.path.join(os.path.dirname(path), uri)
+            if is_url(location) and not is_url(uri) and not os.path.isabs(uri):
+                import urllib.parse
+
+                target = urllib.parse.urljoin(location, uri)  # relative to the importing document's URL
+            elif is_url(uri):
+                target = uri
+            else:
+                target = os.path.join(os.path.dirname(location), uri)
             sub = self.load(target, imp.span, stack + (key,))
             if sub is None:
                 ok = False
                 continue
-            if not _import_version_ok(doc.version, sub.version):
-                self.errors.append(WdlError(
-                    "a WDL %s document cannot import `%s`, which is version %s" % (vstr(doc.version), imp.uri, vstr(sub.version)),
-                    imp.span))
+            problem = import_problem(doc.dialect, sub.dialect)
+            if problem == "error" or problem and doc.dialect.strict:
+                self.errors.append(WdlError("a WDL document (%s) cannot import `%s`, which is %s" % (
+                    dialect_text(doc.dialect), imp.uri, dialect_text(sub.dialect)), imp.span))
                 ok = False
+            elif problem:
+                self.warn("`%s` is %s and this document is %s: accepted, as miniwdl does, but WDL %s only imports "
+                          "documents of its own version" % (imp.uri, dialect_text(sub.dialect),
+                                                            dialect_text(doc.dialect), doc.dialect.name), imp.span)
             imp.doc = sub
-            ns = imp.namespace or re.sub(r"\.wdl$", "", os.path.basename(uri))
+            ns = imp.namespace or re.sub(r"\.wdl$", "", posixpath.basename(uri.split("?")[0]))
             if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", ns):
                 self.errors.append(WdlError("`%s` is not a valid namespace name; use `as` to name the import" % ns, imp.span))
                 ok = False
@@ -1911,10 +2105,14 @@ class Loader:
         return doc if doc.checked else None
 
 
-def _import_version_ok(importer, imported):
-    if importer >= (1, 3):
-        return imported <= importer
-    return importer == imported
+def import_problem(importer, imported):
+    """None when `importer` may import `imported`; "warn" for an earlier 1.x minor version
+    (accepted for compatibility before 1.3, which allows it); "error" otherwise."""
+    if importer.name == imported.name:
+        return None
+    if "draft-2" in (importer.name, imported.name) or imported.level > importer.level:
+        return "error"
+    return None if importer.column["import_older_minor"] == "y" else "warn"
 
 
 class Checker:
@@ -1922,7 +2120,7 @@ class Checker:
 
     def __init__(self, doc, loader):
         self.doc = doc
-        self.version = doc.version
+        self.dialect = doc.dialect
         self.loader = loader
         self.placeholder = 0  # > 0 inside a placeholder, where `+` on optionals is allowed
 
@@ -1931,6 +2129,16 @@ class Checker:
 
     def warn(self, message, span):
         self.loader.warnings.append(WdlError(message, span))
+
+    def lenient(self, feature, message, span):
+        """Is a construct accepted here? Those accepted only for compatibility warn (and are
+        not accepted at all under --strict)."""
+        if getattr(self.dialect, feature):
+            return True
+        if feature in self.dialect.compat:
+            self.warn(message, span)
+            return True
+        return False
 
     # -- structs and enums -----------------------------------------------------------------
     def check(self):
@@ -1974,7 +2182,9 @@ class Checker:
             names.add(t.name)
             self.check_task(t)
         if doc.workflow is not None:
-            if doc.workflow.name in names:
+            if doc.workflow.name in names and not self.lenient(
+                    "workflow_named_like_task", "workflow `%s` has the same name as a task: accepted for compatibility "
+                    "with Cromwell; portable WDL gives them different names" % doc.workflow.name, doc.workflow.span):
                 self.err("workflow `%s` has the same name as a task" % doc.workflow.name, doc.workflow.span)
             self.check_workflow(doc.workflow)
 
@@ -2004,11 +2214,11 @@ class Checker:
             et.choices[name] = expr
         if declared is not None:
             for t, expr in types:
-                if not coerces(t, declared, self.version):
+                if not coerces(t, declared, self.dialect):
                     self.err("enum `%s` value of type `%s` cannot be coerced to `%s`" % (e.name, t, declared), expr.span)
             et.value_type = declared
         elif types:
-            u = unify([t for t, _ in types], self.version)
+            u = unify([t for t, _ in types], self.dialect)
             if u is None or len(types) < len(e.choices):
                 if u is None or u != STRING:
                     self.err("the value type of enum `%s` cannot be inferred: its values have no common type" % e.name, e.span)
@@ -2050,8 +2260,19 @@ class Checker:
         self.expect_coerce(t, d.type_, d.expr.span, "`%s`" % d.name, d.expr)
 
     def expect_coerce(self, t, want, span, what, expr=None):
-        if not coerces(t, want, self.version) and not _deserializes(expr, t, want):
-            if t.opt and not want.opt and coerces(t.required(), want, self.version):
+        if not coerces(t, want, self.dialect) and not _deserializes(expr, t, want):
+            d = self.dialect
+            if coerces(t, want, d.with_features("primitive_to_string")):
+                if self.lenient("primitive_to_string", "%s is declared `%s` but given a `%s`: accepted for "
+                                "compatibility (converted to text); portable WDL uses a placeholder: "
+                                "\"~{...}\"" % (what, want, t), span):
+                    return
+            elif coerces(t, want, d.with_features("primitive_to_string", "string_to_number")):
+                if self.lenient("string_to_number", "%s is declared `%s` but given a `%s`: accepted for compatibility "
+                                "(Cromwell and miniwdl convert it at run time, failing if it is not a number); portable "
+                                "WDL converts it explicitly" % (what, want, t), span):
+                    return
+            if t.opt and not want.opt and coerces(t.required(), want, self.dialect):
                 self.err("%s has type `%s`, but an optional value cannot be used where `%s` is expected" % (what, want, t), span)
             else:
                 self.err("%s is declared `%s` but given a value of type `%s`" % (what, want, t), span)
@@ -2065,8 +2286,8 @@ class Checker:
             self.check_decl(d, {k: v for k, v in env.items() if k != d.name})
         self.check_decl_cycles(inputs + task.decls, "task `%s`" % task.name)
         cmd_env = dict(env)
-        if self.version >= (1, 2):
-            cmd_env["task"] = task_variable_type(self.version, "command")
+        if self.dialect.task_variable:
+            cmd_env["task"] = task_variable_type(self.dialect, "command")
         for p in task.command.parts:
             if not isinstance(p, str):
                 self.check_placeholder(p, cmd_env)
@@ -2074,19 +2295,19 @@ class Checker:
             block = getattr(task, section)
             if block is None:
                 continue
-            if section == "runtime" and self.version >= (1, 2):
+            if section == "runtime" and self.dialect.runtime_deprecated:
                 self.warn("the `runtime` section is deprecated in WDL 1.2; use `requirements` and `hints`", task.runtime_spans["runtime"])
             renv = dict(env)
-            if self.version >= (1, 3):
-                renv["task"] = task_variable_type(self.version, section)
+            if self.dialect.task_in_requirements:
+                renv["task"] = task_variable_type(self.dialect, section)
             for key, expr in block.items():
                 if section == "requirements" and key not in _REQUIREMENT_KEYS:
                     self.err("unknown requirement `%s` (requirements are %s; other keys belong in `hints`)" % (
                         key, ", ".join(sorted({k for k in _REQUIREMENT_KEYS if "R" not in k}))), block.spans[key])
                 self.check_runtime_value(section, key, expr, renv)
         out_env = dict(cmd_env)
-        if self.version >= (1, 2):
-            out_env["task"] = task_variable_type(self.version, "output")
+        if self.dialect.task_variable:
+            out_env["task"] = task_variable_type(self.dialect, "output")
         outputs = task.outputs or []
         for d in outputs:
             d.type_ = self.resolve_type(d.type_)
@@ -2104,7 +2325,7 @@ class Checker:
             return
         t = self.infer(expr, env)
         want = _RUNTIME_TYPES.get(key)
-        if want and section != "hints" and not any(coerces(t, w, self.version) for w in want):
+        if want and section != "hints" and not any(coerces(t, w, self.dialect) for w in want):
             self.err("`%s` must be %s, not `%s`" % (key, " or ".join("`%s`" % w for w in want), t), expr.span)
 
     def check_placeholder(self, ph, env):
@@ -2115,13 +2336,18 @@ class Checker:
             self.placeholder -= 1
         opts = ph.options
         if "sep" in opts:
-            if not isinstance(t, (ArrayType, AnyType)):
+            if not isinstance(t, (ArrayType, AnyType)) and not self.lenient(
+                    "sep_on_non_array", "placeholder option `sep` on a `%s`, which is not an Array: accepted for "
+                    "compatibility (the value is rendered as is); portable WDL drops `sep=`" % t, ph.expr.span):
                 self.err("placeholder option `sep` needs an Array, not `%s`" % t, ph.expr.span)
         elif "true" in opts:
-            if not coerces(t.required(), BOOLEAN, self.version):
+            if not coerces(t.required(), BOOLEAN, self.dialect):
                 self.err("placeholder options `true`/`false` need a Boolean, not `%s`" % t, ph.expr.span)
-        elif not (is_primitive(t) or isinstance(t, AnyType)) and not (isinstance(t, ArrayType) and self.version < (1, 1)):
-            self.err("a placeholder must be a primitive value, not `%s`" % t, ph.expr.span)
+        elif not (is_primitive(t) or isinstance(t, AnyType)) and not (isinstance(t, ArrayType) and self.dialect.array_placeholder):
+            if not self.lenient("compound_placeholder", "a `%s` in a placeholder: accepted for compatibility (rendered "
+                                "as JSON, as Cromwell and miniwdl do); portable WDL converts it first, e.g. with "
+                                "`sep()` or `write_json()`" % t, ph.expr.span):
+                self.err("a placeholder must be a primitive value, not `%s`" % t, ph.expr.span)
 
     def check_decl_cycles(self, decls, where):
         by_name = {d.name: d for d in decls}
@@ -2197,7 +2423,7 @@ class Checker:
                     if isinstance(ts[0], CallType):
                         names[k] = ts[0] if every else _wrap(ts[0], lambda x: x.optional())
                         continue
-                    u = unify(ts, self.version)
+                    u = unify(ts, self.dialect)
                     if u is None:
                         self.err("`%s` has no common type across the branches of this conditional (%s)" % (
                             k, ", ".join("`%s`" % t for t in ts)), el.span)
@@ -2254,7 +2480,7 @@ class Checker:
                 t = self.infer(el.expr, env)
                 if isinstance(t, AnyType):
                     item = ANY
-                elif not isinstance(t, ArrayType) or (t.opt and self.version >= (1, 1)):
+                elif not isinstance(t, ArrayType) or (t.opt and not self.dialect.optional_to_required):
                     self.err("scatter needs an Array to iterate over, not `%s`" % t, el.expr.span)
                     item = ANY
                 else:
@@ -2269,7 +2495,7 @@ class Checker:
                 for cond, b in el.clauses:
                     if cond is not None:
                         t = self.infer(cond, env)
-                        if not coerces(t, BOOLEAN, self.version) and not isinstance(t, AnyType):
+                        if not coerces(t, BOOLEAN, self.dialect) and not isinstance(t, AnyType):
                             self.err("the condition must be a Boolean, not `%s`" % t, cond.span)
                     inner = dict(env)
                     inner.update(self.body_names_quiet(b))
@@ -2312,7 +2538,7 @@ class Checker:
         for name, span in call.afters:
             if name not in env or not isinstance(env[name], CallType):
                 self.err("`after` names `%s`, which is not a call" % name, span)
-        if info is not None and self.version >= (1, 1) and not self.nested_ok:
+        if info is not None and not self.dialect.nested_inputs and not self.nested_ok:
             missing = [n for n, (t, required) in info.inputs.items() if required and n not in given]
             if missing:
                 self.err("call `%s` is missing required input%s %s" % (
@@ -2371,7 +2597,7 @@ class Checker:
         if cls is Apply:
             args = [self.infer(a, env) for a in e.args]
             try:
-                e.fn, t = resolve_call(e.name, args, self.version)
+                e.fn, t = resolve_call(e.name, args, self.dialect)
             except WdlTypeError as err:
                 self.err(err.message, e.span)
                 return ANY
@@ -2381,7 +2607,7 @@ class Checker:
         if cls is Unary:
             t = self.infer(e.operand, env)
             if e.op == "!":
-                if not coerces(t, BOOLEAN, self.version) and not isinstance(t, AnyType):
+                if not coerces(t, BOOLEAN, self.dialect) and not isinstance(t, AnyType):
                     self.err("`!` needs a Boolean, not `%s`" % t, e.span)
                 return BOOLEAN
             if not (is_numeric(t.required()) or isinstance(t, AnyType)):
@@ -2392,7 +2618,7 @@ class Checker:
             items = [self.infer(x, env) for x in e.items]
             if not items:
                 return ArrayType(ANY)
-            u = unify(items, self.version)
+            u = unify(items, self.dialect)
             if u is None:
                 self.err("array items have no common type (%s)" % ", ".join(sorted({"`%s`" % t for t in items})), e.span)
                 u = ANY
@@ -2402,7 +2628,7 @@ class Checker:
             vs = [self.infer(v, env) for _, v in e.entries]
             if not ks:
                 return MapType(ANY, ANY)
-            ku, vu = unify(ks, self.version), unify(vs, self.version)
+            ku, vu = unify(ks, self.dialect), unify(vs, self.dialect)
             if ku is None or vu is None:
                 self.err("map %s have no common type" % ("keys" if ku is None else "values"), e.span)
             return MapType(ku or ANY, vu or ANY)
@@ -2412,10 +2638,10 @@ class Checker:
             return self.infer_index(e, env)
         if cls is IfThenElse:
             c = self.infer(e.cond, env)
-            if not coerces(c, BOOLEAN, self.version) and not isinstance(c, AnyType):
+            if not coerces(c, BOOLEAN, self.dialect) and not isinstance(c, AnyType):
                 self.err("the condition of `if` must be a Boolean, not `%s`" % c, e.cond.span)
             a, b = self.infer(e.then, env), self.infer(e.other, env)
-            u = unify([a, b], self.version)
+            u = unify([a, b], self.dialect)
             if u is None:
                 self.err("the branches of `if` have no common type (`%s` and `%s`)" % (a, b), e.span)
                 return ANY
@@ -2492,11 +2718,11 @@ class Checker:
         t = self.infer(e.expr, env)
         i = self.infer(e.index, env)
         if isinstance(t, ArrayType):
-            if not coerces(i, INT, self.version) and not isinstance(i, AnyType):
+            if not coerces(i, INT, self.dialect) and not isinstance(i, AnyType):
                 self.err("an Array index must be an Int, not `%s`" % i, e.index.span)
             return t.item
         if isinstance(t, MapType):
-            if not coerces(i, t.key_type, self.version) and not isinstance(i, AnyType):
+            if not coerces(i, t.key_type, self.dialect) and not isinstance(i, AnyType):
                 self.err("a `%s` key must be `%s`, not `%s`" % (t, t.key_type, i), e.index.span)
             return t.value
         if isinstance(t, (AnyType, ObjectType)):
@@ -2509,9 +2735,9 @@ class Checker:
         a, b = self.infer(e.left, env), self.infer(e.right, env)
         if isinstance(a, AnyType) and not a.opt or isinstance(b, AnyType) and not b.opt:
             return BOOLEAN if op in ("==", "!=", "<", "<=", ">", ">=", "&&", "||") else ANY
-        lenient = self.placeholder > 0 or self.version < (1, 1)
+        lenient = self.placeholder > 0 or self.dialect.lenient_optional_ops
         if op in ("==", "!="):
-            if unify([a, b], self.version) is None and not (is_numeric(a.required()) and is_numeric(b.required())):
+            if unify([a, b], self.dialect) is None and not (is_numeric(a.required()) and is_numeric(b.required())):
                 self.err("cannot compare `%s` and `%s` with `%s`" % (a, b, op), e.span)
             return BOOLEAN
         if (a.opt or b.opt) and not lenient:
@@ -2539,24 +2765,24 @@ class Checker:
         return ANY
 
 
-def compile_expression(text, names, what, version=(1, 2)):
+def compile_expression(text, names, what, dialect=DIALECTS["1.2"]):
     """Parse and type-check a WDL expression outside any document (configuration conditions);
     `names` maps the names it may use to their types."""
     src = Source("<%s>" % what, text)
     try:
-        p = Parser(src, tokenize(src), version)
+        p = Parser(src, tokenize(src, 0, dialect), dialect)
         expr = p.expr()
         if p.peek()[0] != "eof":
             p.error("unexpected %s after the expression" % p.describe(p.peek()))
     except WdlError as e:
         raise ConfigError("%s: invalid expression `%s`: %s" % (what, text, e.message))
-    doc = Document(Span(src, 0), src, version, [], [], [], [], None)
+    doc = Document(Span(src, 0), src, dialect, [], [], [], [], None)
     doc.types = {}
     loader = Loader()
     t = Checker(doc, loader).infer(expr, dict(names))
     if loader.errors:
         raise ConfigError("%s: `%s`: %s" % (what, text, loader.errors[0].message))
-    if not coerces(t, BOOLEAN, version):
+    if not coerces(t, BOOLEAN, dialect):
         raise ConfigError("%s: `%s` must be a Boolean expression, not `%s`" % (what, text, t))
     return expr
 
@@ -2766,7 +2992,7 @@ def find_cycle(graph):
 
 
 # ============================================================================================
-# 8. Values and evaluation
+# 9. Values and evaluation
 # ============================================================================================
 #
 # Values are close to Python: Int int, Float float, Boolean bool, String str, None None,
@@ -2813,10 +3039,10 @@ class EnumValue:
 class EvalContext:
     """Where evaluation happens: relative paths resolve in work_dir, write_* go to tmp_dir."""
 
-    __slots__ = ("work_dir", "tmp_dir", "version", "stdout", "stderr", "placeholder")
+    __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder")
 
-    def __init__(self, work_dir, tmp_dir, version, stdout=None, stderr=None):
-        self.work_dir, self.tmp_dir, self.version = work_dir, tmp_dir, version
+    def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None):
+        self.work_dir, self.tmp_dir, self.dialect = work_dir, tmp_dir, dialect
         self.stdout, self.stderr = stdout, stderr
         self.placeholder = 0
 
@@ -3114,11 +3340,13 @@ def render_placeholder(p, env, ctx):
         return opts["sep"].join(wdl_str(x) for x in v)
     if "true" in opts and isinstance(v, bool):
         return wdl_str(opts["true"] if v else opts["false"])
-    if isinstance(v, list) and ctx is not None and ctx.version < (1, 1):
+    if isinstance(v, list) and ctx is not None and ctx.dialect.array_placeholder:
         return " ".join(wdl_str(x) for x in v)  # 1.0 engines joined arrays with spaces
     try:
         return wdl_str(v)
     except EvalError:
+        if ctx is not None and ctx.dialect.accepts("compound_placeholder"):
+            return json_dumps(value_to_json(v))  # what Cromwell and miniwdl print
         raise EvalError("a placeholder must be a primitive value, not a %s" % _kind(v), p.span)
 
 
@@ -3335,7 +3563,7 @@ _EVAL = {
 
 
 # ============================================================================================
-# 9. Standard library: implementations
+# 10. Standard library: implementations
 # ============================================================================================
 #
 # One function per WDL function, fn_<name>(ctx, args), with arguments already coerced to the
@@ -4128,7 +4356,7 @@ IMPLS = {
 
 
 # ============================================================================================
-# 10. Tasks
+# 11. Tasks
 # ============================================================================================
 #
 # A TaskRun is one call of a task: its inputs are known; prepare() evaluates the private
@@ -4189,7 +4417,7 @@ class TaskRun:
         self.partition = {}
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
-        return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.version, stdout, stderr)
+        return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.dialect, stdout, stderr)
 
     def prepare(self):
         """Evaluate inputs, private declarations and requirements."""
@@ -4197,7 +4425,7 @@ class TaskRun:
         env = {}
         # Relative paths before the command: 1.3 resolves them against the document's directory;
         # earlier versions leave them to the execution directory (the first attempt's work/).
-        if task.version >= (1, 3):
+        if task.dialect.paths_from_document:
             base = os.path.dirname(os.path.abspath(task.span.source.path))
         else:
             base = os.path.join(self.call_dir, "attempts", "0", "work")  # made by execute()
@@ -4209,7 +4437,7 @@ class TaskRun:
                 env[d.name] = coerce_decl(given[d.name], d, "input `%s`" % d.name)
             elif d.expr is not None:
                 v = coerce_decl(evaluate(d.expr, env, ctx), d, "`%s`" % d.name)
-                if task.version >= (1, 3):
+                if task.dialect.paths_from_document:
                     v = localize_outputs(v, d.type_, base, "`%s` of task `%s`" % (d.name, task.name))
                 env[d.name] = v
             elif d.type_.opt:
@@ -4224,7 +4452,7 @@ class TaskRun:
     def eval_requirements(self, attempt):
         task = self.task
         env = dict(self.env)
-        if task.version >= (1, 3):
+        if task.dialect.task_in_requirements:
             env["task"] = self.task_value(attempt, None, None)
         ctx = self.ctx()
         req, hints = {}, {}
@@ -4330,7 +4558,7 @@ class TaskRun:
             stdout, stderr = os.path.join(adir, "stdout"), os.path.join(adir, "stderr")
             env = dict(self.env)
             ctx = self.ctx(work)
-            if self.task.version >= (1, 2):
+            if self.task.dialect.task_variable:
                 env["task"] = self.task_value(attempt, None, None)
             command = self.render_command(env, ctx)
             cmd_path = os.path.join(adir, "command")
@@ -4388,7 +4616,7 @@ class TaskRun:
     def collect_outputs(self, env, work, stdout, stderr, code):
         ctx = self.ctx(work, stdout, stderr)
         env = dict(env)
-        if self.task.version >= (1, 2):
+        if self.task.dialect.task_variable:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
         for d in topo_order(self.task.outputs or []):
@@ -4448,7 +4676,7 @@ def localize_outputs(v, t, work, what):
 
 
 # ============================================================================================
-# 11. Workflows
+# 12. Workflows
 # ============================================================================================
 #
 # The scheduler runs on the main thread. A Frame is one instance of a workflow body (the
@@ -4502,7 +4730,7 @@ class Frame:
         self.done_names.update(values)
 
     def ctx(self):
-        return EvalContext(self.run.run_dir, self.run.tmp_dir, self.wf_run.workflow.version)
+        return EvalContext(self.run.run_dir, self.run.tmp_dir, self.wf_run.workflow.dialect)
 
     def start(self, el):
         if isinstance(el, Decl):
@@ -4787,7 +5015,7 @@ class Scheduler:
 
 
 # ============================================================================================
-# 12. Backends
+# 13. Backends
 # ============================================================================================
 #
 # The scheduler never knows which backend it talks to. A backend has `name`, `shell`, and
@@ -5429,7 +5657,7 @@ def _slurm_exit_code(text):
 
 
 # ============================================================================================
-# 13. Configuration
+# 14. Configuration
 # ============================================================================================
 #
 # sprocket.toml files are merged in Sprocket's order (later wins): next to the program, the
@@ -5813,6 +6041,8 @@ _PARTITION_KEYS = ("default_slurm_partition", "short_task_slurm_partition", "gpu
 CONFIG_SCHEMA = {
     "run.output_dir": ("path", "./out", "the output directory: runs/, sprocket.db and output.log go here"),
     "run.backend": ("str", "default", "the name of the `run.backends` entry to use"),
+    "run.strict": ("bool", False, "refuse what is accepted only for compatibility with Cromwell and miniwdl "
+                   "(`check --strict`)"),
     "run.fail": (("slow", "fast"), "slow", "on a failure or Ctrl-C: `slow` waits for running tasks, `fast` cancels them"),
     "run.experimental_features_enabled": ("bool", False, "required for the slurm_apptainer backend"),
     "run.suppress_env_specific_output": ("bool", False, "accepted for compatibility (no effect here)"),
@@ -6155,7 +6385,7 @@ def _toml_value(v):
 
 
 # ============================================================================================
-# 14. Provenance
+# 15. Provenance
 # ============================================================================================
 #
 # <output_dir>/sprocket.db with Sprocket's schema: sessions, runs, tasks (one row per attempt).
@@ -6404,7 +6634,7 @@ def run_name():
 
 
 # ============================================================================================
-# 15. Runs: the run directory, call cache, logs, progress and signals
+# 16. Runs: the run directory, call cache, logs, progress and signals
 # ============================================================================================
 #
 # <out>/runs/<target>/<timestamp>/ holds inputs.json, outputs.json, output.log, tmp/, and
@@ -6824,7 +7054,7 @@ class Run:
 
 
 # ============================================================================================
-# 16. Command line
+# 17. Command line
 # ============================================================================================
 
 
@@ -6853,6 +7083,8 @@ def build_parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     c = sub.add_parser("check", parents=[common], help="parse and type-check WDL documents and their imports")
     c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--strict", action="store_true", default=None,
+                   help="make compatibility warnings (constructs Cromwell and miniwdl accept) errors")
     for name, help_text in (("run", "run a task or workflow"), ("validate", "check a run's inputs without running it")):
         r = sub.add_parser(name, parents=[common], help=help_text)
         r.add_argument("source", metavar="SOURCE", help="the WDL document")
@@ -6870,15 +7102,17 @@ def build_parser():
 
 
 def cmd_check(args):
+    """Exit 0 when only warnings remain (`-q` hides them), 1 on any error."""
     failed = False
+    strict = args.strict if args.strict is not None else load_config(args.config, args.skip_config_search).get("run.strict")
     for path in args.files:
-        loader = Loader()
+        loader = Loader(strict)
         try:
             loader.load(path, None, ())
         except RecursionError:
             loader.errors.append(WdlError("`%s` is nested too deeply to check" % path))
-        for w in loader.warnings:
-            print(format_diagnostic(w.message, w.span, "warning"), file=sys.stderr)
+        if args.stderr_level <= _LEVELS["WARN"]:
+            print_warnings(loader.warnings)
         for e in loader.errors:
             print(format_diagnostic(e.message, e.span), file=sys.stderr)
         failed = failed or bool(loader.errors)
@@ -7013,11 +7247,11 @@ def _check_nested_allowed(wf, key):
     """Call inputs may be set from outside when the workflow being run allows it (the spec:
     `allow_nested_inputs` in the top-level workflow)."""
     meta, hints = wf.meta or {}, wf.hints or {}
-    if wf.version < (1, 1) or meta.get("allowNestedInputs") or meta.get("allow_nested_inputs") or _literal_true(
+    if wf.dialect.nested_inputs or meta.get("allowNestedInputs") or meta.get("allow_nested_inputs") or _literal_true(
             hints.get("allow_nested_inputs")):
         return
     raise InputError("input `%s` sets an input of a call, which workflow `%s` does not allow "
-                     "(WDL %s needs `allow_nested_inputs: true` in its hints or meta)" % (key, wf.name, vstr(wf.version)))
+                     "(WDL %s needs `allow_nested_inputs: true` in its hints or meta)" % (key, wf.name, wf.dialect.name))
 
 
 def _did_you_mean(name, names):
@@ -7067,12 +7301,17 @@ def check_input_files(values, t, what):
             check_input_files(x, t.members[k], what)
 
 
-def prepare_inputs(args, log):
+def print_warnings(warnings):
+    for w in warnings:
+        print(format_diagnostic(w.message, w.span, "warning"), file=sys.stderr)
+
+
+def prepare_inputs(args, log, strict=False):
     """Load the document, choose the target, and read and check its inputs (shared by `run`
     and `validate`). Returns (doc, target, own inputs, nested inputs, overrides)."""
-    doc = load(args.source)
-    for w in doc.warnings:
-        print(format_diagnostic(w.message, w.span, "warning"), file=sys.stderr)
+    doc = load(args.source, strict)
+    if log.stderr_level <= _LEVELS["WARN"]:
+        print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
     items = read_input_items(args.inputs, os.getcwd())
     holder = _InputHolder(target)
@@ -7133,7 +7372,7 @@ def cmd_run(args):
     config = load_config(args.config, args.skip_config_search)
     for w in config.warnings:
         log.warn(w)
-    doc, target, inputs, nested, overrides = prepare_inputs(args, log)
+    doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
     inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
     run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache)

@@ -247,10 +247,10 @@ def wdl(tmp_path):
 def check_wdl(wdl, check):
     """Write ``source`` (plus ``files``: name -> source) and check it; returns a CheckResult."""
 
-    def run(source, name="main.wdl", files=None):
+    def run(source, name="main.wdl", files=None, args=()):
         for fname, fsrc in (files or {}).items():
             wdl(fsrc, fname)
-        return check(wdl(source, name))
+        return check(*(tuple(args) + (wdl(source, name),)))
 
     return run
 

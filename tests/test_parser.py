@@ -1010,16 +1010,6 @@ def test_long_flat_expression(check_wdl):
 # --------------------------------------------------------------------------------------------
 
 SYNTAX_ERRORS = {
-    "missing-version": ("""
-workflow w {
-}
-""", 1, 1, "version"),
-    "only-comments-then-workflow": ("""
-# a licence header
-# more
-workflow w {
-}
-""", 3, 1, "version"),
     "unsupported-version": ("""
 version 9.9
 

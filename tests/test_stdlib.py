@@ -15,7 +15,7 @@ from sprocket import EnumValue, EvalError, StructValue, WdlDir, WdlFile  # noqa:
 def ctx(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    return S.EvalContext(str(work), str(tmp_path / "tmp"), (1, 2))
+    return S.EvalContext(str(work), str(tmp_path / "tmp"), S.DIALECTS["1.2"])
 
 
 def call(ctx, name, *args):
@@ -330,7 +330,7 @@ def test_glob_work_dir_with_glob_characters(tmp_path):
     work = tmp_path / "w[1]"
     work.mkdir()
     (work / "f.txt").write_text("x")
-    c = S.EvalContext(str(work), str(tmp_path / "t"), (1, 2))
+    c = S.EvalContext(str(work), str(tmp_path / "t"), S.DIALECTS["1.2"])
     assert call(c, "glob", "*.txt") == [str(work / "f.txt")]
 
 
@@ -735,7 +735,7 @@ def test_cross_zip_unzip(ctx):
     assert call(ctx, "zip", [1, 2, 3], ["a", "b", "c"]) == [(1, "a"), (2, "b"), (3, "c")]
     assert call(ctx, "zip", [], []) == []
     fails(ctx, "zip", [1, 2, 3], ["d", "e"], match="^zip: the arrays have different lengths")
-    ctx.version = (1, 0)
+    ctx.dialect = S.DIALECTS["1.0"]
     fails(ctx, "zip", [1], [], match="different lengths")
     assert call(ctx, "unzip", [(0, "hello"), (42, "goodbye")]) == ([0, 42], ["hello", "goodbye"])
     assert call(ctx, "unzip", []) == ([], [])

@@ -37,7 +37,11 @@ def unknown(name):
 
 
 class Case:
-    def __init__(self, versions, src, at, fragment=None, also=(), files=None, path=None):
+    """An error case. `strict`: a construct accepted for compatibility with a warning, and an
+    error only under `check --strict`."""
+
+    def __init__(self, versions, src, at, fragment=None, also=(), files=None, path=None, strict=False):
+        self.strict = strict
         self.versions = versions
         self.src = src
         self.at = at if isinstance(at, (list, tuple)) else [at]
@@ -60,7 +64,10 @@ def render(text, version):
 def run_case(check_wdl, case, version):
     src = render(case.src, version)
     files = {name: render(body, version) for name, body in case.files.items()}
-    proc = check_wdl(src, files=files)
+    if case.strict:
+        lenient = check_wdl(src, files=files)
+        assert lenient.returncode == 0 and "warning:" in lenient.stderr, lenient.stderr
+    proc = check_wdl(src, files=files, args=("--strict",) if case.strict else ())
     if case.at == [None]:  # the position is the engine's choice
         lines = cols = None
     else:
@@ -214,14 +221,14 @@ version VERSION
 workflow w {
   Int x = "a"
 }
-""", ["Int x = ^\"a\"", "Int ^x", "^Int x"], word("Int"), also=(word("String"),)),
+""", ["Int x = ^\"a\"", "Int ^x", "^Int x"], word("Int"), also=(word("String"),), strict=True),
     "int-to-string": Case(V11, """
 version VERSION
 
 workflow w {
   String s = 1
 }
-""", ["String s = ^1", "String ^s", "^String s"], word("String"), also=(word("Int"),)),
+""", ["String s = ^1", "String ^s", "^String s"], word("String"), also=(word("Int"),), strict=True),
     "int-to-boolean": Case(ALL, """
 version VERSION
 
@@ -595,7 +602,7 @@ version VERSION
 workflow w {
   call t { input: x = 1, s = 2 }
 }
-""", ["s = ^2", "^s = 2"], word("String"), also=(word("Int"),)),
+""", ["s = ^2", "^s = 2"], word("String"), also=(word("Int"),), strict=True),
     "private-declaration-as-call-input": Case(V11, """
 version VERSION
 """ + TASK_T + """
@@ -1018,7 +1025,7 @@ version VERSION
 workflow w {
   Person p = Person { name: 1, age: 1 }
 }
-""", ["name: ^1", "^name: 1", "= ^Person {"], word("String"), also=(word("Int"),)),
+""", ["name: ^1", "^name: 1", "= ^Person {"], word("String"), also=(word("Int"),), strict=True),
     "struct-literal-of-unknown-struct": Case(V11, """
 version VERSION
 
