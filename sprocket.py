@@ -185,6 +185,7 @@ feature                   draft-2 1.0 1.1 1.2 1.3
 version_statement         -       y   y   y   y     a `version` line opens the document
 input_section             -       y   y   y   y     else every unbound declaration is an input
 untyped_outputs           y       -   -   -   -     `output { call.out  call.* }`
+implicit_outputs          y       y   -   -   -     a workflow without an `output` section outputs every call's outputs
 block_comments            y       -   -   -   -     `/* ... */`
 dollar_in_heredoc         y       -   -   -   -     `${}` is a placeholder in `<<< >>>` commands
 tilde_placeholders        -       y   y   y   y     `~{}` is a placeholder
@@ -194,6 +195,10 @@ primitive_to_string       y       y   w   w   w     Int/Float/Boolean accepted w
 string_to_number          w       w   w   w   w     a String accepted where an Int or Float is required
 array_placeholder         y       y   -   -   -     an Array in a placeholder renders space-separated
 compound_placeholder      w       w   w   w   w     a Map, Pair or struct in a placeholder renders as JSON
+map_to_pairs              w       w   w   w   w     a Map accepted where an Array of Pairs is required
+map_member_access         w       w   w   w   w     `m.key` for `m["key"]` on a Map with String keys
+struct_index              w       w   w   w   w     `s["member"]` for `s.member` on a struct or Object
+double_optional           w       w   w   w   w     `T??`, read as `T?`
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w
@@ -496,7 +501,8 @@ HintsBlock = _node("HintsBlock", "kind entries", base=Expr)
 # 5. Parser
 # ============================================================================================
 
-_VERSION_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*version[ \t]+([^\s#]+)")
+# (A comment runs to the end of its line: `## Cromwell version support` is no version line.)
+_VERSION_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*(?![^\n]))*version[ \t]+([^\s#]+)")
 _MAX_NESTING = 120  # expressions and types: bounds the recursion of the later passes over them too
 
 _BINARY_PREC = {
@@ -756,6 +762,9 @@ class Parser:
         if self.at("?"):
             self.advance()
             t = t.optional()
+            if self.at("?") and self.lenient("double_optional", "`%s?` is read as `%s` for compatibility with "
+                                             "Cromwell; portable WDL writes one `?`" % (t, t)):
+                self.advance()
         return t
 
     # -- declarations ----------------------------------------------------------------------
@@ -807,9 +816,27 @@ class Parser:
         self.expect("{")
         decls = []
         while not self.at("}"):
-            decls.append(self.decl(True))
+            if self.dialect.untyped_outputs and self.peek()[0] == "ident" and self.at(".", 1):
+                decls.append(self.untyped_output())
+            else:
+                decls.append(self.decl(True))
+            if self.dialect.untyped_outputs and self.at(","):
+                self.advance()
         self.advance()
         return decls
+
+    def untyped_output(self):
+        """draft-2's `call.out` (named `call.out`, typed by the checker) and `call.*` (every
+        output of the call; the checker expands it)."""
+        span = self.span()
+        call = self.advance()[1]
+        self.expect(".")
+        if self.at("*"):
+            self.advance()
+            return Decl(span, None, call + ".*", Ident(span, call))
+        tok = self.peek()
+        name = self.ident("an output of call `%s`" % call)
+        return Decl(span, None, call + "." + name, GetAttr(self.span(tok), Ident(span, call), name))
 
     # -- meta ------------------------------------------------------------------------------
     def meta_block(self):
@@ -895,12 +922,14 @@ class Parser:
                 d.env = True
                 task.decls.append(d)
             elif self.is_decl_start():
-                task.decls.append(self.decl(True))
+                task.decls.append(self.decl(self.dialect.input_section))
             else:
                 self.error("expected a task section or declaration, found %s" % self.describe(tok))
         self.advance()
         if task.command is None:
             raise WdlSyntaxError("task `%s` has no `command` section" % name, span)
+        if not self.dialect.input_section:  # draft-2: every declaration is an input, a bound one with its default
+            task.inputs, task.decls = task.decls, []
         if "runtime" in seen and ("requirements" in seen or "hints" in seen):
             other = "requirements" if "requirements" in seen else "hints"
             raise WdlSyntaxError("a task may not have both `runtime` and `%s` sections (`runtime` is the older "
@@ -1019,11 +1048,20 @@ class Parser:
                     self.advance()
                     setattr(wf, word, self.meta_block())
             else:
-                wf.body.append(self.workflow_element())
+                wf.body.append(self.workflow_element(top=True))
         self.advance()
+        if not self.dialect.input_section:
+            self.draft2_workflow_inputs(wf)
         return wf
 
-    def workflow_element(self):
+    def draft2_workflow_inputs(self, wf):
+        """draft-2 has no `input` section: an unbound declaration is an input, and so (as in
+        Cromwell) is one whose value reads no other name, with that value as its default."""
+        wf.inputs = [el for el in wf.body if isinstance(el, Decl) and (el.expr is None or not free_names(el.expr))]
+        taken = set(map(id, wf.inputs))
+        wf.body = [el for el in wf.body if id(el) not in taken]
+
+    def workflow_element(self, top=False):
         tok = self.peek()
         if self.at_kw("call"):
             return self.call()
@@ -1032,7 +1070,7 @@ class Parser:
         if self.at_kw("if"):
             return self.conditional()
         if self.is_decl_start():
-            return self.decl(True)
+            return self.decl(not (top and not self.dialect.input_section))
         self.error("expected a declaration, `call`, `scatter` or `if`, found %s" % self.describe(tok))
 
     def body(self):
@@ -2254,14 +2292,40 @@ class Checker:
             env[d.name] = d.type_
 
     def check_decl(self, d, env):
-        if d.expr is None:
+        if d.expr is not None:
+            self.check_value(d.expr, d.type_, env, "`%s`" % d.name)
+
+    def check_value(self, expr, want, env, what):
+        """Type-check `expr` where a value of type `want` is expected (a declaration, a call
+        input, a struct member). A map literal given for a struct is checked member by member,
+        as the 1.0 spec's `Person a = {"name": "John", "age": 30}` needs."""
+        st = want.required() if isinstance(want, StructType) else None
+        if st is not None and isinstance(expr, MapLit) and all(
+                isinstance(k, StringLit) and all(isinstance(p, str) for p in k.parts) for k, _ in expr.entries):
+            for k, v in expr.entries:
+                name = "".join(k.parts)
+                k.type = STRING
+                if name not in st.members:
+                    self.err("struct `%s` has no member `%s`" % (st.name, name), k.span)
+                    self.infer(v, env)
+                    continue
+                self.check_value(v, st.members[name], env, "member `%s`" % name)
+            missing = [m for m, t in st.members.items() if not t.opt and m not in {"".join(k.parts) for k, _ in expr.entries}]
+            if missing:
+                self.err("%s lacks member%s %s of struct `%s`" % (
+                    what, "s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing), st.name), expr.span)
+            expr.type = MapType(STRING, ANY)
             return
-        t = self.infer(d.expr, env)
-        self.expect_coerce(t, d.type_, d.expr.span, "`%s`" % d.name, d.expr)
+        self.expect_coerce(self.infer(expr, env), want, expr.span, what, expr)
 
     def expect_coerce(self, t, want, span, what, expr=None):
         if not coerces(t, want, self.dialect) and not _deserializes(expr, t, want):
             d = self.dialect
+            if isinstance(want, ArrayType) and isinstance(t, MapType) and coerces(
+                    ArrayType(PairType(t.key_type, t.value)), want, d):
+                if self.lenient("map_to_pairs", "%s is declared `%s` but given a `%s`: accepted for compatibility with "
+                                "Cromwell (the map's entries as pairs); portable WDL uses `as_pairs()`" % (what, want, t), span):
+                    return
             if coerces(t, want, d.with_features("primitive_to_string")):
                 if self.lenient("primitive_to_string", "%s is declared `%s` but given a `%s`: accepted for "
                                 "compatibility (converted to text); portable WDL uses a placeholder: "
@@ -2273,7 +2337,7 @@ class Checker:
                                 "WDL converts it explicitly" % (what, want, t), span):
                     return
             if t.opt and not want.opt and coerces(t.required(), want, self.dialect):
-                self.err("%s has type `%s`, but an optional value cannot be used where `%s` is expected" % (what, want, t), span)
+                self.err("%s has type `%s`, but an optional value cannot be used where `%s` is expected" % (what, t, want), span)
             else:
                 self.err("%s is declared `%s` but given a value of type `%s`" % (what, want, t), span)
 
@@ -2301,6 +2365,9 @@ class Checker:
             if self.dialect.task_in_requirements:
                 renv["task"] = task_variable_type(self.dialect, section)
             for key, expr in block.items():
+                if section == "runtime" and key not in _REQUIREMENT_KEYS and key not in _KNOWN_HINTS:
+                    self.warn("runtime key `%s` is not known to sprocket.py and is ignored (known keys: the requirements "
+                              "and %s)" % (key, ", ".join(sorted(_KNOWN_HINTS))), block.spans[key])
                 if section == "requirements" and key not in _REQUIREMENT_KEYS:
                     self.err("unknown requirement `%s` (requirements are %s; other keys belong in `hints`)" % (
                         key, ", ".join(sorted({k for k in _REQUIREMENT_KEYS if "R" not in k}))), block.spans[key])
@@ -2378,6 +2445,7 @@ class Checker:
             if not isinstance(expr, HintsBlock) and not _is_constant(expr):
                 self.err("workflow hints must be literal values; `%s` is an expression" % key, expr.span)
         self.graph_cycles(inputs + wf.body)
+        self.expand_outputs(wf, env)
         out_env = dict(env)
         seen_outputs = set()
         for d in wf.outputs or []:
@@ -2387,6 +2455,33 @@ class Checker:
             seen_outputs.add(d.name)
             self.check_decl(d, out_env)
             out_env[d.name] = d.type_
+
+    def expand_outputs(self, wf, env):
+        """draft-2's untyped `call.out` outputs take the call output's type; `call.*`, and a
+        missing output section where the dialect has implicit outputs, stand for every output
+        of the call (of every call), named `call.out`."""
+        outputs = wf.outputs
+        if outputs is None:
+            if not self.dialect.implicit_outputs:
+                return
+            outputs = [Decl(c.span, None, c.name + ".*", Ident(c.span, c.name)) for c in walk_calls(wf.body)]
+        expanded = []
+        for d in outputs:
+            if d.type_ is not None:
+                expanded.append(d)
+                continue
+            t = self.infer(d.expr, env)
+            if not d.name.endswith(".*"):
+                expanded.append(Decl(d.span, t, d.name, d.expr))
+            elif isinstance(t, CallType):
+                call = d.name[:-2]
+                expanded.extend(Decl(d.span, mt, "%s.%s" % (call, k), GetAttr(d.span, Ident(d.span, call), k))
+                                for k, mt in t.members.items())
+            elif not isinstance(t, AnyType):
+                self.err("`%s` is not a call" % d.name[:-2], d.span)
+        for d in expanded:
+            d.env = False
+        wf.outputs = expanded
 
     def body_names(self, body, outer, taken):
         """Names a body defines, with the types they have right outside that body's level.
@@ -2528,13 +2623,12 @@ class Checker:
             if name in given:
                 self.err("input `%s` is already given in call `%s`" % (name, call.name), span)
             given.add(name)
-            t = self.infer(expr, env)
-            if info is None:
+            if info is None or name not in info.inputs:
+                self.infer(expr, env)
+                if info is not None:
+                    self.err("call `%s` has no input named `%s`" % (call.callee, name), span)
                 continue
-            if name not in info.inputs:
-                self.err("call `%s` has no input named `%s`" % (call.callee, name), span)
-                continue
-            self.expect_coerce(t, info.inputs[name][0], expr.span, "input `%s` of call `%s`" % (name, call.name))
+            self.check_value(expr, info.inputs[name][0], env, "input `%s` of call `%s`" % (name, call.name))
         for name, span in call.afters:
             if name not in env or not isinstance(env[name], CallType):
                 self.err("`after` names `%s`, which is not a call" % name, span)
@@ -2671,14 +2765,14 @@ class Checker:
             return ANY
         seen = set()
         for name, x, span in e.members:
-            t = self.infer(x, env)
             if name in seen:
                 self.err("member `%s` is already given" % name, span)
             seen.add(name)
             if name not in st.members:
+                self.infer(x, env)
                 self.err("struct `%s` has no member `%s`" % (st.name, name), span)
                 continue
-            self.expect_coerce(t, st.members[name], x.span, "member `%s`" % name)
+            self.check_value(x, st.members[name], env, "member `%s`" % name)
         missing = [m for m, t in st.members.items() if m not in seen and not t.opt]
         if missing:
             self.err("struct `%s` literal is missing member%s %s" % (
@@ -2711,6 +2805,10 @@ class Checker:
             return r.optional() if opt else r
         if isinstance(t, (ObjectType, AnyType)):
             return ANY
+        if isinstance(t, MapType) and coerces(STRING, t.key_type, self.dialect) and self.lenient(
+                "map_member_access", "`.%s` on a `%s`: accepted for compatibility with Cromwell; portable WDL "
+                "writes `[\"%s\"]`" % (e.name, t, e.name), e.span):
+            return t.value.optional() if opt else t.value
         self.err("`%s` has no members (it is `%s`)" % (e.name, t), e.span)
         return ANY
 
@@ -2726,6 +2824,17 @@ class Checker:
                 self.err("a `%s` key must be `%s`, not `%s`" % (t, t.key_type, i), e.index.span)
             return t.value
         if isinstance(t, (AnyType, ObjectType)):
+            return ANY
+        if isinstance(t, StructType) and coerces(i, STRING, self.dialect) and self.lenient(
+                "struct_index", "indexing the struct `%s` with a String: accepted for compatibility with Cromwell; "
+                "portable WDL names the member (`s.member`)" % t, e.span):
+            key = e.index
+            if isinstance(key, StringLit) and all(isinstance(p, str) for p in key.parts):
+                name = "".join(key.parts)
+                if name not in t.members:
+                    self.err("`%s` has no member `%s`" % (t.name, name), key.span)
+                    return ANY
+                return t.members[name]
             return ANY
         self.err("`%s` cannot be indexed" % t, e.span)
         return ANY
@@ -2806,6 +2915,15 @@ _REQUIREMENT_KEYS = {
     "fpga": "fpga", "disks": "disks", "max_retries": "max_retries", "maxRetries": "max_retries",
     "return_codes": "return_codes", "returnCodes": "return_codes",
 }
+
+# Hints production WDL gives in `runtime` (Cromwell's, Google's, miniwdl's and Sprocket's):
+# accepted silently; those this engine uses are read in normalize_runtime() and the backends.
+_KNOWN_HINTS = frozenset(
+    "preemptible bootDiskSizeGb zones cpuPlatform noAddress gpuCount gpuType continueOnReturnCode time_minutes "
+    "runtime_minutes max_time_minutes short_task localization_optional inputs outputs cacheable failOnStderr "
+    "docker_user dx_instance_type queueArn awsBatchRetryAttempts maxRetries memory_retry_multiplier "
+    "max_cpu max_memory maxCpu maxMemory shortTask localizationOptional checkpointFile useDockerImageCache "
+    "predefinedMachineType boot_disk_gb nvidiaDriverVersion backend singularity conda time gcp azure".split())
 
 _RUNTIME_TYPES = {
     "cpu": (INT, FLOAT, STRING), "memory": (INT, STRING), "container": (STRING, ArrayType(STRING)),
@@ -2907,17 +3025,20 @@ def free_names(e, out=None):
     return out
 
 
-def find_call(body, name):
-    """The call named `name` in a workflow body, looking inside scatters and conditionals."""
+def walk_calls(body):
+    """Every call in a workflow body, inside scatters and conditionals too, in source order."""
     for el in body:
-        if isinstance(el, Call) and el.name == name:
-            return el
+        if isinstance(el, Call):
+            yield el
         inner = [el.body] if isinstance(el, Scatter) else [b for _, b in el.clauses] if isinstance(el, Conditional) else []
         for b in inner:
-            found = find_call(b, name)
-            if found is not None:
-                return found
-    return None
+            for call in walk_calls(b):
+                yield call
+
+
+def find_call(body, name):
+    """The call named `name` in a workflow body, looking inside scatters and conditionals."""
+    return next((c for c in walk_calls(body) if c.name == name), None)
 
 
 def element_defines(el):
@@ -3144,6 +3265,8 @@ def coerce(v, t, what="value"):
                 return v.strip().lower() == "true"
         raise EvalError("%s %s cannot be coerced to `%s`" % (what, _short(v), t))
     if cls is ArrayType:
+        if isinstance(v, dict) and not isinstance(v, StructValue) and isinstance(t.item, PairType):
+            v = list(v.items())  # a Map where Array[Pair] is declared (accepted for compatibility)
         if not isinstance(v, list):
             raise EvalError("%s %s is not an Array (`%s`)" % (what, _short(v), t))
         if t.nonempty and not v:
@@ -4379,6 +4502,52 @@ def parse_memory(v, what="memory"):
         raise EvalError("%s must be a number of bytes or a size like \"4 GiB\", not %s" % (what, _short(v)))
 
 
+def normalize_runtime(req, hints):
+    """The runtime keys of Cromwell-era WDL in the spec's terms: `continueOnReturnCode` (true: any
+    code) is `return_codes`, `gpuCount` the number of GPUs, `runtime_minutes` (and Caper's `time`,
+    in hours) a time limit, and
+    Google's `disks: "local-disk 100 SSD"` a size (a `disks` of GiB)."""
+    if "continueOnReturnCode" in hints and "return_codes" not in req:
+        v = hints["continueOnReturnCode"]
+        req["return_codes"] = "*" if v is True else 0 if v is False else v
+    count = hints.get("gpuCount")
+    if isinstance(count, str) and count.strip().isdigit():
+        count = int(count)
+    if isinstance(count, int) and not isinstance(count, bool) and count > 0 and "gpu" not in req:
+        req["gpu"] = True
+        hints.setdefault("gpu", count)
+    for key in ("runtime_minutes", "max_time_minutes"):
+        if key in hints:
+            hints.setdefault("time_minutes", hints[key])
+    hours = hints.get("time")  # Caper's (ENCODE's) walltime in hours
+    if isinstance(hours, (int, float)) and not isinstance(hours, bool) and hours > 0:
+        hints.setdefault("time_minutes", int(math.ceil(hours * 60)))
+    if "disks" in req and not isinstance(req["disks"], int):
+        req["disks"] = disk_gib(req["disks"])
+
+
+_DISK_RE = re.compile(r"^\s*(?:(local-disk|/\S*)\s+)?([0-9.]+)\s*((?!SSD|HDD|LOCAL)[A-Za-z]*)\s*(SSD|HDD|LOCAL)?\s*$", re.I)
+
+
+def disk_gib(v):
+    """GiB from a `disks` value: an Int, "100 GiB", "/mnt/data 10 GiB", Google's "local-disk 100
+    SSD" (GB), or several of them (an Array, or comma-separated)."""
+    if isinstance(v, bool):
+        raise EvalError("disks must be a size, not %s" % _short(v))
+    if isinstance(v, (int, float)):
+        return int(math.ceil(v))
+    parts = v if isinstance(v, list) else str(v).split(",")
+    total = 0.0
+    for part in parts:
+        m = _DISK_RE.match(str(part))
+        unit = (m.group(3) or ("GB" if m.group(4) else "GiB")).lower() if m else ""  # Google's sizes are GB
+        if m is None or unit not in _SIZE_UNITS:
+            raise EvalError("disks must be a size like \"10 GiB\", \"/mnt 10 GiB\" or \"local-disk 100 SSD\", "
+                            "not %s" % _short(part))
+        total += float(m.group(2)) * _SIZE_UNITS[unit] / 1024 ** 3
+    return int(math.ceil(total))
+
+
 def topo_order(decls):
     """Declarations in an order where each comes after the ones it reads."""
     by_name = {d.name: d for d in decls}
@@ -4470,6 +4639,7 @@ class TaskRun:
                     hints[key] = v
                 else:
                     req[_REQUIREMENT_KEYS.get(key, key)] = v
+        normalize_runtime(req, hints)
         if "cpu" in req:
             c = req["cpu"]
             try:
