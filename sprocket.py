@@ -652,6 +652,17 @@ class Parser:
         self.advance()
         return unescape(text[1])
 
+    def meta_string(self):
+        """A meta string: `~{...}` in it is documentation text, not a placeholder."""
+        start = self.advance()[2]
+        depth = 1
+        while depth:
+            tok = self.advance()
+            if tok[0] == "eof":
+                self.error("unterminated string", tok)
+            depth += {"sbeg": 1, "send": -1}.get(tok[0], 0)
+        return unescape(self.source.text[start + 1:tok[2]])
+
     def import_(self):
         span = self.span()
         self.advance()
@@ -857,7 +868,7 @@ class Parser:
     def meta_value(self):
         tok = self.peek()
         if tok[0] == "sbeg":
-            return self.string_literal("a meta value")
+            return self.meta_string()
         if tok[0] in ("int", "float"):
             self.advance()
             return _number(tok, self)
@@ -1285,7 +1296,7 @@ class Parser:
                 self.advance()
             self.expect(")")
             return Apply(span, value, args)
-        if self.at("{") and value[:1].isupper() and (self.at("}", 1) or self.peek(1)[0] == "ident" and self.at(":", 2)):
+        if self.at("{") and (self.at("}", 1) or self.peek(1)[0] == "ident" and self.at(":", 2)):
             self.require("struct_literal", "struct literals", tok)
             return StructLit(span, value, self.members())
         return Ident(span, value)
@@ -2031,23 +2042,22 @@ def is_url(location):
     return bool(_URL_RE.match(location))
 
 
-def fetch_url(url, span=None):
-    """Download `url` into the cache (~/.cache/sprocket/imports, or $SPROCKET_CACHE_DIR) and return
-    the local copy's path. When the network fails, an earlier copy is used with a warning."""
+def download(url, under, span=None):
+    """Download `url` to `<under>/<hash of the URL>/<its file name>` (written whole, then renamed)
+    and return that path. When the network fails, an earlier download is used with a note; the
+    result is (path, note or None)."""
     import hashlib
     import urllib.request
 
-    base = os.environ.get("SPROCKET_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sprocket")
     name = re.sub(r"[^A-Za-z0-9._-]", "_", posixpath.basename(url.split("?")[0].rstrip("/")) or "index")
-    path = os.path.join(base, "imports", hashlib.sha256(url.encode()).hexdigest()[:20], name)
+    path = os.path.join(under, hashlib.sha256(url.encode()).hexdigest()[:20], name)
     try:
         with urllib.request.urlopen(url, timeout=float(os.environ.get("SPROCKET_URL_TIMEOUT", "30"))) as r:
             data = r.read()
     except (OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "code", None) or e
         if os.path.isfile(path):
-            return path, "cannot fetch `%s` (%s); using the copy cached at `%s`" % (url, reason, path)
+            return path, "cannot fetch `%s` (%s); using the copy downloaded earlier to `%s`" % (url, reason, path)
         raise WdlError("cannot fetch `%s`: %s" % (url, reason), span)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = "%s.%d.tmp" % (path, os.getpid())
@@ -2055,6 +2065,13 @@ def fetch_url(url, span=None):
         f.write(data)
     os.replace(tmp, path)
     return path, None
+
+
+def import_cache_dir():
+    """Where imported documents are downloaded: $SPROCKET_CACHE_DIR, else ~/.cache/sprocket."""
+    base = os.environ.get("SPROCKET_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "sprocket")
+    return os.path.join(base, "imports")
 
 
 class Loader:
@@ -2071,7 +2088,7 @@ class Loader:
     def read(self, location, span):
         if not is_url(location):
             return read_source(location, span)
-        path, note = fetch_url(location, span)
+        path, note = download(location, import_cache_dir(), span)
         if note:
             self.warn(note, span)
         src = read_source(path, span)
@@ -2905,7 +2922,8 @@ class CalleeInfo:
         self.target = target
         self.inputs = {}  # name -> (type, required)
         for d in target.inputs or []:
-            self.inputs[d.name] = (d.type_, d.expr is None and not d.type_.opt)
+            # An input with a default is implicitly optional: a caller may pass None.
+            self.inputs[d.name] = (d.type_.optional() if d.expr is not None else d.type_, d.expr is None and not d.type_.opt)
         self.outputs = {d.name: d.type_ for d in (target.outputs or [])}
 
 
@@ -3330,6 +3348,21 @@ def paths_in(v):
                 yield p
             for p in paths_in(x):
                 yield p
+
+
+def map_paths(v, fn):
+    """`v` with every File/Directory inside it (Map keys included) replaced by fn(path)."""
+    if isinstance(v, (WdlFile, WdlDir)):
+        return type(v)(fn(v))
+    if isinstance(v, list):
+        return [map_paths(x, fn) for x in v]
+    if isinstance(v, tuple):
+        return tuple(map_paths(x, fn) for x in v)
+    if isinstance(v, StructValue):
+        return StructValue(((k, map_paths(x, fn)) for k, x in v.items()), v.type_name)
+    if isinstance(v, dict):
+        return {map_paths(k, fn): map_paths(x, fn) for k, x in v.items()}
+    return v
 
 
 def coerce_decl(v, d, what):
@@ -3918,12 +3951,13 @@ def _read_rows(ctx, fname, path):
 
 
 def _write_file(ctx, fname, lines, suffix=".txt"):
-    """Write each line plus "\\n" to a new uniquely named file in ctx.tmp_dir; return its WdlFile."""
+    """Write each line plus "\\n" (or, given a str, exactly that text) to a new uniquely named
+    file in ctx.tmp_dir; return its WdlFile."""
     try:
         os.makedirs(ctx.tmp_dir, exist_ok=True)
         fd, path = tempfile.mkstemp(dir=ctx.tmp_dir, prefix=fname + "_", suffix=suffix)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("".join(line + "\n" for line in lines))
+            f.write(lines if isinstance(lines, str) else "".join(line + "\n" for line in lines))
         os.chmod(path, 0o644)  # readable by a container user other than ours
     except OSError as e:
         raise EvalError("%s: cannot write a file in %s: %s" % (fname, ctx.tmp_dir, e.strerror or e))
@@ -4253,7 +4287,7 @@ def fn_write_json(ctx, args):
         raise EvalError("write_json: %s" % e.message)
     except ValueError:
         raise EvalError("write_json: infinite or NaN Float values cannot be written as JSON")
-    return _write_file(ctx, "write_json", [text], ".json")
+    return _write_file(ctx, "write_json", text, ".json")  # no newline after the JSON, as Cromwell and miniwdl
 
 
 def fn_read_object(ctx, args):
@@ -4548,6 +4582,13 @@ def disk_gib(v):
     return int(math.ceil(total))
 
 
+def given_value(d, given):
+    """Does the caller's value for input `d` apply? `None` for an input whose default is not
+    optional (`Int x = 1`) leaves the default in place (the spec's "optional inputs with
+    defaults"); for `Int? x = 1` it is the value."""
+    return d.name in given and (given[d.name] is not None or d.expr is None or d.type_.opt)
+
+
 def topo_order(decls):
     """Declarations in an order where each comes after the ones it reads."""
     by_name = {d.name: d for d in decls}
@@ -4602,7 +4643,7 @@ class TaskRun:
         decls = (task.inputs or []) + task.decls
         given = self.inputs
         for d in topo_order(decls):
-            if d.name in given:
+            if given_value(d, given):
                 env[d.name] = coerce_decl(given[d.name], d, "input `%s`" % d.name)
             elif d.expr is not None:
                 v = coerce_decl(evaluate(d.expr, env, ctx), d, "`%s`" % d.name)
@@ -5047,7 +5088,7 @@ class WorkflowRun:
         env = {}
         body = []
         for d in wf.inputs or []:
-            if d.name in self.given:
+            if given_value(d, self.given):
                 env[d.name] = coerce_decl(self.given[d.name], d, "input `%s`" % d.name)
             elif d.expr is not None:
                 body.append(d)
@@ -7537,6 +7578,19 @@ def missing_required(target, inputs, nested):
     return missing
 
 
+def download_url_inputs(run, values):
+    """File inputs given as http(s) URLs are downloaded into the run directory (`inputs/`), as
+    Sprocket does; the run's inputs.json keeps the URLs."""
+    def fetch(p):
+        if not is_url(p):
+            return p
+        path, _ = download(p, os.path.join(run.run_dir, "inputs"))
+        run.log.info("downloaded `%s` to `%s`" % (p, path))
+        return path
+
+    return {k: map_paths(v, fetch) for k, v in values.items()}
+
+
 def cmd_run(args):
     log = RunLog(args.stderr_level)
     config = load_config(args.config, args.skip_config_search)
@@ -7546,11 +7600,13 @@ def cmd_run(args):
     out_dir = args.output_dir or config.get("run.output_dir")
     inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
     run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache)
-    run.nested_inputs, run.overrides = nested, overrides
+    run.overrides = overrides
     with open(os.path.join(run.run_dir, "inputs.json"), "w") as f:
         f.write(json_dumps(inputs_json, indent=2) + "\n")
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
+        inputs = download_url_inputs(run, inputs)
+        run.nested_inputs = {path: download_url_inputs(run, values) for path, values in nested.items()}
         outputs = run.execute(inputs)
     except KeyboardInterrupt:
         run.finish(error="interrupted")

@@ -620,7 +620,9 @@ def test_write_map(ctx):
 def test_write_json(ctx):
     f = call(ctx, "write_json", {"key1": "value1", "key2": "value2"})
     text = contents(f)
-    assert text.endswith("\n") and json.loads(text) == {"key1": "value1", "key2": "value2"}
+    # Exactly the JSON text, no newline after it (what Cromwell and miniwdl write).
+    assert text == '{"key1": "value1", "key2": "value2"}'
+    assert json.loads(text) == {"key1": "value1", "key2": "value2"}
     assert list(json.loads(text)) == ["key1", "key2"]
     v = [StructValue([("name", "J\u00f6rg"), ("age", 42)], "Person"), 1.5, None, True, WdlFile("/x"), (1, "a"),
          EnumValue("Color", "Red", "#FF0000")]
