@@ -2567,10 +2567,13 @@ class Checker:
                     self.err("unknown task or workflow `%s`" % call.callee, call.span)
                 return
         else:
-            ns = self.doc.namespaces.get(parts[0])
-            if ns is None or len(parts) != 2:
-                self.err("unknown namespace `%s` in call to `%s`" % (parts[0], call.callee), call.span)
-                return
+            ns = self.doc
+            for part in parts[:-1]:  # `a.b.task`: through the imports of imports, as Cromwell and miniwdl
+                ns = ns.namespaces.get(part)
+                if ns is None:
+                    self.err("unknown namespace `%s` in call to `%s`" % (part, call.callee), call.span)
+                    return
+            parts = parts[-2:]
             target = next((t for t in ns.tasks if t.name == parts[1]), None)
             if target is None and ns.workflow is not None and ns.workflow.name == parts[1]:
                 target = ns.workflow
