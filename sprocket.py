@@ -194,11 +194,13 @@ optional_to_required      y       y   -   -   -     `T?` accepted where `T` is r
 primitive_to_string       y       y   w   w   w     Int/Float/Boolean accepted where a String is required
 string_to_number          w       w   w   w   w     a String accepted where an Int or Float is required
 array_placeholder         y       y   -   -   -     an Array in a placeholder renders space-separated
+lone_true_false           y       y   -   -   -     `true=` without `false=` (or the reverse) in a placeholder
 compound_placeholder      w       w   w   w   w     a Map, Pair or struct in a placeholder renders as JSON
 map_to_pairs              w       w   w   w   w     a Map accepted where an Array of Pairs is required
 map_member_access         w       w   w   w   w     `m.key` for `m["key"]` on a Map with String keys
 struct_index              w       w   w   w   w     `s["member"]` for `s.member` on a struct or Object
 double_optional           w       w   w   w   w     `T??`, read as `T?`
+duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key given twice (the last one counts)
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w
@@ -858,6 +860,9 @@ class Parser:
             if tok[0] != "ident":
                 self.error("expected a meta key, found %s" % self.describe(tok))
             key = self.advance()[1]
+            if key in out and not self.lenient("duplicate_keys", "meta key `%s` is given twice: the last one counts, as "
+                                               "in Cromwell; portable WDL gives each key once" % key, tok):
+                self.error("meta key `%s` is given twice" % key, tok)
             self.expect(":")
             out[key] = self.meta_value()
             if self.at(","):
@@ -952,7 +957,17 @@ class Parser:
         out = RuntimeBlock()
         while not self.at("}"):
             kspan = self.span()
+            ktok = self.peek()
             key = self.ident("a %s key" % section)
+            clash = key if key in out else next(
+                (k for k in out if _KEY_ALIASES.get(k, k) == _KEY_ALIASES.get(key, key)), None)
+            if clash is not None:
+                what = ("`%s` key `%s` is given twice" % (section, key) if clash == key
+                        else "`%s` and `%s` are the same %s key" % (clash, key, section))
+                if not (section == "runtime" and self.lenient(
+                        "duplicate_keys", what + ": the last one counts, as in Cromwell; portable WDL gives it once", ktok)):
+                    self.error(what + "; give it once", ktok)
+                del out[clash]
             out.spans[key] = kspan
             self.expect(":")
             if section == "hints" and self.at_kw("input", "output", "hints") and self.at("{", 1):
@@ -1023,8 +1038,11 @@ class Parser:
             else:
                 self.error("expected a literal value for placeholder option `%s`" % otok[1])
             options[otok[1]] = value
-        if ("true" in options) != ("false" in options):
+        if ("true" in options) != ("false" in options) and not self.dialect.lone_true_false:
             self.error("placeholder options `true` and `false` must be given together", tok)
+        for name in ("sep", "true", "false"):
+            if name in options and not isinstance(options[name], str):
+                self.error("placeholder option `%s` must be a String, not %s" % (name, wdl_str_literal(options[name])), tok)
         expr = self.expr()
         if self.peek()[0] != "phend":
             self.error("expected `}` to close the placeholder, found %s" % self.describe(self.peek()))
@@ -1316,6 +1334,11 @@ class Parser:
         return out
 
 
+# Two spellings of one runtime, requirements or hints key.
+_KEY_ALIASES = {"docker": "container", "maxRetries": "max_retries", "returnCodes": "return_codes",
+                "maxCpu": "max_cpu", "maxMemory": "max_memory", "shortTask": "short_task",
+                "localizationOptional": "localization_optional"}
+
 _KEYWORDS = frozenset(
     "alias as call command else enum env false hints if import in input meta None null object output "
     "parameter_meta requirements runtime scatter struct task then true version workflow".split()
@@ -1327,10 +1350,17 @@ _KEYWORDS = frozenset(
 _HARD_KEYWORDS = frozenset("call command else if import scatter struct task then version workflow true false None object".split())
 
 
+def wdl_str_literal(v):
+    return ("true" if v else "false") if isinstance(v, bool) else repr(v)
+
+
 def _number(tok, parser):
     text = tok[1]
     if tok[0] == "float":
-        return float(text)
+        value = float(text)
+        if math.isinf(value):
+            parser.error("float literal %s is out of range" % text, tok)
+        return value
     try:
         value = int(text, 16) if text[:2] in ("0x", "0X") else int(text, 8) if len(text) > 1 and text[0] == "0" else int(text)
     except ValueError:
@@ -2221,11 +2251,17 @@ class Checker:
                 self.err("`%s` is already defined" % e.name, e.span)
             e.type_ = EnumType(e.name, None, {})
             doc.types[e.name] = e.type_
+        others = dict([(t.name, "a task") for t in doc.tasks] + [(ns, "an import namespace") for ns in doc.namespaces]
+                      + ([(doc.workflow.name, "the workflow")] if doc.workflow else []))
+        for d in doc.structs + doc.enums:
+            if d.name in others:
+                self.err("%s `%s` has the same name as %s" % ("struct" if d in doc.structs else "enum", d.name,
+                                                              others[d.name]), d.span)
         for s in doc.structs:
             for m in s.members:
                 if m.name in s.type_.members:
                     self.err("struct `%s` has two members named `%s`" % (s.name, m.name), m.span)
-                s.type_.members[m.name] = self.resolve_type(m.type_)
+                s.type_.members[m.name] = self.resolve_type(m.type_, m.span)
             if self._struct_cycle(s.type_, set()):
                 self.err("struct `%s` contains itself" % s.name, s.span)
         for e in doc.enums:
@@ -2282,7 +2318,7 @@ class Checker:
         else:
             et.value_type = STRING
 
-    def resolve_type(self, t):
+    def resolve_type(self, t, span=None):
         if isinstance(t, NamedType):
             found = self.doc.types.get(t.name)
             if found is None:
@@ -2290,20 +2326,20 @@ class Checker:
                 return ANY
             return found.optional(t.opt)
         if isinstance(t, ArrayType):
-            return ArrayType(self.resolve_type(t.item), t.nonempty, t.opt)
+            return ArrayType(self.resolve_type(t.item, span), t.nonempty, t.opt)
         if isinstance(t, MapType):
-            k = self.resolve_type(t.key_type)
+            k = self.resolve_type(t.key_type, span)
             if not is_primitive(k):
-                self.warn("Map keys should be a primitive type, not `%s`" % k, getattr(t.key_type, "span", None))
-            return MapType(k, self.resolve_type(t.value), t.opt)
+                self.err("Map keys must be a primitive type, not `%s`" % k, getattr(t.key_type, "span", None) or span or self.doc.span)
+            return MapType(k, self.resolve_type(t.value, span), t.opt)
         if isinstance(t, PairType):
-            return PairType(self.resolve_type(t.left), self.resolve_type(t.right), t.opt)
+            return PairType(self.resolve_type(t.left, span), self.resolve_type(t.right, span), t.opt)
         return t
 
     # -- declarations ------------------------------------------------------------------------
     def declare(self, decls, env, what):
         for d in decls:
-            d.type_ = self.resolve_type(d.type_)
+            d.type_ = self.resolve_type(d.type_, d.span)
             if d.name in env:
                 self.err("`%s` is already declared in %s" % (d.name, what), d.span)
             env[d.name] = d.type_
@@ -2314,24 +2350,37 @@ class Checker:
 
     def check_value(self, expr, want, env, what):
         """Type-check `expr` where a value of type `want` is expected (a declaration, a call
-        input, a struct member). A map literal given for a struct is checked member by member,
-        as the 1.0 spec's `Person a = {"name": "John", "age": 30}` needs."""
-        st = want.required() if isinstance(want, StructType) else None
-        if st is not None and isinstance(expr, MapLit) and all(
-                isinstance(k, StringLit) and all(isinstance(p, str) for p in k.parts) for k, _ in expr.entries):
-            for k, v in expr.entries:
-                name = "".join(k.parts)
-                k.type = STRING
-                if name not in st.members:
-                    self.err("struct `%s` has no member `%s`" % (st.name, name), k.span)
+        input, a struct member). A map or object literal given for a struct is checked member by
+        member, as the 1.0 spec's `Person a = {"name": "John", "age": 30}` needs, also inside
+        array and map literals declared with struct types."""
+        w = want.required()
+        members = _literal_members(expr) if isinstance(w, StructType) else None
+        if members is not None:
+            for name, v, span in members:
+                if name not in w.members:
+                    self.err("struct `%s` has no member `%s`" % (w.name, name), span)
                     self.infer(v, env)
-                    continue
-                self.check_value(v, st.members[name], env, "member `%s`" % name)
-            missing = [m for m, t in st.members.items() if not t.opt and m not in {"".join(k.parts) for k, _ in expr.entries}]
+                else:
+                    self.check_value(v, w.members[name], env, "member `%s`" % name)
+            given = {name for name, _, _ in members}
+            missing = [m for m, t in w.members.items() if not t.opt and m not in given]
             if missing:
                 self.err("%s lacks member%s %s of struct `%s`" % (
-                    what, "s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing), st.name), expr.span)
-            expr.type = MapType(STRING, ANY)
+                    what, "s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing), w.name), expr.span)
+            expr.type = OBJECT if isinstance(expr, ObjectLit) else MapType(STRING, ANY)
+            return
+        if isinstance(expr, ArrayLit) and isinstance(w, ArrayType) and expr.items and contains_type(
+                w.item, lambda x: isinstance(x, StructType)):
+            for x in expr.items:
+                self.check_value(x, w.item, env, what)
+            expr.type = ArrayType(w.item, nonempty=True)
+            return
+        if isinstance(expr, MapLit) and isinstance(w, MapType) and expr.entries and contains_type(
+                w.value, lambda x: isinstance(x, StructType)):
+            for k, v in expr.entries:
+                self.expect_coerce(self.infer(k, env), w.key_type, k.span, "a key of %s" % what, k)
+                self.check_value(v, w.value, env, what)
+            expr.type = MapType(w.key_type, w.value)
             return
         self.expect_coerce(self.infer(expr, env), want, expr.span, what, expr)
 
@@ -2394,7 +2443,7 @@ class Checker:
             out_env["task"] = task_variable_type(self.dialect, "output")
         outputs = task.outputs or []
         for d in outputs:
-            d.type_ = self.resolve_type(d.type_)
+            d.type_ = self.resolve_type(d.type_, d.span)
             if any(o.name == d.name for o in outputs[: outputs.index(d)]):
                 self.err("output `%s` is already declared in task `%s`" % (d.name, task.name), d.span)
             out_env[d.name] = d.type_
@@ -2462,15 +2511,16 @@ class Checker:
             if not isinstance(expr, HintsBlock) and not _is_constant(expr):
                 self.err("workflow hints must be literal values; `%s` is an expression" % key, expr.span)
         self.graph_cycles(inputs + wf.body)
-        self.expand_outputs(wf, env)
+        typed = self.expand_outputs(wf, env)
         out_env = dict(env)
         seen_outputs = set()
         for d in wf.outputs or []:
-            d.type_ = self.resolve_type(d.type_)
             if d.name in seen_outputs:
                 self.err("workflow output `%s` is already declared" % d.name, d.span)
             seen_outputs.add(d.name)
-            self.check_decl(d, out_env)
+            if id(d) not in typed:
+                d.type_ = self.resolve_type(d.type_, d.span)
+                self.check_decl(d, out_env)
             out_env[d.name] = d.type_
 
     def expand_outputs(self, wf, env):
@@ -2480,7 +2530,7 @@ class Checker:
         outputs = wf.outputs
         if outputs is None:
             if not self.dialect.implicit_outputs:
-                return
+                return set()
             outputs = [Decl(c.span, None, c.name + ".*", Ident(c.span, c.name)) for c in walk_calls(wf.body)]
         expanded = []
         for d in outputs:
@@ -2492,13 +2542,19 @@ class Checker:
                 expanded.append(Decl(d.span, t, d.name, d.expr))
             elif isinstance(t, CallType):
                 call = d.name[:-2]
-                expanded.extend(Decl(d.span, mt, "%s.%s" % (call, k), GetAttr(d.span, Ident(d.span, call), k))
-                                for k, mt in t.members.items())
+                for k, mt in t.members.items():
+                    e = GetAttr(d.span, Ident(d.span, call), k)
+                    self.infer(e, env)
+                    expanded.append(Decl(d.span, mt, "%s.%s" % (call, k), e))
             elif not isinstance(t, AnyType):
                 self.err("`%s` is not a call" % d.name[:-2], d.span)
+        typed = set()
         for d in expanded:
             d.env = False
+            if d not in outputs:
+                typed.add(id(d))
         wf.outputs = expanded
+        return typed  # the outputs whose type is their expression's, already checked
 
     def body_names(self, body, outer, taken):
         """Names a body defines, with the types they have right outside that body's level.
@@ -2508,7 +2564,7 @@ class Checker:
         names = {}
         for el in body:
             if isinstance(el, Decl):
-                el.type_ = self.resolve_type(el.type_)
+                el.type_ = self.resolve_type(el.type_, el.span)
                 self.define(el.name, el.type_, el.span, names, taken)
             elif isinstance(el, Call):
                 self.resolve_callee(el)
@@ -2715,6 +2771,11 @@ class Checker:
             except WdlTypeError as err:
                 self.err(err.message, e.span)
                 return ANY
+            if e.name in ("sub", "matches", "find") and _is_constant(e.args[1]):
+                try:  # a literal pattern that cannot compile fails every run: say so now
+                    translate_ere("".join(e.args[1].parts))
+                except EvalError as err:
+                    self.err(err.message, e.args[1].span)
             return t
         if cls is Binary:
             return self.infer_binary(e, env)
@@ -2975,6 +3036,19 @@ def _wrap(t, f):
 def _same_definition(a, b):
     return isinstance(a, StructType) and isinstance(b, StructType) and list(a.members) == list(b.members) and all(
         str(a.members[k]) == str(b.members[k]) for k in a.members)
+
+
+def _literal_members(expr):
+    """(name, expression, span) of a map literal with literal String keys or an object literal;
+    None for anything else."""
+    if isinstance(expr, ObjectLit):
+        return expr.members
+    if isinstance(expr, MapLit) and all(isinstance(k, StringLit) and all(isinstance(p, str) for p in k.parts)
+                                        for k, _ in expr.entries):
+        for k, _ in expr.entries:
+            k.type = STRING
+        return [("".join(k.parts), v, k.span) for k, v in expr.entries]
+    return None
 
 
 def _literal_true(expr):
@@ -3497,8 +3571,8 @@ def render_placeholder(p, env, ctx):
         return wdl_str(opts["default"]) if "default" in opts else ""
     if "sep" in opts and isinstance(v, list):
         return opts["sep"].join(wdl_str(x) for x in v)
-    if "true" in opts and isinstance(v, bool):
-        return wdl_str(opts["true"] if v else opts["false"])
+    if ("true" in opts or "false" in opts) and isinstance(v, bool):
+        return wdl_str(opts.get("true" if v else "false", ""))
     if isinstance(v, list) and ctx is not None and ctx.dialect.array_placeholder:
         return " ".join(wdl_str(x) for x in v)  # 1.0 engines joined arrays with spaces
     try:
@@ -7380,8 +7454,10 @@ def read_input_items(items, cwd):
     return out
 
 
-def assign_inputs(doc, target, items, run):
-    """Sort input pairs into the target's own inputs, nested call inputs and overrides."""
+def assign_inputs(doc, target, items, run, explicit_target=True):
+    """Sort input pairs into the target's own inputs, nested call inputs and overrides. Keys in
+    an inputs file carry the target's name (`main.x`), as in every engine, unless --target names
+    it; on the command line (`x=1`) the name may always be left out."""
     own = {}
     prefix = target.name + "."
     decls = {d.name: d for d in (target.inputs or [])}
@@ -7389,6 +7465,10 @@ def assign_inputs(doc, target, items, run):
     for key, data, base, text in items:
         if key.startswith(prefix):
             key = key[len(prefix):]
+        elif not explicit_target and text is None:
+            raise InputError("inputs file key `%s` does not start with the name of %s `%s`: write `%s%s`, or name the "
+                             "target with `--target %s`" % (key, "workflow" if isinstance(target, Workflow) else "task",
+                                                     target.name, prefix, key, target.name))
         prev = merged.get(key)
         if prev is not None and prev[2] is not None and text is not None:  # `t.x=a x=b`: one array
             as_list = (lambda d, t: (d, t) if isinstance(t, list) else ([d], [t]))
@@ -7407,11 +7487,30 @@ def assign_inputs(doc, target, items, run):
             continue
         if isinstance(target, Task):
             if len(parts) == 2 and parts[0] in _RUNTIME_SECTIONS:
+                check_override(parts[0], parts[1], data, key)
                 run.overrides.setdefault("", {}).setdefault(parts[0], {})[parts[1]] = data
                 continue
             raise InputError("`%s` is not an input of task `%s`" % (key, target.name))
         _assign_nested(target, parts, data, base, run, "", key, text)
     return own
+
+
+def check_override(section, key, data, what):
+    """A requirement or hint given in the inputs (`main.call.requirements.cpu=4`): a known
+    requirement, of a type it can have."""
+    if section == "requirements" and key not in _REQUIREMENT_KEYS:
+        raise InputError("input `%s`: unknown requirement `%s` (requirements are %s; other keys belong in `hints`)" % (
+            what, key, ", ".join(sorted({k for k in _REQUIREMENT_KEYS if "R" not in k}))))
+    want = _RUNTIME_TYPES.get(key) if section != "hints" else None
+    if want:
+        for t in want:
+            try:
+                from_json(data, t, os.getcwd(), what)
+                return
+            except InputError:
+                pass
+        raise InputError("input `%s`: `%s` must be %s, not %s" % (what, key, " or ".join("`%s`" % t for t in want),
+                                                                  json_dumps(data)))
 
 
 def _cli_value(data, text, t):
@@ -7439,6 +7538,7 @@ def _assign_nested(wf, parts, data, base, run, path, key, text=None):
     rest = parts[1:]
     if isinstance(target, Task):
         if len(rest) == 2 and rest[0] in _RUNTIME_SECTIONS:
+            check_override(rest[0], rest[1], data, key)
             run.overrides.setdefault(path, {}).setdefault(rest[0], {})[rest[1]] = data
             return
         if len(rest) != 1 or rest[0] not in call.callee_def.inputs:
@@ -7529,7 +7629,7 @@ def prepare_inputs(args, log, strict=False):
     target = choose_target(doc, args.target)
     items = read_input_items(args.inputs, os.getcwd())
     holder = _InputHolder(target)
-    inputs = assign_inputs(doc, target, items, holder)
+    inputs = assign_inputs(doc, target, items, holder, bool(args.target))
     decls = {d.name: d for d in target.inputs or []}
     for k, v in inputs.items():
         check_input_files(v, decls[k].type_, "input `%s`" % k)

@@ -119,7 +119,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repos", default="", help="comma-separated repository directories (default: all)")
     ap.add_argument("-j", "--jobs", type=int, default=2, help="files checked at a time, per tool (default 2)")
-    ap.add_argument("--tools", default="sprocket,miniwdl", help="comma-separated subset of sprocket,miniwdl")
+    ap.add_argument("--tools", default="sprocket,sprocket-installed,miniwdl",
+                    help="comma-separated subset of sprocket,sprocket-installed,miniwdl")
     ap.add_argument("--miniwdl-args", default="", metavar="ARGS",
                     help="extra `miniwdl check` options, e.g. --miniwdl-args=--no-quant-check")
     ap.add_argument("-v", "--verbose", action="store_true", help="list the files where the tools disagree")
@@ -128,8 +129,8 @@ def main(argv=None):
         ap.error("-j must be at least 1")
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     for t in tools:
-        if t not in ("sprocket", "miniwdl"):
-            ap.error(f"unknown tool {t!r} (choose from sprocket, miniwdl)")
+        if t not in ("sprocket", "sprocket-installed", "miniwdl"):
+            ap.error(f"unknown tool {t!r} (choose from sprocket, sprocket-installed, miniwdl)")
 
     root = os.path.join(shared_dir(), "workflows", "realworld")
     if not os.path.isdir(root):
@@ -161,6 +162,12 @@ def main(argv=None):
             print(f"error: {SPROCKET} not found", file=sys.stderr)
             return 2
         commands["sprocket"] = [sys.executable, SPROCKET, "check"]
+    if "sprocket-installed" in tools:
+        # What the `sprocket` command of `pip install .` runs: the module imported, its bytecode
+        # cached (as pip compiles miniwdl's at install time); `python3 sprocket.py` compiles the
+        # whole file on every start.
+        commands["sprocket-installed"] = [sys.executable, "-c", "import sys; sys.path.insert(0, %r); import sprocket; "
+                                          "sys.exit(sprocket.main())" % REPO, "check"]
     if "miniwdl" in tools:
         try:
             ensure_miniwdl()
@@ -182,13 +189,26 @@ def main(argv=None):
     print(flush=True)
 
     env = offline_env()
+    cached = dict(env)
+    cached.pop("PYTHONDONTWRITEBYTECODE", None)
+    if "sprocket-installed" in commands:  # compile the bytecode once, untimed
+        run_one(commands["sprocket-installed"], files[0][1], cached)
     results = {}  # tool -> list of (seconds, accepted, first error), in `files` order
     wall = {}
     for name, cmd in commands.items():
+        tenv = cached if name == "sprocket-installed" else env
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            results[name] = list(pool.map(lambda rp: run_one(cmd, rp[1], env), files))
+            results[name] = list(pool.map(lambda rp: run_one(cmd, rp[1], tenv), files))
         wall[name] = time.perf_counter() - start
+    batch = None
+    if "sprocket" in commands:  # `sprocket.py check FILE...`: one process per repository
+        start = time.perf_counter()
+        for repo in repos:
+            paths = [p for r, p in files if r == repo]
+            subprocess.run(commands["sprocket"] + paths, env=env, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT * 10)
+        batch = time.perf_counter() - start
 
     width = max(len(r) for r in repos)
     totals = {name: 0 for name in commands}
@@ -206,10 +226,16 @@ def main(argv=None):
     seconds = {name: sum(r[0] for r in results[name]) for name in commands}
     for name in commands:
         print(f"time {name}: {seconds[name]:.1f} s (sum of per-file wall times; {wall[name]:.1f} s elapsed at -j {args.jobs})")
-    if len(commands) == 2 and seconds["sprocket"] > 0:
-        print(f"ratio miniwdl/sprocket: {seconds['miniwdl'] / seconds['sprocket']:.2f}x")
+    if batch is not None:
+        print(f"time sprocket, one `check FILE...` per repository: {batch:.1f} s")
+    if "miniwdl" in commands:
+        for name in ("sprocket", "sprocket-installed"):
+            if name in commands and seconds[name] > 0:
+                print(f"ratio miniwdl/{name}: {seconds['miniwdl'] / seconds[name]:.2f}x (one process per file)")
+        if batch:
+            print(f"ratio miniwdl/sprocket, one process per repository: {seconds['miniwdl'] / batch:.2f}x")
 
-    if args.verbose and len(commands) == 2:
+    if args.verbose and "sprocket" in commands and "miniwdl" in commands:
         for want, label in ((False, "miniwdl accepts, sprocket rejects"), (True, "sprocket accepts, miniwdl rejects")):
             diff = [i for i in range(len(files))
                     if results["sprocket"][i][1] == want and results["miniwdl"][i][1] != want]

@@ -398,3 +398,325 @@ def test_zipapp_check_invalid(pyz, tmp_path):
     path.write_text(INVALID)
     proc = run([str(pyz), "check", str(path)], cwd=tmp_path)
     assert_diag(proc, 4, 11, "unknown name `y`")
+
+
+# ============================================================================================
+# Compatibility warnings on the command line (-q, --strict, run.strict in a config file) and
+# imports from http(s) URLs.
+# ============================================================================================
+
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import http.server  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import urllib.request  # noqa: E402
+
+from conftest import sprocket_run  # noqa: E402
+
+WARN_DOC = 'version 1.1\n\nworkflow w {\n  Int n = "5"\n  String s = 1\n}\n'
+WARN_AT = [(4, 11), (5, 14)]  # the two values
+
+
+def _warnings(proc):
+    return [(d[1], d[2]) for d in diagnostics(proc.stderr, "warning")]
+
+
+def test_compat_warnings_printed_with_position_and_exit_0(tmp_path):
+    """Each compatibility construct is a `path:LINE:COL: warning: ...` line, then the source line
+    and a caret; `check` exits 0."""
+    path = tmp_path / "warn.wdl"
+    path.write_text(WARN_DOC)
+    proc = run_check_subprocess(path)
+    assert_ok(proc)
+    assert _warnings(proc) == WARN_AT, proc.stderr
+    lines = proc.stderr.splitlines()
+    for i, line in enumerate(lines):
+        if ": warning: " in line:
+            assert line.startswith(str(path) + ":"), line
+            assert "^" in lines[i + 2], "\n".join(lines[i:i + 3])
+
+
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_quiet_hides_warnings(tmp_path, where):
+    """`-q` (before or after `check`) prints no warning and still exits 0."""
+    path = tmp_path / "warn.wdl"
+    path.write_text(WARN_DOC)
+    args = ["check", "-q", str(path)] if where == "after" else ["-q", "check", str(path)]
+    proc = run([str(SPROCKET)] + args, cwd=tmp_path)
+    assert_sane(proc)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr.lower(), proc.stderr
+
+
+def test_quiet_still_prints_errors(tmp_path):
+    """`-q` hides warnings, never errors."""
+    path = tmp_path / "bad.wdl"
+    path.write_text(INVALID)
+    proc = run([str(SPROCKET), "check", "-q", str(path)], cwd=tmp_path)
+    assert_diag(proc, 4, 11, "unknown name `y`")
+
+
+def test_strict_makes_compat_warnings_errors(tmp_path):
+    """`check --strict`: the same constructs are errors at the same positions, exit 1."""
+    path = tmp_path / "warn.wdl"
+    path.write_text(WARN_DOC)
+    proc = run([str(SPROCKET), "check", "--strict", str(path)], cwd=tmp_path)
+    for line, col in WARN_AT:
+        assert_diag(proc, line, col)
+
+
+@pytest.mark.parametrize("toml, rc", [
+    ("run.strict = true\n", 1),
+    ("[run]\nstrict = true\n", 1),
+    ("run.strict = false\n", 0),
+], ids=["dotted-true", "table-true", "false"])
+def test_run_strict_in_config_file(tmp_path, toml, rc):
+    """`run.strict = true` in a sprocket.toml given with `-c` does what `--strict` does."""
+    cfg = tmp_path / "strict.toml"
+    cfg.write_text(toml)
+    path = tmp_path / "warn.wdl"
+    path.write_text(WARN_DOC)
+    env = dict(os.environ, SPROCKET_CONFIG_ROOT=str(tmp_path / "cfgroot"))
+    env.pop("SPROCKET_CONFIG", None)
+    proc = subprocess.run([sys.executable, str(SPROCKET), "check", "-c", str(cfg), str(path)],
+                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                          stdin=subprocess.DEVNULL, env=env)
+    if rc:
+        assert_diag(proc, 4, 11)
+    else:
+        assert_ok(proc)
+        assert _warnings(proc) == WARN_AT, proc.stderr
+
+
+def test_run_strict_in_config_file_applies_to_run(tmp_path):
+    """`sprocket run -c strict.toml` refuses a document that only warns, before running it; the
+    same run without the config succeeds."""
+    cfg = tmp_path / "strict.toml"
+    cfg.write_text("run.strict = true\n")
+    doc = tmp_path / "main.wdl"
+    doc.write_text('version 1.0\n\nworkflow w {\n  Int n = "5"\n  output {\n    Int o = n\n  }\n}\n')
+    env = dict(os.environ, SPROCKET_CONFIG_ROOT=str(tmp_path / "cfgroot"))
+    env.pop("SPROCKET_CONFIG", None)
+    proc = sprocket_run(doc, cwd=tmp_path, env=env)
+    assert_sane(proc)
+    assert proc.returncode == 0, proc.stderr
+    assert '"w.o": 5' in proc.stdout
+    proc = sprocket_run("-c", cfg, doc, cwd=tmp_path, env=env)
+    assert_sane(proc)
+    assert proc.returncode == 1, proc.stderr
+    assert re.search(r"main\.wdl:4:11: error:", proc.stderr), proc.stderr
+    assert proc.stdout.strip() == ""
+
+
+def test_unknown_runtime_key_in_1_0_is_never_an_error(tmp_path):
+    """1.0: an unknown runtime key warns (one per key and task) and is no error even with
+    --strict; known Cromwell/Google keys give no warning."""
+    path = tmp_path / "rt.wdl"
+    path.write_text('version 1.0\n\ntask t {\n  command <<< >>>\n  runtime {\n    banana: 1\n'
+                    '    preemptible: 2\n    zones: "a b"\n    bootDiskSizeGb: 10\n    cpuPlatform: "Intel"\n'
+                    '    noAddress: true\n    gpuType: "t4"\n    gpuCount: 1\n    continueOnReturnCode: true\n'
+                    '    docker: "ubuntu"\n  }\n}\n\nworkflow w {\n  call t as a\n  call t as b\n}\n')
+    for extra in ([], ["--strict"]):
+        proc = run([str(SPROCKET), "check"] + extra + [str(path)], cwd=tmp_path)
+        assert_ok(proc)
+        assert _warnings(proc) == [(6, 5)], proc.stderr
+        assert "banana" in proc.stderr
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_unknown_runtime_key_from_1_1_warns_per_key_and_task(tmp_path, version):
+    """From 1.1 each unknown runtime key of each task is warned about once, known ones are not."""
+    path = tmp_path / "rt.wdl"
+    path.write_text('version %s\n\ntask t {\n  command <<< >>>\n  runtime {\n    banana: 1\n    apple: 2\n'
+                    '    preemptible: 2\n  }\n}\n\ntask u {\n  command <<< >>>\n  runtime {\n    banana: 1\n  }\n}\n'
+                    % version)
+    proc = run([str(SPROCKET), "check", str(path)], cwd=tmp_path)
+    assert_ok(proc)
+    keyed = [(d[1], d[2]) for d in diagnostics(proc.stderr, "warning") if "runtime key" in d[3]]
+    assert keyed == [(6, 5), (7, 5), (15, 5)], proc.stderr
+
+
+# ---------------------------------------------------------------- imports from URLs
+
+
+class _LoggingHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.paths.append(self.path)
+        return super().do_GET()
+
+
+@contextlib.contextmanager
+def http_server(root):
+    """Serve ``root`` on 127.0.0.1 (port 0) in a thread; yields (base URL, list of paths asked)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_LoggingHandler, directory=str(root)))
+    server.paths = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_address[1], server.paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+LIB_URL_DOC = """version 1.1
+
+import "common/structs.wdl"
+
+task hello {
+  input {
+    String who
+  }
+  Person p = Person { name: who }
+  command <<< echo ~{p.name} >>>
+  output {
+    String out = read_string(stdout())
+  }
+}
+"""
+
+STRUCTS_DOC = "version 1.1\n\nstruct Person {\n  String name\n}\n"
+
+
+def test_url_import_checks_and_resolves_relative_imports_against_the_url(tmp_path, monkeypatch):
+    """`import "http://.../lib.wdl" as lib`: the document is fetched, its own relative import
+    `common/structs.wdl` is fetched from the server (not read from the local directory, where a
+    broken file of that name sits), and a copy lands under $SPROCKET_CACHE_DIR."""
+    served = tmp_path / "served"
+    (served / "common").mkdir(parents=True)
+    (served / "lib.wdl").write_text(LIB_URL_DOC)
+    (served / "common" / "structs.wdl").write_text(STRUCTS_DOC)
+    local = tmp_path / "local"
+    (local / "common").mkdir(parents=True)
+    (local / "common" / "structs.wdl").write_text("this is not WDL\n")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SPROCKET_CACHE_DIR", str(cache))
+    with http_server(served) as (base, paths):
+        main = local / "main.wdl"
+        main.write_text('version 1.1\n\nimport "%s/lib.wdl" as lib\n\nworkflow w {\n'
+                        '  call lib.hello { input: who = "n" }\n}\n' % base)
+        proc = check_in_process(main)
+    assert_ok(proc)
+    assert sorted(paths) == ["/common/structs.wdl", "/lib.wdl"], paths
+    cached = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    assert cached == ["lib.wdl", "structs.wdl"], cached
+
+
+def test_url_import_namespace_defaults_to_the_file_name(tmp_path, monkeypatch):
+    """Without `as`, a URL import's namespace is its file name without `.wdl`."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "tools.wdl").write_text('version 1.1\n\ntask tt {\n  command <<< >>>\n}\n')
+    monkeypatch.setenv("SPROCKET_CACHE_DIR", str(tmp_path / "cache"))
+    with http_server(served) as (base, _paths):
+        main = tmp_path / "main.wdl"
+        main.write_text('version 1.1\n\nimport "%s/tools.wdl"\n\nworkflow w {\n  call tools.tt\n}\n' % base)
+        assert_ok(check_in_process(main))
+
+
+def test_url_import_not_found_is_an_error_naming_the_url(tmp_path, monkeypatch):
+    """A 404 is an error at the import that names the URL; exit 1, no traceback."""
+    served = tmp_path / "served"
+    served.mkdir()
+    monkeypatch.setenv("SPROCKET_CACHE_DIR", str(tmp_path / "cache"))
+    with http_server(served) as (base, _paths):
+        url = "%s/missing.wdl" % base
+        main = tmp_path / "main.wdl"
+        main.write_text('version 1.1\n\nimport "%s" as lib\n\nworkflow w {\n}\n' % url)
+        proc = check_in_process(main)
+    assert_diag(proc, 3, None, url)
+
+
+def test_url_import_connection_refused_is_an_error_naming_the_url(tmp_path):
+    """Nothing listening at the URL's port: exit 1, an error naming the URL, no traceback
+    (subprocess, with a fresh empty cache)."""
+    url = "http://127.0.0.1:%d/lib.wdl" % _free_port()
+    main = tmp_path / "main.wdl"
+    main.write_text('version 1.1\n\nimport "%s" as lib\n\nworkflow w {\n}\n' % url)
+    env = dict(os.environ, SPROCKET_CACHE_DIR=str(tmp_path / "cache"), SPROCKET_URL_TIMEOUT="10")
+    proc = subprocess.run([sys.executable, str(SPROCKET), "check", str(main)], capture_output=True, text=True,
+                          timeout=120, cwd=str(tmp_path), stdin=subprocess.DEVNULL, env=env)
+    assert_diag(proc, 3, None, url)
+
+
+def test_https_import_is_fetched_as_https(tmp_path, monkeypatch):
+    """An `https://` import is a URL (not a local path): against a plain-HTTP server the TLS
+    handshake fails, which is an error naming the URL, exit 1, no traceback."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "lib.wdl").write_text('version 1.1\n\ntask tt {\n  command <<< >>>\n}\n')
+    monkeypatch.setenv("SPROCKET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SPROCKET_URL_TIMEOUT", "10")
+    with http_server(served) as (base, _paths):
+        url = base.replace("http://", "https://") + "/lib.wdl"
+        main = tmp_path / "main.wdl"
+        main.write_text('version 1.1\n\nimport "%s" as lib\n\nworkflow w {\n}\n' % url)
+        proc = check_in_process(main)
+    assert_diag(proc, 3, None, url)
+
+
+def test_error_inside_a_url_document_names_the_url(tmp_path, monkeypatch):
+    """A type error in a fetched document is reported at its line and column under the URL (not the
+    cache path)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "bad.wdl").write_text(INVALID)
+    monkeypatch.setenv("SPROCKET_CACHE_DIR", str(tmp_path / "cache"))
+    with http_server(served) as (base, _paths):
+        main = tmp_path / "main.wdl"
+        main.write_text('version 1.1\n\nimport "%s/bad.wdl" as bad\n\nworkflow m {\n}\n' % base)
+        proc = check_in_process(main)
+    assert_sane(proc)
+    assert proc.returncode == 1
+    assert any(d[0] == base + "/bad.wdl" and (d[1], d[2]) == (4, 11) for d in diagnostics(proc.stderr)), proc.stderr
+
+
+def test_documents_without_url_imports_make_no_network_access(tmp_path, monkeypatch):
+    """Checking documents with local imports only opens no socket and calls no urlopen."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("network access while checking local documents")
+
+    (tmp_path / "lib.wdl").write_text('version 1.1\n\ntask lt {\n  command <<< >>>\n}\n')
+    main = tmp_path / "main.wdl"
+    main.write_text('version 1.1\n\nimport "lib.wdl" as lib\n\nworkflow w {\n  call lib.lt\n}\n')
+    monkeypatch.setattr(urllib.request, "urlopen", forbidden)
+    monkeypatch.setattr(socket.socket, "connect", forbidden)
+    monkeypatch.setattr(socket, "create_connection", forbidden)
+    monkeypatch.setattr(socket, "getaddrinfo", forbidden)
+    proc = check_in_process(main)
+    assert "network access" not in proc.stderr, proc.stderr
+    assert_ok(proc)
+
+
+def test_url_import_falls_back_to_the_cached_copy_with_a_warning(tmp_path):
+    """Once fetched, a URL import that can no longer be fetched uses the cached copy, with a warning
+    naming the URL (subprocesses: nothing is remembered in memory between the two checks)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "tools.wdl").write_text('version 1.1\n\ntask tt {\n  command <<< >>>\n}\n')
+    env = dict(os.environ, SPROCKET_CACHE_DIR=str(tmp_path / "cache"), SPROCKET_URL_TIMEOUT="10")
+    main = tmp_path / "main.wdl"
+
+    def check_it():
+        return subprocess.run([sys.executable, str(SPROCKET), "check", str(main)], capture_output=True,
+                              text=True, timeout=120, cwd=str(tmp_path), stdin=subprocess.DEVNULL, env=env)
+
+    with http_server(served) as (base, _paths):
+        url = base + "/tools.wdl"
+        main.write_text('version 1.1\n\nimport "%s" as tools\n\nworkflow w {\n  call tools.tt\n}\n' % url)
+        assert_ok(check_it())
+    proc = check_it()  # the server is gone
+    assert_ok(proc)
+    assert any(url in d[3] for d in diagnostics(proc.stderr, "warning")), proc.stderr

@@ -1493,3 +1493,537 @@ def test_task_outputs_json_types(tmp_path):
         "t.nums": ["1", "2", "3"], "t.m": {"a": "b", "c": "d"}, "t.rows": [["a", "b"], ["c", "d"]],
         "t.b": True, "t.f": 1.5,
     }
+
+
+# ============================================================================================
+# WDL draft-2 runs, compatibility conversions at run time, Cromwell/Google runtime keys,
+# struct values from map literals, and tasks imported from an http:// URL.
+# ============================================================================================
+
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import http.server  # noqa: E402
+import threading  # noqa: E402
+
+import conftest  # noqa: E402
+
+
+def _sprocket():
+    return conftest._import_sprocket()
+
+
+DRAFT2_TASK = """
+task greet {
+  String who
+  String greeting = "hello"
+  command {
+    echo "${greeting} ${who}"
+  }
+  output {
+    String out = read_string(stdout())
+  }
+}
+"""
+
+
+def test_draft2_run_placeholders_and_overridable_task_default(tmp_path):
+    """draft-2 end to end: `${}` in a brace command, a bound task declaration used as a default
+    and overridden through the call (`wf.b.greeting`), untyped outputs named `wf.call.out`."""
+    outputs, rd = run_ok(tmp_path, DRAFT2_TASK + """
+        workflow wf {
+          String name
+          call greet as a { input: who = name, }
+          call greet as b { input: who = "${name}2" }
+          output {
+            a.out
+            b.out
+          }
+        }
+        """, "wf.name=Ann", "wf.b.greeting=hi")
+    assert outputs == {"wf.a.out": "hello Ann", "wf.b.out": "hi Ann2"}
+    assert call_dirs(rd) == ["a", "b"]
+
+
+def test_draft2_tilde_is_literal_and_dollar_is_placeholder_in_heredoc(tmp_path):
+    """draft-2 `command <<< >>>`: `${x}` is replaced, `~{x}` is left as typed."""
+    outputs, _ = run_ok(tmp_path, """
+        task t {
+          String x
+          command <<<
+            echo '~{x}' ${x}
+          >>>
+          output {
+            String out = read_string(stdout())
+          }
+        }
+        """, "t.x=val")
+    assert outputs == {"t.out": "~{x} val"}
+
+
+def test_draft2_block_comments_at_run(tmp_path):
+    """`/* */` comments in draft-2 are dropped, also next to a command; the command is unchanged."""
+    outputs, _ = run_ok(tmp_path, """
+        /* header
+           comment */
+        task t {
+          Int n = 2 /* the default */
+          command {
+            echo ${n}
+          }
+          output { Int out = read_int(stdout()) }
+        }
+        """)
+    assert outputs == {"t.out": 2}
+
+
+def test_draft2_untyped_outputs_star_and_scatter_arrays(tmp_path):
+    """`output { a.out  b.*  s.out }`: each named `call.out` (JSON key `wf.call.out`), `b.*` every
+    output of `b`, and a call in a scatter gives an Array."""
+    outputs, _ = run_ok(tmp_path, """
+        task two {
+          String x
+          command {
+            echo ${x}
+          }
+          output {
+            String out = read_string(stdout())
+            Int len = 3
+          }
+        }
+        workflow wf {
+          call two as a { input: x = "A" }
+          call two as b { input: x = "B" }
+          scatter (i in [1, 2]) {
+            call two as s { input: x = "s${i}" }
+          }
+          output {
+            a.out
+            b.*
+            s.out
+          }
+        }
+        """)
+    assert outputs == {"wf.a.out": "A", "wf.b.out": "B", "wf.b.len": 3, "wf.s.out": ["s1", "s2"]}
+
+
+def test_draft2_workflow_declarations_as_inputs(tmp_path):
+    """draft-2 workflow declarations: unbound ones are required inputs, one bound to an expression
+    reading no other name is an input with a default, one reading another name is computed (not
+    an input: giving it is an error)."""
+    src = """
+        workflow wf {
+          String name
+          String suffix = "!"
+          String full = name + suffix
+          output {
+            String o = full
+          }
+        }
+        """
+    outputs, _ = run_ok(tmp_path, src, "wf.name=x")
+    assert outputs == {"wf.o": "x!"}
+    outputs, _ = run_ok(tmp_path, src, "wf.name=x", "wf.suffix=?")
+    assert outputs == {"wf.o": "x?"}
+    fails(run_wdl(tmp_path, src, "wf.name=x", "wf.full=no"), "full")
+    fails(run_wdl(tmp_path, src), "name")
+
+
+@pytest.mark.parametrize("header", ["", "version 1.0\n"], ids=["draft-2", "1.0"])
+def test_workflow_without_output_section_outputs_every_call_output(tmp_path, header):
+    """draft-2 and 1.0: a workflow with no `output` section outputs every output of every call,
+    as `wf.call.out` (an Array for a call in a scatter)."""
+    if header:
+        task = ("task t {\n  input {\n    String x\n  }\n  command <<< echo ~{x} >>>\n"
+                "  output {\n    String out = read_string(stdout())\n    Int k = 1\n  }\n}\n")
+    else:
+        task = ("task t {\n  String x\n  command { echo ${x} }\n"
+                "  output {\n    String out = read_string(stdout())\n    Int k = 1\n  }\n}\n")
+    src = header + task + ('workflow wf {\n  call t as a { input: x = "A" }\n'
+                           '  scatter (i in [1, 2]) {\n    call t as s { input: x = "s" }\n  }\n}\n')
+    outputs, _ = run_ok(tmp_path, src, raw=True)
+    assert outputs == {"wf.a.out": "A", "wf.a.k": 1, "wf.s.out": ["s", "s"], "wf.s.k": [1, 1]}
+
+
+def test_workflow_without_output_section_outputs_nothing_in_1_1(tmp_path):
+    """From 1.1 a workflow with no `output` section has no outputs."""
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        task t {
+          command <<< echo a >>>
+          output { String out = read_string(stdout()) }
+        }
+        workflow wf {
+          call t
+        }
+        """)
+    assert outputs == {}
+
+
+@pytest.mark.parametrize("header", ["", "version 1.0\n"], ids=["draft-2", "1.0"])
+def test_nested_call_inputs_from_inputs_json(tmp_path, header):
+    """draft-2 and 1.0 accept `wf.call.x` in the inputs JSON for a call input the workflow does
+    not set (a required one and a defaulted one)."""
+    if header:
+        task = ('task t {\n  input {\n    String x\n    String y = "dy"\n  }\n'
+                '  command <<< echo ~{x} ~{y} >>>\n  output {\n    String out = read_string(stdout())\n  }\n}\n')
+    else:
+        task = ('task t {\n  String x\n  String y = "dy"\n  command { echo ${x} ${y} }\n'
+                '  output {\n    String out = read_string(stdout())\n  }\n}\n')
+    src = header + task + "workflow wf {\n  call t as c\n  output {\n    String o = c.out\n  }\n}\n"
+    write(tmp_path / "inputs.json", json.dumps({"wf.c.x": "X", "wf.c.y": "Y"}), raw=True)
+    outputs, _ = run_ok(tmp_path, src, "inputs.json", raw=True)
+    assert outputs == {"wf.o": "X Y"}
+
+
+def test_version_as_declaration_name_runs(tmp_path):
+    """A 1.0 task input and workflow declaration named `version` work at run time."""
+    outputs, _ = run_ok(tmp_path, """
+        version 1.0
+        task t {
+          input { String version = "v1" }
+          command <<< echo ~{version} >>>
+          output { String out = read_string(stdout()) }
+        }
+        workflow w {
+          String version = "v2"
+          call t { input: version = version }
+          output { String o = t.out }
+        }
+        """)
+    assert outputs == {"w.o": "v2"}
+
+
+# ---------------------------------------------------------------- conversions at run time
+
+
+def test_string_given_for_int_converts_at_run_time(tmp_path):
+    """`Int n = "5"` (a compatibility warning) runs: `n` is the Int 5, `Float f = "2.5"` 2.5."""
+    outputs, _ = run_ok(tmp_path, """
+        version 1.0
+        workflow w {
+          Int n = "5"
+          Float f = "2.5"
+          output {
+            Int o = n + 1
+            Float g = f * 2
+          }
+        }
+        """)
+    assert outputs == {"w.o": 6, "w.g": 5.0}
+
+
+def test_non_numeric_string_given_for_int_fails_naming_the_declaration(tmp_path):
+    """`Int n = "abc"` is accepted by check with a warning, and the run fails naming `n`."""
+    fails(run_wdl(tmp_path, """
+        version 1.0
+        workflow w {
+          Int n = "abc"
+          output { Int o = n }
+        }
+        """), "`n`", "abc")
+
+
+def test_compound_values_in_placeholders_render_as_json(tmp_path):
+    """A Map, Pair or struct in a placeholder renders as JSON (Cromwell and miniwdl do)."""
+    outputs, _ = run_ok(tmp_path, """
+        version 1.0
+        struct P {
+          String name
+          Int age
+        }
+        task t {
+          input {
+            Map[String, Int] m = {"a": 1, "b": 2}
+            Pair[Int, String] pr = (1, "x")
+            P p = {"name": "n", "age": 3}
+          }
+          command <<<
+            echo '~{m}' > m.json
+            echo '~{pr}' > pr.json
+            echo '~{p}' > p.json
+          >>>
+          output {
+            String m_text = read_string("m.json")
+            String pr_text = read_string("pr.json")
+            String p_text = read_string("p.json")
+          }
+        }
+        """)
+    assert json.loads(outputs["t.m_text"]) == {"a": 1, "b": 2}
+    assert json.loads(outputs["t.pr_text"]) in ({"left": 1, "right": "x"}, [1, "x"])
+    assert json.loads(outputs["t.p_text"]) == {"name": "n", "age": 3}
+
+
+def test_map_as_pairs_and_map_member_access_at_run_time(tmp_path):
+    """A Map given for Array[Pair] gives its entries as pairs in order; `m.key` reads `m["key"]`;
+    `s["member"]` reads a struct member."""
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        struct P {
+          String name
+        }
+        workflow w {
+          Map[String, Int] m = {"a": 1, "b": 2}
+          Array[Pair[String, Int]] ps = m
+          P p = P { name: "nm" }
+          output {
+            Array[String] ks = [ps[0].left, ps[1].left]
+            Int b = m.b
+            String n = p["name"]
+          }
+        }
+        """)
+    assert outputs == {"w.ks": ["a", "b"], "w.b": 2, "w.n": "nm"}
+
+
+def test_struct_from_map_and_object_literals_runs_in_1_0(tmp_path):
+    """1.0: `Person a = {"name": "John", "age": 30}` and `Person b = object {...}` are struct
+    values at run time: member access works and the outputs are JSON objects."""
+    outputs, _ = run_ok(tmp_path, """
+        version 1.0
+        struct Person {
+          String name
+          Int age
+        }
+        workflow w {
+          Person a = {"name": "John", "age": 30}
+          Person b = object { name: "Jane", age: 31 }
+          output {
+            Person pa = a
+            Person pb = b
+            Int total = a.age + b.age
+          }
+        }
+        """)
+    assert outputs == {"w.pa": {"name": "John", "age": 30}, "w.pb": {"name": "Jane", "age": 31},
+                       "w.total": 61}
+
+
+# ---------------------------------------------------------------- runtime keys
+
+
+CROC_TASK = """
+version 1.0
+task t {
+  input { Int code }
+  command <<< echo out; exit ~{code} >>>
+  runtime { %s }
+  output { String s = read_string(stdout()) }
+}
+"""
+
+
+@pytest.mark.parametrize("runtime, code, succeeds", [
+    ("continueOnReturnCode: true", 3, True),
+    ("continueOnReturnCode: true", 0, True),
+    ("continueOnReturnCode: false", 0, True),
+    ("continueOnReturnCode: false", 1, False),
+    ("continueOnReturnCode: 1", 1, True),
+    ("continueOnReturnCode: 1", 0, False),
+    ("continueOnReturnCode: [0, 1]", 1, True),
+    ("continueOnReturnCode: [0, 1]", 2, False),
+    ("returnCodes: 4", 4, True),
+    ("returnCodes: [0, 4]", 5, False),
+])
+def test_continue_on_return_code_and_return_codes(tmp_path, runtime, code, succeeds):
+    """Cromwell's `continueOnReturnCode` (true: any exit code succeeds; an Int or Array: those
+    codes) and `returnCodes` decide which exit codes are success."""
+    proc = run_wdl(tmp_path, CROC_TASK % runtime, "t.code=%d" % code)
+    if succeeds:
+        outputs, _ = ok(proc)
+        assert outputs == {"t.s": "out"}
+    else:
+        fails(proc, "task `t` failed", exit_status_re(code))
+
+
+def test_docker_runtime_key_is_the_container(tmp_path):
+    """`docker` is the container requirement: on the local backend it brings the one "container
+    is ignored" warning, which a task with no container does not get."""
+    proc = run_wdl(tmp_path, 'version 1.0\ntask t {\n  command <<< echo a >>>\n  runtime { docker: "ubuntu:22.04" }\n}\n',
+                   raw=True)
+    ok(proc)
+    assert "container" in proc.stderr.lower(), proc.stderr
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    proc = run_wdl(plain, 'version 1.0\ntask t {\n  command <<< echo a >>>\n}\n', raw=True)
+    ok(proc)
+    assert "container" not in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.parametrize("value, gib", [
+    ("local-disk 100 SSD", 94),          # Google's sizes are GB: 100e9 bytes = 93.1 GiB, rounded up
+    ("local-disk 10 HDD", 10),
+    ("local-disk 100 SSD, /mnt/extra 50 SSD", 140),  # 150e9 bytes = 139.7 GiB
+    ("/mnt/data 10 GiB", 10),
+    ("100 GiB", 100),
+    (["/a 1 GiB", "/b 2 GiB"], 3),
+    (7, 7),
+])
+def test_disk_gib(value, gib):
+    """`disk_gib` turns a `disks` value (Google's "local-disk N SSD", a mount with a size, several
+    comma-separated or in an Array, an Int) into GiB."""
+    assert _sprocket().disk_gib(value) == gib
+
+
+def test_disk_gib_comma_separated_equals_array():
+    """Comma-separated disks are the same as an Array of them."""
+    s = _sprocket()
+    assert s.disk_gib("local-disk 20 SSD, /tmp 3 GiB") == s.disk_gib(["local-disk 20 SSD", "/tmp 3 GiB"])
+
+
+@pytest.mark.parametrize("bad", ["local-disk banana SSD", "lots", True])
+def test_disk_gib_rejects_nonsense(bad):
+    """A `disks` value that is not a size is an evaluation error that shows the value."""
+    s = _sprocket()
+    with pytest.raises(s.EvalError) as e:
+        s.disk_gib(bad)
+    assert "disks" in str(e.value)
+
+
+def test_normalize_runtime_gpu_count_and_minutes():
+    """`gpuCount: 2` makes the task ask for a GPU (2 of them); `runtime_minutes` is the time limit
+    (`time_minutes`); `continueOnReturnCode: true` is `return_codes: "*"`; Google disks are GiB."""
+    s = _sprocket()
+    req, hints = {"disks": "local-disk 100 SSD"}, {"gpuCount": 2, "runtime_minutes": 30,
+                                                   "continueOnReturnCode": True}
+    s.normalize_runtime(req, hints)
+    assert req["gpu"] is True and hints["gpu"] == 2
+    assert hints["time_minutes"] == 30
+    assert req["return_codes"] == "*"
+    assert req["disks"] == 94
+    req, hints = {}, {"time_minutes": 12, "gpuCount": 0}
+    s.normalize_runtime(req, hints)
+    assert hints["time_minutes"] == 12 and "gpu" not in req
+
+
+def test_google_runtime_keys_run(tmp_path):
+    """A task with Google/Cromwell runtime keys (disks "local-disk", gpuCount 0, preemptible, zones,
+    bootDiskSizeGb, runtime_minutes) runs on the local backend without an error."""
+    outputs, _ = run_ok(tmp_path, """
+        version 1.0
+        task t {
+          command <<< echo ok >>>
+          runtime {
+            disks: "local-disk 1 SSD"
+            preemptible: 2
+            zones: "us-central1-a us-central1-b"
+            bootDiskSizeGb: 10
+            cpuPlatform: "Intel Skylake"
+            noAddress: true
+            runtime_minutes: 5
+          }
+          output { String s = read_string(stdout()) }
+        }
+        """)
+    assert outputs == {"t.s": "ok"}
+
+
+def test_bad_google_disks_fails_the_task(tmp_path):
+    """A `disks` value that is no size fails the run with a message about `disks`, no traceback."""
+    fails(run_wdl(tmp_path, """
+        version 1.0
+        task t {
+          command <<< echo ok >>>
+          runtime { disks: "local-disk lots SSD" }
+        }
+        """), "disks")
+
+
+def test_unknown_runtime_key_warns_once_per_key_and_task_at_run(tmp_path):
+    """1.0: unknown runtime keys never fail a run; each (key, task) is warned about exactly once
+    even when the task is called several times and in a scatter; known Cromwell keys are silent."""
+    proc = run_wdl(tmp_path, """
+        version 1.0
+        task t {
+          command <<< echo a >>>
+          runtime {
+            banana: 1
+            apple: "x"
+            preemptible: 1
+            gpuType: "nvidia-tesla-t4"
+          }
+        }
+        task u {
+          command <<< echo b >>>
+          runtime { banana: 1 }
+        }
+        workflow w {
+          call t as one
+          call t as two
+          scatter (i in [1, 2, 3]) {
+            call t as many
+          }
+          call u
+        }
+        """)
+    ok(proc)
+    warned = re.findall(r"runtime key `(\w+)`", proc.stderr)
+    assert sorted(warned) == ["apple", "banana", "banana"], proc.stderr
+
+
+# ---------------------------------------------------------------- imports from a URL
+
+
+@contextlib.contextmanager
+def _http_server(root):
+    """An http.server on 127.0.0.1 (a free port) serving ``root``; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_address[1], server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    requests = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).requests.append(self.path)
+        return super().do_GET()
+
+
+def test_run_workflow_whose_task_comes_from_a_url_import(tmp_path):
+    """`import "http://127.0.0.1:PORT/lib.wdl" as lib` in a workflow that is then run: the task
+    (which itself imports `structs.wdl` relative to its URL) is fetched into $SPROCKET_CACHE_DIR
+    and runs."""
+    served = tmp_path / "served"
+    write(served / "lib.wdl", """
+        version 1.0
+        import "common/structs.wdl"
+        task hello {
+          input { String who }
+          command <<< echo "hi ~{who}" >>>
+          output { String out = read_string(stdout()) }
+        }
+        """)
+    write(served / "common" / "structs.wdl", """
+        version 1.0
+        struct Unused {
+          Int n
+        }
+        """)
+    work = tmp_path / "work"
+    cache = tmp_path / "cache"
+    with _http_server(served) as (base, _server):
+        write(work / "main.wdl", """
+            version 1.0
+            import "%s/lib.wdl" as lib
+            workflow w {
+              call lib.hello { input: who = "url" }
+              output { String o = hello.out }
+            }
+            """ % base)
+        env = dict(os.environ, SPROCKET_CACHE_DIR=str(cache))
+        proc = sprocket_run(work / "main.wdl", cwd=work, env=env)
+    outputs, _ = ok(proc)
+    assert outputs == {"w.o": "hi url"}
+    cached = sorted(p.name for p in cache.rglob("*.wdl"))
+    assert cached == ["lib.wdl", "structs.wdl"], cached

@@ -1524,3 +1524,247 @@ def test_same_construct_accepted_from_its_version(check_wdl, version):
         parts += ["  if (true) {", "    Int a = 1", "  } else {", "    Int b = 2", "  }"]
     parts.append("}")
     assert_ok(check_wdl("\n".join(parts) + "\n"))
+
+
+# ============================================================================================
+# WDL draft-2 (no `version` line) as Cromwell and miniwdl read it; block comments; documents
+# that hold nothing; `version` as a name.
+# ============================================================================================
+
+from conftest import diagnostics  # noqa: E402
+
+
+def _warnings(proc):
+    return diagnostics(proc.stderr, "warning")
+
+
+DRAFT2_FULL = """
+/* A draft-2 document: no version line,
+   block comments, ${} placeholders. */
+task greet {
+  String who
+  String greeting = "hello"   /* a bound declaration: an input with a default */
+  Int? times
+  command {
+    echo "${greeting} ${who}" ${times}
+  }
+  output {
+    String out = read_string(stdout())
+  }
+}
+
+task heredoc {
+  String x
+  command <<<
+    echo ${x} | tr a-z A-Z
+  >>>
+  output {
+    String out = read_string(stdout())
+  }
+}
+
+workflow wf {
+  String name
+  String suffix = "!"
+  String full = name + suffix
+  call greet as a { input: who = full, }
+  call heredoc { input: x = "s${name}" }
+  scatter (i in [1, 2]) {
+    call greet as many { input: who = "n${i}" }
+  }
+  output {
+    a.out
+    heredoc.*
+    many.out
+  }
+}
+"""
+
+
+def test_draft2_document_checks_clean(check_wdl):
+    """A draft-2 document using `${}` in strings and both command forms, `/* */` comments, task
+    declarations without `input {}`, `call ... as ... { input: ..., }` with a trailing comma and
+    untyped `call.out` / `call.*` outputs is valid, with no errors."""
+    assert_ok(check_wdl(DRAFT2_FULL))
+
+
+def test_draft2_string_placeholder_is_an_expression(check_wdl):
+    """In draft-2 `${}` inside a quoted string is a placeholder: an unknown name in it is reported
+    at the name's position."""
+    src = """
+workflow wf {
+  String s = "a${nope}b"
+}
+"""
+    assert_diag(check_wdl(src), *find_pos(norm(src), "${^nope}"), "nope")
+
+
+def test_draft2_brace_command_placeholder_is_an_expression(check_wdl):
+    """In a draft-2 `command { }` the `${x}` is a placeholder checked against the task's names."""
+    src = """
+task t {
+  String x
+  command {
+    echo ${x} ${missing}
+  }
+}
+"""
+    assert_diag(check_wdl(src), *find_pos(norm(src), "${^missing}"), "missing")
+
+
+def test_draft2_heredoc_command_dollar_is_a_placeholder(check_wdl):
+    """In a draft-2 `command <<< >>>`, unlike 1.x, `${}` is a placeholder too."""
+    src = """
+task t {
+  command <<<
+    echo ${undefined_here}
+  >>>
+}
+"""
+    assert_diag(check_wdl(src), *find_pos(norm(src), "${^undefined_here}"), "undefined_here")
+
+
+def test_draft2_tilde_brace_is_literal_text(check_wdl):
+    """`~{` opens no placeholder in draft-2: `~{nope}` in a heredoc command and in a string is
+    plain text, so a name that does not exist there is no error."""
+    src = """
+task t {
+  String s = "~{nope}"
+  command <<<
+    echo '~{also_nope}' ${s}
+  >>>
+}
+"""
+    assert_ok(check_wdl(src))
+
+
+def test_tilde_brace_is_a_placeholder_in_1_0(check_wdl):
+    """The contrast: the same `~{nope}` in WDL 1.0 is a placeholder and an unknown name."""
+    src = """
+version 1.0
+
+task t {
+  input {
+    String s = "~{nope}"
+  }
+  command <<< echo ~{s} >>>
+}
+"""
+    assert_diag(check_wdl(src), *find_pos(norm(src), "~{^nope}"), "nope")
+
+
+def test_draft2_block_comments_anywhere(check_wdl):
+    """`/* */` comments may span lines, sit between tokens, and hold braces, quotes and a
+    `version 1.0` text without effect."""
+    src = """
+/* version 1.0 */
+task /* inline */ t {
+  /* { " ' } */
+  Int n = /* here too */ 1
+  command {
+    echo ${n}
+  }
+  /*
+   multi
+   line
+  */
+}
+"""
+    assert_ok(check_wdl(src))
+
+
+def test_block_comment_is_an_error_in_1_0(check_wdl):
+    """`/* */` comments are draft-2 only: in a 1.0 document `/*` is a syntax error at the `/`."""
+    src = """
+version 1.0
+
+/* not a comment in 1.0 */
+workflow w {
+}
+"""
+    assert_diag(check_wdl(src), *find_pos(norm(src), "/*"))
+
+
+def test_draft2_untyped_output_of_unknown_member_is_an_error(check_wdl):
+    """An untyped `call.out` output names a real output of the call: `a.nope` is an error that
+    names `nope`."""
+    src = """
+task t {
+  command { echo hi }
+  output {
+    String out = "x"
+  }
+}
+
+workflow wf {
+  call t as a
+  output {
+    a.nope
+  }
+}
+"""
+    text = norm(src)
+    (line, c1), (_, c2) = find_pos(text, "^a.nope"), find_pos(text, "a.^nope")
+    proc = check_wdl(src)
+    assert_diag(proc, line, {c1, c2}, "nope")
+    assert len(diagnostics(proc.stderr)) == 1, "the one error is reported more than once:\n" + proc.stderr
+
+
+def test_untyped_outputs_are_an_error_in_1_0(check_wdl):
+    """`output { a.out }` without a type is draft-2 only; a 1.0 document gets an error."""
+    src = """
+version 1.0
+
+task t {
+  command <<< >>>
+  output {
+    String out = "x"
+  }
+}
+
+workflow wf {
+  call t as a
+  output {
+    a.out
+  }
+}
+"""
+    line = find_pos(norm(src), "    ^a.out")[0]
+    # the offending `a.out`, or the token after it where a declaration name was expected
+    assert_diag(check_wdl(src), {line, line + 1}, None)
+
+
+@pytest.mark.parametrize("header", ["", "version 1.0\n\n"], ids=["draft-2", "1.0"])
+def test_version_as_a_declaration_name_is_plain_in_draft2_and_1_0(check_wdl, header):
+    """`version` is an ordinary name in draft-2 and 1.0: as a task declaration and a workflow
+    declaration it checks clean, without a warning."""
+    if header:
+        task = 'task t {\n  input {\n    String version = "1"\n  }\n  command <<< echo ~{version} >>>\n}\n'
+    else:
+        task = 'task t {\n  String version = "1"\n  command { echo ${version} }\n}\n'
+    src = header + task + "\nworkflow w {\n  Int version = 2\n  call t { input: version = \"v\" }\n}\n"
+    proc = check_wdl(src)
+    assert_ok(proc)
+    assert not _warnings(proc), proc.stderr
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2", "1.3"])
+def test_version_as_a_declaration_name_warns_from_1_1(check_wdl, version):
+    """From 1.1 `version` is a keyword: a declaration named `version` is accepted with a warning at
+    the name, and is an error under `check --strict`."""
+    src = "version %s\n\nworkflow w {\n  Int version = 2\n}\n" % version
+    line, col = find_pos(src, "Int ^version")
+    proc = check_wdl(src)
+    assert_ok(proc)
+    assert [(w[1], w[2]) for w in _warnings(proc)] == [(line, col)], proc.stderr
+    assert "version" in _warnings(proc)[0][3]
+    assert_diag(check_wdl(src, args=("--strict",)), line, col)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n  \n", "# only a comment\n", "/* only a block comment */\n",
+                                  "# one\n/* two\n three */\n"],
+                         ids=["empty", "blank", "line-comment", "block-comment", "both-comments"])
+def test_document_with_nothing_in_it_is_an_error(wdl, check, text):
+    """A document that is empty or holds only comments (a draft-2 document with nothing in it) is
+    an error, exit 1, reported as `path:LINE:COL: error:` with a caret -- not a valid draft-2 file."""
+    assert_diag(check(wdl(text, raw=True)), None, None)

@@ -378,7 +378,7 @@ def test_number_like_value_for_a_string_input_stays_text(tmp_path):
 
 def test_inputs_file_at_sign_and_plain_json_path(tmp_path):
     src = write(tmp_path / "t.wdl", TYPES_TASK)
-    write(tmp_path / "in.json", json.dumps({"t.n": 5, "s": "from file", "names": ["p", "q"]}), raw=True)
+    write(tmp_path / "in.json", json.dumps({"t.n": 5, "t.s": "from file", "t.names": ["p", "q"]}), raw=True)
     out1, rd1 = ok(sprocket_run(src, "@in.json", cwd=tmp_path))
     out2, _ = ok(sprocket_run(src, "in.json", cwd=tmp_path))
     assert out1 == out2
@@ -394,9 +394,19 @@ def test_inputs_file_and_key_value_together(tmp_path):
     assert outputs["t.n_out"] == 5 and outputs["t.s_out"] == "extra"
 
 
+def test_inputs_file_keys_carry_the_target_name(tmp_path):
+    """In an inputs file every key names the target (`t.s`), as in Sprocket, Cromwell and
+    miniwdl; a bare key is an error that says how to write it, unless --target names it."""
+    src = write(tmp_path / "t.wdl", TYPES_TASK)
+    write(tmp_path / "in.json", json.dumps({"t.n": 5, "s": "bare"}), raw=True)
+    fails(sprocket_run(src, "@in.json", cwd=tmp_path), "`s`", "`t.s`", "--target")
+    outputs, _ = ok(sprocket_run(src, "@in.json", "--target", "t", cwd=tmp_path))
+    assert outputs["t.s_out"] == "bare"
+
+
 def test_later_inputs_override_earlier_ones(tmp_path):
     src = write(tmp_path / "t.wdl", TYPES_TASK)
-    write(tmp_path / "in.json", json.dumps({"t.n": 5, "s": "file"}), raw=True)
+    write(tmp_path / "in.json", json.dumps({"t.n": 5, "t.s": "file"}), raw=True)
     outputs, _ = ok(sprocket_run(src, "@in.json", "n=6", cwd=tmp_path))
     assert outputs["t.n_out"] == 6 and outputs["t.s_out"] == "file"
     outputs, _ = ok(sprocket_run(src, "n=6", "@in.json", cwd=tmp_path))

@@ -1898,3 +1898,323 @@ def test_unknown_name_message_format(check_wdl):
     """The exact shape promised to users: unknown name `x`."""
     proc = check_wdl("version 1.2\n\nworkflow w {\n  Int y = xyz\n}\n")
     assert_diag(proc, 4, 11, "unknown name `xyz`")
+
+
+# ============================================================================================
+# Compatibility warnings (accepted with `path:line:col: warning:`, exit 0; an error under
+# `check --strict`), import version rules, struct values from map and object literals, and
+# draft-2 declarations.
+# ============================================================================================
+
+from conftest import diagnostics  # noqa: E402
+
+
+def assert_warns_at(proc, line, col, fragment=None):
+    """Exit 0, no error, and a warning at LINE:COL (whose message holds ``fragment``), followed by
+    the source line and a caret."""
+    assert proc.returncode == 0, proc.stderr
+    assert not diagnostics(proc.stderr), proc.stderr
+    lines = proc.stderr.splitlines()
+    for _p, wl, wc, msg, idx in diagnostics(proc.stderr, "warning"):
+        if (wl, wc) == (line, col) and (fragment is None or re.search(fragment, msg, re.I)):
+            assert any("^" in x for x in lines[idx + 1: idx + 4]), "\n".join(lines[idx: idx + 4])
+            return msg
+    raise AssertionError("no warning at %d:%d matching %r:\n%s" % (line, col, fragment, proc.stderr))
+
+
+PAIR_PERSON = """
+struct P {
+  String name
+  Int age
+}
+"""
+
+COMPAT = {
+    # id: (source, needle of the warning's position, message fragment)
+    "draft2-string-to-int": ("""
+workflow w {
+  Int n = "5"
+}
+""", 'Int n = ^"5"', r"`n`.*Int.*String"),
+    "1.0-string-to-float": ("""
+version 1.0
+
+workflow w {
+  Float f = "1.5"
+}
+""", 'Float f = ^"1.5"', r"`f`.*Float.*String"),
+    "1.1-sep-on-non-array": ("""
+version 1.1
+
+workflow w {
+  Int k = 3
+  String j = "~{sep=' ' k}"
+}
+""", "sep=' ' ^k", r"sep"),
+    "1.0-map-in-placeholder": ("""
+version 1.0
+
+workflow w {
+  Map[String, Int] m = {"a": 1}
+  String p = "~{m}"
+}
+""", "~{^m}", r"Map"),
+    "1.1-pair-in-placeholder": ("""
+version 1.1
+
+workflow w {
+  Pair[Int, String] pr = (1, "a")
+  String p = "~{pr}"
+}
+""", "~{^pr}", r"Pair"),
+    "1.1-struct-in-placeholder": ("""
+version 1.1
+""" + PAIR_PERSON + """
+workflow w {
+  P x = P { name: "a", age: 1 }
+  String p = "~{x}"
+}
+""", "~{^x}", r"struct|`P`|JSON"),
+    "1.0-workflow-named-like-task": ("""
+version 1.0
+
+task same {
+  command <<< >>>
+}
+
+workflow same {
+  call same as s
+}
+""", "^workflow same", r"same"),
+    "1.1-double-optional": ("""
+version 1.1
+
+workflow w {
+  input {
+    File?? f
+  }
+}
+""", "File?^? f", r"File\?\?"),
+    "1.0-map-as-array-of-pairs": ("""
+version 1.0
+
+workflow w {
+  Map[String, Int] m = {"a": 1}
+  Array[Pair[String, Int]] ps = m
+}
+""", "ps = ^m", r"Map.*Pair|Pair.*Map"),
+    "1.1-map-member-access": ("""
+version 1.1
+
+workflow w {
+  Map[String, Int] m = {"a": 1}
+  Int a = m.a
+}
+""", "m^.a", r"Map"),
+    "1.1-struct-indexed-with-string": ("""
+version 1.1
+""" + PAIR_PERSON + """
+workflow w {
+  P x = P { name: "a", age: 1 }
+  String n = x["name"]
+}
+""", 'x^["name"]', r"struct|index"),
+}
+
+
+@pytest.mark.parametrize("cid", sorted(COMPAT))
+def test_compat_construct_warns_and_is_an_error_under_strict(check_wdl, cid):
+    """Each compatibility construct: accepted with a warning at its position (exit 0); under
+    `check --strict` an error at the same place (exit 1)."""
+    src, needle, fragment = COMPAT[cid]
+    text = norm(src)
+    line, col = find_pos(text, needle)
+    # Member access may be anchored at the `.`, the member, or the start of the expression.
+    accept = {(line, col)}
+    if cid == "1.1-map-member-access":
+        accept |= {find_pos(text, "= ^m.a"), find_pos(text, "m.^a")}
+    if cid == "1.1-struct-indexed-with-string":
+        accept |= {find_pos(text, '= ^x["name"]'), find_pos(text, 'x[^"name"]')}
+    proc = check_wdl(src)
+    warned = {(w[1], w[2]) for w in diagnostics(proc.stderr, "warning")}
+    hit = sorted(accept & warned)
+    assert hit, "no warning at %s:\n%s" % (sorted(accept), proc.stderr)
+    assert_warns_at(proc, hit[0][0], hit[0][1], fragment)
+    strict = check_wdl(src, args=("--strict",))
+    assert_diag(strict, {p[0] for p in accept}, {p[1] for p in accept})
+
+
+def test_int_given_for_string_is_silent_in_1_0(check_wdl):
+    """1.0 converts Int/Float/Boolean to String natively: no warning, and fine under --strict
+    (from 1.1 it warns; see `int-to-string` above)."""
+    src = 'version 1.0\n\nworkflow w {\n  String s = 1\n  String f = 1.5\n  String b = true\n}\n'
+    proc = check_wdl(src)
+    assert_ok(proc)
+    assert not diagnostics(proc.stderr, "warning"), proc.stderr
+    assert_ok(check_wdl(src, args=("--strict",)))
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2", "1.3"])
+def test_primitive_given_for_string_warns_from_1_1(check_wdl, version):
+    """Float and Boolean (as well as Int) given where a String is declared warn from 1.1."""
+    src = 'version %s\n\nworkflow w {\n  String f = 1.5\n  String b = true\n}\n' % version
+    proc = check_wdl(src)
+    assert_warns_at(proc, *find_pos(src, "f = ^1.5"))
+    assert_warns_at(proc, *find_pos(src, "b = ^true"))
+
+
+LIB_10 = 'version 1.0\n\ntask lt {\n  command <<< echo hi >>>\n  output {\n    String o = "x"\n  }\n}\n'
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_importing_a_1_0_document_warns_in_1_1_and_1_2(check_wdl, version):
+    """A 1.1/1.2 document importing a 1.0 one: a warning at the import naming both versions;
+    an error under --strict."""
+    src = 'version %s\n\nimport "lib.wdl" as lib\n\nworkflow w {\n  call lib.lt\n}\n' % version
+    line, col = find_pos(src, "^import")
+    msg = assert_warns_at(check_wdl(src, files={"lib.wdl": LIB_10}), line, col)
+    assert version_re("1.0").search(msg) and version_re(version).search(msg), msg
+    assert_diag(check_wdl(src, files={"lib.wdl": LIB_10}, args=("--strict",)), line, col)
+
+
+@pytest.mark.parametrize("older", ["1.0", "1.1", "1.2"])
+def test_1_3_importing_an_older_document_is_silent(check_wdl, older):
+    """WDL 1.3 allows importing earlier 1.x documents: no warning, fine under --strict."""
+    lib = LIB_10.replace("version 1.0", "version " + older)
+    src = 'version 1.3\n\nimport "lib.wdl" as lib\n\nworkflow w {\n  call lib.lt\n}\n'
+    proc = check_wdl(src, files={"lib.wdl": lib})
+    assert_ok(proc)
+    assert not diagnostics(proc.stderr, "warning"), proc.stderr
+    assert_ok(check_wdl(src, files={"lib.wdl": lib}, args=("--strict",)))
+
+
+@pytest.mark.parametrize("importer, imported", [
+    ("version 1.0", "version 1.1"),
+    ("version 1.1", "version 1.2"),
+    ("version 1.2", "version 1.3"),
+    ("", "version 1.0"),          # draft-2 importing 1.0
+    ("version 1.0", ""),          # 1.0 importing draft-2
+    ("version 1.3", ""),          # 1.3 importing draft-2
+], ids=["1.0<-1.1", "1.1<-1.2", "1.2<-1.3", "draft2<-1.0", "1.0<-draft2", "1.3<-draft2"])
+def test_importing_a_newer_version_or_mixing_draft2_is_an_error(check_wdl, importer, imported):
+    """Importing a newer version, or mixing draft-2 with 1.x either way, is an error at the
+    import (without --strict)."""
+    if imported:
+        lib = LIB_10.replace("version 1.0", imported)
+    else:
+        lib = 'task lt {\n  command { echo hi }\n  output {\n    String o = "x"\n  }\n}\n'
+    head = importer + "\n\n" if importer else ""
+    src = head + 'import "lib.wdl" as lib\n\nworkflow w {\n  call lib.lt\n}\n'
+    assert_diag(check_wdl(src, files={"lib.wdl": lib}), *find_pos(src, "^import"), "lib.wdl")
+
+
+def test_map_literal_for_struct_checks_clean_in_1_0(check_wdl):
+    """1.0: a map literal with String keys given for a struct is the struct, checked member by
+    member, and so is an `object { }` literal -- valid, no warning."""
+    src = """
+version 1.0
+
+struct Person {
+  String name
+  Int age
+}
+
+workflow w {
+  Person a = {"name": "John", "age": 30}
+  Person b = object { name: "Jane", age: 31 }
+}
+"""
+    proc = check_wdl(src)
+    assert_ok(proc)
+    assert not diagnostics(proc.stderr, "warning"), proc.stderr
+
+
+def test_map_literal_for_struct_inside_array_and_map_literals(check_wdl):
+    """A map literal is given for a struct also where it is an element of an Array or a value of
+    a Map declared with a struct type: valid in 1.0, no warning, and fine under --strict."""
+    src = """
+version 1.0
+
+struct Person {
+  String name
+  Int age
+}
+
+workflow w {
+  Person a = {"name": "John", "age": 30}
+  Array[Person] people = [{"name": "Kim", "age": 2}]
+  Array[Person] mixed = [a, {"name": "Kim", "age": 2}]
+  Map[String, Person] by_key = {"k": {"name": "Kim", "age": 2}}
+}
+"""
+    proc = check_wdl(src)
+    assert_ok(proc)
+    assert not diagnostics(proc.stderr, "warning"), proc.stderr
+    assert_ok(check_wdl(src, args=("--strict",)))
+
+
+def test_map_literal_for_struct_unknown_member(check_wdl):
+    """A key that is not a member of the struct is an error naming the key, at the key (or the
+    literal)."""
+    src = 'version 1.0\n\nstruct Person {\n  String name\n  Int age\n}\n\nworkflow w {\n' \
+          '  Person a = {"name": "John", "agee": 30, "age": 1}\n}\n'
+    assert_diag(check_wdl(src), 9, {find_pos(src, '^"agee"')[1], find_pos(src, "= ^{")[1]}, "agee")
+
+
+def test_map_literal_for_struct_member_type(check_wdl):
+    """A member given a value of the wrong type is an error naming the member and both types."""
+    src = 'version 1.0\n\nstruct Person {\n  String name\n  Int age\n}\n\nworkflow w {\n' \
+          '  Person a = {"name": "John", "age": [1]}\n}\n'
+    assert_diag(check_wdl(src), 9, {find_pos(src, "^[1]")[1], find_pos(src, '^"age"')[1],
+                                     find_pos(src, "= ^{")[1]}, "age", also=(word("Int"),))
+
+
+def test_map_literal_for_struct_missing_member(check_wdl):
+    """A required member left out of the literal is an error naming it."""
+    src = 'version 1.0\n\nstruct Person {\n  String name\n  Int age\n}\n\nworkflow w {\n' \
+          '  Person a = {"name": "John"}\n}\n'
+    assert_diag(check_wdl(src), 9, None, named("age"))
+
+
+def test_object_literal_for_struct_member_type(check_wdl):
+    """An `object { }` literal given for a struct is checked member by member as well."""
+    src = 'version 1.0\n\nstruct Person {\n  String name\n  Int age\n}\n\nworkflow w {\n' \
+          '  Person a = object { name: "J", age: [2] }\n}\n'
+    assert_diag(check_wdl(src), 9, None, "age", also=(word("Int"),))
+
+
+def test_draft2_call_input_checked_against_task_declarations(check_wdl):
+    """draft-2: every task declaration is an input, so a call may set a bound one; a name the
+    task does not declare is an error at the input's name."""
+    src = """
+task t {
+  String x
+  Int n = 3
+  command { echo ${x} ${n} }
+}
+
+workflow wf {
+  call t as a { input: x = "a", n = 4, }
+  call t as b { input: x = "b", bogus = 1 }
+}
+"""
+    text = norm(src)
+    assert_diag(check_wdl(src), *find_pos(text, "^bogus = 1"), "bogus")
+
+
+def test_draft2_call_input_type_is_checked(check_wdl):
+    """draft-2 call inputs are type-checked against the task declaration: an Array for an Int."""
+    src = """
+task t {
+  Int n = 3
+  command { echo ${n} }
+}
+
+workflow wf {
+  call t { input: n = [1, 2] }
+}
+"""
+    text = norm(src)
+    line, c1 = find_pos(text, "n = ^[1, 2]")
+    _, c2 = find_pos(text, "^n = [1, 2]")
+    assert_diag(check_wdl(src), line, {c1, c2}, word("Int"))
