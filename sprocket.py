@@ -2208,6 +2208,7 @@ class Checker:
         self.dialect = doc.dialect
         self.loader = loader
         self.placeholder = 0  # > 0 inside a placeholder, where `+` on optionals is allowed
+        self.scopes = {}  # id(workflow body) -> scope_types() of it
 
     def err(self, message, span):
         self.loader.errors.append(WdlTypeError(message, span))
@@ -2557,35 +2558,48 @@ class Checker:
         return typed  # the outputs whose type is their expression's, already checked
 
     def body_names(self, body, outer, taken):
-        """Names a body defines, with the types they have right outside that body's level.
-
-        Also resolves declared types and callees. `taken` catches duplicates across levels.
-        """
-        names = {}
+        """Resolve a body's declared types and callees, report names defined twice (`taken`
+        holds the names of every level), and return what scope_types() says of it."""
         for el in body:
             if isinstance(el, Decl):
                 el.type_ = self.resolve_type(el.type_, el.span)
-                self.define(el.name, el.type_, el.span, names, taken)
+                self.define(el.name, el.span, taken)
             elif isinstance(el, Call):
                 self.resolve_callee(el)
                 el.name = el.alias or el.callee.split(".")[-1]
-                members = dict(el.callee_def.outputs) if el.callee_def is not None else {}
-                self.define(el.name, CallType(el.name, members), el.span, names, taken)
+                self.define(el.name, el.span, taken)
             elif isinstance(el, Scatter):
-                inner = self.body_names(el.body, outer, taken)
                 el.name = "scatter@%d" % el.span.pos
-                for k, t in inner.items():
-                    names[k] = _wrap(t, lambda x: ArrayType(x, nonempty=False))
+                self.body_names(el.body, outer, taken)
             elif isinstance(el, Conditional):
                 el.name = "if@%d" % el.span.pos
-                clause_names = []
                 before = set(taken)
-                for _, b in el.clauses:
-                    # Names may repeat across the clauses of one if/else if/else chain.
-                    clause_names.append(self.body_names(b, outer, set(before)))
-                    taken.update(clause_names[-1])
+                for _, b in el.clauses:  # names may repeat across the clauses of one if/else chain
+                    self.body_names(b, outer, set(before))
+                    taken.update(n for x in b for n in element_defines(x))
+        return self.scope_types(body)
+
+    def scope_types(self, body):
+        """The names a body defines, with their types at that body's level: those of a scatter
+        inside it are Arrays; those of a conditional are optional, unless an exhaustive
+        if/else if/else defines them in every clause (then their common type). The one rule
+        for every depth; computed once per body."""
+        names = self.scopes.get(id(body))
+        if names is not None:
+            return names
+        names = {}
+        for el in body:
+            if isinstance(el, Decl):
+                names[el.name] = el.type_
+            elif isinstance(el, Call):
+                names[el.name] = CallType(el.name, dict(el.callee_def.outputs) if el.callee_def is not None else {})
+            elif isinstance(el, Scatter):
+                for k, t in self.scope_types(el.body).items():
+                    names[k] = _wrap(t, lambda x: ArrayType(x))
+            elif isinstance(el, Conditional):
+                clause_names = [self.scope_types(b) for _, b in el.clauses]
                 exhaustive = el.clauses[-1][0] is None
-                for k in {k for cn in clause_names for k in cn}:
+                for k in sorted({k for cn in clause_names for k in cn}):
                     ts = [cn[k] for cn in clause_names if k in cn]
                     every = exhaustive and len(ts) == len(clause_names)
                     if isinstance(ts[0], CallType):
@@ -2597,13 +2611,13 @@ class Checker:
                             k, ", ".join("`%s`" % t for t in ts)), el.span)
                         u = ANY
                     names[k] = u if every else u.optional()
+        self.scopes[id(body)] = names
         return names
 
-    def define(self, name, t, span, names, taken):
+    def define(self, name, span, taken):
         if name in taken:
             self.err("`%s` is already defined in workflow `%s`" % (name, self.wf.name), span)
         taken.add(name)
-        names[name] = t
 
     def resolve_callee(self, call):
         parts = call.callee.split(".")
@@ -2660,7 +2674,7 @@ class Checker:
                     self.err("scatter variable `%s` collides with another name" % el.variable, el.span)
                 inner = dict(env)
                 inner[el.variable] = item
-                inner.update(self.body_names_quiet(el.body))
+                inner.update(self.scope_types(el.body))
                 self.check_body(el.body, inner)
             elif isinstance(el, Conditional):
                 for cond, b in el.clauses:
@@ -2669,26 +2683,8 @@ class Checker:
                         if not coerces(t, BOOLEAN, self.dialect) and not isinstance(t, AnyType):
                             self.err("the condition must be a Boolean, not `%s`" % t, cond.span)
                     inner = dict(env)
-                    inner.update(self.body_names_quiet(b))
+                    inner.update(self.scope_types(b))
                     self.check_body(b, inner)
-
-    def body_names_quiet(self, body):
-        """Names of a nested body as seen from inside it (types already resolved)."""
-        names = {}
-        for el in body:
-            if isinstance(el, Decl):
-                names[el.name] = el.type_
-            elif isinstance(el, Call):
-                members = dict(el.callee_def.outputs) if el.callee_def is not None else {}
-                names[el.name] = CallType(el.name, members)
-            elif isinstance(el, Scatter):
-                for k, t in self.body_names_quiet(el.body).items():
-                    names[k] = _wrap(t, lambda x: ArrayType(x))
-            elif isinstance(el, Conditional):
-                for _, b in el.clauses:
-                    for k, t in self.body_names_quiet(b).items():
-                        names[k] = _wrap(t, lambda x: x.optional())
-        return names
 
     def check_call(self, call, env):
         info = call.callee_def

@@ -2027,3 +2027,11 @@ def test_run_workflow_whose_task_comes_from_a_url_import(tmp_path):
     assert outputs == {"w.o": "hi url"}
     cached = sorted(p.name for p in cache.rglob("*.wdl"))
     assert cached == ["lib.wdl", "structs.wdl"], cached
+
+
+def test_exhaustive_conditional_names_at_every_depth_run(tmp_path):
+    """The names of an exhaustive if/else chain have a value after it at every depth."""
+    from test_types import NESTED_EXHAUSTIVE
+
+    outputs, _ = run_ok(tmp_path, NESTED_EXHAUSTIVE)
+    assert outputs == {"w.t": 1, "w.cs": [1, 2], "w.d_out": 1, "w.deep_out": [1, 2]}

@@ -2218,3 +2218,62 @@ workflow wf {
     line, c1 = find_pos(text, "n = ^[1, 2]")
     _, c2 = find_pos(text, "^n = [1, 2]")
     assert_diag(check_wdl(src), line, {c1, c2}, word("Int"))
+
+
+# --------------------------------------------------------------------------------------------
+# One rule for the names a body defines, at every depth: a name declared in every clause of an
+# exhaustive if/else if/else is not optional right outside it; otherwise it is optional.
+# --------------------------------------------------------------------------------------------
+
+NESTED_EXHAUSTIVE = """
+version 1.3
+
+workflow w {
+  input {
+    Boolean b = true
+    Array[Int] xs = [1, 2]
+  }
+  if (b) { Int a = 1 } else if (!b) { Int a = 2 } else { Int a = 3 }
+  Int top = a
+  scatter (x in xs) {
+    if (b) { Int c = x } else { Int c = 0 }
+    Int in_scatter = c
+  }
+  if (b) {
+    if (b) { Int d = 1 } else { Int d = 2 }
+    Int in_if = d
+    scatter (x in xs) {
+      if (b) { Int e = x } else { Int e = 0 }
+      Int deep = e
+    }
+  }
+  output {
+    Int t = top
+    Array[Int] cs = in_scatter
+    Int? d_out = in_if
+    Array[Int]? deep_out = deep
+  }
+}
+"""
+
+
+def test_exhaustive_conditional_names_are_required_at_every_depth(check_wdl):
+    """The same name in every clause of if/else if/else is an `Int` right after it: at the top
+    level, inside a scatter, inside an if, and inside a scatter inside an if."""
+    assert_ok(check_wdl(NESTED_EXHAUSTIVE))
+
+
+@pytest.mark.parametrize("where, needle", [
+    ("top", "if (b) { Int a = 1 } else if (!b) { Int a = 2 } else { Int a = 3 }"),
+    ("scatter", "if (b) { Int c = x } else { Int c = 0 }"),
+    ("if", "if (b) { Int d = 1 } else { Int d = 2 }"),
+    ("scatter in if", "if (b) { Int e = x } else { Int e = 0 }"),
+])
+def test_non_exhaustive_conditional_names_are_optional_at_every_depth(check_wdl, where, needle):
+    """Without the final `else` the name may be unset: using it as an `Int` is an error at
+    every depth, at the declaration that reads it."""
+    cut = needle.rsplit(" else ", 1)[0]
+    src = NESTED_EXHAUSTIVE.replace(needle, cut)
+    reader = {"top": "Int top = ^a", "scatter": "Int in_scatter = ^c", "if": "Int in_if = ^d",
+              "scatter in if": "Int deep = ^e"}[where]
+    assert_diag(check_wdl(src), *find_pos(norm(src), reader), "optional")
