@@ -2,7 +2,8 @@
 """sprocket.py: a Workflow Description Language (WDL) engine in one file of standard-library Python.
 
 A Python implementation of Sprocket (St. Jude's WDL engine) for HPC sites: copy this one file next to a
-`sprocket.toml` and run it with the system Python (3.9 or newer). WDL 1.0, 1.1, 1.2 and 1.3.
+`sprocket.toml` and run it with the system Python (3.9 or newer). WDL draft-2, 1.0, 1.1, 1.2 and 1.3,
+with what Cromwell and miniwdl accept beyond the spec (warned about; errors under `check --strict`).
 
     python3 sprocket.py check workflow.wdl
     python3 sprocket.py run hello.wdl --target say_hello greeting="Hello"
@@ -10,27 +11,30 @@ A Python implementation of Sprocket (St. Jude's WDL engine) for HPC sites: copy 
 The module reads top to bottom in the order data flows:
 
      1. Errors and positions       Source, Span, WdlError and its kinds, format_diagnostic()
-     2. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
-     3. Syntax tree                Document, Import, StructDef, EnumDef, Task, Workflow, Decl, Call,
+     2. Versions                   the dialect table: what draft-2 and each 1.x allow, and what is
+                                   accepted only for compatibility; Dialect, DIALECTS
+     3. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
+     4. Syntax tree                Document, Import, StructDef, EnumDef, Task, Workflow, Decl, Call,
                                    Scatter, Conditional and the expression nodes
-     4. Parser                     parse_document(source): recursive descent, precedence climbing,
-                                   version gating where a construct is met
-     5. Types                      Type classes, coerces(), unify()
-     6. Standard library: types    the signature table of all 55 functions, resolve_call()
-     7. Document analysis          load(path): imports, namespaces, name resolution, type checking,
-                                   the workflow graph (each element's `deps`)
-     8. Values and evaluation      WdlFile, StructValue, EnumValue; coerce(), from_json(),
+     5. Parser                     parse_document(source): recursive descent, precedence climbing,
+                                   a dialect's rules where a construct is met (draft-2 included)
+     6. Types                      Type classes, coerces(), unify()
+     7. Standard library: types    the signature table of all 55 functions, resolve_call()
+     8. Document analysis          load(path): imports (paths and http(s) URLs), namespaces, name
+                                   resolution, type checking, the workflow graph (each element's `deps`)
+     9. Values and evaluation      WdlFile, StructValue, EnumValue; coerce(), from_json(),
                                    value_to_json(), evaluate(), render_placeholder()
-     9. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
-    10. Tasks                      TaskRun: inputs -> requirements -> attempts -> outputs
-    11. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
-    12. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend with its
+    10. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
+    11. Tasks                      TaskRun: inputs -> requirements -> attempts -> outputs; the runtime
+                                   keys of Cromwell-era WDL (normalize_runtime)
+    12. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
+    13. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend with its
                                    batched status monitor and Apptainer image cache
-    13. Configuration              sprocket.toml search order and merge, the schema table, the TOML
+    14. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
-    14. Provenance                 Store: sprocket.db (sessions, runs, tasks), orphan sweep
-    15. Runs                       Run: the run directory, call cache, logs, progress, signals
-    16. Command line               main(): check, run, validate, inputs, config; the one place errors
+    15. Provenance                 Store: sprocket.db (sessions, runs, tasks), orphan sweep
+    16. Runs                       Run: the run directory, call cache, logs, progress, signals
+    17. Command line               main(): check, run, validate, inputs, config; the one place errors
                                    become messages
 """
 
@@ -824,16 +828,21 @@ class Parser:
         self.advance()
         return decls
 
-    def output_section(self):
+    def output_section(self, untyped):
+        """`untyped`: draft-2 workflow outputs may be `call.out` and `call.*`, comma-separated."""
         self.advance()
         self.expect("{")
         decls = []
         while not self.at("}"):
-            if self.dialect.untyped_outputs and self.peek()[0] == "ident" and self.at(".", 1):
+            if untyped and self.peek()[0] == "ident" and self.at(".", 1):
                 decls.append(self.untyped_output())
+            elif self.peek()[0] == "ident" and self.at(".", 1) and (self.at("*", 2) or self.peek(3)[0] != "ident"
+                                                                    and not self.at("?", 3)):
+                self.error("an output needs a type and a name (`String out = %s.%s`); untyped outputs are draft-2 "
+                           "only" % (self.peek()[1], self.peek(2)[1]))
             else:
                 decls.append(self.decl(True))
-            if self.dialect.untyped_outputs and self.at(","):
+            if untyped and self.at(","):
                 self.advance()
         self.advance()
         return decls
@@ -918,7 +927,7 @@ class Parser:
                 if section == "input":
                     task.inputs = self.input_section()
                 elif section == "output":
-                    task.outputs = self.output_section()
+                    task.outputs = self.output_section(False)
                 elif section == "command":
                     self.advance()
                     task.command = self.command()
@@ -1068,7 +1077,7 @@ class Parser:
                 if word == "input":
                     wf.inputs = self.input_section()
                 elif word == "output":
-                    wf.outputs = self.output_section()
+                    wf.outputs = self.output_section(self.dialect.untyped_outputs)
                 elif word == "hints":
                     self.require("requirements", "the workflow `hints` section")
                     self.advance()
@@ -2022,11 +2031,15 @@ def task_variable_type(dialect, section):
     if dialect.task_in_requirements:
         members["max_retries"] = INT
         members["previous"] = StructType("task.previous", dict(
-            (k, t.optional()) for k, t in _REQUIREMENT_MEMBERS.items()), opt=False)
-    if section in _RUNTIME_SECTIONS:  # before the command runs, these are not known yet
+            [(k, t.optional()) for k, t in _REQUIREMENT_MEMBERS.items()] + [("max_retries", INT.optional())]), opt=False)
+        if section in _RUNTIME_SECTIONS:  # 1.3's pre-evaluation members: the requirements are being computed
+            members = {k: members[k] for k in ("name", "id", "attempt", "previous", "meta", "parameter_meta", "ext")}
+        elif section != "output":
+            members.pop("return_code")  # output only (1.2.1, #742)
+    elif section in _RUNTIME_SECTIONS:
         for k in ("end_time", "return_code"):
             members.pop(k)
-    elif section == "output":
+    if section == "output":
         members["return_code"] = INT
     return StructType("task", members)
 
@@ -4781,8 +4794,8 @@ class TaskRun:
             ("meta", StructValue((self.task.meta or {}).items())),
             ("parameter_meta", StructValue((self.task.parameter_meta or {}).items())), ("ext", StructValue()),
             ("max_retries", self.max_retries()),
-            ("previous", StructValue(((k, self.previous[k] if self.previous else None) for k in _REQUIREMENT_MEMBERS),
-                                     "task.previous")),
+            ("previous", StructValue(((k, self.previous[k] if self.previous else None)
+                                      for k in list(_REQUIREMENT_MEMBERS) + ["max_retries"]), "task.previous")),
         ), "task")
 
     def max_retries(self):

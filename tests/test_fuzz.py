@@ -5,7 +5,8 @@ output never holds "internal error" or a traceback; exit 1 comes with at least o
 ``path:LINE:COL: error:`` line, and exit 0 with none.
 
 Seeds are the conformance corpus' .wdl files (../shared) plus a few documents embedded here,
-so the test still runs without shared/.  Mutations (fixed seed, reproducible): token deletion,
+so the test still runs without shared/; a second test mutates draft-2 documents only (Cromwell's
+centaur workflows in ../shared and an embedded one).  Mutations (fixed seed, reproducible): token deletion,
 insertion of a WDL token, replacement, swap of adjacent tokens, duplication of a token run,
 and truncation.  A failing mutant is saved under the test's tmp dir and named in the failure.
 """
@@ -22,6 +23,7 @@ import time
 from conftest import REPO, shared_dir
 
 N_MUTANTS = int(os.environ.get("SPROCKET_FUZZ_MUTANTS", "5000"))  # raise it for a longer local run
+N_DRAFT2 = int(os.environ.get("SPROCKET_FUZZ_DRAFT2_MUTANTS", "2000"))  # draft-2 seeds only
 SEED = int(os.environ.get("SPROCKET_FUZZ_SEED", "1234"))
 MAX_SEED_BYTES = 6000  # keep each check fast; larger seeds add little
 MAX_REPORTED = 15
@@ -47,8 +49,61 @@ VOCAB = [
     "File", "Directory", "Array", "Map", "Pair", "Object", "Array[Int]", "Map[String, Int]", "Int?",
     "x", "y", "task.cpu", "0", "1", "-1", "3.14", "1e9", "9223372036854775808", '"s"', '"~{x}"',
     "length", "select_first", "read_lines", "stdout", "sep", "min", "chunk", "split", "value",
-    "defined", "(1, 2)", "[1, 2]", '{"a": 1}',
+    "defined", "(1, 2)", "[1, 2]", '{"a": 1}', "/*", "*/", "call.*", "??", '"${x}"',
 ]
+
+DRAFT2_SEED = """import "lib2.wdl" as lib
+
+task hello {
+  String who
+  Int n = 2
+  Array[String] extra = []
+  /* a block
+     comment */
+  command <<<
+    echo "hi ${who}" ${sep=" " extra} ~{not_a_placeholder}
+    for i in $(seq ${n}); do echo $i; done
+  >>>
+  output {
+    String out = read_string(stdout())
+    Array[String] lines = read_lines(stdout())
+  }
+  runtime {
+    docker: "ubuntu:latest"
+    continueOnReturnCode: true
+    disks: "local-disk 10 SSD"
+  }
+  meta {
+    author: "me"
+  }
+}
+
+workflow wf {
+  String who
+  Int count = 3
+  Array[Int] xs = range(count)
+  String version = "1"
+  scatter (x in xs) {
+    call hello as h { input: who = who + x, n = x, }
+  }
+  if (count > 1) {
+    call lib.t2 { input: s = "${who}-${version}" }
+  }
+  output {
+    h.out
+    h.*
+    t2.out
+    Array[String] all = h.out
+  }
+}
+"""
+
+DRAFT2_LIB = """task t2 {
+  String s
+  command { echo ${s} }
+  output { String out = read_string(stdout()) }
+}
+"""
 
 EMBEDDED_SEEDS = {
     "seed_1_0.wdl": """version 1.0
@@ -269,6 +324,27 @@ def _seeds(tmp_path):
     return seeds
 
 
+def _draft2_seeds(tmp_path):
+    """The embedded draft-2 document and the draft-2 workflows of Cromwell's centaur tests."""
+    emb = tmp_path / "draft2"
+    emb.mkdir()
+    (emb / "lib2.wdl").write_text(DRAFT2_LIB)
+    seeds = [(emb, DRAFT2_SEED), (emb, DRAFT2_LIB)]
+    shared = shared_dir()
+    centaur = shared / "workflows" / "realworld" / "broadinstitute__cromwell" / "centaur" if shared else None
+    if centaur and centaur.is_dir():
+        for n, w in enumerate(sorted(centaur.rglob("*.wdl"))):
+            text = w.read_text(encoding="utf-8", errors="replace")
+            if len(text) > MAX_SEED_BYTES or re.search(r"^\s*version\s", text, re.M):
+                continue
+            local = tmp_path / ("d2_%03d" % n)
+            local.mkdir()
+            for sibling in w.parent.glob("*.wdl"):  # so imports of the mutant resolve
+                shutil.copy(sibling, local / sibling.name)
+            seeds.append((local, text))
+    return seeds
+
+
 def _mutate(rng, text):
     tokens = TOKEN_RE.findall(text)
     solid = lambda: [i for i, t in enumerate(tokens) if not t.isspace()]  # noqa: E731
@@ -339,12 +415,20 @@ def _problem(rc, output):
 
 
 def test_fuzz_check(tmp_path):
+    _fuzz(tmp_path, _seeds(tmp_path), N_MUTANTS)
+
+
+def test_fuzz_check_draft2(tmp_path):
+    """The same over draft-2 documents (no `version` line): a mode of the same lexer and parser."""
+    _fuzz(tmp_path, _draft2_seeds(tmp_path), N_DRAFT2)
+
+
+def _fuzz(tmp_path, seeds, N_MUTANTS):
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     import sprocket
 
     rng = random.Random(SEED)
-    seeds = _seeds(tmp_path)
     assert seeds
     failures_dir = tmp_path / "failures"
     failures = []

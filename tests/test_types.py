@@ -2277,3 +2277,41 @@ def test_non_exhaustive_conditional_names_are_optional_at_every_depth(check_wdl,
     reader = {"top": "Int top = ^a", "scatter": "Int in_scatter = ^c", "if": "Int in_if = ^d",
               "scatter in if": "Int deep = ^e"}[where]
     assert_diag(check_wdl(src), *find_pos(norm(src), reader), "optional")
+
+
+# --------------------------------------------------------------------------------------------
+# WDL 1.3's `task` in requirements and hints: only the pre-evaluation members; `task.previous`
+# holds every requirement of the previous attempt (and max_retries), all optional.
+# --------------------------------------------------------------------------------------------
+
+def test_task_previous_members_1_3(check_wdl):
+    """`task.previous.max_retries` and the requirements are `T?` members of task.previous."""
+    src = """
+version 1.3
+
+task t {
+  command <<< echo ~{task.max_retries} >>>
+  requirements {
+    cpu: select_first([task.previous.cpu, 1.0]) + task.attempt
+    memory: select_first([task.previous.memory, 1024])
+    max_retries: select_first([task.previous.max_retries, 2])
+  }
+}
+"""
+    assert_ok(check_wdl(src))
+
+
+@pytest.mark.parametrize("member", ["cpu", "memory", "container", "max_retries", "return_code", "end_time"])
+def test_task_post_evaluation_members_not_in_requirements_1_3(check_wdl, member):
+    """In 1.3's pre-evaluation contexts `task` has only name, id, attempt, previous, meta,
+    parameter_meta and ext; a computed requirement is an error there."""
+    src = "version 1.3\n\ntask t {\n  command <<< >>>\n  hints {\n    note: task.%s\n  }\n}\n" % member
+    assert_diag(check_wdl(src), 6, None, member)
+
+
+def test_task_return_code_only_in_output_1_3(check_wdl):
+    """`task.return_code` exists in `output` only (1.2.1, openwdl#742)."""
+    src = "version 1.3\n\ntask t {\n  command <<< echo ~{task.return_code} >>>\n}\n"
+    assert_diag(check_wdl(src), 4, None, "return_code")
+    ok_src = "version 1.3\n\ntask t {\n  command <<< >>>\n  output {\n    Int rc = task.return_code\n  }\n}\n"
+    assert_ok(check_wdl(ok_src))
