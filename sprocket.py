@@ -2778,8 +2778,15 @@ class Checker:
             try:
                 e.fn, t = resolve_call(e.name, args, self.dialect)
             except WdlTypeError as err:
-                self.err(err.message, e.span)
-                return ANY
+                try:  # Int/Float/Boolean where a String is wanted (`write_lines([1, 2])`)
+                    e.fn, t = resolve_call(e.name, args, self.dialect.with_features("primitive_to_string"))
+                except WdlTypeError:
+                    e.fn = None
+                if e.fn is None or not self.lenient(
+                        "primitive_to_string", "function `%s` given (%s): numbers and Booleans taken as text for "
+                        "compatibility; portable WDL converts them first" % (e.name, ", ".join(map(str, args))), e.span):
+                    self.err(err.message, e.span)
+                    return ANY
             if e.name in ("sub", "matches", "find") and _is_constant(e.args[1]):
                 try:  # a literal pattern that cannot compile fails every run: say so now
                     translate_ere("".join(e.args[1].parts))

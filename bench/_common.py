@@ -16,6 +16,11 @@ MINIWDL = os.path.join(VENV, "bin", "miniwdl")
 SPROCKET = os.path.join(REPO, "sprocket.py")
 
 
+def shared_dir():
+    """shared/ beside the repository, or $SPROCKET_SHARED."""
+    return os.path.abspath(os.environ.get("SPROCKET_SHARED") or os.path.join(REPO, "..", "shared"))
+
+
 def _venv_has(packages):
     """True when every distribution in `packages` is installed in bench/.venv."""
     if not os.access(VENV_PYTHON, os.X_OK):

@@ -26,16 +26,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import MINIWDL, REPO, SPROCKET, VENV, ensure_venv, tool_version  # noqa: E402
+from _common import MINIWDL, REPO, SPROCKET, VENV, ensure_venv, tool_version, shared_dir  # noqa: E402
 
 DEFAULT_FILES = [
     "workflows/hifi-human-wgs/workflows/family.wdl",
     "workflows/hifi-human-wgs/workflows/singleton.wdl",
 ]
-
-
-def shared_dir():
-    return os.path.abspath(os.environ.get("SPROCKET_SHARED") or os.path.join(REPO, "..", "shared"))
 
 
 def ensure_miniwdl():

@@ -36,17 +36,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import MINIWDL, REPO, SPROCKET, VENV, VENV_PYTHON, ensure_venv, tool_version  # noqa: E402
+from _common import MINIWDL, REPO, SPROCKET, VENV, VENV_PYTHON, ensure_venv, tool_version, shared_dir  # noqa: E402
 
 MINIWDL_VERSION = "1.16"  # the series compared against; installed as miniwdl==1.16.*
 TIMEOUT = 300  # seconds per file and tool; a file that takes longer counts as rejected
 
 IMPORT_RE = re.compile(r"""^[ \t]*import[ \t]+(["'])(.*?)\1""", re.M)
 URL_RE = re.compile(r"(?i)^https?://")
-
-
-def shared_dir():
-    return os.path.abspath(os.environ.get("SPROCKET_SHARED") or os.path.join(REPO, "..", "shared"))
 
 
 def ensure_miniwdl():

@@ -73,7 +73,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import MINIWDL, REPO, SPROCKET, VENV, VENV_PYTHON, ensure_venv, tool_version  # noqa: E402
+from _common import MINIWDL, REPO, SPROCKET, VENV, VENV_PYTHON, ensure_venv, tool_version, shared_dir  # noqa: E402
 
 SLURM_CMDS = ("sbatch", "squeue", "sacct", "scontrol", "scancel", "srun", "sinfo")
 STATUS_CMDS = ("sacct", "squeue", "scontrol")
@@ -122,10 +122,6 @@ for a in "$@"; do
     args+=("$a")
 done
 exec "$(dirname "$0")/apptainer-double.py" "${args[@]}\""""
-
-
-def shared_dir():
-    return os.path.abspath(os.environ.get("SPROCKET_SHARED") or os.path.join(REPO, "..", "shared"))
 
 
 def log(msg):

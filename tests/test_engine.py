@@ -2035,3 +2035,23 @@ def test_exhaustive_conditional_names_at_every_depth_run(tmp_path):
 
     outputs, _ = run_ok(tmp_path, NESTED_EXHAUSTIVE)
     assert outputs == {"w.t": 1, "w.cs": [1, 2], "w.d_out": 1, "w.deep_out": [1, 2]}
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_write_lines_and_write_tsv_take_numbers(tmp_path, version):
+    """Int/Float elements given to write_lines/write_tsv are written as text, as Cromwell does
+    (valid in 1.0; accepted with a warning from 1.1)."""
+    proc = run_wdl(tmp_path, """
+        version %s
+        workflow w {
+          File lines = write_lines([1, 2])
+          File tsv = write_tsv([[1, 2], [3, 4]])
+          output {
+            String l = read_string(lines)
+            Array[Array[String]] t = read_tsv(tsv)
+          }
+        }
+        """ % version)
+    outputs, _ = ok(proc)
+    assert outputs["w.l"] == "1\n2" and outputs["w.t"] == [["1", "2"], ["3", "4"]]
+    assert ("warning:" in proc.stderr) == (version != "1.0"), proc.stderr

@@ -739,7 +739,7 @@ workflow w {
   Int i = 111222333
   String s = sub(i, "2", "4")
 }
-""", ["sub(^i", "= ^sub("], word("String"), also=(word("Int"),)),
+""", ["sub(^i", "= ^sub("], word("String"), also=(word("Int"),), strict=True),
     "floor-of-boolean": Case(ALL, """
 version VERSION
 
