@@ -18,12 +18,13 @@ compare those intervals.
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import RUN_DIR_RE, assert_diag, fails, find_pos, norm, ok, run_dir_of, sprocket_run, write
+from conftest import RUN_DIR_RE, SPROCKET, assert_diag, fails, find_pos, norm, ok, run_dir_of, sprocket_run, write
 
 PY = sys.executable  # tasks that need a clock use the Python running the tests
 
@@ -2055,3 +2056,116 @@ def test_write_lines_and_write_tsv_take_numbers(tmp_path, version):
     outputs, _ = ok(proc)
     assert outputs["w.l"] == "1\n2" and outputs["w.t"] == [["1", "2"], ["3", "4"]]
     assert ("warning:" in proc.stderr) == (version != "1.0"), proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Bugs found by running other engines' test material (issue: "Run the WDL people have", item 6)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
+def test_none_for_an_input_with_a_default_takes_the_default(tmp_path, version):
+    """The spec's table (1.2 "Optional inputs with defaults"): `None` for `Int x = 1` gives 1,
+    for `Int? y = 1` gives None; in 1.0 too."""
+    outputs, _ = run_ok(tmp_path, """
+        version %s
+        task t {
+          input {
+            Int x = 1
+            Int? y = 1
+          }
+          command <<< echo "~{x} ~{default="none" y}" >>>
+          output { String o = read_string(stdout()) }
+        }
+        workflow w {
+          input { Int? unset }
+          call t { input: x = unset, y = unset }
+          output { String o = t.o }
+        }
+        """ % version)
+    assert outputs["w.o"] == "1 none"
+
+
+def test_optional_to_required_message_names_the_types_in_order(tmp_path):
+    """1.1: "`x` has type `Int?`, but an optional value cannot be used where `Int` is expected"."""
+    write(tmp_path / "m.wdl", "version 1.1\nworkflow w {\n  input {\n    Int? y\n  }\n  Int x = y\n}\n", raw=True)
+    proc = subprocess.run([sys.executable, str(SPROCKET), "check", str(tmp_path / "m.wdl")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "has type `Int?`, but an optional value cannot be used where `Int` is expected" in proc.stderr, proc.stderr
+
+
+def test_struct_literal_with_a_lower_case_struct_name(tmp_path):
+    """`person { name: "a" }` is a struct literal whatever the case of the struct's name."""
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        struct person { String name }
+        workflow w {
+          person p = person { name: "a" }
+          output { String n = p.name }
+        }
+        """)
+    assert outputs == {"w.n": "a"}
+
+
+def test_placeholders_in_meta_strings_are_text(tmp_path):
+    """`~{...}` and `${...}` in meta and parameter_meta strings are documentation, kept as written."""
+    src = write(tmp_path / "m.wdl", """
+        version 1.1
+        workflow w {
+          meta { description: "reads ~{x} and ${y}" }
+          parameter_meta { x: "the ~{x} input" }
+          input { Int x = 1 }
+          output { Int o = x }
+        }
+        """)
+    outputs, _ = ok(sprocket_run(src, cwd=tmp_path))
+    assert outputs == {"w.o": 1}
+
+
+def test_write_json_writes_only_the_json_text(tmp_path):
+    """No newline after the JSON (Cromwell and miniwdl write exactly the text)."""
+    outputs, _ = run_ok(tmp_path, """
+        version 1.1
+        workflow w {
+          File f = write_json({"a": [1, 2]})
+          output { File o = f }
+        }
+        """)
+    with open(outputs["w.o"], "rb") as fh:
+        assert fh.read() == b'{"a": [1, 2]}'
+
+
+def test_http_file_input_is_downloaded_into_the_run_directory(tmp_path):
+    """A File input given as an http:// URL is fetched into <run dir>/inputs/ and the task reads
+    the local copy; inputs.json keeps the URL. A URL that cannot be fetched fails the run cleanly."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "srv"
+    served.mkdir()
+    (served / "data.txt").write_text("from the server\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = "http://127.0.0.1:%d/data.txt" % server.server_address[1]
+        src = write(tmp_path / "t.wdl", """
+            version 1.1
+            task t {
+              input { File f }
+              command <<< cat ~{f} >>>
+              output { String s = read_string(stdout()) }
+            }
+            """)
+        outputs, rd = ok(sprocket_run(src, "t.f=" + url, "-o", tmp_path / "out", cwd=tmp_path))
+        assert outputs == {"t.s": "from the server"}
+        assert list((rd / "inputs").rglob("data.txt"))
+        assert url in (rd / "inputs.json").read_text()
+        fails(sprocket_run(src, "t.f=" + url + ".missing", "-o", tmp_path / "out", cwd=tmp_path),
+              "cannot fetch", url + ".missing")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -896,3 +896,12 @@ def test_unknown_option_is_a_usage_error(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 2, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_requirement_overrides_in_the_inputs_are_checked(tmp_path):
+    """`t.requirements.x` must name a requirement, and its value must have a type a requirement
+    of that name can have; hints are free-form."""
+    src = write(tmp_path / "t.wdl", TYPES_TASK)
+    fails(sprocket_run(src, "t.n=1", "t.requirements.colour=1", cwd=tmp_path), "unknown requirement", "colour")
+    fails(sprocket_run(src, "t.n=1", "t.runtime.cpu=true", cwd=tmp_path), "`cpu`", "true")
+    ok(sprocket_run(src, "t.n=1", "t.runtime.cpu=1", "t.hints.anything=true", cwd=tmp_path))

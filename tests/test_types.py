@@ -2315,3 +2315,66 @@ def test_task_return_code_only_in_output_1_3(check_wdl):
     assert_diag(check_wdl(src), 4, None, "return_code")
     ok_src = "version 1.3\n\ntask t {\n  command <<< >>>\n  output {\n    Int rc = task.return_code\n  }\n}\n"
     assert_ok(check_wdl(ok_src))
+
+
+# --------------------------------------------------------------------------------------------
+# Strict where the spec and Sprocket are right: each an error with its own message, in every
+# mode (`--strict` or not).
+# --------------------------------------------------------------------------------------------
+
+STRICT_ERRORS = {
+    "requirements-key-twice": ("1.2", "task t {\n  command <<< >>>\n  requirements {\n    cpu: 1\n    cpu: 2\n  }\n}\n",
+                               "    ^cpu: 2", "given twice"),
+    "hints-alias-and-name": ("1.2", "task t {\n  command <<< >>>\n  hints {\n    max_cpu: 1\n    maxCpu: 2\n  }\n}\n",
+                             "    ^maxCpu", "same hints key"),
+    "runtime-key-twice-1.2": ("1.2", "task t {\n  command <<< >>>\n  runtime {\n    cpu: 1\n    cpu: 2\n  }\n}\n",
+                              "    ^cpu: 2", "given twice"),
+    "meta-key-twice-1.2": ("1.2", "task t {\n  command <<< >>>\n  meta {\n    a: 1\n    a: 2\n  }\n}\n",
+                           "    ^a: 2", "given twice"),
+    "float-out-of-range": ("1.1", "workflow w {\n  Float f = 1e999\n}\n", "= ^1e999", "out of range"),
+    "struct-named-like-task": ("1.1", "struct t {\n  Int a\n}\n\ntask t {\n  command <<< >>>\n}\n", "^struct t",
+                               "same name as a task"),
+    "struct-named-like-workflow": ("1.1", "struct w {\n  Int a\n}\n\nworkflow w {\n}\n", "^struct w",
+                                   "same name as the workflow"),
+    "enum-named-like-task": ("1.3", "enum t {\n  A\n}\n\ntask t {\n  command <<< >>>\n}\n", "^enum t",
+                             "same name as a task"),
+    "map-key-not-primitive": ("1.1", "workflow w {\n  Map[Array[Int], Int] m = {}\n}\n", "^Map[Array",
+                              "primitive"),
+    "regex-does-not-compile": ("1.1", 'workflow w {\n  String s = sub("a", "(", "b")\n}\n', '"a", ^"("',
+                               "regular expression"),
+    "sep-option-not-a-string": ("1.1", "task t {\n  command <<< echo ~{sep=1 [1, 2]} >>>\n}\n", "echo ^~{",
+                                "must be a String"),
+    "true-without-false-1.1": ("1.1", 'task t {\n  command <<< echo ~{true="y" true} >>>\n}\n', "echo ^~{",
+                               "together"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRICT_ERRORS))
+def test_strict_error(check_wdl, case):
+    version, body, needle, fragment = STRICT_ERRORS[case]
+    src = "version %s\n\n%s" % (version, body)
+    for args in ((), ("--strict",)):
+        assert_diag(check_wdl(src, args=args), *find_pos(src, needle), fragment)
+
+
+def test_struct_named_like_an_import_namespace(check_wdl):
+    lib = "version 1.1\n\ntask x {\n  command <<< >>>\n}\n"
+    src = 'version 1.1\n\nimport "lib.wdl"\n\nstruct lib {\n  Int a\n}\n'
+    assert_diag(check_wdl(src, files={"lib.wdl": lib}), 5, 1, "same name as an import namespace")
+
+
+@pytest.mark.parametrize("section", ["runtime", "meta"])
+def test_duplicate_runtime_and_meta_keys_before_1_2_warn(check_wdl, section):
+    """Production WDL (Cromwell's own tests, GATK's) gives a `runtime` key twice, or `docker`
+    beside `container`: before 1.2 the last one counts, with a warning; --strict refuses it."""
+    body = ('docker: "a"\n    container: "b"' if section == "runtime" else "a: 1\n    a: 2")
+    src = "version 1.0\n\ntask t {\n  command <<< >>>\n  %s {\n    %s\n  }\n}\n" % (section, body)
+    proc = check_wdl(src)
+    assert proc.returncode == 0 and "warning:" in proc.stderr, proc.stderr
+    assert check_wdl(src, args=("--strict",)).returncode == 1
+
+
+def test_lone_true_option_is_valid_in_1_0(check_wdl):
+    """WDL 1.0's grammar allows `true=` alone; the missing one renders as ""."""
+    assert_ok(check_wdl('version 1.0\n\ntask t {\n  input {\n    Boolean b = true\n  }\n'
+                        '  command <<< echo ~{true="y" b} >>>\n}\n'))
