@@ -1344,3 +1344,39 @@ def test_conformance_subset_through_slurm(sl):
     # they really ran as Slurm jobs, in the apptainer double
     assert len(list(work.rglob("job_id"))) >= len(CONFORMANCE_CASES) - 1
     assert sl.double_calls("exec")
+
+
+def test_draft2_workflow_through_slurm(sl):
+    """A draft-2 workflow (Cromwell-era: `${}` placeholders, no input section, untyped outputs,
+    `continueOnReturnCode`) runs through sbatch with the local backend's outputs."""
+    doc = sl.wdl("""
+        task greet {
+          String who
+          Int n = 2
+          command <<<
+            for i in $(seq ${n}); do echo "hi ${who}"; done
+            exit 3
+          >>>
+          output { Array[String] lines = read_lines(stdout()) }
+          runtime {
+            docker: "ubuntu:latest"
+            continueOnReturnCode: [0, 3]
+            disks: "local-disk 10 SSD"
+          }
+        }
+
+        workflow wf {
+          Array[String] names
+          scatter (name in names) {
+            call greet { input: who = name }
+          }
+          output {
+            greet.lines
+          }
+        }
+        """, "draft2.wdl")
+    r = sl.run(doc, 'wf.names=["a","b"]', "wf.greet.n=1")
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"wf.greet.lines": [["hi a"], ["hi b"]]}
+    local = sl.run(doc, 'wf.names=["a","b"]', "wf.greet.n=1", cfg=sl.config(backend="local", name="local.toml"))
+    assert local.outputs == r.outputs
