@@ -4926,7 +4926,8 @@ class TaskRun:
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
             v = coerce_decl(v, d, "output `%s`" % d.name)
-            v = localize_outputs(v, d.type_, work, "output `%s` of task `%s`" % (d.name, self.task.name))
+            v = localize_outputs(v, d.type_, work, "output `%s` of task `%s`" % (d.name, self.task.name),
+                                 getattr(self.run.backend, "wait_visible", None))
             env[d.name] = out[d.name] = v
         return {d.name: out[d.name] for d in self.task.outputs or []}
 
@@ -4953,9 +4954,10 @@ def failure_message(name, code, stdout, stderr):
     return text
 
 
-def localize_outputs(v, t, work, what):
+def localize_outputs(v, t, work, what, visible=None):
     """Make File/Directory outputs absolute paths in the work directory; a missing one is an
-    error unless its type is optional, when it becomes None."""
+    error unless its type is optional, when it becomes None. `visible(path, is_dir)`, where the
+    backend's filesystem may lag, waits for a required one to show."""
     if v is None:
         return None
     if isinstance(t, PrimType):
@@ -4965,17 +4967,21 @@ def localize_outputs(v, t, work, what):
             if not exists and "://" not in v:
                 if t.opt:
                     return None
-                raise RunError("%s: %s `%s` does not exist" % (what, "file" if t.name == "File" else "directory", v))
+                if visible is None or not visible(path, t.name == "Directory"):
+                    raise RunError("%s: %s `%s` does not exist%s" % (
+                        what, "file" if t.name == "File" else "directory", v,
+                        " (waited for the shared filesystem to show it)" if visible else ""))
             return (WdlFile if t.name == "File" else WdlDir)(path)
         return v
+    again = lambda x, xt: localize_outputs(x, xt, work, what, visible)  # noqa: E731
     if isinstance(t, ArrayType):
-        return [localize_outputs(x, t.item, work, what) for x in v]
+        return [again(x, t.item) for x in v]
     if isinstance(t, MapType):
-        return {localize_outputs(k, t.key_type, work, what): localize_outputs(x, t.value, work, what) for k, x in v.items()}
+        return {again(k, t.key_type): again(x, t.value) for k, x in v.items()}
     if isinstance(t, PairType):
-        return (localize_outputs(v[0], t.left, work, what), localize_outputs(v[1], t.right, work, what))
+        return (again(v[0], t.left), again(v[1], t.right))
     if isinstance(t, StructType):
-        return StructValue(((k, localize_outputs(x, t.members[k], work, what)) for k, x in v.items()), v.type_name)
+        return StructValue(((k, again(x, t.members[k])) for k, x in v.items()), v.type_name)
     return v
 
 
@@ -5471,7 +5477,9 @@ _SBATCH_TRANSIENT = ("Socket timed out", "Resource temporarily unavailable", "Un
                      "temporarily unable to accept job", "Transport endpoint is not connected")
 _PULL_PERMANENT = ("manifest unknown", "403 (Forbidden)", "403 Forbidden", "unauthorized", "not found: manifest")
 _IDS_PER_CALL = 400  # job ids per sacct/squeue/scancel command line
+_SBATCH_TRIES = 10  # sbatch calls for one job when the controller does not answer: about 2.5 minutes
 _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before it is failed
+_ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
 _INFRASTRUCTURE_RETRIES = 3
 
 
@@ -5487,6 +5495,58 @@ def _run_tool(argv, timeout=120):
     except subprocess.TimeoutExpired:
         return 124, "", "%s timed out after %d s" % (argv[0], timeout)
     return p.returncode, p.stdout, p.stderr
+
+
+def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell, adir):
+    """The batch script of one attempt: `apptainer exec` of its command, then, as its last act
+    (the command's output closed), the exit status in `<attempt dir>/rc`, written to `rc.tmp`
+    and renamed so that it is never read half-written."""
+    import shlex
+
+    for src, dst, _ in binds:
+        for path in (src, dst):
+            if "," in path or ":" in path:
+                raise RunError("`%s` cannot be bound into the container: `apptainer --bind` has no way to write a "
+                               "`,` or `:` in a path; rename the file or directory" % path)
+    env_prefix = "SINGULARITYENV_" if "singularity" in os.path.basename(apptainer) else "APPTAINERENV_"
+    lines = ["#!/usr/bin/env bash"]
+    lines += ["export %s%s=%s" % (env_prefix, k, shlex.quote(v)) for k, v in sorted(environ.items())]
+    rows = [[apptainer, "exec"], ["--pwd", "/mnt/task/work"], ["--containall", "--cleanenv"]]
+    rows += [["--bind", "%s:%s:%s" % (src, dst, mode)] for src, dst, mode in binds]
+    if gpu:
+        rows.append(["--nv"])
+    rows += [[a] for a in extra_args]
+    rows += [[image], [shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr" % shell],
+             [">", os.path.join(adir, "apptainer.stdout"), "2>", os.path.join(adir, "apptainer.stderr")]]
+    quote = lambda a: a if a in (">", "2>") else shlex.quote(a)  # noqa: E731
+    lines.append(" \\\n    ".join(" ".join(quote(a) for a in row) for row in rows))
+    rc = shlex.quote(os.path.join(adir, "rc"))
+    lines += ["rc=$?", 'printf "%%d\\n" "$rc" > %s.tmp && mv -f %s.tmp %s' % (rc, rc, rc), 'exit "$rc"']
+    return "\n".join(lines) + "\n"
+
+
+def sbatch_argv(partition, gpus, gpu, minutes, extra_args, job_name, adir, cpu, memory, script):
+    """The `sbatch` command line of one attempt, in Sprocket's order."""
+    argv = ["sbatch"]
+    if partition:
+        argv += ["--partition", partition]
+    if gpu:
+        argv.append("--gpus-per-task=%d" % (gpus if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0 else 1))
+    if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
+        argv.append("--time=%d" % minutes)  # miniwdl-slurm's per-task walltime hint
+    argv += list(extra_args)
+    argv += ["--job-name", job_name, "-o", os.path.join(adir, "slurm.stdout"), "-e", os.path.join(adir, "slurm.stderr"),
+             "--ntasks=1", "--cpus-per-task=%d" % math.ceil(cpu), "--mem=%dM" % math.ceil(memory / 1048576), script]
+    return argv
+
+
+def read_exit_status(adir):
+    """The exit status a job wrote in `<attempt dir>/rc`, or None while there is none."""
+    try:
+        with open(os.path.join(adir, "rc")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 class SlurmJob:
@@ -5505,16 +5565,30 @@ class SlurmJob:
         self.retry_free = False  # NODE_FAIL and the like: run again without spending a retry
         self.final = False  # will fail again whatever we do: no retries
         self.unknown_since = None
+        self.file_code = None  # the exit status its rc file gave
+        self.asked_since = None  # when its rc file showed a failure and Slurm was first asked why
+        self.ended_since = None  # when Slurm said it ended while its rc file was not yet visible
+        self.holds_slot = False
+        self.lock = threading.Lock()
 
     def wait(self):
         self.done.wait()
         return self.exit_code
 
     def finish(self, code, message=None, retry_free=False, final=False):
-        if self.done.is_set():
-            return
-        self.exit_code, self.message, self.retry_free, self.final = code, message, retry_free, final
-        self.done.set()
+        """The job is over (called by the monitor and by cancellation: the first one counts)."""
+        with self.lock:
+            if self.done.is_set():
+                return
+            self.exit_code, self.message, self.retry_free, self.final = code, message, retry_free, final
+            self.done.set()
+        self.release()
+
+    def release(self):
+        with self.lock:
+            held, self.holds_slot = self.holds_slot, False
+        if held:
+            self.backend.queue_slots.release()
 
     def cancel(self):
         self.backend.cancel_jobs([self])
@@ -5540,10 +5614,17 @@ class SlurmApptainerBackend:
         self.image_dir = os.path.abspath(os.path.expandvars(os.path.expanduser(cache))) if cache else os.path.join(
             run.run_dir, "apptainer-images")
         self.apptainer_args = list(apptainer.get("extra_args", [])) + list(settings.get("extra_apptainer_exec_args", []))
-        self.interval = settings.get("interval", CONFIG_SCHEMA["run.backends.*.interval"][1])
-        self.slots = threading.BoundedSemaphore(max(1, settings.get("max_concurrency", 10)))
-        if "max_scatter_concurrency" in settings:
-            run.scatter_limit = min(run.scatter_limit, max(1, settings["max_scatter_concurrency"]))
+        setting = lambda key: settings.get(key, CONFIG_SCHEMA["run.backends.*." + key][1])  # noqa: E731
+        self.interval = setting("interval")
+        self.completion_interval = setting("completion_interval")
+        self.exit_read_timeout = setting("exit_read_timeout")
+        self.slots = threading.BoundedSemaphore(max(1, setting("max_concurrency")))
+        run.scatter_limit = min(run.scatter_limit, max(1, setting("max_scatter_concurrency")))
+        queued = setting("max_queued_jobs")
+        self.queue_slots = threading.BoundedSemaphore(queued) if queued else None
+        self.rate = parse_rate(setting("submit_rate_limit")) if setting("submit_rate_limit") else None
+        self.submitted = collections.deque()  # times of the recent sbatch calls (submit_rate_limit)
+        self.rate_lock = threading.Lock()
         self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
         self.cond = threading.Condition()
         self.monitor = None
@@ -5606,41 +5687,24 @@ class SlurmApptainerBackend:
         # (join_paths, glob) may name it by its host path.
         binds += [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
                   (stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
-        env_prefix = "SINGULARITYENV_" if "singularity" in os.path.basename(self.apptainer) else "APPTAINERENV_"
         gpu = tr.requirements.get("gpu") is True
-        lines = ["#!/usr/bin/env bash"]
-        lines += ["export %s%s=%s" % (env_prefix, k, shlex.quote(v)) for k, v in sorted(environ.items())]
-        rows = [[self.apptainer, "exec"], ["--pwd", "/mnt/task/work"], ["--containall", "--cleanenv"]]
-        rows += [["--bind", "%s:%s:%s" % (src, dst, mode)] for src, dst, mode in binds]
-        if gpu:
-            rows.append(["--nv"])
-        rows += [[a] for a in self.apptainer_args]
-        rows += [[image], [self.shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr" % self.shell],
-                 [">", os.path.join(adir, "apptainer.stdout"), "2>", os.path.join(adir, "apptainer.stderr")]]
-        quote = lambda a: a if a in (">", "2>") else shlex.quote(a)
-        lines.append(" \\\n    ".join(" ".join(quote(a) for a in row) for row in rows))
         script = os.path.join(adir, "apptainer_command")
         with open(script, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir))
         os.chmod(script, 0o770)
-        argv = ["sbatch"]
-        if tr.partition.get("name"):
-            argv += ["--partition", tr.partition["name"]]
-        if gpu:
-            count = tr.hints.get("gpu")
-            argv.append("--gpus-per-task=%d" % (count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1))
-        minutes = tr.hints.get("time_minutes", tr.hints.get("max_time_minutes"))
-        if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
-            argv.append("--time=%d" % minutes)  # miniwdl-slurm's per-task walltime hint
-        argv += self.sbatch_args + self.conditional_args(tr)
         job_name = "%s-%s" % (self.job_name_prefix, tr.attempt_name) if self.job_name_prefix else tr.attempt_name
-        argv += ["--job-name", job_name, "-o", os.path.join(adir, "slurm.stdout"), "-e", os.path.join(adir, "slurm.stderr"),
-                 "--ntasks=1", "--cpus-per-task=%d" % math.ceil(tr.cpu),
-                 "--mem=%dM" % math.ceil(tr.memory / 1048576), script]
+        argv = sbatch_argv(tr.partition.get("name"), gpu and tr.hints.get("gpu"), gpu,
+                           tr.hints.get("time_minutes", tr.hints.get("max_time_minutes")),
+                           self.sbatch_args + self.conditional_args(tr), job_name, adir, tr.cpu, tr.memory, script)
         with open(os.path.join(adir, "sbatch_command"), "w") as f:
             f.write(" ".join(shlex.quote(a) for a in argv) + "\n")
         job = SlurmJob(self, tr, adir)
-        job.job_id = self.submit(argv, tr)
+        self.take_queue_slot(job)
+        try:
+            job.job_id = self.submit(argv, tr)
+        except BaseException:
+            job.release()
+            raise
         with open(os.path.join(adir, "job_id"), "w") as f:
             f.write(job.job_id + "\n")
         job.state = "PENDING"
@@ -5654,6 +5718,16 @@ class SlurmApptainerBackend:
         if self.run.aborting:  # canceled while sbatch ran
             self.cancel_jobs([job])
         return job
+
+    def take_queue_slot(self, job):
+        """Wait until fewer than max_queued_jobs of this run's jobs are in the queue (across every
+        scatter and nesting level); a cancel stops the wait."""
+        if self.queue_slots is None:
+            return
+        while not self.queue_slots.acquire(timeout=0.5):
+            if self.run.aborting:
+                raise RunCancelled("task `%s` was canceled" % job.tr.name)
+        job.holds_slot = True
 
     def input_paths(self, tr):
         """Files and directories the task reads: bound read-only at the same path in the container
@@ -5677,10 +5751,12 @@ class SlurmApptainerBackend:
         return []
 
     def submit(self, argv, tr):
-        """sbatch, at most max_concurrency at once; transient failures retried with backoff."""
+        """sbatch, at most max_concurrency at once and submit_rate_limit per period; transient
+        failures retried with backoff."""
         delay = 1.0
-        for attempt in range(6):
+        for attempt in range(_SBATCH_TRIES):
             with self.slots:
+                self.wait_for_rate()
                 code, out, err = _run_tool(argv)
             m = re.search(r"Submitted batch job (\d+)", out)
             if code == 0 and m:
@@ -5688,12 +5764,27 @@ class SlurmApptainerBackend:
             text = (err or out).strip()
             if code == 127:
                 raise RunError("task `%s`: `sbatch` was not found on PATH" % tr.name)
-            if attempt < 5 and any(t in text for t in _SBATCH_TRANSIENT):
+            if attempt < _SBATCH_TRIES - 1 and any(t in text for t in _SBATCH_TRANSIENT):
                 self.run.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (tr.name, text, delay))
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
             raise RunError("task `%s`: failed to submit the Slurm job with `sbatch` (exit %d)\n%s" % (tr.name, code, text))
+
+    def wait_for_rate(self):
+        """Hold an sbatch call until it fits in submit_rate_limit (n calls per period)."""
+        if self.rate is None:
+            return
+        n, period = self.rate
+        with self.rate_lock:
+            while True:
+                now = time.monotonic()
+                while self.submitted and now - self.submitted[0] >= period:
+                    self.submitted.popleft()
+                if len(self.submitted) < n:
+                    self.submitted.append(now)
+                    return
+                time.sleep(period - (now - self.submitted[0]))
 
     # -- images ----------------------------------------------------------------------------
     def image_for(self, tr):
@@ -5763,23 +5854,49 @@ class SlurmApptainerBackend:
 
     # -- status: one batched query per interval ---------------------------------------------
     def monitor_loop(self):
-        """One status query per interval, whatever happens in between: new jobs do not wake it
-        (they wait for the next tick), only the end of the run does."""
+        """Every completion_interval, look at the exit-status files of the live jobs: a stat
+        each, no scheduler call. A job whose file shows a failure is asked about at once (to say
+        why: out of memory, time limit), and, every `interval`, all live jobs are (pending
+        reasons, and jobs that ended without writing the file: killed, preempted, node lost)."""
+        last_query = time.monotonic()
         while True:
             with self.cond:
                 while not self.jobs and not self.closed:
                     self.cond.wait()
-            if self.stopped.wait(self.interval):
+            if self.stopped.wait(self.completion_interval):
                 return
             with self.cond:
                 live = dict(self.jobs)
+            now = time.monotonic()
+            ask = []
+            for job_id, job in live.items():
+                code = read_exit_status(job.adir) if job.file_code is None else job.file_code
+                if code is None:
+                    if job.ended_since is not None:
+                        self.lagging(job, now)
+                    continue
+                job.file_code = code
+                if code == 0 or job.ended_since is not None:
+                    self.forget(job_id)
+                    job.finish(code)
+                elif job.asked_since is not None and now - job.asked_since > _ACCOUNTING_WAIT:
+                    self.forget(job_id)  # Slurm still has not told why: the command's own failure
+                    job.finish(code)
+                else:
+                    job.asked_since = job.asked_since or now
+                    ask.append(job_id)
+            if now - last_query >= self.interval:
+                last_query = now
+                ask = [j for j in live if j in self.jobs]
+            if not ask:
+                continue
             try:
-                states = self.query(list(live))
+                states = self.query(ask)
             except Exception as e:  # never let the monitor die: report and try again next tick
                 self.run.log.error("querying Slurm failed: %s" % e)
                 continue
-            now = time.time()
-            for job_id, job in live.items():
+            for job_id in ask:
+                job = live[job_id]
                 info = states.get(job_id)
                 if info is None:
                     job.unknown_since = job.unknown_since or now
@@ -5790,6 +5907,39 @@ class SlurmApptainerBackend:
                     continue
                 job.unknown_since = None
                 self.update(job, *info)
+
+    def lagging(self, job, now):
+        """Slurm says the job ended normally, but its exit-status file is not visible here yet:
+        the shared filesystem may lag (NFS caches attributes). Look again, listing the directory
+        to refresh the cache, until exit_read_timeout."""
+        try:
+            os.listdir(job.adir)
+        except OSError:
+            pass
+        code = read_exit_status(job.adir)
+        if code is not None:
+            self.forget(job.job_id)
+            job.finish(code)
+        elif now - job.ended_since > self.exit_read_timeout:
+            self.forget(job.job_id)
+            job.finish(1, "Slurm job %s ended, but its exit status file `%s` did not appear within %g s "
+                          "(exit_read_timeout): the shared filesystem may be lagging, or the job's node lost it" % (
+                              job.job_id, os.path.join(job.adir, "rc"), self.exit_read_timeout))
+
+    def wait_visible(self, path, is_dir):
+        """A declared output missing on the submit host: wait for the shared filesystem to show
+        it, up to exit_read_timeout. True when it appeared."""
+        deadline = time.monotonic() + self.exit_read_timeout
+        check = os.path.isdir if is_dir else os.path.isfile
+        while time.monotonic() < deadline and not self.run.aborting:
+            try:
+                os.listdir(os.path.dirname(path) or ".")
+            except OSError:
+                pass
+            if check(path):
+                return True
+            time.sleep(min(1.0, max(0.05, self.completion_interval)))
+        return check(path)
 
     def forget(self, job_id):
         with self.cond:
@@ -5807,8 +5957,13 @@ class SlurmApptainerBackend:
             return
         if base not in _SLURM_TERMINAL:
             return
+        if base in ("COMPLETED", "FAILED") and job.file_code is None:
+            # The batch script ran to its end, so it wrote its exit status: wait until it shows.
+            job.ended_since = job.ended_since or time.monotonic()
+            self.lagging(job, job.ended_since)
+            return
         self.forget(job.job_id)
-        code = _slurm_exit_code(exit_code)
+        code = job.file_code if job.file_code is not None else _slurm_exit_code(exit_code)
         mem = "%dM" % math.ceil(job.tr.memory / 1048576)
         if base == "OUT_OF_MEMORY":
             job.finish(code or 137, "Slurm job %s ran out of memory: it used more than its --mem=%s (raise the task's "
@@ -6363,14 +6518,24 @@ CONFIG_SCHEMA = {
     "run.task.excluded_cache_requirements": ("list", [], "requirements left out of cache keys"),
     "run.task.excluded_cache_hints": ("list", [], "hints left out of cache keys"),
     "run.task.excluded_cache_inputs": ("list", [], "inputs left out of cache keys"),
-    "run.http.cache_dir": ("path", "system", "accepted for compatibility (remote inputs are not downloaded by sprocket.py)"),
+    "run.http.cache_dir": ("path", "system", "accepted for compatibility (http(s) File inputs are downloaded into "
+                           "the run directory)"),
     "run.http.retries": ("int", 5, "accepted for compatibility"),
     "run.http.parallelism": ("str", "available", "accepted for compatibility"),
     "run.http.hash_algorithm": ("str", "sha256", "accepted for compatibility"),
     "run.backends.*.type": (("local", "slurm_apptainer", "docker", "tes", "lsf_apptainer"), None, "the kind of backend"),
     "run.backends.*.cpu": ("int", None, "local: CPUs tasks may use (default: all)"),
     "run.backends.*.memory": ("size", None, "local: memory tasks may use (default: all)"),
-    "run.backends.*.interval": ("int", 30, "slurm: seconds between status queries"),
+    "run.backends.*.interval": ("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
+                                "ended without writing their exit status file)"),
+    "run.backends.*.completion_interval": ("seconds", 1, "slurm: seconds between looks at the attempts' exit status "
+                                           "files (no scheduler call)"),
+    "run.backends.*.exit_read_timeout": ("seconds", 270, "slurm: how long to wait for a job's exit status file and "
+                                         "outputs to show on the shared filesystem once Slurm says it ended"),
+    "run.backends.*.max_queued_jobs": ("int", 1000, "slurm: jobs of the run in the queue at once, across every "
+                                       "scatter (0: no limit)"),
+    "run.backends.*.submit_rate_limit": ("rate", None, 'slurm: at most this many sbatch calls per period, e.g. '
+                                         '"20/1s" or "200/1min" (default: no limit)'),
     "run.backends.*.max_concurrency": ("int", 10, "slurm: sbatch/scancel processes at once"),
     "run.backends.*.max_scatter_concurrency": ("int", 200, "slurm: scatter elements submitted at once"),
     "run.backends.*.sbatch.args": ("list", [], "slurm: extra sbatch arguments"),
@@ -6412,7 +6577,8 @@ for _p in _PARTITION_KEYS:
 _BACKEND_KEYS = {
     "local": ("type", "cpu", "memory"),
     "docker": ("type", "cleanup"),
-    "slurm_apptainer": ("type", "interval", "max_concurrency", "max_scatter_concurrency", "sbatch", "extra_sbatch_args",
+    "slurm_apptainer": ("type", "interval", "completion_interval", "exit_read_timeout", "max_queued_jobs",
+                        "submit_rate_limit", "max_concurrency", "max_scatter_concurrency", "sbatch", "extra_sbatch_args",
                         "job_name_prefix", "apptainer", "extra_apptainer_exec_args") + _PARTITION_KEYS,
 }
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
@@ -6488,6 +6654,14 @@ def check_config_value(key, value, kind, path):
             return
         if not isinstance(value, str):
             raise ConfigError("%s must be a string, not %s" % (where, _toml_repr(value)))
+    elif kind == "seconds":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError("%s must be a number of seconds >= 0, not %s" % (where, _toml_repr(value)))
+    elif kind == "rate":
+        try:
+            parse_rate(value)
+        except ValueError as e:
+            raise ConfigError("%s: %s" % (where, e))
     elif kind == "size":
         try:
             if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -6504,6 +6678,14 @@ def check_config_value(key, value, kind, path):
             and isinstance(c["args"], list) and all(isinstance(a, str) for a in c["args"]) for c in value)
         if not ok:
             raise ConfigError('%s must be an array of { condition = "<WDL expression>", args = [...] }' % where)
+
+
+def parse_rate(text):
+    """`"20/1s"`, `"200/1min"`, `"1000/h"`: (calls, seconds)."""
+    m = re.match(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(s|sec|min|m|h)\s*$", text) if isinstance(text, str) else None
+    if m is None or int(m.group(1)) < 1:
+        raise ValueError('a rate is `N/period`, e.g. "20/1s", "200/1min" or "1000/1h", not %s' % _toml_repr(text))
+    return int(m.group(1)), float(m.group(2) or 1) * {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}[m.group(3)]
 
 
 def _toml_repr(v):
@@ -7119,6 +7301,18 @@ class RunLog:
                     self.progress.clear()
                 print("%s: %s" % ({"WARN": "warning"}.get(level, level.lower()), message), file=sys.stderr)
 
+    def detach_terminal(self):
+        """Write no more to the terminal (it is gone): stdout and stderr go to /dev/null."""
+        with self.lock:
+            self.progress = None
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for fd in (1, 2):
+                try:
+                    os.dup2(devnull, fd)
+                except OSError:
+                    pass
+            os.close(devnull)
+
     def info(self, message):
         self.log("INFO", message)
 
@@ -7157,10 +7351,16 @@ class Progress:
         run = self.run
         c = run.counts
         h, rem = divmod(int(elapsed), 3600)
-        names = sorted(_progress_name(tr) for tr in list(run.scheduler.running))
-        text = "[%02d:%02d:%02d] %s `%s`: %d waiting, %d running, %d completed, %d failed, %d cached" % (
+        running = list(run.scheduler.running)
+        names = sorted(_progress_name(tr) for tr in running)
+        # What the scheduler says: jobs waiting in its queue are not running yet.
+        reasons = collections.Counter(getattr(tr.job, "reason", None) or "None" for tr in running
+                                      if getattr(tr.job, "state", None) in ("PENDING", "SUBMITTING"))
+        queued = sum(reasons.values())
+        text = "[%02d:%02d:%02d] %s `%s`: %d waiting, %s%d running, %d completed, %d failed, %d cached" % (
             h, rem // 60, rem % 60, "stopping" if run.stopping else "running", run.target.name,
-            c["waiting"], c["running"], c["completed"], c["failed"], c["cached"])
+            c["waiting"], "%d queued%s, " % (queued, _top_reason(reasons)) if queued else "", c["running"] - queued,
+            c["completed"], c["failed"], c["cached"])
         if names:
             text += " - " + ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
         return text
@@ -7187,6 +7387,12 @@ class Progress:
         self.stop_event.set()
         with self.run.log.lock:
             self.clear()
+
+
+def _top_reason(reasons):
+    """` (mostly Priority)`: the commonest reason Slurm gives for the queued jobs, if any."""
+    named = [(n, r) for r, n in reasons.items() if r not in ("None", "")]
+    return " (mostly %s)" % max(named)[1] if named else ""
 
 
 def _progress_name(tr):
@@ -7279,7 +7485,8 @@ class Run:
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {signal.SIGINT: signal.signal(signal.SIGINT, self.on_interrupt),
-                        signal.SIGTERM: signal.signal(signal.SIGTERM, self.on_terminate)}
+                        signal.SIGTERM: signal.signal(signal.SIGTERM, self.on_terminate),
+                        signal.SIGHUP: signal.signal(signal.SIGHUP, self.on_hangup)}
         tty = sys.stderr.isatty()
         if tty or self.log.stderr_level <= _LEVELS["WARN"]:
             self.progress = self.log.progress = Progress(self, tty)
@@ -7314,6 +7521,15 @@ class Run:
         else:
             self.cancel()
             raise KeyboardInterrupt
+
+    def on_hangup(self, signum, frame):
+        """The terminal went away (an SSH session to the login node dropped): nothing is lost,
+        the run carries on to its end and writes only to its logs from now on."""
+        self.log.warn("the terminal went away (SIGHUP): the run carries on; from now on only `output.log` "
+                      "shows its progress, and `outputs.json` its outputs")
+        if self.progress is not None:
+            self.progress.stop_event.set()
+        self.log.detach_terminal()
 
     def on_terminate(self, signum, frame):
         """SIGTERM (scancel, a batch system's time limit): cancel everything at once."""

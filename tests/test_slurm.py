@@ -1026,12 +1026,15 @@ def test_out_of_memory_message(sl):
     # not enforce --mem: a job with --mem=96M that touches 300 MB ends COMPLETED (checked by hand:
     # MaxRSS 629 MB under --mem=100M). So sacct is wrapped to report what an enforcing cluster
     # reports for such a job: State OUT_OF_MEMORY, ExitCode 0:125, once the job has really ended.
+    # The command exits 137 as the kernel's kill of the hog makes it there; its exit status file
+    # says 137, and the engine asks Slurm at once why the job failed.
     sl.wrap("sacct", sacct_mode="oom")
     wdl = sl.wdl("""\
         version 1.2
         task hog {
             command <<<
                 python3 -c 'x = bytearray(300 * 1024 * 1024); print(len(x))'
+                exit 137
             >>>
             output { String out = read_string(stdout()) }
             requirements { container: "ubuntu:latest"  memory: "100 MB" }
@@ -1186,10 +1189,14 @@ def test_held_job_waits_until_released(sl):
 
 
 def test_node_fail_is_retried_without_spending_a_retry(sl):
-    # NODE_FAIL cannot be caused on a one-node test cluster without breaking it for everyone; the
-    # wrapped sacct reports the first job as NODE_FAIL once it has really ended.
+    # NODE_FAIL cannot be caused on a one-node test cluster without breaking it for everyone. The
+    # first attempt's job is killed from outside while it runs, so it writes no exit status file
+    # (as on a lost node), and the wrapped sacct reports it NODE_FAIL once it has really ended.
     sl.wrap("sacct", sacct_mode="node_fail_first")
-    r = sl.run(sl.wdl(EXIT_CODE_TASK), "code=0")
+    doc = sl.wdl(EXIT_CODE_TASK.replace("sleep ~{sleep}", 'sleep ~{if task.attempt == 0 then "300" else "0"}'))
+    proc = sl.start(doc, "code=0", cfg=sl.config())
+    subprocess.run([REAL["scancel"], _wait_running(proc)], check=True)
+    r = sl.finish(proc, timeout=120)
     assert r.rc == 0, r.describe()
     assert r.outputs == {"exits.out": "exiting with 0"}
     assert len(r.job_ids()) == 2 and len(r.attempt_dirs()) == 2, r.describe()
@@ -1262,7 +1269,7 @@ def _max_overlap(intervals):
 
 def test_scatter_of_30_uses_batched_sacct_and_no_squeue(sl):
     _wrap_all(sl)
-    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=30", "seconds=0", cfg=sl.config(interval=2))
+    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=30", "seconds=3", cfg=sl.config(interval=2))
     assert r.rc == 0, r.describe()
     assert r.outputs == {"w.outs": list(range(30))}
     assert len(sl.calls("sbatch")) == 30
@@ -1380,3 +1387,114 @@ def test_draft2_workflow_through_slurm(sl):
     assert r.outputs == {"wf.greet.lines": [["hi a"], ["hi b"]]}
     local = sl.run(doc, 'wf.names=["a","b"]', "wf.greet.n=1", cfg=sl.config(backend="local", name="local.toml"))
     assert local.outputs == r.outputs
+
+
+# --------------------------------------------------------------------------------------------
+# Completion from the job itself: the exit status file, the slow query, the filesystem's lag,
+# the caps a site sets, and the terminal going away.
+# --------------------------------------------------------------------------------------------
+
+def test_batch_script_and_sbatch_line_are_built_by_pure_functions(tmp_path):
+    """The batch script ends by writing the exit status to rc.tmp and renaming it to rc; the
+    sbatch line has Sprocket's order; a bind path with `,` or `:` is refused clearly."""
+    import sprocket as S
+
+    adir = str(tmp_path / "attempt")
+    text = S.slurm_batch_script("apptainer", {"X": "1"}, [("/in", "/in", "ro")], True, ["--extra"],
+                                "img.sif", "bash", adir)
+    lines = text.splitlines()
+    assert lines[0] == "#!/usr/bin/env bash" and "export APPTAINERENV_X=1" in lines
+    assert lines[-3:] == ["rc=$?", 'printf "%%d\\n" "$rc" > %s/rc.tmp && mv -f %s/rc.tmp %s/rc' % ((adir,) * 3),
+                          'exit "$rc"']
+    assert "--nv" in text and "--bind /in:/in:ro" in text
+    argv = S.sbatch_argv("compute", 2, True, 30, ["--qos=x"], "job", adir, 1.5, 100 * 2 ** 20, "script")
+    assert argv == ["sbatch", "--partition", "compute", "--gpus-per-task=2", "--time=30", "--qos=x", "--job-name",
+                    "job", "-o", adir + "/slurm.stdout", "-e", adir + "/slurm.stderr", "--ntasks=1",
+                    "--cpus-per-task=2", "--mem=100M", "script"]
+    for bad in ("/data/a,b.txt", "/data/a:b.txt"):
+        with pytest.raises(S.RunError, match="cannot be bound"):
+            S.slurm_batch_script("apptainer", {}, [(bad, bad, "ro")], False, [], "img", "bash", adir)
+
+
+def test_seed_hello_finishes_from_its_exit_file_without_a_status_query(sl):
+    """With the seed's configuration (no `interval`: one query a minute), a one-second job is
+    seen to end from its exit status file, with no sacct or squeue call at all."""
+    _wrap_all(sl)
+    cfg = sl.tmp / "seed-default.toml"
+    cfg.write_text(SEED_CONFIG.replace("run.backends.default.interval = 1\n", "") % PART)
+    r = sl.run(REPO / "examples" / "hello.wdl", "greeting=Hello", cfg=cfg, target="say_hello")
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"say_hello.message": "Hello, world!"}
+    attempt = r.run_dir / "attempts" / "0"
+    assert read(attempt / "rc") == "0\n" and not (attempt / "rc.tmp").exists()
+    assert sl.calls("sacct") == [] and sl.calls("squeue") == [], sl.calls()
+
+
+def _fake_mv(sl, delay):
+    """An `mv` first on the jobs' PATH that renames an exit status file `delay` seconds late (or,
+    with delay None, never): the shared filesystem lagging behind the compute node."""
+    sl.wrap_bin.mkdir(exist_ok=True)
+    later = "exit 0" if delay is None else '(sleep %d; exec /bin/mv "$@") >/dev/null 2>&1 &\n    exit 0' % delay
+    _write_exec(sl.wrap_bin / "mv", '#!/bin/bash\ncase "$3" in\n  */rc)\n    %s;;\nesac\nexec /bin/mv "$@"\n' % later)
+
+
+def test_exit_file_that_shows_late_is_waited_for(sl):
+    """Slurm says the job COMPLETED, its exit status file shows 4 s later: the run waits and
+    succeeds."""
+    _fake_mv(sl, 4)
+    r = sl.run(sl.wdl(EXIT_CODE_TASK), "code=0", cfg=sl.config(interval=1))
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"exits.out": "exiting with 0"}
+
+
+def test_exit_file_that_never_shows_fails_after_exit_read_timeout(sl):
+    """No exit status file within exit_read_timeout: the task fails, saying what was missing and
+    that the filesystem may lag."""
+    _fake_mv(sl, None)
+    cfg = sl.config("run.backends.default.exit_read_timeout = 3\n", interval=1)
+    r = sl.run(sl.wdl(EXIT_CODE_TASK), "code=0", cfg=cfg)
+    assert r.rc == 1, r.describe()
+    assert "exit status file" in r.stderr and "lagging" in r.stderr, r.describe()
+
+
+def test_max_queued_jobs_caps_the_queue_across_scatters(sl):
+    """max_queued_jobs bounds this run's jobs in the queue at once, over two scatters."""
+    doc = sl.wdl(SCATTER_SLEEP.replace("workflow w {", "workflow w {\n    scatter (j in range(2)) {\n"
+                                       "        call nap as other { input: i = j, seconds = 2 }\n    }", 1))
+    proc = sl.start(doc, "n=6", "seconds=2", cfg=sl.config("run.backends.default.max_queued_jobs = 3\n"))
+    root, most = str(sl.tmp), 0
+    while proc.poll() is None:
+        ours = [j for j in squeue_states().values() if j.script.startswith(root) and j.state in LIVE_STATES]
+        most = max(most, len(ours))
+        assert len(ours) <= 3, ours
+        time.sleep(0.2)
+    r = sl.finish(proc)
+    assert r.rc == 0, r.describe()
+    assert len(r.job_ids()) == 8 and most == 3, (r.job_ids(), most)
+
+
+def test_submit_rate_limit_is_held(sl):
+    """submit_rate_limit = "2/1s": no second window holds more than 2 counted sbatch calls."""
+    _wrap_all(sl)
+    cfg = sl.config('run.backends.default.submit_rate_limit = "2/1s"\n')
+    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=6", "seconds=0", cfg=cfg)
+    assert r.rc == 0, r.describe()
+    starts = sorted(c["start"] for c in sl.calls("sbatch"))
+    assert len(starts) == 6
+    for i in range(len(starts) - 2):
+        assert starts[i + 2] - starts[i] >= 0.95, starts  # a third call only a second after the first
+    assert starts[-1] - starts[0] >= 1.9, starts
+
+
+def test_sighup_does_not_stop_the_run(sl):
+    """The terminal goes away (SIGHUP) with jobs queued: the run carries on to the end, the
+    outputs are in outputs.json, and output.log says what happened."""
+    proc = sl.start(sl.wdl(SCATTER_SLEEP), "n=6", "seconds=3", cfg=sl.config())
+    wait_for(lambda: len(list(proc.out_dir.rglob("job_id"))) >= 2, 60, "two jobs")
+    proc.send_signal(signal.SIGHUP)
+    r = sl.finish(proc, timeout=180)
+    assert r.rc == 0, r.describe()
+    outputs = json.loads(read(r.run_dir / "outputs.json"))
+    assert outputs == {"w.outs": list(range(6))}
+    assert "SIGHUP" in read(r.run_dir / "output.log")
+    assert r.db_rows("SELECT status FROM runs") == [{"status": "completed"}]
