@@ -5480,6 +5480,7 @@ _IDS_PER_CALL = 400  # job ids per sacct/squeue/scancel command line
 _SBATCH_TRIES = 10  # sbatch calls for one job when the controller does not answer: about 2.5 minutes
 _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before it is failed
 _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
+_FIRST_LOOK = 0.1  # seconds: the first look at a new job's exit status file, doubling to completion_interval
 _INFRASTRUCTURE_RETRIES = 3
 
 
@@ -5570,6 +5571,8 @@ class SlurmJob:
         self.ended_since = None  # when Slurm said it ended while its rc file was not yet visible
         self.holds_slot = False
         self.lock = threading.Lock()
+        self.look_every = _FIRST_LOOK / 2  # seconds between looks at its exit status file
+        self.next_look = 0.0
 
     def wait(self):
         self.done.wait()
@@ -5859,17 +5862,23 @@ class SlurmApptainerBackend:
         why: out of memory, time limit), and, every `interval`, all live jobs are (pending
         reasons, and jobs that ended without writing the file: killed, preempted, node lost)."""
         last_query = time.monotonic()
+        tick = min(_FIRST_LOOK, self.completion_interval)
         while True:
             with self.cond:
                 while not self.jobs and not self.closed:
                     self.cond.wait()
-            if self.stopped.wait(self.completion_interval):
+            if self.stopped.wait(tick):
                 return
             with self.cond:
                 live = dict(self.jobs)
             now = time.monotonic()
             ask = []
             for job_id, job in live.items():
+                if job.file_code is None and now < job.next_look:
+                    continue
+                # A young job is looked at often (short tasks end soon), then every completion_interval.
+                job.look_every = min(self.completion_interval, job.look_every * 2)
+                job.next_look = now + job.look_every
                 code = read_exit_status(job.adir) if job.file_code is None else job.file_code
                 if code is None:
                     if job.ended_since is not None:

@@ -89,9 +89,40 @@ SPROCKET_CFG = """\
 run.experimental_features_enabled = true
 run.backends.default.type = "slurm_apptainer"
 run.backends.default.default_slurm_partition.name = "compute"
-run.backends.default.interval = {interval}
-run.backends.default.max_scatter_concurrency = 200
 run.backends.default.apptainer.image_cache_dir = {cache}
+{extra}"""
+DEFAULT_INTERVAL = 60  # sprocket.py's default run.backends.*.interval
+BIG_N = 5000  # from this N on only sprocket runs (the floor is estimated from N = 1000)
+
+# The bare-sbatch floor: N `sbatch --wrap` jobs of the same task, 10 submissions at a time, then
+# `squeue` every 0.5 s until none of them is left. What any engine must at least spend.
+FLOOR_SCRIPT = r"""
+import subprocess, sys, threading, time
+n, out = int(sys.argv[1]), sys.argv[2]
+ids, lock, todo = [], threading.Lock(), list(range(n))
+def submit():
+    while True:
+        with lock:
+            if not todo:
+                return
+            i = todo.pop(0)
+        p = subprocess.run(["sbatch", "--parsable", "--partition", "compute", "--ntasks=1", "--cpus-per-task=1",
+                            "--mem=100M", "-o", "%s/floor-%d.out" % (out, i), "--wrap", "echo %d" % i],
+                           stdout=subprocess.PIPE, universal_newlines=True, check=True)
+        with lock:
+            ids.append(p.stdout.strip().split(";")[0])
+threads = [threading.Thread(target=submit) for _ in range(10)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+wanted = set(ids)
+while True:
+    p = subprocess.run(["squeue", "-h", "-o", "%i"], stdout=subprocess.PIPE, universal_newlines=True)
+    if p.returncode == 0 and not wanted & set(p.stdout.split()):
+        break
+    time.sleep(0.5)
+print('{"floor.jobs": %d}' % len(ids))
 """
 
 # Counting wrapper for one Slurm command (bash 5: $EPOCHREALTIME). Log line:
@@ -444,6 +475,8 @@ def run_engine(engine, n, ctx):
     if engine == "sprocket":
         argv = [sys.executable, SPROCKET, "-s", "-c", ctx["sprocket_cfg"], "run", ctx["wdl"], inputs,
                 "-o", os.path.join(rd, "out")]
+    elif engine == "floor":
+        argv = [sys.executable, ctx["floor"], str(n), rd]
     else:
         argv = [MINIWDL, "run", ctx["wdl"], "-i", inputs, "--dir", os.path.join(rd, "run"),
                 "--cfg", ctx["miniwdl_cfg"], "--verbose"]
@@ -490,7 +523,7 @@ def run_engine(engine, n, ctx):
     with open(out_path, "rb") as f:
         stdout = f.read().decode("utf-8", "replace")
     wrong = None if rc == 0 else "exited %d%s" % (rc, " (timed out)" if timed_out[0] else "")
-    if wrong is None:
+    if wrong is None and engine != "floor":
         wrong = check_outputs(engine, stdout, n)
     calls = read_calls(env["SLURM_CALL_LOG"])
     states, other_jobs = sacct_window(start_epoch, rd, ctx["work"], calls.get(("sbatch", "engine"), 0))
@@ -516,6 +549,7 @@ def run_engine(engine, n, ctx):
     if engine == "sprocket":
         res["status_calls"] = sum(eng[c] for c in STATUS_CMDS)
         res["status_bound"] = round(wall / ctx["interval"] + STATUS_SLACK, 1)
+        res["status_calls_per_min"] = round(res["status_calls"] * 60.0 / wall, 2) if wall else None
     with open(os.path.join(rd, "result.json"), "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
         f.write("\n")
@@ -565,6 +599,24 @@ def print_table(results):
         print("| " + " | ".join(cell(r, c) for c in COLUMNS) + " |")
 
 
+def print_floor_ratios(results):
+    """Each engine's wall time as a multiple of the bare-sbatch floor at the same N (at N >= BIG_N
+    the floor is estimated as N/1000 times the floor at 1000)."""
+    floors = {r["n"]: r["wall_s"] for r in results if r["engine"] == "floor" and r["correct"]}
+    for r in results:
+        if r["engine"] == "floor":
+            continue
+        floor, how = floors.get(r["n"]), "measured"
+        if floor is None and 1000 in floors and r["n"] >= BIG_N:
+            floor, how = floors[1000] * r["n"] / 1000.0, "estimated from N=1000"
+        ratio = "%.2fx the floor (%.2f s, %s)" % (r["wall_s"] / floor, floor, how) if floor else "no floor"
+        extra = ""
+        if r["engine"] == "sprocket":
+            extra = "; %d status calls (%.2f per minute; bound %.1f); submit side %.1f MB peak" % (
+                r["status_calls"], r["status_calls_per_min"] or 0, r["status_bound"], r["tree_peak_rss_mb"])
+        print("%s N=%d: %.2f s, %s%s" % (r["engine"], r["n"], r["wall_s"], ratio, extra))
+
+
 def verdict(results, interval, sizes):
     big = 1000 if 1000 in sizes else max(sizes)
     spr = [r for r in results if r["engine"] == "sprocket"]
@@ -612,9 +664,13 @@ def verdict(results, interval, sizes):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="10,200,1000", help="comma-separated scatter widths N (default 10,200,1000)")
-    ap.add_argument("--engines", default="sprocket,miniwdl", help="comma-separated subset of sprocket,miniwdl")
-    ap.add_argument("--interval", type=int, default=2, help="sprocket's run.backends.default.interval in s (default 2)")
+    ap.add_argument("--sizes", default="10,1000", help="comma-separated scatter widths N (default 10,1000); from "
+                    "N = %d on only sprocket runs" % BIG_N)
+    ap.add_argument("--engines", default="floor,sprocket,miniwdl",
+                    help="comma-separated subset of floor (bare sbatch), sprocket, miniwdl")
+    ap.add_argument("--interval", type=int, default=None,
+                    help="sprocket's run.backends.default.interval in s (default: not set, sprocket's default %d)"
+                    % DEFAULT_INTERVAL)
     ap.add_argument("--work", default="/tmp/sprocket-slurm-scale",
                     help="scratch dir: wrappers, image caches, run dirs (default /tmp/sprocket-slurm-scale)")
     ap.add_argument("--slurm-dir", default=os.environ.get("SLURM_DIR", "/tmp/slurm-dev"),
@@ -635,11 +691,12 @@ def main(argv=None):
     if not sizes or min(sizes) < 1:
         ap.error("--sizes needs at least one N, each at least 1")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    if not engines or any(e not in ("sprocket", "miniwdl") for e in engines):
-        ap.error("--engines must be a comma-separated subset of sprocket,miniwdl")
-    engines = [e for e in ("sprocket", "miniwdl") if e in engines]  # sprocket first for each N
-    if args.interval < 1:
+    if not engines or any(e not in ("floor", "sprocket", "miniwdl") for e in engines):
+        ap.error("--engines must be a comma-separated subset of floor,sprocket,miniwdl")
+    engines = [e for e in ("floor", "sprocket", "miniwdl") if e in engines]  # the floor first for each N
+    if args.interval is not None and args.interval < 1:
         ap.error("--interval must be at least 1")
+    interval = args.interval or DEFAULT_INTERVAL
 
     shared = shared_dir()
     peers = os.path.join(shared, "bench", "slurm-peers")
@@ -671,7 +728,11 @@ def main(argv=None):
         return 2
     sprocket_cfg = os.path.join(work, "sprocket.toml")
     with open(sprocket_cfg, "w") as f:
-        f.write(SPROCKET_CFG.format(interval=args.interval, cache=json.dumps(os.path.join(work, "sif-cache"))))
+        f.write(SPROCKET_CFG.format(cache=json.dumps(os.path.join(work, "sif-cache")), extra=(
+            "run.backends.default.interval = %d\n" % args.interval if args.interval else "")))
+    floor = os.path.join(work, "floor.py")
+    with open(floor, "w") as f:
+        f.write(FLOOR_SCRIPT)
 
     code, sacct_out, sacct_err = slurm(["sacct", "-n", "-X", "-S", "now-1minutes", "-o", "JobID"], timeout=30)
     _, nodes, _ = slurm(["sinfo", "-h", "-N", "-o", "%N %c %t"])
@@ -688,18 +749,19 @@ def main(argv=None):
         "works" if code == 0 else "FAILS (%s)" % sacct_err.strip()))
     print("machine:   %d cpu(s), load %.2f (1-minute average before starting)" % (os.cpu_count() or 1, os.getloadavg()[0]))
     print("workload:  %s, N = %s; engines %s, interleaved per N" % (wdl, ", ".join(map(str, sizes)), ", ".join(engines)))
-    print("sprocket:  config %s (interval = %d s)" % (sprocket_cfg, args.interval))
+    print("sprocket:  config %s (interval = %d s%s)" % (sprocket_cfg, interval, "" if args.interval else ", the default"))
     print("work dir:  %s (wrappers in %s)" % (work, bin_dir))
     print(flush=True)
 
     ctx = {"work": work, "bin": bin_dir, "wdl": wdl, "miniwdl_cfg": miniwdl_cfg, "sprocket_cfg": sprocket_cfg,
-           "interval": args.interval, "timeout": args.timeout, "period": args.sample_ms / 1000.0,
+           "interval": interval, "floor": floor, "timeout": args.timeout, "period": args.sample_ms / 1000.0,
            "cancel_all": args.cancel_all, "drain": args.drain_wait}
     results = []
     try:
         for n in sizes:
             for engine in engines:
-                results.append(run_engine(engine, n, ctx))
+                if n < BIG_N or engine == "sprocket":
+                    results.append(run_engine(engine, n, ctx))
     finally:
         quiesce(work, args.cancel_all, drain=0)  # leave none of our jobs behind
     with open(os.path.join(work, "results.json"), "w") as f:
@@ -708,6 +770,8 @@ def main(argv=None):
 
     print()
     print_table(results)
+    print()
+    print_floor_ratios(results)
     print()
     print("wall_s: spawn to exit of the engine; main_maxrss_mb: the engine process's own max RSS; tree_*: peak over "
           "%g s samples of the summed RSS / number of processes of the engine and its descendants (submit side; "
@@ -724,7 +788,7 @@ def main(argv=None):
         "none" if not stray else "; ".join("%s n=%d %s" % s for s in stray)))
     print("run dirs: %s/runs/ENGINE-nN (results.json in %s)" % (work, work))
     print()
-    verdict(results, args.interval, sizes)
+    verdict(results, interval, sizes)
     failed = [r for r in results if not r["correct"]]
     if failed:
         print()
