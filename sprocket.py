@@ -4701,6 +4701,22 @@ def topo_order(decls):
     return out
 
 
+class Attempt:
+    """One try of a call: its call path and number, its directory, its job and how it ended.
+    Its name, `<call path>-<number>`, is the same in every run of the workflow (the Slurm job
+    name); with the run's id it is its row in sprocket.db (`tasks`, and `attempts`)."""
+
+    __slots__ = ("call", "number", "directory", "name", "key", "job", "status", "exit_code", "message", "final")
+
+    def __init__(self, tr, number):
+        self.call, self.number = tr.name, number
+        self.directory = os.path.join(tr.call_dir, "attempts", str(number))
+        self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", "%s-%d" % (tr.name, number))
+        self.key = "%s-%s" % (self.name, tr.run.uuid[:8])
+        self.job = self.status = self.exit_code = self.message = None
+        self.final = False
+
+
 class TaskRun:
     def __init__(self, run, task, inputs, call_dir, name, overrides):
         self.run = run
@@ -4713,7 +4729,7 @@ class TaskRun:
         self.memory = _DEFAULT_MEMORY
         self.job = None
         self.outcome = None
-        self.attempt_name = None
+        self.attempt = None  # the current Attempt
         self.attempt_dirs = []
         self.requirements, self.hints = {}, {}
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
@@ -4847,75 +4863,90 @@ class TaskRun:
                 run.record_cached(self)
                 return hit
         self.outcome = "failed"
-        attempt = infrastructure = 0
+        number = infrastructure = 0
         retries = self.max_retries()
         while True:
-            if attempt:  # a retry may ask for more (1.3 `task.previous`, `task.attempt`)
-                self.requirements, self.hints = self.eval_requirements(attempt)
+            if number:  # a retry may ask for more (1.3 `task.previous`, `task.attempt`)
+                self.requirements, self.hints = self.eval_requirements(number)
                 self.cpu = float(self.requirements.get("cpu", 1))
                 self.memory = parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
                 run.backend.check(self)
-            adir = os.path.join(self.call_dir, "attempts", str(attempt))
-            work = os.path.join(adir, "work")
-            os.makedirs(work)
-            self.attempt_dirs.append(adir)
-            stdout, stderr = os.path.join(adir, "stdout"), os.path.join(adir, "stderr")
-            env = dict(self.env)
-            ctx = self.ctx(work)
-            if self.task.dialect.task_variable:
-                env["task"] = self.task_value(attempt, None, None)
-            command = self.render_command(env, ctx)
-            cmd_path = os.path.join(adir, "command")
-            with open(cmd_path, "w") as f:
-                f.write(command)
-            environ = {d.name: _env_text(self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
-            run.attempt_started(self, attempt)
-            if run.aborting:
-                run.attempt_ended(self, "canceled", None, "canceled")
-                self.outcome = "canceled"
-                raise RunCancelled("task `%s` was canceled" % self.name)
-            try:
-                self.job = run.backend.start(self, cmd_path, work, stdout, stderr, environ)
-                if run.aborting:  # abort() ran while the job started and may not have seen it
-                    run.backend.cancel_jobs([self.job])
-                code = self.job.wait()
-            except WdlError as e:
-                run.attempt_ended(self, "failed", None, e.message)
-                raise
-            if run.aborting:
-                run.attempt_ended(self, "canceled", code, "canceled")
-                self.outcome = "canceled"
-                raise RunCancelled("task `%s` was canceled" % self.name)
-            note = getattr(self.job, "message", None)  # the scheduler ended it, not the command
-            if getattr(self.job, "retry_free", False) and infrastructure < _INFRASTRUCTURE_RETRIES:
-                infrastructure += 1
-                run.attempt_ended(self, "preempted", code, note)
-                run.log.warn("%s; running task `%s` again (this does not count as a retry)" % (note, self.name))
-                attempt += 1
-                retries += 1
-                continue
-            if note is None and self.return_code_ok(code):
-                try:
-                    outputs = self.collect_outputs(env, work, stdout, stderr, code)
-                except WdlError as e:
-                    run.attempt_ended(self, "failed", code, e.message)
-                    raise
-                run.attempt_ended(self, "completed", code)
+            self.attempt = attempt = Attempt(self, number)
+            outputs = self.run_attempt(attempt, infrastructure < _INFRASTRUCTURE_RETRIES)
+            if attempt.status == "completed":
                 self.outcome = "completed"
                 if key is not None:
-                    run.cache.store(self, key, outputs, adir)
+                    run.cache.store(self, key, outputs, attempt.directory)
                 return outputs
-            message = failure_message(self.name, code, stdout, stderr)
-            why = note or run.backend.explain(self.job)
-            if why:
-                message += "\n\n" + why
-            if attempt >= retries or getattr(self.job, "final", False):
-                run.attempt_ended(self, "failed", code, message)
-                raise RunError(message)
-            run.attempt_ended(self, "failed", code, message)
-            run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, attempt + 1))
-            self.previous = self.task_value(attempt, code, None)
-            attempt += 1
+            if attempt.status == "preempted":
+                infrastructure += 1  # the cluster's fault: run again without spending a retry
+                run.log.warn("%s; running task `%s` again (this does not count as a retry)" % (attempt.message, self.name))
+                retries += 1
+            elif number >= retries or attempt.final:
+                raise RunError(attempt.message)
+            else:
+                run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, number + 1))
+                self.previous = self.task_value(number, attempt.exit_code, None)
+            number += 1
+
+    def run_attempt(self, attempt, free_retry):
+        """One attempt: its directory, its command, its job, its outputs. Sets attempt.status to
+        completed, failed or preempted (the cluster ended it; only when `free_retry` allows
+        another go), and returns the outputs when completed; raises when the run is canceled or
+        the attempt cannot start."""
+        run = self.run
+        work = os.path.join(attempt.directory, "work")
+        os.makedirs(work)
+        self.attempt_dirs.append(attempt.directory)
+        stdout, stderr = os.path.join(attempt.directory, "stdout"), os.path.join(attempt.directory, "stderr")
+        env = dict(self.env)
+        ctx = self.ctx(work)
+        if self.task.dialect.task_variable:
+            env["task"] = self.task_value(attempt.number, None, None)
+        command = self.render_command(env, ctx)
+        cmd_path = os.path.join(attempt.directory, "command")
+        with open(cmd_path, "w") as f:
+            f.write(command)
+        environ = {d.name: _env_text(self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
+        run.attempt_started(attempt)
+        if run.aborting:
+            self.cancelled(attempt, None)
+        try:
+            self.job = attempt.job = run.backend.start(self, cmd_path, work, stdout, stderr, environ)
+            if run.aborting:  # abort() ran while the job started and may not have seen it
+                run.backend.cancel_jobs([self.job])
+            code = self.job.wait()
+        except RunCancelled:
+            self.cancelled(attempt, None)
+        except WdlError as e:
+            run.attempt_ended(attempt, "failed", None, e.message)
+            raise
+        if run.aborting:
+            self.cancelled(attempt, code)
+        note = getattr(self.job, "message", None)  # the scheduler ended it, not the command
+        attempt.final = getattr(self.job, "final", False)
+        if getattr(self.job, "retry_free", False) and free_retry:
+            run.attempt_ended(attempt, "preempted", code, note)
+            return None
+        if note is None and self.return_code_ok(code):
+            try:
+                outputs = self.collect_outputs(env, work, stdout, stderr, code)
+            except WdlError as e:
+                run.attempt_ended(attempt, "failed", code, e.message)
+                raise
+            run.attempt_ended(attempt, "completed", code)
+            return outputs
+        message = failure_message(self.name, code, stdout, stderr)
+        why = note or run.backend.explain(self.job)
+        if why:
+            message += "\n\n" + why
+        run.attempt_ended(attempt, "failed", code, message)
+        return None
+
+    def cancelled(self, attempt, code):
+        self.run.attempt_ended(attempt, "canceled", code, "canceled")
+        self.outcome = "canceled"
+        raise RunCancelled("task `%s` was canceled" % self.name)
 
     def collect_outputs(self, env, work, stdout, stderr, code):
         ctx = self.ctx(work, stdout, stderr)
@@ -5695,7 +5726,8 @@ class SlurmApptainerBackend:
         with open(script, "w") as f:
             f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir))
         os.chmod(script, 0o770)
-        job_name = "%s-%s" % (self.job_name_prefix, tr.attempt_name) if self.job_name_prefix else tr.attempt_name
+        name = tr.attempt.name
+        job_name = "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
         argv = sbatch_argv(tr.partition.get("name"), gpu and tr.hints.get("gpu"), gpu,
                            tr.hints.get("time_minutes", tr.hints.get("max_time_minutes")),
                            self.sbatch_args + self.conditional_args(tr), job_name, adir, tr.cpu, tr.memory, script)
@@ -6922,8 +6954,10 @@ CREATE VIEW IF NOT EXISTS latest_index_entries AS SELECT * FROM (SELECT *, row_n
 _DB_EXTENSIONS = """
 CREATE TABLE IF NOT EXISTS session_processes (session_id INTEGER PRIMARY KEY REFERENCES sessions (id),
     hostname TEXT NOT NULL, pid INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS task_jobs (task_name TEXT PRIMARY KEY REFERENCES tasks (name), backend TEXT NOT NULL,
-    job_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (key TEXT PRIMARY KEY REFERENCES tasks (name), run_id INTEGER NOT NULL
+    REFERENCES runs (id), call TEXT NOT NULL, attempt INTEGER NOT NULL, directory TEXT NOT NULL, backend TEXT NOT NULL,
+    job_id TEXT, status TEXT NOT NULL, exit_status INTEGER, error TEXT, started_at TIMESTAMP, completed_at TIMESTAMP,
+    UNIQUE (run_id, call, attempt));
 """
 _HEARTBEAT_SECONDS = 60
 
@@ -7450,34 +7484,40 @@ class Run:
         self.store.keep_alive()
         import uuid
 
+        self.uuid = str(uuid.uuid4())
         self.run_id = self.store.execute(
             "INSERT INTO runs (uuid, session_id, name, source, target, status, inputs, directory, started_at) "
             "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, CURRENT_TIMESTAMP)",
-            (str(uuid.uuid4()), self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
+            (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
              json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
         self.scheduler = Scheduler(self)
         self.progress = None
 
     # -- task states: counts, the database, the log ----------------------------------------
-    def attempt_started(self, tr, attempt):
-        tr.attempt_name = "%s-%d-%06x" % (tr.name, attempt, random.getrandbits(24))
+    def attempt_started(self, attempt):
+        """An attempt begins: its rows in `tasks` (Sprocket's) and `attempts` (its whole record)."""
         self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at) VALUES (?, ?, 'running', CURRENT_TIMESTAMP)",
-                           (tr.attempt_name, self.run_id))
-        self.log.info("task `%s` attempt %d started in `%s`" % (tr.name, attempt, tr.attempt_dirs[-1]))
+                           (attempt.key, self.run_id))
+        self.store.enqueue("INSERT INTO attempts (key, run_id, call, attempt, directory, backend, status, started_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?, 'running', CURRENT_TIMESTAMP)",
+                           (attempt.key, self.run_id, attempt.call, attempt.number,
+                            os.path.relpath(attempt.directory, self.run_dir), self.backend.name))
+        self.log.info("task `%s` attempt %d started in `%s`" % (attempt.call, attempt.number, attempt.directory))
 
-    def attempt_ended(self, tr, status, exit_status, error=None):
-        self.store.enqueue("UPDATE tasks SET status = ?, exit_status = ?, error = ?, completed_at = CURRENT_TIMESTAMP "
-                           "WHERE name = ?", (status, exit_status, error, tr.attempt_name))
+    def attempt_ended(self, attempt, status, exit_status, error=None):
+        attempt.status, attempt.exit_code, attempt.message = status, exit_status, error
+        for table, column in (("tasks", "name"), ("attempts", "key")):
+            self.store.enqueue("UPDATE %s SET status = ?, exit_status = ?, error = ?, completed_at = CURRENT_TIMESTAMP "
+                               "WHERE %s = ?" % (table, column), (status, exit_status, error, attempt.key))
 
     def record_job(self, tr, job_id):
-        self.store.enqueue("INSERT OR REPLACE INTO task_jobs (task_name, backend, job_id) VALUES (?, ?, ?)",
-                           (tr.attempt_name, self.backend.name, job_id))
+        self.store.enqueue("UPDATE attempts SET job_id = ? WHERE key = ?", (job_id, tr.attempt.key))
         self.log.info("task `%s` is Slurm job %s" % (tr.name, job_id))
 
     def record_cached(self, tr):
-        tr.attempt_name = "%s-cached-%06x" % (tr.name, random.getrandbits(24))
+        key = "%s-cached-%s" % (re.sub(r"[^A-Za-z0-9_.-]", "_", tr.name), self.uuid[:8])
         self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at, completed_at) VALUES "
-                           "(?, ?, 'cached', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)", (tr.attempt_name, self.run_id))
+                           "(?, ?, 'cached', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)", (key, self.run_id))
         self.log.info("task `%s` reused a call cache entry" % tr.name)
 
     def task_ended(self, tr, status):
