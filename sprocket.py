@@ -5742,7 +5742,7 @@ class SlurmApptainerBackend:
             raise
         with open(os.path.join(adir, "job_id"), "w") as f:
             f.write(job.job_id + "\n")
-        job.state = "PENDING"
+        job.state = "SUBMITTED"  # what Slurm makes of it, the next status query tells
         self.run.record_job(tr, job.job_id)
         with self.cond:
             self.jobs[job.job_id] = job
@@ -7396,9 +7396,9 @@ class Progress:
         h, rem = divmod(int(elapsed), 3600)
         running = list(run.scheduler.running)
         names = sorted(_progress_name(tr) for tr in running)
-        # What the scheduler says: jobs waiting in its queue are not running yet.
+        # What the scheduler last said: jobs waiting in its queue are not running yet.
         reasons = collections.Counter(getattr(tr.job, "reason", None) or "None" for tr in running
-                                      if getattr(tr.job, "state", None) in ("PENDING", "SUBMITTING"))
+                                      if getattr(tr.job, "state", None) == "PENDING")
         queued = sum(reasons.values())
         text = "[%02d:%02d:%02d] %s `%s`: %d waiting, %s%d running, %d completed, %d failed, %d cached" % (
             h, rem // 60, rem % 60, "stopping" if run.stopping else "running", run.target.name,

@@ -94,8 +94,9 @@ run.backends.default.apptainer.image_cache_dir = {cache}
 DEFAULT_INTERVAL = 60  # sprocket.py's default run.backends.*.interval
 BIG_N = 5000  # from this N on only sprocket runs (the floor is estimated from N = 1000)
 
-# The bare-sbatch floor: N `sbatch --wrap` jobs of the same task, 10 submissions at a time, then
-# `squeue` every 0.5 s until none of them is left. What any engine must at least spend.
+# The bare-sbatch floor: N `sbatch --wrap` jobs of the same task (its `echo` in the container),
+# 10 submissions at a time, then `squeue` every 0.5 s until none of them is left. What any engine
+# must at least spend.
 FLOOR_SCRIPT = r"""
 import subprocess, sys, threading, time
 n, out = int(sys.argv[1]), sys.argv[2]
@@ -106,8 +107,10 @@ def submit():
             if not todo:
                 return
             i = todo.pop(0)
+        # the same task as the engines': `echo i` in the container, through the apptainer stand-in
         p = subprocess.run(["sbatch", "--parsable", "--partition", "compute", "--ntasks=1", "--cpus-per-task=1",
-                            "--mem=100M", "-o", "%s/floor-%d.out" % (out, i), "--wrap", "echo %d" % i],
+                            "--mem=100M", "-o", "%s/floor-%d.out" % (out, i), "--wrap",
+                            "apptainer exec --containall --cleanenv docker://ubuntu:latest bash -c 'echo %d'" % i],
                            stdout=subprocess.PIPE, universal_newlines=True, check=True)
         with lock:
             ids.append(p.stdout.strip().split(";")[0])

@@ -1498,3 +1498,63 @@ def test_sighup_does_not_stop_the_run(sl):
     assert outputs == {"w.outs": list(range(6))}
     assert "SIGHUP" in read(r.run_dir / "output.log")
     assert r.db_rows("SELECT status FROM runs") == [{"status": "completed"}]
+
+
+def _stop_daemon(name):
+    """Stop one daemon of the test cluster (its pid file in $SLURM_CI_DIR/run); skip the test when
+    this cluster is not ours to stop and restart."""
+    state = os.environ.get("SLURM_CI_DIR")
+    start = shared_dir() / "slurm" / "start-slurm.sh" if shared_dir() else None
+    if not state or not start or not start.is_file():
+        pytest.skip("needs the cluster started by shared/slurm/start-slurm.sh ($SLURM_CI_DIR)")
+    pidfile = Path(state) / "run" / ("%s.pid" % name)
+    if not pidfile.is_file():
+        pytest.skip("%s is not running here (%s)" % (name, pidfile))
+    pid = int(pidfile.read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not os.path.exists("/proc/%d" % pid), 30, "%s to stop" % name)
+    return start, state
+
+
+def _restart_cluster(start, state):
+    env = dict(os.environ, SLURM_CI_ACCOUNTING=os.environ.get("SLURM_CI_ACCOUNTING", "slurmdbd"),
+               SLURM_CI_CPUS=os.environ.get("SLURM_CI_CPUS", "8"))
+    subprocess.run(["bash", str(start), state], env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=180)
+
+
+@pytest.mark.parametrize("daemon, seconds", [("slurmdbd", 30), ("slurmctld", 40)])
+def test_a_slurm_daemon_down_mid_run_loses_nothing(sl, daemon, seconds):
+    """slurmdbd (accounting) or slurmctld (the controller) stops for a while with jobs queued and
+    running: sacct, squeue and sbatch fail meanwhile; the run still completes with the right
+    outputs once the daemon is back."""
+    proc = sl.start(sl.wdl(SCATTER_SLEEP), "n=12", "seconds=8", cfg=sl.config(interval=2))
+    wait_for(lambda: len(list(proc.out_dir.rglob("job_id"))) >= 2, 60, "two jobs")
+    start, state = _stop_daemon(daemon)
+    try:
+        time.sleep(seconds)
+    finally:
+        _restart_cluster(start, state)
+    r = sl.finish(proc, timeout=400)
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.outs": list(range(12))}
+
+
+def test_progress_line_tells_queued_from_running():
+    """Jobs Slurm reports PENDING are `queued`, with the commonest reason; the rest run."""
+    import collections
+    import types
+
+    import sprocket as S
+
+    def tr(name, state, reason=None):
+        return types.SimpleNamespace(name=name, job=types.SimpleNamespace(state=state, reason=reason))
+
+    running = [tr("a", "PENDING", "Priority"), tr("b", "PENDING", "Priority"), tr("c", "PENDING", "Resources"),
+               tr("d", "RUNNING"), tr("e", "SUBMITTED")]
+    run = types.SimpleNamespace(
+        counts=collections.Counter(waiting=1, running=5, completed=2, failed=0, cached=0), stopping=False,
+        target=types.SimpleNamespace(name="w"), scheduler=types.SimpleNamespace(running=running))
+    line = S.Progress(run, False).line(61)
+    assert "1 waiting, 3 queued (mostly Priority), 2 running, 2 completed" in line, line
+    assert "a (pending: Priority)" in line
