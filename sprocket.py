@@ -25,11 +25,13 @@ The module reads top to bottom in the order data flows:
      9. Values and evaluation      WdlFile, StructValue, EnumValue; coerce(), from_json(),
                                    value_to_json(), evaluate(), render_placeholder()
     10. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
-    11. Tasks                      TaskRun: inputs -> requirements -> attempts -> outputs; the runtime
-                                   keys of Cromwell-era WDL (normalize_runtime)
+    11. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
+                                   each) -> outputs; the runtime keys of Cromwell-era WDL
+                                   (normalize_runtime)
     12. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
-    13. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend with its
-                                   batched status monitor and Apptainer image cache
+    13. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend: the batch
+                                   script and sbatch line, completion from each job's exit status file,
+                                   a batched status query, queue caps, the Apptainer image cache
     14. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     15. Provenance                 Store: sprocket.db (sessions, runs, tasks), orphan sweep
