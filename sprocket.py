@@ -5602,6 +5602,7 @@ class SlurmJob:
         self.file_code = None  # the exit status its rc file gave
         self.asked_since = None  # when its rc file showed a failure and Slurm was first asked why
         self.ended_since = None  # when Slurm said it ended while its rc file was not yet visible
+        self.running_since = None  # when Slurm said it runs while its node had not yet opened its output
         self.holds_slot = False
         self.lock = threading.Lock()
         self.look_every = _FIRST_LOOK / 2  # seconds between looks at its exit status file
@@ -5991,6 +5992,19 @@ class SlurmApptainerBackend:
     def update(self, job, state, exit_code, reason):
         base = state.split()[0] if state else ""
         job.state, job.reason = base, reason
+        if base == "RUNNING" and not os.path.exists(os.path.join(job.adir, "slurm.stdout")):
+            # Slurm opens the job's output file when the job starts on its node: a job RUNNING
+            # this long without it was lost on the way there (the controller went down as it
+            # launched it, say); Slurm may never notice.
+            job.running_since = job.running_since or time.monotonic()
+            if time.monotonic() - job.running_since > self.exit_read_timeout:
+                self.forget(job.job_id)
+                self.scancel([job.job_id])
+                job.finish(1, "Slurm job %s was RUNNING for %d s but never started on its node (no `slurm.stdout`); "
+                              "it was canceled" % (job.job_id, self.exit_read_timeout), retry_free=True)
+                return
+        else:
+            job.running_since = None
         if base == "PENDING" and reason and any(reason == r or reason.startswith(r + " ") for r in _SLURM_NEVER_CLEARS):
             self.forget(job.job_id)
             self.scancel([job.job_id])

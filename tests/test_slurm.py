@@ -1528,7 +1528,10 @@ def test_a_slurm_daemon_down_mid_run_loses_nothing(sl, daemon, seconds):
     """slurmdbd (accounting) or slurmctld (the controller) stops for a while with jobs queued and
     running: sacct, squeue and sbatch fail meanwhile; the run still completes with the right
     outputs once the daemon is back."""
-    proc = sl.start(sl.wdl(SCATTER_SLEEP), "n=12", "seconds=8", cfg=sl.config(interval=2))
+    # (a job the controller launched as it went down may never start: after exit_read_timeout
+    # it is canceled and submitted again, which this short timeout keeps quick)
+    cfg = sl.config("run.backends.default.exit_read_timeout = 20\n", interval=2)
+    proc = sl.start(sl.wdl(SCATTER_SLEEP), "n=12", "seconds=8", cfg=cfg)
     wait_for(lambda: len(list(proc.out_dir.rglob("job_id"))) >= 2, 60, "two jobs")
     start, state = _stop_daemon(daemon)
     try:
