@@ -16,7 +16,7 @@ The module reads top to bottom in the order data flows:
      3. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
      4. Syntax tree                Document, Import, StructDef, EnumDef, Task, Workflow, Decl, Call,
                                    Scatter, Conditional and the expression nodes
-     5. Parser                     parse_document(source): recursive descent, precedence climbing,
+     5. Parser                     Parser.for_source(source): recursive descent, precedence climbing,
                                    a dialect's rules where a construct is met (draft-2 included)
      6. Types                      Type classes, coerces(), unify()
      7. Standard library: types    the signature table of all 55 functions, resolve_call()
@@ -518,11 +518,6 @@ _BINARY_PREC = {
     "+": 5, "-": 5, "*": 6, "/": 6, "%": 6, "**": 7,
 }
 _RUNTIME_SECTIONS = ("runtime", "requirements", "hints")
-
-
-def parse_document(source, strict=False):
-    """Parse one WDL document (no imports followed) into a `Document`."""
-    return Parser.for_source(source, strict).document()
 
 
 class Parser:
