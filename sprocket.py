@@ -4703,7 +4703,8 @@ class Attempt:
     Its name, `<call path>-<number>`, is the same in every run of the workflow (the Slurm job
     name); with the run's id it is its row in sprocket.db (`tasks`, and `attempts`)."""
 
-    __slots__ = ("call", "number", "directory", "name", "key", "job", "status", "exit_code", "message", "final")
+    __slots__ = ("call", "number", "directory", "name", "key", "job", "status", "exit_code", "message", "final",
+                 "out_of_memory")
 
     def __init__(self, tr, number):
         self.call, self.number = tr.name, number
@@ -4711,7 +4712,7 @@ class Attempt:
         self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", "%s-%d" % (tr.name, number))
         self.key = "%s-%s" % (self.name, tr.run.uuid[:8])
         self.job = self.status = self.exit_code = self.message = None
-        self.final = False
+        self.final = self.out_of_memory = False
 
 
 class TaskRun:
@@ -4862,14 +4863,23 @@ class TaskRun:
         self.outcome = "failed"
         number = infrastructure = 0
         retries = self.max_retries()
+        asked = self.memory
+        tried = []  # the memory of each attempt that ran out of it
         while True:
             if number:  # a retry may ask for more (1.3 `task.previous`, `task.attempt`)
                 self.requirements, self.hints = self.eval_requirements(number)
                 self.cpu = float(self.requirements.get("cpu", 1))
-                self.memory = parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
+                asked_before, asked = asked, parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
+                self.memory = asked
+                if attempt.out_of_memory and asked == asked_before:  # the task does not choose its retry's memory
+                    self.grow_memory(tried[-1], number)
                 run.backend.check(self)
+                if (self.cpu, self.memory) != self.reserved:
+                    run.scheduler.readmit(self)
             self.attempt = attempt = Attempt(self, number)
             outputs = self.run_attempt(attempt, infrastructure < _INFRASTRUCTURE_RETRIES)
+            if attempt.out_of_memory:
+                tried.append(self.memory)
             if attempt.status == "completed":
                 self.outcome = "completed"
                 if key is not None:
@@ -4880,11 +4890,31 @@ class TaskRun:
                 run.log.warn("%s; running task `%s` again (this does not count as a retry)" % (attempt.message, self.name))
                 retries += 1
             elif number >= retries or attempt.final:
+                if len(tried) > 1:
+                    attempt.message += "\n\nmemory tried: %s" % ", ".join(_human_bytes(m) for m in tried)
                 raise RunError(attempt.message)
             else:
                 run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, number + 1))
                 self.previous = self.task_value(number, attempt.exit_code, None)
             number += 1
+
+    def grow_memory(self, had, number):
+        """The attempt before ran out of `had` bytes: this one gets run.task.memory_retry_multiplier
+        times that, within what the backend allows (the partition's max_memory_per_task)."""
+        factor = self.run.memory_retry_multiplier
+        if factor <= 1:
+            return
+        limit = self.run.backend.limits(self).get("memory")
+        grown = int(math.ceil(had * factor))
+        if limit is not None and grown > limit:
+            grown = max(limit, had)
+        if grown <= had:
+            self.run.log.warn("task `%s` ran out of memory with %s, the most it may have; attempt %d gets the same" % (
+                self.name, _human_bytes(had), number))
+            return
+        self.memory = self.requirements["memory"] = grown  # `task.memory` says what it got
+        self.run.log.warn("task `%s` ran out of memory with %s; attempt %d gets %s (memory_retry_multiplier = %g)" % (
+            self.name, _human_bytes(had), number, _human_bytes(grown), factor))
 
     def run_attempt(self, attempt, free_retry):
         """One attempt: its directory, its command, its job, its outputs. Sets attempt.status to
@@ -4922,6 +4952,7 @@ class TaskRun:
             self.cancelled(attempt, code)
         note = getattr(self.job, "message", None)  # the scheduler ended it, not the command
         attempt.final = getattr(self.job, "final", False)
+        attempt.out_of_memory = self.job.out_of_memory
         if getattr(self.job, "retry_free", False) and free_retry:
             run.attempt_ended(attempt, "preempted", code, note)
             return None
@@ -5255,6 +5286,7 @@ class Scheduler:
         self.idle = []  # inboxes of idle worker threads
         self.deferred = collections.deque()
         self.running = set()
+        self.readmits = []  # (task run, event): retries waiting for their new cpu and memory
         self.errors = []
         self.free_cpu = run.backend.cpu
         self.free_memory = run.backend.memory
@@ -5269,23 +5301,48 @@ class Scheduler:
         self.run.counts["waiting"] += 1
         self.pump()
 
+    def readmit(self, tr):
+        """From a worker: the task's next attempt needs other cpu or memory than it holds. Give
+        them back and wait until its new amounts fit, as a new task would."""
+        granted = threading.Event()
+        self.events.put((tr, None, granted, None))
+        while not granted.wait(0.5):
+            if self.run.aborting:
+                raise RunCancelled("task `%s` was canceled" % tr.name)
+
     def pump(self):
         """Start waiting task runs that fit, in order, looking a bounded way down the queue
-        (so a big task does not block small ones, and a long queue costs no more)."""
+        (so a big task does not block small ones, and a long queue costs no more). A retry
+        waiting for new amounts goes first, even while the run stops (it is still running)."""
+        for entry in list(self.readmits):
+            tr, granted = entry
+            if tr.cpu <= self.free_cpu + 1e-9 and tr.memory <= self.free_memory:
+                self.readmits.remove(entry)
+                self.reserve(tr)
+                granted.set()
         i = 0
         while i < min(len(self.waiting), 64) and not self.run.stopping and self.free_cpu > 1e-9:
             tr, on_done = self.waiting[i]
             if tr.cpu <= self.free_cpu + 1e-9 and tr.memory <= self.free_memory:
                 del self.waiting[i]
-                tr.reserved = (tr.cpu, tr.memory)
-                self.free_cpu -= tr.cpu
-                self.free_memory -= tr.memory
                 self.running.add(tr)
-                self.run.counts["waiting"] -= 1
-                self.run.counts["running"] += 1
+                self.reserve(tr)
                 self.hand_to_worker(tr, on_done)
             else:
                 i += 1
+
+    def reserve(self, tr):
+        tr.reserved = (tr.cpu, tr.memory)
+        self.free_cpu -= tr.cpu
+        self.free_memory -= tr.memory
+        self.run.counts["waiting"] -= 1
+        self.run.counts["running"] += 1
+
+    def release(self, tr):
+        self.free_cpu += tr.reserved[0]
+        self.free_memory += tr.reserved[1]
+        tr.reserved = (0, 0)
+        self.run.counts["running"] -= 1
 
     def hand_to_worker(self, tr, on_done):
         """Worker threads are reused; there are never more than tasks running at once."""
@@ -5306,7 +5363,7 @@ class Scheduler:
             except WdlError as e:
                 result, error = None, e
             except Exception as e:  # a bug: carried to the main thread, reported as internal
-                e.__traceback_text__ = traceback.format_exc()
+                e.__traceback_text__ = getattr(e, "__traceback_text__", None) or traceback.format_exc()
                 result, error = None, e
             self.idle.append(inbox)
             self.events.put((tr, on_done, result, error))
@@ -5325,9 +5382,19 @@ class Scheduler:
                 tr, on_done, result, error = self.events.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if on_done is None:  # readmit(): `result` is the event that lets its worker go on
+                self.release(tr)
+                self.run.counts["waiting"] += 1
+                self.readmits.append((tr, result))
+                self.pump()
+                continue
             self.running.discard(tr)
-            self.free_cpu += tr.reserved[0]
-            self.free_memory += tr.reserved[1]
+            unadmitted = [entry for entry in self.readmits if entry[0] is tr]  # canceled while it waited
+            if unadmitted:
+                self.readmits.remove(unadmitted[0])
+                self.run.counts["waiting"] -= 1
+            else:
+                self.release(tr)
             self.run.task_ended(tr, tr.outcome or "failed")
             if error is not None:
                 self.errors.append(error)
@@ -5367,12 +5434,41 @@ class Scheduler:
 # `message` (the scheduler, not the command, ended it), `retry_free` and `final`.
 
 
+def oom_kills():
+    """How many processes the kernel's out-of-memory killer ended in this process's memory
+    cgroup (v2 `memory.events`, v1 `memory.oom_control`), or None where that cannot be read."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    paths = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        path = path.rstrip("/")
+        if controllers == "":
+            paths += ["/sys/fs/cgroup%s/memory.events" % path, "/sys/fs/cgroup/memory.events"]
+        elif "memory" in controllers.split(","):
+            paths += ["/sys/fs/cgroup/memory%s/memory.oom_control" % path, "/sys/fs/cgroup/memory/memory.oom_control"]
+    for path in paths:
+        try:
+            with open(path) as f:
+                m = re.search(r"^oom_kill (\d+)$", f.read(), re.M)
+        except OSError:
+            continue
+        if m:
+            return int(m.group(1))
+    return None
+
+
 class LocalJob:
     """A task attempt as a local process group (so a cancel kills everything it started)."""
 
     def __init__(self, argv, work, stdout, stderr, environ):
         import subprocess
 
+        self.out_of_memory = False
+        self.oom_kills = oom_kills()  # a kill by the OOM killer shows as this count going up
         env = dict(os.environ)
         env.update(environ)
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
@@ -5385,7 +5481,10 @@ class LocalJob:
 
     def wait(self):
         code = self.proc.wait()
-        return 128 - code if code < 0 else code  # killed by signal N -> 128 + N
+        code = 128 - code if code < 0 else code  # killed by signal N -> 128 + N
+        if code == 137 and self.oom_kills is not None:
+            self.out_of_memory = (oom_kills() or 0) > self.oom_kills
+        return code
 
     def cancel(self):
         import signal
@@ -5413,7 +5512,7 @@ class LocalBackend:
         self.cpu = float(cpu or os.cpu_count() or 1)
         self.memory = int(memory or host_memory())
         self.shell = shell
-        self.limits = {"cpu": cpu_limit, "memory": memory_limit}
+        self.behavior = {"cpu": cpu_limit, "memory": memory_limit}
         self.warned_container = False
         self.live = set()  # jobs started and not yet known to be finished
         self.lock = threading.Lock()
@@ -5422,8 +5521,10 @@ class LocalBackend:
         if tr.requirements.get("container") and not self.warned_container:
             self.warned_container = True
             self.run.log.warn("the local backend runs tasks on this host without a container; `container` requirements are ignored")
-        apply_limits(tr, {"cpu": self.cpu, "memory": self.memory}, self.limits, "the host only has %s available",
-                     self.run.log)
+        apply_limits(tr, self.limits(tr), self.behavior, "the host only has %s available", self.run.log)
+
+    def limits(self, tr):
+        return {"cpu": self.cpu, "memory": self.memory}
 
     def start(self, tr, cmd_path, work, stdout, stderr, environ):
         return self.start_job([self.shell, cmd_path], work, stdout, stderr, environ)
@@ -5439,6 +5540,9 @@ class LocalBackend:
             job.cancel()
 
     def explain(self, job):
+        if job.out_of_memory:
+            return ("the kernel's out-of-memory killer ended it: raise the task's `memory` requirement (or set "
+                    "`run.task.memory_retry_multiplier`)")
         return None
 
     def close(self):
@@ -5509,6 +5613,8 @@ _SBATCH_TRIES = 10  # sbatch calls for one job when the controller does not answ
 _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before it is failed
 _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
 _FIRST_LOOK = 0.1  # seconds: the first look at a new job's exit status file, doubling to completion_interval
+_GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered ones go out as an array
+_GATHER_MAX = 1.0  # seconds the first of them waits at most
 _INFRASTRUCTURE_RETRIES = 3
 
 
@@ -5554,8 +5660,10 @@ def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell,
     return "\n".join(lines) + "\n"
 
 
-def sbatch_argv(partition, gpus, gpu, minutes, extra_args, job_name, adir, cpu, memory, script):
-    """The `sbatch` command line of one attempt, in Sprocket's order."""
+def sbatch_argv(partition, gpus, gpu, minutes, extra_args, cpu, memory, job_name, adir, script, array=0):
+    """The `sbatch` command line of one attempt, in Sprocket's order; with `array` = n, of a job
+    array of n elements whose element i writes its output in `<adir>/<i>/` (a link to its attempt
+    directory)."""
     argv = ["sbatch"]
     if partition:
         argv += ["--partition", partition]
@@ -5564,9 +5672,47 @@ def sbatch_argv(partition, gpus, gpu, minutes, extra_args, job_name, adir, cpu, 
     if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
         argv.append("--time=%d" % minutes)  # miniwdl-slurm's per-task walltime hint
     argv += list(extra_args)
-    argv += ["--job-name", job_name, "-o", os.path.join(adir, "slurm.stdout"), "-e", os.path.join(adir, "slurm.stderr"),
+    out_dir = adir.replace("%", "%%")  # sbatch reads `%` in -o/-e as a pattern
+    if array:
+        argv.append("--array=0-%d" % (array - 1))
+        out_dir = os.path.join(out_dir, "%a")
+    argv += ["--job-name", job_name, "-o", os.path.join(out_dir, "slurm.stdout"), "-e", os.path.join(out_dir, "slurm.stderr"),
              "--ntasks=1", "--cpus-per-task=%d" % math.ceil(cpu), "--mem=%dM" % math.ceil(memory / 1048576), script]
     return argv
+
+
+def slurm_ids(ids):
+    """Job ids as few command-line words as possible: an array's elements (`12_3`) as one `12_[3,5-9]`."""
+    plain, arrays = [], collections.OrderedDict()
+    for i in ids:
+        head, sep, index = i.partition("_")
+        if sep and index.isdigit():
+            arrays.setdefault(head, []).append(int(index))
+        else:
+            plain.append(i)
+    for head, indices in arrays.items():
+        indices.sort()
+        runs = []
+        for n in indices:
+            if runs and n == runs[-1][1] + 1:
+                runs[-1][1] = n
+            else:
+                runs.append([n, n])
+        plain.append("%s_[%s]" % (head, ",".join(str(a) if a == b else "%d-%d" % (a, b) for a, b in runs)))
+    return plain
+
+
+def expand_slurm_id(text):
+    """The element ids of `12_[3,5-9%2]` (pending elements, as sacct shows them); others as they are."""
+    m = re.match(r"^(\d+)_\[([^\]]*)\]$", text)
+    if m is None:
+        return [text]
+    out = []
+    for part in m.group(2).split("%")[0].split(","):
+        a, _, b = part.partition("-")
+        if a.isdigit() and (b.isdigit() or not b):
+            out += ["%s_%d" % (m.group(1), n) for n in range(int(a), int(b or a) + 1)]
+    return out
 
 
 def read_exit_status(adir):
@@ -5599,13 +5745,26 @@ class SlurmJob:
         self.ended_since = None  # when Slurm said it ended while its rc file was not yet visible
         self.running_since = None  # when Slurm said it runs while its node had not yet opened its output
         self.holds_slot = False
+        self.out_of_memory = False
+        self.error = None  # why it could not be submitted (a job array's sbatch failed)
         self.lock = threading.Lock()
         self.look_every = _FIRST_LOOK / 2  # seconds between looks at its exit status file
         self.next_look = 0.0
 
     def wait(self):
         self.done.wait()
+        if self.error is not None:
+            raise self.error
         return self.exit_code
+
+    def fail(self, error):
+        """It was never submitted: wait() raises `error`."""
+        with self.lock:
+            if self.done.is_set():
+                return
+            self.error = error
+            self.done.set()
+        self.release()
 
     def finish(self, code, message=None, retry_free=False, final=False):
         """The job is over (called by the monitor and by cancellation: the first one counts)."""
@@ -5632,7 +5791,7 @@ class SlurmApptainerBackend:
         self.name = name
         self.shell = config.get("run.task.shell")
         self.default_container = config.get("run.task.container")
-        self.limits = {"cpu": config.get("run.task.cpu_limit_behavior"), "memory": config.get("run.task.memory_limit_behavior")}
+        self.behavior = {"cpu": config.get("run.task.cpu_limit_behavior"), "memory": config.get("run.task.memory_limit_behavior")}
         self.cpu = self.memory = float("inf")  # the cluster schedules; nothing is held back here
         self.partitions = {k[: -len("_slurm_partition")]: settings[k] for k in _PARTITION_KEYS if settings.get(k)}
         sbatch = settings.get("sbatch") or {}
@@ -5652,10 +5811,18 @@ class SlurmApptainerBackend:
         self.exit_read_timeout = setting("exit_read_timeout")
         self.slots = threading.BoundedSemaphore(max(1, setting("max_concurrency")))
         run.scatter_limit = min(run.scatter_limit, max(1, setting("max_scatter_concurrency")))
-        queued = setting("max_queued_jobs")
-        self.queue_slots = threading.BoundedSemaphore(queued) if queued else None
+        self.queue_cap = setting("max_queued_jobs")
+        self.queue_slots = threading.BoundedSemaphore(self.queue_cap) if self.queue_cap else None
+        self.job_arrays = setting("job_arrays")
+        self.gathering = {}  # sbatch options -> [(job, argv, options)] waiting to go out as one array
+        self.gathered_since = {}
+        self.last_gathered = 0.0
+        self.gatherer = None
+        self.submitting = 0  # arrays whose sbatch is under way
+        self.arrays = 0
+        self.max_array = None
         self.rate = parse_rate(setting("submit_rate_limit")) if setting("submit_rate_limit") else None
-        self.submitted = collections.deque()  # times of the recent sbatch calls (submit_rate_limit)
+        self.sbatch_times = collections.deque()  # times of the recent sbatch calls (submit_rate_limit)
         self.rate_lock = threading.Lock()
         self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
         self.cond = threading.Condition()
@@ -5693,12 +5860,14 @@ class SlurmApptainerBackend:
         return {}
 
     def check(self, tr):
+        tr.partition = self.partition_for(tr)
+        apply_limits(tr, self.limits(tr), self.behavior, "partition `%s` has a maximum of %%s" % tr.partition.get("name", "?"),
+                     self.run.log)
+
+    def limits(self, tr):
         part = self.partition_for(tr)
-        tr.partition = part
         memory = part.get("max_memory_per_task")
-        apply_limits(tr, {"cpu": part.get("max_cpu_per_task"),
-                          "memory": parse_memory(memory) if memory is not None else None},
-                     self.limits, "partition `%s` has a maximum of %%s" % part.get("name", "?"), self.run.log)
+        return {"cpu": part.get("max_cpu_per_task"), "memory": parse_memory(memory) if memory is not None else None}
 
     # -- one attempt ---------------------------------------------------------------------------
     def start(self, tr, cmd_path, work, stdout, stderr, environ):
@@ -5724,33 +5893,143 @@ class SlurmApptainerBackend:
         with open(script, "w") as f:
             f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir))
         os.chmod(script, 0o770)
-        name = tr.attempt.name
-        job_name = "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
-        argv = sbatch_argv(tr.partition.get("name"), gpu and tr.hints.get("gpu"), gpu,
-                           tr.hints.get("time_minutes", tr.hints.get("max_time_minutes")),
-                           self.sbatch_args + self.conditional_args(tr), job_name, adir, tr.cpu, tr.memory, script)
-        with open(os.path.join(adir, "sbatch_command"), "w") as f:
-            f.write(" ".join(shlex.quote(a) for a in argv) + "\n")
+        options = (tr.partition.get("name"), gpu and tr.hints.get("gpu"), gpu,
+                   tr.hints.get("time_minutes", tr.hints.get("max_time_minutes")),
+                   tuple(self.sbatch_args + self.conditional_args(tr)), tr.cpu, tr.memory)
+        argv = sbatch_argv(*options, job_name=self.job_name(tr.attempt.name), adir=adir, script=script)
         job = SlurmJob(self, tr, adir)
         self.take_queue_slot(job)
+        if self.job_arrays and tr.attempt.number == 0:  # a retry goes alone
+            self.gather(job, argv, options)
+            return job
+        self.write_sbatch_command(adir, argv)
         try:
-            job.job_id = self.submit(argv, tr)
+            job_id = self.submit(argv, tr)
         except BaseException:
             job.release()
             raise
-        with open(os.path.join(adir, "job_id"), "w") as f:
-            f.write(job.job_id + "\n")
+        self.submitted(job, job_id)
+        return job
+
+    def job_name(self, name):
+        return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
+
+    def write_sbatch_command(self, adir, argv, note=""):
+        import shlex
+
+        with open(os.path.join(adir, "sbatch_command"), "w") as f:
+            f.write(" ".join(shlex.quote(a) for a in argv) + "\n" + note)
+
+    def submitted(self, job, job_id):
+        """Slurm took the job: write down its id and follow it."""
+        job.job_id = job_id
+        with open(os.path.join(job.adir, "job_id"), "w") as f:
+            f.write(job_id + "\n")
         job.state = "SUBMITTED"  # what Slurm makes of it, the next status query tells
-        self.run.record_job(tr, job.job_id)
+        self.run.record_job(job.tr, job_id)
+        if job.done.is_set():  # canceled while sbatch ran
+            self.scancel([job_id])
+            return
         with self.cond:
-            self.jobs[job.job_id] = job
+            self.jobs[job_id] = job
             if self.monitor is None:
                 self.monitor = threading.Thread(target=self.monitor_loop, daemon=True)
                 self.monitor.start()
             self.cond.notify_all()
-        if self.run.aborting:  # canceled while sbatch ran
+        if self.run.aborting:
             self.cancel_jobs([job])
-        return job
+
+    # -- job arrays: the elements of a scatter ready at once, one sbatch -------------------------
+    def gather(self, job, argv, options):
+        """Hold the job for a moment, to go out with the other elements of its call that need the
+        same sbatch options as one job array."""
+        key = (re.sub(r"(-\d+)+$", "", job.tr.name),) + options
+        with self.cond:
+            group = self.gathering.setdefault(key, [])
+            if not group:
+                self.gathered_since[key] = time.monotonic()
+            group.append((job, argv, options))
+            self.last_gathered = time.monotonic()
+            if self.gatherer is None:
+                self.gatherer = threading.Thread(target=self.gather_loop, daemon=True)
+                self.gatherer.start()
+            self.cond.notify_all()
+
+    def gather_loop(self):
+        """Submit each group once no new element came for _GATHER_QUIET (or it waited _GATHER_MAX).
+        While max_queued_jobs binds, a group waits until the queue holds a quarter of it or less,
+        so that the elements freed one by one go out as a few big arrays, not many small ones."""
+        while True:
+            with self.cond:
+                while not self.gathering and not self.closed:
+                    self.cond.wait()
+                if self.closed:
+                    return
+            time.sleep(_GATHER_QUIET)
+            now = time.monotonic()
+            limit = self.array_limit()
+            with self.cond:
+                ready = []
+                for key, group in list(self.gathering.items()):
+                    since = self.gathered_since[key]
+                    if now - self.last_gathered < _GATHER_QUIET and now - since < _GATHER_MAX and len(group) < limit:
+                        continue  # more are coming
+                    stocked = self.queue_cap and len(self.jobs) > self.queue_cap // 4
+                    if stocked and len(group) < limit and now - since < self.interval:
+                        continue
+                    del self.gathering[key]
+                    ready += [group[i: i + limit] for i in range(0, len(group), limit)]
+                self.submitting += len(ready)
+            for members in ready:
+                threading.Thread(target=self.submit_array, args=(members,), daemon=True).start()
+
+    def array_limit(self):
+        """Elements per array: the cluster's MaxArraySize (read once), and max_queued_jobs."""
+        if self.max_array is None:
+            code, out, _ = _run_tool(["scontrol", "show", "config"], timeout=30)
+            m = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M) if code == 0 else None
+            self.max_array = int(m.group(1)) if m else 1001  # Slurm's default
+        return max(1, min(self.max_array, self.queue_cap or self.max_array))
+
+    def submit_array(self, members):
+        """One sbatch for these elements; each keeps its attempt directory (the link `<i>` in the
+        array's directory) and becomes job `<array id>_<i>`."""
+        try:
+            if self.closed:  # the run ended while they waited
+                for job, _, _ in members:
+                    job.finish(143, "canceled")
+            members = [m for m in members if not m[0].done.is_set()]  # canceled while they waited
+            if len(members) == 1:
+                job, argv, _ = members[0]
+                self.write_sbatch_command(job.adir, argv)
+                self.submitted(job, self.submit(argv, job.tr))
+            elif members:
+                with self.cond:
+                    self.arrays += 1
+                    root = os.path.join(self.run.run_dir, "arrays", str(self.arrays))
+                os.makedirs(root)
+                for i, (job, _, _) in enumerate(members):
+                    os.symlink(job.adir, os.path.join(root, str(i)))
+                script = os.path.join(root, "script")
+                with open(script, "w") as f:
+                    f.write('#!/usr/bin/env bash\nexec "%s/${SLURM_ARRAY_TASK_ID}/apptainer_command"\n' % root)
+                os.chmod(script, 0o770)
+                first = members[0][0].tr
+                argv = sbatch_argv(*members[0][2], job_name=self.job_name(re.sub(r"(-\d+)+$", "", first.attempt.name)),
+                                   adir=root, script=script, array=len(members))
+                for i, (job, _, _) in enumerate(members):
+                    self.write_sbatch_command(job.adir, argv, "# this attempt is element %d of the array\n" % i)
+                array_id = self.submit(argv, first)
+                for i, (job, _, _) in enumerate(members):
+                    self.submitted(job, "%s_%d" % (array_id, i))
+        except Exception as e:  # sbatch refused, or a bug: each element's task reports it
+            e.__traceback_text__ = traceback.format_exc()
+            for job, _, _ in members:
+                job.fail(e)
+        finally:
+            with self.cond:
+                self.submitting -= 1
+                self.cond.notify_all()
 
     def take_queue_slot(self, job):
         """Wait until fewer than max_queued_jobs of this run's jobs are in the queue (across every
@@ -5812,12 +6091,12 @@ class SlurmApptainerBackend:
         with self.rate_lock:
             while True:
                 now = time.monotonic()
-                while self.submitted and now - self.submitted[0] >= period:
-                    self.submitted.popleft()
-                if len(self.submitted) < n:
-                    self.submitted.append(now)
+                while self.sbatch_times and now - self.sbatch_times[0] >= period:
+                    self.sbatch_times.popleft()
+                if len(self.sbatch_times) < n:
+                    self.sbatch_times.append(now)
                     return
-                time.sleep(period - (now - self.submitted[0]))
+                time.sleep(period - (now - self.sbatch_times[0]))
 
     # -- images ----------------------------------------------------------------------------
     def image_for(self, tr):
@@ -6018,8 +6297,9 @@ class SlurmApptainerBackend:
         code = job.file_code if job.file_code is not None else _slurm_exit_code(exit_code)
         mem = "%dM" % math.ceil(job.tr.memory / 1048576)
         if base == "OUT_OF_MEMORY":
+            job.out_of_memory = True
             job.finish(code or 137, "Slurm job %s ran out of memory: it used more than its --mem=%s (raise the task's "
-                                    "`memory` requirement)" % (job.job_id, mem))
+                                    "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (job.job_id, mem))
         elif base in ("TIMEOUT", "DEADLINE"):
             job.finish(code or 143, "Slurm job %s hit its time limit (sbatch --time, or the partition's MaxTime)" % job.job_id)
         elif base in _SLURM_INFRASTRUCTURE:
@@ -6032,7 +6312,10 @@ class SlurmApptainerBackend:
             job.finish(code if code else 1, None if code else "Slurm job %s ended %s" % (job.job_id, state))
 
     def query(self, ids):
-        """{job id: (state, exit code, reason)} for the ids Slurm knows, in few commands."""
+        """{job id: (state, exit code, reason)} for the ids Slurm knows, in few commands (one word
+        for all the elements of an array)."""
+        wanted = set(ids)
+        ids = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in ids))
         if self.status_source == "sacct":
             out = {}
             for i in range(0, len(ids), _IDS_PER_CALL):
@@ -6049,28 +6332,33 @@ class SlurmApptainerBackend:
                 for line in text.splitlines():
                     f = line.split("|")
                     if len(f) >= 4 and "." not in f[0]:
-                        out[f[0]] = (f[1], f[2], f[3])
+                        for job_id in expand_slurm_id(f[0]):
+                            if job_id in wanted:
+                                out[job_id] = (f[1], f[2], f[3])
             return out
         out = {}
         ended = []
         for i in range(0, len(ids), _IDS_PER_CALL):
             chunk = ids[i: i + _IDS_PER_CALL]
-            code, text, err = _run_tool(["squeue", "-h", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(chunk)])
+            code, text, err = _run_tool(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(chunk)])
             if code != 0 and "Invalid job id" not in err:
                 raise RunError("squeue failed (exit %d): %s" % (code, err.strip()))
             for line in text.splitlines():
                 f = line.split("|")
-                if len(f) >= 3:
+                if len(f) >= 3 and f[0] in wanted:
                     out[f[0]] = (f[1], "", f[2])
                     if f[1].split()[0] in _SLURM_TERMINAL:
                         ended.append(f[0])
         if ended:  # exit codes: one `scontrol show job` for all jobs the controller holds
             code, text, err = _run_tool(["scontrol", "-o", "show", "job"])
-            wanted = set(ended)
+            ended = set(ended)
             for line in text.splitlines():
                 fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-                if fields.get("JobId") in wanted:
-                    out[fields["JobId"]] = (fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", ""))
+                job_id = fields.get("JobId")
+                if fields.get("ArrayTaskId", "N/A") != "N/A":  # an element: JobId is its own number
+                    job_id = "%s_%s" % (fields.get("ArrayJobId"), fields["ArrayTaskId"])
+                if job_id in ended:
+                    out[job_id] = (fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", ""))
         return out
 
     # -- cancellation --------------------------------------------------------------------------
@@ -6083,6 +6371,7 @@ class SlurmApptainerBackend:
         self.scancel(ids)
 
     def scancel(self, ids):
+        ids = slurm_ids(ids)
         for i in range(0, len(ids), _IDS_PER_CALL):
             with self.slots:
                 code, out, err = _run_tool(["scancel"] + ids[i: i + _IDS_PER_CALL])
@@ -6090,12 +6379,19 @@ class SlurmApptainerBackend:
                 self.run.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
 
     def close(self):
-        """At the end of a run, whatever the reason: no job of ours is left in the queue."""
+        """At the end of a run, whatever the reason: no job of ours is left in the queue (an
+        array's sbatch under way is waited for, and its jobs canceled)."""
         with self.cond:
-            live = list(self.jobs.values())
+            held = [m[0] for group in self.gathering.values() for m in group]
+            self.gathering.clear()
             self.closed = True
             self.stopped.set()
             self.cond.notify_all()
+        self.cancel_jobs(held)
+        with self.cond:
+            while self.submitting:
+                self.cond.wait()
+            live = list(self.jobs.values())
         if live:
             self.cancel_jobs(live)
 
@@ -6560,6 +6856,8 @@ CONFIG_SCHEMA = {
     "run.events_capacity": ("int", 5000, "accepted for compatibility with Sprocket (no effect here)"),
     "run.workflow.scatter.concurrency": ("int", 1000, "scatter elements in flight at once"),
     "run.task.retries": ("int", 0, "retries for a failed task when it sets no `max_retries` (at most 100)"),
+    "run.task.memory_retry_multiplier": ("multiplier", 1, "a retry after running out of memory gets this many times "
+                                         "the memory (1: the same; capped by the partition's max_memory_per_task)"),
     "run.task.container": ("str", "ubuntu:latest", "the container of tasks that name none"),
     "run.task.shell": ("str", "bash", "the shell that runs each task's command file"),
     "run.task.cpu_limit_behavior": (("deny", "try_with_max"), "deny", "a task asking for more CPUs than available: refuse, or clamp and warn"),
@@ -6590,6 +6888,8 @@ CONFIG_SCHEMA = {
                                          '"20/1s" or "200/1min" (default: no limit)'),
     "run.backends.*.max_concurrency": ("int", 10, "slurm: sbatch/scancel processes at once"),
     "run.backends.*.max_scatter_concurrency": ("int", 200, "slurm: scatter elements submitted at once"),
+    "run.backends.*.job_arrays": ("bool", True, "slurm: scatter elements ready at once that get the same sbatch "
+                                  "options go out as one `sbatch --array`"),
     "run.backends.*.sbatch.args": ("list", [], "slurm: extra sbatch arguments"),
     "run.backends.*.sbatch.conditional": ("conditionals", [], "slurm: sbatch arguments added when a condition holds"),
     "run.backends.*.extra_sbatch_args": ("list", [], "slurm: extra sbatch arguments (the seed's name for sbatch.args)"),
@@ -6630,7 +6930,8 @@ _BACKEND_KEYS = {
     "local": ("type", "cpu", "memory"),
     "docker": ("type", "cleanup"),
     "slurm_apptainer": ("type", "interval", "completion_interval", "exit_read_timeout", "max_queued_jobs",
-                        "submit_rate_limit", "max_concurrency", "max_scatter_concurrency", "sbatch", "extra_sbatch_args",
+                        "submit_rate_limit", "max_concurrency", "max_scatter_concurrency", "job_arrays", "sbatch",
+                        "extra_sbatch_args",
                         "job_name_prefix", "apptainer", "extra_apptainer_exec_args") + _PARTITION_KEYS,
 }
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
@@ -6709,6 +7010,9 @@ def check_config_value(key, value, kind, path):
     elif kind == "seconds":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError("%s must be a number of seconds >= 0, not %s" % (where, _toml_repr(value)))
+    elif kind == "multiplier":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+            raise ConfigError("%s must be a number >= 1, not %s" % (where, _toml_repr(value)))
     elif kind == "rate":
         try:
             parse_rate(value)
@@ -7484,6 +7788,7 @@ class Run:
         self.overrides = {}
         retries = config.get("run.task.retries")
         self.default_retries = 0 if retries == "default" else retries
+        self.memory_retry_multiplier = config.get("run.task.memory_retry_multiplier")
         self.fail_fast = config.get("run.fail") == "fast"
         self.scatter_limit = config.get("run.workflow.scatter.concurrency")
         self.counts = dict.fromkeys(("waiting", "running", "completed", "failed", "cached"), 0)
@@ -7533,7 +7838,6 @@ class Run:
 
     def task_ended(self, tr, status):
         """A task run is over (on the scheduler thread, which owns the counts)."""
-        self.counts["running"] -= 1
         self.counts["failed" if status == "canceled" else status] += 1
 
     # -- running ---------------------------------------------------------------------------
