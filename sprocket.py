@@ -30,12 +30,15 @@ The module reads top to bottom in the order data flows:
                                    (normalize_runtime)
     12. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
     13. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend: the batch
-                                   script and sbatch line, completion from each job's exit status file,
-                                   a batched status query, queue caps, the Apptainer image cache
+                                   script and sbatch line, job arrays, completion from each job's exit
+                                   status file, a batched status query, queue caps, adopting the jobs
+                                   of a dead run, the Apptainer image cache
     14. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
-    15. Provenance                 Store: sprocket.db (sessions, runs, tasks), orphan sweep
-    16. Runs                       Run: the run directory, call cache, logs, progress, signals
+    15. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts), orphan sweep,
+                                   which run adopted which
+    16. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
+                                   find_adoptable), logs, progress, signals
     17. Command line               main(): check, run, validate, inputs, config; the one place errors
                                    become messages
 """
@@ -4704,15 +4707,20 @@ class Attempt:
     name); with the run's id it is its row in sprocket.db (`tasks`, and `attempts`)."""
 
     __slots__ = ("call", "number", "directory", "name", "key", "job", "status", "exit_code", "message", "final",
-                 "out_of_memory")
+                 "out_of_memory", "adopted")
 
-    def __init__(self, tr, number):
+    def __init__(self, tr, number, adopted=None):
         self.call, self.number = tr.name, number
-        self.directory = os.path.join(tr.call_dir, "attempts", str(number))
+        self.adopted = adopted  # the Adoptable record of an earlier run's attempt this one follows
+        self.directory = adopted.directory if adopted else os.path.join(tr.call_dir, "attempts", str(number))
         self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", "%s-%d" % (tr.name, number))
         self.key = "%s-%s" % (self.name, tr.run.uuid[:8])
         self.job = self.status = self.exit_code = self.message = None
         self.final = self.out_of_memory = False
+
+
+Adoptable = collections.namedtuple("Adoptable", "key number directory job_id cache_key")
+Adoptable.__doc__ = "An attempt of an orphaned earlier run, to be followed to its end (reattach)."
 
 
 class TaskRun:
@@ -4732,6 +4740,7 @@ class TaskRun:
         self.requirements, self.hints = {}, {}
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
         self.partition = {}
+        self.reattach_key = None  # its call cache key (weak digests), when a later run may adopt its jobs
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
         return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.dialect, stdout, stderr)
@@ -4852,16 +4861,22 @@ class TaskRun:
 
         Sets `outcome` (completed, failed, canceled or cached) for the scheduler."""
         run = self.run
+        adopted = run.adoptable.pop(self.name, None)
+        self.reattach_key = run.cache.key(self, "weak") if run.reattach else None
+        if adopted is not None and adopted.cache_key != self.reattach_key:
+            run.log.info("task `%s`: not adopting the job of the earlier run (its inputs changed)" % self.name)
+            adopted = None
         key = None
-        if run.cache is not None and run.cache.enabled_for(self):
-            key = run.cache.key(self)
-            hit = run.cache.lookup(self, key)
+        if run.cache.enabled_for(self):
+            key = self.reattach_key if run.cache.digests == "weak" and self.reattach_key else run.cache.key(self)
+            hit = None if adopted is not None else run.cache.lookup(self, key)
             if hit is not None:
                 self.outcome = "cached"
                 run.record_cached(self)
                 return hit
         self.outcome = "failed"
-        number = infrastructure = 0
+        number = adopted.number if adopted is not None else 0
+        infrastructure = 0
         retries = self.max_retries()
         asked = self.memory
         tried = []  # the memory of each attempt that ran out of it
@@ -4876,7 +4891,8 @@ class TaskRun:
                 run.backend.check(self)
                 if (self.cpu, self.memory) != self.reserved:
                     run.scheduler.readmit(self)
-            self.attempt = attempt = Attempt(self, number)
+            self.attempt = attempt = Attempt(self, number, adopted)
+            adopted = None
             outputs = self.run_attempt(attempt, infrastructure < _INFRASTRUCTURE_RETRIES)
             if attempt.out_of_memory:
                 tried.append(self.memory)
@@ -4911,10 +4927,10 @@ class TaskRun:
         if grown <= had:
             self.run.log.warn("task `%s` ran out of memory with %s, the most it may have; attempt %d gets the same" % (
                 self.name, _human_bytes(had), number))
-            return
-        self.memory = self.requirements["memory"] = grown  # `task.memory` says what it got
-        self.run.log.warn("task `%s` ran out of memory with %s; attempt %d gets %s (memory_retry_multiplier = %g)" % (
-            self.name, _human_bytes(had), number, _human_bytes(grown), factor))
+        else:
+            self.run.log.warn("task `%s` ran out of memory with %s; attempt %d gets %s (memory_retry_multiplier = %g)" % (
+                self.name, _human_bytes(had), number, _human_bytes(grown), factor))
+        self.memory = self.requirements["memory"] = max(grown, had)  # `task.memory` says what it got
 
     def run_attempt(self, attempt, free_retry):
         """One attempt: its directory, its command, its job, its outputs. Sets attempt.status to
@@ -4923,23 +4939,26 @@ class TaskRun:
         the attempt cannot start."""
         run = self.run
         work = os.path.join(attempt.directory, "work")
-        os.makedirs(work)
         self.attempt_dirs.append(attempt.directory)
         stdout, stderr = os.path.join(attempt.directory, "stdout"), os.path.join(attempt.directory, "stderr")
         env = dict(self.env)
-        ctx = self.ctx(work)
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(attempt.number, None, None)
-        command = self.render_command(env, ctx)
-        cmd_path = os.path.join(attempt.directory, "command")
-        with open(cmd_path, "w") as f:
-            f.write(command)
+        if attempt.adopted is None:
+            os.makedirs(work)
+            command = self.render_command(env, self.ctx(work))
+            cmd_path = os.path.join(attempt.directory, "command")
+            with open(cmd_path, "w") as f:
+                f.write(command)
         environ = {d.name: _env_text(self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
-        run.attempt_started(attempt)
+        run.attempt_started(attempt, self.reattach_key)
         if run.aborting:
             self.cancelled(attempt, None)
         try:
-            self.job = attempt.job = run.backend.start(self, cmd_path, work, stdout, stderr, environ)
+            if attempt.adopted is None:
+                self.job = attempt.job = run.backend.start(self, cmd_path, work, stdout, stderr, environ)
+            else:  # an earlier run's job, followed instead of run again
+                self.job = attempt.job = run.backend.adopt(self, attempt.directory, attempt.adopted.job_id)
             if run.aborting:  # abort() ran while the job started and may not have seen it
                 run.backend.cancel_jobs([self.job])
             code = self.job.wait()
@@ -5430,8 +5449,11 @@ class Scheduler:
 #   cancel_jobs(jobs)            stop these jobs (in one go where the backend can)
 #   explain(job)                 a sentence on why a failed job failed, when the files tell
 #   close()                      the run is over: nothing of it may be left running
-# A job's wait() returns the exit status (128 + N for signal N); a job may also carry
-# `message` (the scheduler, not the command, ended it), `retry_free` and `final`.
+#   limits(task_run)             {"cpu": n, "memory": bytes} it may have (None: no limit)
+# and, where jobs outlive the engine (Slurm), adopt(task_run, attempt dir, job id) and
+# find_jobs(attempt dirs) for reattach. A job's wait() returns the exit status (128 + N for
+# signal N); a job has `out_of_memory` and may also carry `message` (the scheduler, not the
+# command, ended it), `retry_free` and `final`.
 
 
 def oom_kills():
@@ -5593,10 +5615,13 @@ def _human_bytes(n):
 
 # -- Slurm + Apptainer ---------------------------------------------------------------------
 #
-# Each attempt becomes one `sbatch` job running `apptainer exec`. Nothing blocks per job on
-# the submit host: sbatch runs in a bounded pool, and one monitor thread asks Slurm about
-# every live job with one batched `sacct` per interval (or `squeue` + `scontrol` where
-# accounting is off), then wakes the tasks whose jobs ended.
+# Each attempt becomes one `sbatch` job running `apptainer exec`, or one element of a job
+# array with the other scatter elements ready at once. Nothing blocks per job on the submit
+# host: sbatch runs in a bounded pool, and one monitor thread looks at the jobs' exit status
+# files and asks Slurm about every live job with one batched `sacct` per interval (or
+# `squeue` + `scontrol` where accounting is off), then wakes the tasks whose jobs ended. The
+# attempt is in sprocket.db before its sbatch runs and its job id right after, so a later run
+# can adopt the job when this process dies.
 
 _SLURM_TERMINAL = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
                    "PREEMPTED", "TIMEOUT", "REVOKED")
@@ -5615,6 +5640,7 @@ _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc f
 _FIRST_LOOK = 0.1  # seconds: the first look at a new job's exit status file, doubling to completion_interval
 _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered ones go out as an array
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
+_GATHER_HOLD = 120.0  # seconds they may wait while the queue holds more than a quarter of max_queued_jobs
 _INFRASTRUCTURE_RETRIES = 3
 
 
@@ -5904,12 +5930,47 @@ class SlurmApptainerBackend:
             return job
         self.write_sbatch_command(adir, argv)
         try:
+            self.run.store.flush()  # the attempt is on record before its job exists (reattach)
             job_id = self.submit(argv, tr)
         except BaseException:
             job.release()
             raise
         self.submitted(job, job_id)
+        self.run.store.flush()
         return job
+
+    def adopt(self, tr, adir, job_id):
+        """Follow a job an earlier (dead) run submitted, as if this run had: one that ended while
+        nobody watched is read from its exit status file, or from Slurm."""
+        job = SlurmJob(self, tr, adir)
+        code = read_exit_status(adir)
+        if code is not None:
+            job.job_id = job_id
+            job.finish(code)
+            return job
+        self.take_queue_slot(job)
+        self.follow(job, job_id)
+        return job
+
+    def find_jobs(self, adirs):
+        """{attempt directory: job id} for the jobs of these attempts in the queue: their sbatch
+        ran but the engine died before it wrote down their ids. One squeue of the user's jobs,
+        matched by batch script (an array's element by its link in the array's directory)."""
+        import getpass
+
+        wanted = {os.path.realpath(d): d for d in adirs}
+        code, text, _ = _run_tool(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%o"])
+        out = {}
+        for line in text.splitlines() if code == 0 else ():
+            job_id, _, script = line.partition("|")
+            head, _, index = job_id.partition("_")
+            if os.path.basename(script) == "script" and index.isdigit():
+                adir = os.path.realpath(os.path.join(os.path.dirname(script), index))
+            else:
+                adir = os.path.dirname(os.path.realpath(script))
+            if adir in wanted:
+                out[wanted[adir]] = job_id
+        return out
 
     def job_name(self, name):
         return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
@@ -5922,9 +5983,12 @@ class SlurmApptainerBackend:
 
     def submitted(self, job, job_id):
         """Slurm took the job: write down its id and follow it."""
-        job.job_id = job_id
         with open(os.path.join(job.adir, "job_id"), "w") as f:
             f.write(job_id + "\n")
+        self.follow(job, job_id)
+
+    def follow(self, job, job_id):
+        job.job_id = job_id
         job.state = "SUBMITTED"  # what Slurm makes of it, the next status query tells
         self.run.record_job(job.tr, job_id)
         if job.done.is_set():  # canceled while sbatch ran
@@ -5957,8 +6021,9 @@ class SlurmApptainerBackend:
 
     def gather_loop(self):
         """Submit each group once no new element came for _GATHER_QUIET (or it waited _GATHER_MAX).
-        While max_queued_jobs binds, a group waits until the queue holds a quarter of it or less,
-        so that the elements freed one by one go out as a few big arrays, not many small ones."""
+        While max_queued_jobs binds, a group waits until the queue holds a quarter of it or less
+        (at most _GATHER_HOLD), so that the elements freed one by one go out as a few big arrays,
+        not many small ones."""
         while True:
             with self.cond:
                 while not self.gathering and not self.closed:
@@ -5975,7 +6040,7 @@ class SlurmApptainerBackend:
                     if now - self.last_gathered < _GATHER_QUIET and now - since < _GATHER_MAX and len(group) < limit:
                         continue  # more are coming
                     stocked = self.queue_cap and len(self.jobs) > self.queue_cap // 4
-                    if stocked and len(group) < limit and now - since < self.interval:
+                    if stocked and len(group) < limit and now - since < _GATHER_HOLD:
                         continue
                     del self.gathering[key]
                     ready += [group[i: i + limit] for i in range(0, len(group), limit)]
@@ -6002,6 +6067,7 @@ class SlurmApptainerBackend:
             if len(members) == 1:
                 job, argv, _ = members[0]
                 self.write_sbatch_command(job.adir, argv)
+                self.run.store.flush()
                 self.submitted(job, self.submit(argv, job.tr))
             elif members:
                 with self.cond:
@@ -6019,9 +6085,11 @@ class SlurmApptainerBackend:
                                    adir=root, script=script, array=len(members))
                 for i, (job, _, _) in enumerate(members):
                     self.write_sbatch_command(job.adir, argv, "# this attempt is element %d of the array\n" % i)
+                self.run.store.flush()  # the attempts are on record before their jobs exist (reattach)
                 array_id = self.submit(argv, first)
                 for i, (job, _, _) in enumerate(members):
                     self.submitted(job, "%s_%d" % (array_id, i))
+            self.run.store.flush()
         except Exception as e:  # sbatch refused, or a bug: each element's task reports it
             e.__traceback_text__ = traceback.format_exc()
             for job, _, _ in members:
@@ -6345,10 +6413,11 @@ class SlurmApptainerBackend:
                 raise RunError("squeue failed (exit %d): %s" % (code, err.strip()))
             for line in text.splitlines():
                 f = line.split("|")
-                if len(f) >= 3 and f[0] in wanted:
-                    out[f[0]] = (f[1], "", f[2])
-                    if f[1].split()[0] in _SLURM_TERMINAL:
-                        ended.append(f[0])
+                for job_id in expand_slurm_id(f[0]) if len(f) >= 3 else ():
+                    if job_id in wanted:
+                        out[job_id] = (f[1], "", f[2])
+                        if f[1].split()[0] in _SLURM_TERMINAL:
+                            ended.append(job_id)
         if ended:  # exit codes: one `scontrol show job` for all jobs the controller holds
             code, text, err = _run_tool(["scontrol", "-o", "show", "job"])
             ended = set(ended)
@@ -7265,15 +7334,22 @@ CREATE VIEW IF NOT EXISTS latest_index_entries AS SELECT * FROM (SELECT *, row_n
     (PARTITION BY link_path ORDER BY created_at DESC) AS rn FROM index_log) WHERE rn = 1;
 """
 # sprocket.py's additions to Sprocket's schema, created in any database it opens: the process
-# behind each session (so a dead one is seen at once) and the scheduler job of each attempt.
+# behind each session (so a dead one is seen at once); each attempt with its scheduler job, the
+# call cache key of its task and the attempt of an earlier run it adopted (reattach); what makes
+# runs the same (document, inputs, configuration), and which run adopted which.
 _DB_EXTENSIONS = """
 CREATE TABLE IF NOT EXISTS session_processes (session_id INTEGER PRIMARY KEY REFERENCES sessions (id),
     hostname TEXT NOT NULL, pid INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (key TEXT PRIMARY KEY REFERENCES tasks (name), run_id INTEGER NOT NULL
     REFERENCES runs (id), call TEXT NOT NULL, attempt INTEGER NOT NULL, directory TEXT NOT NULL, backend TEXT NOT NULL,
     job_id TEXT, status TEXT NOT NULL, exit_status INTEGER, error TEXT, started_at TIMESTAMP, completed_at TIMESTAMP,
-    UNIQUE (run_id, call, attempt));
+    cache_key TEXT, adopted_from TEXT REFERENCES attempts (key), UNIQUE (run_id, call, attempt));
+CREATE TABLE IF NOT EXISTS run_fingerprints (run_id INTEGER PRIMARY KEY REFERENCES runs (id), fingerprint TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_run_fingerprints ON run_fingerprints (fingerprint);
+CREATE TABLE IF NOT EXISTS adoptions (run_id INTEGER PRIMARY KEY REFERENCES runs (id),
+    by_run_id INTEGER NOT NULL REFERENCES runs (id), created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
 """
+_DB_ADDED_COLUMNS = (("attempts", "cache_key", "TEXT"), ("attempts", "adopted_from", "TEXT"))  # since the table came
 _HEARTBEAT_SECONDS = 60
 
 
@@ -7312,9 +7388,16 @@ class Store:
                     "INSERT OR IGNORE INTO metadata (key, value) VALUES ('version', '%s');COMMIT;" % _DB_SCHEMA_VERSION)))
             else:
                 self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_EXTENSIONS + "COMMIT;"))
+                self.write(self._add_columns)
         except sqlite3.DatabaseError as e:
             raise RunError("cannot use the provenance database `%s`: %s" % (self.path, e))
         self.sweep_orphans()
+
+    def _add_columns(self, db):
+        """Columns added to sprocket.py's tables after they first shipped, for databases made before."""
+        for table, column, kind in _DB_ADDED_COLUMNS:
+            if column not in [r[1] for r in db.execute("PRAGMA table_info(%s)" % table)]:
+                db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, kind))
 
     def _check_header(self):
         try:
@@ -7413,9 +7496,39 @@ class Store:
                 self.execute("UPDATE runs SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP, error = "
                              "coalesce(error, 'the sprocket process running it ended without finishing it') "
                              "WHERE session_id = ? AND status IN ('queued', 'analyzing', 'running', 'canceling')", (sid,))
-                self.execute("UPDATE tasks SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP WHERE run_id IN "
-                             "(SELECT id FROM runs WHERE session_id = ?) AND status IN "
-                             "('initializing', 'localizing', 'pending', 'running')", (sid,))
+                for table in ("tasks", "attempts"):
+                    self.execute("UPDATE %s SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP WHERE run_id IN "
+                                 "(SELECT id FROM runs WHERE session_id = ?) AND status IN "
+                                 "('initializing', 'localizing', 'pending', 'running')" % table, (sid,))
+
+    # -- reattach ------------------------------------------------------------------------------
+    def adopt_run(self, fingerprint, run_id):
+        """The newest orphaned run with this fingerprint that no run adopted yet, now adopted by
+        `run_id` (in one transaction, so two runs never adopt the same one): (id, directory), or None."""
+        def adopt(db):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT r.id, r.directory FROM runs r JOIN run_fingerprints f ON f.run_id = r.id WHERE f.fingerprint = ? "
+                    "AND r.status = 'orphaned' AND r.id != ? AND r.id NOT IN (SELECT run_id FROM adoptions) "
+                    "ORDER BY r.id DESC LIMIT 1", (fingerprint, run_id)).fetchone()
+                if row is not None:
+                    db.execute("INSERT INTO adoptions (run_id, by_run_id) VALUES (?, ?)", (row[0], run_id))
+                db.execute("COMMIT")
+                return row
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        with self.commit_lock:
+            self.flush()
+            return self.write(adopt)
+
+    def last_attempts(self, run_id):
+        """{call: (key, attempt, directory, job_id, status, cache_key)}: each call's last attempt in the run."""
+        with self.lock:
+            rows = self.db.execute("SELECT call, key, attempt, directory, job_id, status, cache_key FROM attempts "
+                                   "WHERE run_id = ? ORDER BY attempt", (run_id,)).fetchall()
+        return {r[0]: r[1:] for r in rows}
 
     def start_session(self):
         import getpass
@@ -7486,6 +7599,19 @@ def run_name():
 # the newest. <out>/output.log gathers every invocation's log lines.
 
 
+def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
+    """What makes two runs the same run (reattach): the document, the target, every input and
+    override, and the whole configuration."""
+    import hashlib
+
+    data = [os.path.abspath(doc.source.path), doc.source.text, target.name, inputs_json,
+            {path: {k: value_to_json(v) for k, v in values.items()} for path, values in sorted(nested.items())},
+            {path: {section: {k: value_to_json(v) for k, v in values.items()} for section, values in sections.items()}
+             for path, sections in sorted(overrides.items())},
+            resolve_lines(config)]
+    return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
+
+
 def make_run_dir(out_dir, target):
     """A new run directory, never an existing one (mkdir is the arbiter between processes)."""
     parent = os.path.join(out_dir, "runs", target)
@@ -7512,8 +7638,8 @@ class CallCache:
     """Reuse the outputs of a task run before with the same document, task, inputs (by content
     digest or size+mtime), requirements, hints and backend. Entries are JSON files named by key."""
 
-    def __init__(self, config, backend_name):
-        self.mode = config.get("run.task.cache")
+    def __init__(self, config, backend_name, off=False):
+        self.mode = "off" if off else config.get("run.task.cache")
         root = config.get("run.task.cache_dir")
         if root == "system":
             base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -7532,11 +7658,12 @@ class CallCache:
             return cacheable is not False
         return self.mode == "explicit" and cacheable is True
 
-    def key(self, tr):
+    def key(self, tr, digests=None):
+        """The key of a task run's entry (reattach asks for one with `weak` digests: they cost a stat)."""
         import hashlib
 
         task = tr.task
-        inputs = {d.name: self.digest_value(tr.env[d.name]) for d in task.inputs or []
+        inputs = {d.name: self.digest_value(tr.env[d.name], digests or self.digests) for d in task.inputs or []
                   if d.name not in self.excluded["inputs"]}
         data = {
             "version": 1, "backend": self.backend, "task": task.name, "shell": tr.run.backend.shell,
@@ -7549,15 +7676,15 @@ class CallCache:
         }
         return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
 
-    def digest_value(self, v):
+    def digest_value(self, v, digests):
         if isinstance(v, (WdlFile, WdlDir)):
-            return {"path-digest": self.file_digest(v, self.digests)}
+            return {"path-digest": self.file_digest(v, digests)}
         if isinstance(v, list):
-            return [self.digest_value(x) for x in v]
+            return [self.digest_value(x, digests) for x in v]
         if isinstance(v, tuple):
-            return {"left": self.digest_value(v[0]), "right": self.digest_value(v[1])}
+            return {"left": self.digest_value(v[0], digests), "right": self.digest_value(v[1], digests)}
         if isinstance(v, dict):
-            return [[self.digest_value(k), self.digest_value(x)] for k, x in v.items()]
+            return [[self.digest_value(k, digests), self.digest_value(x, digests)] for k, x in v.items()]
         return value_to_json(v)
 
     def file_digest(self, path, mode):
@@ -7764,7 +7891,8 @@ def _progress_name(tr):
 class Run:
     """One `sprocket run`: the target, its directory, its database rows, backend and scheduler."""
 
-    def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False):
+    def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False, fingerprint=None,
+                 reattach=True):
         self.target = target
         self.log = log
         out_dir = os.path.abspath(out_dir)
@@ -7794,7 +7922,7 @@ class Run:
         self.counts = dict.fromkeys(("waiting", "running", "completed", "failed", "cached"), 0)
         backend_name, settings = config.backend()
         self.backend = make_backend(self, config, backend_name, settings)
-        self.cache = None if no_call_cache or config.get("run.task.cache") == "off" else CallCache(config, backend_name)
+        self.cache = CallCache(config, backend_name, off=no_call_cache)
         self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
         self.store.start_session()
         self.store.keep_alive()
@@ -7806,19 +7934,55 @@ class Run:
             "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, CURRENT_TIMESTAMP)",
             (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
              json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
+        # Reattach: a backend whose jobs outlive the engine follows those of an orphaned twin run.
+        self.reattach = reattach and fingerprint is not None and hasattr(self.backend, "adopt")
+        self.adoptable = {}
+        if fingerprint is not None:
+            self.store.execute("INSERT INTO run_fingerprints (run_id, fingerprint) VALUES (?, ?)", (self.run_id, fingerprint))
+        if self.reattach:
+            self.adoptable = self.find_adoptable(fingerprint, out_dir)
         self.scheduler = Scheduler(self)
         self.progress = None
 
+    def find_adoptable(self, fingerprint, out_dir):
+        """The attempts of an orphaned run of the same document, inputs and configuration whose
+        jobs can still be followed (queued, running, or ended with an exit status file):
+        {call: Adoptable}. The rest were lost and run again."""
+        found = self.store.adopt_run(fingerprint, self.run_id)
+        if found is None:
+            return {}
+        old_id, old_dir = found
+        base = os.path.join(out_dir, old_dir)
+        out = {}
+        for call, (key, number, directory, job_id, status, cache_key) in self.store.last_attempts(old_id).items():
+            if status in ("orphaned", "running", "completed") and cache_key:
+                out[call] = Adoptable(key, number, os.path.normpath(os.path.join(base, directory)), job_id, cache_key)
+        unknown = [a.directory for a in out.values() if a.job_id is None]  # the engine died as sbatch ran
+        ids = self.backend.find_jobs(unknown) if unknown else {}
+        for call, a in list(out.items()):
+            if a.job_id is None:
+                if a.directory in ids:
+                    out[call] = a._replace(job_id=ids[a.directory])
+                elif read_exit_status(a.directory) is None:
+                    del out[call]
+        self.log.info("adopting %d job(s) of the orphaned run in `%s`" % (len(out), base))
+        return out
+
     # -- task states: counts, the database, the log ----------------------------------------
-    def attempt_started(self, attempt):
+    def attempt_started(self, attempt, cache_key=None):
         """An attempt begins: its rows in `tasks` (Sprocket's) and `attempts` (its whole record)."""
         self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at) VALUES (?, ?, 'running', CURRENT_TIMESTAMP)",
                            (attempt.key, self.run_id))
-        self.store.enqueue("INSERT INTO attempts (key, run_id, call, attempt, directory, backend, status, started_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?, 'running', CURRENT_TIMESTAMP)",
+        self.store.enqueue("INSERT INTO attempts (key, run_id, call, attempt, directory, backend, status, started_at, "
+                           "cache_key, adopted_from) VALUES (?, ?, ?, ?, ?, ?, 'running', CURRENT_TIMESTAMP, ?, ?)",
                            (attempt.key, self.run_id, attempt.call, attempt.number,
-                            os.path.relpath(attempt.directory, self.run_dir), self.backend.name))
-        self.log.info("task `%s` attempt %d started in `%s`" % (attempt.call, attempt.number, attempt.directory))
+                            os.path.relpath(attempt.directory, self.run_dir), self.backend.name, cache_key,
+                            attempt.adopted.key if attempt.adopted else None))
+        if attempt.adopted:
+            self.log.info("task `%s` attempt %d adopted from the earlier run (`%s`, job %s)" % (
+                attempt.call, attempt.number, attempt.directory, attempt.adopted.job_id or "ended"))
+        else:
+            self.log.info("task `%s` attempt %d started in `%s`" % (attempt.call, attempt.number, attempt.directory))
 
     def attempt_ended(self, attempt, status, exit_status, error=None):
         attempt.status, attempt.exit_code, attempt.message = status, exit_status, error
@@ -7977,6 +8141,8 @@ def build_parser():
         if name == "run":
             r.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
             r.add_argument("--no-call-cache", action="store_true", help="neither use nor fill the call cache")
+            r.add_argument("--no-reattach", action="store_true",
+                           help="submit every task again, even those whose jobs an earlier run that died left running")
     i = sub.add_parser("inputs", parents=[common], help="print an inputs template as JSON")
     i.add_argument("source", metavar="SOURCE")
     i.add_argument("-t", "--target")
@@ -8298,7 +8464,8 @@ def cmd_run(args):
     doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
     inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
-    run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache)
+    fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
+    run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach)
     run.overrides = overrides
     with open(os.path.join(run.run_dir, "inputs.json"), "w") as f:
         f.write(json_dumps(inputs_json, indent=2) + "\n")

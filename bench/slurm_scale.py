@@ -4,6 +4,9 @@
 Usage (from anywhere):
     python3 bench/slurm_scale.py [--sizes 10,200,1000] [--engines sprocket,miniwdl] [--interval 2]
 
+Engines: floor (bare sbatch, below), sprocket (sprocket.py as configured by default: job arrays
+on), sprocket-noarrays (the same with job_arrays = false), miniwdl (miniwdl-slurm).
+
 It follows the peers' recipe in shared/bench/slurm-peers/ (RESULTS.md, run.sh): the
 workload is their wdl/scatter.wdl (version 1.1; `scatter (i in range(n))` over a task
 `echo ~{i}` with cpu 1, memory "100 MB", docker ubuntu:latest; output the array of the
@@ -77,6 +80,8 @@ from _common import MINIWDL, REPO, SPROCKET, VENV, VENV_PYTHON, ensure_venv, too
 
 SLURM_CMDS = ("sbatch", "squeue", "sacct", "scontrol", "scancel", "srun", "sinfo")
 STATUS_CMDS = ("sacct", "squeue", "scontrol")
+SPROCKETS = ("sprocket", "sprocket-noarrays")  # sprocket.py with job arrays (the default), and without
+ENGINES = ("floor",) + SPROCKETS + ("miniwdl",)
 STATUS_SLACK = 5  # status calls allowed beyond wall / interval
 TARGET_TREE_MB = 150.0  # submit-side peak summed RSS, below
 TARGET_PROCS = 20  # submit-side peak process count, below
@@ -92,7 +97,7 @@ run.backends.default.default_slurm_partition.name = "compute"
 run.backends.default.apptainer.image_cache_dir = {cache}
 {extra}"""
 DEFAULT_INTERVAL = 60  # sprocket.py's default run.backends.*.interval
-BIG_N = 5000  # from this N on only sprocket runs (the floor is estimated from N = 1000)
+BIG_N = 5000  # from this N on only sprocket (with arrays) runs (the floor is estimated from N = 1000)
 
 # The bare-sbatch floor: N `sbatch --wrap` jobs of the same task (its `echo` in the container),
 # 10 submissions at a time, then `squeue` every 0.5 s until none of them is left. What any engine
@@ -475,8 +480,8 @@ def run_engine(engine, n, ctx):
     env["PATH"] = os.pathsep.join([ctx["bin"], os.path.join(VENV, "bin"), env.get("PATH", "")])
     env["SLURM_CALL_LOG"] = os.path.join(rd, "slurm_calls.log")
     env["SINGULARITY_CACHEDIR"] = env["APPTAINER_CACHEDIR"] = os.path.join(ctx["work"], "sing-cache")
-    if engine == "sprocket":
-        argv = [sys.executable, SPROCKET, "-s", "-c", ctx["sprocket_cfg"], "run", ctx["wdl"], inputs,
+    if engine in SPROCKETS:
+        argv = [sys.executable, SPROCKET, "-s", "-c", ctx["sprocket_cfg"][engine], "run", ctx["wdl"], inputs,
                 "-o", os.path.join(rd, "out")]
     elif engine == "floor":
         argv = [sys.executable, ctx["floor"], str(n), rd]
@@ -529,7 +534,7 @@ def run_engine(engine, n, ctx):
     if wrong is None and engine != "floor":
         wrong = check_outputs(engine, stdout, n)
     calls = read_calls(env["SLURM_CALL_LOG"])
-    states, other_jobs = sacct_window(start_epoch, rd, ctx["work"], calls.get(("sbatch", "engine"), 0))
+    states, other_jobs = sacct_window(start_epoch, rd, ctx["work"], n)  # a job array is one sbatch for many jobs
     eng = {c: calls.get((c, "engine"), 0) for c in SLURM_CMDS + ("apptainer", "singularity")}
     job_side = {c: calls.get((c, "job"), 0) for c in SLURM_CMDS + ("apptainer", "singularity") if calls.get((c, "job"))}
     res = {
@@ -549,7 +554,7 @@ def run_engine(engine, n, ctx):
         "load1_at_start": round(load1, 2),
         "run_dir": rd,
     }
-    if engine == "sprocket":
+    if engine in SPROCKETS:
         res["status_calls"] = sum(eng[c] for c in STATUS_CMDS)
         res["status_bound"] = round(wall / ctx["interval"] + STATUS_SLACK, 1)
         res["status_calls_per_min"] = round(res["status_calls"] * 60.0 / wall, 2) if wall else None
@@ -614,9 +619,10 @@ def print_floor_ratios(results):
             floor, how = floors[1000] * r["n"] / 1000.0, "estimated from N=1000"
         ratio = "%.2fx the floor (%.2f s, %s)" % (r["wall_s"] / floor, floor, how) if floor else "no floor"
         extra = ""
-        if r["engine"] == "sprocket":
-            extra = "; %d status calls (%.2f per minute; bound %.1f); submit side %.1f MB peak" % (
-                r["status_calls"], r["status_calls_per_min"] or 0, r["status_bound"], r["tree_peak_rss_mb"])
+        if r["engine"] in SPROCKETS:
+            extra = "; %d sbatch calls; %d status calls (%.2f per minute; bound %.1f); submit side %.1f MB peak" % (
+                r["calls"]["sbatch"], r["status_calls"], r["status_calls_per_min"] or 0, r["status_bound"],
+                r["tree_peak_rss_mb"])
         print("%s N=%d: %.2f s, %s%s" % (r["engine"], r["n"], r["wall_s"], ratio, extra))
 
 
@@ -669,8 +675,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10,1000", help="comma-separated scatter widths N (default 10,1000); from "
                     "N = %d on only sprocket runs" % BIG_N)
-    ap.add_argument("--engines", default="floor,sprocket,miniwdl",
-                    help="comma-separated subset of floor (bare sbatch), sprocket, miniwdl")
+    ap.add_argument("--engines", default=",".join(ENGINES),
+                    help="comma-separated subset of floor (bare sbatch), sprocket (job arrays on, the default), "
+                    "sprocket-noarrays (job_arrays = false), miniwdl")
     ap.add_argument("--interval", type=int, default=None,
                     help="sprocket's run.backends.default.interval in s (default: not set, sprocket's default %d)"
                     % DEFAULT_INTERVAL)
@@ -694,9 +701,9 @@ def main(argv=None):
     if not sizes or min(sizes) < 1:
         ap.error("--sizes needs at least one N, each at least 1")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    if not engines or any(e not in ("floor", "sprocket", "miniwdl") for e in engines):
-        ap.error("--engines must be a comma-separated subset of floor,sprocket,miniwdl")
-    engines = [e for e in ("floor", "sprocket", "miniwdl") if e in engines]  # the floor first for each N
+    if not engines or any(e not in ENGINES for e in engines):
+        ap.error("--engines must be a comma-separated subset of %s" % ",".join(ENGINES))
+    engines = [e for e in ENGINES if e in engines]  # the floor first for each N
     if args.interval is not None and args.interval < 1:
         ap.error("--interval must be at least 1")
     interval = args.interval or DEFAULT_INTERVAL
@@ -729,10 +736,12 @@ def main(argv=None):
     if err:
         print("error: %s" % err, file=sys.stderr)
         return 2
-    sprocket_cfg = os.path.join(work, "sprocket.toml")
-    with open(sprocket_cfg, "w") as f:
-        f.write(SPROCKET_CFG.format(cache=json.dumps(os.path.join(work, "sif-cache")), extra=(
-            "run.backends.default.interval = %d\n" % args.interval if args.interval else "")))
+    sprocket_cfg = {}
+    for engine, extra in (("sprocket", ""), ("sprocket-noarrays", "run.backends.default.job_arrays = false\n")):
+        sprocket_cfg[engine] = os.path.join(work, "%s.toml" % engine)
+        with open(sprocket_cfg[engine], "w") as f:
+            f.write(SPROCKET_CFG.format(cache=json.dumps(os.path.join(work, "sif-cache")), extra=extra + (
+                "run.backends.default.interval = %d\n" % args.interval if args.interval else "")))
     floor = os.path.join(work, "floor.py")
     with open(floor, "w") as f:
         f.write(FLOOR_SCRIPT)
@@ -752,7 +761,7 @@ def main(argv=None):
         "works" if code == 0 else "FAILS (%s)" % sacct_err.strip()))
     print("machine:   %d cpu(s), load %.2f (1-minute average before starting)" % (os.cpu_count() or 1, os.getloadavg()[0]))
     print("workload:  %s, N = %s; engines %s, interleaved per N" % (wdl, ", ".join(map(str, sizes)), ", ".join(engines)))
-    print("sprocket:  config %s (interval = %d s%s)" % (sprocket_cfg, interval, "" if args.interval else ", the default"))
+    print("sprocket:  config %s (interval = %d s%s)" % (sprocket_cfg["sprocket"], interval, "" if args.interval else ", the default"))
     print("work dir:  %s (wrappers in %s)" % (work, bin_dir))
     print(flush=True)
 
@@ -763,7 +772,7 @@ def main(argv=None):
     try:
         for n in sizes:
             for engine in engines:
-                if n < BIG_N or engine == "sprocket":
+                if n < BIG_N or engine == "sprocket":  # arrays off at 10,000 would take another 20 minutes
                     results.append(run_engine(engine, n, ctx))
     finally:
         quiesce(work, args.cancel_all, drain=0)  # leave none of our jobs behind

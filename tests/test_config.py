@@ -656,6 +656,9 @@ LOAD_ERRORS = [
     ("bad-common-color", "[common]\ncolor = \"sometimes\"\n", ["common.color", "auto", "always", "never"]),
     ("bad-fallback-version", "common.wdl.fallback_version = \"2.0\"\n", ["common.wdl.fallback_version", "1.2"]),
     ("unknown-server-key", "[server]\nportt = 1\n", ["server.portt", "port"]),
+    ("memory-retry-below-1", "run.task.memory_retry_multiplier = 0.5\n", ["run.task.memory_retry_multiplier", "0.5", ">= 1"]),
+    ("memory-retry-string", "run.task.memory_retry_multiplier = \"2x\"\n", ["run.task.memory_retry_multiplier", "2x", ">= 1"]),
+    ("job-arrays-not-bool", "run.backends.s.job_arrays = 1\n", ["run.backends.s.job_arrays", "true or false"]),
 ]
 for _id, _text, _ in LOAD_ERRORS:
     TOML_DOCS.append(("load error " + _id, _text))

@@ -809,6 +809,40 @@ def test_each_attempt_gets_a_fresh_work_dir(tmp_path):
     assert (rd / "attempts" / "0" / "work" / "marker").is_file()
 
 
+def test_a_retry_that_needs_more_memory_waits_for_it(tmp_path):
+    """The backend has 1 GiB. `big` fails its first attempt (400 MiB); its retry asks for 800 MiB
+    (1.3: requirements see `task.attempt`), which does not fit beside `other` (400 MiB, running
+    3 s): the retry goes back through the scheduler and starts only once `other` has ended."""
+    cfg = write(tmp_path / "local.toml", """
+        [run.backends.default]
+        type = "local"
+        memory = "1 GiB"
+        """)
+    outputs, rd = run_ok(tmp_path, """
+        version 1.3
+        task big {
+          command <<<
+            if [ ~{task.attempt} -eq 0 ]; then exit 1; fi
+            %(py)s -c 'import time; print(time.time())'
+          >>>
+          requirements { memory: if task.attempt == 0 then "400 MiB" else "800 MiB"  max_retries: 1 }
+          output { Float started = read_float(stdout()) }
+        }
+        task other {
+          command <<< sleep 3; %(py)s -c 'import time; print(time.time())' >>>
+          requirements { memory: "400 MiB" }
+          output { Float ended = read_float(stdout()) }
+        }
+        workflow w {
+          call big
+          call other
+          output { Float retry_started = big.started  Float other_ended = other.ended }
+        }
+        """ % {"py": PY}, "-c", cfg)
+    assert outputs["w.retry_started"] >= outputs["w.other_ended"], outputs
+    assert attempts(rd / "calls" / "big") == [0, 1]
+
+
 def test_max_retries_override_on_the_command_line(tmp_path):
     src = """
         version 1.2

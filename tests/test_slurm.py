@@ -245,7 +245,8 @@ class Result:
         return "exit %s\n--- stdout\n%s\n--- stderr\n%s" % (self.rc, self.stdout[-3000:], self.stderr[-6000:])
 
     def job_ids(self):
-        return sorted({p.read_text().strip() for p in self.out_dir.rglob("job_id")}, key=int)
+        return sorted({p.read_text().strip() for p in self.out_dir.rglob("job_id")},
+                      key=lambda i: [int(x) for x in i.split("_")])  # `12_3`: element 3 of array 12
 
     def attempt_dirs(self):
         return sorted(p.parent for p in self.out_dir.rglob("apptainer_command"))
@@ -355,14 +356,23 @@ def wait_for(predicate, timeout, what, interval=0.1):
 
 
 def squeue_states(ids=None):
-    """{job id: Job} for every job the controller holds (finished ones too, for MinJobAge)."""
-    p = subprocess.run([REAL["squeue"], "-h", "-t", "all", "-o", "%i|%T|%r|%P|%j|%o"], stdout=subprocess.PIPE,
+    """{job id: Job} for every job the controller holds (finished ones too, for MinJobAge); an
+    array's elements each as `<array id>_<index>`."""
+    p = subprocess.run([REAL["squeue"], "-h", "-r", "-t", "all", "-o", "%i|%T|%r|%P|%j|%o"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=60)
-    out = {}
+    out, rows = {}, {}
     for line in p.stdout.decode("utf-8", "replace").splitlines():
         f = line.split("|", 5)
-        if len(f) == 6 and (ids is None or f[0] in ids):
-            out[f[0]] = Job(*f)
+        if len(f) == 6:
+            rows[f[0]] = f
+            if ids is None or f[0] in ids:
+                out[f[0]] = Job(*f)
+    # The elements of an array that never started are, once canceled, one record under the
+    # array's own id.
+    for job_id in ids or ():
+        head = job_id.partition("_")[0]
+        if job_id not in out and head != job_id and head in rows:
+            out[job_id] = Job(job_id, *rows[head][1:])
     return out
 
 
@@ -430,7 +440,7 @@ def slurm_jobs(tmp_path, sl):
     if left:
         subprocess.run([REAL["scancel"]] + sorted(left), timeout=60)
         if not killed:
-            pytest.fail("the test left Slurm jobs in the queue (now scancelled): %s" % sorted(left.values(), key=lambda j: int(j.id)))
+            pytest.fail("the test left Slurm jobs in the queue (now scancelled): %s" % sorted(left.values(), key=lambda j: j.id))
 
 
 HELLO_SLEEP = """\
@@ -1269,7 +1279,8 @@ def _max_overlap(intervals):
 
 def test_scatter_of_30_uses_batched_sacct_and_no_squeue(sl):
     _wrap_all(sl)
-    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=30", "seconds=3", cfg=sl.config(interval=2))
+    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=30", "seconds=3", cfg=sl.config("run.backends.default.job_arrays = false\n",
+                                                                          interval=2))
     assert r.rc == 0, r.describe()
     assert r.outputs == {"w.outs": list(range(30))}
     assert len(sl.calls("sbatch")) == 30
@@ -1307,7 +1318,7 @@ def test_max_scatter_concurrency_bounds_the_jobs_in_the_queue(sl):
 
 def test_max_concurrency_bounds_the_sbatch_processes(sl):
     sl.wrap("sbatch", sleep=0.7)  # slow submissions, so that concurrent ones overlap
-    cfg = sl.config("run.backends.default.max_concurrency = 2\n")
+    cfg = sl.config("run.backends.default.max_concurrency = 2\nrun.backends.default.job_arrays = false\n")
     r = sl.run(sl.wdl(SCATTER_SLEEP), "n=8", "seconds=0", cfg=cfg)
     assert r.rc == 0, r.describe()
     calls = sl.calls("sbatch")
@@ -1407,10 +1418,19 @@ def test_batch_script_and_sbatch_line_are_built_by_pure_functions(tmp_path):
     assert lines[-3:] == ["rc=$?", 'printf "%%d\\n" "$rc" > %s/rc.tmp && mv -f %s/rc.tmp %s/rc' % ((adir,) * 3),
                           'exit "$rc"']
     assert "--nv" in text and "--bind /in:/in:ro" in text
-    argv = S.sbatch_argv("compute", 2, True, 30, ["--qos=x"], "job", adir, 1.5, 100 * 2 ** 20, "script")
+    options = ("compute", 2, True, 30, ["--qos=x"], 1.5, 100 * 2 ** 20)
+    argv = S.sbatch_argv(*options, job_name="job", adir=adir, script="script")
     assert argv == ["sbatch", "--partition", "compute", "--gpus-per-task=2", "--time=30", "--qos=x", "--job-name",
                     "job", "-o", adir + "/slurm.stdout", "-e", adir + "/slurm.stderr", "--ntasks=1",
                     "--cpus-per-task=2", "--mem=100M", "script"]
+    # a job array's elements write into <dir>/<index>/; a `%` of the path is not a pattern
+    argv = S.sbatch_argv(*options, job_name="job", adir="/o/100%/arrays/1", script="s", array=20)
+    assert argv[argv.index("--qos=x") + 1:argv.index("--ntasks=1")] == [
+        "--array=0-19", "--job-name", "job", "-o", "/o/100%%/arrays/1/%a/slurm.stdout",
+        "-e", "/o/100%%/arrays/1/%a/slurm.stderr"]
+    assert S.slurm_ids(["7", "12_3", "12_4", "12_5", "12_9", "8_0"]) == ["7", "12_[3-5,9]", "8_[0]"]
+    assert S.expand_slurm_id("12_[3,5-7%2]") == ["12_3", "12_5", "12_6", "12_7"]
+    assert S.expand_slurm_id("12_4") == ["12_4"] and S.expand_slurm_id("12") == ["12"]
     for bad in ("/data/a,b.txt", "/data/a:b.txt"):
         with pytest.raises(S.RunError, match="cannot be bound"):
             S.slurm_batch_script("apptainer", {}, [(bad, bad, "ro")], False, [], "img", "bash", adir)
@@ -1476,7 +1496,7 @@ def test_max_queued_jobs_caps_the_queue_across_scatters(sl):
 def test_submit_rate_limit_is_held(sl):
     """submit_rate_limit = "2/1s": no second window holds more than 2 counted sbatch calls."""
     _wrap_all(sl)
-    cfg = sl.config('run.backends.default.submit_rate_limit = "2/1s"\n')
+    cfg = sl.config('run.backends.default.submit_rate_limit = "2/1s"\nrun.backends.default.job_arrays = false\n')
     r = sl.run(sl.wdl(SCATTER_SLEEP), "n=6", "seconds=0", cfg=cfg)
     assert r.rc == 0, r.describe()
     starts = sorted(c["start"] for c in sl.calls("sbatch"))
@@ -1561,3 +1581,223 @@ def test_progress_line_tells_queued_from_running():
     line = S.Progress(run, False).line(61)
     assert "1 waiting, 3 queued (mostly Priority), 2 running, 2 completed" in line, line
     assert "a (pending: Priority)" in line
+
+
+# --------------------------------------------------------------------------------------------
+# job arrays, reattach, more memory after an OOM
+# --------------------------------------------------------------------------------------------
+
+
+def _array_size(argv):
+    """The elements of an `sbatch --array=0-N` call (1 for a plain job)."""
+    spec = [a.split("=", 1)[1] for a in argv if a.startswith("--array=")]
+    return int(spec[0].split("-")[1]) + 1 if spec else 1
+
+
+def test_scatter_goes_out_as_one_job_array(sl):
+    """20 elements ready at once with the same options: one `sbatch --array`, each element in its
+    own attempt directory with its own Slurm output, job id `<array>_<i>` and result."""
+    _wrap_all(sl)
+    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=20", "seconds=1", cfg=sl.config())
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.outs": list(range(20))}
+    (call,) = sl.calls("sbatch")
+    assert "--array=0-19" in call["argv"], call
+    ids = r.job_ids()
+    assert len(ids) == 20 and len({i.split("_")[0] for i in ids}) == 1, ids
+    for adir in r.attempt_dirs():
+        assert (adir / "slurm.stdout").is_file() and read(adir / "rc").strip() == "0", adir
+        assert "--array=0-19" in read(adir / "sbatch_command")
+    rows = sacct_rows(ids, "JobID,State")
+    assert sorted(rows) == sorted(ids) and {v["State"] for v in rows.values()} == {"COMPLETED"}, rows
+
+
+def test_job_arrays_false_submits_one_job_per_element(sl):
+    _wrap_all(sl)
+    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=5", "seconds=0", cfg=sl.config("run.backends.default.job_arrays = false\n"))
+    assert r.rc == 0, r.describe()
+    calls = sl.calls("sbatch")
+    assert len(calls) == 5 and all(_array_size(c["argv"]) == 1 for c in calls), calls
+
+
+FLAKY_SCATTER = """\
+version 1.2
+
+task flaky {
+    input {
+        Int i
+    }
+    command <<<
+        # element 3 fails its first attempt
+        if [ ~{i} -eq 3 ] && [ ~{task.attempt} -eq 0 ]; then exit 5; fi
+        echo ~{i}
+    >>>
+    output {
+        Int out = read_int(stdout())
+    }
+    requirements {
+        container: "ubuntu:latest"
+        memory: "100 MB"
+        max_retries: 1
+    }
+}
+
+workflow w {
+    input {
+        Int n
+    }
+    scatter (i in range(n)) {
+        call flaky { input: i = i }
+    }
+    output {
+        Array[Int] outs = flaky.out
+    }
+}
+"""
+
+
+def test_array_element_that_fails_is_retried_alone(sl):
+    _wrap_all(sl)
+    r = sl.run(sl.wdl(FLAKY_SCATTER), "n=6", cfg=sl.config())
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.outs": list(range(6))}
+    sizes = [_array_size(c["argv"]) for c in sl.calls("sbatch")]
+    assert sizes == [6, 1], sizes
+    retry = [c for c in sl.calls("sbatch") if _array_size(c["argv"]) == 1][0]
+    assert any(a.endswith("flaky-3/attempts/1/apptainer_command") for a in retry["argv"]), retry
+
+
+def test_sigterm_cancels_whole_arrays(sl):
+    proc = sl.start(sl.wdl(SCATTER_SLEEP), "n=12", "seconds=60", cfg=sl.config())
+    ids = wait_for(lambda: (lambda f: f if len(f) == 12 and all(p.read_text().strip() for p in f) else None)(
+        list(proc.out_dir.rglob("job_id"))), 60, "12 job ids")
+    ids = {p.read_text().strip() for p in ids}
+    assert len({i.split("_")[0] for i in ids}) == 1, ids
+    wait_for(lambda: any(j.state == "RUNNING" for j in squeue_states(ids).values()), 60, "a running element")
+    proc.send_signal(signal.SIGTERM)
+    r = sl.finish(proc, timeout=120)
+    assert r.rc == 1, r.describe()
+    assert [j for j in squeue_states(ids).values() if j.state in LIVE_STATES] == []
+
+
+def test_out_of_memory_retry_doubles_the_memory(sl):
+    """run.task.memory_retry_multiplier = 2: an attempt Slurm ended OUT_OF_MEMORY (sacct wrapped:
+    this cluster does not enforce --mem) is retried with twice its --mem."""
+    sl.wrap("sacct", sacct_mode="oom")
+    sl.wrap("sbatch")
+    wdl = sl.wdl("""\
+        version 1.2
+        task hog {
+            command <<< exit 137 >>>
+            requirements { container: "ubuntu:latest"  memory: "100 MB"  max_retries: 2 }
+        }
+        """)
+    cfg = sl.config("run.task.memory_retry_multiplier = 2\n")
+    r = sl.run(wdl, cfg=cfg)
+    # sacct says OUT_OF_MEMORY for every ended job, so the second attempt is taken for one too
+    mems = [[a for a in c["argv"] if a.startswith("--mem=")][0] for c in sl.calls("sbatch")]
+    assert mems[:2] == ["--mem=96M", "--mem=191M"], mems
+    assert "attempt 1 gets 190.7 MiB" in r.stderr, r.describe()
+    assert len(mems) == 3 and mems[2] == "--mem=382M", mems
+    assert r.rc == 1 and "memory tried: 95.4 MiB, 190.7 MiB, 381.5 MiB" in r.stderr, r.describe()
+
+
+def test_out_of_memory_retry_stays_within_the_partition(sl):
+    sl.wrap("sacct", sacct_mode="oom")
+    sl.wrap("sbatch")
+    wdl = sl.wdl("""\
+        version 1.2
+        task hog {
+            command <<< exit 137 >>>
+            requirements { container: "ubuntu:latest"  memory: "100 MB"  max_retries: 2 }
+        }
+        """)
+    cfg = sl.config("run.task.memory_retry_multiplier = 3\n"
+                    'run.backends.default.default_slurm_partition.max_memory_per_task = "200 MiB"\n')
+    r = sl.run(wdl, cfg=cfg)
+    assert r.rc == 1, r.describe()
+    mems = [[a for a in c["argv"] if a.startswith("--mem=")][0] for c in sl.calls("sbatch")]
+    assert mems == ["--mem=96M", "--mem=200M", "--mem=200M"], mems
+    assert "the most it may have" in r.stderr, r.describe()
+
+
+def _kill_when(proc, predicate, timeout, what):
+    wait_for(predicate, timeout, what, interval=0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def _ran_once(ids):
+    """Every task of the run ran in exactly one job: sacct rows per attempt directory."""
+    rows = sacct_rows(ids, "JobID,State")
+    assert sorted(rows) == sorted(ids), (sorted(rows), sorted(ids))
+    return rows
+
+
+def test_reattach_after_the_engine_is_killed(sl):
+    """A 30-task scatter of 20 s tasks; with max_queued_jobs = 16 the first 16 go out as one array
+    and the rest wait. Once 8 run and some ended, sprocket.py gets SIGKILL. The same command on
+    the same -o adopts the 16 jobs (ended ones read from their exit files, running ones followed)
+    and submits only the 14 never submitted; every task ran exactly once."""
+    _wrap_all(sl)
+    cfg = sl.config("run.backends.default.max_queued_jobs = 16\n")
+    wdl = sl.wdl(SCATTER_SLEEP)
+    out = sl.tmp / "out-kill"
+    proc = sl.start(wdl, "n=30", "seconds=20", cfg=cfg, out=out)
+
+    def ready():
+        rcs = list(out.rglob("rc"))
+        running = [j for j in squeue_states().values() if j.script.startswith(str(sl.tmp)) and j.state == "RUNNING"]
+        return len(rcs) >= 1 and len(running) >= 7
+    _kill_when(proc, ready, 120, "8 running jobs and one ended")
+    first = sum(_array_size(c["argv"]) for c in sl.calls("sbatch"))
+    assert first == 16, first
+    before = len(sl.calls("sbatch"))
+    r = sl.run(wdl, "n=30", "seconds=20", cfg=cfg, out=out, timeout=400)
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.outs": list(range(30))}
+    again = sl.calls("sbatch")[before:]
+    assert sum(_array_size(c["argv"]) for c in again) == 14, again
+    ids = r.job_ids()
+    assert len(ids) == 30, ids
+    _ran_once(ids)
+    adopted = r.db_rows("SELECT a.call, a.adopted_from, a.status FROM attempts a JOIN runs r ON r.id = a.run_id "
+                        "WHERE r.status = 'completed'")
+    assert len(adopted) == 30 and sum(1 for a in adopted if a["adopted_from"]) == 16, adopted
+    runs = r.db_rows("SELECT r.id, r.status, a.by_run_id FROM runs r LEFT JOIN adoptions a ON a.run_id = r.id ORDER BY r.id")
+    assert [x["status"] for x in runs] == ["orphaned", "completed"] and runs[0]["by_run_id"] == runs[1]["id"], runs
+
+
+def test_reattach_after_a_kill_during_the_array_submission(sl):
+    """The engine dies while `sbatch --array` runs (the wrapper holds it 3 s): the array is
+    submitted but its id never written down. The next run finds its elements in squeue by their
+    batch script and submits nothing."""
+    _wrap_all(sl, sleep=3)
+    wdl = sl.wdl(SCATTER_SLEEP)
+    out = sl.tmp / "out-kill"
+    cfg = sl.config()
+    proc = sl.start(wdl, "n=6", "seconds=5", cfg=cfg, out=out)
+    _kill_when(proc, lambda: (sl.wrap_log.parent / (sl.wrap_log.name + ".sbatch.count")).exists(), 60, "the sbatch call")
+    assert not list(out.rglob("job_id"))
+    wait_for(lambda: sl.calls("sbatch"), 30, "the array's sbatch to return")
+    sl.wrap("sbatch")  # no more delay
+    r = sl.run(wdl, "n=6", "seconds=5", cfg=cfg, out=out)
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.outs": list(range(6))}
+    assert len(sl.calls("sbatch")) == 1, sl.calls("sbatch")
+    log = read(r.run_dir / "output.log")
+    assert "adopting 6 job(s)" in log, log
+
+
+def test_no_reattach_submits_again(sl):
+    wdl = sl.wdl(SCATTER_SLEEP)
+    out = sl.tmp / "out-kill"
+    cfg = sl.config()
+    proc = sl.start(wdl, "n=2", "seconds=3", cfg=cfg, out=out)
+    _kill_when(proc, lambda: len(list(out.rglob("job_id"))) == 2, 60, "two jobs")
+    old = {p.read_text().strip() for p in out.rglob("job_id")}
+    argv, _ = sl.argv(wdl, ["n=2", "seconds=3"], cfg, out=out)
+    p = subprocess.run(argv + ["--no-reattach"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, env=sl.env, cwd=str(sl.tmp), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert len({q.read_text().strip() for q in out.rglob("job_id")} - old) == 2
