@@ -7523,6 +7523,12 @@ class Store:
             self.flush()
             return self.write(adopt)
 
+    def run_adopted_by(self, run_id):
+        """The run that `run_id` adopted, (id, directory), or None."""
+        with self.lock:
+            return self.db.execute("SELECT r.id, r.directory FROM adoptions a JOIN runs r ON r.id = a.run_id "
+                                   "WHERE a.by_run_id = ?", (run_id,)).fetchone()
+
     def last_attempts(self, run_id):
         """{call: (key, attempt, directory, job_id, status, cache_key)}: each call's last attempt in the run."""
         with self.lock:
@@ -7951,12 +7957,15 @@ class Run:
         found = self.store.adopt_run(fingerprint, self.run_id)
         if found is None:
             return {}
-        old_id, old_dir = found
-        base = os.path.join(out_dir, old_dir)
-        out = {}
-        for call, (key, number, directory, job_id, status, cache_key) in self.store.last_attempts(old_id).items():
-            if status in ("orphaned", "running", "completed") and cache_key:
-                out[call] = Adoptable(key, number, os.path.normpath(os.path.join(base, directory)), job_id, cache_key)
+        out, seen = {}, set()
+        base = os.path.join(out_dir, found[1])
+        while found is not None:  # and what that run adopted but died before it reached (a chain of deaths)
+            run_dir = os.path.join(out_dir, found[1])
+            for call, (key, number, directory, job_id, status, cache_key) in self.store.last_attempts(found[0]).items():
+                if call not in seen and status in ("orphaned", "running", "completed") and cache_key:
+                    out[call] = Adoptable(key, number, os.path.normpath(os.path.join(run_dir, directory)), job_id, cache_key)
+                seen.add(call)
+            found = self.store.run_adopted_by(found[0])
         unknown = [a.directory for a in out.values() if a.job_id is None]  # the engine died as sbatch ran
         ids = self.backend.find_jobs(unknown) if unknown else {}
         for call, a in list(out.items()):

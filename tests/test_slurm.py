@@ -1801,3 +1801,24 @@ def test_no_reattach_submits_again(sl):
                        universal_newlines=True, env=sl.env, cwd=str(sl.tmp), timeout=120)
     assert p.returncode == 0, p.stderr
     assert len({q.read_text().strip() for q in out.rglob("job_id")} - old) == 2
+
+
+def test_reattach_survives_the_adopting_run_dying_too(sl):
+    """Killed, re-run, killed again as it adopts, re-run: the third run still finds every job of
+    the first (through the second's adoption) and nothing is submitted twice."""
+    _wrap_all(sl)
+    wdl = sl.wdl(SCATTER_SLEEP)
+    out = sl.tmp / "out-kill"
+    cfg = sl.config()
+    first = sl.start(wdl, "n=6", "seconds=8", cfg=cfg, out=out)
+    _kill_when(first, lambda: len(list(out.rglob("job_id"))) == 6, 60, "six jobs")
+    second = sl.start(wdl, "n=6", "seconds=8", cfg=cfg, out=out)
+    _kill_when(second, lambda: "adopting 6 job(s)" in (out / "output.log").read_text(), 60, "the adoption")
+    r = sl.run(wdl, "n=6", "seconds=8", cfg=cfg, out=out)
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"w.outs": list(range(6))}
+    assert len(sl.calls("sbatch")) == 1, sl.calls("sbatch")
+    assert len(r.job_ids()) == 6
+    runs = r.db_rows("SELECT r.status, a.by_run_id FROM runs r LEFT JOIN adoptions a ON a.run_id = r.id ORDER BY r.id")
+    assert [x["status"] for x in runs] == ["orphaned", "orphaned", "completed"], runs
+    assert [x["by_run_id"] for x in runs] == [2, 3, None], runs
