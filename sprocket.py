@@ -4707,10 +4707,11 @@ class Attempt:
     name); with the run's id it is its row in sprocket.db (`tasks`, and `attempts`)."""
 
     __slots__ = ("call", "number", "directory", "name", "key", "job", "status", "exit_code", "message", "final",
-                 "out_of_memory", "adopted")
+                 "out_of_memory", "adopted", "cpu", "memory")
 
     def __init__(self, tr, number, adopted=None):
         self.call, self.number = tr.name, number
+        self.cpu, self.memory = tr.cpu, tr.memory  # what it asked for
         self.adopted = adopted  # the Adoptable record of an earlier run's attempt this one follows
         self.directory = adopted.directory if adopted else os.path.join(tr.call_dir, "attempts", str(number))
         self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", "%s-%d" % (tr.name, number))
@@ -5491,6 +5492,8 @@ class LocalJob:
 
         self.out_of_memory = False
         self.oom_kills = oom_kills()  # a kill by the OOM killer shows as this count going up
+        self.figures = {}
+        self.started_at = time.time()
         env = dict(os.environ)
         env.update(environ)
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
@@ -5502,11 +5505,24 @@ class LocalJob:
                     argv[0], e.strerror or e))
 
     def wait(self):
-        code = self.proc.wait()
+        try:  # wait4: the CPU time and peak memory of the task's processes, with its exit status
+            _, status, ru = os.wait4(self.proc.pid, 0)
+            code = self.proc.returncode = os.waitstatus_to_exitcode(status)
+            self.figures = {"cpu_seconds": ru.ru_utime + ru.ru_stime,
+                            "peak_memory": ru.ru_maxrss * (1 if sys.platform == "darwin" else 1024)}
+        except ChildProcessError:  # close() reaped it first
+            code = self.proc.wait()
+        self.figures["ended_at"] = time.time()
         code = 128 - code if code < 0 else code  # killed by signal N -> 128 + N
         if code == 137 and self.oom_kills is not None:
             self.out_of_memory = (oom_kills() or 0) > self.oom_kills
         return code
+
+    def usage(self):
+        """What it used, as the `attempt_usage` row has it (None: not known)."""
+        import socket
+
+        return dict(self.figures, node=socket.gethostname(), started_at=self.started_at)
 
     def cancel(self):
         import signal
@@ -5637,10 +5653,10 @@ _IDS_PER_CALL = 400  # job ids per sacct/squeue/scancel command line
 _SBATCH_TRIES = 10  # sbatch calls for one job when the controller does not answer: about 2.5 minutes
 _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before it is failed
 _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
-_FIRST_LOOK = 0.1  # seconds: the first look at a new job's exit status file, doubling to completion_interval
+_FIRST_LOOK = 0.1  # seconds: the shortest time between two looks at a job's exit status file
 _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered ones go out as an array
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
-_GATHER_HOLD = 120.0  # seconds they may wait while the queue holds more than a quarter of max_queued_jobs
+_GATHER_HOLD = 120.0  # seconds they may wait while jobs of the run wait in the queue
 _INFRASTRUCTURE_RETRIES = 3
 
 
@@ -5680,10 +5696,36 @@ def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell,
     rows += [[image], [shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr" % shell],
              [">", os.path.join(adir, "apptainer.stdout"), "2>", os.path.join(adir, "apptainer.stderr")]]
     quote = lambda a: a if a in (">", "2>") else shlex.quote(a)  # noqa: E731
+    lines.append("start=$(date +%s.%N)")
     lines.append(" \\\n    ".join(" ".join(quote(a) for a in row) for row in rows))
-    rc = shlex.quote(os.path.join(adir, "rc"))
-    lines += ["rc=$?", 'printf "%%d\\n" "$rc" > %s.tmp && mv -f %s.tmp %s' % (rc, rc, rc), 'exit "$rc"']
+    rc, usage = shlex.quote(os.path.join(adir, "rc")), shlex.quote(os.path.join(adir, "usage"))
+    # What the job can tell of itself, for the trace: its node, when it ran, the CPU time of the
+    # processes it waited for (`times`, in this shell: its second line); sacct adds the rest.
+    lines += ["rc=$?", '{ printf "node=%%s\\nstart=%%s\\nend=%%s\\n" "$(hostname)" "$start" "$(date +%%s.%%N)"; '
+              'times; } > %s.tmp && mv -f %s.tmp %s' % (usage, usage, usage),
+              'printf "%%d\\n" "$rc" > %s.tmp && mv -f %s.tmp %s' % (rc, rc, rc), 'exit "$rc"']
     return "\n".join(lines) + "\n"
+
+
+def read_usage_file(adir):
+    """What a Slurm job wrote of itself in `<attempt dir>/usage`: {node, started_at, ended_at,
+    cpu_seconds}; {} when it wrote nothing."""
+    try:
+        with open(os.path.join(adir, "usage")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    fields = dict(line.split("=", 1) for line in lines if "=" in line)
+    fields["times"] = ([line for line in lines if "=" not in line] or [""])[-1]
+    out = {"node": fields.get("node") or None}
+    for key, name in (("started_at", "start"), ("ended_at", "end")):
+        try:
+            out[key] = float(fields.get(name, ""))
+        except ValueError:
+            out[key] = None
+    times = re.findall(r"(\d+)m([\d.]+)s", fields.get("times", ""))  # children's user and system time
+    out["cpu_seconds"] = sum(int(m) * 60 + float(sec) for m, sec in times) if len(times) == 2 else None
+    return out
 
 
 def sbatch_argv(partition, gpus, gpu, minutes, extra_args, cpu, memory, job_name, adir, script, array=0):
@@ -5756,6 +5798,7 @@ class SlurmJob:
     def __init__(self, backend, tr, adir):
         self.backend = backend
         self.tr = tr
+        self.key = tr.attempt.key
         self.adir = adir
         self.job_id = None
         self.done = threading.Event()
@@ -5774,8 +5817,9 @@ class SlurmJob:
         self.out_of_memory = False
         self.error = None  # why it could not be submitted (a job array's sbatch failed)
         self.lock = threading.Lock()
-        self.look_every = _FIRST_LOOK / 2  # seconds between looks at its exit status file
-        self.next_look = 0.0
+        self.submitted_at = None  # time.time() when sbatch took it
+        self.started = False  # seen to have opened its output file on its node
+        self.next_look = 0.0  # time.monotonic() of the next look at its exit status file
 
     def wait(self):
         self.done.wait()
@@ -5800,6 +5844,9 @@ class SlurmJob:
             self.exit_code, self.message, self.retry_free, self.final = code, message, retry_free, final
             self.done.set()
         self.release()
+        if self.job_id:  # what it used: sacct tells once it has ended
+            with self.backend.cond:
+                self.backend.unaccounted[self.job_id] = self.key
 
     def release(self):
         with self.lock:
@@ -5809,6 +5856,13 @@ class SlurmJob:
 
     def cancel(self):
         self.backend.cancel_jobs([self])
+
+    def usage(self):
+        """What the job wrote of itself, and when sbatch took it; sacct adds the rest later."""
+        out = dict(read_usage_file(self.adir), submitted_at=self.submitted_at)
+        if out.get("started_at") and self.submitted_at:
+            out["queue_seconds"] = max(0.0, out["started_at"] - self.submitted_at)
+        return out
 
 
 class SlurmApptainerBackend:
@@ -5851,6 +5905,8 @@ class SlurmApptainerBackend:
         self.sbatch_times = collections.deque()  # times of the recent sbatch calls (submit_rate_limit)
         self.rate_lock = threading.Lock()
         self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
+        self.unaccounted = {}  # job id -> attempt key: ended jobs whose usage sacct has not given yet
+        self.accounting = {}  # job id -> what sacct said it used so far
         self.cond = threading.Condition()
         self.monitor = None
         self.closed = False
@@ -5989,6 +6045,7 @@ class SlurmApptainerBackend:
 
     def follow(self, job, job_id):
         job.job_id = job_id
+        job.submitted_at = job.submitted_at or time.time()
         job.state = "SUBMITTED"  # what Slurm makes of it, the next status query tells
         self.run.record_job(job.tr, job_id)
         if job.done.is_set():  # canceled while sbatch ran
@@ -6021,9 +6078,9 @@ class SlurmApptainerBackend:
 
     def gather_loop(self):
         """Submit each group once no new element came for _GATHER_QUIET (or it waited _GATHER_MAX).
-        While max_queued_jobs binds, a group waits until the queue holds a quarter of it or less
-        (at most _GATHER_HOLD), so that the elements freed one by one go out as a few big arrays,
-        not many small ones."""
+        While a job of the run still waits in the queue, the cluster has work of ours to start
+        next, so a group keeps gathering (up to _GATHER_HOLD): the elements that a concurrency
+        bound frees one by one go out as a few big arrays, not many small ones."""
         while True:
             with self.cond:
                 while not self.gathering and not self.closed:
@@ -6039,14 +6096,25 @@ class SlurmApptainerBackend:
                     since = self.gathered_since[key]
                     if now - self.last_gathered < _GATHER_QUIET and now - since < _GATHER_MAX and len(group) < limit:
                         continue  # more are coming
-                    stocked = self.queue_cap and len(self.jobs) > self.queue_cap // 4
-                    if stocked and len(group) < limit and now - since < _GATHER_HOLD:
+                    if len(group) < limit and now - since < _GATHER_HOLD and self.some_job_queued():
                         continue
                     del self.gathering[key]
                     ready += [group[i: i + limit] for i in range(0, len(group), limit)]
                 self.submitting += len(ready)
             for members in ready:
                 threading.Thread(target=self.submit_array, args=(members,), daemon=True).start()
+
+    def some_job_queued(self):
+        """Whether a job of this run waits in the queue: its node has not opened its output file
+        yet (a stat, no scheduler call; a job seen started is not looked at again)."""
+        with self.cond:
+            live = list(self.jobs.values())
+        for job in live:
+            if not job.started:
+                if not os.path.exists(os.path.join(job.adir, "slurm.stdout")):
+                    return True
+                job.started = True
+        return False
 
     def array_limit(self):
         """Elements per array: the cluster's MaxArraySize (read once), and max_queued_jobs."""
@@ -6253,9 +6321,10 @@ class SlurmApptainerBackend:
             for job_id, job in live.items():
                 if job.file_code is None and now < job.next_look:
                     continue
-                # A young job is looked at often (short tasks end soon), then every completion_interval.
-                job.look_every = min(self.completion_interval, job.look_every * 2)
-                job.next_look = now + job.look_every
+                # A job is looked at every quarter of its age so far (a short task is seen to end
+                # soon after it does), at least every _FIRST_LOOK and at most every completion_interval.
+                age = time.time() - (job.submitted_at or time.time())
+                job.next_look = now + min(self.completion_interval, max(_FIRST_LOOK, age / 4))
                 code = read_exit_status(job.adir) if job.file_code is None else job.file_code
                 if code is None:
                     if job.ended_since is not None:
@@ -6277,10 +6346,11 @@ class SlurmApptainerBackend:
             if not ask:
                 continue
             try:
-                states = self.query(ask)
+                states = self.query(ask + list(self.unaccounted))  # ended jobs ride along for their usage
             except Exception as e:  # never let the monitor die: report and try again next tick
                 self.run.log.error("querying Slurm failed: %s" % e)
                 continue
+            self.settle_accounting()
             for job_id in ask:
                 job = live[job_id]
                 info = states.get(job_id)
@@ -6293,6 +6363,17 @@ class SlurmApptainerBackend:
                     continue
                 job.unknown_since = None
                 self.update(job, *info)
+
+    def settle_accounting(self, final=False):
+        """Hand what sacct said the ended jobs used to the run (once it has their end, or at the
+        end of the run whatever it has)."""
+        with self.cond:
+            for job_id, key in list(self.unaccounted.items()):
+                figures = self.accounting.get(job_id, {})
+                if figures.get("ended_at") or final:
+                    if self.run.record_accounting(key, {k: v for k, v in figures.items() if v is not None}) or final:
+                        del self.unaccounted[job_id]
+                        self.accounting.pop(job_id, None)
 
     def lagging(self, job, now):
         """Slurm says the job ended normally, but its exit-status file is not visible here yet:
@@ -6383,13 +6464,12 @@ class SlurmApptainerBackend:
         """{job id: (state, exit code, reason)} for the ids Slurm knows, in few commands (one word
         for all the elements of an array)."""
         wanted = set(ids)
-        ids = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in ids))
+        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in ids))
         if self.status_source == "sacct":
             out = {}
-            for i in range(0, len(ids), _IDS_PER_CALL):
-                chunk = ids[i: i + _IDS_PER_CALL]
-                code, text, err = _run_tool(["sacct", "-P", "-n", "--format", "JobID,State,ExitCode,Reason",
-                                             "-j", ",".join(chunk)])
+            for i in range(0, len(heads), _IDS_PER_CALL):
+                chunk = heads[i: i + _IDS_PER_CALL]
+                code, text, err = _run_tool(["sacct", "-P", "-n", "--format", _SACCT_FORMAT, "-j", ",".join(chunk)])
                 if code != 0:
                     if "accounting storage is disabled" in err or code == 127 or "not running a supported accounting" in err:
                         self.status_source = "squeue"
@@ -6399,15 +6479,23 @@ class SlurmApptainerBackend:
                     raise RunError("sacct failed (exit %d): %s" % (code, err.strip()))
                 for line in text.splitlines():
                     f = line.split("|")
-                    if len(f) >= 4 and "." not in f[0]:
-                        for job_id in expand_slurm_id(f[0]):
-                            if job_id in wanted:
-                                out[job_id] = (f[1], f[2], f[3])
+                    if len(f) < 4:
+                        continue
+                    job_id, _, step = f[0].partition(".")
+                    if step:  # the batch step has what the job's processes used
+                        if job_id in self.unaccounted:
+                            self.accounting.setdefault(job_id, {}).update(sacct_step_usage(f))
+                        continue
+                    for job_id in expand_slurm_id(f[0]):
+                        if job_id in wanted:
+                            out[job_id] = (f[1], f[2], f[3])
+                            if job_id in self.unaccounted:
+                                self.accounting.setdefault(job_id, {}).update(sacct_job_usage(f))
             return out
         out = {}
         ended = []
-        for i in range(0, len(ids), _IDS_PER_CALL):
-            chunk = ids[i: i + _IDS_PER_CALL]
+        for i in range(0, len(heads), _IDS_PER_CALL):
+            chunk = heads[i: i + _IDS_PER_CALL]
             code, text, err = _run_tool(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(chunk)])
             if code != 0 and "Invalid job id" not in err:
                 raise RunError("squeue failed (exit %d): %s" % (code, err.strip()))
@@ -6447,6 +6535,15 @@ class SlurmApptainerBackend:
             if code != 0:
                 self.run.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
 
+    def account(self):
+        """One sacct for the ended jobs whose usage no status query brought yet (end of the run)."""
+        if self.unaccounted and self.status_source == "sacct":
+            try:
+                self.query(list(self.unaccounted))
+            except WdlError as e:
+                self.run.log.warn("could not ask sacct what the jobs used: %s" % e.message)
+        self.settle_accounting(final=True)
+
     def close(self):
         """At the end of a run, whatever the reason: no job of ours is left in the queue (an
         array's sbatch under way is waited for, and its jobs canceled)."""
@@ -6463,6 +6560,7 @@ class SlurmApptainerBackend:
             live = list(self.jobs.values())
         if live:
             self.cancel_jobs(live)
+        self.account()
 
     def explain(self, job):
         """What the seed's "Common issues" look like from the attempt's files."""
@@ -6521,6 +6619,51 @@ class _ExclusiveLock:
 
 
 _CONDITION_NAMES = {"cpu": FLOAT, "memory": INT, "gpu": BOOLEAN, "fpga": BOOLEAN, "disks": INT, "hint": OBJECT}
+
+
+# sacct's fields: the job's state first (what the monitor needs), then what it used (the trace).
+_SACCT_FORMAT = "JobID,State,ExitCode,Reason,Submit,Start,End,Elapsed,TotalCPU,MaxRSS,ReqMem,AllocCPUS,NodeList"
+
+
+def _sacct_time(text):
+    """sacct's local `2026-12-02T00:10:48`: seconds since the epoch, or None (`Unknown`, `None`)."""
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _sacct_duration(text):
+    """`[D-]HH:MM:SS[.mmm]` or `MM:SS.mmm` in seconds, or None."""
+    m = re.match(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$", text or "")
+    if m is None:
+        return None
+    days, hours, minutes, seconds = m.groups()
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _sacct_size(text):
+    """`1234K`, `12M`, `2G`, `0`: bytes, or None (sacct's sizes are powers of 1024)."""
+    m = re.match(r"^(\d+(?:\.\d+)?)([KMGTP]?)[nc]?$", text or "")
+    return int(float(m.group(1)) * 1024 ** " KMGTP".index(m.group(2) or " ")) if m else None
+
+
+def sacct_job_usage(f):
+    """The attempt_usage figures of one job row of _SACCT_FORMAT."""
+    f = f + [""] * (13 - len(f))
+    submitted, started, ended = _sacct_time(f[4]), _sacct_time(f[5]), _sacct_time(f[6])
+    return {"submitted_at": submitted, "started_at": started, "ended_at": ended if started else None,
+            "queue_seconds": started - submitted if started and submitted else None,
+            "wall_seconds": _sacct_duration(f[7]) if started else None, "requested_memory": _sacct_size(f[10]),
+            "allocated_cpus": int(f[11]) if f[11].isdigit() else None, "slurm_state": f[1].split()[0] if f[1] else None,
+            "node": f[12] if f[12] and f[12] != "None assigned" else None}
+
+
+def sacct_step_usage(f):
+    """The figures of a job's batch step row: its CPU time and peak memory."""
+    f = f + [""] * (13 - len(f))
+    return {k: v for k, v in (("cpu_seconds", _sacct_duration(f[8])), ("peak_memory", _sacct_size(f[9])))
+            if v is not None}
 
 
 def _slurm_exit_code(text):
@@ -7348,7 +7491,14 @@ CREATE TABLE IF NOT EXISTS run_fingerprints (run_id INTEGER PRIMARY KEY REFERENC
 CREATE INDEX IF NOT EXISTS idx_run_fingerprints ON run_fingerprints (fingerprint);
 CREATE TABLE IF NOT EXISTS adoptions (run_id INTEGER PRIMARY KEY REFERENCES runs (id),
     by_run_id INTEGER NOT NULL REFERENCES runs (id), created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS attempt_usage (key TEXT PRIMARY KEY REFERENCES attempts (key), node TEXT,
+    submitted_at REAL, started_at REAL, ended_at REAL, queue_seconds REAL, wall_seconds REAL, cpu_seconds REAL,
+    requested_cpus REAL, allocated_cpus INTEGER, requested_memory INTEGER, peak_memory INTEGER, slurm_state TEXT);
 """
+# What an attempt used (times are seconds since the epoch; NULL where nothing told): from the
+# job itself and, on Slurm, from sacct.
+USAGE_COLUMNS = ("node", "submitted_at", "started_at", "ended_at", "queue_seconds", "wall_seconds", "cpu_seconds",
+                 "requested_cpus", "allocated_cpus", "requested_memory", "peak_memory", "slurm_state")
 _DB_ADDED_COLUMNS = (("attempts", "cache_key", "TEXT"), ("attempts", "adopted_from", "TEXT"))  # since the table came
 _HEARTBEAT_SECONDS = 60
 
@@ -7528,6 +7678,30 @@ class Store:
         with self.lock:
             return self.db.execute("SELECT r.id, r.directory FROM adoptions a JOIN runs r ON r.id = a.run_id "
                                    "WHERE a.by_run_id = ?", (run_id,)).fetchone()
+
+    # -- reading: `sprocket runs`, `sprocket report` ------------------------------------------
+    def query(self, sql, args=()):
+        with self.lock:
+            cur = self.db.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def runs(self):
+        """Every run, newest first, with its calls done, failed (their last attempt) and cached."""
+        return self.query(
+            "SELECT r.id, r.uuid, r.name, r.target, r.status, r.source, r.error, r.directory, r.started_at, "
+            "r.completed_at, (julianday(coalesce(r.completed_at, CURRENT_TIMESTAMP)) - julianday(r.started_at)) * 86400 "
+            "AS duration, (SELECT count(DISTINCT call) FROM attempts a WHERE a.run_id = r.id AND a.status = 'completed') "
+            "AS done, (SELECT count(*) FROM (SELECT status, max(attempt) FROM attempts a WHERE a.run_id = r.id "
+            "GROUP BY call) WHERE status = 'failed') AS failed, (SELECT count(*) FROM tasks t WHERE "
+            "t.run_id = r.id AND t.status = 'cached') AS cached FROM runs r ORDER BY r.id DESC")
+
+    def attempts_of(self, run_id):
+        """The attempts of a run in the order they started, each with what it used."""
+        return self.query(
+            "SELECT a.key, a.call, a.attempt, a.status, a.exit_status, a.error, a.job_id, a.directory, a.adopted_from, "
+            "%s FROM attempts a LEFT JOIN attempt_usage u ON u.key = a.key WHERE a.run_id = ? ORDER BY a.rowid" % (
+                ", ".join("u." + c for c in USAGE_COLUMNS)), (run_id,))
 
     def last_attempts(self, run_id):
         """{call: (key, attempt, directory, job_id, status, cache_key)}: each call's last attempt in the run."""
@@ -7894,6 +8068,50 @@ def _progress_name(tr):
     return tr.name
 
 
+TRACE_COLUMNS = ("call", "attempt", "status", "exit_code", "job_id", "node", "submit", "start", "end", "queue_wait_s",
+                 "wall_s", "cpu_s", "cpu_efficiency", "requested_cpus", "requested_memory", "peak_memory", "directory")
+
+
+def cpu_efficiency(row):
+    """CPU time / (wall time x CPUs asked for), or None."""
+    wall, cpu, cpus = row.get("wall_seconds"), row.get("cpu_seconds"), row.get("requested_cpus")
+    return cpu / (wall * cpus) if wall and cpus and cpu is not None else None
+
+
+class Trace:
+    """<run dir>/trace.tsv: a line per attempt as it ends (in the spirit of Nextflow's trace), and
+    rewritten at the end of the run with what sacct added by then. Times are UTC; sizes bytes."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def line(row):
+        stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""  # noqa: E731
+        num = lambda v, fmt="%.1f": "" if v is None else fmt % v  # noqa: E731
+        efficiency = cpu_efficiency(row)
+        cells = [row["call"], str(row["attempt"]), row["status"], num(row["exit_status"], "%d"), row["job_id"] or "",
+                 row["node"] or "", stamp(row["submitted_at"]), stamp(row["started_at"]), stamp(row["ended_at"]),
+                 num(row["queue_seconds"]), num(row["wall_seconds"]), num(row["cpu_seconds"], "%.2f"),
+                 num(efficiency and 100 * efficiency), num(row["requested_cpus"], "%g"), num(row["requested_memory"], "%d"),
+                 num(row["peak_memory"], "%d"), row["directory"]]
+        return "\t".join(c.replace("\t", " ").replace("\n", " ") for c in cells) + "\n"
+
+    def add(self, row):
+        with self.lock:
+            new = not os.path.exists(self.path)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(("\t".join(TRACE_COLUMNS) + "\n" if new else "") + self.line(row))
+
+    def rewrite(self, rows):
+        with self.lock:
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write("\t".join(TRACE_COLUMNS) + "\n" + "".join(self.line(r) for r in rows))
+            os.replace(tmp, self.path)
+
+
 class Run:
     """One `sprocket run`: the target, its directory, its database rows, backend and scheduler."""
 
@@ -7909,6 +8127,8 @@ class Run:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
         self.tmp_dir = os.path.join(self.run_dir, "tmp")
         os.mkdir(self.tmp_dir)
+        self.trace = Trace(os.path.join(self.run_dir, "trace.tsv"))
+        self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
         self.name = run_name()
         log.name = self.name
         log.open(os.path.join(out_dir, "output.log"))
@@ -7994,10 +8214,36 @@ class Run:
             self.log.info("task `%s` attempt %d started in `%s`" % (attempt.call, attempt.number, attempt.directory))
 
     def attempt_ended(self, attempt, status, exit_status, error=None):
+        """An attempt is over: its rows, what it used, and its line of trace.tsv."""
         attempt.status, attempt.exit_code, attempt.message = status, exit_status, error
         for table, column in (("tasks", "name"), ("attempts", "key")):
             self.store.enqueue("UPDATE %s SET status = ?, exit_status = ?, error = ?, completed_at = CURRENT_TIMESTAMP "
                                "WHERE %s = ?" % (table, column), (status, exit_status, error, attempt.key))
+        usage = dict.fromkeys(USAGE_COLUMNS)
+        usage.update(attempt.job.usage() if attempt.job is not None else {})
+        usage.update(requested_cpus=attempt.cpu, requested_memory=attempt.memory)
+        if usage["started_at"] and usage["ended_at"]:
+            usage["wall_seconds"] = max(0.0, usage["ended_at"] - usage["started_at"])
+        self.store.enqueue("INSERT OR REPLACE INTO attempt_usage (key, %s) VALUES (?%s)" % (
+            ", ".join(USAGE_COLUMNS), ", ?" * len(USAGE_COLUMNS)), [attempt.key] + [usage[c] for c in USAGE_COLUMNS])
+        self.usage_recorded.add(attempt.key)
+        self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
+                            job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))
+
+    def record_accounting(self, key, figures):
+        """What sacct says an ended attempt used: it knows best when the job was submitted,
+        started and ended; the job itself knows its CPU time and node where sacct does not.
+        False while the attempt's own row is not written yet (try again later)."""
+        if key not in self.usage_recorded:
+            return False
+        columns = [c for c in USAGE_COLUMNS if c in figures]
+        if not columns:
+            return True
+        keep = ("cpu_seconds", "node", "peak_memory", "requested_memory")
+        self.store.enqueue("UPDATE attempt_usage SET %s WHERE key = ?" % ", ".join(
+            "%s = coalesce(%s, ?)" % (c, c) if c in keep else "%s = coalesce(?, %s)" % (c, c) for c in columns),
+            [figures[c] for c in columns] + [key])
+        return True
 
     def record_job(self, tr, job_id):
         self.store.enqueue("UPDATE attempts SET job_id = ? WHERE key = ?", (job_id, tr.attempt.key))
