@@ -8112,6 +8112,194 @@ class Trace:
             os.replace(tmp, self.path)
 
 
+# -- report.html: one self-contained page (inline style and SVG, no script, no network) ------
+
+_REPORT_BARS = 2000  # attempts drawn one bar each; beyond, one bar per call (scatter elements together)
+_REPORT_FAILURES = 50  # failed attempts shown in full
+_STATUS_COLORS = {"completed": "#2e8b57", "failed": "#c0392b", "canceled": "#7f8c8d", "preempted": "#e67e22",
+                  "running": "#2980b9", "orphaned": "#8e44ad"}
+
+
+def _call_family(call):
+    """A call without its scatter indices: `align-3-1` -> `align`."""
+    return re.sub(r"(-\d+)+$", "", call)
+
+
+def _median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if values else None
+
+
+def _duration_text(seconds):
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return "%.1fs" % seconds
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    return "%dh%02dm%02ds" % (h, rem // 60, rem % 60) if h else "%dm%02ds" % (rem // 60, rem % 60) if rem >= 60 else "%ds" % rem
+
+
+def _stderr_tail(directory, lines=20):
+    try:
+        with open(os.path.join(directory, "stderr"), errors="replace") as f:
+            return "\n".join(f.read()[-20000:].splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def report_timeline(attempts, width=1000):
+    """The timeline as SVG: a bar per attempt (queue wait and run time in two colours; failed and
+    retried attempts marked), or per call when there are more than _REPORT_BARS attempts."""
+    import html
+
+    timed = [a for a in attempts if a["started_at"] and a["ended_at"]]
+    if not timed:
+        return '<p class="note">No attempt has start and end times to draw.</p>'
+    t0 = min(a["submitted_at"] or a["started_at"] for a in timed)
+    span = max(max(a["ended_at"] for a in timed) - t0, 1e-3)
+    if len(timed) > _REPORT_BARS:
+        lanes = collections.OrderedDict()
+        for a in timed:
+            lanes.setdefault(_call_family(a["call"]), []).append(a)
+        rows = [dict(call="%s (%d attempts)" % (name, len(group)), attempt=0,
+                     status="failed" if any(a["status"] == "failed" for a in group) else group[-1]["status"],
+                     submitted_at=min(a["submitted_at"] or a["started_at"] for a in group),
+                     started_at=min(a["started_at"] for a in group), ended_at=max(a["ended_at"] for a in group))
+                for name, group in lanes.items()]
+    else:
+        rows = timed
+    label_w, bar_h, left = 220, 12, 225
+    x = lambda t: left + (t - t0) / span * (width - left - 10)  # noqa: E731
+    out = ['<svg class="timeline" width="%d" height="%d" role="img">' % (
+        width, 30 + len(rows) * (bar_h + 2))]
+    for i in range(5):
+        t = t0 + span * i / 4
+        out.append('<text x="%.1f" y="12" class="axis">%s</text>' % (x(t), _duration_text(t - t0)))
+    for i, a in enumerate(rows):
+        y = 20 + i * (bar_h + 2)
+        name = "%s #%d" % (a["call"], a["attempt"]) if len(rows) == len(timed) else a["call"]
+        classes = "bar %s%s" % (a["status"], " retry" if a["attempt"] else "")
+        tip = html.escape("%s: %s, queued %s, ran %s" % (name, a["status"], _duration_text(
+            a["started_at"] - (a["submitted_at"] or a["started_at"])), _duration_text(a["ended_at"] - a["started_at"])))
+        out.append('<text x="%d" y="%d" class="label">%s</text>' % (label_w, y + bar_h - 2, html.escape(name[-40:])))
+        if a["submitted_at"] and a["submitted_at"] < a["started_at"]:
+            out.append('<rect class="queue" x="%.1f" y="%d" width="%.1f" height="%d"><title>%s</title></rect>' % (
+                x(a["submitted_at"]), y, max(0.5, x(a["started_at"]) - x(a["submitted_at"])), bar_h, tip))
+        out.append('<rect class="%s" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>' % (
+            classes, x(a["started_at"]), y, max(1.0, x(a["ended_at"]) - x(a["started_at"])), bar_h,
+            _STATUS_COLORS.get(a["status"], "#555"), tip))
+        if a["status"] == "failed":
+            out.append('<text x="%.1f" y="%d" class="mark">&#x2716;</text>' % (x(a["ended_at"]) + 2, y + bar_h - 2))
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def report_tasks(attempts):
+    """Per call (scatter elements together): requested vs used CPU and memory, and a right-sizing
+    line where the request is far above what was used."""
+    import html
+
+    families = collections.OrderedDict()
+    for a in attempts:
+        families.setdefault(_call_family(a["call"]), []).append(a)
+    rows, advice = [], []
+    for name, group in families.items():
+        peaks = [a["peak_memory"] for a in group if a["peak_memory"] is not None]
+        asked_mem = max((a["requested_memory"] or 0) for a in group)
+        asked_cpu = max((a["requested_cpus"] or 0) for a in group)
+        effs = [e for e in (cpu_efficiency(a) for a in group) if e is not None]
+        walls = [a["wall_seconds"] for a in group if a["wall_seconds"] is not None]
+        rows.append("<tr><td>%s</td><td>%d</td><td>%g</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
+            html.escape(name), len(group), asked_cpu, _human_bytes(asked_mem) if asked_mem else "-",
+            " / ".join(_human_bytes(v) for v in (min(peaks), _median(peaks), max(peaks))) if peaks else "-",
+            "%.0f%%" % (100 * _median(effs)) if effs else "-",
+            _duration_text(_median(walls)), _duration_text(max(walls) if walls else None)))
+        if peaks and asked_mem and max(peaks) < asked_mem / 2 and asked_mem > 512 * 1024 ** 2:
+            advice.append("<li><b>%s</b>: asked %s, peaked at %s in %d of %d attempts</li>" % (
+                html.escape(name), _human_bytes(asked_mem), _human_bytes(max(peaks)), len(peaks), len(group)))
+        if effs and asked_cpu > 1 and _median(effs) < 0.5:
+            advice.append("<li><b>%s</b>: asked %g CPUs, used %.1f on average</li>" % (
+                html.escape(name), asked_cpu, asked_cpu * sum(effs) / len(effs)))
+    table = ("<table><tr><th>call</th><th>attempts</th><th>CPUs asked</th><th>memory asked</th>"
+             "<th>peak memory (min / median / max)</th><th>CPU efficiency (median)</th><th>wall (median)</th>"
+             "<th>wall (max)</th></tr>%s</table>" % "".join(rows))
+    return table + ('<h3>Right-sizing</h3><ul class="advice">%s</ul>' % "".join(advice) if advice else "")
+
+
+def report_html(run, attempts):
+    """The report of a run (a `runs` row) and its attempts (Store.attempts_of, with absolute directories)."""
+    import html
+
+    esc = lambda v: html.escape(str(v if v is not None else "-"))  # noqa: E731
+    states = collections.Counter(a["status"] for a in attempts)
+    asked_cpu_h = sum((a["requested_cpus"] or 0) * (a["wall_seconds"] or 0) for a in attempts) / 3600
+    used = [a["cpu_seconds"] for a in attempts if a["cpu_seconds"] is not None]
+    no_memory = bool(attempts) and all(a["peak_memory"] is None for a in attempts)
+    failed = [a for a in attempts if a["status"] == "failed"]
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>sprocket report: %s</title>" % esc(run["name"]), "<style>%s</style></head><body>" % _REPORT_STYLE,
+             "<h1>Run <code>%s</code> of <code>%s</code></h1>" % (esc(run["name"]), esc(run["target"])),
+             '<section id="summary"><h2>Summary</h2><table class="summary">']
+    summary = [("status", '<span class="status %s">%s</span>' % (esc(run["status"]), esc(run["status"]))),
+               ("source", "<code>%s</code>" % esc(run["source"])), ("started", esc(run["started_at"]) + " UTC"),
+               ("duration", esc(_duration_text(run.get("duration")))),
+               ("attempts", esc(", ".join("%d %s" % (n, k) for k, n in sorted(states.items())) or "none")),
+               ("tasks", "%d completed, %d failed, %d cached" % (run.get("done") or 0, run.get("failed") or 0,
+                                                                 run.get("cached") or 0)),
+               ("CPU-hours", "%.2f asked (CPUs x wall time), %s used" % (
+                   asked_cpu_h, "%.2f" % (sum(used) / 3600) if used else "unknown")),
+               ("run directory", "<code>%s</code>" % esc(run.get("run_dir")))]
+    if run.get("error"):
+        summary.append(("error", "<pre>%s</pre>" % esc(run["error"])))
+    parts += ["<tr><th>%s</th><td>%s</td></tr>" % (k, v) for k, v in summary] + ["</table>"]
+    if no_memory:
+        parts.append('<p class="note">No peak memory figures: the local backend measures them with wait4, and '
+                     'Slurm only where accounting (sacct) runs with job accounting gathering.</p>')
+    parts += ["</section>", '<section id="timeline"><h2>Timeline</h2>',
+              '<p class="legend"><span class="swatch queue"></span> waiting in the queue '
+              '<span class="swatch run"></span> running (colour by status; &#x2716; failed)</p>',
+              report_timeline(attempts), "</section>",
+              '<section id="tasks"><h2>Tasks</h2>', report_tasks(attempts), "</section>",
+              '<section id="failures"><h2>Failures</h2>']
+    if not failed:
+        parts.append("<p>None.</p>")
+    for a in failed[:_REPORT_FAILURES]:
+        parts.append('<div class="failure"><h3>%s, attempt %d</h3><pre class="message">%s</pre>'
+                     "<p>stderr (last lines):</p><pre>%s</pre><p>directory: <code>%s</code></p></div>" % (
+                         esc(a["call"]), a["attempt"], esc(a["error"]), esc(_stderr_tail(a["directory"])),
+                         esc(a["directory"])))
+    if len(failed) > _REPORT_FAILURES:
+        parts.append("<p>... and %d more failed attempts (see trace.tsv).</p>" % (len(failed) - _REPORT_FAILURES))
+    parts += ["</section>", "<footer>sprocket.py %s</footer></body></html>" % __version__]
+    return "\n".join(parts) + "\n"
+
+
+_REPORT_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0}"
+    "th,td{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top}code,pre{font-size:90%}"
+    "pre{background:#f6f6f6;padding:.5em;overflow-x:auto;max-height:20em}.note{color:#8a6d3b}"
+    ".status.completed{color:#2e8b57}.status.failed,.status.canceled{color:#c0392b}"
+    "svg.timeline text{font-size:10px}svg.timeline .label{text-anchor:end}svg.timeline .mark{fill:#c0392b}"
+    "rect.queue{fill:#d0d7de}rect.retry{stroke:#000;stroke-dasharray:2,1}.swatch{display:inline-block;width:1em;"
+    "height:.8em}.swatch.queue{background:#d0d7de}.swatch.run{background:#2e8b57}.failure{border-left:3px solid "
+    "#c0392b;padding-left:1em;margin:1em 0}")
+
+
+def write_report(store, run_id, out_dir, path):
+    """Write a run's report.html from sprocket.db (atomically); returns the run's attempts."""
+    run = [r for r in store.runs() if r["id"] == run_id][0]
+    run["run_dir"] = os.path.join(out_dir, run["directory"])
+    attempts = store.attempts_of(run_id)
+    for a in attempts:
+        a["directory"] = os.path.normpath(os.path.join(run["run_dir"], a["directory"]))
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(report_html(run, attempts))
+    os.replace(tmp, path)
+    return attempts
+
+
 class Run:
     """One `sprocket run`: the target, its directory, its database rows, backend and scheduler."""
 
@@ -8119,7 +8307,7 @@ class Run:
                  reattach=True):
         self.target = target
         self.log = log
-        out_dir = os.path.abspath(out_dir)
+        self.out_dir = out_dir = os.path.abspath(out_dir)
         try:
             os.makedirs(out_dir, exist_ok=True)
             self.run_dir = make_run_dir(out_dir, target.name)
@@ -8351,7 +8539,13 @@ class Run:
         return None
 
     def close(self):
+        """No job left behind; then the report and the final trace, from what sprocket.db holds."""
         self.backend.close()
+        try:
+            self.store.flush()
+            self.trace.rewrite(write_report(self.store, self.run_id, self.out_dir, os.path.join(self.run_dir, "report.html")))
+        except (OSError, WdlError, self.store.sqlite3.Error) as e:
+            self.log.warn("could not write the run's report: %s" % e)
         self.store.close()
         self.log.close()
 
@@ -8403,6 +8597,12 @@ def build_parser():
     i.add_argument("-t", "--target")
     g = sub.add_parser("config", parents=[common], help="show the configuration")
     g.add_argument("config_command", choices=("resolve", "init"), metavar="{resolve,init}")
+    u = sub.add_parser("runs", parents=[common], help="list the runs recorded in an output directory's sprocket.db")
+    u.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
+    u.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    e = sub.add_parser("report", parents=[common], help="write a run's report.html (every run writes one at its end)")
+    e.add_argument("run", nargs="?", metavar="RUN", help="the run's name or directory (default: the newest run)")
+    e.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
     return p
 
 
@@ -8792,6 +8992,58 @@ def cmd_config(args):
     raise UsageError("choose a config subcommand: resolve or init")
 
 
+def open_store(args):
+    """The sprocket.db of `-o` (or run.output_dir), which must exist."""
+    out_dir = os.path.abspath(args.output_dir or load_config(args.config, args.skip_config_search).get("run.output_dir"))
+    if not os.path.isfile(os.path.join(out_dir, "sprocket.db")):
+        raise RunError("`%s` has no sprocket.db: no run used this output directory (choose one with -o)" % out_dir)
+    return Store(out_dir), out_dir
+
+
+def cmd_runs(args):
+    """The runs of a database, newest first: a table, or JSON with --json."""
+    store, out_dir = open_store(args)
+    try:
+        runs = store.runs()
+    finally:
+        store.close()
+    rows = [{"name": r["name"], "target": r["target"], "status": r["status"], "started": r["started_at"],
+             "duration_s": round(r["duration"], 1) if r["duration"] is not None else None, "done": r["done"],
+             "failed": r["failed"], "cached": r["cached"], "directory": os.path.join(out_dir, r["directory"]),
+             "error": r["error"]} for r in runs]
+    if args.json:
+        print(json_dumps(rows, indent=2))
+        return 0
+    table = [("NAME", "TARGET", "STATUS", "STARTED (UTC)", "DURATION", "DONE", "FAILED", "CACHED", "DIRECTORY")]
+    table += [(r["name"], r["target"] or "-", r["status"], r["started"] or "-", _duration_text(r["duration_s"]),
+               str(r["done"]), str(r["failed"]), str(r["cached"]), r["directory"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def cmd_report(args):
+    """Write report.html of a run (by name or directory; default the newest) and print its path."""
+    store, out_dir = open_store(args)
+    try:
+        runs = store.runs()
+        if args.run is None:
+            chosen = runs[:1]
+        else:
+            wanted = os.path.abspath(args.run)
+            chosen = [r for r in runs if args.run in (r["name"], r["uuid"]) or os.path.join(out_dir, r["directory"]) == wanted]
+        if not chosen:
+            raise RunError("no run `%s` in `%s` (`sprocket runs` lists them)" % (args.run, os.path.join(out_dir, "sprocket.db"))
+                           if args.run else "`%s` holds no run" % os.path.join(out_dir, "sprocket.db"))
+        path = os.path.join(out_dir, chosen[0]["directory"], "report.html")
+        write_report(store, chosen[0]["id"], out_dir, path)
+    finally:
+        store.close()
+    print(path)
+    return 0
+
+
 def default_config_text():
     lines = ["# sprocket.toml: every setting with its default (sprocket config init)"]
     section = None
@@ -8832,7 +9084,7 @@ def main(argv=None):
         return 2
     try:
         return {"check": cmd_check, "run": cmd_run, "validate": cmd_validate, "inputs": cmd_inputs,
-                "config": cmd_config}[args.command](args)
+                "config": cmd_config, "runs": cmd_runs, "report": cmd_report}[args.command](args)
     except WdlErrors as e:
         for err in e.errors:
             print(format_diagnostic(err.message, err.span), file=sys.stderr)

@@ -592,3 +592,156 @@ def test_progress_line_on_a_terminal(tmp_path):
     assert "\r" in err
     # stdout holds nothing else: no progress, no log lines
     assert b"\r" not in stdout and b"running `wf`" not in stdout
+
+
+# --------------------------------------------------------------------------------------------
+# E. what ran: usage per attempt, trace.tsv, `sprocket runs`, report.html
+# --------------------------------------------------------------------------------------------
+
+RETRY_WDL = """
+    version 1.2
+
+    task flaky {
+      command <<<
+        echo "trying" >&2
+        exit ~{if task.attempt == 0 then 3 else 0}
+      >>>
+      requirements { max_retries: 1  memory: "100 MiB" }
+      output { Int a = task.attempt }
+    }
+
+    task broken {
+      command <<<
+        echo "the input was bad" >&2
+        exit 4
+      >>>
+      requirements { memory: "100 MiB" }
+    }
+
+    workflow wf {
+      input { Boolean fail = true }
+      scatter (i in range(3)) {
+        call flaky
+      }
+      if (fail) {
+        call broken
+      }
+      output { Array[Int] as = flaky.a }
+    }
+"""
+
+
+def sprocket(*args, cwd, timeout=120):
+    return subprocess.run([sys.executable, str(SPROCKET)] + [str(a) for a in args], capture_output=True, text=True,
+                          cwd=str(cwd), timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_usage_rows_and_trace_for_every_attempt(tmp_path):
+    doc = write(tmp_path / "wf.wdl", RETRY_WDL)
+    proc = sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    rd = run_dir_of(proc)
+    rows = db_rows(tmp_path / "out" / "sprocket.db", "SELECT a.call, a.attempt, a.status, u.* FROM attempts a "
+                   "JOIN attempt_usage u ON u.key = a.key ORDER BY a.call, a.attempt")
+    assert [(r["call"], r["attempt"], r["status"]) for r in rows] == [
+        ("broken", 0, "failed")] + [("flaky-%d" % i, n, s) for i in range(3) for n, s in ((0, "failed"), (1, "completed"))]
+    for r in rows:
+        assert r["node"] and r["started_at"] <= r["ended_at"] and r["wall_seconds"] >= 0, r
+        assert r["cpu_seconds"] is not None and r["peak_memory"] > 0, r  # wait4
+        assert r["requested_cpus"] == 1 and r["requested_memory"] == 100 * 2 ** 20, r
+        assert r["queue_seconds"] is None and r["slurm_state"] is None, r  # no queue, no sacct: NULL, not 0
+    lines = (rd / "trace.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    assert header[:4] == ["call", "attempt", "status", "exit_code"] and "cpu_efficiency" in header
+    body = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+    assert sorted((b["call"], b["attempt"], b["status"], b["exit_code"]) for b in body) == sorted(
+        [("broken", "0", "failed", "4")] + [("flaky-%d" % i, n, s, c) for i in range(3)
+                                            for n, s, c in (("0", "failed", "3"), ("1", "completed", "0"))])
+    assert all(b["queue_wait_s"] == "" and b["job_id"] == "" for b in body)
+    assert all(Path(b["directory"]).is_dir() for b in body)
+
+
+def test_report_is_self_contained_with_a_bar_per_attempt_and_the_failure(tmp_path):
+    doc = write(tmp_path / "wf.wdl", RETRY_WDL)
+    proc = sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path)
+    rd = run_dir_of(proc)
+    page = (rd / "report.html").read_text()
+    for absent in ("<script", "http://", "https://", " src=", "<link"):
+        assert absent not in page, absent
+    assert page.count('class="bar ') == 7
+    assert page.count('class="bar failed') == 4 and page.count(" retry") == 3
+    assert "the input was bad" in page and str(rd / "calls" / "broken" / "attempts" / "0") in page
+    assert 'id="summary"' in page and "1 failed" in page
+    # `sprocket report` writes the same page again, by name or by directory
+    (run,) = db_rows(tmp_path / "out" / "sprocket.db", "SELECT name FROM runs")
+    (rd / "report.html").unlink()
+    for ref in (run["name"], rd):
+        r = sprocket("report", ref, "-o", tmp_path / "out", cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout.strip() == str(rd / "report.html"), r.stderr
+        assert (rd / "report.html").read_text().count('class="bar ') == 7
+    r = sprocket("report", "no-such-run", "-o", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 1 and "no run `no-such-run`" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_report_of_10000_attempts_stays_small_and_aggregated():
+    """In-process: 10,000 attempts of one scattered call and a few others give a page of a few
+    hundred KB, with one timeline bar per call."""
+    sys.path.insert(0, str(SPROCKET.parent))
+    import sprocket as S
+
+    t0 = 1.8e9
+    attempts = [dict(call="align-%d" % i, attempt=0, status="completed", exit_status=0, error=None, job_id=str(i),
+                     directory="/x/%d" % i, submitted_at=t0 + i * 0.01, started_at=t0 + i * 0.01 + 1,
+                     ended_at=t0 + i * 0.01 + 30, queue_seconds=1.0, wall_seconds=29.0, cpu_seconds=20.0,
+                     requested_cpus=4, requested_memory=16 * 2 ** 30, peak_memory=(1 + i % 3) * 2 ** 28, node="n1",
+                     allocated_cpus=4, slurm_state="COMPLETED") for i in range(10000)]
+    run = {"name": "r", "target": "wf", "status": "completed", "source": "wf.wdl", "started_at": "2027-01-01 00:00:00",
+           "duration": 160.0, "done": 10000, "failed": 0, "cached": 0, "run_dir": "/x", "error": None}
+    page = S.report_html(run, attempts)
+    assert len(page) < 1_000_000, len(page)
+    assert page.count('class="bar ') == 1 and "align (10000 attempts)" in page
+    assert "asked 16.0 GiB, peaked at 768.0 MiB in 10000 of 10000 attempts" in page
+    assert "asked 4 CPUs, used 0.7 on average" in page
+
+
+def test_runs_lists_four_concurrent_runs_and_a_killed_one(tmp_path):
+    doc = write(tmp_path / "s.wdl", SLEEP_WDL)
+    out = tmp_path / "out"
+    marks = [tmp_path / ("m%d" % i) for i in range(5)]
+    procs = []
+    try:
+        for m in marks:
+            m.mkdir()
+            procs.append(subprocess.Popen(run_cmd(doc, "dir=%s" % m, "secs=8", "-o", out), cwd=str(tmp_path),
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          start_new_session=True))
+        wait_for(lambda: all((m / "task.pid").exists() for m in marks), 60, "five tasks to start")
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        r = sprocket("runs", "-o", out, "--json", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        runs = json.loads(r.stdout)
+        assert len(runs) == 5 and sorted(x["status"] for x in runs) == ["orphaned"] + ["running"] * 4, runs
+        assert [x["started"] for x in runs] == sorted((x["started"] for x in runs), reverse=True)  # newest first
+        table = sprocket("runs", "-o", out, cwd=tmp_path).stdout.splitlines()
+        assert table[0].split()[:3] == ["NAME", "TARGET", "STATUS"] and len(table) == 6, table
+        for p in procs[1:]:
+            p.communicate(timeout=120)
+        runs = json.loads(sprocket("runs", "-o", out, "--json", cwd=tmp_path).stdout)
+        assert sorted(x["status"] for x in runs) == ["completed"] * 4 + ["orphaned"], runs
+        assert all(x["done"] == 1 and x["failed"] == 0 for x in runs if x["status"] == "completed"), runs
+        assert all(Path(x["directory"]).is_dir() for x in runs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for m in marks:
+            if (m / "task.pid").exists():
+                kill_group(int((m / "task.pid").read_text()))
+
+
+def test_runs_without_a_database_is_a_clear_error(tmp_path):
+    r = sprocket("runs", "-o", tmp_path / "nothing", cwd=tmp_path)
+    assert r.returncode == 1 and "has no sprocket.db" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "nothing").exists()
