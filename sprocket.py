@@ -35,12 +35,14 @@ The module reads top to bottom in the order data flows:
                                    of a dead run, the Apptainer image cache
     14. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
-    15. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts), orphan sweep,
-                                   which run adopted which
+    15. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
+                                   used), orphan sweep, which run adopted which; its read side (runs,
+                                   attempts_of)
     16. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
-                                   find_adoptable), logs, progress, signals
-    17. Command line               main(): check, run, validate, inputs, config; the one place errors
-                                   become messages
+                                   find_adoptable), logs, progress, trace.tsv (Trace), report.html
+                                   (report_html), signals
+    17. Command line               main(): check, run, validate, inputs, config, runs, report; the one
+                                   place errors become messages
 """
 
 import argparse
@@ -5653,10 +5655,11 @@ _IDS_PER_CALL = 400  # job ids per sacct/squeue/scancel command line
 _SBATCH_TRIES = 10  # sbatch calls for one job when the controller does not answer: about 2.5 minutes
 _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before it is failed
 _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
+_ACCOUNTING_END_WAIT = 3.0  # seconds the end of a run waits for sacct to have the last jobs' usage
 _FIRST_LOOK = 0.1  # seconds: the shortest time between two looks at a job's exit status file
 _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered ones go out as an array
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
-_GATHER_HOLD = 120.0  # seconds they may wait while jobs of the run wait in the queue
+_GATHER_HOLD = 120.0  # seconds they may wait while the queue holds a wave of the run's jobs
 _INFRASTRUCTURE_RETRIES = 3
 
 
@@ -6001,7 +6004,9 @@ class SlurmApptainerBackend:
         job = SlurmJob(self, tr, adir)
         code = read_exit_status(adir)
         if code is not None:
-            job.job_id = job_id
+            if job_id:
+                job.job_id = job_id
+                self.run.record_job(tr, job_id)
             job.finish(code)
             return job
         self.take_queue_slot(job)
@@ -6009,13 +6014,14 @@ class SlurmApptainerBackend:
         return job
 
     def find_jobs(self, adirs):
-        """{attempt directory: job id} for the jobs of these attempts in the queue: their sbatch
-        ran but the engine died before it wrote down their ids. One squeue of the user's jobs,
-        matched by batch script (an array's element by its link in the array's directory)."""
+        """{attempt directory: job id} for the jobs of these attempts that the controller still
+        holds (queued, running, or ended within MinJobAge): their sbatch ran but the engine died
+        before it wrote down their ids. One squeue of the user's jobs, matched by batch script (an
+        array's element by its link in the array's directory)."""
         import getpass
 
         wanted = {os.path.realpath(d): d for d in adirs}
-        code, text, _ = _run_tool(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%o"])
+        code, text, _ = _run_tool(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%o"])
         out = {}
         for line in text.splitlines() if code == 0 else ():
             job_id, _, script = line.partition("|")
@@ -6078,9 +6084,10 @@ class SlurmApptainerBackend:
 
     def gather_loop(self):
         """Submit each group once no new element came for _GATHER_QUIET (or it waited _GATHER_MAX).
-        While a job of the run still waits in the queue, the cluster has work of ours to start
-        next, so a group keeps gathering (up to _GATHER_HOLD): the elements that a concurrency
-        bound frees one by one go out as a few big arrays, not many small ones."""
+        While more of the run's jobs wait in the queue than run, the cluster has work of ours to
+        start next, so a group keeps gathering (up to _GATHER_HOLD): the elements that a
+        concurrency bound frees one by one go out as a few big arrays, not many small ones, and
+        the next array is in the queue before the last wave of the one before has ended."""
         while True:
             with self.cond:
                 while not self.gathering and not self.closed:
@@ -6096,7 +6103,7 @@ class SlurmApptainerBackend:
                     since = self.gathered_since[key]
                     if now - self.last_gathered < _GATHER_QUIET and now - since < _GATHER_MAX and len(group) < limit:
                         continue  # more are coming
-                    if len(group) < limit and now - since < _GATHER_HOLD and self.some_job_queued():
+                    if len(group) < limit and now - since < _GATHER_HOLD and self.queue_stocked():
                         continue
                     del self.gathering[key]
                     ready += [group[i: i + limit] for i in range(0, len(group), limit)]
@@ -6104,17 +6111,18 @@ class SlurmApptainerBackend:
             for members in ready:
                 threading.Thread(target=self.submit_array, args=(members,), daemon=True).start()
 
-    def some_job_queued(self):
-        """Whether a job of this run waits in the queue: its node has not opened its output file
-        yet (a stat, no scheduler call; a job seen started is not looked at again)."""
+    def queue_stocked(self):
+        """Whether more of this run's jobs wait in the queue than run: the cluster has a wave of
+        our work to start next. A job waits while its node has not opened its output file (a
+        stat, no scheduler call; a job seen started is not looked at again)."""
         with self.cond:
             live = list(self.jobs.values())
+        waiting = 0
         for job in live:
             if not job.started:
-                if not os.path.exists(os.path.join(job.adir, "slurm.stdout")):
-                    return True
-                job.started = True
-        return False
+                job.started = os.path.exists(os.path.join(job.adir, "slurm.stdout"))
+                waiting += not job.started
+        return waiting > len(live) - waiting
 
     def array_limit(self):
         """Elements per array: the cluster's MaxArraySize (read once), and max_queued_jobs."""
@@ -6536,12 +6544,21 @@ class SlurmApptainerBackend:
                 self.run.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
 
     def account(self):
-        """One sacct for the ended jobs whose usage no status query brought yet (end of the run)."""
-        if self.unaccounted and self.status_source == "sacct":
+        """At the end of the run, a batched sacct for the ended jobs whose usage no status query
+        brought yet; again after a moment while slurmdbd has not recorded their end (it lags
+        behind an array's last elements), for at most _ACCOUNTING_END_WAIT seconds."""
+        delay, deadline = 0.25, time.monotonic() + _ACCOUNTING_END_WAIT
+        while self.unaccounted and self.status_source == "sacct":
             try:
                 self.query(list(self.unaccounted))
             except WdlError as e:
                 self.run.log.warn("could not ask sacct what the jobs used: %s" % e.message)
+                break
+            self.settle_accounting()
+            if not self.unaccounted or time.monotonic() + delay > deadline:
+                break
+            time.sleep(delay)
+            delay *= 2
         self.settle_accounting(final=True)
 
     def close(self):
@@ -7771,12 +7788,13 @@ def run_name():
 
 
 # ============================================================================================
-# 16. Runs: the run directory, call cache, logs, progress and signals
+# 16. Runs: the run directory, call cache, reattach, logs, progress, trace, report and signals
 # ============================================================================================
 #
-# <out>/runs/<target>/<timestamp>/ holds inputs.json, outputs.json, output.log, tmp/, and
-# either the task's attempts/ or the workflow's calls/; <out>/runs/<target>/_latest points at
-# the newest. <out>/output.log gathers every invocation's log lines.
+# <out>/runs/<target>/<timestamp>/ holds inputs.json, outputs.json, output.log, trace.tsv,
+# report.html, tmp/, and either the task's attempts/ or the workflow's calls/ (and arrays/ on
+# Slurm); <out>/runs/<target>/_latest points at the newest. <out>/output.log gathers every
+# invocation's log lines.
 
 
 def run_fingerprint(doc, target, inputs_json, nested, overrides, config):

@@ -20,6 +20,7 @@ What is promised (shared/reference/sprocket-behaviour.md sections 3, 4 and 6; sp
 * the progress line is drawn on a terminal only; stdout carries only the outputs JSON.
 """
 
+import collections
 import getpass
 import json
 import os
@@ -745,3 +746,81 @@ def test_runs_without_a_database_is_a_clear_error(tmp_path):
     r = sprocket("runs", "-o", tmp_path / "nothing", cwd=tmp_path)
     assert r.returncode == 1 and "has no sprocket.db" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def _chromium():
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def png_pixels(data):
+    """(width, height, rows of (r, g, b) tuples) of an 8-bit RGB or RGBA PNG: enough of a decoder
+    to look at a screenshot without a library."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, width = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color = struct.unpack(">IIBB", chunk[:10])
+            assert depth == 8 and color in (2, 6), (depth, color)
+            bpp = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append([tuple(line[i:i + 3]) for i in range(0, stride, bpp)])
+        prev = line
+    return width, height, rows
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed (Debian: apt-get install chromium); "
+                                                 ".ci/run installs it")
+def test_report_renders_in_headless_chromium(tmp_path):
+    """The report of a real run with a failed and a retried task, rendered by Chromium: the DOM
+    has the summary, one timeline bar per attempt and the failure; the screenshot shows the bars
+    in their colours; the console reports no error."""
+    doc = write(tmp_path / "wf.wdl", RETRY_WDL)
+    rd = run_dir_of(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))
+    url = (rd / "report.html").as_uri()
+    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--enable-logging=stderr", "--v=0", "--user-data-dir=%s" % (tmp_path / "chrome-profile")]
+    dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-3000:]
+    assert 'id="summary"' in dom.stdout and "Run <code>" in dom.stdout
+    assert dom.stdout.count('class="bar ') == 7, dom.stdout[:2000]
+    assert "the input was bad" in dom.stdout and "broken, attempt 0" in dom.stdout
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
+    png = tmp_path / "report.png"
+    shot = subprocess.run(base + ["--screenshot=%s" % png, "--window-size=1200,1400", "--hide-scrollbars", url],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0 and png.is_file(), shot.stderr[-3000:]
+    width, height, rows = png_pixels(png.read_bytes())
+    assert (width, height) == (1200, 1400)
+    colours = collections.Counter(px for row in rows for px in row)
+    green, red = (0x2e, 0x8b, 0x57), (0xc0, 0x39, 0x2b)  # completed and failed bars
+    assert colours[green] > 100 and colours[red] > 100, colours.most_common(8)
+    assert len(colours) > 50  # text and bars, not a blank page

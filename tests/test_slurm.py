@@ -1432,6 +1432,16 @@ def test_batch_script_and_sbatch_line_are_built_by_pure_functions(tmp_path):
     assert S.slurm_ids(["7", "12_3", "12_4", "12_5", "12_9", "8_0"]) == ["7", "12_[3-5,9]", "8_[0]"]
     assert S.expand_slurm_id("12_[3,5-7%2]") == ["12_3", "12_5", "12_6", "12_7"]
     assert S.expand_slurm_id("12_4") == ["12_4"] and S.expand_slurm_id("12") == ["12"]
+    # sacct's figures (sacct_job_usage: a job row of _SACCT_FORMAT; sacct_step_usage: its batch step)
+    job = S.sacct_job_usage(["12_3", "COMPLETED", "0:0", "None", "2027-01-01T10:00:00", "2027-01-01T10:00:05",
+                             "2027-01-01T10:01:05", "00:01:00", "00:30.500", "", "100M", "2", "node7"])
+    assert job["queue_seconds"] == 5 and job["wall_seconds"] == 60 and job["allocated_cpus"] == 2
+    assert job["node"] == "node7" and job["requested_memory"] == 100 * 2 ** 20 and job["slurm_state"] == "COMPLETED"
+    assert S.sacct_step_usage(["12_3.batch", "COMPLETED", "0:0", "", "", "", "", "00:01:00", "1-00:00:02",
+                               "1024K"]) == {"cpu_seconds": 86402.0, "peak_memory": 2 ** 20}
+    pending = S.sacct_job_usage(["13", "PENDING", "0:0", "Priority", "2027-01-01T10:00:00", "Unknown", "Unknown",
+                                 "00:00:00", "00:00:00", "", "1G", "1", "None assigned"])
+    assert pending["started_at"] is None and pending["ended_at"] is None and pending["node"] is None
     for bad in ("/data/a,b.txt", "/data/a:b.txt"):
         with pytest.raises(S.RunError, match="cannot be bound"):
             S.slurm_batch_script("apptainer", {}, [(bad, bad, "ro")], False, [], "img", "bash", adir)
@@ -1616,8 +1626,9 @@ def test_scatter_goes_out_as_one_job_array(sl):
     for adir in r.attempt_dirs():
         assert (adir / "slurm.stdout").is_file() and read(adir / "rc").strip() == "0", adir
         assert "--array=0-19" in read(adir / "sbatch_command")
-    rows = sacct_rows(ids, "JobID,State")
-    assert sorted(rows) == sorted(ids) and {v["State"] for v in rows.values()} == {"COMPLETED"}, rows
+    rows = wait_for(lambda: (lambda r: r if sorted(r) == sorted(ids) else None)(sacct_rows(ids, "JobID,State")), 30,
+                    "sacct to have every element (slurmdbd lags behind an array)")
+    assert {v["State"] for v in rows.values()} == {"COMPLETED"}, rows
 
 
 def test_job_arrays_false_submits_one_job_per_element(sl):
@@ -1737,9 +1748,8 @@ def _kill_when(proc, predicate, timeout, what):
 
 def _ran_once(ids):
     """Every task of the run ran in exactly one job: sacct rows per attempt directory."""
-    rows = sacct_rows(ids, "JobID,State")
-    assert sorted(rows) == sorted(ids), (sorted(rows), sorted(ids))
-    return rows
+    return wait_for(lambda: (lambda r: r if sorted(r) == sorted(ids) else None)(sacct_rows(ids, "JobID,State")), 30,
+                    "sacct to have every job of the run, once")
 
 
 def test_reattach_after_the_engine_is_killed(sl):
@@ -1831,3 +1841,37 @@ def test_reattach_survives_the_adopting_run_dying_too(sl):
     runs = r.db_rows("SELECT r.status, a.by_run_id FROM runs r LEFT JOIN adoptions a ON a.run_id = r.id ORDER BY r.id")
     assert [x["status"] for x in runs] == ["orphaned", "orphaned", "completed"], runs
     assert [x["by_run_id"] for x in runs] == [2, 3, None], runs
+
+
+def test_usage_of_every_attempt_from_the_job_and_sacct(sl):
+    """Every attempt has its usage row: node, times and CPU time from the job itself, and what
+    sacct adds (state, allocated CPUs, queue wait), fetched with the status queries and one
+    batched sacct at the end, never one call per job. trace.tsv and report.html show them."""
+    _wrap_all(sl)
+    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=4", "seconds=1", cfg=sl.config())
+    assert r.rc == 0, r.describe()
+    rows = r.db_rows("SELECT a.call, a.job_id, u.* FROM attempts a JOIN attempt_usage u ON u.key = a.key")
+    assert len(rows) == 4
+    for row in rows:
+        assert row["node"] and row["started_at"] <= row["ended_at"] and row["cpu_seconds"] is not None, row
+        assert row["slurm_state"] == "COMPLETED" and row["allocated_cpus"] == 1, row
+        assert row["queue_seconds"] is not None and row["queue_seconds"] >= 0, row
+    sacct = sl.calls("sacct")
+    assert len(sacct) <= r.elapsed / 1 + 2, len(sacct)
+    assert all(len(c["argv"][c["argv"].index("-j") + 1].split(",")) == 1 for c in sacct)  # the array's id
+    trace = read(r.run_dir / "trace.tsv").splitlines()
+    assert len(trace) == 5 and all(line.split("\t")[4] for line in trace[1:]), trace  # job ids
+    page = read(r.run_dir / "report.html")
+    assert page.count('class="bar ') == 4
+
+
+def test_usage_without_accounting_is_null_and_the_report_says_so(sl):
+    sl.wrap("sacct", disabled=True)
+    r = sl.run(sl.wdl(SCATTER_SLEEP), "n=2", "seconds=0", cfg=sl.config())
+    assert r.rc == 0, r.describe()
+    rows = r.db_rows("SELECT u.* FROM attempt_usage u")
+    assert len(rows) == 2
+    for row in rows:
+        assert row["node"] and row["started_at"] is not None, row  # what the job wrote of itself
+        assert row["slurm_state"] is None and row["peak_memory"] is None and row["allocated_cpus"] is None, row
+    assert "No peak memory figures" in read(r.run_dir / "report.html")
