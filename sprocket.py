@@ -5659,6 +5659,7 @@ _ACCOUNTING_END_WAIT = 1.0  # seconds the end of a run waits for sacct to have t
 _FIRST_LOOK = 0.1  # seconds: the shortest time between two looks at a job's exit status file
 _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered ones go out as an array
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
+_ARRAY_MIN = 16  # fewer elements go out as jobs of their own: Slurm starts a lone job sooner than an array's
 _GATHER_HOLD = 120.0  # seconds they may wait while the queue holds a wave of the run's jobs
 _INFRASTRUCTURE_RETRIES = 3
 
@@ -6134,18 +6135,23 @@ class SlurmApptainerBackend:
 
     def submit_array(self, members):
         """One sbatch for these elements; each keeps its attempt directory (the link `<i>` in the
-        array's directory) and becomes job `<array id>_<i>`."""
+        array's directory) and becomes job `<array id>_<i>`. Fewer than _ARRAY_MIN go out alone."""
         try:
             if self.closed:  # the run ended while they waited
                 for job, _, _ in members:
                     job.finish(143, "canceled")
             members = [m for m in members if not m[0].done.is_set()]  # canceled while they waited
-            if len(members) == 1:
-                job, argv, _ = members[0]
-                self.write_sbatch_command(job.adir, argv)
+            if len(members) < _ARRAY_MIN:
+                for job, argv, _ in members:
+                    self.write_sbatch_command(job.adir, argv)
                 self.run.store.flush()
-                self.submitted(job, self.submit(argv, job.tr))
-            elif members:
+                alone = [threading.Thread(target=self.submit_alone, args=(job, argv)) for job, argv, _ in members]
+                for t in alone:
+                    t.start()
+                for t in alone:
+                    t.join()
+                members = []  # each reported its own failure
+            else:
                 with self.cond:
                     self.arrays += 1
                     root = os.path.join(self.run.run_dir, "arrays", str(self.arrays))
@@ -6174,6 +6180,14 @@ class SlurmApptainerBackend:
             with self.cond:
                 self.submitting -= 1
                 self.cond.notify_all()
+
+    def submit_alone(self, job, argv):
+        """One gathered element as a job of its own (the group was too small for an array)."""
+        try:
+            self.submitted(job, self.submit(argv, job.tr))
+        except Exception as e:  # sbatch refused, or a bug: the element's task reports it
+            e.__traceback_text__ = traceback.format_exc()
+            job.fail(e)
 
     def take_queue_slot(self, job):
         """Wait until fewer than max_queued_jobs of this run's jobs are in the queue (across every
