@@ -8146,7 +8146,7 @@ class Trace:
 
 # -- report.html: one self-contained page (inline style and SVG, no script, no network) ------
 
-_REPORT_BARS = 2000  # attempts drawn one bar each; beyond, one bar per call (scatter elements together)
+_REPORT_BARS = 2000  # attempts drawn one bar each; beyond, a lane per call (scatter elements together)
 _REPORT_FAILURES = 50  # failed attempts shown in full
 _STATUS_COLORS = {"completed": "#2e8b57", "failed": "#c0392b", "canceled": "#7f8c8d", "preempted": "#e67e22",
                   "running": "#2980b9", "orphaned": "#8e44ad"}
@@ -8182,7 +8182,8 @@ def _stderr_tail(directory, lines=20):
 
 def report_timeline(attempts, width=1000):
     """The timeline as SVG: a bar per attempt (queue wait and run time in two colours; failed and
-    retried attempts marked), or per call when there are more than _REPORT_BARS attempts."""
+    retried attempts marked); beyond _REPORT_BARS attempts, a lane per call showing how many of
+    its attempts ran at each moment (one column per few pixels: downsampled to the screen)."""
     import html
 
     timed = [a for a in attempts if a["started_at"] and a["ended_at"]]
@@ -8190,27 +8191,47 @@ def report_timeline(attempts, width=1000):
         return '<p class="note">No attempt has start and end times to draw.</p>'
     t0 = min(a["submitted_at"] or a["started_at"] for a in timed)
     span = max(max(a["ended_at"] for a in timed) - t0, 1e-3)
+    label_w, bar_h, left = 220, 12, 225
+    x = lambda t: left + (t - t0) / span * (width - left - 10)  # noqa: E731
+    lanes = None
     if len(timed) > _REPORT_BARS:
         lanes = collections.OrderedDict()
         for a in timed:
             lanes.setdefault(_call_family(a["call"]), []).append(a)
-        rows = [dict(call="%s (%d attempts)" % (name, len(group)), attempt=0,
-                     status="failed" if any(a["status"] == "failed" for a in group) else group[-1]["status"],
-                     submitted_at=min(a["submitted_at"] or a["started_at"] for a in group),
-                     started_at=min(a["started_at"] for a in group), ended_at=max(a["ended_at"] for a in group))
-                for name, group in lanes.items()]
-    else:
-        rows = timed
-    label_w, bar_h, left = 220, 12, 225
-    x = lambda t: left + (t - t0) / span * (width - left - 10)  # noqa: E731
-    out = ['<svg class="timeline" width="%d" height="%d" role="img">' % (
-        width, 30 + len(rows) * (bar_h + 2))]
+        bar_h = 30
+    rows = len(lanes) if lanes else len(timed)
+    out = ['<svg class="timeline" width="%d" height="%d" role="img">' % (width, 30 + rows * (bar_h + 2))]
     for i in range(5):
         t = t0 + span * i / 4
         out.append('<text x="%.1f" y="12" class="axis">%s</text>' % (x(t), _duration_text(t - t0)))
-    for i, a in enumerate(rows):
+    if lanes:
+        columns = (width - left - 10) // 3
+        for i, (name, group) in enumerate(lanes.items()):
+            y = 20 + i * (bar_h + 2)
+            steps = [0] * (columns + 1)  # +1 where an attempt starts running, -1 after it ends
+            for a in group:
+                steps[int((a["started_at"] - t0) / span * (columns - 1))] += 1
+                steps[int((a["ended_at"] - t0) / span * (columns - 1)) + 1] -= 1
+            running, now = [], 0
+            for d in steps[:columns]:
+                now += d
+                running.append(now)
+            peak = max(running) or 1
+            failed = sum(1 for a in group if a["status"] == "failed")
+            out.append('<text x="%d" y="%d" class="label">%s</text>' % (label_w, y + bar_h - 2, html.escape(
+                "%s (%d attempts%s)" % (name[-30:], len(group), ", %d failed" % failed if failed else ""))))
+            out.append('<g class="lane"><title>%s: at most %d running at once</title>' % (html.escape(name), peak))
+            for c, n in enumerate(running):
+                if n:
+                    h = max(1.0, bar_h * n / peak)
+                    out.append('<rect x="%d" y="%.1f" width="3" height="%.1f" fill="%s"/>' % (
+                        left + 3 * c, y + bar_h - h, h, _STATUS_COLORS["failed" if failed else "completed"]))
+            out.append("</g>")
+        out.append("</svg>")
+        return "\n".join(out)
+    for i, a in enumerate(timed):
         y = 20 + i * (bar_h + 2)
-        name = "%s #%d" % (a["call"], a["attempt"]) if len(rows) == len(timed) else a["call"]
+        name = "%s #%d" % (a["call"], a["attempt"])
         classes = "bar %s%s" % (a["status"], " retry" if a["attempt"] else "")
         tip = html.escape("%s: %s, queued %s, ran %s" % (name, a["status"], _duration_text(
             a["started_at"] - (a["submitted_at"] or a["started_at"])), _duration_text(a["ended_at"] - a["started_at"])))
