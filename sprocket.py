@@ -5655,7 +5655,7 @@ _IDS_PER_CALL = 400  # job ids per sacct/squeue/scancel command line
 _SBATCH_TRIES = 10  # sbatch calls for one job when the controller does not answer: about 2.5 minutes
 _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before it is failed
 _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
-_ACCOUNTING_END_WAIT = 1.0  # seconds the end of a run waits for sacct to have the last jobs' usage
+_ACCOUNTING_END_WAIT = 3.0  # seconds the end of a run waits for sacct to have the last jobs' usage
 _FIRST_LOOK = 0.1  # seconds: the shortest time between two looks at a job's exit status file
 _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered ones go out as an array
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
@@ -8472,18 +8472,16 @@ class Run:
                             job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))
 
     def record_accounting(self, key, figures):
-        """What sacct says an ended attempt used: it knows best when the job was submitted,
-        started and ended; the job itself knows its CPU time and node where sacct does not.
+        """What sacct says an ended attempt used fills in what the job did not tell of itself
+        (its state, allocated CPUs, peak memory; the times of a job killed before it wrote
+        them): the job's own clock and the engine's are finer than sacct's whole seconds.
         False while the attempt's own row is not written yet (try again later)."""
         if key not in self.usage_recorded:
             return False
         columns = [c for c in USAGE_COLUMNS if c in figures]
-        if not columns:
-            return True
-        keep = ("cpu_seconds", "node", "peak_memory", "requested_memory")
-        self.store.enqueue("UPDATE attempt_usage SET %s WHERE key = ?" % ", ".join(
-            "%s = coalesce(%s, ?)" % (c, c) if c in keep else "%s = coalesce(?, %s)" % (c, c) for c in columns),
-            [figures[c] for c in columns] + [key])
+        if columns:
+            self.store.enqueue("UPDATE attempt_usage SET %s WHERE key = ?" % ", ".join(
+                "%s = coalesce(%s, ?)" % (c, c) for c in columns), [figures[c] for c in columns] + [key])
         return True
 
     def record_job(self, tr, job_id):
