@@ -4722,6 +4722,12 @@ class Attempt:
         self.final = self.out_of_memory = False
 
 
+def call_family(name):
+    """A call (or attempt) name without its scatter indices (and attempt number): `align-3-1` ->
+    `align`. Job arrays and the report group scatter elements by it."""
+    return re.sub(r"(-\d+)+$", "", name)
+
+
 Adoptable = collections.namedtuple("Adoptable", "key number directory job_id cache_key")
 Adoptable.__doc__ = "An attempt of an orphaned earlier run, to be followed to its end (reattach)."
 
@@ -6071,7 +6077,7 @@ class SlurmApptainerBackend:
     def gather(self, job, argv, options):
         """Hold the job for a moment, to go out with the other elements of its call that need the
         same sbatch options as one job array."""
-        key = (re.sub(r"(-\d+)+$", "", job.tr.name),) + options
+        key = (call_family(job.tr.name),) + options
         with self.cond:
             group = self.gathering.setdefault(key, [])
             if not group:
@@ -6163,7 +6169,7 @@ class SlurmApptainerBackend:
                     f.write('#!/usr/bin/env bash\nexec "%s/${SLURM_ARRAY_TASK_ID}/apptainer_command"\n' % root)
                 os.chmod(script, 0o770)
                 first = members[0][0].tr
-                argv = sbatch_argv(*members[0][2], job_name=self.job_name(re.sub(r"(-\d+)+$", "", first.attempt.name)),
+                argv = sbatch_argv(*members[0][2], job_name=self.job_name(call_family(first.attempt.name)),
                                    adir=root, script=script, array=len(members))
                 for i, (job, _, _) in enumerate(members):
                     self.write_sbatch_command(job.adir, argv, "# this attempt is element %d of the array\n" % i)
@@ -8152,11 +8158,6 @@ _STATUS_COLORS = {"completed": "#2e8b57", "failed": "#c0392b", "canceled": "#7f8
                   "running": "#2980b9", "orphaned": "#8e44ad"}
 
 
-def _call_family(call):
-    """A call without its scatter indices: `align-3-1` -> `align`."""
-    return re.sub(r"(-\d+)+$", "", call)
-
-
 def _median(values):
     values = sorted(values)
     return values[len(values) // 2] if values else None
@@ -8197,7 +8198,7 @@ def report_timeline(attempts, width=1000):
     if len(timed) > _REPORT_BARS:
         lanes = collections.OrderedDict()
         for a in timed:
-            lanes.setdefault(_call_family(a["call"]), []).append(a)
+            lanes.setdefault(call_family(a["call"]), []).append(a)
         bar_h = 30
     rows = len(lanes) if lanes else len(timed)
     out = ['<svg class="timeline" width="%d" height="%d" role="img">' % (width, 30 + rows * (bar_h + 2))]
@@ -8255,7 +8256,7 @@ def report_tasks(attempts):
 
     families = collections.OrderedDict()
     for a in attempts:
-        families.setdefault(_call_family(a["call"]), []).append(a)
+        families.setdefault(call_family(a["call"]), []).append(a)
     rows, advice = [], []
     for name, group in families.items():
         peaks = [a["peak_memory"] for a in group if a["peak_memory"] is not None]
