@@ -7723,15 +7723,17 @@ class Store:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def runs(self):
-        """Every run, newest first, with its calls done, failed (their last attempt) and cached."""
+    def runs(self, run_id=None):
+        """Every run (or the one `run_id`), newest first, with its calls done, failed (their last
+        attempt) and cached."""
         return self.query(
             "SELECT r.id, r.uuid, r.name, r.target, r.status, r.source, r.error, r.directory, r.started_at, "
             "r.completed_at, (julianday(coalesce(r.completed_at, CURRENT_TIMESTAMP)) - julianday(r.started_at)) * 86400 "
             "AS duration, (SELECT count(DISTINCT call) FROM attempts a WHERE a.run_id = r.id AND a.status = 'completed') "
             "AS done, (SELECT count(*) FROM (SELECT status, max(attempt) FROM attempts a WHERE a.run_id = r.id "
             "GROUP BY call) WHERE status = 'failed') AS failed, (SELECT count(*) FROM tasks t WHERE "
-            "t.run_id = r.id AND t.status = 'cached') AS cached FROM runs r ORDER BY r.id DESC")
+            "t.run_id = r.id AND t.status = 'cached') AS cached FROM runs r WHERE ? IS NULL OR r.id = ? ORDER BY r.id DESC",
+            (run_id, run_id))
 
     def attempts_of(self, run_id):
         """The attempts of a run in the order they started, each with what it used."""
@@ -8342,7 +8344,7 @@ _REPORT_STYLE = (
 
 def write_report(store, run_id, out_dir, path):
     """Write a run's report.html from sprocket.db (atomically); returns the run's attempts."""
-    run = [r for r in store.runs() if r["id"] == run_id][0]
+    (run,) = store.runs(run_id)
     run["run_dir"] = os.path.join(out_dir, run["directory"])
     attempts = store.attempts_of(run_id)
     for a in attempts:
