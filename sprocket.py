@@ -5655,7 +5655,9 @@ _SLURM_NEVER_CLEARS = ("PartitionConfig", "PartitionTimeLimit", "PartitionNodeLi
                        "DependencyNeverSatisfied", "ReqNodeNotAvail, UnavailableNodes")
 _SBATCH_TRANSIENT = ("Socket timed out", "Resource temporarily unavailable", "Unable to contact slurm controller",
                      "Connection refused", "Connection timed out", "slurm_persist_conn_open", "Zero Bytes were transmitted",
-                     "temporarily unable to accept job", "Transport endpoint is not connected")
+                     "temporarily unable to accept job", "Transport endpoint is not connected",
+                     "Connection reset by peer", "Communication connection failure", "Broken pipe",
+                     "Slurm controller not responding", "backup controller in standby mode")
 _PULL_PERMANENT = ("manifest unknown", "403 (Forbidden)", "403 Forbidden", "unauthorized", "not found: manifest")
 _IDS_PER_CALL = 400  # job ids per sacct/squeue/scancel command line
 _SBATCH_TRIES = 10  # sbatch calls for one job when the controller does not answer: about 2.5 minutes
@@ -6025,13 +6027,9 @@ class SlurmApptainerBackend:
         holds (queued, running, or ended within MinJobAge): their sbatch ran but the engine died
         before it wrote down their ids. One squeue of the user's jobs, matched by batch script (an
         array's element by its link in the array's directory)."""
-        import getpass
-
         wanted = {os.path.realpath(d): d for d in adirs}
-        code, text, _ = _run_tool(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%o"])
         out = {}
-        for line in text.splitlines() if code == 0 else ():
-            job_id, _, script = line.partition("|")
+        for job_id, script in self.held_jobs() or ():
             head, _, index = job_id.partition("_")
             if os.path.basename(script) == "script" and index.isdigit():
                 adir = os.path.realpath(os.path.join(os.path.dirname(script), index))
@@ -6040,6 +6038,17 @@ class SlurmApptainerBackend:
             if adir in wanted:
                 out[wanted[adir]] = job_id
         return out
+
+    @staticmethod
+    def held_jobs():
+        """[(job id, batch script)] for every job of the user's that the controller holds, one line
+        per array element; None when squeue fails."""
+        import getpass
+
+        code, text, _ = _run_tool(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%o"])
+        if code != 0:
+            return None
+        return [tuple(line.partition("|")[::2]) for line in text.splitlines()]
 
     def job_name(self, name):
         return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
@@ -6230,7 +6239,17 @@ class SlurmApptainerBackend:
         """sbatch, at most max_concurrency at once and submit_rate_limit per period; transient
         failures retried with backoff."""
         delay = 1.0
+        script = os.path.realpath(argv[-1])
         for attempt in range(_SBATCH_TRIES):
+            if attempt:  # the failed sbatch may have reached the controller: never submit a job twice
+                held = self.held_jobs()
+                found = [i.partition("_")[0] for i, s in held or () if os.path.realpath(s) == script]
+                if found:
+                    return found[0]
+                if held is None:  # the controller cannot say yet
+                    self.wait_before_retry(tr, "squeue failed", delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
             with self.slots:
                 self.wait_for_rate()
                 code, out, err = _run_tool(argv)
@@ -6241,11 +6260,14 @@ class SlurmApptainerBackend:
             if code == 127:
                 raise RunError("task `%s`: `sbatch` was not found on PATH" % tr.name)
             if attempt < _SBATCH_TRIES - 1 and any(t in text for t in _SBATCH_TRANSIENT):
-                self.run.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (tr.name, text, delay))
-                time.sleep(delay)
+                self.wait_before_retry(tr, text, delay)
                 delay = min(delay * 2, 30.0)
                 continue
             raise RunError("task `%s`: failed to submit the Slurm job with `sbatch` (exit %d)\n%s" % (tr.name, code, text))
+
+    def wait_before_retry(self, tr, why, delay):
+        self.run.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (tr.name, why, delay))
+        time.sleep(delay)
 
     def wait_for_rate(self):
         """Hold an sbatch call until it fits in submit_rate_limit (n calls per period)."""

@@ -208,6 +208,10 @@ sys.stdout.flush()
 if n < OPTS.get("fail_first", 0):
     sys.stderr.write(OPTS["fail_text"] + "\n")
     rc = OPTS.get("fail_rc", 1)
+elif n < OPTS.get("lose_answer_first", 0):  # the command works but its answer is lost on the way back
+    subprocess.call([REAL] + args, stdout=subprocess.DEVNULL)
+    sys.stderr.write(OPTS["fail_text"] + "\n")
+    rc = 1
 elif OPTS.get("disabled"):
     sys.stderr.write("sacct: error: Slurm accounting storage is disabled\n")
     rc = 1
@@ -1079,6 +1083,19 @@ def test_transient_sbatch_failures_are_retried(sl):
     calls = sl.calls("sbatch")
     assert [c["rc"] for c in calls] == [1, 1, 0], calls
     assert len(r.job_ids()) == 1
+
+
+def test_an_sbatch_whose_answer_was_lost_is_not_submitted_twice(sl):
+    """sbatch reaches the controller, which queues the job, but the reply never comes back: before
+    trying again the engine asks squeue, finds the job by its batch script and follows that one."""
+    sl.wrap("sbatch", lose_answer_first=1,
+            fail_text="sbatch: error: Batch job submission failed: Connection reset by peer")
+    r = sl.run(sl.wdl(ECHO_TASK))
+    assert r.rc == 0, r.describe()
+    assert r.outputs == {"echo_task.out": "ok"}
+    assert [c["rc"] for c in sl.calls("sbatch")] == [1], sl.calls("sbatch")
+    (job_id,) = r.job_ids()
+    assert wait_job_ended(job_id).state == "COMPLETED"
 
 
 def test_permanent_sbatch_failure_is_a_clear_error(sl):
