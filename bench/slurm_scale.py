@@ -15,7 +15,8 @@ sprocket.py, then miniwdl (interleaved per N), each once, in a fresh run directo
 
   sprocket.py -s -c CFG run scatter.wdl inputs.json -o RUN/out
       CFG: run.backends.default.type = "slurm_apptainer", partition "compute",
-      interval = --interval (default 2 s), max_scatter_concurrency = 200,
+      interval = --interval (default: sprocket's), max_scatter_concurrency = --scatter-concurrency
+      (default: sprocket's, 200),
       apptainer.image_cache_dir = WORK/sif-cache
   miniwdl run scatter.wdl -i inputs.json --dir RUN/run --cfg shared/bench/slurm-peers/miniwdl.cfg --verbose
       (the miniwdl-slurm README configuration: container_backend = slurm_singularity,
@@ -681,6 +682,9 @@ def main(argv=None):
     ap.add_argument("--interval", type=int, default=None,
                     help="sprocket's run.backends.default.interval in s (default: not set, sprocket's default %d)"
                     % DEFAULT_INTERVAL)
+    ap.add_argument("--scatter-concurrency", type=int, default=None,
+                    help="sprocket's run.backends.default.max_scatter_concurrency (default: not set, sprocket's "
+                    "default 200, which also caps an array at 200 elements; 1000 lets max_queued_jobs bind)")
     ap.add_argument("--work", default="/tmp/sprocket-slurm-scale",
                     help="scratch dir: wrappers, image caches, run dirs (default /tmp/sprocket-slurm-scale)")
     ap.add_argument("--slurm-dir", default=os.environ.get("SLURM_DIR", "/tmp/slurm-dev"),
@@ -704,6 +708,8 @@ def main(argv=None):
     if not engines or any(e not in ENGINES for e in engines):
         ap.error("--engines must be a comma-separated subset of %s" % ",".join(ENGINES))
     engines = [e for e in ENGINES if e in engines]  # the floor first for each N
+    if args.scatter_concurrency is not None and args.scatter_concurrency < 1:
+        ap.error("--scatter-concurrency must be at least 1")
     if args.interval is not None and args.interval < 1:
         ap.error("--interval must be at least 1")
     interval = args.interval or DEFAULT_INTERVAL
@@ -741,7 +747,9 @@ def main(argv=None):
         sprocket_cfg[engine] = os.path.join(work, "%s.toml" % engine)
         with open(sprocket_cfg[engine], "w") as f:
             f.write(SPROCKET_CFG.format(cache=json.dumps(os.path.join(work, "sif-cache")), extra=extra + (
-                "run.backends.default.interval = %d\n" % args.interval if args.interval else "")))
+                "run.backends.default.interval = %d\n" % args.interval if args.interval else "") + (
+                "run.backends.default.max_scatter_concurrency = %d\n" % args.scatter_concurrency
+                if args.scatter_concurrency else "")))
     floor = os.path.join(work, "floor.py")
     with open(floor, "w") as f:
         f.write(FLOOR_SCRIPT)
