@@ -22,27 +22,29 @@ The module reads top to bottom in the order data flows:
      7. Standard library: types    the signature table of all 55 functions, resolve_call()
      8. Document analysis          load(path): imports (paths and http(s) URLs), namespaces, name
                                    resolution, type checking, the workflow graph (each element's `deps`)
-     9. Values and evaluation      WdlFile, StructValue, EnumValue; coerce(), from_json(),
+     9. Lint and format            LINT_RULES, lint_document(), lint_filter() (`#@ except:`);
+                                   format_document(): the tokens re-laid, text kept as written
+    10. Values and evaluation      WdlFile, StructValue, EnumValue; coerce(), from_json(),
                                    value_to_json(), evaluate(), render_placeholder()
-    10. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
-    11. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
+    11. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
+    12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
                                    each) -> outputs; the runtime keys of Cromwell-era WDL
                                    (normalize_runtime)
-    12. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
-    13. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend: the batch
+    13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
+    14. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend: the batch
                                    script and sbatch line, job arrays, completion from each job's exit
                                    status file, a batched status query, queue caps, adopting the jobs
                                    of a dead run, the Apptainer image cache
-    14. Configuration              sprocket.toml search order and merge, the schema table, the TOML
+    15. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
-    15. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
+    16. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
                                    used), orphan sweep, which run adopted which; its read side (runs,
                                    attempts_of)
-    16. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
+    17. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
                                    (report_html), signals
-    17. Command line               main(): check, run, validate, inputs, config, runs, report; the one
-                                   place errors become messages
+    18. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
+                                   runs, report, completions; the one place errors become messages
 """
 
 import argparse
@@ -124,10 +126,11 @@ class WdlError(Exception):
 
     kind = "error"
 
-    def __init__(self, message, span=None):
+    def __init__(self, message, span=None, rule=None):
         Exception.__init__(self, message)
         self.message = message
         self.span = span
+        self.rule = rule  # a warning's lint rule (`sprocket explain RULE`)
 
 
 class WdlSyntaxError(WdlError):
@@ -170,15 +173,27 @@ class WdlErrors(WdlError):
         self.errors = errors
 
 
+# How diagnostics look (--color, -m/--report-mode, and common.color/common.report_mode).
+DIAGNOSTIC_STYLE = {"color": False, "one_line": False}
+_SEVERITY_COLORS = {"error": "1;31", "warning": "1;33", "note": "1;36"}
+
+
 def format_diagnostic(message, span=None, severity="error"):
-    """`path:line:col: error: message`, then the source line and a caret under the spot."""
+    """`path:line:col: error: message`, then the source line and a caret under the spot (only
+    the first line in one-line mode). A rule's warning has severity `warning[Rule]`."""
+    color = _SEVERITY_COLORS.get(severity.split("[")[0]) if DIAGNOSTIC_STYLE["color"] else None
+    word = "\033[%sm%s\033[0m" % (color, severity) if color else severity
     if span is None:
-        return "error: %s" % message if severity == "error" else "%s: %s" % (severity, message)
+        return "%s: %s" % (word, message)
     line, col = span.source.line_col(span.pos)
+    where = "%s:%d:%d" % (span.path, line, col)
+    head = "%s: %s: %s" % ("\033[1m%s\033[0m" % where if color else where, word, message)
+    if DIAGNOSTIC_STYLE["one_line"]:
+        return head
     text = span.source.line_text(line).rstrip("\r")
     # Tabs before the caret keep their width so the caret lines up in a terminal.
     pad = "".join("\t" if c == "\t" else " " for c in text[: col - 1])
-    return "%s:%d:%d: %s: %s\n    %s\n    %s^" % (span.path, line, col, severity, message, text, pad)
+    return "%s\n    %s\n    %s%s" % (head, text, pad, "\033[%sm^\033[0m" % color if color else "^")
 
 
 # ============================================================================================
@@ -292,6 +307,11 @@ DIALECT_NAMES, _DIALECT_COLUMNS = _dialect_columns()
 _DIALECT_LEVELS = {"draft-2": (1, 0), "1.0": (1, 0), "1.1": (1, 1), "1.2": (1, 2), "1.3": (1, 3)}
 DIALECTS = {n: Dialect(n, _DIALECT_LEVELS[n], _DIALECT_COLUMNS[n]) for n in DIALECT_NAMES}
 DIALECTS["development"] = DIALECTS["1.3"]
+
+
+def rule_name(feature):
+    """`primitive_to_string` -> `PrimitiveToString`: the lint rule of a compatibility feature."""
+    return "".join(w.capitalize() for w in feature.split("_"))
 
 
 def requires_message(dialect, feature, what):
@@ -560,7 +580,7 @@ class Parser:
         if getattr(self.dialect, feature):
             return True
         if feature in self.dialect.compat:
-            self.warnings.append(WdlError(message, self.span(tok)))
+            self.warnings.append(WdlError(message, self.span(tok), rule_name(feature)))
             return True
         return False
 
@@ -1765,7 +1785,7 @@ def _resolve_vars(t):
 # One line per overload: `[version] name(parameter types) -> result type`. X and Y are type
 # parameters, P a primitive one. Overloads are tried in order; the first that fits is used.
 # Functions whose typing no signature can say (size, length, keys, ...) have a typing hook
-# below. The implementations live with evaluation (section 9), in `IMPLS`, keyed by name.
+# below. The implementations live with evaluation (section 10), in `IMPLS`, keyed by name.
 
 _SIGNATURES = """
 floor(Float) -> Int
@@ -2127,8 +2147,8 @@ class Loader:
         self.warnings = []
         self.strict = strict
 
-    def warn(self, message, span):
-        self.warnings.append(WdlError(message, span))
+    def warn(self, message, span, rule=None):
+        self.warnings.append(WdlError(message, span, rule))
 
     def read(self, location, span):
         if not is_url(location):
@@ -2185,7 +2205,8 @@ class Loader:
             elif problem:
                 self.warn("`%s` is %s and this document is %s: accepted, as miniwdl does, but WDL %s only imports "
                           "documents of its own version" % (imp.uri, dialect_text(sub.dialect),
-                                                            dialect_text(doc.dialect), doc.dialect.name), imp.span)
+                                                            dialect_text(doc.dialect), doc.dialect.name), imp.span,
+                          "ImportOlderMinor")
             imp.doc = sub
             ns = imp.namespace or re.sub(r"\.wdl$", "", posixpath.basename(uri.split("?")[0]))
             if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", ns):
@@ -2228,8 +2249,8 @@ class Checker:
     def err(self, message, span):
         self.loader.errors.append(WdlTypeError(message, span))
 
-    def warn(self, message, span):
-        self.loader.warnings.append(WdlError(message, span))
+    def warn(self, message, span, rule=None):
+        self.loader.warnings.append(WdlError(message, span, rule))
 
     def lenient(self, feature, message, span):
         """Is a construct accepted here? Those accepted only for compatibility warn (and are
@@ -2237,7 +2258,7 @@ class Checker:
         if getattr(self.dialect, feature):
             return True
         if feature in self.dialect.compat:
-            self.warn(message, span)
+            self.warn(message, span, rule_name(feature))
             return True
         return False
 
@@ -2442,14 +2463,16 @@ class Checker:
             if block is None:
                 continue
             if section == "runtime" and self.dialect.runtime_deprecated:
-                self.warn("the `runtime` section is deprecated in WDL 1.2; use `requirements` and `hints`", task.runtime_spans["runtime"])
+                self.warn("the `runtime` section is deprecated in WDL 1.2; use `requirements` and `hints`",
+                          task.runtime_spans["runtime"], "RequirementsSection")
             renv = dict(env)
             if self.dialect.task_in_requirements:
                 renv["task"] = task_variable_type(self.dialect, section)
             for key, expr in block.items():
                 if section == "runtime" and key not in _REQUIREMENT_KEYS and key not in _KNOWN_HINTS:
                     self.warn("runtime key `%s` is not known to sprocket.py and is ignored (known keys: the requirements "
-                              "and %s)" % (key, ", ".join(sorted(_KNOWN_HINTS))), block.spans[key])
+                              "and %s)" % (key, ", ".join(sorted(_KNOWN_HINTS))), block.spans[key],
+                              rule_name("unknown_runtime_key"))
                 if section == "requirements" and key not in _REQUIREMENT_KEYS:
                     self.err("unknown requirement `%s` (requirements are %s; other keys belong in `hints`)" % (
                         key, ", ".join(sorted({k for k in _REQUIREMENT_KEYS if "R" not in k}))), block.spans[key])
@@ -3226,7 +3249,485 @@ def find_cycle(graph):
 
 
 # ============================================================================================
-# 9. Values and evaluation
+# 9. Lint and format
+# ============================================================================================
+#
+# `lint` adds rules to what `check` reports: every warning carries a rule name (the
+# compatibility warnings are named after their feature in the version table), rules are
+# switched off by name (`--except`, `check.except`, `#@ except: Rule` comments), and `explain`
+# prints a rule's table entry. `format` re-lays the tokens of a document: strings, commands
+# and comments are copied as written, only the space between tokens changes (and imports are
+# sorted), so the document means what it meant.
+
+# name: (what it flags, why, how to fix). The compatibility rules come from the version table.
+LINT_RULES = {
+    "UnusedInput": ("an input that nothing in its task or workflow reads",
+                    "callers must still supply or think about it", "use it or remove it"),
+    "UnusedDeclaration": ("a private declaration that nothing reads", "dead code hides intent", "remove it"),
+    "UnusedCall": ("a call none of whose outputs is used, in a workflow with an `output` section",
+                   "its job runs for nothing (or only for its side effects)", "use its outputs, or remove the call"),
+    "UnusedImport": ("an import whose tasks, workflows and structs are never used", "it slows checking and confuses "
+                     "readers", "remove the import"),
+    "ImportSorted": ("imports that are not in lexicographic order of their paths", "a fixed order makes merges and "
+                     "reviews easier", "sort them (`sprocket format` does)"),
+    "MetaSections": ("a task or workflow without a `meta` section, or with inputs but no `parameter_meta`",
+                     "documentation is how others learn to call it", "add the sections"),
+    "ParameterMetaMatched": ("an input without a `parameter_meta` entry, or an entry for no input",
+                             "the documentation and the interface have drifted apart", "describe every input, "
+                             "and only inputs"),
+    "MatchingOutputMeta": ("an output without an entry under `meta.outputs`", "outputs deserve documentation as much "
+                           "as inputs", "add `outputs: { name: \"...\" }` to `meta`"),
+    "SnakeCase": ("a task, workflow, call alias or declaration whose name is not snake_case",
+                  "one naming style reads faster", "rename it, e.g. `sampleName` -> `sample_name`"),
+    "PascalCase": ("a struct whose name is not PascalCase", "types and values look different at a glance",
+                   "rename it, e.g. `read_group` -> `ReadGroup`"),
+    "DeprecatedObject": ("the `Object` type", "it is deprecated since WDL 1.1 and is removed in 2.0",
+                         "use a struct"),
+    "DeprecatedPlaceholder": ("`sep=`, `true=`/`false=` or `default=` placeholder options in WDL 1.1 or later",
+                              "they are deprecated", "use `sep()`, `if ... then ... else ...` and `select_first()`"),
+    "ExpectedRuntimeKeys": ("a task without a `container` (or `docker`), or `docker` where WDL 1.1+ calls it "
+                            "`container`", "without a container a task runs on whatever the host has",
+                            "add `container: \"image:tag\"` to `runtime` (1.0, 1.1) or `requirements` (1.2+)"),
+    "RequirementsSection": ("a `runtime` section in WDL 1.2 or later", "`runtime` is deprecated in 1.2",
+                            "split it into `requirements` and `hints`"),
+    "CallInputKeyword": ("`input:` in a call in WDL 1.2 or later", "it is optional since 1.2", "remove `input:`"),
+    "ShadowedName": ("a declaration or call named like a standard library function or a struct",
+                     "the name hides what readers expect it to mean", "rename it"),
+    "HereDocCommands": ("a `command { }` section", "`${` in it is a placeholder, which collides with shell "
+                        "variables", "use `command <<< >>>` with `~{}` placeholders"),
+    "CommandSectionIndentation": ("a command line indented with both tabs and spaces",
+                                  "the common indentation cannot be stripped reliably", "indent with spaces only"),
+    "DoubleQuotes": ("a string in single quotes", "one quoting style reads faster", "use double quotes"),
+    "Whitespace": ("trailing whitespace, or a line indented with tabs", "it shows up as noise in diffs",
+                   "remove it (`sprocket format` does, outside commands)"),
+    "LineWidth": ("a line longer than 90 characters (outside commands)", "long lines are hard to review",
+                  "break the line"),
+    "EndingNewline": ("a document that does not end with exactly one newline", "tools and diffs expect one",
+                      "end the file with one newline"),
+    "TodoComment": ("a comment with TODO or FIXME", "unfinished work is easy to forget", "finish it, or file an "
+                    "issue"),
+    "ImportOlderMinor": ("importing a document of an earlier 1.x version", "only WDL 1.3 allows it; other engines "
+                         "refuse it", "update the imported document's version"),
+}
+for _line in _DIALECT_TABLE.strip().splitlines()[1:]:
+    _cells = _line.split(None, len(DIALECT_NAMES) + 1)
+    if "w" in _cells[1:1 + len(DIALECT_NAMES)] and rule_name(_cells[0]) not in LINT_RULES:
+        LINT_RULES[rule_name(_cells[0])] = (
+            _cells[-1] if len(_cells) > len(DIALECT_NAMES) + 1 else "a construct of the `%s` kind" % _cells[0],
+            "Cromwell or miniwdl accept it, but the WDL specification does not: other engines may refuse it",
+            "write the portable form the warning names (`check --strict` makes it an error)")
+LINE_WIDTH = 90
+_EXCEPT_RE = re.compile(r"#@\s*except\s*:\s*([A-Za-z0-9_,\s]*)")
+_SNAKE_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+_PASCAL_RE = re.compile(r"^[A-Z][a-zA-Z0-9]*$")
+
+
+def iter_nodes(x):
+    """Every syntax tree node under `x` (a node, or lists, tuples and dicts of them)."""
+    if isinstance(x, Node):
+        yield x
+        for f in x._fields:
+            for n in iter_nodes(getattr(x, f, None)):
+                yield n
+    elif isinstance(x, (list, tuple)):
+        for y in x:
+            for n in iter_nodes(y):
+                yield n
+    elif isinstance(x, dict):
+        for y in x.values():
+            for n in iter_nodes(y):
+                yield n
+
+
+def _names_read(x):
+    names = {n.name for n in iter_nodes(x) if type(n) is Ident}
+    for call in (n for n in iter_nodes(x) if type(n) is Call):
+        names.update(name for name, expr, _ in call.inputs if expr is None)
+        names.update(name for name, _ in call.afters)
+    return names
+
+
+def lint_document(doc):
+    """The lint rules' warnings for one checked document (not its imports)."""
+    out = []
+
+    def warn(rule, message, span):
+        out.append(WdlError(message, span, rule))
+
+    dialect = doc.dialect
+    for s in doc.structs:
+        if not _PASCAL_RE.match(s.name):
+            warn("PascalCase", "struct `%s` is not PascalCase" % s.name, s.span)
+    struct_names = {s.name for s in doc.structs}
+    callables = list(doc.tasks) + ([doc.workflow] if doc.workflow else [])
+    for unit in callables:
+        what = "task" if isinstance(unit, Task) else "workflow"
+        if not _SNAKE_RE.match(unit.name):
+            warn("SnakeCase", "%s `%s` is not snake_case" % (what, unit.name), unit.span)
+        inputs = unit.inputs or []
+        if unit.meta is None or inputs and unit.parameter_meta is None:
+            warn("MetaSections", "%s `%s` has no `%s` section" % (
+                what, unit.name, "meta" if unit.meta is None else "parameter_meta"), unit.span)
+        if unit.parameter_meta is not None:
+            for d in inputs:
+                if d.name not in unit.parameter_meta:
+                    warn("ParameterMetaMatched", "input `%s` has no `parameter_meta` entry" % d.name, d.span)
+            for key in set(unit.parameter_meta) - {d.name for d in inputs}:
+                warn("ParameterMetaMatched", "`parameter_meta` describes `%s`, which is not an input of %s `%s`" % (
+                    key, what, unit.name), unit.span)
+        outputs = unit.outputs or []
+        described = (unit.meta or {}).get("outputs")
+        if unit.meta is not None and outputs and all(isinstance(d, Decl) for d in outputs):
+            for d in outputs:
+                if not isinstance(described, dict) or d.name not in described:
+                    warn("MatchingOutputMeta", "output `%s` is not described under `meta.outputs`" % d.name, d.span)
+        body = [unit.inputs, unit.decls, unit.command, unit.outputs, unit.runtime, unit.requirements, unit.hints] \
+            if what == "task" else [unit.inputs, unit.body, unit.outputs, unit.hints]
+        read = _names_read(body)
+        for d in inputs:
+            if d.name not in read:
+                warn("UnusedInput", "%s `%s` never reads its input `%s`" % (what, unit.name, d.name), d.span)
+        decls = unit.decls if what == "task" else [n for n in iter_nodes(unit.body) if type(n) is Decl]
+        for d in decls:
+            if d.name not in read and not getattr(d, "env", False):
+                warn("UnusedDeclaration", "`%s` is declared but never read" % d.name, d.span)
+        for d in [n for n in iter_nodes(body) if type(n) is Decl or type(n) is Call and n.alias]:
+            if not _SNAKE_RE.match(d.name):
+                warn("SnakeCase", "`%s` is not snake_case" % d.name, d.span)
+            if d.name in STDLIB or d.name in struct_names:
+                warn("ShadowedName", "`%s` is also the name of a %s" % (
+                    d.name, "standard library function" if d.name in STDLIB else "struct"), d.span)
+        if what == "workflow":
+            for call in walk_calls(unit.body):
+                callee = call.callee_def
+                has_outputs = bool(getattr(callee, "outputs", None))
+                if unit.outputs is not None and has_outputs and call.name not in read:
+                    warn("UnusedCall", "no output of call `%s` is used" % call.name, call.span)
+        else:
+            keys = unit.runtime if unit.runtime is not None else unit.requirements
+            if not keys or not ({"container", "docker"} & set(keys)):
+                warn("ExpectedRuntimeKeys", "task `%s` names no `container`" % unit.name,
+                     unit.runtime_spans.get("runtime") or unit.runtime_spans.get("requirements") or unit.span)
+            elif "docker" in keys and dialect.level >= (1, 1) and unit.runtime is not None:
+                warn("ExpectedRuntimeKeys", "`docker` is called `container` since WDL 1.1", keys.spans["docker"])
+    for node in iter_nodes([doc.structs, callables]):
+        if type(node) is Decl and _has_object(node.type_):
+            warn("DeprecatedObject", "`Object` is deprecated; use a struct", node.span)
+        elif type(node) is Placeholder and node.options and dialect.level >= (1, 1) and dialect.version_statement:
+            warn("DeprecatedPlaceholder", "placeholder option%s %s deprecated" % (
+                "s" if len(node.options) > 1 else "", ", ".join("`%s=`" % k for k in node.options) + (
+                    " are" if len(node.options) > 1 else " is")), node.span)
+    uris = [imp.uri for imp in doc.imports]
+    if uris != sorted(uris):
+        first = next(i for i, (a, b) in enumerate(zip(uris, sorted(uris))) if a != b)
+        warn("ImportSorted", "imports are not sorted: `%s` should come before `%s`" % (sorted(uris)[first], uris[first]),
+             doc.imports[first].span)
+    callees = {c.callee.split(".")[0] for unit in callables if isinstance(unit, Workflow) for c in walk_calls(unit.body)
+               if "." in c.callee}
+    type_names = set()
+    for node in iter_nodes([doc.structs, callables]):
+        if type(node) is Decl:
+            contains_type(node.type_, lambda t: type_names.add(t.name) if isinstance(t, (StructType, EnumType)) else False)
+    for imp in doc.imports:
+        ns = next((k for k, v in doc.namespaces.items() if v is imp.doc), None)
+        provided = {s.name for s in imp.doc.structs} | set(imp.aliases.values()) if imp.doc else set()
+        if ns is not None and ns not in callees and not (provided & type_names):
+            warn("UnusedImport", "nothing of `%s` (namespace `%s`) is used" % (imp.uri, ns), imp.span)
+    out.extend(lint_text(doc))
+    return out
+
+
+def _has_object(t):
+    if isinstance(t, ObjectType):
+        return True
+    if isinstance(t, ArrayType):
+        return _has_object(t.item)
+    if isinstance(t, (MapType, PairType)):
+        return any(_has_object(x) for x in ((t.key_type, t.value) if isinstance(t, MapType) else (t.left, t.right)))
+    return False
+
+
+def lint_text(doc):
+    """The rules about the text itself: whitespace, line width, quotes, comments, commands."""
+    out = []
+    source = doc.source
+    text = source.text
+    toks = Parser.for_source(source).toks
+    verbatim = []  # (start, end) of each command: its lines are the shell's
+    for i, (kind, value, pos) in enumerate(toks):
+        if kind == "ident" and value == "input" and toks[i + 1][1] == ":" and doc.dialect.call_inputs_bare:
+            out.append(WdlError("`input:` is optional in calls since WDL 1.2", Span(source, pos), "CallInputKeyword"))
+        elif kind == "cbeg":
+            start = pos
+            if value == "}":
+                out.append(WdlError("use `command <<< >>>`", Span(source, pos), "HereDocCommands"))
+        elif kind == "cend":
+            verbatim.append((start, pos))
+            line = text.find("\n", start, pos) + 1
+            while line > 0:
+                indent = re.compile(r"[ \t]*").match(text, line, pos).group()
+                if " " in indent and "\t" in indent:
+                    out.append(WdlError("this command line mixes tabs and spaces in its indentation",
+                                        Span(source, line), "CommandSectionIndentation"))
+                line = text.find("\n", line, pos) + 1
+        elif kind == "sbeg" and value == "'":
+            out.append(WdlError("use double quotes", Span(source, pos), "DoubleQuotes"))
+    pos = 0
+    for line in text.split("\n"):
+        inside = any(a <= pos < b for a, b in verbatim)
+        if not inside:
+            body = line.rstrip("\r")
+            if body != body.rstrip():
+                out.append(WdlError("trailing whitespace", Span(source, pos + len(body.rstrip())), "Whitespace"))
+            elif body.startswith("\t") or re.match(r" +\t", body):
+                out.append(WdlError("a line indented with tabs", Span(source, pos), "Whitespace"))
+            if len(body) > LINE_WIDTH:
+                out.append(WdlError("the line is %d characters long (the most is %d)" % (len(body), LINE_WIDTH),
+                                    Span(source, pos + LINE_WIDTH), "LineWidth"))
+        m = re.search(r"#.*\b(TODO|FIXME)\b", line)
+        if m and not inside and "#" not in _strings_on(line[:m.start()]):
+            out.append(WdlError("a %s comment" % m.group(1), Span(source, pos + m.start(1)), "TodoComment"))
+        pos += len(line) + 1
+    if text and (not text.endswith("\n") or text.endswith("\n\n")):
+        out.append(WdlError("the document should end with exactly one newline", Span(source, max(0, len(text) - 1)),
+                            "EndingNewline"))
+    return out
+
+
+def _strings_on(prefix):
+    """The text of a line before a `#` with quoted strings removed: a `#` left is a comment."""
+    return re.sub(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'", "", prefix)
+
+
+def lint_exceptions(source):
+    """`#@ except: A, B` comments: [(start, end, {rules})] of the text each applies to. One
+    before the `version` line covers the document; elsewhere it covers the next line and, when
+    that line opens a `{`, everything up to its closing brace."""
+    text = source.text
+    out = []
+    version = _VERSION_RE.match(text)
+    for m in _EXCEPT_RE.finditer(text):
+        rules = {r for r in re.split(r"[\s,]+", m.group(1)) if r}
+        line_end = text.find("\n", m.end())
+        if line_end < 0 or version and m.start() < version.start(1):
+            out.append((0, len(text), rules))
+            continue
+        nxt = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*").match(text, line_end).end()
+        end = text.find("\n", nxt)
+        end = len(text) if end < 0 else end
+        brace = text.find("{", nxt, end)
+        if brace >= 0:
+            depth, i = 0, brace
+            for i in range(brace, len(text)):
+                depth += {"{": 1, "}": -1}.get(text[i], 0)
+                if depth == 0:
+                    break
+            end = i + 1
+        out.append((m.start(), end, rules))
+    return out
+
+
+def lint_filter(warnings, excepted):
+    """Drop warnings of rules named in `excepted` or in `#@ except:` comments over them."""
+    out = []
+    comments = {}
+    for w in warnings:
+        rule = getattr(w, "rule", None)
+        if rule in excepted:
+            continue
+        if rule and w.span is not None:
+            src = w.span.source
+            if id(src) not in comments:
+                comments[id(src)] = lint_exceptions(src)
+            if any(a <= w.span.pos < b and rule in rules for a, b, rules in comments[id(src)]):
+                continue
+        out.append(w)
+    return out
+
+
+# -- format -------------------------------------------------------------------------------
+_SECTION_WORDS = frozenset("input output command runtime requirements hints meta parameter_meta".split())
+_DEFINITION_WORDS = frozenset("task workflow struct enum".split())
+_TIGHT_KEYWORDS = frozenset("if then else in scatter call as after alias import".split())
+_BINARY_OPS = frozenset("= == != <= >= < > && || * / % **".split())
+_GAP_RE = re.compile(r"\n|#[^\n]*|/\*.*?\*/", re.S)  # what in the space between tokens matters
+_Unit = collections.namedtuple("_Unit", "kind text gap")  # gap: the source text before the unit
+
+
+def _format_units(parser):
+    """The document's tokens as units: words, operators, and strings and commands whole (with
+    their placeholders), each with the whitespace and comments before it; and the text after
+    the last one."""
+    toks, text = parser.toks, parser.source.text
+    units, i = [], 0
+    m = _VERSION_RE.match(text)
+    last = m.end() if m and parser.dialect.version_statement else 0
+    while toks[i][0] != "eof":
+        kind, value, pos = toks[i]
+        end = pos + len(value)
+        if kind in ("sbeg", "mbeg", "cbeg"):
+            depth = 0
+            while True:
+                k = toks[i][0]
+                depth += 1 if k in ("sbeg", "mbeg", "cbeg") else -1 if k in ("send", "mend", "cend") else 0
+                if depth == 0:
+                    break
+                i += 1
+            end = toks[i][2] + len(toks[i][1])
+            kind = "chunk"
+        units.append(_Unit("word" if kind in ("ident", "int", "float") else kind if kind == "chunk" else "op",
+                           text[pos:end], text[last:pos]))
+        last = end
+        i += 1
+    return units, text[last:]
+
+
+def _sorted_imports(units):
+    """The imports' statements in order of their paths, each keeping the layout of the place it
+    moves to (left as written when a comment sits among them, which would lose its place)."""
+    starts = [i for i, u in enumerate(units) if u.kind == "word" and u.text == "import"]
+    if len(starts) < 2:
+        return units
+    end = next((i for i in range(starts[-1] + 1, len(units)) if units[i].kind == "word"
+                and units[i].text in _DEFINITION_WORDS), len(units))
+    after = units[end].gap.split("\n", 1)[0] if end < len(units) else ""
+    if _GAP_RE.search(after) or any(units[i].kind == "word" and units[i].text in _DEFINITION_WORDS or _GAP_RE.search(
+            units[i].gap.replace("\n", "")) for i in range(starts[0] + 1, end)):
+        return units  # (a comment after the last import is on its line: it stays with it)
+    bounds = starts + [end]
+    statements = [units[a:b] for a, b in zip(bounds, bounds[1:])]
+    moved = [u for st in sorted(statements, key=lambda st: st[1].text if len(st) > 1 else "") for u in st]
+    return units[:starts[0]] + [u._replace(gap=units[starts[0] + k].gap) for k, u in enumerate(moved)] + units[end:]
+
+
+def _value_like(u):
+    return u.kind == "chunk" or u.kind == "word" and u.text not in _TIGHT_KEYWORDS or u.text in (")", "]", "}")
+
+
+def _spacing(prev, prev_role, u, spaced):
+    """The space between two units on one line: "" or " ". prev_role says what a `+`, `-` or
+    `!` before was: "unary", "binary" or "either" (`Array[T]+ x` or `xs[0] + x`)."""
+    p, t, op, prev_op = prev.text, u.text, u.kind == "op", prev.kind == "op"
+    as_written = " " if spaced else ""
+    if prev_op and p in ("(", "[") or op and t in (",", ")", "]", ":", ".", "?"):
+        return ""
+    if prev_op and p in (",", ":"):
+        return " "
+    if prev_op and p == "." or prev_role == "unary":
+        return ""
+    if prev_role == "either" or op and t == "+" and p == "]":
+        return as_written
+    after_binary = prev_op and (p in _BINARY_OPS or prev_role == "binary")
+    if op and t == "(":
+        if prev.kind == "word":
+            return " " if p in _TIGHT_KEYWORDS else ""
+        return " " if after_binary else as_written
+    if op and t == "[":
+        return "" if _value_like(prev) else " "
+    if op and t == "{":
+        return " "
+    if op and t == "}" and p == "{":
+        return ""
+    if op and t in _BINARY_OPS or after_binary or op and t in ("+", "-"):
+        return " "
+    if not prev_op and not op:
+        return " "
+    return as_written
+
+
+def format_document(source):
+    """The formatted text of a WDL document (a WdlError when it does not parse): four spaces a
+    level, single spaces between tokens, at most one blank line in a row and one before each
+    definition and section, imports sorted; strings, commands and comments as written."""
+    parser = Parser.for_source(source)
+    parser.document()
+    units, tail = _format_units(parser)
+    units = _sorted_imports(units)
+    lines, cur = [], []
+    st = {"indent": 0, "blank": False}
+    stack = []  # the indent of the lines inside each open bracket
+
+    def new_line(indent, blank):
+        if cur:
+            lines.append("    " * st["indent"] + "".join(cur))
+            del cur[:]
+        st["indent"] = indent
+        if blank and lines and lines[-1] != "":
+            lines.append("")
+
+    def end_line():
+        if cur:
+            new_line(st["indent"], False)
+
+    def gap(text, force_blank, after_open, before_closer):
+        """Lay out the comments and line breaks between two units. Returns (the next unit
+        starts a line, with a blank line before it)."""
+        newlines = 0
+        for m in _GAP_RE.finditer(text):
+            item = m.group()
+            if item == "\n":
+                newlines += 1
+                end_line()
+                continue
+            comment = item.rstrip()
+            if newlines == 0 and cur:  # a comment after a unit, on its line
+                cur.append(("  " if comment.startswith("#") else " ") + comment)
+                continue
+            new_line(stack[-1] if stack else 0, (newlines >= 2 or force_blank) and not after_open)
+            cur.append(comment)
+            force_blank = after_open = False
+            newlines = 0
+        blank = (newlines >= 2 or force_blank) and not after_open and not before_closer
+        return newlines > 0 or force_blank or not cur, blank
+
+    m = _VERSION_RE.match(source.text)
+    prev = None
+    if m is not None and parser.dialect.version_statement:
+        kw = source.text.rfind("version", 0, m.start(1))
+        gap(source.text[:kw], False, False, False)
+        new_line(0, False)
+        cur.append("version " + m.group(1))
+        prev = _Unit("word", m.group(1), "")
+    prev_role, after_open, seen_import = None, False, False
+    for u in units:
+        depth, word, op = len(stack), u.kind == "word", u.kind == "op"
+        closer = op and u.text in (")", "]", "}")
+        force = prev is not None and word and (
+            depth == 0 and (u.text in _DEFINITION_WORDS or u.text == "import" and not seen_import)
+            or depth == 1 and u.text in _SECTION_WORDS and not after_open and prev.text != ":")
+        seen_import = seen_import or depth == 0 and word and u.text == "import"
+        starts, blank = gap(u.gap, force, after_open, closer)
+        if starts or prev is None:
+            level = stack[-1] if stack else 0
+            if closer:
+                level = max(0, level - 1)
+            elif prev is not None and (prev.kind == "op" and prev_role != "unary" and (
+                    prev.text in _BINARY_OPS or prev.text in ("+", "-")) or prev.kind == "word" and prev.text in (
+                    "then", "else", "if") or op and (u.text in _BINARY_OPS or u.text in ("+", "-"))
+                    or word and u.text in ("then", "else")):
+                level += 1  # a continued expression
+            new_line(level, blank)
+            cur.append(u.text)
+        else:
+            cur.append(_spacing(prev, prev_role, u, u.gap != "") + u.text)
+        role = None
+        if op and u.text in ("-", "+", "!"):
+            role = "unary" if u.text == "!" or not _value_like(prev) else "either" if (
+                u.text == "+" and prev.text == "]") else "binary"
+        if op and u.text in ("(", "[", "{"):
+            stack.append(st["indent"] + 1)
+        elif closer and stack:
+            stack.pop()
+        prev, prev_role, after_open = u, role, op and u.text in ("(", "[", "{")
+    gap(tail, False, False, True)
+    end_line()
+    while lines and lines[-1] == "":
+        lines.pop()
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+# ============================================================================================
+# 10. Values and evaluation
 # ============================================================================================
 #
 # Values are close to Python: Int int, Float float, Boolean bool, String str, None None,
@@ -3814,7 +4315,7 @@ _EVAL = {
 
 
 # ============================================================================================
-# 10. Standard library: implementations
+# 11. Standard library: implementations
 # ============================================================================================
 #
 # One function per WDL function, fn_<name>(ctx, args), with arguments already coerced to the
@@ -4608,7 +5109,7 @@ IMPLS = {
 
 
 # ============================================================================================
-# 11. Tasks
+# 12. Tasks
 # ============================================================================================
 #
 # A TaskRun is one call of a task: its inputs are known; prepare() evaluates the private
@@ -5073,7 +5574,7 @@ def localize_outputs(v, t, work, what, visible=None):
 
 
 # ============================================================================================
-# 12. Workflows
+# 13. Workflows
 # ============================================================================================
 #
 # The scheduler runs on the main thread. A Frame is one instance of a workflow body (the
@@ -5448,7 +5949,7 @@ class Scheduler:
 
 
 # ============================================================================================
-# 13. Backends
+# 14. Backends
 # ============================================================================================
 #
 # The scheduler never knows which backend it talks to. A backend has `name`, `shell`, and
@@ -6735,7 +7236,7 @@ def _slurm_exit_code(text):
 
 
 # ============================================================================================
-# 14. Configuration
+# 15. Configuration
 # ============================================================================================
 #
 # sprocket.toml files are merged in Sprocket's order (later wins): next to the program, the
@@ -7186,8 +7687,13 @@ CONFIG_SCHEMA = {
     "server.orphan_timeout_minutes": ("int", 5, "a run whose session is silent this long is marked orphaned"),
     "server.host": ("str", "127.0.0.1", "accepted for compatibility"),
     "server.port": ("int", 8080, "accepted for compatibility"),
-    "common.color": (("auto", "always", "never"), "auto", "accepted for compatibility (diagnostics have no colour)"),
-    "common.report_mode": (("full", "one-line"), "full", "accepted for compatibility (diagnostics are always full)"),
+    "common.color": (("auto", "always", "never"), "auto", "colour in diagnostics: `auto` when stderr is a terminal"),
+    "common.report_mode": (("full", "one-line"), "full", "diagnostics with their source line and caret, or one line each"),
+    "check.except": ("list", [], "lint rules `lint` (and `check`) do not report"),
+    "check.deny_warnings": ("bool", False, "`check` and `lint` exit 1 on warnings too"),
+    "check.deny_notes": ("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
+    "check.hide_warnings": ("bool", False, "`check` and `lint` print no warnings"),
+    "check.hide_notes": ("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
     "common.wdl.fallback_version": (("none", "1.0", "1.1", "1.2", "1.3"), "none",
                                     "accepted for compatibility (`version development` is read as 1.3)"),
     "common.wdl.feature_flags.wdl_1_3": ("bool", True, "accepted for compatibility (1.3 is always on)"),
@@ -7206,7 +7712,7 @@ _BACKEND_KEYS = {
                         "job_name_prefix", "apptainer", "extra_apptainer_exec_args") + _PARTITION_KEYS,
 }
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
-_FOREIGN_SECTIONS = ("format", "check", "analyzer", "test", "doc", "module", "modules", "lint")
+_FOREIGN_SECTIONS = ("format", "analyzer", "test", "doc", "module", "modules", "lint")
 _FOREIGN_TABLES = ("server.engine",)  # tables of Sprocket's that sprocket.py accepts and ignores
 
 
@@ -7498,7 +8004,7 @@ def _toml_value(v):
 
 
 # ============================================================================================
-# 15. Provenance
+# 16. Provenance
 # ============================================================================================
 #
 # <output_dir>/sprocket.db with Sprocket's schema: sessions, runs, tasks (one row per attempt).
@@ -7832,7 +8338,7 @@ def run_name():
 
 
 # ============================================================================================
-# 16. Runs: the run directory, call cache, reattach, logs, progress, trace, report and signals
+# 17. Runs: the run directory, call cache, reattach, logs, progress, trace, report and signals
 # ============================================================================================
 #
 # <out>/runs/<target>/<timestamp>/ holds inputs.json, outputs.json, output.log, trace.tsv,
@@ -7854,13 +8360,15 @@ def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
     return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
 
 
-def make_run_dir(out_dir, target):
-    """A new run directory, never an existing one (mkdir is the arbiter between processes)."""
+def make_run_dir(out_dir, target, suffix=None):
+    """A new run directory, `<timestamp>[_<suffix>]`, never an existing one (mkdir is the arbiter
+    between processes)."""
     parent = os.path.join(out_dir, "runs", target)
     os.makedirs(parent, exist_ok=True)
     while True:
         ns = time.time_ns()
         stamp = time.strftime("%Y-%m-%d_%H%M%S", time.gmtime(ns // 10 ** 9)) + "%09d" % (ns % 10 ** 9)
+        stamp += "_" + suffix if suffix else ""
         path = os.path.join(parent, stamp)
         try:
             os.mkdir(path)
@@ -7874,6 +8382,60 @@ def make_run_dir(out_dir, target):
         except OSError:
             pass
         return path
+
+
+def check_run_name_parts(suffix, index_on):
+    """--suffix is one path component; --index-on a relative path without `.` or `..` parts."""
+    if suffix is not None and (not suffix or "/" in suffix or suffix in (".", "..") or "\0" in suffix):
+        raise InputError("--suffix `%s`: a suffix must be a non-empty name without `/`" % suffix)
+    if index_on is not None and (not index_on or os.path.isabs(index_on) or "\0" in index_on or any(
+            part in ("", ".", "..") for part in index_on.split("/"))):
+        raise InputError("--index-on `%s`: the index path must be relative, without empty, `.` or `..` parts" % index_on)
+
+
+def _placed_paths(v, place):
+    """(place, path) for every File/Directory in an output value; the place (output name, then
+    array indices, map keys and member names) keeps equal basenames apart."""
+    if isinstance(v, (WdlFile, WdlDir)):
+        yield place, v
+    elif isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            for found in _placed_paths(x, place + [str(i)]):
+                yield found
+    elif isinstance(v, dict):
+        for i, (k, x) in enumerate(v.items()):
+            key = str(k) if isinstance(k, str) and not isinstance(k, (WdlFile, WdlDir)) else str(i)
+            for found in _placed_paths(x, place + [re.sub(r"[/\0]", "_", key) or str(i)]):
+                yield found
+
+
+def write_index(out_dir, index_on, run_dir, outputs):
+    """`--index-on PATH`: <out>/index/PATH/ holds a link to the run's outputs.json and, under each
+    output's name, links to its files. It is built aside and swapped in whole, so it always shows
+    one complete run; the runs it pointed at before are never touched."""
+    import shutil
+
+    index = os.path.join(out_dir, "index", index_on)
+    parent = os.path.dirname(index)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".%s.new." % os.path.basename(index), dir=parent)
+
+    def link(target, name):
+        os.makedirs(os.path.dirname(name), exist_ok=True)
+        os.symlink(os.path.relpath(target, os.path.dirname(os.path.join(index, os.path.relpath(name, tmp)))), name)
+
+    link(os.path.join(run_dir, "outputs.json"), os.path.join(tmp, "outputs.json"))
+    for name, value in outputs.items():
+        for place, path in _placed_paths(value, [name]):
+            link(os.path.abspath(path), os.path.join(tmp, *place, os.path.basename(path.rstrip("/")) or "root"))
+    old = None
+    if os.path.lexists(index):
+        old = tempfile.mkdtemp(prefix=".%s.old." % os.path.basename(index), dir=parent)
+        os.rename(index, os.path.join(old, "index"))
+    os.rename(tmp, index)
+    if old is not None:
+        shutil.rmtree(old)  # links only: what they point at stays
+    return index
 
 
 class CallCache:
@@ -8040,6 +8602,14 @@ class RunLog:
                     pass
             os.close(devnull)
 
+    def task_stderr(self, name, line):
+        """A line a task wrote to its stderr (--show-task-stderr): to stderr at any verbosity."""
+        self.log("INFO", "task `%s` stderr: %s" % (name, line), stderr=False)
+        with self.lock:
+            if self.progress is not None:
+                self.progress.clear()
+            print("[%s] %s" % (name, line), file=sys.stderr)
+
     def info(self, message):
         self.log("INFO", message)
 
@@ -8053,6 +8623,53 @@ class RunLog:
         for f in self.files:
             f.close()
         self.files = []
+
+
+class TaskStderr:
+    """--show-task-stderr: the stderr file of every running attempt, followed as it grows; each
+    whole line goes to the log as soon as it is seen (4 looks a second)."""
+
+    def __init__(self, log):
+        self.log = log
+        self.files = {}  # stderr path -> [call name, bytes read, partial last line]
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def follow(self, name, path):
+        with self.lock:
+            self.files[path] = [name, 0, b""]
+
+    def drop(self, path):
+        """The attempt ended: what it wrote last, including an unfinished last line."""
+        with self.lock:
+            entry = self.files.pop(path, None)
+            if entry is not None:
+                self.read(path, entry, True)
+
+    def loop(self):
+        while not self.stop_event.wait(0.25):
+            with self.lock:
+                for path, entry in self.files.items():
+                    self.read(path, entry, False)
+
+    def read(self, path, entry, final):
+        try:
+            with open(path, "rb") as f:
+                f.seek(entry[1])
+                data = f.read()
+        except OSError:  # not there yet (a queued Slurm job)
+            return
+        entry[1] += len(data)
+        lines = (entry[2] + data).split(b"\n")
+        entry[2] = lines.pop()
+        if final and entry[2]:
+            lines.append(entry[2])
+        for line in lines:
+            self.log.task_stderr(entry[0], line.decode("utf-8", "replace").rstrip("\r"))
+
+    def stop(self):
+        self.stop_event.set()
 
 
 class Progress:
@@ -8382,13 +8999,14 @@ class Run:
     """One `sprocket run`: the target, its directory, its database rows, backend and scheduler."""
 
     def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False, fingerprint=None,
-                 reattach=True):
+                 reattach=True, suffix=None, index_on=None, show_task_stderr=False):
         self.target = target
         self.log = log
+        self.index_on = index_on
         self.out_dir = out_dir = os.path.abspath(out_dir)
         try:
             os.makedirs(out_dir, exist_ok=True)
-            self.run_dir = make_run_dir(out_dir, target.name)
+            self.run_dir = make_run_dir(out_dir, target.name, suffix)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
         self.tmp_dir = os.path.join(self.run_dir, "tmp")
@@ -8435,6 +9053,7 @@ class Run:
             self.adoptable = self.find_adoptable(fingerprint, out_dir)
         self.scheduler = Scheduler(self)
         self.progress = None
+        self.task_stderr = TaskStderr(log) if show_task_stderr else None
 
     def find_adoptable(self, fingerprint, out_dir):
         """The attempts of an orphaned run of the same document, inputs and configuration whose
@@ -8478,10 +9097,14 @@ class Run:
                 attempt.call, attempt.number, attempt.directory, attempt.adopted.job_id or "ended"))
         else:
             self.log.info("task `%s` attempt %d started in `%s`" % (attempt.call, attempt.number, attempt.directory))
+        if self.task_stderr:
+            self.task_stderr.follow(attempt.call, os.path.join(attempt.directory, "stderr"))
 
     def attempt_ended(self, attempt, status, exit_status, error=None):
         """An attempt is over: its rows, what it used, and its line of trace.tsv."""
         attempt.status, attempt.exit_code, attempt.message = status, exit_status, error
+        if self.task_stderr:
+            self.task_stderr.drop(os.path.join(attempt.directory, "stderr"))
         for table, column in (("tasks", "name"), ("attempts", "key")):
             self.store.enqueue("UPDATE %s SET status = ?, exit_status = ?, error = ?, completed_at = CURRENT_TIMESTAMP "
                                "WHERE %s = ?" % (table, column), (status, exit_status, error, attempt.key))
@@ -8603,6 +9226,11 @@ class Run:
             self.store.execute("UPDATE runs SET status = 'completed', outputs = ?, error = NULL, "
                                "completed_at = CURRENT_TIMESTAMP WHERE id = ?", (json_dumps(data), self.run_id))
             self.log.info("run completed; outputs were written to `%s`" % os.path.join(self.run_dir, "outputs.json"))
+            if self.index_on:
+                try:
+                    self.log.info("outputs indexed in `%s`" % write_index(self.out_dir, self.index_on, self.run_dir, outputs))
+                except OSError as e:
+                    self.log.warn("could not index the outputs under `index/%s`: %s" % (self.index_on, e))
             self.close()
             return text
         status = "canceled" if self.cancelled or self.interrupts or isinstance(error, RunCancelled) else "failed"
@@ -8617,6 +9245,8 @@ class Run:
     def close(self):
         """No job left behind; then the report and the final trace, from what sprocket.db holds."""
         self.backend.close()
+        if self.task_stderr:
+            self.task_stderr.stop()
         try:
             self.store.flush()
             self.trace.rewrite(write_report(self.store, self.run_id, self.out_dir, os.path.join(self.run_dir, "report.html")))
@@ -8627,7 +9257,7 @@ class Run:
 
 
 # ============================================================================================
-# 17. Command line
+# 18. Command line
 # ============================================================================================
 
 
@@ -8650,14 +9280,37 @@ def build_parser():
                         help="a sprocket.toml to merge last (repeatable)")
     common.add_argument("-s", "--skip-config-search", action="store_true", default=argparse.SUPPRESS,
                         help="read only the --config files")
+    common.add_argument("--color", choices=("auto", "always", "never"), default=argparse.SUPPRESS,
+                        help="colour in diagnostics (default: common.color, auto: when stderr is a terminal)")
+    common.add_argument("-m", "--report-mode", choices=("full", "one-line"), default=argparse.SUPPRESS,
+                        help="diagnostics with their source line and a caret, or one line each (default: "
+                        "common.report_mode, full)")
     p = _ArgumentParser(prog="sprocket", description="A WDL engine (WDL 1.0-1.3) in one Python file.",
                         parents=[common])
     p.add_argument("--version", action="version", version="sprocket %s" % __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    c = sub.add_parser("check", parents=[common], help="parse and type-check WDL documents and their imports")
-    c.add_argument("files", nargs="+", metavar="FILE")
-    c.add_argument("--strict", action="store_true", default=None,
-                   help="make compatibility warnings (constructs Cromwell and miniwdl accept) errors")
+    for name, help_text in (("check", "parse and type-check WDL documents and their imports"),
+                            ("lint", "check, and report the lint rules' warnings too (`sprocket explain --list`)")):
+        c = sub.add_parser(name, parents=[common], help=help_text)
+        c.add_argument("files", nargs="+", metavar="FILE")
+        c.add_argument("--strict", action="store_true", default=None,
+                       help="make compatibility warnings (constructs Cromwell and miniwdl accept) errors")
+        c.add_argument("-e", "--except", action="append", dest="except_rules", default=[], metavar="RULE",
+                       help="do not report this rule (repeatable; also check.except in sprocket.toml)")
+        c.add_argument("--deny-warnings", action="store_true", default=None, help="exit 1 on warnings too")
+        if name == "check":
+            c.add_argument("-l", "--lint", action="store_true", help="report the lint rules' warnings too")
+    x = sub.add_parser("explain", parents=[common], help="what a lint rule checks, why, and how to fix it")
+    x.add_argument("rule", nargs="?", metavar="RULE")
+    x.add_argument("--list", action="store_true", help="list every rule")
+    for name in ("format", "fmt"):
+        f = sub.add_parser(name, parents=[common], help="format WDL documents (to stdout, or --check, --overwrite)")
+        f.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
+        how = f.add_mutually_exclusive_group()
+        how.add_argument("--check", action="store_true", help="exit 1 when a file is not formatted; change nothing")
+        how.add_argument("--overwrite", action="store_true", help="rewrite the files in place")
+    k = sub.add_parser("completions", parents=[common], help="print a completion script for a shell")
+    k.add_argument("shell", choices=("bash", "zsh", "fish"))
     for name, help_text in (("run", "run a task or workflow"), ("validate", "check a run's inputs without running it")):
         r = sub.add_parser(name, parents=[common], help=help_text)
         r.add_argument("source", metavar="SOURCE", help="the WDL document")
@@ -8668,6 +9321,11 @@ def build_parser():
             r.add_argument("--no-call-cache", action="store_true", help="neither use nor fill the call cache")
             r.add_argument("--no-reattach", action="store_true",
                            help="submit every task again, even those whose jobs an earlier run that died left running")
+            r.add_argument("--suffix", help="append `_SUFFIX` to the run directory's name")
+            r.add_argument("--index-on", metavar="PATH",
+                           help="link the outputs (and outputs.json) into OUT/index/PATH/, replacing the earlier index")
+            r.add_argument("--show-task-stderr", action="store_true",
+                           help="show each task's stderr on the terminal as it is written")
     i = sub.add_parser("inputs", parents=[common], help="print an inputs template as JSON")
     i.add_argument("source", metavar="SOURCE")
     i.add_argument("-t", "--target")
@@ -8683,21 +9341,134 @@ def build_parser():
 
 
 def cmd_check(args):
-    """Exit 0 when only warnings remain (`-q` hides them), 1 on any error."""
+    """`check` and `lint`: exit 0 when only warnings remain (`-q` or check.hide_warnings hides
+    them; --deny-warnings fails on them), 1 on any error."""
+    config = load_config(args.config, args.skip_config_search)
+    strict = args.strict if args.strict is not None else config.get("run.strict")
+    lint = args.command == "lint" or getattr(args, "lint", False)
+    excepted = set(config.get("check.except")) | set(args.except_rules)
+    unknown = sorted(r for r in excepted if r not in LINT_RULES)
+    if unknown:
+        raise InputError("unknown lint rule%s %s (`sprocket explain --list` lists them)" % (
+            "s" if len(unknown) > 1 else "", ", ".join("`%s`" % r for r in unknown)))
+    deny = args.deny_warnings or config.get("check.deny_warnings")
+    show = args.stderr_level <= _LEVELS["WARN"] and not config.get("check.hide_warnings")
     failed = False
-    strict = args.strict if args.strict is not None else load_config(args.config, args.skip_config_search).get("run.strict")
     for path in args.files:
         loader = Loader(strict)
         try:
-            loader.load(path, None, ())
+            doc = loader.load(path, None, ())
         except RecursionError:
-            loader.errors.append(WdlError("`%s` is nested too deeply to check" % path))
-        if args.stderr_level <= _LEVELS["WARN"]:
-            print_warnings(loader.warnings)
+            doc, _ = None, loader.errors.append(WdlError("`%s` is nested too deeply to check" % path))
+        warnings = loader.warnings + (lint_document(doc) if lint and doc is not None else [])
+        warnings = lint_filter(warnings, excepted)
+        warnings.sort(key=lambda w: (w.span.path, w.span.pos) if w.span else ("", 0))
+        if show:
+            print_warnings(warnings, lint)
         for e in loader.errors:
             print(format_diagnostic(e.message, e.span), file=sys.stderr)
-        failed = failed or bool(loader.errors)
+        failed = failed or bool(loader.errors) or bool(deny and warnings)
     return 1 if failed else 0
+
+
+def cmd_explain(args):
+    if args.list or not args.rule:
+        width = max(len(r) for r in LINT_RULES)
+        for rule in sorted(LINT_RULES):
+            print("%-*s  %s" % (width, rule, LINT_RULES[rule][0]))
+        return 0
+    if args.rule not in LINT_RULES:
+        import difflib
+
+        near = difflib.get_close_matches(args.rule, list(LINT_RULES), 3)
+        raise InputError("no lint rule is called `%s`%s" % (args.rule, "; did you mean %s?" % ", ".join(
+            "`%s`" % r for r in near) if near else " (`sprocket explain --list` lists them)"))
+    what, why, fix = LINT_RULES[args.rule]
+    print("%s\n\nFlags %s.\nWhy: %s.\nFix: %s.\n\nSwitch it off with `--except %s`, `check.except = [\"%s\"]` in "
+          "sprocket.toml, or a `#@ except: %s` comment before the element." % (args.rule, what, why, fix, args.rule,
+                                                                             args.rule, args.rule))
+    return 0
+
+
+def cmd_format(args):
+    """Formatted text to stdout; --check: exit 1 when a file would change; --overwrite: rewrite
+    each file that changes (a new file renamed over the old, so a reader never sees half)."""
+    paths = []
+    for path in args.files:
+        if os.path.isdir(path):
+            paths.extend(sorted(glob.glob(os.path.join(path, "**", "*.wdl"), recursive=True)))
+        else:
+            paths.append(path)
+    changed = []
+    for path in paths:
+        source = read_source(path)
+        text = format_document(source)
+        if args.check:
+            if text != source.text:
+                changed.append(path)
+                print("%s: not formatted" % path, file=sys.stderr)
+        elif args.overwrite:
+            if text != source.text:
+                tmp = "%s.%d.tmp" % (path, os.getpid())
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    f.write(text)
+                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+                os.replace(tmp, path)
+                changed.append(path)
+        else:
+            sys.stdout.write(text)
+    if args.overwrite and args.stderr_level <= _LEVELS["INFO"]:
+        print("%d of %d file(s) reformatted" % (len(changed), len(paths)), file=sys.stderr)
+    return 1 if args.check and changed else 0
+
+
+def completion_script(shell):
+    """A completion script for `sprocket` (and `sprocket.py`), made from the argument parser."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = sorted(sub.choices)
+    options = {name: sorted(o for a in p._actions for o in a.option_strings) for name, p in sub.choices.items()}
+    if shell == "fish":
+        lines = ["complete -c %s -f -n __fish_use_subcommand -a %s" % (prog, shlex_quote(" ".join(commands)))
+                 for prog in ("sprocket", "sprocket.py")]
+        for name in commands:
+            for o in options[name]:
+                flag = "-l %s" % o[2:] if o.startswith("--") else "-s %s" % o[1:]
+                lines.extend("complete -c %s -n '__fish_seen_subcommand_from %s' %s" % (prog, name, flag)
+                             for prog in ("sprocket", "sprocket.py"))
+        return "\n".join(lines) + "\n"
+    cases = "\n".join('        %s) opts=%s ;;' % (name, shlex_quote(" ".join(options[name]))) for name in commands)
+    script = """_sprocket() {
+    local cur=${COMP_WORDS[COMP_CWORD]} opts=""
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=($(compgen -W %s -- "$cur"))
+        return 0
+    fi
+    case ${COMP_WORDS[1]} in
+%s
+    esac
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    else
+        COMPREPLY=($(compgen -f -- "$cur"))
+    fi
+}
+complete -o filenames -F _sprocket sprocket sprocket.py
+""" % (shlex_quote(" ".join(commands)), cases)
+    if shell == "zsh":  # zsh runs the bash function through its bashcompinit layer
+        script = "#compdef sprocket sprocket.py\nautoload -U +X bashcompinit && bashcompinit\n" + script
+    return script
+
+
+def shlex_quote(text):
+    import shlex
+
+    return shlex.quote(text)
+
+
+def cmd_completions(args):
+    sys.stdout.write(completion_script(args.shell))
+    return 0
 
 
 def read_input_items(items, cwd):
@@ -8908,9 +9679,11 @@ def check_input_files(values, t, what):
             check_input_files(x, t.members[k], what)
 
 
-def print_warnings(warnings):
+def print_warnings(warnings, rules=False):
+    """Each warning as a diagnostic; `lint` names its rule: `warning[RuleName]:`."""
     for w in warnings:
-        print(format_diagnostic(w.message, w.span, "warning"), file=sys.stderr)
+        print(format_diagnostic(w.message, w.span, "warning[%s]" % w.rule if rules and w.rule else "warning"),
+              file=sys.stderr)
 
 
 def prepare_inputs(args, log, strict=False):
@@ -8992,11 +9765,13 @@ def cmd_run(args):
     config = load_config(args.config, args.skip_config_search)
     for w in config.warnings:
         log.warn(w)
+    check_run_name_parts(args.suffix, args.index_on)
     doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
     inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
     fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
-    run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach)
+    run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach,
+              args.suffix, args.index_on, args.show_task_stderr)
     run.overrides = overrides
     with open(os.path.join(run.run_dir, "inputs.json"), "w") as f:
         f.write(json_dumps(inputs_json, indent=2) + "\n")
@@ -9136,6 +9911,20 @@ def default_config_text():
     return "\n".join(lines)
 
 
+def set_diagnostic_style(args):
+    """--color and -m/--report-mode, else common.color and common.report_mode."""
+    color, mode = getattr(args, "color", None), getattr(args, "report_mode", None)
+    if color is None or mode is None:
+        try:
+            config = load_config(args.config, args.skip_config_search)
+        except WdlError:  # the command itself reports it
+            config = None
+        color = color or (config.get("common.color") if config else "auto")
+        mode = mode or (config.get("common.report_mode") if config else "full")
+    DIAGNOSTIC_STYLE["color"] = color == "always" or color == "auto" and sys.stderr.isatty() and "NO_COLOR" not in os.environ
+    DIAGNOSTIC_STYLE["one_line"] = mode == "one-line"
+
+
 def main(argv=None):
     """The `sprocket` command. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
@@ -9159,8 +9948,10 @@ def main(argv=None):
         build_parser().print_help(sys.stderr)
         return 2
     try:
-        return {"check": cmd_check, "run": cmd_run, "validate": cmd_validate, "inputs": cmd_inputs,
-                "config": cmd_config, "runs": cmd_runs, "report": cmd_report}[args.command](args)
+        set_diagnostic_style(args)
+        return {"check": cmd_check, "lint": cmd_check, "explain": cmd_explain, "format": cmd_format,
+                "fmt": cmd_format, "completions": cmd_completions, "run": cmd_run, "validate": cmd_validate,
+                "inputs": cmd_inputs, "config": cmd_config, "runs": cmd_runs, "report": cmd_report}[args.command](args)
     except WdlErrors as e:
         for err in e.errors:
             print(format_diagnostic(err.message, err.span), file=sys.stderr)
