@@ -229,7 +229,7 @@ double_optional           w       w   w   w   w     `T??`, read as `T?`
 duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key given twice (the last one counts)
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
-workflow_named_like_task  w       w   w   w   w
+workflow_named_like_task  w       w   w   w   w     a workflow with the same name as a task
 unknown_runtime_key       y       y   w   w   w     a `runtime` key that is neither a requirement nor a known hint
 nested_inputs             y       y   -   -   -     call inputs settable from outside without `allow_nested_inputs`
 import_older_minor        -       -   w   w   y     importing a document of an earlier 1.x version

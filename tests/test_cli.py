@@ -720,3 +720,91 @@ def test_url_import_falls_back_to_the_cached_copy_with_a_warning(tmp_path):
     proc = check_it()  # the server is gone
     assert_ok(proc)
     assert any(url in d[3] for d in diagnostics(proc.stderr, "warning")), proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# completions, --color, -m/--report-mode
+# --------------------------------------------------------------------------------------------
+
+
+def _complete(tmp_path, line):
+    """What the bash completion script offers for a command line (the last word is completed)."""
+    script = tmp_path / "sprocket.bash"
+    proc = run([str(SPROCKET), "completions", "bash"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    script.write_text(proc.stdout)
+    words = line.split(" ")
+    probe = 'source %s\nCOMP_WORDS=(%s)\nCOMP_CWORD=%d\n_sprocket\nprintf "%%s\\n" "${COMPREPLY[@]}"\n' % (
+        script, " ".join("'%s'" % w for w in words), len(words) - 1)
+    out = subprocess.run(["bash", "--norc", "--noprofile", "-c", probe], capture_output=True, text=True, cwd=str(tmp_path),
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    return sorted(x for x in out.stdout.split("\n") if x)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_bash_completion_completes_commands_and_options(tmp_path):
+    assert _complete(tmp_path, "sprocket r") == ["report", "run", "runs"]
+    assert _complete(tmp_path, "sprocket va") == ["validate"]
+    assert _complete(tmp_path, "sprocket run --sh") == ["--show-task-stderr"]
+    assert "--deny-warnings" in _complete(tmp_path, "sprocket lint --")
+    (tmp_path / "hello.wdl").write_text("version 1.1\n")
+    assert _complete(tmp_path, "sprocket run hel") == ["hello.wdl"]
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None or shutil.which("bash") is None, reason="tmux or bash is not installed")
+def test_bash_completion_in_an_interactive_shell(tmp_path):
+    """Typed into a real interactive bash (in tmux): `sprocket ru<TAB>` becomes `sprocket run`
+    (run and runs share it) and `sprocket va<TAB>` becomes `sprocket validate `."""
+    proc = run([str(SPROCKET), "completions", "bash"], cwd=tmp_path)
+    (tmp_path / "rc").write_text(proc.stdout + "PS1='$ '\n")
+    session = "sprocket-completion-%d" % os.getpid()
+    tmux = ["tmux", "-L", session]
+    subprocess.run(tmux + ["new-session", "-d", "-s", session, "-x", "120", "-y", "20",
+                           "bash --noprofile --rcfile %s -i" % (tmp_path / "rc")], check=True,
+                   env=dict(os.environ, TMUX=""), timeout=30)
+
+    def typed(keys, want):
+        subprocess.run(tmux + ["send-keys", "-t", session] + keys, check=True, timeout=30)
+        deadline, screen = time.time() + 10, ""
+        while time.time() < deadline and want not in screen:
+            time.sleep(0.2)
+            screen = subprocess.run(tmux + ["capture-pane", "-p", "-t", session], capture_output=True, text=True,
+                                    timeout=30).stdout
+        return screen
+
+    try:
+        screen = typed(["sprocket ru", "Tab"], "$ sprocket run")
+        assert "$ sprocket run" in screen and "$ sprocket runs" not in screen, screen
+        screen = typed(["C-u", "sprocket va", "Tab", "x"], "$ sprocket validate x")
+        assert "$ sprocket validate x" in screen, screen
+    finally:
+        subprocess.run(tmux + ["kill-server"], timeout=30)
+
+
+@pytest.mark.parametrize("shell, checker", [("zsh", ["zsh", "-n"]), ("fish", ["fish", "--no-execute"])])
+def test_zsh_and_fish_completions_parse(tmp_path, shell, checker):
+    proc = run([str(SPROCKET), "completions", shell], cwd=tmp_path)
+    assert proc.returncode == 0 and "run" in proc.stdout and "--show-task-stderr" in proc.stdout.replace(
+        "-l show-task-stderr", "--show-task-stderr"), proc.stdout
+    if shutil.which(checker[0]) is None:
+        pytest.skip("%s is not installed: the script was printed but not parsed" % shell)
+    (tmp_path / "script").write_text(proc.stdout)
+    out = subprocess.run(checker + [str(tmp_path / "script")], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+
+
+def test_color_and_report_mode(tmp_path):
+    path = tmp_path / "bad.wdl"
+    path.write_text(INVALID)
+    plain = run([str(SPROCKET), "check", str(path)], cwd=tmp_path)
+    assert "\033[" not in plain.stderr and "^" in plain.stderr  # not a terminal: no colour
+    colored = run([str(SPROCKET), "--color", "always", "check", str(path)], cwd=tmp_path)
+    assert colored.returncode == 1 and "\033[1;31merror\033[0m" in colored.stderr, colored.stderr
+    one = run([str(SPROCKET), "check", "-m", "one-line", str(path)], cwd=tmp_path)
+    assert one.returncode == 1 and one.stderr.strip().count("\n") == 0 and ":4:11: error: unknown name `y`" in one.stderr
+    (tmp_path / "sprocket.toml").write_text('[common]\ncolor = "always"\nreport_mode = "one-line"\n')
+    cfg = run([str(SPROCKET), "-c", str(tmp_path / "sprocket.toml"), "check", str(path)], cwd=tmp_path)
+    assert "\033[1;31merror" in cfg.stderr and "^" not in cfg.stderr, cfg.stderr
+    never = run([str(SPROCKET), "-c", str(tmp_path / "sprocket.toml"), "--color", "never", "check", str(path)], cwd=tmp_path)
+    assert "\033[" not in never.stderr

@@ -905,3 +905,116 @@ def test_requirement_overrides_in_the_inputs_are_checked(tmp_path):
     fails(sprocket_run(src, "t.n=1", "t.requirements.colour=1", cwd=tmp_path), "unknown requirement", "colour")
     fails(sprocket_run(src, "t.n=1", "t.runtime.cpu=true", cwd=tmp_path), "`cpu`", "true")
     ok(sprocket_run(src, "t.n=1", "t.runtime.cpu=1", "t.hints.anything=true", cwd=tmp_path))
+
+
+# --------------------------------------------------------------------------------------------
+# --suffix, --index-on, --show-task-stderr
+# --------------------------------------------------------------------------------------------
+
+OUTPUT_FILES = """
+version 1.1
+
+task make {
+    input {
+        String word
+    }
+    command <<<
+        echo ~{word} > one.txt
+        mkdir -p sub && echo ~{word} > sub/one.txt
+    >>>
+    output {
+        File single = "one.txt"
+        Array[File] same_names = ["one.txt", "sub/one.txt"]
+        String text = word
+    }
+}
+"""
+
+
+def test_suffix_ends_the_run_directory_name(tmp_path):
+    wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
+    first = run_dir_of(sprocket_run(wdl, "word=a", "--suffix", "trial", cwd=tmp_path))
+    second = run_dir_of(sprocket_run(wdl, "word=b", "--suffix", "trial", cwd=tmp_path))
+    for rd in (first, second):
+        assert rd.name.endswith("_trial") and STAMP_RE.match(rd.name[:-len("_trial")]), rd.name
+    assert first != second and (first / "outputs.json").is_file() and (second / "outputs.json").is_file()
+    assert json.loads((first / "outputs.json").read_text())["make.text"] == "a"  # not overwritten
+    assert os.readlink(str(tmp_path / "out" / "runs" / "make" / "_latest")) == second.name
+
+
+def test_index_on_links_the_outputs_and_moves_to_the_newest_run(tmp_path):
+    wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
+    _, first = ok(sprocket_run(wdl, "word=a", "--index-on", "project/latest", cwd=tmp_path))
+    index = tmp_path / "out" / "index" / "project" / "latest"
+    assert json.loads((index / "outputs.json").read_text()) == json.loads((first / "outputs.json").read_text())
+    assert (index / "single" / "one.txt").read_text() == "a\n"
+    assert (index / "same_names" / "0" / "one.txt").read_text() == "a\n"
+    assert (index / "same_names" / "1" / "one.txt").read_text() == "a\n"
+    assert all(not os.path.isabs(os.readlink(str(p))) for p in index.rglob("*") if p.is_symlink())
+    _, second = ok(sprocket_run(wdl, "word=b", "--index-on", "project/latest", cwd=tmp_path))
+    assert (index / "single" / "one.txt").read_text() == "b\n"
+    assert os.path.realpath(str(index / "outputs.json")) == str(second / "outputs.json")
+    # the earlier run is untouched: its outputs and files are still there
+    assert json.loads((first / "outputs.json").read_text())["make.text"] == "a"
+    assert Path(json.loads((first / "outputs.json").read_text())["make.single"]).read_text() == "a\n"
+    assert sorted(p.name for p in index.parent.iterdir()) == ["latest"], "a temporary index was left behind"
+
+
+@pytest.mark.parametrize("flag, value", [("--index-on", "../elsewhere"), ("--index-on", "/abs"),
+                                         ("--index-on", "a/./b"), ("--suffix", "a/b"), ("--suffix", "")])
+def test_bad_suffix_or_index_path_is_refused_before_the_run(tmp_path, flag, value):
+    wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
+    proc = sprocket_run(wdl, "word=a", flag, value, cwd=tmp_path)
+    fails(proc, flag)
+    assert not (tmp_path / "out").exists()
+
+
+STDERR_TASK = """
+version 1.1
+
+task talk {
+    input {
+        String go
+    }
+    command <<<
+        echo "early line" >&2
+        while [ ! -e "~{go}" ]; do sleep 0.1; done
+        echo "late line" >&2
+    >>>
+}
+"""
+
+
+def test_show_task_stderr_streams_lines_as_they_are_written(tmp_path):
+    import threading
+
+    wdl = write(tmp_path / "talk.wdl", STDERR_TASK)
+    go = tmp_path / "go"
+    proc = subprocess.Popen([sys.executable, str(SPROCKET), "run", str(wdl), "go=%s" % go, "--show-task-stderr"],
+                            cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    lines, seen = [], threading.Event()
+
+    def read():
+        for line in proc.stderr:
+            lines.append(line)
+            if "early line" in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert seen.wait(60), "the task's first stderr line was not shown while it ran:\n" + "".join(lines)
+        go.write_text("")
+        assert proc.wait(60) == 0, "".join(lines)
+    finally:
+        go.write_text("")
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    text = "".join(lines)
+    assert "[talk] early line" in text and "[talk] late line" in text, text
+    log = (tmp_path / "out" / "output.log").read_text()
+    assert "task `talk` stderr: late line" in log
+    quiet = sprocket_run(wdl, "go=%s" % go, cwd=tmp_path)
+    assert quiet.returncode == 0 and "early line" not in quiet.stderr
