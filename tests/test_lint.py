@@ -478,3 +478,23 @@ def test_formatted_corpus_checks_the_same(tmp_path, monkeypatch):
     differ = [(a, checked(a), checked(b)) for a, b in pairs if checked(a) != checked(b)]
     assert not differ, differ[:10]
     assert len(pairs) > 1000
+
+
+@pytest.mark.skipif(shared_dir() is None, reason="../shared (workflows/realworld/) is not here")
+def test_lint_over_realworld_never_fails(monkeypatch):
+    """Every production document that checks clean lints without an internal error, and each
+    warning names a rule that `explain` knows."""
+    def no_network(url, under, span=None):
+        raise sprocket.WdlError("no network in tests: %s" % url, span)
+
+    monkeypatch.setattr(sprocket, "download", no_network)
+    linted = 0
+    for path in sorted(glob.glob(str(shared_dir() / "workflows" / "realworld" / "**" / "*.wdl"), recursive=True)):
+        loader = sprocket.Loader()
+        doc = loader.load(path, None, ())
+        if doc is None:
+            continue
+        for w in sprocket.lint_filter(loader.warnings + sprocket.lint_document(doc), set()):
+            assert w.rule is None or w.rule in sprocket.LINT_RULES, (path, w.rule)
+        linted += 1
+    assert linted > 800
