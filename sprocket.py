@@ -6165,6 +6165,7 @@ _SBATCH_TRIES = 10  # sbatch calls for one job when the controller does not answ
 _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before it is failed
 _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
 _ACCOUNTING_END_WAIT = 3.0  # seconds the end of a run waits for sacct to have the last jobs' usage
+_ACCOUNTING_SETTLE = 2.5  # seconds after the last job's end by which slurmdbd has recorded it
 _FIRST_LOOK = 0.1  # seconds: the shortest time between two looks at a job's exit status file
 _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered ones go out as an array
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
@@ -6360,6 +6361,7 @@ class SlurmJob:
         if self.job_id:  # what it used: sacct tells once it has ended
             with self.backend.cond:
                 self.backend.unaccounted[self.job_id] = self.key
+                self.backend.last_end = time.monotonic()
 
     def release(self):
         with self.lock:
@@ -6419,6 +6421,7 @@ class SlurmApptainerBackend:
         self.rate_lock = threading.Lock()
         self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
         self.unaccounted = {}  # job id -> attempt key: ended jobs whose usage sacct has not given yet
+        self.last_end = 0.0  # time.monotonic() when the last job ended
         self.accounting = {}  # job id -> what sacct said it used so far
         self.cond = threading.Condition()
         self.monitor = None
@@ -7087,21 +7090,21 @@ class SlurmApptainerBackend:
                 self.run.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
 
     def account(self):
-        """At the end of the run, a batched sacct for the ended jobs whose usage no status query
-        brought yet; again after a moment while slurmdbd has not recorded their end (it lags
-        behind an array's last elements), for at most _ACCOUNTING_END_WAIT seconds."""
-        delay, deadline = 0.25, time.monotonic() + _ACCOUNTING_END_WAIT
-        while self.unaccounted and self.status_source == "sacct":
+        """At the end of the run, one batched sacct for the ended jobs whose usage no status query
+        brought yet; a second one only for those slurmdbd had not recorded (it lags behind an
+        array's last elements), _ACCOUNTING_SETTLE seconds after the last end and within
+        _ACCOUNTING_END_WAIT."""
+        start = time.monotonic()
+        for wait_until in (start, max(start + 0.5, self.last_end + _ACCOUNTING_SETTLE)):
+            if not self.unaccounted or self.status_source != "sacct":
+                break
+            time.sleep(max(0.0, min(wait_until, start + _ACCOUNTING_END_WAIT) - time.monotonic()))
             try:
                 self.query(list(self.unaccounted))
             except WdlError as e:
                 self.run.log.warn("could not ask sacct what the jobs used: %s" % e.message)
                 break
             self.settle_accounting()
-            if not self.unaccounted or time.monotonic() + delay > deadline:
-                break
-            time.sleep(delay)
-            delay *= 2
         self.settle_accounting(final=True)
 
     def close(self):
