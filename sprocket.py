@@ -3354,97 +3354,120 @@ def lint_document(doc):
     def warn(rule, message, span):
         out.append(WdlError(message, span, rule))
 
-    dialect = doc.dialect
     for s in doc.structs:
         if not _PASCAL_RE.match(s.name):
             warn("PascalCase", "struct `%s` is not PascalCase" % s.name, s.span)
-    struct_names = {s.name for s in doc.structs}
     callables = list(doc.tasks) + ([doc.workflow] if doc.workflow else [])
     for unit in callables:
-        what = "task" if isinstance(unit, Task) else "workflow"
-        if not _SNAKE_RE.match(unit.name):
-            warn("SnakeCase", "%s `%s` is not snake_case" % (what, unit.name), unit.span)
-        inputs = unit.inputs or []
-        if unit.meta is None or inputs and unit.parameter_meta is None:
-            warn("MetaSections", "%s `%s` has no `%s` section" % (
-                what, unit.name, "meta" if unit.meta is None else "parameter_meta"), unit.span)
-        if unit.parameter_meta is not None:
-            for d in inputs:
-                if d.name not in unit.parameter_meta:
-                    warn("ParameterMetaMatched", "input `%s` has no `parameter_meta` entry" % d.name, d.span)
-            for key in set(unit.parameter_meta) - {d.name for d in inputs}:
-                warn("ParameterMetaMatched", "`parameter_meta` describes `%s`, which is not an input of %s `%s`" % (
-                    key, what, unit.name), unit.span)
-        outputs = unit.outputs or []
-        described = (unit.meta or {}).get("outputs")
-        if unit.meta is not None and outputs and all(isinstance(d, Decl) for d in outputs):
-            for d in outputs:
-                if not isinstance(described, dict) or d.name not in described:
-                    warn("MatchingOutputMeta", "output `%s` is not described under `meta.outputs`" % d.name, d.span)
-        body = [unit.inputs, unit.decls, unit.command, unit.outputs, unit.runtime, unit.requirements, unit.hints] \
-            if what == "task" else [unit.inputs, unit.body, unit.outputs, unit.hints]
-        read = _names_read(body)
-        for d in inputs:
-            if d.name not in read:
-                warn("UnusedInput", "%s `%s` never reads its input `%s`" % (what, unit.name, d.name), d.span)
-        decls = unit.decls if what == "task" else [n for n in iter_nodes(unit.body) if type(n) is Decl]
-        for d in decls:
-            if d.name not in read and not getattr(d, "env", False):
-                warn("UnusedDeclaration", "`%s` is declared but never read" % d.name, d.span)
-        for d in [n for n in iter_nodes(body) if type(n) is Decl or type(n) is Call and n.alias]:
-            if not _SNAKE_RE.match(d.name):
-                warn("SnakeCase", "`%s` is not snake_case" % d.name, d.span)
-            if d.name in STDLIB or d.name in struct_names:
-                warn("ShadowedName", "`%s` is also the name of a %s" % (
-                    d.name, "standard library function" if d.name in STDLIB else "struct"), d.span)
-        if what == "workflow":
-            for call in walk_calls(unit.body):
-                callee = call.callee_def
-                has_outputs = bool(getattr(callee, "outputs", None))
-                if unit.outputs is not None and has_outputs and call.name not in read:
-                    warn("UnusedCall", "no output of call `%s` is used" % call.name, call.span)
-        else:
-            keys = unit.runtime if unit.runtime is not None else unit.requirements
-            if not keys or not ({"container", "docker"} & set(keys)):
-                warn("ExpectedRuntimeKeys", "task `%s` names no `container`" % unit.name,
-                     unit.runtime_spans.get("runtime") or unit.runtime_spans.get("requirements") or unit.span)
-            elif "docker" in keys and dialect.level >= (1, 1) and unit.runtime is not None:
-                warn("ExpectedRuntimeKeys", "`docker` is called `container` since WDL 1.1", keys.spans["docker"])
+        _lint_documentation(unit, warn)
+        _lint_names_and_use(unit, {s.name for s in doc.structs}, warn)
+        if isinstance(unit, Task):
+            _lint_container(unit, doc.dialect, warn)
     for node in iter_nodes([doc.structs, callables]):
         if type(node) is Decl and _has_object(node.type_):
             warn("DeprecatedObject", "`Object` is deprecated; use a struct", node.span)
-        elif type(node) is Placeholder and node.options and dialect.level >= (1, 1) and dialect.version_statement:
-            warn("DeprecatedPlaceholder", "placeholder option%s %s deprecated" % (
-                "s" if len(node.options) > 1 else "", ", ".join("`%s=`" % k for k in node.options) + (
-                    " are" if len(node.options) > 1 else " is")), node.span)
+        elif type(node) is Placeholder and node.options and doc.dialect.level >= (1, 1) and doc.dialect.version_statement:
+            warn("DeprecatedPlaceholder", "placeholder option%s deprecated" % (
+                " %s is" % "".join("`%s=`" % k for k in node.options) if len(node.options) == 1
+                else "s %s are" % ", ".join("`%s=`" % k for k in node.options)), node.span)
+    _lint_imports(doc, callables, warn)
+    out.extend(lint_text(doc))
+    return out
+
+
+def _lint_documentation(unit, warn):
+    """MetaSections, ParameterMetaMatched, MatchingOutputMeta."""
+    what = "task" if isinstance(unit, Task) else "workflow"
+    inputs = unit.inputs or []
+    if unit.meta is None or inputs and unit.parameter_meta is None:
+        warn("MetaSections", "%s `%s` has no `%s` section" % (
+            what, unit.name, "meta" if unit.meta is None else "parameter_meta"), unit.span)
+    if unit.parameter_meta is not None:
+        for d in inputs:
+            if d.name not in unit.parameter_meta:
+                warn("ParameterMetaMatched", "input `%s` has no `parameter_meta` entry" % d.name, d.span)
+        for key in sorted(set(unit.parameter_meta) - {d.name for d in inputs}):
+            warn("ParameterMetaMatched", "`parameter_meta` describes `%s`, which is not an input of %s `%s`" % (
+                key, what, unit.name), unit.span)
+    outputs = unit.outputs or []
+    described = (unit.meta or {}).get("outputs")
+    if unit.meta is not None and all(isinstance(d, Decl) for d in outputs):  # (draft-2 outputs may be `call.*`)
+        for d in outputs:
+            if not isinstance(described, dict) or d.name not in described:
+                warn("MatchingOutputMeta", "output `%s` is not described under `meta.outputs`" % d.name, d.span)
+
+
+def _lint_names_and_use(unit, struct_names, warn):
+    """SnakeCase, ShadowedName, UnusedInput, UnusedDeclaration, UnusedCall."""
+    task = isinstance(unit, Task)
+    what = "task" if task else "workflow"
+    if not _SNAKE_RE.match(unit.name):
+        warn("SnakeCase", "%s `%s` is not snake_case" % (what, unit.name), unit.span)
+    body = [unit.inputs, unit.decls, unit.command, unit.outputs, unit.runtime, unit.requirements, unit.hints] \
+        if task else [unit.inputs, unit.body, unit.outputs, unit.hints]
+    read = _names_read(body)
+    for d in unit.inputs or []:
+        if d.name not in read:
+            warn("UnusedInput", "%s `%s` never reads its input `%s`" % (what, unit.name, d.name), d.span)
+    for d in unit.decls if task else [n for n in iter_nodes(unit.body) if type(n) is Decl]:
+        if d.name not in read and not getattr(d, "env", False):
+            warn("UnusedDeclaration", "`%s` is declared but never read" % d.name, d.span)
+    for d in [n for n in iter_nodes(body) if type(n) is Decl or type(n) is Call and n.alias]:
+        if not _SNAKE_RE.match(d.name):
+            warn("SnakeCase", "`%s` is not snake_case" % d.name, d.span)
+        if d.name in STDLIB or d.name in struct_names:
+            warn("ShadowedName", "`%s` is also the name of a %s" % (
+                d.name, "standard library function" if d.name in STDLIB else "struct"), d.span)
+    if not task and unit.outputs is not None:  # (without an output section every call's outputs are)
+        for call in walk_calls(unit.body):
+            if getattr(call.callee_def, "outputs", None) and call.name not in read:
+                warn("UnusedCall", "no output of call `%s` is used" % call.name, call.span)
+
+
+def _lint_container(task, dialect, warn):
+    """ExpectedRuntimeKeys: a container named, under the name of the task's version."""
+    keys = task.runtime if task.runtime is not None else task.requirements
+    if not keys or not ({"container", "docker"} & set(keys)):
+        warn("ExpectedRuntimeKeys", "task `%s` names no `container`" % task.name,
+             task.runtime_spans.get("runtime") or task.runtime_spans.get("requirements") or task.span)
+    elif "docker" in keys and dialect.level >= (1, 1) and task.runtime is not None:
+        warn("ExpectedRuntimeKeys", "`docker` is called `container` since WDL 1.1", keys.spans["docker"])
+
+
+def _lint_imports(doc, callables, warn):
+    """ImportSorted, UnusedImport (neither a call into the namespace nor a struct from it)."""
     uris = [imp.uri for imp in doc.imports]
     if uris != sorted(uris):
         first = next(i for i, (a, b) in enumerate(zip(uris, sorted(uris))) if a != b)
         warn("ImportSorted", "imports are not sorted: `%s` should come before `%s`" % (sorted(uris)[first], uris[first]),
              doc.imports[first].span)
-    callees = {c.callee.split(".")[0] for unit in callables if isinstance(unit, Workflow) for c in walk_calls(unit.body)
-               if "." in c.callee}
-    type_names = set()
+    called = {c.callee.split(".")[0] for unit in callables if isinstance(unit, Workflow) for c in walk_calls(unit.body)
+              if "." in c.callee}
+    used_types = set()
     for node in iter_nodes([doc.structs, callables]):
         if type(node) is Decl:
-            contains_type(node.type_, lambda t: type_names.add(t.name) if isinstance(t, (StructType, EnumType)) else False)
+            _named_types(node.type_, used_types)
     for imp in doc.imports:
         ns = next((k for k, v in doc.namespaces.items() if v is imp.doc), None)
         provided = {s.name for s in imp.doc.structs} | set(imp.aliases.values()) if imp.doc else set()
-        if ns is not None and ns not in callees and not (provided & type_names):
+        if ns is not None and ns not in called and not provided & used_types:
             warn("UnusedImport", "nothing of `%s` (namespace `%s`) is used" % (imp.uri, ns), imp.span)
-    out.extend(lint_text(doc))
-    return out
+
+
+def _named_types(t, out):
+    """The struct and enum names in a type, into `out`."""
+    if isinstance(t, (StructType, EnumType)):
+        out.add(t.name)
+    for inner in (getattr(t, a, None) for a in ("item", "key_type", "value", "left", "right")):
+        if isinstance(inner, Type):
+            _named_types(inner, out)
 
 
 def _has_object(t):
     if isinstance(t, ObjectType):
         return True
-    if isinstance(t, ArrayType):
-        return _has_object(t.item)
-    if isinstance(t, (MapType, PairType)):
-        return any(_has_object(x) for x in ((t.key_type, t.value) if isinstance(t, MapType) else (t.left, t.right)))
-    return False
+    return any(_has_object(inner) for inner in (getattr(t, a, None) for a in ("item", "key_type", "value", "left", "right"))
+               if isinstance(inner, Type))
 
 
 def lint_text(doc):
@@ -9359,10 +9382,11 @@ def cmd_check(args):
     failed = False
     for path in args.files:
         loader = Loader(strict)
+        doc = None
         try:
             doc = loader.load(path, None, ())
         except RecursionError:
-            doc, _ = None, loader.errors.append(WdlError("`%s` is nested too deeply to check" % path))
+            loader.errors.append(WdlError("`%s` is nested too deeply to check" % path))
         warnings = loader.warnings + (lint_document(doc) if lint and doc is not None else [])
         warnings = lint_filter(warnings, excepted)
         warnings.sort(key=lambda w: (w.span.path, w.span.pos) if w.span else ("", 0))
