@@ -3668,7 +3668,7 @@ def format_document(source):
     units = _sorted_imports(units)
     lines, cur = [], []
     st = {"indent": 0, "blank": False}
-    stack = []  # the indent of the lines inside each open bracket
+    stack = []  # for each open bracket: [indent of the lines inside it, indent of its closing line]
 
     def new_line(indent, blank):
         if cur:
@@ -3696,7 +3696,7 @@ def format_document(source):
             if newlines == 0 and cur:  # a comment after a unit, on its line
                 cur.append(("  " if comment.startswith("#") else " ") + comment)
                 continue
-            new_line(stack[-1] if stack else 0, (newlines >= 2 or force_blank) and not after_open)
+            new_line(stack[-1][0] if stack else 0, (newlines >= 2 or force_blank) and not after_open)
             cur.append(comment)
             force_blank = after_open = False
             newlines = 0
@@ -3712,7 +3712,7 @@ def format_document(source):
         cur.append("version " + m.group(1))
         prev = _Unit("word", m.group(1), "")
     prev_role, after_open, seen_import = None, False, False
-    for u in units:
+    for k, u in enumerate(units):
         depth, word, op = len(stack), u.kind == "word", u.kind == "op"
         closer = op and u.text in (")", "]", "}")
         force = prev is not None and word and (
@@ -3721,9 +3721,9 @@ def format_document(source):
         seen_import = seen_import or depth == 0 and word and u.text == "import"
         starts, blank = gap(u.gap, force, after_open, closer)
         if starts or prev is None:
-            level = stack[-1] if stack else 0
+            level = stack[-1][0] if stack else 0
             if closer:
-                level = max(0, level - 1)
+                level = stack[-1][1] if stack else 0
             elif prev is not None and (prev.kind == "op" and prev_role != "unary" and (
                     prev.text in _BINARY_OPS or prev.text in ("+", "-")) or prev.kind == "word" and prev.text in (
                     "then", "else", "if") or op and (u.text in _BINARY_OPS or u.text in ("+", "-"))
@@ -3738,7 +3738,9 @@ def format_document(source):
             role = "unary" if u.text == "!" or not _value_like(prev) else "either" if (
                 u.text == "+" and prev.text == "]") else "binary"
         if op and u.text in ("(", "[", "{"):
-            stack.append(st["indent"] + 1)
+            stack.append([st["indent"] + 1, st["indent"]])
+        elif op and u.text == ":" and prev.text == "input" and stack and k + 1 < len(units) and "\n" in units[k + 1].gap:
+            stack[-1][0] = st["indent"] + 1  # `input:` ending its line: the call's inputs go one deeper
         elif closer and stack:
             stack.pop()
         prev, prev_role, after_open = u, role, op and u.text in ("(", "[", "{")

@@ -498,3 +498,12 @@ def test_lint_over_realworld_never_fails(monkeypatch):
             assert w.rule is None or w.rule in sprocket.LINT_RULES, (path, w.rule)
         linted += 1
     assert linted > 800
+
+
+def test_format_indents_call_inputs_under_input_colon(tmp_path):
+    (tmp_path / "calls.wdl").write_text("version 1.0\nworkflow w {\ncall t {\ninput:\na = 1,\nb = 2\n}\ncall t as u { input:\n"
+                                        "a = 1\n}\n}\ntask t {\ninput {\nInt a\nInt b = 0\n}\ncommand <<< >>>\n}\n")
+    proc = sprocket_cmd("format", "calls.wdl", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("version 1.0\n\nworkflow w {\n    call t {\n        input:\n            a = 1,\n"
+                                  "            b = 2\n    }\n    call t as u { input:\n        a = 1\n    }\n}\n"), proc.stdout
