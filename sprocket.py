@@ -9331,12 +9331,12 @@ def build_parser():
     x = sub.add_parser("explain", parents=[common], help="what a lint rule checks, why, and how to fix it")
     x.add_argument("rule", nargs="?", metavar="RULE")
     x.add_argument("--list", action="store_true", help="list every rule")
-    for name in ("format", "fmt"):
-        f = sub.add_parser(name, parents=[common], help="format WDL documents (to stdout, or --check, --overwrite)")
-        f.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
-        how = f.add_mutually_exclusive_group()
-        how.add_argument("--check", action="store_true", help="exit 1 when a file is not formatted; change nothing")
-        how.add_argument("--overwrite", action="store_true", help="rewrite the files in place")
+    f = sub.add_parser("format", aliases=["fmt"], parents=[common],
+                       help="format WDL documents (to stdout, or --check, --overwrite)")
+    f.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
+    how = f.add_mutually_exclusive_group()
+    how.add_argument("--check", action="store_true", help="exit 1 when a file is not formatted; change nothing")
+    how.add_argument("--overwrite", action="store_true", help="rewrite the files in place")
     k = sub.add_parser("completions", parents=[common], help="print a completion script for a shell")
     k.add_argument("shell", choices=("bash", "zsh", "fish"))
     for name, help_text in (("run", "run a task or workflow"), ("validate", "check a run's inputs without running it")):
