@@ -765,7 +765,8 @@ def test_bash_completion_in_an_interactive_shell(tmp_path):
                    env=dict(os.environ, TMUX=""), timeout=30)
 
     def typed(keys, want):
-        subprocess.run(tmux + ["send-keys", "-t", session] + keys, check=True, timeout=30)
+        if keys:
+            subprocess.run(tmux + ["send-keys", "-t", session] + keys, check=True, timeout=30)
         deadline, screen = time.time() + 10, ""
         while time.time() < deadline and want not in screen:
             time.sleep(0.2)
@@ -774,6 +775,7 @@ def test_bash_completion_in_an_interactive_shell(tmp_path):
         return screen
 
     try:
+        assert "$" in typed([], "$"), "bash did not start in tmux"  # (the completion is loaded before the prompt)
         screen = typed(["sprocket ru", "Tab"], "$ sprocket run")
         assert "$ sprocket run" in screen and "$ sprocket runs" not in screen, screen
         screen = typed(["C-u", "sprocket va", "Tab", "x"], "$ sprocket validate x")
