@@ -9320,7 +9320,7 @@ def build_parser():
     for name, help_text in (("check", "parse and type-check WDL documents and their imports"),
                             ("lint", "check, and report the lint rules' warnings too (`sprocket explain --list`)")):
         c = sub.add_parser(name, parents=[common], help=help_text)
-        c.add_argument("files", nargs="+", metavar="FILE")
+        c.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
         c.add_argument("--strict", action="store_true", default=None,
                        help="make compatibility warnings (constructs Cromwell and miniwdl accept) errors")
         c.add_argument("-e", "--except", action="append", dest="except_rules", default=[], metavar="RULE",
@@ -9368,6 +9368,17 @@ def build_parser():
     return p
 
 
+def wdl_files(paths):
+    """The files named, with a directory standing for the `*.wdl` files below it."""
+    out = []
+    for path in paths:
+        if os.path.isdir(path):
+            out.extend(sorted(glob.glob(os.path.join(path, "**", "*.wdl"), recursive=True)))
+        else:
+            out.append(path)
+    return out
+
+
 def cmd_check(args):
     """`check` and `lint`: exit 0 when only warnings remain (`-q` or check.hide_warnings hides
     them; --deny-warnings fails on them), 1 on any error."""
@@ -9382,7 +9393,7 @@ def cmd_check(args):
     deny = args.deny_warnings or config.get("check.deny_warnings")
     show = args.stderr_level <= _LEVELS["WARN"] and not config.get("check.hide_warnings")
     failed = False
-    for path in args.files:
+    for path in wdl_files(args.files):
         loader = Loader(strict)
         doc = None
         try:
@@ -9422,12 +9433,7 @@ def cmd_explain(args):
 def cmd_format(args):
     """Formatted text to stdout; --check: exit 1 when a file would change; --overwrite: rewrite
     each file that changes (a new file renamed over the old, so a reader never sees half)."""
-    paths = []
-    for path in args.files:
-        if os.path.isdir(path):
-            paths.extend(sorted(glob.glob(os.path.join(path, "**", "*.wdl"), recursive=True)))
-        else:
-            paths.append(path)
+    paths = wdl_files(args.files)
     changed = []
     for path in paths:
         source = read_source(path)

@@ -507,3 +507,14 @@ def test_format_indents_call_inputs_under_input_colon(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("version 1.0\n\nworkflow w {\n    call t {\n        input:\n            a = 1,\n"
                                   "            b = 2\n    }\n    call t as u { input:\n        a = 1\n    }\n}\n"), proc.stdout
+
+
+def test_check_and_lint_take_directories(tmp_path):
+    write_files(tmp_path / "pipelines", {"a.wdl": doc("").rstrip("\n") + "\n", "deep/b.wdl": doc("task BadName {\n  command <<< >>>\n  runtime { container: \"u\" }\n}\n")})
+    proc = sprocket_cmd("lint", "-s", "pipelines", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [(Path(m.group(1)).name, m.group(4)) for m in RULE_RE.finditer(proc.stderr) if m.group(4) == "SnakeCase"] == [
+        ("b.wdl", "SnakeCase")], proc.stderr
+    (tmp_path / "pipelines" / "c.wdl").write_text("version 1.1\nworkflow w { Int x = y }\n")
+    proc = sprocket_cmd("check", "-s", "pipelines", cwd=tmp_path)
+    assert proc.returncode == 1 and "c.wdl:2:22: error: unknown name `y`" in proc.stderr, proc.stderr
