@@ -1716,6 +1716,23 @@ def test_sigterm_cancels_whole_arrays(sl):
     assert [j for j in squeue_states(ids).values() if j.state in LIVE_STATES] == []
 
 
+def test_fail_fast_cancels_the_whole_array(sl):
+    """run.fail = "fast": element 3 of a 16-element array fails at once; the run cancels the array
+    (its other elements, queued or running) and leaves nothing in squeue."""
+    wdl = sl.wdl(FLAKY_SCATTER.replace("~{task.attempt} -eq 0 ]; then exit 5; fi", "true ]; then exit 5; fi\n"
+                                       "        sleep 60").replace("max_retries: 1", "max_retries: 0"))
+    proc = sl.start(wdl, "n=16", cfg=sl.config('run.fail = "fast"\n'))
+    r = sl.finish(proc, timeout=120)
+    assert r.rc == 1 and "flaky-3" in r.stderr, r.describe()
+    ids = r.job_ids()
+    assert len(ids) == 16 and len({i.split("_")[0] for i in ids}) == 1, ids
+    assert r.elapsed < 45, "the run waited %.0f s for the other elements" % r.elapsed
+    assert [j for j in squeue_states(ids).values() if j.state in LIVE_STATES] == []
+    ended = {i: wait_job_ended(i).state for i in ids}
+    assert ended.pop(read(r.run_dir / "calls" / "flaky-3" / "attempts" / "0" / "job_id").strip()) == "FAILED"
+    assert set(ended.values()) <= {"CANCELLED", "COMPLETED"} and "CANCELLED" in ended.values(), ended
+
+
 def test_out_of_memory_retry_doubles_the_memory(sl):
     """run.task.memory_retry_multiplier = 2: an attempt Slurm ended OUT_OF_MEMORY (sacct wrapped:
     this cluster does not enforce --mem) is retried with twice its --mem."""
