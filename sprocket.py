@@ -6185,7 +6185,7 @@ _SBATCH_TRANSIENT = ("Socket timed out", "Resource temporarily unavailable", "Un
                      "Connection reset by peer", "Communication connection failure", "Broken pipe",
                      "Slurm controller not responding", "backup controller in standby mode")
 _PULL_PERMANENT = ("manifest unknown", "403 (Forbidden)", "403 Forbidden", "unauthorized", "not found: manifest")
-_IDS_PER_CALL = 400  # job ids per sacct/squeue/scancel command line
+_IDS_PER_CALL = 1000  # job ids per sacct/squeue/scancel command line: a default max_queued_jobs in one call
 _SBATCH_TRIES = 10  # sbatch calls for one job when the controller does not answer: about 2.5 minutes
 _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before it is failed
 _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
