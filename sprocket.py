@@ -9369,11 +9369,14 @@ def build_parser():
 
 
 def wdl_files(paths):
-    """The files named, with a directory standing for the `*.wdl` files below it."""
+    """The files named, with a directory standing for the `*.wdl` files below it (at least one)."""
     out = []
     for path in paths:
         if os.path.isdir(path):
-            out.extend(sorted(glob.glob(os.path.join(path, "**", "*.wdl"), recursive=True)))
+            found = sorted(glob.glob(os.path.join(path, "**", "*.wdl"), recursive=True))
+            if not found:
+                raise InputError("`%s` is a directory with no `.wdl` file in it" % path)
+            out.extend(found)
         else:
             out.append(path)
     return out
