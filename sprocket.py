@@ -3454,20 +3454,21 @@ def _lint_imports(doc, callables, warn):
             warn("UnusedImport", "nothing of `%s` (namespace `%s`) is used" % (imp.uri, ns), imp.span)
 
 
+def _type_parameters(t):
+    """The types inside an Array, Map or Pair type (not a struct's members: they are its own)."""
+    return [x for x in (getattr(t, a, None) for a in ("item", "key_type", "value", "left", "right")) if isinstance(x, Type)]
+
+
 def _named_types(t, out):
     """The struct and enum names in a type, into `out`."""
     if isinstance(t, (StructType, EnumType)):
         out.add(t.name)
-    for inner in (getattr(t, a, None) for a in ("item", "key_type", "value", "left", "right")):
-        if isinstance(inner, Type):
-            _named_types(inner, out)
+    for inner in _type_parameters(t):
+        _named_types(inner, out)
 
 
 def _has_object(t):
-    if isinstance(t, ObjectType):
-        return True
-    return any(_has_object(inner) for inner in (getattr(t, a, None) for a in ("item", "key_type", "value", "left", "right"))
-               if isinstance(inner, Type))
+    return isinstance(t, ObjectType) or any(_has_object(inner) for inner in _type_parameters(t))
 
 
 def lint_text(doc):
@@ -9462,6 +9463,8 @@ def cmd_format(args):
 
 def completion_script(shell):
     """A completion script for `sprocket` (and `sprocket.py`), made from the argument parser."""
+    from shlex import quote as shlex_quote
+
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     commands = sorted(sub.choices)
@@ -9496,12 +9499,6 @@ complete -o filenames -F _sprocket sprocket sprocket.py
     if shell == "zsh":  # zsh runs the bash function through its bashcompinit layer
         script = "#compdef sprocket sprocket.py\nautoload -U +X bashcompinit && bashcompinit\n" + script
     return script
-
-
-def shlex_quote(text):
-    import shlex
-
-    return shlex.quote(text)
 
 
 def cmd_completions(args):
