@@ -230,6 +230,15 @@ duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key gi
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w     a workflow with the same name as a task
+newer_functions           -       w   -   -   -     a WDL 1.1 function (`sep`, `suffix`, `unzip`, ...) in a 1.0 document
+quoted_member_names       w       w   w   w   w     `Runtime {"cpu": 1}`: struct or object member names in quotes
+mixed_array_items         w       w   w   w   w     an array literal mixing `T`, `T?`, `Array[T]` and `[]` (`select_first([x, []])`)
+boolean_concat            w       w   w   w   w     `"--x " + b` with a Boolean `b` (rendered `true`/`false`)
+unbound_call_inputs       y       y   w   w   w     a call that leaves required inputs unbound (given at run time as `wf.call.input`)
+duplicate_call_inputs     w       w   w   w   w     a call input given twice (the last one counts, as in Cromwell)
+shared_namespace          -       w   w   w   w     two imports under one namespace name, all but one of them only structs
+empty_document            w       w   w   w   w     an empty `.wdl` file (Cromwell ignores it)
+unbound_declarations      -       w   -   -   -     a declaration without a value outside `input {}` (taken as an input, as miniwdl does)
 unknown_runtime_key       y       y   w   w   w     a `runtime` key that is neither a requirement nor a known hint
 nested_inputs             y       y   -   -   -     call inputs settable from outside without `allow_nested_inputs`
 import_older_minor        -       -   w   w   y     importing a document of an earlier 1.x version
@@ -486,7 +495,7 @@ class Expr(Node):
 Literal = _node("Literal", "value", base=Expr)
 StringLit = _node("StringLit", "parts", base=Expr)  # parts: str or Placeholder
 Placeholder = _node("Placeholder", "expr options", base=Expr)  # options: {name: value}
-ArrayLit = _node("ArrayLit", "items", base=Expr)
+ArrayLit = _node("ArrayLit", "items", "mixed", base=Expr)  # mixed: see Checker.mixed_items
 MapLit = _node("MapLit", "entries", base=Expr)  # [(key expr, value expr)]
 PairLit = _node("PairLit", "left right", base=Expr)
 ObjectLit = _node("ObjectLit", "members", base=Expr)  # [(name, expr)]
@@ -1345,7 +1354,8 @@ class Parser:
                 self.advance()
             self.expect(")")
             return Apply(span, value, args)
-        if self.at("{") and (self.at("}", 1) or self.peek(1)[0] == "ident" and self.at(":", 2)):
+        if self.at("{") and (self.at("}", 1) or self.peek(1)[0] == "ident" and self.at(":", 2)
+                             or self.peek(1)[0] == "sbeg" and self.peek(3)[0] == "send" and self.at(":", 4)):
             self.require("struct_literal", "struct literals", tok)
             return StructLit(span, value, self.members())
         return Ident(span, value)
@@ -1355,7 +1365,14 @@ class Parser:
         out = []
         while not self.at("}"):
             mspan = self.span()
-            name = self.ident("a member name")
+            if self.peek()[0] == "sbeg":  # `Runtime {"cpu": 1}`
+                name = self.string_literal("a member name")
+                if not re.match(r"[A-Za-z][A-Za-z0-9_]*\Z", name) or not self.lenient(
+                        "quoted_member_names", "member name `%s` in quotes: accepted for compatibility with Cromwell and "
+                        "miniwdl; portable WDL writes `%s: ...`" % (name, name), self.toks[self.i - 3]):
+                    self.error("expected a member name, found a string", self.toks[self.i - 3])
+            else:
+                name = self.ident("a member name")
             self.expect(":")
             out.append((name, self.expr(), mspan))
             if not self.at(","):
@@ -2001,7 +2018,7 @@ def resolve_call(name, args, dialect):
     overloads = STDLIB.get(name)
     if overloads is None:
         raise WdlTypeError("unknown function `%s`" % name)
-    available = [o for o in overloads if o.version <= dialect.level]
+    available = [o for o in overloads if o.version <= (max(dialect.level, (1, 1)) if dialect.newer_functions else dialect.level)]
     if not available:
         raise WdlTypeError(
             "function `%s` requires WDL %d.%d (this document is %s)" % ((name,) + overloads[0].version + (dialect_text(dialect),))
@@ -2234,6 +2251,16 @@ def import_problem(importer, imported):
     if "draft-2" in (importer.name, imported.name) or imported.level > importer.level:
         return "error"
     return None if importer.column["import_older_minor"] == "y" else "warn"
+
+
+# A standard library call that fits only with one of these features: (feature, why it is accepted).
+_LENIENT_CALLS = (
+    ("primitive_to_string", "numbers and Booleans taken as text for compatibility; portable WDL converts them first"),
+    ("string_to_number", "a String taken as a number for compatibility (converted at run time, failing if it is not "
+                         "one); portable WDL converts it explicitly"),
+    ("newer_functions", "a WDL 1.1 function, accepted in a 1.0 document for compatibility with miniwdl; portable WDL "
+                        "declares `version 1.1`"),
+)
 
 
 class Checker:
@@ -2803,13 +2830,17 @@ class Checker:
             try:
                 e.fn, t = resolve_call(e.name, args, self.dialect)
             except WdlTypeError as err:
-                try:  # Int/Float/Boolean where a String is wanted (`write_lines([1, 2])`)
-                    e.fn, t = resolve_call(e.name, args, self.dialect.with_features("primitive_to_string"))
-                except WdlTypeError:
+                e.fn = None
+                for feature, why in _LENIENT_CALLS:  # what Cromwell and miniwdl also accept
+                    try:
+                        e.fn, t = resolve_call(e.name, args, self.dialect.with_features(feature))
+                    except WdlTypeError:
+                        continue
+                    if self.lenient(feature, "function `%s` given (%s): %s" % (
+                            e.name, ", ".join(map(str, args)), why), e.span):
+                        break
                     e.fn = None
-                if e.fn is None or not self.lenient(
-                        "primitive_to_string", "function `%s` given (%s): numbers and Booleans taken as text for "
-                        "compatibility; portable WDL converts them first" % (e.name, ", ".join(map(str, args))), e.span):
+                if e.fn is None:
                     self.err(err.message, e.span)
                     return ANY
             if e.name in ("sub", "matches", "find") and _is_constant(e.args[1]):
@@ -2834,7 +2865,7 @@ class Checker:
             items = [self.infer(x, env) for x in e.items]
             if not items:
                 return ArrayType(ANY)
-            u = unify(items, self.dialect)
+            u = unify(items, self.dialect) or self.mixed_items(e, items)
             if u is None:
                 self.err("array items have no common type (%s)" % ", ".join(sorted({"`%s`" % t for t in items})), e.span)
                 u = ANY
@@ -2960,6 +2991,26 @@ class Checker:
             return ANY
         self.err("`%s` cannot be indexed" % t, e.span)
         return ANY
+
+    def mixed_items(self, e, items):
+        """The item type of an array literal mixing values and arrays, as Cromwell and miniwdl
+        accept it: `[x, []]` is an array of x's type whose `[]` stays empty, and `[files, file]`
+        an array of arrays in which `file` becomes a one-item array. None if that does not help."""
+        arrays = [t for t in items if isinstance(t, ArrayType)]
+        values = [t for t in items if not isinstance(t, (ArrayType, AnyType))]
+        if not arrays or not values:
+            return None
+        if all(isinstance(t.item, AnyType) for t in arrays):  # only `[]` beside the values
+            u = unify(values, self.dialect)
+        else:
+            u = unify(arrays + [ArrayType(t.required(), False, t.opt) for t in values], self.dialect)
+        if u is None or not self.lenient("mixed_array_items", "array items of types %s: accepted for compatibility "
+                                         "with Cromwell and miniwdl (`[]` stays an empty array, a single value in an "
+                                         "array of arrays becomes a one-item array); portable WDL gives items of one "
+                                         "type" % ", ".join(sorted({"`%s`" % t for t in items})), e.span):
+            return None
+        e.mixed = True
+        return u
 
     def infer_binary(self, e, env):
         op = e.op
@@ -4297,6 +4348,10 @@ def _eval_array(e, env, ctx):
     it = e.type.item if isinstance(e.type, ArrayType) else ANY
     if isinstance(it, AnyType):
         return items
+    if getattr(e, "mixed", False):  # Checker.mixed_items: `[x, []]` keeps its `[]`, `[files, file]` wraps `file`
+        items = [[x] if isinstance(it, ArrayType) and x is not None and not isinstance(x, list) else x for x in items]
+        return [x if isinstance(x, list) and not isinstance(it, ArrayType) else coerce(x, it, "array item")
+                for x in items]
     return [coerce(x, it, "array item") for x in items]
 
 
