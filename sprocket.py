@@ -571,10 +571,13 @@ class Parser:
         m = _VERSION_RE.match(source.text)
         if m is None:
             toks = tokenize(source, 0, DIALECTS["draft-2"])
-            if toks[0][0] == "eof":
+            parser = cls(source, toks, DIALECTS["draft-2"].strictly() if strict else DIALECTS["draft-2"])
+            if toks[0][0] == "eof" and not parser.lenient(
+                    "empty_document", "the document is empty: accepted for compatibility with Cromwell, which ignores "
+                    "it; portable WDL has a `version` statement, then tasks or a workflow", toks[0]):
                 raise WdlSyntaxError("the document is empty: expected a `version` statement, then tasks or a "
                                      "workflow", Span(source, 0))
-            return cls(source, toks, DIALECTS["draft-2"].strictly() if strict else DIALECTS["draft-2"])
+            return parser
         elif m.group(1) in DIALECTS and m.group(1) != "draft-2":
             dialect, start = DIALECTS[m.group(1)], m.end()
         else:
@@ -978,7 +981,7 @@ class Parser:
                 d.env = True
                 task.decls.append(d)
             elif self.is_decl_start():
-                task.decls.append(self.decl(self.dialect.input_section))
+                task.decls.append(self.decl(self.dialect.input_section and not self.dialect.accepts("unbound_declarations")))
             else:
                 self.error("expected a task section or declaration, found %s" % self.describe(tok))
         self.advance()
@@ -986,6 +989,8 @@ class Parser:
             raise WdlSyntaxError("task `%s` has no `command` section" % name, span)
         if not self.dialect.input_section:  # draft-2: every declaration is an input, a bound one with its default
             task.inputs, task.decls = task.decls, []
+        else:
+            task.inputs, task.decls = self.unbound_inputs(task.inputs, task.decls)
         if "runtime" in seen and ("requirements" in seen or "hints" in seen):
             other = "requirements" if "requirements" in seen else "hints"
             raise WdlSyntaxError("a task may not have both `runtime` and `%s` sections (`runtime` is the older "
@@ -1121,7 +1126,21 @@ class Parser:
         self.advance()
         if not self.dialect.input_section:
             self.draft2_workflow_inputs(wf)
+        else:
+            wf.inputs, wf.body = self.unbound_inputs(wf.inputs, wf.body)
         return wf
+
+    def unbound_inputs(self, inputs, decls):
+        """A declaration without a value outside `input {}` (where `unbound_declarations` lets the
+        parser through) is an input, as Cromwell and miniwdl take it. Returns (inputs, decls)."""
+        unbound = [d for d in decls if type(d) is Decl and d.expr is None and not d.env]
+        for d in unbound:
+            self.warnings.append(WdlError(
+                "`%s` has no value and is outside `input {}`: taken as an input for compatibility with Cromwell and "
+                "miniwdl; portable WDL declares it in `input {}`" % d.name, d.span, rule_name("unbound_declarations")))
+        if not unbound:
+            return inputs, decls
+        return (inputs or []) + unbound, [d for d in decls if all(d is not u for u in unbound)]
 
     def draft2_workflow_inputs(self, wf):
         """draft-2 has no `input` section: an unbound declaration is an input, and so (as in
@@ -1139,7 +1158,7 @@ class Parser:
         if self.at_kw("if"):
             return self.conditional()
         if self.is_decl_start():
-            return self.decl(not (top and not self.dialect.input_section))
+            return self.decl(not top or self.dialect.input_section and not self.dialect.accepts("unbound_declarations"))
         self.error("expected a declaration, `call`, `scatter` or `if`, found %s" % self.describe(tok))
 
     def body(self):
@@ -2214,7 +2233,8 @@ class Loader:
             if sub is None:
                 ok = False
                 continue
-            problem = import_problem(doc.dialect, sub.dialect)
+            empty = not (sub.imports or sub.structs or sub.enums or sub.tasks or sub.workflow)
+            problem = None if empty else import_problem(doc.dialect, sub.dialect)
             if problem == "error" or problem and doc.dialect.strict:
                 self.errors.append(WdlError("a WDL document (%s) cannot import `%s`, which is %s" % (
                     dialect_text(doc.dialect), imp.uri, dialect_text(sub.dialect)), imp.span))
