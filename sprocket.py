@@ -1938,13 +1938,15 @@ def _load_signatures():
 STDLIB = _load_signatures()
 
 
-def _bind(param, arg, env, dialect):
-    """Match an argument type against a parameter type, binding type parameters in `env`."""
+def _bind(param, arg, env, dialect, top=True):
+    """Match an argument type against a parameter type, binding type parameters in `env`. Inside
+    a compound type X (not P) may be optional: `flatten` of an `Array[Array[File?]]`."""
     if isinstance(param, TypeVar):
         a = arg.required() if param.opt else arg
         if param.name == "P" and not is_primitive(a):
             return False
-        if a.opt and not param.opt and not dialect.optional_to_required and not isinstance(a, AnyType):
+        if a.opt and not param.opt and (top or param.name == "P") and not dialect.optional_to_required and not isinstance(
+                a, AnyType):
             return False
         if param.name in env:
             u = unify([env[param.name], a], dialect)
@@ -1959,14 +1961,14 @@ def _bind(param, arg, env, dialect):
     if arg.opt and not param.opt and not dialect.optional_to_required:
         return False
     if isinstance(param, ArrayType):
-        return isinstance(arg, ArrayType) and _bind(param.item, arg.item, env, dialect)
+        return isinstance(arg, ArrayType) and _bind(param.item, arg.item, env, dialect, False)
     if isinstance(param, MapType):
-        return isinstance(arg, MapType) and _bind(param.key_type, arg.key_type, env, dialect) and _bind(
-            param.value, arg.value, env, dialect
+        return isinstance(arg, MapType) and _bind(param.key_type, arg.key_type, env, dialect, False) and _bind(
+            param.value, arg.value, env, dialect, False
         )
     if isinstance(param, PairType):
-        return isinstance(arg, PairType) and _bind(param.left, arg.left, env, dialect) and _bind(
-            param.right, arg.right, env, dialect
+        return isinstance(arg, PairType) and _bind(param.left, arg.left, env, dialect, False) and _bind(
+            param.right, arg.right, env, dialect, False
         )
     return coerces(arg, param, dialect)
 
@@ -2250,8 +2252,16 @@ class Loader:
                 self.errors.append(WdlError("`%s` is not a valid namespace name; use `as` to name the import" % ns, imp.span))
                 ok = False
             elif ns in doc.namespaces:
-                self.errors.append(WdlError("namespace `%s` is already imported; use `as` to rename one" % ns, imp.span))
-                ok = False
+                if sum(1 for d in (doc.namespaces[ns], sub) if d.tasks or d.workflow) > 1 or not doc.dialect.accepts(
+                        "shared_namespace"):
+                    self.errors.append(WdlError("namespace `%s` is already imported; use `as` to rename one" % ns, imp.span))
+                    ok = False
+                else:  # one of them holds only structs, which need no namespace: Cromwell accepts it
+                    self.warn("namespace `%s` is imported twice, one of them a document of structs only: accepted for "
+                              "compatibility with Cromwell; portable WDL renames one with `as`" % ns, imp.span,
+                              rule_name("shared_namespace"))
+                    if not (sub.tasks or sub.workflow):
+                        continue
             doc.namespaces[ns] = sub
         if ok:
             n = len(self.errors)
@@ -2777,7 +2787,9 @@ class Checker:
         for name, expr, span in call.inputs:
             if expr is None:
                 expr = Ident(span, name)
-            if name in given:
+            if name in given and not self.lenient(
+                    "duplicate_call_inputs", "input `%s` is given twice in call `%s`: accepted for compatibility with "
+                    "Cromwell (the last one counts); portable WDL gives it once" % (name, call.name), span):
                 self.err("input `%s` is already given in call `%s`" % (name, call.name), span)
             given.add(name)
             if info is None or name not in info.inputs:
@@ -2791,9 +2803,12 @@ class Checker:
                 self.err("`after` names `%s`, which is not a call" % name, span)
         if info is not None and not self.dialect.nested_inputs and not self.nested_ok:
             missing = [n for n, (t, required) in info.inputs.items() if required and n not in given]
-            if missing:
-                self.err("call `%s` is missing required input%s %s" % (
-                    call.name, "s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing)), call.span)
+            listed = "input%s %s" % ("s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing))
+            if missing and not self.lenient(
+                    "unbound_call_inputs", "call `%s` leaves required %s unbound: accepted for compatibility with "
+                    "Cromwell and miniwdl (they must be given at run time as `%s.%s.<input>`); portable WDL binds them "
+                    "in the call or sets `allow_nested_inputs`" % (call.name, listed, self.wf.name, call.name), call.span):
+                self.err("call `%s` is missing required %s" % (call.name, listed), call.span)
 
     def graph_cycles(self, body):
         """Record each element's dependencies and report a cycle among them."""
@@ -2909,6 +2924,12 @@ class Checker:
                 self.err("the condition of `if` must be a Boolean, not `%s`" % c, e.cond.span)
             a, b = self.infer(e.then, env), self.infer(e.other, env)
             u = unify([a, b], self.dialect)
+            if u is None and unify([a, b], self.dialect.with_features("primitive_to_string")) == STRING.optional(
+                    a.opt or b.opt) and self.lenient(
+                    "primitive_to_string", "the branches of `if` are `%s` and `%s`: accepted for compatibility (both "
+                    "taken as text, as Cromwell and miniwdl do); portable WDL converts with a placeholder" % (a, b),
+                    e.span):
+                u = STRING.optional(a.opt or b.opt)
             if u is None:
                 self.err("the branches of `if` have no common type (`%s` and `%s`)" % (a, b), e.span)
                 return ANY
@@ -3063,6 +3084,10 @@ class Checker:
             if (a.name in stringy and b.name in stringy + ("Int", "Float")) or (b.name in stringy and a.name in ("Int", "Float", "String")):
                 r = FILE if a.name == "File" and b.name == "String" else STRING
                 return r.optional(opt) if self.placeholder else r
+            if BOOLEAN in (a, b) and {a.name, b.name} & set(stringy) and self.lenient(
+                    "boolean_concat", "`+` of `%s` and `%s`: accepted for compatibility (the Boolean is written `true` or "
+                    "`false`, as Cromwell and miniwdl do); portable WDL uses a placeholder" % (a, b), e.span):
+                return STRING.optional(opt) if self.placeholder else STRING
         self.err("operator `%s` cannot take `%s` and `%s`" % (op, a, b), e.span)
         return ANY
 
@@ -9717,26 +9742,27 @@ def _assign_nested(wf, parts, data, base, run, path, key, text=None):
             return
         if len(rest) != 1 or rest[0] not in call.callee_def.inputs:
             raise InputError("input `%s`: task `%s` has no input `%s`" % (key, target.name, ".".join(rest)))
-        _check_nested_allowed(run.target, key)
+        _check_nested_allowed(run.target, key, call.callee_def.inputs[rest[0]][1])
         t = call.callee_def.inputs[rest[0]][0]
         run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(_cli_value(data, text, t), t, base, "input `%s`" % key)
         return
     if len(rest) == 1:
         if rest[0] not in call.callee_def.inputs:
             raise InputError("input `%s`: workflow `%s` has no input `%s`" % (key, target.name, rest[0]))
-        _check_nested_allowed(run.target, key)
+        _check_nested_allowed(run.target, key, call.callee_def.inputs[rest[0]][1])
         t = call.callee_def.inputs[rest[0]][0]
         run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(_cli_value(data, text, t), t, base, "input `%s`" % key)
         return
     _assign_nested(target, rest, data, base, run, path + ".", key, text)
 
 
-def _check_nested_allowed(wf, key):
+def _check_nested_allowed(wf, key, required):
     """Call inputs may be set from outside when the workflow being run allows it (the spec:
-    `allow_nested_inputs` in the top-level workflow)."""
+    `allow_nested_inputs` in the top-level workflow), and a required one its call leaves unbound
+    must be (`unbound_call_inputs`; the caller has checked that the call does not bind it)."""
     meta, hints = wf.meta or {}, wf.hints or {}
     if wf.dialect.nested_inputs or meta.get("allowNestedInputs") or meta.get("allow_nested_inputs") or _literal_true(
-            hints.get("allow_nested_inputs")):
+            hints.get("allow_nested_inputs")) or required and wf.dialect.accepts("unbound_call_inputs"):
         return
     raise InputError("input `%s` sets an input of a call, which workflow `%s` does not allow "
                      "(WDL %s needs `allow_nested_inputs: true` in its hints or meta)" % (key, wf.name, wf.dialect.name))
