@@ -413,6 +413,7 @@ def _corpus():
     if shared is None:
         return []
     return sorted(glob.glob(str(shared / "workflows" / "**" / "*.wdl"), recursive=True)
+                  + glob.glob(str(shared / "realworld-more" / "**" / "*.wdl"), recursive=True)
                   + glob.glob(str(shared / "conformance" / "cases" / "**" / "*.wdl"), recursive=True))
 
 
@@ -455,7 +456,7 @@ def test_formatted_corpus_checks_the_same(tmp_path, monkeypatch):
         raise sprocket.WdlError("no network in tests: %s" % url, span)
 
     monkeypatch.setattr(sprocket, "download", no_network)
-    for part in ("workflows", os.path.join("conformance", "cases")):
+    for part in ("workflows", "realworld-more", os.path.join("conformance", "cases")):
         shutil.copytree(str(shared / part), str(tmp_path / part), symlinks=True)
     pairs = []
     for path in _corpus():
@@ -480,7 +481,7 @@ def test_formatted_corpus_checks_the_same(tmp_path, monkeypatch):
     assert len(pairs) > 1000
 
 
-@pytest.mark.skipif(shared_dir() is None, reason="../shared (workflows/realworld/) is not here")
+@pytest.mark.skipif(shared_dir() is None, reason="../shared (workflows/realworld/, realworld-more/) is not here")
 def test_lint_over_realworld_never_fails(monkeypatch):
     """Every production document that checks clean lints without an internal error, and each
     warning names a rule that `explain` knows."""
@@ -489,7 +490,8 @@ def test_lint_over_realworld_never_fails(monkeypatch):
 
     monkeypatch.setattr(sprocket, "download", no_network)
     linted = 0
-    for path in sorted(glob.glob(str(shared_dir() / "workflows" / "realworld" / "**" / "*.wdl"), recursive=True)):
+    for path in sorted(glob.glob(str(shared_dir() / "workflows" / "realworld" / "**" / "*.wdl"), recursive=True)
+                       + glob.glob(str(shared_dir() / "realworld-more" / "**" / "*.wdl"), recursive=True)):
         loader = sprocket.Loader()
         doc = loader.load(path, None, ())
         if doc is None:
@@ -497,7 +499,7 @@ def test_lint_over_realworld_never_fails(monkeypatch):
         for w in sprocket.lint_filter(loader.warnings + sprocket.lint_document(doc), set()):
             assert w.rule is None or w.rule in sprocket.LINT_RULES, (path, w.rule)
         linted += 1
-    assert linted > 800
+    assert linted > 1300
 
 
 def test_format_indents_call_inputs_under_input_colon(tmp_path):

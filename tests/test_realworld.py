@@ -1,15 +1,17 @@
 """`sprocket.py check` on real production WDL: every `.wdl` file under
-../shared/workflows/realworld/ (see its README.md and MANIFEST.tsv) must check clean.
+../shared/workflows/realworld/ and ../shared/realworld-more/ (see their README.md and
+MANIFEST.tsv) must check clean.
 
 "Checks clean" means exit status 0; warnings are allowed. One test per repository directory, so
 a failure names the repository and lists every file in it that did not check clean, with its
 first error. Exceptions:
 
-* files listed in tests/realworld_known.txt (``relative/path/from/realworld<TAB>reason``) are
+* files listed in tests/realworld_known.txt (``relative/path/from/shared<TAB>reason``) are
   expected to fail; the test also fails when a listed file starts passing, so the list stays true;
 * files that import by ``http://``/``https://`` URL, directly or through their (local) imports,
   are skipped: the tests use no network. They are found by scanning import statements, and
-  their number is pinned (URL_IMPORTERS) so a change in shared/ or in the scan is noticed;
+  their number is pinned per corpus (URL_IMPORTERS) so a change in shared/ or in the scan is
+  noticed;
 * Cromwell's own centaur tests: a workflow whose imports its ``.test`` file supplies (Cromwell
   gets them as a zip, laid out flat) is checked with them staged beside it; and a workflow that
   only ``workflowfailure``/``submitfailure`` tests name is Cromwell's deliberately invalid input,
@@ -29,13 +31,13 @@ from conftest import REPO, shared_dir
 from test_centaur import Case, HoconError
 
 KNOWN_FILE = REPO / "tests" / "realworld_known.txt"
-KNOWN_MAX = 10  # the known list must have fewer entries than this
+KNOWN_MAX = 13  # the known list must have fewer entries than this (at most 12 real defects)
 
-# Files whose import graph reaches an http(s) URL: 21 import one directly, 20 more (the wilds
-# pipelines' testrun*.wdl and two cromwell recursive_imports_no_subwf files) only through a
-# local import of such a file.
-URL_IMPORTERS = 41
-URL_IMPORTERS_DIRECT = 21
+# The corpora, as paths under shared/, and their files whose import graph reaches an http(s)
+# URL: (directly or not, directly). In workflows/realworld 21 import one directly, 20 more (the
+# wilds pipelines' testrun*.wdl and two cromwell recursive_imports_no_subwf files) only through
+# a local import of such a file; in realworld-more, 7 Human Pangenome files import one directly.
+CORPORA = {"workflows/realworld": (41, 21), "realworld-more": (7, 7)}
 
 _SHARED = shared_dir()
 REALWORLD = _SHARED / "workflows" / "realworld" if _SHARED else None
@@ -50,8 +52,9 @@ def _skip_reason():
     if _SHARED is None:
         return ("shared/ reference directory not found (expected ../shared next to the repo, "
                 "or set SPROCKET_SHARED)")
-    if not REALWORLD.is_dir():
-        return "%s not found (shared/ has no real-world WDL corpus)" % REALWORLD
+    for corpus in CORPORA:
+        if not (_SHARED / corpus).is_dir():
+            return "%s not found (shared/ has no such real-world WDL corpus)" % (_SHARED / corpus)
     return None
 
 
@@ -59,9 +62,12 @@ SKIP_REASON = _skip_reason()
 
 
 def _repos():
+    """(corpus, repository directory) pairs, one test each."""
     if SKIP_REASON:
-        return [pytest.param(None, id="no-realworld", marks=pytest.mark.skip(reason=SKIP_REASON))]
-    return sorted(p.name for p in REALWORLD.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return [pytest.param(None, None, id="no-realworld", marks=pytest.mark.skip(reason=SKIP_REASON))]
+    return [pytest.param(corpus, p.name, id="%s/%s" % (corpus.split("/")[-1], p.name))
+            for corpus in CORPORA for p in sorted((_SHARED / corpus).iterdir())
+            if p.is_dir() and not p.name.startswith(".")]
 
 
 def _wdl_files(root):
@@ -156,21 +162,21 @@ def centaur_verdict(path, check, tmp_dir):
     return None
 
 
-@pytest.mark.parametrize("repo_dir", _repos())
-def test_realworld_repo_checks_clean(repo_dir, check, tmp_path):
-    root = REALWORLD / repo_dir
+@pytest.mark.parametrize("corpus,repo_dir", _repos())
+def test_realworld_repo_checks_clean(corpus, repo_dir, check, tmp_path):
+    root = _SHARED / corpus / repo_dir
     known = {rel: reason for _, rel, reason in read_known()}
     unexpected, now_passing, skipped, passed, invalid = [], [], 0, 0, 0
     files = _wdl_files(root)
     assert files, "no .wdl files under %s" % root
     for path in files:
-        rel = path.relative_to(REALWORLD).as_posix()
+        rel = path.relative_to(_SHARED).as_posix()
         if imports_url(path):
             skipped += 1
             continue
         proc = check(path)
         verdict = None
-        if proc.returncode != 0 and rel.startswith(CENTAUR):
+        if proc.returncode != 0 and path.is_relative_to(REALWORLD / CENTAUR):
             assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
             verdict = centaur_verdict(path, check, tmp_path / rel)
         if verdict == "invalid":
@@ -180,7 +186,7 @@ def test_realworld_repo_checks_clean(repo_dir, check, tmp_path):
             if rel in known:
                 now_passing.append(rel)
         elif rel not in known:
-            err = _first_error(proc.stderr).replace(str(REALWORLD) + "/", "")
+            err = _first_error(proc.stderr).replace(str(_SHARED) + "/", "")
             unexpected.append("%s (exit %s): %s" % (rel, proc.returncode, err))
     problems = []
     if unexpected:
@@ -196,14 +202,16 @@ def test_realworld_repo_checks_clean(repo_dir, check, tmp_path):
 
 
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
-def test_url_importer_count():
-    files = _wdl_files(REALWORLD)
+@pytest.mark.parametrize("corpus", sorted(CORPORA))
+def test_url_importer_count(corpus):
+    files = _wdl_files(_SHARED / corpus)
     direct = [p for p in files if imports_url_directly(p)]
     total = [p for p in files if imports_url(p)]
-    assert len(direct) == URL_IMPORTERS_DIRECT, "files importing an http(s) URL directly:\n  " + "\n  ".join(
-        p.relative_to(REALWORLD).as_posix() for p in direct)
-    assert len(total) == URL_IMPORTERS, "files importing an http(s) URL, directly or not:\n  " + "\n  ".join(
-        p.relative_to(REALWORLD).as_posix() for p in total)
+    want_total, want_direct = CORPORA[corpus]
+    assert len(direct) == want_direct, "files importing an http(s) URL directly:\n  " + "\n  ".join(
+        p.relative_to(_SHARED).as_posix() for p in direct)
+    assert len(total) == want_total, "files importing an http(s) URL, directly or not:\n  " + "\n  ".join(
+        p.relative_to(_SHARED).as_posix() for p in total)
 
 
 def test_known_list_is_short_and_explained():
@@ -220,7 +228,7 @@ def test_known_list_is_short_and_explained():
 @pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 def test_known_list_names_checkable_files():
     for n, rel, _ in read_known():
-        path = REALWORLD / rel
+        path = _SHARED / rel
         assert path.is_file(), "realworld_known.txt line %d: %s does not exist" % (n, path)
         assert not imports_url(path), (
             "realworld_known.txt line %d: %s imports by URL, so the test skips it; do not list it" % (n, rel))
