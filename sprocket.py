@@ -26,7 +26,8 @@ The module reads top to bottom in the order data flows:
                                    format_document(): the tokens re-laid, text kept as written
     10. Values and evaluation      WdlFile, StructValue, EnumValue; coerce(), from_json(),
                                    value_to_json(), evaluate(), render_placeholder()
-    11. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
+    11. Standard library: code     IMPLS, the implementation of each function; regexes (POSIX ERE
+                                   and what Rust, Java and Python agree on)
     12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
                                    each) -> outputs; the runtime keys of Cromwell-era WDL
                                    (normalize_runtime)
@@ -228,6 +229,7 @@ struct_index              w       w   w   w   w     `s["member"]` for `s.member`
 double_optional           w       w   w   w   w     `T??`, read as `T?`
 duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key given twice (the last one counts)
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
+non_posix_regex           w       w   w   w   w     a literal regex with `(?:`, lazy quantifiers, ...: beyond POSIX ERE
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w     a workflow with the same name as a task
 newer_functions           -       w   -   -   -     a WDL 1.1 function (`sep`, `suffix`, `unzip`, ...) in a 1.0 document
@@ -2880,9 +2882,15 @@ class Checker:
                     return ANY
             if e.name in ("sub", "matches", "find") and _is_constant(e.args[1]):
                 try:  # a literal pattern that cannot compile fails every run: say so now
-                    translate_ere("".join(e.args[1].parts))
+                    used = translate_regex("".join(e.args[1].parts))[1]
                 except EvalError as err:
                     self.err(err.message, e.args[1].span)
+                    used = ()
+                if used and not self.lenient("non_posix_regex", "the regular expression uses %s: not POSIX ERE (the "
+                                             "spec's syntax), but read the same way by Sprocket, Cromwell and miniwdl"
+                                             % ", ".join(used), e.args[1].span):
+                    self.err("the regular expression uses %s, which POSIX ERE (the spec's syntax) does not have"
+                             % ", ".join(used), e.args[1].span)
             return t
         if cls is Binary:
             return self.infer_binary(e, env)
@@ -4445,20 +4453,28 @@ _EVAL = {
 # ============================================================================================
 #
 # One function per WDL function, fn_<name>(ctx, args), with arguments already coerced to the
-# chosen overload's parameter types; IMPLS maps names to them. Regexes are POSIX ERE,
-# translated to Python's `re` once per pattern.
+# chosen overload's parameter types; IMPLS maps names to them. Regexes are POSIX ERE and what
+# the engines agree on, translated to Python's `re` once per pattern.
 
-# -- POSIX ERE -> Python re ----------------------------------------------------------------
+# -- Regular expressions -> Python re ---------------------------------------------------------
 #
-# The translation keeps ERE syntax and meaning: `.` matches any character including a newline, `^`/`$`
-# anchor only at the start/end of the whole string, `|`, `()`, `* + ? {n} {n,} {n,m}` (and GNU `{,m}`);
-# a `{` that does not start a valid interval is literal, as is an unmatched `)`; stacked quantifiers
-# (`a*?`) apply to the quantified atom (greedy), not Python's lazy `*?`. Bracket expressions follow POSIX:
-# `]` first is literal, `\` is literal, `[:class:]` (ASCII sets), `[=c=]` and `[.c.]` (single
-# characters only). GNU extensions: `\1`-`\9`, `\s \S \w \W \b \B \< \> \` \'`; also `\n \t \r \f \v`
-# (WDL authors write "\\n"), `\d \D` as in Python (not GNU), and `\` before any other non-alphanumeric
-# character makes it literal. Other escapes (`\A`, `\x41`, ...) and `(?...)` groups are errors.
-# Difference kept: POSIX picks the leftmost-LONGEST match, Python the leftmost-first alternative
+# The spec says POSIX ERE; the engines read patterns in their own syntax (Rust's `regex` in Sprocket,
+# Java in Cromwell, Python's `re` in miniwdl), and production WDL is written for them. The translation
+# takes ERE with the GNU extensions, plus what the three engines agree on; what they would read
+# differently, or one of them refuses, is an error naming the construct.
+# POSIX meaning kept: `.` matches any character including a newline, `^`/`$` anchor only at the start/end
+# of the whole string, `|`, `()`, `* + ? {n} {n,} {n,m}` (and GNU `{,m}`); a `{` that does not start a
+# valid interval is literal, as is an unmatched `)`; a quantifier after `*`, `+` or an interval applies to
+# the quantified atom (`a**`). Bracket expressions: `]` first is literal, `[:class:]` (ASCII sets), `[=c=]`
+# and `[.c.]` (single characters only). GNU escapes: `\s \S \w \W \b \B \< \> \` \'`, and `\n \t \r \f \v`
+# (WDL authors write "\\n"); `\` before any other non-alphanumeric character makes it literal.
+# What the engines agree on beyond ERE (`_REGEX_EXTENSIONS` names each, for the checker's compatibility
+# warning): `(?:...)`, named groups `(?<n>...)`/`(?P<n>...)`, flags `i m s` as `(?i)` at the start of a
+# group or alternative and `(?i:...)`, lazy quantifiers `*? +? ?? {n,m}?`, `\d \D \A \z \xhh \x{h..} \uhhhh`,
+# and a backslash escaping inside a bracket expression (`[\s,]`, `[\]]`; POSIX reads it as a literal `\`).
+# Refused: look-around, back-references (`\1`, `\k<n>`), possessive quantifiers (`a*+`), atomic groups,
+# other flags, `\p{..}`, `\Z`, `\Q..\E` and other escapes, nested brackets and class set operations.
+# Difference kept: POSIX picks the leftmost-LONGEST match, the engines the leftmost-first alternative
 # (`a|ab` on "ab" matches "a" here, "ab" in POSIX). Patterns whose alternatives cannot be prefixes of
 # each other behave the same.
 
@@ -4480,15 +4496,33 @@ _ERE_ESCAPES = {
     "s": "\\s", "S": "\\S", "w": "\\w", "W": "\\W", "d": "\\d", "D": "\\D",
     "n": "\\n", "t": "\\t", "r": "\\r", "f": "\\f", "v": "\\v",
 }
-_ERE_ANCHOR_ESCAPES = {"b": "\\b", "B": "\\B", "<": "\\b(?=\\w)", ">": "\\b(?<=\\w)", "`": "\\A", "'": "\\Z"}
+_ERE_ANCHOR_ESCAPES = {"b": "\\b", "B": "\\B", "<": "\\b(?=\\w)", ">": "\\b(?<=\\w)", "`": "\\A", "'": "\\Z",
+                       "A": "\\A", "z": "\\Z"}
 _ERE_INTERVAL = re.compile(r"\{(\d*)(,(\d*))?\}")
+_REGEX_CODEPOINT = re.compile(r"x([0-9A-Fa-f]{2})|x\{([0-9A-Fa-f]{1,6})\}|u([0-9A-Fa-f]{4})")
+_REGEX_FLAGS = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])")
+_REGEX_NAMED_GROUP = re.compile(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>")
+# Group openers no engine-independent meaning can be given to, with what they are (checked in order).
+_REGEX_REFUSED_GROUPS = (
+    ("(?<=", "look-behind `(?<=`"), ("(?<!", "look-behind `(?<!`"), ("(?=", "look-ahead `(?=`"),
+    ("(?!", "look-ahead `(?!`"), ("(?>", "atomic group `(?>`"), ("(?#", "comment group `(?#`"),
+    ("(?(", "conditional group `(?(`"),
+)
+# Escapes beyond ERE and GNU, and the name the compatibility warning gives them.
+_REGEX_EXTENSIONS = {"d": "`\\d`", "D": "`\\D`", "A": "`\\A`", "z": "`\\z`", "x": "`\\x` escapes", "u": "`\\u` escapes"}
+
+
+def translate_ere(pattern):
+    """Compile a WDL regular expression (ERE with the extensions above) to a Python pattern; EvalError if invalid."""
+    return translate_regex(pattern)[0]
 
 
 @functools.lru_cache(maxsize=512)
-def translate_ere(pattern):
-    """Compile a POSIX ERE (with the GNU extensions above) to a Python pattern; EvalError if invalid."""
+def translate_regex(pattern):
+    """(compiled pattern, the constructs beyond POSIX ERE it uses, each named once)."""
+    used = []
     try:
-        return re.compile(_ere_to_python(pattern), re.DOTALL)
+        return re.compile(_ere_to_python(pattern, used), re.DOTALL), tuple(used)
     except re.error as e:  # e.msg: the message without a position in the translated pattern
         raise EvalError("invalid regular expression %r: %s" % (pattern, e.msg))
     except (OverflowError, RecursionError):  # `a{9999999999}`, or groups nested too deeply
@@ -4499,11 +4533,22 @@ def _ere_error(pattern, why):
     return EvalError("invalid regular expression %r: %s" % (pattern, why))
 
 
-def _ere_to_python(p):
+def _refused(pattern, what):
+    return _ere_error(pattern, "%s is not read the same way by Rust's regex, Java and Python (Sprocket, Cromwell and "
+                               "miniwdl), so it is not supported" % what)
+
+
+def _used(used, what):
+    if what not in used:
+        used.append(what)
+
+
+def _ere_to_python(p, used):
     out = []  # translated pieces; a group is collapsed into one piece when it closes
-    opened = []  # index in `out` of each unclosed "("
+    opened = []  # per unclosed group: (index of its opener in `out`, closes with its enclosing group, multiline before)
     atom = None  # index of the piece a quantifier would apply to (always the last piece), or None
-    quantified = False
+    quantified = None  # the quantifier just applied, if the previous token was one
+    multiline = False  # inside `(?m)`: `^`/`$` anchor at line starts/ends too
     i, n = 0, len(p)
     while i < n:
         c = p[i]
@@ -4512,7 +4557,7 @@ def _ere_to_python(p):
             if c == "{":
                 m = _ERE_INTERVAL.match(p, i - 1)
                 if not m:
-                    atom, quantified = len(out), False
+                    atom, quantified = len(out), None
                     out.append("\\{")
                     continue
                 lo, hi = m.group(1) or "0", m.group(3)
@@ -4521,23 +4566,32 @@ def _ere_to_python(p):
                 c = "{%s}" % (lo + (("," + hi) if m.group(2) else ""))
                 i = m.end()
             if atom is None:
-                if c == "?" and p[i - 2:i] == "(?":
-                    raise _ere_error(p, "'(?' groups are Python/PCRE syntax, not POSIX ERE")
                 raise _ere_error(p, "'%s' has nothing to repeat" % c)
+            lazy = len(quantified or "") > 1 and quantified.endswith("?")
+            if quantified and not lazy and c in "?+":  # `a*?`, `a{2}+`: the engines' syntax, not ERE stacking
+                if c == "+":
+                    raise _refused(p, "the possessive quantifier `%s+`" % quantified)
+                _used(used, "lazy quantifiers (`%s?`)" % quantified)
+                out[atom] += "?"
+                quantified += "?"
+                continue
             if quantified:
                 out[atom] = "(?:%s)" % out[atom]
             out[atom] += c
-            quantified = True
+            quantified = c
             continue
-        quantified = False
+        quantified = None
         if c == "(":
-            opened.append(len(out))
-            out.append("(")
+            if p.startswith("?", i):
+                i, multiline = _regex_group(p, i - 1, out, opened, used, multiline)
+            else:
+                opened.append((len(out), False, multiline))
+                out.append("(")
             atom = None
         elif c == ")" and opened:
-            start = opened.pop()
-            out[start:] = ["".join(out[start:]) + ")"]
-            atom = start
+            atom = _close_groups(out, opened, True)
+            multiline = opened.pop()[2]
+            out[atom:] = ["".join(out[atom:]) + ")"]
         elif c == "|":
             out.append("|")
             atom = None
@@ -4545,42 +4599,107 @@ def _ere_to_python(p):
             out.append("^")
             atom = None
         elif c == "$":
-            out.append("\\Z")
+            out.append("$" if multiline else "\\Z")
             atom = None
         elif c == ".":
             atom = len(out)
             out.append(".")
         elif c == "[":
-            piece, i = _ere_bracket(p, i)
+            piece, i = _ere_bracket(p, i, used)
             atom = len(out)
             out.append(piece)
         elif c == "\\":
             if i >= n:
                 raise _ere_error(p, "trailing backslash")
             d = p[i]
-            i += 1
+            if d in _REGEX_EXTENSIONS:
+                _used(used, _REGEX_EXTENSIONS[d])
             if d in _ERE_ANCHOR_ESCAPES:
                 out.append(_ERE_ANCHOR_ESCAPES[d])
-                atom = None
+                atom, i = None, i + 1
                 continue
             atom = len(out)
-            if "1" <= d <= "9":
-                out.append("(?:\\%s)" % d)  # grouped so a following digit is not part of the number
-            elif d in _ERE_ESCAPES:
-                out.append(_ERE_ESCAPES[d])
-            elif d.isalnum() or d == "_":
-                raise _ere_error(p, "unsupported escape \\%s" % d)
-            else:
-                out.append(re.escape(d))
+            piece, i = _regex_escape(p, i)
+            out.append(piece)
         else:
             atom = len(out)
             out.append(re.escape(c))
+    _close_groups(out, opened, False)
     if opened:
         raise _ere_error(p, "unmatched (")
     return "".join(out)
 
 
-def _ere_bracket(p, i):
+def _close_groups(out, opened, explicit):
+    """Close the `(?i)` groups that end with their enclosing group (or the pattern); returns where the
+    enclosing group's opener is in `out` (when `explicit`)."""
+    while opened and opened[-1][1]:
+        start = opened.pop()[0]
+        out[start:] = ["".join(out[start:]) + ")"]
+    return opened[-1][0] if explicit else None
+
+
+def _regex_group(p, i, out, opened, used, multiline):
+    """The `(?` group whose "(" is p[i]: appends its opener to `out` and `opened`; returns (next index,
+    multiline inside it). A flag group `(?i)` becomes `(?i:`, closed with its enclosing group (where Rust
+    and Java end its effect), so it must come first in the pattern, a group or an alternative."""
+    for opener, what in _REGEX_REFUSED_GROUPS:
+        if p.startswith(opener, i):
+            raise _refused(p, "a " + what)
+    m = _REGEX_NAMED_GROUP.match(p, i)
+    if m:
+        _used(used, "named groups")
+        opened.append((len(out), False, multiline))
+        out.append("(?P<%s>" % m.group(1))
+        return m.end(), multiline
+    m = _REGEX_FLAGS.match(p, i)
+    if not m:
+        raise _refused(p, "the group `%s`" % p[i:i + 3])
+    on, off, scoped = m.group(1), m.group(2) or "", m.group(3) == ":"
+    flags = on + ("-" + off if off else "")
+    if not flags:
+        if not scoped:
+            raise _ere_error(p, "empty flag group `(?)`")
+        _used(used, "non-capturing groups `(?:`")
+    else:
+        if set(on + off) - set("ims") or set(on) & set(off):
+            raise _refused(p, "the flag group `%s`" % m.group(0))
+        if not scoped and out and out[-1] != "|" and not (opened and opened[-1][0] == len(out) - 1):
+            raise _ere_error(p, "the flag group `(?%s)` must open the pattern, a group or an alternative "
+                                "(or write `(?%s:...)`)" % (flags, flags))
+        _used(used, "inline flags `(?%s)`" % flags)
+    opened.append((len(out), not scoped, multiline))
+    out.append("(?%s:" % flags)
+    return m.end(), ("m" in on) or (multiline and "m" not in off)
+
+
+def _regex_escape(p, i):
+    """The escape whose letter is p[i] (outside a bracket expression): (Python piece, next index)."""
+    d = p[i]
+    if d in _ERE_ESCAPES:
+        return _ERE_ESCAPES[d], i + 1
+    if d in "xu":
+        return re.escape(_regex_codepoint(p, i)), _REGEX_CODEPOINT.match(p, i).end()
+    if "1" <= d <= "9" or p.startswith("k<", i):
+        raise _refused(p, "a back-reference (`\\%s`)" % d)
+    if d in "pPZQ":
+        raise _refused(p, "`\\%s`" % d)
+    if d.isalnum() or d == "_":
+        raise _ere_error(p, "unsupported escape \\%s" % d)
+    return re.escape(d), i + 1
+
+
+def _regex_codepoint(p, i):
+    """The character of `\\xhh`, `\\x{h..}` or `\\uhhhh` whose letter is p[i]."""
+    m = _REGEX_CODEPOINT.match(p, i)
+    code = int(next(g for g in m.groups() if g), 16) if m else 0x110000
+    if code > 0x10FFFF:
+        raise _ere_error(p, "invalid escape \\%s (write \\xhh, \\x{h...} or \\uhhhh)"
+                         % (m.group(0) if m else p[i:i + 2]))
+    return chr(code)
+
+
+def _ere_bracket(p, i, used):
     """Translate the bracket expression whose "[" is just before p[i]; returns (piece, next index)."""
     n = len(p)
     negate = i < n and p[i] == "^"
@@ -4604,9 +4723,17 @@ def _ere_bracket(p, i):
             items.append(_ERE_CLASSES[name])
             i = end + 2
             continue
-        lo, i = _ere_bracket_char(p, i)
+        if p.startswith(("&&", "~~"), i):
+            raise _refused(p, "`%s` in a bracket expression (a set operation in Rust or Java, two characters in "
+                              "Python; write `\\%s`)" % (p[i:i + 2], c))
+        if c == "\\" and p[i + 1:i + 2] in ("d", "D", "w", "W", "s", "S"):
+            _used(used, "backslash escapes in a bracket expression")
+            items.append(_ERE_ESCAPES[p[i + 1]])
+            i += 2
+            continue
+        lo, i = _ere_bracket_char(p, i, used)
         if i + 1 < n and p[i] == "-" and p[i + 1] != "]":
-            hi, i = _ere_bracket_char(p, i + 1)
+            hi, i = _ere_bracket_char(p, i + 1, used)
             if hi < lo:
                 raise _ere_error(p, "invalid range %s-%s" % (lo, hi))
             items.append(_class_char(lo) + "-" + _class_char(hi))
@@ -4615,14 +4742,27 @@ def _ere_bracket(p, i):
     return "[" + ("^" if negate else "") + "".join(items) + "]", i
 
 
-def _ere_bracket_char(p, i):
-    """One character of a bracket expression: a plain character, [=c=] or [.c.]."""
+def _ere_bracket_char(p, i, used):
+    """One character of a bracket expression: a plain character, [=c=], [.c.] or a backslash escape."""
     if p[i] == "[" and i + 1 < len(p) and p[i + 1] in "=.:":
         kind = p[i + 1]
         end = p.find(kind + "]", i + 2)
         if kind == ":" or end != i + 3:
             raise _ere_error(p, "unsupported bracket element starting at %r" % p[i:i + 4])
         return p[i + 2], end + 2
+    if p[i] == "[":
+        raise _refused(p, "a `[` inside a bracket expression (a nested class in Rust and Java, a literal in "
+                          "Python; write `\\[`)")
+    if p[i] == "\\" and i + 1 < len(p):
+        _used(used, "backslash escapes in a bracket expression")
+        d = p[i + 1]
+        if d in "xu":
+            return _regex_codepoint(p, i + 1), _REGEX_CODEPOINT.match(p, i + 1).end()
+        if d in "ntrfv":
+            return "\n\t\r\f\v"["ntrfv".index(d)], i + 2
+        if d.isalnum() or d == "_":
+            raise _ere_error(p, "unsupported escape \\%s in a bracket expression" % d)
+        return d, i + 2
     return p[i], i + 1
 
 

@@ -180,6 +180,9 @@ CASES = {
     "SepOnNonArray": (
         {"main.wdl": doc("workflow w {\n  String s = \"x\"\n  output { String o = \"~{sep=\",\" s}\" }\n}\n")},
         {"main.wdl": doc("workflow w {\n  Array[String] s = [\"x\"]\n  output { String o = \"~{sep=\",\" s}\" }\n}\n")}),
+    "NonPosixRegex": (
+        {"main.wdl": doc("workflow w {\n  output { String o = sub(\"a1\", \"(?:a)\\\\d\", \"b\") }\n}\n")},
+        {"main.wdl": doc("workflow w {\n  output { String o = sub(\"a1\", \"(a)[0-9]\", \"b\") }\n}\n")}),
     "VersionAsName": (
         {"main.wdl": doc("workflow w {\n  Int version = 2\n  output { Int o = version }\n}\n")},
         {"main.wdl": doc("workflow w {\n  Int release = 2\n  output { Int o = release }\n}\n")}),

@@ -2342,6 +2342,8 @@ STRICT_ERRORS = {
                               "primitive"),
     "regex-does-not-compile": ("1.1", 'workflow w {\n  String s = sub("a", "(", "b")\n}\n', '"a", ^"("',
                                "regular expression"),
+    "regex-look-behind-named": ("1.1", 'workflow w {\n  String s = sub("a", "(?<=x)a", "b")\n}\n',
+                                '"a", ^"(?<=', "look-behind `(?<=`"),
     "sep-option-not-a-string": ("1.1", "task t {\n  command <<< echo ~{sep=1 [1, 2]} >>>\n}\n", "echo ^~{",
                                 "must be a String"),
     "true-without-false-1.1": ("1.1", 'task t {\n  command <<< echo ~{true="y" true} >>>\n}\n', "echo ^~{",
