@@ -342,14 +342,19 @@ def dialect_text(dialect):
 # cbeg/ctext/cend (commands), phbeg/phend (a `~{` / `${` placeholder), and eof.
 # A mode stack remembers which text to resume when a placeholder's closing brace is met.
 
+# One match per token, the whitespace and comments before it included. Every position matches
+# (`bad` takes a character no token starts with, `eof` the end), so a match never backtracks
+# into a comment to find a token there.
 _TOKEN_RE = re.compile(
-    r"""(?P<ws>(?:[ \t\r\n]+|\#[^\n]*)+)
-      |(?P<float>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
+    r"""(?:[ \t\r\n]+|\#[^\n]*)*
+    (?:(?P<float>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
       |(?P<int>0[xX][0-9a-fA-F]+|[0-9]+)
       |(?P<ident>[A-Za-z][A-Za-z0-9_]*)
       |(?P<op><<<|\*\*|==|!=|<=|>=|&&|\|\||[-+*/%!<>=.,:?(){}\[\]])
-      |(?P<quote>["'])""",
-    re.X,
+      |(?P<quote>["'])
+      |(?P<eof>\Z)
+      |(?P<bad>.))""",
+    re.X | re.S,
 )
 _WS_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
 # draft-2 also has `/* */` comments.
@@ -376,55 +381,70 @@ def tokenize(source, pos=0, dialect=None):
     """Turn WDL source text into a list of tokens, ending with an `eof` token."""
     dialect = dialect or DIALECTS["1.3"]
     text = source.text
-    n = len(text)
     toks = []
+    append = toks.append
     stack = []  # one frame per open placeholder: [resume kind, terminator, brace depth]
-    match = (_TOKEN_RE if dialect.version_statement else _TOKEN_RE_DRAFT2).match
+    finditer = (_TOKEN_RE if dialect.version_statement else _TOKEN_RE_DRAFT2).finditer
     while True:
-        m = match(text, pos)
-        if m is None:
-            if pos >= n:
-                if stack:
-                    raise WdlSyntaxError("unterminated placeholder: expected `}`", Span(source, n))
-                toks.append(("eof", None, n))
-                return toks
-            raise WdlSyntaxError("unexpected character %r" % text[pos], Span(source, pos))
-        kind = m.lastgroup
-        value = m.group()
-        start = pos
-        pos = m.end()
-        if kind == "ws":
-            continue
-        if kind == "quote":
-            toks.append(("sbeg", value, start))
-            pos = _scan_text(source, pos, "s", value, toks, stack, dialect)
-            continue
-        if kind == "op":
-            if value == "<<<":
-                toks.append(("mbeg", value, start))
-                pos = _scan_text(source, pos, "m", ">>>", toks, stack, dialect)
-                continue
-            if stack:
-                frame = stack[-1]
-                if value == "{":
-                    frame[2] += 1
-                elif value == "}":
-                    if frame[2] == 0:
+        # finditer runs over plain tokens; the text of a string or command is scanned apart,
+        # and a new finditer starts after it.
+        for m in finditer(text, pos):
+            kind = m.lastgroup
+            value = m.group(kind)
+            pos = m.end()
+            start = pos - len(value)
+            if kind == "ident":
+                if value == "command":
+                    # `command` followed by `{` or `<<<` opens a command section (elsewhere it is a name).
+                    w = _WS_RE.match(text, pos).end()
+                    if text.startswith("<<<", w) or text.startswith("{", w):
+                        append(("ident", value, start))
+                        term = ">>>" if text[w] == "<" else "}"
+                        append(("cbeg", term, w))
+                        pos = _scan_text(source, w + len(term), "c", term, toks, stack, dialect)
+                        break
+            elif kind == "op":
+                if value == "<<<":
+                    append(("mbeg", value, start))
+                    pos = _scan_text(source, pos, "m", ">>>", toks, stack, dialect)
+                    break
+                if stack and (value == "{" or value == "}"):
+                    frame = stack[-1]
+                    if value == "{":
+                        frame[2] += 1
+                    elif frame[2]:
+                        frame[2] -= 1
+                    else:
                         stack.pop()
-                        toks.append(("phend", value, start))
+                        append(("phend", value, start))
                         pos = _scan_text(source, pos, frame[0], frame[1], toks, stack, dialect)
-                        continue
-                    frame[2] -= 1
-        elif kind == "ident" and value == "command":
-            # `command` followed by `{` or `<<<` opens a command section (elsewhere it is a name).
-            w = _WS_RE.match(text, pos).end()
-            if text.startswith("<<<", w) or text.startswith("{", w):
-                toks.append(("ident", value, start))
-                term = ">>>" if text[w] == "<" else "}"
-                toks.append(("cbeg", term, w))
-                pos = _scan_text(source, w + (3 if term == ">>>" else 1), "c", term, toks, stack, dialect)
-                continue
-        toks.append((kind, value, start))
+                        break
+            elif kind == "quote":
+                append(("sbeg", value, start))
+                pos = _scan_text(source, pos, "s", value, toks, stack, dialect)
+                break
+            elif kind == "eof":
+                if stack:
+                    raise WdlSyntaxError("unterminated placeholder: expected `}`", Span(source, start))
+                append(("eof", None, start))
+                return toks
+            elif kind == "bad":
+                raise WdlSyntaxError("unexpected character %r" % value, Span(source, start))
+            append((kind, value, start))
+
+
+@functools.lru_cache(maxsize=None)
+def _text_re(term, dollar, tilde, one_line):
+    """The pattern that skips text up to what _scan_text must look at: a placeholder's
+    opening, the terminator, a newline in a quoted string, or the end (escapes are skipped)."""
+    opens = ("~" if tilde else "") + ("$" if dollar else "")
+    stops = re.escape("\\" + opens + term[0] + ("\n" if one_line else ""))
+    alts = ["[^%s]+" % stops, r"\\.?"]  # `\` skips the next character
+    if opens:
+        alts.append("[%s](?!\\{)" % re.escape(opens))
+    if len(term) > 1:
+        alts.append("%s(?!%s)" % (re.escape(term[0]), re.escape(term[1:])))
+    return re.compile("(?:%s)*" % "|".join(alts), re.S)
 
 
 def _scan_text(source, pos, kind, term, toks, stack, dialect):
@@ -435,31 +455,21 @@ def _scan_text(source, pos, kind, term, toks, stack, dialect):
     position after `~{`, so normal tokenizing continues inside it.
     """
     text = source.text
-    n = len(text)
     start = pos
     # `${` is a placeholder except in 1.x `<<< >>>` text; `~{` everywhere but in draft-2.
     dollar = term in ('"', "'", "}") or dialect.dollar_in_heredoc
-    tilde = dialect.tilde_placeholders
-    while True:
-        if pos >= n:
-            what = {"s": "string", "m": "multi-line string", "c": "command section"}[kind]
-            raise WdlSyntaxError("unterminated %s" % what, Span(source, start - 1))
-        c = text[pos]
-        if c == "\\" and pos + 1 < n:
-            pos += 2
-            continue
-        if (c == "~" and tilde or c == "$" and dollar) and text.startswith("{", pos + 1):
-            toks.append((kind + "text", text[start:pos], start))
-            toks.append(("phbeg", c + "{", pos))
-            stack.append([kind, term, 0])
-            return pos + 2
-        if text.startswith(term, pos):
-            toks.append((kind + "text", text[start:pos], start))
-            toks.append((kind + "end", term, pos))
-            return pos + len(term)
-        if c == "\n" and kind == "s":
-            raise WdlSyntaxError("unterminated string", Span(source, start - 1))
-        pos += 1
+    pos = _text_re(term, dollar, dialect.tilde_placeholders, kind == "s").match(text, pos).end()
+    c = text[pos:pos + 1]
+    if c == "" or c == "\n":
+        what = {"s": "string", "m": "multi-line string", "c": "command section"}[kind]
+        raise WdlSyntaxError("unterminated %s" % what, Span(source, start - 1))
+    toks.append((kind + "text", text[start:pos], start))
+    if c == "~" or c == "$":
+        toks.append(("phbeg", c + "{", pos))
+        stack.append([kind, term, 0])
+        return pos + 2
+    toks.append((kind + "end", term, pos))
+    return pos + len(term)
 
 
 # ============================================================================================
@@ -603,10 +613,11 @@ class Parser:
         return Span(self.source, (tok or self.toks[self.i])[2])
 
     def peek(self, k=0):
-        return self.toks[min(self.i + k, len(self.toks) - 1)]
+        i = self.i + k  # (the parser is at most at the eof token: peek(0) needs no bound)
+        return self.toks[i] if i < len(self.toks) else self.toks[-1]
 
     def at(self, value, k=0):
-        tok = self.peek(k)
+        tok = self.peek(k) if k else self.toks[self.i]
         return tok[1] == value and tok[0] in ("op", "ident")
 
     def at_kw(self, *words):
