@@ -173,6 +173,12 @@ class WdlErrors(WdlError):
         self.errors = errors
 
 
+def os_error_text(e):
+    """An OSError in one line: what the system said, and the file."""
+    text = e.strerror or str(e)
+    return "%s: `%s`" % (text, e.filename) if e.filename else text
+
+
 # How diagnostics look (--color, -m/--report-mode, and common.color/common.report_mode).
 DIAGNOSTIC_STYLE = {"color": False, "one_line": False}
 _SEVERITY_COLORS = {"error": "1;31", "warning": "1;33", "note": "1;36"}
@@ -8171,11 +8177,9 @@ class Store:
                     return fn(self.db)
                 except self.sqlite3.OperationalError as e:
                     if "locked" not in str(e) and "busy" not in str(e):
-                        raise
-                    try:
+                        raise RunError("cannot write the provenance database `%s`: %s" % (self.path, _sqlite_reason(e))) from e
+                    if self.db.in_transaction:
                         self.db.execute("ROLLBACK")
-                    except self.sqlite3.OperationalError:
-                        pass
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
         raise RunError("the provenance database `%s` stayed locked by another process" % self.path)
@@ -8195,9 +8199,26 @@ class Store:
                 db.execute("COMMIT")
                 return rowid
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite ends the transaction itself on some errors (a full disk)
+                    db.execute("ROLLBACK")
                 raise
-        return self.write(run) if statements else None
+
+        def in_memory_journal(db):
+            # A full file system has no room for the rollback journal, but an update in place
+            # needs none: so a run still ends `failed` (with why), not `running`.
+            db.execute("PRAGMA journal_mode = MEMORY")
+            try:
+                return run(db)
+            finally:
+                db.execute("PRAGMA journal_mode = DELETE")
+        if not statements:
+            return None
+        try:
+            return self.write(run)
+        except RunError as e:
+            if not isinstance(e.__cause__, self.sqlite3.OperationalError) or "full" not in str(e.__cause__):
+                raise
+        return self.write(in_memory_journal)
 
     def enqueue(self, sql, args=()):
         """Task state changes are batched: a commit costs milliseconds (an fsync), and the hot path
@@ -8347,6 +8368,17 @@ class Store:
             raise RunError("the provenance database `%s` could not be written: %s" % (self.path, self.error))
         with self.lock:
             self.db.close()
+
+
+def _sqlite_reason(e):
+    """What a SQLite error means for the user (its own text says "readonly database" where the
+    file or its directory belongs to someone else)."""
+    text = str(e)
+    if "readonly" in text:
+        return "%s (it or its directory is not writable by you: choose your own output directory with -o)" % text
+    if "full" in text:
+        return "the file system is full"
+    return text
 
 
 def _pid_alive(pid):
@@ -8605,28 +8637,43 @@ class RunLog:
         self.progress = None
 
     def open(self, path):
-        self.files.append(open(path, "a", encoding="utf-8"))
+        try:
+            self.files.append(open(path, "a", encoding="utf-8", errors="backslashreplace"))
+        except OSError as e:
+            raise RunError("cannot open the log `%s`: %s" % (path, e.strerror or e))
 
     def log(self, level, message, stderr=True):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self.lock:
             if _LEVELS[level] >= _LEVELS["INFO"]:
-                for f in self.files:
-                    f.write("%s %-5s [%s] %s\n" % (stamp, level, self.name, message))
-                    f.flush()
+                for f in list(self.files):
+                    try:
+                        f.write("%s %-5s [%s] %s\n" % (stamp, level, self.name, message))
+                        f.flush()
+                    except OSError as e:  # a full file system: the run goes on, its log stops here
+                        self.files.remove(f)
+                        try:
+                            f.close()
+                        except OSError:  # the line that failed is still in its buffer
+                            pass
+                        self.log("WARN", "cannot write the log `%s` any more: %s" % (f.name, e.strerror or e))
             if stderr and _LEVELS[level] >= self.stderr_level:
                 if self.progress is not None:
                     self.progress.clear()
                 print("%s: %s" % ({"WARN": "warning"}.get(level, level.lower()), message), file=sys.stderr)
 
     def detach_terminal(self):
-        """Write no more to the terminal (it is gone): stdout and stderr go to /dev/null."""
+        """Write no more to the terminal (it is gone): stdout and stderr, where they are the
+        terminal, go to /dev/null; a file or a pipe (`run x.wdl > result.json`) still gets its lines."""
+        import stat
+
         with self.lock:
             self.progress = None
             devnull = os.open(os.devnull, os.O_WRONLY)
             for fd in (1, 2):
                 try:
-                    os.dup2(devnull, fd)
+                    if stat.S_ISCHR(os.fstat(fd).st_mode):  # isatty() may fail on a hung-up terminal
+                        os.dup2(devnull, fd)
                 except OSError:
                     pass
             os.close(devnull)
@@ -9035,6 +9082,9 @@ class Run:
         self.out_dir = out_dir = os.path.abspath(out_dir)
         try:
             os.makedirs(out_dir, exist_ok=True)
+            # The database first: one that cannot be written (a colleague's) leaves no run directory behind.
+            self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
+            log.open(os.path.join(out_dir, "output.log"))
             self.run_dir = make_run_dir(out_dir, target.name, suffix)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
@@ -9044,7 +9094,6 @@ class Run:
         self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
         self.name = run_name()
         log.name = self.name
-        log.open(os.path.join(out_dir, "output.log"))
         log.open(os.path.join(self.run_dir, "output.log"))
         log.info("`%s` will be used as the execution directory" % self.run_dir)
         self.stopping = False
@@ -9062,7 +9111,6 @@ class Run:
         backend_name, settings = config.backend()
         self.backend = make_backend(self, config, backend_name, settings)
         self.cache = CallCache(config, backend_name, off=no_call_cache)
-        self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
         self.store.start_session()
         self.store.keep_alive()
         import uuid
@@ -9224,7 +9272,7 @@ class Run:
     def on_hangup(self, signum, frame):
         """The terminal went away (an SSH session to the login node dropped): nothing is lost,
         the run carries on to its end and writes only to its logs from now on."""
-        self.log.warn("the terminal went away (SIGHUP): the run carries on; from now on only `output.log` "
+        self.log.warn("the terminal went away (SIGHUP): the run carries on; from now on `output.log` "
                       "shows its progress, and `outputs.json` its outputs")
         if self.progress is not None:
             self.progress.stop_event.set()
@@ -9808,10 +9856,10 @@ def cmd_run(args):
     run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach,
               args.suffix, args.index_on, args.show_task_stderr)
     run.overrides = overrides
-    with open(os.path.join(run.run_dir, "inputs.json"), "w") as f:
-        f.write(json_dumps(inputs_json, indent=2) + "\n")
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
+        with open(os.path.join(run.run_dir, "inputs.json"), "w") as f:
+            f.write(json_dumps(inputs_json, indent=2) + "\n")
         inputs = download_url_inputs(run, inputs)
         run.nested_inputs = {path: download_url_inputs(run, values) for path, values in nested.items()}
         outputs = run.execute(inputs)
@@ -9819,8 +9867,8 @@ def cmd_run(args):
         run.finish(error="interrupted")
         print("error: evaluation was interrupted", file=sys.stderr)
         return 1
-    except WdlError as e:
-        run.finish(error=e.message)
+    except (WdlError, OSError) as e:  # an OSError: the file system refused (full, read-only)
+        run.finish(error=e.message if isinstance(e, WdlError) else os_error_text(e))
         raise
     except Exception as e:  # a bug in sprocket.py: the traceback goes to the run's log
         log.log("ERROR", "internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()),
@@ -9829,7 +9877,16 @@ def cmd_run(args):
         print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
             type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)
         return 70
-    print(run.finish(outputs))
+    text = run.finish(outputs)
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `sprocket run | head`: main() ends it quietly
+        raise
+    except OSError as e:  # `> /dev/full`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left in the buffer goes nowhere
+        raise RunError("the run completed, but its outputs could not be written to stdout (%s); they are in `%s`" % (
+            e.strerror or e, os.path.join(run.run_dir, "outputs.json")))
     return 0
 
 
@@ -9960,9 +10017,28 @@ def set_diagnostic_style(args):
     DIAGNOSTIC_STYLE["one_line"] = mode == "one-line"
 
 
+def open_std_fds():
+    """Standard descriptors closed by the caller (`2>&-`: cron, daemons) are opened on /dev/null:
+    else the next file opened (sprocket.db, a log) takes the number and receives what is printed.
+    So is a stdout or stderr open only for reading (what a shell wrapper may leave for `2>&-`)."""
+    import fcntl
+
+    fd = os.open(os.devnull, os.O_RDWR)
+    while fd <= 2:
+        fd = os.open(os.devnull, os.O_RDWR)
+    for std in (1, 2):
+        if fcntl.fcntl(std, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            os.dup2(fd, std)
+    os.close(fd)
+    for name, std in (("stdout", 1), ("stderr", 2)):
+        if getattr(sys, name) is None:  # Python saw it closed at start-up
+            setattr(sys, name, open(std, "w", closefd=False))
+
+
 def main(argv=None):
     """The `sprocket` command. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    open_std_fds()
     try:
         args, extra = build_parser().parse_known_args(argv)
         # Inputs may follow options (`run x.wdl --target t a=1`), which argparse leaves over.
@@ -10000,6 +10076,9 @@ def main(argv=None):
     except BrokenPipeError:  # `sprocket ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # the system refused (a full or read-only file system, a file not ours)
+        print("error: %s" % os_error_text(e), file=sys.stderr)
+        return 1
     except Exception as e:  # a bug in this program, never the user's fault
         print("internal error (a bug in sprocket.py, please report it): %s: %s" % (type(e).__name__, e), file=sys.stderr)
         if os.environ.get("SPROCKET_DEBUG"):
