@@ -8421,6 +8421,15 @@ def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
     return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
 
 
+def write_text(path, text):
+    """A whole text file; a failure (a full disk shows at close) names the file."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path)
+
+
 def make_run_dir(out_dir, target, suffix=None):
     """A new run directory, `<timestamp>[_<suffix>]`, never an existing one (mkdir is the arbiter
     between processes)."""
@@ -9084,6 +9093,7 @@ class Run:
             os.makedirs(out_dir, exist_ok=True)
             # The database first: one that cannot be written (a colleague's) leaves no run directory behind.
             self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
+            self.store.start_session()
             log.open(os.path.join(out_dir, "output.log"))
             self.run_dir = make_run_dir(out_dir, target.name, suffix)
         except OSError as e:
@@ -9111,7 +9121,6 @@ class Run:
         backend_name, settings = config.backend()
         self.backend = make_backend(self, config, backend_name, settings)
         self.cache = CallCache(config, backend_name, off=no_call_cache)
-        self.store.start_session()
         self.store.keep_alive()
         import uuid
 
@@ -9193,8 +9202,11 @@ class Run:
         self.store.enqueue("INSERT OR REPLACE INTO attempt_usage (key, %s) VALUES (?%s)" % (
             ", ".join(USAGE_COLUMNS), ", ?" * len(USAGE_COLUMNS)), [attempt.key] + [usage[c] for c in USAGE_COLUMNS])
         self.usage_recorded.add(attempt.key)
-        self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
-                            job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))
+        try:
+            self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
+                                job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))
+        except OSError as e:  # a full disk: the attempt's own outcome matters more (the trace is rewritten at the end)
+            self.log.warn("could not add to `%s`: %s" % (self.trace.path, e.strerror or e))
 
     def record_accounting(self, key, figures):
         """What sacct says an ended attempt used fills in what the job did not tell of itself
@@ -9298,8 +9310,7 @@ class Run:
         if error is None:
             data = {self.target.name + "." + k: value_to_json(v) for k, v in outputs.items()}
             text = json_dumps(data, indent=2)
-            with open(os.path.join(self.run_dir, "outputs.json"), "w") as f:
-                f.write(text + "\n")
+            write_text(os.path.join(self.run_dir, "outputs.json"), text + "\n")
             self.store.execute("UPDATE runs SET status = 'completed', outputs = ?, error = NULL, "
                                "completed_at = CURRENT_TIMESTAMP WHERE id = ?", (json_dumps(data), self.run_id))
             self.log.info("run completed; outputs were written to `%s`" % os.path.join(self.run_dir, "outputs.json"))
@@ -9858,11 +9869,10 @@ def cmd_run(args):
     run.overrides = overrides
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
-        with open(os.path.join(run.run_dir, "inputs.json"), "w") as f:
-            f.write(json_dumps(inputs_json, indent=2) + "\n")
+        write_text(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
         inputs = download_url_inputs(run, inputs)
         run.nested_inputs = {path: download_url_inputs(run, values) for path, values in nested.items()}
-        outputs = run.execute(inputs)
+        text = run.finish(run.execute(inputs))
     except KeyboardInterrupt:
         run.finish(error="interrupted")
         print("error: evaluation was interrupted", file=sys.stderr)
@@ -9877,7 +9887,6 @@ def cmd_run(args):
         print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
             type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)
         return 70
-    text = run.finish(outputs)
     try:
         print(text)
         sys.stdout.flush()
