@@ -560,6 +560,7 @@ class Parser:
         self.i = 0
         self.dialect = dialect
         self.depth = 0
+        self.blocks = 0  # scatters and conditionals nested (format and the checker walk them too)
         self.warnings = []
 
     @classmethod
@@ -1141,12 +1142,16 @@ class Parser:
 
     def body(self):
         self.expect("{")
+        self.blocks += 1
+        if self.blocks > _MAX_NESTING:
+            self.error("scatters and conditionals nested too deeply (more than %d levels)" % _MAX_NESTING, self.toks[self.i - 1])
         items = []
         while not self.at("}"):
             if self.peek()[0] == "eof":
                 self.error("expected `}`, found end of file")
             items.append(self.workflow_element())
         self.advance()
+        self.blocks -= 1
         return items
 
     def call(self):
@@ -3868,6 +3873,13 @@ def _to_json(v, string_keys):
     raise EvalError("value of type %s cannot be converted to JSON" % type(v).__name__)
 
 
+def finite_float(f, what="value"):
+    """A WDL Float is finite: JSON has no NaN or Infinity (Sprocket's JSON reader refuses them too)."""
+    if not math.isfinite(f):
+        raise EvalError("%s is %s: a WDL Float must be a finite number" % (what, f))
+    return f
+
+
 def coerce(v, t, what="value"):
     """Coerce a run-time value to type `t` (the spec's coercion rules, checked at run time)."""
     if v is None:
@@ -3898,12 +3910,14 @@ def coerce(v, t, what="value"):
                     pass
         elif name == "Float":
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
+                return finite_float(float(v), what)
             if isinstance(v, str):
                 try:
-                    return float(v.strip())
+                    f = float(v.strip())
                 except ValueError:
                     pass
+                else:
+                    return finite_float(f, what)
         elif name == "Boolean":
             if isinstance(v, bool):
                 return v
@@ -4019,23 +4033,39 @@ def enum_choice_value(t, name):
     return coerce(evaluate(expr, {}, None), t.value_type) if t.value_type else evaluate(expr, {}, None)
 
 
+def _json_excerpt(data, width=60):
+    """A JSON value in a message: its start, when it is long (a whole inputs file can be one value)."""
+    text = json_dumps(data)
+    return text if len(text) <= width else text[:width] + "..."
+
+
+_NOT_TEXT = re.compile("[\ud800-\udfff]")
+
+
 def from_json(data, t, base_dir, what):
     """An input value from JSON data: File paths resolve against base_dir, objects become
     structs, Map keys are parsed to their type, enums are given by choice name."""
     if data is None:
         return coerce(None, t, what)
+    if isinstance(data, str) and _NOT_TEXT.search(data):  # JSON's "\ud800", or a file name that is not UTF-8
+        raise InputError("%s is not text: %s holds %s (an unpaired surrogate, or a byte of a name that is not UTF-8)" % (
+            what, ascii(data), ascii(_NOT_TEXT.search(data).group())))
     if isinstance(t, PrimType) and t.name in ("File", "Directory"):
         if isinstance(data, dict) and "location" in data or isinstance(data, dict) and "path" in data:
             data = data.get("location") or data.get("path")  # 1.2's extended File/Directory form
         if not isinstance(data, str):
-            raise InputError("%s must be a path string for `%s`, not %s" % (what, t, json_dumps(data)))
+            raise InputError("%s must be a path string for `%s`, not %s" % (what, t, _json_excerpt(data)))
         path = data if "://" in data or os.path.isabs(data) else os.path.normpath(os.path.join(base_dir, data))
         return WdlFile(path) if t.name == "File" else WdlDir(path)
     if isinstance(t, PrimType):
         ok = {"Int": lambda d: type(d) is int, "Float": lambda d: isinstance(d, (int, float)) and not isinstance(d, bool),
               "Boolean": lambda d: isinstance(d, bool), "String": lambda d: isinstance(d, str)}[t.name]
         if not ok(data):
-            raise InputError("%s must be %s, not %s" % (what, t, json_dumps(data)))
+            raise InputError("%s must be %s, not %s" % (what, t, _json_excerpt(data)))
+        if t.name == "Int" and not _INT_MIN <= data <= _INT_MAX:
+            raise InputError("%s: %d does not fit in an Int (64 bits)" % (what, data))
+        if t.name == "Float" and not (-1e308 < data < 1e308 if type(data) is int else math.isfinite(data)):
+            raise InputError("%s is %s: a Float must be a finite number" % (what, data if type(data) is float else "too large"))
         return float(data) if t.name == "Float" else data
     if isinstance(t, ArrayType):
         if not isinstance(data, list):
@@ -4198,9 +4228,12 @@ _INT_MIN, _INT_MAX = -2 ** 63, 2 ** 63 - 1
 
 
 def _int_result(v):
-    """WDL Ints are 64-bit: an Int result outside that range is an error, not a bigger number."""
+    """WDL Ints are 64-bit: an Int result outside that range is an error, not a bigger number;
+    so is a Float result that is not finite (JSON cannot hold it)."""
     if type(v) is int and not _INT_MIN <= v <= _INT_MAX:
         raise EvalError("Int overflow: the result does not fit in 64 bits")
+    if type(v) is float and not math.isfinite(v):
+        raise EvalError("Float overflow: the result is not a finite number")
     return v
 
 
@@ -4905,6 +4938,8 @@ def fn_read_json(ctx, args):
         return json.loads(text, parse_constant=_reject_json_constant)
     except ValueError as e:
         raise EvalError("read_json: %s is not valid JSON: %s" % (args[0], e))
+    except RecursionError:
+        raise EvalError("read_json: %s is nested too deeply" % args[0])
 
 
 def fn_write_json(ctx, args):
@@ -7285,10 +7320,12 @@ def _toml_loads(text, path):
     try:
         import tomllib  # novermin
     except ImportError:
-        return TomlReader(text, path).document()
+        tomllib = None
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+        return tomllib.loads(text) if tomllib else TomlReader(text, path).document()
+    except RecursionError:
+        raise ConfigError("invalid TOML: `%s` is nested too deeply" % path)
+    except ValueError as e:  # tomllib.TOMLDecodeError
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         span = None
         if m:
@@ -9508,10 +9545,15 @@ def cmd_format(args):
         elif args.overwrite:
             if text != source.text:
                 tmp = "%s.%d.tmp" % (path, os.getpid())
-                with open(tmp, "w", encoding="utf-8", newline="") as f:
-                    f.write(text)
-                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-                os.replace(tmp, path)
+                try:
+                    with open(tmp, "w", encoding="utf-8", newline="") as f:
+                        f.write(text)
+                    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+                    os.replace(tmp, path)
+                except OSError as e:  # a read-only or full file system: the file stays as it was
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    raise WdlError("cannot rewrite `%s`: %s (it was left unchanged)" % (path, e.strerror or e))
                 changed.append(path)
         else:
             sys.stdout.write(text)
@@ -9583,6 +9625,8 @@ def read_input_items(items, cwd):
             except ValueError as e:
                 pos = getattr(e, "pos", 0)
                 raise InputError("invalid JSON: %s" % getattr(e, "msg", e), Span(src, pos))
+            except RecursionError:
+                raise InputError("`%s` is nested too deeply" % path)
             if not isinstance(data, dict):
                 raise InputError("an inputs file must hold a JSON object", Span(src, 0))
             base = os.path.dirname(os.path.abspath(path))
@@ -9595,6 +9639,8 @@ def read_input_items(items, cwd):
             value = json.loads(text)
         except ValueError:
             value = text
+        except RecursionError:
+            raise InputError("input `%s`: the value is nested too deeply" % key)
         if key in repeated:  # a repeated key builds an array
             repeated[key][1].append(value)
             repeated[key][3].append(text)
@@ -9989,7 +10035,13 @@ def cmd_report(args):
             raise RunError("no run `%s` in `%s` (`sprocket runs` lists them)" % (args.run, os.path.join(out_dir, "sprocket.db"))
                            if args.run else "`%s` holds no run" % os.path.join(out_dir, "sprocket.db"))
         path = os.path.join(out_dir, chosen[0]["directory"], "report.html")
-        write_report(store, chosen[0]["id"], out_dir, path)
+        if not os.path.isdir(os.path.dirname(path)):
+            raise RunError("the directory of run `%s` (`%s`) is gone: there is nowhere to write its report" % (
+                chosen[0]["name"], os.path.dirname(path)))
+        try:
+            write_report(store, chosen[0]["id"], out_dir, path)
+        except OSError as e:
+            raise RunError("cannot write `%s`: %s" % (path, e.strerror or e))
     finally:
         store.close()
     print(path)
@@ -10044,10 +10096,23 @@ def open_std_fds():
             setattr(sys, name, open(std, "w", closefd=False))
 
 
+def raise_recursion_limit():
+    """Valid input can be deeper than Python's 1,000 frames: a flat `1 + 1 + ...` of 400 terms is
+    a tree that deep, and each pass walks it with a few frames a level. Allowed is what the C
+    stack holds (Python < 3.11 uses it for every call; 1 KB a frame is safe), at most 10,000;
+    beyond, input is "nested too deeply", never a crash."""
+    import resource
+
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    frames = 10000 if stack == resource.RLIM_INFINITY else min(10000, stack // 1024)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), frames))
+
+
 def main(argv=None):
     """The `sprocket` command. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     open_std_fds()
+    raise_recursion_limit()
     try:
         args, extra = build_parser().parse_known_args(argv)
         # Inputs may follow options (`run x.wdl --target t a=1`), which argparse leaves over.
