@@ -1049,6 +1049,9 @@ class Parser:
         while True:
             tok = self.advance()
             if tok[0] == kind + "text":
+                if "\0" in tok[1]:  # in a command: a shell cannot run it; in a string: no file name or
+                    #                 environment variable can hold it
+                    self.error("a NUL byte cannot appear in WDL text", (tok[0], tok[1], tok[2] + tok[1].index("\0")))
                 if tok[1]:
                     parts.append(tok[1] if kind == "c" else unescape(tok[1]) if kind == "s" else tok[1])
             elif tok[0] == "phbeg":
@@ -1446,7 +1449,7 @@ def strip_indent(parts):
     """
     if not parts:
         return parts
-    # Work on the text as lines, with placeholders kept as markers.
+    # Work on the text as lines, with placeholders kept as markers (text_parts() refuses a NUL).
     marker = "\0"
     flat = "".join(p if isinstance(p, str) else marker for p in parts)
     phs = [p for p in parts if not isinstance(p, str)]
@@ -5527,7 +5530,7 @@ class TaskRun:
             cmd_path = os.path.join(attempt.directory, "command")
             with open(cmd_path, "w") as f:
                 f.write(command)
-        environ = {d.name: _env_text(self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
+        environ = {d.name: _env_text(d.name, self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
         run.attempt_started(attempt, self.reattach_key)
         if run.aborting:
             self.cancelled(attempt, None)
@@ -5587,10 +5590,11 @@ class TaskRun:
         return {d.name: out[d.name] for d in self.task.outputs or []}
 
 
-def _env_text(v):
-    if isinstance(v, (list, dict, tuple)):
-        return json_dumps(value_to_json(v))
-    return wdl_str(v)
+def _env_text(name, v):
+    text = json_dumps(value_to_json(v)) if isinstance(v, (list, dict, tuple)) else wdl_str(v)
+    if "\0" in text:
+        raise RunError("`env %s` holds a NUL byte, which no environment variable can hold" % name)
+    return text
 
 
 def failure_message(name, code, stdout, stderr):
@@ -7856,11 +7860,13 @@ def check_config_value(key, value, kind, path):
             return
         if not isinstance(value, str):
             raise ConfigError("%s must be a string, not %s" % (where, _toml_repr(value)))
-    elif kind == "seconds":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if "\0" in value:  # no path, argument or environment variable can hold it
+            raise ConfigError("%s holds a NUL byte" % where)
+    elif kind == "seconds":  # `not x >= 0` also refuses nan; inf is no number of seconds either
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise ConfigError("%s must be a number of seconds >= 0, not %s" % (where, _toml_repr(value)))
     elif kind == "multiplier":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < math.inf:
             raise ConfigError("%s must be a number >= 1, not %s" % (where, _toml_repr(value)))
     elif kind == "rate":
         try:
@@ -7875,7 +7881,7 @@ def check_config_value(key, value, kind, path):
         except EvalError:
             raise ConfigError('%s must be a number of bytes or a size like "96 GB", not %s' % (where, _toml_repr(value)))
     elif kind == "list":
-        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        if not isinstance(value, list) or not all(isinstance(x, str) and "\0" not in x for x in value):
             raise ConfigError("%s must be an array of strings, not %s" % (where, _toml_repr(value)))
     elif kind == "conditionals":
         ok = isinstance(value, list) and all(
