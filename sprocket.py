@@ -174,6 +174,12 @@ class WdlErrors(WdlError):
         self.errors = errors
 
 
+def os_error_text(e):
+    """An OSError in one line: what the system said, and the file."""
+    text = e.strerror or str(e)
+    return "%s: `%s`" % (text, e.filename) if e.filename else text
+
+
 # How diagnostics look (--color, -m/--report-mode, and common.color/common.report_mode).
 DIAGNOSTIC_STYLE = {"color": False, "one_line": False}
 _SEVERITY_COLORS = {"error": "1;31", "warning": "1;33", "note": "1;36"}
@@ -575,6 +581,7 @@ class Parser:
         self.i = 0
         self.dialect = dialect
         self.depth = 0
+        self.blocks = 0  # scatters and conditionals nested (format and the checker walk them too)
         self.warnings = []
 
     @classmethod
@@ -1069,6 +1076,9 @@ class Parser:
         while True:
             tok = self.advance()
             if tok[0] == kind + "text":
+                if "\0" in tok[1]:  # in a command: a shell cannot run it; in a string: no file name or
+                    #                 environment variable can hold it
+                    self.error("a NUL byte cannot appear in WDL text", (tok[0], tok[1], tok[2] + tok[1].index("\0")))
                 if tok[1]:
                     parts.append(tok[1] if kind == "c" else unescape(tok[1]) if kind == "s" else tok[1])
             elif tok[0] == "phbeg":
@@ -1176,12 +1186,16 @@ class Parser:
 
     def body(self):
         self.expect("{")
+        self.blocks += 1
+        if self.blocks > _MAX_NESTING:
+            self.error("scatters and conditionals nested too deeply (more than %d levels)" % _MAX_NESTING, self.toks[self.i - 1])
         items = []
         while not self.at("}"):
             if self.peek()[0] == "eof":
                 self.error("expected `}`, found end of file")
             items.append(self.workflow_element())
         self.advance()
+        self.blocks -= 1
         return items
 
     def call(self):
@@ -1484,7 +1498,7 @@ def strip_indent(parts):
     """
     if not parts:
         return parts
-    # Work on the text as lines, with placeholders kept as markers.
+    # Work on the text as lines, with placeholders kept as markers (text_parts() refuses a NUL).
     marker = "\0"
     flat = "".join(p if isinstance(p, str) else marker for p in parts)
     phs = [p for p in parts if not isinstance(p, str)]
@@ -3977,6 +3991,13 @@ def _to_json(v, string_keys):
     raise EvalError("value of type %s cannot be converted to JSON" % type(v).__name__)
 
 
+def finite_float(f, what="value"):
+    """A WDL Float is finite: JSON has no NaN or Infinity (Sprocket's JSON reader refuses them too)."""
+    if not math.isfinite(f):
+        raise EvalError("%s is %s: a WDL Float must be a finite number" % (what, f))
+    return f
+
+
 def coerce(v, t, what="value"):
     """Coerce a run-time value to type `t` (the spec's coercion rules, checked at run time)."""
     if v is None:
@@ -4007,12 +4028,14 @@ def coerce(v, t, what="value"):
                     pass
         elif name == "Float":
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
+                return finite_float(float(v), what)
             if isinstance(v, str):
                 try:
-                    return float(v.strip())
+                    f = float(v.strip())
                 except ValueError:
                     pass
+                else:
+                    return finite_float(f, what)
         elif name == "Boolean":
             if isinstance(v, bool):
                 return v
@@ -4128,23 +4151,39 @@ def enum_choice_value(t, name):
     return coerce(evaluate(expr, {}, None), t.value_type) if t.value_type else evaluate(expr, {}, None)
 
 
+def _json_excerpt(data, width=60):
+    """A JSON value in a message: its start, when it is long (a whole inputs file can be one value)."""
+    text = json_dumps(data)
+    return text if len(text) <= width else text[:width] + "..."
+
+
+_NOT_TEXT = re.compile("[\ud800-\udfff]")
+
+
 def from_json(data, t, base_dir, what):
     """An input value from JSON data: File paths resolve against base_dir, objects become
     structs, Map keys are parsed to their type, enums are given by choice name."""
     if data is None:
         return coerce(None, t, what)
+    if isinstance(data, str) and _NOT_TEXT.search(data):  # JSON's "\ud800", or a file name that is not UTF-8
+        raise InputError("%s is not text: %s holds %s (an unpaired surrogate, or a byte of a name that is not UTF-8)" % (
+            what, ascii(data), ascii(_NOT_TEXT.search(data).group())))
     if isinstance(t, PrimType) and t.name in ("File", "Directory"):
         if isinstance(data, dict) and "location" in data or isinstance(data, dict) and "path" in data:
             data = data.get("location") or data.get("path")  # 1.2's extended File/Directory form
         if not isinstance(data, str):
-            raise InputError("%s must be a path string for `%s`, not %s" % (what, t, json_dumps(data)))
+            raise InputError("%s must be a path string for `%s`, not %s" % (what, t, _json_excerpt(data)))
         path = data if "://" in data or os.path.isabs(data) else os.path.normpath(os.path.join(base_dir, data))
         return WdlFile(path) if t.name == "File" else WdlDir(path)
     if isinstance(t, PrimType):
         ok = {"Int": lambda d: type(d) is int, "Float": lambda d: isinstance(d, (int, float)) and not isinstance(d, bool),
               "Boolean": lambda d: isinstance(d, bool), "String": lambda d: isinstance(d, str)}[t.name]
         if not ok(data):
-            raise InputError("%s must be %s, not %s" % (what, t, json_dumps(data)))
+            raise InputError("%s must be %s, not %s" % (what, t, _json_excerpt(data)))
+        if t.name == "Int" and not _INT_MIN <= data <= _INT_MAX:
+            raise InputError("%s: %d does not fit in an Int (64 bits)" % (what, data))
+        if t.name == "Float" and not (-1e308 < data < 1e308 if type(data) is int else math.isfinite(data)):
+            raise InputError("%s is %s: a Float must be a finite number" % (what, data if type(data) is float else "too large"))
         return float(data) if t.name == "Float" else data
     if isinstance(t, ArrayType):
         if not isinstance(data, list):
@@ -4307,9 +4346,12 @@ _INT_MIN, _INT_MAX = -2 ** 63, 2 ** 63 - 1
 
 
 def _int_result(v):
-    """WDL Ints are 64-bit: an Int result outside that range is an error, not a bigger number."""
+    """WDL Ints are 64-bit: an Int result outside that range is an error, not a bigger number;
+    so is a Float result that is not finite (JSON cannot hold it)."""
     if type(v) is int and not _INT_MIN <= v <= _INT_MAX:
         raise EvalError("Int overflow: the result does not fit in 64 bits")
+    if type(v) is float and not math.isfinite(v):
+        raise EvalError("Float overflow: the result is not a finite number")
     return v
 
 
@@ -5150,6 +5192,8 @@ def fn_read_json(ctx, args):
         return json.loads(text, parse_constant=_reject_json_constant)
     except ValueError as e:
         raise EvalError("read_json: %s is not valid JSON: %s" % (args[0], e))
+    except RecursionError:
+        raise EvalError("read_json: %s is nested too deeply" % args[0])
 
 
 def fn_write_json(ctx, args):
@@ -5737,7 +5781,7 @@ class TaskRun:
             cmd_path = os.path.join(attempt.directory, "command")
             with open(cmd_path, "w") as f:
                 f.write(command)
-        environ = {d.name: _env_text(self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
+        environ = {d.name: _env_text(d.name, self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
         run.attempt_started(attempt, self.reattach_key)
         if run.aborting:
             self.cancelled(attempt, None)
@@ -5797,10 +5841,11 @@ class TaskRun:
         return {d.name: out[d.name] for d in self.task.outputs or []}
 
 
-def _env_text(v):
-    if isinstance(v, (list, dict, tuple)):
-        return json_dumps(value_to_json(v))
-    return wdl_str(v)
+def _env_text(name, v):
+    text = json_dumps(value_to_json(v)) if isinstance(v, (list, dict, tuple)) else wdl_str(v)
+    if "\0" in text:
+        raise RunError("`env %s` holds a NUL byte, which no environment variable can hold" % name)
+    return text
 
 
 def failure_message(name, code, stdout, stderr):
@@ -7530,10 +7575,12 @@ def _toml_loads(text, path):
     try:
         import tomllib  # novermin
     except ImportError:
-        return TomlReader(text, path).document()
+        tomllib = None
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+        return tomllib.loads(text) if tomllib else TomlReader(text, path).document()
+    except RecursionError:
+        raise ConfigError("invalid TOML: `%s` is nested too deeply" % path)
+    except ValueError as e:  # tomllib.TOMLDecodeError
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         span = None
         if m:
@@ -8064,11 +8111,13 @@ def check_config_value(key, value, kind, path):
             return
         if not isinstance(value, str):
             raise ConfigError("%s must be a string, not %s" % (where, _toml_repr(value)))
-    elif kind == "seconds":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if "\0" in value:  # no path, argument or environment variable can hold it
+            raise ConfigError("%s holds a NUL byte" % where)
+    elif kind == "seconds":  # `not x >= 0` also refuses nan; inf is no number of seconds either
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise ConfigError("%s must be a number of seconds >= 0, not %s" % (where, _toml_repr(value)))
     elif kind == "multiplier":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value < math.inf:
             raise ConfigError("%s must be a number >= 1, not %s" % (where, _toml_repr(value)))
     elif kind == "rate":
         try:
@@ -8083,7 +8132,7 @@ def check_config_value(key, value, kind, path):
         except EvalError:
             raise ConfigError('%s must be a number of bytes or a size like "96 GB", not %s' % (where, _toml_repr(value)))
     elif kind == "list":
-        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        if not isinstance(value, list) or not all(isinstance(x, str) and "\0" not in x for x in value):
             raise ConfigError("%s must be an array of strings, not %s" % (where, _toml_repr(value)))
     elif kind == "conditionals":
         ok = isinstance(value, list) and all(
@@ -8422,11 +8471,9 @@ class Store:
                     return fn(self.db)
                 except self.sqlite3.OperationalError as e:
                     if "locked" not in str(e) and "busy" not in str(e):
-                        raise
-                    try:
+                        raise RunError("cannot write the provenance database `%s`: %s" % (self.path, _sqlite_reason(e))) from e
+                    if self.db.in_transaction:
                         self.db.execute("ROLLBACK")
-                    except self.sqlite3.OperationalError:
-                        pass
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
         raise RunError("the provenance database `%s` stayed locked by another process" % self.path)
@@ -8446,9 +8493,26 @@ class Store:
                 db.execute("COMMIT")
                 return rowid
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite ends the transaction itself on some errors (a full disk)
+                    db.execute("ROLLBACK")
                 raise
-        return self.write(run) if statements else None
+
+        def in_memory_journal(db):
+            # A full file system has no room for the rollback journal, but an update in place
+            # needs none: so a run still ends `failed` (with why), not `running`.
+            db.execute("PRAGMA journal_mode = MEMORY")
+            try:
+                return run(db)
+            finally:
+                db.execute("PRAGMA journal_mode = DELETE")
+        if not statements:
+            return None
+        try:
+            return self.write(run)
+        except RunError as e:
+            if not isinstance(e.__cause__, self.sqlite3.OperationalError) or "full" not in str(e.__cause__):
+                raise
+        return self.write(in_memory_journal)
 
     def enqueue(self, sql, args=()):
         """Task state changes are batched: a commit costs milliseconds (an fsync), and the hot path
@@ -8600,6 +8664,17 @@ class Store:
             self.db.close()
 
 
+def _sqlite_reason(e):
+    """What a SQLite error means for the user (its own text says "readonly database" where the
+    file or its directory belongs to someone else)."""
+    text = str(e)
+    if "readonly" in text:
+        return "%s (it or its directory is not writable by you: choose your own output directory with -o)" % text
+    if "full" in text:
+        return "the file system is full"
+    return text
+
+
 def _pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -8638,6 +8713,15 @@ def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
              for path, sections in sorted(overrides.items())},
             resolve_lines(config)]
     return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
+
+
+def write_text(path, text):
+    """A whole text file; a failure (a full disk shows at close) names the file."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path)
 
 
 def make_run_dir(out_dir, target, suffix=None):
@@ -8856,28 +8940,43 @@ class RunLog:
         self.progress = None
 
     def open(self, path):
-        self.files.append(open(path, "a", encoding="utf-8"))
+        try:
+            self.files.append(open(path, "a", encoding="utf-8", errors="backslashreplace"))
+        except OSError as e:
+            raise RunError("cannot open the log `%s`: %s" % (path, e.strerror or e))
 
     def log(self, level, message, stderr=True):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self.lock:
             if _LEVELS[level] >= _LEVELS["INFO"]:
-                for f in self.files:
-                    f.write("%s %-5s [%s] %s\n" % (stamp, level, self.name, message))
-                    f.flush()
+                for f in list(self.files):
+                    try:
+                        f.write("%s %-5s [%s] %s\n" % (stamp, level, self.name, message))
+                        f.flush()
+                    except OSError as e:  # a full file system: the run goes on, its log stops here
+                        self.files.remove(f)
+                        try:
+                            f.close()
+                        except OSError:  # the line that failed is still in its buffer
+                            pass
+                        self.log("WARN", "cannot write the log `%s` any more: %s" % (f.name, e.strerror or e))
             if stderr and _LEVELS[level] >= self.stderr_level:
                 if self.progress is not None:
                     self.progress.clear()
                 print("%s: %s" % ({"WARN": "warning"}.get(level, level.lower()), message), file=sys.stderr)
 
     def detach_terminal(self):
-        """Write no more to the terminal (it is gone): stdout and stderr go to /dev/null."""
+        """Write no more to the terminal (it is gone): stdout and stderr, where they are the
+        terminal, go to /dev/null; a file or a pipe (`run x.wdl > result.json`) still gets its lines."""
+        import stat
+
         with self.lock:
             self.progress = None
             devnull = os.open(os.devnull, os.O_WRONLY)
             for fd in (1, 2):
                 try:
-                    os.dup2(devnull, fd)
+                    if stat.S_ISCHR(os.fstat(fd).st_mode):  # isatty() may fail on a hung-up terminal
+                        os.dup2(devnull, fd)
                 except OSError:
                     pass
             os.close(devnull)
@@ -9286,6 +9385,10 @@ class Run:
         self.out_dir = out_dir = os.path.abspath(out_dir)
         try:
             os.makedirs(out_dir, exist_ok=True)
+            # The database first: one that cannot be written (a colleague's) leaves no run directory behind.
+            self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
+            self.store.start_session()
+            log.open(os.path.join(out_dir, "output.log"))
             self.run_dir = make_run_dir(out_dir, target.name, suffix)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
@@ -9295,7 +9398,6 @@ class Run:
         self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
         self.name = run_name()
         log.name = self.name
-        log.open(os.path.join(out_dir, "output.log"))
         log.open(os.path.join(self.run_dir, "output.log"))
         log.info("`%s` will be used as the execution directory" % self.run_dir)
         self.stopping = False
@@ -9313,8 +9415,6 @@ class Run:
         backend_name, settings = config.backend()
         self.backend = make_backend(self, config, backend_name, settings)
         self.cache = CallCache(config, backend_name, off=no_call_cache)
-        self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
-        self.store.start_session()
         self.store.keep_alive()
         import uuid
 
@@ -9396,8 +9496,11 @@ class Run:
         self.store.enqueue("INSERT OR REPLACE INTO attempt_usage (key, %s) VALUES (?%s)" % (
             ", ".join(USAGE_COLUMNS), ", ?" * len(USAGE_COLUMNS)), [attempt.key] + [usage[c] for c in USAGE_COLUMNS])
         self.usage_recorded.add(attempt.key)
-        self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
-                            job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))
+        try:
+            self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
+                                job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))
+        except OSError as e:  # a full disk: the attempt's own outcome matters more (the trace is rewritten at the end)
+            self.log.warn("could not add to `%s`: %s" % (self.trace.path, e.strerror or e))
 
     def record_accounting(self, key, figures):
         """What sacct says an ended attempt used fills in what the job did not tell of itself
@@ -9475,7 +9578,7 @@ class Run:
     def on_hangup(self, signum, frame):
         """The terminal went away (an SSH session to the login node dropped): nothing is lost,
         the run carries on to its end and writes only to its logs from now on."""
-        self.log.warn("the terminal went away (SIGHUP): the run carries on; from now on only `output.log` "
+        self.log.warn("the terminal went away (SIGHUP): the run carries on; from now on `output.log` "
                       "shows its progress, and `outputs.json` its outputs")
         if self.progress is not None:
             self.progress.stop_event.set()
@@ -9501,8 +9604,7 @@ class Run:
         if error is None:
             data = {self.target.name + "." + k: value_to_json(v) for k, v in outputs.items()}
             text = json_dumps(data, indent=2)
-            with open(os.path.join(self.run_dir, "outputs.json"), "w") as f:
-                f.write(text + "\n")
+            write_text(os.path.join(self.run_dir, "outputs.json"), text + "\n")
             self.store.execute("UPDATE runs SET status = 'completed', outputs = ?, error = NULL, "
                                "completed_at = CURRENT_TIMESTAMP WHERE id = ?", (json_dumps(data), self.run_id))
             self.log.info("run completed; outputs were written to `%s`" % os.path.join(self.run_dir, "outputs.json"))
@@ -9700,10 +9802,15 @@ def cmd_format(args):
         elif args.overwrite:
             if text != source.text:
                 tmp = "%s.%d.tmp" % (path, os.getpid())
-                with open(tmp, "w", encoding="utf-8", newline="") as f:
-                    f.write(text)
-                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-                os.replace(tmp, path)
+                try:
+                    with open(tmp, "w", encoding="utf-8", newline="") as f:
+                        f.write(text)
+                    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+                    os.replace(tmp, path)
+                except OSError as e:  # a read-only or full file system: the file stays as it was
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    raise WdlError("cannot rewrite `%s`: %s (it was left unchanged)" % (path, e.strerror or e))
                 changed.append(path)
         else:
             sys.stdout.write(text)
@@ -9775,6 +9882,8 @@ def read_input_items(items, cwd):
             except ValueError as e:
                 pos = getattr(e, "pos", 0)
                 raise InputError("invalid JSON: %s" % getattr(e, "msg", e), Span(src, pos))
+            except RecursionError:
+                raise InputError("`%s` is nested too deeply" % path)
             if not isinstance(data, dict):
                 raise InputError("an inputs file must hold a JSON object", Span(src, 0))
             base = os.path.dirname(os.path.abspath(path))
@@ -9787,6 +9896,8 @@ def read_input_items(items, cwd):
             value = json.loads(text)
         except ValueError:
             value = text
+        except RecursionError:
+            raise InputError("input `%s`: the value is nested too deeply" % key)
         if key in repeated:  # a repeated key builds an array
             repeated[key][1].append(value)
             repeated[key][3].append(text)
@@ -10060,19 +10171,18 @@ def cmd_run(args):
     run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach,
               args.suffix, args.index_on, args.show_task_stderr)
     run.overrides = overrides
-    with open(os.path.join(run.run_dir, "inputs.json"), "w") as f:
-        f.write(json_dumps(inputs_json, indent=2) + "\n")
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
+        write_text(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
         inputs = download_url_inputs(run, inputs)
         run.nested_inputs = {path: download_url_inputs(run, values) for path, values in nested.items()}
-        outputs = run.execute(inputs)
+        text = run.finish(run.execute(inputs))
     except KeyboardInterrupt:
         run.finish(error="interrupted")
         print("error: evaluation was interrupted", file=sys.stderr)
         return 1
-    except WdlError as e:
-        run.finish(error=e.message)
+    except (WdlError, OSError) as e:  # an OSError: the file system refused (full, read-only)
+        run.finish(error=e.message if isinstance(e, WdlError) else os_error_text(e))
         raise
     except Exception as e:  # a bug in sprocket.py: the traceback goes to the run's log
         log.log("ERROR", "internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()),
@@ -10081,7 +10191,15 @@ def cmd_run(args):
         print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
             type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)
         return 70
-    print(run.finish(outputs))
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `sprocket run | head`: main() ends it quietly
+        raise
+    except OSError as e:  # `> /dev/full`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left in the buffer goes nowhere
+        raise RunError("the run completed, but its outputs could not be written to stdout (%s); they are in `%s`" % (
+            e.strerror or e, os.path.join(run.run_dir, "outputs.json")))
     return 0
 
 
@@ -10175,7 +10293,13 @@ def cmd_report(args):
             raise RunError("no run `%s` in `%s` (`sprocket runs` lists them)" % (args.run, os.path.join(out_dir, "sprocket.db"))
                            if args.run else "`%s` holds no run" % os.path.join(out_dir, "sprocket.db"))
         path = os.path.join(out_dir, chosen[0]["directory"], "report.html")
-        write_report(store, chosen[0]["id"], out_dir, path)
+        if not os.path.isdir(os.path.dirname(path)):
+            raise RunError("the directory of run `%s` (`%s`) is gone: there is nowhere to write its report" % (
+                chosen[0]["name"], os.path.dirname(path)))
+        try:
+            write_report(store, chosen[0]["id"], out_dir, path)
+        except OSError as e:
+            raise RunError("cannot write `%s`: %s" % (path, e.strerror or e))
     finally:
         store.close()
     print(path)
@@ -10212,9 +10336,41 @@ def set_diagnostic_style(args):
     DIAGNOSTIC_STYLE["one_line"] = mode == "one-line"
 
 
+def open_std_fds():
+    """Standard descriptors closed by the caller (`2>&-`: cron, daemons) are opened on /dev/null:
+    else the next file opened (sprocket.db, a log) takes the number and receives what is printed.
+    So is a stdout or stderr open only for reading (what a shell wrapper may leave for `2>&-`)."""
+    import fcntl
+
+    fd = os.open(os.devnull, os.O_RDWR)
+    while fd <= 2:
+        fd = os.open(os.devnull, os.O_RDWR)
+    for std in (1, 2):
+        if fcntl.fcntl(std, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            os.dup2(fd, std)
+    os.close(fd)
+    for name, std in (("stdout", 1), ("stderr", 2)):
+        if getattr(sys, name) is None:  # Python saw it closed at start-up
+            setattr(sys, name, open(std, "w", closefd=False))
+
+
+def raise_recursion_limit():
+    """Valid input can be deeper than Python's 1,000 frames: a flat `1 + 1 + ...` of 400 terms is
+    a tree that deep, and each pass walks it with a few frames a level. Allowed is what the C
+    stack holds (Python < 3.11 uses it for every call; 1 KB a frame is safe), at most 10,000;
+    beyond, input is "nested too deeply", never a crash."""
+    import resource
+
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    frames = 10000 if stack == resource.RLIM_INFINITY else min(10000, stack // 1024)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), frames))
+
+
 def main(argv=None):
     """The `sprocket` command. Returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    open_std_fds()
+    raise_recursion_limit()
     try:
         args, extra = build_parser().parse_known_args(argv)
         # Inputs may follow options (`run x.wdl --target t a=1`), which argparse leaves over.
@@ -10252,6 +10408,9 @@ def main(argv=None):
     except BrokenPipeError:  # `sprocket ... | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # the system refused (a full or read-only file system, a file not ours)
+        print("error: %s" % os_error_text(e), file=sys.stderr)
+        return 1
     except Exception as e:  # a bug in this program, never the user's fault
         print("internal error (a bug in sprocket.py, please report it): %s: %s" % (type(e).__name__, e), file=sys.stderr)
         if os.environ.get("SPROCKET_DEBUG"):
