@@ -8438,16 +8438,61 @@ def _placed_paths(v, place):
                 yield found
 
 
+def index_location(out_dir, index_on):
+    """The directory of `--index-on PATH`, refused where replacing it could delete what sprocket did
+    not write: every part of the path below <out>/index must be a real directory (a symlink could
+    lead out of the output directory), and an existing index may hold only directories and links."""
+    path = os.path.join(out_dir, "index")
+    for part in [""] + index_on.split("/"):
+        path = os.path.join(path, part) if part else path
+        if os.path.islink(path):
+            raise InputError("--index-on `%s`: `%s` is a symbolic link; an index is never written through one "
+                             "(remove the link or choose another index path)" % (index_on, path))
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise InputError("--index-on `%s`: `%s` is not a directory (move it away or choose another index "
+                             "path)" % (index_on, path))
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            entry = os.path.join(dirpath, name)
+            if not os.path.islink(entry) and not os.path.isdir(entry):
+                raise InputError("--index-on `%s`: `%s` was not written by sprocket, and replacing the index "
+                                 "would delete it (move it away or choose another index path)" % (index_on, entry))
+    return path
+
+
+def _new_hidden_dir(parent, prefix):
+    """A fresh directory in parent, made with mkdir so that it follows the umask as the run
+    directories do (mkdtemp makes 0700 ones collaborators cannot open)."""
+    while True:
+        path = os.path.join(parent, "%s%d.%d" % (prefix, os.getpid(), time.time_ns()))
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _remove_index(path):
+    """Remove an index that index_location() passed: its links and then its directories, with
+    rmdir, which leaves any file that appeared meanwhile (and raises) rather than deleting it."""
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in dirnames + filenames:
+            entry = os.path.join(dirpath, name)
+            if os.path.islink(entry):
+                os.unlink(entry)
+            elif os.path.isdir(entry):
+                os.rmdir(entry)
+    os.rmdir(path)
+
+
 def write_index(out_dir, index_on, run_dir, outputs):
     """`--index-on PATH`: <out>/index/PATH/ holds a link to the run's outputs.json and, under each
     output's name, links to its files. It is built aside and swapped in whole, so it always shows
     one complete run; the runs it pointed at before are never touched."""
-    import shutil
-
-    index = os.path.join(out_dir, "index", index_on)
+    index = index_location(out_dir, index_on)
     parent = os.path.dirname(index)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".%s.new." % os.path.basename(index), dir=parent)
+    tmp = _new_hidden_dir(parent, ".%s.new." % os.path.basename(index))
 
     def link(target, name):
         os.makedirs(os.path.dirname(name), exist_ok=True)
@@ -8459,11 +8504,11 @@ def write_index(out_dir, index_on, run_dir, outputs):
             link(os.path.abspath(path), os.path.join(tmp, *place, os.path.basename(path.rstrip("/")) or "root"))
     old = None
     if os.path.lexists(index):
-        old = tempfile.mkdtemp(prefix=".%s.old." % os.path.basename(index), dir=parent)
-        os.rename(index, os.path.join(old, "index"))
+        old = os.path.join(parent, ".%s.old.%d.%d" % (os.path.basename(index), os.getpid(), time.time_ns()))
+        os.rename(index, old)
     os.rename(tmp, index)
     if old is not None:
-        shutil.rmtree(old)  # links only: what they point at stays
+        _remove_index(old)  # links only: what they point at stays
     return index
 
 
@@ -9258,7 +9303,7 @@ class Run:
             if self.index_on:
                 try:
                     self.log.info("outputs indexed in `%s`" % write_index(self.out_dir, self.index_on, self.run_dir, outputs))
-                except OSError as e:
+                except (OSError, InputError) as e:
                     self.log.warn("could not index the outputs under `index/%s`: %s" % (self.index_on, e))
             self.close()
             return text
@@ -9803,6 +9848,8 @@ def cmd_run(args):
     check_run_name_parts(args.suffix, args.index_on)
     doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
+    if args.index_on:
+        index_location(os.path.abspath(out_dir), args.index_on)
     inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
     fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
     run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach,
