@@ -5537,13 +5537,38 @@ class TaskRun:
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
+        inside = OutputSandbox(work, (stdout, stderr), self.run.tmp_dir,
+                               [p for d in self.task.inputs or [] for p in paths_in(self.env.get(d.name))])
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
             v = coerce_decl(v, d, "output `%s`" % d.name)
-            v = localize_outputs(v, d.type_, work, "output `%s` of task `%s`" % (d.name, self.task.name),
-                                 getattr(self.run.backend, "wait_visible", None))
+            what = "output `%s` of task `%s`" % (d.name, self.task.name)
+            v = localize_outputs(v, d.type_, work, what, getattr(self.run.backend, "wait_visible", None))
+            inside.check(v, what)
             env[d.name] = out[d.name] = v
         return {d.name: out[d.name] for d in self.task.outputs or []}
+
+
+class OutputSandbox:
+    """Where a task's File/Directory outputs may be, symlinks resolved (as in Sprocket and miniwdl):
+    its working directory, its stdout and stderr, the files write_* made, and its own inputs. Any
+    other path (`/etc/passwd`, `../../x`, a link out of the working directory) fails the task."""
+
+    def __init__(self, work, own_files, tmp_dir, inputs):
+        real = os.path.realpath
+        self.dirs = [real(work), real(tmp_dir)] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
+        self.files = {real(p) for p in list(own_files) + list(inputs) if "://" not in p}
+        self.work = work
+
+    def check(self, v, what):
+        for p in paths_in(v):
+            if "://" in p:
+                continue
+            real = os.path.realpath(p)
+            if real not in self.files and not any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.dirs):
+                raise RunError("%s: `%s`%s is outside the task's working directory `%s` and is not one of its "
+                               "inputs; a task may output only what it wrote there (copy the file in the command)"
+                               % (what, p, " (a link to `%s`)" % real if real != os.path.abspath(p) else "", self.work))
 
 
 def _env_text(v):

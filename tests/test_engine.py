@@ -1002,6 +1002,62 @@ def test_required_missing_output_is_an_error(tmp_path):
     fails(proc, "never_written.txt")
 
 
+ESCAPING_OUTPUTS = """
+    version 1.1
+    task t {
+      input { String which }
+      command <<<
+        echo x > ../../../../outside.txt
+        ln -s /etc/hostname link
+      >>>
+      output {
+        Array[File] f = if which == "abs" then ["/etc/passwd"] else if which == "up" then ["../../../../outside.txt"]
+                        else if which == "link" then ["link"] else glob("/etc/host*")
+      }
+    }
+    """
+
+
+@pytest.mark.parametrize("which, shown", [("abs", "`/etc/passwd`"), ("up", "outside.txt"),
+                                          ("link", "a link to `/etc/hostname`"), ("glob", "`/etc/host")])
+def test_outputs_outside_the_working_directory_fail_the_task(tmp_path, which, shown):
+    if not os.path.exists("/etc/hostname"):
+        pytest.skip("no /etc/hostname to link to")
+    proc = run_wdl(tmp_path, ESCAPING_OUTPUTS, "which=" + which)
+    fails(proc, "output `f` of task `t`", shown, "outside the task's working directory")
+
+
+def test_outputs_may_be_stdout_inputs_links_to_inputs_and_own_absolute_paths(tmp_path):
+    given = write(tmp_path / "data" / "given.txt", "given\n")
+    write(tmp_path / "data" / "dir" / "inner.txt", "inner\n")
+    outputs, rd = run_ok(tmp_path, """
+        version 1.2
+        task t {
+          input {
+            File given
+            Directory dir
+          }
+          command <<<
+            ln -s "~{given}" linked
+            pwd > here
+            echo out
+          >>>
+          output {
+            File same = given
+            File inner = dir + "/inner.txt"
+            File linked = "linked"
+            File absolute = read_string("here") + "/here"
+            File out = stdout()
+            File written = write_lines(["a"])
+          }
+        }
+        """, "given=%s" % given, "dir=%s" % (tmp_path / "data" / "dir"))
+    assert Path(outputs["t.same"]).read_text() == Path(outputs["t.linked"]).read_text() == "given\n"
+    assert Path(outputs["t.inner"]).read_text() == "inner\n"
+    assert Path(outputs["t.out"]).read_text() == "out\n"
+    assert Path(outputs["t.absolute"]).parent == rd / "attempts" / "0" / "work"
+
+
 def test_file_outputs_of_calls_live_in_the_call_work_dir(tmp_path):
     outputs, rd = run_ok(tmp_path, """
         version 1.1
