@@ -3798,13 +3798,15 @@ class EnumValue:
 
 
 class EvalContext:
-    """Where evaluation happens: relative paths resolve in work_dir, write_* go to tmp_dir."""
+    """Where evaluation happens: relative paths resolve in work_dir, write_* go to tmp_dir; the
+    read_* functions read at most read_limit bytes (`run.read_limit`)."""
 
-    __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder")
+    __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder", "read_limit")
 
-    def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None):
+    def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None, read_limit=256 * 1024 ** 2):
         self.work_dir, self.tmp_dir, self.dialect = work_dir, tmp_dir, dialect
         self.stdout, self.stderr = stdout, stderr
+        self.read_limit = read_limit
         self.placeholder = 0
 
 
@@ -4548,12 +4550,19 @@ def _resolve(ctx, fname, path):
 
 
 def _read_text(ctx, fname, path):
+    """A file's text, refused above ctx.read_limit bytes (the spec lets engines cap these reads:
+    a huge file would end in MemoryError)."""
     full = _resolve(ctx, fname, path)
     try:
-        with open(full, encoding="utf-8", newline="") as f:
-            return f.read()
+        with open(full, "rb") as f:
+            data = f.read(ctx.read_limit + 1)
     except OSError as e:
         raise EvalError("%s: cannot read %s: %s" % (fname, full, e.strerror or e))
+    if len(data) > ctx.read_limit:
+        raise EvalError("%s: %s is larger than %d bytes, the most the read_* functions read (raise `run.read_limit` "
+                        "in sprocket.toml to read it)" % (fname, full, ctx.read_limit))
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise EvalError("%s: %s is not valid UTF-8 text" % (fname, full))
 
@@ -5143,6 +5152,7 @@ IMPLS = {
 # place it); execute() runs the attempts and evaluates the outputs (on a worker thread).
 
 _DEFAULT_MEMORY = 2 * 1024 ** 3
+_MAX_RETRIES = 100
 
 
 def parse_memory(v, what="memory"):
@@ -5279,7 +5289,8 @@ class TaskRun:
         self.reattach_key = None  # its call cache key (weak digests), when a later run may adopt its jobs
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
-        return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.dialect, stdout, stderr)
+        return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.dialect, stdout, stderr,
+                           self.run.read_limit)
 
     def prepare(self):
         """Evaluate inputs, private declarations and requirements."""
@@ -5369,9 +5380,12 @@ class TaskRun:
         if v is None:
             return self.run.default_retries
         try:
-            return int(v)
+            n = int(v)
         except (TypeError, ValueError):
             raise EvalError("task `%s`: max_retries must be an Int, not %s" % (self.task.name, _short(v)))
+        if n > _MAX_RETRIES:  # Sprocket's cap: 100000 retries would fill the disk with attempt directories
+            raise EvalError("task `%s`: task `max_retries` requirement of %d cannot exceed %d" % (self.task.name, n, _MAX_RETRIES))
+        return n
 
     def return_code_ok(self, code):
         rc = self.requirements.get("return_codes", 0)
@@ -5679,7 +5693,8 @@ class Frame:
         self.done_names.update(values)
 
     def ctx(self):
-        return EvalContext(self.run.run_dir, self.run.tmp_dir, self.wf_run.workflow.dialect)
+        return EvalContext(self.run.run_dir, self.run.tmp_dir, self.wf_run.workflow.dialect,
+                           read_limit=self.run.read_limit)
 
     def start(self, el):
         if isinstance(el, Decl):
@@ -7681,6 +7696,8 @@ CONFIG_SCHEMA = {
     "run.suppress_env_specific_output": ("bool", False, "accepted for compatibility (no effect here)"),
     "run.events_capacity": ("int", 5000, "accepted for compatibility with Sprocket (no effect here)"),
     "run.workflow.scatter.concurrency": ("int", 1000, "scatter elements in flight at once"),
+    "run.read_limit": ("size", "256 MiB", "the largest file read_string, read_lines, read_json and the other read_* "
+                       "functions read (a larger one is an error)"),
     "run.task.retries": ("int", 0, "retries for a failed task when it sets no `max_retries` (at most 100)"),
     "run.task.memory_retry_multiplier": ("multiplier", 1, "a retry after running out of memory gets this many times "
                                          "the memory (1: the same; capped by the partition's max_memory_per_task)"),
@@ -9126,6 +9143,7 @@ class Run:
         retries = config.get("run.task.retries")
         self.default_retries = 0 if retries == "default" else retries
         self.memory_retry_multiplier = config.get("run.task.memory_retry_multiplier")
+        self.read_limit = parse_memory(config.get("run.read_limit"), "run.read_limit")
         self.fail_fast = config.get("run.fail") == "fast"
         self.scatter_limit = config.get("run.workflow.scatter.concurrency")
         self.counts = dict.fromkeys(("waiting", "running", "completed", "failed", "cached"), 0)

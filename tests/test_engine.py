@@ -717,6 +717,40 @@ def test_missing_required_call_input_in_wdl_1_0(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+READS = """
+    version 1.1
+    workflow w {
+      input { File f }
+      output {
+        String s = read_string(f)
+        Int n = length(read_lines(f))
+      }
+    }
+    """
+
+
+def test_read_functions_refuse_a_file_above_run_read_limit(tmp_path):
+    big = write(tmp_path / "big.txt", "x" * 2000 + "\n")
+    config = write(tmp_path / "limit.toml", 'run.read_limit = "1 KiB"\n')
+    wdl = write(tmp_path / "main.wdl", READS)
+    proc = sprocket_run(wdl, "f=%s" % big, "-c", config, cwd=tmp_path)
+    fails(proc, "read_string", "big.txt", "larger than 1024 bytes", "run.read_limit")
+    outputs, _ = ok(sprocket_run(wdl, "f=%s" % big, cwd=tmp_path))  # the default (256 MiB) reads it
+    assert outputs["w.s"] == "x" * 2000 and outputs["w.n"] == 1
+
+
+def test_max_retries_above_100_is_refused_as_in_sprocket(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task t {
+          command <<< exit 1 >>>
+          runtime { maxRetries: 100000 }
+        }
+        """)
+    fails(proc, "`max_retries` requirement of 100000 cannot exceed 100")
+    assert not list((tmp_path / "out").rglob("attempts/1")), "a refused max_retries was retried"
+
+
 def test_retry_with_counter_file(tmp_path):
     counter = tmp_path / "counter"
     outputs, rd = run_ok(tmp_path, """
