@@ -1034,7 +1034,9 @@ class Parser:
         tok = self.advance()  # cbeg
         span = self.span(tok)
         heredoc = tok[1] == ">>>"
-        return Command(span, strip_indent(self.text_parts("c")), heredoc)
+        # a file edited on Windows: bash would take the `\r` as part of each line's last word
+        parts = [p.replace("\r\n", "\n") if isinstance(p, str) else p for p in self.text_parts("c")]
+        return Command(span, strip_indent(parts), heredoc)
 
     def text_parts(self, kind):
         """Text and placeholders up to the closing token of a string or command."""
@@ -4982,7 +4984,8 @@ def fn_quote(ctx, args):
 
 
 def fn_squote(ctx, args):
-    return ["'%s'" % _prim_str("squote", x) for x in args[0]]
+    """Each element in single quotes; an embedded `'` becomes `'\\''` so the shell still reads one word."""
+    return ["'%s'" % _prim_str("squote", x).replace("'", "'\\''") for x in args[0]]
 
 
 def fn_sep(ctx, args):

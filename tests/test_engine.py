@@ -751,6 +751,14 @@ def test_max_retries_above_100_is_refused_as_in_sprocket(tmp_path):
     assert not list((tmp_path / "out").rglob("attempts/1")), "a refused max_retries was retried"
 
 
+def test_a_crlf_edited_command_runs_without_its_carriage_returns(tmp_path):
+    src = "version 1.1\r\ntask t {\r\n  command <<<\r\n    echo hi > out.txt\r\n    echo there\r\n  >>>\r\n" \
+          "  output {\r\n    File f = \"out.txt\"\r\n    String s = read_string(stdout())\r\n  }\r\n}\r\n"
+    outputs, rd = run_ok(tmp_path, src, raw=True)
+    assert Path(outputs["t.f"]).read_text() == "hi\n" and outputs["t.s"] == "there"
+    assert "\r" not in (rd / "attempts" / "0" / "command").read_text()
+
+
 def test_retry_with_counter_file(tmp_path):
     counter = tmp_path / "counter"
     outputs, rd = run_ok(tmp_path, """
