@@ -9597,13 +9597,20 @@ def cmd_completions(args):
     return 0
 
 
-def read_input_items(items, cwd):
+def read_input_items(items, cwd, warn):
     """`key=value` pairs, `@file.json` and plain `.json` paths, as (key, JSON value, base dir).
 
     A value is parsed as JSON, else taken as a plain string; a repeated key builds an array.
     File paths in a file resolve against that file's directory, on the command line against cwd.
     Command-line values also carry their text (4th item), so `s=0` can still be the String "0".
+    A key repeated within one JSON object (the last value wins, as in every JSON reader) is warned about.
     """
+    def unique_keys(found):
+        counts = collections.Counter(k for k, _ in found)
+        for k in sorted(k for k, n in counts.items() if n > 1):
+            warn("inputs file `%s`: key `%s` is given more than once; the last value is used" % (path, k))
+        return dict(found)
+
     pairs = []
     repeated = {}
     for item in items:
@@ -9611,7 +9618,7 @@ def read_input_items(items, cwd):
         if path is not None:
             src = read_source(path)
             try:
-                data = json.loads(src.text)
+                data = json.loads(src.text, object_pairs_hook=unique_keys)
             except ValueError as e:
                 pos = getattr(e, "pos", 0)
                 raise InputError("invalid JSON: %s" % getattr(e, "msg", e), Span(src, pos))
@@ -9819,7 +9826,7 @@ def prepare_inputs(args, log, strict=False):
     if log.stderr_level <= _LEVELS["WARN"]:
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
-    items = read_input_items(args.inputs, os.getcwd())
+    items = read_input_items(args.inputs, os.getcwd(), log.warn)
     holder = _InputHolder(target)
     inputs = assign_inputs(doc, target, items, holder, bool(args.target))
     decls = {d.name: d for d in target.inputs or []}

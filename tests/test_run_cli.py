@@ -907,6 +907,14 @@ def test_requirement_overrides_in_the_inputs_are_checked(tmp_path):
     ok(sprocket_run(src, "t.n=1", "t.runtime.cpu=1", "t.hints.anything=true", cwd=tmp_path))
 
 
+def test_a_duplicate_key_in_an_inputs_file_is_warned_about(tmp_path):
+    wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
+    inputs = write(tmp_path / "in.json", '{"make.word": "first", "make.word": "second"}')
+    proc = sprocket_run(wdl, inputs, cwd=tmp_path)
+    assert ok(proc)[0]["make.text"] == "second"
+    assert "key `make.word` is given more than once; the last value is used" in proc.stderr, proc.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # --suffix, --index-on, --show-task-stderr
 # --------------------------------------------------------------------------------------------
