@@ -6276,11 +6276,11 @@ def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell,
     if gpu:
         rows.append(["--nv"])
     rows += [[a] for a in extra_args]
-    rows += [[image], [shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr" % shell],
-             [">", os.path.join(adir, "apptainer.stdout"), "2>", os.path.join(adir, "apptainer.stderr")]]
-    quote = lambda a: a if a in (">", "2>") else shlex.quote(a)  # noqa: E731
+    rows += [[image], [shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr" % shell]]
     lines.append("start=$(date +%s.%N)")
-    lines.append(" \\\n    ".join(" ".join(quote(a) for a in row) for row in rows))
+    # every word quoted (an extra argument `>` is a word, not a redirection); then the redirection
+    lines.append(" \\\n    ".join([" ".join(shlex.quote(a) for a in row) for row in rows] + ["> %s 2> %s" % (
+        shlex.quote(os.path.join(adir, "apptainer.stdout")), shlex.quote(os.path.join(adir, "apptainer.stderr")))]))
     rc, usage = shlex.quote(os.path.join(adir, "rc")), shlex.quote(os.path.join(adir, "usage"))
     # What the job can tell of itself, for the trace: its node, when it ran, the CPU time of the
     # processes it waited for (`times`, in this shell: its second line); sacct adds the rest.
