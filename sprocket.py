@@ -8459,12 +8459,16 @@ def make_run_dir(out_dir, target, suffix=None):
 
 
 def check_run_name_parts(suffix, index_on):
-    """--suffix is one path component; --index-on a relative path without `.` or `..` parts."""
-    if suffix is not None and (not suffix or "/" in suffix or suffix in (".", "..") or "\0" in suffix):
-        raise InputError("--suffix `%s`: a suffix must be a non-empty name without `/`" % suffix)
-    if index_on is not None and (not index_on or os.path.isabs(index_on) or "\0" in index_on or any(
+    """--suffix is one path component; --index-on a relative path without `.` or `..` parts; neither
+    holds a control character (a newline in a directory name breaks every line-based tool)."""
+    control = re.compile(r"[\x00-\x1f\x7f]")
+    if suffix is not None and (not suffix or "/" in suffix or suffix in (".", "..") or control.search(suffix)):
+        raise InputError("--suffix %s: a suffix must be a non-empty name without `/` or control characters"
+                         % json_dumps(suffix))
+    if index_on is not None and (not index_on or os.path.isabs(index_on) or control.search(index_on) or any(
             part in ("", ".", "..") for part in index_on.split("/"))):
-        raise InputError("--index-on `%s`: the index path must be relative, without empty, `.` or `..` parts" % index_on)
+        raise InputError("--index-on %s: the index path must be relative, without empty, `.` or `..` parts or "
+                         "control characters" % json_dumps(index_on))
 
 
 def _placed_paths(v, place):

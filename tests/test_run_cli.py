@@ -1004,7 +1004,8 @@ def test_index_directories_follow_the_umask_as_run_directories_do(tmp_path):
 
 
 @pytest.mark.parametrize("flag, value", [("--index-on", "../elsewhere"), ("--index-on", "/abs"),
-                                         ("--index-on", "a/./b"), ("--suffix", "a/b"), ("--suffix", "")])
+                                         ("--index-on", "a/./b"), ("--suffix", "a/b"), ("--suffix", ""),
+                                         ("--suffix", "two\nlines"), ("--index-on", "a/b\rc")])
 def test_bad_suffix_or_index_path_is_refused_before_the_run(tmp_path, flag, value):
     wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
     proc = sprocket_run(wdl, "word=a", flag, value, cwd=tmp_path)
