@@ -2141,6 +2141,9 @@ def import_cache_dir():
     return os.path.join(base, "imports")
 
 
+_WDL_START_RE = re.compile(r"\A\ufeff?(?:\s|#[^\n]*)*(?:version|import|struct|task|workflow)\b")
+
+
 class Loader:
     """Reads a document and its imports (local paths or http(s) URLs), each once per process."""
 
@@ -2169,10 +2172,16 @@ class Loader:
             return None
         if key in _DOCUMENTS:
             return _DOCUMENTS[key]
+        src = None
         try:
-            parser = Parser.for_source(self.read(location, span), self.strict)
+            src = self.read(location, span)
+            parser = Parser.for_source(src, self.strict)
             doc = parser.document()
         except WdlError as e:
+            if span is not None and src is not None and not _WDL_START_RE.match(src.text):
+                # `import "../../etc/passwd"`: name the file, never echo a line of it
+                e = WdlError("`%s` is not a WDL document (it does not begin with `version`, `import`, `struct`, "
+                             "`task` or `workflow`)" % location, span)
             self.errors.append(e)
             return None
         self.warnings.extend(parser.warnings)
