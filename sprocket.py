@@ -9138,6 +9138,11 @@ class Run:
         self.out_dir = out_dir = os.path.abspath(out_dir)
         try:
             os.makedirs(out_dir, exist_ok=True)
+        except OSError as e:
+            raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
+        # the database first: a run it refuses (corrupt, foreign) makes no run directory and leaves `_latest`
+        self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
+        try:
             self.run_dir = make_run_dir(out_dir, target.name, suffix)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
@@ -9166,7 +9171,6 @@ class Run:
         backend_name, settings = config.backend()
         self.backend = make_backend(self, config, backend_name, settings)
         self.cache = CallCache(config, backend_name, off=no_call_cache)
-        self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
         self.store.start_session()
         self.store.keep_alive()
         import uuid
