@@ -1068,7 +1068,9 @@ class Parser:
         tok = self.advance()  # cbeg
         span = self.span(tok)
         heredoc = tok[1] == ">>>"
-        return Command(span, strip_indent(self.text_parts("c")), heredoc)
+        # a file edited on Windows: bash would take the `\r` as part of each line's last word
+        parts = [p.replace("\r\n", "\n") if isinstance(p, str) else p for p in self.text_parts("c")]
+        return Command(span, strip_indent(parts), heredoc)
 
     def text_parts(self, kind):
         """Text and placeholders up to the closing token of a string or command."""
@@ -2204,6 +2206,9 @@ def import_cache_dir():
     return os.path.join(base, "imports")
 
 
+_WDL_START_RE = re.compile(r"\A\ufeff?(?:\s|#[^\n]*)*(?:version|import|struct|task|workflow)\b")
+
+
 class Loader:
     """Reads a document and its imports (local paths or http(s) URLs), each once per process."""
 
@@ -2232,10 +2237,16 @@ class Loader:
             return None
         if key in _DOCUMENTS:
             return _DOCUMENTS[key]
+        src = None
         try:
-            parser = Parser.for_source(self.read(location, span), self.strict)
+            src = self.read(location, span)
+            parser = Parser.for_source(src, self.strict)
             doc = parser.document()
         except WdlError as e:
+            if span is not None and src is not None and not _WDL_START_RE.match(src.text):
+                # `import "../../etc/passwd"`: name the file, never echo a line of it
+                e = WdlError("`%s` is not a WDL document (it does not begin with `version`, `import`, `struct`, "
+                             "`task` or `workflow`)" % location, span)
             self.errors.append(e)
             return None
         self.warnings.extend(parser.warnings)
@@ -3927,13 +3938,15 @@ class EnumValue:
 
 
 class EvalContext:
-    """Where evaluation happens: relative paths resolve in work_dir, write_* go to tmp_dir."""
+    """Where evaluation happens: relative paths resolve in work_dir, write_* go to tmp_dir; the
+    read_* functions read at most read_limit bytes (`run.read_limit`)."""
 
-    __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder")
+    __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder", "read_limit")
 
-    def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None):
+    def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None, read_limit=256 * 1024 ** 2):
         self.work_dir, self.tmp_dir, self.dialect = work_dir, tmp_dir, dialect
         self.stdout, self.stderr = stdout, stderr
+        self.read_limit = read_limit
         self.placeholder = 0
 
 
@@ -4841,12 +4854,19 @@ def _resolve(ctx, fname, path):
 
 
 def _read_text(ctx, fname, path):
+    """A file's text, refused above ctx.read_limit bytes (the spec lets engines cap these reads:
+    a huge file would end in MemoryError)."""
     full = _resolve(ctx, fname, path)
     try:
-        with open(full, encoding="utf-8", newline="") as f:
-            return f.read()
+        with open(full, "rb") as f:
+            data = f.read(ctx.read_limit + 1)
     except OSError as e:
         raise EvalError("%s: cannot read %s: %s" % (fname, full, e.strerror or e))
+    if len(data) > ctx.read_limit:
+        raise EvalError("%s: %s is larger than %d bytes, the most the read_* functions read (raise `run.read_limit` "
+                        "in sprocket.toml to read it)" % (fname, full, ctx.read_limit))
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise EvalError("%s: %s is not valid UTF-8 text" % (fname, full))
 
@@ -5268,7 +5288,8 @@ def fn_quote(ctx, args):
 
 
 def fn_squote(ctx, args):
-    return ["'%s'" % _prim_str("squote", x) for x in args[0]]
+    """Each element in single quotes; an embedded `'` becomes `'\\''` so the shell still reads one word."""
+    return ["'%s'" % _prim_str("squote", x).replace("'", "'\\''") for x in args[0]]
 
 
 def fn_sep(ctx, args):
@@ -5438,6 +5459,7 @@ IMPLS = {
 # place it); execute() runs the attempts and evaluates the outputs (on a worker thread).
 
 _DEFAULT_MEMORY = 2 * 1024 ** 3
+_MAX_RETRIES = 100
 
 
 def parse_memory(v, what="memory"):
@@ -5574,7 +5596,8 @@ class TaskRun:
         self.reattach_key = None  # its call cache key (weak digests), when a later run may adopt its jobs
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
-        return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.dialect, stdout, stderr)
+        return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.dialect, stdout, stderr,
+                           self.run.read_limit)
 
     def prepare(self):
         """Evaluate inputs, private declarations and requirements."""
@@ -5664,9 +5687,12 @@ class TaskRun:
         if v is None:
             return self.run.default_retries
         try:
-            return int(v)
+            n = int(v)
         except (TypeError, ValueError):
             raise EvalError("task `%s`: max_retries must be an Int, not %s" % (self.task.name, _short(v)))
+        if n > _MAX_RETRIES:  # Sprocket's cap: 100000 retries would fill the disk with attempt directories
+            raise EvalError("task `%s`: task `max_retries` requirement of %d cannot exceed %d" % (self.task.name, n, _MAX_RETRIES))
+        return n
 
     def return_code_ok(self, code):
         rc = self.requirements.get("return_codes", 0)
@@ -5832,13 +5858,38 @@ class TaskRun:
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
+        inside = OutputSandbox(work, (stdout, stderr), self.run.tmp_dir,
+                               [p for d in self.task.inputs or [] for p in paths_in(self.env.get(d.name))])
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
             v = coerce_decl(v, d, "output `%s`" % d.name)
-            v = localize_outputs(v, d.type_, work, "output `%s` of task `%s`" % (d.name, self.task.name),
-                                 getattr(self.run.backend, "wait_visible", None))
+            what = "output `%s` of task `%s`" % (d.name, self.task.name)
+            v = localize_outputs(v, d.type_, work, what, getattr(self.run.backend, "wait_visible", None))
+            inside.check(v, what)
             env[d.name] = out[d.name] = v
         return {d.name: out[d.name] for d in self.task.outputs or []}
+
+
+class OutputSandbox:
+    """Where a task's File/Directory outputs may be, symlinks resolved (as in Sprocket and miniwdl):
+    its working directory, its stdout and stderr, the files write_* made, and its own inputs. Any
+    other path (`/etc/passwd`, `../../x`, a link out of the working directory) fails the task."""
+
+    def __init__(self, work, own_files, tmp_dir, inputs):
+        real = os.path.realpath
+        self.dirs = [real(work), real(tmp_dir)] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
+        self.files = {real(p) for p in list(own_files) + list(inputs) if "://" not in p}
+        self.work = work
+
+    def check(self, v, what):
+        for p in paths_in(v):
+            if "://" in p:
+                continue
+            real = os.path.realpath(p)
+            if real not in self.files and not any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.dirs):
+                raise RunError("%s: `%s`%s is outside the task's working directory `%s` and is not one of its "
+                               "inputs; a task may output only what it wrote there (copy the file in the command)"
+                               % (what, p, " (a link to `%s`)" % real if real != os.path.abspath(p) else "", self.work))
 
 
 def _env_text(name, v):
@@ -5950,7 +6001,8 @@ class Frame:
         self.done_names.update(values)
 
     def ctx(self):
-        return EvalContext(self.run.run_dir, self.run.tmp_dir, self.wf_run.workflow.dialect)
+        return EvalContext(self.run.run_dir, self.run.tmp_dir, self.wf_run.workflow.dialect,
+                           read_limit=self.run.read_limit)
 
     def start(self, el):
         if isinstance(el, Decl):
@@ -6529,11 +6581,11 @@ def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell,
     if gpu:
         rows.append(["--nv"])
     rows += [[a] for a in extra_args]
-    rows += [[image], [shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr" % shell],
-             [">", os.path.join(adir, "apptainer.stdout"), "2>", os.path.join(adir, "apptainer.stderr")]]
-    quote = lambda a: a if a in (">", "2>") else shlex.quote(a)  # noqa: E731
+    rows += [[image], [shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr" % shell]]
     lines.append("start=$(date +%s.%N)")
-    lines.append(" \\\n    ".join(" ".join(quote(a) for a in row) for row in rows))
+    # every word quoted (an extra argument `>` is a word, not a redirection); then the redirection
+    lines.append(" \\\n    ".join([" ".join(shlex.quote(a) for a in row) for row in rows] + ["> %s 2> %s" % (
+        shlex.quote(os.path.join(adir, "apptainer.stdout")), shlex.quote(os.path.join(adir, "apptainer.stderr")))]))
     rc, usage = shlex.quote(os.path.join(adir, "rc")), shlex.quote(os.path.join(adir, "usage"))
     # What the job can tell of itself, for the trace: its node, when it ran, the CPU time of the
     # processes it waited for (`times`, in this shell: its second line); sacct adds the rest.
@@ -7954,6 +8006,8 @@ CONFIG_SCHEMA = {
     "run.suppress_env_specific_output": ("bool", False, "accepted for compatibility (no effect here)"),
     "run.events_capacity": ("int", 5000, "accepted for compatibility with Sprocket (no effect here)"),
     "run.workflow.scatter.concurrency": ("int", 1000, "scatter elements in flight at once"),
+    "run.read_limit": ("size", "256 MiB", "the largest file read_string, read_lines, read_json and the other read_* "
+                       "functions read (a larger one is an error)"),
     "run.task.retries": ("int", 0, "retries for a failed task when it sets no `max_retries` (at most 100)"),
     "run.task.memory_retry_multiplier": ("multiplier", 1, "a retry after running out of memory gets this many times "
                                          "the memory (1: the same; capped by the partition's max_memory_per_task)"),
@@ -8749,12 +8803,16 @@ def make_run_dir(out_dir, target, suffix=None):
 
 
 def check_run_name_parts(suffix, index_on):
-    """--suffix is one path component; --index-on a relative path without `.` or `..` parts."""
-    if suffix is not None and (not suffix or "/" in suffix or suffix in (".", "..") or "\0" in suffix):
-        raise InputError("--suffix `%s`: a suffix must be a non-empty name without `/`" % suffix)
-    if index_on is not None and (not index_on or os.path.isabs(index_on) or "\0" in index_on or any(
+    """--suffix is one path component; --index-on a relative path without `.` or `..` parts; neither
+    holds a control character (a newline in a directory name breaks every line-based tool)."""
+    control = re.compile(r"[\x00-\x1f\x7f]")
+    if suffix is not None and (not suffix or "/" in suffix or suffix in (".", "..") or control.search(suffix)):
+        raise InputError("--suffix %s: a suffix must be a non-empty name without `/` or control characters"
+                         % json_dumps(suffix))
+    if index_on is not None and (not index_on or os.path.isabs(index_on) or control.search(index_on) or any(
             part in ("", ".", "..") for part in index_on.split("/"))):
-        raise InputError("--index-on `%s`: the index path must be relative, without empty, `.` or `..` parts" % index_on)
+        raise InputError("--index-on %s: the index path must be relative, without empty, `.` or `..` parts or "
+                         "control characters" % json_dumps(index_on))
 
 
 def _placed_paths(v, place):
@@ -8773,16 +8831,61 @@ def _placed_paths(v, place):
                 yield found
 
 
+def index_location(out_dir, index_on):
+    """The directory of `--index-on PATH`, refused where replacing it could delete what sprocket did
+    not write: every part of the path below <out>/index must be a real directory (a symlink could
+    lead out of the output directory), and an existing index may hold only directories and links."""
+    path = os.path.join(out_dir, "index")
+    for part in [""] + index_on.split("/"):
+        path = os.path.join(path, part) if part else path
+        if os.path.islink(path):
+            raise InputError("--index-on `%s`: `%s` is a symbolic link; an index is never written through one "
+                             "(remove the link or choose another index path)" % (index_on, path))
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise InputError("--index-on `%s`: `%s` is not a directory (move it away or choose another index "
+                             "path)" % (index_on, path))
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            entry = os.path.join(dirpath, name)
+            if not os.path.islink(entry) and not os.path.isdir(entry):
+                raise InputError("--index-on `%s`: `%s` was not written by sprocket, and replacing the index "
+                                 "would delete it (move it away or choose another index path)" % (index_on, entry))
+    return path
+
+
+def _new_hidden_dir(parent, prefix):
+    """A fresh directory in parent, made with mkdir so that it follows the umask as the run
+    directories do (mkdtemp makes 0700 ones collaborators cannot open)."""
+    while True:
+        path = os.path.join(parent, "%s%d.%d" % (prefix, os.getpid(), time.time_ns()))
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _remove_index(path):
+    """Remove an index that index_location() passed: its links and then its directories, with
+    rmdir, which leaves any file that appeared meanwhile (and raises) rather than deleting it."""
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in dirnames + filenames:
+            entry = os.path.join(dirpath, name)
+            if os.path.islink(entry):
+                os.unlink(entry)
+            elif os.path.isdir(entry):
+                os.rmdir(entry)
+    os.rmdir(path)
+
+
 def write_index(out_dir, index_on, run_dir, outputs):
     """`--index-on PATH`: <out>/index/PATH/ holds a link to the run's outputs.json and, under each
     output's name, links to its files. It is built aside and swapped in whole, so it always shows
     one complete run; the runs it pointed at before are never touched."""
-    import shutil
-
-    index = os.path.join(out_dir, "index", index_on)
+    index = index_location(out_dir, index_on)
     parent = os.path.dirname(index)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".%s.new." % os.path.basename(index), dir=parent)
+    tmp = _new_hidden_dir(parent, ".%s.new." % os.path.basename(index))
 
     def link(target, name):
         os.makedirs(os.path.dirname(name), exist_ok=True)
@@ -8794,11 +8897,11 @@ def write_index(out_dir, index_on, run_dir, outputs):
             link(os.path.abspath(path), os.path.join(tmp, *place, os.path.basename(path.rstrip("/")) or "root"))
     old = None
     if os.path.lexists(index):
-        old = tempfile.mkdtemp(prefix=".%s.old." % os.path.basename(index), dir=parent)
-        os.rename(index, os.path.join(old, "index"))
+        old = os.path.join(parent, ".%s.old.%d.%d" % (os.path.basename(index), os.getpid(), time.time_ns()))
+        os.rename(index, old)
     os.rename(tmp, index)
     if old is not None:
-        shutil.rmtree(old)  # links only: what they point at stays
+        _remove_index(old)  # links only: what they point at stays
     return index
 
 
@@ -9409,6 +9512,7 @@ class Run:
         retries = config.get("run.task.retries")
         self.default_retries = 0 if retries == "default" else retries
         self.memory_retry_multiplier = config.get("run.task.memory_retry_multiplier")
+        self.read_limit = parse_memory(config.get("run.read_limit"), "run.read_limit")
         self.fail_fast = config.get("run.fail") == "fast"
         self.scatter_limit = config.get("run.workflow.scatter.concurrency")
         self.counts = dict.fromkeys(("waiting", "running", "completed", "failed", "cached"), 0)
@@ -9611,7 +9715,7 @@ class Run:
             if self.index_on:
                 try:
                     self.log.info("outputs indexed in `%s`" % write_index(self.out_dir, self.index_on, self.run_dir, outputs))
-                except OSError as e:
+                except (OSError, InputError) as e:
                     self.log.warn("could not index the outputs under `index/%s`: %s" % (self.index_on, e))
             self.close()
             return text
@@ -9864,13 +9968,20 @@ def cmd_completions(args):
     return 0
 
 
-def read_input_items(items, cwd):
+def read_input_items(items, cwd, warn):
     """`key=value` pairs, `@file.json` and plain `.json` paths, as (key, JSON value, base dir).
 
     A value is parsed as JSON, else taken as a plain string; a repeated key builds an array.
     File paths in a file resolve against that file's directory, on the command line against cwd.
     Command-line values also carry their text (4th item), so `s=0` can still be the String "0".
+    A key repeated within one JSON object (the last value wins, as in every JSON reader) is warned about.
     """
+    def unique_keys(found):
+        counts = collections.Counter(k for k, _ in found)
+        for k in sorted(k for k, n in counts.items() if n > 1):
+            warn("inputs file `%s`: key `%s` is given more than once; the last value is used" % (path, k))
+        return dict(found)
+
     pairs = []
     repeated = {}
     for item in items:
@@ -9878,7 +9989,7 @@ def read_input_items(items, cwd):
         if path is not None:
             src = read_source(path)
             try:
-                data = json.loads(src.text)
+                data = json.loads(src.text, object_pairs_hook=unique_keys)
             except ValueError as e:
                 pos = getattr(e, "pos", 0)
                 raise InputError("invalid JSON: %s" % getattr(e, "msg", e), Span(src, pos))
@@ -10091,7 +10202,7 @@ def prepare_inputs(args, log, strict=False):
     if log.stderr_level <= _LEVELS["WARN"]:
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
-    items = read_input_items(args.inputs, os.getcwd())
+    items = read_input_items(args.inputs, os.getcwd(), log.warn)
     holder = _InputHolder(target)
     inputs = assign_inputs(doc, target, items, holder, bool(args.target))
     decls = {d.name: d for d in target.inputs or []}
@@ -10166,6 +10277,8 @@ def cmd_run(args):
     check_run_name_parts(args.suffix, args.index_on)
     doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
+    if args.index_on:
+        index_location(os.path.abspath(out_dir), args.index_on)
     inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
     fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
     run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach,

@@ -153,6 +153,23 @@ def test_imports_resolve_relative_to_the_document_not_the_cwd(tmp_path):
     assert_ok(proc)
 
 
+def test_importing_a_file_that_is_not_wdl_names_it_without_echoing_its_lines(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:SECRET-LINE:/root:/bin/bash\n_apt:x:42:65534::/nonexistent:/bin/false\n")
+    main = tmp_path / "proj" / "main.wdl"
+    main.parent.mkdir()
+    main.write_text('version 1.1\n\nimport "../secret.txt"\n\nworkflow w {\n}\n')
+    proc = run_check_subprocess(main)
+    assert_diag(proc, 3, 1, "is not a WDL document", path="main.wdl", also=("secret.txt",))
+    assert "SECRET" not in proc.stderr and "_apt" not in proc.stderr, proc.stderr
+    # an imported WDL document with a syntax error still shows its line
+    (tmp_path / "proj" / "lib.wdl").write_text("version 1.1\n\ntask t {\n  command <<< >>>\n  outputs {}\n}\n")
+    main.write_text('version 1.1\n\nimport "lib.wdl"\n\nworkflow w {\n}\n')
+    proc = run_check_subprocess(main)
+    assert_diag(proc, 5, None, None, path="lib.wdl")
+    assert "outputs {}" in proc.stderr
+
+
 def test_warnings_do_not_fail_the_check(tmp_path):
     """Deprecated-but-valid constructs may warn; exit code stays 0 and nothing says `error:`."""
     path = tmp_path / "warn.wdl"

@@ -717,6 +717,48 @@ def test_missing_required_call_input_in_wdl_1_0(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+READS = """
+    version 1.1
+    workflow w {
+      input { File f }
+      output {
+        String s = read_string(f)
+        Int n = length(read_lines(f))
+      }
+    }
+    """
+
+
+def test_read_functions_refuse_a_file_above_run_read_limit(tmp_path):
+    big = write(tmp_path / "big.txt", "x" * 2000 + "\n")
+    config = write(tmp_path / "limit.toml", 'run.read_limit = "1 KiB"\n')
+    wdl = write(tmp_path / "main.wdl", READS)
+    proc = sprocket_run(wdl, "f=%s" % big, "-c", config, cwd=tmp_path)
+    fails(proc, "read_string", "big.txt", "larger than 1024 bytes", "run.read_limit")
+    outputs, _ = ok(sprocket_run(wdl, "f=%s" % big, cwd=tmp_path))  # the default (256 MiB) reads it
+    assert outputs["w.s"] == "x" * 2000 and outputs["w.n"] == 1
+
+
+def test_max_retries_above_100_is_refused_as_in_sprocket(tmp_path):
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        task t {
+          command <<< exit 1 >>>
+          runtime { maxRetries: 100000 }
+        }
+        """)
+    fails(proc, "`max_retries` requirement of 100000 cannot exceed 100")
+    assert not list((tmp_path / "out").rglob("attempts/1")), "a refused max_retries was retried"
+
+
+def test_a_crlf_edited_command_runs_without_its_carriage_returns(tmp_path):
+    src = "version 1.1\r\ntask t {\r\n  command <<<\r\n    echo hi > out.txt\r\n    echo there\r\n  >>>\r\n" \
+          "  output {\r\n    File f = \"out.txt\"\r\n    String s = read_string(stdout())\r\n  }\r\n}\r\n"
+    outputs, rd = run_ok(tmp_path, src, raw=True)
+    assert Path(outputs["t.f"]).read_text() == "hi\n" and outputs["t.s"] == "there"
+    assert "\r" not in (rd / "attempts" / "0" / "command").read_text()
+
+
 def test_retry_with_counter_file(tmp_path):
     counter = tmp_path / "counter"
     outputs, rd = run_ok(tmp_path, """
@@ -1000,6 +1042,62 @@ def test_required_missing_output_is_an_error(tmp_path):
         }
         """)
     fails(proc, "never_written.txt")
+
+
+ESCAPING_OUTPUTS = """
+    version 1.1
+    task t {
+      input { String which }
+      command <<<
+        echo x > ../../../../outside.txt
+        ln -s /etc/hostname link
+      >>>
+      output {
+        Array[File] f = if which == "abs" then ["/etc/passwd"] else if which == "up" then ["../../../../outside.txt"]
+                        else if which == "link" then ["link"] else glob("/etc/host*")
+      }
+    }
+    """
+
+
+@pytest.mark.parametrize("which, shown", [("abs", "`/etc/passwd`"), ("up", "outside.txt"),
+                                          ("link", "a link to `/etc/hostname`"), ("glob", "`/etc/host")])
+def test_outputs_outside_the_working_directory_fail_the_task(tmp_path, which, shown):
+    if not os.path.exists("/etc/hostname"):
+        pytest.skip("no /etc/hostname to link to")
+    proc = run_wdl(tmp_path, ESCAPING_OUTPUTS, "which=" + which)
+    fails(proc, "output `f` of task `t`", shown, "outside the task's working directory")
+
+
+def test_outputs_may_be_stdout_inputs_links_to_inputs_and_own_absolute_paths(tmp_path):
+    given = write(tmp_path / "data" / "given.txt", "given\n")
+    write(tmp_path / "data" / "dir" / "inner.txt", "inner\n")
+    outputs, rd = run_ok(tmp_path, """
+        version 1.2
+        task t {
+          input {
+            File given
+            Directory dir
+          }
+          command <<<
+            ln -s "~{given}" linked
+            pwd > here
+            echo out
+          >>>
+          output {
+            File same = given
+            File inner = dir + "/inner.txt"
+            File linked = "linked"
+            File absolute = read_string("here") + "/here"
+            File out = stdout()
+            File written = write_lines(["a"])
+          }
+        }
+        """, "given=%s" % given, "dir=%s" % (tmp_path / "data" / "dir"))
+    assert Path(outputs["t.same"]).read_text() == Path(outputs["t.linked"]).read_text() == "given\n"
+    assert Path(outputs["t.inner"]).read_text() == "inner\n"
+    assert Path(outputs["t.out"]).read_text() == "out\n"
+    assert Path(outputs["t.absolute"]).parent == rd / "attempts" / "0" / "work"
 
 
 def test_file_outputs_of_calls_live_in_the_call_work_dir(tmp_path):

@@ -497,8 +497,9 @@ def _refused_unchanged(tmp_path, db_bytes_maker, *fragments):
     for frag in fragments:
         assert frag.lower() in text, "expected %r in:\n%s" % (frag, proc.stderr)
     assert db.read_bytes() == before, "the foreign database file was modified"
-    # and no task ran
+    # and no task ran; no run directory was made, so `_latest` still names the last real run
     assert not list(out.glob("runs/*/*/calls/*/attempts"))
+    assert not (out / "runs").exists(), "a refused run made a run directory: %s" % list(out.rglob("*"))
     return proc
 
 

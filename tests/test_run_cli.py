@@ -907,6 +907,14 @@ def test_requirement_overrides_in_the_inputs_are_checked(tmp_path):
     ok(sprocket_run(src, "t.n=1", "t.runtime.cpu=1", "t.hints.anything=true", cwd=tmp_path))
 
 
+def test_a_duplicate_key_in_an_inputs_file_is_warned_about(tmp_path):
+    wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
+    inputs = write(tmp_path / "in.json", '{"make.word": "first", "make.word": "second"}')
+    proc = sprocket_run(wdl, inputs, cwd=tmp_path)
+    assert ok(proc)[0]["make.text"] == "second"
+    assert "key `make.word` is given more than once; the last value is used" in proc.stderr, proc.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # --suffix, --index-on, --show-task-stderr
 # --------------------------------------------------------------------------------------------
@@ -960,8 +968,44 @@ def test_index_on_links_the_outputs_and_moves_to_the_newest_run(tmp_path):
     assert sorted(p.name for p in index.parent.iterdir()) == ["latest"], "a temporary index was left behind"
 
 
+def test_index_on_refuses_to_replace_an_index_holding_a_users_file(tmp_path):
+    wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
+    ok(sprocket_run(wdl, "word=a", "--index-on", "proj/final", cwd=tmp_path))
+    notes = write(tmp_path / "out" / "index" / "proj" / "final" / "notes.txt", "mine\n")
+    fails(sprocket_run(wdl, "word=b", "--index-on", "proj/final", cwd=tmp_path), "--index-on", "notes.txt")
+    assert notes.read_text() == "mine\n"
+    assert len(list((tmp_path / "out" / "runs" / "make").iterdir())) == 2, "a refused run made a run directory"
+
+
+def test_index_on_never_writes_or_deletes_through_a_symlink(tmp_path):
+    wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
+    ext = tmp_path / "ext"
+    keep = write(ext / "final" / "keep.txt", "precious\n")
+    (tmp_path / "out" / "index").mkdir(parents=True)
+    os.symlink(str(ext), str(tmp_path / "out" / "index" / "proj"))
+    fails(sprocket_run(wdl, "word=a", "--index-on", "proj/final", cwd=tmp_path), "--index-on", "symbolic link")
+    assert keep.read_text() == "precious\n" and sorted(p.name for p in ext.rglob("*")) == ["final", "keep.txt"]
+    # the index directory itself a link: refused too
+    os.unlink(str(tmp_path / "out" / "index" / "proj"))
+    (tmp_path / "out" / "index" / "proj").mkdir()
+    os.symlink(str(ext / "final"), str(tmp_path / "out" / "index" / "proj" / "final"))
+    fails(sprocket_run(wdl, "word=a", "--index-on", "proj/final", cwd=tmp_path), "symbolic link")
+    assert keep.read_text() == "precious\n"
+
+
+def test_index_directories_follow_the_umask_as_run_directories_do(tmp_path):
+    wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
+    cmd = "umask 022; exec %s %s run %s word=a --index-on proj/final" % (sys.executable, SPROCKET, wdl)
+    proc = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, cwd=str(tmp_path), stdin=subprocess.DEVNULL)
+    _, rd = ok(proc)
+    index = tmp_path / "out" / "index" / "proj" / "final"
+    for d in [index, index / "single", index.parent, rd]:
+        assert oct(d.stat().st_mode & 0o777) == oct(0o755), d
+
+
 @pytest.mark.parametrize("flag, value", [("--index-on", "../elsewhere"), ("--index-on", "/abs"),
-                                         ("--index-on", "a/./b"), ("--suffix", "a/b"), ("--suffix", "")])
+                                         ("--index-on", "a/./b"), ("--suffix", "a/b"), ("--suffix", ""),
+                                         ("--suffix", "two\nlines"), ("--index-on", "a/b\rc")])
 def test_bad_suffix_or_index_path_is_refused_before_the_run(tmp_path, flag, value):
     wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
     proc = sprocket_run(wdl, "word=a", flag, value, cwd=tmp_path)

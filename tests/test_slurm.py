@@ -1464,6 +1464,25 @@ def test_batch_script_and_sbatch_line_are_built_by_pure_functions(tmp_path):
             S.slurm_batch_script("apptainer", {}, [(bad, bad, "ro")], False, [], "img", "bash", adir)
 
 
+def test_batch_script_quotes_every_extra_argument_even_a_redirection_operator(tmp_path):
+    """An `apptainer_args` entry that is exactly `>` or `2>` reaches apptainer as a word; only the
+    script's own redirection of apptainer's output is one."""
+    import sprocket as S
+
+    adir = tmp_path / "attempt"
+    adir.mkdir()
+    fake = tmp_path / "apptainer"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "[%s]\\n" "$a"; done\n')
+    fake.chmod(0o755)
+    text = S.slurm_batch_script(str(fake), {}, [], False, [">", "2>", "it's"], "img.sif", "bash", str(adir))
+    script = tmp_path / "script"
+    script.write_text(text)
+    assert subprocess.run(["bash", str(script)], cwd=str(tmp_path)).returncode == 0
+    args = (adir / "apptainer.stdout").read_text().splitlines()
+    assert ["[>]", "[2>]", "[it's]", "[img.sif]"] == args[args.index("[>]"):args.index("[img.sif]") + 1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["apptainer", "attempt", "script"], "a redirection made a file"
+
+
 def test_seed_hello_finishes_from_its_exit_file_without_a_status_query(sl):
     """With the seed's configuration (no `interval`: one query a minute), a one-second job is
     seen to end from its exit status file, with no status query while it runs: the one sacct

@@ -746,6 +746,15 @@ def test_prefix_suffix_quote_squote(ctx):
     assert call(ctx, "prefix", "x", []) == [] and call(ctx, "quote", []) == []
 
 
+def test_squote_escapes_an_embedded_single_quote_for_the_shell(ctx):
+    import subprocess
+
+    quoted = call(ctx, "squote", ["it's", "a'b'c", "''"])
+    assert quoted == ["'it'\\''s'", "'a'\\''b'\\''c'", "''\\'''\\'''"]
+    echoed = subprocess.run(["sh", "-c", "printf '%s|' " + " ".join(quoted)], capture_output=True, text=True).stdout
+    assert echoed == "it's|a'b'c|''|"
+
+
 @pytest.mark.parametrize("name, args", [
     ("prefix", ["-x ", [["a", "b"], ["c", "d"]]]),
     ("suffix", ["-z", [["a", "b"]]]),
