@@ -8605,6 +8605,12 @@ class CallCache:
             "hints": {k: value_to_json(v) for k, v in sorted(tr.hints.items()) if k not in self.excluded["hints"]},
             "container": None if "container" in tr.requirements else self.container,
         }
+        # The files its private declarations name (`File ref = "data/ref.fa"`, resolved against the
+        # document from 1.2): a changed one is a new key. Left out when none, so other keys stay.
+        private = {d.name: self.digest_value(tr.env[d.name], digests or self.digests) for d in task.decls
+                   if any(True for _ in paths_in(tr.env[d.name]))}
+        if private:
+            data["declarations"] = private
         return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
 
     def digest_value(self, v, digests):
