@@ -5367,11 +5367,10 @@ class TaskRun:
         task = self.task
         env = {}
         # Relative paths before the command: 1.2 and later resolve them against the document's
-        # directory; earlier versions leave them to the execution directory (the first attempt's work/).
-        doc_dir = document_dir(task) if task.dialect.paths_from_document else None
-        base = doc_dir or os.path.join(self.call_dir, "attempts", "0", "work")  # made by execute()
-        ctx = self.ctx(base)
-        ctx.doc_dir = doc_dir
+        # directory; earlier versions leave them to the execution directory (the first attempt's
+        # work/, made by execute()), which is also where join_paths puts a relative result.
+        ctx = self.ctx(os.path.join(self.call_dir, "attempts", "0", "work"))
+        ctx.doc_dir = doc_dir = document_dir(task) if task.dialect.paths_from_document else None
         decls = (task.inputs or []) + task.decls
         given = self.inputs
         for d in topo_order(decls):
