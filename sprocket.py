@@ -268,7 +268,8 @@ runtime_deprecated        -       -   -   y   y     the `runtime` section is dep
 enum                      -       -   -   -   y
 else                      -       -   -   -   y     `else if` / `else` in workflows
 task_in_requirements      -       -   -   -   y     `task` (with `previous`) in requirements and hints
-paths_from_document       -       -   -   -   y     relative paths before the command resolve against the document
+paths_from_document       -       -   -   y   y     relative paths outside `output` resolve against (and stay in) the document's directory
+paths_exist               -       -   -   -   y     a required File/Directory outside `output` must exist when it is created
 """
 
 
@@ -3939,15 +3940,55 @@ class EnumValue:
 
 class EvalContext:
     """Where evaluation happens: relative paths resolve in work_dir, write_* go to tmp_dir; the
-    read_* functions read at most read_limit bytes (`run.read_limit`)."""
+    read_* functions read at most read_limit bytes (`run.read_limit`). With doc_dir (1.2+, outside
+    `output`) a relative path given to the standard library resolves against the document's directory
+    and may not leave it; `readable`, a ReadScope, confines what workflow-level calls may read."""
 
-    __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder", "read_limit")
+    __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder", "read_limit", "doc_dir",
+                 "readable")
 
-    def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None, read_limit=256 * 1024 ** 2):
+    def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None, read_limit=256 * 1024 ** 2,
+                 doc_dir=None, readable=None):
         self.work_dir, self.tmp_dir, self.dialect = work_dir, tmp_dir, dialect
         self.stdout, self.stderr = stdout, stderr
         self.read_limit = read_limit
         self.placeholder = 0
+        self.doc_dir, self.readable = doc_dir, readable
+
+
+class ReadScope(collections.namedtuple("ReadScope", "run_dir doc_dir paths what")):
+    """What a workflow-level standard library call may read: a path under the run's directory,
+    under the document's directory (1.2+; else doc_dir is None), or under one of `paths` (the
+    run's inputs and its calls' outputs; a file admits itself, a directory what is under it).
+    `what` names the declaration being evaluated. Paths are real paths (symlinks resolved)."""
+
+    def check(self, fname, path):
+        real = os.path.realpath(path)
+        p = real
+        while True:
+            if p in self.paths or p == self.run_dir or p == self.doc_dir:
+                return
+            parent = os.path.dirname(p)
+            if parent == p:
+                break
+            p = parent
+        raise EvalError("%s: `%s`%s is none of the files a workflow may read (its inputs, its calls' outputs, what is "
+                        "under the run directory%s), in %s" % (
+                            fname, path, "" if real == path else " (%s)" % real,
+                            " or under the document's directory `%s`" % self.doc_dir if self.doc_dir else "", self.what))
+
+
+def document_dir(node):
+    """The directory of the document that contains `node` (relative paths of 1.2+ resolve there)."""
+    return os.path.dirname(os.path.abspath(node.span.source.path))
+
+
+def document_path(base, path, what):
+    """A relative path of a 1.2+ document made absolute against its directory `base`, which it may not leave."""
+    full = os.path.normpath(os.path.join(base, path))
+    if full != base and not full.startswith(base.rstrip("/") + "/"):
+        raise EvalError("%s: the relative path `%s` leaves the document's directory `%s`" % (what, path, base))
+    return full
 
 
 def wdl_str(v):
@@ -4138,10 +4179,45 @@ def map_paths(v, fn):
     return v
 
 
-def coerce_decl(v, d, what):
-    """coerce() for a declaration's value; an error points at the declaration."""
+def document_paths(v, t, base, what, must_exist):
+    """WDL 1.2+ outside `output {}`: the File/Directory values in `v` (of type `t`) made absolute
+    against `base`, the directory of the document that wrote them (see document_path). One that
+    does not exist is None where its type is optional; where it is required, an error if
+    `must_exist` (1.3: paths are checked when created; 1.2.1: only when they are read)."""
+    if v is None:
+        return None
+    if isinstance(t, PrimType):
+        if t.name not in ("File", "Directory") or not isinstance(v, str) or "://" in v:
+            return v
+        path = v if os.path.isabs(v) else document_path(base, v, what)
+        kind = "file" if t.name == "File" else "directory"
+        if not os.path.exists(path):
+            if t.opt:
+                return None
+            if must_exist:
+                raise EvalError("%s: %s `%s` does not exist" % (what, kind, path))
+        elif must_exist and os.path.isdir(path) != (t.name == "Directory"):
+            raise EvalError("%s: `%s` is not a %s" % (what, path, kind))
+        return (WdlFile if t.name == "File" else WdlDir)(path)
+    again = lambda x, xt: document_paths(x, xt, base, what, must_exist)  # noqa: E731
+    if isinstance(t, ArrayType) and isinstance(v, list):
+        return [again(x, t.item) for x in v]
+    if isinstance(t, MapType) and isinstance(v, dict):
+        return {again(k, t.key_type): again(x, t.value) for k, x in v.items()}
+    if isinstance(t, PairType) and isinstance(v, tuple):
+        return (again(v[0], t.left), again(v[1], t.right))
+    if isinstance(t, StructType) and isinstance(v, dict):
+        return StructValue(((k, again(x, t.members[k]) if k in t.members else x) for k, x in v.items()),
+                           getattr(v, "type_name", t.name))
+    return v
+
+
+def coerce_decl(v, d, what, base=None, must_exist=False):
+    """coerce() for a declaration's value; an error points at the declaration. With `base`
+    (1.2+, outside `output`), its paths are resolved by document_paths()."""
     try:
-        return coerce(v, d.type_, what)
+        v = coerce(v, d.type_, what)
+        return v if base is None else document_paths(v, d.type_, base, what, must_exist)
     except EvalError as e:
         if e.span is None:
             e.span = d.span
@@ -4850,7 +4926,11 @@ def _resolve(ctx, fname, path):
     if path is None:
         raise EvalError("%s: the path is None" % fname)
     path = str(path)
-    return path if os.path.isabs(path) else os.path.join(ctx.work_dir, path)
+    if not os.path.isabs(path):
+        path = document_path(ctx.doc_dir, path, fname) if ctx.doc_dir else os.path.join(ctx.work_dir, path)
+    if ctx.readable is not None:
+        ctx.readable.check(fname, path)
+    return path
 
 
 def _read_text(ctx, fname, path):
@@ -5049,6 +5129,8 @@ def fn_glob(ctx, args):
     if not os.path.isabs(pattern):
         pattern = os.path.join(glob.escape(ctx.work_dir), pattern)
     found = [p for p in glob.glob(pattern) if os.path.isfile(p) or (os.path.islink(p) and not os.path.exists(p))]
+    for p in found if ctx.readable is not None else ():  # in a workflow: its names are a read too
+        ctx.readable.check("glob", p)
     return [WdlFile(os.path.abspath(p)) for p in sorted(found)]
 
 
@@ -5603,23 +5685,19 @@ class TaskRun:
         """Evaluate inputs, private declarations and requirements."""
         task = self.task
         env = {}
-        # Relative paths before the command: 1.3 resolves them against the document's directory;
-        # earlier versions leave them to the execution directory (the first attempt's work/).
-        if task.dialect.paths_from_document:
-            base = os.path.dirname(os.path.abspath(task.span.source.path))
-        else:
-            base = os.path.join(self.call_dir, "attempts", "0", "work")  # made by execute()
-        ctx = self.ctx(base)
+        # Relative paths before the command: 1.2 and later resolve them against the document's
+        # directory; earlier versions leave them to the execution directory (the first attempt's
+        # work/, made by execute()), which is also where join_paths puts a relative result.
+        ctx = self.ctx(os.path.join(self.call_dir, "attempts", "0", "work"))
+        ctx.doc_dir = doc_dir = document_dir(task) if task.dialect.paths_from_document else None
         decls = (task.inputs or []) + task.decls
         given = self.inputs
         for d in topo_order(decls):
             if given_value(d, given):
                 env[d.name] = coerce_decl(given[d.name], d, "input `%s`" % d.name)
             elif d.expr is not None:
-                v = coerce_decl(evaluate(d.expr, env, ctx), d, "`%s`" % d.name)
-                if task.dialect.paths_from_document:
-                    v = localize_outputs(v, d.type_, base, "`%s` of task `%s`" % (d.name, task.name))
-                env[d.name] = v
+                env[d.name] = coerce_decl(evaluate(d.expr, env, ctx), d, "`%s` of task `%s`" % (d.name, task.name),
+                                          doc_dir, task.dialect.paths_exist)
             elif d.type_.opt:
                 env[d.name] = None
             else:
@@ -6000,14 +6078,21 @@ class Frame:
         self.env.update(values)
         self.done_names.update(values)
 
-    def ctx(self):
-        return EvalContext(self.run.run_dir, self.run.tmp_dir, self.wf_run.workflow.dialect,
-                           read_limit=self.run.read_limit)
+    def ctx(self, what):
+        """Workflow-level evaluation of `what`: relative paths resolve against the run directory
+        before 1.2, the document's directory after; what the standard library reads is confined."""
+        wf_run = self.wf_run
+        doc_dir = wf_run.doc_dir
+        scope = ReadScope(self.run.real_run_dir, wf_run.real_doc_dir, self.run.readable,
+                          "%s of workflow `%s`" % (what, wf_run.workflow.name))
+        return EvalContext(doc_dir or self.run.run_dir, self.run.tmp_dir, wf_run.workflow.dialect, doc_dir=doc_dir,
+                           readable=scope, read_limit=self.run.read_limit)
 
     def start(self, el):
         if isinstance(el, Decl):
-            v = evaluate(el.expr, self.env, self.ctx())
-            self.define({el.name: coerce_decl(v, el, "`%s`" % el.name)})
+            ctx = self.ctx("`%s`" % el.name)
+            v = evaluate(el.expr, self.env, ctx)
+            self.define({el.name: coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist)})
         elif isinstance(el, Call):
             self.start_call(el)
         elif isinstance(el, Scatter):
@@ -6016,19 +6101,30 @@ class Frame:
             self.start_conditional(el)
 
     def start_call(self, call):
-        ctx = self.ctx()
+        target = call.callee_def.target
+        callee_inputs = {d.name: d for d in target.inputs or []}
         values = {}
         for name, expr, span in call.inputs:
-            values[name] = evaluate(expr if expr is not None else Ident(span, name), self.env, ctx)
+            ctx = self.ctx("input `%s` of call `%s`" % (name, call.name))
+            e = expr if expr is not None else Ident(span, name)
+            v = evaluate(e, self.env, ctx)
+            if ctx.doc_dir and name in callee_inputs:  # a path the caller wrote is the caller's (1.2+)
+                try:
+                    v = document_paths(v, callee_inputs[name].type_, ctx.doc_dir, ctx.readable.what,
+                                       ctx.dialect.paths_exist)
+                except EvalError as err:
+                    err.span = err.span or e.span
+                    raise
+            values[name] = v
         path = self.wf_run.input_path + call.name
         values.update(self.run.nested_inputs.get(path, {}))  # none clash: assign_inputs checked
-        target = call.callee_def.target
         call_dir = os.path.join(self.calls_dir, call.name + "".join("-%d" % i for i in self.indices))
         display = self.wf_run.display_prefix + call.name + "".join("-%d" % i for i in self.indices)
         self.outstanding += 1
 
         def done(outputs):
             self.outstanding -= 1
+            self.run.readable.update(os.path.realpath(p) for v in outputs.values() for p in paths_in(v) if "://" not in p)
             self.define({call.name: StructValue(outputs.items(), call.name)})
             self.advance()
 
@@ -6040,7 +6136,7 @@ class Frame:
             sub.start()
 
     def start_scatter(self, sc):
-        items = evaluate(sc.expr, self.env, self.ctx())
+        items = evaluate(sc.expr, self.env, self.ctx("the scatter over `%s`" % sc.variable))
         if not isinstance(items, list):
             raise EvalError("scatter needs an Array", sc.expr.span)
         inner_names = [n for el in sc.body for n in element_defines(el)]
@@ -6097,7 +6193,7 @@ class Frame:
         return StructValue(((k, []) for k in call.callee_def.outputs), name)
 
     def start_conditional(self, cond):
-        ctx = self.ctx()
+        ctx = self.ctx("a condition")
         chosen = None
         for c, body in cond.clauses:
             v = True if c is None else evaluate(c, self.env, ctx)
@@ -6143,6 +6239,8 @@ class WorkflowRun:
         self.input_path = input_path  # `sub.` for the calls of subworkflow call `sub` (nested inputs)
         self.display_prefix = display_prefix  # the same with scatter indices (`sub-1.`), for messages
         self.on_done = on_done
+        self.doc_dir = document_dir(workflow) if workflow.dialect.paths_from_document else None
+        self.real_doc_dir = self.doc_dir and os.path.realpath(self.doc_dir)
 
     def start(self):
         wf = self.workflow
@@ -6165,10 +6263,9 @@ class WorkflowRun:
 
     def finish(self, frame):
         env = dict(frame.env)
-        ctx = frame.ctx()
         outputs = {}
         for d in self.workflow.outputs or []:
-            v = coerce_decl(evaluate(d.expr, env, ctx), d, "output `%s`" % d.name)
+            v = coerce_decl(evaluate(d.expr, env, frame.ctx("output `%s`" % d.name)), d, "output `%s`" % d.name)
             env[d.name] = outputs[d.name] = v
         self.on_done(outputs)
 
@@ -8945,6 +9042,12 @@ class CallCache:
             "hints": {k: value_to_json(v) for k, v in sorted(tr.hints.items()) if k not in self.excluded["hints"]},
             "container": None if "container" in tr.requirements else self.container,
         }
+        # The files its private declarations name (`File ref = "data/ref.fa"`, resolved against the
+        # document from 1.2): a changed one is a new key. Left out when none, so other keys stay.
+        private = {d.name: self.digest_value(tr.env[d.name], digests or self.digests) for d in task.decls
+                   if any(True for _ in paths_in(tr.env[d.name]))}
+        if private:
+            data["declarations"] = private
         return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
 
     def digest_value(self, v, digests):
@@ -9497,6 +9600,8 @@ class Run:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
         self.tmp_dir = os.path.join(self.run_dir, "tmp")
         os.mkdir(self.tmp_dir)
+        self.real_run_dir = os.path.realpath(self.run_dir)
+        self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
         self.trace = Trace(os.path.join(self.run_dir, "trace.tsv"))
         self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
         self.name = run_name()
@@ -9648,6 +9753,9 @@ class Run:
         if tty or self.log.stderr_level <= _LEVELS["WARN"]:
             self.progress = self.log.progress = Progress(self, tty)
             self.progress.start()
+        given = [inputs] + list(self.nested_inputs.values())
+        self.readable.update(os.path.realpath(p) for values in given for v in values.values() for p in paths_in(v)
+                             if "://" not in p)
         try:
             if isinstance(self.target, Task):
                 tr = TaskRun(self, self.target, inputs, self.run_dir, self.target.name, self.overrides.get("", {}))

@@ -2301,3 +2301,296 @@ def test_http_file_input_is_downloaded_into_the_run_directory(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# Paths as WDL 1.2.1 and 1.3 define them (issue 16, item 4); workflow-level reads confined
+# (issue 17, item 2). The document sits in its own directory, apart from the cwd and `-o`.
+# --------------------------------------------------------------------------------------------
+
+PATHS_TASK = """
+    task t {
+      input {
+        File f
+        File g = "data/hello.txt"
+      }
+      File h = "data/hello.txt"
+      String from_decl = read_string("data/hello.txt")
+      command <<<
+        cat ~{f} ~{g} ~{h} > out.txt
+      >>>
+      output {
+        File o = "out.txt"
+        String text = read_string(o)
+        String decl = from_decl
+      }
+    }
+"""
+
+
+def paths_doc(tmp_path, version, body, tasks=PATHS_TASK):
+    """`doc/main.wdl` (version, tasks, then `body`) beside `doc/data/hello.txt`; cwd is tmp_path."""
+    write(tmp_path / "doc" / "data" / "hello.txt", "hello\n", raw=True)
+    return write(tmp_path / "doc" / "main.wdl", "version %s\n%s\n%s" % (version, norm(tasks), norm(body)), raw=True)
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_relative_paths_outside_output_resolve_against_the_document_directory(tmp_path, version):
+    doc = paths_doc(tmp_path, version, """
+        workflow w {
+          input {
+            File rel = "data/hello.txt"
+          }
+          File decl = "data/../data/hello.txt"
+          String read = read_string("data/hello.txt")
+          call t { input: f = "data/hello.txt" }
+          output {
+            String rel_path = rel
+            String decl_path = decl
+            String read_text = read
+            String task_text = t.text
+            String task_decl = t.decl
+            String task_output = t.o
+          }
+        }
+        """)
+    outputs, rd = ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))
+    hello = str((tmp_path / "doc" / "data" / "hello.txt").absolute())
+    assert outputs["w.rel_path"] == outputs["w.decl_path"] == hello
+    assert outputs["w.read_text"] == outputs["w.task_decl"] == "hello"
+    assert outputs["w.task_text"] == "hello\nhello\nhello"
+    # inside `output {}` a relative path is the task's working directory's
+    assert outputs["w.task_output"] == str(rd / "calls" / "t" / "attempts" / "0" / "work" / "out.txt")
+
+
+@pytest.mark.parametrize("where, text", [
+    ("workflow declaration", 'File f = "../secret.txt"'),
+    ("workflow input default", 'input { File f = "data/../../secret.txt" }'),
+    ("call input", 'call t { input: f = "../secret.txt" }'),
+    ("stdlib argument", 'String s = read_string("../secret.txt")'),
+])
+def test_relative_path_leaving_the_document_directory_is_an_error(tmp_path, where, text):
+    write(tmp_path / "secret.txt", "secret\n", raw=True)
+    doc = paths_doc(tmp_path, "1.2", "workflow w {\n  %s\n}\n" % text)
+    err = fails(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path), "secret.txt",
+                "leaves the document's directory")
+    assert "main.wdl:" in err
+    assert not list(tmp_path.rglob("attempts")), where
+
+
+def test_relative_path_leaving_the_document_directory_in_a_task_is_an_error(tmp_path):
+    write(tmp_path / "secret.txt", "secret\n", raw=True)
+    doc = paths_doc(tmp_path, "1.2", "", tasks="""
+        task t {
+          String s = read_string("../secret.txt")
+          command <<< echo ~{s} >>>
+          output { String o = read_string(stdout()) }
+        }
+        """)
+    fails(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path), "read_string", "../secret.txt",
+          "leaves the document's directory")
+
+
+def test_relative_paths_before_1_2_keep_todays_behaviour(tmp_path):
+    """1.0/1.1: a relative File stays as written in a workflow, and a task's resolves in its working directory."""
+    doc = paths_doc(tmp_path, "1.1", """
+        workflow w {
+          File rel = "data/hello.txt"
+          File? missing = "data/nope.txt"
+          call t { input: f = rel }
+          output {
+            String rel_path = rel
+            Boolean missing_defined = defined(missing)
+          }
+        }
+        """, tasks="""
+        task t {
+          input { File f }
+          command <<< mkdir -p data && echo here > data/hello.txt && cat ~{f} >>>
+          output { String text = read_string(stdout()) }
+        }
+        """)
+    outputs, _ = ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))
+    assert outputs == {"w.rel_path": "data/hello.txt", "w.missing_defined": True}
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_missing_path_makes_optional_file_and_directory_none(tmp_path, version):
+    doc = paths_doc(tmp_path, version, """
+        workflow w {
+          input {
+            File? in_missing = "data/nope.txt"
+          }
+          File? missing = "data/nope.txt"
+          Directory? missing_dir = "nodir"
+          Directory? present_dir = "data"
+          Array[File?] mixed = ["data/hello.txt", "/nonexistent/x.txt"]
+          call t { input: f = "data/hello.txt", maybe = "data/nope.txt" }
+          output {
+            Array[Boolean] defined = [defined(in_missing), defined(missing), defined(missing_dir),
+                                      defined(present_dir), defined(mixed[0]), defined(mixed[1])]
+            Boolean task_maybe = t.maybe_defined
+          }
+        }
+        """, tasks="""
+        task t {
+          input {
+            File f
+            File? maybe
+            File? private_default = "data/nope.txt"
+          }
+          command <<< true >>>
+          output { Boolean maybe_defined = defined(maybe) || defined(private_default) }
+        }
+        """)
+    outputs, _ = ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))
+    assert outputs == {"w.defined": [False, False, False, True, True, False], "w.task_maybe": False}
+
+
+@pytest.mark.parametrize("body, name", [
+    ('File f = "data/nope.txt"', "`f`"),
+    ('input { Directory d = "nodir" }', "`d`"),
+    ('call t { input: f = "data/nope.txt" }', "input `f` of call `t`"),
+])
+def test_missing_required_path_is_an_error_when_created_in_1_3(tmp_path, body, name):
+    doc = paths_doc(tmp_path, "1.3", "workflow w {\n  %s\n}\n" % body)
+    missing = str(tmp_path / "doc" / ("nodir" if "nodir" in body else "data/nope.txt"))
+    fails(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path), name, missing, "does not exist")
+    assert not list(tmp_path.rglob("attempts")), "a task ran although a path it names is missing"
+
+
+def test_missing_required_file_in_a_1_3_task_declaration_is_an_error(tmp_path):
+    doc = paths_doc(tmp_path, "1.3", "", tasks="""
+        task t {
+          File ref = "data/ref.fa"
+          command <<< cat ~{ref} >>>
+          output { String o = read_string(stdout()) }
+        }
+        """)
+    fails(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path), "`ref` of task `t`",
+          str(tmp_path / "doc" / "data" / "ref.fa"), "does not exist")
+
+
+def test_missing_required_file_in_1_2_is_an_error_only_when_read(tmp_path):
+    """1.2.1: a path need not exist until it is read (the conformance cases rely on it)."""
+    doc = paths_doc(tmp_path, "1.2", """
+        workflow w {
+          File f = "data/nope.txt"
+          output { String p = f }
+        }
+        """)
+    outputs, _ = ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))
+    assert outputs == {"w.p": str(tmp_path / "doc" / "data" / "nope.txt")}
+    doc.write_text(doc.read_text().replace("String p = f", "String p = read_string(f)"))
+    fails(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path), "read_string", "nope.txt")
+
+
+def _cache_config(tmp_path):
+    cfg = tmp_path / "cache.toml"
+    cfg.write_text('[run.task]\ncache = "on"\ncache_dir = "%s"\n' % (tmp_path / "cache"))
+    return cfg
+
+
+def _task_statuses(out):
+    import sqlite3
+
+    con = sqlite3.connect(str(out / "sprocket.db"))
+    try:
+        rows = con.execute("SELECT status FROM tasks WHERE run_id = (SELECT max(id) FROM runs)").fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def test_call_cache_key_covers_the_resolved_relative_paths(tmp_path):
+    doc = paths_doc(tmp_path, "1.2", "", tasks="""
+        task t {
+          input { File g = "data/hello.txt" }
+          File h = "data/other.txt"
+          command <<< cat ~{g} ~{h} >>>
+          output { String o = read_string(stdout()) }
+        }
+        """)
+    other = write(tmp_path / "doc" / "data" / "other.txt", "one\n", raw=True)
+    args = (doc, "-o", tmp_path / "out", "-c", _cache_config(tmp_path))
+    assert ok(sprocket_run(*args, cwd=tmp_path))[0] == {"t.o": "hello\none"}
+    assert ok(sprocket_run(*args, cwd=tmp_path))[0] == {"t.o": "hello\none"}
+    assert _task_statuses(tmp_path / "out") == ["cached"]
+    other.write_text("two\n")  # a private declaration's file
+    assert ok(sprocket_run(*args, cwd=tmp_path))[0] == {"t.o": "hello\ntwo"}
+    write(tmp_path / "doc" / "data" / "hello.txt", "hi again\n", raw=True)  # an input default's file
+    assert ok(sprocket_run(*args, cwd=tmp_path))[0] == {"t.o": "hi again\ntwo"}
+    assert _task_statuses(tmp_path / "out") == ["completed"]
+
+
+def test_call_cache_does_not_serve_deleted_or_changed_outputs(tmp_path):
+    doc = write(tmp_path / "main.wdl", """
+        version 1.2
+        task t {
+          command <<< mkdir d && echo made > out.txt && echo inside > d/x.txt >>>
+          output {
+            File o = "out.txt"
+            Directory d = "d"
+          }
+        }
+        """)
+    args = (doc, "-o", tmp_path / "out", "-c", _cache_config(tmp_path))
+    first, _ = ok(sprocket_run(*args, cwd=tmp_path))
+    assert ok(sprocket_run(*args, cwd=tmp_path))[0] == first
+    assert _task_statuses(tmp_path / "out") == ["cached"]
+    os.remove(first["t.o"])  # deleted: run again, the new outputs elsewhere
+    second, _ = ok(sprocket_run(*args, cwd=tmp_path))
+    assert _task_statuses(tmp_path / "out") == ["completed"]
+    assert second["t.o"] != first["t.o"] and Path(second["t.o"]).read_text() == "made\n"
+    with open(os.path.join(second["t.d"], "x.txt"), "a") as f:  # changed, inside a Directory output
+        f.write("changed\n")
+    third, _ = ok(sprocket_run(*args, cwd=tmp_path))
+    assert _task_statuses(tmp_path / "out") == ["completed"]
+    assert Path(third["t.d"], "x.txt").read_text() == "inside\n"
+
+
+def test_workflow_level_stdlib_reads_are_confined(tmp_path):
+    """Inputs, call outputs, the run directory and (1.2+) the document's directory; nothing else."""
+    outside = write(tmp_path / "elsewhere" / "secret.txt", "secret\n", raw=True)
+    given = write(tmp_path / "elsewhere" / "given.txt", "given\n", raw=True)
+    write(tmp_path / "elsewhere" / "dir" / "x.txt", "in dir\n", raw=True)
+    body = """
+        workflow w {
+          input {
+            File given
+            Directory dir
+          }
+          call t { input: f = given }
+          String a = read_string(given)
+          String b = read_string(dir + "/x.txt")
+          String c = read_string(t.o)
+          Float d = size(t.o) + size(given)
+          Array[String] e = read_lines(write_lines(["written"]))
+          String f = read_string("%s")
+          output { Array[String] all = [a, b, c, e[0], f] }
+        }
+        """ % (tmp_path / "doc" / "data" / "hello.txt")
+    doc = paths_doc(tmp_path, "1.2", body)
+    args = (doc, "given=%s" % given, "dir=%s" % (tmp_path / "elsewhere" / "dir"), "-o", tmp_path / "out")
+    outputs, _ = ok(sprocket_run(*args, cwd=tmp_path))
+    assert outputs["w.all"] == ["given", "in dir", "given\nhello\nhello", "written", "hello"]
+    # 1.1: the document's directory is not among them
+    hello = tmp_path / "doc" / "data" / "hello.txt"
+    doc11 = paths_doc(tmp_path, "1.1", 'workflow w {\n  String f = read_string("%s")\n}\n' % hello, tasks="")
+    fails(sprocket_run(doc11, "-o", tmp_path / "out", cwd=tmp_path), "read_string", str(hello),
+          "`f` of workflow `w`", "may read")
+    # a host file, directly, through a symlink in the document's directory, and by glob
+    (tmp_path / "doc" / "link.txt").symlink_to(outside)
+    for text, fname in (('read_string("%s")' % outside, "read_string"), ('read_string("link.txt")', "read_string"),
+                        ('size("/etc/passwd")', "size"), ('length(glob("%s/*.txt"))' % outside.parent, "glob")):
+        doc = paths_doc(tmp_path, "1.2", "workflow w {\n  String x = %s\n}\n" % text)
+        fails(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path), fname, "`x` of workflow `w`", "may read")
+    # task-level reads are the task's business (its container), not confined here
+    doc = paths_doc(tmp_path, "1.2", "", tasks="""
+        task t {
+          String s = read_string("%s")
+          command <<< echo ~{s} >>>
+          output { String o = read_string(stdout()) }
+        }
+        """ % outside)
+    assert ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))[0] == {"t.o": "secret"}
