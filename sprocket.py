@@ -5744,7 +5744,10 @@ class Frame:
         if isinstance(el, Decl):
             ctx = self.ctx("`%s`" % el.name)
             v = evaluate(el.expr, self.env, ctx)
-            self.define({el.name: coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist)})
+            v = coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist)
+            if any(el is d for d in self.wf_run.defaults):
+                self.run.admit([v])
+            self.define({el.name: v})
         elif isinstance(el, Call):
             self.start_call(el)
         elif isinstance(el, Scatter):
@@ -5776,7 +5779,7 @@ class Frame:
 
         def done(outputs):
             self.outstanding -= 1
-            self.run.readable.update(os.path.realpath(p) for v in outputs.values() for p in paths_in(v) if "://" not in p)
+            self.run.admit(outputs.values())
             self.define({call.name: StructValue(outputs.items(), call.name)})
             self.advance()
 
@@ -5907,6 +5910,7 @@ class WorkflowRun:
                 env[d.name] = None
             else:
                 raise InputError("workflow `%s` is missing required input `%s`" % (wf.name, d.name), d.span)
+        self.defaults = [] if self.input_path else body  # the run's inputs, from their defaults
         known = {d.name for d in wf.inputs or []}
         for k in self.given:
             if k not in known:
@@ -9216,6 +9220,11 @@ class Run:
         self.log.info("adopting %d job(s) of the orphaned run in `%s`" % (len(out), base))
         return out
 
+    def admit(self, values):
+        """The files and directories in `values` (inputs, call outputs) become readable by
+        workflow-level standard library calls (ReadScope)."""
+        self.readable.update(os.path.realpath(p) for v in values for p in paths_in(v) if "://" not in p)
+
     # -- task states: counts, the database, the log ----------------------------------------
     def attempt_started(self, attempt, cache_key=None):
         """An attempt begins: its rows in `tasks` (Sprocket's) and `attempts` (its whole record)."""
@@ -9295,9 +9304,8 @@ class Run:
         if tty or self.log.stderr_level <= _LEVELS["WARN"]:
             self.progress = self.log.progress = Progress(self, tty)
             self.progress.start()
-        given = [inputs] + list(self.nested_inputs.values())
-        self.readable.update(os.path.realpath(p) for values in given for v in values.values() for p in paths_in(v)
-                             if "://" not in p)
+        for values in [inputs] + list(self.nested_inputs.values()):
+            self.admit(values.values())
         try:
             if isinstance(self.target, Task):
                 tr = TaskRun(self, self.target, inputs, self.run_dir, self.target.name, self.overrides.get("", {}))
