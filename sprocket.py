@@ -25,7 +25,9 @@ The module reads top to bottom in the order data flows:
      9. Lint and format            LINT_RULES, lint_document(), lint_filter() (`#@ except:`);
                                    format_document(): the tokens re-laid, text kept as written
     10. Values and evaluation      WdlFile, StructValue, EnumValue; coerce(), from_json(),
-                                   value_to_json(), evaluate(), render_placeholder()
+                                   value_to_json(), evaluate(), render_placeholder(); paths
+                                   relative to the document (document_paths); ReadScope: what
+                                   a workflow's own standard library calls may read
     11. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
     12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
                                    each) -> outputs; the runtime keys of Cromwell-era WDL
