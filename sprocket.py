@@ -5732,8 +5732,8 @@ class Frame:
         self.env.update(values)
         self.done_names.update(values)
 
-    def ctx(self, what):
-        """Workflow-level evaluation of `what`: relative paths resolve against the run directory
+    def ctx(self, what="an expression"):
+        """Workflow-level evaluation of `what` (a declaration): relative paths resolve against the run directory
         before 1.2, the document's directory after; what the standard library reads is confined."""
         wf_run = self.wf_run
         doc_dir = wf_run.doc_dir
@@ -5747,7 +5747,7 @@ class Frame:
             ctx = self.ctx("`%s`" % el.name)
             v = evaluate(el.expr, self.env, ctx)
             v = coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist)
-            if any(el is d for d in self.wf_run.defaults):
+            if id(el) in self.wf_run.defaults:
                 self.run.admit([v])
             self.define({el.name: v})
         elif isinstance(el, Call):
@@ -5912,7 +5912,7 @@ class WorkflowRun:
                 env[d.name] = None
             else:
                 raise InputError("workflow `%s` is missing required input `%s`" % (wf.name, d.name), d.span)
-        self.defaults = [] if self.input_path else body  # the run's inputs, from their defaults
+        self.defaults = set() if self.input_path else {id(d) for d in body}  # the run's inputs, by default
         known = {d.name for d in wf.inputs or []}
         for k in self.given:
             if k not in known:
