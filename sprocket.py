@@ -25,7 +25,9 @@ The module reads top to bottom in the order data flows:
      9. Lint and format            LINT_RULES, lint_document(), lint_filter() (`#@ except:`);
                                    format_document(): the tokens re-laid, text kept as written
     10. Values and evaluation      WdlFile, StructValue, EnumValue; coerce(), from_json(),
-                                   value_to_json(), evaluate(), render_placeholder()
+                                   value_to_json(), evaluate(), render_placeholder(); paths
+                                   relative to the document (document_paths); ReadScope: what
+                                   a workflow's own standard library calls may read
     11. Standard library: code     IMPLS, the implementation of each function; regexes (POSIX ERE
                                    and what Rust, Java and Python agree on)
     12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
@@ -6078,8 +6080,8 @@ class Frame:
         self.env.update(values)
         self.done_names.update(values)
 
-    def ctx(self, what):
-        """Workflow-level evaluation of `what`: relative paths resolve against the run directory
+    def ctx(self, what="an expression"):
+        """Workflow-level evaluation of `what` (a declaration): relative paths resolve against the run directory
         before 1.2, the document's directory after; what the standard library reads is confined."""
         wf_run = self.wf_run
         doc_dir = wf_run.doc_dir
@@ -6092,7 +6094,10 @@ class Frame:
         if isinstance(el, Decl):
             ctx = self.ctx("`%s`" % el.name)
             v = evaluate(el.expr, self.env, ctx)
-            self.define({el.name: coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist)})
+            v = coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist)
+            if id(el) in self.wf_run.defaults:
+                self.run.admit([v])
+            self.define({el.name: v})
         elif isinstance(el, Call):
             self.start_call(el)
         elif isinstance(el, Scatter):
@@ -6124,7 +6129,7 @@ class Frame:
 
         def done(outputs):
             self.outstanding -= 1
-            self.run.readable.update(os.path.realpath(p) for v in outputs.values() for p in paths_in(v) if "://" not in p)
+            self.run.admit(outputs.values())
             self.define({call.name: StructValue(outputs.items(), call.name)})
             self.advance()
 
@@ -6255,6 +6260,7 @@ class WorkflowRun:
                 env[d.name] = None
             else:
                 raise InputError("workflow `%s` is missing required input `%s`" % (wf.name, d.name), d.span)
+        self.defaults = set() if self.input_path else {id(d) for d in body}  # the run's inputs, by default
         known = {d.name for d in wf.inputs or []}
         for k in self.given:
             if k not in known:
@@ -9671,6 +9677,11 @@ class Run:
         self.log.info("adopting %d job(s) of the orphaned run in `%s`" % (len(out), base))
         return out
 
+    def admit(self, values):
+        """The files and directories in `values` (inputs, call outputs) become readable by
+        workflow-level standard library calls (ReadScope)."""
+        self.readable.update(os.path.realpath(p) for v in values for p in paths_in(v) if "://" not in p)
+
     # -- task states: counts, the database, the log ----------------------------------------
     def attempt_started(self, attempt, cache_key=None):
         """An attempt begins: its rows in `tasks` (Sprocket's) and `attempts` (its whole record)."""
@@ -9753,9 +9764,8 @@ class Run:
         if tty or self.log.stderr_level <= _LEVELS["WARN"]:
             self.progress = self.log.progress = Progress(self, tty)
             self.progress.start()
-        given = [inputs] + list(self.nested_inputs.values())
-        self.readable.update(os.path.realpath(p) for values in given for v in values.values() for p in paths_in(v)
-                             if "://" not in p)
+        for values in [inputs] + list(self.nested_inputs.values()):
+            self.admit(values.values())
         try:
             if isinstance(self.target, Task):
                 tr = TaskRun(self, self.target, inputs, self.run_dir, self.target.name, self.overrides.get("", {}))

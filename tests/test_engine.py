@@ -2579,6 +2579,16 @@ def test_workflow_level_stdlib_reads_are_confined(tmp_path):
     doc11 = paths_doc(tmp_path, "1.1", 'workflow w {\n  String f = read_string("%s")\n}\n' % hello, tasks="")
     fails(sprocket_run(doc11, "-o", tmp_path / "out", cwd=tmp_path), "read_string", str(hello),
           "`f` of workflow `w`", "may read")
+    # an input's default is one of the run's inputs (`sprocket inputs` lists it), read where it is
+    default = write(tmp_path / "elsewhere" / "default.txt", "by default\n", raw=True)
+    doc11 = paths_doc(tmp_path, "1.1", """
+        workflow w {
+          input { File ref = "%s" }
+          Float gb = size(ref, "GB")
+          output { String r = read_string(ref) }
+        }
+        """ % default, tasks="")
+    assert ok(sprocket_run(doc11, "-o", tmp_path / "out", cwd=tmp_path))[0] == {"w.r": "by default"}
     # a host file, directly, through a symlink in the document's directory, and by glob
     (tmp_path / "doc" / "link.txt").symlink_to(outside)
     for text, fname in (('read_string("%s")' % outside, "read_string"), ('read_string("link.txt")', "read_string"),
