@@ -348,6 +348,7 @@ _TOKEN_RE = re.compile(
 _WS_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
 # draft-2 also has `/* */` comments.
 _TOKEN_RE_DRAFT2 = re.compile(_TOKEN_RE.pattern.replace(r"\#[^\n]*", r"\#[^\n]*|/\*.*?\*/", 1), re.X | re.S)
+_TOKEN_KINDS = dict((i, kind) for kind, i in _TOKEN_RE.groupindex.items())  # (the same in both)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "~": "~", "$": "$"}
 _ESCAPE_RE = re.compile(r"\\(?:([0-7]{3})|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
 
@@ -374,12 +375,14 @@ def tokenize(source, pos=0, dialect=None):
     append = toks.append
     stack = []  # one frame per open placeholder: [resume kind, terminator, brace depth]
     finditer = (_TOKEN_RE if dialect.version_statement else _TOKEN_RE_DRAFT2).finditer
+    kinds = _TOKEN_KINDS
     while True:
         # finditer runs over plain tokens; the text of a string or command is scanned apart,
         # and a new finditer starts after it.
         for m in finditer(text, pos):
-            kind = m.lastgroup
-            value = m.group(kind)
+            i = m.lastindex
+            kind = kinds[i]
+            value = m[i]
             pos = m.end()
             start = pos - len(value)
             if kind == "ident":
