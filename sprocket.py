@@ -44,7 +44,8 @@ The module reads top to bottom in the order data flows:
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
                                    (report_html), signals
     18. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
-                                   runs, report, completions; the one place errors become messages
+                                   runs, report, completions, install (the file compiled, and a
+                                   launcher); the one place errors become messages
 """
 
 import argparse
