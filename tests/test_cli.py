@@ -402,6 +402,24 @@ def test_zipapp_from_the_readme_recipe_imports_its_bytecode(pyz, tmp_path):
     assert proc.stdout.strip() == os.path.join(str(pyz), "sprocket.pyc")
 
 
+def test_zipapp_of_another_python_falls_back_to_the_source(pyz, tmp_path):
+    """The README's promise: a Python whose bytecode differs (another magic number) ignores the
+    archive's sprocket.pyc and compiles the sprocket.py beside it."""
+    app = tmp_path / "app"
+    shutil.copytree(str(pyz.parent / "build" / "app"), str(app))
+    pyc = bytearray((app / "sprocket.pyc").read_bytes())
+    pyc[0] ^= 0xFF
+    (app / "sprocket.pyc").write_bytes(bytes(pyc))
+    other = tmp_path / "other.pyz"
+    assert run(["-m", "zipapp", str(app), "-o", str(other)]).returncode == 0
+    proc = run([str(other), "--version"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert VERSION_RE.match(proc.stdout.strip()), proc.stdout
+    proc = run(["-c", "import sys; sys.path.insert(0, sys.argv[1]); import sprocket; print(sprocket.__file__)",
+                str(other)], cwd=tmp_path)
+    assert proc.stdout.strip() == os.path.join(str(other), "sprocket.py"), proc.stderr
+
+
 def test_zipapp_version(pyz, tmp_path):
     proc = run([str(pyz), "--version"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
