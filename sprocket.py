@@ -334,13 +334,15 @@ def dialect_text(dialect):
 
 # One match per token, the whitespace and comments before it included. Every position matches
 # (`bad` takes a character no token starts with, `eof` the end), so a match never backtracks
-# into a comment to find a token there.
+# into a comment to find a token there. A `string` without escapes or placeholders is matched
+# whole; any other quote starts a string that _scan_text reads.
 _TOKEN_RE = re.compile(
     r"""(?:[ \t\r\n]+|\#[^\n]*)*
     (?:(?P<float>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
       |(?P<int>0[xX][0-9a-fA-F]+|[0-9]+)
       |(?P<ident>[A-Za-z][A-Za-z0-9_]*)
       |(?P<op><<<|\*\*|==|!=|<=|>=|&&|\|\||[-+*/%!<>=.,:?(){}\[\]])
+      |(?P<string>"[^"\\~$\n]*"|'[^'\\~$\n]*')
       |(?P<quote>["'])
       |(?P<eof>\Z)
       |(?P<bad>.))""",
@@ -412,6 +414,11 @@ def tokenize(source, pos=0, dialect=None):
                         append(("phend", value, start))
                         pos = _scan_text(source, pos, frame[0], frame[1], toks, stack, dialect)
                         break
+            elif kind == "string":
+                append(("sbeg", value[0], start))
+                append(("stext", value[1:-1], start + 1))
+                append(("send", value[0], pos - 1))
+                continue
             elif kind == "quote":
                 append(("sbeg", value, start))
                 pos = _scan_text(source, pos, "s", value, toks, stack, dialect)

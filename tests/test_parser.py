@@ -1782,6 +1782,15 @@ LEXER_TOKENS = {
         ("sbeg", '"', 0), ("stext", 'a\\"', 1), ("phbeg", "~{", 4), ("ident", "x", 6), ("phend", "}", 7),
         ("stext", "\\${y}", 8), ("phbeg", "${", 13), ("ident", "z", 15), ("phend", "}", 16), ("stext", "", 17),
         ("send", '"', 17), ("eof", None, 18)]),
+    # Plain strings are read in one match; a lone `~` or `$` sends a string the long way round,
+    # with the same tokens.
+    "plain-strings-and-a-lone-tilde-and-dollar": ("1.0", '"a~b$c" \'\' "d"', [
+        ("sbeg", '"', 0), ("stext", "a~b$c", 1), ("send", '"', 6), ("sbeg", "'", 8), ("stext", "", 9),
+        ("send", "'", 9), ("sbeg", '"', 11), ("stext", "d", 12), ("send", '"', 13), ("eof", None, 14)]),
+    "draft-2-strings-tilde-is-text-dollar-opens": ("draft-2", """"~{x}" '${y}'""", [
+        ("sbeg", '"', 0), ("stext", "~{x}", 1), ("send", '"', 5), ("sbeg", "'", 7), ("stext", "", 8),
+        ("phbeg", "${", 8), ("ident", "y", 10), ("phend", "}", 11), ("stext", "", 12), ("send", "'", 12),
+        ("eof", None, 13)]),
     "a-quote-ends-only-its-own-kind": ("1.0", """'a"}b' "c'\"""", [
         ("sbeg", "'", 0), ("stext", 'a"}b', 1), ("send", "'", 5), ("sbeg", '"', 7), ("stext", "c'", 8),
         ("send", '"', 10), ("eof", None, 11)]),
