@@ -47,7 +47,8 @@ The module reads top to bottom in the order data flows:
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
                                    (report_html), signals
     18. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
-                                   runs, report, completions; the one place errors become messages
+                                   runs, report, completions, install (the file compiled, and a
+                                   launcher); the one place errors become messages
 """
 
 import argparse
@@ -353,13 +354,15 @@ def dialect_text(dialect):
 
 # One match per token, the whitespace and comments before it included. Every position matches
 # (`bad` takes a character no token starts with, `eof` the end), so a match never backtracks
-# into a comment to find a token there.
+# into a comment to find a token there. A `string` without escapes or placeholders is matched
+# whole; any other quote starts a string that _scan_text reads.
 _TOKEN_RE = re.compile(
     r"""(?:[ \t\r\n]+|\#[^\n]*)*
     (?:(?P<float>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
       |(?P<int>0[xX][0-9a-fA-F]+|[0-9]+)
       |(?P<ident>[A-Za-z][A-Za-z0-9_]*)
       |(?P<op><<<|\*\*|==|!=|<=|>=|&&|\|\||[-+*/%!<>=.,:?(){}\[\]])
+      |(?P<string>"[^"\\~$\n]*"|'[^'\\~$\n]*')
       |(?P<quote>["'])
       |(?P<eof>\Z)
       |(?P<bad>.))""",
@@ -368,6 +371,7 @@ _TOKEN_RE = re.compile(
 _WS_RE = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
 # draft-2 also has `/* */` comments.
 _TOKEN_RE_DRAFT2 = re.compile(_TOKEN_RE.pattern.replace(r"\#[^\n]*", r"\#[^\n]*|/\*.*?\*/", 1), re.X | re.S)
+_TOKEN_KINDS = dict((i, kind) for kind, i in _TOKEN_RE.groupindex.items())  # (the same in both)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "~": "~", "$": "$"}
 _ESCAPE_RE = re.compile(r"\\(?:([0-7]{3})|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
 
@@ -394,12 +398,14 @@ def tokenize(source, pos=0, dialect=None):
     append = toks.append
     stack = []  # one frame per open placeholder: [resume kind, terminator, brace depth]
     finditer = (_TOKEN_RE if dialect.version_statement else _TOKEN_RE_DRAFT2).finditer
+    kinds = _TOKEN_KINDS
     while True:
         # finditer runs over plain tokens; the text of a string or command is scanned apart,
         # and a new finditer starts after it.
         for m in finditer(text, pos):
-            kind = m.lastgroup
-            value = m.group(kind)
+            i = m.lastindex
+            kind = kinds[i]
+            value = m[i]
             pos = m.end()
             start = pos - len(value)
             if kind == "ident":
@@ -428,6 +434,11 @@ def tokenize(source, pos=0, dialect=None):
                         append(("phend", value, start))
                         pos = _scan_text(source, pos, frame[0], frame[1], toks, stack, dialect)
                         break
+            elif kind == "string":
+                append(("sbeg", value[0], start))
+                append(("stext", value[1:-1], start + 1))
+                append(("send", value[0], pos - 1))
+                continue
             elif kind == "quote":
                 append(("sbeg", value, start))
                 pos = _scan_text(source, pos, "s", value, toks, stack, dialect)
@@ -9941,6 +9952,10 @@ def build_parser():
     e = sub.add_parser("report", parents=[common], help="write a run's report.html (every run writes one at its end)")
     e.add_argument("run", nargs="?", metavar="RUN", help="the run's name or directory (default: the newest run)")
     e.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
+    n = sub.add_parser("install", parents=[common],
+                       help="copy sprocket.py into DIR, compiled for this Python, with a `sprocket` launcher that "
+                       "starts without compiling it")
+    n.add_argument("dir", metavar="DIR", help="the directory (made if missing; e.g. /shared/software/bin)")
     return p
 
 
@@ -10537,6 +10552,71 @@ def cmd_report(args):
     return 0
 
 
+_LAUNCHER_MARK = "# A launcher written by `sprocket.py install`"
+
+
+def cmd_install(args):
+    """`install DIR`: sprocket.py, its bytecode for the running Python, and a `sprocket` launcher
+    that imports it, in DIR. A script is compiled on every start (0.15 s for this file); an
+    imported module is read from its .pyc."""
+    import py_compile
+
+    source = os.path.abspath(__file__)
+    if not (source.endswith(".py") and os.path.isfile(source)):
+        raise InputError("install copies sprocket.py: run `python3 sprocket.py install DIR` (not from %s)" % source)
+    if not sys.executable or re.search(r"\s", sys.executable):
+        raise InputError("the launcher's `#!` line names this Python, and its path `%s` cannot be one: run install "
+                         "with a Python whose path has no spaces" % sys.executable)
+    target = os.path.abspath(args.dir)
+    launcher = os.path.join(target, "sprocket")
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise InputError("cannot install into `%s`: it is not a directory" % args.dir)
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError as e:
+        raise InputError("cannot install into `%s`: %s" % (args.dir, e.strerror or e))
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise InputError("cannot install into `%s`: the directory is not writable" % args.dir)
+    if os.path.lexists(launcher) and not _is_launcher(launcher):
+        raise InputError("`%s` exists and is not a launcher written by `sprocket.py install`: remove it, or "
+                         "install into another directory" % launcher)
+    dest = os.path.join(target, "sprocket.py")
+    text = ("#!%s\n%s; it imports %s, compiled in __pycache__/.\n"
+            "import sys\n\nsys.path.insert(0, %r)\nimport sprocket  # noqa: E402\n\nsys.exit(sprocket.main())\n"
+            % (sys.executable, _LAUNCHER_MARK, dest, target))
+    try:
+        if not (os.path.exists(dest) and os.path.samefile(source, dest)):
+            with open(source, "rb") as f:
+                _write_replacing(dest, f.read(), 0o666)
+        # A hash-checked .pyc stays valid when the directory is copied (a timestamp would not).
+        pyc = os.path.join(target, "__pycache__", "sprocket.%s.pyc" % sys.implementation.cache_tag)
+        py_compile.compile(dest, pyc, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+        _write_replacing(launcher, text.encode("utf-8"), 0o777)
+    except (OSError, py_compile.PyCompileError) as e:
+        raise InputError("cannot install into `%s`: %s" % (args.dir, getattr(e, "strerror", None) or e))
+    print(launcher)
+    return 0
+
+
+def _is_launcher(path):
+    """Did `sprocket.py install` write this file (so that it may replace it)?"""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read(4096).split(b"\n")
+    except OSError:
+        return False
+    return len(lines) > 1 and lines[1].startswith(_LAUNCHER_MARK.encode())
+
+
+def _write_replacing(path, data, mode):
+    """Write a file whole, then rename it over `path` (a running `sprocket` never reads half of one)."""
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)  # the umask applies
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def default_config_text():
     lines = ["# sprocket.toml: every setting with its default (sprocket config init)"]
     section = None
@@ -10625,7 +10705,8 @@ def main(argv=None):
         set_diagnostic_style(args)
         return {"check": cmd_check, "lint": cmd_check, "explain": cmd_explain, "format": cmd_format,
                 "fmt": cmd_format, "completions": cmd_completions, "run": cmd_run, "validate": cmd_validate,
-                "inputs": cmd_inputs, "config": cmd_config, "runs": cmd_runs, "report": cmd_report}[args.command](args)
+                "inputs": cmd_inputs, "config": cmd_config, "runs": cmd_runs, "report": cmd_report,
+                "install": cmd_install}[args.command](args)
     except WdlErrors as e:
         for err in e.errors:
             print(format_diagnostic(err.message, err.span), file=sys.stderr)

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -378,24 +379,62 @@ def test_load_returns_document_and_raises_wdl_error(tmp_path):
 # zipapp: the single file runs as a .pyz too
 # --------------------------------------------------------------------------------------------
 
+def readme_zipapp_recipe():
+    """The shell commands of the README's zipapp recipe (Install section)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    m = re.search(r"\*\*zipapp\.\*\*.*?```shell\n(.*?)```", text, re.S)
+    assert m, "README.md has no zipapp recipe under **zipapp.**"
+    return textwrap.dedent(m.group(1))
+
+
+def python3_on_path(tmp):
+    """A PATH whose `python3` is the Python running the tests (the README's commands say `python3`)."""
+    bin_dir = tmp / "python-bin"
+    bin_dir.mkdir(exist_ok=True)
+    if not (bin_dir / "python3").exists():
+        (bin_dir / "python3").symlink_to(sys.executable)
+    return "%s%s%s" % (bin_dir, os.pathsep, os.environ.get("PATH", ""))
+
+
 @pytest.fixture(scope="module")
 def pyz(tmp_path_factory):
-    """Build sprocket.pyz as the README documents:
-
-        mkdir build && cp sprocket.py build/
-        printf 'import sys, sprocket\\nsys.exit(sprocket.main())\\n' > build/__main__.py
-        python3 -m zipapp build -o sprocket.pyz
-    """
+    """Build sprocket.pyz with the README's recipe, run as written in a copy of the repository's
+    sprocket.py (the recipe's last line runs `sprocket.pyz --version`)."""
     tmp = tmp_path_factory.mktemp("zipapp")
-    src = tmp / "build"
-    src.mkdir()
-    shutil.copy(SPROCKET, src / "sprocket.py")
-    (src / "__main__.py").write_text("import sys, sprocket\nsys.exit(sprocket.main())\n")
-    out = tmp / "sprocket.pyz"
-    proc = subprocess.run([sys.executable, "-m", "zipapp", str(src), "-o", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    shutil.copy(SPROCKET, tmp / "sprocket.py")
+    env = dict(os.environ, PATH=python3_on_path(tmp))
+    proc = subprocess.run(["sh", "-ec", readme_zipapp_recipe()], cwd=str(tmp), env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert VERSION_RE.match(proc.stdout.strip()), proc.stdout
+    return tmp / "sprocket.pyz"
+
+
+def test_zipapp_from_the_readme_recipe_imports_its_bytecode(pyz, tmp_path):
+    """zipimport reads `sprocket.pyc` at the top of the archive (never __pycache__/): the module
+    comes from there, not from compiling sprocket.py."""
+    proc = run(["-c", "import sys; sys.path.insert(0, sys.argv[1]); import sprocket; print(sprocket.__file__)",
+                str(pyz)], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    return out
+    assert proc.stdout.strip() == os.path.join(str(pyz), "sprocket.pyc")
+
+
+def test_zipapp_of_another_python_falls_back_to_the_source(pyz, tmp_path):
+    """The README's promise: a Python whose bytecode differs (another magic number) ignores the
+    archive's sprocket.pyc and compiles the sprocket.py beside it."""
+    app = tmp_path / "app"
+    shutil.copytree(str(pyz.parent / "build" / "app"), str(app))
+    pyc = bytearray((app / "sprocket.pyc").read_bytes())
+    pyc[0] ^= 0xFF
+    (app / "sprocket.pyc").write_bytes(bytes(pyc))
+    other = tmp_path / "other.pyz"
+    assert run(["-m", "zipapp", str(app), "-o", str(other)]).returncode == 0
+    proc = run([str(other), "--version"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert VERSION_RE.match(proc.stdout.strip()), proc.stdout
+    proc = run(["-c", "import sys; sys.path.insert(0, sys.argv[1]); import sprocket; print(sprocket.__file__)",
+                str(other)], cwd=tmp_path)
+    assert proc.stdout.strip() == os.path.join(str(other), "sprocket.py"), proc.stderr
 
 
 def test_zipapp_version(pyz, tmp_path):
@@ -415,6 +454,97 @@ def test_zipapp_check_invalid(pyz, tmp_path):
     path.write_text(INVALID)
     proc = run([str(pyz), "check", str(path)], cwd=tmp_path)
     assert_diag(proc, 4, 11, "unknown name `y`")
+
+
+# --------------------------------------------------------------------------------------------
+# install: sprocket.py, its bytecode and a `sprocket` launcher in a directory
+# --------------------------------------------------------------------------------------------
+
+def install(dest, cwd):
+    return run([str(SPROCKET), "install", str(dest)], cwd=cwd)
+
+
+def assert_refused(proc, *fragments):
+    """Exit 1 with one `error: ...` line naming what is wrong."""
+    assert_sane(proc)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+
+
+def test_install_writes_a_launcher_that_imports_the_compiled_module(tmp_path):
+    dest = tmp_path / "site" / "bin"  # made, parents too
+    proc = install(dest, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    launcher = dest / "sprocket"
+    assert proc.stdout.strip() == str(launcher)
+    assert (dest / "sprocket.py").read_bytes() == SPROCKET.read_bytes()
+    pyc = dest / "__pycache__" / ("sprocket.%s.pyc" % sys.implementation.cache_tag)
+    assert pyc.is_file()
+    assert os.access(str(launcher), os.X_OK)
+    assert launcher.read_text().splitlines()[0] == "#!" + sys.executable
+    # Run the launcher itself (its #! line), from elsewhere: the import reads the .pyc, which
+    # matches the source (verbose import says so), and compiles nothing.
+    env = dict(os.environ, PYTHONVERBOSE="1")
+    proc = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, timeout=120,
+                          cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert VERSION_RE.match(proc.stdout.strip()), proc.stdout
+    assert "# %s matches %s" % (pyc, dest / "sprocket.py") in proc.stderr, proc.stderr[-3000:]
+    assert "code object from '%s'" % pyc in proc.stderr
+    wdl = tmp_path / "ok.wdl"
+    wdl.write_text(VALID)
+    assert_ok(subprocess.run([str(launcher), "check", str(wdl)], capture_output=True, text=True, timeout=120,
+                             cwd=str(tmp_path), stdin=subprocess.DEVNULL))
+
+
+def test_install_again_replaces_its_own_launcher_and_the_bytecode(tmp_path):
+    dest = tmp_path / "bin"
+    assert install(dest, tmp_path).returncode == 0
+    pyc = dest / "__pycache__" / ("sprocket.%s.pyc" % sys.implementation.cache_tag)
+    pyc.write_bytes(b"stale")
+    (dest / "sprocket.py").write_text("an older version\n")
+    proc = install(dest, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (dest / "sprocket.py").read_bytes() == SPROCKET.read_bytes()
+    assert pyc.read_bytes() != b"stale"
+    # The installed copy installs into its own directory too (compiling in place).
+    proc = run([str(dest / "sprocket"), "install", str(dest)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (dest / "sprocket.py").read_bytes() == SPROCKET.read_bytes()
+
+
+def test_install_refuses_to_replace_a_sprocket_file_it_did_not_write(tmp_path):
+    dest = tmp_path / "bin"
+    dest.mkdir()
+    (dest / "sprocket").write_text("#!/bin/sh\nexec something-else\n")
+    assert_refused(install(dest, tmp_path), str(dest / "sprocket"), "not a launcher written by")
+    assert (dest / "sprocket").read_text() == "#!/bin/sh\nexec something-else\n"
+    assert not (dest / "sprocket.py").exists()
+    (dest / "sprocket").unlink()
+    (dest / "sprocket").mkdir()
+    assert_refused(install(dest, tmp_path), "not a launcher written by")
+
+
+def test_install_refuses_a_directory_it_cannot_write(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    assert_refused(install(tmp_path / "a-file", tmp_path), "cannot install into", "not a directory")
+    assert_refused(install(tmp_path / "a-file" / "bin", tmp_path), "cannot install into")
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        try:
+            assert_refused(install(locked, tmp_path), "cannot install into", "not writable")
+        finally:
+            locked.chmod(0o755)
+
+
+def test_install_is_in_help():
+    proc = run([str(SPROCKET), "--help"])
+    assert proc.returncode == 0
+    assert re.search(r"^\s+install\s+copy sprocket.py into DIR", proc.stdout, re.M), proc.stdout
 
 
 # ============================================================================================

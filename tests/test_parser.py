@@ -7,7 +7,7 @@ Every document asserted valid here is valid per the spec of its version (shared/
 
 import pytest
 
-from conftest import assert_diag, assert_ok, find_pos, norm, version_re
+from conftest import _import_sprocket, assert_diag, assert_ok, find_pos, norm, version_re
 
 # --------------------------------------------------------------------------------------------
 # Valid documents.  Each entry: id -> source, or id -> (source, {import_name: source}).
@@ -1768,3 +1768,97 @@ def test_document_with_nothing_in_it_is_an_error(wdl, check, text):
     """A document that is empty or holds only comments (a draft-2 document with nothing in it) is
     an error, exit 1, reported as `path:LINE:COL: error:` with a caret -- not a valid draft-2 file."""
     assert_diag(check(wdl(text, raw=True)), None, None)
+
+
+# --------------------------------------------------------------------------------------------
+# The lexer's modes, token by token: each text mode (quoted string, `<<< >>>` string, `{ }` and
+# `<<< >>>` command) jumps to its next placeholder, terminator or newline with one pattern; these
+# pin what it stops at, what it steps over, and the position of every token and error.
+# --------------------------------------------------------------------------------------------
+
+LEXER_TOKENS = {
+    # `\` steps over the next character: `\"` and `\$` are text, `~{` and `${` open placeholders.
+    "string-escapes-and-both-placeholders": ("1.0", r'"a\"~{x}\${y}${z}"', [
+        ("sbeg", '"', 0), ("stext", 'a\\"', 1), ("phbeg", "~{", 4), ("ident", "x", 6), ("phend", "}", 7),
+        ("stext", "\\${y}", 8), ("phbeg", "${", 13), ("ident", "z", 15), ("phend", "}", 16), ("stext", "", 17),
+        ("send", '"', 17), ("eof", None, 18)]),
+    # Plain strings are read in one match; a lone `~` or `$` sends a string the long way round,
+    # with the same tokens.
+    "plain-strings-and-a-lone-tilde-and-dollar": ("1.0", '"a~b$c" \'\' "d"', [
+        ("sbeg", '"', 0), ("stext", "a~b$c", 1), ("send", '"', 6), ("sbeg", "'", 8), ("stext", "", 9),
+        ("send", "'", 9), ("sbeg", '"', 11), ("stext", "d", 12), ("send", '"', 13), ("eof", None, 14)]),
+    "draft-2-strings-tilde-is-text-dollar-opens": ("draft-2", """"~{x}" '${y}'""", [
+        ("sbeg", '"', 0), ("stext", "~{x}", 1), ("send", '"', 5), ("sbeg", "'", 7), ("stext", "", 8),
+        ("phbeg", "${", 8), ("ident", "y", 10), ("phend", "}", 11), ("stext", "", 12), ("send", "'", 12),
+        ("eof", None, 13)]),
+    "a-quote-ends-only-its-own-kind": ("1.0", """'a"}b' "c'\"""", [
+        ("sbeg", "'", 0), ("stext", 'a"}b', 1), ("send", "'", 5), ("sbeg", '"', 7), ("stext", "c'", 8),
+        ("send", '"', 10), ("eof", None, 11)]),
+    # In a 1.x heredoc command `${` is text, and `>`/`>>` do not end it.
+    "heredoc-command-1.0": ("1.0", "command <<< a ${x} ~{y} > b >> c >>>", [
+        ("ident", "command", 0), ("cbeg", ">>>", 8), ("ctext", " a ${x} ", 11), ("phbeg", "~{", 19),
+        ("ident", "y", 21), ("phend", "}", 22), ("ctext", " > b >> c ", 23), ("cend", ">>>", 33),
+        ("eof", None, 36)]),
+    # draft-2: `${` is a placeholder there too, and `~{` is text.
+    "heredoc-command-draft-2": ("draft-2", "command <<< a ${x} ~{y} >>>", [
+        ("ident", "command", 0), ("cbeg", ">>>", 8), ("ctext", " a ", 11), ("phbeg", "${", 14), ("ident", "x", 16),
+        ("phend", "}", 17), ("ctext", " ~{y} ", 18), ("cend", ">>>", 24), ("eof", None, 27)]),
+    "brace-command-escaped-brace": ("1.0", r"command { echo ${x} \} ~{y} }", [
+        ("ident", "command", 0), ("cbeg", "}", 8), ("ctext", " echo ", 9), ("phbeg", "${", 15), ("ident", "x", 17),
+        ("phend", "}", 18), ("ctext", " \\} ", 19), ("phbeg", "~{", 23), ("ident", "y", 25), ("phend", "}", 26),
+        ("ctext", " ", 27), ("cend", "}", 28), ("eof", None, 29)]),
+    "command-keyword-then-a-comment-then-the-brace": ("1.0", "command\n# c\n{ x }", [
+        ("ident", "command", 0), ("cbeg", "}", 12), ("ctext", " x ", 13), ("cend", "}", 16), ("eof", None, 17)]),
+    "command-as-a-name": ("1.0", "command = 1", [
+        ("ident", "command", 0), ("op", "=", 8), ("int", "1", 10), ("eof", None, 11)]),
+    "multi-line-string-with-a-string-placeholder": ("1.2", 'x = <<< a ~{"s"} >>>', [
+        ("ident", "x", 0), ("op", "=", 2), ("mbeg", "<<<", 4), ("mtext", " a ", 7), ("phbeg", "~{", 10),
+        ("sbeg", '"', 12), ("stext", "s", 13), ("send", '"', 14), ("phend", "}", 15), ("mtext", " ", 16),
+        ("mend", ">>>", 17), ("eof", None, 20)]),
+    "string-in-a-placeholder-in-a-string": ("1.0", '"a~{"b~{c}"}d"', [
+        ("sbeg", '"', 0), ("stext", "a", 1), ("phbeg", "~{", 2), ("sbeg", '"', 4), ("stext", "b", 5),
+        ("phbeg", "~{", 6), ("ident", "c", 8), ("phend", "}", 9), ("stext", "", 10), ("send", '"', 10),
+        ("phend", "}", 11), ("stext", "d", 12), ("send", '"', 13), ("eof", None, 14)]),
+    # Braces inside a placeholder are counted: only its own `}` closes it.
+    "map-literal-in-a-placeholder": ("1.0", '"~{ {"a": 1}["a"] }"', [
+        ("sbeg", '"', 0), ("stext", "", 1), ("phbeg", "~{", 1), ("op", "{", 4), ("sbeg", '"', 5), ("stext", "a", 6),
+        ("send", '"', 7), ("op", ":", 8), ("int", "1", 10), ("op", "}", 11), ("op", "[", 12), ("sbeg", '"', 13),
+        ("stext", "a", 14), ("send", '"', 15), ("op", "]", 16), ("phend", "}", 18), ("stext", "", 19),
+        ("send", '"', 19), ("eof", None, 20)]),
+    "comments-hide-braces-and-quotes-but-not-in-strings": ("1.0", '# } "\nx # {\n"a # b" # c', [
+        ("ident", "x", 6), ("sbeg", '"', 12), ("stext", "a # b", 13), ("send", '"', 18), ("eof", None, 23)]),
+    "draft-2-block-comments": ("draft-2", 'a /* } " */ b /* x', [
+        ("ident", "a", 0), ("ident", "b", 12), ("op", "/", 14), ("op", "*", 15), ("ident", "x", 17),
+        ("eof", None, 18)]),
+    "escaped-newline-in-a-string": ("1.0", '"a\\\nb"', [
+        ("sbeg", '"', 0), ("stext", "a\\\nb", 1), ("send", '"', 5), ("eof", None, 6)]),
+    "trailing-whitespace-then-eof": ("1.0", "a \n\t ", [("ident", "a", 0), ("eof", None, 5)]),
+}
+
+LEXER_ERRORS = {
+    "newline-in-a-string": ("1.0", '"a\nb"', "unterminated string", 0),
+    "backslash-at-the-end": ("1.0", 'x "abc\\', "unterminated string", 2),
+    "unterminated-brace-command": ("1.0", "command { a", "unterminated command section", 8),
+    "unterminated-multi-line-string": ("1.2", "x = <<< a >> ", "unterminated multi-line string", 6),
+    "bad-character-after-a-comment": ("1.0", "# c\n  @", "unexpected character '@'", 6),
+    "unterminated-placeholder": ("1.0", '"~{x', "unterminated placeholder: expected `}`", 4),
+}
+
+
+def _tokenize(dialect, text):
+    sprocket = _import_sprocket()
+    return sprocket.tokenize(sprocket.Source("t.wdl", text), 0, sprocket.DIALECTS[dialect])
+
+
+@pytest.mark.parametrize("name", sorted(LEXER_TOKENS))
+def test_lexer_modes_token_by_token(name):
+    dialect, text, expected = LEXER_TOKENS[name]
+    assert _tokenize(dialect, text) == expected
+
+
+@pytest.mark.parametrize("name", sorted(LEXER_ERRORS))
+def test_lexer_errors_and_their_positions(name):
+    dialect, text, message, pos = LEXER_ERRORS[name]
+    with pytest.raises(_import_sprocket().WdlSyntaxError) as e:
+        _tokenize(dialect, text)
+    assert (e.value.message, e.value.span.pos) == (message, pos)
