@@ -709,7 +709,8 @@ def test_missing_required_call_input_in_wdl_1_0(tmp_path):
           output { Int o = t.o }
         }
         """)
-    fails(proc, "`x`")
+    fails(proc, "missing required input: `w.t.x`")  # before anything runs, named as the inputs take it
+    assert not list(tmp_path.rglob("attempts")), "a task ran although a required input is missing"
 
 
 # --------------------------------------------------------------------------------------------
