@@ -10345,6 +10345,10 @@ def prepare_inputs(args, log, strict=False):
         call = _find_call_path(target, path)
         for k, v in values.items():
             check_input_files(v, call.callee_def.inputs[k][0], "input `%s.%s`" % (path, k))
+    missing = missing_required(target, inputs, holder.nested_inputs)  # (those its calls leave unbound too)
+    if missing:
+        raise InputError("missing required input%s: %s" % ("s" if len(missing) > 1 else "", ", ".join(
+            "`%s`" % m for m in missing)))
     return doc, target, inputs, holder.nested_inputs, holder.overrides
 
 
@@ -10452,10 +10456,6 @@ def cmd_run(args):
 def cmd_validate(args):
     log = RunLog(args.stderr_level)
     doc, target, inputs, nested, overrides = prepare_inputs(args, log)
-    missing = missing_required(target, inputs, nested)
-    if missing:
-        raise InputError("missing required input%s: %s" % ("s" if len(missing) > 1 else "", ", ".join(
-            "`%s`" % m for m in missing)))
     print("the inputs of `%s` are valid" % target.name, file=sys.stderr)
     return 0
 

@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""Compare `sprocket.py check` with `miniwdl check` on the real-world WDL corpus in shared/.
+"""Compare `sprocket.py check` with `miniwdl check` on the real-world WDL corpora in shared/.
 
 Usage (from anywhere):
     python3 bench/realworld.py [--repos a,b] [-j N] [--tools sprocket,miniwdl]
-                             [--miniwdl-args ARGS] [-v]
+                             [--miniwdl PATH] [--miniwdl-args ARGS] [-v]
 
-It checks every `.wdl` file under shared/workflows/realworld/ (shared/ is found at
-../shared relative to the repo root, or at $SPROCKET_SHARED), one process per file
-and tool, as a user would run them: `python3 sprocket.py check FILE` and
+It checks every `.wdl` file under shared/workflows/realworld/ and shared/realworld-more/
+(shared/ is found at ../shared relative to the repo root, or at $SPROCKET_SHARED), one
+process per file and tool, as a user would run them: `python3 sprocket.py check FILE` and
 `miniwdl check --no-shellcheck FILE` (plus --miniwdl-args), each in the file's
-directory. `-j N` (default 2) runs N files at a time, the same for both tools;
+directory. Repositories are named `corpus/repository` (`realworld/...`, `realworld-more/...`).
+`-j N` (default 2) runs N files at a time, the same for both tools;
 the tools run one after the other, never at the same time. The first time, it creates a virtualenv at
-bench/.venv and pip-installs miniwdl 1.16 into it.
+bench/.venv and pip-installs miniwdl 1.16 into it, unless --miniwdl names a miniwdl to use.
 
 Neither tool may touch the network: both run with http_proxy/https_proxy pointing
 at a closed local port (and no_proxy cleared), so miniwdl's download of an
@@ -117,6 +118,8 @@ def main(argv=None):
     ap.add_argument("-j", "--jobs", type=int, default=2, help="files checked at a time, per tool (default 2)")
     ap.add_argument("--tools", default="sprocket,sprocket-installed,miniwdl",
                     help="comma-separated subset of sprocket,sprocket-installed,miniwdl")
+    ap.add_argument("--miniwdl", default=None, metavar="PATH",
+                    help="the miniwdl executable to compare with (default: bench/.venv's, installed on first use)")
     ap.add_argument("--miniwdl-args", default="", metavar="ARGS",
                     help="extra `miniwdl check` options, e.g. --miniwdl-args=--no-quant-check")
     ap.add_argument("-v", "--verbose", action="store_true", help="list the files where the tools disagree")
@@ -128,12 +131,16 @@ def main(argv=None):
         if t not in ("sprocket", "sprocket-installed", "miniwdl"):
             ap.error(f"unknown tool {t!r} (choose from sprocket, sprocket-installed, miniwdl)")
 
-    root = os.path.join(shared_dir(), "workflows", "realworld")
-    if not os.path.isdir(root):
-        print(f"error: {root} not found", file=sys.stderr)
-        print("hint: set SPROCKET_SHARED to the shared/ directory", file=sys.stderr)
-        return 2
-    all_repos = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    root = shared_dir()
+    corpora = {"realworld": os.path.join(root, "workflows", "realworld"),
+               "realworld-more": os.path.join(root, "realworld-more")}
+    for path in corpora.values():
+        if not os.path.isdir(path):
+            print(f"error: {path} not found", file=sys.stderr)
+            print("hint: set SPROCKET_SHARED to the shared/ directory", file=sys.stderr)
+            return 2
+    all_repos = [f"{name}/{d}" for name, path in corpora.items() for d in sorted(os.listdir(path))
+                 if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")]
     repos = [r.strip().rstrip("/") for r in args.repos.split(",") if r.strip()] or all_repos
     unknown = [r for r in repos if r not in all_repos]
     if unknown:
@@ -143,7 +150,8 @@ def main(argv=None):
 
     files = []  # (repo, absolute path)
     for repo in repos:
-        for dirpath, dirnames, filenames in os.walk(os.path.join(root, repo)):
+        corpus, name = repo.split("/", 1)
+        for dirpath, dirnames, filenames in os.walk(os.path.join(corpora[corpus], name)):
             dirnames.sort()
             files.extend((repo, os.path.join(dirpath, f)) for f in sorted(filenames) if f.endswith(".wdl"))
     if not files:
@@ -164,22 +172,28 @@ def main(argv=None):
         # whole file on every start.
         commands["sprocket-installed"] = [sys.executable, "-c", "import sys; sys.path.insert(0, %r); import sprocket; "
                                           "sys.exit(sprocket.main())" % REPO, "check"]
+    miniwdl = args.miniwdl or MINIWDL
     if "miniwdl" in tools:
-        try:
-            ensure_miniwdl()
-        except (OSError, subprocess.CalledProcessError) as e:
-            print(f"error: could not set up miniwdl in {VENV}: {e}", file=sys.stderr)
+        if args.miniwdl is None:
+            try:
+                ensure_miniwdl()
+            except (OSError, subprocess.CalledProcessError) as e:
+                print(f"error: could not set up miniwdl in {VENV}: {e}", file=sys.stderr)
+                return 2
+        elif not os.access(miniwdl, os.X_OK):
+            print(f"error: --miniwdl {miniwdl}: not an executable", file=sys.stderr)
             return 2
-        commands["miniwdl"] = [MINIWDL, "check", "--no-shellcheck"] + shlex.split(args.miniwdl_args)
+        commands["miniwdl"] = [miniwdl, "check", "--no-shellcheck"] + shlex.split(args.miniwdl_args)
 
     print(f"python:   {sys.executable} ({sys.version.split()[0]})")
     if "sprocket" in commands:
         print(f"sprocket: {tool_version(commands['sprocket'][:2] + ['--version'])}")
     if "miniwdl" in commands:
-        print(f"miniwdl:  {tool_version([MINIWDL, '--version'])}")
+        print(f"miniwdl:  {tool_version([miniwdl, '--version'])}")
     if "miniwdl" in commands:
         print(f"miniwdl:  {' '.join(commands['miniwdl'][1:])} FILE")
-    print(f"corpus:   {root}: {len(files)} .wdl files in {len(repos)} repositories, -j {args.jobs}")
+    print(f"corpus:   {', '.join(corpora.values())}: {len(files)} .wdl files in {len(repos)} repositories, "
+          f"-j {args.jobs}")
     print(f"offline:  {url_files} of them import by http(s) URL (directly or not); "
           "no tool may fetch them, so they count as rejected")
     print(flush=True)

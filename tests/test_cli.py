@@ -190,25 +190,34 @@ def test_non_ascii_text_is_fine(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# check: hostile inputs.  Never a traceback; an `error:` and exit 1.
+# check: hostile inputs.  Never a traceback; an `error:` and exit 1 (a document with nothing in
+# it: a warning, an error under --strict).
 # --------------------------------------------------------------------------------------------
+
+def assert_empty_document(path):
+    """Nothing in it: a warning (Cromwell ignores such a file), an error under --strict."""
+    proc = run_check_subprocess(path)
+    assert_sane(proc)
+    assert proc.returncode == 0 and diagnostics(proc.stderr, "warning"), proc.stderr
+    assert_error_reported(run_check_subprocess("--strict", path))
+
 
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.wdl"
     path.write_bytes(b"")
-    assert_error_reported(run_check_subprocess(path))
+    assert_empty_document(path)
 
 
 def test_whitespace_only_file(tmp_path):
     path = tmp_path / "blank.wdl"
     path.write_text("\n\n   \n\t\n")
-    assert_error_reported(run_check_subprocess(path))
+    assert_empty_document(path)
 
 
 def test_comment_only_file(tmp_path):
     path = tmp_path / "comment.wdl"
     path.write_text("# just a comment\n")
-    assert_error_reported(run_check_subprocess(path))
+    assert_empty_document(path)
 
 
 def test_version_only_file(tmp_path):

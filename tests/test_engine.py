@@ -709,7 +709,8 @@ def test_missing_required_call_input_in_wdl_1_0(tmp_path):
           output { Int o = t.o }
         }
         """)
-    fails(proc, "`x`")
+    fails(proc, "missing required input: `w.t.x`")  # before anything runs, named as the inputs take it
+    assert not list(tmp_path.rglob("attempts")), "a task ran although a required input is missing"
 
 
 # --------------------------------------------------------------------------------------------
@@ -2604,3 +2605,247 @@ def test_workflow_level_stdlib_reads_are_confined(tmp_path):
         }
         """ % outside)
     assert ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))[0] == {"t.o": "secret"}
+
+
+# Compatibility constructs at run time (issue 16): what Cromwell and miniwdl make of them
+# --------------------------------------------------------------------------------------------
+
+
+def sprocket_cmd(tmp_path, *args):
+    return subprocess.run([sys.executable, str(SPROCKET)] + [str(a) for a in args], capture_output=True, text=True,
+                          cwd=str(tmp_path), stdin=subprocess.DEVNULL, timeout=120)
+
+
+def test_compat_round_of_string_map_value_converts_at_run_time(tmp_path):
+    """`round(m["k"])` with a `Map[String, String]` (GATK-SV's MELT.wdl reads metrics with
+    `read_map`): the String is parsed as a number when the call runs; one that is no number
+    fails the run with a message naming the value."""
+    src = """
+    version 1.0
+    workflow w {
+      input {
+        Map[String, String] m = {"len": "151.6", "bad": "n/a"}
+        String key = "len"
+      }
+      Int r = round(m[key])
+      Float f = floor(m[key])
+      output {
+        Int rounded = r
+        Float floored = f
+      }
+    }
+    """
+    outputs, _ = run_ok(tmp_path, src)
+    assert outputs == {"w.rounded": 152, "w.floored": 151.0}
+    proc = run_wdl(tmp_path, src, "key=bad")
+    fails(proc, "n/a")
+
+
+def test_compat_newer_functions_run_in_a_1_0_document(tmp_path):
+    """`sep`, `suffix`, `unzip` and `min` in a 1.0 document run as in 1.1 (miniwdl has them)."""
+    outputs, _ = run_ok(tmp_path, """
+    version 1.0
+    workflow w {
+      input {
+        Array[String] a = ["x", "y"]
+      }
+      output {
+        String joined = sep(",", a)
+        Array[String] suffixed = suffix(".bam", a)
+        Pair[Array[Int], Array[String]] unzipped = unzip([(1, "a"), (2, "b")])
+        Int smaller = min(3, 2)
+      }
+    }
+    """)
+    assert outputs == {"w.joined": "x,y", "w.suffixed": ["x.bam", "y.bam"],
+                       "w.unzipped": {"left": [1, 2], "right": ["a", "b"]}, "w.smaller": 2}
+
+
+def test_compat_struct_literal_with_quoted_member_names_runs(tmp_path):
+    """`Runtime {"cpu": n, ...}` (AWS HealthOmics' mutec2.wdl) builds the struct as unquoted names do."""
+    outputs, _ = run_ok(tmp_path, """
+    version 1.1
+    struct Runtime {
+      String docker
+      Int cpu
+    }
+    workflow w {
+      input {
+        Int n = 4
+      }
+      Runtime r = Runtime {"docker": "ubuntu", "cpu": n}
+      output {
+        Runtime out = r
+      }
+    }
+    """)
+    assert outputs == {"w.out": {"docker": "ubuntu", "cpu": 4}}
+
+
+MIXED_ARRAYS = """
+version 1.0
+workflow w {
+  input {
+    File? x
+    Array[File]? files
+    File file
+  }
+  Float size_of_x = size(select_first([x, []]))
+  Array[File] fs = select_first([files, file])
+  output {
+    Float s = size_of_x
+    Array[String] names = [basename(fs[0])]
+    Int n = length(fs)
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("given, want", [
+    ((), {"w.s": 0.0, "w.names": ["b.txt"], "w.n": 1}),
+    (("x=a.txt", 'files=["a.txt", "b.txt"]'), {"w.s": 3.0, "w.names": ["a.txt"], "w.n": 2}),
+], ids=["none-given", "all-given"])
+def test_compat_array_literal_mixing_values_and_arrays(tmp_path, given, want):
+    """`select_first([x, []])` (GATK-SV's MainVcfQc.wdl): with `x` None it is the empty array, and
+    `size` of it is 0. `select_first([files, file])`: with `files` None it is `[file]`."""
+    (tmp_path / "a.txt").write_text("abc")
+    (tmp_path / "b.txt").write_text("")
+    outputs, _ = run_ok(tmp_path, MIXED_ARRAYS, "file=b.txt", *given)
+    assert outputs == want
+
+
+def test_compat_string_plus_optional_boolean_in_placeholder(tmp_path):
+    """`~{"--x " + b}` with `b: Boolean?`: `--x true` when set, nothing when None (as a placeholder
+    with an undefined operand renders)."""
+    src = """
+    version 1.1
+    workflow w {
+      input {
+        Boolean? b
+        Int? i
+        Boolean c = true
+      }
+      output {
+        String flag = "cmd ~{"--x " + b}"
+        String? either = if c then i else "none"
+      }
+    }
+    """
+    outputs, _ = run_ok(tmp_path, src, "b=false", "i=7")
+    assert outputs == {"w.flag": "cmd --x false", "w.either": "7"}
+    outputs, _ = run_ok(tmp_path, src, "c=false")
+    assert outputs == {"w.flag": "cmd ", "w.either": "none"}
+
+
+def test_compat_declaration_without_value_outside_input_is_an_input(tmp_path):
+    """A 1.0 workflow's `Int n` outside `input {}` is an input: `inputs` lists it, `run` demands it
+    by name, and the value given is used."""
+    src = write(tmp_path / "main.wdl", """
+    version 1.0
+    workflow w {
+      input {
+        Int a = 1
+      }
+      Int n
+      output {
+        Int sum = a + n
+      }
+    }
+    """)
+    proc = sprocket_cmd(tmp_path, "inputs", src)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"w.a": 1, "w.n": "Int"}
+    fails(sprocket_run(src, cwd=tmp_path), "missing required input: `w.n`")
+    outputs, _ = ok(sprocket_run(src, "n=41", cwd=tmp_path))
+    assert outputs == {"w.sum": 42}
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_compat_call_leaving_required_inputs_unbound(tmp_path, version):
+    """A call that leaves required inputs unbound (PANOPLY's spectronaut): they are required inputs
+    of the workflow, `w.call.input`: `inputs` lists them, `validate` and `run` demand each by name,
+    and given they reach the task."""
+    src = write(tmp_path / "main.wdl", """
+    version %s
+    task t {
+      input {
+        Int a
+        String b
+        Int c = 1
+      }
+      command <<< echo "~{a} ~{b} ~{c}" >>>
+      output {
+        String o = read_string(stdout())
+      }
+    }
+    workflow w {
+      call t
+      output {
+        String o = t.o
+      }
+    }
+    """ % version)
+    proc = sprocket_cmd(tmp_path, "inputs", src)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"w.t.a": "Int", "w.t.b": "String"}
+    proc = sprocket_cmd(tmp_path, "validate", src)
+    assert proc.returncode == 1 and "missing required inputs: `w.t.a`, `w.t.b`" in proc.stderr, proc.stderr
+    fails(sprocket_run(src, "w.t.a=2", cwd=tmp_path), "missing required input: `w.t.b`")
+    outputs, _ = ok(sprocket_run(src, "w.t.a=2", "w.t.b=x", cwd=tmp_path))
+    assert outputs == {"w.o": "2 x 1"}
+    if version != "1.0":  # an input the call leaves optional still needs `allow_nested_inputs`
+        fails(sprocket_run(src, "w.t.a=2", "w.t.b=x", "w.t.c=3", cwd=tmp_path), "allow_nested_inputs")
+
+
+def test_compat_call_input_given_twice_keeps_the_last(tmp_path):
+    """Cromwell keeps the last of two values for one call input (Cromwell's own Mutect2 test)."""
+    outputs, _ = run_ok(tmp_path, """
+    version 1.0
+    task t {
+      input {
+        Int a
+      }
+      command <<< echo ~{a} >>>
+      output {
+        Int o = read_int(stdout())
+      }
+    }
+    workflow w {
+      call t { input: a = 1, a = 2 }
+      output {
+        Int o = t.o
+      }
+    }
+    """)
+    assert outputs == {"w.o": 2}
+
+
+def test_workflow_named_like_the_task_it_imports(tmp_path):
+    """`import "tasks/align.wdl"` into `workflow align { call align.align }`: the namespace, the
+    imported task, the call and the workflow share a name; the call runs the imported task (not
+    the workflow itself), and its outputs are the call's."""
+    write(tmp_path / "tasks" / "align.wdl", """
+    version 1.0
+    task align {
+      input {
+        String s = "task"
+      }
+      command <<< echo ~{s} >>>
+      output {
+        String o = read_string(stdout())
+      }
+    }
+    """)
+    src = """
+    version 1.0
+    import "tasks/align.wdl"
+    workflow align {
+      call align.align
+      output {
+        String o = align.o
+      }
+    }
+    """
+    outputs, rd = run_ok(tmp_path, src, "align.align.s=given")
+    assert outputs == {"align.o": "given"}
+    assert call_dirs(rd) == ["align"]

@@ -174,6 +174,52 @@ task hello {
   }
 }
 """,
+    # what Cromwell and miniwdl accept beyond the spec (issue 16): compatibility warnings
+    "seed_compat_1_0.wdl": """version 1.0
+
+import "lib.wdl" as lib
+import "empty.wdl"
+
+workflow compat {
+  input {
+    File? x
+    Array[File]? files
+    File file
+    Boolean? b
+    Map[String, String] m = {"k": "1.5"}
+  }
+  Int n
+  Int r = round(m["k"])
+  String s = sep(",", suffix(".x", ["a"]))
+  Float size_x = size(select_first([x, []]))
+  Array[File] fs = select_first([files, file])
+  String flag = "~{"--b " + b}"
+  call lib.hello
+  call lib.hello as again { input: who = "a", who = "b" }
+  output {
+    Int o = n + r
+  }
+}
+""",
+    "seed_compat_1_1.wdl": """version 1.1
+
+struct Runtime {
+  Int cpu
+  String docker
+}
+
+workflow compat {
+  input {
+    Int? i
+    Boolean c = true
+    Array[Array[File?]+]+ nested
+  }
+  Runtime rt = Runtime {"cpu": 2, "docker": "ubuntu"}
+  String? either = if c then i else "none"
+  Array[File?] flat = flatten(nested)
+}
+""",
+    "empty.wdl": "",
     "seed_1_1.wdl": """version 1.1
 
 struct Person {
@@ -302,7 +348,7 @@ def _seeds(tmp_path):
     for name, text in EMBEDDED_SEEDS.items():
         (emb / name).write_text(text)
     for name in sorted(EMBEDDED_SEEDS):
-        if name != "lib.wdl":
+        if name not in ("lib.wdl", "empty.wdl"):
             seeds.append((emb, EMBEDDED_SEEDS[name]))
     shared = shared_dir()
     cases = shared / "conformance" / "cases" if shared else None

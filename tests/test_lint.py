@@ -192,6 +192,37 @@ CASES = {
     "UnknownRuntimeKey": (
         {"main.wdl": doc("task t {\n  command <<< >>>\n  runtime {\n    container: \"u\"\n    colour: \"blue\"\n  }\n}\n")},
         {"main.wdl": doc("task t {\n  command <<< >>>\n  runtime {\n    container: \"u\"\n    cpu: 1\n  }\n}\n")}),
+    "NewerFunctions": (
+        {"main.wdl": doc("workflow w {\n  Array[String] a = [\"x\"]\n  output { String o = sep(\",\", a) }\n}\n", "1.0")},
+        {"main.wdl": doc("workflow w {\n  Array[String] a = [\"x\"]\n  output { String o = \"~{sep=\",\" a}\" }\n}\n", "1.0")}),
+    "QuotedMemberNames": (
+        {"main.wdl": doc("struct Thing {\n  Int a\n}\n\nworkflow w {\n  Thing s = Thing { \"a\": 1 }\n  output { Int o = s.a }\n}\n")},
+        {"main.wdl": doc("struct Thing {\n  Int a\n}\n\nworkflow w {\n  Thing s = Thing { a: 1 }\n  output { Int o = s.a }\n}\n")}),
+    "MixedArrayItems": (
+        {"main.wdl": doc("workflow w {\n  input {\n    Int? x\n  }\n  output { Int o = select_first([x, []]) }\n}\n")},
+        {"main.wdl": doc("workflow w {\n  input {\n    Int? x\n  }\n  output { Int o = select_first([x, 0]) }\n}\n")}),
+    "BooleanConcat": (
+        {"main.wdl": doc("workflow w {\n  input {\n    Boolean b = true\n  }\n  output { String o = \"--x \" + b }\n}\n")},
+        {"main.wdl": doc("workflow w {\n  input {\n    Boolean b = true\n  }\n  output { String o = \"--x ~{b}\" }\n}\n")}),
+    "UnboundCallInputs": (
+        {"main.wdl": doc("workflow w {\n  call greet\n}\n")},
+        {"main.wdl": doc("workflow w {\n  call greet { input: name = \"a\" }\n}\n")}),
+    "DuplicateCallInputs": (
+        {"main.wdl": doc("workflow w {\n  call greet { input: name = \"a\", name = \"b\" }\n}\n")},
+        {"main.wdl": doc("workflow w {\n  call greet { input: name = \"b\" }\n}\n")}),
+    "SharedNamespace": (
+        dict(LIB, **{"structs/lib.wdl": "version 1.1\n\nstruct Thing {\n  Int a\n}\n", "main.wdl": doc(
+            "import \"lib.wdl\"\nimport \"structs/lib.wdl\"\n\nworkflow w {\n  call lib.greet { input: name = \"a\" }\n}\n",
+            task=False)}),
+        dict(LIB, **{"structs/lib.wdl": "version 1.1\n\nstruct Thing {\n  Int a\n}\n", "main.wdl": doc(
+            "import \"lib.wdl\"\nimport \"structs/lib.wdl\" as types\n\nworkflow w {\n  call lib.greet { input: name = \"a\" }\n}\n",
+            task=False)})),
+    "EmptyDocument": (
+        dict({"empty.wdl": "\n"}, **{"main.wdl": doc("import \"empty.wdl\"\n\nworkflow w {\n}\n", task=False)}),
+        dict(LIB, **{"main.wdl": doc("import \"lib.wdl\"\n\nworkflow w {\n}\n", task=False)})),
+    "UnboundDeclarations": (
+        {"main.wdl": doc("workflow w {\n  Int n\n  output { Int o = n }\n}\n", "1.0")},
+        {"main.wdl": doc("workflow w {\n  input {\n    Int n\n  }\n  output { Int o = n }\n}\n", "1.0")}),
 }
 for _bad, _ in CASES.values():
     _bad.pop("main.wdl.raw", None)

@@ -1862,3 +1862,28 @@ def test_lexer_errors_and_their_positions(name):
     with pytest.raises(_import_sprocket().WdlSyntaxError) as e:
         _tokenize(dialect, text)
     assert (e.value.message, e.value.span.pos) == (message, pos)
+
+
+def test_empty_document_warns_and_is_an_error_under_strict(wdl, check, text):
+    """A document that is empty or holds only comments (a draft-2 document with nothing in it):
+    Cromwell ignores it, so `check` accepts it with an EmptyDocument warning (exit 0); under
+    `--strict` it is an error, exit 1, reported as `path:LINE:COL: error:` with a caret."""
+    path = wdl(text, raw=True)
+    proc = check(path)
+    assert proc.returncode == 0, proc.stderr
+    assert [w[3] for w in _warnings(proc)] == [
+        "the document is empty: accepted for compatibility with Cromwell, which ignores it; portable WDL has a "
+        "`version` statement, then tasks or a workflow"], proc.stderr
+    assert_diag(check("--strict", path), 1, 1, "the document is empty")
+
+
+def test_empty_document_imported_is_accepted_with_a_warning(check_wdl):
+    """An empty `.wdl` file imported by a 1.0 document (left behind in production repositories)
+    is no draft-2 document of another version: the importer checks clean, warned; `--strict`
+    refuses it."""
+    src = 'version 1.0\n\nimport "empty.wdl"\n\nworkflow w {\n}\n'
+    proc = check_wdl(src, files={"empty.wdl": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert [(w[0].rsplit("/", 1)[-1], w[1], w[2]) for w in _warnings(proc)] == [("empty.wdl", 1, 1)], proc.stderr
+    assert_diag(check_wdl(src, files={"empty.wdl": ""}, args=("--strict",)), 1, 1, "the document is empty",
+                path="empty.wdl")

@@ -456,7 +456,7 @@ def test_unknown_input_key_of_a_workflow_is_an_error(tmp_path):
 
 def test_missing_required_input_is_an_error(tmp_path):
     src = write(tmp_path / "t.wdl", TYPES_TASK)
-    fails(sprocket_run(src, "s=x", cwd=tmp_path), "`n`")
+    fails(sprocket_run(src, "s=x", cwd=tmp_path), "missing required input: `t.n`")
     assert not commands_run(tmp_path)
 
 

@@ -567,7 +567,7 @@ version VERSION
 workflow w {
   call t
 }
-""", ["call ^t\n", "^call t\n"], named("x")),
+""", ["call ^t\n", "^call t\n"], named("x"), strict=True),
     "missing-required-input-of-subworkflow": Case(V11, """
 version VERSION
 
@@ -576,7 +576,7 @@ import "sub.wdl" as sub
 workflow w {
   call sub.inner { input: b = 2 }
 }
-""", ["call ^sub.inner", "^call sub", "call sub.^inner"], named("a"), files={"sub.wdl": """
+""", ["call ^sub.inner", "^call sub", "call sub.^inner"], named("a"), strict=True, files={"sub.wdl": """
 version VERSION
 
 workflow inner {
@@ -850,9 +850,15 @@ GATED_FUNCTIONS = [
     "call, rtype, version, introduced",
     [pytest.param(*g, id="%s-in-%s" % (g[0].split("(")[0], g[2])) for g in GATED_FUNCTIONS])
 def test_function_newer_than_document(check_wdl, call, rtype, version, introduced):
+    """An error, except a 1.1 function in a 1.0 document: miniwdl has them, so that is a
+    NewerFunctions warning, and an error only under --strict."""
     src = "version %s\n\nworkflow w {\n  %s r = %s\n}\n" % (version, rtype, call)
     line, col = find_pos(src, "= ^" + call.split("(")[0])
-    assert_diag(check_wdl(src), line, col, version_re(introduced))
+    if (version, introduced) == ("1.0", "1.1"):
+        assert_warns_at(check_wdl(src), line, col, r"a WDL 1\.1 function")
+        assert_diag(check_wdl(src, args=("--strict",)), line, col, version_re(introduced))
+    else:
+        assert_diag(check_wdl(src), line, col, version_re(introduced))
 
 
 @pytest.mark.parametrize(
@@ -2019,6 +2025,113 @@ workflow w {
   String n = x["name"]
 }
 """, 'x^["name"]', r"struct|index"),
+    # issue 16: what production WDL does that the spec does not allow
+    "1.0-newer-function-sep": ("""
+version 1.0
+
+workflow w {
+  Array[String] a = ["x", "y"]
+  String s = sep(",", a)
+}
+""", "= ^sep(", r"`sep`.*WDL 1\.1"),
+    "1.0-round-of-string-map-value": ("""
+version 1.0
+
+workflow w {
+  Map[String, String] m = {"k": "1.5"}
+  Int r = round(m["k"])
+}
+""", "= ^round(", r"`round`.*String.*number"),
+    "1.1-struct-literal-quoted-member-names": ("""
+version 1.1
+""" + PAIR_PERSON + """
+workflow w {
+  P x = P { "name": "a", age: 1 }
+}
+""", 'P { ^"name"', r"`name` in quotes"),
+    "1.0-select-first-of-value-and-empty-array": ("""
+version 1.0
+
+workflow w {
+  input {
+    File? x
+  }
+  Float s = size(select_first([x, []]))
+}
+""", "select_first(^[x, []]", r"`Array\[Any\]`.*`File\?`"),
+    "1.0-select-first-of-array-and-value": ("""
+version 1.0
+
+workflow w {
+  input {
+    Array[File]? files
+    File file
+  }
+  Array[File] fs = select_first([files, file])
+}
+""", "select_first(^[files", r"one-item array"),
+    "1.1-if-branches-optional-int-and-string": ("""
+version 1.1
+
+workflow w {
+  input {
+    Int? i
+    Boolean c = true
+  }
+  String? s = if c then i else "x"
+}
+""", "= ^if c", r"`Int\?` and `String`"),
+    "1.1-string-plus-optional-boolean-in-placeholder": ("""
+version 1.1
+
+workflow w {
+  input {
+    Boolean? b
+  }
+  String s = "run ~{"--x " + b}"
+}
+""", '"--x " ^+ b', r"Boolean"),
+    "1.0-declaration-without-value-outside-input": ("""
+version 1.0
+
+workflow w {
+  input {
+    Int a = 1
+  }
+  Int n
+  Int m = n + a
+}
+""", "^Int n", r"`n`.*taken as an input"),
+    "1.1-call-leaves-required-inputs-unbound": ("""
+version 1.1
+
+task t {
+  input {
+    Int a
+    String b
+    Int c = 1
+  }
+  command <<< >>>
+}
+
+workflow w {
+  call t
+}
+""", "^call t", r"`a`, `b` unbound.*`w\.t\.<input>`"),
+    "1.0-call-input-given-twice": ("""
+version 1.0
+
+task t {
+  input {
+    Int a
+  }
+  command <<< >>>
+}
+
+workflow w {
+  call t { input: a = 1, a = 2 }
+}
+""", "a = 1, ^a = 2", r"`a` is given twice.*last one counts"),
 }
 
 
@@ -2042,6 +2155,40 @@ def test_compat_construct_warns_and_is_an_error_under_strict(check_wdl, cid):
     assert_warns_at(proc, hit[0][0], hit[0][1], fragment)
     strict = check_wdl(src, args=("--strict",))
     assert_diag(strict, {p[0] for p in accept}, {p[1] for p in accept})
+
+
+def test_namespace_shared_with_a_structs_only_import_warns(check_wdl):
+    """`import "tasks/cutadapt.wdl"` beside `import "structs/cutadapt.wdl"` (ENCODE's DNase-seq
+    pipeline): two imports named `cutadapt`, one holding only structs. Cromwell accepts it: the
+    namespace is the one with tasks, the structs are imported as usual. Warned (SharedNamespace);
+    an error under --strict, and always when both hold tasks."""
+    files = {"tasks/cutadapt.wdl": "version 1.0\n\ntask cutadapt {\n  input {\n    Reads r\n  }\n"
+                                   "  command <<< >>>\n}\n\nstruct Reads {\n  String name\n}\n",
+             "structs/cutadapt.wdl": "version 1.0\n\nstruct Reads {\n  String name\n}\n"}
+    src = ('version 1.0\n\nimport "tasks/cutadapt.wdl"\nimport "structs/cutadapt.wdl"\n\nworkflow w {\n'
+           '  input {\n    Reads r\n  }\n  call cutadapt.cutadapt { input: r = r }\n}\n')
+    assert_warns_at(check_wdl(src, files=files), 4, 1, r"namespace `cutadapt` is imported twice")
+    assert_diag(check_wdl(src, files=files, args=("--strict",)), 4, 1, "namespace `cutadapt` is already imported")
+    both = {"structs2/cutadapt.wdl": files["structs/cutadapt.wdl"] + "\ntask other {\n  command <<< >>>\n}\n"}
+    assert_diag(check_wdl(src.replace("structs/", "structs2/"), name="main2.wdl", files=both), 4, 1,
+                "namespace `cutadapt` is already imported")
+
+
+@pytest.mark.parametrize("arg", ["Array[Array[File?]+]+", "Array[Array[File?]]", "Array[Array[Int]+]"])
+def test_generic_function_given_nonempty_arrays_of_optionals(check_wdl, arg):
+    """`flatten` of `Array[Array[File?]+]+` (GATK-SV): a type variable binds an optional item type
+    inside an array, and `+` arrays are arrays. Spec-valid, so no warning, also under --strict."""
+    item = arg[len("Array[Array["):].split("]")[0]
+    src = "version 1.1\n\nworkflow w {\n  input {\n    %s a\n  }\n  Array[%s] f = flatten(a)\n}\n" % (arg, item)
+    proc = check_wdl(src, args=("--strict",))
+    assert_ok(proc)
+    assert not diagnostics(proc.stderr, "warning"), proc.stderr
+
+
+def test_generic_function_still_refuses_optional_where_a_value_is_required(check_wdl):
+    """The binding above is for items: `prefix` needs primitive items, not `String?` ones."""
+    src = 'version 1.1\n\nworkflow w {\n  input {\n    Array[String?] a\n  }\n  Array[String] p = prefix("-", a)\n}\n'
+    assert_diag(check_wdl(src), 7, 21, "function `prefix` cannot take")
 
 
 def test_int_given_for_string_is_silent_in_1_0(check_wdl):
