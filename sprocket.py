@@ -428,8 +428,9 @@ def _scan_text(source, pos, kind, term, toks, stack, dialect):
     text = source.text
     n = len(text)
     start = pos
-    # `${` is a placeholder except in 1.x `<<< >>>` text; `~{` everywhere but in draft-2.
-    dollar = term in ('"', "'", "}") or dialect.dollar_in_heredoc
+    # `${` is a placeholder except in 1.x `command <<< >>>` text (multi-line strings have it); `~{`
+    # everywhere but in draft-2.
+    dollar = term in ('"', "'", "}") or kind == "m" or dialect.dollar_in_heredoc
     tilde = dialect.tilde_placeholders
     while True:
         if pos >= n:
@@ -2319,10 +2320,10 @@ class Checker:
             self.check_workflow(doc.workflow)
 
     def _struct_cycle(self, st, seen):
-        if st.name in seen:
+        if id(st) in seen:  # by identity: an imported struct aliased away may share a local struct's name
             return True
-        seen = seen | {st.name}
-        return any(contains_type(m, lambda x: isinstance(x, StructType) and x.name in seen) or
+        seen = seen | {id(st)}
+        return any(contains_type(m, lambda x: isinstance(x, StructType) and id(x) in seen) or
                    (isinstance(m, StructType) and self._struct_cycle(m, seen)) for m in st.members.values())
 
     def check_enum(self, e):
@@ -2710,7 +2711,7 @@ class Checker:
                     item = ANY
                 else:
                     item = t.item
-                if el.variable in env:
+                if el.variable in env and self.scatter_variable_collides(el):
                     self.err("scatter variable `%s` collides with another name" % el.variable, el.span)
                 inner = dict(env)
                 inner[el.variable] = item
@@ -2725,6 +2726,20 @@ class Checker:
                     inner = dict(env)
                     inner.update(self.scope_types(b))
                     self.check_body(b, inner)
+
+    def scatter_variable_collides(self, scatter):
+        """Is the scatter variable named like an input, declaration or call before the scatter, or one in
+        its body? One after it, outside, is not visible in the body (Sprocket's rule): the variable hides it."""
+        def defined(body):
+            for x in body:
+                if isinstance(x, (Decl, Call)):
+                    yield x
+                else:
+                    for b in [x.body] if isinstance(x, Scatter) else [b for _, b in x.clauses]:
+                        yield from defined(b)
+        inside = {id(d) for d in defined(scatter.body)}
+        return any(d.name == scatter.variable and (d.span.pos < scatter.span.pos or id(d) in inside)
+                   for d in defined((self.wf.inputs or []) + self.wf.body))
 
     def check_call(self, call, env):
         info = call.callee_def
@@ -3117,6 +3132,8 @@ def _is_constant(e):
         return all(_is_constant(k) and _is_constant(v) for k, v in e.entries)
     if isinstance(e, PairLit):
         return _is_constant(e.left) and _is_constant(e.right)
+    if isinstance(e, (ObjectLit, StructLit)):
+        return all(_is_constant(m[1]) for m in e.members)
     return False
 
 
