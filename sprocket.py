@@ -2201,7 +2201,7 @@ class Loader:
                 ok = False
                 continue
             problem = import_problem(doc.dialect, sub.dialect)
-            if problem == "error" or problem and doc.dialect.strict:
+            if problem == "error":
                 self.errors.append(WdlError("a WDL document (%s) cannot import `%s`, which is %s" % (
                     dialect_text(doc.dialect), imp.uri, dialect_text(sub.dialect)), imp.span))
                 ok = False
@@ -2230,8 +2230,9 @@ class Loader:
 
 
 def import_problem(importer, imported):
-    """None when `importer` may import `imported`; "warn" for an earlier 1.x minor version
-    (accepted for compatibility before 1.3, which allows it); "error" otherwise."""
+    """None when `importer` may import `imported`; "warn" for an earlier 1.x minor version (the
+    1.1/1.2 text says "the same version", but Sprocket and 1.3 allow it: a portability warning
+    that --strict keeps a warning); "error" otherwise."""
     if importer.name == imported.name:
         return None
     if "draft-2" in (importer.name, imported.name) or imported.level > importer.level:
@@ -2421,6 +2422,10 @@ class Checker:
                 self.expect_coerce(self.infer(k, env), w.key_type, k.span, "a key of %s" % what, k)
                 self.check_value(v, w.value, env, what)
             expr.type = MapType(w.key_type, w.value)
+            return
+        if isinstance(expr, ArrayLit) and not expr.items and isinstance(w, ArrayType) and w.nonempty:
+            self.err("%s is declared `%s`, a non-empty array, but given `[]`" % (what, want), expr.span)
+            expr.type = ArrayType(ANY)
             return
         self.expect_coerce(self.infer(expr, env), want, expr.span, what, expr)
 
@@ -2867,7 +2872,11 @@ class Checker:
             vs = [self.infer(v, env) for _, v in e.entries]
             if not ks:
                 return MapType(ANY, ANY)
-            ku, vu = unify(ks, self.dialect), unify(vs, self.dialect)
+            bad = [(k, kt) for (k, _), kt in zip(e.entries, ks) if kt == NONE_TYPE or not is_primitive(kt)]
+            for k, kt in bad:  # (AnyType, an unknown name, is reported already)
+                self.err("a Map key must be a primitive value, not %s" % (
+                    "`None`" if kt == NONE_TYPE else "a `%s`" % kt), k.span)
+            ku, vu = ANY if bad else unify(ks, self.dialect), unify(vs, self.dialect)
             if ku is None or vu is None:
                 self.err("map %s have no common type" % ("keys" if ku is None else "values"), e.span)
             return MapType(ku or ANY, vu or ANY)
