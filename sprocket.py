@@ -349,6 +349,10 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "~"
 _ESCAPE_RE = re.compile(r"\\(?:([0-7]{3})|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
 
 
+# A `\u`/`\U` escape not followed by its 4/8 hex digits (group 1 is then just the letter); `\\` skipped.
+_CODEPOINT_ESCAPE_RE = re.compile(r"\\(\\|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[uU])")
+
+
 def unescape(text):
     """Apply WDL string escapes; an unknown escape keeps its backslash (regexes rely on it)."""
     if "\\" not in text:
@@ -813,7 +817,10 @@ class Parser:
     def decl(self, need_value):
         span = self.span()
         type_ = self.type_()
+        name_tok = self.peek()
         name = self.ident("a declaration name")
+        if name in _SECTION_KEYWORDS and (name not in ("requirements", "hints") or self.dialect.requirements):
+            self.error("`%s` is a section keyword and cannot name a declaration; rename it" % name, name_tok)
         expr = None
         if self.at("="):
             self.advance()
@@ -1045,6 +1052,11 @@ class Parser:
         while True:
             tok = self.advance()
             if tok[0] == kind + "text":
+                if kind != "c":
+                    bad = next((m for m in _CODEPOINT_ESCAPE_RE.finditer(tok[1]) if m.group(1) in ("u", "U")), None)
+                    if bad:
+                        self.error("`\\%s` must be followed by %d hexadecimal digits" % (
+                            bad.group(1), 4 if bad.group(1) == "u" else 8), (tok[0], tok[1], tok[2] + bad.start()))
                 if tok[1]:
                     parts.append(tok[1] if kind == "c" else unescape(tok[1]) if kind == "s" else tok[1])
             elif tok[0] == "phbeg":
@@ -1378,6 +1390,10 @@ _KEYWORDS = frozenset(
     "parameter_meta requirements runtime scatter struct task then true version workflow".split()
 )
 
+
+# Section keywords cannot name a declaration (the spec reserves them; miniwdl refuses them too);
+# `requirements` and `hints` are section keywords from 1.2 on.
+_SECTION_KEYWORDS = frozenset("input output meta parameter_meta runtime requirements hints".split())
 
 # Words that can never be a name: each starts or splits a construct. The other reserved words
 # (`in`, `env`, `alias`, ...) are accepted as names, as other engines do and spec examples need.
