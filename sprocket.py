@@ -4078,6 +4078,8 @@ def from_json(data, t, base_dir, what):
     if isinstance(t, PrimType):
         ok = {"Int": lambda d: type(d) is int, "Float": lambda d: isinstance(d, (int, float)) and not isinstance(d, bool),
               "Boolean": lambda d: isinstance(d, bool), "String": lambda d: isinstance(d, str)}[t.name]
+        if t.name == "String" and type(data) is int:
+            return str(data)  # an Int for a String input: Sprocket and Cromwell take its digits
         if not ok(data):
             raise InputError("%s must be %s, not %s" % (what, t, json_dumps(data)))
         return float(data) if t.name == "Float" else data

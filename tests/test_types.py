@@ -2380,3 +2380,176 @@ def test_lone_true_option_is_valid_in_1_0(check_wdl):
     """WDL 1.0's grammar allows `true=` alone; the missing one renders as ""."""
     assert_ok(check_wdl('version 1.0\n\ntask t {\n  input {\n    Boolean b = true\n  }\n'
                         '  command <<< echo ~{true="y" b} >>>\n}\n'))
+
+
+# --------------------------------------------------------------------------------------------
+# What the spec allows and was refused (issue 16, item 3); what Sprocket rightly refuses and was
+# accepted (item 2); the two suites' other cases (item 5).
+# --------------------------------------------------------------------------------------------
+
+SPEC_ALLOWS = {
+    # Sprocket's scatter-variable-no-cycle: `foo` is declared in a later scatter, so the first
+    # scatter's variable hides nothing it can see, and reads are not a cycle.
+    "scatter-variable-named-like-a-later-declaration": ("1.2", """
+        task bar {
+          input {
+            Int foo
+          }
+          command <<< >>>
+          output {
+            Int out = foo
+          }
+        }
+
+        workflow scopes {
+          scatter (foo in [1, 2, 3]) {
+            call bar { foo }
+          }
+          scatter (not_foo in bar.out) {
+            Int foo = not_foo
+            call bar as bar2 { foo }
+          }
+        }
+        """, {}),
+    "local-struct-named-like-an-aliased-import": ("1.1", """
+        import "foo.wdl" alias X as Y
+
+        struct X {
+          Y y
+        }
+
+        workflow w {
+          X v = X { y: Y { a: 1 } }
+          output {
+            Int o = v.y.a
+          }
+        }
+        """, {"foo.wdl": "version 1.1\n\nstruct X {\n  Int a\n}\n"}),
+    "enum-choices-with-struct-and-compound-values": ("1.3", """
+        struct P {
+          Int a
+        }
+
+        enum G {
+          M = P { a: 1 },
+          N = P { a: 2 }
+        }
+
+        enum H {
+          Q = (1, "x"),
+          R = (2, "y")
+        }
+
+        workflow w {
+          output {
+            Int p = value(G.N).a
+          }
+        }
+        """, {}),
+    "multi-line-string-in-a-dollar-placeholder-of-a-multi-line-string": ("1.2", """
+        workflow w {
+          String s = <<<
+            a ${<<<inner>>>} b ~{"c"}
+          >>>
+          output {
+            String o = s
+          }
+        }
+        """, {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPEC_ALLOWS))
+def test_spec_allows(check_wdl, case):
+    version, body, files = SPEC_ALLOWS[case]
+    src = "version %s\n\n%s" % (version, norm(body))
+    for args in ((), ("--strict",)):
+        assert_ok(check_wdl(src, files=files, args=args))
+
+
+def test_scatter_variable_still_collides_with_an_earlier_or_inner_name(check_wdl):
+    src = ("version 1.1\n\nworkflow w {\n  Int x = 1\n  scatter (x in [1]) {\n    Int y = x\n  }\n"
+           "  scatter (z in [1]) {\n    Int z = 2\n  }\n}\n")
+    proc = check_wdl(src)
+    assert_diag(proc, *find_pos(src, "^scatter (x"), "collides")
+    assert_diag(proc, *find_pos(src, "^scatter (z"), "collides")
+
+
+def test_struct_that_contains_itself_is_still_an_error(check_wdl):
+    src = "version 1.1\n\nstruct A {\n  B b\n}\n\nstruct B {\n  Array[A] a\n}\n"
+    assert_diag(check_wdl(src), *find_pos(src, "^struct B"), "contains itself")
+
+
+SPROCKET_REFUSES = {
+    "non-empty-array-given-an-empty-literal": ("1.1", "workflow w {\n  Array[Int]+ a = []\n}\n", "= ^[]",
+                                               "non-empty"),
+    "non-empty-array-call-input-given-an-empty-literal": (
+        "1.1", "task t {\n  input {\n    Array[Int]+ a\n  }\n  command <<< >>>\n}\n\nworkflow w {\n"
+        "  call t { input: a = [] }\n}\n", "a = ^[]", "non-empty"),
+    "map-key-none": ("1.1", "workflow w {\n  Map[String, Int] m = {None: 1}\n}\n", "{^None", "not `None`"),
+    "map-key-struct": ("1.1", "struct S {\n  Int a\n}\n\nworkflow w {\n  S s = S { a: 1 }\n"
+                              "  Map[String, Int] m = {s: 1}\n}\n", "{^s: 1", "not a `S`"),
+    "unicode-escape-not-4-hex-digits": ("1.1", 'workflow w {\n  String s = "x \\u12"\n}\n', "x ^\\u12",
+                                        "4 hexadecimal digits"),
+    "unicode-escape-not-8-hex-digits": ("1.1", 'workflow w {\n  String s = "\\U12"\n}\n', '"^\\U12',
+                                        "8 hexadecimal digits"),
+    "input-named-requirements-1.2": ("1.2", "task t {\n  input {\n    Int requirements\n  }\n  command <<< >>>\n}\n",
+                                     "Int ^requirements", "section keyword"),
+    "input-named-runtime-1.0": ("1.0", "task t {\n  input {\n    Int runtime\n  }\n  command <<< >>>\n}\n",
+                                "Int ^runtime", "section keyword"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPROCKET_REFUSES))
+def test_sprocket_refuses(check_wdl, case):
+    version, body, needle, fragment = SPROCKET_REFUSES[case]
+    src = "version %s\n\n%s" % (version, body)
+    assert_diag(check_wdl(src), *find_pos(src, needle), fragment)
+
+
+def test_input_named_requirements_before_1_2_is_a_name(check_wdl):
+    """`requirements` and `hints` are section keywords from WDL 1.2 on only."""
+    assert_ok(check_wdl("version 1.1\n\ntask t {\n  input {\n    Int requirements\n  }\n  command <<< >>>\n}\n"))
+
+
+def test_unicode_escapes_with_their_digits_and_escaped_backslashes_are_fine(check_wdl):
+    assert_ok(check_wdl('version 1.1\n\nworkflow w {\n  String a = "\\u00e9 \\U0001F600 \\\\u12"\n}\n'))
+
+
+def _run(tmp_path, source, *inputs):
+    from conftest import ok, sprocket_run, write
+    return ok(sprocket_run(write(tmp_path / "main.wdl", source), *inputs, cwd=tmp_path))[0]
+
+
+def test_spec_allows_values_at_run_time(tmp_path):
+    """The multi-line string in `${}` and the enum choices with compound values give their values."""
+    outputs = _run(tmp_path, """
+        version 1.3
+
+        struct P {
+          Int a
+        }
+
+        enum G {
+          M = P { a: 1 },
+          N = P { a: 2 }
+        }
+
+        workflow w {
+          String s = <<<
+            a ${<<<inner>>>} b ~{"c"}
+          >>>
+          output {
+            String o = s
+            Int p = value(G.N).a
+          }
+        }
+        """)
+    assert outputs == {"w.o": "a inner b c", "w.p": 2}
+
+
+def test_int_input_for_a_string_is_coerced(tmp_path):
+    """Sprocket (and Cromwell) take an Int given for a String input as its digits."""
+    (tmp_path / "in.json").write_text('{"w.s": 5}')
+    src = "version 1.1\n\nworkflow w {\n  input {\n    String s\n  }\n  output {\n    String o = s\n  }\n}\n"
+    assert _run(tmp_path, src, tmp_path / "in.json") == {"w.o": "5"}
