@@ -229,6 +229,7 @@ struct_index              w       w   w   w   w     `s["member"]` for `s.member`
 double_optional           w       w   w   w   w     `T??`, read as `T?`
 duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key given twice (the last one counts)
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
+empty_struct              w       w   w   w   w     a struct without members (the spec's grammar allows it; Sprocket refuses it)
 non_posix_regex           w       w   w   w   w     a literal regex with `(?:`, lazy quantifiers, ...: beyond POSIX ERE
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w     a workflow with the same name as a task
@@ -1031,8 +1032,9 @@ class Parser:
                 key += "." + self.ident("a name")
             self.expect(":")
             if self.at_kw("input", "output", "hints") and self.at("{", 1):
+                kspan = self.span()
                 k = self.advance()[1]
-                entries.append((key, self.hints_block(k, self.span())))
+                entries.append((key, self.hints_block(k, kspan)))
             else:
                 entries.append((key, self.expr()))
             if self.at(","):
@@ -2075,11 +2077,9 @@ def task_variable_type(dialect, section):
             [(k, t.optional()) for k, t in _REQUIREMENT_MEMBERS.items()] + [("max_retries", INT.optional())]), opt=False)
         if section in _RUNTIME_SECTIONS:  # 1.3's pre-evaluation members: the requirements are being computed
             members = {k: members[k] for k in ("name", "id", "attempt", "previous", "meta", "parameter_meta", "ext")}
-        elif section != "output":
-            members.pop("return_code")  # output only (1.2.1, #742)
     elif section in _RUNTIME_SECTIONS:
-        for k in ("end_time", "return_code"):
-            members.pop(k)
+        members.pop("end_time")
+    members.pop("return_code", None)  # output only (1.2.1, #742; Sprocket refuses it elsewhere)
     if section == "output":
         members["return_code"] = INT
     return StructType("task", members)
@@ -2315,6 +2315,9 @@ class Checker:
                 self.err("%s `%s` has the same name as %s" % ("struct" if d in doc.structs else "enum", d.name,
                                                               others[d.name]), d.span)
         for s in doc.structs:
+            if not s.members and not self.lenient("empty_struct", "struct `%s` has no members: accepted as miniwdl "
+                                                  "does, but Sprocket refuses it; give it a member" % s.name, s.span):
+                self.err("struct `%s` must have at least one member" % s.name, s.span)
             for m in s.members:
                 if m.name in s.type_.members:
                     self.err("struct `%s` has two members named `%s`" % (s.name, m.name), m.span)
@@ -2514,10 +2517,16 @@ class Checker:
             self.check_decl(d, {k: v for k, v in out_env.items() if k != d.name})
         self.check_decl_cycles(outputs, "the outputs of task `%s`" % task.name)
 
-    def check_runtime_value(self, section, key, expr, env):
+    def check_runtime_value(self, section, key, expr, env, outer=None):
+        """`outer`: the kind of the hints literal `expr` is in. A `hints` literal holds values, an `input`
+        or `output` literal (only at the top of the section) holds `hints` literals (1.2, as Sprocket)."""
         if isinstance(expr, HintsBlock):
+            if outer is not None and (expr.kind != "hints" or outer == "hints"):
+                self.err("`%s` literals cannot be nested within `%s` literals" % (expr.kind, outer), expr.span)
             for _, e in expr.entries:
-                self.check_runtime_value(section, key, e, env)
+                if expr.kind != "hints" and not isinstance(e, HintsBlock):
+                    self.err("the members of an `%s` literal must be `hints` literals" % expr.kind, e.span)
+                self.check_runtime_value(section, key, e, env, expr.kind)
             return
         t = self.infer(expr, env)
         want = _RUNTIME_TYPES.get(key)
@@ -2929,7 +2938,8 @@ class Checker:
     def infer_struct_literal(self, e, env):
         st = self.doc.types.get(e.name)
         if not isinstance(st, StructType):
-            self.err("unknown struct `%s`" % e.name, e.span)
+            self.err("`%s` literals can only be used within a hints section" % e.name if e.name in (
+                "hints", "input", "output") else "unknown struct `%s`" % e.name, e.span)
             for _, x, _ in e.members:
                 self.infer(x, env)
             return ANY
@@ -2969,7 +2979,8 @@ class Checker:
         if isinstance(t, (StructType, CallType)):
             if e.name not in t.members:
                 what = "call `%s` has no output" % t.name if isinstance(t, CallType) else "`%s` has no member" % t.name
-                self.err("%s `%s`" % (what, e.name), e.span)
+                self.err("%s `%s`%s" % (what, e.name, " here: it is only available in `output` sections" if (
+                    t.name, e.name) == ("task", "return_code") else ""), e.span)
                 return ANY
             r = t.members[e.name]
             return r.optional() if opt else r

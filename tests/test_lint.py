@@ -180,6 +180,8 @@ CASES = {
     "SepOnNonArray": (
         {"main.wdl": doc("workflow w {\n  String s = \"x\"\n  output { String o = \"~{sep=\",\" s}\" }\n}\n")},
         {"main.wdl": doc("workflow w {\n  Array[String] s = [\"x\"]\n  output { String o = \"~{sep=\",\" s}\" }\n}\n")}),
+    "EmptyStruct": ({"main.wdl": doc("struct Empty {\n}\n\nworkflow w {\n}\n", task=False)},
+                    {"main.wdl": doc("struct Full {\n  Int a\n}\n\nworkflow w {\n}\n", task=False)}),
     "NonPosixRegex": (
         {"main.wdl": doc("workflow w {\n  output { String o = sub(\"a1\", \"(?:a)\\\\d\", \"b\") }\n}\n")},
         {"main.wdl": doc("workflow w {\n  output { String o = sub(\"a1\", \"(a)[0-9]\", \"b\") }\n}\n")}),

@@ -2495,6 +2495,20 @@ SPROCKET_REFUSES = {
                                         "8 hexadecimal digits"),
     "input-named-requirements-1.2": ("1.2", "task t {\n  input {\n    Int requirements\n  }\n  command <<< >>>\n}\n",
                                      "Int ^requirements", "section keyword"),
+    "task-return-code-in-command": ("1.2", "task t {\n  command <<< echo ~{task.return_code} >>>\n}\n",
+                                    "~{task.^return_code", "only available in `output`"),
+    "hints-literal-nested-in-hints": (
+        "1.2", "task t {\n  input {\n    Int a\n  }\n  command <<< >>>\n  hints {\n    inputs: input {\n"
+        "      a: hints {\n        bad: hints {\n          x: 1\n        }\n      }\n    }\n  }\n}\n",
+        "bad: ^hints", "`hints` literals cannot be nested within `hints`"),
+    "input-literal-nested-in-output": (
+        "1.2", "task t {\n  command <<< >>>\n  hints {\n    outputs: output {\n      g: input {\n      }\n"
+        "    }\n  }\n}\n", "g: ^input", "`input` literals cannot be nested within `output`"),
+    "input-literal-member-not-hints": (
+        "1.2", "task t {\n  input {\n    Int a\n  }\n  command <<< >>>\n  hints {\n    inputs: input {\n"
+        "      a: 1\n    }\n  }\n}\n", "a: ^1", "must be `hints` literals"),
+    "hints-literal-outside-hints": ("1.2", "workflow w {\n  Int d = hints {\n    a: 1\n  }\n}\n", "= ^hints",
+                                    "only be used within a hints section"),
     "input-named-runtime-1.0": ("1.0", "task t {\n  input {\n    Int runtime\n  }\n  command <<< >>>\n}\n",
                                 "Int ^runtime", "section keyword"),
 }
@@ -2553,3 +2567,15 @@ def test_int_input_for_a_string_is_coerced(tmp_path):
     (tmp_path / "in.json").write_text('{"w.s": 5}')
     src = "version 1.1\n\nworkflow w {\n  input {\n    String s\n  }\n  output {\n    String o = s\n  }\n}\n"
     assert _run(tmp_path, src, tmp_path / "in.json") == {"w.o": "5"}
+
+
+def test_task_return_code_in_output_is_fine(check_wdl):
+    assert_ok(check_wdl("version 1.2\n\ntask t {\n  command <<< echo ~{task.attempt} >>>\n"
+                        "  output {\n    Int r = task.return_code\n  }\n}\n"))
+
+
+def test_empty_struct_warns_and_strict_refuses(check_wdl):
+    """The spec's grammar allows a struct without members and miniwdl accepts it; Sprocket refuses it."""
+    src = "version 1.1\n\nstruct E {\n}\n\nworkflow w {\n}\n"
+    assert_warns_at(check_wdl(src), 3, 1, "no members")
+    assert_diag(check_wdl(src, args=("--strict",)), 3, 1, "at least one member")
