@@ -2859,6 +2859,8 @@ class Checker:
                         "compatibility; portable WDL converts them first" % (e.name, ", ".join(map(str, args))), e.span):
                     self.err(err.message, e.span)
                     return ANY
+            if e.name == "write_tsv" and len(e.args) == 3 and isinstance(e.args[2], ArrayLit):
+                self.check_tsv_header(e, args[0])
             if e.name in ("sub", "matches", "find") and _is_constant(e.args[1]):
                 try:  # a literal pattern that cannot compile fails every run: say so now
                     used = translate_regex("".join(e.args[1].parts))[1]
@@ -2934,6 +2936,21 @@ class Checker:
                 self.infer(x, env)
             return ANY
         raise AssertionError("unknown expression node %r" % e)
+
+    def check_tsv_header(self, e, rows_type):
+        """`write_tsv(rows, true, [names])`: a header as wide as each row, where both are known here."""
+        width = len(e.args[2].items)
+        item = getattr(rows_type, "item", None)
+        if isinstance(item, StructType):
+            widths = [len(item.members)]
+        elif isinstance(e.args[0], ArrayLit):
+            widths = [len(r.items) for r in e.args[0].items if isinstance(r, ArrayLit)]
+        else:
+            widths = []
+        bad = next((w for w in widths if w != width), None)
+        if bad is not None:
+            self.err("write_tsv: the header has %d name%s but a row has %d field%s" % (
+                width, "s" * (width != 1), bad, "s" * (bad != 1)), e.args[2].span)
 
     def infer_struct_literal(self, e, env):
         st = self.doc.types.get(e.name)
