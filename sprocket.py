@@ -229,7 +229,7 @@ struct_index              w       w   w   w   w     `s["member"]` for `s.member`
 double_optional           w       w   w   w   w     `T??`, read as `T?`
 duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key given twice (the last one counts)
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
-empty_struct              w       w   w   w   w     a struct without members (the spec's grammar allows it; Sprocket refuses it)
+empty_struct              w       w   w   w   w     a struct without members (the grammar allows it; Sprocket refuses it)
 non_posix_regex           w       w   w   w   w     a literal regex with `(?:`, lazy quantifiers, ...: beyond POSIX ERE
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w     a workflow with the same name as a task
@@ -4091,9 +4091,10 @@ def enum_choice_value(t, name):
     return coerce(evaluate(expr, {}, None), t.value_type) if t.value_type else evaluate(expr, {}, None)
 
 
-def from_json(data, t, base_dir, what):
+def from_json(data, t, base_dir, what, on_extra=None):
     """An input value from JSON data: File paths resolve against base_dir, objects become
-    structs, Map keys are parsed to their type, enums are given by choice name."""
+    structs, Map keys are parsed to their type, enums are given by choice name. Keys a struct does not
+    have are an error, or, given `on_extra`, ignored (as Cromwell does) after telling on_extra(message)."""
     if data is None:
         return coerce(None, t, what)
     if isinstance(t, PrimType) and t.name in ("File", "Directory"):
@@ -4101,6 +4102,8 @@ def from_json(data, t, base_dir, what):
             data = data.get("location") or data.get("path")  # 1.2's extended File/Directory form
         if not isinstance(data, str):
             raise InputError("%s must be a path string for `%s`, not %s" % (what, t, json_dumps(data)))
+        if t.name == "File" and data.endswith("/"):
+            raise InputError("%s is a `File`, but `%s` ends with `/`, which names a directory" % (what, data))
         path = data if "://" in data or os.path.isabs(data) else os.path.normpath(os.path.join(base_dir, data))
         return WdlFile(path) if t.name == "File" else WdlDir(path)
     if isinstance(t, PrimType):
@@ -4116,26 +4119,31 @@ def from_json(data, t, base_dir, what):
             raise InputError("%s must be a JSON array for `%s`" % (what, t))
         if t.nonempty and not data:
             raise InputError("%s must be a non-empty array (`%s`)" % (what, t))
-        return [from_json(x, t.item, base_dir, what) for x in data]
+        return [from_json(x, t.item, base_dir, what, on_extra) for x in data]
     if isinstance(t, MapType):
         if not isinstance(data, dict):
             raise InputError("%s must be a JSON object for `%s`" % (what, t))
-        return {_json_key(k, t.key_type, base_dir, what): from_json(x, t.value, base_dir, what) for k, x in data.items()}
+        return {_json_key(k, t.key_type, base_dir, what): from_json(x, t.value, base_dir, what, on_extra)
+                for k, x in data.items()}
     if isinstance(t, PairType):
         if not (isinstance(data, dict) and set(data) == {"left", "right"}):
             raise InputError('%s must be {"left": ..., "right": ...} for `%s`' % (what, t))
-        return (from_json(data["left"], t.left, base_dir, what), from_json(data["right"], t.right, base_dir, what))
+        return (from_json(data["left"], t.left, base_dir, what, on_extra),
+                from_json(data["right"], t.right, base_dir, what, on_extra))
     if isinstance(t, StructType):
         if not isinstance(data, dict):
             raise InputError("%s must be a JSON object for struct `%s`" % (what, t.name))
         extra = [k for k in data if k not in t.members]
-        if extra:
+        if extra and on_extra is None:
             raise InputError("%s: struct `%s` has no member `%s`" % (what, t.name, extra[0]))
+        if extra:
+            on_extra("%s: struct `%s` has no member%s %s: ignored, as Cromwell does" % (
+                what, t.name, "s" * (len(extra) > 1), ", ".join("`%s`" % k for k in extra)))
         out = StructValue((), t.name)
         for m, mt in t.members.items():
             if m not in data and not mt.opt:
                 raise InputError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
-            out[m] = from_json(data.get(m), mt, base_dir, "%s.%s" % (what, m))
+            out[m] = from_json(data.get(m), mt, base_dir, "%s.%s" % (what, m), on_extra)
         return out
     if isinstance(t, EnumType):
         if not isinstance(data, str) or data not in t.choices:
@@ -9765,6 +9773,11 @@ def read_input_items(items, cwd):
     return out
 
 
+def _warn_input(message):
+    """What the inputs hold that is ignored (a struct's extra JSON keys): said once, on stderr."""
+    print("warning: %s" % message, file=sys.stderr)
+
+
 def assign_inputs(doc, target, items, run, explicit_target=True):
     """Sort input pairs into the target's own inputs, nested call inputs and overrides. Keys in
     an inputs file carry the target's name (`main.x`), as in every engine, unless --target names
@@ -9794,7 +9807,8 @@ def assign_inputs(doc, target, items, run, explicit_target=True):
             d = decls.get(key)
             if d is None:
                 raise InputError("`%s` has no input `%s`%s" % (target.name, key, _did_you_mean(key, decls)))
-            own[key] = from_json(_cli_value(data, text, d.type_), d.type_, base, "input `%s`" % key)
+            own[key] = from_json(_cli_value(data, text, d.type_), d.type_, base, "input `%s`" % key,
+                                  _warn_input)
             continue
         if isinstance(target, Task):
             if len(parts) == 2 and parts[0] in _RUNTIME_SECTIONS:
@@ -9856,14 +9870,16 @@ def _assign_nested(wf, parts, data, base, run, path, key, text=None):
             raise InputError("input `%s`: task `%s` has no input `%s`" % (key, target.name, ".".join(rest)))
         _check_nested_allowed(run.target, key)
         t = call.callee_def.inputs[rest[0]][0]
-        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(_cli_value(data, text, t), t, base, "input `%s`" % key)
+        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(
+            _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
         return
     if len(rest) == 1:
         if rest[0] not in call.callee_def.inputs:
             raise InputError("input `%s`: workflow `%s` has no input `%s`" % (key, target.name, rest[0]))
         _check_nested_allowed(run.target, key)
         t = call.callee_def.inputs[rest[0]][0]
-        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(_cli_value(data, text, t), t, base, "input `%s`" % key)
+        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(
+            _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
         return
     _assign_nested(target, rest, data, base, run, path + ".", key, text)
 

@@ -6,6 +6,7 @@ placeholder ``VERSION``; positions are given as needles (see ``conftest.find_pos
 inside a needle marks the exact character).  A list of needles means "any of these positions".
 """
 
+import json
 import re
 
 import pytest
@@ -2509,6 +2510,12 @@ SPROCKET_REFUSES = {
         "      a: 1\n    }\n  }\n}\n", "a: ^1", "must be `hints` literals"),
     "hints-literal-outside-hints": ("1.2", "workflow w {\n  Int d = hints {\n    a: 1\n  }\n}\n", "= ^hints",
                                     "only be used within a hints section"),
+    "write-tsv-header-narrower-than-rows": (
+        "1.2", 'workflow w {\n  File f = write_tsv([["a", "b"]], true, ["x"])\n}\n', 'true, ^["x"]',
+        "header has 1 name but a row has 2 fields"),
+    "write-tsv-header-wider-than-struct-rows": (
+        "1.2", 'struct S {\n  Int a\n}\n\nworkflow w {\n  Array[S] ss = [S { a: 1 }]\n'
+        '  File f = write_tsv(ss, true, ["x", "y"])\n}\n', 'true, ^["x"', "header has 2 names but a row has 1 field"),
     "input-named-runtime-1.0": ("1.0", "task t {\n  input {\n    Int runtime\n  }\n  command <<< >>>\n}\n",
                                 "Int ^runtime", "section keyword"),
 }
@@ -2579,3 +2586,22 @@ def test_empty_struct_warns_and_strict_refuses(check_wdl):
     src = "version 1.1\n\nstruct E {\n}\n\nworkflow w {\n}\n"
     assert_warns_at(check_wdl(src), 3, 1, "no members")
     assert_diag(check_wdl(src, args=("--strict",)), 3, 1, "at least one member")
+
+
+def test_json_input_with_extra_struct_keys_warns_and_ignores_them(tmp_path):
+    """Cromwell (and miniwdl) ignore JSON keys a struct does not have: a warning naming them."""
+    from conftest import sprocket_run, write
+    (tmp_path / "in.json").write_text('{"w.s": {"a": 1, "b": 2, "c": 3}}')
+    src = "version 1.1\n\nstruct S {\n  Int a\n}\n\nworkflow w {\n  input {\n    S s\n  }\n  output {\n    Int o = s.a\n  }\n}\n"
+    proc = sprocket_run(write(tmp_path / "main.wdl", src), tmp_path / "in.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"w.o": 1}
+    assert "warning: input `s`: struct `S` has no members `b`, `c`: ignored" in proc.stderr
+
+
+def test_file_input_ending_with_a_slash_is_an_error(tmp_path):
+    from conftest import assert_sane, sprocket_run, write
+    src = "version 1.1\n\nworkflow w {\n  input {\n    File f\n  }\n  output {\n    String o = f\n  }\n}\n"
+    proc = sprocket_run(write(tmp_path / "main.wdl", src), "f=%s/" % tmp_path, cwd=tmp_path)
+    assert_sane(proc)
+    assert proc.returncode == 1 and "ends with `/`, which names a directory" in proc.stderr, proc.stderr
