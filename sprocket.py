@@ -1761,6 +1761,21 @@ def unify(types, dialect):
             if isinstance(c, ArrayType) and c.nonempty and not all(getattr(t, "nonempty", False) for t in real):
                 c = ArrayType(c.item, False, c.opt)
             return c
+    return _unify_members(real, opt, dialect)
+
+
+def _unify_members(types, opt, dialect):
+    """Compound types of one kind unify member by member, as Sprocket's common type does:
+    `("a", 1.0)` and `(None, 2)` are `Pair[String?, Float]`, which neither of them is."""
+    if all(isinstance(t, PairType) for t in types):
+        parts = [unify([t.left for t in types], dialect), unify([t.right for t in types], dialect)]
+        return None if None in parts else PairType(parts[0], parts[1], opt)
+    if all(isinstance(t, ArrayType) for t in types):
+        item = unify([t.item for t in types], dialect)
+        return None if item is None else ArrayType(item, all(t.nonempty for t in types), opt)
+    if all(isinstance(t, MapType) for t in types):
+        parts = [unify([t.key_type for t in types], dialect), unify([t.value for t in types], dialect)]
+        return None if None in parts else MapType(parts[0], parts[1], opt)
     return None
 
 
@@ -2899,10 +2914,9 @@ class Checker:
             vs = [self.infer(v, env) for _, v in e.entries]
             if not ks:
                 return MapType(ANY, ANY)
-            bad = [(k, kt) for (k, _), kt in zip(e.entries, ks) if kt == NONE_TYPE or not is_primitive(kt)]
-            for k, kt in bad:  # (AnyType, an unknown name, is reported already)
-                self.err("a Map key must be a primitive value, not %s" % (
-                    "`None`" if kt == NONE_TYPE else "a `%s`" % kt), k.span)
+            bad = [(k, kt) for (k, _), kt in zip(e.entries, ks) if not is_primitive(kt)]
+            for k, kt in bad:  # (None is an AnyType, accepted as Sprocket does where the key type is optional)
+                self.err("a Map key must be a primitive value, not a `%s`" % kt, k.span)
             ku, vu = ANY if bad else unify(ks, self.dialect), unify(vs, self.dialect)
             if ku is None or vu is None:
                 self.err("map %s have no common type" % ("keys" if ku is None else "values"), e.span)

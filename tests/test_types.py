@@ -2447,6 +2447,16 @@ SPEC_ALLOWS = {
           }
         }
         """, {}),
+    # Sprocket's common-types case: the common type of compound literals is found member by member.
+    "common-type-of-compound-literals-mixing-none": ("1.1", """
+        workflow w {
+          Array[Pair[String?, Float]] s = [("x", 1.0), (None, 2), ("y", 3)]
+          Map[String, Pair[Array[String?]?, Int]] v = {"a": (["x", None], 1), "b": (None, 2)}
+          Array[Map[String, Int?]] m = [{"a": None}, {"b": 1}]
+          Pair[String?, Int] p = if true then (None, 1) else ("x", 2)
+          Map[String?, String] n = {"a": "b", None: "c"}
+        }
+        """, {}),
     "multi-line-string-in-a-dollar-placeholder-of-a-multi-line-string": ("1.2", """
         workflow w {
           String s = <<<
@@ -2487,7 +2497,6 @@ SPROCKET_REFUSES = {
     "non-empty-array-call-input-given-an-empty-literal": (
         "1.1", "task t {\n  input {\n    Array[Int]+ a\n  }\n  command <<< >>>\n}\n\nworkflow w {\n"
         "  call t { input: a = [] }\n}\n", "a = ^[]", "non-empty"),
-    "map-key-none": ("1.1", "workflow w {\n  Map[String, Int] m = {None: 1}\n}\n", "{^None", "not `None`"),
     "map-key-struct": ("1.1", "struct S {\n  Int a\n}\n\nworkflow w {\n  S s = S { a: 1 }\n"
                               "  Map[String, Int] m = {s: 1}\n}\n", "{^s: 1", "not a `S`"),
     "unicode-escape-not-4-hex-digits": ("1.1", 'workflow w {\n  String s = "x \\u12"\n}\n', "x ^\\u12",
