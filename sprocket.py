@@ -4960,8 +4960,8 @@ def fn_join_paths(ctx, args):
     for p in parts[1:]:
         if p.startswith("/"):
             raise EvalError("join_paths: only the first path may be absolute, got %r" % p)
-    joined = posixpath.join(*parts)
-    return joined if joined.startswith("/") else os.path.join(ctx.work_dir, joined)
+    joined = posixpath.join(*parts)  # `..` is lexical: the directories need not exist (as Sprocket)
+    return posixpath.normpath(joined if joined.startswith("/") else posixpath.join(ctx.work_dir, joined))
 
 
 def fn_glob(ctx, args):

@@ -368,6 +368,13 @@ def test_join_paths(ctx):
     assert call(ctx, "join_paths", ["/only"]) == "/only"
 
 
+def test_join_paths_dot_dot_is_lexical(ctx):
+    """`..` is resolved on the text: the intermediate directory need not exist (Sprocket's case)."""
+    assert call(ctx, "join_paths", "/nonexistent/dir", "../x.txt") == "/nonexistent/x.txt"
+    assert call(ctx, "join_paths", ["/a", "b/./c", "../../d"]) == "/a/d"
+    assert call(ctx, "join_paths", "mydir", "../x.txt") == os.path.join(ctx.work_dir, "x.txt")
+
+
 def test_join_paths_errors(ctx):
     fails(ctx, "join_paths", "/usr", "/bin", match="^join_paths: only the first path may be absolute")
     fails(ctx, "join_paths", "/usr", ["bin", "/echo"], match="absolute")
