@@ -4582,7 +4582,7 @@ def _ere_to_python(p, used):
                 opened.append((len(out), False, multiline))
                 out.append("(")
             atom = None
-        elif c == ")" and opened:
+        elif c == ")" and any(not implicit for _, implicit, _ in opened):
             atom = _close_groups(out, opened, True)
             multiline = opened.pop()[2]
             out[atom:] = ["".join(out[atom:]) + ")"]

@@ -921,3 +921,20 @@ def test_value(ctx):
     assert call(ctx, "value", EnumValue("Priority", "High", 10)) == 10
     assert call(ctx, "value", EnumValue("C", "A", ["x"])) == ["x"]
     fails(ctx, "value", "Red", match="^value: expected an enum choice")
+
+
+def test_regex_translation_fuzz_gives_a_pattern_or_an_eval_error():
+    """Random patterns over the regex alphabet: each compiles or is an EvalError, never another exception."""
+    import random
+    rng = random.Random(16)
+    alphabet = list("ab()[]{}|*+?.^$\\-:,=!<>&~Pkdswbzx0123456789") + ["(?:", "(?i)", "(?<=", "[[:alpha:]]", "\\u00",
+                                                                     "{2,3}", "*?", "(?P<n>", "\\x{4"]
+    for _ in range(4000):
+        pattern = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        try:
+            rx, used = S.translate_regex(pattern)
+        except EvalError as e:
+            assert "invalid regular expression" in e.message
+        else:
+            rx.search("ab12 (x)")
+            assert isinstance(used, tuple)
