@@ -230,6 +230,7 @@ double_optional           w       w   w   w   w     `T??`, read as `T?`
 duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key given twice (the last one counts)
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
 empty_struct              w       w   w   w   w     a struct without members (the grammar allows it; Sprocket refuses it)
+optional_for_required     w       w   -   -   -     a `T?` declaration or call input given where `T` is required
 non_posix_regex           w       w   w   w   w     a literal regex with `(?:`, lazy quantifiers, ...: beyond POSIX ERE
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w     a workflow with the same name as a task
@@ -2464,6 +2465,13 @@ class Checker:
         self.expect_coerce(self.infer(expr, env), want, expr.span, what, expr)
 
     def expect_coerce(self, t, want, span, what, expr=None):
+        if t.opt and not want.opt and self.dialect.optional_to_required and not isinstance(t, AnyType) and not \
+                self.lenient("optional_for_required", "%s is declared `%s` but given a `%s`: accepted in %s (Cromwell "
+                             "fails at run time if it is None); miniwdl and Sprocket refuse it: use select_first()"
+                             % (what, want, t, dialect_text(self.dialect)), span):
+            self.err("%s has type `%s`, but an optional value cannot be used where `%s` is expected" % (what, t, want),
+                     span)
+            return
         if not coerces(t, want, self.dialect) and not _deserializes(expr, t, want):
             d = self.dialect
             if isinstance(want, ArrayType) and isinstance(t, MapType) and coerces(

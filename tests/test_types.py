@@ -2614,3 +2614,13 @@ def test_file_input_ending_with_a_slash_is_an_error(tmp_path):
     proc = sprocket_run(write(tmp_path / "main.wdl", src), "f=%s/" % tmp_path, cwd=tmp_path)
     assert_sane(proc)
     assert proc.returncode == 1 and "ends with `/`, which names a directory" in proc.stderr, proc.stderr
+
+
+def test_optional_given_for_a_required_1_0_input_warns_and_strict_refuses(check_wdl):
+    """WDL 1.0 lets `T?` stand for `T` (Cromwell fails at run time if it is None); miniwdl and Sprocket
+    refuse it: a compatibility warning, an error under --strict."""
+    src = ("version 1.0\n\ntask t {\n  input {\n    Int x\n  }\n  command <<< >>>\n}\n\n"
+           "workflow w {\n  input {\n    Int? y\n  }\n  call t { input: x = y }\n}\n")
+    line, col = find_pos(src, "x = ^y")
+    assert_warns_at(check_wdl(src), line, col, "select_first")
+    assert_diag(check_wdl(src, args=("--strict",)), line, col, "optional value")
