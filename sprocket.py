@@ -238,6 +238,8 @@ struct_index              w       w   w   w   w     `s["member"]` for `s.member`
 double_optional           w       w   w   w   w     `T??`, read as `T?`
 duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key given twice (the last one counts)
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
+empty_struct              w       w   w   w   w     a struct without members (the grammar allows it; Sprocket refuses it)
+optional_for_required     w       w   -   -   -     a `T?` declaration or call input given where `T` is required
 non_posix_regex           w       w   w   w   w     a literal regex with `(?:`, lazy quantifiers, ...: beyond POSIX ERE
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w     a workflow with the same name as a task
@@ -376,6 +378,10 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "~"
 _ESCAPE_RE = re.compile(r"\\(?:([0-7]{3})|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
 
 
+# A `\u`/`\U` escape not followed by its 4/8 hex digits (group 1 is then just the letter); `\\` skipped.
+_CODEPOINT_ESCAPE_RE = re.compile(r"\\(\\|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[uU])")
+
+
 def unescape(text):
     """Apply WDL string escapes; an unknown escape keeps its backslash (regexes rely on it)."""
     if "\\" not in text:
@@ -476,8 +482,9 @@ def _scan_text(source, pos, kind, term, toks, stack, dialect):
     """
     text = source.text
     start = pos
-    # `${` is a placeholder except in 1.x `<<< >>>` text; `~{` everywhere but in draft-2.
-    dollar = term in ('"', "'", "}") or dialect.dollar_in_heredoc
+    # `${` is a placeholder except in 1.x `command <<< >>>` text (multi-line strings have it); `~{`
+    # everywhere but in draft-2.
+    dollar = term in ('"', "'", "}") or kind == "m" or dialect.dollar_in_heredoc
     pos = _text_re(term, dollar, dialect.tilde_placeholders, kind == "s").match(text, pos).end()
     c = text[pos:pos + 1]
     if c == "" or c == "\n":
@@ -856,7 +863,10 @@ class Parser:
     def decl(self, need_value):
         span = self.span()
         type_ = self.type_()
+        name_tok = self.peek()
         name = self.ident("a declaration name")
+        if name in _SECTION_KEYWORDS and (name not in ("requirements", "hints") or self.dialect.requirements):
+            self.error("`%s` is a section keyword and cannot name a declaration; rename it" % name, name_tok)
         expr = None
         if self.at("="):
             self.advance()
@@ -1069,8 +1079,9 @@ class Parser:
                 key += "." + self.ident("a name")
             self.expect(":")
             if self.at_kw("input", "output", "hints") and self.at("{", 1):
+                kspan = self.span()
                 k = self.advance()[1]
-                entries.append((key, self.hints_block(k, self.span())))
+                entries.append((key, self.hints_block(k, kspan)))
             else:
                 entries.append((key, self.expr()))
             if self.at(","):
@@ -1095,6 +1106,11 @@ class Parser:
                 if "\0" in tok[1]:  # in a command: a shell cannot run it; in a string: no file name or
                     #                 environment variable can hold it
                     self.error("a NUL byte cannot appear in WDL text", (tok[0], tok[1], tok[2] + tok[1].index("\0")))
+                if kind != "c":
+                    bad = next((m for m in _CODEPOINT_ESCAPE_RE.finditer(tok[1]) if m.group(1) in ("u", "U")), None)
+                    if bad:
+                        self.error("`\\%s` must be followed by %d hexadecimal digits" % (
+                            bad.group(1), 4 if bad.group(1) == "u" else 8), (tok[0], tok[1], tok[2] + bad.start()))
                 if tok[1]:
                     parts.append(tok[1] if kind == "c" else unescape(tok[1]) if kind == "s" else tok[1])
             elif tok[0] == "phbeg":
@@ -1454,6 +1470,10 @@ _KEYWORDS = frozenset(
     "parameter_meta requirements runtime scatter struct task then true version workflow".split()
 )
 
+
+# Section keywords cannot name a declaration (the spec reserves them; miniwdl refuses them too);
+# `requirements` and `hints` are section keywords from 1.2 on.
+_SECTION_KEYWORDS = frozenset("input output meta parameter_meta runtime requirements hints".split())
 
 # Words that can never be a name: each starts or splits a construct. The other reserved words
 # (`in`, `env`, `alias`, ...) are accepted as names, as other engines do and spec examples need.
@@ -1819,6 +1839,21 @@ def unify(types, dialect):
             if isinstance(c, ArrayType) and c.nonempty and not all(getattr(t, "nonempty", False) for t in real):
                 c = ArrayType(c.item, False, c.opt)
             return c
+    return _unify_members(real, opt, dialect)
+
+
+def _unify_members(types, opt, dialect):
+    """Compound types of one kind unify member by member, as Sprocket's common type does:
+    `("a", 1.0)` and `(None, 2)` are `Pair[String?, Float]`, which neither of them is."""
+    if all(isinstance(t, PairType) for t in types):
+        parts = [unify([t.left for t in types], dialect), unify([t.right for t in types], dialect)]
+        return None if None in parts else PairType(parts[0], parts[1], opt)
+    if all(isinstance(t, ArrayType) for t in types):
+        item = unify([t.item for t in types], dialect)
+        return None if item is None else ArrayType(item, all(t.nonempty for t in types), opt)
+    if all(isinstance(t, MapType) for t in types):
+        parts = [unify([t.key_type for t in types], dialect), unify([t.value for t in types], dialect)]
+        return None if None in parts else MapType(parts[0], parts[1], opt)
     return None
 
 
@@ -2137,11 +2172,9 @@ def task_variable_type(dialect, section):
             [(k, t.optional()) for k, t in _REQUIREMENT_MEMBERS.items()] + [("max_retries", INT.optional())]), opt=False)
         if section in _RUNTIME_SECTIONS:  # 1.3's pre-evaluation members: the requirements are being computed
             members = {k: members[k] for k in ("name", "id", "attempt", "previous", "meta", "parameter_meta", "ext")}
-        elif section != "output":
-            members.pop("return_code")  # output only (1.2.1, #742)
     elif section in _RUNTIME_SECTIONS:
-        for k in ("end_time", "return_code"):
-            members.pop(k)
+        members.pop("end_time")
+    members.pop("return_code", None)  # output only (1.2.1, #742; Sprocket refuses it elsewhere)
     if section == "output":
         members["return_code"] = INT
     return StructType("task", members)
@@ -2289,7 +2322,7 @@ class Loader:
                 continue
             empty = not (sub.imports or sub.structs or sub.enums or sub.tasks or sub.workflow)
             problem = None if empty else import_problem(doc.dialect, sub.dialect)
-            if problem == "error" or problem and doc.dialect.strict:
+            if problem == "error":
                 self.errors.append(WdlError("a WDL document (%s) cannot import `%s`, which is %s" % (
                     dialect_text(doc.dialect), imp.uri, dialect_text(sub.dialect)), imp.span))
                 ok = False
@@ -2326,8 +2359,9 @@ class Loader:
 
 
 def import_problem(importer, imported):
-    """None when `importer` may import `imported`; "warn" for an earlier 1.x minor version
-    (accepted for compatibility before 1.3, which allows it); "error" otherwise."""
+    """None when `importer` may import `imported`; "warn" for an earlier 1.x minor version (the
+    1.1/1.2 text says "the same version", but Sprocket and 1.3 allow it: a portability warning
+    that --strict keeps a warning); "error" otherwise."""
     if importer.name == imported.name:
         return None
     if "draft-2" in (importer.name, imported.name) or imported.level > importer.level:
@@ -2404,6 +2438,9 @@ class Checker:
                 self.err("%s `%s` has the same name as %s" % ("struct" if d in doc.structs else "enum", d.name,
                                                               others[d.name]), d.span)
         for s in doc.structs:
+            if not s.members and not self.lenient("empty_struct", "struct `%s` has no members: accepted as miniwdl "
+                                                  "does, but Sprocket refuses it; give it a member" % s.name, s.span):
+                self.err("struct `%s` must have at least one member" % s.name, s.span)
             for m in s.members:
                 if m.name in s.type_.members:
                     self.err("struct `%s` has two members named `%s`" % (s.name, m.name), m.span)
@@ -2426,10 +2463,10 @@ class Checker:
             self.check_workflow(doc.workflow)
 
     def _struct_cycle(self, st, seen):
-        if st.name in seen:
+        if id(st) in seen:  # by identity: an imported struct aliased away may share a local struct's name
             return True
-        seen = seen | {st.name}
-        return any(contains_type(m, lambda x: isinstance(x, StructType) and x.name in seen) or
+        seen = seen | {id(st)}
+        return any(contains_type(m, lambda x: isinstance(x, StructType) and id(x) in seen) or
                    (isinstance(m, StructType) and self._struct_cycle(m, seen)) for m in st.members.values())
 
     def check_enum(self, e):
@@ -2528,9 +2565,20 @@ class Checker:
                 self.check_value(v, w.value, env, what)
             expr.type = MapType(w.key_type, w.value)
             return
+        if isinstance(expr, ArrayLit) and not expr.items and isinstance(w, ArrayType) and w.nonempty:
+            self.err("%s is declared `%s`, a non-empty array, but given `[]`" % (what, want), expr.span)
+            expr.type = ArrayType(ANY)
+            return
         self.expect_coerce(self.infer(expr, env), want, expr.span, what, expr)
 
     def expect_coerce(self, t, want, span, what, expr=None):
+        if t.opt and not want.opt and self.dialect.optional_to_required and not isinstance(t, AnyType) and not \
+                self.lenient("optional_for_required", "%s is declared `%s` but given a `%s`: accepted in %s (Cromwell "
+                             "fails at run time if it is None); miniwdl and Sprocket refuse it: use select_first()"
+                             % (what, want, t, dialect_text(self.dialect)), span):
+            self.err("%s has type `%s`, but an optional value cannot be used where `%s` is expected" % (what, t, want),
+                     span)
+            return
         if not coerces(t, want, self.dialect) and not _deserializes(expr, t, want):
             d = self.dialect
             if isinstance(want, ArrayType) and isinstance(t, MapType) and coerces(
@@ -2599,10 +2647,16 @@ class Checker:
             self.check_decl(d, {k: v for k, v in out_env.items() if k != d.name})
         self.check_decl_cycles(outputs, "the outputs of task `%s`" % task.name)
 
-    def check_runtime_value(self, section, key, expr, env):
+    def check_runtime_value(self, section, key, expr, env, outer=None):
+        """`outer`: the kind of the hints literal `expr` is in. A `hints` literal holds values, an `input`
+        or `output` literal (only at the top of the section) holds `hints` literals (1.2, as Sprocket)."""
         if isinstance(expr, HintsBlock):
+            if outer is not None and (expr.kind != "hints" or outer == "hints"):
+                self.err("`%s` literals cannot be nested within `%s` literals" % (expr.kind, outer), expr.span)
             for _, e in expr.entries:
-                self.check_runtime_value(section, key, e, env)
+                if expr.kind != "hints" and not isinstance(e, HintsBlock):
+                    self.err("the members of an `%s` literal must be `hints` literals" % expr.kind, e.span)
+                self.check_runtime_value(section, key, e, env, expr.kind)
             return
         t = self.infer(expr, env)
         want = _RUNTIME_TYPES.get(key)
@@ -2817,7 +2871,7 @@ class Checker:
                     item = ANY
                 else:
                     item = t.item
-                if el.variable in env:
+                if el.variable in env and self.scatter_variable_collides(el):
                     self.err("scatter variable `%s` collides with another name" % el.variable, el.span)
                 inner = dict(env)
                 inner[el.variable] = item
@@ -2832,6 +2886,20 @@ class Checker:
                     inner = dict(env)
                     inner.update(self.scope_types(b))
                     self.check_body(b, inner)
+
+    def scatter_variable_collides(self, scatter):
+        """Is the scatter variable named like an input, declaration or call before the scatter, or one in
+        its body? One after it, outside, is not visible in the body (Sprocket's rule): the variable hides it."""
+        def defined(body):
+            for x in body:
+                if isinstance(x, (Decl, Call)):
+                    yield x
+                else:
+                    for b in [x.body] if isinstance(x, Scatter) else [b for _, b in x.clauses]:
+                        yield from defined(b)
+        inside = {id(d) for d in defined(scatter.body)}
+        return any(d.name == scatter.variable and (d.span.pos < scatter.span.pos or id(d) in inside)
+                   for d in defined((self.wf.inputs or []) + self.wf.body))
 
     def check_call(self, call, env):
         info = call.callee_def
@@ -2930,6 +2998,8 @@ class Checker:
                 if e.fn is None:
                     self.err(err.message, e.span)
                     return ANY
+            if e.name == "write_tsv" and len(e.args) == 3 and isinstance(e.args[2], ArrayLit):
+                self.check_tsv_header(e, args[0])
             if e.name in ("sub", "matches", "find") and _is_constant(e.args[1]):
                 try:  # a literal pattern that cannot compile fails every run: say so now
                     used = translate_regex("".join(e.args[1].parts))[1]
@@ -2968,7 +3038,10 @@ class Checker:
             vs = [self.infer(v, env) for _, v in e.entries]
             if not ks:
                 return MapType(ANY, ANY)
-            ku, vu = unify(ks, self.dialect), unify(vs, self.dialect)
+            bad = [(k, kt) for (k, _), kt in zip(e.entries, ks) if not is_primitive(kt)]
+            for k, kt in bad:  # (None is an AnyType, accepted as Sprocket does where the key type is optional)
+                self.err("a Map key must be a primitive value, not a `%s`" % kt, k.span)
+            ku, vu = ANY if bad else unify(ks, self.dialect), unify(vs, self.dialect)
             if ku is None or vu is None:
                 self.err("map %s have no common type" % ("keys" if ku is None else "values"), e.span)
             return MapType(ku or ANY, vu or ANY)
@@ -3008,10 +3081,26 @@ class Checker:
             return ANY
         raise AssertionError("unknown expression node %r" % e)
 
+    def check_tsv_header(self, e, rows_type):
+        """`write_tsv(rows, true, [names])`: a header as wide as each row, where both are known here."""
+        width = len(e.args[2].items)
+        item = getattr(rows_type, "item", None)
+        if isinstance(item, StructType):
+            widths = [len(item.members)]
+        elif isinstance(e.args[0], ArrayLit):
+            widths = [len(r.items) for r in e.args[0].items if isinstance(r, ArrayLit)]
+        else:
+            widths = []
+        bad = next((w for w in widths if w != width), None)
+        if bad is not None:
+            self.err("write_tsv: the header has %d name%s but a row has %d field%s" % (
+                width, "s" * (width != 1), bad, "s" * (bad != 1)), e.args[2].span)
+
     def infer_struct_literal(self, e, env):
         st = self.doc.types.get(e.name)
         if not isinstance(st, StructType):
-            self.err("unknown struct `%s`" % e.name, e.span)
+            self.err("`%s` literals can only be used within a hints section" % e.name if e.name in (
+                "hints", "input", "output") else "unknown struct `%s`" % e.name, e.span)
             for _, x, _ in e.members:
                 self.infer(x, env)
             return ANY
@@ -3051,7 +3140,8 @@ class Checker:
         if isinstance(t, (StructType, CallType)):
             if e.name not in t.members:
                 what = "call `%s` has no output" % t.name if isinstance(t, CallType) else "`%s` has no member" % t.name
-                self.err("%s `%s`" % (what, e.name), e.span)
+                self.err("%s `%s`%s" % (what, e.name, " here: it is only available in `output` sections" if (
+                    t.name, e.name) == ("task", "return_code") else ""), e.span)
                 return ANY
             r = t.members[e.name]
             return r.optional() if opt else r
@@ -3263,6 +3353,8 @@ def _is_constant(e):
         return all(_is_constant(k) and _is_constant(v) for k, v in e.entries)
     if isinstance(e, PairLit):
         return _is_constant(e.left) and _is_constant(e.right)
+    if isinstance(e, (ObjectLit, StructLit)):
+        return all(_is_constant(m[1]) for m in e.members)
     return False
 
 
@@ -4262,9 +4354,10 @@ def _json_excerpt(data, width=60):
 _NOT_TEXT = re.compile("[\ud800-\udfff]")
 
 
-def from_json(data, t, base_dir, what):
+def from_json(data, t, base_dir, what, on_extra=None):
     """An input value from JSON data: File paths resolve against base_dir, objects become
-    structs, Map keys are parsed to their type, enums are given by choice name."""
+    structs, Map keys are parsed to their type, enums are given by choice name. Keys a struct does not
+    have are an error, or, given `on_extra`, ignored (as Cromwell does) after telling on_extra(message)."""
     if data is None:
         return coerce(None, t, what)
     if isinstance(data, str) and _NOT_TEXT.search(data):  # JSON's "\ud800", or a file name that is not UTF-8
@@ -4275,11 +4368,15 @@ def from_json(data, t, base_dir, what):
             data = data.get("location") or data.get("path")  # 1.2's extended File/Directory form
         if not isinstance(data, str):
             raise InputError("%s must be a path string for `%s`, not %s" % (what, t, _json_excerpt(data)))
+        if t.name == "File" and data.endswith("/"):
+            raise InputError("%s is a `File`, but `%s` ends with `/`, which names a directory" % (what, data))
         path = data if "://" in data or os.path.isabs(data) else os.path.normpath(os.path.join(base_dir, data))
         return WdlFile(path) if t.name == "File" else WdlDir(path)
     if isinstance(t, PrimType):
         ok = {"Int": lambda d: type(d) is int, "Float": lambda d: isinstance(d, (int, float)) and not isinstance(d, bool),
               "Boolean": lambda d: isinstance(d, bool), "String": lambda d: isinstance(d, str)}[t.name]
+        if t.name == "String" and type(data) is int:
+            return str(data)  # an Int for a String input: Sprocket and Cromwell take its digits
         if not ok(data):
             raise InputError("%s must be %s, not %s" % (what, t, _json_excerpt(data)))
         if t.name == "Int" and not _INT_MIN <= data <= _INT_MAX:
@@ -4292,26 +4389,31 @@ def from_json(data, t, base_dir, what):
             raise InputError("%s must be a JSON array for `%s`" % (what, t))
         if t.nonempty and not data:
             raise InputError("%s must be a non-empty array (`%s`)" % (what, t))
-        return [from_json(x, t.item, base_dir, what) for x in data]
+        return [from_json(x, t.item, base_dir, what, on_extra) for x in data]
     if isinstance(t, MapType):
         if not isinstance(data, dict):
             raise InputError("%s must be a JSON object for `%s`" % (what, t))
-        return {_json_key(k, t.key_type, base_dir, what): from_json(x, t.value, base_dir, what) for k, x in data.items()}
+        return {_json_key(k, t.key_type, base_dir, what): from_json(x, t.value, base_dir, what, on_extra)
+                for k, x in data.items()}
     if isinstance(t, PairType):
         if not (isinstance(data, dict) and set(data) == {"left", "right"}):
             raise InputError('%s must be {"left": ..., "right": ...} for `%s`' % (what, t))
-        return (from_json(data["left"], t.left, base_dir, what), from_json(data["right"], t.right, base_dir, what))
+        return (from_json(data["left"], t.left, base_dir, what, on_extra),
+                from_json(data["right"], t.right, base_dir, what, on_extra))
     if isinstance(t, StructType):
         if not isinstance(data, dict):
             raise InputError("%s must be a JSON object for struct `%s`" % (what, t.name))
         extra = [k for k in data if k not in t.members]
-        if extra:
+        if extra and on_extra is None:
             raise InputError("%s: struct `%s` has no member `%s`" % (what, t.name, extra[0]))
+        if extra:
+            on_extra("%s: struct `%s` has no member%s %s: ignored, as Cromwell does" % (
+                what, t.name, "s" * (len(extra) > 1), ", ".join("`%s`" % k for k in extra)))
         out = StructValue((), t.name)
         for m, mt in t.members.items():
             if m not in data and not mt.opt:
                 raise InputError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
-            out[m] = from_json(data.get(m), mt, base_dir, "%s.%s" % (what, m))
+            out[m] = from_json(data.get(m), mt, base_dir, "%s.%s" % (what, m), on_extra)
         return out
     if isinstance(t, EnumType):
         if not isinstance(data, str) or data not in t.choices:
@@ -4743,7 +4845,7 @@ def _ere_to_python(p, used):
                 opened.append((len(out), False, multiline))
                 out.append("(")
             atom = None
-        elif c == ")" and opened:
+        elif c == ")" and any(not implicit for _, implicit, _ in opened):
             atom = _close_groups(out, opened, True)
             multiline = opened.pop()[2]
             out[atom:] = ["".join(out[atom:]) + ")"]
@@ -5132,8 +5234,8 @@ def fn_join_paths(ctx, args):
     for p in parts[1:]:
         if p.startswith("/"):
             raise EvalError("join_paths: only the first path may be absolute, got %r" % p)
-    joined = posixpath.join(*parts)
-    return joined if joined.startswith("/") else os.path.join(ctx.work_dir, joined)
+    joined = posixpath.join(*parts)  # `..` is lexical: the directories need not exist (as Sprocket)
+    return posixpath.normpath(joined if joined.startswith("/") else posixpath.join(ctx.work_dir, joined))
 
 
 def fn_glob(ctx, args):
@@ -10159,6 +10261,11 @@ def read_input_items(items, cwd, warn):
     return out
 
 
+def _warn_input(message):
+    """What the inputs hold that is ignored (a struct's extra JSON keys): said once, on stderr."""
+    print("warning: %s" % message, file=sys.stderr)
+
+
 def assign_inputs(doc, target, items, run, explicit_target=True):
     """Sort input pairs into the target's own inputs, nested call inputs and overrides. Keys in
     an inputs file carry the target's name (`main.x`), as in every engine, unless --target names
@@ -10188,7 +10295,8 @@ def assign_inputs(doc, target, items, run, explicit_target=True):
             d = decls.get(key)
             if d is None:
                 raise InputError("`%s` has no input `%s`%s" % (target.name, key, _did_you_mean(key, decls)))
-            own[key] = from_json(_cli_value(data, text, d.type_), d.type_, base, "input `%s`" % key)
+            own[key] = from_json(_cli_value(data, text, d.type_), d.type_, base, "input `%s`" % key,
+                                  _warn_input)
             continue
         if isinstance(target, Task):
             if len(parts) == 2 and parts[0] in _RUNTIME_SECTIONS:
@@ -10250,14 +10358,16 @@ def _assign_nested(wf, parts, data, base, run, path, key, text=None):
             raise InputError("input `%s`: task `%s` has no input `%s`" % (key, target.name, ".".join(rest)))
         _check_nested_allowed(run.target, key, call.callee_def.inputs[rest[0]][1])
         t = call.callee_def.inputs[rest[0]][0]
-        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(_cli_value(data, text, t), t, base, "input `%s`" % key)
+        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(
+            _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
         return
     if len(rest) == 1:
         if rest[0] not in call.callee_def.inputs:
             raise InputError("input `%s`: workflow `%s` has no input `%s`" % (key, target.name, rest[0]))
         _check_nested_allowed(run.target, key, call.callee_def.inputs[rest[0]][1])
         t = call.callee_def.inputs[rest[0]][0]
-        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(_cli_value(data, text, t), t, base, "input `%s`" % key)
+        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(
+            _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
         return
     _assign_nested(target, rest, data, base, run, path + ".", key, text)
 

@@ -180,6 +180,13 @@ CASES = {
     "SepOnNonArray": (
         {"main.wdl": doc("workflow w {\n  String s = \"x\"\n  output { String o = \"~{sep=\",\" s}\" }\n}\n")},
         {"main.wdl": doc("workflow w {\n  Array[String] s = [\"x\"]\n  output { String o = \"~{sep=\",\" s}\" }\n}\n")}),
+    "OptionalForRequired": (
+        {"main.wdl": doc("workflow w {\n  input {\n    Int? n\n  }\n  Int m = n\n  output { Int o = m }\n}\n", "1.0",
+                         task=False)},
+        {"main.wdl": doc("workflow w {\n  input {\n    Int? n\n  }\n  Int m = select_first([n, 1])\n"
+                         "  output { Int o = m }\n}\n", "1.0", task=False)}),
+    "EmptyStruct": ({"main.wdl": doc("struct Empty {\n}\n\nworkflow w {\n}\n", task=False)},
+                    {"main.wdl": doc("struct Full {\n  Int a\n}\n\nworkflow w {\n}\n", task=False)}),
     "NonPosixRegex": (
         {"main.wdl": doc("workflow w {\n  output { String o = sub(\"a1\", \"(?:a)\\\\d\", \"b\") }\n}\n")},
         {"main.wdl": doc("workflow w {\n  output { String o = sub(\"a1\", \"(a)[0-9]\", \"b\") }\n}\n")}),

@@ -368,6 +368,13 @@ def test_join_paths(ctx):
     assert call(ctx, "join_paths", ["/only"]) == "/only"
 
 
+def test_join_paths_dot_dot_is_lexical(ctx):
+    """`..` is resolved on the text: the intermediate directory need not exist (Sprocket's case)."""
+    assert call(ctx, "join_paths", "/nonexistent/dir", "../x.txt") == "/nonexistent/x.txt"
+    assert call(ctx, "join_paths", ["/a", "b/./c", "../../d"]) == "/a/d"
+    assert call(ctx, "join_paths", "mydir", "../x.txt") == os.path.join(ctx.work_dir, "x.txt")
+
+
 def test_join_paths_errors(ctx):
     fails(ctx, "join_paths", "/usr", "/bin", match="^join_paths: only the first path may be absolute")
     fails(ctx, "join_paths", "/usr", ["bin", "/echo"], match="absolute")
@@ -923,3 +930,20 @@ def test_value(ctx):
     assert call(ctx, "value", EnumValue("Priority", "High", 10)) == 10
     assert call(ctx, "value", EnumValue("C", "A", ["x"])) == ["x"]
     fails(ctx, "value", "Red", match="^value: expected an enum choice")
+
+
+def test_regex_translation_fuzz_gives_a_pattern_or_an_eval_error():
+    """Random patterns over the regex alphabet: each compiles or is an EvalError, never another exception."""
+    import random
+    rng = random.Random(16)
+    alphabet = list("ab()[]{}|*+?.^$\\-:,=!<>&~Pkdswbzx0123456789") + ["(?:", "(?i)", "(?<=", "[[:alpha:]]", "\\u00",
+                                                                     "{2,3}", "*?", "(?P<n>", "\\x{4"]
+    for _ in range(4000):
+        pattern = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        try:
+            rx, used = S.translate_regex(pattern)
+        except EvalError as e:
+            assert "invalid regular expression" in e.message
+        else:
+            rx.search("ab12 (x)")
+            assert isinstance(used, tuple)

@@ -6,6 +6,7 @@ placeholder ``VERSION``; positions are given as needles (see ``conftest.find_pos
 inside a needle marks the exact character).  A list of needles means "any of these positions".
 """
 
+import json
 import re
 
 import pytest
@@ -2214,14 +2215,14 @@ LIB_10 = 'version 1.0\n\ntask lt {\n  command <<< echo hi >>>\n  output {\n    S
 
 
 @pytest.mark.parametrize("version", ["1.1", "1.2"])
-def test_importing_a_1_0_document_warns_in_1_1_and_1_2(check_wdl, version):
-    """A 1.1/1.2 document importing a 1.0 one: a warning at the import naming both versions;
-    an error under --strict."""
+def test_importing_a_lower_minor_version_warns_in_1_1_and_1_2_even_strict(check_wdl, version):
+    """A 1.1/1.2 document importing a 1.0 one: a warning at the import naming both versions; Sprocket
+    accepts it (the same major version, a lower minor one), so --strict accepts it too."""
     src = 'version %s\n\nimport "lib.wdl" as lib\n\nworkflow w {\n  call lib.lt\n}\n' % version
     line, col = find_pos(src, "^import")
     msg = assert_warns_at(check_wdl(src, files={"lib.wdl": LIB_10}), line, col)
     assert version_re("1.0").search(msg) and version_re(version).search(msg), msg
-    assert_diag(check_wdl(src, files={"lib.wdl": LIB_10}, args=("--strict",)), line, col)
+    assert_warns_at(check_wdl(src, files={"lib.wdl": LIB_10}, args=("--strict",)), line, col)
 
 
 @pytest.mark.parametrize("older", ["1.0", "1.1", "1.2"])
@@ -2527,3 +2528,246 @@ def test_lone_true_option_is_valid_in_1_0(check_wdl):
     """WDL 1.0's grammar allows `true=` alone; the missing one renders as ""."""
     assert_ok(check_wdl('version 1.0\n\ntask t {\n  input {\n    Boolean b = true\n  }\n'
                         '  command <<< echo ~{true="y" b} >>>\n}\n'))
+
+
+# --------------------------------------------------------------------------------------------
+# What the spec allows and was refused (issue 16, item 3); what Sprocket rightly refuses and was
+# accepted (item 2); the two suites' other cases (item 5).
+# --------------------------------------------------------------------------------------------
+
+SPEC_ALLOWS = {
+    # Sprocket's scatter-variable-no-cycle: `foo` is declared in a later scatter, so the first
+    # scatter's variable hides nothing it can see, and reads are not a cycle.
+    "scatter-variable-named-like-a-later-declaration": ("1.2", """
+        task bar {
+          input {
+            Int foo
+          }
+          command <<< >>>
+          output {
+            Int out = foo
+          }
+        }
+
+        workflow scopes {
+          scatter (foo in [1, 2, 3]) {
+            call bar { foo }
+          }
+          scatter (not_foo in bar.out) {
+            Int foo = not_foo
+            call bar as bar2 { foo }
+          }
+        }
+        """, {}),
+    "local-struct-named-like-an-aliased-import": ("1.1", """
+        import "foo.wdl" alias X as Y
+
+        struct X {
+          Y y
+        }
+
+        workflow w {
+          X v = X { y: Y { a: 1 } }
+          output {
+            Int o = v.y.a
+          }
+        }
+        """, {"foo.wdl": "version 1.1\n\nstruct X {\n  Int a\n}\n"}),
+    "enum-choices-with-struct-and-compound-values": ("1.3", """
+        struct P {
+          Int a
+        }
+
+        enum G {
+          M = P { a: 1 },
+          N = P { a: 2 }
+        }
+
+        enum H {
+          Q = (1, "x"),
+          R = (2, "y")
+        }
+
+        workflow w {
+          output {
+            Int p = value(G.N).a
+          }
+        }
+        """, {}),
+    # Sprocket's common-types case: the common type of compound literals is found member by member.
+    "common-type-of-compound-literals-mixing-none": ("1.1", """
+        workflow w {
+          Array[Pair[String?, Float]] s = [("x", 1.0), (None, 2), ("y", 3)]
+          Map[String, Pair[Array[String?]?, Int]] v = {"a": (["x", None], 1), "b": (None, 2)}
+          Array[Map[String, Int?]] m = [{"a": None}, {"b": 1}]
+          Pair[String?, Int] p = if true then (None, 1) else ("x", 2)
+          Map[String?, String] n = {"a": "b", None: "c"}
+        }
+        """, {}),
+    "multi-line-string-in-a-dollar-placeholder-of-a-multi-line-string": ("1.2", """
+        workflow w {
+          String s = <<<
+            a ${<<<inner>>>} b ~{"c"}
+          >>>
+          output {
+            String o = s
+          }
+        }
+        """, {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPEC_ALLOWS))
+def test_spec_allows(check_wdl, case):
+    version, body, files = SPEC_ALLOWS[case]
+    src = "version %s\n\n%s" % (version, norm(body))
+    for args in ((), ("--strict",)):
+        assert_ok(check_wdl(src, files=files, args=args))
+
+
+def test_scatter_variable_still_collides_with_an_earlier_or_inner_name(check_wdl):
+    src = ("version 1.1\n\nworkflow w {\n  Int x = 1\n  scatter (x in [1]) {\n    Int y = x\n  }\n"
+           "  scatter (z in [1]) {\n    Int z = 2\n  }\n}\n")
+    proc = check_wdl(src)
+    assert_diag(proc, *find_pos(src, "^scatter (x"), "collides")
+    assert_diag(proc, *find_pos(src, "^scatter (z"), "collides")
+
+
+def test_struct_that_contains_itself_is_still_an_error(check_wdl):
+    src = "version 1.1\n\nstruct A {\n  B b\n}\n\nstruct B {\n  Array[A] a\n}\n"
+    assert_diag(check_wdl(src), *find_pos(src, "^struct B"), "contains itself")
+
+
+SPROCKET_REFUSES = {
+    "non-empty-array-given-an-empty-literal": ("1.1", "workflow w {\n  Array[Int]+ a = []\n}\n", "= ^[]",
+                                               "non-empty"),
+    "non-empty-array-call-input-given-an-empty-literal": (
+        "1.1", "task t {\n  input {\n    Array[Int]+ a\n  }\n  command <<< >>>\n}\n\nworkflow w {\n"
+        "  call t { input: a = [] }\n}\n", "a = ^[]", "non-empty"),
+    "map-key-struct": ("1.1", "struct S {\n  Int a\n}\n\nworkflow w {\n  S s = S { a: 1 }\n"
+                              "  Map[String, Int] m = {s: 1}\n}\n", "{^s: 1", "not a `S`"),
+    "unicode-escape-not-4-hex-digits": ("1.1", 'workflow w {\n  String s = "x \\u12"\n}\n', "x ^\\u12",
+                                        "4 hexadecimal digits"),
+    "unicode-escape-not-8-hex-digits": ("1.1", 'workflow w {\n  String s = "\\U12"\n}\n', '"^\\U12',
+                                        "8 hexadecimal digits"),
+    "input-named-requirements-1.2": ("1.2", "task t {\n  input {\n    Int requirements\n  }\n  command <<< >>>\n}\n",
+                                     "Int ^requirements", "section keyword"),
+    "task-return-code-in-command": ("1.2", "task t {\n  command <<< echo ~{task.return_code} >>>\n}\n",
+                                    "~{task.^return_code", "only available in `output`"),
+    "hints-literal-nested-in-hints": (
+        "1.2", "task t {\n  input {\n    Int a\n  }\n  command <<< >>>\n  hints {\n    inputs: input {\n"
+        "      a: hints {\n        bad: hints {\n          x: 1\n        }\n      }\n    }\n  }\n}\n",
+        "bad: ^hints", "`hints` literals cannot be nested within `hints`"),
+    "input-literal-nested-in-output": (
+        "1.2", "task t {\n  command <<< >>>\n  hints {\n    outputs: output {\n      g: input {\n      }\n"
+        "    }\n  }\n}\n", "g: ^input", "`input` literals cannot be nested within `output`"),
+    "input-literal-member-not-hints": (
+        "1.2", "task t {\n  input {\n    Int a\n  }\n  command <<< >>>\n  hints {\n    inputs: input {\n"
+        "      a: 1\n    }\n  }\n}\n", "a: ^1", "must be `hints` literals"),
+    "hints-literal-outside-hints": ("1.2", "workflow w {\n  Int d = hints {\n    a: 1\n  }\n}\n", "= ^hints",
+                                    "only be used within a hints section"),
+    "write-tsv-header-narrower-than-rows": (
+        "1.2", 'workflow w {\n  File f = write_tsv([["a", "b"]], true, ["x"])\n}\n', 'true, ^["x"]',
+        "header has 1 name but a row has 2 fields"),
+    "write-tsv-header-wider-than-struct-rows": (
+        "1.2", 'struct S {\n  Int a\n}\n\nworkflow w {\n  Array[S] ss = [S { a: 1 }]\n'
+        '  File f = write_tsv(ss, true, ["x", "y"])\n}\n', 'true, ^["x"', "header has 2 names but a row has 1 field"),
+    "input-named-runtime-1.0": ("1.0", "task t {\n  input {\n    Int runtime\n  }\n  command <<< >>>\n}\n",
+                                "Int ^runtime", "section keyword"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPROCKET_REFUSES))
+def test_sprocket_refuses(check_wdl, case):
+    version, body, needle, fragment = SPROCKET_REFUSES[case]
+    src = "version %s\n\n%s" % (version, body)
+    assert_diag(check_wdl(src), *find_pos(src, needle), fragment)
+
+
+def test_input_named_requirements_before_1_2_is_a_name(check_wdl):
+    """`requirements` and `hints` are section keywords from WDL 1.2 on only."""
+    assert_ok(check_wdl("version 1.1\n\ntask t {\n  input {\n    Int requirements\n  }\n  command <<< >>>\n}\n"))
+
+
+def test_unicode_escapes_with_their_digits_and_escaped_backslashes_are_fine(check_wdl):
+    assert_ok(check_wdl('version 1.1\n\nworkflow w {\n  String a = "\\u00e9 \\U0001F600 \\\\u12"\n}\n'))
+
+
+def _run(tmp_path, source, *inputs):
+    from conftest import ok, sprocket_run, write
+    return ok(sprocket_run(write(tmp_path / "main.wdl", source), *inputs, cwd=tmp_path))[0]
+
+
+def test_spec_allows_values_at_run_time(tmp_path):
+    """The multi-line string in `${}` and the enum choices with compound values give their values."""
+    outputs = _run(tmp_path, """
+        version 1.3
+
+        struct P {
+          Int a
+        }
+
+        enum G {
+          M = P { a: 1 },
+          N = P { a: 2 }
+        }
+
+        workflow w {
+          String s = <<<
+            a ${<<<inner>>>} b ~{"c"}
+          >>>
+          output {
+            String o = s
+            Int p = value(G.N).a
+          }
+        }
+        """)
+    assert outputs == {"w.o": "a inner b c", "w.p": 2}
+
+
+def test_int_input_for_a_string_is_coerced(tmp_path):
+    """Sprocket (and Cromwell) take an Int given for a String input as its digits."""
+    (tmp_path / "in.json").write_text('{"w.s": 5}')
+    src = "version 1.1\n\nworkflow w {\n  input {\n    String s\n  }\n  output {\n    String o = s\n  }\n}\n"
+    assert _run(tmp_path, src, tmp_path / "in.json") == {"w.o": "5"}
+
+
+def test_task_return_code_in_output_is_fine(check_wdl):
+    assert_ok(check_wdl("version 1.2\n\ntask t {\n  command <<< echo ~{task.attempt} >>>\n"
+                        "  output {\n    Int r = task.return_code\n  }\n}\n"))
+
+
+def test_empty_struct_warns_and_strict_refuses(check_wdl):
+    """The spec's grammar allows a struct without members and miniwdl accepts it; Sprocket refuses it."""
+    src = "version 1.1\n\nstruct E {\n}\n\nworkflow w {\n}\n"
+    assert_warns_at(check_wdl(src), 3, 1, "no members")
+    assert_diag(check_wdl(src, args=("--strict",)), 3, 1, "at least one member")
+
+
+def test_json_input_with_extra_struct_keys_warns_and_ignores_them(tmp_path):
+    """Cromwell (and miniwdl) ignore JSON keys a struct does not have: a warning naming them."""
+    from conftest import sprocket_run, write
+    (tmp_path / "in.json").write_text('{"w.s": {"a": 1, "b": 2, "c": 3}}')
+    src = "version 1.1\n\nstruct S {\n  Int a\n}\n\nworkflow w {\n  input {\n    S s\n  }\n  output {\n    Int o = s.a\n  }\n}\n"
+    proc = sprocket_run(write(tmp_path / "main.wdl", src), tmp_path / "in.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"w.o": 1}
+    assert "warning: input `s`: struct `S` has no members `b`, `c`: ignored" in proc.stderr
+
+
+def test_file_input_ending_with_a_slash_is_an_error(tmp_path):
+    from conftest import assert_sane, sprocket_run, write
+    src = "version 1.1\n\nworkflow w {\n  input {\n    File f\n  }\n  output {\n    String o = f\n  }\n}\n"
+    proc = sprocket_run(write(tmp_path / "main.wdl", src), "f=%s/" % tmp_path, cwd=tmp_path)
+    assert_sane(proc)
+    assert proc.returncode == 1 and "ends with `/`, which names a directory" in proc.stderr, proc.stderr
+
+
+def test_optional_given_for_a_required_1_0_input_warns_and_strict_refuses(check_wdl):
+    """WDL 1.0 lets `T?` stand for `T` (Cromwell fails at run time if it is None); miniwdl and Sprocket
+    refuse it: a compatibility warning, an error under --strict."""
+    src = ("version 1.0\n\ntask t {\n  input {\n    Int x\n  }\n  command <<< >>>\n}\n\n"
+           "workflow w {\n  input {\n    Int? y\n  }\n  call t { input: x = y }\n}\n")
+    line, col = find_pos(src, "x = ^y")
+    assert_warns_at(check_wdl(src), line, col, "select_first")
+    assert_diag(check_wdl(src, args=("--strict",)), line, col, "optional value")
