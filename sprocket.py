@@ -28,10 +28,11 @@ The module reads top to bottom in the order data flows:
                                    value_to_json(), evaluate(), render_placeholder()
     11. Standard library: code     IMPLS, the implementation of each function; POSIX ERE regexes
     12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
-                                   each) -> outputs; the runtime keys of Cromwell-era WDL
-                                   (normalize_runtime)
+                                   each) -> outputs, kept in the task's sandbox (OutputSandbox); the
+                                   runtime keys of Cromwell-era WDL (normalize_runtime)
     13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
-    14. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend: the batch
+    14. Backends                   the backend interface; LocalBackend (process groups a rerun adopts
+                                   or kills after a crash); SlurmApptainerBackend: the batch
                                    script and sbatch line, job arrays, completion from each job's exit
                                    status file, a batched status query, queue caps, adopting the jobs
                                    of a dead run, the Apptainer image cache
