@@ -6172,7 +6172,7 @@ class AdoptedLocalJob:
         self.cancelled = threading.Event()
 
     def wait(self):
-        while process_start(self.pgid) == self.started and not self.cancelled.wait(0.2):
+        while self.started is not None and process_start(self.pgid) == self.started and not self.cancelled.wait(0.2):
             pass
         code = read_exit_status(self.adir)
         if code is None:  # killed with the engine, or canceled now: run it again

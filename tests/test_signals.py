@@ -770,6 +770,19 @@ def test_a_rerun_that_cannot_adopt_kills_the_orphaned_task_before_running_it_aga
     assert "killed the processes of attempt" in err.decode(), err.decode()
 
 
+def test_a_rerun_runs_again_a_local_task_of_the_dead_run_that_ended_without_an_exit_status(tmp_path):
+    cmd, marks, pid = _crashed_run(tmp_path)
+    os.killpg(pid, signal.SIGKILL)  # as a reboot would: no `rc` file
+    wait_for(lambda: not alive(pid), 10, "the orphan to die")
+    (marks / "go").write_text("")
+    rerun = subprocess.run(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    starts = (marks / "starts").read_text().split()
+    assert len(starts) == 2 and json.loads(rerun.stdout) == {"wait_go.said": "done by %s" % starts[1]}
+    assert "without an exit status" in rerun.stderr, rerun.stderr
+
+
 def test_an_orphan_whose_pid_was_recycled_is_never_killed():
     """The start time recorded with a process group is checked: a live process that does not
     match it (a pid the kernel gave out again) is left alone."""
