@@ -6041,7 +6041,7 @@ class Scheduler:
 #   close()                      the run is over: nothing of it may be left running
 #   limits(task_run)             {"cpu": n, "memory": bytes} it may have (None: no limit)
 # and, for reattach (the jobs of a dead run followed by the next), adopt(task_run, Adoptable)
-# and find_jobs(attempt dirs). A job's wait() returns the exit status (128 + N for
+# and find_jobs(attempt dirs) -> {attempt dir: the Adoptable fields that name its live job}. A job's wait() returns the exit status (128 + N for
 # signal N); a job has `out_of_memory` and may also carry `message` (the scheduler, not the
 # command, ended it), `retry_free` and `final`.
 
@@ -6104,8 +6104,32 @@ def kill_process_group(pgid, started):
 
 # The local shell sources the command in a subshell, so that `$$` is still the process group's
 # leader, then writes its exit status to `<attempt dir>/rc` as a Slurm job does: a run that adopts
-# the attempt after the engine died can tell how it ended.
-_LOCAL_WRAPPER = '( set --; . "$0" ); rc=$?; printf "%d\\n" "$rc" > "$1.tmp" && mv -f "$1.tmp" "$1"; exit "$rc"'
+# the attempt after the engine died can tell how it ended. (Builtins only: an `mv` would cost a
+# task more than the subshell does; the file is read once the process group is gone.)
+_LOCAL_WRAPPER = '( set --; . "$0" ); rc=$?; printf "%d\\n" "$rc" > "$1"; exit "$rc"'
+
+
+def task_processes(roots):
+    """{attempt dir (real path): (process group, start time)} for the live local tasks on this host
+    whose attempt directory is one of `roots` or below one, found by their shell's command line
+    (`<shell> -c <wrapper> <attempt dir>/command ...`): also those a dead engine started but had not
+    yet recorded."""
+    roots = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots)
+    out = {}
+    for entry in os.listdir("/proc") if roots and os.path.isdir("/proc") else ():
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().split(b"\0")
+            pid = int(entry)
+            leader = os.getpgid(pid) == pid
+        except (OSError, ValueError):
+            continue
+        if leader and len(argv) > 3 and argv[1:3] == [b"-c", _LOCAL_WRAPPER.encode()]:
+            adir = os.path.dirname(os.path.realpath(os.fsdecode(argv[3])))
+            started = process_start(pid)
+            if (adir + "/").startswith(roots) and started is not None:
+                out[adir] = (pid, started)
+    return out
 
 
 class LocalJob:
@@ -6243,8 +6267,10 @@ class LocalBackend:
         return job
 
     def find_jobs(self, adirs):
-        """Local processes are known by the process group recorded as they start: none is found later."""
-        return {}
+        """The live tasks of attempts whose process group a dead engine had not yet recorded."""
+        found = task_processes(adirs)
+        return {adir: {"process_group": found[os.path.realpath(adir)][0], "process_started": found[os.path.realpath(adir)][1]}
+                for adir in adirs if os.path.realpath(adir) in found}
 
     def start_job(self, argv, work, stdout, stderr, environ):
         job = LocalJob(argv, work, stdout, stderr, environ)
@@ -6702,7 +6728,7 @@ class SlurmApptainerBackend:
             else:
                 adir = os.path.dirname(os.path.realpath(script))
             if adir in wanted:
-                out[wanted[adir]] = job_id
+                out[wanted[adir]] = {"job_id": job_id}
         return out
 
     @staticmethod
@@ -8452,14 +8478,18 @@ class Store:
                                    "FROM attempts WHERE run_id = ? ORDER BY attempt", (run_id,)).fetchall()
         return {r[0]: r[1:] for r in rows}
 
-    def orphan_processes(self):
-        """[(key, process group, start time, directory of its run)] of the local attempts of dead runs
-        that may still run and that no run adopted."""
+    def orphaned_run_directories(self):
+        """The directories (relative to the output directory) of the runs whose process died."""
         with self.lock:
-            return self.db.execute(
-                "SELECT a.key, a.process_group, a.process_started, r.directory FROM attempts a JOIN runs r ON r.id = a.run_id "
-                "WHERE a.backend = 'local' AND a.status = 'orphaned' AND a.process_started IS NOT NULL AND a.key NOT IN "
-                "(SELECT adopted_from FROM attempts WHERE adopted_from IS NOT NULL)").fetchall()
+            return [r[0] for r in self.db.execute("SELECT directory FROM runs WHERE status = 'orphaned' "
+                                                  "AND directory IS NOT NULL").fetchall()]
+
+    def adopted_directories(self):
+        """The attempt directories (relative to the output directory) that some run adopted."""
+        with self.lock:
+            return [posixpath.join(r, a) for r, a in self.db.execute(
+                "SELECT r.directory, a.directory FROM attempts a JOIN runs r ON r.id = a.run_id WHERE a.key IN "
+                "(SELECT adopted_from FROM attempts WHERE adopted_from IS NOT NULL)").fetchall()]
 
     def start_session(self):
         import getpass
@@ -9314,27 +9344,30 @@ class Run:
             found = self.store.run_adopted_by(found[0])
         # the engine died as sbatch ran, or as a local task started
         unknown = [a.directory for a in out.values() if a.job_id is None and a.process_group is None]
-        ids = self.backend.find_jobs(unknown) if unknown else {}
+        jobs = self.backend.find_jobs(unknown) if unknown else {}
         for call, a in list(out.items()):
             if a.job_id is None and a.process_group is None:
-                if a.directory in ids:
-                    out[call] = a._replace(job_id=ids[a.directory])
+                if a.directory in jobs:
+                    out[call] = a._replace(**jobs[a.directory])
                 elif read_exit_status(a.directory) is None:
                     del out[call]
         self.log.info("adopting %d job(s) of the orphaned run in `%s`" % (len(out), base))
         return out
 
     def kill_orphans(self):
-        """The local tasks of dead runs that this run does not adopt are killed (their process group,
-        if its leader is still the process recorded) before anything starts again, so that no
-        orphan keeps writing into a dead run's directory while its task runs again here."""
-        adopted = {a.key for a in self.adoptable.values()}
-        for key, pgid, started, directory in self.store.orphan_processes():
-            if key not in adopted and kill_process_group(pgid, started):
-                self.log.warn("killed the processes of attempt `%s` of the dead run in `%s` (process group %s)" % (
-                    key, os.path.join(self.out_dir, directory), pgid))
-            if key not in adopted:
-                self.store.enqueue("UPDATE attempts SET process_started = NULL WHERE key = ?", (key,))
+        """The local tasks of dead runs that no run adopts are killed before anything starts again,
+        so that no orphan keeps writing into a dead run's directory while its task runs again here.
+        They are found on this host by their command line under a dead run's directory (also those
+        the dead engine had no time to record); a process group is killed only while its leader is
+        the process found (its start time), never a recycled pid."""
+        dead = [os.path.join(self.out_dir, d) for d in self.store.orphaned_run_directories()]
+        found = task_processes(dead) if dead else {}
+        adopted = {os.path.realpath(a.directory) for a in self.adoptable.values()}
+        adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.adopted_directories())
+        for adir, (pgid, started) in sorted(found.items()):
+            if adir not in adopted and kill_process_group(pgid, started):
+                self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
+                              "run, before running anything again" % (adir, pgid))
 
     # -- task states: counts, the database, the log ----------------------------------------
     def attempt_started(self, attempt, cache_key=None):
@@ -9391,11 +9424,11 @@ class Run:
         return True
 
     def record_process(self, tr, pgid, started):
-        """A local attempt's process group and its leader's start time, written at once (a crash an
-        instant later leaves the next run what it needs to adopt or kill it)."""
+        """A local attempt's process group and its leader's start time, with the attempt's other
+        rows (the next batch, within 0.25 s: a commit per task start would cost more than a short
+        task does)."""
         self.store.enqueue("UPDATE attempts SET process_group = ?, process_started = ? WHERE key = ?",
                            (pgid, started, tr.attempt.key))
-        self.store.flush_now()
 
     def record_job(self, tr, job_id):
         self.store.enqueue("UPDATE attempts SET job_id = ? WHERE key = ?", (job_id, tr.attempt.key))

@@ -703,17 +703,24 @@ WAIT_GO_WDL = """
 """
 
 
-def _crashed_run(tmp_path):
-    """A run of WAIT_GO_WDL whose engine was SIGKILLed while its task runs: (command, marks dir,
-    the orphaned task's pid). The task lives on: it is in its own session."""
+def _crashed_run(tmp_path, wait_for_record=True):
+    """A run of WAIT_GO_WDL whose engine was SIGKILLed while its task runs, once the task's process
+    group is recorded (or at once): (command, marks dir, the orphaned task's pid). The task lives on: it is in
+    its own session."""
     doc = write(tmp_path / "wait_go.wdl", WAIT_GO_WDL)
     marks = tmp_path / "marks"
     marks.mkdir()
     cmd = run_cmd(doc, "dir=%s" % marks, "-o", tmp_path / "out")
     proc = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
+    db = tmp_path / "out" / "sprocket.db"
+
+    def recorded():  # the task's process group is in sprocket.db (with the next batch of rows)
+        return db.exists() and db_rows(db, "SELECT * FROM attempts WHERE process_group IS NOT NULL")
+
     try:
-        wait_for(lambda: (marks / "pid").exists() or proc.poll() is not None, 30, "the task to start")
+        wait_for(lambda: (marks / "pid").exists() and (recorded() or not wait_for_record) or proc.poll() is not None,
+                 30, "the task to start")
         assert proc.poll() is None, proc.stderr.read().decode()
     finally:
         proc.kill()
@@ -749,7 +756,9 @@ def test_a_rerun_after_a_crash_adopts_the_live_local_task_and_waits_for_it(tmp_p
 
 
 def test_a_rerun_that_cannot_adopt_kills_the_orphaned_task_before_running_it_again(tmp_path):
-    cmd, marks, pid = _crashed_run(tmp_path)
+    """Found by its command line under the dead run's directory: also when the engine died before
+    it wrote the task's rows (killed here the moment the task starts)."""
+    cmd, marks, pid = _crashed_run(tmp_path, wait_for_record=False)
     try:
         rerun = subprocess.Popen(cmd + ["--no-reattach"], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -767,7 +776,7 @@ def test_a_rerun_that_cannot_adopt_kills_the_orphaned_task_before_running_it_aga
     assert rerun.returncode == 0, err.decode()
     second = int((marks / "starts").read_text().split()[1])
     assert json.loads(out.decode()) == {"wait_go.said": "done by %d" % second}
-    assert "killed the processes of attempt" in err.decode(), err.decode()
+    assert "killed the processes of the task in" in err.decode() and str(pid) in err.decode(), err.decode()
 
 
 def test_a_rerun_runs_again_a_local_task_of_the_dead_run_that_ended_without_an_exit_status(tmp_path):
