@@ -31,10 +31,11 @@ The module reads top to bottom in the order data flows:
     11. Standard library: code     IMPLS, the implementation of each function; regexes (POSIX ERE
                                    and what Rust, Java and Python agree on)
     12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
-                                   each) -> outputs; the runtime keys of Cromwell-era WDL
-                                   (normalize_runtime)
+                                   each) -> outputs, kept in the task's sandbox (OutputSandbox); the
+                                   runtime keys of Cromwell-era WDL (normalize_runtime)
     13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
-    14. Backends                   the backend interface; LocalBackend; SlurmApptainerBackend: the batch
+    14. Backends                   the backend interface; LocalBackend (process groups a rerun adopts
+                                   or kills after a crash); SlurmApptainerBackend: the batch
                                    script and sbatch line, job arrays, completion from each job's exit
                                    status file, a batched status query, queue caps, adopting the jobs
                                    of a dead run, the Apptainer image cache
@@ -5769,8 +5770,9 @@ def call_family(name):
     return re.sub(r"(-\d+)+$", "", name)
 
 
-Adoptable = collections.namedtuple("Adoptable", "key number directory job_id cache_key")
-Adoptable.__doc__ = "An attempt of an orphaned earlier run, to be followed to its end (reattach)."
+Adoptable = collections.namedtuple("Adoptable", "key number directory job_id cache_key process_group process_started")
+Adoptable.__doc__ = ("An attempt of an orphaned earlier run, to be followed to its end (reattach); a Slurm one by "
+                     "its job id, a local one by its process group and its leader's start time.")
 
 
 class TaskRun:
@@ -6008,7 +6010,7 @@ class TaskRun:
             if attempt.adopted is None:
                 self.job = attempt.job = run.backend.start(self, cmd_path, work, stdout, stderr, environ)
             else:  # an earlier run's job, followed instead of run again
-                self.job = attempt.job = run.backend.adopt(self, attempt.directory, attempt.adopted.job_id)
+                self.job = attempt.job = run.backend.adopt(self, attempt.adopted)
             if run.aborting:  # abort() ran while the job started and may not have seen it
                 run.backend.cancel_jobs([self.job])
             code = self.job.wait()
@@ -6550,8 +6552,8 @@ class Scheduler:
 #   explain(job)                 a sentence on why a failed job failed, when the files tell
 #   close()                      the run is over: nothing of it may be left running
 #   limits(task_run)             {"cpu": n, "memory": bytes} it may have (None: no limit)
-# and, where jobs outlive the engine (Slurm), adopt(task_run, attempt dir, job id) and
-# find_jobs(attempt dirs) for reattach. A job's wait() returns the exit status (128 + N for
+# and, for reattach (the jobs of a dead run followed by the next), adopt(task_run, Adoptable)
+# and find_jobs(attempt dirs) -> {attempt dir: the Adoptable fields that name its live job}. A job's wait() returns the exit status (128 + N for
 # signal N); a job has `out_of_memory` and may also carry `message` (the scheduler, not the
 # command, ended it), `retry_free` and `final`.
 
@@ -6583,8 +6585,68 @@ def oom_kills():
     return None
 
 
+def process_start(pid):
+    """When process `pid` started, as the kernel tells it (this boot's id and the clock tick of its
+    start, from /proc), so that a pid since given to another process is never taken for it; None
+    when there is no such process or /proc cannot tell."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except (OSError, ValueError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # fields from the 3rd (state); starttime is the 22nd
+    return None if fields[0] == "Z" else "%s:%s" % (boot, fields[19])
+
+
+def kill_process_group(pgid, started):
+    """SIGKILL the process group `pgid` if its leader is still the process that started at
+    `started` (process_start()); True when it was."""
+    import signal
+
+    if started is None or process_start(pgid) != started:
+        return False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+# The local shell sources the command in a subshell, so that `$$` is still the process group's
+# leader, then writes its exit status to `<attempt dir>/rc` as a Slurm job does: a run that adopts
+# the attempt after the engine died can tell how it ended. (Builtins only: an `mv` would cost a
+# task more than the subshell does; the file is read once the process group is gone.)
+_LOCAL_WRAPPER = '( set --; . "$0" ); rc=$?; printf "%d\\n" "$rc" > "$1"; exit "$rc"'
+
+
+def task_processes(roots):
+    """{attempt dir (real path): (process group, start time)} for the live local tasks on this host
+    whose attempt directory is one of `roots` or below one, found by their shell's command line
+    (`<shell> -c <wrapper> <attempt dir>/command ...`): also those a dead engine started but had not
+    yet recorded."""
+    roots = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots)
+    out = {}
+    for entry in os.listdir("/proc") if roots and os.path.isdir("/proc") else ():
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().split(b"\0")
+            pid = int(entry)
+            leader = os.getpgid(pid) == pid
+        except (OSError, ValueError):
+            continue
+        if leader and len(argv) > 3 and argv[1:3] == [b"-c", _LOCAL_WRAPPER.encode()]:
+            adir = os.path.dirname(os.path.realpath(os.fsdecode(argv[3])))
+            started = process_start(pid)
+            if (adir + "/").startswith(roots) and started is not None:
+                out[adir] = (pid, started)
+    return out
+
+
 class LocalJob:
-    """A task attempt as a local process group (so a cancel kills everything it started)."""
+    """A task attempt as a local process group (so a cancel kills everything it started); the
+    group's id and its leader's start time go into sprocket.db, for the run that comes after a crash."""
 
     def __init__(self, argv, work, stdout, stderr, environ):
         import subprocess
@@ -6602,6 +6664,7 @@ class LocalJob:
             except OSError as e:
                 raise RunError("cannot start the task's shell `%s` (set by `run.task.shell`): %s" % (
                     argv[0], e.strerror or e))
+        self.pgid, self.process_started = self.proc.pid, process_start(self.proc.pid)
 
     def wait(self):
         try:  # wait4: the CPU time and peak memory of the task's processes, with its exit status
@@ -6630,6 +6693,44 @@ class LocalJob:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+class AdoptedLocalJob:
+    """An attempt a dead run started on this host, followed to its end: its process group is
+    watched (its leader's pid and start time) until it is gone, then its `rc` file read."""
+
+    out_of_memory = False
+
+    def __init__(self, adir, pgid, started):
+        self.adir, self.pgid, self.started = adir, pgid, started
+        self.figures, self.started_at = {}, None
+        self.message, self.retry_free = None, False
+        self.cancelled = threading.Event()
+
+    def wait(self):
+        while self.started is not None and process_start(self.pgid) == self.started and not self.cancelled.wait(0.2):
+            pass
+        code = read_exit_status(self.adir)
+        if code is None:  # killed with the engine, or canceled now: run it again
+            self.message, self.retry_free = "its process ended without an exit status while no engine watched it", True
+            return 1
+        return code
+
+    def usage(self):
+        return {}
+
+    def cancel(self):
+        self.cancelled.set()
+        kill_process_group(self.pgid, self.started)
+
+
+def read_exit_status(adir):
+    """The exit status a job wrote in `<attempt dir>/rc`, or None while there is none."""
+    try:
+        with open(os.path.join(adir, "rc")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def host_memory():
@@ -6664,7 +6765,24 @@ class LocalBackend:
         return {"cpu": self.cpu, "memory": self.memory}
 
     def start(self, tr, cmd_path, work, stdout, stderr, environ):
-        return self.start_job([self.shell, cmd_path], work, stdout, stderr, environ)
+        rc = os.path.join(os.path.dirname(cmd_path), "rc")
+        job = self.start_job([self.shell, "-c", _LOCAL_WRAPPER, cmd_path, rc], work, stdout, stderr, environ)
+        self.run.record_process(tr, job.pgid, job.process_started)
+        return job
+
+    def adopt(self, tr, adopted):
+        """Follow an attempt of a dead run: one still running (the same process, by its start
+        time) is waited for; one that ended is read from its exit status file."""
+        job = AdoptedLocalJob(adopted.directory, adopted.process_group, adopted.process_started)
+        with self.lock:
+            self.live.add(job)
+        return job
+
+    def find_jobs(self, adirs):
+        """The live tasks of attempts whose process group a dead engine had not yet recorded."""
+        found = task_processes(adirs)
+        return {adir: {"process_group": found[os.path.realpath(adir)][0], "process_started": found[os.path.realpath(adir)][1]}
+                for adir in adirs if os.path.realpath(adir) in found}
 
     def start_job(self, argv, work, stdout, stderr, environ):
         job = LocalJob(argv, work, stdout, stderr, environ)
@@ -6685,7 +6803,7 @@ class LocalBackend:
     def close(self):
         """However the run ended (even on a bug), none of its processes is left running."""
         with self.lock:
-            live = [j for j in self.live if j.proc.poll() is None]
+            live = [j for j in self.live if not isinstance(j, LocalJob) or j.proc.poll() is None]
             self.live.clear()
         self.cancel_jobs(live)
 
@@ -6885,15 +7003,6 @@ def expand_slurm_id(text):
         if a.isdigit() and (b.isdigit() or not b):
             out += ["%s_%d" % (m.group(1), n) for n in range(int(a), int(b or a) + 1)]
     return out
-
-
-def read_exit_status(adir):
-    """The exit status a job wrote in `<attempt dir>/rc`, or None while there is none."""
-    try:
-        with open(os.path.join(adir, "rc")) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 class SlurmJob:
@@ -7101,9 +7210,10 @@ class SlurmApptainerBackend:
         self.run.store.flush()
         return job
 
-    def adopt(self, tr, adir, job_id):
+    def adopt(self, tr, adopted):
         """Follow a job an earlier (dead) run submitted, as if this run had: one that ended while
         nobody watched is read from its exit status file, or from Slurm."""
+        adir, job_id = adopted.directory, adopted.job_id
         job = SlurmJob(self, tr, adir)
         code = read_exit_status(adir)
         if code is not None:
@@ -7130,7 +7240,7 @@ class SlurmApptainerBackend:
             else:
                 adir = os.path.dirname(os.path.realpath(script))
             if adir in wanted:
-                out[wanted[adir]] = job_id
+                out[wanted[adir]] = {"job_id": job_id}
         return out
 
     @staticmethod
@@ -8641,7 +8751,8 @@ CREATE VIEW IF NOT EXISTS latest_index_entries AS SELECT * FROM (SELECT *, row_n
     (PARTITION BY link_path ORDER BY created_at DESC) AS rn FROM index_log) WHERE rn = 1;
 """
 # sprocket.py's additions to Sprocket's schema, created in any database it opens: the process
-# behind each session (so a dead one is seen at once); each attempt with its scheduler job, the
+# behind each session (so a dead one is seen at once); each attempt with its job (a Slurm job id,
+# or a local process group and its leader's start time, so a rerun can adopt or kill it), the
 # call cache key of its task and the attempt of an earlier run it adopted (reattach); what makes
 # runs the same (document, inputs, configuration), and which run adopted which.
 _DB_EXTENSIONS = """
@@ -8650,7 +8761,7 @@ CREATE TABLE IF NOT EXISTS session_processes (session_id INTEGER PRIMARY KEY REF
 CREATE TABLE IF NOT EXISTS attempts (key TEXT PRIMARY KEY REFERENCES tasks (name), run_id INTEGER NOT NULL
     REFERENCES runs (id), call TEXT NOT NULL, attempt INTEGER NOT NULL, directory TEXT NOT NULL, backend TEXT NOT NULL,
     job_id TEXT, status TEXT NOT NULL, exit_status INTEGER, error TEXT, started_at TIMESTAMP, completed_at TIMESTAMP,
-    cache_key TEXT, adopted_from TEXT REFERENCES attempts (key), UNIQUE (run_id, call, attempt));
+    cache_key TEXT, adopted_from TEXT REFERENCES attempts (key), process_group INTEGER, process_started TEXT, UNIQUE (run_id, call, attempt));
 CREATE TABLE IF NOT EXISTS run_fingerprints (run_id INTEGER PRIMARY KEY REFERENCES runs (id), fingerprint TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS idx_run_fingerprints ON run_fingerprints (fingerprint);
 CREATE TABLE IF NOT EXISTS adoptions (run_id INTEGER PRIMARY KEY REFERENCES runs (id),
@@ -8663,7 +8774,8 @@ CREATE TABLE IF NOT EXISTS attempt_usage (key TEXT PRIMARY KEY REFERENCES attemp
 # job itself and, on Slurm, from sacct.
 USAGE_COLUMNS = ("node", "submitted_at", "started_at", "ended_at", "queue_seconds", "wall_seconds", "cpu_seconds",
                  "requested_cpus", "allocated_cpus", "requested_memory", "peak_memory", "slurm_state")
-_DB_ADDED_COLUMNS = (("attempts", "cache_key", "TEXT"), ("attempts", "adopted_from", "TEXT"))  # since the table came
+_DB_ADDED_COLUMNS = (("attempts", "cache_key", "TEXT"), ("attempts", "adopted_from", "TEXT"),  # since the table came
+                     ("attempts", "process_group", "INTEGER"), ("attempts", "process_started", "TEXT"))
 _HEARTBEAT_SECONDS = 60
 
 
@@ -8802,13 +8914,17 @@ class Store:
         with self.commit_lock:
             self.transaction(self.take_queued())
 
+    def flush_now(self):
+        """Write the queue now; a failure is reported when the run ends, as the flusher's are."""
+        try:
+            self.flush()
+        except (RunError, self.sqlite3.Error) as e:
+            self.error = e
+
     def _flush_loop(self):
         while not self.closed:
             time.sleep(0.25)
-            try:
-                self.flush()
-            except (RunError, self.sqlite3.Error) as e:  # reported when the run ends
-                self.error = e
+            self.flush_now()
 
     def sweep_orphans(self):
         """Runs of sessions whose process is gone (same host) or silent too long become `orphaned`."""
@@ -8885,11 +9001,26 @@ class Store:
                 ", ".join("u." + c for c in USAGE_COLUMNS)), (run_id,))
 
     def last_attempts(self, run_id):
-        """{call: (key, attempt, directory, job_id, status, cache_key)}: each call's last attempt in the run."""
+        """{call: (key, attempt, directory, job_id, status, cache_key, process_group, process_started)}: each
+        call's last attempt in the run."""
         with self.lock:
-            rows = self.db.execute("SELECT call, key, attempt, directory, job_id, status, cache_key FROM attempts "
-                                   "WHERE run_id = ? ORDER BY attempt", (run_id,)).fetchall()
+            rows = self.db.execute("SELECT call, key, attempt, directory, job_id, status, cache_key, process_group, "
+                                   "process_started "
+                                   "FROM attempts WHERE run_id = ? ORDER BY attempt", (run_id,)).fetchall()
         return {r[0]: r[1:] for r in rows}
+
+    def orphaned_run_directories(self):
+        """The directories (relative to the output directory) of the runs whose process died."""
+        with self.lock:
+            return [r[0] for r in self.db.execute("SELECT directory FROM runs WHERE status = 'orphaned' "
+                                                  "AND directory IS NOT NULL").fetchall()]
+
+    def adopted_directories(self):
+        """The attempt directories (relative to the output directory) that some run adopted."""
+        with self.lock:
+            return [posixpath.join(r, a) for r, a in self.db.execute(
+                "SELECT r.directory, a.directory FROM attempts a JOIN runs r ON r.id = a.run_id WHERE a.key IN "
+                "(SELECT adopted_from FROM attempts WHERE adopted_from IS NOT NULL)").fetchall()]
 
     def start_session(self):
         import getpass
@@ -9753,12 +9884,13 @@ class Run:
             (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
              json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
         # Reattach: a backend whose jobs outlive the engine follows those of an orphaned twin run.
-        self.reattach = reattach and fingerprint is not None and hasattr(self.backend, "adopt")
+        self.reattach = reattach and fingerprint is not None
         self.adoptable = {}
         if fingerprint is not None:
             self.store.execute("INSERT INTO run_fingerprints (run_id, fingerprint) VALUES (?, ?)", (self.run_id, fingerprint))
         if self.reattach:
             self.adoptable = self.find_adoptable(fingerprint, out_dir)
+        self.kill_orphans()
         self.scheduler = Scheduler(self)
         self.progress = None
         self.task_stderr = TaskStderr(log) if show_task_stderr else None
@@ -9774,17 +9906,20 @@ class Run:
         base = os.path.join(out_dir, found[1])
         while found is not None:  # and what that run adopted but died before it reached (a chain of deaths)
             run_dir = os.path.join(out_dir, found[1])
-            for call, (key, number, directory, job_id, status, cache_key) in self.store.last_attempts(found[0]).items():
+            for call, (key, number, directory, job_id, status, cache_key, pgid, started) in self.store.last_attempts(
+                    found[0]).items():
                 if call not in seen and status in ("orphaned", "running", "completed") and cache_key:
-                    out[call] = Adoptable(key, number, os.path.normpath(os.path.join(run_dir, directory)), job_id, cache_key)
+                    out[call] = Adoptable(key, number, os.path.normpath(os.path.join(run_dir, directory)), job_id,
+                                          cache_key, pgid, started)
                 seen.add(call)
             found = self.store.run_adopted_by(found[0])
-        unknown = [a.directory for a in out.values() if a.job_id is None]  # the engine died as sbatch ran
-        ids = self.backend.find_jobs(unknown) if unknown else {}
+        # the engine died as sbatch ran, or as a local task started
+        unknown = [a.directory for a in out.values() if a.job_id is None and a.process_group is None]
+        jobs = self.backend.find_jobs(unknown) if unknown else {}
         for call, a in list(out.items()):
-            if a.job_id is None:
-                if a.directory in ids:
-                    out[call] = a._replace(job_id=ids[a.directory])
+            if a.job_id is None and a.process_group is None:
+                if a.directory in jobs:
+                    out[call] = a._replace(**jobs[a.directory])
                 elif read_exit_status(a.directory) is None:
                     del out[call]
         self.log.info("adopting %d job(s) of the orphaned run in `%s`" % (len(out), base))
@@ -9795,19 +9930,37 @@ class Run:
         workflow-level standard library calls (ReadScope)."""
         self.readable.update(os.path.realpath(p) for v in values for p in paths_in(v) if "://" not in p)
 
+    def kill_orphans(self):
+        """The local tasks of dead runs that no run adopts are killed before anything starts again,
+        so that no orphan keeps writing into a dead run's directory while its task runs again here.
+        They are found on this host by their command line under a dead run's directory (also those
+        the dead engine had no time to record); a process group is killed only while its leader is
+        the process found (its start time), never a recycled pid."""
+        dead = [os.path.join(self.out_dir, d) for d in self.store.orphaned_run_directories()]
+        found = task_processes(dead) if dead else {}
+        adopted = {os.path.realpath(a.directory) for a in self.adoptable.values()}
+        adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.adopted_directories())
+        for adir, (pgid, started) in sorted(found.items()):
+            if adir not in adopted and kill_process_group(pgid, started):
+                self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
+                              "run, before running anything again" % (adir, pgid))
+
     # -- task states: counts, the database, the log ----------------------------------------
     def attempt_started(self, attempt, cache_key=None):
         """An attempt begins: its rows in `tasks` (Sprocket's) and `attempts` (its whole record)."""
         self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at) VALUES (?, ?, 'running', CURRENT_TIMESTAMP)",
                            (attempt.key, self.run_id))
+        adopted = attempt.adopted or Adoptable(*[None] * len(Adoptable._fields))
         self.store.enqueue("INSERT INTO attempts (key, run_id, call, attempt, directory, backend, status, started_at, "
-                           "cache_key, adopted_from) VALUES (?, ?, ?, ?, ?, ?, 'running', CURRENT_TIMESTAMP, ?, ?)",
+                           "cache_key, adopted_from, process_group, process_started) VALUES (?, ?, ?, ?, ?, ?, 'running', "
+                           "CURRENT_TIMESTAMP, ?, ?, ?, ?)",
                            (attempt.key, self.run_id, attempt.call, attempt.number,
                             os.path.relpath(attempt.directory, self.run_dir), self.backend.name, cache_key,
-                            attempt.adopted.key if attempt.adopted else None))
+                            adopted.key, adopted.process_group, adopted.process_started))
         if attempt.adopted:
-            self.log.info("task `%s` attempt %d adopted from the earlier run (`%s`, job %s)" % (
-                attempt.call, attempt.number, attempt.directory, attempt.adopted.job_id or "ended"))
+            self.log.info("task `%s` attempt %d adopted from the earlier run (`%s`, %s)" % (
+                attempt.call, attempt.number, attempt.directory, "job %s" % adopted.job_id if adopted.job_id else
+                "process group %s" % adopted.process_group if adopted.process_group else "ended"))
         else:
             self.log.info("task `%s` attempt %d started in `%s`" % (attempt.call, attempt.number, attempt.directory))
         if self.task_stderr:
@@ -9829,6 +9982,7 @@ class Run:
         self.store.enqueue("INSERT OR REPLACE INTO attempt_usage (key, %s) VALUES (?%s)" % (
             ", ".join(USAGE_COLUMNS), ", ?" * len(USAGE_COLUMNS)), [attempt.key] + [usage[c] for c in USAGE_COLUMNS])
         self.usage_recorded.add(attempt.key)
+        self.store.flush_now()  # before the attempt is reported done: a kill now still leaves its rows
         try:
             self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
                                 job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))
@@ -9847,6 +10001,13 @@ class Run:
             self.store.enqueue("UPDATE attempt_usage SET %s WHERE key = ?" % ", ".join(
                 "%s = coalesce(%s, ?)" % (c, c) for c in columns), [figures[c] for c in columns] + [key])
         return True
+
+    def record_process(self, tr, pgid, started):
+        """A local attempt's process group and its leader's start time, with the attempt's other
+        rows (the next batch, within 0.25 s: a commit per task start would cost more than a short
+        task does)."""
+        self.store.enqueue("UPDATE attempts SET process_group = ?, process_started = ? WHERE key = ?",
+                           (pgid, started, tr.attempt.key))
 
     def record_job(self, tr, job_id):
         self.store.enqueue("UPDATE attempts SET job_id = ? WHERE key = ?", (job_id, tr.attempt.key))

@@ -529,6 +529,29 @@ def test_future_schema_version_in_wal_mode_is_left_unchanged(tmp_path):
     _refused_unchanged(tmp_path, lambda p: _sqlite_with_version(p, "999", wal=True), "999")
 
 
+def test_a_database_made_before_the_process_columns_gets_them(tmp_path):
+    """attempts.process_group and process_started (what a rerun needs to adopt or kill a local
+    task of a dead run) are added to a database whose attempts table predates them."""
+    from conftest import _import_sprocket
+
+    out = tmp_path / "out"
+    out.mkdir()
+    con = sqlite3.connect(str(out / "sprocket.db"))
+    con.executescript(_import_sprocket()._DB_SCHEMA)
+    con.execute("INSERT INTO metadata (key, value) VALUES ('version', '1')")
+    con.execute("CREATE TABLE attempts (key TEXT PRIMARY KEY REFERENCES tasks (name), run_id INTEGER NOT NULL "
+                "REFERENCES runs (id), call TEXT NOT NULL, attempt INTEGER NOT NULL, directory TEXT NOT NULL, "
+                "backend TEXT NOT NULL, job_id TEXT, status TEXT NOT NULL, exit_status INTEGER, error TEXT, "
+                "started_at TIMESTAMP, completed_at TIMESTAMP, UNIQUE (run_id, call, attempt))")
+    con.commit()
+    con.close()
+    doc = write(tmp_path / "wf.wdl", SCATTER_WDL)
+    proc = sprocket_run(doc, "wf.x=1", "-o", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = db_rows(out / "sprocket.db", "SELECT * FROM attempts")
+    assert rows and all(r["process_group"] > 0 and r["process_started"] and r["cache_key"] for r in rows), rows
+
+
 def test_sqlite_database_of_another_program_is_refused_and_left_unchanged(tmp_path):
     def make(path):
         con = sqlite3.connect(str(path))

@@ -677,3 +677,186 @@ def test_sigterm_while_an_attempt_starts_is_not_lost(tmp_path):
                     os.killpg(int(pidfile.read_text()), signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+
+
+# --------------------------------------------------------------------------------------------
+# G. after a crash of the engine (SIGKILL) on the local backend: the rerun adopts or kills
+# --------------------------------------------------------------------------------------------
+
+WAIT_GO_WDL = """
+    version 1.1
+
+    task wait_go {
+      input {
+        String dir
+      }
+      command <<<
+        echo $$ >> "~{dir}/starts"
+        echo $$ > "~{dir}/pid.tmp" && mv "~{dir}/pid.tmp" "~{dir}/pid"
+        while [ ! -e "~{dir}/go" ]; do sleep 0.1; done
+        echo "done by $$"
+      >>>
+      output {
+        String said = read_string(stdout())
+      }
+    }
+"""
+
+
+def _crashed_run(tmp_path, wait_for_record=True):
+    """A run of WAIT_GO_WDL whose engine was SIGKILLed while its task runs, once the task's process
+    group is recorded (or at once): (command, marks dir, the orphaned task's pid). The task lives on: it is in
+    its own session."""
+    doc = write(tmp_path / "wait_go.wdl", WAIT_GO_WDL)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cmd = run_cmd(doc, "dir=%s" % marks, "-o", tmp_path / "out")
+    proc = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    db = tmp_path / "out" / "sprocket.db"
+
+    def recorded():  # the task's process group is in sprocket.db (with the next batch of rows)
+        return db.exists() and db_rows(db, "SELECT * FROM attempts WHERE process_group IS NOT NULL")
+
+    try:
+        wait_for(lambda: (marks / "pid").exists() and (recorded() or not wait_for_record) or proc.poll() is not None,
+                 30, "the task to start")
+        assert proc.poll() is None, proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.communicate()
+    pid = int((marks / "pid").read_text())
+    assert alive(pid), "the task died with the engine"
+    return cmd, marks, pid
+
+
+def test_a_rerun_after_a_crash_adopts_the_live_local_task_and_waits_for_it(tmp_path):
+    cmd, marks, pid = _crashed_run(tmp_path)
+    try:
+        rerun = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, start_new_session=True)
+        db = tmp_path / "out" / "sprocket.db"
+        wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL")) == 1, 30,
+                 "the rerun to adopt the task")
+        assert alive(pid) and rerun.poll() is None, "the adopted task was not waited for"
+        (marks / "go").write_text("")
+        out, err = rerun.communicate(timeout=60)
+    finally:
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    assert rerun.returncode == 0, err.decode()
+    assert json.loads(out.decode()) == {"wait_go.said": "done by %d" % pid}
+    assert (marks / "starts").read_text().split() == [str(pid)], "the task ran again"
+    first, second = db_rows(db, "SELECT * FROM runs ORDER BY id")
+    assert first["status"] == "orphaned" and second["status"] == "completed"
+    (adopted,) = db_rows(db, "SELECT * FROM attempts WHERE run_id = ?", (second["id"],))
+    (orphan,) = db_rows(db, "SELECT * FROM attempts WHERE run_id = ?", (first["id"],))
+    assert adopted["adopted_from"] == orphan["key"] and orphan["process_group"] == pid
+    assert adopted["status"] == "completed" and adopted["exit_status"] == 0
+
+
+def test_a_rerun_that_cannot_adopt_kills_the_orphaned_task_before_running_it_again(tmp_path):
+    """Found by its command line under the dead run's directory: also when the engine died before
+    it wrote the task's rows (killed here the moment the task starts)."""
+    cmd, marks, pid = _crashed_run(tmp_path, wait_for_record=False)
+    try:
+        rerun = subprocess.Popen(cmd + ["--no-reattach"], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        wait_for(lambda: len((marks / "starts").read_text().split()) == 2 or rerun.poll() is not None, 30,
+                 "the task to start again")
+        assert_gone([pid], [pid])  # killed before the task started again, not after
+        (marks / "go").write_text("")
+        out, err = rerun.communicate(timeout=60)
+    finally:
+        for p in [pid] + [int(x) for x in (marks / "starts").read_text().split()]:
+            try:
+                os.killpg(p, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    assert rerun.returncode == 0, err.decode()
+    second = int((marks / "starts").read_text().split()[1])
+    assert json.loads(out.decode()) == {"wait_go.said": "done by %d" % second}
+    assert "killed the processes of the task in" in err.decode() and str(pid) in err.decode(), err.decode()
+
+
+def test_a_rerun_runs_again_a_local_task_of_the_dead_run_that_ended_without_an_exit_status(tmp_path):
+    cmd, marks, pid = _crashed_run(tmp_path)
+    os.killpg(pid, signal.SIGKILL)  # as a reboot would: no `rc` file
+    wait_for(lambda: not alive(pid), 10, "the orphan to die")
+    (marks / "go").write_text("")
+    rerun = subprocess.run(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    starts = (marks / "starts").read_text().split()
+    assert len(starts) == 2 and json.loads(rerun.stdout) == {"wait_go.said": "done by %s" % starts[1]}
+    assert "without an exit status" in rerun.stderr, rerun.stderr
+
+
+def test_an_orphan_whose_pid_was_recycled_is_never_killed():
+    """The start time recorded with a process group is checked: a live process that does not
+    match it (a pid the kernel gave out again) is left alone."""
+    sys.path.insert(0, str(SPROCKET.parent))
+    import sprocket as S
+
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        started = S.process_start(other.pid)
+        assert started is not None
+        boot, _, tick = started.rpartition(":")
+        assert not S.kill_process_group(other.pid, "%s:%d" % (boot, int(tick) - 1))
+        assert not S.kill_process_group(other.pid, None)
+        assert other.poll() is None, "a process that is not the recorded one was killed"
+        assert S.kill_process_group(other.pid, started)
+        assert other.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+
+
+def test_a_task_row_is_written_before_the_next_task_starts(tmp_path):
+    """Kill the engine the moment the second task starts: the first one's rows say completed
+    (they are written before the attempt is reported done, not by a later batch)."""
+    doc = write(tmp_path / "chain.wdl", """
+        version 1.1
+
+        task first {
+          command <<< echo 1 >>>
+          output { Int n = read_int(stdout()) }
+        }
+
+        task second {
+          input {
+            Int n
+            String dir
+          }
+          command <<<
+            echo $$ > "~{dir}/pid.tmp" && mv "~{dir}/pid.tmp" "~{dir}/pid"
+            sleep 30
+          >>>
+        }
+
+        workflow chain {
+          input { String dir }
+          call first
+          call second { input: n = first.n, dir = dir }
+        }
+    """)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen(run_cmd(doc, "dir=%s" % marks, "-o", tmp_path / "out"), cwd=str(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        wait_for(lambda: (marks / "pid").exists() or proc.poll() is not None, 30, "the second task to start",
+                 interval=0.005)
+        proc.kill()
+        proc.communicate()
+    finally:
+        if (marks / "pid").exists():
+            try:
+                os.killpg(int((marks / "pid").read_text()), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    rows = db_rows(tmp_path / "out" / "sprocket.db", "SELECT call, status, exit_status FROM attempts ORDER BY call")
+    assert {"call": "first", "status": "completed", "exit_status": 0} in rows, rows

@@ -1110,6 +1110,42 @@ def test_permanent_sbatch_failure_is_a_clear_error(sl):
     assert r.db_rows("SELECT status FROM runs") == [{"status": "failed"}]
 
 
+ESCAPE_TASK = """\
+version 1.2
+
+task escape {
+    input {
+        String which
+    }
+    command <<<
+        ln -s /etc/hostname link
+        echo fine > fine.txt
+    >>>
+    output {
+        File f = if which == "abs" then "/etc/passwd" else if which == "link" then "link" else "fine.txt"
+    }
+    requirements {
+        container: "ubuntu:latest"
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("which, shown", [("abs", "`/etc/passwd`"), ("link", "a link to `/etc/hostname`")])
+def test_job_outputs_outside_the_working_directory_fail_the_task(sl, which, shown):
+    """The rule of the local backend holds for a Slurm job's outputs: a host path, or a link out of
+    the working directory, fails the task with a message naming the output and the path."""
+    wdl = sl.wdl(ESCAPE_TASK)
+    r = sl.run(wdl, "which=" + which)
+    assert r.rc == 1, r.describe()
+    for fragment in ("output `f` of task `escape`", shown, "outside the task's working directory"):
+        assert fragment in r.stderr, r.describe()
+    assert "Traceback" not in r.stderr
+    fine = sl.run(wdl, "which=fine")
+    assert fine.rc == 0, fine.describe()
+    assert Path(json.loads(fine.stdout)["escape.f"]).read_text() == "fine\n"
+
+
 SCATTER_SLEEP = """\
 version 1.2
 
