@@ -179,6 +179,8 @@ def os_error_text(e):
     return "%s: `%s`" % (text, e.filename) if e.filename else text
 
 
+_DIAGNOSTIC_WIDTH = 160  # the most of a source line a diagnostic shows
+
 # How diagnostics look (--color, -m/--report-mode, and common.color/common.report_mode).
 DIAGNOSTIC_STYLE = {"color": False, "one_line": False}
 _SEVERITY_COLORS = {"error": "1;31", "warning": "1;33", "note": "1;36"}
@@ -197,8 +199,14 @@ def format_diagnostic(message, span=None, severity="error"):
     if DIAGNOSTIC_STYLE["one_line"]:
         return head
     text = span.source.line_text(line).rstrip("\r")
+    start = 0
+    if len(text) > _DIAGNOSTIC_WIDTH:  # a window of a long line (a 50 MB one-line file) around the caret
+        start = max(0, min(col - 1 - _DIAGNOSTIC_WIDTH // 2, len(text) - _DIAGNOSTIC_WIDTH))
+        end = start + _DIAGNOSTIC_WIDTH
+        text = ("..." if start else "") + text[start:end] + ("..." if end < len(text) else "")
+        start -= 3 if start else 0
     # Tabs before the caret keep their width so the caret lines up in a terminal.
-    pad = "".join("\t" if c == "\t" else " " for c in text[: col - 1])
+    pad = "".join("\t" if c == "\t" else " " for c in text[: col - 1 - start])
     return "%s\n    %s\n    %s%s" % (head, text, pad, "\033[%sm^\033[0m" % color if color else "^")
 
 
@@ -2128,7 +2136,8 @@ def download(url, under, span=None):
     import hashlib
     import urllib.request
 
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", posixpath.basename(url.split("?")[0].rstrip("/")) or "index")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", posixpath.basename(url.split("?")[0].rstrip("/")))
+    name = "index" if name in ("", ".", "..") else name  # `http://host/..` names no file
     path = os.path.join(under, hashlib.sha256(url.encode()).hexdigest()[:20], name)
     try:
         with urllib.request.urlopen(url, timeout=float(os.environ.get("SPROCKET_URL_TIMEOUT", "30"))) as r:
@@ -2138,11 +2147,14 @@ def download(url, under, span=None):
         if os.path.isfile(path):
             return path, "cannot fetch `%s` (%s); using the copy downloaded earlier to `%s`" % (url, reason, path)
         raise WdlError("cannot fetch `%s`: %s" % (url, reason), span)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = "%s.%d.tmp" % (path, os.getpid())
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:  # an unwritable $SPROCKET_CACHE_DIR, a full disk
+        raise WdlError("cannot save the download of `%s` to `%s`: %s" % (url, path, e.strerror or e), span)
     return path, None
 
 
