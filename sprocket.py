@@ -3869,6 +3869,8 @@ def value_to_json(v):
 
 
 def _to_json(v, string_keys):
+    if type(v) is float:  # never a bare NaN or Infinity in the JSON we write
+        return finite_float(v)
     if v is None or isinstance(v, (bool, int, float)):
         return v
     if isinstance(v, str):
@@ -4079,9 +4081,12 @@ def from_json(data, t, base_dir, what):
             raise InputError("%s must be %s, not %s" % (what, t, _json_excerpt(data)))
         if t.name == "Int" and not _INT_MIN <= data <= _INT_MAX:
             raise InputError("%s: %d does not fit in an Int (64 bits)" % (what, data))
-        if t.name == "Float" and not (-1e308 < data < 1e308 if type(data) is int else math.isfinite(data)):
-            raise InputError("%s is %s: a Float must be a finite number" % (what, data if type(data) is float else "too large"))
-        return float(data) if t.name == "Float" else data
+        if t.name == "Float":
+            try:
+                return finite_float(float(data), what)
+            except OverflowError:  # an Int of 309 digits
+                raise InputError("%s is too large for a Float" % what)
+        return data
     if isinstance(t, ArrayType):
         if not isinstance(data, list):
             raise InputError("%s must be a JSON array for `%s`" % (what, t))
@@ -4946,11 +4951,26 @@ def _reject_json_constant(name):
     raise ValueError("%s is not valid JSON" % name)
 
 
+def _finite_json_float(text):
+    f = float(text)
+    if not math.isfinite(f):  # 1e400: as Sprocket's JSON reader, "out of range"
+        raise ValueError("%s is out of range for a Float" % text)
+    return f
+
+
+def _json_int64(text):
+    i = int(text)
+    if not _INT_MIN <= i <= _INT_MAX:
+        raise ValueError("%s does not fit in an Int (64 bits)" % text)
+    return i
+
+
 def fn_read_json(ctx, args):
     """JSON as Python data (objects are plain dicts); the caller coerces to the declared type."""
     text = _read_text(ctx, "read_json", args[0])
     try:
-        return json.loads(text, parse_constant=_reject_json_constant)
+        return json.loads(text, parse_constant=_reject_json_constant, parse_float=_finite_json_float,
+                          parse_int=_json_int64)
     except ValueError as e:
         raise EvalError("read_json: %s is not valid JSON: %s" % (args[0], e))
     except RecursionError:

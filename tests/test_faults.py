@@ -504,3 +504,20 @@ def test_50mb_one_line_syntax_error_shows_a_window_of_the_line(tmp_path):
     assert len(r.stderr) < 1000
     source, caret = r.stderr.split("\n")[1:3]
     assert source[caret.index("^"):].startswith("= 1 }")
+
+
+@pytest.mark.parametrize("number, message", [("1e400", "out of range for a Float"),
+                                             ("123456789012345678901234567890", "does not fit in an Int")])
+def test_read_json_of_a_number_no_wdl_value_can_hold(tmp_path, number, message):
+    """read_json refuses what would come out as bare `Infinity` (or a 97-bit Int) in outputs.json."""
+    Path("n.json").write_text('{"a": %s}' % number)
+    write("obj.wdl", """
+        version 1.1
+        workflow w {
+          input { File j }
+          output { Object o = read_json(j) }
+        }
+    """)
+    r = sprocket("run", "obj.wdl", "-o", "o", "w.j=n.json")
+    assert_clean_error(r, "obj.wdl:4:", "read_json", message)
+    assert [row[0] for row in run_rows("o")] == ["failed"]
