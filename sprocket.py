@@ -184,6 +184,8 @@ def os_error_text(e):
     return "%s: `%s`" % (text, e.filename) if e.filename else text
 
 
+_DIAGNOSTIC_WIDTH = 160  # the most of a source line a diagnostic shows
+
 # How diagnostics look (--color, -m/--report-mode, and common.color/common.report_mode).
 DIAGNOSTIC_STYLE = {"color": False, "one_line": False}
 _SEVERITY_COLORS = {"error": "1;31", "warning": "1;33", "note": "1;36"}
@@ -202,8 +204,14 @@ def format_diagnostic(message, span=None, severity="error"):
     if DIAGNOSTIC_STYLE["one_line"]:
         return head
     text = span.source.line_text(line).rstrip("\r")
+    start = 0
+    if len(text) > _DIAGNOSTIC_WIDTH:  # a window of a long line (a 50 MB one-line file) around the caret
+        start = max(0, min(col - 1 - _DIAGNOSTIC_WIDTH // 2, len(text) - _DIAGNOSTIC_WIDTH))
+        end = start + _DIAGNOSTIC_WIDTH
+        text = ("..." if start else "") + text[start:end] + ("..." if end < len(text) else "")
+        start -= 3 if start else 0
     # Tabs before the caret keep their width so the caret lines up in a terminal.
-    pad = "".join("\t" if c == "\t" else " " for c in text[: col - 1])
+    pad = "".join("\t" if c == "\t" else " " for c in text[: col - 1 - start])
     return "%s\n    %s\n    %s%s" % (head, text, pad, "\033[%sm^\033[0m" % color if color else "^")
 
 
@@ -2229,7 +2237,8 @@ def download(url, under, span=None):
     import hashlib
     import urllib.request
 
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", posixpath.basename(url.split("?")[0].rstrip("/")) or "index")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", posixpath.basename(url.split("?")[0].rstrip("/")))
+    name = "index" if name in ("", ".", "..") else name  # `http://host/..` names no file
     path = os.path.join(under, hashlib.sha256(url.encode()).hexdigest()[:20], name)
     try:
         with urllib.request.urlopen(url, timeout=float(os.environ.get("SPROCKET_URL_TIMEOUT", "30"))) as r:
@@ -2239,11 +2248,14 @@ def download(url, under, span=None):
         if os.path.isfile(path):
             return path, "cannot fetch `%s` (%s); using the copy downloaded earlier to `%s`" % (url, reason, path)
         raise WdlError("cannot fetch `%s`: %s" % (url, reason), span)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = "%s.%d.tmp" % (path, os.getpid())
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:  # an unwritable $SPROCKET_CACHE_DIR, a full disk
+        raise WdlError("cannot save the download of `%s` to `%s`: %s" % (url, path, e.strerror or e), span)
     return path, None
 
 
@@ -4132,6 +4144,8 @@ def value_to_json(v):
 
 
 def _to_json(v, string_keys):
+    if type(v) is float:  # never a bare NaN or Infinity in the JSON we write
+        return finite_float(v)
     if v is None or isinstance(v, (bool, int, float)):
         return v
     if isinstance(v, str):
@@ -4382,9 +4396,12 @@ def from_json(data, t, base_dir, what, on_extra=None):
             raise InputError("%s must be %s, not %s" % (what, t, _json_excerpt(data)))
         if t.name == "Int" and not _INT_MIN <= data <= _INT_MAX:
             raise InputError("%s: %d does not fit in an Int (64 bits)" % (what, data))
-        if t.name == "Float" and not (-1e308 < data < 1e308 if type(data) is int else math.isfinite(data)):
-            raise InputError("%s is %s: a Float must be a finite number" % (what, data if type(data) is float else "too large"))
-        return float(data) if t.name == "Float" else data
+        if t.name == "Float":
+            try:
+                return finite_float(float(data), what)
+            except OverflowError:  # an Int of 309 digits
+                raise InputError("%s is too large for a Float" % what)
+        return data
     if isinstance(t, ArrayType):
         if not isinstance(data, list):
             raise InputError("%s must be a JSON array for `%s`" % (what, t))
@@ -5403,11 +5420,26 @@ def _reject_json_constant(name):
     raise ValueError("%s is not valid JSON" % name)
 
 
+def _finite_json_float(text):
+    f = float(text)
+    if not math.isfinite(f):  # 1e400: as Sprocket's JSON reader, "out of range"
+        raise ValueError("%s is out of range for a Float" % text)
+    return f
+
+
+def _json_int64(text):
+    i = int(text)
+    if not _INT_MIN <= i <= _INT_MAX:
+        raise ValueError("%s does not fit in an Int (64 bits)" % text)
+    return i
+
+
 def fn_read_json(ctx, args):
     """JSON as Python data (objects are plain dicts); the caller coerces to the declared type."""
     text = _read_text(ctx, "read_json", args[0])
     try:
-        return json.loads(text, parse_constant=_reject_json_constant)
+        return json.loads(text, parse_constant=_reject_json_constant, parse_float=_finite_json_float,
+                          parse_int=_json_int64)
     except ValueError as e:
         raise EvalError("read_json: %s is not valid JSON: %s" % (args[0], e))
     except RecursionError:
