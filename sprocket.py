@@ -6085,8 +6085,9 @@ class TaskRun:
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
+        # its inputs and private declarations were evaluated before the command: the document's choice, not the command's
         inside = OutputSandbox(work, (stdout, stderr), self.run.tmp_dir,
-                               [p for d in self.task.inputs or [] for p in paths_in(self.env.get(d.name))])
+                               [p for d in (self.task.inputs or []) + self.task.decls for p in paths_in(self.env.get(d.name))])
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
             v = coerce_decl(v, d, "output `%s`" % d.name)

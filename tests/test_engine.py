@@ -1101,6 +1101,20 @@ def test_outputs_may_be_stdout_inputs_links_to_inputs_and_own_absolute_paths(tmp
     assert Path(outputs["t.absolute"]).parent == rd / "attempts" / "0" / "work"
 
 
+def test_outputs_may_be_files_a_private_declaration_names(tmp_path):
+    """A 1.2 private declaration's document-relative file was the document's choice, not the command's."""
+    write(tmp_path / "data" / "ref.txt", "ref\n")
+    outputs, _ = run_ok(tmp_path, """
+        version 1.2
+        task t {
+          File ref = "data/ref.txt"
+          command <<< true >>>
+          output { File same = ref }
+        }
+        """)
+    assert Path(outputs["t.same"]).read_text() == "ref\n"
+
+
 def test_file_outputs_of_calls_live_in_the_call_work_dir(tmp_path):
     outputs, rd = run_ok(tmp_path, """
         version 1.1
