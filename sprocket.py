@@ -6100,8 +6100,8 @@ class TaskRun:
 
 class OutputSandbox:
     """Where a task's File/Directory outputs may be, symlinks resolved (as in Sprocket and miniwdl):
-    its working directory, its stdout and stderr, the files write_* made, and its own inputs. Any
-    other path (`/etc/passwd`, `../../x`, a link out of the working directory) fails the task."""
+    its working directory, its stdout and stderr, the files write_* made, and what its inputs and private
+    declarations name. Any other path (`/etc/passwd`, `../../x`, a link out of the working directory) fails the task."""
 
     def __init__(self, work, own_files, tmp_dir, inputs):
         real = os.path.realpath
