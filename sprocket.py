@@ -5449,11 +5449,9 @@ def fn_read_json(ctx, args):
 def fn_write_json(ctx, args):
     """A Pair is written as {"left": .., "right": ..} (the spec calls Pairs unserializable; engines accept them)."""
     try:
-        text = json.dumps(_to_json(args[0], True), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(_to_json(args[0], True), ensure_ascii=False)  # _to_json refuses NaN and Infinity
     except EvalError as e:
         raise EvalError("write_json: %s" % e.message)
-    except ValueError:
-        raise EvalError("write_json: infinite or NaN Float values cannot be written as JSON")
     return _write_file(ctx, "write_json", text, ".json")  # no newline after the JSON, as Cromwell and miniwdl
 
 

@@ -706,7 +706,7 @@ def test_write_json(ctx):
 def test_write_json_errors(ctx):
     fails(ctx, "write_json", (1, {2: "hello"}), match="^write_json: a Map with non-String keys")
     fails(ctx, "write_json", [{1.5: "x"}], match="non-String keys")
-    fails(ctx, "write_json", float("nan"), match="NaN")
+    fails(ctx, "write_json", float("nan"), match="^write_json: value is nan: a WDL Float must be a finite number")
 
 
 def test_write_object(ctx):
