@@ -184,6 +184,27 @@ def os_error_text(e):
     return "%s: `%s`" % (text, e.filename) if e.filename else text
 
 
+def write_replacing(path, data, mode=0o666, keep_mode=False):
+    """Write a file whole under a temporary name beside it, then rename it over `path`: a reader never
+    sees half of one, and a failure (a full or read-only disk) leaves `path` as it was and no
+    temporary file behind. `data` is text (UTF-8, newlines as given) or bytes. The umask applies to
+    `mode`; with keep_mode, the file gets `path`'s own mode (a file rewritten in place)."""
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        if keep_mode:
+            os.fchmod(fd, os.stat(path).st_mode & 0o7777)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 _DIAGNOSTIC_WIDTH = 160  # the most of a source line a diagnostic shows
 
 # How diagnostics look (--color, -m/--report-mode, and common.color/common.report_mode).
@@ -2248,12 +2269,9 @@ def download(url, under, span=None):
         if os.path.isfile(path):
             return path, "cannot fetch `%s` (%s); using the copy downloaded earlier to `%s`" % (url, reason, path)
         raise WdlError("cannot fetch `%s`: %s" % (url, reason), span)
-    tmp = "%s.%d.tmp" % (path, os.getpid())
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_replacing(path, data)
     except OSError as e:  # an unwritable $SPROCKET_CACHE_DIR, a full disk
         raise WdlError("cannot save the download of `%s` to `%s`: %s" % (url, path, e.strerror or e), span)
     return path, None
@@ -9404,10 +9422,7 @@ class CallCache:
                  "outputs": {k: value_to_json(v) for k, v in outputs.items()}}
         try:
             os.makedirs(self.dir, exist_ok=True)
-            tmp = os.path.join(self.dir, ".%s.%d.tmp" % (key, os.getpid()))
-            with open(tmp, "w") as f:
-                f.write(json_dumps(entry))
-            os.replace(tmp, os.path.join(self.dir, key + ".json"))
+            write_replacing(os.path.join(self.dir, key + ".json"), json_dumps(entry))
         except OSError as e:
             tr.run.log.warn("could not store the call cache entry of `%s`: %s" % (tr.name, e))
 
@@ -9651,10 +9666,7 @@ class Trace:
 
     def rewrite(self, rows):
         with self.lock:
-            tmp = self.path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write("\t".join(TRACE_COLUMNS) + "\n" + "".join(self.line(r) for r in rows))
-            os.replace(tmp, self.path)
+            write_replacing(self.path, "\t".join(TRACE_COLUMNS) + "\n" + "".join(self.line(r) for r in rows))
 
 
 # -- report.html: one self-contained page (inline style and SVG, no script, no network) ------
@@ -9854,10 +9866,7 @@ def write_report(store, run_id, out_dir, path):
     attempts = store.attempts_of(run_id)
     for a in attempts:
         a["directory"] = os.path.normpath(os.path.join(run["run_dir"], a["directory"]))
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(report_html(run, attempts))
-    os.replace(tmp, path)
+    write_replacing(path, report_html(run, attempts))
     return attempts
 
 
@@ -10332,15 +10341,9 @@ def cmd_format(args):
                 print("%s: not formatted" % path, file=sys.stderr)
         elif args.overwrite:
             if text != source.text:
-                tmp = "%s.%d.tmp" % (path, os.getpid())
                 try:
-                    with open(tmp, "w", encoding="utf-8", newline="") as f:
-                        f.write(text)
-                    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-                    os.replace(tmp, path)
+                    write_replacing(path, text, keep_mode=True)
                 except OSError as e:  # a read-only or full file system: the file stays as it was
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
                     raise WdlError("cannot rewrite `%s`: %s (it was left unchanged)" % (path, e.strerror or e))
                 changed.append(path)
         else:
@@ -10889,11 +10892,11 @@ def cmd_install(args):
     try:
         if not (os.path.exists(dest) and os.path.samefile(source, dest)):
             with open(source, "rb") as f:
-                _write_replacing(dest, f.read(), 0o666)
+                write_replacing(dest, f.read(), 0o666)
         # A hash-checked .pyc stays valid when the directory is copied (a timestamp would not).
         pyc = os.path.join(target, "__pycache__", "sprocket.%s.pyc" % sys.implementation.cache_tag)
         py_compile.compile(dest, pyc, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
-        _write_replacing(launcher, text.encode("utf-8"), 0o777)
+        write_replacing(launcher, text.encode("utf-8"), 0o777)
     except (OSError, py_compile.PyCompileError) as e:
         raise InputError("cannot install into `%s`: %s" % (args.dir, getattr(e, "strerror", None) or e))
     print(launcher)
@@ -10908,15 +10911,6 @@ def _is_launcher(path):
     except OSError:
         return False
     return len(lines) > 1 and lines[1].startswith(_LAUNCHER_MARK.encode())
-
-
-def _write_replacing(path, data, mode):
-    """Write a file whole, then rename it over `path` (a running `sprocket` never reads half of one)."""
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)  # the umask applies
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def default_config_text():

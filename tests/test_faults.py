@@ -214,6 +214,25 @@ def test_report_on_a_read_only_file_system(tmpfs):
     assert_clean_error(r, "report.html", "Read-only file system")
 
 
+def test_report_on_a_full_disk_leaves_the_old_report_and_no_temporary_file(tmpfs):
+    mnt = tmpfs("4m")
+    write("t.wdl", TASK)
+    assert sprocket("run", "t.wdl", "-o", mnt / "o").returncode == 0
+    (_, _, directory), = run_rows(mnt / "o")
+    report = mnt / "o" / directory / "report.html"
+    before = report.read_bytes()
+    try:
+        with open(mnt / "filler", "wb", buffering=0) as f:
+            while True:
+                f.write(b"\0" * 4096)
+    except OSError:
+        pass
+    r = sprocket("report", "-o", mnt / "o")
+    assert_clean_error(r, "report.html", "No space left on device")
+    assert report.read_bytes() == before
+    assert [p.name for p in report.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_format_overwrite_on_a_read_only_file_system(tmpfs):
     mnt = tmpfs("1m")
     path = write(mnt / "f.wdl", "version 1.1\ntask   t {\ncommand <<< echo >>>\n}\n", raw=True)
