@@ -7824,7 +7824,8 @@ CONFIG_SCHEMA = {
     "run.task.memory_retry_multiplier": ("multiplier", 1, "a retry after running out of memory gets this many times "
                                          "the memory (1: the same; capped by the partition's max_memory_per_task)"),
     "run.task.container": ("str", "ubuntu:latest", "the container of tasks that name none"),
-    "run.task.shell": ("str", "bash", "the shell that runs each task's command file"),
+    "run.task.shell": ("str", "bash", "the shell that runs each task's command file (a POSIX shell: locally it "
+                       "sources the file with `-c` and writes its exit status)"),
     "run.task.cpu_limit_behavior": (("deny", "try_with_max"), "deny", "a task asking for more CPUs than available: refuse, or clamp and warn"),
     "run.task.memory_limit_behavior": (("deny", "try_with_max"), "deny", "the same for memory"),
     "run.task.cache": (("off", "on", "explicit"), "off", "call caching: off, on, or only tasks with `hints { cacheable: true }`"),
