@@ -5988,30 +5988,42 @@ class Scheduler:
                 raise RunError("the run cannot make progress: nothing is running and nothing can start "
                                "(a bug in sprocket.py's scheduling, or an undetected dependency cycle)")
             try:  # a timeout, so signals and cancellation are seen promptly
-                tr, on_done, result, error = self.events.get(timeout=0.5)
+                events = [self.events.get(timeout=0.5)]
             except queue.Empty:
                 continue
-            if on_done is None:  # readmit(): `result` is the event that lets its worker go on
-                self.release(tr)
-                self.run.counts["waiting"] += 1
-                self.readmits.append((tr, result))
-                self.pump()
-                continue
-            self.running.discard(tr)
-            unadmitted = [entry for entry in self.readmits if entry[0] is tr]  # canceled while it waited
-            if unadmitted:
-                self.readmits.remove(unadmitted[0])
-                self.run.counts["waiting"] -= 1
-            else:
-                self.release(tr)
-            self.run.task_ended(tr, tr.outcome or "failed")
-            if error is not None:
-                self.errors.append(error)
-                self.run.stopping = True
-                if self.run.fail_fast:
-                    self.run.abort()
-            elif not self.run.stopping:
-                self.guard(lambda: on_done(result))
+            while True:  # and whatever else has ended meanwhile: their rows go in one commit
+                try:
+                    events.append(self.events.get_nowait())
+                except queue.Empty:
+                    break
+            ended = []
+            for tr, on_done, result, error in events:
+                if on_done is None:  # readmit(): `result` is the event that lets its worker go on
+                    self.release(tr)
+                    self.run.counts["waiting"] += 1
+                    self.readmits.append((tr, result))
+                    continue
+                self.running.discard(tr)
+                unadmitted = [entry for entry in self.readmits if entry[0] is tr]  # canceled while it waited
+                if unadmitted:
+                    self.readmits.remove(unadmitted[0])
+                    self.run.counts["waiting"] -= 1
+                else:
+                    self.release(tr)
+                ended.append((tr, on_done, result, error))
+            if all(error is None for _, _, _, error in ended):
+                self.pump()  # the cpu they freed goes to the next tasks while their rows are committed
+            if ended:
+                self.run.store.flush_now()  # their rows are written before they are reported done
+            for tr, on_done, result, error in ended:
+                self.run.task_ended(tr, tr.outcome or "failed")
+                if error is not None:
+                    self.errors.append(error)
+                    self.run.stopping = True
+                    if self.run.fail_fast:
+                        self.run.abort()
+                elif not self.run.stopping:
+                    self.guard(lambda: on_done(result))
             self.pump()
         if self.errors:
             real = [e for e in self.errors if not isinstance(e, RunCancelled)]
@@ -9407,7 +9419,6 @@ class Run:
         self.store.enqueue("INSERT OR REPLACE INTO attempt_usage (key, %s) VALUES (?%s)" % (
             ", ".join(USAGE_COLUMNS), ", ?" * len(USAGE_COLUMNS)), [attempt.key] + [usage[c] for c in USAGE_COLUMNS])
         self.usage_recorded.add(attempt.key)
-        self.store.flush_now()  # before the attempt is reported done: a kill now still leaves its rows
         self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
                             job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))
 
