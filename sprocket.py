@@ -6549,30 +6549,42 @@ class Scheduler:
                 raise RunError("the run cannot make progress: nothing is running and nothing can start "
                                "(a bug in sprocket.py's scheduling, or an undetected dependency cycle)")
             try:  # a timeout, so signals and cancellation are seen promptly
-                tr, on_done, result, error = self.events.get(timeout=0.5)
+                events = [self.events.get(timeout=0.5)]
             except queue.Empty:
                 continue
-            if on_done is None:  # readmit(): `result` is the event that lets its worker go on
-                self.release(tr)
-                self.run.counts["waiting"] += 1
-                self.readmits.append((tr, result))
-                self.pump()
-                continue
-            self.running.discard(tr)
-            unadmitted = [entry for entry in self.readmits if entry[0] is tr]  # canceled while it waited
-            if unadmitted:
-                self.readmits.remove(unadmitted[0])
-                self.run.counts["waiting"] -= 1
-            else:
-                self.release(tr)
-            self.run.task_ended(tr, tr.outcome or "failed")
-            if error is not None:
-                self.errors.append(error)
-                self.run.stopping = True
-                if self.run.fail_fast:
-                    self.run.abort()
-            elif not self.run.stopping:
-                self.guard(lambda: on_done(result))
+            while True:  # and whatever else has ended meanwhile: their rows go in one commit
+                try:
+                    events.append(self.events.get_nowait())
+                except queue.Empty:
+                    break
+            ended = []
+            for tr, on_done, result, error in events:
+                if on_done is None:  # readmit(): `result` is the event that lets its worker go on
+                    self.release(tr)
+                    self.run.counts["waiting"] += 1
+                    self.readmits.append((tr, result))
+                    continue
+                self.running.discard(tr)
+                unadmitted = [entry for entry in self.readmits if entry[0] is tr]  # canceled while it waited
+                if unadmitted:
+                    self.readmits.remove(unadmitted[0])
+                    self.run.counts["waiting"] -= 1
+                else:
+                    self.release(tr)
+                ended.append((tr, on_done, result, error))
+            if all(error is None for _, _, _, error in ended):
+                self.pump()  # the cpu they freed goes to the next tasks while their rows are committed
+            if ended:
+                self.run.store.flush_now()  # their rows are written before they are reported done
+            for tr, on_done, result, error in ended:
+                self.run.task_ended(tr, tr.outcome or "failed")
+                if error is not None:
+                    self.errors.append(error)
+                    self.run.stopping = True
+                    if self.run.fail_fast:
+                        self.run.abort()
+                elif not self.run.stopping:
+                    self.guard(lambda: on_done(result))
             self.pump()
         if self.errors:
             real = [e for e in self.errors if not isinstance(e, RunCancelled)]
@@ -8387,7 +8399,8 @@ CONFIG_SCHEMA = {
     "run.task.memory_retry_multiplier": ("multiplier", 1, "a retry after running out of memory gets this many times "
                                          "the memory (1: the same; capped by the partition's max_memory_per_task)"),
     "run.task.container": ("str", "ubuntu:latest", "the container of tasks that name none"),
-    "run.task.shell": ("str", "bash", "the shell that runs each task's command file"),
+    "run.task.shell": ("str", "bash", "the shell that runs each task's command file (a POSIX shell: locally it "
+                       "sources the file with `-c` and writes its exit status)"),
     "run.task.cpu_limit_behavior": (("deny", "try_with_max"), "deny", "a task asking for more CPUs than available: refuse, or clamp and warn"),
     "run.task.memory_limit_behavior": (("deny", "try_with_max"), "deny", "the same for memory"),
     "run.task.cache": (("off", "on", "explicit"), "off", "call caching: off, on, or only tasks with `hints { cacheable: true }`"),
@@ -10022,7 +10035,6 @@ class Run:
         self.store.enqueue("INSERT OR REPLACE INTO attempt_usage (key, %s) VALUES (?%s)" % (
             ", ".join(USAGE_COLUMNS), ", ?" * len(USAGE_COLUMNS)), [attempt.key] + [usage[c] for c in USAGE_COLUMNS])
         self.usage_recorded.add(attempt.key)
-        self.store.flush_now()  # before the attempt is reported done: a kill now still leaves its rows
         try:
             self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
                                 job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))

@@ -1052,15 +1052,18 @@ SHELL_DOC = toml_doc("shell wrapper", """
 def test_run_task_shell_runs_each_command(sb):
     marker = sb.tmp / "wrapper-ran"
     wrapper = sb.tmp / "wrapper.sh"
-    wrapper.write_text("#!/bin/sh\necho \"$@\" >> '%s'\nexec bash \"$@\"\n" % marker)
+    wrapper.write_text("#!/bin/sh\nprintf '%%s\\n' \"$@\" >> '%s'\nexec bash \"$@\"\n" % marker)
     wrapper.chmod(0o755)
     cfg = sb.write("c.toml", SHELL_DOC)
     proc = sb.hello("-s", "-c", cfg, "-o", sb.tmp / "out")
     assert outputs_of(proc) == {"say_hello.message": "hi, world!"}
     assert marker.exists(), "the configured shell did not run"
-    logged = marker.read_text().split()
-    assert len(logged) == 1 and logged[0].endswith(os.path.join("attempts", "0", "command")), logged
-    assert Path(logged[0]).read_text().strip() == 'echo "hi, world!"'
+    # `shell -c '<source the command, write its exit status>' <command file> <rc file>`
+    logged = marker.read_text().splitlines()
+    assert len(logged) == 4 and logged[0] == "-c", logged
+    assert logged[2].endswith(os.path.join("attempts", "0", "command")), logged
+    assert Path(logged[2]).read_text().strip() == 'echo "hi, world!"'
+    assert Path(logged[3]).read_text() == "0\n"  # the exit status, for a run that adopts the task after a crash
 
 
 def test_run_task_shell_that_does_not_exist_is_a_clean_error(sb):
