@@ -1055,7 +1055,8 @@ class Parser:
                 d.env = True
                 task.decls.append(d)
             elif self.is_decl_start():
-                task.decls.append(self.decl(self.dialect.input_section and not self.dialect.accepts("unbound_declarations")))
+                need_value = self.dialect.input_section and not self.dialect.accepts("unbound_declarations")
+                task.decls.append(self.decl(need_value))
             else:
                 self.error("expected a task section or declaration, found %s" % self.describe(tok))
         self.advance()
@@ -2147,7 +2148,8 @@ def resolve_call(name, args, dialect):
     overloads = STDLIB.get(name)
     if overloads is None:
         raise WdlTypeError("unknown function `%s`" % name)
-    available = [o for o in overloads if o.version <= (max(dialect.level, (1, 1)) if dialect.newer_functions else dialect.level)]
+    level = max(dialect.level, (1, 1)) if dialect.newer_functions else dialect.level
+    available = [o for o in overloads if o.version <= level]
     if not available:
         raise WdlTypeError(
             "function `%s` requires WDL %d.%d (this document is %s)" % ((name,) + overloads[0].version + (dialect_text(dialect),))
