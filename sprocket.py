@@ -2546,14 +2546,14 @@ class Checker:
         if isinstance(expr, HintsBlock):
             if outer is not None and (expr.kind != "hints" or outer == "hints"):
                 self.err("`%s` literals cannot be nested within `%s` literals" % (expr.kind, outer), expr.span)
-            for _, e in expr.entries:
+            for k, e in expr.entries:
                 if expr.kind != "hints" and not isinstance(e, HintsBlock):
                     self.err("the members of an `%s` literal must be `hints` literals" % expr.kind, e.span)
-                self.check_runtime_value(section, key, e, env, expr.kind)
+                self.check_runtime_value(section, k if expr.kind == "hints" else key, e, env, expr.kind)
             return
         t = self.infer(expr, env)
-        want = _RUNTIME_TYPES.get(key)
-        if want and section != "hints" and not any(coerces(t, w, self.dialect) for w in want):
+        want = _HINT_TYPES.get(key) if section == "hints" else _RUNTIME_TYPES.get(key)
+        if want and not isinstance(t, AnyType) and not any(coerces(t, w, self.dialect) for w in want):
             self.err("`%s` must be %s, not `%s`" % (key, " or ".join("`%s`" % w for w in want), t), expr.span)
 
     def check_placeholder(self, ph, env):
@@ -3152,6 +3152,14 @@ _RUNTIME_TYPES = {
     "max_retries": (INT, STRING), "maxRetries": (INT, STRING), "return_codes": (INT, ArrayType(INT), STRING),
     "returnCodes": (INT, ArrayType(INT), STRING), "preemptible": (INT, STRING, BOOLEAN),
     "disks": (INT, STRING, ArrayType(STRING)),
+}
+
+# The reserved hints of WDL 1.2+ and the types each accepts (in a `hints` section).
+_HINT_TYPES = {
+    "max_cpu": (INT, FLOAT), "maxCpu": (INT, FLOAT), "max_memory": (INT, STRING), "maxMemory": (INT, STRING),
+    "disks": (STRING, MapType(STRING, STRING)), "gpu": (INT, STRING), "fpga": (INT, STRING),
+    "short_task": (BOOLEAN,), "shortTask": (BOOLEAN,), "localization_optional": (BOOLEAN,),
+    "localizationOptional": (BOOLEAN,),
 }
 
 

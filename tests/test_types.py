@@ -2457,6 +2457,20 @@ SPEC_ALLOWS = {
           Map[String?, String] n = {"a": "b", None: "c"}
         }
         """, {}),
+    "reserved-hints-of-each-accepted-type": ("1.2", """
+        task t {
+          command <<< >>>
+          hints {
+            maxCpu: 1.0
+            max_memory: "1 GiB"
+            disks: {"/mnt": "1 GiB"}
+            gpu: "a100"
+            fpga: 1
+            shortTask: false
+            localization_optional: true
+          }
+        }
+        """, {}),
     "multi-line-string-in-a-dollar-placeholder-of-a-multi-line-string": ("1.2", """
         workflow w {
           String s = <<<
@@ -2525,6 +2539,11 @@ SPROCKET_REFUSES = {
     "write-tsv-header-wider-than-struct-rows": (
         "1.2", 'struct S {\n  Int a\n}\n\nworkflow w {\n  Array[S] ss = [S { a: 1 }]\n'
         '  File f = write_tsv(ss, true, ["x", "y"])\n}\n', 'true, ^["x"', "header has 2 names but a row has 1 field"),
+    "reserved-hint-of-the-wrong-type": ("1.2", 'task t {\n  command <<< >>>\n  hints {\n    short_task: "false"\n'
+                                        '  }\n}\n', 'short_task: ^"false"', "`short_task` must be `Boolean`"),
+    "reserved-hint-of-the-wrong-type-in-an-input-literal": (
+        "1.2", 'task t {\n  input {\n    Int a\n  }\n  command <<< >>>\n  hints {\n    inputs: input {\n'
+        '      a: hints {\n        max_cpu: true\n      }\n    }\n  }\n}\n', "max_cpu: ^true", "`max_cpu` must be"),
     "input-named-runtime-1.0": ("1.0", "task t {\n  input {\n    Int runtime\n  }\n  command <<< >>>\n}\n",
                                 "Int ^runtime", "section keyword"),
 }
