@@ -2526,7 +2526,8 @@ class Checker:
                 if section == "requirements" and key not in _REQUIREMENT_KEYS:
                     self.err("unknown requirement `%s` (requirements are %s; other keys belong in `hints`)" % (
                         key, ", ".join(sorted({k for k in _REQUIREMENT_KEYS if "R" not in k}))), block.spans[key])
-                self.check_runtime_value(section, key, expr, renv)
+                self.check_runtime_value(section, key, expr, renv, names={
+                    "input": {d.name for d in inputs}, "output": {d.name for d in task.outputs or []}})
         out_env = dict(cmd_env)
         if self.dialect.task_variable:
             out_env["task"] = task_variable_type(self.dialect, "output")
@@ -2540,13 +2541,16 @@ class Checker:
             self.check_decl(d, {k: v for k, v in out_env.items() if k != d.name})
         self.check_decl_cycles(outputs, "the outputs of task `%s`" % task.name)
 
-    def check_runtime_value(self, section, key, expr, env, outer=None):
+    def check_runtime_value(self, section, key, expr, env, outer=None, names=None):
         """`outer`: the kind of the hints literal `expr` is in. A `hints` literal holds values, an `input`
-        or `output` literal (only at the top of the section) holds `hints` literals (1.2, as Sprocket)."""
+        or `output` literal (only at the top of the section) holds `hints` literals keyed by the task's
+        input or output names, `name.member` for a struct's member (the member is not checked here)."""
         if isinstance(expr, HintsBlock):
             if outer is not None and (expr.kind != "hints" or outer == "hints"):
                 self.err("`%s` literals cannot be nested within `%s` literals" % (expr.kind, outer), expr.span)
             for k, e in expr.entries:
+                if outer is None and names and expr.kind in names and k.split(".")[0] not in names[expr.kind]:
+                    self.err("`%s` names no %s of this task" % (k, expr.kind), e.span)
                 if expr.kind != "hints" and not isinstance(e, HintsBlock):
                     self.err("the members of an `%s` literal must be `hints` literals" % expr.kind, e.span)
                 self.check_runtime_value(section, k if expr.kind == "hints" else key, e, env, expr.kind)

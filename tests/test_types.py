@@ -2544,6 +2544,9 @@ SPROCKET_REFUSES = {
     "reserved-hint-of-the-wrong-type-in-an-input-literal": (
         "1.2", 'task t {\n  input {\n    Int a\n  }\n  command <<< >>>\n  hints {\n    inputs: input {\n'
         '      a: hints {\n        max_cpu: true\n      }\n    }\n  }\n}\n', "max_cpu: ^true", "`max_cpu` must be"),
+    "hints-input-literal-names-no-input": (
+        "1.2", "task t {\n  input {\n    Int a\n  }\n  command <<< >>>\n  hints {\n    inputs: input {\n"
+        "      wrong: hints {\n        max_cpu: 1\n      }\n    }\n  }\n}\n", "wrong: ^hints", "names no input"),
     "input-named-runtime-1.0": ("1.0", "task t {\n  input {\n    Int runtime\n  }\n  command <<< >>>\n}\n",
                                 "Int ^runtime", "section keyword"),
 }
