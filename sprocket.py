@@ -231,6 +231,7 @@ duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key gi
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
 empty_struct              w       w   w   w   w     a struct without members (the grammar allows it; Sprocket refuses it)
 optional_for_required     w       w   -   -   -     a `T?` declaration or call input given where `T` is required
+placeholder_options       w       w   w   w   w     a placeholder with two options (`default=` and `sep=`)
 non_posix_regex           w       w   w   w   w     a literal regex with `(?:`, lazy quantifiers, ...: beyond POSIX ERE
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w     a workflow with the same name as a task
@@ -1077,6 +1078,12 @@ class Parser:
             self.advance()
             if otok[1] in options:
                 self.error("placeholder option `%s` given twice" % otok[1], otok)
+            kinds = {"true": "false", "false": "true"}  # `true=`/`false=` are one option
+            if any(o != kinds.get(otok[1]) for o in options) and not self.lenient(
+                    "placeholder_options", "placeholder options `%s` and `%s` together: accepted as Cromwell and miniwdl "
+                    "do, but a placeholder has one option in the spec" % (next(iter(options)), otok[1]), otok):
+                self.error("a placeholder cannot have more than one option (here `%s` and `%s`)" % (
+                    next(iter(options)), otok[1]), otok)
             vtok = self.peek()
             if vtok[0] == "sbeg":
                 value = self.string_literal("a placeholder option")

@@ -2646,3 +2646,13 @@ def test_optional_given_for_a_required_1_0_input_warns_and_strict_refuses(check_
     line, col = find_pos(src, "x = ^y")
     assert_warns_at(check_wdl(src), line, col, "select_first")
     assert_diag(check_wdl(src, args=("--strict",)), line, col, "optional value")
+
+
+def test_two_placeholder_options_warn_and_strict_refuses(check_wdl):
+    """`~{default="" sep=" " x}` is common in Cromwell-era WDL (miniwdl accepts it); Sprocket allows one
+    option per placeholder, `true=`/`false=` counting as one."""
+    src = ('version 1.0\n\ntask t {\n  input {\n    Array[String]? a\n    Boolean? b\n  }\n'
+           '  command <<< echo ~{default="x" sep="," a} ~{true="y" false="n" b} >>>\n}\n')
+    line, col = find_pos(src, '"x" ^sep=')
+    assert_warns_at(check_wdl(src), line, col, "`default` and `sep`")
+    assert_diag(check_wdl(src, args=("--strict",)), line, col, "more than one option")
