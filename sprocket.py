@@ -230,7 +230,7 @@ double_optional           w       w   w   w   w     `T??`, read as `T?`
 duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key given twice (the last one counts)
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
 empty_struct              w       w   w   w   w     a struct without members (the grammar allows it; Sprocket refuses it)
-optional_for_required     w       w   -   -   -     a `T?` declaration or call input given where `T` is required
+optional_for_required     w       w   -   -   -     a `T?` value given to a `T` declaration or call input
 placeholder_options       w       w   w   w   w     a placeholder with two options (`default=` and `sep=`)
 non_posix_regex           w       w   w   w   w     a literal regex with `(?:`, lazy quantifiers, ...: beyond POSIX ERE
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
