@@ -269,7 +269,8 @@ double_optional           w       w   w   w   w     `T??`, read as `T?`
 duplicate_keys            w       w   w   -   -     a `runtime` or `meta` key given twice (the last one counts)
 sep_on_non_array          w       w   w   w   w     `sep=` on a value that is not an Array
 empty_struct              w       w   w   w   w     a struct without members (the grammar allows it; Sprocket refuses it)
-optional_for_required     w       w   -   -   -     a `T?` declaration or call input given where `T` is required
+optional_for_required     w       w   -   -   -     a `T?` value given to a `T` declaration or call input
+placeholder_options       w       w   w   w   w     a placeholder with two options (`default=` and `sep=`)
 non_posix_regex           w       w   w   w   w     a literal regex with `(?:`, lazy quantifiers, ...: beyond POSIX ERE
 version_as_name           y       y   w   w   w     a declaration, input or member named `version`
 workflow_named_like_task  w       w   w   w   w     a workflow with the same name as a task
@@ -1159,6 +1160,12 @@ class Parser:
             self.advance()
             if otok[1] in options:
                 self.error("placeholder option `%s` given twice" % otok[1], otok)
+            kinds = {"true": "false", "false": "true"}  # `true=`/`false=` are one option
+            if any(o != kinds.get(otok[1]) for o in options) and not self.lenient(
+                    "placeholder_options", "placeholder options `%s` and `%s` together: accepted as Cromwell and miniwdl "
+                    "do, but a placeholder has one option in the spec" % (next(iter(options)), otok[1]), otok):
+                self.error("a placeholder cannot have more than one option (here `%s` and `%s`)" % (
+                    next(iter(options)), otok[1]), otok)
             vtok = self.peek()
             if vtok[0] == "sbeg":
                 value = self.string_literal("a placeholder option")
@@ -2666,7 +2673,8 @@ class Checker:
                 if section == "requirements" and key not in _REQUIREMENT_KEYS:
                     self.err("unknown requirement `%s` (requirements are %s; other keys belong in `hints`)" % (
                         key, ", ".join(sorted({k for k in _REQUIREMENT_KEYS if "R" not in k}))), block.spans[key])
-                self.check_runtime_value(section, key, expr, renv)
+                self.check_runtime_value(section, key, expr, renv, names={
+                    "input": {d.name for d in inputs}, "output": {d.name for d in task.outputs or []}})
         out_env = dict(cmd_env)
         if self.dialect.task_variable:
             out_env["task"] = task_variable_type(self.dialect, "output")
@@ -2680,20 +2688,23 @@ class Checker:
             self.check_decl(d, {k: v for k, v in out_env.items() if k != d.name})
         self.check_decl_cycles(outputs, "the outputs of task `%s`" % task.name)
 
-    def check_runtime_value(self, section, key, expr, env, outer=None):
+    def check_runtime_value(self, section, key, expr, env, outer=None, names=None):
         """`outer`: the kind of the hints literal `expr` is in. A `hints` literal holds values, an `input`
-        or `output` literal (only at the top of the section) holds `hints` literals (1.2, as Sprocket)."""
+        or `output` literal (only at the top of the section) holds `hints` literals keyed by the task's
+        input or output names, `name.member` for a struct's member (the member is not checked here)."""
         if isinstance(expr, HintsBlock):
             if outer is not None and (expr.kind != "hints" or outer == "hints"):
                 self.err("`%s` literals cannot be nested within `%s` literals" % (expr.kind, outer), expr.span)
-            for _, e in expr.entries:
+            for k, e in expr.entries:
+                if outer is None and names and expr.kind in names and k.split(".")[0] not in names[expr.kind]:
+                    self.err("`%s` names no %s of this task" % (k, expr.kind), e.span)
                 if expr.kind != "hints" and not isinstance(e, HintsBlock):
                     self.err("the members of an `%s` literal must be `hints` literals" % expr.kind, e.span)
-                self.check_runtime_value(section, key, e, env, expr.kind)
+                self.check_runtime_value(section, k if expr.kind == "hints" else key, e, env, expr.kind)
             return
         t = self.infer(expr, env)
-        want = _RUNTIME_TYPES.get(key)
-        if want and section != "hints" and not any(coerces(t, w, self.dialect) for w in want):
+        want = _HINT_TYPES.get(key) if section == "hints" else _RUNTIME_TYPES.get(key)
+        if want and not isinstance(t, AnyType) and not any(coerces(t, w, self.dialect) for w in want):
             self.err("`%s` must be %s, not `%s`" % (key, " or ".join("`%s`" % w for w in want), t), expr.span)
 
     def check_placeholder(self, ph, env):
@@ -3331,6 +3342,14 @@ _RUNTIME_TYPES = {
     "max_retries": (INT, STRING), "maxRetries": (INT, STRING), "return_codes": (INT, ArrayType(INT), STRING),
     "returnCodes": (INT, ArrayType(INT), STRING), "preemptible": (INT, STRING, BOOLEAN),
     "disks": (INT, STRING, ArrayType(STRING)),
+}
+
+# The reserved hints of WDL 1.2+ and the types each accepts (in a `hints` section).
+_HINT_TYPES = {
+    "max_cpu": (INT, FLOAT), "maxCpu": (INT, FLOAT), "max_memory": (INT, STRING), "maxMemory": (INT, STRING),
+    "disks": (STRING, MapType(STRING, STRING)), "gpu": (INT, STRING), "fpga": (INT, STRING),
+    "short_task": (BOOLEAN,), "shortTask": (BOOLEAN,), "localization_optional": (BOOLEAN,),
+    "localizationOptional": (BOOLEAN,),
 }
 
 

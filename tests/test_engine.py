@@ -492,7 +492,8 @@ def test_struct_file_member_resolves_against_inputs_file(tmp_path):
     assert outputs == {"w.content": "sample content"}
 
 
-def test_struct_input_extra_member_is_an_error(tmp_path):
+def test_struct_input_extra_member_warns_and_is_ignored(tmp_path):
+    """Cromwell and miniwdl ignore JSON keys a struct does not have (issue 16): a warning names them."""
     proc = run_wdl(tmp_path, """
         version 1.1
         struct Person {
@@ -503,7 +504,9 @@ def test_struct_input_extra_member_is_an_error(tmp_path):
           output { String n = p.name }
         }
         """, 'p={"name": "Ann", "bogus": 1}')
-    fails(proc, "bogus")
+    outputs, _ = ok(proc)
+    assert outputs == {"w.n": "Ann"}
+    assert "struct `Person` has no member `bogus`: ignored" in proc.stderr
 
 
 def test_map_inputs(tmp_path):

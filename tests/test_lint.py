@@ -185,6 +185,11 @@ CASES = {
                          task=False)},
         {"main.wdl": doc("workflow w {\n  input {\n    Int? n\n  }\n  Int m = select_first([n, 1])\n"
                          "  output { Int o = m }\n}\n", "1.0", task=False)}),
+    "PlaceholderOptions": (
+        {"main.wdl": doc("task p {\n  input {\n    Array[String]? a\n  }\n  command <<< echo ~{default=\"x\" sep=\",\" a} >>>\n"
+                         "  runtime { container: \"u\" }\n}\n", task=False)},
+        {"main.wdl": doc("task p {\n  input {\n    Array[String]? a\n  }\n  command <<< echo ~{sep=\",\" a} >>>\n"
+                         "  runtime { container: \"u\" }\n}\n", task=False)}),
     "EmptyStruct": ({"main.wdl": doc("struct Empty {\n}\n\nworkflow w {\n}\n", task=False)},
                     {"main.wdl": doc("struct Full {\n  Int a\n}\n\nworkflow w {\n}\n", task=False)}),
     "NonPosixRegex": (

@@ -2604,6 +2604,20 @@ SPEC_ALLOWS = {
           Map[String?, String] n = {"a": "b", None: "c"}
         }
         """, {}),
+    "reserved-hints-of-each-accepted-type": ("1.2", """
+        task t {
+          command <<< >>>
+          hints {
+            maxCpu: 1.0
+            max_memory: "1 GiB"
+            disks: {"/mnt": "1 GiB"}
+            gpu: "a100"
+            fpga: 1
+            shortTask: false
+            localization_optional: true
+          }
+        }
+        """, {}),
     "multi-line-string-in-a-dollar-placeholder-of-a-multi-line-string": ("1.2", """
         workflow w {
           String s = <<<
@@ -2672,6 +2686,14 @@ SPROCKET_REFUSES = {
     "write-tsv-header-wider-than-struct-rows": (
         "1.2", 'struct S {\n  Int a\n}\n\nworkflow w {\n  Array[S] ss = [S { a: 1 }]\n'
         '  File f = write_tsv(ss, true, ["x", "y"])\n}\n', 'true, ^["x"', "header has 2 names but a row has 1 field"),
+    "reserved-hint-of-the-wrong-type": ("1.2", 'task t {\n  command <<< >>>\n  hints {\n    short_task: "false"\n'
+                                        '  }\n}\n', 'short_task: ^"false"', "`short_task` must be `Boolean`"),
+    "reserved-hint-of-the-wrong-type-in-an-input-literal": (
+        "1.2", 'task t {\n  input {\n    Int a\n  }\n  command <<< >>>\n  hints {\n    inputs: input {\n'
+        '      a: hints {\n        max_cpu: true\n      }\n    }\n  }\n}\n', "max_cpu: ^true", "`max_cpu` must be"),
+    "hints-input-literal-names-no-input": (
+        "1.2", "task t {\n  input {\n    Int a\n  }\n  command <<< >>>\n  hints {\n    inputs: input {\n"
+        "      wrong: hints {\n        max_cpu: 1\n      }\n    }\n  }\n}\n", "wrong: ^hints", "names no input"),
     "input-named-runtime-1.0": ("1.0", "task t {\n  input {\n    Int runtime\n  }\n  command <<< >>>\n}\n",
                                 "Int ^runtime", "section keyword"),
 }
@@ -2771,3 +2793,13 @@ def test_optional_given_for_a_required_1_0_input_warns_and_strict_refuses(check_
     line, col = find_pos(src, "x = ^y")
     assert_warns_at(check_wdl(src), line, col, "select_first")
     assert_diag(check_wdl(src, args=("--strict",)), line, col, "optional value")
+
+
+def test_two_placeholder_options_warn_and_strict_refuses(check_wdl):
+    """`~{default="" sep=" " x}` is common in Cromwell-era WDL (miniwdl accepts it); Sprocket allows one
+    option per placeholder, `true=`/`false=` counting as one."""
+    src = ('version 1.0\n\ntask t {\n  input {\n    Array[String]? a\n    Boolean? b\n  }\n'
+           '  command <<< echo ~{default="x" sep="," a} ~{true="y" false="n" b} >>>\n}\n')
+    line, col = find_pos(src, '"x" ^sep=')
+    assert_warns_at(check_wdl(src), line, col, "`default` and `sep`")
+    assert_diag(check_wdl(src, args=("--strict",)), line, col, "more than one option")
