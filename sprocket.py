@@ -142,6 +142,10 @@ class WdlSyntaxError(WdlError):
     pass
 
 
+class EmptyDocumentError(WdlSyntaxError):
+    """A document with nothing but white space and comments, refused under --strict."""
+
+
 class WdlTypeError(WdlError):
     pass
 
@@ -646,7 +650,7 @@ class Parser:
             if toks[0][0] == "eof" and not parser.lenient(
                     "empty_document", "the document is empty: accepted for compatibility with Cromwell, which ignores "
                     "it; portable WDL has a `version` statement, then tasks or a workflow", toks[0]):
-                raise WdlSyntaxError("the document is empty: expected a `version` statement, then tasks or a "
+                raise EmptyDocumentError("the document is empty: expected a `version` statement, then tasks or a "
                                      "workflow", Span(source, 0))
             return parser
         elif m.group(1) in DIALECTS and m.group(1) != "draft-2":
@@ -2330,7 +2334,8 @@ class Loader:
             parser = Parser.for_source(src, self.strict)
             doc = parser.document()
         except WdlError as e:
-            if span is not None and src is not None and not _WDL_START_RE.match(src.text):
+            if span is not None and src is not None and not _WDL_START_RE.match(src.text) and not isinstance(
+                    e, EmptyDocumentError):
                 # `import "../../etc/passwd"`: name the file, never echo a line of it
                 e = WdlError("`%s` is not a WDL document (it does not begin with `version`, `import`, `struct`, "
                              "`task` or `workflow`)" % location, span)

@@ -1761,15 +1761,6 @@ def test_version_as_a_declaration_name_warns_from_1_1(check_wdl, version):
     assert_diag(check_wdl(src, args=("--strict",)), line, col)
 
 
-@pytest.mark.parametrize("text", ["", "\n\n  \n", "# only a comment\n", "/* only a block comment */\n",
-                                  "# one\n/* two\n three */\n"],
-                         ids=["empty", "blank", "line-comment", "block-comment", "both-comments"])
-def test_document_with_nothing_in_it_is_an_error(wdl, check, text):
-    """A document that is empty or holds only comments (a draft-2 document with nothing in it) is
-    an error, exit 1, reported as `path:LINE:COL: error:` with a caret -- not a valid draft-2 file."""
-    assert_diag(check(wdl(text, raw=True)), None, None)
-
-
 # --------------------------------------------------------------------------------------------
 # The lexer's modes, token by token: each text mode (quoted string, `<<< >>>` string, `{ }` and
 # `<<< >>>` command) jumps to its next placeholder, terminator or newline with one pattern; these
@@ -1864,6 +1855,9 @@ def test_lexer_errors_and_their_positions(name):
     assert (e.value.message, e.value.span.pos) == (message, pos)
 
 
+@pytest.mark.parametrize("text", ["", "\n\n  \n", "# only a comment\n", "/* only a block comment */\n",
+                                  "# one\n/* two\n three */\n"],
+                         ids=["empty", "blank", "line-comment", "block-comment", "both-comments"])
 def test_empty_document_warns_and_is_an_error_under_strict(wdl, check, text):
     """A document that is empty or holds only comments (a draft-2 document with nothing in it):
     Cromwell ignores it, so `check` accepts it with an EmptyDocument warning (exit 0); under
