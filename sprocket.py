@@ -7183,8 +7183,8 @@ class SlurmApptainerBackend:
         apptainer = settings.get("apptainer") or {}
         self.apptainer = apptainer.get("executable", "apptainer")
         cache = apptainer.get("image_cache_dir")
-        self.image_dir = os.path.abspath(os.path.expandvars(os.path.expanduser(cache))) if cache else os.path.join(
-            run.run_dir, "apptainer-images")
+        # (the run directory does not exist yet: the backend is set up, and may refuse, before it is made)
+        self.image_cache = os.path.abspath(os.path.expandvars(os.path.expanduser(cache))) if cache else None
         self.apptainer_args = list(apptainer.get("extra_args", [])) + list(settings.get("extra_apptainer_exec_args", []))
         setting = lambda key: settings.get(key, CONFIG_SCHEMA["run.backends.*." + key][1])  # noqa: E731
         self.interval = setting("interval")
@@ -7606,7 +7606,8 @@ class SlurmApptainerBackend:
         if scheme == "file" or (not m and name.endswith(".sif")):
             return None, os.path.abspath(name)
         parts = [p for p in re.split(r"[/:]", name) if p not in ("", ".", "..")]
-        return "%s://%s" % (scheme, name), os.path.join(self.image_dir, scheme, *parts) + ".sif"
+        image_dir = self.image_cache or os.path.join(self.run.run_dir, "apptainer-images")
+        return "%s://%s" % (scheme, name), os.path.join(image_dir, scheme, *parts) + ".sif"
 
     def pull(self, image):
         uri, sif = self.sif_path(image)
@@ -9924,19 +9925,10 @@ class Run:
             self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
             self.store.start_session()
             log.open(os.path.join(out_dir, "output.log"))
-            self.run_dir = make_run_dir(out_dir, target.name, suffix)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
-        self.tmp_dir = os.path.join(self.run_dir, "tmp")
-        os.mkdir(self.tmp_dir)
-        self.real_run_dir = os.path.realpath(self.run_dir)
-        self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
-        self.trace = Trace(os.path.join(self.run_dir, "trace.tsv"))
-        self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
         self.name = run_name()
         log.name = self.name
-        log.open(os.path.join(self.run_dir, "output.log"))
-        log.info("`%s` will be used as the execution directory" % self.run_dir)
         self.stopping = False
         self.cancelled = False
         self.aborting = False
@@ -9950,9 +9942,22 @@ class Run:
         self.fail_fast = config.get("run.fail") == "fast"
         self.scatter_limit = config.get("run.workflow.scatter.concurrency")
         self.counts = dict.fromkeys(("waiting", "running", "completed", "failed", "cached"), 0)
+        # and the backend, which may refuse (no sbatch on PATH, an unknown partition), before the run directory
         backend_name, settings = config.backend()
         self.backend = make_backend(self, config, backend_name, settings)
         self.cache = CallCache(config, backend_name, off=no_call_cache)
+        try:
+            self.run_dir = make_run_dir(out_dir, target.name, suffix)
+        except OSError as e:
+            raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
+        self.tmp_dir = os.path.join(self.run_dir, "tmp")
+        os.mkdir(self.tmp_dir)
+        self.real_run_dir = os.path.realpath(self.run_dir)
+        self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
+        self.trace = Trace(os.path.join(self.run_dir, "trace.tsv"))
+        self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
+        log.open(os.path.join(self.run_dir, "output.log"))
+        log.info("`%s` will be used as the execution directory" % self.run_dir)
         self.store.keep_alive()
         import uuid
 

@@ -258,6 +258,17 @@ def test_output_log_that_is_a_directory(tmp_path):
     assert not (tmp_path / "o" / "runs").exists()  # no run directory without a record
 
 
+def test_a_backend_that_refuses_to_start_leaves_no_run_directory(tmp_path):
+    """The Slurm backend on a host without sbatch: one line naming the fix, and no run directory."""
+    write("t.wdl", TASK)
+    write("c.toml", 'run.experimental_features_enabled = true\n[run.backends.default]\ntype = "slurm_apptainer"\n')
+    (tmp_path / "empty-path").mkdir()
+    r = sprocket("run", "t.wdl", "-o", "o", "-s", "-c", "c.toml", env={"PATH": str(tmp_path / "empty-path")})
+    assert_clean_error(r, "`sbatch` was not found on PATH")
+    assert not (tmp_path / "o" / "runs").exists()
+    assert not (tmp_path / "o" / "_latest").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # standard streams and the terminal
 # --------------------------------------------------------------------------------------------
