@@ -569,7 +569,7 @@ class Expr(Node):
 Literal = _node("Literal", "value", base=Expr)
 StringLit = _node("StringLit", "parts", base=Expr)  # parts: str or Placeholder
 Placeholder = _node("Placeholder", "expr options", base=Expr)  # options: {name: value}
-ArrayLit = _node("ArrayLit", "items", "mixed", base=Expr)  # mixed: see Checker.mixed_items
+ArrayLit = _node("ArrayLit", "items mixed", base=Expr)  # mixed (False until Checker.mixed_items says so)
 MapLit = _node("MapLit", "entries", base=Expr)  # [(key expr, value expr)]
 PairLit = _node("PairLit", "left right", base=Expr)
 ObjectLit = _node("ObjectLit", "members", base=Expr)  # [(name, expr)]
@@ -1432,7 +1432,7 @@ class Parser:
                         break
                     self.advance()
                 self.expect("]")
-                return ArrayLit(span, items)
+                return ArrayLit(span, items, False)
             if value == "{":
                 self.i += 1
                 entries = []
@@ -4720,7 +4720,7 @@ def _eval_array(e, env, ctx):
     it = e.type.item if isinstance(e.type, ArrayType) else ANY
     if isinstance(it, AnyType):
         return items
-    if getattr(e, "mixed", False):  # Checker.mixed_items: `[x, []]` keeps its `[]`, `[files, file]` wraps `file`
+    if e.mixed:  # Checker.mixed_items: `[x, []]` keeps its `[]`, `[files, file]` wraps `file`
         items = [[x] if isinstance(it, ArrayType) and x is not None and not isinstance(x, list) else x for x in items]
         return [x if isinstance(x, list) and not isinstance(it, ArrayType) else coerce(x, it, "array item")
                 for x in items]
@@ -4829,11 +4829,6 @@ _REGEX_REFUSED_GROUPS = (
 )
 # Escapes beyond ERE and GNU, and the name the compatibility warning gives them.
 _REGEX_EXTENSIONS = {"d": "`\\d`", "D": "`\\D`", "A": "`\\A`", "z": "`\\z`", "x": "`\\x` escapes", "u": "`\\u` escapes"}
-
-
-def translate_ere(pattern):
-    """Compile a WDL regular expression (ERE with the extensions above) to a Python pattern; EvalError if invalid."""
-    return translate_regex(pattern)[0]
 
 
 @functools.lru_cache(maxsize=512)
@@ -5091,7 +5086,7 @@ def _class_char(ch):
 
 def _regex(fname, pattern):
     try:
-        return translate_ere(pattern)
+        return translate_regex(pattern)[0]
     except EvalError as e:
         raise EvalError("%s: %s" % (fname, e.message))
 

@@ -96,7 +96,7 @@ def test_value_to_json_unknown_type():
         S.value_to_json(object())
 
 
-# ---- translate_ere ---------------------------------------------------------------------------
+# ---- translate_regex ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("pattern, text, expected", [
@@ -151,13 +151,13 @@ def test_value_to_json_unknown_type():
     ("a|ab", "ab", "a"),  # leftmost-first (POSIX would give "ab"): documented difference
     ("", "abc", ""),
 ])
-def test_translate_ere_semantics(pattern, text, expected):
-    m = S.translate_ere(pattern).search(text)
+def test_translate_regex_semantics(pattern, text, expected):
+    m = S.translate_regex(pattern)[0].search(text)
     assert (m.group(0) if m else None) == expected
 
 
-def test_translate_ere_is_cached():
-    assert S.translate_ere("ab+c") is S.translate_ere("ab+c")
+def test_translate_regex_is_cached():
+    assert S.translate_regex("ab+c")[0] is S.translate_regex("ab+c")[0]
 
 
 @pytest.mark.parametrize("pattern, message", [
@@ -176,9 +176,9 @@ def test_translate_ere_is_cached():
     ("[[.ab.]]", "unsupported bracket element"),
     ("[a-[:digit:]]", "unsupported bracket element"),
 ])
-def test_translate_ere_errors(pattern, message):
+def test_translate_regex_errors(pattern, message):
     with pytest.raises(EvalError, match=message) as info:
-        S.translate_ere(pattern)
+        S.translate_regex(pattern)[0]
     assert "invalid regular expression" in info.value.message
 
 
@@ -233,7 +233,7 @@ def test_regex_engine_syntax_all_three_engines_agree_on(pattern, text, expected,
 ])
 def test_regex_refuses_what_the_engines_read_differently(pattern, construct):
     with pytest.raises(EvalError) as info:
-        S.translate_ere(pattern)
+        S.translate_regex(pattern)[0]
     assert construct in info.value.message and "not read the same way" in info.value.message
 
 
@@ -241,7 +241,7 @@ def test_regex_flag_group_inside_a_sequence_is_refused():
     """`a(?i)b|c`: Rust scopes the flag to the end of the group, alternatives included; no Python
     translation keeps that, so the flag must open the pattern, a group or an alternative."""
     with pytest.raises(EvalError, match=r"must open the pattern.*\(\?i:\.\.\.\)"):
-        S.translate_ere("a(?i)b|c")
+        S.translate_regex("a(?i)[0]b|c")
 
 
 def test_sub_with_engine_syntax(ctx):
