@@ -657,16 +657,27 @@ def _draft2_seeds(tmp_path):
     return seeds
 
 
-def _mutate(rng, text, vocab=VOCAB):
+ATOM_RE = re.compile(r"""[A-Za-z_]\w*|\d|["']""")  # a name, a number or a string
+
+
+def _mutate(rng, text, vocab=VOCAB, atoms=None):
+    """`atoms` (names and literals): also replace an atom by another, which mostly still parses."""
     tokens = TOKEN_RE.findall(text)
     solid = lambda: [i for i, t in enumerate(tokens) if not t.isspace()]  # noqa: E731
     ops = []
+    kinds = ("delete", "insert", "replace", "swap", "duplicate", "truncate") + (("atom",) * 6 if atoms else ())
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
-        op = rng.choice(("delete", "insert", "replace", "swap", "duplicate", "truncate"))
+        op = rng.choice(kinds)
         idx = solid()
         if not idx:
             op = "insert"
-        if op == "delete":
+        if op == "atom":
+            idx = [i for i in idx if ATOM_RE.match(tokens[i])] or idx
+            i = rng.choice(idx)
+            tok = rng.choice(atoms)
+            ops.append("replace %r with %r" % (tokens[i], tok))
+            tokens[i] = tok
+        elif op == "delete":
             i = rng.choice(idx)
             ops.append("delete %r" % tokens[i])
             del tokens[i]
@@ -745,7 +756,7 @@ def test_fuzz_check_strict_and_format_over_issue16_constructs(tmp_path):
     one that checks clean formats idempotently into a document that still checks clean."""
     emb = [d for d, _ in _seeds(tmp_path) if d.name == "embedded"][0]
     seeds = [(emb, EMBEDDED_SEEDS[name]) for name in ISSUE16_SEEDS]
-    _fuzz(tmp_path, seeds, N_ISSUE16, vocab=ISSUE16_VOCAB, strict=True, fmt=True)
+    _fuzz(tmp_path, seeds, N_ISSUE16, vocab=ISSUE16_VOCAB, strict=True, fmt=True, borrow=True)
 
 
 def _import_sprocket():
@@ -755,8 +766,12 @@ def _import_sprocket():
     return sprocket
 
 
-def _fuzz(tmp_path, seeds, n_mutants, vocab=VOCAB, strict=False, fmt=False):
+def _fuzz(tmp_path, seeds, n_mutants, vocab=VOCAB, strict=False, fmt=False, borrow=False):
+    """`borrow`: the vocabulary also holds each seed's own tokens, and names and literals are
+    replaced by one another, so more mutants parse and reach the type checker."""
     sprocket = _import_sprocket()
+    owns = [sorted({tok for tok in TOKEN_RE.findall(text) if not tok.isspace()}) if borrow else [] for _, text in seeds]
+    atoms = [[tok for tok in vocab + own if ATOM_RE.match(tok)] if borrow else None for own in owns]
     rng = random.Random(SEED)
     assert seeds
     failures_dir = tmp_path / "failures"
@@ -765,7 +780,7 @@ def _fuzz(tmp_path, seeds, n_mutants, vocab=VOCAB, strict=False, fmt=False):
     start = time.monotonic()
     for n in range(n_mutants):
         directory, text = seeds[n % len(seeds)]
-        mutant, ops = _mutate(rng, text, vocab)
+        mutant, ops = _mutate(rng, text, vocab + owns[n % len(seeds)], atoms[n % len(seeds)])
         path = directory / ("mutant%05d.wdl" % n)
         path.write_text(mutant, encoding="utf-8")
         try:
