@@ -2771,3 +2771,13 @@ def test_optional_given_for_a_required_1_0_input_warns_and_strict_refuses(check_
     line, col = find_pos(src, "x = ^y")
     assert_warns_at(check_wdl(src), line, col, "select_first")
     assert_diag(check_wdl(src, args=("--strict",)), line, col, "optional value")
+
+
+def test_regex_function_given_a_boolean_or_number_pattern_is_checked_not_crashed(check_wdl):
+    """`sub(s, false, "-")` (found by the fuzz): a literal pattern that is not a string is a
+    Boolean/number given for a String (a compatibility warning from 1.1), never an internal error."""
+    src = 'version 1.2\n\nworkflow w {\n  String a = sub("x", false, "-")\n  Boolean b = matches("1", 1)\n}\n'
+    proc = check_wdl(src)
+    assert proc.returncode == 0 and "internal error" not in proc.stderr, proc.stderr
+    assert_warns_at(proc, *find_pos(src, "= ^sub("), "numbers and Booleans taken as text")
+    assert check_wdl(src, args=("--strict",)).returncode == 1
