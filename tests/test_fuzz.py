@@ -660,18 +660,35 @@ def _draft2_seeds(tmp_path):
 ATOM_RE = re.compile(r"""[A-Za-z_]\w*|\d|["']""")  # a name, a number or a string
 
 
+LEXER_CHARS = '\\"\'~${}<>#\nu0'  # what the lexer's modes turn on (strings, placeholders, heredocs, escapes)
+
+
 def _mutate(rng, text, vocab=VOCAB, atoms=None):
-    """`atoms` (names and literals): also replace an atom by another, which mostly still parses."""
+    """`atoms` (names and literals): also replace an atom by another, which mostly still parses,
+    and insert or delete one character the lexer turns on, inside strings and commands too."""
     tokens = TOKEN_RE.findall(text)
     solid = lambda: [i for i, t in enumerate(tokens) if not t.isspace()]  # noqa: E731
     ops = []
-    kinds = ("delete", "insert", "replace", "swap", "duplicate", "truncate") + (("atom",) * 6 if atoms else ())
+    kinds = ("delete", "insert", "replace", "swap", "duplicate", "truncate")
+    if atoms:
+        kinds += ("atom",) * 6 + ("char",) * 2
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         op = rng.choice(kinds)
         idx = solid()
         if not idx:
             op = "insert"
-        if op == "atom":
+        if op == "char":
+            joined = "".join(tokens)
+            at = rng.randrange(len(joined) + 1)
+            if rng.random() < 0.5 and at < len(joined) and joined[at] in LEXER_CHARS:
+                ops.append("delete character %d %r" % (at, joined[at]))
+                joined = joined[:at] + joined[at + 1:]
+            else:
+                c = rng.choice(LEXER_CHARS)
+                ops.append("insert %r at character %d" % (c, at))
+                joined = joined[:at] + c + joined[at:]
+            tokens = TOKEN_RE.findall(joined)
+        elif op == "atom":
             idx = [i for i in idx if ATOM_RE.match(tokens[i])] or idx
             i = rng.choice(idx)
             tok = rng.choice(atoms)
