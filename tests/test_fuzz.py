@@ -33,7 +33,7 @@ from conftest import REPO, shared_dir
 N_MUTANTS = int(os.environ.get("SPROCKET_FUZZ_MUTANTS", "5000"))  # raise it for a longer local run
 N_DRAFT2 = int(os.environ.get("SPROCKET_FUZZ_DRAFT2_MUTANTS", "2000"))  # draft-2 seeds only
 N_ISSUE16 = int(os.environ.get("SPROCKET_FUZZ_ISSUE16_MUTANTS", "1500"))  # issue 16's seeds, also --strict
-N_REGEX = int(os.environ.get("SPROCKET_FUZZ_REGEX_PATTERNS", "3000"))  # random regexes in sub/matches/find
+N_REGEX = int(os.environ.get("SPROCKET_FUZZ_REGEX_PATTERNS", "6000"))  # random regexes in sub/matches/find
 SEED = int(os.environ.get("SPROCKET_FUZZ_SEED", "1234"))
 MAX_SEED_BYTES = 6000  # keep each check fast; larger seeds add little
 MAX_REPORTED = 15
@@ -881,6 +881,7 @@ REGEX_FUNCTIONS = {"1.0": ("sub",), "1.1": ("sub",), "1.2": ("sub", "matches", "
 REGEX_DECL = {"sub": "String r%d = sub(s, %s, \"x\")", "matches": "Boolean r%d = matches(s, %s)",
               "find": "String? r%d = find(s, %s)"}
 REGEX_PER_DOCUMENT = 25
+REGEX_MAX_PIECES = 12
 
 
 def _wdl_string(text):
@@ -906,7 +907,7 @@ def test_fuzz_regex_patterns_check_and_run(tmp_path):
         version = sorted(REGEX_FUNCTIONS)[documents % len(REGEX_FUNCTIONS)]
         decls, invalid, extended = [], set(), set()
         for k in range(min(REGEX_PER_DOCUMENT, N_REGEX - first)):
-            pattern = "".join(rng.choice(REGEX_ALPHABET) for _ in range(rng.randint(1, 12)))
+            pattern = "".join(rng.choice(REGEX_ALPHABET) for _ in range(rng.randint(1, REGEX_MAX_PIECES)))
             line = 7 + k  # the declaration's line in the document below
             try:
                 if sprocket.translate_regex(pattern)[1]:
