@@ -770,7 +770,8 @@ ISSUE16_SEEDS = ("seed_compat_1_0.wdl", "seed_compat_1_1.wdl", "seed_compat_body
 def test_fuzz_check_strict_and_format_over_issue16_constructs(tmp_path):
     """Issue 16's seeds mutated with their constructs' pieces: `check` and `check --strict` behave
     (--strict never accepts what `check` refuses), and `format` refuses the mutant or formats it;
-    one that checks clean formats idempotently into a document that still checks clean."""
+    one that checks clean formats idempotently into a document that still checks clean, and
+    `inputs` and `validate` take it without an internal error."""
     emb = [d for d, _ in _seeds(tmp_path) if d.name == "embedded"][0]
     seeds = [(emb, EMBEDDED_SEEDS[name]) for name in ISSUE16_SEEDS]
     _fuzz(tmp_path, seeds, N_ISSUE16, vocab=ISSUE16_VOCAB, strict=True, fmt=True, borrow=True)
@@ -811,6 +812,8 @@ def _fuzz(tmp_path, seeds, n_mutants, vocab=VOCAB, strict=False, fmt=False, borr
                 problem = problem and "--strict: " + problem
             if not problem and fmt:
                 problem = _format_problem(sprocket, path, rc)
+            if not problem and fmt and rc == 0:
+                problem = _inputs_problem(sprocket, path)
         except BaseException as exc:  # noqa: B902 -- anything escaping main() is a bug
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -828,7 +831,7 @@ def _fuzz(tmp_path, seeds, n_mutants, vocab=VOCAB, strict=False, fmt=False, borr
                 break
         else:
             outcomes[rc] += 1
-        for done in (path, path.with_name(path.stem + "_formatted.wdl")):
+        for done in [path] + [path.with_name(path.stem + suffix) for suffix in ("_formatted.wdl", ".json")]:
             if done.exists():
                 done.unlink()
     elapsed = time.monotonic() - start
@@ -863,6 +866,32 @@ def _format_problem(sprocket, path, rc):
     again, output = _check(sprocket, formatted)
     if again != 0:
         return "the formatted document does not check clean:\n" + output
+    return None
+
+
+def _run_command(sprocket, *argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = sprocket.main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _inputs_problem(sprocket, path):
+    """A mutant that checks clean: `inputs` lists its inputs (or says why not), and `validate` of
+    the template it writes, and of no inputs at all, accepts or refuses with a message (the
+    template's placeholders are type names), never an internal error."""
+    rc, template, err = _run_command(sprocket, "inputs", str(path))
+    runs = [("inputs", rc, err)]
+    given = path.with_name(path.stem + ".json")
+    for text in ([template] if rc == 0 else []) + ["{}"]:
+        given.write_text(text, encoding="utf-8")
+        rc, out, err = _run_command(sprocket, "validate", str(path), str(given))
+        runs.append(("validate " + text[:60], rc, out + err))
+    for what, rc, output in runs:
+        if "internal error" in output.lower() or "Traceback" in output or rc not in (0, 1):
+            return "`%s`: exit %r\n%s" % (what, rc, output[-800:])
+        if rc == 1 and "error" not in output:
+            return "`%s`: exit 1 without an error message" % what
     return None
 
 
