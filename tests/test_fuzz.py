@@ -33,6 +33,7 @@ from conftest import REPO, shared_dir
 N_MUTANTS = int(os.environ.get("SPROCKET_FUZZ_MUTANTS", "5000"))  # raise it for a longer local run
 N_DRAFT2 = int(os.environ.get("SPROCKET_FUZZ_DRAFT2_MUTANTS", "2000"))  # draft-2 seeds only
 N_ISSUE16 = int(os.environ.get("SPROCKET_FUZZ_ISSUE16_MUTANTS", "1500"))  # issue 16's seeds, also --strict
+N_RUN = int(os.environ.get("SPROCKET_FUZZ_RUN_MUTANTS", "2000"))  # task-less workflows, run when they check
 N_REGEX = int(os.environ.get("SPROCKET_FUZZ_REGEX_PATTERNS", "6000"))  # random regexes in sub/matches/find
 SEED = int(os.environ.get("SPROCKET_FUZZ_SEED", "1234"))
 MAX_SEED_BYTES = 6000  # keep each check fast; larger seeds add little
@@ -605,6 +606,128 @@ workflow w {
 }
 
 
+# Workflows without tasks whose values are issue 16's run-time meanings: their mutants that check
+# clean are run in-process (fast: nothing is started).
+RUN_SEEDS = {
+    "run_1_1.wdl": r"""version 1.1
+
+struct Runtime {
+  Int cpu
+  String docker
+}
+
+workflow run11 {
+  input {
+    File? x
+    Array[String]? names
+    String name = "a"
+    Boolean? b = true
+    Int? count
+    Map[String, String] m = {"k": "1.5"}
+  }
+  Int n = 3
+  Int r = round(m["k"])
+  String s = sep(",", suffix(".x", ["a", name]))
+  Array[String] all = select_first([names, [name]])
+  Array[String] none = select_first([names, []])
+  String flag = "~{"--b " + b}" + true
+  String? count_text = if defined(count) then count else "none"
+  Runtime rt = Runtime {"cpu": 2, "docker": "ubuntu"}
+  String base = sub(name + "_R1_001.fastq.gz", "_R(?:1|2)_\\d{3}\\.fastq\\.gz$", "")
+  Pair[Array[String], Array[Int]] un = unzip([("a", 1), ("b", 2)])
+  output {
+    String o = s + flag + select_first([count_text, ""]) + base
+    Int cpu = rt.cpu + r + n
+    Array[String] firsts = un.left
+  }
+}
+""",
+    "run_1_2.wdl": r"""version 1.2
+
+workflow run12 {
+  input {
+    Int? i
+    Boolean c = true
+    File data = "data.txt"
+    String sample = "S1"
+  }
+  String s = <<<
+    a ${<<<inner ~{sample}>>>} b ~{"c"}
+      ${"d"}
+  >>>
+  Array[Pair[String?, Int]] pairs = [(None, 1), ("a", 2)]
+  Map[String, Array[Int?]] m = {"a": [None], "b": [1, None]}
+  String joined = join_paths("a/b", "../c.txt")
+  String? e = if c then i else "none"
+  Array[String] lines = read_lines("data.txt")
+  File? missing = "no-such-file.txt"
+  String escaped = "\u00e9 \U0001F600 \\u12 \x41 \101"
+  File table = write_tsv([["a", "1"], ["b", "2"]], true, ["name", "n"])
+  Boolean bam = matches(sample + ".BAM", "(?i)\\.bam$")
+  String? id = find("ID=abc;X=1", "ID=[^;\\s]+")
+  String lazy = sub("<a><b>", "<.+?>", "-")
+  output {
+    String o = s + joined + escaped + select_first([e, "x"])
+    Int first = pairs[1].right
+    Array[String] read = lines
+    Boolean gone = defined(missing)
+    Array[String] t = read_lines(table)
+    String found = select_first([id, lazy])
+  }
+}
+""",
+    "run_1_3.wdl": r"""version 1.3
+
+struct P {
+  Int a
+  String s
+}
+
+enum G {
+  M = P { a: 1, s: "m" },
+  N = P { a: 2, s: "n" }
+}
+
+enum H {
+  Q = (1, "x"),
+  R = (2, "y")
+}
+
+enum Tags[Array[String]] {
+  Short = ["a"],
+  Long = ["a", "b", "c"]
+}
+
+workflow run13 {
+  input {
+    H h = H.R
+    Tags tags = Tags.Long
+    G g = G.M
+    File f = "data.txt"
+  }
+  Map[File, String] by_path = {"data.txt": "d"}
+  Int a = value(G.N).a
+  Pair[Int, String] hv = value(h)
+  scatter (x in value(tags)) {
+    String y = "~{x}-~{h}-~{value(g).s}"
+  }
+  if (a > 1) {
+    String big = by_path[f]
+  } else {
+    String small = "s"
+  }
+  output {
+    Array[String] ys = y
+    Boolean same = h == H.R
+    String? b = big
+    Int left = hv.left
+  }
+}
+""",
+    "data.txt": "x\n",
+}
+
+
 def _seeds(tmp_path):
     """[(directory holding the seed and its siblings, seed text)], deterministic order."""
     seeds = []
@@ -775,6 +898,47 @@ def test_fuzz_check_strict_and_format_over_issue16_constructs(tmp_path):
     emb = [d for d, _ in _seeds(tmp_path) if d.name == "embedded"][0]
     seeds = [(emb, EMBEDDED_SEEDS[name]) for name in ISSUE16_SEEDS]
     _fuzz(tmp_path, seeds, N_ISSUE16, vocab=ISSUE16_VOCAB, strict=True, fmt=True, borrow=True)
+
+
+def test_fuzz_run_workflows_of_issue16_constructs(tmp_path):
+    """Mutants of task-less workflows holding issue 16's run-time meanings (regexes, coercions, enum
+    values, multi-line strings, document-relative paths): each that checks clean is run in-process,
+    and succeeds or fails with a message (exit 1), never an internal error."""
+    sprocket = _import_sprocket()
+    rng = random.Random(SEED)
+    here = tmp_path / "run"
+    here.mkdir()
+    for name, text in RUN_SEEDS.items():
+        (here / name).write_text(text)
+    seeds = [RUN_SEEDS[name] for name in sorted(RUN_SEEDS) if name.endswith(".wdl")]
+    owns = [sorted({tok for tok in TOKEN_RE.findall(text) if not tok.isspace()}) for text in seeds]
+    failures, ran, succeeded = [], 0, 0
+    for n in range(N_RUN):
+        text, own = seeds[n % len(seeds)], owns[n % len(seeds)]
+        mutant, ops = _mutate(rng, text, ISSUE16_VOCAB + own, [tok for tok in ISSUE16_VOCAB + own if ATOM_RE.match(tok)])
+        path = here / ("mutant%05d.wdl" % n)
+        path.write_text(mutant, encoding="utf-8")
+        try:
+            rc, output = _check(sprocket, path)
+            problem = _problem(rc, output)
+            if not problem and rc == 0:
+                ran += 1
+                rc, out, err = _run_command(sprocket, "run", str(path), "-o", str(tmp_path / "out"), "--no-call-cache")
+                output = out + err
+                succeeded += rc == 0
+                if "internal error" in output.lower() or "Traceback" in output or rc not in (0, 1):
+                    problem = "`run` exited %r" % (rc,)
+                elif rc == 1 and "error" not in output:
+                    problem = "`run` exited 1 without an error message"
+        except Exception as exc:  # noqa: B902 -- anything escaping main() is a bug
+            problem, output = "exception escaped", "%s: %s" % (type(exc).__name__, exc)
+        if problem:  # the mutant stays in the test's tmp dir
+            failures.append("%s: %s\n    mutations: %s\n    output: %s" % (path, problem, "; ".join(ops), output[-800:]))
+            if len(failures) >= MAX_REPORTED:
+                break
+    assert not failures, "\n\n".join(failures[:5])
+    assert succeeded > 0, (ran, succeeded)  # some mutants must get as far as running
+    print("fuzz: %d mutants, %d checked clean and ran, %d succeeded" % (N_RUN, ran, succeeded))
 
 
 def _import_sprocket():
