@@ -3049,8 +3049,8 @@ class Checker:
                     return ANY
             if e.name == "write_tsv" and len(e.args) == 3 and isinstance(e.args[2], ArrayLit):
                 self.check_tsv_header(e, args[0])
-            if e.name in ("sub", "matches", "find") and _is_constant(e.args[1]):
-                try:  # a literal pattern that cannot compile fails every run: say so now
+            if e.name in ("sub", "matches", "find") and isinstance(e.args[1], StringLit) and _is_constant(e.args[1]):
+                try:  # a literal pattern that cannot compile fails every run: say so now (a number compiles)
                     used = translate_regex("".join(e.args[1].parts))[1]
                 except EvalError as err:
                     self.err(err.message, e.args[1].span)

@@ -2803,3 +2803,13 @@ def test_two_placeholder_options_warn_and_strict_refuses(check_wdl):
     line, col = find_pos(src, '"x" ^sep=')
     assert_warns_at(check_wdl(src), line, col, "`default` and `sep`")
     assert_diag(check_wdl(src, args=("--strict",)), line, col, "more than one option")
+
+
+def test_regex_function_given_a_boolean_or_number_pattern_is_checked_not_crashed(check_wdl):
+    """`sub(s, false, "-")` (found by the fuzz): a literal pattern that is not a string is a
+    Boolean/number given for a String (a compatibility warning from 1.1), never an internal error."""
+    src = 'version 1.2\n\nworkflow w {\n  String a = sub("x", false, "-")\n  Boolean b = matches("1", 1)\n}\n'
+    proc = check_wdl(src)
+    assert proc.returncode == 0 and "internal error" not in proc.stderr, proc.stderr
+    assert_warns_at(proc, *find_pos(src, "= ^sub("), "numbers and Booleans taken as text")
+    assert check_wdl(src, args=("--strict",)).returncode == 1
