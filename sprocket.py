@@ -2185,6 +2185,315 @@ def resolve_call(name, args, dialect):
     )
 
 
+# -- Regular expressions -> Python re ---------------------------------------------------------
+#
+# The spec says POSIX ERE; the engines read patterns in their own syntax (Rust's `regex` in Sprocket,
+# Java in Cromwell, Python's `re` in miniwdl), and production WDL is written for them. The translation
+# takes ERE with the GNU extensions, plus what the three engines agree on; what they would read
+# differently, or one of them refuses, is an error naming the construct.
+# POSIX meaning kept: `.` matches any character including a newline, `^`/`$` anchor only at the start/end
+# of the whole string, `|`, `()`, `* + ? {n} {n,} {n,m}` (and GNU `{,m}`); a `{` that does not start a
+# valid interval is literal, as is an unmatched `)`; a quantifier after `*`, `+` or an interval applies to
+# the quantified atom (`a**`). Bracket expressions: `]` first is literal, `[:class:]` (ASCII sets), `[=c=]`
+# and `[.c.]` (single characters only). GNU escapes: `\s \S \w \W \b \B \< \> \` \'`, and `\n \t \r \f \v`
+# (WDL authors write "\\n"); `\` before any other non-alphanumeric character makes it literal.
+# What the engines agree on beyond ERE (`_REGEX_EXTENSIONS` names each, for the checker's compatibility
+# warning): `(?:...)`, named groups `(?<n>...)`/`(?P<n>...)`, flags `i m s` as `(?i)` at the start of a
+# group or alternative and `(?i:...)`, lazy quantifiers `*? +? ?? {n,m}?`, `\d \D \A \z \xhh \x{h..} \uhhhh`,
+# and a backslash escaping inside a bracket expression (`[\s,]`, `[\]]`; POSIX reads it as a literal `\`).
+# Refused: look-around, back-references (`\1`, `\k<n>`), possessive quantifiers (`a*+`), atomic groups,
+# other flags, `\p{..}`, `\Z`, `\Q..\E` and other escapes, nested brackets and class set operations.
+# Difference kept: POSIX picks the leftmost-LONGEST match, the engines the leftmost-first alternative
+# (`a|ab` on "ab" matches "a" here, "ab" in POSIX). Patterns whose alternatives cannot be prefixes of
+# each other behave the same.
+
+_ERE_CLASSES = {
+    "alpha": "a-zA-Z",
+    "digit": "0-9",
+    "alnum": "0-9A-Za-z",
+    "upper": "A-Z",
+    "lower": "a-z",
+    "space": " \\t\\n\\r\\f\\v",
+    "blank": " \\t",
+    "punct": "!-/:-@\\[-`{-~",
+    "xdigit": "0-9A-Fa-f",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "print": "\\x20-\\x7e",
+    "graph": "\\x21-\\x7e",
+}
+_ERE_ESCAPES = {
+    "s": "\\s", "S": "\\S", "w": "\\w", "W": "\\W", "d": "\\d", "D": "\\D",
+    "n": "\\n", "t": "\\t", "r": "\\r", "f": "\\f", "v": "\\v",
+}
+_ERE_ANCHOR_ESCAPES = {"b": "\\b", "B": "\\B", "<": "\\b(?=\\w)", ">": "\\b(?<=\\w)", "`": "\\A", "'": "\\Z",
+                       "A": "\\A", "z": "\\Z"}
+_ERE_INTERVAL = re.compile(r"\{(\d*)(,(\d*))?\}")
+_REGEX_CODEPOINT = re.compile(r"x([0-9A-Fa-f]{2})|x\{([0-9A-Fa-f]{1,6})\}|u([0-9A-Fa-f]{4})")
+_REGEX_FLAGS = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])")
+_REGEX_NAMED_GROUP = re.compile(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>")
+# Group openers no engine-independent meaning can be given to, with what they are (checked in order).
+_REGEX_REFUSED_GROUPS = (
+    ("(?<=", "look-behind `(?<=`"), ("(?<!", "look-behind `(?<!`"), ("(?=", "look-ahead `(?=`"),
+    ("(?!", "look-ahead `(?!`"), ("(?>", "atomic group `(?>`"), ("(?#", "comment group `(?#`"),
+    ("(?(", "conditional group `(?(`"),
+)
+# Escapes beyond ERE and GNU, and the name the compatibility warning gives them.
+_REGEX_EXTENSIONS = {"d": "`\\d`", "D": "`\\D`", "A": "`\\A`", "z": "`\\z`", "x": "`\\x` escapes", "u": "`\\u` escapes"}
+
+
+@functools.lru_cache(maxsize=512)
+def translate_regex(pattern):
+    """(compiled pattern, the constructs beyond POSIX ERE it uses, each named once)."""
+    used = []
+    try:
+        return re.compile(_ere_to_python(pattern, used), re.DOTALL), tuple(used)
+    except re.error as e:  # e.msg: the message without a position in the translated pattern
+        raise EvalError("invalid regular expression %r: %s" % (pattern, e.msg))
+    except (OverflowError, RecursionError):  # `a{9999999999}`, or groups nested too deeply
+        raise EvalError("invalid regular expression %r: a repeat count or nesting is too large" % pattern)
+
+
+def _ere_error(pattern, why):
+    return EvalError("invalid regular expression %r: %s" % (pattern, why))
+
+
+def _refused(pattern, what):
+    return _ere_error(pattern, "%s is not read the same way by Rust's regex, Java and Python (Sprocket, Cromwell and "
+                               "miniwdl), so it is not supported" % what)
+
+
+def _used(used, what):
+    if what not in used:
+        used.append(what)
+
+
+def _ere_to_python(p, used):
+    out = []  # translated pieces; a group is collapsed into one piece when it closes
+    opened = []  # per unclosed group: (index of its opener in `out`, closes with its enclosing group, multiline before)
+    atom = None  # index of the piece a quantifier would apply to (always the last piece), or None
+    quantified = None  # the quantifier just applied, if the previous token was one
+    multiline = False  # inside `(?m)`: `^`/`$` anchor at line starts/ends too
+    i, n = 0, len(p)
+    while i < n:
+        c = p[i]
+        i += 1
+        if c in "*+?{":
+            if c == "{":
+                m = _ERE_INTERVAL.match(p, i - 1)
+                if not m:
+                    atom, quantified = len(out), None
+                    out.append("\\{")
+                    continue
+                lo, hi = m.group(1) or "0", m.group(3)
+                if m.group(2) and hi and int(hi) < int(lo):
+                    raise _ere_error(p, "invalid interval {%s}" % m.group(0)[1:-1])
+                c = "{%s}" % (lo + (("," + hi) if m.group(2) else ""))
+                i = m.end()
+            if atom is None:
+                raise _ere_error(p, "'%s' has nothing to repeat" % c)
+            lazy = len(quantified or "") > 1 and quantified.endswith("?")
+            if quantified and not lazy and c in "?+":  # `a*?`, `a{2}+`: the engines' syntax, not ERE stacking
+                if c == "+":
+                    raise _refused(p, "the possessive quantifier `%s+`" % quantified)
+                _used(used, "lazy quantifiers (`%s?`)" % quantified)
+                out[atom] += "?"
+                quantified += "?"
+                continue
+            if quantified:
+                out[atom] = "(?:%s)" % out[atom]
+            out[atom] += c
+            quantified = c
+            continue
+        quantified = None
+        if c == "(":
+            if p.startswith("?", i):
+                i, multiline = _regex_group(p, i - 1, out, opened, used, multiline)
+            else:
+                opened.append((len(out), False, multiline))
+                out.append("(")
+            atom = None
+        elif c == ")" and any(not implicit for _, implicit, _ in opened):
+            atom = _close_groups(out, opened, True)
+            multiline = opened.pop()[2]
+            out[atom:] = ["".join(out[atom:]) + ")"]
+        elif c == "|":
+            out.append("|")
+            atom = None
+        elif c == "^":
+            out.append("^")
+            atom = None
+        elif c == "$":
+            out.append("$" if multiline else "\\Z")
+            atom = None
+        elif c == ".":
+            atom = len(out)
+            out.append(".")
+        elif c == "[":
+            piece, i = _ere_bracket(p, i, used)
+            atom = len(out)
+            out.append(piece)
+        elif c == "\\":
+            if i >= n:
+                raise _ere_error(p, "trailing backslash")
+            d = p[i]
+            if d in _REGEX_EXTENSIONS:
+                _used(used, _REGEX_EXTENSIONS[d])
+            if d in _ERE_ANCHOR_ESCAPES:
+                out.append(_ERE_ANCHOR_ESCAPES[d])
+                atom, i = None, i + 1
+                continue
+            atom = len(out)
+            piece, i = _regex_escape(p, i)
+            out.append(piece)
+        else:
+            atom = len(out)
+            out.append(re.escape(c))
+    _close_groups(out, opened, False)
+    if opened:
+        raise _ere_error(p, "unmatched (")
+    return "".join(out)
+
+
+def _close_groups(out, opened, explicit):
+    """Close the `(?i)` groups that end with their enclosing group (or the pattern); returns where the
+    enclosing group's opener is in `out` (when `explicit`)."""
+    while opened and opened[-1][1]:
+        start = opened.pop()[0]
+        out[start:] = ["".join(out[start:]) + ")"]
+    return opened[-1][0] if explicit else None
+
+
+def _regex_group(p, i, out, opened, used, multiline):
+    """The `(?` group whose "(" is p[i]: appends its opener to `out` and `opened`; returns (next index,
+    multiline inside it). A flag group `(?i)` becomes `(?i:`, closed with its enclosing group (where Rust
+    and Java end its effect), so it must come first in the pattern, a group or an alternative."""
+    for opener, what in _REGEX_REFUSED_GROUPS:
+        if p.startswith(opener, i):
+            raise _refused(p, "a " + what)
+    m = _REGEX_NAMED_GROUP.match(p, i)
+    if m:
+        _used(used, "named groups")
+        opened.append((len(out), False, multiline))
+        out.append("(?P<%s>" % m.group(1))
+        return m.end(), multiline
+    m = _REGEX_FLAGS.match(p, i)
+    if not m:
+        raise _refused(p, "the group `%s`" % p[i:i + 3])
+    on, off, scoped = m.group(1), m.group(2) or "", m.group(3) == ":"
+    flags = on + ("-" + off if off else "")
+    if not flags:
+        if not scoped:
+            raise _ere_error(p, "empty flag group `(?)`")
+        _used(used, "non-capturing groups `(?:`")
+    else:
+        if set(on + off) - set("ims") or set(on) & set(off):
+            raise _refused(p, "the flag group `%s`" % m.group(0))
+        if not scoped and out and out[-1] != "|" and not (opened and opened[-1][0] == len(out) - 1):
+            raise _ere_error(p, "the flag group `(?%s)` must open the pattern, a group or an alternative "
+                                "(or write `(?%s:...)`)" % (flags, flags))
+        _used(used, "inline flags `(?%s)`" % flags)
+    opened.append((len(out), not scoped, multiline))
+    out.append("(?%s:" % flags)
+    return m.end(), ("m" in on) or (multiline and "m" not in off)
+
+
+def _regex_escape(p, i):
+    """The escape whose letter is p[i] (outside a bracket expression): (Python piece, next index)."""
+    d = p[i]
+    if d in _ERE_ESCAPES:
+        return _ERE_ESCAPES[d], i + 1
+    if d in "xu":
+        return re.escape(_regex_codepoint(p, i)), _REGEX_CODEPOINT.match(p, i).end()
+    if "1" <= d <= "9" or p.startswith("k<", i):
+        raise _refused(p, "a back-reference (`\\%s`)" % d)
+    if d in "pPZQ":
+        raise _refused(p, "`\\%s`" % d)
+    if d.isalnum() or d == "_":
+        raise _ere_error(p, "unsupported escape \\%s" % d)
+    return re.escape(d), i + 1
+
+
+def _regex_codepoint(p, i):
+    """The character of `\\xhh`, `\\x{h..}` or `\\uhhhh` whose letter is p[i]."""
+    m = _REGEX_CODEPOINT.match(p, i)
+    code = int(next(g for g in m.groups() if g), 16) if m else 0x110000
+    if code > 0x10FFFF:
+        raise _ere_error(p, "invalid escape \\%s (write \\xhh, \\x{h...} or \\uhhhh)"
+                         % (m.group(0) if m else p[i:i + 2]))
+    return chr(code)
+
+
+def _ere_bracket(p, i, used):
+    """Translate the bracket expression whose "[" is just before p[i]; returns (piece, next index)."""
+    n = len(p)
+    negate = i < n and p[i] == "^"
+    if negate:
+        i += 1
+    items = []
+    first = True
+    while True:
+        if i >= n:
+            raise _ere_error(p, "unterminated bracket expression")
+        c = p[i]
+        if c == "]" and not first:
+            i += 1
+            break
+        first = False
+        if c == "[" and i + 1 < n and p[i + 1] == ":":
+            end = p.find(":]", i + 2)
+            name = p[i + 2:end] if end >= 0 else None
+            if name not in _ERE_CLASSES:
+                raise _ere_error(p, "unknown character class [:%s:]" % (name or p[i + 2:]))
+            items.append(_ERE_CLASSES[name])
+            i = end + 2
+            continue
+        if p.startswith(("&&", "~~"), i):
+            raise _refused(p, "`%s` in a bracket expression (a set operation in Rust or Java, two characters in "
+                              "Python; write `\\%s`)" % (p[i:i + 2], c))
+        if c == "\\" and p[i + 1:i + 2] in ("d", "D", "w", "W", "s", "S"):
+            _used(used, "backslash escapes in a bracket expression")
+            items.append(_ERE_ESCAPES[p[i + 1]])
+            i += 2
+            continue
+        lo, i = _ere_bracket_char(p, i, used)
+        if i + 1 < n and p[i] == "-" and p[i + 1] != "]":
+            hi, i = _ere_bracket_char(p, i + 1, used)
+            if hi < lo:
+                raise _ere_error(p, "invalid range %s-%s" % (lo, hi))
+            items.append(_class_char(lo) + "-" + _class_char(hi))
+        else:
+            items.append(_class_char(lo))
+    return "[" + ("^" if negate else "") + "".join(items) + "]", i
+
+
+def _ere_bracket_char(p, i, used):
+    """One character of a bracket expression: a plain character, [=c=], [.c.] or a backslash escape."""
+    if p[i] == "[" and i + 1 < len(p) and p[i + 1] in "=.:":
+        kind = p[i + 1]
+        end = p.find(kind + "]", i + 2)
+        if kind == ":" or end != i + 3:
+            raise _ere_error(p, "unsupported bracket element starting at %r" % p[i:i + 4])
+        return p[i + 2], end + 2
+    if p[i] == "[":
+        raise _refused(p, "a `[` inside a bracket expression (a nested class in Rust and Java, a literal in "
+                          "Python; write `\\[`)")
+    if p[i] == "\\" and i + 1 < len(p):
+        _used(used, "backslash escapes in a bracket expression")
+        d = p[i + 1]
+        if d in "xu":
+            return _regex_codepoint(p, i + 1), _REGEX_CODEPOINT.match(p, i + 1).end()
+        if d in "ntrfv":
+            return "\n\t\r\f\v"["ntrfv".index(d)], i + 2
+        if d.isalnum() or d == "_":
+            raise _ere_error(p, "unsupported escape \\%s in a bracket expression" % d)
+        return d, i + 2
+    return p[i], i + 1
+
+
+def _class_char(ch):
+    return ch if ch.isalnum() or ch == "_" else "\\" + ch
+
+
 # ============================================================================================
 # 8. Document analysis
 # ============================================================================================
@@ -4772,317 +5081,8 @@ _EVAL = {
 # ============================================================================================
 #
 # One function per WDL function, fn_<name>(ctx, args), with arguments already coerced to the
-# chosen overload's parameter types; IMPLS maps names to them. Regexes are POSIX ERE and what
-# the engines agree on, translated to Python's `re` once per pattern.
-
-# -- Regular expressions -> Python re ---------------------------------------------------------
-#
-# The spec says POSIX ERE; the engines read patterns in their own syntax (Rust's `regex` in Sprocket,
-# Java in Cromwell, Python's `re` in miniwdl), and production WDL is written for them. The translation
-# takes ERE with the GNU extensions, plus what the three engines agree on; what they would read
-# differently, or one of them refuses, is an error naming the construct.
-# POSIX meaning kept: `.` matches any character including a newline, `^`/`$` anchor only at the start/end
-# of the whole string, `|`, `()`, `* + ? {n} {n,} {n,m}` (and GNU `{,m}`); a `{` that does not start a
-# valid interval is literal, as is an unmatched `)`; a quantifier after `*`, `+` or an interval applies to
-# the quantified atom (`a**`). Bracket expressions: `]` first is literal, `[:class:]` (ASCII sets), `[=c=]`
-# and `[.c.]` (single characters only). GNU escapes: `\s \S \w \W \b \B \< \> \` \'`, and `\n \t \r \f \v`
-# (WDL authors write "\\n"); `\` before any other non-alphanumeric character makes it literal.
-# What the engines agree on beyond ERE (`_REGEX_EXTENSIONS` names each, for the checker's compatibility
-# warning): `(?:...)`, named groups `(?<n>...)`/`(?P<n>...)`, flags `i m s` as `(?i)` at the start of a
-# group or alternative and `(?i:...)`, lazy quantifiers `*? +? ?? {n,m}?`, `\d \D \A \z \xhh \x{h..} \uhhhh`,
-# and a backslash escaping inside a bracket expression (`[\s,]`, `[\]]`; POSIX reads it as a literal `\`).
-# Refused: look-around, back-references (`\1`, `\k<n>`), possessive quantifiers (`a*+`), atomic groups,
-# other flags, `\p{..}`, `\Z`, `\Q..\E` and other escapes, nested brackets and class set operations.
-# Difference kept: POSIX picks the leftmost-LONGEST match, the engines the leftmost-first alternative
-# (`a|ab` on "ab" matches "a" here, "ab" in POSIX). Patterns whose alternatives cannot be prefixes of
-# each other behave the same.
-
-_ERE_CLASSES = {
-    "alpha": "a-zA-Z",
-    "digit": "0-9",
-    "alnum": "0-9A-Za-z",
-    "upper": "A-Z",
-    "lower": "a-z",
-    "space": " \\t\\n\\r\\f\\v",
-    "blank": " \\t",
-    "punct": "!-/:-@\\[-`{-~",
-    "xdigit": "0-9A-Fa-f",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "print": "\\x20-\\x7e",
-    "graph": "\\x21-\\x7e",
-}
-_ERE_ESCAPES = {
-    "s": "\\s", "S": "\\S", "w": "\\w", "W": "\\W", "d": "\\d", "D": "\\D",
-    "n": "\\n", "t": "\\t", "r": "\\r", "f": "\\f", "v": "\\v",
-}
-_ERE_ANCHOR_ESCAPES = {"b": "\\b", "B": "\\B", "<": "\\b(?=\\w)", ">": "\\b(?<=\\w)", "`": "\\A", "'": "\\Z",
-                       "A": "\\A", "z": "\\Z"}
-_ERE_INTERVAL = re.compile(r"\{(\d*)(,(\d*))?\}")
-_REGEX_CODEPOINT = re.compile(r"x([0-9A-Fa-f]{2})|x\{([0-9A-Fa-f]{1,6})\}|u([0-9A-Fa-f]{4})")
-_REGEX_FLAGS = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])")
-_REGEX_NAMED_GROUP = re.compile(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>")
-# Group openers no engine-independent meaning can be given to, with what they are (checked in order).
-_REGEX_REFUSED_GROUPS = (
-    ("(?<=", "look-behind `(?<=`"), ("(?<!", "look-behind `(?<!`"), ("(?=", "look-ahead `(?=`"),
-    ("(?!", "look-ahead `(?!`"), ("(?>", "atomic group `(?>`"), ("(?#", "comment group `(?#`"),
-    ("(?(", "conditional group `(?(`"),
-)
-# Escapes beyond ERE and GNU, and the name the compatibility warning gives them.
-_REGEX_EXTENSIONS = {"d": "`\\d`", "D": "`\\D`", "A": "`\\A`", "z": "`\\z`", "x": "`\\x` escapes", "u": "`\\u` escapes"}
-
-
-@functools.lru_cache(maxsize=512)
-def translate_regex(pattern):
-    """(compiled pattern, the constructs beyond POSIX ERE it uses, each named once)."""
-    used = []
-    try:
-        return re.compile(_ere_to_python(pattern, used), re.DOTALL), tuple(used)
-    except re.error as e:  # e.msg: the message without a position in the translated pattern
-        raise EvalError("invalid regular expression %r: %s" % (pattern, e.msg))
-    except (OverflowError, RecursionError):  # `a{9999999999}`, or groups nested too deeply
-        raise EvalError("invalid regular expression %r: a repeat count or nesting is too large" % pattern)
-
-
-def _ere_error(pattern, why):
-    return EvalError("invalid regular expression %r: %s" % (pattern, why))
-
-
-def _refused(pattern, what):
-    return _ere_error(pattern, "%s is not read the same way by Rust's regex, Java and Python (Sprocket, Cromwell and "
-                               "miniwdl), so it is not supported" % what)
-
-
-def _used(used, what):
-    if what not in used:
-        used.append(what)
-
-
-def _ere_to_python(p, used):
-    out = []  # translated pieces; a group is collapsed into one piece when it closes
-    opened = []  # per unclosed group: (index of its opener in `out`, closes with its enclosing group, multiline before)
-    atom = None  # index of the piece a quantifier would apply to (always the last piece), or None
-    quantified = None  # the quantifier just applied, if the previous token was one
-    multiline = False  # inside `(?m)`: `^`/`$` anchor at line starts/ends too
-    i, n = 0, len(p)
-    while i < n:
-        c = p[i]
-        i += 1
-        if c in "*+?{":
-            if c == "{":
-                m = _ERE_INTERVAL.match(p, i - 1)
-                if not m:
-                    atom, quantified = len(out), None
-                    out.append("\\{")
-                    continue
-                lo, hi = m.group(1) or "0", m.group(3)
-                if m.group(2) and hi and int(hi) < int(lo):
-                    raise _ere_error(p, "invalid interval {%s}" % m.group(0)[1:-1])
-                c = "{%s}" % (lo + (("," + hi) if m.group(2) else ""))
-                i = m.end()
-            if atom is None:
-                raise _ere_error(p, "'%s' has nothing to repeat" % c)
-            lazy = len(quantified or "") > 1 and quantified.endswith("?")
-            if quantified and not lazy and c in "?+":  # `a*?`, `a{2}+`: the engines' syntax, not ERE stacking
-                if c == "+":
-                    raise _refused(p, "the possessive quantifier `%s+`" % quantified)
-                _used(used, "lazy quantifiers (`%s?`)" % quantified)
-                out[atom] += "?"
-                quantified += "?"
-                continue
-            if quantified:
-                out[atom] = "(?:%s)" % out[atom]
-            out[atom] += c
-            quantified = c
-            continue
-        quantified = None
-        if c == "(":
-            if p.startswith("?", i):
-                i, multiline = _regex_group(p, i - 1, out, opened, used, multiline)
-            else:
-                opened.append((len(out), False, multiline))
-                out.append("(")
-            atom = None
-        elif c == ")" and any(not implicit for _, implicit, _ in opened):
-            atom = _close_groups(out, opened, True)
-            multiline = opened.pop()[2]
-            out[atom:] = ["".join(out[atom:]) + ")"]
-        elif c == "|":
-            out.append("|")
-            atom = None
-        elif c == "^":
-            out.append("^")
-            atom = None
-        elif c == "$":
-            out.append("$" if multiline else "\\Z")
-            atom = None
-        elif c == ".":
-            atom = len(out)
-            out.append(".")
-        elif c == "[":
-            piece, i = _ere_bracket(p, i, used)
-            atom = len(out)
-            out.append(piece)
-        elif c == "\\":
-            if i >= n:
-                raise _ere_error(p, "trailing backslash")
-            d = p[i]
-            if d in _REGEX_EXTENSIONS:
-                _used(used, _REGEX_EXTENSIONS[d])
-            if d in _ERE_ANCHOR_ESCAPES:
-                out.append(_ERE_ANCHOR_ESCAPES[d])
-                atom, i = None, i + 1
-                continue
-            atom = len(out)
-            piece, i = _regex_escape(p, i)
-            out.append(piece)
-        else:
-            atom = len(out)
-            out.append(re.escape(c))
-    _close_groups(out, opened, False)
-    if opened:
-        raise _ere_error(p, "unmatched (")
-    return "".join(out)
-
-
-def _close_groups(out, opened, explicit):
-    """Close the `(?i)` groups that end with their enclosing group (or the pattern); returns where the
-    enclosing group's opener is in `out` (when `explicit`)."""
-    while opened and opened[-1][1]:
-        start = opened.pop()[0]
-        out[start:] = ["".join(out[start:]) + ")"]
-    return opened[-1][0] if explicit else None
-
-
-def _regex_group(p, i, out, opened, used, multiline):
-    """The `(?` group whose "(" is p[i]: appends its opener to `out` and `opened`; returns (next index,
-    multiline inside it). A flag group `(?i)` becomes `(?i:`, closed with its enclosing group (where Rust
-    and Java end its effect), so it must come first in the pattern, a group or an alternative."""
-    for opener, what in _REGEX_REFUSED_GROUPS:
-        if p.startswith(opener, i):
-            raise _refused(p, "a " + what)
-    m = _REGEX_NAMED_GROUP.match(p, i)
-    if m:
-        _used(used, "named groups")
-        opened.append((len(out), False, multiline))
-        out.append("(?P<%s>" % m.group(1))
-        return m.end(), multiline
-    m = _REGEX_FLAGS.match(p, i)
-    if not m:
-        raise _refused(p, "the group `%s`" % p[i:i + 3])
-    on, off, scoped = m.group(1), m.group(2) or "", m.group(3) == ":"
-    flags = on + ("-" + off if off else "")
-    if not flags:
-        if not scoped:
-            raise _ere_error(p, "empty flag group `(?)`")
-        _used(used, "non-capturing groups `(?:`")
-    else:
-        if set(on + off) - set("ims") or set(on) & set(off):
-            raise _refused(p, "the flag group `%s`" % m.group(0))
-        if not scoped and out and out[-1] != "|" and not (opened and opened[-1][0] == len(out) - 1):
-            raise _ere_error(p, "the flag group `(?%s)` must open the pattern, a group or an alternative "
-                                "(or write `(?%s:...)`)" % (flags, flags))
-        _used(used, "inline flags `(?%s)`" % flags)
-    opened.append((len(out), not scoped, multiline))
-    out.append("(?%s:" % flags)
-    return m.end(), ("m" in on) or (multiline and "m" not in off)
-
-
-def _regex_escape(p, i):
-    """The escape whose letter is p[i] (outside a bracket expression): (Python piece, next index)."""
-    d = p[i]
-    if d in _ERE_ESCAPES:
-        return _ERE_ESCAPES[d], i + 1
-    if d in "xu":
-        return re.escape(_regex_codepoint(p, i)), _REGEX_CODEPOINT.match(p, i).end()
-    if "1" <= d <= "9" or p.startswith("k<", i):
-        raise _refused(p, "a back-reference (`\\%s`)" % d)
-    if d in "pPZQ":
-        raise _refused(p, "`\\%s`" % d)
-    if d.isalnum() or d == "_":
-        raise _ere_error(p, "unsupported escape \\%s" % d)
-    return re.escape(d), i + 1
-
-
-def _regex_codepoint(p, i):
-    """The character of `\\xhh`, `\\x{h..}` or `\\uhhhh` whose letter is p[i]."""
-    m = _REGEX_CODEPOINT.match(p, i)
-    code = int(next(g for g in m.groups() if g), 16) if m else 0x110000
-    if code > 0x10FFFF:
-        raise _ere_error(p, "invalid escape \\%s (write \\xhh, \\x{h...} or \\uhhhh)"
-                         % (m.group(0) if m else p[i:i + 2]))
-    return chr(code)
-
-
-def _ere_bracket(p, i, used):
-    """Translate the bracket expression whose "[" is just before p[i]; returns (piece, next index)."""
-    n = len(p)
-    negate = i < n and p[i] == "^"
-    if negate:
-        i += 1
-    items = []
-    first = True
-    while True:
-        if i >= n:
-            raise _ere_error(p, "unterminated bracket expression")
-        c = p[i]
-        if c == "]" and not first:
-            i += 1
-            break
-        first = False
-        if c == "[" and i + 1 < n and p[i + 1] == ":":
-            end = p.find(":]", i + 2)
-            name = p[i + 2:end] if end >= 0 else None
-            if name not in _ERE_CLASSES:
-                raise _ere_error(p, "unknown character class [:%s:]" % (name or p[i + 2:]))
-            items.append(_ERE_CLASSES[name])
-            i = end + 2
-            continue
-        if p.startswith(("&&", "~~"), i):
-            raise _refused(p, "`%s` in a bracket expression (a set operation in Rust or Java, two characters in "
-                              "Python; write `\\%s`)" % (p[i:i + 2], c))
-        if c == "\\" and p[i + 1:i + 2] in ("d", "D", "w", "W", "s", "S"):
-            _used(used, "backslash escapes in a bracket expression")
-            items.append(_ERE_ESCAPES[p[i + 1]])
-            i += 2
-            continue
-        lo, i = _ere_bracket_char(p, i, used)
-        if i + 1 < n and p[i] == "-" and p[i + 1] != "]":
-            hi, i = _ere_bracket_char(p, i + 1, used)
-            if hi < lo:
-                raise _ere_error(p, "invalid range %s-%s" % (lo, hi))
-            items.append(_class_char(lo) + "-" + _class_char(hi))
-        else:
-            items.append(_class_char(lo))
-    return "[" + ("^" if negate else "") + "".join(items) + "]", i
-
-
-def _ere_bracket_char(p, i, used):
-    """One character of a bracket expression: a plain character, [=c=], [.c.] or a backslash escape."""
-    if p[i] == "[" and i + 1 < len(p) and p[i + 1] in "=.:":
-        kind = p[i + 1]
-        end = p.find(kind + "]", i + 2)
-        if kind == ":" or end != i + 3:
-            raise _ere_error(p, "unsupported bracket element starting at %r" % p[i:i + 4])
-        return p[i + 2], end + 2
-    if p[i] == "[":
-        raise _refused(p, "a `[` inside a bracket expression (a nested class in Rust and Java, a literal in "
-                          "Python; write `\\[`)")
-    if p[i] == "\\" and i + 1 < len(p):
-        _used(used, "backslash escapes in a bracket expression")
-        d = p[i + 1]
-        if d in "xu":
-            return _regex_codepoint(p, i + 1), _REGEX_CODEPOINT.match(p, i + 1).end()
-        if d in "ntrfv":
-            return "\n\t\r\f\v"["ntrfv".index(d)], i + 2
-        if d.isalnum() or d == "_":
-            raise _ere_error(p, "unsupported escape \\%s in a bracket expression" % d)
-        return d, i + 2
-    return p[i], i + 1
-
-
-def _class_char(ch):
-    return ch if ch.isalnum() or ch == "_" else "\\" + ch
-
+# chosen overload's parameter types; IMPLS maps names to them. Regexes are translated in section 7
+# (translate_regex), where the checker also finds them.
 
 def _regex(fname, pattern):
     try:
