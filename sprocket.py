@@ -10,7 +10,8 @@ with what Cromwell and miniwdl accept beyond the spec (warned about; errors unde
 
 The module reads top to bottom in the order data flows:
 
-     1. Errors and positions       Source, Span, WdlError and its kinds, format_diagnostic()
+     1. Errors and positions       Source, Span, WdlError and its kinds, format_diagnostic();
+                                   write_replacing() (a file written whole, then renamed)
      2. Versions                   the dialect table: what draft-2 and each 1.x allow, and what is
                                    accepted only for compatibility; Dialect, DIALECTS
      3. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
@@ -19,7 +20,8 @@ The module reads top to bottom in the order data flows:
      5. Parser                     Parser.for_source(source): recursive descent, precedence climbing,
                                    a dialect's rules where a construct is met (draft-2 included)
      6. Types                      Type classes, coerces(), unify()
-     7. Standard library: types    the signature table of all 55 functions, resolve_call()
+     7. Standard library: types    the signature table of all 55 functions, resolve_call();
+                                   translate_regex(): POSIX ERE and what Rust, Java and Python agree on
      8. Document analysis          load(path): imports (paths and http(s) URLs), namespaces, name
                                    resolution, type checking, the workflow graph (each element's `deps`)
      9. Lint and format            LINT_RULES, lint_document(), lint_filter() (`#@ except:`);
@@ -28,8 +30,7 @@ The module reads top to bottom in the order data flows:
                                    value_to_json(), evaluate(), render_placeholder(); paths
                                    relative to the document (document_paths); ReadScope: what
                                    a workflow's own standard library calls may read
-    11. Standard library: code     IMPLS, the implementation of each function; regexes (POSIX ERE
-                                   and what Rust, Java and Python agree on)
+    11. Standard library: code     IMPLS, the implementation of each function
     12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
                                    each) -> outputs, kept in the task's sandbox (OutputSandbox); the
                                    runtime keys of Cromwell-era WDL (normalize_runtime)
