@@ -8807,6 +8807,9 @@ def _toml_value(v):
 # died is marked `orphaned` by the next process that opens the database.
 
 _DB_SCHEMA_VERSION = "1"
+# Room kept beside sprocket.db (`sprocket.db-reserve`) and given up when the disk fills, so that the
+# last writes of a run (its tasks' rows, `failed` and why) still have space for the rollback journal.
+_DB_RESERVE_BYTES = 512 * 1024
 _DB_SCHEMA = """
 CREATE TABLE IF NOT EXISTS metadata (key TEXT PRIMARY KEY UNIQUE NOT NULL, value TEXT NOT NULL,
     created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
@@ -8964,22 +8967,20 @@ class Store:
                     db.execute("ROLLBACK")
                 raise
 
-        def in_memory_journal(db):
-            # A full file system has no room for the rollback journal, but an update in place
-            # needs none: so a run still ends `failed` (with why), not `running`.
-            db.execute("PRAGMA journal_mode = MEMORY")
-            try:
-                return run(db)
-            finally:
-                db.execute("PRAGMA journal_mode = DELETE")
         if not statements:
             return None
         try:
             return self.write(run)
         except RunError as e:
+            # A full file system: the reserve makes room, and the transaction keeps its journal (one
+            # without a journal would corrupt the file if the engine were killed during it).
             if not isinstance(e.__cause__, self.sqlite3.OperationalError) or "full" not in str(e.__cause__):
                 raise
-        return self.write(in_memory_journal)
+            try:
+                os.unlink(self.path + "-reserve")
+            except OSError:
+                raise e from None
+        return self.write(run)
 
     def enqueue(self, sql, args=()):
         """Task state changes are batched: a commit costs milliseconds (an fsync), and the hot path
@@ -9121,7 +9122,22 @@ class Store:
         self.execute("INSERT INTO session_processes (session_id, hostname, pid) VALUES (?, ?, ?)",
                      (sid, socket.gethostname(), os.getpid()))
         self.session_id = sid
+        self.keep_reserve()
         return sid
+
+    def keep_reserve(self):
+        """Make `sprocket.db-reserve` (see _DB_RESERVE_BYTES) if it is not there; on a disk already full
+        there is no room for it, and the run says so when it writes."""
+        reserve = self.path + "-reserve"
+        try:
+            if os.path.getsize(reserve) >= _DB_RESERVE_BYTES:
+                return
+        except OSError:
+            pass
+        try:
+            write_replacing(reserve, bytes(_DB_RESERVE_BYTES))
+        except OSError:
+            pass
 
     def heartbeat(self):
         self.execute("UPDATE sessions SET heartbeat_at = CURRENT_TIMESTAMP WHERE id = ?", (self.session_id,))
