@@ -17,9 +17,9 @@ The module reads top to bottom in the order data flows:
      3. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
      4. Syntax tree                Document, Import, StructDef, EnumDef, Task, Workflow, Decl, Call,
                                    Scatter, Conditional and the expression nodes
-     5. Parser                     Parser.for_source(source): recursive descent, precedence climbing,
+     5. Types                      Type classes, coerces(), unify()
+     6. Parser                     Parser.for_source(source): recursive descent, precedence climbing,
                                    a dialect's rules where a construct is met (draft-2 included)
-     6. Types                      Type classes, coerces(), unify()
      7. Standard library: types    the signature table of all 55 functions, resolve_call();
                                    translate_regex(): POSIX ERE and what Rust, Java and Python agree on
      8. Document analysis          load(path): imports (paths and http(s) URLs), namespaces, name
@@ -614,8 +614,368 @@ class RuntimeBlock(dict):
 HintsBlock = _node("HintsBlock", "kind entries", base=Expr)
 
 
+def free_names(e, out=None):
+    """Names an expression reads (the first part of `a.b.c` chains)."""
+    if out is None:
+        out = set()
+    if e is None:
+        return out
+    cls = type(e)
+    if cls is Ident:
+        out.add(e.name)
+    elif cls is StringLit:
+        for p in e.parts:
+            if not isinstance(p, str):
+                free_names(p.expr, out)
+    elif cls is GetAttr:
+        free_names(e.expr, out)
+    elif cls is Index:
+        free_names(e.expr, out)
+        free_names(e.index, out)
+    elif cls is Apply:
+        for a in e.args:
+            free_names(a, out)
+    elif cls is Binary:
+        free_names(e.left, out)
+        free_names(e.right, out)
+    elif cls is Unary:
+        free_names(e.operand, out)
+    elif cls is IfThenElse:
+        free_names(e.cond, out)
+        free_names(e.then, out)
+        free_names(e.other, out)
+    elif cls is ArrayLit:
+        for x in e.items:
+            free_names(x, out)
+    elif cls is MapLit:
+        for k, v in e.entries:
+            free_names(k, out)
+            free_names(v, out)
+    elif cls is PairLit:
+        free_names(e.left, out)
+        free_names(e.right, out)
+    elif cls in (ObjectLit, StructLit):
+        for _, x, _ in e.members:
+            free_names(x, out)
+    elif cls is HintsBlock:
+        for _, x in e.entries:
+            free_names(x, out)
+    return out
+
+
 # ============================================================================================
-# 5. Parser
+# 5. Types
+# ============================================================================================
+#
+# Types are small immutable objects; `opt` marks `T?`. Struct and enum types hold their
+# definitions. `AnyType` is the type of `None`, of `[]`'s items, of `read_json()` and of
+# anything already reported as an error (so one mistake gives one message).
+
+
+class Type:
+    __slots__ = ("opt",)
+
+    def optional(self, opt=True):
+        if self.opt == opt:
+            return self
+        t = object.__new__(type(self))
+        for cls in type(self).__mro__:
+            for s in getattr(cls, "__slots__", ()):
+                if hasattr(self, s):
+                    object.__setattr__(t, s, getattr(self, s))
+        t.opt = opt
+        return t
+
+    def required(self):
+        return self.optional(False)
+
+    def key(self):
+        return (type(self).__name__,)
+
+    def __eq__(self, other):
+        return isinstance(other, Type) and self.key() == other.key() and self.opt == other.opt
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __str__(self):
+        return self.base_str() + ("?" if self.opt else "")
+
+    __repr__ = __str__
+
+
+class PrimType(Type):
+    __slots__ = ("name",)
+
+    def __init__(self, name, opt=False):
+        self.name = name
+        self.opt = opt
+
+    def key(self):
+        return ("prim", self.name)
+
+    def base_str(self):
+        return self.name
+
+
+class ArrayType(Type):
+    __slots__ = ("item", "nonempty")
+
+    def __init__(self, item, nonempty=False, opt=False):
+        self.item = item
+        self.nonempty = nonempty
+        self.opt = opt
+
+    def key(self):
+        return ("array", self.item, self.item.opt, self.nonempty)
+
+    def base_str(self):
+        return "Array[%s]%s" % (self.item, "+" if self.nonempty else "")
+
+
+class _TwoParameterType(Type):
+    """Map and Pair: types with two parameters, named by each subclass's slots."""
+
+    __slots__ = ()
+    kind = ""
+
+    def __init__(self, first, second, opt=False):
+        a, b = type(self).__slots__
+        setattr(self, a, first)
+        setattr(self, b, second)
+        self.opt = opt
+
+    def params(self):
+        return [getattr(self, n) for n in type(self).__slots__]
+
+    def key(self):
+        a, b = self.params()
+        return (self.kind, a, a.opt, b, b.opt)
+
+    def base_str(self):
+        return "%s[%s, %s]" % ((self.kind,) + tuple(self.params()))
+
+
+class MapType(_TwoParameterType):
+    __slots__ = ("key_type", "value")
+    kind = "Map"
+
+
+class PairType(_TwoParameterType):
+    __slots__ = ("left", "right")
+    kind = "Pair"
+
+
+class _NamedType(Type):
+    """A type known by its name (structs, enums, and names not yet resolved)."""
+
+    __slots__ = ()
+    kind = ""
+
+    def key(self):
+        return (self.kind, self.name)
+
+    def base_str(self):
+        return self.name
+
+
+class StructType(_NamedType):
+    """A struct; `members` is {name: Type} in definition order."""
+
+    __slots__ = ("name", "members")
+    kind = "struct"
+
+    def __init__(self, name, members, opt=False):
+        self.name, self.members, self.opt = name, members, opt
+
+
+class EnumType(_NamedType):
+    """A 1.3 enum; `choices` is {name: value expression}, `value_type` its inner type."""
+
+    __slots__ = ("name", "value_type", "choices")
+    kind = "enum"
+
+    def __init__(self, name, value_type, choices, opt=False):
+        self.name, self.value_type, self.choices, self.opt = name, value_type, choices, opt
+
+
+class ObjectType(Type):
+    __slots__ = ()
+
+    def __init__(self, opt=False):
+        self.opt = opt
+
+    def base_str(self):
+        return "Object"
+
+
+class AnyType(Type):
+    """`None`'s type (optional), and that of anything unknown or already reported."""
+
+    __slots__ = ()
+
+    def __init__(self, opt=False):
+        self.opt = opt
+
+    def base_str(self):
+        return "None" if self.opt else "Any"
+
+
+class CallType(Type):
+    """The outputs of a call, reachable as `call_name.output`."""
+
+    __slots__ = ("name", "members")
+
+    def __init__(self, name, members, opt=False):
+        self.name, self.members, self.opt = name, members, opt
+
+    def key(self):
+        return ("call", self.name, tuple(self.members.items()))
+
+    def base_str(self):
+        return "call `%s`" % self.name
+
+
+class NamedType(_NamedType):
+    """A struct or enum name as written, before the checker resolves it."""
+
+    __slots__ = ("name", "span")
+    kind = "named"
+
+    def __init__(self, name, span, opt=False):
+        self.name, self.span, self.opt = name, span, opt
+
+
+class TypeVar(_NamedType):
+    """A type parameter in a standard library signature: X, Y, or P (primitive)."""
+
+    __slots__ = ("name",)
+    kind = "var"
+
+    def __init__(self, name, opt=False):
+        self.name, self.opt = name, opt
+
+
+PRIMITIVES = {n: PrimType(n) for n in ("Boolean", "Int", "Float", "String", "File", "Directory")}
+BOOLEAN, INT, FLOAT, STRING, FILE, DIRECTORY = (PRIMITIVES[n] for n in ("Boolean", "Int", "Float", "String", "File", "Directory"))
+OBJECT = ObjectType()
+ANY = AnyType()
+NONE_TYPE = AnyType(opt=True)
+
+
+def is_numeric(t):
+    return isinstance(t, PrimType) and t.name in ("Int", "Float")
+
+
+def is_primitive(t):
+    return isinstance(t, (PrimType, EnumType, AnyType))
+
+
+def coerces(src, dst, dialect):
+    """May a value of type `src` be used where `dst` is expected (the spec's coercion table)?
+
+    Optional to non-optional is allowed where the dialect says so (draft-2 and 1.0, where
+    engines accepted it and production workflows depend on it; None fails at run time).
+    """
+    if isinstance(src, AnyType):
+        return not src.opt or dst.opt or isinstance(dst, AnyType) or dialect.optional_to_required
+    if isinstance(dst, (AnyType, TypeVar)):
+        return True
+    if src.opt and not dst.opt and not dialect.optional_to_required:
+        return False
+    if isinstance(src, PrimType):
+        if isinstance(dst, PrimType):
+            s, d = src.name, dst.name
+            if s == d or (s == "Int" and d == "Float"):
+                return True
+            if s == "String" and d in ("File", "Directory") or d == "String" and s in ("File", "Directory"):
+                return True
+            return d == "String" and dialect.primitive_to_string or (
+                s == "String" and d in ("Int", "Float") and dialect.string_to_number)
+        return False
+    if isinstance(src, ArrayType):
+        return isinstance(dst, ArrayType) and coerces(src.item, dst.item, dialect)
+    if isinstance(src, MapType):
+        if isinstance(dst, MapType):
+            return coerces(src.key_type, dst.key_type, dialect) and coerces(src.value, dst.value, dialect)
+        if isinstance(dst, ObjectType):
+            return True
+        if isinstance(dst, StructType):  # keys are checked at run time
+            return coerces(src.key_type, STRING, dialect) and all(
+                coerces(src.value, m, dialect) or isinstance(src.value, AnyType) for m in dst.members.values()
+            ) or isinstance(src.value, (AnyType, ObjectType))
+        return False
+    if isinstance(src, PairType):
+        return isinstance(dst, PairType) and coerces(src.left, dst.left, dialect) and coerces(src.right, dst.right, dialect)
+    if isinstance(src, StructType):
+        if isinstance(dst, StructType):
+            if src.name == dst.name:
+                return True
+            return src.members.keys() == dst.members.keys() and all(
+                coerces(src.members[k], dst.members[k], dialect) for k in src.members
+            )
+        if isinstance(dst, ObjectType):
+            return True
+        if isinstance(dst, MapType):
+            return coerces(STRING, dst.key_type, dialect) and all(coerces(m, dst.value, dialect) for m in src.members.values())
+        return False
+    if isinstance(src, ObjectType):
+        return isinstance(dst, (ObjectType, StructType, MapType))
+    if isinstance(src, EnumType):
+        return isinstance(dst, EnumType) and dst.name == src.name
+    return False
+
+
+def unify(types, dialect):
+    """The common type of array items or if/else branches, or None when there is none."""
+    opt = any(t.opt for t in types)
+    real = [t for t in types if not (isinstance(t, AnyType) and t.opt)]
+    if not real:
+        return NONE_TYPE
+    # Candidates without Any inside come first, so `[[], [1]]` is Array[Array[Int]]; String
+    # comes last, so `["a.txt", some_file]` is an Array[File].
+    cands = sorted(real, key=lambda t: ("Any" in str(t), t == STRING))
+    for cand in cands:
+        c = cand.optional(opt)
+        if all(coerces(t.optional(opt) if t.opt else t, c, dialect) for t in real):
+            if isinstance(c, ArrayType) and c.nonempty and not all(getattr(t, "nonempty", False) for t in real):
+                c = ArrayType(c.item, False, c.opt)
+            return c
+    return _unify_members(real, opt, dialect)
+
+
+def _unify_members(types, opt, dialect):
+    """Compound types of one kind unify member by member, as Sprocket's common type does:
+    `("a", 1.0)` and `(None, 2)` are `Pair[String?, Float]`, which neither of them is."""
+    if all(isinstance(t, PairType) for t in types):
+        parts = [unify([t.left for t in types], dialect), unify([t.right for t in types], dialect)]
+        return None if None in parts else PairType(parts[0], parts[1], opt)
+    if all(isinstance(t, ArrayType) for t in types):
+        item = unify([t.item for t in types], dialect)
+        return None if item is None else ArrayType(item, all(t.nonempty for t in types), opt)
+    if all(isinstance(t, MapType) for t in types):
+        parts = [unify([t.key_type for t in types], dialect), unify([t.value for t in types], dialect)]
+        return None if None in parts else MapType(parts[0], parts[1], opt)
+    return None
+
+
+def contains_type(t, pred):
+    """Does type `t` contain (at any depth) a type satisfying `pred`?"""
+    if pred(t):
+        return True
+    if isinstance(t, ArrayType):
+        return contains_type(t.item, pred)
+    if isinstance(t, MapType):
+        return contains_type(t.key_type, pred) or contains_type(t.value, pred)
+    if isinstance(t, PairType):
+        return contains_type(t.left, pred) or contains_type(t.right, pred)
+    if isinstance(t, StructType):
+        return any(contains_type(m, pred) for m in t.members.values())
+    return False
+
+
+# ============================================================================================
+# 6. Parser
 # ============================================================================================
 
 # (A comment runs to the end of its line: `## Cromwell version support` is no version line.)
@@ -1605,315 +1965,13 @@ def strip_indent(parts):
 
 
 # ============================================================================================
-# 6. Types
+# 7. Standard library: signatures
 # ============================================================================================
 #
-# Types are small immutable objects; `opt` marks `T?`. Struct and enum types hold their
-# definitions. `AnyType` is the type of `None`, of `[]`'s items, of `read_json()` and of
-# anything already reported as an error (so one mistake gives one message).
-
-
-class Type:
-    __slots__ = ("opt",)
-
-    def optional(self, opt=True):
-        if self.opt == opt:
-            return self
-        t = object.__new__(type(self))
-        for cls in type(self).__mro__:
-            for s in getattr(cls, "__slots__", ()):
-                if hasattr(self, s):
-                    object.__setattr__(t, s, getattr(self, s))
-        t.opt = opt
-        return t
-
-    def required(self):
-        return self.optional(False)
-
-    def key(self):
-        return (type(self).__name__,)
-
-    def __eq__(self, other):
-        return isinstance(other, Type) and self.key() == other.key() and self.opt == other.opt
-
-    def __hash__(self):
-        return hash(self.key())
-
-    def __str__(self):
-        return self.base_str() + ("?" if self.opt else "")
-
-    __repr__ = __str__
-
-
-class PrimType(Type):
-    __slots__ = ("name",)
-
-    def __init__(self, name, opt=False):
-        self.name = name
-        self.opt = opt
-
-    def key(self):
-        return ("prim", self.name)
-
-    def base_str(self):
-        return self.name
-
-
-class ArrayType(Type):
-    __slots__ = ("item", "nonempty")
-
-    def __init__(self, item, nonempty=False, opt=False):
-        self.item = item
-        self.nonempty = nonempty
-        self.opt = opt
-
-    def key(self):
-        return ("array", self.item, self.item.opt, self.nonempty)
-
-    def base_str(self):
-        return "Array[%s]%s" % (self.item, "+" if self.nonempty else "")
-
-
-class _TwoParameterType(Type):
-    """Map and Pair: types with two parameters, named by each subclass's slots."""
-
-    __slots__ = ()
-    kind = ""
-
-    def __init__(self, first, second, opt=False):
-        a, b = type(self).__slots__
-        setattr(self, a, first)
-        setattr(self, b, second)
-        self.opt = opt
-
-    def params(self):
-        return [getattr(self, n) for n in type(self).__slots__]
-
-    def key(self):
-        a, b = self.params()
-        return (self.kind, a, a.opt, b, b.opt)
-
-    def base_str(self):
-        return "%s[%s, %s]" % ((self.kind,) + tuple(self.params()))
-
-
-class MapType(_TwoParameterType):
-    __slots__ = ("key_type", "value")
-    kind = "Map"
-
-
-class PairType(_TwoParameterType):
-    __slots__ = ("left", "right")
-    kind = "Pair"
-
-
-class _NamedType(Type):
-    """A type known by its name (structs, enums, and names not yet resolved)."""
-
-    __slots__ = ()
-    kind = ""
-
-    def key(self):
-        return (self.kind, self.name)
-
-    def base_str(self):
-        return self.name
-
-
-class StructType(_NamedType):
-    """A struct; `members` is {name: Type} in definition order."""
-
-    __slots__ = ("name", "members")
-    kind = "struct"
-
-    def __init__(self, name, members, opt=False):
-        self.name, self.members, self.opt = name, members, opt
-
-
-class EnumType(_NamedType):
-    """A 1.3 enum; `choices` is {name: value expression}, `value_type` its inner type."""
-
-    __slots__ = ("name", "value_type", "choices")
-    kind = "enum"
-
-    def __init__(self, name, value_type, choices, opt=False):
-        self.name, self.value_type, self.choices, self.opt = name, value_type, choices, opt
-
-
-class ObjectType(Type):
-    __slots__ = ()
-
-    def __init__(self, opt=False):
-        self.opt = opt
-
-    def base_str(self):
-        return "Object"
-
-
-class AnyType(Type):
-    """`None`'s type (optional), and that of anything unknown or already reported."""
-
-    __slots__ = ()
-
-    def __init__(self, opt=False):
-        self.opt = opt
-
-    def base_str(self):
-        return "None" if self.opt else "Any"
-
-
-class CallType(Type):
-    """The outputs of a call, reachable as `call_name.output`."""
-
-    __slots__ = ("name", "members")
-
-    def __init__(self, name, members, opt=False):
-        self.name, self.members, self.opt = name, members, opt
-
-    def key(self):
-        return ("call", self.name, tuple(self.members.items()))
-
-    def base_str(self):
-        return "call `%s`" % self.name
-
-
-class NamedType(_NamedType):
-    """A struct or enum name as written, before the checker resolves it."""
-
-    __slots__ = ("name", "span")
-    kind = "named"
-
-    def __init__(self, name, span, opt=False):
-        self.name, self.span, self.opt = name, span, opt
-
-
-class TypeVar(_NamedType):
-    """A type parameter in a standard library signature: X, Y, or P (primitive)."""
-
-    __slots__ = ("name",)
-    kind = "var"
-
-    def __init__(self, name, opt=False):
-        self.name, self.opt = name, opt
-
-
-PRIMITIVES = {n: PrimType(n) for n in ("Boolean", "Int", "Float", "String", "File", "Directory")}
-BOOLEAN, INT, FLOAT, STRING, FILE, DIRECTORY = (PRIMITIVES[n] for n in ("Boolean", "Int", "Float", "String", "File", "Directory"))
-OBJECT = ObjectType()
-ANY = AnyType()
-NONE_TYPE = AnyType(opt=True)
-
-
-def is_numeric(t):
-    return isinstance(t, PrimType) and t.name in ("Int", "Float")
-
-
-def is_primitive(t):
-    return isinstance(t, (PrimType, EnumType, AnyType))
-
-
-def coerces(src, dst, dialect):
-    """May a value of type `src` be used where `dst` is expected (the spec's coercion table)?
-
-    Optional to non-optional is allowed where the dialect says so (draft-2 and 1.0, where
-    engines accepted it and production workflows depend on it; None fails at run time).
-    """
-    if isinstance(src, AnyType):
-        return not src.opt or dst.opt or isinstance(dst, AnyType) or dialect.optional_to_required
-    if isinstance(dst, (AnyType, TypeVar)):
-        return True
-    if src.opt and not dst.opt and not dialect.optional_to_required:
-        return False
-    if isinstance(src, PrimType):
-        if isinstance(dst, PrimType):
-            s, d = src.name, dst.name
-            if s == d or (s == "Int" and d == "Float"):
-                return True
-            if s == "String" and d in ("File", "Directory") or d == "String" and s in ("File", "Directory"):
-                return True
-            return d == "String" and dialect.primitive_to_string or (
-                s == "String" and d in ("Int", "Float") and dialect.string_to_number)
-        return False
-    if isinstance(src, ArrayType):
-        return isinstance(dst, ArrayType) and coerces(src.item, dst.item, dialect)
-    if isinstance(src, MapType):
-        if isinstance(dst, MapType):
-            return coerces(src.key_type, dst.key_type, dialect) and coerces(src.value, dst.value, dialect)
-        if isinstance(dst, ObjectType):
-            return True
-        if isinstance(dst, StructType):  # keys are checked at run time
-            return coerces(src.key_type, STRING, dialect) and all(
-                coerces(src.value, m, dialect) or isinstance(src.value, AnyType) for m in dst.members.values()
-            ) or isinstance(src.value, (AnyType, ObjectType))
-        return False
-    if isinstance(src, PairType):
-        return isinstance(dst, PairType) and coerces(src.left, dst.left, dialect) and coerces(src.right, dst.right, dialect)
-    if isinstance(src, StructType):
-        if isinstance(dst, StructType):
-            if src.name == dst.name:
-                return True
-            return src.members.keys() == dst.members.keys() and all(
-                coerces(src.members[k], dst.members[k], dialect) for k in src.members
-            )
-        if isinstance(dst, ObjectType):
-            return True
-        if isinstance(dst, MapType):
-            return coerces(STRING, dst.key_type, dialect) and all(coerces(m, dst.value, dialect) for m in src.members.values())
-        return False
-    if isinstance(src, ObjectType):
-        return isinstance(dst, (ObjectType, StructType, MapType))
-    if isinstance(src, EnumType):
-        return isinstance(dst, EnumType) and dst.name == src.name
-    return False
-
-
-def unify(types, dialect):
-    """The common type of array items or if/else branches, or None when there is none."""
-    opt = any(t.opt for t in types)
-    real = [t for t in types if not (isinstance(t, AnyType) and t.opt)]
-    if not real:
-        return NONE_TYPE
-    # Candidates without Any inside come first, so `[[], [1]]` is Array[Array[Int]]; String
-    # comes last, so `["a.txt", some_file]` is an Array[File].
-    cands = sorted(real, key=lambda t: ("Any" in str(t), t == STRING))
-    for cand in cands:
-        c = cand.optional(opt)
-        if all(coerces(t.optional(opt) if t.opt else t, c, dialect) for t in real):
-            if isinstance(c, ArrayType) and c.nonempty and not all(getattr(t, "nonempty", False) for t in real):
-                c = ArrayType(c.item, False, c.opt)
-            return c
-    return _unify_members(real, opt, dialect)
-
-
-def _unify_members(types, opt, dialect):
-    """Compound types of one kind unify member by member, as Sprocket's common type does:
-    `("a", 1.0)` and `(None, 2)` are `Pair[String?, Float]`, which neither of them is."""
-    if all(isinstance(t, PairType) for t in types):
-        parts = [unify([t.left for t in types], dialect), unify([t.right for t in types], dialect)]
-        return None if None in parts else PairType(parts[0], parts[1], opt)
-    if all(isinstance(t, ArrayType) for t in types):
-        item = unify([t.item for t in types], dialect)
-        return None if item is None else ArrayType(item, all(t.nonempty for t in types), opt)
-    if all(isinstance(t, MapType) for t in types):
-        parts = [unify([t.key_type for t in types], dialect), unify([t.value for t in types], dialect)]
-        return None if None in parts else MapType(parts[0], parts[1], opt)
-    return None
-
-
-def contains_type(t, pred):
-    """Does type `t` contain (at any depth) a type satisfying `pred`?"""
-    if pred(t):
-        return True
-    if isinstance(t, ArrayType):
-        return contains_type(t.item, pred)
-    if isinstance(t, MapType):
-        return contains_type(t.key_type, pred) or contains_type(t.value, pred)
-    if isinstance(t, PairType):
-        return contains_type(t.left, pred) or contains_type(t.right, pred)
-    if isinstance(t, StructType):
-        return any(contains_type(m, pred) for m in t.members.values())
-    return False
-
+# One line per overload: `[version] name(parameter types) -> result type`. X and Y are type
+# parameters, P a primitive one. Overloads are tried in order; the first that fits is used.
+# Functions whose typing no signature can say (size, length, keys, ...) have a typing hook
+# below. The implementations live with evaluation (section 10), in `IMPLS`, keyed by name.
 
 def parse_type_text(text):
     """A type written in WDL syntax (the standard library table uses this)."""
@@ -1934,15 +1992,6 @@ def _resolve_vars(t):
         return PairType(_resolve_vars(t.left), _resolve_vars(t.right), t.opt)
     return t
 
-
-# ============================================================================================
-# 7. Standard library: signatures
-# ============================================================================================
-#
-# One line per overload: `[version] name(parameter types) -> result type`. X and Y are type
-# parameters, P a primitive one. Overloads are tried in order; the first that fits is used.
-# Functions whose typing no signature can say (size, length, keys, ...) have a typing hook
-# below. The implementations live with evaluation (section 10), in `IMPLS`, keyed by name.
 
 _SIGNATURES = """
 floor(Float) -> Int
@@ -3723,55 +3772,6 @@ def _is_constant(e):
     if isinstance(e, (ObjectLit, StructLit)):
         return all(_is_constant(m[1]) for m in e.members)
     return False
-
-
-def free_names(e, out=None):
-    """Names an expression reads (the first part of `a.b.c` chains)."""
-    if out is None:
-        out = set()
-    if e is None:
-        return out
-    cls = type(e)
-    if cls is Ident:
-        out.add(e.name)
-    elif cls is StringLit:
-        for p in e.parts:
-            if not isinstance(p, str):
-                free_names(p.expr, out)
-    elif cls is GetAttr:
-        free_names(e.expr, out)
-    elif cls is Index:
-        free_names(e.expr, out)
-        free_names(e.index, out)
-    elif cls is Apply:
-        for a in e.args:
-            free_names(a, out)
-    elif cls is Binary:
-        free_names(e.left, out)
-        free_names(e.right, out)
-    elif cls is Unary:
-        free_names(e.operand, out)
-    elif cls is IfThenElse:
-        free_names(e.cond, out)
-        free_names(e.then, out)
-        free_names(e.other, out)
-    elif cls is ArrayLit:
-        for x in e.items:
-            free_names(x, out)
-    elif cls is MapLit:
-        for k, v in e.entries:
-            free_names(k, out)
-            free_names(v, out)
-    elif cls is PairLit:
-        free_names(e.left, out)
-        free_names(e.right, out)
-    elif cls in (ObjectLit, StructLit):
-        for _, x, _ in e.members:
-            free_names(x, out)
-    elif cls is HintsBlock:
-        for _, x in e.entries:
-            free_names(x, out)
-    return out
 
 
 def walk_calls(body):
@@ -5728,6 +5728,14 @@ IMPLS = {
 
 _DEFAULT_MEMORY = 2 * 1024 ** 3
 _MAX_RETRIES = 100
+_INFRASTRUCTURE_RETRIES = 3  # attempts lost to the backend (a node failure), apart from the task's own retries
+
+
+def _human_bytes(n):
+    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= size:
+            return "%.1f %s" % (n / size, unit)
+    return "%d B" % n
 
 
 def parse_memory(v, what="memory"):
@@ -6922,13 +6930,6 @@ def make_backend(run, config, name, settings):
     return SlurmApptainerBackend(run, config, name, settings)
 
 
-def _human_bytes(n):
-    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
-        if n >= size:
-            return "%.1f %s" % (n / size, unit)
-    return "%d B" % n
-
-
 # -- Slurm + Apptainer ---------------------------------------------------------------------
 #
 # Each attempt becomes one `sbatch` job running `apptainer exec`, or one element of a job
@@ -6962,7 +6963,6 @@ _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
 _ARRAY_MIN = 16  # fewer elements go out as jobs of their own: Slurm starts a lone job sooner than an array's
 _GATHER_HOLD = 120.0  # seconds they may wait while the queue holds a wave of the run's jobs
-_INFRASTRUCTURE_RETRIES = 3
 
 
 def _run_tool(argv, timeout=120):
