@@ -12,11 +12,15 @@ and truncation.  A failing mutant is saved under the test's tmp dir and named in
 
 Issue 16's constructs (engine regex syntax, the compatibility leniencies, what the spec allows,
 the stricter checks, paths relative to the document) have seeds of their own, mutated again by
-a third test with a vocabulary that adds their pieces: each mutant is checked plainly and with
-`--strict`, and `format_document` either refuses it (WdlError) or formats it, idempotently when it
-checks clean.  A fourth test builds random regular expressions into `sub`/`matches`/`find` calls:
-`check` must flag exactly the patterns that do not compile, and the standard library's
-implementations must return a value or raise EvalError for each, at run time.
+a third test with a vocabulary that adds their pieces, their own names and literals swapped for
+one another and single characters the lexer turns on: each mutant is checked plainly and with
+`--strict` (which never accepts what `check` refuses), and `format_document` either refuses it
+(WdlError) or formats it; one that checks clean formats idempotently into a document that checks
+clean, and `inputs`/`validate` take it.  A fourth test runs the mutants of task-less workflows of
+the same constructs that check clean, in-process.  A fifth builds random regular expressions into
+`sub`/`matches`/`find` calls: `check` must flag exactly the patterns that do not compile (under
+`--strict` also those beyond POSIX ERE), and the standard library's implementations must return
+a value or raise EvalError for each, at run time.
 """
 
 import contextlib
@@ -915,7 +919,8 @@ def test_fuzz_run_workflows_of_issue16_constructs(tmp_path):
     failures, ran, succeeded = [], 0, 0
     for n in range(N_RUN):
         text, own = seeds[n % len(seeds)], owns[n % len(seeds)]
-        mutant, ops = _mutate(rng, text, ISSUE16_VOCAB + own, [tok for tok in ISSUE16_VOCAB + own if ATOM_RE.match(tok)])
+        vocab = ISSUE16_VOCAB + own
+        mutant, ops = _mutate(rng, text, vocab, [tok for tok in vocab if ATOM_RE.match(tok)])
         path = here / ("mutant%05d.wdl" % n)
         path.write_text(mutant, encoding="utf-8")
         try:
@@ -933,7 +938,8 @@ def test_fuzz_run_workflows_of_issue16_constructs(tmp_path):
         except Exception as exc:  # noqa: B902 -- anything escaping main() is a bug
             problem, output = "exception escaped", "%s: %s" % (type(exc).__name__, exc)
         if problem:  # the mutant stays in the test's tmp dir
-            failures.append("%s: %s\n    mutations: %s\n    output: %s" % (path, problem, "; ".join(ops), output[-800:]))
+            failures.append("%s: %s\n    mutations: %s\n    output: %s"
+                            % (path, problem, "; ".join(ops), output[-800:]))
             if len(failures) >= MAX_REPORTED:
                 break
     assert not failures, "\n\n".join(failures[:5])
