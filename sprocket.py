@@ -6142,8 +6142,9 @@ class TaskRun:
 
 class OutputSandbox:
     """Where a task's File/Directory outputs may be, symlinks resolved (as in Sprocket and miniwdl):
-    its working directory, its stdout and stderr, the files write_* made, and what its inputs and private
-    declarations name. Any other path (`/etc/passwd`, `../../x`, a link out of the working directory) fails the task."""
+    its working directory, its stdout and stderr, the files write_* made, and what its inputs and
+    private declarations name. Any other path (`/etc/passwd`, `../../x`, a link out of the working directory, or
+    in a Directory output the working directory holds) fails the task."""
 
     def __init__(self, work, own_files, tmp_dir, inputs):
         real = os.path.realpath
@@ -6155,11 +6156,24 @@ class OutputSandbox:
         for p in paths_in(v):
             if "://" in p:
                 continue
-            real = os.path.realpath(p)
-            if real not in self.files and not any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.dirs):
-                raise RunError("%s: `%s`%s is outside the task's working directory `%s` and is not one of its "
-                               "inputs; a task may output only what it wrote there (copy the file in the command)"
-                               % (what, p, " (a link to `%s`)" % real if real != os.path.abspath(p) else "", self.work))
+            self.check_path(p, what)
+            if isinstance(p, WdlDir) and self.made_here(p):  # its links too: an index or a later task follows them
+                for top, dirs, files in os.walk(p):
+                    for name in dirs + files:
+                        link = os.path.join(top, name)
+                        if os.path.islink(link):
+                            self.check_path(link, "%s (in directory `%s`)" % (what, p))
+
+    def made_here(self, p):
+        real, work = os.path.realpath(p), self.dirs[0]
+        return real == work or real.startswith(work.rstrip("/") + "/")
+
+    def check_path(self, p, what):
+        real = os.path.realpath(p)
+        if real not in self.files and not any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.dirs):
+            raise RunError("%s: `%s`%s is outside the task's working directory `%s` and is not one of its "
+                           "inputs; a task may output only what it wrote there (copy the file in the command)"
+                           % (what, p, " (a link to `%s`)" % real if real != os.path.abspath(p) else "", self.work))
 
 
 def _env_text(name, v):

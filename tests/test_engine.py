@@ -1073,6 +1073,29 @@ def test_outputs_outside_the_working_directory_fail_the_task(tmp_path, which, sh
     fails(proc, "output `f` of task `t`", shown, "outside the task's working directory")
 
 
+def test_links_inside_a_directory_output_are_contained(tmp_path):
+    """A Directory output holding a link out of the working directory fails the task, naming the output and
+    the link; a link to a file inside it is fine."""
+    proc = run_wdl(tmp_path, """
+        version 1.2
+        task t {
+          command <<<
+            mkdir -p d/sub && echo x > d/x.txt && ln -s ../x.txt d/sub/ok && ln -s /etc d/sub/link
+          >>>
+          output { Directory o = "d" }
+        }
+        """)
+    fails(proc, "output `o` of task `t`", "d/sub/link", "a link to `/etc`", "outside the task's working directory")
+    outputs, _ = run_ok(tmp_path, """
+        version 1.2
+        task t {
+          command <<< mkdir -p d/sub && echo x > d/x.txt && ln -s ../x.txt d/sub/ok >>>
+          output { Directory o = "d" }
+        }
+        """)
+    assert Path(outputs["t.o"], "sub", "ok").read_text() == "x\n"
+
+
 def test_outputs_may_be_stdout_inputs_links_to_inputs_and_own_absolute_paths(tmp_path):
     given = write(tmp_path / "data" / "given.txt", "given\n")
     write(tmp_path / "data" / "dir" / "inner.txt", "inner\n")
