@@ -4104,18 +4104,19 @@ class EvalContext:
     """Where evaluation happens: relative paths resolve in work_dir, write_* go to tmp_dir; the
     read_* functions read at most read_limit bytes (`run.read_limit`). With doc_dir (1.2+, outside
     `output`) a relative path given to the standard library resolves against the document's directory
-    and may not leave it; `readable`, a ReadScope, confines what workflow-level calls may read."""
+    and may not leave it; `readable`, a ReadScope, confines what workflow-level calls may read; `written`, a
+    list, collects the paths write_* made (a task's, which it may output)."""
 
     __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder", "read_limit", "doc_dir",
-                 "readable")
+                 "readable", "written")
 
     def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None, read_limit=256 * 1024 ** 2,
-                 doc_dir=None, readable=None):
+                 doc_dir=None, readable=None, written=None):
         self.work_dir, self.tmp_dir, self.dialect = work_dir, tmp_dir, dialect
         self.stdout, self.stderr = stdout, stderr
         self.read_limit = read_limit
         self.placeholder = 0
-        self.doc_dir, self.readable = doc_dir, readable
+        self.doc_dir, self.readable, self.written = doc_dir, readable, written
 
 
 class ReadScope(collections.namedtuple("ReadScope", "run_dir doc_dir paths what")):
@@ -5153,6 +5154,8 @@ def _write_file(ctx, fname, lines, suffix=".txt"):
         os.chmod(path, 0o644)  # readable by a container user other than ours
     except OSError as e:
         raise EvalError("%s: cannot write a file in %s: %s" % (fname, ctx.tmp_dir, e.strerror or e))
+    if ctx.written is not None:
+        ctx.written.append(os.path.abspath(path))
     return WdlFile(os.path.abspath(path))
 
 
@@ -5867,10 +5870,11 @@ class TaskRun:
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
         self.partition = {}
         self.reattach_key = None  # its call cache key (weak digests), when a later run may adopt its jobs
+        self.written = []  # the files its own write_* calls made (outputs it may name)
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
         return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.dialect, stdout, stderr,
-                           self.run.read_limit)
+                           self.run.read_limit, written=self.written)
 
     def prepare(self):
         """Evaluate inputs, private declarations and requirements."""
@@ -6128,7 +6132,7 @@ class TaskRun:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
         # its inputs and private declarations were evaluated before the command: the document's choice, not the command's
-        inside = OutputSandbox(work, (stdout, stderr), self.run.tmp_dir,
+        inside = OutputSandbox(work, (stdout, stderr), self.written,
                                [p for d in (self.task.inputs or []) + self.task.decls for p in paths_in(self.env.get(d.name))])
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
@@ -6142,14 +6146,15 @@ class TaskRun:
 
 class OutputSandbox:
     """Where a task's File/Directory outputs may be, symlinks resolved (as in Sprocket and miniwdl):
-    its working directory, its stdout and stderr, the files write_* made, and what its inputs and
+    its working directory, its stdout and stderr, the files its own write_* calls made, and what its inputs and
     private declarations name. Any other path (`/etc/passwd`, `../../x`, a link out of the working directory, or
     in a Directory output the working directory holds) fails the task."""
 
-    def __init__(self, work, own_files, tmp_dir, inputs):
+    def __init__(self, work, own_files, written, inputs):
         real = os.path.realpath
-        self.dirs = [real(work), real(tmp_dir)] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
+        self.dirs = [real(work)] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
         self.files = {real(p) for p in list(own_files) + list(inputs) if "://" not in p}
+        self.written = written  # the task's write_* files: a list its output section's calls still add to
         self.work = work
 
     def check(self, v, what):
@@ -6170,7 +6175,9 @@ class OutputSandbox:
 
     def check_path(self, p, what):
         real = os.path.realpath(p)
-        if real not in self.files and not any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.dirs):
+        if real in self.files or real in map(os.path.realpath, self.written):
+            return
+        if not any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.dirs):
             raise RunError("%s: `%s`%s is outside the task's working directory `%s` and is not one of its "
                            "inputs; a task may output only what it wrote there (copy the file in the command)"
                            % (what, p, " (a link to `%s`)" % real if real != os.path.abspath(p) else "", self.work))

@@ -1096,6 +1096,26 @@ def test_links_inside_a_directory_output_are_contained(tmp_path):
     assert Path(outputs["t.o"], "sub", "ok").read_text() == "x\n"
 
 
+def test_a_task_may_not_output_files_another_write_call_made(tmp_path):
+    """Only the task's own write_* files are admitted, not the run-wide directory where the workflow's are."""
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        workflow w {
+          File mine = write_lines(["the workflow's"])
+          call t { input: path = "~{mine}" }
+        }
+        task t {
+          input { String path }
+          command <<< true >>>
+          output {
+            File own = write_lines(["the task's"])
+            File other = path
+          }
+        }
+        """)
+    fails(proc, "output `other` of task `t`", "write_lines_", "outside the task's working directory")
+
+
 def test_outputs_may_be_stdout_inputs_links_to_inputs_and_own_absolute_paths(tmp_path):
     given = write(tmp_path / "data" / "given.txt", "given\n")
     write(tmp_path / "data" / "dir" / "inner.txt", "inner\n")
