@@ -9291,7 +9291,8 @@ def _placed_paths(v, place):
 def index_location(out_dir, index_on):
     """The directory of `--index-on PATH`, refused where replacing it could delete what sprocket did
     not write: every part of the path below <out>/index must be a real directory (a symlink could
-    lead out of the output directory), and an existing index may hold only directories and links."""
+    lead out of the output directory), and an existing index may hold only links and directories that hold
+    something (the ones sprocket makes lead to a link; an empty one is a user's)."""
     path = os.path.join(out_dir, "index")
     for part in [""] + index_on.split("/"):
         path = os.path.join(path, part) if part else path
@@ -9301,12 +9302,13 @@ def index_location(out_dir, index_on):
         if os.path.lexists(path) and not os.path.isdir(path):
             raise InputError("--index-on `%s`: `%s` is not a directory (move it away or choose another index "
                              "path)" % (index_on, path))
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            entry = os.path.join(dirpath, name)
-            if not os.path.islink(entry) and not os.path.isdir(entry):
-                raise InputError("--index-on `%s`: `%s` was not written by sprocket, and replacing the index "
-                                 "would delete it (move it away or choose another index path)" % (index_on, entry))
+    for dirpath, dirnames, filenames in os.walk(path):  # links to directories are among dirnames, not followed
+        strays = [os.path.join(dirpath, n) for n in filenames if not os.path.islink(os.path.join(dirpath, n))]
+        if not dirnames and not filenames:  # sprocket never leaves an empty one: a user's
+            strays.append(dirpath)
+        if strays:
+            raise InputError("--index-on `%s`: `%s` was not written by sprocket, and replacing the index "
+                             "would delete it (move it away or choose another index path)" % (index_on, strays[0]))
     return path
 
 
@@ -9337,8 +9339,9 @@ def _remove_index(path):
 
 def write_index(out_dir, index_on, run_dir, outputs):
     """`--index-on PATH`: <out>/index/PATH/ holds a link to the run's outputs.json and, under each
-    output's name, links to its files. It is built aside and swapped in whole, so it always shows
-    one complete run; the runs it pointed at before are never touched."""
+    output's name, links to its files. It is built aside and swapped in with two renames, so a reader
+    sees one complete run's index (or, for that instant, none), never a mix; the old one is then
+    removed link by link and rmdir by rmdir, and what its links pointed at is never touched."""
     index = index_location(out_dir, index_on)
     parent = os.path.dirname(index)
     os.makedirs(parent, exist_ok=True)
