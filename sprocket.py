@@ -192,7 +192,8 @@ def write_replacing(path, data, mode=0o666, keep_mode=False):
     """Write a file whole under a temporary name beside it, then rename it over `path`: a reader never
     sees half of one, and a failure (a full or read-only disk) leaves `path` as it was and no
     temporary file behind. `data` is text (UTF-8, newlines as given) or bytes. The umask applies to
-    `mode`; with keep_mode, the file gets `path`'s own mode (a file rewritten in place)."""
+    `mode`; with keep_mode, the file gets `path`'s own mode (a file rewritten in place). An OSError names
+    the file (a full disk shows at write or close, where the system names none)."""
     tmp = "%s.%d.tmp" % (path, os.getpid())
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -201,11 +202,13 @@ def write_replacing(path, data, mode=0o666, keep_mode=False):
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror, path)
         raise
 
 
@@ -9226,15 +9229,6 @@ def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
     return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
 
 
-def write_text(path, text):
-    """A whole text file; a failure (a full disk shows at close) names the file."""
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, path)
-
-
 def make_run_dir(out_dir, target, suffix=None):
     """A new run directory, `<timestamp>[_<suffix>]`, never an existing one (mkdir is the arbiter
     between processes)."""
@@ -10207,7 +10201,7 @@ class Run:
         if error is None:
             data = {self.target.name + "." + k: value_to_json(v) for k, v in outputs.items()}
             text = json_dumps(data, indent=2)
-            write_text(os.path.join(self.run_dir, "outputs.json"), text + "\n")
+            write_replacing(os.path.join(self.run_dir, "outputs.json"), text + "\n")
             self.store.execute("UPDATE runs SET status = 'completed', outputs = ?, error = NULL, "
                                "completed_at = CURRENT_TIMESTAMP WHERE id = ?", (json_dumps(data), self.run_id))
             self.log.info("run completed; outputs were written to `%s`" % os.path.join(self.run_dir, "outputs.json"))
@@ -10795,7 +10789,7 @@ def cmd_run(args):
     run.overrides = overrides
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
-        write_text(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
+        write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
         inputs = download_url_inputs(run, inputs)
         run.nested_inputs = {path: download_url_inputs(run, values) for path, values in nested.items()}
         text = run.finish(run.execute(inputs))

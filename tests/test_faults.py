@@ -187,6 +187,9 @@ def test_disk_full_when_the_outputs_are_written_records_why(tmpfs):
     assert_clean_error(r, "No space left on device", "outputs.json")
     (status, error, _), = run_rows(out)
     assert status == "failed" and "outputs.json" in error
+    # no truncated outputs.json (its existence reads as success), and no temporary file either
+    run_dir, = (out / "runs" / "fill").glob("2*")
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith("outputs.json")]
 
 
 def test_disk_full_before_the_run_starts(tmpfs):
