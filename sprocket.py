@@ -4145,13 +4145,25 @@ class ReadScope(collections.namedtuple("ReadScope", "run_dir doc_dir paths what"
 
 
 def document_dir(node):
-    """The directory of the document that contains `node` (relative paths of 1.2+ resolve there)."""
-    return os.path.dirname(os.path.abspath(node.span.source.path))
+    """The directory of the document that contains `node` (relative paths of 1.2+ resolve there); for a
+    document imported by URL, the URL's directory, against which no relative path resolves (local_base)."""
+    path = node.span.source.path
+    return posixpath.dirname(path) if is_url(path) else os.path.dirname(os.path.abspath(path))
+
+
+def local_base(base, path, what):
+    """`base`, the directory a relative `path` resolves against, unless it is a URL: the engine downloads only
+    the run's File inputs given as URLs, so a path relative to a document imported by URL has no file."""
+    if is_url(base):
+        raise EvalError("%s: the relative path `%s` cannot be resolved: relative paths in a document imported "
+                        "by URL (`%s/`) are not supported (give an absolute path, or the file as an input)"
+                        % (what, path, base))
+    return base
 
 
 def document_path(base, path, what):
     """A relative path of a 1.2+ document made absolute against its directory `base`, which it may not leave."""
-    full = os.path.normpath(os.path.join(base, path))
+    full = os.path.normpath(os.path.join(local_base(base, path, what), path))
     if full != base and not full.startswith(base.rstrip("/") + "/"):
         raise EvalError("%s: the relative path `%s` leaves the document's directory `%s`" % (what, path, base))
     return full
@@ -5303,14 +5315,16 @@ def fn_join_paths(ctx, args):
         if p.startswith("/"):
             raise EvalError("join_paths: only the first path may be absolute, got %r" % p)
     joined = posixpath.join(*parts)  # `..` is lexical: the directories need not exist (as Sprocket)
-    return posixpath.normpath(joined if joined.startswith("/") else posixpath.join(ctx.work_dir, joined))
+    if joined.startswith("/"):
+        return posixpath.normpath(joined)
+    return posixpath.normpath(posixpath.join(local_base(ctx.work_dir, joined, "join_paths"), joined))
 
 
 def fn_glob(ctx, args):
     """Regular files (and symlinks to files, and broken symlinks) matching the pattern, sorted, absolute."""
     pattern = str(args[0])
     if not os.path.isabs(pattern):
-        pattern = os.path.join(glob.escape(ctx.work_dir), pattern)
+        pattern = os.path.join(glob.escape(local_base(ctx.work_dir, pattern, "glob")), pattern)
     found = [p for p in glob.glob(pattern) if os.path.isfile(p) or (os.path.islink(p) and not os.path.exists(p))]
     for p in found if ctx.readable is not None else ():  # in a workflow: its names are a read too
         ctx.readable.check("glob", p)
@@ -6459,7 +6473,7 @@ class WorkflowRun:
         self.display_prefix = display_prefix  # the same with scatter indices (`sub-1.`), for messages
         self.on_done = on_done
         self.doc_dir = document_dir(workflow) if workflow.dialect.paths_from_document else None
-        self.real_doc_dir = self.doc_dir and os.path.realpath(self.doc_dir)
+        self.real_doc_dir = os.path.realpath(self.doc_dir) if self.doc_dir and not is_url(self.doc_dir) else None
 
     def start(self):
         wf = self.workflow

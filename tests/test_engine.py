@@ -2223,6 +2223,54 @@ def test_run_workflow_whose_task_comes_from_a_url_import(tmp_path):
     assert cached == ["lib.wdl", "structs.wdl"], cached
 
 
+@pytest.mark.parametrize("where, decl", [("task", 'File ref = "data.txt"'),
+                                         ("workflow", 'String s = read_string("data.txt")'),
+                                         ("workflow", 'Array[File] g = glob("*.txt")')])
+def test_relative_paths_in_a_document_imported_by_url_are_refused(tmp_path, where, decl):
+    """A 1.2 document fetched by URL has no directory on disk: a relative path in it is a clear error naming
+    the path, never a path under `<cwd>/http:/host/...`. An absolute one still works."""
+    served = tmp_path / "served"
+    write(served / "data.txt", "served\n")
+    write(served / "lib.wdl", """
+        version 1.2
+        workflow sub {
+          %s
+        }
+        task t {
+          %s
+          command <<< true >>>
+        }
+        """ % (decl if where == "workflow" else "", decl if where == "task" else ""))
+    work = tmp_path / "work"
+    with _http_server(served) as (base, _server):
+        write(work / "main.wdl", """
+            version 1.2
+            import "%s/lib.wdl" as lib
+            workflow w {
+              call lib.%s
+            }
+            """ % (base, "sub" if where == "workflow" else "t"))
+        env = dict(os.environ, SPROCKET_CACHE_DIR=str(tmp_path / "cache"))
+        proc = sprocket_run(work / "main.wdl", cwd=work, env=env)
+    fails(proc, "`data.txt`" if "glob" not in decl else "`*.txt`", "relative paths in a document imported by URL",
+          base + "/")
+    absolute = write(tmp_path / "abs.txt", "absolute\n")
+    write(served / "lib.wdl", """
+        version 1.2
+        task t {
+          File ref = "%s"
+          command <<< cat ~{ref} >>>
+          output { String s = read_string(stdout()) }
+        }
+        """ % absolute)
+    with _http_server(served) as (base, _server):
+        write(work / "main.wdl", 'version 1.2\nimport "%s/lib.wdl" as lib\nworkflow w {\n  call lib.t\n'
+              '  output { String s = t.s }\n}\n' % base)
+        outputs, _ = ok(sprocket_run(work / "main.wdl", cwd=work, env=dict(os.environ, SPROCKET_CACHE_DIR=str(
+            tmp_path / "cache2"))))
+    assert outputs == {"w.s": "absolute"}
+
+
 def test_exhaustive_conditional_names_at_every_depth_run(tmp_path):
     """The names of an exhaustive if/else chain have a value after it at every depth."""
     from test_types import NESTED_EXHAUSTIVE
