@@ -6488,7 +6488,7 @@ class WorkflowRun:
                 env[d.name] = None
             else:
                 raise InputError("workflow `%s` is missing required input `%s`" % (wf.name, d.name), d.span)
-        self.defaults = set() if self.input_path else {id(d) for d in body}  # the run's inputs, by default
+        self.defaults = {id(d) for d in body}  # inputs by default, at every level: the document's choice
         known = {d.name for d in wf.inputs or []}
         for k in self.given:
             if k not in known:

@@ -2658,6 +2658,36 @@ def test_call_cache_does_not_serve_deleted_or_changed_outputs(tmp_path):
     assert Path(third["t.d"], "x.txt").read_text() == "inside\n"
 
 
+def test_input_defaults_are_readable_at_every_workflow_level(tmp_path):
+    """A sub-workflow's `File ref = "/abs/x"` default is its own input, readable by its stdlib calls as the same
+    default in the top-level workflow is; a path the caller computes into it is not."""
+    default = write(tmp_path / "elsewhere" / "default.txt", "by default\n", raw=True)
+    write(tmp_path / "elsewhere" / "other.txt", "other\n", raw=True)
+    write(tmp_path / "doc" / "sub.wdl", """
+        version 1.1
+        workflow sub {
+          input { File ref = "%s" }
+          output { String r = read_string(ref) }
+        }
+        """ % default)
+    doc = paths_doc(tmp_path, "1.1", """
+        import "sub.wdl"
+        workflow w {
+          input { Boolean given = false }
+          if (!given) {
+            call sub.sub
+          }
+          if (given) {
+            call sub.sub as sub2 { input: ref = "%s" }
+          }
+          output { String? r = if given then sub2.r else sub.r }
+        }
+        """ % (tmp_path / "elsewhere" / "other.txt"), tasks="")
+    assert ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))[0] == {"w.r": "by default"}
+    fails(sprocket_run(doc, "given=true", "-o", tmp_path / "out", cwd=tmp_path), "read_string", "other.txt",
+          "may read")
+
+
 def test_workflow_level_stdlib_reads_are_confined(tmp_path):
     """Inputs, call outputs, the run directory and (1.2+) the document's directory; nothing else."""
     outside = write(tmp_path / "elsewhere" / "secret.txt", "secret\n", raw=True)
