@@ -193,7 +193,8 @@ def write_replacing(path, data, mode=0o666, keep_mode=False):
     """Write a file whole under a temporary name beside it, then rename it over `path`: a reader never
     sees half of one, and a failure (a full or read-only disk) leaves `path` as it was and no
     temporary file behind. `data` is text (UTF-8, newlines as given) or bytes. The umask applies to
-    `mode`; with keep_mode, the file gets `path`'s own mode (a file rewritten in place)."""
+    `mode`; with keep_mode, the file gets `path`'s own mode (a file rewritten in place). An OSError names
+    the file (a full disk shows at write or close, where the system names none)."""
     tmp = "%s.%d.tmp" % (path, os.getpid())
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -202,11 +203,13 @@ def write_replacing(path, data, mode=0o666, keep_mode=False):
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror, path)
         raise
 
 
@@ -4414,18 +4417,19 @@ class EvalContext:
     """Where evaluation happens: relative paths resolve in work_dir, write_* go to tmp_dir; the
     read_* functions read at most read_limit bytes (`run.read_limit`). With doc_dir (1.2+, outside
     `output`) a relative path given to the standard library resolves against the document's directory
-    and may not leave it; `readable`, a ReadScope, confines what workflow-level calls may read."""
+    and may not leave it; `readable`, a ReadScope, confines what workflow-level calls may read; `written`, a
+    list, collects the paths write_* made (a task's, which it may output)."""
 
     __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder", "read_limit", "doc_dir",
-                 "readable")
+                 "readable", "written")
 
     def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None, read_limit=256 * 1024 ** 2,
-                 doc_dir=None, readable=None):
+                 doc_dir=None, readable=None, written=None):
         self.work_dir, self.tmp_dir, self.dialect = work_dir, tmp_dir, dialect
         self.stdout, self.stderr = stdout, stderr
         self.read_limit = read_limit
         self.placeholder = 0
-        self.doc_dir, self.readable = doc_dir, readable
+        self.doc_dir, self.readable, self.written = doc_dir, readable, written
 
 
 class ReadScope(collections.namedtuple("ReadScope", "run_dir doc_dir paths what")):
@@ -4451,13 +4455,25 @@ class ReadScope(collections.namedtuple("ReadScope", "run_dir doc_dir paths what"
 
 
 def document_dir(node):
-    """The directory of the document that contains `node` (relative paths of 1.2+ resolve there)."""
-    return os.path.dirname(os.path.abspath(node.span.source.path))
+    """The directory of the document that contains `node` (relative paths of 1.2+ resolve there); for a
+    document imported by URL, the URL's directory, against which no relative path resolves (local_base)."""
+    path = node.span.source.path
+    return posixpath.dirname(path) if is_url(path) else os.path.dirname(os.path.abspath(path))
+
+
+def local_base(base, path, what):
+    """`base`, the directory a relative `path` resolves against, unless it is a URL: the engine downloads only
+    the run's File inputs given as URLs, so a path relative to a document imported by URL has no file."""
+    if is_url(base):
+        raise EvalError("%s: the relative path `%s` cannot be resolved: relative paths in a document imported "
+                        "by URL (`%s/`) are not supported (give an absolute path, or the file as an input)"
+                        % (what, path, base))
+    return base
 
 
 def document_path(base, path, what):
     """A relative path of a 1.2+ document made absolute against its directory `base`, which it may not leave."""
-    full = os.path.normpath(os.path.join(base, path))
+    full = os.path.normpath(os.path.join(local_base(base, path, what), path))
     if full != base and not full.startswith(base.rstrip("/") + "/"):
         raise EvalError("%s: the relative path `%s` leaves the document's directory `%s`" % (what, path, base))
     return full
@@ -5149,6 +5165,8 @@ def _write_file(ctx, fname, lines, suffix=".txt"):
         os.chmod(path, 0o644)  # readable by a container user other than ours
     except OSError as e:
         raise EvalError("%s: cannot write a file in %s: %s" % (fname, ctx.tmp_dir, e.strerror or e))
+    if ctx.written is not None:
+        ctx.written.append(os.path.abspath(path))
     return WdlFile(os.path.abspath(path))
 
 
@@ -5293,14 +5311,16 @@ def fn_join_paths(ctx, args):
         if p.startswith("/"):
             raise EvalError("join_paths: only the first path may be absolute, got %r" % p)
     joined = posixpath.join(*parts)  # `..` is lexical: the directories need not exist (as Sprocket)
-    return posixpath.normpath(joined if joined.startswith("/") else posixpath.join(ctx.work_dir, joined))
+    if joined.startswith("/"):
+        return posixpath.normpath(joined)
+    return posixpath.normpath(posixpath.join(local_base(ctx.work_dir, joined, "join_paths"), joined))
 
 
 def fn_glob(ctx, args):
     """Regular files (and symlinks to files, and broken symlinks) matching the pattern, sorted, absolute."""
     pattern = str(args[0])
     if not os.path.isabs(pattern):
-        pattern = os.path.join(glob.escape(ctx.work_dir), pattern)
+        pattern = os.path.join(glob.escape(local_base(ctx.work_dir, pattern, "glob")), pattern)
     found = [p for p in glob.glob(pattern) if os.path.isfile(p) or (os.path.islink(p) and not os.path.exists(p))]
     for p in found if ctx.readable is not None else ():  # in a workflow: its names are a read too
         ctx.readable.check("glob", p)
@@ -5871,10 +5891,11 @@ class TaskRun:
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
         self.partition = {}
         self.reattach_key = None  # its call cache key (weak digests), when a later run may adopt its jobs
+        self.written = []  # the files its own write_* calls made (outputs it may name)
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
         return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.dialect, stdout, stderr,
-                           self.run.read_limit)
+                           self.run.read_limit, written=self.written)
 
     def prepare(self):
         """Evaluate inputs, private declarations and requirements."""
@@ -6132,7 +6153,7 @@ class TaskRun:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
         # its inputs and private declarations were evaluated before the command: the document's choice, not the command's
-        inside = OutputSandbox(work, (stdout, stderr), self.run.tmp_dir,
+        inside = OutputSandbox(work, (stdout, stderr), self.written,
                                [p for d in (self.task.inputs or []) + self.task.decls for p in paths_in(self.env.get(d.name))])
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
@@ -6146,24 +6167,41 @@ class TaskRun:
 
 class OutputSandbox:
     """Where a task's File/Directory outputs may be, symlinks resolved (as in Sprocket and miniwdl):
-    its working directory, its stdout and stderr, the files write_* made, and what its inputs and private
-    declarations name. Any other path (`/etc/passwd`, `../../x`, a link out of the working directory) fails the task."""
+    its working directory, its stdout and stderr, the files its own write_* calls made, and what its inputs and
+    private declarations name. Any other path (`/etc/passwd`, `../../x`, a link out of the working directory, or
+    in a Directory output the working directory holds) fails the task."""
 
-    def __init__(self, work, own_files, tmp_dir, inputs):
+    def __init__(self, work, own_files, written, inputs):
         real = os.path.realpath
-        self.dirs = [real(work), real(tmp_dir)] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
+        self.dirs = [real(work)] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
         self.files = {real(p) for p in list(own_files) + list(inputs) if "://" not in p}
+        self.written = written  # the task's write_* files: a list its output section's calls still add to
         self.work = work
 
     def check(self, v, what):
         for p in paths_in(v):
             if "://" in p:
                 continue
-            real = os.path.realpath(p)
-            if real not in self.files and not any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.dirs):
-                raise RunError("%s: `%s`%s is outside the task's working directory `%s` and is not one of its "
-                               "inputs; a task may output only what it wrote there (copy the file in the command)"
-                               % (what, p, " (a link to `%s`)" % real if real != os.path.abspath(p) else "", self.work))
+            self.check_path(p, what)
+            if isinstance(p, WdlDir) and self.made_here(p):  # its links too: an index or a later task follows them
+                for top, dirs, files in os.walk(p):
+                    for name in dirs + files:
+                        link = os.path.join(top, name)
+                        if os.path.islink(link):
+                            self.check_path(link, "%s (in directory `%s`)" % (what, p))
+
+    def made_here(self, p):
+        real, work = os.path.realpath(p), self.dirs[0]
+        return real == work or real.startswith(work.rstrip("/") + "/")
+
+    def check_path(self, p, what):
+        real = os.path.realpath(p)
+        if real in self.files or real in map(os.path.realpath, self.written):
+            return
+        if not any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.dirs):
+            raise RunError("%s: `%s`%s is outside the task's working directory `%s` and is not one of its "
+                           "inputs; a task may output only what it wrote there (copy the file in the command)"
+                           % (what, p, " (a link to `%s`)" % real if real != os.path.abspath(p) else "", self.work))
 
 
 def _env_text(name, v):
@@ -6439,7 +6477,7 @@ class WorkflowRun:
         self.display_prefix = display_prefix  # the same with scatter indices (`sub-1.`), for messages
         self.on_done = on_done
         self.doc_dir = document_dir(workflow) if workflow.dialect.paths_from_document else None
-        self.real_doc_dir = self.doc_dir and os.path.realpath(self.doc_dir)
+        self.real_doc_dir = os.path.realpath(self.doc_dir) if self.doc_dir and not is_url(self.doc_dir) else None
 
     def start(self):
         wf = self.workflow
@@ -6454,7 +6492,7 @@ class WorkflowRun:
                 env[d.name] = None
             else:
                 raise InputError("workflow `%s` is missing required input `%s`" % (wf.name, d.name), d.span)
-        self.defaults = set() if self.input_path else {id(d) for d in body}  # the run's inputs, by default
+        self.defaults = {id(d) for d in body}  # inputs by default, at every level: the document's choice
         known = {d.name for d in wf.inputs or []}
         for k in self.given:
             if k not in known:
@@ -9217,15 +9255,6 @@ def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
     return hashlib.sha256(json_dumps(data).encode("utf-8")).hexdigest()
 
 
-def write_text(path, text):
-    """A whole text file; a failure (a full disk shows at close) names the file."""
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, path)
-
-
 def make_run_dir(out_dir, target, suffix=None):
     """A new run directory, `<timestamp>[_<suffix>]`, never an existing one (mkdir is the arbiter
     between processes)."""
@@ -9282,7 +9311,8 @@ def _placed_paths(v, place):
 def index_location(out_dir, index_on):
     """The directory of `--index-on PATH`, refused where replacing it could delete what sprocket did
     not write: every part of the path below <out>/index must be a real directory (a symlink could
-    lead out of the output directory), and an existing index may hold only directories and links."""
+    lead out of the output directory), and an existing index may hold only links and directories that hold
+    something (the ones sprocket makes lead to a link; an empty one is a user's)."""
     path = os.path.join(out_dir, "index")
     for part in [""] + index_on.split("/"):
         path = os.path.join(path, part) if part else path
@@ -9292,12 +9322,13 @@ def index_location(out_dir, index_on):
         if os.path.lexists(path) and not os.path.isdir(path):
             raise InputError("--index-on `%s`: `%s` is not a directory (move it away or choose another index "
                              "path)" % (index_on, path))
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            entry = os.path.join(dirpath, name)
-            if not os.path.islink(entry) and not os.path.isdir(entry):
-                raise InputError("--index-on `%s`: `%s` was not written by sprocket, and replacing the index "
-                                 "would delete it (move it away or choose another index path)" % (index_on, entry))
+    for dirpath, dirnames, filenames in os.walk(path):  # links to directories are among dirnames, not followed
+        strays = [os.path.join(dirpath, n) for n in filenames if not os.path.islink(os.path.join(dirpath, n))]
+        if not dirnames and not filenames:  # sprocket never leaves an empty one: a user's
+            strays.append(dirpath)
+        if strays:
+            raise InputError("--index-on `%s`: `%s` was not written by sprocket, and replacing the index "
+                             "would delete it (move it away or choose another index path)" % (index_on, strays[0]))
     return path
 
 
@@ -9328,8 +9359,9 @@ def _remove_index(path):
 
 def write_index(out_dir, index_on, run_dir, outputs):
     """`--index-on PATH`: <out>/index/PATH/ holds a link to the run's outputs.json and, under each
-    output's name, links to its files. It is built aside and swapped in whole, so it always shows
-    one complete run; the runs it pointed at before are never touched."""
+    output's name, links to its files. It is built aside and swapped in with two renames, so a reader
+    sees one complete run's index (or, for that instant, none), never a mix; the old one is then
+    removed link by link and rmdir by rmdir, and what its links pointed at is never touched."""
     index = index_location(out_dir, index_on)
     parent = os.path.dirname(index)
     os.makedirs(parent, exist_ok=True)
@@ -10195,7 +10227,7 @@ class Run:
         if error is None:
             data = {self.target.name + "." + k: value_to_json(v) for k, v in outputs.items()}
             text = json_dumps(data, indent=2)
-            write_text(os.path.join(self.run_dir, "outputs.json"), text + "\n")
+            write_replacing(os.path.join(self.run_dir, "outputs.json"), text + "\n")
             self.store.execute("UPDATE runs SET status = 'completed', outputs = ?, error = NULL, "
                                "completed_at = CURRENT_TIMESTAMP WHERE id = ?", (json_dumps(data), self.run_id))
             self.log.info("run completed; outputs were written to `%s`" % os.path.join(self.run_dir, "outputs.json"))
@@ -10783,7 +10815,7 @@ def cmd_run(args):
     run.overrides = overrides
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
-        write_text(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
+        write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
         inputs = download_url_inputs(run, inputs)
         run.nested_inputs = {path: download_url_inputs(run, values) for path, values in nested.items()}
         text = run.finish(run.execute(inputs))

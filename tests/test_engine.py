@@ -1073,6 +1073,49 @@ def test_outputs_outside_the_working_directory_fail_the_task(tmp_path, which, sh
     fails(proc, "output `f` of task `t`", shown, "outside the task's working directory")
 
 
+def test_links_inside_a_directory_output_are_contained(tmp_path):
+    """A Directory output holding a link out of the working directory fails the task, naming the output and
+    the link; a link to a file inside it is fine."""
+    proc = run_wdl(tmp_path, """
+        version 1.2
+        task t {
+          command <<<
+            mkdir -p d/sub && echo x > d/x.txt && ln -s ../x.txt d/sub/ok && ln -s /etc d/sub/link
+          >>>
+          output { Directory o = "d" }
+        }
+        """)
+    fails(proc, "output `o` of task `t`", "d/sub/link", "a link to `/etc`", "outside the task's working directory")
+    outputs, _ = run_ok(tmp_path, """
+        version 1.2
+        task t {
+          command <<< mkdir -p d/sub && echo x > d/x.txt && ln -s ../x.txt d/sub/ok >>>
+          output { Directory o = "d" }
+        }
+        """)
+    assert Path(outputs["t.o"], "sub", "ok").read_text() == "x\n"
+
+
+def test_a_task_may_not_output_files_another_write_call_made(tmp_path):
+    """Only the task's own write_* files are admitted, not the run-wide directory where the workflow's are."""
+    proc = run_wdl(tmp_path, """
+        version 1.1
+        workflow w {
+          File mine = write_lines(["the workflow's"])
+          call t { input: path = "~{mine}" }
+        }
+        task t {
+          input { String path }
+          command <<< true >>>
+          output {
+            File own = write_lines(["the task's"])
+            File other = path
+          }
+        }
+        """)
+    fails(proc, "output `other` of task `t`", "write_lines_", "outside the task's working directory")
+
+
 def test_outputs_may_be_stdout_inputs_links_to_inputs_and_own_absolute_paths(tmp_path):
     given = write(tmp_path / "data" / "given.txt", "given\n")
     write(tmp_path / "data" / "dir" / "inner.txt", "inner\n")
@@ -2180,6 +2223,54 @@ def test_run_workflow_whose_task_comes_from_a_url_import(tmp_path):
     assert cached == ["lib.wdl", "structs.wdl"], cached
 
 
+@pytest.mark.parametrize("where, decl", [("task", 'File ref = "data.txt"'),
+                                         ("workflow", 'String s = read_string("data.txt")'),
+                                         ("workflow", 'Array[File] g = glob("*.txt")')])
+def test_relative_paths_in_a_document_imported_by_url_are_refused(tmp_path, where, decl):
+    """A 1.2 document fetched by URL has no directory on disk: a relative path in it is a clear error naming
+    the path, never a path under `<cwd>/http:/host/...`. An absolute one still works."""
+    served = tmp_path / "served"
+    write(served / "data.txt", "served\n")
+    write(served / "lib.wdl", """
+        version 1.2
+        workflow sub {
+          %s
+        }
+        task t {
+          %s
+          command <<< true >>>
+        }
+        """ % (decl if where == "workflow" else "", decl if where == "task" else ""))
+    work = tmp_path / "work"
+    with _http_server(served) as (base, _server):
+        write(work / "main.wdl", """
+            version 1.2
+            import "%s/lib.wdl" as lib
+            workflow w {
+              call lib.%s
+            }
+            """ % (base, "sub" if where == "workflow" else "t"))
+        env = dict(os.environ, SPROCKET_CACHE_DIR=str(tmp_path / "cache"))
+        proc = sprocket_run(work / "main.wdl", cwd=work, env=env)
+    fails(proc, "`data.txt`" if "glob" not in decl else "`*.txt`", "relative paths in a document imported by URL",
+          base + "/")
+    absolute = write(tmp_path / "abs.txt", "absolute\n")
+    write(served / "lib.wdl", """
+        version 1.2
+        task t {
+          File ref = "%s"
+          command <<< cat ~{ref} >>>
+          output { String s = read_string(stdout()) }
+        }
+        """ % absolute)
+    with _http_server(served) as (base, _server):
+        write(work / "main.wdl", 'version 1.2\nimport "%s/lib.wdl" as lib\nworkflow w {\n  call lib.t\n'
+              '  output { String s = t.s }\n}\n' % base)
+        outputs, _ = ok(sprocket_run(work / "main.wdl", cwd=work, env=dict(os.environ, SPROCKET_CACHE_DIR=str(
+            tmp_path / "cache2"))))
+    assert outputs == {"w.s": "absolute"}
+
+
 def test_exhaustive_conditional_names_at_every_depth_run(tmp_path):
     """The names of an exhaustive if/else chain have a value after it at every depth."""
     from test_types import NESTED_EXHAUSTIVE
@@ -2565,6 +2656,36 @@ def test_call_cache_does_not_serve_deleted_or_changed_outputs(tmp_path):
     third, _ = ok(sprocket_run(*args, cwd=tmp_path))
     assert _task_statuses(tmp_path / "out") == ["completed"]
     assert Path(third["t.d"], "x.txt").read_text() == "inside\n"
+
+
+def test_input_defaults_are_readable_at_every_workflow_level(tmp_path):
+    """A sub-workflow's `File ref = "/abs/x"` default is its own input, readable by its stdlib calls as the same
+    default in the top-level workflow is; a path the caller computes into it is not."""
+    default = write(tmp_path / "elsewhere" / "default.txt", "by default\n", raw=True)
+    write(tmp_path / "elsewhere" / "other.txt", "other\n", raw=True)
+    write(tmp_path / "doc" / "sub.wdl", """
+        version 1.1
+        workflow sub {
+          input { File ref = "%s" }
+          output { String r = read_string(ref) }
+        }
+        """ % default)
+    doc = paths_doc(tmp_path, "1.1", """
+        import "sub.wdl"
+        workflow w {
+          input { Boolean given = false }
+          if (!given) {
+            call sub.sub
+          }
+          if (given) {
+            call sub.sub as sub2 { input: ref = "%s" }
+          }
+          output { String? r = if given then sub2.r else sub.r }
+        }
+        """ % (tmp_path / "elsewhere" / "other.txt"), tasks="")
+    assert ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))[0] == {"w.r": "by default"}
+    fails(sprocket_run(doc, "given=true", "-o", tmp_path / "out", cwd=tmp_path), "read_string", "other.txt",
+          "may read")
 
 
 def test_workflow_level_stdlib_reads_are_confined(tmp_path):

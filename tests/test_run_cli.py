@@ -977,6 +977,16 @@ def test_index_on_refuses_to_replace_an_index_holding_a_users_file(tmp_path):
     assert len(list((tmp_path / "out" / "runs" / "make").iterdir())) == 2, "a refused run made a run directory"
 
 
+def test_index_on_refuses_to_replace_an_index_holding_a_users_empty_directory(tmp_path):
+    wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
+    ok(sprocket_run(wdl, "word=a", "--index-on", "proj/final", cwd=tmp_path))
+    empty = tmp_path / "out" / "index" / "proj" / "final" / "mine" / "empty"
+    empty.mkdir(parents=True)
+    fails(sprocket_run(wdl, "word=b", "--index-on", "proj/final", cwd=tmp_path), "--index-on", "mine/empty",
+          "not written by sprocket")
+    assert empty.is_dir()
+
+
 def test_index_on_never_writes_or_deletes_through_a_symlink(tmp_path):
     wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
     ext = tmp_path / "ext"
