@@ -8840,13 +8840,14 @@ CREATE VIEW IF NOT EXISTS latest_index_entries AS SELECT * FROM (SELECT *, row_n
     (PARTITION BY link_path ORDER BY created_at DESC) AS rn FROM index_log) WHERE rn = 1;
 """
 # sprocket.py's additions to Sprocket's schema, created in any database it opens: the process
-# behind each session (so a dead one is seen at once); each attempt with its job (a Slurm job id,
+# behind each session, with its start time (so a dead one is seen at once, and a pid given out
+# again is not taken for it); each attempt with its job (a Slurm job id,
 # or a local process group and its leader's start time, so a rerun can adopt or kill it), the
 # call cache key of its task and the attempt of an earlier run it adopted (reattach); what makes
 # runs the same (document, inputs, configuration), and which run adopted which.
 _DB_EXTENSIONS = """
 CREATE TABLE IF NOT EXISTS session_processes (session_id INTEGER PRIMARY KEY REFERENCES sessions (id),
-    hostname TEXT NOT NULL, pid INTEGER NOT NULL);
+    hostname TEXT NOT NULL, pid INTEGER NOT NULL, process_started TEXT);
 CREATE TABLE IF NOT EXISTS attempts (key TEXT PRIMARY KEY REFERENCES tasks (name), run_id INTEGER NOT NULL
     REFERENCES runs (id), call TEXT NOT NULL, attempt INTEGER NOT NULL, directory TEXT NOT NULL, backend TEXT NOT NULL,
     job_id TEXT, status TEXT NOT NULL, exit_status INTEGER, error TEXT, started_at TIMESTAMP, completed_at TIMESTAMP,
@@ -8864,7 +8865,8 @@ CREATE TABLE IF NOT EXISTS attempt_usage (key TEXT PRIMARY KEY REFERENCES attemp
 USAGE_COLUMNS = ("node", "submitted_at", "started_at", "ended_at", "queue_seconds", "wall_seconds", "cpu_seconds",
                  "requested_cpus", "allocated_cpus", "requested_memory", "peak_memory", "slurm_state")
 _DB_ADDED_COLUMNS = (("attempts", "cache_key", "TEXT"), ("attempts", "adopted_from", "TEXT"),  # since the table came
-                     ("attempts", "process_group", "INTEGER"), ("attempts", "process_started", "TEXT"))
+                     ("attempts", "process_group", "INTEGER"), ("attempts", "process_started", "TEXT"),
+                     ("session_processes", "process_started", "TEXT"))
 _HEARTBEAT_SECONDS = 60
 
 
@@ -9016,17 +9018,14 @@ class Store:
             self.flush_now()
 
     def sweep_orphans(self):
-        """Runs of sessions whose process is gone (same host) or silent too long become `orphaned`."""
-        import socket
-
-        host = socket.gethostname()
+        """Runs of sessions whose process is gone (same host) or silent too long become `orphaned`
+        (Sprocket's rule; only the first may have its tasks killed or adopted: engine_dead())."""
         rows = self.db.execute(
-            "SELECT s.id, p.hostname, p.pid, s.heartbeat_at, (julianday('now') - julianday(coalesce(s.heartbeat_at, s.created_at))) * 1440 "
+            "SELECT s.id, p.hostname, p.pid, p.process_started, (julianday('now') - julianday(coalesce(s.heartbeat_at, s.created_at))) * 1440 "
             "FROM sessions s LEFT JOIN session_processes p ON p.session_id = s.id WHERE s.id IN "
             "(SELECT session_id FROM runs WHERE status IN ('queued', 'analyzing', 'running', 'canceling'))").fetchall()
-        for sid, hostname, pid, _, silent_minutes in rows:
-            dead = hostname == host and pid is not None and not _pid_alive(pid)
-            if dead or (silent_minutes or 0) > self.orphan_minutes:
+        for sid, hostname, pid, started, silent_minutes in rows:
+            if engine_dead(hostname, pid, started) or (silent_minutes or 0) > self.orphan_minutes:
                 self.execute("UPDATE runs SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP, error = "
                              "coalesce(error, 'the sprocket process running it ended without finishing it') "
                              "WHERE session_id = ? AND status IN ('queued', 'analyzing', 'running', 'canceling')", (sid,))
@@ -9038,14 +9037,21 @@ class Store:
     # -- reattach ------------------------------------------------------------------------------
     def adopt_run(self, fingerprint, run_id):
         """The newest orphaned run with this fingerprint that no run adopted yet, now adopted by
-        `run_id` (in one transaction, so two runs never adopt the same one): (id, directory), or None."""
+        `run_id` (in one transaction, so two runs never adopt the same one): (id, directory), or None.
+        A run of this host whose engine lives on (silent: stopped, swapping) is not adopted; one of
+        another host silent too long is (its jobs may be Slurm's)."""
+        import socket
+
+        host = socket.gethostname()
+
         def adopt(db):
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute(
-                    "SELECT r.id, r.directory FROM runs r JOIN run_fingerprints f ON f.run_id = r.id WHERE f.fingerprint = ? "
+                row = next((r[:2] for r in db.execute(
+                    "SELECT r.id, r.directory, p.hostname, p.pid, p.process_started FROM runs r JOIN run_fingerprints f "
+                    "ON f.run_id = r.id LEFT JOIN session_processes p ON p.session_id = r.session_id WHERE f.fingerprint = ? "
                     "AND r.status = 'orphaned' AND r.id != ? AND r.id NOT IN (SELECT run_id FROM adoptions) "
-                    "ORDER BY r.id DESC LIMIT 1", (fingerprint, run_id)).fetchone()
+                    "ORDER BY r.id DESC", (fingerprint, run_id)).fetchall() if r[2] != host or engine_dead(*r[2:])), None)
                 if row is not None:
                     db.execute("INSERT INTO adoptions (run_id, by_run_id) VALUES (?, ?)", (row[0], run_id))
                 db.execute("COMMIT")
@@ -9098,11 +9104,14 @@ class Store:
                                    "FROM attempts WHERE run_id = ? ORDER BY attempt", (run_id,)).fetchall()
         return {r[0]: r[1:] for r in rows}
 
-    def orphaned_run_directories(self):
-        """The directories (relative to the output directory) of the runs whose process died."""
+    def dead_run_directories(self):
+        """The directories (relative to the output directory) of the orphaned runs whose engine is
+        verifiably dead (engine_dead): a run orphaned only by its silence may be alive."""
         with self.lock:
-            return [r[0] for r in self.db.execute("SELECT directory FROM runs WHERE status = 'orphaned' "
-                                                  "AND directory IS NOT NULL").fetchall()]
+            rows = self.db.execute("SELECT r.directory, p.hostname, p.pid, p.process_started FROM runs r JOIN "
+                                   "session_processes p ON p.session_id = r.session_id WHERE r.status = 'orphaned' "
+                                   "AND r.directory IS NOT NULL").fetchall()
+        return [d for d, hostname, pid, started in rows if engine_dead(hostname, pid, started)]
 
     def adopted_directories(self):
         """The attempt directories (relative to the output directory) that some run adopted."""
@@ -9122,8 +9131,8 @@ class Store:
             user = str(os.getuid())
         sid = self.execute("INSERT INTO sessions (uuid, subcommand, created_by, heartbeat_at) "
                            "VALUES (?, 'run', ?, CURRENT_TIMESTAMP)", (str(uuid.uuid4()), user))
-        self.execute("INSERT INTO session_processes (session_id, hostname, pid) VALUES (?, ?, ?)",
-                     (sid, socket.gethostname(), os.getpid()))
+        self.execute("INSERT INTO session_processes (session_id, hostname, pid, process_started) VALUES (?, ?, ?, ?)",
+                     (sid, socket.gethostname(), os.getpid(), process_start(os.getpid())))
         self.session_id = sid
         return sid
 
@@ -9173,6 +9182,17 @@ def _pid_alive(pid):
     except PermissionError:
         return True
     return True
+
+
+def engine_dead(hostname, pid, started):
+    """Whether a session's engine is verifiably gone: it ran on this host and its pid is free, or
+    was given to another process since (another start time, where one was recorded). An engine
+    only silent (stopped, swapping) is not dead: its tasks are neither killed nor adopted."""
+    import socket
+
+    if hostname != socket.gethostname() or pid is None:
+        return False
+    return not _pid_alive(pid) or (started is not None and process_start(pid) != started)
 
 
 def run_name():
@@ -10020,7 +10040,7 @@ class Run:
         They are found on this host by their command line under a dead run's directory (also those
         the dead engine had no time to record); a process group is killed only while its leader is
         the process found (its start time), never a recycled pid."""
-        dead = [os.path.join(self.out_dir, d) for d in self.store.orphaned_run_directories()]
+        dead = [os.path.join(self.out_dir, d) for d in self.store.dead_run_directories()]
         found = task_processes(dead) if dead else {}
         adopted = {os.path.realpath(a.directory) for a in self.adoptable.values()}
         adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.adopted_directories())

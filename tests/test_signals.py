@@ -792,6 +792,56 @@ def test_a_rerun_runs_again_a_local_task_of_the_dead_run_that_ended_without_an_e
     assert "without an exit status" in rerun.stderr, rerun.stderr
 
 
+def test_a_rerun_neither_kills_nor_adopts_the_task_of_a_live_engine_taken_for_an_orphan_by_its_silence(tmp_path):
+    """An engine stopped (SIGSTOP) past the orphan timeout is marked `orphaned`, but it lives: a run
+    in the same output directory leaves its task alone (no kill, no adoption), and once resumed it
+    finishes."""
+    doc = write(tmp_path / "wait_go.wdl", WAIT_GO_WDL)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cmd = run_cmd(doc, "dir=%s" % marks, "-o", tmp_path / "out")
+    first = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, start_new_session=True)
+    db = tmp_path / "out" / "sprocket.db"
+    second = None
+    try:
+        wait_for(lambda: (marks / "pid").exists() and db.exists() and db_rows(
+            db, "SELECT * FROM attempts WHERE process_group IS NOT NULL") or first.poll() is not None, 30, "the task to start")
+        assert first.poll() is None, first.stderr.read().decode()
+        pid = int((marks / "pid").read_text())
+        first.send_signal(signal.SIGSTOP)
+        with sqlite3.connect(str(db), timeout=30) as con:  # silent for an hour, as a long stop would leave it
+            con.execute("UPDATE sessions SET heartbeat_at = datetime('now', '-60 minutes')")
+        second = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+        wait_for(lambda: len((marks / "starts").read_text().split()) == 2 or second.poll() is not None, 30,
+                 "the second run's task to start")
+        assert alive(pid), "the task of a live engine was killed"
+        (run1, run2) = db_rows(db, "SELECT * FROM runs ORDER BY id")
+        assert run1["status"] == "orphaned"  # by Sprocket's rule: silent too long
+        assert not db_rows(db, "SELECT * FROM adoptions") and not db_rows(
+            db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL"), "the task of a live engine was adopted"
+        first.send_signal(signal.SIGCONT)
+        (marks / "go").write_text("")
+        out1, err1 = first.communicate(timeout=60)
+        out2, err2 = second.communicate(timeout=60)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.communicate()
+        for p in [int(x) for x in (marks / "starts").read_text().split()] if (marks / "starts").exists() else []:
+            try:
+                os.killpg(p, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    assert first.returncode == 0, err1.decode()
+    assert json.loads(out1.decode()) == {"wait_go.said": "done by %d" % pid}
+    assert second.returncode == 0, err2.decode()
+    assert "killed the processes" not in err2.decode(), err2.decode()
+
+
 def test_an_orphan_whose_pid_was_recycled_is_never_killed():
     """The start time recorded with a process group is checked: a live process that does not
     match it (a pid the kernel gave out again) is left alone."""
@@ -812,6 +862,28 @@ def test_an_orphan_whose_pid_was_recycled_is_never_killed():
         if other.poll() is None:
             other.kill()
             other.wait()
+
+
+def test_an_engine_is_dead_only_when_its_pid_is_free_or_another_process_has_it():
+    """engine_dead(): a live engine is not dead however silent; its pid given to another process
+    (another start time) is; an engine of another host is never known to be dead."""
+    sys.path.insert(0, str(SPROCKET.parent))
+    import socket
+    import sprocket as S
+
+    host = socket.gethostname()
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        started = S.process_start(other.pid)
+        boot, _, tick = started.rpartition(":")
+        assert not S.engine_dead(host, other.pid, started)
+        assert not S.engine_dead(host, other.pid, None)  # no start time recorded: alive is alive
+        assert S.engine_dead(host, other.pid, "%s:%d" % (boot, int(tick) - 1))  # the pid was given out again
+        assert not S.engine_dead(host + ".elsewhere", other.pid, "x")
+    finally:
+        other.kill()
+        other.wait()
+    assert S.engine_dead(host, other.pid, started)
 
 
 def test_a_task_row_is_written_before_the_next_task_starts(tmp_path):
