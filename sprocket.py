@@ -8868,6 +8868,8 @@ _DB_ADDED_COLUMNS = (("attempts", "cache_key", "TEXT"), ("attempts", "adopted_fr
                      ("attempts", "process_group", "INTEGER"), ("attempts", "process_started", "TEXT"),
                      ("session_processes", "process_started", "TEXT"))
 _HEARTBEAT_SECONDS = 60
+_LIVE_RUN_STATES = ("queued", "analyzing", "running", "canceling")  # a run not over (or its engine died)
+_LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
 
 
 class Store:
@@ -9019,16 +9021,16 @@ class Store:
 
     def sweep_orphans(self):
         """Runs of sessions whose process is gone (same host) or silent too long become `orphaned`
-        (Sprocket's rule; only the first may have its tasks killed or adopted: engine_dead())."""
+        (Sprocket's rule; but a silent one may live on: engine_dead() says whose tasks may be killed)."""
         rows = self.db.execute(
             "SELECT s.id, p.hostname, p.pid, p.process_started, (julianday('now') - julianday(coalesce(s.heartbeat_at, s.created_at))) * 1440 "
             "FROM sessions s LEFT JOIN session_processes p ON p.session_id = s.id WHERE s.id IN "
-            "(SELECT session_id FROM runs WHERE status IN ('queued', 'analyzing', 'running', 'canceling'))").fetchall()
+            "(SELECT session_id FROM runs WHERE status IN %s)" % _LIVE_RUN_STATES_SQL).fetchall()
         for sid, hostname, pid, started, silent_minutes in rows:
             if engine_dead(hostname, pid, started) or (silent_minutes or 0) > self.orphan_minutes:
                 self.execute("UPDATE runs SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP, error = "
                              "coalesce(error, 'the sprocket process running it ended without finishing it') "
-                             "WHERE session_id = ? AND status IN ('queued', 'analyzing', 'running', 'canceling')", (sid,))
+                             "WHERE session_id = ? AND status IN %s" % _LIVE_RUN_STATES_SQL, (sid,))
                 for table in ("tasks", "attempts"):
                     self.execute("UPDATE %s SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP WHERE run_id IN "
                                  "(SELECT id FROM runs WHERE session_id = ?) AND status IN "
@@ -9113,12 +9115,29 @@ class Store:
                                    "AND r.directory IS NOT NULL").fetchall()
         return [d for d, hostname, pid, started in rows if engine_dead(hostname, pid, started)]
 
-    def adopted_directories(self):
-        """The attempt directories (relative to the output directory) that some run adopted."""
+    def followed_directories(self, run_id):
+        """The attempt directories (relative to the output directory) of the runs that a run other
+        than `run_id` adopted and may still follow (it has not ended, and its engine is not known to
+        be dead), with those they adopted in turn. By the adoptions table, written as the run is
+        adopted: not only once the adopter schedules the attempt."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT a.run_id, a.by_run_id, r.status, p.hostname, p.pid, p.process_started FROM adoptions a JOIN "
+                "runs r ON r.id = a.by_run_id LEFT JOIN session_processes p ON p.session_id = r.session_id").fetchall()
+        adopted = {by: run for run, by, *_ in rows}
+        followed = set()
+        for _, by, status, hostname, pid, started in rows:
+            live = status in _LIVE_RUN_STATES or status == "orphaned" and not engine_dead(hostname, pid, started)
+            run = adopted[by] if live and by != run_id else None
+            while run is not None and run not in followed:  # a chain of deaths: what the adopted run adopted
+                followed.add(run)
+                run = adopted.get(run)
+        if not followed:
+            return []
         with self.lock:
             return [posixpath.join(r, a) for r, a in self.db.execute(
-                "SELECT r.directory, a.directory FROM attempts a JOIN runs r ON r.id = a.run_id WHERE a.key IN "
-                "(SELECT adopted_from FROM attempts WHERE adopted_from IS NOT NULL)").fetchall()]
+                "SELECT r.directory, a.directory FROM attempts a JOIN runs r ON r.id = a.run_id WHERE r.directory IS NOT "
+                "NULL AND a.run_id IN (%s)" % ", ".join("?" * len(followed)), sorted(followed)).fetchall()]
 
     def start_session(self):
         import getpass
@@ -10043,7 +10062,7 @@ class Run:
         dead = [os.path.join(self.out_dir, d) for d in self.store.dead_run_directories()]
         found = task_processes(dead) if dead else {}
         adopted = {os.path.realpath(a.directory) for a in self.adoptable.values()}
-        adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.adopted_directories())
+        adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.followed_directories(self.run_id))
         for adir, (pgid, started) in sorted(found.items()):
             if adir not in adopted and kill_process_group(pgid, started):
                 self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "

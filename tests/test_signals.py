@@ -779,6 +779,42 @@ def test_a_rerun_that_cannot_adopt_kills_the_orphaned_task_before_running_it_aga
     assert "killed the processes of the task in" in err.decode() and str(pid) in err.decode(), err.decode()
 
 
+def test_an_orphaned_task_whose_adopter_died_too_is_killed_by_the_next_run_that_cannot_adopt_it(tmp_path):
+    """Run 1 dies, run 2 adopts its task and dies too: the task is no longer followed, so run 3
+    (which does not adopt) kills it before running it again."""
+    cmd, marks, pid = _crashed_run(tmp_path)
+    db = tmp_path / "out" / "sprocket.db"
+    third = None
+    try:
+        second = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL")) == 1, 30,
+                     "the second run to adopt the task")
+        finally:
+            second.kill()
+            second.communicate()
+        assert alive(pid)
+        third = subprocess.Popen(cmd + ["--no-reattach"], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        wait_for(lambda: len((marks / "starts").read_text().split()) == 2 or third.poll() is not None, 30,
+                 "the task to start again")
+        assert_gone([pid], [pid])
+        (marks / "go").write_text("")
+        out, err = third.communicate(timeout=60)
+    finally:
+        if third is not None and third.poll() is None:
+            third.kill()
+            third.communicate()
+        for p in [pid] + [int(x) for x in (marks / "starts").read_text().split()]:
+            try:
+                os.killpg(p, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    assert third.returncode == 0, err.decode()
+    assert "killed the processes of the task in" in err.decode() and str(pid) in err.decode(), err.decode()
+
+
 def test_a_rerun_runs_again_a_local_task_of_the_dead_run_that_ended_without_an_exit_status(tmp_path):
     cmd, marks, pid = _crashed_run(tmp_path)
     os.killpg(pid, signal.SIGKILL)  # as a reboot would: no `rc` file
