@@ -6708,8 +6708,12 @@ def kill_process_group(pgid, started):
 _LOCAL_WRAPPER = '( set --; . "$0" ); rc=$?; printf "%d\\n" "$rc" > "$1"; exit "$rc"'
 
 
+LocalProcess = collections.namedtuple("LocalProcess", "process_group process_started")
+LocalProcess.__doc__ = "A local task's process group and its leader's start time (process_start()), as in Adoptable."
+
+
 def task_processes(roots):
-    """{attempt dir (real path): (process group, start time)} for the live local tasks on this host
+    """{attempt dir (real path): LocalProcess} for the live local tasks on this host
     whose attempt directory is one of `roots` or below one, found by their shell's command line
     (`<shell> -c <wrapper> <attempt dir>/command ...`): also those a dead engine started but had not
     yet recorded."""
@@ -6727,7 +6731,7 @@ def task_processes(roots):
             adir = os.path.dirname(os.path.realpath(os.fsdecode(argv[3])))
             started = process_start(pid)
             if (adir + "/").startswith(roots) and started is not None:
-                out[adir] = (pid, started)
+                out[adir] = LocalProcess(pid, started)
     return out
 
 
@@ -6868,8 +6872,8 @@ class LocalBackend:
     def find_jobs(self, adirs):
         """The live tasks of attempts whose process group a dead engine had not yet recorded."""
         found = task_processes(adirs)
-        return {adir: {"process_group": found[os.path.realpath(adir)][0], "process_started": found[os.path.realpath(adir)][1]}
-                for adir in adirs if os.path.realpath(adir) in found}
+        real = {adir: os.path.realpath(adir) for adir in adirs}
+        return {adir: found[r]._asdict() for adir, r in real.items() if r in found}
 
     def start_job(self, argv, work, stdout, stderr, environ):
         job = LocalJob(argv, work, stdout, stderr, environ)
@@ -8868,6 +8872,9 @@ _DB_ADDED_COLUMNS = (("attempts", "cache_key", "TEXT"), ("attempts", "adopted_fr
                      ("attempts", "process_group", "INTEGER"), ("attempts", "process_started", "TEXT"),
                      ("session_processes", "process_started", "TEXT"))
 _HEARTBEAT_SECONDS = 60
+AttemptRecord = collections.namedtuple("AttemptRecord", "key number directory job_id status cache_key process_group "
+                                       "process_started")
+AttemptRecord.__doc__ = "An attempt's row in `attempts` as reattach reads it (its directory relative to its run's)."
 _LIVE_RUN_STATES = ("queued", "analyzing", "running", "canceling")  # a run not over (or its engine died)
 _LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
 
@@ -9098,13 +9105,11 @@ class Store:
                 ", ".join("u." + c for c in USAGE_COLUMNS)), (run_id,))
 
     def last_attempts(self, run_id):
-        """{call: (key, attempt, directory, job_id, status, cache_key, process_group, process_started)}: each
-        call's last attempt in the run."""
+        """{call: AttemptRecord}: each call's last attempt in the run."""
         with self.lock:
-            rows = self.db.execute("SELECT call, key, attempt, directory, job_id, status, cache_key, process_group, "
-                                   "process_started "
-                                   "FROM attempts WHERE run_id = ? ORDER BY attempt", (run_id,)).fetchall()
-        return {r[0]: r[1:] for r in rows}
+            rows = self.db.execute("SELECT call, %s FROM attempts WHERE run_id = ? ORDER BY attempt" % ", ".join(
+                "attempt" if f == "number" else f for f in AttemptRecord._fields), (run_id,)).fetchall()
+        return {r[0]: AttemptRecord(*r[1:]) for r in rows}
 
     def dead_run_directories(self):
         """The directories (relative to the output directory) of the orphaned runs whose engine is
@@ -10029,11 +10034,10 @@ class Run:
         base = os.path.join(out_dir, found[1])
         while found is not None:  # and what that run adopted but died before it reached (a chain of deaths)
             run_dir = os.path.join(out_dir, found[1])
-            for call, (key, number, directory, job_id, status, cache_key, pgid, started) in self.store.last_attempts(
-                    found[0]).items():
-                if call not in seen and status in ("orphaned", "running", "completed") and cache_key:
-                    out[call] = Adoptable(key, number, os.path.normpath(os.path.join(run_dir, directory)), job_id,
-                                          cache_key, pgid, started)
+            for call, a in self.store.last_attempts(found[0]).items():
+                if call not in seen and a.status in ("orphaned", "running", "completed") and a.cache_key:
+                    out[call] = Adoptable(a.key, a.number, os.path.normpath(os.path.join(run_dir, a.directory)), a.job_id,
+                                          a.cache_key, a.process_group, a.process_started)
                 seen.add(call)
             found = self.store.run_adopted_by(found[0])
         # the engine died as sbatch ran, or as a local task started
@@ -10063,10 +10067,10 @@ class Run:
         found = task_processes(dead) if dead else {}
         adopted = {os.path.realpath(a.directory) for a in self.adoptable.values()}
         adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.followed_directories(self.run_id))
-        for adir, (pgid, started) in sorted(found.items()):
-            if adir not in adopted and kill_process_group(pgid, started):
+        for adir, p in sorted(found.items()):
+            if adir not in adopted and kill_process_group(p.process_group, p.process_started):
                 self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
-                              "run, before running anything again" % (adir, pgid))
+                              "run, before running anything again" % (adir, p.process_group))
 
     # -- task states: counts, the database, the log ----------------------------------------
     def attempt_started(self, attempt, cache_key=None):

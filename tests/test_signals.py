@@ -900,6 +900,32 @@ def test_an_orphan_whose_pid_was_recycled_is_never_killed():
             other.wait()
 
 
+def test_a_live_local_task_is_found_by_its_attempt_directory_with_its_process_group_and_start_time(tmp_path):
+    """task_processes() names each task a LocalProcess; the local backend's find_jobs() gives the
+    Adoptable fields of those under the attempt directories asked for (also through a symlink)."""
+    sys.path.insert(0, str(SPROCKET.parent))
+    import sprocket as S
+
+    adir = tmp_path / "run" / "attempts" / "0"
+    adir.mkdir(parents=True)
+    (adir / "command").write_text("sleep 30\n")
+    (tmp_path / "link").symlink_to(tmp_path / "run")
+    task = subprocess.Popen(["bash", "-c", S._LOCAL_WRAPPER, str(adir / "command"), str(adir / "rc")],
+                            start_new_session=True)
+    try:
+        wait_for(lambda: S.task_processes([tmp_path]), 10, "the task to be found")
+        found = S.task_processes([tmp_path / "run"])
+        assert found == {os.path.realpath(adir): S.LocalProcess(task.pid, S.process_start(task.pid))}
+        assert found[os.path.realpath(adir)].process_group == task.pid
+        linked = str(tmp_path / "link" / "attempts" / "0")
+        jobs = S.LocalBackend(None).find_jobs([linked, str(tmp_path / "elsewhere")])
+        assert jobs == {linked: {"process_group": task.pid, "process_started": S.process_start(task.pid)}}
+        assert S.Adoptable(*[None] * 7)._replace(**jobs[linked]).process_group == task.pid
+    finally:
+        os.killpg(task.pid, signal.SIGKILL)
+        task.wait()
+
+
 def test_an_engine_is_dead_only_when_its_pid_is_free_or_another_process_has_it():
     """engine_dead(): a live engine is not dead however silent; its pid given to another process
     (another start time) is; an engine of another host is never known to be dead."""
