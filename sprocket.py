@@ -6735,7 +6735,20 @@ def task_processes(roots):
     return out
 
 
-class LocalJob:
+class LocalProcessJob:
+    """A job of the local backend: a process group on this host, started here or adopted."""
+
+    out_of_memory = False
+
+    def running(self):
+        """Whether its process group may still run (so close() must kill it)."""
+        raise NotImplementedError
+
+    def usage(self):
+        return {}
+
+
+class LocalJob(LocalProcessJob):
     """A task attempt as a local process group (so a cancel kills everything it started); the
     group's id and its leader's start time go into sprocket.db, for the run that comes after a crash."""
 
@@ -6777,6 +6790,9 @@ class LocalJob:
 
         return dict(self.figures, node=socket.gethostname(), started_at=self.started_at)
 
+    def running(self):
+        return self.proc.poll() is None  # not yet reaped: its pid is still its own
+
     def cancel(self):
         import signal
 
@@ -6786,11 +6802,9 @@ class LocalJob:
             pass
 
 
-class AdoptedLocalJob:
+class AdoptedLocalJob(LocalProcessJob):
     """An attempt a dead run started on this host, followed to its end: its process group is
     watched (its leader's pid and start time) until it is gone, then its `rc` file read."""
-
-    out_of_memory = False
 
     def __init__(self, adir, pgid, started):
         self.adir, self.pgid, self.started = adir, pgid, started
@@ -6799,7 +6813,7 @@ class AdoptedLocalJob:
         self.cancelled = threading.Event()
 
     def wait(self):
-        while self.started is not None and process_start(self.pgid) == self.started and not self.cancelled.wait(0.2):
+        while self.running() and not self.cancelled.wait(0.2):
             pass
         code = read_exit_status(self.adir)
         if code is None:  # killed with the engine, or canceled now: run it again
@@ -6807,8 +6821,8 @@ class AdoptedLocalJob:
             return 1
         return code
 
-    def usage(self):
-        return {}
+    def running(self):
+        return self.started is not None and process_start(self.pgid) == self.started
 
     def cancel(self):
         self.cancelled.set()
@@ -6894,7 +6908,7 @@ class LocalBackend:
     def close(self):
         """However the run ended (even on a bug), none of its processes is left running."""
         with self.lock:
-            live = [j for j in self.live if not isinstance(j, LocalJob) or j.proc.poll() is None]
+            live = [j for j in self.live if j.running()]
             self.live.clear()
         self.cancel_jobs(live)
 

@@ -926,6 +926,38 @@ def test_a_live_local_task_is_found_by_its_attempt_directory_with_its_process_gr
         task.wait()
 
 
+def test_closing_the_local_backend_kills_its_running_and_adopted_tasks_and_nothing_else(tmp_path):
+    """close() asks each job whether it runs (LocalProcessJob.running): a started task still running
+    and an adopted one whose leader is the recorded process are killed; an ended task and an
+    adopted one whose pid now belongs to another process are left alone."""
+    sys.path.insert(0, str(SPROCKET.parent))
+    import sprocket as S
+
+    backend = S.LocalBackend(None)
+    out, err = str(tmp_path / "out"), str(tmp_path / "err")
+    running = backend.start_job(["sleep", "30"], str(tmp_path), out, err, {})
+    ended = backend.start_job(["true"], str(tmp_path), out, err, {})
+    assert ended.wait() == 0
+    followed = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        started = S.process_start(stranger.pid)
+        boot, _, tick = started.rpartition(":")
+        adopted = backend.adopt(None, S.Adoptable(None, None, str(tmp_path), None, None, followed.pid,
+                                                  S.process_start(followed.pid)))
+        recycled = backend.adopt(None, S.Adoptable(None, None, str(tmp_path), None, None, stranger.pid,
+                                                   "%s:%d" % (boot, int(tick) - 1)))
+        assert [j.running() for j in (running, ended, adopted, recycled)] == [True, False, True, False]
+        backend.close()
+        assert running.wait() == 137 and followed.wait(timeout=10) == -signal.SIGKILL
+        assert stranger.poll() is None, "a process that is not the adopted one was killed"
+    finally:
+        for p in (followed, stranger):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def test_an_engine_is_dead_only_when_its_pid_is_free_or_another_process_has_it():
     """engine_dead(): a live engine is not dead however silent; its pid given to another process
     (another start time) is; an engine of another host is never known to be dead."""
