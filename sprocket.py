@@ -8994,8 +8994,9 @@ class Store:
                 raise
 
         def in_memory_journal(db):
-            # A full file system has no room for the rollback journal, but an update in place
-            # needs none: so a run still ends `failed` (with why), not `running`.
+            # A full file system has no room for the rollback journal (out of inodes: it cannot
+            # even be created), but an update in place needs none: so a run still ends `failed`
+            # (with why), not `running`.
             db.execute("PRAGMA journal_mode = MEMORY")
             try:
                 return run(db)
@@ -9006,7 +9007,8 @@ class Store:
         try:
             return self.write(run)
         except RunError as e:
-            if not isinstance(e.__cause__, self.sqlite3.OperationalError) or "full" not in str(e.__cause__):
+            cause = e.__cause__
+            if not isinstance(cause, self.sqlite3.OperationalError) or not re.search("full|unable to open", str(cause)):
                 raise
         return self.write(in_memory_journal)
 
@@ -10008,23 +10010,38 @@ class Run:
             self.run_dir = make_run_dir(out_dir, target.name, suffix)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
-        self.tmp_dir = os.path.join(self.run_dir, "tmp")
-        os.mkdir(self.tmp_dir)
-        self.real_run_dir = os.path.realpath(self.run_dir)
-        self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
-        self.trace = Trace(os.path.join(self.run_dir, "trace.tsv"))
-        self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
-        log.open(os.path.join(self.run_dir, "output.log"))
-        log.info("`%s` will be used as the execution directory" % self.run_dir)
-        self.store.keep_alive()
         import uuid
 
+        # Its record at once, so that no run directory is left without one: the directory goes if
+        # the record cannot be written; the record says `failed` if the directory cannot be set up.
         self.uuid = str(uuid.uuid4())
-        self.run_id = self.store.execute(
-            "INSERT INTO runs (uuid, session_id, name, source, target, status, inputs, directory, started_at) "
-            "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, CURRENT_TIMESTAMP)",
-            (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
-             json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
+        try:
+            self.run_id = self.store.execute(
+                "INSERT INTO runs (uuid, session_id, name, source, target, status, inputs, directory, started_at) "
+                "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, CURRENT_TIMESTAMP)",
+                (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
+                 json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
+        except BaseException:
+            os.rmdir(self.run_dir)  # empty: only this run made it
+            raise
+        self.tmp_dir = os.path.join(self.run_dir, "tmp")
+        self.real_run_dir = os.path.realpath(self.run_dir)
+        self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
+        self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
+        self.trace = Trace(os.path.join(self.run_dir, "trace.tsv"))
+        try:
+            try:
+                os.mkdir(self.tmp_dir)
+            except OSError as e:
+                raise RunError("cannot set up the run directory `%s`: %s" % (self.run_dir, os_error_text(e)))
+            log.open(os.path.join(self.run_dir, "output.log"))
+        except RunError as e:
+            self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
+                               "WHERE id = ?", (e.message, self.run_id))
+            self.store.close()
+            raise
+        log.info("`%s` will be used as the execution directory" % self.run_dir)
+        self.store.keep_alive()
         # Reattach: a backend whose jobs outlive the engine follows those of an orphaned twin run.
         self.reattach = reattach and fingerprint is not None
         self.adoptable = {}
