@@ -10022,7 +10022,10 @@ class Run:
                 (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
                  json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
         except BaseException:
-            os.rmdir(self.run_dir)  # empty: only this run made it
+            try:
+                os.rmdir(self.run_dir)  # empty: only this run made it
+            except OSError:
+                pass
             raise
         self.tmp_dir = os.path.join(self.run_dir, "tmp")
         self.real_run_dir = os.path.realpath(self.run_dir)
