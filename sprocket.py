@@ -6750,8 +6750,12 @@ def kill_process_group(pgid, started):
 _LOCAL_WRAPPER = '( set --; . "$0" ); rc=$?; printf "%d\\n" "$rc" > "$1"; exit "$rc"'
 
 
+LocalProcess = collections.namedtuple("LocalProcess", "process_group process_started")
+LocalProcess.__doc__ = "A local task's process group and its leader's start time (process_start()), as in Adoptable."
+
+
 def task_processes(roots):
-    """{attempt dir (real path): (process group, start time)} for the live local tasks on this host
+    """{attempt dir (real path): LocalProcess} for the live local tasks on this host
     whose attempt directory is one of `roots` or below one, found by their shell's command line
     (`<shell> -c <wrapper> <attempt dir>/command ...`): also those a dead engine started but had not
     yet recorded."""
@@ -6769,11 +6773,24 @@ def task_processes(roots):
             adir = os.path.dirname(os.path.realpath(os.fsdecode(argv[3])))
             started = process_start(pid)
             if (adir + "/").startswith(roots) and started is not None:
-                out[adir] = (pid, started)
+                out[adir] = LocalProcess(pid, started)
     return out
 
 
-class LocalJob:
+class LocalProcessJob:
+    """A job of the local backend: a process group on this host, started here or adopted."""
+
+    out_of_memory = False
+
+    def running(self):
+        """Whether its process group may still run (so close() must kill it)."""
+        raise NotImplementedError
+
+    def usage(self):
+        return {}
+
+
+class LocalJob(LocalProcessJob):
     """A task attempt as a local process group (so a cancel kills everything it started); the
     group's id and its leader's start time go into sprocket.db, for the run that comes after a crash."""
 
@@ -6815,6 +6832,9 @@ class LocalJob:
 
         return dict(self.figures, node=socket.gethostname(), started_at=self.started_at)
 
+    def running(self):
+        return self.proc.poll() is None  # not yet reaped: its pid is still its own
+
     def cancel(self):
         import signal
 
@@ -6824,11 +6844,9 @@ class LocalJob:
             pass
 
 
-class AdoptedLocalJob:
+class AdoptedLocalJob(LocalProcessJob):
     """An attempt a dead run started on this host, followed to its end: its process group is
     watched (its leader's pid and start time) until it is gone, then its `rc` file read."""
-
-    out_of_memory = False
 
     def __init__(self, adir, pgid, started):
         self.adir, self.pgid, self.started = adir, pgid, started
@@ -6837,7 +6855,7 @@ class AdoptedLocalJob:
         self.cancelled = threading.Event()
 
     def wait(self):
-        while self.started is not None and process_start(self.pgid) == self.started and not self.cancelled.wait(0.2):
+        while self.running() and not self.cancelled.wait(0.2):
             pass
         code = read_exit_status(self.adir)
         if code is None:  # killed with the engine, or canceled now: run it again
@@ -6845,8 +6863,8 @@ class AdoptedLocalJob:
             return 1
         return code
 
-    def usage(self):
-        return {}
+    def running(self):
+        return self.started is not None and process_start(self.pgid) == self.started
 
     def cancel(self):
         self.cancelled.set()
@@ -6910,8 +6928,8 @@ class LocalBackend:
     def find_jobs(self, adirs):
         """The live tasks of attempts whose process group a dead engine had not yet recorded."""
         found = task_processes(adirs)
-        return {adir: {"process_group": found[os.path.realpath(adir)][0], "process_started": found[os.path.realpath(adir)][1]}
-                for adir in adirs if os.path.realpath(adir) in found}
+        real = {adir: os.path.realpath(adir) for adir in adirs}
+        return {adir: found[r]._asdict() for adir, r in real.items() if r in found}
 
     def start_job(self, argv, work, stdout, stderr, environ):
         job = LocalJob(argv, work, stdout, stderr, environ)
@@ -6932,7 +6950,7 @@ class LocalBackend:
     def close(self):
         """However the run ended (even on a bug), none of its processes is left running."""
         with self.lock:
-            live = [j for j in self.live if not isinstance(j, LocalJob) or j.proc.poll() is None]
+            live = [j for j in self.live if j.running()]
             self.live.clear()
         self.cancel_jobs(live)
 
@@ -8877,13 +8895,14 @@ CREATE VIEW IF NOT EXISTS latest_index_entries AS SELECT * FROM (SELECT *, row_n
     (PARTITION BY link_path ORDER BY created_at DESC) AS rn FROM index_log) WHERE rn = 1;
 """
 # sprocket.py's additions to Sprocket's schema, created in any database it opens: the process
-# behind each session (so a dead one is seen at once); each attempt with its job (a Slurm job id,
+# behind each session, with its start time (so a dead one is seen at once, and a pid given out
+# again is not taken for it); each attempt with its job (a Slurm job id,
 # or a local process group and its leader's start time, so a rerun can adopt or kill it), the
 # call cache key of its task and the attempt of an earlier run it adopted (reattach); what makes
 # runs the same (document, inputs, configuration), and which run adopted which.
 _DB_EXTENSIONS = """
 CREATE TABLE IF NOT EXISTS session_processes (session_id INTEGER PRIMARY KEY REFERENCES sessions (id),
-    hostname TEXT NOT NULL, pid INTEGER NOT NULL);
+    hostname TEXT NOT NULL, pid INTEGER NOT NULL, process_started TEXT);
 CREATE TABLE IF NOT EXISTS attempts (key TEXT PRIMARY KEY REFERENCES tasks (name), run_id INTEGER NOT NULL
     REFERENCES runs (id), call TEXT NOT NULL, attempt INTEGER NOT NULL, directory TEXT NOT NULL, backend TEXT NOT NULL,
     job_id TEXT, status TEXT NOT NULL, exit_status INTEGER, error TEXT, started_at TIMESTAMP, completed_at TIMESTAMP,
@@ -8901,8 +8920,14 @@ CREATE TABLE IF NOT EXISTS attempt_usage (key TEXT PRIMARY KEY REFERENCES attemp
 USAGE_COLUMNS = ("node", "submitted_at", "started_at", "ended_at", "queue_seconds", "wall_seconds", "cpu_seconds",
                  "requested_cpus", "allocated_cpus", "requested_memory", "peak_memory", "slurm_state")
 _DB_ADDED_COLUMNS = (("attempts", "cache_key", "TEXT"), ("attempts", "adopted_from", "TEXT"),  # since the table came
-                     ("attempts", "process_group", "INTEGER"), ("attempts", "process_started", "TEXT"))
+                     ("attempts", "process_group", "INTEGER"), ("attempts", "process_started", "TEXT"),
+                     ("session_processes", "process_started", "TEXT"))
 _HEARTBEAT_SECONDS = 60
+AttemptRecord = collections.namedtuple("AttemptRecord", "key number directory job_id status cache_key process_group "
+                                       "process_started")
+AttemptRecord.__doc__ = "An attempt's row in `attempts` as reattach reads it (its directory relative to its run's)."
+_LIVE_RUN_STATES = ("queued", "analyzing", "running", "canceling")  # a run not over (or its engine died)
+_LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
 
 
 class Store:
@@ -9010,9 +9035,11 @@ class Store:
         try:
             return self.write(run)
         except RunError as e:
-            # A full file system: the reserve makes room, and the transaction keeps its journal (one
-            # without a journal would corrupt the file if the engine were killed during it).
-            if not isinstance(e.__cause__, self.sqlite3.OperationalError) or "full" not in str(e.__cause__):
+            # A full file system (out of inodes: the journal cannot even be created): the reserve makes
+            # room, and the transaction keeps its journal (one without a journal would corrupt the file
+            # if the engine were killed during it).
+            cause = e.__cause__
+            if not isinstance(cause, self.sqlite3.OperationalError) or not re.search("full|unable to open", str(cause)):
                 raise
             try:
                 os.unlink(self.path + "-reserve")
@@ -9051,20 +9078,17 @@ class Store:
             self.flush_now()
 
     def sweep_orphans(self):
-        """Runs of sessions whose process is gone (same host) or silent too long become `orphaned`."""
-        import socket
-
-        host = socket.gethostname()
+        """Runs of sessions whose process is gone (same host) or silent too long become `orphaned`
+        (Sprocket's rule; but a silent one may live on: engine_dead() says whose tasks may be killed)."""
         rows = self.db.execute(
-            "SELECT s.id, p.hostname, p.pid, s.heartbeat_at, (julianday('now') - julianday(coalesce(s.heartbeat_at, s.created_at))) * 1440 "
+            "SELECT s.id, p.hostname, p.pid, p.process_started, (julianday('now') - julianday(coalesce(s.heartbeat_at, s.created_at))) * 1440 "
             "FROM sessions s LEFT JOIN session_processes p ON p.session_id = s.id WHERE s.id IN "
-            "(SELECT session_id FROM runs WHERE status IN ('queued', 'analyzing', 'running', 'canceling'))").fetchall()
-        for sid, hostname, pid, _, silent_minutes in rows:
-            dead = hostname == host and pid is not None and not _pid_alive(pid)
-            if dead or (silent_minutes or 0) > self.orphan_minutes:
+            "(SELECT session_id FROM runs WHERE status IN %s)" % _LIVE_RUN_STATES_SQL).fetchall()
+        for sid, hostname, pid, started, silent_minutes in rows:
+            if engine_dead(hostname, pid, started) or (silent_minutes or 0) > self.orphan_minutes:
                 self.execute("UPDATE runs SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP, error = "
                              "coalesce(error, 'the sprocket process running it ended without finishing it') "
-                             "WHERE session_id = ? AND status IN ('queued', 'analyzing', 'running', 'canceling')", (sid,))
+                             "WHERE session_id = ? AND status IN %s" % _LIVE_RUN_STATES_SQL, (sid,))
                 for table in ("tasks", "attempts"):
                     self.execute("UPDATE %s SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP WHERE run_id IN "
                                  "(SELECT id FROM runs WHERE session_id = ?) AND status IN "
@@ -9073,14 +9097,21 @@ class Store:
     # -- reattach ------------------------------------------------------------------------------
     def adopt_run(self, fingerprint, run_id):
         """The newest orphaned run with this fingerprint that no run adopted yet, now adopted by
-        `run_id` (in one transaction, so two runs never adopt the same one): (id, directory), or None."""
+        `run_id` (in one transaction, so two runs never adopt the same one): (id, directory), or None.
+        A run of this host whose engine lives on (silent: stopped, swapping) is not adopted; one of
+        another host silent too long is (its jobs may be Slurm's)."""
+        import socket
+
+        host = socket.gethostname()
+
         def adopt(db):
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute(
-                    "SELECT r.id, r.directory FROM runs r JOIN run_fingerprints f ON f.run_id = r.id WHERE f.fingerprint = ? "
+                row = next((r[:2] for r in db.execute(
+                    "SELECT r.id, r.directory, p.hostname, p.pid, p.process_started FROM runs r JOIN run_fingerprints f "
+                    "ON f.run_id = r.id LEFT JOIN session_processes p ON p.session_id = r.session_id WHERE f.fingerprint = ? "
                     "AND r.status = 'orphaned' AND r.id != ? AND r.id NOT IN (SELECT run_id FROM adoptions) "
-                    "ORDER BY r.id DESC LIMIT 1", (fingerprint, run_id)).fetchone()
+                    "ORDER BY r.id DESC", (fingerprint, run_id)).fetchall() if r[2] != host or engine_dead(*r[2:])), None)
                 if row is not None:
                     db.execute("INSERT INTO adoptions (run_id, by_run_id) VALUES (?, ?)", (row[0], run_id))
                 db.execute("COMMIT")
@@ -9125,26 +9156,44 @@ class Store:
                 ", ".join("u." + c for c in USAGE_COLUMNS)), (run_id,))
 
     def last_attempts(self, run_id):
-        """{call: (key, attempt, directory, job_id, status, cache_key, process_group, process_started)}: each
-        call's last attempt in the run."""
+        """{call: AttemptRecord}: each call's last attempt in the run."""
         with self.lock:
-            rows = self.db.execute("SELECT call, key, attempt, directory, job_id, status, cache_key, process_group, "
-                                   "process_started "
-                                   "FROM attempts WHERE run_id = ? ORDER BY attempt", (run_id,)).fetchall()
-        return {r[0]: r[1:] for r in rows}
+            rows = self.db.execute("SELECT call, %s FROM attempts WHERE run_id = ? ORDER BY attempt" % ", ".join(
+                "attempt" if f == "number" else f for f in AttemptRecord._fields), (run_id,)).fetchall()
+        return {r[0]: AttemptRecord(*r[1:]) for r in rows}
 
-    def orphaned_run_directories(self):
-        """The directories (relative to the output directory) of the runs whose process died."""
+    def dead_run_directories(self):
+        """The directories (relative to the output directory) of the orphaned runs whose engine is
+        verifiably dead (engine_dead): a run orphaned only by its silence may be alive."""
         with self.lock:
-            return [r[0] for r in self.db.execute("SELECT directory FROM runs WHERE status = 'orphaned' "
-                                                  "AND directory IS NOT NULL").fetchall()]
+            rows = self.db.execute("SELECT r.directory, p.hostname, p.pid, p.process_started FROM runs r JOIN "
+                                   "session_processes p ON p.session_id = r.session_id WHERE r.status = 'orphaned' "
+                                   "AND r.directory IS NOT NULL").fetchall()
+        return [d for d, hostname, pid, started in rows if engine_dead(hostname, pid, started)]
 
-    def adopted_directories(self):
-        """The attempt directories (relative to the output directory) that some run adopted."""
+    def followed_directories(self, run_id):
+        """The attempt directories (relative to the output directory) of the runs that a run other
+        than `run_id` adopted and may still follow (it has not ended, and its engine is not known to
+        be dead), with those they adopted in turn. By the adoptions table, written as the run is
+        adopted: not only once the adopter schedules the attempt."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT a.run_id, a.by_run_id, r.status, p.hostname, p.pid, p.process_started FROM adoptions a JOIN "
+                "runs r ON r.id = a.by_run_id LEFT JOIN session_processes p ON p.session_id = r.session_id").fetchall()
+        adopted = {by: run for run, by, *_ in rows}
+        followed = set()
+        for _, by, status, hostname, pid, started in rows:
+            live = status in _LIVE_RUN_STATES or status == "orphaned" and not engine_dead(hostname, pid, started)
+            run = adopted[by] if live and by != run_id else None
+            while run is not None and run not in followed:  # a chain of deaths: what the adopted run adopted
+                followed.add(run)
+                run = adopted.get(run)
+        if not followed:
+            return []
         with self.lock:
             return [posixpath.join(r, a) for r, a in self.db.execute(
-                "SELECT r.directory, a.directory FROM attempts a JOIN runs r ON r.id = a.run_id WHERE a.key IN "
-                "(SELECT adopted_from FROM attempts WHERE adopted_from IS NOT NULL)").fetchall()]
+                "SELECT r.directory, a.directory FROM attempts a JOIN runs r ON r.id = a.run_id WHERE r.directory IS NOT "
+                "NULL AND a.run_id IN (%s)" % ", ".join("?" * len(followed)), sorted(followed)).fetchall()]
 
     def start_session(self):
         import getpass
@@ -9157,8 +9206,8 @@ class Store:
             user = str(os.getuid())
         sid = self.execute("INSERT INTO sessions (uuid, subcommand, created_by, heartbeat_at) "
                            "VALUES (?, 'run', ?, CURRENT_TIMESTAMP)", (str(uuid.uuid4()), user))
-        self.execute("INSERT INTO session_processes (session_id, hostname, pid) VALUES (?, ?, ?)",
-                     (sid, socket.gethostname(), os.getpid()))
+        self.execute("INSERT INTO session_processes (session_id, hostname, pid, process_started) VALUES (?, ?, ?, ?)",
+                     (sid, socket.gethostname(), os.getpid(), process_start(os.getpid())))
         self.session_id = sid
         self.keep_reserve()
         return sid
@@ -9223,6 +9272,17 @@ def _pid_alive(pid):
     except PermissionError:
         return True
     return True
+
+
+def engine_dead(hostname, pid, started):
+    """Whether a session's engine is verifiably gone: it ran on this host and its pid is free, or
+    was given to another process since (another start time, where one was recorded). An engine
+    only silent (stopped, swapping) is not dead: its tasks are neither killed nor adopted."""
+    import socket
+
+    if hostname != socket.gethostname() or pid is None:
+        return False
+    return not _pid_alive(pid) or (started is not None and process_start(pid) != started)
 
 
 def run_name():
@@ -9994,23 +10054,41 @@ class Run:
             self.run_dir = make_run_dir(out_dir, target.name, suffix)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
-        self.tmp_dir = os.path.join(self.run_dir, "tmp")
-        os.mkdir(self.tmp_dir)
-        self.real_run_dir = os.path.realpath(self.run_dir)
-        self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
-        self.trace = Trace(os.path.join(self.run_dir, "trace.tsv"))
-        self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
-        log.open(os.path.join(self.run_dir, "output.log"))
-        log.info("`%s` will be used as the execution directory" % self.run_dir)
-        self.store.keep_alive()
         import uuid
 
+        # Its record at once, so that no run directory is left without one: the directory goes if
+        # the record cannot be written; the record says `failed` if the directory cannot be set up.
         self.uuid = str(uuid.uuid4())
-        self.run_id = self.store.execute(
-            "INSERT INTO runs (uuid, session_id, name, source, target, status, inputs, directory, started_at) "
-            "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, CURRENT_TIMESTAMP)",
-            (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
-             json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
+        try:
+            self.run_id = self.store.execute(
+                "INSERT INTO runs (uuid, session_id, name, source, target, status, inputs, directory, started_at) "
+                "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, CURRENT_TIMESTAMP)",
+                (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
+                 json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
+        except BaseException:
+            try:
+                os.rmdir(self.run_dir)  # empty: only this run made it
+            except OSError:
+                pass
+            raise
+        self.tmp_dir = os.path.join(self.run_dir, "tmp")
+        self.real_run_dir = os.path.realpath(self.run_dir)
+        self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
+        self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
+        self.trace = Trace(os.path.join(self.run_dir, "trace.tsv"))
+        try:
+            try:
+                os.mkdir(self.tmp_dir)
+            except OSError as e:
+                raise RunError("cannot set up the run directory `%s`: %s" % (self.run_dir, os_error_text(e)))
+            log.open(os.path.join(self.run_dir, "output.log"))
+        except RunError as e:
+            self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
+                               "WHERE id = ?", (e.message, self.run_id))
+            self.store.close()
+            raise
+        log.info("`%s` will be used as the execution directory" % self.run_dir)
+        self.store.keep_alive()
         # Reattach: a backend whose jobs outlive the engine follows those of an orphaned twin run.
         self.reattach = reattach and fingerprint is not None
         self.adoptable = {}
@@ -10034,11 +10112,10 @@ class Run:
         base = os.path.join(out_dir, found[1])
         while found is not None:  # and what that run adopted but died before it reached (a chain of deaths)
             run_dir = os.path.join(out_dir, found[1])
-            for call, (key, number, directory, job_id, status, cache_key, pgid, started) in self.store.last_attempts(
-                    found[0]).items():
-                if call not in seen and status in ("orphaned", "running", "completed") and cache_key:
-                    out[call] = Adoptable(key, number, os.path.normpath(os.path.join(run_dir, directory)), job_id,
-                                          cache_key, pgid, started)
+            for call, a in self.store.last_attempts(found[0]).items():
+                if call not in seen and a.status in ("orphaned", "running", "completed") and a.cache_key:
+                    out[call] = Adoptable(a.key, a.number, os.path.normpath(os.path.join(run_dir, a.directory)), a.job_id,
+                                          a.cache_key, a.process_group, a.process_started)
                 seen.add(call)
             found = self.store.run_adopted_by(found[0])
         # the engine died as sbatch ran, or as a local task started
@@ -10064,14 +10141,14 @@ class Run:
         They are found on this host by their command line under a dead run's directory (also those
         the dead engine had no time to record); a process group is killed only while its leader is
         the process found (its start time), never a recycled pid."""
-        dead = [os.path.join(self.out_dir, d) for d in self.store.orphaned_run_directories()]
+        dead = [os.path.join(self.out_dir, d) for d in self.store.dead_run_directories()]
         found = task_processes(dead) if dead else {}
         adopted = {os.path.realpath(a.directory) for a in self.adoptable.values()}
-        adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.adopted_directories())
-        for adir, (pgid, started) in sorted(found.items()):
-            if adir not in adopted and kill_process_group(pgid, started):
+        adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.followed_directories(self.run_id))
+        for adir, p in sorted(found.items()):
+            if adir not in adopted and kill_process_group(p.process_group, p.process_started):
                 self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
-                              "run, before running anything again" % (adir, pgid))
+                              "run, before running anything again" % (adir, p.process_group))
 
     # -- task states: counts, the database, the log ----------------------------------------
     def attempt_started(self, attempt, cache_key=None):

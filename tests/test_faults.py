@@ -104,14 +104,15 @@ def need_root(what):
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    """tmpfs(size) -> a fresh mount point of that size; unmounted afterwards."""
+    """tmpfs(size[, inodes]) -> a fresh mount point of that size (and that many inodes); unmounted afterwards."""
     mounts = []
 
-    def make(size="2m"):
+    def make(size="2m", inodes=None):
         need_root("mounting a small file system")
         mnt = tmp_path / ("fs%d" % len(mounts))
         mnt.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0777" % size, "tmpfs", str(mnt)],
+        options = "size=%s,mode=0777" % size + (",nr_inodes=%d" % inodes if inodes else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
                            capture_output=True, text=True)
         if r.returncode:
             pytest.skip("cannot mount a tmpfs here: %s" % r.stderr.strip())
@@ -214,6 +215,32 @@ def test_disk_full_before_the_run_starts(tmpfs):
     r = sprocket("run", "t.wdl", "-o", mnt / "o")
     assert_clean_error(r, "full")
     assert not (mnt / "o" / "runs").exists()
+
+
+@pytest.mark.parametrize("free", [1, 2, 3])
+def test_a_run_directory_is_never_left_without_its_record_when_the_inodes_run_out(tmpfs, free):
+    """The file system has room for `free` more files as the second run starts: it fails at one
+    step or another of setting up its directory (tmp/, output.log, inputs.json), with one line,
+    and each run directory has its row in sprocket.db, which says why the run failed."""
+    mnt = tmpfs("8m", inodes=300)
+    write("t.wdl", TASK)
+    assert sprocket("run", "t.wdl", "-o", mnt / "o").returncode == 0
+    fillers = []
+    try:
+        while True:
+            fillers.append(mnt / ("f%d" % len(fillers)))
+            fillers[-1].touch()
+    except OSError:
+        fillers.pop()
+    for f in fillers[len(fillers) - free:]:
+        f.unlink()
+    r = sprocket("run", "t.wdl", "-o", mnt / "o")
+    assert_clean_error(r, "No space left on device")
+    rows = run_rows(mnt / "o")
+    dirs = sorted(p.relative_to(mnt / "o").as_posix() for p in (mnt / "o" / "runs" / "t").iterdir() if p.name != "_latest")
+    assert sorted(d for _, _, d in rows) == dirs
+    (_, _), (status, error) = [row[:2] for row in rows]
+    assert status == "failed" and "No space left on device" in error
 
 
 def test_report_on_a_read_only_file_system(tmpfs):

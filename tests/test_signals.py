@@ -779,6 +779,42 @@ def test_a_rerun_that_cannot_adopt_kills_the_orphaned_task_before_running_it_aga
     assert "killed the processes of the task in" in err.decode() and str(pid) in err.decode(), err.decode()
 
 
+def test_an_orphaned_task_whose_adopter_died_too_is_killed_by_the_next_run_that_cannot_adopt_it(tmp_path):
+    """Run 1 dies, run 2 adopts its task and dies too: the task is no longer followed, so run 3
+    (which does not adopt) kills it before running it again."""
+    cmd, marks, pid = _crashed_run(tmp_path)
+    db = tmp_path / "out" / "sprocket.db"
+    third = None
+    try:
+        second = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL")) == 1, 30,
+                     "the second run to adopt the task")
+        finally:
+            second.kill()
+            second.communicate()
+        assert alive(pid)
+        third = subprocess.Popen(cmd + ["--no-reattach"], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        wait_for(lambda: len((marks / "starts").read_text().split()) == 2 or third.poll() is not None, 30,
+                 "the task to start again")
+        assert_gone([pid], [pid])
+        (marks / "go").write_text("")
+        out, err = third.communicate(timeout=60)
+    finally:
+        if third is not None and third.poll() is None:
+            third.kill()
+            third.communicate()
+        for p in [pid] + [int(x) for x in (marks / "starts").read_text().split()]:
+            try:
+                os.killpg(p, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    assert third.returncode == 0, err.decode()
+    assert "killed the processes of the task in" in err.decode() and str(pid) in err.decode(), err.decode()
+
+
 def test_a_rerun_runs_again_a_local_task_of_the_dead_run_that_ended_without_an_exit_status(tmp_path):
     cmd, marks, pid = _crashed_run(tmp_path)
     os.killpg(pid, signal.SIGKILL)  # as a reboot would: no `rc` file
@@ -790,6 +826,56 @@ def test_a_rerun_runs_again_a_local_task_of_the_dead_run_that_ended_without_an_e
     starts = (marks / "starts").read_text().split()
     assert len(starts) == 2 and json.loads(rerun.stdout) == {"wait_go.said": "done by %s" % starts[1]}
     assert "without an exit status" in rerun.stderr, rerun.stderr
+
+
+def test_a_rerun_neither_kills_nor_adopts_the_task_of_a_live_engine_taken_for_an_orphan_by_its_silence(tmp_path):
+    """An engine stopped (SIGSTOP) past the orphan timeout is marked `orphaned`, but it lives: a run
+    in the same output directory leaves its task alone (no kill, no adoption), and once resumed it
+    finishes."""
+    doc = write(tmp_path / "wait_go.wdl", WAIT_GO_WDL)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cmd = run_cmd(doc, "dir=%s" % marks, "-o", tmp_path / "out")
+    first = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, start_new_session=True)
+    db = tmp_path / "out" / "sprocket.db"
+    second = None
+    try:
+        wait_for(lambda: (marks / "pid").exists() and db.exists() and db_rows(
+            db, "SELECT * FROM attempts WHERE process_group IS NOT NULL") or first.poll() is not None, 30, "the task to start")
+        assert first.poll() is None, first.stderr.read().decode()
+        pid = int((marks / "pid").read_text())
+        first.send_signal(signal.SIGSTOP)
+        with sqlite3.connect(str(db), timeout=30) as con:  # silent for an hour, as a long stop would leave it
+            con.execute("UPDATE sessions SET heartbeat_at = datetime('now', '-60 minutes')")
+        second = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+        wait_for(lambda: len((marks / "starts").read_text().split()) == 2 or second.poll() is not None, 30,
+                 "the second run's task to start")
+        assert alive(pid), "the task of a live engine was killed"
+        (run1, run2) = db_rows(db, "SELECT * FROM runs ORDER BY id")
+        assert run1["status"] == "orphaned"  # by Sprocket's rule: silent too long
+        assert not db_rows(db, "SELECT * FROM adoptions") and not db_rows(
+            db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL"), "the task of a live engine was adopted"
+        first.send_signal(signal.SIGCONT)
+        (marks / "go").write_text("")
+        out1, err1 = first.communicate(timeout=60)
+        out2, err2 = second.communicate(timeout=60)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.communicate()
+        for p in [int(x) for x in (marks / "starts").read_text().split()] if (marks / "starts").exists() else []:
+            try:
+                os.killpg(p, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    assert first.returncode == 0, err1.decode()
+    assert json.loads(out1.decode()) == {"wait_go.said": "done by %d" % pid}
+    assert second.returncode == 0, err2.decode()
+    assert "killed the processes" not in err2.decode(), err2.decode()
 
 
 def test_an_orphan_whose_pid_was_recycled_is_never_killed():
@@ -812,6 +898,86 @@ def test_an_orphan_whose_pid_was_recycled_is_never_killed():
         if other.poll() is None:
             other.kill()
             other.wait()
+
+
+def test_a_live_local_task_is_found_by_its_attempt_directory_with_its_process_group_and_start_time(tmp_path):
+    """task_processes() names each task a LocalProcess; the local backend's find_jobs() gives the
+    Adoptable fields of those under the attempt directories asked for (also through a symlink)."""
+    sys.path.insert(0, str(SPROCKET.parent))
+    import sprocket as S
+
+    adir = tmp_path / "run" / "attempts" / "0"
+    adir.mkdir(parents=True)
+    (adir / "command").write_text("sleep 30\n")
+    (tmp_path / "link").symlink_to(tmp_path / "run")
+    task = subprocess.Popen(["bash", "-c", S._LOCAL_WRAPPER, str(adir / "command"), str(adir / "rc")],
+                            start_new_session=True)
+    try:
+        wait_for(lambda: S.task_processes([tmp_path]), 10, "the task to be found")
+        found = S.task_processes([tmp_path / "run"])
+        assert found == {os.path.realpath(adir): S.LocalProcess(task.pid, S.process_start(task.pid))}
+        assert found[os.path.realpath(adir)].process_group == task.pid
+        linked = str(tmp_path / "link" / "attempts" / "0")
+        jobs = S.LocalBackend(None).find_jobs([linked, str(tmp_path / "elsewhere")])
+        assert jobs == {linked: {"process_group": task.pid, "process_started": S.process_start(task.pid)}}
+        assert S.Adoptable(*[None] * 7)._replace(**jobs[linked]).process_group == task.pid
+    finally:
+        os.killpg(task.pid, signal.SIGKILL)
+        task.wait()
+
+
+def test_closing_the_local_backend_kills_its_running_and_adopted_tasks_and_nothing_else(tmp_path):
+    """close() asks each job whether it runs (LocalProcessJob.running): a started task still running
+    and an adopted one whose leader is the recorded process are killed; an ended task and an
+    adopted one whose pid now belongs to another process are left alone."""
+    sys.path.insert(0, str(SPROCKET.parent))
+    import sprocket as S
+
+    backend = S.LocalBackend(None)
+    out, err = str(tmp_path / "out"), str(tmp_path / "err")
+    running = backend.start_job(["sleep", "30"], str(tmp_path), out, err, {})
+    ended = backend.start_job(["true"], str(tmp_path), out, err, {})
+    assert ended.wait() == 0
+    followed = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        started = S.process_start(stranger.pid)
+        boot, _, tick = started.rpartition(":")
+        adopted = backend.adopt(None, S.Adoptable(None, None, str(tmp_path), None, None, followed.pid,
+                                                  S.process_start(followed.pid)))
+        recycled = backend.adopt(None, S.Adoptable(None, None, str(tmp_path), None, None, stranger.pid,
+                                                   "%s:%d" % (boot, int(tick) - 1)))
+        assert [j.running() for j in (running, ended, adopted, recycled)] == [True, False, True, False]
+        backend.close()
+        assert running.wait() == 137 and followed.wait(timeout=10) == -signal.SIGKILL
+        assert stranger.poll() is None, "a process that is not the adopted one was killed"
+    finally:
+        for p in (followed, stranger):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_an_engine_is_dead_only_when_its_pid_is_free_or_another_process_has_it():
+    """engine_dead(): a live engine is not dead however silent; its pid given to another process
+    (another start time) is; an engine of another host is never known to be dead."""
+    sys.path.insert(0, str(SPROCKET.parent))
+    import socket
+    import sprocket as S
+
+    host = socket.gethostname()
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        started = S.process_start(other.pid)
+        boot, _, tick = started.rpartition(":")
+        assert not S.engine_dead(host, other.pid, started)
+        assert not S.engine_dead(host, other.pid, None)  # no start time recorded: alive is alive
+        assert S.engine_dead(host, other.pid, "%s:%d" % (boot, int(tick) - 1))  # the pid was given out again
+        assert not S.engine_dead(host + ".elsewhere", other.pid, "x")
+    finally:
+        other.kill()
+        other.wait()
+    assert S.engine_dead(host, other.pid, started)
 
 
 def test_a_task_row_is_written_before_the_next_task_starts(tmp_path):
