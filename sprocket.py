@@ -4669,27 +4669,14 @@ def map_paths(v, fn):
     return v
 
 
-def document_paths(v, t, base, what, must_exist):
-    """WDL 1.2+ outside `output {}`: the File/Directory values in `v` (of type `t`) made absolute
-    against `base`, the directory of the document that wrote them (see document_path). One that
-    does not exist is None where its type is optional; where it is required, an error if
-    `must_exist` (1.3: paths are checked when created; 1.2.1: only when they are read)."""
+def map_typed_paths(v, t, fn):
+    """`v` (of type `t`) with each File/Directory value in it, `p`, replaced by fn(p, its PrimType): the
+    type says which are optional (map_paths, without one, cannot)."""
     if v is None:
         return None
     if isinstance(t, PrimType):
-        if t.name not in ("File", "Directory") or not isinstance(v, str) or "://" in v:
-            return v
-        path = v if os.path.isabs(v) else document_path(base, v, what)
-        kind = "file" if t.name == "File" else "directory"
-        if not os.path.exists(path):
-            if t.opt:
-                return None
-            if must_exist:
-                raise EvalError("%s: %s `%s` does not exist" % (what, kind, path))
-        elif must_exist and os.path.isdir(path) != (t.name == "Directory"):
-            raise EvalError("%s: `%s` is not a %s" % (what, path, kind))
-        return (WdlFile if t.name == "File" else WdlDir)(path)
-    again = lambda x, xt: document_paths(x, xt, base, what, must_exist)  # noqa: E731
+        return fn(v, t) if t.name in ("File", "Directory") and isinstance(v, str) else v
+    again = lambda x, xt: map_typed_paths(x, xt, fn)  # noqa: E731
     if isinstance(t, ArrayType) and isinstance(v, list):
         return [again(x, t.item) for x in v]
     if isinstance(t, MapType) and isinstance(v, dict):
@@ -4700,6 +4687,28 @@ def document_paths(v, t, base, what, must_exist):
         return StructValue(((k, again(x, t.members[k]) if k in t.members else x) for k, x in v.items()),
                            getattr(v, "type_name", t.name))
     return v
+
+
+def document_paths(v, t, base, what, must_exist):
+    """WDL 1.2+ outside `output {}`: the File/Directory values in `v` (of type `t`) made absolute
+    against `base`, the directory of the document that wrote them (see document_path). One that
+    does not exist is None where its type is optional; where it is required, an error if
+    `must_exist` (1.3: paths are checked when created; 1.2.1: only when they are read)."""
+    def resolve(p, pt):
+        if "://" in p:
+            return p
+        path = p if os.path.isabs(p) else document_path(base, p, what)
+        kind = "file" if pt.name == "File" else "directory"
+        if not os.path.exists(path):
+            if pt.opt:
+                return None
+            if must_exist:
+                raise EvalError("%s: %s `%s` does not exist" % (what, kind, path))
+        elif must_exist and os.path.isdir(path) != (pt.name == "Directory"):
+            raise EvalError("%s: `%s` is not a %s" % (what, path, kind))
+        return (WdlFile if pt.name == "File" else WdlDir)(path)
+
+    return map_typed_paths(v, t, resolve)
 
 
 def coerce_decl(v, d, what, base=None, must_exist=False):
@@ -6231,31 +6240,19 @@ def localize_outputs(v, t, work, what, visible=None):
     """Make File/Directory outputs absolute paths in the work directory; a missing one is an
     error unless its type is optional, when it becomes None. `visible(path, is_dir)`, where the
     backend's filesystem may lag, waits for a required one to show."""
-    if v is None:
-        return None
-    if isinstance(t, PrimType):
-        if t.name in ("File", "Directory"):
-            path = v if os.path.isabs(v) or "://" in v else os.path.join(work, v)
-            exists = os.path.isfile(path) if t.name == "File" else os.path.isdir(path)
-            if not exists and "://" not in v:
-                if t.opt:
-                    return None
-                if visible is None or not visible(path, t.name == "Directory"):
-                    raise RunError("%s: %s `%s` does not exist%s" % (
-                        what, "file" if t.name == "File" else "directory", v,
-                        " (waited for the shared filesystem to show it)" if visible else ""))
-            return (WdlFile if t.name == "File" else WdlDir)(path)
-        return v
-    again = lambda x, xt: localize_outputs(x, xt, work, what, visible)  # noqa: E731
-    if isinstance(t, ArrayType):
-        return [again(x, t.item) for x in v]
-    if isinstance(t, MapType):
-        return {again(k, t.key_type): again(x, t.value) for k, x in v.items()}
-    if isinstance(t, PairType):
-        return (again(v[0], t.left), again(v[1], t.right))
-    if isinstance(t, StructType):
-        return StructValue(((k, again(x, t.members[k])) for k, x in v.items()), v.type_name)
-    return v
+    def localize(p, pt):
+        path = p if os.path.isabs(p) or "://" in p else os.path.join(work, p)
+        exists = os.path.isfile(path) if pt.name == "File" else os.path.isdir(path)
+        if not exists and "://" not in p:
+            if pt.opt:
+                return None
+            if visible is None or not visible(path, pt.name == "Directory"):
+                raise RunError("%s: %s `%s` does not exist%s" % (
+                    what, "file" if pt.name == "File" else "directory", p,
+                    " (waited for the shared filesystem to show it)" if visible else ""))
+        return (WdlFile if pt.name == "File" else WdlDir)(path)
+
+    return map_typed_paths(v, t, localize)
 
 
 # ============================================================================================
