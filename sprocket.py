@@ -4612,7 +4612,7 @@ def coerce(v, t, what="value"):
         if isinstance(v, dict):
             out = StructValue((), t.name)
             extra = [k for k in v if k not in t.members]
-            if extra:
+            if extra and not isinstance(v, JsonObject):
                 raise EvalError("%s has member%s %s that struct `%s` does not have" % (
                     what, "s" if len(extra) > 1 else "", ", ".join("`%s`" % wdl_str(k) for k in extra), t.name))
             for m, mt in t.members.items():
@@ -4711,10 +4711,41 @@ def document_paths(v, t, base, what, must_exist):
     return map_typed_paths(v, t, resolve)
 
 
-def coerce_decl(v, d, what, base=None, must_exist=False):
+class JsonObject(dict):
+    """An object read_json read. Coerced to a struct, the keys the struct does not have are ignored,
+    as Cromwell does (and named in a warning, see ignored_json_keys), where other values are refused."""
+
+    __slots__ = ()
+
+
+def ignored_json_keys(v, t, what, out=None):
+    """Messages naming the keys of the JSON objects in `v` that the structs of `t` do not have."""
+    out = [] if out is None else out
+    if isinstance(t, StructType) and isinstance(v, JsonObject):
+        extra = [k for k in v if k not in t.members]
+        if extra:
+            out.append("%s: struct `%s` has no member%s %s: ignored, as Cromwell does" % (
+                what, t.name, "s" if len(extra) > 1 else "", ", ".join("`%s`" % k for k in extra)))
+        for k, mt in t.members.items():
+            if k in v:
+                ignored_json_keys(v[k], mt, what, out)
+    elif isinstance(t, ArrayType) and isinstance(v, list):
+        for x in v:
+            ignored_json_keys(x, t.item, what, out)
+    elif isinstance(t, MapType) and isinstance(v, dict):
+        for x in v.values():
+            ignored_json_keys(x, t.value, what, out)
+    return out
+
+
+def coerce_decl(v, d, what, base=None, must_exist=False, warn=None):
     """coerce() for a declaration's value; an error points at the declaration. With `base`
-    (1.2+, outside `output`), its paths are resolved by document_paths()."""
+    (1.2+, outside `output`), its paths are resolved by document_paths(); `warn(message)` is told
+    what coerce() ignored."""
     try:
+        if warn is not None:
+            for message in ignored_json_keys(v, d.type_, what):
+                warn(message)
         v = coerce(v, d.type_, what)
         return v if base is None else document_paths(v, d.type_, base, what, must_exist)
     except EvalError as e:
@@ -5504,11 +5535,11 @@ def _json_int64(text):
 
 
 def fn_read_json(ctx, args):
-    """JSON as Python data (objects are plain dicts); the caller coerces to the declared type."""
+    """JSON as Python data (objects are JsonObjects); the caller coerces to the declared type."""
     text = _read_text(ctx, "read_json", args[0])
     try:
         return json.loads(text, parse_constant=_reject_json_constant, parse_float=_finite_json_float,
-                          parse_int=_json_int64)
+                          parse_int=_json_int64, object_hook=JsonObject)
     except ValueError as e:
         raise EvalError("read_json: %s is not valid JSON: %s" % (args[0], e))
     except RecursionError:
@@ -5922,7 +5953,7 @@ class TaskRun:
                 env[d.name] = coerce_decl(given[d.name], d, "input `%s`" % d.name)
             elif d.expr is not None:
                 env[d.name] = coerce_decl(evaluate(d.expr, env, ctx), d, "`%s` of task `%s`" % (d.name, task.name),
-                                          doc_dir, task.dialect.paths_exist)
+                                          doc_dir, task.dialect.paths_exist, self.run.log.warn)
             elif d.type_.opt:
                 env[d.name] = None
             else:
@@ -6166,7 +6197,7 @@ class TaskRun:
                                [p for d in (self.task.inputs or []) + self.task.decls for p in paths_in(self.env.get(d.name))])
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
-            v = coerce_decl(v, d, "output `%s`" % d.name)
+            v = coerce_decl(v, d, "output `%s`" % d.name, warn=self.run.log.warn)
             what = "output `%s` of task `%s`" % (d.name, self.task.name)
             v = localize_outputs(v, d.type_, work, what, getattr(self.run.backend, "wait_visible", None))
             inside.check(v, what)
@@ -6323,7 +6354,7 @@ class Frame:
         if isinstance(el, Decl):
             ctx = self.ctx("`%s`" % el.name)
             v = evaluate(el.expr, self.env, ctx)
-            v = coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist)
+            v = coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist, self.run.log.warn)
             if id(el) in self.wf_run.defaults:
                 self.run.admit([v])
             self.define({el.name: v})
@@ -6500,7 +6531,8 @@ class WorkflowRun:
         env = dict(frame.env)
         outputs = {}
         for d in self.workflow.outputs or []:
-            v = coerce_decl(evaluate(d.expr, env, frame.ctx("output `%s`" % d.name)), d, "output `%s`" % d.name)
+            v = coerce_decl(evaluate(d.expr, env, frame.ctx("output `%s`" % d.name)), d, "output `%s`" % d.name,
+                            warn=self.run.log.warn)
             env[d.name] = outputs[d.name] = v
         self.on_done(outputs)
 

@@ -587,7 +587,7 @@ def test_read_json(ctx):
     put(ctx, "p.json", '{"name": "John", "age": 42, "x": [1, 2.5, null, true], "o": {}}')
     v = call(ctx, "read_json", WdlFile("p.json"))
     assert v == {"name": "John", "age": 42, "x": [1, 2.5, None, True], "o": {}}
-    assert type(v) is dict and type(v["age"]) is int and type(v["x"][1]) is float
+    assert type(v) is S.JsonObject and type(v["age"]) is int and type(v["x"][1]) is float  # a dict a struct may drop keys of
     put(ctx, "n.json", "null")
     assert call(ctx, "read_json", WdlFile("n.json")) is None
     put(ctx, "a.json", '["a", "b"]\n')

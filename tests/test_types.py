@@ -2777,6 +2777,58 @@ def test_json_input_with_extra_struct_keys_warns_and_ignores_them(tmp_path):
     assert "warning: input `s`: struct `S` has no members `b`, `c`: ignored" in proc.stderr
 
 
+def test_read_json_with_extra_struct_keys_warns_and_ignores_them(tmp_path):
+    """read_json into a struct (in a workflow, in a task declaration and output, nested in an Array):
+    the keys the struct does not have are ignored, each object's named in a warning, as Cromwell does;
+    a literal with an extra key is still an error."""
+    from conftest import sprocket_run, write
+    (tmp_path / "p.json").write_text('{"a": 1, "extra": "x"}')
+    (tmp_path / "ps.json").write_text('[{"a": 2, "b": 0}, {"a": 3}]')
+    src = """version 1.1
+
+struct S {
+  Int a
+}
+
+task t {
+  input {
+    File f
+  }
+  S inner = read_json(f)
+  command <<< cat ~{f} >>>
+  output {
+    S out = read_json(stdout())
+    Int sum = inner.a + out.a
+  }
+}
+
+workflow w {
+  input {
+    File p
+    File ps
+  }
+  S s = read_json(p)
+  Array[S] many = read_json(ps)
+  call t { input: f = p }
+  output {
+    Int o = s.a + many[0].a + many[1].a
+    Int from_task = t.sum
+  }
+}
+"""
+    proc = sprocket_run(write(tmp_path / "main.wdl", src), "w.p=%s" % (tmp_path / "p.json"),
+                        "w.ps=%s" % (tmp_path / "ps.json"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"w.o": 6, "w.from_task": 2}
+    for what, keys in (("`s`", "member `extra`"), ("`many`", "member `b`"), ("`inner` of task `t`", "member `extra`"),
+                       ("output `out`", "member `extra`")):
+        assert "%s: struct `S` has no %s: ignored, as Cromwell does" % (what, keys) in proc.stderr, proc.stderr
+    bad = src.replace("S s = read_json(p)", 'S s = {"a": 1, "extra": 2}')
+    proc = sprocket_run(write(tmp_path / "bad.wdl", bad), "w.p=%s" % (tmp_path / "p.json"),
+                        "w.ps=%s" % (tmp_path / "ps.json"), cwd=tmp_path)
+    assert proc.returncode == 1 and "struct `S` has no member `extra`" in proc.stderr, proc.stderr
+
+
 def test_file_input_ending_with_a_slash_is_an_error(tmp_path):
     from conftest import assert_sane, sprocket_run, write
     src = "version 1.1\n\nworkflow w {\n  input {\n    File f\n  }\n  output {\n    String o = f\n  }\n}\n"
