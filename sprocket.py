@@ -9059,22 +9059,32 @@ class Store:
                     db.execute("ROLLBACK")
                 raise
 
+        def in_memory_journal(db):
+            db.execute("PRAGMA journal_mode = MEMORY")
+            try:
+                return run(db)
+            finally:
+                db.execute("PRAGMA journal_mode = DELETE")
+
         if not statements:
             return None
         try:
             return self.write(run)
         except RunError as e:
-            # A full file system (out of inodes: the journal cannot even be created): the reserve makes
-            # room, and the transaction keeps its journal (one without a journal would corrupt the file
-            # if the engine were killed during it).
+            # A full file system (out of inodes: the journal cannot even be created). The reserve makes
+            # room, and the transaction keeps its journal. Once it is gone, updates in place (a run's
+            # `failed` and why) go without one, not lost: the few pages they write are the only ones a
+            # kill during them could leave half-written.
             cause = e.__cause__
             if not isinstance(cause, self.sqlite3.OperationalError) or not re.search("full|unable to open", str(cause)):
                 raise
             try:
                 os.unlink(self.path + "-reserve")
-            except OSError:
-                raise e from None
-        return self.write(run)
+                return self.write(run)
+            except (OSError, RunError):
+                if not all(sql.lstrip().upper().startswith("UPDATE") for sql, _ in statements):
+                    raise e from None
+        return self.write(in_memory_journal)
 
     def enqueue(self, sql, args=()):
         """Task state changes are batched: a commit costs milliseconds (an fsync), and the hot path
