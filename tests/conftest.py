@@ -23,18 +23,31 @@ Fixtures:
 * ``check_wdl``     -- ``check_wdl(source, name="main.wdl", files={...})`` writes the document
                        (plus extra files, e.g. imports) and checks it.
 
+* ``isolated_config`` -- no user configuration or call cache leaks into a test run (the
+                       sprocket.toml next to sprocket.py still applies); a module that runs
+                       sprocket says ``pytestmark = pytest.mark.usefixtures("isolated_config")``.
+
 Helpers (import from conftest): ``assert_diag``, ``assert_ok``, ``assert_sane``,
-``find_pos``, ``norm``, ``diagnostics``, ``version_re``.
+``find_pos``, ``norm``, ``diagnostics``, ``version_re``; for `sprocket run` and other
+subcommands: ``sprocket_cmd``, ``sprocket_run``, ``run_cmd``, ``write``, ``run_dir_of``, ``ok``,
+``fails``, ``exit_status_re``; for what a run leaves behind: ``db_rows`` (rows of a
+sprocket.db), ``wait_for`` (poll with a deadline), ``proc_stat``, ``pid_alive``; and
+``http_server`` (a static web server in a thread).
 """
 
 import contextlib
+import functools
+import http.server
 import io
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -262,11 +275,30 @@ def check_wdl(wdl, check):
 RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
 
 
-def sprocket_run(*args, cwd, timeout=120, env=None):
-    """``sprocket.py run ARGS...`` in ``cwd``; a CompletedProcess (text)."""
-    cmd = [sys.executable, str(SPROCKET), "run"] + [str(a) for a in args]
+@pytest.fixture
+def isolated_config(tmp_path_factory, monkeypatch):
+    """No user configuration (~/.config/sprocket, $SPROCKET_CONFIG) or cache leaks into a test run;
+    the sprocket.toml next to sprocket.py still applies, as it does for every user."""
+    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
+    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+
+
+def run_cmd(*args):
+    """The argv of ``sprocket.py run ARGS...`` (for Popen)."""
+    return [sys.executable, str(SPROCKET), "run"] + [str(a) for a in args]
+
+
+def sprocket_cmd(*args, cwd, timeout=120, env=None):
+    """``sprocket.py ARGS...`` in ``cwd``; a CompletedProcess (text)."""
+    cmd = [sys.executable, str(SPROCKET)] + [str(a) for a in args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=str(cwd), timeout=timeout,
                           stdin=subprocess.DEVNULL, env=env)
+
+
+def sprocket_run(*args, cwd, timeout=120, env=None):
+    """``sprocket.py run ARGS...`` in ``cwd``; a CompletedProcess (text)."""
+    return sprocket_cmd("run", *args, cwd=cwd, timeout=timeout, env=env)
 
 
 def write(path, text, raw=False):
@@ -296,6 +328,11 @@ def ok(proc):
     return outputs, rd
 
 
+def exit_status_re(code):
+    """The brief's "process exited with status N" or Sprocket's "terminated with exit code N"."""
+    return re.compile(r"(exited with status|terminated with exit code) %d\b" % code)
+
+
 def fails(proc, *fragments):
     """Assert the run failed cleanly (exit 1, no traceback, nothing on stdout) with each fragment."""
     assert_sane(proc)
@@ -306,5 +343,74 @@ def fails(proc, *fragments):
         if isinstance(f, re.Pattern):
             assert f.search(proc.stderr), "%r not in stderr:\n%s" % (f.pattern, proc.stderr)
         else:
-            assert f.lower() in proc.stderr.lower(), "%r not in stderr:\n%s" % (f, proc.stderr)
+            assert str(f).lower() in proc.stderr.lower(), "%r not in stderr:\n%s" % (f, proc.stderr)
     return proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# what a run leaves behind: its database, its processes; a web server for URL inputs/imports
+# --------------------------------------------------------------------------------------------
+
+
+def db_rows(db_path, sql, args=()):
+    """Rows of ``sql`` on a run's sprocket.db as dicts, read with a fresh read-only connection."""
+    con = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=30)
+    try:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(sql, args).fetchall()]
+    finally:
+        con.close()
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    """Poll ``predicate`` until it returns something true (which is returned); after ``timeout``
+    seconds fail the test with "timed out ... waiting for WHAT"."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
+
+
+def proc_stat(pid):
+    """(state, pgrp) of a process from /proc/PID/stat, or None when it does not exist."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(")") + 2:].split()
+    return fields[0], int(fields[2])
+
+
+def pid_alive(pid):
+    """The process exists and is not a zombie (the container's init may be slow to reap orphans)."""
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.paths.append(self.path)
+        return super().do_GET()
+
+
+@contextlib.contextmanager
+def http_server(root):
+    """Serve ``root`` on 127.0.0.1 (port 0) in a thread; yields (base URL, list of paths asked)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(_QuietHandler, directory=str(root)))
+    server.paths = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_address[1], server.paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -40,6 +40,8 @@ CASES_REL = Path("workflows/realworld/broadinstitute__cromwell/centaur/src/main/
 LIST = REPO / "tests" / "centaur_local.txt"
 VERSION_RE = re.compile(r"^[ \t]*version[ \t]+\S+", re.M)
 
+pytestmark = pytest.mark.usefixtures("isolated_config")  # no user configuration or cache leaks into a run
+
 if shared_dir() is None:
     pytest.skip("shared/ reference directory not found (expected ../shared next to the repo, or set "
                 "SPROCKET_SHARED); the centaur cases live in shared/%s" % CASES_REL, allow_module_level=True)
@@ -389,14 +391,6 @@ def _require_cases():
     if not root.is_dir():
         pytest.skip("centaur test cases not found at %s" % root)
     return root
-
-
-@pytest.fixture(autouse=True)
-def _isolated_config(tmp_path_factory, monkeypatch):
-    """No user configuration or cache leaks into a run (as in test_run_cli.py)."""
-    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
-    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
 
 
 def test_list_is_well_formed():

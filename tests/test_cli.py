@@ -561,14 +561,10 @@ def test_install_is_in_help():
 # imports from http(s) URLs.
 # ============================================================================================
 
-import contextlib  # noqa: E402
-import functools  # noqa: E402
-import http.server  # noqa: E402
 import socket  # noqa: E402
-import threading  # noqa: E402
 import urllib.request  # noqa: E402
 
-from conftest import sprocket_run  # noqa: E402
+from conftest import http_server, sprocket_run  # noqa: E402
 
 WARN_DOC = 'version 1.1\n\nworkflow w {\n  Int n = "5"\n  String s = 1\n}\n'
 WARN_AT = [(4, 11), (5, 14)]  # the two values
@@ -694,31 +690,6 @@ def test_unknown_runtime_key_from_1_1_warns_per_key_and_task(tmp_path, version):
 
 
 # ---------------------------------------------------------------- imports from URLs
-
-
-class _LoggingHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.server.paths.append(self.path)
-        return super().do_GET()
-
-
-@contextlib.contextmanager
-def http_server(root):
-    """Serve ``root`` on 127.0.0.1 (port 0) in a thread; yields (base URL, list of paths asked)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(_LoggingHandler, directory=str(root)))
-    server.paths = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%d" % server.server_address[1], server.paths
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def _free_port():

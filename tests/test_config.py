@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SPROCKET, _import_sprocket, assert_sane, norm
+from conftest import REPO, RUN_DIR_RE, SPROCKET, _import_sprocket, assert_sane, fails, norm, run_dir_of, write
 
 sprocket = _import_sprocket()
 
@@ -51,7 +51,6 @@ needs_tomllib = pytest.mark.skipif(
     tomllib is None, reason="tomllib is not available (Python < 3.11): nothing to compare TomlReader with")
 
 HELLO = REPO / "examples" / "hello.wdl"
-RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
 RESOLVE_RE = re.compile(r"^(\S+) = (.*?)  # (.*)$")
 HEADER = "# configuration files, in merge order: "
 # Stands for a directory in a registered document; the tests substitute their tmp dir.
@@ -230,26 +229,10 @@ def sb(tmp_path):
     return Sandbox(tmp_path)
 
 
-def fails(proc, *fragments):
-    """Exit 1, no traceback, and every fragment (case-insensitive) somewhere in stderr."""
-    assert_sane(proc)
-    assert proc.returncode == 1, "expected exit 1, got %r:\n%s" % (proc.returncode, proc.stderr)
-    low = proc.stderr.lower()
-    for f in fragments:
-        assert str(f).lower() in low, "%r not in stderr:\n%s" % (f, proc.stderr)
-    return proc.stderr
-
-
 def succeeds(proc):
     assert_sane(proc)
     assert proc.returncode == 0, "expected exit 0, got %r:\n%s" % (proc.returncode, proc.stderr)
     return proc
-
-
-def run_dir_of(proc):
-    m = RUN_DIR_RE.search(proc.stderr)
-    assert m, "no `run directory: PATH` line on stderr:\n" + proc.stderr
-    return Path(m.group(1).strip())
 
 
 def outputs_of(proc):
@@ -258,13 +241,6 @@ def outputs_of(proc):
         return json.loads(proc.stdout)
     except ValueError:
         raise AssertionError("stdout is not JSON:\n" + proc.stdout)
-
-
-def write_text(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(norm(text), encoding="utf-8")
-    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -1128,7 +1104,7 @@ def attempts_of(rd):
 
 
 def test_run_task_retries(sb):
-    wdl = write_text(sb.work / "flaky.wdl", FAILING_WDL)
+    wdl = write(sb.work / "flaky.wdl", FAILING_WDL)
     cfg = sb.write("c.toml", RETRIES_DOC)
     proc = sb.run("run", wdl, "-s", "-c", cfg, "-o", sb.tmp / "out")
     fails(proc, "exit code 3")
@@ -1139,14 +1115,14 @@ def test_run_task_retries(sb):
 
 
 def test_no_retries_by_default(sb):
-    wdl = write_text(sb.work / "flaky.wdl", FAILING_WDL)
+    wdl = write(sb.work / "flaky.wdl", FAILING_WDL)
     proc = sb.run("run", wdl, "-s", "-o", sb.tmp / "out")
     fails(proc, "exit code 3")
     assert attempts_of(run_dir_of(proc)) == ["0"]
 
 
 def test_run_task_retries_lets_a_task_recover(sb):
-    wdl = write_text(sb.work / "recovers.wdl", RECOVERING_WDL)
+    wdl = write(sb.work / "recovers.wdl", RECOVERING_WDL)
     cfg = sb.write("c.toml", RETRIES_DOC)
     proc = sb.run("run", wdl, "-s", "-c", cfg, "-o", sb.tmp / "out")
     assert outputs_of(proc) == {"recovers.s": "attempt 2"}
@@ -1154,7 +1130,7 @@ def test_run_task_retries_lets_a_task_recover(sb):
 
 
 def test_task_max_retries_overrides_run_task_retries(sb):
-    wdl = write_text(sb.work / "capped.wdl", CAPPED_WDL)
+    wdl = write(sb.work / "capped.wdl", CAPPED_WDL)
     cfg = sb.write("c.toml", RETRIES_3_DOC)
     proc = sb.run("run", wdl, "-s", "-c", cfg, "-o", sb.tmp / "out")
     fails(proc, "exit code 3")
@@ -1207,7 +1183,7 @@ MEMORY_TRY_DOC = toml_doc("memory try_with_max", """
 
 
 def test_cpu_limit_behavior_try_with_max_runs_with_a_warning(sb):
-    wdl = write_text(sb.work / "greedy.wdl", GREEDY_WDL)
+    wdl = write(sb.work / "greedy.wdl", GREEDY_WDL)
     cfg = sb.write("c.toml", TRY_WITH_MAX_DOC)
     proc = sb.run("run", wdl, "-s", "-c", cfg, "-o", sb.tmp / "out")
     out = outputs_of(proc)
@@ -1216,7 +1192,7 @@ def test_cpu_limit_behavior_try_with_max_runs_with_a_warning(sb):
 
 
 def test_cpu_limit_behavior_try_with_max_task_sees_the_clamped_cpu(sb):
-    wdl = write_text(sb.work / "greedy.wdl", GREEDY_WDL)
+    wdl = write(sb.work / "greedy.wdl", GREEDY_WDL)
     cfg = sb.write("c.toml", TRY_WITH_MAX_DOC)
     out = outputs_of(sb.run("run", wdl, "-s", "-c", cfg, "-o", sb.tmp / "out"))
     assert float(out["greedy.s"].split()[2]) <= (os.cpu_count() or 1), "the cpu request was not clamped: %r" % out
@@ -1224,7 +1200,7 @@ def test_cpu_limit_behavior_try_with_max_task_sees_the_clamped_cpu(sb):
 
 @pytest.mark.parametrize("doc", [None, DENY_DOC], ids=["default", "deny"])
 def test_cpu_limit_behavior_deny_refuses_the_task(sb, doc):
-    wdl = write_text(sb.work / "greedy.wdl", GREEDY_WDL)
+    wdl = write(sb.work / "greedy.wdl", GREEDY_WDL)
     args = ["-s", "-o", sb.tmp / "out"]
     if doc is not None:
         args += ["-c", sb.write("c.toml", doc)]
@@ -1237,7 +1213,7 @@ def test_cpu_limit_behavior_deny_refuses_the_task(sb, doc):
 
 
 def test_memory_limit_behavior(sb):
-    wdl = write_text(sb.work / "hungry.wdl", GREEDY_MEMORY_WDL)
+    wdl = write(sb.work / "hungry.wdl", GREEDY_MEMORY_WDL)
     fails(sb.run("run", wdl, "-s", "-o", sb.tmp / "out1"), "memory_limit_behavior")
     cfg = sb.write("c.toml", MEMORY_TRY_DOC)
     proc = sb.run("run", wdl, "-s", "-c", cfg, "-o", sb.tmp / "out2")
@@ -1289,7 +1265,7 @@ BACKEND_CPU_DOC = toml_doc("named local backend", """
 
 
 def run_stamps(sb, cpu):
-    wdl = write_text(sb.work / "pair.wdl", stamps_wdl(sys.executable))
+    wdl = write(sb.work / "pair.wdl", stamps_wdl(sys.executable))
     cfg = sb.write("c%d.toml" % cpu, BACKEND_CPU_DOC.replace("cpu = 1", "cpu = %d" % cpu))
     proc = sb.run("run", wdl, "-s", "-c", cfg, "-o", sb.tmp / ("out%d" % cpu))
     times = [[float(x) for x in t] for t in outputs_of(proc)["pair.times"]]

@@ -24,25 +24,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RUN_DIR_RE, SPROCKET, assert_diag, fails, find_pos, norm, ok, run_dir_of, sprocket_run, write
+from conftest import (RUN_DIR_RE, SPROCKET, assert_diag, db_rows, exit_status_re, fails, find_pos, http_server, norm, ok,
+                      run_dir_of, sprocket_cmd, sprocket_run, write)
 
 PY = sys.executable  # tasks that need a clock use the Python running the tests
+
+pytestmark = pytest.mark.usefixtures("isolated_config")
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _isolated_config(tmp_path_factory, monkeypatch):
-    """No user configuration (~/.config/sprocket, $SPROCKET_CONFIG) or cache leaks into a test run;
-    the sprocket.toml next to sprocket.py still applies, as it does for every user."""
-    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
-    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
-
-
 
 
 def run_wdl(tmp_path, source, *inputs, name="main.wdl", raw=False):
@@ -71,11 +63,6 @@ def assert_attempt(adir):
 def attempts(call_dir):
     a = Path(call_dir) / "attempts"
     return sorted(int(p.name) for p in a.iterdir()) if a.is_dir() else []
-
-
-def exit_status_re(code):
-    """The brief's "process exited with status N" or Sprocket's "terminated with exit code N"."""
-    return re.compile(r"(exited with status|terminated with exit code) %d\b" % code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1694,11 +1681,6 @@ def test_task_outputs_json_types(tmp_path):
 # struct values from map literals, and tasks imported from an http:// URL.
 # ============================================================================================
 
-import contextlib  # noqa: E402
-import functools  # noqa: E402
-import http.server  # noqa: E402
-import threading  # noqa: E402
-
 import conftest  # noqa: E402
 
 
@@ -2158,32 +2140,6 @@ def test_unknown_runtime_key_warns_once_per_key_and_task_at_run(tmp_path):
 # ---------------------------------------------------------------- imports from a URL
 
 
-@contextlib.contextmanager
-def _http_server(root):
-    """An http.server on 127.0.0.1 (a free port) serving ``root``; yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%d" % server.server_address[1], server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requests = []
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        type(self).requests.append(self.path)
-        return super().do_GET()
-
-
 def test_run_workflow_whose_task_comes_from_a_url_import(tmp_path):
     """`import "http://127.0.0.1:PORT/lib.wdl" as lib` in a workflow that is then run: the task
     (which itself imports `structs.wdl` relative to its URL) is fetched into $SPROCKET_CACHE_DIR
@@ -2206,7 +2162,7 @@ def test_run_workflow_whose_task_comes_from_a_url_import(tmp_path):
         """)
     work = tmp_path / "work"
     cache = tmp_path / "cache"
-    with _http_server(served) as (base, _server):
+    with http_server(served) as (base, _paths):
         write(work / "main.wdl", """
             version 1.0
             import "%s/lib.wdl" as lib
@@ -2242,7 +2198,7 @@ def test_relative_paths_in_a_document_imported_by_url_are_refused(tmp_path, wher
         }
         """ % (decl if where == "workflow" else "", decl if where == "task" else ""))
     work = tmp_path / "work"
-    with _http_server(served) as (base, _server):
+    with http_server(served) as (base, _paths):
         write(work / "main.wdl", """
             version 1.2
             import "%s/lib.wdl" as lib
@@ -2263,7 +2219,7 @@ def test_relative_paths_in_a_document_imported_by_url_are_refused(tmp_path, wher
           output { String s = read_string(stdout()) }
         }
         """ % absolute)
-    with _http_server(served) as (base, _server):
+    with http_server(served) as (base, _paths):
         write(work / "main.wdl", 'version 1.2\nimport "%s/lib.wdl" as lib\nworkflow w {\n  call lib.t\n'
               '  output { String s = t.s }\n}\n' % base)
         outputs, _ = ok(sprocket_run(work / "main.wdl", cwd=work, env=dict(os.environ, SPROCKET_CACHE_DIR=str(
@@ -2601,14 +2557,8 @@ def _cache_config(tmp_path):
 
 
 def _task_statuses(out):
-    import sqlite3
-
-    con = sqlite3.connect(str(out / "sprocket.db"))
-    try:
-        rows = con.execute("SELECT status FROM tasks WHERE run_id = (SELECT max(id) FROM runs)").fetchall()
-    finally:
-        con.close()
-    return [r[0] for r in rows]
+    rows = db_rows(out / "sprocket.db", "SELECT status FROM tasks WHERE run_id = (SELECT max(id) FROM runs)")
+    return [r["status"] for r in rows]
 
 
 def test_call_cache_key_covers_the_resolved_relative_paths(tmp_path):
@@ -2749,11 +2699,6 @@ def test_workflow_level_stdlib_reads_are_confined(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def sprocket_cmd(tmp_path, *args):
-    return subprocess.run([sys.executable, str(SPROCKET)] + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=str(tmp_path), stdin=subprocess.DEVNULL, timeout=120)
-
-
 def test_compat_round_of_string_map_value_converts_at_run_time(tmp_path):
     """`round(m["k"])` with a `Map[String, String]` (GATK-SV's MELT.wdl reads metrics with
     `read_map`): the String is parsed as a number when the call runs; one that is no number
@@ -2890,7 +2835,7 @@ def test_compat_declaration_without_value_outside_input_is_an_input(tmp_path):
       }
     }
     """)
-    proc = sprocket_cmd(tmp_path, "inputs", src)
+    proc = sprocket_cmd("inputs", src, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"w.a": 1, "w.n": "Int"}
     fails(sprocket_run(src, cwd=tmp_path), "missing required input: `w.n`")
@@ -2923,10 +2868,10 @@ def test_compat_call_leaving_required_inputs_unbound(tmp_path, version):
       }
     }
     """ % version)
-    proc = sprocket_cmd(tmp_path, "inputs", src)
+    proc = sprocket_cmd("inputs", src, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"w.t.a": "Int", "w.t.b": "String"}
-    proc = sprocket_cmd(tmp_path, "validate", src)
+    proc = sprocket_cmd("validate", src, cwd=tmp_path)
     assert proc.returncode == 1 and "missing required inputs: `w.t.a`, `w.t.b`" in proc.stderr, proc.stderr
     fails(sprocket_run(src, "w.t.a=2", cwd=tmp_path), "missing required input: `w.t.b`")
     outputs, _ = ok(sprocket_run(src, "w.t.a=2", "w.t.b=x", cwd=tmp_path))

@@ -7,22 +7,19 @@ Each case is a test of its own. Some need what only root has here (a small tmpfs
 a read-only remount, another user through `setpriv`); they skip with the reason elsewhere.
 """
 
-import http.server
 import json
 import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import SPROCKET, norm
+from conftest import SPROCKET, db_rows, http_server, write
 
 TASK = """
 version 1.1
@@ -48,18 +45,8 @@ ERROR_LINE = re.compile(r"^(\S+:\d+:\d+: )?error: ", re.M)
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, tmp_path_factory, monkeypatch):
+def _isolated(tmp_path, isolated_config, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
-    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
-
-
-def write(path, text, raw=False):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if raw else norm(text), encoding="utf-8")
-    return path
 
 
 def sprocket(*args, shell_redirect=None, env=None, timeout=300, user=None):
@@ -90,11 +77,9 @@ def assert_clean_error(r, *fragments):
 
 
 def run_rows(out):
-    con = sqlite3.connect("file:%s?mode=ro" % (Path(out) / "sprocket.db"), uri=True)
-    try:
-        return con.execute("SELECT status, error, directory FROM runs ORDER BY id").fetchall()
-    finally:
-        con.close()
+    """(status, error, directory) of each run in OUT/sprocket.db."""
+    rows = db_rows(Path(out) / "sprocket.db", "SELECT status, error, directory FROM runs ORDER BY id")
+    return [(r["status"], r["error"], r["directory"]) for r in rows]
 
 
 def need_root(what):
@@ -466,24 +451,13 @@ def test_nul_in_a_toml_string(tmp_path):
     assert_clean_error(sprocket("run", "t.wdl", "-s", "-c", "nul.toml"), "run.output_dir", "NUL byte")
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def http_root(tmp_path):
     """A web server on 127.0.0.1 serving tmp_path/www: yields (root dir, base URL)."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = lambda *a, **k: _Quiet(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield root, "http://127.0.0.1:%d" % server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(root) as (base, _paths):
+        yield root, base
 
 
 def test_url_input_naming_the_parent_directory(tmp_path, http_root):

@@ -29,10 +29,9 @@ import os
 import random
 import re
 import shutil
-import sys
 import time
 
-from conftest import REPO, shared_dir
+from conftest import _import_sprocket, shared_dir
 
 N_MUTANTS = int(os.environ.get("SPROCKET_FUZZ_MUTANTS", "5000"))  # raise it for a longer local run
 N_DRAFT2 = int(os.environ.get("SPROCKET_FUZZ_DRAFT2_MUTANTS", "2000"))  # draft-2 seeds only
@@ -945,13 +944,6 @@ def test_fuzz_run_workflows_of_issue16_constructs(tmp_path):
     assert not failures, "\n\n".join(failures[:5])
     assert succeeded > 0, (ran, succeeded)  # some mutants must get as far as running
     print("fuzz: %d mutants, %d checked clean and ran, %d succeeded" % (N_RUN, ran, succeeded))
-
-
-def _import_sprocket():
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    import sprocket
-    return sprocket
 
 
 def _fuzz(tmp_path, seeds, n_mutants, vocab=VOCAB, strict=False, fmt=False, borrow=False):

@@ -12,23 +12,17 @@ import glob
 import os
 import re
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SPROCKET, assert_sane, norm, shared_dir
+from conftest import REPO, assert_sane, norm, shared_dir, sprocket_cmd
 
 sys.path.insert(0, str(REPO))
 import sprocket  # noqa: E402  (the section's functions, for the corpus-wide format test)
 
 RULE_RE = re.compile(r"^(.+):(\d+):(\d+): warning\[(\w+)\]: (.+)$", re.M)
-
-
-def sprocket_cmd(*args, cwd, env=None):
-    return subprocess.run([sys.executable, str(SPROCKET)] + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=str(cwd), timeout=120, stdin=subprocess.DEVNULL, env=env)
 
 
 def write_files(root, files):

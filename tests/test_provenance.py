@@ -31,91 +31,22 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import SPROCKET, assert_sane, norm
+from conftest import (SPROCKET, assert_sane, db_rows, ok, run_cmd, run_dir_of, sprocket_cmd, sprocket_run, wait_for,
+                      write)
 
-RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
 LOG_LINE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z?)\s+\S+\s+\[([^\]]+)\]\s+\S")
 PROGRESS_RE = re.compile(r"\[00:00:0\d\] running `wf`: \d+ waiting, \d+ running, \d+ completed, \d+ failed, \d+ cached")
+
+pytestmark = pytest.mark.usefixtures("isolated_config")
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _isolated_config(tmp_path_factory, monkeypatch):
-    """No user configuration or call cache leaks into a test run."""
-    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
-    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
-
-
-def write(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(norm(text), encoding="utf-8")
-    return path
-
-
-def run_cmd(*args):
-    return [sys.executable, str(SPROCKET), "run"] + [str(a) for a in args]
-
-
-def sprocket_run(*args, cwd, timeout=120, **kw):
-    return subprocess.run(run_cmd(*args), capture_output=True, text=True, cwd=str(cwd), timeout=timeout,
-                          stdin=subprocess.DEVNULL, **kw)
-
-
-def run_dir_of(proc):
-    m = RUN_DIR_RE.search(proc.stderr)
-    assert m, "no `run directory: PATH` line on stderr:\n" + proc.stderr
-    return Path(m.group(1).strip())
-
-
-def ok(proc):
-    assert_sane(proc)
-    assert proc.returncode == 0, "run failed (exit %r):\n%s" % (proc.returncode, proc.stderr)
-    try:
-        outputs = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("stdout is not only the outputs JSON:\n" + proc.stdout)
-    return outputs, run_dir_of(proc)
-
-
-def db_rows(db_path, sql, args=()):
-    """Rows as dicts, read with a fresh read-only connection."""
-    con = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=30)
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute(sql, args).fetchall()]
-    finally:
-        con.close()
-
-
-def wait_for(predicate, timeout, what, interval=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
-
-
-def pid_alive(pid):
-    """True when the process exists and is not a zombie (the container's init may not reap)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rfind(")") + 2:].split()[0] != "Z"
 
 
 def kill_group(pgid):
@@ -656,11 +587,6 @@ RETRY_WDL = """
 """
 
 
-def sprocket(*args, cwd, timeout=120):
-    return subprocess.run([sys.executable, str(SPROCKET)] + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=str(cwd), timeout=timeout, stdin=subprocess.DEVNULL)
-
-
 def test_usage_rows_and_trace_for_every_attempt(tmp_path):
     doc = write(tmp_path / "wf.wdl", RETRY_WDL)
     proc = sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path)
@@ -701,10 +627,10 @@ def test_report_is_self_contained_with_a_bar_per_attempt_and_the_failure(tmp_pat
     (run,) = db_rows(tmp_path / "out" / "sprocket.db", "SELECT name FROM runs")
     (rd / "report.html").unlink()
     for ref in (run["name"], rd):
-        r = sprocket("report", ref, "-o", tmp_path / "out", cwd=tmp_path)
+        r = sprocket_cmd("report", ref, "-o", tmp_path / "out", cwd=tmp_path)
         assert r.returncode == 0 and r.stdout.strip() == str(rd / "report.html"), r.stderr
         assert (rd / "report.html").read_text().count('class="bar ') == 7
-    r = sprocket("report", "no-such-run", "-o", tmp_path / "out", cwd=tmp_path)
+    r = sprocket_cmd("report", "no-such-run", "-o", tmp_path / "out", cwd=tmp_path)
     assert r.returncode == 1 and "no run `no-such-run`" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -743,16 +669,16 @@ def test_runs_lists_four_concurrent_runs_and_a_killed_one(tmp_path):
         wait_for(lambda: all((m / "task.pid").exists() for m in marks), 60, "five tasks to start")
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(timeout=10)
-        r = sprocket("runs", "-o", out, "--json", cwd=tmp_path)
+        r = sprocket_cmd("runs", "-o", out, "--json", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         runs = json.loads(r.stdout)
         assert len(runs) == 5 and sorted(x["status"] for x in runs) == ["orphaned"] + ["running"] * 4, runs
         assert [x["started"] for x in runs] == sorted((x["started"] for x in runs), reverse=True)  # newest first
-        table = sprocket("runs", "-o", out, cwd=tmp_path).stdout.splitlines()
+        table = sprocket_cmd("runs", "-o", out, cwd=tmp_path).stdout.splitlines()
         assert table[0].split()[:3] == ["NAME", "TARGET", "STATUS"] and len(table) == 6, table
         for p in procs[1:]:
             p.communicate(timeout=120)
-        runs = json.loads(sprocket("runs", "-o", out, "--json", cwd=tmp_path).stdout)
+        runs = json.loads(sprocket_cmd("runs", "-o", out, "--json", cwd=tmp_path).stdout)
         assert sorted(x["status"] for x in runs) == ["completed"] * 4 + ["orphaned"], runs
         assert all(x["done"] == 1 and x["failed"] == 0 for x in runs if x["status"] == "completed"), runs
         assert all(Path(x["directory"]).is_dir() for x in runs)
@@ -767,7 +693,7 @@ def test_runs_lists_four_concurrent_runs_and_a_killed_one(tmp_path):
 
 
 def test_runs_without_a_database_is_a_clear_error(tmp_path):
-    r = sprocket("runs", "-o", tmp_path / "nothing", cwd=tmp_path)
+    r = sprocket_cmd("runs", "-o", tmp_path / "nothing", cwd=tmp_path)
     assert r.returncode == 1 and "has no sprocket.db" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "nothing").exists()
 

@@ -23,25 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SPROCKET, assert_sane, fails, ok, run_dir_of, sprocket_run, write
+from conftest import REPO, SPROCKET, assert_sane, exit_status_re, fails, ok, run_dir_of, sprocket_run, write
 
 STAMP_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})_(\d{2})(\d{2})(\d{2})(\d{9})$")
+
+pytestmark = pytest.mark.usefixtures("isolated_config")
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _isolated_config(tmp_path_factory, monkeypatch):
-    """No user configuration (~/.config/sprocket, $SPROCKET_CONFIG) or cache leaks into a test run;
-    the sprocket.toml next to sprocket.py still applies, as it does for every user."""
-    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
-    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
-
-
 
 
 def attempt_dirs(root):
@@ -52,12 +43,6 @@ def attempt_dirs(root):
 def commands_run(root):
     """Every attempts/<n>/command written below root (a command was about to run)."""
     return sorted(Path(root).rglob("attempts/*/command"))
-
-
-# "task `NAME` failed: process exited with status N" (the brief) or Sprocket's own wording,
-# "process terminated with exit code N"
-def exit_status_re(code):
-    return re.compile(r"(exited with status|terminated with exit code) %d\b" % code)
 
 
 ECHO_TASK = """

@@ -28,13 +28,13 @@ so a few tests put small wrapper scripts first on PATH in front of the real Slur
 such test says why. Wrapper scripts log each call (argv, start and end time, exit status) as JSON.
 """
 
+import functools
 import json
 import os
 import re
 import shlex
 import shutil
 import signal
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -44,7 +44,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SPROCKET, shared_dir
+from conftest import REPO, RUN_DIR_RE, SPROCKET, db_rows, shared_dir, wait_for
 
 PART = os.environ.get("SPROCKET_TEST_SLURM_PARTITION", "compute")
 SHORT_PART = os.environ.get("SPROCKET_TEST_SLURM_SHORT_PARTITION", "short")
@@ -53,7 +53,6 @@ TOOLS = ("sbatch", "sacct", "squeue", "scontrol", "scancel")
 REAL = {tool: shutil.which(tool) for tool in TOOLS + ("sinfo",)}
 LIVE_STATES = ("PENDING", "RUNNING", "SUSPENDED", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD")
-RUN_DIR_RE = re.compile(r"^run directory: (.+)$", re.M)
 
 
 def _cluster_problem():
@@ -256,12 +255,7 @@ class Result:
         return sorted(p.parent for p in self.out_dir.rglob("apptainer_command"))
 
     def db_rows(self, sql, args=()):
-        con = sqlite3.connect("file:%s?mode=ro" % (self.out_dir / "sprocket.db"), uri=True, timeout=30)
-        try:
-            con.row_factory = sqlite3.Row
-            return [dict(r) for r in con.execute(sql, args).fetchall()]
-        finally:
-            con.close()
+        return db_rows(self.out_dir / "sprocket.db", sql, args)
 
 
 class Cluster:
@@ -349,14 +343,8 @@ class Cluster:
                       time.time() - proc.started)
 
 
-def wait_for(predicate, timeout, what, interval=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
+# most predicates here ask slurmctld (squeue, sacct): poll at half conftest's rate
+wait_for = functools.partial(wait_for, interval=0.1)
 
 
 def squeue_states(ids=None):
