@@ -557,6 +557,27 @@ class Node:
     def __repr__(self):
         return "%s(%s)" % (type(self).__name__, ", ".join(repr(getattr(self, f, None)) for f in self._fields))
 
+    def children(self):
+        """The nodes directly under this one, in field order: the one traversal every walker uses
+        (a new node kind declares its fields and is walked)."""
+        for f in self._fields:
+            for n in nodes_in(getattr(self, f, None)):
+                yield n
+
+
+def nodes_in(x):
+    """The outermost nodes in `x`: a node itself, or those in lists, tuples and dict values of them."""
+    if isinstance(x, Node):
+        yield x
+    elif isinstance(x, (list, tuple)):
+        for y in x:
+            for n in nodes_in(y):
+                yield n
+    elif isinstance(x, dict):
+        for y in x.values():
+            for n in nodes_in(y):
+                yield n
+
 
 def _node(name, fields, extra=(), base=Node):
     """Define a node class with the given constructor fields (and extra attributes set later)."""
@@ -621,48 +642,11 @@ def free_names(e, out=None):
     """Names an expression reads (the first part of `a.b.c` chains)."""
     if out is None:
         out = set()
-    if e is None:
-        return out
-    cls = type(e)
-    if cls is Ident:
+    if type(e) is Ident:
         out.add(e.name)
-    elif cls is StringLit:
-        for p in e.parts:
-            if not isinstance(p, str):
-                free_names(p.expr, out)
-    elif cls is GetAttr:
-        free_names(e.expr, out)
-    elif cls is Index:
-        free_names(e.expr, out)
-        free_names(e.index, out)
-    elif cls is Apply:
-        for a in e.args:
-            free_names(a, out)
-    elif cls is Binary:
-        free_names(e.left, out)
-        free_names(e.right, out)
-    elif cls is Unary:
-        free_names(e.operand, out)
-    elif cls is IfThenElse:
-        free_names(e.cond, out)
-        free_names(e.then, out)
-        free_names(e.other, out)
-    elif cls is ArrayLit:
-        for x in e.items:
-            free_names(x, out)
-    elif cls is MapLit:
-        for k, v in e.entries:
-            free_names(k, out)
-            free_names(v, out)
-    elif cls is PairLit:
-        free_names(e.left, out)
-        free_names(e.right, out)
-    elif cls in (ObjectLit, StructLit):
-        for _, x, _ in e.members:
-            free_names(x, out)
-    elif cls is HintsBlock:
-        for _, x in e.entries:
-            free_names(x, out)
+    elif e is not None:
+        for c in e.children():
+            free_names(c, out)
     return out
 
 
@@ -3374,123 +3358,137 @@ class Checker:
         return t
 
     def _infer(self, e, env):
-        cls = type(e)
-        if cls is Literal:
-            v = e.value
-            return BOOLEAN if v is True or v is False else INT if isinstance(v, int) else FLOAT if isinstance(v, float) else NONE_TYPE
-        if cls is StringLit:
-            for p in e.parts:
-                if not isinstance(p, str):
-                    self.check_placeholder(p, env)
-            return STRING
-        if cls is Ident:
-            t = env.get(e.name)
-            if t is None:
-                self.err("unknown name `%s`" % e.name, e.span)
-                return ANY
-            return t
-        if cls is GetAttr:
-            return self.infer_getattr(e, env)
-        if cls is Apply:
-            args = [self.infer(a, env) for a in e.args]
-            try:
-                e.fn, t = resolve_call(e.name, args, self.dialect)
-            except WdlTypeError as err:
-                e.fn = None
-                for feature, why in _LENIENT_CALLS:  # what Cromwell and miniwdl also accept
-                    try:
-                        e.fn, t = resolve_call(e.name, args, self.dialect.with_features(feature))
-                    except WdlTypeError:
-                        continue
-                    if self.lenient(feature, "function `%s` given (%s): %s" % (
-                            e.name, ", ".join(map(str, args)), why), e.span):
-                        break
-                    e.fn = None
-                if e.fn is None:
-                    self.err(err.message, e.span)
-                    return ANY
-            if e.name == "write_tsv" and len(e.args) == 3 and isinstance(e.args[2], ArrayLit):
-                self.check_tsv_header(e, args[0])
-            if e.name in ("sub", "matches", "find") and isinstance(e.args[1], StringLit) and _is_constant(e.args[1]):
-                try:  # a literal pattern that cannot compile fails every run: say so now (a number compiles)
-                    used = translate_regex("".join(e.args[1].parts))[1]
-                except EvalError as err:
-                    self.err(err.message, e.args[1].span)
-                    used = ()
-                if used and not self.lenient("non_posix_regex", "the regular expression uses %s: not POSIX ERE (the "
-                                             "spec's syntax), but read the same way by Sprocket, Cromwell and miniwdl"
-                                             % ", ".join(used), e.args[1].span):
-                    self.err("the regular expression uses %s, which POSIX ERE (the spec's syntax) does not have"
-                             % ", ".join(used), e.args[1].span)
-            return t
-        if cls is Binary:
-            return self.infer_binary(e, env)
-        if cls is Unary:
-            t = self.infer(e.operand, env)
-            if e.op == "!":
-                if not coerces(t, BOOLEAN, self.dialect) and not isinstance(t, AnyType):
-                    self.err("`!` needs a Boolean, not `%s`" % t, e.span)
-                return BOOLEAN
-            if not (is_numeric(t.required()) or isinstance(t, AnyType)):
-                self.err("unary `%s` needs an Int or Float, not `%s`" % (e.op, t), e.span)
-                return ANY
-            return t
-        if cls is ArrayLit:
-            items = [self.infer(x, env) for x in e.items]
-            if not items:
-                return ArrayType(ANY)
-            u = unify(items, self.dialect) or self.mixed_items(e, items)
-            if u is None:
-                self.err("array items have no common type (%s)" % ", ".join(sorted({"`%s`" % t for t in items})), e.span)
-                u = ANY
-            return ArrayType(u, nonempty=True)
-        if cls is MapLit:
-            ks = [self.infer(k, env) for k, _ in e.entries]
-            vs = [self.infer(v, env) for _, v in e.entries]
-            if not ks:
-                return MapType(ANY, ANY)
-            bad = [(k, kt) for (k, _), kt in zip(e.entries, ks) if not is_primitive(kt)]
-            for k, kt in bad:  # (None is an AnyType, accepted as Sprocket does where the key type is optional)
-                self.err("a Map key must be a primitive value, not a `%s`" % kt, k.span)
-            ku, vu = ANY if bad else unify(ks, self.dialect), unify(vs, self.dialect)
-            if ku is None or vu is None:
-                self.err("map %s have no common type" % ("keys" if ku is None else "values"), e.span)
-            return MapType(ku or ANY, vu or ANY)
-        if cls is PairLit:
-            return PairType(self.infer(e.left, env), self.infer(e.right, env))
-        if cls is Index:
-            return self.infer_index(e, env)
-        if cls is IfThenElse:
-            c = self.infer(e.cond, env)
-            if not coerces(c, BOOLEAN, self.dialect) and not isinstance(c, AnyType):
-                self.err("the condition of `if` must be a Boolean, not `%s`" % c, e.cond.span)
-            a, b = self.infer(e.then, env), self.infer(e.other, env)
-            u = unify([a, b], self.dialect)
-            if u is None and unify([a, b], self.dialect.with_features("primitive_to_string")) == STRING.optional(
-                    a.opt or b.opt) and self.lenient(
-                    "primitive_to_string", "the branches of `if` are `%s` and `%s`: accepted for compatibility (both "
-                    "taken as text, as Cromwell and miniwdl do); portable WDL converts with a placeholder" % (a, b),
-                    e.span):
-                u = STRING.optional(a.opt or b.opt)
-            if u is None:
-                self.err("the branches of `if` have no common type (`%s` and `%s`)" % (a, b), e.span)
-                return ANY
-            return u
-        if cls is ObjectLit:
-            seen = set()
-            for name, x, span in e.members:
-                if name in seen:
-                    self.err("member `%s` is already given" % name, span)
-                seen.add(name)
-                self.infer(x, env)
-            return OBJECT
-        if cls is StructLit:
-            return self.infer_struct_literal(e, env)
-        if cls is HintsBlock:
-            for _, x in e.entries:
-                self.infer(x, env)
+        infer = _INFER.get(type(e))
+        if infer is None:
+            raise AssertionError("unknown expression node %r" % e)
+        return infer(self, e, env)
+
+    def infer_literal(self, e, env):
+        v = e.value
+        return BOOLEAN if v is True or v is False else INT if isinstance(v, int) else FLOAT if isinstance(v, float) else NONE_TYPE
+
+    def infer_string(self, e, env):
+        for p in e.parts:
+            if not isinstance(p, str):
+                self.check_placeholder(p, env)
+        return STRING
+
+    def infer_ident(self, e, env):
+        t = env.get(e.name)
+        if t is None:
+            self.err("unknown name `%s`" % e.name, e.span)
             return ANY
-        raise AssertionError("unknown expression node %r" % e)
+        return t
+
+    def infer_apply(self, e, env):
+        args = [self.infer(a, env) for a in e.args]
+        try:
+            e.fn, t = resolve_call(e.name, args, self.dialect)
+        except WdlTypeError as err:
+            found = self.resolve_lenient_call(e, args)
+            if found is None:
+                e.fn = None
+                self.err(err.message, e.span)
+                return ANY
+            e.fn, t = found
+        if e.name == "write_tsv" and len(e.args) == 3 and isinstance(e.args[2], ArrayLit):
+            self.check_tsv_header(e, args[0])
+        if e.name in ("sub", "matches", "find") and isinstance(e.args[1], StringLit) and _is_constant(e.args[1]):
+            self.check_literal_regex(e.args[1])
+        return t
+
+    def resolve_lenient_call(self, e, args):
+        """(overload, type) of a call the dialect refuses but Cromwell and miniwdl accept (warned
+        about as its feature), or None."""
+        for feature, why in _LENIENT_CALLS:
+            try:
+                fn, t = resolve_call(e.name, args, self.dialect.with_features(feature))
+            except WdlTypeError:
+                continue
+            if self.lenient(feature, "function `%s` given (%s): %s" % (e.name, ", ".join(map(str, args)), why), e.span):
+                return fn, t
+        return None
+
+    def check_literal_regex(self, pattern):
+        """A literal pattern that cannot compile fails every run: say so now (a number compiles)."""
+        try:
+            used = translate_regex("".join(pattern.parts))[1]
+        except EvalError as err:
+            self.err(err.message, pattern.span)
+            used = ()
+        if used and not self.lenient("non_posix_regex", "the regular expression uses %s: not POSIX ERE (the "
+                                     "spec's syntax), but read the same way by Sprocket, Cromwell and miniwdl"
+                                     % ", ".join(used), pattern.span):
+            self.err("the regular expression uses %s, which POSIX ERE (the spec's syntax) does not have"
+                     % ", ".join(used), pattern.span)
+
+    def infer_unary(self, e, env):
+        t = self.infer(e.operand, env)
+        if e.op == "!":
+            if not coerces(t, BOOLEAN, self.dialect) and not isinstance(t, AnyType):
+                self.err("`!` needs a Boolean, not `%s`" % t, e.span)
+            return BOOLEAN
+        if not (is_numeric(t.required()) or isinstance(t, AnyType)):
+            self.err("unary `%s` needs an Int or Float, not `%s`" % (e.op, t), e.span)
+            return ANY
+        return t
+
+    def infer_array(self, e, env):
+        items = [self.infer(x, env) for x in e.items]
+        if not items:
+            return ArrayType(ANY)
+        u = unify(items, self.dialect) or self.mixed_items(e, items)
+        if u is None:
+            self.err("array items have no common type (%s)" % ", ".join(sorted({"`%s`" % t for t in items})), e.span)
+            u = ANY
+        return ArrayType(u, nonempty=True)
+
+    def infer_map(self, e, env):
+        ks = [self.infer(k, env) for k, _ in e.entries]
+        vs = [self.infer(v, env) for _, v in e.entries]
+        if not ks:
+            return MapType(ANY, ANY)
+        bad = [(k, kt) for (k, _), kt in zip(e.entries, ks) if not is_primitive(kt)]
+        for k, kt in bad:  # (None is an AnyType, accepted as Sprocket does where the key type is optional)
+            self.err("a Map key must be a primitive value, not a `%s`" % kt, k.span)
+        ku, vu = ANY if bad else unify(ks, self.dialect), unify(vs, self.dialect)
+        if ku is None or vu is None:
+            self.err("map %s have no common type" % ("keys" if ku is None else "values"), e.span)
+        return MapType(ku or ANY, vu or ANY)
+
+    def infer_pair(self, e, env):
+        return PairType(self.infer(e.left, env), self.infer(e.right, env))
+
+    def infer_if(self, e, env):
+        c = self.infer(e.cond, env)
+        if not coerces(c, BOOLEAN, self.dialect) and not isinstance(c, AnyType):
+            self.err("the condition of `if` must be a Boolean, not `%s`" % c, e.cond.span)
+        a, b = self.infer(e.then, env), self.infer(e.other, env)
+        u = unify([a, b], self.dialect)
+        if u is None and unify([a, b], self.dialect.with_features("primitive_to_string")) == STRING.optional(
+                a.opt or b.opt) and self.lenient(
+                "primitive_to_string", "the branches of `if` are `%s` and `%s`: accepted for compatibility (both "
+                "taken as text, as Cromwell and miniwdl do); portable WDL converts with a placeholder" % (a, b),
+                e.span):
+            u = STRING.optional(a.opt or b.opt)
+        if u is None:
+            self.err("the branches of `if` have no common type (`%s` and `%s`)" % (a, b), e.span)
+            return ANY
+        return u
+
+    def infer_object(self, e, env):
+        seen = set()
+        for name, x, span in e.members:
+            if name in seen:
+                self.err("member `%s` is already given" % name, span)
+            seen.add(name)
+            self.infer(x, env)
+        return OBJECT
+
+    def infer_hints(self, e, env):
+        for _, x in e.entries:
+            self.infer(x, env)
+        return ANY
 
     def check_tsv_header(self, e, rows_type):
         """`write_tsv(rows, true, [names])`: a header as wide as each row, where both are known here."""
@@ -3737,6 +3735,16 @@ def _wrap(t, f):
     return f(t)
 
 
+# Type inference, one method per expression node class (as evaluation has _EVAL).
+_INFER = {
+    Literal: Checker.infer_literal, StringLit: Checker.infer_string, Ident: Checker.infer_ident,
+    GetAttr: Checker.infer_getattr, Apply: Checker.infer_apply, Binary: Checker.infer_binary,
+    Unary: Checker.infer_unary, ArrayLit: Checker.infer_array, MapLit: Checker.infer_map,
+    PairLit: Checker.infer_pair, Index: Checker.infer_index, IfThenElse: Checker.infer_if,
+    ObjectLit: Checker.infer_object, StructLit: Checker.infer_struct_literal, HintsBlock: Checker.infer_hints,
+}
+
+
 def _same_definition(a, b):
     return isinstance(a, StructType) and isinstance(b, StructType) and list(a.members) == list(b.members) and all(
         str(a.members[k]) == str(b.members[k]) for k in a.members)
@@ -3760,21 +3768,14 @@ def _literal_true(expr):
 
 
 def _is_constant(e):
-    if isinstance(e, Literal):
-        return True
-    if isinstance(e, StringLit):
-        return all(isinstance(p, str) for p in e.parts)
-    if isinstance(e, Unary) and e.op == "-":
-        return isinstance(e.operand, Literal)
-    if isinstance(e, ArrayLit):
-        return all(_is_constant(x) for x in e.items)
-    if isinstance(e, MapLit):
-        return all(_is_constant(k) and _is_constant(v) for k, v in e.entries)
-    if isinstance(e, PairLit):
-        return _is_constant(e.left) and _is_constant(e.right)
-    if isinstance(e, (ObjectLit, StructLit)):
-        return all(_is_constant(m[1]) for m in e.members)
-    return False
+    """A literal, or a literal of literals (a negative number is one too)."""
+    if type(e) is Unary:
+        return e.op == "-" and type(e.operand) is Literal
+    return type(e) in _CONSTANT_NODES and all(_is_constant(c) for c in e.children())
+
+
+# (A string literal's children are its placeholders: one makes it not a constant.)
+_CONSTANT_NODES = {Literal, StringLit, ArrayLit, MapLit, PairLit, ObjectLit, StructLit}
 
 
 def walk_calls(body):
@@ -3940,26 +3941,21 @@ _PASCAL_RE = re.compile(r"^[A-Z][a-zA-Z0-9]*$")
 
 def iter_nodes(x):
     """Every syntax tree node under `x` (a node, or lists, tuples and dicts of them)."""
-    if isinstance(x, Node):
-        yield x
-        for f in x._fields:
-            for n in iter_nodes(getattr(x, f, None)):
-                yield n
-    elif isinstance(x, (list, tuple)):
-        for y in x:
-            for n in iter_nodes(y):
-                yield n
-    elif isinstance(x, dict):
-        for y in x.values():
-            for n in iter_nodes(y):
+    for node in nodes_in(x):
+        yield node
+        for c in node.children():
+            for n in iter_nodes(c):
                 yield n
 
 
 def _names_read(x):
-    names = {n.name for n in iter_nodes(x) if type(n) is Ident}
-    for call in (n for n in iter_nodes(x) if type(n) is Call):
-        names.update(name for name, expr, _ in call.inputs if expr is None)
-        names.update(name for name, _ in call.afters)
+    names = set()
+    for n in iter_nodes(x):
+        if type(n) is Ident:
+            names.add(n.name)
+        elif type(n) is Call:
+            names.update(name for name, expr, _ in n.inputs if expr is None)
+            names.update(name for name, _ in n.afters)
     return names
 
 
