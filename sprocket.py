@@ -1958,7 +1958,7 @@ def strip_indent(parts):
 # One line per overload: `[version] name(parameter types) -> result type`. X and Y are type
 # parameters, P a primitive one. Overloads are tried in order; the first that fits is used.
 # Functions whose typing no signature can say (size, length, keys, ...) have a typing hook
-# below. The implementations live with evaluation (section 10), in `IMPLS`, keyed by name.
+# below. The implementations live in section 11, in `IMPLS`, keyed by name.
 
 def parse_type_text(text):
     """A type written in WDL syntax (the standard library table uses this)."""
@@ -4954,22 +4954,6 @@ def _eval_index(e, env, ctx):
     raise EvalError("a %s cannot be indexed" % _kind(v), e.span)
 
 
-def _eval_apply(e, env, ctx):
-    args = [evaluate(a, env, ctx) for a in e.args]
-    try:
-        for i, p in enumerate(e.fn.params):
-            if not isinstance(p, (TypeVar, AnyType)) and not (p.opt and args[i] is None):
-                args[i] = coerce(args[i], p, "argument %d" % (i + 1))
-        return _int_result(IMPLS[e.name](ctx, args))
-    except EvalError as err:
-        if not err.message.startswith(e.name):
-            err.message = "%s: %s" % (e.name, err.message)
-            err.args = (err.message,)
-        raise
-    except OSError as err:
-        raise EvalError("%s: %s" % (e.name, err), e.span)
-
-
 _INT_MIN, _INT_MAX = -2 ** 63, 2 ** 63 - 1
 
 
@@ -5121,9 +5105,10 @@ def _eval_hints(e, env, ctx):
     return StructValue(((k, evaluate(x, env, ctx)) for k, x in e.entries), None)
 
 
+# (Apply's entry is added in section 11, with the functions a call runs.)
 _EVAL = {
     Literal: _eval_literal, StringLit: _eval_string, Ident: _eval_ident, GetAttr: _eval_getattr,
-    Index: _eval_index, Apply: _eval_apply, Unary: _eval_unary, Binary: _eval_binary, IfThenElse: _eval_if,
+    Index: _eval_index, Unary: _eval_unary, Binary: _eval_binary, IfThenElse: _eval_if,
     ArrayLit: _eval_array, MapLit: _eval_map, PairLit: _eval_pair, ObjectLit: _eval_object,
     StructLit: _eval_struct, HintsBlock: _eval_hints,
 }
@@ -5772,6 +5757,27 @@ IMPLS = {
     "values": fn_values, "collect_by_key": fn_collect_by_key,
     "defined": fn_defined, "value": fn_value,
 }
+
+
+# A call is evaluated here, beside the implementations it dispatches to (evaluation, above, does
+# not know them): _EVAL gets its entry for Apply.
+def _eval_apply(e, env, ctx):
+    args = [evaluate(a, env, ctx) for a in e.args]
+    try:
+        for i, p in enumerate(e.fn.params):
+            if not isinstance(p, (TypeVar, AnyType)) and not (p.opt and args[i] is None):
+                args[i] = coerce(args[i], p, "argument %d" % (i + 1))
+        return _int_result(IMPLS[e.name](ctx, args))
+    except EvalError as err:
+        if not err.message.startswith(e.name):
+            err.message = "%s: %s" % (e.name, err.message)
+            err.args = (err.message,)
+        raise
+    except OSError as err:
+        raise EvalError("%s: %s" % (e.name, err), e.span)
+
+
+_EVAL[Apply] = _eval_apply
 
 
 # ============================================================================================
