@@ -320,7 +320,7 @@ paths_exist               -       -   -   -   y     a required File/Directory ou
 class Dialect:
     """One version of WDL as the table above describes it: `dialect.after` is true where `after`
     exists (`y`); `dialect.compat` holds the features accepted only for compatibility (`w`,
-    none of them under --strict), which the checker asks about through its `lenient()`."""
+    none of them under --strict), which the parser and the checker ask about through `lenient()`."""
 
     def __init__(self, name, level, column, strict=False):
         self.name = name  # "draft-2", "1.0", ...
@@ -334,6 +334,16 @@ class Dialect:
 
     def accepts(self, feature):
         return getattr(self, feature) or feature in self.compat
+
+    def lenient(self, feature, message, span, warnings):
+        """Is a construct accepted? One accepted only for compatibility (never under --strict) adds
+        a warning named after its feature to `warnings`. The parser and the checker both ask here."""
+        if getattr(self, feature):
+            return True
+        if feature in self.compat:
+            warnings.append(WdlError(message, span, rule_name(feature)))
+            return True
+        return False
 
     def first(self, feature):
         """The first version that has `feature` (for "requires WDL 1.1" messages)."""
@@ -1011,13 +1021,8 @@ class Parser:
         return cls(source, tokenize(source, start, dialect), dialect)
 
     def lenient(self, feature, message, tok=None):
-        """Is a construct accepted here? Those accepted only for compatibility warn."""
-        if getattr(self.dialect, feature):
-            return True
-        if feature in self.dialect.compat:
-            self.warnings.append(WdlError(message, self.span(tok), rule_name(feature)))
-            return True
-        return False
+        """Is a construct accepted here (see Dialect.lenient)? The warning points at `tok`."""
+        return self.dialect.lenient(feature, message, self.span(tok), self.warnings)
 
     # -- token helpers ---------------------------------------------------------------------
     def span(self, tok=None):
@@ -2787,14 +2792,8 @@ class Checker:
         self.loader.warnings.append(WdlError(message, span, rule))
 
     def lenient(self, feature, message, span):
-        """Is a construct accepted here? Those accepted only for compatibility warn (and are
-        not accepted at all under --strict)."""
-        if getattr(self.dialect, feature):
-            return True
-        if feature in self.dialect.compat:
-            self.warn(message, span, rule_name(feature))
-            return True
-        return False
+        """Is a construct accepted here (see Dialect.lenient)?"""
+        return self.dialect.lenient(feature, message, span, self.loader.warnings)
 
     # -- structs and enums -----------------------------------------------------------------
     def check(self):
@@ -3095,10 +3094,7 @@ class Checker:
         env = {}
         inputs = wf.inputs or []
         self.declare(inputs, env, "workflow `%s`" % wf.name)
-        self.nested_ok = bool(
-            (wf.meta or {}).get("allowNestedInputs") or (wf.meta or {}).get("allow_nested_inputs")
-            or _literal_true((wf.hints or {}).get("allow_nested_inputs"))
-        )
+        self.nested_ok = allows_nested_inputs(wf)
         names = self.body_names(wf.body, env, set(env))
         env.update(names)
         for d in inputs:
@@ -3316,7 +3312,7 @@ class Checker:
         for name, span in call.afters:
             if name not in env or not isinstance(env[name], CallType):
                 self.err("`after` names `%s`, which is not a call" % name, span)
-        if info is not None and not self.dialect.nested_inputs and not self.nested_ok:
+        if info is not None and not self.nested_ok:
             missing = [n for n, (t, required) in info.inputs.items() if required and n not in given]
             listed = "input%s %s" % ("s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing))
             if missing and not self.lenient(
@@ -3765,6 +3761,15 @@ def _literal_members(expr):
 
 def _literal_true(expr):
     return isinstance(expr, Literal) and expr.value is True
+
+
+def allows_nested_inputs(wf):
+    """May the inputs of workflow `wf`'s calls be set from outside it? Its version says so (draft-2,
+    1.0), or it does: `allow_nested_inputs` (or `allowNestedInputs`) in its meta, or `true` in its hints.
+    The checker asks (a call may then leave required inputs unbound) and so does the command line."""
+    meta = wf.meta or {}
+    return bool(wf.dialect.nested_inputs or meta.get("allowNestedInputs") or meta.get("allow_nested_inputs")
+                or _literal_true((wf.hints or {}).get("allow_nested_inputs")))
 
 
 def _is_constant(e):
@@ -10776,9 +10781,7 @@ def _check_nested_allowed(wf, key, required):
     """Call inputs may be set from outside when the workflow being run allows it (the spec:
     `allow_nested_inputs` in the top-level workflow), and a required one its call leaves unbound
     must be (`unbound_call_inputs`; the caller has checked that the call does not bind it)."""
-    meta, hints = wf.meta or {}, wf.hints or {}
-    if wf.dialect.nested_inputs or meta.get("allowNestedInputs") or meta.get("allow_nested_inputs") or _literal_true(
-            hints.get("allow_nested_inputs")) or required and wf.dialect.accepts("unbound_call_inputs"):
+    if allows_nested_inputs(wf) or required and wf.dialect.accepts("unbound_call_inputs"):
         return
     raise InputError("input `%s` sets an input of a call, which workflow `%s` does not allow "
                      "(WDL %s needs `allow_nested_inputs: true` in its hints or meta)" % (key, wf.name, wf.dialect.name))
