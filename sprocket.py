@@ -1898,61 +1898,54 @@ def _number(tok, parser):
 def strip_multiline(parts):
     """1.2 multi-line strings: the spec's five steps (continuations, the whitespace after `<<<`
     and before `>>>`, common indentation), then escapes."""
-    marker = "\0"
-    phs = [p for p in parts if not isinstance(p, str)]
-    flat = "".join(p if isinstance(p, str) else marker for p in parts)
+    return _strip_text(parts, _strip_multiline_text, unescape)
+
+
+def _strip_multiline_text(flat):
     # 1. An odd number of backslashes before a newline continues the line.
     flat = re.sub(r"(?<!\\)((?:\\\\)*)\\\n[ \t]*", r"\1", flat)
     # 2, 3. Whitespace after `<<<` up to a newline, and before `>>>` back to a newline.
     flat = re.sub(r"^[ \t]*\n?", "", flat, count=1)
     flat = re.sub(r"\n?[ \t]*\Z", "", flat, count=1)
     # 4, 5. Common leading whitespace of the non-blank lines.
-    lines = flat.split("\n")
-    indents = [len(x) - len(x.lstrip(" \t")) for x in lines if x.strip(" \t")]
-    cut = min(indents) if indents else 0
-    flat = "\n".join(x[cut:] if x.strip(" \t") else x.lstrip(" \t") for x in lines)
-    out = []
-    it = iter(phs)
-    for i, text in enumerate(flat.split(marker)):
-        if i:
-            out.append(next(it))
-        if text:
-            out.append(unescape(text))
-    return out
+    return "\n".join(_dedent(flat.split("\n")))
 
 
 def strip_indent(parts):
-    """The spec's common-leading-whitespace removal for commands and multi-line strings.
+    """The spec's common-leading-whitespace removal for commands. The first line is dropped when
+    it holds only whitespace, the last emptied when it does."""
+    return _strip_text(parts, _strip_command_text)
 
-    `parts` mixes text and placeholders; placeholders count as non-whitespace content. The
-    first line is dropped when it holds only whitespace, the last when it does.
-    """
-    if not parts:
-        return parts
-    # Work on the text as lines, with placeholders kept as markers (text_parts() refuses a NUL).
-    marker = "\0"
-    flat = "".join(p if isinstance(p, str) else marker for p in parts)
-    phs = [p for p in parts if not isinstance(p, str)]
+
+def _strip_command_text(flat):
     lines = flat.split("\n")
     if len(lines) > 1 and not lines[0].strip(" \t"):
         lines = lines[1:]
     if len(lines) > 1 and not lines[-1].strip(" \t"):
         lines[-1] = ""
-    indent = None
-    for line in lines:
-        if line.strip(" \t"):
-            n = len(line) - len(line.lstrip(" \t"))
-            indent = n if indent is None else min(indent, n)
-    indent = indent or 0
-    lines = [line[indent:] if line.strip(" \t") else line.lstrip(" \t") for line in lines]
-    flat = "\n".join(lines)
+    return "\n".join(_dedent(lines))
+
+
+def _dedent(lines):
+    """`lines` without the common leading whitespace of the non-blank ones (blank ones emptied)."""
+    indents = [len(x) - len(x.lstrip(" \t")) for x in lines if x.strip(" \t")]
+    cut = min(indents) if indents else 0
+    return [x[cut:] if x.strip(" \t") else x.lstrip(" \t") for x in lines]
+
+
+def _strip_text(parts, strip, finish=None):
+    """`parts` (text and placeholders) with strip(text) applied to the text as a whole, each
+    placeholder a marker in it (a NUL: text_parts() refuses one), which counts as content;
+    finish(piece) then applies to each piece of text."""
+    marker = "\0"
+    phs = iter([p for p in parts if not isinstance(p, str)])
+    flat = strip("".join(p if isinstance(p, str) else marker for p in parts))
     out = []
-    it = iter(phs)
     for i, text in enumerate(flat.split(marker)):
         if i:
-            out.append(next(it))
+            out.append(next(phs))
         if text:
-            out.append(text)
+            out.append(finish(text) if finish else text)
     return out
 
 

@@ -1937,3 +1937,22 @@ def test_free_names_reads_every_kind_of_expression():
                            ('[1, -a]', False), ('object { f: [a] }', False), ('-(1)', True), ('!true', False)]:
         parser = sprocket.Parser.for_source(sprocket.Source("t.wdl", "version 1.1\n" + text))
         assert sprocket._is_constant(parser.expr()) is constant, text
+
+
+@pytest.mark.parametrize("parts, command, multiline", [
+    (["  \n    a\n      b\n  "], ["a\n  b\n"], ["a\n  b"]),
+    (["\n\tx ", "PH", "\n\t  y\\n\n"], ["x ", "PH", "\n  y\\n\n"], ["x ", "PH", "\n  y\n"]),
+    (["a\\\n   b", "PH", "  \n   \n  c  "], ["a\\\n   b", "PH", "  \n\n  c  "], ["ab", "PH", "  \n\n  c"]),
+    (["   \n", "PH", "\n      q\n   "], ["PH", "\n      q\n"], ["PH", "\n      q"]),
+    (["line\\\\\\\n   next"], ["line\\\\\\\n   next"], ["line\\next"]),
+    ([], [], []),
+], ids=["blank-ends", "placeholder-as-content", "continuation", "placeholder-line", "odd-backslashes", "empty"])
+def test_strip_indent_and_strip_multiline(parts, command, multiline):
+    """Commands and 1.2 multi-line strings share the common-indentation removal (placeholders count
+    as content); a multi-line string also joins continued lines, trims its ends and unescapes."""
+    sprocket = _import_sprocket()
+    ph = sprocket.Placeholder(None, sprocket.Ident(None, "x"), {})
+    given = [ph if p == "PH" else p for p in parts]
+    shown = lambda out: ["PH" if p is ph else p for p in out]  # noqa: E731
+    assert shown(sprocket.strip_indent(given)) == command
+    assert shown(sprocket.strip_multiline(given)) == multiline
