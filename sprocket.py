@@ -1068,6 +1068,18 @@ class Parser:
         self.i += 1
         return tok
 
+    def comma_list(self, item, close):
+        """item() for each element of a comma-separated list (a trailing comma allowed) up to
+        `close`, which is consumed."""
+        items = []
+        while not self.at(close):
+            items.append(item())
+            if not self.at(","):
+                break
+            self.advance()
+        self.expect(close)
+        return items
+
     def ident(self, what="a name"):
         tok = self.toks[self.i]
         if tok[0] != "ident":
@@ -1180,20 +1192,16 @@ class Parser:
             value_type = self.type_()
             self.expect("]")
         self.expect("{")
-        choices = []
-        while not self.at("}"):
-            cspan = self.span()
-            cname = self.ident("an enum choice")
-            expr = None
-            if self.at("="):
-                self.advance()
-                expr = self.expr()
-            choices.append((cname, expr, cspan))
-            if not self.at(","):
-                break
+        return EnumDef(span, name, value_type, self.comma_list(self.enum_choice, "}"))
+
+    def enum_choice(self):
+        cspan = self.span()
+        cname = self.ident("an enum choice")
+        expr = None
+        if self.at("="):
             self.advance()
-        self.expect("}")
-        return EnumDef(span, name, value_type, choices)
+            expr = self.expr()
+        return cname, expr, cspan
 
     # -- types -----------------------------------------------------------------------------
     def type_(self):
@@ -1360,14 +1368,7 @@ class Parser:
             return {"true": True, "false": False, "null": None}[tok[1]]
         if tok[1] == "[":
             self.advance()
-            items = []
-            while not self.at("]"):
-                items.append(self.meta_value())
-                if not self.at(","):
-                    break
-                self.advance()
-            self.expect("]")
-            return items
+            return self.comma_list(self.meta_value, "]")
         if tok[1] == "{":
             return self.meta_block()
         self.error("expected a meta value (string, number, boolean, null, array or object), found %s" % self.describe(tok))
@@ -1650,21 +1651,19 @@ class Parser:
                 self.advance()
             elif not self.at("}"):
                 self.require("call_inputs_bare", "call inputs without `input:`")
-            while not self.at("}"):
-                ispan = self.span()
-                name = self.ident("an input name")
-                expr = None
-                if self.at("="):
-                    self.advance()
-                    expr = self.expr()
-                else:
-                    self.require("abbreviated_call_inputs", "abbreviated call inputs (`%s` without `= value`)" % name, self.toks[self.i - 1])
-                inputs.append((name, expr, ispan))
-                if not self.at(","):
-                    break
-                self.advance()
-            self.expect("}")
+            inputs = self.comma_list(self.call_input, "}")
         return Call(span, callee, alias, afters, inputs or [])
+
+    def call_input(self):
+        ispan = self.span()
+        name = self.ident("an input name")
+        expr = None
+        if self.at("="):
+            self.advance()
+            expr = self.expr()
+        else:
+            self.require("abbreviated_call_inputs", "abbreviated call inputs (`%s` without `= value`)" % name, self.toks[self.i - 1])
+        return name, expr, ispan
 
     def scatter(self):
         span = self.span()
@@ -1753,7 +1752,7 @@ class Parser:
 
     def primary(self):
         tok = self.toks[self.i]
-        kind, value = tok[0], tok[1]
+        kind = tok[0]
         span = self.span(tok)
         if kind in ("int", "float"):
             self.i += 1
@@ -1765,43 +1764,37 @@ class Parser:
             self.require("multiline_strings", "multi-line strings (`<<< >>>`)")
             self.i += 1
             return StringLit(span, strip_multiline(self.text_parts("m")))
-        if kind == "op":
-            if value == "(":
-                self.i += 1
-                first = self.expr()
-                if self.at(","):
-                    self.advance()
-                    second = self.expr()
-                    self.expect(")")
-                    return PairLit(span, first, second)
+        if kind == "ident":
+            self.i += 1
+            return self.word_expr(tok, span)
+        if kind == "op" and tok[1] in ("(", "[", "{"):
+            self.i += 1
+            return self.bracketed(tok[1], span)
+        self.error("expected an expression, found %s" % self.describe(tok))
+
+    def bracketed(self, opener, span):
+        """After `(`, `[` or `{`: a parenthesized expression or a pair, an array or a map literal."""
+        if opener == "(":
+            first = self.expr()
+            if self.at(","):
+                self.advance()
+                second = self.expr()
                 self.expect(")")
-                return first
-            if value == "[":
-                self.i += 1
-                items = []
-                while not self.at("]"):
-                    items.append(self.expr())
-                    if not self.at(","):
-                        break
-                    self.advance()
-                self.expect("]")
-                return ArrayLit(span, items, False)
-            if value == "{":
-                self.i += 1
-                entries = []
-                while not self.at("}"):
-                    k = self.expr()
-                    self.expect(":")
-                    entries.append((k, self.expr()))
-                    if not self.at(","):
-                        break
-                    self.advance()
-                self.expect("}")
-                return MapLit(span, entries)
-            self.error("expected an expression, found %s" % self.describe(tok))
-        if kind != "ident":
-            self.error("expected an expression, found %s" % self.describe(tok))
-        self.i += 1
+                return PairLit(span, first, second)
+            self.expect(")")
+            return first
+        if opener == "[":
+            return ArrayLit(span, self.comma_list(self.expr, "]"), False)
+        return MapLit(span, self.comma_list(self.map_entry, "}"))
+
+    def map_entry(self):
+        k = self.expr()
+        self.expect(":")
+        return k, self.expr()
+
+    def word_expr(self, tok, span):
+        """After a word: `true`/`false`, `if`, `None`, an object or struct literal, a call, or a name."""
+        value = tok[1]
         if value in ("true", "false"):
             return Literal(span, value == "true")
         if value == "if":  # if-then-else is an operand too: `"v" + if d then "-dev" else ""`
@@ -1819,14 +1812,7 @@ class Parser:
             self.error("expected an expression, found the keyword `%s`" % value, tok)
         if self.at("("):
             self.advance()
-            args = []
-            while not self.at(")"):
-                args.append(self.expr())
-                if not self.at(","):
-                    break
-                self.advance()
-            self.expect(")")
-            return Apply(span, value, args)
+            return Apply(span, value, self.comma_list(self.expr, ")"))
         if self.at("{") and (self.at("}", 1) or self.peek(1)[0] == "ident" and self.at(":", 2)
                              or self.peek(1)[0] == "sbeg" and self.peek(3)[0] == "send" and self.at(":", 4)):
             self.require("struct_literal", "struct literals", tok)
@@ -1835,24 +1821,21 @@ class Parser:
 
     def members(self):
         self.expect("{")
-        out = []
-        while not self.at("}"):
-            mspan = self.span()
-            if self.peek()[0] == "sbeg":  # `Runtime {"cpu": 1}`
-                name = self.string_literal("a member name")
-                if not re.match(r"[A-Za-z][A-Za-z0-9_]*\Z", name) or not self.lenient(
-                        "quoted_member_names", "member name `%s` in quotes: accepted for compatibility with Cromwell and "
-                        "miniwdl; portable WDL writes `%s: ...`" % (name, name), self.toks[self.i - 3]):
-                    self.error("expected a member name, found a string", self.toks[self.i - 3])
-            else:
-                name = self.ident("a member name")
-            self.expect(":")
-            out.append((name, self.expr(), mspan))
-            if not self.at(","):
-                break
-            self.advance()
-        self.expect("}")
-        return out
+        return self.comma_list(self.member, "}")
+
+    def member(self):
+        """`name: value` in an object or struct literal: (name, expression, span)."""
+        mspan = self.span()
+        if self.peek()[0] == "sbeg":  # `Runtime {"cpu": 1}`
+            name = self.string_literal("a member name")
+            if not re.match(r"[A-Za-z][A-Za-z0-9_]*\Z", name) or not self.lenient(
+                    "quoted_member_names", "member name `%s` in quotes: accepted for compatibility with Cromwell and "
+                    "miniwdl; portable WDL writes `%s: ...`" % (name, name), self.toks[self.i - 3]):
+                self.error("expected a member name, found a string", self.toks[self.i - 3])
+        else:
+            name = self.ident("a member name")
+        self.expect(":")
+        return name, self.expr(), mspan
 
 
 # Two spellings of one runtime, requirements or hints key.
