@@ -1956,3 +1956,35 @@ def test_strip_indent_and_strip_multiline(parts, command, multiline):
     shown = lambda out: ["PH" if p is ph else p for p in out]  # noqa: E731
     assert shown(sprocket.strip_indent(given)) == command
     assert shown(sprocket.strip_multiline(given)) == multiline
+
+
+_LISTS_WDL = '''version 1.3
+enum Color { %s }
+struct P { Int a Int b }
+task t { input { Int x = 1 Int y = 2 } command <<< >>> meta { m: %s } }
+workflow w {
+  Array[Int] arr = %s
+  Map[String, Int] mp = %s
+  Int mx = %s
+  Object o = %s
+  P p = %s
+  call t { %s }
+}
+'''
+_LISTS_GOOD = ["Red, Green,", "[1, 2,]", "[1, 2,]", '{"a": 1,}', "max(1, 2,)", "object { a: 1, }", "P { a: 1, b: 2, }",
+               "x = 1, y = 2,"]
+
+
+@pytest.mark.parametrize("index, bad, line, col, message", [
+    (0, "Red Green", 2, 18, "expected `}`, found `Green`"), (1, "[1 2]", 4, 69, "expected `]`, found number `2`"),
+    (2, "[1 2]", 6, 23, "expected `]`, found number `2`"), (3, '{"a": 1 "b": 2}', 7, 33, "expected `}`, found a string"),
+    (4, "max(1 2)", 8, 18, "expected `)`, found number `2`"), (5, "object { a: 1 b: 2 }", 9, 28, "expected `}`, found `b`"),
+    (6, "P { a: 1 b: 2 }", 10, 18, "expected `}`, found `b`"), (7, "x = 1 y = 2", 11, 18, "expected `}`, found `y`"),
+], ids=["enum", "meta-array", "array", "map", "call-arguments", "object", "struct", "call-inputs"])
+def test_comma_lists_take_a_trailing_comma_and_need_the_others(check_wdl, index, bad, line, col, message):
+    """Every comma-separated list of the parser (one comma_list()) accepts a trailing comma and
+    stops, with the same message, where a comma is missing."""
+    assert_ok(check_wdl(_LISTS_WDL % tuple(_LISTS_GOOD)))
+    given = list(_LISTS_GOOD)
+    given[index] = bad
+    assert_diag(check_wdl(_LISTS_WDL % tuple(given), name="bad.wdl"), line, col, message)
