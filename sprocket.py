@@ -689,6 +689,14 @@ class Type:
     def key(self):
         return (type(self).__name__,)
 
+    def params(self):
+        """The types inside an Array, Map or Pair type (not a struct's members: they are its own).
+        The one walk over type parameters: with_params() rebuilds the type from new ones."""
+        return []
+
+    def with_params(self, params):
+        return self
+
     def __eq__(self, other):
         return isinstance(other, Type) and self.key() == other.key() and self.opt == other.opt
 
@@ -726,6 +734,12 @@ class ArrayType(Type):
     def key(self):
         return ("array", self.item, self.item.opt, self.nonempty)
 
+    def params(self):
+        return [self.item]
+
+    def with_params(self, params):
+        return ArrayType(params[0], self.nonempty, self.opt)
+
     def base_str(self):
         return "Array[%s]%s" % (self.item, "+" if self.nonempty else "")
 
@@ -744,6 +758,9 @@ class _TwoParameterType(Type):
 
     def params(self):
         return [getattr(self, n) for n in type(self).__slots__]
+
+    def with_params(self, params):
+        return type(self)(params[0], params[1], self.opt)
 
     def key(self):
         a, b = self.params()
@@ -960,15 +977,8 @@ def contains_type(t, pred):
     """Does type `t` contain (at any depth) a type satisfying `pred`?"""
     if pred(t):
         return True
-    if isinstance(t, ArrayType):
-        return contains_type(t.item, pred)
-    if isinstance(t, MapType):
-        return contains_type(t.key_type, pred) or contains_type(t.value, pred)
-    if isinstance(t, PairType):
-        return contains_type(t.left, pred) or contains_type(t.right, pred)
-    if isinstance(t, StructType):
-        return any(contains_type(m, pred) for m in t.members.values())
-    return False
+    inner = t.members.values() if isinstance(t, StructType) else t.params()
+    return any(contains_type(x, pred) for x in inner)
 
 
 # ============================================================================================
@@ -1952,13 +1962,7 @@ def parse_type_text(text):
 def _resolve_vars(t):
     if isinstance(t, NamedType):
         return TypeVar(t.name, t.opt)
-    if isinstance(t, ArrayType):
-        return ArrayType(_resolve_vars(t.item), t.nonempty, t.opt)
-    if isinstance(t, MapType):
-        return MapType(_resolve_vars(t.key_type), _resolve_vars(t.value), t.opt)
-    if isinstance(t, PairType):
-        return PairType(_resolve_vars(t.left), _resolve_vars(t.right), t.opt)
-    return t
+    return t.with_params([_resolve_vars(x) for x in t.params()])
 
 
 _SIGNATURES = """
@@ -2115,13 +2119,7 @@ def _subst(t, env):
     if isinstance(t, TypeVar):
         bound = env.get(t.name, ANY)
         return bound.optional(True) if t.opt else bound
-    if isinstance(t, ArrayType):
-        return ArrayType(_subst(t.item, env), t.nonempty, t.opt)
-    if isinstance(t, MapType):
-        return MapType(_subst(t.key_type, env), _subst(t.value, env), t.opt)
-    if isinstance(t, PairType):
-        return PairType(_subst(t.left, env), _subst(t.right, env), t.opt)
-    return t
+    return t.with_params([_subst(x, env) for x in t.params()])
 
 
 def _has_files(t):
@@ -3957,7 +3955,7 @@ def lint_document(doc):
         if isinstance(unit, Task):
             _lint_container(unit, doc.dialect, warn)
     for node in iter_nodes([doc.structs, callables]):
-        if type(node) is Decl and _has_object(node.type_):
+        if type(node) is Decl and node.type_ is not None and _has_object(node.type_):  # (draft-2 `call.*`: None)
             warn("DeprecatedObject", "`Object` is deprecated; use a struct", node.span)
         elif type(node) is Placeholder and node.options and doc.dialect.level >= (1, 1) and doc.dialect.version_statement:
             warn("DeprecatedPlaceholder", "placeholder option%s deprecated" % (
@@ -4038,7 +4036,7 @@ def _lint_imports(doc, callables, warn):
               if "." in c.callee}
     used_types = set()
     for node in iter_nodes([doc.structs, callables]):
-        if type(node) is Decl:
+        if type(node) is Decl and node.type_ is not None:
             _named_types(node.type_, used_types)
     for imp in doc.imports:
         ns = next((k for k, v in doc.namespaces.items() if v is imp.doc), None)
@@ -4047,21 +4045,16 @@ def _lint_imports(doc, callables, warn):
             warn("UnusedImport", "nothing of `%s` (namespace `%s`) is used" % (imp.uri, ns), imp.span)
 
 
-def _type_parameters(t):
-    """The types inside an Array, Map or Pair type (not a struct's members: they are its own)."""
-    return [x for x in (getattr(t, a, None) for a in ("item", "key_type", "value", "left", "right")) if isinstance(x, Type)]
-
-
 def _named_types(t, out):
     """The struct and enum names in a type, into `out`."""
     if isinstance(t, (StructType, EnumType)):
         out.add(t.name)
-    for inner in _type_parameters(t):
+    for inner in t.params():
         _named_types(inner, out)
 
 
 def _has_object(t):
-    return isinstance(t, ObjectType) or any(_has_object(inner) for inner in _type_parameters(t))
+    return isinstance(t, ObjectType) or any(_has_object(inner) for inner in t.params())
 
 
 def lint_text(doc):
