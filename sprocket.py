@@ -320,7 +320,7 @@ paths_exist               -       -   -   -   y     a required File/Directory ou
 class Dialect:
     """One version of WDL as the table above describes it: `dialect.after` is true where `after`
     exists (`y`); `dialect.compat` holds the features accepted only for compatibility (`w`,
-    none of them under --strict), which the checker asks about through its `lenient()`."""
+    none of them under --strict), which the parser and the checker ask about through `lenient()`."""
 
     def __init__(self, name, level, column, strict=False):
         self.name = name  # "draft-2", "1.0", ...
@@ -334,6 +334,16 @@ class Dialect:
 
     def accepts(self, feature):
         return getattr(self, feature) or feature in self.compat
+
+    def lenient(self, feature, message, span, warnings):
+        """Is a construct accepted? One accepted only for compatibility (never under --strict) adds
+        a warning named after its feature to `warnings`. The parser and the checker both ask here."""
+        if getattr(self, feature):
+            return True
+        if feature in self.compat:
+            warnings.append(WdlError(message, span, rule_name(feature)))
+            return True
+        return False
 
     def first(self, feature):
         """The first version that has `feature` (for "requires WDL 1.1" messages)."""
@@ -557,6 +567,27 @@ class Node:
     def __repr__(self):
         return "%s(%s)" % (type(self).__name__, ", ".join(repr(getattr(self, f, None)) for f in self._fields))
 
+    def children(self):
+        """The nodes directly under this one, in field order: the one traversal every walker uses
+        (a new node kind declares its fields and is walked)."""
+        for f in self._fields:
+            for n in nodes_in(getattr(self, f, None)):
+                yield n
+
+
+def nodes_in(x):
+    """The outermost nodes in `x`: a node itself, or those in lists, tuples and dict values of them."""
+    if isinstance(x, Node):
+        yield x
+    elif isinstance(x, (list, tuple)):
+        for y in x:
+            for n in nodes_in(y):
+                yield n
+    elif isinstance(x, dict):
+        for y in x.values():
+            for n in nodes_in(y):
+                yield n
+
 
 def _node(name, fields, extra=(), base=Node):
     """Define a node class with the given constructor fields (and extra attributes set later)."""
@@ -621,48 +652,11 @@ def free_names(e, out=None):
     """Names an expression reads (the first part of `a.b.c` chains)."""
     if out is None:
         out = set()
-    if e is None:
-        return out
-    cls = type(e)
-    if cls is Ident:
+    if type(e) is Ident:
         out.add(e.name)
-    elif cls is StringLit:
-        for p in e.parts:
-            if not isinstance(p, str):
-                free_names(p.expr, out)
-    elif cls is GetAttr:
-        free_names(e.expr, out)
-    elif cls is Index:
-        free_names(e.expr, out)
-        free_names(e.index, out)
-    elif cls is Apply:
-        for a in e.args:
-            free_names(a, out)
-    elif cls is Binary:
-        free_names(e.left, out)
-        free_names(e.right, out)
-    elif cls is Unary:
-        free_names(e.operand, out)
-    elif cls is IfThenElse:
-        free_names(e.cond, out)
-        free_names(e.then, out)
-        free_names(e.other, out)
-    elif cls is ArrayLit:
-        for x in e.items:
-            free_names(x, out)
-    elif cls is MapLit:
-        for k, v in e.entries:
-            free_names(k, out)
-            free_names(v, out)
-    elif cls is PairLit:
-        free_names(e.left, out)
-        free_names(e.right, out)
-    elif cls in (ObjectLit, StructLit):
-        for _, x, _ in e.members:
-            free_names(x, out)
-    elif cls is HintsBlock:
-        for _, x in e.entries:
-            free_names(x, out)
+    elif e is not None:
+        for c in e.children():
+            free_names(c, out)
     return out
 
 
@@ -694,6 +688,14 @@ class Type:
 
     def key(self):
         return (type(self).__name__,)
+
+    def params(self):
+        """The types inside an Array, Map or Pair type (not a struct's members: they are its own).
+        The one walk over type parameters: with_params() rebuilds the type from new ones."""
+        return []
+
+    def with_params(self, params):
+        return self
 
     def __eq__(self, other):
         return isinstance(other, Type) and self.key() == other.key() and self.opt == other.opt
@@ -732,6 +734,12 @@ class ArrayType(Type):
     def key(self):
         return ("array", self.item, self.item.opt, self.nonempty)
 
+    def params(self):
+        return [self.item]
+
+    def with_params(self, params):
+        return ArrayType(params[0], self.nonempty, self.opt)
+
     def base_str(self):
         return "Array[%s]%s" % (self.item, "+" if self.nonempty else "")
 
@@ -750,6 +758,9 @@ class _TwoParameterType(Type):
 
     def params(self):
         return [getattr(self, n) for n in type(self).__slots__]
+
+    def with_params(self, params):
+        return type(self)(params[0], params[1], self.opt)
 
     def key(self):
         a, b = self.params()
@@ -966,15 +977,8 @@ def contains_type(t, pred):
     """Does type `t` contain (at any depth) a type satisfying `pred`?"""
     if pred(t):
         return True
-    if isinstance(t, ArrayType):
-        return contains_type(t.item, pred)
-    if isinstance(t, MapType):
-        return contains_type(t.key_type, pred) or contains_type(t.value, pred)
-    if isinstance(t, PairType):
-        return contains_type(t.left, pred) or contains_type(t.right, pred)
-    if isinstance(t, StructType):
-        return any(contains_type(m, pred) for m in t.members.values())
-    return False
+    inner = t.members.values() if isinstance(t, StructType) else t.params()
+    return any(contains_type(x, pred) for x in inner)
 
 
 # ============================================================================================
@@ -1027,13 +1031,8 @@ class Parser:
         return cls(source, tokenize(source, start, dialect), dialect)
 
     def lenient(self, feature, message, tok=None):
-        """Is a construct accepted here? Those accepted only for compatibility warn."""
-        if getattr(self.dialect, feature):
-            return True
-        if feature in self.dialect.compat:
-            self.warnings.append(WdlError(message, self.span(tok), rule_name(feature)))
-            return True
-        return False
+        """Is a construct accepted here (see Dialect.lenient)? The warning points at `tok`."""
+        return self.dialect.lenient(feature, message, self.span(tok), self.warnings)
 
     # -- token helpers ---------------------------------------------------------------------
     def span(self, tok=None):
@@ -1078,6 +1077,18 @@ class Parser:
             self.error("expected `%s`, found %s" % (value, self.describe(tok)))
         self.i += 1
         return tok
+
+    def comma_list(self, item, close):
+        """item() for each element of a comma-separated list (a trailing comma allowed) up to
+        `close`, which is consumed."""
+        items = []
+        while not self.at(close):
+            items.append(item())
+            if not self.at(","):
+                break
+            self.advance()
+        self.expect(close)
+        return items
 
     def ident(self, what="a name"):
         tok = self.toks[self.i]
@@ -1191,20 +1202,16 @@ class Parser:
             value_type = self.type_()
             self.expect("]")
         self.expect("{")
-        choices = []
-        while not self.at("}"):
-            cspan = self.span()
-            cname = self.ident("an enum choice")
-            expr = None
-            if self.at("="):
-                self.advance()
-                expr = self.expr()
-            choices.append((cname, expr, cspan))
-            if not self.at(","):
-                break
+        return EnumDef(span, name, value_type, self.comma_list(self.enum_choice, "}"))
+
+    def enum_choice(self):
+        cspan = self.span()
+        cname = self.ident("an enum choice")
+        expr = None
+        if self.at("="):
             self.advance()
-        self.expect("}")
-        return EnumDef(span, name, value_type, choices)
+            expr = self.expr()
+        return cname, expr, cspan
 
     # -- types -----------------------------------------------------------------------------
     def type_(self):
@@ -1371,14 +1378,7 @@ class Parser:
             return {"true": True, "false": False, "null": None}[tok[1]]
         if tok[1] == "[":
             self.advance()
-            items = []
-            while not self.at("]"):
-                items.append(self.meta_value())
-                if not self.at(","):
-                    break
-                self.advance()
-            self.expect("]")
-            return items
+            return self.comma_list(self.meta_value, "]")
         if tok[1] == "{":
             return self.meta_block()
         self.error("expected a meta value (string, number, boolean, null, array or object), found %s" % self.describe(tok))
@@ -1661,21 +1661,19 @@ class Parser:
                 self.advance()
             elif not self.at("}"):
                 self.require("call_inputs_bare", "call inputs without `input:`")
-            while not self.at("}"):
-                ispan = self.span()
-                name = self.ident("an input name")
-                expr = None
-                if self.at("="):
-                    self.advance()
-                    expr = self.expr()
-                else:
-                    self.require("abbreviated_call_inputs", "abbreviated call inputs (`%s` without `= value`)" % name, self.toks[self.i - 1])
-                inputs.append((name, expr, ispan))
-                if not self.at(","):
-                    break
-                self.advance()
-            self.expect("}")
+            inputs = self.comma_list(self.call_input, "}")
         return Call(span, callee, alias, afters, inputs or [])
+
+    def call_input(self):
+        ispan = self.span()
+        name = self.ident("an input name")
+        expr = None
+        if self.at("="):
+            self.advance()
+            expr = self.expr()
+        else:
+            self.require("abbreviated_call_inputs", "abbreviated call inputs (`%s` without `= value`)" % name, self.toks[self.i - 1])
+        return name, expr, ispan
 
     def scatter(self):
         span = self.span()
@@ -1764,7 +1762,7 @@ class Parser:
 
     def primary(self):
         tok = self.toks[self.i]
-        kind, value = tok[0], tok[1]
+        kind = tok[0]
         span = self.span(tok)
         if kind in ("int", "float"):
             self.i += 1
@@ -1776,43 +1774,37 @@ class Parser:
             self.require("multiline_strings", "multi-line strings (`<<< >>>`)")
             self.i += 1
             return StringLit(span, strip_multiline(self.text_parts("m")))
-        if kind == "op":
-            if value == "(":
-                self.i += 1
-                first = self.expr()
-                if self.at(","):
-                    self.advance()
-                    second = self.expr()
-                    self.expect(")")
-                    return PairLit(span, first, second)
+        if kind == "ident":
+            self.i += 1
+            return self.word_expr(tok, span)
+        if kind == "op" and tok[1] in ("(", "[", "{"):
+            self.i += 1
+            return self.bracketed(tok[1], span)
+        self.error("expected an expression, found %s" % self.describe(tok))
+
+    def bracketed(self, opener, span):
+        """After `(`, `[` or `{`: a parenthesized expression or a pair, an array or a map literal."""
+        if opener == "(":
+            first = self.expr()
+            if self.at(","):
+                self.advance()
+                second = self.expr()
                 self.expect(")")
-                return first
-            if value == "[":
-                self.i += 1
-                items = []
-                while not self.at("]"):
-                    items.append(self.expr())
-                    if not self.at(","):
-                        break
-                    self.advance()
-                self.expect("]")
-                return ArrayLit(span, items, False)
-            if value == "{":
-                self.i += 1
-                entries = []
-                while not self.at("}"):
-                    k = self.expr()
-                    self.expect(":")
-                    entries.append((k, self.expr()))
-                    if not self.at(","):
-                        break
-                    self.advance()
-                self.expect("}")
-                return MapLit(span, entries)
-            self.error("expected an expression, found %s" % self.describe(tok))
-        if kind != "ident":
-            self.error("expected an expression, found %s" % self.describe(tok))
-        self.i += 1
+                return PairLit(span, first, second)
+            self.expect(")")
+            return first
+        if opener == "[":
+            return ArrayLit(span, self.comma_list(self.expr, "]"), False)
+        return MapLit(span, self.comma_list(self.map_entry, "}"))
+
+    def map_entry(self):
+        k = self.expr()
+        self.expect(":")
+        return k, self.expr()
+
+    def word_expr(self, tok, span):
+        """After a word: `true`/`false`, `if`, `None`, an object or struct literal, a call, or a name."""
+        value = tok[1]
         if value in ("true", "false"):
             return Literal(span, value == "true")
         if value == "if":  # if-then-else is an operand too: `"v" + if d then "-dev" else ""`
@@ -1830,14 +1822,7 @@ class Parser:
             self.error("expected an expression, found the keyword `%s`" % value, tok)
         if self.at("("):
             self.advance()
-            args = []
-            while not self.at(")"):
-                args.append(self.expr())
-                if not self.at(","):
-                    break
-                self.advance()
-            self.expect(")")
-            return Apply(span, value, args)
+            return Apply(span, value, self.comma_list(self.expr, ")"))
         if self.at("{") and (self.at("}", 1) or self.peek(1)[0] == "ident" and self.at(":", 2)
                              or self.peek(1)[0] == "sbeg" and self.peek(3)[0] == "send" and self.at(":", 4)):
             self.require("struct_literal", "struct literals", tok)
@@ -1846,24 +1831,21 @@ class Parser:
 
     def members(self):
         self.expect("{")
-        out = []
-        while not self.at("}"):
-            mspan = self.span()
-            if self.peek()[0] == "sbeg":  # `Runtime {"cpu": 1}`
-                name = self.string_literal("a member name")
-                if not re.match(r"[A-Za-z][A-Za-z0-9_]*\Z", name) or not self.lenient(
-                        "quoted_member_names", "member name `%s` in quotes: accepted for compatibility with Cromwell and "
-                        "miniwdl; portable WDL writes `%s: ...`" % (name, name), self.toks[self.i - 3]):
-                    self.error("expected a member name, found a string", self.toks[self.i - 3])
-            else:
-                name = self.ident("a member name")
-            self.expect(":")
-            out.append((name, self.expr(), mspan))
-            if not self.at(","):
-                break
-            self.advance()
-        self.expect("}")
-        return out
+        return self.comma_list(self.member, "}")
+
+    def member(self):
+        """`name: value` in an object or struct literal: (name, expression, span)."""
+        mspan = self.span()
+        if self.peek()[0] == "sbeg":  # `Runtime {"cpu": 1}`
+            name = self.string_literal("a member name")
+            if not re.match(r"[A-Za-z][A-Za-z0-9_]*\Z", name) or not self.lenient(
+                    "quoted_member_names", "member name `%s` in quotes: accepted for compatibility with Cromwell and "
+                    "miniwdl; portable WDL writes `%s: ...`" % (name, name), self.toks[self.i - 3]):
+                self.error("expected a member name, found a string", self.toks[self.i - 3])
+        else:
+            name = self.ident("a member name")
+        self.expect(":")
+        return name, self.expr(), mspan
 
 
 # Two spellings of one runtime, requirements or hints key.
@@ -1909,61 +1891,54 @@ def _number(tok, parser):
 def strip_multiline(parts):
     """1.2 multi-line strings: the spec's five steps (continuations, the whitespace after `<<<`
     and before `>>>`, common indentation), then escapes."""
-    marker = "\0"
-    phs = [p for p in parts if not isinstance(p, str)]
-    flat = "".join(p if isinstance(p, str) else marker for p in parts)
+    return _strip_text(parts, _strip_multiline_text, unescape)
+
+
+def _strip_multiline_text(flat):
     # 1. An odd number of backslashes before a newline continues the line.
     flat = re.sub(r"(?<!\\)((?:\\\\)*)\\\n[ \t]*", r"\1", flat)
     # 2, 3. Whitespace after `<<<` up to a newline, and before `>>>` back to a newline.
     flat = re.sub(r"^[ \t]*\n?", "", flat, count=1)
     flat = re.sub(r"\n?[ \t]*\Z", "", flat, count=1)
     # 4, 5. Common leading whitespace of the non-blank lines.
-    lines = flat.split("\n")
-    indents = [len(x) - len(x.lstrip(" \t")) for x in lines if x.strip(" \t")]
-    cut = min(indents) if indents else 0
-    flat = "\n".join(x[cut:] if x.strip(" \t") else x.lstrip(" \t") for x in lines)
-    out = []
-    it = iter(phs)
-    for i, text in enumerate(flat.split(marker)):
-        if i:
-            out.append(next(it))
-        if text:
-            out.append(unescape(text))
-    return out
+    return "\n".join(_dedent(flat.split("\n")))
 
 
 def strip_indent(parts):
-    """The spec's common-leading-whitespace removal for commands and multi-line strings.
+    """The spec's common-leading-whitespace removal for commands. The first line is dropped when
+    it holds only whitespace, the last emptied when it does."""
+    return _strip_text(parts, _strip_command_text)
 
-    `parts` mixes text and placeholders; placeholders count as non-whitespace content. The
-    first line is dropped when it holds only whitespace, the last when it does.
-    """
-    if not parts:
-        return parts
-    # Work on the text as lines, with placeholders kept as markers (text_parts() refuses a NUL).
-    marker = "\0"
-    flat = "".join(p if isinstance(p, str) else marker for p in parts)
-    phs = [p for p in parts if not isinstance(p, str)]
+
+def _strip_command_text(flat):
     lines = flat.split("\n")
     if len(lines) > 1 and not lines[0].strip(" \t"):
         lines = lines[1:]
     if len(lines) > 1 and not lines[-1].strip(" \t"):
         lines[-1] = ""
-    indent = None
-    for line in lines:
-        if line.strip(" \t"):
-            n = len(line) - len(line.lstrip(" \t"))
-            indent = n if indent is None else min(indent, n)
-    indent = indent or 0
-    lines = [line[indent:] if line.strip(" \t") else line.lstrip(" \t") for line in lines]
-    flat = "\n".join(lines)
+    return "\n".join(_dedent(lines))
+
+
+def _dedent(lines):
+    """`lines` without the common leading whitespace of the non-blank ones (blank ones emptied)."""
+    indents = [len(x) - len(x.lstrip(" \t")) for x in lines if x.strip(" \t")]
+    cut = min(indents) if indents else 0
+    return [x[cut:] if x.strip(" \t") else x.lstrip(" \t") for x in lines]
+
+
+def _strip_text(parts, strip, finish=None):
+    """`parts` (text and placeholders) with strip(text) applied to the text as a whole, each
+    placeholder a marker in it (a NUL: text_parts() refuses one), which counts as content;
+    finish(piece) then applies to each piece of text."""
+    marker = "\0"
+    phs = iter([p for p in parts if not isinstance(p, str)])
+    flat = strip("".join(p if isinstance(p, str) else marker for p in parts))
     out = []
-    it = iter(phs)
     for i, text in enumerate(flat.split(marker)):
         if i:
-            out.append(next(it))
+            out.append(next(phs))
         if text:
-            out.append(text)
+            out.append(finish(text) if finish else text)
     return out
 
 
@@ -1974,7 +1949,7 @@ def strip_indent(parts):
 # One line per overload: `[version] name(parameter types) -> result type`. X and Y are type
 # parameters, P a primitive one. Overloads are tried in order; the first that fits is used.
 # Functions whose typing no signature can say (size, length, keys, ...) have a typing hook
-# below. The implementations live with evaluation (section 10), in `IMPLS`, keyed by name.
+# below. The implementations live in section 11, in `IMPLS`, keyed by name.
 
 def parse_type_text(text):
     """A type written in WDL syntax (the standard library table uses this)."""
@@ -1987,13 +1962,7 @@ def parse_type_text(text):
 def _resolve_vars(t):
     if isinstance(t, NamedType):
         return TypeVar(t.name, t.opt)
-    if isinstance(t, ArrayType):
-        return ArrayType(_resolve_vars(t.item), t.nonempty, t.opt)
-    if isinstance(t, MapType):
-        return MapType(_resolve_vars(t.key_type), _resolve_vars(t.value), t.opt)
-    if isinstance(t, PairType):
-        return PairType(_resolve_vars(t.left), _resolve_vars(t.right), t.opt)
-    return t
+    return t.with_params([_resolve_vars(x) for x in t.params()])
 
 
 _SIGNATURES = """
@@ -2150,13 +2119,7 @@ def _subst(t, env):
     if isinstance(t, TypeVar):
         bound = env.get(t.name, ANY)
         return bound.optional(True) if t.opt else bound
-    if isinstance(t, ArrayType):
-        return ArrayType(_subst(t.item, env), t.nonempty, t.opt)
-    if isinstance(t, MapType):
-        return MapType(_subst(t.key_type, env), _subst(t.value, env), t.opt)
-    if isinstance(t, PairType):
-        return PairType(_subst(t.left, env), _subst(t.right, env), t.opt)
-    return t
+    return t.with_params([_subst(x, env) for x in t.params()])
 
 
 def _has_files(t):
@@ -2803,14 +2766,8 @@ class Checker:
         self.loader.warnings.append(WdlError(message, span, rule))
 
     def lenient(self, feature, message, span):
-        """Is a construct accepted here? Those accepted only for compatibility warn (and are
-        not accepted at all under --strict)."""
-        if getattr(self.dialect, feature):
-            return True
-        if feature in self.dialect.compat:
-            self.warn(message, span, rule_name(feature))
-            return True
-        return False
+        """Is a construct accepted here (see Dialect.lenient)?"""
+        return self.dialect.lenient(feature, message, span, self.loader.warnings)
 
     # -- structs and enums -----------------------------------------------------------------
     def check(self):
@@ -3111,10 +3068,7 @@ class Checker:
         env = {}
         inputs = wf.inputs or []
         self.declare(inputs, env, "workflow `%s`" % wf.name)
-        self.nested_ok = bool(
-            (wf.meta or {}).get("allowNestedInputs") or (wf.meta or {}).get("allow_nested_inputs")
-            or _literal_true((wf.hints or {}).get("allow_nested_inputs"))
-        )
+        self.nested_ok = allows_nested_inputs(wf)
         names = self.body_names(wf.body, env, set(env))
         env.update(names)
         for d in inputs:
@@ -3332,7 +3286,7 @@ class Checker:
         for name, span in call.afters:
             if name not in env or not isinstance(env[name], CallType):
                 self.err("`after` names `%s`, which is not a call" % name, span)
-        if info is not None and not self.dialect.nested_inputs and not self.nested_ok:
+        if info is not None and not self.nested_ok:
             missing = [n for n, (t, required) in info.inputs.items() if required and n not in given]
             listed = "input%s %s" % ("s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing))
             if missing and not self.lenient(
@@ -3374,123 +3328,137 @@ class Checker:
         return t
 
     def _infer(self, e, env):
-        cls = type(e)
-        if cls is Literal:
-            v = e.value
-            return BOOLEAN if v is True or v is False else INT if isinstance(v, int) else FLOAT if isinstance(v, float) else NONE_TYPE
-        if cls is StringLit:
-            for p in e.parts:
-                if not isinstance(p, str):
-                    self.check_placeholder(p, env)
-            return STRING
-        if cls is Ident:
-            t = env.get(e.name)
-            if t is None:
-                self.err("unknown name `%s`" % e.name, e.span)
-                return ANY
-            return t
-        if cls is GetAttr:
-            return self.infer_getattr(e, env)
-        if cls is Apply:
-            args = [self.infer(a, env) for a in e.args]
-            try:
-                e.fn, t = resolve_call(e.name, args, self.dialect)
-            except WdlTypeError as err:
-                e.fn = None
-                for feature, why in _LENIENT_CALLS:  # what Cromwell and miniwdl also accept
-                    try:
-                        e.fn, t = resolve_call(e.name, args, self.dialect.with_features(feature))
-                    except WdlTypeError:
-                        continue
-                    if self.lenient(feature, "function `%s` given (%s): %s" % (
-                            e.name, ", ".join(map(str, args)), why), e.span):
-                        break
-                    e.fn = None
-                if e.fn is None:
-                    self.err(err.message, e.span)
-                    return ANY
-            if e.name == "write_tsv" and len(e.args) == 3 and isinstance(e.args[2], ArrayLit):
-                self.check_tsv_header(e, args[0])
-            if e.name in ("sub", "matches", "find") and isinstance(e.args[1], StringLit) and _is_constant(e.args[1]):
-                try:  # a literal pattern that cannot compile fails every run: say so now (a number compiles)
-                    used = translate_regex("".join(e.args[1].parts))[1]
-                except EvalError as err:
-                    self.err(err.message, e.args[1].span)
-                    used = ()
-                if used and not self.lenient("non_posix_regex", "the regular expression uses %s: not POSIX ERE (the "
-                                             "spec's syntax), but read the same way by Sprocket, Cromwell and miniwdl"
-                                             % ", ".join(used), e.args[1].span):
-                    self.err("the regular expression uses %s, which POSIX ERE (the spec's syntax) does not have"
-                             % ", ".join(used), e.args[1].span)
-            return t
-        if cls is Binary:
-            return self.infer_binary(e, env)
-        if cls is Unary:
-            t = self.infer(e.operand, env)
-            if e.op == "!":
-                if not coerces(t, BOOLEAN, self.dialect) and not isinstance(t, AnyType):
-                    self.err("`!` needs a Boolean, not `%s`" % t, e.span)
-                return BOOLEAN
-            if not (is_numeric(t.required()) or isinstance(t, AnyType)):
-                self.err("unary `%s` needs an Int or Float, not `%s`" % (e.op, t), e.span)
-                return ANY
-            return t
-        if cls is ArrayLit:
-            items = [self.infer(x, env) for x in e.items]
-            if not items:
-                return ArrayType(ANY)
-            u = unify(items, self.dialect) or self.mixed_items(e, items)
-            if u is None:
-                self.err("array items have no common type (%s)" % ", ".join(sorted({"`%s`" % t for t in items})), e.span)
-                u = ANY
-            return ArrayType(u, nonempty=True)
-        if cls is MapLit:
-            ks = [self.infer(k, env) for k, _ in e.entries]
-            vs = [self.infer(v, env) for _, v in e.entries]
-            if not ks:
-                return MapType(ANY, ANY)
-            bad = [(k, kt) for (k, _), kt in zip(e.entries, ks) if not is_primitive(kt)]
-            for k, kt in bad:  # (None is an AnyType, accepted as Sprocket does where the key type is optional)
-                self.err("a Map key must be a primitive value, not a `%s`" % kt, k.span)
-            ku, vu = ANY if bad else unify(ks, self.dialect), unify(vs, self.dialect)
-            if ku is None or vu is None:
-                self.err("map %s have no common type" % ("keys" if ku is None else "values"), e.span)
-            return MapType(ku or ANY, vu or ANY)
-        if cls is PairLit:
-            return PairType(self.infer(e.left, env), self.infer(e.right, env))
-        if cls is Index:
-            return self.infer_index(e, env)
-        if cls is IfThenElse:
-            c = self.infer(e.cond, env)
-            if not coerces(c, BOOLEAN, self.dialect) and not isinstance(c, AnyType):
-                self.err("the condition of `if` must be a Boolean, not `%s`" % c, e.cond.span)
-            a, b = self.infer(e.then, env), self.infer(e.other, env)
-            u = unify([a, b], self.dialect)
-            if u is None and unify([a, b], self.dialect.with_features("primitive_to_string")) == STRING.optional(
-                    a.opt or b.opt) and self.lenient(
-                    "primitive_to_string", "the branches of `if` are `%s` and `%s`: accepted for compatibility (both "
-                    "taken as text, as Cromwell and miniwdl do); portable WDL converts with a placeholder" % (a, b),
-                    e.span):
-                u = STRING.optional(a.opt or b.opt)
-            if u is None:
-                self.err("the branches of `if` have no common type (`%s` and `%s`)" % (a, b), e.span)
-                return ANY
-            return u
-        if cls is ObjectLit:
-            seen = set()
-            for name, x, span in e.members:
-                if name in seen:
-                    self.err("member `%s` is already given" % name, span)
-                seen.add(name)
-                self.infer(x, env)
-            return OBJECT
-        if cls is StructLit:
-            return self.infer_struct_literal(e, env)
-        if cls is HintsBlock:
-            for _, x in e.entries:
-                self.infer(x, env)
+        infer = _INFER.get(type(e))
+        if infer is None:
+            raise AssertionError("unknown expression node %r" % e)
+        return infer(self, e, env)
+
+    def infer_literal(self, e, env):
+        v = e.value
+        return BOOLEAN if v is True or v is False else INT if isinstance(v, int) else FLOAT if isinstance(v, float) else NONE_TYPE
+
+    def infer_string(self, e, env):
+        for p in e.parts:
+            if not isinstance(p, str):
+                self.check_placeholder(p, env)
+        return STRING
+
+    def infer_ident(self, e, env):
+        t = env.get(e.name)
+        if t is None:
+            self.err("unknown name `%s`" % e.name, e.span)
             return ANY
-        raise AssertionError("unknown expression node %r" % e)
+        return t
+
+    def infer_apply(self, e, env):
+        args = [self.infer(a, env) for a in e.args]
+        try:
+            e.fn, t = resolve_call(e.name, args, self.dialect)
+        except WdlTypeError as err:
+            found = self.resolve_lenient_call(e, args)
+            if found is None:
+                e.fn = None
+                self.err(err.message, e.span)
+                return ANY
+            e.fn, t = found
+        if e.name == "write_tsv" and len(e.args) == 3 and isinstance(e.args[2], ArrayLit):
+            self.check_tsv_header(e, args[0])
+        if e.name in ("sub", "matches", "find") and isinstance(e.args[1], StringLit) and _is_constant(e.args[1]):
+            self.check_literal_regex(e.args[1])
+        return t
+
+    def resolve_lenient_call(self, e, args):
+        """(overload, type) of a call the dialect refuses but Cromwell and miniwdl accept (warned
+        about as its feature), or None."""
+        for feature, why in _LENIENT_CALLS:
+            try:
+                fn, t = resolve_call(e.name, args, self.dialect.with_features(feature))
+            except WdlTypeError:
+                continue
+            if self.lenient(feature, "function `%s` given (%s): %s" % (e.name, ", ".join(map(str, args)), why), e.span):
+                return fn, t
+        return None
+
+    def check_literal_regex(self, pattern):
+        """A literal pattern that cannot compile fails every run: say so now (a number compiles)."""
+        try:
+            used = translate_regex("".join(pattern.parts))[1]
+        except EvalError as err:
+            self.err(err.message, pattern.span)
+            used = ()
+        if used and not self.lenient("non_posix_regex", "the regular expression uses %s: not POSIX ERE (the "
+                                     "spec's syntax), but read the same way by Sprocket, Cromwell and miniwdl"
+                                     % ", ".join(used), pattern.span):
+            self.err("the regular expression uses %s, which POSIX ERE (the spec's syntax) does not have"
+                     % ", ".join(used), pattern.span)
+
+    def infer_unary(self, e, env):
+        t = self.infer(e.operand, env)
+        if e.op == "!":
+            if not coerces(t, BOOLEAN, self.dialect) and not isinstance(t, AnyType):
+                self.err("`!` needs a Boolean, not `%s`" % t, e.span)
+            return BOOLEAN
+        if not (is_numeric(t.required()) or isinstance(t, AnyType)):
+            self.err("unary `%s` needs an Int or Float, not `%s`" % (e.op, t), e.span)
+            return ANY
+        return t
+
+    def infer_array(self, e, env):
+        items = [self.infer(x, env) for x in e.items]
+        if not items:
+            return ArrayType(ANY)
+        u = unify(items, self.dialect) or self.mixed_items(e, items)
+        if u is None:
+            self.err("array items have no common type (%s)" % ", ".join(sorted({"`%s`" % t for t in items})), e.span)
+            u = ANY
+        return ArrayType(u, nonempty=True)
+
+    def infer_map(self, e, env):
+        ks = [self.infer(k, env) for k, _ in e.entries]
+        vs = [self.infer(v, env) for _, v in e.entries]
+        if not ks:
+            return MapType(ANY, ANY)
+        bad = [(k, kt) for (k, _), kt in zip(e.entries, ks) if not is_primitive(kt)]
+        for k, kt in bad:  # (None is an AnyType, accepted as Sprocket does where the key type is optional)
+            self.err("a Map key must be a primitive value, not a `%s`" % kt, k.span)
+        ku, vu = ANY if bad else unify(ks, self.dialect), unify(vs, self.dialect)
+        if ku is None or vu is None:
+            self.err("map %s have no common type" % ("keys" if ku is None else "values"), e.span)
+        return MapType(ku or ANY, vu or ANY)
+
+    def infer_pair(self, e, env):
+        return PairType(self.infer(e.left, env), self.infer(e.right, env))
+
+    def infer_if(self, e, env):
+        c = self.infer(e.cond, env)
+        if not coerces(c, BOOLEAN, self.dialect) and not isinstance(c, AnyType):
+            self.err("the condition of `if` must be a Boolean, not `%s`" % c, e.cond.span)
+        a, b = self.infer(e.then, env), self.infer(e.other, env)
+        u = unify([a, b], self.dialect)
+        if u is None and unify([a, b], self.dialect.with_features("primitive_to_string")) == STRING.optional(
+                a.opt or b.opt) and self.lenient(
+                "primitive_to_string", "the branches of `if` are `%s` and `%s`: accepted for compatibility (both "
+                "taken as text, as Cromwell and miniwdl do); portable WDL converts with a placeholder" % (a, b),
+                e.span):
+            u = STRING.optional(a.opt or b.opt)
+        if u is None:
+            self.err("the branches of `if` have no common type (`%s` and `%s`)" % (a, b), e.span)
+            return ANY
+        return u
+
+    def infer_object(self, e, env):
+        seen = set()
+        for name, x, span in e.members:
+            if name in seen:
+                self.err("member `%s` is already given" % name, span)
+            seen.add(name)
+            self.infer(x, env)
+        return OBJECT
+
+    def infer_hints(self, e, env):
+        for _, x in e.entries:
+            self.infer(x, env)
+        return ANY
 
     def check_tsv_header(self, e, rows_type):
         """`write_tsv(rows, true, [names])`: a header as wide as each row, where both are known here."""
@@ -3737,6 +3705,16 @@ def _wrap(t, f):
     return f(t)
 
 
+# Type inference, one method per expression node class (as evaluation has _EVAL).
+_INFER = {
+    Literal: Checker.infer_literal, StringLit: Checker.infer_string, Ident: Checker.infer_ident,
+    GetAttr: Checker.infer_getattr, Apply: Checker.infer_apply, Binary: Checker.infer_binary,
+    Unary: Checker.infer_unary, ArrayLit: Checker.infer_array, MapLit: Checker.infer_map,
+    PairLit: Checker.infer_pair, Index: Checker.infer_index, IfThenElse: Checker.infer_if,
+    ObjectLit: Checker.infer_object, StructLit: Checker.infer_struct_literal, HintsBlock: Checker.infer_hints,
+}
+
+
 def _same_definition(a, b):
     return isinstance(a, StructType) and isinstance(b, StructType) and list(a.members) == list(b.members) and all(
         str(a.members[k]) == str(b.members[k]) for k in a.members)
@@ -3759,22 +3737,24 @@ def _literal_true(expr):
     return isinstance(expr, Literal) and expr.value is True
 
 
+def allows_nested_inputs(wf):
+    """May the inputs of workflow `wf`'s calls be set from outside it? Its version says so (draft-2,
+    1.0), or it does: `allow_nested_inputs` (or `allowNestedInputs`) in its meta, or `true` in its hints.
+    The checker asks (a call may then leave required inputs unbound) and so does the command line."""
+    meta = wf.meta or {}
+    return bool(wf.dialect.nested_inputs or meta.get("allowNestedInputs") or meta.get("allow_nested_inputs")
+                or _literal_true((wf.hints or {}).get("allow_nested_inputs")))
+
+
 def _is_constant(e):
-    if isinstance(e, Literal):
-        return True
-    if isinstance(e, StringLit):
-        return all(isinstance(p, str) for p in e.parts)
-    if isinstance(e, Unary) and e.op == "-":
-        return isinstance(e.operand, Literal)
-    if isinstance(e, ArrayLit):
-        return all(_is_constant(x) for x in e.items)
-    if isinstance(e, MapLit):
-        return all(_is_constant(k) and _is_constant(v) for k, v in e.entries)
-    if isinstance(e, PairLit):
-        return _is_constant(e.left) and _is_constant(e.right)
-    if isinstance(e, (ObjectLit, StructLit)):
-        return all(_is_constant(m[1]) for m in e.members)
-    return False
+    """A literal, or a literal of literals (a negative number is one too)."""
+    if type(e) is Unary:
+        return e.op == "-" and type(e.operand) is Literal
+    return type(e) in _CONSTANT_NODES and all(_is_constant(c) for c in e.children())
+
+
+# (A string literal's children are its placeholders: one makes it not a constant.)
+_CONSTANT_NODES = {Literal, StringLit, ArrayLit, MapLit, PairLit, ObjectLit, StructLit}
 
 
 def walk_calls(body):
@@ -3940,26 +3920,21 @@ _PASCAL_RE = re.compile(r"^[A-Z][a-zA-Z0-9]*$")
 
 def iter_nodes(x):
     """Every syntax tree node under `x` (a node, or lists, tuples and dicts of them)."""
-    if isinstance(x, Node):
-        yield x
-        for f in x._fields:
-            for n in iter_nodes(getattr(x, f, None)):
-                yield n
-    elif isinstance(x, (list, tuple)):
-        for y in x:
-            for n in iter_nodes(y):
-                yield n
-    elif isinstance(x, dict):
-        for y in x.values():
-            for n in iter_nodes(y):
+    for node in nodes_in(x):
+        yield node
+        for c in node.children():
+            for n in iter_nodes(c):
                 yield n
 
 
 def _names_read(x):
-    names = {n.name for n in iter_nodes(x) if type(n) is Ident}
-    for call in (n for n in iter_nodes(x) if type(n) is Call):
-        names.update(name for name, expr, _ in call.inputs if expr is None)
-        names.update(name for name, _ in call.afters)
+    names = set()
+    for n in iter_nodes(x):
+        if type(n) is Ident:
+            names.add(n.name)
+        elif type(n) is Call:
+            names.update(name for name, expr, _ in n.inputs if expr is None)
+            names.update(name for name, _ in n.afters)
     return names
 
 
@@ -3980,7 +3955,7 @@ def lint_document(doc):
         if isinstance(unit, Task):
             _lint_container(unit, doc.dialect, warn)
     for node in iter_nodes([doc.structs, callables]):
-        if type(node) is Decl and _has_object(node.type_):
+        if type(node) is Decl and node.type_ is not None and _has_object(node.type_):  # (draft-2 `call.*`: None)
             warn("DeprecatedObject", "`Object` is deprecated; use a struct", node.span)
         elif type(node) is Placeholder and node.options and doc.dialect.level >= (1, 1) and doc.dialect.version_statement:
             warn("DeprecatedPlaceholder", "placeholder option%s deprecated" % (
@@ -4061,7 +4036,7 @@ def _lint_imports(doc, callables, warn):
               if "." in c.callee}
     used_types = set()
     for node in iter_nodes([doc.structs, callables]):
-        if type(node) is Decl:
+        if type(node) is Decl and node.type_ is not None:
             _named_types(node.type_, used_types)
     for imp in doc.imports:
         ns = next((k for k, v in doc.namespaces.items() if v is imp.doc), None)
@@ -4070,21 +4045,16 @@ def _lint_imports(doc, callables, warn):
             warn("UnusedImport", "nothing of `%s` (namespace `%s`) is used" % (imp.uri, ns), imp.span)
 
 
-def _type_parameters(t):
-    """The types inside an Array, Map or Pair type (not a struct's members: they are its own)."""
-    return [x for x in (getattr(t, a, None) for a in ("item", "key_type", "value", "left", "right")) if isinstance(x, Type)]
-
-
 def _named_types(t, out):
     """The struct and enum names in a type, into `out`."""
     if isinstance(t, (StructType, EnumType)):
         out.add(t.name)
-    for inner in _type_parameters(t):
+    for inner in t.params():
         _named_types(inner, out)
 
 
 def _has_object(t):
-    return isinstance(t, ObjectType) or any(_has_object(inner) for inner in _type_parameters(t))
+    return isinstance(t, ObjectType) or any(_has_object(inner) for inner in t.params())
 
 
 def lint_text(doc):
@@ -4958,22 +4928,6 @@ def _eval_index(e, env, ctx):
     raise EvalError("a %s cannot be indexed" % _kind(v), e.span)
 
 
-def _eval_apply(e, env, ctx):
-    args = [evaluate(a, env, ctx) for a in e.args]
-    try:
-        for i, p in enumerate(e.fn.params):
-            if not isinstance(p, (TypeVar, AnyType)) and not (p.opt and args[i] is None):
-                args[i] = coerce(args[i], p, "argument %d" % (i + 1))
-        return _int_result(IMPLS[e.name](ctx, args))
-    except EvalError as err:
-        if not err.message.startswith(e.name):
-            err.message = "%s: %s" % (e.name, err.message)
-            err.args = (err.message,)
-        raise
-    except OSError as err:
-        raise EvalError("%s: %s" % (e.name, err), e.span)
-
-
 _INT_MIN, _INT_MAX = -2 ** 63, 2 ** 63 - 1
 
 
@@ -5125,9 +5079,10 @@ def _eval_hints(e, env, ctx):
     return StructValue(((k, evaluate(x, env, ctx)) for k, x in e.entries), None)
 
 
+# (Apply's entry is added in section 11, with the functions a call runs.)
 _EVAL = {
     Literal: _eval_literal, StringLit: _eval_string, Ident: _eval_ident, GetAttr: _eval_getattr,
-    Index: _eval_index, Apply: _eval_apply, Unary: _eval_unary, Binary: _eval_binary, IfThenElse: _eval_if,
+    Index: _eval_index, Unary: _eval_unary, Binary: _eval_binary, IfThenElse: _eval_if,
     ArrayLit: _eval_array, MapLit: _eval_map, PairLit: _eval_pair, ObjectLit: _eval_object,
     StructLit: _eval_struct, HintsBlock: _eval_hints,
 }
@@ -5776,6 +5731,27 @@ IMPLS = {
     "values": fn_values, "collect_by_key": fn_collect_by_key,
     "defined": fn_defined, "value": fn_value,
 }
+
+
+# A call is evaluated here, beside the implementations it dispatches to (evaluation, above, does
+# not know them): _EVAL gets its entry for Apply.
+def _eval_apply(e, env, ctx):
+    args = [evaluate(a, env, ctx) for a in e.args]
+    try:
+        for i, p in enumerate(e.fn.params):
+            if not isinstance(p, (TypeVar, AnyType)) and not (p.opt and args[i] is None):
+                args[i] = coerce(args[i], p, "argument %d" % (i + 1))
+        return _int_result(IMPLS[e.name](ctx, args))
+    except EvalError as err:
+        if not err.message.startswith(e.name):
+            err.message = "%s: %s" % (e.name, err.message)
+            err.args = (err.message,)
+        raise
+    except OSError as err:
+        raise EvalError("%s: %s" % (e.name, err), e.span)
+
+
+_EVAL[Apply] = _eval_apply
 
 
 # ============================================================================================
@@ -10774,9 +10750,7 @@ def _check_nested_allowed(wf, key, required):
     """Call inputs may be set from outside when the workflow being run allows it (the spec:
     `allow_nested_inputs` in the top-level workflow), and a required one its call leaves unbound
     must be (`unbound_call_inputs`; the caller has checked that the call does not bind it)."""
-    meta, hints = wf.meta or {}, wf.hints or {}
-    if wf.dialect.nested_inputs or meta.get("allowNestedInputs") or meta.get("allow_nested_inputs") or _literal_true(
-            hints.get("allow_nested_inputs")) or required and wf.dialect.accepts("unbound_call_inputs"):
+    if allows_nested_inputs(wf) or required and wf.dialect.accepts("unbound_call_inputs"):
         return
     raise InputError("input `%s` sets an input of a call, which workflow `%s` does not allow "
                      "(WDL %s needs `allow_nested_inputs: true` in its hints or meta)" % (key, wf.name, wf.dialect.name))

@@ -937,3 +937,27 @@ def test_color_and_report_mode(tmp_path):
     assert "\033[1;31merror" in cfg.stderr and "^" not in cfg.stderr, cfg.stderr
     never = run([str(SPROCKET), "-c", str(tmp_path / "sprocket.toml"), "--color", "never", "check", str(path)], cwd=tmp_path)
     assert "\033[" not in never.stderr
+
+
+@pytest.mark.parametrize("version, allow, allowed", [
+    ("1.0", "", True), ("1.1", "", False), ("1.1", "meta { allowNestedInputs: true }", True),
+    ("1.1", "meta { allow_nested_inputs: true }", True), ("1.2", "hints { allow_nested_inputs: true }", True),
+    ("1.2", "hints { allow_nested_inputs: false }", False), ("1.2", "meta { allowNestedInputs: false }", False),
+], ids=["1.0", "1.1-none", "1.1-meta-camel", "1.1-meta-snake", "1.2-hints", "1.2-hints-false", "1.2-meta-false"])
+def test_nested_inputs_rule_is_one_in_check_and_validate(tmp_path, version, allow, allowed):
+    """One rule (allows_nested_inputs) says whether a workflow's calls take inputs from outside: the
+    checker (a call may leave a required input unbound: an error under --strict otherwise) and the
+    command line (`validate wf.t.x=...` for an input the call leaves) agree on every way of saying so."""
+    src = tmp_path / "w.wdl"
+    src.write_text("version %s\n\ntask t {\n  input {\n    Int x = 1\n    Int y\n  }\n  command <<< echo ~{x} ~{y} >>>\n}"
+                   "\n\nworkflow wf {\n  %s\n  call t\n}\n" % (version, allow))
+    checked = run([SPROCKET, "check", "--strict", str(src)], cwd=tmp_path)
+    assert_sane(checked)
+    validated = run([SPROCKET, "validate", str(src), "wf.t.y=1", "wf.t.x=2"], cwd=tmp_path)
+    assert_sane(validated)
+    if allowed:
+        assert (checked.returncode, validated.returncode) == (0, 0), checked.stderr + validated.stderr
+    else:
+        assert_diag(checked, 13, 3, "call `t` is missing required input `y`")
+        assert validated.returncode == 1 and "input `t.x` sets an input of a call, which workflow `wf` does " \
+            "not allow" in validated.stderr, validated.stderr

@@ -1881,3 +1881,110 @@ def test_empty_document_imported_is_accepted_with_a_warning(check_wdl):
     assert [(w[0].rsplit("/", 1)[-1], w[1], w[2]) for w in _warnings(proc)] == [("empty.wdl", 1, 1)], proc.stderr
     assert_diag(check_wdl(src, files={"empty.wdl": ""}, args=("--strict",)), 1, 1, "the document is empty",
                 path="empty.wdl")
+
+
+def _node_classes(sprocket):
+    """Every syntax tree node class the module defines."""
+    out, todo = [], [sprocket.Node]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        out.append(cls)
+    return [c for c in out if c._fields]
+
+
+def test_every_node_class_children_cover_its_fields():
+    """children() is the one traversal of the tree (free_names, iter_nodes, lint, _is_constant):
+    for every node class, a node put in any field, bare or inside lists, tuples and dicts, is a
+    child, in field order; plain values (names, spans, types, Python literals) are not."""
+    sprocket = _import_sprocket()
+    classes = _node_classes(sprocket)
+    assert {sprocket.Literal, sprocket.Placeholder, sprocket.HintsBlock, sprocket.Decl, sprocket.Task} <= set(classes)
+    for cls in classes:
+        marks = [sprocket.Ident(None, "m%d" % i) for i in range(2 * len(cls._fields))]
+        wrapped = [[("name", marks[2 * i], None), {"k": marks[2 * i + 1], "plain": "text"}]
+                   for i in range(len(cls._fields))]
+        node = cls(None, *wrapped)
+        assert list(node.children()) == marks, cls.__name__
+        assert list(cls(None, *["text"] * len(cls._fields)).children()) == [], cls.__name__
+
+
+def test_every_expression_node_class_is_inferred_and_evaluated():
+    """A new expression node kind is added where its own behaviour lives: the checker's _INFER and
+    evaluation's _EVAL tables each have an entry for every expression class (Placeholder is
+    checked and rendered by its string)."""
+    sprocket = _import_sprocket()
+    exprs = {c for c in _node_classes(sprocket) if issubclass(c, sprocket.Expr)} - {sprocket.Placeholder}
+    assert set(sprocket._INFER) == exprs
+    assert set(sprocket._EVAL) == exprs
+
+
+def test_free_names_reads_every_kind_of_expression():
+    """free_names, built on children(), finds the names under every expression kind: placeholders,
+    literals of each compound kind, calls, operators, `if`, indexes and member access."""
+    sprocket = _import_sprocket()
+    src = ('version 1.1\nworkflow w {\n  input {\n    Int a\n  }\n  Int x = if n1 then [n2[n3], n4.m + -n5] else '
+           '[length([n6]), select_first([n7])]\n  Map[String, Int] y = {"~{n8}": n9}\n  Object z = object { f: n10 }\n'
+           '  Pair[Int, Int] p = (n11, n12)\n}\n')
+    doc = sprocket.Parser.for_source(sprocket.Source("t.wdl", src)).document()
+    decls = {d.name: d.expr for d in doc.workflow.body}
+    names = set()
+    for e in decls.values():
+        sprocket.free_names(e, names)
+    assert names == {"n%d" % i for i in range(1, 13)}
+    assert sprocket._names_read(doc.workflow.body) == names
+    for text, constant in [('"t"', True), ('"~{a}"', False), ('[1, -2]', True), ('{"k": (1, "v")}', True),
+                           ('[1, -a]', False), ('object { f: [a] }', False), ('-(1)', True), ('!true', False)]:
+        parser = sprocket.Parser.for_source(sprocket.Source("t.wdl", "version 1.1\n" + text))
+        assert sprocket._is_constant(parser.expr()) is constant, text
+
+
+@pytest.mark.parametrize("parts, command, multiline", [
+    (["  \n    a\n      b\n  "], ["a\n  b\n"], ["a\n  b"]),
+    (["\n\tx ", "PH", "\n\t  y\\n\n"], ["x ", "PH", "\n  y\\n\n"], ["x ", "PH", "\n  y\n"]),
+    (["a\\\n   b", "PH", "  \n   \n  c  "], ["a\\\n   b", "PH", "  \n\n  c  "], ["ab", "PH", "  \n\n  c"]),
+    (["   \n", "PH", "\n      q\n   "], ["PH", "\n      q\n"], ["PH", "\n      q"]),
+    (["line\\\\\\\n   next"], ["line\\\\\\\n   next"], ["line\\next"]),
+    ([], [], []),
+], ids=["blank-ends", "placeholder-as-content", "continuation", "placeholder-line", "odd-backslashes", "empty"])
+def test_strip_indent_and_strip_multiline(parts, command, multiline):
+    """Commands and 1.2 multi-line strings share the common-indentation removal (placeholders count
+    as content); a multi-line string also joins continued lines, trims its ends and unescapes."""
+    sprocket = _import_sprocket()
+    ph = sprocket.Placeholder(None, sprocket.Ident(None, "x"), {})
+    given = [ph if p == "PH" else p for p in parts]
+    shown = lambda out: ["PH" if p is ph else p for p in out]  # noqa: E731
+    assert shown(sprocket.strip_indent(given)) == command
+    assert shown(sprocket.strip_multiline(given)) == multiline
+
+
+_LISTS_WDL = '''version 1.3
+enum Color { %s }
+struct P { Int a Int b }
+task t { input { Int x = 1 Int y = 2 } command <<< >>> meta { m: %s } }
+workflow w {
+  Array[Int] arr = %s
+  Map[String, Int] mp = %s
+  Int mx = %s
+  Object o = %s
+  P p = %s
+  call t { %s }
+}
+'''
+_LISTS_GOOD = ["Red, Green,", "[1, 2,]", "[1, 2,]", '{"a": 1,}', "max(1, 2,)", "object { a: 1, }", "P { a: 1, b: 2, }",
+               "x = 1, y = 2,"]
+
+
+@pytest.mark.parametrize("index, bad, line, col, message", [
+    (0, "Red Green", 2, 18, "expected `}`, found `Green`"), (1, "[1 2]", 4, 69, "expected `]`, found number `2`"),
+    (2, "[1 2]", 6, 23, "expected `]`, found number `2`"), (3, '{"a": 1 "b": 2}', 7, 33, "expected `}`, found a string"),
+    (4, "max(1 2)", 8, 18, "expected `)`, found number `2`"), (5, "object { a: 1 b: 2 }", 9, 28, "expected `}`, found `b`"),
+    (6, "P { a: 1 b: 2 }", 10, 18, "expected `}`, found `b`"), (7, "x = 1 y = 2", 11, 18, "expected `}`, found `y`"),
+], ids=["enum", "meta-array", "array", "map", "call-arguments", "object", "struct", "call-inputs"])
+def test_comma_lists_take_a_trailing_comma_and_need_the_others(check_wdl, index, bad, line, col, message):
+    """Every comma-separated list of the parser (one comma_list()) accepts a trailing comma and
+    stops, with the same message, where a comma is missing."""
+    assert_ok(check_wdl(_LISTS_WDL % tuple(_LISTS_GOOD)))
+    given = list(_LISTS_GOOD)
+    given[index] = bad
+    assert_diag(check_wdl(_LISTS_WDL % tuple(given), name="bad.wdl"), line, col, message)

@@ -2865,3 +2865,24 @@ def test_regex_function_given_a_boolean_or_number_pattern_is_checked_not_crashed
     assert proc.returncode == 0 and "internal error" not in proc.stderr, proc.stderr
     assert_warns_at(proc, *find_pos(src, "= ^sub("), "numbers and Booleans taken as text")
     assert check_wdl(src, args=("--strict",)).returncode == 1
+
+
+def test_type_parameters_are_one_walk():
+    """params() is the one walk over a type's parameters and with_params() rebuilds the type from
+    new ones (optional and non-empty marks kept): _subst, _resolve_vars, contains_type, lint's
+    _named_types and _has_object all use it."""
+    from conftest import _import_sprocket
+    sp = _import_sprocket()
+    person = sp.StructType("Person", {"name": sp.STRING, "pets": sp.ArrayType(sp.OBJECT)})
+    t = sp.parse_type_text("Map[String, Pair[Array[Int]+?, X]]?")
+    for x in [t, t.value, t.value.left, sp.INT, person, sp.ANY, sp.OBJECT]:
+        assert x.with_params(x.params()) == x and str(x.with_params(x.params())) == str(x)
+    assert [str(p) for p in t.params()] == ["String", "Pair[Array[Int]+?, X]"]
+    assert person.params() == [] and sp.INT.params() == []
+    assert str(sp._subst(t, {"X": sp.FILE})) == "Map[String, Pair[Array[Int]+?, File]]?"
+    assert sp.contains_type(t, lambda x: x == sp.INT) and not sp.contains_type(t, lambda x: x == sp.FLOAT)
+    assert sp.contains_type(sp.ArrayType(person), lambda x: isinstance(x, sp.ObjectType))
+    assert sp._has_object(sp.PairType(sp.INT, sp.MapType(sp.STRING, sp.OBJECT))) and not sp._has_object(person)
+    names = set()
+    sp._named_types(sp.MapType(sp.STRING, sp.ArrayType(person)), names)
+    assert names == {"Person"}
