@@ -5913,6 +5913,31 @@ Adoptable.__doc__ = ("An attempt of an orphaned earlier run, to be followed to i
                      "its job id, a local one by its process group and its leader's start time.")
 
 
+CallStart = collections.namedtuple("CallStart", "adopted cache_key cached")
+CallStart.__doc__ = ("Where a call starts: the Adoptable attempt it follows (or None), the call cache key its outputs "
+                     "are stored under (None: no caching), and the outputs of a call cache hit (or None).")
+
+RetryDecision = collections.namedtuple("RetryDecision", "action message")
+RetryDecision.__doc__ = ("What follows an attempt: `done` (it completed), `free` (run again, spending no retry), "
+                         "`retry`, or `fail` with the run's error `message`.")
+
+
+def retry_decision(status, message, final, number, free, retries, memory_tried):
+    """The retry policy (RetryDecision), apart from running anything: attempt `number` ended
+    `status` (completed, preempted: the backend lost it and allows another go, or failed, `final`
+    when no retry can help), after `free` attempts that spent no retry, of a task allowed `retries`
+    (max_retries); `memory_tried` is the memory of each attempt that ran out of it."""
+    if status == "completed":
+        return RetryDecision("done", None)
+    if status == "preempted":
+        return RetryDecision("free", message)
+    if number - free < retries and not final:
+        return RetryDecision("retry", message)
+    if len(memory_tried) > 1:
+        message += "\n\nmemory tried: %s" % ", ".join(_human_bytes(m) for m in memory_tried)
+    return RetryDecision("fail", message)
+
+
 class TaskRun:
     def __init__(self, run, task, inputs, call_dir, name, overrides):
         self.run = run
@@ -6052,58 +6077,75 @@ class TaskRun:
 
         Sets `outcome` (completed, failed, canceled or cached) for the scheduler."""
         run = self.run
+        adopted, key, cached = self.adopt_or_cached()
+        if cached is not None:
+            return cached
+        self.outcome = "failed"
+        number = adopted.number if adopted is not None else 0
+        free = 0  # attempts lost to the backend, which spend no retry
+        retries = self.max_retries()
+        asked = self.memory
+        tried = []  # the memory of each attempt that ran out of it
+        ran_out = None  # the memory the attempt before ran out of (not known of an adopted one's)
+        while True:
+            if number:
+                asked = self.attempt_resources(number, ran_out, asked)
+            self.attempt = attempt = Attempt(self, number, adopted)
+            adopted = None
+            outputs = self.run_attempt(attempt, free < _INFRASTRUCTURE_RETRIES)
+            ran_out = self.memory if attempt.out_of_memory else None
+            if ran_out is not None:
+                tried.append(ran_out)
+            action, message = retry_decision(attempt.status, attempt.message, attempt.final, number, free, retries, tried)
+            if action == "done":
+                self.outcome = "completed"
+                if key is not None:
+                    run.cache.store(self, key, outputs, attempt.directory)
+                return outputs
+            if action == "fail":
+                raise RunError(message)
+            if action == "free":
+                free += 1
+                run.log.warn("%s; running task `%s` again (this does not count as a retry)" % (message, self.name))
+            else:
+                run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, number + 1))
+                self.previous = self.task_value(number, attempt.exit_code, None)
+            number += 1
+
+    def adopt_or_cached(self):
+        """Where the call starts (CallStart): the attempt of an orphaned earlier run to follow
+        (reattach), when its inputs are the same; else the call cache's outputs, on a hit (the
+        call is then over: `cached`)."""
+        run = self.run
         adopted = run.adoptable.pop(self.name, None)
         self.reattach_key = run.cache.key(self, "weak") if run.reattach else None
         if adopted is not None and adopted.cache_key != self.reattach_key:
             run.log.info("task `%s`: not adopting the job of the earlier run (its inputs changed)" % self.name)
             adopted = None
-        key = None
-        if run.cache.enabled_for(self):
-            key = self.reattach_key if run.cache.digests == "weak" and self.reattach_key else run.cache.key(self)
-            hit = None if adopted is not None else run.cache.lookup(self, key)
-            if hit is not None:
-                self.outcome = "cached"
-                run.record_cached(self)
-                return hit
-        self.outcome = "failed"
-        number = adopted.number if adopted is not None else 0
-        infrastructure = 0
-        retries = self.max_retries()
-        asked = self.memory
-        tried = []  # the memory of each attempt that ran out of it
-        while True:
-            if number:  # a retry may ask for more (1.3 `task.previous`, `task.attempt`)
-                self.requirements, self.hints = self.eval_requirements(number)
-                self.cpu = float(self.requirements.get("cpu", 1))
-                asked_before, asked = asked, parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
-                self.memory = asked
-                if attempt.out_of_memory and asked == asked_before:  # the task does not choose its retry's memory
-                    self.grow_memory(tried[-1], number)
-                run.backend.check(self)
-                if (self.cpu, self.memory) != self.reserved:
-                    run.scheduler.readmit(self)
-            self.attempt = attempt = Attempt(self, number, adopted)
-            adopted = None
-            outputs = self.run_attempt(attempt, infrastructure < _INFRASTRUCTURE_RETRIES)
-            if attempt.out_of_memory:
-                tried.append(self.memory)
-            if attempt.status == "completed":
-                self.outcome = "completed"
-                if key is not None:
-                    run.cache.store(self, key, outputs, attempt.directory)
-                return outputs
-            if attempt.status == "preempted":
-                infrastructure += 1  # the cluster's fault: run again without spending a retry
-                run.log.warn("%s; running task `%s` again (this does not count as a retry)" % (attempt.message, self.name))
-                retries += 1
-            elif number >= retries or attempt.final:
-                if len(tried) > 1:
-                    attempt.message += "\n\nmemory tried: %s" % ", ".join(_human_bytes(m) for m in tried)
-                raise RunError(attempt.message)
-            else:
-                run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, number + 1))
-                self.previous = self.task_value(number, attempt.exit_code, None)
-            number += 1
+        if not run.cache.enabled_for(self):
+            return CallStart(adopted, None, None)
+        key = self.reattach_key if run.cache.digests == "weak" and self.reattach_key else run.cache.key(self)
+        cached = None if adopted is not None else run.cache.lookup(self, key)
+        if cached is not None:
+            self.outcome = "cached"
+            run.record_cached(self)
+        return CallStart(adopted, key, cached)
+
+    def attempt_resources(self, number, ran_out, asked_before):
+        """The cpu and memory of attempt `number` (> 0): its requirements evaluated again (1.3
+        `task.attempt`, `task.previous`); more memory when the attempt before ran out of `ran_out`
+        bytes and the task does not choose its retry's memory (it asks for `asked_before` again);
+        readmitted to the scheduler when they differ from what the call holds. Returns what the
+        requirements ask for."""
+        self.requirements, self.hints = self.eval_requirements(number)
+        self.cpu = float(self.requirements.get("cpu", 1))
+        asked = self.memory = parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
+        if ran_out is not None and asked == asked_before:
+            self.grow_memory(ran_out, number)
+        self.run.backend.check(self)
+        if (self.cpu, self.memory) != self.reserved:
+            self.run.scheduler.readmit(self)
+        return asked
 
     def grow_memory(self, had, number):
         """The attempt before ran out of `had` bytes: this one gets run.task.memory_retry_multiplier
