@@ -5864,6 +5864,21 @@ def given_value(d, given):
     return d.name in given and (given[d.name] is not None or d.expr is None or d.type_.opt)
 
 
+def bind_input(d, given, env, owner):
+    """Put input `d` of `owner` (`task `x``, `workflow `y``) in `env`: the caller's value (`given`)
+    where it applies, else None for an optional input without a default. False when its default is
+    left to evaluate; a required input without a value is an InputError."""
+    if given_value(d, given):
+        env[d.name] = coerce_decl(given[d.name], d, "input `%s`" % d.name)
+    elif d.expr is not None:
+        return False
+    elif d.type_.opt:
+        env[d.name] = None
+    else:
+        raise InputError("%s is missing required input `%s`" % (owner, d.name), d.span)
+    return True
+
+
 def topo_order(decls):
     """Declarations in an order where each comes after the ones it reads."""
     by_name = {d.name: d for d in decls}
@@ -5976,16 +5991,10 @@ class TaskRun:
         ctx.doc_dir = doc_dir = document_dir(task) if task.dialect.paths_from_document else None
         decls = (task.inputs or []) + task.decls
         given = self.inputs
-        for d in topo_order(decls):
-            if given_value(d, given):
-                env[d.name] = coerce_decl(given[d.name], d, "input `%s`" % d.name)
-            elif d.expr is not None:
+        for d in topo_order(decls):  # private declarations have a value: bind_input leaves them to evaluate
+            if not bind_input(d, given, env, "task `%s`" % task.name):
                 env[d.name] = coerce_decl(evaluate(d.expr, env, ctx), d, "`%s` of task `%s`" % (d.name, task.name),
                                           doc_dir, task.dialect.paths_exist, self.run.log.warn)
-            elif d.type_.opt:
-                env[d.name] = None
-            else:
-                raise InputError("task `%s` is missing required input `%s`" % (task.name, d.name), d.span)
         self.env = env
         self.requirements, self.hints = self.eval_requirements(0)
         self.cpu = float(self.requirements.get("cpu", 1))
@@ -6557,14 +6566,8 @@ class WorkflowRun:
         env = {}
         body = []
         for d in wf.inputs or []:
-            if given_value(d, self.given):
-                env[d.name] = coerce_decl(self.given[d.name], d, "input `%s`" % d.name)
-            elif d.expr is not None:
-                body.append(d)
-            elif d.type_.opt:
-                env[d.name] = None
-            else:
-                raise InputError("workflow `%s` is missing required input `%s`" % (wf.name, d.name), d.span)
+            if not bind_input(d, self.given, env, "workflow `%s`" % wf.name):
+                body.append(d)  # its default, evaluated by the Frame
         self.defaults = {id(d) for d in body}  # inputs by default, at every level: the document's choice
         known = {d.name for d in wf.inputs or []}
         for k in self.given:
