@@ -31,10 +31,12 @@ The module reads top to bottom in the order data flows:
                                    relative to the document (document_paths); ReadScope: what
                                    a workflow's own standard library calls may read
     11. Standard library: code     IMPLS, the implementation of each function
-    12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
-                                   each) -> outputs, kept in the task's sandbox (OutputSandbox); the
-                                   runtime keys of Cromwell-era WDL (normalize_runtime)
-    13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
+    12. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
+                                   one record each; the retry policy, retry_decision) -> outputs, kept
+                                   in the task's sandbox (OutputSandbox); the runtime keys of
+                                   Cromwell-era WDL (normalize_runtime)
+    13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler (its workers'
+                                   messages: Done, Readmit)
     14. Backends                   the backend interface; LocalBackend (process groups a rerun adopts
                                    or kills after a crash); SlurmApptainerBackend: the batch
                                    script and sbatch line, job arrays, completion from each job's exit
