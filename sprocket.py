@@ -31,10 +31,12 @@ The module reads top to bottom in the order data flows:
                                    relative to the document (document_paths); ReadScope: what
                                    a workflow's own standard library calls may read
     11. Standard library: code     IMPLS, the implementation of each function
-    12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
-                                   each) -> outputs, kept in the task's sandbox (OutputSandbox); the
-                                   runtime keys of Cromwell-era WDL (normalize_runtime)
-    13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
+    12. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
+                                   one record each; the retry policy, retry_decision) -> outputs, kept
+                                   in the task's sandbox (OutputSandbox); the runtime keys of
+                                   Cromwell-era WDL (normalize_runtime)
+    13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler (its workers'
+                                   messages: Done, Readmit)
     14. Backends                   the backend interface; LocalBackend (process groups a rerun adopts
                                    or kills after a crash); SlurmApptainerBackend: the batch
                                    script and sbatch line, job arrays, completion from each job's exit
@@ -5840,6 +5842,21 @@ def given_value(d, given):
     return d.name in given and (given[d.name] is not None or d.expr is None or d.type_.opt)
 
 
+def bind_input(d, given, env, owner):
+    """Put input `d` of `owner` (`task `x``, `workflow `y``) in `env`: the caller's value (`given`)
+    where it applies, else None for an optional input without a default. False when its default is
+    left to evaluate; a required input without a value is an InputError."""
+    if given_value(d, given):
+        env[d.name] = coerce_decl(given[d.name], d, "input `%s`" % d.name)
+    elif d.expr is not None:
+        return False
+    elif d.type_.opt:
+        env[d.name] = None
+    else:
+        raise InputError("%s is missing required input `%s`" % (owner, d.name), d.span)
+    return True
+
+
 def topo_order(decls):
     """Declarations in an order where each comes after the ones it reads."""
     by_name = {d.name: d for d in decls}
@@ -5889,6 +5906,34 @@ Adoptable.__doc__ = ("An attempt of an orphaned earlier run, to be followed to i
                      "its job id, a local one by its process group and its leader's start time.")
 
 
+Resources = collections.namedtuple("Resources", "cpu memory")
+Resources.__doc__ = "The cpu and memory (bytes) the Scheduler holds for a task run while it runs (`TaskRun.reserved`)."
+
+CallStart = collections.namedtuple("CallStart", "adopted cache_key cached")
+CallStart.__doc__ = ("Where a call starts: the Adoptable attempt it follows (or None), the call cache key its outputs "
+                     "are stored under (None: no caching), and the outputs of a call cache hit (or None).")
+
+RetryDecision = collections.namedtuple("RetryDecision", "action message")
+RetryDecision.__doc__ = ("What follows an attempt: `done` (it completed), `free` (run again, spending no retry), "
+                         "`retry`, or `fail` with the run's error `message`.")
+
+
+def retry_decision(status, message, final, number, free, retries, memory_tried):
+    """The retry policy (RetryDecision), apart from running anything: attempt `number` ended
+    `status` (completed, preempted: the backend lost it and allows another go, or failed, `final`
+    when no retry can help), after `free` attempts that spent no retry, of a task allowed `retries`
+    (max_retries); `memory_tried` is the memory of each attempt that ran out of it."""
+    if status == "completed":
+        return RetryDecision("done", None)
+    if status == "preempted":
+        return RetryDecision("free", message)
+    if number - free < retries and not final:
+        return RetryDecision("retry", message)
+    if len(memory_tried) > 1:
+        message += "\n\nmemory tried: %s" % ", ".join(_human_bytes(m) for m in memory_tried)
+    return RetryDecision("fail", message)
+
+
 class TaskRun:
     def __init__(self, run, task, inputs, call_dir, name, overrides):
         self.run = run
@@ -5924,16 +5969,10 @@ class TaskRun:
         ctx.doc_dir = doc_dir = document_dir(task) if task.dialect.paths_from_document else None
         decls = (task.inputs or []) + task.decls
         given = self.inputs
-        for d in topo_order(decls):
-            if given_value(d, given):
-                env[d.name] = coerce_decl(given[d.name], d, "input `%s`" % d.name)
-            elif d.expr is not None:
+        for d in topo_order(decls):  # private declarations have a value: bind_input leaves them to evaluate
+            if not bind_input(d, given, env, "task `%s`" % task.name):
                 env[d.name] = coerce_decl(evaluate(d.expr, env, ctx), d, "`%s` of task `%s`" % (d.name, task.name),
                                           doc_dir, task.dialect.paths_exist, self.run.log.warn)
-            elif d.type_.opt:
-                env[d.name] = None
-            else:
-                raise InputError("task `%s` is missing required input `%s`" % (task.name, d.name), d.span)
         self.env = env
         self.requirements, self.hints = self.eval_requirements(0)
         self.cpu = float(self.requirements.get("cpu", 1))
@@ -6028,58 +6067,75 @@ class TaskRun:
 
         Sets `outcome` (completed, failed, canceled or cached) for the scheduler."""
         run = self.run
+        adopted, key, cached = self.adopt_or_cached()
+        if cached is not None:
+            return cached
+        self.outcome = "failed"
+        number = adopted.number if adopted is not None else 0
+        free = 0  # attempts lost to the backend, which spend no retry
+        retries = self.max_retries()
+        asked = self.memory
+        tried = []  # the memory of each attempt that ran out of it
+        ran_out = None  # the memory the attempt before ran out of (not known of an adopted one's)
+        while True:
+            if number:
+                asked = self.attempt_resources(number, ran_out, asked)
+            self.attempt = attempt = Attempt(self, number, adopted)
+            adopted = None
+            outputs = self.run_attempt(attempt, free < _INFRASTRUCTURE_RETRIES)
+            ran_out = self.memory if attempt.out_of_memory else None
+            if ran_out is not None:
+                tried.append(ran_out)
+            action, message = retry_decision(attempt.status, attempt.message, attempt.final, number, free, retries, tried)
+            if action == "done":
+                self.outcome = "completed"
+                if key is not None:
+                    run.cache.store(self, key, outputs, attempt.directory)
+                return outputs
+            if action == "fail":
+                raise RunError(message)
+            if action == "free":
+                free += 1
+                run.log.warn("%s; running task `%s` again (this does not count as a retry)" % (message, self.name))
+            else:
+                run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, number + 1))
+                self.previous = self.task_value(number, attempt.exit_code, None)
+            number += 1
+
+    def adopt_or_cached(self):
+        """Where the call starts (CallStart): the attempt of an orphaned earlier run to follow
+        (reattach), when its inputs are the same; else the call cache's outputs, on a hit (the
+        call is then over: `cached`)."""
+        run = self.run
         adopted = run.adoptable.pop(self.name, None)
         self.reattach_key = run.cache.key(self, "weak") if run.reattach else None
         if adopted is not None and adopted.cache_key != self.reattach_key:
             run.log.info("task `%s`: not adopting the job of the earlier run (its inputs changed)" % self.name)
             adopted = None
-        key = None
-        if run.cache.enabled_for(self):
-            key = self.reattach_key if run.cache.digests == "weak" and self.reattach_key else run.cache.key(self)
-            hit = None if adopted is not None else run.cache.lookup(self, key)
-            if hit is not None:
-                self.outcome = "cached"
-                run.record_cached(self)
-                return hit
-        self.outcome = "failed"
-        number = adopted.number if adopted is not None else 0
-        infrastructure = 0
-        retries = self.max_retries()
-        asked = self.memory
-        tried = []  # the memory of each attempt that ran out of it
-        while True:
-            if number:  # a retry may ask for more (1.3 `task.previous`, `task.attempt`)
-                self.requirements, self.hints = self.eval_requirements(number)
-                self.cpu = float(self.requirements.get("cpu", 1))
-                asked_before, asked = asked, parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
-                self.memory = asked
-                if attempt.out_of_memory and asked == asked_before:  # the task does not choose its retry's memory
-                    self.grow_memory(tried[-1], number)
-                run.backend.check(self)
-                if (self.cpu, self.memory) != self.reserved:
-                    run.scheduler.readmit(self)
-            self.attempt = attempt = Attempt(self, number, adopted)
-            adopted = None
-            outputs = self.run_attempt(attempt, infrastructure < _INFRASTRUCTURE_RETRIES)
-            if attempt.out_of_memory:
-                tried.append(self.memory)
-            if attempt.status == "completed":
-                self.outcome = "completed"
-                if key is not None:
-                    run.cache.store(self, key, outputs, attempt.directory)
-                return outputs
-            if attempt.status == "preempted":
-                infrastructure += 1  # the cluster's fault: run again without spending a retry
-                run.log.warn("%s; running task `%s` again (this does not count as a retry)" % (attempt.message, self.name))
-                retries += 1
-            elif number >= retries or attempt.final:
-                if len(tried) > 1:
-                    attempt.message += "\n\nmemory tried: %s" % ", ".join(_human_bytes(m) for m in tried)
-                raise RunError(attempt.message)
-            else:
-                run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, number + 1))
-                self.previous = self.task_value(number, attempt.exit_code, None)
-            number += 1
+        if not run.cache.enabled_for(self):
+            return CallStart(adopted, None, None)
+        key = self.reattach_key if run.cache.digests == "weak" and self.reattach_key else run.cache.key(self)
+        cached = None if adopted is not None else run.cache.lookup(self, key)
+        if cached is not None:
+            self.outcome = "cached"
+            run.record_cached(self)
+        return CallStart(adopted, key, cached)
+
+    def attempt_resources(self, number, ran_out, asked_before):
+        """The cpu and memory of attempt `number` (> 0): its requirements evaluated again (1.3
+        `task.attempt`, `task.previous`); more memory when the attempt before ran out of `ran_out`
+        bytes and the task does not choose its retry's memory (it asks for `asked_before` again);
+        readmitted to the scheduler when they differ from what the call holds. Returns what the
+        requirements ask for."""
+        self.requirements, self.hints = self.eval_requirements(number)
+        self.cpu = float(self.requirements.get("cpu", 1))
+        asked = self.memory = parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
+        if ran_out is not None and asked == asked_before:
+            self.grow_memory(ran_out, number)
+        self.run.backend.check(self)
+        if (self.cpu, self.memory) != self.reserved:
+            self.run.scheduler.readmit(self)
+        return asked
 
     def grow_memory(self, had, number):
         """The attempt before ran out of `had` bytes: this one gets run.task.memory_retry_multiplier
@@ -6488,14 +6544,8 @@ class WorkflowRun:
         env = {}
         body = []
         for d in wf.inputs or []:
-            if given_value(d, self.given):
-                env[d.name] = coerce_decl(self.given[d.name], d, "input `%s`" % d.name)
-            elif d.expr is not None:
-                body.append(d)
-            elif d.type_.opt:
-                env[d.name] = None
-            else:
-                raise InputError("workflow `%s` is missing required input `%s`" % (wf.name, d.name), d.span)
+            if not bind_input(d, self.given, env, "workflow `%s`" % wf.name):
+                body.append(d)  # its default, evaluated by the Frame
         self.defaults = {id(d) for d in body}  # inputs by default, at every level: the document's choice
         known = {d.name for d in wf.inputs or []}
         for k in self.given:
@@ -6519,8 +6569,17 @@ def in_call(error, tr):
     return error
 
 
+Done = collections.namedtuple("Done", "task_run on_done result error")
+Done.__doc__ = ("A worker's message to the Scheduler: a task run is over, with its outputs (`result`, for `on_done`) "
+                "or the error that ended it.")
+Readmit = collections.namedtuple("Readmit", "task_run granted")
+Readmit.__doc__ = ("A worker's message to the Scheduler: its task run's next attempt needs other cpu or memory; the "
+                   "worker waits until the threading.Event `granted` is set, once they are reserved.")
+
+
 class Scheduler:
-    """Places task runs on the backend as cpu and memory allow; collects their results."""
+    """Places task runs on the backend as cpu and memory allow; collects their results (Done,
+    Readmit from its workers) and keeps the counts of task runs in each state."""
 
     def __init__(self, run):
         self.run = run
@@ -6529,10 +6588,11 @@ class Scheduler:
         self.idle = []  # inboxes of idle worker threads
         self.deferred = collections.deque()
         self.running = set()
-        self.readmits = []  # (task run, event): retries waiting for their new cpu and memory
+        self.readmits = []  # Readmit: retries waiting for their new cpu and memory
         self.errors = []
         self.free_cpu = run.backend.cpu
         self.free_memory = run.backend.memory
+        self.counts = dict.fromkeys(("waiting", "running", "completed", "failed", "cached"), 0)
 
     def submit(self, tr, on_done):
         try:
@@ -6541,14 +6601,14 @@ class Scheduler:
             raise in_call(e, tr)
         self.run.backend.check(tr)
         self.waiting.append((tr, on_done))
-        self.run.counts["waiting"] += 1
+        self.counts["waiting"] += 1
         self.pump()
 
     def readmit(self, tr):
         """From a worker: the task's next attempt needs other cpu or memory than it holds. Give
         them back and wait until its new amounts fit, as a new task would."""
         granted = threading.Event()
-        self.events.put((tr, None, granted, None))
+        self.events.put(Readmit(tr, granted))
         while not granted.wait(0.5):
             if self.run.aborting:
                 raise RunCancelled("task `%s` was canceled" % tr.name)
@@ -6558,11 +6618,11 @@ class Scheduler:
         (so a big task does not block small ones, and a long queue costs no more). A retry
         waiting for new amounts goes first, even while the run stops (it is still running)."""
         for entry in list(self.readmits):
-            tr, granted = entry
+            tr = entry.task_run
             if tr.cpu <= self.free_cpu + 1e-9 and tr.memory <= self.free_memory:
                 self.readmits.remove(entry)
                 self.reserve(tr)
-                granted.set()
+                entry.granted.set()
         i = 0
         while i < min(len(self.waiting), 64) and not self.run.stopping and self.free_cpu > 1e-9:
             tr, on_done = self.waiting[i]
@@ -6575,17 +6635,22 @@ class Scheduler:
                 i += 1
 
     def reserve(self, tr):
-        tr.reserved = (tr.cpu, tr.memory)
+        tr.reserved = Resources(tr.cpu, tr.memory)
         self.free_cpu -= tr.cpu
         self.free_memory -= tr.memory
-        self.run.counts["waiting"] -= 1
-        self.run.counts["running"] += 1
+        self.counts["waiting"] -= 1
+        self.counts["running"] += 1
 
     def release(self, tr):
-        self.free_cpu += tr.reserved[0]
-        self.free_memory += tr.reserved[1]
-        tr.reserved = (0, 0)
-        self.run.counts["running"] -= 1
+        self.free_cpu += tr.reserved.cpu
+        self.free_memory += tr.reserved.memory
+        tr.reserved = Resources(0, 0)
+        self.counts["running"] -= 1
+
+    def task_ended(self, tr):
+        """A task run is over: counted by how it ended (canceled ones as failed)."""
+        status = tr.outcome or "failed"
+        self.counts["failed" if status == "canceled" else status] += 1
 
     def hand_to_worker(self, tr, on_done):
         """Worker threads are reused; there are never more than tasks running at once."""
@@ -6609,7 +6674,7 @@ class Scheduler:
                 e.__traceback_text__ = getattr(e, "__traceback_text__", None) or traceback.format_exc()
                 result, error = None, e
             self.idle.append(inbox)
-            self.events.put((tr, on_done, result, error))
+            self.events.put(Done(tr, on_done, result, error))
 
     def loop(self, is_done):
         """Run until is_done() or a failure with nothing left running."""
@@ -6631,33 +6696,34 @@ class Scheduler:
                 except queue.Empty:
                     break
             ended = []
-            for tr, on_done, result, error in events:
-                if on_done is None:  # readmit(): `result` is the event that lets its worker go on
-                    self.release(tr)
-                    self.run.counts["waiting"] += 1
-                    self.readmits.append((tr, result))
+            for event in events:
+                if isinstance(event, Readmit):
+                    self.release(event.task_run)
+                    self.counts["waiting"] += 1
+                    self.readmits.append(event)
                     continue
+                tr = event.task_run
                 self.running.discard(tr)
-                unadmitted = [entry for entry in self.readmits if entry[0] is tr]  # canceled while it waited
+                unadmitted = [r for r in self.readmits if r.task_run is tr]  # canceled while it waited
                 if unadmitted:
                     self.readmits.remove(unadmitted[0])
-                    self.run.counts["waiting"] -= 1
+                    self.counts["waiting"] -= 1
                 else:
                     self.release(tr)
-                ended.append((tr, on_done, result, error))
-            if all(error is None for _, _, _, error in ended):
+                ended.append(event)
+            if all(done.error is None for done in ended):
                 self.pump()  # the cpu they freed goes to the next tasks while their rows are committed
             if ended:
                 self.run.store.flush_now()  # their rows are written before they are reported done
-            for tr, on_done, result, error in ended:
-                self.run.task_ended(tr, tr.outcome or "failed")
-                if error is not None:
-                    self.errors.append(error)
+            for done in ended:
+                self.task_ended(done.task_run)
+                if done.error is not None:
+                    self.errors.append(done.error)
                     self.run.stopping = True
                     if self.run.fail_fast:
                         self.run.abort()
                 elif not self.run.stopping:
-                    self.guard(lambda: on_done(result))
+                    self.guard(lambda: done.on_done(done.result))
             self.pump()
         if self.errors:
             real = [e for e in self.errors if not isinstance(e, RunCancelled)]
@@ -8931,6 +8997,8 @@ _HEARTBEAT_SECONDS = 60
 AttemptRecord = collections.namedtuple("AttemptRecord", "key number directory job_id status cache_key process_group "
                                        "process_started")
 AttemptRecord.__doc__ = "An attempt's row in `attempts` as reattach reads it (its directory relative to its run's)."
+RunRef = collections.namedtuple("RunRef", "id directory")
+RunRef.__doc__ = "A run by its row id and its directory (relative to the output directory), as reattach follows it."
 _LIVE_RUN_STATES = ("queued", "analyzing", "running", "canceling")  # a run not over (or its engine died)
 _LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
 
@@ -9021,13 +9089,18 @@ class Store:
         with self.commit_lock:  # queued statements commit in the order they were queued
             return self.transaction(list(self.take_queued()) + [(sql, args)])
 
-    def transaction(self, statements):
+    def transaction(self, statements, then=None):
+        """Run `statements` ((sql, args) pairs) in one transaction and then, in the same one, `then(db)`
+        when given (a write that depends on what it reads): returns what `then` returns, or else the
+        last statement's row id."""
         def run(db):
             db.execute("BEGIN IMMEDIATE")
             try:
                 rowid = None
                 for sql, args in statements:
                     rowid = db.execute(sql, args).lastrowid
+                if then is not None:
+                    rowid = then(db)
                 db.execute("COMMIT")
                 return rowid
             except BaseException:
@@ -9042,7 +9115,7 @@ class Store:
             finally:
                 db.execute("PRAGMA journal_mode = DELETE")
 
-        if not statements:
+        if not statements and then is None:
             return None
         try:
             return self.write(run)
@@ -9058,7 +9131,7 @@ class Store:
                 os.unlink(self.path + "-reserve")
                 return self.write(run)
             except (OSError, RunError):
-                if not all(sql.lstrip().upper().startswith("UPDATE") for sql, _ in statements):
+                if then is not None or not all(sql.lstrip().upper().startswith("UPDATE") for sql, _ in statements):
                     raise e from None
         return self.write(in_memory_journal)
 
@@ -9112,7 +9185,7 @@ class Store:
     # -- reattach ------------------------------------------------------------------------------
     def adopt_run(self, fingerprint, run_id):
         """The newest orphaned run with this fingerprint that no run adopted yet, now adopted by
-        `run_id` (in one transaction, so two runs never adopt the same one): (id, directory), or None.
+        `run_id` (in one transaction, so two runs never adopt the same one): a RunRef, or None.
         A run of this host whose engine lives on (silent: stopped, swapping) is not adopted; one of
         another host silent too long is (its jobs may be Slurm's)."""
         import socket
@@ -9120,29 +9193,23 @@ class Store:
         host = socket.gethostname()
 
         def adopt(db):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = next((r[:2] for r in db.execute(
-                    "SELECT r.id, r.directory, p.hostname, p.pid, p.process_started FROM runs r JOIN run_fingerprints f "
-                    "ON f.run_id = r.id LEFT JOIN session_processes p ON p.session_id = r.session_id WHERE f.fingerprint = ? "
-                    "AND r.status = 'orphaned' AND r.id != ? AND r.id NOT IN (SELECT run_id FROM adoptions) "
-                    "ORDER BY r.id DESC", (fingerprint, run_id)).fetchall() if r[2] != host or engine_dead(*r[2:])), None)
-                if row is not None:
-                    db.execute("INSERT INTO adoptions (run_id, by_run_id) VALUES (?, ?)", (row[0], run_id))
-                db.execute("COMMIT")
-                return row
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        with self.commit_lock:
-            self.flush()
-            return self.write(adopt)
+            row = next((RunRef(*r[:2]) for r in db.execute(
+                "SELECT r.id, r.directory, p.hostname, p.pid, p.process_started FROM runs r JOIN run_fingerprints f "
+                "ON f.run_id = r.id LEFT JOIN session_processes p ON p.session_id = r.session_id WHERE f.fingerprint = ? "
+                "AND r.status = 'orphaned' AND r.id != ? AND r.id NOT IN (SELECT run_id FROM adoptions) "
+                "ORDER BY r.id DESC", (fingerprint, run_id)).fetchall() if r[2] != host or engine_dead(*r[2:])), None)
+            if row is not None:
+                db.execute("INSERT INTO adoptions (run_id, by_run_id) VALUES (?, ?)", (row.id, run_id))
+            return row
+        with self.commit_lock:  # after the statements queued before it, as execute()
+            return self.transaction(self.take_queued(), adopt)
 
     def run_adopted_by(self, run_id):
-        """The run that `run_id` adopted, (id, directory), or None."""
+        """The run that `run_id` adopted (a RunRef), or None."""
         with self.lock:
-            return self.db.execute("SELECT r.id, r.directory FROM adoptions a JOIN runs r ON r.id = a.run_id "
-                                   "WHERE a.by_run_id = ?", (run_id,)).fetchone()
+            row = self.db.execute("SELECT r.id, r.directory FROM adoptions a JOIN runs r ON r.id = a.run_id "
+                                  "WHERE a.by_run_id = ?", (run_id,)).fetchone()
+        return RunRef(*row) if row else None
 
     # -- reading: `sprocket runs`, `sprocket report` ------------------------------------------
     def query(self, sql, args=()):
@@ -9733,7 +9800,7 @@ class Progress:
 
     def line(self, elapsed):
         run = self.run
-        c = run.counts
+        c = run.scheduler.counts
         h, rem = divmod(int(elapsed), 3600)
         running = list(run.scheduler.running)
         names = sorted(_progress_name(tr) for tr in running)
@@ -10060,7 +10127,6 @@ class Run:
         self.read_limit = parse_memory(config.get("run.read_limit"), "run.read_limit")
         self.fail_fast = config.get("run.fail") == "fast"
         self.scatter_limit = config.get("run.workflow.scatter.concurrency")
-        self.counts = dict.fromkeys(("waiting", "running", "completed", "failed", "cached"), 0)
         # and the backend, which may refuse (no sbatch on PATH, an unknown partition), before the run directory
         backend_name, settings = config.backend()
         self.backend = make_backend(self, config, backend_name, settings)
@@ -10124,15 +10190,15 @@ class Run:
         if found is None:
             return {}
         out, seen = {}, set()
-        base = os.path.join(out_dir, found[1])
+        base = os.path.join(out_dir, found.directory)
         while found is not None:  # and what that run adopted but died before it reached (a chain of deaths)
-            run_dir = os.path.join(out_dir, found[1])
-            for call, a in self.store.last_attempts(found[0]).items():
+            run_dir = os.path.join(out_dir, found.directory)
+            for call, a in self.store.last_attempts(found.id).items():
                 if call not in seen and a.status in ("orphaned", "running", "completed") and a.cache_key:
                     out[call] = Adoptable(a.key, a.number, os.path.normpath(os.path.join(run_dir, a.directory)), a.job_id,
                                           a.cache_key, a.process_group, a.process_started)
                 seen.add(call)
-            found = self.store.run_adopted_by(found[0])
+            found = self.store.run_adopted_by(found.id)
         # the engine died as sbatch ran, or as a local task started
         unknown = [a.directory for a in out.values() if a.job_id is None and a.process_group is None]
         jobs = self.backend.find_jobs(unknown) if unknown else {}
@@ -10237,10 +10303,6 @@ class Run:
         self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at, completed_at) VALUES "
                            "(?, ?, 'cached', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)", (key, self.run_id))
         self.log.info("task `%s` reused a call cache entry" % tr.name)
-
-    def task_ended(self, tr, status):
-        """A task run is over (on the scheduler thread, which owns the counts)."""
-        self.counts["failed" if status == "canceled" else status] += 1
 
     # -- running ---------------------------------------------------------------------------
     def execute(self, inputs):

@@ -647,11 +647,11 @@ WAIT_GO_WDL = """
 """
 
 
-def _crashed_run(tmp_path, wait_for_record=True):
-    """A run of WAIT_GO_WDL whose engine was SIGKILLed while its task runs, once the task's process
+def _crashed_run(tmp_path, wait_for_record=True, source=WAIT_GO_WDL):
+    """A run of `source` (WAIT_GO_WDL) whose engine was SIGKILLed while its task runs, once the task's process
     group is recorded (or at once): (command, marks dir, the orphaned task's pid). The task lives on: it is in
     its own session."""
-    doc = write(tmp_path / "wait_go.wdl", WAIT_GO_WDL)
+    doc = write(tmp_path / "wait_go.wdl", source)
     marks = tmp_path / "marks"
     marks.mkdir()
     cmd = run_cmd(doc, "dir=%s" % marks, "-o", tmp_path / "out")
@@ -660,7 +660,8 @@ def _crashed_run(tmp_path, wait_for_record=True):
     db = tmp_path / "out" / "sprocket.db"
 
     def recorded():  # the task's process group is in sprocket.db (with the next batch of rows)
-        return db.exists() and db_rows(db, "SELECT * FROM attempts WHERE process_group IS NOT NULL")
+        return db.exists() and db_rows(db, "SELECT * FROM attempts WHERE process_group = ?",
+                                       (int((marks / "pid").read_text()),))
 
     try:
         wait_for(lambda: (marks / "pid").exists() and (recorded() or not wait_for_record) or proc.poll() is not None,
@@ -696,6 +697,42 @@ def test_a_rerun_after_a_crash_adopts_the_live_local_task_and_waits_for_it(tmp_p
     (adopted,) = db_rows(db, "SELECT * FROM attempts WHERE run_id = ?", (second["id"],))
     (orphan,) = db_rows(db, "SELECT * FROM attempts WHERE run_id = ?", (first["id"],))
     assert adopted["adopted_from"] == orphan["key"] and orphan["process_group"] == pid
+    assert adopted["status"] == "completed" and adopted["exit_status"] == 0
+
+
+WAIT_GO_RETRY_WDL = WAIT_GO_WDL.replace("version 1.1", "version 1.2").replace("""      command <<<
+""", """      requirements {
+        max_retries: 1
+      }
+      command <<<
+        if [ ! -e "~{dir}/failed" ]; then touch "~{dir}/failed"; exit 3; fi
+""")
+
+
+def test_a_rerun_after_a_crash_adopts_a_live_retry_of_the_task_and_waits_for_it(tmp_path):
+    """The engine dies while the task's retry (attempt 1) runs: the rerun adopts that attempt, as
+    the retry it is (it once failed at once, reading the out-of-memory flag of an attempt it never ran)."""
+    cmd, marks, pid = _crashed_run(tmp_path, source=WAIT_GO_RETRY_WDL)
+    try:
+        rerun = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, start_new_session=True)
+        db = tmp_path / "out" / "sprocket.db"
+        wait_for(lambda: db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL") or rerun.poll() is not None,
+                 30, "the rerun to adopt the retry")
+        assert rerun.poll() is None, "the adopted retry was not waited for: %s" % rerun.communicate()[1].decode()
+        assert alive(pid)
+        (marks / "go").write_text("")
+        out, err = rerun.communicate(timeout=60)
+    finally:
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    assert rerun.returncode == 0, err.decode()
+    assert json.loads(out.decode()) == {"wait_go.said": "done by %d" % pid}
+    assert (marks / "starts").read_text().split() == [str(pid)], "the retry ran again"
+    first, second = db_rows(db, "SELECT * FROM runs ORDER BY id")
+    (adopted,) = db_rows(db, "SELECT * FROM attempts WHERE run_id = ?", (second["id"],))
+    orphan = db_rows(db, "SELECT * FROM attempts WHERE run_id = ? AND attempt = 1", (first["id"],))[0]
+    assert adopted["attempt"] == 1 and adopted["adopted_from"] == orphan["key"] and orphan["process_group"] == pid
     assert adopted["status"] == "completed" and adopted["exit_status"] == 0
 
 
