@@ -7173,6 +7173,209 @@ def expand_slurm_id(text):
     return out
 
 
+SlurmState = collections.namedtuple("SlurmState", "state exit_code reason")
+SlurmState.__doc__ = ("What Slurm says of a job: its state (`RUNNING`, `CANCELLED by 0`), its exit code "
+                      "(`code:signal`; '' where squeue gives none) and its reason (why it is pending).")
+SlurmAnswer = collections.namedtuple("SlurmAnswer", "states usage")
+SlurmAnswer.__doc__ = ("A status query's answer: {job id: SlurmState} for the jobs Slurm knows, and {job id: what "
+                       "sacct says it used} for the ended jobs asked about (sacct_job_usage, sacct_step_usage).")
+HeldJob = collections.namedtuple("HeldJob", "job_id script")
+HeldJob.__doc__ = "A job the controller holds (squeue): its id (`12_3`: element 3 of array 12) and its batch script."
+
+
+class SlurmClient:
+    """The Slurm commands of a run (sbatch, squeue, sacct, scontrol, scancel) and what their output
+    means, as records. sbatch and scancel run at most max_concurrency at once, sbatch within
+    submit_rate_limit; an sbatch the controller did not answer is retried with backoff, and never
+    submitted twice. Jobs are followed with sacct, or with squeue and scontrol where accounting is
+    off (`status_source`). `run_tool(argv, timeout=...)` runs a command: _run_tool, or a fake."""
+
+    def __init__(self, log, max_concurrency, rate, run_tool=_run_tool):
+        self.log, self.run_tool = log, run_tool
+        self.slots = threading.BoundedSemaphore(max(1, max_concurrency))
+        self.rate = rate  # (n, period): at most n sbatch calls per period seconds; None: no limit
+        self.sbatch_times = collections.deque()  # times of the recent sbatch calls (submit_rate_limit)
+        self.rate_lock = threading.Lock()
+        self.status_source = "sacct"
+        self.max_array = None
+        self.sleep = time.sleep  # the backoff's wait (a test's is instant)
+
+    def check_cluster(self, partitions):
+        """The seed's "Common issues" as clear messages: the Slurm commands are on PATH, and each
+        configured partition ({kind: its settings}) exists."""
+        import shutil
+
+        for tool in ("sbatch", "scancel", "squeue"):
+            if shutil.which(tool) is None:
+                raise RunError("`%s` was not found on PATH: the slurm_apptainer backend runs on a Slurm submit host "
+                               "with the Slurm client commands (sbatch, squeue, sacct, scancel) installed" % tool)
+        for kind, part in partitions.items():
+            if part.get("name"):
+                code, out, err = self.run_tool(["scontrol", "show", "partition", part["name"]], timeout=20)
+                if code != 0:
+                    raise RunError("failed to validate %s_slurm_partition `%s`: %s" % (
+                        kind, part["name"], (err or out).strip() or "scontrol exit %d" % code))
+
+    def held_jobs(self):
+        """[HeldJob] for every job of the user's that the controller holds, one per array element;
+        None when squeue fails."""
+        import getpass
+
+        code, text, _ = self.run_tool(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%o"])
+        if code != 0:
+            return None
+        return [HeldJob(*line.partition("|")[::2]) for line in text.splitlines()]
+
+    def find_jobs(self, adirs):
+        """{attempt directory: job id} for the jobs of these attempts that the controller holds,
+        matched by batch script (an array's element by its link `<i>` in the array's directory)."""
+        wanted = {os.path.realpath(d): d for d in adirs}
+        out = {}
+        for held in self.held_jobs() or ():
+            head, _, index = held.job_id.partition("_")
+            if os.path.basename(held.script) == "script" and index.isdigit():
+                adir = os.path.realpath(os.path.join(os.path.dirname(held.script), index))
+            else:
+                adir = os.path.dirname(os.path.realpath(held.script))
+            if adir in wanted:
+                out[wanted[adir]] = held.job_id
+        return out
+
+    def sbatch(self, argv, name):
+        """The job id of `sbatch argv` (the batch script last), at most max_concurrency at once and
+        submit_rate_limit per period; transient failures retried with backoff. `name`: the task's,
+        for the messages."""
+        delay = 1.0
+        script = os.path.realpath(argv[-1])
+        for attempt in range(_SBATCH_TRIES):
+            if attempt:  # the failed sbatch may have reached the controller: never submit a job twice
+                held = self.held_jobs()
+                found = [h.job_id.partition("_")[0] for h in held or () if os.path.realpath(h.script) == script]
+                if found:
+                    return found[0]
+                if held is None:  # the controller cannot say yet
+                    self.wait_before_retry(name, "squeue failed", delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+            with self.slots:
+                self.wait_for_rate()
+                code, out, err = self.run_tool(argv)
+            m = re.search(r"Submitted batch job (\d+)", out)
+            if code == 0 and m:
+                return m.group(1)
+            text = (err or out).strip()
+            if code == 127:
+                raise RunError("task `%s`: `sbatch` was not found on PATH" % name)
+            if attempt < _SBATCH_TRIES - 1 and any(t in text for t in _SBATCH_TRANSIENT):
+                self.wait_before_retry(name, text, delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            raise RunError("task `%s`: failed to submit the Slurm job with `sbatch` (exit %d)\n%s" % (name, code, text))
+
+    def wait_before_retry(self, name, why, delay):
+        self.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (name, why, delay))
+        self.sleep(delay)
+
+    def wait_for_rate(self):
+        """Hold an sbatch call until it fits in submit_rate_limit (n calls per period)."""
+        if self.rate is None:
+            return
+        n, period = self.rate
+        with self.rate_lock:
+            while True:
+                now = time.monotonic()
+                while self.sbatch_times and now - self.sbatch_times[0] >= period:
+                    self.sbatch_times.popleft()
+                if len(self.sbatch_times) < n:
+                    self.sbatch_times.append(now)
+                    return
+                time.sleep(period - (now - self.sbatch_times[0]))
+
+    def query(self, ids, usage_of=()):
+        """A SlurmAnswer for the ids Slurm knows, in few commands (one word for all the elements of
+        an array), with what the jobs among `usage_of` used (sacct only)."""
+        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in ids))
+        if self.status_source == "sacct":
+            answer = self.sacct(set(ids), heads, usage_of)
+            if answer is not None:
+                return answer
+        return SlurmAnswer(self.squeue(set(ids), heads), {})
+
+    def sacct(self, wanted, heads, usage_of):
+        """sacct's answer for the jobs `heads` (rows of _SACCT_FORMAT: a job's, then its steps'), or
+        None when accounting is off: jobs are followed with squeue from then on."""
+        states, usage = {}, {}
+        for i in range(0, len(heads), _IDS_PER_CALL):
+            code, text, err = self.run_tool(["sacct", "-P", "-n", "--format", _SACCT_FORMAT, "-j",
+                                             ",".join(heads[i: i + _IDS_PER_CALL])])
+            if code != 0:
+                if "accounting storage is disabled" in err or code == 127 or "not running a supported accounting" in err:
+                    self.status_source = "squeue"
+                    self.log.warn("sacct is unavailable (%s); following jobs with squeue and scontrol" % (
+                        err.strip() or "exit %d" % code))
+                    return None
+                raise RunError("sacct failed (exit %d): %s" % (code, err.strip()))
+            for line in text.splitlines():
+                f = line.split("|")
+                if len(f) < 4:
+                    continue
+                job_id, _, step = f[0].partition(".")
+                if step:  # the batch step has what the job's processes used
+                    if job_id in usage_of:
+                        usage.setdefault(job_id, {}).update(sacct_step_usage(f))
+                    continue
+                for job_id in expand_slurm_id(f[0]):
+                    if job_id in wanted:
+                        states[job_id] = SlurmState(f[1], f[2], f[3])
+                        if job_id in usage_of:
+                            usage.setdefault(job_id, {}).update(sacct_job_usage(f))
+        return SlurmAnswer(states, usage)
+
+    def squeue(self, wanted, heads):
+        """{job id: SlurmState} from squeue (`%i|%T|%r`), with the exit codes of the ended jobs
+        from one `scontrol show job` for all jobs the controller holds."""
+        states, ended = {}, set()
+        for i in range(0, len(heads), _IDS_PER_CALL):
+            code, text, err = self.run_tool(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j",
+                                             ",".join(heads[i: i + _IDS_PER_CALL])])
+            if code != 0 and "Invalid job id" not in err:
+                raise RunError("squeue failed (exit %d): %s" % (code, err.strip()))
+            for line in text.splitlines():
+                f = line.split("|")
+                for job_id in expand_slurm_id(f[0]) if len(f) >= 3 else ():
+                    if job_id in wanted:
+                        states[job_id] = SlurmState(f[1], "", f[2])
+                        if f[1].split()[0] in _SLURM_TERMINAL:
+                            ended.add(job_id)
+        if not ended:
+            return states
+        code, text, err = self.run_tool(["scontrol", "-o", "show", "job"])
+        for line in text.splitlines():
+            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            job_id = fields.get("JobId")
+            if fields.get("ArrayTaskId", "N/A") != "N/A":  # an element: JobId is its own number
+                job_id = "%s_%s" % (fields.get("ArrayJobId"), fields["ArrayTaskId"])
+            if job_id in ended:
+                states[job_id] = SlurmState(fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", ""))
+        return states
+
+    def scancel(self, ids):
+        ids = slurm_ids(ids)
+        for i in range(0, len(ids), _IDS_PER_CALL):
+            with self.slots:
+                code, out, err = self.run_tool(["scancel"] + ids[i: i + _IDS_PER_CALL])
+            if code != 0:
+                self.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
+
+    def max_array_size(self):
+        """The cluster's MaxArraySize (one `scontrol show config`, the first time)."""
+        if self.max_array is None:
+            code, out, _ = self.run_tool(["scontrol", "show", "config"], timeout=30)
+            m = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M) if code == 0 else None
+            self.max_array = int(m.group(1)) if m else 1001  # Slurm's default
+        return self.max_array
+
+
 class SlurmJob:
     """One attempt's Slurm job. wait() blocks until the monitor sees it end."""
 
@@ -7271,7 +7474,6 @@ class SlurmApptainerBackend:
         self.interval = setting("interval")
         self.completion_interval = setting("completion_interval")
         self.exit_read_timeout = setting("exit_read_timeout")
-        self.slots = threading.BoundedSemaphore(max(1, setting("max_concurrency")))
         run.scatter_limit = min(run.scatter_limit, max(1, setting("max_scatter_concurrency")))
         self.queue_cap = setting("max_queued_jobs")
         self.queue_slots = threading.BoundedSemaphore(self.queue_cap) if self.queue_cap else None
@@ -7282,10 +7484,6 @@ class SlurmApptainerBackend:
         self.gatherer = None
         self.submitting = 0  # arrays whose sbatch is under way
         self.arrays = 0
-        self.max_array = None
-        self.rate = parse_rate(setting("submit_rate_limit")) if setting("submit_rate_limit") else None
-        self.sbatch_times = collections.deque()  # times of the recent sbatch calls (submit_rate_limit)
-        self.rate_lock = threading.Lock()
         self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
         self.unaccounted = {}  # job id -> attempt key: ended jobs whose usage sacct has not given yet
         self.last_end = 0.0  # time.monotonic() when the last job ended
@@ -7294,25 +7492,11 @@ class SlurmApptainerBackend:
         self.monitor = None
         self.closed = False
         self.stopped = threading.Event()
-        self.status_source = "sacct"
         self.images = {}  # image -> (lock, [path or error])
         self.images_lock = threading.Lock()
-        self.check_cluster()
-
-    # -- set-up checks: the seed's "Common issues" become clear messages -------------------
-    def check_cluster(self):
-        import shutil
-
-        for tool in ("sbatch", "scancel", "squeue"):
-            if shutil.which(tool) is None:
-                raise RunError("`%s` was not found on PATH: the slurm_apptainer backend runs on a Slurm submit host "
-                               "with the Slurm client commands (sbatch, squeue, sacct, scancel) installed" % tool)
-        for kind, part in self.partitions.items():
-            if part.get("name"):
-                code, out, err = _run_tool(["scontrol", "show", "partition", part["name"]], timeout=20)
-                if code != 0:
-                    raise RunError("failed to validate %s_slurm_partition `%s`: %s" % (
-                        kind, part["name"], (err or out).strip() or "scontrol exit %d" % code))
+        rate = setting("submit_rate_limit")
+        self.client = SlurmClient(run.log, setting("max_concurrency"), parse_rate(rate) if rate else None)
+        self.client.check_cluster(self.partitions)
 
     # -- placing a task ------------------------------------------------------------------------
     def partition_for(self, tr):
@@ -7370,7 +7554,7 @@ class SlurmApptainerBackend:
         self.write_sbatch_command(adir, argv)
         try:
             self.run.store.flush()  # the attempt is on record before its job exists (reattach)
-            job_id = self.submit(argv, tr)
+            job_id = self.client.sbatch(argv, tr.name)
         except BaseException:
             job.release()
             raise
@@ -7397,30 +7581,8 @@ class SlurmApptainerBackend:
     def find_jobs(self, adirs):
         """{attempt directory: job id} for the jobs of these attempts that the controller still
         holds (queued, running, or ended within MinJobAge): their sbatch ran but the engine died
-        before it wrote down their ids. One squeue of the user's jobs, matched by batch script (an
-        array's element by its link in the array's directory)."""
-        wanted = {os.path.realpath(d): d for d in adirs}
-        out = {}
-        for job_id, script in self.held_jobs() or ():
-            head, _, index = job_id.partition("_")
-            if os.path.basename(script) == "script" and index.isdigit():
-                adir = os.path.realpath(os.path.join(os.path.dirname(script), index))
-            else:
-                adir = os.path.dirname(os.path.realpath(script))
-            if adir in wanted:
-                out[wanted[adir]] = {"job_id": job_id}
-        return out
-
-    @staticmethod
-    def held_jobs():
-        """[(job id, batch script)] for every job of the user's that the controller holds, one line
-        per array element; None when squeue fails."""
-        import getpass
-
-        code, text, _ = _run_tool(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%o"])
-        if code != 0:
-            return None
-        return [tuple(line.partition("|")[::2]) for line in text.splitlines()]
+        before it wrote down their ids. One squeue of the user's jobs."""
+        return {adir: {"job_id": job_id} for adir, job_id in self.client.find_jobs(adirs).items()}
 
     def job_name(self, name):
         return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
@@ -7443,7 +7605,7 @@ class SlurmApptainerBackend:
         job.state = "SUBMITTED"  # what Slurm makes of it, the next status query tells
         self.run.record_job(job.tr, job_id)
         if job.done.is_set():  # canceled while sbatch ran
-            self.scancel([job_id])
+            self.client.scancel([job_id])
             return
         with self.cond:
             self.jobs[job_id] = job
@@ -7514,11 +7676,8 @@ class SlurmApptainerBackend:
 
     def array_limit(self):
         """Elements per array: the cluster's MaxArraySize (read once), and max_queued_jobs."""
-        if self.max_array is None:
-            code, out, _ = _run_tool(["scontrol", "show", "config"], timeout=30)
-            m = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M) if code == 0 else None
-            self.max_array = int(m.group(1)) if m else 1001  # Slurm's default
-        return max(1, min(self.max_array, self.queue_cap or self.max_array))
+        max_array = self.client.max_array_size()
+        return max(1, min(max_array, self.queue_cap or max_array))
 
     def submit_array(self, members):
         """One sbatch for these elements; each keeps its attempt directory (the link `<i>` in the
@@ -7555,7 +7714,7 @@ class SlurmApptainerBackend:
                 for i, (job, _, _) in enumerate(members):
                     self.write_sbatch_command(job.adir, argv, "# this attempt is element %d of the array\n" % i)
                 self.run.store.flush()  # the attempts are on record before their jobs exist (reattach)
-                array_id = self.submit(argv, first)
+                array_id = self.client.sbatch(argv, first.name)
                 for i, (job, _, _) in enumerate(members):
                     self.submitted(job, "%s_%d" % (array_id, i))
             self.run.store.flush()
@@ -7571,7 +7730,7 @@ class SlurmApptainerBackend:
     def submit_alone(self, job, argv):
         """One gathered element as a job of its own (the group was too small for an array)."""
         try:
-            self.submitted(job, self.submit(argv, job.tr))
+            self.submitted(job, self.client.sbatch(argv, job.tr.name))
         except Exception as e:  # sbatch refused, or a bug: the element's task reports it
             e.__traceback_text__ = traceback.format_exc()
             job.fail(e)
@@ -7606,55 +7765,6 @@ class SlurmApptainerBackend:
             if evaluate(expr, env, None) is True:
                 return list(args)
         return []
-
-    def submit(self, argv, tr):
-        """sbatch, at most max_concurrency at once and submit_rate_limit per period; transient
-        failures retried with backoff."""
-        delay = 1.0
-        script = os.path.realpath(argv[-1])
-        for attempt in range(_SBATCH_TRIES):
-            if attempt:  # the failed sbatch may have reached the controller: never submit a job twice
-                held = self.held_jobs()
-                found = [i.partition("_")[0] for i, s in held or () if os.path.realpath(s) == script]
-                if found:
-                    return found[0]
-                if held is None:  # the controller cannot say yet
-                    self.wait_before_retry(tr, "squeue failed", delay)
-                    delay = min(delay * 2, 30.0)
-                    continue
-            with self.slots:
-                self.wait_for_rate()
-                code, out, err = _run_tool(argv)
-            m = re.search(r"Submitted batch job (\d+)", out)
-            if code == 0 and m:
-                return m.group(1)
-            text = (err or out).strip()
-            if code == 127:
-                raise RunError("task `%s`: `sbatch` was not found on PATH" % tr.name)
-            if attempt < _SBATCH_TRIES - 1 and any(t in text for t in _SBATCH_TRANSIENT):
-                self.wait_before_retry(tr, text, delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            raise RunError("task `%s`: failed to submit the Slurm job with `sbatch` (exit %d)\n%s" % (tr.name, code, text))
-
-    def wait_before_retry(self, tr, why, delay):
-        self.run.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (tr.name, why, delay))
-        time.sleep(delay)
-
-    def wait_for_rate(self):
-        """Hold an sbatch call until it fits in submit_rate_limit (n calls per period)."""
-        if self.rate is None:
-            return
-        n, period = self.rate
-        with self.rate_lock:
-            while True:
-                now = time.monotonic()
-                while self.sbatch_times and now - self.sbatch_times[0] >= period:
-                    self.sbatch_times.popleft()
-                if len(self.sbatch_times) < n:
-                    self.sbatch_times.append(now)
-                    return
-                time.sleep(period - (now - self.sbatch_times[0]))
 
     # -- images ----------------------------------------------------------------------------
     def image_for(self, tr):
@@ -7769,23 +7879,24 @@ class SlurmApptainerBackend:
             if not ask:
                 continue
             try:
-                states = self.query(ask + list(self.unaccounted))  # ended jobs ride along for their usage
+                answer = self.client.query(ask + list(self.unaccounted), self.unaccounted)  # ended jobs ride along
             except Exception as e:  # never let the monitor die: report and try again next tick
                 self.run.log.error("querying Slurm failed: %s" % e)
                 continue
+            self.add_usage(answer.usage)
             self.settle_accounting()
             for job_id in ask:
                 job = live[job_id]
-                info = states.get(job_id)
+                info = answer.states.get(job_id)
                 if info is None:
                     job.unknown_since = job.unknown_since or now
                     if now - job.unknown_since > max(_VANISHED_GRACE, 3 * self.interval):
                         self.forget(job_id)
                         job.finish(1, "Slurm job %s vanished: neither %s knows it any more" % (
-                            job_id, "sacct" if self.status_source == "sacct" else "squeue nor scontrol"))
+                            job_id, "sacct" if self.client.status_source == "sacct" else "squeue nor scontrol"))
                     continue
                 job.unknown_since = None
-                self.update(job, *info)
+                self.update(job, info)
 
     def settle_accounting(self, final=False):
         """Hand what sacct said the ended jobs used to the run (once it has their end, or at the
@@ -7797,6 +7908,12 @@ class SlurmApptainerBackend:
                     if self.run.record_accounting(key, {k: v for k, v in figures.items() if v is not None}) or final:
                         del self.unaccounted[job_id]
                         self.accounting.pop(job_id, None)
+
+    def add_usage(self, usage):
+        """What sacct said the ended jobs used so far ({job id: figures}), for settle_accounting."""
+        with self.cond:
+            for job_id, figures in usage.items():
+                self.accounting.setdefault(job_id, {}).update(figures)
 
     def lagging(self, job, now):
         """Slurm says the job ended normally, but its exit-status file is not visible here yet:
@@ -7835,7 +7952,8 @@ class SlurmApptainerBackend:
         with self.cond:
             self.jobs.pop(job_id, None)
 
-    def update(self, job, state, exit_code, reason):
+    def update(self, job, info):
+        state, exit_code, reason = info
         base = state.split()[0] if state else ""
         job.state, job.reason = base, reason
         if base == "RUNNING" and not os.path.exists(os.path.join(job.adir, "slurm.stdout")):
@@ -7845,7 +7963,7 @@ class SlurmApptainerBackend:
             job.running_since = job.running_since or time.monotonic()
             if time.monotonic() - job.running_since > self.exit_read_timeout:
                 self.forget(job.job_id)
-                self.scancel([job.job_id])
+                self.client.scancel([job.job_id])
                 job.finish(1, "Slurm job %s was RUNNING for %d s but never started on its node (no `slurm.stdout`); "
                               "it was canceled" % (job.job_id, self.exit_read_timeout), retry_free=True)
                 return
@@ -7853,7 +7971,7 @@ class SlurmApptainerBackend:
             job.running_since = None
         if base == "PENDING" and reason and any(reason == r or reason.startswith(r + " ") for r in _SLURM_NEVER_CLEARS):
             self.forget(job.job_id)
-            self.scancel([job.job_id])
+            self.client.scancel([job.job_id])
             job.finish(1, "Slurm can never start job %s: pending with reason `%s` (the request exceeds what the "
                           "partition allows; check `scontrol show job %s` and the partition's limits)" % (
                               job.job_id, reason, job.job_id), final=True)
@@ -7883,64 +8001,6 @@ class SlurmApptainerBackend:
         else:
             job.finish(code if code else 1, None if code else "Slurm job %s ended %s" % (job.job_id, state))
 
-    def query(self, ids):
-        """{job id: (state, exit code, reason)} for the ids Slurm knows, in few commands (one word
-        for all the elements of an array)."""
-        wanted = set(ids)
-        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in ids))
-        if self.status_source == "sacct":
-            out = {}
-            for i in range(0, len(heads), _IDS_PER_CALL):
-                chunk = heads[i: i + _IDS_PER_CALL]
-                code, text, err = _run_tool(["sacct", "-P", "-n", "--format", _SACCT_FORMAT, "-j", ",".join(chunk)])
-                if code != 0:
-                    if "accounting storage is disabled" in err or code == 127 or "not running a supported accounting" in err:
-                        self.status_source = "squeue"
-                        self.run.log.warn("sacct is unavailable (%s); following jobs with squeue and scontrol" % (
-                            err.strip() or "exit %d" % code))
-                        return self.query(ids)
-                    raise RunError("sacct failed (exit %d): %s" % (code, err.strip()))
-                for line in text.splitlines():
-                    f = line.split("|")
-                    if len(f) < 4:
-                        continue
-                    job_id, _, step = f[0].partition(".")
-                    if step:  # the batch step has what the job's processes used
-                        if job_id in self.unaccounted:
-                            self.accounting.setdefault(job_id, {}).update(sacct_step_usage(f))
-                        continue
-                    for job_id in expand_slurm_id(f[0]):
-                        if job_id in wanted:
-                            out[job_id] = (f[1], f[2], f[3])
-                            if job_id in self.unaccounted:
-                                self.accounting.setdefault(job_id, {}).update(sacct_job_usage(f))
-            return out
-        out = {}
-        ended = []
-        for i in range(0, len(heads), _IDS_PER_CALL):
-            chunk = heads[i: i + _IDS_PER_CALL]
-            code, text, err = _run_tool(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(chunk)])
-            if code != 0 and "Invalid job id" not in err:
-                raise RunError("squeue failed (exit %d): %s" % (code, err.strip()))
-            for line in text.splitlines():
-                f = line.split("|")
-                for job_id in expand_slurm_id(f[0]) if len(f) >= 3 else ():
-                    if job_id in wanted:
-                        out[job_id] = (f[1], "", f[2])
-                        if f[1].split()[0] in _SLURM_TERMINAL:
-                            ended.append(job_id)
-        if ended:  # exit codes: one `scontrol show job` for all jobs the controller holds
-            code, text, err = _run_tool(["scontrol", "-o", "show", "job"])
-            ended = set(ended)
-            for line in text.splitlines():
-                fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-                job_id = fields.get("JobId")
-                if fields.get("ArrayTaskId", "N/A") != "N/A":  # an element: JobId is its own number
-                    job_id = "%s_%s" % (fields.get("ArrayJobId"), fields["ArrayTaskId"])
-                if job_id in ended:
-                    out[job_id] = (fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", ""))
-        return out
-
     # -- cancellation --------------------------------------------------------------------------
     def cancel_jobs(self, jobs):
         ids = [j.job_id for j in jobs if j.job_id and not j.done.is_set()]
@@ -7948,15 +8008,7 @@ class SlurmApptainerBackend:
             if j.job_id:
                 self.forget(j.job_id)
             j.finish(143, "canceled")
-        self.scancel(ids)
-
-    def scancel(self, ids):
-        ids = slurm_ids(ids)
-        for i in range(0, len(ids), _IDS_PER_CALL):
-            with self.slots:
-                code, out, err = _run_tool(["scancel"] + ids[i: i + _IDS_PER_CALL])
-            if code != 0:
-                self.run.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
+        self.client.scancel(ids)
 
     def account(self):
         """At the end of the run, one batched sacct for the ended jobs whose usage no status query
@@ -7965,11 +8017,11 @@ class SlurmApptainerBackend:
         _ACCOUNTING_END_WAIT."""
         start = time.monotonic()
         for wait_until in (start, max(start + 0.5, self.last_end + _ACCOUNTING_SETTLE)):
-            if not self.unaccounted or self.status_source != "sacct":
+            if not self.unaccounted or self.client.status_source != "sacct":
                 break
             time.sleep(max(0.0, min(wait_until, start + _ACCOUNTING_END_WAIT) - time.monotonic()))
             try:
-                self.query(list(self.unaccounted))
+                self.add_usage(self.client.query(list(self.unaccounted), self.unaccounted).usage)
             except WdlError as e:
                 self.run.log.warn("could not ask sacct what the jobs used: %s" % e.message)
                 break
