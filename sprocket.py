@@ -7376,6 +7376,84 @@ class SlurmClient:
         return self.max_array
 
 
+class ImageCache:
+    """The SIF images of the tasks' containers, each pulled once, even across processes sharing the
+    cache directory (a file lock, _ExclusiveLock; a temporary file; an atomic rename). A pull that
+    failed is not tried again by this run. Without a cache directory, images go in the run's."""
+
+    def __init__(self, apptainer, cache_dir, default_container, log, run_tool=_run_tool):
+        self.apptainer, self.cache_dir, self.default_container = apptainer, cache_dir, default_container
+        self.log, self.run_tool = log, run_tool
+        self.images = {}  # image -> (lock, [path or error])
+        self.lock = threading.Lock()
+
+    def image_for(self, wanted, name, run_dir):
+        """The SIF image for a task's `container` requirement `wanted` (a list: the first that can be
+        pulled; `*`: run.task.container). `name`: the task's, for the message."""
+        candidates = wanted if isinstance(wanted, list) else [wanted] if wanted else [self.default_container]
+        candidates = [self.default_container if c == "*" else c for c in candidates]
+        errors = []
+        for image in candidates:
+            with self.lock:
+                entry = self.images.setdefault(image, (threading.Lock(), []))
+            with entry[0]:
+                if not entry[1]:
+                    try:
+                        entry[1].append(self.pull(image, run_dir))
+                    except RunError as e:
+                        entry[1].append(e)
+            if isinstance(entry[1][0], RunError):
+                errors.append(entry[1][0].message)
+                continue
+            return entry[1][0]
+        raise RunError("task `%s`: no container image could be pulled:\n  %s" % (name, "\n  ".join(errors)))
+
+    def sif_path(self, image, run_dir):
+        """(the URI to pull, the SIF file it becomes); (None, the file) for a local image."""
+        m = re.match(r"^([a-z][a-z0-9+.-]*)://(.+)$", image)
+        scheme, name = (m.group(1), m.group(2)) if m else ("docker", image)
+        if scheme not in ("docker", "library", "oras", "file"):
+            raise RunError("unknown container source `%s` (use docker://, library://, oras://, file:// or a .sif path)" % image)
+        if scheme == "file" or (not m and name.endswith(".sif")):
+            return None, os.path.abspath(name)
+        parts = [p for p in re.split(r"[/:]", name) if p not in ("", ".", "..")]
+        image_dir = self.cache_dir or os.path.join(run_dir, "apptainer-images")
+        return "%s://%s" % (scheme, name), os.path.join(image_dir, scheme, *parts) + ".sif"
+
+    def pull(self, image, run_dir):
+        uri, sif = self.sif_path(image, run_dir)
+        if uri is None:
+            if not os.path.isfile(sif):
+                raise RunError("container image `%s` does not exist" % sif)
+            return sif
+        if os.path.isfile(sif):
+            return sif
+        os.makedirs(os.path.dirname(sif), exist_ok=True)
+        with open(sif + ".lock", "a") as lock, _ExclusiveLock(lock, sif + ".lockdir"):
+            if os.path.isfile(sif):  # another sprocket pulled it while we waited
+                return sif
+            tmp = "%s.%d.partial.sif" % (sif[: -len(".sif")], os.getpid())
+            delay = 1.0
+            for attempt in range(5):
+                self.log.info("pulling `%s` into `%s`" % (uri, sif))
+                code, out, err = self.run_tool([self.apptainer, "pull", "--force", tmp, uri], timeout=3600)
+                if code == 0 and os.path.isfile(tmp):
+                    os.replace(tmp, sif)
+                    return sif
+                text = (err or out).strip()
+                if code == 127:
+                    raise RunError("`%s` was not found on PATH of the submit host: it pulls images with "
+                                   "`%s pull` (set `apptainer.executable`)" % (self.apptainer, self.apptainer))
+                if any(p in text for p in _PULL_PERMANENT) or attempt == 4:
+                    break
+                time.sleep(delay)
+                delay *= 2
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise RunError("could not pull container image `%s` (%s pull exit %d): %s" % (
+                uri, self.apptainer, code, text[-2000:] or "no output"))
+
+
 class SlurmJob:
     """One attempt's Slurm job. wait() blocks until the monitor sees it end."""
 
@@ -7455,7 +7533,6 @@ class SlurmApptainerBackend:
         self.run = run
         self.name = name
         self.shell = config.get("run.task.shell")
-        self.default_container = config.get("run.task.container")
         self.behavior = {"cpu": config.get("run.task.cpu_limit_behavior"), "memory": config.get("run.task.memory_limit_behavior")}
         self.cpu = self.memory = float("inf")  # the cluster schedules; nothing is held back here
         self.partitions = {k[: -len("_slurm_partition")]: settings[k] for k in _PARTITION_KEYS if settings.get(k)}
@@ -7468,7 +7545,8 @@ class SlurmApptainerBackend:
         self.apptainer = apptainer.get("executable", "apptainer")
         cache = apptainer.get("image_cache_dir")
         # (the run directory does not exist yet: the backend is set up, and may refuse, before it is made)
-        self.image_cache = os.path.abspath(os.path.expandvars(os.path.expanduser(cache))) if cache else None
+        cache = os.path.abspath(os.path.expandvars(os.path.expanduser(cache))) if cache else None
+        self.images = ImageCache(self.apptainer, cache, config.get("run.task.container"), run.log)
         self.apptainer_args = list(apptainer.get("extra_args", [])) + list(settings.get("extra_apptainer_exec_args", []))
         setting = lambda key: settings.get(key, CONFIG_SCHEMA["run.backends.*." + key][1])  # noqa: E731
         self.interval = setting("interval")
@@ -7492,8 +7570,6 @@ class SlurmApptainerBackend:
         self.monitor = None
         self.closed = False
         self.stopped = threading.Event()
-        self.images = {}  # image -> (lock, [path or error])
-        self.images_lock = threading.Lock()
         rate = setting("submit_rate_limit")
         self.client = SlurmClient(run.log, setting("max_concurrency"), parse_rate(rate) if rate else None)
         self.client.check_cluster(self.partitions)
@@ -7526,7 +7602,7 @@ class SlurmApptainerBackend:
         for path in (stdout, stderr):
             open(path, "a").close()  # they exist on the shared filesystem before the job starts
         os.chmod(cmd_path, 0o770)
-        image = self.image_for(tr)
+        image = self.images.image_for(tr.requirements.get("container"), tr.name, self.run.run_dir)
         tmp_root = os.path.join(os.path.dirname(os.path.dirname(adir)), "tmp")
         binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
         for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
@@ -7765,73 +7841,6 @@ class SlurmApptainerBackend:
             if evaluate(expr, env, None) is True:
                 return list(args)
         return []
-
-    # -- images ----------------------------------------------------------------------------
-    def image_for(self, tr):
-        """The SIF image for the task's container: pulled once per image, even across processes
-        sharing the cache (a file lock, a temporary file, an atomic rename)."""
-        wanted = tr.requirements.get("container")
-        candidates = wanted if isinstance(wanted, list) else [wanted] if wanted else [self.default_container]
-        candidates = [self.default_container if c == "*" else c for c in candidates]
-        errors = []
-        for image in candidates:
-            with self.images_lock:
-                entry = self.images.setdefault(image, (threading.Lock(), []))
-            with entry[0]:
-                if not entry[1]:
-                    try:
-                        entry[1].append(self.pull(image))
-                    except RunError as e:
-                        entry[1].append(e)
-            if isinstance(entry[1][0], RunError):
-                errors.append(entry[1][0].message)
-                continue
-            return entry[1][0]
-        raise RunError("task `%s`: no container image could be pulled:\n  %s" % (tr.name, "\n  ".join(errors)))
-
-    def sif_path(self, image):
-        m = re.match(r"^([a-z][a-z0-9+.-]*)://(.+)$", image)
-        scheme, name = (m.group(1), m.group(2)) if m else ("docker", image)
-        if scheme not in ("docker", "library", "oras", "file"):
-            raise RunError("unknown container source `%s` (use docker://, library://, oras://, file:// or a .sif path)" % image)
-        if scheme == "file" or (not m and name.endswith(".sif")):
-            return None, os.path.abspath(name)
-        parts = [p for p in re.split(r"[/:]", name) if p not in ("", ".", "..")]
-        image_dir = self.image_cache or os.path.join(self.run.run_dir, "apptainer-images")
-        return "%s://%s" % (scheme, name), os.path.join(image_dir, scheme, *parts) + ".sif"
-
-    def pull(self, image):
-        uri, sif = self.sif_path(image)
-        if uri is None:
-            if not os.path.isfile(sif):
-                raise RunError("container image `%s` does not exist" % sif)
-            return sif
-        if os.path.isfile(sif):
-            return sif
-        os.makedirs(os.path.dirname(sif), exist_ok=True)
-        with open(sif + ".lock", "a") as lock, _ExclusiveLock(lock, sif + ".lockdir"):
-            if os.path.isfile(sif):  # another sprocket pulled it while we waited
-                return sif
-            tmp = "%s.%d.partial.sif" % (sif[: -len(".sif")], os.getpid())
-            delay = 1.0
-            for attempt in range(5):
-                self.run.log.info("pulling `%s` into `%s`" % (uri, sif))
-                code, out, err = _run_tool([self.apptainer, "pull", "--force", tmp, uri], timeout=3600)
-                if code == 0 and os.path.isfile(tmp):
-                    os.replace(tmp, sif)
-                    return sif
-                text = (err or out).strip()
-                if code == 127:
-                    raise RunError("`%s` was not found on PATH of the submit host: it pulls images with "
-                                   "`%s pull` (set `apptainer.executable`)" % (self.apptainer, self.apptainer))
-                if any(p in text for p in _PULL_PERMANENT) or attempt == 4:
-                    break
-                time.sleep(delay)
-                delay *= 2
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise RunError("could not pull container image `%s` (%s pull exit %d): %s" % (
-                uri, self.apptainer, code, text[-2000:] or "no output"))
 
     # -- status: one batched query per interval ---------------------------------------------
     def monitor_loop(self):
