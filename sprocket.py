@@ -7454,6 +7454,166 @@ class ImageCache:
                 uri, self.apptainer, code, text[-2000:] or "no output"))
 
 
+Gathered = collections.namedtuple("Gathered", "job argv options array_name")
+Gathered.__doc__ = ("An attempt waiting to go out in a job array: its SlurmJob, its own sbatch line, the sbatch "
+                    "options (sbatch_argv's arguments) and the job name its array would get.")
+
+
+class ArrayGatherer:
+    """Collects the attempts of a call's scatter elements that are ready at about the same time and
+    need the same sbatch options, and submits them as one job array, from a thread of its own
+    (fewer than _ARRAY_MIN go out as jobs of their own). `monitor` follows each job once it has an
+    id and says whether the queue holds a wave of the run's jobs; `array_dir(n)` is the directory
+    of the run's n-th array; `flush()` puts the attempts on record before their jobs exist."""
+
+    def __init__(self, client, monitor, array_dir, flush, queue_cap):
+        self.client, self.monitor, self.array_dir, self.flush = client, monitor, array_dir, flush
+        self.queue_cap = queue_cap
+        self.cond = threading.Condition()
+        self.gathering = {}  # (call family,) + sbatch options -> [Gathered] waiting to go out as one array
+        self.gathered_since = {}
+        self.last_gathered = 0.0
+        self.thread = None
+        self.submitting = 0  # arrays whose sbatch is under way
+        self.arrays = 0
+        self.closed = False
+
+    def gather(self, item, family):
+        """Hold the attempt for a moment, to go out with the other elements of its call (`family`)
+        that need the same sbatch options as one job array."""
+        key = (family,) + item.options
+        with self.cond:
+            group = self.gathering.setdefault(key, [])
+            if not group:
+                self.gathered_since[key] = time.monotonic()
+            group.append(item)
+            self.last_gathered = time.monotonic()
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.gather_loop, daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+
+    def gather_loop(self):
+        """Submit each group once no new element came for _GATHER_QUIET (or it waited _GATHER_MAX)."""
+        while True:
+            with self.cond:
+                while not self.gathering and not self.closed:
+                    self.cond.wait()
+                if self.closed:
+                    return
+            time.sleep(_GATHER_QUIET)
+            for members in self.ready(time.monotonic(), self.array_limit()):
+                threading.Thread(target=self.submit_array, args=(members,), daemon=True).start()
+
+    def ready(self, now, limit):
+        """The groups to submit now, in arrays of at most `limit`. While more of the run's jobs wait
+        in the queue than run, the cluster has work of ours to start next, so a group keeps
+        gathering (up to _GATHER_HOLD): the elements that a concurrency bound frees one by one go
+        out as a few big arrays, not many small ones, and the next array is in the queue before
+        the last wave of the one before has ended."""
+        with self.cond:
+            ready = []
+            for key, group in list(self.gathering.items()):
+                since = self.gathered_since[key]
+                if now - self.last_gathered < _GATHER_QUIET and now - since < _GATHER_MAX and len(group) < limit:
+                    continue  # more are coming
+                if len(group) < limit and now - since < _GATHER_HOLD and self.monitor.queue_stocked():
+                    continue
+                del self.gathering[key]
+                ready += [group[i: i + limit] for i in range(0, len(group), limit)]
+            self.submitting += len(ready)
+        return ready
+
+    def array_limit(self):
+        """Elements per array: the cluster's MaxArraySize, and max_queued_jobs."""
+        max_array = self.client.max_array_size()
+        return max(1, min(max_array, self.queue_cap or max_array))
+
+    def submit_array(self, members):
+        """One sbatch for these elements; each keeps its attempt directory (the link `<i>` in the
+        array's directory) and becomes job `<array id>_<i>`. Fewer than _ARRAY_MIN go out alone."""
+        try:
+            if self.closed:  # the run ended while they waited
+                for m in members:
+                    m.job.finish(143, "canceled")
+            members = [m for m in members if not m.job.done.is_set()]  # canceled while they waited
+            if len(members) < _ARRAY_MIN:
+                self.submit_each(members)
+                members = []  # each reported its own failure
+            else:
+                self.submit_as_array(members)
+            self.flush()
+        except Exception as e:  # sbatch refused, or a bug: each element's task reports it
+            e.__traceback_text__ = traceback.format_exc()
+            for m in members:
+                m.job.fail(e)
+        finally:
+            with self.cond:
+                self.submitting -= 1
+                self.cond.notify_all()
+
+    def submit_each(self, members):
+        """The group was too small for an array: each element as a job of its own, at once."""
+        for m in members:
+            write_sbatch_command(m.job.adir, m.argv)
+        self.flush()
+        alone = [threading.Thread(target=self.submit_alone, args=(m.job, m.argv)) for m in members]
+        for t in alone:
+            t.start()
+        for t in alone:
+            t.join()
+
+    def submit_alone(self, job, argv):
+        try:
+            self.monitor.submitted(job, self.client.sbatch(argv, job.name))
+        except Exception as e:  # sbatch refused, or a bug: the element's task reports it
+            e.__traceback_text__ = traceback.format_exc()
+            job.fail(e)
+
+    def submit_as_array(self, members):
+        with self.cond:
+            self.arrays += 1
+            root = self.array_dir(self.arrays)
+        os.makedirs(root)
+        for i, m in enumerate(members):
+            os.symlink(m.job.adir, os.path.join(root, str(i)))
+        script = os.path.join(root, "script")
+        with open(script, "w") as f:
+            f.write('#!/usr/bin/env bash\nexec "%s/${SLURM_ARRAY_TASK_ID}/apptainer_command"\n' % root)
+        os.chmod(script, 0o770)
+        first = members[0]
+        argv = sbatch_argv(*first.options, job_name=first.array_name, adir=root, script=script, array=len(members))
+        for i, m in enumerate(members):
+            write_sbatch_command(m.job.adir, argv, "# this attempt is element %d of the array\n" % i)
+        self.flush()  # the attempts are on record before their jobs exist (reattach)
+        array_id = self.client.sbatch(argv, first.job.name)
+        for i, m in enumerate(members):
+            self.monitor.submitted(m.job, "%s_%d" % (array_id, i))
+
+    def close(self):
+        """The run is over: the thread ends; the jobs still gathering are returned (to be canceled)."""
+        with self.cond:
+            held = [m.job for group in self.gathering.values() for m in group]
+            self.gathering.clear()
+            self.closed = True
+            self.cond.notify_all()
+        return held
+
+    def wait_submitted(self):
+        """Until no array's sbatch is under way."""
+        with self.cond:
+            while self.submitting:
+                self.cond.wait()
+
+
+def write_sbatch_command(adir, argv, note=""):
+    """`<attempt dir>/sbatch_command`: the sbatch line that submitted the attempt's job."""
+    import shlex
+
+    with open(os.path.join(adir, "sbatch_command"), "w") as f:
+        f.write(" ".join(shlex.quote(a) for a in argv) + "\n" + note)
+
+
 class SlurmJob:
     """One attempt's Slurm job. wait() blocks until the monitor sees it end."""
 
@@ -7461,6 +7621,7 @@ class SlurmJob:
         self.backend = backend
         self.tr = tr
         self.key = tr.attempt.key
+        self.name = tr.name
         self.adir = adir
         self.job_id = None
         self.done = threading.Event()
@@ -7556,12 +7717,6 @@ class SlurmApptainerBackend:
         self.queue_cap = setting("max_queued_jobs")
         self.queue_slots = threading.BoundedSemaphore(self.queue_cap) if self.queue_cap else None
         self.job_arrays = setting("job_arrays")
-        self.gathering = {}  # sbatch options -> [(job, argv, options)] waiting to go out as one array
-        self.gathered_since = {}
-        self.last_gathered = 0.0
-        self.gatherer = None
-        self.submitting = 0  # arrays whose sbatch is under way
-        self.arrays = 0
         self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
         self.unaccounted = {}  # job id -> attempt key: ended jobs whose usage sacct has not given yet
         self.last_end = 0.0  # time.monotonic() when the last job ended
@@ -7573,6 +7728,8 @@ class SlurmApptainerBackend:
         rate = setting("submit_rate_limit")
         self.client = SlurmClient(run.log, setting("max_concurrency"), parse_rate(rate) if rate else None)
         self.client.check_cluster(self.partitions)
+        self.gatherer = ArrayGatherer(self.client, self, lambda n: os.path.join(run.run_dir, "arrays", str(n)),
+                                      run.store.flush, self.queue_cap)
 
     # -- placing a task ------------------------------------------------------------------------
     def partition_for(self, tr):
@@ -7625,9 +7782,10 @@ class SlurmApptainerBackend:
         job = SlurmJob(self, tr, adir)
         self.take_queue_slot(job)
         if self.job_arrays and tr.attempt.number == 0:  # a retry goes alone
-            self.gather(job, argv, options)
+            self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(tr.attempt.name))),
+                                 call_family(tr.name))
             return job
-        self.write_sbatch_command(adir, argv)
+        write_sbatch_command(adir, argv)
         try:
             self.run.store.flush()  # the attempt is on record before its job exists (reattach)
             job_id = self.client.sbatch(argv, tr.name)
@@ -7663,12 +7821,6 @@ class SlurmApptainerBackend:
     def job_name(self, name):
         return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
 
-    def write_sbatch_command(self, adir, argv, note=""):
-        import shlex
-
-        with open(os.path.join(adir, "sbatch_command"), "w") as f:
-            f.write(" ".join(shlex.quote(a) for a in argv) + "\n" + note)
-
     def submitted(self, job, job_id):
         """Slurm took the job: write down its id and follow it."""
         with open(os.path.join(job.adir, "job_id"), "w") as f:
@@ -7692,51 +7844,6 @@ class SlurmApptainerBackend:
         if self.run.aborting:
             self.cancel_jobs([job])
 
-    # -- job arrays: the elements of a scatter ready at once, one sbatch -------------------------
-    def gather(self, job, argv, options):
-        """Hold the job for a moment, to go out with the other elements of its call that need the
-        same sbatch options as one job array."""
-        key = (call_family(job.tr.name),) + options
-        with self.cond:
-            group = self.gathering.setdefault(key, [])
-            if not group:
-                self.gathered_since[key] = time.monotonic()
-            group.append((job, argv, options))
-            self.last_gathered = time.monotonic()
-            if self.gatherer is None:
-                self.gatherer = threading.Thread(target=self.gather_loop, daemon=True)
-                self.gatherer.start()
-            self.cond.notify_all()
-
-    def gather_loop(self):
-        """Submit each group once no new element came for _GATHER_QUIET (or it waited _GATHER_MAX).
-        While more of the run's jobs wait in the queue than run, the cluster has work of ours to
-        start next, so a group keeps gathering (up to _GATHER_HOLD): the elements that a
-        concurrency bound frees one by one go out as a few big arrays, not many small ones, and
-        the next array is in the queue before the last wave of the one before has ended."""
-        while True:
-            with self.cond:
-                while not self.gathering and not self.closed:
-                    self.cond.wait()
-                if self.closed:
-                    return
-            time.sleep(_GATHER_QUIET)
-            now = time.monotonic()
-            limit = self.array_limit()
-            with self.cond:
-                ready = []
-                for key, group in list(self.gathering.items()):
-                    since = self.gathered_since[key]
-                    if now - self.last_gathered < _GATHER_QUIET and now - since < _GATHER_MAX and len(group) < limit:
-                        continue  # more are coming
-                    if len(group) < limit and now - since < _GATHER_HOLD and self.queue_stocked():
-                        continue
-                    del self.gathering[key]
-                    ready += [group[i: i + limit] for i in range(0, len(group), limit)]
-                self.submitting += len(ready)
-            for members in ready:
-                threading.Thread(target=self.submit_array, args=(members,), daemon=True).start()
-
     def queue_stocked(self):
         """Whether more of this run's jobs wait in the queue than run: the cluster has a wave of
         our work to start next. A job waits while its node has not opened its output file (a
@@ -7749,67 +7856,6 @@ class SlurmApptainerBackend:
                 job.started = os.path.exists(os.path.join(job.adir, "slurm.stdout"))
                 waiting += not job.started
         return waiting > len(live) - waiting
-
-    def array_limit(self):
-        """Elements per array: the cluster's MaxArraySize (read once), and max_queued_jobs."""
-        max_array = self.client.max_array_size()
-        return max(1, min(max_array, self.queue_cap or max_array))
-
-    def submit_array(self, members):
-        """One sbatch for these elements; each keeps its attempt directory (the link `<i>` in the
-        array's directory) and becomes job `<array id>_<i>`. Fewer than _ARRAY_MIN go out alone."""
-        try:
-            if self.closed:  # the run ended while they waited
-                for job, _, _ in members:
-                    job.finish(143, "canceled")
-            members = [m for m in members if not m[0].done.is_set()]  # canceled while they waited
-            if len(members) < _ARRAY_MIN:
-                for job, argv, _ in members:
-                    self.write_sbatch_command(job.adir, argv)
-                self.run.store.flush()
-                alone = [threading.Thread(target=self.submit_alone, args=(job, argv)) for job, argv, _ in members]
-                for t in alone:
-                    t.start()
-                for t in alone:
-                    t.join()
-                members = []  # each reported its own failure
-            else:
-                with self.cond:
-                    self.arrays += 1
-                    root = os.path.join(self.run.run_dir, "arrays", str(self.arrays))
-                os.makedirs(root)
-                for i, (job, _, _) in enumerate(members):
-                    os.symlink(job.adir, os.path.join(root, str(i)))
-                script = os.path.join(root, "script")
-                with open(script, "w") as f:
-                    f.write('#!/usr/bin/env bash\nexec "%s/${SLURM_ARRAY_TASK_ID}/apptainer_command"\n' % root)
-                os.chmod(script, 0o770)
-                first = members[0][0].tr
-                argv = sbatch_argv(*members[0][2], job_name=self.job_name(call_family(first.attempt.name)),
-                                   adir=root, script=script, array=len(members))
-                for i, (job, _, _) in enumerate(members):
-                    self.write_sbatch_command(job.adir, argv, "# this attempt is element %d of the array\n" % i)
-                self.run.store.flush()  # the attempts are on record before their jobs exist (reattach)
-                array_id = self.client.sbatch(argv, first.name)
-                for i, (job, _, _) in enumerate(members):
-                    self.submitted(job, "%s_%d" % (array_id, i))
-            self.run.store.flush()
-        except Exception as e:  # sbatch refused, or a bug: each element's task reports it
-            e.__traceback_text__ = traceback.format_exc()
-            for job, _, _ in members:
-                job.fail(e)
-        finally:
-            with self.cond:
-                self.submitting -= 1
-                self.cond.notify_all()
-
-    def submit_alone(self, job, argv):
-        """One gathered element as a job of its own (the group was too small for an array)."""
-        try:
-            self.submitted(job, self.client.sbatch(argv, job.tr.name))
-        except Exception as e:  # sbatch refused, or a bug: the element's task reports it
-            e.__traceback_text__ = traceback.format_exc()
-            job.fail(e)
 
     def take_queue_slot(self, job):
         """Wait until fewer than max_queued_jobs of this run's jobs are in the queue (across every
@@ -8040,16 +8086,14 @@ class SlurmApptainerBackend:
     def close(self):
         """At the end of a run, whatever the reason: no job of ours is left in the queue (an
         array's sbatch under way is waited for, and its jobs canceled)."""
+        held = self.gatherer.close()
         with self.cond:
-            held = [m[0] for group in self.gathering.values() for m in group]
-            self.gathering.clear()
             self.closed = True
             self.stopped.set()
             self.cond.notify_all()
         self.cancel_jobs(held)
+        self.gatherer.wait_submitted()
         with self.cond:
-            while self.submitting:
-                self.cond.wait()
             live = list(self.jobs.values())
         if live:
             self.cancel_jobs(live)
