@@ -7615,14 +7615,15 @@ def write_sbatch_command(adir, argv, note=""):
 
 
 class SlurmJob:
-    """One attempt's Slurm job. wait() blocks until the monitor sees it end."""
+    """One attempt's Slurm job; wait() blocks until the JobMonitor sees it end. Its attributes are
+    written only by its own methods and by the monitor that follows it. `on_id(job id)` writes down
+    the id Slurm gave it (the run's records)."""
 
-    def __init__(self, backend, tr, adir):
-        self.backend = backend
-        self.tr = tr
-        self.key = tr.attempt.key
-        self.name = tr.name
-        self.adir = adir
+    def __init__(self, monitor, adir, key, name, memory, on_id):
+        self.monitor = monitor
+        self.adir, self.key, self.name = adir, key, name  # its attempt's directory and key, its task's name
+        self.memory = memory  # bytes (its --mem)
+        self.on_id = on_id
         self.job_id = None
         self.done = threading.Event()
         self.exit_code = None
@@ -7650,6 +7651,11 @@ class SlurmJob:
             raise self.error
         return self.exit_code
 
+    def identified(self, job_id):
+        """Slurm's id for it (sbatch's answer, or an earlier run's record), written down."""
+        self.job_id = job_id
+        self.on_id(job_id)
+
     def fail(self, error):
         """It was never submitted: wait() raises `error`."""
         with self.lock:
@@ -7668,18 +7674,16 @@ class SlurmJob:
             self.done.set()
         self.release()
         if self.job_id:  # what it used: sacct tells once it has ended
-            with self.backend.cond:
-                self.backend.unaccounted[self.job_id] = self.key
-                self.backend.last_end = time.monotonic()
+            self.monitor.ended(self)
 
     def release(self):
         with self.lock:
             held, self.holds_slot = self.holds_slot, False
         if held:
-            self.backend.queue_slots.release()
+            self.monitor.queue_slots.release()
 
     def cancel(self):
-        self.backend.cancel_jobs([self])
+        self.monitor.cancel_jobs([self])
 
     def usage(self):
         """What the job wrote of itself, and when sbatch took it; sacct adds the rest later."""
@@ -7689,7 +7693,291 @@ class SlurmJob:
         return out
 
 
+class JobMonitor:
+    """Owns the state of the run's Slurm jobs from sbatch to their end. One thread looks at the live
+    jobs' exit status files and asks Slurm (the client) about them, and finishes each job with what
+    that means: the command's exit status, or why Slurm ended it (out of memory, time limit, node
+    failure, preemption, cancellation, a pending reason that never clears). It holds the
+    max_queued_jobs slots, and hands what sacct says the ended jobs used to `record_accounting(key,
+    figures)` (False: not yet). `aborting()` says whether the run is being canceled."""
+
+    def __init__(self, client, log, record_accounting, aborting, interval, completion_interval, exit_read_timeout,
+                 queue_cap):
+        self.client, self.log, self.record_accounting, self.aborting = client, log, record_accounting, aborting
+        self.interval = interval  # seconds between queries about all live jobs
+        self.completion_interval = completion_interval  # at most this between looks at an exit status file
+        self.exit_read_timeout = exit_read_timeout
+        self.queue_slots = threading.BoundedSemaphore(queue_cap) if queue_cap else None
+        self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
+        self.unaccounted = {}  # job id -> attempt key: ended jobs whose usage sacct has not given yet
+        self.last_end = 0.0  # time.monotonic() when the last job ended
+        self.accounting = {}  # job id -> what sacct said it used so far
+        self.cond = threading.Condition()
+        self.thread = None
+        self.stopped = threading.Event()
+
+    def take_slot(self, job):
+        """Wait until fewer than max_queued_jobs of this run's jobs are in the queue (across every
+        scatter and nesting level); a cancel stops the wait."""
+        if self.queue_slots is None:
+            return
+        while not self.queue_slots.acquire(timeout=0.5):
+            if self.aborting():
+                raise RunCancelled("task `%s` was canceled" % job.name)
+        job.holds_slot = True
+
+    def submitted(self, job, job_id):
+        """Slurm took the job: write down its id and follow it."""
+        with open(os.path.join(job.adir, "job_id"), "w") as f:
+            f.write(job_id + "\n")
+        self.follow(job, job_id)
+
+    def follow(self, job, job_id):
+        job.submitted_at = job.submitted_at or time.time()
+        job.state = "SUBMITTED"  # what Slurm makes of it, the next status query tells
+        job.identified(job_id)
+        if job.done.is_set():  # canceled while sbatch ran
+            self.client.scancel([job_id])
+            return
+        with self.cond:
+            self.jobs[job_id] = job
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.monitor_loop, daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+        if self.aborting():
+            self.cancel_jobs([job])
+
+    def ended(self, job):
+        with self.cond:
+            self.unaccounted[job.job_id] = job.key
+            self.last_end = time.monotonic()
+
+    def forget(self, job_id):
+        with self.cond:
+            self.jobs.pop(job_id, None)
+
+    def live_jobs(self):
+        with self.cond:
+            return list(self.jobs.values())
+
+    def queue_stocked(self):
+        """Whether more of this run's jobs wait in the queue than run: the cluster has a wave of
+        our work to start next. A job waits while its node has not opened its output file (a
+        stat, no scheduler call; a job seen started is not looked at again)."""
+        live = self.live_jobs()
+        waiting = 0
+        for job in live:
+            if not job.started:
+                job.started = os.path.exists(os.path.join(job.adir, "slurm.stdout"))
+                waiting += not job.started
+        return waiting > len(live) - waiting
+
+    # -- status: one batched query per interval ---------------------------------------------
+    def monitor_loop(self):
+        """Every completion_interval, look at the exit-status files of the live jobs: a stat
+        each, no scheduler call. A job whose file shows a failure is asked about at once (to say
+        why: out of memory, time limit), and, every `interval`, all live jobs are (pending
+        reasons, and jobs that ended without writing the file: killed, preempted, node lost)."""
+        last_query = time.monotonic()
+        tick = min(_FIRST_LOOK, self.completion_interval)
+        while True:
+            with self.cond:
+                while not self.jobs and not self.stopped.is_set():
+                    self.cond.wait()
+            if self.stopped.wait(tick):
+                return
+            with self.cond:
+                live = dict(self.jobs)
+            now = time.monotonic()
+            ask = self.look_at_files(live, now)
+            if now - last_query >= self.interval:
+                last_query = now
+                ask = [j for j in live if j in self.jobs]
+            if ask:
+                self.ask_slurm(ask, live, now)
+
+    def look_at_files(self, live, now):
+        """Finish the jobs whose exit status file tells all; the ids of those to ask Slurm about."""
+        ask = []
+        for job_id, job in live.items():
+            if job.file_code is None and now < job.next_look:
+                continue
+            # A job is looked at every quarter of its age so far (a short task is seen to end
+            # soon after it does), at least every _FIRST_LOOK and at most every completion_interval.
+            age = time.time() - (job.submitted_at or time.time())
+            job.next_look = now + min(self.completion_interval, max(_FIRST_LOOK, age / 4))
+            code = read_exit_status(job.adir) if job.file_code is None else job.file_code
+            if code is None:
+                if job.ended_since is not None:
+                    self.lagging(job, now)
+                continue
+            job.file_code = code
+            if code == 0 or job.ended_since is not None:
+                self.forget(job_id)
+                job.finish(code)
+            elif job.asked_since is not None and now - job.asked_since > _ACCOUNTING_WAIT:
+                self.forget(job_id)  # Slurm still has not told why: the command's own failure
+                job.finish(code)
+            else:
+                job.asked_since = job.asked_since or now
+                ask.append(job_id)
+        return ask
+
+    def ask_slurm(self, ask, live, now):
+        """One status query for these jobs (ended ones ride along for their usage), and what it means."""
+        try:
+            answer = self.client.query(ask + list(self.unaccounted), self.unaccounted)
+        except Exception as e:  # never let the monitor die: report and try again next tick
+            self.log.error("querying Slurm failed: %s" % e)
+            return
+        self.add_usage(answer.usage)
+        self.settle_accounting()
+        for job_id in ask:
+            job = live[job_id]
+            info = answer.states.get(job_id)
+            if info is None:
+                job.unknown_since = job.unknown_since or now
+                if now - job.unknown_since > max(_VANISHED_GRACE, 3 * self.interval):
+                    self.forget(job_id)
+                    job.finish(1, "Slurm job %s vanished: neither %s knows it any more" % (
+                        job_id, "sacct" if self.client.status_source == "sacct" else "squeue nor scontrol"))
+                continue
+            job.unknown_since = None
+            self.update(job, info)
+
+    def lagging(self, job, now):
+        """Slurm says the job ended normally, but its exit-status file is not visible here yet:
+        the shared filesystem may lag (NFS caches attributes). Look again, listing the directory
+        to refresh the cache, until exit_read_timeout."""
+        try:
+            os.listdir(job.adir)
+        except OSError:
+            pass
+        code = read_exit_status(job.adir)
+        if code is not None:
+            self.forget(job.job_id)
+            job.finish(code)
+        elif now - job.ended_since > self.exit_read_timeout:
+            self.forget(job.job_id)
+            job.finish(1, "Slurm job %s ended, but its exit status file `%s` did not appear within %g s "
+                          "(exit_read_timeout): the shared filesystem may be lagging, or the job's node lost it" % (
+                              job.job_id, os.path.join(job.adir, "rc"), self.exit_read_timeout))
+
+    def update(self, job, info):
+        """What Slurm said of a live job (a SlurmState)."""
+        base = info.state.split()[0] if info.state else ""
+        job.state, job.reason = base, info.reason
+        if base == "RUNNING" and not os.path.exists(os.path.join(job.adir, "slurm.stdout")):
+            # Slurm opens the job's output file when the job starts on its node: a job RUNNING
+            # this long without it was lost on the way there (the controller went down as it
+            # launched it, say); Slurm may never notice.
+            job.running_since = job.running_since or time.monotonic()
+            if time.monotonic() - job.running_since > self.exit_read_timeout:
+                self.forget(job.job_id)
+                self.client.scancel([job.job_id])
+                job.finish(1, "Slurm job %s was RUNNING for %d s but never started on its node (no `slurm.stdout`); "
+                              "it was canceled" % (job.job_id, self.exit_read_timeout), retry_free=True)
+                return
+        else:
+            job.running_since = None
+        reason = info.reason
+        if base == "PENDING" and reason and any(reason == r or reason.startswith(r + " ") for r in _SLURM_NEVER_CLEARS):
+            self.forget(job.job_id)
+            self.client.scancel([job.job_id])
+            job.finish(1, "Slurm can never start job %s: pending with reason `%s` (the request exceeds what the "
+                          "partition allows; check `scontrol show job %s` and the partition's limits)" % (
+                              job.job_id, reason, job.job_id), final=True)
+            return
+        if base not in _SLURM_TERMINAL:
+            return
+        if base in ("COMPLETED", "FAILED") and job.file_code is None:
+            # The batch script ran to its end, so it wrote its exit status: wait until it shows.
+            job.ended_since = job.ended_since or time.monotonic()
+            self.lagging(job, job.ended_since)
+            return
+        self.forget(job.job_id)
+        self.finish_ended(job, base, info)
+
+    def finish_ended(self, job, base, info):
+        """A job Slurm says ended (`base`: its state's first word) other than by its command's own
+        exit: its exit status, and why, in words that name the fix."""
+        code = job.file_code if job.file_code is not None else _slurm_exit_code(info.exit_code)
+        if base == "OUT_OF_MEMORY":
+            job.out_of_memory = True
+            job.finish(code or 137, "Slurm job %s ran out of memory: it used more than its --mem=%dM (raise the task's "
+                                    "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (
+                                        job.job_id, math.ceil(job.memory / 1048576)))
+        elif base in ("TIMEOUT", "DEADLINE"):
+            job.finish(code or 143, "Slurm job %s hit its time limit (sbatch --time, or the partition's MaxTime)" % job.job_id)
+        elif base in _SLURM_INFRASTRUCTURE:
+            job.finish(code or 1, "Slurm job %s ended with %s (not the task's fault)" % (job.job_id, base), retry_free=True)
+        elif base == "CANCELLED":
+            job.finish(code or 143, "Slurm job %s was cancelled (%s)" % (job.job_id, info.state))
+        elif base == "COMPLETED":
+            job.finish(code)
+        else:
+            job.finish(code if code else 1, None if code else "Slurm job %s ended %s" % (job.job_id, info.state))
+
+    # -- what the ended jobs used -------------------------------------------------------------
+    def add_usage(self, usage):
+        """What sacct said the ended jobs used so far ({job id: figures}), for settle_accounting."""
+        with self.cond:
+            for job_id, figures in usage.items():
+                self.accounting.setdefault(job_id, {}).update(figures)
+
+    def settle_accounting(self, final=False):
+        """Hand what sacct said the ended jobs used to the run (once it has their end, or at the
+        end of the run whatever it has)."""
+        with self.cond:
+            for job_id, key in list(self.unaccounted.items()):
+                figures = self.accounting.get(job_id, {})
+                if figures.get("ended_at") or final:
+                    if self.record_accounting(key, {k: v for k, v in figures.items() if v is not None}) or final:
+                        del self.unaccounted[job_id]
+                        self.accounting.pop(job_id, None)
+
+    def account(self):
+        """At the end of the run, one batched sacct for the ended jobs whose usage no status query
+        brought yet; a second one only for those slurmdbd had not recorded (it lags behind an
+        array's last elements), _ACCOUNTING_SETTLE seconds after the last end and within
+        _ACCOUNTING_END_WAIT."""
+        start = time.monotonic()
+        for wait_until in (start, max(start + 0.5, self.last_end + _ACCOUNTING_SETTLE)):
+            if not self.unaccounted or self.client.status_source != "sacct":
+                break
+            time.sleep(max(0.0, min(wait_until, start + _ACCOUNTING_END_WAIT) - time.monotonic()))
+            try:
+                self.add_usage(self.client.query(list(self.unaccounted), self.unaccounted).usage)
+            except WdlError as e:
+                self.log.warn("could not ask sacct what the jobs used: %s" % e.message)
+                break
+            self.settle_accounting()
+        self.settle_accounting(final=True)
+
+    # -- the end -------------------------------------------------------------------------------
+    def cancel_jobs(self, jobs):
+        ids = [j.job_id for j in jobs if j.job_id and not j.done.is_set()]
+        for j in jobs:
+            if j.job_id:
+                self.forget(j.job_id)
+            j.finish(143, "canceled")
+        self.client.scancel(ids)
+
+    def stop(self):
+        """The run is over: the thread ends."""
+        with self.cond:
+            self.stopped.set()
+            self.cond.notify_all()
+
+
 class SlurmApptainerBackend:
+    """Runs each attempt as a Slurm job of `apptainer exec` (see above), through four parts: the
+    SlurmClient (the Slurm commands), the ImageCache (the containers' images), the ArrayGatherer
+    (scatter elements as job arrays) and the JobMonitor (each job's state to its end). This facade
+    reads the backend's settings, places a task (partition, limits, binds, batch script, sbatch
+    line) and explains failures from the attempt's files."""
+
     def __init__(self, run, config, name, settings):
         self.run = run
         self.name = name
@@ -7710,31 +7998,19 @@ class SlurmApptainerBackend:
         self.images = ImageCache(self.apptainer, cache, config.get("run.task.container"), run.log)
         self.apptainer_args = list(apptainer.get("extra_args", [])) + list(settings.get("extra_apptainer_exec_args", []))
         setting = lambda key: settings.get(key, CONFIG_SCHEMA["run.backends.*." + key][1])  # noqa: E731
-        self.interval = setting("interval")
-        self.completion_interval = setting("completion_interval")
-        self.exit_read_timeout = setting("exit_read_timeout")
         run.scatter_limit = min(run.scatter_limit, max(1, setting("max_scatter_concurrency")))
-        self.queue_cap = setting("max_queued_jobs")
-        self.queue_slots = threading.BoundedSemaphore(self.queue_cap) if self.queue_cap else None
         self.job_arrays = setting("job_arrays")
-        self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
-        self.unaccounted = {}  # job id -> attempt key: ended jobs whose usage sacct has not given yet
-        self.last_end = 0.0  # time.monotonic() when the last job ended
-        self.accounting = {}  # job id -> what sacct said it used so far
-        self.cond = threading.Condition()
-        self.monitor = None
-        self.closed = False
-        self.stopped = threading.Event()
         rate = setting("submit_rate_limit")
         self.client = SlurmClient(run.log, setting("max_concurrency"), parse_rate(rate) if rate else None)
+        self.monitor = JobMonitor(self.client, run.log, run.record_accounting, lambda: run.aborting, setting("interval"),
+                                  setting("completion_interval"), setting("exit_read_timeout"), setting("max_queued_jobs"))
         self.client.check_cluster(self.partitions)
-        self.gatherer = ArrayGatherer(self.client, self, lambda n: os.path.join(run.run_dir, "arrays", str(n)),
-                                      run.store.flush, self.queue_cap)
+        self.gatherer = ArrayGatherer(self.client, self.monitor, lambda n: os.path.join(run.run_dir, "arrays", str(n)),
+                                      run.store.flush, setting("max_queued_jobs"))
 
     # -- placing a task ------------------------------------------------------------------------
-    def partition_for(self, tr):
+    def partition_for(self, req, hints):
         """fpga > gpu > a `short_task` hint > the default partition (Sprocket's order)."""
-        req, hints = tr.requirements, tr.hints
         for kind, wanted in (("fpga", req.get("fpga") is True), ("gpu", req.get("gpu") is True),
                              ("short_task", hints.get("short_task") is True), ("default", True)):
             if wanted and kind in self.partitions:
@@ -7742,74 +8018,64 @@ class SlurmApptainerBackend:
         return {}
 
     def check(self, tr):
-        tr.partition = self.partition_for(tr)
+        tr.partition = self.partition_for(tr.requirements, tr.hints)
         apply_limits(tr, self.limits(tr), self.behavior, "partition `%s` has a maximum of %%s" % tr.partition.get("name", "?"),
                      self.run.log)
 
     def limits(self, tr):
-        part = self.partition_for(tr)
+        part = self.partition_for(tr.requirements, tr.hints)
         memory = part.get("max_memory_per_task")
         return {"cpu": part.get("max_cpu_per_task"), "memory": parse_memory(memory) if memory is not None else None}
 
     # -- one attempt ---------------------------------------------------------------------------
     def start(self, tr, cmd_path, work, stdout, stderr, environ):
-        import shlex
-
+        req, hints, env, name, cpu, memory = tr.requirements, tr.hints, tr.env, tr.name, tr.cpu, tr.memory
+        partition, attempt_name, key, retry = tr.partition, tr.attempt.name, tr.attempt.key, tr.attempt.number > 0
+        on_id = functools.partial(self.run.record_job, tr)
         adir = os.path.dirname(cmd_path)
         for path in (stdout, stderr):
             open(path, "a").close()  # they exist on the shared filesystem before the job starts
         os.chmod(cmd_path, 0o770)
-        image = self.images.image_for(tr.requirements.get("container"), tr.name, self.run.run_dir)
-        tmp_root = os.path.join(os.path.dirname(os.path.dirname(adir)), "tmp")
-        binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
-        for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
-            os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
-            binds.append((os.path.join(tmp_root, sub), dst, "rw"))
-        binds += [(p, p, "ro") for p in sorted(self.input_paths(tr))]
-        # The work directory is also bound at its own path: values computed before the command
-        # (join_paths, glob) may name it by its host path.
-        binds += [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
-                  (stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
-        gpu = tr.requirements.get("gpu") is True
+        image = self.images.image_for(req.get("container"), name, self.run.run_dir)
+        binds = self.binds(adir, cmd_path, work, stdout, stderr, env)
+        gpu = req.get("gpu") is True
         script = os.path.join(adir, "apptainer_command")
         with open(script, "w") as f:
             f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir))
         os.chmod(script, 0o770)
-        options = (tr.partition.get("name"), gpu and tr.hints.get("gpu"), gpu,
-                   tr.hints.get("time_minutes", tr.hints.get("max_time_minutes")),
-                   tuple(self.sbatch_args + self.conditional_args(tr)), tr.cpu, tr.memory)
-        argv = sbatch_argv(*options, job_name=self.job_name(tr.attempt.name), adir=adir, script=script)
-        job = SlurmJob(self, tr, adir)
-        self.take_queue_slot(job)
-        if self.job_arrays and tr.attempt.number == 0:  # a retry goes alone
-            self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(tr.attempt.name))),
-                                 call_family(tr.name))
+        options = (partition.get("name"), gpu and hints.get("gpu"), gpu, hints.get("time_minutes", hints.get("max_time_minutes")),
+                   tuple(self.sbatch_args + self.conditional_args(req, hints, cpu, memory)), cpu, memory)
+        argv = sbatch_argv(*options, job_name=self.job_name(attempt_name), adir=adir, script=script)
+        job = SlurmJob(self.monitor, adir, key, name, memory, on_id)
+        self.monitor.take_slot(job)
+        if self.job_arrays and not retry:  # a retry goes alone
+            self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(attempt_name))), call_family(name))
             return job
         write_sbatch_command(adir, argv)
         try:
             self.run.store.flush()  # the attempt is on record before its job exists (reattach)
-            job_id = self.client.sbatch(argv, tr.name)
+            job_id = self.client.sbatch(argv, name)
         except BaseException:
             job.release()
             raise
-        self.submitted(job, job_id)
+        self.monitor.submitted(job, job_id)
         self.run.store.flush()
         return job
 
     def adopt(self, tr, adopted):
         """Follow a job an earlier (dead) run submitted, as if this run had: one that ended while
         nobody watched is read from its exit status file, or from Slurm."""
+        key, name, memory, on_id = tr.attempt.key, tr.name, tr.memory, functools.partial(self.run.record_job, tr)
         adir, job_id = adopted.directory, adopted.job_id
-        job = SlurmJob(self, tr, adir)
+        job = SlurmJob(self.monitor, adir, key, name, memory, on_id)
         code = read_exit_status(adir)
         if code is not None:
             if job_id:
-                job.job_id = job_id
-                self.run.record_job(tr, job_id)
+                job.identified(job_id)
             job.finish(code)
             return job
-        self.take_queue_slot(job)
-        self.follow(job, job_id)
+        self.monitor.take_slot(job)
+        self.monitor.follow(job, job_id)
         return job
 
     def find_jobs(self, adirs):
@@ -7821,177 +8087,44 @@ class SlurmApptainerBackend:
     def job_name(self, name):
         return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
 
-    def submitted(self, job, job_id):
-        """Slurm took the job: write down its id and follow it."""
-        with open(os.path.join(job.adir, "job_id"), "w") as f:
-            f.write(job_id + "\n")
-        self.follow(job, job_id)
+    def binds(self, adir, cmd_path, work, stdout, stderr, env):
+        """(host path, container path, mode) of what the attempt's container sees."""
+        tmp_root = os.path.join(os.path.dirname(os.path.dirname(adir)), "tmp")
+        binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
+        for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
+            os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
+            binds.append((os.path.join(tmp_root, sub), dst, "rw"))
+        binds += [(p, p, "ro") for p in sorted(self.input_paths(env))]
+        # The work directory is also bound at its own path: values computed before the command
+        # (join_paths, glob) may name it by its host path.
+        return binds + [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
+                        (stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
 
-    def follow(self, job, job_id):
-        job.job_id = job_id
-        job.submitted_at = job.submitted_at or time.time()
-        job.state = "SUBMITTED"  # what Slurm makes of it, the next status query tells
-        self.run.record_job(job.tr, job_id)
-        if job.done.is_set():  # canceled while sbatch ran
-            self.client.scancel([job_id])
-            return
-        with self.cond:
-            self.jobs[job_id] = job
-            if self.monitor is None:
-                self.monitor = threading.Thread(target=self.monitor_loop, daemon=True)
-                self.monitor.start()
-            self.cond.notify_all()
-        if self.run.aborting:
-            self.cancel_jobs([job])
-
-    def queue_stocked(self):
-        """Whether more of this run's jobs wait in the queue than run: the cluster has a wave of
-        our work to start next. A job waits while its node has not opened its output file (a
-        stat, no scheduler call; a job seen started is not looked at again)."""
-        with self.cond:
-            live = list(self.jobs.values())
-        waiting = 0
-        for job in live:
-            if not job.started:
-                job.started = os.path.exists(os.path.join(job.adir, "slurm.stdout"))
-                waiting += not job.started
-        return waiting > len(live) - waiting
-
-    def take_queue_slot(self, job):
-        """Wait until fewer than max_queued_jobs of this run's jobs are in the queue (across every
-        scatter and nesting level); a cancel stops the wait."""
-        if self.queue_slots is None:
-            return
-        while not self.queue_slots.acquire(timeout=0.5):
-            if self.run.aborting:
-                raise RunCancelled("task `%s` was canceled" % job.tr.name)
-        job.holds_slot = True
-
-    def input_paths(self, tr):
-        """Files and directories the task reads: bound read-only at the same path in the container
-        (the output directory is on a filesystem shared by the submit and compute hosts)."""
-        out = {os.path.abspath(p) for v in tr.env.values() for p in paths_in(v)
+    def input_paths(self, env):
+        """Files and directories the task reads (the values of its environment `env`): bound
+        read-only at the same path in the container (the output directory is on a filesystem
+        shared by the submit and compute hosts)."""
+        out = {os.path.abspath(p) for v in env.values() for p in paths_in(v)
                if "://" not in p and os.path.exists(p)}
         if os.listdir(self.run.tmp_dir):  # write_* files the command may name
             out.add(self.run.tmp_dir)
         return out
 
-    def conditional_args(self, tr):
+    def conditional_args(self, req, hints, cpu, memory):
         """The args of the first `sbatch.conditional` entry whose condition holds for this task."""
-        disks = tr.requirements.get("disks")
-        env = {"cpu": float(tr.cpu), "memory": int(tr.memory), "gpu": tr.requirements.get("gpu") is True,
-               "fpga": tr.requirements.get("fpga") is True,
+        disks = req.get("disks")
+        env = {"cpu": float(cpu), "memory": int(memory), "gpu": req.get("gpu") is True, "fpga": req.get("fpga") is True,
                "disks": disks if isinstance(disks, int) and not isinstance(disks, bool) else 0,
-               "hint": StructValue(tr.hints.items())}
+               "hint": StructValue(hints.items())}
         for expr, args in self.conditionals:
             if evaluate(expr, env, None) is True:
                 return list(args)
         return []
 
-    # -- status: one batched query per interval ---------------------------------------------
-    def monitor_loop(self):
-        """Every completion_interval, look at the exit-status files of the live jobs: a stat
-        each, no scheduler call. A job whose file shows a failure is asked about at once (to say
-        why: out of memory, time limit), and, every `interval`, all live jobs are (pending
-        reasons, and jobs that ended without writing the file: killed, preempted, node lost)."""
-        last_query = time.monotonic()
-        tick = min(_FIRST_LOOK, self.completion_interval)
-        while True:
-            with self.cond:
-                while not self.jobs and not self.closed:
-                    self.cond.wait()
-            if self.stopped.wait(tick):
-                return
-            with self.cond:
-                live = dict(self.jobs)
-            now = time.monotonic()
-            ask = []
-            for job_id, job in live.items():
-                if job.file_code is None and now < job.next_look:
-                    continue
-                # A job is looked at every quarter of its age so far (a short task is seen to end
-                # soon after it does), at least every _FIRST_LOOK and at most every completion_interval.
-                age = time.time() - (job.submitted_at or time.time())
-                job.next_look = now + min(self.completion_interval, max(_FIRST_LOOK, age / 4))
-                code = read_exit_status(job.adir) if job.file_code is None else job.file_code
-                if code is None:
-                    if job.ended_since is not None:
-                        self.lagging(job, now)
-                    continue
-                job.file_code = code
-                if code == 0 or job.ended_since is not None:
-                    self.forget(job_id)
-                    job.finish(code)
-                elif job.asked_since is not None and now - job.asked_since > _ACCOUNTING_WAIT:
-                    self.forget(job_id)  # Slurm still has not told why: the command's own failure
-                    job.finish(code)
-                else:
-                    job.asked_since = job.asked_since or now
-                    ask.append(job_id)
-            if now - last_query >= self.interval:
-                last_query = now
-                ask = [j for j in live if j in self.jobs]
-            if not ask:
-                continue
-            try:
-                answer = self.client.query(ask + list(self.unaccounted), self.unaccounted)  # ended jobs ride along
-            except Exception as e:  # never let the monitor die: report and try again next tick
-                self.run.log.error("querying Slurm failed: %s" % e)
-                continue
-            self.add_usage(answer.usage)
-            self.settle_accounting()
-            for job_id in ask:
-                job = live[job_id]
-                info = answer.states.get(job_id)
-                if info is None:
-                    job.unknown_since = job.unknown_since or now
-                    if now - job.unknown_since > max(_VANISHED_GRACE, 3 * self.interval):
-                        self.forget(job_id)
-                        job.finish(1, "Slurm job %s vanished: neither %s knows it any more" % (
-                            job_id, "sacct" if self.client.status_source == "sacct" else "squeue nor scontrol"))
-                    continue
-                job.unknown_since = None
-                self.update(job, info)
-
-    def settle_accounting(self, final=False):
-        """Hand what sacct said the ended jobs used to the run (once it has their end, or at the
-        end of the run whatever it has)."""
-        with self.cond:
-            for job_id, key in list(self.unaccounted.items()):
-                figures = self.accounting.get(job_id, {})
-                if figures.get("ended_at") or final:
-                    if self.run.record_accounting(key, {k: v for k, v in figures.items() if v is not None}) or final:
-                        del self.unaccounted[job_id]
-                        self.accounting.pop(job_id, None)
-
-    def add_usage(self, usage):
-        """What sacct said the ended jobs used so far ({job id: figures}), for settle_accounting."""
-        with self.cond:
-            for job_id, figures in usage.items():
-                self.accounting.setdefault(job_id, {}).update(figures)
-
-    def lagging(self, job, now):
-        """Slurm says the job ended normally, but its exit-status file is not visible here yet:
-        the shared filesystem may lag (NFS caches attributes). Look again, listing the directory
-        to refresh the cache, until exit_read_timeout."""
-        try:
-            os.listdir(job.adir)
-        except OSError:
-            pass
-        code = read_exit_status(job.adir)
-        if code is not None:
-            self.forget(job.job_id)
-            job.finish(code)
-        elif now - job.ended_since > self.exit_read_timeout:
-            self.forget(job.job_id)
-            job.finish(1, "Slurm job %s ended, but its exit status file `%s` did not appear within %g s "
-                          "(exit_read_timeout): the shared filesystem may be lagging, or the job's node lost it" % (
-                              job.job_id, os.path.join(job.adir, "rc"), self.exit_read_timeout))
-
     def wait_visible(self, path, is_dir):
         """A declared output missing on the submit host: wait for the shared filesystem to show
         it, up to exit_read_timeout. True when it appeared."""
-        deadline = time.monotonic() + self.exit_read_timeout
+        deadline = time.monotonic() + self.monitor.exit_read_timeout
         check = os.path.isdir if is_dir else os.path.isfile
         while time.monotonic() < deadline and not self.run.aborting:
             try:
@@ -8000,104 +8133,24 @@ class SlurmApptainerBackend:
                 pass
             if check(path):
                 return True
-            time.sleep(min(1.0, max(0.05, self.completion_interval)))
+            time.sleep(min(1.0, max(0.05, self.monitor.completion_interval)))
         return check(path)
 
-    def forget(self, job_id):
-        with self.cond:
-            self.jobs.pop(job_id, None)
-
-    def update(self, job, info):
-        state, exit_code, reason = info
-        base = state.split()[0] if state else ""
-        job.state, job.reason = base, reason
-        if base == "RUNNING" and not os.path.exists(os.path.join(job.adir, "slurm.stdout")):
-            # Slurm opens the job's output file when the job starts on its node: a job RUNNING
-            # this long without it was lost on the way there (the controller went down as it
-            # launched it, say); Slurm may never notice.
-            job.running_since = job.running_since or time.monotonic()
-            if time.monotonic() - job.running_since > self.exit_read_timeout:
-                self.forget(job.job_id)
-                self.client.scancel([job.job_id])
-                job.finish(1, "Slurm job %s was RUNNING for %d s but never started on its node (no `slurm.stdout`); "
-                              "it was canceled" % (job.job_id, self.exit_read_timeout), retry_free=True)
-                return
-        else:
-            job.running_since = None
-        if base == "PENDING" and reason and any(reason == r or reason.startswith(r + " ") for r in _SLURM_NEVER_CLEARS):
-            self.forget(job.job_id)
-            self.client.scancel([job.job_id])
-            job.finish(1, "Slurm can never start job %s: pending with reason `%s` (the request exceeds what the "
-                          "partition allows; check `scontrol show job %s` and the partition's limits)" % (
-                              job.job_id, reason, job.job_id), final=True)
-            return
-        if base not in _SLURM_TERMINAL:
-            return
-        if base in ("COMPLETED", "FAILED") and job.file_code is None:
-            # The batch script ran to its end, so it wrote its exit status: wait until it shows.
-            job.ended_since = job.ended_since or time.monotonic()
-            self.lagging(job, job.ended_since)
-            return
-        self.forget(job.job_id)
-        code = job.file_code if job.file_code is not None else _slurm_exit_code(exit_code)
-        mem = "%dM" % math.ceil(job.tr.memory / 1048576)
-        if base == "OUT_OF_MEMORY":
-            job.out_of_memory = True
-            job.finish(code or 137, "Slurm job %s ran out of memory: it used more than its --mem=%s (raise the task's "
-                                    "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (job.job_id, mem))
-        elif base in ("TIMEOUT", "DEADLINE"):
-            job.finish(code or 143, "Slurm job %s hit its time limit (sbatch --time, or the partition's MaxTime)" % job.job_id)
-        elif base in _SLURM_INFRASTRUCTURE:
-            job.finish(code or 1, "Slurm job %s ended with %s (not the task's fault)" % (job.job_id, base), retry_free=True)
-        elif base == "CANCELLED":
-            job.finish(code or 143, "Slurm job %s was cancelled (%s)" % (job.job_id, state))
-        elif base == "COMPLETED":
-            job.finish(code)
-        else:
-            job.finish(code if code else 1, None if code else "Slurm job %s ended %s" % (job.job_id, state))
-
-    # -- cancellation --------------------------------------------------------------------------
+    # -- the end -------------------------------------------------------------------------------
     def cancel_jobs(self, jobs):
-        ids = [j.job_id for j in jobs if j.job_id and not j.done.is_set()]
-        for j in jobs:
-            if j.job_id:
-                self.forget(j.job_id)
-            j.finish(143, "canceled")
-        self.client.scancel(ids)
-
-    def account(self):
-        """At the end of the run, one batched sacct for the ended jobs whose usage no status query
-        brought yet; a second one only for those slurmdbd had not recorded (it lags behind an
-        array's last elements), _ACCOUNTING_SETTLE seconds after the last end and within
-        _ACCOUNTING_END_WAIT."""
-        start = time.monotonic()
-        for wait_until in (start, max(start + 0.5, self.last_end + _ACCOUNTING_SETTLE)):
-            if not self.unaccounted or self.client.status_source != "sacct":
-                break
-            time.sleep(max(0.0, min(wait_until, start + _ACCOUNTING_END_WAIT) - time.monotonic()))
-            try:
-                self.add_usage(self.client.query(list(self.unaccounted), self.unaccounted).usage)
-            except WdlError as e:
-                self.run.log.warn("could not ask sacct what the jobs used: %s" % e.message)
-                break
-            self.settle_accounting()
-        self.settle_accounting(final=True)
+        self.monitor.cancel_jobs(jobs)
 
     def close(self):
         """At the end of a run, whatever the reason: no job of ours is left in the queue (an
         array's sbatch under way is waited for, and its jobs canceled)."""
         held = self.gatherer.close()
-        with self.cond:
-            self.closed = True
-            self.stopped.set()
-            self.cond.notify_all()
-        self.cancel_jobs(held)
+        self.monitor.stop()
+        self.monitor.cancel_jobs(held)
         self.gatherer.wait_submitted()
-        with self.cond:
-            live = list(self.jobs.values())
+        live = self.monitor.live_jobs()
         if live:
-            self.cancel_jobs(live)
-        self.account()
+            self.monitor.cancel_jobs(live)
+        self.monitor.account()
 
     def explain(self, job):
         """What the seed's "Common issues" look like from the attempt's files."""
