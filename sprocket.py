@@ -7215,14 +7215,457 @@ def expand_slurm_id(text):
     return out
 
 
-class SlurmJob:
-    """One attempt's Slurm job. wait() blocks until the monitor sees it end."""
+SlurmState = collections.namedtuple("SlurmState", "state exit_code reason")
+SlurmState.__doc__ = ("What Slurm says of a job: its state (`RUNNING`, `CANCELLED by 0`), its exit code "
+                      "(`code:signal`; '' where squeue gives none) and its reason (why it is pending).")
+SlurmAnswer = collections.namedtuple("SlurmAnswer", "states usage")
+SlurmAnswer.__doc__ = ("A status query's answer: {job id: SlurmState} for the jobs Slurm knows, and {job id: what "
+                       "sacct says it used} for the ended jobs asked about (sacct_job_usage, sacct_step_usage).")
+HeldJob = collections.namedtuple("HeldJob", "job_id script")
+HeldJob.__doc__ = "A job the controller holds (squeue): its id (`12_3`: element 3 of array 12) and its batch script."
 
-    def __init__(self, backend, tr, adir):
-        self.backend = backend
-        self.tr = tr
-        self.key = tr.attempt.key
-        self.adir = adir
+
+class SlurmClient:
+    """The Slurm commands of a run (sbatch, squeue, sacct, scontrol, scancel) and what their output
+    means, as records. sbatch and scancel run at most max_concurrency at once, sbatch within
+    submit_rate_limit; an sbatch the controller did not answer is retried with backoff, and never
+    submitted twice. Jobs are followed with sacct, or with squeue and scontrol where accounting is
+    off (`status_source`). `run_tool(argv, timeout=...)` runs a command: _run_tool, or a fake."""
+
+    def __init__(self, log, max_concurrency, rate, run_tool=_run_tool):
+        self.log, self.run_tool = log, run_tool
+        self.slots = threading.BoundedSemaphore(max(1, max_concurrency))
+        self.rate = rate  # (n, period): at most n sbatch calls per period seconds; None: no limit
+        self.sbatch_times = collections.deque()  # times of the recent sbatch calls (submit_rate_limit)
+        self.rate_lock = threading.Lock()
+        self.status_source = "sacct"
+        self.max_array = None
+        self.sleep = time.sleep  # the backoff's wait (a test's is instant)
+
+    def check_cluster(self, partitions):
+        """The seed's "Common issues" as clear messages: the Slurm commands are on PATH, and each
+        configured partition ({kind: its settings}) exists."""
+        import shutil
+
+        for tool in ("sbatch", "scancel", "squeue"):
+            if shutil.which(tool) is None:
+                raise RunError("`%s` was not found on PATH: the slurm_apptainer backend runs on a Slurm submit host "
+                               "with the Slurm client commands (sbatch, squeue, sacct, scancel) installed" % tool)
+        for kind, part in partitions.items():
+            if part.get("name"):
+                code, out, err = self.run_tool(["scontrol", "show", "partition", part["name"]], timeout=20)
+                if code != 0:
+                    raise RunError("failed to validate %s_slurm_partition `%s`: %s" % (
+                        kind, part["name"], (err or out).strip() or "scontrol exit %d" % code))
+
+    def held_jobs(self):
+        """[HeldJob] for every job of the user's that the controller holds, one per array element;
+        None when squeue fails."""
+        import getpass
+
+        code, text, _ = self.run_tool(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%o"])
+        if code != 0:
+            return None
+        return [HeldJob(*line.partition("|")[::2]) for line in text.splitlines()]
+
+    def find_jobs(self, adirs):
+        """{attempt directory: job id} for the jobs of these attempts that the controller holds,
+        matched by batch script (an array's element by its link `<i>` in the array's directory)."""
+        wanted = {os.path.realpath(d): d for d in adirs}
+        out = {}
+        for held in self.held_jobs() or ():
+            head, _, index = held.job_id.partition("_")
+            if os.path.basename(held.script) == "script" and index.isdigit():
+                adir = os.path.realpath(os.path.join(os.path.dirname(held.script), index))
+            else:
+                adir = os.path.dirname(os.path.realpath(held.script))
+            if adir in wanted:
+                out[wanted[adir]] = held.job_id
+        return out
+
+    def sbatch(self, argv, name):
+        """The job id of `sbatch argv` (the batch script last), at most max_concurrency at once and
+        submit_rate_limit per period; transient failures retried with backoff. `name`: the task's,
+        for the messages."""
+        delay = 1.0
+        script = os.path.realpath(argv[-1])
+        for attempt in range(_SBATCH_TRIES):
+            if attempt:  # the failed sbatch may have reached the controller: never submit a job twice
+                held = self.held_jobs()
+                found = [h.job_id.partition("_")[0] for h in held or () if os.path.realpath(h.script) == script]
+                if found:
+                    return found[0]
+                if held is None:  # the controller cannot say yet
+                    self.wait_before_retry(name, "squeue failed", delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+            with self.slots:
+                self.wait_for_rate()
+                code, out, err = self.run_tool(argv)
+            m = re.search(r"Submitted batch job (\d+)", out)
+            if code == 0 and m:
+                return m.group(1)
+            text = (err or out).strip()
+            if code == 127:
+                raise RunError("task `%s`: `sbatch` was not found on PATH" % name)
+            if attempt < _SBATCH_TRIES - 1 and any(t in text for t in _SBATCH_TRANSIENT):
+                self.wait_before_retry(name, text, delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            raise RunError("task `%s`: failed to submit the Slurm job with `sbatch` (exit %d)\n%s" % (name, code, text))
+
+    def wait_before_retry(self, name, why, delay):
+        self.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (name, why, delay))
+        self.sleep(delay)
+
+    def wait_for_rate(self):
+        """Hold an sbatch call until it fits in submit_rate_limit (n calls per period)."""
+        if self.rate is None:
+            return
+        n, period = self.rate
+        with self.rate_lock:
+            while True:
+                now = time.monotonic()
+                while self.sbatch_times and now - self.sbatch_times[0] >= period:
+                    self.sbatch_times.popleft()
+                if len(self.sbatch_times) < n:
+                    self.sbatch_times.append(now)
+                    return
+                time.sleep(period - (now - self.sbatch_times[0]))
+
+    def query(self, ids, usage_of=()):
+        """A SlurmAnswer for the ids Slurm knows, in few commands (one word for all the elements of
+        an array), with what the jobs among `usage_of` used (sacct only)."""
+        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in ids))
+        if self.status_source == "sacct":
+            answer = self.sacct(set(ids), heads, usage_of)
+            if answer is not None:
+                return answer
+        return SlurmAnswer(self.squeue(set(ids), heads), {})
+
+    def sacct(self, wanted, heads, usage_of):
+        """sacct's answer for the jobs `heads` (rows of _SACCT_FORMAT: a job's, then its steps'), or
+        None when accounting is off: jobs are followed with squeue from then on."""
+        states, usage = {}, {}
+        for i in range(0, len(heads), _IDS_PER_CALL):
+            code, text, err = self.run_tool(["sacct", "-P", "-n", "--format", _SACCT_FORMAT, "-j",
+                                             ",".join(heads[i: i + _IDS_PER_CALL])])
+            if code != 0:
+                if "accounting storage is disabled" in err or code == 127 or "not running a supported accounting" in err:
+                    self.status_source = "squeue"
+                    self.log.warn("sacct is unavailable (%s); following jobs with squeue and scontrol" % (
+                        err.strip() or "exit %d" % code))
+                    return None
+                raise RunError("sacct failed (exit %d): %s" % (code, err.strip()))
+            for line in text.splitlines():
+                f = line.split("|")
+                if len(f) < 4:
+                    continue
+                job_id, _, step = f[0].partition(".")
+                if step:  # the batch step has what the job's processes used
+                    if job_id in usage_of:
+                        usage.setdefault(job_id, {}).update(sacct_step_usage(f))
+                    continue
+                for job_id in expand_slurm_id(f[0]):
+                    if job_id in wanted:
+                        states[job_id] = SlurmState(f[1], f[2], f[3])
+                        if job_id in usage_of:
+                            usage.setdefault(job_id, {}).update(sacct_job_usage(f))
+        return SlurmAnswer(states, usage)
+
+    def squeue(self, wanted, heads):
+        """{job id: SlurmState} from squeue (`%i|%T|%r`), with the exit codes of the ended jobs
+        from one `scontrol show job` for all jobs the controller holds."""
+        states, ended = {}, set()
+        for i in range(0, len(heads), _IDS_PER_CALL):
+            code, text, err = self.run_tool(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j",
+                                             ",".join(heads[i: i + _IDS_PER_CALL])])
+            if code != 0 and "Invalid job id" not in err:
+                raise RunError("squeue failed (exit %d): %s" % (code, err.strip()))
+            for line in text.splitlines():
+                f = line.split("|")
+                for job_id in expand_slurm_id(f[0]) if len(f) >= 3 else ():
+                    if job_id in wanted:
+                        states[job_id] = SlurmState(f[1], "", f[2])
+                        if f[1].split()[0] in _SLURM_TERMINAL:
+                            ended.add(job_id)
+        if not ended:
+            return states
+        code, text, err = self.run_tool(["scontrol", "-o", "show", "job"])
+        for line in text.splitlines():
+            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            job_id = fields.get("JobId")
+            if fields.get("ArrayTaskId", "N/A") != "N/A":  # an element: JobId is its own number
+                job_id = "%s_%s" % (fields.get("ArrayJobId"), fields["ArrayTaskId"])
+            if job_id in ended:
+                states[job_id] = SlurmState(fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", ""))
+        return states
+
+    def scancel(self, ids):
+        ids = slurm_ids(ids)
+        for i in range(0, len(ids), _IDS_PER_CALL):
+            with self.slots:
+                code, out, err = self.run_tool(["scancel"] + ids[i: i + _IDS_PER_CALL])
+            if code != 0:
+                self.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
+
+    def max_array_size(self):
+        """The cluster's MaxArraySize (one `scontrol show config`, the first time)."""
+        if self.max_array is None:
+            code, out, _ = self.run_tool(["scontrol", "show", "config"], timeout=30)
+            m = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M) if code == 0 else None
+            self.max_array = int(m.group(1)) if m else 1001  # Slurm's default
+        return self.max_array
+
+
+class ImageCache:
+    """The SIF images of the tasks' containers, each pulled once, even across processes sharing the
+    cache directory (a file lock, _ExclusiveLock; a temporary file; an atomic rename). A pull that
+    failed is not tried again by this run. Without a cache directory, images go in the run's."""
+
+    def __init__(self, apptainer, cache_dir, default_container, log, run_tool=_run_tool):
+        self.apptainer, self.cache_dir, self.default_container = apptainer, cache_dir, default_container
+        self.log, self.run_tool = log, run_tool
+        self.images = {}  # image -> (lock, [path or error])
+        self.lock = threading.Lock()
+
+    def image_for(self, wanted, name, run_dir):
+        """The SIF image for a task's `container` requirement `wanted` (a list: the first that can be
+        pulled; `*`: run.task.container). `name`: the task's, for the message."""
+        candidates = wanted if isinstance(wanted, list) else [wanted] if wanted else [self.default_container]
+        candidates = [self.default_container if c == "*" else c for c in candidates]
+        errors = []
+        for image in candidates:
+            with self.lock:
+                entry = self.images.setdefault(image, (threading.Lock(), []))
+            with entry[0]:
+                if not entry[1]:
+                    try:
+                        entry[1].append(self.pull(image, run_dir))
+                    except RunError as e:
+                        entry[1].append(e)
+            if isinstance(entry[1][0], RunError):
+                errors.append(entry[1][0].message)
+                continue
+            return entry[1][0]
+        raise RunError("task `%s`: no container image could be pulled:\n  %s" % (name, "\n  ".join(errors)))
+
+    def sif_path(self, image, run_dir):
+        """(the URI to pull, the SIF file it becomes); (None, the file) for a local image."""
+        m = re.match(r"^([a-z][a-z0-9+.-]*)://(.+)$", image)
+        scheme, name = (m.group(1), m.group(2)) if m else ("docker", image)
+        if scheme not in ("docker", "library", "oras", "file"):
+            raise RunError("unknown container source `%s` (use docker://, library://, oras://, file:// or a .sif path)" % image)
+        if scheme == "file" or (not m and name.endswith(".sif")):
+            return None, os.path.abspath(name)
+        parts = [p for p in re.split(r"[/:]", name) if p not in ("", ".", "..")]
+        image_dir = self.cache_dir or os.path.join(run_dir, "apptainer-images")
+        return "%s://%s" % (scheme, name), os.path.join(image_dir, scheme, *parts) + ".sif"
+
+    def pull(self, image, run_dir):
+        uri, sif = self.sif_path(image, run_dir)
+        if uri is None:
+            if not os.path.isfile(sif):
+                raise RunError("container image `%s` does not exist" % sif)
+            return sif
+        if os.path.isfile(sif):
+            return sif
+        os.makedirs(os.path.dirname(sif), exist_ok=True)
+        with open(sif + ".lock", "a") as lock, _ExclusiveLock(lock, sif + ".lockdir"):
+            if os.path.isfile(sif):  # another sprocket pulled it while we waited
+                return sif
+            tmp = "%s.%d.partial.sif" % (sif[: -len(".sif")], os.getpid())
+            delay = 1.0
+            for attempt in range(5):
+                self.log.info("pulling `%s` into `%s`" % (uri, sif))
+                code, out, err = self.run_tool([self.apptainer, "pull", "--force", tmp, uri], timeout=3600)
+                if code == 0 and os.path.isfile(tmp):
+                    os.replace(tmp, sif)
+                    return sif
+                text = (err or out).strip()
+                if code == 127:
+                    raise RunError("`%s` was not found on PATH of the submit host: it pulls images with "
+                                   "`%s pull` (set `apptainer.executable`)" % (self.apptainer, self.apptainer))
+                if any(p in text for p in _PULL_PERMANENT) or attempt == 4:
+                    break
+                time.sleep(delay)
+                delay *= 2
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise RunError("could not pull container image `%s` (%s pull exit %d): %s" % (
+                uri, self.apptainer, code, text[-2000:] or "no output"))
+
+
+Gathered = collections.namedtuple("Gathered", "job argv options array_name")
+Gathered.__doc__ = ("An attempt waiting to go out in a job array: its SlurmJob, its own sbatch line, the sbatch "
+                    "options (sbatch_argv's arguments) and the job name its array would get.")
+
+
+class ArrayGatherer:
+    """Collects the attempts of a call's scatter elements that are ready at about the same time and
+    need the same sbatch options, and submits them as one job array, from a thread of its own
+    (fewer than _ARRAY_MIN go out as jobs of their own). `monitor` follows each job once it has an
+    id and says whether the queue holds a wave of the run's jobs; `array_dir(n)` is the directory
+    of the run's n-th array; `flush()` puts the attempts on record before their jobs exist."""
+
+    def __init__(self, client, monitor, array_dir, flush, queue_cap):
+        self.client, self.monitor, self.array_dir, self.flush = client, monitor, array_dir, flush
+        self.queue_cap = queue_cap
+        self.cond = threading.Condition()
+        self.gathering = {}  # (call family,) + sbatch options -> [Gathered] waiting to go out as one array
+        self.gathered_since = {}
+        self.last_gathered = 0.0
+        self.thread = None
+        self.submitting = 0  # arrays whose sbatch is under way
+        self.arrays = 0
+        self.closed = False
+
+    def gather(self, item, family):
+        """Hold the attempt for a moment, to go out with the other elements of its call (`family`)
+        that need the same sbatch options as one job array."""
+        key = (family,) + item.options
+        with self.cond:
+            group = self.gathering.setdefault(key, [])
+            if not group:
+                self.gathered_since[key] = time.monotonic()
+            group.append(item)
+            self.last_gathered = time.monotonic()
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.gather_loop, daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+
+    def gather_loop(self):
+        """Submit each group once no new element came for _GATHER_QUIET (or it waited _GATHER_MAX)."""
+        while True:
+            with self.cond:
+                while not self.gathering and not self.closed:
+                    self.cond.wait()
+                if self.closed:
+                    return
+            time.sleep(_GATHER_QUIET)
+            for members in self.ready(time.monotonic(), self.array_limit()):
+                threading.Thread(target=self.submit_array, args=(members,), daemon=True).start()
+
+    def ready(self, now, limit):
+        """The groups to submit now, in arrays of at most `limit`. While more of the run's jobs wait
+        in the queue than run, the cluster has work of ours to start next, so a group keeps
+        gathering (up to _GATHER_HOLD): the elements that a concurrency bound frees one by one go
+        out as a few big arrays, not many small ones, and the next array is in the queue before
+        the last wave of the one before has ended."""
+        with self.cond:
+            ready = []
+            for key, group in list(self.gathering.items()):
+                since = self.gathered_since[key]
+                if now - self.last_gathered < _GATHER_QUIET and now - since < _GATHER_MAX and len(group) < limit:
+                    continue  # more are coming
+                if len(group) < limit and now - since < _GATHER_HOLD and self.monitor.queue_stocked():
+                    continue
+                del self.gathering[key]
+                ready += [group[i: i + limit] for i in range(0, len(group), limit)]
+            self.submitting += len(ready)
+        return ready
+
+    def array_limit(self):
+        """Elements per array: the cluster's MaxArraySize, and max_queued_jobs."""
+        max_array = self.client.max_array_size()
+        return max(1, min(max_array, self.queue_cap or max_array))
+
+    def submit_array(self, members):
+        """One sbatch for these elements; each keeps its attempt directory (the link `<i>` in the
+        array's directory) and becomes job `<array id>_<i>`. Fewer than _ARRAY_MIN go out alone."""
+        try:
+            if self.closed:  # the run ended while they waited
+                for m in members:
+                    m.job.finish(143, "canceled")
+            members = [m for m in members if not m.job.done.is_set()]  # canceled while they waited
+            if len(members) < _ARRAY_MIN:
+                self.submit_each(members)
+                members = []  # each reported its own failure
+            else:
+                self.submit_as_array(members)
+            self.flush()
+        except Exception as e:  # sbatch refused, or a bug: each element's task reports it
+            e.__traceback_text__ = traceback.format_exc()
+            for m in members:
+                m.job.fail(e)
+        finally:
+            with self.cond:
+                self.submitting -= 1
+                self.cond.notify_all()
+
+    def submit_each(self, members):
+        """The group was too small for an array: each element as a job of its own, at once."""
+        for m in members:
+            write_sbatch_command(m.job.adir, m.argv)
+        self.flush()
+        alone = [threading.Thread(target=self.submit_alone, args=(m.job, m.argv)) for m in members]
+        for t in alone:
+            t.start()
+        for t in alone:
+            t.join()
+
+    def submit_alone(self, job, argv):
+        try:
+            self.monitor.submitted(job, self.client.sbatch(argv, job.name))
+        except Exception as e:  # sbatch refused, or a bug: the element's task reports it
+            e.__traceback_text__ = traceback.format_exc()
+            job.fail(e)
+
+    def submit_as_array(self, members):
+        with self.cond:
+            self.arrays += 1
+            root = self.array_dir(self.arrays)
+        os.makedirs(root)
+        for i, m in enumerate(members):
+            os.symlink(m.job.adir, os.path.join(root, str(i)))
+        script = os.path.join(root, "script")
+        with open(script, "w") as f:
+            f.write('#!/usr/bin/env bash\nexec "%s/${SLURM_ARRAY_TASK_ID}/apptainer_command"\n' % root)
+        os.chmod(script, 0o770)
+        first = members[0]
+        argv = sbatch_argv(*first.options, job_name=first.array_name, adir=root, script=script, array=len(members))
+        for i, m in enumerate(members):
+            write_sbatch_command(m.job.adir, argv, "# this attempt is element %d of the array\n" % i)
+        self.flush()  # the attempts are on record before their jobs exist (reattach)
+        array_id = self.client.sbatch(argv, first.job.name)
+        for i, m in enumerate(members):
+            self.monitor.submitted(m.job, "%s_%d" % (array_id, i))
+
+    def close(self):
+        """The run is over: the thread ends; the jobs still gathering are returned (to be canceled)."""
+        with self.cond:
+            held = [m.job for group in self.gathering.values() for m in group]
+            self.gathering.clear()
+            self.closed = True
+            self.cond.notify_all()
+        return held
+
+    def wait_submitted(self):
+        """Until no array's sbatch is under way."""
+        with self.cond:
+            while self.submitting:
+                self.cond.wait()
+
+
+def write_sbatch_command(adir, argv, note=""):
+    """`<attempt dir>/sbatch_command`: the sbatch line that submitted the attempt's job."""
+    import shlex
+
+    with open(os.path.join(adir, "sbatch_command"), "w") as f:
+        f.write(" ".join(shlex.quote(a) for a in argv) + "\n" + note)
+
+
+class SlurmJob:
+    """One attempt's Slurm job; wait() blocks until the JobMonitor sees it end. Its attributes are
+    written only by its own methods and by the monitor that follows it. `on_id(job id)` writes down
+    the id Slurm gave it (the run's records)."""
+
+    def __init__(self, monitor, adir, key, name, memory, on_id):
+        self.monitor = monitor
+        self.adir, self.key, self.name = adir, key, name  # its attempt's directory and key, its task's name
+        self.memory = memory  # bytes (its --mem)
+        self.on_id = on_id
         self.job_id = None
         self.done = threading.Event()
         self.exit_code = None
@@ -7250,6 +7693,11 @@ class SlurmJob:
             raise self.error
         return self.exit_code
 
+    def identified(self, job_id):
+        """Slurm's id for it (sbatch's answer, or an earlier run's record), written down."""
+        self.job_id = job_id
+        self.on_id(job_id)
+
     def fail(self, error):
         """It was never submitted: wait() raises `error`."""
         with self.lock:
@@ -7268,18 +7716,16 @@ class SlurmJob:
             self.done.set()
         self.release()
         if self.job_id:  # what it used: sacct tells once it has ended
-            with self.backend.cond:
-                self.backend.unaccounted[self.job_id] = self.key
-                self.backend.last_end = time.monotonic()
+            self.monitor.ended(self)
 
     def release(self):
         with self.lock:
             held, self.holds_slot = self.holds_slot, False
         if held:
-            self.backend.queue_slots.release()
+            self.monitor.queue_slots.release()
 
     def cancel(self):
-        self.backend.cancel_jobs([self])
+        self.monitor.cancel_jobs([self])
 
     def usage(self):
         """What the job wrote of itself, and when sbatch took it; sacct adds the rest later."""
@@ -7289,189 +7735,38 @@ class SlurmJob:
         return out
 
 
-class SlurmApptainerBackend:
-    def __init__(self, run, config, name, settings):
-        self.run = run
-        self.name = name
-        self.shell = config.get("run.task.shell")
-        self.default_container = config.get("run.task.container")
-        self.behavior = {"cpu": config.get("run.task.cpu_limit_behavior"), "memory": config.get("run.task.memory_limit_behavior")}
-        self.cpu = self.memory = float("inf")  # the cluster schedules; nothing is held back here
-        self.partitions = {k[: -len("_slurm_partition")]: settings[k] for k in _PARTITION_KEYS if settings.get(k)}
-        sbatch = settings.get("sbatch") or {}
-        self.sbatch_args = list(sbatch.get("args", [])) + list(settings.get("extra_sbatch_args", []))
-        self.conditionals = [(compile_expression(c["condition"], _CONDITION_NAMES, "sbatch.conditional"), c["args"])
-                             for c in sbatch.get("conditional", [])]
-        self.job_name_prefix = settings.get("job_name_prefix")
-        apptainer = settings.get("apptainer") or {}
-        self.apptainer = apptainer.get("executable", "apptainer")
-        cache = apptainer.get("image_cache_dir")
-        # (the run directory does not exist yet: the backend is set up, and may refuse, before it is made)
-        self.image_cache = os.path.abspath(os.path.expandvars(os.path.expanduser(cache))) if cache else None
-        self.apptainer_args = list(apptainer.get("extra_args", [])) + list(settings.get("extra_apptainer_exec_args", []))
-        setting = lambda key: settings.get(key, CONFIG_SCHEMA["run.backends.*." + key][1])  # noqa: E731
-        self.interval = setting("interval")
-        self.completion_interval = setting("completion_interval")
-        self.exit_read_timeout = setting("exit_read_timeout")
-        self.slots = threading.BoundedSemaphore(max(1, setting("max_concurrency")))
-        run.scatter_limit = min(run.scatter_limit, max(1, setting("max_scatter_concurrency")))
-        self.queue_cap = setting("max_queued_jobs")
-        self.queue_slots = threading.BoundedSemaphore(self.queue_cap) if self.queue_cap else None
-        self.job_arrays = setting("job_arrays")
-        self.gathering = {}  # sbatch options -> [(job, argv, options)] waiting to go out as one array
-        self.gathered_since = {}
-        self.last_gathered = 0.0
-        self.gatherer = None
-        self.submitting = 0  # arrays whose sbatch is under way
-        self.arrays = 0
-        self.max_array = None
-        self.rate = parse_rate(setting("submit_rate_limit")) if setting("submit_rate_limit") else None
-        self.sbatch_times = collections.deque()  # times of the recent sbatch calls (submit_rate_limit)
-        self.rate_lock = threading.Lock()
+class JobMonitor:
+    """Owns the state of the run's Slurm jobs from sbatch to their end. One thread looks at the live
+    jobs' exit status files and asks Slurm (the client) about them, and finishes each job with what
+    that means: the command's exit status, or why Slurm ended it (out of memory, time limit, node
+    failure, preemption, cancellation, a pending reason that never clears). It holds the
+    max_queued_jobs slots, and hands what sacct says the ended jobs used to `record_accounting(key,
+    figures)` (False: not yet). `aborting()` says whether the run is being canceled."""
+
+    def __init__(self, client, log, record_accounting, aborting, interval, completion_interval, exit_read_timeout,
+                 queue_cap):
+        self.client, self.log, self.record_accounting, self.aborting = client, log, record_accounting, aborting
+        self.interval = interval  # seconds between queries about all live jobs
+        self.completion_interval = completion_interval  # at most this between looks at an exit status file
+        self.exit_read_timeout = exit_read_timeout
+        self.queue_slots = threading.BoundedSemaphore(queue_cap) if queue_cap else None
         self.jobs = {}  # job id -> SlurmJob, while Slurm may still run it
         self.unaccounted = {}  # job id -> attempt key: ended jobs whose usage sacct has not given yet
         self.last_end = 0.0  # time.monotonic() when the last job ended
         self.accounting = {}  # job id -> what sacct said it used so far
         self.cond = threading.Condition()
-        self.monitor = None
-        self.closed = False
+        self.thread = None
         self.stopped = threading.Event()
-        self.status_source = "sacct"
-        self.images = {}  # image -> (lock, [path or error])
-        self.images_lock = threading.Lock()
-        self.check_cluster()
 
-    # -- set-up checks: the seed's "Common issues" become clear messages -------------------
-    def check_cluster(self):
-        import shutil
-
-        for tool in ("sbatch", "scancel", "squeue"):
-            if shutil.which(tool) is None:
-                raise RunError("`%s` was not found on PATH: the slurm_apptainer backend runs on a Slurm submit host "
-                               "with the Slurm client commands (sbatch, squeue, sacct, scancel) installed" % tool)
-        for kind, part in self.partitions.items():
-            if part.get("name"):
-                code, out, err = _run_tool(["scontrol", "show", "partition", part["name"]], timeout=20)
-                if code != 0:
-                    raise RunError("failed to validate %s_slurm_partition `%s`: %s" % (
-                        kind, part["name"], (err or out).strip() or "scontrol exit %d" % code))
-
-    # -- placing a task ------------------------------------------------------------------------
-    def partition_for(self, tr):
-        """fpga > gpu > a `short_task` hint > the default partition (Sprocket's order)."""
-        req, hints = tr.requirements, tr.hints
-        for kind, wanted in (("fpga", req.get("fpga") is True), ("gpu", req.get("gpu") is True),
-                             ("short_task", hints.get("short_task") is True), ("default", True)):
-            if wanted and kind in self.partitions:
-                return self.partitions[kind]
-        return {}
-
-    def check(self, tr):
-        tr.partition = self.partition_for(tr)
-        apply_limits(tr, self.limits(tr), self.behavior, "partition `%s` has a maximum of %%s" % tr.partition.get("name", "?"),
-                     self.run.log)
-
-    def limits(self, tr):
-        part = self.partition_for(tr)
-        memory = part.get("max_memory_per_task")
-        return {"cpu": part.get("max_cpu_per_task"), "memory": parse_memory(memory) if memory is not None else None}
-
-    # -- one attempt ---------------------------------------------------------------------------
-    def start(self, tr, cmd_path, work, stdout, stderr, environ):
-        import shlex
-
-        adir = os.path.dirname(cmd_path)
-        for path in (stdout, stderr):
-            open(path, "a").close()  # they exist on the shared filesystem before the job starts
-        os.chmod(cmd_path, 0o770)
-        image = self.image_for(tr)
-        tmp_root = os.path.join(os.path.dirname(os.path.dirname(adir)), "tmp")
-        binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
-        for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
-            os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
-            binds.append((os.path.join(tmp_root, sub), dst, "rw"))
-        binds += [(p, p, "ro") for p in sorted(self.input_paths(tr))]
-        # The work directory is also bound at its own path: values computed before the command
-        # (join_paths, glob) may name it by its host path.
-        binds += [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
-                  (stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
-        gpu = tr.requirements.get("gpu") is True
-        script = os.path.join(adir, "apptainer_command")
-        with open(script, "w") as f:
-            f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir))
-        os.chmod(script, 0o770)
-        options = (tr.partition.get("name"), gpu and tr.hints.get("gpu"), gpu,
-                   tr.hints.get("time_minutes", tr.hints.get("max_time_minutes")),
-                   tuple(self.sbatch_args + self.conditional_args(tr)), tr.cpu, tr.memory)
-        argv = sbatch_argv(*options, job_name=self.job_name(tr.attempt.name), adir=adir, script=script)
-        job = SlurmJob(self, tr, adir)
-        self.take_queue_slot(job)
-        if self.job_arrays and tr.attempt.number == 0:  # a retry goes alone
-            self.gather(job, argv, options)
-            return job
-        self.write_sbatch_command(adir, argv)
-        try:
-            self.run.store.flush()  # the attempt is on record before its job exists (reattach)
-            job_id = self.submit(argv, tr)
-        except BaseException:
-            job.release()
-            raise
-        self.submitted(job, job_id)
-        self.run.store.flush()
-        return job
-
-    def adopt(self, tr, adopted):
-        """Follow a job an earlier (dead) run submitted, as if this run had: one that ended while
-        nobody watched is read from its exit status file, or from Slurm."""
-        adir, job_id = adopted.directory, adopted.job_id
-        job = SlurmJob(self, tr, adir)
-        code = read_exit_status(adir)
-        if code is not None:
-            if job_id:
-                job.job_id = job_id
-                self.run.record_job(tr, job_id)
-            job.finish(code)
-            return job
-        self.take_queue_slot(job)
-        self.follow(job, job_id)
-        return job
-
-    def find_jobs(self, adirs):
-        """{attempt directory: job id} for the jobs of these attempts that the controller still
-        holds (queued, running, or ended within MinJobAge): their sbatch ran but the engine died
-        before it wrote down their ids. One squeue of the user's jobs, matched by batch script (an
-        array's element by its link in the array's directory)."""
-        wanted = {os.path.realpath(d): d for d in adirs}
-        out = {}
-        for job_id, script in self.held_jobs() or ():
-            head, _, index = job_id.partition("_")
-            if os.path.basename(script) == "script" and index.isdigit():
-                adir = os.path.realpath(os.path.join(os.path.dirname(script), index))
-            else:
-                adir = os.path.dirname(os.path.realpath(script))
-            if adir in wanted:
-                out[wanted[adir]] = {"job_id": job_id}
-        return out
-
-    @staticmethod
-    def held_jobs():
-        """[(job id, batch script)] for every job of the user's that the controller holds, one line
-        per array element; None when squeue fails."""
-        import getpass
-
-        code, text, _ = _run_tool(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(), "-o", "%i|%o"])
-        if code != 0:
-            return None
-        return [tuple(line.partition("|")[::2]) for line in text.splitlines()]
-
-    def job_name(self, name):
-        return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
-
-    def write_sbatch_command(self, adir, argv, note=""):
-        import shlex
-
-        with open(os.path.join(adir, "sbatch_command"), "w") as f:
-            f.write(" ".join(shlex.quote(a) for a in argv) + "\n" + note)
+    def take_slot(self, job):
+        """Wait until fewer than max_queued_jobs of this run's jobs are in the queue (across every
+        scatter and nesting level); a cancel stops the wait."""
+        if self.queue_slots is None:
+            return
+        while not self.queue_slots.acquire(timeout=0.5):
+            if self.aborting():
+                raise RunCancelled("task `%s` was canceled" % job.name)
+        job.holds_slot = True
 
     def submitted(self, job, job_id):
         """Slurm took the job: write down its id and follow it."""
@@ -7480,290 +7775,45 @@ class SlurmApptainerBackend:
         self.follow(job, job_id)
 
     def follow(self, job, job_id):
-        job.job_id = job_id
         job.submitted_at = job.submitted_at or time.time()
         job.state = "SUBMITTED"  # what Slurm makes of it, the next status query tells
-        self.run.record_job(job.tr, job_id)
+        job.identified(job_id)
         if job.done.is_set():  # canceled while sbatch ran
-            self.scancel([job_id])
+            self.client.scancel([job_id])
             return
         with self.cond:
             self.jobs[job_id] = job
-            if self.monitor is None:
-                self.monitor = threading.Thread(target=self.monitor_loop, daemon=True)
-                self.monitor.start()
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.monitor_loop, daemon=True)
+                self.thread.start()
             self.cond.notify_all()
-        if self.run.aborting:
+        if self.aborting():
             self.cancel_jobs([job])
 
-    # -- job arrays: the elements of a scatter ready at once, one sbatch -------------------------
-    def gather(self, job, argv, options):
-        """Hold the job for a moment, to go out with the other elements of its call that need the
-        same sbatch options as one job array."""
-        key = (call_family(job.tr.name),) + options
+    def ended(self, job):
         with self.cond:
-            group = self.gathering.setdefault(key, [])
-            if not group:
-                self.gathered_since[key] = time.monotonic()
-            group.append((job, argv, options))
-            self.last_gathered = time.monotonic()
-            if self.gatherer is None:
-                self.gatherer = threading.Thread(target=self.gather_loop, daemon=True)
-                self.gatherer.start()
-            self.cond.notify_all()
+            self.unaccounted[job.job_id] = job.key
+            self.last_end = time.monotonic()
 
-    def gather_loop(self):
-        """Submit each group once no new element came for _GATHER_QUIET (or it waited _GATHER_MAX).
-        While more of the run's jobs wait in the queue than run, the cluster has work of ours to
-        start next, so a group keeps gathering (up to _GATHER_HOLD): the elements that a
-        concurrency bound frees one by one go out as a few big arrays, not many small ones, and
-        the next array is in the queue before the last wave of the one before has ended."""
-        while True:
-            with self.cond:
-                while not self.gathering and not self.closed:
-                    self.cond.wait()
-                if self.closed:
-                    return
-            time.sleep(_GATHER_QUIET)
-            now = time.monotonic()
-            limit = self.array_limit()
-            with self.cond:
-                ready = []
-                for key, group in list(self.gathering.items()):
-                    since = self.gathered_since[key]
-                    if now - self.last_gathered < _GATHER_QUIET and now - since < _GATHER_MAX and len(group) < limit:
-                        continue  # more are coming
-                    if len(group) < limit and now - since < _GATHER_HOLD and self.queue_stocked():
-                        continue
-                    del self.gathering[key]
-                    ready += [group[i: i + limit] for i in range(0, len(group), limit)]
-                self.submitting += len(ready)
-            for members in ready:
-                threading.Thread(target=self.submit_array, args=(members,), daemon=True).start()
+    def forget(self, job_id):
+        with self.cond:
+            self.jobs.pop(job_id, None)
+
+    def live_jobs(self):
+        with self.cond:
+            return list(self.jobs.values())
 
     def queue_stocked(self):
         """Whether more of this run's jobs wait in the queue than run: the cluster has a wave of
         our work to start next. A job waits while its node has not opened its output file (a
         stat, no scheduler call; a job seen started is not looked at again)."""
-        with self.cond:
-            live = list(self.jobs.values())
+        live = self.live_jobs()
         waiting = 0
         for job in live:
             if not job.started:
                 job.started = os.path.exists(os.path.join(job.adir, "slurm.stdout"))
                 waiting += not job.started
         return waiting > len(live) - waiting
-
-    def array_limit(self):
-        """Elements per array: the cluster's MaxArraySize (read once), and max_queued_jobs."""
-        if self.max_array is None:
-            code, out, _ = _run_tool(["scontrol", "show", "config"], timeout=30)
-            m = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M) if code == 0 else None
-            self.max_array = int(m.group(1)) if m else 1001  # Slurm's default
-        return max(1, min(self.max_array, self.queue_cap or self.max_array))
-
-    def submit_array(self, members):
-        """One sbatch for these elements; each keeps its attempt directory (the link `<i>` in the
-        array's directory) and becomes job `<array id>_<i>`. Fewer than _ARRAY_MIN go out alone."""
-        try:
-            if self.closed:  # the run ended while they waited
-                for job, _, _ in members:
-                    job.finish(143, "canceled")
-            members = [m for m in members if not m[0].done.is_set()]  # canceled while they waited
-            if len(members) < _ARRAY_MIN:
-                for job, argv, _ in members:
-                    self.write_sbatch_command(job.adir, argv)
-                self.run.store.flush()
-                alone = [threading.Thread(target=self.submit_alone, args=(job, argv)) for job, argv, _ in members]
-                for t in alone:
-                    t.start()
-                for t in alone:
-                    t.join()
-                members = []  # each reported its own failure
-            else:
-                with self.cond:
-                    self.arrays += 1
-                    root = os.path.join(self.run.run_dir, "arrays", str(self.arrays))
-                os.makedirs(root)
-                for i, (job, _, _) in enumerate(members):
-                    os.symlink(job.adir, os.path.join(root, str(i)))
-                script = os.path.join(root, "script")
-                with open(script, "w") as f:
-                    f.write('#!/usr/bin/env bash\nexec "%s/${SLURM_ARRAY_TASK_ID}/apptainer_command"\n' % root)
-                os.chmod(script, 0o770)
-                first = members[0][0].tr
-                argv = sbatch_argv(*members[0][2], job_name=self.job_name(call_family(first.attempt.name)),
-                                   adir=root, script=script, array=len(members))
-                for i, (job, _, _) in enumerate(members):
-                    self.write_sbatch_command(job.adir, argv, "# this attempt is element %d of the array\n" % i)
-                self.run.store.flush()  # the attempts are on record before their jobs exist (reattach)
-                array_id = self.submit(argv, first)
-                for i, (job, _, _) in enumerate(members):
-                    self.submitted(job, "%s_%d" % (array_id, i))
-            self.run.store.flush()
-        except Exception as e:  # sbatch refused, or a bug: each element's task reports it
-            e.__traceback_text__ = traceback.format_exc()
-            for job, _, _ in members:
-                job.fail(e)
-        finally:
-            with self.cond:
-                self.submitting -= 1
-                self.cond.notify_all()
-
-    def submit_alone(self, job, argv):
-        """One gathered element as a job of its own (the group was too small for an array)."""
-        try:
-            self.submitted(job, self.submit(argv, job.tr))
-        except Exception as e:  # sbatch refused, or a bug: the element's task reports it
-            e.__traceback_text__ = traceback.format_exc()
-            job.fail(e)
-
-    def take_queue_slot(self, job):
-        """Wait until fewer than max_queued_jobs of this run's jobs are in the queue (across every
-        scatter and nesting level); a cancel stops the wait."""
-        if self.queue_slots is None:
-            return
-        while not self.queue_slots.acquire(timeout=0.5):
-            if self.run.aborting:
-                raise RunCancelled("task `%s` was canceled" % job.tr.name)
-        job.holds_slot = True
-
-    def input_paths(self, tr):
-        """Files and directories the task reads: bound read-only at the same path in the container
-        (the output directory is on a filesystem shared by the submit and compute hosts)."""
-        out = {os.path.abspath(p) for v in tr.env.values() for p in paths_in(v)
-               if "://" not in p and os.path.exists(p)}
-        if os.listdir(self.run.tmp_dir):  # write_* files the command may name
-            out.add(self.run.tmp_dir)
-        return out
-
-    def conditional_args(self, tr):
-        """The args of the first `sbatch.conditional` entry whose condition holds for this task."""
-        disks = tr.requirements.get("disks")
-        env = {"cpu": float(tr.cpu), "memory": int(tr.memory), "gpu": tr.requirements.get("gpu") is True,
-               "fpga": tr.requirements.get("fpga") is True,
-               "disks": disks if isinstance(disks, int) and not isinstance(disks, bool) else 0,
-               "hint": StructValue(tr.hints.items())}
-        for expr, args in self.conditionals:
-            if evaluate(expr, env, None) is True:
-                return list(args)
-        return []
-
-    def submit(self, argv, tr):
-        """sbatch, at most max_concurrency at once and submit_rate_limit per period; transient
-        failures retried with backoff."""
-        delay = 1.0
-        script = os.path.realpath(argv[-1])
-        for attempt in range(_SBATCH_TRIES):
-            if attempt:  # the failed sbatch may have reached the controller: never submit a job twice
-                held = self.held_jobs()
-                found = [i.partition("_")[0] for i, s in held or () if os.path.realpath(s) == script]
-                if found:
-                    return found[0]
-                if held is None:  # the controller cannot say yet
-                    self.wait_before_retry(tr, "squeue failed", delay)
-                    delay = min(delay * 2, 30.0)
-                    continue
-            with self.slots:
-                self.wait_for_rate()
-                code, out, err = _run_tool(argv)
-            m = re.search(r"Submitted batch job (\d+)", out)
-            if code == 0 and m:
-                return m.group(1)
-            text = (err or out).strip()
-            if code == 127:
-                raise RunError("task `%s`: `sbatch` was not found on PATH" % tr.name)
-            if attempt < _SBATCH_TRIES - 1 and any(t in text for t in _SBATCH_TRANSIENT):
-                self.wait_before_retry(tr, text, delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            raise RunError("task `%s`: failed to submit the Slurm job with `sbatch` (exit %d)\n%s" % (tr.name, code, text))
-
-    def wait_before_retry(self, tr, why, delay):
-        self.run.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (tr.name, why, delay))
-        time.sleep(delay)
-
-    def wait_for_rate(self):
-        """Hold an sbatch call until it fits in submit_rate_limit (n calls per period)."""
-        if self.rate is None:
-            return
-        n, period = self.rate
-        with self.rate_lock:
-            while True:
-                now = time.monotonic()
-                while self.sbatch_times and now - self.sbatch_times[0] >= period:
-                    self.sbatch_times.popleft()
-                if len(self.sbatch_times) < n:
-                    self.sbatch_times.append(now)
-                    return
-                time.sleep(period - (now - self.sbatch_times[0]))
-
-    # -- images ----------------------------------------------------------------------------
-    def image_for(self, tr):
-        """The SIF image for the task's container: pulled once per image, even across processes
-        sharing the cache (a file lock, a temporary file, an atomic rename)."""
-        wanted = tr.requirements.get("container")
-        candidates = wanted if isinstance(wanted, list) else [wanted] if wanted else [self.default_container]
-        candidates = [self.default_container if c == "*" else c for c in candidates]
-        errors = []
-        for image in candidates:
-            with self.images_lock:
-                entry = self.images.setdefault(image, (threading.Lock(), []))
-            with entry[0]:
-                if not entry[1]:
-                    try:
-                        entry[1].append(self.pull(image))
-                    except RunError as e:
-                        entry[1].append(e)
-            if isinstance(entry[1][0], RunError):
-                errors.append(entry[1][0].message)
-                continue
-            return entry[1][0]
-        raise RunError("task `%s`: no container image could be pulled:\n  %s" % (tr.name, "\n  ".join(errors)))
-
-    def sif_path(self, image):
-        m = re.match(r"^([a-z][a-z0-9+.-]*)://(.+)$", image)
-        scheme, name = (m.group(1), m.group(2)) if m else ("docker", image)
-        if scheme not in ("docker", "library", "oras", "file"):
-            raise RunError("unknown container source `%s` (use docker://, library://, oras://, file:// or a .sif path)" % image)
-        if scheme == "file" or (not m and name.endswith(".sif")):
-            return None, os.path.abspath(name)
-        parts = [p for p in re.split(r"[/:]", name) if p not in ("", ".", "..")]
-        image_dir = self.image_cache or os.path.join(self.run.run_dir, "apptainer-images")
-        return "%s://%s" % (scheme, name), os.path.join(image_dir, scheme, *parts) + ".sif"
-
-    def pull(self, image):
-        uri, sif = self.sif_path(image)
-        if uri is None:
-            if not os.path.isfile(sif):
-                raise RunError("container image `%s` does not exist" % sif)
-            return sif
-        if os.path.isfile(sif):
-            return sif
-        os.makedirs(os.path.dirname(sif), exist_ok=True)
-        with open(sif + ".lock", "a") as lock, _ExclusiveLock(lock, sif + ".lockdir"):
-            if os.path.isfile(sif):  # another sprocket pulled it while we waited
-                return sif
-            tmp = "%s.%d.partial.sif" % (sif[: -len(".sif")], os.getpid())
-            delay = 1.0
-            for attempt in range(5):
-                self.run.log.info("pulling `%s` into `%s`" % (uri, sif))
-                code, out, err = _run_tool([self.apptainer, "pull", "--force", tmp, uri], timeout=3600)
-                if code == 0 and os.path.isfile(tmp):
-                    os.replace(tmp, sif)
-                    return sif
-                text = (err or out).strip()
-                if code == 127:
-                    raise RunError("`%s` was not found on PATH of the submit host: it pulls images with "
-                                   "`%s pull` (set `apptainer.executable`)" % (self.apptainer, self.apptainer))
-                if any(p in text for p in _PULL_PERMANENT) or attempt == 4:
-                    break
-                time.sleep(delay)
-                delay *= 2
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise RunError("could not pull container image `%s` (%s pull exit %d): %s" % (
-                uri, self.apptainer, code, text[-2000:] or "no output"))
 
     # -- status: one batched query per interval ---------------------------------------------
     def monitor_loop(self):
@@ -7775,70 +7825,68 @@ class SlurmApptainerBackend:
         tick = min(_FIRST_LOOK, self.completion_interval)
         while True:
             with self.cond:
-                while not self.jobs and not self.closed:
+                while not self.jobs and not self.stopped.is_set():
                     self.cond.wait()
             if self.stopped.wait(tick):
                 return
             with self.cond:
                 live = dict(self.jobs)
             now = time.monotonic()
-            ask = []
-            for job_id, job in live.items():
-                if job.file_code is None and now < job.next_look:
-                    continue
-                # A job is looked at every quarter of its age so far (a short task is seen to end
-                # soon after it does), at least every _FIRST_LOOK and at most every completion_interval.
-                age = time.time() - (job.submitted_at or time.time())
-                job.next_look = now + min(self.completion_interval, max(_FIRST_LOOK, age / 4))
-                code = read_exit_status(job.adir) if job.file_code is None else job.file_code
-                if code is None:
-                    if job.ended_since is not None:
-                        self.lagging(job, now)
-                    continue
-                job.file_code = code
-                if code == 0 or job.ended_since is not None:
-                    self.forget(job_id)
-                    job.finish(code)
-                elif job.asked_since is not None and now - job.asked_since > _ACCOUNTING_WAIT:
-                    self.forget(job_id)  # Slurm still has not told why: the command's own failure
-                    job.finish(code)
-                else:
-                    job.asked_since = job.asked_since or now
-                    ask.append(job_id)
+            ask = self.look_at_files(live, now)
             if now - last_query >= self.interval:
                 last_query = now
                 ask = [j for j in live if j in self.jobs]
-            if not ask:
-                continue
-            try:
-                states = self.query(ask + list(self.unaccounted))  # ended jobs ride along for their usage
-            except Exception as e:  # never let the monitor die: report and try again next tick
-                self.run.log.error("querying Slurm failed: %s" % e)
-                continue
-            self.settle_accounting()
-            for job_id in ask:
-                job = live[job_id]
-                info = states.get(job_id)
-                if info is None:
-                    job.unknown_since = job.unknown_since or now
-                    if now - job.unknown_since > max(_VANISHED_GRACE, 3 * self.interval):
-                        self.forget(job_id)
-                        job.finish(1, "Slurm job %s vanished: neither %s knows it any more" % (
-                            job_id, "sacct" if self.status_source == "sacct" else "squeue nor scontrol"))
-                    continue
-                job.unknown_since = None
-                self.update(job, *info)
+            if ask:
+                self.ask_slurm(ask, live, now)
 
-    def settle_accounting(self, final=False):
-        """Hand what sacct said the ended jobs used to the run (once it has their end, or at the
-        end of the run whatever it has)."""
-        with self.cond:
-            for job_id, key in list(self.unaccounted.items()):
-                figures = self.accounting.get(job_id, {})
-                if figures.get("ended_at") or final:
-                    if self.run.record_accounting(key, {k: v for k, v in figures.items() if v is not None}) or final:
-                        del self.unaccounted[job_id]
-                        self.accounting.pop(job_id, None)
+    def look_at_files(self, live, now):
+        """Finish the jobs whose exit status file tells all; the ids of those to ask Slurm about."""
+        ask = []
+        for job_id, job in live.items():
+            if job.file_code is None and now < job.next_look:
+                continue
+            # A job is looked at every quarter of its age so far (a short task is seen to end
+            # soon after it does), at least every _FIRST_LOOK and at most every completion_interval.
+            age = time.time() - (job.submitted_at or time.time())
+            job.next_look = now + min(self.completion_interval, max(_FIRST_LOOK, age / 4))
+            code = read_exit_status(job.adir) if job.file_code is None else job.file_code
+            if code is None:
+                if job.ended_since is not None:
+                    self.lagging(job, now)
+                continue
+            job.file_code = code
+            if code == 0 or job.ended_since is not None:
+                self.forget(job_id)
+                job.finish(code)
+            elif job.asked_since is not None and now - job.asked_since > _ACCOUNTING_WAIT:
+                self.forget(job_id)  # Slurm still has not told why: the command's own failure
+                job.finish(code)
+            else:
+                job.asked_since = job.asked_since or now
+                ask.append(job_id)
+        return ask
+
+    def ask_slurm(self, ask, live, now):
+        """One status query for these jobs (ended ones ride along for their usage), and what it means."""
+        try:
+            answer = self.client.query(ask + list(self.unaccounted), self.unaccounted)
+        except Exception as e:  # never let the monitor die: report and try again next tick
+            self.log.error("querying Slurm failed: %s" % e)
+            return
+        self.add_usage(answer.usage)
+        self.settle_accounting()
+        for job_id in ask:
+            job = live[job_id]
+            info = answer.states.get(job_id)
+            if info is None:
+                job.unknown_since = job.unknown_since or now
+                if now - job.unknown_since > max(_VANISHED_GRACE, 3 * self.interval):
+                    self.forget(job_id)
+                    job.finish(1, "Slurm job %s vanished: neither %s knows it any more" % (
+                        job_id, "sacct" if self.client.status_source == "sacct" else "squeue nor scontrol"))
+                continue
+            job.unknown_since = None
+            self.update(job, info)
 
     def lagging(self, job, now):
         """Slurm says the job ended normally, but its exit-status file is not visible here yet:
@@ -7858,28 +7906,10 @@ class SlurmApptainerBackend:
                           "(exit_read_timeout): the shared filesystem may be lagging, or the job's node lost it" % (
                               job.job_id, os.path.join(job.adir, "rc"), self.exit_read_timeout))
 
-    def wait_visible(self, path, is_dir):
-        """A declared output missing on the submit host: wait for the shared filesystem to show
-        it, up to exit_read_timeout. True when it appeared."""
-        deadline = time.monotonic() + self.exit_read_timeout
-        check = os.path.isdir if is_dir else os.path.isfile
-        while time.monotonic() < deadline and not self.run.aborting:
-            try:
-                os.listdir(os.path.dirname(path) or ".")
-            except OSError:
-                pass
-            if check(path):
-                return True
-            time.sleep(min(1.0, max(0.05, self.completion_interval)))
-        return check(path)
-
-    def forget(self, job_id):
-        with self.cond:
-            self.jobs.pop(job_id, None)
-
-    def update(self, job, state, exit_code, reason):
-        base = state.split()[0] if state else ""
-        job.state, job.reason = base, reason
+    def update(self, job, info):
+        """What Slurm said of a live job (a SlurmState)."""
+        base = info.state.split()[0] if info.state else ""
+        job.state, job.reason = base, info.reason
         if base == "RUNNING" and not os.path.exists(os.path.join(job.adir, "slurm.stdout")):
             # Slurm opens the job's output file when the job starts on its node: a job RUNNING
             # this long without it was lost on the way there (the controller went down as it
@@ -7887,15 +7917,16 @@ class SlurmApptainerBackend:
             job.running_since = job.running_since or time.monotonic()
             if time.monotonic() - job.running_since > self.exit_read_timeout:
                 self.forget(job.job_id)
-                self.scancel([job.job_id])
+                self.client.scancel([job.job_id])
                 job.finish(1, "Slurm job %s was RUNNING for %d s but never started on its node (no `slurm.stdout`); "
                               "it was canceled" % (job.job_id, self.exit_read_timeout), retry_free=True)
                 return
         else:
             job.running_since = None
+        reason = info.reason
         if base == "PENDING" and reason and any(reason == r or reason.startswith(r + " ") for r in _SLURM_NEVER_CLEARS):
             self.forget(job.job_id)
-            self.scancel([job.job_id])
+            self.client.scancel([job.job_id])
             job.finish(1, "Slurm can never start job %s: pending with reason `%s` (the request exceeds what the "
                           "partition allows; check `scontrol show job %s` and the partition's limits)" % (
                               job.job_id, reason, job.job_id), final=True)
@@ -7908,97 +7939,45 @@ class SlurmApptainerBackend:
             self.lagging(job, job.ended_since)
             return
         self.forget(job.job_id)
-        code = job.file_code if job.file_code is not None else _slurm_exit_code(exit_code)
-        mem = "%dM" % math.ceil(job.tr.memory / 1048576)
+        self.finish_ended(job, base, info)
+
+    def finish_ended(self, job, base, info):
+        """A job Slurm says ended (`base`: its state's first word) other than by its command's own
+        exit: its exit status, and why, in words that name the fix."""
+        code = job.file_code if job.file_code is not None else _slurm_exit_code(info.exit_code)
         if base == "OUT_OF_MEMORY":
             job.out_of_memory = True
-            job.finish(code or 137, "Slurm job %s ran out of memory: it used more than its --mem=%s (raise the task's "
-                                    "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (job.job_id, mem))
+            job.finish(code or 137, "Slurm job %s ran out of memory: it used more than its --mem=%dM (raise the task's "
+                                    "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (
+                                        job.job_id, math.ceil(job.memory / 1048576)))
         elif base in ("TIMEOUT", "DEADLINE"):
             job.finish(code or 143, "Slurm job %s hit its time limit (sbatch --time, or the partition's MaxTime)" % job.job_id)
         elif base in _SLURM_INFRASTRUCTURE:
             job.finish(code or 1, "Slurm job %s ended with %s (not the task's fault)" % (job.job_id, base), retry_free=True)
         elif base == "CANCELLED":
-            job.finish(code or 143, "Slurm job %s was cancelled (%s)" % (job.job_id, state))
+            job.finish(code or 143, "Slurm job %s was cancelled (%s)" % (job.job_id, info.state))
         elif base == "COMPLETED":
             job.finish(code)
         else:
-            job.finish(code if code else 1, None if code else "Slurm job %s ended %s" % (job.job_id, state))
+            job.finish(code if code else 1, None if code else "Slurm job %s ended %s" % (job.job_id, info.state))
 
-    def query(self, ids):
-        """{job id: (state, exit code, reason)} for the ids Slurm knows, in few commands (one word
-        for all the elements of an array)."""
-        wanted = set(ids)
-        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in ids))
-        if self.status_source == "sacct":
-            out = {}
-            for i in range(0, len(heads), _IDS_PER_CALL):
-                chunk = heads[i: i + _IDS_PER_CALL]
-                code, text, err = _run_tool(["sacct", "-P", "-n", "--format", _SACCT_FORMAT, "-j", ",".join(chunk)])
-                if code != 0:
-                    if "accounting storage is disabled" in err or code == 127 or "not running a supported accounting" in err:
-                        self.status_source = "squeue"
-                        self.run.log.warn("sacct is unavailable (%s); following jobs with squeue and scontrol" % (
-                            err.strip() or "exit %d" % code))
-                        return self.query(ids)
-                    raise RunError("sacct failed (exit %d): %s" % (code, err.strip()))
-                for line in text.splitlines():
-                    f = line.split("|")
-                    if len(f) < 4:
-                        continue
-                    job_id, _, step = f[0].partition(".")
-                    if step:  # the batch step has what the job's processes used
-                        if job_id in self.unaccounted:
-                            self.accounting.setdefault(job_id, {}).update(sacct_step_usage(f))
-                        continue
-                    for job_id in expand_slurm_id(f[0]):
-                        if job_id in wanted:
-                            out[job_id] = (f[1], f[2], f[3])
-                            if job_id in self.unaccounted:
-                                self.accounting.setdefault(job_id, {}).update(sacct_job_usage(f))
-            return out
-        out = {}
-        ended = []
-        for i in range(0, len(heads), _IDS_PER_CALL):
-            chunk = heads[i: i + _IDS_PER_CALL]
-            code, text, err = _run_tool(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(chunk)])
-            if code != 0 and "Invalid job id" not in err:
-                raise RunError("squeue failed (exit %d): %s" % (code, err.strip()))
-            for line in text.splitlines():
-                f = line.split("|")
-                for job_id in expand_slurm_id(f[0]) if len(f) >= 3 else ():
-                    if job_id in wanted:
-                        out[job_id] = (f[1], "", f[2])
-                        if f[1].split()[0] in _SLURM_TERMINAL:
-                            ended.append(job_id)
-        if ended:  # exit codes: one `scontrol show job` for all jobs the controller holds
-            code, text, err = _run_tool(["scontrol", "-o", "show", "job"])
-            ended = set(ended)
-            for line in text.splitlines():
-                fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-                job_id = fields.get("JobId")
-                if fields.get("ArrayTaskId", "N/A") != "N/A":  # an element: JobId is its own number
-                    job_id = "%s_%s" % (fields.get("ArrayJobId"), fields["ArrayTaskId"])
-                if job_id in ended:
-                    out[job_id] = (fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", ""))
-        return out
+    # -- what the ended jobs used -------------------------------------------------------------
+    def add_usage(self, usage):
+        """What sacct said the ended jobs used so far ({job id: figures}), for settle_accounting."""
+        with self.cond:
+            for job_id, figures in usage.items():
+                self.accounting.setdefault(job_id, {}).update(figures)
 
-    # -- cancellation --------------------------------------------------------------------------
-    def cancel_jobs(self, jobs):
-        ids = [j.job_id for j in jobs if j.job_id and not j.done.is_set()]
-        for j in jobs:
-            if j.job_id:
-                self.forget(j.job_id)
-            j.finish(143, "canceled")
-        self.scancel(ids)
-
-    def scancel(self, ids):
-        ids = slurm_ids(ids)
-        for i in range(0, len(ids), _IDS_PER_CALL):
-            with self.slots:
-                code, out, err = _run_tool(["scancel"] + ids[i: i + _IDS_PER_CALL])
-            if code != 0:
-                self.run.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
+    def settle_accounting(self, final=False):
+        """Hand what sacct said the ended jobs used to the run (once it has their end, or at the
+        end of the run whatever it has)."""
+        with self.cond:
+            for job_id, key in list(self.unaccounted.items()):
+                figures = self.accounting.get(job_id, {})
+                if figures.get("ended_at") or final:
+                    if self.record_accounting(key, {k: v for k, v in figures.items() if v is not None}) or final:
+                        del self.unaccounted[job_id]
+                        self.accounting.pop(job_id, None)
 
     def account(self):
         """At the end of the run, one batched sacct for the ended jobs whose usage no status query
@@ -8007,34 +7986,213 @@ class SlurmApptainerBackend:
         _ACCOUNTING_END_WAIT."""
         start = time.monotonic()
         for wait_until in (start, max(start + 0.5, self.last_end + _ACCOUNTING_SETTLE)):
-            if not self.unaccounted or self.status_source != "sacct":
+            if not self.unaccounted or self.client.status_source != "sacct":
                 break
             time.sleep(max(0.0, min(wait_until, start + _ACCOUNTING_END_WAIT) - time.monotonic()))
             try:
-                self.query(list(self.unaccounted))
+                self.add_usage(self.client.query(list(self.unaccounted), self.unaccounted).usage)
             except WdlError as e:
-                self.run.log.warn("could not ask sacct what the jobs used: %s" % e.message)
+                self.log.warn("could not ask sacct what the jobs used: %s" % e.message)
                 break
             self.settle_accounting()
         self.settle_accounting(final=True)
 
+    # -- the end -------------------------------------------------------------------------------
+    def cancel_jobs(self, jobs):
+        ids = [j.job_id for j in jobs if j.job_id and not j.done.is_set()]
+        for j in jobs:
+            if j.job_id:
+                self.forget(j.job_id)
+            j.finish(143, "canceled")
+        self.client.scancel(ids)
+
+    def stop(self):
+        """The run is over: the thread ends."""
+        with self.cond:
+            self.stopped.set()
+            self.cond.notify_all()
+
+
+class SlurmApptainerBackend:
+    """Runs each attempt as a Slurm job of `apptainer exec` (see above), through four parts: the
+    SlurmClient (the Slurm commands), the ImageCache (the containers' images), the ArrayGatherer
+    (scatter elements as job arrays) and the JobMonitor (each job's state to its end). This facade
+    reads the backend's settings, places a task (partition, limits, binds, batch script, sbatch
+    line) and explains failures from the attempt's files."""
+
+    def __init__(self, run, config, name, settings):
+        self.run = run
+        self.name = name
+        self.shell = config.get("run.task.shell")
+        self.behavior = {"cpu": config.get("run.task.cpu_limit_behavior"), "memory": config.get("run.task.memory_limit_behavior")}
+        self.cpu = self.memory = float("inf")  # the cluster schedules; nothing is held back here
+        self.partitions = {k[: -len("_slurm_partition")]: settings[k] for k in _PARTITION_KEYS if settings.get(k)}
+        sbatch = settings.get("sbatch") or {}
+        self.sbatch_args = list(sbatch.get("args", [])) + list(settings.get("extra_sbatch_args", []))
+        self.conditionals = [(compile_expression(c["condition"], _CONDITION_NAMES, "sbatch.conditional"), c["args"])
+                             for c in sbatch.get("conditional", [])]
+        self.job_name_prefix = settings.get("job_name_prefix")
+        apptainer = settings.get("apptainer") or {}
+        self.apptainer = apptainer.get("executable", "apptainer")
+        cache = apptainer.get("image_cache_dir")
+        # (the run directory does not exist yet: the backend is set up, and may refuse, before it is made)
+        cache = os.path.abspath(os.path.expandvars(os.path.expanduser(cache))) if cache else None
+        self.images = ImageCache(self.apptainer, cache, config.get("run.task.container"), run.log)
+        self.apptainer_args = list(apptainer.get("extra_args", [])) + list(settings.get("extra_apptainer_exec_args", []))
+        setting = lambda key: settings.get(key, CONFIG_SCHEMA["run.backends.*." + key][1])  # noqa: E731
+        run.scatter_limit = min(run.scatter_limit, max(1, setting("max_scatter_concurrency")))
+        self.job_arrays = setting("job_arrays")
+        rate = setting("submit_rate_limit")
+        self.client = SlurmClient(run.log, setting("max_concurrency"), parse_rate(rate) if rate else None)
+        self.monitor = JobMonitor(self.client, run.log, run.record_accounting, lambda: run.aborting, setting("interval"),
+                                  setting("completion_interval"), setting("exit_read_timeout"), setting("max_queued_jobs"))
+        self.client.check_cluster(self.partitions)
+        self.gatherer = ArrayGatherer(self.client, self.monitor, lambda n: os.path.join(run.run_dir, "arrays", str(n)),
+                                      run.store.flush, setting("max_queued_jobs"))
+
+    # -- placing a task ------------------------------------------------------------------------
+    def partition_for(self, req, hints):
+        """fpga > gpu > a `short_task` hint > the default partition (Sprocket's order)."""
+        for kind, wanted in (("fpga", req.get("fpga") is True), ("gpu", req.get("gpu") is True),
+                             ("short_task", hints.get("short_task") is True), ("default", True)):
+            if wanted and kind in self.partitions:
+                return self.partitions[kind]
+        return {}
+
+    def check(self, tr):
+        tr.partition = self.partition_for(tr.requirements, tr.hints)
+        apply_limits(tr, self.limits(tr), self.behavior, "partition `%s` has a maximum of %%s" % tr.partition.get("name", "?"),
+                     self.run.log)
+
+    def limits(self, tr):
+        part = self.partition_for(tr.requirements, tr.hints)
+        memory = part.get("max_memory_per_task")
+        return {"cpu": part.get("max_cpu_per_task"), "memory": parse_memory(memory) if memory is not None else None}
+
+    # -- one attempt ---------------------------------------------------------------------------
+    def start(self, tr, cmd_path, work, stdout, stderr, environ):
+        req, hints, env, name, cpu, memory = tr.requirements, tr.hints, tr.env, tr.name, tr.cpu, tr.memory
+        partition, attempt_name, key, retry = tr.partition, tr.attempt.name, tr.attempt.key, tr.attempt.number > 0
+        on_id = functools.partial(self.run.record_job, tr)
+        adir = os.path.dirname(cmd_path)
+        for path in (stdout, stderr):
+            open(path, "a").close()  # they exist on the shared filesystem before the job starts
+        os.chmod(cmd_path, 0o770)
+        image = self.images.image_for(req.get("container"), name, self.run.run_dir)
+        binds = self.binds(adir, cmd_path, work, stdout, stderr, env)
+        gpu = req.get("gpu") is True
+        script = os.path.join(adir, "apptainer_command")
+        with open(script, "w") as f:
+            f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir))
+        os.chmod(script, 0o770)
+        options = (partition.get("name"), gpu and hints.get("gpu"), gpu, hints.get("time_minutes", hints.get("max_time_minutes")),
+                   tuple(self.sbatch_args + self.conditional_args(req, hints, cpu, memory)), cpu, memory)
+        argv = sbatch_argv(*options, job_name=self.job_name(attempt_name), adir=adir, script=script)
+        job = SlurmJob(self.monitor, adir, key, name, memory, on_id)
+        self.monitor.take_slot(job)
+        if self.job_arrays and not retry:  # a retry goes alone
+            self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(attempt_name))), call_family(name))
+            return job
+        write_sbatch_command(adir, argv)
+        try:
+            self.run.store.flush()  # the attempt is on record before its job exists (reattach)
+            job_id = self.client.sbatch(argv, name)
+        except BaseException:
+            job.release()
+            raise
+        self.monitor.submitted(job, job_id)
+        self.run.store.flush()
+        return job
+
+    def adopt(self, tr, adopted):
+        """Follow a job an earlier (dead) run submitted, as if this run had: one that ended while
+        nobody watched is read from its exit status file, or from Slurm."""
+        key, name, memory, on_id = tr.attempt.key, tr.name, tr.memory, functools.partial(self.run.record_job, tr)
+        adir, job_id = adopted.directory, adopted.job_id
+        job = SlurmJob(self.monitor, adir, key, name, memory, on_id)
+        code = read_exit_status(adir)
+        if code is not None:
+            if job_id:
+                job.identified(job_id)
+            job.finish(code)
+            return job
+        self.monitor.take_slot(job)
+        self.monitor.follow(job, job_id)
+        return job
+
+    def find_jobs(self, adirs):
+        """{attempt directory: job id} for the jobs of these attempts that the controller still
+        holds (queued, running, or ended within MinJobAge): their sbatch ran but the engine died
+        before it wrote down their ids. One squeue of the user's jobs."""
+        return {adir: {"job_id": job_id} for adir, job_id in self.client.find_jobs(adirs).items()}
+
+    def job_name(self, name):
+        return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
+
+    def binds(self, adir, cmd_path, work, stdout, stderr, env):
+        """(host path, container path, mode) of what the attempt's container sees."""
+        tmp_root = os.path.join(os.path.dirname(os.path.dirname(adir)), "tmp")
+        binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
+        for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
+            os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
+            binds.append((os.path.join(tmp_root, sub), dst, "rw"))
+        binds += [(p, p, "ro") for p in sorted(self.input_paths(env))]
+        # The work directory is also bound at its own path: values computed before the command
+        # (join_paths, glob) may name it by its host path.
+        return binds + [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
+                        (stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
+
+    def input_paths(self, env):
+        """Files and directories the task reads (the values of its environment `env`): bound
+        read-only at the same path in the container (the output directory is on a filesystem
+        shared by the submit and compute hosts)."""
+        out = {os.path.abspath(p) for v in env.values() for p in paths_in(v)
+               if "://" not in p and os.path.exists(p)}
+        if os.listdir(self.run.tmp_dir):  # write_* files the command may name
+            out.add(self.run.tmp_dir)
+        return out
+
+    def conditional_args(self, req, hints, cpu, memory):
+        """The args of the first `sbatch.conditional` entry whose condition holds for this task."""
+        disks = req.get("disks")
+        env = {"cpu": float(cpu), "memory": int(memory), "gpu": req.get("gpu") is True, "fpga": req.get("fpga") is True,
+               "disks": disks if isinstance(disks, int) and not isinstance(disks, bool) else 0,
+               "hint": StructValue(hints.items())}
+        for expr, args in self.conditionals:
+            if evaluate(expr, env, None) is True:
+                return list(args)
+        return []
+
+    def wait_visible(self, path, is_dir):
+        """A declared output missing on the submit host: wait for the shared filesystem to show
+        it, up to exit_read_timeout. True when it appeared."""
+        deadline = time.monotonic() + self.monitor.exit_read_timeout
+        check = os.path.isdir if is_dir else os.path.isfile
+        while time.monotonic() < deadline and not self.run.aborting:
+            try:
+                os.listdir(os.path.dirname(path) or ".")
+            except OSError:
+                pass
+            if check(path):
+                return True
+            time.sleep(min(1.0, max(0.05, self.monitor.completion_interval)))
+        return check(path)
+
+    # -- the end -------------------------------------------------------------------------------
+    def cancel_jobs(self, jobs):
+        self.monitor.cancel_jobs(jobs)
+
     def close(self):
         """At the end of a run, whatever the reason: no job of ours is left in the queue (an
         array's sbatch under way is waited for, and its jobs canceled)."""
-        with self.cond:
-            held = [m[0] for group in self.gathering.values() for m in group]
-            self.gathering.clear()
-            self.closed = True
-            self.stopped.set()
-            self.cond.notify_all()
-        self.cancel_jobs(held)
-        with self.cond:
-            while self.submitting:
-                self.cond.wait()
-            live = list(self.jobs.values())
+        held = self.gatherer.close()
+        self.monitor.stop()
+        self.monitor.cancel_jobs(held)
+        self.gatherer.wait_submitted()
+        live = self.monitor.live_jobs()
         if live:
-            self.cancel_jobs(live)
-        self.account()
+            self.monitor.cancel_jobs(live)
+        self.monitor.account()
 
     def explain(self, job):
         """What the seed's "Common issues" look like from the attempt's files."""

@@ -1,0 +1,454 @@
+"""The Slurm backend's parts (section 14), in-process, without a cluster: the SlurmClient driven by a
+fake command runner (samples of real sbatch/squeue/sacct/scontrol output, see shared/slurm/NOTES.md),
+the ImageCache with a fake `apptainer pull`, the ArrayGatherer and the JobMonitor with a fake client.
+The real thing, on a cluster, is tests/test_slurm.py (`-m slurm`)."""
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sprocket as S  # noqa: E402
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, text):
+        self.lines.append(("info", text))
+
+    def warn(self, text):
+        self.lines.append(("warn", text))
+
+    def error(self, text):
+        self.lines.append(("error", text))
+
+
+class Runner:
+    """A fake `run_tool`: answers each command from `answer(argv)` -> (status, stdout, stderr) and
+    keeps the command lines."""
+
+    def __init__(self, answer):
+        self.answer, self.calls, self.lock = answer, [], threading.Lock()
+
+    def __call__(self, argv, timeout=120):
+        with self.lock:
+            self.calls.append(list(argv))
+        return self.answer(list(argv))
+
+    def tools(self):
+        return [c[0] for c in self.calls]
+
+
+def wait_until(predicate, what, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.01)
+
+
+def client(answer, rate=None):
+    log = Log()
+    c = S.SlurmClient(log, 10, rate, run_tool=Runner(answer))
+    c.sleeps = []
+    c.sleep = c.sleeps.append  # the backoff, without the wait
+    return c, log
+
+
+# -- the client ---------------------------------------------------------------------------------
+
+TRANSIENT = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
+
+
+def test_client_retries_a_transient_sbatch_failure_with_backoff(tmp_path):
+    script = tmp_path / "apptainer_command"
+    answers = iter([(1, "", TRANSIENT), (0, "", ""), (1, "", TRANSIENT), (0, "", ""),
+                    (0, "Submitted batch job 42\n", "")])
+    c, log = client(lambda argv: next(answers))
+    assert c.sbatch(["sbatch", "--job-name", "t", str(script)], "hello") == "42"
+    # after each failure, one squeue of the user's jobs (was it submitted after all?), then sbatch again
+    assert c.run_tool.tools() == ["sbatch", "squeue", "sbatch", "squeue", "sbatch"]
+    assert c.sleeps == [1.0, 2.0]
+    assert log.lines == [("warn", "sbatch failed for task `hello` (%s); trying again in %g s" % (TRANSIENT, d))
+                         for d in (1, 2)]
+
+
+def test_client_finds_an_sbatch_whose_answer_was_lost_instead_of_submitting_twice(tmp_path):
+    script = tmp_path / "apptainer_command"
+    answers = iter([(1, "", TRANSIENT), (0, "7|/elsewhere/script\n51|%s\n" % script, "")])
+    c, _ = client(lambda argv: next(answers))
+    assert c.sbatch(["sbatch", str(script)], "hello") == "51"
+    assert c.run_tool.tools() == ["sbatch", "squeue"]
+    assert c.run_tool.calls[1][:6] == ["squeue", "-h", "-r", "-t", "all", "-u"]
+
+
+def test_client_permanent_sbatch_failure_and_missing_sbatch_are_clear_errors(tmp_path):
+    c, _ = client(lambda argv: (1, "", "sbatch: error: invalid partition specified: nope"))
+    with pytest.raises(S.RunError) as e:
+        c.sbatch(["sbatch", str(tmp_path / "s")], "hello")
+    assert e.value.message == ("task `hello`: failed to submit the Slurm job with `sbatch` (exit 1)\n"
+                               "sbatch: error: invalid partition specified: nope")
+    assert c.run_tool.tools() == ["sbatch"] and c.sleeps == []
+    c, _ = client(lambda argv: (127, "", "sbatch: command not found"))
+    with pytest.raises(S.RunError, match="`sbatch` was not found on PATH"):
+        c.sbatch(["sbatch", str(tmp_path / "s")], "hello")
+
+
+def test_client_rate_limit_holds_the_next_sbatch():
+    c, _ = client(lambda argv: (0, "Submitted batch job 1\n", ""), rate=(2, 0.3))
+    start = time.monotonic()
+    for _ in range(3):
+        c.sbatch(["sbatch", "s"], "t")
+    assert time.monotonic() - start >= 0.29  # the third waited for the period of the first
+
+
+def sacct_row(*fields):
+    return "|".join(fields + ("",) * (13 - len(fields)))
+
+
+def test_client_parses_sacct_rows_of_jobs_arrays_and_steps():
+    rows = [sacct_row("1", "COMPLETED", "0:0", "None", "2027-01-01T10:00:00", "2027-01-01T10:00:05",
+                      "2027-01-01T10:01:05", "00:01:00", "00:00:00", "", "100M", "2", "vm"),
+            sacct_row("1.batch", "COMPLETED", "0:0", "", "", "", "", "00:01:00", "00:30.500", "1024K"),
+            sacct_row("3", "CANCELLED by 0", "0:0", "None"),
+            sacct_row("3.batch", "CANCELLED", "0:15"),
+            sacct_row("12_[3,5-6%2]", "PENDING", "0:0", "Priority"),  # an array's pending elements, as one row
+            sacct_row("12_1", "RUNNING", "0:0", "None"),
+            "garbage"]
+    c, _ = client(lambda argv: (0, "\n".join(rows) + "\n", ""))
+    answer = c.query(["1", "3", "12_1", "12_5", "12_6"], usage_of={"1": "key-1"})
+    assert c.run_tool.calls == [["sacct", "-P", "-n", "--format", S._SACCT_FORMAT, "-j", "1,3,12"]]
+    assert answer.states == {"1": S.SlurmState("COMPLETED", "0:0", "None"),
+                             "3": S.SlurmState("CANCELLED by 0", "0:0", "None"),
+                             "12_1": S.SlurmState("RUNNING", "0:0", "None"),
+                             "12_5": S.SlurmState("PENDING", "0:0", "Priority"),
+                             "12_6": S.SlurmState("PENDING", "0:0", "Priority")}
+    usage = answer.usage["1"]  # only the jobs asked about for their usage
+    assert list(answer.usage) == ["1"] and usage["wall_seconds"] == 60 and usage["queue_seconds"] == 5
+    assert usage["cpu_seconds"] == 30.5 and usage["peak_memory"] == 2 ** 20 and usage["node"] == "vm"
+
+
+def test_client_ids_per_command_line_and_sacct_failure():
+    c, _ = client(lambda argv: (0, "", ""))
+    c.query(["%d" % i for i in range(S._IDS_PER_CALL + 5)] + ["7_1", "7_2"])
+    assert [len(call[-1].split(",")) for call in c.run_tool.calls] == [S._IDS_PER_CALL, 5]
+    c, _ = client(lambda argv: (1, "", "sacct: error: slurm_persist_conn_open_without_init: failed"))
+    with pytest.raises(S.RunError, match="sacct failed .exit 1.: sacct: error: slurm_persist_conn_open"):
+        c.query(["1"])
+    assert c.status_source == "sacct"
+
+
+SCONTROL = ("JobId=15 ArrayJobId=12 ArrayTaskId=3 JobName=t JobState=FAILED Reason=NonZeroExitCode ExitCode=3:0\n"
+            "JobId=20 JobName=u JobState=CANCELLED Reason=None ExitCode=0:15\n"
+            "JobId=21 JobName=v JobState=COMPLETED Reason=None ExitCode=0:0\n")
+
+
+def test_client_without_accounting_follows_jobs_with_squeue_and_scontrol():
+    def answer(argv):
+        if argv[0] == "sacct":
+            return 1, "", "sacct: error: Slurm accounting storage is disabled\n"
+        if argv[0] == "squeue":
+            return 0, "12_3|FAILED|NonZeroExitCode\n12_4|PENDING|Resources\n20|CANCELLED|None\n", ""
+        return 0, SCONTROL, ""
+
+    c, log = client(answer)
+    answer = c.query(["12_3", "12_4", "20"])
+    assert answer.states == {"12_3": S.SlurmState("FAILED", "3:0", "NonZeroExitCode"),
+                             "12_4": S.SlurmState("PENDING", "", "Resources"),
+                             "20": S.SlurmState("CANCELLED", "0:15", "None")}
+    assert answer.usage == {}
+    assert c.run_tool.calls[1] == ["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", "12,20"]
+    assert c.run_tool.calls[2] == ["scontrol", "-o", "show", "job"]
+    assert c.status_source == "squeue"
+    assert log.lines == [("warn", "sacct is unavailable (sacct: error: Slurm accounting storage is disabled); "
+                                  "following jobs with squeue and scontrol")]
+    c.query(["21"])  # from then on, no sacct; and no scontrol while no job has ended
+    assert c.run_tool.tools()[3:] == ["squeue"]
+
+
+def test_client_scancel_sends_an_array_as_one_word_and_finds_jobs_by_batch_script(tmp_path):
+    c, log = client(lambda argv: (1, "", "scancel: error: Invalid job id 9") if argv[0] == "scancel" else (
+        0, "12_0|%s/arrays/1/script\n12_1|%s/arrays/1/script\n9|%s/b/apptainer_command\n" % ((tmp_path,) * 3), ""))
+    c.scancel(["12_3", "12_4", "9"])
+    assert c.run_tool.calls == [["scancel", "9", "12_[3-4]"]]
+    assert log.lines == [("error", "scancel failed (exit 1): scancel: error: Invalid job id 9")]
+    for d in ("a", "b", "arrays/1"):
+        (tmp_path / d).mkdir(parents=True)
+    os.symlink(str(tmp_path / "a"), str(tmp_path / "arrays" / "1" / "1"))
+    assert c.find_jobs([str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c")]) == {
+        str(tmp_path / "a"): "12_1", str(tmp_path / "b"): "9"}
+    assert c.held_jobs()[2] == S.HeldJob("9", "%s/b/apptainer_command" % tmp_path)
+
+
+def test_client_reads_max_array_size_once():
+    c, _ = client(lambda argv: (0, "AccountingStorageType   = accounting_storage/none\nMaxArraySize            = 40\n", ""))
+    assert c.max_array_size() == 40 and c.max_array_size() == 40
+    assert c.run_tool.calls == [["scontrol", "show", "config"]]
+    c, _ = client(lambda argv: (1, "", "error"))
+    assert c.max_array_size() == 1001  # Slurm's default
+
+
+# -- the image cache ------------------------------------------------------------------------------
+
+def test_image_cache_pulls_an_image_once_under_concurrency(tmp_path):
+    def pull(argv):
+        time.sleep(0.2)
+        Path(argv[3]).write_text("sif")
+        return 0, "", ""
+
+    runner, log = Runner(pull), Log()
+    cache = S.ImageCache("apptainer", str(tmp_path / "cache"), "ubuntu:22.04", log, run_tool=runner)
+    got = []
+    threads = [threading.Thread(target=lambda w=w: got.append(cache.image_for(w, "t", str(tmp_path / "run"))))
+               for w in ("ubuntu:22.04", None, "*", ["ubuntu:22.04"]) * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sif = str(tmp_path / "cache" / "docker" / "ubuntu" / "22.04.sif")
+    assert got == [sif] * 12 and Path(sif).read_text() == "sif"
+    assert len(runner.calls) == 1 and runner.calls[0][:3] == ["apptainer", "pull", "--force"]
+    assert runner.calls[0][4] == "docker://ubuntu:22.04"
+    assert log.lines == [("info", "pulling `docker://ubuntu:22.04` into `%s`" % sif)]
+    # a second cache (another run) finds the file
+    other = S.ImageCache("apptainer", str(tmp_path / "cache"), None, log, run_tool=runner)
+    assert other.image_for("docker://ubuntu:22.04", "t", "/nowhere") == sif and len(runner.calls) == 1
+
+
+def test_image_cache_keeps_a_failed_pull_and_tries_the_next_candidate(tmp_path):
+    runner = Runner(lambda argv: (255, "", "FATAL: manifest unknown") if "nope" in argv[4] else (
+        Path(argv[3]).write_text("sif") and (0, "", "")))
+    cache = S.ImageCache("apptainer", None, None, Log(), run_tool=runner)
+    run_dir = str(tmp_path / "run")
+    assert cache.image_for(["nope:1", "ok:2"], "t", run_dir) == run_dir + "/apptainer-images/docker/ok/2.sif"
+    with pytest.raises(S.RunError) as e:
+        cache.image_for("nope:1", "t", run_dir)
+    assert e.value.message == ("task `t`: no container image could be pulled:\n  could not pull container image "
+                               "`docker://nope:1` (apptainer pull exit 255): FATAL: manifest unknown")
+    assert [c[4] for c in runner.calls] == ["docker://nope:1", "docker://ok:2"]  # a permanent error: no retry
+    with pytest.raises(S.RunError, match="unknown container source `ftp://x`"):
+        cache.image_for("ftp://x", "t", run_dir)
+
+
+# -- the array gatherer ---------------------------------------------------------------------------
+
+class FakeMonitor:
+    """What the gatherer and a SlurmJob need of the JobMonitor."""
+
+    def __init__(self):
+        self.queue_slots, self.ids, self.stocked = None, {}, False
+
+    def submitted(self, job, job_id):
+        self.ids[job.key] = job_id
+
+    def queue_stocked(self):
+        return self.stocked
+
+    def ended(self, job):
+        pass
+
+    def cancel_jobs(self, jobs):
+        for j in jobs:
+            j.finish(143, "canceled")
+
+
+def gather(tmp_path, n, options=("compute", None, False, None, (), 1, 2 ** 30)):
+    sbatch_ids = iter(range(100, 200))
+    c, _ = client(lambda argv: (0, "Submitted batch job %d\n" % next(sbatch_ids), "") if argv[0] == "sbatch" else
+                  (0, "MaxArraySize = 1001\n", ""))
+    monitor, flushes = FakeMonitor(), []
+    g = S.ArrayGatherer(c, monitor, lambda i: str(tmp_path / "arrays" / str(i)), lambda: flushes.append(1), 0)
+    jobs = []
+    for i in range(n):
+        adir = tmp_path / ("call-align-%d" % i) / "attempt-0"
+        adir.mkdir(parents=True)
+        job = S.SlurmJob(monitor, str(adir), "key-%d" % i, "align-%d" % i, 2 ** 30, lambda job_id: None)
+        argv = S.sbatch_argv(*options, job_name="align-%d-0" % i, adir=str(adir), script=str(adir / "apptainer_command"))
+        g.gather(S.Gathered(job, argv, options, "align"), "align")
+        jobs.append(job)
+    wait_until(lambda: len(monitor.ids) == n and not g.submitting, "the gathered jobs to be submitted")
+    return c, g, monitor, jobs
+
+
+def test_gatherer_sends_a_scatter_ready_at_once_as_one_job_array(tmp_path):
+    c, g, monitor, jobs = gather(tmp_path, 20)
+    sbatch = [call for call in c.run_tool.calls if call[0] == "sbatch"]
+    assert len(sbatch) == 1 and "--array=0-19" in sbatch[0] and sbatch[0][-1] == str(tmp_path / "arrays" / "1" / "script")
+    assert sbatch[0][sbatch[0].index("--job-name") + 1] == "align"
+    assert monitor.ids == {"key-%d" % i: "100_%d" % i for i in range(20)}
+    assert os.path.realpath(str(tmp_path / "arrays" / "1" / "7")) == jobs[7].adir
+    assert (Path(jobs[7].adir) / "sbatch_command").read_text().endswith("# this attempt is element 7 of the array\n")
+    g.close()
+
+
+def test_gatherer_sends_a_small_group_as_jobs_of_their_own(tmp_path):
+    c, g, monitor, jobs = gather(tmp_path, 3)
+    sbatch = [call for call in c.run_tool.calls if call[0] == "sbatch"]
+    assert len(sbatch) == 3 and not any(a.startswith("--array") for call in sbatch for a in call)
+    assert sorted(monitor.ids.values()) == ["100", "101", "102"]
+    assert (Path(jobs[0].adir) / "sbatch_command").read_text().startswith("sbatch --partition compute")
+    g.close()
+
+
+def test_gatherer_close_returns_the_jobs_still_gathering(tmp_path):
+    c, _ = client(lambda argv: (0, "MaxArraySize = 1001\n", ""))
+    monitor = FakeMonitor()
+    monitor.stocked = True  # the queue holds a wave of ours: the group keeps gathering
+    g = S.ArrayGatherer(c, monitor, lambda i: str(tmp_path / str(i)), lambda: None, 0)
+    job = S.SlurmJob(monitor, str(tmp_path), "k", "t", 1, lambda job_id: None)
+    g.gather(S.Gathered(job, ["sbatch", "s"], ("p",), "t"), "t")
+    time.sleep(0.3)
+    assert g.close() == [job] and not monitor.ids
+    g.wait_submitted()
+
+
+# -- the job monitor ------------------------------------------------------------------------------
+
+class FakeClient:
+    """The monitor's view of Slurm: `states` {job id: SlurmState}, changed by the test."""
+
+    def __init__(self):
+        self.states, self.usage, self.queries, self.cancelled = {}, {}, [], []
+        self.status_source = "sacct"
+
+    def query(self, ids, usage_of=()):
+        self.queries.append(list(ids))
+        return S.SlurmAnswer(dict((i, self.states[i]) for i in ids if i in self.states),
+                             dict((i, self.usage[i]) for i in ids if i in self.usage and i in usage_of))
+
+    def scancel(self, ids):
+        self.cancelled += ids
+
+
+@pytest.fixture
+def monitor(tmp_path):
+    fake, log, accounted = FakeClient(), Log(), {}
+
+    def record(key, figures):
+        accounted[key] = figures
+        return True
+
+    m = S.JobMonitor(fake, log, record, lambda: False, 0, 0.02, 0.5, 2)
+    m.fake, m.log, m.accounted, m.tmp = fake, log, accounted, tmp_path
+    yield m
+    m.stop()
+
+
+def follow(monitor, job_id, output=True):
+    adir = monitor.tmp / job_id
+    adir.mkdir()
+    if output:
+        (adir / "slurm.stdout").write_text("")  # its node opened its output: it started
+    ids = []
+    job = S.SlurmJob(monitor, str(adir), "key-" + job_id, "task-" + job_id, 100 * 2 ** 20, ids.append)
+    monitor.take_slot(job)
+    monitor.submitted(job, job_id)
+    assert ids == [job_id] and (adir / "job_id").read_text() == job_id + "\n" and job.state == "SUBMITTED"
+    return job
+
+
+def test_monitor_follows_a_job_from_pending_to_running_to_its_exit_file(monitor):
+    monitor.fake.states["7"] = S.SlurmState("PENDING", "0:0", "Priority")
+    job = follow(monitor, "7")
+    wait_until(lambda: job.state == "PENDING" and job.reason == "Priority", "PENDING")
+    monitor.fake.states["7"] = S.SlurmState("RUNNING", "0:0", "None")
+    wait_until(lambda: job.state == "RUNNING", "RUNNING")
+    assert not job.done.is_set()
+    monitor.fake.usage["7"] = {"ended_at": 1.0, "node": "vm", "peak_memory": None}
+    (Path(job.adir) / "rc").write_text("0\n")
+    assert job.wait() == 0 and job.message is None and not job.retry_free
+    assert monitor.jobs == {} and monitor.queue_slots.acquire(blocking=False)  # its slot is free again
+    monitor.fake.states["8"] = S.SlurmState("RUNNING", "0:0", "None")
+    follow(monitor, "8")  # the next status query brings the ended job's usage along
+    wait_until(lambda: "key-7" in monitor.accounted, "the usage of job 7")
+    assert monitor.accounted["key-7"] == {"ended_at": 1.0, "node": "vm"} and not monitor.unaccounted
+
+
+@pytest.mark.parametrize("state, code, message, retry_free, final", [
+    (S.SlurmState("NODE_FAIL", "0:0", "None"), 1, "Slurm job 9 ended with NODE_FAIL (not the task's fault)", True, False),
+    (S.SlurmState("PREEMPTED", "0:0", "None"), 1, "Slurm job 9 ended with PREEMPTED (not the task's fault)", True, False),
+    (S.SlurmState("CANCELLED by 1000", "0:0", "None"), 143, "Slurm job 9 was cancelled (CANCELLED by 1000)", False, False),
+    (S.SlurmState("TIMEOUT", "0:0", "None"), 143,
+     "Slurm job 9 hit its time limit (sbatch --time, or the partition's MaxTime)", False, False),
+    (S.SlurmState("OUT_OF_MEMORY", "0:0", "None"), 137,
+     "Slurm job 9 ran out of memory: it used more than its --mem=100M (raise the task's `memory` requirement, or set "
+     "`run.task.memory_retry_multiplier`)", False, False),
+    (S.SlurmState("PENDING", "0:0", "PartitionConfig"), 1,
+     "Slurm can never start job 9: pending with reason `PartitionConfig` (the request exceeds what the partition "
+     "allows; check `scontrol show job 9` and the partition's limits)", False, True),
+])
+def test_monitor_finishes_a_job_slurm_ended_with_why(monitor, state, code, message, retry_free, final):
+    monitor.fake.states["9"] = state
+    job = follow(monitor, "9")
+    assert job.wait() == code and job.message == message
+    assert (job.retry_free, job.final, job.out_of_memory) == (retry_free, final, state.state == "OUT_OF_MEMORY")
+    assert monitor.fake.cancelled == (["9"] if state.state == "PENDING" else [])
+
+
+def test_monitor_asks_at_once_why_an_exit_file_shows_a_failure(monitor):
+    monitor.interval = 3600  # no periodic query: only the failure makes it ask
+    job = follow(monitor, "5")
+    (Path(job.adir) / "rc").write_text("3\n")
+    monitor.fake.states["5"] = S.SlurmState("FAILED", "3:0", "NonZeroExitCode")
+    assert job.wait() == 3 and job.message is None
+    assert monitor.fake.queries == [["5"]]
+
+
+def test_monitor_waits_for_the_exit_file_of_a_job_slurm_says_completed(monitor):
+    monitor.fake.states["6"] = S.SlurmState("COMPLETED", "0:0", "None")
+    job = follow(monitor, "6")
+    wait_until(lambda: job.ended_since is not None, "Slurm to say it completed")
+    assert not job.done.is_set()  # the shared filesystem lags: its rc file is not here yet
+    (Path(job.adir) / "rc").write_text("0\n")
+    assert job.wait() == 0 and job.message is None
+    lost = follow(monitor, "16")  # and one whose file never shows fails after exit_read_timeout
+    monitor.fake.states["16"] = S.SlurmState("COMPLETED", "0:0", "None")
+    assert lost.wait() == 1 and "did not appear within 0.5 s (exit_read_timeout)" in lost.message
+
+
+def test_monitor_cancels_a_job_running_without_ever_starting_on_its_node(monitor):
+    monitor.fake.states["4"] = S.SlurmState("RUNNING", "0:0", "None")
+    job = follow(monitor, "4", output=False)
+    assert job.wait() == 1 and job.retry_free and monitor.fake.cancelled == ["4"]
+    assert "was RUNNING for 0 s but never started on its node" in job.message
+
+
+def test_monitor_cancellation_finishes_the_jobs_and_scancels_them_in_one_call(monitor):
+    monitor.fake.states.update({"1": S.SlurmState("RUNNING", "0:0", "None"), "2": S.SlurmState("PENDING", "0:0", "None")})
+    one, two = follow(monitor, "1"), follow(monitor, "2")
+    monitor.cancel_jobs([one, two])
+    assert one.wait() == two.wait() == 143 and one.message == "canceled"
+    assert monitor.fake.cancelled == ["1", "2"] and monitor.live_jobs() == []
+    two.cancel()  # a second time: nothing more
+    assert monitor.fake.cancelled == ["1", "2"]
+
+
+def test_monitor_queue_slots_bound_the_jobs_in_the_queue_and_a_cancel_stops_the_wait(monitor):
+    monitor.fake.states.update({"1": S.SlurmState("PENDING", "0:0", "None"), "2": S.SlurmState("PENDING", "0:0", "None")})
+    one, _ = follow(monitor, "1"), follow(monitor, "2")
+    third = S.SlurmJob(monitor, str(monitor.tmp), "k3", "task-3", 1, lambda job_id: None)
+    took = threading.Thread(target=monitor.take_slot, args=(third,))
+    took.start()
+    time.sleep(0.2)
+    assert took.is_alive()  # two of two slots are held
+    monitor.cancel_jobs([one])
+    took.join(2)
+    assert not took.is_alive() and third.holds_slot
+    monitor.aborting = lambda: True
+    with pytest.raises(S.RunCancelled, match="task `task-4` was canceled"):
+        monitor.take_slot(S.SlurmJob(monitor, str(monitor.tmp), "k4", "task-4", 1, lambda job_id: None))
+
+
+def test_monitor_fails_a_job_that_vanished(monitor):
+    S_grace = S._VANISHED_GRACE
+    try:
+        S._VANISHED_GRACE = 0.1
+        job = follow(monitor, "3")
+        assert job.wait() == 1 and job.message == "Slurm job 3 vanished: neither sacct knows it any more"
+    finally:
+        S._VANISHED_GRACE = S_grace
