@@ -8486,108 +8486,143 @@ class TomlReader:
                 self.freeze(v)
 
 
-# The schema: key (with `*` for a backend's name) -> (kind, default, help). Kinds: bool, int,
-# str, path (str with ~ and $VAR expanded), size (bytes or "4 GiB"), list (of strings),
-# conditionals (Sprocket's sbatch.conditional), a tuple of allowed strings, or "table" (a
-# partition: name, max_cpu_per_task, max_memory_per_task).
+# The schema: one row per setting, by dotted key (`*` stands for a backend's name). It is the single
+# source of validation, defaults (Config.get), `config resolve` and `config init`.
+Setting = collections.namedtuple("Setting", "kind default help check also", defaults=(None, None))
+Setting.__doc__ = """A setting: its kind, its default (None: unset), the help `config init` prints, a check beyond
+the kind's (value -> what is wrong, or None), and `also`: value -> true for a value taken as it is, whatever
+the kind (Sprocket's words beside numbers). Kinds: bool, int (>= 0), str, path (a str with ~ and $VAR
+expanded), size (bytes or "4 GiB"), seconds, multiplier (>= 1), rate ("20/1s"), list (of strings),
+conditionals (Sprocket's sbatch.conditional), or a tuple of the allowed strings."""
+
+
+def _at_least_one(value):
+    return "must be at least 1" if value == 0 else None
+
+
+def _below_100(value):
+    return "must be less than 100, not %d" % value if value >= 100 else None
+
+
+def _is_int(value):
+    return isinstance(value, int)
+
+
 _PARTITION_KEYS = ("default_slurm_partition", "short_task_slurm_partition", "gpu_slurm_partition", "fpga_slurm_partition")
+_PARTITION_SETTINGS = {
+    "name": Setting("str", None, "slurm: the partition's name"),
+    "max_cpu_per_task": Setting("int", None, "slurm: the most CPUs a task may get there"),
+    "max_memory_per_task": Setting("size", None, "slurm: the most memory a task may get there"),
+}
+# Each backend type's own settings, under `run.backends.<name>.` (besides `type`): kept together, as
+# they belong to the backend; a backend's allowed keys (_BACKEND_KEYS) are derived from them.
+_BACKEND_SETTINGS = {
+    "local": {
+        "cpu": Setting("int", None, "local: CPUs tasks may use (default: all)"),
+        "memory": Setting("size", None, "local: memory tasks may use (default: all)"),
+    },
+    "docker": {
+        "cleanup": Setting("bool", True, "docker: accepted for compatibility"),
+    },
+    "slurm_apptainer": dict({
+        "interval": Setting("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
+                            "ended without writing their exit status file)"),
+        "completion_interval": Setting("seconds", 1, "slurm: seconds between looks at the attempts' exit status "
+                                       "files (no scheduler call)"),
+        "exit_read_timeout": Setting("seconds", 270, "slurm: how long to wait for a job's exit status file and "
+                                     "outputs to show on the shared filesystem once Slurm says it ended"),
+        "max_queued_jobs": Setting("int", 1000, "slurm: jobs of the run in the queue at once, across every "
+                                   "scatter (0: no limit)"),
+        "submit_rate_limit": Setting("rate", None, 'slurm: at most this many sbatch calls per period, e.g. '
+                                     '"20/1s" or "200/1min" (default: no limit)'),
+        "max_concurrency": Setting("int", 10, "slurm: sbatch/scancel processes at once"),
+        "max_scatter_concurrency": Setting("int", 200, "slurm: scatter elements submitted at once"),
+        "job_arrays": Setting("bool", True, "slurm: scatter elements ready at once that get the same sbatch "
+                              "options go out as one `sbatch --array`"),
+        "sbatch.args": Setting("list", [], "slurm: extra sbatch arguments"),
+        "sbatch.conditional": Setting("conditionals", [], "slurm: sbatch arguments added when a condition holds"),
+        "extra_sbatch_args": Setting("list", [], "slurm: extra sbatch arguments (the seed's name for sbatch.args)"),
+        "job_name_prefix": Setting("str", None, "slurm: prefix of job names"),
+        "apptainer.executable": Setting("str", "apptainer", "slurm: the apptainer (or singularity) command"),
+        "apptainer.image_cache_dir": Setting("path", None, "slurm: a shared directory of pulled images"),
+        "apptainer.extra_args": Setting("list", [], "slurm: extra `apptainer exec` arguments"),
+        "extra_apptainer_exec_args": Setting("list", [], "slurm: extra `apptainer exec` arguments (the seed's name)"),
+    }, **{"%s.%s" % (p, k): row for p in _PARTITION_KEYS for k, row in _PARTITION_SETTINGS.items()}),
+}
 CONFIG_SCHEMA = {
-    "run.output_dir": ("path", "./out", "the output directory: runs/, sprocket.db and output.log go here"),
-    "run.backend": ("str", "default", "the name of the `run.backends` entry to use"),
-    "run.strict": ("bool", False, "refuse what is accepted only for compatibility with Cromwell and miniwdl "
-                   "(`check --strict`)"),
-    "run.fail": (("slow", "fast"), "slow", "on a failure or Ctrl-C: `slow` waits for running tasks, `fast` cancels them"),
-    "run.experimental_features_enabled": ("bool", False, "required for the slurm_apptainer backend"),
-    "run.suppress_env_specific_output": ("bool", False, "accepted for compatibility (no effect here)"),
-    "run.events_capacity": ("int", 5000, "accepted for compatibility with Sprocket (no effect here)"),
-    "run.workflow.scatter.concurrency": ("int", 1000, "scatter elements in flight at once"),
-    "run.read_limit": ("size", "256 MiB", "the largest file read_string, read_lines, read_json and the other read_* "
-                       "functions read (a larger one is an error)"),
-    "run.task.retries": ("int", 0, "retries for a failed task when it sets no `max_retries` (at most 100)"),
-    "run.task.memory_retry_multiplier": ("multiplier", 1, "a retry after running out of memory gets this many times "
-                                         "the memory (1: the same; capped by the partition's max_memory_per_task)"),
-    "run.task.container": ("str", "ubuntu:latest", "the container of tasks that name none"),
-    "run.task.shell": ("str", "bash", "the shell that runs each task's command file (a POSIX shell: locally it "
-                       "sources the file with `-c` and writes its exit status)"),
-    "run.task.cpu_limit_behavior": (("deny", "try_with_max"), "deny", "a task asking for more CPUs than available: refuse, or clamp and warn"),
-    "run.task.memory_limit_behavior": (("deny", "try_with_max"), "deny", "the same for memory"),
-    "run.task.cache": (("off", "on", "explicit"), "off", "call caching: off, on, or only tasks with `hints { cacheable: true }`"),
-    "run.task.cache_dir": ("path", "system", "the call cache directory (`system`: ~/.cache/sprocket/calls)"),
-    "run.task.digests": (("weak", "strongish", "strong"), "weak", "how input files enter cache keys: size+mtime, plus the first 10 MiB, or all content"),
-    "run.task.excluded_cache_requirements": ("list", [], "requirements left out of cache keys"),
-    "run.task.excluded_cache_hints": ("list", [], "hints left out of cache keys"),
-    "run.task.excluded_cache_inputs": ("list", [], "inputs left out of cache keys"),
-    "run.http.cache_dir": ("path", "system", "accepted for compatibility (http(s) File inputs are downloaded into "
-                           "the run directory)"),
-    "run.http.retries": ("int", 5, "accepted for compatibility"),
-    "run.http.parallelism": ("str", "available", "accepted for compatibility"),
-    "run.http.hash_algorithm": ("str", "sha256", "accepted for compatibility"),
-    "run.backends.*.type": (("local", "slurm_apptainer", "docker", "tes", "lsf_apptainer"), None, "the kind of backend"),
-    "run.backends.*.cpu": ("int", None, "local: CPUs tasks may use (default: all)"),
-    "run.backends.*.memory": ("size", None, "local: memory tasks may use (default: all)"),
-    "run.backends.*.interval": ("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
-                                "ended without writing their exit status file)"),
-    "run.backends.*.completion_interval": ("seconds", 1, "slurm: seconds between looks at the attempts' exit status "
-                                           "files (no scheduler call)"),
-    "run.backends.*.exit_read_timeout": ("seconds", 270, "slurm: how long to wait for a job's exit status file and "
-                                         "outputs to show on the shared filesystem once Slurm says it ended"),
-    "run.backends.*.max_queued_jobs": ("int", 1000, "slurm: jobs of the run in the queue at once, across every "
-                                       "scatter (0: no limit)"),
-    "run.backends.*.submit_rate_limit": ("rate", None, 'slurm: at most this many sbatch calls per period, e.g. '
-                                         '"20/1s" or "200/1min" (default: no limit)'),
-    "run.backends.*.max_concurrency": ("int", 10, "slurm: sbatch/scancel processes at once"),
-    "run.backends.*.max_scatter_concurrency": ("int", 200, "slurm: scatter elements submitted at once"),
-    "run.backends.*.job_arrays": ("bool", True, "slurm: scatter elements ready at once that get the same sbatch "
-                                  "options go out as one `sbatch --array`"),
-    "run.backends.*.sbatch.args": ("list", [], "slurm: extra sbatch arguments"),
-    "run.backends.*.sbatch.conditional": ("conditionals", [], "slurm: sbatch arguments added when a condition holds"),
-    "run.backends.*.extra_sbatch_args": ("list", [], "slurm: extra sbatch arguments (the seed's name for sbatch.args)"),
-    "run.backends.*.job_name_prefix": ("str", None, "slurm: prefix of job names"),
-    "run.backends.*.apptainer.executable": ("str", "apptainer", "slurm: the apptainer (or singularity) command"),
-    "run.backends.*.apptainer.image_cache_dir": ("path", None, "slurm: a shared directory of pulled images"),
-    "run.backends.*.apptainer.extra_args": ("list", [], "slurm: extra `apptainer exec` arguments"),
-    "run.backends.*.extra_apptainer_exec_args": ("list", [], "slurm: extra `apptainer exec` arguments (the seed's name)"),
-    "run.backends.*.cleanup": ("bool", True, "docker: accepted for compatibility"),
-    "run.storage.azure.auth.account_name": ("str", None, "accepted for compatibility (no cloud storage here)"),
-    "run.storage.azure.auth.access_key": ("str", None, "accepted for compatibility"),
-    "run.storage.s3.region": ("str", None, "accepted for compatibility"),
-    "run.storage.s3.auth.access_key_id": ("str", None, "accepted for compatibility"),
-    "run.storage.s3.auth.secret_access_key": ("str", None, "accepted for compatibility"),
-    "run.storage.google.auth.access_key": ("str", None, "accepted for compatibility"),
-    "run.storage.google.auth.secret": ("str", None, "accepted for compatibility"),
-    "server.allowed_origins": ("list", [], "accepted for compatibility (sprocket.py has no server)"),
-    "server.allowed_file_paths": ("list", [], "accepted for compatibility"),
-    "server.allowed_urls": ("list", [], "accepted for compatibility"),
-    "server.max_concurrent_runs": ("str", "unlimited", "accepted for compatibility"),
-    "server.output_dir": ("path", "./out", "accepted for compatibility"),
-    "server.database.url": ("str", "default", "accepted for compatibility (the database is <output_dir>/sprocket.db)"),
-    "server.orphan_timeout_minutes": ("int", 5, "a run whose session is silent this long is marked orphaned"),
-    "server.host": ("str", "127.0.0.1", "accepted for compatibility"),
-    "server.port": ("int", 8080, "accepted for compatibility"),
-    "common.color": (("auto", "always", "never"), "auto", "colour in diagnostics: `auto` when stderr is a terminal"),
-    "common.report_mode": (("full", "one-line"), "full", "diagnostics with their source line and caret, or one line each"),
-    "check.except": ("list", [], "lint rules `lint` (and `check`) do not report"),
-    "check.deny_warnings": ("bool", False, "`check` and `lint` exit 1 on warnings too"),
-    "check.deny_notes": ("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
-    "check.hide_warnings": ("bool", False, "`check` and `lint` print no warnings"),
-    "check.hide_notes": ("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
-    "common.wdl.fallback_version": (("none", "1.0", "1.1", "1.2", "1.3"), "none",
-                                    "accepted for compatibility (`version development` is read as 1.3)"),
-    "common.wdl.feature_flags.wdl_1_3": ("bool", True, "accepted for compatibility (1.3 is always on)"),
-    "common.wdl.feature_flags.wdl_1_4": ("bool", False, "accepted for compatibility (1.4 is not supported)"),
+    "run.output_dir": Setting("path", "./out", "the output directory: runs/, sprocket.db and output.log go here"),
+    "run.backend": Setting("str", "default", "the name of the `run.backends` entry to use"),
+    "run.strict": Setting("bool", False, "refuse what is accepted only for compatibility with Cromwell and miniwdl "
+                          "(`check --strict`)"),
+    "run.fail": Setting(("slow", "fast"), "slow",
+                        "on a failure or Ctrl-C: `slow` waits for running tasks, `fast` cancels them"),
+    "run.experimental_features_enabled": Setting("bool", False, "required for the slurm_apptainer backend"),
+    "run.suppress_env_specific_output": Setting("bool", False, "accepted for compatibility (no effect here)"),
+    "run.events_capacity": Setting("int", 5000, "accepted for compatibility with Sprocket (no effect here)"),
+    "run.workflow.scatter.concurrency": Setting("int", 1000, "scatter elements in flight at once", _at_least_one),
+    "run.read_limit": Setting("size", "256 MiB", "the largest file read_string, read_lines, read_json and the other "
+                              "read_* functions read (a larger one is an error)"),
+    "run.task.retries": Setting("int", 0, "retries for a failed task when it sets no `max_retries` (at most 100)",
+                                _below_100, also=lambda v: v == "default"),  # Sprocket's "default": 0
+    "run.task.memory_retry_multiplier": Setting("multiplier", 1, "a retry after running out of memory gets this many "
+                                                "times the memory (1: the same; capped by the partition's "
+                                                "max_memory_per_task)"),
+    "run.task.container": Setting("str", "ubuntu:latest", "the container of tasks that name none"),
+    "run.task.shell": Setting("str", "bash", "the shell that runs each task's command file (a POSIX shell: locally it "
+                              "sources the file with `-c` and writes its exit status)"),
+    "run.task.cpu_limit_behavior": Setting(("deny", "try_with_max"), "deny",
+                                           "a task asking for more CPUs than available: refuse, or clamp and warn"),
+    "run.task.memory_limit_behavior": Setting(("deny", "try_with_max"), "deny", "the same for memory"),
+    "run.task.cache": Setting(("off", "on", "explicit"), "off",
+                              "call caching: off, on, or only tasks with `hints { cacheable: true }`"),
+    "run.task.cache_dir": Setting("path", "system", "the call cache directory (`system`: ~/.cache/sprocket/calls)"),
+    "run.task.digests": Setting(("weak", "strongish", "strong"), "weak",
+                                "how input files enter cache keys: size+mtime, plus the first 10 MiB, or all content"),
+    "run.task.excluded_cache_requirements": Setting("list", [], "requirements left out of cache keys"),
+    "run.task.excluded_cache_hints": Setting("list", [], "hints left out of cache keys"),
+    "run.task.excluded_cache_inputs": Setting("list", [], "inputs left out of cache keys"),
+    "run.http.cache_dir": Setting("path", "system", "accepted for compatibility (http(s) File inputs are downloaded "
+                                  "into the run directory)"),
+    "run.http.retries": Setting("int", 5, "accepted for compatibility"),
+    "run.http.parallelism": Setting("str", "available", "accepted for compatibility", also=_is_int),
+    "run.http.hash_algorithm": Setting("str", "sha256", "accepted for compatibility"),
+    "run.backends.*.type": Setting(("local", "slurm_apptainer", "docker", "tes", "lsf_apptainer"), None,
+                                   "the kind of backend"),
+    "run.storage.azure.auth.account_name": Setting("str", None, "accepted for compatibility (no cloud storage here)"),
+    "run.storage.azure.auth.access_key": Setting("str", None, "accepted for compatibility"),
+    "run.storage.s3.region": Setting("str", None, "accepted for compatibility"),
+    "run.storage.s3.auth.access_key_id": Setting("str", None, "accepted for compatibility"),
+    "run.storage.s3.auth.secret_access_key": Setting("str", None, "accepted for compatibility"),
+    "run.storage.google.auth.access_key": Setting("str", None, "accepted for compatibility"),
+    "run.storage.google.auth.secret": Setting("str", None, "accepted for compatibility"),
+    "server.allowed_origins": Setting("list", [], "accepted for compatibility (sprocket.py has no server)"),
+    "server.allowed_file_paths": Setting("list", [], "accepted for compatibility"),
+    "server.allowed_urls": Setting("list", [], "accepted for compatibility"),
+    "server.max_concurrent_runs": Setting("str", "unlimited", "accepted for compatibility", also=_is_int),
+    "server.output_dir": Setting("path", "./out", "accepted for compatibility"),
+    "server.database.url": Setting("str", "default",
+                                   "accepted for compatibility (the database is <output_dir>/sprocket.db)"),
+    "server.orphan_timeout_minutes": Setting("int", 5, "a run whose session is silent this long is marked orphaned",
+                                             _at_least_one),
+    "server.host": Setting("str", "127.0.0.1", "accepted for compatibility"),
+    "server.port": Setting("int", 8080, "accepted for compatibility"),
+    "common.color": Setting(("auto", "always", "never"), "auto",
+                            "colour in diagnostics: `auto` when stderr is a terminal"),
+    "common.report_mode": Setting(("full", "one-line"), "full",
+                                  "diagnostics with their source line and caret, or one line each"),
+    "check.except": Setting("list", [], "lint rules `lint` (and `check`) do not report"),
+    "check.deny_warnings": Setting("bool", False, "`check` and `lint` exit 1 on warnings too"),
+    "check.deny_notes": Setting("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
+    "check.hide_warnings": Setting("bool", False, "`check` and `lint` print no warnings"),
+    "check.hide_notes": Setting("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
+    "common.wdl.fallback_version": Setting(("none", "1.0", "1.1", "1.2", "1.3"), "none",
+                                           "accepted for compatibility (`version development` is read as 1.3)"),
+    "common.wdl.feature_flags.wdl_1_3": Setting("bool", True, "accepted for compatibility (1.3 is always on)"),
+    "common.wdl.feature_flags.wdl_1_4": Setting("bool", False, "accepted for compatibility (1.4 is not supported)"),
 }
-for _p in _PARTITION_KEYS:
-    CONFIG_SCHEMA["run.backends.*.%s.name" % _p] = ("str", None, "slurm: the partition's name")
-    CONFIG_SCHEMA["run.backends.*.%s.max_cpu_per_task" % _p] = ("int", None, "slurm: the most CPUs a task may get there")
-    CONFIG_SCHEMA["run.backends.*.%s.max_memory_per_task" % _p] = ("size", None, "slurm: the most memory a task may get there")
-_BACKEND_KEYS = {
-    "local": ("type", "cpu", "memory"),
-    "docker": ("type", "cleanup"),
-    "slurm_apptainer": ("type", "interval", "completion_interval", "exit_read_timeout", "max_queued_jobs",
-                        "submit_rate_limit", "max_concurrency", "max_scatter_concurrency", "job_arrays", "sbatch",
-                        "extra_sbatch_args",
-                        "job_name_prefix", "apptainer", "extra_apptainer_exec_args") + _PARTITION_KEYS,
-}
+CONFIG_SCHEMA.update(("run.backends.*." + k, row) for rows in _BACKEND_SETTINGS.values() for k, row in rows.items())
+_BACKEND_KEYS = {kind: ("type",) + tuple(dict.fromkeys(k.split(".")[0] for k in rows))
+                 for kind, rows in _BACKEND_SETTINGS.items()}
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
 _FOREIGN_SECTIONS = ("format", "analyzer", "test", "doc", "module", "modules", "lint")
 _FOREIGN_TABLES = ("server.engine",)  # tables of Sprocket's that sprocket.py accepts and ignores
@@ -8622,7 +8657,7 @@ def validate_config_file(data, path):
                 continue
             skey = _schema_key(full)
             if skey in CONFIG_SCHEMA:
-                check_config_value(full, value, CONFIG_SCHEMA[skey][0], path)
+                check_config_value(full, value, CONFIG_SCHEMA[skey], path)
             elif skey in _SCHEMA_TABLES or full == "run.backends" or skey == "run.backends.*":
                 if not isinstance(value, dict):
                     raise ConfigError("`%s` in %s must be a table" % (full, path))
@@ -8639,8 +8674,19 @@ def validate_config_file(data, path):
     walk(data, "")
 
 
-def check_config_value(key, value, kind, path):
+def check_config_value(key, value, setting, path):
+    """Refuse a value that is not of the setting's kind or fails its check, naming the key and the file."""
+    if setting.also and setting.also(value):
+        return
     where = "`%s` in %s" % (key, path)
+    _check_kind(value, setting.kind, where)
+    problem = setting.check and setting.check(value)
+    if problem:
+        raise ConfigError("%s %s" % (where, problem))
+
+
+def _check_kind(value, kind, where):
+    """The rule of a kind of setting (see Setting)."""
     if isinstance(kind, tuple):
         if value not in kind:
             raise ConfigError("%s is %s; allowed: %s" % (where, _toml_repr(value), ", ".join('"%s"' % k for k in kind)))
@@ -8648,17 +8694,9 @@ def check_config_value(key, value, kind, path):
         if not isinstance(value, bool):
             raise ConfigError("%s must be true or false, not %s" % (where, _toml_repr(value)))
     elif kind == "int":
-        if key == "run.task.retries" and value == "default":
-            return
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError("%s must be a whole number >= 0, not %s" % (where, _toml_repr(value)))
-        if key == "run.task.retries" and value >= 100:
-            raise ConfigError("%s must be less than 100, not %d" % (where, value))
-        if key in ("run.workflow.scatter.concurrency", "server.orphan_timeout_minutes") and value == 0:
-            raise ConfigError("%s must be at least 1" % where)
     elif kind in ("str", "path"):
-        if key in ("run.http.parallelism", "server.max_concurrent_runs") and isinstance(value, int):
-            return
         if not isinstance(value, str):
             raise ConfigError("%s must be a string, not %s" % (where, _toml_repr(value)))
         if "\0" in value:  # no path, argument or environment variable can hold it
@@ -8772,16 +8810,23 @@ class Config:
                 into[key] = value
                 self.sources[full] = [path]
 
-    def get(self, key, default=None):
+    def get(self, key):
+        """A setting's value, else its default. A key with no row in CONFIG_SCHEMA is a bug: KeyError."""
+        setting = CONFIG_SCHEMA.get(_schema_key(key))
+        if setting is None:
+            raise KeyError("`%s` is not a setting of CONFIG_SCHEMA" % key)
         node = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
-                schema = CONFIG_SCHEMA.get(_schema_key(key))
-                return schema[1] if schema is not None and default is None else default
+                return setting.default
             node = node[part]
-        if isinstance(node, str) and CONFIG_SCHEMA.get(_schema_key(key), ("",))[0] == "path":
+        if isinstance(node, str) and setting.kind == "path":
             return os.path.expandvars(os.path.expanduser(node))
         return node
+
+    def backends(self):
+        """The `run.backends` table: each backend's name -> its settings."""
+        return self.data.get("run", {}).get("backends", {})
 
     def where(self, prefix):
         """` (in FILE)`: the files that set keys under `prefix`, for error messages."""
@@ -8794,7 +8839,7 @@ class Config:
     def backend(self):
         """(name, settings) of the backend to use; the built-in default is `local`."""
         name = self.get("run.backend")
-        backends = self.get("run.backends", {}) or {}
+        backends = self.backends()
         if name not in backends:
             if name == "default" and not backends:
                 return "default", {"type": "local"}
@@ -8833,7 +8878,7 @@ def load_config(explicit=(), skip_search=False):
         data = _toml_loads(src.text, path)
         validate_config_file(data, path)
         config.merge_file(path, data)
-    for name, settings in (config.get("run.backends") or {}).items():
+    for name, settings in config.backends().items():
         if isinstance(settings, dict) and settings.get("type") == "local":
             for k, have in (("cpu", os.cpu_count() or 1), ("memory", host_memory())):
                 v = settings.get(k)
@@ -8857,16 +8902,16 @@ def resolve_lines(config):
                 keys[prefix + k] = v
 
     flat(config.data, "")
-    for k, (kind, default, _) in CONFIG_SCHEMA.items():
+    for k in CONFIG_SCHEMA:
         if "*" not in k and k not in keys:
             keys[k] = None
     for k in sorted(keys):
-        if k in config.sources:
+        if k in config.sources:  # (a foreign section's key too)
             lines.append("%s = %s  # %s" % (k, _toml_value(keys[k]), ", ".join(config.sources[k])))
-        elif CONFIG_SCHEMA[_schema_key(k)][1] is None:
+        elif CONFIG_SCHEMA[k].default is None:
             lines.append("# %s is not set" % k)
         else:
-            lines.append("%s = %s  # default" % (k, _toml_value(CONFIG_SCHEMA[_schema_key(k)][1])))
+            lines.append("%s = %s  # default" % (k, _toml_value(CONFIG_SCHEMA[k].default)))
     return lines
 
 
@@ -11119,16 +11164,15 @@ def _is_launcher(path):
 def default_config_text():
     lines = ["# sprocket.toml: every setting with its default (sprocket config init)"]
     section = None
-    keys = sorted((k for k, v in CONFIG_SCHEMA.items() if "*" not in k and v[1] is not None),
+    keys = sorted((k for k, v in CONFIG_SCHEMA.items() if "*" not in k and v.default is not None),
                   key=lambda k: (k.rpartition(".")[0], k))
     for key in keys:
-        kind, default, help_text = CONFIG_SCHEMA[key]
         table, _, name = key.rpartition(".")
         if table != section:
             lines.append("\n[%s]" % table)
             section = table
-        lines.append("# %s" % help_text)
-        lines.append("%s = %s" % (name, _toml_value(default)))
+        lines.append("# %s" % CONFIG_SCHEMA[key].help)
+        lines.append("%s = %s" % (name, _toml_value(CONFIG_SCHEMA[key].default)))
     return "\n".join(lines)
 
 
@@ -11140,8 +11184,8 @@ def set_diagnostic_style(args):
             config = load_config(args.config, args.skip_config_search)
         except WdlError:  # the command itself reports it
             config = None
-        color = color or (config.get("common.color") if config else "auto")
-        mode = mode or (config.get("common.report_mode") if config else "full")
+        color = color or (config.get("common.color") if config else CONFIG_SCHEMA["common.color"].default)
+        mode = mode or (config.get("common.report_mode") if config else CONFIG_SCHEMA["common.report_mode"].default)
     DIAGNOSTIC_STYLE["color"] = color == "always" or color == "auto" and sys.stderr.isatty() and "NO_COLOR" not in os.environ
     DIAGNOSTIC_STYLE["one_line"] = mode == "one-line"
 
