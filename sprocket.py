@@ -10438,75 +10438,132 @@ class UsageError(Exception):
     pass
 
 
+# The options every command takes (also before the command); SUPPRESS: an option not given leaves
+# no attribute, so one given before the command is not reset by the command's own parser.
+_COMMON_OPTIONS = (
+    (("-v", "--verbose"), dict(action="count", help="more output on stderr")),
+    (("-q", "--quiet"), dict(action="count", help="less output on stderr")),
+    (("-c", "--config"), dict(action="append", metavar="PATH", help="a sprocket.toml to merge last (repeatable)")),
+    (("-s", "--skip-config-search"), dict(action="store_true", help="read only the --config files")),
+    (("--color",), dict(choices=CONFIG_SCHEMA["common.color"].kind,
+                        help="colour in diagnostics (default: common.color, auto: when stderr is a terminal)")),
+    (("-m", "--report-mode"), dict(choices=CONFIG_SCHEMA["common.report_mode"].kind,
+                                   help="diagnostics with their source line and a caret, or one line each "
+                                   "(default: common.report_mode, %s)" % CONFIG_SCHEMA["common.report_mode"].default)),
+)
+
+
+def _files_argument(c):
+    c.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
+
+
+def _output_dir_option(c):
+    c.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, %s)"
+                   % CONFIG_SCHEMA["run.output_dir"].default)
+
+
+def _lint_arguments(c):
+    """`lint`'s arguments, and `check`'s but its --lint."""
+    _files_argument(c)
+    c.add_argument("--strict", action="store_true", default=None,
+                   help="make compatibility warnings (constructs Cromwell and miniwdl accept) errors")
+    c.add_argument("-e", "--except", action="append", dest="except_rules", default=[], metavar="RULE",
+                   help="do not report this rule (repeatable; also check.except in sprocket.toml)")
+    c.add_argument("--deny-warnings", action="store_true", default=None, help="exit 1 on warnings too")
+
+
+def _check_arguments(c):
+    _lint_arguments(c)
+    c.add_argument("-l", "--lint", action="store_true", help="report the lint rules' warnings too")
+
+
+def _explain_arguments(c):
+    c.add_argument("rule", nargs="?", metavar="RULE")
+    c.add_argument("--list", action="store_true", help="list every rule")
+
+
+def _format_arguments(c):
+    _files_argument(c)
+    how = c.add_mutually_exclusive_group()
+    how.add_argument("--check", action="store_true", help="exit 1 when a file is not formatted; change nothing")
+    how.add_argument("--overwrite", action="store_true", help="rewrite the files in place")
+
+
+def _validate_arguments(c):
+    """`validate`'s arguments, and the first of `run`'s."""
+    c.add_argument("source", metavar="SOURCE", help="the WDL document")
+    c.add_argument("inputs", nargs="*", metavar="INPUTS", help="key=value pairs, @inputs.json or inputs.json files")
+    c.add_argument("-t", "--target", help="the task or workflow (default: the workflow, else the only task)")
+
+
+def _run_arguments(c):
+    _validate_arguments(c)
+    _output_dir_option(c)
+    c.add_argument("--no-call-cache", action="store_true", help="neither use nor fill the call cache")
+    c.add_argument("--no-reattach", action="store_true",
+                   help="submit every task again, even those whose jobs an earlier run that died left running")
+    c.add_argument("--suffix", help="append `_SUFFIX` to the run directory's name")
+    c.add_argument("--index-on", metavar="PATH",
+                   help="link the outputs (and outputs.json) into OUT/index/PATH/, replacing the earlier index")
+    c.add_argument("--show-task-stderr", action="store_true",
+                   help="show each task's stderr on the terminal as it is written")
+
+
+def _completions_arguments(c):
+    c.add_argument("shell", choices=("bash", "zsh", "fish"))
+
+
+def _inputs_arguments(c):
+    c.add_argument("source", metavar="SOURCE")
+    c.add_argument("-t", "--target")
+
+
+def _runs_arguments(c):
+    _output_dir_option(c)
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _config_arguments(c):
+    c.add_argument("config_command", choices=("resolve", "init"), metavar="{resolve,init}")
+
+
+def _report_arguments(c):
+    c.add_argument("run", nargs="?", metavar="RUN", help="the run's name or directory (default: the newest run)")
+    _output_dir_option(c)
+
+
+def _install_arguments(c):
+    c.add_argument("dir", metavar="DIR", help="the directory (made if missing; e.g. /shared/software/bin)")
+
+
+# The commands, in the order `--help` lists them: name, aliases, help, and what adds their arguments.
+_COMMANDS = (
+    ("check", (), "parse and type-check WDL documents and their imports", _check_arguments),
+    ("lint", (), "check, and report the lint rules' warnings too (`sprocket explain --list`)", _lint_arguments),
+    ("explain", (), "what a lint rule checks, why, and how to fix it", _explain_arguments),
+    ("format", ("fmt",), "format WDL documents (to stdout, or --check, --overwrite)", _format_arguments),
+    ("completions", (), "print a completion script for a shell", _completions_arguments),
+    ("run", (), "run a task or workflow", _run_arguments),
+    ("validate", (), "check a run's inputs without running it", _validate_arguments),
+    ("inputs", (), "print an inputs template as JSON", _inputs_arguments),
+    ("config", (), "show the configuration", _config_arguments),
+    ("runs", (), "list the runs recorded in an output directory's sprocket.db", _runs_arguments),
+    ("report", (), "write a run's report.html (every run writes one at its end)", _report_arguments),
+    ("install", (), "copy sprocket.py into DIR, compiled for this Python, with a `sprocket` launcher that starts "
+     "without compiling it", _install_arguments),
+)
+
+
 def build_parser():
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more output on stderr")
-    common.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS, help="less output on stderr")
-    common.add_argument("-c", "--config", action="append", default=argparse.SUPPRESS, metavar="PATH",
-                        help="a sprocket.toml to merge last (repeatable)")
-    common.add_argument("-s", "--skip-config-search", action="store_true", default=argparse.SUPPRESS,
-                        help="read only the --config files")
-    common.add_argument("--color", choices=("auto", "always", "never"), default=argparse.SUPPRESS,
-                        help="colour in diagnostics (default: common.color, auto: when stderr is a terminal)")
-    common.add_argument("-m", "--report-mode", choices=("full", "one-line"), default=argparse.SUPPRESS,
-                        help="diagnostics with their source line and a caret, or one line each (default: "
-                        "common.report_mode, full)")
+    for flags, options in _COMMON_OPTIONS:
+        common.add_argument(*flags, default=argparse.SUPPRESS, **options)
     p = _ArgumentParser(prog="sprocket", description="A WDL engine (WDL 1.0-1.3) in one Python file.",
                         parents=[common])
     p.add_argument("--version", action="version", version="sprocket %s" % __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text in (("check", "parse and type-check WDL documents and their imports"),
-                            ("lint", "check, and report the lint rules' warnings too (`sprocket explain --list`)")):
-        c = sub.add_parser(name, parents=[common], help=help_text)
-        c.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
-        c.add_argument("--strict", action="store_true", default=None,
-                       help="make compatibility warnings (constructs Cromwell and miniwdl accept) errors")
-        c.add_argument("-e", "--except", action="append", dest="except_rules", default=[], metavar="RULE",
-                       help="do not report this rule (repeatable; also check.except in sprocket.toml)")
-        c.add_argument("--deny-warnings", action="store_true", default=None, help="exit 1 on warnings too")
-        if name == "check":
-            c.add_argument("-l", "--lint", action="store_true", help="report the lint rules' warnings too")
-    x = sub.add_parser("explain", parents=[common], help="what a lint rule checks, why, and how to fix it")
-    x.add_argument("rule", nargs="?", metavar="RULE")
-    x.add_argument("--list", action="store_true", help="list every rule")
-    f = sub.add_parser("format", aliases=["fmt"], parents=[common],
-                       help="format WDL documents (to stdout, or --check, --overwrite)")
-    f.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
-    how = f.add_mutually_exclusive_group()
-    how.add_argument("--check", action="store_true", help="exit 1 when a file is not formatted; change nothing")
-    how.add_argument("--overwrite", action="store_true", help="rewrite the files in place")
-    k = sub.add_parser("completions", parents=[common], help="print a completion script for a shell")
-    k.add_argument("shell", choices=("bash", "zsh", "fish"))
-    for name, help_text in (("run", "run a task or workflow"), ("validate", "check a run's inputs without running it")):
-        r = sub.add_parser(name, parents=[common], help=help_text)
-        r.add_argument("source", metavar="SOURCE", help="the WDL document")
-        r.add_argument("inputs", nargs="*", metavar="INPUTS", help="key=value pairs, @inputs.json or inputs.json files")
-        r.add_argument("-t", "--target", help="the task or workflow (default: the workflow, else the only task)")
-        if name == "run":
-            r.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
-            r.add_argument("--no-call-cache", action="store_true", help="neither use nor fill the call cache")
-            r.add_argument("--no-reattach", action="store_true",
-                           help="submit every task again, even those whose jobs an earlier run that died left running")
-            r.add_argument("--suffix", help="append `_SUFFIX` to the run directory's name")
-            r.add_argument("--index-on", metavar="PATH",
-                           help="link the outputs (and outputs.json) into OUT/index/PATH/, replacing the earlier index")
-            r.add_argument("--show-task-stderr", action="store_true",
-                           help="show each task's stderr on the terminal as it is written")
-    i = sub.add_parser("inputs", parents=[common], help="print an inputs template as JSON")
-    i.add_argument("source", metavar="SOURCE")
-    i.add_argument("-t", "--target")
-    g = sub.add_parser("config", parents=[common], help="show the configuration")
-    g.add_argument("config_command", choices=("resolve", "init"), metavar="{resolve,init}")
-    u = sub.add_parser("runs", parents=[common], help="list the runs recorded in an output directory's sprocket.db")
-    u.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
-    u.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    e = sub.add_parser("report", parents=[common], help="write a run's report.html (every run writes one at its end)")
-    e.add_argument("run", nargs="?", metavar="RUN", help="the run's name or directory (default: the newest run)")
-    e.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
-    n = sub.add_parser("install", parents=[common],
-                       help="copy sprocket.py into DIR, compiled for this Python, with a `sprocket` launcher that "
-                       "starts without compiling it")
-    n.add_argument("dir", metavar="DIR", help="the directory (made if missing; e.g. /shared/software/bin)")
+    for name, aliases, help_text, add_arguments in _COMMANDS:
+        add_arguments(sub.add_parser(name, aliases=aliases, parents=[common], help=help_text))
     return p
 
 
