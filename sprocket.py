@@ -9928,72 +9928,90 @@ def _stderr_tail(directory, lines=20):
         return ""
 
 
+_TIMELINE_LABEL_X, _TIMELINE_LEFT = 220, 225  # the labels end at x=220 (`text-anchor:end`); the bars start at 225
+
+
 def report_timeline(attempts, width=1000):
     """The timeline as SVG: a bar per attempt (queue wait and run time in two colours; failed and
     retried attempts marked); beyond _REPORT_BARS attempts, a lane per call showing how many of
     its attempts ran at each moment (one column per few pixels: downsampled to the screen)."""
-    import html
-
     timed = [a for a in attempts if a["started_at"] and a["ended_at"]]
     if not timed:
         return '<p class="note">No attempt has start and end times to draw.</p>'
     t0 = min(a["submitted_at"] or a["started_at"] for a in timed)
     span = max(max(a["ended_at"] for a in timed) - t0, 1e-3)
-    label_w, bar_h, left = 220, 12, 225
-    x = lambda t: left + (t - t0) / span * (width - left - 10)  # noqa: E731
+    x = lambda t: _TIMELINE_LEFT + (t - t0) / span * (width - _TIMELINE_LEFT - 10)  # noqa: E731
     lanes = None
     if len(timed) > _REPORT_BARS:
         lanes = collections.OrderedDict()
         for a in timed:
             lanes.setdefault(call_family(a["call"]), []).append(a)
-        bar_h = 30
-    rows = len(lanes) if lanes else len(timed)
-    out = ['<svg class="timeline" width="%d" height="%d" role="img">' % (width, 30 + rows * (bar_h + 2))]
+    bar_h = 30 if lanes else 12
+    out = ['<svg class="timeline" width="%d" height="%d" role="img">' % (width, 30 + len(lanes or timed) * (bar_h + 2))]
     for i in range(5):
         t = t0 + span * i / 4
         out.append('<text x="%.1f" y="12" class="axis">%s</text>' % (x(t), _duration_text(t - t0)))
     if lanes:
-        columns = (width - left - 10) // 3
+        columns = (width - _TIMELINE_LEFT - 10) // 3
         for i, (name, group) in enumerate(lanes.items()):
-            y = 20 + i * (bar_h + 2)
-            steps = [0] * (columns + 1)  # +1 where an attempt starts running, -1 after it ends
-            for a in group:
-                steps[int((a["started_at"] - t0) / span * (columns - 1))] += 1
-                steps[int((a["ended_at"] - t0) / span * (columns - 1)) + 1] -= 1
-            running, now = [], 0
-            for d in steps[:columns]:
-                now += d
-                running.append(now)
-            peak = max(running) or 1
-            failed = sum(1 for a in group if a["status"] == "failed")
-            out.append('<text x="%d" y="%d" class="label">%s</text>' % (label_w, y + bar_h - 2, html.escape(
-                "%s (%d attempts%s)" % (name[-30:], len(group), ", %d failed" % failed if failed else ""))))
-            out.append('<g class="lane"><title>%s: at most %d running at once</title>' % (html.escape(name), peak))
-            for c, n in enumerate(running):
-                if n:
-                    h = max(1.0, bar_h * n / peak)
-                    out.append('<rect x="%d" y="%.1f" width="3" height="%.1f" fill="%s"/>' % (
-                        left + 3 * c, y + bar_h - h, h, _STATUS_COLORS["failed" if failed else "completed"]))
-            out.append("</g>")
-        out.append("</svg>")
-        return "\n".join(out)
-    for i, a in enumerate(timed):
-        y = 20 + i * (bar_h + 2)
-        name = "%s #%d" % (a["call"], a["attempt"])
-        classes = "bar %s%s" % (a["status"], " retry" if a["attempt"] else "")
-        tip = html.escape("%s: %s, queued %s, ran %s" % (name, a["status"], _duration_text(
-            a["started_at"] - (a["submitted_at"] or a["started_at"])), _duration_text(a["ended_at"] - a["started_at"])))
-        out.append('<text x="%d" y="%d" class="label">%s</text>' % (label_w, y + bar_h - 2, html.escape(name[-40:])))
-        if a["submitted_at"] and a["submitted_at"] < a["started_at"]:
-            out.append('<rect class="queue" x="%.1f" y="%d" width="%.1f" height="%d"><title>%s</title></rect>' % (
-                x(a["submitted_at"]), y, max(0.5, x(a["started_at"]) - x(a["submitted_at"])), bar_h, tip))
-        out.append('<rect class="%s" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>' % (
-            classes, x(a["started_at"]), y, max(1.0, x(a["ended_at"]) - x(a["started_at"])), bar_h,
-            _STATUS_COLORS.get(a["status"], "#555"), tip))
-        if a["status"] == "failed":
-            out.append('<text x="%.1f" y="%d" class="mark">&#x2716;</text>' % (x(a["ended_at"]) + 2, y + bar_h - 2))
+            running = _running_counts(group, t0, span, columns)
+            out.extend(_timeline_lane(name, group, 20 + i * (bar_h + 2), bar_h, running))
+    else:
+        for i, a in enumerate(timed):
+            out.extend(_timeline_bar(a, 20 + i * (bar_h + 2), bar_h, x))
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _running_counts(attempts, t0, span, columns):
+    """How many of the attempts were running in each of `columns` equal slices of [t0, t0 + span]."""
+    steps = [0] * (columns + 1)  # +1 where an attempt starts running, -1 after it ends
+    for a in attempts:
+        steps[int((a["started_at"] - t0) / span * (columns - 1))] += 1
+        steps[int((a["ended_at"] - t0) / span * (columns - 1)) + 1] -= 1
+    running, now = [], 0
+    for d in steps[:columns]:
+        now += d
+        running.append(now)
+    return running
+
+
+def _timeline_lane(name, group, y, bar_h, running):
+    """A call's lane: its label, then a column 3 pixels wide per count in `running`, scaled to its peak."""
+    import html
+
+    peak = max(running) or 1
+    failed = sum(1 for a in group if a["status"] == "failed")
+    out = ['<text x="%d" y="%d" class="label">%s</text>' % (_TIMELINE_LABEL_X, y + bar_h - 2, html.escape(
+        "%s (%d attempts%s)" % (name[-30:], len(group), ", %d failed" % failed if failed else ""))),
+        '<g class="lane"><title>%s: at most %d running at once</title>' % (html.escape(name), peak)]
+    for c, n in enumerate(running):
+        if n:
+            h = max(1.0, bar_h * n / peak)
+            out.append('<rect x="%d" y="%.1f" width="3" height="%.1f" fill="%s"/>' % (
+                _TIMELINE_LEFT + 3 * c, y + bar_h - h, h, _STATUS_COLORS["failed" if failed else "completed"]))
+    out.append("</g>")
+    return out
+
+
+def _timeline_bar(a, y, bar_h, x):
+    """An attempt's bar: its label, the queue wait, the run (its status's colour) and a mark if it failed."""
+    import html
+
+    name = "%s #%d" % (a["call"], a["attempt"])
+    classes = "bar %s%s" % (a["status"], " retry" if a["attempt"] else "")
+    tip = html.escape("%s: %s, queued %s, ran %s" % (name, a["status"], _duration_text(
+        a["started_at"] - (a["submitted_at"] or a["started_at"])), _duration_text(a["ended_at"] - a["started_at"])))
+    out = ['<text x="%d" y="%d" class="label">%s</text>' % (_TIMELINE_LABEL_X, y + bar_h - 2, html.escape(name[-40:]))]
+    if a["submitted_at"] and a["submitted_at"] < a["started_at"]:
+        out.append('<rect class="queue" x="%.1f" y="%d" width="%.1f" height="%d"><title>%s</title></rect>' % (
+            x(a["submitted_at"]), y, max(0.5, x(a["started_at"]) - x(a["submitted_at"])), bar_h, tip))
+    out.append('<rect class="%s" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>' % (
+        classes, x(a["started_at"]), y, max(1.0, x(a["ended_at"]) - x(a["started_at"])), bar_h,
+        _STATUS_COLORS.get(a["status"], "#555"), tip))
+    if a["status"] == "failed":
+        out.append('<text x="%.1f" y="%d" class="mark">&#x2716;</text>' % (x(a["ended_at"]) + 2, y + bar_h - 2))
+    return out
 
 
 def report_tasks(attempts):
