@@ -8488,12 +8488,13 @@ class TomlReader:
 
 # The schema: one row per setting, by dotted key (`*` stands for a backend's name). It is the single
 # source of validation, defaults (Config.get), `config resolve` and `config init`.
-Setting = collections.namedtuple("Setting", "kind default help check also", defaults=(None, None))
-Setting.__doc__ = """A setting: its kind, its default (None: unset), the help `config init` prints, a check beyond
-the kind's (value -> what is wrong, or None), and `also`: value -> true for a value taken as it is, whatever
-the kind (Sprocket's words beside numbers). Kinds: bool, int (>= 0), str, path (a str with ~ and $VAR
-expanded), size (bytes or "4 GiB"), seconds, multiplier (>= 1), rate ("20/1s"), list (of strings),
-conditionals (Sprocket's sbatch.conditional), or a tuple of the allowed strings."""
+class Setting(collections.namedtuple("Setting", "kind default help check also", defaults=(None, None))):
+    """A setting: its kind, its default (None: unset), the help `config init` prints, a check beyond
+    the kind's (value -> what is wrong, or None), and `also`: value -> true for a value taken as it
+    is, whatever the kind (Sprocket's words beside numbers). Kinds: bool, int (>= 0), str, path (a
+    str with ~ and $VAR expanded), size (bytes or "4 GiB"), seconds, multiplier (>= 1), rate
+    ("20/1s"), list (of strings), conditionals (Sprocket's sbatch.conditional), or a tuple of the
+    allowed strings."""
 
 
 def _at_least_one(value):
@@ -9007,7 +9008,7 @@ _LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
 class Store:
     """The provenance database of one output directory."""
 
-    def __init__(self, out_dir, orphan_minutes=5):
+    def __init__(self, out_dir, orphan_minutes=CONFIG_SCHEMA["server.orphan_timeout_minutes"].default):
         import sqlite3
 
         self.sqlite3 = sqlite3
