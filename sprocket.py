@@ -8686,108 +8686,144 @@ class TomlReader:
                 self.freeze(v)
 
 
-# The schema: key (with `*` for a backend's name) -> (kind, default, help). Kinds: bool, int,
-# str, path (str with ~ and $VAR expanded), size (bytes or "4 GiB"), list (of strings),
-# conditionals (Sprocket's sbatch.conditional), a tuple of allowed strings, or "table" (a
-# partition: name, max_cpu_per_task, max_memory_per_task).
+# The schema: one row per setting, by dotted key (`*` stands for a backend's name). It is the single
+# source of validation, defaults (Config.get), `config resolve` and `config init`.
+class Setting(collections.namedtuple("Setting", "kind default help check also", defaults=(None, None))):
+    """A setting: its kind, its default (None: unset), the help `config init` prints, a check beyond
+    the kind's (value -> what is wrong, or None), and `also`: value -> true for a value taken as it
+    is, whatever the kind (Sprocket's words beside numbers). Kinds: bool, int (>= 0), str, path (a
+    str with ~ and $VAR expanded), size (bytes or "4 GiB"), seconds, multiplier (>= 1), rate
+    ("20/1s"), list (of strings), conditionals (Sprocket's sbatch.conditional), or a tuple of the
+    allowed strings."""
+
+
+def _at_least_one(value):
+    return "must be at least 1" if value == 0 else None
+
+
+def _below_100(value):
+    return "must be less than 100, not %d" % value if value >= 100 else None
+
+
+def _is_int(value):
+    return isinstance(value, int)
+
+
 _PARTITION_KEYS = ("default_slurm_partition", "short_task_slurm_partition", "gpu_slurm_partition", "fpga_slurm_partition")
+_PARTITION_SETTINGS = {
+    "name": Setting("str", None, "slurm: the partition's name"),
+    "max_cpu_per_task": Setting("int", None, "slurm: the most CPUs a task may get there"),
+    "max_memory_per_task": Setting("size", None, "slurm: the most memory a task may get there"),
+}
+# Each backend type's own settings, under `run.backends.<name>.` (besides `type`): kept together, as
+# they belong to the backend; a backend's allowed keys (_BACKEND_KEYS) are derived from them.
+_BACKEND_SETTINGS = {
+    "local": {
+        "cpu": Setting("int", None, "local: CPUs tasks may use (default: all)"),
+        "memory": Setting("size", None, "local: memory tasks may use (default: all)"),
+    },
+    "docker": {
+        "cleanup": Setting("bool", True, "docker: accepted for compatibility"),
+    },
+    "slurm_apptainer": dict({
+        "interval": Setting("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
+                            "ended without writing their exit status file)"),
+        "completion_interval": Setting("seconds", 1, "slurm: seconds between looks at the attempts' exit status "
+                                       "files (no scheduler call)"),
+        "exit_read_timeout": Setting("seconds", 270, "slurm: how long to wait for a job's exit status file and "
+                                     "outputs to show on the shared filesystem once Slurm says it ended"),
+        "max_queued_jobs": Setting("int", 1000, "slurm: jobs of the run in the queue at once, across every "
+                                   "scatter (0: no limit)"),
+        "submit_rate_limit": Setting("rate", None, 'slurm: at most this many sbatch calls per period, e.g. '
+                                     '"20/1s" or "200/1min" (default: no limit)'),
+        "max_concurrency": Setting("int", 10, "slurm: sbatch/scancel processes at once"),
+        "max_scatter_concurrency": Setting("int", 200, "slurm: scatter elements submitted at once"),
+        "job_arrays": Setting("bool", True, "slurm: scatter elements ready at once that get the same sbatch "
+                              "options go out as one `sbatch --array`"),
+        "sbatch.args": Setting("list", [], "slurm: extra sbatch arguments"),
+        "sbatch.conditional": Setting("conditionals", [], "slurm: sbatch arguments added when a condition holds"),
+        "extra_sbatch_args": Setting("list", [], "slurm: extra sbatch arguments (the seed's name for sbatch.args)"),
+        "job_name_prefix": Setting("str", None, "slurm: prefix of job names"),
+        "apptainer.executable": Setting("str", "apptainer", "slurm: the apptainer (or singularity) command"),
+        "apptainer.image_cache_dir": Setting("path", None, "slurm: a shared directory of pulled images"),
+        "apptainer.extra_args": Setting("list", [], "slurm: extra `apptainer exec` arguments"),
+        "extra_apptainer_exec_args": Setting("list", [], "slurm: extra `apptainer exec` arguments (the seed's name)"),
+    }, **{"%s.%s" % (p, k): row for p in _PARTITION_KEYS for k, row in _PARTITION_SETTINGS.items()}),
+}
 CONFIG_SCHEMA = {
-    "run.output_dir": ("path", "./out", "the output directory: runs/, sprocket.db and output.log go here"),
-    "run.backend": ("str", "default", "the name of the `run.backends` entry to use"),
-    "run.strict": ("bool", False, "refuse what is accepted only for compatibility with Cromwell and miniwdl "
-                   "(`check --strict`)"),
-    "run.fail": (("slow", "fast"), "slow", "on a failure or Ctrl-C: `slow` waits for running tasks, `fast` cancels them"),
-    "run.experimental_features_enabled": ("bool", False, "required for the slurm_apptainer backend"),
-    "run.suppress_env_specific_output": ("bool", False, "accepted for compatibility (no effect here)"),
-    "run.events_capacity": ("int", 5000, "accepted for compatibility with Sprocket (no effect here)"),
-    "run.workflow.scatter.concurrency": ("int", 1000, "scatter elements in flight at once"),
-    "run.read_limit": ("size", "256 MiB", "the largest file read_string, read_lines, read_json and the other read_* "
-                       "functions read (a larger one is an error)"),
-    "run.task.retries": ("int", 0, "retries for a failed task when it sets no `max_retries` (at most 100)"),
-    "run.task.memory_retry_multiplier": ("multiplier", 1, "a retry after running out of memory gets this many times "
-                                         "the memory (1: the same; capped by the partition's max_memory_per_task)"),
-    "run.task.container": ("str", "ubuntu:latest", "the container of tasks that name none"),
-    "run.task.shell": ("str", "bash", "the shell that runs each task's command file (a POSIX shell: locally it "
-                       "sources the file with `-c` and writes its exit status)"),
-    "run.task.cpu_limit_behavior": (("deny", "try_with_max"), "deny", "a task asking for more CPUs than available: refuse, or clamp and warn"),
-    "run.task.memory_limit_behavior": (("deny", "try_with_max"), "deny", "the same for memory"),
-    "run.task.cache": (("off", "on", "explicit"), "off", "call caching: off, on, or only tasks with `hints { cacheable: true }`"),
-    "run.task.cache_dir": ("path", "system", "the call cache directory (`system`: ~/.cache/sprocket/calls)"),
-    "run.task.digests": (("weak", "strongish", "strong"), "weak", "how input files enter cache keys: size+mtime, plus the first 10 MiB, or all content"),
-    "run.task.excluded_cache_requirements": ("list", [], "requirements left out of cache keys"),
-    "run.task.excluded_cache_hints": ("list", [], "hints left out of cache keys"),
-    "run.task.excluded_cache_inputs": ("list", [], "inputs left out of cache keys"),
-    "run.http.cache_dir": ("path", "system", "accepted for compatibility (http(s) File inputs are downloaded into "
-                           "the run directory)"),
-    "run.http.retries": ("int", 5, "accepted for compatibility"),
-    "run.http.parallelism": ("str", "available", "accepted for compatibility"),
-    "run.http.hash_algorithm": ("str", "sha256", "accepted for compatibility"),
-    "run.backends.*.type": (("local", "slurm_apptainer", "docker", "tes", "lsf_apptainer"), None, "the kind of backend"),
-    "run.backends.*.cpu": ("int", None, "local: CPUs tasks may use (default: all)"),
-    "run.backends.*.memory": ("size", None, "local: memory tasks may use (default: all)"),
-    "run.backends.*.interval": ("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
-                                "ended without writing their exit status file)"),
-    "run.backends.*.completion_interval": ("seconds", 1, "slurm: seconds between looks at the attempts' exit status "
-                                           "files (no scheduler call)"),
-    "run.backends.*.exit_read_timeout": ("seconds", 270, "slurm: how long to wait for a job's exit status file and "
-                                         "outputs to show on the shared filesystem once Slurm says it ended"),
-    "run.backends.*.max_queued_jobs": ("int", 1000, "slurm: jobs of the run in the queue at once, across every "
-                                       "scatter (0: no limit)"),
-    "run.backends.*.submit_rate_limit": ("rate", None, 'slurm: at most this many sbatch calls per period, e.g. '
-                                         '"20/1s" or "200/1min" (default: no limit)'),
-    "run.backends.*.max_concurrency": ("int", 10, "slurm: sbatch/scancel processes at once"),
-    "run.backends.*.max_scatter_concurrency": ("int", 200, "slurm: scatter elements submitted at once"),
-    "run.backends.*.job_arrays": ("bool", True, "slurm: scatter elements ready at once that get the same sbatch "
-                                  "options go out as one `sbatch --array`"),
-    "run.backends.*.sbatch.args": ("list", [], "slurm: extra sbatch arguments"),
-    "run.backends.*.sbatch.conditional": ("conditionals", [], "slurm: sbatch arguments added when a condition holds"),
-    "run.backends.*.extra_sbatch_args": ("list", [], "slurm: extra sbatch arguments (the seed's name for sbatch.args)"),
-    "run.backends.*.job_name_prefix": ("str", None, "slurm: prefix of job names"),
-    "run.backends.*.apptainer.executable": ("str", "apptainer", "slurm: the apptainer (or singularity) command"),
-    "run.backends.*.apptainer.image_cache_dir": ("path", None, "slurm: a shared directory of pulled images"),
-    "run.backends.*.apptainer.extra_args": ("list", [], "slurm: extra `apptainer exec` arguments"),
-    "run.backends.*.extra_apptainer_exec_args": ("list", [], "slurm: extra `apptainer exec` arguments (the seed's name)"),
-    "run.backends.*.cleanup": ("bool", True, "docker: accepted for compatibility"),
-    "run.storage.azure.auth.account_name": ("str", None, "accepted for compatibility (no cloud storage here)"),
-    "run.storage.azure.auth.access_key": ("str", None, "accepted for compatibility"),
-    "run.storage.s3.region": ("str", None, "accepted for compatibility"),
-    "run.storage.s3.auth.access_key_id": ("str", None, "accepted for compatibility"),
-    "run.storage.s3.auth.secret_access_key": ("str", None, "accepted for compatibility"),
-    "run.storage.google.auth.access_key": ("str", None, "accepted for compatibility"),
-    "run.storage.google.auth.secret": ("str", None, "accepted for compatibility"),
-    "server.allowed_origins": ("list", [], "accepted for compatibility (sprocket.py has no server)"),
-    "server.allowed_file_paths": ("list", [], "accepted for compatibility"),
-    "server.allowed_urls": ("list", [], "accepted for compatibility"),
-    "server.max_concurrent_runs": ("str", "unlimited", "accepted for compatibility"),
-    "server.output_dir": ("path", "./out", "accepted for compatibility"),
-    "server.database.url": ("str", "default", "accepted for compatibility (the database is <output_dir>/sprocket.db)"),
-    "server.orphan_timeout_minutes": ("int", 5, "a run whose session is silent this long is marked orphaned"),
-    "server.host": ("str", "127.0.0.1", "accepted for compatibility"),
-    "server.port": ("int", 8080, "accepted for compatibility"),
-    "common.color": (("auto", "always", "never"), "auto", "colour in diagnostics: `auto` when stderr is a terminal"),
-    "common.report_mode": (("full", "one-line"), "full", "diagnostics with their source line and caret, or one line each"),
-    "check.except": ("list", [], "lint rules `lint` (and `check`) do not report"),
-    "check.deny_warnings": ("bool", False, "`check` and `lint` exit 1 on warnings too"),
-    "check.deny_notes": ("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
-    "check.hide_warnings": ("bool", False, "`check` and `lint` print no warnings"),
-    "check.hide_notes": ("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
-    "common.wdl.fallback_version": (("none", "1.0", "1.1", "1.2", "1.3"), "none",
-                                    "accepted for compatibility (`version development` is read as 1.3)"),
-    "common.wdl.feature_flags.wdl_1_3": ("bool", True, "accepted for compatibility (1.3 is always on)"),
-    "common.wdl.feature_flags.wdl_1_4": ("bool", False, "accepted for compatibility (1.4 is not supported)"),
+    "run.output_dir": Setting("path", "./out", "the output directory: runs/, sprocket.db and output.log go here"),
+    "run.backend": Setting("str", "default", "the name of the `run.backends` entry to use"),
+    "run.strict": Setting("bool", False, "refuse what is accepted only for compatibility with Cromwell and miniwdl "
+                          "(`check --strict`)"),
+    "run.fail": Setting(("slow", "fast"), "slow",
+                        "on a failure or Ctrl-C: `slow` waits for running tasks, `fast` cancels them"),
+    "run.experimental_features_enabled": Setting("bool", False, "required for the slurm_apptainer backend"),
+    "run.suppress_env_specific_output": Setting("bool", False, "accepted for compatibility (no effect here)"),
+    "run.events_capacity": Setting("int", 5000, "accepted for compatibility with Sprocket (no effect here)"),
+    "run.workflow.scatter.concurrency": Setting("int", 1000, "scatter elements in flight at once", _at_least_one),
+    "run.read_limit": Setting("size", "256 MiB", "the largest file read_string, read_lines, read_json and the other "
+                              "read_* functions read (a larger one is an error)"),
+    "run.task.retries": Setting("int", 0, "retries for a failed task when it sets no `max_retries` (at most 100)",
+                                _below_100, also=lambda v: v == "default"),  # Sprocket's "default": 0
+    "run.task.memory_retry_multiplier": Setting("multiplier", 1, "a retry after running out of memory gets this many "
+                                                "times the memory (1: the same; capped by the partition's "
+                                                "max_memory_per_task)"),
+    "run.task.container": Setting("str", "ubuntu:latest", "the container of tasks that name none"),
+    "run.task.shell": Setting("str", "bash", "the shell that runs each task's command file (a POSIX shell: locally it "
+                              "sources the file with `-c` and writes its exit status)"),
+    "run.task.cpu_limit_behavior": Setting(("deny", "try_with_max"), "deny",
+                                           "a task asking for more CPUs than available: refuse, or clamp and warn"),
+    "run.task.memory_limit_behavior": Setting(("deny", "try_with_max"), "deny", "the same for memory"),
+    "run.task.cache": Setting(("off", "on", "explicit"), "off",
+                              "call caching: off, on, or only tasks with `hints { cacheable: true }`"),
+    "run.task.cache_dir": Setting("path", "system", "the call cache directory (`system`: ~/.cache/sprocket/calls)"),
+    "run.task.digests": Setting(("weak", "strongish", "strong"), "weak",
+                                "how input files enter cache keys: size+mtime, plus the first 10 MiB, or all content"),
+    "run.task.excluded_cache_requirements": Setting("list", [], "requirements left out of cache keys"),
+    "run.task.excluded_cache_hints": Setting("list", [], "hints left out of cache keys"),
+    "run.task.excluded_cache_inputs": Setting("list", [], "inputs left out of cache keys"),
+    "run.http.cache_dir": Setting("path", "system", "accepted for compatibility (http(s) File inputs are downloaded "
+                                  "into the run directory)"),
+    "run.http.retries": Setting("int", 5, "accepted for compatibility"),
+    "run.http.parallelism": Setting("str", "available", "accepted for compatibility", also=_is_int),
+    "run.http.hash_algorithm": Setting("str", "sha256", "accepted for compatibility"),
+    "run.backends.*.type": Setting(("local", "slurm_apptainer", "docker", "tes", "lsf_apptainer"), None,
+                                   "the kind of backend"),
+    "run.storage.azure.auth.account_name": Setting("str", None, "accepted for compatibility (no cloud storage here)"),
+    "run.storage.azure.auth.access_key": Setting("str", None, "accepted for compatibility"),
+    "run.storage.s3.region": Setting("str", None, "accepted for compatibility"),
+    "run.storage.s3.auth.access_key_id": Setting("str", None, "accepted for compatibility"),
+    "run.storage.s3.auth.secret_access_key": Setting("str", None, "accepted for compatibility"),
+    "run.storage.google.auth.access_key": Setting("str", None, "accepted for compatibility"),
+    "run.storage.google.auth.secret": Setting("str", None, "accepted for compatibility"),
+    "server.allowed_origins": Setting("list", [], "accepted for compatibility (sprocket.py has no server)"),
+    "server.allowed_file_paths": Setting("list", [], "accepted for compatibility"),
+    "server.allowed_urls": Setting("list", [], "accepted for compatibility"),
+    "server.max_concurrent_runs": Setting("str", "unlimited", "accepted for compatibility", also=_is_int),
+    "server.output_dir": Setting("path", "./out", "accepted for compatibility"),
+    "server.database.url": Setting("str", "default",
+                                   "accepted for compatibility (the database is <output_dir>/sprocket.db)"),
+    "server.orphan_timeout_minutes": Setting("int", 5, "a run whose session is silent this long is marked orphaned",
+                                             _at_least_one),
+    "server.host": Setting("str", "127.0.0.1", "accepted for compatibility"),
+    "server.port": Setting("int", 8080, "accepted for compatibility"),
+    "common.color": Setting(("auto", "always", "never"), "auto",
+                            "colour in diagnostics: `auto` when stderr is a terminal"),
+    "common.report_mode": Setting(("full", "one-line"), "full",
+                                  "diagnostics with their source line and caret, or one line each"),
+    "check.except": Setting("list", [], "lint rules `lint` (and `check`) do not report"),
+    "check.deny_warnings": Setting("bool", False, "`check` and `lint` exit 1 on warnings too"),
+    "check.deny_notes": Setting("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
+    "check.hide_warnings": Setting("bool", False, "`check` and `lint` print no warnings"),
+    "check.hide_notes": Setting("bool", False, "accepted for compatibility (sprocket.py has no notes)"),
+    "common.wdl.fallback_version": Setting(("none", "1.0", "1.1", "1.2", "1.3"), "none",
+                                           "accepted for compatibility (`version development` is read as 1.3)"),
+    "common.wdl.feature_flags.wdl_1_3": Setting("bool", True, "accepted for compatibility (1.3 is always on)"),
+    "common.wdl.feature_flags.wdl_1_4": Setting("bool", False, "accepted for compatibility (1.4 is not supported)"),
 }
-for _p in _PARTITION_KEYS:
-    CONFIG_SCHEMA["run.backends.*.%s.name" % _p] = ("str", None, "slurm: the partition's name")
-    CONFIG_SCHEMA["run.backends.*.%s.max_cpu_per_task" % _p] = ("int", None, "slurm: the most CPUs a task may get there")
-    CONFIG_SCHEMA["run.backends.*.%s.max_memory_per_task" % _p] = ("size", None, "slurm: the most memory a task may get there")
-_BACKEND_KEYS = {
-    "local": ("type", "cpu", "memory"),
-    "docker": ("type", "cleanup"),
-    "slurm_apptainer": ("type", "interval", "completion_interval", "exit_read_timeout", "max_queued_jobs",
-                        "submit_rate_limit", "max_concurrency", "max_scatter_concurrency", "job_arrays", "sbatch",
-                        "extra_sbatch_args",
-                        "job_name_prefix", "apptainer", "extra_apptainer_exec_args") + _PARTITION_KEYS,
-}
+CONFIG_SCHEMA.update(("run.backends.*." + k, row) for rows in _BACKEND_SETTINGS.values() for k, row in rows.items())
+_BACKEND_KEYS = {kind: ("type",) + tuple(dict.fromkeys(k.split(".")[0] for k in rows))
+                 for kind, rows in _BACKEND_SETTINGS.items()}
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
 _FOREIGN_SECTIONS = ("format", "analyzer", "test", "doc", "module", "modules", "lint")
 _FOREIGN_TABLES = ("server.engine",)  # tables of Sprocket's that sprocket.py accepts and ignores
@@ -8822,7 +8858,7 @@ def validate_config_file(data, path):
                 continue
             skey = _schema_key(full)
             if skey in CONFIG_SCHEMA:
-                check_config_value(full, value, CONFIG_SCHEMA[skey][0], path)
+                check_config_value(full, value, CONFIG_SCHEMA[skey], path)
             elif skey in _SCHEMA_TABLES or full == "run.backends" or skey == "run.backends.*":
                 if not isinstance(value, dict):
                     raise ConfigError("`%s` in %s must be a table" % (full, path))
@@ -8839,8 +8875,19 @@ def validate_config_file(data, path):
     walk(data, "")
 
 
-def check_config_value(key, value, kind, path):
+def check_config_value(key, value, setting, path):
+    """Refuse a value that is not of the setting's kind or fails its check, naming the key and the file."""
+    if setting.also and setting.also(value):
+        return
     where = "`%s` in %s" % (key, path)
+    _check_kind(value, setting.kind, where)
+    problem = setting.check and setting.check(value)
+    if problem:
+        raise ConfigError("%s %s" % (where, problem))
+
+
+def _check_kind(value, kind, where):
+    """The rule of a kind of setting (see Setting)."""
     if isinstance(kind, tuple):
         if value not in kind:
             raise ConfigError("%s is %s; allowed: %s" % (where, _toml_repr(value), ", ".join('"%s"' % k for k in kind)))
@@ -8848,17 +8895,9 @@ def check_config_value(key, value, kind, path):
         if not isinstance(value, bool):
             raise ConfigError("%s must be true or false, not %s" % (where, _toml_repr(value)))
     elif kind == "int":
-        if key == "run.task.retries" and value == "default":
-            return
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError("%s must be a whole number >= 0, not %s" % (where, _toml_repr(value)))
-        if key == "run.task.retries" and value >= 100:
-            raise ConfigError("%s must be less than 100, not %d" % (where, value))
-        if key in ("run.workflow.scatter.concurrency", "server.orphan_timeout_minutes") and value == 0:
-            raise ConfigError("%s must be at least 1" % where)
     elif kind in ("str", "path"):
-        if key in ("run.http.parallelism", "server.max_concurrent_runs") and isinstance(value, int):
-            return
         if not isinstance(value, str):
             raise ConfigError("%s must be a string, not %s" % (where, _toml_repr(value)))
         if "\0" in value:  # no path, argument or environment variable can hold it
@@ -8972,16 +9011,23 @@ class Config:
                 into[key] = value
                 self.sources[full] = [path]
 
-    def get(self, key, default=None):
+    def get(self, key):
+        """A setting's value, else its default. A key with no row in CONFIG_SCHEMA is a bug: KeyError."""
+        setting = CONFIG_SCHEMA.get(_schema_key(key))
+        if setting is None:
+            raise KeyError("`%s` is not a setting of CONFIG_SCHEMA" % key)
         node = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
-                schema = CONFIG_SCHEMA.get(_schema_key(key))
-                return schema[1] if schema is not None and default is None else default
+                return setting.default
             node = node[part]
-        if isinstance(node, str) and CONFIG_SCHEMA.get(_schema_key(key), ("",))[0] == "path":
+        if isinstance(node, str) and setting.kind == "path":
             return os.path.expandvars(os.path.expanduser(node))
         return node
+
+    def backends(self):
+        """The `run.backends` table: each backend's name -> its settings."""
+        return self.data.get("run", {}).get("backends", {})
 
     def where(self, prefix):
         """` (in FILE)`: the files that set keys under `prefix`, for error messages."""
@@ -8994,7 +9040,7 @@ class Config:
     def backend(self):
         """(name, settings) of the backend to use; the built-in default is `local`."""
         name = self.get("run.backend")
-        backends = self.get("run.backends", {}) or {}
+        backends = self.backends()
         if name not in backends:
             if name == "default" and not backends:
                 return "default", {"type": "local"}
@@ -9033,7 +9079,7 @@ def load_config(explicit=(), skip_search=False):
         data = _toml_loads(src.text, path)
         validate_config_file(data, path)
         config.merge_file(path, data)
-    for name, settings in (config.get("run.backends") or {}).items():
+    for name, settings in config.backends().items():
         if isinstance(settings, dict) and settings.get("type") == "local":
             for k, have in (("cpu", os.cpu_count() or 1), ("memory", host_memory())):
                 v = settings.get(k)
@@ -9057,16 +9103,16 @@ def resolve_lines(config):
                 keys[prefix + k] = v
 
     flat(config.data, "")
-    for k, (kind, default, _) in CONFIG_SCHEMA.items():
+    for k in CONFIG_SCHEMA:
         if "*" not in k and k not in keys:
             keys[k] = None
     for k in sorted(keys):
-        if k in config.sources:
+        if k in config.sources:  # (a foreign section's key too)
             lines.append("%s = %s  # %s" % (k, _toml_value(keys[k]), ", ".join(config.sources[k])))
-        elif CONFIG_SCHEMA[_schema_key(k)][1] is None:
+        elif CONFIG_SCHEMA[k].default is None:
             lines.append("# %s is not set" % k)
         else:
-            lines.append("%s = %s  # default" % (k, _toml_value(CONFIG_SCHEMA[_schema_key(k)][1])))
+            lines.append("%s = %s  # default" % (k, _toml_value(CONFIG_SCHEMA[k].default)))
     return lines
 
 
@@ -9164,7 +9210,7 @@ _LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
 class Store:
     """The provenance database of one output directory."""
 
-    def __init__(self, out_dir, orphan_minutes=5):
+    def __init__(self, out_dir, orphan_minutes=CONFIG_SCHEMA["server.orphan_timeout_minutes"].default):
         import sqlite3
 
         self.sqlite3 = sqlite3
@@ -10084,72 +10130,90 @@ def _stderr_tail(directory, lines=20):
         return ""
 
 
+_TIMELINE_LABEL_X, _TIMELINE_LEFT = 220, 225  # the labels end at x=220 (`text-anchor:end`); the bars start at 225
+
+
 def report_timeline(attempts, width=1000):
     """The timeline as SVG: a bar per attempt (queue wait and run time in two colours; failed and
     retried attempts marked); beyond _REPORT_BARS attempts, a lane per call showing how many of
     its attempts ran at each moment (one column per few pixels: downsampled to the screen)."""
-    import html
-
     timed = [a for a in attempts if a["started_at"] and a["ended_at"]]
     if not timed:
         return '<p class="note">No attempt has start and end times to draw.</p>'
     t0 = min(a["submitted_at"] or a["started_at"] for a in timed)
     span = max(max(a["ended_at"] for a in timed) - t0, 1e-3)
-    label_w, bar_h, left = 220, 12, 225
-    x = lambda t: left + (t - t0) / span * (width - left - 10)  # noqa: E731
+    x = lambda t: _TIMELINE_LEFT + (t - t0) / span * (width - _TIMELINE_LEFT - 10)  # noqa: E731
     lanes = None
     if len(timed) > _REPORT_BARS:
         lanes = collections.OrderedDict()
         for a in timed:
             lanes.setdefault(call_family(a["call"]), []).append(a)
-        bar_h = 30
-    rows = len(lanes) if lanes else len(timed)
-    out = ['<svg class="timeline" width="%d" height="%d" role="img">' % (width, 30 + rows * (bar_h + 2))]
+    bar_h = 30 if lanes else 12
+    out = ['<svg class="timeline" width="%d" height="%d" role="img">' % (width, 30 + len(lanes or timed) * (bar_h + 2))]
     for i in range(5):
         t = t0 + span * i / 4
         out.append('<text x="%.1f" y="12" class="axis">%s</text>' % (x(t), _duration_text(t - t0)))
     if lanes:
-        columns = (width - left - 10) // 3
+        columns = (width - _TIMELINE_LEFT - 10) // 3
         for i, (name, group) in enumerate(lanes.items()):
-            y = 20 + i * (bar_h + 2)
-            steps = [0] * (columns + 1)  # +1 where an attempt starts running, -1 after it ends
-            for a in group:
-                steps[int((a["started_at"] - t0) / span * (columns - 1))] += 1
-                steps[int((a["ended_at"] - t0) / span * (columns - 1)) + 1] -= 1
-            running, now = [], 0
-            for d in steps[:columns]:
-                now += d
-                running.append(now)
-            peak = max(running) or 1
-            failed = sum(1 for a in group if a["status"] == "failed")
-            out.append('<text x="%d" y="%d" class="label">%s</text>' % (label_w, y + bar_h - 2, html.escape(
-                "%s (%d attempts%s)" % (name[-30:], len(group), ", %d failed" % failed if failed else ""))))
-            out.append('<g class="lane"><title>%s: at most %d running at once</title>' % (html.escape(name), peak))
-            for c, n in enumerate(running):
-                if n:
-                    h = max(1.0, bar_h * n / peak)
-                    out.append('<rect x="%d" y="%.1f" width="3" height="%.1f" fill="%s"/>' % (
-                        left + 3 * c, y + bar_h - h, h, _STATUS_COLORS["failed" if failed else "completed"]))
-            out.append("</g>")
-        out.append("</svg>")
-        return "\n".join(out)
-    for i, a in enumerate(timed):
-        y = 20 + i * (bar_h + 2)
-        name = "%s #%d" % (a["call"], a["attempt"])
-        classes = "bar %s%s" % (a["status"], " retry" if a["attempt"] else "")
-        tip = html.escape("%s: %s, queued %s, ran %s" % (name, a["status"], _duration_text(
-            a["started_at"] - (a["submitted_at"] or a["started_at"])), _duration_text(a["ended_at"] - a["started_at"])))
-        out.append('<text x="%d" y="%d" class="label">%s</text>' % (label_w, y + bar_h - 2, html.escape(name[-40:])))
-        if a["submitted_at"] and a["submitted_at"] < a["started_at"]:
-            out.append('<rect class="queue" x="%.1f" y="%d" width="%.1f" height="%d"><title>%s</title></rect>' % (
-                x(a["submitted_at"]), y, max(0.5, x(a["started_at"]) - x(a["submitted_at"])), bar_h, tip))
-        out.append('<rect class="%s" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>' % (
-            classes, x(a["started_at"]), y, max(1.0, x(a["ended_at"]) - x(a["started_at"])), bar_h,
-            _STATUS_COLORS.get(a["status"], "#555"), tip))
-        if a["status"] == "failed":
-            out.append('<text x="%.1f" y="%d" class="mark">&#x2716;</text>' % (x(a["ended_at"]) + 2, y + bar_h - 2))
+            running = _running_counts(group, t0, span, columns)
+            out.extend(_timeline_lane(name, group, 20 + i * (bar_h + 2), bar_h, running))
+    else:
+        for i, a in enumerate(timed):
+            out.extend(_timeline_bar(a, 20 + i * (bar_h + 2), bar_h, x))
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _running_counts(attempts, t0, span, columns):
+    """How many of the attempts were running in each of `columns` equal slices of [t0, t0 + span]."""
+    steps = [0] * (columns + 1)  # +1 where an attempt starts running, -1 after it ends
+    for a in attempts:
+        steps[int((a["started_at"] - t0) / span * (columns - 1))] += 1
+        steps[int((a["ended_at"] - t0) / span * (columns - 1)) + 1] -= 1
+    running, now = [], 0
+    for d in steps[:columns]:
+        now += d
+        running.append(now)
+    return running
+
+
+def _timeline_lane(name, group, y, bar_h, running):
+    """A call's lane: its label, then a column 3 pixels wide per count in `running`, scaled to its peak."""
+    import html
+
+    peak = max(running) or 1
+    failed = sum(1 for a in group if a["status"] == "failed")
+    out = ['<text x="%d" y="%d" class="label">%s</text>' % (_TIMELINE_LABEL_X, y + bar_h - 2, html.escape(
+        "%s (%d attempts%s)" % (name[-30:], len(group), ", %d failed" % failed if failed else ""))),
+        '<g class="lane"><title>%s: at most %d running at once</title>' % (html.escape(name), peak)]
+    for c, n in enumerate(running):
+        if n:
+            h = max(1.0, bar_h * n / peak)
+            out.append('<rect x="%d" y="%.1f" width="3" height="%.1f" fill="%s"/>' % (
+                _TIMELINE_LEFT + 3 * c, y + bar_h - h, h, _STATUS_COLORS["failed" if failed else "completed"]))
+    out.append("</g>")
+    return out
+
+
+def _timeline_bar(a, y, bar_h, x):
+    """An attempt's bar: its label, the queue wait, the run (its status's colour) and a mark if it failed."""
+    import html
+
+    name = "%s #%d" % (a["call"], a["attempt"])
+    classes = "bar %s%s" % (a["status"], " retry" if a["attempt"] else "")
+    tip = html.escape("%s: %s, queued %s, ran %s" % (name, a["status"], _duration_text(
+        a["started_at"] - (a["submitted_at"] or a["started_at"])), _duration_text(a["ended_at"] - a["started_at"])))
+    out = ['<text x="%d" y="%d" class="label">%s</text>' % (_TIMELINE_LABEL_X, y + bar_h - 2, html.escape(name[-40:]))]
+    if a["submitted_at"] and a["submitted_at"] < a["started_at"]:
+        out.append('<rect class="queue" x="%.1f" y="%d" width="%.1f" height="%d"><title>%s</title></rect>' % (
+            x(a["submitted_at"]), y, max(0.5, x(a["started_at"]) - x(a["submitted_at"])), bar_h, tip))
+    out.append('<rect class="%s" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>' % (
+        classes, x(a["started_at"]), y, max(1.0, x(a["ended_at"]) - x(a["started_at"])), bar_h,
+        _STATUS_COLORS.get(a["status"], "#555"), tip))
+    if a["status"] == "failed":
+        out.append('<text x="%.1f" y="%d" class="mark">&#x2716;</text>' % (x(a["ended_at"]) + 2, y + bar_h - 2))
+    return out
 
 
 def report_tasks(attempts):
@@ -10589,75 +10653,132 @@ class UsageError(Exception):
     pass
 
 
+# The options every command takes (also before the command); SUPPRESS: an option not given leaves
+# no attribute, so one given before the command is not reset by the command's own parser.
+_COMMON_OPTIONS = (
+    (("-v", "--verbose"), dict(action="count", help="more output on stderr")),
+    (("-q", "--quiet"), dict(action="count", help="less output on stderr")),
+    (("-c", "--config"), dict(action="append", metavar="PATH", help="a sprocket.toml to merge last (repeatable)")),
+    (("-s", "--skip-config-search"), dict(action="store_true", help="read only the --config files")),
+    (("--color",), dict(choices=CONFIG_SCHEMA["common.color"].kind,
+                        help="colour in diagnostics (default: common.color, auto: when stderr is a terminal)")),
+    (("-m", "--report-mode"), dict(choices=CONFIG_SCHEMA["common.report_mode"].kind,
+                                   help="diagnostics with their source line and a caret, or one line each "
+                                   "(default: common.report_mode, %s)" % CONFIG_SCHEMA["common.report_mode"].default)),
+)
+
+
+def _files_argument(c):
+    c.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
+
+
+def _output_dir_option(c):
+    c.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, %s)"
+                   % CONFIG_SCHEMA["run.output_dir"].default)
+
+
+def _lint_arguments(c):
+    """`lint`'s arguments, and `check`'s but its --lint."""
+    _files_argument(c)
+    c.add_argument("--strict", action="store_true", default=None,
+                   help="make compatibility warnings (constructs Cromwell and miniwdl accept) errors")
+    c.add_argument("-e", "--except", action="append", dest="except_rules", default=[], metavar="RULE",
+                   help="do not report this rule (repeatable; also check.except in sprocket.toml)")
+    c.add_argument("--deny-warnings", action="store_true", default=None, help="exit 1 on warnings too")
+
+
+def _check_arguments(c):
+    _lint_arguments(c)
+    c.add_argument("-l", "--lint", action="store_true", help="report the lint rules' warnings too")
+
+
+def _explain_arguments(c):
+    c.add_argument("rule", nargs="?", metavar="RULE")
+    c.add_argument("--list", action="store_true", help="list every rule")
+
+
+def _format_arguments(c):
+    _files_argument(c)
+    how = c.add_mutually_exclusive_group()
+    how.add_argument("--check", action="store_true", help="exit 1 when a file is not formatted; change nothing")
+    how.add_argument("--overwrite", action="store_true", help="rewrite the files in place")
+
+
+def _validate_arguments(c):
+    """`validate`'s arguments, and the first of `run`'s."""
+    c.add_argument("source", metavar="SOURCE", help="the WDL document")
+    c.add_argument("inputs", nargs="*", metavar="INPUTS", help="key=value pairs, @inputs.json or inputs.json files")
+    c.add_argument("-t", "--target", help="the task or workflow (default: the workflow, else the only task)")
+
+
+def _run_arguments(c):
+    _validate_arguments(c)
+    _output_dir_option(c)
+    c.add_argument("--no-call-cache", action="store_true", help="neither use nor fill the call cache")
+    c.add_argument("--no-reattach", action="store_true",
+                   help="submit every task again, even those whose jobs an earlier run that died left running")
+    c.add_argument("--suffix", help="append `_SUFFIX` to the run directory's name")
+    c.add_argument("--index-on", metavar="PATH",
+                   help="link the outputs (and outputs.json) into OUT/index/PATH/, replacing the earlier index")
+    c.add_argument("--show-task-stderr", action="store_true",
+                   help="show each task's stderr on the terminal as it is written")
+
+
+def _completions_arguments(c):
+    c.add_argument("shell", choices=("bash", "zsh", "fish"))
+
+
+def _inputs_arguments(c):
+    c.add_argument("source", metavar="SOURCE")
+    c.add_argument("-t", "--target")
+
+
+def _runs_arguments(c):
+    _output_dir_option(c)
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _config_arguments(c):
+    c.add_argument("config_command", choices=("resolve", "init"), metavar="{resolve,init}")
+
+
+def _report_arguments(c):
+    c.add_argument("run", nargs="?", metavar="RUN", help="the run's name or directory (default: the newest run)")
+    _output_dir_option(c)
+
+
+def _install_arguments(c):
+    c.add_argument("dir", metavar="DIR", help="the directory (made if missing; e.g. /shared/software/bin)")
+
+
+# The commands, in the order `--help` lists them: name, aliases, help, and what adds their arguments.
+_COMMANDS = (
+    ("check", (), "parse and type-check WDL documents and their imports", _check_arguments),
+    ("lint", (), "check, and report the lint rules' warnings too (`sprocket explain --list`)", _lint_arguments),
+    ("explain", (), "what a lint rule checks, why, and how to fix it", _explain_arguments),
+    ("format", ("fmt",), "format WDL documents (to stdout, or --check, --overwrite)", _format_arguments),
+    ("completions", (), "print a completion script for a shell", _completions_arguments),
+    ("run", (), "run a task or workflow", _run_arguments),
+    ("validate", (), "check a run's inputs without running it", _validate_arguments),
+    ("inputs", (), "print an inputs template as JSON", _inputs_arguments),
+    ("config", (), "show the configuration", _config_arguments),
+    ("runs", (), "list the runs recorded in an output directory's sprocket.db", _runs_arguments),
+    ("report", (), "write a run's report.html (every run writes one at its end)", _report_arguments),
+    ("install", (), "copy sprocket.py into DIR, compiled for this Python, with a `sprocket` launcher that starts "
+     "without compiling it", _install_arguments),
+)
+
+
 def build_parser():
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more output on stderr")
-    common.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS, help="less output on stderr")
-    common.add_argument("-c", "--config", action="append", default=argparse.SUPPRESS, metavar="PATH",
-                        help="a sprocket.toml to merge last (repeatable)")
-    common.add_argument("-s", "--skip-config-search", action="store_true", default=argparse.SUPPRESS,
-                        help="read only the --config files")
-    common.add_argument("--color", choices=("auto", "always", "never"), default=argparse.SUPPRESS,
-                        help="colour in diagnostics (default: common.color, auto: when stderr is a terminal)")
-    common.add_argument("-m", "--report-mode", choices=("full", "one-line"), default=argparse.SUPPRESS,
-                        help="diagnostics with their source line and a caret, or one line each (default: "
-                        "common.report_mode, full)")
+    for flags, options in _COMMON_OPTIONS:
+        common.add_argument(*flags, default=argparse.SUPPRESS, **options)
     p = _ArgumentParser(prog="sprocket", description="A WDL engine (WDL 1.0-1.3) in one Python file.",
                         parents=[common])
     p.add_argument("--version", action="version", version="sprocket %s" % __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text in (("check", "parse and type-check WDL documents and their imports"),
-                            ("lint", "check, and report the lint rules' warnings too (`sprocket explain --list`)")):
-        c = sub.add_parser(name, parents=[common], help=help_text)
-        c.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
-        c.add_argument("--strict", action="store_true", default=None,
-                       help="make compatibility warnings (constructs Cromwell and miniwdl accept) errors")
-        c.add_argument("-e", "--except", action="append", dest="except_rules", default=[], metavar="RULE",
-                       help="do not report this rule (repeatable; also check.except in sprocket.toml)")
-        c.add_argument("--deny-warnings", action="store_true", default=None, help="exit 1 on warnings too")
-        if name == "check":
-            c.add_argument("-l", "--lint", action="store_true", help="report the lint rules' warnings too")
-    x = sub.add_parser("explain", parents=[common], help="what a lint rule checks, why, and how to fix it")
-    x.add_argument("rule", nargs="?", metavar="RULE")
-    x.add_argument("--list", action="store_true", help="list every rule")
-    f = sub.add_parser("format", aliases=["fmt"], parents=[common],
-                       help="format WDL documents (to stdout, or --check, --overwrite)")
-    f.add_argument("files", nargs="+", metavar="FILE", help="WDL files, or directories to search for *.wdl")
-    how = f.add_mutually_exclusive_group()
-    how.add_argument("--check", action="store_true", help="exit 1 when a file is not formatted; change nothing")
-    how.add_argument("--overwrite", action="store_true", help="rewrite the files in place")
-    k = sub.add_parser("completions", parents=[common], help="print a completion script for a shell")
-    k.add_argument("shell", choices=("bash", "zsh", "fish"))
-    for name, help_text in (("run", "run a task or workflow"), ("validate", "check a run's inputs without running it")):
-        r = sub.add_parser(name, parents=[common], help=help_text)
-        r.add_argument("source", metavar="SOURCE", help="the WDL document")
-        r.add_argument("inputs", nargs="*", metavar="INPUTS", help="key=value pairs, @inputs.json or inputs.json files")
-        r.add_argument("-t", "--target", help="the task or workflow (default: the workflow, else the only task)")
-        if name == "run":
-            r.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
-            r.add_argument("--no-call-cache", action="store_true", help="neither use nor fill the call cache")
-            r.add_argument("--no-reattach", action="store_true",
-                           help="submit every task again, even those whose jobs an earlier run that died left running")
-            r.add_argument("--suffix", help="append `_SUFFIX` to the run directory's name")
-            r.add_argument("--index-on", metavar="PATH",
-                           help="link the outputs (and outputs.json) into OUT/index/PATH/, replacing the earlier index")
-            r.add_argument("--show-task-stderr", action="store_true",
-                           help="show each task's stderr on the terminal as it is written")
-    i = sub.add_parser("inputs", parents=[common], help="print an inputs template as JSON")
-    i.add_argument("source", metavar="SOURCE")
-    i.add_argument("-t", "--target")
-    g = sub.add_parser("config", parents=[common], help="show the configuration")
-    g.add_argument("config_command", choices=("resolve", "init"), metavar="{resolve,init}")
-    u = sub.add_parser("runs", parents=[common], help="list the runs recorded in an output directory's sprocket.db")
-    u.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
-    u.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    e = sub.add_parser("report", parents=[common], help="write a run's report.html (every run writes one at its end)")
-    e.add_argument("run", nargs="?", metavar="RUN", help="the run's name or directory (default: the newest run)")
-    e.add_argument("-o", "--output-dir", help="the output directory (default: run.output_dir, ./out)")
-    n = sub.add_parser("install", parents=[common],
-                       help="copy sprocket.py into DIR, compiled for this Python, with a `sprocket` launcher that "
-                       "starts without compiling it")
-    n.add_argument("dir", metavar="DIR", help="the directory (made if missing; e.g. /shared/software/bin)")
+    for name, aliases, help_text, add_arguments in _COMMANDS:
+        add_arguments(sub.add_parser(name, aliases=aliases, parents=[common], help=help_text))
     return p
 
 
@@ -11313,16 +11434,15 @@ def _is_launcher(path):
 def default_config_text():
     lines = ["# sprocket.toml: every setting with its default (sprocket config init)"]
     section = None
-    keys = sorted((k for k, v in CONFIG_SCHEMA.items() if "*" not in k and v[1] is not None),
+    keys = sorted((k for k, v in CONFIG_SCHEMA.items() if "*" not in k and v.default is not None),
                   key=lambda k: (k.rpartition(".")[0], k))
     for key in keys:
-        kind, default, help_text = CONFIG_SCHEMA[key]
         table, _, name = key.rpartition(".")
         if table != section:
             lines.append("\n[%s]" % table)
             section = table
-        lines.append("# %s" % help_text)
-        lines.append("%s = %s" % (name, _toml_value(default)))
+        lines.append("# %s" % CONFIG_SCHEMA[key].help)
+        lines.append("%s = %s" % (name, _toml_value(CONFIG_SCHEMA[key].default)))
     return "\n".join(lines)
 
 
@@ -11334,8 +11454,8 @@ def set_diagnostic_style(args):
             config = load_config(args.config, args.skip_config_search)
         except WdlError:  # the command itself reports it
             config = None
-        color = color or (config.get("common.color") if config else "auto")
-        mode = mode or (config.get("common.report_mode") if config else "full")
+        color = color or (config.get("common.color") if config else CONFIG_SCHEMA["common.color"].default)
+        mode = mode or (config.get("common.report_mode") if config else CONFIG_SCHEMA["common.report_mode"].default)
     DIAGNOSTIC_STYLE["color"] = color == "always" or color == "auto" and sys.stderr.isatty() and "NO_COLOR" not in os.environ
     DIAGNOSTIC_STYLE["one_line"] = mode == "one-line"
 

@@ -961,3 +961,43 @@ def test_nested_inputs_rule_is_one_in_check_and_validate(tmp_path, version, allo
         assert_diag(checked, 13, 3, "call `t` is missing required input `y`")
         assert validated.returncode == 1 and "input `t.x` sets an input of a call, which workflow `wf` does " \
             "not allow" in validated.stderr, validated.stderr
+
+
+# ============================================================================================
+# The argument parser: built from _COMMON_OPTIONS and the _COMMANDS table
+# ============================================================================================
+
+
+def test_command_table_gives_each_command_its_own_arguments():
+    from conftest import _import_sprocket
+
+    sprocket = _import_sprocket()
+    parser = sprocket.build_parser()
+    cases = [
+        (["check", "a.wdl", "-l", "-e", "R", "--strict"],
+         dict(files=["a.wdl"], lint=True, except_rules=["R"], strict=True)),
+        (["lint", "a.wdl", "b.wdl"], dict(files=["a.wdl", "b.wdl"], except_rules=[], strict=None, deny_warnings=None)),
+        (["explain", "--list"], dict(rule=None, list=True)),
+        (["fmt", "--check", "a.wdl"], dict(command="fmt", check=True, overwrite=False)),
+        (["completions", "zsh"], dict(shell="zsh")),
+        (["run", "x.wdl", "a=1", "-o", "o", "--suffix", "s", "--no-reattach"],
+         dict(source="x.wdl", inputs=["a=1"], output_dir="o", suffix="s", no_reattach=True, no_call_cache=False)),
+        (["validate", "x.wdl", "-t", "t"], dict(source="x.wdl", inputs=[], target="t")),
+        (["inputs", "x.wdl"], dict(source="x.wdl", target=None)),
+        (["-s", "config", "init", "-c", "x.toml", "--color", "never"],
+         dict(config_command="init", skip_config_search=True, config=["x.toml"], color="never")),
+        (["runs", "--json"], dict(json=True, output_dir=None)),
+        (["report", "r1", "-o", "o", "-m", "one-line"], dict(run="r1", output_dir="o", report_mode="one-line")),
+        (["install", "d"], dict(dir="d")),
+    ]
+    for argv, expected in cases:
+        args = vars(parser.parse_args(argv))
+        assert {k: args.get(k, "<missing>") for k in expected} == expected, argv
+    # each command has only its own options
+    for argv in (["lint", "--lint", "a.wdl"], ["validate", "-o", "o", "x.wdl"],
+                 ["format", "--check", "--overwrite", "a"], ["config", "show"],
+                 ["--color", "sometimes", "check", "a"], ["run"]):
+        with pytest.raises(sprocket.UsageError):
+            parser.parse_args(argv)
+    run_help = next(a for a in parser._subparsers._group_actions[0].choices["run"]._actions if a.dest == "output_dir")
+    assert run_help.help.endswith("(default: run.output_dir, %s)" % sprocket.CONFIG_SCHEMA["run.output_dir"].default)

@@ -554,11 +554,21 @@ def test_config_merge_in_process():
     assert c.sources["run.task.shell"] == ["two.toml"]
     assert c.sources["run.task.container"] == ["one.toml"]
     assert c.sources["run.task.excluded_cache_inputs"] == ["one.toml", "two.toml"]
-    # unset keys read as their schema default; an explicit default wins for unknown keys
+    # unset keys read as their schema default
     assert c.get("run.task.retries") == 0
     assert c.get("run.task.cpu_limit_behavior") == "deny"
     assert c.get("run.workflow.scatter.concurrency") == 1000
-    assert c.get("no.such.key", "fallback") == "fallback"
+    assert c.get("run.backends.any_name.max_queued_jobs") == 1000, "a backend's settings: under any name"
+
+
+def test_config_get_refuses_a_key_not_in_the_schema():
+    """A key with no row in CONFIG_SCHEMA is a bug in the caller (an internal error), never a silent None."""
+    c = sprocket.Config()
+    c.merge_file("x.toml", {"run": {"task": {"shell": "sh"}}, "check": {"except": ["x"]}})
+    for key in ("no.such.key", "run.task.shel", "run.task", "run.backends", "check", "run.backends.b.nope"):
+        with pytest.raises(KeyError, match="not a setting"):
+            c.get(key)
+    assert c.backends() == {}
 
 
 def test_config_merge_does_not_alias_the_input():
@@ -962,6 +972,59 @@ def test_config_init_output_passes_validation_and_holds_the_defaults(sb):
     r = sb.resolve("-s", "-c", init)
     assert r.values == defaults.values, "`config init` does not print the defaults `config resolve` reports"
     assert all(src == real(init) for src in (r.source(k) for k in r.values)), r.proc.stdout
+
+
+def test_every_key_sprocket_reads_with_config_get_is_a_setting():
+    """Config.get refuses a key with no row only when the call runs; this finds them all in the source."""
+    keys = re.findall(r'\b(?:config|self)\.get\("([a-z_]+\.[a-z_.]+)"\)', SPROCKET.read_text(encoding="utf-8"))
+    assert len(keys) > 20, keys
+    missing = sorted({k for k in keys if sprocket._schema_key(k) not in sprocket.CONFIG_SCHEMA})
+    assert not missing, "Config.get of keys CONFIG_SCHEMA has no row for: %s" % missing
+
+
+def test_every_setting_default_passes_its_own_check():
+    for key, setting in sprocket.CONFIG_SCHEMA.items():
+        assert setting.help, "`%s` has no help text for `config init`" % key
+        if setting.default is not None:
+            sprocket.check_config_value(key, setting.default, setting, "CONFIG_SCHEMA")  # raises ConfigError
+
+
+def test_setting_checks_beyond_the_kind_refuse_what_the_kind_allows():
+    schema = sprocket.CONFIG_SCHEMA
+    for key, value, message in (("run.task.retries", 100, "less than 100"),
+                                ("run.workflow.scatter.concurrency", 0, "at least 1"),
+                                ("server.orphan_timeout_minutes", 0, "at least 1"),
+                                ("run.http.parallelism", 1.5, "must be a string")):
+        with pytest.raises(sprocket.ConfigError, match=message):
+            sprocket.check_config_value(key, value, schema[key], "x.toml")
+    for key, value in (("run.task.retries", "default"), ("run.http.parallelism", 4),
+                       ("server.max_concurrent_runs", 2)):
+        sprocket.check_config_value(key, value, schema[key], "x.toml")
+
+
+def test_config_resolve_prints_every_setting(sb):
+    """Every row of the schema: the general ones by default, and a backend's rows once a backend
+    of that type sets them (each to its default, which must also pass validation, else to a sample)."""
+    sample = {"str": "x", "path": "/shared/images", "int": 1, "size": "1 MiB", "rate": "20/1s"}
+    schema = sprocket.CONFIG_SCHEMA
+    r = sb.resolve("-s")
+    printed = set(r.values) | set(re.findall(r"^# (\S+) is not set$", r.proc.stdout, re.M))
+    general = {k for k in schema if "*" not in k}
+    assert printed == general, "missing: %s; extra: %s" % (sorted(general - printed), sorted(printed - general))
+    for k in general:
+        if schema[k].default is not None:
+            assert r.value(k) == sprocket._toml_value(schema[k].default) and r.source(k) is None, k
+    lines = []
+    for kind, rows in sorted(sprocket._BACKEND_SETTINGS.items()):
+        lines.append('run.backends.%s.type = "%s"' % (kind, kind))
+        lines.extend("run.backends.%s.%s = %s" % (kind, k, sprocket._toml_value(
+            sample[row.kind] if row.default is None else row.default)) for k, row in sorted(rows.items()))
+    cfg = sb.write("backends.toml", "\n".join(lines) + "\n")
+    r = sb.resolve("-s", "-c", cfg)
+    for line in lines:
+        key, _, value = line.partition(" = ")
+        assert r.value(key) == value and r.source(key) == real(cfg), key
+    assert len(lines) == len(schema) - len(general) - 1 + len(sprocket._BACKEND_SETTINGS), "a row was left out"
 
 
 def test_config_init_ignores_configuration_files(sb):

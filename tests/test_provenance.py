@@ -655,6 +655,31 @@ def test_report_of_10000_attempts_stays_small_and_aggregated():
     assert "asked 4 CPUs, used 0.7 on average" in page
 
 
+def test_report_timeline_draws_bars_then_lanes_of_running_counts(monkeypatch):
+    """In-process: a bar per attempt (queue wait, retry and failure marked); beyond _REPORT_BARS, a
+    lane per call whose columns count the attempts running in each slice of the run's span."""
+    sys.path.insert(0, str(SPROCKET.parent))
+    import sprocket as S
+
+    def attempt(call, start, end, number=0, status="completed", submitted=None):
+        return dict(call=call, attempt=number, status=status, submitted_at=submitted, started_at=start, ended_at=end)
+
+    # 10 columns over [0, 10]: an attempt runs from column int(start * 0.9) to column int(end * 0.9)
+    assert S._running_counts([attempt("a", 0, 10), attempt("a", 0, 2), attempt("a", 6, 8)], 0, 10, 10) == [
+        2, 2, 1, 1, 1, 2, 2, 2, 1, 1]
+    attempts = [attempt("align-0", 1, 10, submitted=0.5), attempt("align-1", 2, 5, 1, "failed"),
+                attempt("sort", 5, 9), attempt("never", None, None)]
+    svg = S.report_timeline(attempts)
+    assert svg.count('class="bar ') == 3 and svg.count('class="queue"') == 1 and svg.count('class="mark"') == 1
+    assert 'class="bar failed retry"' in svg and "align-1 #1: failed" in svg and "never" not in svg
+    monkeypatch.setattr(S, "_REPORT_BARS", 2)
+    svg = S.report_timeline(attempts)
+    assert svg.count('class="bar ') == 0 and svg.count('class="lane"') == 2, svg
+    assert "align (2 attempts, 1 failed)" in svg and "sort (1 attempts)" in svg
+    assert "align: at most 2 running at once" in svg and "sort: at most 1 running at once" in svg
+    assert S.report_timeline([attempt("never", None, None)]).startswith('<p class="note">')
+
+
 def test_runs_lists_four_concurrent_runs_and_a_killed_one(tmp_path):
     doc = write(tmp_path / "s.wdl", SLEEP_WDL)
     out = tmp_path / "out"
