@@ -36,10 +36,12 @@ The module reads top to bottom in the order data flows:
                                    runtime keys of Cromwell-era WDL (normalize_runtime)
     13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler
     14. Backends                   the backend interface; LocalBackend (process groups a rerun adopts
-                                   or kills after a crash); SlurmApptainerBackend: the batch
-                                   script and sbatch line, job arrays, completion from each job's exit
-                                   status file, a batched status query, queue caps, adopting the jobs
-                                   of a dead run, the Apptainer image cache
+                                   or kills after a crash); SlurmApptainerBackend, a facade (the batch
+                                   script and sbatch line, adopting the jobs of a dead run) over four
+                                   parts: SlurmClient (the Slurm commands, retries, their output as
+                                   records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
+                                   and JobMonitor (each job's state: completion from its exit status
+                                   file, a batched status query, queue caps)
     15. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     16. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
@@ -7023,7 +7025,8 @@ def make_backend(run, config, name, settings):
 # files and asks Slurm about every live job with one batched `sacct` per interval (or
 # `squeue` + `scontrol` where accounting is off), then wakes the tasks whose jobs ended. The
 # attempt is in sprocket.db before its sbatch runs and its job id right after, so a later run
-# can adopt the job when this process dies.
+# can adopt the job when this process dies. SlurmApptainerBackend is a facade over four parts:
+# SlurmClient (the commands), ImageCache, ArrayGatherer and JobMonitor (the jobs' state).
 
 _SLURM_TERMINAL = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
                    "PREEMPTED", "TIMEOUT", "REVOKED")
