@@ -252,10 +252,6 @@ class FakeMonitor:
     def ended(self, job):
         pass
 
-    def cancel_jobs(self, jobs):
-        for j in jobs:
-            j.finish(143, "canceled")
-
 
 def gather(tmp_path, n, options=("compute", None, False, None, (), 1, 2 ** 30)):
     sbatch_ids = iter(range(100, 200))
