@@ -38,10 +38,12 @@ The module reads top to bottom in the order data flows:
     13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler (its workers'
                                    messages: Done, Readmit)
     14. Backends                   the backend interface; LocalBackend (process groups a rerun adopts
-                                   or kills after a crash); SlurmApptainerBackend: the batch
-                                   script and sbatch line, job arrays, completion from each job's exit
-                                   status file, a batched status query, queue caps, adopting the jobs
-                                   of a dead run, the Apptainer image cache
+                                   or kills after a crash); SlurmApptainerBackend, a facade (the batch
+                                   script and sbatch line, adopting the jobs of a dead run) over four
+                                   parts: SlurmClient (the Slurm commands, retries, their output as
+                                   records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
+                                   and JobMonitor (each job's state: completion from its exit status
+                                   file, a batched status query, queue caps)
     15. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     16. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
@@ -7065,7 +7067,8 @@ def make_backend(run, config, name, settings):
 # files and asks Slurm about every live job with one batched `sacct` per interval (or
 # `squeue` + `scontrol` where accounting is off), then wakes the tasks whose jobs ended. The
 # attempt is in sprocket.db before its sbatch runs and its job id right after, so a later run
-# can adopt the job when this process dies.
+# can adopt the job when this process dies. SlurmApptainerBackend is a facade over four parts:
+# SlurmClient (the commands), ImageCache, ArrayGatherer and JobMonitor (the jobs' state).
 
 _SLURM_TERMINAL = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
                    "PREEMPTED", "TIMEOUT", "REVOKED")
@@ -8074,12 +8077,13 @@ class SlurmApptainerBackend:
         req, hints, env, name, cpu, memory = tr.requirements, tr.hints, tr.env, tr.name, tr.cpu, tr.memory
         partition, attempt_name, key, retry = tr.partition, tr.attempt.name, tr.attempt.key, tr.attempt.number > 0
         on_id = functools.partial(self.run.record_job, tr)
+        run_dir, tmp_dir, flush = self.run.run_dir, self.run.tmp_dir, self.run.store.flush
         adir = os.path.dirname(cmd_path)
         for path in (stdout, stderr):
             open(path, "a").close()  # they exist on the shared filesystem before the job starts
         os.chmod(cmd_path, 0o770)
-        image = self.images.image_for(req.get("container"), name, self.run.run_dir)
-        binds = self.binds(adir, cmd_path, work, stdout, stderr, env)
+        image = self.images.image_for(req.get("container"), name, run_dir)
+        binds = self.binds(adir, cmd_path, work, stdout, stderr, env, tmp_dir)
         gpu = req.get("gpu") is True
         script = os.path.join(adir, "apptainer_command")
         with open(script, "w") as f:
@@ -8095,13 +8099,13 @@ class SlurmApptainerBackend:
             return job
         write_sbatch_command(adir, argv)
         try:
-            self.run.store.flush()  # the attempt is on record before its job exists (reattach)
+            flush()  # the attempt is on record before its job exists (reattach)
             job_id = self.client.sbatch(argv, name)
         except BaseException:
             job.release()
             raise
         self.monitor.submitted(job, job_id)
-        self.run.store.flush()
+        flush()
         return job
 
     def adopt(self, tr, adopted):
@@ -8129,27 +8133,26 @@ class SlurmApptainerBackend:
     def job_name(self, name):
         return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
 
-    def binds(self, adir, cmd_path, work, stdout, stderr, env):
+    def binds(self, adir, cmd_path, work, stdout, stderr, env, tmp_dir):
         """(host path, container path, mode) of what the attempt's container sees."""
         tmp_root = os.path.join(os.path.dirname(os.path.dirname(adir)), "tmp")
         binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
         for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
             os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
             binds.append((os.path.join(tmp_root, sub), dst, "rw"))
-        binds += [(p, p, "ro") for p in sorted(self.input_paths(env))]
+        binds += [(p, p, "ro") for p in sorted(self.input_paths(env, tmp_dir))]
         # The work directory is also bound at its own path: values computed before the command
         # (join_paths, glob) may name it by its host path.
         return binds + [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
                         (stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
 
-    def input_paths(self, env):
-        """Files and directories the task reads (the values of its environment `env`): bound
-        read-only at the same path in the container (the output directory is on a filesystem
-        shared by the submit and compute hosts)."""
-        out = {os.path.abspath(p) for v in env.values() for p in paths_in(v)
-               if "://" not in p and os.path.exists(p)}
-        if os.listdir(self.run.tmp_dir):  # write_* files the command may name
-            out.add(self.run.tmp_dir)
+    def input_paths(self, env, tmp_dir):
+        """Files and directories the task reads (the values of its environment `env`, and the run's
+        `tmp_dir` once it holds write_* files): bound read-only at the same path in the container
+        (the output directory is on a filesystem shared by the submit and compute hosts)."""
+        out = {os.path.abspath(p) for v in env.values() for p in paths_in(v) if "://" not in p and os.path.exists(p)}
+        if os.listdir(tmp_dir):  # write_* files the command may name
+            out.add(tmp_dir)
         return out
 
     def conditional_args(self, req, hints, cpu, memory):

@@ -252,10 +252,6 @@ class FakeMonitor:
     def ended(self, job):
         pass
 
-    def cancel_jobs(self, jobs):
-        for j in jobs:
-            j.finish(143, "canceled")
-
 
 def gather(tmp_path, n, options=("compute", None, False, None, (), 1, 2 ** 30)):
     sbatch_ids = iter(range(100, 200))
@@ -452,3 +448,125 @@ def test_monitor_fails_a_job_that_vanished(monitor):
         assert job.wait() == 1 and job.message == "Slurm job 3 vanished: neither sacct knows it any more"
     finally:
         S._VANISHED_GRACE = S_grace
+
+
+# -- the facade, end to end through fake Slurm commands ---------------------------------------------
+
+FAKE_SLURM = r'''#!%(python)s
+"""sbatch/squeue/sacct/scontrol/scancel for one test: a job runs at once as a local process; each
+call is logged as a JSON line to $FAKE_SLURM_DIR/calls."""
+import json, os, subprocess, sys
+state, tool, args = os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]), sys.argv[1:]
+with open(os.path.join(state, "calls"), "a") as f:
+    f.write(json.dumps([tool] + args) + "\n")
+jobs = sorted(n[:-4] for n in os.listdir(state) if n.endswith(".job"))
+if tool == "sbatch":
+    n = 1 + len(set(j.split("_")[0] for j in jobs))
+    array = [a.split("-")[-1] for a in args if a.startswith("--array=")]
+    for i in range(int(array[0]) + 1) if array else [None]:
+        job_id, env = ("%%d_%%d" %% (n, i), dict(os.environ, SLURM_ARRAY_TASK_ID=str(i))) if array else (str(n), os.environ)
+        out = [args[args.index(o) + 1].replace("%%a", str(i)).replace("%%%%", "%%") for o in ("-o", "-e")]
+        open(os.path.join(state, job_id + ".job"), "w").close()
+        subprocess.Popen(["bash", "-c", 'bash "$1" > "$2" 2> "$3"; echo $? > "$4"', "-", args[-1]] + out +
+                         [os.path.join(state, job_id + ".rc")], env=env, start_new_session=True)
+    print("Submitted batch job %%d" %% n)
+elif tool == "sacct":
+    heads = args[args.index("-j") + 1].split(",")
+    for job_id in (j for j in jobs if j.split("_")[0] in heads):
+        try:
+            code = int(open(os.path.join(state, job_id + ".rc")).read())
+            row = ["COMPLETED" if code == 0 else "FAILED", "%%d:0" %% code, "None", "2027-01-01T10:00:00",
+                   "2027-01-01T10:00:01", "2027-01-01T10:00:03", "00:00:02", "", "", "100M", "1", "node1"]
+        except (OSError, ValueError):
+            row = ["RUNNING", "0:0", "None", "2027-01-01T10:00:00", "2027-01-01T10:00:01", "Unknown", "00:00:01",
+                   "", "", "100M", "1", "node1"]
+        print("|".join([job_id] + row))
+        print("|".join([job_id + ".batch", row[0], row[1], "", "", "", "", "", "00:00:00.250", "2048K", "", "", ""]))
+elif tool == "scontrol" and args[:2] == ["show", "config"]:
+    print("MaxArraySize = 1001")
+'''
+
+FAKE_APPTAINER = r'''#!%(python)s
+"""apptainer pull (an empty image) and exec (the command on this host, the paths bound under
+/mnt/task replaced by their sources in the arguments and --pwd; the other binds are the same path)."""
+import os, sys
+args = sys.argv[1:]
+if args[0] == "pull":
+    open(args[2], "w").close()
+    sys.exit(0)
+binds, pwd, rest = [], None, args[1:]
+while rest[0].startswith("-"):
+    flag = rest.pop(0)
+    if flag == "--bind":
+        binds.append(rest.pop(0).split(":")[:2])
+    elif flag == "--pwd":
+        pwd = rest.pop(0)
+rest = rest[1:]  # the image
+for src, dst in binds:
+    if dst.startswith("/mnt/task/"):
+        rest, pwd = [a.replace(dst, src) for a in rest], pwd.replace(dst, src)
+os.chdir(pwd)
+os.execvp(rest[0], rest)
+'''
+
+
+def test_facade_runs_a_scatter_as_one_job_array_through_fake_slurm_commands(tmp_path):
+    """The backend's parts wired together by the facade (`sprocket run` in a subprocess): a scatter
+    of 20 goes out as one array, the next call as a job of its own, each job is seen to end from its
+    exit status file, and one sacct at the end brings what they used."""
+    import json
+    import sqlite3
+    import subprocess
+
+    bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
+    bin_dir.mkdir()
+    state.mkdir()
+    for tool in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
+        (bin_dir / tool).write_text(FAKE_SLURM % {"python": sys.executable})
+        (bin_dir / tool).chmod(0o755)
+    (bin_dir / "apptainer").write_text(FAKE_APPTAINER % {"python": sys.executable})
+    (bin_dir / "apptainer").chmod(0o755)
+    (tmp_path / "sprocket.toml").write_text('run.experimental_features_enabled = true\n[run.backends.default]\n'
+                                            'type = "slurm_apptainer"\ndefault_slurm_partition.name = "compute"\n')
+    (tmp_path / "main.wdl").write_text("""version 1.0
+task square {
+  input { Int x }
+  command <<< echo $(( ~{x} * ~{x} )) >>>
+  output { Int y = read_int(stdout()) }
+  runtime { container: "ubuntu:22.04" }
+}
+task count {
+  input { Array[Int] ys }
+  command <<< wc -l < ~{write_lines(ys)} >>>
+  output { Int n = read_int(stdout()) }
+  runtime { container: "ubuntu:22.04" }
+}
+workflow w {
+  scatter (i in range(20)) { call square { input: x = i } }
+  call count { input: ys = square.y }
+  output { Array[Int] ys = square.y  Int n = count.n }
+}
+""")
+    env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), FAKE_SLURM_DIR=str(state),
+               SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env.pop("SPROCKET_CONFIG", None)
+    p = subprocess.run([sys.executable, str(Path(S.__file__)), "run", "-s", "-c", str(tmp_path / "sprocket.toml"),
+                        str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")], env=env, cwd=str(tmp_path),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"w.ys": [i * i for i in range(20)], "w.n": 20}
+    calls = [json.loads(line) for line in (state / "calls").read_text().splitlines()]
+    assert calls[:2] == [["scontrol", "show", "partition", "compute"], ["scontrol", "show", "config"]]
+    # the scatter as one array (as several, or some alone, only where a loaded host paused its threads)
+    sbatch, rest = [c for c in calls[2:] if c[0] == "sbatch"], [c[0] for c in calls[2:] if c[0] != "sbatch"]
+    arrays = [int(a.split("-")[-1]) + 1 for c in sbatch for a in c if a.startswith("--array=")]
+    assert arrays and sum(arrays) + len(sbatch) - len(arrays) - 1 == 20
+    assert sbatch[-1][sbatch[-1].index("--job-name") + 1] == "count-0"
+    assert rest == ["sacct"]  # jobs seen to end from their exit status files; one sacct, for their usage
+    con = sqlite3.connect(str(tmp_path / "out" / "sprocket.db"))
+    rows = con.execute("SELECT a.job_id, u.node, u.peak_memory FROM attempts a JOIN attempt_usage u ON u.key = a.key")
+    rows = rows.fetchall()
+    con.close()
+    assert len(rows) == 21 and all(r[1] and r[2] == 2 ** 21 for r in rows)  # its node; sacct's peak memory
+    if arrays == [20]:
+        assert sorted(r[0] for r in rows) == sorted(["1_%d" % i for i in range(20)] + ["2"])
