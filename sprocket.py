@@ -5855,6 +5855,11 @@ class Backend:
         self.behavior = context.settings.limit_behavior  # {"cpu"/"memory": "deny" or "try_with_max"}
 
     @classmethod
+    def table_keys(cls):
+        """The keys its `run.backends.<name>` table may have: `type` and those of its SETTINGS."""
+        return ("type",) + tuple(collections.OrderedDict.fromkeys(key.split(".")[0] for key in cls.SETTINGS))
+
+    @classmethod
     def check_settings(cls, name, settings, where):
         """Refuse (ConfigError) what its settings (`run.backends.<name>`, as the files give them) ask
         for that cannot be had; `where(key)` names the files that set a key."""
@@ -7178,9 +7183,10 @@ class LocalBackend(Backend):
         self.cancel_jobs(live)
 
 
-def make_backend(context, name, kind, settings):
-    """The backend a run uses: the registered class of its `type`, given its `run.backends.<name>` settings."""
-    return BACKENDS[kind](context, name, settings)
+def make_backend(context, name, settings):
+    """The backend a run uses: the registered class of its `type`, given its `run.backends.<name>`
+    settings as the configuration read them (read_backend_settings())."""
+    return BACKENDS[settings["type"]](context, name, settings)
 
 
 # -- Slurm + Apptainer ---------------------------------------------------------------------
@@ -8749,11 +8755,9 @@ CONFIG_SCHEMA = {
     "common.wdl.feature_flags.wdl_1_4": ("bool", False, "accepted for compatibility (1.4 is not supported)"),
 }
 CONFIG_SCHEMA["run.backends.*.type"] = (tuple(BACKENDS) + ("docker", "tes", "lsf_apptainer"), None, "the kind of backend")
-_BACKEND_KEYS = {"docker": ("type", "cleanup")}  # the top-level keys of each type's table: docker's is only accepted
-for _kind, _cls in BACKENDS.items():  # each backend's own settings, as it declares them
+for _cls in BACKENDS.values():  # each backend's own settings, as it declares them
     for _key, _row in _cls.SETTINGS.items():
         CONFIG_SCHEMA["run.backends.*." + _key] = _row
-    _BACKEND_KEYS[_kind] = ("type",) + tuple(collections.OrderedDict.fromkeys(k.split(".")[0] for k in _cls.SETTINGS))
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
 _FOREIGN_SECTIONS = ("format", "analyzer", "test", "doc", "module", "modules", "lint")
 _FOREIGN_TABLES = ("server.engine",)  # tables of Sprocket's that sprocket.py accepts and ignores
@@ -8965,23 +8969,8 @@ class Config:
         return " (in %s)" % ", ".join(files) if files else ""
 
     def backend(self):
-        """(name, type, settings) of the backend to use (the built-in default is `local`): its
-        registered type's settings (Backend.SETTINGS), each given or its default, read by kind."""
-        name, table = self.backend_table()
-        cls = BACKENDS[table["type"]]
-        settings = {}
-        for key, (kind, default, _) in cls.SETTINGS.items():
-            v = table
-            for part in key.split("."):
-                v = v.get(part) if isinstance(v, dict) else None
-            v = default if v is None else v
-            if v is not None and kind in _SETTING_READERS:
-                v = _SETTING_READERS[kind](v)
-            settings[key] = list(v) if isinstance(v, list) else v
-        return name, cls.kind, settings
-
-    def backend_table(self):
-        """(name, its `run.backends` table), checked against the registry of backend types."""
+        """(name, settings) of the backend to use, checked against the registry of backend types
+        (BACKENDS); the built-in default is `local`."""
         name = self.get("run.backend")
         backends = self.get("run.backends", {}) or {}
         if name not in backends:
@@ -8999,14 +8988,30 @@ class Config:
         if kind not in BACKENDS:
             raise ConfigError("the `%s` backend type of `run.backends.%s`%s is not supported by sprocket.py "
                               "(supported: %s)" % (kind, name, where, known))
-        extra = [k for k in settings if k not in _BACKEND_KEYS[kind]]
+        allowed = BACKENDS[kind].table_keys()
+        extra = [k for k in settings if k not in allowed]
         if extra:
             raise ConfigError("`run.backends.%s.%s`%s is not a setting of a %s backend (allowed: %s)" % (
-                name, extra[0], self.where("run.backends.%s.%s" % (name, extra[0])), kind, ", ".join(_BACKEND_KEYS[kind])))
+                name, extra[0], self.where("run.backends.%s.%s" % (name, extra[0])), kind, ", ".join(allowed)))
         if BACKENDS[kind].experimental and not self.get("run.experimental_features_enabled"):
             raise ConfigError("the %s backend%s is experimental: set "
                               "`run.experimental_features_enabled = true` to use it" % (kind, where))
         return name, settings
+
+
+def read_backend_settings(table):
+    """A `run.backends.<name>` table as its backend gets it: its `type`, and each of the settings
+    its registered class declares (Backend.SETTINGS) as given or by default, read by kind."""
+    settings = {"type": table["type"]}
+    for key, (kind, default, _) in BACKENDS[table["type"]].SETTINGS.items():
+        v = table
+        for part in key.split("."):
+            v = v.get(part) if isinstance(v, dict) else None
+        v = default if v is None else v
+        if v is not None and kind in _SETTING_READERS:
+            v = _SETTING_READERS[kind](v)
+        settings[key] = list(v) if isinstance(v, list) else v
+    return settings
 
 
 def load_config(explicit=(), skip_search=False):
@@ -10356,8 +10361,8 @@ class Run:
         self.context = context = RunContext(run_settings(config), log)
         context.overrides = overrides or {}  # call path -> {"requirements"/"hints"/"runtime": {key: value}}
         # and the backend, which may refuse (no sbatch on PATH, an unknown partition), before the run directory
-        backend_name, kind, settings = config.backend()
-        context.backend = make_backend(context, backend_name, kind, settings)
+        backend_name, table = config.backend()
+        context.backend = make_backend(context, backend_name, read_backend_settings(table))
         context.cache = CallCache(config, backend_name, context.settings.shell, off=no_call_cache)
         self.run_dir = context.run_dir = self.create_record(doc, suffix, inputs_json)
         context.uuid = self.uuid
@@ -10872,7 +10877,7 @@ def _warn_input(message):
 
 GivenInputs = collections.namedtuple("GivenInputs", "target nested overrides")
 GivenInputs.__doc__ = ("What the inputs give beyond the target's own: its calls' inputs {call path: {input: value}} "
-                       "and requirement overrides {call path: {section: {key: value}}} (`` for a task run alone).")
+                       "and requirement overrides {call path: {section: {key: value}}} (call path \"\": the target task's own).")
 
 
 def assign_inputs(doc, target, items, explicit_target=True):

@@ -903,8 +903,9 @@ def test_an_orphan_whose_pid_was_recycled_is_never_killed():
 def _local_backend(S):
     """A local backend as a run with the default settings makes it (in this process)."""
     config = S.load_config(skip_search=True)
-    name, kind, settings = config.backend()
-    return S.make_backend(S.RunContext(S.run_settings(config), S.RunLog(S._LEVELS["ERROR"])), name, kind, settings)
+    name, table = config.backend()
+    return S.make_backend(S.RunContext(S.run_settings(config), S.RunLog(S._LEVELS["ERROR"])), name,
+                          S.read_backend_settings(table))
 
 
 def test_a_live_local_task_is_found_by_its_attempt_directory_with_its_process_group_and_start_time(tmp_path):
