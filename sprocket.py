@@ -55,6 +55,19 @@ The module reads top to bottom in the order data flows:
     19. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
                                    runs, report, completions, install (the file compiled, and a
                                    launcher); the one place errors become messages
+
+How the runtime fits together (sections 12-18). `cmd_run` reads the inputs (assign_inputs: the
+target's own, nested call inputs, requirement overrides) and makes a Run. The Run builds one
+RunContext: the RunSettings, the log, the call cache, the backend (make_backend: the class the
+BACKENDS registry holds for the `type` of `run.backends.<name>`, given the settings that class
+declares, as read_backend_settings() read them), the Recorder of attempts (sprocket.db,
+trace.tsv) and the Scheduler. Everything below Run sees only the context: a WorkflowRun starts
+a Frame per body (workflow, scatter element, branch); a Frame hands each call of a task to the
+Scheduler as a TaskRun; the Scheduler places TaskRuns as the backend's cpu and memory allow and
+runs each on a worker thread, where TaskRun.execute() makes an Attempt per try, hands the
+backend a TaskRequest (start(), or adopt() for a dead run's job) and waits on the Job it
+returns. A new backend is a Backend subclass (start(), and what it can do beyond the defaults)
+with @register_backend and its SETTINGS: nothing else changes.
 """
 
 import argparse
