@@ -6345,13 +6345,13 @@ class TaskRun:
         env = dict(self.env)
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(attempt.number, None, None)
+        cmd_path = os.path.join(attempt.directory, "command")
         if attempt.adopted is None:
             os.makedirs(work)
             command = self.render_command(env, self.ctx(work))
-            cmd_path = os.path.join(attempt.directory, "command")
             with open(cmd_path, "w") as f:
                 f.write(command)
-        request = self.request(attempt, os.path.join(attempt.directory, "command"), work, stdout, stderr)
+        request = self.request(attempt, cmd_path, work, stdout, stderr)
         recorder, backend = context.recorder, context.backend
         recorder.attempt_started(attempt, self.reattach_key)
         if context.aborting:
