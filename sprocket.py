@@ -31,30 +31,47 @@ The module reads top to bottom in the order data flows:
                                    relative to the document (document_paths); ReadScope: what
                                    a workflow's own standard library calls may read
     11. Standard library: code     IMPLS, the implementation of each function
-    12. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
+    12. Runtime contracts          Backend (what a backend is: limits, start, adopt, cancel, close,
+                                   and its optional parts with defaults), Job, TaskRequest (one
+                                   attempt, as a backend gets it), BACKENDS (register_backend),
+                                   RunContext (what the runtime knows of a run), RunSettings
+    13. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
                                    one record each; the retry policy, retry_decision) -> outputs, kept
                                    in the task's sandbox (OutputSandbox); the runtime keys of
                                    Cromwell-era WDL (normalize_runtime)
-    13. Workflows                  Frame (one body instance), WorkflowRun, Scheduler (its workers'
-                                   messages: Done, Readmit)
-    14. Backends                   the backend interface; LocalBackend (process groups a rerun adopts
-                                   or kills after a crash); SlurmApptainerBackend, a facade (the batch
-                                   script and sbatch line, adopting the jobs of a dead run) over four
-                                   parts: SlurmClient (the Slurm commands, retries, their output as
+    14. Workflows                  Frame (one body instance), WorkflowRun, Scheduler (its workers'
+                                   messages: Done, Readmit; it owns the counts)
+    15. Backends                   LocalBackend (process groups a rerun adopts or kills after a
+                                   crash); SlurmApptainerBackend, a facade (the batch script and
+                                   sbatch line, adopting the jobs of a dead run) over four parts:
+                                   SlurmClient (the Slurm commands, retries, their output as
                                    records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
                                    file, a batched status query, queue caps)
-    15. Configuration              sprocket.toml search order and merge, the schema table, the TOML
+    16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
-    16. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
+    17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
                                    used), orphan sweep, which run adopted which; its read side (runs,
                                    attempts_of)
-    17. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
+    18. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
                                    (report_html), signals
-    18. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
+    19. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
                                    runs, report, completions, install (the file compiled, and a
                                    launcher); the one place errors become messages
+
+How the runtime fits together (sections 12-18). `cmd_run` reads the inputs (assign_inputs: the
+target's own, nested call inputs, requirement overrides) and makes a Run. The Run builds one
+RunContext: the RunSettings, the log, the call cache, the backend (make_backend: the class the
+BACKENDS registry holds for the `type` of `run.backends.<name>`, given the settings that class
+declares, as read_backend_settings() read them), the Recorder of attempts (sprocket.db,
+trace.tsv) and the Scheduler. Everything below Run sees only the context: a WorkflowRun starts
+a Frame per body (workflow, scatter element, branch); a Frame hands each call of a task to the
+Scheduler as a TaskRun; the Scheduler places TaskRuns as the backend's cpu and memory allow and
+runs each on a worker thread, where TaskRun.execute() makes an Attempt per try, hands the
+backend a TaskRequest (start(), or adopt() for a dead run's job) and waits on the Job it
+returns. A new backend is a Backend subclass (start(), and what it can do beyond the defaults)
+with @register_backend and its SETTINGS: nothing else changes.
 """
 
 import argparse
@@ -5759,7 +5776,203 @@ _EVAL[Apply] = _eval_apply
 
 
 # ============================================================================================
-# 12. Tasks
+# 12. Runtime contracts
+# ============================================================================================
+#
+# What the runtime's parts agree on. A backend is a subclass of Backend, registered under its
+# `type` (register_backend): the scheduler asks it what a task may have (check, limits), hands
+# it each attempt as a TaskRequest (start) and follows the Job it returns. A RunContext is all
+# that Tasks, Workflows and Backends know of the run; Run (section 18) builds it once.
+
+
+def _human_bytes(n):
+    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= size:
+            return "%.1f %s" % (n / size, unit)
+    return "%d B" % n
+
+
+TaskRequest = collections.namedtuple("TaskRequest", "name key job_name attempt command directory work stdout stderr "
+                                     "env requirements hints cpu memory inputs")
+TaskRequest.__doc__ = (
+    "One attempt, as the engine hands it to a backend: the call's `name` (for messages), the attempt's `key` (its row "
+    "in sprocket.db), `job_name` (the same in every run of the workflow) and number (`attempt`); the paths of its "
+    "`command` file, its `directory`, its `work` directory, `stdout` and `stderr`; its `env` (the `env` declarations, "
+    "as text); its resolved `requirements` and `hints`; the `cpu` and `memory` it runs with; and `inputs`, the host "
+    "paths its inputs and private declarations name (which a container must see).")
+
+
+class Job:
+    """One attempt as a backend runs it. wait() blocks until it ends and returns its exit status
+    (128 + N for signal N); the attributes say how it ended, when not by the command's own exit."""
+
+    message = None  # why the backend, not the command, ended it
+    final = False  # it would fail again whatever is done: no retries
+    retry_free = False  # the infrastructure's fault (a node failed): run again without spending a retry
+    out_of_memory = False  # it was killed for running out of memory
+    state = None  # the batch system's state while it runs (`PENDING`: queued), for the progress line
+    reason = None  # and why it is queued
+    job_id = None  # the batch system's id of it (trace.tsv), if any
+
+    def wait(self):
+        raise NotImplementedError
+
+    def cancel(self):
+        raise NotImplementedError
+
+    def usage(self):
+        """What it used, as the `attempt_usage` row has it ({} when unknown)."""
+        return {}
+
+
+class Setting(collections.namedtuple("Setting", "kind default help check also", defaults=(None, None))):
+    """A setting: its kind, its default (None: unset), the help `config init` prints, a check beyond
+    the kind's (value -> what is wrong, or None), and `also`: value -> true for a value taken as it
+    is, whatever the kind (Sprocket's words beside numbers). Kinds: bool, int (>= 0), str, path (a
+    str with ~ and $VAR expanded), size (bytes or "4 GiB"), seconds, multiplier (>= 1), rate
+    ("20/1s"), list (of strings), conditionals (Sprocket's sbatch.conditional), or a tuple of the
+    allowed strings."""
+
+
+class Backend:
+    """Where and how tasks run; the scheduler never knows which one it talks to. A subclass sets
+    `cpu` and `memory` (what tasks may use at once here: the scheduler holds the rest back),
+    declares its `run.backends.<name>` settings in SETTINGS (the configuration checks them and
+    hands them over with their defaults filled in), and is registered with register_backend().
+    start() and adopt() are its own; the rest have defaults a backend overrides when it can do
+    more."""
+
+    kind = None  # its `type` in `run.backends.<name>`
+    SETTINGS = {}  # {key under run.backends.<name>: Setting}: its rows of CONFIG_SCHEMA
+    experimental = False  # it needs `run.experimental_features_enabled = true`
+    files_lag = False  # its tasks' files may show late on this host (a shared file system): see wait_visible()
+    scatter_limit = None  # scatter elements it takes at once (None: as many as the run allows)
+    cpu = memory = float("inf")
+
+    def __init__(self, context, name, settings):
+        self.context = context
+        self.name = name
+        self.settings = settings
+        self.shell = context.settings.shell
+        self.behavior = context.settings.limit_behavior  # {"cpu"/"memory": "deny" or "try_with_max"}
+
+    @classmethod
+    def table_keys(cls):
+        """The keys its `run.backends.<name>` table may have: `type` and those of its SETTINGS."""
+        return ("type",) + tuple(collections.OrderedDict.fromkeys(key.split(".")[0] for key in cls.SETTINGS))
+
+    @classmethod
+    def check_settings(cls, name, settings, where):
+        """Refuse (ConfigError) what its settings (`run.backends.<name>`, as the files give them) ask
+        for that cannot be had; `where(key)` names the files that set a key."""
+
+    def limits(self, requirements, hints):
+        """{"cpu": n, "memory": bytes} the most one task may have here (None: no limit)."""
+        return {"cpu": self.cpu, "memory": self.memory}
+
+    def limit_text(self, requirements, hints):
+        """What the limit is, with %s for the amount (for messages)."""
+        return "the host only has %s available"
+
+    def check(self, name, requirements, hints, cpu, memory):
+        """(cpu, memory) a task asking for these runs with: more than limits() allows is refused
+        (`deny`) or clamped with a warning (`try_with_max`), as run.task.<cpu|memory>_limit_behavior say."""
+        limits, wanted = self.limits(requirements, hints), {"cpu": cpu, "memory": memory}
+        for what, fmt in (("cpu", lambda x: "%g" % x), ("memory", _human_bytes)):
+            limit, want = limits.get(what), wanted[what]
+            if limit is None or want <= limit:
+                continue
+            where = self.limit_text(requirements, hints) % fmt(limit)
+            if self.behavior[what] != "try_with_max":
+                raise RunError("task `%s` requires at least %s %s, but %s (set `run.task.%s_limit_behavior = "
+                               "\"try_with_max\"` to run it with that)" % (
+                                   name, fmt(want), "CPU(s)" if what == "cpu" else "of memory", where, what))
+            wanted[what] = limit
+            self.context.log.warn("task `%s` requires %s %s, but %s; running it with %s" % (
+                name, fmt(want), what, where, fmt(limit)))
+        return wanted["cpu"], wanted["memory"]
+
+    def start(self, request):
+        """Start one attempt (a TaskRequest); return its Job."""
+        raise NotImplementedError
+
+    def adopt(self, request, adopted):
+        """Follow the job of an attempt a dead run started (`adopted`, an Adoptable); return its Job."""
+        raise NotImplementedError
+
+    def find_jobs(self, directories):
+        """{attempt directory: the Adoptable fields that name its live job} for attempts a dead
+        engine started but had not recorded (reattach); {} when it cannot tell."""
+        return {}
+
+    def cancel_jobs(self, jobs):
+        """Stop these jobs (in one go where the backend can)."""
+        for job in jobs:
+            job.cancel()
+
+    def explain(self, job):
+        """A sentence on why a failed job failed, when the backend can tell; else None."""
+        return None
+
+    def wait_visible(self, path, is_dir):
+        """Whether a missing output shows up after all (files_lag: wait for the shared file system)."""
+        return False
+
+    def close(self):
+        """The run is over: nothing of it may be left running."""
+
+
+BACKENDS = {}  # type -> Backend subclass: what `run.backends.<name>.type` may name
+
+
+def register_backend(cls):
+    """A class decorator: `cls` is the backend of `type = "<cls.kind>"`."""
+    BACKENDS[cls.kind] = cls
+    return cls
+
+
+RunSettings = collections.namedtuple("RunSettings", "default_retries memory_retry_multiplier read_limit fail_fast "
+                                     "scatter_limit shell container limit_behavior")
+RunSettings.__doc__ = "The `run.*` settings the runtime reads, read and checked once (run_settings(), section 18)."
+
+
+class RunContext:
+    """What Tasks, Workflows and Backends know of a run: its settings and log, the recorder of its
+    attempts (sprocket.db, trace.tsv), its call cache, backend and scheduler, its directories, what
+    it was given (nested inputs, requirement overrides, jobs of a dead run to adopt) and whether it
+    stops (the Scheduler keeps the counts of task runs). Run builds it, then the backend (which may
+    refuse), then the rest."""
+
+    def __init__(self, settings, log, recorder=None, cache=None):
+        self.settings, self.log, self.recorder, self.cache = settings, log, recorder, cache
+        self.backend = self.scheduler = None
+        self.uuid = self.run_dir = self.tmp_dir = self.real_run_dir = None
+        self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
+        self.nested_inputs = {}  # call path -> {input: value}
+        self.overrides = {}  # call path -> {"requirements"/"hints"/"runtime": {key: value}}
+        self.adoptable = {}  # call -> Adoptable: an orphaned twin run's jobs to follow (reattach)
+        self.reattach = False  # may a later run adopt this one's jobs (tasks compute their reattach key)
+        self.stopping = False  # start nothing new
+        self.aborting = False  # and stop what runs
+
+    @property
+    def scatter_limit(self):
+        limit = self.backend.scatter_limit if self.backend is not None else None
+        return min(self.settings.scatter_limit, limit) if limit else self.settings.scatter_limit
+
+    def admit(self, values):
+        """The files and directories in `values` (inputs, call outputs) become readable by
+        workflow-level standard library calls (ReadScope)."""
+        self.readable.update(os.path.realpath(p) for v in values for p in paths_in(v) if "://" not in p)
+
+    def abort(self):
+        """Stop everything running now (a cancel, or a failure under `fail = "fast"`)."""
+        self.stopping = self.aborting = True
+        self.backend.cancel_jobs([tr.job for tr in list(self.scheduler.running) if tr.job is not None])
+
+
+# ============================================================================================
+# 13. Tasks
 # ============================================================================================
 #
 # A TaskRun is one call of a task: its inputs are known; prepare() evaluates the private
@@ -5769,13 +5982,6 @@ _EVAL[Apply] = _eval_apply
 _DEFAULT_MEMORY = 2 * 1024 ** 3
 _MAX_RETRIES = 100
 _INFRASTRUCTURE_RETRIES = 3  # attempts lost to the backend (a node failure), apart from the task's own retries
-
-
-def _human_bytes(n):
-    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
-        if n >= size:
-            return "%.1f %s" % (n / size, unit)
-    return "%d B" % n
 
 
 def parse_memory(v, what="memory"):
@@ -5892,7 +6098,7 @@ class Attempt:
         self.adopted = adopted  # the Adoptable record of an earlier run's attempt this one follows
         self.directory = adopted.directory if adopted else os.path.join(tr.call_dir, "attempts", str(number))
         self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", "%s-%d" % (tr.name, number))
-        self.key = "%s-%s" % (self.name, tr.run.uuid[:8])
+        self.key = "%s-%s" % (self.name, tr.context.uuid[:8])
         self.job = self.status = self.exit_code = self.message = None
         self.final = self.out_of_memory = False
 
@@ -5937,8 +6143,8 @@ def retry_decision(status, message, final, number, free, retries, memory_tried):
 
 
 class TaskRun:
-    def __init__(self, run, task, inputs, call_dir, name, overrides):
-        self.run = run
+    def __init__(self, context, task, inputs, call_dir, name, overrides):
+        self.context = context
         self.task = task
         self.inputs = inputs
         self.call_dir = call_dir
@@ -5952,13 +6158,13 @@ class TaskRun:
         self.attempt_dirs = []
         self.requirements, self.hints = {}, {}
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
-        self.partition = {}
         self.reattach_key = None  # its call cache key (weak digests), when a later run may adopt its jobs
         self.written = []  # the files its own write_* calls made (outputs it may name)
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
-        return EvalContext(work_dir or self.run.run_dir, self.run.tmp_dir, self.task.dialect, stdout, stderr,
-                           self.run.read_limit, written=self.written)
+        context = self.context
+        return EvalContext(work_dir or context.run_dir, context.tmp_dir, self.task.dialect, stdout, stderr,
+                           context.settings.read_limit, written=self.written)
 
     def prepare(self):
         """Evaluate inputs, private declarations and requirements."""
@@ -5974,7 +6180,7 @@ class TaskRun:
         for d in topo_order(decls):  # private declarations have a value: bind_input leaves them to evaluate
             if not bind_input(d, given, env, "task `%s`" % task.name):
                 env[d.name] = coerce_decl(evaluate(d.expr, env, ctx), d, "`%s` of task `%s`" % (d.name, task.name),
-                                          doc_dir, task.dialect.paths_exist, self.run.log.warn)
+                                          doc_dir, task.dialect.paths_exist, self.context.log.warn)
         self.env = env
         self.requirements, self.hints = self.eval_requirements(0)
         self.cpu = float(self.requirements.get("cpu", 1))
@@ -6036,7 +6242,7 @@ class TaskRun:
     def max_retries(self):
         v = self.requirements.get("max_retries")
         if v is None:
-            return self.run.default_retries
+            return self.context.settings.default_retries
         try:
             n = int(v)
         except (TypeError, ValueError):
@@ -6068,7 +6274,7 @@ class TaskRun:
         """Run attempts until one succeeds or the retries are spent; return the outputs.
 
         Sets `outcome` (completed, failed, canceled or cached) for the scheduler."""
-        run = self.run
+        context = self.context
         adopted, key, cached = self.adopt_or_cached()
         if cached is not None:
             return cached
@@ -6092,15 +6298,15 @@ class TaskRun:
             if action == "done":
                 self.outcome = "completed"
                 if key is not None:
-                    run.cache.store(self, key, outputs, attempt.directory)
+                    context.cache.store(self, key, outputs, attempt.directory)
                 return outputs
             if action == "fail":
                 raise RunError(message)
             if action == "free":
                 free += 1
-                run.log.warn("%s; running task `%s` again (this does not count as a retry)" % (message, self.name))
+                context.log.warn("%s; running task `%s` again (this does not count as a retry)" % (message, self.name))
             else:
-                run.log.info("retrying execution of task `%s` (retry %d)" % (self.name, number + 1))
+                context.log.info("retrying execution of task `%s` (retry %d)" % (self.name, number + 1))
                 self.previous = self.task_value(number, attempt.exit_code, None)
             number += 1
 
@@ -6108,19 +6314,19 @@ class TaskRun:
         """Where the call starts (CallStart): the attempt of an orphaned earlier run to follow
         (reattach), when its inputs are the same; else the call cache's outputs, on a hit (the
         call is then over: `cached`)."""
-        run = self.run
-        adopted = run.adoptable.pop(self.name, None)
-        self.reattach_key = run.cache.key(self, "weak") if run.reattach else None
+        context = self.context
+        adopted = context.adoptable.pop(self.name, None)
+        self.reattach_key = context.cache.key(self, "weak") if context.reattach else None
         if adopted is not None and adopted.cache_key != self.reattach_key:
-            run.log.info("task `%s`: not adopting the job of the earlier run (its inputs changed)" % self.name)
+            context.log.info("task `%s`: not adopting the job of the earlier run (its inputs changed)" % self.name)
             adopted = None
-        if not run.cache.enabled_for(self):
+        if not context.cache.enabled_for(self):
             return CallStart(adopted, None, None)
-        key = self.reattach_key if run.cache.digests == "weak" and self.reattach_key else run.cache.key(self)
-        cached = None if adopted is not None else run.cache.lookup(self, key)
+        key = self.reattach_key if context.cache.digests == "weak" and self.reattach_key else context.cache.key(self)
+        cached = None if adopted is not None else context.cache.lookup(self, key)
         if cached is not None:
             self.outcome = "cached"
-            run.record_cached(self)
+            context.recorder.record_cached(self)
         return CallStart(adopted, key, cached)
 
     def attempt_resources(self, number, ran_out, asked_before):
@@ -6134,26 +6340,35 @@ class TaskRun:
         asked = self.memory = parse_memory(self.requirements.get("memory", _DEFAULT_MEMORY))
         if ran_out is not None and asked == asked_before:
             self.grow_memory(ran_out, number)
-        self.run.backend.check(self)
+        self.fit()
         if (self.cpu, self.memory) != self.reserved:
-            self.run.scheduler.readmit(self)
+            self.context.scheduler.readmit(self)
         return asked
+
+    def fit(self):
+        """Its cpu and memory within what the backend allows (deny / try_with_max): `task.cpu` and
+        `task.memory` see a clamped value."""
+        cpu, memory = self.context.backend.check(self.name, self.requirements, self.hints, self.cpu, self.memory)
+        if cpu != self.cpu:
+            self.cpu = self.requirements["cpu"] = cpu
+        if memory != self.memory:
+            self.memory = self.requirements["memory"] = memory
 
     def grow_memory(self, had, number):
         """The attempt before ran out of `had` bytes: this one gets run.task.memory_retry_multiplier
         times that, within what the backend allows (the partition's max_memory_per_task)."""
-        factor = self.run.memory_retry_multiplier
+        factor = self.context.settings.memory_retry_multiplier
         if factor <= 1:
             return
-        limit = self.run.backend.limits(self).get("memory")
+        limit = self.context.backend.limits(self.requirements, self.hints).get("memory")
         grown = int(math.ceil(had * factor))
         if limit is not None and grown > limit:
             grown = max(limit, had)
         if grown <= had:
-            self.run.log.warn("task `%s` ran out of memory with %s, the most it may have; attempt %d gets the same" % (
+            self.context.log.warn("task `%s` ran out of memory with %s, the most it may have; attempt %d gets the same" % (
                 self.name, _human_bytes(had), number))
         else:
-            self.run.log.warn("task `%s` ran out of memory with %s; attempt %d gets %s (memory_retry_multiplier = %g)" % (
+            self.context.log.warn("task `%s` ran out of memory with %s; attempt %d gets %s (memory_retry_multiplier = %g)" % (
                 self.name, _human_bytes(had), number, _human_bytes(grown), factor))
         self.memory = self.requirements["memory"] = max(grown, had)  # `task.memory` says what it got
 
@@ -6162,66 +6377,75 @@ class TaskRun:
         completed, failed or preempted (the cluster ended it; only when `free_retry` allows
         another go), and returns the outputs when completed; raises when the run is canceled or
         the attempt cannot start."""
-        run = self.run
+        context = self.context
         work = os.path.join(attempt.directory, "work")
         self.attempt_dirs.append(attempt.directory)
         stdout, stderr = os.path.join(attempt.directory, "stdout"), os.path.join(attempt.directory, "stderr")
         env = dict(self.env)
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(attempt.number, None, None)
+        cmd_path = os.path.join(attempt.directory, "command")
         if attempt.adopted is None:
             os.makedirs(work)
             command = self.render_command(env, self.ctx(work))
-            cmd_path = os.path.join(attempt.directory, "command")
             with open(cmd_path, "w") as f:
                 f.write(command)
-        environ = {d.name: _env_text(d.name, self.env[d.name]) for d in (self.task.inputs or []) + self.task.decls if d.env}
-        run.attempt_started(attempt, self.reattach_key)
-        if run.aborting:
+        request = self.request(attempt, cmd_path, work, stdout, stderr)
+        recorder, backend = context.recorder, context.backend
+        recorder.attempt_started(attempt, self.reattach_key)
+        if context.aborting:
             self.cancelled(attempt, None)
         try:
             if attempt.adopted is None:
-                self.job = attempt.job = run.backend.start(self, cmd_path, work, stdout, stderr, environ)
+                self.job = attempt.job = backend.start(request)
             else:  # an earlier run's job, followed instead of run again
-                self.job = attempt.job = run.backend.adopt(self, attempt.adopted)
-            if run.aborting:  # abort() ran while the job started and may not have seen it
-                run.backend.cancel_jobs([self.job])
+                self.job = attempt.job = backend.adopt(request, attempt.adopted)
+            if context.aborting:  # abort() ran while the job started and may not have seen it
+                backend.cancel_jobs([self.job])
             code = self.job.wait()
         except RunCancelled:
             self.cancelled(attempt, None)
         except WdlError as e:
-            run.attempt_ended(attempt, "failed", None, e.message)
+            recorder.attempt_ended(attempt, "failed", None, e.message)
             raise
-        if run.aborting:
+        if context.aborting:
             self.cancelled(attempt, code)
-        note = getattr(self.job, "message", None)  # the scheduler ended it, not the command
-        attempt.final = getattr(self.job, "final", False)
+        note = self.job.message  # the scheduler ended it, not the command
+        attempt.final = self.job.final
         attempt.out_of_memory = self.job.out_of_memory
-        if getattr(self.job, "retry_free", False) and free_retry:
-            run.attempt_ended(attempt, "preempted", code, note)
+        if self.job.retry_free and free_retry:
+            recorder.attempt_ended(attempt, "preempted", code, note)
             return None
         if note is None and self.return_code_ok(code):
             try:
                 outputs = self.collect_outputs(env, work, stdout, stderr, code)
             except WdlError as e:
-                run.attempt_ended(attempt, "failed", code, e.message)
+                recorder.attempt_ended(attempt, "failed", code, e.message)
                 raise
-            run.attempt_ended(attempt, "completed", code)
+            recorder.attempt_ended(attempt, "completed", code)
             return outputs
         message = failure_message(self.name, code, stdout, stderr)
-        why = note or run.backend.explain(self.job)
+        why = note or backend.explain(self.job)
         if why:
             message += "\n\n" + why
-        run.attempt_ended(attempt, "failed", code, message)
+        recorder.attempt_ended(attempt, "failed", code, message)
         return None
 
+    def request(self, attempt, command, work, stdout, stderr):
+        """The attempt as its backend gets it (TaskRequest)."""
+        decls = (self.task.inputs or []) + self.task.decls
+        environ = {d.name: _env_text(d.name, self.env[d.name]) for d in decls if d.env}
+        inputs = tuple(p for v in self.env.values() for p in paths_in(v))
+        return TaskRequest(self.name, attempt.key, attempt.name, attempt.number, command, attempt.directory, work,
+                           stdout, stderr, environ, self.requirements, self.hints, self.cpu, self.memory, inputs)
+
     def cancelled(self, attempt, code):
-        self.run.attempt_ended(attempt, "canceled", code, "canceled")
+        self.context.recorder.attempt_ended(attempt, "canceled", code, "canceled")
         self.outcome = "canceled"
         raise RunCancelled("task `%s` was canceled" % self.name)
 
     def collect_outputs(self, env, work, stdout, stderr, code):
-        ctx = self.ctx(work, stdout, stderr)
+        ctx, backend = self.ctx(work, stdout, stderr), self.context.backend
         env = dict(env)
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
@@ -6231,9 +6455,9 @@ class TaskRun:
                                [p for d in (self.task.inputs or []) + self.task.decls for p in paths_in(self.env.get(d.name))])
         for d in topo_order(self.task.outputs or []):
             v = evaluate(d.expr, env, ctx)
-            v = coerce_decl(v, d, "output `%s`" % d.name, warn=self.run.log.warn)
+            v = coerce_decl(v, d, "output `%s`" % d.name, warn=self.context.log.warn)
             what = "output `%s` of task `%s`" % (d.name, self.task.name)
-            v = localize_outputs(v, d.type_, work, what, getattr(self.run.backend, "wait_visible", None))
+            v = localize_outputs(v, d.type_, work, what, backend.wait_visible if backend.files_lag else None)
             inside.check(v, what)
             env[d.name] = out[d.name] = v
         return {d.name: out[d.name] for d in self.task.outputs or []}
@@ -6321,7 +6545,7 @@ def localize_outputs(v, t, work, what, visible=None):
 
 
 # ============================================================================================
-# 13. Workflows
+# 14. Workflows
 # ============================================================================================
 #
 # The scheduler runs on the main thread. A Frame is one instance of a workflow body (the
@@ -6333,7 +6557,7 @@ def localize_outputs(v, t, work, what, visible=None):
 class Frame:
     def __init__(self, wf_run, body, env, calls_dir, indices, on_done):
         self.wf_run = wf_run
-        self.run = wf_run.run
+        self.context = wf_run.context
         self.todo = list(body)
         self.env = env
         self.calls_dir = calls_dir
@@ -6357,7 +6581,7 @@ class Frame:
             while True:
                 self.again = False
                 ready = [el for el in self.todo if all(n not in self.level or n in self.done_names for n in el.deps)]
-                if self.run.stopping:
+                if self.context.stopping:
                     break
                 for el in ready:
                     self.todo.remove(el)
@@ -6379,18 +6603,19 @@ class Frame:
         before 1.2, the document's directory after; what the standard library reads is confined."""
         wf_run = self.wf_run
         doc_dir = wf_run.doc_dir
-        scope = ReadScope(self.run.real_run_dir, wf_run.real_doc_dir, self.run.readable,
+        context = self.context
+        scope = ReadScope(context.real_run_dir, wf_run.real_doc_dir, context.readable,
                           "%s of workflow `%s`" % (what, wf_run.workflow.name))
-        return EvalContext(doc_dir or self.run.run_dir, self.run.tmp_dir, wf_run.workflow.dialect, doc_dir=doc_dir,
-                           readable=scope, read_limit=self.run.read_limit)
+        return EvalContext(doc_dir or context.run_dir, context.tmp_dir, wf_run.workflow.dialect, doc_dir=doc_dir,
+                           readable=scope, read_limit=context.settings.read_limit)
 
     def start(self, el):
         if isinstance(el, Decl):
             ctx = self.ctx("`%s`" % el.name)
             v = evaluate(el.expr, self.env, ctx)
-            v = coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist, self.run.log.warn)
+            v = coerce_decl(v, el, "`%s`" % el.name, ctx.doc_dir, ctx.dialect.paths_exist, self.context.log.warn)
             if id(el) in self.wf_run.defaults:
-                self.run.admit([v])
+                self.context.admit([v])
             self.define({el.name: v})
         elif isinstance(el, Call):
             self.start_call(el)
@@ -6416,22 +6641,22 @@ class Frame:
                     raise
             values[name] = v
         path = self.wf_run.input_path + call.name
-        values.update(self.run.nested_inputs.get(path, {}))  # none clash: assign_inputs checked
+        values.update(self.context.nested_inputs.get(path, {}))  # none clash: assign_inputs checked
         call_dir = os.path.join(self.calls_dir, call.name + "".join("-%d" % i for i in self.indices))
         display = self.wf_run.display_prefix + call.name + "".join("-%d" % i for i in self.indices)
         self.outstanding += 1
 
         def done(outputs):
             self.outstanding -= 1
-            self.run.admit(outputs.values())
+            self.context.admit(outputs.values())
             self.define({call.name: StructValue(outputs.items(), call.name)})
             self.advance()
 
         if isinstance(target, Task):
-            tr = TaskRun(self.run, target, values, call_dir, display, self.run.overrides.get(path, {}))
-            self.run.scheduler.submit(tr, done)
+            tr = TaskRun(self.context, target, values, call_dir, display, self.context.overrides.get(path, {}))
+            self.context.scheduler.submit(tr, done)
         else:
-            sub = WorkflowRun(self.run, target, values, call_dir, path + ".", done, display + ".")
+            sub = WorkflowRun(self.context, target, values, call_dir, path + ".", done, display + ".")
             sub.start()
 
     def start_scatter(self, sc):
@@ -6461,14 +6686,14 @@ class Frame:
         if not items:
             gather()
             return
-        limit = self.run.scatter_limit
+        limit = self.context.scatter_limit
 
         def child_done(i):
             def cb(frame):
                 results[i] = frame.env
                 remaining[0] -= 1
                 if pending:  # deferred, so a long scatter never recurses
-                    self.run.scheduler.deferred.append(lambda j=pending.pop(): launch(j))
+                    self.context.scheduler.deferred.append(lambda j=pending.pop(): launch(j))
                 if remaining[0] == 0:
                     gather()
             return cb
@@ -6530,8 +6755,8 @@ class Frame:
 class WorkflowRun:
     """One run of a workflow: its inputs, its body's Frame, then its outputs."""
 
-    def __init__(self, run, workflow, given, calls_root, input_path, on_done, display_prefix=""):
-        self.run = run
+    def __init__(self, context, workflow, given, calls_root, input_path, on_done, display_prefix=""):
+        self.context = context
         self.workflow = workflow
         self.given = given
         self.calls_dir = os.path.join(calls_root, "calls")
@@ -6560,7 +6785,7 @@ class WorkflowRun:
         outputs = {}
         for d in self.workflow.outputs or []:
             v = coerce_decl(evaluate(d.expr, env, frame.ctx("output `%s`" % d.name)), d, "output `%s`" % d.name,
-                            warn=self.run.log.warn)
+                            warn=self.context.log.warn)
             env[d.name] = outputs[d.name] = v
         self.on_done(outputs)
 
@@ -6583,8 +6808,8 @@ class Scheduler:
     """Places task runs on the backend as cpu and memory allow; collects their results (Done,
     Readmit from its workers) and keeps the counts of task runs in each state."""
 
-    def __init__(self, run):
-        self.run = run
+    def __init__(self, context):
+        self.context = context
         self.events = queue.Queue()
         self.waiting = []
         self.idle = []  # inboxes of idle worker threads
@@ -6592,8 +6817,8 @@ class Scheduler:
         self.running = set()
         self.readmits = []  # Readmit: retries waiting for their new cpu and memory
         self.errors = []
-        self.free_cpu = run.backend.cpu
-        self.free_memory = run.backend.memory
+        self.free_cpu = context.backend.cpu
+        self.free_memory = context.backend.memory
         self.counts = dict.fromkeys(("waiting", "running", "completed", "failed", "cached"), 0)
 
     def submit(self, tr, on_done):
@@ -6601,7 +6826,7 @@ class Scheduler:
             tr.prepare()
         except EvalError as e:
             raise in_call(e, tr)
-        self.run.backend.check(tr)
+        tr.fit()
         self.waiting.append((tr, on_done))
         self.counts["waiting"] += 1
         self.pump()
@@ -6612,7 +6837,7 @@ class Scheduler:
         granted = threading.Event()
         self.events.put(Readmit(tr, granted))
         while not granted.wait(0.5):
-            if self.run.aborting:
+            if self.context.aborting:
                 raise RunCancelled("task `%s` was canceled" % tr.name)
 
     def pump(self):
@@ -6626,7 +6851,7 @@ class Scheduler:
                 self.reserve(tr)
                 entry.granted.set()
         i = 0
-        while i < min(len(self.waiting), 64) and not self.run.stopping and self.free_cpu > 1e-9:
+        while i < min(len(self.waiting), 64) and not self.context.stopping and self.free_cpu > 1e-9:
             tr, on_done = self.waiting[i]
             if tr.cpu <= self.free_cpu + 1e-9 and tr.memory <= self.free_memory:
                 del self.waiting[i]
@@ -6681,9 +6906,9 @@ class Scheduler:
     def loop(self, is_done):
         """Run until is_done() or a failure with nothing left running."""
         while True:
-            while self.deferred and not self.run.stopping:
+            while self.deferred and not self.context.stopping:
                 self.guard(self.deferred.popleft())
-            if is_done() or (self.errors or self.run.stopping) and not self.running:
+            if is_done() or (self.errors or self.context.stopping) and not self.running:
                 break
             if not self.running and not self.waiting and not self.deferred and self.events.empty():
                 raise RunError("the run cannot make progress: nothing is running and nothing can start "
@@ -6716,15 +6941,15 @@ class Scheduler:
             if all(done.error is None for done in ended):
                 self.pump()  # the cpu they freed goes to the next tasks while their rows are committed
             if ended:
-                self.run.store.flush_now()  # their rows are written before they are reported done
+                self.context.recorder.flush_now()  # their rows are written before they are reported done
             for done in ended:
                 self.task_ended(done.task_run)
                 if done.error is not None:
                     self.errors.append(done.error)
-                    self.run.stopping = True
-                    if self.run.fail_fast:
-                        self.run.abort()
-                elif not self.run.stopping:
+                    self.context.stopping = True
+                    if self.context.settings.fail_fast:
+                        self.context.abort()
+                elif not self.context.stopping:
                     self.guard(lambda: done.on_done(done.result))
             self.pump()
         if self.errors:
@@ -6739,25 +6964,16 @@ class Scheduler:
             fn()
         except WdlError as e:
             self.errors.append(e)
-            self.run.stopping = True
+            self.context.stopping = True
 
 
 # ============================================================================================
-# 14. Backends
+# 15. Backends
 # ============================================================================================
 #
-# The scheduler never knows which backend it talks to. A backend has `name`, `shell`, and
-# the `cpu` and `memory` it lets tasks use at once, and:
-#   check(task_run)              do its cpu and memory fit at all (deny / try_with_max)?
-#   start(task_run, command, work, stdout, stderr, env) -> job
-#   cancel_jobs(jobs)            stop these jobs (in one go where the backend can)
-#   explain(job)                 a sentence on why a failed job failed, when the files tell
-#   close()                      the run is over: nothing of it may be left running
-#   limits(task_run)             {"cpu": n, "memory": bytes} it may have (None: no limit)
-# and, for reattach (the jobs of a dead run followed by the next), adopt(task_run, Adoptable)
-# and find_jobs(attempt dirs) -> {attempt dir: the Adoptable fields that name its live job}. A job's wait() returns the exit status (128 + N for
-# signal N); a job has `out_of_memory` and may also carry `message` (the scheduler, not the
-# command, ended it), `retry_free` and `final`.
+# The backends of the contract in section 12 (Backend, Job), each registered under its `type`:
+# LocalBackend (process groups on this host) and SlurmApptainerBackend (batch jobs running
+# Apptainer). A new backend is a Backend subclass with @register_backend; nothing else changes.
 
 
 def oom_kills():
@@ -6850,17 +7066,12 @@ def task_processes(roots):
     return out
 
 
-class LocalProcessJob:
+class LocalProcessJob(Job):
     """A job of the local backend: a process group on this host, started here or adopted."""
-
-    out_of_memory = False
 
     def running(self):
         """Whether its process group may still run (so close() must kill it)."""
         raise NotImplementedError
-
-    def usage(self):
-        return {}
 
 
 class LocalJob(LocalProcessJob):
@@ -6960,37 +7171,47 @@ def host_memory():
         return 8 * 1024 ** 3
 
 
-class LocalBackend:
+@register_backend
+class LocalBackend(Backend):
     """Runs each attempt as `bash command` in its work directory, no container."""
 
-    name = "local"
+    kind = "local"
+    SETTINGS = {
+        "cpu": Setting("int", None, "local: CPUs tasks may use (default: all)"),
+        "memory": Setting("size", None, "local: memory tasks may use (default: all)"),
+    }
 
-    def __init__(self, run, cpu=None, memory=None, shell="bash", cpu_limit="deny", memory_limit="deny"):
-        self.run = run
-        self.cpu = float(cpu or os.cpu_count() or 1)
-        self.memory = int(memory or host_memory())
-        self.shell = shell
-        self.behavior = {"cpu": cpu_limit, "memory": memory_limit}
+    def __init__(self, context, name, settings):
+        super().__init__(context, "local", settings)  # `local` in sprocket.db, whatever the table's name
+        self.cpu = float(settings["cpu"] or os.cpu_count() or 1)
+        self.memory = int(settings["memory"] or host_memory())
         self.warned_container = False
         self.live = set()  # jobs started and not yet known to be finished
         self.lock = threading.Lock()
+        context.log.info("the engine is configured to use the local backend: tasks will not be run inside of a container")
 
-    def check(self, tr):
-        if tr.requirements.get("container") and not self.warned_container:
+    @classmethod
+    def check_settings(cls, name, settings, where):
+        for k, have in (("cpu", os.cpu_count() or 1), ("memory", host_memory())):
+            v = settings.get(k)
+            if v is not None and (parse_memory(v) if k == "memory" else v) > have:
+                raise ConfigError("`run.backends.%s.%s = %s`%s is more than this host has (%s)" % (
+                    name, k, json_dumps(v) if isinstance(v, str) else v, where(k), have if k == "cpu" else _human_bytes(have)))
+
+    def check(self, name, requirements, hints, cpu, memory):
+        if requirements.get("container") and not self.warned_container:
             self.warned_container = True
-            self.run.log.warn("the local backend runs tasks on this host without a container; `container` requirements are ignored")
-        apply_limits(tr, self.limits(tr), self.behavior, "the host only has %s available", self.run.log)
+            self.context.log.warn("the local backend runs tasks on this host without a container; `container` requirements are ignored")
+        return super().check(name, requirements, hints, cpu, memory)
 
-    def limits(self, tr):
-        return {"cpu": self.cpu, "memory": self.memory}
-
-    def start(self, tr, cmd_path, work, stdout, stderr, environ):
-        rc = os.path.join(os.path.dirname(cmd_path), "rc")
-        job = self.start_job([self.shell, "-c", _LOCAL_WRAPPER, cmd_path, rc], work, stdout, stderr, environ)
-        self.run.record_process(tr, job.pgid, job.process_started)
+    def start(self, request):
+        rc = os.path.join(request.directory, "rc")
+        job = self.start_job([self.shell, "-c", _LOCAL_WRAPPER, request.command, rc], request.work, request.stdout,
+                             request.stderr, request.env)
+        self.context.recorder.record_process(request, job.pgid, job.process_started)
         return job
 
-    def adopt(self, tr, adopted):
+    def adopt(self, request, adopted):
         """Follow an attempt of a dead run: one still running (the same process, by its start
         time) is waited for; one that ended is read from its exit status file."""
         job = AdoptedLocalJob(adopted.directory, adopted.process_group, adopted.process_started)
@@ -7010,10 +7231,6 @@ class LocalBackend:
             self.live.add(job)
         return job
 
-    def cancel_jobs(self, jobs):
-        for job in jobs:
-            job.cancel()
-
     def explain(self, job):
         if job.out_of_memory:
             return ("the kernel's out-of-memory killer ended it: raise the task's `memory` requirement (or set "
@@ -7028,35 +7245,10 @@ class LocalBackend:
         self.cancel_jobs(live)
 
 
-def apply_limits(tr, limits, behavior, where, log):
-    """The task's cpu and memory against what the backend allows ({"cpu": n, "memory": bytes},
-    None for no limit): `deny` refuses, `try_with_max` clamps and warns. `where` says what the
-    limit is, with %s for the amount."""
-    for what, fmt in (("cpu", lambda x: "%g" % x), ("memory", _human_bytes)):
-        limit = limits.get(what)
-        want = getattr(tr, what)
-        if limit is None or want <= limit:
-            continue
-        if behavior[what] == "try_with_max":
-            setattr(tr, what, limit)
-            tr.requirements[what] = limit  # `task.cpu` / `task.memory` see the clamped value
-            log.warn("task `%s` requires %s %s, but %s; running it with %s" % (
-                tr.name, fmt(want), what, where % fmt(limit), fmt(limit)))
-        else:
-            raise RunError("task `%s` requires at least %s %s, but %s (set `run.task.%s_limit_behavior = "
-                           "\"try_with_max\"` to run it with that)" % (
-                               tr.name, fmt(want), "CPU(s)" if what == "cpu" else "of memory", where % fmt(limit), what))
-
-
-def make_backend(run, config, name, settings):
-    """The backend a run uses, from its `run.backends.<name>` table."""
-    limits = dict(cpu_limit=config.get("run.task.cpu_limit_behavior"), memory_limit=config.get("run.task.memory_limit_behavior"))
-    if settings.get("type") == "local":
-        memory = settings.get("memory")
-        run.log.info("the engine is configured to use the local backend: tasks will not be run inside of a container")
-        return LocalBackend(run, settings.get("cpu"), parse_memory(memory) if memory is not None else None,
-                            config.get("run.task.shell"), **limits)
-    return SlurmApptainerBackend(run, config, name, settings)
+def make_backend(context, name, settings):
+    """The backend a run uses: the registered class of its `type`, given its `run.backends.<name>`
+    settings as the configuration read them (read_backend_settings())."""
+    return BACKENDS[settings["type"]](context, name, settings)
 
 
 # -- Slurm + Apptainer ---------------------------------------------------------------------
@@ -7093,6 +7285,38 @@ _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
 _ARRAY_MIN = 16  # fewer elements go out as jobs of their own: Slurm starts a lone job sooner than an array's
 _GATHER_HOLD = 120.0  # seconds they may wait while the queue holds a wave of the run's jobs
+
+
+_PARTITION_KEYS = ("default_slurm_partition", "short_task_slurm_partition", "gpu_slurm_partition", "fpga_slurm_partition")
+_PARTITION_SETTINGS = {
+    "name": Setting("str", None, "slurm: the partition's name"),
+    "max_cpu_per_task": Setting("int", None, "slurm: the most CPUs a task may get there"),
+    "max_memory_per_task": Setting("size", None, "slurm: the most memory a task may get there"),
+}
+_SLURM_SETTINGS = dict({  # its `run.backends.<name>` keys (SlurmApptainerBackend.SETTINGS)
+    "interval": Setting("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
+                        "ended without writing their exit status file)"),
+    "completion_interval": Setting("seconds", 1, "slurm: seconds between looks at the attempts' exit status "
+                                   "files (no scheduler call)"),
+    "exit_read_timeout": Setting("seconds", 270, "slurm: how long to wait for a job's exit status file and "
+                                 "outputs to show on the shared filesystem once Slurm says it ended"),
+    "max_queued_jobs": Setting("int", 1000, "slurm: jobs of the run in the queue at once, across every "
+                               "scatter (0: no limit)"),
+    "submit_rate_limit": Setting("rate", None, 'slurm: at most this many sbatch calls per period, e.g. '
+                                 '"20/1s" or "200/1min" (default: no limit)'),
+    "max_concurrency": Setting("int", 10, "slurm: sbatch/scancel processes at once"),
+    "max_scatter_concurrency": Setting("int", 200, "slurm: scatter elements submitted at once"),
+    "job_arrays": Setting("bool", True, "slurm: scatter elements ready at once that get the same sbatch "
+                          "options go out as one `sbatch --array`"),
+    "sbatch.args": Setting("list", [], "slurm: extra sbatch arguments"),
+    "sbatch.conditional": Setting("conditionals", [], "slurm: sbatch arguments added when a condition holds"),
+    "extra_sbatch_args": Setting("list", [], "slurm: extra sbatch arguments (the seed's name for sbatch.args)"),
+    "job_name_prefix": Setting("str", None, "slurm: prefix of job names"),
+    "apptainer.executable": Setting("str", "apptainer", "slurm: the apptainer (or singularity) command"),
+    "apptainer.image_cache_dir": Setting("path", None, "slurm: a shared directory of pulled images"),
+    "apptainer.extra_args": Setting("list", [], "slurm: extra `apptainer exec` arguments"),
+    "extra_apptainer_exec_args": Setting("list", [], "slurm: extra `apptainer exec` arguments (the seed's name)"),
+}, **{"%s.%s" % (p, k): row for p in _PARTITION_KEYS for k, row in _PARTITION_SETTINGS.items()})
 
 
 def _run_tool(argv, timeout=120):
@@ -7659,7 +7883,7 @@ def write_sbatch_command(adir, argv, note=""):
         f.write(" ".join(shlex.quote(a) for a in argv) + "\n" + note)
 
 
-class SlurmJob:
+class SlurmJob(Job):
     """One attempt's Slurm job; wait() blocks until the JobMonitor sees it end. Its attributes are
     written only by its own methods and by the monitor that follows it. `on_id(job id)` writes down
     the id Slurm gave it (the run's records)."""
@@ -8016,42 +8240,48 @@ class JobMonitor:
             self.cond.notify_all()
 
 
-class SlurmApptainerBackend:
+@register_backend
+class SlurmApptainerBackend(Backend):
     """Runs each attempt as a Slurm job of `apptainer exec` (see above), through four parts: the
     SlurmClient (the Slurm commands), the ImageCache (the containers' images), the ArrayGatherer
     (scatter elements as job arrays) and the JobMonitor (each job's state to its end). This facade
-    reads the backend's settings, places a task (partition, limits, binds, batch script, sbatch
+    takes the backend's settings, places a task (partition, limits, binds, batch script, sbatch
     line) and explains failures from the attempt's files."""
 
-    def __init__(self, run, config, name, settings):
-        self.run = run
-        self.name = name
-        self.shell = config.get("run.task.shell")
-        self.behavior = {"cpu": config.get("run.task.cpu_limit_behavior"), "memory": config.get("run.task.memory_limit_behavior")}
-        self.cpu = self.memory = float("inf")  # the cluster schedules; nothing is held back here
-        self.partitions = {k[: -len("_slurm_partition")]: settings[k] for k in _PARTITION_KEYS if settings.get(k)}
-        sbatch = settings.get("sbatch") or {}
-        self.sbatch_args = list(sbatch.get("args", [])) + list(settings.get("extra_sbatch_args", []))
+    kind = "slurm_apptainer"
+    SETTINGS = _SLURM_SETTINGS
+    experimental = True
+    files_lag = True  # the shared file system may show a job's files on this host late
+    cpu = memory = float("inf")  # the cluster schedules; nothing is held back here
+
+    def __init__(self, context, name, settings):
+        super().__init__(context, name, settings)
+        self.partitions = {}  # kind (default, short_task, gpu, fpga) -> {name, max_cpu_per_task, max_memory_per_task}
+        for key in _PARTITION_KEYS:
+            part = {field: settings["%s.%s" % (key, field)] for field in _PARTITION_SETTINGS}
+            if any(v is not None for v in part.values()):
+                self.partitions[key[: -len("_slurm_partition")]] = {k: v for k, v in part.items() if v is not None}
+        self.sbatch_args = settings["sbatch.args"] + settings["extra_sbatch_args"]
         self.conditionals = [(compile_expression(c["condition"], _CONDITION_NAMES, "sbatch.conditional"), c["args"])
-                             for c in sbatch.get("conditional", [])]
-        self.job_name_prefix = settings.get("job_name_prefix")
-        apptainer = settings.get("apptainer") or {}
-        self.apptainer = apptainer.get("executable", "apptainer")
-        cache = apptainer.get("image_cache_dir")
+                             for c in settings["sbatch.conditional"]]
+        self.job_name_prefix = settings["job_name_prefix"]
+        self.apptainer = settings["apptainer.executable"]
+        cache = settings["apptainer.image_cache_dir"]
         # (the run directory does not exist yet: the backend is set up, and may refuse, before it is made)
-        cache = os.path.abspath(os.path.expandvars(os.path.expanduser(cache))) if cache else None
-        self.images = ImageCache(self.apptainer, cache, config.get("run.task.container"), run.log)
-        self.apptainer_args = list(apptainer.get("extra_args", [])) + list(settings.get("extra_apptainer_exec_args", []))
-        setting = lambda key: settings.get(key, CONFIG_SCHEMA["run.backends.*." + key][1])  # noqa: E731
-        run.scatter_limit = min(run.scatter_limit, max(1, setting("max_scatter_concurrency")))
-        self.job_arrays = setting("job_arrays")
-        rate = setting("submit_rate_limit")
-        self.client = SlurmClient(run.log, setting("max_concurrency"), parse_rate(rate) if rate else None)
-        self.monitor = JobMonitor(self.client, run.log, run.record_accounting, lambda: run.aborting, setting("interval"),
-                                  setting("completion_interval"), setting("exit_read_timeout"), setting("max_queued_jobs"))
+        cache = os.path.abspath(cache) if cache else None
+        log = context.log
+        self.images = ImageCache(self.apptainer, cache, context.settings.container, log)
+        self.apptainer_args = settings["apptainer.extra_args"] + settings["extra_apptainer_exec_args"]
+        self.scatter_limit = max(1, settings["max_scatter_concurrency"])
+        self.job_arrays = settings["job_arrays"]
+        self.client = SlurmClient(log, settings["max_concurrency"], settings["submit_rate_limit"])
+        # (the run's recorder and directory come after the backend: the parts reach them when they act)
+        self.monitor = JobMonitor(self.client, log, lambda key, figures: context.recorder.record_accounting(key, figures),
+                                  lambda: context.aborting, settings["interval"], settings["completion_interval"],
+                                  settings["exit_read_timeout"], settings["max_queued_jobs"])
         self.client.check_cluster(self.partitions)
-        self.gatherer = ArrayGatherer(self.client, self.monitor, lambda n: os.path.join(run.run_dir, "arrays", str(n)),
-                                      run.store.flush, setting("max_queued_jobs"))
+        self.gatherer = ArrayGatherer(self.client, self.monitor, lambda n: os.path.join(context.run_dir, "arrays", str(n)),
+                                      lambda: context.recorder.flush(), settings["max_queued_jobs"])
 
     # -- placing a task ------------------------------------------------------------------------
     def partition_for(self, req, hints):
@@ -8062,58 +8292,56 @@ class SlurmApptainerBackend:
                 return self.partitions[kind]
         return {}
 
-    def check(self, tr):
-        tr.partition = self.partition_for(tr.requirements, tr.hints)
-        apply_limits(tr, self.limits(tr), self.behavior, "partition `%s` has a maximum of %%s" % tr.partition.get("name", "?"),
-                     self.run.log)
+    def limit_text(self, requirements, hints):
+        return "partition `%s` has a maximum of %%s" % self.partition_for(requirements, hints).get("name", "?")
 
-    def limits(self, tr):
-        part = self.partition_for(tr.requirements, tr.hints)
-        memory = part.get("max_memory_per_task")
-        return {"cpu": part.get("max_cpu_per_task"), "memory": parse_memory(memory) if memory is not None else None}
+    def limits(self, requirements, hints):
+        part = self.partition_for(requirements, hints)
+        return {"cpu": part.get("max_cpu_per_task"), "memory": part.get("max_memory_per_task")}
 
     # -- one attempt ---------------------------------------------------------------------------
-    def start(self, tr, cmd_path, work, stdout, stderr, environ):
-        req, hints, env, name, cpu, memory = tr.requirements, tr.hints, tr.env, tr.name, tr.cpu, tr.memory
-        partition, attempt_name, key, retry = tr.partition, tr.attempt.name, tr.attempt.key, tr.attempt.number > 0
-        on_id = functools.partial(self.run.record_job, tr)
-        run_dir, tmp_dir, flush = self.run.run_dir, self.run.tmp_dir, self.run.store.flush
-        adir = os.path.dirname(cmd_path)
-        for path in (stdout, stderr):
+    def start(self, request):
+        req, hints, name, cpu, memory = request.requirements, request.hints, request.name, request.cpu, request.memory
+        adir, cmd_path = request.directory, request.command
+        context = self.context
+        recorder = context.recorder
+        for path in (request.stdout, request.stderr):
             open(path, "a").close()  # they exist on the shared filesystem before the job starts
         os.chmod(cmd_path, 0o770)
-        image = self.images.image_for(req.get("container"), name, run_dir)
-        binds = self.binds(adir, cmd_path, work, stdout, stderr, env, tmp_dir)
+        image = self.images.image_for(req.get("container"), name, context.run_dir)
+        binds = self.binds(request, context.tmp_dir)
         gpu = req.get("gpu") is True
         script = os.path.join(adir, "apptainer_command")
         with open(script, "w") as f:
-            f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir))
+            f.write(slurm_batch_script(self.apptainer, request.env, binds, gpu, self.apptainer_args, image, self.shell, adir))
         os.chmod(script, 0o770)
-        options = (partition.get("name"), gpu and hints.get("gpu"), gpu, hints.get("time_minutes", hints.get("max_time_minutes")),
+        options = (self.partition_for(req, hints).get("name"), gpu and hints.get("gpu"), gpu,
+                   hints.get("time_minutes", hints.get("max_time_minutes")),
                    tuple(self.sbatch_args + self.conditional_args(req, hints, cpu, memory)), cpu, memory)
-        argv = sbatch_argv(*options, job_name=self.job_name(attempt_name), adir=adir, script=script)
-        job = SlurmJob(self.monitor, adir, key, name, memory, on_id)
+        argv = sbatch_argv(*options, job_name=self.job_name(request.job_name), adir=adir, script=script)
+        job = SlurmJob(self.monitor, adir, request.key, name, memory, functools.partial(recorder.record_job, request))
         self.monitor.take_slot(job)
-        if self.job_arrays and not retry:  # a retry goes alone
-            self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(attempt_name))), call_family(name))
+        if self.job_arrays and request.attempt == 0:  # a retry goes alone
+            self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(request.job_name))),
+                                 call_family(name))
             return job
         write_sbatch_command(adir, argv)
         try:
-            flush()  # the attempt is on record before its job exists (reattach)
+            recorder.flush()  # the attempt is on record before its job exists (reattach)
             job_id = self.client.sbatch(argv, name)
         except BaseException:
             job.release()
             raise
         self.monitor.submitted(job, job_id)
-        flush()
+        recorder.flush()
         return job
 
-    def adopt(self, tr, adopted):
+    def adopt(self, request, adopted):
         """Follow a job an earlier (dead) run submitted, as if this run had: one that ended while
         nobody watched is read from its exit status file, or from Slurm."""
-        key, name, memory, on_id = tr.attempt.key, tr.name, tr.memory, functools.partial(self.run.record_job, tr)
         adir, job_id = adopted.directory, adopted.job_id
-        job = SlurmJob(self.monitor, adir, key, name, memory, on_id)
+        job = SlurmJob(self.monitor, adir, request.key, request.name, request.memory,
+                       functools.partial(self.context.recorder.record_job, request))
         code = read_exit_status(adir)
         if code is not None:
             if job_id:
@@ -8133,24 +8361,25 @@ class SlurmApptainerBackend:
     def job_name(self, name):
         return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
 
-    def binds(self, adir, cmd_path, work, stdout, stderr, env, tmp_dir):
+    def binds(self, request, tmp_dir):
         """(host path, container path, mode) of what the attempt's container sees."""
-        tmp_root = os.path.join(os.path.dirname(os.path.dirname(adir)), "tmp")
+        tmp_root = os.path.join(os.path.dirname(os.path.dirname(request.directory)), "tmp")
         binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
         for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
             os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
             binds.append((os.path.join(tmp_root, sub), dst, "rw"))
-        binds += [(p, p, "ro") for p in sorted(self.input_paths(env, tmp_dir))]
+        binds += [(p, p, "ro") for p in sorted(self.input_paths(request.inputs, tmp_dir))]
         # The work directory is also bound at its own path: values computed before the command
         # (join_paths, glob) may name it by its host path.
-        return binds + [(cmd_path, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
-                        (stdout, "/mnt/task/stdout", "rw"), (stderr, "/mnt/task/stderr", "rw")]
+        work = request.work
+        return binds + [(request.command, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
+                        (request.stdout, "/mnt/task/stdout", "rw"), (request.stderr, "/mnt/task/stderr", "rw")]
 
-    def input_paths(self, env, tmp_dir):
-        """Files and directories the task reads (the values of its environment `env`, and the run's
-        `tmp_dir` once it holds write_* files): bound read-only at the same path in the container
-        (the output directory is on a filesystem shared by the submit and compute hosts)."""
-        out = {os.path.abspath(p) for v in env.values() for p in paths_in(v) if "://" not in p and os.path.exists(p)}
+    def input_paths(self, inputs, tmp_dir):
+        """Files and directories the task reads (`inputs`: the host paths its values name, and the
+        run's `tmp_dir` once it holds write_* files): bound read-only at the same path in the
+        container (the output directory is on a filesystem shared by the submit and compute hosts)."""
+        out = {os.path.abspath(p) for p in inputs if "://" not in p and os.path.exists(p)}
         if os.listdir(tmp_dir):  # write_* files the command may name
             out.add(tmp_dir)
         return out
@@ -8171,7 +8400,7 @@ class SlurmApptainerBackend:
         it, up to exit_read_timeout. True when it appeared."""
         deadline = time.monotonic() + self.monitor.exit_read_timeout
         check = os.path.isdir if is_dir else os.path.isfile
-        while time.monotonic() < deadline and not self.run.aborting:
+        while time.monotonic() < deadline and not self.context.aborting:
             try:
                 os.listdir(os.path.dirname(path) or ".")
             except OSError:
@@ -8311,7 +8540,7 @@ def _slurm_exit_code(text):
 
 
 # ============================================================================================
-# 15. Configuration
+# 16. Configuration
 # ============================================================================================
 #
 # sprocket.toml files are merged in Sprocket's order (later wins): next to the program, the
@@ -8689,17 +8918,6 @@ class TomlReader:
                 self.freeze(v)
 
 
-# The schema: one row per setting, by dotted key (`*` stands for a backend's name). It is the single
-# source of validation, defaults (Config.get), `config resolve` and `config init`.
-class Setting(collections.namedtuple("Setting", "kind default help check also", defaults=(None, None))):
-    """A setting: its kind, its default (None: unset), the help `config init` prints, a check beyond
-    the kind's (value -> what is wrong, or None), and `also`: value -> true for a value taken as it
-    is, whatever the kind (Sprocket's words beside numbers). Kinds: bool, int (>= 0), str, path (a
-    str with ~ and $VAR expanded), size (bytes or "4 GiB"), seconds, multiplier (>= 1), rate
-    ("20/1s"), list (of strings), conditionals (Sprocket's sbatch.conditional), or a tuple of the
-    allowed strings."""
-
-
 def _at_least_one(value):
     return "must be at least 1" if value == 0 else None
 
@@ -8712,47 +8930,8 @@ def _is_int(value):
     return isinstance(value, int)
 
 
-_PARTITION_KEYS = ("default_slurm_partition", "short_task_slurm_partition", "gpu_slurm_partition", "fpga_slurm_partition")
-_PARTITION_SETTINGS = {
-    "name": Setting("str", None, "slurm: the partition's name"),
-    "max_cpu_per_task": Setting("int", None, "slurm: the most CPUs a task may get there"),
-    "max_memory_per_task": Setting("size", None, "slurm: the most memory a task may get there"),
-}
-# Each backend type's own settings, under `run.backends.<name>.` (besides `type`): kept together, as
-# they belong to the backend; a backend's allowed keys (_BACKEND_KEYS) are derived from them.
-_BACKEND_SETTINGS = {
-    "local": {
-        "cpu": Setting("int", None, "local: CPUs tasks may use (default: all)"),
-        "memory": Setting("size", None, "local: memory tasks may use (default: all)"),
-    },
-    "docker": {
-        "cleanup": Setting("bool", True, "docker: accepted for compatibility"),
-    },
-    "slurm_apptainer": dict({
-        "interval": Setting("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
-                            "ended without writing their exit status file)"),
-        "completion_interval": Setting("seconds", 1, "slurm: seconds between looks at the attempts' exit status "
-                                       "files (no scheduler call)"),
-        "exit_read_timeout": Setting("seconds", 270, "slurm: how long to wait for a job's exit status file and "
-                                     "outputs to show on the shared filesystem once Slurm says it ended"),
-        "max_queued_jobs": Setting("int", 1000, "slurm: jobs of the run in the queue at once, across every "
-                                   "scatter (0: no limit)"),
-        "submit_rate_limit": Setting("rate", None, 'slurm: at most this many sbatch calls per period, e.g. '
-                                     '"20/1s" or "200/1min" (default: no limit)'),
-        "max_concurrency": Setting("int", 10, "slurm: sbatch/scancel processes at once"),
-        "max_scatter_concurrency": Setting("int", 200, "slurm: scatter elements submitted at once"),
-        "job_arrays": Setting("bool", True, "slurm: scatter elements ready at once that get the same sbatch "
-                              "options go out as one `sbatch --array`"),
-        "sbatch.args": Setting("list", [], "slurm: extra sbatch arguments"),
-        "sbatch.conditional": Setting("conditionals", [], "slurm: sbatch arguments added when a condition holds"),
-        "extra_sbatch_args": Setting("list", [], "slurm: extra sbatch arguments (the seed's name for sbatch.args)"),
-        "job_name_prefix": Setting("str", None, "slurm: prefix of job names"),
-        "apptainer.executable": Setting("str", "apptainer", "slurm: the apptainer (or singularity) command"),
-        "apptainer.image_cache_dir": Setting("path", None, "slurm: a shared directory of pulled images"),
-        "apptainer.extra_args": Setting("list", [], "slurm: extra `apptainer exec` arguments"),
-        "extra_apptainer_exec_args": Setting("list", [], "slurm: extra `apptainer exec` arguments (the seed's name)"),
-    }, **{"%s.%s" % (p, k): row for p in _PARTITION_KEYS for k, row in _PARTITION_SETTINGS.items()}),
-}
+# The schema: one row per setting (a Setting, section 12), by dotted key (`*` stands for a backend's
+# name). It is the single source of validation, defaults (Config.get), `config resolve` and `config init`.
 CONFIG_SCHEMA = {
     "run.output_dir": Setting("path", "./out", "the output directory: runs/, sprocket.db and output.log go here"),
     "run.backend": Setting("str", "default", "the name of the `run.backends` entry to use"),
@@ -8790,8 +8969,7 @@ CONFIG_SCHEMA = {
     "run.http.retries": Setting("int", 5, "accepted for compatibility"),
     "run.http.parallelism": Setting("str", "available", "accepted for compatibility", also=_is_int),
     "run.http.hash_algorithm": Setting("str", "sha256", "accepted for compatibility"),
-    "run.backends.*.type": Setting(("local", "slurm_apptainer", "docker", "tes", "lsf_apptainer"), None,
-                                   "the kind of backend"),
+    "run.backends.*.cleanup": Setting("bool", True, "docker: accepted for compatibility"),
     "run.storage.azure.auth.account_name": Setting("str", None, "accepted for compatibility (no cloud storage here)"),
     "run.storage.azure.auth.access_key": Setting("str", None, "accepted for compatibility"),
     "run.storage.s3.region": Setting("str", None, "accepted for compatibility"),
@@ -8824,9 +9002,11 @@ CONFIG_SCHEMA = {
     "common.wdl.feature_flags.wdl_1_3": Setting("bool", True, "accepted for compatibility (1.3 is always on)"),
     "common.wdl.feature_flags.wdl_1_4": Setting("bool", False, "accepted for compatibility (1.4 is not supported)"),
 }
-CONFIG_SCHEMA.update(("run.backends.*." + k, row) for rows in _BACKEND_SETTINGS.values() for k, row in rows.items())
-_BACKEND_KEYS = {kind: ("type",) + tuple(dict.fromkeys(k.split(".")[0] for k in rows))
-                 for kind, rows in _BACKEND_SETTINGS.items()}
+# A backend type's own settings, under `run.backends.<name>.` (besides `type`), are the rows its
+# class declares (Backend.SETTINGS): the registry is their one source.
+CONFIG_SCHEMA["run.backends.*.type"] = Setting(tuple(BACKENDS) + ("docker", "tes", "lsf_apptainer"), None,
+                                               "the kind of backend")
+CONFIG_SCHEMA.update(("run.backends.*." + k, row) for cls in BACKENDS.values() for k, row in cls.SETTINGS.items())
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
 _FOREIGN_SECTIONS = ("format", "analyzer", "test", "doc", "module", "modules", "lint")
 _FOREIGN_TABLES = ("server.engine",)  # tables of Sprocket's that sprocket.py accepts and ignores
@@ -8942,6 +9122,13 @@ def parse_rate(text):
     return int(m.group(1)), float(m.group(2) or 1) * {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}[m.group(3)]
 
 
+_SETTING_READERS = {  # a backend's setting of this kind, as it gets it (checked by check_config_value())
+    "size": parse_memory,
+    "rate": parse_rate,
+    "path": lambda v: os.path.expandvars(os.path.expanduser(v)),
+}
+
+
 def _toml_repr(v):
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -9041,7 +9228,8 @@ class Config:
         return " (in %s)" % ", ".join(files) if files else ""
 
     def backend(self):
-        """(name, settings) of the backend to use; the built-in default is `local`."""
+        """(name, settings) of the backend to use, checked against the registry of backend types
+        (BACKENDS); the built-in default is `local`."""
         name = self.get("run.backend")
         backends = self.backends()
         if name not in backends:
@@ -9053,19 +9241,36 @@ class Config:
         settings = backends[name]
         kind = settings.get("type")
         where = self.where("run.backends.%s" % name)
+        known = ", ".join('"%s"' % k for k in BACKENDS)
         if kind is None:
-            raise ConfigError("`run.backends.%s.type` is missing%s (allowed: \"local\", \"slurm_apptainer\")" % (name, where))
-        if kind not in ("local", "slurm_apptainer"):
+            raise ConfigError("`run.backends.%s.type` is missing%s (allowed: %s)" % (name, where, known))
+        if kind not in BACKENDS:
             raise ConfigError("the `%s` backend type of `run.backends.%s`%s is not supported by sprocket.py "
-                              "(supported: \"local\", \"slurm_apptainer\")" % (kind, name, where))
-        extra = [k for k in settings if k not in _BACKEND_KEYS[kind]]
+                              "(supported: %s)" % (kind, name, where, known))
+        allowed = BACKENDS[kind].table_keys()
+        extra = [k for k in settings if k not in allowed]
         if extra:
             raise ConfigError("`run.backends.%s.%s`%s is not a setting of a %s backend (allowed: %s)" % (
-                name, extra[0], self.where("run.backends.%s.%s" % (name, extra[0])), kind, ", ".join(_BACKEND_KEYS[kind])))
-        if kind == "slurm_apptainer" and not self.get("run.experimental_features_enabled"):
-            raise ConfigError("the slurm_apptainer backend%s is experimental: set "
-                              "`run.experimental_features_enabled = true` to use it" % where)
+                name, extra[0], self.where("run.backends.%s.%s" % (name, extra[0])), kind, ", ".join(allowed)))
+        if BACKENDS[kind].experimental and not self.get("run.experimental_features_enabled"):
+            raise ConfigError("the %s backend%s is experimental: set "
+                              "`run.experimental_features_enabled = true` to use it" % (kind, where))
         return name, settings
+
+
+def read_backend_settings(table):
+    """A `run.backends.<name>` table as its backend gets it: its `type`, and each of the settings
+    its registered class declares (Backend.SETTINGS) as given or by default, read by kind."""
+    settings = {"type": table["type"]}
+    for key, setting in BACKENDS[table["type"]].SETTINGS.items():
+        v = table
+        for part in key.split("."):
+            v = v.get(part) if isinstance(v, dict) else None
+        v = setting.default if v is None else v
+        if v is not None and setting.kind in _SETTING_READERS:
+            v = _SETTING_READERS[setting.kind](v)
+        settings[key] = list(v) if isinstance(v, list) else v
+    return settings
 
 
 def load_config(explicit=(), skip_search=False):
@@ -9083,13 +9288,8 @@ def load_config(explicit=(), skip_search=False):
         validate_config_file(data, path)
         config.merge_file(path, data)
     for name, settings in config.backends().items():
-        if isinstance(settings, dict) and settings.get("type") == "local":
-            for k, have in (("cpu", os.cpu_count() or 1), ("memory", host_memory())):
-                v = settings.get(k)
-                if v is not None and (parse_memory(v) if k == "memory" else v) > have:
-                    raise ConfigError("`run.backends.%s.%s = %s`%s is more than this host has (%s)" % (
-                        name, k, _toml_repr(v), config.where("run.backends.%s.%s" % (name, k)),
-                        have if k == "cpu" else _human_bytes(have)))
+        if isinstance(settings, dict) and settings.get("type") in BACKENDS:
+            BACKENDS[settings["type"]].check_settings(name, settings, lambda k: config.where("run.backends.%s.%s" % (name, k)))
     return config
 
 
@@ -9132,7 +9332,7 @@ def _toml_value(v):
 
 
 # ============================================================================================
-# 16. Provenance
+# 17. Provenance
 # ============================================================================================
 #
 # <output_dir>/sprocket.db with Sprocket's schema: sessions, runs, tasks (one row per attempt).
@@ -9582,7 +9782,7 @@ def run_name():
 
 
 # ============================================================================================
-# 17. Runs: the run directory, call cache, reattach, logs, progress, trace, report and signals
+# 18. Runs: the run directory, call cache, reattach, logs, progress, trace, report and signals
 # ============================================================================================
 #
 # <out>/runs/<target>/<timestamp>/ holds inputs.json, outputs.json, output.log, trace.tsv,
@@ -9738,7 +9938,7 @@ class CallCache:
     """Reuse the outputs of a task run before with the same document, task, inputs (by content
     digest or size+mtime), requirements, hints and backend. Entries are JSON files named by key."""
 
-    def __init__(self, config, backend_name, off=False):
+    def __init__(self, config, backend_name, shell, off=False):
         self.mode = "off" if off else config.get("run.task.cache")
         root = config.get("run.task.cache_dir")
         if root == "system":
@@ -9748,7 +9948,7 @@ class CallCache:
         self.digests = config.get("run.task.digests")
         self.excluded = {k: set(config.get("run.task.excluded_cache_" + k)) for k in ("requirements", "hints", "inputs")}
         self.container = config.get("run.task.container")
-        self.backend = backend_name
+        self.backend, self.shell = backend_name, shell
         self.memo = {}
         self.lock = threading.Lock()
 
@@ -9766,7 +9966,7 @@ class CallCache:
         inputs = {d.name: self.digest_value(tr.env[d.name], digests or self.digests) for d in task.inputs or []
                   if d.name not in self.excluded["inputs"]}
         data = {
-            "version": 1, "backend": self.backend, "task": task.name, "shell": tr.run.backend.shell,
+            "version": 1, "backend": self.backend, "task": task.name, "shell": self.shell,
             "document": self.file_digest(os.path.abspath(task.span.source.path), "strong"),
             "inputs": inputs,
             "requirements": {k: value_to_json(v) for k, v in sorted(tr.requirements.items())
@@ -9857,7 +10057,7 @@ class CallCache:
             os.makedirs(self.dir, exist_ok=True)
             write_replacing(os.path.join(self.dir, key + ".json"), json_dumps(entry))
         except OSError as e:
-            tr.run.log.warn("could not store the call cache entry of `%s`: %s" % (tr.name, e))
+            tr.context.log.warn("could not store the call cache entry of `%s`: %s" % (tr.name, e))
 
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40}
@@ -9989,8 +10189,8 @@ class TaskStderr:
 class Progress:
     """One updating stderr line on a terminal; a plain status line every 30 s otherwise."""
 
-    def __init__(self, run, tty):
-        self.run = run
+    def __init__(self, context, name, tty):
+        self.context, self.name = context, name  # the run's, and its target's name
         self.tty = tty
         self.stop_event = threading.Event()
         self.shown = False
@@ -10006,17 +10206,17 @@ class Progress:
             self.show(time.time() - start)
 
     def line(self, elapsed):
-        run = self.run
-        c = run.scheduler.counts
+        context = self.context
+        c = context.scheduler.counts
         h, rem = divmod(int(elapsed), 3600)
-        running = list(run.scheduler.running)
+        running = list(context.scheduler.running)
         names = sorted(_progress_name(tr) for tr in running)
         # What the scheduler last said: jobs waiting in its queue are not running yet.
-        reasons = collections.Counter(getattr(tr.job, "reason", None) or "None" for tr in running
-                                      if getattr(tr.job, "state", None) == "PENDING")
+        reasons = collections.Counter(tr.job.reason or "None" for tr in running
+                                      if tr.job is not None and tr.job.state == "PENDING")
         queued = sum(reasons.values())
         text = "[%02d:%02d:%02d] %s `%s`: %d waiting, %s%d running, %d completed, %d failed, %d cached" % (
-            h, rem // 60, rem % 60, "stopping" if run.stopping else "running", run.target.name,
+            h, rem // 60, rem % 60, "stopping" if context.stopping else "running", self.name,
             c["waiting"], "%d queued%s, " % (queued, _top_reason(reasons)) if queued else "", c["running"] - queued,
             c["completed"], c["failed"], c["cached"])
         if names:
@@ -10025,7 +10225,7 @@ class Progress:
 
     def show(self, elapsed):
         text = self.line(elapsed)
-        with self.run.log.lock:
+        with self.context.log.lock:
             if self.tty:
                 import shutil
 
@@ -10043,7 +10243,7 @@ class Progress:
 
     def stop(self):
         self.stop_event.set()
-        with self.run.log.lock:
+        with self.context.log.lock:
             self.clear()
 
 
@@ -10056,7 +10256,7 @@ def _top_reason(reasons):
 def _progress_name(tr):
     """A running task's name, with Slurm's reason while its job waits in the queue."""
     job = tr.job
-    if getattr(job, "state", None) == "PENDING" and getattr(job, "reason", None) not in (None, "None"):
+    if job is not None and job.state == "PENDING" and job.reason not in (None, "None"):
         return "%s (pending: %s)" % (tr.name, job.reason)
     return tr.name
 
@@ -10321,142 +10521,35 @@ def write_report(store, run_id, out_dir, path):
     return attempts
 
 
-class Run:
-    """One `sprocket run`: the target, its directory, its database rows, backend and scheduler."""
+def run_settings(config):
+    """The `run.*` settings the runtime reads (RunSettings), from the configuration."""
+    retries = config.get("run.task.retries")
+    return RunSettings(
+        default_retries=0 if retries == "default" else retries,
+        memory_retry_multiplier=config.get("run.task.memory_retry_multiplier"),
+        read_limit=parse_memory(config.get("run.read_limit"), "run.read_limit"),
+        fail_fast=config.get("run.fail") == "fast", scatter_limit=config.get("run.workflow.scatter.concurrency"),
+        shell=config.get("run.task.shell"), container=config.get("run.task.container"),
+        limit_behavior={"cpu": config.get("run.task.cpu_limit_behavior"),
+                        "memory": config.get("run.task.memory_limit_behavior")})
 
-    def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False, fingerprint=None,
-                 reattach=True, suffix=None, index_on=None, show_task_stderr=False):
-        self.target = target
-        self.log = log
-        self.index_on = index_on
-        self.out_dir = out_dir = os.path.abspath(out_dir)
-        try:
-            os.makedirs(out_dir, exist_ok=True)
-            # The database first: one that cannot be written (a colleague's) leaves no run directory behind.
-            self.store = Store(out_dir, config.get("server.orphan_timeout_minutes"))
-            self.store.start_session()
-            log.open(os.path.join(out_dir, "output.log"))
-        except OSError as e:
-            raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
-        self.name = run_name()
-        log.name = self.name
-        self.stopping = False
-        self.cancelled = False
-        self.aborting = False
-        self.interrupts = 0
-        self.nested_inputs = {}
-        self.overrides = {}
-        retries = config.get("run.task.retries")
-        self.default_retries = 0 if retries == "default" else retries
-        self.memory_retry_multiplier = config.get("run.task.memory_retry_multiplier")
-        self.read_limit = parse_memory(config.get("run.read_limit"), "run.read_limit")
-        self.fail_fast = config.get("run.fail") == "fast"
-        self.scatter_limit = config.get("run.workflow.scatter.concurrency")
-        # and the backend, which may refuse (no sbatch on PATH, an unknown partition), before the run directory
-        backend_name, settings = config.backend()
-        self.backend = make_backend(self, config, backend_name, settings)
-        self.cache = CallCache(config, backend_name, off=no_call_cache)
-        try:
-            self.run_dir = make_run_dir(out_dir, target.name, suffix)
-        except OSError as e:
-            raise RunError("cannot create the run directory under `%s`: %s" % (out_dir, e.strerror or e))
-        import uuid
 
-        # Its record at once, so that no run directory is left without one: the directory goes if
-        # the record cannot be written; the record says `failed` if the directory cannot be set up.
-        self.uuid = str(uuid.uuid4())
-        try:
-            self.run_id = self.store.execute(
-                "INSERT INTO runs (uuid, session_id, name, source, target, status, inputs, directory, started_at) "
-                "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, CURRENT_TIMESTAMP)",
-                (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), target.name,
-                 json_dumps(inputs_json), os.path.relpath(self.run_dir, out_dir)))
-        except BaseException:
-            try:
-                os.rmdir(self.run_dir)  # empty: only this run made it
-            except OSError:
-                pass
-            raise
-        self.tmp_dir = os.path.join(self.run_dir, "tmp")
-        self.real_run_dir = os.path.realpath(self.run_dir)
-        self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
+class Recorder:
+    """What a run's attempts did, as they happen: their rows in sprocket.db (`tasks`, `attempts`,
+    `attempt_usage`), the log, trace.tsv, and the task stderr shown live (--show-task-stderr)."""
+
+    def __init__(self, store, run_id, uuid, run_dir, backend_name, log, task_stderr):
+        self.store, self.run_id, self.uuid, self.run_dir = store, run_id, uuid, run_dir
+        self.backend_name, self.log, self.task_stderr = backend_name, log, task_stderr
         self.usage_recorded = set()  # attempts whose attempt_usage row is written (sacct may add to it)
-        self.trace = Trace(os.path.join(self.run_dir, "trace.tsv"))
-        try:
-            try:
-                os.mkdir(self.tmp_dir)
-            except OSError as e:
-                raise RunError("cannot set up the run directory `%s`: %s" % (self.run_dir, os_error_text(e)))
-            log.open(os.path.join(self.run_dir, "output.log"))
-        except RunError as e:
-            self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
-                               "WHERE id = ?", (e.message, self.run_id))
-            self.store.close()
-            raise
-        log.info("`%s` will be used as the execution directory" % self.run_dir)
-        self.store.keep_alive()
-        # Reattach: a backend whose jobs outlive the engine follows those of an orphaned twin run.
-        self.reattach = reattach and fingerprint is not None
-        self.adoptable = {}
-        if fingerprint is not None:
-            self.store.execute("INSERT INTO run_fingerprints (run_id, fingerprint) VALUES (?, ?)", (self.run_id, fingerprint))
-        if self.reattach:
-            self.adoptable = self.find_adoptable(fingerprint, out_dir)
-        self.kill_orphans()
-        self.scheduler = Scheduler(self)
-        self.progress = None
-        self.task_stderr = TaskStderr(log) if show_task_stderr else None
+        self.trace = Trace(os.path.join(run_dir, "trace.tsv"))
 
-    def find_adoptable(self, fingerprint, out_dir):
-        """The attempts of an orphaned run of the same document, inputs and configuration whose
-        jobs can still be followed (queued, running, or ended with an exit status file):
-        {call: Adoptable}. The rest were lost and run again."""
-        found = self.store.adopt_run(fingerprint, self.run_id)
-        if found is None:
-            return {}
-        out, seen = {}, set()
-        base = os.path.join(out_dir, found.directory)
-        while found is not None:  # and what that run adopted but died before it reached (a chain of deaths)
-            run_dir = os.path.join(out_dir, found.directory)
-            for call, a in self.store.last_attempts(found.id).items():
-                if call not in seen and a.status in ("orphaned", "running", "completed") and a.cache_key:
-                    out[call] = Adoptable(a.key, a.number, os.path.normpath(os.path.join(run_dir, a.directory)), a.job_id,
-                                          a.cache_key, a.process_group, a.process_started)
-                seen.add(call)
-            found = self.store.run_adopted_by(found.id)
-        # the engine died as sbatch ran, or as a local task started
-        unknown = [a.directory for a in out.values() if a.job_id is None and a.process_group is None]
-        jobs = self.backend.find_jobs(unknown) if unknown else {}
-        for call, a in list(out.items()):
-            if a.job_id is None and a.process_group is None:
-                if a.directory in jobs:
-                    out[call] = a._replace(**jobs[a.directory])
-                elif read_exit_status(a.directory) is None:
-                    del out[call]
-        self.log.info("adopting %d job(s) of the orphaned run in `%s`" % (len(out), base))
-        return out
+    def flush(self):
+        self.store.flush()
 
-    def admit(self, values):
-        """The files and directories in `values` (inputs, call outputs) become readable by
-        workflow-level standard library calls (ReadScope)."""
-        self.readable.update(os.path.realpath(p) for v in values for p in paths_in(v) if "://" not in p)
+    def flush_now(self):
+        self.store.flush_now()
 
-    def kill_orphans(self):
-        """The local tasks of dead runs that no run adopts are killed before anything starts again,
-        so that no orphan keeps writing into a dead run's directory while its task runs again here.
-        They are found on this host by their command line under a dead run's directory (also those
-        the dead engine had no time to record); a process group is killed only while its leader is
-        the process found (its start time), never a recycled pid."""
-        dead = [os.path.join(self.out_dir, d) for d in self.store.dead_run_directories()]
-        found = task_processes(dead) if dead else {}
-        adopted = {os.path.realpath(a.directory) for a in self.adoptable.values()}
-        adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.followed_directories(self.run_id))
-        for adir, p in sorted(found.items()):
-            if adir not in adopted and kill_process_group(p.process_group, p.process_started):
-                self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
-                              "run, before running anything again" % (adir, p.process_group))
-
-    # -- task states: counts, the database, the log ----------------------------------------
     def attempt_started(self, attempt, cache_key=None):
         """An attempt begins: its rows in `tasks` (Sprocket's) and `attempts` (its whole record)."""
         self.store.enqueue("INSERT INTO tasks (name, run_id, status, started_at) VALUES (?, ?, 'running', CURRENT_TIMESTAMP)",
@@ -10466,7 +10559,7 @@ class Run:
                            "cache_key, adopted_from, process_group, process_started) VALUES (?, ?, ?, ?, ?, ?, 'running', "
                            "CURRENT_TIMESTAMP, ?, ?, ?, ?)",
                            (attempt.key, self.run_id, attempt.call, attempt.number,
-                            os.path.relpath(attempt.directory, self.run_dir), self.backend.name, cache_key,
+                            os.path.relpath(attempt.directory, self.run_dir), self.backend_name, cache_key,
                             adopted.key, adopted.process_group, adopted.process_started))
         if attempt.adopted:
             self.log.info("task `%s` attempt %d adopted from the earlier run (`%s`, %s)" % (
@@ -10495,7 +10588,8 @@ class Run:
         self.usage_recorded.add(attempt.key)
         try:
             self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
-                                job_id=getattr(attempt.job, "job_id", None), directory=attempt.directory))
+                                job_id=attempt.job.job_id if attempt.job is not None else None,
+                                directory=attempt.directory))
         except OSError as e:  # a full disk: the attempt's own outcome matters more (the trace is rewritten at the end)
             self.log.warn("could not add to `%s`: %s" % (self.trace.path, e.strerror or e))
 
@@ -10512,16 +10606,16 @@ class Run:
                 "%s = coalesce(%s, ?)" % (c, c) for c in columns), [figures[c] for c in columns] + [key])
         return True
 
-    def record_process(self, tr, pgid, started):
+    def record_process(self, request, pgid, started):
         """A local attempt's process group and its leader's start time, with the attempt's other
         rows (the next batch, within 0.25 s: a commit per task start would cost more than a short
         task does)."""
         self.store.enqueue("UPDATE attempts SET process_group = ?, process_started = ? WHERE key = ?",
-                           (pgid, started, tr.attempt.key))
+                           (pgid, started, request.key))
 
-    def record_job(self, tr, job_id):
-        self.store.enqueue("UPDATE attempts SET job_id = ? WHERE key = ?", (job_id, tr.attempt.key))
-        self.log.info("task `%s` is Slurm job %s" % (tr.name, job_id))
+    def record_job(self, request, job_id):
+        self.store.enqueue("UPDATE attempts SET job_id = ? WHERE key = ?", (job_id, request.key))
+        self.log.info("task `%s` is Slurm job %s" % (request.name, job_id))
 
     def record_cached(self, tr):
         key = "%s-cached-%s" % (re.sub(r"[^A-Za-z0-9_.-]", "_", tr.name), self.uuid[:8])
@@ -10529,11 +10623,147 @@ class Run:
                            "(?, ?, 'cached', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)", (key, self.run_id))
         self.log.info("task `%s` reused a call cache entry" % tr.name)
 
+
+class Run:
+    """One `sprocket run`: the target, its directory, its database rows, and the RunContext its
+    runtime shares (settings, log, recorder, call cache, backend, scheduler)."""
+
+    def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False, fingerprint=None,
+                 reattach=True, suffix=None, index_on=None, show_task_stderr=False, overrides=None):
+        self.target, self.log, self.index_on = target, log, index_on
+        self.out_dir = out_dir = os.path.abspath(out_dir)
+        self.store = self.open_store(config)
+        self.name = log.name = run_name()
+        self.cancelled = False
+        self.interrupts = 0
+        self.context = context = RunContext(run_settings(config), log)
+        context.overrides = overrides or {}  # call path -> {"requirements"/"hints"/"runtime": {key: value}}
+        # and the backend, which may refuse (no sbatch on PATH, an unknown partition), before the run directory
+        backend_name, table = config.backend()
+        context.backend = make_backend(context, backend_name, read_backend_settings(table))
+        context.cache = CallCache(config, backend_name, context.settings.shell, off=no_call_cache)
+        self.run_dir = context.run_dir = self.create_record(doc, suffix, inputs_json)
+        context.uuid = self.uuid
+        context.tmp_dir = os.path.join(self.run_dir, "tmp")
+        context.real_run_dir = os.path.realpath(self.run_dir)
+        self.task_stderr = TaskStderr(log) if show_task_stderr else None
+        context.recorder = Recorder(self.store, self.run_id, self.uuid, self.run_dir, context.backend.name, log,
+                                    self.task_stderr)
+        self.set_up_run_dir(context.tmp_dir)
+        # Reattach: a backend whose jobs outlive the engine follows those of an orphaned twin run.
+        context.reattach = reattach and fingerprint is not None
+        if fingerprint is not None:
+            self.store.execute("INSERT INTO run_fingerprints (run_id, fingerprint) VALUES (?, ?)", (self.run_id, fingerprint))
+        if context.reattach:
+            context.adoptable = self.find_adoptable(fingerprint, out_dir)
+        self.kill_orphans()
+        context.scheduler = Scheduler(context)
+        self.progress = None
+
+    def open_store(self, config):
+        """sprocket.db and output.log of the output directory. The database first: one that
+        cannot be written (a colleague's) leaves no run directory behind."""
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+            store = Store(self.out_dir, config.get("server.orphan_timeout_minutes"))
+            store.start_session()
+            self.log.open(os.path.join(self.out_dir, "output.log"))
+        except OSError as e:
+            raise RunError("cannot create the run directory under `%s`: %s" % (self.out_dir, e.strerror or e))
+        return store
+
+    def create_record(self, doc, suffix, inputs_json):
+        """The run directory and, at once, its record, so that no run directory is left without
+        one: the directory goes if the record cannot be written. Returns the directory."""
+        import uuid
+
+        try:
+            run_dir = make_run_dir(self.out_dir, self.target.name, suffix)
+        except OSError as e:
+            raise RunError("cannot create the run directory under `%s`: %s" % (self.out_dir, e.strerror or e))
+        self.uuid = str(uuid.uuid4())
+        try:
+            self.run_id = self.store.execute(
+                "INSERT INTO runs (uuid, session_id, name, source, target, status, inputs, directory, started_at) "
+                "VALUES (?, ?, ?, ?, ?, 'running', ?, ?, CURRENT_TIMESTAMP)",
+                (self.uuid, self.store.session_id, self.name, os.path.abspath(doc.source.path), self.target.name,
+                 json_dumps(inputs_json), os.path.relpath(run_dir, self.out_dir)))
+        except BaseException:
+            try:
+                os.rmdir(run_dir)  # empty: only this run made it
+            except OSError:
+                pass
+            raise
+        return run_dir
+
+    def set_up_run_dir(self, tmp_dir):
+        """Its tmp/ and output.log; the record says `failed` if the directory cannot be set up."""
+        try:
+            try:
+                os.mkdir(tmp_dir)
+            except OSError as e:
+                raise RunError("cannot set up the run directory `%s`: %s" % (self.run_dir, os_error_text(e)))
+            self.log.open(os.path.join(self.run_dir, "output.log"))
+        except RunError as e:
+            self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
+                               "WHERE id = ?", (e.message, self.run_id))
+            self.store.close()
+            raise
+        self.log.info("`%s` will be used as the execution directory" % self.run_dir)
+        self.store.keep_alive()
+
+    def find_adoptable(self, fingerprint, out_dir):
+        """The attempts of an orphaned run of the same document, inputs and configuration whose
+        jobs can still be followed (queued, running, or ended with an exit status file):
+        {call: Adoptable}. The rest were lost and run again."""
+        found = self.store.adopt_run(fingerprint, self.run_id)
+        if found is None:
+            return {}
+        out, seen = {}, set()
+        base = os.path.join(out_dir, found.directory)
+        while found is not None:  # and what that run adopted but died before it reached (a chain of deaths)
+            run_dir = os.path.join(out_dir, found.directory)
+            for call, a in self.store.last_attempts(found.id).items():
+                if call not in seen and a.status in ("orphaned", "running", "completed") and a.cache_key:
+                    out[call] = Adoptable(a.key, a.number, os.path.normpath(os.path.join(run_dir, a.directory)), a.job_id,
+                                          a.cache_key, a.process_group, a.process_started)
+                seen.add(call)
+            found = self.store.run_adopted_by(found.id)
+        # the engine died as sbatch ran, or as a local task started
+        unknown = [a.directory for a in out.values() if a.job_id is None and a.process_group is None]
+        jobs = self.context.backend.find_jobs(unknown) if unknown else {}
+        for call, a in list(out.items()):
+            if a.job_id is None and a.process_group is None:
+                if a.directory in jobs:
+                    out[call] = a._replace(**jobs[a.directory])
+                elif read_exit_status(a.directory) is None:
+                    del out[call]
+        self.log.info("adopting %d job(s) of the orphaned run in `%s`" % (len(out), base))
+        return out
+
+    def kill_orphans(self):
+        """The local tasks of dead runs that no run adopts are killed before anything starts again,
+        so that no orphan keeps writing into a dead run's directory while its task runs again here.
+        They are found on this host by their command line under a dead run's directory (also those
+        the dead engine had no time to record); a process group is killed only while its leader is
+        the process found (its start time), never a recycled pid."""
+        dead = [os.path.join(self.out_dir, d) for d in self.store.dead_run_directories()]
+        found = task_processes(dead) if dead else {}
+        adopted = {os.path.realpath(a.directory) for a in self.context.adoptable.values()}
+        adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.followed_directories(self.run_id))
+        for adir, p in sorted(found.items()):
+            if adir not in adopted and kill_process_group(p.process_group, p.process_started):
+                self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
+                              "run, before running anything again" % (adir, p.process_group))
+
     # -- running ---------------------------------------------------------------------------
-    def execute(self, inputs):
-        """Run the target to completion; returns its outputs as {name: value}."""
+    def execute(self, inputs, nested_inputs=None):
+        """Run the target on its inputs and the nested ones ({call path: {input: value}}) to
+        completion; returns its outputs as {name: value}."""
         import signal
 
+        context = self.context
+        context.nested_inputs = nested_inputs or {}
         result = []
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -10542,18 +10772,19 @@ class Run:
                         signal.SIGHUP: signal.signal(signal.SIGHUP, self.on_hangup)}
         tty = sys.stderr.isatty()
         if tty or self.log.stderr_level <= _LEVELS["WARN"]:
-            self.progress = self.log.progress = Progress(self, tty)
+            self.progress = self.log.progress = Progress(context, self.target.name, tty)
             self.progress.start()
-        for values in [inputs] + list(self.nested_inputs.values()):
-            self.admit(values.values())
+        for values in [inputs] + list(context.nested_inputs.values()):
+            context.admit(values.values())
+        scheduler = context.scheduler
         try:
             if isinstance(self.target, Task):
-                tr = TaskRun(self, self.target, inputs, self.run_dir, self.target.name, self.overrides.get("", {}))
-                self.scheduler.guard(lambda: self.scheduler.submit(tr, result.append))
+                tr = TaskRun(context, self.target, inputs, self.run_dir, self.target.name, context.overrides.get("", {}))
+                scheduler.guard(lambda: scheduler.submit(tr, result.append))
             else:
-                wf = WorkflowRun(self, self.target, inputs, self.run_dir, "", result.append)
-                self.scheduler.guard(wf.start)
-            self.scheduler.loop(lambda: bool(result))
+                wf = WorkflowRun(context, self.target, inputs, self.run_dir, "", result.append)
+                scheduler.guard(wf.start)
+            scheduler.loop(lambda: bool(result))
             return result[0]
         finally:
             if self.progress is not None:
@@ -10566,9 +10797,9 @@ class Run:
         """Sprocket's Ctrl-C ladder. slow: wait for running tasks, then cancel them, then exit;
         fast: cancel them, then exit."""
         self.interrupts += 1
-        step = self.interrupts + (1 if self.fail_fast else 0)
+        step = self.interrupts + (1 if self.context.settings.fail_fast else 0)
         if step == 1:
-            self.stopping = True
+            self.context.stopping = True
             self.log.error("waiting for executing tasks to complete: use Ctrl-C to cancel executing tasks")
         elif step == 2:
             self.log.error("waiting for executing tasks to cancel: use Ctrl-C to immediately terminate sprocket")
@@ -10594,12 +10825,7 @@ class Run:
     def cancel(self):
         """The user's cancel (Ctrl-C, SIGTERM): the run ends `canceled`."""
         self.cancelled = True
-        self.abort()
-
-    def abort(self):
-        """Stop everything running now (a cancel, or a failure under `fail = "fast"`)."""
-        self.stopping = self.aborting = True
-        self.backend.cancel_jobs([tr.job for tr in list(self.scheduler.running) if tr.job is not None])
+        self.context.abort()
 
     def finish(self, outputs=None, error=None):
         """Record how the run ended."""
@@ -10628,12 +10854,12 @@ class Run:
 
     def close(self):
         """No job left behind; then the report and the final trace, from what sprocket.db holds."""
-        self.backend.close()
+        self.context.backend.close()
         if self.task_stderr:
             self.task_stderr.stop()
         try:
             self.store.flush()
-            self.trace.rewrite(write_report(self.store, self.run_id, self.out_dir, os.path.join(self.run_dir, "report.html")))
+            self.context.recorder.trace.rewrite(write_report(self.store, self.run_id, self.out_dir, os.path.join(self.run_dir, "report.html")))
         except (OSError, WdlError, self.store.sqlite3.Error) as e:
             self.log.warn("could not write the run's report: %s" % e)
         self.store.close()
@@ -10641,7 +10867,7 @@ class Run:
 
 
 # ============================================================================================
-# 18. Command line
+# 19. Command line
 # ============================================================================================
 
 
@@ -10984,11 +11210,17 @@ def _warn_input(message):
     print("warning: %s" % message, file=sys.stderr)
 
 
-def assign_inputs(doc, target, items, run, explicit_target=True):
-    """Sort input pairs into the target's own inputs, nested call inputs and overrides. Keys in
-    an inputs file carry the target's name (`main.x`), as in every engine, unless --target names
-    it; on the command line (`x=1`) the name may always be left out."""
-    own = {}
+GivenInputs = collections.namedtuple("GivenInputs", "target nested overrides")
+GivenInputs.__doc__ = ("What the inputs give beyond the target's own: its calls' inputs {call path: {input: value}} "
+                       "and requirement overrides {call path: {section: {key: value}}} (call path \"\": the target task's own).")
+
+
+def assign_inputs(doc, target, items, explicit_target=True):
+    """Sort input pairs into the target's own inputs, nested call inputs and overrides: returns
+    ({input: value}, GivenInputs). Keys in an inputs file carry the target's name (`main.x`), as
+    in every engine, unless --target names it; on the command line (`x=1`) the name may always
+    be left out."""
+    own, given = {}, GivenInputs(target, {}, {})
     prefix = target.name + "."
     decls = {d.name: d for d in (target.inputs or [])}
     merged = collections.OrderedDict()
@@ -11019,11 +11251,11 @@ def assign_inputs(doc, target, items, run, explicit_target=True):
         if isinstance(target, Task):
             if len(parts) == 2 and parts[0] in _RUNTIME_SECTIONS:
                 check_override(parts[0], parts[1], data, key)
-                run.overrides.setdefault("", {}).setdefault(parts[0], {})[parts[1]] = data
+                given.overrides.setdefault("", {}).setdefault(parts[0], {})[parts[1]] = data
                 continue
             raise InputError("`%s` is not an input of task `%s`" % (key, target.name))
-        _assign_nested(target, parts, data, base, run, "", key, text)
-    return own
+        _assign_nested(target, parts, data, base, given, "", key, text)
+    return own, given
 
 
 def check_override(section, key, data, what):
@@ -11058,7 +11290,7 @@ def _cli_value(data, text, t):
     return data
 
 
-def _assign_nested(wf, parts, data, base, run, path, key, text=None):
+def _assign_nested(wf, parts, data, base, given, path, key, text=None):
     call = find_call(wf.body, parts[0])
     if call is None or call.callee_def is None:
         raise InputError("input `%s`: workflow `%s` has no call `%s`" % (key, wf.name, parts[0]))
@@ -11070,24 +11302,24 @@ def _assign_nested(wf, parts, data, base, run, path, key, text=None):
     if isinstance(target, Task):
         if len(rest) == 2 and rest[0] in _RUNTIME_SECTIONS:
             check_override(rest[0], rest[1], data, key)
-            run.overrides.setdefault(path, {}).setdefault(rest[0], {})[rest[1]] = data
+            given.overrides.setdefault(path, {}).setdefault(rest[0], {})[rest[1]] = data
             return
         if len(rest) != 1 or rest[0] not in call.callee_def.inputs:
             raise InputError("input `%s`: task `%s` has no input `%s`" % (key, target.name, ".".join(rest)))
-        _check_nested_allowed(run.target, key, call.callee_def.inputs[rest[0]][1])
+        _check_nested_allowed(given.target, key, call.callee_def.inputs[rest[0]][1])
         t = call.callee_def.inputs[rest[0]][0]
-        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(
+        given.nested.setdefault(path, {})[rest[0]] = from_json(
             _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
         return
     if len(rest) == 1:
         if rest[0] not in call.callee_def.inputs:
             raise InputError("input `%s`: workflow `%s` has no input `%s`" % (key, target.name, rest[0]))
-        _check_nested_allowed(run.target, key, call.callee_def.inputs[rest[0]][1])
+        _check_nested_allowed(given.target, key, call.callee_def.inputs[rest[0]][1])
         t = call.callee_def.inputs[rest[0]][0]
-        run.nested_inputs.setdefault(path, {})[rest[0]] = from_json(
+        given.nested.setdefault(path, {})[rest[0]] = from_json(
             _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
         return
-    _assign_nested(target, rest, data, base, run, path + ".", key, text)
+    _assign_nested(target, rest, data, base, given, path + ".", key, text)
 
 
 def _check_nested_allowed(wf, key, required):
@@ -11162,29 +11394,19 @@ def prepare_inputs(args, log, strict=False):
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
     items = read_input_items(args.inputs, os.getcwd(), log.warn)
-    holder = _InputHolder(target)
-    inputs = assign_inputs(doc, target, items, holder, bool(args.target))
+    inputs, given = assign_inputs(doc, target, items, bool(args.target))
     decls = {d.name: d for d in target.inputs or []}
     for k, v in inputs.items():
         check_input_files(v, decls[k].type_, "input `%s`" % k)
-    for path, values in holder.nested_inputs.items():
+    for path, values in given.nested.items():
         call = _find_call_path(target, path)
         for k, v in values.items():
             check_input_files(v, call.callee_def.inputs[k][0], "input `%s.%s`" % (path, k))
-    missing = missing_required(target, inputs, holder.nested_inputs)  # (those its calls leave unbound too)
+    missing = missing_required(target, inputs, given.nested)  # (those its calls leave unbound too)
     if missing:
         raise InputError("missing required input%s: %s" % ("s" if len(missing) > 1 else "", ", ".join(
             "`%s`" % m for m in missing)))
-    return doc, target, inputs, holder.nested_inputs, holder.overrides
-
-
-class _InputHolder:
-    """Where assign_inputs() puts nested inputs and overrides before a Run exists."""
-
-    def __init__(self, target):
-        self.target = target
-        self.nested_inputs = {}
-        self.overrides = {}
+    return doc, target, inputs, given.nested, given.overrides
 
 
 def _find_call_path(wf, path):
@@ -11245,14 +11467,12 @@ def cmd_run(args):
     inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
     fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
     run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach,
-              args.suffix, args.index_on, args.show_task_stderr)
-    run.overrides = overrides
+              args.suffix, args.index_on, args.show_task_stderr, overrides)
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
         write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
         inputs = download_url_inputs(run, inputs)
-        run.nested_inputs = {path: download_url_inputs(run, values) for path, values in nested.items()}
-        text = run.finish(run.execute(inputs))
+        text = run.finish(run.execute(inputs, {path: download_url_inputs(run, values) for path, values in nested.items()}))
     except KeyboardInterrupt:
         run.finish(error="interrupted")
         print("error: evaluation was interrupted", file=sys.stderr)

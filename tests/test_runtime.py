@@ -1,10 +1,10 @@
-"""The runtime in-process (sections 12 and 13): TaskRun's retry policy and the Scheduler, driven
+"""The runtime in-process (sections 13 and 14): TaskRun's retry policy and the Scheduler, driven
 through a real Run (its sprocket.db, call cache and log in the test's directory) whose backend is a
 fake one: no subprocess, every job ends as the test says, at once. Fast (well under a second each).
 
-The fake follows "the backend interface" (the comment at the top of section 14 of sprocket.py):
-check, limits, start, adopt, find_jobs, cancel_jobs, explain, close; its jobs have wait(),
-usage(), out_of_memory, and may carry message, retry_free and final.
+The fake is a Backend of the contract (section 12): limits, start, adopt and explain of its own,
+the rest the base class's; its jobs are Jobs (wait, cancel; out_of_memory, message, retry_free,
+final).
 """
 
 import sys
@@ -34,7 +34,7 @@ def _isolated_config(tmp_path_factory, monkeypatch):
 # --------------------------------------------------------------------------------------------
 
 
-class FakeJob:
+class FakeJob(S.Job):
     """Ends with exit status `code` once the backend lets it (`FakeBackend.hold`)."""
 
     def __init__(self, backend, code=0, out_of_memory=False, message=None, retry_free=False, final=False):
@@ -54,19 +54,18 @@ class FakeJob:
                 self.backend.now -= 1
         return 137 if self.cancelled else self.code
 
-    def usage(self):
-        return {}
+    def cancel(self):
+        self.cancelled = True
 
 
-class FakeBackend:
+class FakeBackend(S.Backend):
     """Each call's attempts end as `outcomes[call]` lists them (FakeJob's keywords, one dict per
     attempt; none left: exit status 0); every attempt's stdout says `said`."""
 
-    name = "fake"
-    shell = "bash"
+    kind = "fake"
 
-    def __init__(self, run, cpu=4, memory=8 * GiB, outcomes=None, max_memory=None):
-        self.run = run
+    def __init__(self, context, cpu=4, memory=8 * GiB, outcomes=None, max_memory=None):
+        super().__init__(context, "fake", {})
         self.cpu, self.memory = cpu, memory
         self.outcomes = {k: list(v) for k, v in (outcomes or {}).items()}
         self.max_memory = max_memory
@@ -77,37 +76,27 @@ class FakeBackend:
         self.hold.set()
         self.now = self.peak = 0  # jobs waited for at once
 
-    def check(self, tr):
-        S.apply_limits(tr, self.limits(tr), {"cpu": "deny", "memory": "deny"}, "the fake has only %s", self.run.log)
-
-    def limits(self, tr):
+    def limits(self, requirements, hints):
         return {"cpu": self.cpu, "memory": min(self.memory, self.max_memory or self.memory)}
 
-    def start(self, tr, cmd_path, work, stdout, stderr, environ):
+    def limit_text(self, requirements, hints):
+        return "the fake has only %s"
+
+    def start(self, request):
         with self.lock:
-            self.started.append((tr.name, tr.attempt.number, tr.cpu, tr.memory))
-            todo = self.outcomes.get(tr.name)
+            self.started.append((request.name, request.attempt, request.cpu, request.memory))
+            todo = self.outcomes.get(request.name)
             outcome = todo.pop(0) if todo else {}
-        Path(stdout).write_text(outcome.pop("said", "said %d\n" % tr.attempt.number))
-        Path(stderr).write_text("")
+        Path(request.stdout).write_text(outcome.pop("said", "said %d\n" % request.attempt))
+        Path(request.stderr).write_text("")
         return FakeJob(self, **outcome)
 
-    def adopt(self, tr, adopted):
+    def adopt(self, request, adopted):
         self.adopted.append(adopted)
         return FakeJob(self)
 
-    def find_jobs(self, adirs):
-        return {}
-
-    def cancel_jobs(self, jobs):
-        for job in jobs:
-            job.cancelled = True
-
     def explain(self, job):
         return "the fake ran out of memory" if job.out_of_memory else None
-
-    def close(self):
-        pass
 
 
 def make_run(tmp_path, source, config="", **backend_args):
@@ -119,8 +108,9 @@ def make_run(tmp_path, source, config="", **backend_args):
     doc = S.load(str(doc_path))
     run = S.Run(doc, S.choose_target(doc, None), S.load_config([str(toml)], True), str(tmp_path / "out"),
                 S.RunLog(S._LEVELS["ERROR"] + 1), {})
-    run.backend = FakeBackend(run, **backend_args)
-    run.scheduler = S.Scheduler(run)
+    context = run.context
+    context.backend = FakeBackend(context, **backend_args)
+    context.scheduler = S.Scheduler(context)
     return run
 
 
@@ -198,7 +188,7 @@ def test_task_run_retries_failed_attempts_until_one_completes(tmp_path, finished
     finished(run)
     assert run.execute({}) == {"said": "said 2"}
     assert attempts(run) == [("t", 0, "failed"), ("t", 1, "failed"), ("t", 2, "completed")]
-    assert run.scheduler.counts == dict(waiting=0, running=0, completed=1, failed=0, cached=0)
+    assert run.context.scheduler.counts == dict(waiting=0, running=0, completed=1, failed=0, cached=0)
 
 
 def test_task_run_fails_with_the_last_attempts_message_once_its_retries_are_spent(tmp_path, finished):
@@ -207,7 +197,7 @@ def test_task_run_fails_with_the_last_attempts_message_once_its_retries_are_spen
     with pytest.raises(S.RunError, match=r"task `t` failed: process terminated with exit code 1"):
         run.execute({})
     assert [a[2] for a in attempts(run)] == ["failed"] * 3
-    assert run.scheduler.counts["failed"] == 1 and run.scheduler.counts["running"] == 0
+    assert run.context.scheduler.counts["failed"] == 1 and run.context.scheduler.counts["running"] == 0
 
 
 def test_task_run_after_out_of_memory_grows_the_memory_within_the_backends_limit(tmp_path, finished):
@@ -219,10 +209,10 @@ def test_task_run_after_out_of_memory_grows_the_memory_within_the_backends_limit
     finished(run)
     with pytest.raises(S.RunError) as e:
         run.execute({})
-    assert [m for _, _, _, m in run.backend.started] == [GiB, 2 * GiB, 3 * GiB]
+    assert [m for _, _, _, m in run.context.backend.started] == [GiB, 2 * GiB, 3 * GiB]
     assert "the fake ran out of memory" in e.value.message
     assert e.value.message.endswith("memory tried: 1.0 GiB, 2.0 GiB, 3.0 GiB")
-    assert (run.scheduler.free_cpu, run.scheduler.free_memory) == (4, 8 * GiB)
+    assert (run.context.scheduler.free_cpu, run.context.scheduler.free_memory) == (4, 8 * GiB)
 
 
 def test_task_run_a_preempted_attempt_runs_again_without_spending_a_retry(tmp_path, finished):
@@ -247,9 +237,9 @@ def test_task_run_a_lost_attempt_fails_once_the_infrastructure_retries_are_spent
 
 def _adoptable(run, tmp_path, number, cache_key=None):
     """Attempt `number` of task `t` in an earlier run (its rows in sprocket.db, its stdout in place)."""
-    tr = S.TaskRun(run, run.target, {}, run.run_dir, "t", {})
+    tr = S.TaskRun(run.context, run.target, {}, run.run_dir, "t", {})
     tr.prepare()
-    key = cache_key or run.cache.key(tr, "weak")
+    key = cache_key or run.context.cache.key(tr, "weak")
     directory = tmp_path / "earlier" / "attempts" / str(number)
     (directory / "work").mkdir(parents=True)
     (directory / "stdout").write_text("said by the earlier run\n")
@@ -267,10 +257,10 @@ def test_task_run_adopts_an_earlier_runs_attempt_that_was_a_retry(tmp_path, fini
     once failed, reading the out-of-memory flag of an attempt this run never ran)."""
     run = make_run(tmp_path, RETRY_TASK)
     finished(run)
-    run.reattach = True
-    run.adoptable = {"t": _adoptable(run, tmp_path, 1)}
+    run.context.reattach = True
+    run.context.adoptable = {"t": _adoptable(run, tmp_path, 1)}
     assert run.execute({}) == {"said": "said by the earlier run"}
-    assert [a.number for a in run.backend.adopted] == [1] and run.backend.started == []
+    assert [a.number for a in run.context.backend.adopted] == [1] and run.context.backend.started == []
     assert attempts(run) == [("t", 1, "completed")]
     assert [a["adopted_from"] for a in run.store.attempts_of(run.run_id)] == ["t-earlier"]
 
@@ -279,9 +269,9 @@ def test_task_run_a_failed_adopted_retry_spends_the_retries_after_it(tmp_path, f
     """Adopted attempt 1 (of max_retries 2) fails: only attempt 2 is left."""
     run = make_run(tmp_path, RETRY_TASK, outcomes={"t": [dict(code=5)]})
     finished(run)
-    run.reattach = True
-    run.adoptable = {"t": _adoptable(run, tmp_path, 1)}
-    run.backend.adopt = lambda tr, adopted: FakeJob(run.backend, code=3)
+    run.context.reattach = True
+    run.context.adoptable = {"t": _adoptable(run, tmp_path, 1)}
+    run.context.backend.adopt = lambda request, adopted: FakeJob(run.context.backend, code=3)
     with pytest.raises(S.RunError, match="exit code 5"):
         run.execute({})
     assert attempts(run) == [("t", 1, "failed"), ("t", 2, "failed")]
@@ -290,10 +280,10 @@ def test_task_run_a_failed_adopted_retry_spends_the_retries_after_it(tmp_path, f
 def test_task_run_does_not_adopt_an_attempt_whose_inputs_changed(tmp_path, finished):
     run = make_run(tmp_path, RETRY_TASK)
     finished(run)
-    run.reattach = True
-    run.adoptable = {"t": _adoptable(run, tmp_path, 1, cache_key="another key")}
+    run.context.reattach = True
+    run.context.adoptable = {"t": _adoptable(run, tmp_path, 1, cache_key="another key")}
     assert run.execute({}) == {"said": "said 0"}
-    assert run.backend.adopted == [] and attempts(run) == [("t", 0, "completed")]
+    assert run.context.backend.adopted == [] and attempts(run) == [("t", 0, "completed")]
 
 
 def test_task_run_reuses_a_call_cache_entry_without_starting_a_job(tmp_path, finished):
@@ -306,8 +296,8 @@ def test_task_run_reuses_a_call_cache_entry_without_starting_a_job(tmp_path, fin
     second = make_run(tmp_path, RETRY_TASK, config)
     finished(second)
     assert second.execute({}) == {"said": "said 0"}
-    assert second.backend.started == [] and attempts(second) == []
-    assert second.scheduler.counts["cached"] == 1
+    assert second.context.backend.started == [] and attempts(second) == []
+    assert second.context.scheduler.counts["cached"] == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,7 +338,7 @@ def test_scheduler_runs_no_more_tasks_at_once_than_the_cpus_allow(tmp_path, fini
     """4 CPUs, 2 a task: the jobs are held until two wait at once; a third never joins them."""
     run = make_run(tmp_path, SCATTER, cpu=4)
     finished(run)
-    backend = run.backend
+    backend = run.context.backend
     backend.hold.clear()
 
     def release():
@@ -360,8 +350,8 @@ def test_scheduler_runs_no_more_tasks_at_once_than_the_cpus_allow(tmp_path, fini
     threading.Thread(target=release, daemon=True).start()
     assert run.execute({}) == {"said": ["said 0"] * 4}
     assert backend.peak == 2
-    assert run.scheduler.counts == dict(waiting=0, running=0, completed=4, failed=0, cached=0)
-    assert (run.scheduler.free_cpu, run.scheduler.free_memory) == (4, 8 * GiB)
+    assert run.context.scheduler.counts == dict(waiting=0, running=0, completed=4, failed=0, cached=0)
+    assert (run.context.scheduler.free_cpu, run.context.scheduler.free_memory) == (4, 8 * GiB)
 
 
 def test_scheduler_readmits_a_retry_that_needs_more_memory_once_the_others_give_it_back(tmp_path, finished):
@@ -371,17 +361,17 @@ def test_scheduler_readmits_a_retry_that_needs_more_memory_once_the_others_give_
     run = make_run(tmp_path, source, cpu=4, memory=4 * GiB, outcomes={"t-0": [dict(code=1)]})
     finished(run)
     granted = []
-    readmit = run.scheduler.readmit
+    readmit = run.context.scheduler.readmit
 
     def watching(tr):
         readmit(tr)
-        granted.append((run.scheduler.counts["running"], run.scheduler.free_memory))
-    run.scheduler.readmit = watching
+        granted.append((run.context.scheduler.counts["running"], run.context.scheduler.free_memory))
+    run.context.scheduler.readmit = watching
     assert run.execute({}) == {"said": ["said 1", "said 0", "said 0", "said 0"]}
-    assert [(c, n, m) for c, n, _, m in run.backend.started if c == "t-0"] == [("t-0", 0, GiB), ("t-0", 1, 4 * GiB)]
+    assert [(c, n, m) for c, n, _, m in run.context.backend.started if c == "t-0"] == [("t-0", 0, GiB), ("t-0", 1, 4 * GiB)]
     assert granted == [(1, 0)]  # it alone runs, holding all the memory
-    assert run.scheduler.counts == dict(waiting=0, running=0, completed=4, failed=0, cached=0)
-    assert (run.scheduler.free_cpu, run.scheduler.free_memory) == (4, 4 * GiB)
+    assert run.context.scheduler.counts == dict(waiting=0, running=0, completed=4, failed=0, cached=0)
+    assert (run.context.scheduler.free_cpu, run.context.scheduler.free_memory) == (4, 4 * GiB)
 
 
 def test_scheduler_a_failure_stops_the_run_and_counts_it_failed(tmp_path, finished):
@@ -389,9 +379,9 @@ def test_scheduler_a_failure_stops_the_run_and_counts_it_failed(tmp_path, finish
     finished(run)
     with pytest.raises(S.RunError, match="task `t-1` failed"):
         run.execute({})
-    counts = run.scheduler.counts
+    counts = run.context.scheduler.counts
     assert counts["failed"] == 1 and counts["running"] == 0 and counts["completed"] == 1  # t-0 ran before it
-    assert not run.scheduler.running
+    assert not run.context.scheduler.running
 
 
 def test_scheduler_refuses_a_task_the_backend_cannot_hold(tmp_path, finished):
@@ -399,7 +389,7 @@ def test_scheduler_refuses_a_task_the_backend_cannot_hold(tmp_path, finished):
     finished(run)
     with pytest.raises(S.RunError, match=r"task `t-0` requires at least 2 CPU\(s\), but the fake has only 1"):
         run.execute({})
-    assert run.backend.started == []
+    assert run.context.backend.started == []
 
 
 def test_bind_input_the_callers_value_none_for_an_optional_one_else_its_default(tmp_path):

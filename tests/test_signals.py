@@ -881,6 +881,14 @@ def test_an_orphan_whose_pid_was_recycled_is_never_killed():
             other.wait()
 
 
+def _local_backend(S):
+    """A local backend as a run with the default settings makes it (in this process)."""
+    config = S.load_config(skip_search=True)
+    name, table = config.backend()
+    return S.make_backend(S.RunContext(S.run_settings(config), S.RunLog(S._LEVELS["ERROR"])), name,
+                          S.read_backend_settings(table))
+
+
 def test_a_live_local_task_is_found_by_its_attempt_directory_with_its_process_group_and_start_time(tmp_path):
     """task_processes() names each task a LocalProcess; the local backend's find_jobs() gives the
     Adoptable fields of those under the attempt directories asked for (also through a symlink)."""
@@ -899,7 +907,7 @@ def test_a_live_local_task_is_found_by_its_attempt_directory_with_its_process_gr
         assert found == {os.path.realpath(adir): S.LocalProcess(task.pid, S.process_start(task.pid))}
         assert found[os.path.realpath(adir)].process_group == task.pid
         linked = str(tmp_path / "link" / "attempts" / "0")
-        jobs = S.LocalBackend(None).find_jobs([linked, str(tmp_path / "elsewhere")])
+        jobs = _local_backend(S).find_jobs([linked, str(tmp_path / "elsewhere")])
         assert jobs == {linked: {"process_group": task.pid, "process_started": S.process_start(task.pid)}}
         assert S.Adoptable(*[None] * 7)._replace(**jobs[linked]).process_group == task.pid
     finally:
@@ -914,7 +922,7 @@ def test_closing_the_local_backend_kills_its_running_and_adopted_tasks_and_nothi
     sys.path.insert(0, str(SPROCKET.parent))
     import sprocket as S
 
-    backend = S.LocalBackend(None)
+    backend = _local_backend(S)
     out, err = str(tmp_path / "out"), str(tmp_path / "err")
     running = backend.start_job(["sleep", "30"], str(tmp_path), out, err, {})
     ended = backend.start_job(["true"], str(tmp_path), out, err, {})
