@@ -195,10 +195,6 @@ def test_forward_reference_checker_finds_a_use_before_its_section():
     assert [tuple(r) for r in forward_references(source)] == [(6, "LATER", 1, 2, 15)]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "forward references left at 1e26540: section 10 -> 11 (IMPLS) and section 14 -> 15 (_PARTITION_KEYS, "
-    "CONFIG_SCHEMA, parse_rate), being removed by issue 18's other branches; the lead removes this mark "
-    "once they are merged"))
 def test_no_section_uses_a_name_defined_in_a_later_one():
     """Data flows top to bottom: no section of sprocket.py uses a top-level name that a later
     section defines (move the definition up, or the use down)."""
