@@ -1654,9 +1654,8 @@ def test_progress_line_tells_queued_from_running():
     running = [tr("a", "PENDING", "Priority"), tr("b", "PENDING", "Priority"), tr("c", "PENDING", "Resources"),
                tr("d", "RUNNING"), tr("e", "SUBMITTED")]
     counts = collections.Counter(waiting=1, running=5, completed=2, failed=0, cached=0)
-    run = types.SimpleNamespace(stopping=False, target=types.SimpleNamespace(name="w"),
-                                scheduler=types.SimpleNamespace(running=running, counts=counts))
-    line = S.Progress(run, False).line(61)
+    context = types.SimpleNamespace(stopping=False, scheduler=types.SimpleNamespace(running=running, counts=counts))
+    line = S.Progress(context, "w", False).line(61)
     assert "1 waiting, 3 queued (mostly Priority), 2 running, 2 completed" in line, line
     assert "a (pending: Priority)" in line
 
