@@ -34,7 +34,8 @@ The module reads top to bottom in the order data flows:
     12. Runtime contracts          Backend (what a backend is: limits, start, adopt, cancel, close,
                                    and its optional parts with defaults), Job, TaskRequest (one
                                    attempt, as a backend gets it), BACKENDS (register_backend),
-                                   RunContext (what the runtime knows of a run), RunSettings
+                                   Setting (a row of the settings schema, as backends declare
+                                   theirs), RunContext (what the runtime knows of a run), RunSettings
     13. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
                                    one record each; the retry policy, retry_decision) -> outputs, kept
                                    in the task's sandbox (OutputSandbox); the runtime keys of
@@ -68,10 +69,12 @@ declares, as read_backend_settings() read them), the Recorder of attempts (sproc
 trace.tsv) and the Scheduler. Everything below Run sees only the context: a WorkflowRun starts
 a Frame per body (workflow, scatter element, branch); a Frame hands each call of a task to the
 Scheduler as a TaskRun; the Scheduler places TaskRuns as the backend's cpu and memory allow and
-runs each on a worker thread, where TaskRun.execute() makes an Attempt per try, hands the
-backend a TaskRequest (start(), or adopt() for a dead run's job) and waits on the Job it
-returns. A new backend is a Backend subclass (start(), and what it can do beyond the defaults)
-with @register_backend and its SETTINGS: nothing else changes.
+runs each on a worker thread, where TaskRun.execute() (a retry policy: adopt_or_cached, then
+per try attempt_resources and retry_decision) makes an Attempt per try, hands the backend a
+TaskRequest (start(), or adopt() for a dead run's job) and waits on the Job it returns; its
+workers tell the Scheduler (Done, Readmit), which keeps the counts. A new backend is a Backend
+subclass (start(), and what it can do beyond the defaults) with @register_backend and its
+SETTINGS (Setting rows): nothing else changes.
 """
 
 import argparse
@@ -5781,8 +5784,10 @@ _EVAL[Apply] = _eval_apply
 #
 # What the runtime's parts agree on. A backend is a subclass of Backend, registered under its
 # `type` (register_backend): the scheduler asks it what a task may have (check, limits), hands
-# it each attempt as a TaskRequest (start) and follows the Job it returns. A RunContext is all
-# that Tasks, Workflows and Backends know of the run; Run (section 18) builds it once.
+# it each attempt as a TaskRequest (start) and follows the Job it returns; it declares its
+# `run.backends.<name>` settings as Setting rows, which the configuration (section 16) makes part
+# of CONFIG_SCHEMA. A RunContext is all that Tasks, Workflows and Backends know of the run; Run
+# (section 18) builds it once.
 
 
 def _human_bytes(n):
@@ -8353,9 +8358,9 @@ class SlurmApptainerBackend(Backend):
         return job
 
     def find_jobs(self, adirs):
-        """{attempt directory: job id} for the jobs of these attempts that the controller still
-        holds (queued, running, or ended within MinJobAge): their sbatch ran but the engine died
-        before it wrote down their ids. One squeue of the user's jobs."""
+        """{attempt directory: {"job_id": its id}} for the jobs of these attempts that the controller
+        still holds (queued, running, or ended within MinJobAge): their sbatch ran but the engine
+        died before it wrote down their ids. One squeue of the user's jobs."""
         return {adir: {"job_id": job_id} for adir, job_id in self.client.find_jobs(adirs).items()}
 
     def job_name(self, name):
