@@ -4518,94 +4518,112 @@ def coerce(v, t, what="value"):
         if t.opt or isinstance(t, AnyType):
             return None
         raise NoneError("%s is None, but `%s` is required" % (what, t))
-    cls = type(t)
-    if cls is PrimType:
-        name = t.name
-        if name == "String":
-            if isinstance(v, str):
-                return v if type(v) is str else str(v)
-            if isinstance(v, (int, float, bool, EnumValue)):
-                return wdl_str(v)
-        elif name == "File":
-            if isinstance(v, str) and not isinstance(v, WdlDir):
-                return v if type(v) is WdlFile else WdlFile(v)
-        elif name == "Directory":
-            if isinstance(v, str) and not isinstance(v, WdlFile):
-                return v if type(v) is WdlDir else WdlDir(v)
-        elif name == "Int":
-            if type(v) is int:
-                return v
-            if isinstance(v, str):  # read_lines & co. may be coerced on (see _deserializes)
-                try:
-                    return int(v.strip())
-                except ValueError:
-                    pass
-        elif name == "Float":
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return finite_float(float(v), what)
-            if isinstance(v, str):
-                try:
-                    f = float(v.strip())
-                except ValueError:
-                    pass
-                else:
-                    return finite_float(f, what)
-        elif name == "Boolean":
-            if isinstance(v, bool):
-                return v
-            if isinstance(v, str) and v.strip().lower() in ("true", "false"):
-                return v.strip().lower() == "true"
-        raise EvalError("%s %s cannot be coerced to `%s`" % (what, _short(v), t))
-    if cls is ArrayType:
-        if isinstance(v, dict) and not isinstance(v, StructValue) and isinstance(t.item, PairType):
-            v = list(v.items())  # a Map where Array[Pair] is declared (accepted for compatibility)
-        if not isinstance(v, list):
-            raise EvalError("%s %s is not an Array (`%s`)" % (what, _short(v), t))
-        if t.nonempty and not v:
-            raise EvalError("%s is an empty array, but `%s` must be non-empty" % (what, t))
-        it = t.item
-        if isinstance(it, AnyType):
+    to = _COERCE.get(type(t))
+    return v if to is None else to(v, t, what)  # (Any, TypeVar: as it is)
+
+
+def _coerce_prim(v, t, what):
+    name = t.name
+    if name == "String":
+        if isinstance(v, str):
+            return v if type(v) is str else str(v)
+        if isinstance(v, (int, float, bool, EnumValue)):
+            return wdl_str(v)
+    elif name == "File":
+        if isinstance(v, str) and not isinstance(v, WdlDir):
+            return v if type(v) is WdlFile else WdlFile(v)
+    elif name == "Directory":
+        if isinstance(v, str) and not isinstance(v, WdlFile):
+            return v if type(v) is WdlDir else WdlDir(v)
+    elif name == "Int":
+        if type(v) is int:
             return v
-        return [coerce(x, it, what) for x in v]
-    if cls is MapType:
-        if isinstance(v, dict):
-            kt, vt = t.key_type, t.value
-            return {coerce(k, kt, what + " key"): coerce(x, vt, what) for k, x in v.items()}
-        raise EvalError("%s %s is not a Map (`%s`)" % (what, _short(v), t))
-    if cls is PairType:
-        if isinstance(v, tuple):
-            return (coerce(v[0], t.left, what), coerce(v[1], t.right, what))
-        if isinstance(v, dict) and set(v) == {"left", "right"}:
-            return (coerce(v["left"], t.left, what), coerce(v["right"], t.right, what))
-        raise EvalError("%s %s is not a Pair (`%s`)" % (what, _short(v), t))
-    if cls is StructType:
-        if isinstance(v, dict):
-            out = StructValue((), t.name)
-            extra = [k for k in v if k not in t.members]
-            if extra and not isinstance(v, JsonObject):
-                raise EvalError("%s has member%s %s that struct `%s` does not have" % (
-                    what, "s" if len(extra) > 1 else "", ", ".join("`%s`" % wdl_str(k) for k in extra), t.name))
-            for m, mt in t.members.items():
-                if m in v:
-                    out[m] = coerce(v[m], mt, "member `%s`" % m)
-                elif mt.opt:
-                    out[m] = None
-                else:
-                    raise EvalError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
-            return out
+        if isinstance(v, str):  # read_lines & co. may be coerced on (see _deserializes)
+            try:
+                return int(v.strip())
+            except ValueError:
+                pass
+    elif name == "Float":
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return finite_float(float(v), what)
+        if isinstance(v, str):
+            try:
+                f = float(v.strip())
+            except ValueError:
+                pass
+            else:
+                return finite_float(f, what)
+    elif name == "Boolean":
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            return v.strip().lower() == "true"
+    raise EvalError("%s %s cannot be coerced to `%s`" % (what, _short(v), t))
+
+
+def _coerce_array(v, t, what):
+    if isinstance(v, dict) and not isinstance(v, StructValue) and isinstance(t.item, PairType):
+        v = list(v.items())  # a Map where Array[Pair] is declared (accepted for compatibility)
+    if not isinstance(v, list):
+        raise EvalError("%s %s is not an Array (`%s`)" % (what, _short(v), t))
+    if t.nonempty and not v:
+        raise EvalError("%s is an empty array, but `%s` must be non-empty" % (what, t))
+    it = t.item
+    if isinstance(it, AnyType):
+        return v
+    return [coerce(x, it, what) for x in v]
+
+
+def _coerce_map(v, t, what):
+    if isinstance(v, dict):
+        kt, vt = t.key_type, t.value
+        return {coerce(k, kt, what + " key"): coerce(x, vt, what) for k, x in v.items()}
+    raise EvalError("%s %s is not a Map (`%s`)" % (what, _short(v), t))
+
+
+def _coerce_pair(v, t, what):
+    if isinstance(v, tuple):
+        return (coerce(v[0], t.left, what), coerce(v[1], t.right, what))
+    if isinstance(v, dict) and set(v) == {"left", "right"}:
+        return (coerce(v["left"], t.left, what), coerce(v["right"], t.right, what))
+    raise EvalError("%s %s is not a Pair (`%s`)" % (what, _short(v), t))
+
+
+def _coerce_struct(v, t, what):
+    if not isinstance(v, dict):
         raise EvalError("%s %s cannot be coerced to struct `%s`" % (what, _short(v), t.name))
-    if cls is ObjectType:
-        if isinstance(v, dict):
-            return v if isinstance(v, StructValue) and v.type_name is None else StructValue(
-                ((wdl_str(k), x) for k, x in v.items()), None)
-        raise EvalError("%s %s is not an Object" % (what, _short(v)))
-    if cls is EnumType:
-        if isinstance(v, EnumValue) and v.enum == t.name:
-            return v
-        if isinstance(v, str) and v in t.choices:  # JSON inputs name the choice
-            return EnumValue(t.name, v, enum_choice_value(t, v))
-        raise EvalError("%s %s is not a choice of enum `%s` (%s)" % (what, _short(v), t.name, ", ".join(t.choices)))
-    return v  # Any, TypeVar
+    out = StructValue((), t.name)
+    extra = [k for k in v if k not in t.members]
+    if extra and not isinstance(v, JsonObject):
+        raise EvalError("%s has member%s %s that struct `%s` does not have" % (
+            what, "s" if len(extra) > 1 else "", ", ".join("`%s`" % wdl_str(k) for k in extra), t.name))
+    for m, mt in t.members.items():
+        if m in v:
+            out[m] = coerce(v[m], mt, "member `%s`" % m)
+        elif mt.opt:
+            out[m] = None
+        else:
+            raise EvalError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
+    return out
+
+
+def _coerce_object(v, t, what):
+    if isinstance(v, dict):
+        return v if isinstance(v, StructValue) and v.type_name is None else StructValue(
+            ((wdl_str(k), x) for k, x in v.items()), None)
+    raise EvalError("%s %s is not an Object" % (what, _short(v)))
+
+
+def _coerce_enum(v, t, what):
+    if isinstance(v, EnumValue) and v.enum == t.name:
+        return v
+    if isinstance(v, str) and v in t.choices:  # JSON inputs name the choice
+        return EnumValue(t.name, v, enum_choice_value(t, v))
+    raise EvalError("%s %s is not a choice of enum `%s` (%s)" % (what, _short(v), t.name, ", ".join(t.choices)))
+
+
+_COERCE = {PrimType: _coerce_prim, ArrayType: _coerce_array, MapType: _coerce_map, PairType: _coerce_pair,
+           StructType: _coerce_struct, ObjectType: _coerce_object, EnumType: _coerce_enum}
 
 
 def paths_in(v):
@@ -4758,70 +4776,94 @@ def from_json(data, t, base_dir, what, on_extra=None):
     if isinstance(data, str) and _NOT_TEXT.search(data):  # JSON's "\ud800", or a file name that is not UTF-8
         raise InputError("%s is not text: %s holds %s (an unpaired surrogate, or a byte of a name that is not UTF-8)" % (
             what, ascii(data), ascii(_NOT_TEXT.search(data).group())))
-    if isinstance(t, PrimType) and t.name in ("File", "Directory"):
-        if isinstance(data, dict) and "location" in data or isinstance(data, dict) and "path" in data:
-            data = data.get("location") or data.get("path")  # 1.2's extended File/Directory form
-        if not isinstance(data, str):
-            raise InputError("%s must be a path string for `%s`, not %s" % (what, t, _json_excerpt(data)))
-        if t.name == "File" and data.endswith("/"):
-            raise InputError("%s is a `File`, but `%s` ends with `/`, which names a directory" % (what, data))
-        path = data if "://" in data or os.path.isabs(data) else os.path.normpath(os.path.join(base_dir, data))
-        return WdlFile(path) if t.name == "File" else WdlDir(path)
-    if isinstance(t, PrimType):
-        ok = {"Int": lambda d: type(d) is int, "Float": lambda d: isinstance(d, (int, float)) and not isinstance(d, bool),
-              "Boolean": lambda d: isinstance(d, bool), "String": lambda d: isinstance(d, str)}[t.name]
-        if t.name == "String" and type(data) is int:
-            return str(data)  # an Int for a String input: Sprocket and Cromwell take its digits
-        if not ok(data):
-            raise InputError("%s must be %s, not %s" % (what, t, _json_excerpt(data)))
-        if t.name == "Int" and not _INT_MIN <= data <= _INT_MAX:
-            raise InputError("%s: %d does not fit in an Int (64 bits)" % (what, data))
-        if t.name == "Float":
-            try:
-                return finite_float(float(data), what)
-            except OverflowError:  # an Int of 309 digits
-                raise InputError("%s is too large for a Float" % what)
-        return data
-    if isinstance(t, ArrayType):
-        if not isinstance(data, list):
-            raise InputError("%s must be a JSON array for `%s`" % (what, t))
-        if t.nonempty and not data:
-            raise InputError("%s must be a non-empty array (`%s`)" % (what, t))
-        return [from_json(x, t.item, base_dir, what, on_extra) for x in data]
-    if isinstance(t, MapType):
-        if not isinstance(data, dict):
-            raise InputError("%s must be a JSON object for `%s`" % (what, t))
-        return {_json_key(k, t.key_type, base_dir, what): from_json(x, t.value, base_dir, what, on_extra)
-                for k, x in data.items()}
-    if isinstance(t, PairType):
-        if not (isinstance(data, dict) and set(data) == {"left", "right"}):
-            raise InputError('%s must be {"left": ..., "right": ...} for `%s`' % (what, t))
-        return (from_json(data["left"], t.left, base_dir, what, on_extra),
-                from_json(data["right"], t.right, base_dir, what, on_extra))
-    if isinstance(t, StructType):
-        if not isinstance(data, dict):
-            raise InputError("%s must be a JSON object for struct `%s`" % (what, t.name))
-        extra = [k for k in data if k not in t.members]
-        if extra and on_extra is None:
-            raise InputError("%s: struct `%s` has no member `%s`" % (what, t.name, extra[0]))
-        if extra:
-            on_extra("%s: struct `%s` has no member%s %s: ignored, as Cromwell does" % (
-                what, t.name, "s" * (len(extra) > 1), ", ".join("`%s`" % k for k in extra)))
-        out = StructValue((), t.name)
-        for m, mt in t.members.items():
-            if m not in data and not mt.opt:
-                raise InputError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
-            out[m] = from_json(data.get(m), mt, base_dir, "%s.%s" % (what, m), on_extra)
-        return out
-    if isinstance(t, EnumType):
-        if not isinstance(data, str) or data not in t.choices:
-            raise InputError("%s must be one of %s (enum `%s`)" % (what, ", ".join(t.choices), t.name))
-        return EnumValue(t.name, data, enum_choice_value(t, data))
-    if isinstance(t, ObjectType):
-        if not isinstance(data, dict):
-            raise InputError("%s must be a JSON object" % what)
-        return StructValue(data.items(), None)
+    read = _FROM_JSON.get(type(t))
+    return data if read is None else read(data, t, base_dir, what, on_extra)
+
+
+def _prim_from_json(data, t, base_dir, what, on_extra):
+    if t.name in ("File", "Directory"):
+        return _path_from_json(data, t, base_dir, what)
+    ok = {"Int": lambda d: type(d) is int, "Float": lambda d: isinstance(d, (int, float)) and not isinstance(d, bool),
+          "Boolean": lambda d: isinstance(d, bool), "String": lambda d: isinstance(d, str)}[t.name]
+    if t.name == "String" and type(data) is int:
+        return str(data)  # an Int for a String input: Sprocket and Cromwell take its digits
+    if not ok(data):
+        raise InputError("%s must be %s, not %s" % (what, t, _json_excerpt(data)))
+    if t.name == "Int" and not _INT_MIN <= data <= _INT_MAX:
+        raise InputError("%s: %d does not fit in an Int (64 bits)" % (what, data))
+    if t.name == "Float":
+        try:
+            return finite_float(float(data), what)
+        except OverflowError:  # an Int of 309 digits
+            raise InputError("%s is too large for a Float" % what)
     return data
+
+
+def _path_from_json(data, t, base_dir, what):
+    if isinstance(data, dict) and "location" in data or isinstance(data, dict) and "path" in data:
+        data = data.get("location") or data.get("path")  # 1.2's extended File/Directory form
+    if not isinstance(data, str):
+        raise InputError("%s must be a path string for `%s`, not %s" % (what, t, _json_excerpt(data)))
+    if t.name == "File" and data.endswith("/"):
+        raise InputError("%s is a `File`, but `%s` ends with `/`, which names a directory" % (what, data))
+    path = data if "://" in data or os.path.isabs(data) else os.path.normpath(os.path.join(base_dir, data))
+    return WdlFile(path) if t.name == "File" else WdlDir(path)
+
+
+def _array_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, list):
+        raise InputError("%s must be a JSON array for `%s`" % (what, t))
+    if t.nonempty and not data:
+        raise InputError("%s must be a non-empty array (`%s`)" % (what, t))
+    return [from_json(x, t.item, base_dir, what, on_extra) for x in data]
+
+
+def _map_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, dict):
+        raise InputError("%s must be a JSON object for `%s`" % (what, t))
+    return {_json_key(k, t.key_type, base_dir, what): from_json(x, t.value, base_dir, what, on_extra)
+            for k, x in data.items()}
+
+
+def _pair_from_json(data, t, base_dir, what, on_extra):
+    if not (isinstance(data, dict) and set(data) == {"left", "right"}):
+        raise InputError('%s must be {"left": ..., "right": ...} for `%s`' % (what, t))
+    return (from_json(data["left"], t.left, base_dir, what, on_extra),
+            from_json(data["right"], t.right, base_dir, what, on_extra))
+
+
+def _struct_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, dict):
+        raise InputError("%s must be a JSON object for struct `%s`" % (what, t.name))
+    extra = [k for k in data if k not in t.members]
+    if extra and on_extra is None:
+        raise InputError("%s: struct `%s` has no member `%s`" % (what, t.name, extra[0]))
+    if extra:
+        on_extra("%s: struct `%s` has no member%s %s: ignored, as Cromwell does" % (
+            what, t.name, "s" * (len(extra) > 1), ", ".join("`%s`" % k for k in extra)))
+    out = StructValue((), t.name)
+    for m, mt in t.members.items():
+        if m not in data and not mt.opt:
+            raise InputError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
+        out[m] = from_json(data.get(m), mt, base_dir, "%s.%s" % (what, m), on_extra)
+    return out
+
+
+def _enum_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, str) or data not in t.choices:
+        raise InputError("%s must be one of %s (enum `%s`)" % (what, ", ".join(t.choices), t.name))
+    return EnumValue(t.name, data, enum_choice_value(t, data))
+
+
+def _object_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, dict):
+        raise InputError("%s must be a JSON object" % what)
+    return StructValue(data.items(), None)
+
+
+_FROM_JSON = {PrimType: _prim_from_json, ArrayType: _array_from_json, MapType: _map_from_json,
+              PairType: _pair_from_json, StructType: _struct_from_json, EnumType: _enum_from_json,
+              ObjectType: _object_from_json}
 
 
 def _json_key(k, t, base_dir, what):
@@ -4955,15 +4997,7 @@ def _eval_unary(e, env, ctx):
 def _eval_binary(e, env, ctx):
     op = e.op
     if op == "&&" or op == "||":
-        a = evaluate(e.left, env, ctx)
-        if not isinstance(a, bool):
-            raise EvalError("`%s` needs Boolean operands" % op, e.span)
-        if (op == "&&") != a:  # short-circuit: false && _, true || _
-            return a
-        b = evaluate(e.right, env, ctx)
-        if not isinstance(b, bool):
-            raise EvalError("`%s` needs Boolean operands" % op, e.span)
-        return b
+        return _eval_logical(e, env, ctx)
     a = evaluate(e.left, env, ctx)
     b = evaluate(e.right, env, ctx)
     if op == "==":
@@ -4979,6 +5013,26 @@ def _eval_binary(e, env, ctx):
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
         except TypeError:
             raise EvalError("cannot compare these values with `%s`" % op, e.span)
+    return _arithmetic(op, a, b, e.span)
+
+
+def _eval_logical(e, env, ctx):
+    """`&&` and `||`, which evaluate their right operand only when it decides."""
+    op = e.op
+    a = evaluate(e.left, env, ctx)
+    if not isinstance(a, bool):
+        raise EvalError("`%s` needs Boolean operands" % op, e.span)
+    if (op == "&&") != a:  # short-circuit: false && _, true || _
+        return a
+    b = evaluate(e.right, env, ctx)
+    if not isinstance(b, bool):
+        raise EvalError("`%s` needs Boolean operands" % op, e.span)
+    return b
+
+
+def _arithmetic(op, a, b, span):
+    """`a op b` for + - * ** / % (a String on either side of `+` concatenates); Int results
+    must fit in 64 bits, Int division and remainder truncate toward zero."""
     num = isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool)
     if op == "+":
         if num:
@@ -4986,9 +5040,9 @@ def _eval_binary(e, env, ctx):
         if isinstance(a, str) or isinstance(b, str):
             r = wdl_str(a) + wdl_str(b)
             return WdlFile(r) if isinstance(a, WdlFile) and not isinstance(b, WdlFile) else r
-        raise EvalError("`+` cannot add these values", e.span)
+        raise EvalError("`+` cannot add these values", span)
     if not num:
-        raise EvalError("operator `%s` needs numbers" % op, e.span)
+        raise EvalError("operator `%s` needs numbers" % op, span)
     if op == "-":
         return _int_result(a - b)
     if op == "*":
@@ -4996,15 +5050,15 @@ def _eval_binary(e, env, ctx):
     if op == "**":
         if isinstance(a, int) and isinstance(b, int):
             if b < 0:
-                raise EvalError("an Int cannot be raised to a negative power", e.span)
+                raise EvalError("an Int cannot be raised to a negative power", span)
             if abs(a) > 1 and (abs(a).bit_length() - 1) * b > 64:  # decided before computing a huge number
-                raise EvalError("Int overflow: the result does not fit in 64 bits", e.span)
+                raise EvalError("Int overflow: the result does not fit in 64 bits", span)
         try:
             return _int_result(a ** b)
         except OverflowError:
-            raise EvalError("`**` overflowed", e.span)
+            raise EvalError("`**` overflowed", span)
     if b == 0:
-        raise EvalError("division by zero", e.span)
+        raise EvalError("division by zero", span)
     if op == "/":
         if isinstance(a, int) and isinstance(b, int):
             q = abs(a) // abs(b)  # integer division truncates toward zero
