@@ -2653,6 +2653,36 @@ class Loader:
             return None
         if key in _DOCUMENTS:
             return _DOCUMENTS[key]
+        doc = self.parse(location, span)
+        if doc is None:
+            return None
+        doc.namespaces = {}
+        doc.checked = False
+        ok = True
+        for imp in doc.imports:
+            imp.doc = None
+            uri = imp.uri[7:] if imp.uri.startswith("file://") else imp.uri
+            if re.match(r"[a-z][a-z0-9+.-]*://", uri, re.I) and not is_url(uri):
+                self.errors.append(WdlError("imports by `%s` URL are not supported; use a path or an http(s) URL"
+                                            % uri.split(":")[0], imp.span))
+                ok = False
+                continue
+            sub = self.load(_import_target(location, uri), imp.span, stack + (key,))
+            if sub is None:
+                ok = False
+                continue
+            ok = self.add_import(doc, imp, uri, sub) and ok
+        if ok:
+            n = len(self.errors)
+            checker = Checker(doc, self)
+            checker.check()
+            doc.checked = len(self.errors) == n
+        if doc.checked:
+            _DOCUMENTS[key] = doc
+        return doc if doc.checked else None
+
+    def parse(self, location, span):
+        """The document at `location` parsed (its parser's warnings kept), or None after an error."""
         src = None
         try:
             src = self.read(location, span)
@@ -2667,65 +2697,51 @@ class Loader:
             self.errors.append(e)
             return None
         self.warnings.extend(parser.warnings)
-        doc.namespaces = {}
-        doc.checked = False
-        ok = True
-        for imp in doc.imports:
-            imp.doc = None
-            uri = imp.uri[7:] if imp.uri.startswith("file://") else imp.uri
-            if re.match(r"[a-z][a-z0-9+.-]*://", uri, re.I) and not is_url(uri):
-                self.errors.append(WdlError("imports by `%s` URL are not supported; use a path or an http(s) URL"
-                                            % uri.split(":")[0], imp.span))
-                ok = False
-                continue
-            if is_url(location) and not is_url(uri) and not os.path.isabs(uri):
-                import urllib.parse
+        return doc
 
-                target = urllib.parse.urljoin(location, uri)  # relative to the importing document's URL
-            elif is_url(uri):
-                target = uri
-            else:
-                target = os.path.join(os.path.dirname(location), uri)
-            sub = self.load(target, imp.span, stack + (key,))
-            if sub is None:
-                ok = False
-                continue
-            empty = not (sub.imports or sub.structs or sub.enums or sub.tasks or sub.workflow)
-            problem = None if empty else import_problem(doc.dialect, sub.dialect)
-            if problem == "error":
-                self.errors.append(WdlError("a WDL document (%s) cannot import `%s`, which is %s" % (
-                    dialect_text(doc.dialect), imp.uri, dialect_text(sub.dialect)), imp.span))
-                ok = False
-            elif problem:
-                self.warn("`%s` is %s and this document is %s: accepted, as miniwdl does, but WDL %s only imports "
-                          "documents of its own version" % (imp.uri, dialect_text(sub.dialect),
-                                                            dialect_text(doc.dialect), doc.dialect.name), imp.span,
-                          "ImportOlderMinor")
-            imp.doc = sub
-            ns = imp.namespace or re.sub(r"\.wdl$", "", posixpath.basename(uri.split("?")[0]))
-            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", ns):
-                self.errors.append(WdlError("`%s` is not a valid namespace name; use `as` to name the import" % ns, imp.span))
-                ok = False
-            elif ns in doc.namespaces:
-                if sum(1 for d in (doc.namespaces[ns], sub) if d.tasks or d.workflow) > 1 or not doc.dialect.accepts(
-                        "shared_namespace"):
-                    self.errors.append(WdlError("namespace `%s` is already imported; use `as` to rename one" % ns, imp.span))
-                    ok = False
-                else:  # one of them holds only structs, which need no namespace: Cromwell accepts it
-                    self.warn("namespace `%s` is imported twice, one of them a document of structs only: accepted for "
-                              "compatibility with Cromwell; portable WDL renames one with `as`" % ns, imp.span,
-                              rule_name("shared_namespace"))
-                    if not (sub.tasks or sub.workflow):
-                        continue
-            doc.namespaces[ns] = sub
-        if ok:
-            n = len(self.errors)
-            checker = Checker(doc, self)
-            checker.check()
-            doc.checked = len(self.errors) == n
-        if doc.checked:
-            _DOCUMENTS[key] = doc
-        return doc if doc.checked else None
+    def add_import(self, doc, imp, uri, sub):
+        """Give `doc` the imported document `sub` under its namespace; False after an error."""
+        ok = True
+        empty = not (sub.imports or sub.structs or sub.enums or sub.tasks or sub.workflow)
+        problem = None if empty else import_problem(doc.dialect, sub.dialect)
+        if problem == "error":
+            self.errors.append(WdlError("a WDL document (%s) cannot import `%s`, which is %s" % (
+                dialect_text(doc.dialect), imp.uri, dialect_text(sub.dialect)), imp.span))
+            ok = False
+        elif problem:
+            self.warn("`%s` is %s and this document is %s: accepted, as miniwdl does, but WDL %s only imports "
+                      "documents of its own version" % (imp.uri, dialect_text(sub.dialect),
+                                                        dialect_text(doc.dialect), doc.dialect.name), imp.span,
+                      "ImportOlderMinor")
+        imp.doc = sub
+        ns = imp.namespace or re.sub(r"\.wdl$", "", posixpath.basename(uri.split("?")[0]))
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", ns):
+            self.errors.append(WdlError("`%s` is not a valid namespace name; use `as` to name the import" % ns, imp.span))
+            return False
+        if ns in doc.namespaces:
+            if sum(1 for d in (doc.namespaces[ns], sub) if d.tasks or d.workflow) > 1 or not doc.dialect.accepts(
+                    "shared_namespace"):
+                self.errors.append(WdlError("namespace `%s` is already imported; use `as` to rename one" % ns, imp.span))
+                return False
+            # one of them holds only structs, which need no namespace: Cromwell accepts it
+            self.warn("namespace `%s` is imported twice, one of them a document of structs only: accepted for "
+                      "compatibility with Cromwell; portable WDL renames one with `as`" % ns, imp.span,
+                      rule_name("shared_namespace"))
+            if not (sub.tasks or sub.workflow):
+                return ok
+        doc.namespaces[ns] = sub
+        return ok
+
+
+def _import_target(location, uri):
+    """Where an import of `uri` by the document at `location` leads."""
+    if is_url(location) and not is_url(uri) and not os.path.isabs(uri):
+        import urllib.parse
+
+        return urllib.parse.urljoin(location, uri)  # relative to the importing document's URL
+    if is_url(uri):
+        return uri
+    return os.path.join(os.path.dirname(location), uri)
 
 
 def import_problem(importer, imported):
