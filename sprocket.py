@@ -4269,50 +4269,15 @@ def format_document(source):
     parser.document()
     units, tail = _format_units(parser)
     units = _sorted_imports(units)
-    lines, cur = [], []
-    st = {"indent": 0, "blank": False}
-    stack = []  # for each open bracket: [indent of the lines inside it, indent of its closing line]
-
-    def new_line(indent, blank):
-        if cur:
-            lines.append("    " * st["indent"] + "".join(cur))
-            del cur[:]
-        st["indent"] = indent
-        if blank and lines and lines[-1] != "":
-            lines.append("")
-
-    def end_line():
-        if cur:
-            new_line(st["indent"], False)
-
-    def gap(text, force_blank, after_open, before_closer):
-        """Lay out the comments and line breaks between two units. Returns (the next unit
-        starts a line, with a blank line before it)."""
-        newlines = 0
-        for m in _GAP_RE.finditer(text):
-            item = m.group()
-            if item == "\n":
-                newlines += 1
-                end_line()
-                continue
-            comment = item.rstrip()
-            if newlines == 0 and cur:  # a comment after a unit, on its line
-                cur.append(("  " if comment.startswith("#") else " ") + comment)
-                continue
-            new_line(stack[-1][0] if stack else 0, (newlines >= 2 or force_blank) and not after_open)
-            cur.append(comment)
-            force_blank = after_open = False
-            newlines = 0
-        blank = (newlines >= 2 or force_blank) and not after_open and not before_closer
-        return newlines > 0 or force_blank or not cur, blank
-
+    out = _Layout()
+    stack = out.stack
     m = _VERSION_RE.match(source.text)
     prev = None
     if m is not None and parser.dialect.version_statement:
         kw = source.text.rfind("version", 0, m.start(1))
-        gap(source.text[:kw], False, False, False)
-        new_line(0, False)
-        cur.append("version " + m.group(1))
+        out.gap(source.text[:kw], False, False, False)
+        out.new_line(0, False)
+        out.cur.append("version " + m.group(1))
         prev = _Unit("word", m.group(1), "")
     prev_role, after_open, seen_import = None, False, False
     for k, u in enumerate(units):
@@ -4322,36 +4287,87 @@ def format_document(source):
             depth == 0 and (u.text in _DEFINITION_WORDS or u.text == "import" and not seen_import)
             or depth == 1 and u.text in _SECTION_WORDS and not after_open and prev.text != ":")
         seen_import = seen_import or depth == 0 and word and u.text == "import"
-        starts, blank = gap(u.gap, force, after_open, closer)
+        starts, blank = out.gap(u.gap, force, after_open, closer)
         if starts or prev is None:
-            level = stack[-1][0] if stack else 0
-            if closer:
-                level = stack[-1][1] if stack else 0
-            elif prev is not None and (prev.kind == "op" and prev_role != "unary" and (
-                    prev.text in _BINARY_OPS or prev.text in ("+", "-")) or prev.kind == "word" and prev.text in (
-                    "then", "else", "if") or op and (u.text in _BINARY_OPS or u.text in ("+", "-"))
-                    or word and u.text in ("then", "else")):
-                level += 1  # a continued expression
-            new_line(level, blank)
-            cur.append(u.text)
+            out.new_line(_line_level(stack, prev, prev_role, u, closer), blank)
+            out.cur.append(u.text)
         else:
-            cur.append(_spacing(prev, prev_role, u, u.gap != "") + u.text)
+            out.cur.append(_spacing(prev, prev_role, u, u.gap != "") + u.text)
         role = None
         if op and u.text in ("-", "+", "!"):
             role = "unary" if u.text == "!" or not _value_like(prev) else "either" if (
                 u.text == "+" and prev.text == "]") else "binary"
         if op and u.text in ("(", "[", "{"):
-            stack.append([st["indent"] + 1, st["indent"]])
+            stack.append([out.indent + 1, out.indent])
         elif op and u.text == ":" and prev.text == "input" and stack and k + 1 < len(units) and "\n" in units[k + 1].gap:
-            stack[-1][0] = st["indent"] + 1  # `input:` ending its line: the call's inputs go one deeper
+            stack[-1][0] = out.indent + 1  # `input:` ending its line: the call's inputs go one deeper
         elif closer and stack:
             stack.pop()
         prev, prev_role, after_open = u, role, op and u.text in ("(", "[", "{")
-    gap(tail, False, False, True)
-    end_line()
-    while lines and lines[-1] == "":
-        lines.pop()
-    return "\n".join(lines) + "\n" if lines else ""
+    out.gap(tail, False, False, True)
+    return out.text()
+
+
+def _line_level(stack, prev, prev_role, u, closer):
+    """The indent of a line that starts with unit `u`: its bracket's, one more where it continues an
+    expression (after or before a binary operator, `then`, `else`)."""
+    if closer:
+        return stack[-1][1] if stack else 0
+    level = stack[-1][0] if stack else 0
+    if prev is not None and (prev.kind == "op" and prev_role != "unary" and (
+            prev.text in _BINARY_OPS or prev.text in ("+", "-")) or prev.kind == "word" and prev.text in (
+            "then", "else", "if") or u.kind == "op" and (u.text in _BINARY_OPS or u.text in ("+", "-"))
+            or u.kind == "word" and u.text in ("then", "else")):
+        level += 1  # a continued expression
+    return level
+
+
+class _Layout:
+    """The lines format_document writes: the line being built (`cur`, its pieces, at `indent`
+    levels) and, for each open bracket, [indent of the lines inside it, indent of its closing line]."""
+
+    def __init__(self):
+        self.lines, self.cur, self.indent, self.stack = [], [], 0, []
+
+    def new_line(self, indent, blank):
+        if self.cur:
+            self.lines.append("    " * self.indent + "".join(self.cur))
+            del self.cur[:]
+        self.indent = indent
+        if blank and self.lines and self.lines[-1] != "":
+            self.lines.append("")
+
+    def end_line(self):
+        if self.cur:
+            self.new_line(self.indent, False)
+
+    def gap(self, text, force_blank, after_open, before_closer):
+        """Lay out the comments and line breaks between two units. Returns (the next unit
+        starts a line, with a blank line before it)."""
+        newlines = 0
+        for m in _GAP_RE.finditer(text):
+            item = m.group()
+            if item == "\n":
+                newlines += 1
+                self.end_line()
+                continue
+            comment = item.rstrip()
+            if newlines == 0 and self.cur:  # a comment after a unit, on its line
+                self.cur.append(("  " if comment.startswith("#") else " ") + comment)
+                continue
+            self.new_line(self.stack[-1][0] if self.stack else 0, (newlines >= 2 or force_blank) and not after_open)
+            self.cur.append(comment)
+            force_blank = after_open = False
+            newlines = 0
+        blank = (newlines >= 2 or force_blank) and not after_open and not before_closer
+        return newlines > 0 or force_blank or not self.cur, blank
+
+    def text(self):
+        self.end_line()
+        lines = self.lines
+        while lines and lines[-1] == "":
+            lines.pop()
+        return "\n".join(lines) + "\n" if lines else ""
 
 
 # ============================================================================================
