@@ -2294,31 +2294,7 @@ def _ere_to_python(p, used):
         c = p[i]
         i += 1
         if c in "*+?{":
-            if c == "{":
-                m = _ERE_INTERVAL.match(p, i - 1)
-                if not m:
-                    atom, quantified = len(out), None
-                    out.append("\\{")
-                    continue
-                lo, hi = m.group(1) or "0", m.group(3)
-                if m.group(2) and hi and int(hi) < int(lo):
-                    raise _ere_error(p, "invalid interval {%s}" % m.group(0)[1:-1])
-                c = "{%s}" % (lo + (("," + hi) if m.group(2) else ""))
-                i = m.end()
-            if atom is None:
-                raise _ere_error(p, "'%s' has nothing to repeat" % c)
-            lazy = len(quantified or "") > 1 and quantified.endswith("?")
-            if quantified and not lazy and c in "?+":  # `a*?`, `a{2}+`: the engines' syntax, not ERE stacking
-                if c == "+":
-                    raise _refused(p, "the possessive quantifier `%s+`" % quantified)
-                _used(used, "lazy quantifiers (`%s?`)" % quantified)
-                out[atom] += "?"
-                quantified += "?"
-                continue
-            if quantified:
-                out[atom] = "(?:%s)" % out[atom]
-            out[atom] += c
-            quantified = c
+            i, atom, quantified = _ere_quantifier(p, i, c, out, atom, quantified, used)
             continue
         quantified = None
         if c == "(":
@@ -2332,11 +2308,8 @@ def _ere_to_python(p, used):
             atom = _close_groups(out, opened, True)
             multiline = opened.pop()[2]
             out[atom:] = ["".join(out[atom:]) + ")"]
-        elif c == "|":
-            out.append("|")
-            atom = None
-        elif c == "^":
-            out.append("^")
+        elif c == "|" or c == "^":
+            out.append(c)
             atom = None
         elif c == "$":
             out.append("$" if multiline else "\\Z")
@@ -2368,6 +2341,35 @@ def _ere_to_python(p, used):
     if opened:
         raise _ere_error(p, "unmatched (")
     return "".join(out)
+
+
+def _ere_quantifier(p, i, c, out, atom, quantified, used):
+    """The quantifier `c` that ends at p[i] applied to out[atom] (`quantified`: the one just
+    applied, if any). Returns (i, atom, quantified) after it; a `{` that starts no interval is a
+    literal brace, itself an atom."""
+    if c == "{":
+        m = _ERE_INTERVAL.match(p, i - 1)
+        if not m:
+            out.append("\\{")
+            return i, len(out) - 1, None
+        lo, hi = m.group(1) or "0", m.group(3)
+        if m.group(2) and hi and int(hi) < int(lo):
+            raise _ere_error(p, "invalid interval {%s}" % m.group(0)[1:-1])
+        c = "{%s}" % (lo + (("," + hi) if m.group(2) else ""))
+        i = m.end()
+    if atom is None:
+        raise _ere_error(p, "'%s' has nothing to repeat" % c)
+    lazy = len(quantified or "") > 1 and quantified.endswith("?")
+    if quantified and not lazy and c in "?+":  # `a*?`, `a{2}+`: the engines' syntax, not ERE stacking
+        if c == "+":
+            raise _refused(p, "the possessive quantifier `%s+`" % quantified)
+        _used(used, "lazy quantifiers (`%s?`)" % quantified)
+        out[atom] += "?"
+        return i, atom, quantified + "?"
+    if quantified:
+        out[atom] = "(?:%s)" % out[atom]
+    out[atom] += c
+    return i, atom, c
 
 
 def _close_groups(out, opened, explicit):
