@@ -498,14 +498,20 @@ def tokenize(source, pos=0, dialect=None):
                 append(("sbeg", value, start))
                 pos = _scan_text(source, pos, "s", value, toks, stack, dialect)
                 break
-            elif kind == "eof":
-                if stack:
-                    raise WdlSyntaxError("unterminated placeholder: expected `}`", Span(source, start))
-                append(("eof", None, start))
-                return toks
-            elif kind == "bad":
-                raise WdlSyntaxError("unexpected character %r" % value, Span(source, start))
+            elif kind == "eof" or kind == "bad":
+                return _end_tokens(source, toks, stack, value, start)
             append((kind, value, start))
+
+
+def _end_tokens(source, toks, stack, value, start):
+    """The tokens with `eof` at `start`, the end of the text (`value` empty), where no placeholder
+    is open; else the error at `start`."""
+    if value:
+        raise WdlSyntaxError("unexpected character %r" % value, Span(source, start))
+    if stack:
+        raise WdlSyntaxError("unterminated placeholder: expected `}`", Span(source, start))
+    toks.append(("eof", None, start))
+    return toks
 
 
 @functools.lru_cache(maxsize=None)
