@@ -576,23 +576,28 @@ class Node:
     def children(self):
         """The nodes directly under this one, in field order: the one traversal every walker uses
         (a new node kind declares its fields and is walked)."""
+        out = []
         for f in self._fields:
-            for n in nodes_in(getattr(self, f, None)):
-                yield n
+            x = getattr(self, f, None)
+            if isinstance(x, Node):
+                out.append(x)
+            elif isinstance(x, (list, tuple, dict)):
+                nodes_in(x, out)
+        return out
 
 
-def nodes_in(x):
-    """The outermost nodes in `x`: a node itself, or those in lists, tuples and dict values of them."""
+def nodes_in(x, out=None):
+    """The outermost nodes in `x` (a node, or lists, tuples and dict values of them), into `out`."""
+    out = [] if out is None else out
     if isinstance(x, Node):
-        yield x
-    elif isinstance(x, (list, tuple)):
-        for y in x:
-            for n in nodes_in(y):
-                yield n
-    elif isinstance(x, dict):
-        for y in x.values():
-            for n in nodes_in(y):
-                yield n
+        out.append(x)
+    elif isinstance(x, (list, tuple, dict)):
+        for y in x.values() if isinstance(x, dict) else x:
+            if isinstance(y, Node):
+                out.append(y)
+            elif isinstance(y, (list, tuple, dict)):
+                nodes_in(y, out)
+    return out
 
 
 def _node(name, fields, extra=(), base=Node):
