@@ -2901,16 +2901,13 @@ class Checker:
                 self.err("unknown type `%s`" % t.name, t.span)
                 return ANY
             return found.optional(t.opt)
-        if isinstance(t, ArrayType):
-            return ArrayType(self.resolve_type(t.item, span), t.nonempty, t.opt)
-        if isinstance(t, MapType):
-            k = self.resolve_type(t.key_type, span)
-            if not is_primitive(k):
-                self.err("Map keys must be a primitive type, not `%s`" % k, getattr(t.key_type, "span", None) or span or self.doc.span)
-            return MapType(k, self.resolve_type(t.value, span), t.opt)
-        if isinstance(t, PairType):
-            return PairType(self.resolve_type(t.left, span), self.resolve_type(t.right, span), t.opt)
-        return t
+        params = []
+        for p in t.params():
+            r = self.resolve_type(p, span)
+            if isinstance(t, MapType) and not params and not is_primitive(r):
+                self.err("Map keys must be a primitive type, not `%s`" % r, getattr(p, "span", None) or span or self.doc.span)
+            params.append(r)
+        return t.with_params(params)
 
     # -- declarations ------------------------------------------------------------------------
     def declare(self, decls, env, what):
