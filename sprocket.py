@@ -16,7 +16,8 @@ The module reads top to bottom in the order data flows:
                                    accepted only for compatibility; Dialect, DIALECTS
      3. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
      4. Syntax tree                Document, Import, StructDef, EnumDef, Task, Workflow, Decl, Call,
-                                   Scatter, Conditional and the expression nodes
+                                   Scatter, Conditional and the expression nodes; Node.children(),
+                                   the one traversal (free_names(), iter_nodes() build on it)
      5. Types                      Type classes, coerces(), unify()
      6. Parser                     Parser.for_source(source): recursive descent, precedence climbing,
                                    a dialect's rules where a construct is met (draft-2 included)
@@ -30,7 +31,7 @@ The module reads top to bottom in the order data flows:
                                    value_to_json(), evaluate(), render_placeholder(); paths
                                    relative to the document (document_paths); ReadScope: what
                                    a workflow's own standard library calls may read
-    11. Standard library: code     IMPLS, the implementation of each function
+    11. Standard library: code     IMPLS, the implementation of each function; a call's evaluation
     12. Tasks                      TaskRun: inputs -> requirements -> attempts (Attempt, one record
                                    each) -> outputs, kept in the task's sandbox (OutputSandbox); the
                                    runtime keys of Cromwell-era WDL (normalize_runtime)
