@@ -16,7 +16,8 @@ The module reads top to bottom in the order data flows:
                                    accepted only for compatibility; Dialect, DIALECTS
      3. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
      4. Syntax tree                Document, Import, StructDef, EnumDef, Task, Workflow, Decl, Call,
-                                   Scatter, Conditional and the expression nodes
+                                   Scatter, Conditional and the expression nodes; Node.children(),
+                                   the one traversal (free_names(), iter_nodes() build on it)
      5. Types                      Type classes, coerces(), unify()
      6. Parser                     Parser.for_source(source): recursive descent, precedence climbing,
                                    a dialect's rules where a construct is met (draft-2 included)
@@ -30,7 +31,7 @@ The module reads top to bottom in the order data flows:
                                    value_to_json(), evaluate(), render_placeholder(); paths
                                    relative to the document (document_paths); ReadScope: what
                                    a workflow's own standard library calls may read
-    11. Standard library: code     IMPLS, the implementation of each function
+    11. Standard library: code     IMPLS, the implementation of each function; a call's evaluation
     12. Runtime contracts          Backend (what a backend is: limits, start, adopt, cancel, close,
                                    and its optional parts with defaults), Job, TaskRequest (one
                                    attempt, as a backend gets it), BACKENDS (register_backend),
@@ -522,14 +523,20 @@ def tokenize(source, pos=0, dialect=None):
                 append(("sbeg", value, start))
                 pos = _scan_text(source, pos, "s", value, toks, stack, dialect)
                 break
-            elif kind == "eof":
-                if stack:
-                    raise WdlSyntaxError("unterminated placeholder: expected `}`", Span(source, start))
-                append(("eof", None, start))
-                return toks
-            elif kind == "bad":
-                raise WdlSyntaxError("unexpected character %r" % value, Span(source, start))
+            elif kind == "eof" or kind == "bad":
+                return _end_tokens(source, toks, stack, value, start)
             append((kind, value, start))
+
+
+def _end_tokens(source, toks, stack, value, start):
+    """The tokens with `eof` at `start`, the end of the text (`value` empty), where no placeholder
+    is open; else the error at `start`."""
+    if value:
+        raise WdlSyntaxError("unexpected character %r" % value, Span(source, start))
+    if stack:
+        raise WdlSyntaxError("unterminated placeholder: expected `}`", Span(source, start))
+    toks.append(("eof", None, start))
+    return toks
 
 
 @functools.lru_cache(maxsize=None)
@@ -594,23 +601,28 @@ class Node:
     def children(self):
         """The nodes directly under this one, in field order: the one traversal every walker uses
         (a new node kind declares its fields and is walked)."""
+        out = []
         for f in self._fields:
-            for n in nodes_in(getattr(self, f, None)):
-                yield n
+            x = getattr(self, f, None)
+            if isinstance(x, Node):
+                out.append(x)
+            elif isinstance(x, (list, tuple, dict)):
+                nodes_in(x, out)
+        return out
 
 
-def nodes_in(x):
-    """The outermost nodes in `x`: a node itself, or those in lists, tuples and dict values of them."""
+def nodes_in(x, out=None):
+    """The outermost nodes in `x` (a node, or lists, tuples and dict values of them), into `out`."""
+    out = [] if out is None else out
     if isinstance(x, Node):
-        yield x
-    elif isinstance(x, (list, tuple)):
-        for y in x:
-            for n in nodes_in(y):
-                yield n
-    elif isinstance(x, dict):
-        for y in x.values():
-            for n in nodes_in(y):
-                yield n
+        out.append(x)
+    elif isinstance(x, (list, tuple, dict)):
+        for y in x.values() if isinstance(x, dict) else x:
+            if isinstance(y, Node):
+                out.append(y)
+            elif isinstance(y, (list, tuple, dict)):
+                nodes_in(y, out)
+    return out
 
 
 def _node(name, fields, extra=(), base=Node):
@@ -1967,7 +1979,7 @@ def _strip_text(parts, strip, finish=None):
 
 
 # ============================================================================================
-# 7. Standard library: signatures
+# 7. Standard library: types
 # ============================================================================================
 #
 # One line per overload: `[version] name(parameter types) -> result type`. X and Y are type
@@ -2318,31 +2330,7 @@ def _ere_to_python(p, used):
         c = p[i]
         i += 1
         if c in "*+?{":
-            if c == "{":
-                m = _ERE_INTERVAL.match(p, i - 1)
-                if not m:
-                    atom, quantified = len(out), None
-                    out.append("\\{")
-                    continue
-                lo, hi = m.group(1) or "0", m.group(3)
-                if m.group(2) and hi and int(hi) < int(lo):
-                    raise _ere_error(p, "invalid interval {%s}" % m.group(0)[1:-1])
-                c = "{%s}" % (lo + (("," + hi) if m.group(2) else ""))
-                i = m.end()
-            if atom is None:
-                raise _ere_error(p, "'%s' has nothing to repeat" % c)
-            lazy = len(quantified or "") > 1 and quantified.endswith("?")
-            if quantified and not lazy and c in "?+":  # `a*?`, `a{2}+`: the engines' syntax, not ERE stacking
-                if c == "+":
-                    raise _refused(p, "the possessive quantifier `%s+`" % quantified)
-                _used(used, "lazy quantifiers (`%s?`)" % quantified)
-                out[atom] += "?"
-                quantified += "?"
-                continue
-            if quantified:
-                out[atom] = "(?:%s)" % out[atom]
-            out[atom] += c
-            quantified = c
+            i, atom, quantified = _ere_quantifier(p, i, c, out, atom, quantified, used)
             continue
         quantified = None
         if c == "(":
@@ -2356,11 +2344,8 @@ def _ere_to_python(p, used):
             atom = _close_groups(out, opened, True)
             multiline = opened.pop()[2]
             out[atom:] = ["".join(out[atom:]) + ")"]
-        elif c == "|":
-            out.append("|")
-            atom = None
-        elif c == "^":
-            out.append("^")
+        elif c == "|" or c == "^":
+            out.append(c)
             atom = None
         elif c == "$":
             out.append("$" if multiline else "\\Z")
@@ -2392,6 +2377,35 @@ def _ere_to_python(p, used):
     if opened:
         raise _ere_error(p, "unmatched (")
     return "".join(out)
+
+
+def _ere_quantifier(p, i, c, out, atom, quantified, used):
+    """The quantifier `c` that ends at p[i] applied to out[atom] (`quantified`: the one just
+    applied, if any). Returns (i, atom, quantified) after it; a `{` that starts no interval is a
+    literal brace, itself an atom."""
+    if c == "{":
+        m = _ERE_INTERVAL.match(p, i - 1)
+        if not m:
+            out.append("\\{")
+            return i, len(out) - 1, None
+        lo, hi = m.group(1) or "0", m.group(3)
+        if m.group(2) and hi and int(hi) < int(lo):
+            raise _ere_error(p, "invalid interval {%s}" % m.group(0)[1:-1])
+        c = "{%s}" % (lo + (("," + hi) if m.group(2) else ""))
+        i = m.end()
+    if atom is None:
+        raise _ere_error(p, "'%s' has nothing to repeat" % c)
+    lazy = len(quantified or "") > 1 and quantified.endswith("?")
+    if quantified and not lazy and c in "?+":  # `a*?`, `a{2}+`: the engines' syntax, not ERE stacking
+        if c == "+":
+            raise _refused(p, "the possessive quantifier `%s+`" % quantified)
+        _used(used, "lazy quantifiers (`%s?`)" % quantified)
+        out[atom] += "?"
+        return i, atom, quantified + "?"
+    if quantified:
+        out[atom] = "(?:%s)" % out[atom]
+    out[atom] += c
+    return i, atom, c
 
 
 def _close_groups(out, opened, explicit):
@@ -2677,6 +2691,36 @@ class Loader:
             return None
         if key in _DOCUMENTS:
             return _DOCUMENTS[key]
+        doc = self.parse(location, span)
+        if doc is None:
+            return None
+        doc.namespaces = {}
+        doc.checked = False
+        ok = True
+        for imp in doc.imports:
+            imp.doc = None
+            uri = imp.uri[7:] if imp.uri.startswith("file://") else imp.uri
+            if re.match(r"[a-z][a-z0-9+.-]*://", uri, re.I) and not is_url(uri):
+                self.errors.append(WdlError("imports by `%s` URL are not supported; use a path or an http(s) URL"
+                                            % uri.split(":")[0], imp.span))
+                ok = False
+                continue
+            sub = self.load(_import_target(location, uri), imp.span, stack + (key,))
+            if sub is None:
+                ok = False
+                continue
+            ok = self.add_import(doc, imp, uri, sub) and ok
+        if ok:
+            n = len(self.errors)
+            checker = Checker(doc, self)
+            checker.check()
+            doc.checked = len(self.errors) == n
+        if doc.checked:
+            _DOCUMENTS[key] = doc
+        return doc if doc.checked else None
+
+    def parse(self, location, span):
+        """The document at `location` parsed (its parser's warnings kept), or None after an error."""
         src = None
         try:
             src = self.read(location, span)
@@ -2691,65 +2735,51 @@ class Loader:
             self.errors.append(e)
             return None
         self.warnings.extend(parser.warnings)
-        doc.namespaces = {}
-        doc.checked = False
-        ok = True
-        for imp in doc.imports:
-            imp.doc = None
-            uri = imp.uri[7:] if imp.uri.startswith("file://") else imp.uri
-            if re.match(r"[a-z][a-z0-9+.-]*://", uri, re.I) and not is_url(uri):
-                self.errors.append(WdlError("imports by `%s` URL are not supported; use a path or an http(s) URL"
-                                            % uri.split(":")[0], imp.span))
-                ok = False
-                continue
-            if is_url(location) and not is_url(uri) and not os.path.isabs(uri):
-                import urllib.parse
+        return doc
 
-                target = urllib.parse.urljoin(location, uri)  # relative to the importing document's URL
-            elif is_url(uri):
-                target = uri
-            else:
-                target = os.path.join(os.path.dirname(location), uri)
-            sub = self.load(target, imp.span, stack + (key,))
-            if sub is None:
-                ok = False
-                continue
-            empty = not (sub.imports or sub.structs or sub.enums or sub.tasks or sub.workflow)
-            problem = None if empty else import_problem(doc.dialect, sub.dialect)
-            if problem == "error":
-                self.errors.append(WdlError("a WDL document (%s) cannot import `%s`, which is %s" % (
-                    dialect_text(doc.dialect), imp.uri, dialect_text(sub.dialect)), imp.span))
-                ok = False
-            elif problem:
-                self.warn("`%s` is %s and this document is %s: accepted, as miniwdl does, but WDL %s only imports "
-                          "documents of its own version" % (imp.uri, dialect_text(sub.dialect),
-                                                            dialect_text(doc.dialect), doc.dialect.name), imp.span,
-                          "ImportOlderMinor")
-            imp.doc = sub
-            ns = imp.namespace or re.sub(r"\.wdl$", "", posixpath.basename(uri.split("?")[0]))
-            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", ns):
-                self.errors.append(WdlError("`%s` is not a valid namespace name; use `as` to name the import" % ns, imp.span))
-                ok = False
-            elif ns in doc.namespaces:
-                if sum(1 for d in (doc.namespaces[ns], sub) if d.tasks or d.workflow) > 1 or not doc.dialect.accepts(
-                        "shared_namespace"):
-                    self.errors.append(WdlError("namespace `%s` is already imported; use `as` to rename one" % ns, imp.span))
-                    ok = False
-                else:  # one of them holds only structs, which need no namespace: Cromwell accepts it
-                    self.warn("namespace `%s` is imported twice, one of them a document of structs only: accepted for "
-                              "compatibility with Cromwell; portable WDL renames one with `as`" % ns, imp.span,
-                              rule_name("shared_namespace"))
-                    if not (sub.tasks or sub.workflow):
-                        continue
-            doc.namespaces[ns] = sub
-        if ok:
-            n = len(self.errors)
-            checker = Checker(doc, self)
-            checker.check()
-            doc.checked = len(self.errors) == n
-        if doc.checked:
-            _DOCUMENTS[key] = doc
-        return doc if doc.checked else None
+    def add_import(self, doc, imp, uri, sub):
+        """Give `doc` the imported document `sub` under its namespace; False after an error."""
+        ok = True
+        empty = not (sub.imports or sub.structs or sub.enums or sub.tasks or sub.workflow)
+        problem = None if empty else import_problem(doc.dialect, sub.dialect)
+        if problem == "error":
+            self.errors.append(WdlError("a WDL document (%s) cannot import `%s`, which is %s" % (
+                dialect_text(doc.dialect), imp.uri, dialect_text(sub.dialect)), imp.span))
+            ok = False
+        elif problem:
+            self.warn("`%s` is %s and this document is %s: accepted, as miniwdl does, but WDL %s only imports "
+                      "documents of its own version" % (imp.uri, dialect_text(sub.dialect),
+                                                        dialect_text(doc.dialect), doc.dialect.name), imp.span,
+                      "ImportOlderMinor")
+        imp.doc = sub
+        ns = imp.namespace or re.sub(r"\.wdl$", "", posixpath.basename(uri.split("?")[0]))
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", ns):
+            self.errors.append(WdlError("`%s` is not a valid namespace name; use `as` to name the import" % ns, imp.span))
+            return False
+        if ns in doc.namespaces:
+            if sum(1 for d in (doc.namespaces[ns], sub) if d.tasks or d.workflow) > 1 or not doc.dialect.accepts(
+                    "shared_namespace"):
+                self.errors.append(WdlError("namespace `%s` is already imported; use `as` to rename one" % ns, imp.span))
+                return False
+            # one of them holds only structs, which need no namespace: Cromwell accepts it
+            self.warn("namespace `%s` is imported twice, one of them a document of structs only: accepted for "
+                      "compatibility with Cromwell; portable WDL renames one with `as`" % ns, imp.span,
+                      rule_name("shared_namespace"))
+            if not (sub.tasks or sub.workflow):
+                return ok
+        doc.namespaces[ns] = sub
+        return ok
+
+
+def _import_target(location, uri):
+    """Where an import of `uri` by the document at `location` leads."""
+    if is_url(location) and not is_url(uri) and not os.path.isabs(uri):
+        import urllib.parse
+
+        return urllib.parse.urljoin(location, uri)  # relative to the importing document's URL
+    if is_url(uri):
+        return uri
+    return os.path.join(os.path.dirname(location), uri)
 
 
 def import_problem(importer, imported):
@@ -2896,16 +2926,13 @@ class Checker:
                 self.err("unknown type `%s`" % t.name, t.span)
                 return ANY
             return found.optional(t.opt)
-        if isinstance(t, ArrayType):
-            return ArrayType(self.resolve_type(t.item, span), t.nonempty, t.opt)
-        if isinstance(t, MapType):
-            k = self.resolve_type(t.key_type, span)
-            if not is_primitive(k):
-                self.err("Map keys must be a primitive type, not `%s`" % k, getattr(t.key_type, "span", None) or span or self.doc.span)
-            return MapType(k, self.resolve_type(t.value, span), t.opt)
-        if isinstance(t, PairType):
-            return PairType(self.resolve_type(t.left, span), self.resolve_type(t.right, span), t.opt)
-        return t
+        params = []
+        for p in t.params():
+            r = self.resolve_type(p, span)
+            if isinstance(t, MapType) and not params and not is_primitive(r):
+                self.err("Map keys must be a primitive type, not `%s`" % r, getattr(p, "span", None) or span or self.doc.span)
+            params.append(r)
+        return t.with_params(params)
 
     # -- declarations ------------------------------------------------------------------------
     def declare(self, decls, env, what):
@@ -4277,50 +4304,15 @@ def format_document(source):
     parser.document()
     units, tail = _format_units(parser)
     units = _sorted_imports(units)
-    lines, cur = [], []
-    st = {"indent": 0, "blank": False}
-    stack = []  # for each open bracket: [indent of the lines inside it, indent of its closing line]
-
-    def new_line(indent, blank):
-        if cur:
-            lines.append("    " * st["indent"] + "".join(cur))
-            del cur[:]
-        st["indent"] = indent
-        if blank and lines and lines[-1] != "":
-            lines.append("")
-
-    def end_line():
-        if cur:
-            new_line(st["indent"], False)
-
-    def gap(text, force_blank, after_open, before_closer):
-        """Lay out the comments and line breaks between two units. Returns (the next unit
-        starts a line, with a blank line before it)."""
-        newlines = 0
-        for m in _GAP_RE.finditer(text):
-            item = m.group()
-            if item == "\n":
-                newlines += 1
-                end_line()
-                continue
-            comment = item.rstrip()
-            if newlines == 0 and cur:  # a comment after a unit, on its line
-                cur.append(("  " if comment.startswith("#") else " ") + comment)
-                continue
-            new_line(stack[-1][0] if stack else 0, (newlines >= 2 or force_blank) and not after_open)
-            cur.append(comment)
-            force_blank = after_open = False
-            newlines = 0
-        blank = (newlines >= 2 or force_blank) and not after_open and not before_closer
-        return newlines > 0 or force_blank or not cur, blank
-
+    out = _Layout()
+    stack = out.stack
     m = _VERSION_RE.match(source.text)
     prev = None
     if m is not None and parser.dialect.version_statement:
         kw = source.text.rfind("version", 0, m.start(1))
-        gap(source.text[:kw], False, False, False)
-        new_line(0, False)
-        cur.append("version " + m.group(1))
+        out.gap(source.text[:kw], False, False, False)
+        out.new_line(0, False)
+        out.cur.append("version " + m.group(1))
         prev = _Unit("word", m.group(1), "")
     prev_role, after_open, seen_import = None, False, False
     for k, u in enumerate(units):
@@ -4330,36 +4322,87 @@ def format_document(source):
             depth == 0 and (u.text in _DEFINITION_WORDS or u.text == "import" and not seen_import)
             or depth == 1 and u.text in _SECTION_WORDS and not after_open and prev.text != ":")
         seen_import = seen_import or depth == 0 and word and u.text == "import"
-        starts, blank = gap(u.gap, force, after_open, closer)
+        starts, blank = out.gap(u.gap, force, after_open, closer)
         if starts or prev is None:
-            level = stack[-1][0] if stack else 0
-            if closer:
-                level = stack[-1][1] if stack else 0
-            elif prev is not None and (prev.kind == "op" and prev_role != "unary" and (
-                    prev.text in _BINARY_OPS or prev.text in ("+", "-")) or prev.kind == "word" and prev.text in (
-                    "then", "else", "if") or op and (u.text in _BINARY_OPS or u.text in ("+", "-"))
-                    or word and u.text in ("then", "else")):
-                level += 1  # a continued expression
-            new_line(level, blank)
-            cur.append(u.text)
+            out.new_line(_line_level(stack, prev, prev_role, u, closer), blank)
+            out.cur.append(u.text)
         else:
-            cur.append(_spacing(prev, prev_role, u, u.gap != "") + u.text)
+            out.cur.append(_spacing(prev, prev_role, u, u.gap != "") + u.text)
         role = None
         if op and u.text in ("-", "+", "!"):
             role = "unary" if u.text == "!" or not _value_like(prev) else "either" if (
                 u.text == "+" and prev.text == "]") else "binary"
         if op and u.text in ("(", "[", "{"):
-            stack.append([st["indent"] + 1, st["indent"]])
+            stack.append([out.indent + 1, out.indent])
         elif op and u.text == ":" and prev.text == "input" and stack and k + 1 < len(units) and "\n" in units[k + 1].gap:
-            stack[-1][0] = st["indent"] + 1  # `input:` ending its line: the call's inputs go one deeper
+            stack[-1][0] = out.indent + 1  # `input:` ending its line: the call's inputs go one deeper
         elif closer and stack:
             stack.pop()
         prev, prev_role, after_open = u, role, op and u.text in ("(", "[", "{")
-    gap(tail, False, False, True)
-    end_line()
-    while lines and lines[-1] == "":
-        lines.pop()
-    return "\n".join(lines) + "\n" if lines else ""
+    out.gap(tail, False, False, True)
+    return out.text()
+
+
+def _line_level(stack, prev, prev_role, u, closer):
+    """The indent of a line that starts with unit `u`: its bracket's, one more where it continues an
+    expression (after or before a binary operator, `then`, `else`)."""
+    if closer:
+        return stack[-1][1] if stack else 0
+    level = stack[-1][0] if stack else 0
+    if prev is not None and (prev.kind == "op" and prev_role != "unary" and (
+            prev.text in _BINARY_OPS or prev.text in ("+", "-")) or prev.kind == "word" and prev.text in (
+            "then", "else", "if") or u.kind == "op" and (u.text in _BINARY_OPS or u.text in ("+", "-"))
+            or u.kind == "word" and u.text in ("then", "else")):
+        level += 1  # a continued expression
+    return level
+
+
+class _Layout:
+    """The lines format_document writes: the line being built (`cur`, its pieces, at `indent`
+    levels) and, for each open bracket, [indent of the lines inside it, indent of its closing line]."""
+
+    def __init__(self):
+        self.lines, self.cur, self.indent, self.stack = [], [], 0, []
+
+    def new_line(self, indent, blank):
+        if self.cur:
+            self.lines.append("    " * self.indent + "".join(self.cur))
+            del self.cur[:]
+        self.indent = indent
+        if blank and self.lines and self.lines[-1] != "":
+            self.lines.append("")
+
+    def end_line(self):
+        if self.cur:
+            self.new_line(self.indent, False)
+
+    def gap(self, text, force_blank, after_open, before_closer):
+        """Lay out the comments and line breaks between two units. Returns (the next unit
+        starts a line, with a blank line before it)."""
+        newlines = 0
+        for m in _GAP_RE.finditer(text):
+            item = m.group()
+            if item == "\n":
+                newlines += 1
+                self.end_line()
+                continue
+            comment = item.rstrip()
+            if newlines == 0 and self.cur:  # a comment after a unit, on its line
+                self.cur.append(("  " if comment.startswith("#") else " ") + comment)
+                continue
+            self.new_line(self.stack[-1][0] if self.stack else 0, (newlines >= 2 or force_blank) and not after_open)
+            self.cur.append(comment)
+            force_blank = after_open = False
+            newlines = 0
+        blank = (newlines >= 2 or force_blank) and not after_open and not before_closer
+        return newlines > 0 or force_blank or not self.cur, blank
+
+    def text(self):
+        self.end_line()
+        lines = self.lines
+        while lines and lines[-1] == "":
+            lines.pop()
+        return "\n".join(lines) + "\n" if lines else ""
 
 
 # ============================================================================================
@@ -4542,94 +4585,112 @@ def coerce(v, t, what="value"):
         if t.opt or isinstance(t, AnyType):
             return None
         raise NoneError("%s is None, but `%s` is required" % (what, t))
-    cls = type(t)
-    if cls is PrimType:
-        name = t.name
-        if name == "String":
-            if isinstance(v, str):
-                return v if type(v) is str else str(v)
-            if isinstance(v, (int, float, bool, EnumValue)):
-                return wdl_str(v)
-        elif name == "File":
-            if isinstance(v, str) and not isinstance(v, WdlDir):
-                return v if type(v) is WdlFile else WdlFile(v)
-        elif name == "Directory":
-            if isinstance(v, str) and not isinstance(v, WdlFile):
-                return v if type(v) is WdlDir else WdlDir(v)
-        elif name == "Int":
-            if type(v) is int:
-                return v
-            if isinstance(v, str):  # read_lines & co. may be coerced on (see _deserializes)
-                try:
-                    return int(v.strip())
-                except ValueError:
-                    pass
-        elif name == "Float":
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return finite_float(float(v), what)
-            if isinstance(v, str):
-                try:
-                    f = float(v.strip())
-                except ValueError:
-                    pass
-                else:
-                    return finite_float(f, what)
-        elif name == "Boolean":
-            if isinstance(v, bool):
-                return v
-            if isinstance(v, str) and v.strip().lower() in ("true", "false"):
-                return v.strip().lower() == "true"
-        raise EvalError("%s %s cannot be coerced to `%s`" % (what, _short(v), t))
-    if cls is ArrayType:
-        if isinstance(v, dict) and not isinstance(v, StructValue) and isinstance(t.item, PairType):
-            v = list(v.items())  # a Map where Array[Pair] is declared (accepted for compatibility)
-        if not isinstance(v, list):
-            raise EvalError("%s %s is not an Array (`%s`)" % (what, _short(v), t))
-        if t.nonempty and not v:
-            raise EvalError("%s is an empty array, but `%s` must be non-empty" % (what, t))
-        it = t.item
-        if isinstance(it, AnyType):
+    to = _COERCE.get(type(t))
+    return v if to is None else to(v, t, what)  # (Any, TypeVar: as it is)
+
+
+def _coerce_prim(v, t, what):
+    name = t.name
+    if name == "String":
+        if isinstance(v, str):
+            return v if type(v) is str else str(v)
+        if isinstance(v, (int, float, bool, EnumValue)):
+            return wdl_str(v)
+    elif name == "File":
+        if isinstance(v, str) and not isinstance(v, WdlDir):
+            return v if type(v) is WdlFile else WdlFile(v)
+    elif name == "Directory":
+        if isinstance(v, str) and not isinstance(v, WdlFile):
+            return v if type(v) is WdlDir else WdlDir(v)
+    elif name == "Int":
+        if type(v) is int:
             return v
-        return [coerce(x, it, what) for x in v]
-    if cls is MapType:
-        if isinstance(v, dict):
-            kt, vt = t.key_type, t.value
-            return {coerce(k, kt, what + " key"): coerce(x, vt, what) for k, x in v.items()}
-        raise EvalError("%s %s is not a Map (`%s`)" % (what, _short(v), t))
-    if cls is PairType:
-        if isinstance(v, tuple):
-            return (coerce(v[0], t.left, what), coerce(v[1], t.right, what))
-        if isinstance(v, dict) and set(v) == {"left", "right"}:
-            return (coerce(v["left"], t.left, what), coerce(v["right"], t.right, what))
-        raise EvalError("%s %s is not a Pair (`%s`)" % (what, _short(v), t))
-    if cls is StructType:
-        if isinstance(v, dict):
-            out = StructValue((), t.name)
-            extra = [k for k in v if k not in t.members]
-            if extra and not isinstance(v, JsonObject):
-                raise EvalError("%s has member%s %s that struct `%s` does not have" % (
-                    what, "s" if len(extra) > 1 else "", ", ".join("`%s`" % wdl_str(k) for k in extra), t.name))
-            for m, mt in t.members.items():
-                if m in v:
-                    out[m] = coerce(v[m], mt, "member `%s`" % m)
-                elif mt.opt:
-                    out[m] = None
-                else:
-                    raise EvalError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
-            return out
+        if isinstance(v, str):  # read_lines & co. may be coerced on (see _deserializes)
+            try:
+                return int(v.strip())
+            except ValueError:
+                pass
+    elif name == "Float":
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return finite_float(float(v), what)
+        if isinstance(v, str):
+            try:
+                f = float(v.strip())
+            except ValueError:
+                pass
+            else:
+                return finite_float(f, what)
+    elif name == "Boolean":
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            return v.strip().lower() == "true"
+    raise EvalError("%s %s cannot be coerced to `%s`" % (what, _short(v), t))
+
+
+def _coerce_array(v, t, what):
+    if isinstance(v, dict) and not isinstance(v, StructValue) and isinstance(t.item, PairType):
+        v = list(v.items())  # a Map where Array[Pair] is declared (accepted for compatibility)
+    if not isinstance(v, list):
+        raise EvalError("%s %s is not an Array (`%s`)" % (what, _short(v), t))
+    if t.nonempty and not v:
+        raise EvalError("%s is an empty array, but `%s` must be non-empty" % (what, t))
+    it = t.item
+    if isinstance(it, AnyType):
+        return v
+    return [coerce(x, it, what) for x in v]
+
+
+def _coerce_map(v, t, what):
+    if isinstance(v, dict):
+        kt, vt = t.key_type, t.value
+        return {coerce(k, kt, what + " key"): coerce(x, vt, what) for k, x in v.items()}
+    raise EvalError("%s %s is not a Map (`%s`)" % (what, _short(v), t))
+
+
+def _coerce_pair(v, t, what):
+    if isinstance(v, tuple):
+        return (coerce(v[0], t.left, what), coerce(v[1], t.right, what))
+    if isinstance(v, dict) and set(v) == {"left", "right"}:
+        return (coerce(v["left"], t.left, what), coerce(v["right"], t.right, what))
+    raise EvalError("%s %s is not a Pair (`%s`)" % (what, _short(v), t))
+
+
+def _coerce_struct(v, t, what):
+    if not isinstance(v, dict):
         raise EvalError("%s %s cannot be coerced to struct `%s`" % (what, _short(v), t.name))
-    if cls is ObjectType:
-        if isinstance(v, dict):
-            return v if isinstance(v, StructValue) and v.type_name is None else StructValue(
-                ((wdl_str(k), x) for k, x in v.items()), None)
-        raise EvalError("%s %s is not an Object" % (what, _short(v)))
-    if cls is EnumType:
-        if isinstance(v, EnumValue) and v.enum == t.name:
-            return v
-        if isinstance(v, str) and v in t.choices:  # JSON inputs name the choice
-            return EnumValue(t.name, v, enum_choice_value(t, v))
-        raise EvalError("%s %s is not a choice of enum `%s` (%s)" % (what, _short(v), t.name, ", ".join(t.choices)))
-    return v  # Any, TypeVar
+    out = StructValue((), t.name)
+    extra = [k for k in v if k not in t.members]
+    if extra and not isinstance(v, JsonObject):
+        raise EvalError("%s has member%s %s that struct `%s` does not have" % (
+            what, "s" if len(extra) > 1 else "", ", ".join("`%s`" % wdl_str(k) for k in extra), t.name))
+    for m, mt in t.members.items():
+        if m in v:
+            out[m] = coerce(v[m], mt, "member `%s`" % m)
+        elif mt.opt:
+            out[m] = None
+        else:
+            raise EvalError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
+    return out
+
+
+def _coerce_object(v, t, what):
+    if isinstance(v, dict):
+        return v if isinstance(v, StructValue) and v.type_name is None else StructValue(
+            ((wdl_str(k), x) for k, x in v.items()), None)
+    raise EvalError("%s %s is not an Object" % (what, _short(v)))
+
+
+def _coerce_enum(v, t, what):
+    if isinstance(v, EnumValue) and v.enum == t.name:
+        return v
+    if isinstance(v, str) and v in t.choices:  # JSON inputs name the choice
+        return EnumValue(t.name, v, enum_choice_value(t, v))
+    raise EvalError("%s %s is not a choice of enum `%s` (%s)" % (what, _short(v), t.name, ", ".join(t.choices)))
+
+
+_COERCE = {PrimType: _coerce_prim, ArrayType: _coerce_array, MapType: _coerce_map, PairType: _coerce_pair,
+           StructType: _coerce_struct, ObjectType: _coerce_object, EnumType: _coerce_enum}
 
 
 def paths_in(v):
@@ -4782,70 +4843,94 @@ def from_json(data, t, base_dir, what, on_extra=None):
     if isinstance(data, str) and _NOT_TEXT.search(data):  # JSON's "\ud800", or a file name that is not UTF-8
         raise InputError("%s is not text: %s holds %s (an unpaired surrogate, or a byte of a name that is not UTF-8)" % (
             what, ascii(data), ascii(_NOT_TEXT.search(data).group())))
-    if isinstance(t, PrimType) and t.name in ("File", "Directory"):
-        if isinstance(data, dict) and "location" in data or isinstance(data, dict) and "path" in data:
-            data = data.get("location") or data.get("path")  # 1.2's extended File/Directory form
-        if not isinstance(data, str):
-            raise InputError("%s must be a path string for `%s`, not %s" % (what, t, _json_excerpt(data)))
-        if t.name == "File" and data.endswith("/"):
-            raise InputError("%s is a `File`, but `%s` ends with `/`, which names a directory" % (what, data))
-        path = data if "://" in data or os.path.isabs(data) else os.path.normpath(os.path.join(base_dir, data))
-        return WdlFile(path) if t.name == "File" else WdlDir(path)
-    if isinstance(t, PrimType):
-        ok = {"Int": lambda d: type(d) is int, "Float": lambda d: isinstance(d, (int, float)) and not isinstance(d, bool),
-              "Boolean": lambda d: isinstance(d, bool), "String": lambda d: isinstance(d, str)}[t.name]
-        if t.name == "String" and type(data) is int:
-            return str(data)  # an Int for a String input: Sprocket and Cromwell take its digits
-        if not ok(data):
-            raise InputError("%s must be %s, not %s" % (what, t, _json_excerpt(data)))
-        if t.name == "Int" and not _INT_MIN <= data <= _INT_MAX:
-            raise InputError("%s: %d does not fit in an Int (64 bits)" % (what, data))
-        if t.name == "Float":
-            try:
-                return finite_float(float(data), what)
-            except OverflowError:  # an Int of 309 digits
-                raise InputError("%s is too large for a Float" % what)
-        return data
-    if isinstance(t, ArrayType):
-        if not isinstance(data, list):
-            raise InputError("%s must be a JSON array for `%s`" % (what, t))
-        if t.nonempty and not data:
-            raise InputError("%s must be a non-empty array (`%s`)" % (what, t))
-        return [from_json(x, t.item, base_dir, what, on_extra) for x in data]
-    if isinstance(t, MapType):
-        if not isinstance(data, dict):
-            raise InputError("%s must be a JSON object for `%s`" % (what, t))
-        return {_json_key(k, t.key_type, base_dir, what): from_json(x, t.value, base_dir, what, on_extra)
-                for k, x in data.items()}
-    if isinstance(t, PairType):
-        if not (isinstance(data, dict) and set(data) == {"left", "right"}):
-            raise InputError('%s must be {"left": ..., "right": ...} for `%s`' % (what, t))
-        return (from_json(data["left"], t.left, base_dir, what, on_extra),
-                from_json(data["right"], t.right, base_dir, what, on_extra))
-    if isinstance(t, StructType):
-        if not isinstance(data, dict):
-            raise InputError("%s must be a JSON object for struct `%s`" % (what, t.name))
-        extra = [k for k in data if k not in t.members]
-        if extra and on_extra is None:
-            raise InputError("%s: struct `%s` has no member `%s`" % (what, t.name, extra[0]))
-        if extra:
-            on_extra("%s: struct `%s` has no member%s %s: ignored, as Cromwell does" % (
-                what, t.name, "s" * (len(extra) > 1), ", ".join("`%s`" % k for k in extra)))
-        out = StructValue((), t.name)
-        for m, mt in t.members.items():
-            if m not in data and not mt.opt:
-                raise InputError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
-            out[m] = from_json(data.get(m), mt, base_dir, "%s.%s" % (what, m), on_extra)
-        return out
-    if isinstance(t, EnumType):
-        if not isinstance(data, str) or data not in t.choices:
-            raise InputError("%s must be one of %s (enum `%s`)" % (what, ", ".join(t.choices), t.name))
-        return EnumValue(t.name, data, enum_choice_value(t, data))
-    if isinstance(t, ObjectType):
-        if not isinstance(data, dict):
-            raise InputError("%s must be a JSON object" % what)
-        return StructValue(data.items(), None)
+    read = _FROM_JSON.get(type(t))
+    return data if read is None else read(data, t, base_dir, what, on_extra)
+
+
+def _prim_from_json(data, t, base_dir, what, on_extra):
+    if t.name in ("File", "Directory"):
+        return _path_from_json(data, t, base_dir, what)
+    ok = {"Int": lambda d: type(d) is int, "Float": lambda d: isinstance(d, (int, float)) and not isinstance(d, bool),
+          "Boolean": lambda d: isinstance(d, bool), "String": lambda d: isinstance(d, str)}[t.name]
+    if t.name == "String" and type(data) is int:
+        return str(data)  # an Int for a String input: Sprocket and Cromwell take its digits
+    if not ok(data):
+        raise InputError("%s must be %s, not %s" % (what, t, _json_excerpt(data)))
+    if t.name == "Int" and not _INT_MIN <= data <= _INT_MAX:
+        raise InputError("%s: %d does not fit in an Int (64 bits)" % (what, data))
+    if t.name == "Float":
+        try:
+            return finite_float(float(data), what)
+        except OverflowError:  # an Int of 309 digits
+            raise InputError("%s is too large for a Float" % what)
     return data
+
+
+def _path_from_json(data, t, base_dir, what):
+    if isinstance(data, dict) and "location" in data or isinstance(data, dict) and "path" in data:
+        data = data.get("location") or data.get("path")  # 1.2's extended File/Directory form
+    if not isinstance(data, str):
+        raise InputError("%s must be a path string for `%s`, not %s" % (what, t, _json_excerpt(data)))
+    if t.name == "File" and data.endswith("/"):
+        raise InputError("%s is a `File`, but `%s` ends with `/`, which names a directory" % (what, data))
+    path = data if "://" in data or os.path.isabs(data) else os.path.normpath(os.path.join(base_dir, data))
+    return WdlFile(path) if t.name == "File" else WdlDir(path)
+
+
+def _array_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, list):
+        raise InputError("%s must be a JSON array for `%s`" % (what, t))
+    if t.nonempty and not data:
+        raise InputError("%s must be a non-empty array (`%s`)" % (what, t))
+    return [from_json(x, t.item, base_dir, what, on_extra) for x in data]
+
+
+def _map_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, dict):
+        raise InputError("%s must be a JSON object for `%s`" % (what, t))
+    return {_json_key(k, t.key_type, base_dir, what): from_json(x, t.value, base_dir, what, on_extra)
+            for k, x in data.items()}
+
+
+def _pair_from_json(data, t, base_dir, what, on_extra):
+    if not (isinstance(data, dict) and set(data) == {"left", "right"}):
+        raise InputError('%s must be {"left": ..., "right": ...} for `%s`' % (what, t))
+    return (from_json(data["left"], t.left, base_dir, what, on_extra),
+            from_json(data["right"], t.right, base_dir, what, on_extra))
+
+
+def _struct_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, dict):
+        raise InputError("%s must be a JSON object for struct `%s`" % (what, t.name))
+    extra = [k for k in data if k not in t.members]
+    if extra and on_extra is None:
+        raise InputError("%s: struct `%s` has no member `%s`" % (what, t.name, extra[0]))
+    if extra:
+        on_extra("%s: struct `%s` has no member%s %s: ignored, as Cromwell does" % (
+            what, t.name, "s" * (len(extra) > 1), ", ".join("`%s`" % k for k in extra)))
+    out = StructValue((), t.name)
+    for m, mt in t.members.items():
+        if m not in data and not mt.opt:
+            raise InputError("%s lacks member `%s` of struct `%s`" % (what, m, t.name))
+        out[m] = from_json(data.get(m), mt, base_dir, "%s.%s" % (what, m), on_extra)
+    return out
+
+
+def _enum_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, str) or data not in t.choices:
+        raise InputError("%s must be one of %s (enum `%s`)" % (what, ", ".join(t.choices), t.name))
+    return EnumValue(t.name, data, enum_choice_value(t, data))
+
+
+def _object_from_json(data, t, base_dir, what, on_extra):
+    if not isinstance(data, dict):
+        raise InputError("%s must be a JSON object" % what)
+    return StructValue(data.items(), None)
+
+
+_FROM_JSON = {PrimType: _prim_from_json, ArrayType: _array_from_json, MapType: _map_from_json,
+              PairType: _pair_from_json, StructType: _struct_from_json, EnumType: _enum_from_json,
+              ObjectType: _object_from_json}
 
 
 def _json_key(k, t, base_dir, what):
@@ -4979,15 +5064,7 @@ def _eval_unary(e, env, ctx):
 def _eval_binary(e, env, ctx):
     op = e.op
     if op == "&&" or op == "||":
-        a = evaluate(e.left, env, ctx)
-        if not isinstance(a, bool):
-            raise EvalError("`%s` needs Boolean operands" % op, e.span)
-        if (op == "&&") != a:  # short-circuit: false && _, true || _
-            return a
-        b = evaluate(e.right, env, ctx)
-        if not isinstance(b, bool):
-            raise EvalError("`%s` needs Boolean operands" % op, e.span)
-        return b
+        return _eval_logical(e, env, ctx)
     a = evaluate(e.left, env, ctx)
     b = evaluate(e.right, env, ctx)
     if op == "==":
@@ -5003,6 +5080,26 @@ def _eval_binary(e, env, ctx):
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
         except TypeError:
             raise EvalError("cannot compare these values with `%s`" % op, e.span)
+    return _arithmetic(op, a, b, e.span)
+
+
+def _eval_logical(e, env, ctx):
+    """`&&` and `||`, which evaluate their right operand only when it decides."""
+    op = e.op
+    a = evaluate(e.left, env, ctx)
+    if not isinstance(a, bool):
+        raise EvalError("`%s` needs Boolean operands" % op, e.span)
+    if (op == "&&") != a:  # short-circuit: false && _, true || _
+        return a
+    b = evaluate(e.right, env, ctx)
+    if not isinstance(b, bool):
+        raise EvalError("`%s` needs Boolean operands" % op, e.span)
+    return b
+
+
+def _arithmetic(op, a, b, span):
+    """`a op b` for + - * ** / % (a String on either side of `+` concatenates); Int results
+    must fit in 64 bits, Int division and remainder truncate toward zero."""
     num = isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool)
     if op == "+":
         if num:
@@ -5010,9 +5107,9 @@ def _eval_binary(e, env, ctx):
         if isinstance(a, str) or isinstance(b, str):
             r = wdl_str(a) + wdl_str(b)
             return WdlFile(r) if isinstance(a, WdlFile) and not isinstance(b, WdlFile) else r
-        raise EvalError("`+` cannot add these values", e.span)
+        raise EvalError("`+` cannot add these values", span)
     if not num:
-        raise EvalError("operator `%s` needs numbers" % op, e.span)
+        raise EvalError("operator `%s` needs numbers" % op, span)
     if op == "-":
         return _int_result(a - b)
     if op == "*":
@@ -5020,15 +5117,15 @@ def _eval_binary(e, env, ctx):
     if op == "**":
         if isinstance(a, int) and isinstance(b, int):
             if b < 0:
-                raise EvalError("an Int cannot be raised to a negative power", e.span)
+                raise EvalError("an Int cannot be raised to a negative power", span)
             if abs(a) > 1 and (abs(a).bit_length() - 1) * b > 64:  # decided before computing a huge number
-                raise EvalError("Int overflow: the result does not fit in 64 bits", e.span)
+                raise EvalError("Int overflow: the result does not fit in 64 bits", span)
         try:
             return _int_result(a ** b)
         except OverflowError:
-            raise EvalError("`**` overflowed", e.span)
+            raise EvalError("`**` overflowed", span)
     if b == 0:
-        raise EvalError("division by zero", e.span)
+        raise EvalError("division by zero", span)
     if op == "/":
         if isinstance(a, int) and isinstance(b, int):
             q = abs(a) // abs(b)  # integer division truncates toward zero
@@ -5113,7 +5210,7 @@ _EVAL = {
 
 
 # ============================================================================================
-# 11. Standard library: implementations
+# 11. Standard library: code
 # ============================================================================================
 #
 # One function per WDL function, fn_<name>(ctx, args), with arguments already coerced to the

@@ -1988,3 +1988,22 @@ def test_comma_lists_take_a_trailing_comma_and_need_the_others(check_wdl, index,
     given = list(_LISTS_GOOD)
     given[index] = bad
     assert_diag(check_wdl(_LISTS_WDL % tuple(given), name="bad.wdl"), line, col, message)
+
+
+def test_parser_and_checker_compatibility_rules_are_one_lenient(check_wdl):
+    """Dialect.lenient is the one answer to "is this construct accepted?": a construct the parser
+    meets (`Int??`) and one the checker meets (an Int where a String is declared) each warn under
+    their rule's name, and both are errors under --strict; a construct the version lacks outright
+    (a duplicate meta key in 1.2) is an error either way."""
+    src = "version 1.1\n\nworkflow w {\n  input {\n    Int?? a\n  }\n  String s = 1\n}\n"
+    proc = check_wdl(src)
+    assert proc.returncode == 0, proc.stderr
+    assert [(w[1], w[2], w[3].split(":")[0]) for w in _warnings(proc)] == [
+        (5, 9, "`Int??` is read as `Int?` for compatibility with Cromwell; portable WDL writes one `?`"),
+        (7, 14, "`s` is declared `String` but given a `Int`")], proc.stderr
+    assert_diag(check_wdl(src, name="strict.wdl", args=("--strict",)), 5, 9, "expected a declaration name, found `?`")
+    strict = check_wdl(src.replace("Int??", "Int?"), name="strict2.wdl", args=("--strict",))
+    assert_diag(strict, 7, 14, "`s` is declared `String` but given a value of type `Int`")
+    assert not _warnings(strict), strict.stderr
+    dup = check_wdl("version 1.2\n\nworkflow w {\n  meta {\n    a: 1\n    a: 2\n  }\n}\n", name="dup.wdl")
+    assert_diag(dup, 6, 5, "meta key `a` is given twice")

@@ -947,3 +947,47 @@ def test_regex_translation_fuzz_gives_a_pattern_or_an_eval_error():
         else:
             rx.search("ab12 (x)")
             assert isinstance(used, tuple)
+
+
+def _type_classes():
+    out, todo = [], [S.Type]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        out.append(cls)
+    return {c for c in out if not c.__name__.startswith("_") and c is not S.Type}
+
+
+def test_coerce_and_from_json_dispatch_on_every_value_type():
+    """coerce() and from_json() dispatch on the type's class through a table (_COERCE, _FROM_JSON):
+    every type a value can have is in both; Any, type parameters, call outputs and unresolved names
+    pass values through."""
+    passed = {S.AnyType, S.TypeVar, S.CallType, S.NamedType}
+    assert set(S._COERCE) == set(S._FROM_JSON) == _type_classes() - passed
+    person = S.StructType("Person", {"name": S.STRING, "age": S.INT.optional()})
+    color = S.EnumType("Color", None, {"Red": None, "Green": None})
+    assert S.coerce(["1", " 2 "], S.ArrayType(S.INT)) == [1, 2]
+    assert S.coerce({"a": 1}, S.ArrayType(S.PairType(S.STRING, S.FLOAT))) == [("a", 1.0)]
+    assert S.coerce({"left": 1, "right": "x"}, S.PairType(S.INT, S.FILE)) == (1, "x")
+    assert S.coerce({"name": "n"}, person) == {"name": "n", "age": None}
+    assert S.coerce("Red", color) == EnumValue("Color", "Red", "Red")
+    assert S.coerce({1: True}, S.OBJECT) == {"1": True}
+    assert S.coerce(3, S.ANY) == 3
+    for v, t, message in [([1], S.INT, "value [1] cannot be coerced to `Int`"),
+                          (1, S.ArrayType(S.INT), "value 1 is not an Array (`Array[Int]`)"),
+                          ({"name": "n", "x": 1}, person, "value has member `x` that struct `Person` does not have"),
+                          ("Blue", color, 'value "Blue" is not a choice of enum `Color` (Red, Green)')]:
+        with pytest.raises(EvalError) as e:
+            S.coerce(v, t)
+        assert e.value.message == message
+    assert S.from_json({"name": "n", "age": 3}, person, "/b", "p") == {"name": "n", "age": 3}
+    assert S.from_json({"location": "f.txt"}, S.FILE, "/b", "f") == "/b/f.txt"
+    assert S.from_json({"1": [2.5]}, S.MapType(S.INT, S.ArrayType(S.FLOAT)), "/b", "m") == {1: [2.5]}
+    assert S.from_json(7, S.STRING, "/b", "s") == "7"
+    for data, t, message in [({"name": "n", "x": 1}, person, "p: struct `Person` has no member `x`"),
+                             ([], S.ArrayType(S.INT, True), "p must be a non-empty array (`Array[Int]+`)"),
+                             ("Blue", color, "p must be one of Red, Green (enum `Color`)"),
+                             ("d/", S.FILE, "p is a `File`, but `d/` ends with `/`, which names a directory")]:
+        with pytest.raises(S.InputError) as e:
+            S.from_json(data, t, "/b", "p")
+        assert e.value.message == message
