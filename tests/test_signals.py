@@ -339,6 +339,7 @@ def _call_of(task_name):
     return m.group(1)
 
 
+@pytest.mark.slow
 def test_resume_after_sigterm_reuses_completed_tasks(tmp_path):
     doc = write(tmp_path / "twenty.wdl", TWENTY_WDL)
     cfg = tmp_path / "cache.toml"
@@ -559,6 +560,7 @@ def test_task_failure_under_fast_cancels_running_tasks(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigterm_while_an_attempt_starts_is_not_lost(tmp_path):
     """SIGTERM right as the attempt's files appear (before or after its process is spawned): the
     task must still be canceled at once. Random small delays; several tries to hit the window."""
