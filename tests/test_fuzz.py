@@ -31,6 +31,8 @@ import re
 import shutil
 import time
 
+import pytest
+
 from conftest import _import_sprocket, shared_dir
 
 N_MUTANTS = int(os.environ.get("SPROCKET_FUZZ_MUTANTS", "5000"))  # raise it for a longer local run
@@ -880,10 +882,12 @@ def _problem(rc, output):
     return None
 
 
+@pytest.mark.slow
 def test_fuzz_check(tmp_path):
     _fuzz(tmp_path, _seeds(tmp_path), N_MUTANTS)
 
 
+@pytest.mark.slow
 def test_fuzz_check_draft2(tmp_path):
     """The same over draft-2 documents (no `version` line): a mode of the same lexer and parser."""
     _fuzz(tmp_path, _draft2_seeds(tmp_path), N_DRAFT2)
@@ -893,6 +897,7 @@ ISSUE16_SEEDS = ("seed_compat_1_0.wdl", "seed_compat_1_1.wdl", "seed_compat_body
                  "seed_spec_1_2.wdl", "seed_enum_1_3.wdl")
 
 
+@pytest.mark.slow
 def test_fuzz_check_strict_and_format_over_issue16_constructs(tmp_path):
     """Issue 16's seeds mutated with their constructs' pieces: `check` and `check --strict` behave
     (--strict never accepts what `check` refuses), and `format` refuses the mutant or formats it;
@@ -903,6 +908,7 @@ def test_fuzz_check_strict_and_format_over_issue16_constructs(tmp_path):
     _fuzz(tmp_path, seeds, N_ISSUE16, vocab=ISSUE16_VOCAB, strict=True, fmt=True, borrow=True)
 
 
+@pytest.mark.slow
 def test_fuzz_run_workflows_of_issue16_constructs(tmp_path):
     """Mutants of task-less workflows holding issue 16's run-time meanings (regexes, coercions, enum
     values, multi-line strings, document-relative paths): each that checks clean is run in-process,

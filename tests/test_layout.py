@@ -209,10 +209,11 @@ def test_no_section_uses_a_name_defined_in_a_later_one():
 
 
 def table_of_contents(docstring):
-    """(number, title) of each entry of the docstring's table of contents: the first run of
+    """(number, title) of each entry of the docstring's table of contents: the longest run of
     lines `   N. Title   description`, each entry followed by its more deeply indented
-    continuation lines; the table ends at a blank line or any other line."""
-    entries, title_column = [], None
+    continuation lines; a run ends at a blank line or any other line (so a short numbered
+    list elsewhere in the docstring is not taken for the table)."""
+    runs, entries, title_column = [], [], None
     for line in docstring.split("\n"):
         m = TOC_ENTRY_RE.match(line)
         if m:
@@ -221,8 +222,9 @@ def table_of_contents(docstring):
         elif entries and line.strip() and len(line) - len(line.lstrip(" ")) >= title_column:
             continue  # an entry's description, continued
         elif entries:
-            break
-    return entries
+            runs.append(entries)
+            entries = []
+    return max(runs + [entries], key=len)
 
 
 def _same_title(toc_title, banner_title):
@@ -241,6 +243,7 @@ def test_table_of_contents_reader_reads_entries_and_their_continuations():
             10. Ten             more
 
              1. not the table
+             2. either
         """)
     assert table_of_contents(doc) == [(1, "Errors"), (2, "Two words"), (10, "Ten")]
 

@@ -457,6 +457,7 @@ def _corpus():
                   + glob.glob(str(shared / "conformance" / "cases" / "**" / "*.wdl"), recursive=True))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _corpus(), reason="../shared (workflows/ and conformance/cases/) is not here")
 def test_format_over_the_whole_corpus():
     """Idempotent, every comment kept, the same syntax tree, and it checks the same."""
@@ -484,6 +485,7 @@ def test_format_over_the_whole_corpus():
     assert formatted > 1000 and unparsable < 20, (formatted, unparsable)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _corpus(), reason="../shared (workflows/ and conformance/cases/) is not here")
 def test_formatted_corpus_checks_the_same(tmp_path, monkeypatch):
     """The whole corpus, formatted into a copy of its tree, checks as the original does: the

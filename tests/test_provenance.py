@@ -381,6 +381,7 @@ def test_killed_run_is_marked_orphaned_by_the_next_process(tmp_path):
             kill_group(task_pid)
 
 
+@pytest.mark.slow
 def test_live_session_keeps_its_heartbeat_fresh(tmp_path):
     # Sprocket refreshes a session's heartbeat every min(orphan_timeout / 5, 60 s): 12 s for 1 minute.
     doc = write(tmp_path / "s.wdl", SLEEP_WDL)
@@ -680,6 +681,7 @@ def test_report_timeline_draws_bars_then_lanes_of_running_counts(monkeypatch):
     assert S.report_timeline([attempt("never", None, None)]).startswith('<p class="note">')
 
 
+@pytest.mark.slow
 def test_runs_lists_four_concurrent_runs_and_a_killed_one(tmp_path):
     doc = write(tmp_path / "s.wdl", SLEEP_WDL)
     out = tmp_path / "out"

@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from conftest import SPROCKET, assert_sane, db_rows, pid_alive, proc_stat, run_cmd, wait_for, write
+from conftest import SPROCKET, assert_sane, db_rows, pid_alive as alive, proc_stat, run_cmd, wait_for, write
 
 pytestmark = [pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs to run 2 tasks at once"),
               pytest.mark.usefixtures("isolated_config")]
@@ -55,11 +55,11 @@ def assert_gone(pids, pgids, within=5.0):
     the groups."""
     deadline = time.time() + within
     while time.time() < deadline:
-        if not any(pid_alive(p) for p in pids) and not any(group_members(g) for g in pgids):
+        if not any(alive(p) for p in pids) and not any(group_members(g) for g in pgids):
             break
         time.sleep(0.05)
     for pid in pids:
-        if pid_alive(pid):
+        if alive(pid):
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
@@ -209,7 +209,7 @@ def test_one_sigint_under_slow_waits_for_running_tasks(started):
     assert s.proc.poll() is None, "sprocket exited after one Ctrl-C under run.fail = \"slow\""
     pids = s.pids()
     assert len(pids) == 2
-    assert all(pid_alive(p) for p in pids), "a running task was killed after one Ctrl-C under \"slow\""
+    assert all(alive(p) for p in pids), "a running task was killed after one Ctrl-C under \"slow\""
     rc = s.wait(30)
     s.assert_canceled(rc)
     assert "waiting for executing tasks to complete" in s.stderr, s.stderr
@@ -339,6 +339,7 @@ def _call_of(task_name):
     return m.group(1)
 
 
+@pytest.mark.slow
 def test_resume_after_sigterm_reuses_completed_tasks(tmp_path):
     doc = write(tmp_path / "twenty.wdl", TWENTY_WDL)
     cfg = tmp_path / "cache.toml"
@@ -559,6 +560,7 @@ def test_task_failure_under_fast_cancels_running_tasks(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigterm_while_an_attempt_starts_is_not_lost(tmp_path):
     """SIGTERM right as the attempt's files appear (before or after its process is spawned): the
     task must still be canceled at once. Random small delays; several tries to hit the window."""
@@ -671,7 +673,7 @@ def _crashed_run(tmp_path, wait_for_record=True, source=WAIT_GO_WDL):
         proc.kill()
         proc.communicate()
     pid = int((marks / "pid").read_text())
-    assert pid_alive(pid), "the task died with the engine"
+    assert alive(pid), "the task died with the engine"
     return cmd, marks, pid
 
 
@@ -683,11 +685,11 @@ def test_a_rerun_after_a_crash_adopts_the_live_local_task_and_waits_for_it(tmp_p
         db = tmp_path / "out" / "sprocket.db"
         wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL")) == 1, 30,
                  "the rerun to adopt the task")
-        assert pid_alive(pid) and rerun.poll() is None, "the adopted task was not waited for"
+        assert alive(pid) and rerun.poll() is None, "the adopted task was not waited for"
         (marks / "go").write_text("")
         out, err = rerun.communicate(timeout=60)
     finally:
-        if pid_alive(pid):
+        if alive(pid):
             os.killpg(pid, signal.SIGKILL)
     assert rerun.returncode == 0, err.decode()
     assert json.loads(out.decode()) == {"wait_go.said": "done by %d" % pid}
@@ -775,7 +777,7 @@ def test_an_orphaned_task_whose_adopter_died_too_is_killed_by_the_next_run_that_
         finally:
             second.kill()
             second.communicate()
-        assert pid_alive(pid)
+        assert alive(pid)
         third = subprocess.Popen(cmd + ["--no-reattach"], cwd=str(tmp_path), stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         wait_for(lambda: len((marks / "starts").read_text().split()) == 2 or third.poll() is not None, 30,
@@ -799,7 +801,7 @@ def test_an_orphaned_task_whose_adopter_died_too_is_killed_by_the_next_run_that_
 def test_a_rerun_runs_again_a_local_task_of_the_dead_run_that_ended_without_an_exit_status(tmp_path):
     cmd, marks, pid = _crashed_run(tmp_path)
     os.killpg(pid, signal.SIGKILL)  # as a reboot would: no `rc` file
-    wait_for(lambda: not pid_alive(pid), 10, "the orphan to die")
+    wait_for(lambda: not alive(pid), 10, "the orphan to die")
     (marks / "go").write_text("")
     rerun = subprocess.run(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=60)
@@ -833,7 +835,7 @@ def test_a_rerun_neither_kills_nor_adopts_the_task_of_a_live_engine_taken_for_an
                                   stderr=subprocess.PIPE, start_new_session=True)
         wait_for(lambda: len((marks / "starts").read_text().split()) == 2 or second.poll() is not None, 30,
                  "the second run's task to start")
-        assert pid_alive(pid), "the task of a live engine was killed"
+        assert alive(pid), "the task of a live engine was killed"
         (run1, run2) = db_rows(db, "SELECT * FROM runs ORDER BY id")
         assert run1["status"] == "orphaned"  # by Sprocket's rule: silent too long
         assert not db_rows(db, "SELECT * FROM adoptions") and not db_rows(
