@@ -248,10 +248,6 @@ def test_table_of_contents_reader_reads_entries_and_their_continuations():
     assert table_of_contents(doc) == [(1, "Errors"), (2, "Two words"), (10, "Ten")]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "at 1e26540 two titles differ: the table says `7. Standard library: types` and `11. Standard "
-    "library: code`, the banners `7. Standard library: signatures` and `11. Standard library: "
-    "implementations`; the lead picks the wording and removes this mark"))
 def test_table_of_contents_lists_every_section_banner_in_order():
     """The module docstring's table of contents names every section banner, with the same
     number and title, in the order of the file; the banners are numbered 1, 2, 3, ..."""
