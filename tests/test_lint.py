@@ -524,6 +524,7 @@ def test_formatted_corpus_checks_the_same(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(shared_dir() is None, reason="../shared (workflows/realworld/, realworld-more/) is not here")
+@pytest.mark.slow
 def test_lint_over_realworld_never_fails(monkeypatch):
     """Every production document that checks clean lints without an internal error, and each
     warning names a rule that `explain` knows."""
