@@ -1114,6 +1114,14 @@ class Parser:
         self.i += 1
         return tok
 
+    def assigned(self):
+        """The expression after `=` when one follows (a declaration's value, a call input's, an
+        enum choice's); else None."""
+        if not self.at("="):
+            return None
+        self.advance()
+        return self.expr()
+
     def comma_list(self, item, close):
         """item() for each element of a comma-separated list (a trailing comma allowed) up to
         `close`, which is consumed."""
@@ -1242,12 +1250,7 @@ class Parser:
 
     def enum_choice(self):
         cspan = self.span()
-        cname = self.ident("an enum choice")
-        expr = None
-        if self.at("="):
-            self.advance()
-            expr = self.expr()
-        return cname, expr, cspan
+        return self.ident("an enum choice"), self.assigned(), cspan
 
     # -- types -----------------------------------------------------------------------------
     def type_(self):
@@ -1309,11 +1312,8 @@ class Parser:
         name = self.ident("a declaration name")
         if name in _SECTION_KEYWORDS and (name not in ("requirements", "hints") or self.dialect.requirements):
             self.error("`%s` is a section keyword and cannot name a declaration; rename it" % name, name_tok)
-        expr = None
-        if self.at("="):
-            self.advance()
-            expr = self.expr()
-        elif need_value:
+        expr = self.assigned()
+        if expr is None and need_value:
             tok = self.peek()
             if tok[0] != "ident" and tok[1] != "}":  # `Int x 42`: something other than `=`
                 self.error("expected `=` after `%s`, found %s" % (name, self.describe(tok)))
@@ -1703,11 +1703,8 @@ class Parser:
     def call_input(self):
         ispan = self.span()
         name = self.ident("an input name")
-        expr = None
-        if self.at("="):
-            self.advance()
-            expr = self.expr()
-        else:
+        expr = self.assigned()
+        if expr is None:
             self.require("abbreviated_call_inputs", "abbreviated call inputs (`%s` without `= value`)" % name, self.toks[self.i - 1])
         return name, expr, ispan
 
