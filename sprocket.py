@@ -17,7 +17,8 @@ The module reads top to bottom in the order data flows:
      3. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
      4. Syntax tree                Document, Import, StructDef, EnumDef, Task, Workflow, Decl, Call,
                                    Scatter, Conditional and the expression nodes; Node.children(),
-                                   the one traversal (free_names(), iter_nodes() build on it)
+                                   the one traversal (free_names() here and lint's iter_nodes()
+                                   build on it)
      5. Types                      Type classes, coerces(), unify()
      6. Parser                     Parser.for_source(source): recursive descent, precedence climbing,
                                    a dialect's rules where a construct is met (draft-2 included)
