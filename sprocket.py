@@ -11315,7 +11315,7 @@ GivenInputs.__doc__ = ("What the inputs give beyond the target's own: its calls'
                        "and requirement overrides {call path: {section: {key: value}}} (call path \"\": the target task's own).")
 
 
-def assign_inputs(doc, target, items, explicit_target=True):
+def assign_inputs(target, items, explicit_target=True):
     """Sort input pairs into the target's own inputs, nested call inputs and overrides: returns
     ({input: value}, GivenInputs). Keys in an inputs file carry the target's name (`main.x`), as
     in every engine, unless --target names it; on the command line (`x=1`) the name may always
@@ -11494,7 +11494,7 @@ def prepare_inputs(args, log, strict=False):
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
     items = read_input_items(args.inputs, os.getcwd(), log.warn)
-    inputs, given = assign_inputs(doc, target, items, bool(args.target))
+    inputs, given = assign_inputs(target, items, bool(args.target))
     decls = {d.name: d for d in target.inputs or []}
     for k, v in inputs.items():
         check_input_files(v, decls[k].type_, "input `%s`" % k)
