@@ -7181,7 +7181,6 @@ class LocalJob(LocalProcessJob):
     def __init__(self, argv, work, stdout, stderr, environ):
         import subprocess
 
-        self.out_of_memory = False
         self.oom_kills = oom_kills()  # a kill by the OOM killer shows as this count going up
         self.figures = {}
         self.started_at = time.time()
@@ -7234,8 +7233,6 @@ class AdoptedLocalJob(LocalProcessJob):
 
     def __init__(self, adir, pgid, started):
         self.adir, self.pgid, self.started = adir, pgid, started
-        self.figures, self.started_at = {}, None
-        self.message, self.retry_free = None, False
         self.cancelled = threading.Event()
 
     def wait(self):
@@ -7993,21 +7990,15 @@ class SlurmJob(Job):
         self.adir, self.key, self.name = adir, key, name  # its attempt's directory and key, its task's name
         self.memory = memory  # bytes (its --mem)
         self.on_id = on_id
-        self.job_id = None
         self.done = threading.Event()
         self.exit_code = None
-        self.state = "SUBMITTING"
-        self.reason = None
-        self.message = None  # why Slurm ended it, when that is not the command's own exit
-        self.retry_free = False  # NODE_FAIL and the like: run again without spending a retry
-        self.final = False  # will fail again whatever we do: no retries
+        self.state = "SUBMITTING"  # Job's other attributes keep their defaults until the monitor sets them
         self.unknown_since = None
         self.file_code = None  # the exit status its rc file gave
         self.asked_since = None  # when its rc file showed a failure and Slurm was first asked why
         self.ended_since = None  # when Slurm said it ended while its rc file was not yet visible
         self.running_since = None  # when Slurm said it runs while its node had not yet opened its output
         self.holds_slot = False
-        self.out_of_memory = False
         self.error = None  # why it could not be submitted (a job array's sbatch failed)
         self.lock = threading.Lock()
         self.submitted_at = None  # time.time() when sbatch took it
