@@ -9111,6 +9111,13 @@ def _schema_key(path):
     return ".".join(parts)
 
 
+def _table_value(table, key):
+    """The value at dotted `key` in nested tables, or None where there is none (TOML has no null)."""
+    for part in key.split("."):
+        table = table.get(part) if isinstance(table, dict) else None
+    return table
+
+
 def _schema_prefixes():
     out = set()
     for k in CONFIG_SCHEMA:
@@ -9297,14 +9304,10 @@ class Config:
         setting = CONFIG_SCHEMA.get(_schema_key(key))
         if setting is None:
             raise KeyError("`%s` is not a setting of CONFIG_SCHEMA" % key)
-        node = self.data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return setting.default
-            node = node[part]
-        if isinstance(node, str) and setting.kind == "path":
-            return os.path.expandvars(os.path.expanduser(node))
-        return node
+        node = _table_value(self.data, key)
+        if node is None:
+            return setting.default
+        return _SETTING_READERS["path"](node) if setting.kind == "path" and isinstance(node, str) else node
 
     def backends(self):
         """The `run.backends` table: each backend's name -> its settings."""
@@ -9354,9 +9357,7 @@ def read_backend_settings(table):
     its registered class declares (Backend.SETTINGS) as given or by default, read by kind."""
     settings = {"type": table["type"]}
     for key, setting in BACKENDS[table["type"]].SETTINGS.items():
-        v = table
-        for part in key.split("."):
-            v = v.get(part) if isinstance(v, dict) else None
+        v = _table_value(table, key)
         v = setting.default if v is None else v
         if v is not None and setting.kind in _SETTING_READERS:
             v = _SETTING_READERS[setting.kind](v)
