@@ -2,7 +2,7 @@
 TOML reader sprocket.py falls back on when Python has no tomllib (3.9 and 3.10).
 
 What is promised (shared/reference/sprocket-behaviour.md section 2, the Slurm guide in
-shared/seed/, and sprocket.py section 13):
+shared/seed/, and sprocket.py section 16, Configuration):
 
 * Files are read in this order, later wins: ``sprocket.toml`` next to the program; the user
   config directory (``$SPROCKET_CONFIG_ROOT/sprocket.toml``, else

@@ -1,4 +1,4 @@
-"""The Slurm backend's parts (section 14), in-process, without a cluster: the SlurmClient driven by a
+"""The Slurm backend's parts (section 15), in-process, without a cluster: the SlurmClient driven by a
 fake command runner (samples of real sbatch/squeue/sacct/scontrol output, see shared/slurm/NOTES.md),
 the ImageCache with a fake `apptainer pull`, the ArrayGatherer and the JobMonitor with a fake client.
 The real thing, on a cluster, is tests/test_slurm.py (`-m slurm`)."""

@@ -1,4 +1,4 @@
-"""The standard library's implementations (section 9 of sprocket.py), function by function."""
+"""The standard library's implementations (section 11 of sprocket.py), function by function."""
 import json
 import os
 import sys
