@@ -58,7 +58,8 @@ The module reads top to bottom in the order data flows:
                                    attempts_of)
     18. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
-                                   (report_html), signals
+                                   (report_html), signals; Recorder (each attempt's rows in
+                                   sprocket.db and its line of trace.tsv)
     19. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
                                    runs, report, completions, install (the file compiled, and a
                                    launcher); the one place errors become messages
