@@ -35,7 +35,8 @@ The module reads top to bottom in the order data flows:
     11. Standard library: code     IMPLS, the implementation of each function; a call's evaluation
     12. Runtime contracts          Backend (what a backend is: limits, start, adopt, cancel, close,
                                    and its optional parts with defaults), Job, TaskRequest (one
-                                   attempt, as a backend gets it), BACKENDS (register_backend),
+                                   attempt, as a backend gets it), Adoptable (a dead run's attempt
+                                   to follow), BACKENDS (register_backend),
                                    Setting (a row of the settings schema, as backends declare
                                    theirs), RunContext (what the runtime knows of a run), RunSettings
     13. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
@@ -5903,6 +5904,11 @@ TaskRequest.__doc__ = (
     "paths its inputs and private declarations name (which a container must see).")
 
 
+Adoptable = collections.namedtuple("Adoptable", "key number directory job_id cache_key process_group process_started")
+Adoptable.__doc__ = ("An attempt of an orphaned earlier run, to be followed to its end (reattach); a Slurm one by "
+                     "its job id, a local one by its process group and its leader's start time.")
+
+
 class Job:
     """One attempt as a backend runs it. wait() blocks until it ends and returns its exit status
     (128 + N for signal N); the attributes say how it ended, when not by the command's own exit."""
@@ -6208,11 +6214,6 @@ def call_family(name):
     """A call (or attempt) name without its scatter indices (and attempt number): `align-3-1` ->
     `align`. Job arrays and the report group scatter elements by it."""
     return re.sub(r"(-\d+)+$", "", name)
-
-
-Adoptable = collections.namedtuple("Adoptable", "key number directory job_id cache_key process_group process_started")
-Adoptable.__doc__ = ("An attempt of an orphaned earlier run, to be followed to its end (reattach); a Slurm one by "
-                     "its job id, a local one by its process group and its leader's start time.")
 
 
 Resources = collections.namedtuple("Resources", "cpu memory")
