@@ -36,9 +36,9 @@ The module reads top to bottom in the order data flows:
     12. Runtime contracts          Backend (what a backend is: limits, start, adopt, cancel, close,
                                    and its optional parts with defaults), Job, TaskRequest (one
                                    attempt, as a backend gets it), Adoptable (a dead run's attempt
-                                   to follow), BACKENDS (register_backend),
-                                   Setting (a row of the settings schema, as backends declare
-                                   theirs), RunContext (what the runtime knows of a run), RunSettings
+                                   to follow), BACKENDS (register_backend), Setting (a row of the
+                                   settings schema, as backends declare theirs), RunContext (what
+                                   the runtime knows of a run), RunSettings
     13. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
                                    one record each; the retry policy, retry_decision) -> outputs, kept
                                    in the task's sandbox (OutputSandbox); the runtime keys of
