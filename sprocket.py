@@ -17,7 +17,8 @@ The module reads top to bottom in the order data flows:
      3. Lexer                      tokenize(): tokens with positions; strings, placeholders, commands
      4. Syntax tree                Document, Import, StructDef, EnumDef, Task, Workflow, Decl, Call,
                                    Scatter, Conditional and the expression nodes; Node.children(),
-                                   the one traversal (free_names(), iter_nodes() build on it)
+                                   the one traversal (free_names() here and lint's iter_nodes()
+                                   build on it)
      5. Types                      Type classes, coerces(), unify()
      6. Parser                     Parser.for_source(source): recursive descent, precedence climbing,
                                    a dialect's rules where a construct is met (draft-2 included)
@@ -34,9 +35,10 @@ The module reads top to bottom in the order data flows:
     11. Standard library: code     IMPLS, the implementation of each function; a call's evaluation
     12. Runtime contracts          Backend (what a backend is: limits, start, adopt, cancel, close,
                                    and its optional parts with defaults), Job, TaskRequest (one
-                                   attempt, as a backend gets it), BACKENDS (register_backend),
-                                   Setting (a row of the settings schema, as backends declare
-                                   theirs), RunContext (what the runtime knows of a run), RunSettings
+                                   attempt, as a backend gets it), Adoptable (a dead run's attempt
+                                   to follow), BACKENDS (register_backend), Setting (a row of the
+                                   settings schema, as backends declare theirs), RunContext (what
+                                   the runtime knows of a run), RunSettings
     13. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
                                    one record each; the retry policy, retry_decision) -> outputs, kept
                                    in the task's sandbox (OutputSandbox); the runtime keys of
@@ -57,7 +59,8 @@ The module reads top to bottom in the order data flows:
                                    attempts_of)
     18. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
-                                   (report_html), signals
+                                   (report_html), signals; Recorder (each attempt's rows in
+                                   sprocket.db and its line of trace.tsv)
     19. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
                                    runs, report, completions, install (the file compiled, and a
                                    launcher); the one place errors become messages
@@ -1114,6 +1117,14 @@ class Parser:
         self.i += 1
         return tok
 
+    def assigned(self):
+        """The expression after `=` when one follows (a declaration's value, a call input's, an
+        enum choice's); else None."""
+        if not self.at("="):
+            return None
+        self.advance()
+        return self.expr()
+
     def comma_list(self, item, close):
         """item() for each element of a comma-separated list (a trailing comma allowed) up to
         `close`, which is consumed."""
@@ -1242,12 +1253,7 @@ class Parser:
 
     def enum_choice(self):
         cspan = self.span()
-        cname = self.ident("an enum choice")
-        expr = None
-        if self.at("="):
-            self.advance()
-            expr = self.expr()
-        return cname, expr, cspan
+        return self.ident("an enum choice"), self.assigned(), cspan
 
     # -- types -----------------------------------------------------------------------------
     def type_(self):
@@ -1309,11 +1315,8 @@ class Parser:
         name = self.ident("a declaration name")
         if name in _SECTION_KEYWORDS and (name not in ("requirements", "hints") or self.dialect.requirements):
             self.error("`%s` is a section keyword and cannot name a declaration; rename it" % name, name_tok)
-        expr = None
-        if self.at("="):
-            self.advance()
-            expr = self.expr()
-        elif need_value:
+        expr = self.assigned()
+        if expr is None and need_value:
             tok = self.peek()
             if tok[0] != "ident" and tok[1] != "}":  # `Int x 42`: something other than `=`
                 self.error("expected `=` after `%s`, found %s" % (name, self.describe(tok)))
@@ -1703,11 +1706,8 @@ class Parser:
     def call_input(self):
         ispan = self.span()
         name = self.ident("an input name")
-        expr = None
-        if self.at("="):
-            self.advance()
-            expr = self.expr()
-        else:
+        expr = self.assigned()
+        if expr is None:
             self.require("abbreviated_call_inputs", "abbreviated call inputs (`%s` without `= value`)" % name, self.toks[self.i - 1])
         return name, expr, ispan
 
@@ -5904,6 +5904,11 @@ TaskRequest.__doc__ = (
     "paths its inputs and private declarations name (which a container must see).")
 
 
+Adoptable = collections.namedtuple("Adoptable", "key number directory job_id cache_key process_group process_started")
+Adoptable.__doc__ = ("An attempt of an orphaned earlier run, to be followed to its end (reattach); a Slurm one by "
+                     "its job id, a local one by its process group and its leader's start time.")
+
+
 class Job:
     """One attempt as a backend runs it. wait() blocks until it ends and returns its exit status
     (128 + N for signal N); the attributes say how it ended, when not by the command's own exit."""
@@ -6209,11 +6214,6 @@ def call_family(name):
     """A call (or attempt) name without its scatter indices (and attempt number): `align-3-1` ->
     `align`. Job arrays and the report group scatter elements by it."""
     return re.sub(r"(-\d+)+$", "", name)
-
-
-Adoptable = collections.namedtuple("Adoptable", "key number directory job_id cache_key process_group process_started")
-Adoptable.__doc__ = ("An attempt of an orphaned earlier run, to be followed to its end (reattach); a Slurm one by "
-                     "its job id, a local one by its process group and its leader's start time.")
 
 
 Resources = collections.namedtuple("Resources", "cpu memory")
@@ -7183,7 +7183,6 @@ class LocalJob(LocalProcessJob):
     def __init__(self, argv, work, stdout, stderr, environ):
         import subprocess
 
-        self.out_of_memory = False
         self.oom_kills = oom_kills()  # a kill by the OOM killer shows as this count going up
         self.figures = {}
         self.started_at = time.time()
@@ -7236,8 +7235,6 @@ class AdoptedLocalJob(LocalProcessJob):
 
     def __init__(self, adir, pgid, started):
         self.adir, self.pgid, self.started = adir, pgid, started
-        self.figures, self.started_at = {}, None
-        self.message, self.retry_free = None, False
         self.cancelled = threading.Event()
 
     def wait(self):
@@ -7995,21 +7992,15 @@ class SlurmJob(Job):
         self.adir, self.key, self.name = adir, key, name  # its attempt's directory and key, its task's name
         self.memory = memory  # bytes (its --mem)
         self.on_id = on_id
-        self.job_id = None
         self.done = threading.Event()
         self.exit_code = None
-        self.state = "SUBMITTING"
-        self.reason = None
-        self.message = None  # why Slurm ended it, when that is not the command's own exit
-        self.retry_free = False  # NODE_FAIL and the like: run again without spending a retry
-        self.final = False  # will fail again whatever we do: no retries
+        self.state = "SUBMITTING"  # Job's other attributes keep their defaults until the monitor sets them
         self.unknown_since = None
         self.file_code = None  # the exit status its rc file gave
         self.asked_since = None  # when its rc file showed a failure and Slurm was first asked why
         self.ended_since = None  # when Slurm said it ended while its rc file was not yet visible
         self.running_since = None  # when Slurm said it runs while its node had not yet opened its output
         self.holds_slot = False
-        self.out_of_memory = False
         self.error = None  # why it could not be submitted (a job array's sbatch failed)
         self.lock = threading.Lock()
         self.submitted_at = None  # time.time() when sbatch took it
@@ -9122,6 +9113,13 @@ def _schema_key(path):
     return ".".join(parts)
 
 
+def _table_value(table, key):
+    """The value at dotted `key` in nested tables, or None where there is none (TOML has no null)."""
+    for part in key.split("."):
+        table = table.get(part) if isinstance(table, dict) else None
+    return table
+
+
 def _schema_prefixes():
     out = set()
     for k in CONFIG_SCHEMA:
@@ -9308,14 +9306,10 @@ class Config:
         setting = CONFIG_SCHEMA.get(_schema_key(key))
         if setting is None:
             raise KeyError("`%s` is not a setting of CONFIG_SCHEMA" % key)
-        node = self.data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return setting.default
-            node = node[part]
-        if isinstance(node, str) and setting.kind == "path":
-            return os.path.expandvars(os.path.expanduser(node))
-        return node
+        node = _table_value(self.data, key)
+        if node is None:
+            return setting.default
+        return _SETTING_READERS["path"](node) if setting.kind == "path" and isinstance(node, str) else node
 
     def backends(self):
         """The `run.backends` table: each backend's name -> its settings."""
@@ -9365,9 +9359,7 @@ def read_backend_settings(table):
     its registered class declares (Backend.SETTINGS) as given or by default, read by kind."""
     settings = {"type": table["type"]}
     for key, setting in BACKENDS[table["type"]].SETTINGS.items():
-        v = table
-        for part in key.split("."):
-            v = v.get(part) if isinstance(v, dict) else None
+        v = _table_value(table, key)
         v = setting.default if v is None else v
         if v is not None and setting.kind in _SETTING_READERS:
             v = _SETTING_READERS[setting.kind](v)
@@ -11317,7 +11309,7 @@ GivenInputs.__doc__ = ("What the inputs give beyond the target's own: its calls'
                        "and requirement overrides {call path: {section: {key: value}}} (call path \"\": the target task's own).")
 
 
-def assign_inputs(doc, target, items, explicit_target=True):
+def assign_inputs(target, items, explicit_target=True):
     """Sort input pairs into the target's own inputs, nested call inputs and overrides: returns
     ({input: value}, GivenInputs). Keys in an inputs file carry the target's name (`main.x`), as
     in every engine, unless --target names it; on the command line (`x=1`) the name may always
@@ -11496,7 +11488,7 @@ def prepare_inputs(args, log, strict=False):
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
     items = read_input_items(args.inputs, os.getcwd(), log.warn)
-    inputs, given = assign_inputs(doc, target, items, bool(args.target))
+    inputs, given = assign_inputs(target, items, bool(args.target))
     decls = {d.name: d for d in target.inputs or []}
     for k, v in inputs.items():
         check_input_files(v, decls[k].type_, "input `%s`" % k)

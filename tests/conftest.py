@@ -125,6 +125,16 @@ def _import_sprocket():
     return sprocket
 
 
+def subclasses(cls):
+    """`cls` and every class below it (all of the module's syntax tree nodes, or types)."""
+    out, todo = [], [cls]
+    while todo:
+        c = todo.pop()
+        todo.extend(c.__subclasses__())
+        out.append(c)
+    return out
+
+
 def check_in_process(*paths):
     """Run ``sprocket.main(["check", *paths])`` in this process, capturing its output."""
     sprocket = _import_sprocket()

@@ -16,8 +16,6 @@ import re
 import sys
 import textwrap
 
-import pytest
-
 from conftest import SPROCKET
 
 SOURCE = SPROCKET.read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ Every document asserted valid here is valid per the spec of its version (shared/
 
 import pytest
 
-from conftest import _import_sprocket, assert_diag, assert_ok, find_pos, norm, version_re
+from conftest import _import_sprocket, assert_diag, assert_ok, find_pos, norm, subclasses, version_re
 
 # --------------------------------------------------------------------------------------------
 # Valid documents.  Each entry: id -> source, or id -> (source, {import_name: source}).
@@ -1885,12 +1885,7 @@ def test_empty_document_imported_is_accepted_with_a_warning(check_wdl):
 
 def _node_classes(sprocket):
     """Every syntax tree node class the module defines."""
-    out, todo = [], [sprocket.Node]
-    while todo:
-        cls = todo.pop()
-        todo.extend(cls.__subclasses__())
-        out.append(cls)
-    return [c for c in out if c._fields]
+    return [c for c in subclasses(sprocket.Node) if c._fields]
 
 
 def test_every_node_class_children_cover_its_fields():

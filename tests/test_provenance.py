@@ -4,7 +4,7 @@ Everything drives the real program in subprocesses (``python3 sprocket.py run ..
 documents written into the test's tmp dir (also the working directory).
 
 What is promised (shared/reference/sprocket-behaviour.md sections 3, 4 and 6; sprocket.py sections
-14-16):
+17-18, Provenance and Runs):
 
 * ``<out>/sprocket.db`` is SQLite with a rollback journal (``journal_mode`` DELETE), a ``metadata``
   row ``version = "1"`` and Sprocket's tables (metadata, sessions, runs, tasks, task_logs, index_log);

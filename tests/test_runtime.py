@@ -22,11 +22,7 @@ import sprocket as S  # noqa: E402
 GiB = 1024 ** 3
 
 
-@pytest.fixture(autouse=True)
-def _isolated_config(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SPROCKET_CONFIG_ROOT", str(tmp_path_factory.mktemp("config-root")))
-    monkeypatch.delenv("SPROCKET_CONFIG", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+pytestmark = pytest.mark.usefixtures("isolated_config")  # no user configuration or cache leaks into a run
 
 
 # --------------------------------------------------------------------------------------------

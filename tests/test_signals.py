@@ -677,20 +677,28 @@ def _crashed_run(tmp_path, wait_for_record=True, source=WAIT_GO_WDL):
     return cmd, marks, pid
 
 
-def test_a_rerun_after_a_crash_adopts_the_live_local_task_and_waits_for_it(tmp_path):
-    cmd, marks, pid = _crashed_run(tmp_path)
+def _rerun_adopting(tmp_path, cmd, marks, pid):
+    """Run `cmd` again after _crashed_run(): once the rerun has adopted the orphaned task (and waits for
+    it, the task still alive), let the task end. (the rerun, its stdout, stderr, and sprocket.db)."""
+    db = tmp_path / "out" / "sprocket.db"
     try:
         rerun = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, start_new_session=True)
-        db = tmp_path / "out" / "sprocket.db"
-        wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL")) == 1, 30,
-                 "the rerun to adopt the task")
-        assert alive(pid) and rerun.poll() is None, "the adopted task was not waited for"
+        wait_for(lambda: db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL") or rerun.poll() is not None,
+                 30, "the rerun to adopt the task")
+        assert rerun.poll() is None, "the adopted task was not waited for: %s" % rerun.communicate()[1].decode()
+        assert alive(pid), "the adopted task died"
         (marks / "go").write_text("")
         out, err = rerun.communicate(timeout=60)
     finally:
         if alive(pid):
             os.killpg(pid, signal.SIGKILL)
+    return rerun, out, err, db
+
+
+def test_a_rerun_after_a_crash_adopts_the_live_local_task_and_waits_for_it(tmp_path):
+    cmd, marks, pid = _crashed_run(tmp_path)
+    rerun, out, err, db = _rerun_adopting(tmp_path, cmd, marks, pid)
     assert rerun.returncode == 0, err.decode()
     assert json.loads(out.decode()) == {"wait_go.said": "done by %d" % pid}
     assert (marks / "starts").read_text().split() == [str(pid)], "the task ran again"
@@ -715,19 +723,7 @@ def test_a_rerun_after_a_crash_adopts_a_live_retry_of_the_task_and_waits_for_it(
     """The engine dies while the task's retry (attempt 1) runs: the rerun adopts that attempt, as
     the retry it is (it once failed at once, reading the out-of-memory flag of an attempt it never ran)."""
     cmd, marks, pid = _crashed_run(tmp_path, source=WAIT_GO_RETRY_WDL)
-    try:
-        rerun = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, start_new_session=True)
-        db = tmp_path / "out" / "sprocket.db"
-        wait_for(lambda: db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL") or rerun.poll() is not None,
-                 30, "the rerun to adopt the retry")
-        assert rerun.poll() is None, "the adopted retry was not waited for: %s" % rerun.communicate()[1].decode()
-        assert alive(pid)
-        (marks / "go").write_text("")
-        out, err = rerun.communicate(timeout=60)
-    finally:
-        if alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+    rerun, out, err, db = _rerun_adopting(tmp_path, cmd, marks, pid)
     assert rerun.returncode == 0, err.decode()
     assert json.loads(out.decode()) == {"wait_go.said": "done by %d" % pid}
     assert (marks / "starts").read_text().split() == [str(pid)], "the retry ran again"

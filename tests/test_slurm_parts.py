@@ -1,4 +1,4 @@
-"""The Slurm backend's parts (section 14), in-process, without a cluster: the SlurmClient driven by a
+"""The Slurm backend's parts (section 15), in-process, without a cluster: the SlurmClient driven by a
 fake command runner (samples of real sbatch/squeue/sacct/scontrol output, see shared/slurm/NOTES.md),
 the ImageCache with a fake `apptainer pull`, the ArrayGatherer and the JobMonitor with a fake client.
 The real thing, on a cluster, is tests/test_slurm.py (`-m slurm`)."""
@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sprocket as S  # noqa: E402
+from conftest import db_rows, wait_for  # noqa: E402
 
 
 class Log:
@@ -43,13 +44,6 @@ class Runner:
 
     def tools(self):
         return [c[0] for c in self.calls]
-
-
-def wait_until(predicate, what, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        time.sleep(0.01)
 
 
 def client(answer, rate=None):
@@ -267,7 +261,7 @@ def gather(tmp_path, n, options=("compute", None, False, None, (), 1, 2 ** 30)):
         argv = S.sbatch_argv(*options, job_name="align-%d-0" % i, adir=str(adir), script=str(adir / "apptainer_command"))
         g.gather(S.Gathered(job, argv, options, "align"), "align")
         jobs.append(job)
-    wait_until(lambda: len(monitor.ids) == n and not g.submitting, "the gathered jobs to be submitted")
+    wait_for(lambda: len(monitor.ids) == n and not g.submitting, 5, "the gathered jobs to be submitted", interval=0.01)
     return c, g, monitor, jobs
 
 
@@ -351,9 +345,9 @@ def follow(monitor, job_id, output=True):
 def test_monitor_follows_a_job_from_pending_to_running_to_its_exit_file(monitor):
     monitor.fake.states["7"] = S.SlurmState("PENDING", "0:0", "Priority")
     job = follow(monitor, "7")
-    wait_until(lambda: job.state == "PENDING" and job.reason == "Priority", "PENDING")
+    wait_for(lambda: job.state == "PENDING" and job.reason == "Priority", 5, "PENDING", interval=0.01)
     monitor.fake.states["7"] = S.SlurmState("RUNNING", "0:0", "None")
-    wait_until(lambda: job.state == "RUNNING", "RUNNING")
+    wait_for(lambda: job.state == "RUNNING", 5, "RUNNING", interval=0.01)
     assert not job.done.is_set()
     monitor.fake.usage["7"] = {"ended_at": 1.0, "node": "vm", "peak_memory": None}
     (Path(job.adir) / "rc").write_text("0\n")
@@ -361,7 +355,7 @@ def test_monitor_follows_a_job_from_pending_to_running_to_its_exit_file(monitor)
     assert monitor.jobs == {} and monitor.queue_slots.acquire(blocking=False)  # its slot is free again
     monitor.fake.states["8"] = S.SlurmState("RUNNING", "0:0", "None")
     follow(monitor, "8")  # the next status query brings the ended job's usage along
-    wait_until(lambda: "key-7" in monitor.accounted, "the usage of job 7")
+    wait_for(lambda: "key-7" in monitor.accounted, 5, "the usage of job 7", interval=0.01)
     assert monitor.accounted["key-7"] == {"ended_at": 1.0, "node": "vm"} and not monitor.unaccounted
 
 
@@ -398,7 +392,7 @@ def test_monitor_asks_at_once_why_an_exit_file_shows_a_failure(monitor):
 def test_monitor_waits_for_the_exit_file_of_a_job_slurm_says_completed(monitor):
     monitor.fake.states["6"] = S.SlurmState("COMPLETED", "0:0", "None")
     job = follow(monitor, "6")
-    wait_until(lambda: job.ended_since is not None, "Slurm to say it completed")
+    wait_for(lambda: job.ended_since is not None, 5, "Slurm to say it completed", interval=0.01)
     assert not job.done.is_set()  # the shared filesystem lags: its rc file is not here yet
     (Path(job.adir) / "rc").write_text("0\n")
     assert job.wait() == 0 and job.message is None
@@ -515,7 +509,6 @@ def test_facade_runs_a_scatter_as_one_job_array_through_fake_slurm_commands(tmp_
     of 20 goes out as one array, the next call as a job of its own, each job is seen to end from its
     exit status file, and one sacct at the end brings what they used."""
     import json
-    import sqlite3
     import subprocess
 
     bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
@@ -563,10 +556,8 @@ workflow w {
     assert arrays and sum(arrays) + len(sbatch) - len(arrays) - 1 == 20
     assert sbatch[-1][sbatch[-1].index("--job-name") + 1] == "count-0"
     assert rest == ["sacct"]  # jobs seen to end from their exit status files; one sacct, for their usage
-    con = sqlite3.connect(str(tmp_path / "out" / "sprocket.db"))
-    rows = con.execute("SELECT a.job_id, u.node, u.peak_memory FROM attempts a JOIN attempt_usage u ON u.key = a.key")
-    rows = rows.fetchall()
-    con.close()
-    assert len(rows) == 21 and all(r[1] and r[2] == 2 ** 21 for r in rows)  # its node; sacct's peak memory
+    rows = db_rows(tmp_path / "out" / "sprocket.db",
+                   "SELECT a.job_id, u.node, u.peak_memory FROM attempts a JOIN attempt_usage u ON u.key = a.key")
+    assert len(rows) == 21 and all(r["node"] and r["peak_memory"] == 2 ** 21 for r in rows)  # sacct's peak memory
     if arrays == [20]:
-        assert sorted(r[0] for r in rows) == sorted(["1_%d" % i for i in range(20)] + ["2"])
+        assert sorted(r["job_id"] for r in rows) == sorted(["1_%d" % i for i in range(20)] + ["2"])

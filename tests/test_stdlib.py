@@ -1,4 +1,4 @@
-"""The standard library's implementations (section 9 of sprocket.py), function by function."""
+"""The standard library's implementations (section 11 of sprocket.py), function by function."""
 import json
 import os
 import sys
@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import sprocket as S  # noqa: E402
 from sprocket import EnumValue, EvalError, StructValue, WdlDir, WdlFile  # noqa: E402
+from conftest import subclasses  # noqa: E402
 
 
 @pytest.fixture
@@ -950,12 +951,7 @@ def test_regex_translation_fuzz_gives_a_pattern_or_an_eval_error():
 
 
 def _type_classes():
-    out, todo = [], [S.Type]
-    while todo:
-        cls = todo.pop()
-        todo.extend(cls.__subclasses__())
-        out.append(cls)
-    return {c for c in out if not c.__name__.startswith("_") and c is not S.Type}
+    return {c for c in subclasses(S.Type) if not c.__name__.startswith("_") and c is not S.Type}
 
 
 def test_coerce_and_from_json_dispatch_on_every_value_type():
