@@ -6128,6 +6128,37 @@ def normalize_runtime(req, hints):
         req["disks"] = disk_gib(req["disks"])
 
 
+def check_requirements(req, task_name):
+    """Refuse a `cpu` that is not a number >= 0 (made a float) and a `memory` of no bytes."""
+    if "cpu" in req:
+        c = req["cpu"]
+        try:
+            c = float(c) if isinstance(c, (int, float, str)) and not isinstance(c, bool) else None
+        except ValueError:
+            c = None
+        if c is None or c < 0:
+            raise EvalError("task `%s`: cpu must be a number >= 0, not %s" % (task_name, _short(req["cpu"])))
+        req["cpu"] = c
+    if "memory" in req and parse_memory(req["memory"], "task `%s`: memory" % task_name) <= 0:
+        raise EvalError("task `%s`: memory must be more than 0 bytes, not %s" % (task_name, _short(req["memory"])))
+
+
+def return_code_ok(req, code, task_name):
+    """Whether exit status `code` is a success under the task's `return_codes` ("*", an Int, an
+    Array[Int], or an Int written as a string)."""
+    rc = req.get("return_codes", 0)
+    if rc == "*":
+        return True
+    if isinstance(rc, list):
+        return code in rc
+    if isinstance(rc, str):
+        try:
+            return code == int(rc)
+        except ValueError:
+            raise EvalError("task `%s`: return_codes must be \"*\", an Int or an Array[Int]" % task_name)
+    return code == rc
+
+
 _DISK_RE = re.compile(r"^\s*(?:(local-disk|/\S*)\s+)?([0-9.]+)\s*((?!SSD|HDD|LOCAL)[A-Za-z]*)\s*(SSD|HDD|LOCAL)?\s*$", re.I)
 
 
@@ -6310,17 +6341,7 @@ class TaskRun:
                 else:
                     req[_REQUIREMENT_KEYS.get(key, key)] = v
         normalize_runtime(req, hints)
-        if "cpu" in req:
-            c = req["cpu"]
-            try:
-                c = float(c) if isinstance(c, (int, float, str)) and not isinstance(c, bool) else None
-            except ValueError:
-                c = None
-            if c is None or c < 0:
-                raise EvalError("task `%s`: cpu must be a number >= 0, not %s" % (task.name, _short(req["cpu"])))
-            req["cpu"] = c
-        if "memory" in req and parse_memory(req["memory"], "task `%s`: memory" % task.name) <= 0:
-            raise EvalError("task `%s`: memory must be more than 0 bytes, not %s" % (task.name, _short(req["memory"])))
+        check_requirements(req, task.name)
         return req, hints
 
     def task_value(self, attempt, return_code, end_time):
@@ -6352,19 +6373,6 @@ class TaskRun:
         if n > _MAX_RETRIES:  # Sprocket's cap: 100000 retries would fill the disk with attempt directories
             raise EvalError("task `%s`: task `max_retries` requirement of %d cannot exceed %d" % (self.task.name, n, _MAX_RETRIES))
         return n
-
-    def return_code_ok(self, code):
-        rc = self.requirements.get("return_codes", 0)
-        if rc == "*":
-            return True
-        if isinstance(rc, list):
-            return code in rc
-        if isinstance(rc, str):
-            try:
-                return code == int(rc)
-            except ValueError:
-                raise EvalError("task `%s`: return_codes must be \"*\", an Int or an Array[Int]" % self.task.name)
-        return code == rc
 
     def render_command(self, env, ctx):
         out = []
@@ -6518,7 +6526,7 @@ class TaskRun:
         if self.job.retry_free and free_retry:
             recorder.attempt_ended(attempt, "preempted", code, note)
             return None
-        if note is None and self.return_code_ok(code):
+        if note is None and return_code_ok(self.requirements, code, self.task.name):
             try:
                 outputs = self.collect_outputs(env, work, stdout, stderr, code)
             except WdlError as e:
