@@ -722,11 +722,11 @@ def test_a_rerun_after_a_crash_adopts_a_live_retry_of_the_task_and_waits_for_it(
         wait_for(lambda: db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL") or rerun.poll() is not None,
                  30, "the rerun to adopt the retry")
         assert rerun.poll() is None, "the adopted retry was not waited for: %s" % rerun.communicate()[1].decode()
-        assert pid_alive(pid)
+        assert alive(pid)
         (marks / "go").write_text("")
         out, err = rerun.communicate(timeout=60)
     finally:
-        if pid_alive(pid):
+        if alive(pid):
             os.killpg(pid, signal.SIGKILL)
     assert rerun.returncode == 0, err.decode()
     assert json.loads(out.decode()) == {"wait_go.said": "done by %d" % pid}
