@@ -38,7 +38,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, RUN_DIR_RE, SPROCKET, _import_sprocket, assert_sane, fails, norm, run_dir_of, write
+from conftest import (REPO, RUN_DIR_RE, SPROCKET, _import_sprocket, assert_sane, fails, norm, run_dir_of, sprocket_argv,
+                      write)
 
 sprocket = _import_sprocket()
 
@@ -212,8 +213,9 @@ class Sandbox:
             else:
                 e[k] = v
         prog = str(prog or self.prog)
-        head = [sys.executable, "-c", NO_TOMLLIB_BOOT, prog] if no_tomllib else [sys.executable, prog]
-        return subprocess.run(head + [str(a) for a in args], capture_output=True, text=True,
+        args = [str(a) for a in args]
+        argv = [sys.executable, "-c", NO_TOMLLIB_BOOT, prog] + args if no_tomllib else sprocket_argv(*args, prog=prog)
+        return subprocess.run(argv, capture_output=True, text=True,
                               cwd=str(cwd or self.work), env=e, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def resolve(self, *args, **kw):

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (RUN_DIR_RE, SPROCKET, assert_diag, db_rows, exit_status_re, fails, find_pos, http_server, norm, ok,
-                      run_dir_of, sprocket_cmd, sprocket_run, write)
+from conftest import (RUN_DIR_RE, assert_diag, db_rows, exit_status_re, fails, find_pos, http_server, norm, ok,
+                      run_dir_of, sprocket_argv, sprocket_cmd, sprocket_run, write)
 
 PY = sys.executable  # tasks that need a clock use the Python running the tests
 
@@ -2285,8 +2285,7 @@ def test_none_for_an_input_with_a_default_takes_the_default(tmp_path, version):
 def test_optional_to_required_message_names_the_types_in_order(tmp_path):
     """1.1: "`x` has type `Int?`, but an optional value cannot be used where `Int` is expected"."""
     write(tmp_path / "m.wdl", "version 1.1\nworkflow w {\n  input {\n    Int? y\n  }\n  Int x = y\n}\n", raw=True)
-    proc = subprocess.run([sys.executable, str(SPROCKET), "check", str(tmp_path / "m.wdl")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(sprocket_argv("check", str(tmp_path / "m.wdl")), capture_output=True, text=True)
     assert proc.returncode == 1
     assert "has type `Int?`, but an optional value cannot be used where `Int` is expected" in proc.stderr, proc.stderr
 
