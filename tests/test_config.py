@@ -1343,7 +1343,7 @@ def run_stamps(sb, cpu):
 
 def test_local_backend_cpu_1_runs_one_task_at_a_time(sb):
     (s1, e1), (s2, e2) = run_stamps(sb, 1)
-    assert e1 <= s2, "two 1-cpu tasks overlapped on a 1-cpu backend: %r" % ([s1, e1], [s2, e2])
+    assert e1 <= s2, "two 1-cpu tasks overlapped on a 1-cpu backend: %r" % (([s1, e1], [s2, e2]),)
 
 
 def test_local_backend_with_two_cpus_overlaps_tasks(sb):
@@ -1351,7 +1351,7 @@ def test_local_backend_with_two_cpus_overlaps_tasks(sb):
     if (os.cpu_count() or 1) < 2:
         pytest.skip("this host has a single CPU")
     (s1, e1), (s2, e2) = run_stamps(sb, 2)
-    assert s2 < e1, "two 1-cpu tasks did not overlap on a 2-cpu backend: %r" % ([s1, e1], [s2, e2])
+    assert s2 < e1, "two 1-cpu tasks did not overlap on a 2-cpu backend: %r" % (([s1, e1], [s2, e2]),)
 
 
 def test_run_fail_fast_is_accepted_by_run(sb):
