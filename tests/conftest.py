@@ -442,7 +442,8 @@ def http_server(root):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
                                              functools.partial(_QuietHandler, directory=str(root)))
     server.paths = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the serving loop to look: every 0.5 s by default, half a second a test
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield "http://127.0.0.1:%d" % server.server_address[1], server.paths

@@ -2334,20 +2334,11 @@ def test_write_json_writes_only_the_json_text(tmp_path):
 def test_http_file_input_is_downloaded_into_the_run_directory(tmp_path):
     """A File input given as an http:// URL is fetched into <run dir>/inputs/ and the task reads
     the local copy; inputs.json keeps the URL. A URL that cannot be fetched fails the run cleanly."""
-    import functools
-    import http.server
-    import threading
-
     served = tmp_path / "srv"
     served.mkdir()
     (served / "data.txt").write_text("from the server\n")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = "http://127.0.0.1:%d/data.txt" % server.server_address[1]
+    with http_server(served) as (base, _paths):
+        url = base + "/data.txt"
         src = write(tmp_path / "t.wdl", """
             version 1.1
             task t {
@@ -2362,9 +2353,6 @@ def test_http_file_input_is_downloaded_into_the_run_directory(tmp_path):
         assert url in (rd / "inputs.json").read_text()
         fails(sprocket_run(src, "t.f=" + url + ".missing", "-o", tmp_path / "out", cwd=tmp_path),
               "cannot fetch", url + ".missing")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --------------------------------------------------------------------------------------------
