@@ -109,6 +109,30 @@ def test_version_from_another_directory(tmp_path):
     assert VERSION_RE.match(proc.stdout.strip()), proc.stdout
 
 
+def test_tests_start_sprocket_as_python_runs_the_script(tmp_path, isolated_config):
+    """conftest's sprocket_argv (tests/start_sprocket.py, bytecode compiled once a session) and
+    `python3 sprocket.py` give the same output and exit status, the sprocket.toml found next to the
+    program included; a copy of sprocket.py runs as itself, and an edited copy runs its own text."""
+    bad = tmp_path / "bad.wdl"
+    bad.write_text(INVALID)
+    for args in (["--version"], ["config", "resolve"], ["check", str(bad)], ["run", "--help"]):
+        literal, launched = run([str(SPROCKET)] + args, cwd=tmp_path), sprocket(*args, cwd=tmp_path)
+        assert (launched.returncode, launched.stdout, launched.stderr) == (
+            literal.returncode, literal.stdout, literal.stderr), args
+        if args == ["config", "resolve"]:
+            assert str(REPO / "sprocket.toml") in launched.stdout.splitlines()[0], launched.stdout
+    copy = tmp_path / "bin" / "sprocket.py"
+    copy.parent.mkdir()
+    shutil.copy(str(SPROCKET), str(copy))
+    (copy.parent / "sprocket.toml").write_text('[run.task]\nshell = "from-the-copy"\n')
+    proc = subprocess.run(sprocket_argv("config", "resolve", prog=copy), capture_output=True, text=True, cwd=str(tmp_path))
+    assert proc.returncode == 0 and str(copy.parent / "sprocket.toml") in proc.stdout.splitlines()[0], proc.stdout
+    assert 'run.task.shell = "from-the-copy"' in proc.stdout, proc.stdout
+    copy.write_text(SPROCKET.read_text().replace('__version__ = "', '__version__ = "9.', 1))
+    proc = subprocess.run(sprocket_argv("--version", prog=copy), capture_output=True, text=True, cwd=str(tmp_path))
+    assert proc.stdout.startswith("sprocket 9."), proc.stdout + proc.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # check: ordinary outcomes
 # --------------------------------------------------------------------------------------------
