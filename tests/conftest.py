@@ -153,8 +153,8 @@ def sprocket_argv(*args, prog=SPROCKET, script=False):
     Every test starts sprocket.py through this. Python compiles a script on every start (0.1 s of CPU
     for sprocket.py, most of what a quick test that runs it costs), so this starts tests/start_sprocket.py,
     which runs PROG as Python runs a script, from bytecode compiled once per session. ``script=True``
-    (the README's commands, install, the zipapp) or SPROCKET_TEST_SCRIPT=1 (every test) starts
-    ``python3 PROG`` itself.
+    (the README's example) or SPROCKET_TEST_SCRIPT=1 (every test) starts ``python3 PROG`` itself, as
+    test_cli.py's tests of --version, install and the zipapp always do.
     """
     if script or os.environ.get("SPROCKET_TEST_SCRIPT"):
         return [sys.executable, str(prog)] + list(args)
