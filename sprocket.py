@@ -97,7 +97,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 # sqlite3, subprocess, socket, hashlib and a few more are imported where they are used, so
 # that `sprocket check` does not pay for them at start-up.
@@ -7008,6 +7007,8 @@ class Scheduler:
             except WdlError as e:
                 result, error = None, e
             except Exception as e:  # a bug: carried to the main thread, reported as internal
+                import traceback  # only for a bug: importing it costs every start 2 ms
+
                 e.__traceback_text__ = getattr(e, "__traceback_text__", None) or traceback.format_exc()
                 result, error = None, e
             self.idle.append(inbox)
@@ -7920,6 +7921,8 @@ class ArrayGatherer:
                 self.submit_as_array(members)
             self.flush()
         except Exception as e:  # sbatch refused, or a bug: each element's task reports it
+            import traceback
+
             e.__traceback_text__ = traceback.format_exc()
             for m in members:
                 m.job.fail(e)
@@ -7943,6 +7946,8 @@ class ArrayGatherer:
         try:
             self.monitor.submitted(job, self.client.sbatch(argv, job.name))
         except Exception as e:  # sbatch refused, or a bug: the element's task reports it
+            import traceback
+
             e.__traceback_text__ = traceback.format_exc()
             job.fail(e)
 
@@ -11583,6 +11588,8 @@ def cmd_run(args):
         run.finish(error=e.message if isinstance(e, WdlError) else os_error_text(e))
         raise
     except Exception as e:  # a bug in sprocket.py: the traceback goes to the run's log
+        import traceback
+
         log.log("ERROR", "internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()),
                 stderr=False)
         run.finish(error="internal error: %s: %s" % (type(e).__name__, e))
@@ -11864,6 +11871,8 @@ def main(argv=None):
     except Exception as e:  # a bug in this program, never the user's fault
         print("internal error (a bug in sprocket.py, please report it): %s: %s" % (type(e).__name__, e), file=sys.stderr)
         if os.environ.get("SPROCKET_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         return 70
 

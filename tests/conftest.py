@@ -29,22 +29,27 @@ Fixtures:
 
 Helpers (import from conftest): ``assert_diag``, ``assert_ok``, ``assert_sane``,
 ``find_pos``, ``norm``, ``diagnostics``, ``version_re``; for `sprocket run` and other
-subcommands: ``sprocket_cmd``, ``sprocket_run``, ``run_cmd``, ``write``, ``run_dir_of``, ``ok``,
+subcommands: ``sprocket_argv`` (the argv every test starts sprocket.py with), ``sprocket_cmd``,
+``sprocket_run``, ``run_cmd``, ``write``, ``run_dir_of``, ``ok``,
 ``fails``, ``exit_status_re``; for what a run leaves behind: ``db_rows`` (rows of a
 sprocket.db), ``wait_for`` (poll with a deadline), ``proc_stat``, ``pid_alive``; and
 ``http_server`` (a static web server in a thread).
 """
 
+import atexit
 import contextlib
 import functools
 import http.server
 import io
 import json
 import os
+import py_compile
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -54,6 +59,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SPROCKET = REPO / "sprocket.py"
+START = Path(__file__).resolve().parent / "start_sprocket.py"
 
 DIAG_RE = re.compile(r"^(.+):(\d+):(\d+): (error|warning): (.+)$")
 CARET_RE = re.compile(r"\^")
@@ -151,8 +157,38 @@ def check_in_process(*paths):
     return CheckResult(rc, out.getvalue(), err.getvalue(), ["check"] + [str(p) for p in paths])
 
 
+def sprocket_argv(*args, prog=SPROCKET, script=False):
+    """The argv (for subprocess.run/Popen) of ``python3 PROG ARGS...``; PROG is sprocket.py or a copy of it.
+
+    Every test starts sprocket.py through this. Python compiles a script on every start (0.1 s of CPU
+    for sprocket.py, most of what a quick test that runs it costs), so this starts tests/start_sprocket.py,
+    which runs PROG as Python runs a script, from bytecode compiled once per session. ``script=True``
+    (the README's example) or SPROCKET_TEST_SCRIPT=1 (every test) starts ``python3 PROG`` itself, as
+    test_cli.py's tests of --version, install and the zipapp always do.
+    """
+    if script or os.environ.get("SPROCKET_TEST_SCRIPT"):
+        return [sys.executable, str(prog)] + list(args)
+    return [sys.executable, str(START), str(prog), _session_pyc()] + list(args)
+
+
+@functools.lru_cache(maxsize=None)
+def _session_pyc():
+    """sprocket.py compiled into a hash-checked .pyc in a temporary directory, once per session (a
+    test that changes sprocket.py or a copy gets that file compiled by start_sprocket.py)."""
+    directory = tempfile.mkdtemp(prefix="sprocket-test-pyc-")
+    os.chmod(directory, 0o755)  # tests that run sprocket as another user read it too
+    atexit.register(shutil.rmtree, directory, True)
+    pyc = os.path.join(directory, "sprocket.pyc")
+    try:
+        py_compile.compile(str(SPROCKET), pyc, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    except py_compile.PyCompileError:
+        pass  # no .pyc: each start compiles sprocket.py, and reports its syntax error as the script does
+    return pyc
+
+
 def run_check_subprocess(*paths, timeout=120, cwd=None):
-    cmd = [sys.executable, str(SPROCKET), "check"] + [str(p) for p in paths]
+    cmd = sprocket_argv("check", *[str(p) for p in paths])
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           cwd=cwd or str(REPO), stdin=subprocess.DEVNULL)
 
@@ -296,19 +332,19 @@ def isolated_config(tmp_path_factory, monkeypatch):
 
 def run_cmd(*args):
     """The argv of ``sprocket.py run ARGS...`` (for Popen)."""
-    return [sys.executable, str(SPROCKET), "run"] + [str(a) for a in args]
+    return sprocket_argv("run", *[str(a) for a in args])
 
 
-def sprocket_cmd(*args, cwd, timeout=120, env=None):
-    """``sprocket.py ARGS...`` in ``cwd``; a CompletedProcess (text)."""
-    cmd = [sys.executable, str(SPROCKET)] + [str(a) for a in args]
+def sprocket_cmd(*args, cwd, timeout=120, env=None, script=False):
+    """``sprocket.py ARGS...`` in ``cwd``; a CompletedProcess (text). ``script``: see sprocket_argv."""
+    cmd = sprocket_argv(*[str(a) for a in args], script=script)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=str(cwd), timeout=timeout,
                           stdin=subprocess.DEVNULL, env=env)
 
 
-def sprocket_run(*args, cwd, timeout=120, env=None):
-    """``sprocket.py run ARGS...`` in ``cwd``; a CompletedProcess (text)."""
-    return sprocket_cmd("run", *args, cwd=cwd, timeout=timeout, env=env)
+def sprocket_run(*args, cwd, timeout=120, env=None, script=False):
+    """``sprocket.py run ARGS...`` in ``cwd``; a CompletedProcess (text). ``script``: see sprocket_argv."""
+    return sprocket_cmd("run", *args, cwd=cwd, timeout=timeout, env=env, script=script)
 
 
 def write(path, text, raw=False):
@@ -416,7 +452,8 @@ def http_server(root):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
                                              functools.partial(_QuietHandler, directory=str(root)))
     server.paths = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the serving loop to look: every 0.5 s by default, half a second a test
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield "http://127.0.0.1:%d" % server.server_address[1], server.paths

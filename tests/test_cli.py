@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import (DIAG_RE, REPO, SPROCKET, assert_diag, assert_ok, assert_sane, check_in_process,
-                      diagnostics, run_check_subprocess)
+                      diagnostics, run_check_subprocess, sprocket_argv)
 
 VALID = """version 1.1
 
@@ -48,8 +48,15 @@ workflow main {
 
 
 def run(args, cwd=None, timeout=120):
+    """``python3 ARGS...`` (``python3 sprocket.py`` itself: the tests of how it starts use this)."""
     return subprocess.run([sys.executable] + args, capture_output=True, text=True, timeout=timeout,
                           cwd=str(cwd or REPO), stdin=subprocess.DEVNULL)
+
+
+def sprocket(*args, cwd=None, timeout=120, env=None):
+    """``python3 sprocket.py ARGS...`` in ``cwd`` (default: the repository)."""
+    return subprocess.run(sprocket_argv(*[str(a) for a in args]), capture_output=True, text=True, timeout=timeout,
+                          cwd=str(cwd or REPO), stdin=subprocess.DEVNULL, env=env)
 
 
 def assert_error_reported(proc):
@@ -100,6 +107,30 @@ def test_version_from_another_directory(tmp_path):
     proc = run([str(SPROCKET), "--version"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert VERSION_RE.match(proc.stdout.strip()), proc.stdout
+
+
+def test_tests_start_sprocket_as_python_runs_the_script(tmp_path, isolated_config):
+    """conftest's sprocket_argv (tests/start_sprocket.py, bytecode compiled once a session) and
+    `python3 sprocket.py` give the same output and exit status, the sprocket.toml found next to the
+    program included; a copy of sprocket.py runs as itself, and an edited copy runs its own text."""
+    bad = tmp_path / "bad.wdl"
+    bad.write_text(INVALID)
+    for args in (["--version"], ["config", "resolve"], ["check", str(bad)], ["run", "--help"]):
+        literal, launched = run([str(SPROCKET)] + args, cwd=tmp_path), sprocket(*args, cwd=tmp_path)
+        assert (launched.returncode, launched.stdout, launched.stderr) == (
+            literal.returncode, literal.stdout, literal.stderr), args
+        if args == ["config", "resolve"]:
+            assert str(REPO / "sprocket.toml") in launched.stdout.splitlines()[0], launched.stdout
+    copy = tmp_path / "bin" / "sprocket.py"
+    copy.parent.mkdir()
+    shutil.copy(str(SPROCKET), str(copy))
+    (copy.parent / "sprocket.toml").write_text('[run.task]\nshell = "from-the-copy"\n')
+    proc = subprocess.run(sprocket_argv("config", "resolve", prog=copy), capture_output=True, text=True, cwd=str(tmp_path))
+    assert proc.returncode == 0 and str(copy.parent / "sprocket.toml") in proc.stdout.splitlines()[0], proc.stdout
+    assert 'run.task.shell = "from-the-copy"' in proc.stdout, proc.stdout
+    copy.write_text(SPROCKET.read_text().replace('__version__ = "', '__version__ = "9.', 1))
+    proc = subprocess.run(sprocket_argv("--version", prog=copy), capture_output=True, text=True, cwd=str(tmp_path))
+    assert proc.stdout.startswith("sprocket 9."), proc.stdout + proc.stderr
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,7 +582,7 @@ def test_install_refuses_a_directory_it_cannot_write(tmp_path):
 
 
 def test_install_is_in_help():
-    proc = run([str(SPROCKET), "--help"])
+    proc = sprocket("--help")
     assert proc.returncode == 0
     assert re.search(r"^\s+install\s+copy sprocket.py into DIR", proc.stdout, re.M), proc.stdout
 
@@ -595,7 +626,7 @@ def test_quiet_hides_warnings(tmp_path, where):
     path = tmp_path / "warn.wdl"
     path.write_text(WARN_DOC)
     args = ["check", "-q", str(path)] if where == "after" else ["-q", "check", str(path)]
-    proc = run([str(SPROCKET)] + args, cwd=tmp_path)
+    proc = sprocket(*args, cwd=tmp_path)
     assert_sane(proc)
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr.lower(), proc.stderr
@@ -605,7 +636,7 @@ def test_quiet_still_prints_errors(tmp_path):
     """`-q` hides warnings, never errors."""
     path = tmp_path / "bad.wdl"
     path.write_text(INVALID)
-    proc = run([str(SPROCKET), "check", "-q", str(path)], cwd=tmp_path)
+    proc = sprocket("check", "-q", path, cwd=tmp_path)
     assert_diag(proc, 4, 11, "unknown name `y`")
 
 
@@ -613,7 +644,7 @@ def test_strict_makes_compat_warnings_errors(tmp_path):
     """`check --strict`: the same constructs are errors at the same positions, exit 1."""
     path = tmp_path / "warn.wdl"
     path.write_text(WARN_DOC)
-    proc = run([str(SPROCKET), "check", "--strict", str(path)], cwd=tmp_path)
+    proc = sprocket("check", "--strict", path, cwd=tmp_path)
     for line, col in WARN_AT:
         assert_diag(proc, line, col)
 
@@ -631,9 +662,7 @@ def test_run_strict_in_config_file(tmp_path, toml, rc):
     path.write_text(WARN_DOC)
     env = dict(os.environ, SPROCKET_CONFIG_ROOT=str(tmp_path / "cfgroot"))
     env.pop("SPROCKET_CONFIG", None)
-    proc = subprocess.run([sys.executable, str(SPROCKET), "check", "-c", str(cfg), str(path)],
-                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
-                          stdin=subprocess.DEVNULL, env=env)
+    proc = sprocket("check", "-c", cfg, path, cwd=tmp_path, env=env)
     if rc:
         assert_diag(proc, 4, 11)
     else:
@@ -670,7 +699,7 @@ def test_unknown_runtime_key_in_1_0_is_never_an_error(tmp_path):
                     '    noAddress: true\n    gpuType: "t4"\n    gpuCount: 1\n    continueOnReturnCode: true\n'
                     '    docker: "ubuntu"\n  }\n}\n\nworkflow w {\n  call t as a\n  call t as b\n}\n')
     for extra in ([], ["--strict"]):
-        proc = run([str(SPROCKET), "check"] + extra + [str(path)], cwd=tmp_path)
+        proc = sprocket("check", *extra, path, cwd=tmp_path)
         assert_ok(proc)
         assert _warnings(proc) == [(6, 5)], proc.stderr
         assert "banana" in proc.stderr
@@ -683,7 +712,7 @@ def test_unknown_runtime_key_from_1_1_warns_per_key_and_task(tmp_path, version):
     path.write_text('version %s\n\ntask t {\n  command <<< >>>\n  runtime {\n    banana: 1\n    apple: 2\n'
                     '    preemptible: 2\n  }\n}\n\ntask u {\n  command <<< >>>\n  runtime {\n    banana: 1\n  }\n}\n'
                     % version)
-    proc = run([str(SPROCKET), "check", str(path)], cwd=tmp_path)
+    proc = sprocket("check", path, cwd=tmp_path)
     assert_ok(proc)
     keyed = [(d[1], d[2]) for d in diagnostics(proc.stderr, "warning") if "runtime key" in d[3]]
     assert keyed == [(6, 5), (7, 5), (15, 5)], proc.stderr
@@ -773,8 +802,7 @@ def test_url_import_connection_refused_is_an_error_naming_the_url(tmp_path):
     main = tmp_path / "main.wdl"
     main.write_text('version 1.1\n\nimport "%s" as lib\n\nworkflow w {\n}\n' % url)
     env = dict(os.environ, SPROCKET_CACHE_DIR=str(tmp_path / "cache"), SPROCKET_URL_TIMEOUT="10")
-    proc = subprocess.run([sys.executable, str(SPROCKET), "check", str(main)], capture_output=True, text=True,
-                          timeout=120, cwd=str(tmp_path), stdin=subprocess.DEVNULL, env=env)
+    proc = sprocket("check", main, cwd=tmp_path, env=env)
     assert_diag(proc, 3, None, url)
 
 
@@ -837,8 +865,7 @@ def test_url_import_falls_back_to_the_cached_copy_with_a_warning(tmp_path):
     main = tmp_path / "main.wdl"
 
     def check_it():
-        return subprocess.run([sys.executable, str(SPROCKET), "check", str(main)], capture_output=True,
-                              text=True, timeout=120, cwd=str(tmp_path), stdin=subprocess.DEVNULL, env=env)
+        return sprocket("check", main, cwd=tmp_path, env=env)
 
     with http_server(served) as (base, _paths):
         url = base + "/tools.wdl"
@@ -857,7 +884,7 @@ def test_url_import_falls_back_to_the_cached_copy_with_a_warning(tmp_path):
 def _complete(tmp_path, line):
     """What the bash completion script offers for a command line (the last word is completed)."""
     script = tmp_path / "sprocket.bash"
-    proc = run([str(SPROCKET), "completions", "bash"], cwd=tmp_path)
+    proc = sprocket("completions", "bash", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     script.write_text(proc.stdout)
     words = line.split(" ")
@@ -883,7 +910,7 @@ def test_bash_completion_completes_commands_and_options(tmp_path):
 def test_bash_completion_in_an_interactive_shell(tmp_path):
     """Typed into a real interactive bash (in tmux): `sprocket ru<TAB>` becomes `sprocket run`
     (run and runs share it) and `sprocket va<TAB>` becomes `sprocket validate `."""
-    proc = run([str(SPROCKET), "completions", "bash"], cwd=tmp_path)
+    proc = sprocket("completions", "bash", cwd=tmp_path)
     (tmp_path / "rc").write_text(proc.stdout + "PS1='$ '\n")
     session = "sprocket-completion-%d" % os.getpid()
     tmux = ["tmux", "-L", session]
@@ -913,7 +940,7 @@ def test_bash_completion_in_an_interactive_shell(tmp_path):
 
 @pytest.mark.parametrize("shell, checker", [("zsh", ["zsh", "-n"]), ("fish", ["fish", "--no-execute"])])
 def test_zsh_and_fish_completions_parse(tmp_path, shell, checker):
-    proc = run([str(SPROCKET), "completions", shell], cwd=tmp_path)
+    proc = sprocket("completions", shell, cwd=tmp_path)
     assert proc.returncode == 0 and "run" in proc.stdout and "--show-task-stderr" in proc.stdout.replace(
         "-l show-task-stderr", "--show-task-stderr"), proc.stdout
     if shutil.which(checker[0]) is None:
@@ -926,16 +953,16 @@ def test_zsh_and_fish_completions_parse(tmp_path, shell, checker):
 def test_color_and_report_mode(tmp_path):
     path = tmp_path / "bad.wdl"
     path.write_text(INVALID)
-    plain = run([str(SPROCKET), "check", str(path)], cwd=tmp_path)
+    plain = sprocket("check", path, cwd=tmp_path)
     assert "\033[" not in plain.stderr and "^" in plain.stderr  # not a terminal: no colour
-    colored = run([str(SPROCKET), "--color", "always", "check", str(path)], cwd=tmp_path)
+    colored = sprocket("--color", "always", "check", path, cwd=tmp_path)
     assert colored.returncode == 1 and "\033[1;31merror\033[0m" in colored.stderr, colored.stderr
-    one = run([str(SPROCKET), "check", "-m", "one-line", str(path)], cwd=tmp_path)
+    one = sprocket("check", "-m", "one-line", path, cwd=tmp_path)
     assert one.returncode == 1 and one.stderr.strip().count("\n") == 0 and ":4:11: error: unknown name `y`" in one.stderr
     (tmp_path / "sprocket.toml").write_text('[common]\ncolor = "always"\nreport_mode = "one-line"\n')
-    cfg = run([str(SPROCKET), "-c", str(tmp_path / "sprocket.toml"), "check", str(path)], cwd=tmp_path)
+    cfg = sprocket("-c", tmp_path / "sprocket.toml", "check", path, cwd=tmp_path)
     assert "\033[1;31merror" in cfg.stderr and "^" not in cfg.stderr, cfg.stderr
-    never = run([str(SPROCKET), "-c", str(tmp_path / "sprocket.toml"), "--color", "never", "check", str(path)], cwd=tmp_path)
+    never = sprocket("-c", tmp_path / "sprocket.toml", "--color", "never", "check", path, cwd=tmp_path)
     assert "\033[" not in never.stderr
 
 
@@ -951,9 +978,9 @@ def test_nested_inputs_rule_is_one_in_check_and_validate(tmp_path, version, allo
     src = tmp_path / "w.wdl"
     src.write_text("version %s\n\ntask t {\n  input {\n    Int x = 1\n    Int y\n  }\n  command <<< echo ~{x} ~{y} >>>\n}"
                    "\n\nworkflow wf {\n  %s\n  call t\n}\n" % (version, allow))
-    checked = run([SPROCKET, "check", "--strict", str(src)], cwd=tmp_path)
+    checked = sprocket("check", "--strict", src, cwd=tmp_path)
     assert_sane(checked)
-    validated = run([SPROCKET, "validate", str(src), "wf.t.y=1", "wf.t.x=2"], cwd=tmp_path)
+    validated = sprocket("validate", src, "wf.t.y=1", "wf.t.x=2", cwd=tmp_path)
     assert_sane(validated)
     if allowed:
         assert (checked.returncode, validated.returncode) == (0, 0), checked.stderr + validated.stderr

@@ -5,12 +5,13 @@ that passes is reported too, so the list stays true.
 """
 
 import json
+import shlex
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, SPROCKET, shared_dir
+from conftest import REPO, shared_dir, sprocket_argv
 
 
 def known_failures():
@@ -34,7 +35,7 @@ def test_conformance_corpus(tmp_path):
         pytest.skip("../shared/conformance is not here (it ships with the project's reference material, not the repo)")
     report = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(shared / "conformance" / "run.py"), "--engine", "%s %s" % (sys.executable, SPROCKET),
+        [sys.executable, str(shared / "conformance" / "run.py"), "--engine", shlex.join(sprocket_argv()),
          "-j", "2", "--timeout", "120", "--json", str(report)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
     )

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (RUN_DIR_RE, SPROCKET, assert_diag, db_rows, exit_status_re, fails, find_pos, http_server, norm, ok,
-                      run_dir_of, sprocket_cmd, sprocket_run, write)
+from conftest import (RUN_DIR_RE, assert_diag, db_rows, exit_status_re, fails, find_pos, http_server, norm, ok,
+                      run_dir_of, sprocket_argv, sprocket_cmd, sprocket_run, write)
 
 PY = sys.executable  # tasks that need a clock use the Python running the tests
 
@@ -2285,8 +2285,7 @@ def test_none_for_an_input_with_a_default_takes_the_default(tmp_path, version):
 def test_optional_to_required_message_names_the_types_in_order(tmp_path):
     """1.1: "`x` has type `Int?`, but an optional value cannot be used where `Int` is expected"."""
     write(tmp_path / "m.wdl", "version 1.1\nworkflow w {\n  input {\n    Int? y\n  }\n  Int x = y\n}\n", raw=True)
-    proc = subprocess.run([sys.executable, str(SPROCKET), "check", str(tmp_path / "m.wdl")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(sprocket_argv("check", str(tmp_path / "m.wdl")), capture_output=True, text=True)
     assert proc.returncode == 1
     assert "has type `Int?`, but an optional value cannot be used where `Int` is expected" in proc.stderr, proc.stderr
 
@@ -2335,20 +2334,11 @@ def test_write_json_writes_only_the_json_text(tmp_path):
 def test_http_file_input_is_downloaded_into_the_run_directory(tmp_path):
     """A File input given as an http:// URL is fetched into <run dir>/inputs/ and the task reads
     the local copy; inputs.json keeps the URL. A URL that cannot be fetched fails the run cleanly."""
-    import functools
-    import http.server
-    import threading
-
     served = tmp_path / "srv"
     served.mkdir()
     (served / "data.txt").write_text("from the server\n")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = "http://127.0.0.1:%d/data.txt" % server.server_address[1]
+    with http_server(served) as (base, _paths):
+        url = base + "/data.txt"
         src = write(tmp_path / "t.wdl", """
             version 1.1
             task t {
@@ -2363,9 +2353,6 @@ def test_http_file_input_is_downloaded_into_the_run_directory(tmp_path):
         assert url in (rd / "inputs.json").read_text()
         fails(sprocket_run(src, "t.f=" + url + ".missing", "-o", tmp_path / "out", cwd=tmp_path),
               "cannot fetch", url + ".missing")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --------------------------------------------------------------------------------------------

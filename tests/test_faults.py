@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SPROCKET, db_rows, http_server, write
+from conftest import db_rows, http_server, sprocket_argv, write
 
 TASK = """
 version 1.1
@@ -52,7 +52,7 @@ def _isolated(tmp_path, isolated_config, monkeypatch):
 def sprocket(*args, shell_redirect=None, env=None, timeout=300, user=None):
     """`python3 sprocket.py ARGS` (through bash when a redirection such as `2>&-` is given, and
     through setpriv as `user`); returns the CompletedProcess (bytes are decoded leniently)."""
-    argv = [sys.executable, str(SPROCKET)] + [str(a) for a in args]
+    argv = sprocket_argv(*[str(a) for a in args])
     if user is not None:
         import pwd
 
@@ -339,7 +339,7 @@ def test_sighup_keeps_writing_the_outputs_to_a_file(tmp_path):
         }
     """)
     with open("result.json", "wb") as out, open("err.txt", "wb") as err:
-        proc = subprocess.Popen([sys.executable, str(SPROCKET), "run", "slow.wdl", "-o", "o"], stdout=out,
+        proc = subprocess.Popen(sprocket_argv("run", "slow.wdl", "-o", "o"), stdout=out,
                                 stderr=err, start_new_session=True)
         deadline = time.time() + 60
         while not list(Path("o").glob("runs/slow/*/attempts/0/work/started")) and time.time() < deadline:
@@ -424,7 +424,7 @@ def test_non_utf8_file_name_given_as_key_value(tmp_path):
             f.write("x")
     except OSError as e:
         pytest.skip("this file system refuses a non-UTF-8 name: %s" % e)
-    argv = [sys.executable, str(SPROCKET), "run", "t.wdl", "-o", "o", b"t.f=" + name]
+    argv = sprocket_argv("run", "t.wdl", "-o", "o", b"t.f=" + name)
     r = subprocess.run(argv, capture_output=True, timeout=120)
     r.stdout, r.stderr = r.stdout.decode(), r.stderr.decode("utf-8", "replace")
     assert_clean_error(r, "input `f`", "not text")

@@ -523,6 +523,7 @@ def test_formatted_corpus_checks_the_same(tmp_path, monkeypatch):
     assert len(pairs) > 1000
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shared_dir() is None, reason="../shared (workflows/realworld/, realworld-more/) is not here")
 @pytest.mark.slow
 def test_lint_over_realworld_never_fails(monkeypatch):

@@ -17,13 +17,14 @@ import datetime
 import json
 import os
 import re
+import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SPROCKET, assert_sane, exit_status_re, fails, ok, run_dir_of, sprocket_run, write
+from conftest import (REPO, assert_sane, exit_status_re, fails, ok, run_dir_of, sprocket_argv, sprocket_run,
+                      write)
 
 STAMP_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})_(\d{2})(\d{2})(\d{2})(\d{9})$")
 
@@ -68,7 +69,8 @@ task echo {
 
 
 def test_readme_example(tmp_path):
-    proc = sprocket_run(REPO / "examples" / "hello.wdl", "--target", "say_hello", "greeting=Hello", cwd=tmp_path)
+    proc = sprocket_run(REPO / "examples" / "hello.wdl", "--target", "say_hello", "greeting=Hello", cwd=tmp_path,
+                        script=True)
     outputs, rd = ok(proc)
     assert outputs == {"say_hello.message": "Hello, world!"}
     # pretty-printed (indented), not a one-line dump
@@ -93,7 +95,8 @@ def test_readme_example(tmp_path):
 
 
 def test_readme_example_short_target_flag_and_options_after_inputs(tmp_path):
-    outputs, _ = ok(sprocket_run(REPO / "examples" / "hello.wdl", "greeting=Hi", "-t", "say_hello", cwd=tmp_path))
+    outputs, _ = ok(sprocket_run(REPO / "examples" / "hello.wdl", "greeting=Hi", "-t", "say_hello", cwd=tmp_path,
+                                 script=True))
     assert outputs == {"say_hello.message": "Hi, world!"}
 
 
@@ -148,7 +151,7 @@ def test_latest_survives_moving_the_output_dir(tmp_path):
 
 def test_concurrent_runs_never_share_a_directory(tmp_path):
     src = write(tmp_path / "t.wdl", ECHO_TASK)
-    cmd = [sys.executable, str(SPROCKET), "run", str(src)]
+    cmd = sprocket_argv("run", str(src))
     procs = [subprocess.Popen(cmd + ["s=run-%d" % i], cwd=str(tmp_path), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True) for i in range(4)]
     dirs = []
@@ -869,7 +872,7 @@ def test_usage_error_for_run_without_source(tmp_path):
 
 
 def test_run_help(tmp_path):
-    proc = subprocess.run([sys.executable, str(SPROCKET), "run", "--help"], capture_output=True, text=True,
+    proc = subprocess.run(sprocket_argv("run", "--help"), capture_output=True, text=True,
                           cwd=str(tmp_path), timeout=60)
     assert proc.returncode == 0
     assert "--target" in proc.stdout and "--output-dir" in proc.stdout
@@ -990,7 +993,7 @@ def test_index_on_never_writes_or_deletes_through_a_symlink(tmp_path):
 
 def test_index_directories_follow_the_umask_as_run_directories_do(tmp_path):
     wdl = write(tmp_path / "make.wdl", OUTPUT_FILES)
-    cmd = "umask 022; exec %s %s run %s word=a --index-on proj/final" % (sys.executable, SPROCKET, wdl)
+    cmd = "umask 022; exec %s" % shlex.join(sprocket_argv("run", str(wdl), "word=a", "--index-on", "proj/final"))
     proc = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, cwd=str(tmp_path), stdin=subprocess.DEVNULL)
     _, rd = ok(proc)
     index = tmp_path / "out" / "index" / "proj" / "final"
@@ -1029,7 +1032,7 @@ def test_show_task_stderr_streams_lines_as_they_are_written(tmp_path):
 
     wdl = write(tmp_path / "talk.wdl", STDERR_TASK)
     go = tmp_path / "go"
-    proc = subprocess.Popen([sys.executable, str(SPROCKET), "run", str(wdl), "go=%s" % go, "--show-task-stderr"],
+    proc = subprocess.Popen(sprocket_argv("run", str(wdl), "go=%s" % go, "--show-task-stderr"),
                             cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     lines, seen = [], threading.Event()

@@ -409,3 +409,30 @@ def test_bind_input_the_callers_value_none_for_an_optional_one_else_its_default(
     assert env == {"a": 1, "b": None}
     with pytest.raises(S.InputError, match="workflow `w` is missing required input `a`"):
         S.bind_input(inputs["a"], {}, {}, "workflow `w`")
+
+
+def test_a_bug_is_an_internal_error_with_its_traceback_in_the_run_log_or_under_sprocket_debug(
+        tmp_path, monkeypatch, capsys):
+    """A bug (not a WdlError) raised in a Scheduler worker ends `sprocket run` with exit 70 and the
+    traceback, formatted where it was raised, in the run's output.log; one in a command prints its
+    traceback under SPROCKET_DEBUG. (The module imports `traceback` only then.)"""
+    (tmp_path / "t.wdl").write_text("version 1.1\n\ntask t {\n  command <<< true >>>\n}\n")
+
+    def a_bug(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(S.TaskRun, "execute", a_bug)
+    assert S.main(["run", str(tmp_path / "t.wdl"), "-o", str(tmp_path / "out")]) == 70
+    err = capsys.readouterr().err
+    assert "internal error (a bug in sprocket.py, please report it): RuntimeError: a bug" in err, err
+    log = tmp_path / "out" / "runs" / "t" / "_latest" / "output.log"
+    assert "the traceback is in `%s`" % log.resolve() in err, err
+    text = log.read_text()
+    assert "Traceback (most recent call last):" in text and "in a_bug" in text and "RuntimeError: a bug" in text, text
+
+    monkeypatch.setattr(S, "cmd_check", a_bug)
+    monkeypatch.setenv("SPROCKET_DEBUG", "1")
+    assert S.main(["check", str(tmp_path / "t.wdl")]) == 70
+    err = capsys.readouterr().err
+    assert "internal error (a bug in sprocket.py, please report it): RuntimeError: a bug" in err, err
+    assert "Traceback (most recent call last):" in err and "in a_bug" in err, err

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, RUN_DIR_RE, SPROCKET, db_rows, shared_dir, wait_for
+from conftest import REPO, RUN_DIR_RE, db_rows, shared_dir, sprocket_argv, wait_for
 
 PART = os.environ.get("SPROCKET_TEST_SLURM_PARTITION", "compute")
 SHORT_PART = os.environ.get("SPROCKET_TEST_SLURM_SHORT_PARTITION", "short")
@@ -317,7 +317,7 @@ class Cluster:
         if out is None:
             self.n_out += 1
             out = self.tmp / ("out%d" % self.n_out)
-        argv = [sys.executable, str(SPROCKET), "run", "-s", "-c", str(cfg or self.config()), str(wdl), "-o", str(out)]
+        argv = sprocket_argv("run", "-s", "-c", str(cfg or self.config()), str(wdl), "-o", str(out))
         if target:
             argv += ["--target", target]
         return argv + [str(i) for i in inputs], Path(out)
@@ -1389,7 +1389,7 @@ def test_conformance_subset_through_slurm(sl):
     work = sl.tmp / "cases"
     work.mkdir()
     report = sl.tmp / "report.json"
-    engine = "%s %s -s -c %s" % (shlex.quote(sys.executable), shlex.quote(str(SPROCKET)), shlex.quote(str(sl.config())))
+    engine = shlex.join(sprocket_argv("-s", "-c", str(sl.config())))
     proc = subprocess.run([sys.executable, str(shared / "conformance" / "run.py"), "--engine", engine, "-j", "4",
                            "--timeout", "120", "--tmpdir", str(work), "--keep", "--json", str(report)]
                           + list(CONFORMANCE_CASES),

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sprocket as S  # noqa: E402
-from conftest import db_rows, wait_for  # noqa: E402
+from conftest import db_rows, sprocket_argv, wait_for  # noqa: E402
 
 
 class Log:
@@ -543,8 +543,8 @@ workflow w {
     env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), FAKE_SLURM_DIR=str(state),
                SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"))
     env.pop("SPROCKET_CONFIG", None)
-    p = subprocess.run([sys.executable, str(Path(S.__file__)), "run", "-s", "-c", str(tmp_path / "sprocket.toml"),
-                        str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")], env=env, cwd=str(tmp_path),
+    p = subprocess.run(sprocket_argv("run", "-s", "-c", str(tmp_path / "sprocket.toml"),
+                                     str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")), env=env, cwd=str(tmp_path),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == {"w.ys": [i * i for i in range(20)], "w.n": 20}
