@@ -117,7 +117,7 @@ def test_client_parses_sacct_rows_of_jobs_arrays_and_steps():
     c, _ = client(lambda argv: (0, "\n".join(rows) + "\n", ""))
     answer = c.query(["1", "3", "12_1", "12_5", "12_6"], usage_of={"1": "key-1"})
     assert c.run_tool.calls == [["sacct", "-P", "-n", "--format", S._SACCT_FORMAT, "-j", "1,3,12"]]
-    assert answer.states == {"1": S.SlurmState("COMPLETED", "0:0", "None"),
+    assert answer.states == {"1": S.SlurmState("COMPLETED", "0:0", "None", "vm"),
                              "3": S.SlurmState("CANCELLED by 0", "0:0", "None"),
                              "12_1": S.SlurmState("RUNNING", "0:0", "None"),
                              "12_5": S.SlurmState("PENDING", "0:0", "Priority"),
