@@ -685,3 +685,35 @@ def test_bad_nodes_are_excluded_from_later_jobs_up_to_the_cap_and_shown_in_the_r
     report = out / "runs" / "w" / "_latest" / "report.html"
     text = report.read_text()
     assert "<th>nodes excluded</th><td><code>bad1</code> (t, attempt 0)" in text and "<code>bad2</code>" not in text
+
+
+@pytest.mark.parametrize("case", ["apptainer_fatal", "launch_failure", "node_fail", "task_failure", "slow_fatal"])
+def test_monitor_blames_the_node_for_infrastructure_failures_only(monitor, case):
+    """NODE_FAIL, a job that never started on its node, and Apptainer's own error (exit 255, FATAL)
+    within a second: the node is handed to exclude_node and the retry is free; the task's own
+    failure, or a FATAL after a long run, is not the node's fault."""
+    blamed = []
+    monitor.exclude_node = lambda node, why: blamed.append((node, why)) or "node `%s` is excluded" % node
+    monitor.interval = 3600 if case in ("apptainer_fatal", "task_failure", "slow_fatal") else 0
+    job = follow(monitor, "9", output=case != "launch_failure")
+    adir = Path(job.adir)
+    if case == "node_fail":
+        monitor.fake.states["9"] = S.SlurmState("NODE_FAIL", "0:0", "None", "n7")
+    elif case == "launch_failure":
+        monitor.fake.states["9"] = S.SlurmState("RUNNING", "0:0", "None", "n7")
+    else:
+        (adir / "apptainer.stderr").write_text("INFO: x\nFATAL:   container creation failed: mount hook function failure\n"
+                                               if case != "task_failure" else "boom\n")
+        (adir / "usage").write_text("node=n7\nstart=100.0\nend=%s\n0m0.0s 0m0.0s\n0m0.1s 0m0.0s\n" % (
+            "100.4" if case != "slow_fatal" else "160.0"))
+        monitor.fake.states["9"] = S.SlurmState("FAILED", "255:0", "NonZeroExitCode", "n7")
+        (adir / "rc").write_text("255\n")
+    code = job.wait()
+    if case in ("task_failure", "slow_fatal"):
+        assert blamed == [] and not job.retry_free and code == 255
+        return
+    assert [b[0] for b in blamed] == ["n7"] and job.retry_free and job.message.endswith("; node `n7` is excluded")
+    why = {"node_fail": "Slurm job 9 ended with NODE_FAIL", "launch_failure": "Slurm job 9 never started there",
+           "apptainer_fatal": "apptainer failed within a second: FATAL:   container creation failed: mount hook "
+                              "function failure"}[case]
+    assert blamed[0][1] == why
