@@ -7511,7 +7511,8 @@ def _script_word(a):
 
 
 def _scratch_lines(scratch, work, write_rc):
-    """The batch script's lines that make the attempt's directory on the node's scratch (removed
+    """The batch script's lines that make the attempt's directory on the node's scratch (its
+    parents too: "/local/$USER" may not exist yet; the directory is removed
     when the job ends, whatever its end) and, with `work`, copy the working directory there. When
     that fails, the job ends at once with exit status 1 and says why on its stderr."""
     import shlex
@@ -7519,7 +7520,7 @@ def _scratch_lines(scratch, work, write_rc):
     def fail(why):
         return '{ echo "sprocket: %s on node $(hostname)" >&2; rc=1; %s; exit 1; }' % (why, write_rc)
 
-    lines = ['sprocket_scratch=$(mktemp -d "%s/sprocket.XXXXXX") || %s' % (scratch, fail(
+    lines = ['sprocket_scratch=$(mkdir -p "%s" && mktemp -d "%s/sprocket.XXXXXX") || %s' % (scratch, scratch, fail(
                  "cannot make a directory in %s (the setting scratch = %s)" % (scratch, scratch.replace("$", "\\$")))),
              "trap 'rm -rf \"$sprocket_scratch\"' EXIT",
              'mkdir -p "%s/tmp" "%s/var_tmp" || %s' % (_SCRATCH, _SCRATCH, fail("cannot write in $sprocket_scratch"))]

@@ -633,7 +633,7 @@ def test_scratch_work_runs_in_a_node_scratch_directory_and_copies_the_outputs_ba
     (argv,) = sbatch
     assert "--tmp=2048" in argv and "--requeue" in argv and not any(a.startswith("--exclude") for a in argv)
     script = Path(argv[-1]).read_text()
-    assert 'sprocket_scratch=$(mktemp -d "$NODE_SCRATCH/sprocket.XXXXXX")' in script
+    assert 'sprocket_scratch=$(mkdir -p "$NODE_SCRATCH" && mktemp -d "$NODE_SCRATCH/sprocket.XXXXXX")' in script
     assert "--bind \"$sprocket_scratch\"/tmp:/tmp:rw" in script and "export APPTAINERENV_TMPDIR=/tmp" in script
     assert "--bind \"$sprocket_scratch\"/work:/mnt/task/work:rw" in script
     copy_back, rc = script.index('cp -a "$sprocket_scratch/work/."'), script.rindex('"$rc" > ')
@@ -644,19 +644,20 @@ def test_scratch_without_scratch_work_keeps_the_working_directory_shared_and_a_b
     import json
 
     node_scratch = tmp_path / "node-local"
-    node_scratch.mkdir()
+    node_scratch.write_text("a file, not a directory\n")
     p, sbatch, out = fake_slurm_run(tmp_path, 'scratch = "$NODE_SCRATCH/x"\n', SCRATCH_WDL, NODE_SCRATCH=str(node_scratch))
-    # the scratch directory must exist on the node: the job says so and ends at once
+    # the scratch must be writable on the node: the job says so and ends at once
     assert p.returncode == 1
     said = "sprocket: cannot make a directory in %s/x (the setting scratch = $NODE_SCRATCH/x) on node" % node_scratch
     assert any(said in f.read_text() for f in out.glob("**/slurm.stderr"))
-    (node_scratch / "x").mkdir()
+    node_scratch.unlink()  # made on the node, parents and all
     tmp2 = tmp_path / "again"
     tmp2.mkdir()
     p, sbatch, out = fake_slurm_run(tmp2, 'scratch = "$NODE_SCRATCH/x"\n', SCRATCH_WDL, NODE_SCRATCH=str(node_scratch))
     assert p.returncode == 0, p.stderr
     outputs = json.loads(p.stdout)
     assert not outputs["w.where"].startswith(str(node_scratch)) and "--requeue" not in sbatch[0]
+    assert list((node_scratch / "x").iterdir()) == []  # made, used for /tmp, and emptied at the job's end
     script = Path(sbatch[0][-1]).read_text()
     assert "--bind \"$sprocket_scratch\"/tmp:/tmp:rw" in script and "cp -a" not in script
     bad = tmp_path / "bad"
