@@ -7632,6 +7632,7 @@ class SlurmClient:
         self.rate_lock = threading.Lock()
         self.status_source = "sacct"
         self.max_array = None
+        self.exclude_refused = False  # sbatch refused a job for its --exclude alone: no more are excluded
         self.sleep = time.sleep  # the backoff's wait (a test's is instant)
 
     def check_cluster(self, partitions):
@@ -7681,6 +7682,7 @@ class SlurmClient:
         for the messages."""
         delay = 1.0
         script = os.path.realpath(argv[-1])
+        excluded = [a for a in argv if a.startswith("--exclude=")]
         for attempt in range(_SBATCH_TRIES):
             if attempt:  # the failed sbatch may have reached the controller: never submit a job twice
                 held = self.held_jobs()
@@ -7696,15 +7698,30 @@ class SlurmClient:
                 code, out, err = self.run_tool(argv)
             m = re.search(r"Submitted batch job (\d+)", out)
             if code == 0 and m:
+                if excluded and excluded[0] not in argv:
+                    self.refused_exclude(excluded[0], name, "sbatch refused the job (Requested node configuration is "
+                                                            "not available), and took it without")
                 return m.group(1)
             text = (err or out).strip()
             if code == 127:
                 raise RunError("task `%s`: `sbatch` was not found on PATH" % name)
+            if excluded and excluded[0] in argv and "Requested node configuration is not available" in text:
+                argv = [a for a in argv if a not in excluded]  # the excluded nodes may be all the job could use
+                continue
             if attempt < _SBATCH_TRIES - 1 and any(t in text for t in _SBATCH_TRANSIENT):
                 self.wait_before_retry(name, text, delay)
                 delay = min(delay * 2, 30.0)
                 continue
             raise RunError("task `%s`: failed to submit the Slurm job with `sbatch` (exit %d)\n%s" % (name, code, text))
+
+    def refused_exclude(self, exclude, name, what):
+        """Slurm would not run task `name`'s job with `exclude` (`what` it did): the excluded nodes
+        are all the job could use, so the run excludes none from now on (said once)."""
+        with self.rate_lock:  # (a lock the client holds briefly anyway)
+            told, self.exclude_refused = self.exclude_refused, True
+        if not told:
+            self.log.warn("task `%s`: %s with %s: the excluded nodes are all it could use; the run's jobs may use them "
+                          "again" % (name, what, exclude))
 
     def wait_before_retry(self, name, why, delay):
         self.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (name, why, delay))
@@ -8074,6 +8091,7 @@ class SlurmJob(Job):
         self.started = False  # seen to have opened its output file on its node
         self.node = ""  # where Slurm ran it, once it says
         self.launch_failed = False  # RUNNING, but it never started on its node
+        self.excluding = None  # its sbatch's --exclude=<nodes>, if any
         self.next_look = 0.0  # time.monotonic() of the next look at its exit status file
 
     def wait(self):
@@ -8329,6 +8347,15 @@ class JobMonitor:
             return
         if base not in _SLURM_TERMINAL:
             return
+        if base == "FAILED" and job.file_code is None and not info.node:
+            # It never had a node, so it wrote no exit status: Slurm could not place it (an
+            # --exclude of every node it could use, say). Without that, it is run again.
+            self.forget(job.job_id)
+            if job.excluding:
+                self.client.refused_exclude(job.excluding, job.name, "Slurm failed job %s before it started" % job.job_id)
+            job.finish(1, "Slurm job %s failed before it started on a node (reason: %s)" % (
+                job.job_id, info.reason if info.reason not in ("", "None") else "none given"), retry_free=bool(job.excluding))
+            return
         if base in ("COMPLETED", "FAILED") and job.file_code is None:
             # The batch script ran to its end, so it wrote its exit status: wait until it shows.
             job.ended_since = job.ended_since or time.monotonic()
@@ -8530,6 +8557,7 @@ class SlurmApptainerBackend(Backend):
                          self.conditional_args(req, hints, cpu, memory)), cpu, memory)
         argv = sbatch_argv(*options, job_name=self.job_name(request.job_name), adir=adir, script=script)
         job = SlurmJob(self.monitor, adir, request.key, name, memory, functools.partial(recorder.record_job, request))
+        job.excluding = next((a for a in argv if a.startswith("--exclude=")), None)
         self.monitor.take_slot(job)
         if self.job_arrays and request.attempt == 0:  # a retry goes alone
             self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(request.job_name))),
@@ -8601,7 +8629,7 @@ class SlurmApptainerBackend(Backend):
     def node_args(self):
         """`--exclude` of the nodes the run's jobs failed on (exclude_node), and `--requeue`."""
         with self.excluded_lock:
-            args = ["--exclude=%s" % ",".join(self.excluded)] if self.excluded else []
+            args = ["--exclude=%s" % ",".join(self.excluded)] if self.excluded and not self.client.exclude_refused else []
         return args + (["--requeue"] if self.requeue else [])
 
     def exclude_node(self, node, why):

@@ -314,6 +314,9 @@ class FakeClient:
     def scancel(self, ids):
         self.cancelled += ids
 
+    def refused_exclude(self, exclude, name, what):
+        self.refused = (exclude, name, what)
+
 
 @pytest.fixture
 def monitor(tmp_path):
@@ -718,3 +721,30 @@ def test_monitor_blames_the_node_for_infrastructure_failures_only(monitor, case)
            "apptainer_fatal": "apptainer failed within a second: FATAL:   container creation failed: mount hook "
                               "function failure"}[case]
     assert blamed[0][1] == why
+
+
+def test_client_submits_without_exclude_when_the_excluded_nodes_are_all_the_job_could_use(tmp_path):
+    refusal = "sbatch: error: Batch job submission failed: Requested node configuration is not available"
+    c, log = client(lambda argv: (1, "", refusal) if any(a.startswith("--exclude=") for a in argv)
+                    else (0, "Submitted batch job 8\n", "") if argv[0] == "sbatch" else (0, "", ""))
+    assert c.sbatch(["sbatch", "--exclude=n1,n2", str(tmp_path / "s")], "t") == "8"
+    assert [a for a in c.run_tool.calls if a[0] == "sbatch"] == [["sbatch", "--exclude=n1,n2", str(tmp_path / "s")],
+                                                                ["sbatch", str(tmp_path / "s")]]
+    assert c.exclude_refused and log.lines == [("warn", "task `t`: sbatch refused the job (Requested node configuration is "
+                                                        "not available), and took it without with --exclude=n1,n2: the "
+                                                        "excluded nodes are all it could use; the run's jobs may use them again")]
+    c, _ = client(lambda argv: (1, "", refusal) if argv[0] == "sbatch" else (0, "", ""))  # not the exclusion's fault
+    with pytest.raises(S.RunError, match="Requested node configuration is not available"):
+        c.sbatch(["sbatch", "--exclude=n1", str(tmp_path / "s")], "t")
+    assert not c.exclude_refused
+
+
+def test_monitor_a_job_slurm_failed_before_it_had_a_node_is_not_waited_for(monitor):
+    """FAILED with no node: it never ran, so no exit status file will come; with an --exclude
+    (all the nodes it could use) it runs again without, as the client is told."""
+    job = follow(monitor, "4", output=False)
+    job.excluding = "--exclude=n1"
+    monitor.fake.states["4"] = S.SlurmState("FAILED", "0:0", "None", "")
+    assert job.wait() == 1 and job.retry_free
+    assert job.message == "Slurm job 4 failed before it started on a node (reason: none given)"
+    assert monitor.fake.refused == ("--exclude=n1", "task-4", "Slurm failed job 4 before it started")
