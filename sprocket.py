@@ -51,7 +51,8 @@ The module reads top to bottom in the order data flows:
                                    SlurmClient (the Slurm commands, retries, their output as
                                    records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
-                                   file, a batched status query, queue caps)
+                                   file, a batched status query, queue caps, failures blamed on a
+                                   node); node-local scratch (_scratch_lines), bad nodes excluded
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
@@ -7395,7 +7396,7 @@ def _scratch_problem(value):
     nothing else of the shell's may be in it."""
     if _SCRATCH_RE.match(value) is None:
         return ("must be a path, or one with $VARIABLES such as \"$TMPDIR\" or \"/local/$USER\" (letters, digits, "
-                "`_./${}~+@%%=-`), not %s" % _toml_repr(value))
+                "`_./${}~+@%%=-`), not %s" % json.dumps(value))
     return None
 
 
