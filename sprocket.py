@@ -7408,6 +7408,8 @@ _PARTITION_SETTINGS = {
     "name": Setting("str", None, "slurm: the partition's name"),
     "max_cpu_per_task": Setting("int", None, "slurm: the most CPUs a task may get there"),
     "max_memory_per_task": Setting("size", None, "slurm: the most memory a task may get there"),
+    "scratch": Setting("str", None, "slurm: node-local scratch on the partition's nodes (instead of `scratch`)",
+                       _scratch_problem),
 }
 _SLURM_SETTINGS = dict({  # its `run.backends.<name>` keys (SlurmApptainerBackend.SETTINGS)
     "interval": Setting("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
@@ -8485,7 +8487,7 @@ class SlurmApptainerBackend(Backend):
 
     def __init__(self, context, name, settings):
         super().__init__(context, name, settings)
-        self.partitions = {}  # kind (default, short_task, gpu, fpga) -> {name, max_cpu_per_task, max_memory_per_task}
+        self.partitions = {}  # kind (default, short_task, gpu, fpga) -> {name, max_cpu_per_task, ...} (_PARTITION_SETTINGS)
         for key in _PARTITION_KEYS:
             part = {field: settings["%s.%s" % (key, field)] for field in _PARTITION_SETTINGS}
             if any(v is not None for v in part.values()):
@@ -8544,17 +8546,18 @@ class SlurmApptainerBackend(Backend):
             open(path, "a").close()  # they exist on the shared filesystem before the job starts
         os.chmod(cmd_path, 0o770)
         image = self.images.image_for(req.get("container"), name, context.run_dir)
-        binds = self.binds(request, context.tmp_dir)
+        scratch = self.partition_for(req, hints).get("scratch", self.scratch)
+        binds = self.binds(request, context.tmp_dir, scratch)
         gpu = req.get("gpu") is True
         script = os.path.join(adir, "apptainer_command")
-        environ = dict(request.env, TMPDIR="/tmp") if self.scratch else request.env  # /tmp is on the scratch
+        environ = dict(request.env, TMPDIR="/tmp") if scratch else request.env  # /tmp is on the scratch
         with open(script, "w") as f:
             f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir,
-                                       self.scratch, request.work if self.scratch_work else None))
+                                       scratch, request.work if self.scratch_work else None))
         os.chmod(script, 0o770)
         options = (self.partition_for(req, hints).get("name"), gpu and hints.get("gpu"), gpu,
                    hints.get("time_minutes", hints.get("max_time_minutes")),
-                   tuple(self.tmp_args(req) + self.node_args() + self.sbatch_args +
+                   tuple(self.tmp_args(req, scratch) + self.node_args() + self.sbatch_args +
                          self.conditional_args(req, hints, cpu, memory)), cpu, memory)
         argv = sbatch_argv(*options, job_name=self.job_name(request.job_name), adir=adir, script=script)
         job = SlurmJob(self.monitor, adir, request.key, name, memory, functools.partial(recorder.record_job, request))
@@ -8600,13 +8603,13 @@ class SlurmApptainerBackend(Backend):
     def job_name(self, name):
         return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
 
-    def binds(self, request, tmp_dir):
+    def binds(self, request, tmp_dir, scratch=None):
         """(host path, container path, mode) of what the attempt's container sees; a host path
-        under _SCRATCH is on the node's scratch (`scratch`, `scratch_work`)."""
+        under _SCRATCH is on the node's `scratch` (and with `scratch_work` the working directory)."""
         tmp_root = os.path.join(os.path.dirname(os.path.dirname(request.directory)), "tmp")
         binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
         for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
-            if self.scratch:
+            if scratch:
                 binds.append(("%s/%s" % (_SCRATCH, sub[len("container_"):]), dst, "rw"))
                 continue
             os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
@@ -8615,15 +8618,15 @@ class SlurmApptainerBackend(Backend):
         # The work directory is also bound at its own path: values computed before the command
         # (join_paths, glob) may name it by its host path.
         work = request.work
-        src = _SCRATCH + "/work" if self.scratch and self.scratch_work else work
+        src = _SCRATCH + "/work" if scratch and self.scratch_work else work
         return binds + [(request.command, "/mnt/task/command", "ro"), (src, "/mnt/task/work", "rw"), (src, work, "rw"),
                         (request.stdout, "/mnt/task/stdout", "rw"), (request.stderr, "/mnt/task/stderr", "rw")]
 
-    def tmp_args(self, req):
+    def tmp_args(self, req, scratch):
         """`--tmp` (MiB) for a task's `disks` (GiB, its disks summed): the node-local space it needs,
-        asked for only where tasks use the node's scratch (`scratch`)."""
+        asked for only where the task uses the node's scratch."""
         disks = req.get("disks")
-        if self.scratch and isinstance(disks, int) and not isinstance(disks, bool) and disks > 0:
+        if scratch and isinstance(disks, int) and not isinstance(disks, bool) and disks > 0:
             return ["--tmp=%d" % (disks * 1024)]
         return []
 

@@ -748,3 +748,20 @@ def test_monitor_a_job_slurm_failed_before_it_had_a_node_is_not_waited_for(monit
     assert job.wait() == 1 and job.retry_free
     assert job.message == "Slurm job 4 failed before it started on a node (reason: none given)"
     assert monitor.fake.refused == ("--exclude=n1", "task-4", "Slurm failed job 4 before it started")
+
+
+def test_a_partition_table_scratch_is_used_for_the_tasks_placed_there(tmp_path):
+    """`<partition>.scratch` for the tasks placed on that partition's nodes, instead of `scratch`."""
+    import json
+
+    node_scratch = tmp_path / "gpu-local"
+    p, sbatch, _ = fake_slurm_run(tmp_path, 'scratch = "/nowhere/$USER"\ndefault_slurm_partition.name = "compute"\n'
+                                  'default_slurm_partition.scratch = "$NODE_SCRATCH"\nscratch_work = true\n',
+                                  SCRATCH_WDL, NODE_SCRATCH=str(node_scratch))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["w.where"].startswith(str(node_scratch) + "/sprocket.")
+    assert 'mktemp -d "$NODE_SCRATCH/sprocket.XXXXXX"' in Path(sbatch[0][-1]).read_text()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    p, _, _ = fake_slurm_run(bad, 'default_slurm_partition.scratch = "/a b"\n', SCRATCH_WDL)
+    assert p.returncode == 1 and "`run.backends.default.default_slurm_partition.scratch`" in p.stderr, p.stderr
