@@ -7492,9 +7492,9 @@ def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell,
         shlex.quote(os.path.join(adir, "apptainer.stdout")), shlex.quote(os.path.join(adir, "apptainer.stderr")))]))
     lines.append("rc=$?")
     if scratch and work:  # outputs are on the shared file system before the exit status says the job is done
-        lines.append('cp -a "%s/work/." %s || { echo "sprocket: copying the working directory back from '
-                     '$sprocket_scratch to %s failed" >&2; [ "$rc" -ne 0 ] || rc=1; }' % (
-                         _SCRATCH, shlex.quote(work), work.replace('"', "'")))
+        lines.append('cp -a "%s/work/." %s || { printf "sprocket: copying the working directory back from %%s to %%s '
+                     'failed\\n" "$sprocket_scratch" %s >&2; [ "$rc" -ne 0 ] || rc=1; }' % (
+                         _SCRATCH, shlex.quote(work), shlex.quote(work)))
     # What the job can tell of itself, for the trace: its node, when it ran, the CPU time of the
     # processes it waited for (`times`, in this shell: its second line); sacct adds the rest.
     lines += ['{ printf "node=%%s\\nstart=%%s\\nend=%%s\\n" "$(hostname)" "$start" "$(date +%%s.%%N)"; '
