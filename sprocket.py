@@ -7635,7 +7635,7 @@ class SlurmClient:
         self.rate_lock = threading.Lock()
         self.status_source = "sacct"
         self.max_array = None
-        self.exclude_refused = False  # sbatch refused a job for its --exclude alone: no more are excluded
+        self.exclude_refused = False  # Slurm would not run a job for its --exclude alone: no more are excluded
         self.sleep = time.sleep  # the backoff's wait (a test's is instant)
 
     def check_cluster(self, partitions):
