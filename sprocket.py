@@ -51,7 +51,8 @@ The module reads top to bottom in the order data flows:
                                    SlurmClient (the Slurm commands, retries, their output as
                                    records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
-                                   file, a batched status query, queue caps)
+                                   file, a batched status query, queue caps, failures blamed on a
+                                   node); node-local scratch (_scratch_lines), bad nodes excluded
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
@@ -7395,11 +7396,29 @@ _ARRAY_MIN = 16  # fewer elements go out as jobs of their own: Slurm starts a lo
 _GATHER_HOLD = 120.0  # seconds they may wait while the queue holds a wave of the run's jobs
 
 
+_SCRATCH_RE = re.compile(r"^[A-Za-z0-9_./${}~+@%=-]+$")  # words and $VARIABLES: no quote, space, `(` or backtick
+_SCRATCH = "$sprocket_scratch"  # in a bind's host path: the attempt's directory on the node's scratch
+
+
+def _scratch_problem(value):
+    """`scratch` is put in the batch script in double quotes, so that the node expands its $VARIABLES:
+    nothing else of the shell's may be in it."""
+    if _SCRATCH_RE.match(value) is None:
+        return ("must be a path, or one with $VARIABLES such as \"$TMPDIR\" or \"/local/$USER\" (letters, digits, "
+                "`_./${}~+@%%=-`), not %s" % json.dumps(value))
+    return None
+
+
+_EXCLUDED_NOTE = "node `%s` is excluded from the run's later jobs"  # report_html finds it in the attempts' errors
+
+
 _PARTITION_KEYS = ("default_slurm_partition", "short_task_slurm_partition", "gpu_slurm_partition", "fpga_slurm_partition")
 _PARTITION_SETTINGS = {
     "name": Setting("str", None, "slurm: the partition's name"),
     "max_cpu_per_task": Setting("int", None, "slurm: the most CPUs a task may get there"),
     "max_memory_per_task": Setting("size", None, "slurm: the most memory a task may get there"),
+    "scratch": Setting("str", None, "slurm: node-local scratch on the partition's nodes (instead of `scratch`)",
+                       _scratch_problem),
 }
 _SLURM_SETTINGS = dict({  # its `run.backends.<name>` keys (SlurmApptainerBackend.SETTINGS)
     "interval": Setting("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
@@ -7424,6 +7443,14 @@ _SLURM_SETTINGS = dict({  # its `run.backends.<name>` keys (SlurmApptainerBacken
     "apptainer.image_cache_dir": Setting("path", None, "slurm: a shared directory of pulled images"),
     "apptainer.extra_args": Setting("list", [], "slurm: extra `apptainer exec` arguments"),
     "extra_apptainer_exec_args": Setting("list", [], "slurm: extra `apptainer exec` arguments (the seed's name)"),
+    "scratch": Setting("str", None, 'slurm: node-local scratch for the container\'s /tmp and TMPDIR: "$TMPDIR", a '
+                       'path, or one with $VARIABLES (expanded on the node); a task\'s `disks` becomes --tmp',
+                       _scratch_problem),
+    "scratch_work": Setting("bool", False, "slurm: the working directory on the scratch too; it is copied back "
+                            "(cp -a) to the attempt directory before the exit status is written"),
+    "max_excluded_nodes": Setting("int", 5, "slurm: at most this many nodes excluded (--exclude) from the run's "
+                                  "later jobs after failures of the node's, not the task's (0: none)"),
+    "requeue": Setting("bool", False, "slurm: pass --requeue (preemptible partitions)"),
 }, **{"%s.%s" % (p, k): row for p in _PARTITION_KEYS for k, row in _PARTITION_SETTINGS.items()})
 
 
@@ -7441,14 +7468,17 @@ def _run_tool(argv, timeout=120):
     return p.returncode, p.stdout, p.stderr
 
 
-def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell, adir):
+def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell, adir, scratch=None, work=None):
     """The batch script of one attempt: `apptainer exec` of its command, then, as its last act
     (the command's output closed), the exit status in `<attempt dir>/rc`, written to `rc.tmp`
-    and renamed so that it is never read half-written."""
+    and renamed so that it is never read half-written. With `scratch` (a path the node expands),
+    binds whose host path starts with _SCRATCH are in a directory made there for the attempt and
+    removed when the job ends; with `work` (scratch_work) the working directory is copied there
+    first and back (cp -a) before the exit status is written."""
     import shlex
 
     for src, dst, _ in binds:
-        for path in (src, dst):
+        for path in (dst,) if src.startswith(_SCRATCH + "/") else (src, dst):
             if "," in path or ":" in path:
                 raise RunError("`%s` cannot be bound into the container: `apptainer --bind` has no way to write a "
                                "`,` or `:` in a path; rename the file or directory" % path)
@@ -7461,17 +7491,55 @@ def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell,
         rows.append(["--nv"])
     rows += [[a] for a in extra_args]
     rows += [[image], [shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr" % shell]]
+    rc, usage = shlex.quote(os.path.join(adir, "rc")), shlex.quote(os.path.join(adir, "usage"))
+    write_rc = 'printf "%%d\\n" "$rc" > %s.tmp && mv -f %s.tmp %s' % (rc, rc, rc)
+    if scratch:
+        lines += _scratch_lines(scratch, work, write_rc)
     lines.append("start=$(date +%s.%N)")
     # every word quoted (an extra argument `>` is a word, not a redirection); then the redirection
-    lines.append(" \\\n    ".join([" ".join(shlex.quote(a) for a in row) for row in rows] + ["> %s 2> %s" % (
+    lines.append(" \\\n    ".join([" ".join(_script_word(a) for a in row) for row in rows] + ["> %s 2> %s" % (
         shlex.quote(os.path.join(adir, "apptainer.stdout")), shlex.quote(os.path.join(adir, "apptainer.stderr")))]))
-    rc, usage = shlex.quote(os.path.join(adir, "rc")), shlex.quote(os.path.join(adir, "usage"))
+    lines.append("rc=$?")
+    if scratch and work:  # outputs are on the shared file system before the exit status says the job is done
+        lines.append('cp -a "%s/work/." %s || { printf "sprocket: copying the working directory back from %%s to %%s '
+                     'failed\\n" "$sprocket_scratch" %s >&2; [ "$rc" -ne 0 ] || rc=1; }' % (
+                         _SCRATCH, shlex.quote(work), shlex.quote(work)))
     # What the job can tell of itself, for the trace: its node, when it ran, the CPU time of the
     # processes it waited for (`times`, in this shell: its second line); sacct adds the rest.
-    lines += ["rc=$?", '{ printf "node=%%s\\nstart=%%s\\nend=%%s\\n" "$(hostname)" "$start" "$(date +%%s.%%N)"; '
-              'times; } > %s.tmp && mv -f %s.tmp %s' % (usage, usage, usage),
-              'printf "%%d\\n" "$rc" > %s.tmp && mv -f %s.tmp %s' % (rc, rc, rc), 'exit "$rc"']
+    lines += ['{ printf "node=%%s\\nstart=%%s\\nend=%%s\\n" "$(hostname)" "$start" "$(date +%%s.%%N)"; '
+              'times; } > %s.tmp && mv -f %s.tmp %s' % (usage, usage, usage), write_rc, 'exit "$rc"']
     return "\n".join(lines) + "\n"
+
+
+def _script_word(a):
+    """A word of the batch script, quoted; a bind of the attempt's scratch directory keeps its
+    variable unquoted (the node knows where it is)."""
+    import shlex
+
+    if _SCRATCH + "/" in a:
+        head, _, tail = a.partition(_SCRATCH)
+        return "%s\"%s\"%s" % (shlex.quote(head) if head else "", _SCRATCH, shlex.quote(tail))
+    return shlex.quote(a)
+
+
+def _scratch_lines(scratch, work, write_rc):
+    """The batch script's lines that make the attempt's directory on the node's scratch (its
+    parents too: "/local/$USER" may not exist yet; the directory is removed
+    when the job ends, whatever its end) and, with `work`, copy the working directory there. When
+    that fails, the job ends at once with exit status 1 and says why on its stderr."""
+    import shlex
+
+    def fail(why):
+        return '{ echo "sprocket: %s on node $(hostname)" >&2; rc=1; %s; exit 1; }' % (why, write_rc)
+
+    lines = ['sprocket_scratch=$(mkdir -p "%s" && mktemp -d "%s/sprocket.XXXXXX") || %s' % (scratch, scratch, fail(
+                 "cannot make a directory in %s (the setting scratch = %s)" % (scratch, scratch.replace("$", "\\$")))),
+             "trap 'rm -rf \"$sprocket_scratch\"' EXIT",
+             'mkdir -p "%s/tmp" "%s/var_tmp" || %s' % (_SCRATCH, _SCRATCH, fail("cannot write in $sprocket_scratch"))]
+    if work:
+        lines.append('cp -a %s "%s/work" || %s' % (shlex.quote(work), _SCRATCH,
+                                                   fail("cannot copy the working directory to $sprocket_scratch")))
+    return lines
 
 
 def read_usage_file(adir):
@@ -7550,9 +7618,10 @@ def expand_slurm_id(text):
     return out
 
 
-SlurmState = collections.namedtuple("SlurmState", "state exit_code reason")
+SlurmState = collections.namedtuple("SlurmState", "state exit_code reason node", defaults=("",))
 SlurmState.__doc__ = ("What Slurm says of a job: its state (`RUNNING`, `CANCELLED by 0`), its exit code "
-                      "(`code:signal`; '' where squeue gives none) and its reason (why it is pending).")
+                      "(`code:signal`; '' where squeue gives none), its reason (why it is pending) and its "
+                      "node ('' where none is known yet).")
 SlurmAnswer = collections.namedtuple("SlurmAnswer", "states usage")
 SlurmAnswer.__doc__ = ("A status query's answer: {job id: SlurmState} for the jobs Slurm knows, and {job id: what "
                        "sacct says it used} for the ended jobs asked about (sacct_job_usage, sacct_step_usage).")
@@ -7575,6 +7644,7 @@ class SlurmClient:
         self.rate_lock = threading.Lock()
         self.status_source = "sacct"
         self.max_array = None
+        self.exclude_refused = False  # Slurm would not run a job for its --exclude alone: no more are excluded
         self.sleep = time.sleep  # the backoff's wait (a test's is instant)
 
     def check_cluster(self, partitions):
@@ -7624,6 +7694,7 @@ class SlurmClient:
         for the messages."""
         delay = 1.0
         script = os.path.realpath(argv[-1])
+        excluded = [a for a in argv if a.startswith("--exclude=")]
         for attempt in range(_SBATCH_TRIES):
             if attempt:  # the failed sbatch may have reached the controller: never submit a job twice
                 held = self.held_jobs()
@@ -7639,15 +7710,30 @@ class SlurmClient:
                 code, out, err = self.run_tool(argv)
             m = re.search(r"Submitted batch job (\d+)", out)
             if code == 0 and m:
+                if excluded and excluded[0] not in argv:
+                    self.refused_exclude(excluded[0], name, "sbatch refused the job (Requested node configuration is "
+                                                            "not available), and took it without")
                 return m.group(1)
             text = (err or out).strip()
             if code == 127:
                 raise RunError("task `%s`: `sbatch` was not found on PATH" % name)
+            if excluded and excluded[0] in argv and "Requested node configuration is not available" in text:
+                argv = [a for a in argv if a not in excluded]  # the excluded nodes may be all the job could use
+                continue
             if attempt < _SBATCH_TRIES - 1 and any(t in text for t in _SBATCH_TRANSIENT):
                 self.wait_before_retry(name, text, delay)
                 delay = min(delay * 2, 30.0)
                 continue
             raise RunError("task `%s`: failed to submit the Slurm job with `sbatch` (exit %d)\n%s" % (name, code, text))
+
+    def refused_exclude(self, exclude, name, what):
+        """Slurm would not run task `name`'s job with `exclude` (`what` it did): the excluded nodes
+        are all the job could use, so the run excludes none from now on (said once)."""
+        with self.rate_lock:  # (a lock the client holds briefly anyway)
+            told, self.exclude_refused = self.exclude_refused, True
+        if not told:
+            self.log.warn("task `%s`: %s with %s: the excluded nodes are all it could use; the run's jobs may use them "
+                          "again" % (name, what, exclude))
 
     def wait_before_retry(self, name, why, delay):
         self.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (name, why, delay))
@@ -7703,7 +7789,7 @@ class SlurmClient:
                     continue
                 for job_id in expand_slurm_id(f[0]):
                     if job_id in wanted:
-                        states[job_id] = SlurmState(f[1], f[2], f[3])
+                        states[job_id] = SlurmState(f[1], f[2], f[3], _slurm_node(f[12] if len(f) > 12 else ""))
                         if job_id in usage_of:
                             usage.setdefault(job_id, {}).update(sacct_job_usage(f))
         return SlurmAnswer(states, usage)
@@ -7733,7 +7819,8 @@ class SlurmClient:
             if fields.get("ArrayTaskId", "N/A") != "N/A":  # an element: JobId is its own number
                 job_id = "%s_%s" % (fields.get("ArrayJobId"), fields["ArrayTaskId"])
             if job_id in ended:
-                states[job_id] = SlurmState(fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", ""))
+                states[job_id] = SlurmState(fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", ""),
+                                            _slurm_node(fields.get("NodeList", "")))
         return states
 
     def scancel(self, ids):
@@ -8018,6 +8105,9 @@ class SlurmJob(Job):
         self.lock = threading.Lock()
         self.submitted_at = None  # time.time() when sbatch took it
         self.started = False  # seen to have opened its output file on its node
+        self.node = ""  # where Slurm ran it, once it says
+        self.launch_failed = False  # RUNNING, but it never started on its node
+        self.excluding = None  # its sbatch's --exclude=<nodes>, if any
         self.next_look = 0.0  # time.monotonic() of the next look at its exit status file
 
     def wait(self):
@@ -8041,7 +8131,11 @@ class SlurmJob(Job):
         self.release()
 
     def finish(self, code, message=None, retry_free=False, final=False):
-        """The job is over (called by the monitor and by cancellation: the first one counts)."""
+        """The job is over (called by the monitor and by cancellation: the first one counts). A
+        failure its node is to blame for is run again elsewhere without spending a retry."""
+        if not self.done.is_set() and not final:
+            message, blamed = self.monitor.blame_node(self, code, message)
+            retry_free = retry_free or blamed
         with self.lock:
             if self.done.is_set():
                 return
@@ -8077,8 +8171,9 @@ class JobMonitor:
     figures)` (False: not yet). `aborting()` says whether the run is being canceled."""
 
     def __init__(self, client, log, record_accounting, aborting, interval, completion_interval, exit_read_timeout,
-                 queue_cap):
+                 queue_cap, exclude_node=None):
         self.client, self.log, self.record_accounting, self.aborting = client, log, record_accounting, aborting
+        self.exclude_node = exclude_node  # (node, why) -> a note for the attempt, or None: see node_fault
         self.interval = interval  # seconds between queries about all live jobs
         self.completion_interval = completion_interval  # at most this between looks at an exit status file
         self.exit_read_timeout = exit_read_timeout
@@ -8243,6 +8338,7 @@ class JobMonitor:
         """What Slurm said of a live job (a SlurmState)."""
         base = info.state.split()[0] if info.state else ""
         job.state, job.reason = base, info.reason
+        job.node = info.node or job.node
         if base == "RUNNING" and not os.path.exists(os.path.join(job.adir, "slurm.stdout")):
             # Slurm opens the job's output file when the job starts on its node: a job RUNNING
             # this long without it was lost on the way there (the controller went down as it
@@ -8251,6 +8347,7 @@ class JobMonitor:
             if time.monotonic() - job.running_since > self.exit_read_timeout:
                 self.forget(job.job_id)
                 self.client.scancel([job.job_id])
+                job.launch_failed = True
                 job.finish(1, "Slurm job %s was RUNNING for %d s but never started on its node (no `slurm.stdout`); "
                               "it was canceled" % (job.job_id, self.exit_read_timeout), retry_free=True)
                 return
@@ -8265,6 +8362,15 @@ class JobMonitor:
                               job.job_id, reason, job.job_id), final=True)
             return
         if base not in _SLURM_TERMINAL:
+            return
+        if base == "FAILED" and job.file_code is None and not info.node:
+            # It never had a node, so it wrote no exit status: Slurm could not place it (an
+            # --exclude of every node it could use, say). Without that, it is run again.
+            self.forget(job.job_id)
+            if job.excluding:
+                self.client.refused_exclude(job.excluding, job.name, "Slurm failed job %s before it started" % job.job_id)
+            job.finish(1, "Slurm job %s failed before it started on a node (reason: %s)" % (
+                job.job_id, info.reason if info.reason not in ("", "None") else "none given"), retry_free=bool(job.excluding))
             return
         if base in ("COMPLETED", "FAILED") and job.file_code is None:
             # The batch script ran to its end, so it wrote its exit status: wait until it shows.
@@ -8293,6 +8399,38 @@ class JobMonitor:
             job.finish(code)
         else:
             job.finish(code if code else 1, None if code else "Slurm job %s ended %s" % (job.job_id, info.state))
+
+    def blame_node(self, job, code, message):
+        """A failed job's message, and whether its node is to blame: when it is (node_fault), the
+        run's later jobs avoid the node (`exclude_node`) and the message says so."""
+        if not code or self.exclude_node is None:
+            return message, False
+        fault = self.node_fault(job, code)
+        node = job.node or read_usage_file(job.adir).get("node")
+        note = fault and node and self.exclude_node(node, fault)
+        if not note:
+            return message, False
+        return "%s; %s" % (message or fault, note), True
+
+    def node_fault(self, job, code):
+        """Why the job's node, not its task, failed it: Slurm's NODE_FAIL or BOOT_FAIL, a job that
+        never started there, or Apptainer's own error (exit 255, `FATAL`) within a second of the
+        start (the node cannot run containers); None otherwise."""
+        if job.state in ("NODE_FAIL", "BOOT_FAIL"):
+            return "Slurm job %s ended with %s" % (job.job_id, job.state)
+        if job.launch_failed:
+            return "Slurm job %s never started there" % job.job_id
+        if code != 255:
+            return None
+        usage = read_usage_file(job.adir)
+        if usage.get("started_at") is None or usage.get("ended_at") is None or usage["ended_at"] - usage["started_at"] >= 1:
+            return None
+        try:
+            with open(os.path.join(job.adir, "apptainer.stderr"), errors="replace") as f:
+                fatal = [line for line in f.read()[-4000:].splitlines() if "FATAL" in line]
+        except OSError:
+            return None
+        return "apptainer failed within a second: %s" % fatal[-1].strip() if fatal else None
 
     # -- what the ended jobs used -------------------------------------------------------------
     def add_usage(self, usage):
@@ -8362,7 +8500,7 @@ class SlurmApptainerBackend(Backend):
 
     def __init__(self, context, name, settings):
         super().__init__(context, name, settings)
-        self.partitions = {}  # kind (default, short_task, gpu, fpga) -> {name, max_cpu_per_task, max_memory_per_task}
+        self.partitions = {}  # kind (default, short_task, gpu, fpga) -> {name, max_cpu_per_task, ...} (_PARTITION_SETTINGS)
         for key in _PARTITION_KEYS:
             part = {field: settings["%s.%s" % (key, field)] for field in _PARTITION_SETTINGS}
             if any(v is not None for v in part.values()):
@@ -8371,6 +8509,12 @@ class SlurmApptainerBackend(Backend):
         self.conditionals = [(compile_expression(c["condition"], _CONDITION_NAMES, "sbatch.conditional"), c["args"])
                              for c in settings["sbatch.conditional"]]
         self.job_name_prefix = settings["job_name_prefix"]
+        self.scratch, self.scratch_work = settings["scratch"], settings["scratch_work"]
+        self.requeue = settings["requeue"]
+        self.max_excluded = settings["max_excluded_nodes"]
+        self.excluded = []  # nodes the run's later jobs avoid (--exclude), in the order they failed
+        self.excluded_lock = threading.Lock()
+        self.cap_told = False  # the warning that max_excluded_nodes is reached was given
         self.apptainer = settings["apptainer.executable"]
         cache = settings["apptainer.image_cache_dir"]
         # (the run directory does not exist yet: the backend is set up, and may refuse, before it is made)
@@ -8384,7 +8528,7 @@ class SlurmApptainerBackend(Backend):
         # (the run's recorder and directory come after the backend: the parts reach them when they act)
         self.monitor = JobMonitor(self.client, log, lambda key, figures: context.recorder.record_accounting(key, figures),
                                   lambda: context.aborting, settings["interval"], settings["completion_interval"],
-                                  settings["exit_read_timeout"], settings["max_queued_jobs"])
+                                  settings["exit_read_timeout"], settings["max_queued_jobs"], self.exclude_node)
         self.client.check_cluster(self.partitions)
         self.gatherer = ArrayGatherer(self.client, self.monitor, lambda n: os.path.join(context.run_dir, "arrays", str(n)),
                                       lambda: context.recorder.flush(), settings["max_queued_jobs"])
@@ -8415,17 +8559,22 @@ class SlurmApptainerBackend(Backend):
             open(path, "a").close()  # they exist on the shared filesystem before the job starts
         os.chmod(cmd_path, 0o770)
         image = self.images.image_for(req.get("container"), name, context.run_dir)
-        binds = self.binds(request, context.tmp_dir)
+        scratch = self.partition_for(req, hints).get("scratch", self.scratch)
+        binds = self.binds(request, context.tmp_dir, scratch)
         gpu = req.get("gpu") is True
         script = os.path.join(adir, "apptainer_command")
+        environ = dict(request.env, TMPDIR="/tmp") if scratch else request.env  # /tmp is on the scratch
         with open(script, "w") as f:
-            f.write(slurm_batch_script(self.apptainer, request.env, binds, gpu, self.apptainer_args, image, self.shell, adir))
+            f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir,
+                                       scratch, request.work if self.scratch_work else None))
         os.chmod(script, 0o770)
         options = (self.partition_for(req, hints).get("name"), gpu and hints.get("gpu"), gpu,
                    hints.get("time_minutes", hints.get("max_time_minutes")),
-                   tuple(self.sbatch_args + self.conditional_args(req, hints, cpu, memory)), cpu, memory)
+                   tuple(self.tmp_args(req, scratch) + self.node_args() + self.sbatch_args +
+                         self.conditional_args(req, hints, cpu, memory)), cpu, memory)
         argv = sbatch_argv(*options, job_name=self.job_name(request.job_name), adir=adir, script=script)
         job = SlurmJob(self.monitor, adir, request.key, name, memory, functools.partial(recorder.record_job, request))
+        job.excluding = next((a for a in argv if a.startswith("--exclude=")), None)
         self.monitor.take_slot(job)
         if self.job_arrays and request.attempt == 0:  # a retry goes alone
             self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(request.job_name))),
@@ -8467,19 +8616,57 @@ class SlurmApptainerBackend(Backend):
     def job_name(self, name):
         return "%s-%s" % (self.job_name_prefix, name) if self.job_name_prefix else name
 
-    def binds(self, request, tmp_dir):
-        """(host path, container path, mode) of what the attempt's container sees."""
+    def binds(self, request, tmp_dir, scratch=None):
+        """(host path, container path, mode) of what the attempt's container sees; a host path
+        under _SCRATCH is on the node's `scratch` (and with `scratch_work` the working directory)."""
         tmp_root = os.path.join(os.path.dirname(os.path.dirname(request.directory)), "tmp")
         binds = []  # /tmp and /var/tmp first: later binds (inputs under /tmp) go on top of them
         for sub, dst in (("container_tmp", "/tmp"), ("container_var_tmp", "/var/tmp")):
+            if scratch:
+                binds.append(("%s/%s" % (_SCRATCH, sub[len("container_"):]), dst, "rw"))
+                continue
             os.makedirs(os.path.join(tmp_root, sub), exist_ok=True)
             binds.append((os.path.join(tmp_root, sub), dst, "rw"))
         binds += [(p, p, "ro") for p in sorted(self.input_paths(request.inputs, tmp_dir))]
         # The work directory is also bound at its own path: values computed before the command
         # (join_paths, glob) may name it by its host path.
         work = request.work
-        return binds + [(request.command, "/mnt/task/command", "ro"), (work, "/mnt/task/work", "rw"), (work, work, "rw"),
+        src = _SCRATCH + "/work" if scratch and self.scratch_work else work
+        return binds + [(request.command, "/mnt/task/command", "ro"), (src, "/mnt/task/work", "rw"), (src, work, "rw"),
                         (request.stdout, "/mnt/task/stdout", "rw"), (request.stderr, "/mnt/task/stderr", "rw")]
+
+    def tmp_args(self, req, scratch):
+        """`--tmp` (MiB) for a task's `disks` (GiB, its disks summed): the node-local space it needs,
+        asked for only where the task uses the node's scratch."""
+        disks = req.get("disks")
+        if scratch and isinstance(disks, int) and not isinstance(disks, bool) and disks > 0:
+            return ["--tmp=%d" % (disks * 1024)]
+        return []
+
+    def node_args(self):
+        """`--exclude` of the nodes the run's jobs failed on (exclude_node), and `--requeue`."""
+        with self.excluded_lock:
+            args = ["--exclude=%s" % ",".join(self.excluded)] if self.excluded and not self.client.exclude_refused else []
+        return args + (["--requeue"] if self.requeue else [])
+
+    def exclude_node(self, node, why):
+        """A job failed for its node's sake (`why`): the run's later jobs avoid the node, up to
+        max_excluded_nodes of them. The note for the attempt's message, or None when the node is
+        not excluded (already, or the cap is reached)."""
+        with self.excluded_lock:
+            new = node not in self.excluded and len(self.excluded) < self.max_excluded
+            if new:
+                self.excluded.append(node)
+            tell_cap = not new and node not in self.excluded and self.max_excluded > 0 and not self.cap_told
+            self.cap_told = self.cap_told or tell_cap
+        if tell_cap:  # once: the cluster may be failing everywhere
+            self.context.log.warn("node `%s` failed a job (%s), but %d nodes are excluded already (max_excluded_nodes): "
+                                  "no more are" % (node, why, self.max_excluded))
+        if not new:
+            return None
+        note = _EXCLUDED_NOTE % node
+        self.context.log.warn("%s: %s" % (note, why))
+        return note
 
     def input_paths(self, inputs, tmp_dir):
         """Files and directories the task reads (`inputs`: the host paths its values name, and the
@@ -8618,6 +8805,11 @@ def _sacct_size(text):
     return int(float(m.group(1)) * 1024 ** " KMGTP".index(m.group(2) or " ")) if m else None
 
 
+def _slurm_node(text):
+    """A job's node from sacct's or scontrol's NodeList ('' for none: `None assigned`, `(null)`)."""
+    return "" if not text or text in ("None assigned", "(null)") else text
+
+
 def sacct_job_usage(f):
     """The attempt_usage figures of one job row of _SACCT_FORMAT."""
     f = f + [""] * (13 - len(f))
@@ -8626,7 +8818,7 @@ def sacct_job_usage(f):
             "queue_seconds": started - submitted if started and submitted else None,
             "wall_seconds": _sacct_duration(f[7]) if started else None, "requested_memory": _sacct_size(f[10]),
             "allocated_cpus": int(f[11]) if f[11].isdigit() else None, "slurm_state": f[1].split()[0] if f[1] else None,
-            "node": f[12] if f[12] and f[12] != "None assigned" else None}
+            "node": _slurm_node(f[12]) or None}
 
 
 def sacct_step_usage(f):
@@ -10558,6 +10750,13 @@ def report_tasks(attempts):
     return table + ('<h3>Right-sizing</h3><ul class="advice">%s</ul>' % "".join(advice) if advice else "")
 
 
+def report_excluded_nodes(attempts):
+    """[(node, the attempt that failed there)] for the nodes a run excluded from its later jobs
+    (the Slurm backend's bad nodes: their attempts' errors say so, in _EXCLUDED_NOTE's words)."""
+    pattern = re.compile(re.escape(_EXCLUDED_NOTE).replace("%s", "(.+?)"))
+    return [(m.group(1), a) for a in attempts for m in [pattern.search(a["error"] or "")] if m]
+
+
 def report_html(run, attempts):
     """The report of a run (a `runs` row) and its attempts (Store.attempts_of, with absolute directories)."""
     import html
@@ -10583,6 +10782,11 @@ def report_html(run, attempts):
                ("run directory", "<code>%s</code>" % esc(run.get("run_dir")))]
     if run.get("error"):
         summary.append(("error", "<pre>%s</pre>" % esc(run["error"])))
+    excluded = report_excluded_nodes(attempts)
+    if excluded:
+        summary.append(("nodes excluded", "; ".join("<code>%s</code> (%s, attempt %d)" % (esc(node), esc(a["call"]),
+                                                                                           a["attempt"])
+                                                    for node, a in excluded)))
     parts += ["<tr><th>%s</th><td>%s</td></tr>" % (k, v) for k, v in summary] + ["</table>"]
     if no_memory:
         parts.append('<p class="note">No peak memory figures: the local backend measures them with wait4, and '

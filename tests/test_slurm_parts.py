@@ -117,7 +117,7 @@ def test_client_parses_sacct_rows_of_jobs_arrays_and_steps():
     c, _ = client(lambda argv: (0, "\n".join(rows) + "\n", ""))
     answer = c.query(["1", "3", "12_1", "12_5", "12_6"], usage_of={"1": "key-1"})
     assert c.run_tool.calls == [["sacct", "-P", "-n", "--format", S._SACCT_FORMAT, "-j", "1,3,12"]]
-    assert answer.states == {"1": S.SlurmState("COMPLETED", "0:0", "None"),
+    assert answer.states == {"1": S.SlurmState("COMPLETED", "0:0", "None", "vm"),
                              "3": S.SlurmState("CANCELLED by 0", "0:0", "None"),
                              "12_1": S.SlurmState("RUNNING", "0:0", "None"),
                              "12_5": S.SlurmState("PENDING", "0:0", "Priority"),
@@ -314,6 +314,9 @@ class FakeClient:
     def scancel(self, ids):
         self.cancelled += ids
 
+    def refused_exclude(self, exclude, name, what):
+        self.refused = (exclude, name, what)
+
 
 @pytest.fixture
 def monitor(tmp_path):
@@ -448,7 +451,8 @@ def test_monitor_fails_a_job_that_vanished(monitor):
 
 FAKE_SLURM = r'''#!%(python)s
 """sbatch/squeue/sacct/scontrol/scancel for one test: a job runs at once as a local process; each
-call is logged as a JSON line to $FAKE_SLURM_DIR/calls."""
+call is logged as a JSON line to $FAKE_SLURM_DIR/calls. The first $FAKE_NODE_FAILS jobs (default
+none) never run: sacct says they ended NODE_FAIL on node `bad<n>`."""
 import json, os, subprocess, sys
 state, tool, args = os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.path.join(state, "calls"), "a") as f:
@@ -461,12 +465,18 @@ if tool == "sbatch":
         job_id, env = ("%%d_%%d" %% (n, i), dict(os.environ, SLURM_ARRAY_TASK_ID=str(i))) if array else (str(n), os.environ)
         out = [args[args.index(o) + 1].replace("%%a", str(i)).replace("%%%%", "%%") for o in ("-o", "-e")]
         open(os.path.join(state, job_id + ".job"), "w").close()
+        if n <= int(os.environ.get("FAKE_NODE_FAILS", "0")):
+            continue
         subprocess.Popen(["bash", "-c", 'bash "$1" > "$2" 2> "$3"; echo $? > "$4"', "-", args[-1]] + out +
                          [os.path.join(state, job_id + ".rc")], env=env, start_new_session=True)
     print("Submitted batch job %%d" %% n)
 elif tool == "sacct":
     heads = args[args.index("-j") + 1].split(",")
     for job_id in (j for j in jobs if j.split("_")[0] in heads):
+        if int(job_id.split("_")[0]) <= int(os.environ.get("FAKE_NODE_FAILS", "0")):
+            print("|".join([job_id, "NODE_FAIL", "0:0", "None", "2027-01-01T10:00:00", "2027-01-01T10:00:01",
+                            "2027-01-01T10:00:02", "00:00:01", "", "", "100M", "1", "bad" + job_id]))
+            continue
         try:
             code = int(open(os.path.join(state, job_id + ".rc")).read())
             row = ["COMPLETED" if code == 0 else "FAILED", "%%d:0" %% code, "None", "2027-01-01T10:00:00",
@@ -561,3 +571,197 @@ workflow w {
     assert len(rows) == 21 and all(r["node"] and r["peak_memory"] == 2 ** 21 for r in rows)  # sacct's peak memory
     if arrays == [20]:
         assert sorted(r["job_id"] for r in rows) == sorted(["1_%d" % i for i in range(20)] + ["2"])
+
+
+def fake_slurm_run(tmp_path, config, wdl, **env_extra):
+    """`sprocket run` of `wdl` with the slurm_apptainer backend (its settings: `config` lines) through
+    the fake Slurm commands and apptainer above; (the process, its sbatch command lines, the output dir)."""
+    import json
+    import subprocess
+
+    bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
+    bin_dir.mkdir()
+    state.mkdir()
+    for tool in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
+        (bin_dir / tool).write_text(FAKE_SLURM % {"python": sys.executable})
+        (bin_dir / tool).chmod(0o755)
+    (bin_dir / "apptainer").write_text(FAKE_APPTAINER % {"python": sys.executable})
+    (bin_dir / "apptainer").chmod(0o755)
+    (tmp_path / "sprocket.toml").write_text('run.experimental_features_enabled = true\n[run.backends.default]\n'
+                                            'type = "slurm_apptainer"\n' + config)
+    (tmp_path / "main.wdl").write_text(wdl)
+    env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), FAKE_SLURM_DIR=str(state),
+               SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"), **env_extra)
+    env.pop("SPROCKET_CONFIG", None)
+    p = subprocess.run([sys.executable, str(Path(S.__file__)), "run", "-c", str(tmp_path / "sprocket.toml"),
+                        str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")], env=env, cwd=str(tmp_path),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    calls = [json.loads(line) for line in (state / "calls").read_text().splitlines()] if (state / "calls").exists() else []
+    return p, [c for c in calls if c[0] == "sbatch"], tmp_path / "out"
+
+
+SCRATCH_WDL = """version 1.0
+task t {
+  command <<<
+    pwd > where.txt
+    echo "$TMPDIR" > tmpdir.txt
+    head -c 1000000 /dev/zero > big.tmp
+    echo made > out.txt
+  >>>
+  output { File o = "out.txt"  String where = read_string("where.txt")  String tmpdir = read_string("tmpdir.txt") }
+  runtime { container: "ubuntu:22.04"  disks: "local-disk 2 HDD" }
+}
+workflow w { call t  output { File o = t.o  String where = t.where  String tmpdir = t.tmpdir } }
+"""
+
+
+def test_scratch_work_runs_in_a_node_scratch_directory_and_copies_the_outputs_back(tmp_path):
+    """`scratch` (a $VARIABLE the node expands) with `scratch_work`: the batch script makes a directory
+    there, binds /tmp, /var/tmp and the working directory to it, sets TMPDIR, copies the working
+    directory back before the exit status file, and removes the directory; `disks` is --tmp (MiB),
+    `requeue` is --requeue."""
+    import json
+
+    node_scratch = tmp_path / "node-local"
+    node_scratch.mkdir()
+    p, sbatch, out = fake_slurm_run(tmp_path, 'scratch = "$NODE_SCRATCH"\nscratch_work = true\nrequeue = true\n',
+                                    SCRATCH_WDL, NODE_SCRATCH=str(node_scratch))
+    assert p.returncode == 0, p.stderr
+    outputs = json.loads(p.stdout)
+    assert outputs["w.where"].startswith(str(node_scratch) + "/sprocket.") and outputs["w.where"].endswith("/work")
+    assert Path(outputs["w.o"]).read_text() == "made\n" and not Path(outputs["w.o"]).is_relative_to(node_scratch)
+    work = Path(outputs["w.o"]).parent
+    assert (work / "big.tmp").stat().st_size == 1000000  # the whole working directory came back
+    assert list(node_scratch.iterdir()) == []  # and the node's directory went when the job ended
+    (argv,) = sbatch
+    assert "--tmp=2048" in argv and "--requeue" in argv and not any(a.startswith("--exclude") for a in argv)
+    script = Path(argv[-1]).read_text()
+    assert 'sprocket_scratch=$(mkdir -p "$NODE_SCRATCH" && mktemp -d "$NODE_SCRATCH/sprocket.XXXXXX")' in script
+    assert "--bind \"$sprocket_scratch\"/tmp:/tmp:rw" in script and "export APPTAINERENV_TMPDIR=/tmp" in script
+    assert "--bind \"$sprocket_scratch\"/work:/mnt/task/work:rw" in script
+    copy_back, rc = script.index('cp -a "$sprocket_scratch/work/."'), script.rindex('"$rc" > ')
+    assert copy_back < rc  # outputs on the shared file system before the exit status says the job is done
+
+
+def test_scratch_without_scratch_work_keeps_the_working_directory_shared_and_a_bad_scratch_is_refused(tmp_path):
+    import json
+
+    node_scratch = tmp_path / "node-local"
+    node_scratch.write_text("a file, not a directory\n")
+    p, sbatch, out = fake_slurm_run(tmp_path, 'scratch = "$NODE_SCRATCH/x"\n', SCRATCH_WDL, NODE_SCRATCH=str(node_scratch))
+    # the scratch must be writable on the node: the job says so and ends at once
+    assert p.returncode == 1
+    said = "sprocket: cannot make a directory in %s/x (the setting scratch = $NODE_SCRATCH/x) on node" % node_scratch
+    assert any(said in f.read_text() for f in out.glob("**/slurm.stderr"))
+    node_scratch.unlink()  # made on the node, parents and all
+    tmp2 = tmp_path / "again"
+    tmp2.mkdir()
+    p, sbatch, out = fake_slurm_run(tmp2, 'scratch = "$NODE_SCRATCH/x"\n', SCRATCH_WDL, NODE_SCRATCH=str(node_scratch))
+    assert p.returncode == 0, p.stderr
+    outputs = json.loads(p.stdout)
+    assert not outputs["w.where"].startswith(str(node_scratch)) and "--requeue" not in sbatch[0]
+    assert list((node_scratch / "x").iterdir()) == []  # made, used for /tmp, and emptied at the job's end
+    script = Path(sbatch[0][-1]).read_text()
+    assert "--bind \"$sprocket_scratch\"/tmp:/tmp:rw" in script and "cp -a" not in script
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    p, _, _ = fake_slurm_run(bad, 'scratch = "$(rm -rf ~)"\n', SCRATCH_WDL)
+    assert p.returncode == 1 and "`run.backends.default.scratch`" in p.stderr and "must be a path" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_bad_nodes_are_excluded_from_later_jobs_up_to_the_cap_and_shown_in_the_report(tmp_path):
+    """The first two jobs end NODE_FAIL (on bad1, then bad2): bad1 is excluded from the retries
+    (--exclude), bad2 is not (max_excluded_nodes = 1, said once); report.html names bad1."""
+    import json
+
+    p, sbatch, out = fake_slurm_run(tmp_path, "interval = 1\nmax_excluded_nodes = 1\n",
+                                    "version 1.0\ntask t { command <<< echo hi >>> output { String s = read_string(stdout()) }"
+                                    ' runtime { container: "ubuntu:22.04" } }\nworkflow w { call t  output { String s = t.s } }\n',
+                                    FAKE_NODE_FAILS="2")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"w.s": "hi"}
+    excludes = [[a for a in argv if a.startswith("--exclude")] for argv in sbatch]
+    assert excludes == [[], ["--exclude=bad1"], ["--exclude=bad1"]]
+    assert p.stderr.count("node `bad1` is excluded from the run's later jobs: Slurm job 1 ended with NODE_FAIL") == 1
+    assert p.stderr.count("node `bad2` failed a job (Slurm job 2 ended with NODE_FAIL), but 1 nodes are excluded "
+                          "already (max_excluded_nodes): no more are") == 1
+    report = out / "runs" / "w" / "_latest" / "report.html"
+    text = report.read_text()
+    assert "<th>nodes excluded</th><td><code>bad1</code> (t, attempt 0)" in text and "<code>bad2</code>" not in text
+
+
+@pytest.mark.parametrize("case", ["apptainer_fatal", "launch_failure", "node_fail", "task_failure", "slow_fatal"])
+def test_monitor_blames_the_node_for_infrastructure_failures_only(monitor, case):
+    """NODE_FAIL, a job that never started on its node, and Apptainer's own error (exit 255, FATAL)
+    within a second: the node is handed to exclude_node and the retry is free; the task's own
+    failure, or a FATAL after a long run, is not the node's fault."""
+    blamed = []
+    monitor.exclude_node = lambda node, why: blamed.append((node, why)) or "node `%s` is excluded" % node
+    monitor.interval = 3600 if case in ("apptainer_fatal", "task_failure", "slow_fatal") else 0
+    job = follow(monitor, "9", output=case != "launch_failure")
+    adir = Path(job.adir)
+    if case == "node_fail":
+        monitor.fake.states["9"] = S.SlurmState("NODE_FAIL", "0:0", "None", "n7")
+    elif case == "launch_failure":
+        monitor.fake.states["9"] = S.SlurmState("RUNNING", "0:0", "None", "n7")
+    else:
+        (adir / "apptainer.stderr").write_text("INFO: x\nFATAL:   container creation failed: mount hook function failure\n"
+                                               if case != "task_failure" else "boom\n")
+        (adir / "usage").write_text("node=n7\nstart=100.0\nend=%s\n0m0.0s 0m0.0s\n0m0.1s 0m0.0s\n" % (
+            "100.4" if case != "slow_fatal" else "160.0"))
+        monitor.fake.states["9"] = S.SlurmState("FAILED", "255:0", "NonZeroExitCode", "n7")
+        (adir / "rc").write_text("255\n")
+    code = job.wait()
+    if case in ("task_failure", "slow_fatal"):
+        assert blamed == [] and not job.retry_free and code == 255
+        return
+    assert [b[0] for b in blamed] == ["n7"] and job.retry_free and job.message.endswith("; node `n7` is excluded")
+    why = {"node_fail": "Slurm job 9 ended with NODE_FAIL", "launch_failure": "Slurm job 9 never started there",
+           "apptainer_fatal": "apptainer failed within a second: FATAL:   container creation failed: mount hook "
+                              "function failure"}[case]
+    assert blamed[0][1] == why
+
+
+def test_client_submits_without_exclude_when_the_excluded_nodes_are_all_the_job_could_use(tmp_path):
+    refusal = "sbatch: error: Batch job submission failed: Requested node configuration is not available"
+    c, log = client(lambda argv: (1, "", refusal) if any(a.startswith("--exclude=") for a in argv)
+                    else (0, "Submitted batch job 8\n", "") if argv[0] == "sbatch" else (0, "", ""))
+    assert c.sbatch(["sbatch", "--exclude=n1,n2", str(tmp_path / "s")], "t") == "8"
+    assert [a for a in c.run_tool.calls if a[0] == "sbatch"] == [["sbatch", "--exclude=n1,n2", str(tmp_path / "s")],
+                                                                ["sbatch", str(tmp_path / "s")]]
+    assert c.exclude_refused and log.lines == [("warn", "task `t`: sbatch refused the job (Requested node configuration is "
+                                                        "not available), and took it without with --exclude=n1,n2: the "
+                                                        "excluded nodes are all it could use; the run's jobs may use them again")]
+    c, _ = client(lambda argv: (1, "", refusal) if argv[0] == "sbatch" else (0, "", ""))  # not the exclusion's fault
+    with pytest.raises(S.RunError, match="Requested node configuration is not available"):
+        c.sbatch(["sbatch", "--exclude=n1", str(tmp_path / "s")], "t")
+    assert not c.exclude_refused
+
+
+def test_monitor_a_job_slurm_failed_before_it_had_a_node_is_not_waited_for(monitor):
+    """FAILED with no node: it never ran, so no exit status file will come; with an --exclude
+    (all the nodes it could use) it runs again without, as the client is told."""
+    job = follow(monitor, "4", output=False)
+    job.excluding = "--exclude=n1"
+    monitor.fake.states["4"] = S.SlurmState("FAILED", "0:0", "None", "")
+    assert job.wait() == 1 and job.retry_free
+    assert job.message == "Slurm job 4 failed before it started on a node (reason: none given)"
+    assert monitor.fake.refused == ("--exclude=n1", "task-4", "Slurm failed job 4 before it started")
+
+
+def test_a_partition_table_scratch_is_used_for_the_tasks_placed_there(tmp_path):
+    """`<partition>.scratch` for the tasks placed on that partition's nodes, instead of `scratch`."""
+    import json
+
+    node_scratch = tmp_path / "gpu-local"
+    p, sbatch, _ = fake_slurm_run(tmp_path, 'scratch = "/nowhere/$USER"\ndefault_slurm_partition.name = "compute"\n'
+                                  'default_slurm_partition.scratch = "$NODE_SCRATCH"\nscratch_work = true\n',
+                                  SCRATCH_WDL, NODE_SCRATCH=str(node_scratch))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["w.where"].startswith(str(node_scratch) + "/sprocket.")
+    assert 'mktemp -d "$NODE_SCRATCH/sprocket.XXXXXX"' in Path(sbatch[0][-1]).read_text()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    p, _, _ = fake_slurm_run(bad, 'default_slurm_partition.scratch = "/a b"\n', SCRATCH_WDL)
+    assert p.returncode == 1 and "`run.backends.default.default_slurm_partition.scratch`" in p.stderr, p.stderr
