@@ -478,6 +478,9 @@ elif tool == "sacct":
         print("|".join([job_id + ".batch", row[0], row[1], "", "", "", "", "", "00:00:00.250", "2048K", "", "", ""]))
 elif tool == "scontrol" and args[:2] == ["show", "config"]:
     print("MaxArraySize = 1001")
+elif tool == "scontrol" and args == ["-o", "show", "partition"]:
+    for name in os.environ.get("FAKE_SLURM_PARTITIONS", "compute").split():
+        print("PartitionName=%%s AllowGroups=ALL Default=NO State=UP" %% name)
 '''
 
 FAKE_APPTAINER = r'''#!%(python)s
@@ -549,7 +552,7 @@ workflow w {
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == {"w.ys": [i * i for i in range(20)], "w.n": 20}
     calls = [json.loads(line) for line in (state / "calls").read_text().splitlines()]
-    assert calls[:2] == [["scontrol", "show", "partition", "compute"], ["scontrol", "show", "config"]]
+    assert calls[:2] == [["scontrol", "-o", "show", "partition"], ["scontrol", "show", "config"]]
     # the scatter as one array (as several, or some alone, only where a loaded host paused its threads)
     sbatch, rest = [c for c in calls[2:] if c[0] == "sbatch"], [c[0] for c in calls[2:] if c[0] != "sbatch"]
     arrays = [int(a.split("-")[-1]) + 1 for c in sbatch for a in c if a.startswith("--array=")]
