@@ -9583,13 +9583,18 @@ def resolve_lines(config):
     for k in CONFIG_SCHEMA:
         if "*" not in k and k not in keys:
             keys[k] = None
+    defaults = {}  # each configured backend's settings, with their defaults
+    for name, table in config.backends().items():
+        if isinstance(table, dict) and table.get("type") in BACKENDS:
+            defaults.update(("run.backends.%s.%s" % (name, key), row) for key, row in BACKENDS[table["type"]].SETTINGS.items())
+    keys.update((k, None) for k in defaults if k not in keys)
     for k in sorted(keys):
         if k in config.sources:  # (a foreign section's key too)
             lines.append("%s = %s  # %s" % (k, _toml_value(keys[k]), ", ".join(config.sources[k])))
-        elif CONFIG_SCHEMA[k].default is None:
+        elif (defaults.get(k) or CONFIG_SCHEMA[k]).default is None:
             lines.append("# %s is not set" % k)
         else:
-            lines.append("%s = %s  # default" % (k, _toml_value(CONFIG_SCHEMA[k].default)))
+            lines.append("%s = %s  # default" % (k, _toml_value((defaults.get(k) or CONFIG_SCHEMA[k]).default)))
     return lines
 
 
