@@ -7604,12 +7604,12 @@ def sbatch_option_of(arg, options):
 
 def sbatch_conflict(sources, passes):
     """What is wrong with extra sbatch arguments that repeat an option the engine passes, or None.
-    `sources`: [(the setting's name, its arguments)]; `passes(when)`: does the engine pass them."""
+    `sources`: [(the setting's name, as the message says it, its arguments)]; `passes(when)`: does the engine pass them."""
     for setting, args in sources:
         for arg in args:
             for options, when, fix in _ENGINE_SBATCH_OPTIONS:
                 if sbatch_option_of(arg, options) and (when == "always" or passes(when)):
-                    return ("`%s` has `%s`, which sprocket.py passes to sbatch itself: remove it (%s)" % (setting, arg, fix))
+                    return ("%s has `%s`, which sprocket.py passes to sbatch itself: remove it (%s)" % (setting, arg, fix))
     return None
 
 
@@ -8546,11 +8546,12 @@ class SlurmApptainerBackend(Backend):
 
     def extra_arg_sources(self, settings):
         """[(the setting's name, its arguments)] of every extra sbatch argument the configuration gives."""
-        table = "run.backends.%s." % self.name
-        sources = [(table + k, settings[k]) for k in ("sbatch.args", "extra_sbatch_args")]
-        sources += [(table + "%s_slurm_partition.extra_sbatch_args" % kind, part.get("extra_sbatch_args", []))
+        table = "`run.backends.%s.%%s`" % self.name
+        sources = [(table % k, settings[k]) for k in ("sbatch.args", "extra_sbatch_args")]
+        sources += [(table % ("%s_slurm_partition.extra_sbatch_args" % kind), part.get("extra_sbatch_args", []))
                     for kind, part in self.partitions.items()]
-        return sources + [(table + "sbatch.conditional[%d].args" % i, c["args"]) for i, c in enumerate(settings["sbatch.conditional"])]
+        return sources + [(table % ("sbatch.conditional[%d].args" % i), c["args"])
+                          for i, c in enumerate(settings["sbatch.conditional"])]
 
     def refuse_conflicts(self, sources, passes):
         problem = sbatch_conflict(sources, passes)
@@ -8583,8 +8584,8 @@ class SlurmApptainerBackend(Backend):
         partition, place, part_args = self.place(name, req, hints)
         extra = self.conditional_args(req, hints, cpu, memory)
         # a task's own keys may pass what the configuration's extra arguments already give
-        self.refuse_conflicts([("the extra sbatch arguments (`sbatch.args`, `extra_sbatch_args`, the partition's, "
-                                "`sbatch.conditional`) of task `%s`" % name, self.sbatch_args + part_args + extra)],
+        self.refuse_conflicts([("the extra sbatch arguments of task `%s` (`sbatch.args`, `extra_sbatch_args`, the "
+                                "partition's, `sbatch.conditional`)" % name, self.sbatch_args + part_args + extra)],
                               self.passes_for(partition, place))
         gpu_type = hints.get("gpuType") or (hints.get("gpu") if isinstance(hints.get("gpu"), str) else None)
         options = (partition, gpu and hints.get("gpu"), gpu, hints.get("time_minutes", hints.get("max_time_minutes")),
