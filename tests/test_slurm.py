@@ -1955,3 +1955,131 @@ def test_usage_without_accounting_is_null_and_the_report_says_so(sl):
         assert row["node"] and row["started_at"] is not None, row  # what the job wrote of itself
         assert row["slurm_state"] is None and row["peak_memory"] is None and row["allocated_cpus"] is None, row
     assert "No peak memory figures" in read(r.run_dir / "report.html")
+
+
+# --------------------------------------------------------------------------------------------
+# fitting the site (issue 21): placement per task, the site's memory flag, job tags
+# --------------------------------------------------------------------------------------------
+
+SITE_ACCOUNT, SITE_QOS, SITE_PART, SITE_FEATURE = "sprocket_lab", "sprocket_high", "sprocket_feat", "sprocket_feat"
+
+
+def _admin(*argv):
+    return subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          timeout=60)
+
+
+@pytest.fixture
+def site():
+    """An account and a QOS (sacctmgr; the current user associated with both), a second partition
+    over every node and a node feature, added only where missing (harmless to other tests, left in
+    place: a partition made with `scontrol create` goes with the next slurmctld restart)."""
+    import getpass
+
+    if shutil.which("sacctmgr") is None:
+        pytest.skip("`sacctmgr` is not on PATH")
+    user = getpass.getuser()
+    if not _admin("sacctmgr", "-n", "-P", "show", "account", SITE_ACCOUNT, "format=account").stdout.strip():
+        p = _admin("sacctmgr", "-i", "add", "account", SITE_ACCOUNT, "Description=sprocket tests", "Organization=ci")
+        assert p.returncode == 0, p.stdout
+    if not _admin("sacctmgr", "-n", "-P", "show", "qos", SITE_QOS, "format=name").stdout.strip():
+        assert _admin("sacctmgr", "-i", "add", "qos", SITE_QOS).returncode == 0
+    assoc = _admin("sacctmgr", "-n", "-P", "show", "assoc", "where", "user=" + user, "format=account,qos").stdout
+    if SITE_ACCOUNT not in [line.split("|")[0] for line in assoc.splitlines()]:
+        assert _admin("sacctmgr", "-i", "add", "user", user, "account=" + SITE_ACCOUNT).returncode == 0
+        assoc = ""
+    if any(SITE_QOS not in line.split("|")[1].split(",") for line in assoc.splitlines()) or not assoc:
+        p = _admin("sacctmgr", "-i", "modify", "user", "where", "user=" + user, "set", "qos+=" + SITE_QOS)
+        assert p.returncode == 0, p.stdout
+    if _admin("scontrol", "show", "partition", SITE_PART).returncode != 0:
+        p = _admin("scontrol", "create", "PartitionName=" + SITE_PART, "Nodes=ALL", "State=UP")
+        assert p.returncode == 0, p.stdout
+    for node in _admin("sinfo", "-h", "-N", "-o", "%N").stdout.split():
+        shown = _admin("scontrol", "show", "node", node).stdout
+        have = re.search(r"AvailableFeatures=(\S*)", shown).group(1)
+        features = [f for f in have.split(",") if f and f != "(null)"]
+        if SITE_FEATURE not in features:
+            features = ",".join(features + [SITE_FEATURE])
+            p = _admin("scontrol", "update", "NodeName=" + node, "AvailableFeatures=" + features,
+                       "ActiveFeatures=" + features)
+            assert p.returncode == 0, p.stdout
+
+
+SITE_WDL = """
+version 1.0
+task where {
+  input { String tag  Int seconds = 0 }
+  command <<< sleep ~{seconds}; echo ~{tag} >>>
+  output { String out = read_string(stdout()) }
+  runtime { container: "ubuntu:22.04" }
+}
+task acct {
+  command <<< echo acct >>>
+  runtime { container: "ubuntu:22.04"  slurm_account: "root" }
+}
+task qos {
+  command <<< echo qos >>>
+  runtime { container: "ubuntu:22.04"  slurm_qos: "%(qos)s" }
+}
+task part {
+  command <<< echo part >>>
+  runtime { container: "ubuntu:22.04"  slurm_partition: "%(part)s" }
+}
+task feat {
+  command <<< echo feat >>>
+  runtime { container: "ubuntu:22.04"  slurm_constraint: "%(feature)s" }
+}
+task mem {
+  command <<< echo mem >>>
+  runtime { container: "ubuntu:22.04"  cpu: 2  memory: "1000 MiB" }
+}
+workflow w {
+  call where { input: tag = "flag", seconds = 4 }
+  call acct
+  call qos
+  call part
+  call feat
+  call mem
+  output { String out = where.out }
+}
+""" % dict(qos=SITE_QOS, part=SITE_PART, feature=SITE_FEATURE)
+
+
+def test_site_placement_lands_each_job_where_asked_and_mem_per_cpu_gives_reqmem(sl, site):
+    """Each task key (and `run --slurm-account`) lands its job where asked, as sacct says;
+    `memory_flag = "mem-per-cpu"` asks for the memory over the CPUs; every job carries its run and
+    call in `--comment` (squeue's %k: this cluster's accounting does not keep comments)."""
+    cfg = sl.config('run.backends.default.memory_flag = "mem-per-cpu"\nrun.backends.default.job_name_prefix = "site"\n')
+    proc = sl.start(sl.wdl(SITE_WDL), "--slurm-account", SITE_ACCOUNT, cfg=cfg)
+    comment = wait_for(lambda: [line for line in _admin(REAL["squeue"], "-h", "-o", "%j|%k").stdout.splitlines()
+                                if line.startswith("site-where-0|")], 60, "the job of `where` in the queue")
+    r = sl.finish(proc)
+    assert r.rc == 0, r.describe()
+    name = r.db_rows("SELECT name FROM runs")[0]["name"]
+    assert comment == ["site-where-0|sprocket:%s:where" % name]
+    ids = r.job_ids()
+    fields = "JobID,JobName,Account,QOS,Partition,Constraints,ReqMem"
+    rows = wait_for(lambda: (lambda got: got if len(got) == 6 and all(x["Partition"] for x in got.values()) else None)(
+        sacct_rows(ids, fields)), 60, "sacct rows of the 6 jobs")
+    by_name = {row["JobName"]: row for row in rows.values()}
+    print("\n".join("|".join(row[f] for f in fields.split(",")) for row in rows.values()))  # the report's figures
+    got = {n: (row["Account"], row["QOS"], row["Partition"], row["Constraints"]) for n, row in by_name.items()}
+    assert got == {
+        "site-where-0": (SITE_ACCOUNT, "normal", PART, ""),  # run --slurm-account
+        "site-acct-0": ("root", "normal", PART, ""),  # the task's key beats the run's flag
+        "site-qos-0": (SITE_ACCOUNT, SITE_QOS, PART, ""),
+        "site-part-0": (SITE_ACCOUNT, "normal", SITE_PART, ""),
+        "site-feat-0": (SITE_ACCOUNT, "normal", PART, SITE_FEATURE),
+        "site-mem-0": (SITE_ACCOUNT, "normal", PART, ""),
+    }
+    assert by_name["site-mem-0"]["ReqMem"] in ("1000M", "500Mc")  # 2 CPUs x 500 MiB (older sacct: per CPU)
+    mem_dir = [d for d in r.attempt_dirs() if "/mem/" in str(d)][0]
+    assert "--mem-per-cpu=500M" in (mem_dir / "sbatch_command").read_text().split()
+
+
+def test_site_partition_the_cluster_lacks_is_refused_before_submission(sl, site):
+    r = sl.run(sl.wdl(SITE_WDL.replace('slurm_partition: "%s"' % SITE_PART, 'slurm_partition: "nosuch"')))
+    assert r.rc == 1 and "Traceback" not in r.stderr, r.describe()
+    assert re.search(r"task `part` \(`slurm_partition`\) asks for the partition `nosuch`, which the cluster does not "
+                     r"have \(it has: [^)]*%s[^)]*\)" % SITE_PART, r.stderr), r.stderr
+    assert not any("nosuch" in p.read_text() for p in r.out_dir.rglob("sbatch_command"))
