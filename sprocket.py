@@ -7678,7 +7678,7 @@ class SlurmClient:
 
     def check_cluster(self, partitions):
         """The seed's "Common issues" as clear messages: the Slurm commands are on PATH, and each
-        configured partition ({what names it: its name}) exists."""
+        configured partition ({who asks for it: its name}) exists."""
         import shutil
 
         for tool in ("sbatch", "scancel", "squeue"):
@@ -7689,17 +7689,17 @@ class SlurmClient:
             self.check_partition(name, what)
 
     def check_partition(self, name, what):
-        """Refuse (RunError) a partition the cluster does not have; `what` names who asked for it.
+        """Refuse (RunError) a partition the cluster does not have; `what` says who asks for it.
         The cluster's partitions are asked for once (`scontrol -o show partition`) and kept."""
         with self.partitions_lock:
             if self.partitions is None:
                 code, out, err = self.run_tool(["scontrol", "-o", "show", "partition"], timeout=20)
                 if code != 0:
-                    raise RunError("failed to list the cluster's partitions to check %s `%s`: %s" % (
+                    raise RunError("%s `%s`: the cluster's partitions could not be listed: %s" % (
                         what, name, (err or out).strip() or "scontrol exit %d" % code))
                 self.partitions = re.findall(r"(?:^|\s)PartitionName=(\S+)", out)
         if name not in self.partitions:
-            raise RunError("%s asks for the partition `%s`, which the cluster does not have (it has: %s)" % (
+            raise RunError("%s `%s`: the cluster has no such partition (it has: %s)" % (
                 what, name, ", ".join(self.partitions) or "none"))
 
     def held_jobs(self):
@@ -8495,9 +8495,10 @@ class SlurmApptainerBackend(Backend):
                                   lambda: context.aborting, settings["interval"], settings["completion_interval"],
                                   settings["exit_read_timeout"], settings["max_queued_jobs"])
         self.refuse_conflicts(self.extra_arg_sources(settings), self.passes_anywhere)
-        named = {"`%s_slurm_partition.name`" % kind: part["name"] for kind, part in self.partitions.items() if part.get("name")}
+        named = {"failed to validate %s_slurm_partition" % kind: part["name"] for kind, part in self.partitions.items()
+                 if part.get("name")}
         if self.run_placement.get("partition"):
-            named["`run --slurm-partition`"] = self.run_placement["partition"]
+            named["`run --slurm-partition` asks for the partition"] = self.run_placement["partition"]
         self.client.check_cluster(named)
         self.gatherer = ArrayGatherer(self.client, self.monitor, lambda n: os.path.join(context.run_dir, "arrays", str(n)),
                                       lambda: context.recorder.flush(), settings["max_queued_jobs"])
@@ -8526,7 +8527,7 @@ class SlurmApptainerBackend(Backend):
         if chosen["partition"] and chosen["partition"] != table.get("name"):
             table = next((p for p in self.partitions.values() if p.get("name") == chosen["partition"]), {})
             if hints.get("slurm_partition"):
-                self.client.check_partition(chosen["partition"], "task `%s` (`slurm_partition`)" % name)
+                self.client.check_partition(chosen["partition"], "task `%s` asks (`slurm_partition`) for the partition" % name)
         place = SlurmPlacement(*(chosen.get(k) or table.get(k) or default for k, default in self.placement._asdict().items()))
         return chosen["partition"] or table.get("name"), place, table.get("extra_sbatch_args", [])
 

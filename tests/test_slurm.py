@@ -593,26 +593,26 @@ def test_sbatch_argument_order_extra_args_prefix_and_conditionals(sl):
     sl.wrap("sbatch")
     cfg = sl.config("""\
         run.backends.default.sbatch.args = ["--time=10", "--nice=0"]
-        run.backends.default.extra_sbatch_args = ["--comment=seed"]
+        run.backends.default.extra_sbatch_args = ["--begin=now"]
         run.backends.default.job_name_prefix = "pfx"
         run.backends.default.sbatch.conditional = [
-            { condition = "memory > 1000000000", args = ["--comment=big"] },
-            { condition = "cpu < 100.0", args = ["--comment=small"] },
+            { condition = "memory > 1000000000", args = ["--nice=1"] },
+            { condition = "cpu < 100.0", args = ["--nice=2"] },
         ]
         """)
     r = sl.run(sl.wdl(TWO_SIZES), cfg=cfg)
     assert r.rc == 0, r.describe()
     assert r.outputs == {"w.big_out": "2 GB", "w.small_out": "500 MB"}
     calls = r.run_dir / "calls"
-    for call, cpus, mem, comment in (("big", 2, 1908, "--comment=big"), ("small", 1, 477, "--comment=small")):
+    for call, cpus, mem, cond in (("big", 2, 1908, "--nice=1"), ("small", 1, 477, "--nice=2")):
         adir = calls / call / "attempts" / "0"
         argv = sbatch_argv(sl, adir)
         # 2 GB = 2e9 bytes = 1907.35 MiB -> 1908M; 500 MB -> 476.84 MiB -> 477M; cpu 1.5 -> 2
-        assert argv[:8] == ["sbatch", "--partition", PART, "--time=10", "--nice=0", "--comment=seed", comment,
-                            "--job-name"], argv
-        name = argv[8]
+        assert argv[:7] == ["sbatch", "--partition", PART, "--time=10", "--nice=0", "--begin=now", cond], argv
+        assert re.match(r"^--comment=sprocket:[a-z]+-[a-z]+-[0-9a-f]{6}:%s$" % call, argv[7]) and argv[8] == "--job-name"
+        name = argv[9]
         assert re.match(r"^pfx-%s\b" % call, name), name
-        assert argv[9:] == ["-o", str(adir / "slurm.stdout"), "-e", str(adir / "slurm.stderr"), "--ntasks=1",
+        assert argv[10:] == ["-o", str(adir / "slurm.stdout"), "-e", str(adir / "slurm.stderr"), "--ntasks=1",
                             "--cpus-per-task=%d" % cpus, "--mem=%dM" % mem, str(adir / "apptainer_command")], argv
         job = wait_job_ended(read(adir / "job_id").strip())
         assert job.state == "COMPLETED" and job.name == name and job.partition == PART, job
@@ -705,7 +705,7 @@ def test_gpu_and_short_task_partitions(sl):
     cfg = sl.config("""\
         run.backends.default.gpu_slurm_partition.name = "%s"
         run.backends.default.short_task_slurm_partition.name = "%s"
-        run.backends.default.sbatch.args = ["--comment=static"]
+        run.backends.default.sbatch.args = ["--nice=0"]
         """ % (GPU_PART, SHORT_PART))
     r = sl.run(sl.wdl(GPU_TASK), cfg=cfg)
     assert r.rc == 0, r.describe()
@@ -713,9 +713,9 @@ def test_gpu_and_short_task_partitions(sl):
     gpu_dir = r.run_dir / "calls" / "gpu_task" / "attempts" / "0"
     short_dir = r.run_dir / "calls" / "short_task" / "attempts" / "0"
     gpu_argv = sbatch_argv(sl, gpu_dir)
-    assert gpu_argv[:6] == ["sbatch", "--partition", GPU_PART, "--gpus-per-task=2", "--comment=static", "--job-name"]
+    assert gpu_argv[:5] == ["sbatch", "--partition", GPU_PART, "--gpus-per-task=2", "--nice=0"]
     short_argv = sbatch_argv(sl, short_dir)
-    assert short_argv[:5] == ["sbatch", "--partition", SHORT_PART, "--comment=static", "--job-name"]
+    assert short_argv[:4] == ["sbatch", "--partition", SHORT_PART, "--nice=0"]
     assert not any(a.startswith("--gpus") for a in short_argv)
     assert wait_job_ended(read(gpu_dir / "job_id").strip()).partition == GPU_PART
     assert wait_job_ended(read(short_dir / "job_id").strip()).partition == SHORT_PART
@@ -1272,7 +1272,8 @@ def test_sbatch_missing_from_path(sl, tmp_path):
 def test_unknown_partition_is_reported_at_start(sl):
     r = sl.run(sl.wdl(ECHO_TASK), cfg=sl.config(partition="nope"))
     assert r.rc == 1, r.describe()
-    assert "failed to validate default_slurm_partition `nope`" in r.stderr, r.describe()
+    assert "failed to validate default_slurm_partition `nope`: the cluster has no such partition (it has: " in r.stderr, \
+        r.describe()
     r = sl.run(sl.wdl(ECHO_TASK), cfg=sl.config('run.backends.default.gpu_slurm_partition.name = "nope2"\n',
                                                 name="gpu.toml"))
     assert r.rc == 1, r.describe()
@@ -1332,7 +1333,7 @@ def test_scatter_of_30_uses_batched_sacct_and_no_squeue(sl):
         len(sacct), r.elapsed, limit)
     assert max(len(c["argv"][c["argv"].index("-j") + 1].split(",")) for c in sacct) > 1, "sacct is not batched"
     assert sl.calls("squeue") == []
-    others = [c for c in sl.calls("scontrol") if c["argv"][:2] != ["show", "partition"]]
+    others = [c for c in sl.calls("scontrol") if c["argv"] != ["-o", "show", "partition"]]
     assert others == []
     assert sl.calls("scancel") == []
 
@@ -2080,6 +2081,6 @@ def test_site_placement_lands_each_job_where_asked_and_mem_per_cpu_gives_reqmem(
 def test_site_partition_the_cluster_lacks_is_refused_before_submission(sl, site):
     r = sl.run(sl.wdl(SITE_WDL.replace('slurm_partition: "%s"' % SITE_PART, 'slurm_partition: "nosuch"')))
     assert r.rc == 1 and "Traceback" not in r.stderr, r.describe()
-    assert re.search(r"task `part` \(`slurm_partition`\) asks for the partition `nosuch`, which the cluster does not "
-                     r"have \(it has: [^)]*%s[^)]*\)" % SITE_PART, r.stderr), r.stderr
+    assert re.search(r"task `part` asks \(`slurm_partition`\) for the partition `nosuch`: the cluster has no such "
+                     r"partition \(it has: [^)]*%s[^)]*\)" % SITE_PART, r.stderr), r.stderr
     assert not any("nosuch" in p.read_text() for p in r.out_dir.rglob("sbatch_command"))

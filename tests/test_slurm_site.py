@@ -168,14 +168,14 @@ def test_run_flag_partition_and_account_apply_to_every_task(tmp_path):
 def test_partition_the_cluster_lacks_is_refused_before_anything_is_submitted(tmp_path):
     p, calls = fake_run(tmp_path, "", PLACED % "", "--slurm-partition", "gpux")
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert ("`run --slurm-partition` asks for the partition `gpux`, which the cluster does not have (it has: compute, "
+    assert ("`run --slurm-partition` asks for the partition `gpux`: the cluster has no such partition (it has: compute, "
             "other)") in p.stderr
     assert not [c for c in calls if c[0] == "sbatch"]
     (tmp_path / "slurm" / "calls").unlink()
     p, calls = fake_run(tmp_path, "", PLACED % 'slurm_partition: "nope"')
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert re.search(r"task `(plain|keyed)` \(`slurm_partition`\) asks for the partition `nope`, which the cluster "
-                     r"does not have \(it has: compute, other\)", p.stderr), p.stderr
+    assert re.search(r"task `(plain|keyed)` asks \(`slurm_partition`\) for the partition `nope`: the cluster has no "
+                     r"such partition \(it has: compute, other\)", p.stderr), p.stderr
     assert not [c for c in calls if c[0] == "sbatch"]
 
 
