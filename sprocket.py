@@ -47,7 +47,9 @@ The module reads top to bottom in the order data flows:
                                    messages: Done, Readmit; it owns the counts)
     15. Backends                   LocalBackend (process groups a rerun adopts or kills after a
                                    crash); SlurmApptainerBackend, a facade (the batch script and
-                                   sbatch line, adopting the jobs of a dead run) over four parts:
+                                   sbatch line: placement per task, the site's memory/GPU flags,
+                                   conflicting extra arguments refused, job tags; adopting the jobs
+                                   of a dead run) over four parts:
                                    SlurmClient (the Slurm commands, retries, their output as
                                    records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
