@@ -4,6 +4,7 @@ the ImageCache with a fake `apptainer pull`, the ArrayGatherer and the JobMonito
 The real thing, on a cluster, is tests/test_slurm.py (`-m slurm`)."""
 
 import os
+import re
 import sys
 import threading
 import time
@@ -558,6 +559,13 @@ workflow w {
     arrays = [int(a.split("-")[-1]) + 1 for c in sbatch for a in c if a.startswith("--array=")]
     assert arrays and sum(arrays) + len(sbatch) - len(arrays) - 1 == 20
     assert sbatch[-1][sbatch[-1].index("--job-name") + 1] == "count-0"
+    # each job tagged with the run and its call; an array with the scatter's call
+    comments = [[a for a in c if a.startswith("--comment=")] for c in sbatch]
+    assert re.match(r"^--comment=sprocket:[a-z]+-[a-z]+-[0-9a-f]{6}:count$", comments[-1][0]), comments
+    prefix = comments[-1][0][:-len("count")]
+    for c, argv in zip(comments[:-1], sbatch[:-1]):
+        array = any(a.startswith("--array=") for a in argv)
+        assert re.match("^%s%s$" % (re.escape(prefix), "square" if array else r"square-\d+"), c[0]), comments
     assert rest == ["sacct"]  # jobs seen to end from their exit status files; one sacct, for their usage
     rows = db_rows(tmp_path / "out" / "sprocket.db",
                    "SELECT a.job_id, u.node, u.peak_memory FROM attempts a JOIN attempt_usage u ON u.key = a.key")
