@@ -5984,6 +5984,10 @@ class Backend:
         """What the limit is, with %s for the amount (for messages)."""
         return "the host only has %s available"
 
+    def check_target(self, target):
+        """Refuse (RunError), before anything runs, what the run's target (a Task or Workflow) asks
+        for in literals that cannot be had here."""
+
     def check(self, name, requirements, hints, cpu, memory):
         """(cpu, memory) a task asking for these runs with: more than limits() allows is refused
         (`deny`) or clamped with a warning (`try_with_max`), as run.task.<cpu|memory>_limit_behavior say."""
@@ -7519,6 +7523,25 @@ _SLURM_TASK_KEYS = ("partition", "account", "qos", "constraint")  # a task's `sl
 _SLURM_SITE_FLAGS = ("mem", "gpus-per-task", None)  # memory_flag, gpu_flag, the GPU type: the defaults
 
 
+def literal_partitions(target):
+    """{task name: partition} of the tasks the target runs whose `slurm_partition` runtime or hints
+    key is a literal string."""
+    out, todo, seen = {}, [target], set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Task):
+            for section in (node.runtime, node.hints):
+                e = (section or {}).get("slurm_partition")
+                if type(e) is StringLit and all(isinstance(part, str) for part in e.parts):
+                    out[node.name] = "".join(e.parts)
+        else:
+            todo += [c.callee_def.target for c in walk_calls(node.body) if c.callee_def is not None]
+    return out
+
+
 def placement_args(place):
     return ["--%s=%s" % (field, v) for field, v in zip(SlurmPlacement._fields, place) if v]
 
@@ -8532,6 +8555,11 @@ class SlurmApptainerBackend(Backend):
                 self.client.check_partition(chosen["partition"], "task `%s` asks (`slurm_partition`) for the partition" % name)
         place = SlurmPlacement(*(chosen.get(k) or table.get(k) or default for k, default in self.placement._asdict().items()))
         return chosen["partition"] or table.get("name"), place, table.get("extra_sbatch_args", [])
+
+    def check_target(self, target):
+        """A partition a task names in a literal `slurm_partition` is refused before any job is submitted."""
+        for task, partition in sorted(literal_partitions(target).items()):
+            self.client.check_partition(partition, "task `%s` asks (`slurm_partition`) for the partition" % task)
 
     def passes_for(self, partition, place):
         """Does the engine pass these options to a job so placed (sbatch_conflict's check)."""
@@ -10927,6 +10955,7 @@ class Run:
         # and the backend, which may refuse (no sbatch on PATH, an unknown partition), before the run directory
         backend_name, table = config.backend()
         context.backend = make_backend(context, backend_name, read_backend_settings(table))
+        context.backend.check_target(target)
         context.cache = CallCache(config, backend_name, context.settings.shell, off=no_call_cache)
         self.run_dir = context.run_dir = self.create_record(doc, suffix, inputs_json)
         context.uuid = self.uuid

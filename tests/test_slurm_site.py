@@ -172,11 +172,20 @@ def test_partition_the_cluster_lacks_is_refused_before_anything_is_submitted(tmp
             "other)") in p.stderr
     assert not [c for c in calls if c[0] == "sbatch"]
     (tmp_path / "slurm" / "calls").unlink()
+    # a literal: at start, before the run directory
     p, calls = fake_run(tmp_path, "", PLACED % 'slurm_partition: "nope"')
+    assert p.returncode == 1 and "Traceback" not in p.stderr and "run directory" not in p.stderr
+    assert ("task `where` asks (`slurm_partition`) for the partition `nope`: the cluster has no such partition "
+            "(it has: compute, other)") in p.stderr
+    assert [c[0] for c in calls] == ["scontrol"]
+    # computed: before the task's job is submitted
+    (tmp_path / "slurm" / "calls").unlink()
+    p, calls = fake_run(tmp_path, "", PLACED % 'slurm_partition: "~{tag}x"')
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert re.search(r"task `(plain|keyed)` asks \(`slurm_partition`\) for the partition `nope`: the cluster has no "
-                     r"such partition \(it has: compute, other\)", p.stderr), p.stderr
+    assert re.search(r"task `(plain|keyed)` asks \(`slurm_partition`\) for the partition `(plain|keyed)x`: the "
+                     r"cluster has no such partition \(it has: compute, other\)", p.stderr), p.stderr
     assert not [c for c in calls if c[0] == "sbatch"]
+    assert len([c for c in calls if c[0] == "scontrol" and "partition" in c]) == 1
 
 
 @pytest.mark.parametrize("config,setting,arg", [
