@@ -8548,11 +8548,9 @@ class SlurmApptainerBackend(Backend):
             if v is not None and not isinstance(v, str):
                 raise RunError("task `%s`: `slurm_%s` must be a String, not %s" % (name, key, json_dumps(v)))
             chosen[key] = v or self.run_placement.get(key)
-        table = self.partition_for(req, hints)
-        if chosen["partition"] and chosen["partition"] != table.get("name"):
-            table = next((p for p in self.partitions.values() if p.get("name") == chosen["partition"]), {})
-            if hints.get("slurm_partition"):
-                self.client.check_partition(chosen["partition"], "task `%s` asks (`slurm_partition`) for the partition" % name)
+        table = self.table_for(req, hints)
+        if hints.get("slurm_partition") and hints["slurm_partition"] != table.get("name"):
+            self.client.check_partition(chosen["partition"], "task `%s` asks (`slurm_partition`) for the partition" % name)
         place = SlurmPlacement(*(chosen.get(k) or table.get(k) or default for k, default in self.placement._asdict().items()))
         return chosen["partition"] or table.get("name"), place, table.get("extra_sbatch_args", [])
 
@@ -8589,11 +8587,20 @@ class SlurmApptainerBackend(Backend):
         if problem:
             raise RunError(problem)
 
+    def table_for(self, req, hints):
+        """A task's partition table: the one whose `name` its `slurm_partition` key or `run
+        --slurm-partition` chose (none: {}), else the one of its kind."""
+        named = hints.get("slurm_partition") or self.run_placement.get("partition")
+        table = self.partition_for(req, hints)
+        if named and named != table.get("name"):
+            return next((p for p in self.partitions.values() if p.get("name") == named), {})
+        return table
+
     def limit_text(self, requirements, hints):
-        return "partition `%s` has a maximum of %%s" % self.partition_for(requirements, hints).get("name", "?")
+        return "partition `%s` has a maximum of %%s" % self.table_for(requirements, hints).get("name", "?")
 
     def limits(self, requirements, hints):
-        part = self.partition_for(requirements, hints)
+        part = self.table_for(requirements, hints)
         return {"cpu": part.get("max_cpu_per_task"), "memory": part.get("max_memory_per_task")}
 
     # -- one attempt ---------------------------------------------------------------------------

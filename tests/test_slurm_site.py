@@ -246,3 +246,14 @@ def test_config_resolve_shows_the_placement_and_flag_defaults(tmp_path):
     assert 'run.backends.hpc.gpu_flag = "gpus-per-task"  # default' in lines
     assert "# run.backends.hpc.account is not set" in lines and "# run.backends.hpc.qos is not set" in lines
     assert any(x.startswith('run.backends.hpc.default_slurm_partition.account = "lab"  # ') for x in lines)
+
+
+def test_a_task_naming_a_configured_partition_gets_that_tables_settings_and_limits(tmp_path):
+    config = ('gpu_slurm_partition.name = "other"\ngpu_slurm_partition.account = "acct-gpu"\n'
+              'gpu_slurm_partition.max_cpu_per_task = 1\n')
+    p, calls = fake_run(tmp_path, config, PLACED % 'slurm_partition: "other"')
+    assert p.returncode == 0, p.stderr
+    assert by_job(calls)["keyed-0"][1:4] == ["--partition", "other", "--account=acct-gpu"]
+    (tmp_path / "slurm" / "calls").unlink()
+    p, calls = fake_run(tmp_path, config, PLACED % 'slurm_partition: "other"  cpu: 2')
+    assert p.returncode == 1 and "requires at least 2 CPU(s), but partition `other` has a maximum of 1" in p.stderr
