@@ -47,7 +47,9 @@ The module reads top to bottom in the order data flows:
                                    messages: Done, Readmit; it owns the counts)
     15. Backends                   LocalBackend (process groups a rerun adopts or kills after a
                                    crash); SlurmApptainerBackend, a facade (the batch script and
-                                   sbatch line, adopting the jobs of a dead run) over four parts:
+                                   sbatch line: placement per task, the site's memory/GPU flags,
+                                   conflicting extra arguments refused, job tags; adopting the jobs
+                                   of a dead run) over four parts:
                                    SlurmClient (the Slurm commands, retries, their output as
                                    records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
@@ -3720,7 +3722,8 @@ _KNOWN_HINTS = frozenset(
     "runtime_minutes max_time_minutes short_task localization_optional inputs outputs cacheable failOnStderr "
     "docker_user dx_instance_type queueArn awsBatchRetryAttempts maxRetries memory_retry_multiplier "
     "max_cpu max_memory maxCpu maxMemory shortTask localizationOptional checkpointFile useDockerImageCache "
-    "predefinedMachineType boot_disk_gb nvidiaDriverVersion backend singularity conda time gcp azure".split())
+    "predefinedMachineType boot_disk_gb nvidiaDriverVersion backend singularity conda time gcp azure "
+    "slurm_partition slurm_account slurm_constraint slurm_qos".split())
 
 _RUNTIME_TYPES = {
     "cpu": (INT, FLOAT, STRING), "memory": (INT, STRING), "container": (STRING, ArrayType(STRING)),
@@ -5981,6 +5984,10 @@ class Backend:
         """What the limit is, with %s for the amount (for messages)."""
         return "the host only has %s available"
 
+    def check_target(self, target):
+        """Refuse (RunError), before anything runs, what the run's target (a Task or Workflow) asks
+        for in literals that cannot be had here."""
+
     def check(self, name, requirements, hints, cpu, memory):
         """(cpu, memory) a task asking for these runs with: more than limits() allows is refused
         (`deny`) or clamped with a warning (`try_with_max`), as run.task.<cpu|memory>_limit_behavior say."""
@@ -6039,8 +6046,9 @@ def register_backend(cls):
 
 
 RunSettings = collections.namedtuple("RunSettings", "default_retries memory_retry_multiplier read_limit fail_fast "
-                                     "scatter_limit shell container limit_behavior")
-RunSettings.__doc__ = "The `run.*` settings the runtime reads, read and checked once (run_settings(), section 18)."
+                                     "scatter_limit shell container limit_behavior slurm_placement", defaults=(None,))
+RunSettings.__doc__ = ("The `run.*` settings the runtime reads, read and checked once (run_settings(), section 18); "
+                       "`slurm_placement`: {partition/account/qos/constraint: what `run --slurm-<key>` chose}.")
 
 
 class RunContext:
@@ -6054,6 +6062,7 @@ class RunContext:
         self.settings, self.log, self.recorder, self.cache = settings, log, recorder, cache
         self.backend = self.scheduler = None
         self.uuid = self.run_dir = self.tmp_dir = self.real_run_dir = None
+        self.run_name = None  # its readable name (run_name())
         self.readable = set()  # real paths of the inputs and call outputs workflow-level calls may read (ReadScope)
         self.nested_inputs = {}  # call path -> {input: value}
         self.overrides = {}  # call path -> {"requirements"/"hints"/"runtime": {key: value}}
@@ -7419,6 +7428,11 @@ _PARTITION_SETTINGS = {
     "max_memory_per_task": Setting("size", None, "slurm: the most memory a task may get there"),
     "scratch": Setting("str", None, "slurm: node-local scratch on the partition's nodes (instead of `scratch`)",
                        _scratch_problem),
+    "account": Setting("str", None, "slurm: the account (`--account`) of the jobs sent there"),
+    "qos": Setting("str", None, "slurm: the QOS (`--qos`) of the jobs sent there"),
+    "constraint": Setting("str", None, "slurm: the node features (`--constraint`) the jobs sent there need"),
+    "reservation": Setting("str", None, "slurm: the reservation (`--reservation`) of the jobs sent there"),
+    "extra_sbatch_args": Setting("list", [], "slurm: extra sbatch arguments of the jobs sent there"),
 }
 _SLURM_SETTINGS = dict({  # its `run.backends.<name>` keys (SlurmApptainerBackend.SETTINGS)
     "interval": Setting("int", 60, "slurm: seconds between scheduler queries (pending reasons; jobs that "
@@ -7438,7 +7452,24 @@ _SLURM_SETTINGS = dict({  # its `run.backends.<name>` keys (SlurmApptainerBacken
     "sbatch.args": Setting("list", [], "slurm: extra sbatch arguments"),
     "sbatch.conditional": Setting("conditionals", [], "slurm: sbatch arguments added when a condition holds"),
     "extra_sbatch_args": Setting("list", [], "slurm: extra sbatch arguments (the seed's name for sbatch.args)"),
-    "job_name_prefix": Setting("str", None, "slurm: prefix of job names"),
+    "job_name_prefix": Setting("str", None, "slurm: prefix of job names (`<prefix>-<task attempt name>`)",
+                               lambda v: "must be at most 100 bytes" if len(v.encode()) > 100 else None),
+    # Placement (the sbatch line says what was chosen): a task's `slurm_<key>` runtime/hints key >
+    # `run --slurm-<key>` > the task's partition table > these.
+    "account": Setting("str", None, "slurm: the account (`--account`) jobs are charged to; a task's `slurm_account` "
+                       "key, `run --slurm-account` or a partition table's `account` go first"),
+    "qos": Setting("str", None, "slurm: the QOS (`--qos`) of the jobs; a task's `slurm_qos` key, `run --slurm-qos` "
+                   "or a partition table's `qos` go first"),
+    "constraint": Setting("str", None, "slurm: node features (`--constraint`) the jobs need; a task's "
+                          "`slurm_constraint` key, `run --slurm-constraint` or a partition table's `constraint` go first"),
+    "reservation": Setting("str", None, "slurm: the reservation (`--reservation`) of the jobs; a partition "
+                           "table's `reservation` goes first"),
+    "memory_flag": Setting(("mem", "mem-per-cpu", "none"), "mem", 'slurm: how a task\'s memory reaches sbatch: "mem" '
+                           '(`--mem`), "mem-per-cpu" (`--mem-per-cpu`: the memory over the CPUs, rounded up to a MiB) '
+                           'or "none" (the site\'s default)'),
+    "gpu_flag": Setting(("gpus-per-task", "gres"), "gpus-per-task", 'slurm: how a task\'s GPUs reach sbatch: '
+                        '"gpus-per-task" (`--gpus-per-task=[type:]N`) or "gres" (`--gres=gpu[:type]:N`); the type is '
+                        'the task\'s `gpuType` (or a String `gpu` hint)'),
     "apptainer.executable": Setting("str", "apptainer", "slurm: the apptainer (or singularity) command"),
     "apptainer.image_cache_dir": Setting("path", None, "slurm: a shared directory of pulled images"),
     "apptainer.extra_args": Setting("list", [], "slurm: extra `apptainer exec` arguments"),
@@ -7563,15 +7594,70 @@ def read_usage_file(adir):
     return out
 
 
-def sbatch_argv(partition, gpus, gpu, minutes, extra_args, cpu, memory, job_name, adir, script, array=0):
-    """The `sbatch` command line of one attempt, in Sprocket's order; with `array` = n, of a job
-    array of n elements whose element i writes its output in `<adir>/<i>/` (a link to its attempt
-    directory)."""
+SlurmPlacement = collections.namedtuple("SlurmPlacement", "account qos constraint reservation", defaults=(None,) * 4)
+SlurmPlacement.__doc__ = "Where a job goes besides its partition (`--account`, `--qos`, `--constraint`, `--reservation`)."
+_SLURM_TASK_KEYS = ("partition", "account", "qos", "constraint")  # a task's `slurm_<key>`, `run --slurm-<key>`
+_SLURM_SITE_FLAGS = ("mem", "gpus-per-task", None)  # memory_flag, gpu_flag, the GPU type: the defaults
+
+
+def literal_partitions(target):
+    """{task name: partition} of the tasks the target runs whose `slurm_partition` runtime or hints
+    key is a literal string."""
+    out, todo, seen = {}, [target], set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Task):
+            for section in (node.runtime, node.hints):
+                e = (section or {}).get("slurm_partition")
+                if type(e) is StringLit and all(isinstance(part, str) for part in e.parts):
+                    out[node.name] = "".join(e.parts)
+        else:
+            todo += [c.callee_def.target for c in walk_calls(node.body) if c.callee_def is not None]
+    return out
+
+
+def placement_args(place):
+    return ["--%s=%s" % (field, v) for field, v in zip(SlurmPlacement._fields, place) if v]
+
+
+def gpu_args(gpu_flag, gpus, gpu_type):
+    """`--gpus-per-task=[type:]N` or `--gres=gpu[:type]:N` (gpu_flag) of a task asking for GPUs."""
+    n = gpus if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0 else 1
+    typed = "%s:%d" % (gpu_type, n) if gpu_type else str(n)
+    return ["--gres=gpu:%s" % typed] if gpu_flag == "gres" else ["--gpus-per-task=%s" % typed]
+
+
+def memory_args(memory_flag, cpu, memory):
+    """`--mem` (MiB, rounded up), `--mem-per-cpu` (the memory over the CPUs, rounded up to a MiB), or none."""
+    if memory_flag == "none":
+        return []
+    if memory_flag == "mem-per-cpu":
+        return ["--mem-per-cpu=%dM" % math.ceil(memory / math.ceil(cpu) / 1048576)]
+    return ["--mem=%dM" % math.ceil(memory / 1048576)]
+
+
+def job_comment(run_name, call):
+    """`--comment` of a job (what `squeue -o %k` shows admins): the run's name and the call path,
+    in words that need no quoting anywhere."""
+    return re.sub(r"[^A-Za-z0-9_.:=/-]", "_", "sprocket:%s:%s" % (run_name, call))
+
+
+def sbatch_argv(partition, gpus, gpu, minutes, extra_args, cpu, memory, place=SlurmPlacement(), flags=_SLURM_SITE_FLAGS,
+                *, job_name, adir, script, array=0, comment=None):
+    """The `sbatch` command line of one attempt, in Sprocket's order (the placement after the
+    partition, the comment before the job name); with `array` = n, of a job array of n elements
+    whose element i writes its output in `<adir>/<i>/` (a link to its attempt directory).
+    `flags`: the site's (memory_flag, gpu_flag) and the task's GPU type."""
+    memory_flag, gpu_flag, gpu_type = flags
     argv = ["sbatch"]
     if partition:
         argv += ["--partition", partition]
+    argv += placement_args(place)
     if gpu:
-        argv.append("--gpus-per-task=%d" % (gpus if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0 else 1))
+        argv += gpu_args(gpu_flag, gpus, gpu_type)
     if isinstance(minutes, int) and not isinstance(minutes, bool) and minutes > 0:
         argv.append("--time=%d" % minutes)  # miniwdl-slurm's per-task walltime hint
     argv += list(extra_args)
@@ -7579,9 +7665,54 @@ def sbatch_argv(partition, gpus, gpu, minutes, extra_args, cpu, memory, job_name
     if array:
         argv.append("--array=0-%d" % (array - 1))
         out_dir = os.path.join(out_dir, "%a")
+    if comment:
+        argv.append("--comment=%s" % comment)
     argv += ["--job-name", job_name, "-o", os.path.join(out_dir, "slurm.stdout"), "-e", os.path.join(out_dir, "slurm.stderr"),
-             "--ntasks=1", "--cpus-per-task=%d" % math.ceil(cpu), "--mem=%dM" % math.ceil(memory / 1048576), script]
+             "--ntasks=1", "--cpus-per-task=%d" % math.ceil(cpu)] + memory_args(memory_flag, cpu, memory) + [script]
     return argv
+
+
+# sbatch options the engine passes itself, as (the options, when: "always" or the SlurmApptainerBackend
+# attribute that says it passes them, the fix): extra arguments that repeat them are refused at start.
+_ENGINE_SBATCH_OPTIONS = (
+    (("--mem", "--mem-per-cpu", "--mem-per-gpu"), "memory_flag", 'set `memory_flag` ("mem", "mem-per-cpu", or "none" '
+     'to pass your own)'),
+    (("--cpus-per-task", "-c"), "always", "a task's `cpu` sets it"),
+    (("--job-name", "-J"), "always", "set `job_name_prefix`"),
+    (("--output", "-o", "--error", "-e"), "always", "sprocket.py writes a job's output into its attempt directory"),
+    (("--ntasks", "-n"), "always", "an attempt is one Slurm task"),
+    (("--comment",), "always", "sprocket.py tags each job with its run and call"),
+    (("--array", "-a"), "always", "sprocket.py sends scatters as job arrays itself (see `job_arrays`)"),
+    (("--partition", "-p"), "sets_partition", "set the partition tables' `name`, `run --slurm-partition` or a task's "
+     "`slurm_partition`"),
+    (("--gres=gpu", "--gpus-per-task", "--gpus", "-G"), "always", 'set `gpu_flag` ("gpus-per-task" or "gres") and a '
+     "task's `gpuType`: a task asking for GPUs gets them"),
+    (("--account", "-A"), "sets_account", "set `account`, a partition table's `account`, `run --slurm-account` or a "
+     "task's `slurm_account`"),
+    (("--qos", "-q"), "sets_qos", "set `qos`, a partition table's `qos`, `run --slurm-qos` or a task's `slurm_qos`"),
+    (("--constraint", "-C"), "sets_constraint", "set `constraint`, a partition table's `constraint`, "
+     "`run --slurm-constraint` or a task's `slurm_constraint`"),
+    (("--reservation",), "sets_reservation", "set `reservation` or a partition table's `reservation`"),
+)
+
+
+def sbatch_option_of(arg, options):
+    """The option of `options` that the command-line word `arg` gives (`--mem=4G`, `-c4`), or None."""
+    for o in options:
+        if arg == o or arg.startswith(o + "=") or arg.startswith(o + ":") or (len(o) == 2 and arg.startswith(o) and not arg.startswith("--")):
+            return o
+    return None
+
+
+def sbatch_conflict(sources, passes):
+    """What is wrong with extra sbatch arguments that repeat an option the engine passes, or None.
+    `sources`: [(the setting's name, as the message says it, its arguments)]; `passes(when)`: does the engine pass them."""
+    for setting, args in sources:
+        for arg in args:
+            for options, when, fix in _ENGINE_SBATCH_OPTIONS:
+                if sbatch_option_of(arg, options) and (when == "always" or passes(when)):
+                    return ("%s has `%s`, which sprocket.py passes to sbatch itself: remove it (%s)" % (setting, arg, fix))
+    return None
 
 
 def slurm_ids(ids):
@@ -7645,23 +7776,35 @@ class SlurmClient:
         self.status_source = "sacct"
         self.max_array = None
         self.exclude_refused = False  # Slurm would not run a job for its --exclude alone: no more are excluded
+        self.partitions = None  # the cluster's partition names (one scontrol call, at the first need)
+        self.partitions_lock = threading.Lock()
         self.sleep = time.sleep  # the backoff's wait (a test's is instant)
 
     def check_cluster(self, partitions):
         """The seed's "Common issues" as clear messages: the Slurm commands are on PATH, and each
-        configured partition ({kind: its settings}) exists."""
+        configured partition ({who asks for it: its name}) exists."""
         import shutil
 
         for tool in ("sbatch", "scancel", "squeue"):
             if shutil.which(tool) is None:
                 raise RunError("`%s` was not found on PATH: the slurm_apptainer backend runs on a Slurm submit host "
                                "with the Slurm client commands (sbatch, squeue, sacct, scancel) installed" % tool)
-        for kind, part in partitions.items():
-            if part.get("name"):
-                code, out, err = self.run_tool(["scontrol", "show", "partition", part["name"]], timeout=20)
+        for what, name in partitions.items():
+            self.check_partition(name, what)
+
+    def check_partition(self, name, what):
+        """Refuse (RunError) a partition the cluster does not have; `what` says who asks for it.
+        The cluster's partitions are asked for once (`scontrol -o show partition`) and kept."""
+        with self.partitions_lock:
+            if self.partitions is None:
+                code, out, err = self.run_tool(["scontrol", "-o", "show", "partition"], timeout=20)
                 if code != 0:
-                    raise RunError("failed to validate %s_slurm_partition `%s`: %s" % (
-                        kind, part["name"], (err or out).strip() or "scontrol exit %d" % code))
+                    raise RunError("%s `%s`: the cluster's partitions could not be listed: %s" % (
+                        what, name, (err or out).strip() or "scontrol exit %d" % code))
+                self.partitions = re.findall(r"(?:^|\s)PartitionName=(\S+)", out)
+        if name not in self.partitions:
+            raise RunError("%s `%s`: the cluster has no such partition (it has: %s)" % (
+                what, name, ", ".join(self.partitions) or "none"))
 
     def held_jobs(self):
         """[HeldJob] for every job of the user's that the controller holds, one per array element;
@@ -7918,9 +8061,9 @@ class ImageCache:
                 uri, self.apptainer, code, text[-2000:] or "no output"))
 
 
-Gathered = collections.namedtuple("Gathered", "job argv options array_name")
+Gathered = collections.namedtuple("Gathered", "job argv options array_name array_comment", defaults=(None,))
 Gathered.__doc__ = ("An attempt waiting to go out in a job array: its SlurmJob, its own sbatch line, the sbatch "
-                    "options (sbatch_argv's arguments) and the job name its array would get.")
+                    "options (sbatch_argv's arguments), the job name and the `--comment` its array would get.")
 
 
 class ArrayGatherer:
@@ -8050,7 +8193,8 @@ class ArrayGatherer:
             f.write('#!/usr/bin/env bash\nexec "%s/${SLURM_ARRAY_TASK_ID}/apptainer_command"\n' % root)
         os.chmod(script, 0o770)
         first = members[0]
-        argv = sbatch_argv(*first.options, job_name=first.array_name, adir=root, script=script, array=len(members))
+        argv = sbatch_argv(*first.options, job_name=first.array_name, adir=root, script=script, array=len(members),
+                           comment=first.array_comment)
         for i, m in enumerate(members):
             write_sbatch_command(m.job.adir, argv, "# this attempt is element %d of the array\n" % i)
         self.flush()  # the attempts are on record before their jobs exist (reattach)
@@ -8503,8 +8647,11 @@ class SlurmApptainerBackend(Backend):
         self.partitions = {}  # kind (default, short_task, gpu, fpga) -> {name, max_cpu_per_task, ...} (_PARTITION_SETTINGS)
         for key in _PARTITION_KEYS:
             part = {field: settings["%s.%s" % (key, field)] for field in _PARTITION_SETTINGS}
-            if any(v is not None for v in part.values()):
-                self.partitions[key[: -len("_slurm_partition")]] = {k: v for k, v in part.items() if v is not None}
+            if any(v not in (None, []) for v in part.values()):
+                self.partitions[key[: -len("_slurm_partition")]] = {k: v for k, v in part.items() if v not in (None, [])}
+        self.placement = SlurmPlacement(*(settings[k] for k in SlurmPlacement._fields))  # the backend's own
+        self.run_placement = context.settings.slurm_placement or {}  # run --slurm-<key>
+        self.memory_flag, self.gpu_flag = settings["memory_flag"], settings["gpu_flag"]
         self.sbatch_args = settings["sbatch.args"] + settings["extra_sbatch_args"]
         self.conditionals = [(compile_expression(c["condition"], _CONDITION_NAMES, "sbatch.conditional"), c["args"])
                              for c in settings["sbatch.conditional"]]
@@ -8529,7 +8676,12 @@ class SlurmApptainerBackend(Backend):
         self.monitor = JobMonitor(self.client, log, lambda key, figures: context.recorder.record_accounting(key, figures),
                                   lambda: context.aborting, settings["interval"], settings["completion_interval"],
                                   settings["exit_read_timeout"], settings["max_queued_jobs"], self.exclude_node)
-        self.client.check_cluster(self.partitions)
+        self.refuse_conflicts(self.extra_arg_sources(settings), self.passes_anywhere)
+        named = {"failed to validate %s_slurm_partition" % kind: part["name"] for kind, part in self.partitions.items()
+                 if part.get("name")}
+        if self.run_placement.get("partition"):
+            named["`run --slurm-partition` asks for the partition"] = self.run_placement["partition"]
+        self.client.check_cluster(named)
         self.gatherer = ArrayGatherer(self.client, self.monitor, lambda n: os.path.join(context.run_dir, "arrays", str(n)),
                                       lambda: context.recorder.flush(), settings["max_queued_jobs"])
 
@@ -8542,11 +8694,70 @@ class SlurmApptainerBackend(Backend):
                 return self.partitions[kind]
         return {}
 
+    def place(self, name, req, hints):
+        """(partition, SlurmPlacement, the partition table's extra args) of a task: each from its
+        `slurm_<key>` runtime/hints key, else `run --slurm-<key>`, else its partition table (the one
+        of its kind, or the one of the partition it names), else the backend's settings. A partition
+        the cluster does not have is refused (RunError) before the job is submitted."""
+        chosen = {}
+        for key in _SLURM_TASK_KEYS:
+            v = hints.get("slurm_" + key)
+            if v is not None and not isinstance(v, str):
+                raise RunError("task `%s`: `slurm_%s` must be a String, not %s" % (name, key, json_dumps(v)))
+            chosen[key] = v or self.run_placement.get(key)
+        table = self.table_for(req, hints)
+        if hints.get("slurm_partition") and hints["slurm_partition"] != table.get("name"):
+            self.client.check_partition(chosen["partition"], "task `%s` asks (`slurm_partition`) for the partition" % name)
+        place = SlurmPlacement(*(chosen.get(k) or table.get(k) or default for k, default in self.placement._asdict().items()))
+        return chosen["partition"] or table.get("name"), place, table.get("extra_sbatch_args", [])
+
+    def check_target(self, target):
+        """A partition a task names in a literal `slurm_partition` is refused before any job is submitted."""
+        for task, partition in sorted(literal_partitions(target).items()):
+            self.client.check_partition(partition, "task `%s` asks (`slurm_partition`) for the partition" % task)
+
+    def passes_for(self, partition, place):
+        """Does the engine pass these options to a job so placed (sbatch_conflict's check)."""
+        sets = dict(place._asdict(), partition=partition)
+        return lambda when: self.memory_flag != "none" if when == "memory_flag" else bool(sets[when[len("sets_"):]])
+
+    def passes_anywhere(self, when):
+        """Does the engine pass these options to some job of the run (extra_arg_sources's check)."""
+        if when == "memory_flag":
+            return self.memory_flag != "none"
+        key = when[len("sets_"):]
+        return bool(self.run_placement.get(key) or any(p.get("name" if key == "partition" else key)
+                                                       for p in self.partitions.values())
+                    or (key != "partition" and getattr(self.placement, key)))
+
+    def extra_arg_sources(self, settings):
+        """[(the setting's name, its arguments)] of every extra sbatch argument the configuration gives."""
+        table = "`run.backends.%s.%%s`" % self.name
+        sources = [(table % k, settings[k]) for k in ("sbatch.args", "extra_sbatch_args")]
+        sources += [(table % ("%s_slurm_partition.extra_sbatch_args" % kind), part.get("extra_sbatch_args", []))
+                    for kind, part in self.partitions.items()]
+        return sources + [(table % ("sbatch.conditional[%d].args" % i), c["args"])
+                          for i, c in enumerate(settings["sbatch.conditional"])]
+
+    def refuse_conflicts(self, sources, passes):
+        problem = sbatch_conflict(sources, passes)
+        if problem:
+            raise RunError(problem)
+
+    def table_for(self, req, hints):
+        """A task's partition table: the one whose `name` its `slurm_partition` key or `run
+        --slurm-partition` chose (none: {}), else the one of its kind."""
+        named = hints.get("slurm_partition") or self.run_placement.get("partition")
+        table = self.partition_for(req, hints)
+        if named and named != table.get("name"):
+            return next((p for p in self.partitions.values() if p.get("name") == named), {})
+        return table
+
     def limit_text(self, requirements, hints):
-        return "partition `%s` has a maximum of %%s" % self.partition_for(requirements, hints).get("name", "?")
+        return "partition `%s` has a maximum of %%s" % self.table_for(requirements, hints).get("name", "?")
 
     def limits(self, requirements, hints):
-        part = self.partition_for(requirements, hints)
+        part = self.table_for(requirements, hints)
         return {"cpu": part.get("max_cpu_per_task"), "memory": part.get("max_memory_per_task")}
 
     # -- one attempt ---------------------------------------------------------------------------
@@ -8568,17 +8779,25 @@ class SlurmApptainerBackend(Backend):
             f.write(slurm_batch_script(self.apptainer, environ, binds, gpu, self.apptainer_args, image, self.shell, adir,
                                        scratch, request.work if self.scratch_work else None))
         os.chmod(script, 0o770)
-        options = (self.partition_for(req, hints).get("name"), gpu and hints.get("gpu"), gpu,
-                   hints.get("time_minutes", hints.get("max_time_minutes")),
-                   tuple(self.tmp_args(req, scratch) + self.node_args() + self.sbatch_args +
-                         self.conditional_args(req, hints, cpu, memory)), cpu, memory)
-        argv = sbatch_argv(*options, job_name=self.job_name(request.job_name), adir=adir, script=script)
+        partition, place, part_args = self.place(name, req, hints)
+        extra = self.conditional_args(req, hints, cpu, memory)
+        # a task's own keys may pass what the configuration's extra arguments already give
+        self.refuse_conflicts([("the extra sbatch arguments of task `%s` (`sbatch.args`, `extra_sbatch_args`, the "
+                                "partition's, `sbatch.conditional`)" % name, self.sbatch_args + part_args + extra)],
+                              self.passes_for(partition, place))
+        gpu_type = hints.get("gpuType") or (hints.get("gpu") if isinstance(hints.get("gpu"), str) else None)
+        options = (partition, gpu and hints.get("gpu"), gpu, hints.get("time_minutes", hints.get("max_time_minutes")),
+                   tuple(self.tmp_args(req, scratch) + self.node_args() + self.sbatch_args + part_args + extra),
+                   cpu, memory, place,
+                   (self.memory_flag, self.gpu_flag, gpu and gpu_type or None))
+        argv = sbatch_argv(*options, job_name=self.job_name(request.job_name), adir=adir, script=script,
+                           comment=job_comment(context.run_name, name))
         job = SlurmJob(self.monitor, adir, request.key, name, memory, functools.partial(recorder.record_job, request))
         job.excluding = next((a for a in argv if a.startswith("--exclude=")), None)
         self.monitor.take_slot(job)
         if self.job_arrays and request.attempt == 0:  # a retry goes alone
-            self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(request.job_name))),
-                                 call_family(name))
+            self.gatherer.gather(Gathered(job, argv, options, self.job_name(call_family(request.job_name)),
+                                          job_comment(context.run_name, call_family(name))), call_family(name))
             return job
         write_sbatch_command(adir, argv)
         try:
@@ -9608,13 +9827,18 @@ def resolve_lines(config):
     for k in CONFIG_SCHEMA:
         if "*" not in k and k not in keys:
             keys[k] = None
+    defaults = {}  # each configured backend's settings, with their defaults
+    for name, table in config.backends().items():
+        if isinstance(table, dict) and table.get("type") in BACKENDS:
+            defaults.update(("run.backends.%s.%s" % (name, key), row) for key, row in BACKENDS[table["type"]].SETTINGS.items())
+    keys.update((k, None) for k in defaults if k not in keys)
     for k in sorted(keys):
         if k in config.sources:  # (a foreign section's key too)
             lines.append("%s = %s  # %s" % (k, _toml_value(keys[k]), ", ".join(config.sources[k])))
-        elif CONFIG_SCHEMA[k].default is None:
+        elif (defaults.get(k) or CONFIG_SCHEMA[k]).default is None:
             lines.append("# %s is not set" % k)
         else:
-            lines.append("%s = %s  # default" % (k, _toml_value(CONFIG_SCHEMA[k].default)))
+            lines.append("%s = %s  # default" % (k, _toml_value((defaults.get(k) or CONFIG_SCHEMA[k]).default)))
     return lines
 
 
@@ -10832,8 +11056,9 @@ def write_report(store, run_id, out_dir, path):
     return attempts
 
 
-def run_settings(config):
-    """The `run.*` settings the runtime reads (RunSettings), from the configuration."""
+def run_settings(config, slurm_placement=None):
+    """The `run.*` settings the runtime reads (RunSettings), from the configuration (and the
+    placement `run --slurm-<key>` chose)."""
     retries = config.get("run.task.retries")
     return RunSettings(
         default_retries=0 if retries == "default" else retries,
@@ -10842,7 +11067,8 @@ def run_settings(config):
         fail_fast=config.get("run.fail") == "fast", scatter_limit=config.get("run.workflow.scatter.concurrency"),
         shell=config.get("run.task.shell"), container=config.get("run.task.container"),
         limit_behavior={"cpu": config.get("run.task.cpu_limit_behavior"),
-                        "memory": config.get("run.task.memory_limit_behavior")})
+                        "memory": config.get("run.task.memory_limit_behavior")},
+        slurm_placement={k: v for k, v in (slurm_placement or {}).items() if v})
 
 
 class Recorder:
@@ -10940,18 +11166,20 @@ class Run:
     runtime shares (settings, log, recorder, call cache, backend, scheduler)."""
 
     def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False, fingerprint=None,
-                 reattach=True, suffix=None, index_on=None, show_task_stderr=False, overrides=None):
+                 reattach=True, suffix=None, index_on=None, show_task_stderr=False, overrides=None, slurm_placement=None):
         self.target, self.log, self.index_on = target, log, index_on
         self.out_dir = out_dir = os.path.abspath(out_dir)
         self.store = self.open_store(config)
         self.name = log.name = run_name()
         self.cancelled = False
         self.interrupts = 0
-        self.context = context = RunContext(run_settings(config), log)
+        self.context = context = RunContext(run_settings(config, slurm_placement), log)
+        context.run_name = self.name
         context.overrides = overrides or {}  # call path -> {"requirements"/"hints"/"runtime": {key: value}}
         # and the backend, which may refuse (no sbatch on PATH, an unknown partition), before the run directory
         backend_name, table = config.backend()
         context.backend = make_backend(context, backend_name, read_backend_settings(table))
+        context.backend.check_target(target)
         context.cache = CallCache(config, backend_name, context.settings.shell, off=no_call_cache)
         self.run_dir = context.run_dir = self.create_record(doc, suffix, inputs_json)
         context.uuid = self.uuid
@@ -11262,6 +11490,10 @@ def _run_arguments(c):
                    help="link the outputs (and outputs.json) into OUT/index/PATH/, replacing the earlier index")
     c.add_argument("--show-task-stderr", action="store_true",
                    help="show each task's stderr on the terminal as it is written")
+    for key in _SLURM_TASK_KEYS:
+        c.add_argument("--slurm-" + key, metavar=key.upper(), help="slurm_apptainer: the %s of every task's job, unless "
+                       "the task's `slurm_%s` key names one (before the partition tables and the backend's settings)" % (
+                           key, key))
 
 
 def _completions_arguments(c):
@@ -11778,7 +12010,8 @@ def cmd_run(args):
     inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
     fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
     run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach,
-              args.suffix, args.index_on, args.show_task_stderr, overrides)
+              args.suffix, args.index_on, args.show_task_stderr, overrides,
+              {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS})
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
         write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")

@@ -593,26 +593,26 @@ def test_sbatch_argument_order_extra_args_prefix_and_conditionals(sl):
     sl.wrap("sbatch")
     cfg = sl.config("""\
         run.backends.default.sbatch.args = ["--time=10", "--nice=0"]
-        run.backends.default.extra_sbatch_args = ["--comment=seed"]
+        run.backends.default.extra_sbatch_args = ["--begin=now"]
         run.backends.default.job_name_prefix = "pfx"
         run.backends.default.sbatch.conditional = [
-            { condition = "memory > 1000000000", args = ["--comment=big"] },
-            { condition = "cpu < 100.0", args = ["--comment=small"] },
+            { condition = "memory > 1000000000", args = ["--nice=1"] },
+            { condition = "cpu < 100.0", args = ["--nice=2"] },
         ]
         """)
     r = sl.run(sl.wdl(TWO_SIZES), cfg=cfg)
     assert r.rc == 0, r.describe()
     assert r.outputs == {"w.big_out": "2 GB", "w.small_out": "500 MB"}
     calls = r.run_dir / "calls"
-    for call, cpus, mem, comment in (("big", 2, 1908, "--comment=big"), ("small", 1, 477, "--comment=small")):
+    for call, cpus, mem, cond in (("big", 2, 1908, "--nice=1"), ("small", 1, 477, "--nice=2")):
         adir = calls / call / "attempts" / "0"
         argv = sbatch_argv(sl, adir)
         # 2 GB = 2e9 bytes = 1907.35 MiB -> 1908M; 500 MB -> 476.84 MiB -> 477M; cpu 1.5 -> 2
-        assert argv[:8] == ["sbatch", "--partition", PART, "--time=10", "--nice=0", "--comment=seed", comment,
-                            "--job-name"], argv
-        name = argv[8]
+        assert argv[:7] == ["sbatch", "--partition", PART, "--time=10", "--nice=0", "--begin=now", cond], argv
+        assert re.match(r"^--comment=sprocket:[a-z]+-[a-z]+-[0-9a-f]{6}:%s$" % call, argv[7]) and argv[8] == "--job-name"
+        name = argv[9]
         assert re.match(r"^pfx-%s\b" % call, name), name
-        assert argv[9:] == ["-o", str(adir / "slurm.stdout"), "-e", str(adir / "slurm.stderr"), "--ntasks=1",
+        assert argv[10:] == ["-o", str(adir / "slurm.stdout"), "-e", str(adir / "slurm.stderr"), "--ntasks=1",
                             "--cpus-per-task=%d" % cpus, "--mem=%dM" % mem, str(adir / "apptainer_command")], argv
         job = wait_job_ended(read(adir / "job_id").strip())
         assert job.state == "COMPLETED" and job.name == name and job.partition == PART, job
@@ -705,7 +705,7 @@ def test_gpu_and_short_task_partitions(sl):
     cfg = sl.config("""\
         run.backends.default.gpu_slurm_partition.name = "%s"
         run.backends.default.short_task_slurm_partition.name = "%s"
-        run.backends.default.sbatch.args = ["--comment=static"]
+        run.backends.default.sbatch.args = ["--nice=0"]
         """ % (GPU_PART, SHORT_PART))
     r = sl.run(sl.wdl(GPU_TASK), cfg=cfg)
     assert r.rc == 0, r.describe()
@@ -713,9 +713,9 @@ def test_gpu_and_short_task_partitions(sl):
     gpu_dir = r.run_dir / "calls" / "gpu_task" / "attempts" / "0"
     short_dir = r.run_dir / "calls" / "short_task" / "attempts" / "0"
     gpu_argv = sbatch_argv(sl, gpu_dir)
-    assert gpu_argv[:6] == ["sbatch", "--partition", GPU_PART, "--gpus-per-task=2", "--comment=static", "--job-name"]
+    assert gpu_argv[:5] == ["sbatch", "--partition", GPU_PART, "--gpus-per-task=2", "--nice=0"]
     short_argv = sbatch_argv(sl, short_dir)
-    assert short_argv[:5] == ["sbatch", "--partition", SHORT_PART, "--comment=static", "--job-name"]
+    assert short_argv[:4] == ["sbatch", "--partition", SHORT_PART, "--nice=0"]
     assert not any(a.startswith("--gpus") for a in short_argv)
     assert wait_job_ended(read(gpu_dir / "job_id").strip()).partition == GPU_PART
     assert wait_job_ended(read(short_dir / "job_id").strip()).partition == SHORT_PART
@@ -1277,7 +1277,8 @@ def test_sbatch_missing_from_path(sl, tmp_path):
 def test_unknown_partition_is_reported_at_start(sl):
     r = sl.run(sl.wdl(ECHO_TASK), cfg=sl.config(partition="nope"))
     assert r.rc == 1, r.describe()
-    assert "failed to validate default_slurm_partition `nope`" in r.stderr, r.describe()
+    assert "failed to validate default_slurm_partition `nope`: the cluster has no such partition (it has: " in r.stderr, \
+        r.describe()
     r = sl.run(sl.wdl(ECHO_TASK), cfg=sl.config('run.backends.default.gpu_slurm_partition.name = "nope2"\n',
                                                 name="gpu.toml"))
     assert r.rc == 1, r.describe()
@@ -1337,7 +1338,7 @@ def test_scatter_of_30_uses_batched_sacct_and_no_squeue(sl):
         len(sacct), r.elapsed, limit)
     assert max(len(c["argv"][c["argv"].index("-j") + 1].split(",")) for c in sacct) > 1, "sacct is not batched"
     assert sl.calls("squeue") == []
-    others = [c for c in sl.calls("scontrol") if c["argv"][:2] != ["show", "partition"]]
+    others = [c for c in sl.calls("scontrol") if c["argv"] != ["-o", "show", "partition"]]
     assert others == []
     assert sl.calls("scancel") == []
 
@@ -2031,3 +2032,130 @@ def test_a_node_that_failed_a_job_is_excluded_from_the_retry_and_shown(sl):
     warning = "node `%s` is excluded from the run's later jobs: Slurm job %s ended with NODE_FAIL" % (node, first)
     assert r.stderr.count(warning) == 1
     assert "<th>nodes excluded</th><td><code>%s</code> (exits, attempt 0)" % node in read(r.run_dir / "report.html")
+
+
+# fitting the site (issue 21): placement per task, the site's memory flag, job tags
+# --------------------------------------------------------------------------------------------
+
+SITE_ACCOUNT, SITE_QOS, SITE_PART, SITE_FEATURE = "sprocket_lab", "sprocket_high", "sprocket_feat", "sprocket_feat"
+
+
+def _admin(*argv):
+    return subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          timeout=60)
+
+
+@pytest.fixture
+def site():
+    """An account and a QOS (sacctmgr; the current user associated with both), a second partition
+    over every node and a node feature, added only where missing (harmless to other tests, left in
+    place: a partition made with `scontrol create` goes with the next slurmctld restart)."""
+    import getpass
+
+    if shutil.which("sacctmgr") is None:
+        pytest.skip("`sacctmgr` is not on PATH")
+    user = getpass.getuser()
+    if not _admin("sacctmgr", "-n", "-P", "show", "account", SITE_ACCOUNT, "format=account").stdout.strip():
+        p = _admin("sacctmgr", "-i", "add", "account", SITE_ACCOUNT, "Description=sprocket tests", "Organization=ci")
+        assert p.returncode == 0, p.stdout
+    if not _admin("sacctmgr", "-n", "-P", "show", "qos", SITE_QOS, "format=name").stdout.strip():
+        assert _admin("sacctmgr", "-i", "add", "qos", SITE_QOS).returncode == 0
+    assoc = _admin("sacctmgr", "-n", "-P", "show", "assoc", "where", "user=" + user, "format=account,qos").stdout
+    if SITE_ACCOUNT not in [line.split("|")[0] for line in assoc.splitlines()]:
+        assert _admin("sacctmgr", "-i", "add", "user", user, "account=" + SITE_ACCOUNT).returncode == 0
+        assoc = ""
+    if any(SITE_QOS not in line.split("|")[1].split(",") for line in assoc.splitlines()) or not assoc:
+        p = _admin("sacctmgr", "-i", "modify", "user", "where", "user=" + user, "set", "qos+=" + SITE_QOS)
+        assert p.returncode == 0, p.stdout
+    if _admin("scontrol", "show", "partition", SITE_PART).returncode != 0:
+        p = _admin("scontrol", "create", "PartitionName=" + SITE_PART, "Nodes=ALL", "State=UP")
+        assert p.returncode == 0, p.stdout
+    for node in _admin("sinfo", "-h", "-N", "-o", "%N").stdout.split():
+        shown = _admin("scontrol", "show", "node", node).stdout
+        have = re.search(r"AvailableFeatures=(\S*)", shown).group(1)
+        features = [f for f in have.split(",") if f and f != "(null)"]
+        if SITE_FEATURE not in features:
+            features = ",".join(features + [SITE_FEATURE])
+            p = _admin("scontrol", "update", "NodeName=" + node, "AvailableFeatures=" + features,
+                       "ActiveFeatures=" + features)
+            assert p.returncode == 0, p.stdout
+
+
+SITE_WDL = """
+version 1.0
+task where {
+  input { String tag  Int seconds = 0 }
+  command <<< sleep ~{seconds}; echo ~{tag} >>>
+  output { String out = read_string(stdout()) }
+  runtime { container: "ubuntu:22.04" }
+}
+task acct {
+  command <<< echo acct >>>
+  runtime { container: "ubuntu:22.04"  slurm_account: "root" }
+}
+task qos {
+  command <<< echo qos >>>
+  runtime { container: "ubuntu:22.04"  slurm_qos: "%(qos)s" }
+}
+task part {
+  command <<< echo part >>>
+  runtime { container: "ubuntu:22.04"  slurm_partition: "%(part)s" }
+}
+task feat {
+  command <<< echo feat >>>
+  runtime { container: "ubuntu:22.04"  slurm_constraint: "%(feature)s" }
+}
+task mem {
+  command <<< echo mem >>>
+  runtime { container: "ubuntu:22.04"  cpu: 2  memory: "1000 MiB" }
+}
+workflow w {
+  call where { input: tag = "flag", seconds = 4 }
+  call acct
+  call qos
+  call part
+  call feat
+  call mem
+  output { String out = where.out }
+}
+""" % dict(qos=SITE_QOS, part=SITE_PART, feature=SITE_FEATURE)
+
+
+def test_site_placement_lands_each_job_where_asked_and_mem_per_cpu_gives_reqmem(sl, site):
+    """Each task key (and `run --slurm-account`) lands its job where asked, as sacct says;
+    `memory_flag = "mem-per-cpu"` asks for the memory over the CPUs; every job carries its run and
+    call in `--comment` (squeue's %k: this cluster's accounting does not keep comments)."""
+    cfg = sl.config('run.backends.default.memory_flag = "mem-per-cpu"\nrun.backends.default.job_name_prefix = "site"\n')
+    proc = sl.start(sl.wdl(SITE_WDL), "--slurm-account", SITE_ACCOUNT, cfg=cfg)
+    comment = wait_for(lambda: [line for line in _admin(REAL["squeue"], "-h", "-o", "%j|%k").stdout.splitlines()
+                                if line.startswith("site-where-0|")], 60, "the job of `where` in the queue")
+    r = sl.finish(proc)
+    assert r.rc == 0, r.describe()
+    name = r.db_rows("SELECT name FROM runs")[0]["name"]
+    assert comment == ["site-where-0|sprocket:%s:where" % name]
+    ids = r.job_ids()
+    fields = "JobID,JobName,Account,QOS,Partition,Constraints,ReqMem"
+    rows = wait_for(lambda: (lambda got: got if len(got) == 6 and all(x["Partition"] for x in got.values()) else None)(
+        sacct_rows(ids, fields)), 60, "sacct rows of the 6 jobs")
+    by_name = {row["JobName"]: row for row in rows.values()}
+    print("\n".join("|".join(row[f] for f in fields.split(",")) for row in rows.values()))  # the report's figures
+    got = {n: (row["Account"], row["QOS"], row["Partition"], row["Constraints"]) for n, row in by_name.items()}
+    assert got == {
+        "site-where-0": (SITE_ACCOUNT, "normal", PART, ""),  # run --slurm-account
+        "site-acct-0": ("root", "normal", PART, ""),  # the task's key beats the run's flag
+        "site-qos-0": (SITE_ACCOUNT, SITE_QOS, PART, ""),
+        "site-part-0": (SITE_ACCOUNT, "normal", SITE_PART, ""),
+        "site-feat-0": (SITE_ACCOUNT, "normal", PART, SITE_FEATURE),
+        "site-mem-0": (SITE_ACCOUNT, "normal", PART, ""),
+    }
+    assert by_name["site-mem-0"]["ReqMem"] in ("1000M", "500Mc")  # 2 CPUs x 500 MiB (older sacct: per CPU)
+    mem_dir = [d for d in r.attempt_dirs() if "/mem/" in str(d)][0]
+    assert "--mem-per-cpu=500M" in (mem_dir / "sbatch_command").read_text().split()
+
+
+def test_site_partition_the_cluster_lacks_is_refused_before_submission(sl, site):
+    r = sl.run(sl.wdl(SITE_WDL.replace('slurm_partition: "%s"' % SITE_PART, 'slurm_partition: "nosuch"')))
+    assert r.rc == 1 and "Traceback" not in r.stderr, r.describe()
+    assert re.search(r"task `part` asks \(`slurm_partition`\) for the partition `nosuch`: the cluster has no such "
+                     r"partition \(it has: [^)]*%s[^)]*\)" % SITE_PART, r.stderr), r.stderr
+    assert not any("nosuch" in p.read_text() for p in r.out_dir.rglob("sbatch_command"))

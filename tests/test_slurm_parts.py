@@ -4,6 +4,7 @@ the ImageCache with a fake `apptainer pull`, the ArrayGatherer and the JobMonito
 The real thing, on a cluster, is tests/test_slurm.py (`-m slurm`)."""
 
 import os
+import re
 import sys
 import threading
 import time
@@ -488,6 +489,9 @@ elif tool == "sacct":
         print("|".join([job_id + ".batch", row[0], row[1], "", "", "", "", "", "00:00:00.250", "2048K", "", "", ""]))
 elif tool == "scontrol" and args[:2] == ["show", "config"]:
     print("MaxArraySize = 1001")
+elif tool == "scontrol" and args == ["-o", "show", "partition"]:
+    for name in os.environ.get("FAKE_SLURM_PARTITIONS", "compute").split():
+        print("PartitionName=%%s AllowGroups=ALL Default=NO State=UP" %% name)
 '''
 
 FAKE_APPTAINER = r'''#!%(python)s
@@ -559,12 +563,19 @@ workflow w {
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == {"w.ys": [i * i for i in range(20)], "w.n": 20}
     calls = [json.loads(line) for line in (state / "calls").read_text().splitlines()]
-    assert calls[:2] == [["scontrol", "show", "partition", "compute"], ["scontrol", "show", "config"]]
+    assert calls[:2] == [["scontrol", "-o", "show", "partition"], ["scontrol", "show", "config"]]
     # the scatter as one array (as several, or some alone, only where a loaded host paused its threads)
     sbatch, rest = [c for c in calls[2:] if c[0] == "sbatch"], [c[0] for c in calls[2:] if c[0] != "sbatch"]
     arrays = [int(a.split("-")[-1]) + 1 for c in sbatch for a in c if a.startswith("--array=")]
     assert arrays and sum(arrays) + len(sbatch) - len(arrays) - 1 == 20
     assert sbatch[-1][sbatch[-1].index("--job-name") + 1] == "count-0"
+    # each job tagged with the run and its call; an array with the scatter's call
+    comments = [[a for a in c if a.startswith("--comment=")] for c in sbatch]
+    assert re.match(r"^--comment=sprocket:[a-z]+-[a-z]+-[0-9a-f]{6}:count$", comments[-1][0]), comments
+    prefix = comments[-1][0][:-len("count")]
+    for c, argv in zip(comments[:-1], sbatch[:-1]):
+        array = any(a.startswith("--array=") for a in argv)
+        assert re.match("^%s%s$" % (re.escape(prefix), "square" if array else r"square-\d+"), c[0]), comments
     assert rest == ["sacct"]  # jobs seen to end from their exit status files; one sacct, for their usage
     rows = db_rows(tmp_path / "out" / "sprocket.db",
                    "SELECT a.job_id, u.node, u.peak_memory FROM attempts a JOIN attempt_usage u ON u.key = a.key")
