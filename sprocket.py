@@ -7379,6 +7379,7 @@ _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before i
 _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
 _ACCOUNTING_END_WAIT = 3.0  # seconds the end of a run waits for sacct to have the last jobs' usage
 _ACCOUNTING_SETTLE = 2.5  # seconds after the last job's end by which slurmdbd has recorded it
+_ACCOUNTING_LAG = 0.3  # seconds after a job's end by which slurmdbd has usually recorded it (0.24 s measured)
 _FIRST_LOOK = 0.1  # seconds: the shortest time between two looks at a job's exit status file
 _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered ones go out as an array
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
@@ -7566,11 +7567,12 @@ class SlurmClient:
         self.rate_lock = threading.Lock()
         self.status_source = "sacct"
         self.max_array = None
+        self.partition_table = None  # the cluster's partitions (partitions()), once asked
         self.sleep = time.sleep  # the backoff's wait (a test's is instant)
 
     def check_cluster(self, partitions):
         """The seed's "Common issues" as clear messages: the Slurm commands are on PATH, and each
-        configured partition ({kind: its settings}) exists."""
+        configured partition ({kind: its settings}) exists (one probe of the cluster for the run)."""
         import shutil
 
         for tool in ("sbatch", "scancel", "squeue"):
@@ -7579,10 +7581,29 @@ class SlurmClient:
                                "with the Slurm client commands (sbatch, squeue, sacct, scancel) installed" % tool)
         for kind, part in partitions.items():
             if part.get("name"):
-                code, out, err = self.run_tool(["scontrol", "show", "partition", part["name"]], timeout=20)
-                if code != 0:
-                    raise RunError("failed to validate %s_slurm_partition `%s`: %s" % (
-                        kind, part["name"], (err or out).strip() or "scontrol exit %d" % code))
+                try:
+                    known = self.partitions()
+                except RunError as e:
+                    raise RunError("failed to validate %s_slurm_partition `%s`: %s" % (kind, part["name"], e.message))
+                if part["name"] not in known:
+                    raise RunError("failed to validate %s_slurm_partition `%s`: the cluster has no such partition "
+                                   "(it has: %s)" % (kind, part["name"], ", ".join(sorted(known)) or "none"))
+
+    def partitions(self):
+        """{name: {field: value}} of every partition of the cluster (`scontrol show partition`'s
+        fields: MaxCPUsPerNode, MaxMemPerNode, MaxTime, State...): one `scontrol` the first time,
+        as they do not change within a run. RunError when scontrol fails."""
+        if self.partition_table is None:
+            code, out, err = self.run_tool(["scontrol", "--all", "--oneliner", "show", "partition"], timeout=20)
+            if code != 0:
+                raise RunError((err or out).strip() or "`scontrol show partition` failed (exit %d)" % code)
+            table = {}
+            for line in out.splitlines():
+                fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+                if fields.get("PartitionName"):
+                    table[fields["PartitionName"]] = fields
+            self.partition_table = table
+        return self.partition_table
 
     def held_jobs(self):
         """[HeldJob] for every job of the user's that the controller holds, one per array element;
@@ -7893,7 +7914,13 @@ class ArrayGatherer:
         return ready
 
     def array_limit(self):
-        """Elements per array: the cluster's MaxArraySize, and max_queued_jobs."""
+        """Elements per array: the cluster's MaxArraySize, and max_queued_jobs. The cluster is asked
+        only once a group could be an array: smaller ones go out as jobs of their own whatever it is
+        (so a small run's first sbatch waits for no probe)."""
+        with self.cond:
+            biggest = max([len(group) for group in self.gathering.values()] + [0])
+        if biggest < _ARRAY_MIN:
+            return max(1, min(_ARRAY_MIN, self.queue_cap or _ARRAY_MIN))
         max_array = self.client.max_array_size()
         return max(1, min(max_array, self.queue_cap or max_array))
 
@@ -8301,11 +8328,12 @@ class JobMonitor:
 
     def account(self):
         """At the end of the run, one batched sacct for the ended jobs whose usage no status query
-        brought yet; a second one only for those slurmdbd had not recorded (it lags behind an
-        array's last elements), _ACCOUNTING_SETTLE seconds after the last end and within
-        _ACCOUNTING_END_WAIT."""
+        brought yet, _ACCOUNTING_LAG seconds after the last end (slurmdbd has them by then, mostly);
+        a second one only for those slurmdbd had not recorded (it lags behind an array's last
+        elements), _ACCOUNTING_SETTLE seconds after the last end; both within _ACCOUNTING_END_WAIT."""
         start = time.monotonic()
-        for wait_until in (start, max(start + 0.5, self.last_end + _ACCOUNTING_SETTLE)):
+        first = max(start, self.last_end + _ACCOUNTING_LAG)
+        for wait_until in (first, max(first + 0.5, self.last_end + _ACCOUNTING_SETTLE)):
             if not self.unaccounted or self.client.status_source != "sacct":
                 break
             time.sleep(max(0.0, min(wait_until, start + _ACCOUNTING_END_WAIT) - time.monotonic()))
@@ -10922,7 +10950,8 @@ class Run:
         self.context.abort()
 
     def finish(self, outputs=None, error=None):
-        """Record how the run ended."""
+        """Record how the run ended. A failed run is closed; a completed one's outputs (returned as
+        JSON text) are shown before close() (and its closing usage query)."""
         if error is None:
             data = {self.target.name + "." + k: value_to_json(v) for k, v in outputs.items()}
             text = json_dumps(data, indent=2)
@@ -10935,7 +10964,6 @@ class Run:
                     self.log.info("outputs indexed in `%s`" % write_index(self.out_dir, self.index_on, self.run_dir, outputs))
                 except (OSError, InputError) as e:
                     self.log.warn("could not index the outputs under `index/%s`: %s" % (self.index_on, e))
-            self.close()
             return text
         status = "canceled" if self.cancelled or self.interrupts or isinstance(error, RunCancelled) else "failed"
         self.store.execute("UPDATE runs SET status = ?, error = ?, completed_at = CURRENT_TIMESTAMP WHERE id = ?",
@@ -11590,6 +11618,8 @@ def cmd_run(args):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left in the buffer goes nowhere
         raise RunError("the run completed, but its outputs could not be written to stdout (%s); they are in `%s`" % (
             e.strerror or e, os.path.join(run.run_dir, "outputs.json")))
+    finally:
+        run.close()  # the outputs are out: what the jobs used (a last sacct), the report
     return 0
 
 

@@ -282,6 +282,7 @@ def test_gatherer_sends_a_small_group_as_jobs_of_their_own(tmp_path):
     assert len(sbatch) == 3 and not any(a.startswith("--array") for call in sbatch for a in call)
     assert sorted(monitor.ids.values()) == ["100", "101", "102"]
     assert (Path(jobs[0].adir) / "sbatch_command").read_text().startswith("sbatch --partition compute")
+    assert [call[0] for call in c.run_tool.calls] == ["sbatch"] * 3  # too few for an array: no MaxArraySize probe
     g.close()
 
 
@@ -478,6 +479,8 @@ elif tool == "sacct":
         print("|".join([job_id + ".batch", row[0], row[1], "", "", "", "", "", "00:00:00.250", "2048K", "", "", ""]))
 elif tool == "scontrol" and args[:2] == ["show", "config"]:
     print("MaxArraySize = 1001")
+elif tool == "scontrol" and args[-2:] == ["show", "partition"]:
+    print("PartitionName=compute MaxCPUsPerNode=UNLIMITED MaxMemPerNode=UNLIMITED State=UP TotalCPUs=8")
 '''
 
 FAKE_APPTAINER = r'''#!%(python)s
@@ -549,7 +552,8 @@ workflow w {
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == {"w.ys": [i * i for i in range(20)], "w.n": 20}
     calls = [json.loads(line) for line in (state / "calls").read_text().splitlines()]
-    assert calls[:2] == [["scontrol", "show", "partition", "compute"], ["scontrol", "show", "config"]]
+    # the cluster probed once (its partitions), and MaxArraySize asked once a group could be an array
+    assert calls[:2] == [["scontrol", "--all", "--oneliner", "show", "partition"], ["scontrol", "show", "config"]]
     # the scatter as one array (as several, or some alone, only where a loaded host paused its threads)
     sbatch, rest = [c for c in calls[2:] if c[0] == "sbatch"], [c[0] for c in calls[2:] if c[0] != "sbatch"]
     arrays = [int(a.split("-")[-1]) + 1 for c in sbatch for a in c if a.startswith("--array=")]
