@@ -561,7 +561,8 @@ def run_engine(engine, n, ctx):
         "run_dir": rd,
     }
     if engine in SPROCKETS:
-        written = [os.stat(p).st_mtime for p in glob.glob(os.path.join(rd, "out", "runs", "*", "*", "outputs.json"))]
+        written = [os.stat(p).st_mtime for p in set(os.path.realpath(p) for p in glob.glob(  # not _latest/ again
+            os.path.join(rd, "out", "runs", "*", "*", "outputs.json")))]
         res["outputs_s"] = round(written[0] - start_epoch, 2) if len(written) == 1 else None
         res["status_calls"] = sum(eng[c] for c in STATUS_CMDS)
         res["status_bound"] = round(wall / ctx["interval"] + STATUS_SLACK, 1)
