@@ -6028,6 +6028,25 @@ class Backend:
     def close(self):
         """The run is over: nothing of it may be left running."""
 
+    @classmethod
+    def doctor(cls, context, name, settings, out_dir):
+        """`sprocket doctor`: the Checks of this site for the backend as configured (`settings`,
+        read_backend_settings()), beyond the output directory (`out_dir`) every backend needs; a
+        classmethod, as the backend itself may refuse to be made where a check fails."""
+        return []
+
+
+Check = collections.namedtuple("Check", "what problem fix")
+Check.__doc__ = ("One line of `sprocket doctor`: what was checked (and what was found), and, when it failed, what "
+                 "is wrong and how to fix it (problem None: it is fine).")
+
+
+def check_line(check):
+    """`ok  <what>` or `FAIL <what>: <what is wrong>; <how to fix it>`."""
+    if check.problem is None:
+        return "ok  %s" % check.what
+    return "FAIL %s: %s; %s" % (check.what, " / ".join(check.problem.splitlines()), check.fix)
+
 
 BACKENDS = {}  # type -> Backend subclass: what `run.backends.<name>.type` may name
 
@@ -7343,6 +7362,21 @@ class LocalBackend(Backend):
             self.live.clear()
         self.cancel_jobs(live)
 
+    @classmethod
+    def doctor(cls, context, name, settings, out_dir):
+        """The shell that runs the commands, and what tasks may use of this host (the configuration
+        refused more than it has when it was read)."""
+        shell = context.settings.shell
+        code, out, err = _run_tool([shell, "-c", "echo ok"], timeout=30)
+        if code == 0 and out.strip() == "ok":
+            yield Check("the shell `%s` runs commands" % shell, None, None)
+        else:
+            yield Check("the shell `%s`" % shell, (err or out).strip() or "exit %d" % code,
+                        "install it, or set `run.task.shell` to a shell this host has (e.g. \"bash\")")
+        cpu, memory = settings["cpu"] or os.cpu_count() or 1, settings["memory"] or host_memory()
+        yield Check("tasks may use %s CPU(s) and %s of this host's %d and %s (run.backends.%s.cpu, .memory)" % (
+            cpu, _human_bytes(memory), os.cpu_count() or 1, _human_bytes(host_memory()), name), None, None)
+
 
 def make_backend(context, name, settings):
     """The backend a run uses: the registered class of its `type`, given its `run.backends.<name>`
@@ -7755,6 +7789,19 @@ class SlurmClient:
                 code, out, err = self.run_tool(["scancel"] + ids[i: i + _IDS_PER_CALL])
             if code != 0:
                 self.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
+
+    def node_sizes(self):
+        """{partition: (CPUs, memory in bytes) of its largest node} (one `sinfo`). RunError when it fails."""
+        code, out, err = self.run_tool(["sinfo", "-h", "-o", "%R %c %m"], timeout=20)
+        if code != 0:
+            raise RunError((err or out).strip() or "`sinfo` failed (exit %d)" % code)
+        sizes = {}
+        for fields in (line.split() for line in out.splitlines()):
+            if len(fields) == 3:  # `8`, or `4+` where the nodes differ (the smallest, and more)
+                cpus, mb = (int(re.match(r"\d*", f).group() or 0) for f in fields[1:])
+                have = sizes.get(fields[0], (0, 0))
+                sizes[fields[0]] = (max(have[0], cpus), max(have[1], mb * 1048576))
+        return sizes
 
     def max_array_size(self):
         """The cluster's MaxArraySize (one `scontrol show config`, the first time)."""
@@ -8361,6 +8408,17 @@ class JobMonitor:
             self.cond.notify_all()
 
 
+def slurm_partitions(settings):
+    """The partitions a slurm_apptainer backend's settings configure: {kind (default, short_task,
+    gpu, fpga): {name, max_cpu_per_task, max_memory_per_task}}, the settings given."""
+    partitions = {}
+    for key in _PARTITION_KEYS:
+        part = {field: settings["%s.%s" % (key, field)] for field in _PARTITION_SETTINGS}
+        if any(v is not None for v in part.values()):
+            partitions[key[: -len("_slurm_partition")]] = {k: v for k, v in part.items() if v is not None}
+    return partitions
+
+
 @register_backend
 class SlurmApptainerBackend(Backend):
     """Runs each attempt as a Slurm job of `apptainer exec` (see above), through four parts: the
@@ -8377,11 +8435,7 @@ class SlurmApptainerBackend(Backend):
 
     def __init__(self, context, name, settings):
         super().__init__(context, name, settings)
-        self.partitions = {}  # kind (default, short_task, gpu, fpga) -> {name, max_cpu_per_task, max_memory_per_task}
-        for key in _PARTITION_KEYS:
-            part = {field: settings["%s.%s" % (key, field)] for field in _PARTITION_SETTINGS}
-            if any(v is not None for v in part.values()):
-                self.partitions[key[: -len("_slurm_partition")]] = {k: v for k, v in part.items() if v is not None}
+        self.partitions = slurm_partitions(settings)
         self.sbatch_args = settings["sbatch.args"] + settings["extra_sbatch_args"]
         self.conditionals = [(compile_expression(c["condition"], _CONDITION_NAMES, "sbatch.conditional"), c["args"])
                              for c in settings["sbatch.conditional"]]
@@ -8547,6 +8601,11 @@ class SlurmApptainerBackend(Backend):
             self.monitor.cancel_jobs(live)
         self.monitor.account()
 
+    @classmethod
+    def doctor(cls, context, name, settings, out_dir):
+        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
+        return SlurmDoctor(client, name, settings, out_dir).checks()
+
     def explain(self, job):
         """What the seed's "Common issues" look like from the attempt's files."""
         def tail(name):
@@ -8567,6 +8626,241 @@ class SlurmApptainerBackend(Backend):
         if app_err and ("FATAL" in app_err or "permission denied" in app_err.lower()):
             return "apptainer failed: %s" % app_err.strip().splitlines()[-1]
         return None
+
+
+_DOCTOR_JOB_WAIT = 300.0  # seconds `doctor` waits for its test job to run
+
+
+def _stderr_text(directory):
+    """The last line of a job's slurm.stderr, or None."""
+    try:
+        with open(os.path.join(directory, "slurm.stderr"), errors="replace") as f:
+            lines = f.read()[-4000:].strip().splitlines()
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+class SlurmDoctor:
+    """`sprocket doctor` for a slurm_apptainer backend, through the backend's SlurmClient: the Slurm
+    commands and their version, the configured partitions and their limits, one tiny test job
+    (Apptainer's version on its node, a file it writes in the output directory and how long this
+    host takes to see it), accounting (sacct, asked about that job), the image cache."""
+
+    def __init__(self, client, name, settings, out_dir):
+        self.client, self.name, self.settings, self.out_dir = client, name, settings, out_dir
+        self.partitions = slurm_partitions(settings)
+
+    def setting(self, key):
+        return "`run.backends.%s.%s`" % (self.name, key)
+
+    def checks(self):
+        found = self.commands()
+        yield found
+        if found.problem is not None:
+            return  # nothing else can be asked
+        partitions = list(self.partition_checks())
+        yield from partitions
+        if all(c.problem is None for c in partitions):  # else sbatch would only refuse the partition again
+            yield from self.test_job()
+        yield self.image_cache()
+
+    def commands(self):
+        import shutil
+
+        missing = [t for t in ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo") if shutil.which(t) is None]
+        if missing:
+            return Check("the Slurm commands", "`%s` not found on PATH" % "`, `".join(missing),
+                         "run sprocket on a Slurm submit host with the Slurm client commands installed (or load "
+                         "their module)")
+        code, out, err = self.client.run_tool(["sbatch", "--version"], timeout=20)
+        return Check("the Slurm commands (%s)" % ((out or err).strip() or "version unknown"), None, None)
+
+    def partition_checks(self):
+        """Each configured partition exists and is up, and its max_cpu_per_task/max_memory_per_task
+        fit what a task can get there (the partition's per-node limits and its largest node)."""
+        try:
+            known, sizes = self.client.partitions(), self.client.node_sizes()
+        except RunError as e:
+            yield Check("the cluster's partitions", e.message, "check that slurmctld answers (`scontrol ping`) "
+                        "and that SLURM_CONF names the cluster's slurm.conf")
+            return
+        if not self.partitions:
+            yield Check("no partition configured: jobs go to the cluster's default partition", None, None)
+        for kind, part in sorted(self.partitions.items()):
+            key = "%s_slurm_partition" % kind
+            name = part.get("name")
+            if name is None:
+                yield Check("%s" % key, "it has limits but no name", "set %s" % self.setting(key + ".name"))
+                continue
+            what = "partition `%s` (%s)" % (name, key)
+            fields = known.get(name)
+            if fields is None:
+                yield Check(what, "the cluster has no such partition", "set %s to one it has: %s" % (
+                    self.setting(key + ".name"), ", ".join(sorted(known)) or "none"))
+                continue
+            if fields.get("State", "UP") != "UP":
+                yield Check(what, "its state is %s" % fields["State"], "ask the cluster's admins, or choose another")
+                continue
+            yield self.partition_limits(what, key, part, fields, sizes.get(name, (0, 0)))
+
+    def partition_limits(self, what, key, part, fields, largest):
+        """What a task can get in the partition, against max_cpu_per_task and max_memory_per_task."""
+        cpus, memory = largest
+        cap = fields.get("MaxCPUsPerNode", "UNLIMITED")
+        cpus = min(cpus, int(cap)) if cap.isdigit() else cpus
+        cap = fields.get("MaxMemPerNode", "UNLIMITED")
+        memory = min(memory, int(cap) * 1048576) if cap.isdigit() else memory
+        have = "a task can get %d CPU(s) and %s there" % (cpus, _human_bytes(memory))
+        for field, want, limit, show in (("max_cpu_per_task", part.get("max_cpu_per_task"), cpus, str),
+                                         ("max_memory_per_task", part.get("max_memory_per_task"), memory, _human_bytes)):
+            if want is not None and limit and want > limit:
+                return Check(what, "%s.%s = %s, but %s" % (key, field, show(want), have), "lower %s to %s" % (
+                    self.setting("%s.%s" % (key, field)), show(limit)))
+        return Check("%s: %s" % (what, have), None, None)
+
+    def test_job(self):
+        """One tiny job in the default partition, submitted as tasks are (sbatch_argv, the extra
+        sbatch arguments): it writes Apptainer's version and its node's name into a file in the
+        output directory; then accounting is asked about it."""
+        import shutil
+        import shlex
+
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=".sprocket-doctor-", dir=self.out_dir)
+        except OSError as e:
+            yield Check("the test job", "cannot make a directory in the output directory `%s`: %s" % (
+                self.out_dir, os_error_text(e)), "use an output directory (`-o`, run.output_dir) on a shared file "
+                "system this host can write")
+            return
+        try:
+            yield from self.run_test_job(tmp, shlex.quote)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def run_test_job(self, tmp, quote):
+        seen, apptainer = os.path.join(tmp, "seen"), self.settings["apptainer.executable"]
+        script = os.path.join(tmp, "doctor")
+        with open(script, "w") as f:
+            f.write("#!/usr/bin/env bash\nversion=$(%s --version 2>&1)\nrc=$?\n"
+                    '{ printf "node=%%s\\napptainer_rc=%%s\\napptainer=%%s\\nwritten=%%s\\n" "$(hostname)" "$rc" '
+                    '"$version" "$(date +%%s.%%N)"; } > %s.tmp && mv %s.tmp %s\n' % (
+                        quote(apptainer), quote(seen), quote(seen), quote(seen)))
+        os.chmod(script, 0o770)
+        partition = self.partitions.get("default", {}).get("name")
+        prefix = self.settings["job_name_prefix"]
+        argv = sbatch_argv(partition, None, False, None, self.settings["sbatch.args"] + self.settings["extra_sbatch_args"],
+                           1, 100 * 1048576, "%s-sprocket-doctor" % prefix if prefix else "sprocket-doctor", tmp, script)
+        try:
+            job_id = self.client.sbatch(argv, "doctor")
+        except RunError as e:
+            yield Check("a test job", e.message.replace("task `doctor`: ", ""), "the sbatch line was `%s`: fix what "
+                        "sbatch says with %s" % (" ".join(argv), self.setting("sbatch.args")))
+            return
+        found = self.wait_for(job_id, seen)
+        if isinstance(found, Check):  # it never showed: why
+            yield found
+        else:
+            yield from self.job_checks(job_id, *found)
+        yield self.accounting(job_id)
+
+    def wait_for(self, job_id, seen):
+        """({field: value} of the test job's file, when it showed here), or a Check that says why it
+        never did."""
+        deadline, ended, state, last_ask = time.monotonic() + _DOCTOR_JOB_WAIT, None, None, 0.0
+        lag_limit = self.settings["exit_read_timeout"]
+        while True:
+            now = time.monotonic()
+            try:
+                os.listdir(os.path.dirname(seen))  # refresh an NFS client's view of the directory
+                with open(seen) as f:
+                    text, shown = f.read(), time.time()
+                break
+            except OSError:
+                pass
+            if now - last_ask > 1.0:
+                last_ask = now
+                try:
+                    state = self.client.squeue({job_id}, [job_id]).get(job_id, state)
+                except RunError:  # squeue did not answer this time: the file may still show
+                    pass
+                if state is not None and state.state.split()[0] in _SLURM_TERMINAL and ended is None:
+                    ended = now
+            if ended is not None and not state.state.startswith("COMPLETED"):
+                return Check("a test job (Slurm job %s)" % job_id, "it ended %s: %s" % (state.state, _stderr_text(
+                    os.path.dirname(seen)) or "it wrote nothing to slurm.stderr"), "the output directory must be on "
+                    "a file system the compute nodes can write")
+            if ended is not None and now - ended > lag_limit:
+                return Check("a test job (Slurm job %s)" % job_id, "it ended, but the file `%s` it wrote did not show "
+                             "here within %g s (%s)" % (seen, lag_limit, self.setting("exit_read_timeout")),
+                             "the output directory must be on a file system the compute nodes share with this host")
+            if now > deadline:
+                self.client.scancel([job_id])
+                return Check("the test job (Slurm job %s)" % job_id, "it did not run within %d s (%s)" % (
+                    _DOCTOR_JOB_WAIT, "%s, reason %s" % (state.state, state.reason) if state else "unknown to squeue"),
+                    "check the partition's queue (`squeue -p`), and its limits and access (sbatch.args)")
+            time.sleep(0.05)
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line), shown
+
+    def job_checks(self, job_id, fields, shown):
+        """What the test job's file says: its node, Apptainer there, and how late it showed here."""
+        node, apptainer = fields.get("node", "?"), self.settings["apptainer.executable"]
+        yield Check("a test job ran (Slurm job %s on node %s)" % (job_id, node), None, None)
+        if fields.get("apptainer_rc") == "0":
+            yield Check("Apptainer on node %s (%s)" % (node, fields.get("apptainer", "").strip()), None, None)
+        else:
+            yield Check("Apptainer on node %s" % node, "`%s --version` failed there: %s" % (
+                apptainer, fields.get("apptainer", "").strip() or "exit %s" % fields.get("apptainer_rc")),
+                "install Apptainer on the compute nodes, load its module through %s, or set %s" % (
+                    self.setting("sbatch.args"), self.setting("apptainer.executable")))
+        try:
+            lag = max(0.0, shown - float(fields.get("written")))
+        except (TypeError, ValueError):
+            lag = None
+        limit = self.settings["exit_read_timeout"]
+        what = "the output directory's file system: a file written on the node showed here after %s (%s = %g s)" % (
+            "?" if lag is None else "%.2f s" % lag, self.setting("exit_read_timeout"), limit)
+        if lag is not None and lag > limit / 2:
+            yield Check(what, "the shared file system lags close to the limit", "raise %s" % self.setting("exit_read_timeout"))
+        else:
+            yield Check(what, None, None)
+
+    def accounting(self, job_id):
+        """sacct answers (the backend follows jobs with it, and takes what they used from it)."""
+        for wait in (0.0, 0.5, 2.0):  # slurmdbd records a job's end a moment after it
+            time.sleep(wait)
+            try:
+                answer = self.client.query([job_id])
+            except RunError as e:
+                return Check("accounting", e.message, "start slurmdbd, or fix AccountingStorageHost in slurm.conf "
+                             "(until then runs cannot tell why a job failed, nor record what it used)")
+            state = answer.states.get(job_id)
+            if state is None or state.state.split()[0] in _SLURM_TERMINAL:
+                break
+        if self.client.status_source != "sacct":
+            return Check("accounting", "sacct does not answer: accounting storage is disabled", "set "
+                         "AccountingStorageType=accounting_storage/slurmdbd in slurm.conf (without it, exit codes "
+                         "come from squeue and scontrol and what jobs used is not recorded)")
+        return Check("accounting: sacct answers (job %s: %s)" % (job_id, state.state if state else "not recorded yet"),
+                     None, None)
+
+    def image_cache(self):
+        cache = self.settings["apptainer.image_cache_dir"]
+        key = self.setting("apptainer.image_cache_dir")
+        if not cache:
+            return Check("image cache: none (%s not set: each run pulls its images into its own directory)" % key,
+                         None, None)
+        cache = os.path.abspath(cache)
+        try:
+            os.makedirs(cache, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".sprocket-doctor-", dir=cache)
+            os.close(fd)
+            os.remove(probe)
+        except OSError as e:
+            return Check("image cache `%s`" % cache, "cannot write there: %s" % os_error_text(e),
+                         "make it writable, or set %s to a shared directory you can write" % key)
+        return Check("image cache `%s` is writable" % cache, None, None)
 
 
 class _ExclusiveLock:
@@ -11098,6 +11392,10 @@ def _report_arguments(c):
     _output_dir_option(c)
 
 
+def _doctor_arguments(c):
+    _output_dir_option(c)
+
+
 def _install_arguments(c):
     c.add_argument("dir", metavar="DIR", help="the directory (made if missing; e.g. /shared/software/bin)")
 
@@ -11115,6 +11413,8 @@ _COMMANDS = (
     ("config", (), "show the configuration", _config_arguments),
     ("runs", (), "list the runs recorded in an output directory's sprocket.db", _runs_arguments),
     ("report", (), "write a run's report.html (every run writes one at its end)", _report_arguments),
+    ("doctor", (), "check that this host and site can run tasks with the configured backend (one line per check; "
+     "the Slurm backend submits one tiny test job)", _doctor_arguments),
     ("install", (), "copy sprocket.py into DIR, compiled for this Python, with a `sprocket` launcher that starts "
      "without compiling it", _install_arguments),
 )
@@ -11664,6 +11964,39 @@ def cmd_config(args):
     raise UsageError("choose a config subcommand: resolve or init")
 
 
+def cmd_doctor(args):
+    """`doctor`: the output directory, then the checks of the configured backend (Backend.doctor),
+    one line each as it is done; exit 1 when one failed."""
+    config = load_config(args.config, args.skip_config_search)
+    for w in config.warnings:
+        print("warning: %s" % w, file=sys.stderr)
+    name, table = config.backend()
+    settings = read_backend_settings(table)
+    out_dir = os.path.abspath(args.output_dir or config.get("run.output_dir"))
+    print("checking the `%s` backend (type %s) and the output directory `%s`" % (name, settings["type"], out_dir),
+          file=sys.stderr)
+    context = RunContext(run_settings(config), RunLog(args.stderr_level))
+    failed = False
+    for checks in ([output_dir_check(out_dir)], BACKENDS[settings["type"]].doctor(context, name, settings, out_dir)):
+        for check in checks:  # each printed as soon as it is done
+            print(check_line(check), flush=True)
+            failed = failed or check.problem is not None
+    return 1 if failed else 0
+
+
+def output_dir_check(out_dir):
+    """The output directory can be made and written."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sprocket-doctor-", dir=out_dir)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        return Check("the output directory `%s`" % out_dir, "cannot write there: %s" % os_error_text(e),
+                     "make it writable, or choose another with `-o` (or run.output_dir)")
+    return Check("the output directory `%s` is writable" % out_dir, None, None)
+
+
 def open_store(args):
     """The sprocket.db of `-o` (or run.output_dir), which must exist."""
     out_dir = os.path.abspath(args.output_dir or load_config(args.config, args.skip_config_search).get("run.output_dir"))
@@ -11866,7 +12199,7 @@ def main(argv=None):
         return {"check": cmd_check, "lint": cmd_check, "explain": cmd_explain, "format": cmd_format,
                 "fmt": cmd_format, "completions": cmd_completions, "run": cmd_run, "validate": cmd_validate,
                 "inputs": cmd_inputs, "config": cmd_config, "runs": cmd_runs, "report": cmd_report,
-                "install": cmd_install}[args.command](args)
+                "doctor": cmd_doctor, "install": cmd_install}[args.command](args)
     except WdlErrors as e:
         for err in e.errors:
             print(format_diagnostic(err.message, err.span), file=sys.stderr)
