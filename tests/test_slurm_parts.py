@@ -565,3 +565,92 @@ workflow w {
     assert len(rows) == 21 and all(r["node"] and r["peak_memory"] == 2 ** 21 for r in rows)  # sacct's peak memory
     if arrays == [20]:
         assert sorted(r["job_id"] for r in rows) == sorted(["1_%d" % i for i in range(20)] + ["2"])
+
+
+# -- sprocket doctor (SlurmDoctor), with fake Slurm commands -----------------------------------------
+
+PARTITION_LINE = ("PartitionName=compute AllowGroups=ALL Default=YES MaxCPUsPerNode=4 MaxMemPerNode=8000 State=UP "
+                  "TotalCPUs=8 TRES=cpu=8,mem=16000M,node=1")
+
+
+def doctor_lines(tmp_path, monkeypatch, table, sacct=(0, "7|COMPLETED|0:0|None\n", "")):
+    """The check lines of a SlurmDoctor whose client runs fake commands; its test job's script runs
+    at once on this host (`sbatch`), with a fake `apptainer` that says its version."""
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo"):  # found on PATH, never run
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 99\n")
+        (bin_dir / tool).chmod(0o755)
+    (bin_dir / "fake-apptainer").write_text("#!/bin/sh\necho 'apptainer version 1.3.0'\n")
+    (bin_dir / "fake-apptainer").chmod(0o755)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), os.environ["PATH"]]))
+
+    def answer(argv):
+        if argv == ["sbatch", "--version"]:
+            return 0, "slurm 23.02.1\n", ""
+        if argv[0] == "scontrol":
+            return 0, PARTITION_LINE + "\n", ""
+        if argv[0] == "sinfo":
+            return 0, "compute 8 16000\n", ""
+        if argv[0] == "sbatch":  # the node: the script runs here
+            subprocess.run(["bash", argv[-1]], check=True)
+            return 0, "Submitted batch job 7\n", ""
+        if argv[0] == "squeue":
+            return 0, "7|COMPLETED|None\n", ""
+        if argv[0] == "sacct":
+            return sacct
+        raise AssertionError(argv)
+
+    c, _ = client(answer)
+    table = dict({"type": "slurm_apptainer", "apptainer": {"executable": str(bin_dir / "fake-apptainer")}}, **table)
+    doctor = S.SlurmDoctor(c, "hpc", S.read_backend_settings(table), str(tmp_path / "out"))
+    return [S.check_line(check) for check in doctor.checks()], c
+
+
+def test_doctor_check_lines_with_a_fake_client_all_ok(tmp_path, monkeypatch):
+    lines, c = doctor_lines(tmp_path, monkeypatch, {"default_slurm_partition": {"name": "compute", "max_cpu_per_task": 4},
+                                                    "apptainer": {"executable": str(tmp_path / "bin" / "fake-apptainer"),
+                                                                  "image_cache_dir": str(tmp_path / "images")}})
+    host = os.uname()[1]
+    assert lines[:5] == [
+        "ok  the Slurm commands (slurm 23.02.1)",
+        "ok  partition `compute` (default_slurm_partition): a task can get 4 CPU(s) and 7.8 GiB there",
+        "ok  a test job ran (Slurm job 7 on node %s)" % host,
+        "ok  Apptainer on node %s (apptainer version 1.3.0)" % host,
+        "ok  the output directory's file system: a file written on the node showed here after %s (`run.backends."
+        "hpc.exit_read_timeout` = 270 s)" % lines[4].split("after ")[1].split(" (")[0]]
+    assert lines[5:] == ["ok  accounting: sacct answers (job 7: COMPLETED)",
+                         "ok  image cache `%s` is writable" % (tmp_path / "images")]
+    sbatch = [call for call in c.run_tool.calls if call[0] == "sbatch" and call[1] != "--version"]
+    assert len(sbatch) == 1 and sbatch[0][:3] == ["sbatch", "--partition", "compute"]  # one job, as tasks go
+    assert os.listdir(str(tmp_path / "out")) == []  # its directory is gone
+
+
+def test_doctor_check_lines_name_what_is_wrong_and_the_fix(tmp_path, monkeypatch):
+    lines, c = doctor_lines(tmp_path, monkeypatch, {"default_slurm_partition": {"name": "compute", "max_memory_per_task": "16 GiB"}},
+                            sacct=(1, "", "sacct: error: Problem talking to the database: Connection refused\n"))
+    assert lines[1] == ("FAIL partition `compute` (default_slurm_partition): default_slurm_partition.max_memory_per_task "
+                        "= 16.0 GiB, but a task can get 4 CPU(s) and 7.8 GiB there; lower "
+                        "`run.backends.hpc.default_slurm_partition.max_memory_per_task` to 7.8 GiB")
+    assert not any("test job" in line for line in lines)  # not submitted where the partition is wrong
+    assert [call[0] for call in c.run_tool.calls] == ["sbatch", "scontrol", "sinfo"]
+
+
+def test_doctor_check_lines_when_the_job_finds_no_apptainer_and_sacct_fails(tmp_path, monkeypatch):
+    lines, _ = doctor_lines(tmp_path, monkeypatch, {"apptainer": {"executable": "no-such-apptainer"}},
+                            sacct=(1, "", "sacct: error: Problem talking to the database: Connection refused\n"))
+    assert lines[1] == "ok  no partition configured: jobs go to the cluster's default partition"
+    assert lines[3].startswith("FAIL Apptainer on node ") and "no-such-apptainer: command not found" in lines[3]
+    assert lines[3].endswith("; install Apptainer on the compute nodes, load its module through "
+                             "`run.backends.hpc.sbatch.args`, or set `run.backends.hpc.apptainer.executable`")
+    assert lines[5] == ("FAIL accounting: sacct failed (exit 1): sacct: error: Problem talking to the database: "
+                        "Connection refused; start slurmdbd, or fix AccountingStorageHost in slurm.conf (until then "
+                        "runs cannot tell why a job failed, nor record what it used)")
+    assert lines[6].startswith("ok  image cache: none")
+
+
+def test_doctor_check_line_format():
+    assert S.check_line(S.Check("the thing", None, None)) == "ok  the thing"
+    assert S.check_line(S.Check("the thing", "it broke\nbadly", "mend it")) == "FAIL the thing: it broke / badly; mend it"
