@@ -38,7 +38,8 @@ The module reads top to bottom in the order data flows:
                                    attempt, as a backend gets it), Adoptable (a dead run's attempt
                                    to follow), BACKENDS (register_backend), Setting (a row of the
                                    settings schema, as backends declare theirs), RunContext (what
-                                   the runtime knows of a run), RunSettings
+                                   the runtime knows of a run), RunSettings; Check (a line of
+                                   `doctor`: Backend.doctor() gives a backend's)
     13. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
                                    one record each; the retry policy, retry_decision) -> outputs, kept
                                    in the task's sandbox (OutputSandbox); the runtime keys of
@@ -51,7 +52,8 @@ The module reads top to bottom in the order data flows:
                                    SlurmClient (the Slurm commands, retries, their output as
                                    records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
-                                   file, a batched status query, queue caps)
+                                   file, a batched status query, queue caps); SlurmDoctor (the
+                                   site's checks, with one test job)
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
@@ -62,8 +64,8 @@ The module reads top to bottom in the order data flows:
                                    (report_html), signals; Recorder (each attempt's rows in
                                    sprocket.db and its line of trace.tsv)
     19. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
-                                   runs, report, completions, install (the file compiled, and a
-                                   launcher); the one place errors become messages
+                                   runs, report, doctor, completions, install (the file compiled,
+                                   and a launcher); the one place errors become messages
 
 How the runtime fits together (sections 12-18). `cmd_run` reads the inputs (assign_inputs: the
 target's own, nested call inputs, requirement overrides) and makes a Run. The Run builds one
