@@ -8241,10 +8241,11 @@ class JobMonitor:
         for job_id, job in live.items():
             if job.file_code is None and now < job.next_look:
                 continue
-            # A job is looked at every quarter of its age so far (a short task is seen to end
-            # soon after it does), at least every _FIRST_LOOK and at most every completion_interval.
+            # A job is looked at every tenth of its age so far (a short task is seen to end soon
+            # after it does: a small run's last jobs are), at least every _FIRST_LOOK and at most
+            # every completion_interval (a job older than ten of those: as before).
             age = time.time() - (job.submitted_at or time.time())
-            job.next_look = now + min(self.completion_interval, max(_FIRST_LOOK, age / 4))
+            job.next_look = now + min(self.completion_interval, max(_FIRST_LOOK, age / 10))
             code = read_exit_status(job.adir) if job.file_code is None else job.file_code
             if code is None:
                 if job.ended_since is not None:
