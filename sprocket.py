@@ -8676,7 +8676,7 @@ class SlurmDoctor:
             return Check("the Slurm commands", "`%s` not found on PATH" % "`, `".join(missing),
                          "run sprocket on a Slurm submit host with the Slurm client commands installed (or load "
                          "their module)")
-        code, out, err = self.client.run_tool(["sbatch", "--version"], timeout=20)
+        _, out, err = self.client.run_tool(["sbatch", "--version"], timeout=20)
         return Check("the Slurm commands (%s)" % ((out or err).strip() or "version unknown"), None, None)
 
     def partition_checks(self):
@@ -8727,7 +8727,6 @@ class SlurmDoctor:
         sbatch arguments): it writes Apptainer's version and its node's name into a file in the
         output directory; then accounting is asked about it."""
         import shutil
-        import shlex
 
         try:
             os.makedirs(self.out_dir, exist_ok=True)
@@ -8738,11 +8737,13 @@ class SlurmDoctor:
                 "system this host can write")
             return
         try:
-            yield from self.run_test_job(tmp, shlex.quote)
+            yield from self.run_test_job(tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def run_test_job(self, tmp, quote):
+    def run_test_job(self, tmp):
+        from shlex import quote
+
         seen, apptainer = os.path.join(tmp, "seen"), self.settings["apptainer.executable"]
         script = os.path.join(tmp, "doctor")
         with open(script, "w") as f:
