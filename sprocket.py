@@ -8747,10 +8747,11 @@ class SlurmDoctor:
         seen, apptainer = os.path.join(tmp, "seen"), self.settings["apptainer.executable"]
         script = os.path.join(tmp, "doctor")
         with open(script, "w") as f:
-            f.write("#!/usr/bin/env bash\nversion=$(%s --version 2>&1)\nrc=$?\n"
-                    '{ printf "node=%%s\\napptainer_rc=%%s\\napptainer=%%s\\nwritten=%%s\\n" "$(hostname)" "$rc" '
-                    '"$version" "$(date +%%s.%%N)"; } > %s.tmp && mv %s.tmp %s\n' % (
-                        quote(apptainer), quote(seen), quote(seen), quote(seen)))
+            f.write("#!/usr/bin/env bash\nversion=$(%s --version 2>&1)\nrc=$?\n%s"
+                    '{ printf "node=%%s\\napptainer_rc=%%s\\napptainer=%%s\\n" "$(hostname)" "$rc" "$version"; %s'
+                    'printf "written=%%s\\n" "$(date +%%s.%%N)"; } > %s.tmp && mv %s.tmp %s\n' % (
+                        quote(apptainer), self.scratch_lines(), 'printf "scratch_rc=%s\\nscratch=%s\\n" "$scratch_rc" '
+                        '"$scratch"; ' if self.settings.get("scratch") else "", quote(seen), quote(seen), quote(seen)))
         os.chmod(script, 0o770)
         partition = self.partitions.get("default", {}).get("name")
         prefix = self.settings["job_name_prefix"]
@@ -8768,6 +8769,15 @@ class SlurmDoctor:
         else:
             yield from self.job_checks(job_id, *found)
         yield self.accounting(job_id)
+
+    def scratch_lines(self):
+        """Where the backend has a `scratch` setting and it is set: the test job makes a directory
+        there, as a task's job does (the node expands the setting's $VARIABLES), and removes it."""
+        scratch = self.settings.get("scratch")
+        if not scratch:
+            return ""
+        return ('scratch=$( { mkdir -p "%s" && mktemp -d "%s/sprocket-doctor.XXXXXX"; } 2>&1 )\nscratch_rc=$?\n'
+                '[ "$scratch_rc" -ne 0 ] || rm -rf "$scratch"\n' % (scratch, scratch))
 
     def wait_for(self, job_id, seen):
         """({field: value} of the test job's file, when it showed here), or a Check that says why it
@@ -8818,6 +8828,13 @@ class SlurmDoctor:
                 apptainer, fields.get("apptainer", "").strip() or "exit %s" % fields.get("apptainer_rc")),
                 "install Apptainer on the compute nodes, load its module through %s, or set %s" % (
                     self.setting("sbatch.args"), self.setting("apptainer.executable")))
+        if "scratch_rc" in fields:
+            what = "scratch %s on node %s" % (self.settings["scratch"], node)
+            if fields["scratch_rc"] == "0":
+                yield Check("%s (%s) is writable" % (what, os.path.dirname(fields.get("scratch", ""))), None, None)
+            else:
+                yield Check(what, "cannot make a directory there: %s" % (fields.get("scratch") or "exit %s" % fields[
+                    "scratch_rc"]), "set %s to a node-local directory jobs can write (e.g. \"$TMPDIR\")" % self.setting("scratch"))
         try:
             lag = max(0.0, shown - float(fields.get("written")))
         except (TypeError, ValueError):

@@ -573,7 +573,7 @@ PARTITION_LINE = ("PartitionName=compute AllowGroups=ALL Default=YES MaxCPUsPerN
                   "TotalCPUs=8 TRES=cpu=8,mem=16000M,node=1")
 
 
-def doctor_lines(tmp_path, monkeypatch, table, sacct=(0, "7|COMPLETED|0:0|None\n", "")):
+def doctor_lines(tmp_path, monkeypatch, table, sacct=(0, "7|COMPLETED|0:0|None\n", ""), scratch=None):
     """The check lines of a SlurmDoctor whose client runs fake commands; its test job's script runs
     at once on this host (`sbatch`), with a fake `apptainer` that says its version."""
     import subprocess
@@ -605,7 +605,10 @@ def doctor_lines(tmp_path, monkeypatch, table, sacct=(0, "7|COMPLETED|0:0|None\n
 
     c, _ = client(answer)
     table = dict({"type": "slurm_apptainer", "apptainer": {"executable": str(bin_dir / "fake-apptainer")}}, **table)
-    doctor = S.SlurmDoctor(c, "hpc", S.read_backend_settings(table), str(tmp_path / "out"))
+    settings = S.read_backend_settings(table)
+    if scratch is not None:  # the `scratch` setting (issue 21 item 3), where the backend has it
+        settings["scratch"] = scratch
+    doctor = S.SlurmDoctor(c, "hpc", settings, str(tmp_path / "out"))
     return [S.check_line(check) for check in doctor.checks()], c
 
 
@@ -654,3 +657,16 @@ def test_doctor_check_lines_when_the_job_finds_no_apptainer_and_sacct_fails(tmp_
 def test_doctor_check_line_format():
     assert S.check_line(S.Check("the thing", None, None)) == "ok  the thing"
     assert S.check_line(S.Check("the thing", "it broke\nbadly", "mend it")) == "FAIL the thing: it broke / badly; mend it"
+
+
+def test_doctor_checks_the_scratch_setting_on_the_node(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCTOR_SCRATCH", str(tmp_path / "node-local"))
+    lines, _ = doctor_lines(tmp_path, monkeypatch, {}, scratch="$DOCTOR_SCRATCH/sprocket")
+    host = os.uname()[1]
+    assert lines[4] == "ok  scratch $DOCTOR_SCRATCH/sprocket on node %s (%s) is writable" % (
+        host, tmp_path / "node-local" / "sprocket"), lines
+    assert os.listdir(str(tmp_path / "node-local" / "sprocket")) == []  # what it made there is gone
+    (tmp_path / "again").mkdir()
+    lines, _ = doctor_lines(tmp_path / "again", monkeypatch, {}, scratch="/proc/no-scratch")
+    assert lines[4].startswith("FAIL scratch /proc/no-scratch on node %s: cannot make a directory there: mkdir: " % host)
+    assert lines[4].endswith('; set `run.backends.hpc.scratch` to a node-local directory jobs can write (e.g. "$TMPDIR")')
