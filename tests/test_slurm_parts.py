@@ -454,6 +454,9 @@ import json, os, subprocess, sys
 state, tool, args = os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.path.join(state, "calls"), "a") as f:
     f.write(json.dumps([tool] + args) + "\n")
+if tool == "sacct" and os.environ.get("FAKE_STDOUT"):  # what the engine had printed by then
+    with open(os.environ["FAKE_STDOUT"]) as out, open(os.path.join(state, "stdout-at-sacct"), "w") as f:
+        f.write(out.read())
 jobs = sorted(n[:-4] for n in os.listdir(state) if n.endswith(".job"))
 if tool == "sbatch":
     n = 1 + len(set(j.split("_")[0] for j in jobs))
@@ -510,7 +513,7 @@ os.execvp(rest[0], rest)
 def test_facade_runs_a_scatter_as_one_job_array_through_fake_slurm_commands(tmp_path):
     """The backend's parts wired together by the facade (`sprocket run` in a subprocess): a scatter
     of 20 goes out as one array, the next call as a job of its own, each job is seen to end from its
-    exit status file, and one sacct at the end brings what they used."""
+    exit status file, and one sacct at the end brings what they used, after the outputs are printed."""
     import json
     import subprocess
 
@@ -544,13 +547,17 @@ workflow w {
 }
 """)
     env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), FAKE_SLURM_DIR=str(state),
-               SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+               SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               FAKE_STDOUT=str(tmp_path / "stdout"))
     env.pop("SPROCKET_CONFIG", None)
-    p = subprocess.run([sys.executable, str(Path(S.__file__)), "run", "-s", "-c", str(tmp_path / "sprocket.toml"),
-                        str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")], env=env, cwd=str(tmp_path),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    with open(str(tmp_path / "stdout"), "w") as stdout:
+        p = subprocess.run([sys.executable, str(Path(S.__file__)), "run", "-s", "-c", str(tmp_path / "sprocket.toml"),
+                            str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")], env=env, cwd=str(tmp_path),
+                           stdout=stdout, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout) == {"w.ys": [i * i for i in range(20)], "w.n": 20}
+    outputs = (tmp_path / "stdout").read_text()
+    assert json.loads(outputs) == {"w.ys": [i * i for i in range(20)], "w.n": 20}
+    assert (state / "stdout-at-sacct").read_text() == outputs  # printed before the closing usage query
     calls = [json.loads(line) for line in (state / "calls").read_text().splitlines()]
     # the cluster probed once (its partitions), and MaxArraySize asked once a group could be an array
     assert calls[:2] == [["scontrol", "--all", "--oneliner", "show", "partition"], ["scontrol", "show", "config"]]
