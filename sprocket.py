@@ -7939,7 +7939,9 @@ class ArrayGatherer:
                     self.cond.wait()
                 if self.closed:
                     return
-            time.sleep(_GATHER_QUIET)
+                quiet_at = self.last_gathered + _GATHER_QUIET  # no new element since then: the group is complete
+            now = time.monotonic()
+            time.sleep(quiet_at - now if quiet_at > now else _GATHER_QUIET)  # (not up to twice _GATHER_QUIET)
             for members in self.ready(time.monotonic(), self.array_limit()):
                 threading.Thread(target=self.submit_array, args=(members,), daemon=True).start()
 
