@@ -8189,9 +8189,16 @@ class JobMonitor:
             self.cancel_jobs([job])
 
     def ended(self, job):
+        """The job is over: its usage is to be asked for. The time it ended is its exit status
+        file's, where it wrote one (the monitor saw it a moment later), within _ACCOUNTING_LAG of
+        now (a file server's clock may be off): the closing sacct waits no longer than it must."""
+        try:
+            age = min(max(0.0, time.time() - os.stat(os.path.join(job.adir, "rc")).st_mtime), _ACCOUNTING_LAG)
+        except OSError:
+            age = 0.0
         with self.cond:
             self.unaccounted[job.job_id] = job.key
-            self.last_end = time.monotonic()
+            self.last_end = max(self.last_end, time.monotonic() - age)
 
     def forget(self, job_id):
         with self.cond:
