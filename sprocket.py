@@ -38,7 +38,8 @@ The module reads top to bottom in the order data flows:
                                    attempt, as a backend gets it), Adoptable (a dead run's attempt
                                    to follow), BACKENDS (register_backend), Setting (a row of the
                                    settings schema, as backends declare theirs), RunContext (what
-                                   the runtime knows of a run), RunSettings
+                                   the runtime knows of a run), RunSettings; Check (a line of
+                                   `doctor`: Backend.doctor() gives a backend's)
     13. Tasks                      TaskRun: inputs (bind_input) -> requirements -> attempts (Attempt,
                                    one record each; the retry policy, retry_decision) -> outputs, kept
                                    in the task's sandbox (OutputSandbox); the runtime keys of
@@ -54,7 +55,8 @@ The module reads top to bottom in the order data flows:
                                    records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
                                    file, a batched status query, queue caps, failures blamed on a
-                                   node); node-local scratch (_scratch_lines), bad nodes excluded
+                                   node); node-local scratch (_scratch_lines), bad nodes excluded;
+                                   SlurmDoctor (the site's checks, with one test job)
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
@@ -65,8 +67,8 @@ The module reads top to bottom in the order data flows:
                                    (report_html), signals; Recorder (each attempt's rows in
                                    sprocket.db and its line of trace.tsv)
     19. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
-                                   runs, report, completions, install (the file compiled, and a
-                                   launcher); the one place errors become messages
+                                   runs, report, doctor, completions, install (the file compiled,
+                                   and a launcher); the one place errors become messages
 
 How the runtime fits together (sections 12-18). `cmd_run` reads the inputs (assign_inputs: the
 target's own, nested call inputs, requirement overrides) and makes a Run. The Run builds one
@@ -6035,6 +6037,25 @@ class Backend:
     def close(self):
         """The run is over: nothing of it may be left running."""
 
+    @classmethod
+    def doctor(cls, context, name, settings, out_dir):
+        """`sprocket doctor`: the Checks of this site for the backend as configured (`settings`,
+        read_backend_settings()), beyond the output directory (`out_dir`) every backend needs; a
+        classmethod, as the backend itself may refuse to be made where a check fails."""
+        return []
+
+
+Check = collections.namedtuple("Check", "what problem fix")
+Check.__doc__ = ("One line of `sprocket doctor`: what was checked (and what was found), and, when it failed, what "
+                 "is wrong and how to fix it (problem None: it is fine).")
+
+
+def check_line(check):
+    """`ok  <what>` or `FAIL <what>: <what is wrong>; <how to fix it>`."""
+    if check.problem is None:
+        return "ok  %s" % check.what
+    return "FAIL %s: %s; %s" % (check.what, " / ".join(check.problem.splitlines()), check.fix)
+
 
 BACKENDS = {}  # type -> Backend subclass: what `run.backends.<name>.type` may name
 
@@ -7362,6 +7383,21 @@ class LocalBackend(Backend):
             self.live.clear()
         self.cancel_jobs(live)
 
+    @classmethod
+    def doctor(cls, context, name, settings, out_dir):
+        """The shell that runs the commands, and what tasks may use of this host (the configuration
+        refused more than it has when it was read)."""
+        shell = context.settings.shell
+        code, out, err = _run_tool([shell, "-c", "echo ok"], timeout=30)
+        if code == 0 and out.strip() == "ok":
+            yield Check("the shell `%s` runs commands" % shell, None, None)
+        else:
+            yield Check("the shell `%s`" % shell, (err or out).strip() or "exit %d" % code,
+                        "install it, or set `run.task.shell` to a shell this host has (e.g. \"bash\")")
+        cpu, memory = settings["cpu"] or os.cpu_count() or 1, settings["memory"] or host_memory()
+        yield Check("tasks may use %s CPU(s) and %s of this host's %d and %s (run.backends.%s.cpu, .memory)" % (
+            cpu, _human_bytes(memory), os.cpu_count() or 1, _human_bytes(host_memory()), name), None, None)
+
 
 def make_backend(context, name, settings):
     """The backend a run uses: the registered class of its `type`, given its `run.backends.<name>`
@@ -7398,6 +7434,7 @@ _VANISHED_GRACE = 180.0  # seconds a job may be unknown to every source before i
 _ACCOUNTING_WAIT = 10.0  # seconds to wait for Slurm to say why a job whose rc file shows a failure ended
 _ACCOUNTING_END_WAIT = 3.0  # seconds the end of a run waits for sacct to have the last jobs' usage
 _ACCOUNTING_SETTLE = 2.5  # seconds after the last job's end by which slurmdbd has recorded it
+_ACCOUNTING_LAG = 0.3  # seconds after a job's end by which slurmdbd has usually recorded it (0.24 s measured)
 _FIRST_LOOK = 0.1  # seconds: the shortest time between two looks at a job's exit status file
 _GATHER_QUIET = 0.1  # seconds without a new scatter element before the gathered ones go out as an array
 _GATHER_MAX = 1.0  # seconds the first of them waits at most
@@ -7776,7 +7813,7 @@ class SlurmClient:
         self.status_source = "sacct"
         self.max_array = None
         self.exclude_refused = False  # Slurm would not run a job for its --exclude alone: no more are excluded
-        self.partitions = None  # the cluster's partition names (one scontrol call, at the first need)
+        self.partition_table = None  # the cluster's partitions (partitions()), once asked
         self.partitions_lock = threading.Lock()
         self.sleep = time.sleep  # the backoff's wait (a test's is instant)
 
@@ -7793,18 +7830,31 @@ class SlurmClient:
             self.check_partition(name, what)
 
     def check_partition(self, name, what):
-        """Refuse (RunError) a partition the cluster does not have; `what` says who asks for it.
-        The cluster's partitions are asked for once (`scontrol -o show partition`) and kept."""
-        with self.partitions_lock:
-            if self.partitions is None:
-                code, out, err = self.run_tool(["scontrol", "-o", "show", "partition"], timeout=20)
-                if code != 0:
-                    raise RunError("%s `%s`: the cluster's partitions could not be listed: %s" % (
-                        what, name, (err or out).strip() or "scontrol exit %d" % code))
-                self.partitions = re.findall(r"(?:^|\s)PartitionName=(\S+)", out)
-        if name not in self.partitions:
+        """Refuse (RunError) a partition the cluster does not have; `what` says who asks for it."""
+        try:
+            known = self.partitions()
+        except RunError as e:
+            raise RunError("%s `%s`: the cluster's partitions could not be listed: %s" % (what, name, e.message))
+        if name not in known:
             raise RunError("%s `%s`: the cluster has no such partition (it has: %s)" % (
-                what, name, ", ".join(self.partitions) or "none"))
+                what, name, ", ".join(sorted(known)) or "none"))
+
+    def partitions(self):
+        """{name: {field: value}} of every partition of the cluster (`scontrol show partition`'s
+        fields: MaxCPUsPerNode, MaxMemPerNode, MaxTime, State...): one `scontrol` the first time,
+        as they do not change within a run. RunError when scontrol fails."""
+        with self.partitions_lock:  # a task's computed partition is checked from its worker thread
+            if self.partition_table is None:
+                code, out, err = self.run_tool(["scontrol", "--all", "--oneliner", "show", "partition"], timeout=20)
+                if code != 0:
+                    raise RunError((err or out).strip() or "`scontrol show partition` failed (exit %d)" % code)
+                table = {}
+                for line in out.splitlines():
+                    fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+                    if fields.get("PartitionName"):
+                        table[fields["PartitionName"]] = fields
+                self.partition_table = table
+            return self.partition_table
 
     def held_jobs(self):
         """[HeldJob] for every job of the user's that the controller holds, one per array element;
@@ -7974,6 +8024,19 @@ class SlurmClient:
             if code != 0:
                 self.log.error("scancel failed (exit %d): %s" % (code, err.strip()))
 
+    def node_sizes(self):
+        """{partition: (CPUs, memory in bytes) of its largest node} (one `sinfo`). RunError when it fails."""
+        code, out, err = self.run_tool(["sinfo", "-h", "-o", "%R %c %m"], timeout=20)
+        if code != 0:
+            raise RunError((err or out).strip() or "`sinfo` failed (exit %d)" % code)
+        sizes = {}
+        for fields in (line.split() for line in out.splitlines()):
+            if len(fields) == 3:  # `8`, or `4+` where the nodes differ (the smallest, and more)
+                cpus, mb = (int(re.match(r"\d*", f).group() or 0) for f in fields[1:])
+                have = sizes.get(fields[0], (0, 0))
+                sizes[fields[0]] = (max(have[0], cpus), max(have[1], mb * 1048576))
+        return sizes
+
     def max_array_size(self):
         """The cluster's MaxArraySize (one `scontrol show config`, the first time)."""
         if self.max_array is None:
@@ -8108,7 +8171,9 @@ class ArrayGatherer:
                     self.cond.wait()
                 if self.closed:
                     return
-            time.sleep(_GATHER_QUIET)
+                quiet_at = self.last_gathered + _GATHER_QUIET  # no new element since then: the group is complete
+            now = time.monotonic()
+            time.sleep(quiet_at - now if quiet_at > now else _GATHER_QUIET)  # (not up to twice _GATHER_QUIET)
             for members in self.ready(time.monotonic(), self.array_limit()):
                 threading.Thread(target=self.submit_array, args=(members,), daemon=True).start()
 
@@ -8132,7 +8197,13 @@ class ArrayGatherer:
         return ready
 
     def array_limit(self):
-        """Elements per array: the cluster's MaxArraySize, and max_queued_jobs."""
+        """Elements per array: the cluster's MaxArraySize, and max_queued_jobs. The cluster is asked
+        only once a group could be an array: smaller ones go out as jobs of their own whatever it is
+        (so a small run's first sbatch waits for no probe)."""
+        with self.cond:
+            biggest = max([len(group) for group in self.gathering.values()] + [0])
+        if biggest < _ARRAY_MIN:
+            return max(1, min(_ARRAY_MIN, self.queue_cap or _ARRAY_MIN))
         max_array = self.client.max_array_size()
         return max(1, min(max_array, self.queue_cap or max_array))
 
@@ -8363,9 +8434,16 @@ class JobMonitor:
             self.cancel_jobs([job])
 
     def ended(self, job):
+        """The job is over: its usage is to be asked for. The time it ended is its exit status
+        file's, where it wrote one (the monitor saw it a moment later), within _ACCOUNTING_LAG of
+        now (a file server's clock may be off): the closing sacct waits no longer than it must."""
+        try:
+            age = min(max(0.0, time.time() - os.stat(os.path.join(job.adir, "rc")).st_mtime), _ACCOUNTING_LAG)
+        except OSError:
+            age = 0.0
         with self.cond:
             self.unaccounted[job.job_id] = job.key
-            self.last_end = time.monotonic()
+            self.last_end = max(self.last_end, time.monotonic() - age)
 
     def forget(self, job_id):
         with self.cond:
@@ -8417,10 +8495,11 @@ class JobMonitor:
         for job_id, job in live.items():
             if job.file_code is None and now < job.next_look:
                 continue
-            # A job is looked at every quarter of its age so far (a short task is seen to end
-            # soon after it does), at least every _FIRST_LOOK and at most every completion_interval.
+            # A job is looked at every tenth of its age so far (a short task is seen to end soon
+            # after it does: a small run's last jobs are), at least every _FIRST_LOOK and at most
+            # every completion_interval (a job older than ten of those: as before).
             age = time.time() - (job.submitted_at or time.time())
-            job.next_look = now + min(self.completion_interval, max(_FIRST_LOOK, age / 4))
+            job.next_look = now + min(self.completion_interval, max(_FIRST_LOOK, age / 10))
             code = read_exit_status(job.adir) if job.file_code is None else job.file_code
             if code is None:
                 if job.ended_since is not None:
@@ -8596,11 +8675,12 @@ class JobMonitor:
 
     def account(self):
         """At the end of the run, one batched sacct for the ended jobs whose usage no status query
-        brought yet; a second one only for those slurmdbd had not recorded (it lags behind an
-        array's last elements), _ACCOUNTING_SETTLE seconds after the last end and within
-        _ACCOUNTING_END_WAIT."""
+        brought yet, _ACCOUNTING_LAG seconds after the last end (slurmdbd has them by then, mostly);
+        a second one only for those slurmdbd had not recorded (it lags behind an array's last
+        elements), _ACCOUNTING_SETTLE seconds after the last end; both within _ACCOUNTING_END_WAIT."""
         start = time.monotonic()
-        for wait_until in (start, max(start + 0.5, self.last_end + _ACCOUNTING_SETTLE)):
+        first = max(start, self.last_end + _ACCOUNTING_LAG)
+        for wait_until in (first, max(first + 0.5, self.last_end + _ACCOUNTING_SETTLE)):
             if not self.unaccounted or self.client.status_source != "sacct":
                 break
             time.sleep(max(0.0, min(wait_until, start + _ACCOUNTING_END_WAIT) - time.monotonic()))
@@ -8628,6 +8708,17 @@ class JobMonitor:
             self.cond.notify_all()
 
 
+def slurm_partitions(settings):
+    """The partitions a slurm_apptainer backend's settings configure: {kind (default, short_task,
+    gpu, fpga): {name, max_cpu_per_task, ...}} (_PARTITION_SETTINGS), the settings given."""
+    partitions = {}
+    for key in _PARTITION_KEYS:
+        part = {field: settings["%s.%s" % (key, field)] for field in _PARTITION_SETTINGS}
+        if any(v not in (None, []) for v in part.values()):
+            partitions[key[: -len("_slurm_partition")]] = {k: v for k, v in part.items() if v not in (None, [])}
+    return partitions
+
+
 @register_backend
 class SlurmApptainerBackend(Backend):
     """Runs each attempt as a Slurm job of `apptainer exec` (see above), through four parts: the
@@ -8644,11 +8735,7 @@ class SlurmApptainerBackend(Backend):
 
     def __init__(self, context, name, settings):
         super().__init__(context, name, settings)
-        self.partitions = {}  # kind (default, short_task, gpu, fpga) -> {name, max_cpu_per_task, ...} (_PARTITION_SETTINGS)
-        for key in _PARTITION_KEYS:
-            part = {field: settings["%s.%s" % (key, field)] for field in _PARTITION_SETTINGS}
-            if any(v not in (None, []) for v in part.values()):
-                self.partitions[key[: -len("_slurm_partition")]] = {k: v for k, v in part.items() if v not in (None, [])}
+        self.partitions = slurm_partitions(settings)
         self.placement = SlurmPlacement(*(settings[k] for k in SlurmPlacement._fields))  # the backend's own
         self.run_placement = context.settings.slurm_placement or {}  # run --slurm-<key>
         self.memory_flag, self.gpu_flag = settings["memory_flag"], settings["gpu_flag"]
@@ -8938,6 +9025,11 @@ class SlurmApptainerBackend(Backend):
             self.monitor.cancel_jobs(live)
         self.monitor.account()
 
+    @classmethod
+    def doctor(cls, context, name, settings, out_dir):
+        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
+        return SlurmDoctor(client, name, settings, out_dir).checks()
+
     def explain(self, job):
         """What the seed's "Common issues" look like from the attempt's files."""
         def tail(name):
@@ -8958,6 +9050,263 @@ class SlurmApptainerBackend(Backend):
         if app_err and ("FATAL" in app_err or "permission denied" in app_err.lower()):
             return "apptainer failed: %s" % app_err.strip().splitlines()[-1]
         return None
+
+
+_DOCTOR_JOB_WAIT = 300.0  # seconds `doctor` waits for its test job to run
+
+
+def _stderr_text(directory):
+    """The last line of a job's slurm.stderr, or None."""
+    try:
+        with open(os.path.join(directory, "slurm.stderr"), errors="replace") as f:
+            lines = f.read()[-4000:].strip().splitlines()
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+class SlurmDoctor:
+    """`sprocket doctor` for a slurm_apptainer backend, through the backend's SlurmClient: the Slurm
+    commands and their version, the configured partitions and their limits, one tiny test job
+    (Apptainer's version on its node, a file it writes in the output directory and how long this
+    host takes to see it), accounting (sacct, asked about that job), the image cache."""
+
+    def __init__(self, client, name, settings, out_dir):
+        self.client, self.name, self.settings, self.out_dir = client, name, settings, out_dir
+        self.partitions = slurm_partitions(settings)
+
+    def setting(self, key):
+        return "`run.backends.%s.%s`" % (self.name, key)
+
+    def checks(self):
+        found = self.commands()
+        yield found
+        if found.problem is not None:
+            return  # nothing else can be asked
+        partitions = list(self.partition_checks())
+        yield from partitions
+        if all(c.problem is None for c in partitions):  # else sbatch would only refuse the partition again
+            yield from self.test_job()
+        yield self.image_cache()
+
+    def commands(self):
+        import shutil
+
+        missing = [t for t in ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo") if shutil.which(t) is None]
+        if missing:
+            return Check("the Slurm commands", "`%s` not found on PATH" % "`, `".join(missing),
+                         "run sprocket on a Slurm submit host with the Slurm client commands installed (or load "
+                         "their module)")
+        _, out, err = self.client.run_tool(["sbatch", "--version"], timeout=20)
+        return Check("the Slurm commands (%s)" % ((out or err).strip() or "version unknown"), None, None)
+
+    def partition_checks(self):
+        """Each configured partition exists and is up, and its max_cpu_per_task/max_memory_per_task
+        fit what a task can get there (the partition's per-node limits and its largest node)."""
+        try:
+            known, sizes = self.client.partitions(), self.client.node_sizes()
+        except RunError as e:
+            yield Check("the cluster's partitions", e.message, "check that slurmctld answers (`scontrol ping`) "
+                        "and that SLURM_CONF names the cluster's slurm.conf")
+            return
+        if not self.partitions:
+            yield Check("no partition configured: jobs go to the cluster's default partition", None, None)
+        for kind, part in sorted(self.partitions.items()):
+            key = "%s_slurm_partition" % kind
+            name = part.get("name")
+            if name is None:
+                yield Check("%s" % key, "it has limits but no name", "set %s" % self.setting(key + ".name"))
+                continue
+            what = "partition `%s` (%s)" % (name, key)
+            fields = known.get(name)
+            if fields is None:
+                yield Check(what, "the cluster has no such partition", "set %s to one it has: %s" % (
+                    self.setting(key + ".name"), ", ".join(sorted(known)) or "none"))
+                continue
+            if fields.get("State", "UP") != "UP":
+                yield Check(what, "its state is %s" % fields["State"], "ask the cluster's admins, or choose another")
+                continue
+            yield self.partition_limits(what, key, part, fields, sizes.get(name, (0, 0)))
+
+    def partition_limits(self, what, key, part, fields, largest):
+        """What a task can get in the partition, against max_cpu_per_task and max_memory_per_task."""
+        cpus, memory = largest
+        cap = fields.get("MaxCPUsPerNode", "UNLIMITED")
+        cpus = min(cpus, int(cap)) if cap.isdigit() else cpus
+        cap = fields.get("MaxMemPerNode", "UNLIMITED")
+        memory = min(memory, int(cap) * 1048576) if cap.isdigit() else memory
+        have = "a task can get %d CPU(s) and %s there" % (cpus, _human_bytes(memory))
+        for field, want, limit, show in (("max_cpu_per_task", part.get("max_cpu_per_task"), cpus, str),
+                                         ("max_memory_per_task", part.get("max_memory_per_task"), memory, _human_bytes)):
+            if want is not None and limit and want > limit:
+                return Check(what, "%s.%s = %s, but %s" % (key, field, show(want), have), "lower %s to %s" % (
+                    self.setting("%s.%s" % (key, field)), show(limit)))
+        return Check("%s: %s" % (what, have), None, None)
+
+    def test_job(self):
+        """One tiny job in the default partition, submitted as tasks are (sbatch_argv, the extra
+        sbatch arguments): it writes Apptainer's version and its node's name into a file in the
+        output directory; then accounting is asked about it."""
+        import shutil
+
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=".sprocket-doctor-", dir=self.out_dir)
+        except OSError as e:
+            yield Check("the test job", "cannot make a directory in the output directory `%s`: %s" % (
+                self.out_dir, os_error_text(e)), "use an output directory (`-o`, run.output_dir) on a shared file "
+                "system this host can write")
+            return
+        try:
+            yield from self.run_test_job(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def run_test_job(self, tmp):
+        from shlex import quote
+
+        seen, apptainer = os.path.join(tmp, "seen"), self.settings["apptainer.executable"]
+        script = os.path.join(tmp, "doctor")
+        with open(script, "w") as f:
+            f.write("#!/usr/bin/env bash\nversion=$(%s --version 2>&1)\nrc=$?\n%s"
+                    '{ printf "node=%%s\\napptainer_rc=%%s\\napptainer=%%s\\n" "$(hostname)" "$rc" "$version"; %s'
+                    'printf "written=%%s\\n" "$(date +%%s.%%N)"; } > %s.tmp && mv %s.tmp %s\n' % (
+                        quote(apptainer), self.scratch_lines(), 'printf "scratch_rc=%s\\nscratch=%s\\n" "$scratch_rc" '
+                        '"$scratch"; ' if self.settings.get("scratch") else "", quote(seen), quote(seen), quote(seen)))
+        os.chmod(script, 0o770)
+        table = self.partitions.get("default", {})
+        place = SlurmPlacement(*(table.get(k) or self.settings[k] for k in SlurmPlacement._fields))  # as a task's
+        flags = (self.settings["memory_flag"], self.settings["gpu_flag"], None)
+        prefix = self.settings["job_name_prefix"]
+        argv = sbatch_argv(table.get("name"), None, False, None,
+                           self.settings["sbatch.args"] + self.settings["extra_sbatch_args"] + table.get("extra_sbatch_args", []),
+                           1, 100 * 1048576, place, flags, job_name="%s-sprocket-doctor" % prefix if prefix else "sprocket-doctor",
+                           adir=tmp, script=script, comment="sprocket:doctor")
+        try:
+            job_id = self.client.sbatch(argv, "doctor")
+        except RunError as e:
+            yield Check("a test job", e.message.replace("task `doctor`: ", ""), "the sbatch line was `%s`: fix what "
+                        "sbatch says with %s" % (" ".join(argv), self.setting("sbatch.args")))
+            return
+        found = self.wait_for(job_id, seen)
+        if isinstance(found, Check):  # it never showed: why
+            yield found
+        else:
+            yield from self.job_checks(job_id, *found)
+        yield self.accounting(job_id)
+
+    def scratch_lines(self):
+        """Where the backend has a `scratch` setting and it is set: the test job makes a directory
+        there, as a task's job does (the node expands the setting's $VARIABLES), and removes it."""
+        scratch = self.settings.get("scratch")
+        if not scratch:
+            return ""
+        return ('scratch=$( { mkdir -p "%s" && mktemp -d "%s/sprocket-doctor.XXXXXX"; } 2>&1 )\nscratch_rc=$?\n'
+                '[ "$scratch_rc" -ne 0 ] || rm -rf "$scratch"\n' % (scratch, scratch))
+
+    def wait_for(self, job_id, seen):
+        """({field: value} of the test job's file, when it showed here), or a Check that says why it
+        never did."""
+        deadline, ended, state, last_ask = time.monotonic() + _DOCTOR_JOB_WAIT, None, None, 0.0
+        lag_limit = self.settings["exit_read_timeout"]
+        while True:
+            now = time.monotonic()
+            try:
+                os.listdir(os.path.dirname(seen))  # refresh an NFS client's view of the directory
+                with open(seen) as f:
+                    text, shown = f.read(), time.time()
+                break
+            except OSError:
+                pass
+            if now - last_ask > 1.0:
+                last_ask = now
+                try:
+                    state = self.client.squeue({job_id}, [job_id]).get(job_id, state)
+                except RunError:  # squeue did not answer this time: the file may still show
+                    pass
+                if state is not None and state.state.split()[0] in _SLURM_TERMINAL and ended is None:
+                    ended = now
+            if ended is not None and not state.state.startswith("COMPLETED"):
+                return Check("a test job (Slurm job %s)" % job_id, "it ended %s: %s" % (state.state, _stderr_text(
+                    os.path.dirname(seen)) or "it wrote nothing to slurm.stderr"), "the output directory must be on "
+                    "a file system the compute nodes can write")
+            if ended is not None and now - ended > lag_limit:
+                return Check("a test job (Slurm job %s)" % job_id, "it ended, but the file `%s` it wrote did not show "
+                             "here within %g s (%s)" % (seen, lag_limit, self.setting("exit_read_timeout")),
+                             "the output directory must be on a file system the compute nodes share with this host")
+            if now > deadline:
+                self.client.scancel([job_id])
+                return Check("the test job (Slurm job %s)" % job_id, "it did not run within %d s (%s)" % (
+                    _DOCTOR_JOB_WAIT, "%s, reason %s" % (state.state, state.reason) if state else "unknown to squeue"),
+                    "check the partition's queue (`squeue -p`), and its limits and access (sbatch.args)")
+            time.sleep(0.05)
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line), shown
+
+    def job_checks(self, job_id, fields, shown):
+        """What the test job's file says: its node, Apptainer there, and how late it showed here."""
+        node, apptainer = fields.get("node", "?"), self.settings["apptainer.executable"]
+        yield Check("a test job ran (Slurm job %s on node %s)" % (job_id, node), None, None)
+        if fields.get("apptainer_rc") == "0":
+            yield Check("Apptainer on node %s (%s)" % (node, fields.get("apptainer", "").strip()), None, None)
+        else:
+            yield Check("Apptainer on node %s" % node, "`%s --version` failed there: %s" % (
+                apptainer, fields.get("apptainer", "").strip() or "exit %s" % fields.get("apptainer_rc")),
+                "install Apptainer on the compute nodes, load its module through %s, or set %s" % (
+                    self.setting("sbatch.args"), self.setting("apptainer.executable")))
+        if "scratch_rc" in fields:
+            what = "scratch %s on node %s" % (self.settings["scratch"], node)
+            if fields["scratch_rc"] == "0":
+                yield Check("%s (%s) is writable" % (what, os.path.dirname(fields.get("scratch", ""))), None, None)
+            else:
+                yield Check(what, "cannot make a directory there: %s" % (fields.get("scratch") or "exit %s" % fields[
+                    "scratch_rc"]), "set %s to a node-local directory jobs can write (e.g. \"$TMPDIR\")" % self.setting("scratch"))
+        try:
+            lag = max(0.0, shown - float(fields.get("written")))
+        except (TypeError, ValueError):
+            lag = None
+        limit = self.settings["exit_read_timeout"]
+        what = "the output directory's file system: a file written on the node showed here after %s (%s = %g s)" % (
+            "?" if lag is None else "%.2f s" % lag, self.setting("exit_read_timeout"), limit)
+        if lag is not None and lag > limit / 2:
+            yield Check(what, "the shared file system lags close to the limit", "raise %s" % self.setting("exit_read_timeout"))
+        else:
+            yield Check(what, None, None)
+
+    def accounting(self, job_id):
+        """sacct answers (the backend follows jobs with it, and takes what they used from it)."""
+        for wait in (0.0, 0.5, 2.0):  # slurmdbd records a job's end a moment after it
+            time.sleep(wait)
+            try:
+                answer = self.client.query([job_id])
+            except RunError as e:
+                return Check("accounting", e.message, "start slurmdbd, or fix AccountingStorageHost in slurm.conf "
+                             "(until then runs cannot tell why a job failed, nor record what it used)")
+            state = answer.states.get(job_id)
+            if state is None or state.state.split()[0] in _SLURM_TERMINAL:
+                break
+        if self.client.status_source != "sacct":
+            return Check("accounting", "sacct does not answer: accounting storage is disabled", "set "
+                         "AccountingStorageType=accounting_storage/slurmdbd in slurm.conf (without it, exit codes "
+                         "come from squeue and scontrol and what jobs used is not recorded)")
+        return Check("accounting: sacct answers (job %s: %s)" % (job_id, state.state if state else "not recorded yet"),
+                     None, None)
+
+    def image_cache(self):
+        cache = self.settings["apptainer.image_cache_dir"]
+        key = self.setting("apptainer.image_cache_dir")
+        if not cache:
+            return Check("image cache: none (%s not set: each run pulls its images into its own directory)" % key,
+                         None, None)
+        cache = os.path.abspath(cache)
+        try:
+            os.makedirs(cache, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".sprocket-doctor-", dir=cache)
+            os.close(fd)
+            os.remove(probe)
+        except OSError as e:
+            return Check("image cache `%s`" % cache, "cannot write there: %s" % os_error_text(e),
+                         "make it writable, or set %s to a shared directory you can write" % key)
+        return Check("image cache `%s` is writable" % cache, None, None)
 
 
 class _ExclusiveLock:
@@ -11367,7 +11716,8 @@ class Run:
         self.context.abort()
 
     def finish(self, outputs=None, error=None):
-        """Record how the run ended."""
+        """Record how the run ended. A failed run is closed; a completed one's outputs (returned as
+        JSON text) are shown before close() (and its closing usage query)."""
         if error is None:
             data = {self.target.name + "." + k: value_to_json(v) for k, v in outputs.items()}
             text = json_dumps(data, indent=2)
@@ -11380,7 +11730,6 @@ class Run:
                     self.log.info("outputs indexed in `%s`" % write_index(self.out_dir, self.index_on, self.run_dir, outputs))
                 except (OSError, InputError) as e:
                     self.log.warn("could not index the outputs under `index/%s`: %s" % (self.index_on, e))
-            self.close()
             return text
         status = "canceled" if self.cancelled or self.interrupts or isinstance(error, RunCancelled) else "failed"
         self.store.execute("UPDATE runs SET status = ?, error = ?, completed_at = CURRENT_TIMESTAMP WHERE id = ?",
@@ -11519,6 +11868,10 @@ def _report_arguments(c):
     _output_dir_option(c)
 
 
+def _doctor_arguments(c):
+    _output_dir_option(c)
+
+
 def _install_arguments(c):
     c.add_argument("dir", metavar="DIR", help="the directory (made if missing; e.g. /shared/software/bin)")
 
@@ -11536,6 +11889,8 @@ _COMMANDS = (
     ("config", (), "show the configuration", _config_arguments),
     ("runs", (), "list the runs recorded in an output directory's sprocket.db", _runs_arguments),
     ("report", (), "write a run's report.html (every run writes one at its end)", _report_arguments),
+    ("doctor", (), "check that this host and site can run tasks with the configured backend (one line per check; "
+     "the Slurm backend submits one tiny test job)", _doctor_arguments),
     ("install", (), "copy sprocket.py into DIR, compiled for this Python, with a `sprocket` launcher that starts "
      "without compiling it", _install_arguments),
 )
@@ -12042,6 +12397,8 @@ def cmd_run(args):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left in the buffer goes nowhere
         raise RunError("the run completed, but its outputs could not be written to stdout (%s); they are in `%s`" % (
             e.strerror or e, os.path.join(run.run_dir, "outputs.json")))
+    finally:
+        run.close()  # the outputs are out: what the jobs used (a last sacct), the report
     return 0
 
 
@@ -12084,6 +12441,39 @@ def cmd_config(args):
         print(default_config_text())
         return 0
     raise UsageError("choose a config subcommand: resolve or init")
+
+
+def cmd_doctor(args):
+    """`doctor`: the output directory, then the checks of the configured backend (Backend.doctor),
+    one line each as it is done; exit 1 when one failed."""
+    config = load_config(args.config, args.skip_config_search)
+    for w in config.warnings:
+        print("warning: %s" % w, file=sys.stderr)
+    name, table = config.backend()
+    settings = read_backend_settings(table)
+    out_dir = os.path.abspath(args.output_dir or config.get("run.output_dir"))
+    print("checking the `%s` backend (type %s) and the output directory `%s`" % (name, settings["type"], out_dir),
+          file=sys.stderr)
+    context = RunContext(run_settings(config), RunLog(args.stderr_level))
+    failed = False
+    for checks in ([output_dir_check(out_dir)], BACKENDS[settings["type"]].doctor(context, name, settings, out_dir)):
+        for check in checks:  # each printed as soon as it is done
+            print(check_line(check), flush=True)
+            failed = failed or check.problem is not None
+    return 1 if failed else 0
+
+
+def output_dir_check(out_dir):
+    """The output directory can be made and written."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sprocket-doctor-", dir=out_dir)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        return Check("the output directory `%s`" % out_dir, "cannot write there: %s" % os_error_text(e),
+                     "make it writable, or choose another with `-o` (or run.output_dir)")
+    return Check("the output directory `%s` is writable" % out_dir, None, None)
 
 
 def open_store(args):
@@ -12288,7 +12678,7 @@ def main(argv=None):
         return {"check": cmd_check, "lint": cmd_check, "explain": cmd_explain, "format": cmd_format,
                 "fmt": cmd_format, "completions": cmd_completions, "run": cmd_run, "validate": cmd_validate,
                 "inputs": cmd_inputs, "config": cmd_config, "runs": cmd_runs, "report": cmd_report,
-                "install": cmd_install}[args.command](args)
+                "doctor": cmd_doctor, "install": cmd_install}[args.command](args)
     except WdlErrors as e:
         for err in e.errors:
             print(format_diagnostic(err.message, err.span), file=sys.stderr)

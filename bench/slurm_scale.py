@@ -13,7 +13,9 @@ workload is their wdl/scatter.wdl (version 1.1; `scatter (i in range(n))` over a
 stdouts, which must be exactly ["0", ..., "n-1"]). For each N in --sizes it runs
 sprocket.py, then miniwdl (interleaved per N), each once, in a fresh run directory:
 
-  sprocket.py -s -c CFG run scatter.wdl inputs.json -o RUN/out
+  WORK/install/sprocket -s -c CFG run scatter.wdl inputs.json -o RUN/out
+      (the launcher `sprocket.py install WORK/install` writes, which starts from the compiled file, as
+      the README advises for HPC sites; with --script: python3 sprocket.py, compiled on every start)
       CFG: run.backends.default.type = "slurm_apptainer", partition "compute",
       interval = --interval (default: sprocket's), max_scatter_concurrency = --scatter-concurrency
       (default: sprocket's, 200),
@@ -36,7 +38,9 @@ call. A Slurm job inherits PATH, so every logged call also records whether a `sl
 is among its ancestors: only calls from outside jobs (the engine side) are counted as the
 engine's Slurm calls; job-side calls are shown separately (apptainer exec runs there).
 
-Measured per run: wall time (spawn to exit of the engine), exit status, output
+Measured per run: wall time (spawn to exit of the engine), for sprocket also outputs_s (spawn
+to its outputs.json, written just before the outputs are printed and the closing usage query
+runs), exit status, output
 correctness, engine-side calls per Slurm command, the engine process's own max RSS
 (wait4), and, sampled every --sample-ms (500) from /proc, the peak summed RSS and peak
 process count of the submit-side tree (the engine process and all its descendants; Slurm
@@ -64,6 +68,7 @@ outputs (whether or not a target is met), 1 when a run failed or gave wrong outp
 2 on a setup problem.
 """
 import argparse
+import glob
 import json
 import os
 import pwd
@@ -482,7 +487,7 @@ def run_engine(engine, n, ctx):
     env["SLURM_CALL_LOG"] = os.path.join(rd, "slurm_calls.log")
     env["SINGULARITY_CACHEDIR"] = env["APPTAINER_CACHEDIR"] = os.path.join(ctx["work"], "sing-cache")
     if engine in SPROCKETS:
-        argv = [sys.executable, SPROCKET, "-s", "-c", ctx["sprocket_cfg"][engine], "run", ctx["wdl"], inputs,
+        argv = ctx["sprocket"] + ["-s", "-c", ctx["sprocket_cfg"][engine], "run", ctx["wdl"], inputs,
                 "-o", os.path.join(rd, "out")]
     elif engine == "floor":
         argv = [sys.executable, ctx["floor"], str(n), rd]
@@ -556,6 +561,9 @@ def run_engine(engine, n, ctx):
         "run_dir": rd,
     }
     if engine in SPROCKETS:
+        written = [os.stat(p).st_mtime for p in set(os.path.realpath(p) for p in glob.glob(  # not _latest/ again
+            os.path.join(rd, "out", "runs", "*", "*", "outputs.json")))]
+        res["outputs_s"] = round(written[0] - start_epoch, 2) if len(written) == 1 else None
         res["status_calls"] = sum(eng[c] for c in STATUS_CMDS)
         res["status_bound"] = round(wall / ctx["interval"] + STATUS_SLACK, 1)
         res["status_calls_per_min"] = round(res["status_calls"] * 60.0 / wall, 2) if wall else None
@@ -580,7 +588,7 @@ def run_engine(engine, n, ctx):
 # Report
 # ------------------------------------------------------------------------------------------
 
-COLUMNS = ["engine", "n", "rc", "wall_s", "main_maxrss_mb", "tree_peak_rss_mb", "tree_peak_procs",
+COLUMNS = ["engine", "n", "rc", "wall_s", "outputs_s", "main_maxrss_mb", "tree_peak_rss_mb", "tree_peak_procs",
            "peak_sbatch_procs"] + list(SLURM_CMDS) + ["apptainer", "correct", "squeue_after_exit",
                                                      "status_calls", "status_bound", "load1", "other_jobs"]
 
@@ -624,6 +632,8 @@ def print_floor_ratios(results):
             extra = "; %d sbatch calls; %d status calls (%.2f per minute; bound %.1f); submit side %.1f MB peak" % (
                 r["calls"]["sbatch"], r["status_calls"], r["status_calls_per_min"] or 0, r["status_bound"],
                 r["tree_peak_rss_mb"])
+        if r.get("outputs_s") and floor:
+            extra = "; outputs after %.2f s (%.2fx the floor)%s" % (r["outputs_s"], r["outputs_s"] / floor, extra)
         print("%s N=%d: %.2f s, %s%s" % (r["engine"], r["n"], r["wall_s"], ratio, extra))
 
 
@@ -694,6 +704,8 @@ def main(argv=None):
                     help="between runs cancel ALL of this user's Slurm jobs (default: only jobs submitted from under --work)")
     ap.add_argument("--drain-wait", type=int, default=120,
                     help="seconds to wait before each run for other jobs to leave the queue (default 120)")
+    ap.add_argument("--script", action="store_true",
+                    help="run `python3 sprocket.py` instead of the launcher `sprocket.py install` writes")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds before a run is killed (default 1800)")
     ap.add_argument("--sample-ms", type=float, default=500.0, help="process-tree sampling period in ms (default 500)")
     args = ap.parse_args(argv)
@@ -758,7 +770,12 @@ def main(argv=None):
     _, nodes, _ = slurm(["sinfo", "-h", "-N", "-o", "%N %c %t"])
     nodes = "; ".join(sorted(set(line.strip() for line in nodes.splitlines() if line.strip())))
     print("python:    %s (%s)" % (sys.executable, sys.version.split()[0]))
-    print("sprocket:  %s" % tool_version([sys.executable, SPROCKET, "--version"]))
+    sprocket = [sys.executable, SPROCKET]
+    if not args.script and any(e in SPROCKETS for e in engines):
+        subprocess.run([sys.executable, SPROCKET, "install", os.path.join(work, "install")], check=True,
+                       stdout=subprocess.DEVNULL)
+        sprocket = [os.path.join(work, "install", "sprocket")]
+    print("sprocket:  %s (%s)" % (tool_version(sprocket + ["--version"]), " ".join(sprocket)))
     if "miniwdl" in engines:
         probe = "import importlib.metadata as m; print(m.version('miniwdl-slurm'))"
         print("miniwdl:   %s + miniwdl-slurm %s (config %s)" % (
@@ -773,7 +790,7 @@ def main(argv=None):
     print("work dir:  %s (wrappers in %s)" % (work, bin_dir))
     print(flush=True)
 
-    ctx = {"work": work, "bin": bin_dir, "wdl": wdl, "miniwdl_cfg": miniwdl_cfg, "sprocket_cfg": sprocket_cfg,
+    ctx = {"work": work, "bin": bin_dir, "sprocket": sprocket, "wdl": wdl, "miniwdl_cfg": miniwdl_cfg, "sprocket_cfg": sprocket_cfg,
            "interval": interval, "floor": floor, "timeout": args.timeout, "period": args.sample_ms / 1000.0,
            "cancel_all": args.cancel_all, "drain": args.drain_wait}
     results = []
@@ -793,7 +810,7 @@ def main(argv=None):
     print()
     print_floor_ratios(results)
     print()
-    print("wall_s: spawn to exit of the engine; main_maxrss_mb: the engine process's own max RSS; tree_*: peak over "
+    print("wall_s: spawn to exit of the engine; outputs_s: spawn to sprocket's outputs.json (its outputs printed); main_maxrss_mb: the engine process's own max RSS; tree_*: peak over "
           "%g s samples of the summed RSS / number of processes of the engine and its descendants (submit side; "
           "a child forked but not yet exec'd shares its parent's pages and is not added to the RSS); "
           "peak_sbatch_procs: most sbatch processes alive in one sample; sbatch..sinfo: engine-side calls through "

@@ -1060,3 +1060,33 @@ def test_show_task_stderr_streams_lines_as_they_are_written(tmp_path):
     assert "task `talk` stderr: late line" in log
     quiet = sprocket_run(wdl, "go=%s" % go, cwd=tmp_path)
     assert quiet.returncode == 0 and "early line" not in quiet.stderr
+
+
+# -- sprocket doctor, local backend ----------------------------------------------------------------
+
+
+def test_doctor_local_backend_every_check_ok(tmp_path):
+    from conftest import sprocket_cmd
+
+    proc = sprocket_cmd("doctor", "-s", "-o", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "ok  the output directory `%s` is writable" % (tmp_path / "out")
+    assert lines[1] == "ok  the shell `bash` runs commands"
+    assert lines[2].startswith("ok  tasks may use %d CPU(s) and " % os.cpu_count()) and len(lines) == 3, lines
+    assert "checking the `default` backend (type local)" in proc.stderr
+
+
+def test_doctor_local_backend_a_bad_shell_and_an_unwritable_output_directory(tmp_path):
+    from conftest import sprocket_cmd
+
+    (tmp_path / "file").write_text("not a directory")
+    write(tmp_path / "sprocket.toml", 'run.task.shell = "no-such-shell"\n')
+    proc = sprocket_cmd("doctor", "-s", "-c", tmp_path / "sprocket.toml", "-o", tmp_path / "file" / "out", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("FAIL the output directory `%s`: cannot write there: " % (tmp_path / "file" / "out"))
+    assert lines[0].endswith("; make it writable, or choose another with `-o` (or run.output_dir)")
+    assert lines[1] == ("FAIL the shell `no-such-shell`: no-such-shell: command not found; install it, or set "
+                        "`run.task.shell` to a shell this host has (e.g. \"bash\")")
+    assert "Traceback" not in proc.stderr

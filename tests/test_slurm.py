@@ -1338,8 +1338,8 @@ def test_scatter_of_30_uses_batched_sacct_and_no_squeue(sl):
         len(sacct), r.elapsed, limit)
     assert max(len(c["argv"][c["argv"].index("-j") + 1].split(",")) for c in sacct) > 1, "sacct is not batched"
     assert sl.calls("squeue") == []
-    others = [c for c in sl.calls("scontrol") if c["argv"] != ["-o", "show", "partition"]]
-    assert others == []
+    probes = [c for c in sl.calls("scontrol") if c["argv"][-2:] == ["show", "partition"]]
+    assert len(probes) == 1 and len(sl.calls("scontrol")) == 1  # the cluster probed once for the run
     assert sl.calls("scancel") == []
 
 
@@ -2159,3 +2159,79 @@ def test_site_partition_the_cluster_lacks_is_refused_before_submission(sl, site)
     assert re.search(r"task `part` asks \(`slurm_partition`\) for the partition `nosuch`: the cluster has no such "
                      r"partition \(it has: [^)]*%s[^)]*\)" % SITE_PART, r.stderr), r.stderr
     assert not any("nosuch" in p.read_text() for p in r.out_dir.rglob("sbatch_command"))
+
+
+# -- the closing usage query and `sprocket doctor` (issue 21) ---------------------------------
+
+
+def test_outputs_are_printed_before_the_closing_usage_query(sl):
+    """A small run's outputs (and outputs.json) are out before the closing sacct (what the jobs
+    used): the wrapped sacct takes 3 s, and stdout has the outputs while it runs."""
+    sl.wrap("sacct", sleep=3)
+    proc = sl.start(sl.wdl(ECHO_TASK), cfg=sl.config(interval=60))  # no status query during the run
+    lines = []
+    while not lines or lines[-1] != "}\n":
+        line = proc.stdout.readline()
+        assert line, "stdout ended without the outputs"
+        lines.append(line)
+    shown = time.time()
+    assert proc.poll() is None  # still closing
+    r = sl.finish(proc)
+    assert r.rc == 0 and json.loads("".join(lines)) == {"echo_task.out": "ok"}, r.describe()
+    closing = sl.calls("sacct")[-1]
+    assert "--format" in closing["argv"] and shown < closing["end"] - 1.0, (shown, closing)
+    assert (r.run_dir / "outputs.json").stat().st_mtime < closing["end"] - 1.0
+
+
+def _doctor(sl, cfg, env=None):
+    p = subprocess.run([sys.executable, str(SPROCKET), "doctor", "-s", "-c", str(cfg), "-o", str(sl.tmp / "out")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       env=env or sl.env, cwd=str(sl.tmp), timeout=400)
+    return p.returncode, p.stdout.splitlines(), p.stderr
+
+
+def test_doctor_on_the_cluster_every_check_ok(sl):
+    image_cache = sl.tmp / "images"
+    code, lines, err = _doctor(sl, sl.config('run.backends.default.apptainer.image_cache_dir = "%s"\n' % image_cache))
+    assert code == 0 and lines and all(line.startswith("ok  ") for line in lines), (lines, err)
+    text = "\n".join(lines)
+    for what in ("the output directory `%s` is writable" % (sl.tmp / "out"), "the Slurm commands (slurm",
+                 "partition `%s` (default_slurm_partition): a task can get" % PART, "a test job ran (Slurm job",
+                 "Apptainer on node", "+double)", "a file written on the node showed here after",
+                 "accounting: sacct answers (job", "image cache `%s` is writable" % image_cache):
+        assert what in text, (what, text)
+    assert [p.name for p in (sl.tmp / "out").iterdir()] == []  # the test job's directory is gone
+
+
+def test_doctor_with_the_partition_misnamed(sl):
+    code, lines, err = _doctor(sl, sl.config(partition="nope"))
+    assert code == 1, (lines, err)
+    assert ("FAIL partition `nope` (default_slurm_partition): the cluster has no such partition; set "
+            "`run.backends.default.default_slurm_partition.name` to one it has: ") in "\n".join(lines), lines
+    assert not any("test job" in line for line in lines)  # sbatch would only refuse the partition again
+
+
+def test_doctor_without_apptainer_on_the_nodes(sl):
+    """The apptainer stand-in removed from PATH (a job inherits the submit host's PATH): the job
+    runs, and the Apptainer check fails with its remedy."""
+    path = [d for d in sl.env["PATH"].split(os.pathsep) if d and not os.path.exists(os.path.join(d, "apptainer"))]
+    code, lines, err = _doctor(sl, sl.config(), env=dict(sl.env, PATH=os.pathsep.join(path)))
+    assert code == 1, (lines, err)
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith("FAIL Apptainer on node "), lines
+    assert "apptainer: command not found" in failed[0] and "install Apptainer on the compute nodes" in failed[0]
+    assert any(line.startswith("ok  a test job ran") for line in lines)
+
+
+def test_doctor_with_accounting_down(sl):
+    """slurmdbd down, as sacct sees it: the shared cluster's slurmdbd is NOT stopped (other tests use
+    it); a wrapper `sacct` first on PATH fails the way sacct does when slurmdbd does not answer."""
+    sl.wrap("sacct", fail_first=1000, fail_text="sacct: error: slurm_persist_conn_open_without_init: failed to open "
+            "persistent connection to host:localhost:6819: Connection refused")
+    code, lines, err = _doctor(sl, sl.config())
+    assert code == 1, (lines, err)
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert failed == ["FAIL accounting: sacct failed (exit 1): sacct: error: slurm_persist_conn_open_without_init: "
+                      "failed to open persistent connection to host:localhost:6819: Connection refused; start "
+                      "slurmdbd, or fix AccountingStorageHost in slurm.conf (until then runs cannot tell why a job "
+                      "failed, nor record what it used)"], lines

@@ -283,6 +283,7 @@ def test_gatherer_sends_a_small_group_as_jobs_of_their_own(tmp_path):
     assert len(sbatch) == 3 and not any(a.startswith("--array") for call in sbatch for a in call)
     assert sorted(monitor.ids.values()) == ["100", "101", "102"]
     assert (Path(jobs[0].adir) / "sbatch_command").read_text().startswith("sbatch --partition compute")
+    assert [call[0] for call in c.run_tool.calls] == ["sbatch"] * 3  # too few for an array: no MaxArraySize probe
     g.close()
 
 
@@ -458,6 +459,9 @@ import json, os, subprocess, sys
 state, tool, args = os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.path.join(state, "calls"), "a") as f:
     f.write(json.dumps([tool] + args) + "\n")
+if tool == "sacct" and os.environ.get("FAKE_STDOUT"):  # what the engine had printed by then
+    with open(os.environ["FAKE_STDOUT"]) as out, open(os.path.join(state, "stdout-at-sacct"), "w") as f:
+        f.write(out.read())
 jobs = sorted(n[:-4] for n in os.listdir(state) if n.endswith(".job"))
 if tool == "sbatch":
     n = 1 + len(set(j.split("_")[0] for j in jobs))
@@ -489,9 +493,9 @@ elif tool == "sacct":
         print("|".join([job_id + ".batch", row[0], row[1], "", "", "", "", "", "00:00:00.250", "2048K", "", "", ""]))
 elif tool == "scontrol" and args[:2] == ["show", "config"]:
     print("MaxArraySize = 1001")
-elif tool == "scontrol" and args == ["-o", "show", "partition"]:
+elif tool == "scontrol" and args[-2:] == ["show", "partition"]:
     for name in os.environ.get("FAKE_SLURM_PARTITIONS", "compute").split():
-        print("PartitionName=%%s AllowGroups=ALL Default=NO State=UP" %% name)
+        print("PartitionName=%%s MaxCPUsPerNode=UNLIMITED MaxMemPerNode=UNLIMITED State=UP TotalCPUs=8" %% name)
 '''
 
 FAKE_APPTAINER = r'''#!%(python)s
@@ -521,7 +525,7 @@ os.execvp(rest[0], rest)
 def test_facade_runs_a_scatter_as_one_job_array_through_fake_slurm_commands(tmp_path):
     """The backend's parts wired together by the facade (`sprocket run` in a subprocess): a scatter
     of 20 goes out as one array, the next call as a job of its own, each job is seen to end from its
-    exit status file, and one sacct at the end brings what they used."""
+    exit status file, and one sacct at the end brings what they used, after the outputs are printed."""
     import json
     import subprocess
 
@@ -555,15 +559,20 @@ workflow w {
 }
 """)
     env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), FAKE_SLURM_DIR=str(state),
-               SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+               SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               FAKE_STDOUT=str(tmp_path / "stdout"))
     env.pop("SPROCKET_CONFIG", None)
-    p = subprocess.run(sprocket_argv("run", "-s", "-c", str(tmp_path / "sprocket.toml"),
-                                     str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")), env=env, cwd=str(tmp_path),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    with open(str(tmp_path / "stdout"), "w") as stdout:
+        p = subprocess.run(sprocket_argv("run", "-s", "-c", str(tmp_path / "sprocket.toml"),
+                                         str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")), env=env,
+                           cwd=str(tmp_path), stdout=stdout, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout) == {"w.ys": [i * i for i in range(20)], "w.n": 20}
+    outputs = (tmp_path / "stdout").read_text()
+    assert json.loads(outputs) == {"w.ys": [i * i for i in range(20)], "w.n": 20}
+    assert (state / "stdout-at-sacct").read_text() == outputs  # printed before the closing usage query
     calls = [json.loads(line) for line in (state / "calls").read_text().splitlines()]
-    assert calls[:2] == [["scontrol", "-o", "show", "partition"], ["scontrol", "show", "config"]]
+    # the cluster probed once (its partitions), and MaxArraySize asked once a group could be an array
+    assert calls[:2] == [["scontrol", "--all", "--oneliner", "show", "partition"], ["scontrol", "show", "config"]]
     # the scatter as one array (as several, or some alone, only where a loaded host paused its threads)
     sbatch, rest = [c for c in calls[2:] if c[0] == "sbatch"], [c[0] for c in calls[2:] if c[0] != "sbatch"]
     arrays = [int(a.split("-")[-1]) + 1 for c in sbatch for a in c if a.startswith("--array=")]
@@ -776,3 +785,108 @@ def test_a_partition_table_scratch_is_used_for_the_tasks_placed_there(tmp_path):
     bad.mkdir()
     p, _, _ = fake_slurm_run(bad, 'default_slurm_partition.scratch = "/a b"\n', SCRATCH_WDL)
     assert p.returncode == 1 and "`run.backends.default.default_slurm_partition.scratch`" in p.stderr, p.stderr
+
+
+# -- sprocket doctor (SlurmDoctor), with fake Slurm commands -----------------------------------------
+
+PARTITION_LINE = ("PartitionName=compute AllowGroups=ALL Default=YES MaxCPUsPerNode=4 MaxMemPerNode=8000 State=UP "
+                  "TotalCPUs=8 TRES=cpu=8,mem=16000M,node=1")
+
+
+def doctor_lines(tmp_path, monkeypatch, table, sacct=(0, "7|COMPLETED|0:0|None\n", ""), scratch=None):
+    """The check lines of a SlurmDoctor whose client runs fake commands; its test job's script runs
+    at once on this host (`sbatch`), with a fake `apptainer` that says its version."""
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo"):  # found on PATH, never run
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 99\n")
+        (bin_dir / tool).chmod(0o755)
+    (bin_dir / "fake-apptainer").write_text("#!/bin/sh\necho 'apptainer version 1.3.0'\n")
+    (bin_dir / "fake-apptainer").chmod(0o755)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), os.environ["PATH"]]))
+
+    def answer(argv):
+        if argv == ["sbatch", "--version"]:
+            return 0, "slurm 23.02.1\n", ""
+        if argv[0] == "scontrol":
+            return 0, PARTITION_LINE + "\n", ""
+        if argv[0] == "sinfo":
+            return 0, "compute 8 16000\n", ""
+        if argv[0] == "sbatch":  # the node: the script runs here
+            subprocess.run(["bash", argv[-1]], check=True)
+            return 0, "Submitted batch job 7\n", ""
+        if argv[0] == "squeue":
+            return 0, "7|COMPLETED|None\n", ""
+        if argv[0] == "sacct":
+            return sacct
+        raise AssertionError(argv)
+
+    c, _ = client(answer)
+    table = dict({"type": "slurm_apptainer", "apptainer": {"executable": str(bin_dir / "fake-apptainer")}}, **table)
+    settings = S.read_backend_settings(table)
+    if scratch is not None:  # the `scratch` setting (issue 21 item 3), where the backend has it
+        settings["scratch"] = scratch
+    doctor = S.SlurmDoctor(c, "hpc", settings, str(tmp_path / "out"))
+    return [S.check_line(check) for check in doctor.checks()], c
+
+
+def test_doctor_check_lines_with_a_fake_client_all_ok(tmp_path, monkeypatch):
+    lines, c = doctor_lines(tmp_path, monkeypatch, {"default_slurm_partition": {"name": "compute", "max_cpu_per_task": 4},
+                                                    "apptainer": {"executable": str(tmp_path / "bin" / "fake-apptainer"),
+                                                                  "image_cache_dir": str(tmp_path / "images")}})
+    host = os.uname()[1]
+    assert lines[:5] == [
+        "ok  the Slurm commands (slurm 23.02.1)",
+        "ok  partition `compute` (default_slurm_partition): a task can get 4 CPU(s) and 7.8 GiB there",
+        "ok  a test job ran (Slurm job 7 on node %s)" % host,
+        "ok  Apptainer on node %s (apptainer version 1.3.0)" % host,
+        "ok  the output directory's file system: a file written on the node showed here after %s (`run.backends."
+        "hpc.exit_read_timeout` = 270 s)" % lines[4].split("after ")[1].split(" (")[0]]
+    assert lines[5:] == ["ok  accounting: sacct answers (job 7: COMPLETED)",
+                         "ok  image cache `%s` is writable" % (tmp_path / "images")]
+    sbatch = [call for call in c.run_tool.calls if call[0] == "sbatch" and call[1] != "--version"]
+    assert len(sbatch) == 1 and sbatch[0][:3] == ["sbatch", "--partition", "compute"]  # one job, as tasks go
+    assert os.listdir(str(tmp_path / "out")) == []  # its directory is gone
+
+
+def test_doctor_check_lines_name_what_is_wrong_and_the_fix(tmp_path, monkeypatch):
+    lines, c = doctor_lines(tmp_path, monkeypatch, {"default_slurm_partition": {"name": "compute", "max_memory_per_task": "16 GiB"}},
+                            sacct=(1, "", "sacct: error: Problem talking to the database: Connection refused\n"))
+    assert lines[1] == ("FAIL partition `compute` (default_slurm_partition): default_slurm_partition.max_memory_per_task "
+                        "= 16.0 GiB, but a task can get 4 CPU(s) and 7.8 GiB there; lower "
+                        "`run.backends.hpc.default_slurm_partition.max_memory_per_task` to 7.8 GiB")
+    assert not any("test job" in line for line in lines)  # not submitted where the partition is wrong
+    assert [call[0] for call in c.run_tool.calls] == ["sbatch", "scontrol", "sinfo"]
+
+
+def test_doctor_check_lines_when_the_job_finds_no_apptainer_and_sacct_fails(tmp_path, monkeypatch):
+    lines, _ = doctor_lines(tmp_path, monkeypatch, {"apptainer": {"executable": "no-such-apptainer"}},
+                            sacct=(1, "", "sacct: error: Problem talking to the database: Connection refused\n"))
+    assert lines[1] == "ok  no partition configured: jobs go to the cluster's default partition"
+    assert lines[3].startswith("FAIL Apptainer on node ") and "no-such-apptainer: command not found" in lines[3]
+    assert lines[3].endswith("; install Apptainer on the compute nodes, load its module through "
+                             "`run.backends.hpc.sbatch.args`, or set `run.backends.hpc.apptainer.executable`")
+    assert lines[5] == ("FAIL accounting: sacct failed (exit 1): sacct: error: Problem talking to the database: "
+                        "Connection refused; start slurmdbd, or fix AccountingStorageHost in slurm.conf (until then "
+                        "runs cannot tell why a job failed, nor record what it used)")
+    assert lines[6].startswith("ok  image cache: none")
+
+
+def test_doctor_check_line_format():
+    assert S.check_line(S.Check("the thing", None, None)) == "ok  the thing"
+    assert S.check_line(S.Check("the thing", "it broke\nbadly", "mend it")) == "FAIL the thing: it broke / badly; mend it"
+
+
+def test_doctor_checks_the_scratch_setting_on_the_node(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCTOR_SCRATCH", str(tmp_path / "node-local"))
+    lines, _ = doctor_lines(tmp_path, monkeypatch, {}, scratch="$DOCTOR_SCRATCH/sprocket")
+    host = os.uname()[1]
+    assert lines[4] == "ok  scratch $DOCTOR_SCRATCH/sprocket on node %s (%s) is writable" % (
+        host, tmp_path / "node-local" / "sprocket"), lines
+    assert os.listdir(str(tmp_path / "node-local" / "sprocket")) == []  # what it made there is gone
+    (tmp_path / "again").mkdir()
+    lines, _ = doctor_lines(tmp_path / "again", monkeypatch, {}, scratch="/proc/no-scratch")
+    assert lines[4].startswith("FAIL scratch /proc/no-scratch on node %s: cannot make a directory there: mkdir: " % host)
+    assert lines[4].endswith('; set `run.backends.hpc.scratch` to a node-local directory jobs can write (e.g. "$TMPDIR")')

@@ -154,7 +154,7 @@ def test_task_keys_beat_run_flags_beat_the_partition_table_beat_the_backend(tmp_
                           "--reservation=resv"]
     assert "--mem-per-cpu=500M" in keyed and "--cpus-per-task=2" in keyed
     # one look at the cluster's partitions for the whole run
-    assert [c for c in calls if c[0] == "scontrol" and "partition" in c] == [["scontrol", "-o", "show", "partition"]]
+    assert [c for c in calls if c[0] == "scontrol" and "partition" in c] == [["scontrol", "--all", "--oneliner", "show", "partition"]]
 
 
 def test_run_flag_partition_and_account_apply_to_every_task(tmp_path):
