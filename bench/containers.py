@@ -171,8 +171,7 @@ def main(argv=None):
         d = fresh_dir(f"{name}-n{n}")
         argv, env = engine_cmd(name, n, os.path.join(d, "out"))
         r = run_measured(argv, d, env, d, period)
-        wrong = None if r.rc == 0 else r
-        wrong = wrong or check_outputs(name, r.stdout, n)
+        wrong = r if r.rc != 0 else check_outputs(name, r.stdout, n)
         if wrong is None and name == "miniwdl" and "Podman runtime initialized" not in r.stderr:
             wrong = "its log never says 'Podman runtime initialized': the podman backend was not used"
         if wrong is not None:
