@@ -36,7 +36,8 @@ Helpers (import from conftest): ``assert_diag``, ``assert_ok``, ``assert_sane``,
 ``find_pos``, ``norm``, ``diagnostics``, ``version_re``; for `sprocket run` and other
 subcommands: ``sprocket_cmd``, ``sprocket_run``, ``run_cmd``, ``write``, ``run_dir_of``, ``ok``,
 ``fails``, ``exit_status_re``; for what a run leaves behind: ``db_rows`` (rows of a
-sprocket.db), ``wait_for`` (poll with a deadline), ``proc_stat``, ``pid_alive``; and
+sprocket.db), ``wait_for`` (poll with a deadline), ``proc_stat``, ``pid_alive``; ``podman_problem`` (why no real
+container can run here, or None); and
 ``http_server`` (a static web server in a thread).
 """
 
