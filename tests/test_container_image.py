@@ -68,9 +68,9 @@ def test_podman_fixture_skips_without_podman_and_fails_under_ci(ci, tmp_path):
         assert "`podman` is not on PATH (build it as root with `bash .ci/container-image`)" in proc.stdout
 
 
-# The cases that need a container image: the `ubuntu:focal` ones, and those that call `python`.
+# The cases that need a container image: the `ubuntu:focal` ones, those that call `python`, and `free`.
 CONTAINER_CASES = ("runtime_container_task", "dynamic_container_task", "python_strip_task", "write_json_task",
-                   "read_object_task", "serde_array_json_task", "serde_map_json_task", "test_containers")
+                   "read_object_task", "serde_array_json_task", "serde_map_json_task", "test_containers", "test_memory_task")
 
 
 def _has_podman_backend():
