@@ -23,6 +23,11 @@ Fixtures:
 * ``check_wdl``     -- ``check_wdl(source, name="main.wdl", files={...})`` writes the document
                        (plus extra files, e.g. imports) and checks it.
 
+* ``podman``        -- the name of the test image (``localhost/debian:bookworm``, also tagged ``ubuntu:latest``,
+                       ``ubuntu:focal``, ``python:latest``... by .ci/container-image) for tests that run real
+                       containers; a test marked ``@pytest.mark.podman`` gets it too. Skips with the reason where
+                       podman or the image is absent; under CI=true that is a failure (.ci/run builds the image).
+
 * ``isolated_config`` -- no user configuration or call cache leaks into a test run (the
                        sprocket.toml next to sprocket.py still applies); a module that runs
                        sprocket says ``pytestmark = pytest.mark.usefixtures("isolated_config")``.
@@ -32,7 +37,8 @@ Helpers (import from conftest): ``assert_diag``, ``assert_ok``, ``assert_sane``,
 subcommands: ``sprocket_argv`` (the argv every test starts sprocket.py with), ``sprocket_cmd``,
 ``sprocket_run``, ``run_cmd``, ``write``, ``run_dir_of``, ``ok``,
 ``fails``, ``exit_status_re``; for what a run leaves behind: ``db_rows`` (rows of a
-sprocket.db), ``wait_for`` (poll with a deadline), ``proc_stat``, ``pid_alive``; and
+sprocket.db), ``wait_for`` (poll with a deadline), ``proc_stat``, ``pid_alive``; ``podman_problem`` (why no real
+container can run here, or None); and
 ``http_server`` (a static web server in a thread).
 """
 
@@ -277,6 +283,50 @@ def shared():
         pytest.skip("shared/ reference directory not found (expected ../shared next to the repo, "
                     "or set SPROCKET_SHARED)")
     return path
+
+
+PODMAN_IMAGE = "localhost/debian:bookworm"
+
+
+@functools.lru_cache(maxsize=None)
+def podman_problem(image=PODMAN_IMAGE):
+    """Why a real container cannot run here (None when one can): podman on PATH, the image present,
+    and one `podman run` of it that works (a runtime that fails on setrlimit is caught here)."""
+    exe = shutil.which("podman")
+    if exe is None:
+        return "`podman` is not on PATH"
+    try:
+        have = subprocess.run([exe, "image", "exists", image], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=60)
+        if have.returncode != 0:
+            return "the image %s is not in podman's storage" % image
+        probe = subprocess.run([exe, "run", "--rm", image, "true"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, universal_newlines=True, timeout=120)
+    except subprocess.TimeoutExpired as exc:
+        return "`%s` did not answer within %d s" % (" ".join(exc.cmd), exc.timeout)
+    if probe.returncode != 0:
+        return "`podman run --rm %s true` failed (exit %d): %s" % (image, probe.returncode,
+                                                                  probe.stdout.strip()[-300:])
+    return None
+
+
+@pytest.fixture(scope="session")
+def podman():
+    problem = podman_problem()
+    if problem is not None:
+        why = "real containers need podman and the test image: %s (build it as root with `bash .ci/container-image`)" \
+            % problem
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and " + why, pytrace=False)
+        pytest.skip(why)
+    return PODMAN_IMAGE
+
+
+def pytest_collection_modifyitems(config, items):
+    # `@pytest.mark.podman` is the same as asking for the `podman` fixture: skip or fail alike.
+    for item in items:
+        if item.get_closest_marker("podman") is not None and "podman" not in item.fixturenames:
+            item.fixturenames.append("podman")
 
 
 @pytest.fixture
