@@ -7282,8 +7282,8 @@ class LocalBackend(Backend):
 
     kind = "local"
     SETTINGS = {
-        "cpu": Setting("int", None, "local: CPUs tasks may use (default: all)"),
-        "memory": Setting("size", None, "local: memory tasks may use (default: all)"),
+        "cpu": Setting("int", None, "local, docker, podman, apptainer: CPUs tasks may use at once (default: all)"),
+        "memory": Setting("size", None, "local, docker, podman, apptainer: memory tasks may use at once (default: all)"),
     }
 
     def __init__(self, context, name, settings):
@@ -8726,17 +8726,17 @@ class RuntimeImages(ImageCache):
         return digest if digest is None or ":" in digest else "sha256:" + digest
 
 
-_CONTAINER_SETTINGS = {
-    "executable": Setting("str", None, "docker/podman: the command (default: `docker` or `podman`, as `type` says)"),
-    "cpu": Setting("int", None, "docker/podman: CPUs tasks may use at once (default: all)"),
-    "memory": Setting("size", None, "docker/podman: memory tasks may use at once (default: all)"),
+_HOST_CONTAINER_SETTINGS = {  # the rows the docker, podman and apptainer backends share
+    "executable": Setting("str", None, "docker, podman, apptainer: the command (default: the `type`'s name)"),
+    "extra_args": Setting("list", [], "docker, podman, apptainer: extra `run` (`exec`) arguments"),
+}
+_CONTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **{
     "limit_behavior": Setting(("deny", "try_with_max"), None, "docker/podman: a task asking for more CPU or memory "
                               "than `cpu`/`memory` is refused or run with that (default: run.task.*_limit_behavior)"),
     "cleanup": Setting("bool", True, "docker/podman: remove each container once its attempt ended"),
     "gpu": Setting("bool", False, "docker/podman: the runtime can give containers the host's GPUs (Docker's "
                    "`--gpus all`, Podman's CDI `--device nvidia.com/gpu=all`); else a task asking for one is refused"),
-    "extra_args": Setting("list", [], "docker/podman: extra `run` arguments"),
-}
+})
 _GPU_FLAGS = {"docker": ["--gpus", "all"], "podman": ["--device", "nvidia.com/gpu=all"]}
 
 
@@ -8909,10 +8909,8 @@ class PodmanBackend(ContainerBackend):
     kind = "podman"
 
 
-_APPTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **{
-    "executable": Setting("str", "apptainer", "apptainer: the apptainer (or singularity) command"),
+_APPTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **{
     "image_cache_dir": Setting("path", None, "apptainer: a directory of pulled images (default: the run's)"),
-    "extra_args": Setting("list", [], "apptainer: extra `apptainer exec` arguments"),
 })
 
 
@@ -8929,7 +8927,7 @@ class LocalApptainerBackend(LocalBackend):
 
     def __init__(self, context, name, settings):
         super().__init__(context, name, settings)
-        self.apptainer = settings["executable"]
+        self.apptainer = settings["executable"] or self.kind
         cache = settings["image_cache_dir"]
         self.images = ImageCache(self.apptainer, os.path.abspath(cache) if cache else None, context.settings.container,
                                  context.log)
@@ -9384,7 +9382,6 @@ CONFIG_SCHEMA = {
     "run.http.retries": Setting("int", 5, "accepted for compatibility"),
     "run.http.parallelism": Setting("str", "available", "accepted for compatibility", also=_is_int),
     "run.http.hash_algorithm": Setting("str", "sha256", "accepted for compatibility"),
-    "run.backends.*.cleanup": Setting("bool", True, "docker: accepted for compatibility"),
     "run.storage.azure.auth.account_name": Setting("str", None, "accepted for compatibility (no cloud storage here)"),
     "run.storage.azure.auth.access_key": Setting("str", None, "accepted for compatibility"),
     "run.storage.s3.region": Setting("str", None, "accepted for compatibility"),
@@ -9419,7 +9416,7 @@ CONFIG_SCHEMA = {
 }
 # A backend type's own settings, under `run.backends.<name>.` (besides `type`), are the rows its
 # class declares (Backend.SETTINGS): the registry is their one source.
-CONFIG_SCHEMA["run.backends.*.type"] = Setting(tuple(BACKENDS) + ("docker", "tes", "lsf_apptainer"), None,
+CONFIG_SCHEMA["run.backends.*.type"] = Setting(tuple(BACKENDS) + ("tes", "lsf_apptainer"), None,
                                                "the kind of backend")
 CONFIG_SCHEMA.update(("run.backends.*." + k, row) for cls in BACKENDS.values() for k, row in cls.SETTINGS.items())
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
