@@ -1022,7 +1022,8 @@ def test_config_resolve_prints_every_setting(sb):
     for kind, rows in sorted(backend_rows.items()):
         lines.append('run.backends.%s.type = "%s"' % (kind, kind))
         lines.extend("run.backends.%s.%s = %s" % (kind, k, sprocket._toml_value(
-            sample[row.kind] if row.default is None else row.default)) for k, row in sorted(rows.items()))
+            row.default if row.default is not None else row.kind[0] if isinstance(row.kind, tuple) else sample[row.kind]))
+            for k, row in sorted(rows.items()))
     cfg = sb.write("backends.toml", "\n".join(lines) + "\n")
     r = sb.resolve("-s", "-c", cfg)
     for line in lines:
