@@ -8738,12 +8738,21 @@ _CONTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **
                    "`--gpus all`, Podman's CDI `--device nvidia.com/gpu=all`); else a task asking for one is refused"),
 })
 _GPU_FLAGS = {"docker": ["--gpus", "all"], "podman": ["--device", "nvidia.com/gpu=all"]}
+# After the command, in the container's shell (builtins only: the image may have no tools): what
+# its processes used (`times`), and from the container's own memory cgroup (v2, or v1) how many
+# of them the OOM killer ended and its peak memory: `inspect`'s OOMKilled says only whether the
+# container's first process was killed, and the cgroup is gone once the container has ended.
+_CONTAINER_EPILOGUE = (
+    "rc=$?; { times; for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do "
+    "[ -r $f ] && while read k v; do [ \"$k\" = oom_kill ] && echo \"oom_kill=$v\"; done < $f; done; "
+    "for f in /sys/fs/cgroup/memory.peak /sys/fs/cgroup/memory/memory.max_usage_in_bytes; do "
+    "[ -r $f ] && read v < $f && echo \"peak_memory=$v\"; done; } > /mnt/task/usage 2> /dev/null; exit $rc")
 
 
 def container_run_argv(exe, kind, name, image, binds, environ, cpu, memory, gpu, extra_args, shell, adir):
     """The `docker run`/`podman run` command line of one attempt: detached, named, as this user,
     the task's env, limits and mounts, its command's output in /mnt/task/stdout and stderr,
-    then what its processes used (`times`) in the attempt's `usage` file."""
+    then what it used (_CONTAINER_EPILOGUE) in the attempt's `usage` file."""
     argv = [exe, "run", "-d", "--name", name, "--label", "sprocket.directory=%s" % adir,
             "--user", "%d:%d" % (os.getuid(), os.getgid()), "--workdir", "/mnt/task/work"]
     if cpu:
@@ -8759,8 +8768,8 @@ def container_run_argv(exe, kind, name, image, binds, environ, cpu, memory, gpu,
         argv.append("--mount=type=bind,source=%s,target=%s%s" % (src, dst, ",readonly" if mode == "ro" else ""))
     argv += ["--env=%s=%s" % kv for kv in sorted(environ.items())]
     argv += list(extra_args)
-    return argv + [image, shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr; rc=$?; "
-                   "times > /mnt/task/usage; exit $rc" % shell]
+    return argv + [image, shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr; %s" % (
+        shell, _CONTAINER_EPILOGUE)]
 
 
 class ContainerJob(Job):
@@ -8784,8 +8793,8 @@ class ContainerJob(Job):
                 self.job_id, (err or out).strip()[-300:] or "removed while no engine watched it"), True
             return 1
         self.times = {"started_at": _container_time(fields[2]), "ended_at": _container_time(fields[3])}
-        status = int(fields[0])
-        if fields[1] == "true":
+        status, figures = int(fields[0]), self.figures()
+        if fields[1] == "true" or status == 137 and figures.get("oom_kill"):
             self.out_of_memory = True
             self.message = ("its container ran out of memory: it used more than its --memory=%s (raise the task's "
                             "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (
@@ -8796,10 +8805,19 @@ class ContainerJob(Job):
         self.backend.finished(self)
         return status
 
+    def figures(self):
+        """What the container's epilogue wrote of its cgroup: {"oom_kill": n, "peak_memory": bytes}."""
+        try:
+            with open(os.path.join(self.adir, "usage")) as f:
+                return {k: int(v) for k, v in re.findall(r"^(oom_kill|peak_memory)=(\d+)$", f.read(), re.M)}
+        except OSError:
+            return {}
+
     def usage(self):
         import socket
 
-        figures = {k: v for k, v in read_usage_file(self.adir).items() if k == "cpu_seconds"}
+        figures = {"cpu_seconds": read_usage_file(self.adir).get("cpu_seconds"),
+                   "peak_memory": self.figures().get("peak_memory")}
         return dict(figures, node=socket.gethostname(), **self.times)
 
     def cancel(self):
