@@ -8700,7 +8700,7 @@ class RuntimeImages(ImageCache):
         if digest is not None:
             return ref, digest
         delay, text, code = 1.0, "", 0
-        for attempt in range(4):
+        for attempt in range(3):  # (podman retries a pull on its own too)
             self.log.info("pulling container image `%s`" % ref)
             code, out, err = self.run_tool([self.apptainer, "pull", ref], timeout=3600)
             if code == 0:
@@ -8710,7 +8710,7 @@ class RuntimeImages(ImageCache):
             text = (err or out).strip()
             if code == 127:
                 raise RunError("`%s` was not found on PATH: install it, or set `executable`" % self.apptainer)
-            if not any(p.lower() in text.lower() for p in _PULL_TRANSIENT) or attempt == 3:
+            if not any(p.lower() in text.lower() for p in _PULL_TRANSIENT) or attempt == 2:
                 break
             time.sleep(delay)
             delay *= 2
@@ -8836,7 +8836,8 @@ class ContainerBackend(Backend):
     input_paths = SlurmApptainerBackend.input_paths
 
     def __init__(self, context, name, settings, run_tool=_run_tool):
-        super().__init__(context, self.kind, settings)
+        super().__init__(context, self.kind, settings)  # its type in sprocket.db, as the local backend's
+        self.table = name  # (for messages)
         self.exe = settings["executable"] or self.kind
         self.run_tool = run_tool
         self.cpu = float(settings["cpu"] or os.cpu_count() or 1)
@@ -8860,7 +8861,7 @@ class ContainerBackend(Backend):
         if requirements.get("gpu") is True and not self.settings["gpu"]:
             raise RunError("task `%s` requires a GPU, but `run.backends.%s.gpu` is not set: set it to true where %s "
                            "can give containers the host's GPUs (`%s`)" % (
-                               name, self.name, self.exe, " ".join(_GPU_FLAGS[self.kind])))
+                               name, self.table, self.exe, " ".join(_GPU_FLAGS[self.kind])))
         return super().check(name, requirements, hints, cpu, memory)
 
     def start(self, request):
