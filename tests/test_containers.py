@@ -440,7 +440,8 @@ def test_a_rerun_after_a_crash_adopts_the_live_container_by_its_name(tmp_path):
         (marks / "go").write_text("")
         out, err = rerun.communicate(timeout=60)
         assert rerun.returncode == 0, err
-        assert json.loads(out) == {"wait_go.said": ["started", "done"]}, "the task ran again"
+        assert json.loads(out) == {"wait_go.said": ["started", "done"]}
+        assert not list(run_dir_of(subprocess.CompletedProcess([], 0, out, err)).glob("attempts/*")), "it ran again"
         adopted = db_rows(db, "SELECT * FROM attempts ORDER BY rowid")[-1]
         assert adopted["job_id"] is None and adopted["adopted_from"] is not None and adopted["status"] == "completed"
         assert name not in _containers(), "the adopted container was not removed"
