@@ -51,7 +51,9 @@ The module reads top to bottom in the order data flows:
                                    SlurmClient (the Slurm commands, retries, their output as
                                    records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
-                                   file, a batched status query, queue caps)
+                                   file, a batched status query, queue caps); ContainerBackend
+                                   (`docker`, `podman`: a named container per attempt, adopted by
+                                   its name) and LocalApptainerBackend (`apptainer` on this host)
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
@@ -7080,8 +7082,9 @@ class Scheduler:
 # ============================================================================================
 #
 # The backends of the contract in section 12 (Backend, Job), each registered under its `type`:
-# LocalBackend (process groups on this host) and SlurmApptainerBackend (batch jobs running
-# Apptainer). A new backend is a Backend subclass with @register_backend; nothing else changes.
+# LocalBackend (process groups on this host), SlurmApptainerBackend (batch jobs running
+# Apptainer), ContainerBackend (Docker or Podman containers on this host) and
+# LocalApptainerBackend (Apptainer on this host). A new backend is a Backend subclass with @register_backend; nothing else changes.
 
 
 def oom_kills():
