@@ -8758,6 +8758,8 @@ def container_run_argv(exe, kind, name, image, binds, environ, cpu, memory, gpu,
     then what it used (_CONTAINER_EPILOGUE) in the attempt's `usage` file."""
     argv = [exe, "run", "-d", "--name", name, "--label", "sprocket.directory=%s" % adir,
             "--user", "%d:%d" % (os.getuid(), os.getgid()), "--workdir", "/mnt/task/work"]
+    if kind == "podman" and os.getuid() != 0:  # rootless: the user's own ids inside are theirs outside
+        argv.append("--userns=keep-id")
     if cpu:
         argv.append("--cpus=%g" % cpu)
     if memory:  # swap as large as the memory: none beyond it, so that too much is an OOM kill
@@ -8786,11 +8788,15 @@ class ContainerJob(Job):
 
     def wait(self):
         tool, exe = self.backend.run_tool, self.backend.exe
-        tool([exe, "wait", self.job_id], timeout=None)
-        code, out, err = tool([exe, "inspect", "--format", "{{.State.ExitCode}}|{{.State.OOMKilled}}|"
-                               "{{.State.StartedAt}}|{{.State.FinishedAt}}", self.job_id])
-        fields = out.strip().split("|")
-        if code != 0 or len(fields) != 4 or not fields[0].lstrip("-").isdigit():
+        while True:  # (a `wait` ended by a signal, Ctrl-C's in the terminal, is not the container's end)
+            tool([exe, "wait", self.job_id], timeout=None)
+            code, out, err = tool([exe, "inspect", "--format", "{{.State.ExitCode}}|{{.State.OOMKilled}}|"
+                                   "{{.State.StartedAt}}|{{.State.FinishedAt}}|{{.State.Running}}", self.job_id])
+            fields = out.strip().split("|")
+            if code != 0 or fields[-1] != "true":
+                break
+            time.sleep(0.5)
+        if code != 0 or len(fields) != 5 or not fields[0].lstrip("-").isdigit():
             self.backend.forget(self)
             self.message, self.retry_free = "its container `%s` is gone (%s)" % (
                 self.job_id, (err or out).strip()[-300:] or "removed while no engine watched it"), True
@@ -8891,7 +8897,12 @@ class ContainerBackend(Backend):
         return job
 
     def adopt(self, request, adopted):
-        job = ContainerJob(self, adopted.job_id, adopted.directory, request.memory)
+        code, out, _ = self.run_tool([self.exe, "inspect", "--format", "{{.Image}}", adopted.job_id])
+        image = out.strip() if code == 0 and out.strip() else None
+        image = "sha256:" + image if image and ":" not in image else image
+        if image:
+            self.context.recorder.record_image(request, image)
+        job = ContainerJob(self, adopted.job_id, adopted.directory, request.memory, image)
         with self.lock:
             self.live[adopted.job_id] = job
         return job

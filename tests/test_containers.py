@@ -444,6 +444,7 @@ def test_a_rerun_after_a_crash_adopts_the_live_container_by_its_name(tmp_path):
         assert not list(run_dir_of(subprocess.CompletedProcess([], 0, out, err)).glob("attempts/*")), "it ran again"
         adopted = db_rows(db, "SELECT * FROM attempts ORDER BY rowid")[-1]
         assert adopted["job_id"] is None and adopted["adopted_from"] is not None and adopted["status"] == "completed"
+        assert adopted["image_digest"] == db_rows(db, "SELECT image_digest FROM attempts ORDER BY rowid")[0]["image_digest"]
         assert name not in _containers(), "the adopted container was not removed"
     finally:
         if name:
