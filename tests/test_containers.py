@@ -9,8 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import textwrap
+import time
 
 import pytest
 
@@ -407,6 +406,31 @@ def test_sigterm_cancels_the_run_and_leaves_no_container(tmp_path):
     try:
         name = _started(tmp_path, tmp_path / "out" / "sprocket.db", proc)
         proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "Traceback" not in err, err
+        assert name not in _containers()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        left = [S.container_name(str(a)) for a in (tmp_path / "out").glob("runs/*/*/attempts/*")]
+        subprocess.run(["podman", "rm", "-f"] + left, capture_output=True)
+
+
+@needs_podman
+def test_ctrl_c_waits_for_the_running_container_and_a_second_one_kills_it_leaving_none(tmp_path):
+    """Ctrl-C reaches the engine's whole process group (its `podman wait` too): the first one lets the running
+    task go on, the second kills its container."""
+    doc = _project(tmp_path, WAIT_GO_WDL)
+    (tmp_path / "marks").mkdir()
+    proc = subprocess.Popen(run_cmd(doc, "marks=%s" % (tmp_path / "marks"), "-o", tmp_path / "out"), cwd=str(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        name = _started(tmp_path, tmp_path / "out" / "sprocket.db", proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(1.5)
+        assert proc.poll() is None and name in _containers(), "one Ctrl-C ended the running task"
+        os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 1 and "Traceback" not in err, err
         assert name not in _containers()
