@@ -8663,11 +8663,11 @@ _PULL_CAUSES = (
      "no such image in the registry (check its name and tag)"),
 )
 _PULL_TRANSIENT = _PULL_CAUSES[0][0]  # worth another try, with backoff
-_CONTAINER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(\.\d+)?")
+_CONTAINER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(\.\d+)?(?: ?([+-])(\d\d):?(\d\d))?")
 
 
 def _container_time(text):
-    """`inspect`'s UTC times (Docker `2026-12-07T06:55:56.1234Z`, Podman `2026-12-07 06:55:56.1234 +0000 UTC`)
+    """`inspect`'s times (Docker `2026-12-07T06:55:56.1234Z`, Podman `2026-12-07 07:55:56.1234 +0100 CET`)
     in seconds since the epoch, or None (`0001-01-01`: never started)."""
     import calendar
 
@@ -8675,7 +8675,8 @@ def _container_time(text):
     if m is None or m.group(1).startswith("0001"):
         return None
     whole = calendar.timegm(time.strptime("%s %s" % (m.group(1), m.group(2)), "%Y-%m-%d %H:%M:%S"))
-    return whole + float(m.group(3) or 0)
+    offset = (int(m.group(5)) * 3600 + int(m.group(6)) * 60) * (-1 if m.group(4) == "-" else 1) if m.group(4) else 0
+    return whole - offset + float(m.group(3) or 0)
 
 
 def container_name(adir):

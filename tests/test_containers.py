@@ -199,6 +199,14 @@ def test_a_runtime_that_does_not_answer_is_refused_when_the_run_starts(tmp_path)
     assert "`run.backends.box` runs tasks with `docker`, which does not work here: Cannot connect" in e.value.message
 
 
+def test_the_runtimes_times_are_read_in_any_zone():
+    at = 1796626556.25  # 2026-12-07T06:55:56.25Z
+    assert S._container_time("2026-12-07T06:55:56.25Z") == at
+    assert S._container_time("2026-12-07 07:55:56.25 +0100 CET") == at
+    assert S._container_time("2026-12-07 01:55:56.25 -0500 EST") == at
+    assert S._container_time("0001-01-01 00:00:00 +0000 UTC") is None
+
+
 def test_outputs_named_by_their_path_in_the_container_are_the_work_directory_s_files(tmp_path):
     (tmp_path / "x.txt").write_text("x")
     v = S.localize_outputs("/mnt/task/work/x.txt", S.PrimType("File"), str(tmp_path), "output", None, "/mnt/task/work")
