@@ -8353,6 +8353,7 @@ class SlurmApptainerBackend(Backend):
 
     kind = "slurm_apptainer"
     SETTINGS = _SLURM_SETTINGS
+    guest_work = "/mnt/task/work"
     experimental = True
     files_lag = True  # the shared file system may show a job's files on this host late
     cpu = memory = float("inf")  # the cluster schedules; nothing is held back here
