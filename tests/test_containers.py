@@ -42,6 +42,8 @@ class FakeTool:
                 return 125, "", self.pull_error
             self.local.add(argv[-1])
             return 0, "", ""
+        if verb == ["inspect"] and hasattr(self, "inspect"):
+            return self.inspect
         if verb == ["ps"]:
             return 0, "other\n%s\n" % getattr(self, "running", ""), ""
         return 0, "", ""
@@ -182,6 +184,31 @@ def test_a_failed_pull_says_why_and_the_fallback_list_is_tried_in_order(tmp_path
     assert len(tool.verbs("pull")) == pulls, "a failed pull is tried again in the same run"
     tool.local.add(IMAGE)
     assert backend.images.image_for(["nosuchimage:1", IMAGE], "t", str(tmp_path))[0] == IMAGE
+
+
+@pytest.mark.parametrize("state,code,oom", [
+    ("3|false|2026-12-07 06:55:56.5 +0000 UTC|2026-12-07 06:55:58 +0000 UTC|false", 3, False),
+    ("137|true|2026-12-07T06:55:56.5Z|2026-12-07T06:55:58Z|false", 137, True),
+])
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_a_container_s_end_is_read_from_inspect_and_it_is_removed_unless_cleanup_is_off(tmp_path, state, code, oom, cleanup):
+    tool = FakeTool()
+    backend = _backend(tmp_path, tool=tool, cleanup=cleanup)
+    job = backend.start(_request(tmp_path))
+    tool.inspect = (0, state + "\n", "")
+    assert job.wait() == code and job.out_of_memory is oom
+    assert ("ran out of memory: it used more than its --memory=512.0 MiB" in (job.message or "")) is oom
+    assert job.usage()["ended_at"] - job.usage()["started_at"] == 1.5
+    backend.close()  # (a container that ended is not the run's to remove at its end)
+    assert tool.verbs("rm") == ([["podman", "rm", "-f", job.job_id]] if cleanup else [])
+
+
+def test_a_container_that_is_gone_is_run_again_without_spending_a_retry(tmp_path):
+    tool = FakeTool()
+    backend = _backend(tmp_path, tool=tool)
+    job = backend.start(_request(tmp_path))
+    tool.inspect = (125, "", "Error: no such container")
+    assert job.wait() == 1 and job.retry_free and "no such container" in job.message
 
 
 def test_a_live_container_is_found_again_by_the_name_its_attempt_directory_gives(tmp_path):
