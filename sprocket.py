@@ -8836,6 +8836,7 @@ class ContainerJob(Job):
         self.backend.run_tool([self.backend.exe, "kill", self.job_id])
 
 
+@register_backend
 class ContainerBackend(Backend):
     """Runs each attempt in a Docker or Podman container on this host (see above); `type` says
     which, `executable` may name another command that speaks the same."""
@@ -8935,12 +8936,9 @@ class ContainerBackend(Backend):
 
 
 @register_backend
-class DockerBackend(ContainerBackend):
-    kind = "docker"
-
-
-@register_backend
 class PodmanBackend(ContainerBackend):
+    """ContainerBackend, registered as `podman` too (its default command, and GPUs by CDI)."""
+
     kind = "podman"
 
 
