@@ -9820,10 +9820,11 @@ CREATE VIEW IF NOT EXISTS latest_index_entries AS SELECT * FROM (SELECT *, row_n
 """
 # sprocket.py's additions to Sprocket's schema, created in any database it opens: the process
 # behind each session, with its start time (so a dead one is seen at once, and a pid given out
-# again is not taken for it); each attempt with its job (a Slurm job id,
-# or a local process group and its leader's start time, so a rerun can adopt or kill it), the
-# call cache key of its task and the attempt of an earlier run it adopted (reattach); what makes
-# runs the same (document, inputs, configuration), and which run adopted which.
+# again is not taken for it); each attempt with its job (a Slurm job id, a local process group
+# and its leader's start time, or a container's name, so a rerun can adopt or kill it), the id
+# of the container image it ran, the call cache key of its task and the attempt of an earlier
+# run it adopted (reattach); what makes runs the same (document, inputs, configuration), and
+# which run adopted which.
 _DB_EXTENSIONS = """
 CREATE TABLE IF NOT EXISTS session_processes (session_id INTEGER PRIMARY KEY REFERENCES sessions (id),
     hostname TEXT NOT NULL, pid INTEGER NOT NULL, process_started TEXT);
