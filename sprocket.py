@@ -56,7 +56,10 @@ The module reads top to bottom in the order data flows:
                                    and JobMonitor (each job's state: completion from its exit status
                                    file, a batched status query, queue caps, failures blamed on a
                                    node); node-local scratch (_scratch_lines), bad nodes excluded;
-                                   SlurmDoctor (the site's checks, with one test job)
+                                   SlurmDoctor (the site's checks, with one test job);
+                                   ContainerBackend (`docker`, `podman`: a named container per
+                                   attempt, adopted by its name) and LocalApptainerBackend
+                                   (`apptainer` on this host)
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
@@ -5925,6 +5928,7 @@ class Job:
     state = None  # the batch system's state while it runs (`PENDING`: queued), for the progress line
     reason = None  # and why it is queued
     job_id = None  # the batch system's id of it (trace.tsv), if any
+    image = None  # the id of the container image it runs (trace.tsv), if known
 
     def wait(self):
         raise NotImplementedError
@@ -5960,6 +5964,7 @@ class Backend:
     files_lag = False  # its tasks' files may show late on this host (a shared file system): see wait_visible()
     scatter_limit = None  # scatter elements it takes at once (None: as many as the run allows)
     cpu = memory = float("inf")
+    guest_work = None  # where its tasks see their work directory, when not at its own path (outputs map back)
 
     def __init__(self, context, name, settings):
         self.context = context
@@ -6597,7 +6602,8 @@ class TaskRun:
             v = evaluate(d.expr, env, ctx)
             v = coerce_decl(v, d, "output `%s`" % d.name, warn=self.context.log.warn)
             what = "output `%s` of task `%s`" % (d.name, self.task.name)
-            v = localize_outputs(v, d.type_, work, what, backend.wait_visible if backend.files_lag else None)
+            v = localize_outputs(v, d.type_, work, what, backend.wait_visible if backend.files_lag else None,
+                                 backend.guest_work)
             inside.check(v, what)
             env[d.name] = out[d.name] = v
         return {d.name: out[d.name] for d in self.task.outputs or []}
@@ -6665,11 +6671,14 @@ def failure_message(name, code, stdout, stderr):
     return text
 
 
-def localize_outputs(v, t, work, what, visible=None):
+def localize_outputs(v, t, work, what, visible=None, guest_work=None):
     """Make File/Directory outputs absolute paths in the work directory; a missing one is an
     error unless its type is optional, when it becomes None. `visible(path, is_dir)`, where the
-    backend's filesystem may lag, waits for a required one to show."""
+    backend's filesystem may lag, waits for a required one to show. A path under `guest_work`
+    (the work directory as a container sees it) is the same path under `work`."""
     def localize(p, pt):
+        if guest_work and (p == guest_work or p.startswith(guest_work + "/")):
+            p = work + p[len(guest_work):]
         path = p if os.path.isabs(p) or "://" in p else os.path.join(work, p)
         exists = os.path.isfile(path) if pt.name == "File" else os.path.isdir(path)
         if not exists and "://" not in p:
@@ -7114,8 +7123,9 @@ class Scheduler:
 # ============================================================================================
 #
 # The backends of the contract in section 12 (Backend, Job), each registered under its `type`:
-# LocalBackend (process groups on this host) and SlurmApptainerBackend (batch jobs running
-# Apptainer). A new backend is a Backend subclass with @register_backend; nothing else changes.
+# LocalBackend (process groups on this host), SlurmApptainerBackend (batch jobs running
+# Apptainer), ContainerBackend (Docker or Podman containers on this host) and
+# LocalApptainerBackend (Apptainer on this host). A new backend is a Backend subclass with @register_backend; nothing else changes.
 
 
 def oom_kills():
@@ -7316,18 +7326,19 @@ class LocalBackend(Backend):
 
     kind = "local"
     SETTINGS = {
-        "cpu": Setting("int", None, "local: CPUs tasks may use (default: all)"),
-        "memory": Setting("size", None, "local: memory tasks may use (default: all)"),
+        "cpu": Setting("int", None, "local, docker, podman, apptainer: CPUs tasks may use at once (default: all)"),
+        "memory": Setting("size", None, "local, docker, podman, apptainer: memory tasks may use at once (default: all)"),
     }
 
     def __init__(self, context, name, settings):
-        super().__init__(context, "local", settings)  # `local` in sprocket.db, whatever the table's name
+        super().__init__(context, self.kind, settings)  # `local` in sprocket.db, whatever the table's name
         self.cpu = float(settings["cpu"] or os.cpu_count() or 1)
         self.memory = int(settings["memory"] or host_memory())
         self.warned_container = False
         self.live = set()  # jobs started and not yet known to be finished
         self.lock = threading.Lock()
-        context.log.info("the engine is configured to use the local backend: tasks will not be run inside of a container")
+        if self.kind == "local":
+            context.log.info("the engine is configured to use the local backend: tasks will not be run inside of a container")
 
     @classmethod
     def check_settings(cls, name, settings, where):
@@ -8729,6 +8740,7 @@ class SlurmApptainerBackend(Backend):
 
     kind = "slurm_apptainer"
     SETTINGS = _SLURM_SETTINGS
+    guest_work = "/mnt/task/work"
     experimental = True
     files_lag = True  # the shared file system may show a job's files on this host late
     cpu = memory = float("inf")  # the cluster schedules; nothing is held back here
@@ -9405,6 +9417,348 @@ def _slurm_exit_code(text):
     return 128 + (sig & 0x7F) if sig else code
 
 
+# -- Containers on this host: Docker, Podman, Apptainer --------------------------------------
+#
+# Each attempt runs in its task's `container` image on this host, with Sprocket's guest layout
+# and the Slurm backend's mapping of what the container sees (SlurmApptainerBackend.binds: the
+# inputs read-only at their own paths, the work directory at /mnt/task/work and its own path).
+# Docker and Podman: one detached container per attempt, named after the attempt's directory
+# (so a later run finds it after the engine died: find_jobs, adopt), followed with `wait` and
+# `inspect` (exit status, OOMKilled, times), removed once it ended (`cleanup`). Apptainer: the
+# batch script of the Slurm backend, run as a local process group (LocalBackend's adoption).
+
+# What a failed pull said, and what it means: the first pattern that matches names the cause.
+_PULL_CAUSES = (
+    (("no such host", "network is unreachable", "dial tcp", "i/o timeout", "TLS handshake timeout",
+      "connection refused", "Temporary failure in name resolution", "no route to host"),
+     "the registry could not be reached (no network, or a proxy is needed)"),
+    (("unauthorized", "authentication required", "denied", "403", "401"),
+     "the registry refused access: log in with `%(exe)s login <registry>`, or check the image's name"),
+    (("manifest unknown", "not found", "does not exist", "no such image", "short-name", "unknown"),
+     "no such image in the registry (check its name and tag)"),
+)
+_PULL_TRANSIENT = _PULL_CAUSES[0][0]  # worth another try, with backoff
+_CONTAINER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(\.\d+)?(?: ?([+-])(\d\d):?(\d\d))?")
+
+
+def _container_time(text):
+    """`inspect`'s times (Docker `2026-12-07T06:55:56.1234Z`, Podman `2026-12-07 07:55:56.1234 +0100 CET`)
+    in seconds since the epoch, or None (`0001-01-01`: never started)."""
+    import calendar
+
+    m = _CONTAINER_TIME.match(text or "")
+    if m is None or m.group(1).startswith("0001"):
+        return None
+    whole = calendar.timegm(time.strptime("%s %s" % (m.group(1), m.group(2)), "%Y-%m-%d %H:%M:%S"))
+    offset = (int(m.group(5)) * 3600 + int(m.group(6)) * 60) * (-1 if m.group(4) == "-" else 1) if m.group(4) else 0
+    return whole - offset + float(m.group(3) or 0)
+
+
+def container_name(adir):
+    """The container of the attempt in `adir`: its call's name, its number, and a hash of the
+    directory (unique to the run): found again from the directory alone (find_jobs)."""
+    import hashlib
+
+    call = os.path.basename(os.path.dirname(os.path.dirname(adir)))
+    digest = hashlib.sha1(os.path.realpath(adir).encode()).hexdigest()[:12]
+    return "sprocket-%s-%s-%s" % (re.sub(r"[^A-Za-z0-9_.-]", "_", call)[:80], os.path.basename(adir), digest)
+
+
+class RuntimeImages(ImageCache):
+    """The Docker/Podman images of the tasks' containers: each looked up (`image inspect`) and,
+    when absent, pulled at most once per run (ImageCache's locks and fallback list); an image
+    is (its reference, its id)."""
+
+    def pull(self, image, run_dir):
+        m = re.match(r"^([a-z][a-z0-9+.-]*)://(.+)$", image)
+        if m and m.group(1) != "docker":
+            raise RunError("container `%s`: `%s` runs OCI images (`name:tag`, `docker://name:tag`); `%s://` is "
+                           "for the apptainer backends" % (image, self.apptainer, m.group(1)))
+        ref = m.group(2) if m else image
+        digest = self.image_id(ref)
+        if digest is not None:
+            return ref, digest
+        delay, text, code = 1.0, "", 0
+        for attempt in range(3):  # (podman retries a pull on its own too)
+            self.log.info("pulling container image `%s`" % ref)
+            code, out, err = self.run_tool([self.apptainer, "pull", ref], timeout=3600)
+            if code == 0:
+                digest = self.image_id(ref)
+                if digest is not None:
+                    return ref, digest
+            text = (err or out).strip()
+            if code == 127:
+                raise RunError("`%s` was not found on PATH: install it, or set `executable`" % self.apptainer)
+            if not any(p.lower() in text.lower() for p in _PULL_TRANSIENT) or attempt == 2:
+                break
+            time.sleep(delay)
+            delay *= 2
+        cause = next((why for patterns, why in _PULL_CAUSES if any(p.lower() in text.lower() for p in patterns)),
+                     "the pull failed")
+        raise RunError("could not pull container image `%s`: %s (%s pull exit %d: %s)" % (
+            ref, cause % {"exe": self.apptainer}, self.apptainer, code, text[-1000:] or "no output"))
+
+    def image_id(self, ref):
+        """The id of a local image (`sha256:...`), or None when it is not here."""
+        code, out, _ = self.run_tool([self.apptainer, "image", "inspect", "--format", "{{.Id}}", ref])
+        digest = out.strip().splitlines()[0] if code == 0 and out.strip() else None
+        return digest if digest is None or ":" in digest else "sha256:" + digest
+
+
+_HOST_CONTAINER_SETTINGS = {  # the rows the docker, podman and apptainer backends share
+    "executable": Setting("str", None, "docker, podman, apptainer: the command (default: the `type`'s name)"),
+    "extra_args": Setting("list", [], "docker, podman, apptainer: extra `run` (`exec`) arguments"),
+}
+_CONTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **{
+    "limit_behavior": Setting(("deny", "try_with_max"), None, "docker/podman: a task asking for more CPU or memory "
+                              "than `cpu`/`memory` is refused or run with that (default: run.task.*_limit_behavior)"),
+    "cleanup": Setting("bool", True, "docker/podman: remove each container once its attempt ended"),
+    "gpu": Setting("bool", False, "docker/podman: the runtime can give containers the host's GPUs (Docker's "
+                   "`--gpus all`, Podman's CDI `--device nvidia.com/gpu=all`); else a task asking for one is refused"),
+})
+_GPU_FLAGS = {"docker": ["--gpus", "all"], "podman": ["--device", "nvidia.com/gpu=all"]}
+# After the command, in the container's shell (builtins only: the image may have no tools): what
+# its processes used (`times`), and from the container's own memory cgroup (v2, or v1) how many
+# of them the OOM killer ended and its peak memory: `inspect`'s OOMKilled says only whether the
+# container's first process was killed, and the cgroup is gone once the container has ended.
+_CONTAINER_EPILOGUE = (
+    "rc=$?; { times; for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do "
+    "[ -r $f ] && while read k v; do [ \"$k\" = oom_kill ] && echo \"oom_kill=$v\"; done < $f; done; "
+    "for f in /sys/fs/cgroup/memory.peak /sys/fs/cgroup/memory/memory.max_usage_in_bytes; do "
+    "[ -r $f ] && read v < $f && echo \"peak_memory=$v\"; done; } > /mnt/task/usage 2> /dev/null; exit $rc")
+
+
+def container_run_argv(exe, kind, name, image, binds, environ, cpu, memory, gpu, extra_args, shell, adir):
+    """The `docker run`/`podman run` command line of one attempt: detached, named, as this user,
+    the task's env, limits and mounts, its command's output in /mnt/task/stdout and stderr,
+    then what it used (_CONTAINER_EPILOGUE) in the attempt's `usage` file."""
+    argv = [exe, "run", "-d", "--name", name, "--label", "sprocket.directory=%s" % adir,
+            "--user", "%d:%d" % (os.getuid(), os.getgid()), "--workdir", "/mnt/task/work"]
+    if kind == "podman" and os.getuid() != 0:  # rootless: the user's own ids inside are theirs outside
+        argv.append("--userns=keep-id")
+    if cpu:
+        argv.append("--cpus=%g" % cpu)
+    if memory:  # swap as large as the memory: none beyond it, so that too much is an OOM kill
+        argv += ["--memory=%db" % memory, "--memory-swap=%db" % memory]
+    if gpu:
+        argv += _GPU_FLAGS[kind]
+    for src, dst, mode in binds:
+        if "," in src or "," in dst:
+            raise RunError("`%s` cannot be mounted into the container: `%s run --mount` has no way to write a `,` in "
+                           "a path; rename the file or directory" % (src if "," in src else dst, exe))
+        argv.append("--mount=type=bind,source=%s,target=%s%s" % (src, dst, ",readonly" if mode == "ro" else ""))
+    argv += ["--env=%s=%s" % kv for kv in sorted(environ.items())]
+    argv += list(extra_args)
+    return argv + [image, shell, "-c", "%s /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr; %s" % (
+        shell, _CONTAINER_EPILOGUE)]
+
+
+class ContainerJob(Job):
+    """One attempt's container, started here or adopted: wait() follows it with `wait`, then reads
+    how it ended with `inspect` and removes it (cleanup)."""
+
+    def __init__(self, backend, name, adir, memory, image=None):
+        self.backend, self.job_id, self.adir, self.memory, self.image = backend, name, adir, memory, image
+        self.cancelled = False
+        self.times = {}
+
+    def wait(self):
+        tool, exe = self.backend.run_tool, self.backend.exe
+        while True:  # (a `wait` ended by a signal, Ctrl-C's in the terminal, is not the container's end)
+            tool([exe, "wait", self.job_id], timeout=None)
+            code, out, err = tool([exe, "inspect", "--format", "{{.State.ExitCode}}|{{.State.OOMKilled}}|"
+                                   "{{.State.StartedAt}}|{{.State.FinishedAt}}|{{.State.Running}}", self.job_id])
+            fields = out.strip().split("|")
+            if code != 0 or fields[-1] != "true":
+                break
+            time.sleep(0.5)
+        if code != 0 or len(fields) != 5 or not fields[0].lstrip("-").isdigit():
+            self.backend.forget(self)
+            self.message, self.retry_free = "its container `%s` is gone (%s)" % (
+                self.job_id, (err or out).strip()[-300:] or "removed while no engine watched it"), True
+            return 1
+        self.times = {"started_at": _container_time(fields[2]), "ended_at": _container_time(fields[3])}
+        status, figures = int(fields[0]), self.figures()
+        if fields[1] == "true" or status == 137 and figures.get("oom_kill"):
+            self.out_of_memory = True
+            self.message = ("its container ran out of memory: it used more than its --memory=%s (raise the task's "
+                            "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (
+                                _human_bytes(self.memory) if self.memory else "the host's"))
+            status = status or 137
+        elif self.cancelled:
+            self.message = "its container was killed"
+        self.backend.finished(self)
+        return status
+
+    def figures(self):
+        """What the container's epilogue wrote of its cgroup: {"oom_kill": n, "peak_memory": bytes}."""
+        try:
+            with open(os.path.join(self.adir, "usage")) as f:
+                return {k: int(v) for k, v in re.findall(r"^(oom_kill|peak_memory)=(\d+)$", f.read(), re.M)}
+        except OSError:
+            return {}
+
+    def usage(self):
+        import socket
+
+        figures = {"cpu_seconds": read_usage_file(self.adir).get("cpu_seconds"),
+                   "peak_memory": self.figures().get("peak_memory")}
+        return dict(figures, node=socket.gethostname(), **self.times)
+
+    def cancel(self):
+        self.cancelled = True
+        self.backend.run_tool([self.backend.exe, "kill", self.job_id])
+
+
+@register_backend
+class ContainerBackend(Backend):
+    """Runs each attempt in a Docker or Podman container on this host (see above); `type` says
+    which, `executable` may name another command that speaks the same."""
+
+    kind = "docker"
+    SETTINGS = _CONTAINER_SETTINGS
+    guest_work = "/mnt/task/work"
+    binds = SlurmApptainerBackend.binds  # what the container sees: the same as under Slurm
+    input_paths = SlurmApptainerBackend.input_paths
+
+    def __init__(self, context, name, settings, run_tool=_run_tool):
+        super().__init__(context, self.kind, settings)  # its type in sprocket.db, as the local backend's
+        self.table = name  # (for messages)
+        self.exe = settings["executable"] or self.kind
+        self.run_tool = run_tool
+        self.cpu = float(settings["cpu"] or os.cpu_count() or 1)
+        self.memory = int(settings["memory"] or host_memory())
+        if settings["limit_behavior"]:
+            self.behavior = {"cpu": settings["limit_behavior"], "memory": settings["limit_behavior"]}
+        self.images = RuntimeImages(self.exe, None, context.settings.container, context.log, run_tool)
+        self.live = {}  # container name -> ContainerJob not yet removed
+        self.lock = threading.Lock()
+        code, out, err = run_tool([self.exe, "version"], timeout=60)
+        if code != 0:
+            raise RunError("`run.backends.%s` runs tasks with `%s`, which %s" % (name, self.exe, (
+                "is not on PATH: install it, or set `executable`" if code == 127 else
+                "does not work here: %s" % ((err or out).strip()[-500:] or "exit %d" % code))))
+
+    @classmethod
+    def check_settings(cls, name, settings, where):
+        LocalBackend.check_settings(name, settings, where)
+
+    def check(self, name, requirements, hints, cpu, memory):
+        if requirements.get("gpu") is True and not self.settings["gpu"]:
+            raise RunError("task `%s` requires a GPU, but `run.backends.%s.gpu` is not set: set it to true where %s "
+                           "can give containers the host's GPUs (`%s`)" % (
+                               name, self.table, self.exe, " ".join(_GPU_FLAGS[self.kind])))
+        return super().check(name, requirements, hints, cpu, memory)
+
+    def start(self, request):
+        adir, context = request.directory, self.context
+        for path in (request.stdout, request.stderr, os.path.join(adir, "usage")):
+            open(path, "a").close()  # mounted into the container: they must exist
+        ref, digest = self.images.image_for(request.requirements.get("container"), request.name, context.run_dir)
+        name = container_name(adir)
+        binds = self.binds(request, context.tmp_dir) + [(os.path.join(adir, "usage"), "/mnt/task/usage", "rw")]
+        argv = container_run_argv(self.exe, self.kind, name, ref, binds, request.env, request.cpu, request.memory,
+                                  request.requirements.get("gpu") is True, self.settings["extra_args"], self.shell, adir)
+        job = ContainerJob(self, name, adir, request.memory, digest)
+        context.recorder.record_image(request, digest)
+        context.recorder.flush()  # the attempt is on record before its container exists (reattach)
+        with self.lock:
+            self.live[name] = job
+        code, out, err = self.run_tool(argv)
+        if code != 0:
+            self.forget(job)
+            self.run_tool([self.exe, "rm", "-f", name])  # it may have been created before it failed
+            raise RunError("task `%s`: `%s run` failed (exit %d): %s" % (
+                request.name, self.exe, code, (err or out).strip()[-1000:] or "no output"))
+        context.recorder.record_job(request, name, "container")
+        return job
+
+    def adopt(self, request, adopted):
+        code, out, _ = self.run_tool([self.exe, "inspect", "--format", "{{.Image}}", adopted.job_id])
+        image = out.strip() if code == 0 and out.strip() else None
+        image = "sha256:" + image if image and ":" not in image else image
+        if image:
+            self.context.recorder.record_image(request, image)
+        job = ContainerJob(self, adopted.job_id, adopted.directory, request.memory, image)
+        with self.lock:
+            self.live[adopted.job_id] = job
+        return job
+
+    def find_jobs(self, adirs):
+        """The containers of these attempts that still exist (a dead engine started them but had
+        not recorded their names): one `ps -a`."""
+        names = {container_name(adir): adir for adir in adirs}
+        code, out, _ = self.run_tool([self.exe, "ps", "-a", "--format", "{{.Names}}"])
+        return {names[n]: {"job_id": n} for n in out.split() if n in names} if code == 0 else {}
+
+    def finished(self, job):
+        """A container ended and was read: removed, unless `cleanup = false`."""
+        if self.settings["cleanup"]:
+            self.run_tool([self.exe, "rm", "-f", job.job_id])
+        self.forget(job)
+
+    def forget(self, job):
+        with self.lock:
+            self.live.pop(job.job_id, None)
+
+    def close(self):
+        """However the run ended: none of its containers is left, running or stopped."""
+        with self.lock:
+            names, self.live = sorted(self.live), {}
+        if names:
+            self.run_tool([self.exe, "rm", "-f"] + names)
+
+
+@register_backend
+class PodmanBackend(ContainerBackend):
+    """ContainerBackend, registered as `podman` too (its default command, and GPUs by CDI)."""
+
+    kind = "podman"
+
+
+_APPTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **{
+    "image_cache_dir": Setting("path", None, "apptainer: a directory of pulled images (default: the run's)"),
+})
+
+
+@register_backend
+class LocalApptainerBackend(LocalBackend):
+    """Runs each attempt on this host with `apptainer exec` (the Slurm backend's batch script and
+    image cache, as a local process group: adopted or killed after a crash as LocalBackend's)."""
+
+    kind = "apptainer"
+    SETTINGS = _APPTAINER_SETTINGS
+    guest_work = "/mnt/task/work"
+    binds = SlurmApptainerBackend.binds
+    input_paths = SlurmApptainerBackend.input_paths
+
+    def __init__(self, context, name, settings):
+        super().__init__(context, name, settings)
+        self.apptainer = settings["executable"] or self.kind
+        cache = settings["image_cache_dir"]
+        self.images = ImageCache(self.apptainer, os.path.abspath(cache) if cache else None, context.settings.container,
+                                 context.log)
+
+    def check(self, name, requirements, hints, cpu, memory):
+        return Backend.check(self, name, requirements, hints, cpu, memory)
+
+    def start(self, request):
+        adir, context = request.directory, self.context
+        for path in (request.stdout, request.stderr):
+            open(path, "a").close()
+        os.chmod(request.command, 0o770)
+        image = self.images.image_for(request.requirements.get("container"), request.name, context.run_dir)
+        script = os.path.join(adir, "apptainer_command")
+        with open(script, "w") as f:
+            f.write(slurm_batch_script(self.apptainer, request.env, self.binds(request, context.tmp_dir),
+                                       request.requirements.get("gpu") is True, self.settings["extra_args"], image,
+                                       self.shell, adir))
+        job = self.start_job([self.shell, "-c", _LOCAL_WRAPPER, script, os.path.join(adir, "rc")], request.work,
+                             os.path.join(adir, "apptainer.stdout"), os.path.join(adir, "apptainer.stderr"), {})
+        context.recorder.record_process(request, job.pgid, job.process_started)
+        return job
+
+
 # ============================================================================================
 # 16. Configuration
 # ============================================================================================
@@ -9835,7 +10189,6 @@ CONFIG_SCHEMA = {
     "run.http.retries": Setting("int", 5, "accepted for compatibility"),
     "run.http.parallelism": Setting("str", "available", "accepted for compatibility", also=_is_int),
     "run.http.hash_algorithm": Setting("str", "sha256", "accepted for compatibility"),
-    "run.backends.*.cleanup": Setting("bool", True, "docker: accepted for compatibility"),
     "run.storage.azure.auth.account_name": Setting("str", None, "accepted for compatibility (no cloud storage here)"),
     "run.storage.azure.auth.access_key": Setting("str", None, "accepted for compatibility"),
     "run.storage.s3.region": Setting("str", None, "accepted for compatibility"),
@@ -9870,7 +10223,7 @@ CONFIG_SCHEMA = {
 }
 # A backend type's own settings, under `run.backends.<name>.` (besides `type`), are the rows its
 # class declares (Backend.SETTINGS): the registry is their one source.
-CONFIG_SCHEMA["run.backends.*.type"] = Setting(tuple(BACKENDS) + ("docker", "tes", "lsf_apptainer"), None,
+CONFIG_SCHEMA["run.backends.*.type"] = Setting(tuple(BACKENDS) + ("tes", "lsf_apptainer"), None,
                                                "the kind of backend")
 CONFIG_SCHEMA.update(("run.backends.*." + k, row) for cls in BACKENDS.values() for k, row in cls.SETTINGS.items())
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
@@ -10246,17 +10599,19 @@ CREATE VIEW IF NOT EXISTS latest_index_entries AS SELECT * FROM (SELECT *, row_n
 """
 # sprocket.py's additions to Sprocket's schema, created in any database it opens: the process
 # behind each session, with its start time (so a dead one is seen at once, and a pid given out
-# again is not taken for it); each attempt with its job (a Slurm job id,
-# or a local process group and its leader's start time, so a rerun can adopt or kill it), the
-# call cache key of its task and the attempt of an earlier run it adopted (reattach); what makes
-# runs the same (document, inputs, configuration), and which run adopted which.
+# again is not taken for it); each attempt with its job (a Slurm job id, a local process group
+# and its leader's start time, or a container's name, so a rerun can adopt or kill it), the id
+# of the container image it ran, the call cache key of its task and the attempt of an earlier
+# run it adopted (reattach); what makes runs the same (document, inputs, configuration), and
+# which run adopted which.
 _DB_EXTENSIONS = """
 CREATE TABLE IF NOT EXISTS session_processes (session_id INTEGER PRIMARY KEY REFERENCES sessions (id),
     hostname TEXT NOT NULL, pid INTEGER NOT NULL, process_started TEXT);
 CREATE TABLE IF NOT EXISTS attempts (key TEXT PRIMARY KEY REFERENCES tasks (name), run_id INTEGER NOT NULL
     REFERENCES runs (id), call TEXT NOT NULL, attempt INTEGER NOT NULL, directory TEXT NOT NULL, backend TEXT NOT NULL,
     job_id TEXT, status TEXT NOT NULL, exit_status INTEGER, error TEXT, started_at TIMESTAMP, completed_at TIMESTAMP,
-    cache_key TEXT, adopted_from TEXT REFERENCES attempts (key), process_group INTEGER, process_started TEXT, UNIQUE (run_id, call, attempt));
+    cache_key TEXT, adopted_from TEXT REFERENCES attempts (key), process_group INTEGER, process_started TEXT,
+    image_digest TEXT, UNIQUE (run_id, call, attempt));
 CREATE TABLE IF NOT EXISTS run_fingerprints (run_id INTEGER PRIMARY KEY REFERENCES runs (id), fingerprint TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS idx_run_fingerprints ON run_fingerprints (fingerprint);
 CREATE TABLE IF NOT EXISTS adoptions (run_id INTEGER PRIMARY KEY REFERENCES runs (id),
@@ -10271,7 +10626,7 @@ USAGE_COLUMNS = ("node", "submitted_at", "started_at", "ended_at", "queue_second
                  "requested_cpus", "allocated_cpus", "requested_memory", "peak_memory", "slurm_state")
 _DB_ADDED_COLUMNS = (("attempts", "cache_key", "TEXT"), ("attempts", "adopted_from", "TEXT"),  # since the table came
                      ("attempts", "process_group", "INTEGER"), ("attempts", "process_started", "TEXT"),
-                     ("session_processes", "process_started", "TEXT"))
+                     ("session_processes", "process_started", "TEXT"), ("attempts", "image_digest", "TEXT"))
 _HEARTBEAT_SECONDS = 60
 AttemptRecord = collections.namedtuple("AttemptRecord", "key number directory job_id status cache_key process_group "
                                        "process_started")
@@ -10513,7 +10868,7 @@ class Store:
         """The attempts of a run in the order they started, each with what it used."""
         return self.query(
             "SELECT a.key, a.call, a.attempt, a.status, a.exit_status, a.error, a.job_id, a.directory, a.adopted_from, "
-            "%s FROM attempts a LEFT JOIN attempt_usage u ON u.key = a.key WHERE a.run_id = ? ORDER BY a.rowid" % (
+            "a.image_digest, %s FROM attempts a LEFT JOIN attempt_usage u ON u.key = a.key WHERE a.run_id = ? ORDER BY a.rowid" % (
                 ", ".join("u." + c for c in USAGE_COLUMNS)), (run_id,))
 
     def last_attempts(self, run_id):
@@ -11134,7 +11489,7 @@ def _progress_name(tr):
 
 
 TRACE_COLUMNS = ("call", "attempt", "status", "exit_code", "job_id", "node", "submit", "start", "end", "queue_wait_s",
-                 "wall_s", "cpu_s", "cpu_efficiency", "requested_cpus", "requested_memory", "peak_memory", "directory")
+                 "wall_s", "cpu_s", "cpu_efficiency", "requested_cpus", "requested_memory", "peak_memory", "directory", "image")
 
 
 def cpu_efficiency(row):
@@ -11160,7 +11515,7 @@ class Trace:
                  row["node"] or "", stamp(row["submitted_at"]), stamp(row["started_at"]), stamp(row["ended_at"]),
                  num(row["queue_seconds"]), num(row["wall_seconds"]), num(row["cpu_seconds"], "%.2f"),
                  num(efficiency and 100 * efficiency), num(row["requested_cpus"], "%g"), num(row["requested_memory"], "%d"),
-                 num(row["peak_memory"], "%d"), row["directory"]]
+                 num(row["peak_memory"], "%d"), row["directory"], row.get("image_digest") or ""]
         return "\t".join(c.replace("\t", " ").replace("\n", " ") for c in cells) + "\n"
 
     def add(self, row):
@@ -11475,6 +11830,7 @@ class Recorder:
         try:
             self.trace.add(dict(usage, call=attempt.call, attempt=attempt.number, status=status, exit_status=exit_status,
                                 job_id=attempt.job.job_id if attempt.job is not None else None,
+                                image_digest=attempt.job.image if attempt.job is not None else None,
                                 directory=attempt.directory))
         except OSError as e:  # a full disk: the attempt's own outcome matters more (the trace is rewritten at the end)
             self.log.warn("could not add to `%s`: %s" % (self.trace.path, e.strerror or e))
@@ -11499,9 +11855,13 @@ class Recorder:
         self.store.enqueue("UPDATE attempts SET process_group = ?, process_started = ? WHERE key = ?",
                            (pgid, started, request.key))
 
-    def record_job(self, request, job_id):
+    def record_job(self, request, job_id, what="Slurm job"):
         self.store.enqueue("UPDATE attempts SET job_id = ? WHERE key = ?", (job_id, request.key))
-        self.log.info("task `%s` is Slurm job %s" % (request.name, job_id))
+        self.log.info("task `%s` is %s %s" % (request.name, what, job_id))
+
+    def record_image(self, request, digest):
+        """The id of the container image an attempt runs (`sha256:...`)."""
+        self.store.enqueue("UPDATE attempts SET image_digest = ? WHERE key = ?", (digest, request.key))
 
     def record_cached(self, tr):
         key = "%s-cached-%s" % (re.sub(r"[^A-Za-z0-9_.-]", "_", tr.name), self.uuid[:8])

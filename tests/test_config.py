@@ -708,14 +708,16 @@ def test_cpu_beyond_the_host_is_an_error(sb):
 BACKEND_ERRORS = [
     ("backend-names-missing-entry", "[run]\nbackend = \"x\"\n[run.backends.y]\ntype = \"local\"\n",
      ["run.backend", "run.backends.x", "y"]),
-    ("docker-backend", "[run.backends.default]\ntype = \"docker\"\n",
-     ["docker", "run.backends.default", "not supported", "local", "slurm_apptainer"]),
+    ("lsf-backend", "[run.backends.default]\ntype = \"lsf_apptainer\"\n",
+     ["lsf_apptainer", "run.backends.default", "not supported", "local", "docker"]),
     ("tes-backend", "[run]\nbackend = \"t\"\n[run.backends.t]\ntype = \"tes\"\n", ["tes", "run.backends.t", "local"]),
     ("local-backend-with-slurm-key", "[run.backends.default]\ntype = \"local\"\ninterval = 3\n",
      ["run.backends.default.interval", "local", "cpu", "memory"]),
     ("backend-without-type", "[run.backends.default]\ncpu = 1\n", ["run.backends.default.type", "local"]),
     ("slurm-without-experimental", "[run.backends.default]\ntype = \"slurm_apptainer\"\n",
      ["slurm_apptainer", "experimental_features_enabled = true"]),
+    ("docker-backend-without-its-command", "[run.backends.default]\ntype = \"docker\"\nexecutable = \"no-such-docker\"\n",
+     ["no-such-docker", "run.backends.default", "not on PATH", "executable"]),
 ]
 for _id, _text, _ in BACKEND_ERRORS:
     TOML_DOCS.append(("backend error " + _id, _text))
@@ -1014,20 +1016,21 @@ def test_config_resolve_prints_every_setting(sb):
     for k in general:
         if schema[k].default is not None:
             assert r.value(k) == sprocket._toml_value(schema[k].default) and r.source(k) is None, k
-    # each registered backend type's own rows (its class's SETTINGS), and docker's, accepted for compatibility
+    # each registered backend type's own rows (its class's SETTINGS; some shared by several types)
     backend_rows = {kind: cls.SETTINGS for kind, cls in sprocket.BACKENDS.items()}
-    backend_rows["docker"] = {"cleanup": schema["run.backends.*.cleanup"]}
     lines = []
     for kind, rows in sorted(backend_rows.items()):
         lines.append('run.backends.%s.type = "%s"' % (kind, kind))
         lines.extend("run.backends.%s.%s = %s" % (kind, k, sprocket._toml_value(
-            sample[row.kind] if row.default is None else row.default)) for k, row in sorted(rows.items()))
+            row.default if row.default is not None else row.kind[0] if isinstance(row.kind, tuple) else sample[row.kind]))
+            for k, row in sorted(rows.items()))
     cfg = sb.write("backends.toml", "\n".join(lines) + "\n")
     r = sb.resolve("-s", "-c", cfg)
     for line in lines:
         key, _, value = line.partition(" = ")
         assert r.value(key) == value and r.source(key) == real(cfg), key
-    assert len(lines) == len(schema) - len(general) - 1 + len(backend_rows), "a row was left out"
+    declared = {"run.backends.*." + k for rows in backend_rows.values() for k in rows}
+    assert declared | {"run.backends.*.type"} == set(schema) - general, "a row was left out"
 
 
 def test_config_init_ignores_configuration_files(sb):

@@ -199,7 +199,7 @@ def test_the_registry_of_backend_types_drives_the_configuration(monkeypatch):
     """A registered type is a `type` a `run.backends` table may name, with the keys its class
     declares (read by kind, defaults filled in); the schema's `run.backends.*` rows are the
     registered classes' own."""
-    assert set(S.BACKENDS) == {"local", "slurm_apptainer"}
+    assert set(S.BACKENDS) == {"local", "slurm_apptainer", "docker", "podman", "apptainer"}
     for cls in S.BACKENDS.values():
         for key, row in cls.SETTINGS.items():
             assert S.CONFIG_SCHEMA["run.backends.*." + key] == row
@@ -213,7 +213,8 @@ def test_the_registry_of_backend_types_drives_the_configuration(monkeypatch):
     with pytest.raises(S.ConfigError) as e:
         bad.backend()
     assert "`run.backends.e.cpu` (in x.toml) is not a setting of a echo backend (allowed: type, lanes, lane)" in e.value.message
-    monkeypatch.delitem(S.BACKENDS, "slurm_apptainer")
+    for kind in ("slurm_apptainer", "docker", "podman", "apptainer"):
+        monkeypatch.delitem(S.BACKENDS, kind)
     unknown = S.Config()
     unknown.merge_file("x.toml", {"run": {"backend": "k", "backends": {"k": {"type": "kubernetes"}}}})
     with pytest.raises(S.ConfigError) as e:
