@@ -522,6 +522,23 @@ os.execvp(rest[0], rest)
 '''
 
 
+def fake_slurm_env(tmp_path, **extra):
+    """The fake Slurm commands and apptainer above, installed in `tmp_path`/bin: (the environment
+    that finds them first, with `extra` variables, and the fake's state dir)."""
+    bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
+    for d in (bin_dir, state):
+        d.mkdir(exist_ok=True)
+    for tool in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
+        (bin_dir / tool).write_text(FAKE_SLURM % {"python": sys.executable})
+        (bin_dir / tool).chmod(0o755)
+    (bin_dir / "apptainer").write_text(FAKE_APPTAINER % {"python": sys.executable})
+    (bin_dir / "apptainer").chmod(0o755)
+    env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), FAKE_SLURM_DIR=str(state),
+               SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"), **extra)
+    env.pop("SPROCKET_CONFIG", None)
+    return env, state
+
+
 def test_facade_runs_a_scatter_as_one_job_array_through_fake_slurm_commands(tmp_path):
     """The backend's parts wired together by the facade (`sprocket run` in a subprocess): a scatter
     of 20 goes out as one array, the next call as a job of its own, each job is seen to end from its
@@ -529,14 +546,6 @@ def test_facade_runs_a_scatter_as_one_job_array_through_fake_slurm_commands(tmp_
     import json
     import subprocess
 
-    bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
-    bin_dir.mkdir()
-    state.mkdir()
-    for tool in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
-        (bin_dir / tool).write_text(FAKE_SLURM % {"python": sys.executable})
-        (bin_dir / tool).chmod(0o755)
-    (bin_dir / "apptainer").write_text(FAKE_APPTAINER % {"python": sys.executable})
-    (bin_dir / "apptainer").chmod(0o755)
     (tmp_path / "sprocket.toml").write_text('run.experimental_features_enabled = true\n[run.backends.default]\n'
                                             'type = "slurm_apptainer"\ndefault_slurm_partition.name = "compute"\n')
     (tmp_path / "main.wdl").write_text("""version 1.0
@@ -558,10 +567,7 @@ workflow w {
   output { Array[Int] ys = square.y  Int n = count.n }
 }
 """)
-    env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), FAKE_SLURM_DIR=str(state),
-               SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"),
-               FAKE_STDOUT=str(tmp_path / "stdout"))
-    env.pop("SPROCKET_CONFIG", None)
+    env, state = fake_slurm_env(tmp_path, FAKE_STDOUT=str(tmp_path / "stdout"))
     with open(str(tmp_path / "stdout"), "w") as stdout:
         p = subprocess.run(sprocket_argv("run", "-s", "-c", str(tmp_path / "sprocket.toml"),
                                          str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")), env=env,
@@ -599,20 +605,10 @@ def fake_slurm_run(tmp_path, config, wdl, **env_extra):
     import json
     import subprocess
 
-    bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
-    bin_dir.mkdir()
-    state.mkdir()
-    for tool in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
-        (bin_dir / tool).write_text(FAKE_SLURM % {"python": sys.executable})
-        (bin_dir / tool).chmod(0o755)
-    (bin_dir / "apptainer").write_text(FAKE_APPTAINER % {"python": sys.executable})
-    (bin_dir / "apptainer").chmod(0o755)
     (tmp_path / "sprocket.toml").write_text('run.experimental_features_enabled = true\n[run.backends.default]\n'
                                             'type = "slurm_apptainer"\n' + config)
     (tmp_path / "main.wdl").write_text(wdl)
-    env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), FAKE_SLURM_DIR=str(state),
-               SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"), XDG_CACHE_HOME=str(tmp_path / "cache"), **env_extra)
-    env.pop("SPROCKET_CONFIG", None)
+    env, state = fake_slurm_env(tmp_path, **env_extra)
     p = subprocess.run([sys.executable, str(Path(S.__file__)), "run", "-c", str(tmp_path / "sprocket.toml"),
                         str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")], env=env, cwd=str(tmp_path),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)

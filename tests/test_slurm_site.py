@@ -5,7 +5,6 @@ job's `--comment`. In-process and with the fake Slurm commands of tests/test_slu
 the real cluster (`-m slurm`), sacct says where each job landed."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sprocket as S  # noqa: E402
-from test_slurm_parts import FAKE_APPTAINER, FAKE_SLURM  # noqa: E402
+from test_slurm_parts import fake_slurm_env  # noqa: E402
 
 MiB = 2 ** 20
 
@@ -102,21 +101,10 @@ workflow w {
 
 def fake_run(tmp_path, config, wdl, *args, partitions="compute other"):
     """`sprocket run` of `wdl` with the fake Slurm commands: (the process, [the sbatch lines])."""
-    bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
-    for d in (bin_dir, state):
-        d.mkdir(exist_ok=True)
-    for tool in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
-        (bin_dir / tool).write_text(FAKE_SLURM % {"python": sys.executable})
-        (bin_dir / tool).chmod(0o755)
-    (bin_dir / "apptainer").write_text(FAKE_APPTAINER % {"python": sys.executable})
-    (bin_dir / "apptainer").chmod(0o755)
     (tmp_path / "sprocket.toml").write_text('run.experimental_features_enabled = true\n[run.backends.default]\n'
                                             'type = "slurm_apptainer"\njob_arrays = false\n' + config)
     (tmp_path / "main.wdl").write_text(wdl)
-    env = dict(os.environ, PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), FAKE_SLURM_DIR=str(state),
-               FAKE_SLURM_PARTITIONS=partitions, SPROCKET_CONFIG_ROOT=str(tmp_path / "config-root"),
-               XDG_CACHE_HOME=str(tmp_path / "cache"))
-    env.pop("SPROCKET_CONFIG", None)
+    env, state = fake_slurm_env(tmp_path, FAKE_SLURM_PARTITIONS=partitions)
     p = subprocess.run([sys.executable, str(Path(S.__file__)), "run", "-s", "-c", str(tmp_path / "sprocket.toml"),
                         str(tmp_path / "main.wdl"), "-o", str(tmp_path / "out")] + list(args), env=env,
                        cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
