@@ -4,6 +4,7 @@ In-process tests drive the backend with a fake runtime command (the `run` line, 
 reattach by name); the rest run real containers with podman and the image `localhost/debian:bookworm`
 (skipped, with the reason, where either is absent), and local apptainer with the stand-in."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -423,18 +424,17 @@ def _started(tmp_path, db, proc):
     return recorded()
 
 
-@pytest.mark.podman
-def test_sigterm_cancels_the_run_and_leaves_no_container(tmp_path):
+@contextlib.contextmanager
+def _waiting_run(tmp_path, **popen):
+    """`sprocket run` of WAIT_GO_WDL in a subprocess (Popen's `popen` arguments), once its container
+    runs: (the process, the container's name); after, the process is killed and the containers removed."""
     doc = _project(tmp_path, WAIT_GO_WDL)
     (tmp_path / "marks").mkdir()
     proc = subprocess.Popen(run_cmd(doc, "marks=%s" % (tmp_path / "marks"), "-o", tmp_path / "out"), cwd=str(tmp_path),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)
     try:
-        name = _started(tmp_path, tmp_path / "out" / "sprocket.db", proc)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 1 and "Traceback" not in err, err
-        assert name not in _containers()
+        yield proc, _started(tmp_path, tmp_path / "out" / "sprocket.db", proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -443,16 +443,19 @@ def test_sigterm_cancels_the_run_and_leaves_no_container(tmp_path):
 
 
 @pytest.mark.podman
+def test_sigterm_cancels_the_run_and_leaves_no_container(tmp_path):
+    with _waiting_run(tmp_path) as (proc, name):
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "Traceback" not in err, err
+        assert name not in _containers()
+
+
+@pytest.mark.podman
 def test_ctrl_c_waits_for_the_running_container_and_a_second_one_kills_it_leaving_none(tmp_path):
     """Ctrl-C reaches the engine's whole process group (its `podman wait` too): the first one lets the running
     task go on, the second kills its container."""
-    doc = _project(tmp_path, WAIT_GO_WDL)
-    (tmp_path / "marks").mkdir()
-    proc = subprocess.Popen(run_cmd(doc, "marks=%s" % (tmp_path / "marks"), "-o", tmp_path / "out"), cwd=str(tmp_path),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        name = _started(tmp_path, tmp_path / "out" / "sprocket.db", proc)
+    with _waiting_run(tmp_path, start_new_session=True) as (proc, name):
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(1.5)
         assert proc.poll() is None and name in _containers(), "one Ctrl-C ended the running task"
@@ -460,11 +463,6 @@ def test_ctrl_c_waits_for_the_running_container_and_a_second_one_kills_it_leavin
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 1 and "Traceback" not in err, err
         assert name not in _containers()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        left = [S.container_name(str(a)) for a in (tmp_path / "out").glob("runs/*/*/attempts/*")]
-        subprocess.run(["podman", "rm", "-f"] + left, capture_output=True)
 
 
 @pytest.mark.podman
