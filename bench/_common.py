@@ -7,6 +7,7 @@ first use. Nothing here is used by sprocket.py or its tests.
 import os
 import subprocess
 import sys
+import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
@@ -59,3 +60,58 @@ def tool_version(cmd):
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"? ({e})"
     return (p.stdout.strip().splitlines() or ["?"])[0]
+
+
+def machine_busy_seconds():
+    """CPU seconds all cpus have spent busy since boot (from /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal ...
+    busy = sum(int(x) for x in fields[1:4] + fields[6:9])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds():
+    """CPU seconds used by this process and every child it has waited for."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def start_timing(tmp, keep, workers):
+    """End a benchmark's preamble (its temp dir, the load before starting, a warning when the machine
+    is busy already); the cpu figures `report_others` compares against at the end."""
+    print(f"temp dir: {tmp}{' (kept)' if keep else ''}")
+    load1 = os.getloadavg()[0]
+    print(f"load:     {load1:.2f} (1-minute average before starting)")
+    if load1 > 0.5 * workers:
+        print("warning:  the machine is already busy; other processes compete for the cpus and the numbers will be noisy")
+    print(flush=True)
+    return machine_busy_seconds(), own_cpu_seconds(), time.perf_counter()
+
+
+def report_others(start, workers):
+    """Print how much cpu other processes took since `start_timing` returned `start`."""
+    busy0, own0, clock0 = start
+    busy1, own1, clock1 = machine_busy_seconds(), own_cpu_seconds(), time.perf_counter()
+    if busy0 is not None and busy1 is not None:
+        others = max(0.0, (busy1 - busy0) - (own1 - own0))
+        share = others / ((clock1 - clock0) * workers) * 100.0
+        print(f"other processes used {others:.1f} cpu-s while this ran ({share:.0f}% of the machine's "
+              f"{workers} cpus over {clock1 - clock0:.0f} s){'' if share < 5 else ': the numbers are noisy'}")
+        print()
+
+
+def run_dirs(tmp):
+    """A function that makes a fresh numbered directory under `tmp`/runs for each run, named by its label."""
+    counter = [0]
+
+    def fresh_dir(label):
+        counter[0] += 1
+        d = os.path.join(tmp, "runs", "%04d-%s" % (counter[0], label))
+        os.makedirs(d)
+        return d
+
+    return fresh_dir

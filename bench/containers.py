@@ -41,9 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import MINIWDL, SPROCKET, VENV, ensure_venv, tool_version  # noqa: E402
-from scatter import (WORKFLOW, TreeSampler, check_outputs, machine_busy_seconds, mib,  # noqa: E402
-                     own_cpu_seconds, report_failure, run_measured)
+from _common import (MINIWDL, SPROCKET, VENV, ensure_venv, report_others, run_dirs, start_timing,  # noqa: E402
+                     tool_version)
+from scatter import WORKFLOW, TreeSampler, check_outputs, mib, report_failure, run_measured  # noqa: E402
 
 TARGET_OVERHEAD_MS = 50.0  # sprocket ms per task beyond the bare podman loop, at most
 ENGINES = ("sprocket", "miniwdl")
@@ -158,13 +158,7 @@ def main(argv=None):
             return [sys.executable, SPROCKET, "run", "-c", toml, wdl, f"n={n}", "-o", out_dir], base_env
         return [MINIWDL, "run", wdl, f"n={n}", "-d", out_dir + "/"], miniwdl_env
 
-    counter = [0]
-
-    def fresh_dir(label):
-        counter[0] += 1
-        d = os.path.join(tmp, "runs", "%04d-%s" % (counter[0], label))
-        os.makedirs(d)
-        return d
+    fresh_dir = run_dirs(tmp)
 
     def engine_run(name, n):
         """One measured run in a fresh directory; returns a RunResult or None (failure reported)."""
@@ -190,13 +184,7 @@ def main(argv=None):
     print(f"machine:  {workers} cpu(s); the bare podman loop runs {workers} at a time")
     print(f"runs:     {args.runs} timed per engine at N={args.n} (after {args.warmup} warm-up at N=4), "
           f"interleaved; RSS sampled every {args.sample_ms:g} ms")
-    print(f"temp dir: {tmp}{' (kept)' if args.keep else ''}")
-    load1 = os.getloadavg()[0]
-    print(f"load:     {load1:.2f} (1-minute average before starting)")
-    if load1 > 0.5 * workers:
-        print("warning:  the machine is already busy; other processes compete for the cpus and the numbers will be noisy")
-    print(flush=True)
-    busy0, own0, clock0 = machine_busy_seconds(), own_cpu_seconds(), time.perf_counter()
+    started = start_timing(tmp, args.keep, workers)
 
     status = 1  # until everything has run and been checked
     try:
@@ -246,13 +234,7 @@ def main(argv=None):
             print(f"ratio miniwdl/sprocket wall: {walls['miniwdl'] / walls['sprocket']:.2f}x (> 1: sprocket is faster)")
         print()
 
-        busy1, own1, clock1 = machine_busy_seconds(), own_cpu_seconds(), time.perf_counter()
-        if busy0 is not None and busy1 is not None:
-            others = max(0.0, (busy1 - busy0) - (own1 - own0))
-            share = others / ((clock1 - clock0) * workers) * 100.0
-            print(f"other processes used {others:.1f} cpu-s while this ran ({share:.0f}% of the machine's "
-                  f"{workers} cpus over {clock1 - clock0:.0f} s){'' if share < 5 else ': the numbers are noisy'}")
-            print()
+        report_others(started, workers)
 
         if "sprocket" in engines:
             print(f"targets at N={n}:")

@@ -58,7 +58,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import MINIWDL, SPROCKET, VENV, ensure_venv, tool_version  # noqa: E402
+from _common import (MINIWDL, SPROCKET, VENV, ensure_venv, report_others, run_dirs, start_timing,  # noqa: E402
+                     tool_version)
 
 TARGET_RATIO = 3.0  # miniwdl wall / sprocket wall, at least
 TARGET_OVERHEAD_MS = 1.5  # sprocket ms per task beyond bare bash, at most
@@ -252,24 +253,6 @@ def bare_bash(n, work, workers, shell, sample_period):
     return wall
 
 
-def machine_busy_seconds():
-    """CPU seconds all cpus have spent busy since boot (from /proc/stat), or None."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    # cpu user nice system idle iowait irq softirq steal ...
-    busy = sum(int(x) for x in fields[1:4] + fields[6:9])
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds():
-    """CPU seconds used by this process and every child it has waited for."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 # ------------------------------------------------------------------------------------------
 # Reporting
 # ------------------------------------------------------------------------------------------
@@ -345,13 +328,7 @@ def main(argv=None):
             return [sys.executable, SPROCKET, "run", wdl, f"n={n}", "-o", out_dir], base_env
         return [MINIWDL, "run", wdl, f"n={n}", "-d", out_dir + "/"], miniwdl_env
 
-    counter = [0]
-
-    def fresh_dir(label):
-        counter[0] += 1
-        d = os.path.join(tmp, "runs", "%04d-%s" % (counter[0], label))
-        os.makedirs(d)
-        return d
+    fresh_dir = run_dirs(tmp)
 
     def settle():
         """Each run creates thousands of files; the kernel's growing dentry and inode caches make
@@ -394,13 +371,7 @@ def main(argv=None):
     print(f"machine:  {workers} cpu(s); bare bash baseline runs {workers} at a time")
     print(f"runs:     {args.runs} timed per engine and N (after {args.warmup} warm-up), interleaved; "
           f"RSS sampled every {args.sample_ms:g} ms")
-    print(f"temp dir: {tmp}{' (kept)' if args.keep else ''}")
-    load1 = os.getloadavg()[0]
-    print(f"load:     {load1:.2f} (1-minute average before starting)")
-    if load1 > 0.5 * workers:
-        print("warning:  the machine is already busy; other processes compete for the cpus and the numbers will be noisy")
-    print(flush=True)
-    busy0, own0, clock0 = machine_busy_seconds(), own_cpu_seconds(), time.perf_counter()
+    started = start_timing(tmp, args.keep, workers)
 
     status = 1  # until everything has run and been checked
     try:
@@ -461,13 +432,7 @@ def main(argv=None):
                   f"bare bash {min(bare):.3f}..{max(bare):.3f} s")
         print()
 
-        busy1, own1, clock1 = machine_busy_seconds(), own_cpu_seconds(), time.perf_counter()
-        if busy0 is not None and busy1 is not None:
-            others = max(0.0, (busy1 - busy0) - (own1 - own0))
-            share = others / ((clock1 - clock0) * workers) * 100.0
-            print(f"other processes used {others:.1f} cpu-s while this ran ({share:.0f}% of the machine's "
-                  f"{workers} cpus over {clock1 - clock0:.0f} s){'' if share < 5 else ': the numbers are noisy'}")
-            print()
+        report_others(started, workers)
 
         big = max(sizes)
         ratio, overhead_ms = summary[big]
