@@ -5,6 +5,7 @@ miniwdl-backend-bare plugin); the scripts create it and pip-install into it on
 first use. Nothing here is used by sprocket.py or its tests.
 """
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -115,3 +116,11 @@ def run_dirs(tmp):
         return d
 
     return fresh_dir
+
+
+def clean_up(tmp, status, keep):
+    """At a benchmark's end: keep `tmp` (saying so) when it failed, else remove it unless `keep`."""
+    if status != 0:
+        print(f"run directories kept in {tmp}", file=sys.stderr)
+    elif not keep:
+        shutil.rmtree(tmp, ignore_errors=True)

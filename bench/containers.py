@@ -36,14 +36,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (MINIWDL, SPROCKET, VENV, ensure_venv, report_others, run_dirs, start_timing,  # noqa: E402
-                     tool_version)
-from scatter import WORKFLOW, TreeSampler, check_outputs, mib, report_failure, run_measured  # noqa: E402
+from _common import (MINIWDL, SPROCKET, VENV, clean_up, ensure_venv, report_others, run_dirs,  # noqa: E402
+                     start_timing, tool_version)
+from scatter import WORKFLOW, check_outputs, mib, report_failure, run_measured, sampled_pool  # noqa: E402
 
 TARGET_OVERHEAD_MS = 50.0  # sprocket ms per task beyond the bare podman loop, at most
 ENGINES = ("sprocket", "miniwdl")
@@ -71,16 +69,7 @@ def bare_podman(podman, image, n, work, workers, sample_period):
                     "bash", "-c", "echo 7"]
             return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err).returncode
 
-    # Sampled like the engine runs (result unused), so that the baseline pays the same cost.
-    sampler = TreeSampler(os.getpid(), sample_period)
-    start = time.perf_counter()
-    sampler.start()
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            codes = list(pool.map(one, range(n)))
-    finally:
-        wall = time.perf_counter() - start
-        sampler.stop()
+    wall, codes = sampled_pool(one, n, workers, sample_period)
     bad = [i for i, c in enumerate(codes) if c != 0]
     if bad:
         with open(os.path.join(work, "stderr.%d" % bad[0]), "rb") as f:
@@ -248,10 +237,7 @@ def main(argv=None):
         status = 0
         return status
     finally:
-        if status != 0:
-            print(f"run directories kept in {tmp}", file=sys.stderr)
-        elif not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+        clean_up(tmp, status, args.keep)
 
 
 if __name__ == "__main__":

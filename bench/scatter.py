@@ -58,8 +58,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import (MINIWDL, SPROCKET, VENV, ensure_venv, report_others, run_dirs, start_timing,  # noqa: E402
-                     tool_version)
+from _common import (MINIWDL, SPROCKET, VENV, clean_up, ensure_venv, report_others, run_dirs,  # noqa: E402
+                     start_timing, tool_version)
 
 TARGET_RATIO = 3.0  # miniwdl wall / sprocket wall, at least
 TARGET_OVERHEAD_MS = 1.5  # sprocket ms per task beyond bare bash, at most
@@ -220,6 +220,22 @@ def check_outputs(name, stdout, n):
     return None
 
 
+def sampled_pool(one, n, workers, sample_period):
+    """Run one(0) .. one(n - 1), `workers` at a time: (the wall seconds, their exit statuses). A
+    baseline's: the RSS sampler runs here too (on this process's tree, result unused), so that it
+    pays the same sampling cost as the engine runs it is compared with."""
+    sampler = TreeSampler(os.getpid(), sample_period)
+    start = time.perf_counter()
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            codes = list(pool.map(one, range(n)))
+    finally:
+        wall = time.perf_counter() - start
+        sampler.stop()
+    return wall, codes
+
+
 def bare_bash(n, work, workers, shell, sample_period):
     """Wall seconds to run n `bash cmd` processes, `workers` at a time."""
     cmd = os.path.join(work, "command")
@@ -233,17 +249,7 @@ def bare_bash(n, work, workers, shell, sample_period):
                                  start_new_session=True)
             return p.wait()
 
-    # The RSS sampler runs here too (on this process's tree, result unused), so that the
-    # baseline pays the same sampling cost as the engine runs it is compared with.
-    sampler = TreeSampler(os.getpid(), sample_period)
-    start = time.perf_counter()
-    sampler.start()
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            codes = list(pool.map(one, range(n)))
-    finally:
-        wall = time.perf_counter() - start
-        sampler.stop()
+    wall, codes = sampled_pool(one, n, workers, sample_period)
     bad = [c for c in codes if c != 0]
     if bad:
         raise RuntimeError(f"bare bash: {len(bad)} of {n} processes failed (first exit status {bad[0]})")
@@ -445,10 +451,7 @@ def main(argv=None):
         status = 0
         return status
     finally:
-        if status != 0:
-            print(f"run directories kept in {tmp}", file=sys.stderr)
-        elif not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+        clean_up(tmp, status, args.keep)
 
 
 if __name__ == "__main__":
