@@ -78,6 +78,20 @@ def shared_dir():
     return path if path.is_dir() else None
 
 
+def run_conformance(tmp_path, engine, cases=(), timeout=1800):
+    """The results (one dict a case: id, status, reason) of ../shared/conformance/run.py with
+    `engine` (a command line) on `cases` (all when empty); skips when the corpus is not here."""
+    shared = shared_dir()
+    if shared is None or not (shared / "conformance" / "run.py").is_file():
+        pytest.skip("../shared/conformance is not here (it ships with the project's reference material, not the repo)")
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, str(shared / "conformance" / "run.py"), "--engine", engine, "-j", "2",
+                           "--timeout", "120", "--json", str(report)] + list(cases),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+    assert report.is_file(), proc.stdout[-3000:]
+    return json.loads(report.read_text())["results"]
+
+
 def norm(source):
     """Dedent a WDL source written inside a test and drop one leading newline.
 

@@ -4,14 +4,11 @@ Every case must pass, or be listed in tests/conformance_known.txt with its reaso
 that passes is reported too, so the list stays true.
 """
 
-import json
 import shlex
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, shared_dir, sprocket_argv
+from conftest import REPO, run_conformance, sprocket_argv
 
 
 def known_failures():
@@ -30,17 +27,7 @@ def test_known_list_has_reasons():
 
 @pytest.mark.slow
 def test_conformance_corpus(tmp_path):
-    shared = shared_dir()
-    if shared is None or not (shared / "conformance" / "run.py").is_file():
-        pytest.skip("../shared/conformance is not here (it ships with the project's reference material, not the repo)")
-    report = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, str(shared / "conformance" / "run.py"), "--engine", shlex.join(sprocket_argv()),
-         "-j", "2", "--timeout", "120", "--json", str(report)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
-    )
-    assert report.is_file(), proc.stdout[-3000:]
-    results = json.loads(report.read_text())["results"]
+    results = run_conformance(tmp_path, shlex.join(sprocket_argv()))
     known = known_failures()
     unexpected = ["%s: %s %s" % (r["id"], r["status"], r["reason"]) for r in results
                   if r["status"] in ("FAIL", "ERROR") and r["id"] not in known]

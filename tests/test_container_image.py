@@ -4,14 +4,13 @@ tests use. Also the `podman` fixture's convention: skip with the reason where po
 absent, fail under CI=true (where .ci/run must have built it).
 """
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, SPROCKET, shared_dir
+from conftest import REPO, SPROCKET, run_conformance
 
 # tag -> the Ubuntu codename the tag's /etc/lsb-release names (.ci/container-image's UBUNTU_TAGS)
 UBUNTU_CODENAMES = {"ubuntu:latest": "noble", "ubuntu:24.04": "noble", "ubuntu:22.04": "jammy",
@@ -76,16 +75,8 @@ CONTAINER_CASES = ("runtime_container_task", "dynamic_container_task", "python_s
 @pytest.mark.slow
 @pytest.mark.podman
 def test_conformance_container_cases_pass_with_podman_as_default_backend(tmp_path):
-    shared = shared_dir()
-    if shared is None or not (shared / "conformance" / "run.py").is_file():
-        pytest.skip("../shared/conformance is not here")
-    report = tmp_path / "report.json"
     engine = "%s %s -c %s" % (sys.executable, SPROCKET, REPO / "bench" / "podman.toml")
-    proc = subprocess.run([sys.executable, str(shared / "conformance" / "run.py"), "--engine", engine, "-j", "2",
-                           "--timeout", "120", "--json", str(report)] + list(CONTAINER_CASES),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900)
-    assert report.is_file(), proc.stdout[-3000:]
-    results = json.loads(report.read_text())["results"]
+    results = run_conformance(tmp_path, engine, CONTAINER_CASES, timeout=900)
     by_id = {r["id"]: r for r in results}
     # the two cases that only a container can pass
     for case in ("1.1/runtime_container_task", "1.2/dynamic_container_task"):
