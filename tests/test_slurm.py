@@ -2184,7 +2184,7 @@ def test_outputs_are_printed_before_the_closing_usage_query(sl):
 
 
 def _doctor(sl, cfg, env=None):
-    p = subprocess.run([sys.executable, str(SPROCKET), "doctor", "-s", "-c", str(cfg), "-o", str(sl.tmp / "out")],
+    p = subprocess.run(sprocket_argv("doctor", "-s", "-c", str(cfg), "-o", str(sl.tmp / "out")),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                        env=env or sl.env, cwd=str(sl.tmp), timeout=400)
     return p.returncode, p.stdout.splitlines(), p.stderr
