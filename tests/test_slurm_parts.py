@@ -455,8 +455,10 @@ FAKE_SLURM = r'''#!%(python)s
 """sbatch/squeue/sacct/scontrol/scancel for one test: a job runs at once as a local process; each
 call is logged as a JSON line to $FAKE_SLURM_DIR/calls. The first $FAKE_NODE_FAILS jobs (default
 none) never run: sacct says they ended NODE_FAIL on node `bad<n>`."""
-import json, os, subprocess, sys
+import fcntl, json, os, subprocess, sys
 state, tool, args = os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]), sys.argv[1:]
+lock = open(os.path.join(state, "lock"), "w")
+fcntl.flock(lock, fcntl.LOCK_EX)  # one call at a time, as the controller answers them: sbatches at once get their own ids
 with open(os.path.join(state, "calls"), "a") as f:
     f.write(json.dumps([tool] + args) + "\n")
 if tool == "sacct" and os.environ.get("FAKE_STDOUT"):  # what the engine had printed by then
