@@ -6096,6 +6096,8 @@ class RunContext:
         self.reattach = False  # may a later run adopt this one's jobs (tasks compute their reattach key)
         self.stopping = False  # start nothing new
         self.aborting = False  # and stop what runs
+        self.parts = []  # the parts of the run that fail on their own (part())
+        self.on_failure = None  # a part's: error -> None, called instead of failing the run
 
     @property
     def scatter_limit(self):
@@ -6108,9 +6110,27 @@ class RunContext:
         self.readable.update(os.path.realpath(p) for v in values for p in paths_in(v) if "://" not in p)
 
     def abort(self):
-        """Stop everything running now (a cancel, or a failure under `fail = "fast"`)."""
-        self.stopping = self.aborting = True
-        self.backend.cancel_jobs([tr.job for tr in list(self.scheduler.running) if tr.job is not None])
+        """Stop everything running now (a cancel, or a failure under `fail = "fast"`); a part stops
+        only its own task runs."""
+        mine = [self] + self.parts
+        for c in mine:
+            c.stopping = c.aborting = True
+        self.backend.cancel_jobs([tr.job for tr in list(self.scheduler.running)
+                                  if tr.job is not None and tr.context in mine])
+
+    def part(self, on_failure):
+        """A part of the run that fails on its own (one test of `sprocket test`): it shares the
+        run's settings, log, records, call cache, backend and scheduler, has its own inputs,
+        overrides, readable files and stop flags, and its failures go to on_failure(error)
+        (the Scheduler's fail()) instead of stopping the run."""
+        import copy
+
+        part = copy.copy(self)
+        part.readable, part.nested_inputs, part.overrides, part.adoptable = set(), {}, {}, {}
+        part.stopping = part.aborting = part.reattach = False
+        part.parts, part.on_failure = [], on_failure
+        self.parts.append(part)
+        return part
 
 
 # ============================================================================================
@@ -6842,7 +6862,7 @@ class Frame:
                 results[i] = frame.env
                 remaining[0] -= 1
                 if pending:  # deferred, so a long scatter never recurses
-                    self.context.scheduler.deferred.append(lambda j=pending.pop(): launch(j))
+                    self.context.scheduler.deferred.append((lambda j=pending.pop(): launch(j), self.context))
                 if remaining[0] == 0:
                     gather()
             return cb
@@ -7058,7 +7078,7 @@ class Scheduler:
         """Run until is_done() or a failure with nothing left running."""
         while True:
             while self.deferred and not self.context.stopping:
-                self.guard(self.deferred.popleft())
+                self.guard(*self.deferred.popleft())
             if is_done() or (self.errors or self.context.stopping) and not self.running:
                 break
             if not self.running and not self.waiting and not self.deferred and self.events.empty():
@@ -7096,12 +7116,9 @@ class Scheduler:
             for done in ended:
                 self.task_ended(done.task_run)
                 if done.error is not None:
-                    self.errors.append(done.error)
-                    self.context.stopping = True
-                    if self.context.settings.fail_fast:
-                        self.context.abort()
-                elif not self.context.stopping:
-                    self.guard(lambda: done.on_done(done.result))
+                    self.fail(done.error, done.task_run.context)
+                elif not (self.context.stopping or done.task_run.context.stopping):
+                    self.guard(lambda: done.on_done(done.result), done.task_run.context)
             self.pump()
         if self.errors:
             real = [e for e in self.errors if not isinstance(e, RunCancelled)]
@@ -7109,13 +7126,26 @@ class Scheduler:
         if not is_done():
             raise RunCancelled("the run was canceled")
 
-    def guard(self, fn):
-        """Run scheduler-side work; a user error stops the run (running tasks finish)."""
+    def guard(self, fn, context=None):
+        """Run scheduler-side work (of `context`, a part of the run, or the run's own); a user
+        error fails it (fail())."""
         try:
             fn()
         except WdlError as e:
-            self.errors.append(e)
-            self.context.stopping = True
+            self.fail(e, context)
+
+    def fail(self, error, context=None):
+        """A failure stops the run (running tasks finish; under `fail = "fast"` they are
+        canceled), or, in a part of the run (RunContext.part), cancels that part's tasks and goes
+        to its on_failure."""
+        if context is not None and context.on_failure is not None:
+            context.abort()
+            context.on_failure(error)
+            return
+        self.errors.append(error)
+        self.context.stopping = True
+        if self.context.settings.fail_fast:
+            self.context.abort()
 
 
 # ============================================================================================
@@ -11888,7 +11918,7 @@ class Run:
         # and the backend, which may refuse (no sbatch on PATH, an unknown partition), before the run directory
         backend_name, table = config.backend()
         context.backend = make_backend(context, backend_name, read_backend_settings(table))
-        context.backend.check_target(target)
+        self.check_targets(context.backend)
         context.cache = CallCache(config, backend_name, context.settings.shell, off=no_call_cache)
         self.run_dir = context.run_dir = self.create_record(doc, suffix, inputs_json)
         context.uuid = self.uuid
@@ -11907,6 +11937,10 @@ class Run:
         self.kill_orphans()
         context.scheduler = Scheduler(context)
         self.progress = None
+
+    def check_targets(self, backend):
+        """What the backend refuses of what the run runs, before its directory exists."""
+        backend.check_target(self.target)
 
     def open_store(self, config):
         """sprocket.db and output.log of the output directory. The database first: one that
@@ -12026,12 +12060,7 @@ class Run:
             context.admit(values.values())
         scheduler = context.scheduler
         try:
-            if isinstance(self.target, Task):
-                tr = TaskRun(context, self.target, inputs, self.run_dir, self.target.name, context.overrides.get("", {}))
-                scheduler.guard(lambda: scheduler.submit(tr, result.append))
-            else:
-                wf = WorkflowRun(context, self.target, inputs, self.run_dir, "", result.append)
-                scheduler.guard(wf.start)
+            scheduler.guard(lambda: self.start(inputs, result.append))
             scheduler.loop(lambda: bool(result))
             return result[0]
         finally:
@@ -12040,6 +12069,15 @@ class Run:
                 self.log.progress = None
             for sig, old in handlers.items():
                 signal.signal(sig, old)
+
+    def start(self, inputs, on_done):
+        """Start the target (on the scheduler's thread): on_done(outputs) when it completes."""
+        context = self.context
+        if isinstance(self.target, Task):
+            tr = TaskRun(context, self.target, inputs, self.run_dir, self.target.name, context.overrides.get("", {}))
+            context.scheduler.submit(tr, on_done)
+        else:
+            WorkflowRun(context, self.target, inputs, self.run_dir, "", on_done).start()
 
     def on_interrupt(self, signum, frame):
         """Sprocket's Ctrl-C ladder. slow: wait for running tasks, then cancel them, then exit;
