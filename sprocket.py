@@ -69,9 +69,16 @@ The module reads top to bottom in the order data flows:
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
                                    (report_html), signals; Recorder (each attempt's rows in
                                    sprocket.db and its line of trace.tsv)
-    19. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
+    19. Tests of WDL (`sprocket test`)
+                                   the inputs of a target (assign_inputs, shared with
+                                   `run`); Sprocket's YAML test files (load_tests: each test's matrix
+                                   of inputs, its assertions, checked against the target with a
+                                   diagnostic at the YAML line); TestRun, a Run whose executions are
+                                   parts (RunContext.part), one for each test and set of inputs;
+                                   the outcome of each (passed, failed, errored), JUnit XML
+    20. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
                                    runs, report, doctor, completions, install (the file compiled,
-                                   and a launcher); the one place errors become messages
+                                   and a launcher), test; the one place errors become messages
 
 How the runtime fits together (sections 12-18). `cmd_run` reads the inputs (assign_inputs: the
 target's own, nested call inputs, requirement overrides) and makes a Run. The Run builds one
@@ -12153,7 +12160,219 @@ class Run:
 
 
 # ============================================================================================
-# 19. Command line
+# 19. Tests of WDL (`sprocket test`)
+# ============================================================================================
+#
+# Sprocket's unit tests for WDL: a YAML file beside a document (or in `test/` beside it) maps
+# each task or workflow to its tests; a test's inputs are a matrix (each key a list of values,
+# their cartesian product; a `$group` of keys zipped element-wise) and its assertions are checked
+# against what each execution did. All executions are parts of ONE run (RunContext.part), so the
+# backend sees them at once (Slurm: job arrays, the queue caps) and they share the call cache.
+# First the inputs of a target (`run` reads its own the same way).
+
+
+def _warn_input(message):
+    """What the inputs hold that is ignored (a struct's extra JSON keys): said once, on stderr."""
+    print("warning: %s" % message, file=sys.stderr)
+
+
+GivenInputs = collections.namedtuple("GivenInputs", "target nested overrides")
+GivenInputs.__doc__ = ("What the inputs give beyond the target's own: its calls' inputs {call path: {input: value}} "
+                       "and requirement overrides {call path: {section: {key: value}}} (call path \"\": the target task's own).")
+
+
+def assign_inputs(target, items, explicit_target=True):
+    """Sort input pairs into the target's own inputs, nested call inputs and overrides: returns
+    ({input: value}, GivenInputs). Keys in an inputs file carry the target's name (`main.x`), as
+    in every engine, unless --target names it; on the command line (`x=1`) the name may always
+    be left out."""
+    own, given = {}, GivenInputs(target, {}, {})
+    prefix = target.name + "."
+    decls = {d.name: d for d in (target.inputs or [])}
+    merged = collections.OrderedDict()
+    for key, data, base, text in items:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+        elif not explicit_target and text is None:
+            raise InputError("inputs file key `%s` does not start with the name of %s `%s`: write `%s%s`, or name the "
+                             "target with `--target %s`" % (key, "workflow" if isinstance(target, Workflow) else "task",
+                                                     target.name, prefix, key, target.name))
+        prev = merged.get(key)
+        if prev is not None and prev[2] is not None and text is not None:  # `t.x=a x=b`: one array
+            as_list = (lambda d, t: (d, t) if isinstance(t, list) else ([d], [t]))
+            d0, t0 = as_list(prev[0], prev[2])
+            d1, t1 = as_list(data, text)
+            merged[key] = (d0 + d1, base, t0 + t1)
+        else:
+            merged[key] = (data, base, text)
+    for key, (data, base, text) in merged.items():
+        parts = key.split(".")
+        if len(parts) == 1:
+            d = decls.get(key)
+            if d is None:
+                raise InputError("`%s` has no input `%s`%s" % (target.name, key, _did_you_mean(key, decls)))
+            own[key] = from_json(_cli_value(data, text, d.type_), d.type_, base, "input `%s`" % key,
+                                  _warn_input)
+            continue
+        if isinstance(target, Task):
+            if len(parts) == 2 and parts[0] in _RUNTIME_SECTIONS:
+                check_override(parts[0], parts[1], data, key)
+                given.overrides.setdefault("", {}).setdefault(parts[0], {})[parts[1]] = data
+                continue
+            raise InputError("`%s` is not an input of task `%s`" % (key, target.name))
+        _assign_nested(target, parts, data, base, given, "", key, text)
+    return own, given
+
+
+def check_override(section, key, data, what):
+    """A requirement or hint given in the inputs (`main.call.requirements.cpu=4`): a known
+    requirement, of a type it can have."""
+    if section == "requirements" and key not in _REQUIREMENT_KEYS:
+        raise InputError("input `%s`: unknown requirement `%s` (requirements are %s; other keys belong in `hints`)" % (
+            what, key, ", ".join(sorted({k for k in _REQUIREMENT_KEYS if "R" not in k}))))
+    want = _RUNTIME_TYPES.get(key) if section != "hints" else None
+    if want:
+        for t in want:
+            try:
+                from_json(data, t, os.getcwd(), what)
+                return
+            except InputError:
+                pass
+        raise InputError("input `%s`: `%s` must be %s, not %s" % (what, key, " or ".join("`%s`" % t for t in want),
+                                                                  json_dumps(data)))
+
+
+def _cli_value(data, text, t):
+    """A command-line value shaped for its type: `s=0` for a String is "0", and a single value
+    for an Array is a one-item array (as Sprocket does)."""
+    if text is None or data is None:
+        return data
+    if isinstance(t, ArrayType) and not isinstance(data, list):
+        return [_cli_value(data, text, t.item)]
+    if isinstance(t, ArrayType) and isinstance(text, list):
+        return [_cli_value(d, x, t.item) for d, x in zip(data, text)]
+    if isinstance(t, PrimType) and t.name in ("String", "File", "Directory") and not isinstance(data, str):
+        return text if isinstance(text, str) else data
+    return data
+
+
+def _assign_nested(wf, parts, data, base, given, path, key, text=None):
+    call = find_call(wf.body, parts[0])
+    if call is None or call.callee_def is None:
+        raise InputError("input `%s`: workflow `%s` has no call `%s`" % (key, wf.name, parts[0]))
+    if len(parts) == 2 and parts[1] in {n for n, _, _ in call.inputs}:
+        raise InputError("input `%s` is set by workflow `%s` in its call and cannot be given again" % (key, wf.name))
+    target = call.callee_def.target
+    path = path + call.name
+    rest = parts[1:]
+    if isinstance(target, Task):
+        if len(rest) == 2 and rest[0] in _RUNTIME_SECTIONS:
+            check_override(rest[0], rest[1], data, key)
+            given.overrides.setdefault(path, {}).setdefault(rest[0], {})[rest[1]] = data
+            return
+        if len(rest) != 1 or rest[0] not in call.callee_def.inputs:
+            raise InputError("input `%s`: task `%s` has no input `%s`" % (key, target.name, ".".join(rest)))
+        _check_nested_allowed(given.target, key, call.callee_def.inputs[rest[0]][1])
+        t = call.callee_def.inputs[rest[0]][0]
+        given.nested.setdefault(path, {})[rest[0]] = from_json(
+            _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
+        return
+    if len(rest) == 1:
+        if rest[0] not in call.callee_def.inputs:
+            raise InputError("input `%s`: workflow `%s` has no input `%s`" % (key, target.name, rest[0]))
+        _check_nested_allowed(given.target, key, call.callee_def.inputs[rest[0]][1])
+        t = call.callee_def.inputs[rest[0]][0]
+        given.nested.setdefault(path, {})[rest[0]] = from_json(
+            _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
+        return
+    _assign_nested(target, rest, data, base, given, path + ".", key, text)
+
+
+def _check_nested_allowed(wf, key, required):
+    """Call inputs may be set from outside when the workflow being run allows it (the spec:
+    `allow_nested_inputs` in the top-level workflow), and a required one its call leaves unbound
+    must be (`unbound_call_inputs`; the caller has checked that the call does not bind it)."""
+    if allows_nested_inputs(wf) or required and wf.dialect.accepts("unbound_call_inputs"):
+        return
+    raise InputError("input `%s` sets an input of a call, which workflow `%s` does not allow "
+                     "(WDL %s needs `allow_nested_inputs: true` in its hints or meta)" % (key, wf.name, wf.dialect.name))
+
+
+def _did_you_mean(name, names):
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), 1)
+    return " (did you mean `%s`?)" % close[0] if close else ""
+
+
+def check_input_files(values, t, what):
+    """Input File/Directory paths must exist before anything runs."""
+    if values is None:
+        return
+    if isinstance(t, PrimType) and t.name in ("File", "Directory"):
+        ok = os.path.isfile(values) if t.name == "File" else os.path.isdir(values)
+        if "://" not in values and not ok:
+            raise InputError("%s: %s `%s` does not exist" % (what, "file" if t.name == "File" else "directory", values))
+    elif isinstance(t, ArrayType):
+        for x in values:
+            check_input_files(x, t.item, what)
+    elif isinstance(t, MapType):
+        for k, x in values.items():
+            check_input_files(k, t.key_type, what)
+            check_input_files(x, t.value, what)
+    elif isinstance(t, PairType):
+        check_input_files(values[0], t.left, what)
+        check_input_files(values[1], t.right, what)
+    elif isinstance(t, StructType):
+        for k, x in values.items():
+            check_input_files(x, t.members[k], what)
+
+
+def check_given_files(target, inputs, nested):
+    """The File and Directory inputs given to the target and its calls must exist."""
+    decls = {d.name: d for d in target.inputs or []}
+    for k, v in inputs.items():
+        check_input_files(v, decls[k].type_, "input `%s`" % k)
+    for path, values in nested.items():
+        call = _find_call_path(target, path)
+        for k, v in values.items():
+            check_input_files(v, call.callee_def.inputs[k][0], "input `%s.%s`" % (path, k))
+
+
+def _find_call_path(wf, path):
+    call = None
+    for part in path.split("."):
+        call = find_call(wf.body, part)
+        wf = call.callee_def.target
+    return call
+
+
+def missing_required(target, inputs, nested):
+    """Required inputs nobody gave: the target's, and (where the workflow leaves them open)
+    its calls'."""
+    missing = ["%s.%s" % (target.name, d.name) for d in target.inputs or []
+               if d.expr is None and not d.type_.opt and d.name not in inputs]
+    if isinstance(target, Workflow):
+        def walk(body, prefix):
+            for el in body:
+                if isinstance(el, Call) and el.callee_def is not None:
+                    given = {n for n, _, _ in el.inputs} | set(nested.get(prefix + el.name, {}))
+                    for n, (t, required) in el.callee_def.inputs.items():
+                        if required and n not in given:
+                            missing.append("%s.%s%s.%s" % (target.name, prefix, el.name, n))
+                    if isinstance(el.callee_def.target, Workflow):
+                        walk(el.callee_def.target.body, prefix + el.name + ".")
+                elif isinstance(el, Scatter):
+                    walk(el.body, prefix)
+                elif isinstance(el, Conditional):
+                    for _, b in el.clauses:
+                        walk(b, prefix)
+        walk(target.body, "")
+    return missing
+
+
+# ============================================================================================
+# 20. Command line
 # ============================================================================================
 
 
@@ -12501,140 +12720,6 @@ def read_input_items(items, cwd, warn):
     return out
 
 
-def _warn_input(message):
-    """What the inputs hold that is ignored (a struct's extra JSON keys): said once, on stderr."""
-    print("warning: %s" % message, file=sys.stderr)
-
-
-GivenInputs = collections.namedtuple("GivenInputs", "target nested overrides")
-GivenInputs.__doc__ = ("What the inputs give beyond the target's own: its calls' inputs {call path: {input: value}} "
-                       "and requirement overrides {call path: {section: {key: value}}} (call path \"\": the target task's own).")
-
-
-def assign_inputs(target, items, explicit_target=True):
-    """Sort input pairs into the target's own inputs, nested call inputs and overrides: returns
-    ({input: value}, GivenInputs). Keys in an inputs file carry the target's name (`main.x`), as
-    in every engine, unless --target names it; on the command line (`x=1`) the name may always
-    be left out."""
-    own, given = {}, GivenInputs(target, {}, {})
-    prefix = target.name + "."
-    decls = {d.name: d for d in (target.inputs or [])}
-    merged = collections.OrderedDict()
-    for key, data, base, text in items:
-        if key.startswith(prefix):
-            key = key[len(prefix):]
-        elif not explicit_target and text is None:
-            raise InputError("inputs file key `%s` does not start with the name of %s `%s`: write `%s%s`, or name the "
-                             "target with `--target %s`" % (key, "workflow" if isinstance(target, Workflow) else "task",
-                                                     target.name, prefix, key, target.name))
-        prev = merged.get(key)
-        if prev is not None and prev[2] is not None and text is not None:  # `t.x=a x=b`: one array
-            as_list = (lambda d, t: (d, t) if isinstance(t, list) else ([d], [t]))
-            d0, t0 = as_list(prev[0], prev[2])
-            d1, t1 = as_list(data, text)
-            merged[key] = (d0 + d1, base, t0 + t1)
-        else:
-            merged[key] = (data, base, text)
-    for key, (data, base, text) in merged.items():
-        parts = key.split(".")
-        if len(parts) == 1:
-            d = decls.get(key)
-            if d is None:
-                raise InputError("`%s` has no input `%s`%s" % (target.name, key, _did_you_mean(key, decls)))
-            own[key] = from_json(_cli_value(data, text, d.type_), d.type_, base, "input `%s`" % key,
-                                  _warn_input)
-            continue
-        if isinstance(target, Task):
-            if len(parts) == 2 and parts[0] in _RUNTIME_SECTIONS:
-                check_override(parts[0], parts[1], data, key)
-                given.overrides.setdefault("", {}).setdefault(parts[0], {})[parts[1]] = data
-                continue
-            raise InputError("`%s` is not an input of task `%s`" % (key, target.name))
-        _assign_nested(target, parts, data, base, given, "", key, text)
-    return own, given
-
-
-def check_override(section, key, data, what):
-    """A requirement or hint given in the inputs (`main.call.requirements.cpu=4`): a known
-    requirement, of a type it can have."""
-    if section == "requirements" and key not in _REQUIREMENT_KEYS:
-        raise InputError("input `%s`: unknown requirement `%s` (requirements are %s; other keys belong in `hints`)" % (
-            what, key, ", ".join(sorted({k for k in _REQUIREMENT_KEYS if "R" not in k}))))
-    want = _RUNTIME_TYPES.get(key) if section != "hints" else None
-    if want:
-        for t in want:
-            try:
-                from_json(data, t, os.getcwd(), what)
-                return
-            except InputError:
-                pass
-        raise InputError("input `%s`: `%s` must be %s, not %s" % (what, key, " or ".join("`%s`" % t for t in want),
-                                                                  json_dumps(data)))
-
-
-def _cli_value(data, text, t):
-    """A command-line value shaped for its type: `s=0` for a String is "0", and a single value
-    for an Array is a one-item array (as Sprocket does)."""
-    if text is None or data is None:
-        return data
-    if isinstance(t, ArrayType) and not isinstance(data, list):
-        return [_cli_value(data, text, t.item)]
-    if isinstance(t, ArrayType) and isinstance(text, list):
-        return [_cli_value(d, x, t.item) for d, x in zip(data, text)]
-    if isinstance(t, PrimType) and t.name in ("String", "File", "Directory") and not isinstance(data, str):
-        return text if isinstance(text, str) else data
-    return data
-
-
-def _assign_nested(wf, parts, data, base, given, path, key, text=None):
-    call = find_call(wf.body, parts[0])
-    if call is None or call.callee_def is None:
-        raise InputError("input `%s`: workflow `%s` has no call `%s`" % (key, wf.name, parts[0]))
-    if len(parts) == 2 and parts[1] in {n for n, _, _ in call.inputs}:
-        raise InputError("input `%s` is set by workflow `%s` in its call and cannot be given again" % (key, wf.name))
-    target = call.callee_def.target
-    path = path + call.name
-    rest = parts[1:]
-    if isinstance(target, Task):
-        if len(rest) == 2 and rest[0] in _RUNTIME_SECTIONS:
-            check_override(rest[0], rest[1], data, key)
-            given.overrides.setdefault(path, {}).setdefault(rest[0], {})[rest[1]] = data
-            return
-        if len(rest) != 1 or rest[0] not in call.callee_def.inputs:
-            raise InputError("input `%s`: task `%s` has no input `%s`" % (key, target.name, ".".join(rest)))
-        _check_nested_allowed(given.target, key, call.callee_def.inputs[rest[0]][1])
-        t = call.callee_def.inputs[rest[0]][0]
-        given.nested.setdefault(path, {})[rest[0]] = from_json(
-            _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
-        return
-    if len(rest) == 1:
-        if rest[0] not in call.callee_def.inputs:
-            raise InputError("input `%s`: workflow `%s` has no input `%s`" % (key, target.name, rest[0]))
-        _check_nested_allowed(given.target, key, call.callee_def.inputs[rest[0]][1])
-        t = call.callee_def.inputs[rest[0]][0]
-        given.nested.setdefault(path, {})[rest[0]] = from_json(
-            _cli_value(data, text, t), t, base, "input `%s`" % key, _warn_input)
-        return
-    _assign_nested(target, rest, data, base, given, path + ".", key, text)
-
-
-def _check_nested_allowed(wf, key, required):
-    """Call inputs may be set from outside when the workflow being run allows it (the spec:
-    `allow_nested_inputs` in the top-level workflow), and a required one its call leaves unbound
-    must be (`unbound_call_inputs`; the caller has checked that the call does not bind it)."""
-    if allows_nested_inputs(wf) or required and wf.dialect.accepts("unbound_call_inputs"):
-        return
-    raise InputError("input `%s` sets an input of a call, which workflow `%s` does not allow "
-                     "(WDL %s needs `allow_nested_inputs: true` in its hints or meta)" % (key, wf.name, wf.dialect.name))
-
-
-def _did_you_mean(name, names):
-    import difflib
-
-    close = difflib.get_close_matches(name, list(names), 1)
-    return " (did you mean `%s`?)" % close[0] if close else ""
-
-
 def choose_target(doc, name):
     """The task or workflow to run: --target, else the workflow, else the only task."""
     if name:
@@ -12650,29 +12735,6 @@ def choose_target(doc, name):
     if len(doc.tasks) == 1:
         return doc.tasks[0]
     raise InputError("`%s` has no workflow and %d tasks; choose one with --target" % (doc.source.path, len(doc.tasks)))
-
-
-def check_input_files(values, t, what):
-    """Input File/Directory paths must exist before anything runs."""
-    if values is None:
-        return
-    if isinstance(t, PrimType) and t.name in ("File", "Directory"):
-        ok = os.path.isfile(values) if t.name == "File" else os.path.isdir(values)
-        if "://" not in values and not ok:
-            raise InputError("%s: %s `%s` does not exist" % (what, "file" if t.name == "File" else "directory", values))
-    elif isinstance(t, ArrayType):
-        for x in values:
-            check_input_files(x, t.item, what)
-    elif isinstance(t, MapType):
-        for k, x in values.items():
-            check_input_files(k, t.key_type, what)
-            check_input_files(x, t.value, what)
-    elif isinstance(t, PairType):
-        check_input_files(values[0], t.left, what)
-        check_input_files(values[1], t.right, what)
-    elif isinstance(t, StructType):
-        for k, x in values.items():
-            check_input_files(x, t.members[k], what)
 
 
 def print_warnings(warnings, rules=False):
@@ -12691,50 +12753,12 @@ def prepare_inputs(args, log, strict=False):
     target = choose_target(doc, args.target)
     items = read_input_items(args.inputs, os.getcwd(), log.warn)
     inputs, given = assign_inputs(target, items, bool(args.target))
-    decls = {d.name: d for d in target.inputs or []}
-    for k, v in inputs.items():
-        check_input_files(v, decls[k].type_, "input `%s`" % k)
-    for path, values in given.nested.items():
-        call = _find_call_path(target, path)
-        for k, v in values.items():
-            check_input_files(v, call.callee_def.inputs[k][0], "input `%s.%s`" % (path, k))
+    check_given_files(target, inputs, given.nested)
     missing = missing_required(target, inputs, given.nested)  # (those its calls leave unbound too)
     if missing:
         raise InputError("missing required input%s: %s" % ("s" if len(missing) > 1 else "", ", ".join(
             "`%s`" % m for m in missing)))
     return doc, target, inputs, given.nested, given.overrides
-
-
-def _find_call_path(wf, path):
-    call = None
-    for part in path.split("."):
-        call = find_call(wf.body, part)
-        wf = call.callee_def.target
-    return call
-
-
-def missing_required(target, inputs, nested):
-    """Required inputs nobody gave: the target's, and (where the workflow leaves them open)
-    its calls'."""
-    missing = ["%s.%s" % (target.name, d.name) for d in target.inputs or []
-               if d.expr is None and not d.type_.opt and d.name not in inputs]
-    if isinstance(target, Workflow):
-        def walk(body, prefix):
-            for el in body:
-                if isinstance(el, Call) and el.callee_def is not None:
-                    given = {n for n, _, _ in el.inputs} | set(nested.get(prefix + el.name, {}))
-                    for n, (t, required) in el.callee_def.inputs.items():
-                        if required and n not in given:
-                            missing.append("%s.%s%s.%s" % (target.name, prefix, el.name, n))
-                    if isinstance(el.callee_def.target, Workflow):
-                        walk(el.callee_def.target.body, prefix + el.name + ".")
-                elif isinstance(el, Scatter):
-                    walk(el.body, prefix)
-                elif isinstance(el, Conditional):
-                    for _, b in el.clauses:
-                        walk(b, prefix)
-        walk(target.body, "")
-    return missing
 
 
 def download_url_inputs(run, values):
