@@ -10244,6 +10244,11 @@ CONFIG_SCHEMA = {
                                              _at_least_one),
     "server.host": Setting("str", "127.0.0.1", "accepted for compatibility"),
     "server.port": Setting("int", 8080, "accepted for compatibility"),
+    "test.parallelism": Setting("int", 50, "test executions `sprocket test` runs at once", _at_least_one),
+    "test.throttle": Setting("int", 100, "milliseconds between the starts of the first `parallelism` test executions"),
+    "test.fixtures_dir": Setting("path", None, "the fixtures of `sprocket test`, where relative File inputs of tests "
+                                 "are (default: <workspace>/test/fixtures)"),
+    "test.run_dir": Setting("path", None, "the output directory of `sprocket test` (default: <workspace>/test/runs)"),
     "common.color": Setting(("auto", "always", "never"), "auto",
                             "colour in diagnostics: `auto` when stderr is a terminal"),
     "common.report_mode": Setting(("full", "one-line"), "full",
@@ -10264,7 +10269,7 @@ CONFIG_SCHEMA["run.backends.*.type"] = Setting(tuple(BACKENDS) + ("tes", "lsf_ap
                                                "the kind of backend")
 CONFIG_SCHEMA.update(("run.backends.*." + k, row) for cls in BACKENDS.values() for k, row in cls.SETTINGS.items())
 # Sections of Sprocket's sprocket.toml that serve commands sprocket.py does not have.
-_FOREIGN_SECTIONS = ("format", "analyzer", "test", "doc", "module", "modules", "lint")
+_FOREIGN_SECTIONS = ("format", "analyzer", "doc", "module", "modules", "lint")
 _FOREIGN_TABLES = ("server.engine",)  # tables of Sprocket's that sprocket.py accepts and ignores
 
 
@@ -12371,6 +12376,633 @@ def missing_required(target, inputs, nested):
     return missing
 
 
+# -- test files ------------------------------------------------------------------------------
+
+_TEST_DIR = "test"  # test files may sit in `test/` beside their document; fixtures and runs go in <workspace>/test/
+
+
+def find_test_file(wdl_path):
+    """The YAML test file of a document: `<name>.yaml` or `.yml` beside it, or in `test/` beside
+    it (Sprocket's places); None when it has none. Two of them are an error."""
+    stem = os.path.splitext(os.path.basename(wdl_path))[0]
+    folder = os.path.dirname(wdl_path)
+    found = [p for d in (folder, os.path.join(folder, _TEST_DIR)) for ext in ("yaml", "yml")
+             for p in [os.path.join(d, "%s.%s" % (stem, ext))] if os.path.isfile(p)]
+    if len(found) > 1:
+        raise InputError("test file `%s` conflicts with test file `%s`: keep one" % (found[1], found[0]))
+    return found[0] if found else None
+
+
+OutputCheck = collections.namedtuple("OutputCheck", "name argument")
+OutputCheck.__doc__ = ("An assertion on an output (`StrEquals: x`): its name and argument; the argument of First, "
+                       "Last, Left and Right is the OutputCheck applied to that element.")
+TestAssertions = collections.namedtuple("TestAssertions", "exit_code should_fail stdout stderr outputs")
+TestAssertions.__doc__ = ("A test's assertions: the exit code a task must end with (None: 0), whether the target "
+                          "must fail, the regular expressions its stdout and stderr must match ([(text, compiled)]), "
+                          "and [(output name, [OutputCheck])].")
+TestCase = collections.namedtuple("TestCase", "document target name tags executions assertions")
+TestCase.__doc__ = ("One test of a YAML test file: the Document and its target (a Task or Workflow), the test's name "
+                    "and tags, its executions (TestInputs, one per element of its input matrix) and assertions.")
+TestInputs = collections.namedtuple("TestInputs", "inputs nested overrides given")
+TestInputs.__doc__ = ("The inputs of one execution of a test, as assign_inputs() sorts them, and as given in the "
+                      "YAML ({key: value}, for messages).")
+
+
+def _is_int(v):
+    return type(v) is int
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# The assertions on outputs (Sprocket's OutputAssertion): what each one's argument must be (and a test of
+# it), and the kinds of WDL type it applies to (None: any optional type; Array, Map and Pair stand for
+# theirs). First, Last, Left and Right take an assertion on that element.
+_OUTPUT_ASSERTIONS = {
+    "Defined": ("true or false", lambda v: isinstance(v, bool), None),
+    "BoolEquals": ("true or false", lambda v: isinstance(v, bool), ("Boolean",)),
+    "StrEquals": ("a string", lambda v: isinstance(v, str), ("String",)),
+    "IntEquals": ("an integer", _is_int, ("Int",)),
+    "FloatEquals": ("a number", _is_number, ("Float",)),
+    "Contains": ("a string", lambda v: isinstance(v, str), ("String",)),
+    "Name": ("a string", lambda v: isinstance(v, str), ("File", "Directory")),
+    "Length": ("an integer >= 0", lambda v: _is_int(v) and v >= 0, ("String", "Array", "Map")),
+    "Empty": ("true or false", lambda v: isinstance(v, bool), ("String", "Array", "Map")),
+    "First": ("an assertion", None, ("Array",)),
+    "Last": ("an assertion", None, ("Array",)),
+    "Left": ("an assertion", None, ("Pair",)),
+    "Right": ("an assertion", None, ("Pair",)),
+}
+# The element an assertion of the second kind looks at, of a type and of a value.
+_ELEMENT_TYPE = {"First": lambda t: t.item, "Last": lambda t: t.item, "Left": lambda t: t.left, "Right": lambda t: t.right}
+_ELEMENT = {"First": lambda v: v[0], "Last": lambda v: v[-1], "Left": lambda v: v[0], "Right": lambda v: v[1]}
+_TEST_FIELDS = ("name", "tags", "inputs", "assertions")
+_TEST_ASSERTIONS = ("exit_code", "should_fail", "stdout", "stderr", "outputs")
+
+
+def _type_kind(t):
+    """The kind of a WDL type as _OUTPUT_ASSERTIONS names it: a primitive's name, Array, Map, Pair."""
+    if isinstance(t, PrimType):
+        return t.name
+    return {ArrayType: "Array", MapType: "Map", PairType: "Pair"}.get(type(t), str(t))
+
+
+def _short_json(v, limit=80):
+    """A value (WDL's or YAML's) as a line of JSON, cut short."""
+    text = json_dumps(value_to_json(v))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class TestFileReader:
+    """Reads a YAML test file against its document: every problem is a diagnostic at the line of
+    the key it concerns (the YAML reader gives each mapping's key spans), all of them at once."""
+
+    def __init__(self, path, text, doc, fixtures_dir):
+        self.path, self.doc, self.fixtures_dir = path, doc, fixtures_dir
+        self.source = Source(path, text)
+        self.errors, self.warnings = [], []
+
+    def span(self, mapping, key, default=None):
+        """Where `key` of a YAML mapping is written (the reader's YamlMap knows), else `default`."""
+        return getattr(mapping, "spans", {}).get(key) or default or Span(self.source, 0)
+
+    def error(self, message, span):
+        self.errors.append(InputError(message, span))
+
+    def read(self, data):
+        """The TestCases of the file (its errors and warnings in self.errors, self.warnings)."""
+        if not isinstance(data, dict):
+            self.error("a test file maps task and workflow names to lists of tests", self.span(None, None))
+            return []
+        targets = {t.name: t for t in self.doc.tasks}
+        if self.doc.workflow is not None:
+            targets[self.doc.workflow.name] = self.doc.workflow
+        cases = []
+        for name, tests in data.items():
+            span = self.span(data, name)
+            target = targets.get(name)
+            if target is None:
+                self.error("`%s` has no task or workflow named `%s`%s" % (self.doc.source.path, name, _did_you_mean(
+                    str(name), targets)), span)
+                continue
+            if not isinstance(tests, list):
+                self.error("the tests of `%s` must be a list (`- name: ...`)" % name, span)
+                continue
+            seen = {}
+            for entry in tests:
+                case = self.test(target, entry, span)
+                if case is None:
+                    continue
+                if case.name in seen:
+                    self.error("test `%s` of `%s` is defined twice" % (case.name, name), seen[case.name])
+                seen[case.name] = self.span(entry, "name", span)
+                cases.append(case)
+        return cases
+
+    def test(self, target, entry, target_span):
+        if not isinstance(entry, dict):
+            self.error("a test of `%s` must be a mapping with `name`, `tags`, `inputs` and `assertions`" % target.name,
+                       target_span)
+            return None
+        span = self.span(entry, "name", target_span)
+        for key in entry:
+            if key not in _TEST_FIELDS:
+                self.error("unknown field `%s` in a test%s (a test has %s)" % (key, _did_you_mean(str(key), _TEST_FIELDS),
+                                                                           ", ".join(_TEST_FIELDS)), self.span(entry, key, span))
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            self.error("a test needs a `name` (a string)", span)
+            return None
+        tags = entry.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            self.error("`tags` of test `%s` must be a list of strings" % name, self.span(entry, "tags", span))
+            tags = []
+        errors = len(self.errors)
+        executions = self.executions(target, name, entry.get("inputs", {}), self.span(entry, "inputs", span))
+        assertions = self.assertions(target, name, entry.get("assertions", {}), self.span(entry, "assertions", span))
+        if len(self.errors) > errors:
+            return None
+        return TestCase(self.doc, target, name, frozenset(tags), executions, assertions)
+
+    # -- inputs: the matrix ----------------------------------------------------------------
+    def matrix(self, name, inputs, span):
+        """The input matrix: a list of dimensions, each a list of rows [(key, value, span)]: a key's
+        values, or a `$group`'s keys zipped element-wise."""
+        if not isinstance(inputs, dict):
+            self.error("`inputs` of test `%s` must map input names to lists of values" % name, span)
+            return []
+        dims, seen = [], {}
+
+        def column(mapping, key):
+            kspan = self.span(mapping, key, span)
+            values = mapping[key]
+            if key in seen:
+                self.error("test `%s`: input `%s` is given twice" % (name, key), kspan)
+            seen[key] = kspan
+            if not isinstance(values, list):
+                self.error("test `%s`: input `%s` must be a list of values, one for each execution (`%s: [%s]`)" % (
+                    name, key, key, _short_json(values)), kspan)
+                return None
+            return [(key, v, kspan) for v in values]
+
+        for key in inputs:
+            if not str(key).startswith("$"):
+                col = column(inputs, key)
+                if col is not None:
+                    dims.append([[cell] for cell in col])
+                continue
+            group, gspan = inputs[key], self.span(inputs, key, span)
+            if not isinstance(group, dict) or not group:
+                self.error("test `%s`: group `%s` must map input names to lists of values, zipped element-wise" % (
+                    name, key), gspan)
+                continue
+            cols = [c for c in (column(group, k) for k in group) if c is not None]
+            if len(cols) < len(group):
+                continue
+            lengths = sorted({len(c) for c in cols})
+            if len(lengths) > 1:
+                self.error("test `%s`: the lists of group `%s` have different lengths (%s): they are zipped element-"
+                           "wise" % (name, key, ", ".join("`%s`: %d" % (c[0][0], len(c)) for c in cols if c)), gspan)
+                continue
+            dims.append([list(row) for row in zip(*cols)])
+        return dims
+
+    def executions(self, target, name, inputs, span):
+        """TestInputs for each element of the cartesian product of the matrix; each value is read
+        (assign_inputs, relative paths in the fixtures directory) and checked once, at its key."""
+        import itertools
+
+        dims = self.matrix(name, inputs, span)
+        bad = set()
+        for dim in dims:
+            for row in dim:
+                for key, value, kspan in row:
+                    if key not in bad and not self.check_input(target, name, key, value, kspan):
+                        bad.add(key)
+        if bad or len(self.errors):
+            return []
+        out = []
+        for combo in itertools.product(*dims):
+            cells = [cell for row in combo for cell in row]
+            items = [(key, value, self.fixtures_dir, None) for key, value, _ in cells]
+            try:
+                own, given = assign_inputs(target, items)
+            except InputError as e:
+                self.error("test `%s`: %s" % (name, e.message), cells[0][2] if cells else span)
+                return []
+            out.append(TestInputs(own, given.nested, given.overrides, {k: v for k, v, _ in cells}))
+        return out
+
+    def check_input(self, target, name, key, value, span):
+        """One value of an input: the target has the input, the value has its type, and the files it
+        names exist (a relative path is a fixture)."""
+        try:
+            own, given = assign_inputs(target, [(str(key), value, self.fixtures_dir, None)])
+        except InputError as e:
+            self.error("test `%s`: %s" % (name, e.message), span)
+            return False
+        try:
+            check_given_files(target, own, given.nested)
+        except InputError as e:
+            self.error("test `%s`: %s (a relative path names a fixture, in `%s`)" % (name, e.message, self.fixtures_dir),
+                       span)
+            return False
+        return True
+
+    # -- assertions --------------------------------------------------------------------------
+    def assertions(self, target, name, data, span):
+        empty = TestAssertions(None, False, [], [], [])
+        if not isinstance(data, dict):
+            self.error("`assertions` of test `%s` must be a mapping (%s)" % (name, ", ".join(_TEST_ASSERTIONS)), span)
+            return empty
+        for key in data:
+            if key not in _TEST_ASSERTIONS:
+                self.error("unknown assertion `%s`%s (a test asserts %s)" % (
+                    key, _did_you_mean(str(key), _TEST_ASSERTIONS), ", ".join(_TEST_ASSERTIONS)), self.span(data, key, span))
+        exit_code, should_fail = data.get("exit_code"), data.get("should_fail", False)
+        if exit_code is not None and not _is_int(exit_code):
+            self.error("`exit_code` must be an integer, not %s" % _short_json(exit_code), self.span(data, "exit_code", span))
+        if not isinstance(should_fail, bool):
+            self.error("`should_fail` must be true or false, not %s" % _short_json(should_fail),
+                       self.span(data, "should_fail", span))
+        if "exit_code" in data and "should_fail" in data:
+            self.error("test `%s`: `should_fail` and `exit_code` cannot be used together (`should_fail`: any nonzero "
+                       "exit code)" % name, self.span(data, "should_fail", span))
+        if isinstance(target, Workflow):
+            for key in ("exit_code", "stdout", "stderr"):
+                if key in data:
+                    self.warnings.append(InputError("`%s` has no effect in a test of a workflow (`%s`)" % (
+                        key, target.name), self.span(data, key, span)))
+        stdout, stderr = (self.patterns(data, key, span) for key in ("stdout", "stderr"))
+        outputs = self.outputs(target, data.get("outputs", {}), self.span(data, "outputs", span))
+        return TestAssertions(exit_code, should_fail is True, stdout, stderr, outputs)
+
+    def patterns(self, data, key, span):
+        """The regular expressions of `stdout` or `stderr`, compiled (translate_regex)."""
+        values, span = data.get(key, []), self.span(data, key, span)
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            self.error("`%s` must be a list of regular expressions (strings)" % key, span)
+            return []
+        out = []
+        for text in values:
+            try:
+                out.append((text, translate_regex(text)[0]))
+            except EvalError as e:
+                self.error("`%s`: %s" % (key, e.message), span)
+        return out
+
+    def outputs(self, target, data, span):
+        if not isinstance(data, dict):
+            self.error("`outputs` must map output names to lists of assertions (`- StrEquals: ...`)", span)
+            return []
+        types = {d.name: d.type_ for d in target.outputs or []}
+        out = []
+        for name, checks in data.items():
+            nspan = self.span(data, name, span)
+            if name not in types:
+                self.error("`%s` has no output `%s`%s" % (target.name, name, _did_you_mean(str(name), types)), nspan)
+                continue
+            if not isinstance(checks, list):
+                self.error("the assertions on output `%s` must be a list (`- StrEquals: ...`)" % name, nspan)
+                continue
+            parsed = [self.output_check(item, types[name], "output `%s`" % name, nspan) for item in checks]
+            out.append((name, [c for c in parsed if c is not None]))
+        return out
+
+    def output_check(self, item, t, what, span):
+        """One assertion (a mapping of one key: `StrEquals: x`, `First: {IntEquals: 1}`) on a value
+        of type t."""
+        if not isinstance(item, dict) or len(item) != 1:
+            self.error("an assertion on %s is a mapping of one key, such as `StrEquals: \"x\"` (one of %s)" % (
+                what, ", ".join(_OUTPUT_ASSERTIONS)), span)
+            return None
+        (name, argument), = item.items()
+        span = self.span(item, name, span)
+        row = _OUTPUT_ASSERTIONS.get(name)
+        if row is None:
+            self.error("unknown assertion `%s` on %s%s (the assertions on outputs are %s)" % (
+                name, what, _did_you_mean(str(name), _OUTPUT_ASSERTIONS), ", ".join(_OUTPUT_ASSERTIONS)), span)
+            return None
+        wants, ok, kinds = row
+        problem = self.type_problem(name, kinds, t)
+        if problem:
+            self.error("`%s` cannot be used on %s: %s" % (name, what, problem), span)
+            return None
+        if ok is None:
+            inner = self.output_check(argument, _ELEMENT_TYPE[name](t), "the %s element of %s" % (
+                name.lower(), what), span)
+            return None if inner is None else OutputCheck(name, inner)
+        if not ok(argument):
+            self.error("`%s` on %s takes %s, not %s" % (name, what, wants, _short_json(argument)), span)
+            return None
+        return OutputCheck(name, argument)
+
+    @staticmethod
+    def type_problem(name, kinds, t):
+        if isinstance(t, (StructType, EnumType, ObjectType)):
+            return "assertions on struct, enum and Object values are not supported (`%s`)" % t
+        if kinds is None:
+            return None if t.opt else "it is of type `%s`, which is not optional (`Defined` is for `T?` outputs)" % t
+        if _type_kind(t) not in kinds:
+            return "it is of type `%s` (`%s` applies to %s)" % (t, name, ", ".join(kinds))
+        return None
+
+
+def load_tests(path, doc, fixtures_dir):
+    """(TestCases, warnings) of a YAML test file for a document; its errors raised together
+    (WdlErrors), each at its line."""
+    src = read_source(path)
+    data = _yaml_loads(src.text, path, spans=True)
+    reader = TestFileReader(path, src.text, doc, fixtures_dir)
+    cases = reader.read(data)
+    if reader.errors:
+        raise WdlErrors(reader.errors)
+    return cases, reader.warnings
+
+
+def select_tests(cases, target=None, name=None, exact=False, include=(), exclude=()):
+    """The tests -t/--target, -f/--filter (substrings, or with --exact the whole name),
+    -i/--include-tag (any of them) and -e/--exclude-tag choose."""
+    def matches(text, wanted):
+        return wanted is None or (text == wanted if exact else wanted in text)
+
+    return [c for c in cases if matches(c.target.name, target) and matches(c.name, name)
+            and (not include or c.tags & set(include)) and not c.tags & set(exclude)]
+
+
+# -- checking what an execution did ------------------------------------------------------------
+
+
+def output_failure(check, v):
+    """What is wrong with output value v under an OutputCheck (the value seen), or None."""
+    name, arg = check
+    said = "`%s`" % name if isinstance(arg, OutputCheck) else "`%s: %s`" % (name, json_dumps(arg))
+    if name == "Defined":
+        if (v is not None) == arg:
+            return None
+        return "%s: it is %s" % (said, "undefined (None)" if v is None else "defined: %s" % _short_json(v))
+    if v is None:
+        return "%s: it is undefined (None)" % said
+    if name in _ELEMENT:
+        if name in ("First", "Last") and not v:
+            return "%s: the Array is empty" % said
+        inner = output_failure(arg, _ELEMENT[name](v))
+        return None if inner is None else "%s, %s" % (said, inner)
+    if name == "Name":
+        seen = os.path.basename(v.rstrip("/"))
+        return None if seen == arg else "%s: its name is %s (`%s`)" % (said, json_dumps(seen), v)
+    if name == "Length":
+        return None if len(v) == arg else "%s: its length is %d: %s" % (said, len(v), _short_json(v))
+    if name == "Empty":
+        return None if (len(v) == 0) == arg else "%s: it is %s" % (said, "not empty: %s" % _short_json(v) if arg else "empty")
+    if name == "FloatEquals":
+        ok = abs(v - arg) <= 1e-3  # Sprocket's tolerance
+    elif name == "Contains":
+        ok = arg in v
+    else:
+        ok = v == arg
+    return None if ok else "%s: it is %s" % (said, _short_json(v))
+
+
+TestOutcome = collections.namedtuple("TestOutcome", "status message")
+TestOutcome.__doc__ = "How an execution of a test ended: passed, failed (the assertion, with the value seen) or errored."
+
+
+def _stream_failures(patterns, path, stream):
+    """The regular expressions of `stdout`/`stderr` the file does not match (searched, as Sprocket does)."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as e:
+        return ["`%s`: cannot read `%s`: %s" % (stream, path, e.strerror or e)]
+    tail = text[-120:].replace("\n", "\\n")
+    return ["`%s` does not match `%s` (it ends: \"%s\")" % (stream, p, tail) for p, rx in patterns if not rx.search(text)]
+
+
+def judge_task(a, attempt, outputs, error):
+    """A test of a task: its exit code, then stdout and stderr, then its outputs. `attempt` is the
+    task's last (None: none ran); `error` why it failed, if it did."""
+    code = attempt.exit_code if attempt is not None and attempt.status in ("completed", "failed") else None
+    if code is None:
+        return TestOutcome("errored", error.message if error is not None else "the task did not run")
+    if a.should_fail and code == 0:
+        return TestOutcome("failed", "exited with code 0, but `should_fail` expects a nonzero exit code")
+    expected = a.exit_code or 0
+    if not a.should_fail and code != expected:
+        return TestOutcome("failed", "exited with code %d, but the test expects exit code %d" % (code, expected))
+    failures = []
+    for stream, patterns in (("stdout", a.stdout), ("stderr", a.stderr)):
+        if patterns:
+            failures += _stream_failures(patterns, os.path.join(attempt.directory, stream), stream)
+    if outputs is None:
+        if expected == 0 and not a.should_fail:  # it exited as expected, and yet failed: its outputs
+            return TestOutcome("errored", error.message)
+    else:
+        failures += _output_failures(a, outputs)
+    return TestOutcome("failed", "; ".join(failures)) if failures else TestOutcome("passed", None)
+
+
+def judge_workflow(a, outputs, error):
+    """A test of a workflow: it fails or not as `should_fail` says, then its outputs."""
+    if error is not None:
+        if isinstance(error, RunCancelled):
+            return TestOutcome("errored", error.message)
+        return TestOutcome("passed", None) if a.should_fail else TestOutcome(
+            "failed", "the workflow failed, but the test expects it to succeed: %s" % error.message)
+    if a.should_fail:
+        return TestOutcome("failed", "the workflow succeeded, but `should_fail` expects it to fail")
+    failures = _output_failures(a, outputs)
+    return TestOutcome("failed", "; ".join(failures)) if failures else TestOutcome("passed", None)
+
+
+def _output_failures(a, outputs):
+    return ["output `%s`: %s" % (name, message) for name, checks in a.outputs for check in checks
+            for message in [output_failure(check, outputs.get(name))] if message]
+
+
+class TestExecution:
+    """One execution of a test (one element of its input matrix): a part of the TestRun, in
+    `<run dir>/<target>/<test>/<n>/`; its outcome once it is over."""
+
+    def __init__(self, case, number, inputs, directory, name):
+        self.case, self.number, self.inputs, self.directory, self.name = case, number, inputs, directory, name
+        self.run = self.context = self.task_run = self.outcome = None
+        self.started = self.seconds = None
+
+    @property
+    def label(self):
+        n = len(self.case.executions)
+        doc = os.path.splitext(os.path.basename(self.case.document.source.path))[0]
+        return "%s::%s::%s%s" % (doc, self.case.target.name, self.case.name, " [%d/%d]" % (self.number, n) if n > 1 else "")
+
+    def start(self, run):
+        """Hand the target to the scheduler. A test of a task runs it (its exit code, stdout and
+        stderr are asserted, which the call cache does not keep); a test of a workflow shares
+        the call cache."""
+        self.run, self.started = run, time.monotonic()
+        context = self.context = run.context.part(self.failed)
+        context.nested_inputs, context.overrides = self.inputs.nested, self.inputs.overrides
+        for values in [self.inputs.inputs] + list(self.inputs.nested.values()):
+            context.admit(values.values())
+        scheduler, target = context.scheduler, self.case.target
+        if isinstance(target, Task):
+            context.cache = run.no_cache
+            self.task_run = TaskRun(context, target, self.inputs.inputs, self.directory, self.name,
+                                    self.inputs.overrides.get("", {}))
+            scheduler.guard(lambda: scheduler.submit(self.task_run, self.completed), context)
+        else:
+            wf = WorkflowRun(context, target, self.inputs.inputs, self.directory, "", self.completed, self.name + ".")
+            scheduler.guard(wf.start, context)
+
+    def completed(self, outputs):
+        self.end(outputs, None)
+
+    def failed(self, error):
+        if self.outcome is None:
+            self.end(None, error)
+        else:  # a task of its own, canceled after it failed
+            self.run.settle()
+
+    def end(self, outputs, error):
+        a = self.case.assertions
+        if isinstance(self.case.target, Task):
+            self.outcome = judge_task(a, self.task_run.attempt, outputs, error)
+        else:
+            self.outcome = judge_workflow(a, outputs, error)
+        self.seconds = time.monotonic() - self.started
+        self.run.ended(self)
+
+
+TestSuite = collections.namedtuple("TestSuite", "name source")
+TestSuite.__doc__ = ("What a TestRun's Run knows as its document and target: the SOURCE tested (`source.path`) and "
+                     "the name its run directories go under.")
+
+
+class TestRun(Run):
+    """The run of `sprocket test`: every execution of every test is a part of it, `parallelism`
+    at a time (the first ones `throttle` ms apart, as Sprocket starts them), so the backend sees
+    them together (Slurm: job arrays of a task's tests, the queue caps). Its outputs are the
+    counts of executions passed, failed and errored."""
+
+    def __init__(self, source, executions, config, out_dir, log, parallelism, throttle):
+        self.executions, self.parallelism, self.throttle = executions, parallelism, throttle
+        self.pending = collections.deque(executions)
+        self.ended_count = 0
+        self.on_done = None
+        suite = TestSuite("test", Source(source, ""))
+        Run.__init__(self, suite, suite, config, out_dir, log, {}, reattach=False)
+        self.no_cache = CallCache(config, self.context.cache.backend, self.context.settings.shell, off=True)
+        for ex in executions:
+            ex.directory = os.path.join(self.run_dir, ex.directory)
+
+    def check_targets(self, backend):
+        seen = set()
+        for ex in self.executions:
+            if id(ex.case.target) not in seen:
+                seen.add(id(ex.case.target))
+                backend.check_target(ex.case.target)
+
+    def start(self, inputs, on_done):
+        self.on_done = on_done
+        first = [self.pending.popleft() for _ in range(min(self.parallelism, len(self.pending)))]
+        for i, ex in enumerate(first):
+            if i and self.throttle:
+                time.sleep(self.throttle / 1000.0)
+            ex.start(self)
+        self.settle()
+
+    def ended(self, ex):
+        """An execution is over: its line, and the next one starts (deferred: no recursion)."""
+        self.ended_count += 1
+        with self.log.lock:
+            if self.log.progress is not None:
+                self.log.progress.clear()
+            print(test_line(ex))
+            sys.stdout.flush()
+        if self.pending:
+            self.context.scheduler.deferred.append((lambda: self.pending.popleft().start(self), None))
+        self.settle()
+
+    def settle(self):
+        """All executions over, and no task of theirs left (canceled ones end too): the run is done."""
+        scheduler = self.context.scheduler
+        if self.on_done is not None and self.ended_count == len(self.executions) \
+                and not scheduler.running and not scheduler.waiting:
+            on_done, self.on_done = self.on_done, None
+            counts = collections.Counter(ex.outcome.status for ex in self.executions)
+            on_done({k: counts[k] for k in ("passed", "failed", "errored")})
+
+
+def plan_executions(cases):
+    """A TestExecution for each element of each test's input matrix, in `<target>/<test>/<n>`
+    (relative to the run directory) and named `<target>-<k>` (k counts every execution of the run:
+    a task's tests are one call family, a Slurm job array)."""
+    out = []
+    for case in cases:
+        for i, inputs in enumerate(case.executions, 1):
+            out.append(TestExecution(case, i, inputs, os.path.join(case.target.name, case.name, str(i)),
+                                     "%s-%d" % (case.target.name, len(out))))
+    return out
+
+
+def test_line(ex):
+    """An execution's line as it ends: its outcome and label; what went wrong, the inputs it had
+    and its directory below, when it did not pass."""
+    o = ex.outcome
+    line = "%-7s %s (%.1fs)" % (o.status, ex.label, ex.seconds)
+    if o.status != "passed":
+        given = ", ".join("%s=%s" % (k, _short_json(v, 40)) for k, v in ex.inputs.given.items())
+        line += "\n    %s%s\n    see `%s`" % (o.message, "\n    inputs: %s" % given if given else "", ex.directory)
+    return line
+
+
+def summary_line(executions):
+    counts = collections.Counter(ex.outcome.status for ex in executions if ex.outcome is not None)
+    return "%d passed, %d failed%s" % (counts["passed"], counts["failed"],
+                                       ", %d errored" % counts["errored"] if counts["errored"] else "")
+
+
+def clean_test_dirs(run_dir, executions):
+    """Sprocket's clean-up: the directories of passed executions go, and then the directories of
+    tests and targets left empty."""
+    import shutil
+
+    for ex in executions:
+        if ex.outcome is not None and ex.outcome.status == "passed":
+            shutil.rmtree(ex.directory, ignore_errors=True)
+            for d in (os.path.dirname(ex.directory), os.path.dirname(os.path.dirname(ex.directory))):
+                try:
+                    os.rmdir(d)
+                except OSError:  # not empty: a failed execution's directory is in it
+                    break
+
+
+def write_junit(path, executions, source):
+    """JUnit XML for CI systems: a testsuite per document, a testcase per execution (a failure or
+    an error element when it did not pass)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name="sprocket test %s" % source)
+    suites = collections.OrderedDict()
+    for ex in executions:
+        suites.setdefault(ex.case.document.source.path, []).append(ex)
+    for doc_path, group in suites.items():
+        counts = collections.Counter(ex.outcome.status if ex.outcome else "errored" for ex in group)
+        suite = ET.SubElement(root, "testsuite", name=doc_path, tests=str(len(group)), failures=str(counts["failed"]),
+                              errors=str(counts["errored"]), time="%.3f" % sum(ex.seconds or 0 for ex in group))
+        for ex in group:
+            case = ET.SubElement(suite, "testcase", classname="%s.%s" % (
+                os.path.splitext(os.path.basename(doc_path))[0], ex.case.target.name),
+                name=ex.label.split("::", 2)[2], time="%.3f" % (ex.seconds or 0))
+            o = ex.outcome or TestOutcome("errored", "did not run (the run was interrupted)")
+            if o.status != "passed":
+                ET.SubElement(case, "failure" if o.status == "failed" else "error", message=o.message).text = \
+                    "%s\ninputs: %s\ndirectory: %s" % (o.message, json_dumps(
+                        {k: value_to_json(v) for k, v in ex.inputs.given.items()}), ex.directory)
+    write_replacing(path, ET.tostring(root, encoding="unicode") + "\n")
+
+
 # ============================================================================================
 # 20. Command line
 # ============================================================================================
@@ -12489,6 +13121,38 @@ def _doctor_arguments(c):
     _output_dir_option(c)
 
 
+def _test_arguments(c):
+    """`test`'s arguments (and `dev test`'s): Sprocket's."""
+    c.add_argument("source", nargs="?", default=".", metavar="SOURCE",
+                   help="a WDL document, or a directory of them (default: the current directory)")
+    c.add_argument("-w", "--workspace", help="where `test/fixtures` and `test/runs` are (default: SOURCE when it is a "
+                   "directory, else the current directory)")
+    c.add_argument("-t", "--target", help="only the tests of tasks and workflows whose name contains TARGET")
+    c.add_argument("-f", "--filter", help="only the tests whose name contains FILTER")
+    c.add_argument("--exact", action="store_true", help="-t and -f match whole names")
+    tags = c.add_mutually_exclusive_group()
+    tags.add_argument("-i", "--include-tag", action="append", default=[], metavar="TAG",
+                      help="only the tests with this tag (repeatable)")
+    tags.add_argument("-e", "--exclude-tag", action="append", default=[], metavar="TAG",
+                      help="not the tests with this tag (repeatable)")
+    clean = c.add_mutually_exclusive_group()
+    clean.add_argument("--no-clean", action="store_true", help="keep the directories of passed tests too")
+    clean.add_argument("--clean-all", action="store_true", help="remove the whole run directory at the end, even "
+                       "that of failed tests")
+    c.add_argument("-p", "--parallelism", type=int, help="test executions at once (default: test.parallelism, %d)"
+                   % CONFIG_SCHEMA["test.parallelism"].default)
+    c.add_argument("--fixtures-dir", help="the fixtures (default: test.fixtures_dir, else WORKSPACE/test/fixtures)")
+    c.add_argument("--run-dir", help="the output directory of the test runs (default: test.run_dir, else "
+                   "WORKSPACE/test/runs)")
+    c.add_argument("--junit", metavar="FILE", help="also write the outcomes as JUnit XML to FILE")
+
+
+def _dev_arguments(c):
+    sub = c.add_subparsers(dest="dev_command", metavar="COMMAND")
+    sub.required = True
+    _test_arguments(sub.add_parser("test", parents=[_common_parser()], help="run the YAML tests of WDL documents"))
+
+
 def _install_arguments(c):
     c.add_argument("dir", metavar="DIR", help="the directory (made if missing; e.g. /shared/software/bin)")
 
@@ -12508,15 +13172,22 @@ _COMMANDS = (
     ("report", (), "write a run's report.html (every run writes one at its end)", _report_arguments),
     ("doctor", (), "check that this host and site can run tasks with the configured backend (one line per check; "
      "the Slurm backend submits one tiny test job)", _doctor_arguments),
+    ("test", (), "run the YAML tests of WDL documents (Sprocket's `dev test`)", _test_arguments),
+    ("dev", (), "Sprocket's developer commands: `dev test` (the same as `test`)", _dev_arguments),
     ("install", (), "copy sprocket.py into DIR, compiled for this Python, with a `sprocket` launcher that starts "
      "without compiling it", _install_arguments),
 )
 
 
-def build_parser():
+def _common_parser():
     common = argparse.ArgumentParser(add_help=False)
     for flags, options in _COMMON_OPTIONS:
         common.add_argument(*flags, default=argparse.SUPPRESS, **options)
+    return common
+
+
+def build_parser():
+    common = _common_parser()
     p = _ArgumentParser(prog="sprocket", description="A WDL engine (WDL 1.0-1.3) in one Python file.",
                         parents=[common])
     p.add_argument("--version", action="version", version="sprocket %s" % __version__)
@@ -12824,6 +13495,69 @@ def cmd_run(args):
     return 0
 
 
+def cmd_test(args):
+    """`sprocket test`: read every test file first (all their errors at once), then run the tests
+    chosen as one run; a line per execution as it ends, the counts at the end; 1 when any did not pass."""
+    if args.exact and args.target is None and args.filter is None:
+        raise InputError("--exact needs -t/--target or -f/--filter")
+    log = RunLog(args.stderr_level)
+    config = load_config(args.config, args.skip_config_search)
+    for w in config.warnings:
+        log.warn(w)
+    workspace = args.workspace or (args.source if os.path.isdir(args.source) else os.getcwd())
+    fixtures = os.path.abspath(args.fixtures_dir or config.get("test.fixtures_dir")
+                               or os.path.join(workspace, _TEST_DIR, "fixtures"))
+    out_dir = args.run_dir or config.get("test.run_dir") or os.path.join(workspace, _TEST_DIR, "runs")
+    cases, errors = [], []
+    for path in wdl_files([args.source]):
+        test_file = find_test_file(path)
+        if test_file is None:
+            continue
+        doc = load(path, config.get("run.strict"))
+        try:
+            found, warnings = load_tests(test_file, doc, fixtures)
+        except WdlErrors as e:
+            errors += e.errors
+            continue
+        cases += found
+        if log.stderr_level <= _LEVELS["WARN"]:
+            print_warnings(doc.warnings + warnings)
+    if errors:
+        raise WdlErrors(errors)
+    chosen = select_tests(cases, args.target, args.filter, args.exact, args.include_tag, args.exclude_tag)
+    executions = plan_executions(chosen)
+    if not executions:
+        print("no tests to run (%d test%s found under `%s`)" % (len(cases), "" if len(cases) == 1 else "s", args.source),
+              file=sys.stderr)
+        return 0
+    parallelism = args.parallelism if args.parallelism is not None else config.get("test.parallelism")
+    if parallelism < 1:
+        raise InputError("--parallelism must be at least 1")
+    run = TestRun(os.path.abspath(args.source), executions, config, out_dir, log, parallelism,
+                  config.get("test.throttle"))
+    print("run directory: %s" % run.run_dir, file=sys.stderr)
+    try:
+        run.finish(run.execute({}))
+    except KeyboardInterrupt:
+        run.finish(error="interrupted")
+        print("error: the tests were interrupted", file=sys.stderr)
+        return 1
+    except (WdlError, OSError) as e:
+        run.finish(error=e.message if isinstance(e, WdlError) else os_error_text(e))
+        raise
+    run.close()
+    print(summary_line(executions))
+    if args.junit:
+        write_junit(args.junit, executions, args.source)
+    if args.clean_all:
+        import shutil
+
+        shutil.rmtree(run.run_dir, ignore_errors=True)
+    elif not args.no_clean:
+        clean_test_dirs(run.run_dir, executions)
+    return 0 if all(ex.outcome.status == "passed" for ex in executions) else 1
+
+
 def cmd_validate(args):
     log = RunLog(args.stderr_level)
     doc, target, inputs, nested, overrides = prepare_inputs(args, log)
@@ -13100,7 +13834,7 @@ def main(argv=None):
         return {"check": cmd_check, "lint": cmd_check, "explain": cmd_explain, "format": cmd_format,
                 "fmt": cmd_format, "completions": cmd_completions, "run": cmd_run, "validate": cmd_validate,
                 "inputs": cmd_inputs, "config": cmd_config, "runs": cmd_runs, "report": cmd_report,
-                "doctor": cmd_doctor, "install": cmd_install}[args.command](args)
+                "doctor": cmd_doctor, "install": cmd_install, "test": cmd_test, "dev": cmd_test}[args.command](args)
     except WdlErrors as e:
         for err in e.errors:
             print(format_diagnostic(err.message, err.span), file=sys.stderr)
