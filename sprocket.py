@@ -61,7 +61,8 @@ The module reads top to bottom in the order data flows:
                                    attempt, adopted by its name) and LocalApptainerBackend
                                    (`apptainer` on this host)
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
-                                   reader for Python < 3.11; load_config()
+                                   reader for Python < 3.11; load_config(); YamlReader (_yaml_loads:
+                                   the YAML subset of inputs and test files, with positions)
     17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
                                    used), orphan sweep, which run adopted which; its read side (runs,
                                    attempts_of)
@@ -10173,6 +10174,555 @@ class TomlReader:
         for v in table.values():
             if isinstance(v, dict):
                 self.freeze(v)
+
+
+# YAML: the subset inputs files and `sprocket test` files use (YAML 1.2, core schema), read the way
+# TomlReader reads TOML. What is outside it fails with a message naming the construct.
+_YAML_UNSUPPORTED = {
+    "&": "YAML anchors (`&name`) are not supported: write the value out where it is used",
+    "*": "YAML aliases (`*name`) are not supported: write out the value the alias stands for",
+    "!": "YAML tags (`!tag`, `!!type`) are not supported: remove the tag (quote a value to make it a string)",
+    "?": "YAML complex keys (`? key`, a collection as a key) are not supported: write the key as a plain or "
+         "quoted string",
+    "%": "YAML directives (`%YAML`, `%TAG`) are not supported: remove the directive",
+    "---": "several YAML documents in one file are not supported: put each document in its own file",
+}
+_YAML_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f",
+                 "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85", "_": "\xa0",
+                 "L": "\u2028", "P": "\u2029"}
+_YAML_HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
+# The core schema (YAML 1.2): `yes`, `no`, `on`, `off` are strings; so are `0777`-style octals of YAML 1.1.
+_YAML_WORDS = {"null": None, "Null": None, "NULL": None, "~": None, "": None,
+               "true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_YAML_WORDS.update((sign + inf, float(sign + "inf")) for sign in ("", "+", "-") for inf in (".inf", ".Inf", ".INF"))
+_YAML_WORDS.update((nan, float("nan")) for nan in (".nan", ".NaN", ".NAN"))
+_YAML_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
+_YAML_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
+_YAML_FLOW_INDICATORS = ",[]{}"
+
+
+def _yaml_loads(text, path, spans=False):
+    """YAML -> Python values: dict (in order), list, str, int, float, bool, None; ConfigError (with
+    its Span) for what is not YAML or not in the subset YamlReader reads. With spans, mappings are
+    YamlMap and sequences YamlList: they tell where each key, value and item is."""
+    try:
+        return YamlReader(text, path, spans).document()
+    except RecursionError:
+        raise ConfigError("invalid YAML: `%s` is nested too deeply" % path)
+
+
+class YamlMap(dict):
+    """A mapping read with spans=True: `span` is where it starts, `spans[key]` where each key is,
+    `value_spans[key]` where its value starts (its key's `:` for a value left empty)."""
+
+    def __init__(self, span):
+        dict.__init__(self)
+        self.span = span
+        self.spans = {}
+        self.value_spans = {}
+
+
+class YamlList(list):
+    """A sequence read with spans=True: `span` is where it starts, `spans[i]` where item i starts."""
+
+    def __init__(self, span):
+        list.__init__(self)
+        self.span = span
+        self.spans = []
+
+
+class YamlReader:
+    """YAML 1.2 for inputs and test files, small functions over a position as TomlReader: block
+    mappings and sequences (a sequence may sit at its key's indentation; `- key: v` starts a mapping),
+    flow `[...]` and `{...}`, plain, quoted and block (`|`, `>`, chomping, indentation digit) scalars,
+    comments, core-schema scalars, one document (`---`, `...`). Anchors, aliases, tags, directives,
+    complex keys and several documents are refused (_YAML_UNSUPPORTED); so are duplicate keys."""
+
+    def __init__(self, text, path, spans=False):
+        text = text.replace("\r\n", "\n")
+        self.text = text[1:] if text.startswith("\ufeff") else text
+        self.src = Source(path, self.text)
+        self.pos = 0
+        self.with_spans = spans
+        self.flow = 0  # depth of flow collections: `,[]{}` end plain scalars there
+
+    def error(self, message, pos=None):
+        raise ConfigError("invalid YAML: %s" % message, Span(self.src, self.pos if pos is None else pos))
+
+    def unsupported(self, what, pos=None):
+        raise ConfigError(_YAML_UNSUPPORTED[what], Span(self.src, self.pos if pos is None else pos))
+
+    def col(self, pos=None):
+        pos = self.pos if pos is None else pos
+        return pos - self.text.rfind("\n", 0, pos) - 1
+
+    def blank_at(self, pos):
+        return self.text[pos: pos + 1] in ("", " ", "\t", "\n")
+
+    def at_marker(self, marker="---", pos=None):
+        """A document marker (`---`, `...`) at the start of a line."""
+        pos = self.pos if pos is None else pos
+        return self.col(pos) == 0 and self.text.startswith(marker, pos) and self.blank_at(pos + 3)
+
+    def at_entry(self):
+        return self.text.startswith("-", self.pos) and self.blank_at(self.pos + 1) and not self.at_marker()
+
+    def skip_space(self):
+        while self.text[self.pos: self.pos + 1] in (" ", "\t"):
+            self.pos += 1
+
+    def skip_comment(self):
+        if self.text.startswith("#", self.pos) and (self.pos == 0 or self.text[self.pos - 1] in " \t\n"):
+            end = self.text.find("\n", self.pos)
+            self.pos = len(self.text) if end < 0 else end
+
+    def skip_blank(self):
+        """Spaces, comments and line breaks up to the next content; a tab may not indent a block's line."""
+        t = self.text
+        while self.pos < len(t):
+            c = t[self.pos]
+            if c == "\t" and not self.flow and not t[t.rfind("\n", 0, self.pos) + 1: self.pos].strip(" "):
+                end = t.find("\n", self.pos)
+                rest = t[self.pos: len(t) if end < 0 else end].strip(" \t")
+                if rest and not rest.startswith("#"):
+                    self.error("a tab cannot indent a line in YAML: indent with spaces")
+            if c in " \t\n":
+                self.pos += 1
+            elif c == "#" and (self.pos == 0 or t[self.pos - 1] in " \t\n"):
+                self.skip_comment()
+            else:
+                return
+
+    def end_of_line(self):
+        self.skip_space()
+        self.skip_comment()
+        if self.pos < len(self.text) and self.text[self.pos] != "\n":
+            self.error("expected the end of the line")
+
+    def new_map(self, pos):
+        return YamlMap(Span(self.src, pos)) if self.with_spans else {}
+
+    def new_list(self, pos):
+        return YamlList(Span(self.src, pos)) if self.with_spans else []
+
+    def put(self, mapping, key, key_pos, value, value_pos):
+        try:
+            present = key in mapping
+        except TypeError:  # an unhashable key (a flow collection)
+            self.unsupported("?", key_pos)
+        if present:
+            self.error("the key `%s` is given more than once" % (key,), key_pos)
+        mapping[key] = value
+        if self.with_spans:
+            mapping.spans[key] = Span(self.src, key_pos)
+            mapping.value_spans[key] = Span(self.src, value_pos)
+
+    def document(self):
+        self.skip_blank()
+        if self.text.startswith("%", self.pos):
+            self.unsupported("%")
+        start = self.at_marker()
+        if start:
+            self.pos += 3
+        value, _ = self.block_node(-1, "document" if start else None)
+        self.skip_blank()
+        if self.at_marker("..."):
+            self.pos += 3
+            self.skip_blank()
+            if self.pos < len(self.text):
+                self.unsupported("%" if self.text.startswith("%", self.pos) else "---")
+        elif self.at_marker():
+            self.unsupported("---")
+        elif self.pos < len(self.text):
+            self.error("this line is not part of the document's value above: check its indentation")
+        return value
+
+    def block_node(self, indent, after):
+        """The node after an indicator (`key:`, `-`, `---`; after=None at the document's start), on this
+        line or indented on the next ones, as (value, where it starts); content must be right of `indent`."""
+        where = self.pos
+        self.skip_space()
+        self.skip_comment()
+        if after is None or self.pos >= len(self.text) or self.text[self.pos] == "\n":
+            self.skip_blank()
+            if self.pos >= len(self.text) or self.at_marker() or self.at_marker("..."):
+                return None, where
+            col = self.col()
+            if col <= indent:
+                if after == "key" and col == indent and self.at_entry():  # a sequence at its key's indentation
+                    return self.block_sequence(col), self.pos
+                return None, where
+            where = self.pos
+            return self.block_content(indent, None), where
+        where = self.pos
+        return self.block_content(indent, after), where
+
+    def block_content(self, indent, after):
+        """A node at its first character; `after` is the indicator on its line (None: it starts the line)."""
+        t = self.text
+        c = t[self.pos]
+        if c == "-" and self.blank_at(self.pos + 1):
+            if after == "key":
+                self.error("a sequence cannot start on the line of its key: start it on the next line")
+            return self.block_sequence(self.col())
+        if c in "&*!" or (c == "?" and self.blank_at(self.pos + 1)):
+            self.unsupported(c)
+        if c in "|>":
+            return self.block_scalar(indent)
+        start = self.pos
+        key = self.implicit_key()
+        self.pos = start
+        if key is not None:
+            if after == "key":
+                self.error("a mapping cannot start on the line of its key: start it on the next line")
+            return self.block_mapping(self.col())
+        value = self.flow_node(indent)
+        self.skip_space()
+        if t.startswith(":", self.pos) and self.blank_at(self.pos + 1):
+            if t[start] in "[{":
+                self.unsupported("?", start)
+            self.error("a key must fit on one line: check this line's indentation, or quote the value")
+        self.end_of_line()
+        return value
+
+    def implicit_key(self):
+        """A one-line key followed by `: `, as (key,) with the position past the `:`; else None."""
+        t = self.text
+        if t[self.pos] in "'\"":
+            start = self.pos
+            key = self.quoted()
+            if "\n" in t[start: self.pos]:
+                return None
+        elif t[self.pos] in "[{#":
+            return None
+        else:
+            key = self.plain_line()
+            key = _yaml_scalar(key) if key else None
+        self.skip_space()
+        if t.startswith(":", self.pos) and self.blank_at(self.pos + 1):
+            self.pos += 1
+            return (key,)
+        return None
+
+    def block_mapping(self, col):
+        out = self.new_map(self.pos)
+        while True:
+            key_pos = self.pos
+            if self.at_entry():
+                self.error("a sequence entry cannot follow the keys of a mapping at the same indentation")
+            if self.text[self.pos] == "?" and self.blank_at(self.pos + 1):
+                self.unsupported("?")
+            if self.text[self.pos] in "&*!":
+                self.unsupported(self.text[self.pos])
+            key = self.implicit_key()
+            if key is None:
+                self.pos = key_pos
+                self.error("expected `key: value` in a mapping")
+            if self.text[key_pos] == ":":
+                self.error("expected a key before `:`", key_pos)
+            value, value_pos = self.block_node(col, "key")
+            self.put(out, key[0], key_pos, value, value_pos)
+            if not self.next_line(col, "mapping"):
+                return out
+
+    def block_sequence(self, col):
+        out = self.new_list(self.pos)
+        while self.at_entry():
+            self.pos += 1
+            value, value_pos = self.block_node(col, "entry")
+            out.append(value)
+            if self.with_spans:
+                out.spans.append(Span(self.src, value_pos))
+            if not self.next_line(col, "sequence"):
+                break
+        return out
+
+    def next_line(self, col, what):
+        """Move to the next item of a block collection at column `col`: True if there is one."""
+        self.skip_blank()
+        if self.pos >= len(self.text) or self.at_marker() or self.at_marker("..."):
+            return False
+        here = self.col()
+        if here > col:
+            self.error("this line is indented more than the %s it belongs to (column %d)" % (
+                "keys of the mapping" if what == "mapping" else "entries of the sequence", col + 1))
+        return here == col and (what == "mapping" or self.at_entry())
+
+    def flow_node(self, indent):
+        """A scalar or a flow collection (in a block or inside a flow collection)."""
+        c = self.text[self.pos: self.pos + 1]
+        if c == "[":
+            return self.flow_sequence()
+        if c == "{":
+            return self.flow_mapping()
+        if c in ("'", '"'):
+            return self.quoted()
+        if c and (c in "&*!" or (c == "?" and self.blank_at(self.pos + 1))):
+            self.unsupported(c)
+        if c and c in "|>" and self.flow:
+            self.error("a block scalar (`%s`) cannot be inside a flow collection" % c)
+        if c and c in "@`%":
+            self.error("`%s` cannot start a plain value in YAML: quote the value" % c)
+        return _yaml_scalar(self.plain(indent))
+
+    def flow_sequence(self):
+        start = self.pos
+        out = self.new_list(start)
+        self.flow += 1
+        self.pos += 1
+        while not self.flow_next("]", start, out):
+            item_pos = self.pos
+            item = self.flow_node(-1)
+            self.skip_blank()
+            if self.flow_colon(item_pos):  # `[a: 1]`: a mapping of one pair
+                pair = self.new_map(item_pos)
+                self.put(pair, item, item_pos, *self.flow_value())
+                item = pair
+            out.append(item)
+            if self.with_spans:
+                out.spans.append(Span(self.src, item_pos))
+        self.flow -= 1
+        return out
+
+    def flow_mapping(self):
+        start = self.pos
+        out = self.new_map(start)
+        self.flow += 1
+        self.pos += 1
+        while not self.flow_next("}", start, out):
+            key_pos = self.pos
+            if self.text[self.pos] in "[{":
+                self.unsupported("?")
+            key = self.flow_node(-1)
+            self.skip_blank()
+            if self.flow_colon(key_pos):
+                self.put(out, key, key_pos, *self.flow_value())
+            else:  # `{a, b: 1}`: a key without a value is null
+                self.put(out, key, key_pos, None, key_pos)
+        self.flow -= 1
+        return out
+
+    def flow_next(self, close, start, out):
+        """Before a flow collection's next item: True at its end (then past the closing bracket)."""
+        what = "sequence" if close == "]" else "mapping"
+        self.skip_blank()
+        if out and self.pos < len(self.text) and not self.text.startswith(close, self.pos):
+            if not self.text.startswith(",", self.pos):
+                self.error("expected `,` or `%s` in a flow %s" % (close, what))
+            self.pos += 1
+            self.skip_blank()
+        if self.pos >= len(self.text):
+            self.error("unterminated flow %s: expected `%s`" % (what, close), start)
+        if self.text.startswith(close, self.pos):
+            self.pos += 1
+            return True
+        if self.text.startswith(",", self.pos):
+            self.error("expected a value before `,`")
+        return False
+
+    def flow_colon(self, key_pos):
+        """A `:` after a key in a flow collection (right after a quoted key, as JSON writes it, or before a blank)."""
+        t = self.text
+        if t.startswith(":", self.pos) and (t[key_pos] in "'\"" or self.blank_at(self.pos + 1) or
+                                            t[self.pos + 1] in _YAML_FLOW_INDICATORS):
+            self.pos += 1
+            return True
+        return False
+
+    def flow_value(self):
+        self.skip_blank()
+        where = self.pos
+        if self.text[self.pos: self.pos + 1] in (",", "]", "}"):
+            return None, where
+        return self.flow_node(-1), where
+
+    def plain_line(self):
+        """One line of a plain scalar: up to `: `, ` #`, the line's end (and `,[]{}` in a flow)."""
+        t = self.text
+        start = end = self.pos
+        while self.pos < len(t):
+            c = t[self.pos]
+            if c == "\n" or (c == ":" and (self.blank_at(self.pos + 1) or (
+                    self.flow and t[self.pos + 1] in _YAML_FLOW_INDICATORS))):
+                break
+            if c == "#" and self.pos > start and t[self.pos - 1] in " \t":
+                break
+            if self.flow and c in _YAML_FLOW_INDICATORS:
+                break
+            self.pos += 1
+            if c not in " \t":
+                end = self.pos
+        self.pos = end
+        return t[start: end]
+
+    def plain(self, indent):
+        """A plain scalar, its lines folded (a break is a space, n empty lines are n newlines)."""
+        start = self.pos
+        text = self.plain_line()
+        if not text:
+            self.error("expected a value", start)
+        while True:
+            save = self.pos
+            self.skip_space()
+            if not self.text.startswith("\n", self.pos):
+                self.pos = save
+                return text
+            breaks = 0
+            while self.text[self.pos: self.pos + 1] in (" ", "\t", "\n"):
+                breaks += self.text[self.pos] == "\n"
+                self.pos += 1
+            if (self.pos >= len(self.text) or self.text[self.pos] == "#" or self.at_marker() or
+                    self.at_marker("...") or (not self.flow and self.col() <= indent)):
+                self.pos = save
+                return text
+            line = self.plain_line()
+            if not line:
+                self.pos = save
+                return text
+            text += (" " if breaks == 1 else "\n" * (breaks - 1)) + line
+
+    def quoted(self):
+        """A single- or double-quoted scalar, its lines folded as a plain scalar's."""
+        t = self.text
+        q = t[self.pos]
+        start = self.pos
+        self.pos += 1
+        out = []
+        while True:
+            if self.pos >= len(t):
+                self.error("unterminated string: expected a closing `%s`" % q, start)
+            c = t[self.pos]
+            if c == q:
+                if q == "'" and t.startswith("''", self.pos):
+                    out.append("'")
+                    self.pos += 2
+                    continue
+                self.pos += 1
+                return "".join(out)
+            if c == "\\" and q == '"':
+                if t.startswith("\n", self.pos + 1):  # an escaped line break joins the lines
+                    self.pos += 1
+                    out.append("\n" * (self.line_breaks(start, q) - 1))
+                    continue
+                out.append(self.escape())
+                continue
+            if c in " \t\n":
+                j = self.pos
+                while t[j: j + 1] in (" ", "\t"):
+                    j += 1
+                if t[j: j + 1] != "\n":
+                    out.append(t[self.pos: j])
+                    self.pos = j
+                    continue
+                self.pos = j
+                breaks = self.line_breaks(start, q)
+                out.append(" " if breaks == 1 else "\n" * (breaks - 1))
+                continue
+            out.append(c)
+            self.pos += 1
+
+    def line_breaks(self, start, q):
+        """Inside a quoted scalar, at a line break: skip the empty lines and the next line's indentation."""
+        breaks = 0
+        while self.text[self.pos: self.pos + 1] in (" ", "\t", "\n"):
+            breaks += self.text[self.pos] == "\n"
+            self.pos += 1
+        if self.at_marker() or self.at_marker("..."):
+            self.error("unterminated string: expected a closing `%s`" % q, start)
+        return breaks
+
+    def escape(self):
+        t = self.text
+        c = t[self.pos + 1: self.pos + 2]
+        if c in _YAML_ESCAPES and c:
+            self.pos += 2
+            return _YAML_ESCAPES[c]
+        n = _YAML_HEX_ESCAPES.get(c)
+        digits = t[self.pos + 2: self.pos + 2 + n] if n else ""
+        if not n or not re.match(r"^[0-9A-Fa-f]{%d}$" % n, digits):
+            self.error("invalid escape `\\%s` in a double-quoted string" % (c + digits[:0]))
+        code = int(digits, 16)
+        if 0xD800 <= code <= 0xDBFF and re.match(r"\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}", t[self.pos + 6: self.pos + 12]):
+            low = int(t[self.pos + 8: self.pos + 12], 16)  # a UTF-16 surrogate pair, as JSON writes one
+            self.pos += 12
+            return chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00))
+        if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+            self.error("`\\%s%s` is not a Unicode character" % (c, digits))
+        self.pos += 2 + n
+        return chr(code)
+
+    def block_scalar(self, indent):
+        """`|` (literal) or `>` (folded), with a chomping indicator (`-` strip, `+` keep) and an
+        indentation digit (relative to the parent's indentation) in either order."""
+        t = self.text
+        folded = t[self.pos] == ">"
+        self.pos += 1
+        chomp = digit = None
+        for _ in range(2):
+            c = t[self.pos: self.pos + 1]
+            if c and c in "+-" and chomp is None:
+                chomp = c
+            elif c and c in "0123456789" and digit is None:
+                if c == "0":
+                    self.error("a block scalar's indentation digit is 1 to 9")
+                digit = int(c)
+            else:
+                break
+            self.pos += 1
+        if not self.blank_at(self.pos):
+            self.error("expected the end of the line after a block scalar's header (`|` or `>`, then `-` or `+`, "
+                       "and an indentation digit)")
+        self.end_of_line()
+        self.pos += 1
+        lines = []  # (empty lines before it, text) for each content line
+        blanks = 0
+        ind = indent + digit if digit else None
+        while self.pos < len(t):
+            end = t.find("\n", self.pos)
+            end = len(t) if end < 0 else end
+            line = t[self.pos: end]
+            spaces = len(line) - len(line.lstrip(" "))
+            if ind is None and spaces < len(line):
+                if spaces <= indent:
+                    break
+                ind = spaces
+            if spaces == len(line) and (ind is None or spaces <= ind):
+                blanks += end < len(t)  # an empty line (one of spaces at the very end breaks no line)
+            elif ind is None or spaces < ind or (ind == 0 and (self.at_marker() or self.at_marker("..."))):
+                break
+            else:
+                lines.append((blanks, line[ind:]))
+                blanks = 0
+            self.pos = min(end + 1, len(t))
+        if self.pos == len(t) and not t.endswith("\n") and self.pos > 0 and lines and blanks == 0:
+            last_break = ""
+        else:
+            last_break = "\n"
+        out = []
+        for i, (before, text) in enumerate(lines):
+            if i == 0:
+                out.append("\n" * before)
+            elif folded and lines[i - 1][1][:1] not in (" ", "\t") and text[:1] not in (" ", "\t"):
+                out.append(" " if before == 0 else "\n" * before)
+            else:
+                out.append("\n" * (1 + before))
+            out.append(text)
+        if chomp != "-" and lines:
+            out.append(last_break)
+        if chomp == "+":
+            out.append("\n" * blanks)
+        return "".join(out)
+
+
+def _yaml_scalar(text):
+    """A plain scalar's value in the core schema."""
+    if text in _YAML_WORDS:
+        return _YAML_WORDS[text]
+    if _YAML_INT.fullmatch(text):
+        return int(text[2:], 8 if text[1] == "o" else 16) if text[:2] in ("0o", "0x") else int(text)
+    if _YAML_FLOAT.fullmatch(text):
+        return float(text)
+    return text
 
 
 def _at_least_one(value):
