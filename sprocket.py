@@ -10798,7 +10798,8 @@ CONFIG_SCHEMA = {
     "test.throttle": Setting("int", 100, "milliseconds between the starts of the first `parallelism` test executions"),
     "test.fixtures_dir": Setting("path", None, "the fixtures of `sprocket test`, where relative File inputs of tests "
                                  "are (default: <workspace>/test/fixtures)"),
-    "test.run_dir": Setting("path", None, "the output directory of `sprocket test` (default: <workspace>/test/runs)"),
+    "test.run_dir": Setting("path", None, "the output directory of `sprocket test`: its sprocket.db, and each run in "
+                            "runs/test/ (default: <workspace>/test)"),
     "common.color": Setting(("auto", "always", "never"), "auto",
                             "colour in diagnostics: `auto` when stderr is a terminal"),
     "common.report_mode": Setting(("full", "one-line"), "full",
@@ -13013,9 +13014,15 @@ class TestFileReader:
         self.source = Source(path, text)
         self.errors, self.warnings = [], []
 
-    def span(self, mapping, key, default=None):
-        """Where `key` of a YAML mapping is written (the reader's YamlMap knows), else `default`."""
-        return getattr(mapping, "spans", {}).get(key) or default or Span(self.source, 0)
+    def span(self, node, key, default=None):
+        """Where key `key` of a YAML mapping, or item `key` of a sequence, is written (the reader's
+        YamlMap and YamlList know), else `default`."""
+        spans = getattr(node, "spans", None)
+        if isinstance(spans, dict):
+            found = spans.get(key)
+        else:
+            found = spans[key] if spans is not None and isinstance(key, int) and key < len(spans) else None
+        return found or default or getattr(node, "span", None) or Span(self.source, 0)
 
     def error(self, message, span):
         self.errors.append(InputError(message, span))
@@ -13023,7 +13030,7 @@ class TestFileReader:
     def read(self, data):
         """The TestCases of the file (its errors and warnings in self.errors, self.warnings)."""
         if not isinstance(data, dict):
-            self.error("a test file maps task and workflow names to lists of tests", self.span(None, None))
+            self.error("a test file maps task and workflow names to lists of tests", self.span(data, None))
             return []
         targets = {t.name: t for t in self.doc.tasks}
         if self.doc.workflow is not None:
@@ -13094,7 +13101,7 @@ class TestFileReader:
                 self.error("test `%s`: input `%s` must be a list of values, one for each execution (`%s: [%s]`)" % (
                     name, key, key, _short_json(values)), kspan)
                 return None
-            return [(key, v, kspan) for v in values]
+            return [(key, v, self.span(values, i, kspan), kspan) for i, v in enumerate(values)]
 
         for key in inputs:
             if not str(key).startswith("$"):
@@ -13124,24 +13131,25 @@ class TestFileReader:
         import itertools
 
         dims = self.matrix(name, inputs, span)
-        bad = set()
+        bad, names = set(), {d.name for d in target.inputs or []}
         for dim in dims:
             for row in dim:
-                for key, value, kspan in row:
-                    if key not in bad and not self.check_input(target, name, key, value, kspan):
+                for key, value, vspan, kspan in row:  # an input the target lacks: at its key, else at the value
+                    where = kspan if "." not in str(key) and key not in names else vspan
+                    if key not in bad and not self.check_input(target, name, key, value, where):
                         bad.add(key)
         if bad or len(self.errors):
             return []
         out = []
         for combo in itertools.product(*dims):
             cells = [cell for row in combo for cell in row]
-            items = [(key, value, self.fixtures_dir, None) for key, value, _ in cells]
+            items = [(key, value, self.fixtures_dir, None) for key, value, _, _ in cells]
             try:
                 own, given = assign_inputs(target, items)
             except InputError as e:
                 self.error("test `%s`: %s" % (name, e.message), cells[0][2] if cells else span)
                 return []
-            out.append(TestInputs(own, given.nested, given.overrides, {k: v for k, v, _ in cells}))
+            out.append(TestInputs(own, given.nested, given.overrides, {cell[0]: cell[1] for cell in cells}))
         return out
 
     def check_input(self, target, name, key, value, span):
@@ -13195,11 +13203,11 @@ class TestFileReader:
             self.error("`%s` must be a list of regular expressions (strings)" % key, span)
             return []
         out = []
-        for text in values:
+        for i, text in enumerate(values):
             try:
                 out.append((text, translate_regex(text)[0]))
             except EvalError as e:
-                self.error("`%s`: %s" % (key, e.message), span)
+                self.error("`%s`: %s" % (key, e.message), self.span(values, i, span))
         return out
 
     def outputs(self, target, data, span):
@@ -13216,7 +13224,8 @@ class TestFileReader:
             if not isinstance(checks, list):
                 self.error("the assertions on output `%s` must be a list (`- StrEquals: ...`)" % name, nspan)
                 continue
-            parsed = [self.output_check(item, types[name], "output `%s`" % name, nspan) for item in checks]
+            parsed = [self.output_check(item, types[name], "output `%s`" % name, self.span(checks, i, nspan))
+                      for i, item in enumerate(checks)]
             out.append((name, [c for c in parsed if c is not None]))
         return out
 
@@ -13692,8 +13701,8 @@ def _test_arguments(c):
     c.add_argument("-p", "--parallelism", type=int, help="test executions at once (default: test.parallelism, %d)"
                    % CONFIG_SCHEMA["test.parallelism"].default)
     c.add_argument("--fixtures-dir", help="the fixtures (default: test.fixtures_dir, else WORKSPACE/test/fixtures)")
-    c.add_argument("--run-dir", help="the output directory of the test runs (default: test.run_dir, else "
-                   "WORKSPACE/test/runs)")
+    c.add_argument("--run-dir", help="the output directory of the test runs: their sprocket.db, and each run in "
+                   "RUN_DIR/runs/test/ (default: test.run_dir, else WORKSPACE/test)")
     c.add_argument("--junit", metavar="FILE", help="also write the outcomes as JUnit XML to FILE")
 
 
@@ -14057,7 +14066,7 @@ def cmd_test(args):
     workspace = args.workspace or (args.source if os.path.isdir(args.source) else os.getcwd())
     fixtures = os.path.abspath(args.fixtures_dir or config.get("test.fixtures_dir")
                                or os.path.join(workspace, _TEST_DIR, "fixtures"))
-    out_dir = args.run_dir or config.get("test.run_dir") or os.path.join(workspace, _TEST_DIR, "runs")
+    out_dir = args.run_dir or config.get("test.run_dir") or os.path.join(workspace, _TEST_DIR)
     cases, errors = [], []
     for path in wdl_files([args.source]):
         test_file = find_test_file(path)
