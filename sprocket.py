@@ -13046,15 +13046,15 @@ class TestFileReader:
             if not isinstance(tests, list):
                 self.error("the tests of `%s` must be a list (`- name: ...`)" % name, span)
                 continue
-            seen = {}
+            seen = set()
             for entry in tests:
+                test_name = entry.get("name") if isinstance(entry, dict) else None
+                if isinstance(test_name, str) and test_name in seen:
+                    self.error("test `%s` of `%s` is defined twice" % (test_name, name), self.span(entry, "name", span))
+                seen.add(test_name)
                 case = self.test(target, entry, span)
-                if case is None:
-                    continue
-                if case.name in seen:
-                    self.error("test `%s` of `%s` is defined twice" % (case.name, name), seen[case.name])
-                seen[case.name] = self.span(entry, "name", span)
-                cases.append(case)
+                if case is not None:
+                    cases.append(case)
         return cases
 
     def test(self, target, entry, target_span):
@@ -13065,8 +13065,8 @@ class TestFileReader:
         span = self.span(entry, "name", target_span)
         for key in entry:
             if key not in _TEST_FIELDS:
-                self.error("unknown field `%s` in a test%s (a test has %s)" % (key, _did_you_mean(str(key), _TEST_FIELDS),
-                                                                           ", ".join(_TEST_FIELDS)), self.span(entry, key, span))
+                self.error("unknown field `%s` in a test%s; a test has %s" % (key, _did_you_mean(str(key), _TEST_FIELDS),
+                                                                          ", ".join(_TEST_FIELDS)), self.span(entry, key, span))
         name = entry.get("name")
         if not isinstance(name, str) or not name:
             self.error("a test needs a `name` (a string)", span)
@@ -13176,7 +13176,7 @@ class TestFileReader:
             return empty
         for key in data:
             if key not in _TEST_ASSERTIONS:
-                self.error("unknown assertion `%s`%s (a test asserts %s)" % (
+                self.error("unknown assertion `%s`%s; the assertions of a test are %s" % (
                     key, _did_you_mean(str(key), _TEST_ASSERTIONS), ", ".join(_TEST_ASSERTIONS)), self.span(data, key, span))
         exit_code, should_fail = data.get("exit_code"), data.get("should_fail", False)
         if exit_code is not None and not _is_int(exit_code):
@@ -13240,7 +13240,7 @@ class TestFileReader:
         span = self.span(item, name, span)
         row = _OUTPUT_ASSERTIONS.get(name)
         if row is None:
-            self.error("unknown assertion `%s` on %s%s (the assertions on outputs are %s)" % (
+            self.error("unknown assertion `%s` on %s%s; the assertions on outputs are %s" % (
                 name, what, _did_you_mean(str(name), _OUTPUT_ASSERTIONS), ", ".join(_OUTPUT_ASSERTIONS)), span)
             return None
         wants, ok, kinds = row
@@ -13269,15 +13269,13 @@ class TestFileReader:
 
 
 def load_tests(path, doc, fixtures_dir):
-    """(TestCases, warnings) of a YAML test file for a document; its errors raised together
-    (WdlErrors), each at its line."""
+    """(TestCases, warnings, errors) of a YAML test file for a document, each problem at its line;
+    a file that is not YAML (or not the YAML sprocket.py reads) raises."""
     src = read_source(path)
     data = _yaml_loads(src.text, path, spans=True)
     reader = TestFileReader(path, src.text, doc, fixtures_dir)
     cases = reader.read(data)
-    if reader.errors:
-        raise WdlErrors(reader.errors)
-    return cases, reader.warnings
+    return cases, reader.warnings, reader.errors
 
 
 def select_tests(cases, target=None, name=None, exact=False, include=(), exclude=()):
@@ -14073,12 +14071,8 @@ def cmd_test(args):
         if test_file is None:
             continue
         doc = load(path, config.get("run.strict"))
-        try:
-            found, warnings = load_tests(test_file, doc, fixtures)
-        except WdlErrors as e:
-            errors += e.errors
-            continue
-        cases += found
+        found, warnings, wrong = load_tests(test_file, doc, fixtures)
+        cases, errors = cases + found, errors + wrong
         if log.stderr_level <= _LEVELS["WARN"]:
             print_warnings(doc.warnings + warnings)
     if errors:

@@ -1,0 +1,344 @@
+"""`sprocket test` (and `dev test`): Sprocket's YAML unit tests for WDL, driven through the real
+command line -- discovery beside a document and in `test/`, the input matrix and `$` groups,
+fixtures, every assertion, the outcome of each execution (passed, failed with the value seen,
+errored), filters and tags, clean-up, JUnit XML, the `[test]` settings, and the diagnostics a test
+file gets at its YAML line. examples/wdl-tests is the suite of a small library; its tests tagged
+`fails-on-purpose` fail, each in its own way."""
+
+import re
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import REPO, assert_sane, db_rows, sprocket_cmd, write
+
+EXAMPLE = REPO / "examples" / "wdl-tests"
+LINE_RE = re.compile(r"^(passed|failed|errored) +(\S+)(?: \[(\d+)/(\d+)\])? \(", re.M)
+
+pytestmark = pytest.mark.usefixtures("isolated_config")
+
+
+def outcomes(proc):
+    """{label (with [n/N] when the test has several executions): status} of every execution line."""
+    return {m.group(2) + (" [%s/%s]" % (m.group(3), m.group(4)) if m.group(3) else ""): m.group(1)
+            for m in LINE_RE.finditer(proc.stdout)}
+
+
+def sprocket_test(*args, cwd, timeout=300):
+    proc = sprocket_cmd("test", *args, cwd=cwd, timeout=timeout)
+    assert_sane(proc)
+    return proc
+
+
+TASK = """
+    version 1.1
+
+    task echo {
+      input {
+        Int a = 0
+        Int b = 0
+        File? f
+      }
+      command <<<
+        echo "a=~{a} b=~{b}"
+        echo "to stderr" >&2
+        ~{if defined(f) then "cat '" + f + "'" else ""}
+      >>>
+      output {
+        Boolean same = a == b
+        Int sum = a + b
+      }
+    }
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# the example suite
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("example-runs")
+    junit = runs / "junit.xml"
+    proc = sprocket_test(str(EXAMPLE), "--run-dir", runs, "--junit", junit, "-p", "6", cwd=REPO)
+    return proc, runs, junit
+
+
+def test_example_suite_counts_and_failure_messages(example_run):
+    """The library's suite: 28 executions (a 2x2 matrix, two zipped groups, fixtures, tests of a
+    workflow), of which the ones tagged fails-on-purpose fail with the assertion and the value seen."""
+    proc, runs, _ = example_run
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "19 passed, 8 failed, 1 errored"
+    got = outcomes(proc)
+    assert len(got) == 28
+    assert sorted(k for k in got if "greetings_matrix" in k) == ["text::greet::greetings_matrix [%d/4]" % i
+                                                                for i in range(1, 5)]
+    assert sorted(k for k in got if "zipped_group" in k) == ["text::greet::zipped_group [1/2]",
+                                                               "text::greet::zipped_group [2/2]"]
+    for message in (
+            "exited with code 3, but the test expects exit code 2",
+            "exited with code 0, but `should_fail` expects a nonzero exit code",
+            "output `quotient`: `FloatEquals: 0.3`: it is 0.333333",
+            "`stdout` does not match `^Goodbye`",
+            'output `message`: `StrEquals: "Goodbye, World!"`: it is "Hello, World!"',
+            'output `message`: `Length: 3`: its length is 13',
+            "output `n`: `IntEquals: 4`: it is 3",
+            'output `lines`: `First`, `StrEquals: "zero"`: it is "one"',
+            "output `word`: `Defined: true`: it is undefined (None)",
+            "output `text_and_length`: `Right`, `IntEquals: 11`: it is 10",
+            "output `first_is_empty`: `BoolEquals: true`: it is false",
+            "the workflow failed, but the test expects it to succeed: index 0 is out of range",
+            "output `report` of task `forgets_output`: file `report.txt` does not exist"):
+        assert message in proc.stdout, message
+    assert got["text::forgets_output::errors_on_purpose"] == "errored"
+    assert got["math::divide::by_zero"] == got["math::divide::by_zero_fails"] == "passed"
+    assert got["text::summarize::no_files_fails"] == "passed"
+
+
+def test_example_suite_passes_without_the_failing_tag(tmp_path):
+    proc = sprocket_test(str(EXAMPLE), "--run-dir", tmp_path, "-e", "fails-on-purpose", cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "19 passed, 0 failed"
+
+
+def test_one_run_of_many_parts_in_sprocket_db(example_run):
+    """All executions are parts of one run: one `runs` row (its outputs the counts), a task row
+    for each execution's task (named <target>-<k>, so a task's tests are one call family)."""
+    proc, runs, _ = example_run
+    rows = db_rows(runs / "sprocket.db", "SELECT id, status, outputs, target FROM runs")
+    assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["target"] == "test"
+    assert '"test.passed": 19' in rows[0]["outputs"] and '"test.failed": 8' in rows[0]["outputs"]
+    names = [r["call"] for r in db_rows(runs / "sprocket.db", "SELECT call FROM attempts")]
+    assert len([n for n in names if re.match(r"^greet-\d+$", n)]) == 8  # 1 + 4 + 2 + 1 executions of greet
+    assert any(n.startswith("summarize-") and n.endswith(".greet") for n in names)
+
+
+def test_clean_keeps_only_what_did_not_pass(example_run):
+    proc, runs, _ = example_run
+    run_dir = next((runs / "runs" / "test").glob("2*"))
+    assert not (run_dir / "greet" / "hello_world").exists()
+    assert (run_dir / "greet" / "wrong_greeting" / "1" / "attempts" / "0" / "stdout").is_file()
+    assert not (run_dir / "add").exists()  # all of its tests passed: the target's directory goes too
+    assert "see `%s`" % (run_dir / "divide" / "inexact" / "1") in proc.stdout
+
+
+def test_junit_xml_has_a_testcase_per_execution(example_run):
+    _, _, junit = example_run
+    root = ET.parse(str(junit)).getroot()
+    suites = {s.get("name").rsplit("/", 1)[-1]: s for s in root.iter("testsuite")}
+    assert set(suites) == {"math.wdl", "text.wdl"}
+    assert (suites["math.wdl"].get("tests"), suites["math.wdl"].get("failures")) == ("9", "3")
+    assert (suites["text.wdl"].get("tests"), suites["text.wdl"].get("failures"), suites["text.wdl"].get("errors")) == \
+        ("19", "5", "1")
+    inexact = [c for c in root.iter("testcase") if c.get("name") == "inexact"][0]
+    assert inexact.get("classname") == "math.divide"
+    assert "FloatEquals: 0.3" in inexact.find("failure").get("message")
+
+
+# --------------------------------------------------------------------------------------------
+# the matrix, groups, fixtures
+# --------------------------------------------------------------------------------------------
+
+
+def test_matrix_is_the_cartesian_product_and_a_group_is_zipped(tmp_path):
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text("""
+echo:
+  - name: product
+    inputs: {a: [1, 2], b: [1, 2]}
+    assertions: {outputs: {same: [{BoolEquals: true}]}}
+  - name: zipped
+    inputs:
+      $pairs: {a: [1, 2, 3], b: [1, 2, 3]}
+    assertions: {outputs: {same: [{BoolEquals: true}]}}
+""")
+    proc = sprocket_test(".", cwd=tmp_path)
+    got = outcomes(proc)
+    assert sorted(v for k, v in got.items() if "product" in k) == ["failed", "failed", "passed", "passed"]
+    assert [got["echo::echo::zipped [%d/3]" % i] for i in (1, 2, 3)] == ["passed"] * 3
+    assert proc.stdout.strip().splitlines()[-1] == "5 passed, 2 failed"
+    assert "inputs: a=1, b=2" in proc.stdout or "inputs: a=2, b=1" in proc.stdout
+
+
+def test_fixtures_are_where_relative_paths_resolve(tmp_path):
+    """A relative File input names a file in <workspace>/test/fixtures, or in --fixtures-dir; the
+    tests of a document may sit in test/ beside it."""
+    write(tmp_path / "lib" / "echo.wdl", TASK)
+    write(tmp_path / "lib" / "test" / "echo.yaml", """
+        echo:
+          - name: reads_fixture
+            inputs: {f: [data.txt]}
+            assertions: {stdout: ["fixture text"]}
+        """)
+    write(tmp_path / "test" / "fixtures" / "data.txt", "fixture text\n")
+    write(tmp_path / "elsewhere" / "data.txt", "other text\n")
+    proc = sprocket_test("lib/echo.wdl", cwd=tmp_path)  # a file: the workspace is the current directory
+    assert proc.returncode == 0 and outcomes(proc) == {"echo::echo::reads_fixture": "passed"}, proc.stdout
+    proc = sprocket_test("lib/echo.wdl", "--fixtures-dir", "elsewhere", cwd=tmp_path)
+    assert proc.returncode == 1 and "`stdout` does not match `fixture text`" in proc.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# diagnostics of a test file
+# --------------------------------------------------------------------------------------------
+
+
+BAD = """\
+echo:
+  - name: one
+    inputs:
+      c: [1]
+      a: [1, "two"]
+    assertions:
+      exitcode: 0
+      outputs:
+        sum:
+          - IntEqual: 3
+          - StrEquals: x
+        same:
+          - BoolEquals: 1
+  - name: two
+    inputs:
+      f: [present.txt, absent.txt]
+nosuch:
+  - name: x
+"""
+
+
+def test_diagnostics_point_at_the_yaml_line(tmp_path):
+    """An input the target lacks, a value of the wrong type, an unknown assertion, an assertion
+    on the wrong type of output, an argument of the wrong type, a fixture that does not exist,
+    an unknown target: each an error at its line and column, all at once; nothing runs."""
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text(BAD)
+    write(tmp_path / "test" / "fixtures" / "present.txt", "x\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == ""
+    found = re.findall(r"^\./echo\.yaml:(\d+):(\d+): error: (.*)$", proc.stderr, re.M)
+    expected = [
+        (4, 7, "test `one`: `echo` has no input `c`"),
+        (5, 14, "test `one`: input `a` must be Int, not \"two\""),
+        (7, 7, "unknown assertion `exitcode` (did you mean `exit_code`?)"),
+        (10, 13, "unknown assertion `IntEqual` on output `sum` (did you mean `IntEquals`?)"),
+        (11, 13, "`StrEquals` cannot be used on output `sum`: it is of type `Int`"),
+        (13, 13, "`BoolEquals` on output `same` takes true or false, not 1"),
+        (16, 24, "test `two`: input `f`: file `%s` does not exist" % (tmp_path / "test" / "fixtures" / "absent.txt")),
+        (17, 1, "`./echo.wdl` has no task or workflow named `nosuch`"),
+    ]
+    assert len(found) == len(expected), proc.stderr
+    for (line, col, message), (l, c, m) in zip(expected, found):
+        assert (int(l), int(c)) == (line, col) and m.startswith(message), (line, col, message, proc.stderr)
+    assert "\n          exitcode: 0\n          ^" in proc.stderr  # the line and a caret under the key
+    assert not (tmp_path / "test" / "runs").exists()
+
+
+def test_a_test_file_that_is_not_yaml_is_one_diagnostic(tmp_path):
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yml").write_text("echo:\n  - name: &anchor x\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and re.search(r"echo\.yml:2:\d+: error: .*anchor", proc.stderr), proc.stderr
+
+
+def test_two_test_files_for_one_document_conflict(tmp_path):
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text("echo: []\n")
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "echo.yml").write_text("echo: []\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and "conflicts with test file" in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# choosing tests; the settings; the command line
+# --------------------------------------------------------------------------------------------
+
+CHOICE = """
+echo:
+  - name: alpha
+    tags: [fast]
+  - name: alphabet
+    tags: [slow]
+  - name: beta
+    tags: [fast, nightly]
+"""
+
+
+@pytest.mark.parametrize("args, chosen", [
+    ((), ["alpha", "alphabet", "beta"]),
+    (("-f", "alpha"), ["alpha", "alphabet"]),
+    (("-f", "alpha", "--exact"), ["alpha"]),
+    (("-t", "ech"), ["alpha", "alphabet", "beta"]),
+    (("-t", "ech", "--exact"), []),
+    (("-i", "fast"), ["alpha", "beta"]),
+    (("-i", "fast", "-i", "slow"), ["alpha", "alphabet", "beta"]),
+    (("-e", "nightly"), ["alpha", "alphabet"]),
+])
+def test_filters_and_tags_choose_the_tests(tmp_path, args, chosen):
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text(CHOICE)
+    proc = sprocket_test(".", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(k.split("::")[2] for k in outcomes(proc)) == chosen
+    if not chosen:
+        assert "no tests to run (3 tests found" in proc.stderr
+
+
+def test_dev_test_is_test_and_the_settings_come_from_the_test_table(tmp_path):
+    """`dev test` is the same command; `[test] run_dir` and `parallelism` are read from sprocket.toml;
+    an unknown key in `[test]` is refused."""
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text(CHOICE)
+    (tmp_path / "sprocket.toml").write_text('[test]\nrun_dir = "elsewhere"\nparallelism = 1\nthrottle = 0\n')
+    proc = sprocket_cmd("dev", "test", ".", cwd=tmp_path)
+    assert_sane(proc)
+    assert proc.returncode == 0 and len(outcomes(proc)) == 3, proc.stderr
+    assert (tmp_path / "elsewhere" / "sprocket.db").is_file() and not (tmp_path / "test").exists()
+    (tmp_path / "sprocket.toml").write_text('[test]\nparalelism = 1\n')
+    proc = sprocket_cmd("test", ".", cwd=tmp_path)
+    assert proc.returncode == 1 and "unknown key `test.paralelism`" in proc.stderr
+
+
+def test_parallelism_bounds_the_executions_at_once(tmp_path):
+    """-p 1: one execution after another (their task's start and end never interleave); -p 4 at once."""
+    write(tmp_path / "nap.wdl", """
+        version 1.1
+        task nap {
+          input { Int i }
+          command <<<
+            echo "start ~{i} $(date +%s.%N)" >> "~{'LOG'}"
+            sleep 0.3
+            echo "end ~{i} $(date +%s.%N)" >> "~{'LOG'}"
+          >>>
+        }
+        """.replace("LOG", str(tmp_path / "log")))
+    (tmp_path / "nap.yaml").write_text("nap:\n  - name: naps\n    inputs: {i: [1, 2, 3, 4]}\n")
+    for p, overlapping in (("1", False), ("4", True)):
+        (tmp_path / "log").write_text("")
+        proc = sprocket_test(".", "-p", p, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        events = [line.split()[0] for line in (tmp_path / "log").read_text().splitlines()]
+        assert len(events) == 8
+        interleaved = events != ["start", "end"] * 4
+        assert interleaved == overlapping, (p, events)
+
+
+def test_exact_needs_a_filter(tmp_path):
+    write(tmp_path / "echo.wdl", TASK)
+    proc = sprocket_test(".", "--exact", cwd=tmp_path)
+    assert proc.returncode == 1 and "--exact needs -t/--target or -f/--filter" in proc.stderr
+
+
+def test_no_clean_keeps_and_clean_all_removes(tmp_path):
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text("echo:\n  - name: ok\n  - name: bad\n    assertions: {exit_code: 1}\n")
+    proc = sprocket_test(".", "--no-clean", cwd=tmp_path)
+    run_dir = next((tmp_path / "test" / "runs" / "test").glob("2*"))
+    assert (run_dir / "echo" / "ok" / "1" / "attempts" / "0" / "stdout").is_file()
+    assert (run_dir / "echo" / "bad" / "1").is_dir()
+    shutil.rmtree(str(tmp_path / "test"))
+    proc = sprocket_test(".", "--clean-all", cwd=tmp_path)
+    assert proc.returncode == 1 and "exited with code 0, but the test expects exit code 1" in proc.stdout
+    assert list((tmp_path / "test" / "runs" / "test").glob("2*")) == []
