@@ -10795,7 +10795,9 @@ CONFIG_SCHEMA = {
     "server.host": Setting("str", "127.0.0.1", "accepted for compatibility"),
     "server.port": Setting("int", 8080, "accepted for compatibility"),
     "test.parallelism": Setting("int", 50, "test executions `sprocket test` runs at once", _at_least_one),
-    "test.throttle": Setting("int", 100, "milliseconds between the starts of the first `parallelism` test executions"),
+    "test.throttle": Setting("int", 0, "milliseconds between the starts of the first `parallelism` test executions "
+                             "(Sprocket's default is 100; here the backend paces its submissions, and a pause "
+                             "between starts would split the tests of a task into many Slurm jobs, not one array)"),
     "test.fixtures_dir": Setting("path", None, "the fixtures of `sprocket test`, where relative File inputs of tests "
                                  "are (default: <workspace>/test/fixtures)"),
     "test.run_dir": Setting("path", None, "the output directory of `sprocket test`: its sprocket.db, and each run in "
@@ -12959,14 +12961,6 @@ TestInputs.__doc__ = ("The inputs of one execution of a test, as assign_inputs()
                       "YAML ({key: value}, for messages).")
 
 
-def _is_int(v):
-    return type(v) is int
-
-
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 # The assertions on outputs (Sprocket's OutputAssertion): what each one's argument must be (and a test of
 # it), and the kinds of WDL type it applies to (None: any optional type; Array, Map and Pair stand for
 # theirs). First, Last, Left and Right take an assertion on that element.
@@ -12974,11 +12968,11 @@ _OUTPUT_ASSERTIONS = {
     "Defined": ("true or false", lambda v: isinstance(v, bool), None),
     "BoolEquals": ("true or false", lambda v: isinstance(v, bool), ("Boolean",)),
     "StrEquals": ("a string", lambda v: isinstance(v, str), ("String",)),
-    "IntEquals": ("an integer", _is_int, ("Int",)),
-    "FloatEquals": ("a number", _is_number, ("Float",)),
+    "IntEquals": ("an integer", lambda v: type(v) is int, ("Int",)),
+    "FloatEquals": ("a number", lambda v: type(v) in (int, float), ("Float",)),
     "Contains": ("a string", lambda v: isinstance(v, str), ("String",)),
     "Name": ("a string", lambda v: isinstance(v, str), ("File", "Directory")),
-    "Length": ("an integer >= 0", lambda v: _is_int(v) and v >= 0, ("String", "Array", "Map")),
+    "Length": ("an integer >= 0", lambda v: type(v) is int and v >= 0, ("String", "Array", "Map")),
     "Empty": ("true or false", lambda v: isinstance(v, bool), ("String", "Array", "Map")),
     "First": ("an assertion", None, ("Array",)),
     "Last": ("an assertion", None, ("Array",)),
@@ -12997,12 +12991,6 @@ def _type_kind(t):
     if isinstance(t, PrimType):
         return t.name
     return {ArrayType: "Array", MapType: "Map", PairType: "Pair"}.get(type(t), str(t))
-
-
-def _short_json(v, limit=80):
-    """A value (WDL's or YAML's) as a line of JSON, cut short."""
-    text = json_dumps(value_to_json(v))
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class TestFileReader:
@@ -13099,7 +13087,7 @@ class TestFileReader:
             seen[key] = kspan
             if not isinstance(values, list):
                 self.error("test `%s`: input `%s` must be a list of values, one for each execution (`%s: [%s]`)" % (
-                    name, key, key, _short_json(values)), kspan)
+                    name, key, key, _short(values)), kspan)
                 return None
             return [(key, v, self.span(values, i, kspan), kspan) for i, v in enumerate(values)]
 
@@ -13179,10 +13167,10 @@ class TestFileReader:
                 self.error("unknown assertion `%s`%s; the assertions of a test are %s" % (
                     key, _did_you_mean(str(key), _TEST_ASSERTIONS), ", ".join(_TEST_ASSERTIONS)), self.span(data, key, span))
         exit_code, should_fail = data.get("exit_code"), data.get("should_fail", False)
-        if exit_code is not None and not _is_int(exit_code):
-            self.error("`exit_code` must be an integer, not %s" % _short_json(exit_code), self.span(data, "exit_code", span))
+        if exit_code is not None and type(exit_code) is not int:
+            self.error("`exit_code` must be an integer, not %s" % _short(exit_code), self.span(data, "exit_code", span))
         if not isinstance(should_fail, bool):
-            self.error("`should_fail` must be true or false, not %s" % _short_json(should_fail),
+            self.error("`should_fail` must be true or false, not %s" % _short(should_fail),
                        self.span(data, "should_fail", span))
         if "exit_code" in data and "should_fail" in data:
             self.error("test `%s`: `should_fail` and `exit_code` cannot be used together (`should_fail`: any nonzero "
@@ -13253,7 +13241,7 @@ class TestFileReader:
                 name.lower(), what), span)
             return None if inner is None else OutputCheck(name, inner)
         if not ok(argument):
-            self.error("`%s` on %s takes %s, not %s" % (name, what, wants, _short_json(argument)), span)
+            self.error("`%s` on %s takes %s, not %s" % (name, what, wants, _short(argument)), span)
             return None
         return OutputCheck(name, argument)
 
@@ -13298,7 +13286,7 @@ def output_failure(check, v):
     if name == "Defined":
         if (v is not None) == arg:
             return None
-        return "%s: it is %s" % (said, "undefined (None)" if v is None else "defined: %s" % _short_json(v))
+        return "%s: it is %s" % (said, "undefined (None)" if v is None else "defined: %s" % _short(v))
     if v is None:
         return "%s: it is undefined (None)" % said
     if name in _ELEMENT:
@@ -13310,16 +13298,16 @@ def output_failure(check, v):
         seen = os.path.basename(v.rstrip("/"))
         return None if seen == arg else "%s: its name is %s (`%s`)" % (said, json_dumps(seen), v)
     if name == "Length":
-        return None if len(v) == arg else "%s: its length is %d: %s" % (said, len(v), _short_json(v))
+        return None if len(v) == arg else "%s: its length is %d: %s" % (said, len(v), _short(v))
     if name == "Empty":
-        return None if (len(v) == 0) == arg else "%s: it is %s" % (said, "not empty: %s" % _short_json(v) if arg else "empty")
+        return None if (len(v) == 0) == arg else "%s: it is %s" % (said, "not empty: %s" % _short(v) if arg else "empty")
     if name == "FloatEquals":
         ok = abs(v - arg) <= 1e-3  # Sprocket's tolerance
     elif name == "Contains":
         ok = arg in v
     else:
         ok = v == arg
-    return None if ok else "%s: it is %s" % (said, _short_json(v))
+    return None if ok else "%s: it is %s" % (said, _short(v))
 
 
 TestOutcome = collections.namedtuple("TestOutcome", "status message")
@@ -13509,7 +13497,7 @@ def test_line(ex):
     o = ex.outcome
     line = "%-7s %s (%.1fs)" % (o.status, ex.label, ex.seconds)
     if o.status != "passed":
-        given = ", ".join("%s=%s" % (k, _short_json(v, 40)) for k, v in ex.inputs.given.items())
+        given = ", ".join("%s=%s" % (k, _short(v)) for k, v in ex.inputs.given.items())
         line += "\n    %s%s\n    see `%s`" % (o.message, "\n    inputs: %s" % given if given else "", ex.directory)
     return line
 

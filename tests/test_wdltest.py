@@ -342,3 +342,36 @@ def test_no_clean_keeps_and_clean_all_removes(tmp_path):
     proc = sprocket_test(".", "--clean-all", cwd=tmp_path)
     assert proc.returncode == 1 and "exited with code 0, but the test expects exit code 1" in proc.stdout
     assert list((tmp_path / "test" / "runs" / "test").glob("2*")) == []
+
+
+def test_a_tasks_tests_go_to_slurm_as_one_job_array(tmp_path):
+    """With the slurm_apptainer backend (the fake Slurm commands), the executions of a task's tests
+    are one call family started together: sbatch gets job arrays, not a job each."""
+    import json
+    import subprocess
+
+    from conftest import sprocket_argv
+    from test_slurm_parts import fake_slurm_env
+
+    (tmp_path / "sprocket.toml").write_text('run.experimental_features_enabled = true\n[run.backends.default]\n'
+                                            'type = "slurm_apptainer"\ndefault_slurm_partition.name = "compute"\n')
+    write(tmp_path / "sq.wdl", """
+        version 1.1
+        task square {
+          input { Int x }
+          command <<< echo $(( ~{x} * ~{x} )) >>>
+          output { Int y = read_int(stdout()) }
+          runtime { container: "ubuntu:22.04" }
+        }
+        """)
+    (tmp_path / "sq.yaml").write_text("square:\n  - name: squares\n    inputs: {x: %s}\n"  # 20: an array's worth
+                                      "    assertions: {outputs: {y: [{IntEquals: 49}]}}\n" % list(range(20)))
+    env, state = fake_slurm_env(tmp_path)
+    proc = subprocess.run(sprocket_argv("test", "-s", "-c", str(tmp_path / "sprocket.toml"), "."), env=env,
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert_sane(proc)
+    assert proc.stdout.strip().splitlines()[-1] == "1 passed, 19 failed", proc.stdout + proc.stderr
+    assert "output `y`: `IntEquals: 49`: it is 81" in proc.stdout
+    sbatch = [c for c in map(json.loads, (state / "calls").read_text().splitlines()) if c[0] == "sbatch"]
+    arrays = [int(a.split("-")[-1]) + 1 for c in sbatch for a in c if a.startswith("--array=")]
+    assert arrays and sum(arrays) + len(sbatch) - len(arrays) == 20, sbatch  # (split only on a loaded host)
