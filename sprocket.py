@@ -7146,7 +7146,7 @@ class Scheduler:
         """A failure stops the run (running tasks finish; under `fail = "fast"` they are
         canceled), or, in a part of the run (RunContext.part), cancels that part's tasks and goes
         to its on_failure."""
-        if context is not None and context.on_failure is not None:
+        if context is not None and context.on_failure is not None and isinstance(error, WdlError):  # (a bug: the run's)
             context.abort()
             context.on_failure(error)
             return
@@ -14054,9 +14054,10 @@ def cmd_test(args):
                                or os.path.join(workspace, _TEST_DIR, "fixtures"))
     out_dir = args.run_dir or config.get("test.run_dir") or os.path.join(workspace, _TEST_DIR)
     cases, errors = [], []
+    runs_below = os.path.join(os.path.realpath(out_dir), "")
     for path in wdl_files([args.source]):
         test_file = find_test_file(path)
-        if test_file is None:
+        if test_file is None or os.path.realpath(path).startswith(runs_below):  # not what a test run left
             continue
         doc = load(path, config.get("run.strict"))
         found, warnings, wrong = load_tests(test_file, doc, fixtures)
