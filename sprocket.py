@@ -10384,7 +10384,7 @@ class YamlReader:
             if key is None:
                 self.pos = key_pos
                 self.error("expected `key: value` in a mapping")
-            if self.text[key_pos] == ":":
+            if self.text[key_pos] == ":" and self.blank_at(key_pos + 1):
                 self.error("expected a key before `:`", key_pos)
             value, value_pos = self.block_node(col, "key")
             self.put(out, key[0], key_pos, value, value_pos)
@@ -10642,7 +10642,7 @@ class YamlReader:
         self.pos += 1
         lines = []  # (empty lines before it, text) for each content line
         blanks = 0
-        ind = indent + digit if digit else None
+        ind = max(indent, 0) + digit if digit else None  # at the top, from column 0: libyaml's (and PyYAML's) reading
         while self.pos < len(t):
             end = t.find("\n", self.pos)
             end = len(t) if end < 0 else end
