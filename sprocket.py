@@ -10340,7 +10340,8 @@ class YamlReader:
         self.pos = start
         if key is not None:
             if after == "key":
-                self.error("a mapping cannot start on the line of its key: start it on the next line")
+                self.error("a mapping cannot start on the line of its key: quote the value if its `: ` is part "
+                           "of it, else start the mapping on the next line")
             return self.block_mapping(self.col())
         value = self.flow_node(indent)
         self.skip_space()
@@ -10410,7 +10411,7 @@ class YamlReader:
             return False
         here = self.col()
         if here > col:
-            self.error("this line is indented more than the %s it belongs to (column %d)" % (
+            self.error("check this line's indentation: the %s here are at column %d" % (
                 "keys of the mapping" if what == "mapping" else "entries of the sequence", col + 1))
         return here == col and (what == "mapping" or self.at_entry())
 

@@ -143,7 +143,10 @@ YAML_ERRORS = [
     ("mapping_on_its_keys_line", "a: b: c\n", 1, 4, "a mapping cannot start on the line of its key"),
     ("sequence_on_its_keys_line", "a: - b\n", 1, 4, "a sequence cannot start on the line of its key"),
     ("over_indented_key", "a:\n  b: 1\n   c: 2\n", 3, 5, "a key must fit on one line"),
-    ("less_indented_key", "a:\n    b: 1\n  c: 2\n", 3, 3, "indented more than the keys of the mapping"),
+    ("less_indented_key", "a:\n    b: 1\n  c: 2\n", 3, 3, "check this line's indentation: the keys of the mapping here "
+                                                           "are at column 1"),
+    ("over_indented_entry", "- [a]\n  - b\n", 2, 3, "check this line's indentation: the entries of the sequence here "
+                                                   "are at column 1"),
     ("entry_after_keys", "a: 1\n- b\n", 2, 1, "a sequence entry cannot follow the keys of a mapping"),
     ("missing_key", "a: 1\n: 2\n", 2, 1, "expected a key before `:`"),
     ("key_after_top_level_sequence", "- a\nb: 1\n", 2, 1, "not part of the document's value above"),
