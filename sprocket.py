@@ -10162,6 +10162,8 @@ _YAML_WORDS.update((nan, float("nan")) for nan in (".nan", ".NaN", ".NAN"))
 _YAML_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
 _YAML_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
 _YAML_FLOW_INDICATORS = ",[]{}"
+_YAML_PLAIN_END = re.compile(r"\n|:(?=[ \t\n]|$)|[ \t]#")  # what ends a line of a plain scalar
+_YAML_FLOW_PLAIN_END = re.compile(r"\n|:(?=[ \t\n,\[\]{}]|$)|[ \t]#|[,\[\]{}]")  # ... inside a flow collection
 # Strings a YAML 1.1 reader (PyYAML) takes for booleans, numbers or dates: yaml_dumps quotes them too.
 _YAML_1_1_LOOKALIKE = re.compile(r"[yYnN]|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|=|<<|[-+]?\.?[0-9][0-9_:.eE+-]*"
                                  r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*")
@@ -10505,22 +10507,10 @@ class YamlReader:
 
     def plain_line(self):
         """One line of a plain scalar: up to `: `, ` #`, the line's end (and `,[]{}` in a flow)."""
-        t = self.text
-        start = end = self.pos
-        while self.pos < len(t):
-            c = t[self.pos]
-            if c == "\n" or (c == ":" and (self.blank_at(self.pos + 1) or (
-                    self.flow and t[self.pos + 1] in _YAML_FLOW_INDICATORS))):
-                break
-            if c == "#" and self.pos > start and t[self.pos - 1] in " \t":
-                break
-            if self.flow and c in _YAML_FLOW_INDICATORS:
-                break
-            self.pos += 1
-            if c not in " \t":
-                end = self.pos
-        self.pos = end
-        return t[start: end]
+        m = (_YAML_FLOW_PLAIN_END if self.flow else _YAML_PLAIN_END).search(self.text, self.pos)
+        text = self.text[self.pos: m.start() if m else len(self.text)].rstrip(" \t")
+        self.pos += len(text)
+        return text
 
     def plain(self, indent):
         """A plain scalar, its lines folded (a break is a space, n empty lines are n newlines)."""
