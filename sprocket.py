@@ -10181,7 +10181,7 @@ def _yaml_loads(text, path, spans=False):
 
 class YamlMap(dict):
     """A mapping read with spans=True: `span` is where it starts, `spans[key]` where each key is,
-    `value_spans[key]` where its value starts (its key's `:` for a value left empty)."""
+    `value_spans[key]` where its value starts (at its key's `:` when the value is left empty)."""
 
     def __init__(self, span):
         dict.__init__(self)
@@ -10191,7 +10191,8 @@ class YamlMap(dict):
 
 
 class YamlList(list):
-    """A sequence read with spans=True: `span` is where it starts, `spans[i]` where item i starts."""
+    """A sequence read with spans=True: `span` is where it starts, `spans[i]` where item i starts (at
+    its `-` when the item is left empty)."""
 
     def __init__(self, span):
         list.__init__(self)
@@ -10307,23 +10308,23 @@ class YamlReader:
 
     def block_node(self, indent, after):
         """The node after an indicator (`key:`, `-`, `---`; after=None at the document's start), on this
-        line or indented on the next ones, as (value, where it starts); content must be right of `indent`."""
-        where = self.pos
+        line or indented on the next ones, as (value, where it starts); content must be right of `indent`.
+        A node left empty is null, and is where its indicator is."""
+        where = self.pos - 1 if after in ("key", "entry") else self.pos
         self.skip_space()
         self.skip_comment()
-        if after is None or self.pos >= len(self.text) or self.text[self.pos] == "\n":
-            self.skip_blank()
-            if self.pos >= len(self.text) or self.at_marker() or self.at_marker("..."):
-                return None, where
-            col = self.col()
-            if col <= indent:
-                if after == "key" and col == indent and self.at_entry():  # a sequence at its key's indentation
-                    return self.block_sequence(col), self.pos
-                return None, where
-            where = self.pos
-            return self.block_content(indent, None), where
-        where = self.pos
-        return self.block_content(indent, after), where
+        if after is not None and self.pos < len(self.text) and self.text[self.pos] != "\n":
+            start = self.pos
+            return self.block_content(indent, after), start
+        self.skip_blank()
+        if self.pos >= len(self.text) or self.at_marker() or self.at_marker("..."):
+            return None, where
+        start, col = self.pos, self.col()
+        if col > indent:
+            return self.block_content(indent, None), start
+        if after == "key" and col == indent and self.at_entry():  # a sequence at its key's indentation
+            return self.block_sequence(col), start
+        return None, where
 
     def block_content(self, indent, after):
         """A node at its first character; `after` is the indicator on its line (None: it starts the line)."""

@@ -214,8 +214,9 @@ def test_yaml_reader_spans_point_at_keys_values_and_items():
     assert where(test["inputs"]["$g"].spans["a"]) == (6, 12)
     assert [where(s) for s in test["tags"].spans] == [(8, 7)]
     # a value left empty: its span is the key's `:`
-    empty = load("a:\nb: 1\n", spans=True)
-    assert empty["a"] is None and where(empty.value_spans["a"]) == (1, 3)
+    empty = load("a:\nb:\n- \n- x\n", spans=True)
+    assert empty["a"] is None and where(empty.value_spans["a"]) == (1, 2)
+    assert empty["b"] == [None, "x"] and [where(s) for s in empty["b"].spans] == [(3, 1), (4, 3)]
     assert json.loads(json.dumps(doc)) == load("# tests\ntask_a:\n  - name: first\n    inputs:\n      n: [1, 2]\n"
                                                "      $g: {a: 1}\n    tags:\n    - x\n")
 
