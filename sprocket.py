@@ -10199,6 +10199,11 @@ _YAML_WORDS.update((nan, float("nan")) for nan in (".nan", ".NaN", ".NAN"))
 _YAML_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
 _YAML_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
 _YAML_FLOW_INDICATORS = ",[]{}"
+_YAML_PLAIN_END = re.compile(r"\n|:(?=[ \t\n]|$)|[ \t]#")  # what ends a line of a plain scalar
+_YAML_FLOW_PLAIN_END = re.compile(r"\n|:(?=[ \t\n,\[\]{}]|$)|[ \t]#|[,\[\]{}]")  # ... inside a flow collection
+# Strings a YAML 1.1 reader (PyYAML) takes for booleans, numbers or dates: yaml_dumps quotes them too.
+_YAML_1_1_LOOKALIKE = re.compile(r"[yYnN]|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|=|<<|[-+]?\.?[0-9][0-9_:.eE+-]*"
+                                 r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*")
 
 
 def _yaml_loads(text, path, spans=False):
@@ -10213,7 +10218,7 @@ def _yaml_loads(text, path, spans=False):
 
 class YamlMap(dict):
     """A mapping read with spans=True: `span` is where it starts, `spans[key]` where each key is,
-    `value_spans[key]` where its value starts (its key's `:` for a value left empty)."""
+    `value_spans[key]` where its value starts (at its key's `:` when the value is left empty)."""
 
     def __init__(self, span):
         dict.__init__(self)
@@ -10223,7 +10228,8 @@ class YamlMap(dict):
 
 
 class YamlList(list):
-    """A sequence read with spans=True: `span` is where it starts, `spans[i]` where item i starts."""
+    """A sequence read with spans=True: `span` is where it starts, `spans[i]` where item i starts (at
+    its `-` when the item is left empty)."""
 
     def __init__(self, span):
         list.__init__(self)
@@ -10339,23 +10345,23 @@ class YamlReader:
 
     def block_node(self, indent, after):
         """The node after an indicator (`key:`, `-`, `---`; after=None at the document's start), on this
-        line or indented on the next ones, as (value, where it starts); content must be right of `indent`."""
-        where = self.pos
+        line or indented on the next ones, as (value, where it starts); content must be right of `indent`.
+        A node left empty is null, and is where its indicator is."""
+        where = self.pos - 1 if after in ("key", "entry") else self.pos
         self.skip_space()
         self.skip_comment()
-        if after is None or self.pos >= len(self.text) or self.text[self.pos] == "\n":
-            self.skip_blank()
-            if self.pos >= len(self.text) or self.at_marker() or self.at_marker("..."):
-                return None, where
-            col = self.col()
-            if col <= indent:
-                if after == "key" and col == indent and self.at_entry():  # a sequence at its key's indentation
-                    return self.block_sequence(col), self.pos
-                return None, where
-            where = self.pos
-            return self.block_content(indent, None), where
-        where = self.pos
-        return self.block_content(indent, after), where
+        if after is not None and self.pos < len(self.text) and self.text[self.pos] != "\n":
+            start = self.pos
+            return self.block_content(indent, after), start
+        self.skip_blank()
+        if self.pos >= len(self.text) or self.at_marker() or self.at_marker("..."):
+            return None, where
+        start, col = self.pos, self.col()
+        if col > indent:
+            return self.block_content(indent, None), start
+        if after == "key" and col == indent and self.at_entry():  # a sequence at its key's indentation
+            return self.block_sequence(col), start
+        return None, where
 
     def block_content(self, indent, after):
         """A node at its first character; `after` is the indicator on its line (None: it starts the line)."""
@@ -10374,7 +10380,8 @@ class YamlReader:
         self.pos = start
         if key is not None:
             if after == "key":
-                self.error("a mapping cannot start on the line of its key: start it on the next line")
+                self.error("a mapping cannot start on the line of its key: quote the value if its `: ` is part "
+                           "of it, else start the mapping on the next line")
             return self.block_mapping(self.col())
         value = self.flow_node(indent)
         self.skip_space()
@@ -10418,7 +10425,7 @@ class YamlReader:
             if key is None:
                 self.pos = key_pos
                 self.error("expected `key: value` in a mapping")
-            if self.text[key_pos] == ":":
+            if self.text[key_pos] == ":" and self.blank_at(key_pos + 1):
                 self.error("expected a key before `:`", key_pos)
             value, value_pos = self.block_node(col, "key")
             self.put(out, key[0], key_pos, value, value_pos)
@@ -10444,7 +10451,7 @@ class YamlReader:
             return False
         here = self.col()
         if here > col:
-            self.error("this line is indented more than the %s it belongs to (column %d)" % (
+            self.error("check this line's indentation: the %s here are at column %d" % (
                 "keys of the mapping" if what == "mapping" else "entries of the sequence", col + 1))
         return here == col and (what == "mapping" or self.at_entry())
 
@@ -10538,22 +10545,10 @@ class YamlReader:
 
     def plain_line(self):
         """One line of a plain scalar: up to `: `, ` #`, the line's end (and `,[]{}` in a flow)."""
-        t = self.text
-        start = end = self.pos
-        while self.pos < len(t):
-            c = t[self.pos]
-            if c == "\n" or (c == ":" and (self.blank_at(self.pos + 1) or (
-                    self.flow and t[self.pos + 1] in _YAML_FLOW_INDICATORS))):
-                break
-            if c == "#" and self.pos > start and t[self.pos - 1] in " \t":
-                break
-            if self.flow and c in _YAML_FLOW_INDICATORS:
-                break
-            self.pos += 1
-            if c not in " \t":
-                end = self.pos
-        self.pos = end
-        return t[start: end]
+        m = (_YAML_FLOW_PLAIN_END if self.flow else _YAML_PLAIN_END).search(self.text, self.pos)
+        text = self.text[self.pos: m.start() if m else len(self.text)].rstrip(" \t")
+        self.pos += len(text)
+        return text
 
     def plain(self, indent):
         """A plain scalar, its lines folded (a break is a space, n empty lines are n newlines)."""
@@ -10676,7 +10671,7 @@ class YamlReader:
         self.pos += 1
         lines = []  # (empty lines before it, text) for each content line
         blanks = 0
-        ind = indent + digit if digit else None
+        ind = max(indent, 0) + digit if digit else None  # at the top, from column 0: libyaml's (and PyYAML's) reading
         while self.pos < len(t):
             end = t.find("\n", self.pos)
             end = len(t) if end < 0 else end
@@ -10723,6 +10718,59 @@ def _yaml_scalar(text):
     if _YAML_FLOAT.fullmatch(text):
         return float(text)
     return text
+
+
+def yaml_dumps(value):
+    """Block-style YAML that _yaml_loads reads back to `value` (JSON's values, and the infinities and
+    NaN): a mapping's items one a line, a sequence's as `- ` entries; a string plain where that reads
+    back as the same string, else double-quoted."""
+    return "\n".join(_yaml_lines(value, ""))
+
+
+def _yaml_lines(value, indent):
+    if isinstance(value, dict) and value:
+        out = []
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                out.append("%s%s:" % (indent, _yaml_text(k)))
+                out.extend(_yaml_lines(v, indent + "  "))
+            else:
+                out.append("%s%s: %s" % (indent, _yaml_text(k), _yaml_text(v)))
+        return out
+    if isinstance(value, list) and value:
+        out = []
+        for v in value:  # an item's first line follows its `- `; the rest are indented under it
+            lines = _yaml_lines(v, indent + "  ")
+            out.append(indent + "- " + lines[0][len(indent) + 2:])
+            out.extend(lines[1:])
+        return out
+    return [indent + _yaml_text(value)]
+
+
+def _yaml_text(value):
+    """A scalar (or an empty collection) as YAML text."""
+    if isinstance(value, (dict, list)):
+        return "{}" if isinstance(value, dict) else "[]"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, float):  # `1.0e+16`, not repr's `1e+16`: YAML 1.1 readers need the dot
+        return ".nan" if math.isnan(value) else {math.inf: ".inf", -math.inf: "-.inf"}.get(
+            value, re.sub(r"^(-?[0-9]+)(?=e)", r"\1.0", repr(value)))
+    if isinstance(value, int):
+        return str(value)
+    if _yaml_plain_ok(value):
+        return value
+    # JSON's escapes are YAML's too; what is not printable is escaped (YAML 1.1 readers break lines at \x85)
+    return re.sub(r"[^\x20-\x7e]", lambda m: m.group() if m.group().isprintable() else
+                  "\\U%08x" % ord(m.group()) if ord(m.group()) > 0xFFFF else "\\u%04x" % ord(m.group()),
+                  json.dumps(value, ensure_ascii=False))
+
+
+def _yaml_plain_ok(s):
+    """Whether a string written plain reads back as itself (in YAML 1.2, and in YAML 1.1 readers)."""
+    return (s != "" and s == s.strip(" ") and s[0] not in "-?:,[]{}#&*!|>'\"%@`" and ": " not in s
+            and " #" not in s and not s.endswith(":") and not s.startswith("...") and s.isprintable()
+            and isinstance(_yaml_scalar(s), str) and not _YAML_1_1_LOOKALIKE.fullmatch(s))
 
 
 def _at_least_one(value):
@@ -13618,7 +13666,8 @@ def _format_arguments(c):
 def _validate_arguments(c):
     """`validate`'s arguments, and the first of `run`'s."""
     c.add_argument("source", metavar="SOURCE", help="the WDL document")
-    c.add_argument("inputs", nargs="*", metavar="INPUTS", help="key=value pairs, @inputs.json or inputs.json files")
+    c.add_argument("inputs", nargs="*", metavar="INPUTS",
+                   help="key=value pairs, and inputs files: @inputs.json, @inputs.yml (or a path ending .json, .yml, .yaml)")
     c.add_argument("-t", "--target", help="the task or workflow (default: the workflow, else the only task)")
 
 
@@ -13646,6 +13695,7 @@ def _completions_arguments(c):
 def _inputs_arguments(c):
     c.add_argument("source", metavar="SOURCE")
     c.add_argument("-t", "--target")
+    c.add_argument("--yaml", action="store_true", help="print the template as YAML (for `run x.wdl @inputs.yml`)")
 
 
 def _runs_arguments(c):
@@ -13711,7 +13761,7 @@ _COMMANDS = (
     ("completions", (), "print a completion script for a shell", _completions_arguments),
     ("run", (), "run a task or workflow", _run_arguments),
     ("validate", (), "check a run's inputs without running it", _validate_arguments),
-    ("inputs", (), "print an inputs template as JSON", _inputs_arguments),
+    ("inputs", (), "print an inputs template as JSON (or YAML with --yaml)", _inputs_arguments),
     ("config", (), "show the configuration", _config_arguments),
     ("runs", (), "list the runs recorded in an output directory's sprocket.db", _runs_arguments),
     ("report", (), "write a run's report.html (every run writes one at its end)", _report_arguments),
@@ -13878,8 +13928,12 @@ def cmd_completions(args):
     return 0
 
 
+_INPUTS_FILE_SUFFIXES = (".json", ".yml", ".yaml")  # a path ending so is an inputs file, even without `@`
+
+
 def read_input_items(items, cwd, warn):
-    """`key=value` pairs, `@file.json` and plain `.json` paths, as (key, JSON value, base dir).
+    """`key=value` pairs, `@file.json`/`@file.yml`/`@file.yaml` and plain paths ending so, as (key,
+    JSON value, base dir). A `.yml`/`.yaml` file is YAML (_yaml_loads), anything else JSON.
 
     A value is parsed as JSON, else taken as a plain string; a repeated key builds an array.
     File paths in a file resolve against that file's directory, on the command line against cwd.
@@ -13895,24 +13949,31 @@ def read_input_items(items, cwd, warn):
     pairs = []
     repeated = {}
     for item in items:
-        path = item[1:] if item.startswith("@") else item if "=" not in item and item.endswith(".json") else None
+        path = (item[1:] if item.startswith("@") else
+                item if "=" not in item and item.endswith(_INPUTS_FILE_SUFFIXES) else None)
         if path is not None:
             src = read_source(path)
-            try:
-                data = json.loads(src.text, object_pairs_hook=unique_keys)
-            except ValueError as e:
-                pos = getattr(e, "pos", 0)
-                raise InputError("invalid JSON: %s" % getattr(e, "msg", e), Span(src, pos))
-            except RecursionError:
-                raise InputError("`%s` is nested too deeply" % path)
-            if not isinstance(data, dict):
-                raise InputError("an inputs file must hold a JSON object", Span(src, 0))
+            if path.endswith((".yml", ".yaml")):
+                data = _json_keys(_yaml_loads(src.text, path))
+                if not isinstance(data, dict):
+                    raise InputError("a YAML inputs file must hold a mapping of input names to values",
+                                     Span(src, 0))
+            else:
+                try:
+                    data = json.loads(src.text, object_pairs_hook=unique_keys)
+                except ValueError as e:
+                    pos = getattr(e, "pos", 0)
+                    raise InputError("invalid JSON: %s" % getattr(e, "msg", e), Span(src, pos))
+                except RecursionError:
+                    raise InputError("`%s` is nested too deeply" % path)
+                if not isinstance(data, dict):
+                    raise InputError("an inputs file must hold a JSON object", Span(src, 0))
             base = os.path.dirname(os.path.abspath(path))
             pairs.extend([k, v, base] for k, v in data.items())
             continue
         key, eq, text = item.partition("=")
         if not eq or not re.match(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$", key):
-            raise InputError("input `%s` is neither `key=value` nor a JSON file (`@inputs.json`)" % item)
+            raise InputError("input `%s` is neither `key=value` nor an inputs file (`@inputs.json`, `@inputs.yml`)" % item)
         try:
             value = json.loads(text)
         except ValueError:
@@ -13934,6 +13995,13 @@ def read_input_items(items, cwd, warn):
             key, values, base, texts = entry
             out.append((key, values[0], base, texts[0]) if len(values) == 1 else (key, values, base, texts))
     return out
+
+
+def _json_keys(value):
+    """YAML's values as JSON's: a key written `1` or `true` (a Map[Int, _] input) is the text JSON gives it."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else json_dumps(k): _json_keys(v) for k, v in value.items()}
+    return [_json_keys(v) for v in value] if isinstance(value, list) else value
 
 
 def choose_target(doc, name):
@@ -14124,7 +14192,8 @@ def cmd_inputs(args):
             call_input = key.split(".")
             call = _find_call_path(target, ".".join(call_input[1:-1]))
             required[key] = str(call.callee_def.inputs[call_input[-1]][0])
-    print(json_dumps(dict(list(required.items()) + list(optional.items())), indent=2))
+    template = dict(list(required.items()) + list(optional.items()))
+    print(yaml_dumps(template) if args.yaml else json_dumps(template, indent=2))
     return 0
 
 

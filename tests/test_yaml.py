@@ -13,6 +13,13 @@ What is promised (issue 22 items 1 and 2):
   ``path:line:col: error:``, a caret, and a message naming the construct.
 * With ``spans=True`` mappings are ``YamlMap`` (``.span``, ``.spans[key]``, ``.value_spans[key]``)
   and sequences ``YamlList`` (``.span``, ``.spans[i]``): where each key and item is.
+* ``@inputs.yml``/``@inputs.yaml`` (and such a path without ``@``) are inputs files wherever
+  ``@inputs.json`` is (``run``, ``validate``); relative paths in them resolve against the file's
+  directory; a bad one is ``path:line:col: error:`` with a caret.
+* ``yaml_dumps`` writes what ``_yaml_loads`` reads back to the same values (strings quoted where
+  needed, also where a YAML 1.1 reader would take them for booleans, numbers or dates), and
+  ``sprocket inputs --yaml`` prints the template with it. On the conformance corpus, every
+  ``inputs.json`` survives the round trip, and cases run with YAML inputs give the same outputs.
 
 Each accepted document is cross-checked against PyYAML (with YAML 1.2 core-schema resolvers)
 where PyYAML happens to be importable; it is never required.
@@ -21,10 +28,13 @@ where PyYAML happens to be importable; it is never required.
 import json
 import math
 import re
+import shlex
+import sys
 
 import pytest
 
-from conftest import _import_sprocket
+from conftest import (REPO, _import_sprocket, assert_diag, fails, ok, run_conformance, shared_dir, sprocket_argv,
+                      sprocket_cmd, sprocket_run, write)
 
 sprocket = _import_sprocket()
 
@@ -79,6 +89,8 @@ YAML_CASES = [
     ("block_scalar_in_sequence", "- |\n  a\n  b\n- x\n", ["a\nb\n", "x"]),
     ("block_scalar_comment_and_end", "a: | # header comment\n  x # kept\n# comment ends it\nb: 1", {"a": "x # kept\n", "b": 1}),
     ("block_scalar_at_end_without_newline", "a: |\n  x", {"a": "x"}),
+    ("top_level_block_scalar_indentation_digit", "--- |1\n  x\n", " x\n"),
+    ("plain_starting_with_indicators", "- :a: 1\n- ?b\n- -c: d\n", [{":a": 1}, "?b", {"-c": "d"}]),
     ("comments", "# head\na: 1 # after\n  # indented comment\nb: [1, # in a flow\n  2]\n# tail\n",
      {"a": 1, "b": [1, 2]}),
     ("core_booleans", "[true, True, TRUE, false, False, FALSE]", [True, True, True, False, False, False]),
@@ -131,8 +143,12 @@ YAML_ERRORS = [
     ("mapping_on_its_keys_line", "a: b: c\n", 1, 4, "a mapping cannot start on the line of its key"),
     ("sequence_on_its_keys_line", "a: - b\n", 1, 4, "a sequence cannot start on the line of its key"),
     ("over_indented_key", "a:\n  b: 1\n   c: 2\n", 3, 5, "a key must fit on one line"),
-    ("less_indented_key", "a:\n    b: 1\n  c: 2\n", 3, 3, "indented more than the keys of the mapping"),
+    ("less_indented_key", "a:\n    b: 1\n  c: 2\n", 3, 3, "check this line's indentation: the keys of the mapping here "
+                                                           "are at column 1"),
+    ("over_indented_entry", "- [a]\n  - b\n", 2, 3, "check this line's indentation: the entries of the sequence here "
+                                                   "are at column 1"),
     ("entry_after_keys", "a: 1\n- b\n", 2, 1, "a sequence entry cannot follow the keys of a mapping"),
+    ("missing_key", "a: 1\n: 2\n", 2, 1, "expected a key before `:`"),
     ("key_after_top_level_sequence", "- a\nb: 1\n", 2, 1, "not part of the document's value above"),
     ("reserved_indicator", "a: @x\n", 1, 4, "`@` cannot start a plain value in YAML: quote the value"),
     ("percent_starting_a_value", "a: 50%\nb: %x\n", 2, 4, "`%` cannot start a plain value in YAML: quote the value"),
@@ -198,8 +214,9 @@ def test_yaml_reader_spans_point_at_keys_values_and_items():
     assert where(test["inputs"]["$g"].spans["a"]) == (6, 12)
     assert [where(s) for s in test["tags"].spans] == [(8, 7)]
     # a value left empty: its span is the key's `:`
-    empty = load("a:\nb: 1\n", spans=True)
-    assert empty["a"] is None and where(empty.value_spans["a"]) == (1, 3)
+    empty = load("a:\nb:\n- \n- x\n", spans=True)
+    assert empty["a"] is None and where(empty.value_spans["a"]) == (1, 2)
+    assert empty["b"] == [None, "x"] and [where(s) for s in empty["b"].spans] == [(3, 1), (4, 3)]
     assert json.loads(json.dumps(doc)) == load("# tests\ntask_a:\n  - name: first\n    inputs:\n      n: [1, 2]\n"
                                                "      $g: {a: 1}\n    tags:\n    - x\n")
 
@@ -234,6 +251,48 @@ def pyyaml_core_loader():
     return lambda text: yaml.load(text, Loader=CoreLoader)
 
 
+def random_value(rng, depth=0):
+    """JSON-like values with strings full of YAML's indicators, quotes, escapes and line breaks."""
+    text = lambda: "".join(rng.choice("ab  :#-?[]{},'\"\\\n\t|>!&*%@`~.01eE+\u00e9 ")  # noqa: E731
+                           for _ in range(rng.randint(0, 12)))
+    r = rng.random()
+    if depth < 4 and r < 0.25:
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    if depth < 4 and r < 0.5:
+        return {text(): random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+    if r < 0.6:
+        return rng.choice([rng.randint(-100, 100), rng.random() * 10 ** rng.randint(-5, 5), True, False, None])
+    return text() if rng.random() < 0.8 else " ".join(text() for _ in range(rng.randint(1, 8)))
+
+
+def test_yaml_reader_agrees_with_pyyaml_on_what_pyyaml_writes():
+    """PyYAML's writer in every style (block, flow, each quote and block scalar style, widths that fold
+    lines, indents of 2 to 4, document markers); its complex keys (for long keys) are refused."""
+    import random
+
+    pyyaml = pyyaml_core_loader()
+    import yaml
+
+    rng = random.Random(22)
+    compared = 0
+    for _ in range(600):
+        value = random_value(rng)
+        text = yaml.safe_dump(value, default_flow_style=rng.choice([True, False, None]), width=rng.choice([10, 30, 80]),
+                              indent=rng.choice([2, 3, 4]), allow_unicode=rng.choice([True, False]),
+                              default_style=rng.choice([None, None, "'", '"', "|", ">"]),
+                              explicit_start=rng.random() < 0.2, explicit_end=rng.random() < 0.1)
+        if "!!" in text:  # tagged where PyYAML's YAML 1.1 reading would differ
+            continue
+        try:
+            mine = canon(load(text))
+        except sprocket.ConfigError as e:
+            assert "complex keys" in e.message, text
+            continue
+        assert mine == canon(pyyaml(text)), text
+        compared += 1
+    assert compared > 300  # 391 with this seed
+
+
 # Where PyYAML's reading differs from YAML 1.2 on purpose or by a known limit of PyYAML.
 PYYAML_DIFFERS = {
     "double_quoted_surrogate_pair": "PyYAML keeps the two surrogates; JSON and sprocket.py join them",
@@ -246,3 +305,189 @@ PYYAML_DIFFERS = {
 def test_yaml_reader_agrees_with_pyyaml_where_installed(name, text, expected):
     pyyaml = pyyaml_core_loader()
     assert canon(load(text)) == canon(pyyaml(text))
+
+
+# --------------------------------------------------------------------------------------------
+# YAML inputs: `run x.wdl @inputs.yml`, `inputs --yaml`
+# --------------------------------------------------------------------------------------------
+
+INPUTS_WDL = """
+version 1.1
+task t {
+  input {
+    String s
+    Array[Int] n = [1, 2]
+    File f
+    Map[Int, String] m = {}
+    Boolean flag = true
+  }
+  command <<< cat ~{f}; echo ~{s} ~{sep=" " n} ~{flag} >>>
+  output {
+    String out = read_string(stdout())
+    Map[Int, String] mo = m
+  }
+}
+"""
+
+
+@pytest.mark.usefixtures("isolated_config")
+def test_yaml_inputs_file_runs_like_json_with_paths_relative_to_it(tmp_path):
+    write(tmp_path / "x.wdl", INPUTS_WDL)
+    write(tmp_path / "sub" / "data.txt", "hello\n")
+    write(tmp_path / "sub" / "in.yml", """
+        # a Map[Int, _] written with YAML's integer keys; `yes` is a string in YAML 1.2
+        t.s: yes
+        t.n:
+        - 3
+        - 4
+        t.f: data.txt
+        t.m: {1: one, 2: two}
+        """)
+    (tmp_path / "sub" / "in.json").write_text(json.dumps(
+        {"t.s": "yes", "t.n": [3, 4], "t.f": "data.txt", "t.m": {"1": "one", "2": "two"}}))
+    expected = {"t.out": "hello\nyes 3 4 true", "t.mo": {"1": "one", "2": "two"}}
+    assert ok(sprocket_run("x.wdl", "@sub/in.json", "-o", "out", cwd=tmp_path))[0] == expected
+    assert ok(sprocket_run("x.wdl", "@sub/in.yml", "-o", "out", cwd=tmp_path))[0] == expected
+    # a path without `@`, a `.yaml` file, and a key=value after it that wins
+    (tmp_path / "sub" / "in.yaml").write_text((tmp_path / "sub" / "in.yml").read_text())
+    outputs, _ = ok(sprocket_run("x.wdl", "sub/in.yaml", "t.flag=false", "-o", "out", cwd=tmp_path))
+    assert outputs["t.out"] == "hello\nyes 3 4 false"
+    assert sprocket_cmd("validate", "x.wdl", "@sub/in.yml", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.usefixtures("isolated_config")
+@pytest.mark.parametrize("name,text,line,col,fragment", [
+    ("anchor", "t.s: &a x\n", 1, 6, "YAML anchors (`&name`) are not supported"),
+    ("duplicate", "t.s: x\nt.f: a\nt.s: y\n", 3, 1, "the key `t.s` is given more than once"),
+    ("unterminated", "t.s: x\nt.n: [1,\n", 2, 6, "unterminated flow sequence"),
+    ("not_a_mapping", "# inputs\n- t.s\n", 1, 1, "a YAML inputs file must hold a mapping"),
+])
+def test_yaml_inputs_file_errors_point_at_the_line(tmp_path, name, text, line, col, fragment):
+    write(tmp_path / "x.wdl", INPUTS_WDL)
+    (tmp_path / "bad.yml").write_text(text)
+    for command in ("run", "validate"):
+        proc = sprocket_cmd(command, "x.wdl", "@bad.yml", cwd=tmp_path)
+        assert_diag(proc, line, col, fragment, path="bad.yml")
+    fails(sprocket_run("x.wdl", "@bad.yml", cwd=tmp_path), "bad.yml:%d:%d" % (line, col))
+
+
+@pytest.mark.usefixtures("isolated_config")
+def test_inputs_yaml_prints_the_template_that_reads_back(tmp_path):
+    write(tmp_path / "x.wdl", INPUTS_WDL)
+    as_json = sprocket_cmd("inputs", "x.wdl", cwd=tmp_path)
+    as_yaml = sprocket_cmd("inputs", "x.wdl", "--yaml", cwd=tmp_path)
+    assert as_json.returncode == 0 and as_yaml.returncode == 0, as_yaml.stderr
+    assert as_yaml.stdout == "t.s: String\nt.f: File\nt.n:\n  - 1\n  - 2\nt.m: {}\nt.flag: true\n"
+    template = json.loads(as_json.stdout)
+    assert load(as_yaml.stdout) == template
+    # filled in, the YAML template is an inputs file
+    filled = as_yaml.stdout.replace("String", "hi").replace("File", "data.txt")
+    write(tmp_path / "data.txt", "x\n")
+    (tmp_path / "in.yml").write_text(filled)
+    assert ok(sprocket_run("x.wdl", "@in.yml", "-o", "out", cwd=tmp_path))[0]["t.out"] == "x\nhi 1 2 true"
+
+
+YAML_DUMPS_CASES = [
+    ("scalars", {"a": 1, "b": -2.5, "c": True, "d": None, "e": "text", "f": 1e16, "g": -0.0}),
+    ("strings_that_need_quotes", ["", " lead", "trail ", "1", "0x1F", "true", "True", "null", "~", ".inf", "yes",
+                                  "off", "y", "2024-01-01", "1_000", "1:20", "a: b", "a #b", "#c", "- d", "? e",
+                                  ": f", "[g]", "{h}", "&i", "*j", "!k", "|l", ">m", "'n'", '"o"', "%p", "@q", "`r",
+                                  "s:", "...", "---", "line\nbreak", "tab\there", "\x85", "\u2028", "\x7f"]),
+    ("strings_left_plain", ["plain", "a b", "Array[String]+", "x:y", "a#b", "http://x.org/a?b=c#d", "caf\u00e9",
+                            "\U0001F600", "a,b", "it's"]),
+    ("special_floats", [float("inf"), float("-inf"), float("nan")]),
+    ("nesting", {"a": [[1, [2, {"b": [3]}]], {"c": {"d": {}}}, []], "e": {"f": [{"g": 1, "h": [2]}]}}),
+    ("empty_mapping", {}),
+    ("empty_sequence", []),
+    ("odd_keys", {"": 1, " k": 2, "1": 3, "a: b": 4, "yes": 5}),
+]
+
+
+@pytest.mark.parametrize("name,value", YAML_DUMPS_CASES, ids=[c[0] for c in YAML_DUMPS_CASES])
+def test_yaml_dumps_reads_back_to_the_same_values(name, value):
+    text = sprocket.yaml_dumps(value)
+    assert canon(load(text)) == canon(value), text
+    if name == "strings_left_plain":
+        assert all(line[2:] == v for line, v in zip(text.split("\n"), value)), text
+    try:
+        import yaml
+    except ImportError:
+        return
+    assert canon(yaml.safe_load(text)) == canon(value), "a YAML 1.1 reader (PyYAML) reads:\n" + text
+
+
+def conformance_inputs():
+    """(case id, value) of each case's inputs.json in ../shared/conformance; skips when it is absent."""
+    shared = shared_dir()
+    if shared is None or not (shared / "conformance" / "cases").is_dir():
+        pytest.skip("../shared/conformance is not here (it ships with the project's reference material, not the repo)")
+    paths = sorted((shared / "conformance" / "cases").glob("*/*/inputs.json"))
+    return [("%s/%s" % (p.parent.parent.name, p.parent.name), json.loads(p.read_text())) for p in paths]
+
+
+def test_yaml_round_trip_of_the_conformance_corpus_inputs():
+    cases = conformance_inputs()
+    different = [case for case, value in cases if canon(load(sprocket.yaml_dumps(value))) != canon(value)]
+    print("yaml round trip: %d of %d inputs.json files read back equal (%d non-empty)" % (
+        len(cases) - len(different), len(cases), sum(bool(v) for _, v in cases)))
+    assert len(cases) > 300 and not different
+
+
+# An engine for ../shared/conformance/run.py: sprocket.py run, with the case's inputs.json given as the
+# inputs.yml yaml_dumps writes beside it (so relative paths resolve from the same directory).
+YAML_INPUTS_ENGINE = """
+import json, os, sys
+sys.path.insert(0, %(repo)r)
+import sprocket
+argv = sys.argv[1:]
+for i, arg in enumerate(argv):
+    if arg.endswith("inputs.json") and os.path.isfile(arg):
+        with open(arg) as f:
+            text = sprocket.yaml_dumps(json.load(f))
+        with open(arg[:-len(".json")] + ".yml", "w") as f:
+            f.write(text + "\\n")
+        os.remove(arg)
+        argv[i] = "@" + arg[:-len(".json")] + ".yml"
+        break
+else:
+    sys.exit("the YAML engine was given no inputs.json: %%r" %% argv)
+os.execv(sys.executable, %(sprocket)r + argv)
+"""
+
+
+def conformance_known():
+    lines = (REPO / "tests" / "conformance_known.txt").read_text().splitlines()
+    return {line.split()[0] for line in lines if line.strip() and not line.startswith("#")}
+
+
+def run_with_yaml_inputs(tmp_path, cases=()):
+    engine = tmp_path / "yaml_engine.py"
+    engine.write_text(YAML_INPUTS_ENGINE % {"repo": str(REPO), "sprocket": sprocket_argv()})
+    # `[1].1/name` matches that case alone (run.py takes a filter without glob characters as a substring)
+    results = run_conformance(tmp_path, shlex.join([sys.executable, str(engine)]),
+                              ["[%s]%s" % (c[0], c[1:]) for c in cases])
+    known = conformance_known()
+    failed = ["%s: %s %s" % (r["id"], r["status"], r["reason"]) for r in results
+              if r["status"] in ("FAIL", "ERROR") and r["id"] not in known]
+    passed = sum(r["status"] == "PASS" for r in results)
+    print("conformance with YAML inputs: %d passed of %d run" % (passed, len(results)))
+    return results, failed
+
+
+@pytest.mark.usefixtures("isolated_config")
+def test_conformance_sample_runs_with_yaml_inputs(tmp_path):
+    """Every 8th case whose inputs are not empty (about 17), run with `@inputs.yml`: each passes, as with JSON."""
+    known = conformance_known()
+    sample = [case for case, value in conformance_inputs() if value and case not in known][::8]
+    results, failed = run_with_yaml_inputs(tmp_path, sample)
+    assert sorted(r["id"] for r in results) == sorted(sample)
+    assert not failed and all(r["status"] in ("PASS", "SKIP") for r in results), failed
+    assert sum(r["status"] == "PASS" for r in results) >= len(sample) - 2  # SKIP: a capability (gpu, disks)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("isolated_config")
+def test_conformance_corpus_runs_with_yaml_inputs(tmp_path):
+    """The whole corpus with `@inputs.yml`: what fails is only what fails with inputs.json (conformance_known.txt)."""
+    results, failed = run_with_yaml_inputs(tmp_path)
+    assert results and not failed, "cases that fail with YAML inputs:\n" + "\n".join(failed)
