@@ -13046,7 +13046,7 @@ class TestFileReader:
     the key it concerns (the YAML reader gives each mapping's key spans), all of them at once."""
 
     def __init__(self, path, text, doc, fixtures_dir):
-        self.path, self.doc, self.fixtures_dir = path, doc, fixtures_dir
+        self.doc, self.fixtures_dir = doc, fixtures_dir
         self.source = Source(path, text)
         self.errors, self.warnings = [], []
 
@@ -13166,6 +13166,7 @@ class TestFileReader:
         (assign_inputs, relative paths in the fixtures directory) and checked once, at its key."""
         import itertools
 
+        errors = len(self.errors)
         dims = self.matrix(name, inputs, span)
         bad, names = set(), {d.name for d in target.inputs or []}
         for dim in dims:
@@ -13174,7 +13175,7 @@ class TestFileReader:
                     where = kspan if "." not in str(key) and key not in names else vspan
                     if key not in bad and not self.check_input(target, name, key, value, where):
                         bad.add(key)
-        if bad or len(self.errors):
+        if len(self.errors) > errors:
             return []
         out = []
         for combo in itertools.product(*dims):
