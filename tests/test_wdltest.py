@@ -375,3 +375,41 @@ def test_a_tasks_tests_go_to_slurm_as_one_job_array(tmp_path):
     sbatch = [c for c in map(json.loads, (state / "calls").read_text().splitlines()) if c[0] == "sbatch"]
     arrays = [int(a.split("-")[-1]) + 1 for c in sbatch for a in c if a.startswith("--array=")]
     assert arrays and sum(arrays) + len(sbatch) - len(arrays) == 20, sbatch  # (split only on a loaded host)
+
+
+def test_workflow_tests_share_the_call_cache(tmp_path):
+    """With `run.task.cache = "on"`, a workflow's test reuses the calls an earlier test run made
+    (a task's own test runs its task: its exit code and streams are what it asserts)."""
+    write(tmp_path / "wf.wdl", """
+        version 1.1
+        task add_one {
+          input { Int x }
+          command <<< echo $(( ~{x} + 1 )) >>>
+          output { Int y = read_int(stdout()) }
+        }
+        workflow wf {
+          input { Int x }
+          call add_one { input: x = x }
+          output { Int y = add_one.y }
+        }
+        """)
+    (tmp_path / "wf.yaml").write_text("wf:\n  - name: plus_one\n    inputs: {x: [1]}\n"
+                                      "    assertions: {outputs: {y: [{IntEquals: 2}]}}\n"
+                                      "add_one:\n  - name: direct\n    inputs: {x: [1]}\n")
+    (tmp_path / "sprocket.toml").write_text('[run.task]\ncache = "on"\ncache_dir = "%s"\n' % (tmp_path / "calls"))
+    for _ in range(2):
+        proc = sprocket_test(".", cwd=tmp_path)
+        assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "2 passed, 0 failed", proc.stdout
+    rows = db_rows(tmp_path / "test" / "sprocket.db", "SELECT run_id, name, status FROM tasks ORDER BY run_id, name")
+    second = sorted((re.sub(r"-[0-9a-f]{8}$", "", r["name"]), r["status"]) for r in rows if r["run_id"] == 2)
+    assert second == [("add_one-1-0", "completed"), ("wf-0.add_one-cached", "cached")], rows
+
+
+def test_workspace_option_says_where_the_fixtures_are(tmp_path):
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text('echo:\n  - name: reads\n    inputs: {f: [data.txt]}\n'
+                                        '    assertions: {stdout: ["from the workspace"]}\n')
+    write(tmp_path / "ws" / "test" / "fixtures" / "data.txt", "from the workspace\n")
+    proc = sprocket_test("echo.wdl", "-w", "ws", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "ws" / "test" / "sprocket.db").is_file()
