@@ -13509,6 +13509,7 @@ class TestRun(Run):
     def ended(self, ex):
         """An execution is over: its line, and the next one starts (deferred: no recursion)."""
         self.ended_count += 1
+        self.log.log("INFO", test_line(ex), stderr=False)  # and in output.log
         with self.log.lock:
             if self.log.progress is not None:
                 self.log.progress.clear()
@@ -13547,7 +13548,8 @@ def test_line(ex):
     line = "%-7s %s (%.1fs)" % (o.status, ex.label, ex.seconds)
     if o.status != "passed":
         given = ", ".join("%s=%s" % (k, _short(v)) for k, v in ex.inputs.given.items())
-        line += "\n    %s%s\n    see `%s`" % (o.message, "\n    inputs: %s" % given if given else "", ex.directory)
+        line += "\n    %s%s%s" % (o.message, "\n    inputs: %s" % given if given else "",
+                                  "\n    see `%s`" % ex.directory if os.path.isdir(ex.directory) else "")
     return line
 
 
