@@ -94,7 +94,9 @@ per try attempt_resources and retry_decision) makes an Attempt per try, hands th
 TaskRequest (start(), or adopt() for a dead run's job) and waits on the Job it returns; its
 workers tell the Scheduler (Done, Readmit), which keeps the counts. A new backend is a Backend
 subclass (start(), and what it can do beyond the defaults) with @register_backend and its
-SETTINGS (Setting rows): nothing else changes.
+SETTINGS (Setting rows): nothing else changes. `sprocket test` makes one TestRun (section 19), a
+Run whose every test execution is a part of its context (RunContext.part): its own inputs and
+stop flags, the run's backend, scheduler and call cache; a failure in a part ends that part only.
 """
 
 import argparse
