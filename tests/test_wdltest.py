@@ -413,3 +413,34 @@ def test_workspace_option_says_where_the_fixtures_are(tmp_path):
     proc = sprocket_test("echo.wdl", "-w", "ws", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "ws" / "test" / "sprocket.db").is_file()
+
+
+def test_a_failing_test_cancels_only_its_own_tasks(tmp_path):
+    """A test is a part of the run: when its workflow fails, its other running task is canceled,
+    and another test's task runs on to its end and passes."""
+    import time
+
+    write(tmp_path / "wf.wdl", """
+        version 1.1
+        task sleepy {
+          input { Int seconds }
+          command <<< sleep ~{seconds}; echo done >>>
+          output { String said = read_string(stdout()) }
+        }
+        task broken {
+          command <<< exit 1 >>>
+        }
+        workflow wf {
+          call sleepy { input: seconds = 30 }
+          call broken
+          output { String said = sleepy.said }
+        }
+        """)
+    (tmp_path / "wf.yaml").write_text("wf:\n  - name: fails\n"
+                                      "sleepy:\n  - name: sleeps\n    inputs: {seconds: [2]}\n"
+                                      "    assertions: {outputs: {said: [{StrEquals: done}]}}\n")
+    started = time.monotonic()
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert time.monotonic() - started < 20, "the failed test's 30 s task was not canceled"
+    assert outcomes(proc) == {"wf::wf::fails": "failed", "wf::sleepy::sleeps": "passed"}, proc.stdout
+    assert "expects it to succeed: task `wf-0.broken` failed: process terminated with exit code 1" in proc.stdout
