@@ -13943,36 +13943,14 @@ def read_input_items(items, cwd, warn):
     A value is parsed as JSON, else taken as a plain string; a repeated key builds an array.
     File paths in a file resolve against that file's directory, on the command line against cwd.
     Command-line values also carry their text (4th item), so `s=0` can still be the String "0".
-    A key repeated within one JSON object (the last value wins, as in every JSON reader) is warned about.
     """
-    def unique_keys(found):
-        counts = collections.Counter(k for k, _ in found)
-        for k in sorted(k for k, n in counts.items() if n > 1):
-            warn("inputs file `%s`: key `%s` is given more than once; the last value is used" % (path, k))
-        return dict(found)
-
     pairs = []
     repeated = {}
     for item in items:
         path = (item[1:] if item.startswith("@") else
                 item if "=" not in item and item.endswith(_INPUTS_FILE_SUFFIXES) else None)
         if path is not None:
-            src = read_source(path)
-            if path.endswith((".yml", ".yaml")):
-                data = _json_keys(_yaml_loads(src.text, path))
-                if not isinstance(data, dict):
-                    raise InputError("a YAML inputs file must hold a mapping of input names to values",
-                                     Span(src, 0))
-            else:
-                try:
-                    data = json.loads(src.text, object_pairs_hook=unique_keys)
-                except ValueError as e:
-                    pos = getattr(e, "pos", 0)
-                    raise InputError("invalid JSON: %s" % getattr(e, "msg", e), Span(src, pos))
-                except RecursionError:
-                    raise InputError("`%s` is nested too deeply" % path)
-                if not isinstance(data, dict):
-                    raise InputError("an inputs file must hold a JSON object", Span(src, 0))
+            data = read_inputs_file(path, warn)
             base = os.path.dirname(os.path.abspath(path))
             pairs.extend([k, v, base] for k, v in data.items())
             continue
@@ -14000,6 +13978,33 @@ def read_input_items(items, cwd, warn):
             key, values, base, texts = entry
             out.append((key, values[0], base, texts[0]) if len(values) == 1 else (key, values, base, texts))
     return out
+
+
+def read_inputs_file(path, warn):
+    """An inputs file's mapping: YAML for `.yml`/`.yaml` (a key repeated is an error, as YAML says),
+    else JSON (a key repeated within one object is warned about; the last value wins, as in every
+    JSON reader)."""
+    def unique_keys(found):
+        counts = collections.Counter(k for k, _ in found)
+        for k in sorted(k for k, n in counts.items() if n > 1):
+            warn("inputs file `%s`: key `%s` is given more than once; the last value is used" % (path, k))
+        return dict(found)
+
+    src = read_source(path)
+    if path.endswith((".yml", ".yaml")):
+        data = _json_keys(_yaml_loads(src.text, path))
+        if not isinstance(data, dict):
+            raise InputError("a YAML inputs file must hold a mapping of input names to values", Span(src, 0))
+        return data
+    try:
+        data = json.loads(src.text, object_pairs_hook=unique_keys)
+    except ValueError as e:
+        raise InputError("invalid JSON: %s" % getattr(e, "msg", e), Span(src, getattr(e, "pos", 0)))
+    except RecursionError:
+        raise InputError("`%s` is nested too deeply" % path)
+    if not isinstance(data, dict):
+        raise InputError("an inputs file must hold a JSON object", Span(src, 0))
+    return data
 
 
 def _json_keys(value):
