@@ -12779,6 +12779,13 @@ class Run:
 # First the inputs of a target (`run` reads its own the same way).
 
 
+def _json_keys(value):
+    """YAML's values as JSON's: a key written `1` or `true` (a Map[Int, _] input) is the text JSON gives it."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else json_dumps(k): _json_keys(v) for k, v in value.items()}
+    return [_json_keys(v) for v in value] if isinstance(value, list) else value
+
+
 def _warn_input(message):
     """What the inputs hold that is ignored (a struct's extra JSON keys): said once, on stderr."""
     print("warning: %s" % message, file=sys.stderr)
@@ -13182,7 +13189,7 @@ class TestFileReader:
         out = []
         for combo in itertools.product(*dims):
             cells = [cell for row in combo for cell in row]
-            items = [(key, value, self.fixtures_dir, None) for key, value, _, _ in cells]
+            items = [(key, _json_keys(value), self.fixtures_dir, None) for key, value, _, _ in cells]
             try:
                 own, given = assign_inputs(target, items)
             except InputError as e:
@@ -13195,7 +13202,7 @@ class TestFileReader:
         """One value of an input: the target has the input, the value has its type, and the files it
         names exist (a relative path is a fixture)."""
         try:
-            own, given = assign_inputs(target, [(str(key), value, self.fixtures_dir, None)])
+            own, given = assign_inputs(target, [(str(key), _json_keys(value), self.fixtures_dir, None)])
         except InputError as e:
             self.error("test `%s`: %s" % (name, e.message), span)
             return False
@@ -14005,13 +14012,6 @@ def read_inputs_file(path, warn):
     if not isinstance(data, dict):
         raise InputError("an inputs file must hold a JSON object", Span(src, 0))
     return data
-
-
-def _json_keys(value):
-    """YAML's values as JSON's: a key written `1` or `true` (a Map[Int, _] input) is the text JSON gives it."""
-    if isinstance(value, dict):
-        return {k if isinstance(k, str) else json_dumps(k): _json_keys(v) for k, v in value.items()}
-    return [_json_keys(v) for v in value] if isinstance(value, list) else value
 
 
 def choose_target(doc, name):

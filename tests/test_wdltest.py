@@ -444,3 +444,19 @@ def test_a_failing_test_cancels_only_its_own_tasks(tmp_path):
     assert time.monotonic() - started < 20, "the failed test's 30 s task was not canceled"
     assert outcomes(proc) == {"wf::wf::fails": "failed", "wf::sleepy::sleeps": "passed"}, proc.stdout
     assert "expects it to succeed: task `wf-0.broken` failed: process terminated with exit code 1" in proc.stdout
+
+
+def test_yaml_map_keys_that_are_not_strings_are_read_as_json_gives_them(tmp_path):
+    """`{1: one}` for a Map[Int, String] input: YAML's key 1 is JSON's "1" (as in @inputs.yml)."""
+    write(tmp_path / "m.wdl", """
+        version 1.1
+        task m {
+          input { Map[Int, String] m }
+          command <<< echo ~{m[1]} >>>
+          output { String s = read_string(stdout()) }
+        }
+        """)
+    (tmp_path / "m.yaml").write_text("m:\n  - name: ints\n    inputs:\n      m: [{1: one}]\n"
+                                     "    assertions: {outputs: {s: [StrEquals: one]}}\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 0 and outcomes(proc) == {"m::m::ints": "passed"}, proc.stdout + proc.stderr
