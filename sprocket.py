@@ -13092,22 +13092,22 @@ class TestFileReader:
                 self.error("the tests of `%s` must be a list (`- name: ...`)" % name, span)
                 continue
             seen = set()
-            for entry in tests:
+            for i, entry in enumerate(tests):
                 test_name = entry.get("name") if isinstance(entry, dict) else None
                 if isinstance(test_name, str) and test_name in seen:
                     self.error("test `%s` of `%s` is defined twice" % (test_name, name), self.span(entry, "name", span))
                 seen.add(test_name)
-                case = self.test(target, entry, span)
+                case = self.test(target, entry, self.span(tests, i, span))
                 if case is not None:
                     cases.append(case)
         return cases
 
-    def test(self, target, entry, target_span):
+    def test(self, target, entry, entry_span):
         if not isinstance(entry, dict):
             self.error("a test of `%s` must be a mapping with `name`, `tags`, `inputs` and `assertions`" % target.name,
-                       target_span)
+                       entry_span)
             return None
-        span = self.span(entry, "name", target_span)
+        span = self.span(entry, "name", entry_span)
         for key in entry:
             if key not in _TEST_FIELDS:
                 self.error("unknown field `%s` in a test%s; a test has %s" % (key, _did_you_mean(str(key), _TEST_FIELDS),
