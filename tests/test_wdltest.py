@@ -460,3 +460,31 @@ def test_yaml_map_keys_that_are_not_strings_are_read_as_json_gives_them(tmp_path
                                      "    assertions: {outputs: {s: [StrEquals: one]}}\n")
     proc = sprocket_test(".", cwd=tmp_path)
     assert proc.returncode == 0 and outcomes(proc) == {"m::m::ints": "passed"}, proc.stdout + proc.stderr
+
+
+def test_an_error_in_a_deferred_scatter_element_fails_only_its_test(tmp_path):
+    """With `run.workflow.scatter.concurrency = 1` each scatter element after the first starts
+    later (deferred): an error there is its test's failure, not the run's."""
+    write(tmp_path / "wf.wdl", """
+        version 1.1
+        task t {
+          input { Int i }
+          command <<< echo ~{i} >>>
+          output { Int o = read_int(stdout()) }
+        }
+        workflow wf {
+          input { Array[Int] divisors }
+          scatter (d in divisors) {
+            Int q = 12 / d
+            call t { input: i = q }
+          }
+          output { Array[Int] qs = t.o }
+        }
+        """)
+    (tmp_path / "wf.yaml").write_text("wf:\n  - name: fine\n    inputs: {divisors: [[1, 2, 3]]}\n"
+                                      "    assertions: {outputs: {qs: [{Last: {IntEquals: 4}}]}}\n"
+                                      "  - name: by_zero\n    inputs: {divisors: [[1, 0]]}\n")
+    (tmp_path / "sprocket.toml").write_text("[run.workflow.scatter]\nconcurrency = 1\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert outcomes(proc) == {"wf::wf::fine": "passed", "wf::wf::by_zero": "failed"}, proc.stdout + proc.stderr
+    assert "the workflow failed, but the test expects it to succeed: division by zero" in proc.stdout, proc.stdout
