@@ -13430,7 +13430,7 @@ class TestExecution:
 
     def __init__(self, case, number, inputs, directory, name):
         self.case, self.number, self.inputs, self.directory, self.name = case, number, inputs, directory, name
-        self.run = self.context = self.task_run = self.outcome = None
+        self.run = self.task_run = self.outcome = None
         self.started = self.seconds = None
 
     @property
@@ -13444,7 +13444,7 @@ class TestExecution:
         stderr are asserted, which the call cache does not keep); a test of a workflow shares
         the call cache."""
         self.run, self.started = run, time.monotonic()
-        context = self.context = run.context.part(self.failed)
+        context = run.context.part(self.failed)
         context.nested_inputs, context.overrides = self.inputs.nested, self.inputs.overrides
         for values in [self.inputs.inputs] + list(self.inputs.nested.values()):
             context.admit(values.values())
