@@ -7533,18 +7533,38 @@ _SLURM_SETTINGS = dict({  # its `run.backends.<name>` keys (SlurmApptainerBacken
 }, **{"%s.%s" % (p, k): row for p in _PARTITION_KEYS for k, row in _PARTITION_SETTINGS.items()})
 
 
-def _run_tool(argv, timeout=120):
-    """(exit status, stdout, stderr) of a Slurm or Apptainer command; 127 when it is missing."""
+def _run_tool(argv, timeout=120, env=None):
+    """(exit status, stdout, stderr) of a Slurm or Apptainer command (in `env`, else this process's
+    environment); 127 when it is missing."""
     import subprocess
 
     try:
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=timeout, universal_newlines=True)
+                           timeout=timeout, universal_newlines=True, env=env)
     except FileNotFoundError:
         return 127, "", "%s: command not found" % argv[0]
     except subprocess.TimeoutExpired:
         return 124, "", "%s timed out after %d s" % (argv[0], timeout)
     return p.returncode, p.stdout, p.stderr
+
+
+# The `SLURM_*` variables the Slurm commands still get inside a job: where the cluster is.
+_SLURM_KEPT_VARIABLES = ("SLURM_CONF", "SLURM_CLUSTERS")
+
+
+def slurm_command_environment(environ=None):
+    """The environment of the Slurm commands the engine runs: this process's (`environ`), without
+    the `SLURM_*` variables of a job it runs in (a head job, an salloc). sbatch and srun read them
+    as requests of their own (memory, CPUs, tasks, partition, account, name: each task's would be
+    the enclosing job's) and pass them on to the job; SLURM_TIME_FORMAT would change what sacct
+    prints. SLURM_CONF and SLURM_CLUSTERS say which cluster to talk to, and stay."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if not k.startswith("SLURM_") or k in _SLURM_KEPT_VARIABLES}
+
+
+def _run_slurm_tool(argv, timeout=120):
+    """_run_tool for a Slurm command: in slurm_command_environment()."""
+    return _run_tool(argv, timeout, slurm_command_environment())
 
 
 def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell, adir, scratch=None, work=None):
@@ -7813,9 +7833,10 @@ class SlurmClient:
     means, as records. sbatch and scancel run at most max_concurrency at once, sbatch within
     submit_rate_limit; an sbatch the controller did not answer is retried with backoff, and never
     submitted twice. Jobs are followed with sacct, or with squeue and scontrol where accounting is
-    off (`status_source`). `run_tool(argv, timeout=...)` runs a command: _run_tool, or a fake."""
+    off (`status_source`). `run_tool(argv, timeout=...)` runs a command: _run_slurm_tool (without
+    the variables of an enclosing job), or a fake."""
 
-    def __init__(self, log, max_concurrency, rate, run_tool=_run_tool):
+    def __init__(self, log, max_concurrency, rate, run_tool=_run_slurm_tool):
         self.log, self.run_tool = log, run_tool
         self.slots = threading.BoundedSemaphore(max(1, max_concurrency))
         self.rate = rate  # (n, period): at most n sbatch calls per period seconds; None: no limit

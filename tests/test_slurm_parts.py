@@ -94,6 +94,27 @@ def test_client_permanent_sbatch_failure_and_missing_sbatch_are_clear_errors(tmp
         c.sbatch(["sbatch", str(tmp_path / "s")], "hello")
 
 
+def test_slurm_commands_run_without_the_slurm_variables_of_an_enclosing_job(tmp_path, monkeypatch):
+    """Inside a job (a head job) sbatch would take the job's SLURM_MEM_PER_NODE, SLURM_CPUS_PER_TASK,
+    ... as its own requests: the client's commands get the environment without them, but with
+    SLURM_CONF (where the cluster is) and everything else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\nenv > "%s"\necho "Submitted batch job 5"\n' % (tmp_path / "env"))
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+    for k, v in {"SLURM_JOB_ID": "77", "SLURM_MEM_PER_NODE": "2048", "SLURM_CPUS_PER_TASK": "4", "SLURM_JOB_NAME": "head",
+                 "SLURM_JOB_PARTITION": "long", "SLURM_TIME_FORMAT": "relative", "SLURM_CONF": "/etc/site/slurm.conf",
+                 "SPROCKET_HEAD_JOB": "1"}.items():
+        monkeypatch.setenv(k, v)
+    assert S.SlurmClient(Log(), 1, None).sbatch(["sbatch", str(tmp_path / "script")], "t") == "5"
+    seen = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines() if "=" in line)
+    assert sorted(k for k in seen if k.startswith("SLURM_")) == ["SLURM_CONF"]
+    assert seen["SLURM_CONF"] == "/etc/site/slurm.conf" and seen["SPROCKET_HEAD_JOB"] == "1"
+    assert seen["PATH"].startswith(str(bin_dir))
+    assert os.environ["SLURM_MEM_PER_NODE"] == "2048"  # the engine's own environment is left as it is
+
+
 def test_client_rate_limit_holds_the_next_sbatch():
     c, _ = client(lambda argv: (0, "Submitted batch job 1\n", ""), rate=(2, 0.3))
     start = time.monotonic()
