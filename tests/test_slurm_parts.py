@@ -473,9 +473,10 @@ def test_monitor_fails_a_job_that_vanished(monitor):
 # -- the facade, end to end through fake Slurm commands ---------------------------------------------
 
 FAKE_SLURM = r'''#!%(python)s
-"""sbatch/squeue/sacct/scontrol/scancel for one test: a job runs at once as a local process; each
-call is logged as a JSON line to $FAKE_SLURM_DIR/calls. The first $FAKE_NODE_FAILS jobs (default
-none) never run: sacct says they ended NODE_FAIL on node `bad<n>`."""
+"""sbatch/squeue/sacct/scontrol/scancel for one test: a job runs at once as a local process (with
+--dependency=afterany:<id>, once that one has ended), SLURM_JOB_ID set; each call is logged as a
+JSON line to $FAKE_SLURM_DIR/calls. The first $FAKE_NODE_FAILS jobs (default none) never run: sacct
+says they ended NODE_FAIL on node `bad<n>`."""
 import fcntl, json, os, subprocess, sys
 state, tool, args = os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]), sys.argv[1:]
 lock = open(os.path.join(state, "lock"), "w")
@@ -489,14 +490,17 @@ jobs = sorted(n[:-4] for n in os.listdir(state) if n.endswith(".job"))
 if tool == "sbatch":
     n = 1 + len(set(j.split("_")[0] for j in jobs))
     array = [a.split("-")[-1] for a in args if a.startswith("--array=")]
+    after = [os.path.join(state, a.split(":")[-1] + ".rc") for a in args if a.startswith("--dependency=afterany:")]
     for i in range(int(array[0]) + 1) if array else [None]:
         job_id, env = ("%%d_%%d" %% (n, i), dict(os.environ, SLURM_ARRAY_TASK_ID=str(i))) if array else (str(n), os.environ)
+        env = dict(env, SLURM_JOB_ID=str(n))
         out = [args[args.index(o) + 1].replace("%%a", str(i)).replace("%%%%", "%%") for o in ("-o", "-e")]
         open(os.path.join(state, job_id + ".job"), "w").close()
         if n <= int(os.environ.get("FAKE_NODE_FAILS", "0")):
             continue
-        subprocess.Popen(["bash", "-c", 'bash "$1" > "$2" 2> "$3"; echo $? > "$4"', "-", args[-1]] + out +
-                         [os.path.join(state, job_id + ".rc")], env=env, start_new_session=True)
+        subprocess.Popen(["bash", "-c", 'while [ -n "$5" ] && [ ! -e "$5" ]; do sleep 0.1; done; bash "$1" > "$2" 2> "$3"; '
+                          'echo $? > "$4"', "-", args[-1]] + out + [os.path.join(state, job_id + ".rc")] + after[:1],
+                         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print("Submitted batch job %%d" %% n)
 elif tool == "sacct":
     heads = args[args.index("-j") + 1].split(",")
