@@ -52,7 +52,7 @@ The module reads top to bottom in the order data flows:
                                    conflicting extra arguments refused, job tags; adopting the jobs
                                    of a dead run) over four parts:
                                    SlurmClient (the Slurm commands, retries, their output as
-                                   records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
+                                   records; run without an enclosing job's SLURM_* variables), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
                                    file, a batched status query, queue caps, failures blamed on a
                                    node); node-local scratch (_scratch_lines), bad nodes excluded;
@@ -63,12 +63,14 @@ The module reads top to bottom in the order data flows:
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
     17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
-                                   used), orphan sweep, which run adopted which; its read side (runs,
-                                   attempts_of)
+                                   used), orphan sweep, which run adopted which, head jobs'
+                                   hand-offs; its read side (runs, attempts_of)
     18. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
-                                   (report_html), signals; Recorder (each attempt's rows in
-                                   sprocket.db and its line of trace.tsv)
+                                   (report_html), signals; the head job (`run --submit`: the
+                                   engine as a Slurm job, handing off to a successor job near its
+                                   time limit); Recorder (each attempt's rows in sprocket.db and
+                                   its line of trace.tsv)
     19. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
                                    runs, report, doctor, completions, install (the file compiled,
                                    and a launcher); the one place errors become messages
