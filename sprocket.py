@@ -12987,10 +12987,17 @@ def download_url_inputs(run, values):
 
 
 def cmd_run(args):
+    import signal
+
     log = RunLog(args.stderr_level)
     config = load_config(args.config, args.skip_config_search)
     for w in config.warnings:
         log.warn(w)
+    head = head_job_of(args, config)
+    in_head_job = head is not None and threading.current_thread() is threading.main_thread()
+    early = []  # a head job's USR1 before its run exists (a slow start), kept for it
+    if in_head_job:
+        signal.signal(signal.SIGUSR1, lambda signum, frame: early.append(signum))
     check_run_name_parts(args.suffix, args.index_on)
     doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
@@ -13000,15 +13007,16 @@ def cmd_run(args):
     if args.submit:
         return cmd_run_submit(args, config, out_dir, target, log)
     fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
-    head = head_job_of(args, config)
     run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint,
               not args.no_reattach or bool(head and head.predecessor), args.suffix, args.index_on, args.show_task_stderr,
               overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head)
-    if head is not None and threading.current_thread() is threading.main_thread():
-        import signal
-
+    if in_head_job:
         signal.signal(signal.SIGUSR1, run.on_time_limit)  # for the whole run: a late one is ignored
         signal.signal(signal.SIGTERM, run.on_terminate)  # also while it hands off, after execute()
+        if head.predecessor:
+            log.info("head job %s carries on the run of head job %s" % (head.job_id, head.predecessor))
+        if early:
+            run.on_time_limit(early[0], None)
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
         write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
