@@ -51,8 +51,9 @@ The module reads top to bottom in the order data flows:
                                    sbatch line: placement per task, the site's memory/GPU flags,
                                    conflicting extra arguments refused, job tags; adopting the jobs
                                    of a dead run) over four parts:
-                                   SlurmClient (the Slurm commands, retries, their output as
-                                   records; run without an enclosing job's SLURM_* variables), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
+                                   SlurmClient (the Slurm commands, without an enclosing job's
+                                   SLURM_* variables; retries, their output as records),
+                                   ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
                                    file, a batched status query, queue caps, failures blamed on a
                                    node); node-local scratch (_scratch_lines), bad nodes excluded;
@@ -11908,7 +11909,8 @@ def run_settings(config, slurm_placement=None):
 # the hand-off, leaves the run `orphaned` and exits 0, cancelling nothing. The successor, a run of
 # the same name, adopts the jobs of its predecessor as any rerun adopts those of a dead run.
 HeadJob = collections.namedtuple("HeadJob", "run_dir name job_id predecessor argv settings")
-HeadJob.__doc__ = ("A run as a head job: the directory and name chosen for it, its Slurm job id (None outside a "
+HeadJob.__doc__ = ("A run as a head job: the directory chosen for it (None: a new one, as it holds a run already: "
+                   "the job was requeued) and the name, its Slurm job id (None outside a "
                    "job), the head job it took over from (None: the first), the `sprocket` arguments it runs "
                    "with, and its run.head_job settings (head_job_settings()).")
 # sbatch options `run --submit` passes for the head job: run.head_job.extra_sbatch_args may not repeat them.
@@ -11916,6 +11918,7 @@ _HEAD_JOB_SBATCH_OPTIONS = (
     ("--job-name", "-J", "--output", "-o", "--error", "-e", "--chdir", "-D", "--signal", "--dependency", "-d",
      "--time", "-t", "--cpus-per-task", "-c", "--mem", "--partition", "-p", "--account", "-A"))
 _HEAD_OPTIONS = ("--head-run-dir=", "--head-run-name=", "--head-predecessor=")  # what a head job's command adds
+_HEAD_JOB_FILES = ("head_job.sh", "head_job.stdout", "head_job.stderr")  # what its directory holds before it runs
 
 
 def head_job_settings(config):
@@ -12148,7 +12151,7 @@ class Run:
         import uuid
 
         try:
-            run_dir = self.head.run_dir if self.head else make_run_dir(self.out_dir, self.target.name, suffix)
+            run_dir = self.head and self.head.run_dir or make_run_dir(self.out_dir, self.target.name, suffix)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (self.out_dir, e.strerror or e))
         self.uuid = str(uuid.uuid4())
@@ -13068,8 +13071,13 @@ def head_job_of(args, config):
         return None
     if not args.head_run_name or not os.path.isdir(args.head_run_dir):
         raise InputError("--head-run-dir and --head-run-name are for the head jobs that `run --submit` submits")
-    return HeadJob(os.path.abspath(args.head_run_dir), args.head_run_name, os.environ.get("SLURM_JOB_ID"),
-                   args.head_predecessor, args.argv, head_job_settings(config))
+    run_dir = os.path.abspath(args.head_run_dir)
+    if set(os.listdir(run_dir)) - set(_HEAD_JOB_FILES):  # a run is never written over another one
+        print("warning: `%s` holds a run already (the head job was started again): this one goes in a new "
+              "directory" % run_dir, file=sys.stderr)
+        run_dir = None
+    return HeadJob(run_dir, args.head_run_name, os.environ.get("SLURM_JOB_ID"), args.head_predecessor, args.argv,
+                   head_job_settings(config))
 
 
 def cmd_validate(args):

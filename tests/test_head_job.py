@@ -249,3 +249,21 @@ def test_head_job_command_is_this_program_without_submit_and_with_the_new_run(mo
     assert S.head_job_command(argv, "/o/2", "n", "5") == [
         sys.executable, str(program), "-v", "run", "x.wdl", "a=1", "--head-run-dir=/o/2", "--head-run-name=n",
         "--head-predecessor=5"]
+
+
+def test_a_head_job_started_again_never_writes_over_its_run(tmp_path):
+    """A head job started a second time (requeued by Slurm, or its head_job.sh run by hand) finds its
+    directory holding a run: the new run goes in a directory of its own."""
+    env, state = setup(tmp_path, wdl=WAVES.replace("Int seconds = 4", "Int seconds = 0"))
+    sub = submit(tmp_path, env)
+    wait_for(lambda: (state / ("%s.rc" % sub["job_id"])).exists(), 60, "the head job to end")
+    run_dir = Path(sub["directory"])
+    before = (run_dir / "outputs.json").read_text()
+    p = subprocess.run(["sh", str(run_dir / "head_job.sh")], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "holds a run already (the head job was started again): this one goes in a new directory" in p.stderr
+    rows = db_rows(tmp_path / "out" / "sprocket.db", "SELECT name, status, directory FROM runs ORDER BY id")
+    assert [(r["name"], r["status"]) for r in rows] == [(sub["name"], "completed")] * 2
+    assert rows[0]["directory"] != rows[1]["directory"] and (run_dir / "outputs.json").read_text() == before
+    assert json.loads(p.stdout) == json.loads(before)
