@@ -11977,6 +11977,19 @@ def submit_head_job(settings, command, run_dir, name, log, after=None):
         raise RunError("run `%s`: the head job could not be submitted: %s" % (name, e.message.partition(": ")[2]))
 
 
+def partition_time_limit(client, name):
+    """The time limit in seconds of a job without --time in partition `name` (None: the cluster's
+    default partition): its DefaultTime, else its MaxTime; None when it has none."""
+    table = client.partitions()
+    name = name or next((n for n, fields in table.items() if fields.get("Default") == "YES"), None)
+    for key in ("DefaultTime", "MaxTime"):
+        try:
+            return slurm_time_seconds(table.get(name, {}).get(key, ""))
+        except ValueError:  # UNLIMITED, NONE
+            continue
+    return None
+
+
 def submit_run(config, argv, out_dir, target, suffix, log):
     """`run --submit`: the run's name and directory (a new one: make_run_dir), then its head job.
     Returns (job id, name, directory); the directory goes again if sbatch refuses."""
@@ -11988,6 +12001,15 @@ def submit_run(config, argv, out_dir, target, suffix, log):
         raise RunError("run --submit: the `%s` backend (type %s) runs tasks inside the engine's own job, so they would "
                        "end with it at its time limit; use a slurm_apptainer backend (`run.backend`)" % (
                            backend, table["type"]))
+    if settings["limit"] is None:  # the partition's limit, which the hand-off lead must fit too
+        client, partition = SlurmClient(log, 1, None), settings["partition"]
+        if partition:
+            client.check_partition(partition, "run.head_job.partition names the partition")
+        limit = partition_time_limit(client, partition)
+        if limit is not None and settings["handoff_lead"] * 2 > limit:
+            raise ConfigError("`run.head_job.handoff_lead` is %d s, more than half of the time limit of the head job's "
+                              "partition (%d s; run.head_job.time is unset)%s: set it to at most %d" % (
+                                  settings["handoff_lead"], limit, config.where("run.head_job"), limit // 2))
     name = run_name()
     run_dir = make_run_dir(os.path.abspath(out_dir), target.name, suffix)
     try:

@@ -267,3 +267,25 @@ def test_a_head_job_started_again_never_writes_over_its_run(tmp_path):
     assert [(r["name"], r["status"]) for r in rows] == [(sub["name"], "completed")] * 2
     assert rows[0]["directory"] != rows[1]["directory"] and (run_dir / "outputs.json").read_text() == before
     assert json.loads(p.stdout) == json.loads(before)
+
+
+def test_without_a_time_the_hand_off_lead_must_fit_the_partitions_limit(tmp_path, monkeypatch):
+    """run.head_job.time unset: the job gets its partition's DefaultTime (else MaxTime), which the
+    lead must fit too; nothing is submitted and no directory made when it does not."""
+    from types import SimpleNamespace
+
+    from test_slurm_parts import Log, Runner
+
+    text = ("PartitionName=compute Default=YES DefaultTime=NONE MaxTime=UNLIMITED\n"
+            "PartitionName=short Default=NO DefaultTime=00:05:00 MaxTime=00:10:00\n"
+            "PartitionName=long Default=NO DefaultTime=NONE MaxTime=2-00:00:00\n")
+    client = S.SlurmClient(Log(), 1, None, run_tool=Runner(lambda argv: (0, text, "")))
+    assert [S.partition_time_limit(client, p) for p in (None, "short", "long")] == [None, 300, 172800]
+    table = S.SlurmClient(Log(), 1, None, run_tool=Runner(lambda argv: (0, text, ""))).partitions()
+    monkeypatch.setattr(S.SlurmClient, "partitions", lambda self: table)
+    (tmp_path / "sprocket.toml").write_text(CONFIG.replace('time = "10:00"\nhandoff_lead = 60\n', 'partition = "short"\n'))
+    config = S.load_config([str(tmp_path / "sprocket.toml")], True)
+    with pytest.raises(S.ConfigError, match=r"`run.head_job.handoff_lead` is 300 s, more than half of the time limit of "
+                                            r"the head job's partition \(300 s; run.head_job.time is unset\).*at most 150"):
+        S.submit_run(config, ["run", "main.wdl", "--submit"], str(tmp_path / "out"), SimpleNamespace(name="w"), None, Log())
+    assert not (tmp_path / "out").exists()
