@@ -289,3 +289,11 @@ def test_without_a_time_the_hand_off_lead_must_fit_the_partitions_limit(tmp_path
                                             r"the head job's partition \(300 s; run.head_job.time is unset\).*at most 150"):
         S.submit_run(config, ["run", "main.wdl", "--submit"], str(tmp_path / "out"), SimpleNamespace(name="w"), None, Log())
     assert not (tmp_path / "out").exists()
+
+
+def test_run_submit_without_sbatch_is_a_clear_error_and_leaves_no_directory(tmp_path):
+    env, state = setup(tmp_path)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not (Path(p) / "sbatch").exists())
+    p = sprocket(tmp_path, env, "--submit")
+    assert p.returncode == 1 and "the head job could not be submitted: `sbatch` was not found on PATH" in p.stderr, p.stderr
+    assert [d for d in (tmp_path / "out" / "runs" / "w").iterdir() if d.name != "_latest"] == []
