@@ -12352,7 +12352,7 @@ class Run:
             successor_dir = make_run_dir(self.out_dir, self.target.name, self.suffix)
             command = head_job_command(head.argv, successor_dir, self.name, head.job_id)
             successor = submit_head_job(head.settings, command, successor_dir, self.name, self.log, after=head.job_id)
-            error = "handed off to head job %s (%s), which carries the run on in `%s`" % (successor, reason, successor_dir)
+            error = "%s: handed off to head job %s, which carries the run on in `%s`" % (reason, successor, successor_dir)
         except (RunError, OSError) as e:
             successor = None
             error = ("the head job reached its time limit, and its successor could not be submitted (%s): the jobs "
