@@ -47,9 +47,10 @@ def sacct_jobs(since, workdir):
 
 @pytest.mark.slow
 def test_run_submit_with_a_two_minute_head_job_hands_off_until_the_workflow_is_done(sl):
-    """Acceptance: the head job may live 2 minutes and asks USR1 60 s before (Slurm delivers it a few
-    seconds early: its controller looks at time limits periodically; SIGTERM came 20-30 s late);
-    the workflow needs 6 minutes. It completes with the right outputs through at least two hand-offs;
+    """Acceptance: the head job may live 2 minutes and asks USR1 60 s before (the most allowed: Slurm's
+    controller looks at time limits every 30 s, so USR1 came 3-10 s early and SIGTERM 27 s after the
+    limit; even 30 s late it would leave the engine time for its hand-off of about a second); the
+    workflow needs 6 minutes. It completes with the right outputs through at least two hand-offs;
     sacct shows every task ran exactly once and no job was canceled; each head job ended COMPLETED."""
     cfg = sl.config('[run.head_job]\ntime = "2:00"\nhandoff_lead = 60\npartition = "%s"\nmemory = "500 MB"\n' % PART)
     wdl = sl.wdl(WAVES)
