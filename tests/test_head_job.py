@@ -297,3 +297,23 @@ def test_run_submit_without_sbatch_is_a_clear_error_and_leaves_no_directory(tmp_
     p = sprocket(tmp_path, env, "--submit")
     assert p.returncode == 1 and "the head job could not be submitted: `sbatch` was not found on PATH" in p.stderr, p.stderr
     assert [d for d in (tmp_path / "out" / "runs" / "w").iterdir() if d.name != "_latest"] == []
+
+
+def test_run_submit_from_a_zipapp_runs_the_zipapp_in_the_head_job(tmp_path):
+    """sprocket.py as a zipapp (the README's recipe, without the bytecode): the head job runs the
+    archive itself, by its absolute path, with the same Python."""
+    app = tmp_path / "build" / "app"
+    app.mkdir(parents=True)
+    (app / "sprocket.py").write_bytes(Path(S.__file__).read_bytes())
+    (app / "__main__.py").write_text("import sys, sprocket\nsys.exit(sprocket.main())\n")
+    subprocess.run([sys.executable, "-m", "zipapp", str(app), "-o", str(tmp_path / "sprocket.pyz")], check=True, timeout=60)
+    env, state = setup(tmp_path, wdl=WAVES.replace("Int seconds = 4", "Int seconds = 0"))
+    p = subprocess.run([sys.executable, "sprocket.pyz", "run", "-s", "-c", "sprocket.toml", "main.wdl", "-o", "out",
+                        "--submit"], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    sub = json.loads(p.stdout)
+    script = (Path(sub["directory"]) / "head_job.sh").read_text()
+    assert "\nexec %s %s run -s -c sprocket.toml main.wdl -o out --head-run-dir=" % (sys.executable, tmp_path / "sprocket.pyz") in script
+    wait_for(lambda: (state / ("%s.rc" % sub["job_id"])).exists(), 60, "the head job to end")
+    assert json.loads((Path(sub["directory"]) / "outputs.json").read_text()) == {"w.ys": [0, 2, 4], "w.n": 6}
