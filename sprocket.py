@@ -51,8 +51,9 @@ The module reads top to bottom in the order data flows:
                                    sbatch line: placement per task, the site's memory/GPU flags,
                                    conflicting extra arguments refused, job tags; adopting the jobs
                                    of a dead run) over four parts:
-                                   SlurmClient (the Slurm commands, retries, their output as
-                                   records), ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
+                                   SlurmClient (the Slurm commands, without an enclosing job's
+                                   SLURM_* variables; retries, their output as records),
+                                   ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
                                    file, a batched status query, queue caps, failures blamed on a
                                    node); node-local scratch (_scratch_lines), bad nodes excluded;
@@ -64,12 +65,14 @@ The module reads top to bottom in the order data flows:
                                    reader for Python < 3.11; load_config(); YamlReader (_yaml_loads:
                                    the YAML subset of inputs and test files, with positions)
     17. Provenance                 Store: sprocket.db (sessions, runs, tasks, attempts and what each
-                                   used), orphan sweep, which run adopted which; its read side (runs,
-                                   attempts_of)
+                                   used), orphan sweep, which run adopted which, head jobs'
+                                   hand-offs; its read side (runs, attempts_of)
     18. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
-                                   (report_html), signals; Recorder (each attempt's rows in
-                                   sprocket.db and its line of trace.tsv)
+                                   (report_html), signals; the head job (`run --submit`: the
+                                   engine as a Slurm job, handing off to a successor job near its
+                                   time limit); Recorder (each attempt's rows in sprocket.db and
+                                   its line of trace.tsv)
     19. Tests of WDL (`sprocket test`)
                                    the inputs of a target (assign_inputs, shared with
                                    `run`); Sprocket's YAML test files (load_tests: each test's matrix
@@ -210,6 +213,10 @@ class RunError(WdlError):
 
 class RunCancelled(RunError):
     """The run was canceled (Ctrl-C, SIGTERM) or a task stopped because of it."""
+
+
+class RunHandedOff(RunError):
+    """A head job's time limit is near: its engine hands the run, jobs running, to a successor job."""
 
 
 class ConfigError(WdlError):
@@ -5975,6 +5982,7 @@ class Backend:
     scatter_limit = None  # scatter elements it takes at once (None: as many as the run allows)
     cpu = memory = float("inf")
     guest_work = None  # where its tasks see their work directory, when not at its own path (outputs map back)
+    outlives_engine = False  # its jobs run on when the engine ends (a head job may hand them off: detach())
 
     def __init__(self, context, name, settings):
         self.context = context
@@ -6052,6 +6060,11 @@ class Backend:
     def close(self):
         """The run is over: nothing of it may be left running."""
 
+    def detach(self):
+        """The engine hands the run to a successor that adopts its jobs (outlives_engine): submit
+        nothing more and cancel nothing."""
+        raise NotImplementedError
+
     @classmethod
     def doctor(cls, context, name, settings, out_dir):
         """`sprocket doctor`: the Checks of this site for the backend as configured (`settings`,
@@ -6106,6 +6119,7 @@ class RunContext:
         self.reattach = False  # may a later run adopt this one's jobs (tasks compute their reattach key)
         self.stopping = False  # start nothing new
         self.aborting = False  # and stop what runs
+        self.handing_off = False  # and leave what runs to a successor engine (a head job's time limit)
         self.parts = []  # the parts of the run that fail on their own (part())
         self.on_failure = None  # a part's: error -> None, called instead of failing the run
 
@@ -7087,6 +7101,8 @@ class Scheduler:
     def loop(self, is_done):
         """Run until is_done() or a failure with nothing left running."""
         while True:
+            if self.context.handing_off:  # what runs is left to the successor (Run.hand_off)
+                raise RunHandedOff("the run was handed off to a successor")
             while self.deferred and not self.context.stopping:
                 self.guard(*self.deferred.popleft())
             if is_done() or (self.errors or self.context.stopping) and not self.running:
@@ -7573,18 +7589,38 @@ _SLURM_SETTINGS = dict({  # its `run.backends.<name>` keys (SlurmApptainerBacken
 }, **{"%s.%s" % (p, k): row for p in _PARTITION_KEYS for k, row in _PARTITION_SETTINGS.items()})
 
 
-def _run_tool(argv, timeout=120):
-    """(exit status, stdout, stderr) of a Slurm or Apptainer command; 127 when it is missing."""
+def _run_tool(argv, timeout=120, env=None):
+    """(exit status, stdout, stderr) of a Slurm or Apptainer command (in `env`, else this process's
+    environment); 127 when it is missing."""
     import subprocess
 
     try:
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=timeout, universal_newlines=True)
+                           timeout=timeout, universal_newlines=True, env=env)
     except FileNotFoundError:
         return 127, "", "%s: command not found" % argv[0]
     except subprocess.TimeoutExpired:
         return 124, "", "%s timed out after %d s" % (argv[0], timeout)
     return p.returncode, p.stdout, p.stderr
+
+
+# The `SLURM_*` variables the Slurm commands still get inside a job: where the cluster is.
+_SLURM_KEPT_VARIABLES = ("SLURM_CONF", "SLURM_CLUSTERS")
+
+
+def slurm_command_environment(environ=None):
+    """The environment of the Slurm commands the engine runs: this process's (`environ`), without
+    the `SLURM_*` variables of a job it runs in (a head job, an salloc). sbatch and srun read them
+    as requests of their own (memory, CPUs, tasks, partition, account, name: each task's would be
+    the enclosing job's) and pass them on to the job; SLURM_TIME_FORMAT would change what sacct
+    prints. SLURM_CONF and SLURM_CLUSTERS say which cluster to talk to, and stay."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if not k.startswith("SLURM_") or k in _SLURM_KEPT_VARIABLES}
+
+
+def _run_slurm_tool(argv, timeout=120):
+    """_run_tool for a Slurm command: in slurm_command_environment()."""
+    return _run_tool(argv, timeout, slurm_command_environment())
 
 
 def slurm_batch_script(apptainer, environ, binds, gpu, extra_args, image, shell, adir, scratch=None, work=None):
@@ -7853,11 +7889,13 @@ class SlurmClient:
     means, as records. sbatch and scancel run at most max_concurrency at once, sbatch within
     submit_rate_limit; an sbatch the controller did not answer is retried with backoff, and never
     submitted twice. Jobs are followed with sacct, or with squeue and scontrol where accounting is
-    off (`status_source`). `run_tool(argv, timeout=...)` runs a command: _run_tool, or a fake."""
+    off (`status_source`). `run_tool(argv, timeout=...)` runs a command: _run_slurm_tool (without
+    the variables of an enclosing job), or a fake."""
 
-    def __init__(self, log, max_concurrency, rate, run_tool=_run_tool):
+    def __init__(self, log, max_concurrency, rate, run_tool=_run_slurm_tool):
         self.log, self.run_tool = log, run_tool
-        self.slots = threading.BoundedSemaphore(max(1, max_concurrency))
+        self.max_concurrency = max(1, max_concurrency)
+        self.slots = threading.BoundedSemaphore(self.max_concurrency)
         self.rate = rate  # (n, period): at most n sbatch calls per period seconds; None: no limit
         self.sbatch_times = collections.deque()  # times of the recent sbatch calls (submit_rate_limit)
         self.rate_lock = threading.Lock()
@@ -7978,6 +8016,11 @@ class SlurmClient:
         if not told:
             self.log.warn("task `%s`: %s with %s: the excluded nodes are all it could use; the run's jobs may use them "
                           "again" % (name, what, exclude))
+
+    def hold_submissions(self):
+        """Wait for the sbatch calls under way, and let no other start (a hand-off)."""
+        for _ in range(self.max_concurrency):
+            self.slots.acquire()
 
     def wait_before_retry(self, name, why, delay):
         self.log.warn("sbatch failed for task `%s` (%s); trying again in %g s" % (name, why, delay))
@@ -8784,6 +8827,7 @@ class SlurmApptainerBackend(Backend):
     experimental = True
     files_lag = True  # the shared file system may show a job's files on this host late
     cpu = memory = float("inf")  # the cluster schedules; nothing is held back here
+    outlives_engine = True
 
     def __init__(self, context, name, settings):
         super().__init__(context, name, settings)
@@ -9076,6 +9120,15 @@ class SlurmApptainerBackend(Backend):
         if live:
             self.monitor.cancel_jobs(live)
         self.monitor.account()
+
+    def detach(self):
+        """A hand-off: an sbatch under way ends (its job is on record for the successor), no other
+        starts, and no job is canceled. The jobs still gathering into an array were never submitted:
+        the successor starts them."""
+        self.gatherer.close()
+        self.gatherer.wait_submitted()
+        self.client.hold_submissions()
+        self.monitor.stop()
 
     @classmethod
     def doctor(cls, context, name, settings, out_dir):
@@ -10787,6 +10840,30 @@ def _is_int(value):
     return isinstance(value, int)
 
 
+def slurm_time_seconds(text):
+    """Slurm's time limit (sbatch --time: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`)
+    in seconds; ValueError for anything else (or no time at all)."""
+    m = re.match(r"^(?:(\d+)-(\d+)(?::(\d+))?(?::(\d+))?|(\d+)(?::(\d+))?(?::(\d+))?)$", text.strip())
+    if m is None:
+        raise ValueError(text)
+    days, hours, minutes, seconds, a, b, c = (int(g) if g else 0 for g in m.groups())
+    if m.group(1) is None:  # MM, MM:SS or HH:MM:SS
+        hours, minutes, seconds = (a, b, c) if m.group(7) else (0, a, b)
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValueError(text)
+    return total
+
+
+def _slurm_time_problem(value):
+    try:
+        slurm_time_seconds(value)
+    except ValueError:
+        return ('is %s, not a time limit in Slurm\'s format (minutes, "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM" or '
+                '"D-HH:MM:SS", e.g. "2-00:00:00")' % _toml_repr(value))
+    return None
+
+
 # The schema: one row per setting (a Setting, section 12), by dotted key (`*` stands for a backend's
 # name). It is the single source of validation, defaults (Config.get), `config resolve` and `config init`.
 CONFIG_SCHEMA = {
@@ -10833,6 +10910,21 @@ CONFIG_SCHEMA = {
     "run.storage.s3.auth.secret_access_key": Setting("str", None, "accepted for compatibility"),
     "run.storage.google.auth.access_key": Setting("str", None, "accepted for compatibility"),
     "run.storage.google.auth.secret": Setting("str", None, "accepted for compatibility"),
+    # `run --submit`: the engine as a Slurm job of its own (the head job), handing off before its time limit
+    "run.head_job.partition": Setting("str", None, "run --submit: the head job's partition (unset: the cluster's "
+                                      "default)"),
+    "run.head_job.time": Setting("str", None, 'run --submit: the head job\'s time limit in Slurm\'s format (e.g. '
+                                 '"2-00:00:00"; unset: the partition\'s); near it the job hands the run to a successor',
+                                 _slurm_time_problem),
+    "run.head_job.cpus": Setting("int", 1, "run --submit: the head job's CPUs", _at_least_one),
+    "run.head_job.memory": Setting("size", "2 GB", "run --submit: the head job's memory"),
+    "run.head_job.account": Setting("str", None, "run --submit: the head job's account"),
+    "run.head_job.extra_sbatch_args": Setting("list", [], "run --submit: more sbatch arguments for the head job"),
+    "run.head_job.handoff_lead": Setting("int", 300, "run --submit: seconds before the time limit at which the head "
+                                         "job hands off to a successor job (Slurm's USR1; at most half the limit)",
+                                         _at_least_one),
+    "run.head_job.max_handoffs": Setting("int", 20, "run --submit: the most hand-offs of one run; at the next time "
+                                         "limit it fails"),
     "server.allowed_origins": Setting("list", [], "accepted for compatibility (sprocket.py has no server)"),
     "server.allowed_file_paths": Setting("list", [], "accepted for compatibility"),
     "server.allowed_urls": Setting("list", [], "accepted for compatibility"),
@@ -11264,6 +11356,12 @@ CREATE TABLE IF NOT EXISTS adoptions (run_id INTEGER PRIMARY KEY REFERENCES runs
 CREATE TABLE IF NOT EXISTS attempt_usage (key TEXT PRIMARY KEY REFERENCES attempts (key), node TEXT,
     submitted_at REAL, started_at REAL, ended_at REAL, queue_seconds REAL, wall_seconds REAL, cpu_seconds REAL,
     requested_cpus REAL, allocated_cpus INTEGER, requested_memory INTEGER, peak_memory INTEGER, slurm_state TEXT);
+CREATE TABLE IF NOT EXISTS handoffs (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs (id),
+    job_id TEXT NOT NULL, successor_job_id TEXT, reason TEXT NOT NULL, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS cleanups (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs (id),
+    paths TEXT NOT NULL, bytes_freed INTEGER NOT NULL, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS retries (run_id INTEGER PRIMARY KEY REFERENCES runs (id),
+    retry_of INTEGER NOT NULL REFERENCES runs (id), created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
 """
 # What an attempt used (times are seconds since the epoch; NULL where nothing told): from the
 # job itself and, on Slurm, from sacct.
@@ -11489,6 +11587,34 @@ class Store:
             row = self.db.execute("SELECT r.id, r.directory FROM adoptions a JOIN runs r ON r.id = a.run_id "
                                   "WHERE a.by_run_id = ?", (run_id,)).fetchone()
         return RunRef(*row) if row else None
+
+    # -- hand-offs (`run --submit`) ----------------------------------------------------------
+    def record_handoff(self, run_id, job_id, successor_job_id, reason, error):
+        """Head job `job_id` of run `run_id` handed off (`reason`) to `successor_job_id` (None: it
+        could not be submitted). The run becomes `orphaned` (`error` says why), as if its engine had
+        died, so that its successor adopts its jobs (reattach); so do its tasks still going."""
+        live = "('initializing', 'localizing', 'pending', 'running')"
+        statements = [("INSERT INTO handoffs (run_id, job_id, successor_job_id, reason) VALUES (?, ?, ?, ?)",
+                       (run_id, job_id, successor_job_id, reason)),
+                      ("UPDATE runs SET status = 'orphaned', error = ?, completed_at = CURRENT_TIMESTAMP WHERE id = ?",
+                       (error, run_id))]
+        statements += [("UPDATE %s SET status = 'orphaned', completed_at = CURRENT_TIMESTAMP WHERE run_id = ? AND "
+                        "status IN %s" % (table, live), (run_id,)) for table in ("tasks", "attempts")]
+        with self.commit_lock:  # after the statements queued before it, as execute()
+            self.transaction(list(self.take_queued()) + statements)
+
+    def handoffs_before(self, run_id):
+        """How many hand-offs led to `run_id`: those of the runs it adopted, one after the other."""
+        count, run = 0, self.run_adopted_by(run_id)
+        while run is not None:
+            count += self.query("SELECT count(*) AS n FROM handoffs WHERE run_id = ?", (run.id,))[0]["n"]
+            run = self.run_adopted_by(run.id)
+        return count
+
+    def successor_jobs(self):
+        """{run id: the head job its head job handed off to} (`runs`)."""
+        return {r["run_id"]: r["successor_job_id"] for r in self.query(
+            "SELECT run_id, successor_job_id FROM handoffs WHERE successor_job_id IS NOT NULL")}
 
     # -- reading: `sprocket runs`, `sprocket report` ------------------------------------------
     def query(self, sql, args=()):
@@ -12420,6 +12546,125 @@ def run_settings(config, slurm_placement=None):
         slurm_placement={k: v for k, v in (slurm_placement or {}).items() if v})
 
 
+# -- the head job (`run --submit`) -------------------------------------------------------------
+# `run --submit` picks the run's name and makes its directory, then submits the engine itself as a
+# Slurm job (the head job) that runs the same `sprocket run` there (hidden options name them). The
+# job asks for USR1 `handoff_lead` seconds before its time limit; then its engine starts nothing
+# new, makes the next directory, submits the same command as its successor (after it ends), records
+# the hand-off, leaves the run `orphaned` and exits 0, cancelling nothing. The successor, a run of
+# the same name, adopts the jobs of its predecessor as any rerun adopts those of a dead run.
+HeadJob = collections.namedtuple("HeadJob", "run_dir name job_id predecessor argv settings")
+HeadJob.__doc__ = ("A run as a head job: the directory chosen for it (None: a new one, as it holds a run already: "
+                   "the job was requeued) and the name, its Slurm job id (None outside a "
+                   "job), the head job it took over from (None: the first), the `sprocket` arguments it runs "
+                   "with, and its run.head_job settings (head_job_settings()).")
+# sbatch options `run --submit` passes for the head job: run.head_job.extra_sbatch_args may not repeat them.
+_HEAD_JOB_SBATCH_OPTIONS = (
+    ("--job-name", "-J", "--output", "-o", "--error", "-e", "--chdir", "-D", "--signal", "--dependency", "-d",
+     "--time", "-t", "--cpus-per-task", "-c", "--mem", "--partition", "-p", "--account", "-A"))
+_HEAD_OPTIONS = ("--head-run-dir=", "--head-run-name=", "--head-predecessor=")  # what a head job's command adds
+_HEAD_JOB_FILES = ("head_job.sh", "head_job.stdout", "head_job.stderr")  # what its directory holds before it runs
+
+
+def head_job_settings(config):
+    """The run.head_job.* settings as {key: value} (memory in bytes, `limit`: the time in seconds or
+    None), checked together: the hand-off lead is at most half the time limit, and the extra sbatch
+    arguments repeat none the engine passes (ConfigError)."""
+    settings = {k.rpartition(".")[2]: config.get(k) for k in CONFIG_SCHEMA if k.startswith("run.head_job.")}
+    settings["memory"] = parse_memory(settings["memory"], "run.head_job.memory")
+    settings["limit"] = slurm_time_seconds(settings["time"]) if settings["time"] else None
+    lead, limit = settings["handoff_lead"], settings["limit"]
+    if limit is not None and lead * 2 > limit:
+        raise ConfigError("`run.head_job.handoff_lead` is %d s, more than half of `run.head_job.time` %s (%d s)%s: the "
+                          "head job would hand off before doing half its work; set it to at most %d, or give the job "
+                          "more time" % (lead, json_dumps(settings["time"]), limit, config.where("run.head_job"),
+                                         limit // 2))
+    for arg in settings["extra_sbatch_args"]:
+        if sbatch_option_of(arg, _HEAD_JOB_SBATCH_OPTIONS):
+            raise ConfigError("`run.head_job.extra_sbatch_args` has `%s`%s, which `run --submit` passes to sbatch "
+                              "itself: remove it (use the other run.head_job settings)" % (arg, config.where("run.head_job")))
+    return settings
+
+
+def head_job_command(argv, run_dir, name, predecessor=None):
+    """The command of a head job: this program as it was started (the script, the zipapp or the
+    launcher, by its absolute path, with this Python) with the `sprocket` arguments `argv` without
+    --submit (or its abbreviation) and an earlier head job's options, then the run's directory and
+    name (and the head job it takes over from)."""
+    program = sys.argv[0] if sys.argv and os.path.isfile(sys.argv[0]) else __file__
+    args = [a for a in argv if not a.startswith(_HEAD_OPTIONS) and not (len(a) > 4 and "--submit".startswith(a))]
+    tail = [_HEAD_OPTIONS[0] + run_dir, _HEAD_OPTIONS[1] + name] + ([_HEAD_OPTIONS[2] + predecessor] if predecessor else [])
+    return [sys.executable, os.path.abspath(program)] + args + tail
+
+
+def submit_head_job(settings, command, run_dir, name, log, after=None):
+    """Submit `command` as the head job of run `name`: its batch script and output in `run_dir`,
+    SPROCKET_HEAD_JOB=1 in its environment, USR1 `handoff_lead` seconds before its limit; with
+    `after` (a job id), once that job has ended. Returns its job id (RunError if sbatch refuses)."""
+    import shlex
+
+    script = os.path.join(run_dir, "head_job.sh")
+    with open(script, "w") as f:  # exec: the engine is the batch shell, which Slurm's `B:USR1` signals
+        f.write("#!/bin/sh\n# the head job of sprocket run `%s` (`run --submit`)\nSPROCKET_HEAD_JOB=1\n"
+                "export SPROCKET_HEAD_JOB\nexec %s\n" % (name, " ".join(shlex.quote(a) for a in command)))
+    os.chmod(script, 0o755)
+    out = run_dir.replace("%", "%%")  # sbatch reads `%` in -o/-e as a pattern
+    argv = ["sbatch", "--job-name", name, "-o", os.path.join(out, "head_job.stdout"), "-e",
+            os.path.join(out, "head_job.stderr"), "--chdir", os.getcwd(), "--signal=B:USR1@%d" % settings["handoff_lead"],
+            "--cpus-per-task=%d" % settings["cpus"]] + memory_args("mem", settings["cpus"], settings["memory"])
+    argv += ["--time=" + settings["time"]] if settings["time"] else []
+    argv += ["--partition", settings["partition"]] if settings["partition"] else []
+    argv += ["--account", settings["account"]] if settings["account"] else []
+    argv += ["--dependency=afterany:%s" % after] if after else []
+    try:
+        return SlurmClient(log, 1, None).sbatch(argv + settings["extra_sbatch_args"] + [script], name)
+    except RunError as e:  # (its message speaks of a task)
+        raise RunError("run `%s`: the head job could not be submitted: %s" % (name, e.message.partition(": ")[2]))
+
+
+def partition_time_limit(client, name):
+    """The time limit in seconds of a job without --time in partition `name` (None: the cluster's
+    default partition): its DefaultTime, else its MaxTime; None when it has none."""
+    table = client.partitions()
+    name = name or next((n for n, fields in table.items() if fields.get("Default") == "YES"), None)
+    for key in ("DefaultTime", "MaxTime"):
+        try:
+            return slurm_time_seconds(table.get(name, {}).get(key, ""))
+        except ValueError:  # UNLIMITED, NONE
+            continue
+    return None
+
+
+def submit_run(config, argv, out_dir, target, suffix, log):
+    """`run --submit`: the run's name and directory (a new one: make_run_dir), then its head job.
+    Returns (job id, name, directory); the directory goes again if sbatch refuses."""
+    import shutil
+
+    settings = head_job_settings(config)
+    backend, table = config.backend()
+    if not BACKENDS[table["type"]].outlives_engine:
+        raise RunError("run --submit: the `%s` backend (type %s) runs tasks inside the engine's own job, so they would "
+                       "end with it at its time limit; use a slurm_apptainer backend (`run.backend`)" % (
+                           backend, table["type"]))
+    if settings["limit"] is None:  # the partition's limit, which the hand-off lead must fit too
+        client, partition = SlurmClient(log, 1, None), settings["partition"]
+        if partition:
+            client.check_partition(partition, "run.head_job.partition names the partition")
+        limit = partition_time_limit(client, partition)
+        if limit is not None and settings["handoff_lead"] * 2 > limit:
+            raise ConfigError("`run.head_job.handoff_lead` is %d s, more than half of the time limit of the head job's "
+                              "partition (%d s; run.head_job.time is unset)%s: set it to at most %d" % (
+                                  settings["handoff_lead"], limit, config.where("run.head_job"), limit // 2))
+    name = run_name()
+    run_dir = make_run_dir(os.path.abspath(out_dir), target.name, suffix)
+    try:
+        job_id = submit_head_job(settings, head_job_command(argv, run_dir, name), run_dir, name, log)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return job_id, name, run_dir
+
+
 class Recorder:
     """What a run's attempts did, as they happen: their rows in sprocket.db (`tasks`, `attempts`,
     `attempt_usage`), the log, trace.tsv, and the task stderr shown live (--show-task-stderr)."""
@@ -12520,11 +12765,13 @@ class Run:
     runtime shares (settings, log, recorder, call cache, backend, scheduler)."""
 
     def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False, fingerprint=None,
-                 reattach=True, suffix=None, index_on=None, show_task_stderr=False, overrides=None, slurm_placement=None):
+                 reattach=True, suffix=None, index_on=None, show_task_stderr=False, overrides=None, slurm_placement=None,
+                 head=None):
         self.target, self.log, self.index_on = target, log, index_on
+        self.head, self.suffix, self.handed_off = head, suffix, False  # head: a HeadJob (`run --submit`)
         self.out_dir = out_dir = os.path.abspath(out_dir)
         self.store = self.open_store(config)
-        self.name = log.name = run_name()
+        self.name = log.name = head.name if head else run_name()
         self.cancelled = False
         self.interrupts = 0
         self.context = context = RunContext(run_settings(config, slurm_placement), log)
@@ -12575,7 +12822,7 @@ class Run:
         import uuid
 
         try:
-            run_dir = make_run_dir(self.out_dir, self.target.name, suffix)
+            run_dir = self.head and self.head.run_dir or make_run_dir(self.out_dir, self.target.name, suffix)
         except OSError as e:
             raise RunError("cannot create the run directory under `%s`: %s" % (self.out_dir, e.strerror or e))
         self.uuid = str(uuid.uuid4())
@@ -12720,8 +12967,55 @@ class Run:
 
     def on_terminate(self, signum, frame):
         """SIGTERM (scancel, a batch system's time limit): cancel everything at once."""
+        if self.context.handing_off:  # a head job's time limit, after its hand-off: the jobs are the successor's
+            return self.log.warn("terminated by a signal after the hand-off: nothing is canceled")
         self.log.error("terminated by a signal: canceling executing tasks")
         self.cancel()
+
+    def on_time_limit(self, signum, frame):
+        """USR1 in a head job: its time limit is near (`sbatch --signal`). Start nothing new and hand
+        the run to a successor (hand_off(), once the scheduler has stopped); SIGTERM, the limit
+        itself, cancels nothing from now on (on_terminate)."""
+        if self.context.handing_off:
+            return
+        if not self.context.backend.outlives_engine:
+            self.log.error("the head job's time limit is near, but the `%s` backend's tasks end with it: no hand-off "
+                           "(run --submit wants a slurm_apptainer backend)" % self.context.backend.name)
+            return
+        self.log.warn("the head job's time limit is near (USR1): starting nothing new, handing the run to a successor job")
+        self.context.stopping = self.context.handing_off = True
+
+    def hand_off(self):
+        """The hand-off (on_time_limit): the successor's directory, the successor job (the same
+        command, after this one), the hand-off on record and the run `orphaned`, for the successor to
+        adopt; no job is canceled. Past run.head_job.max_handoffs the run fails instead, its jobs
+        canceled. Returns the exit status."""
+        head, reason = self.head, "time limit (USR1)"
+        done = self.store.handoffs_before(self.run_id)
+        if done >= head.settings["max_handoffs"] or head.job_id is None:
+            error = ("the head job reached its time limit after %d hand-off(s), the most run.head_job.max_handoffs "
+                     "allows: the run stops (raise run.head_job.max_handoffs or run.head_job.time)" % done
+                     if head.job_id else "the time limit is near, but SLURM_JOB_ID is unset: no successor can wait "
+                     "for this job (run --submit submits head jobs)")
+            self.context.abort()
+            self.finish(error=error)
+            print("error: %s" % error, file=sys.stderr)
+            return 1
+        try:
+            successor_dir = make_run_dir(self.out_dir, self.target.name, self.suffix)
+            command = head_job_command(head.argv, successor_dir, self.name, head.job_id)
+            successor = submit_head_job(head.settings, command, successor_dir, self.name, self.log, after=head.job_id)
+            error = "%s: handed off to head job %s, which carries the run on in `%s`" % (reason, successor, successor_dir)
+        except (RunError, OSError) as e:
+            successor = None
+            error = ("the head job reached its time limit, and its successor could not be submitted (%s): the jobs "
+                     "run on; run the same command again to follow them" % (e.message if isinstance(e, RunError) else e))
+        self.store.record_handoff(self.run_id, head.job_id, successor, reason, error)
+        (self.log.info if successor else self.log.error)(error)
+        self.handed_off = True
+        self.close()
+        print("%s: %s" % ("run handed off" if successor else "error", error), file=sys.stderr)
+        return 0 if successor else 1
 
     def cancel(self):
         """The user's cancel (Ctrl-C, SIGTERM): the run ends `canceled`."""
@@ -12754,8 +13048,9 @@ class Run:
         return None
 
     def close(self):
-        """No job left behind; then the report and the final trace, from what sprocket.db holds."""
-        self.context.backend.close()
+        """No job left behind (but those a successor follows); then the report and the final trace,
+        from what sprocket.db holds."""
+        (self.context.backend.detach if self.handed_off else self.context.backend.close)()
         if self.task_stderr:
             self.task_stderr.stop()
         try:
@@ -13694,6 +13989,10 @@ def _run_arguments(c):
                    help="link the outputs (and outputs.json) into OUT/index/PATH/, replacing the earlier index")
     c.add_argument("--show-task-stderr", action="store_true",
                    help="show each task's stderr on the terminal as it is written")
+    c.add_argument("--submit", action="store_true", help="submit the engine itself as a Slurm job (run.head_job.*) "
+                   "and return at once; near its time limit it hands the run to a successor job")
+    for option in _HEAD_OPTIONS:  # a head job's own (run --submit writes them)
+        c.add_argument(option[:-1], help=argparse.SUPPRESS)
     for key in _SLURM_TASK_KEYS:
         c.add_argument("--slurm-" + key, metavar=key.upper(), help="slurm_apptainer: the %s of every task's job, unless "
                        "the task's `slurm_%s` key names one (before the partition tables and the backend's settings)" % (
@@ -14069,20 +14368,36 @@ def download_url_inputs(run, values):
 
 
 def cmd_run(args):
+    import signal
+
     log = RunLog(args.stderr_level)
     config = load_config(args.config, args.skip_config_search)
     for w in config.warnings:
         log.warn(w)
+    head = head_job_of(args, config)
+    in_head_job = head is not None and threading.current_thread() is threading.main_thread()
+    early = []  # a head job's USR1 before its run exists (a slow start), kept for it
+    if in_head_job:
+        signal.signal(signal.SIGUSR1, lambda signum, frame: early.append(signum))
     check_run_name_parts(args.suffix, args.index_on)
     doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
     if args.index_on:
         index_location(os.path.abspath(out_dir), args.index_on)
     inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
+    if args.submit:
+        return cmd_run_submit(args, config, out_dir, target, log)
     fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
-    run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint, not args.no_reattach,
-              args.suffix, args.index_on, args.show_task_stderr, overrides,
-              {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS})
+    run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint,
+              not args.no_reattach or bool(head and head.predecessor), args.suffix, args.index_on, args.show_task_stderr,
+              overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head)
+    if in_head_job:
+        signal.signal(signal.SIGUSR1, run.on_time_limit)  # for the whole run: a late one is ignored
+        signal.signal(signal.SIGTERM, run.on_terminate)  # also while it hands off, after execute()
+        if head.predecessor:
+            log.info("head job %s carries on the run of head job %s" % (head.job_id, head.predecessor))
+        if early:
+            run.on_time_limit(early[0], None)
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
         write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
@@ -14092,6 +14407,8 @@ def cmd_run(args):
         run.finish(error="interrupted")
         print("error: evaluation was interrupted", file=sys.stderr)
         return 1
+    except RunHandedOff:  # a head job's time limit: the successor job carries on
+        return run.hand_off()
     except (WdlError, OSError) as e:  # an OSError: the file system refused (full, read-only)
         run.finish(error=e.message if isinstance(e, WdlError) else os_error_text(e))
         raise
@@ -14116,6 +14433,29 @@ def cmd_run(args):
     finally:
         run.close()  # the outputs are out: what the jobs used (a last sacct), the report
     return 0
+
+
+def cmd_run_submit(args, config, out_dir, target, log):
+    """`run --submit`: the head job submitted; its id, the run's name and directory printed (JSON)."""
+    job_id, name, run_dir = submit_run(config, args.argv, out_dir, target, args.suffix, log)
+    print("submitted run `%s` as Slurm job %s; its directory: %s" % (name, job_id, run_dir), file=sys.stderr)
+    print(json_dumps({"job_id": job_id, "name": name, "directory": run_dir}, indent=2))
+    return 0
+
+
+def head_job_of(args, config):
+    """The HeadJob of a run started by run --submit (or a hand-off), None for any other."""
+    if args.head_run_dir is None:
+        return None
+    if not args.head_run_name or not os.path.isdir(args.head_run_dir):
+        raise InputError("--head-run-dir and --head-run-name are for the head jobs that `run --submit` submits")
+    run_dir = os.path.abspath(args.head_run_dir)
+    if set(os.listdir(run_dir)) - set(_HEAD_JOB_FILES):  # a run is never written over another one
+        print("warning: `%s` holds a run already (the head job was started again): this one goes in a new "
+              "directory" % run_dir, file=sys.stderr)
+        run_dir = None
+    return HeadJob(run_dir, args.head_run_name, os.environ.get("SLURM_JOB_ID"), args.head_predecessor, args.argv,
+                   head_job_settings(config))
 
 
 def cmd_test(args):
@@ -14266,9 +14606,12 @@ def cmd_runs(args):
     store, out_dir = open_store(args)
     try:
         runs = store.runs()
+        successors = store.successor_jobs()
     finally:
         store.close()
-    rows = [{"name": r["name"], "target": r["target"], "status": r["status"], "started": r["started_at"],
+    # a run whose head job handed off (run --submit) is `orphaned` in sprocket.db: shown as `handed-off`
+    rows = [{"name": r["name"], "target": r["target"], "status": "handed-off" if r["id"] in successors else r["status"],
+             "handed_off_to": successors.get(r["id"]), "started": r["started_at"],
              "duration_s": round(r["duration"], 1) if r["duration"] is not None else None, "done": r["done"],
              "failed": r["failed"], "cached": r["cached"], "directory": os.path.join(out_dir, r["directory"]),
              "error": r["error"]} for r in runs]
@@ -14276,7 +14619,8 @@ def cmd_runs(args):
         print(json_dumps(rows, indent=2))
         return 0
     table = [("NAME", "TARGET", "STATUS", "STARTED (UTC)", "DURATION", "DONE", "FAILED", "CACHED", "DIRECTORY")]
-    table += [(r["name"], r["target"] or "-", r["status"], r["started"] or "-", _duration_text(r["duration_s"]),
+    table += [(r["name"], r["target"] or "-", r["status"] + (" to %s" % r["handed_off_to"] if r["handed_off_to"] else ""),
+               r["started"] or "-", _duration_text(r["duration_s"]),
                str(r["done"]), str(r["failed"]), str(r["cached"]), r["directory"]) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     for row in table:
@@ -14441,6 +14785,7 @@ def main(argv=None):
         verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", 0)
         args.stderr_level = {-1: 10, 0: 20, 1: 30, 2: 40}.get(max(-1, min(2, 1 - verbose + quiet)), 40)
         args.config = getattr(args, "config", [])
+        args.argv = list(argv)  # (a head job runs the same command: run --submit)
         args.skip_config_search = getattr(args, "skip_config_search", False)
     except UsageError as e:
         print("error: %s" % e, file=sys.stderr)

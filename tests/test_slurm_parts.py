@@ -94,6 +94,27 @@ def test_client_permanent_sbatch_failure_and_missing_sbatch_are_clear_errors(tmp
         c.sbatch(["sbatch", str(tmp_path / "s")], "hello")
 
 
+def test_slurm_commands_run_without_the_slurm_variables_of_an_enclosing_job(tmp_path, monkeypatch):
+    """Inside a job (a head job) sbatch would take the job's SLURM_MEM_PER_NODE, SLURM_CPUS_PER_TASK,
+    ... as its own requests: the client's commands get the environment without them, but with
+    SLURM_CONF (where the cluster is) and everything else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\nenv > "%s"\necho "Submitted batch job 5"\n' % (tmp_path / "env"))
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+    for k, v in {"SLURM_JOB_ID": "77", "SLURM_MEM_PER_NODE": "2048", "SLURM_CPUS_PER_TASK": "4", "SLURM_JOB_NAME": "head",
+                 "SLURM_JOB_PARTITION": "long", "SLURM_TIME_FORMAT": "relative", "SLURM_CONF": "/etc/site/slurm.conf",
+                 "SPROCKET_HEAD_JOB": "1"}.items():
+        monkeypatch.setenv(k, v)
+    assert S.SlurmClient(Log(), 1, None).sbatch(["sbatch", str(tmp_path / "script")], "t") == "5"
+    seen = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines() if "=" in line)
+    assert sorted(k for k in seen if k.startswith("SLURM_")) == ["SLURM_CONF"]
+    assert seen["SLURM_CONF"] == "/etc/site/slurm.conf" and seen["SPROCKET_HEAD_JOB"] == "1"
+    assert seen["PATH"].startswith(str(bin_dir))
+    assert os.environ["SLURM_MEM_PER_NODE"] == "2048"  # the engine's own environment is left as it is
+
+
 def test_client_rate_limit_holds_the_next_sbatch():
     c, _ = client(lambda argv: (0, "Submitted batch job 1\n", ""), rate=(2, 0.3))
     start = time.monotonic()
@@ -452,9 +473,10 @@ def test_monitor_fails_a_job_that_vanished(monitor):
 # -- the facade, end to end through fake Slurm commands ---------------------------------------------
 
 FAKE_SLURM = r'''#!%(python)s
-"""sbatch/squeue/sacct/scontrol/scancel for one test: a job runs at once as a local process; each
-call is logged as a JSON line to $FAKE_SLURM_DIR/calls. The first $FAKE_NODE_FAILS jobs (default
-none) never run: sacct says they ended NODE_FAIL on node `bad<n>`."""
+"""sbatch/squeue/sacct/scontrol/scancel for one test: a job runs at once as a local process (with
+--dependency=afterany:<id>, once that one has ended), SLURM_JOB_ID set; each call is logged as a
+JSON line to $FAKE_SLURM_DIR/calls. The first $FAKE_NODE_FAILS jobs (default none) never run: sacct
+says they ended NODE_FAIL on node `bad<n>`."""
 import fcntl, json, os, subprocess, sys
 state, tool, args = os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]), sys.argv[1:]
 lock = open(os.path.join(state, "lock"), "w")
@@ -468,14 +490,17 @@ jobs = sorted(n[:-4] for n in os.listdir(state) if n.endswith(".job"))
 if tool == "sbatch":
     n = 1 + len(set(j.split("_")[0] for j in jobs))
     array = [a.split("-")[-1] for a in args if a.startswith("--array=")]
+    after = [os.path.join(state, a.split(":")[-1] + ".rc") for a in args if a.startswith("--dependency=afterany:")]
     for i in range(int(array[0]) + 1) if array else [None]:
         job_id, env = ("%%d_%%d" %% (n, i), dict(os.environ, SLURM_ARRAY_TASK_ID=str(i))) if array else (str(n), os.environ)
+        env = dict(env, SLURM_JOB_ID=str(n))
         out = [args[args.index(o) + 1].replace("%%a", str(i)).replace("%%%%", "%%") for o in ("-o", "-e")]
         open(os.path.join(state, job_id + ".job"), "w").close()
         if n <= int(os.environ.get("FAKE_NODE_FAILS", "0")):
             continue
-        subprocess.Popen(["bash", "-c", 'bash "$1" > "$2" 2> "$3"; echo $? > "$4"', "-", args[-1]] + out +
-                         [os.path.join(state, job_id + ".rc")], env=env, start_new_session=True)
+        subprocess.Popen(["bash", "-c", 'while [ -n "$5" ] && [ ! -e "$5" ]; do sleep 0.1; done; bash "$1" > "$2" 2> "$3"; '
+                          'echo $? > "$4"', "-", args[-1]] + out + [os.path.join(state, job_id + ".rc")] + after[:1],
+                         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print("Submitted batch job %%d" %% n)
 elif tool == "sacct":
     heads = args[args.index("-j") + 1].split(",")
