@@ -10918,7 +10918,7 @@ class Store:
         """Every run (or the one `run_id`), newest first, with its calls done, failed (their last
         attempt) and cached."""
         return self.query(
-            "SELECT r.id, r.uuid, r.name, r.target, r.status, r.source, r.error, r.directory, r.started_at, "
+            "SELECT r.id, r.uuid, r.name, r.target, r.status, r.source, r.inputs, r.outputs, r.error, r.directory, r.started_at, "
             "r.completed_at, (julianday(coalesce(r.completed_at, CURRENT_TIMESTAMP)) - julianday(r.started_at)) * 86400 "
             "AS duration, (SELECT count(DISTINCT call) FROM attempts a WHERE a.run_id = r.id AND a.status = 'completed') "
             "AS done, (SELECT count(*) FROM (SELECT status, max(attempt) FROM attempts a WHERE a.run_id = r.id "
@@ -13534,8 +13534,7 @@ def cmd_clean(args):
     verb = "would remove" if args.dry_run else "removed"
     total = CleanResult(0, 0, 0)
     try:
-        runs = store.query("SELECT r.*, (SELECT count(*) FROM tasks t WHERE t.run_id = r.id AND t.status = 'cached') "
-                           "AS cached FROM runs r ORDER BY r.id DESC")
+        runs = store.runs()
         chosen, left = clean_choice(store, runs, args.keep_last, older_than)
         for r, why in left:
             print("left run `%s`: %s" % (r["name"], why), file=sys.stderr)
@@ -13550,10 +13549,14 @@ def cmd_clean(args):
             removed, done = [], CleanResult(0, 0, 0)
             for top in work_directories(run_dir):
                 got = remove_work(top, root, kept, args.dry_run)
+                if not got.files and got.kept:  # what is left is kept (a clean before took the rest)
+                    continue
                 done = CleanResult(*(a + b for a, b in zip(done, got)))
                 removed.append(os.path.relpath(top, root))
-                print("%s %s (%d files, %s)%s" % (verb, removed[-1], got.files, _human_bytes(got.bytes), (
-                    "; kept %d a kept run, the call cache or an index uses" % got.kept) if got.kept else ""))
+                print("%s %s (%d files, %s)%s" % (
+                    ("would empty" if args.dry_run else "emptied") if got.kept else verb, removed[-1], got.files,
+                    _human_bytes(got.bytes), "; kept %d file(s) that a kept run, the call cache or an index uses" % (
+                        got.kept) if got.kept else ""))
             if removed and not args.dry_run:
                 store.execute("INSERT INTO cleanups (run_id, paths, bytes_freed) VALUES (?, ?, ?)",
                               (r["id"], json_dumps(removed), done.bytes))
