@@ -475,7 +475,8 @@ if tool == "sbatch":
         if n <= int(os.environ.get("FAKE_NODE_FAILS", "0")):
             continue
         subprocess.Popen(["bash", "-c", 'bash "$1" > "$2" 2> "$3"; echo $? > "$4"', "-", args[-1]] + out +
-                         [os.path.join(state, job_id + ".rc")], env=env, start_new_session=True)
+                         [os.path.join(state, job_id + ".rc")], env=env, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # sbatch answers at once
     print("Submitted batch job %%d" %% n)
 elif tool == "sacct":
     heads = args[args.index("-j") + 1].split(",")

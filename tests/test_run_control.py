@@ -1,0 +1,638 @@
+"""Steering runs from another shell (sections 18-19): `sprocket status`, `cancel`, `retry` and `clean`.
+
+Everything drives the real program in subprocesses: runs with the local backend through the conftest
+helpers, and with the slurm_apptainer backend through tests/test_slurm_parts.py's fake Slurm commands,
+here with a squeue that answers for the fake's jobs and a scancel that kills them (SQUEUE_SCANCEL).
+
+What is promised (issue 20, items 4-7):
+
+* ``status [RUN]``: a run (default the newest; by name, id, uuid or directory) with its tasks by
+  state, the running and pending ones (their jobs, for how long, and on Slurm why they wait: one
+  squeue for all its jobs, only while it is live), the failed ones (message, stderr path), its
+  hand-offs and the runs it continues; an unknown run is one clear error;
+* ``cancel RUN``: a live engine is asked to stop (``cancel-requested`` in the run directory, looked
+  for every scheduler round, and SIGTERM on this host) and waited for; a run whose engine is gone has
+  its jobs canceled with one call (one scancel) and is marked canceled: run, tasks and attempts;
+* ``retry RUN [k=v]``: the same document and inputs (overrides on top), only what failed or never ran
+  runs again (counted executions, counted sbatch calls); ``retries`` records it;
+* ``clean``: the work/ and tmp/ of finished runs go, never a live run's, never what a kept run's
+  outputs or the call cache use, never anything outside the output directory.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import db_rows, pid_alive, run_cmd, sprocket_argv, sprocket_cmd, sprocket_run, wait_for, write
+from test_slurm_parts import FAKE_SLURM, S, fake_slurm_env
+
+pytestmark = pytest.mark.usefixtures("isolated_config")
+
+# Each sleeping task writes its pid (its process group's leader) to DIR/<i>.pid once it runs.
+SLEEPERS_WDL = """
+    version 1.1
+
+    task nap {
+      input {
+        Int i
+        String dir
+      }
+      command <<<
+        echo $$ > "~{dir}/~{i}.tmp" && mv "~{dir}/~{i}.tmp" "~{dir}/~{i}.pid"
+        sleep 60
+      >>>
+      output {
+        Int o = i
+      }
+    }
+
+    task quick {
+      command <<<
+        echo hi
+      >>>
+      output {
+        String s = read_string(stdout())
+      }
+    }
+
+    workflow wf {
+      input {
+        String dir
+      }
+      call quick
+      scatter (i in range(2)) {
+        call nap { input: i = i, dir = dir }
+      }
+      output {
+        Array[Int] os = nap.o
+      }
+    }
+"""
+
+# `a` twice and `b` once; each appends its name to LOG when it runs; `b` fails until MARKER exists.
+FLAKY_WDL = """
+    version 1.1
+
+    task a {
+      input {
+        Int i
+        String log
+      }
+      command <<<
+        echo a~{i} >> "~{log}"
+        head -c 5000 /dev/zero > scratch.bin
+        echo ~{i} > o.txt
+      >>>
+      output {
+        File o = "o.txt"
+      }
+    }
+
+    task b {
+      input {
+        String marker
+        String log
+      }
+      command <<<
+        echo b >> "~{log}"
+        echo "no marker yet" >&2
+        test -e "~{marker}"
+      >>>
+      output {
+        String s = "ok"
+      }
+    }
+
+    workflow wf {
+      input {
+        String marker
+        String log
+      }
+      scatter (i in range(2)) {
+        call a { input: i = i, log = log }
+      }
+      call b { input: marker = marker, log = log }
+      output {
+        Array[File] os = a.o
+        String s = b.s
+      }
+    }
+"""
+
+
+def start_run(tmp_path, doc, *args, env=None):
+    return subprocess.Popen(run_cmd(doc, *args), cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, env=env)
+
+
+def task_pids(marks, n):
+    wait_for(lambda: len(list(marks.glob("*.pid"))) == n, 60, "%d tasks to start" % n)
+    return [int(p.read_text()) for p in sorted(marks.glob("*.pid"))]
+
+
+def kill_groups(pids):
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def status_json(tmp_path, *args, env=None):
+    r = sprocket_cmd("status", "--json", *args, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def assert_canceled_everywhere(db, run_id):
+    """The run, and every task and attempt of it that had not ended, say `canceled`."""
+    (run,) = db_rows(db, "SELECT status FROM runs WHERE id = ?", (run_id,))
+    assert run["status"] == "canceled"
+    for table in ("tasks", "attempts"):
+        states = {r["status"] for r in db_rows(db, "SELECT status FROM %s WHERE run_id = ?" % table, (run_id,))}
+        assert states <= {"completed", "canceled"} and "canceled" in states, (table, states)
+
+
+# --------------------------------------------------------------------------------------------
+# status
+# --------------------------------------------------------------------------------------------
+
+
+def test_status_shows_tasks_by_state_running_jobs_failures_and_refuses_an_unknown_run(tmp_path):
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    flaky = write(tmp_path / "flaky.wdl", FLAKY_WDL)
+    failed = sprocket_run(flaky, "marker=%s" % (tmp_path / "marker"), "log=%s" % (tmp_path / "log"), "-o", out,
+                          cwd=tmp_path)
+    assert failed.returncode == 1
+    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
+    pids = []
+    try:
+        pids = task_pids(marks, 2)
+        wait_for(lambda: len(db_rows(out / "sprocket.db", "SELECT * FROM attempts WHERE status = 'running' AND "
+                                     "process_group IS NOT NULL")) == 2, 30, "the tasks' rows")
+        live = status_json(tmp_path, "-o", out)  # the newest run
+        assert live["status"] == "running" and live["tasks"] == {"running": 2, "completed": 1}
+        assert sorted(e["call"] for e in live["running"]) == ["nap-0", "nap-1"]
+        assert sorted(e["job_id"] for e in live["running"]) == sorted("process group %d" % p for p in pids)
+        assert all(e["for_s"] >= 0 for e in live["running"]) and live["pending"] == [] and live["failed"] == []
+        text = sprocket_cmd("status", "-o", out, cwd=tmp_path).stdout
+        assert "running:\n  nap-0  attempt 0  process group" in text and "tasks: 2 running, 1 completed" in text
+    finally:
+        kill_groups(pids)
+        proc.kill()
+        proc.communicate()
+    (first,) = db_rows(out / "sprocket.db", "SELECT * FROM runs WHERE id = 1")
+    run_dir = out / first["directory"]
+    for ref in (first["name"], "1", first["uuid"]):
+        st = status_json(tmp_path, ref, "-o", out)
+        assert st["name"] == first["name"] and st["status"] == "failed"
+        assert st["tasks"] == {"completed": 2, "failed": 1}
+        (bad,) = st["failed"]
+        assert bad["call"] == "b" and bad["exit_status"] == 1 and "task `b` failed" in bad["error"]
+        assert Path(bad["stderr"]).read_text() == "no marker yet\n"
+    # by its directory, from anywhere: the output directory is the one above it
+    st = status_json(tmp_path.parent, run_dir)
+    assert st["name"] == first["name"] and st["directory"] == str(run_dir)
+    text = sprocket_cmd("status", first["name"], "-o", out, cwd=tmp_path).stdout
+    assert "failed:\n  b  attempt 0  exit 1: task `b` failed" in text and "    stderr: %s" % bad["stderr"] in text
+    wrong = first["name"][:-1] + ("0" if first["name"][-1] != "0" else "1")
+    r = sprocket_cmd("status", wrong, "-o", out, cwd=tmp_path)
+    assert r.returncode == 1 and "no run `%s`" % wrong in r.stderr and "did you mean `%s`?" % first["name"] in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_status_lists_the_hand_offs_and_runs_a_run_continues_and_cancel_follows_the_adopter(tmp_path):
+    """Run A dies with its tasks running; run B (the same command) adopts them (reattach). A head
+    job's hand-off of A is in `handoffs` (as `run --submit` writes it): B's status lists it, and the
+    run it continues; A's says who adopted it; `cancel A` cancels B, which carries A on."""
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    doc = write(tmp_path / "sleepers.wdl", SLEEPERS_WDL)
+    db = out / "sprocket.db"
+    first = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
+    pids = []
+    second = None
+    try:
+        pids = task_pids(marks, 2)
+        wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE process_group IS NOT NULL")) == 3, 30, "rows")
+        first.kill()
+        first.communicate()
+        second = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
+        wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL AND status = "
+                                     "'running'")) == 2, 30, "the second run to adopt the tasks")
+        con = __import__("sqlite3").connect(str(db), timeout=30)
+        with con:
+            con.execute("INSERT INTO handoffs (run_id, job_id, successor_job_id, reason) VALUES "
+                        "(1, '101', '102', 'time limit (USR1)')")
+        con.close()
+        a, b = db_rows(db, "SELECT id, name FROM runs ORDER BY id")
+        st = status_json(tmp_path, b["name"], "-o", out)
+        assert st["continues"] == [a["name"]] and st["tasks"] == {"running": 2, "completed": 1}
+        assert [(h["name"], h["job_id"], h["successor_job_id"], h["reason"]) for h in st["handoffs"]] == [
+            (a["name"], "101", "102", "time limit (USR1)")]
+        assert status_json(tmp_path, a["name"], "-o", out)["adopted_by"] == b["name"]
+        text = sprocket_cmd("status", b["name"], "-o", out, cwd=tmp_path).stdout
+        assert "hand-offs:\n" in text and "run `%s`: head job 101 -> 102 (time limit (USR1))" % a["name"] in text
+        assert "continues: `%s`" % a["name"] in text
+        r = sprocket_cmd("cancel", a["name"], "-o", out, cwd=tmp_path, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "run `%s` was adopted by run `%s`" % (a["name"], b["name"]) in r.stderr
+        assert r.stdout.strip() == "run `%s`: canceled" % b["name"]
+        second.communicate(timeout=30)
+        assert not any(pid_alive(p) for p in pids)
+        assert_canceled_everywhere(db, b["id"])
+    finally:
+        kill_groups(pids)
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+# --------------------------------------------------------------------------------------------
+# cancel, local backend
+# --------------------------------------------------------------------------------------------
+
+
+def test_cancel_of_a_live_run_from_another_process_stops_it_as_sigterm_does_and_leaves_nothing(tmp_path):
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
+    pids = []
+    try:
+        pids = task_pids(marks, 2)
+        (run,) = db_rows(out / "sprocket.db", "SELECT * FROM runs")
+        r = sprocket_cmd("cancel", run["name"], "-o", out, cwd=tmp_path, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "run `%s`: canceled" % run["name"]
+        assert "asked the engine of run `%s` to cancel it (pid %d on " % (run["name"], proc.pid) in r.stderr
+        _, err = proc.communicate(timeout=30)  # it had ended when cancel returned
+        assert proc.returncode == 1 and "terminated by a signal: canceling executing tasks" in err.decode()
+        assert (out / run["directory"] / "cancel-requested").is_file()
+        assert not any(pid_alive(p) for p in pids)
+        assert_canceled_everywhere(out / "sprocket.db", run["id"])
+        again = sprocket_cmd("cancel", run["name"], "-o", out, cwd=tmp_path)
+        assert again.returncode == 0 and again.stdout.strip() == "run `%s` has already ended: canceled" % run["name"]
+    finally:
+        kill_groups(pids)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_engine_stops_as_on_sigterm_when_the_cancel_request_file_appears_without_a_signal(tmp_path):
+    """What `cancel` on another host does: only the file (the engine looks for it once a second)."""
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
+    pids = []
+    try:
+        pids = task_pids(marks, 2)
+        (run,) = db_rows(out / "sprocket.db", "SELECT * FROM runs")
+        (out / run["directory"] / "cancel-requested").write_text("from another host\n")
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 1
+        assert "`sprocket cancel` asked this run to stop" in err.decode(), err.decode()
+        assert not any(pid_alive(p) for p in pids)
+        assert_canceled_everywhere(out / "sprocket.db", run["id"])
+    finally:
+        kill_groups(pids)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_cancel_of_an_orphaned_run_kills_its_tasks_by_process_group_and_marks_it_canceled(tmp_path):
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
+    pids = []
+    try:
+        pids = task_pids(marks, 2)
+        wait_for(lambda: len(db_rows(out / "sprocket.db", "SELECT * FROM attempts WHERE process_group IS NOT NULL "
+                                     "AND call LIKE 'nap%'")) == 2, 30, "the tasks' process groups in sprocket.db")
+        proc.kill()
+        proc.communicate()
+        assert all(pid_alive(p) for p in pids), "the tasks died with their engine"
+        (run,) = db_rows(out / "sprocket.db", "SELECT * FROM runs")
+        r = sprocket_cmd("cancel", run["name"], "-o", out, cwd=tmp_path, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "run `%s`: its engine is gone; 2 job(s) canceled; marked canceled" % run["name"]
+        wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "the tasks to be killed")
+        assert_canceled_everywhere(out / "sprocket.db", run["id"])
+        (row,) = db_rows(out / "sprocket.db", "SELECT error FROM runs")
+        assert "engine was gone" in row["error"]
+    finally:
+        kill_groups(pids)
+
+
+def test_cancel_refuses_an_unknown_run_and_needs_one(tmp_path):
+    ok_run = sprocket_run(write(tmp_path / "flaky.wdl", FLAKY_WDL), "marker=%s" % tmp_path, "log=%s" % (tmp_path / "log"),
+                          "-o", tmp_path / "out", cwd=tmp_path)
+    assert ok_run.returncode == 0, ok_run.stderr
+    r = sprocket_cmd("cancel", "no-such-run", "-o", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 1 and "no run `no-such-run`" in r.stderr and "Traceback" not in r.stderr
+    r = sprocket_cmd("cancel", "1", "-o", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout.strip().endswith("has already ended: completed")
+    r = sprocket_cmd("cancel", "-o", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 2 and "RUN" in r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# retry
+# --------------------------------------------------------------------------------------------
+
+
+def test_retry_runs_only_the_failed_task_again_with_overrides_on_top_and_records_it(tmp_path):
+    out, log, marker = tmp_path / "out", tmp_path / "log", tmp_path / "marker"
+    doc = write(tmp_path / "flaky.wdl", FLAKY_WDL)
+    first = sprocket_run(doc, "marker=%s" % (tmp_path / "nowhere"), "log=%s" % log, "-o", out, cwd=tmp_path)
+    assert first.returncode == 1 and sorted(log.read_text().split()) == ["a0", "a1", "b"]
+    # the override is applied on top of the recorded inputs: `b` sees the marker that now exists
+    marker.write_text("")
+    r = sprocket_cmd("retry", "1", "marker=%s" % marker, "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(log.read_text().split()) == ["a0", "a1", "b", "b"], "only the failed task ran again"
+    outputs = json.loads(r.stdout)
+    assert outputs["wf.s"] == "ok" and [Path(p).read_text() for p in outputs["wf.os"]] == ["0\n", "1\n"]
+    runs = db_rows(out / "sprocket.db", "SELECT * FROM runs ORDER BY id")
+    assert [x["status"] for x in runs] == ["failed", "completed"]
+    assert db_rows(out / "sprocket.db", "SELECT run_id, retry_of FROM retries") == [{"run_id": 2, "retry_of": 1}]
+    assert json.loads(runs[1]["inputs"]) == {"wf.marker": str(marker), "wf.log": str(log)}
+    assert status_json(tmp_path, "-o", out)["retry_of"] == runs[0]["name"]
+    # a retry of the retry: everything is reused
+    r = sprocket_cmd("retry", runs[1]["name"], "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(log.read_text().split()) == ["a0", "a1", "b", "b"]
+
+
+def test_retry_keeps_nested_inputs_and_refuses_a_live_run(tmp_path):
+    nested = write(tmp_path / "nested.wdl", """
+        version 1.1
+
+        task t {
+          input {
+            String x = "default"
+            String log
+          }
+          command <<<
+            echo ~{x} | tee -a "~{log}"
+          >>>
+          output {
+            String s = read_string(stdout())
+          }
+        }
+
+        workflow wf {
+          meta {
+            allow_nested_inputs: true
+          }
+          input {
+            String log
+          }
+          call t { input: log = log }
+          output {
+            String s = t.s
+          }
+        }
+    """)
+    out, log = tmp_path / "out", tmp_path / "log"
+    first = sprocket_run(nested, "log=%s" % log, "wf.t.x=given", "wf.t.requirements.memory=\"200 MiB\"", "-o", out,
+                         cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run,) = db_rows(out / "sprocket.db", "SELECT inputs FROM runs")
+    assert json.loads(run["inputs"]) == {"wf.log": str(log), "wf.t.x": "given", "wf.t.requirements.memory": "200 MiB"}
+    (tmp_path / "log").write_text("")
+    r = sprocket_cmd("retry", "1", "wf.t.x=other", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"wf.s": "other"} and log.read_text() == "other\n"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
+    pids = []
+    try:
+        pids = task_pids(marks, 2)
+        r = sprocket_cmd("retry", "3", "-o", out, cwd=tmp_path)
+        assert r.returncode == 1 and "is still running: wait for it to end, or cancel it first" in r.stderr
+    finally:
+        kill_groups(pids)
+        proc.kill()
+        proc.communicate()
+
+
+# --------------------------------------------------------------------------------------------
+# the fake Slurm: status (squeue), cancel (scancel), retry (sbatch counted)
+# --------------------------------------------------------------------------------------------
+
+# Added to the fake Slurm commands: squeue answers for the fake's jobs (`%i|%T|%r`: FAKE_SQUEUE_STATE
+# and FAKE_SQUEUE_REASON for those still running), and scancel kills a job's processes and marks it.
+SQUEUE_SCANCEL = r'''
+def fake_job_group(job_id):
+    rc = os.path.join(state, job_id + ".rc").encode()
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open("/proc/" + pid + "/cmdline", "rb") as f:
+                if rc in f.read().split(b"\0") and os.getpgid(int(pid)) == int(pid):
+                    return int(pid)
+        except OSError:
+            continue
+if tool == "squeue" and "-j" in args:
+    heads = args[args.index("-j") + 1].split(",")
+    for job_id in (j for j in jobs if j.split("_")[0] in heads):
+        if os.path.exists(os.path.join(state, job_id + ".cancelled")):
+            print(job_id + "|CANCELLED|None")
+        elif os.path.exists(os.path.join(state, job_id + ".rc")):
+            print(job_id + "|COMPLETED|None")
+        else:
+            st = os.environ.get("FAKE_SQUEUE_STATE", "RUNNING")
+            print(job_id + "|" + st + "|" + (os.environ.get("FAKE_SQUEUE_REASON", "None") if st == "PENDING" else "None"))
+elif tool == "scancel":
+    import re, signal
+    def named(job_id, word):  # `12`, `12_3` or `12_[0-2,5]`
+        head, _, index = job_id.partition("_")
+        m = re.match(r"^(\d+)_\[([\d,-]+)\]$", word)
+        if m is None:
+            return word in (job_id, head)
+        spans = [[int(x) for x in part.split("-")] for part in m.group(2).split(",")]
+        return head == m.group(1) and index.isdigit() and any(s[0] <= int(index) <= s[-1] for s in spans)
+    for word in args:
+        for job_id in (j for j in jobs if named(j, word)):
+            open(os.path.join(state, job_id + ".cancelled"), "w").close()
+            group = fake_job_group(job_id)
+            if group:
+                os.killpg(group, signal.SIGKILL)
+            with open(os.path.join(state, job_id + ".rc"), "w") as f:
+                f.write("143\n")
+'''
+
+SLURM_SLEEPERS_WDL = """version 1.0
+task nap {
+  input { Int i }
+  command <<< sleep 60 >>>
+  output { Int o = i }
+  runtime { container: "ubuntu:22.04" }
+}
+workflow w {
+  scatter (i in range(3)) { call nap { input: i = i } }
+  output { Array[Int] os = nap.o }
+}
+"""
+
+SLURM_FLAKY_WDL = """version 1.0
+task a {
+  input { Int i }
+  command <<< echo ~{i} >>>
+  output { Int o = read_int(stdout()) }
+  runtime { container: "ubuntu:22.04" }
+}
+task b {
+  input { String marker }
+  command <<< test -e ~{marker} >>>
+  output { String s = "ok" }
+  runtime { container: "ubuntu:22.04" }
+}
+workflow w {
+  input { String marker }
+  scatter (i in range(2)) { call a { input: i = i } }
+  call b { input: marker = marker }
+  output { Array[Int] os = a.o  String s = b.s }
+}
+"""
+
+
+def slurm_setup(tmp_path, wdl, **env_extra):
+    """The fake Slurm commands (with SQUEUE_SCANCEL), a slurm_apptainer configuration and `wdl`:
+    (env, fake state dir, the arguments every command takes: -s -c sprocket.toml -o out)."""
+    (tmp_path / "sprocket.toml").write_text('run.experimental_features_enabled = true\n[run.backends.default]\n'
+                                            'type = "slurm_apptainer"\ninterval = 1\n')
+    (tmp_path / "main.wdl").write_text(wdl)
+    env, state = fake_slurm_env(tmp_path, **env_extra)
+    for tool in ("squeue", "scancel"):
+        (tmp_path / "bin" / tool).write_text(FAKE_SLURM % {"python": sys.executable} + SQUEUE_SCANCEL)
+    return env, state, ["-s", "-c", str(tmp_path / "sprocket.toml"), "-o", str(tmp_path / "out")]
+
+
+def fake_calls(state, tool=None):
+    path = state / "calls"
+    calls = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [c for c in calls if tool is None or c[0] == tool]
+
+
+def live_fake_jobs(state):
+    """The fake's jobs that neither ended nor were canceled, and whose processes still run."""
+    return [p.stem for p in state.glob("*.job") if not (state / (p.stem + ".rc")).exists()]
+
+
+def start_slurm_run(tmp_path, env, common):
+    proc = subprocess.Popen(sprocket_argv("run", *common, str(tmp_path / "main.wdl")), cwd=str(tmp_path), env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    db = tmp_path / "out" / "sprocket.db"
+    wait_for(lambda: proc.poll() is not None or db.exists() and len(db_rows(
+        db, "SELECT * FROM attempts WHERE job_id IS NOT NULL")) == 3, 60, "three jobs submitted")
+    assert proc.poll() is None, proc.communicate()[1].decode()
+    return proc, db
+
+
+def cancel_leftovers(state):
+    """Kill what is left of the fake's jobs (a failed test's): the process groups whose command line
+    names a job's exit status file in the fake's state directory."""
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+            if any(a.startswith(str(state).encode()) and a.endswith(b".rc") for a in argv):
+                os.killpg(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def job_words(words):
+    """The job ids that scancel's words name (`12_[0-2]`: three elements)."""
+    return sorted(i for w in words for i in S.expand_slurm_id(w))
+
+
+def test_status_of_a_live_slurm_run_asks_squeue_once_why_its_jobs_wait(tmp_path):
+    env, state, common = slurm_setup(tmp_path, SLURM_SLEEPERS_WDL, FAKE_SQUEUE_STATE="PENDING",
+                                     FAKE_SQUEUE_REASON="Priority")
+    proc = None
+    try:
+        proc, db = start_slurm_run(tmp_path, env, common)
+        before = len(fake_calls(state, "squeue"))
+        st = status_json(tmp_path, *common, env=env)
+        squeues = fake_calls(state, "squeue")[before:]
+        assert len(squeues) == 1, squeues  # one batched query for all the run's jobs
+        ids = sorted(r["job_id"] for r in db_rows(db, "SELECT job_id FROM attempts"))
+        assert sorted(squeues[0][squeues[0].index("-j") + 1].split(",")) == sorted({i.split("_")[0] for i in ids})
+        assert st["tasks"] == {"pending": 3} and st["running"] == []
+        assert sorted(e["job_id"] for e in st["pending"]) == ids
+        assert all(e["reason"] == "Priority" and e["for_s"] >= 0 for e in st["pending"])
+        text = sprocket_cmd("status", *common, cwd=tmp_path, env=env).stdout
+        assert "pending:\n  nap-" in text and "(Priority)" in text
+        # cancel from another process: the engine cancels its jobs (one scancel), nothing is left
+        r = sprocket_cmd("cancel", st["name"], *common, cwd=tmp_path, env=env, timeout=90)
+        assert r.returncode == 0 and r.stdout.strip() == "run `%s`: canceled" % st["name"], r.stderr
+        proc.communicate(timeout=30)
+        (scancel,) = fake_calls(state, "scancel")  # one call, with every job
+        assert job_words(scancel[1:]) == ids
+        assert live_fake_jobs(state) == []
+        assert_canceled_everywhere(db, 1)
+        # an ended run: its jobs are not asked about
+        before = len(fake_calls(state, "squeue"))
+        assert status_json(tmp_path, *common, env=env)["status"] == "canceled"
+        assert len(fake_calls(state, "squeue")) == before
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        cancel_leftovers(state)
+
+
+def test_cancel_of_an_orphaned_slurm_run_is_one_scancel_of_all_its_jobs(tmp_path):
+    env, state, common = slurm_setup(tmp_path, SLURM_SLEEPERS_WDL)
+    proc = None
+    try:
+        proc, db = start_slurm_run(tmp_path, env, common)
+        proc.kill()
+        proc.communicate()
+        assert len(live_fake_jobs(state)) == 3, "the jobs died with the engine"
+        r = sprocket_cmd("cancel", "1", *common, cwd=tmp_path, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().endswith("its engine is gone; 3 job(s) canceled; marked canceled")
+        (scancel,) = fake_calls(state, "scancel")  # one call, with every job
+        ids = sorted(r["job_id"] for r in db_rows(db, "SELECT job_id FROM attempts"))
+        assert job_words(scancel[1:]) == ids
+        assert live_fake_jobs(state) == []
+        squeue = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r", "-j", ",".join(sorted({i.split("_")[0] for i in ids}))],
+                                env=env, stdout=subprocess.PIPE, universal_newlines=True).stdout
+        assert "RUNNING" not in squeue and "PENDING" not in squeue and squeue.count("CANCELLED") == 3
+        assert_canceled_everywhere(db, 1)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        cancel_leftovers(state)
+
+
+def test_retry_through_fake_slurm_submits_only_the_failed_task_again(tmp_path):
+    env, state, common = slurm_setup(tmp_path, SLURM_FLAKY_WDL)
+    marker = tmp_path / "marker"
+    first = subprocess.run(sprocket_argv("run", *common, str(tmp_path / "main.wdl"), "marker=%s" % marker), env=env,
+                           cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                           timeout=120)
+    assert first.returncode == 1, first.stderr
+    submitted = fake_calls(state, "sbatch")
+    assert 2 <= len(submitted) <= 3  # a's two as an array or alone, and b
+    marker.write_text("")
+    r = subprocess.run(sprocket_argv("retry", "1", *common), env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"w.os": [0, 1], "w.s": "ok"}
+    again = fake_calls(state, "sbatch")[len(submitted):]
+    assert len(again) == 1 and again[0][again[0].index("--job-name") + 1] == "b-0", again
