@@ -13553,7 +13553,7 @@ def cmd_clean(args):
                     continue
                 done = CleanResult(*(a + b for a, b in zip(done, got)))
                 removed.append(os.path.relpath(top, root))
-                print("%s %s (%d files, %s)%s" % (
+                print("%s %s (%d file(s), %s)%s" % (
                     ("would empty" if args.dry_run else "emptied") if got.kept else verb, removed[-1], got.files,
                     _human_bytes(got.bytes), "; kept %d file(s) that a kept run, the call cache or an index uses" % (
                         got.kept) if got.kept else ""))
@@ -13563,7 +13563,7 @@ def cmd_clean(args):
             total = CleanResult(*(a + b for a, b in zip(total, done)))
     finally:
         store.close()
-    print("%s %d files of %d run(s): %s (%d bytes) %s" % (verb, total.files, len(chosen), _human_bytes(total.bytes),
+    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % (verb, total.files, len(chosen), _human_bytes(total.bytes),
                                                         total.bytes, "would be freed" if args.dry_run else "freed"))
     return 0
 

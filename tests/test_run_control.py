@@ -636,3 +636,157 @@ def test_retry_through_fake_slurm_submits_only_the_failed_task_again(tmp_path):
     assert json.loads(r.stdout) == {"w.os": [0, 1], "w.s": "ok"}
     again = fake_calls(state, "sbatch")[len(submitted):]
     assert len(again) == 1 and again[0][again[0].index("--job-name") + 1] == "b-0", again
+
+
+# --------------------------------------------------------------------------------------------
+# clean
+# --------------------------------------------------------------------------------------------
+
+# `make` leaves its output and a scratch file in work/; the workflow's write_lines file is in the run's tmp/.
+PRODUCE_WDL = """
+    version 1.1
+
+    task make {
+      input {
+        Int i
+      }
+      command <<<
+        head -c 20000 /dev/zero > scratch.bin
+        echo ~{i} > out.txt
+      >>>
+      output {
+        File out = "out.txt"
+      }
+    }
+
+    workflow wf {
+      input {
+        Int i
+      }
+      File listing = write_lines(["~{i}"])
+      call make { input: i = i }
+      output {
+        File out = make.out
+        String said = read_string(listing)
+      }
+    }
+"""
+
+
+def files_under(path):
+    """{file or link: its size} below `path`, links not followed."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(str(path)):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            found[os.path.join(dirpath, name)] = os.lstat(os.path.join(dirpath, name)).st_size
+    return found
+
+
+def test_clean_of_five_runs_removes_only_the_allowed_files_and_every_kept_output_still_resolves(tmp_path):
+    """Five runs: r1 and r3 no longer used (their work/ and tmp/ go whole), r2 whose output the call
+    cache holds and r4 (kept) reuses (only that file stays of its work/), r4 kept (--keep-last 1), and
+    r5 live (untouched). The dry run changes nothing and says the same."""
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    cache_on = tmp_path / "cache.toml"
+    cache_on.write_text('[run.task]\ncache = "on"\n')
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    runs = []
+    for args in (["i=1", "--no-call-cache"], ["i=2"], ["i=3", "--no-call-cache"], ["i=2"]):
+        r = sprocket_run(doc, *args, "-c", cache_on, "-o", out, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(r.stdout))
+    assert runs[3] == runs[1]  # r4 reused r2's call: its output is r2's file
+    db = out / "sprocket.db"
+    rows = db_rows(db, "SELECT * FROM runs ORDER BY id")
+    dirs = [out / r["directory"] for r in rows]
+    assert db_rows(db, "SELECT status FROM tasks WHERE run_id = 4") == [{"status": "cached"}]
+    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
+    pids = []
+    try:
+        pids = task_pids(marks, 2)
+        live_dir = out / db_rows(db, "SELECT directory FROM runs WHERE id = 5")[0]["directory"]
+        before = files_under(out)
+        used = runs[1]["wf.out"]
+        gone = {p: n for p, n in before.items() for d in dirs[:3] if p.startswith(str(d) + "/") and p != used and (
+            "work" in Path(p).relative_to(d).parts or Path(p).relative_to(d).parts[0] == "tmp")}
+        assert len(gone) == 5 + 3 and used in before  # three runs' scratch.bin, r1/r3's out.txt, three listings
+        dry = sprocket_cmd("clean", "--keep-last", "1", "--dry-run", "-o", out, cwd=tmp_path)
+        assert dry.returncode == 0, dry.stderr
+        assert files_under(out) == before
+        assert dry.stdout.splitlines()[-1].startswith("would remove %d file(s) of 3 run(s): " % len(gone))
+        assert dry.stdout.splitlines()[-1].endswith("(%d bytes) would be freed" % sum(gone.values()))
+        r = sprocket_cmd("clean", "--keep-last", "1", "-o", out, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[-1].startswith("removed %d file(s) of 3 run(s): " % len(gone))
+        assert r.stdout.splitlines()[-1].endswith("(%d bytes) freed" % sum(gone.values()))
+        after = files_under(out)
+        assert set(before) - set(after) == set(gone), "only the allowed files go"
+        assert "emptied %s (1 file(s)" % os.path.relpath(os.path.dirname(used), out) in r.stdout
+        assert "kept 1 file(s) that a kept run, the call cache or an index uses" in r.stdout
+        for d in (dirs[0], dirs[2]):  # nothing of theirs is used: their work/ and tmp/ are gone whole
+            assert not (d / "tmp").exists() and not list(d.glob("calls/*/attempts/*/work"))
+            assert (d / "outputs.json").is_file() and list(d.glob("calls/*/attempts/*/stderr"))
+        assert Path(used).read_text() == "2\n" and not (Path(used).parent / "scratch.bin").exists()
+        kept = json.loads((dirs[3] / "outputs.json").read_text())  # the kept run's outputs still resolve
+        assert Path(kept["wf.out"]).read_text() == "2\n"
+        assert (live_dir / "tmp").is_dir() and all(p in after for p in before if p.startswith(str(live_dir)))
+        assert all(pid_alive(p) for p in pids)
+        cleanups = db_rows(db, "SELECT run_id, paths, bytes_freed FROM cleanups ORDER BY run_id")
+        assert [c["run_id"] for c in cleanups] == [1, 2, 3]
+        assert sum(c["bytes_freed"] for c in cleanups) == sum(gone.values())
+        assert sorted(json.loads(cleanups[0]["paths"])) == sorted(os.path.relpath(str(p), str(out)) for p in (
+            dirs[0] / "tmp", dirs[0] / "calls" / "make" / "attempts" / "0" / "work"))
+        # report.html and status say the work is gone
+        rep = sprocket_cmd("report", rows[0]["name"], "-o", out, cwd=tmp_path)
+        assert rep.returncode == 0, rep.stderr
+        assert "work removed" in (dirs[0] / "report.html").read_text()
+        assert "work removed: " in sprocket_cmd("status", "1", "-o", out, cwd=tmp_path).stdout
+        # again: nothing left to remove
+        again = sprocket_cmd("clean", "--keep-last", "1", "-o", out, cwd=tmp_path)
+        assert again.stdout.splitlines() == ["removed 0 file(s) of 3 run(s): 0 B (0 bytes) freed"], again.stdout
+        assert len(db_rows(db, "SELECT * FROM cleanups")) == 3
+    finally:
+        kill_groups(pids)
+        proc.kill()
+        proc.communicate()
+
+
+def test_clean_never_follows_a_symbolic_link_out_of_the_output_directory(tmp_path):
+    out = tmp_path / "out"
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    for i in (1, 2):
+        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    outside = tmp_path / "precious"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub" / "data.txt").write_text("keep me\n")
+    (outside / "file.txt").write_text("keep me too\n")
+    first = out / db_rows(out / "sprocket.db", "SELECT directory FROM runs WHERE id = 1")[0]["directory"]
+    work = first / "calls" / "make" / "attempts" / "0" / "work"
+    (work / "to-dir").symlink_to(outside / "sub")
+    (work / "to-file").symlink_to(outside / "file.txt")
+    # a run's tmp/ swapped for a link to a directory outside: not a directory of the run's, left
+    (first / "tmp").rename(first / "tmp.moved")
+    (first / "tmp").symlink_to(outside)
+    before = files_under(outside)
+    r = sprocket_cmd("clean", "--older-than", "0s", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert files_under(outside) == before and (outside / "sub" / "data.txt").read_text() == "keep me\n"
+    assert not os.path.lexists(work / "to-dir") and not os.path.lexists(work / "to-file")  # the links went
+    assert (first / "tmp").is_symlink() and (first / "tmp.moved").is_dir()
+    assert "removed 7 file(s) of 2 run(s)" in r.stdout.splitlines()[-1], r.stdout
+
+
+def test_clean_older_than_a_duration_and_its_errors(tmp_path):
+    out = tmp_path / "out"
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    assert sprocket_run(doc, "i=1", "-o", out, cwd=tmp_path).returncode == 0
+    r = sprocket_cmd("clean", "--older-than", "1d12h", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "removed 0 file(s) of 0 run(s): 0 B (0 bytes) freed", r.stdout
+    for bad in ("3x", "12", "h"):
+        r = sprocket_cmd("clean", "--older-than", bad, "-o", out, cwd=tmp_path)
+        assert r.returncode == 1 and "a duration is numbers with a unit each" in r.stderr and "Traceback" not in r.stderr
+    r = sprocket_cmd("clean", "-o", out, cwd=tmp_path)
+    assert r.returncode == 2 and "--keep-last" in r.stderr
+    r = sprocket_cmd("clean", "--keep-last", "-1", "-o", out, cwd=tmp_path)
+    assert r.returncode == 1 and "--keep-last -1" in r.stderr
