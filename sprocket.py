@@ -67,11 +67,13 @@ The module reads top to bottom in the order data flows:
                                    attempts_of)
     18. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
-                                   (report_html), signals; Recorder (each attempt's rows in
-                                   sprocket.db and its line of trace.tsv)
+                                   (report_html), signals and the cancel request file; Recorder
+                                   (each attempt's rows in sprocket.db and its line of trace.tsv);
+                                   what `clean` removes and keeps (work_directories, KeptPaths)
     19. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
-                                   runs, report, doctor, completions, install (the file compiled,
-                                   and a launcher); the one place errors become messages
+                                   runs, report, status, cancel, retry, clean, doctor, completions,
+                                   install (the file compiled, and a launcher); the one place
+                                   errors become messages
 
 How the runtime fits together (sections 12-18). `cmd_run` reads the inputs (assign_inputs: the
 target's own, nested call inputs, requirement overrides) and makes a Run. The Run builds one
