@@ -12038,7 +12038,9 @@ class Run:
             self.store.execute("INSERT INTO run_fingerprints (run_id, fingerprint) VALUES (?, ?)", (self.run_id, fingerprint))
         if retry_of is not None:  # `sprocket retry` (a `runs` row): what that run did is followed, not run again
             self.store.record_retry(self.run_id, retry_of["id"], retry_of["status"] == "orphaned")
-            context.adoptable = self.adoptable_of(RunRef(retry_of["id"], retry_of["directory"]), out_dir)
+            adoptable = self.adoptable_of(RunRef(retry_of["id"], retry_of["directory"]), out_dir)
+            # (an attempt whose work/ `clean` removed runs again)
+            context.adoptable = {c: a for c, a in adoptable.items() if os.path.isdir(os.path.join(a.directory, "work"))}
         elif context.reattach:
             context.adoptable = self.find_adoptable(fingerprint, out_dir)
         self.kill_orphans()
@@ -13384,7 +13386,10 @@ def cmd_cancel(args):
         if run["status"] != "orphaned":
             engine = store.engine_of(run["id"])
             if engine and engine[0] == socket.gethostname() and not engine_dead(*engine):
-                os.kill(engine[1], signal.SIGTERM)
+                try:
+                    os.kill(engine[1], signal.SIGTERM)
+                except ProcessLookupError:  # it ended meanwhile
+                    pass
             print("asked the engine of run `%s` to cancel it (%s)" % (run["name"], "pid %d on %s" % engine[1::-1]
                                                                        if engine else "its engine"), file=sys.stderr)
             run = _wait_for_cancel(store, out_dir, run, args.timeout)

@@ -372,6 +372,17 @@ def test_retry_runs_only_the_failed_task_again_with_overrides_on_top_and_records
     assert sorted(log.read_text().split()) == ["a0", "a1", "b", "b"]
 
 
+def test_retry_after_clean_runs_again_what_clean_took_the_work_of(tmp_path):
+    out, log = tmp_path / "out", tmp_path / "log"
+    doc = write(tmp_path / "flaky.wdl", FLAKY_WDL)
+    assert sprocket_run(doc, "marker=%s" % (tmp_path / "nowhere"), "log=%s" % log, "-o", out, cwd=tmp_path).returncode == 1
+    assert sprocket_cmd("clean", "--keep-last", "0", "-o", out, cwd=tmp_path).returncode == 0
+    r = sprocket_cmd("retry", "1", "marker=%s" % tmp_path, "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(log.read_text().split()) == ["a0", "a0", "a1", "a1", "b", "b"]
+    assert [Path(p).read_text() for p in json.loads(r.stdout)["wf.os"]] == ["0\n", "1\n"]
+
+
 def test_retry_keeps_nested_inputs_and_refuses_a_live_run(tmp_path):
     nested = write(tmp_path / "nested.wdl", """
         version 1.1
