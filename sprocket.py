@@ -12296,13 +12296,17 @@ def json_paths(data):
 class KeptPaths:
     """What `sprocket clean` must leave: the paths given, each by its name and by what it
     resolves to (a link kept, and what it leads to), everything below them, and the directories
-    on the way to them."""
+    on the way to them. A path that holds the whole output directory `root` (a String input
+    `/scratch`) is no reason to keep everything, and is left out."""
 
-    def __init__(self, paths):
+    def __init__(self, paths, root):
         self.keep, self.through = set(), set()
+        root = root.rstrip("/") + "/"
         for p in paths:
             p = os.path.normpath(p)
             for form in {p, os.path.realpath(p), os.path.join(os.path.realpath(os.path.dirname(p)), os.path.basename(p))}:
+                if root.startswith(form.rstrip("/") + "/"):
+                    continue
                 self.keep.add(form)
                 parent = os.path.dirname(form)
                 while parent not in self.through and parent != os.path.dirname(parent):
@@ -13525,7 +13529,7 @@ def kept_paths(store, out_dir, kept_runs, cache_dir):
     for dirpath, dirnames, filenames in os.walk(os.path.join(out_dir, "index")):
         paths += [os.path.realpath(os.path.join(dirpath, n)) for n in dirnames + filenames
                   if os.path.islink(os.path.join(dirpath, n))]
-    return KeptPaths(paths)
+    return KeptPaths(paths, os.path.realpath(out_dir))
 
 
 def cmd_clean(args):

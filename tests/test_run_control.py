@@ -801,3 +801,14 @@ def test_clean_older_than_a_duration_and_its_errors(tmp_path):
     assert r.returncode == 2 and "--keep-last" in r.stderr
     r = sprocket_cmd("clean", "--keep-last", "-1", "-o", out, cwd=tmp_path)
     assert r.returncode == 1 and "--keep-last -1" in r.stderr
+
+
+def test_kept_paths_keep_a_link_and_what_it_leads_to_but_never_the_whole_output_directory(tmp_path):
+    out = tmp_path / "out"
+    (out / "a" / "dir").mkdir(parents=True)
+    (out / "b").mkdir()
+    (out / "b" / "link").symlink_to(out / "a" / "dir")
+    kept = S.KeptPaths([str(tmp_path), "/", str(out), str(out / "b" / "link"), str(out / "a" / "f.txt")], str(out))
+    assert str(out / "a" / "f.txt") in kept and str(out / "a") in kept  # the file, and the way to it
+    assert str(out / "b" / "link") in kept and str(out / "a" / "dir" / "x") in kept  # the link, and below its target
+    assert str(out / "a" / "g.txt") not in kept and str(out / "c") not in kept  # `/`, tmp_path, out: no reason
