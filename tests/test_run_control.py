@@ -332,6 +332,30 @@ def test_cancel_of_an_orphaned_run_kills_its_tasks_by_process_group_and_marks_it
         kill_groups(pids)
 
 
+@pytest.mark.podman
+def test_cancel_of_an_orphaned_podman_run_removes_its_container_by_name(tmp_path):
+    from test_containers import WAIT_GO_WDL, _containers, _project, _started
+
+    doc = _project(tmp_path, WAIT_GO_WDL)
+    (tmp_path / "marks").mkdir()
+    out = tmp_path / "out"
+    proc = start_run(tmp_path, doc, "marks=%s" % (tmp_path / "marks"), "-o", out)
+    name = None
+    try:
+        name = _started(tmp_path, out / "sprocket.db", proc)
+        proc.kill()
+        proc.communicate()
+        assert name in _containers(), "the container died with its engine"
+        r = sprocket_cmd("cancel", "1", "-o", out, cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().endswith("its engine is gone; 1 job(s) canceled; marked canceled")
+        assert name not in _containers()
+        assert_canceled_everywhere(out / "sprocket.db", 1)
+    finally:
+        if name:
+            subprocess.run(["podman", "rm", "-f", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def test_cancel_refuses_an_unknown_run_and_needs_one(tmp_path):
     ok_run = sprocket_run(write(tmp_path / "flaky.wdl", FLAKY_WDL), "marker=%s" % tmp_path, "log=%s" % (tmp_path / "log"),
                           "-o", tmp_path / "out", cwd=tmp_path)
