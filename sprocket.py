@@ -13373,14 +13373,7 @@ def cmd_cancel(args):
     log = RunLog(args.stderr_level)
     store, out_dir = open_store(args)
     try:
-        run = find_run(store, out_dir, args.run)
-        seen = {run["id"]}
-        adopter = store.adopter_of(run["id"])
-        while adopter is not None and adopter not in seen:  # the run that carries it on
-            seen.add(adopter)
-            (later,) = store.runs(adopter)
-            print("run `%s` was adopted by run `%s`" % (run["name"], later["name"]), file=sys.stderr)
-            run, adopter = later, store.adopter_of(adopter)
+        run = carried_on(store, find_run(store, out_dir, args.run))
         if run["status"] in _ENDED_RUN_STATES:
             print("run `%s` has already ended: %s" % (run["name"], run["status"]))
             return 0 if run["status"] == "canceled" else 1
@@ -13405,6 +13398,19 @@ def cmd_cancel(args):
         return 0
     finally:
         store.close()
+
+
+def carried_on(store, run):
+    """The run that carries `run` on: the last of the runs that adopted it in turn (a hand-off's
+    successor, a reattach), said on stderr; else `run`."""
+    seen = {run["id"]}
+    adopter = store.adopter_of(run["id"])
+    while adopter is not None and adopter not in seen:
+        seen.add(adopter)
+        (later,) = store.runs(adopter)
+        print("run `%s` was adopted by run `%s`" % (run["name"], later["name"]), file=sys.stderr)
+        run, adopter = later, store.adopter_of(adopter)
+    return run
 
 
 def _wait_for_cancel(store, out_dir, run, timeout):
@@ -13451,7 +13457,7 @@ def cmd_retry(args):
     (Run's retry_of), so only what failed or never ran runs. `retries` records which run it retries."""
     store, out_dir = open_store(args)
     try:
-        run = find_run(store, out_dir, args.run)
+        run = carried_on(store, find_run(store, out_dir, args.run))
     finally:
         store.close()
     if run["status"] in _LIVE_RUN_STATES:

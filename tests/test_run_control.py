@@ -407,6 +407,79 @@ def test_retry_after_clean_runs_again_what_clean_took_the_work_of(tmp_path):
     assert [Path(p).read_text() for p in json.loads(r.stdout)["wf.os"]] == ["0\n", "1\n"]
 
 
+WAIT_GO_WDL = """
+    version 1.1
+
+    task wait_go {
+      input {
+        String dir
+      }
+      command <<<
+        echo $$ >> "~{dir}/starts"
+        while [ ! -e "~{dir}/go" ]; do sleep 0.1; done
+        echo done
+      >>>
+      output {
+        String said = read_string(stdout())
+      }
+    }
+
+    task quick {
+      input {
+        String dir
+      }
+      command <<<
+        echo quick >> "~{dir}/starts"
+      >>>
+    }
+
+    workflow wf {
+      input {
+        String dir
+      }
+      call quick { input: dir = dir }
+      call wait_go { input: dir = dir }
+      output {
+        String said = wait_go.said
+      }
+    }
+"""
+
+
+def test_retry_of_an_orphaned_run_follows_its_live_task_instead_of_running_it_again(tmp_path):
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    db = out / "sprocket.db"
+    first = start_run(tmp_path, write(tmp_path / "wait_go.wdl", WAIT_GO_WDL), "dir=%s" % marks, "-o", out)
+    retry = None
+    try:
+        wait_for(lambda: db.exists() and len(db_rows(db, "SELECT * FROM attempts WHERE process_group IS NOT NULL")) == 2,
+                 30, "both tasks started")
+        first.kill()
+        first.communicate()
+        pid = int(marks.joinpath("starts").read_text().split()[-1])
+        assert pid_alive(pid)
+        retry = subprocess.Popen(sprocket_argv("retry", "1", "-o", str(out)), cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        wait_for(lambda: db_rows(db, "SELECT * FROM attempts WHERE run_id = 2 AND call = 'wait_go' AND adopted_from IS "
+                                     "NOT NULL") or retry.poll() is not None, 30, "the retry to adopt the live task")
+        assert retry.poll() is None, retry.communicate()[1].decode()
+        (marks / "go").write_text("")
+        stdout, stderr = retry.communicate(timeout=60)
+        assert retry.returncode == 0, stderr.decode()
+        assert json.loads(stdout.decode()) == {"wf.said": "done"}
+        assert marks.joinpath("starts").read_text().split() == ["quick", str(pid)], "a task ran again"
+        assert db_rows(db, "SELECT run_id, by_run_id FROM adoptions") == [{"run_id": 1, "by_run_id": 2}]
+        assert db_rows(db, "SELECT run_id, retry_of FROM retries") == [{"run_id": 2, "retry_of": 1}]
+    finally:
+        for p in (first, retry):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+        if (marks / "starts").exists():
+            kill_groups([int(x) for x in marks.joinpath("starts").read_text().split() if x.isdigit()])
+
+
 def test_retry_keeps_nested_inputs_and_refuses_a_live_run(tmp_path):
     nested = write(tmp_path / "nested.wdl", """
         version 1.1
