@@ -183,8 +183,8 @@ def test_status_shows_tasks_by_state_running_jobs_failures_and_refuses_an_unknow
     pids = []
     try:
         pids = task_pids(marks, 2)
-        wait_for(lambda: len(db_rows(out / "sprocket.db", "SELECT * FROM attempts WHERE status = 'running' AND "
-                                     "process_group IS NOT NULL OR status = 'completed'")) == 3, 30, "the tasks' rows")
+        wait_for(lambda: len(db_rows(out / "sprocket.db", "SELECT * FROM attempts WHERE run_id = 2 AND (status = "
+                                     "'running' AND process_group IS NOT NULL OR status = 'completed')")) == 3, 30, "the tasks' rows")
         live = status_json(tmp_path, "-o", out)  # the newest run
         assert live["status"] == "running" and live["tasks"] == {"running": 2, "completed": 1}
         assert sorted(e["call"] for e in live["running"]) == ["nap-0", "nap-1"]
