@@ -13270,8 +13270,10 @@ def run_status(store, out_dir, run, config, log):
                 log.warn("could not ask the `%s` backend about the jobs: %s" % (name, e.message))
     counts = collections.Counter()
     out = collections.OrderedDict((k, run[k]) for k in ("name", "id", "uuid", "target", "status", "error"))
+    engine = store.engine_of(run["id"]) if live else None
     for k, v in (("started", run["started_at"]), ("completed", run["completed_at"]), ("duration_s", run["duration"]),
-                 ("directory", run_dir), ("tasks", None), ("pending", []), ("running", []), ("failed", [])):
+                 ("directory", run_dir), ("engine", {"host": engine[0], "pid": engine[1]} if engine else None),
+                 ("tasks", None), ("pending", []), ("running", []), ("failed", [])):
         out[k] = v
     for c in calls:
         job = c["job_id"] or ("process group %d" % c["process_group"] if c["process_group"] else None)
@@ -13313,8 +13315,10 @@ def status_text(st):
     lines = ["run `%s` (id %d) of `%s`: %s%s" % (st["name"], st["id"], st["target"], st["status"], (
         " %s %s" % ("for" if st["status"] in _LIVE_RUN_STATES else "after", _duration_text(st["duration_s"]))
         if st["duration_s"] is not None else "")),
-             "directory: %s" % st["directory"],
-             "tasks: %s" % (", ".join("%d %s" % (n, k) for k, n in st["tasks"].items()) or "none yet")]
+             "directory: %s" % st["directory"]]
+    if st["engine"]:
+        lines.append("engine: pid %d on %s" % (st["engine"]["pid"], st["engine"]["host"]))
+    lines += ["tasks: %s" % (", ".join("%d %s" % (n, k) for k, n in st["tasks"].items()) or "none yet")]
     if st["error"]:
         lines.append("error: %s" % st["error"].splitlines()[0])
     for what in ("pending", "running"):

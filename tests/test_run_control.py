@@ -187,11 +187,13 @@ def test_status_shows_tasks_by_state_running_jobs_failures_and_refuses_an_unknow
                                      "'running' AND process_group IS NOT NULL OR status = 'completed')")) == 3, 30, "the tasks' rows")
         live = status_json(tmp_path, "-o", out)  # the newest run
         assert live["status"] == "running" and live["tasks"] == {"running": 2, "completed": 1}
+        assert live["engine"]["pid"] == proc.pid
         assert sorted(e["call"] for e in live["running"]) == ["nap-0", "nap-1"]
         assert sorted(e["job_id"] for e in live["running"]) == sorted("process group %d" % p for p in pids)
         assert all(e["for_s"] >= 0 for e in live["running"]) and live["pending"] == [] and live["failed"] == []
         text = sprocket_cmd("status", "-o", out, cwd=tmp_path).stdout
         assert "running:\n  nap-0  attempt 0  process group" in text and "tasks: 2 running, 1 completed" in text
+        assert "engine: pid %d on " % proc.pid in text
     finally:
         kill_groups(pids)
         proc.kill()
