@@ -13051,7 +13051,7 @@ def cmd_run(args):
     recorded = recorded_inputs(target, inputs, nested, overrides)
     run = Run(doc, target, config, out_dir, log, recorded, args.no_call_cache, fingerprint, not args.no_reattach,
               args.suffix, args.index_on, args.show_task_stderr, overrides,
-              {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, retry_of)
+              {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, retry_of=retry_of)
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
         write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(recorded, indent=2) + "\n")
