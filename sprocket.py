@@ -13263,7 +13263,10 @@ def run_status(store, out_dir, run, config, log):
     for name in sorted({c["backend"] for c in calls}) if live else ():
         settings = _backend_settings(config, name)
         ids = [c["job_id"] for c in calls if c["backend"] == name and c["status"] == "running" and c["job_id"]]
-        if settings is not None and ids:
+        if settings is None and ids:
+            log.warn("the run's jobs ran on the backend `%s`, which this configuration does not define: give the run's "
+                     "configuration with `-c` to see why they wait" % name)
+        elif ids:
             try:
                 states.update(BACKENDS[settings["type"]].job_states(RunContext(run_settings(config), log), settings, ids))
             except WdlError as e:
@@ -13499,15 +13502,17 @@ def clean_choice(store, runs, keep_last, older_than):
     """(the runs whose work goes, [(a run left, why)]): finished runs (an orphaned one counts once
     a finished run adopted it), beyond the newest `keep_last` or finished more than `older_than`
     seconds ago. Live runs, and orphaned ones whose jobs may still run, are never chosen."""
-    status = {r["id"]: r["status"] for r in runs}
+    by_id = {r["id"]: r for r in runs}
     finished, left = [], []
     for r in runs:  # newest first
         end, seen = r["id"], set()
-        while status.get(end) == "orphaned" and store.adopter_of(end) is not None and end not in seen:
+        while by_id[end]["status"] == "orphaned" and store.adopter_of(end) in by_id and end not in seen:
             seen.add(end)
             end = store.adopter_of(end)
-        if status.get(end) in _ENDED_RUN_STATES and r["directory"]:
+        if by_id[end]["status"] in _ENDED_RUN_STATES and r["directory"]:
             finished.append(r)
+        elif end != r["id"]:
+            left.append((r, "run `%s` carries it on" % by_id[end]["name"]))
         elif r["status"] == "orphaned":
             left.append((r, "its engine is gone but its jobs may still run: `sprocket cancel %s` first" % r["name"]))
     if keep_last is not None:

@@ -252,6 +252,9 @@ def test_status_lists_the_hand_offs_and_runs_a_run_continues_and_cancel_follows_
         text = sprocket_cmd("status", b["name"], "-o", out, cwd=tmp_path).stdout
         assert "hand-offs:\n" in text and "run `%s`: head job 101 -> 102 (time limit (USR1))" % a["name"] in text
         assert "continues: `%s`" % a["name"] in text
+        dry = sprocket_cmd("clean", "--keep-last", "0", "--dry-run", "-o", out, cwd=tmp_path)
+        assert "left run `%s`: run `%s` carries it on" % (a["name"], b["name"]) in dry.stderr
+        assert dry.stdout.strip() == "would remove 0 file(s) of 0 run(s): 0 B (0 bytes) would be freed"
         r = sprocket_cmd("cancel", a["name"], "-o", out, cwd=tmp_path, timeout=60)
         assert r.returncode == 0, r.stderr
         assert "run `%s` was adopted by run `%s`" % (a["name"], b["name"]) in r.stderr
