@@ -13430,7 +13430,8 @@ def _wait_for_cancel(store, out_dir, run, timeout):
             return run
         if time.monotonic() > deadline:
             raise RunError("the engine of run `%s` has not finished canceling it after %g s (it was asked to: `%s`); "
-                           "`sprocket status %s` shows where it is" % (run["name"], timeout, os.path.join(
+                           "`sprocket status %s` shows where it is (an engine that died unseen is taken for gone after "
+                           "server.orphan_timeout_minutes: cancel it again then)" % (run["name"], timeout, os.path.join(
                                out_dir, run["directory"], CANCEL_REQUEST), run["name"]))
         time.sleep(0.25)
 

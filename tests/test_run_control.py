@@ -301,6 +301,30 @@ def test_cancel_of_a_live_run_from_another_process_stops_it_as_sigterm_does_and_
             proc.communicate()
 
 
+def test_cancel_of_an_engine_that_does_not_answer_times_out_with_a_clear_message(tmp_path):
+    """A stopped engine (SIGSTOP) neither sees the request nor handles SIGTERM: `cancel --timeout 2`
+    says so; once it runs again it cancels the run."""
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
+    pids = []
+    try:
+        pids = task_pids(marks, 2)
+        os.kill(proc.pid, signal.SIGSTOP)
+        r = sprocket_cmd("cancel", "1", "--timeout", "2", "-o", out, cwd=tmp_path)
+        assert r.returncode == 1 and "has not finished canceling it after 2 s" in r.stderr, r.stderr
+        assert "cancel-requested" in r.stderr and "Traceback" not in r.stderr
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.communicate(timeout=30)
+        assert_canceled_everywhere(out / "sprocket.db", 1)
+    finally:
+        kill_groups(pids)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.communicate()
+
+
 def test_engine_stops_as_on_sigterm_when_the_cancel_request_file_appears_without_a_signal(tmp_path):
     """What `cancel` on another host does: only the file (the engine looks for it once a second)."""
     out, marks = tmp_path / "out", tmp_path / "marks"
