@@ -13283,7 +13283,7 @@ def run_status(store, out_dir, run, config, log):
         entry = collections.OrderedDict(call=c["call"], attempt=c["attempt"], job_id=job, for_s=c["age"])
         state, reason = states.get(c["job_id"], (None, None))
         status = c["status"]
-        if status == "running" and state is not None and state.split()[0] == "PENDING":
+        if status == "running" and (state or "").split()[:1] == ["PENDING"]:
             status = "pending"
             entry["reason"] = reason
         counts[status] += 1
@@ -13295,8 +13295,9 @@ def run_status(store, out_dir, run, config, log):
             del entry["for_s"]
             out["failed"].append(entry)
     counts["cached"] = run["cached"] or 0
-    out["tasks"] = collections.OrderedDict((k, counts[k]) for k in (
-        "pending", "running", "completed", "failed", "canceled", "orphaned", "cached") if counts[k])
+    order = ("pending", "running", "completed", "failed", "canceled", "orphaned", "cached")
+    out["tasks"] = collections.OrderedDict((k, counts[k]) for k in list(order) + sorted(set(counts) - set(order))
+                                           if counts[k])
     chain, before = [], store.run_adopted_by(run["id"])  # the runs it continues (hand-offs, reattach)
     while before is not None and before.id not in chain:
         chain.append(before.id)
