@@ -13549,6 +13549,31 @@ def kept_paths(store, out_dir, kept_runs, cache_dir):
     return KeptPaths(paths, os.path.realpath(out_dir))
 
 
+def clean_run(store, run, root, kept, dry_run):
+    """Empty the work/ and tmp/ directories of one run (`root`: the real output directory), saying
+    each, and record them in `cleanups`; returns the run's CleanResult."""
+    run_dir = os.path.realpath(os.path.join(root, run["directory"]))
+    done = CleanResult(0, 0, 0)
+    if not run_dir.startswith(root + "/"):
+        print("left run `%s`: its directory `%s` is not inside the output directory" % (run["name"], run_dir),
+              file=sys.stderr)
+        return done
+    removed = []
+    for top in work_directories(run_dir):
+        got = remove_work(top, root, kept, dry_run)
+        if not got.files and got.kept:  # what is left is kept (a clean before took the rest)
+            continue
+        done = CleanResult(*(a + b for a, b in zip(done, got)))
+        removed.append(os.path.relpath(top, root))
+        verb = ("would empty" if dry_run else "emptied") if got.kept else "would remove" if dry_run else "removed"
+        print("%s %s (%d file(s), %s)%s" % (verb, removed[-1], got.files, _human_bytes(got.bytes), (
+            "; kept %d file(s) that a kept run, the call cache or an index uses" % got.kept) if got.kept else ""))
+    if removed and not dry_run:
+        store.execute("INSERT INTO cleanups (run_id, paths, bytes_freed) VALUES (?, ?, ?)",
+                      (run["id"], json_dumps(removed), done.bytes))
+    return done
+
+
 def cmd_clean(args):
     """`clean`: empty the work/ and tmp/ directories (work_directories) of the finished runs chosen
     (clean_choice), but the files a kept run, the call cache or an index uses; say what goes and
@@ -13558,8 +13583,6 @@ def cmd_clean(args):
     if args.keep_last is not None and args.keep_last < 0:
         raise InputError("--keep-last %d: give a number of runs >= 0" % args.keep_last)
     store, out_dir = open_store(args)
-    root = os.path.realpath(out_dir)
-    verb = "would remove" if args.dry_run else "removed"
     total = CleanResult(0, 0, 0)
     try:
         runs = store.runs()
@@ -13569,29 +13592,11 @@ def cmd_clean(args):
         ids = {r["id"] for r in chosen}
         kept = kept_paths(store, out_dir, [r for r in runs if r["id"] not in ids], CallCache(config, None, None).dir)
         for r in reversed(chosen):  # oldest first
-            run_dir = os.path.realpath(os.path.join(out_dir, r["directory"]))
-            if not run_dir.startswith(root + "/"):
-                print("left run `%s`: its directory `%s` is not inside the output directory" % (r["name"], run_dir),
-                      file=sys.stderr)
-                continue
-            removed, done = [], CleanResult(0, 0, 0)
-            for top in work_directories(run_dir):
-                got = remove_work(top, root, kept, args.dry_run)
-                if not got.files and got.kept:  # what is left is kept (a clean before took the rest)
-                    continue
-                done = CleanResult(*(a + b for a, b in zip(done, got)))
-                removed.append(os.path.relpath(top, root))
-                print("%s %s (%d file(s), %s)%s" % (
-                    ("would empty" if args.dry_run else "emptied") if got.kept else verb, removed[-1], got.files,
-                    _human_bytes(got.bytes), "; kept %d file(s) that a kept run, the call cache or an index uses" % (
-                        got.kept) if got.kept else ""))
-            if removed and not args.dry_run:
-                store.execute("INSERT INTO cleanups (run_id, paths, bytes_freed) VALUES (?, ?, ?)",
-                              (r["id"], json_dumps(removed), done.bytes))
+            done = clean_run(store, r, os.path.realpath(out_dir), kept, args.dry_run)
             total = CleanResult(*(a + b for a, b in zip(total, done)))
     finally:
         store.close()
-    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % (verb, total.files, len(chosen), _human_bytes(total.bytes),
+    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % ("would remove" if args.dry_run else "removed", total.files, len(chosen), _human_bytes(total.bytes),
                                                         total.bytes, "would be freed" if args.dry_run else "freed"))
     return 0
 
