@@ -69,10 +69,11 @@ The module reads top to bottom in the order data flows:
                                    hand-offs; its read side (runs, attempts_of)
     18. Runs                       Run: the run directory, call cache, reattach (run_fingerprint,
                                    find_adoptable), logs, progress, trace.tsv (Trace), report.html
-                                   (report_html), signals; the head job (`run --submit`: the
-                                   engine as a Slurm job, handing off to a successor job near its
-                                   time limit); Recorder (each attempt's rows in sprocket.db and
-                                   its line of trace.tsv)
+                                   (report_html), signals and the cancel request file; the head
+                                   job (`run --submit`: the engine as a Slurm job, handing off to
+                                   a successor job near its time limit); Recorder (each attempt's
+                                   rows in sprocket.db and its line of trace.tsv); what `clean`
+                                   removes and keeps (work_directories, KeptPaths)
     19. Tests of WDL (`sprocket test`)
                                    the inputs of a target (assign_inputs, shared with
                                    `run`); Sprocket's YAML test files (load_tests: each test's matrix
@@ -81,8 +82,9 @@ The module reads top to bottom in the order data flows:
                                    parts (RunContext.part), one for each test and set of inputs;
                                    the outcome of each (passed, failed, errored), JUnit XML
     20. Command line               main(): check, lint, explain, format, run, validate, inputs, config,
-                                   runs, report, doctor, completions, install (the file compiled,
-                                   and a launcher), test; the one place errors become messages
+                                   runs, report, status, cancel, retry, clean, doctor, completions,
+                                   install (the file compiled, and a launcher), test; the one place
+                                   errors become messages
 
 How the runtime fits together (sections 12-18). `cmd_run` reads the inputs (assign_inputs: the
 target's own, nested call inputs, requirement overrides) and makes a Run. The Run builds one
@@ -6053,6 +6055,19 @@ class Backend:
         """A sentence on why a failed job failed, when the backend can tell; else None."""
         return None
 
+    @classmethod
+    def job_states(cls, context, settings, job_ids):
+        """{job id: (state, reason)} of a live run's jobs as the batch system tells them now, in one
+        query (`sprocket status`: why a job waits); {} where there is no queue to ask."""
+        return {}
+
+    @classmethod
+    def cancel_dead(cls, context, settings, attempts):
+        """Stop the jobs of the attempts (Adoptable, their directories absolute) of a run whose engine
+        is gone (`sprocket cancel`), with one call where the backend can; returns how many it stopped
+        or asked to stop. `settings`: read_backend_settings()'s, as for doctor()."""
+        raise RunError("the %s backend cannot cancel the jobs of a run whose engine is gone" % cls.kind)
+
     def wait_visible(self, path, is_dir):
         """Whether a missing output shows up after all (files_lag: wait for the shared file system)."""
         return False
@@ -6122,6 +6137,7 @@ class RunContext:
         self.handing_off = False  # and leave what runs to a successor engine (a head job's time limit)
         self.parts = []  # the parts of the run that fail on their own (part())
         self.on_failure = None  # a part's: error -> None, called instead of failing the run
+        self.each_round = []  # what the scheduler calls every round (Run's look for a cancel request)
 
     @property
     def scatter_limit(self):
@@ -7107,6 +7123,8 @@ class Scheduler:
                 self.guard(*self.deferred.popleft())
             if is_done() or (self.errors or self.context.stopping) and not self.running:
                 break
+            for look in self.context.each_round:
+                look()
             if not self.running and not self.waiting and not self.deferred and self.events.empty():
                 raise RunError("the run cannot make progress: nothing is running and nothing can start "
                                "(a bug in sprocket.py's scheduling, or an undetected dependency cycle)")
@@ -7449,6 +7467,15 @@ class LocalBackend(Backend):
             live = [j for j in self.live if j.running()]
             self.live.clear()
         self.cancel_jobs(live)
+
+    @classmethod
+    def cancel_dead(cls, context, settings, attempts):
+        """Kill the process groups of the attempts, each only while its leader is the process that
+        was recorded (its start time), and those the dead engine started but had not recorded
+        (found by their command line)."""
+        groups = {(a.process_group, a.process_started) for a in attempts if a.process_group}
+        groups.update(task_processes([a.directory for a in attempts]).values())
+        return sum(1 for pgid, started in sorted(groups) if kill_process_group(pgid, started))
 
     @classmethod
     def doctor(cls, context, name, settings, out_dir):
@@ -8081,9 +8108,9 @@ class SlurmClient:
                             usage.setdefault(job_id, {}).update(sacct_job_usage(f))
         return SlurmAnswer(states, usage)
 
-    def squeue(self, wanted, heads):
+    def squeue(self, wanted, heads, exit_codes=True):
         """{job id: SlurmState} from squeue (`%i|%T|%r`), with the exit codes of the ended jobs
-        from one `scontrol show job` for all jobs the controller holds."""
+        from one `scontrol show job` for all jobs the controller holds (unless not `exit_codes`)."""
         states, ended = {}, set()
         for i in range(0, len(heads), _IDS_PER_CALL):
             code, text, err = self.run_tool(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j",
@@ -8097,7 +8124,7 @@ class SlurmClient:
                         states[job_id] = SlurmState(f[1], "", f[2])
                         if f[1].split()[0] in _SLURM_TERMINAL:
                             ended.add(job_id)
-        if not ended:
+        if not ended or not exit_codes:
             return states
         code, text, err = self.run_tool(["scontrol", "-o", "show", "job"])
         for line in text.splitlines():
@@ -9109,6 +9136,25 @@ class SlurmApptainerBackend(Backend):
     def cancel_jobs(self, jobs):
         self.monitor.cancel_jobs(jobs)
 
+    @classmethod
+    def job_states(cls, context, settings, job_ids):
+        """One squeue for all the jobs (an array's elements in one word)."""
+        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
+        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in job_ids))
+        states = client.squeue(set(job_ids), heads, exit_codes=False) if heads else {}
+        return {i: (st.state, st.reason) for i, st in states.items()}
+
+    @classmethod
+    def cancel_dead(cls, context, settings, attempts):
+        """One scancel of all the jobs; those whose ids the dead engine had not recorded are found
+        first by their batch script (one squeue)."""
+        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
+        unknown = [a.directory for a in attempts if not a.job_id]
+        ids = [a.job_id for a in attempts if a.job_id] + sorted(client.find_jobs(unknown).values() if unknown else [])
+        if ids:
+            client.scancel(ids)
+        return len(ids)
+
     def close(self):
         """At the end of a run, whatever the reason: no job of ours is left in the queue (an
         array's sbatch under way is waited for, and its jobs canceled)."""
@@ -9800,6 +9846,18 @@ class ContainerBackend(Backend):
             names, self.live = sorted(self.live), {}
         if names:
             self.run_tool([self.exe, "rm", "-f"] + names)
+
+    @classmethod
+    def cancel_dead(cls, context, settings, attempts):
+        """One `rm -f` of the attempts' containers (by name: those not recorded are named after
+        their attempt directory)."""
+        exe = settings["executable"] or cls.kind
+        names = sorted({a.job_id or container_name(a.directory) for a in attempts})
+        code, out, err = _run_tool([exe, "rm", "-f", "--ignore"] + names if cls.kind == "podman" else
+                                   [exe, "rm", "-f"] + names) if names else (0, "", "")
+        if code != 0 and "no such container" not in err.lower():
+            raise RunError("`%s rm -f` failed (exit %d): %s" % (exe, code, err.strip()[-500:]))
+        return len(names)
 
 
 @register_backend
@@ -11627,7 +11685,7 @@ class Store:
         """Every run (or the one `run_id`), newest first, with its calls done, failed (their last
         attempt) and cached."""
         return self.query(
-            "SELECT r.id, r.uuid, r.name, r.target, r.status, r.source, r.error, r.directory, r.started_at, "
+            "SELECT r.id, r.uuid, r.name, r.target, r.status, r.source, r.inputs, r.outputs, r.error, r.directory, r.started_at, "
             "r.completed_at, (julianday(coalesce(r.completed_at, CURRENT_TIMESTAMP)) - julianday(r.started_at)) * 86400 "
             "AS duration, (SELECT count(DISTINCT call) FROM attempts a WHERE a.run_id = r.id AND a.status = 'completed') "
             "AS done, (SELECT count(*) FROM (SELECT status, max(attempt) FROM attempts a WHERE a.run_id = r.id "
@@ -11681,6 +11739,66 @@ class Store:
             return [posixpath.join(r, a) for r, a in self.db.execute(
                 "SELECT r.directory, a.directory FROM attempts a JOIN runs r ON r.id = a.run_id WHERE r.directory IS NOT "
                 "NULL AND a.run_id IN (%s)" % ", ".join("?" * len(followed)), sorted(followed)).fetchall()]
+
+    # -- reading and writing for `sprocket status`, `cancel`, `retry` and `clean` --------------
+    def call_states(self, run_id):
+        """Each call's last attempt in a run, in the order they began: its status, job (a job id, a
+        process group, a container's name), directory (relative to the run's), error, exit status,
+        backend and age (seconds since it began: since it was submitted, on a batch system)."""
+        return self.query(
+            "SELECT a.key, a.call, a.attempt, a.status, a.job_id, a.process_group, a.process_started, a.directory, "
+            "a.error, a.exit_status, a.backend, a.cache_key, (julianday('now') - julianday(a.started_at)) * 86400 AS age "
+            "FROM attempts a WHERE a.run_id = ? AND a.attempt = (SELECT max(attempt) FROM attempts b WHERE "
+            "b.run_id = a.run_id AND b.call = a.call) ORDER BY a.rowid", (run_id,))
+
+    def engine_of(self, run_id):
+        """(hostname, pid, process start) of the process that runs (or ran) a run, or None."""
+        with self.lock:
+            return self.db.execute("SELECT p.hostname, p.pid, p.process_started FROM runs r JOIN session_processes p "
+                                   "ON p.session_id = r.session_id WHERE r.id = ?", (run_id,)).fetchone()
+
+    def adopter_of(self, run_id):
+        """The id of the run that adopted `run_id` (reattach, a hand-off), or None."""
+        with self.lock:
+            row = self.db.execute("SELECT by_run_id FROM adoptions WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def handoffs_of(self, run_ids):
+        """The hand-offs of these runs (head jobs that passed the run on), oldest first."""
+        return self.query("SELECT h.run_id, r.name, h.job_id, h.successor_job_id, h.reason, h.created_at FROM handoffs h "
+                          "JOIN runs r ON r.id = h.run_id WHERE h.run_id IN (%s) ORDER BY h.id" % ", ".join(
+                              "?" * len(run_ids)), list(run_ids)) if run_ids else []
+
+    def retry_of(self, run_id):
+        """The id of the run that `run_id` retries, or None."""
+        with self.lock:
+            row = self.db.execute("SELECT retry_of FROM retries WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def cleanups_of(self, run_id):
+        """What `sprocket clean` removed of a run: [{paths (JSON), bytes_freed, created_at}]."""
+        return self.query("SELECT paths, bytes_freed, created_at FROM cleanups WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def record_retry(self, run_id, retry_of, orphaned):
+        """`run_id` retries `retry_of`; an orphaned one is adopted too, in the same transaction (its
+        jobs may still run: no other run may adopt them)."""
+        statements = [("INSERT INTO retries (run_id, retry_of) VALUES (?, ?)", (run_id, retry_of))]
+        if orphaned:
+            statements.append(("INSERT OR IGNORE INTO adoptions (run_id, by_run_id) VALUES (?, ?)", (retry_of, run_id)))
+        with self.commit_lock:
+            self.transaction(list(self.take_queued()) + statements)
+
+    def mark_canceled(self, run_id, why):
+        """A run whose engine is gone, its jobs canceled: the run, its tasks and its attempts not
+        yet over become `canceled`, in one transaction."""
+        over = "('initializing', 'localizing', 'pending', 'running', 'orphaned')"
+        statements = [("UPDATE runs SET status = 'canceled', error = ?, completed_at = CURRENT_TIMESTAMP WHERE id = ?",
+                       (why, run_id))]
+        statements += [("UPDATE %s SET status = 'canceled', error = coalesce(error, 'canceled'), completed_at = "
+                         "CURRENT_TIMESTAMP WHERE run_id = ? AND status IN %s" % (table, over), (run_id,))
+                       for table in ("tasks", "attempts")]
+        with self.commit_lock:
+            self.transaction(list(self.take_queued()) + statements)
 
     def start_session(self):
         import getpass
@@ -11787,6 +11905,9 @@ def run_name():
 # report.html, tmp/, and either the task's attempts/ or the workflow's calls/ (and arrays/ on
 # Slurm); <out>/runs/<target>/_latest points at the newest. <out>/output.log gathers every
 # invocation's log lines.
+
+
+CANCEL_REQUEST = "cancel-requested"  # `sprocket cancel` writes it in the run directory; the engine stops as on SIGTERM
 
 
 def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
@@ -12481,6 +12602,11 @@ def report_html(run, attempts):
                ("run directory", "<code>%s</code>" % esc(run.get("run_dir")))]
     if run.get("error"):
         summary.append(("error", "<pre>%s</pre>" % esc(run["error"])))
+    for c in run.get("cleanups") or ():
+        paths = json.loads(c["paths"])
+        summary.append(("work removed", "%s UTC by <code>sprocket clean</code>: %d <code>work/</code> and "
+                        "<code>tmp/</code> directories, %s freed (the outputs a kept run or the call cache uses "
+                        "stay)" % (esc(c["created_at"]), len(paths), esc(_human_bytes(c["bytes_freed"])))))
     excluded = report_excluded_nodes(attempts)
     if excluded:
         summary.append(("nodes excluded", "; ".join("<code>%s</code> (%s, attempt %d)" % (esc(node), esc(a["call"]),
@@ -12524,6 +12650,7 @@ def write_report(store, run_id, out_dir, path):
     """Write a run's report.html from sprocket.db (atomically); returns the run's attempts."""
     (run,) = store.runs(run_id)
     run["run_dir"] = os.path.join(out_dir, run["directory"])
+    run["cleanups"] = store.cleanups_of(run_id)
     attempts = store.attempts_of(run_id)
     for a in attempts:
         a["directory"] = os.path.normpath(os.path.join(run["run_dir"], a["directory"]))
@@ -12766,7 +12893,7 @@ class Run:
 
     def __init__(self, doc, target, config, out_dir, log, inputs_json, no_call_cache=False, fingerprint=None,
                  reattach=True, suffix=None, index_on=None, show_task_stderr=False, overrides=None, slurm_placement=None,
-                 head=None):
+                 head=None, retry_of=None):
         self.target, self.log, self.index_on = target, log, index_on
         self.head, self.suffix, self.handed_off = head, suffix, False  # head: a HeadJob (`run --submit`)
         self.out_dir = out_dir = os.path.abspath(out_dir)
@@ -12794,11 +12921,18 @@ class Run:
         context.reattach = reattach and fingerprint is not None
         if fingerprint is not None:
             self.store.execute("INSERT INTO run_fingerprints (run_id, fingerprint) VALUES (?, ?)", (self.run_id, fingerprint))
-        if context.reattach:
+        if retry_of is not None:  # `sprocket retry` (a `runs` row): what that run did is followed, not run again
+            self.store.record_retry(self.run_id, retry_of["id"], retry_of["status"] == "orphaned")
+            adoptable = self.adoptable_of(RunRef(retry_of["id"], retry_of["directory"]), out_dir)
+            # (an attempt whose work/ `clean` removed runs again)
+            context.adoptable = {c: a for c, a in adoptable.items() if os.path.isdir(os.path.join(a.directory, "work"))}
+        elif context.reattach:
             context.adoptable = self.find_adoptable(fingerprint, out_dir)
         self.kill_orphans()
         context.scheduler = Scheduler(context)
         self.progress = None
+        self.cancel_request, self.next_look = os.path.join(self.run_dir, CANCEL_REQUEST), 0.0
+        context.each_round.append(self.look_for_cancel_request)
 
     def check_targets(self, backend):
         """What the backend refuses of what the run runs, before its directory exists."""
@@ -12861,8 +12995,12 @@ class Run:
         jobs can still be followed (queued, running, or ended with an exit status file):
         {call: Adoptable}. The rest were lost and run again."""
         found = self.store.adopt_run(fingerprint, self.run_id)
-        if found is None:
-            return {}
+        return {} if found is None else self.adoptable_of(found, out_dir)
+
+    def adoptable_of(self, found, out_dir):
+        """{call: Adoptable} of the run `found` (a RunRef) and of those it adopted in turn: the
+        attempts whose jobs can still be followed (queued, running, or ended with an exit status
+        file); the rest run again."""
         out, seen = {}, set()
         base = os.path.join(out_dir, found.directory)
         while found is not None:  # and what that run adopted but died before it reached (a chain of deaths)
@@ -12882,7 +13020,7 @@ class Run:
                     out[call] = a._replace(**jobs[a.directory])
                 elif read_exit_status(a.directory) is None:
                     del out[call]
-        self.log.info("adopting %d job(s) of the orphaned run in `%s`" % (len(out), base))
+        self.log.info("adopting %d job(s) of the earlier run in `%s`" % (len(out), base))
         return out
 
     def kill_orphans(self):
@@ -12964,6 +13102,21 @@ class Run:
         if self.progress is not None:
             self.progress.stop_event.set()
         self.log.detach_terminal()
+
+    def look_for_cancel_request(self):
+        """`sprocket cancel`, from any host that sees the output directory, writes the run's
+        CANCEL_REQUEST file: looked for once a second (one stat, also on a shared file system) and
+        taken as SIGTERM."""
+        import signal
+
+        now = time.monotonic()
+        if now < self.next_look:
+            return
+        self.next_look = now + 1.0
+        if os.path.exists(self.cancel_request):
+            self.next_look = float("inf")  # once
+            self.log.warn("`sprocket cancel` asked this run to stop (`%s`)" % self.cancel_request)
+            self.on_terminate(signal.SIGTERM, None)
 
     def on_terminate(self, signum, frame):
         """SIGTERM (scancel, a batch system's time limit): cancel everything at once."""
@@ -13061,6 +13214,112 @@ class Run:
         self.store.close()
         self.log.close()
 
+
+
+# -- `sprocket clean`: the work/ and tmp/ directories of finished runs ------------------------
+
+
+def json_paths(data):
+    """The absolute paths a JSON value names (outputs.json, a run's inputs, a call cache entry):
+    every string (and key) that starts with `/`; more than its File values, never fewer."""
+    if isinstance(data, str):
+        if data.startswith("/"):
+            yield data
+    elif isinstance(data, list):
+        for x in data:
+            yield from json_paths(x)
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            yield from json_paths(k)
+            yield from json_paths(v)
+
+
+class KeptPaths:
+    """What `sprocket clean` must leave: the paths given, each by its name and by what it
+    resolves to (a link kept, and what it leads to), everything below them, and the directories
+    on the way to them. A path that holds the whole output directory `root` (a String input
+    `/scratch`) is no reason to keep everything, and is left out."""
+
+    def __init__(self, paths, root):
+        self.keep, self.through = set(), set()
+        root = root.rstrip("/") + "/"
+        for p in paths:
+            p = os.path.normpath(p)
+            for form in {p, os.path.realpath(p), os.path.join(os.path.realpath(os.path.dirname(p)), os.path.basename(p))}:
+                if root.startswith(form.rstrip("/") + "/"):
+                    continue
+                self.keep.add(form)
+                parent = os.path.dirname(form)
+                while parent not in self.through and parent != os.path.dirname(parent):
+                    self.through.add(parent)
+                    parent = os.path.dirname(parent)
+
+    def __contains__(self, path):
+        if path in self.through:
+            return True
+        while path != os.path.dirname(path):
+            if path in self.keep:
+                return True
+            path = os.path.dirname(path)
+        return False
+
+
+def work_directories(run_dir):
+    """The directories `sprocket clean` empties in a run directory (a real path): its tmp/, each
+    call's tmp/ (a container's /tmp) and each attempt's work/. Symbolic links are neither
+    followed nor taken for one of them."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(run_dir):
+        real = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        for d in real:
+            if d == "tmp" and (dirpath == run_dir or "attempts" in real) or (
+                    d == "work" and os.path.basename(os.path.dirname(dirpath)) == "attempts"):
+                found.append(os.path.join(dirpath, d))
+        dirnames[:] = [d for d in real if os.path.join(dirpath, d) not in found]
+    return found
+
+
+CleanResult = collections.namedtuple("CleanResult", "files bytes kept")
+CleanResult.__doc__ = "What remove_work() removed (or would): files (and links), their bytes, and the files it kept."
+
+
+def remove_work(top, root, kept, dry_run=False):
+    """Remove what is in the directory `top` (a real path inside the real directory `root`) but
+    the paths in `kept` (KeptPaths), then `top` itself if it is empty. Walked by directory
+    descriptors without following a link: a link is removed, never what it points at, and a
+    directory swapped for a link meanwhile is not entered."""
+    import stat
+
+    if os.path.realpath(top) != top or not top.startswith(root.rstrip("/") + "/"):
+        raise RunError("`%s` is not inside the output directory `%s`: it was left" % (top, root))
+    files = size = keep = 0
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(top, topdown=False):
+        for name in filenames + dirnames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if path in kept:
+                keep += not stat.S_ISDIR(st.st_mode)
+            elif stat.S_ISDIR(st.st_mode):
+                if not dry_run:
+                    _remove_dir(name, dirfd)
+            else:
+                files, size = files + 1, size + st.st_size
+                if not dry_run:
+                    os.unlink(name, dir_fd=dirfd)
+    if not dry_run and top not in kept:
+        _remove_dir(top, None)
+    return CleanResult(files, size, keep)
+
+
+def _remove_dir(name, dirfd):
+    """rmdir: a directory emptied, as nothing in it was kept; one where a file appeared meanwhile stays."""
+    try:
+        os.rmdir(name, dir_fd=dirfd)
+    except OSError:
+        pass
 
 # ============================================================================================
 # 19. Tests of WDL (`sprocket test`)
@@ -14059,6 +14318,39 @@ def _dev_arguments(c):
     _test_arguments(sub.add_parser("test", parents=[_common_parser()], help="run the YAML tests of WDL documents"))
 
 
+def _run_ref_argument(c, default_newest=True):
+    c.add_argument("run", nargs="?" if default_newest else None, metavar="RUN",
+                   help="the run's name, id (a number or its uuid) or directory%s" % (
+                       " (default: the newest run)" if default_newest else ""))
+    _output_dir_option(c)
+
+
+def _status_arguments(c):
+    _run_ref_argument(c)
+    c.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _cancel_arguments(c):
+    _run_ref_argument(c, default_newest=False)
+    c.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="how long to wait for a live run's engine to finish canceling (default: 120)")
+
+
+def _retry_arguments(c):
+    _run_ref_argument(c, default_newest=False)
+    c.add_argument("inputs", nargs="*", metavar="INPUTS", help="key=value pairs or @inputs.json applied on top of "
+                   "the run's own inputs")
+
+
+def _clean_arguments(c):
+    _output_dir_option(c)
+    which = c.add_mutually_exclusive_group(required=True)
+    which.add_argument("--keep-last", type=int, metavar="N", help="keep the N newest finished runs' work")
+    which.add_argument("--older-than", metavar="DURATION", help="clean the runs that finished longer ago than this "
+                       "(e.g. 7d, 12h, 1d12h, 90m; s, m, h, d, w)")
+    c.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+
+
 def _install_arguments(c):
     c.add_argument("dir", metavar="DIR", help="the directory (made if missing; e.g. /shared/software/bin)")
 
@@ -14076,6 +14368,14 @@ _COMMANDS = (
     ("config", (), "show the configuration", _config_arguments),
     ("runs", (), "list the runs recorded in an output directory's sprocket.db", _runs_arguments),
     ("report", (), "write a run's report.html (every run writes one at its end)", _report_arguments),
+    ("status", (), "one run's state: its tasks by state, the running and pending ones (and why they wait), the "
+     "failed ones, its hand-offs", _status_arguments),
+    ("cancel", (), "cancel a run from any shell that sees its output directory (a live engine is asked to stop; "
+     "the jobs of a run whose engine is gone are canceled)", _cancel_arguments),
+    ("retry", (), "run a run's document again on its inputs (with INPUTS on top), reusing what completed: only "
+     "what failed or never ran runs again", _retry_arguments),
+    ("clean", (), "delete the work/ and tmp/ directories of finished runs, but what a kept run or the call cache "
+     "uses", _clean_arguments),
     ("doctor", (), "check that this host and site can run tasks with the configured backend (one line per check; "
      "the Slurm backend submits one tiny test job)", _doctor_arguments),
     ("test", (), "run the YAML tests of WDL documents (Sprocket's `dev test`)", _test_arguments),
@@ -14344,7 +14644,9 @@ def prepare_inputs(args, log, strict=False):
     if log.stderr_level <= _LEVELS["WARN"]:
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
-    items = read_input_items(args.inputs, os.getcwd(), log.warn)
+    retry_of = getattr(args, "retry_of", None)  # `sprocket retry`: the inputs that run recorded come first
+    recorded = [(k, v, "/", None) for k, v in json.loads(retry_of["inputs"]).items()] if retry_of else []
+    items = recorded + read_input_items(args.inputs, os.getcwd(), log.warn)
     inputs, given = assign_inputs(target, items, bool(args.target))
     check_given_files(target, inputs, given.nested)
     missing = missing_required(target, inputs, given.nested)  # (those its calls leave unbound too)
@@ -14367,11 +14669,26 @@ def download_url_inputs(run, values):
     return {k: map_paths(v, fetch) for k, v in values.items()}
 
 
+def recorded_inputs(target, inputs, nested, overrides):
+    """A run's inputs as `runs.inputs` and inputs.json keep them: every key given, with the
+    target's name (`wf.x`, `wf.call.x`, `wf.call.requirements.cpu`), as an inputs file gives them."""
+    out = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
+    for path, values in nested.items():
+        out.update(("%s.%s.%s" % (target.name, path, k), value_to_json(v)) for k, v in values.items())
+    for path, sections in overrides.items():
+        for section, values in sections.items():
+            out.update((".".join([target.name] + ([path] if path else []) + [section, k]), v) for k, v in values.items())
+    return out
+
+
 def cmd_run(args):
     import signal
 
     log = RunLog(args.stderr_level)
     config = load_config(args.config, args.skip_config_search)
+    retry_of = getattr(args, "retry_of", None)  # `sprocket retry`: that run's `runs` row
+    if retry_of is not None:
+        config.merge_file("`sprocket retry`", {"run": {"task": {"cache": "on"}}})
     for w in config.warnings:
         log.warn(w)
     head = head_job_of(args, config)
@@ -14388,9 +14705,10 @@ def cmd_run(args):
     if args.submit:
         return cmd_run_submit(args, config, out_dir, target, log)
     fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
-    run = Run(doc, target, config, out_dir, log, inputs_json, args.no_call_cache, fingerprint,
+    recorded = recorded_inputs(target, inputs, nested, overrides)
+    run = Run(doc, target, config, out_dir, log, recorded, args.no_call_cache, fingerprint,
               not args.no_reattach or bool(head and head.predecessor), args.suffix, args.index_on, args.show_task_stderr,
-              overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head)
+              overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head, retry_of)
     if in_head_job:
         signal.signal(signal.SIGUSR1, run.on_time_limit)  # for the whole run: a late one is ignored
         signal.signal(signal.SIGTERM, run.on_terminate)  # also while it hands off, after execute()
@@ -14400,7 +14718,7 @@ def cmd_run(args):
             run.on_time_limit(early[0], None)
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
-        write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(inputs_json, indent=2) + "\n")
+        write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(recorded, indent=2) + "\n")
         inputs = download_url_inputs(run, inputs)
         text = run.finish(run.execute(inputs, {path: download_url_inputs(run, values) for path, values in nested.items()}))
     except KeyboardInterrupt:
@@ -14594,11 +14912,43 @@ def output_dir_check(out_dir):
 
 
 def open_store(args):
-    """The sprocket.db of `-o` (or run.output_dir), which must exist."""
-    out_dir = os.path.abspath(args.output_dir or load_config(args.config, args.skip_config_search).get("run.output_dir"))
+    """The sprocket.db of `-o`, else of the output directory above the run directory that RUN
+    names (when it names one), else of run.output_dir; it must exist."""
+    out_dir = os.path.abspath(args.output_dir or _output_dir_above(getattr(args, "run", None)) or load_config(
+        args.config, args.skip_config_search).get("run.output_dir"))
     if not os.path.isfile(os.path.join(out_dir, "sprocket.db")):
         raise RunError("`%s` has no sprocket.db: no run used this output directory (choose one with -o)" % out_dir)
     return Store(out_dir), out_dir
+
+
+def _output_dir_above(path):
+    """The output directory holding the run directory `path` (`OUT/runs/<target>/<timestamp>`), or None."""
+    if not path or not os.path.isdir(path):
+        return None
+    out = os.path.realpath(path)
+    for _ in range(3):
+        out = os.path.dirname(out)
+        if os.path.isfile(os.path.join(out, "sprocket.db")):
+            return out
+    return None
+
+
+def find_run(store, out_dir, ref):
+    """A run (its `runs` row, Store.runs()) by its name, uuid, id or directory; the newest when
+    `ref` is None. RunError, with the nearest name, when there is none."""
+    runs = store.runs()
+    db = os.path.join(out_dir, "sprocket.db")
+    if ref is None:
+        if not runs:
+            raise RunError("`%s` holds no run" % db)
+        return runs[0]
+    wanted = os.path.realpath(ref) if os.path.isdir(ref) else None
+    for r in runs:
+        if ref in (r["name"], r["uuid"], str(r["id"])) or wanted and r["directory"] and os.path.realpath(
+                os.path.join(out_dir, r["directory"])) == wanted:
+            return r
+    raise RunError("no run `%s` in `%s`%s (`sprocket runs -o %s` lists them)" % (
+        ref, db, _did_you_mean(ref, [r["name"] for r in runs]), out_dir))
 
 
 def cmd_runs(args):
@@ -14632,15 +14982,7 @@ def cmd_report(args):
     """Write report.html of a run (by name or directory; default the newest) and print its path."""
     store, out_dir = open_store(args)
     try:
-        runs = store.runs()
-        if args.run is None:
-            chosen = runs[:1]
-        else:
-            wanted = os.path.abspath(args.run)
-            chosen = [r for r in runs if args.run in (r["name"], r["uuid"]) or os.path.join(out_dir, r["directory"]) == wanted]
-        if not chosen:
-            raise RunError("no run `%s` in `%s` (`sprocket runs` lists them)" % (args.run, os.path.join(out_dir, "sprocket.db"))
-                           if args.run else "`%s` holds no run" % os.path.join(out_dir, "sprocket.db"))
+        chosen = [find_run(store, out_dir, args.run)]
         path = os.path.join(out_dir, chosen[0]["directory"], "report.html")
         if not os.path.isdir(os.path.dirname(path)):
             raise RunError("the directory of run `%s` (`%s`) is gone: there is nowhere to write its report" % (
@@ -14652,6 +14994,364 @@ def cmd_report(args):
     finally:
         store.close()
     print(path)
+    return 0
+
+
+def _backend_settings(config, name):
+    """read_backend_settings() of the backend a run's attempts name (`attempts.backend`: a table
+    of run.backends, or a type: local, docker... record theirs), or None when this configuration
+    has no such backend."""
+    tables = config.backends()
+    table = tables.get(name) if name not in BACKENDS else next(
+        (t for t in tables.values() if isinstance(t, dict) and t.get("type") == name), {"type": name})
+    return read_backend_settings(table) if isinstance(table, dict) and table.get("type") in BACKENDS else None
+
+
+def run_status(store, out_dir, run, config, log):
+    """What `sprocket status` tells of a run (a `runs` row): a dict, as --json prints it. A live
+    run's jobs are asked about in one query of its backend (Slurm: why each waits)."""
+    run_dir = os.path.join(out_dir, run["directory"] or "")
+    calls = store.call_states(run["id"])
+    live = run["status"] in _LIVE_RUN_STATES
+    states = {}
+    for name in sorted({c["backend"] for c in calls}) if live else ():
+        settings = _backend_settings(config, name)
+        ids = [c["job_id"] for c in calls if c["backend"] == name and c["status"] == "running" and c["job_id"]]
+        if settings is None and ids:
+            log.warn("the run's jobs ran on the backend `%s`, which this configuration does not define: give the run's "
+                     "configuration with `-c` to see why they wait" % name)
+        elif ids:
+            try:
+                states.update(BACKENDS[settings["type"]].job_states(RunContext(run_settings(config), log), settings, ids))
+            except WdlError as e:
+                log.warn("could not ask the `%s` backend about the jobs: %s" % (name, e.message))
+    counts = collections.Counter()
+    out = collections.OrderedDict((k, run[k]) for k in ("name", "id", "uuid", "target", "status", "error"))
+    engine = store.engine_of(run["id"]) if live else None
+    for k, v in (("started", run["started_at"]), ("completed", run["completed_at"]), ("duration_s", run["duration"]),
+                 ("directory", run_dir), ("engine", {"host": engine[0], "pid": engine[1]} if engine else None),
+                 ("tasks", None), ("pending", []), ("running", []), ("failed", [])):
+        out[k] = v
+    for c in calls:
+        job = c["job_id"] or ("process group %d" % c["process_group"] if c["process_group"] else None)
+        entry = collections.OrderedDict(call=c["call"], attempt=c["attempt"], job_id=job, for_s=c["age"])
+        state, reason = states.get(c["job_id"], (None, None))
+        status = c["status"]
+        if status == "running" and (state or "").split()[:1] == ["PENDING"]:
+            status = "pending"
+            entry["reason"] = reason
+        counts[status] += 1
+        if status in ("running", "pending"):
+            out[status].append(entry)
+        elif status == "failed":
+            entry.update(exit_status=c["exit_status"], error=c["error"], stderr=os.path.normpath(
+                os.path.join(run_dir, c["directory"], "stderr")))
+            del entry["for_s"]
+            out["failed"].append(entry)
+    counts["cached"] = run["cached"] or 0
+    order = ("pending", "running", "completed", "failed", "canceled", "orphaned", "cached")
+    out["tasks"] = collections.OrderedDict((k, counts[k]) for k in list(order) + sorted(set(counts) - set(order))
+                                           if counts[k])
+    chain, before = [], store.run_adopted_by(run["id"])  # the runs it continues (hand-offs, reattach)
+    while before is not None and before.id not in chain:
+        chain.append(before.id)
+        before = store.run_adopted_by(before.id)
+    names = {r["id"]: r["name"] for r in store.runs()}
+    out["continues"] = [names[i] for i in chain]
+    out["handoffs"] = [collections.OrderedDict((k, h[k]) for k in ("name", "job_id", "successor_job_id", "reason",
+                                                                      "created_at"))
+                       for h in store.handoffs_of([run["id"]] + chain)]
+    adopter, retried = store.adopter_of(run["id"]), store.retry_of(run["id"])
+    out["adopted_by"] = names.get(adopter)
+    out["retry_of"] = names.get(retried)
+    out["cleaned"] = store.cleanups_of(run["id"])
+    return out
+
+
+def status_text(st):
+    """The text of `sprocket status` (run_status()'s dict)."""
+    lines = ["run `%s` (id %d) of `%s`: %s%s" % (st["name"], st["id"], st["target"], st["status"], (
+        " %s %s" % ("for" if st["status"] in _LIVE_RUN_STATES else "after", _duration_text(st["duration_s"]))
+        if st["duration_s"] is not None else "")),
+             "directory: %s" % st["directory"]]
+    if st["engine"]:
+        lines.append("engine: pid %d on %s" % (st["engine"]["pid"], st["engine"]["host"]))
+    lines += ["tasks: %s" % (", ".join("%d %s" % (n, k) for k, n in st["tasks"].items()) or "none yet")]
+    if st["error"]:
+        lines.append("error: %s" % st["error"].splitlines()[0])
+    for what in ("pending", "running"):
+        if st[what]:
+            lines.append("%s:" % what)
+        for e in st[what]:
+            lines.append("  %s  attempt %d  %s  for %s%s" % (e["call"], e["attempt"], e["job_id"] or "(no job yet)",
+                                                           _duration_text(e["for_s"]),
+                                                           "  (%s)" % e["reason"] if e.get("reason") else ""))
+    if st["failed"]:
+        lines.append("failed:")
+    for e in st["failed"]:
+        lines.append("  %s  attempt %d%s: %s" % (e["call"], e["attempt"], "  exit %d" % e["exit_status"]
+                                                 if e["exit_status"] is not None else "",
+                                                 (e["error"] or "").splitlines()[0] if e["error"] else "failed"))
+        lines.append("    stderr: %s" % e["stderr"])
+    if st["handoffs"]:
+        lines.append("hand-offs:")
+    for h in st["handoffs"]:
+        lines.append("  %s UTC  run `%s`: head job %s -> %s (%s)" % (h["created_at"], h["name"], h["job_id"],
+                                                                   h["successor_job_id"] or "none", h["reason"]))
+    for key, label in (("continues", "continues"), ("adopted_by", "adopted by"), ("retry_of", "retry of")):
+        value = st[key]
+        if value:
+            lines.append("%s: %s" % (label, ", ".join("`%s`" % v for v in (value if isinstance(value, list) else [value]))))
+    for c in st["cleaned"]:
+        lines.append("work removed: %s UTC by `sprocket clean` (%s freed)" % (c["created_at"], _human_bytes(c["bytes_freed"])))
+    return "\n".join(lines)
+
+
+def cmd_status(args):
+    """`status [RUN]`: one run (default the newest), as text or --json."""
+    config = load_config(args.config, args.skip_config_search)
+    store, out_dir = open_store(args)
+    try:
+        st = run_status(store, out_dir, find_run(store, out_dir, args.run), config, RunLog(args.stderr_level))
+    finally:
+        store.close()
+    print(json_dumps(st, indent=2) if args.json else status_text(st))
+    return 0
+
+
+_ENDED_RUN_STATES = ("completed", "failed", "canceled")
+
+
+def cmd_cancel(args):
+    """`cancel RUN`: a run whose engine lives is asked to stop (CANCEL_REQUEST in its directory,
+    which it looks for every round, from any host; and SIGTERM when it runs on this host), and
+    waited for; a run whose engine is gone has its jobs canceled here (one call per backend) and
+    is marked `canceled`. A run adopted by another (a hand-off, reattach) is canceled in the one
+    carrying it on."""
+    import signal
+    import socket
+
+    config = load_config(args.config, args.skip_config_search)
+    log = RunLog(args.stderr_level)
+    store, out_dir = open_store(args)
+    try:
+        run = carried_on(store, find_run(store, out_dir, args.run))
+        if run["status"] in _ENDED_RUN_STATES:
+            print("run `%s` has already ended: %s" % (run["name"], run["status"]))
+            return 0 if run["status"] == "canceled" else 1
+        run_dir = os.path.join(out_dir, run["directory"])
+        write_replacing(os.path.join(run_dir, CANCEL_REQUEST), "%s on %s, pid %d, at %s UTC\n" % (
+            "sprocket cancel", socket.gethostname(), os.getpid(), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())))
+        if run["status"] != "orphaned":
+            engine = store.engine_of(run["id"])
+            if engine and engine[0] == socket.gethostname() and not engine_dead(*engine):
+                try:
+                    os.kill(engine[1], signal.SIGTERM)
+                except ProcessLookupError:  # it ended meanwhile
+                    pass
+            print("asked the engine of run `%s` to cancel it (%s)" % (run["name"], "pid %d on %s" % engine[1::-1]
+                                                                       if engine else "its engine"), file=sys.stderr)
+            run = _wait_for_cancel(store, out_dir, run, args.timeout)
+            if run["status"] != "orphaned":
+                print("run `%s`: %s" % (run["name"], run["status"]))
+                return 0 if run["status"] == "canceled" else 1
+        stopped = cancel_dead_run(store, out_dir, run, config, log)
+        print("run `%s`: its engine is gone; %d job(s) canceled; marked canceled" % (run["name"], stopped))
+        return 0
+    finally:
+        store.close()
+
+
+def carried_on(store, run):
+    """The run that carries `run` on: the last of the runs that adopted it in turn (a hand-off's
+    successor, a reattach), said on stderr; else `run`."""
+    seen = {run["id"]}
+    adopter = store.adopter_of(run["id"])
+    while adopter is not None and adopter not in seen:
+        seen.add(adopter)
+        (later,) = store.runs(adopter)
+        print("run `%s` was adopted by run `%s`" % (run["name"], later["name"]), file=sys.stderr)
+        run, adopter = later, store.adopter_of(adopter)
+    return run
+
+
+def _wait_for_cancel(store, out_dir, run, timeout):
+    """The run's row once its engine has ended it (or died: `orphaned`), within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        store.sweep_orphans()
+        (run,) = store.runs(run["id"])
+        if run["status"] not in _LIVE_RUN_STATES:
+            return run
+        if time.monotonic() > deadline:
+            raise RunError("the engine of run `%s` has not finished canceling it after %g s (it was asked to: `%s`); "
+                           "`sprocket status %s` shows where it is (an engine that died unseen is taken for gone after "
+                           "server.orphan_timeout_minutes: cancel it again then)" % (run["name"], timeout, os.path.join(
+                               out_dir, run["directory"], CANCEL_REQUEST), run["name"]))
+        time.sleep(0.25)
+
+
+def cancel_dead_run(store, out_dir, run, config, log):
+    """Cancel the jobs of a run whose engine is gone, with one call per backend, and mark it
+    `canceled` (the run, its tasks and attempts); returns how many jobs were stopped or asked to."""
+    run_dir = os.path.join(out_dir, run["directory"])
+    open_calls = [c for c in store.call_states(run["id"]) if c["status"] in (
+        "orphaned", "running", "pending", "initializing", "localizing")]
+    context = RunContext(run_settings(config), log)
+    stopped = 0
+    for name in sorted({c["backend"] for c in open_calls}):
+        mine = [c for c in open_calls if c["backend"] == name]
+        settings = _backend_settings(config, name)
+        if settings is None:
+            raise RunError("the jobs of run `%s` ran on the backend `%s`, which this configuration does not define: "
+                           "give the run's configuration with `-c` (its jobs: %s)" % (
+                               run["name"], name, ", ".join(c["job_id"] or str(c["process_group"]) for c in mine)))
+        stopped += BACKENDS[settings["type"]].cancel_dead(context, settings, [Adoptable(
+            c["key"], c["attempt"], os.path.normpath(os.path.join(run_dir, c["directory"])), c["job_id"], c["cache_key"],
+            c["process_group"], c["process_started"]) for c in mine])
+    store.mark_canceled(run["id"], "canceled by `sprocket cancel` after its engine was gone")
+    return stopped
+
+
+def cmd_retry(args):
+    """`retry RUN [INPUTS]`: `run` of the run's document and target on the inputs it recorded,
+    INPUTS on top, in its output directory, with the call cache on whatever the configuration
+    says; what completed in it (or still runs, if its engine is gone) is followed, not run again
+    (Run's retry_of), so only what failed or never ran runs. `retries` records which run it retries."""
+    store, out_dir = open_store(args)
+    try:
+        run = carried_on(store, find_run(store, out_dir, args.run))
+    finally:
+        store.close()
+    if run["status"] in _LIVE_RUN_STATES:
+        raise RunError("run `%s` is still %s: wait for it to end, or cancel it first (`sprocket cancel %s`)" % (
+            run["name"], run["status"], run["name"]))
+    run_args, _ = build_parser().parse_known_args(["run", run["source"]])
+    for k in ("config", "skip_config_search", "stderr_level"):
+        setattr(run_args, k, getattr(args, k))
+    run_args.target, run_args.output_dir, run_args.inputs = run["target"], out_dir, args.inputs
+    run_args.retry_of = run
+    print("retrying run `%s` (%s) of `%s`" % (run["name"], run["status"], run["target"]), file=sys.stderr)
+    return cmd_run(run_args)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text):
+    """`7d`, `12h`, `1d12h`, `90m`, `30s`, `2w`: seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip().replace(" ", ""):
+        raise InputError("--older-than %s: a duration is numbers with a unit each (s, m, h, d, w), e.g. 7d, 12h or "
+                         "1d12h" % json_dumps(text))
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def _utc_seconds(stamp):
+    """Seconds since the epoch of a sprocket.db timestamp (`YYYY-MM-DD HH:MM:SS`, UTC)."""
+    import calendar
+
+    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
+
+
+def clean_choice(store, runs, keep_last, older_than):
+    """(the runs whose work goes, [(a run left, why)]): finished runs (an orphaned one counts once
+    a finished run adopted it), beyond the newest `keep_last` or finished more than `older_than`
+    seconds ago. Live runs, and orphaned ones whose jobs may still run, are never chosen."""
+    by_id = {r["id"]: r for r in runs}
+    finished, left = [], []
+    for r in runs:  # newest first
+        end, seen = r["id"], set()
+        while by_id[end]["status"] == "orphaned" and store.adopter_of(end) in by_id and end not in seen:
+            seen.add(end)
+            end = store.adopter_of(end)
+        if by_id[end]["status"] in _ENDED_RUN_STATES and r["directory"]:
+            finished.append(r)
+        elif end != r["id"]:
+            left.append((r, "run `%s` carries it on" % by_id[end]["name"]))
+        elif r["status"] == "orphaned":
+            left.append((r, "its engine is gone but its jobs may still run: `sprocket cancel %s` first" % r["name"]))
+    if keep_last is not None:
+        return finished[keep_last:], left
+    now = time.time()
+    return [r for r in finished if now - _utc_seconds(r["completed_at"] or r["started_at"]) > older_than], left
+
+
+def kept_paths(store, out_dir, kept_runs, cache_dir):
+    """KeptPaths of what a run that keeps its work, the call cache or an index uses: the paths in
+    the kept runs' inputs and outputs (outputs.json and sprocket.db), in each call cache entry,
+    and what the links of OUT/index lead to."""
+    paths = []
+    for r in kept_runs:
+        for text in (r["inputs"], r["outputs"]):
+            paths += json_paths(json.loads(text)) if text else []
+        try:
+            with open(os.path.join(out_dir, r["directory"] or "", "outputs.json")) as f:
+                paths += json_paths(json.load(f))
+        except (OSError, ValueError):
+            pass
+    for entry in glob.glob(os.path.join(glob.escape(cache_dir), "*.json")):
+        try:
+            with open(entry) as f:
+                data = json.load(f)
+            paths += list(data.get("files") or ()) + list(json_paths(data.get("outputs")))
+        except (OSError, ValueError, AttributeError):
+            continue
+    for dirpath, dirnames, filenames in os.walk(os.path.join(out_dir, "index")):
+        paths += [os.path.realpath(os.path.join(dirpath, n)) for n in dirnames + filenames
+                  if os.path.islink(os.path.join(dirpath, n))]
+    return KeptPaths(paths, os.path.realpath(out_dir))
+
+
+def clean_run(store, run, root, kept, dry_run):
+    """Empty the work/ and tmp/ directories of one run (`root`: the real output directory), saying
+    each, and record them in `cleanups`; returns the run's CleanResult."""
+    run_dir = os.path.realpath(os.path.join(root, run["directory"]))
+    done = CleanResult(0, 0, 0)
+    if not run_dir.startswith(root + "/"):
+        print("left run `%s`: its directory `%s` is not inside the output directory" % (run["name"], run_dir),
+              file=sys.stderr)
+        return done
+    removed = []
+    for top in work_directories(run_dir):
+        got = remove_work(top, root, kept, dry_run)
+        if not got.files and got.kept:  # what is left is kept (a clean before took the rest)
+            continue
+        done = CleanResult(*(a + b for a, b in zip(done, got)))
+        removed.append(os.path.relpath(top, root))
+        verb = ("would empty" if dry_run else "emptied") if got.kept else "would remove" if dry_run else "removed"
+        print("%s %s (%d file(s), %s)%s" % (verb, removed[-1], got.files, _human_bytes(got.bytes), (
+            "; kept %d file(s) that a kept run, the call cache or an index uses" % got.kept) if got.kept else ""))
+    if removed and not dry_run:
+        store.execute("INSERT INTO cleanups (run_id, paths, bytes_freed) VALUES (?, ?, ?)",
+                      (run["id"], json_dumps(removed), done.bytes))
+    return done
+
+
+def cmd_clean(args):
+    """`clean`: empty the work/ and tmp/ directories (work_directories) of the finished runs chosen
+    (clean_choice), but the files a kept run, the call cache or an index uses; say what goes and
+    the bytes freed, and record it in `cleanups` (report.html says so)."""
+    config = load_config(args.config, args.skip_config_search)
+    older_than = parse_duration(args.older_than) if args.older_than is not None else None
+    if args.keep_last is not None and args.keep_last < 0:
+        raise InputError("--keep-last %d: give a number of runs >= 0" % args.keep_last)
+    store, out_dir = open_store(args)
+    total = CleanResult(0, 0, 0)
+    try:
+        runs = store.runs()
+        chosen, left = clean_choice(store, runs, args.keep_last, older_than)
+        for r, why in left:
+            print("left run `%s`: %s" % (r["name"], why), file=sys.stderr)
+        ids = {r["id"] for r in chosen}
+        kept = kept_paths(store, out_dir, [r for r in runs if r["id"] not in ids], CallCache(config, None, None).dir)
+        for r in reversed(chosen):  # oldest first
+            done = clean_run(store, r, os.path.realpath(out_dir), kept, args.dry_run)
+            total = CleanResult(*(a + b for a, b in zip(total, done)))
+    finally:
+        store.close()
+    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % ("would remove" if args.dry_run else "removed", total.files, len(chosen), _human_bytes(total.bytes),
+                                                        total.bytes, "would be freed" if args.dry_run else "freed"))
     return 0
 
 
@@ -14778,7 +15478,7 @@ def main(argv=None):
     try:
         args, extra = build_parser().parse_known_args(argv)
         # Inputs may follow options (`run x.wdl --target t a=1`), which argparse leaves over.
-        if extra and (getattr(args, "command", None) not in ("run", "validate") or any(x.startswith("-") for x in extra)):
+        if extra and (getattr(args, "command", None) not in ("run", "validate", "retry") or any(x.startswith("-") for x in extra)):
             raise UsageError("unrecognized arguments: %s" % " ".join(extra))
         if extra:
             args.inputs.extend(extra)
@@ -14800,7 +15500,8 @@ def main(argv=None):
         return {"check": cmd_check, "lint": cmd_check, "explain": cmd_explain, "format": cmd_format,
                 "fmt": cmd_format, "completions": cmd_completions, "run": cmd_run, "validate": cmd_validate,
                 "inputs": cmd_inputs, "config": cmd_config, "runs": cmd_runs, "report": cmd_report,
-                "doctor": cmd_doctor, "install": cmd_install, "test": cmd_test, "dev": cmd_test}[args.command](args)
+                "doctor": cmd_doctor, "install": cmd_install, "status": cmd_status, "cancel": cmd_cancel,
+                "retry": cmd_retry, "clean": cmd_clean, "test": cmd_test, "dev": cmd_test}[args.command](args)
     except WdlErrors as e:
         for err in e.errors:
             print(format_diagnostic(err.message, err.span), file=sys.stderr)

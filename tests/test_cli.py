@@ -898,7 +898,7 @@ def _complete(tmp_path, line):
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_completion_completes_commands_and_options(tmp_path):
-    assert _complete(tmp_path, "sprocket r") == ["report", "run", "runs"]
+    assert _complete(tmp_path, "sprocket r") == ["report", "retry", "run", "runs"]
     assert _complete(tmp_path, "sprocket va") == ["validate"]
     assert _complete(tmp_path, "sprocket run --sh") == ["--show-task-stderr"]
     assert "--deny-warnings" in _complete(tmp_path, "sprocket lint --")
