@@ -6051,6 +6051,17 @@ class Backend:
         for job in jobs:
             job.cancel()
 
+    def cancel_all(self, jobs, adopted):
+        """Stop these jobs and those of the attempts (Adoptable) of an earlier run that the run was to
+        adopt but has not followed yet (abort(): a run canceled before it reached them), in one go
+        where the backend can."""
+        self.cancel_jobs(jobs)
+        if adopted:
+            try:
+                type(self).cancel_dead(self.context, self.settings, adopted)
+            except RunError as e:
+                self.context.log.warn("the jobs of the earlier run were left running: %s" % e.message)
+
     def explain(self, job):
         """A sentence on why a failed job failed, when the backend can tell; else None."""
         return None
@@ -6155,8 +6166,10 @@ class RunContext:
         mine = [self] + self.parts
         for c in mine:
             c.stopping = c.aborting = True
-        self.backend.cancel_jobs([tr.job for tr in list(self.scheduler.running)
-                                  if tr.job is not None and tr.context in mine])
+        # the jobs of an earlier run it was to adopt go too: nothing follows them once it stops
+        left, self.adoptable = list(self.adoptable.values()), {}
+        self.backend.cancel_all([tr.job for tr in list(self.scheduler.running)
+                                 if tr.job is not None and tr.context in mine], left)
 
     def part(self, on_failure):
         """A part of the run that fails on its own (one test of `sprocket test`): it shares the
@@ -6599,6 +6612,8 @@ class TaskRun:
         recorder, backend = context.recorder, context.backend
         recorder.attempt_started(attempt, self.reattach_key)
         if context.aborting:
+            if attempt.adopted is not None:  # taken from context.adoptable before abort() looked there
+                backend.cancel_all([], [attempt.adopted])
             self.cancelled(attempt, None)
         try:
             if attempt.adopted is None:
@@ -7997,6 +8012,12 @@ class SlurmClient:
                 out[wanted[adir]] = held.job_id
         return out
 
+    def job_ids_of(self, attempts):
+        """The job ids of these attempts (Adoptable): those on record, and those the engine had no
+        time to record found by their batch script (one squeue)."""
+        unknown = [a.directory for a in attempts if not a.job_id]
+        return [a.job_id for a in attempts if a.job_id] + sorted(self.find_jobs(unknown).values() if unknown else [])
+
     def sbatch(self, argv, name):
         """The job id of `sbatch argv` (the batch script last), at most max_concurrency at once and
         submit_rate_limit per period; transient failures retried with backoff. `name`: the task's,
@@ -8814,8 +8835,9 @@ class JobMonitor:
         self.settle_accounting(final=True)
 
     # -- the end -------------------------------------------------------------------------------
-    def cancel_jobs(self, jobs):
-        ids = [j.job_id for j in jobs if j.job_id and not j.done.is_set()]
+    def cancel_jobs(self, jobs, more_ids=()):
+        """Finish these jobs as canceled and scancel them, with `more_ids` (jobs it does not follow) in the same call."""
+        ids = [j.job_id for j in jobs if j.job_id and not j.done.is_set()] + list(more_ids)
         for j in jobs:
             if j.job_id:
                 self.forget(j.job_id)
@@ -9136,6 +9158,10 @@ class SlurmApptainerBackend(Backend):
     def cancel_jobs(self, jobs):
         self.monitor.cancel_jobs(jobs)
 
+    def cancel_all(self, jobs, adopted):
+        """One scancel: the jobs it follows and those of the attempts it has not adopted yet."""
+        self.monitor.cancel_jobs(jobs, self.client.job_ids_of(adopted) if adopted else [])
+
     @classmethod
     def job_states(cls, context, settings, job_ids):
         """One squeue for all the jobs (an array's elements in one word)."""
@@ -9149,8 +9175,7 @@ class SlurmApptainerBackend(Backend):
         """One scancel of all the jobs; those whose ids the dead engine had not recorded are found
         first by their batch script (one squeue)."""
         client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
-        unknown = [a.directory for a in attempts if not a.job_id]
-        ids = [a.job_id for a in attempts if a.job_id] + sorted(client.find_jobs(unknown).values() if unknown else [])
+        ids = client.job_ids_of(attempts)
         if ids:
             client.scancel(ids)
         return len(ids)
