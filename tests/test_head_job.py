@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -91,15 +90,18 @@ def submit(tmp_path, env):
 
 
 def test_run_submit_sends_the_engine_as_a_head_job_that_runs_the_same_command(tmp_path):
-    """`run --submit` returns at once with the job id, the run's name and its directory; the job (named
-    after the run, its output in the run's directory, USR1 before its limit, the run.head_job settings)
-    runs the same command with this Python and this program, and the run completes there."""
+    """`run --submit` returns with the job id, the run's name and its directory while the job still runs
+    (its tasks wait for a file the test writes after); the job (named after the run, its output in the
+    run's directory, USR1 before its limit, the run.head_job settings) runs the same command with this
+    Python and this program, and the run completes there."""
+    gate = tmp_path / "gate"
     env, state = setup(tmp_path, CONFIG + 'cpus = 2\nmemory = "3 GiB"\naccount = "lab"\npartition = "compute"\n'
-                                          'extra_sbatch_args = ["--qos=long"]\n')
-    started = time.time()
+                                          'extra_sbatch_args = ["--qos=long"]\n',
+                       WAVES.replace("sleep ~{seconds};", "while [ ! -e %s ]; do sleep 0.1; done;" % gate))
     sub = submit(tmp_path, env)
-    assert time.time() - started < 30
     run_dir = Path(sub["directory"])
+    assert not (state / ("%s.rc" % sub["job_id"])).exists() and not (run_dir / "outputs.json").exists()
+    gate.write_text("")
     assert run_dir.parent == tmp_path / "out" / "runs" / "w" and run_dir.is_dir()
     first = calls(state)[0]
     assert first == ["sbatch", "--job-name", sub["name"], "-o", str(run_dir / "head_job.stdout"), "-e",
