@@ -9534,13 +9534,22 @@ def _sacct_time(text):
         return None
 
 
-def _sacct_duration(text):
-    """`[D-]HH:MM:SS[.mmm]` or `MM:SS.mmm` in seconds, or None."""
-    m = re.match(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$", text or "")
+def slurm_duration(text):
+    """Slurm's durations in seconds (a float): a time limit (sbatch --time, a partition's MaxTime:
+    `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`) or what sacct says a job took
+    (Elapsed, TotalCPU: the same, its seconds with a fraction: `MM:SS.mmm`); None for anything else
+    (`UNLIMITED`, `INVALID`, `NONE`, nothing)."""
+    m = re.match(r"^(?:(\d+)-)?(\d+(?::\d+){0,2})(\.\d+)?$", (text or "").strip())
     if m is None:
         return None
-    days, hours, minutes, seconds = m.groups()
-    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+    days, parts, fraction = m.group(1), [int(p) for p in m.group(2).split(":")], m.group(3)
+    if days is not None:  # D-HH[:MM[:SS]]
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    else:  # MM, MM:SS, HH:MM:SS
+        hours, minutes, seconds = {1: [0, parts[0], 0], 2: [0] + parts, 3: parts}[len(parts)]
+    if fraction and len(parts) < (3 if days is not None else 2):  # a fraction of what is not seconds
+        return None
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds + float(fraction or 0)
 
 
 def _sacct_size(text):
@@ -9560,7 +9569,7 @@ def sacct_job_usage(f):
     submitted, started, ended = _sacct_time(f[4]), _sacct_time(f[5]), _sacct_time(f[6])
     return {"submitted_at": submitted, "started_at": started, "ended_at": ended if started else None,
             "queue_seconds": started - submitted if started and submitted else None,
-            "wall_seconds": _sacct_duration(f[7]) if started else None, "requested_memory": _sacct_size(f[10]),
+            "wall_seconds": slurm_duration(f[7]) if started else None, "requested_memory": _sacct_size(f[10]),
             "allocated_cpus": int(f[11]) if f[11].isdigit() else None, "slurm_state": f[1].split()[0] if f[1] else None,
             "node": _slurm_node(f[12]) or None}
 
@@ -9568,7 +9577,7 @@ def sacct_job_usage(f):
 def sacct_step_usage(f):
     """The figures of a job's batch step row: its CPU time and peak memory."""
     f = f + [""] * (13 - len(f))
-    return {k: v for k, v in (("cpu_seconds", _sacct_duration(f[8])), ("peak_memory", _sacct_size(f[9])))
+    return {k: v for k, v in (("cpu_seconds", slurm_duration(f[8])), ("peak_memory", _sacct_size(f[9])))
             if v is not None}
 
 
@@ -10924,18 +10933,12 @@ def _is_int(value):
 
 
 def slurm_time_seconds(text):
-    """Slurm's time limit (sbatch --time: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`)
-    in seconds; ValueError for anything else (or no time at all)."""
-    m = re.match(r"^(?:(\d+)-(\d+)(?::(\d+))?(?::(\d+))?|(\d+)(?::(\d+))?(?::(\d+))?)$", text.strip())
-    if m is None:
+    """A time limit in Slurm's format (slurm_duration()) in whole seconds; ValueError for anything
+    else (`UNLIMITED`, a fraction of a second, or no time at all)."""
+    seconds = slurm_duration(text)
+    if not seconds or seconds % 1:
         raise ValueError(text)
-    days, hours, minutes, seconds, a, b, c = (int(g) if g else 0 for g in m.groups())
-    if m.group(1) is None:  # MM, MM:SS or HH:MM:SS
-        hours, minutes, seconds = (a, b, c) if m.group(7) else (0, a, b)
-    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-    if total <= 0:
-        raise ValueError(text)
-    return total
+    return int(seconds)
 
 
 def _slurm_time_problem(value):

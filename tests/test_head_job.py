@@ -244,7 +244,7 @@ def test_head_job_settings_in_config_resolve_and_slurm_time_format():
         assert ("run.head_job.%s = %s  # default" % (key, value) if value else "# run.head_job.%s is not set" % key) in lines
     assert [S.slurm_time_seconds(t) for t in ("2-00:00:00", "90", "1:30", "01:00:00", "1-2", "1-2:03")] == [
         172800, 5400, 90, 3600, 93600, 93780]
-    for bad in ("0", "2h", "1:2:3:4", "-1"):
+    for bad in ("0", "2h", "1:2:3:4", "-1", "UNLIMITED", "INVALID", "1:30.5", "0:00"):
         with pytest.raises(ValueError):
             S.slurm_time_seconds(bad)
 

@@ -149,6 +149,20 @@ def test_client_parses_sacct_rows_of_jobs_arrays_and_steps():
     assert usage["cpu_seconds"] == 30.5 and usage["peak_memory"] == 2 ** 20 and usage["node"] == "vm"
 
 
+def test_slurm_duration_reads_every_form_of_sbatch_times_and_sacct_figures():
+    """One parser (section 15) for sacct's Elapsed/TotalCPU and, through slurm_time_seconds, the head
+    job's and partitions' time limits."""
+    forms = {"90": 5400, "1:30": 90, "01:00:00": 3600, "1-2": 93600, "1-2:03": 93780, "1-02:03:04": 93784,
+             "00:30.500": 30.5, "1:00:00.250": 3600.25, "1-00:00:02": 86402, " 5 ": 300}
+    assert {t: S.slurm_duration(t) for t in forms} == forms
+    for other in ("UNLIMITED", "INVALID", "NONE", "", None, "1:2:3:4", "2h", "1.5", "1-2.5", "1-2:30.5", "-1"):
+        assert S.slurm_duration(other) is None, other
+    job = S.sacct_job_usage(["1", "RUNNING", "0:0", "None", "2027-01-01T10:00:00", "2027-01-01T10:00:05", "Unknown",
+                             "1-00:00:01", "INVALID", "", "1G", "1", "vm"])
+    assert job["wall_seconds"] == 86401 and S.sacct_step_usage(["1.batch", "RUNNING", "0:0", "", "", "", "", "",
+                                                                "INVALID", ""]) == {}
+
+
 def test_client_ids_per_command_line_and_sacct_failure():
     c, _ = client(lambda argv: (0, "", ""))
     c.query(["%d" % i for i in range(S._IDS_PER_CALL + 5)] + ["7_1", "7_2"])
