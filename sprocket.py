@@ -33,10 +33,14 @@ The module reads top to bottom in the order data flows:
                                    relative to the document (document_paths); ReadScope: what
                                    a workflow's own standard library calls may read
     11. Standard library: code     IMPLS, the implementation of each function; a call's evaluation
-    12. Runtime contracts          Backend (what a backend is: limits, start, adopt, cancel, close,
-                                   and its optional parts with defaults), Job, TaskRequest (one
-                                   attempt, as a backend gets it), Adoptable (a dead run's attempt
-                                   to follow), BACKENDS (register_backend), Setting (a row of the
+    12. Runtime contracts          Backend (what a backend is: limits, start, adopt, cancel (its
+                                   jobs, and with cancel_all those it was to adopt), close;
+                                   outlives_engine (its jobs run on without the engine) and detach
+                                   (a head job's hand-off); cancel_dead (`sprocket cancel` of a
+                                   run whose engine is gone); and its optional parts with
+                                   defaults), Job, TaskRequest (one attempt, as a backend gets
+                                   it), Adoptable (a dead run's attempt to follow), BACKENDS
+                                   (register_backend), Setting (a row of the
                                    settings schema, as backends declare theirs), RunContext (what
                                    the runtime knows of a run), RunSettings; Check (a line of
                                    `doctor`: Backend.doctor() gives a backend's)
@@ -52,7 +56,8 @@ The module reads top to bottom in the order data flows:
                                    conflicting extra arguments refused, job tags; adopting the jobs
                                    of a dead run) over four parts:
                                    SlurmClient (the Slurm commands, without an enclosing job's
-                                   SLURM_* variables; retries, their output as records),
+                                   SLURM_* variables; retries, their output as records; Slurm's
+                                   durations: slurm_duration),
                                    ImageCache (Apptainer pulls), ArrayGatherer (job arrays)
                                    and JobMonitor (each job's state: completion from its exit status
                                    file, a batched status query, queue caps, failures blamed on a
