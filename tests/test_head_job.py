@@ -325,3 +325,60 @@ def test_run_submit_from_a_zipapp_runs_the_zipapp_in_the_head_job(tmp_path):
     assert "\nexec %s %s run -s -c sprocket.toml main.wdl -o out --head-run-dir=" % (sys.executable, tmp_path / "sprocket.pyz") in script
     wait_for(lambda: (state / ("%s.rc" % sub["job_id"])).exists(), 60, "the head job to end")
     assert json.loads((Path(sub["directory"]) / "outputs.json").read_text()) == {"w.ys": [0, 2, 4], "w.n": 6}
+
+
+def test_a_cancel_between_two_head_jobs_reaches_the_successor_which_starts_nothing(tmp_path):
+    """`sprocket cancel` after a hand-off, while the successor head job waits in the queue (the fake's
+    hold): the predecessor's jobs go in one scancel and it is marked canceled; the successor, once it
+    starts, finds the request in its predecessor's directory and ends canceled without running a task
+    again (before: it adopted nothing and ran the whole workflow anew)."""
+    env, state = setup(tmp_path, wdl=WAVES.replace("Int seconds = 4", "Int seconds = 30"))
+    (state / "hold").write_text("")
+    sub = submit(tmp_path, env)
+    wait_for(lambda: len([c for c in calls(state) if c[0] == "sbatch"]) >= 4, 60, "the first wave's jobs")
+    os.kill(wait_for(lambda: head_pid(sub["name"]), 30, "the head job's engine"), signal.SIGUSR1)
+    wait_for(lambda: (state / ("%s.rc" % sub["job_id"])).exists(), 60, "the head job to hand off and end")
+    db = tmp_path / "out" / "sprocket.db"
+    second = db_rows(db, "SELECT successor_job_id FROM handoffs")[0]["successor_job_id"]
+    p = subprocess.run(sprocket_argv("cancel", sub["name"], "-o", "out"), cwd=str(tmp_path), env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert p.returncode == 0 and "its engine is gone; 3 job(s) canceled; marked canceled" in p.stdout, p.stderr
+    (state / "hold").unlink()
+    wait_for(lambda: (state / ("%s.rc" % second)).exists(), 60, "the successor to end")
+    rows = db_rows(db, "SELECT name, status, directory FROM runs ORDER BY id")
+    assert [(r["name"], r["status"]) for r in rows] == [(sub["name"], "canceled")] * 2
+    tasks = [c[c.index("--job-name") + 1] for c in calls(state) if c[0] == "sbatch" and "--signal=B:USR1@60" not in c]
+    assert sorted(tasks) == ["double-0-0", "double-1-0", "double-2-0"]  # none again
+    assert db_rows(db, "SELECT count(*) AS n FROM attempts WHERE run_id = (SELECT max(id) FROM runs) AND job_id IS NOT NULL"
+                   ) == [{"n": 0}]
+    log = (tmp_path / "out" / rows[1]["directory"] / "output.log").read_text()
+    assert "`sprocket cancel` asked this run to stop (`%s`)" % (Path(sub["directory"]) / S.CANCEL_REQUEST) in log
+
+
+def test_a_time_limit_as_the_last_outputs_are_made_completes_the_run_without_a_hand_off(tmp_path, isolated_config):
+    """USR1 after every task is over, while the workflow's outputs are made: nothing is left to hand
+    off, so the scheduler ends with the outputs instead of raising RunHandedOff (and the run
+    completes); with a task still to run it hands off."""
+    from test_runtime import make_run
+
+    wdl = "version 1.0\ntask t { command <<< echo 1 >>> output { Int n = 1 } }\nworkflow w { call t  output { Int n = t.n } }\n"
+    for unfinished in (False, True):
+        (tmp_path / str(unfinished)).mkdir()
+        run = make_run(tmp_path / str(unfinished), wdl)
+        start = run.start
+
+        def time_limit_as_outputs_are_made(inputs, on_done, start=start, run=run, unfinished=unfinished):
+            def done(outputs):
+                run.context.stopping = run.context.handing_off = True  # as Run.on_time_limit sets them
+                if not unfinished:
+                    on_done(outputs)
+            start(inputs, done)
+        run.start = time_limit_as_outputs_are_made
+        try:
+            if unfinished:
+                with pytest.raises(S.RunHandedOff):
+                    run.execute({})
+            else:
+                assert run.execute({}) == {"n": 1}
+        finally:
+            run.finish(error="test over")

@@ -489,8 +489,9 @@ def test_monitor_fails_a_job_that_vanished(monitor):
 FAKE_SLURM = r'''#!%(python)s
 """sbatch/squeue/sacct/scontrol/scancel for one test: a job runs at once as a local process (with
 --dependency=afterany:<id>, once that one has ended), SLURM_JOB_ID set; each call is logged as a
-JSON line to $FAKE_SLURM_DIR/calls. The first $FAKE_NODE_FAILS jobs (default none) never run: sacct
-says they ended NODE_FAIL on node `bad<n>`."""
+JSON line to $FAKE_SLURM_DIR/calls; while $FAKE_SLURM_DIR/hold exists, a job with a dependency waits
+too (a test's successor head job held in the queue). The first $FAKE_NODE_FAILS jobs (default none)
+never run: sacct says they ended NODE_FAIL on node `bad<n>`."""
 import fcntl, json, os, subprocess, sys
 state, tool, args = os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]), sys.argv[1:]
 lock = open(os.path.join(state, "lock"), "w")
@@ -512,8 +513,9 @@ if tool == "sbatch":
         open(os.path.join(state, job_id + ".job"), "w").close()
         if n <= int(os.environ.get("FAKE_NODE_FAILS", "0")):
             continue
-        subprocess.Popen(["bash", "-c", 'while [ -n "$5" ] && [ ! -e "$5" ]; do sleep 0.1; done; bash "$1" > "$2" 2> "$3"; '
-                          'echo $? > "$4"', "-", args[-1]] + out + [os.path.join(state, job_id + ".rc")] + after[:1],
+        subprocess.Popen(["bash", "-c", 'while [ -n "$5" ] && { [ ! -e "$5" ] || [ -e "$6" ]; }; do sleep 0.1; done; '
+                          'bash "$1" > "$2" 2> "$3"; echo $? > "$4"', "-", args[-1]] + out
+                         + [os.path.join(state, job_id + ".rc")] + (after[:1] + [os.path.join(state, "hold")] if after else []),
                          env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print("Submitted batch job %%d" %% n)
 elif tool == "sacct":
