@@ -382,3 +382,31 @@ def test_a_time_limit_as_the_last_outputs_are_made_completes_the_run_without_a_h
                 assert run.execute({}) == {"n": 1}
         finally:
             run.finish(error="test over")
+
+
+def test_a_time_limit_while_an_array_is_submitted_hands_its_jobs_to_the_successor(tmp_path):
+    """USR1 while the sbatch of a scatter's job array is under way (the fake's gate holds it): the
+    hand-off is put on record, then the engine waits for that sbatch (Backend.detach) so its job ids
+    are on record too; the successor adopts the sixteen elements: each ran once, one array."""
+    env, state = setup(tmp_path, wdl=WAVES.replace("range(3)", "range(16)"))
+    (state / "array-gate").write_text("")
+    sub = submit(tmp_path, env)
+    wait_for(lambda: (state / "array-sbatch-started").exists(), 60, "the array's sbatch")
+    os.kill(wait_for(lambda: head_pid(sub["name"]), 30, "the head job's engine"), signal.SIGUSR1)
+    db = tmp_path / "out" / "sprocket.db"
+    second = wait_for(lambda: db_rows(db, "SELECT successor_job_id FROM handoffs"), 60, "the hand-off")[0]["successor_job_id"]
+    assert not (state / ("%s.rc" % sub["job_id"])).exists()  # it waits for the array's sbatch
+    (state / "array-gate").unlink()
+    wait_for(lambda: (state / ("%s.rc" % sub["job_id"])).exists(), 60, "the head job to end")
+    assert (state / ("%s.rc" % sub["job_id"])).read_text().strip() == "0"
+    wait_for(lambda: (state / ("%s.rc" % second)).exists(), 90, "the successor to end")
+    rows = db_rows(db, "SELECT id, status, directory FROM runs ORDER BY id")
+    assert [r["status"] for r in rows] == ["orphaned", "completed"]
+    assert json.loads((tmp_path / "out" / rows[1]["directory"] / "outputs.json").read_text()) == {
+        "w.ys": [2 * i for i in range(16)], "w.n": 240}
+    tasks = [c for c in calls(state) if c[0] == "sbatch" and "--signal=B:USR1@60" not in c]
+    assert len([c for c in tasks if any(a.startswith("--array=") for a in c)]) == 1 and len(tasks) == 2  # and total
+    assert not [c for c in calls(state) if c[0] == "scancel"]
+    adopted = db_rows(db, "SELECT call, job_id FROM attempts WHERE run_id = ? AND adopted_from IS NOT NULL", (rows[1]["id"],))
+    assert sorted(a["call"] for a in adopted) == sorted("double-%d" % i for i in range(16))
+    assert all("_" in a["job_id"] for a in adopted)

@@ -490,10 +490,15 @@ FAKE_SLURM = r'''#!%(python)s
 """sbatch/squeue/sacct/scontrol/scancel for one test: a job runs at once as a local process (with
 --dependency=afterany:<id>, once that one has ended), SLURM_JOB_ID set; each call is logged as a
 JSON line to $FAKE_SLURM_DIR/calls; while $FAKE_SLURM_DIR/hold exists, a job with a dependency waits
-too (a test's successor head job held in the queue). The first $FAKE_NODE_FAILS jobs (default none)
+too (a test's successor head job held in the queue), and while $FAKE_SLURM_DIR/array-gate exists, the
+sbatch of an array does not return (it writes array-sbatch-started first). The first $FAKE_NODE_FAILS jobs (default none)
 never run: sacct says they ended NODE_FAIL on node `bad<n>`."""
-import fcntl, json, os, subprocess, sys
+import fcntl, json, os, subprocess, sys, time
 state, tool, args = os.environ["FAKE_SLURM_DIR"], os.path.basename(sys.argv[0]), sys.argv[1:]
+if tool == "sbatch" and any(a.startswith("--array=") for a in args):
+    open(os.path.join(state, "array-sbatch-started"), "w").close()
+    while os.path.exists(os.path.join(state, "array-gate")):
+        time.sleep(0.1)
 lock = open(os.path.join(state, "lock"), "w")
 fcntl.flock(lock, fcntl.LOCK_EX)  # one call at a time, as the controller answers them: sbatches at once get their own ids
 with open(os.path.join(state, "calls"), "a") as f:
