@@ -410,3 +410,32 @@ def test_a_time_limit_while_an_array_is_submitted_hands_its_jobs_to_the_successo
     adopted = db_rows(db, "SELECT call, job_id FROM attempts WHERE run_id = ? AND adopted_from IS NOT NULL", (rows[1]["id"],))
     assert sorted(a["call"] for a in adopted) == sorted("double-%d" % i for i in range(16))
     assert all("_" in a["job_id"] for a in adopted)
+
+
+def test_abort_cancels_the_jobs_the_run_was_to_adopt_and_its_own_in_one_scancel(tmp_path, monkeypatch):
+    """The max_handoffs path (and any cancel) as RunContext.abort() does it, without the race of a
+    signal: the successor found the jobs of its predecessor on record (context.adoptable) but had
+    adopted none yet; one scancel takes them and those it follows, and nothing is left to adopt."""
+    env, state = fake_slurm_env(tmp_path)
+    for k in ("PATH", "FAKE_SLURM_DIR"):
+        monkeypatch.setenv(k, env[k])
+    (tmp_path / "sprocket.toml").write_text(CONFIG)
+    config = S.load_config([str(tmp_path / "sprocket.toml")], True)
+    name, table = config.backend()
+    context = S.RunContext(S.run_settings(config), S.RunLog(S._LEVELS["ERROR"]))
+    context.backend = S.make_backend(context, name, S.read_backend_settings(table))
+    context.scheduler = S.Scheduler(context)
+    followed = S.SlurmJob(context.backend.monitor, str(tmp_path), "k0", "double-0", 2 ** 20, lambda job_id: None)
+    context.backend.monitor.submitted(followed, "7")
+
+    class Following:  # a task run of the scheduler with its job (tr.job, tr.context)
+        job = followed
+
+    Following.context = context
+    context.scheduler.running.add(Following)
+    context.adoptable = {"double-1": S.Adoptable("k1", 0, str(tmp_path / "a1"), "41", "c1", None, None),
+                         "double-2": S.Adoptable("k2", 0, str(tmp_path / "a2"), "42_3", "c2", None, None)}
+    context.abort()
+    assert [c for c in calls(state) if c[0] == "scancel"] == [["scancel", "7", "41", "42_[3]"]]
+    assert context.adoptable == {} and context.aborting and followed.wait() == 143
+    context.backend.monitor.stop()
