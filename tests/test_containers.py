@@ -33,6 +33,11 @@ class FakeTool:
 
     def __init__(self, local=(IMAGE,), pull_error=None):
         self.calls, self.local, self.pull_error = [], set(local), pull_error
+        self.exit = 0  # what an attached `run` exits with
+
+    def spawn(self, argv, log):
+        self.calls.append(list(argv))
+        return FakeProcess(self.exit)
 
     def __call__(self, argv, timeout=120):
         self.calls.append(list(argv))
@@ -52,6 +57,19 @@ class FakeTool:
 
     def verbs(self, verb):
         return [c for c in self.calls if c[1] == verb]
+
+
+class FakeProcess:
+    """An attached `run` that has ended with `code`."""
+
+    def __init__(self, code):
+        self.code = code
+
+    def wait(self):
+        return self.code
+
+    def poll(self):
+        return self.code
 
 
 class Recorder:
@@ -76,11 +94,12 @@ def _backend(tmp_path, kind="podman", tool=None, **settings):
     os.makedirs(context.tmp_dir, exist_ok=True)
     values = {key: row.default for key, row in S.BACKENDS[kind].SETTINGS.items()}
     values.update(settings)
-    return S.BACKENDS[kind](context, "box", values, run_tool=tool or FakeTool())
+    tool = tool or FakeTool()
+    return S.BACKENDS[kind](context, "box", values, run_tool=tool, spawn=getattr(tool, "spawn", None))
 
 
-def _request(tmp_path, requirements=None, cpu=2.0, memory=512 * 1024 ** 2, inputs=()):
-    adir = tmp_path / "calls" / "t" / "attempts" / "0"
+def _request(tmp_path, requirements=None, cpu=2.0, memory=512 * 1024 ** 2, inputs=(), number=0):
+    adir = tmp_path / "calls" / "t" / "attempts" / str(number)
     (adir / "work").mkdir(parents=True)
     (adir / "command").write_text("echo hi\n")
     return S.TaskRequest("t", "t-0-key", "t-0", 0, str(adir / "command"), str(adir), str(adir / "work"),
@@ -89,32 +108,37 @@ def _request(tmp_path, requirements=None, cpu=2.0, memory=512 * 1024 ** 2, input
 
 
 def test_the_run_command_line_of_an_attempt_in_a_podman_container(tmp_path):
-    """Detached and named after the attempt; as this user; --cpus/--memory from the task; its env; the
-    Slurm backend's mounts (inputs read-only at their own path, the work directory at /mnt/task/work),
-    the guest layout; the task's shell runs the command."""
+    """Attached and named after the attempt; as this user; --cpus/--memory from the task; its env; the
+    guest layout (inputs read-only under /mnt/task/inputs/, the files of one directory together, the
+    work directory at /mnt/task/work and its own path); the task's shell runs the command; one `run`."""
     tool = FakeTool()
     backend = _backend(tmp_path, tool=tool)
-    data = tmp_path / "data.txt"
-    data.write_text("x")
-    request = _request(tmp_path, inputs=[str(data)])
+    data, index, other = tmp_path / "data.txt", tmp_path / "data.txt.fai", tmp_path / "sub" / "data.txt"
+    other.parent.mkdir()
+    for f in (data, index, other):
+        f.write_text("x")
+    request = _request(tmp_path, inputs=[str(data), str(index), str(other), str(tmp_path / "absent.txt")])
     job = backend.start(request)
+    assert [c[1] for c in tool.calls] == ["version", "image", "run"]
     (run,) = tool.verbs("run")
     adir, work = request.directory, request.work
     name = S.container_name(adir)
     assert job.job_id == name and name.startswith("sprocket-t-0-")
     tmp_root = str(tmp_path / "calls" / "t" / "tmp")
     assert run == [
-        "podman", "run", "-d", "--name", name, "--label", "sprocket.directory=%s" % adir,
+        "podman", "run", "--name", name, "--label", "sprocket.directory=%s" % adir,
         "--user", "%d:%d" % (os.getuid(), os.getgid()), "--workdir", "/mnt/task/work",
         "--cpus=2", "--memory=536870912b", "--memory-swap=536870912b",
         "--mount=type=bind,source=%s/container_tmp,target=/tmp" % tmp_root,
         "--mount=type=bind,source=%s/container_var_tmp,target=/var/tmp" % tmp_root,
-        "--mount=type=bind,source=%s,target=%s,readonly" % (data, data),
         "--mount=type=bind,source=%s,target=/mnt/task/command,readonly" % request.command,
         "--mount=type=bind,source=%s,target=/mnt/task/work" % work,
         "--mount=type=bind,source=%s,target=%s" % (work, work),
         "--mount=type=bind,source=%s,target=/mnt/task/stdout" % request.stdout,
         "--mount=type=bind,source=%s,target=/mnt/task/stderr" % request.stderr,
+        "--mount=type=bind,source=%s,target=/mnt/task/inputs/0/data.txt,readonly" % data,
+        "--mount=type=bind,source=%s,target=/mnt/task/inputs/0/data.txt.fai,readonly" % index,
+        "--mount=type=bind,source=%s,target=/mnt/task/inputs/1/data.txt,readonly" % other,
         "--mount=type=bind,source=%s/usage,target=/mnt/task/usage" % adir,
         "--env=GREETING=hello there",
         IMAGE, "bash", "-c", "bash /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr; " + S._CONTAINER_EPILOGUE]
@@ -188,28 +212,60 @@ def test_a_failed_pull_says_why_and_the_fallback_list_is_tried_in_order(tmp_path
     assert backend.images.image_for(["nosuchimage:1", IMAGE], "t", str(tmp_path))[0] == IMAGE
 
 
-@pytest.mark.parametrize("state,code,oom", [
-    ("3|false|2026-12-07 06:55:56.5 +0000 UTC|2026-12-07 06:55:58 +0000 UTC|false", 3, False),
-    ("137|true|2026-12-07T06:55:56.5Z|2026-12-07T06:55:58Z|false", 137, True),
+@pytest.mark.parametrize("exit,usage,inspect,code,oom", [
+    (3, "exit=3\n", None, 3, False),
+    (0, "exit=137\noom_kill=1\n", None, 137, True),  # the command was killed, its shell said why
+    (137, "", "true", 137, True),  # the shell itself was killed: inspect says why
+    (137, "", "false", 137, False),
 ])
-@pytest.mark.parametrize("cleanup", [True, False])
-def test_a_container_s_end_is_read_from_inspect_and_it_is_removed_unless_cleanup_is_off(tmp_path, state, code, oom, cleanup):
+def test_an_attached_container_s_end_is_its_shell_s_word_and_inspect_only_explains_a_bare_137(
+        tmp_path, exit, usage, inspect, code, oom):
     tool = FakeTool()
-    backend = _backend(tmp_path, tool=tool, cleanup=cleanup)
-    job = backend.start(_request(tmp_path))
-    tool.inspect = (0, state + "\n", "")
+    tool.exit, tool.inspect = exit, (0, "%s\n" % inspect, "")
+    backend = _backend(tmp_path, tool=tool)
+    request = _request(tmp_path)
+    job = backend.start(request)
+    write(tmp_path / "calls" / "t" / "attempts" / "0" / "usage", usage + "0m0.01s 0m0.02s\n0m1.50s 0m0.50s\npeak_memory=4096\n")
     assert job.wait() == code and job.out_of_memory is oom
     assert ("ran out of memory: it used more than its --memory=512.0 MiB" in (job.message or "")) is oom
-    assert job.usage()["ended_at"] - job.usage()["started_at"] == 1.5
-    backend.close()  # (a container that ended is not the run's to remove at its end)
-    assert tool.verbs("rm") == ([["podman", "rm", "-f", job.job_id]] if cleanup else [])
+    assert len(tool.verbs("inspect")) == (inspect is not None)
+    used = job.usage()
+    assert used["cpu_seconds"] == 2.0 and used["peak_memory"] == 4096 and used["ended_at"] >= used["started_at"]
 
 
-def test_a_container_that_is_gone_is_run_again_without_spending_a_retry(tmp_path):
+def test_a_run_that_fails_before_the_command_says_what_the_runtime_said(tmp_path):
     tool = FakeTool()
+    tool.exit = 125
     backend = _backend(tmp_path, tool=tool)
     job = backend.start(_request(tmp_path))
+    write(tmp_path / "calls" / "t" / "attempts" / "0" / "container.log", "Error: crun: mount failed\n")
+    assert job.wait() == 125 and job.final
+    assert job.message == "`podman run` failed (exit 125): Error: crun: mount failed"
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_released_containers_are_removed_one_rm_a_round_and_none_is_left_at_the_end(tmp_path, cleanup):
+    tool = FakeTool()
+    backend = _backend(tmp_path, tool=tool, cleanup=cleanup)
+    jobs = [backend.start(_request(tmp_path, number=n)) for n in range(4)]
+    for job in jobs[:3]:
+        job.wait()
+        job.release()
+    if cleanup:
+        wait_for(lambda: tool.verbs("rm"), 10, "the reaper's round")
+        assert tool.verbs("rm") == [["podman", "rm", "-f"] + [j.job_id for j in jobs[:3]]]
+    backend.close()  # the one still running is removed too
+    assert tool.verbs("rm")[-1] == ["podman", "rm", "-f", jobs[3].job_id]
+    assert len(tool.verbs("rm")) == (2 if cleanup else 1)
+
+
+def test_an_adopted_container_that_is_gone_is_run_again_without_spending_a_retry(tmp_path):
+    tool = FakeTool()
+    backend = _backend(tmp_path, tool=tool)
+    request = _request(tmp_path)
     tool.inspect = (125, "", "Error: no such container")
+    adopted = S.Adoptable("k", 0, request.directory, S.container_name(request.directory), None, None, None)
+    job = backend.adopt(request, adopted)
     assert job.wait() == 1 and job.retry_free and "no such container" in job.message
 
 
@@ -240,6 +296,26 @@ def test_outputs_named_by_their_path_in_the_container_are_the_work_directory_s_f
     (tmp_path / "x.txt").write_text("x")
     v = S.localize_outputs("/mnt/task/work/x.txt", S.PrimType("File"), str(tmp_path), "output", None, "/mnt/task/work")
     assert v == str(tmp_path / "x.txt")
+
+
+def test_an_output_path_is_the_engine_s_own_a_mounted_one_or_copied_out_of_the_container(tmp_path):
+    """Host paths the engine gave the task stay; a guest path is what is mounted there (inputs, /tmp);
+    any other is the container's own file, copied out into the attempt's directory (`cp`)."""
+    tool = FakeTool()
+    backend = _backend(tmp_path, tool=tool)
+    data = write(tmp_path / "elsewhere" / "data.txt", "x")
+    request = _request(tmp_path, inputs=[str(data)])
+    job = backend.start(request)
+    tmp_root = tmp_path / "calls" / "t" / "tmp"
+    assert job.output_path(str(data)) == str(data)
+    assert job.output_path(request.stdout) == request.stdout
+    assert job.output_path("/mnt/task/inputs/0/data.txt") == str(data)
+    assert job.output_path("/mnt/task/work/a/b.txt") == request.work + "/a/b.txt"
+    assert job.output_path("/tmp/scratch.txt") == str(tmp_root / "container_tmp" / "scratch.txt")
+    assert not tool.verbs("cp") and not job.copied
+    copy = str(tmp_path / "calls" / "t" / "attempts" / "0" / "container_files" / "root" / ".bashrc")
+    assert job.output_path("/root/.bashrc") == copy
+    assert tool.verbs("cp") == [["podman", "cp", "%s:/root/.bashrc" % job.job_id, copy]] and job.copied == [copy]
 
 
 # --------------------------------------------------------------------------------------------
