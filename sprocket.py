@@ -6651,14 +6651,21 @@ class OutputSandbox:
 
     def __init__(self, work, own_files, written, inputs):
         real = os.path.realpath
-        self.dirs = [real(work)] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
+        self.made = [real(work)]  # where what is there is the task's: a link in it is checked too
+        self.dirs = self.made[:1] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
         self.files = {real(p) for p in list(own_files) + list(inputs) if "://" not in p}
         self.written = written  # the task's write_* files: a list its output section's calls still add to
         self.work = work
 
-    def admit(self, files):
-        """Files the task made where its command ran (its container's own, copied out of it)."""
-        self.files.update(os.path.realpath(p) for p in files)
+    def admit(self, copies):
+        """Files and directories the task made where its command ran (its container's own, copied out of
+        it): its own, as its working directory's are (the links in a directory too)."""
+        for p in map(os.path.realpath, copies):
+            if not os.path.isdir(p):
+                self.files.add(p)
+            elif p not in self.made:
+                self.made.append(p)
+                self.dirs.append(p)
 
     def check(self, v, what):
         for p in paths_in(v):
@@ -6673,8 +6680,8 @@ class OutputSandbox:
                             self.check_path(link, "%s (in directory `%s`)" % (what, p))
 
     def made_here(self, p):
-        real, work = os.path.realpath(p), self.dirs[0]
-        return real == work or real.startswith(work.rstrip("/") + "/")
+        real = os.path.realpath(p)
+        return any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.made)
 
     def check_path(self, p, what):
         real = os.path.realpath(p)

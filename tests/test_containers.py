@@ -399,6 +399,93 @@ def test_a_task_runs_its_image_s_tool_as_this_user_with_read_only_inputs(tmp_pat
 
 
 @pytest.mark.podman
+def test_inputs_are_read_only_under_mnt_task_inputs_with_their_directory_s_files_and_outputs_map_back(tmp_path):
+    """Sprocket's layout: an input at /mnt/task/inputs/<n>/<name>, one <n> per parent directory (the
+    index beside its data); the command's placeholders name those paths, while the standard library
+    in them reads the host's; an output named by a guest path is the input's host path."""
+    doc = _project(tmp_path, """
+        version 1.2
+        task t {
+          input { File data  File index  File other  Directory d }
+          command <<<
+            echo ~{data}
+            echo ~{other}
+            echo ~{d}
+            ls "$(dirname ~{data})" | tr '\\n' ' '; echo
+            cat ~{d}/z.txt; echo ~{read_string(index)}
+            if echo more >> ~{data}; then echo writable; else echo read-only; fi
+          >>>
+          output {
+            Array[String] said = read_lines(stdout())
+            File back = said[0]
+            Directory d_back = said[2]
+          }
+          requirements { container: "%s" }
+        }
+    """ % IMAGE)
+    data, index = write(tmp_path / "in" / "x.bam", "bam\n"), write(tmp_path / "in" / "x.bam.bai", "bai\n")
+    other, d = write(tmp_path / "more" / "x.bam", "other\n"), tmp_path / "dir"
+    write(d / "z.txt", "z\n")
+    outputs, rd = ok(sprocket_run(doc, "data=%s" % data, "index=%s" % index, "other=%s" % other, "d=%s" % d,
+                                  "-o", tmp_path / "out", cwd=tmp_path, timeout=120))
+    assert outputs["t.said"] == ["/mnt/task/inputs/1/x.bam", "/mnt/task/inputs/2/x.bam", "/mnt/task/inputs/0/dir",
+                                 "x.bam x.bam.bai ", "z", "bai", "read-only"]
+    assert outputs["t.back"] == str(data) and outputs["t.d_back"] == str(d)
+    assert data.read_text() == "bam\n"
+    assert not _left_behind(rd)
+
+
+CONTAINER_OWN_WDL = """
+    version 1.2
+    task t {
+      command <<<
+        echo made > made.txt
+      >>>
+      output {
+        File bashrc = "/root/.bashrc"
+        File? absent = "/no/such/file"
+      }
+      requirements { container: "%s" }
+    }
+""" % IMAGE
+
+
+@pytest.mark.podman
+def test_a_file_of_the_container_s_own_comes_out_of_it_and_the_local_backend_refuses_it(tmp_path):
+    """The spec's relative_and_absolute_task: `/root/.bashrc` names the container's file, copied into the
+    attempt's directory, never the host's; without a container it is outside the task's reach."""
+    doc = _project(tmp_path, CONTAINER_OWN_WDL)
+    outputs, rd = ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))
+    copy = rd / "attempts" / "0" / "container_files" / "root" / ".bashrc"
+    assert outputs == {"t.bashrc": str(copy), "t.absent": None}
+    inside = subprocess.run(["podman", "run", "--rm", IMAGE, "cat", "/root/.bashrc"], capture_output=True).stdout
+    assert copy.read_bytes() == inside
+    assert not _left_behind(rd)
+    write(tmp_path / "sprocket.toml", "")
+    local = sprocket_run(doc, "-o", tmp_path / "out2", cwd=tmp_path)
+    assert local.returncode == 1 and "`/root/.bashrc` is outside the task's working directory" in local.stderr
+
+
+@pytest.mark.podman
+@pytest.mark.skipif(os.getuid() != 0, reason="the task writes outside its mounts: it must be root in its container")
+def test_a_directory_copied_out_of_the_container_may_not_link_to_the_host_s_files(tmp_path):
+    doc = _project(tmp_path, """
+        version 1.2
+        task t {
+          command <<<
+            mkdir /made && echo hi > /made/f && ln -s /etc/passwd /made/pw
+          >>>
+          output { Directory made = "/made" }
+          requirements { container: "%s" }
+        }
+    """ % IMAGE)
+    proc = sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "(a link to `/etc/passwd`) is outside the task's working directory" in proc.stderr, proc.stderr
+    assert not _left_behind(run_dir_of(proc))
+
+
+@pytest.mark.podman
 def test_a_task_s_env_and_the_default_container_reach_the_container(tmp_path):
     doc = _project(tmp_path, """
         version 1.2
