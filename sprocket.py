@@ -58,7 +58,8 @@ The module reads top to bottom in the order data flows:
                                    node); node-local scratch (_scratch_lines), bad nodes excluded;
                                    SlurmDoctor (the site's checks, with one test job);
                                    ContainerBackend (`docker`, `podman`: a named container per
-                                   attempt, adopted by its name) and LocalApptainerBackend
+                                   attempt, inputs at guest paths, its own files copied out,
+                                   adopted by its name) and LocalApptainerBackend
                                    (`apptainer` on this host)
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config()
@@ -4463,10 +4464,11 @@ class EvalContext:
     read_* functions read at most read_limit bytes (`run.read_limit`). With doc_dir (1.2+, outside
     `output`) a relative path given to the standard library resolves against the document's directory
     and may not leave it; `readable`, a ReadScope, confines what workflow-level calls may read; `written`, a
-    list, collects the paths write_* made (a task's, which it may output)."""
+    list, collects the paths write_* made (a task's, which it may output); `host_path`, given, maps an
+    absolute path as a container sees it to this host's before the standard library reads it."""
 
     __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder", "read_limit", "doc_dir",
-                 "readable", "written")
+                 "readable", "written", "host_path")
 
     def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None, read_limit=256 * 1024 ** 2,
                  doc_dir=None, readable=None, written=None):
@@ -4475,6 +4477,7 @@ class EvalContext:
         self.read_limit = read_limit
         self.placeholder = 0
         self.doc_dir, self.readable, self.written = doc_dir, readable, written
+        self.host_path = None
 
 
 class ReadScope(collections.namedtuple("ReadScope", "run_dir doc_dir paths what")):
@@ -4973,9 +4976,8 @@ def _eval_string(e, env, ctx):
     return "".join(out)
 
 
-def render_placeholder(p, env, ctx, guest=None):
-    """A `~{}` placeholder's text, applying `sep`, `true`/`false` and `default`; `guest(path)`, given,
-    is the path a File or Directory in its value has where the command runs (a container's)."""
+def render_placeholder(p, env, ctx):
+    """A `~{}` placeholder's text, applying `sep`, `true`/`false` and `default`."""
     if ctx is not None:
         ctx.placeholder += 1
     try:
@@ -4985,8 +4987,6 @@ def render_placeholder(p, env, ctx, guest=None):
     finally:
         if ctx is not None:
             ctx.placeholder -= 1
-    if guest is not None:
-        v = map_paths(v, guest)
     opts = p.options
     if v is None:
         return wdl_str(opts["default"]) if "default" in opts else ""
@@ -5244,6 +5244,8 @@ def _resolve(ctx, fname, path):
     path = str(path)
     if not os.path.isabs(path):
         path = document_path(ctx.doc_dir, path, fname) if ctx.doc_dir else os.path.join(ctx.work_dir, path)
+    elif ctx.host_path is not None:
+        path = ctx.host_path(path)
     if ctx.readable is not None:
         ctx.readable.check(fname, path)
     return path
@@ -6428,13 +6430,17 @@ class TaskRun:
         return n
 
     def render_command(self, env, ctx, guest=None):
-        """The command's text; its placeholders' File/Directory values at the paths `guest` maps them
-        to ({host path: guest path}, the backend's guest_inputs(): where a container sees them)."""
-        pairs = sorted(guest.items(), key=lambda kv: -len(kv[0])) if guest else None
-        to_guest = (lambda p: moved_path(os.path.abspath(p), pairs) or p) if pairs else None
+        """The command's text. With `guest` ({host path: guest path}, the backend's guest_inputs():
+        where a container sees its inputs), its File/Directory values are their guest paths, as in
+        Sprocket (`prefix("-I ", bams)` too), which the standard library reads back on this host."""
+        if guest:
+            there = sorted(guest.items(), key=lambda kv: -len(kv[0]))
+            back = sorted(((g, h) for h, g in guest.items()), key=lambda kv: -len(kv[0]))
+            env = {k: map_paths(v, lambda p: moved_path(os.path.abspath(p), there) or p) for k, v in env.items()}
+            ctx.host_path = lambda p: moved_path(p, back) or p
         out = []
         for p in self.task.command.parts:
-            out.append(p if isinstance(p, str) else render_placeholder(p, env, ctx, to_guest))
+            out.append(p if isinstance(p, str) else render_placeholder(p, env, ctx))
         return "".join(out)
 
     def execute(self):
@@ -9478,12 +9484,14 @@ def _slurm_exit_code(text):
 # -- Containers on this host: Docker, Podman, Apptainer --------------------------------------
 #
 # Each attempt runs in its task's `container` image on this host, with Sprocket's guest layout
-# and the Slurm backend's mapping of what the container sees (SlurmApptainerBackend.binds: the
-# inputs read-only at their own paths, the work directory at /mnt/task/work and its own path).
-# Docker and Podman: one detached container per attempt, named after the attempt's directory
-# (so a later run finds it after the engine died: find_jobs, adopt), followed with `wait` and
-# `inspect` (exit status, OOMKilled, times), removed once it ended (`cleanup`). Apptainer: the
-# batch script of the Slurm backend, run as a local process group (LocalBackend's adoption).
+# (SlurmApptainerBackend.binds: the work directory at /mnt/task/work and its own path). Docker and
+# Podman: the inputs read-only under /mnt/task/inputs/ (guest_inputs; the command sees those paths,
+# outputs map back: ContainerJob.output_path); one attached `run` per attempt, named after the
+# attempt's directory (so a later run finds it after the engine died: find_jobs, adopt), kept
+# until the engine read its outputs (a file of the container's own is copied out), then removed
+# with the others that ended within a round (`cleanup`): per attempt, one runtime command.
+# Apptainer: the batch script of the Slurm backend, run as a local process group (LocalBackend's
+# adoption), the inputs at their own paths as on Slurm.
 
 # What a failed pull said, and what it means: the first pattern that matches names the cause.
 _PULL_CAUSES = (
@@ -9745,6 +9753,7 @@ class ContainerBackend(Backend):
     kind = "docker"
     SETTINGS = _CONTAINER_SETTINGS
     guest_work = "/mnt/task/work"
+    rm = ("rm", "-f")  # the removal of containers (any of them may be gone already)
 
     def __init__(self, context, name, settings, run_tool=_run_tool, spawn=_spawn_tool):
         super().__init__(context, self.kind, settings)  # its type in sprocket.db, as the local backend's
@@ -9834,8 +9843,7 @@ class ContainerBackend(Backend):
         image = "sha256:" + image if image and ":" not in image else image
         if image:
             self.context.recorder.record_image(request, image)
-        job = self.job(request._replace(directory=adopted.directory), adopted.job_id, image,
-                       self.binds(request, self.context.tmp_dir))
+        job = self.job(request, adopted.job_id, image, self.binds(request, self.context.tmp_dir))
         with self.lock:
             self.live[adopted.job_id] = job
         return job
@@ -9871,7 +9879,7 @@ class ContainerBackend(Backend):
                 if self.closing:
                     return  # close() removes the rest
                 names, self.ended = self.ended, []
-            self.run_tool([self.exe, "rm", "-f"] + names)
+            self.run_tool([self.exe] + list(self.rm) + names)
 
     def forget(self, job):
         with self.lock:
@@ -9887,14 +9895,15 @@ class ContainerBackend(Backend):
         if reaper is not None:
             reaper.join()  # (its round in progress ends)
         if names:
-            self.run_tool([self.exe, "rm", "-f"] + names)
+            self.run_tool([self.exe] + list(self.rm) + names)
 
 
 @register_backend
 class PodmanBackend(ContainerBackend):
-    """ContainerBackend, registered as `podman` too (its default command, and GPUs by CDI)."""
+    """ContainerBackend, registered as `podman` too (its default command, GPUs by CDI, and its `rm`)."""
 
     kind = "podman"
+    rm = ("rm", "-f", "--ignore")  # (without --ignore, podman 4's `rm -f` of one that is gone removes none)
 
 
 _APPTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **{

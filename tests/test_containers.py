@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,7 +96,8 @@ def _backend(tmp_path, kind="podman", tool=None, **settings):
     values = {key: row.default for key, row in S.BACKENDS[kind].SETTINGS.items()}
     values.update(settings)
     tool = tool or FakeTool()
-    return S.BACKENDS[kind](context, "box", values, run_tool=tool, spawn=getattr(tool, "spawn", None))
+    spawn = {"spawn": tool.spawn} if hasattr(tool, "spawn") else {}
+    return S.BACKENDS[kind](context, "box", values, run_tool=tool, **spawn)
 
 
 def _request(tmp_path, requirements=None, cpu=2.0, memory=512 * 1024 ** 2, inputs=(), number=0):
@@ -145,7 +147,7 @@ def test_the_run_command_line_of_an_attempt_in_a_podman_container(tmp_path):
     assert backend.context.recorder.images == ["sha256:abc"]
     assert backend.context.recorder.jobs == [(name, "container")]
     backend.close()
-    assert tool.calls[-1] == ["podman", "rm", "-f", name], "close() leaves a container behind"
+    assert tool.calls[-1] == ["podman", "rm", "-f", "--ignore", name], "close() leaves a container behind"
 
 
 def test_the_backend_s_own_cpu_and_memory_limit_tasks_with_deny_or_try_with_max(tmp_path):
@@ -253,9 +255,9 @@ def test_released_containers_are_removed_one_rm_a_round_and_none_is_left_at_the_
         job.release()
     if cleanup:
         wait_for(lambda: tool.verbs("rm"), 10, "the reaper's round")
-        assert tool.verbs("rm") == [["podman", "rm", "-f"] + [j.job_id for j in jobs[:3]]]
+        assert tool.verbs("rm") == [["podman", "rm", "-f", "--ignore"] + [j.job_id for j in jobs[:3]]]
     backend.close()  # the one still running is removed too
-    assert tool.verbs("rm")[-1] == ["podman", "rm", "-f", jobs[3].job_id]
+    assert tool.verbs("rm")[-1] == ["podman", "rm", "-f", "--ignore", jobs[3].job_id]
     assert len(tool.verbs("rm")) == (2 if cleanup else 1)
 
 
@@ -401,8 +403,8 @@ def test_a_task_runs_its_image_s_tool_as_this_user_with_read_only_inputs(tmp_pat
 @pytest.mark.podman
 def test_inputs_are_read_only_under_mnt_task_inputs_with_their_directory_s_files_and_outputs_map_back(tmp_path):
     """Sprocket's layout: an input at /mnt/task/inputs/<n>/<name>, one <n> per parent directory (the
-    index beside its data); the command's placeholders name those paths, while the standard library
-    in them reads the host's; an output named by a guest path is the input's host path."""
+    index beside its data); the command's values are those paths (through `prefix` too), while the
+    standard library in it reads the host's; an output named by a guest path is the input's host path."""
     doc = _project(tmp_path, """
         version 1.2
         task t {
@@ -412,7 +414,8 @@ def test_inputs_are_read_only_under_mnt_task_inputs_with_their_directory_s_files
             echo ~{other}
             echo ~{d}
             ls "$(dirname ~{data})" | tr '\\n' ' '; echo
-            cat ~{d}/z.txt; echo ~{read_string(index)}
+            cat ~{d}/z.txt; echo ~{read_string(index)} ~{size(data)} ~{read_string("~{index}")}
+            echo ~{sep(" ", prefix("-I ", [data, other]))}
             if echo more >> ~{data}; then echo writable; else echo read-only; fi
           >>>
           output {
@@ -429,7 +432,8 @@ def test_inputs_are_read_only_under_mnt_task_inputs_with_their_directory_s_files
     outputs, rd = ok(sprocket_run(doc, "data=%s" % data, "index=%s" % index, "other=%s" % other, "d=%s" % d,
                                   "-o", tmp_path / "out", cwd=tmp_path, timeout=120))
     assert outputs["t.said"] == ["/mnt/task/inputs/1/x.bam", "/mnt/task/inputs/2/x.bam", "/mnt/task/inputs/0/dir",
-                                 "x.bam x.bam.bai ", "z", "bai", "read-only"]
+                                 "x.bam x.bam.bai ", "z", "bai 4.000000 bai",
+                                 "-I /mnt/task/inputs/1/x.bam -I /mnt/task/inputs/2/x.bam", "read-only"]
     assert outputs["t.back"] == str(data) and outputs["t.d_back"] == str(d)
     assert data.read_text() == "bam\n"
     assert not _left_behind(rd)
@@ -483,6 +487,37 @@ def test_a_directory_copied_out_of_the_container_may_not_link_to_the_host_s_file
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "(a link to `/etc/passwd`) is outside the task's working directory" in proc.stderr, proc.stderr
     assert not _left_behind(run_dir_of(proc))
+
+
+@pytest.mark.podman
+def test_one_rm_removes_the_run_s_containers_even_when_one_of_them_is_gone_already(tmp_path):
+    name = "sprocket-test-rm-%d" % os.getpid()
+    subprocess.run(["podman", "create", "--name", name, IMAGE, "true"], check=True, capture_output=True)
+    backend = _backend(tmp_path, tool=S._run_tool)
+    backend.live = {"sprocket-test-gone-%d" % os.getpid(): None, name: None}
+    backend.close()
+    assert name not in _containers()
+
+
+@pytest.mark.podman
+def test_the_readme_s_minimal_sprocket_toml_runs_tasks_in_podman(tmp_path):
+    readme = (Path(S.__file__).parent / "README.md").read_text()
+    section = readme[readme.index("## Containers on a workstation"):]
+    toml = section[section.index("```toml\n") + 8:section.index("```\n", section.index("```toml\n") + 8)]
+    write(tmp_path / "sprocket.toml", toml, raw=True)
+    doc = write(tmp_path / "main.wdl", """
+        version 1.2
+        task t {
+          input { File f }
+          command <<< echo ~{f}; cat /etc/lsb-release | grep CODENAME >>>
+          output { Array[String] said = read_lines(stdout()) }
+          requirements { container: "ubuntu:focal" }
+        }
+    """)
+    f = write(tmp_path / "in.txt", "x\n")
+    outputs, rd = ok(sprocket_run(doc, "f=%s" % f, "-o", tmp_path / "out", cwd=tmp_path))
+    assert outputs == {"t.said": ["/mnt/task/inputs/0/in.txt", "DISTRIB_CODENAME=focal"]}
+    assert not _left_behind(rd)
 
 
 @pytest.mark.podman
