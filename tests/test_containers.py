@@ -651,8 +651,9 @@ def test_sigterm_cancels_the_run_and_leaves_no_container(tmp_path):
 
 @pytest.mark.podman
 def test_ctrl_c_waits_for_the_running_container_and_a_second_one_kills_it_leaving_none(tmp_path):
-    """Ctrl-C reaches the engine's whole process group (its `podman wait` too): the first one lets the running
-    task go on, the second kills its container."""
+    """Ctrl-C reaches the engine's whole process group (not its attached `podman run`, in a session of its own,
+    which would forward it into the container): the first one lets the running task go on, the second kills
+    its container."""
     with _waiting_run(tmp_path, start_new_session=True) as (proc, name):
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(1.5)
