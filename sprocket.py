@@ -9734,7 +9734,7 @@ class ContainerJob(Job):
 
     def cancel(self):
         self.cancelled = True
-        while True:
+        for _ in range(50):  # (then close() removes it, whatever its state)
             code, _, _ = self.backend.run_tool([self.backend.exe, "kill", self.job_id])
             if code == 0 or self.process is None or self.process.poll() is not None:
                 return

@@ -54,6 +54,8 @@ class FakeTool:
             return self.inspect
         if verb == ["ps"]:
             return 0, "other\n%s\n" % getattr(self, "running", ""), ""
+        if verb == ["kill"] and getattr(self, "kills", None):
+            return self.kills.pop(0)
         return 0, "", ""
 
     def verbs(self, verb):
@@ -243,6 +245,16 @@ def test_a_run_that_fails_before_the_command_says_what_the_runtime_said(tmp_path
     write(tmp_path / "calls" / "t" / "attempts" / "0" / "container.log", "Error: crun: mount failed\n")
     assert job.wait() == 125 and job.final
     assert job.message == "`podman run` failed (exit 125): Error: crun: mount failed"
+
+
+def test_a_cancel_before_the_attached_run_made_its_container_kills_it_once_it_exists(tmp_path, monkeypatch):
+    monkeypatch.setattr(S.time, "sleep", lambda s: None)
+    tool = FakeTool()
+    tool.exit = None  # the attached `run` goes on
+    tool.kills = [(125, "", "Error: no container with name or ID found: no such container")] * 2 + [(0, "", "")]
+    job = _backend(tmp_path, tool=tool).start(_request(tmp_path))
+    job.cancel()
+    assert len(tool.verbs("kill")) == 3 and job.cancelled
 
 
 @pytest.mark.parametrize("cleanup", [True, False])
