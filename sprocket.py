@@ -6429,15 +6429,20 @@ class TaskRun:
             raise EvalError("task `%s`: task `max_retries` requirement of %d cannot exceed %d" % (self.task.name, n, _MAX_RETRIES))
         return n
 
-    def render_command(self, env, ctx, guest=None):
-        """The command's text. With `guest` ({host path: guest path}, the backend's guest_inputs():
-        where a container sees its inputs), its File/Directory values are their guest paths, as in
-        Sprocket (`prefix("-I ", bams)` too), which the standard library reads back on this host."""
-        if guest:
-            there = sorted(guest.items(), key=lambda kv: -len(kv[0]))
-            back = sorted(((g, h) for h, g in guest.items()), key=lambda kv: -len(kv[0]))
-            env = {k: map_paths(v, lambda p: moved_path(os.path.abspath(p), there) or p) for k, v in env.items()}
-            ctx.host_path = lambda p: moved_path(p, back) or p
+    def guest_view(self, env):
+        """`env` as the command and the outputs see it: its File/Directory values at the paths where the
+        backend's container sees its inputs (guest_inputs(): Sprocket's, so `prefix("-I ", bams)` names
+        them too), and a function of a guest path to its host path (for the standard library's reads);
+        (env, None) where the command sees the host's paths."""
+        guest = self.context.backend.guest_inputs(self.input_paths())
+        if not guest:
+            return env, None
+        there = sorted(guest.items(), key=lambda kv: -len(kv[0]))
+        back = sorted(((g, h) for h, g in guest.items()), key=lambda kv: -len(kv[0]))
+        return ({k: map_paths(v, lambda p: moved_path(os.path.abspath(p), there) or p) for k, v in env.items()},
+                lambda p: moved_path(p, back) or p)
+
+    def render_command(self, env, ctx):
         out = []
         for p in self.task.command.parts:
             out.append(p if isinstance(p, str) else render_placeholder(p, env, ctx))
@@ -6567,7 +6572,9 @@ class TaskRun:
         cmd_path = os.path.join(attempt.directory, "command")
         if attempt.adopted is None:
             os.makedirs(work)
-            command = self.render_command(env, self.ctx(work), context.backend.guest_inputs(self.input_paths()))
+            ctx = self.ctx(work)
+            there, ctx.host_path = self.guest_view(env)
+            command = self.render_command(there, ctx)
             with open(cmd_path, "w") as f:
                 f.write(command)
         request = self.request(attempt, cmd_path, work, stdout, stderr)
@@ -6630,7 +6637,8 @@ class TaskRun:
 
     def collect_outputs(self, env, work, stdout, stderr, code):
         ctx, backend = self.ctx(work, stdout, stderr), self.context.backend
-        env = dict(env)
+        env = dict(self.guest_view(env)[0])
+        ctx.host_path = self.job.output_path  # what the standard library reads is what the command saw
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
@@ -9641,7 +9649,7 @@ class ContainerJob(Job):
     def __init__(self, backend, name, adir, memory, image, mounts, host_roots):
         self.backend, self.job_id, self.adir, self.memory, self.image = backend, name, adir, memory, image
         self.mounts = mounts  # [(path in the container, host path)], the deepest first
-        self.host_roots = host_roots  # [(p, p)]: host paths the engine gives the task (the run's files, its inputs)
+        self.host_roots = host_roots  # [(p, p)]: host paths the engine gives the task (the run's and its attempt's files, its inputs)
         self.process = None  # the attached `run`, when this engine started it
         self.cancelled = False
         self.times = {}
@@ -9833,7 +9841,7 @@ class ContainerBackend(Backend):
 
     def job(self, request, name, image, binds):
         mounts = sorted(((dst, src) for src, dst, _ in binds if src != dst), key=lambda m: -len(m[0]))
-        roots = {self.context.run_dir} | {os.path.abspath(p) for p in request.inputs if "://" not in p}
+        roots = {self.context.run_dir, request.directory} | {os.path.abspath(p) for p in request.inputs if "://" not in p}
         return ContainerJob(self, name, request.directory, request.memory, image, mounts,
                             [(p, p) for p in sorted(roots, key=len, reverse=True)])
 

@@ -415,8 +415,8 @@ def test_a_task_runs_its_image_s_tool_as_this_user_with_read_only_inputs(tmp_pat
 @pytest.mark.podman
 def test_inputs_are_read_only_under_mnt_task_inputs_with_their_directory_s_files_and_outputs_map_back(tmp_path):
     """Sprocket's layout: an input at /mnt/task/inputs/<n>/<name>, one <n> per parent directory (the
-    index beside its data); the command's values are those paths (through `prefix` too), while the
-    standard library in it reads the host's; an output named by a guest path is the input's host path."""
+    index beside its data); the command's and the outputs' values are those paths (through `prefix` too),
+    while the standard library reads the host's files; a File output with a guest path is the input's host path."""
     doc = _project(tmp_path, """
         version 1.2
         task t {
@@ -434,6 +434,9 @@ def test_inputs_are_read_only_under_mnt_task_inputs_with_their_directory_s_files
             Array[String] said = read_lines(stdout())
             File back = said[0]
             Directory d_back = said[2]
+            String as_seen = data
+            String content = read_string(data)
+            File same = data
           }
           requirements { container: "%s" }
         }
@@ -446,7 +449,8 @@ def test_inputs_are_read_only_under_mnt_task_inputs_with_their_directory_s_files
     assert outputs["t.said"] == ["/mnt/task/inputs/1/x.bam", "/mnt/task/inputs/2/x.bam", "/mnt/task/inputs/0/dir",
                                  "x.bam x.bam.bai ", "z", "bai 4.000000 bai",
                                  "-I /mnt/task/inputs/1/x.bam -I /mnt/task/inputs/2/x.bam", "read-only"]
-    assert outputs["t.back"] == str(data) and outputs["t.d_back"] == str(d)
+    assert outputs["t.back"] == outputs["t.same"] == str(data) and outputs["t.d_back"] == str(d)
+    assert outputs["t.as_seen"] == "/mnt/task/inputs/1/x.bam" and outputs["t.content"] == "bam"
     assert data.read_text() == "bam\n"
     assert not _left_behind(rd)
 
