@@ -9596,8 +9596,9 @@ _GPU_FLAGS = {"docker": ["--gpus", "all"], "podman": ["--device", "nvidia.com/gp
 # or v1) how many of them the OOM killer ended and its peak memory: the container's exit alone
 # does not say an OOM kill of the command from another 137, and the cgroup is gone once it ended.
 _CONTAINER_EPILOGUE = (
-    "rc=$?; { echo \"exit=$rc\"; times; for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; "
-    "do [ -r $f ] && while read k v; do [ \"$k\" = oom_kill ] && echo \"oom_kill=$v\"; done < $f; done; "
+    "rc=$?; { echo \"exit=$rc\"; times; "
+    "for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do "
+    "[ -r $f ] && while read k v; do [ \"$k\" = oom_kill ] && echo \"oom_kill=$v\"; done < $f; done; "
     "for f in /sys/fs/cgroup/memory.peak /sys/fs/cgroup/memory/memory.max_usage_in_bytes; do "
     "[ -r $f ] && read v < $f && echo \"peak_memory=$v\"; done; } > /mnt/task/usage 2> /dev/null; exit $rc")
 _GUEST_INPUTS = "/mnt/task/inputs"  # Sprocket's: inputs at <it>/<n>/<name>, one <n> per parent directory
@@ -9649,7 +9650,8 @@ class ContainerJob(Job):
     def __init__(self, backend, name, adir, memory, image, mounts, host_roots):
         self.backend, self.job_id, self.adir, self.memory, self.image = backend, name, adir, memory, image
         self.mounts = mounts  # [(path in the container, host path)], the deepest first
-        self.host_roots = host_roots  # [(p, p)]: host paths the engine gives the task (the run's and its attempt's files, its inputs)
+        self.host_roots = host_roots  # [(p, p)]: the host's paths the engine gives the task (its run's, its
+        # attempt's, its inputs)
         self.process = None  # the attached `run`, when this engine started it
         self.cancelled = False
         self.times = {}
@@ -9841,7 +9843,8 @@ class ContainerBackend(Backend):
 
     def job(self, request, name, image, binds):
         mounts = sorted(((dst, src) for src, dst, _ in binds if src != dst), key=lambda m: -len(m[0]))
-        roots = {self.context.run_dir, request.directory} | {os.path.abspath(p) for p in request.inputs if "://" not in p}
+        roots = {os.path.abspath(p) for p in request.inputs if "://" not in p}
+        roots.update((self.context.run_dir, request.directory))
         return ContainerJob(self, name, request.directory, request.memory, image, mounts,
                             [(p, p) for p in sorted(roots, key=len, reverse=True)])
 
