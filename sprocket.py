@@ -6036,9 +6036,9 @@ class Backend:
         """Follow the job of an attempt a dead run started (`adopted`, an Adoptable); return its Job."""
         raise NotImplementedError
 
-    def guest_inputs(self, paths):
-        """{host path: the path the command sees it at} of the task's input files and directories
-        (`paths`, host paths) where its command does not see them at their own path."""
+    def guest_inputs(self, request):
+        """{host path: the path the command sees it at} of the attempt's input files and directories
+        (of request.inputs, a TaskRequest's) that its command does not see at their own path."""
         return {}
 
     def find_jobs(self, directories):
@@ -6348,6 +6348,7 @@ class TaskRun:
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
         self.reattach_key = None  # its call cache key (weak digests), when a later run may adopt its jobs
         self.written = []  # the files its own write_* calls made (outputs it may name)
+        self.guest = {}  # its attempt's inputs where its container sees them (Backend.guest_inputs)
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
         context = self.context
@@ -6431,14 +6432,13 @@ class TaskRun:
 
     def guest_view(self, env):
         """`env` as the command and the outputs see it: its File/Directory values at the paths where the
-        backend's container sees its inputs (guest_inputs(): Sprocket's, so `prefix("-I ", bams)` names
-        them too), and a function of a guest path to its host path (for the standard library's reads);
-        (env, None) where the command sees the host's paths."""
-        guest = self.context.backend.guest_inputs(self.input_paths())
-        if not guest:
+        backend's container sees its inputs (self.guest, the attempt's guest_inputs(): Sprocket's, so
+        `prefix("-I ", bams)` names them too), and a function of a guest path to its host path (for the
+        standard library's reads); (env, None) where the command sees the host's paths."""
+        if not self.guest:
             return env, None
-        there = sorted(guest.items(), key=lambda kv: -len(kv[0]))
-        back = sorted(((g, h) for h, g in guest.items()), key=lambda kv: -len(kv[0]))
+        there = sorted(self.guest.items(), key=lambda kv: -len(kv[0]))
+        back = sorted(((g, h) for h, g in self.guest.items()), key=lambda kv: -len(kv[0]))
         return ({k: map_paths(v, lambda p: moved_path(os.path.abspath(p), there) or p) for k, v in env.items()},
                 lambda p: moved_path(p, back) or p)
 
@@ -6570,6 +6570,8 @@ class TaskRun:
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(attempt.number, None, None)
         cmd_path = os.path.join(attempt.directory, "command")
+        request = self.request(attempt, cmd_path, work, stdout, stderr)
+        self.guest = context.backend.guest_inputs(request)  # (once: the outputs see what the command saw)
         if attempt.adopted is None:
             os.makedirs(work)
             ctx = self.ctx(work)
@@ -6577,7 +6579,6 @@ class TaskRun:
             command = self.render_command(there, ctx)
             with open(cmd_path, "w") as f:
                 f.write(command)
-        request = self.request(attempt, cmd_path, work, stdout, stderr)
         recorder, backend = context.recorder, context.backend
         recorder.attempt_started(attempt, self.reattach_key)
         if context.aborting:
@@ -9797,11 +9798,15 @@ class ContainerBackend(Backend):
                                name, self.table, self.exe, " ".join(_GPU_FLAGS[self.kind])))
         return super().check(name, requirements, hints, cpu, memory)
 
-    def guest_inputs(self, paths):
+    def guest_inputs(self, request):
         """Sprocket's layout: each input that exists at _GUEST_INPUTS/<n>/<its name>, one <n> per parent
-        directory (the spec's files from one directory stay together: an index beside its data)."""
+        directory (the spec's files from one directory stay together: an index beside its data); but
+        not what is in the attempt's own directory (its working directory is mounted as it is)."""
+        own = [(request.directory, request.directory)]
         parents, out = {}, {}
-        for p in sorted({os.path.abspath(p) for p in paths if "://" not in p and os.path.exists(p)}):
+        for p in sorted({os.path.abspath(p) for p in request.inputs if "://" not in p and os.path.exists(p)}):
+            if moved_path(p, own) is not None:
+                continue
             n = parents.setdefault(os.path.dirname(p), len(parents))
             out[p] = "%s/%d/%s" % (_GUEST_INPUTS, n, os.path.basename(p))
         return out
@@ -9810,7 +9815,7 @@ class ContainerBackend(Backend):
         """(host path, container path, mode) of what the attempt's container sees: the Slurm
         backend's (SlurmApptainerBackend.binds), but the inputs read-only at their guest paths."""
         return (SlurmApptainerBackend.binds(self, request, tmp_dir)
-                + [(host, guest, "ro") for host, guest in self.guest_inputs(request.inputs).items()]
+                + [(host, guest, "ro") for host, guest in self.guest_inputs(request).items()]
                 + [(os.path.join(request.directory, "usage"), "/mnt/task/usage", "rw")])
 
     def input_paths(self, inputs, tmp_dir):

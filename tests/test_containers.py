@@ -114,14 +114,17 @@ def _request(tmp_path, requirements=None, cpu=2.0, memory=512 * 1024 ** 2, input
 def test_the_run_command_line_of_an_attempt_in_a_podman_container(tmp_path):
     """Attached and named after the attempt; as this user; --cpus/--memory from the task; its env; the
     guest layout (inputs read-only under /mnt/task/inputs/, the files of one directory together, the
-    work directory at /mnt/task/work and its own path); the task's shell runs the command; one `run`."""
+    work directory at /mnt/task/work and its own path, with what is in it); the task's shell runs the
+    command; one `run`."""
     tool = FakeTool()
     backend = _backend(tmp_path, tool=tool)
     data, index, other = tmp_path / "data.txt", tmp_path / "data.txt.fai", tmp_path / "sub" / "data.txt"
     other.parent.mkdir()
     for f in (data, index, other):
         f.write_text("x")
-    request = _request(tmp_path, inputs=[str(data), str(index), str(other), str(tmp_path / "absent.txt")])
+    mine = tmp_path / "calls" / "t" / "attempts" / "0" / "work" / "mine.txt"  # (the attempt's own: not an input)
+    request = _request(tmp_path, inputs=[str(data), str(index), str(other), str(tmp_path / "absent.txt"), str(mine)])
+    mine.write_text("x")
     job = backend.start(request)
     assert [c[1] for c in tool.calls] == ["version", "image", "run"]
     (run,) = tool.verbs("run")
