@@ -59,7 +59,8 @@ The module reads top to bottom in the order data flows:
                                    node); node-local scratch (_scratch_lines), bad nodes excluded;
                                    SlurmDoctor (the site's checks, with one test job);
                                    ContainerBackend (`docker`, `podman`: a named container per
-                                   attempt, adopted by its name) and LocalApptainerBackend
+                                   attempt, inputs at guest paths, its own files copied out,
+                                   adopted by its name) and LocalApptainerBackend
                                    (`apptainer` on this host)
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config(); YamlReader (_yaml_loads:
@@ -4482,10 +4483,11 @@ class EvalContext:
     read_* functions read at most read_limit bytes (`run.read_limit`). With doc_dir (1.2+, outside
     `output`) a relative path given to the standard library resolves against the document's directory
     and may not leave it; `readable`, a ReadScope, confines what workflow-level calls may read; `written`, a
-    list, collects the paths write_* made (a task's, which it may output)."""
+    list, collects the paths write_* made (a task's, which it may output); `host_path`, given, maps an
+    absolute path as a container sees it to this host's before the standard library reads it."""
 
     __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder", "read_limit", "doc_dir",
-                 "readable", "written")
+                 "readable", "written", "host_path")
 
     def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None, read_limit=256 * 1024 ** 2,
                  doc_dir=None, readable=None, written=None):
@@ -4494,6 +4496,7 @@ class EvalContext:
         self.read_limit = read_limit
         self.placeholder = 0
         self.doc_dir, self.readable, self.written = doc_dir, readable, written
+        self.host_path = None
 
 
 class ReadScope(collections.namedtuple("ReadScope", "run_dir doc_dir paths what")):
@@ -5260,6 +5263,8 @@ def _resolve(ctx, fname, path):
     path = str(path)
     if not os.path.isabs(path):
         path = document_path(ctx.doc_dir, path, fname) if ctx.doc_dir else os.path.join(ctx.work_dir, path)
+    elif ctx.host_path is not None:
+        path = ctx.host_path(path)
     if ctx.readable is not None:
         ctx.readable.check(fname, path)
     return path
@@ -5959,6 +5964,16 @@ class Job:
         """What it used, as the `attempt_usage` row has it ({} when unknown)."""
         return {}
 
+    def output_path(self, path):
+        """The host path of an absolute path an output names, as the command saw it (a container's
+        own file is copied out into the attempt's directory and listed in `copied`)."""
+        return path
+
+    copied = ()  # the files output_path() copied out of where the command ran: the task made them
+
+    def release(self):
+        """The engine is done with it (its outputs are read): the backend may drop what it kept."""
+
 
 class Setting(collections.namedtuple("Setting", "kind default help check also", defaults=(None, None))):
     """A setting: its kind, its default (None: unset), the help `config init` prints, a check beyond
@@ -6040,6 +6055,11 @@ class Backend:
     def adopt(self, request, adopted):
         """Follow the job of an attempt a dead run started (`adopted`, an Adoptable); return its Job."""
         raise NotImplementedError
+
+    def guest_inputs(self, request):
+        """{host path: the path the command sees it at} of the attempt's input files and directories
+        (of request.inputs, a TaskRequest's) that its command does not see at their own path."""
+        return {}
 
     def find_jobs(self, directories):
         """{attempt directory: the Adoptable fields that name its live job} for attempts a dead
@@ -6388,6 +6408,7 @@ class TaskRun:
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
         self.reattach_key = None  # its call cache key (weak digests), when a later run may adopt its jobs
         self.written = []  # the files its own write_* calls made (outputs it may name)
+        self.guest = {}  # its attempt's inputs where its container sees them (Backend.guest_inputs)
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
         context = self.context
@@ -6468,6 +6489,18 @@ class TaskRun:
         if n > _MAX_RETRIES:  # Sprocket's cap: 100000 retries would fill the disk with attempt directories
             raise EvalError("task `%s`: task `max_retries` requirement of %d cannot exceed %d" % (self.task.name, n, _MAX_RETRIES))
         return n
+
+    def guest_view(self, env):
+        """`env` as the command and the outputs see it: its File/Directory values at the paths where the
+        backend's container sees its inputs (self.guest, the attempt's guest_inputs(): Sprocket's, so
+        `prefix("-I ", bams)` names them too), and a function of a guest path to its host path (for the
+        standard library's reads); (env, None) where the command sees the host's paths."""
+        if not self.guest:
+            return env, None
+        there = sorted(self.guest.items(), key=lambda kv: -len(kv[0]))
+        back = sorted(((g, h) for h, g in self.guest.items()), key=lambda kv: -len(kv[0]))
+        return ({k: map_paths(v, lambda p: moved_path(os.path.abspath(p), there) or p) for k, v in env.items()},
+                lambda p: moved_path(p, back) or p)
 
     def render_command(self, env, ctx):
         out = []
@@ -6581,7 +6614,14 @@ class TaskRun:
         """One attempt: its directory, its command, its job, its outputs. Sets attempt.status to
         completed, failed or preempted (the cluster ended it; only when `free_retry` allows
         another go), and returns the outputs when completed; raises when the run is canceled or
-        the attempt cannot start."""
+        the attempt cannot start. Its job is released once its outputs are read, however it ended."""
+        try:
+            return self.attempt_outcome(attempt, free_retry)
+        finally:
+            if attempt.job is not None:
+                attempt.job.release()
+
+    def attempt_outcome(self, attempt, free_retry):
         context = self.context
         work = os.path.join(attempt.directory, "work")
         self.attempt_dirs.append(attempt.directory)
@@ -6590,12 +6630,15 @@ class TaskRun:
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(attempt.number, None, None)
         cmd_path = os.path.join(attempt.directory, "command")
+        request = self.request(attempt, cmd_path, work, stdout, stderr)
+        self.guest = context.backend.guest_inputs(request)  # (once: the outputs see what the command saw)
         if attempt.adopted is None:
             os.makedirs(work)
-            command = self.render_command(env, self.ctx(work))
+            ctx = self.ctx(work)
+            there, ctx.host_path = self.guest_view(env)
+            command = self.render_command(there, ctx)
             with open(cmd_path, "w") as f:
                 f.write(command)
-        request = self.request(attempt, cmd_path, work, stdout, stderr)
         recorder, backend = context.recorder, context.backend
         recorder.attempt_started(attempt, self.reattach_key)
         if context.aborting:
@@ -6640,9 +6683,13 @@ class TaskRun:
         """The attempt as its backend gets it (TaskRequest)."""
         decls = (self.task.inputs or []) + self.task.decls
         environ = {d.name: _env_text(d.name, self.env[d.name]) for d in decls if d.env}
-        inputs = tuple(p for v in self.env.values() for p in paths_in(v))
         return TaskRequest(self.name, attempt.key, attempt.name, attempt.number, command, attempt.directory, work,
-                           stdout, stderr, environ, self.requirements, self.hints, self.cpu, self.memory, inputs)
+                           stdout, stderr, environ, self.requirements, self.hints, self.cpu, self.memory,
+                           self.input_paths())
+
+    def input_paths(self):
+        """The host paths its inputs and private declarations name."""
+        return tuple(p for v in self.env.values() for p in paths_in(v))
 
     def cancelled(self, attempt, code):
         self.context.recorder.attempt_ended(attempt, "canceled", code, "canceled")
@@ -6651,7 +6698,8 @@ class TaskRun:
 
     def collect_outputs(self, env, work, stdout, stderr, code):
         ctx, backend = self.ctx(work, stdout, stderr), self.context.backend
-        env = dict(env)
+        env = dict(self.guest_view(env)[0])
+        ctx.host_path = self.job.output_path  # what the standard library reads is what the command saw
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
@@ -6663,7 +6711,8 @@ class TaskRun:
             v = coerce_decl(v, d, "output `%s`" % d.name, warn=self.context.log.warn)
             what = "output `%s` of task `%s`" % (d.name, self.task.name)
             v = localize_outputs(v, d.type_, work, what, backend.wait_visible if backend.files_lag else None,
-                                 backend.guest_work)
+                                 backend.guest_work, self.job.output_path)
+            inside.admit(self.job.copied)
             inside.check(v, what)
             env[d.name] = out[d.name] = v
         return {d.name: out[d.name] for d in self.task.outputs or []}
@@ -6677,10 +6726,21 @@ class OutputSandbox:
 
     def __init__(self, work, own_files, written, inputs):
         real = os.path.realpath
-        self.dirs = [real(work)] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
+        self.made = [real(work)]  # where what is there is the task's: a link in it is checked too
+        self.dirs = self.made[:1] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
         self.files = {real(p) for p in list(own_files) + list(inputs) if "://" not in p}
         self.written = written  # the task's write_* files: a list its output section's calls still add to
         self.work = work
+
+    def admit(self, copies):
+        """Files and directories the task made where its command ran (its container's own, copied out of
+        it): its own, as its working directory's are (the links in a directory too)."""
+        for p in map(os.path.realpath, copies):
+            if not os.path.isdir(p):
+                self.files.add(p)
+            elif p not in self.made:
+                self.made.append(p)
+                self.dirs.append(p)
 
     def check(self, v, what):
         for p in paths_in(v):
@@ -6695,8 +6755,8 @@ class OutputSandbox:
                             self.check_path(link, "%s (in directory `%s`)" % (what, p))
 
     def made_here(self, p):
-        real, work = os.path.realpath(p), self.dirs[0]
-        return real == work or real.startswith(work.rstrip("/") + "/")
+        real = os.path.realpath(p)
+        return any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.made)
 
     def check_path(self, p, what):
         real = os.path.realpath(p)
@@ -6706,6 +6766,15 @@ class OutputSandbox:
             raise RunError("%s: `%s`%s is outside the task's working directory `%s` and is not one of its "
                            "inputs; a task may output only what it wrote there (copy the file in the command)"
                            % (what, p, " (a link to `%s`)" % real if real != os.path.abspath(p) else "", self.work))
+
+
+def moved_path(p, pairs):
+    """`p` under the first of `pairs` (from, to) whose `from` it is or is under, moved under its
+    `to`; None when it is under none (pairs longest `from` first: the deepest mount wins)."""
+    for src, dst in pairs:
+        if p == src or p.startswith(src.rstrip("/") + "/"):
+            return dst + p[len(src):] if p != src else dst
+    return None
 
 
 def _env_text(name, v):
@@ -6731,14 +6800,18 @@ def failure_message(name, code, stdout, stderr):
     return text
 
 
-def localize_outputs(v, t, work, what, visible=None, guest_work=None):
+def localize_outputs(v, t, work, what, visible=None, guest_work=None, host_path=None):
     """Make File/Directory outputs absolute paths in the work directory; a missing one is an
     error unless its type is optional, when it becomes None. `visible(path, is_dir)`, where the
     backend's filesystem may lag, waits for a required one to show. A path under `guest_work`
-    (the work directory as a container sees it) is the same path under `work`."""
+    (the work directory as a container sees it) is the same path under `work`; any other
+    absolute one is where `host_path(p)` (Job.output_path) says."""
     def localize(p, pt):
+        named = p  # (what a message shows)
         if guest_work and (p == guest_work or p.startswith(guest_work + "/")):
-            p = work + p[len(guest_work):]
+            p = named = work + p[len(guest_work):]
+        elif host_path is not None and os.path.isabs(p):
+            p = host_path(p)
         path = p if os.path.isabs(p) or "://" in p else os.path.join(work, p)
         exists = os.path.isfile(path) if pt.name == "File" else os.path.isdir(path)
         if not exists and "://" not in p:
@@ -6746,7 +6819,7 @@ def localize_outputs(v, t, work, what, visible=None, guest_work=None):
                 return None
             if visible is None or not visible(path, pt.name == "Directory"):
                 raise RunError("%s: %s `%s` does not exist%s" % (
-                    what, "file" if pt.name == "File" else "directory", p,
+                    what, "file" if pt.name == "File" else "directory", named,
                     " (waited for the shared filesystem to show it)" if visible else ""))
         return (WdlFile if pt.name == "File" else WdlDir)(path)
 
@@ -9559,12 +9632,14 @@ def _slurm_exit_code(text):
 # -- Containers on this host: Docker, Podman, Apptainer --------------------------------------
 #
 # Each attempt runs in its task's `container` image on this host, with Sprocket's guest layout
-# and the Slurm backend's mapping of what the container sees (SlurmApptainerBackend.binds: the
-# inputs read-only at their own paths, the work directory at /mnt/task/work and its own path).
-# Docker and Podman: one detached container per attempt, named after the attempt's directory
-# (so a later run finds it after the engine died: find_jobs, adopt), followed with `wait` and
-# `inspect` (exit status, OOMKilled, times), removed once it ended (`cleanup`). Apptainer: the
-# batch script of the Slurm backend, run as a local process group (LocalBackend's adoption).
+# (SlurmApptainerBackend.binds: the work directory at /mnt/task/work and its own path). Docker and
+# Podman: the inputs read-only under /mnt/task/inputs/ (guest_inputs; the command sees those paths,
+# outputs map back: ContainerJob.output_path); one attached `run` per attempt, named after the
+# attempt's directory (so a later run finds it after the engine died: find_jobs, adopt), kept
+# until the engine read its outputs (a file of the container's own is copied out), then removed
+# with the others that ended within a round (`cleanup`): per attempt, one runtime command.
+# Apptainer: the batch script of the Slurm backend, run as a local process group (LocalBackend's
+# adoption), the inputs at their own paths as on Slurm.
 
 # What a failed pull said, and what it means: the first pattern that matches names the cause.
 _PULL_CAUSES = (
@@ -9656,22 +9731,25 @@ _CONTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **
                    "`--gpus all`, Podman's CDI `--device nvidia.com/gpu=all`); else a task asking for one is refused"),
 })
 _GPU_FLAGS = {"docker": ["--gpus", "all"], "podman": ["--device", "nvidia.com/gpu=all"]}
-# After the command, in the container's shell (builtins only: the image may have no tools): what
-# its processes used (`times`), and from the container's own memory cgroup (v2, or v1) how many
-# of them the OOM killer ended and its peak memory: `inspect`'s OOMKilled says only whether the
-# container's first process was killed, and the cgroup is gone once the container has ended.
+# After the command, in the container's shell (builtins only: the image may have no tools): its
+# exit status, what its processes used (`times`), and from the container's own memory cgroup (v2,
+# or v1) how many of them the OOM killer ended and its peak memory: the container's exit alone
+# does not say an OOM kill of the command from another 137, and the cgroup is gone once it ended.
 _CONTAINER_EPILOGUE = (
-    "rc=$?; { times; for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do "
+    "rc=$?; { echo \"exit=$rc\"; times; "
+    "for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do "
     "[ -r $f ] && while read k v; do [ \"$k\" = oom_kill ] && echo \"oom_kill=$v\"; done < $f; done; "
     "for f in /sys/fs/cgroup/memory.peak /sys/fs/cgroup/memory/memory.max_usage_in_bytes; do "
     "[ -r $f ] && read v < $f && echo \"peak_memory=$v\"; done; } > /mnt/task/usage 2> /dev/null; exit $rc")
+_GUEST_INPUTS = "/mnt/task/inputs"  # Sprocket's: inputs at <it>/<n>/<name>, one <n> per parent directory
+_REAP_ROUND = 1.0  # seconds: the containers that ended within one are removed with one `rm`
 
 
 def container_run_argv(exe, kind, name, image, binds, environ, cpu, memory, gpu, extra_args, shell, adir):
-    """The `docker run`/`podman run` command line of one attempt: detached, named, as this user,
-    the task's env, limits and mounts, its command's output in /mnt/task/stdout and stderr,
-    then what it used (_CONTAINER_EPILOGUE) in the attempt's `usage` file."""
-    argv = [exe, "run", "-d", "--name", name, "--label", "sprocket.directory=%s" % adir,
+    """The `docker run`/`podman run` command line of one attempt: attached (its exit is the
+    container's), named, as this user, the task's env, limits and mounts, its command's output in
+    /mnt/task/stdout and stderr, then what it used (_CONTAINER_EPILOGUE) in the attempt's `usage` file."""
+    argv = [exe, "run", "--name", name, "--label", "sprocket.directory=%s" % adir,
             "--user", "%d:%d" % (os.getuid(), os.getgid()), "--workdir", "/mnt/task/work"]
     if kind == "podman" and os.getuid() != 0:  # rootless: the user's own ids inside are theirs outside
         argv.append("--userns=keep-id")
@@ -9692,16 +9770,65 @@ def container_run_argv(exe, kind, name, image, binds, environ, cpu, memory, gpu,
         shell, _CONTAINER_EPILOGUE)]
 
 
-class ContainerJob(Job):
-    """One attempt's container, started here or adopted: wait() follows it with `wait`, then reads
-    how it ended with `inspect` and removes it (cleanup)."""
+def _spawn_tool(argv, log):
+    """A runtime command that lasts as long as what it runs (an attached `run`): its Popen, its
+    output appended to the file `log`, in a session of its own (the terminal's Ctrl-C is the engine's
+    to act on, not the runtime's to forward into the container)."""
+    import subprocess
 
-    def __init__(self, backend, name, adir, memory, image=None):
+    with open(log, "ab") as f:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+class ContainerJob(Job):
+    """One attempt's container: started here by an attached `run`, whose exit is the container's (no
+    `wait`; `inspect` only for a 137 the command's shell did not see), or adopted and followed with
+    `wait` and `inspect`. It stays until the engine has read its outputs (release), which may name
+    files of the container's own: output_path() copies them out."""
+
+    def __init__(self, backend, name, adir, memory, image, mounts, host_roots):
         self.backend, self.job_id, self.adir, self.memory, self.image = backend, name, adir, memory, image
+        self.mounts = mounts  # [(path in the container, host path)], the deepest first
+        self.host_roots = host_roots  # [(p, p)]: the host's paths the engine gives the task (its run's, its
+        # attempt's, its inputs)
+        self.process = None  # the attached `run`, when this engine started it
         self.cancelled = False
         self.times = {}
+        self.copied = []
 
     def wait(self):
+        exe = self.backend.exe
+        if self.process is None:
+            followed = self.follow()
+            if followed is None:
+                return 1
+            status, oom = followed
+        else:
+            status, oom = self.process.wait(), False
+            self.times["ended_at"] = time.time()
+        figures = self.figures()
+        if "exit" in figures:  # the command's own status, as the container's shell saw it
+            status = figures["exit"]
+        elif status in (125, 126, 127) and not self.cancelled:  # the runtime's: the command never ran
+            self.message, self.final = "`%s run` failed (exit %d): %s" % (exe, status, self.log_tail()), True
+            return status
+        elif status == 137 and not oom and self.process is not None:  # its shell was killed: by the OOM killer?
+            code, out, _ = self.backend.run_tool([exe, "inspect", "--format", "{{.State.OOMKilled}}", self.job_id])
+            oom = code == 0 and out.strip() == "true"
+        if oom or status == 137 and figures.get("oom_kill"):
+            self.out_of_memory = True
+            self.message = ("its container ran out of memory: it used more than its --memory=%s (raise the task's "
+                            "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (
+                                _human_bytes(self.memory) if self.memory else "the host's"))
+            status = status or 137
+        elif self.cancelled:
+            self.message = "its container was killed"
+        return status
+
+    def follow(self):
+        """An adopted container's end: (its exit status, OOMKilled) from `wait` and `inspect`, with its
+        times; None when it is gone."""
         tool, exe = self.backend.run_tool, self.backend.exe
         while True:  # (a `wait` ended by a signal, Ctrl-C's in the terminal, is not the container's end)
             tool([exe, "wait", self.job_id], timeout=None)
@@ -9715,27 +9842,24 @@ class ContainerJob(Job):
             self.backend.forget(self)
             self.message, self.retry_free = "its container `%s` is gone (%s)" % (
                 self.job_id, (err or out).strip()[-300:] or "removed while no engine watched it"), True
-            return 1
+            return None
         self.times = {"started_at": _container_time(fields[2]), "ended_at": _container_time(fields[3])}
-        status, figures = int(fields[0]), self.figures()
-        if fields[1] == "true" or status == 137 and figures.get("oom_kill"):
-            self.out_of_memory = True
-            self.message = ("its container ran out of memory: it used more than its --memory=%s (raise the task's "
-                            "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (
-                                _human_bytes(self.memory) if self.memory else "the host's"))
-            status = status or 137
-        elif self.cancelled:
-            self.message = "its container was killed"
-        self.backend.finished(self)
-        return status
+        return int(fields[0]), fields[1] == "true"
 
     def figures(self):
-        """What the container's epilogue wrote of its cgroup: {"oom_kill": n, "peak_memory": bytes}."""
+        """What the container's epilogue wrote: {"exit": status, "oom_kill": n, "peak_memory": bytes}."""
         try:
             with open(os.path.join(self.adir, "usage")) as f:
-                return {k: int(v) for k, v in re.findall(r"^(oom_kill|peak_memory)=(\d+)$", f.read(), re.M)}
+                return {k: int(v) for k, v in re.findall(r"^(exit|oom_kill|peak_memory)=(\d+)$", f.read(), re.M)}
         except OSError:
             return {}
+
+    def log_tail(self):
+        try:
+            with open(os.path.join(self.adir, "container.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace").strip()[-1000:] or "no output"
+        except OSError:
+            return "no output"
 
     def usage(self):
         import socket
@@ -9744,34 +9868,58 @@ class ContainerJob(Job):
                    "peak_memory": self.figures().get("peak_memory")}
         return dict(figures, node=socket.gethostname(), **self.times)
 
+    def output_path(self, path):
+        """A host path the engine gave the task is itself; a path in one of the container's mounts is
+        what is mounted there; any other is the container's own: copied out into `container_files`."""
+        host = moved_path(path, self.host_roots) or moved_path(path, self.mounts)
+        if host is not None:
+            return host
+        copy = os.path.join(self.adir, "container_files", os.path.normpath(path).lstrip("/"))
+        if copy not in self.copied and not os.path.lexists(copy):
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            code, _, _ = self.backend.run_tool([self.backend.exe, "cp", "%s:%s" % (self.job_id, path), copy])
+            if code == 0:
+                self.copied.append(copy)
+        return copy
+
     def cancel(self):
         self.cancelled = True
-        self.backend.run_tool([self.backend.exe, "kill", self.job_id])
+        for _ in range(50):  # (then close() removes it, whatever its state)
+            code, _, _ = self.backend.run_tool([self.backend.exe, "kill", self.job_id])
+            if code == 0 or self.process is None or self.process.poll() is not None:
+                return
+            time.sleep(0.2)  # its attached `run` has not made it yet
+
+    def release(self):
+        self.backend.finished(self)
 
 
 @register_backend
 class ContainerBackend(Backend):
     """Runs each attempt in a Docker or Podman container on this host (see above); `type` says
-    which, `executable` may name another command that speaks the same."""
+    which, `executable` may name another command that speaks the same. Per attempt: one `run`;
+    the containers that ended are removed by a thread of the backend's, one `rm` a round."""
 
     kind = "docker"
     SETTINGS = _CONTAINER_SETTINGS
     guest_work = "/mnt/task/work"
-    binds = SlurmApptainerBackend.binds  # what the container sees: the same as under Slurm
-    input_paths = SlurmApptainerBackend.input_paths
+    rm = ("rm", "-f")  # the removal of containers (any of them may be gone already)
 
-    def __init__(self, context, name, settings, run_tool=_run_tool):
+    def __init__(self, context, name, settings, run_tool=_run_tool, spawn=_spawn_tool):
         super().__init__(context, self.kind, settings)  # its type in sprocket.db, as the local backend's
         self.table = name  # (for messages)
         self.exe = settings["executable"] or self.kind
-        self.run_tool = run_tool
+        self.run_tool, self.spawn = run_tool, spawn
         self.cpu = float(settings["cpu"] or os.cpu_count() or 1)
         self.memory = int(settings["memory"] or host_memory())
         if settings["limit_behavior"]:
             self.behavior = {"cpu": settings["limit_behavior"], "memory": settings["limit_behavior"]}
         self.images = RuntimeImages(self.exe, None, context.settings.container, context.log, run_tool)
-        self.live = {}  # container name -> ContainerJob not yet removed
+        self.live = {}  # container name -> ContainerJob not yet released
+        self.ended = []  # names of the released containers the reaper removes next round
         self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
+        self.reaper, self.closing = None, False
         code, out, err = run_tool([self.exe, "version"], timeout=60)
         if code != 0:
             raise RunError("`run.backends.%s` runs tasks with `%s`, which %s" % (name, self.exe, (
@@ -9789,28 +9937,60 @@ class ContainerBackend(Backend):
                                name, self.table, self.exe, " ".join(_GPU_FLAGS[self.kind])))
         return super().check(name, requirements, hints, cpu, memory)
 
+    def guest_inputs(self, request):
+        """Sprocket's layout: each input that exists at _GUEST_INPUTS/<n>/<its name>, one <n> per parent
+        directory (the spec's files from one directory stay together: an index beside its data); but
+        not what is in the attempt's own directory (its working directory is mounted as it is)."""
+        own = [(request.directory, request.directory)]
+        parents, out = {}, {}
+        for p in sorted({os.path.abspath(p) for p in request.inputs if "://" not in p and os.path.exists(p)}):
+            if moved_path(p, own) is not None:
+                continue
+            n = parents.setdefault(os.path.dirname(p), len(parents))
+            out[p] = "%s/%d/%s" % (_GUEST_INPUTS, n, os.path.basename(p))
+        return out
+
+    def binds(self, request, tmp_dir):
+        """(host path, container path, mode) of what the attempt's container sees: the Slurm
+        backend's (SlurmApptainerBackend.binds), but the inputs read-only at their guest paths."""
+        return (SlurmApptainerBackend.binds(self, request, tmp_dir)
+                + [(host, guest, "ro") for host, guest in self.guest_inputs(request).items()]
+                + [(os.path.join(request.directory, "usage"), "/mnt/task/usage", "rw")])
+
+    def input_paths(self, inputs, tmp_dir):
+        """What SlurmApptainerBackend.binds mounts at its own path: the run's write_* files, which the
+        command names by their host path (its inputs are at guest paths)."""
+        return {tmp_dir} if os.listdir(tmp_dir) else set()
+
     def start(self, request):
         adir, context = request.directory, self.context
         for path in (request.stdout, request.stderr, os.path.join(adir, "usage")):
             open(path, "a").close()  # mounted into the container: they must exist
         ref, digest = self.images.image_for(request.requirements.get("container"), request.name, context.run_dir)
         name = container_name(adir)
-        binds = self.binds(request, context.tmp_dir) + [(os.path.join(adir, "usage"), "/mnt/task/usage", "rw")]
+        binds = self.binds(request, context.tmp_dir)
         argv = container_run_argv(self.exe, self.kind, name, ref, binds, request.env, request.cpu, request.memory,
                                   request.requirements.get("gpu") is True, self.settings["extra_args"], self.shell, adir)
-        job = ContainerJob(self, name, adir, request.memory, digest)
+        job = self.job(request, name, digest, binds)
         context.recorder.record_image(request, digest)
         context.recorder.flush()  # the attempt is on record before its container exists (reattach)
         with self.lock:
             self.live[name] = job
-        code, out, err = self.run_tool(argv)
-        if code != 0:
+        try:
+            job.process = self.spawn(argv, os.path.join(adir, "container.log"))
+        except OSError as e:
             self.forget(job)
-            self.run_tool([self.exe, "rm", "-f", name])  # it may have been created before it failed
-            raise RunError("task `%s`: `%s run` failed (exit %d): %s" % (
-                request.name, self.exe, code, (err or out).strip()[-1000:] or "no output"))
+            raise RunError("task `%s`: `%s run` could not start: %s" % (request.name, self.exe, os_error_text(e)))
+        job.times["started_at"] = time.time()
         context.recorder.record_job(request, name, "container")
         return job
+
+    def job(self, request, name, image, binds):
+        mounts = sorted(((dst, src) for src, dst, _ in binds if src != dst), key=lambda m: -len(m[0]))
+        roots = {os.path.abspath(p) for p in request.inputs if "://" not in p}
+        roots.update((self.context.run_dir, request.directory))
+        return ContainerJob(self, name, request.directory, request.memory, image, mounts,
+                            [(p, p) for p in sorted(roots, key=len, reverse=True)])
 
     def adopt(self, request, adopted):
         code, out, _ = self.run_tool([self.exe, "inspect", "--format", "{{.Image}}", adopted.job_id])
@@ -9818,7 +9998,7 @@ class ContainerBackend(Backend):
         image = "sha256:" + image if image and ":" not in image else image
         if image:
             self.context.recorder.record_image(request, image)
-        job = ContainerJob(self, adopted.job_id, adopted.directory, request.memory, image)
+        job = self.job(request, adopted.job_id, image, self.binds(request, self.context.tmp_dir))
         with self.lock:
             self.live[adopted.job_id] = job
         return job
@@ -9831,10 +10011,30 @@ class ContainerBackend(Backend):
         return {names[n]: {"job_id": n} for n in out.split() if n in names} if code == 0 else {}
 
     def finished(self, job):
-        """A container ended and was read: removed, unless `cleanup = false`."""
-        if self.settings["cleanup"]:
-            self.run_tool([self.exe, "rm", "-f", job.job_id])
-        self.forget(job)
+        """The engine is done with a container: removed in the reaper's next round, unless `cleanup = false`."""
+        with self.lock:
+            self.live.pop(job.job_id, None)
+            if not self.settings["cleanup"] or self.closing:
+                return
+            self.ended.append(job.job_id)
+            if self.reaper is None:
+                self.reaper = threading.Thread(target=self.reap, name="container-reaper", daemon=True)
+                self.reaper.start()
+            self.wake.notify()
+
+    def reap(self):
+        """The reaper's rounds: wait for a container to end, let others end within _REAP_ROUND, remove them all."""
+        while True:
+            with self.lock:
+                while not self.ended and not self.closing:
+                    self.wake.wait()
+                deadline = time.time() + _REAP_ROUND
+                while not self.closing and time.time() < deadline:
+                    self.wake.wait(deadline - time.time())
+                if self.closing:
+                    return  # close() removes the rest
+                names, self.ended = self.ended, []
+            self.run_tool([self.exe] + list(self.rm) + names)
 
     def forget(self, job):
         with self.lock:
@@ -9843,9 +10043,14 @@ class ContainerBackend(Backend):
     def close(self):
         """However the run ended: none of its containers is left, running or stopped."""
         with self.lock:
-            names, self.live = sorted(self.live), {}
+            names, self.live, self.ended = sorted(self.live) + self.ended, {}, []
+            self.closing = True
+            self.wake.notify_all()
+            reaper = self.reaper
+        if reaper is not None:
+            reaper.join()  # (its round in progress ends)
         if names:
-            self.run_tool([self.exe, "rm", "-f"] + names)
+            self.run_tool([self.exe] + list(self.rm) + names)
 
     @classmethod
     def cancel_dead(cls, context, settings, attempts):
@@ -9862,9 +10067,10 @@ class ContainerBackend(Backend):
 
 @register_backend
 class PodmanBackend(ContainerBackend):
-    """ContainerBackend, registered as `podman` too (its default command, and GPUs by CDI)."""
+    """ContainerBackend, registered as `podman` too (its default command, GPUs by CDI, and its `rm`)."""
 
     kind = "podman"
+    rm = ("rm", "-f", "--ignore")  # (without --ignore, podman 4's `rm -f` of one that is gone removes none)
 
 
 _APPTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **{
