@@ -45,7 +45,8 @@ The module reads top to bottom in the order data flows:
                                    in the task's sandbox (OutputSandbox); the runtime keys of
                                    Cromwell-era WDL (normalize_runtime)
     14. Workflows                  Frame (one body instance), WorkflowRun, Scheduler (its workers'
-                                   messages: Done, Readmit; it owns the counts)
+                                   messages: Done, Readmit; its own work for a later round,
+                                   Deferred, now or at a time; it owns the counts)
     15. Backends                   LocalBackend (process groups a rerun adopts or kills after a
                                    crash); SlurmApptainerBackend, a facade (the batch script and
                                    sbatch line: placement per task, the site's memory/GPU flags,
