@@ -14122,7 +14122,8 @@ class TestRun(Run):
         scheduler, now = self.context.scheduler, time.monotonic()
         for i, ex in enumerate(first):
             if i and self.throttle:
-                scheduler.defer_until(now + i * self.throttle / 1000.0, Deferred(functools.partial(ex.start, self), None))
+                due = now + i * self.throttle / 1000.0
+                scheduler.defer_until(due, Deferred(functools.partial(ex.start, self), None))
             else:
                 ex.start(self)
         self.settle()
@@ -14857,8 +14858,8 @@ def run_internal_error(run, e):
     `failed` in sprocket.db and closed (no job left behind); the exit status, 70."""
     import traceback
 
-    run.log.log("ERROR", "internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()),
-                stderr=False)
+    text = getattr(e, "__traceback_text__", None) or traceback.format_exc()
+    run.log.log("ERROR", "internal error: %s\n%s" % (e, text), stderr=False)
     run.finish(error="internal error: %s: %s" % (type(e).__name__, e))
     print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
         type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)

@@ -286,7 +286,7 @@ def test_clean_up_never_removes_a_directory_outside_the_run_directory(tmp_path, 
         def __init__(self, directory):
             self.directory, self.outcome = str(directory), S.TestOutcome("passed", None)
 
-    executions = [Execution(victim / "1"), Execution(run_dir / "t" / "link" / "1"), Execution(run_dir / "t" / "ok" / "1")]
+    executions = [Execution(d) for d in (victim / "1", run_dir / "t" / "link" / "1", run_dir / "t" / "ok" / "1")]
     S.clean_test_dirs(str(run_dir), executions, S.RunLog(30))
     assert (victim / "1" / "keep.txt").is_file() and (linked / "1" / "keep.txt").is_file()
     assert not (run_dir / "t" / "ok").exists()  # inside: removed, and its test's directory left empty
@@ -564,7 +564,8 @@ def test_a_failing_test_cancels_only_its_own_tasks(tmp_path):
     proc = sprocket_test(".", cwd=tmp_path)
     assert outcomes(proc) == {"wf::wf::fails": "failed", "wf::sleepy::sleeps": "passed"}, proc.stdout
     assert "expects it to succeed: task `wf-0.broken` failed: process terminated with exit code 1" in proc.stdout
-    attempts = {r["call"]: r["status"] for r in db_rows(tmp_path / "test" / "sprocket.db", "SELECT call, status FROM attempts")}
+    rows = db_rows(tmp_path / "test" / "sprocket.db", "SELECT call, status FROM attempts")
+    attempts = {r["call"]: r["status"] for r in rows}
     assert attempts["wf-0.sleepy"] == "canceled" and attempts["sleepy-1"] == "completed", attempts
     sleeping = [p for p in os.listdir("/proc") if p.isdigit() and b"sleep\x0030" in _cmdline(p)]
     assert not sleeping, "the canceled task's process is still there"
