@@ -45,7 +45,8 @@ The module reads top to bottom in the order data flows:
                                    in the task's sandbox (OutputSandbox); the runtime keys of
                                    Cromwell-era WDL (normalize_runtime)
     14. Workflows                  Frame (one body instance), WorkflowRun, Scheduler (its workers'
-                                   messages: Done, Readmit; it owns the counts)
+                                   messages: Done, Readmit; its own work for a later round,
+                                   Deferred, now or at a time; it owns the counts)
     15. Backends                   LocalBackend (process groups a rerun adopts or kills after a
                                    crash); SlurmApptainerBackend, a facade (the batch script and
                                    sbatch line: placement per task, the site's memory/GPU flags,
@@ -6975,7 +6976,7 @@ class Frame:
                 results[i] = frame.env
                 remaining[0] -= 1
                 if pending:  # deferred, so a long scatter never recurses
-                    self.context.scheduler.deferred.append((lambda j=pending.pop(): launch(j), self.context))
+                    self.context.scheduler.deferred.append(Deferred(lambda j=pending.pop(): launch(j), self.context))
                 if remaining[0] == 0:
                     gather()
             return cb
@@ -7084,6 +7085,9 @@ Done.__doc__ = ("A worker's message to the Scheduler: a task run is over, with i
 Readmit = collections.namedtuple("Readmit", "task_run granted")
 Readmit.__doc__ = ("A worker's message to the Scheduler: its task run's next attempt needs other cpu or memory; the "
                    "worker waits until the threading.Event `granted` is set, once they are reserved.")
+Deferred = collections.namedtuple("Deferred", "fn context")
+Deferred.__doc__ = ("Scheduler-side work left for the scheduler's next round (so that a long scatter never recurses): "
+                    "fn(), under guard() for the part of the run `context` (None: the run itself).")
 
 
 class Scheduler:
@@ -7095,7 +7099,8 @@ class Scheduler:
         self.events = queue.Queue()
         self.waiting = []
         self.idle = []  # inboxes of idle worker threads
-        self.deferred = collections.deque()
+        self.deferred = collections.deque()  # Deferred
+        self.timed = []  # [(time.monotonic() due, Deferred)], soonest first: see defer_until()
         self.running = set()
         self.readmits = []  # Readmit: retries waiting for their new cpu and memory
         self.errors = []
@@ -7112,6 +7117,11 @@ class Scheduler:
         self.waiting.append((tr, on_done))
         self.counts["waiting"] += 1
         self.pump()
+
+    def defer_until(self, due, deferred):
+        """Deferred work for the first round at or after `due` (time.monotonic()): the scheduler's
+        thread waits for it as it waits for its workers' messages, never asleep."""
+        self.timed.insert(bisect.bisect([t for t, _ in self.timed], due), (due, deferred))
 
     def readmit(self, tr):
         """From a worker: the task's next attempt needs other cpu or memory than it holds. Give
@@ -7192,17 +7202,22 @@ class Scheduler:
         while True:
             if self.context.handing_off:  # what runs is left to the successor (Run.hand_off)
                 raise RunHandedOff("the run was handed off to a successor")
+            now = time.monotonic()
+            while self.timed and self.timed[0][0] <= now:
+                self.deferred.append(self.timed.pop(0)[1])
             while self.deferred and not self.context.stopping:
-                self.guard(*self.deferred.popleft())
+                work = self.deferred.popleft()
+                self.guard(work.fn, work.context)
             if is_done() or (self.errors or self.context.stopping) and not self.running:
                 break
             for look in self.context.each_round:
                 look()
-            if not self.running and not self.waiting and not self.deferred and self.events.empty():
+            if not self.running and not self.waiting and not self.deferred and not self.timed and self.events.empty():
                 raise RunError("the run cannot make progress: nothing is running and nothing can start "
                                "(a bug in sprocket.py's scheduling, or an undetected dependency cycle)")
-            try:  # a timeout, so signals and cancellation are seen promptly
-                events = [self.events.get(timeout=0.5)]
+            try:  # a timeout, so signals, cancellation and timed work are seen promptly
+                wait = min(0.5, max(0.0, self.timed[0][0] - time.monotonic())) if self.timed else 0.5
+                events = [self.events.get(timeout=wait)]
             except queue.Empty:
                 continue
             while True:  # and whatever else has ended meanwhile: their rows go in one commit
@@ -10522,7 +10537,15 @@ _YAML_PLAIN_END = re.compile(r"\n|:(?=[ \t\n]|$)|[ \t]#")  # what ends a line of
 _YAML_FLOW_PLAIN_END = re.compile(r"\n|:(?=[ \t\n,\[\]{}]|$)|[ \t]#|[,\[\]{}]")  # ... inside a flow collection
 # Strings a YAML 1.1 reader (PyYAML) takes for booleans, numbers or dates: yaml_dumps quotes them too.
 _YAML_1_1_LOOKALIKE = re.compile(r"[yYnN]|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|=|<<|[-+]?\.?[0-9][0-9_:.eE+-]*"
-                                 r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*")
+                                 r"|[-+]?0b[01_]+|[-+]?0x[0-9a-fA-F_]+|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*")
+
+
+_YAML_SUFFIXES = (".yaml", ".yml")  # a file named so is YAML (inputs files; test files, `.yaml` first)
+
+
+def is_yaml_path(path):
+    """Whether a file is YAML by its name (`inputs.YAML` too)."""
+    return path.lower().endswith(_YAML_SUFFIXES)
 
 
 def _yaml_loads(text, path, spans=False):
@@ -11984,6 +12007,11 @@ class Store:
     def cleanups_of(self, run_id):
         """What `sprocket clean` removed of a run: [{paths (JSON), bytes_freed, created_at}]."""
         return self.query("SELECT paths, bytes_freed, created_at FROM cleanups WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def record_cleanup(self, run_id, paths, bytes_freed):
+        """What was removed of a run (paths relative to the output directory), for cleanups_of()."""
+        self.execute("INSERT INTO cleanups (run_id, paths, bytes_freed) VALUES (?, ?, ?)",
+                     (run_id, json_dumps(paths), bytes_freed))
 
     def record_retry(self, run_id, retry_of, orphaned):
         """`run_id` retries `retry_of`; an orphaned one is adopted too, in the same transaction (its
@@ -13751,13 +13779,18 @@ def missing_required(target, inputs, nested):
 _TEST_DIR = "test"  # test files may sit in `test/` beside their document; fixtures and runs go in <workspace>/test/
 
 
+def _is_path_component(name):
+    """Whether `name` is one plain component of a path (a test's name names its directory)."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
 def find_test_file(wdl_path):
     """The YAML test file of a document: `<name>.yaml` or `.yml` beside it, or in `test/` beside
     it (Sprocket's places); None when it has none. Two of them are an error."""
     stem = os.path.splitext(os.path.basename(wdl_path))[0]
     folder = os.path.dirname(wdl_path)
-    found = [p for d in (folder, os.path.join(folder, _TEST_DIR)) for ext in ("yaml", "yml")
-             for p in [os.path.join(d, "%s.%s" % (stem, ext))] if os.path.isfile(p)]
+    found = [p for d in (folder, os.path.join(folder, _TEST_DIR)) for ext in _YAML_SUFFIXES
+             for p in [os.path.join(d, stem + ext)] if os.path.isfile(p)]
     if len(found) > 1:
         raise InputError("test file `%s` conflicts with test file `%s`: keep one" % (found[1], found[0]))
     return found[0] if found else None
@@ -13822,12 +13855,12 @@ class TestFileReader:
     def span(self, node, key, default=None):
         """Where key `key` of a YAML mapping, or item `key` of a sequence, is written (the reader's
         YamlMap and YamlList know), else `default`."""
-        spans = getattr(node, "spans", None)
-        if isinstance(spans, dict):
-            found = spans.get(key)
-        else:
-            found = spans[key] if spans is not None and isinstance(key, int) and key < len(spans) else None
-        return found or default or getattr(node, "span", None) or Span(self.source, 0)
+        found = None
+        if isinstance(node, YamlMap):
+            found = node.spans.get(key)
+        elif isinstance(node, YamlList) and isinstance(key, int) and key < len(node.spans):
+            found = node.spans[key]
+        return found or default or (node.span if isinstance(node, (YamlMap, YamlList)) else Span(self.source, 0))
 
     def error(self, message, span):
         self.errors.append(InputError(message, span))
@@ -13854,9 +13887,11 @@ class TestFileReader:
             seen = set()
             for i, entry in enumerate(tests):
                 test_name = entry.get("name") if isinstance(entry, dict) else None
-                if isinstance(test_name, str) and test_name in seen:
-                    self.error("test `%s` of `%s` is defined twice" % (test_name, name), self.span(entry, "name", span))
-                seen.add(test_name)
+                if isinstance(test_name, str):  # (any other value is test()'s error)
+                    if test_name in seen:
+                        self.error("test `%s` of `%s` is defined twice" % (test_name, name),
+                                   self.span(entry, "name", span))
+                    seen.add(test_name)
                 case = self.test(target, entry, self.span(tests, i, span))
                 if case is not None:
                     cases.append(case)
@@ -13874,14 +13909,19 @@ class TestFileReader:
                                                                           ", ".join(_TEST_FIELDS)), self.span(entry, key, span))
         name = entry.get("name")
         if not isinstance(name, str) or not name:
-            self.error("a test needs a `name` (a string)", span)
+            self.error("a test needs a `name`, a string%s" % ("" if name is None else ", not %s" % _short(name)), span)
+            return None
+        if not _is_path_component(name):  # it names the test's directory, which clean-up removes
+            self.error("test name %s cannot name a directory: a test's name is one path component, without `/`, "
+                       "`\\`, NUL, and not `.` or `..`" % json_dumps(name), span)
             return None
         tags = entry.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            self.error("`tags` of test `%s` must be a list of strings" % name, self.span(entry, "tags", span))
+            self.error("`tags` of test `%s` must be a list of strings, not %s" % (name, _short(tags)),
+                       self.span(entry, "tags", span))
             tags = []
         errors = len(self.errors)
-        executions = self.executions(target, name, entry.get("inputs", {}), self.span(entry, "inputs", span))
+        executions = self.executions(target, name, entry.get("inputs", {}), self.span(entry, "inputs", span), span)
         assertions = self.assertions(target, name, entry.get("assertions", {}), self.span(entry, "assertions", span))
         if len(self.errors) > errors:
             return None
@@ -13905,6 +13945,10 @@ class TestFileReader:
             if not isinstance(values, list):
                 self.error("test `%s`: input `%s` must be a list of values, one for each execution (`%s: [%s]`)" % (
                     name, key, key, _short(values)), kspan)
+                return None
+            if not values:  # the product would be empty: the test would run nothing and pass
+                self.error("test `%s`: input `%s` has no values, so the test would run nothing: give at least one "
+                           "(an empty Array is `%s: [[]]`)" % (name, key, key), kspan)
                 return None
             return [(key, v, self.span(values, i, kspan), kspan) for i, v in enumerate(values)]
 
@@ -13930,9 +13974,10 @@ class TestFileReader:
             dims.append([list(row) for row in zip(*cols)])
         return dims
 
-    def executions(self, target, name, inputs, span):
+    def executions(self, target, name, inputs, span, name_span):
         """TestInputs for each element of the cartesian product of the matrix; each value is read
-        (assign_inputs, relative paths in the fixtures directory) and checked once, at its key."""
+        (assign_inputs, relative paths in the fixtures directory) and checked once, at its key. A
+        required input no execution gives is an error at the test's name (Sprocket's at run time)."""
         import itertools
 
         errors = len(self.errors)
@@ -13952,8 +13997,14 @@ class TestFileReader:
             items = [(key, _json_keys(value), self.fixtures_dir, None) for key, value, _, _ in cells]
             try:
                 own, given = assign_inputs(target, items)
-            except InputError as e:
+            except WdlError as e:
                 self.error("test `%s`: %s" % (name, e.message), cells[0][2] if cells else span)
+                return []
+            missing = missing_required(target, own, given.nested)  # (the same keys in every execution)
+            if missing:
+                self.error("test `%s` does not give the required input%s %s: add %s to its `inputs`" % (
+                    name, "s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing),
+                    "them" if len(missing) > 1 else "it"), name_span)
                 return []
             out.append(TestInputs(own, given.nested, given.overrides, {cell[0]: cell[1] for cell in cells}))
         return out
@@ -13963,7 +14014,7 @@ class TestFileReader:
         names exist (a relative path is a fixture)."""
         try:
             own, given = assign_inputs(target, [(str(key), _json_keys(value), self.fixtures_dir, None)])
-        except InputError as e:
+        except WdlError as e:  # (from_json: InputError, and NoneError or EvalError for a value it cannot take)
             self.error("test `%s`: %s" % (name, e.message), span)
             return False
         try:
@@ -13990,6 +14041,9 @@ class TestFileReader:
         if not isinstance(should_fail, bool):
             self.error("`should_fail` must be true or false, not %s" % _short(should_fail),
                        self.span(data, "should_fail", span))
+        if should_fail is True and data.get("outputs"):  # a failed execution has no outputs to check
+            self.error("test `%s`: `should_fail: true` and `outputs` cannot be used together (the outputs of a "
+                       "failed execution do not exist): make them two tests" % name, self.span(data, "outputs", span))
         if "exit_code" in data and "should_fail" in data:
             self.error("test `%s`: `should_fail` and `exit_code` cannot be used together (`should_fail`: any nonzero "
                        "exit code)" % name, self.span(data, "should_fail", span))
@@ -14267,12 +14321,17 @@ class TestRun(Run):
                 backend.check_target(ex.case.target)
 
     def start(self, inputs, on_done):
+        """The first `parallelism` executions: at once, or `throttle` ms apart, each start deferred to
+        its time (the scheduler's thread goes on with its events meanwhile)."""
         self.on_done = on_done
         first = [self.pending.popleft() for _ in range(min(self.parallelism, len(self.pending)))]
+        scheduler, now = self.context.scheduler, time.monotonic()
         for i, ex in enumerate(first):
             if i and self.throttle:
-                time.sleep(self.throttle / 1000.0)
-            ex.start(self)
+                due = now + i * self.throttle / 1000.0
+                scheduler.defer_until(due, Deferred(functools.partial(ex.start, self), None))
+            else:
+                ex.start(self)
         self.settle()
 
     def ended(self, ex):
@@ -14285,7 +14344,7 @@ class TestRun(Run):
             print(test_line(ex))
             sys.stdout.flush()
         if self.pending:
-            self.context.scheduler.deferred.append((lambda: self.pending.popleft().start(self), None))
+            self.context.scheduler.deferred.append(Deferred(lambda: self.pending.popleft().start(self), None))
         self.settle()
 
     def settle(self):
@@ -14328,19 +14387,67 @@ def summary_line(executions):
                                        ", %d errored" % counts["errored"] if counts["errored"] else "")
 
 
-def clean_test_dirs(run_dir, executions):
+def clean_test_dirs(run_dir, executions, log):
     """Sprocket's clean-up: the directories of passed executions go, and then the directories of
-    tests and targets left empty."""
-    import shutil
-
+    tests and targets left empty; never a directory whose real path is outside the run directory."""
+    root = os.path.realpath(run_dir)
     for ex in executions:
         if ex.outcome is not None and ex.outcome.status == "passed":
-            shutil.rmtree(ex.directory, ignore_errors=True)
-            for d in (os.path.dirname(ex.directory), os.path.dirname(os.path.dirname(ex.directory))):
+            top = os.path.realpath(ex.directory)
+            if not remove_tree(top, root, log):
+                continue
+            for d in (os.path.dirname(top), os.path.dirname(os.path.dirname(top))):
                 try:
-                    os.rmdir(d)
+                    if d.startswith(root + "/"):
+                        os.rmdir(d)
                 except OSError:  # not empty: a failed execution's directory is in it
                     break
+
+
+def remove_tree(top, root, log):
+    """Remove the directory `top` (a real path) and all in it, without following a link
+    (remove_work); a `top` outside the real directory `root` is left, with a warning. Returns
+    the CleanResult, or None when it was left (or is not there: a test whose calls were all cached)."""
+    if not os.path.isdir(top):
+        return None
+    try:
+        return remove_work(top, root, KeptPaths([], root))
+    except RunError as e:
+        log.warn(e.message)
+        return None
+
+
+def clean_all(run):
+    """--clean-all: the whole run directory goes (never one outside the output directory); the
+    run's `_latest` link with it, when it points there; sprocket.db keeps the run's row and says
+    what went (cleanups, as `sprocket clean` does)."""
+    root = os.path.realpath(run.out_dir)
+    top = os.path.realpath(run.run_dir)
+    done = remove_tree(top, root, run.log)
+    if done is None:
+        return
+    latest = os.path.join(os.path.dirname(run.run_dir), "_latest")
+    try:
+        if os.readlink(latest) == os.path.basename(run.run_dir):
+            os.remove(latest)
+    except OSError:  # no link, or another run's
+        pass
+    store = Store(run.out_dir)
+    try:
+        store.record_cleanup(run.run_id, [os.path.relpath(top, root)], done.bytes)
+    finally:
+        store.close()
+
+
+def check_junit_target(path):
+    """--junit FILE can be written: its directory exists and is writable, and FILE is not a
+    directory (checked before the tests run, not after)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    problem = ("`%s` is a directory" % path if os.path.isdir(path) else
+               "the directory `%s` does not exist" % folder if not os.path.isdir(folder) else
+               "the directory `%s` is not writable" % folder if not os.access(folder, os.W_OK | os.X_OK) else None)
+    if problem:
+        raise InputError("--junit %s: cannot write it there: %s" % (path, problem))
 
 
 def write_junit(path, executions, source):
@@ -14745,7 +14852,7 @@ def cmd_completions(args):
     return 0
 
 
-_INPUTS_FILE_SUFFIXES = (".json", ".yml", ".yaml")  # a path ending so is an inputs file, even without `@`
+_INPUTS_FILE_SUFFIXES = (".json",) + _YAML_SUFFIXES  # a path ending so (any case) is an inputs file, even without `@`
 
 
 def read_input_items(items, cwd, warn):
@@ -14760,7 +14867,7 @@ def read_input_items(items, cwd, warn):
     repeated = {}
     for item in items:
         path = (item[1:] if item.startswith("@") else
-                item if "=" not in item and item.endswith(_INPUTS_FILE_SUFFIXES) else None)
+                item if "=" not in item and item.lower().endswith(_INPUTS_FILE_SUFFIXES) else None)
         if path is not None:
             data = read_inputs_file(path, warn)
             base = os.path.dirname(os.path.abspath(path))
@@ -14803,7 +14910,7 @@ def read_inputs_file(path, warn):
         return dict(found)
 
     src = read_source(path)
-    if path.endswith((".yml", ".yaml")):
+    if is_yaml_path(path):
         data = _json_keys(_yaml_loads(src.text, path))
         if not isinstance(data, dict):
             raise InputError("a YAML inputs file must hold a mapping of input names to values", Span(src, 0))
@@ -14936,15 +15043,8 @@ def cmd_run(args):
     except (WdlError, OSError) as e:  # an OSError: the file system refused (full, read-only)
         run.finish(error=e.message if isinstance(e, WdlError) else os_error_text(e))
         raise
-    except Exception as e:  # a bug in sprocket.py: the traceback goes to the run's log
-        import traceback
-
-        log.log("ERROR", "internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()),
-                stderr=False)
-        run.finish(error="internal error: %s: %s" % (type(e).__name__, e))
-        print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
-            type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)
-        return 70
+    except Exception as e:  # a bug in sprocket.py
+        return run_internal_error(run, e)
     try:
         print(text)
         sys.stdout.flush()
@@ -14957,6 +15057,19 @@ def cmd_run(args):
     finally:
         run.close()  # the outputs are out: what the jobs used (a last sacct), the report
     return 0
+
+
+def run_internal_error(run, e):
+    """A bug in sprocket.py ended a run (`run`, `test`): its traceback in the run's log, the run
+    `failed` in sprocket.db and closed (no job left behind); the exit status, 70."""
+    import traceback
+
+    text = getattr(e, "__traceback_text__", None) or traceback.format_exc()
+    run.log.log("ERROR", "internal error: %s\n%s" % (e, text), stderr=False)
+    run.finish(error="internal error: %s: %s" % (type(e).__name__, e))
+    print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
+        type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)
+    return 70
 
 
 def cmd_run_submit(args, config, out_dir, target, log):
@@ -14991,6 +15104,10 @@ def cmd_test(args):
     config = load_config(args.config, args.skip_config_search)
     for w in config.warnings:
         log.warn(w)
+    if not os.path.isdir(args.source):
+        read_source(args.source)  # a SOURCE that is not there (or not a WDL file) is refused, as `check` does
+    if args.junit:
+        check_junit_target(args.junit)
     workspace = args.workspace or (args.source if os.path.isdir(args.source) else os.getcwd())
     fixtures = os.path.abspath(args.fixtures_dir or config.get("test.fixtures_dir")
                                or os.path.join(workspace, _TEST_DIR, "fixtures"))
@@ -15029,16 +15146,19 @@ def cmd_test(args):
     except (WdlError, OSError) as e:
         run.finish(error=e.message if isinstance(e, WdlError) else os_error_text(e))
         raise
+    except Exception as e:  # a bug in sprocket.py
+        return run_internal_error(run, e)
     run.close()
     print(summary_line(executions))
     if args.junit:
-        write_junit(args.junit, executions, args.source)
+        try:
+            write_junit(args.junit, executions, args.source)
+        except OSError as e:
+            raise InputError("--junit %s: cannot write it: %s" % (args.junit, e.strerror or e))
     if args.clean_all:
-        import shutil
-
-        shutil.rmtree(run.run_dir, ignore_errors=True)
+        clean_all(run)
     elif not args.no_clean:
-        clean_test_dirs(run.run_dir, executions)
+        clean_test_dirs(run.run_dir, executions, log)
     return 0 if all(ex.outcome.status == "passed" for ex in executions) else 1
 
 
@@ -15529,8 +15649,7 @@ def clean_run(store, run, root, kept, dry_run):
         print("%s %s (%d file(s), %s)%s" % (verb, removed[-1], got.files, _human_bytes(got.bytes), (
             "; kept %d file(s) that a kept run, the call cache or an index uses" % got.kept) if got.kept else ""))
     if removed and not dry_run:
-        store.execute("INSERT INTO cleanups (run_id, paths, bytes_freed) VALUES (?, ?, ?)",
-                      (run["id"], json_dumps(removed), done.bytes))
+        store.record_cleanup(run["id"], removed, done.bytes)
     return done
 
 
