@@ -688,8 +688,8 @@ def test_a_bug_in_a_test_run_is_an_internal_error_with_the_run_closed(tmp_path, 
 def test_throttle_does_not_stop_the_scheduler_between_starts(tmp_path):
     """`test.throttle` spaces the first starts without the scheduler's thread sleeping: while the
     later executions wait for their turn, the first one's end is seen and its line written. The
-    second execution's task looks for that line in output.log for 2 s (exit code 3 if it never
-    comes): a scheduler asleep until the third start (6 s) writes it only after that."""
+    second execution's task (started at 5 s) looks for that line in output.log for 4 s (exit code 3
+    if it never comes): a scheduler asleep until the third start (10 s) writes it only after that."""
     log = tmp_path / "test" / "output.log"
     write(tmp_path / "t.wdl", """
         version 1.1
@@ -697,13 +697,13 @@ def test_throttle_does_not_stop_the_scheduler_between_starts(tmp_path):
           input { Int i }
           command <<<
             [ ~{i} -ne 2 ] && exit 0
-            for k in $(seq 20); do grep -q 'passed .*t::t::three \\[1/3\\]' 'LOG' && exit 0; sleep 0.1; done
+            for k in $(seq 40); do grep -q 'passed .*t::t::three \\[1/3\\]' 'LOG' && exit 0; sleep 0.1; done
             exit 3
           >>>
         }
         """.replace("LOG", str(log)))
     (tmp_path / "t.yaml").write_text("t:\n  - name: three\n    inputs: {i: [1, 2, 3]}\n")
-    (tmp_path / "sprocket.toml").write_text("[test]\nthrottle = 3000\nparallelism = 3\n")
+    (tmp_path / "sprocket.toml").write_text("[test]\nthrottle = 5000\nparallelism = 3\n")
     proc = sprocket_test(".", cwd=tmp_path)
     assert proc.returncode == 0 and outcomes(proc) == {"t::t::three [%d/3]" % i: "passed" for i in (1, 2, 3)}, \
         proc.stdout + proc.stderr
