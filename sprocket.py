@@ -11908,6 +11908,44 @@ def run_name():
 
 
 CANCEL_REQUEST = "cancel-requested"  # `sprocket cancel` writes it in the run directory; the engine stops as on SIGTERM
+CLEAN_LOCK = ".clean.lock"  # in the output directory: see CleanLock
+
+
+class CleanLock:
+    """flock() on OUT/.clean.lock: `sprocket clean` holds it exclusive from reading what the runs use
+    to its last removal; a run holds it shared while it reads and records its inputs and what it
+    adopts (a short hold). So a clean sees every run that may use a file of the runs it cleans, or
+    that run starts after it. On a file system without file locks a run goes on (no clean can run
+    there), and clean refuses."""
+
+    def __init__(self, out_dir, exclusive):
+        self.path, self.exclusive, self.fd = os.path.join(out_dir, CLEAN_LOCK), exclusive, None
+
+    def __enter__(self):
+        import fcntl
+
+        mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("waiting for %s in `%s`" % ("the runs starting to record their inputs" if self.exclusive else
+                                                  "`sprocket clean` to finish", os.path.dirname(self.path)),
+                      file=sys.stderr)
+                fcntl.flock(self.fd, mode)
+        except OSError as e:
+            self.__exit__()
+            if self.exclusive:
+                raise RunError("cannot lock `%s` (%s): `sprocket clean` needs file locks there, so that no run "
+                               "starting meanwhile loses a file it uses" % (self.path, os_error_text(e)))
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # (which unlocks it)
+            self.fd = None
 
 
 def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
@@ -14645,7 +14683,7 @@ def prepare_inputs(args, log, strict=False):
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
     retry_of = getattr(args, "retry_of", None)  # `sprocket retry`: the inputs that run recorded come first
-    recorded = [(k, v, "/", None) for k, v in json.loads(retry_of["inputs"]).items()] if retry_of else []
+    recorded = [(k, v, "/", None) for k, v in recorded_json(retry_of, "inputs").items()] if retry_of else []
     items = recorded + read_input_items(args.inputs, os.getcwd(), log.warn)
     inputs, given = assign_inputs(target, items, bool(args.target))
     check_given_files(target, inputs, given.nested)
@@ -14697,18 +14735,21 @@ def cmd_run(args):
     if in_head_job:
         signal.signal(signal.SIGUSR1, lambda signum, frame: early.append(signum))
     check_run_name_parts(args.suffix, args.index_on)
-    doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
-    if args.index_on:
-        index_location(os.path.abspath(out_dir), args.index_on)
-    inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
-    if args.submit:
-        return cmd_run_submit(args, config, out_dir, target, log)
-    fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
-    recorded = recorded_inputs(target, inputs, nested, overrides)
-    run = Run(doc, target, config, out_dir, log, recorded, args.no_call_cache, fingerprint,
-              not args.no_reattach or bool(head and head.predecessor), args.suffix, args.index_on, args.show_task_stderr,
-              overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head, retry_of)
+    # from checking the input files to recording them and what it adopts: no `clean` meanwhile
+    with CleanLock(os.path.abspath(out_dir), exclusive=False):
+        doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
+        if args.index_on:
+            index_location(os.path.abspath(out_dir), args.index_on)
+        inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
+        if args.submit:
+            return cmd_run_submit(args, config, out_dir, target, log)
+        fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
+        recorded = recorded_inputs(target, inputs, nested, overrides)
+        run = Run(doc, target, config, out_dir, log, recorded, args.no_call_cache, fingerprint,
+                  not args.no_reattach or bool(head and head.predecessor), args.suffix, args.index_on,
+                  args.show_task_stderr, overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head,
+                  retry_of)
     if in_head_job:
         signal.signal(signal.SIGUSR1, run.on_time_limit)  # for the whole run: a late one is ignored
         signal.signal(signal.SIGTERM, run.on_terminate)  # also while it hands off, after execute()
@@ -15259,13 +15300,20 @@ def clean_choice(store, runs, keep_last, older_than):
     a finished run adopted it), beyond the newest `keep_last` or finished more than `older_than`
     seconds ago. Live runs, and orphaned ones whose jobs may still run, are never chosen."""
     by_id = {r["id"]: r for r in runs}
+    retried_by = {x["retry_of"]: x["run_id"] for x in store.query("SELECT run_id, retry_of FROM retries")}
     finished, left = [], []
     for r in runs:  # newest first
         end, seen = r["id"], set()
         while by_id[end]["status"] == "orphaned" and store.adopter_of(end) in by_id and end not in seen:
             seen.add(end)
             end = store.adopter_of(end)
-        if by_id[end]["status"] in _ENDED_RUN_STATES and r["directory"]:
+        retry = by_id.get(retried_by.get(r["id"]))
+        problem = run_directory_problem(r, runs) if r["directory"] else None
+        if problem:
+            left.append((r, problem))
+        elif retry is not None and retry["status"] not in _ENDED_RUN_STATES:  # it follows this run's attempts
+            left.append((r, "run `%s` retries it and has not ended" % retry["name"]))
+        elif by_id[end]["status"] in _ENDED_RUN_STATES and r["directory"]:
             finished.append(r)
         elif end != r["id"]:
             left.append((r, "run `%s` carries it on" % by_id[end]["name"]))
@@ -15277,14 +15325,42 @@ def clean_choice(store, runs, keep_last, older_than):
     return [r for r in finished if now - _utc_seconds(r["completed_at"] or r["started_at"]) > older_than], left
 
 
+def run_directory_problem(run, runs):
+    """Why `clean` must not take the directory of `run` (a `runs` row) for a run directory, or
+    None: a run's is `runs/<target>/<directory>` (make_run_dir's, a `sprocket test` run's too), and
+    holds no other run's (a row edited to `runs/wf` would hold them all)."""
+    d = run["directory"]
+    parts = d.split("/")
+    if len(parts) != 3 or parts[0] != "runs" or any(p in ("", ".", "..") for p in parts):
+        return "its directory `%s` is not a run directory (runs/<target>/<directory>)" % d
+    other = next((o for o in runs if o["id"] != run["id"] and o["directory"] and (
+        posixpath.normpath(o["directory"]) + "/").startswith(d + "/")), None)
+    if other is not None:
+        return "its directory `%s` holds the directory of run `%s`" % (d, other["name"])
+    return None
+
+
+def recorded_json(run, column):
+    """A run's `inputs` or `outputs` as sprocket.db keeps them (None: none); a record that is not
+    JSON is a RunError that names the run."""
+    try:
+        value = json.loads(run[column]) if run[column] else None
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("not an object")
+        return value
+    except ValueError as e:
+        raise RunError("the %s of run `%s` recorded in sprocket.db are not a JSON object (%s): the record was damaged; "
+                       "nothing was changed" % (column, run["name"], e))
+
+
 def kept_paths(store, out_dir, kept_runs, cache_dir):
     """KeptPaths of what a run that keeps its work, the call cache or an index uses: the paths in
     the kept runs' inputs and outputs (outputs.json and sprocket.db), in each call cache entry,
     and what the links of OUT/index lead to."""
     paths = []
     for r in kept_runs:
-        for text in (r["inputs"], r["outputs"]):
-            paths += json_paths(json.loads(text)) if text else []
+        for column in ("inputs", "outputs"):
+            paths += json_paths(recorded_json(r, column))
         try:
             with open(os.path.join(out_dir, r["directory"] or "", "outputs.json")) as f:
                 paths += json_paths(json.load(f))
@@ -15305,13 +15381,13 @@ def kept_paths(store, out_dir, kept_runs, cache_dir):
 
 def clean_run(store, run, root, kept, dry_run):
     """Empty the work/ and tmp/ directories of one run (`root`: the real output directory), saying
-    each, and record them in `cleanups`; returns the run's CleanResult."""
+    each, and record them in `cleanups`; returns the run's CleanResult (None: the run was left)."""
     run_dir = os.path.realpath(os.path.join(root, run["directory"]))
     done = CleanResult(0, 0, 0)
     if not run_dir.startswith(root + "/"):
         print("left run `%s`: its directory `%s` is not inside the output directory" % (run["name"], run_dir),
               file=sys.stderr)
-        return done
+        return None
     removed = []
     for top in work_directories(run_dir):
         got = remove_work(top, root, kept, dry_run)
@@ -15337,21 +15413,25 @@ def cmd_clean(args):
     if args.keep_last is not None and args.keep_last < 0:
         raise InputError("--keep-last %d: give a number of runs >= 0" % args.keep_last)
     store, out_dir = open_store(args)
-    total = CleanResult(0, 0, 0)
+    total, cleaned = CleanResult(0, 0, 0), 0
     try:
-        runs = store.runs()
-        chosen, left = clean_choice(store, runs, args.keep_last, older_than)
-        for r, why in left:
-            print("left run `%s`: %s" % (r["name"], why), file=sys.stderr)
-        ids = {r["id"] for r in chosen}
-        kept = kept_paths(store, out_dir, [r for r in runs if r["id"] not in ids], CallCache(config, None, None).dir)
-        for r in reversed(chosen):  # oldest first
-            done = clean_run(store, r, os.path.realpath(out_dir), kept, args.dry_run)
-            total = CleanResult(*(a + b for a, b in zip(total, done)))
+        with CleanLock(out_dir, exclusive=True):  # no run records its inputs meanwhile: what is kept stays true
+            runs = store.runs()
+            chosen, left = clean_choice(store, runs, args.keep_last, older_than)
+            for r, why in left:
+                print("left run `%s`: %s" % (r["name"], why), file=sys.stderr)
+            ids = {r["id"] for r in chosen}
+            kept = kept_paths(store, out_dir, [r for r in runs if r["id"] not in ids], CallCache(config, None, None).dir)
+            for r in reversed(chosen):  # oldest first
+                done = clean_run(store, r, os.path.realpath(out_dir), kept, args.dry_run)
+                if done is not None:
+                    cleaned += 1
+                    total = CleanResult(*(a + b for a, b in zip(total, done)))
     finally:
         store.close()
-    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % ("would remove" if args.dry_run else "removed", total.files, len(chosen), _human_bytes(total.bytes),
-                                                        total.bytes, "would be freed" if args.dry_run else "freed"))
+    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % (
+        "would remove" if args.dry_run else "removed", total.files, cleaned, _human_bytes(total.bytes), total.bytes,
+        "would be freed" if args.dry_run else "freed"))
     return 0
 
 

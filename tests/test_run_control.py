@@ -948,3 +948,181 @@ def test_kept_paths_keep_a_link_and_what_it_leads_to_but_never_the_whole_output_
     assert str(out / "a" / "f.txt") in kept and str(out / "a") in kept  # the file, and the way to it
     assert str(out / "b" / "link") in kept and str(out / "a" / "dir" / "x") in kept  # the link, and below its target
     assert str(out / "a" / "g.txt") not in kept and str(out / "c") not in kept  # `/`, tmp_path, out: no reason
+
+
+# --------------------------------------------------------------------------------------------
+# clean beside runs that start, damaged records (the review's items 1, 2, 8 and 10)
+# --------------------------------------------------------------------------------------------
+
+CAT_WDL = """
+    version 1.1
+
+    task show {
+      input {
+        File f
+      }
+      command <<<
+        cat "~{f}"
+      >>>
+      output {
+        String s = read_string(stdout())
+      }
+    }
+
+    workflow wf {
+      input {
+        File f
+      }
+      call show { input: f = f }
+      output {
+        String s = show.s
+      }
+    }
+"""
+
+
+def hold_lock(path, mode):
+    import fcntl
+
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, mode)
+    return fd
+
+
+def test_clean_and_a_starting_run_exclude_each_other_so_clean_never_takes_the_new_runs_input(tmp_path):
+    """A run takes OUT/.clean.lock shared from checking its inputs to recording them (and what it
+    adopts), `clean` exclusive from reading what the runs use to its last removal: here the test
+    process holds the lock as the other side would, and each waits for it."""
+    import fcntl
+
+    out = tmp_path / "out"
+    first = sprocket_run(write(tmp_path / "produce.wdl", PRODUCE_WDL), "i=7", "-o", out, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    used = json.loads(first.stdout)["wf.out"]  # in run 1's work/, which `clean --keep-last 0` may take
+    cat = write(tmp_path / "cat.wdl", CAT_WDL)
+    db = out / "sprocket.db"
+    fd = hold_lock(out / ".clean.lock", fcntl.LOCK_EX)  # a clean at work
+    run = start_run(tmp_path, cat, "f=%s" % used, "-o", out)
+    try:
+        wait_for(lambda: run.poll() is not None or len(rows(db, "SELECT * FROM runs")) > 1, 2, "the run", interval=0.1)
+    except AssertionError:
+        pass
+    assert run.poll() is None and len(rows(db, "SELECT * FROM runs")) == 1, "the run did not wait for clean"
+    os.close(fd)
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 0 and json.loads(stdout.decode()) == {"wf.s": "7"}, stderr.decode()
+    assert "waiting for `sprocket clean` to finish" in stderr.decode()
+    fd = hold_lock(out / ".clean.lock", fcntl.LOCK_SH)  # a run recording its inputs
+    clean = subprocess.Popen(sprocket_argv("clean", "--keep-last", "0", "-o", str(out)), cwd=str(tmp_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        clean.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
+    assert clean.poll() is None and os.path.exists(used), "clean did not wait for the starting run"
+    os.close(fd)
+    stdout, stderr = clean.communicate(timeout=60)
+    assert clean.returncode == 0, stderr.decode()
+    assert "waiting for the runs starting to record their inputs" in stderr.decode()
+
+
+GATE_WDL = """
+    version 1.1
+
+    task a {
+      command <<<
+        echo a > o.txt
+      >>>
+      output {
+        File o = "o.txt"
+      }
+    }
+
+    task b {
+      input {
+        String dir
+      }
+      command <<<
+        if [ -e "~{dir}/fail" ]; then exit 1; fi
+        while [ ! -e "~{dir}/go" ]; do sleep 0.1; done
+      >>>
+    }
+
+    workflow wf {
+      input {
+        String dir
+      }
+      call a
+      call b { input: dir = dir }
+      output {
+        File o = a.o
+      }
+    }
+"""
+
+
+def test_clean_leaves_a_run_that_a_live_retry_follows(tmp_path):
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    (marks / "fail").write_text("")
+    doc = write(tmp_path / "gate.wdl", GATE_WDL)
+    assert sprocket_run(doc, "dir=%s" % marks, "-o", out, cwd=tmp_path).returncode == 1
+    (marks / "fail").unlink()
+    db = out / "sprocket.db"
+    retry = subprocess.Popen(sprocket_argv("retry", "1", "-o", str(out)), cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: rows(db, "SELECT * FROM attempts WHERE run_id = 2 AND call = 'b'") or retry.poll() is not None,
+                 30, "the retry to run b")
+        assert retry.poll() is None, retry.communicate()[1].decode()
+        r = sprocket_cmd("clean", "--keep-last", "0", "-o", out, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        name = db_rows(db, "SELECT name FROM runs WHERE id = 2")[0]["name"]
+        assert "run `%s` retries it and has not ended" % name in r.stderr
+        assert r.stdout.splitlines()[-1].startswith("removed 0 file(s) of 0 run(s)"), r.stdout
+        (marks / "go").write_text("")
+        stdout, stderr = retry.communicate(timeout=60)
+        assert retry.returncode == 0, stderr.decode()
+        assert Path(json.loads(stdout.decode())["wf.o"]).read_text() == "a\n"  # followed, and still there
+    finally:
+        if retry.poll() is None:
+            retry.kill()
+            retry.communicate()
+
+
+def test_clean_leaves_a_run_whose_recorded_directory_is_not_a_run_directory_or_holds_another_run(tmp_path):
+    out = tmp_path / "out"
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    for i in (1, 2, 3, 4):
+        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    db = out / "sprocket.db"
+    runs = db_rows(db, "SELECT * FROM runs ORDER BY id")
+    with sqlite3.connect(str(db)) as c:
+        c.execute("UPDATE runs SET directory = 'runs/wf' WHERE id = 1")  # the parent of every run's
+        c.execute("UPDATE runs SET directory = ? WHERE id = 2", (runs[3]["directory"],))  # the kept run's
+    before = files_under(out / runs[3]["directory"])  # run 4's, which run 2 claims too: neither is cleaned
+    r = sprocket_cmd("clean", "--keep-last", "0", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "left run `%s`: its directory `runs/wf` is not a run directory" % runs[0]["name"] in r.stderr
+    assert "left run `%s`: its directory `%s` holds the directory of run `%s`" % (
+        runs[1]["name"], runs[3]["directory"], runs[3]["name"]) in r.stderr
+    assert files_under(out / runs[3]["directory"]) == before, "the kept run lost files"
+    assert not list((out / runs[2]["directory"]).glob("calls/*/attempts/*/work")), r.stdout  # run 3's work went
+    assert " of 1 run(s): " in r.stdout.splitlines()[-1], r.stdout  # the runs it left are not counted
+
+
+def test_clean_and_retry_of_a_run_with_damaged_recorded_inputs_stop_with_a_clear_error(tmp_path):
+    out = tmp_path / "out"
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    for i in (1, 2):
+        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    db = out / "sprocket.db"
+    with sqlite3.connect(str(db)) as c:
+        c.execute("UPDATE runs SET inputs = '{' WHERE id = 2")
+    name = db_rows(db, "SELECT name FROM runs WHERE id = 2")[0]["name"]
+    before = files_under(out)
+    r = sprocket_cmd("clean", "--keep-last", "0", "-o", out, cwd=tmp_path)
+    assert r.returncode == 1 and "the inputs of run `%s` recorded in sprocket.db are not a JSON object" % name in r.stderr
+    assert files_under(out) == before and not db_rows(db, "SELECT * FROM cleanups")
+    r = sprocket_cmd("retry", "2", "-o", out, cwd=tmp_path)
+    assert r.returncode == 1 and "the inputs of run `%s`" % name in r.stderr and "internal error" not in r.stderr
