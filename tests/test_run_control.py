@@ -1121,7 +1121,7 @@ def test_clean_and_retry_of_a_run_with_damaged_recorded_inputs_stop_with_a_clear
         c.execute("UPDATE runs SET inputs = '{' WHERE id = 2")
     name = db_rows(db, "SELECT name FROM runs WHERE id = 2")[0]["name"]
     before = files_under(out)
-    r = sprocket_cmd("clean", "--keep-last", "0", "-o", out, cwd=tmp_path)
+    r = sprocket_cmd("clean", "--keep-last", "1", "-o", out, cwd=tmp_path)  # run 2 kept: its inputs are kept
     assert r.returncode == 1 and "the inputs of run `%s` recorded in sprocket.db are not a JSON object" % name in r.stderr
     assert files_under(out) == before and not db_rows(db, "SELECT * FROM cleanups")
     r = sprocket_cmd("retry", "2", "-o", out, cwd=tmp_path)
