@@ -5985,6 +5985,7 @@ class Backend:
     cpu = memory = float("inf")
     guest_work = None  # where its tasks see their work directory, when not at its own path (outputs map back)
     outlives_engine = False  # its jobs run on when the engine ends (a head job may hand them off: detach())
+    jobs_on_engine_host = True  # its jobs run on the engine's host: only there can they be canceled
 
     def __init__(self, context, name, settings):
         self.context = context
@@ -6057,15 +6058,17 @@ class Backend:
 
     @classmethod
     def job_states(cls, context, settings, job_ids):
-        """{job id: (state, reason)} of a live run's jobs as the batch system tells them now, in one
+        """{job id: SlurmState} of a live run's jobs as the batch system tells them now, in one
         query (`sprocket status`: why a job waits); {} where there is no queue to ask."""
         return {}
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
+    def cancel_dead(cls, context, settings, attempts, run_dirs):
         """Stop the jobs of the attempts (Adoptable, their directories absolute) of a run whose engine
-        is gone (`sprocket cancel`), with one call where the backend can; returns how many it stopped
-        or asked to stop. `settings`: read_backend_settings()'s, as for doctor()."""
+        is gone (`sprocket cancel`), and those of attempts below `run_dirs` (the run's and those it
+        adopted: absolute) that the engine had no time to record, with one call where the backend can;
+        returns how many it stopped or asked to stop. `settings`: read_backend_settings()'s, as for
+        doctor()."""
         raise RunError("the %s backend cannot cancel the jobs of a run whose engine is gone" % cls.kind)
 
     def wait_visible(self, path, is_dir):
@@ -7292,6 +7295,18 @@ def task_processes(roots):
     return out
 
 
+def kill_task_processes(roots, recorded=(), spare=frozenset()):
+    """SIGKILL the local tasks of this host below the directories `roots` (found by their command
+    line: also those an engine had not recorded) and the process groups `recorded` (LocalProcess),
+    but those whose attempt directory (a real path) is in `spare`; each only while its leader is the
+    process found or recorded (its start time), never a recycled pid. Returns [(attempt directory,
+    or None for one only recorded, process group)] of those killed."""
+    groups = {tuple(p): None for p in recorded}
+    groups.update((tuple(p), adir) for adir, p in (task_processes(roots) if roots else {}).items())
+    return [(adir, pgid) for (pgid, started), adir in sorted(groups.items(), key=lambda g: g[0][0])
+            if adir not in spare and kill_process_group(pgid, started)]
+
+
 class LocalProcessJob(Job):
     """A job of the local backend: a process group on this host, started here or adopted."""
 
@@ -7469,13 +7484,11 @@ class LocalBackend(Backend):
         self.cancel_jobs(live)
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
-        """Kill the process groups of the attempts, each only while its leader is the process that
-        was recorded (its start time), and those the dead engine started but had not recorded
-        (found by their command line)."""
-        groups = {(a.process_group, a.process_started) for a in attempts if a.process_group}
-        groups.update(task_processes([a.directory for a in attempts]).values())
-        return sum(1 for pgid, started in sorted(groups) if kill_process_group(pgid, started))
+    def cancel_dead(cls, context, settings, attempts, run_dirs):
+        """Kill the process groups of the attempts and those below the run directories that the
+        dead engine started but had not recorded (kill_task_processes)."""
+        return len(kill_task_processes(run_dirs, [LocalProcess(a.process_group, a.process_started) for a in attempts
+                                                  if a.process_group]))
 
     @classmethod
     def doctor(cls, context, name, settings, out_dir):
@@ -7996,6 +8009,12 @@ class SlurmClient:
             if adir in wanted:
                 out[wanted[adir]] = held.job_id
         return out
+
+    def jobs_below(self, roots):
+        """The ids of the jobs the controller holds (live or just ended) whose batch script is below
+        one of the directories `roots` (the attempts and arrays of a run)."""
+        below = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots)
+        return [h.job_id for h in self.held_jobs() or () if os.path.realpath(h.script).startswith(below)]
 
     def sbatch(self, argv, name):
         """The job id of `sbatch argv` (the batch script last), at most max_concurrency at once and
@@ -9137,22 +9156,29 @@ class SlurmApptainerBackend(Backend):
         self.monitor.cancel_jobs(jobs)
 
     @classmethod
-    def job_states(cls, context, settings, job_ids):
-        """One squeue for all the jobs (an array's elements in one word)."""
-        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
-        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in job_ids))
-        states = client.squeue(set(job_ids), heads, exit_codes=False) if heads else {}
-        return {i: (st.state, st.reason) for i, st in states.items()}
+    def client_for(cls, context, settings):
+        """The SlurmClient of a command that is no run (`status`, `cancel`, `doctor`): with the
+        backend's limits, or one call at a time where there is no backend table (head jobs)."""
+        if settings is None:
+            return SlurmClient(context.log, 1, None)
+        return SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
-        """One scancel of all the jobs; those whose ids the dead engine had not recorded are found
-        first by their batch script (one squeue)."""
-        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
-        unknown = [a.directory for a in attempts if not a.job_id]
-        ids = [a.job_id for a in attempts if a.job_id] + sorted(client.find_jobs(unknown).values() if unknown else [])
+    def job_states(cls, context, settings, job_ids):
+        """One squeue for all the jobs (an array's elements in one word)."""
+        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in job_ids))
+        return cls.client_for(context, settings).squeue(set(job_ids), heads, exit_codes=False) if heads else {}
+
+    @classmethod
+    def cancel_dead(cls, context, settings, attempts, run_dirs, head_jobs=()):
+        """One scancel of all the jobs, and of the head jobs `head_jobs` (hand-offs' successors not yet
+        started); those whose ids the dead engine had not recorded are found first by their batch
+        script below the run directories (one squeue)."""
+        client = cls.client_for(context, settings)
+        ids = set(a.job_id for a in attempts if a.job_id) | set(head_jobs)
+        ids.update(client.jobs_below(run_dirs) if run_dirs else ())
         if ids:
-            client.scancel(ids)
+            client.scancel(sorted(ids))
         return len(ids)
 
     def close(self):
@@ -9178,7 +9204,7 @@ class SlurmApptainerBackend(Backend):
 
     @classmethod
     def doctor(cls, context, name, settings, out_dir):
-        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
+        client = cls.client_for(context, settings)
         return SlurmDoctor(client, name, settings, out_dir).checks()
 
     def explain(self, job):
@@ -9848,9 +9874,9 @@ class ContainerBackend(Backend):
             self.run_tool([self.exe, "rm", "-f"] + names)
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
+    def cancel_dead(cls, context, settings, attempts, run_dirs):
         """One `rm -f` of the attempts' containers (by name: those not recorded are named after
-        their attempt directory)."""
+        their attempt directory; an attempt without a row has no name to find it by)."""
         exe = settings["executable"] or cls.kind
         names = sorted({a.job_id or container_name(a.directory) for a in attempts})
         code, out, err = _run_tool([exe, "rm", "-f", "--ignore"] + names if cls.kind == "podman" else
@@ -11434,7 +11460,10 @@ AttemptRecord = collections.namedtuple("AttemptRecord", "key number directory jo
 AttemptRecord.__doc__ = "An attempt's row in `attempts` as reattach reads it (its directory relative to its run's)."
 RunRef = collections.namedtuple("RunRef", "id directory")
 RunRef.__doc__ = "A run by its row id and its directory (relative to the output directory), as reattach follows it."
+EngineProcess = collections.namedtuple("EngineProcess", "host pid started")
+EngineProcess.__doc__ = "The process that runs a run: its host, pid and start time (process_start()), as engine_dead() takes them."
 _LIVE_RUN_STATES = ("queued", "analyzing", "running", "canceling")  # a run not over (or its engine died)
+_ENDED_RUN_STATES = ("completed", "failed", "canceled")  # a run over ('orphaned': its engine died; its jobs may run)
 _LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
 
 
@@ -11752,10 +11781,11 @@ class Store:
             "b.run_id = a.run_id AND b.call = a.call) ORDER BY a.rowid", (run_id,))
 
     def engine_of(self, run_id):
-        """(hostname, pid, process start) of the process that runs (or ran) a run, or None."""
+        """The EngineProcess that runs (or ran) a run, or None."""
         with self.lock:
-            return self.db.execute("SELECT p.hostname, p.pid, p.process_started FROM runs r JOIN session_processes p "
-                                   "ON p.session_id = r.session_id WHERE r.id = ?", (run_id,)).fetchone()
+            row = self.db.execute("SELECT p.hostname, p.pid, p.process_started FROM runs r JOIN session_processes p "
+                                  "ON p.session_id = r.session_id WHERE r.id = ?", (run_id,)).fetchone()
+        return EngineProcess(*row) if row else None
 
     def adopter_of(self, run_id):
         """The id of the run that adopted `run_id` (reattach, a hand-off), or None."""
@@ -11779,14 +11809,26 @@ class Store:
         """What `sprocket clean` removed of a run: [{paths (JSON), bytes_freed, created_at}]."""
         return self.query("SELECT paths, bytes_freed, created_at FROM cleanups WHERE run_id = ? ORDER BY id", (run_id,))
 
-    def record_retry(self, run_id, retry_of, orphaned):
+    def cleaned_directories(self):
+        """The directories (relative to the real output directory) that `sprocket clean` emptied,
+        whole or but the files it kept."""
+        return {p for c in self.query("SELECT paths FROM cleanups") for p in json.loads(c["paths"])}
+
+    def record_retry(self, run_id, retry_of, retry_name, orphaned):
         """`run_id` retries `retry_of`; an orphaned one is adopted too, in the same transaction (its
         jobs may still run: no other run may adopt them)."""
-        statements = [("INSERT INTO retries (run_id, retry_of) VALUES (?, ?)", (run_id, retry_of))]
-        if orphaned:
-            statements.append(("INSERT OR IGNORE INTO adoptions (run_id, by_run_id) VALUES (?, ?)", (retry_of, run_id)))
+        def adopt(db):
+            if orphaned and not db.execute("INSERT OR IGNORE INTO adoptions (run_id, by_run_id) VALUES (?, ?)",
+                                           (retry_of, run_id)).rowcount:
+                by = db.execute("SELECT r.name FROM adoptions a JOIN runs r ON r.id = a.by_run_id WHERE a.run_id = ?",
+                                (retry_of,)).fetchone()
+                raise RunError("run `%s` was adopted meanwhile by run `%s`, which carries its jobs on: retry that one "
+                               "once it ends" % (retry_name, by[0] if by else "?"))
+            return None
+
         with self.commit_lock:
-            self.transaction(list(self.take_queued()) + statements)
+            self.transaction(list(self.take_queued()) + [
+                ("INSERT INTO retries (run_id, retry_of) VALUES (?, ?)", (run_id, retry_of))], adopt)
 
     def mark_canceled(self, run_id, why):
         """A run whose engine is gone, its jobs canceled: the run, its tasks and its attempts not
@@ -12960,10 +13002,17 @@ class Run:
         if fingerprint is not None:
             self.store.execute("INSERT INTO run_fingerprints (run_id, fingerprint) VALUES (?, ?)", (self.run_id, fingerprint))
         if retry_of is not None:  # `sprocket retry` (a `runs` row): what that run did is followed, not run again
-            self.store.record_retry(self.run_id, retry_of["id"], retry_of["status"] == "orphaned")
+            try:
+                self.store.record_retry(self.run_id, retry_of["id"], retry_of["name"], retry_of["status"] == "orphaned")
+            except RunError as e:
+                self.record_failure(e)
+                raise
             adoptable = self.adoptable_of(RunRef(retry_of["id"], retry_of["directory"]), out_dir)
-            # (an attempt whose work/ `clean` removed runs again)
-            context.adoptable = {c: a for c, a in adoptable.items() if os.path.isdir(os.path.join(a.directory, "work"))}
+            # (an attempt whose work/ `clean` emptied, whole or but a few files, runs again)
+            root = os.path.realpath(out_dir)
+            cleaned = {os.path.join(root, d) for d in self.store.cleaned_directories()}
+            context.adoptable = {c: a for c, a in adoptable.items() if os.path.isdir(os.path.join(a.directory, "work"))
+                                 and os.path.realpath(os.path.join(a.directory, "work")) not in cleaned}
         elif context.reattach:
             context.adoptable = self.find_adoptable(fingerprint, out_dir)
         self.kill_orphans()
@@ -13021,12 +13070,16 @@ class Run:
                 raise RunError("cannot set up the run directory `%s`: %s" % (self.run_dir, os_error_text(e)))
             self.log.open(os.path.join(self.run_dir, "output.log"))
         except RunError as e:
-            self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
-                               "WHERE id = ?", (e.message, self.run_id))
-            self.store.close()
+            self.record_failure(e)
             raise
         self.log.info("`%s` will be used as the execution directory" % self.run_dir)
         self.store.keep_alive()
+
+    def record_failure(self, e):
+        """A run that could not be set up (a RunError) is recorded `failed`, and its store closed."""
+        self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
+                           "WHERE id = ?", (e.message, self.run_id))
+        self.store.close()
 
     def find_adoptable(self, fingerprint, out_dir):
         """The attempts of an orphaned run of the same document, inputs and configuration whose
@@ -13068,13 +13121,11 @@ class Run:
         the dead engine had no time to record); a process group is killed only while its leader is
         the process found (its start time), never a recycled pid."""
         dead = [os.path.join(self.out_dir, d) for d in self.store.dead_run_directories()]
-        found = task_processes(dead) if dead else {}
         adopted = {os.path.realpath(a.directory) for a in self.context.adoptable.values()}
         adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.followed_directories(self.run_id))
-        for adir, p in sorted(found.items()):
-            if adir not in adopted and kill_process_group(p.process_group, p.process_started):
-                self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
-                              "run, before running anything again" % (adir, p.process_group))
+        for adir, pgid in kill_task_processes(dead, spare=adopted):
+            self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
+                          "run, before running anything again" % (adir, pgid))
 
     # -- running ---------------------------------------------------------------------------
     def execute(self, inputs, nested_inputs=None):
@@ -15070,17 +15121,17 @@ def run_status(store, out_dir, run, config, log):
     out = collections.OrderedDict((k, run[k]) for k in ("name", "id", "uuid", "target", "status", "error"))
     engine = store.engine_of(run["id"]) if live else None
     for k, v in (("started", run["started_at"]), ("completed", run["completed_at"]), ("duration_s", run["duration"]),
-                 ("directory", run_dir), ("engine", {"host": engine[0], "pid": engine[1]} if engine else None),
+                 ("directory", run_dir), ("engine", {"host": engine.host, "pid": engine.pid} if engine else None),
                  ("tasks", None), ("pending", []), ("running", []), ("failed", [])):
         out[k] = v
     for c in calls:
         job = c["job_id"] or ("process group %d" % c["process_group"] if c["process_group"] else None)
         entry = collections.OrderedDict(call=c["call"], attempt=c["attempt"], job_id=job, for_s=c["age"])
-        state, reason = states.get(c["job_id"], (None, None))
+        job_state = states.get(c["job_id"])
         status = c["status"]
-        if status == "running" and (state or "").split()[:1] == ["PENDING"]:
+        if status == "running" and job_state and job_state.state.split()[:1] == ["PENDING"]:
             status = "pending"
-            entry["reason"] = reason
+            entry["reason"] = job_state.reason
         counts[status] += 1
         if status in ("running", "pending"):
             out[status].append(entry)
@@ -15117,7 +15168,8 @@ def status_text(st):
              "directory: %s" % st["directory"]]
     if st["engine"]:
         lines.append("engine: pid %d on %s" % (st["engine"]["pid"], st["engine"]["host"]))
-    lines += ["tasks: %s" % (", ".join("%d %s" % (n, k) for k, n in st["tasks"].items()) or "none yet")]
+    lines += ["tasks: %s" % (", ".join("%d %s" % (n, k) for k, n in st["tasks"].items()) or (
+        "none yet" if st["status"] in _LIVE_RUN_STATES else "none"))]
     if st["error"]:
         lines.append("error: %s" % st["error"].splitlines()[0])
     for what in ("pending", "running"):
@@ -15160,8 +15212,6 @@ def cmd_status(args):
     return 0
 
 
-_ENDED_RUN_STATES = ("completed", "failed", "canceled")
-
 
 def cmd_cancel(args):
     """`cancel RUN`: a run whose engine lives is asked to stop (CANCEL_REQUEST in its directory,
@@ -15180,18 +15230,22 @@ def cmd_cancel(args):
         if run["status"] in _ENDED_RUN_STATES:
             print("run `%s` has already ended: %s" % (run["name"], run["status"]))
             return 0 if run["status"] == "canceled" else 1
-        run_dir = os.path.join(out_dir, run["directory"])
-        write_replacing(os.path.join(run_dir, CANCEL_REQUEST), "%s on %s, pid %d, at %s UTC\n" % (
-            "sprocket cancel", socket.gethostname(), os.getpid(), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())))
         if run["status"] != "orphaned":
+            request = os.path.join(out_dir, run["directory"], CANCEL_REQUEST)
+            try:
+                write_replacing(request, "%s on %s, pid %d, at %s UTC\n" % ("sprocket cancel", socket.gethostname(),
+                                                                             os.getpid(), time.strftime(
+                                                                                 "%Y-%m-%d %H:%M:%S", time.gmtime())))
+            except OSError as e:  # (a signal may still reach it)
+                log.warn("could not write `%s`: %s" % (request, os_error_text(e)))
             engine = store.engine_of(run["id"])
-            if engine and engine[0] == socket.gethostname() and not engine_dead(*engine):
+            if engine and engine.host == socket.gethostname() and not engine_dead(*engine):
                 try:
-                    os.kill(engine[1], signal.SIGTERM)
+                    os.kill(engine.pid, signal.SIGTERM)
                 except ProcessLookupError:  # it ended meanwhile
                     pass
-            print("asked the engine of run `%s` to cancel it (%s)" % (run["name"], "pid %d on %s" % engine[1::-1]
-                                                                       if engine else "its engine"), file=sys.stderr)
+            print("asked the engine of run `%s` to cancel it (%s)" % (run["name"], "pid %d on %s" % (
+                engine.pid, engine.host) if engine else "its engine"), file=sys.stderr)
             run = _wait_for_cancel(store, out_dir, run, args.timeout)
             if run["status"] != "orphaned":
                 print("run `%s`: %s" % (run["name"], run["status"]))
@@ -15233,23 +15287,46 @@ def _wait_for_cancel(store, out_dir, run, timeout):
 
 
 def cancel_dead_run(store, out_dir, run, config, log):
-    """Cancel the jobs of a run whose engine is gone, with one call per backend, and mark it
-    `canceled` (the run, its tasks and attempts); returns how many jobs were stopped or asked to."""
-    run_dir = os.path.join(out_dir, run["directory"])
-    open_calls = [c for c in store.call_states(run["id"]) if c["status"] in (
-        "orphaned", "running", "pending", "initializing", "localizing")]
-    context = RunContext(run_settings(config), log)
+    """Cancel the jobs of a run whose engine is gone and of the runs it adopted in turn (also those
+    not recorded yet: found below their run directories), with one call per backend (on Slurm, with
+    the successor head jobs of their hand-offs), and mark it `canceled` (the run, its tasks and
+    attempts); returns how many jobs were stopped or asked to. Jobs that run on the engine's host
+    (local, containers) can only be canceled there: RunError on another host."""
+    import socket
+
+    chain, before = [RunRef(run["id"], run["directory"])], store.run_adopted_by(run["id"])
+    while before is not None and before not in chain:
+        chain.append(before)
+        before = store.run_adopted_by(before.id)
+    ids = [r.id for r in chain]
+    run_dirs = [os.path.join(out_dir, r.directory) for r in chain if r.directory]
+    calls = [(r, c) for r in chain for c in store.call_states(r.id)]
+    open_calls = [(r, c) for r, c in calls if c["status"] in ("orphaned", "running", "pending", "initializing",
+                                                               "localizing")]
+    heads = [h["successor_job_id"] for h in store.handoffs_of(ids) if h["successor_job_id"]]
+    names = sorted({c["backend"] for _, c in calls}) or [config.backend()[0]]  # (none recorded: the configured one)
+    context, engine = RunContext(run_settings(config), log), store.engine_of(run["id"])
     stopped = 0
-    for name in sorted({c["backend"] for c in open_calls}):
-        mine = [c for c in open_calls if c["backend"] == name]
+    for name in names:
+        mine = [(r, c) for r, c in open_calls if c["backend"] == name]
         settings = _backend_settings(config, name)
         if settings is None:
             raise RunError("the jobs of run `%s` ran on the backend `%s`, which this configuration does not define: "
                            "give the run's configuration with `-c` (its jobs: %s)" % (
-                               run["name"], name, ", ".join(c["job_id"] or str(c["process_group"]) for c in mine)))
-        stopped += BACKENDS[settings["type"]].cancel_dead(context, settings, [Adoptable(
-            c["key"], c["attempt"], os.path.normpath(os.path.join(run_dir, c["directory"])), c["job_id"], c["cache_key"],
-            c["process_group"], c["process_started"]) for c in mine])
+                               run["name"], name, ", ".join(c["job_id"] or str(c["process_group"]) for _, c in mine)))
+        backend = BACKENDS[settings["type"]]
+        if backend.jobs_on_engine_host and engine and engine.host != socket.gethostname():
+            raise RunError("the tasks of run `%s` ran on host `%s` (the %s backend): only there can they be canceled; "
+                           "run `sprocket cancel %s` on `%s`" % (run["name"], engine.host, name, run["name"], engine.host))
+        attempts = [Adoptable(c["key"], c["attempt"], os.path.normpath(os.path.join(out_dir, r.directory, c["directory"])),
+                              c["job_id"], c["cache_key"], c["process_group"], c["process_started"]) for r, c in mine]
+        if issubclass(backend, SlurmApptainerBackend):
+            stopped += backend.cancel_dead(context, settings, attempts, run_dirs, heads)
+            heads = []
+        else:
+            stopped += backend.cancel_dead(context, settings, attempts, run_dirs)
+    if heads:  # the run's tasks ran elsewhere, its head jobs on Slurm
+        stopped += SlurmApptainerBackend.cancel_dead(context, None, [], [], heads)
     store.mark_canceled(run["id"], "canceled by `sprocket cancel` after its engine was gone")
     return stopped
 
