@@ -15006,7 +15006,12 @@ def output_dir_check(out_dir):
 def open_store(args):
     """The sprocket.db of `-o`, else of the output directory above the run directory that RUN
     names (when it names one), else of run.output_dir; it must exist."""
-    out_dir = os.path.abspath(args.output_dir or _output_dir_above(getattr(args, "run", None)) or load_config(
+    ref = getattr(args, "run", None)  # (`runs`, `clean`: none)
+    above = _output_dir_above(ref)
+    if ref and os.path.isdir(ref) and not args.output_dir and above is None:
+        raise RunError("`%s` is a directory but no run's: a run directory is OUT/runs/<target>/<directory>, with "
+                       "sprocket.db in OUT (or give the run's name or id, and OUT with -o)" % ref)
+    out_dir = os.path.abspath(args.output_dir or above or load_config(
         args.config, args.skip_config_search).get("run.output_dir"))
     if not os.path.isfile(os.path.join(out_dir, "sprocket.db")):
         raise RunError("`%s` has no sprocket.db: no run used this output directory (choose one with -o)" % out_dir)
@@ -15339,11 +15344,17 @@ def cmd_retry(args):
     store, out_dir = open_store(args)
     try:
         run = carried_on(store, find_run(store, out_dir, args.run))
+        # (a TestRun has no fingerprint: every `run` has one)
+        test_run = run["target"] == "test" and not store.query("SELECT 1 FROM run_fingerprints WHERE run_id = ?",
+                                                               (run["id"],))
     finally:
         store.close()
     if run["status"] in _LIVE_RUN_STATES:
         raise RunError("run `%s` is still %s: wait for it to end, or cancel it first (`sprocket cancel %s`)" % (
             run["name"], run["status"], run["name"]))
+    if test_run:
+        raise RunError("run `%s` is a `sprocket test` run: test runs cannot be retried; run `sprocket test` again"
+                       % run["name"])
     run_args, _ = build_parser().parse_known_args(["run", run["source"]])
     for k in ("config", "skip_config_search", "stderr_level"):
         setattr(run_args, k, getattr(args, k))

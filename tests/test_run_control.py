@@ -578,7 +578,8 @@ def test_retry_keeps_nested_inputs_and_refuses_a_live_run(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 # Added to the fake Slurm commands: squeue answers for the fake's jobs (`%i|%T|%r`: FAKE_SQUEUE_STATE
-# and FAKE_SQUEUE_REASON for those still running), and scancel kills a job's processes and marks it.
+# and FAKE_SQUEUE_REASON for those still running; `-u`: their batch scripts), and scancel kills a job's
+# processes and marks it.
 SQUEUE_SCANCEL = r'''
 def fake_job_group(job_id):
     rc = os.path.join(state, job_id + ".rc").encode()
@@ -599,6 +600,13 @@ if tool == "squeue" and "-j" in args:
         else:
             st = os.environ.get("FAKE_SQUEUE_STATE", "RUNNING")
             print(job_id + "|" + st + "|" + (os.environ.get("FAKE_SQUEUE_REASON", "None") if st == "PENDING" else "None"))
+elif tool == "squeue" and "-u" in args:  # (`%i|%o`: each job with its batch script, as sbatch numbered them)
+    with open(os.path.join(state, "calls")) as f:
+        sbatches = [c[1:] for c in (json.loads(line) for line in f) if c[0] == "sbatch"]
+    for n, c in enumerate(sbatches, 1):
+        array = [a.split("-")[-1] for a in c if a.startswith("--array=")]
+        for job_id in ["%d_%d" % (n, i) for i in range(int(array[0]) + 1)] if array else [str(n)]:
+            print(job_id + "|" + c[-1])
 elif tool == "scancel":
     import re, signal
     def named(job_id, word):  # `12`, `12_3` or `12_[0-2,5]`
@@ -1126,3 +1134,149 @@ def test_clean_and_retry_of_a_run_with_damaged_recorded_inputs_stop_with_a_clear
     assert files_under(out) == before and not db_rows(db, "SELECT * FROM cleanups")
     r = sprocket_cmd("retry", "2", "-o", out, cwd=tmp_path)
     assert r.returncode == 1 and "the inputs of run `%s`" % name in r.stderr and "internal error" not in r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# cancel and retry of orphaned, handed-off and cleaned runs (the review's items 3-7, 9, 10)
+# --------------------------------------------------------------------------------------------
+
+
+def test_cancel_of_an_orphaned_run_kills_the_tasks_of_the_runs_it_adopted_and_those_not_recorded(tmp_path):
+    """Run A dies with its tasks running; B adopts them and dies before it recorded them (its
+    rows deleted), and A's row of one task is gone too (a dead engine had no time to write it).
+    `cancel` of the chain kills both tasks (found below the runs' directories), without writing the
+    request file for an engine that is gone (here a directory stands in its place, unwritable); on
+    another host it refuses, naming the host."""
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    doc = write(tmp_path / "sleepers.wdl", SLEEPERS_WDL)
+    db = out / "sprocket.db"
+    first = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
+    pids, second = [], None
+    try:
+        pids = task_pids(marks, 2)
+        wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE process_group IS NOT NULL")) == 3, 30, "rows")
+        first.kill()
+        first.communicate()
+        second = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
+        wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL")) == 3, 30,
+                 "the second run to adopt the tasks")
+        second.kill()
+        second.communicate()
+        assert all(pid_alive(p) for p in pids)
+        a, b = db_rows(db, "SELECT * FROM runs ORDER BY id")
+        assert sprocket_cmd("status", "-o", out, cwd=tmp_path).returncode == 0  # (which sees B is gone: orphaned)
+        with sqlite3.connect(str(db)) as c:
+            c.execute("DELETE FROM attempts WHERE run_id = 2")
+            c.execute("DELETE FROM attempts WHERE run_id = 1 AND call = 'nap-0'")
+            c.execute("UPDATE session_processes SET hostname = 'elsewhere' WHERE session_id = "
+                      "(SELECT session_id FROM runs WHERE id = 2)")
+        (out / b["directory"] / "cancel-requested").mkdir()
+        r = sprocket_cmd("cancel", a["name"], "-o", out, cwd=tmp_path, timeout=60)
+        assert r.returncode == 1 and "ran on host `elsewhere`" in r.stderr and "on `elsewhere`" in r.stderr, r.stderr
+        assert all(pid_alive(p) for p in pids)
+        with sqlite3.connect(str(db)) as c:
+            c.execute("UPDATE session_processes SET hostname = ? WHERE session_id = (SELECT session_id FROM runs "
+                      "WHERE id = 2)", (os.uname().nodename,))
+        r = sprocket_cmd("cancel", a["name"], "-o", out, cwd=tmp_path, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "run `%s`: its engine is gone; 2 job(s) canceled; marked canceled" % b["name"]
+        wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "the tasks to be killed")
+        assert db_rows(db, "SELECT status FROM runs WHERE id = 2") == [{"status": "canceled"}]
+    finally:
+        kill_groups(pids)
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def test_cancel_of_a_handed_off_run_cancels_the_queued_successor_head_job_in_the_same_scancel(tmp_path):
+    """A hand-off's successor head job (in `handoffs`) that has not started: the run is orphaned with
+    no adopter; `cancel` cancels it with the run's jobs, in one scancel, also a job whose attempt row
+    the dead engine never wrote (found by its batch script below the run directory)."""
+    env, state, common = slurm_setup(tmp_path, SLURM_SLEEPERS_WDL)
+    proc = None
+    try:
+        proc, db = start_slurm_run(tmp_path, env, common)
+        proc.kill()
+        proc.communicate()
+        ids = sorted(r["job_id"] for r in db_rows(db, "SELECT job_id FROM attempts"))
+        with sqlite3.connect(str(db)) as c:
+            c.execute("INSERT INTO handoffs (run_id, job_id, successor_job_id, reason) VALUES (1, '90', '91', 'time limit')")
+            c.execute("DELETE FROM attempts WHERE job_id = ?", (ids[0],))
+        r = sprocket_cmd("cancel", "1", *common, cwd=tmp_path, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        (scancel,) = fake_calls(state, "scancel")  # one call, with every job and the successor
+        assert job_words(scancel[1:]) == sorted(ids + ["91"])
+        assert live_fake_jobs(state) == []
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        cancel_leftovers(state)
+
+
+def test_retry_of_a_partly_cleaned_run_runs_again_the_attempts_whose_work_clean_emptied(tmp_path):
+    """Run 1 fails; run 2 (kept) reads a scratch file of run 1's a-0: `clean` empties a-0's work/
+    but that file (its output o.txt goes), and a-1's whole. The retry runs both again."""
+    out, log, marker = tmp_path / "out", tmp_path / "log", tmp_path / "marker"
+    doc = write(tmp_path / "flaky.wdl", FLAKY_WDL)
+    assert sprocket_run(doc, "marker=%s" % marker, "log=%s" % log, "-o", out, cwd=tmp_path).returncode == 1
+    run_dir = out / db_rows(out / "sprocket.db", "SELECT directory FROM runs WHERE id = 1")[0]["directory"]
+    (scratch,) = [p for p in run_dir.glob("calls/a-0/attempts/0/work/scratch.bin")]
+    r = sprocket_run(write(tmp_path / "cat.wdl", CAT_WDL), "f=%s" % scratch, "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = sprocket_cmd("clean", "--keep-last", "1", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0 and "emptied " in r.stdout, r.stdout
+    assert scratch.exists() and not (scratch.parent / "o.txt").exists()
+    marker.write_text("")
+    r = sprocket_cmd("retry", "1", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(log.read_text().split()) == ["a0", "a0", "a1", "a1", "b", "b"]
+    assert [Path(p).read_text() for p in json.loads(r.stdout)["wf.os"]] == ["0\n", "1\n"]
+
+
+def test_record_retry_refuses_a_run_another_adopted_meanwhile(tmp_path):
+    out = tmp_path / "out"
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    for i in (1, 2, 3):
+        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    with sqlite3.connect(str(out / "sprocket.db")) as c:
+        c.execute("INSERT INTO adoptions (run_id, by_run_id) VALUES (1, 2)")  # a reattach that won the race
+    names = [r["name"] for r in db_rows(out / "sprocket.db", "SELECT name FROM runs ORDER BY id")]
+    store = S.Store(str(out))
+    try:
+        with pytest.raises(S.RunError, match="run `%s` was adopted meanwhile by run `%s`" % (names[0], names[1])):
+            store.record_retry(3, 1, names[0], True)
+        assert store.query("SELECT * FROM retries") == []
+    finally:
+        store.close()
+
+
+EMPTY_WDL = """
+    version 1.1
+
+    workflow wf {
+      output {
+        Int n = 1
+      }
+    }
+"""
+
+
+def test_status_retry_messages_for_an_ended_run_without_tasks_a_test_run_and_a_directory_not_a_run(tmp_path):
+    out = tmp_path / "out"
+    assert sprocket_run(write(tmp_path / "empty.wdl", EMPTY_WDL), "-o", out, cwd=tmp_path).returncode == 0
+    text = sprocket_cmd("status", "-o", out, cwd=tmp_path).stdout
+    assert "\ntasks: none\n" in text + "\n", text
+    (tmp_path / "somedir").mkdir()
+    r = sprocket_cmd("status", str(tmp_path / "somedir"), cwd=tmp_path)
+    assert r.returncode == 1 and "is a directory but no run's" in r.stderr, r.stderr
+    proj = tmp_path / "proj"
+    write(proj / "echo.wdl", "version 1.1\ntask echo {\n  command <<<\n    echo hi\n  >>>\n}\n")
+    (proj / "echo.yaml").write_text("echo:\n  - name: ok\n")
+    t = sprocket_cmd("test", ".", "--run-dir", str(out), cwd=proj)
+    assert t.returncode == 0, t.stdout + t.stderr
+    r = sprocket_cmd("retry", "2", "-o", out, cwd=tmp_path)
+    assert r.returncode == 1 and "is a `sprocket test` run: test runs cannot be retried" in r.stderr, r.stderr
