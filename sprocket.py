@@ -9608,7 +9608,7 @@ _CONTAINER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(\.\d+)?(?:
 
 def _container_time(text):
     """`inspect`'s times (Docker `2026-12-07T06:55:56.1234Z`, Podman `2026-12-07 07:55:56.1234 +0100 CET`)
-    in seconds since the epoch, or None (`0001-01-01`: never started)."""
+    in seconds since the epoch, or None (`0001-01-01`: never started); also sprocket.db's (UTC)."""
     import calendar
 
     m = _CONTAINER_TIME.match(text or "")
@@ -11730,11 +11730,9 @@ class Store:
                 ", ".join("u." + c for c in USAGE_COLUMNS)), (run_id,))
 
     def last_attempts(self, run_id):
-        """{call: AttemptRecord}: each call's last attempt in the run."""
-        with self.lock:
-            rows = self.db.execute("SELECT call, %s FROM attempts WHERE run_id = ? ORDER BY attempt" % ", ".join(
-                "attempt" if f == "number" else f for f in AttemptRecord._fields), (run_id,)).fetchall()
-        return {r[0]: AttemptRecord(*r[1:]) for r in rows}
+        """{call: AttemptRecord}: each call's last attempt in the run (call_states())."""
+        return {c["call"]: AttemptRecord(*(c["attempt" if f == "number" else f] for f in AttemptRecord._fields))
+                for c in self.call_states(run_id)}
 
     def dead_run_directories(self):
         """The directories (relative to the output directory) of the orphaned runs whose engine is
@@ -14324,6 +14322,7 @@ def _validate_arguments(c):
     c.add_argument("inputs", nargs="*", metavar="INPUTS",
                    help="key=value pairs, and inputs files: @inputs.json, @inputs.yml (or a path ending .json, .yml, .yaml)")
     c.add_argument("-t", "--target", help="the task or workflow (default: the workflow, else the only task)")
+    c.set_defaults(retry_of=None)  # `sprocket retry` sets the `runs` row of the run it retries
 
 
 def _run_arguments(c):
@@ -14733,8 +14732,8 @@ def prepare_inputs(args, log, strict=False):
     if log.stderr_level <= _LEVELS["WARN"]:
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
-    retry_of = getattr(args, "retry_of", None)  # `sprocket retry`: the inputs that run recorded come first
-    recorded = [(k, v, "/", None) for k, v in recorded_json(retry_of, "inputs").items()] if retry_of else []
+    # `sprocket retry`: the inputs that run recorded come first
+    recorded = [(k, v, "/", None) for k, v in recorded_json(args.retry_of, "inputs").items()] if args.retry_of else []
     items = recorded + read_input_items(args.inputs, os.getcwd(), log.warn)
     inputs, given = assign_inputs(target, items, bool(args.target))
     check_given_files(target, inputs, given.nested)
@@ -14775,7 +14774,7 @@ def cmd_run(args):
 
     log = RunLog(args.stderr_level)
     config = load_config(args.config, args.skip_config_search)
-    retry_of = getattr(args, "retry_of", None)  # `sprocket retry`: that run's `runs` row
+    retry_of = args.retry_of  # `sprocket retry`: that run's `runs` row
     if retry_of is not None:
         config.merge_file("`sprocket retry`", {"run": {"task": {"cache": "on"}}})
     for w in config.warnings:
@@ -15003,10 +15002,9 @@ def output_dir_check(out_dir):
     return Check("the output directory `%s` is writable" % out_dir, None, None)
 
 
-def open_store(args):
+def open_store(args, ref=None):
     """The sprocket.db of `-o`, else of the output directory above the run directory that RUN
-    names (when it names one), else of run.output_dir; it must exist."""
-    ref = getattr(args, "run", None)  # (`runs`, `clean`: none)
+    (`ref`) names (when it names one), else of run.output_dir; it must exist."""
     above = _output_dir_above(ref)
     if ref and os.path.isdir(ref) and not args.output_dir and above is None:
         raise RunError("`%s` is a directory but no run's: a run directory is OUT/runs/<target>/<directory>, with "
@@ -15077,7 +15075,7 @@ def cmd_runs(args):
 
 def cmd_report(args):
     """Write report.html of a run (by name or directory; default the newest) and print its path."""
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         chosen = [find_run(store, out_dir, args.run)]
         path = os.path.join(out_dir, chosen[0]["directory"], "report.html")
@@ -15208,7 +15206,7 @@ def status_text(st):
 def cmd_status(args):
     """`status [RUN]`: one run (default the newest), as text or --json."""
     config = load_config(args.config, args.skip_config_search)
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         st = run_status(store, out_dir, find_run(store, out_dir, args.run), config, RunLog(args.stderr_level))
     finally:
@@ -15229,7 +15227,7 @@ def cmd_cancel(args):
 
     config = load_config(args.config, args.skip_config_search)
     log = RunLog(args.stderr_level)
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         run = carried_on(store, find_run(store, out_dir, args.run))
         if run["status"] in _ENDED_RUN_STATES:
@@ -15341,7 +15339,7 @@ def cmd_retry(args):
     INPUTS on top, in its output directory, with the call cache on whatever the configuration
     says; what completed in it (or still runs, if its engine is gone) is followed, not run again
     (Run's retry_of), so only what failed or never ran runs. `retries` records which run it retries."""
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         run = carried_on(store, find_run(store, out_dir, args.run))
         # (a TestRun has no fingerprint: every `run` has one)
@@ -15376,13 +15374,6 @@ def parse_duration(text):
     return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
-def _utc_seconds(stamp):
-    """Seconds since the epoch of a sprocket.db timestamp (`YYYY-MM-DD HH:MM:SS`, UTC)."""
-    import calendar
-
-    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
-
-
 def clean_choice(store, runs, keep_last, older_than):
     """(the runs whose work goes, [(a run left, why)]): finished runs (an orphaned one counts once
     a finished run adopted it), beyond the newest `keep_last` or finished more than `older_than`
@@ -15410,7 +15401,7 @@ def clean_choice(store, runs, keep_last, older_than):
     if keep_last is not None:
         return finished[keep_last:], left
     now = time.time()
-    return [r for r in finished if now - _utc_seconds(r["completed_at"] or r["started_at"]) > older_than], left
+    return [r for r in finished if now - _container_time(r["completed_at"] or r["started_at"]) > older_than], left
 
 
 def run_directory_problem(run, runs):
