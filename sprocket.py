@@ -15467,6 +15467,9 @@ def clean_run(store, run, root, kept, dry_run):
         print("left run `%s`: its directory `%s` is not inside the output directory" % (run["name"], run_dir),
               file=sys.stderr)
         return None
+    if len(os.path.relpath(run_dir, root).split("/")) != 3:  # a link in the way leads above the run's own
+        print("left run `%s`: its directory leads to `%s`, not a run directory" % (run["name"], run_dir), file=sys.stderr)
+        return None
     removed = []
     for top in work_directories(run_dir):
         got = remove_work(top, root, kept, dry_run)

@@ -1117,6 +1117,15 @@ def test_clean_leaves_a_run_whose_recorded_directory_is_not_a_run_directory_or_h
     assert files_under(out / runs[3]["directory"]) == before, "the kept run lost files"
     assert not list((out / runs[2]["directory"]).glob("calls/*/attempts/*/work")), r.stdout  # run 3's work went
     assert " of 1 run(s): " in r.stdout.splitlines()[-1], r.stdout  # the runs it left are not counted
+    # a run directory swapped for a link to `..` (runs/: which holds every run)
+    moved = out / (runs[2]["directory"] + ".moved")
+    (out / runs[2]["directory"]).rename(moved)
+    (out / runs[2]["directory"]).symlink_to("..")
+    before = files_under(out / "runs")
+    r = sprocket_cmd("clean", "--keep-last", "0", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0 and "left run `%s`: its directory leads to `%s`, not a run directory" % (
+        runs[2]["name"], out / "runs") in r.stderr, r.stderr
+    assert files_under(out / "runs") == before
 
 
 def test_clean_and_retry_of_a_run_with_damaged_recorded_inputs_stop_with_a_clear_error(tmp_path):
