@@ -6001,6 +6001,7 @@ class Backend:
     cpu = memory = float("inf")
     guest_work = None  # where its tasks see their work directory, when not at its own path (outputs map back)
     outlives_engine = False  # its jobs run on when the engine ends (a head job may hand them off: detach())
+    jobs_on_engine_host = True  # its jobs run on the engine's host: only there can they be canceled
 
     def __init__(self, context, name, settings):
         self.context = context
@@ -6078,15 +6079,17 @@ class Backend:
 
     @classmethod
     def job_states(cls, context, settings, job_ids):
-        """{job id: (state, reason)} of a live run's jobs as the batch system tells them now, in one
+        """{job id: SlurmState} of a live run's jobs as the batch system tells them now, in one
         query (`sprocket status`: why a job waits); {} where there is no queue to ask."""
         return {}
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
+    def cancel_dead(cls, context, settings, attempts, run_dirs):
         """Stop the jobs of the attempts (Adoptable, their directories absolute) of a run whose engine
-        is gone (`sprocket cancel`), with one call where the backend can; returns how many it stopped
-        or asked to stop. `settings`: read_backend_settings()'s, as for doctor()."""
+        is gone (`sprocket cancel`), and those of attempts below `run_dirs` (the run's and those it
+        adopted: absolute) that the engine had no time to record, with one call where the backend can;
+        returns how many it stopped or asked to stop. `settings`: read_backend_settings()'s, as for
+        doctor()."""
         raise RunError("the %s backend cannot cancel the jobs of a run whose engine is gone" % cls.kind)
 
     def wait_visible(self, path, is_dir):
@@ -7380,6 +7383,18 @@ def task_processes(roots):
     return out
 
 
+def kill_task_processes(roots, recorded=(), spare=frozenset()):
+    """SIGKILL the local tasks of this host below the directories `roots` (found by their command
+    line: also those an engine had not recorded) and the process groups `recorded` (LocalProcess),
+    but those whose attempt directory (a real path) is in `spare`; each only while its leader is the
+    process found or recorded (its start time), never a recycled pid. Returns [(attempt directory,
+    or None for one only recorded, process group)] of those killed."""
+    groups = {tuple(p): None for p in recorded}
+    groups.update((tuple(p), adir) for adir, p in (task_processes(roots) if roots else {}).items())
+    return [(adir, pgid) for (pgid, started), adir in sorted(groups.items(), key=lambda g: g[0][0])
+            if adir not in spare and kill_process_group(pgid, started)]
+
+
 class LocalProcessJob(Job):
     """A job of the local backend: a process group on this host, started here or adopted."""
 
@@ -7557,13 +7572,11 @@ class LocalBackend(Backend):
         self.cancel_jobs(live)
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
-        """Kill the process groups of the attempts, each only while its leader is the process that
-        was recorded (its start time), and those the dead engine started but had not recorded
-        (found by their command line)."""
-        groups = {(a.process_group, a.process_started) for a in attempts if a.process_group}
-        groups.update(task_processes([a.directory for a in attempts]).values())
-        return sum(1 for pgid, started in sorted(groups) if kill_process_group(pgid, started))
+    def cancel_dead(cls, context, settings, attempts, run_dirs):
+        """Kill the process groups of the attempts and those below the run directories that the
+        dead engine started but had not recorded (kill_task_processes)."""
+        return len(kill_task_processes(run_dirs, [LocalProcess(a.process_group, a.process_started) for a in attempts
+                                                  if a.process_group]))
 
     @classmethod
     def doctor(cls, context, name, settings, out_dir):
@@ -8084,6 +8097,12 @@ class SlurmClient:
             if adir in wanted:
                 out[wanted[adir]] = held.job_id
         return out
+
+    def jobs_below(self, roots):
+        """The ids of the jobs the controller holds (live or just ended) whose batch script is below
+        one of the directories `roots` (the attempts and arrays of a run)."""
+        below = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots)
+        return [h.job_id for h in self.held_jobs() or () if os.path.realpath(h.script).startswith(below)]
 
     def sbatch(self, argv, name):
         """The job id of `sbatch argv` (the batch script last), at most max_concurrency at once and
@@ -9225,22 +9244,29 @@ class SlurmApptainerBackend(Backend):
         self.monitor.cancel_jobs(jobs)
 
     @classmethod
-    def job_states(cls, context, settings, job_ids):
-        """One squeue for all the jobs (an array's elements in one word)."""
-        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
-        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in job_ids))
-        states = client.squeue(set(job_ids), heads, exit_codes=False) if heads else {}
-        return {i: (st.state, st.reason) for i, st in states.items()}
+    def client_for(cls, context, settings):
+        """The SlurmClient of a command that is no run (`status`, `cancel`, `doctor`): with the
+        backend's limits, or one call at a time where there is no backend table (head jobs)."""
+        if settings is None:
+            return SlurmClient(context.log, 1, None)
+        return SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
-        """One scancel of all the jobs; those whose ids the dead engine had not recorded are found
-        first by their batch script (one squeue)."""
-        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
-        unknown = [a.directory for a in attempts if not a.job_id]
-        ids = [a.job_id for a in attempts if a.job_id] + sorted(client.find_jobs(unknown).values() if unknown else [])
+    def job_states(cls, context, settings, job_ids):
+        """One squeue for all the jobs (an array's elements in one word)."""
+        heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in job_ids))
+        return cls.client_for(context, settings).squeue(set(job_ids), heads, exit_codes=False) if heads else {}
+
+    @classmethod
+    def cancel_dead(cls, context, settings, attempts, run_dirs, head_jobs=()):
+        """One scancel of all the jobs, and of the head jobs `head_jobs` (hand-offs' successors not yet
+        started); those whose ids the dead engine had not recorded are found first by their batch
+        script below the run directories (one squeue)."""
+        client = cls.client_for(context, settings)
+        ids = set(a.job_id for a in attempts if a.job_id) | set(head_jobs)
+        ids.update(client.jobs_below(run_dirs) if run_dirs else ())
         if ids:
-            client.scancel(ids)
+            client.scancel(sorted(ids))
         return len(ids)
 
     def close(self):
@@ -9266,7 +9292,7 @@ class SlurmApptainerBackend(Backend):
 
     @classmethod
     def doctor(cls, context, name, settings, out_dir):
-        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
+        client = cls.client_for(context, settings)
         return SlurmDoctor(client, name, settings, out_dir).checks()
 
     def explain(self, job):
@@ -9672,7 +9698,7 @@ _CONTAINER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(\.\d+)?(?:
 
 def _container_time(text):
     """`inspect`'s times (Docker `2026-12-07T06:55:56.1234Z`, Podman `2026-12-07 07:55:56.1234 +0100 CET`)
-    in seconds since the epoch, or None (`0001-01-01`: never started)."""
+    in seconds since the epoch, or None (`0001-01-01`: never started); also sprocket.db's (UTC)."""
     import calendar
 
     m = _CONTAINER_TIME.match(text or "")
@@ -10068,9 +10094,9 @@ class ContainerBackend(Backend):
             self.run_tool([self.exe] + list(self.rm) + names)
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
+    def cancel_dead(cls, context, settings, attempts, run_dirs):
         """One `rm -f` of the attempts' containers (by name: those not recorded are named after
-        their attempt directory)."""
+        their attempt directory; an attempt without a row has no name to find it by)."""
         exe = settings["executable"] or cls.kind
         names = sorted({a.job_id or container_name(a.directory) for a in attempts})
         code, out, err = _run_tool([exe, "rm", "-f", "--ignore"] + names if cls.kind == "podman" else
@@ -11663,7 +11689,10 @@ AttemptRecord = collections.namedtuple("AttemptRecord", "key number directory jo
 AttemptRecord.__doc__ = "An attempt's row in `attempts` as reattach reads it (its directory relative to its run's)."
 RunRef = collections.namedtuple("RunRef", "id directory")
 RunRef.__doc__ = "A run by its row id and its directory (relative to the output directory), as reattach follows it."
+EngineProcess = collections.namedtuple("EngineProcess", "host pid started")
+EngineProcess.__doc__ = "The process that runs a run: its host, pid and start time (process_start()), as engine_dead() takes them."
 _LIVE_RUN_STATES = ("queued", "analyzing", "running", "canceling")  # a run not over (or its engine died)
+_ENDED_RUN_STATES = ("completed", "failed", "canceled")  # a run over ('orphaned': its engine died; its jobs may run)
 _LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
 
 
@@ -11930,11 +11959,9 @@ class Store:
                 ", ".join("u." + c for c in USAGE_COLUMNS)), (run_id,))
 
     def last_attempts(self, run_id):
-        """{call: AttemptRecord}: each call's last attempt in the run."""
-        with self.lock:
-            rows = self.db.execute("SELECT call, %s FROM attempts WHERE run_id = ? ORDER BY attempt" % ", ".join(
-                "attempt" if f == "number" else f for f in AttemptRecord._fields), (run_id,)).fetchall()
-        return {r[0]: AttemptRecord(*r[1:]) for r in rows}
+        """{call: AttemptRecord}: each call's last attempt in the run (call_states())."""
+        return {c["call"]: AttemptRecord(*(c["attempt" if f == "number" else f] for f in AttemptRecord._fields))
+                for c in self.call_states(run_id)}
 
     def dead_run_directories(self):
         """The directories (relative to the output directory) of the orphaned runs whose engine is
@@ -11981,10 +12008,11 @@ class Store:
             "b.run_id = a.run_id AND b.call = a.call) ORDER BY a.rowid", (run_id,))
 
     def engine_of(self, run_id):
-        """(hostname, pid, process start) of the process that runs (or ran) a run, or None."""
+        """The EngineProcess that runs (or ran) a run, or None."""
         with self.lock:
-            return self.db.execute("SELECT p.hostname, p.pid, p.process_started FROM runs r JOIN session_processes p "
-                                   "ON p.session_id = r.session_id WHERE r.id = ?", (run_id,)).fetchone()
+            row = self.db.execute("SELECT p.hostname, p.pid, p.process_started FROM runs r JOIN session_processes p "
+                                  "ON p.session_id = r.session_id WHERE r.id = ?", (run_id,)).fetchone()
+        return EngineProcess(*row) if row else None
 
     def adopter_of(self, run_id):
         """The id of the run that adopted `run_id` (reattach, a hand-off), or None."""
@@ -12013,14 +12041,26 @@ class Store:
         self.execute("INSERT INTO cleanups (run_id, paths, bytes_freed) VALUES (?, ?, ?)",
                      (run_id, json_dumps(paths), bytes_freed))
 
-    def record_retry(self, run_id, retry_of, orphaned):
+    def cleaned_directories(self):
+        """The directories (relative to the real output directory) that `sprocket clean` emptied,
+        whole or but the files it kept."""
+        return {p for c in self.query("SELECT paths FROM cleanups") for p in json.loads(c["paths"])}
+
+    def record_retry(self, run_id, retry_of, retry_name, orphaned):
         """`run_id` retries `retry_of`; an orphaned one is adopted too, in the same transaction (its
         jobs may still run: no other run may adopt them)."""
-        statements = [("INSERT INTO retries (run_id, retry_of) VALUES (?, ?)", (run_id, retry_of))]
-        if orphaned:
-            statements.append(("INSERT OR IGNORE INTO adoptions (run_id, by_run_id) VALUES (?, ?)", (retry_of, run_id)))
+        def adopt(db):
+            if orphaned and not db.execute("INSERT OR IGNORE INTO adoptions (run_id, by_run_id) VALUES (?, ?)",
+                                           (retry_of, run_id)).rowcount:
+                by = db.execute("SELECT r.name FROM adoptions a JOIN runs r ON r.id = a.by_run_id WHERE a.run_id = ?",
+                                (retry_of,)).fetchone()
+                raise RunError("run `%s` was adopted meanwhile by run `%s`, which carries its jobs on: retry that one "
+                               "once it ends" % (retry_name, by[0] if by else "?"))
+            return None
+
         with self.commit_lock:
-            self.transaction(list(self.take_queued()) + statements)
+            self.transaction(list(self.take_queued()) + [
+                ("INSERT INTO retries (run_id, retry_of) VALUES (?, ?)", (run_id, retry_of))], adopt)
 
     def mark_canceled(self, run_id, why):
         """A run whose engine is gone, its jobs canceled: the run, its tasks and its attempts not
@@ -12142,6 +12182,44 @@ def run_name():
 
 
 CANCEL_REQUEST = "cancel-requested"  # `sprocket cancel` writes it in the run directory; the engine stops as on SIGTERM
+CLEAN_LOCK = ".clean.lock"  # in the output directory: see CleanLock
+
+
+class CleanLock:
+    """flock() on OUT/.clean.lock: `sprocket clean` holds it exclusive from reading what the runs use
+    to its last removal; a run holds it shared while it reads and records its inputs and what it
+    adopts (a short hold). So a clean sees every run that may use a file of the runs it cleans, or
+    that run starts after it. On a file system without file locks a run goes on (no clean can run
+    there), and clean refuses."""
+
+    def __init__(self, out_dir, exclusive):
+        self.path, self.exclusive, self.fd = os.path.join(out_dir, CLEAN_LOCK), exclusive, None
+
+    def __enter__(self):
+        import fcntl
+
+        mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("waiting for %s in `%s`" % ("the runs starting to record their inputs" if self.exclusive else
+                                                  "`sprocket clean` to finish", os.path.dirname(self.path)),
+                      file=sys.stderr)
+                fcntl.flock(self.fd, mode)
+        except OSError as e:
+            self.__exit__()
+            if self.exclusive:
+                raise RunError("cannot lock `%s` (%s): `sprocket clean` needs file locks there, so that no run "
+                               "starting meanwhile loses a file it uses" % (self.path, os_error_text(e)))
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # (which unlocks it)
+            self.fd = None
 
 
 def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
@@ -13156,10 +13234,17 @@ class Run:
         if fingerprint is not None:
             self.store.execute("INSERT INTO run_fingerprints (run_id, fingerprint) VALUES (?, ?)", (self.run_id, fingerprint))
         if retry_of is not None:  # `sprocket retry` (a `runs` row): what that run did is followed, not run again
-            self.store.record_retry(self.run_id, retry_of["id"], retry_of["status"] == "orphaned")
+            try:
+                self.store.record_retry(self.run_id, retry_of["id"], retry_of["name"], retry_of["status"] == "orphaned")
+            except RunError as e:
+                self.record_failure(e)
+                raise
             adoptable = self.adoptable_of(RunRef(retry_of["id"], retry_of["directory"]), out_dir)
-            # (an attempt whose work/ `clean` removed runs again)
-            context.adoptable = {c: a for c, a in adoptable.items() if os.path.isdir(os.path.join(a.directory, "work"))}
+            # (an attempt whose work/ `clean` emptied, whole or but a few files, runs again)
+            root = os.path.realpath(out_dir)
+            cleaned = {os.path.join(root, d) for d in self.store.cleaned_directories()}
+            context.adoptable = {c: a for c, a in adoptable.items() if os.path.isdir(os.path.join(a.directory, "work"))
+                                 and os.path.realpath(os.path.join(a.directory, "work")) not in cleaned}
         elif context.reattach:
             context.adoptable = self.find_adoptable(fingerprint, out_dir)
         self.kill_orphans()
@@ -13217,12 +13302,16 @@ class Run:
                 raise RunError("cannot set up the run directory `%s`: %s" % (self.run_dir, os_error_text(e)))
             self.log.open(os.path.join(self.run_dir, "output.log"))
         except RunError as e:
-            self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
-                               "WHERE id = ?", (e.message, self.run_id))
-            self.store.close()
+            self.record_failure(e)
             raise
         self.log.info("`%s` will be used as the execution directory" % self.run_dir)
         self.store.keep_alive()
+
+    def record_failure(self, e):
+        """A run that could not be set up (a RunError) is recorded `failed`, and its store closed."""
+        self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
+                           "WHERE id = ?", (e.message, self.run_id))
+        self.store.close()
 
     def find_adoptable(self, fingerprint, out_dir):
         """The attempts of an orphaned run of the same document, inputs and configuration whose
@@ -13264,13 +13353,11 @@ class Run:
         the dead engine had no time to record); a process group is killed only while its leader is
         the process found (its start time), never a recycled pid."""
         dead = [os.path.join(self.out_dir, d) for d in self.store.dead_run_directories()]
-        found = task_processes(dead) if dead else {}
         adopted = {os.path.realpath(a.directory) for a in self.context.adoptable.values()}
         adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.followed_directories(self.run_id))
-        for adir, p in sorted(found.items()):
-            if adir not in adopted and kill_process_group(p.process_group, p.process_started):
-                self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
-                              "run, before running anything again" % (adir, p.process_group))
+        for adir, pgid in kill_task_processes(dead, spare=adopted):
+            self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
+                          "run, before running anything again" % (adir, pgid))
 
     # -- running ---------------------------------------------------------------------------
     def execute(self, inputs, nested_inputs=None):
@@ -14548,6 +14635,7 @@ def _validate_arguments(c):
     c.add_argument("inputs", nargs="*", metavar="INPUTS",
                    help="key=value pairs, and inputs files: @inputs.json, @inputs.yml (or a path ending .json, .yml, .yaml)")
     c.add_argument("-t", "--target", help="the task or workflow (default: the workflow, else the only task)")
+    c.set_defaults(retry_of=None)  # `sprocket retry` sets the `runs` row of the run it retries
 
 
 def _run_arguments(c):
@@ -14957,8 +15045,8 @@ def prepare_inputs(args, log, strict=False):
     if log.stderr_level <= _LEVELS["WARN"]:
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
-    retry_of = getattr(args, "retry_of", None)  # `sprocket retry`: the inputs that run recorded come first
-    recorded = [(k, v, "/", None) for k, v in json.loads(retry_of["inputs"]).items()] if retry_of else []
+    # `sprocket retry`: the inputs that run recorded come first
+    recorded = [(k, v, "/", None) for k, v in recorded_json(args.retry_of, "inputs").items()] if args.retry_of else []
     items = recorded + read_input_items(args.inputs, os.getcwd(), log.warn)
     inputs, given = assign_inputs(target, items, bool(args.target))
     check_given_files(target, inputs, given.nested)
@@ -14999,7 +15087,7 @@ def cmd_run(args):
 
     log = RunLog(args.stderr_level)
     config = load_config(args.config, args.skip_config_search)
-    retry_of = getattr(args, "retry_of", None)  # `sprocket retry`: that run's `runs` row
+    retry_of = args.retry_of  # `sprocket retry`: that run's `runs` row
     if retry_of is not None:
         config.merge_file("`sprocket retry`", {"run": {"task": {"cache": "on"}}})
     for w in config.warnings:
@@ -15010,18 +15098,21 @@ def cmd_run(args):
     if in_head_job:
         signal.signal(signal.SIGUSR1, lambda signum, frame: early.append(signum))
     check_run_name_parts(args.suffix, args.index_on)
-    doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
-    if args.index_on:
-        index_location(os.path.abspath(out_dir), args.index_on)
-    inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
-    if args.submit:
-        return cmd_run_submit(args, config, out_dir, target, log)
-    fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
-    recorded = recorded_inputs(target, inputs, nested, overrides)
-    run = Run(doc, target, config, out_dir, log, recorded, args.no_call_cache, fingerprint,
-              not args.no_reattach or bool(head and head.predecessor), args.suffix, args.index_on, args.show_task_stderr,
-              overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head, retry_of)
+    # from checking the input files to recording them and what it adopts: no `clean` meanwhile
+    with CleanLock(os.path.abspath(out_dir), exclusive=False):
+        doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
+        if args.index_on:
+            index_location(os.path.abspath(out_dir), args.index_on)
+        inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
+        if args.submit:
+            return cmd_run_submit(args, config, out_dir, target, log)
+        fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
+        recorded = recorded_inputs(target, inputs, nested, overrides)
+        run = Run(doc, target, config, out_dir, log, recorded, args.no_call_cache, fingerprint,
+                  not args.no_reattach or bool(head and head.predecessor), args.suffix, args.index_on,
+                  args.show_task_stderr, overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head,
+                  retry_of)
     if in_head_job:
         signal.signal(signal.SIGUSR1, run.on_time_limit)  # for the whole run: a late one is ignored
         signal.signal(signal.SIGTERM, run.on_terminate)  # also while it hands off, after execute()
@@ -15237,10 +15328,14 @@ def output_dir_check(out_dir):
     return Check("the output directory `%s` is writable" % out_dir, None, None)
 
 
-def open_store(args):
+def open_store(args, ref=None):
     """The sprocket.db of `-o`, else of the output directory above the run directory that RUN
-    names (when it names one), else of run.output_dir; it must exist."""
-    out_dir = os.path.abspath(args.output_dir or _output_dir_above(getattr(args, "run", None)) or load_config(
+    (`ref`) names (when it names one), else of run.output_dir; it must exist."""
+    above = _output_dir_above(ref)
+    if ref and os.path.isdir(ref) and not args.output_dir and above is None:
+        raise RunError("`%s` is a directory but no run's: a run directory is OUT/runs/<target>/<directory>, with "
+                       "sprocket.db in OUT (or give the run's name or id, and OUT with -o)" % ref)
+    out_dir = os.path.abspath(args.output_dir or above or load_config(
         args.config, args.skip_config_search).get("run.output_dir"))
     if not os.path.isfile(os.path.join(out_dir, "sprocket.db")):
         raise RunError("`%s` has no sprocket.db: no run used this output directory (choose one with -o)" % out_dir)
@@ -15306,7 +15401,7 @@ def cmd_runs(args):
 
 def cmd_report(args):
     """Write report.html of a run (by name or directory; default the newest) and print its path."""
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         chosen = [find_run(store, out_dir, args.run)]
         path = os.path.join(out_dir, chosen[0]["directory"], "report.html")
@@ -15355,17 +15450,17 @@ def run_status(store, out_dir, run, config, log):
     out = collections.OrderedDict((k, run[k]) for k in ("name", "id", "uuid", "target", "status", "error"))
     engine = store.engine_of(run["id"]) if live else None
     for k, v in (("started", run["started_at"]), ("completed", run["completed_at"]), ("duration_s", run["duration"]),
-                 ("directory", run_dir), ("engine", {"host": engine[0], "pid": engine[1]} if engine else None),
+                 ("directory", run_dir), ("engine", {"host": engine.host, "pid": engine.pid} if engine else None),
                  ("tasks", None), ("pending", []), ("running", []), ("failed", [])):
         out[k] = v
     for c in calls:
         job = c["job_id"] or ("process group %d" % c["process_group"] if c["process_group"] else None)
         entry = collections.OrderedDict(call=c["call"], attempt=c["attempt"], job_id=job, for_s=c["age"])
-        state, reason = states.get(c["job_id"], (None, None))
+        job_state = states.get(c["job_id"])
         status = c["status"]
-        if status == "running" and (state or "").split()[:1] == ["PENDING"]:
+        if status == "running" and job_state and job_state.state.split()[:1] == ["PENDING"]:
             status = "pending"
-            entry["reason"] = reason
+            entry["reason"] = job_state.reason
         counts[status] += 1
         if status in ("running", "pending"):
             out[status].append(entry)
@@ -15402,7 +15497,8 @@ def status_text(st):
              "directory: %s" % st["directory"]]
     if st["engine"]:
         lines.append("engine: pid %d on %s" % (st["engine"]["pid"], st["engine"]["host"]))
-    lines += ["tasks: %s" % (", ".join("%d %s" % (n, k) for k, n in st["tasks"].items()) or "none yet")]
+    lines += ["tasks: %s" % (", ".join("%d %s" % (n, k) for k, n in st["tasks"].items()) or (
+        "none yet" if st["status"] in _LIVE_RUN_STATES else "none"))]
     if st["error"]:
         lines.append("error: %s" % st["error"].splitlines()[0])
     for what in ("pending", "running"):
@@ -15436,7 +15532,7 @@ def status_text(st):
 def cmd_status(args):
     """`status [RUN]`: one run (default the newest), as text or --json."""
     config = load_config(args.config, args.skip_config_search)
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         st = run_status(store, out_dir, find_run(store, out_dir, args.run), config, RunLog(args.stderr_level))
     finally:
@@ -15444,8 +15540,6 @@ def cmd_status(args):
     print(json_dumps(st, indent=2) if args.json else status_text(st))
     return 0
 
-
-_ENDED_RUN_STATES = ("completed", "failed", "canceled")
 
 
 def cmd_cancel(args):
@@ -15459,24 +15553,28 @@ def cmd_cancel(args):
 
     config = load_config(args.config, args.skip_config_search)
     log = RunLog(args.stderr_level)
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         run = carried_on(store, find_run(store, out_dir, args.run))
         if run["status"] in _ENDED_RUN_STATES:
             print("run `%s` has already ended: %s" % (run["name"], run["status"]))
             return 0 if run["status"] == "canceled" else 1
-        run_dir = os.path.join(out_dir, run["directory"])
-        write_replacing(os.path.join(run_dir, CANCEL_REQUEST), "%s on %s, pid %d, at %s UTC\n" % (
-            "sprocket cancel", socket.gethostname(), os.getpid(), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())))
         if run["status"] != "orphaned":
+            request = os.path.join(out_dir, run["directory"], CANCEL_REQUEST)
+            try:
+                write_replacing(request, "%s on %s, pid %d, at %s UTC\n" % ("sprocket cancel", socket.gethostname(),
+                                                                             os.getpid(), time.strftime(
+                                                                                 "%Y-%m-%d %H:%M:%S", time.gmtime())))
+            except OSError as e:  # (a signal may still reach it)
+                log.warn("could not write `%s`: %s" % (request, os_error_text(e)))
             engine = store.engine_of(run["id"])
-            if engine and engine[0] == socket.gethostname() and not engine_dead(*engine):
+            if engine and engine.host == socket.gethostname() and not engine_dead(*engine):
                 try:
-                    os.kill(engine[1], signal.SIGTERM)
+                    os.kill(engine.pid, signal.SIGTERM)
                 except ProcessLookupError:  # it ended meanwhile
                     pass
-            print("asked the engine of run `%s` to cancel it (%s)" % (run["name"], "pid %d on %s" % engine[1::-1]
-                                                                       if engine else "its engine"), file=sys.stderr)
+            print("asked the engine of run `%s` to cancel it (%s)" % (run["name"], "pid %d on %s" % (
+                engine.pid, engine.host) if engine else "its engine"), file=sys.stderr)
             run = _wait_for_cancel(store, out_dir, run, args.timeout)
             if run["status"] != "orphaned":
                 print("run `%s`: %s" % (run["name"], run["status"]))
@@ -15518,23 +15616,46 @@ def _wait_for_cancel(store, out_dir, run, timeout):
 
 
 def cancel_dead_run(store, out_dir, run, config, log):
-    """Cancel the jobs of a run whose engine is gone, with one call per backend, and mark it
-    `canceled` (the run, its tasks and attempts); returns how many jobs were stopped or asked to."""
-    run_dir = os.path.join(out_dir, run["directory"])
-    open_calls = [c for c in store.call_states(run["id"]) if c["status"] in (
-        "orphaned", "running", "pending", "initializing", "localizing")]
-    context = RunContext(run_settings(config), log)
+    """Cancel the jobs of a run whose engine is gone and of the runs it adopted in turn (also those
+    not recorded yet: found below their run directories), with one call per backend (on Slurm, with
+    the successor head jobs of their hand-offs), and mark it `canceled` (the run, its tasks and
+    attempts); returns how many jobs were stopped or asked to. Jobs that run on the engine's host
+    (local, containers) can only be canceled there: RunError on another host."""
+    import socket
+
+    chain, before = [RunRef(run["id"], run["directory"])], store.run_adopted_by(run["id"])
+    while before is not None and before not in chain:
+        chain.append(before)
+        before = store.run_adopted_by(before.id)
+    ids = [r.id for r in chain]
+    run_dirs = [os.path.join(out_dir, r.directory) for r in chain if r.directory]
+    calls = [(r, c) for r in chain for c in store.call_states(r.id)]
+    open_calls = [(r, c) for r, c in calls if c["status"] in ("orphaned", "running", "pending", "initializing",
+                                                               "localizing")]
+    heads = [h["successor_job_id"] for h in store.handoffs_of(ids) if h["successor_job_id"]]
+    names = sorted({c["backend"] for _, c in calls}) or [config.backend()[0]]  # (none recorded: the configured one)
+    context, engine = RunContext(run_settings(config), log), store.engine_of(run["id"])
     stopped = 0
-    for name in sorted({c["backend"] for c in open_calls}):
-        mine = [c for c in open_calls if c["backend"] == name]
+    for name in names:
+        mine = [(r, c) for r, c in open_calls if c["backend"] == name]
         settings = _backend_settings(config, name)
         if settings is None:
             raise RunError("the jobs of run `%s` ran on the backend `%s`, which this configuration does not define: "
                            "give the run's configuration with `-c` (its jobs: %s)" % (
-                               run["name"], name, ", ".join(c["job_id"] or str(c["process_group"]) for c in mine)))
-        stopped += BACKENDS[settings["type"]].cancel_dead(context, settings, [Adoptable(
-            c["key"], c["attempt"], os.path.normpath(os.path.join(run_dir, c["directory"])), c["job_id"], c["cache_key"],
-            c["process_group"], c["process_started"]) for c in mine])
+                               run["name"], name, ", ".join(c["job_id"] or str(c["process_group"]) for _, c in mine)))
+        backend = BACKENDS[settings["type"]]
+        if backend.jobs_on_engine_host and engine and engine.host != socket.gethostname():
+            raise RunError("the tasks of run `%s` ran on host `%s` (the %s backend): only there can they be canceled; "
+                           "run `sprocket cancel %s` on `%s`" % (run["name"], engine.host, name, run["name"], engine.host))
+        attempts = [Adoptable(c["key"], c["attempt"], os.path.normpath(os.path.join(out_dir, r.directory, c["directory"])),
+                              c["job_id"], c["cache_key"], c["process_group"], c["process_started"]) for r, c in mine]
+        if issubclass(backend, SlurmApptainerBackend):
+            stopped += backend.cancel_dead(context, settings, attempts, run_dirs, heads)
+            heads = []
+        else:
+            stopped += backend.cancel_dead(context, settings, attempts, run_dirs)
+    if heads:  # the run's tasks ran elsewhere, its head jobs on Slurm
+        stopped += SlurmApptainerBackend.cancel_dead(context, None, [], [], heads)
     store.mark_canceled(run["id"], "canceled by `sprocket cancel` after its engine was gone")
     return stopped
 
@@ -15544,14 +15665,20 @@ def cmd_retry(args):
     INPUTS on top, in its output directory, with the call cache on whatever the configuration
     says; what completed in it (or still runs, if its engine is gone) is followed, not run again
     (Run's retry_of), so only what failed or never ran runs. `retries` records which run it retries."""
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         run = carried_on(store, find_run(store, out_dir, args.run))
+        # (a TestRun has no fingerprint: every `run` has one)
+        test_run = run["target"] == "test" and not store.query("SELECT 1 FROM run_fingerprints WHERE run_id = ?",
+                                                               (run["id"],))
     finally:
         store.close()
     if run["status"] in _LIVE_RUN_STATES:
         raise RunError("run `%s` is still %s: wait for it to end, or cancel it first (`sprocket cancel %s`)" % (
             run["name"], run["status"], run["name"]))
+    if test_run:
+        raise RunError("run `%s` is a `sprocket test` run: test runs cannot be retried; run `sprocket test` again"
+                       % run["name"])
     run_args, _ = build_parser().parse_known_args(["run", run["source"]])
     for k in ("config", "skip_config_search", "stderr_level"):
         setattr(run_args, k, getattr(args, k))
@@ -15573,25 +15700,25 @@ def parse_duration(text):
     return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
-def _utc_seconds(stamp):
-    """Seconds since the epoch of a sprocket.db timestamp (`YYYY-MM-DD HH:MM:SS`, UTC)."""
-    import calendar
-
-    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
-
-
 def clean_choice(store, runs, keep_last, older_than):
     """(the runs whose work goes, [(a run left, why)]): finished runs (an orphaned one counts once
     a finished run adopted it), beyond the newest `keep_last` or finished more than `older_than`
     seconds ago. Live runs, and orphaned ones whose jobs may still run, are never chosen."""
     by_id = {r["id"]: r for r in runs}
+    retried_by = {x["retry_of"]: x["run_id"] for x in store.query("SELECT run_id, retry_of FROM retries")}
     finished, left = [], []
     for r in runs:  # newest first
         end, seen = r["id"], set()
         while by_id[end]["status"] == "orphaned" and store.adopter_of(end) in by_id and end not in seen:
             seen.add(end)
             end = store.adopter_of(end)
-        if by_id[end]["status"] in _ENDED_RUN_STATES and r["directory"]:
+        retry = by_id.get(retried_by.get(r["id"]))
+        problem = run_directory_problem(r, runs) if r["directory"] else None
+        if problem:
+            left.append((r, problem))
+        elif retry is not None and retry["status"] not in _ENDED_RUN_STATES:  # it follows this run's attempts
+            left.append((r, "run `%s` retries it and has not ended" % retry["name"]))
+        elif by_id[end]["status"] in _ENDED_RUN_STATES and r["directory"]:
             finished.append(r)
         elif end != r["id"]:
             left.append((r, "run `%s` carries it on" % by_id[end]["name"]))
@@ -15600,7 +15727,35 @@ def clean_choice(store, runs, keep_last, older_than):
     if keep_last is not None:
         return finished[keep_last:], left
     now = time.time()
-    return [r for r in finished if now - _utc_seconds(r["completed_at"] or r["started_at"]) > older_than], left
+    return [r for r in finished if now - _container_time(r["completed_at"] or r["started_at"]) > older_than], left
+
+
+def run_directory_problem(run, runs):
+    """Why `clean` must not take the directory of `run` (a `runs` row) for a run directory, or
+    None: a run's is `runs/<target>/<directory>` (make_run_dir's, a `sprocket test` run's too), and
+    holds no other run's (a row edited to `runs/wf` would hold them all)."""
+    d = run["directory"]
+    parts = d.split("/")
+    if len(parts) != 3 or parts[0] != "runs" or any(p in ("", ".", "..") for p in parts):
+        return "its directory `%s` is not a run directory (runs/<target>/<directory>)" % d
+    other = next((o for o in runs if o["id"] != run["id"] and o["directory"] and (
+        posixpath.normpath(o["directory"]) + "/").startswith(d + "/")), None)
+    if other is not None:
+        return "its directory `%s` holds the directory of run `%s`" % (d, other["name"])
+    return None
+
+
+def recorded_json(run, column):
+    """A run's `inputs` or `outputs` as sprocket.db keeps them (None: none); a record that is not
+    JSON is a RunError that names the run."""
+    try:
+        value = json.loads(run[column]) if run[column] else None
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("not an object")
+        return value
+    except ValueError as e:
+        raise RunError("the %s of run `%s` recorded in sprocket.db are not a JSON object (%s): the record was damaged; "
+                       "nothing was changed" % (column, run["name"], e))
 
 
 def kept_paths(store, out_dir, kept_runs, cache_dir):
@@ -15609,8 +15764,8 @@ def kept_paths(store, out_dir, kept_runs, cache_dir):
     and what the links of OUT/index lead to."""
     paths = []
     for r in kept_runs:
-        for text in (r["inputs"], r["outputs"]):
-            paths += json_paths(json.loads(text)) if text else []
+        for column in ("inputs", "outputs"):
+            paths += json_paths(recorded_json(r, column))
         try:
             with open(os.path.join(out_dir, r["directory"] or "", "outputs.json")) as f:
                 paths += json_paths(json.load(f))
@@ -15631,13 +15786,16 @@ def kept_paths(store, out_dir, kept_runs, cache_dir):
 
 def clean_run(store, run, root, kept, dry_run):
     """Empty the work/ and tmp/ directories of one run (`root`: the real output directory), saying
-    each, and record them in `cleanups`; returns the run's CleanResult."""
+    each, and record them in `cleanups`; returns the run's CleanResult (None: the run was left)."""
     run_dir = os.path.realpath(os.path.join(root, run["directory"]))
     done = CleanResult(0, 0, 0)
     if not run_dir.startswith(root + "/"):
         print("left run `%s`: its directory `%s` is not inside the output directory" % (run["name"], run_dir),
               file=sys.stderr)
-        return done
+        return None
+    if len(os.path.relpath(run_dir, root).split("/")) != 3:  # a link in the way leads above the run's own
+        print("left run `%s`: its directory leads to `%s`, not a run directory" % (run["name"], run_dir), file=sys.stderr)
+        return None
     removed = []
     for top in work_directories(run_dir):
         got = remove_work(top, root, kept, dry_run)
@@ -15662,21 +15820,25 @@ def cmd_clean(args):
     if args.keep_last is not None and args.keep_last < 0:
         raise InputError("--keep-last %d: give a number of runs >= 0" % args.keep_last)
     store, out_dir = open_store(args)
-    total = CleanResult(0, 0, 0)
+    total, cleaned = CleanResult(0, 0, 0), 0
     try:
-        runs = store.runs()
-        chosen, left = clean_choice(store, runs, args.keep_last, older_than)
-        for r, why in left:
-            print("left run `%s`: %s" % (r["name"], why), file=sys.stderr)
-        ids = {r["id"] for r in chosen}
-        kept = kept_paths(store, out_dir, [r for r in runs if r["id"] not in ids], CallCache(config, None, None).dir)
-        for r in reversed(chosen):  # oldest first
-            done = clean_run(store, r, os.path.realpath(out_dir), kept, args.dry_run)
-            total = CleanResult(*(a + b for a, b in zip(total, done)))
+        with CleanLock(out_dir, exclusive=True):  # no run records its inputs meanwhile: what is kept stays true
+            runs = store.runs()
+            chosen, left = clean_choice(store, runs, args.keep_last, older_than)
+            for r, why in left:
+                print("left run `%s`: %s" % (r["name"], why), file=sys.stderr)
+            ids = {r["id"] for r in chosen}
+            kept = kept_paths(store, out_dir, [r for r in runs if r["id"] not in ids], CallCache(config, None, None).dir)
+            for r in reversed(chosen):  # oldest first
+                done = clean_run(store, r, os.path.realpath(out_dir), kept, args.dry_run)
+                if done is not None:
+                    cleaned += 1
+                    total = CleanResult(*(a + b for a, b in zip(total, done)))
     finally:
         store.close()
-    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % ("would remove" if args.dry_run else "removed", total.files, len(chosen), _human_bytes(total.bytes),
-                                                        total.bytes, "would be freed" if args.dry_run else "freed"))
+    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % (
+        "would remove" if args.dry_run else "removed", total.files, cleaned, _human_bytes(total.bytes), total.bytes,
+        "would be freed" if args.dry_run else "freed"))
     return 0
 
 
