@@ -49,7 +49,8 @@ The module reads top to bottom in the order data flows:
                                    in the task's sandbox (OutputSandbox); the runtime keys of
                                    Cromwell-era WDL (normalize_runtime)
     14. Workflows                  Frame (one body instance), WorkflowRun, Scheduler (its workers'
-                                   messages: Done, Readmit; it owns the counts)
+                                   messages: Done, Readmit; its own work for a later round,
+                                   Deferred, now or at a time; it owns the counts)
     15. Backends                   LocalBackend (process groups a rerun adopts or kills after a
                                    crash); SlurmApptainerBackend, a facade (the batch script and
                                    sbatch line: placement per task, the site's memory/GPU flags,
@@ -64,7 +65,8 @@ The module reads top to bottom in the order data flows:
                                    node); node-local scratch (_scratch_lines), bad nodes excluded;
                                    SlurmDoctor (the site's checks, with one test job);
                                    ContainerBackend (`docker`, `podman`: a named container per
-                                   attempt, adopted by its name) and LocalApptainerBackend
+                                   attempt, inputs at guest paths, its own files copied out,
+                                   adopted by its name) and LocalApptainerBackend
                                    (`apptainer` on this host)
     16. Configuration              sprocket.toml search order and merge, the schema table, the TOML
                                    reader for Python < 3.11; load_config(); YamlReader (_yaml_loads:
@@ -4487,10 +4489,11 @@ class EvalContext:
     read_* functions read at most read_limit bytes (`run.read_limit`). With doc_dir (1.2+, outside
     `output`) a relative path given to the standard library resolves against the document's directory
     and may not leave it; `readable`, a ReadScope, confines what workflow-level calls may read; `written`, a
-    list, collects the paths write_* made (a task's, which it may output)."""
+    list, collects the paths write_* made (a task's, which it may output); `host_path`, given, maps an
+    absolute path as a container sees it to this host's before the standard library reads it."""
 
     __slots__ = ("work_dir", "tmp_dir", "dialect", "stdout", "stderr", "placeholder", "read_limit", "doc_dir",
-                 "readable", "written")
+                 "readable", "written", "host_path")
 
     def __init__(self, work_dir, tmp_dir, dialect, stdout=None, stderr=None, read_limit=256 * 1024 ** 2,
                  doc_dir=None, readable=None, written=None):
@@ -4499,6 +4502,7 @@ class EvalContext:
         self.read_limit = read_limit
         self.placeholder = 0
         self.doc_dir, self.readable, self.written = doc_dir, readable, written
+        self.host_path = None
 
 
 class ReadScope(collections.namedtuple("ReadScope", "run_dir doc_dir paths what")):
@@ -5265,6 +5269,8 @@ def _resolve(ctx, fname, path):
     path = str(path)
     if not os.path.isabs(path):
         path = document_path(ctx.doc_dir, path, fname) if ctx.doc_dir else os.path.join(ctx.work_dir, path)
+    elif ctx.host_path is not None:
+        path = ctx.host_path(path)
     if ctx.readable is not None:
         ctx.readable.check(fname, path)
     return path
@@ -5964,6 +5970,16 @@ class Job:
         """What it used, as the `attempt_usage` row has it ({} when unknown)."""
         return {}
 
+    def output_path(self, path):
+        """The host path of an absolute path an output names, as the command saw it (a container's
+        own file is copied out into the attempt's directory and listed in `copied`)."""
+        return path
+
+    copied = ()  # the files output_path() copied out of where the command ran: the task made them
+
+    def release(self):
+        """The engine is done with it (its outputs are read): the backend may drop what it kept."""
+
 
 class Setting(collections.namedtuple("Setting", "kind default help check also", defaults=(None, None))):
     """A setting: its kind, its default (None: unset), the help `config init` prints, a check beyond
@@ -5990,6 +6006,7 @@ class Backend:
     cpu = memory = float("inf")
     guest_work = None  # where its tasks see their work directory, when not at its own path (outputs map back)
     outlives_engine = False  # its jobs run on when the engine ends (a head job may hand them off: detach())
+    jobs_on_engine_host = True  # its jobs run on the engine's host: only there can they be canceled
 
     def __init__(self, context, name, settings):
         self.context = context
@@ -6046,6 +6063,11 @@ class Backend:
         """Follow the job of an attempt a dead run started (`adopted`, an Adoptable); return its Job."""
         raise NotImplementedError
 
+    def guest_inputs(self, request):
+        """{host path: the path the command sees it at} of the attempt's input files and directories
+        (of request.inputs, a TaskRequest's) that its command does not see at their own path."""
+        return {}
+
     def find_jobs(self, directories):
         """{attempt directory: the Adoptable fields that name its live job} for attempts a dead
         engine started but had not recorded (reattach); {} when it cannot tell."""
@@ -6063,7 +6085,7 @@ class Backend:
         self.cancel_jobs(jobs)
         if adopted:
             try:
-                type(self).cancel_dead(self.context, self.settings, adopted)
+                type(self).cancel_dead(self.context, self.settings, adopted, [])
             except RunError as e:
                 self.context.log.warn("the jobs of the earlier run were left running: %s" % e.message)
 
@@ -6073,15 +6095,17 @@ class Backend:
 
     @classmethod
     def job_states(cls, context, settings, job_ids):
-        """{job id: (state, reason)} of a live run's jobs as the batch system tells them now, in one
+        """{job id: SlurmState} of a live run's jobs as the batch system tells them now, in one
         query (`sprocket status`: why a job waits); {} where there is no queue to ask."""
         return {}
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
+    def cancel_dead(cls, context, settings, attempts, run_dirs):
         """Stop the jobs of the attempts (Adoptable, their directories absolute) of a run whose engine
-        is gone (`sprocket cancel`), with one call where the backend can; returns how many it stopped
-        or asked to stop. `settings`: read_backend_settings()'s, as for doctor()."""
+        is gone (`sprocket cancel`), and those of attempts below `run_dirs` (the run's and those it
+        adopted: absolute) that the engine had no time to record, with one call where the backend can;
+        returns how many it stopped or asked to stop. `settings`: read_backend_settings()'s, as for
+        doctor()."""
         raise RunError("the %s backend cannot cancel the jobs of a run whose engine is gone" % cls.kind)
 
     def wait_visible(self, path, is_dir):
@@ -6406,6 +6430,7 @@ class TaskRun:
         self.previous = None  # the `task` value of the attempt before (1.3 `task.previous`)
         self.reattach_key = None  # its call cache key (weak digests), when a later run may adopt its jobs
         self.written = []  # the files its own write_* calls made (outputs it may name)
+        self.guest = {}  # its attempt's inputs where its container sees them (Backend.guest_inputs)
 
     def ctx(self, work_dir=None, stdout=None, stderr=None):
         context = self.context
@@ -6486,6 +6511,18 @@ class TaskRun:
         if n > _MAX_RETRIES:  # Sprocket's cap: 100000 retries would fill the disk with attempt directories
             raise EvalError("task `%s`: task `max_retries` requirement of %d cannot exceed %d" % (self.task.name, n, _MAX_RETRIES))
         return n
+
+    def guest_view(self, env):
+        """`env` as the command and the outputs see it: its File/Directory values at the paths where the
+        backend's container sees its inputs (self.guest, the attempt's guest_inputs(): Sprocket's, so
+        `prefix("-I ", bams)` names them too), and a function of a guest path to its host path (for the
+        standard library's reads); (env, None) where the command sees the host's paths."""
+        if not self.guest:
+            return env, None
+        there = sorted(self.guest.items(), key=lambda kv: -len(kv[0]))
+        back = sorted(((g, h) for h, g in self.guest.items()), key=lambda kv: -len(kv[0]))
+        return ({k: map_paths(v, lambda p: moved_path(os.path.abspath(p), there) or p) for k, v in env.items()},
+                lambda p: moved_path(p, back) or p)
 
     def render_command(self, env, ctx):
         out = []
@@ -6599,7 +6636,14 @@ class TaskRun:
         """One attempt: its directory, its command, its job, its outputs. Sets attempt.status to
         completed, failed or preempted (the cluster ended it; only when `free_retry` allows
         another go), and returns the outputs when completed; raises when the run is canceled or
-        the attempt cannot start."""
+        the attempt cannot start. Its job is released once its outputs are read, however it ended."""
+        try:
+            return self.attempt_outcome(attempt, free_retry)
+        finally:
+            if attempt.job is not None:
+                attempt.job.release()
+
+    def attempt_outcome(self, attempt, free_retry):
         context = self.context
         work = os.path.join(attempt.directory, "work")
         self.attempt_dirs.append(attempt.directory)
@@ -6608,12 +6652,15 @@ class TaskRun:
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(attempt.number, None, None)
         cmd_path = os.path.join(attempt.directory, "command")
+        request = self.request(attempt, cmd_path, work, stdout, stderr)
+        self.guest = context.backend.guest_inputs(request)  # (once: the outputs see what the command saw)
         if attempt.adopted is None:
             os.makedirs(work)
-            command = self.render_command(env, self.ctx(work))
+            ctx = self.ctx(work)
+            there, ctx.host_path = self.guest_view(env)
+            command = self.render_command(there, ctx)
             with open(cmd_path, "w") as f:
                 f.write(command)
-        request = self.request(attempt, cmd_path, work, stdout, stderr)
         recorder, backend = context.recorder, context.backend
         recorder.attempt_started(attempt, self.reattach_key)
         if context.aborting:
@@ -6660,9 +6707,13 @@ class TaskRun:
         """The attempt as its backend gets it (TaskRequest)."""
         decls = (self.task.inputs or []) + self.task.decls
         environ = {d.name: _env_text(d.name, self.env[d.name]) for d in decls if d.env}
-        inputs = tuple(p for v in self.env.values() for p in paths_in(v))
         return TaskRequest(self.name, attempt.key, attempt.name, attempt.number, command, attempt.directory, work,
-                           stdout, stderr, environ, self.requirements, self.hints, self.cpu, self.memory, inputs)
+                           stdout, stderr, environ, self.requirements, self.hints, self.cpu, self.memory,
+                           self.input_paths())
+
+    def input_paths(self):
+        """The host paths its inputs and private declarations name."""
+        return tuple(p for v in self.env.values() for p in paths_in(v))
 
     def cancelled(self, attempt, code):
         self.context.recorder.attempt_ended(attempt, "canceled", code, "canceled")
@@ -6671,7 +6722,8 @@ class TaskRun:
 
     def collect_outputs(self, env, work, stdout, stderr, code):
         ctx, backend = self.ctx(work, stdout, stderr), self.context.backend
-        env = dict(env)
+        env = dict(self.guest_view(env)[0])
+        ctx.host_path = self.job.output_path  # what the standard library reads is what the command saw
         if self.task.dialect.task_variable:
             env["task"] = self.task_value(len(self.attempt_dirs) - 1, code, int(time.time()))
         out = {}
@@ -6683,7 +6735,8 @@ class TaskRun:
             v = coerce_decl(v, d, "output `%s`" % d.name, warn=self.context.log.warn)
             what = "output `%s` of task `%s`" % (d.name, self.task.name)
             v = localize_outputs(v, d.type_, work, what, backend.wait_visible if backend.files_lag else None,
-                                 backend.guest_work)
+                                 backend.guest_work, self.job.output_path)
+            inside.admit(self.job.copied)
             inside.check(v, what)
             env[d.name] = out[d.name] = v
         return {d.name: out[d.name] for d in self.task.outputs or []}
@@ -6697,10 +6750,21 @@ class OutputSandbox:
 
     def __init__(self, work, own_files, written, inputs):
         real = os.path.realpath
-        self.dirs = [real(work)] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
+        self.made = [real(work)]  # where what is there is the task's: a link in it is checked too
+        self.dirs = self.made[:1] + [real(p) for p in inputs if "://" not in p and os.path.isdir(p)]
         self.files = {real(p) for p in list(own_files) + list(inputs) if "://" not in p}
         self.written = written  # the task's write_* files: a list its output section's calls still add to
         self.work = work
+
+    def admit(self, copies):
+        """Files and directories the task made where its command ran (its container's own, copied out of
+        it): its own, as its working directory's are (the links in a directory too)."""
+        for p in map(os.path.realpath, copies):
+            if not os.path.isdir(p):
+                self.files.add(p)
+            elif p not in self.made:
+                self.made.append(p)
+                self.dirs.append(p)
 
     def check(self, v, what):
         for p in paths_in(v):
@@ -6715,8 +6779,8 @@ class OutputSandbox:
                             self.check_path(link, "%s (in directory `%s`)" % (what, p))
 
     def made_here(self, p):
-        real, work = os.path.realpath(p), self.dirs[0]
-        return real == work or real.startswith(work.rstrip("/") + "/")
+        real = os.path.realpath(p)
+        return any(real == d or real.startswith(d.rstrip("/") + "/") for d in self.made)
 
     def check_path(self, p, what):
         real = os.path.realpath(p)
@@ -6726,6 +6790,15 @@ class OutputSandbox:
             raise RunError("%s: `%s`%s is outside the task's working directory `%s` and is not one of its "
                            "inputs; a task may output only what it wrote there (copy the file in the command)"
                            % (what, p, " (a link to `%s`)" % real if real != os.path.abspath(p) else "", self.work))
+
+
+def moved_path(p, pairs):
+    """`p` under the first of `pairs` (from, to) whose `from` it is or is under, moved under its
+    `to`; None when it is under none (pairs longest `from` first: the deepest mount wins)."""
+    for src, dst in pairs:
+        if p == src or p.startswith(src.rstrip("/") + "/"):
+            return dst + p[len(src):] if p != src else dst
+    return None
 
 
 def _env_text(name, v):
@@ -6751,14 +6824,18 @@ def failure_message(name, code, stdout, stderr):
     return text
 
 
-def localize_outputs(v, t, work, what, visible=None, guest_work=None):
+def localize_outputs(v, t, work, what, visible=None, guest_work=None, host_path=None):
     """Make File/Directory outputs absolute paths in the work directory; a missing one is an
     error unless its type is optional, when it becomes None. `visible(path, is_dir)`, where the
     backend's filesystem may lag, waits for a required one to show. A path under `guest_work`
-    (the work directory as a container sees it) is the same path under `work`."""
+    (the work directory as a container sees it) is the same path under `work`; any other
+    absolute one is where `host_path(p)` (Job.output_path) says."""
     def localize(p, pt):
+        named = p  # (what a message shows)
         if guest_work and (p == guest_work or p.startswith(guest_work + "/")):
-            p = work + p[len(guest_work):]
+            p = named = work + p[len(guest_work):]
+        elif host_path is not None and os.path.isabs(p):
+            p = host_path(p)
         path = p if os.path.isabs(p) or "://" in p else os.path.join(work, p)
         exists = os.path.isfile(path) if pt.name == "File" else os.path.isdir(path)
         if not exists and "://" not in p:
@@ -6766,7 +6843,7 @@ def localize_outputs(v, t, work, what, visible=None, guest_work=None):
                 return None
             if visible is None or not visible(path, pt.name == "Directory"):
                 raise RunError("%s: %s `%s` does not exist%s" % (
-                    what, "file" if pt.name == "File" else "directory", p,
+                    what, "file" if pt.name == "File" else "directory", named,
                     " (waited for the shared filesystem to show it)" if visible else ""))
         return (WdlFile if pt.name == "File" else WdlDir)(path)
 
@@ -6922,7 +6999,7 @@ class Frame:
                 results[i] = frame.env
                 remaining[0] -= 1
                 if pending:  # deferred, so a long scatter never recurses
-                    self.context.scheduler.deferred.append((lambda j=pending.pop(): launch(j), self.context))
+                    self.context.scheduler.deferred.append(Deferred(lambda j=pending.pop(): launch(j), self.context))
                 if remaining[0] == 0:
                     gather()
             return cb
@@ -7031,6 +7108,9 @@ Done.__doc__ = ("A worker's message to the Scheduler: a task run is over, with i
 Readmit = collections.namedtuple("Readmit", "task_run granted")
 Readmit.__doc__ = ("A worker's message to the Scheduler: its task run's next attempt needs other cpu or memory; the "
                    "worker waits until the threading.Event `granted` is set, once they are reserved.")
+Deferred = collections.namedtuple("Deferred", "fn context")
+Deferred.__doc__ = ("Scheduler-side work left for the scheduler's next round (so that a long scatter never recurses): "
+                    "fn(), under guard() for the part of the run `context` (None: the run itself).")
 
 
 class Scheduler:
@@ -7042,7 +7122,8 @@ class Scheduler:
         self.events = queue.Queue()
         self.waiting = []
         self.idle = []  # inboxes of idle worker threads
-        self.deferred = collections.deque()
+        self.deferred = collections.deque()  # Deferred
+        self.timed = []  # [(time.monotonic() due, Deferred)], soonest first: see defer_until()
         self.running = set()
         self.readmits = []  # Readmit: retries waiting for their new cpu and memory
         self.errors = []
@@ -7059,6 +7140,11 @@ class Scheduler:
         self.waiting.append((tr, on_done))
         self.counts["waiting"] += 1
         self.pump()
+
+    def defer_until(self, due, deferred):
+        """Deferred work for the first round at or after `due` (time.monotonic()): the scheduler's
+        thread waits for it as it waits for its workers' messages, never asleep."""
+        self.timed.insert(bisect.bisect([t for t, _ in self.timed], due), (due, deferred))
 
     def readmit(self, tr):
         """From a worker: the task's next attempt needs other cpu or memory than it holds. Give
@@ -7140,17 +7226,22 @@ class Scheduler:
             # what runs is left to the successor (Run.hand_off); a run whose tasks are all over completes
             if self.context.handing_off and not is_done():
                 raise RunHandedOff("the run was handed off to a successor")
+            now = time.monotonic()
+            while self.timed and self.timed[0][0] <= now:
+                self.deferred.append(self.timed.pop(0)[1])
             while self.deferred and not self.context.stopping:
-                self.guard(*self.deferred.popleft())
+                work = self.deferred.popleft()
+                self.guard(work.fn, work.context)
             if is_done() or (self.errors or self.context.stopping) and not self.running:
                 break
             for look in self.context.each_round:
                 look()
-            if not self.running and not self.waiting and not self.deferred and self.events.empty():
+            if not self.running and not self.waiting and not self.deferred and not self.timed and self.events.empty():
                 raise RunError("the run cannot make progress: nothing is running and nothing can start "
                                "(a bug in sprocket.py's scheduling, or an undetected dependency cycle)")
-            try:  # a timeout, so signals and cancellation are seen promptly
-                events = [self.events.get(timeout=0.5)]
+            try:  # a timeout, so signals, cancellation and timed work are seen promptly
+                wait = min(0.5, max(0.0, self.timed[0][0] - time.monotonic())) if self.timed else 0.5
+                events = [self.events.get(timeout=wait)]
             except queue.Empty:
                 continue
             while True:  # and whatever else has ended meanwhile: their rows go in one commit
@@ -7311,6 +7402,18 @@ def task_processes(roots):
             if (adir + "/").startswith(roots) and started is not None:
                 out[adir] = LocalProcess(pid, started)
     return out
+
+
+def kill_task_processes(roots, recorded=(), spare=frozenset()):
+    """SIGKILL the local tasks of this host below the directories `roots` (found by their command
+    line: also those an engine had not recorded) and the process groups `recorded` (LocalProcess),
+    but those whose attempt directory (a real path) is in `spare`; each only while its leader is the
+    process found or recorded (its start time), never a recycled pid. Returns [(attempt directory,
+    or None for one only recorded, process group)] of those killed."""
+    groups = {tuple(p): None for p in recorded}
+    groups.update((tuple(p), adir) for adir, p in (task_processes(roots) if roots else {}).items())
+    return [(adir, pgid) for (pgid, started), adir in sorted(groups.items(), key=lambda g: g[0][0])
+            if adir not in spare and kill_process_group(pgid, started)]
 
 
 class LocalProcessJob(Job):
@@ -7490,13 +7593,11 @@ class LocalBackend(Backend):
         self.cancel_jobs(live)
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
-        """Kill the process groups of the attempts, each only while its leader is the process that
-        was recorded (its start time), and those the dead engine started but had not recorded
-        (found by their command line)."""
-        groups = {(a.process_group, a.process_started) for a in attempts if a.process_group}
-        groups.update(task_processes([a.directory for a in attempts]).values())
-        return sum(1 for pgid, started in sorted(groups) if kill_process_group(pgid, started))
+    def cancel_dead(cls, context, settings, attempts, run_dirs):
+        """Kill the process groups of the attempts and those below the run directories that the
+        dead engine started but had not recorded (kill_task_processes)."""
+        return len(kill_task_processes(run_dirs, [LocalProcess(a.process_group, a.process_started) for a in attempts
+                                                  if a.process_group]))
 
     @classmethod
     def doctor(cls, context, name, settings, out_dir):
@@ -8018,11 +8119,11 @@ class SlurmClient:
                 out[wanted[adir]] = held.job_id
         return out
 
-    def job_ids_of(self, attempts):
-        """The job ids of these attempts (Adoptable): those on record, and those the engine had no
-        time to record found by their batch script (one squeue)."""
-        unknown = [a.directory for a in attempts if not a.job_id]
-        return [a.job_id for a in attempts if a.job_id] + sorted(self.find_jobs(unknown).values() if unknown else [])
+    def jobs_below(self, roots):
+        """The ids of the jobs the controller holds (live or just ended) whose batch script is below
+        one of the directories `roots` (the attempts and arrays of a run)."""
+        below = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots)
+        return [h.job_id for h in self.held_jobs() or () if os.path.realpath(h.script).startswith(below)]
 
     def sbatch(self, argv, name):
         """The job id of `sbatch argv` (the batch script last), at most max_concurrency at once and
@@ -9165,25 +9266,34 @@ class SlurmApptainerBackend(Backend):
         self.monitor.cancel_jobs(jobs)
 
     def cancel_all(self, jobs, adopted):
-        """One scancel: the jobs it follows and those of the attempts it has not adopted yet."""
-        self.monitor.cancel_jobs(jobs, self.client.job_ids_of(adopted) if adopted else [])
+        """One scancel: the jobs it follows and those of the attempts it has not adopted yet (each
+        with its id: adoptable_of() found those the dead engine had not recorded)."""
+        self.monitor.cancel_jobs(jobs, [a.job_id for a in adopted if a.job_id])
+
+    @classmethod
+    def client_for(cls, context, settings):
+        """The SlurmClient of a command that is no run (`status`, `cancel`, `doctor`): with the
+        backend's limits, or one call at a time where there is no backend table (head jobs)."""
+        if settings is None:
+            return SlurmClient(context.log, 1, None)
+        return SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
 
     @classmethod
     def job_states(cls, context, settings, job_ids):
         """One squeue for all the jobs (an array's elements in one word)."""
-        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
         heads = list(collections.OrderedDict.fromkeys(i.partition("_")[0] for i in job_ids))
-        states = client.squeue(set(job_ids), heads, exit_codes=False) if heads else {}
-        return {i: (st.state, st.reason) for i, st in states.items()}
+        return cls.client_for(context, settings).squeue(set(job_ids), heads, exit_codes=False) if heads else {}
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
-        """One scancel of all the jobs; those whose ids the dead engine had not recorded are found
-        first by their batch script (one squeue)."""
-        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
-        ids = client.job_ids_of(attempts)
+    def cancel_dead(cls, context, settings, attempts, run_dirs, head_jobs=()):
+        """One scancel of all the jobs, and of the head jobs `head_jobs` (hand-offs' successors not yet
+        started); those whose ids the dead engine had not recorded are found first by their batch
+        script below the run directories (one squeue)."""
+        client = cls.client_for(context, settings)
+        ids = set(a.job_id for a in attempts if a.job_id) | set(head_jobs)
+        ids.update(client.jobs_below(run_dirs) if run_dirs else ())
         if ids:
-            client.scancel(ids)
+            client.scancel(sorted(ids))
         return len(ids)
 
     def close(self):
@@ -9209,7 +9319,7 @@ class SlurmApptainerBackend(Backend):
 
     @classmethod
     def doctor(cls, context, name, settings, out_dir):
-        client = SlurmClient(context.log, settings["max_concurrency"], settings["submit_rate_limit"])
+        client = cls.client_for(context, settings)
         return SlurmDoctor(client, name, settings, out_dir).checks()
 
     def explain(self, job):
@@ -9599,12 +9709,14 @@ def _slurm_exit_code(text):
 # -- Containers on this host: Docker, Podman, Apptainer --------------------------------------
 #
 # Each attempt runs in its task's `container` image on this host, with Sprocket's guest layout
-# and the Slurm backend's mapping of what the container sees (SlurmApptainerBackend.binds: the
-# inputs read-only at their own paths, the work directory at /mnt/task/work and its own path).
-# Docker and Podman: one detached container per attempt, named after the attempt's directory
-# (so a later run finds it after the engine died: find_jobs, adopt), followed with `wait` and
-# `inspect` (exit status, OOMKilled, times), removed once it ended (`cleanup`). Apptainer: the
-# batch script of the Slurm backend, run as a local process group (LocalBackend's adoption).
+# (SlurmApptainerBackend.binds: the work directory at /mnt/task/work and its own path). Docker and
+# Podman: the inputs read-only under /mnt/task/inputs/ (guest_inputs; the command sees those paths,
+# outputs map back: ContainerJob.output_path); one attached `run` per attempt, named after the
+# attempt's directory (so a later run finds it after the engine died: find_jobs, adopt), kept
+# until the engine read its outputs (a file of the container's own is copied out), then removed
+# with the others that ended within a round (`cleanup`): per attempt, one runtime command.
+# Apptainer: the batch script of the Slurm backend, run as a local process group (LocalBackend's
+# adoption), the inputs at their own paths as on Slurm.
 
 # What a failed pull said, and what it means: the first pattern that matches names the cause.
 _PULL_CAUSES = (
@@ -9622,7 +9734,7 @@ _CONTAINER_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(\.\d+)?(?:
 
 def _container_time(text):
     """`inspect`'s times (Docker `2026-12-07T06:55:56.1234Z`, Podman `2026-12-07 07:55:56.1234 +0100 CET`)
-    in seconds since the epoch, or None (`0001-01-01`: never started)."""
+    in seconds since the epoch, or None (`0001-01-01`: never started); also sprocket.db's (UTC)."""
     import calendar
 
     m = _CONTAINER_TIME.match(text or "")
@@ -9696,22 +9808,25 @@ _CONTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **
                    "`--gpus all`, Podman's CDI `--device nvidia.com/gpu=all`); else a task asking for one is refused"),
 })
 _GPU_FLAGS = {"docker": ["--gpus", "all"], "podman": ["--device", "nvidia.com/gpu=all"]}
-# After the command, in the container's shell (builtins only: the image may have no tools): what
-# its processes used (`times`), and from the container's own memory cgroup (v2, or v1) how many
-# of them the OOM killer ended and its peak memory: `inspect`'s OOMKilled says only whether the
-# container's first process was killed, and the cgroup is gone once the container has ended.
+# After the command, in the container's shell (builtins only: the image may have no tools): its
+# exit status, what its processes used (`times`), and from the container's own memory cgroup (v2,
+# or v1) how many of them the OOM killer ended and its peak memory: the container's exit alone
+# does not say an OOM kill of the command from another 137, and the cgroup is gone once it ended.
 _CONTAINER_EPILOGUE = (
-    "rc=$?; { times; for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do "
+    "rc=$?; { echo \"exit=$rc\"; times; "
+    "for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do "
     "[ -r $f ] && while read k v; do [ \"$k\" = oom_kill ] && echo \"oom_kill=$v\"; done < $f; done; "
     "for f in /sys/fs/cgroup/memory.peak /sys/fs/cgroup/memory/memory.max_usage_in_bytes; do "
     "[ -r $f ] && read v < $f && echo \"peak_memory=$v\"; done; } > /mnt/task/usage 2> /dev/null; exit $rc")
+_GUEST_INPUTS = "/mnt/task/inputs"  # Sprocket's: inputs at <it>/<n>/<name>, one <n> per parent directory
+_REAP_ROUND = 1.0  # seconds: the containers that ended within one are removed with one `rm`
 
 
 def container_run_argv(exe, kind, name, image, binds, environ, cpu, memory, gpu, extra_args, shell, adir):
-    """The `docker run`/`podman run` command line of one attempt: detached, named, as this user,
-    the task's env, limits and mounts, its command's output in /mnt/task/stdout and stderr,
-    then what it used (_CONTAINER_EPILOGUE) in the attempt's `usage` file."""
-    argv = [exe, "run", "-d", "--name", name, "--label", "sprocket.directory=%s" % adir,
+    """The `docker run`/`podman run` command line of one attempt: attached (its exit is the
+    container's), named, as this user, the task's env, limits and mounts, its command's output in
+    /mnt/task/stdout and stderr, then what it used (_CONTAINER_EPILOGUE) in the attempt's `usage` file."""
+    argv = [exe, "run", "--name", name, "--label", "sprocket.directory=%s" % adir,
             "--user", "%d:%d" % (os.getuid(), os.getgid()), "--workdir", "/mnt/task/work"]
     if kind == "podman" and os.getuid() != 0:  # rootless: the user's own ids inside are theirs outside
         argv.append("--userns=keep-id")
@@ -9732,16 +9847,65 @@ def container_run_argv(exe, kind, name, image, binds, environ, cpu, memory, gpu,
         shell, _CONTAINER_EPILOGUE)]
 
 
-class ContainerJob(Job):
-    """One attempt's container, started here or adopted: wait() follows it with `wait`, then reads
-    how it ended with `inspect` and removes it (cleanup)."""
+def _spawn_tool(argv, log):
+    """A runtime command that lasts as long as what it runs (an attached `run`): its Popen, its
+    output appended to the file `log`, in a session of its own (the terminal's Ctrl-C is the engine's
+    to act on, not the runtime's to forward into the container)."""
+    import subprocess
 
-    def __init__(self, backend, name, adir, memory, image=None):
+    with open(log, "ab") as f:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+class ContainerJob(Job):
+    """One attempt's container: started here by an attached `run`, whose exit is the container's (no
+    `wait`; `inspect` only for a 137 the command's shell did not see), or adopted and followed with
+    `wait` and `inspect`. It stays until the engine has read its outputs (release), which may name
+    files of the container's own: output_path() copies them out."""
+
+    def __init__(self, backend, name, adir, memory, image, mounts, host_roots):
         self.backend, self.job_id, self.adir, self.memory, self.image = backend, name, adir, memory, image
+        self.mounts = mounts  # [(path in the container, host path)], the deepest first
+        self.host_roots = host_roots  # [(p, p)]: the host's paths the engine gives the task (its run's, its
+        # attempt's, its inputs)
+        self.process = None  # the attached `run`, when this engine started it
         self.cancelled = False
         self.times = {}
+        self.copied = []
 
     def wait(self):
+        exe = self.backend.exe
+        if self.process is None:
+            followed = self.follow()
+            if followed is None:
+                return 1
+            status, oom = followed
+        else:
+            status, oom = self.process.wait(), False
+            self.times["ended_at"] = time.time()
+        figures = self.figures()
+        if "exit" in figures:  # the command's own status, as the container's shell saw it
+            status = figures["exit"]
+        elif status in (125, 126, 127) and not self.cancelled:  # the runtime's: the command never ran
+            self.message, self.final = "`%s run` failed (exit %d): %s" % (exe, status, self.log_tail()), True
+            return status
+        elif status == 137 and not oom and self.process is not None:  # its shell was killed: by the OOM killer?
+            code, out, _ = self.backend.run_tool([exe, "inspect", "--format", "{{.State.OOMKilled}}", self.job_id])
+            oom = code == 0 and out.strip() == "true"
+        if oom or status == 137 and figures.get("oom_kill"):
+            self.out_of_memory = True
+            self.message = ("its container ran out of memory: it used more than its --memory=%s (raise the task's "
+                            "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (
+                                _human_bytes(self.memory) if self.memory else "the host's"))
+            status = status or 137
+        elif self.cancelled:
+            self.message = "its container was killed"
+        return status
+
+    def follow(self):
+        """An adopted container's end: (its exit status, OOMKilled) from `wait` and `inspect`, with its
+        times; None when it is gone."""
         tool, exe = self.backend.run_tool, self.backend.exe
         while True:  # (a `wait` ended by a signal, Ctrl-C's in the terminal, is not the container's end)
             tool([exe, "wait", self.job_id], timeout=None)
@@ -9755,27 +9919,24 @@ class ContainerJob(Job):
             self.backend.forget(self)
             self.message, self.retry_free = "its container `%s` is gone (%s)" % (
                 self.job_id, (err or out).strip()[-300:] or "removed while no engine watched it"), True
-            return 1
+            return None
         self.times = {"started_at": _container_time(fields[2]), "ended_at": _container_time(fields[3])}
-        status, figures = int(fields[0]), self.figures()
-        if fields[1] == "true" or status == 137 and figures.get("oom_kill"):
-            self.out_of_memory = True
-            self.message = ("its container ran out of memory: it used more than its --memory=%s (raise the task's "
-                            "`memory` requirement, or set `run.task.memory_retry_multiplier`)" % (
-                                _human_bytes(self.memory) if self.memory else "the host's"))
-            status = status or 137
-        elif self.cancelled:
-            self.message = "its container was killed"
-        self.backend.finished(self)
-        return status
+        return int(fields[0]), fields[1] == "true"
 
     def figures(self):
-        """What the container's epilogue wrote of its cgroup: {"oom_kill": n, "peak_memory": bytes}."""
+        """What the container's epilogue wrote: {"exit": status, "oom_kill": n, "peak_memory": bytes}."""
         try:
             with open(os.path.join(self.adir, "usage")) as f:
-                return {k: int(v) for k, v in re.findall(r"^(oom_kill|peak_memory)=(\d+)$", f.read(), re.M)}
+                return {k: int(v) for k, v in re.findall(r"^(exit|oom_kill|peak_memory)=(\d+)$", f.read(), re.M)}
         except OSError:
             return {}
+
+    def log_tail(self):
+        try:
+            with open(os.path.join(self.adir, "container.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace").strip()[-1000:] or "no output"
+        except OSError:
+            return "no output"
 
     def usage(self):
         import socket
@@ -9784,34 +9945,58 @@ class ContainerJob(Job):
                    "peak_memory": self.figures().get("peak_memory")}
         return dict(figures, node=socket.gethostname(), **self.times)
 
+    def output_path(self, path):
+        """A host path the engine gave the task is itself; a path in one of the container's mounts is
+        what is mounted there; any other is the container's own: copied out into `container_files`."""
+        host = moved_path(path, self.host_roots) or moved_path(path, self.mounts)
+        if host is not None:
+            return host
+        copy = os.path.join(self.adir, "container_files", os.path.normpath(path).lstrip("/"))
+        if copy not in self.copied and not os.path.lexists(copy):
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            code, _, _ = self.backend.run_tool([self.backend.exe, "cp", "%s:%s" % (self.job_id, path), copy])
+            if code == 0:
+                self.copied.append(copy)
+        return copy
+
     def cancel(self):
         self.cancelled = True
-        self.backend.run_tool([self.backend.exe, "kill", self.job_id])
+        for _ in range(50):  # (then close() removes it, whatever its state)
+            code, _, _ = self.backend.run_tool([self.backend.exe, "kill", self.job_id])
+            if code == 0 or self.process is None or self.process.poll() is not None:
+                return
+            time.sleep(0.2)  # its attached `run` has not made it yet
+
+    def release(self):
+        self.backend.finished(self)
 
 
 @register_backend
 class ContainerBackend(Backend):
     """Runs each attempt in a Docker or Podman container on this host (see above); `type` says
-    which, `executable` may name another command that speaks the same."""
+    which, `executable` may name another command that speaks the same. Per attempt: one `run`;
+    the containers that ended are removed by a thread of the backend's, one `rm` a round."""
 
     kind = "docker"
     SETTINGS = _CONTAINER_SETTINGS
     guest_work = "/mnt/task/work"
-    binds = SlurmApptainerBackend.binds  # what the container sees: the same as under Slurm
-    input_paths = SlurmApptainerBackend.input_paths
+    rm = ("rm", "-f")  # the removal of containers (any of them may be gone already)
 
-    def __init__(self, context, name, settings, run_tool=_run_tool):
+    def __init__(self, context, name, settings, run_tool=_run_tool, spawn=_spawn_tool):
         super().__init__(context, self.kind, settings)  # its type in sprocket.db, as the local backend's
         self.table = name  # (for messages)
         self.exe = settings["executable"] or self.kind
-        self.run_tool = run_tool
+        self.run_tool, self.spawn = run_tool, spawn
         self.cpu = float(settings["cpu"] or os.cpu_count() or 1)
         self.memory = int(settings["memory"] or host_memory())
         if settings["limit_behavior"]:
             self.behavior = {"cpu": settings["limit_behavior"], "memory": settings["limit_behavior"]}
         self.images = RuntimeImages(self.exe, None, context.settings.container, context.log, run_tool)
-        self.live = {}  # container name -> ContainerJob not yet removed
+        self.live = {}  # container name -> ContainerJob not yet released
+        self.ended = []  # names of the released containers the reaper removes next round
         self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
+        self.reaper, self.closing = None, False
         code, out, err = run_tool([self.exe, "version"], timeout=60)
         if code != 0:
             raise RunError("`run.backends.%s` runs tasks with `%s`, which %s" % (name, self.exe, (
@@ -9829,28 +10014,60 @@ class ContainerBackend(Backend):
                                name, self.table, self.exe, " ".join(_GPU_FLAGS[self.kind])))
         return super().check(name, requirements, hints, cpu, memory)
 
+    def guest_inputs(self, request):
+        """Sprocket's layout: each input that exists at _GUEST_INPUTS/<n>/<its name>, one <n> per parent
+        directory (the spec's files from one directory stay together: an index beside its data); but
+        not what is in the attempt's own directory (its working directory is mounted as it is)."""
+        own = [(request.directory, request.directory)]
+        parents, out = {}, {}
+        for p in sorted({os.path.abspath(p) for p in request.inputs if "://" not in p and os.path.exists(p)}):
+            if moved_path(p, own) is not None:
+                continue
+            n = parents.setdefault(os.path.dirname(p), len(parents))
+            out[p] = "%s/%d/%s" % (_GUEST_INPUTS, n, os.path.basename(p))
+        return out
+
+    def binds(self, request, tmp_dir):
+        """(host path, container path, mode) of what the attempt's container sees: the Slurm
+        backend's (SlurmApptainerBackend.binds), but the inputs read-only at their guest paths."""
+        return (SlurmApptainerBackend.binds(self, request, tmp_dir)
+                + [(host, guest, "ro") for host, guest in self.guest_inputs(request).items()]
+                + [(os.path.join(request.directory, "usage"), "/mnt/task/usage", "rw")])
+
+    def input_paths(self, inputs, tmp_dir):
+        """What SlurmApptainerBackend.binds mounts at its own path: the run's write_* files, which the
+        command names by their host path (its inputs are at guest paths)."""
+        return {tmp_dir} if os.listdir(tmp_dir) else set()
+
     def start(self, request):
         adir, context = request.directory, self.context
         for path in (request.stdout, request.stderr, os.path.join(adir, "usage")):
             open(path, "a").close()  # mounted into the container: they must exist
         ref, digest = self.images.image_for(request.requirements.get("container"), request.name, context.run_dir)
         name = container_name(adir)
-        binds = self.binds(request, context.tmp_dir) + [(os.path.join(adir, "usage"), "/mnt/task/usage", "rw")]
+        binds = self.binds(request, context.tmp_dir)
         argv = container_run_argv(self.exe, self.kind, name, ref, binds, request.env, request.cpu, request.memory,
                                   request.requirements.get("gpu") is True, self.settings["extra_args"], self.shell, adir)
-        job = ContainerJob(self, name, adir, request.memory, digest)
+        job = self.job(request, name, digest, binds)
         context.recorder.record_image(request, digest)
         context.recorder.flush()  # the attempt is on record before its container exists (reattach)
         with self.lock:
             self.live[name] = job
-        code, out, err = self.run_tool(argv)
-        if code != 0:
+        try:
+            job.process = self.spawn(argv, os.path.join(adir, "container.log"))
+        except OSError as e:
             self.forget(job)
-            self.run_tool([self.exe, "rm", "-f", name])  # it may have been created before it failed
-            raise RunError("task `%s`: `%s run` failed (exit %d): %s" % (
-                request.name, self.exe, code, (err or out).strip()[-1000:] or "no output"))
+            raise RunError("task `%s`: `%s run` could not start: %s" % (request.name, self.exe, os_error_text(e)))
+        job.times["started_at"] = time.time()
         context.recorder.record_job(request, name, "container")
         return job
+
+    def job(self, request, name, image, binds):
+        mounts = sorted(((dst, src) for src, dst, _ in binds if src != dst), key=lambda m: -len(m[0]))
+        roots = {os.path.abspath(p) for p in request.inputs if "://" not in p}
+        roots.update((self.context.run_dir, request.directory))
+        return ContainerJob(self, name, request.directory, request.memory, image, mounts,
+                            [(p, p) for p in sorted(roots, key=len, reverse=True)])
 
     def adopt(self, request, adopted):
         code, out, _ = self.run_tool([self.exe, "inspect", "--format", "{{.Image}}", adopted.job_id])
@@ -9858,7 +10075,7 @@ class ContainerBackend(Backend):
         image = "sha256:" + image if image and ":" not in image else image
         if image:
             self.context.recorder.record_image(request, image)
-        job = ContainerJob(self, adopted.job_id, adopted.directory, request.memory, image)
+        job = self.job(request, adopted.job_id, image, self.binds(request, self.context.tmp_dir))
         with self.lock:
             self.live[adopted.job_id] = job
         return job
@@ -9871,10 +10088,30 @@ class ContainerBackend(Backend):
         return {names[n]: {"job_id": n} for n in out.split() if n in names} if code == 0 else {}
 
     def finished(self, job):
-        """A container ended and was read: removed, unless `cleanup = false`."""
-        if self.settings["cleanup"]:
-            self.run_tool([self.exe, "rm", "-f", job.job_id])
-        self.forget(job)
+        """The engine is done with a container: removed in the reaper's next round, unless `cleanup = false`."""
+        with self.lock:
+            self.live.pop(job.job_id, None)
+            if not self.settings["cleanup"] or self.closing:
+                return
+            self.ended.append(job.job_id)
+            if self.reaper is None:
+                self.reaper = threading.Thread(target=self.reap, name="container-reaper", daemon=True)
+                self.reaper.start()
+            self.wake.notify()
+
+    def reap(self):
+        """The reaper's rounds: wait for a container to end, let others end within _REAP_ROUND, remove them all."""
+        while True:
+            with self.lock:
+                while not self.ended and not self.closing:
+                    self.wake.wait()
+                deadline = time.time() + _REAP_ROUND
+                while not self.closing and time.time() < deadline:
+                    self.wake.wait(deadline - time.time())
+                if self.closing:
+                    return  # close() removes the rest
+                names, self.ended = self.ended, []
+            self.run_tool([self.exe] + list(self.rm) + names)
 
     def forget(self, job):
         with self.lock:
@@ -9883,14 +10120,19 @@ class ContainerBackend(Backend):
     def close(self):
         """However the run ended: none of its containers is left, running or stopped."""
         with self.lock:
-            names, self.live = sorted(self.live), {}
+            names, self.live, self.ended = sorted(self.live) + self.ended, {}, []
+            self.closing = True
+            self.wake.notify_all()
+            reaper = self.reaper
+        if reaper is not None:
+            reaper.join()  # (its round in progress ends)
         if names:
-            self.run_tool([self.exe, "rm", "-f"] + names)
+            self.run_tool([self.exe] + list(self.rm) + names)
 
     @classmethod
-    def cancel_dead(cls, context, settings, attempts):
+    def cancel_dead(cls, context, settings, attempts, run_dirs):
         """One `rm -f` of the attempts' containers (by name: those not recorded are named after
-        their attempt directory)."""
+        their attempt directory; an attempt without a row has no name to find it by)."""
         exe = settings["executable"] or cls.kind
         names = sorted({a.job_id or container_name(a.directory) for a in attempts})
         code, out, err = _run_tool([exe, "rm", "-f", "--ignore"] + names if cls.kind == "podman" else
@@ -9902,9 +10144,10 @@ class ContainerBackend(Backend):
 
 @register_backend
 class PodmanBackend(ContainerBackend):
-    """ContainerBackend, registered as `podman` too (its default command, and GPUs by CDI)."""
+    """ContainerBackend, registered as `podman` too (its default command, GPUs by CDI, and its `rm`)."""
 
     kind = "podman"
+    rm = ("rm", "-f", "--ignore")  # (without --ignore, podman 4's `rm -f` of one that is gone removes none)
 
 
 _APPTAINER_SETTINGS = dict(LocalBackend.SETTINGS, **_HOST_CONTAINER_SETTINGS, **{
@@ -10356,7 +10599,15 @@ _YAML_PLAIN_END = re.compile(r"\n|:(?=[ \t\n]|$)|[ \t]#")  # what ends a line of
 _YAML_FLOW_PLAIN_END = re.compile(r"\n|:(?=[ \t\n,\[\]{}]|$)|[ \t]#|[,\[\]{}]")  # ... inside a flow collection
 # Strings a YAML 1.1 reader (PyYAML) takes for booleans, numbers or dates: yaml_dumps quotes them too.
 _YAML_1_1_LOOKALIKE = re.compile(r"[yYnN]|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|=|<<|[-+]?\.?[0-9][0-9_:.eE+-]*"
-                                 r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*")
+                                 r"|[-+]?0b[01_]+|[-+]?0x[0-9a-fA-F_]+|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*")
+
+
+_YAML_SUFFIXES = (".yaml", ".yml")  # a file named so is YAML (inputs files; test files, `.yaml` first)
+
+
+def is_yaml_path(path):
+    """Whether a file is YAML by its name (`inputs.YAML` too)."""
+    return path.lower().endswith(_YAML_SUFFIXES)
 
 
 def _yaml_loads(text, path, spans=False):
@@ -11468,7 +11719,10 @@ AttemptRecord = collections.namedtuple("AttemptRecord", "key number directory jo
 AttemptRecord.__doc__ = "An attempt's row in `attempts` as reattach reads it (its directory relative to its run's)."
 RunRef = collections.namedtuple("RunRef", "id directory")
 RunRef.__doc__ = "A run by its row id and its directory (relative to the output directory), as reattach follows it."
+EngineProcess = collections.namedtuple("EngineProcess", "host pid started")
+EngineProcess.__doc__ = "The process that runs a run: its host, pid and start time (process_start()), as engine_dead() takes them."
 _LIVE_RUN_STATES = ("queued", "analyzing", "running", "canceling")  # a run not over (or its engine died)
+_ENDED_RUN_STATES = ("completed", "failed", "canceled")  # a run over ('orphaned': its engine died; its jobs may run)
 _LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
 
 
@@ -11741,11 +11995,9 @@ class Store:
                 ", ".join("u." + c for c in USAGE_COLUMNS)), (run_id,))
 
     def last_attempts(self, run_id):
-        """{call: AttemptRecord}: each call's last attempt in the run."""
-        with self.lock:
-            rows = self.db.execute("SELECT call, %s FROM attempts WHERE run_id = ? ORDER BY attempt" % ", ".join(
-                "attempt" if f == "number" else f for f in AttemptRecord._fields), (run_id,)).fetchall()
-        return {r[0]: AttemptRecord(*r[1:]) for r in rows}
+        """{call: AttemptRecord}: each call's last attempt in the run (call_states())."""
+        return {c["call"]: AttemptRecord(*(c["attempt" if f == "number" else f] for f in AttemptRecord._fields))
+                for c in self.call_states(run_id)}
 
     def dead_run_directories(self):
         """The directories (relative to the output directory) of the orphaned runs whose engine is
@@ -11792,10 +12044,11 @@ class Store:
             "b.run_id = a.run_id AND b.call = a.call) ORDER BY a.rowid", (run_id,))
 
     def engine_of(self, run_id):
-        """(hostname, pid, process start) of the process that runs (or ran) a run, or None."""
+        """The EngineProcess that runs (or ran) a run, or None."""
         with self.lock:
-            return self.db.execute("SELECT p.hostname, p.pid, p.process_started FROM runs r JOIN session_processes p "
-                                   "ON p.session_id = r.session_id WHERE r.id = ?", (run_id,)).fetchone()
+            row = self.db.execute("SELECT p.hostname, p.pid, p.process_started FROM runs r JOIN session_processes p "
+                                  "ON p.session_id = r.session_id WHERE r.id = ?", (run_id,)).fetchone()
+        return EngineProcess(*row) if row else None
 
     def adopter_of(self, run_id):
         """The id of the run that adopted `run_id` (reattach, a hand-off), or None."""
@@ -11819,14 +12072,31 @@ class Store:
         """What `sprocket clean` removed of a run: [{paths (JSON), bytes_freed, created_at}]."""
         return self.query("SELECT paths, bytes_freed, created_at FROM cleanups WHERE run_id = ? ORDER BY id", (run_id,))
 
-    def record_retry(self, run_id, retry_of, orphaned):
+    def record_cleanup(self, run_id, paths, bytes_freed):
+        """What was removed of a run (paths relative to the output directory), for cleanups_of()."""
+        self.execute("INSERT INTO cleanups (run_id, paths, bytes_freed) VALUES (?, ?, ?)",
+                     (run_id, json_dumps(paths), bytes_freed))
+
+    def cleaned_directories(self):
+        """The directories (relative to the real output directory) that `sprocket clean` emptied,
+        whole or but the files it kept."""
+        return {p for c in self.query("SELECT paths FROM cleanups") for p in json.loads(c["paths"])}
+
+    def record_retry(self, run_id, retry_of, retry_name, orphaned):
         """`run_id` retries `retry_of`; an orphaned one is adopted too, in the same transaction (its
         jobs may still run: no other run may adopt them)."""
-        statements = [("INSERT INTO retries (run_id, retry_of) VALUES (?, ?)", (run_id, retry_of))]
-        if orphaned:
-            statements.append(("INSERT OR IGNORE INTO adoptions (run_id, by_run_id) VALUES (?, ?)", (retry_of, run_id)))
+        def adopt(db):
+            if orphaned and not db.execute("INSERT OR IGNORE INTO adoptions (run_id, by_run_id) VALUES (?, ?)",
+                                           (retry_of, run_id)).rowcount:
+                by = db.execute("SELECT r.name FROM adoptions a JOIN runs r ON r.id = a.by_run_id WHERE a.run_id = ?",
+                                (retry_of,)).fetchone()
+                raise RunError("run `%s` was adopted meanwhile by run `%s`, which carries its jobs on: retry that one "
+                               "once it ends" % (retry_name, by[0] if by else "?"))
+            return None
+
         with self.commit_lock:
-            self.transaction(list(self.take_queued()) + statements)
+            self.transaction(list(self.take_queued()) + [
+                ("INSERT INTO retries (run_id, retry_of) VALUES (?, ?)", (run_id, retry_of))], adopt)
 
     def mark_canceled(self, run_id, why):
         """A run whose engine is gone, its jobs canceled: the run, its tasks and its attempts not
@@ -11948,6 +12218,44 @@ def run_name():
 
 
 CANCEL_REQUEST = "cancel-requested"  # `sprocket cancel` writes it in the run directory; the engine stops as on SIGTERM
+CLEAN_LOCK = ".clean.lock"  # in the output directory: see CleanLock
+
+
+class CleanLock:
+    """flock() on OUT/.clean.lock: `sprocket clean` holds it exclusive from reading what the runs use
+    to its last removal; a run holds it shared while it reads and records its inputs and what it
+    adopts (a short hold). So a clean sees every run that may use a file of the runs it cleans, or
+    that run starts after it. On a file system without file locks a run goes on (no clean can run
+    there), and clean refuses."""
+
+    def __init__(self, out_dir, exclusive):
+        self.path, self.exclusive, self.fd = os.path.join(out_dir, CLEAN_LOCK), exclusive, None
+
+    def __enter__(self):
+        import fcntl
+
+        mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("waiting for %s in `%s`" % ("the runs starting to record their inputs" if self.exclusive else
+                                                  "`sprocket clean` to finish", os.path.dirname(self.path)),
+                      file=sys.stderr)
+                fcntl.flock(self.fd, mode)
+        except OSError as e:
+            self.__exit__()
+            if self.exclusive:
+                raise RunError("cannot lock `%s` (%s): `sprocket clean` needs file locks there, so that no run "
+                               "starting meanwhile loses a file it uses" % (self.path, os_error_text(e)))
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # (which unlocks it)
+            self.fd = None
 
 
 def run_fingerprint(doc, target, inputs_json, nested, overrides, config):
@@ -12962,10 +13270,17 @@ class Run:
         if fingerprint is not None:
             self.store.execute("INSERT INTO run_fingerprints (run_id, fingerprint) VALUES (?, ?)", (self.run_id, fingerprint))
         if retry_of is not None:  # `sprocket retry` (a `runs` row): what that run did is followed, not run again
-            self.store.record_retry(self.run_id, retry_of["id"], retry_of["status"] == "orphaned")
+            try:
+                self.store.record_retry(self.run_id, retry_of["id"], retry_of["name"], retry_of["status"] == "orphaned")
+            except RunError as e:
+                self.record_failure(e)
+                raise
             adoptable = self.adoptable_of(RunRef(retry_of["id"], retry_of["directory"]), out_dir)
-            # (an attempt whose work/ `clean` removed runs again)
-            context.adoptable = {c: a for c, a in adoptable.items() if os.path.isdir(os.path.join(a.directory, "work"))}
+            # (an attempt whose work/ `clean` emptied, whole or but a few files, runs again)
+            root = os.path.realpath(out_dir)
+            cleaned = {os.path.join(root, d) for d in self.store.cleaned_directories()}
+            context.adoptable = {c: a for c, a in adoptable.items() if os.path.isdir(os.path.join(a.directory, "work"))
+                                 and os.path.realpath(os.path.join(a.directory, "work")) not in cleaned}
         elif context.reattach:
             context.adoptable = self.find_adoptable(fingerprint, out_dir)
         self.kill_orphans()
@@ -13036,12 +13351,16 @@ class Run:
                 raise RunError("cannot set up the run directory `%s`: %s" % (self.run_dir, os_error_text(e)))
             self.log.open(os.path.join(self.run_dir, "output.log"))
         except RunError as e:
-            self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
-                               "WHERE id = ?", (e.message, self.run_id))
-            self.store.close()
+            self.record_failure(e)
             raise
         self.log.info("`%s` will be used as the execution directory" % self.run_dir)
         self.store.keep_alive()
+
+    def record_failure(self, e):
+        """A run that could not be set up (a RunError) is recorded `failed`, and its store closed."""
+        self.store.execute("UPDATE runs SET status = 'failed', error = ?, completed_at = CURRENT_TIMESTAMP "
+                           "WHERE id = ?", (e.message, self.run_id))
+        self.store.close()
 
     def find_adoptable(self, fingerprint, out_dir):
         """The attempts of an orphaned run of the same document, inputs and configuration whose
@@ -13083,13 +13402,11 @@ class Run:
         the dead engine had no time to record); a process group is killed only while its leader is
         the process found (its start time), never a recycled pid."""
         dead = [os.path.join(self.out_dir, d) for d in self.store.dead_run_directories()]
-        found = task_processes(dead) if dead else {}
         adopted = {os.path.realpath(a.directory) for a in self.context.adoptable.values()}
         adopted.update(os.path.realpath(os.path.join(self.out_dir, d)) for d in self.store.followed_directories(self.run_id))
-        for adir, p in sorted(found.items()):
-            if adir not in adopted and kill_process_group(p.process_group, p.process_started):
-                self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
-                              "run, before running anything again" % (adir, p.process_group))
+        for adir, pgid in kill_task_processes(dead, spare=adopted):
+            self.log.warn("killed the processes of the task in `%s` (process group %d), left running by a dead "
+                          "run, before running anything again" % (adir, pgid))
 
     # -- running ---------------------------------------------------------------------------
     def execute(self, inputs, nested_inputs=None):
@@ -13599,13 +13916,18 @@ def missing_required(target, inputs, nested):
 _TEST_DIR = "test"  # test files may sit in `test/` beside their document; fixtures and runs go in <workspace>/test/
 
 
+def _is_path_component(name):
+    """Whether `name` is one plain component of a path (a test's name names its directory)."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
 def find_test_file(wdl_path):
     """The YAML test file of a document: `<name>.yaml` or `.yml` beside it, or in `test/` beside
     it (Sprocket's places); None when it has none. Two of them are an error."""
     stem = os.path.splitext(os.path.basename(wdl_path))[0]
     folder = os.path.dirname(wdl_path)
-    found = [p for d in (folder, os.path.join(folder, _TEST_DIR)) for ext in ("yaml", "yml")
-             for p in [os.path.join(d, "%s.%s" % (stem, ext))] if os.path.isfile(p)]
+    found = [p for d in (folder, os.path.join(folder, _TEST_DIR)) for ext in _YAML_SUFFIXES
+             for p in [os.path.join(d, stem + ext)] if os.path.isfile(p)]
     if len(found) > 1:
         raise InputError("test file `%s` conflicts with test file `%s`: keep one" % (found[1], found[0]))
     return found[0] if found else None
@@ -13670,12 +13992,12 @@ class TestFileReader:
     def span(self, node, key, default=None):
         """Where key `key` of a YAML mapping, or item `key` of a sequence, is written (the reader's
         YamlMap and YamlList know), else `default`."""
-        spans = getattr(node, "spans", None)
-        if isinstance(spans, dict):
-            found = spans.get(key)
-        else:
-            found = spans[key] if spans is not None and isinstance(key, int) and key < len(spans) else None
-        return found or default or getattr(node, "span", None) or Span(self.source, 0)
+        found = None
+        if isinstance(node, YamlMap):
+            found = node.spans.get(key)
+        elif isinstance(node, YamlList) and isinstance(key, int) and key < len(node.spans):
+            found = node.spans[key]
+        return found or default or (node.span if isinstance(node, (YamlMap, YamlList)) else Span(self.source, 0))
 
     def error(self, message, span):
         self.errors.append(InputError(message, span))
@@ -13702,9 +14024,11 @@ class TestFileReader:
             seen = set()
             for i, entry in enumerate(tests):
                 test_name = entry.get("name") if isinstance(entry, dict) else None
-                if isinstance(test_name, str) and test_name in seen:
-                    self.error("test `%s` of `%s` is defined twice" % (test_name, name), self.span(entry, "name", span))
-                seen.add(test_name)
+                if isinstance(test_name, str):  # (any other value is test()'s error)
+                    if test_name in seen:
+                        self.error("test `%s` of `%s` is defined twice" % (test_name, name),
+                                   self.span(entry, "name", span))
+                    seen.add(test_name)
                 case = self.test(target, entry, self.span(tests, i, span))
                 if case is not None:
                     cases.append(case)
@@ -13722,14 +14046,19 @@ class TestFileReader:
                                                                           ", ".join(_TEST_FIELDS)), self.span(entry, key, span))
         name = entry.get("name")
         if not isinstance(name, str) or not name:
-            self.error("a test needs a `name` (a string)", span)
+            self.error("a test needs a `name`, a string%s" % ("" if name is None else ", not %s" % _short(name)), span)
+            return None
+        if not _is_path_component(name):  # it names the test's directory, which clean-up removes
+            self.error("test name %s cannot name a directory: a test's name is one path component, without `/`, "
+                       "`\\`, NUL, and not `.` or `..`" % json_dumps(name), span)
             return None
         tags = entry.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            self.error("`tags` of test `%s` must be a list of strings" % name, self.span(entry, "tags", span))
+            self.error("`tags` of test `%s` must be a list of strings, not %s" % (name, _short(tags)),
+                       self.span(entry, "tags", span))
             tags = []
         errors = len(self.errors)
-        executions = self.executions(target, name, entry.get("inputs", {}), self.span(entry, "inputs", span))
+        executions = self.executions(target, name, entry.get("inputs", {}), self.span(entry, "inputs", span), span)
         assertions = self.assertions(target, name, entry.get("assertions", {}), self.span(entry, "assertions", span))
         if len(self.errors) > errors:
             return None
@@ -13753,6 +14082,10 @@ class TestFileReader:
             if not isinstance(values, list):
                 self.error("test `%s`: input `%s` must be a list of values, one for each execution (`%s: [%s]`)" % (
                     name, key, key, _short(values)), kspan)
+                return None
+            if not values:  # the product would be empty: the test would run nothing and pass
+                self.error("test `%s`: input `%s` has no values, so the test would run nothing: give at least one "
+                           "(an empty Array is `%s: [[]]`)" % (name, key, key), kspan)
                 return None
             return [(key, v, self.span(values, i, kspan), kspan) for i, v in enumerate(values)]
 
@@ -13778,9 +14111,10 @@ class TestFileReader:
             dims.append([list(row) for row in zip(*cols)])
         return dims
 
-    def executions(self, target, name, inputs, span):
+    def executions(self, target, name, inputs, span, name_span):
         """TestInputs for each element of the cartesian product of the matrix; each value is read
-        (assign_inputs, relative paths in the fixtures directory) and checked once, at its key."""
+        (assign_inputs, relative paths in the fixtures directory) and checked once, at its key. A
+        required input no execution gives is an error at the test's name (Sprocket's at run time)."""
         import itertools
 
         errors = len(self.errors)
@@ -13800,8 +14134,14 @@ class TestFileReader:
             items = [(key, _json_keys(value), self.fixtures_dir, None) for key, value, _, _ in cells]
             try:
                 own, given = assign_inputs(target, items)
-            except InputError as e:
+            except WdlError as e:
                 self.error("test `%s`: %s" % (name, e.message), cells[0][2] if cells else span)
+                return []
+            missing = missing_required(target, own, given.nested)  # (the same keys in every execution)
+            if missing:
+                self.error("test `%s` does not give the required input%s %s: add %s to its `inputs`" % (
+                    name, "s" if len(missing) > 1 else "", ", ".join("`%s`" % m for m in missing),
+                    "them" if len(missing) > 1 else "it"), name_span)
                 return []
             out.append(TestInputs(own, given.nested, given.overrides, {cell[0]: cell[1] for cell in cells}))
         return out
@@ -13811,7 +14151,7 @@ class TestFileReader:
         names exist (a relative path is a fixture)."""
         try:
             own, given = assign_inputs(target, [(str(key), _json_keys(value), self.fixtures_dir, None)])
-        except InputError as e:
+        except WdlError as e:  # (from_json: InputError, and NoneError or EvalError for a value it cannot take)
             self.error("test `%s`: %s" % (name, e.message), span)
             return False
         try:
@@ -13838,6 +14178,9 @@ class TestFileReader:
         if not isinstance(should_fail, bool):
             self.error("`should_fail` must be true or false, not %s" % _short(should_fail),
                        self.span(data, "should_fail", span))
+        if should_fail is True and data.get("outputs"):  # a failed execution has no outputs to check
+            self.error("test `%s`: `should_fail: true` and `outputs` cannot be used together (the outputs of a "
+                       "failed execution do not exist): make them two tests" % name, self.span(data, "outputs", span))
         if "exit_code" in data and "should_fail" in data:
             self.error("test `%s`: `should_fail` and `exit_code` cannot be used together (`should_fail`: any nonzero "
                        "exit code)" % name, self.span(data, "should_fail", span))
@@ -14115,12 +14458,17 @@ class TestRun(Run):
                 backend.check_target(ex.case.target)
 
     def start(self, inputs, on_done):
+        """The first `parallelism` executions: at once, or `throttle` ms apart, each start deferred to
+        its time (the scheduler's thread goes on with its events meanwhile)."""
         self.on_done = on_done
         first = [self.pending.popleft() for _ in range(min(self.parallelism, len(self.pending)))]
+        scheduler, now = self.context.scheduler, time.monotonic()
         for i, ex in enumerate(first):
             if i and self.throttle:
-                time.sleep(self.throttle / 1000.0)
-            ex.start(self)
+                due = now + i * self.throttle / 1000.0
+                scheduler.defer_until(due, Deferred(functools.partial(ex.start, self), None))
+            else:
+                ex.start(self)
         self.settle()
 
     def ended(self, ex):
@@ -14133,7 +14481,7 @@ class TestRun(Run):
             print(test_line(ex))
             sys.stdout.flush()
         if self.pending:
-            self.context.scheduler.deferred.append((lambda: self.pending.popleft().start(self), None))
+            self.context.scheduler.deferred.append(Deferred(lambda: self.pending.popleft().start(self), None))
         self.settle()
 
     def settle(self):
@@ -14176,19 +14524,67 @@ def summary_line(executions):
                                        ", %d errored" % counts["errored"] if counts["errored"] else "")
 
 
-def clean_test_dirs(run_dir, executions):
+def clean_test_dirs(run_dir, executions, log):
     """Sprocket's clean-up: the directories of passed executions go, and then the directories of
-    tests and targets left empty."""
-    import shutil
-
+    tests and targets left empty; never a directory whose real path is outside the run directory."""
+    root = os.path.realpath(run_dir)
     for ex in executions:
         if ex.outcome is not None and ex.outcome.status == "passed":
-            shutil.rmtree(ex.directory, ignore_errors=True)
-            for d in (os.path.dirname(ex.directory), os.path.dirname(os.path.dirname(ex.directory))):
+            top = os.path.realpath(ex.directory)
+            if not remove_tree(top, root, log):
+                continue
+            for d in (os.path.dirname(top), os.path.dirname(os.path.dirname(top))):
                 try:
-                    os.rmdir(d)
+                    if d.startswith(root + "/"):
+                        os.rmdir(d)
                 except OSError:  # not empty: a failed execution's directory is in it
                     break
+
+
+def remove_tree(top, root, log):
+    """Remove the directory `top` (a real path) and all in it, without following a link
+    (remove_work); a `top` outside the real directory `root` is left, with a warning. Returns
+    the CleanResult, or None when it was left (or is not there: a test whose calls were all cached)."""
+    if not os.path.isdir(top):
+        return None
+    try:
+        return remove_work(top, root, KeptPaths([], root))
+    except RunError as e:
+        log.warn(e.message)
+        return None
+
+
+def clean_all(run):
+    """--clean-all: the whole run directory goes (never one outside the output directory); the
+    run's `_latest` link with it, when it points there; sprocket.db keeps the run's row and says
+    what went (cleanups, as `sprocket clean` does)."""
+    root = os.path.realpath(run.out_dir)
+    top = os.path.realpath(run.run_dir)
+    done = remove_tree(top, root, run.log)
+    if done is None:
+        return
+    latest = os.path.join(os.path.dirname(run.run_dir), "_latest")
+    try:
+        if os.readlink(latest) == os.path.basename(run.run_dir):
+            os.remove(latest)
+    except OSError:  # no link, or another run's
+        pass
+    store = Store(run.out_dir)
+    try:
+        store.record_cleanup(run.run_id, [os.path.relpath(top, root)], done.bytes)
+    finally:
+        store.close()
+
+
+def check_junit_target(path):
+    """--junit FILE can be written: its directory exists and is writable, and FILE is not a
+    directory (checked before the tests run, not after)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    problem = ("`%s` is a directory" % path if os.path.isdir(path) else
+               "the directory `%s` does not exist" % folder if not os.path.isdir(folder) else
+               "the directory `%s` is not writable" % folder if not os.access(folder, os.W_OK | os.X_OK) else None)
+    if problem:
+        raise InputError("--junit %s: cannot write it there: %s" % (path, problem))
 
 
 def write_junit(path, executions, source):
@@ -14289,6 +14685,7 @@ def _validate_arguments(c):
     c.add_argument("inputs", nargs="*", metavar="INPUTS",
                    help="key=value pairs, and inputs files: @inputs.json, @inputs.yml (or a path ending .json, .yml, .yaml)")
     c.add_argument("-t", "--target", help="the task or workflow (default: the workflow, else the only task)")
+    c.set_defaults(retry_of=None)  # `sprocket retry` sets the `runs` row of the run it retries
 
 
 def _run_arguments(c):
@@ -14593,7 +14990,7 @@ def cmd_completions(args):
     return 0
 
 
-_INPUTS_FILE_SUFFIXES = (".json", ".yml", ".yaml")  # a path ending so is an inputs file, even without `@`
+_INPUTS_FILE_SUFFIXES = (".json",) + _YAML_SUFFIXES  # a path ending so (any case) is an inputs file, even without `@`
 
 
 def read_input_items(items, cwd, warn):
@@ -14608,7 +15005,7 @@ def read_input_items(items, cwd, warn):
     repeated = {}
     for item in items:
         path = (item[1:] if item.startswith("@") else
-                item if "=" not in item and item.endswith(_INPUTS_FILE_SUFFIXES) else None)
+                item if "=" not in item and item.lower().endswith(_INPUTS_FILE_SUFFIXES) else None)
         if path is not None:
             data = read_inputs_file(path, warn)
             base = os.path.dirname(os.path.abspath(path))
@@ -14651,7 +15048,7 @@ def read_inputs_file(path, warn):
         return dict(found)
 
     src = read_source(path)
-    if path.endswith((".yml", ".yaml")):
+    if is_yaml_path(path):
         data = _json_keys(_yaml_loads(src.text, path))
         if not isinstance(data, dict):
             raise InputError("a YAML inputs file must hold a mapping of input names to values", Span(src, 0))
@@ -14698,8 +15095,8 @@ def prepare_inputs(args, log, strict=False):
     if log.stderr_level <= _LEVELS["WARN"]:
         print_warnings(doc.warnings)
     target = choose_target(doc, args.target)
-    retry_of = getattr(args, "retry_of", None)  # `sprocket retry`: the inputs that run recorded come first
-    recorded = [(k, v, "/", None) for k, v in json.loads(retry_of["inputs"]).items()] if retry_of else []
+    # `sprocket retry`: the inputs that run recorded come first
+    recorded = [(k, v, "/", None) for k, v in recorded_json(args.retry_of, "inputs").items()] if args.retry_of else []
     items = recorded + read_input_items(args.inputs, os.getcwd(), log.warn)
     inputs, given = assign_inputs(target, items, bool(args.target))
     check_given_files(target, inputs, given.nested)
@@ -14740,7 +15137,7 @@ def cmd_run(args):
 
     log = RunLog(args.stderr_level)
     config = load_config(args.config, args.skip_config_search)
-    retry_of = getattr(args, "retry_of", None)  # `sprocket retry`: that run's `runs` row
+    retry_of = args.retry_of  # `sprocket retry`: that run's `runs` row
     if retry_of is not None:
         config.merge_file("`sprocket retry`", {"run": {"task": {"cache": "on"}}})
     for w in config.warnings:
@@ -14751,18 +15148,21 @@ def cmd_run(args):
     if in_head_job:
         signal.signal(signal.SIGUSR1, lambda signum, frame: early.append(signum))
     check_run_name_parts(args.suffix, args.index_on)
-    doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
     out_dir = args.output_dir or config.get("run.output_dir")
-    if args.index_on:
-        index_location(os.path.abspath(out_dir), args.index_on)
-    inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
-    if args.submit:
-        return cmd_run_submit(args, config, out_dir, target, log)
-    fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
-    recorded = recorded_inputs(target, inputs, nested, overrides)
-    run = Run(doc, target, config, out_dir, log, recorded, args.no_call_cache, fingerprint,
-              not args.no_reattach or bool(head and head.predecessor), args.suffix, args.index_on, args.show_task_stderr,
-              overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head, retry_of)
+    # from checking the input files to recording them and what it adopts: no `clean` meanwhile
+    with CleanLock(os.path.abspath(out_dir), exclusive=False):
+        doc, target, inputs, nested, overrides = prepare_inputs(args, log, config.get("run.strict"))
+        if args.index_on:
+            index_location(os.path.abspath(out_dir), args.index_on)
+        inputs_json = {target.name + "." + k: value_to_json(v) for k, v in inputs.items()}
+        if args.submit:
+            return cmd_run_submit(args, config, out_dir, target, log)
+        fingerprint = run_fingerprint(doc, target, inputs_json, nested, overrides, config)
+        recorded = recorded_inputs(target, inputs, nested, overrides)
+        run = Run(doc, target, config, out_dir, log, recorded, args.no_call_cache, fingerprint,
+                  not args.no_reattach or bool(head and head.predecessor), args.suffix, args.index_on,
+                  args.show_task_stderr, overrides, {k: getattr(args, "slurm_" + k) for k in _SLURM_TASK_KEYS}, head,
+                  retry_of)
     if in_head_job:
         signal.signal(signal.SIGUSR1, run.on_time_limit)  # for the whole run: a late one is ignored
         signal.signal(signal.SIGTERM, run.on_terminate)  # also while it hands off, after execute()
@@ -14785,15 +15185,8 @@ def cmd_run(args):
     except (WdlError, OSError) as e:  # an OSError: the file system refused (full, read-only)
         run.finish(error=e.message if isinstance(e, WdlError) else os_error_text(e))
         raise
-    except Exception as e:  # a bug in sprocket.py: the traceback goes to the run's log
-        import traceback
-
-        log.log("ERROR", "internal error: %s\n%s" % (e, getattr(e, "__traceback_text__", None) or traceback.format_exc()),
-                stderr=False)
-        run.finish(error="internal error: %s: %s" % (type(e).__name__, e))
-        print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
-            type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)
-        return 70
+    except Exception as e:  # a bug in sprocket.py
+        return run_internal_error(run, e)
     try:
         print(text)
         sys.stdout.flush()
@@ -14806,6 +15199,19 @@ def cmd_run(args):
     finally:
         run.close()  # the outputs are out: what the jobs used (a last sacct), the report
     return 0
+
+
+def run_internal_error(run, e):
+    """A bug in sprocket.py ended a run (`run`, `test`): its traceback in the run's log, the run
+    `failed` in sprocket.db and closed (no job left behind); the exit status, 70."""
+    import traceback
+
+    text = getattr(e, "__traceback_text__", None) or traceback.format_exc()
+    run.log.log("ERROR", "internal error: %s\n%s" % (e, text), stderr=False)
+    run.finish(error="internal error: %s: %s" % (type(e).__name__, e))
+    print("internal error (a bug in sprocket.py, please report it): %s: %s\nthe traceback is in `%s`" % (
+        type(e).__name__, e, os.path.join(run.run_dir, "output.log")), file=sys.stderr)
+    return 70
 
 
 def cmd_run_submit(args, config, out_dir, target, log):
@@ -14840,6 +15246,10 @@ def cmd_test(args):
     config = load_config(args.config, args.skip_config_search)
     for w in config.warnings:
         log.warn(w)
+    if not os.path.isdir(args.source):
+        read_source(args.source)  # a SOURCE that is not there (or not a WDL file) is refused, as `check` does
+    if args.junit:
+        check_junit_target(args.junit)
     workspace = args.workspace or (args.source if os.path.isdir(args.source) else os.getcwd())
     fixtures = os.path.abspath(args.fixtures_dir or config.get("test.fixtures_dir")
                                or os.path.join(workspace, _TEST_DIR, "fixtures"))
@@ -14878,16 +15288,19 @@ def cmd_test(args):
     except (WdlError, OSError) as e:
         run.finish(error=e.message if isinstance(e, WdlError) else os_error_text(e))
         raise
+    except Exception as e:  # a bug in sprocket.py
+        return run_internal_error(run, e)
     run.close()
     print(summary_line(executions))
     if args.junit:
-        write_junit(args.junit, executions, args.source)
+        try:
+            write_junit(args.junit, executions, args.source)
+        except OSError as e:
+            raise InputError("--junit %s: cannot write it: %s" % (args.junit, e.strerror or e))
     if args.clean_all:
-        import shutil
-
-        shutil.rmtree(run.run_dir, ignore_errors=True)
+        clean_all(run)
     elif not args.no_clean:
-        clean_test_dirs(run.run_dir, executions)
+        clean_test_dirs(run.run_dir, executions, log)
     return 0 if all(ex.outcome.status == "passed" for ex in executions) else 1
 
 
@@ -14966,10 +15379,14 @@ def output_dir_check(out_dir):
     return Check("the output directory `%s` is writable" % out_dir, None, None)
 
 
-def open_store(args):
+def open_store(args, ref=None):
     """The sprocket.db of `-o`, else of the output directory above the run directory that RUN
-    names (when it names one), else of run.output_dir; it must exist."""
-    out_dir = os.path.abspath(args.output_dir or _output_dir_above(getattr(args, "run", None)) or load_config(
+    (`ref`) names (when it names one), else of run.output_dir; it must exist."""
+    above = _output_dir_above(ref)
+    if ref and os.path.isdir(ref) and not args.output_dir and above is None:
+        raise RunError("`%s` is a directory but no run's: a run directory is OUT/runs/<target>/<directory>, with "
+                       "sprocket.db in OUT (or give the run's name or id, and OUT with -o)" % ref)
+    out_dir = os.path.abspath(args.output_dir or above or load_config(
         args.config, args.skip_config_search).get("run.output_dir"))
     if not os.path.isfile(os.path.join(out_dir, "sprocket.db")):
         raise RunError("`%s` has no sprocket.db: no run used this output directory (choose one with -o)" % out_dir)
@@ -15035,7 +15452,7 @@ def cmd_runs(args):
 
 def cmd_report(args):
     """Write report.html of a run (by name or directory; default the newest) and print its path."""
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         chosen = [find_run(store, out_dir, args.run)]
         path = os.path.join(out_dir, chosen[0]["directory"], "report.html")
@@ -15084,17 +15501,17 @@ def run_status(store, out_dir, run, config, log):
     out = collections.OrderedDict((k, run[k]) for k in ("name", "id", "uuid", "target", "status", "error"))
     engine = store.engine_of(run["id"]) if live else None
     for k, v in (("started", run["started_at"]), ("completed", run["completed_at"]), ("duration_s", run["duration"]),
-                 ("directory", run_dir), ("engine", {"host": engine[0], "pid": engine[1]} if engine else None),
+                 ("directory", run_dir), ("engine", {"host": engine.host, "pid": engine.pid} if engine else None),
                  ("tasks", None), ("pending", []), ("running", []), ("failed", [])):
         out[k] = v
     for c in calls:
         job = c["job_id"] or ("process group %d" % c["process_group"] if c["process_group"] else None)
         entry = collections.OrderedDict(call=c["call"], attempt=c["attempt"], job_id=job, for_s=c["age"])
-        state, reason = states.get(c["job_id"], (None, None))
+        job_state = states.get(c["job_id"])
         status = c["status"]
-        if status == "running" and (state or "").split()[:1] == ["PENDING"]:
+        if status == "running" and job_state and job_state.state.split()[:1] == ["PENDING"]:
             status = "pending"
-            entry["reason"] = reason
+            entry["reason"] = job_state.reason
         counts[status] += 1
         if status in ("running", "pending"):
             out[status].append(entry)
@@ -15131,7 +15548,8 @@ def status_text(st):
              "directory: %s" % st["directory"]]
     if st["engine"]:
         lines.append("engine: pid %d on %s" % (st["engine"]["pid"], st["engine"]["host"]))
-    lines += ["tasks: %s" % (", ".join("%d %s" % (n, k) for k, n in st["tasks"].items()) or "none yet")]
+    lines += ["tasks: %s" % (", ".join("%d %s" % (n, k) for k, n in st["tasks"].items()) or (
+        "none yet" if st["status"] in _LIVE_RUN_STATES else "none"))]
     if st["error"]:
         lines.append("error: %s" % st["error"].splitlines()[0])
     for what in ("pending", "running"):
@@ -15165,7 +15583,7 @@ def status_text(st):
 def cmd_status(args):
     """`status [RUN]`: one run (default the newest), as text or --json."""
     config = load_config(args.config, args.skip_config_search)
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         st = run_status(store, out_dir, find_run(store, out_dir, args.run), config, RunLog(args.stderr_level))
     finally:
@@ -15173,8 +15591,6 @@ def cmd_status(args):
     print(json_dumps(st, indent=2) if args.json else status_text(st))
     return 0
 
-
-_ENDED_RUN_STATES = ("completed", "failed", "canceled")
 
 
 def cmd_cancel(args):
@@ -15188,24 +15604,28 @@ def cmd_cancel(args):
 
     config = load_config(args.config, args.skip_config_search)
     log = RunLog(args.stderr_level)
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         run = carried_on(store, find_run(store, out_dir, args.run))
         if run["status"] in _ENDED_RUN_STATES:
             print("run `%s` has already ended: %s" % (run["name"], run["status"]))
             return 0 if run["status"] == "canceled" else 1
-        run_dir = os.path.join(out_dir, run["directory"])
-        write_replacing(os.path.join(run_dir, CANCEL_REQUEST), "%s on %s, pid %d, at %s UTC\n" % (
-            "sprocket cancel", socket.gethostname(), os.getpid(), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())))
         if run["status"] != "orphaned":
+            request = os.path.join(out_dir, run["directory"], CANCEL_REQUEST)
+            try:
+                write_replacing(request, "%s on %s, pid %d, at %s UTC\n" % ("sprocket cancel", socket.gethostname(),
+                                                                             os.getpid(), time.strftime(
+                                                                                 "%Y-%m-%d %H:%M:%S", time.gmtime())))
+            except OSError as e:  # (a signal may still reach it)
+                log.warn("could not write `%s`: %s" % (request, os_error_text(e)))
             engine = store.engine_of(run["id"])
-            if engine and engine[0] == socket.gethostname() and not engine_dead(*engine):
+            if engine and engine.host == socket.gethostname() and not engine_dead(*engine):
                 try:
-                    os.kill(engine[1], signal.SIGTERM)
+                    os.kill(engine.pid, signal.SIGTERM)
                 except ProcessLookupError:  # it ended meanwhile
                     pass
-            print("asked the engine of run `%s` to cancel it (%s)" % (run["name"], "pid %d on %s" % engine[1::-1]
-                                                                       if engine else "its engine"), file=sys.stderr)
+            print("asked the engine of run `%s` to cancel it (%s)" % (run["name"], "pid %d on %s" % (
+                engine.pid, engine.host) if engine else "its engine"), file=sys.stderr)
             run = _wait_for_cancel(store, out_dir, run, args.timeout)
             if run["status"] != "orphaned":
                 print("run `%s`: %s" % (run["name"], run["status"]))
@@ -15247,23 +15667,46 @@ def _wait_for_cancel(store, out_dir, run, timeout):
 
 
 def cancel_dead_run(store, out_dir, run, config, log):
-    """Cancel the jobs of a run whose engine is gone, with one call per backend, and mark it
-    `canceled` (the run, its tasks and attempts); returns how many jobs were stopped or asked to."""
-    run_dir = os.path.join(out_dir, run["directory"])
-    open_calls = [c for c in store.call_states(run["id"]) if c["status"] in (
-        "orphaned", "running", "pending", "initializing", "localizing")]
-    context = RunContext(run_settings(config), log)
+    """Cancel the jobs of a run whose engine is gone and of the runs it adopted in turn (also those
+    not recorded yet: found below their run directories), with one call per backend (on Slurm, with
+    the successor head jobs of their hand-offs), and mark it `canceled` (the run, its tasks and
+    attempts); returns how many jobs were stopped or asked to. Jobs that run on the engine's host
+    (local, containers) can only be canceled there: RunError on another host."""
+    import socket
+
+    chain, before = [RunRef(run["id"], run["directory"])], store.run_adopted_by(run["id"])
+    while before is not None and before not in chain:
+        chain.append(before)
+        before = store.run_adopted_by(before.id)
+    ids = [r.id for r in chain]
+    run_dirs = [os.path.join(out_dir, r.directory) for r in chain if r.directory]
+    calls = [(r, c) for r in chain for c in store.call_states(r.id)]
+    open_calls = [(r, c) for r, c in calls if c["status"] in ("orphaned", "running", "pending", "initializing",
+                                                               "localizing")]
+    heads = [h["successor_job_id"] for h in store.handoffs_of(ids) if h["successor_job_id"]]
+    names = sorted({c["backend"] for _, c in calls}) or [config.backend()[0]]  # (none recorded: the configured one)
+    context, engine = RunContext(run_settings(config), log), store.engine_of(run["id"])
     stopped = 0
-    for name in sorted({c["backend"] for c in open_calls}):
-        mine = [c for c in open_calls if c["backend"] == name]
+    for name in names:
+        mine = [(r, c) for r, c in open_calls if c["backend"] == name]
         settings = _backend_settings(config, name)
         if settings is None:
             raise RunError("the jobs of run `%s` ran on the backend `%s`, which this configuration does not define: "
                            "give the run's configuration with `-c` (its jobs: %s)" % (
-                               run["name"], name, ", ".join(c["job_id"] or str(c["process_group"]) for c in mine)))
-        stopped += BACKENDS[settings["type"]].cancel_dead(context, settings, [Adoptable(
-            c["key"], c["attempt"], os.path.normpath(os.path.join(run_dir, c["directory"])), c["job_id"], c["cache_key"],
-            c["process_group"], c["process_started"]) for c in mine])
+                               run["name"], name, ", ".join(c["job_id"] or str(c["process_group"]) for _, c in mine)))
+        backend = BACKENDS[settings["type"]]
+        if backend.jobs_on_engine_host and engine and engine.host != socket.gethostname():
+            raise RunError("the tasks of run `%s` ran on host `%s` (the %s backend): only there can they be canceled; "
+                           "run `sprocket cancel %s` on `%s`" % (run["name"], engine.host, name, run["name"], engine.host))
+        attempts = [Adoptable(c["key"], c["attempt"], os.path.normpath(os.path.join(out_dir, r.directory, c["directory"])),
+                              c["job_id"], c["cache_key"], c["process_group"], c["process_started"]) for r, c in mine]
+        if issubclass(backend, SlurmApptainerBackend):
+            stopped += backend.cancel_dead(context, settings, attempts, run_dirs, heads)
+            heads = []
+        else:
+            stopped += backend.cancel_dead(context, settings, attempts, run_dirs)
+    if heads:  # the run's tasks ran elsewhere, its head jobs on Slurm
+        stopped += SlurmApptainerBackend.cancel_dead(context, None, [], [], heads)
     store.mark_canceled(run["id"], "canceled by `sprocket cancel` after its engine was gone")
     return stopped
 
@@ -15273,14 +15716,20 @@ def cmd_retry(args):
     INPUTS on top, in its output directory, with the call cache on whatever the configuration
     says; what completed in it (or still runs, if its engine is gone) is followed, not run again
     (Run's retry_of), so only what failed or never ran runs. `retries` records which run it retries."""
-    store, out_dir = open_store(args)
+    store, out_dir = open_store(args, args.run)
     try:
         run = carried_on(store, find_run(store, out_dir, args.run))
+        # (a TestRun has no fingerprint: every `run` has one)
+        test_run = run["target"] == "test" and not store.query("SELECT 1 FROM run_fingerprints WHERE run_id = ?",
+                                                               (run["id"],))
     finally:
         store.close()
     if run["status"] in _LIVE_RUN_STATES:
         raise RunError("run `%s` is still %s: wait for it to end, or cancel it first (`sprocket cancel %s`)" % (
             run["name"], run["status"], run["name"]))
+    if test_run:
+        raise RunError("run `%s` is a `sprocket test` run: test runs cannot be retried; run `sprocket test` again"
+                       % run["name"])
     run_args, _ = build_parser().parse_known_args(["run", run["source"]])
     for k in ("config", "skip_config_search", "stderr_level"):
         setattr(run_args, k, getattr(args, k))
@@ -15302,25 +15751,25 @@ def parse_duration(text):
     return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
-def _utc_seconds(stamp):
-    """Seconds since the epoch of a sprocket.db timestamp (`YYYY-MM-DD HH:MM:SS`, UTC)."""
-    import calendar
-
-    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
-
-
 def clean_choice(store, runs, keep_last, older_than):
     """(the runs whose work goes, [(a run left, why)]): finished runs (an orphaned one counts once
     a finished run adopted it), beyond the newest `keep_last` or finished more than `older_than`
     seconds ago. Live runs, and orphaned ones whose jobs may still run, are never chosen."""
     by_id = {r["id"]: r for r in runs}
+    retried_by = {x["retry_of"]: x["run_id"] for x in store.query("SELECT run_id, retry_of FROM retries")}
     finished, left = [], []
     for r in runs:  # newest first
         end, seen = r["id"], set()
         while by_id[end]["status"] == "orphaned" and store.adopter_of(end) in by_id and end not in seen:
             seen.add(end)
             end = store.adopter_of(end)
-        if by_id[end]["status"] in _ENDED_RUN_STATES and r["directory"]:
+        retry = by_id.get(retried_by.get(r["id"]))
+        problem = run_directory_problem(r, runs) if r["directory"] else None
+        if problem:
+            left.append((r, problem))
+        elif retry is not None and retry["status"] not in _ENDED_RUN_STATES:  # it follows this run's attempts
+            left.append((r, "run `%s` retries it and has not ended" % retry["name"]))
+        elif by_id[end]["status"] in _ENDED_RUN_STATES and r["directory"]:
             finished.append(r)
         elif end != r["id"]:
             left.append((r, "run `%s` carries it on" % by_id[end]["name"]))
@@ -15329,7 +15778,35 @@ def clean_choice(store, runs, keep_last, older_than):
     if keep_last is not None:
         return finished[keep_last:], left
     now = time.time()
-    return [r for r in finished if now - _utc_seconds(r["completed_at"] or r["started_at"]) > older_than], left
+    return [r for r in finished if now - _container_time(r["completed_at"] or r["started_at"]) > older_than], left
+
+
+def run_directory_problem(run, runs):
+    """Why `clean` must not take the directory of `run` (a `runs` row) for a run directory, or
+    None: a run's is `runs/<target>/<directory>` (make_run_dir's, a `sprocket test` run's too), and
+    holds no other run's (a row edited to `runs/wf` would hold them all)."""
+    d = run["directory"]
+    parts = d.split("/")
+    if len(parts) != 3 or parts[0] != "runs" or any(p in ("", ".", "..") for p in parts):
+        return "its directory `%s` is not a run directory (runs/<target>/<directory>)" % d
+    other = next((o for o in runs if o["id"] != run["id"] and o["directory"] and (
+        posixpath.normpath(o["directory"]) + "/").startswith(d + "/")), None)
+    if other is not None:
+        return "its directory `%s` holds the directory of run `%s`" % (d, other["name"])
+    return None
+
+
+def recorded_json(run, column):
+    """A run's `inputs` or `outputs` as sprocket.db keeps them (None: none); a record that is not
+    JSON is a RunError that names the run."""
+    try:
+        value = json.loads(run[column]) if run[column] else None
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("not an object")
+        return value
+    except ValueError as e:
+        raise RunError("the %s of run `%s` recorded in sprocket.db are not a JSON object (%s): the record was damaged; "
+                       "nothing was changed" % (column, run["name"], e))
 
 
 def kept_paths(store, out_dir, kept_runs, cache_dir):
@@ -15338,8 +15815,8 @@ def kept_paths(store, out_dir, kept_runs, cache_dir):
     and what the links of OUT/index lead to."""
     paths = []
     for r in kept_runs:
-        for text in (r["inputs"], r["outputs"]):
-            paths += json_paths(json.loads(text)) if text else []
+        for column in ("inputs", "outputs"):
+            paths += json_paths(recorded_json(r, column))
         try:
             with open(os.path.join(out_dir, r["directory"] or "", "outputs.json")) as f:
                 paths += json_paths(json.load(f))
@@ -15360,13 +15837,16 @@ def kept_paths(store, out_dir, kept_runs, cache_dir):
 
 def clean_run(store, run, root, kept, dry_run):
     """Empty the work/ and tmp/ directories of one run (`root`: the real output directory), saying
-    each, and record them in `cleanups`; returns the run's CleanResult."""
+    each, and record them in `cleanups`; returns the run's CleanResult (None: the run was left)."""
     run_dir = os.path.realpath(os.path.join(root, run["directory"]))
     done = CleanResult(0, 0, 0)
     if not run_dir.startswith(root + "/"):
         print("left run `%s`: its directory `%s` is not inside the output directory" % (run["name"], run_dir),
               file=sys.stderr)
-        return done
+        return None
+    if len(os.path.relpath(run_dir, root).split("/")) != 3:  # a link in the way leads above the run's own
+        print("left run `%s`: its directory leads to `%s`, not a run directory" % (run["name"], run_dir), file=sys.stderr)
+        return None
     removed = []
     for top in work_directories(run_dir):
         got = remove_work(top, root, kept, dry_run)
@@ -15378,8 +15858,7 @@ def clean_run(store, run, root, kept, dry_run):
         print("%s %s (%d file(s), %s)%s" % (verb, removed[-1], got.files, _human_bytes(got.bytes), (
             "; kept %d file(s) that a kept run, the call cache or an index uses" % got.kept) if got.kept else ""))
     if removed and not dry_run:
-        store.execute("INSERT INTO cleanups (run_id, paths, bytes_freed) VALUES (?, ?, ?)",
-                      (run["id"], json_dumps(removed), done.bytes))
+        store.record_cleanup(run["id"], removed, done.bytes)
     return done
 
 
@@ -15392,21 +15871,25 @@ def cmd_clean(args):
     if args.keep_last is not None and args.keep_last < 0:
         raise InputError("--keep-last %d: give a number of runs >= 0" % args.keep_last)
     store, out_dir = open_store(args)
-    total = CleanResult(0, 0, 0)
+    total, cleaned = CleanResult(0, 0, 0), 0
     try:
-        runs = store.runs()
-        chosen, left = clean_choice(store, runs, args.keep_last, older_than)
-        for r, why in left:
-            print("left run `%s`: %s" % (r["name"], why), file=sys.stderr)
-        ids = {r["id"] for r in chosen}
-        kept = kept_paths(store, out_dir, [r for r in runs if r["id"] not in ids], CallCache(config, None, None).dir)
-        for r in reversed(chosen):  # oldest first
-            done = clean_run(store, r, os.path.realpath(out_dir), kept, args.dry_run)
-            total = CleanResult(*(a + b for a, b in zip(total, done)))
+        with CleanLock(out_dir, exclusive=True):  # no run records its inputs meanwhile: what is kept stays true
+            runs = store.runs()
+            chosen, left = clean_choice(store, runs, args.keep_last, older_than)
+            for r, why in left:
+                print("left run `%s`: %s" % (r["name"], why), file=sys.stderr)
+            ids = {r["id"] for r in chosen}
+            kept = kept_paths(store, out_dir, [r for r in runs if r["id"] not in ids], CallCache(config, None, None).dir)
+            for r in reversed(chosen):  # oldest first
+                done = clean_run(store, r, os.path.realpath(out_dir), kept, args.dry_run)
+                if done is not None:
+                    cleaned += 1
+                    total = CleanResult(*(a + b for a, b in zip(total, done)))
     finally:
         store.close()
-    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % ("would remove" if args.dry_run else "removed", total.files, len(chosen), _human_bytes(total.bytes),
-                                                        total.bytes, "would be freed" if args.dry_run else "freed"))
+    print("%s %d file(s) of %d run(s): %s (%d bytes) %s" % (
+        "would remove" if args.dry_run else "removed", total.files, cleaned, _human_bytes(total.bytes), total.bytes,
+        "would be freed" if args.dry_run else "freed"))
     return 0
 
 

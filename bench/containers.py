@@ -15,7 +15,8 @@ its outputs must be exactly [0, ..., N-1].
 miniwdl runs `podman pull IMAGE` before its first task, always, and this machine reaches no container
 registry: its `[podman] exe` is a two-line shell wrapper that answers `pull` of an image already in
 podman's storage with success and execs podman for everything else (one more exec per podman call,
-which counts against miniwdl).
+which counts against miniwdl). A miniwdl run that fails on miniwdl's own race (its podman scheduler's
+counts reset by two tasks starting together: MINIWDL_RACE) is run again, and the output says so.
 
 The baseline, "bare podman run": N `podman run --rm -v WORK:/mnt/work -w /mnt/work IMAGE bash -c 'echo 7'`,
 os.cpu_count() at a time (each task asks for 1 cpu, so that is the engines' concurrency too), each with
@@ -51,6 +52,13 @@ PULL_SHIM = """#!/bin/sh
 if [ "$1" = pull ] && podman image exists "$2"; then exit 0; fi
 exec podman "$@"
 """
+
+
+# miniwdl 1.16's podman backend initializes its cpu/memory scheduler in the first task threads without a
+# lock: two tasks starting together reset its counts, and one of them fails this assertion. Not a matter
+# of speed: such a run is run again (and says so).
+MINIWDL_RACE = 'assert 0 <= self._state["used_cpu"] <= self._state["host_cpu"]'
+MINIWDL_RACE_TRIES = 4
 
 
 def container_workflow(image):
@@ -151,9 +159,13 @@ def main(argv=None):
 
     def engine_run(name, n):
         """One measured run in a fresh directory; returns a RunResult or None (failure reported)."""
-        d = fresh_dir(f"{name}-n{n}")
-        argv, env = engine_cmd(name, n, os.path.join(d, "out"))
-        r = run_measured(argv, d, env, d, period)
+        for _ in range(MINIWDL_RACE_TRIES):
+            d = fresh_dir(f"{name}-n{n}")
+            argv, env = engine_cmd(name, n, os.path.join(d, "out"))
+            r = run_measured(argv, d, env, d, period)
+            if not (name == "miniwdl" and r.rc != 0 and MINIWDL_RACE in r.stderr):
+                break
+            print(f"  (miniwdl n={n} hit its own scheduler race, {MINIWDL_RACE!r}: run again)", flush=True)
         wrong = r if r.rc != 0 else check_outputs(name, r.stdout, n)
         if wrong is None and name == "miniwdl" and "Podman runtime initialized" not in r.stderr:
             wrong = "its log never says 'Podman runtime initialized': the podman backend was not used"

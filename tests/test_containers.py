@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,11 @@ class FakeTool:
 
     def __init__(self, local=(IMAGE,), pull_error=None):
         self.calls, self.local, self.pull_error = [], set(local), pull_error
+        self.exit = 0  # what an attached `run` exits with
+
+    def spawn(self, argv, log):
+        self.calls.append(list(argv))
+        return FakeProcess(self.exit)
 
     def __call__(self, argv, timeout=120):
         self.calls.append(list(argv))
@@ -48,10 +54,25 @@ class FakeTool:
             return self.inspect
         if verb == ["ps"]:
             return 0, "other\n%s\n" % getattr(self, "running", ""), ""
+        if verb == ["kill"] and getattr(self, "kills", None):
+            return self.kills.pop(0)
         return 0, "", ""
 
     def verbs(self, verb):
         return [c for c in self.calls if c[1] == verb]
+
+
+class FakeProcess:
+    """An attached `run` that has ended with `code`."""
+
+    def __init__(self, code):
+        self.code = code
+
+    def wait(self):
+        return self.code
+
+    def poll(self):
+        return self.code
 
 
 class Recorder:
@@ -76,11 +97,13 @@ def _backend(tmp_path, kind="podman", tool=None, **settings):
     os.makedirs(context.tmp_dir, exist_ok=True)
     values = {key: row.default for key, row in S.BACKENDS[kind].SETTINGS.items()}
     values.update(settings)
-    return S.BACKENDS[kind](context, "box", values, run_tool=tool or FakeTool())
+    tool = tool or FakeTool()
+    spawn = {"spawn": tool.spawn} if hasattr(tool, "spawn") else {}
+    return S.BACKENDS[kind](context, "box", values, run_tool=tool, **spawn)
 
 
-def _request(tmp_path, requirements=None, cpu=2.0, memory=512 * 1024 ** 2, inputs=()):
-    adir = tmp_path / "calls" / "t" / "attempts" / "0"
+def _request(tmp_path, requirements=None, cpu=2.0, memory=512 * 1024 ** 2, inputs=(), number=0):
+    adir = tmp_path / "calls" / "t" / "attempts" / str(number)
     (adir / "work").mkdir(parents=True)
     (adir / "command").write_text("echo hi\n")
     return S.TaskRequest("t", "t-0-key", "t-0", 0, str(adir / "command"), str(adir), str(adir / "work"),
@@ -89,39 +112,47 @@ def _request(tmp_path, requirements=None, cpu=2.0, memory=512 * 1024 ** 2, input
 
 
 def test_the_run_command_line_of_an_attempt_in_a_podman_container(tmp_path):
-    """Detached and named after the attempt; as this user; --cpus/--memory from the task; its env; the
-    Slurm backend's mounts (inputs read-only at their own path, the work directory at /mnt/task/work),
-    the guest layout; the task's shell runs the command."""
+    """Attached and named after the attempt; as this user; --cpus/--memory from the task; its env; the
+    guest layout (inputs read-only under /mnt/task/inputs/, the files of one directory together, the
+    work directory at /mnt/task/work and its own path, with what is in it); the task's shell runs the
+    command; one `run`."""
     tool = FakeTool()
     backend = _backend(tmp_path, tool=tool)
-    data = tmp_path / "data.txt"
-    data.write_text("x")
-    request = _request(tmp_path, inputs=[str(data)])
+    data, index, other = tmp_path / "data.txt", tmp_path / "data.txt.fai", tmp_path / "sub" / "data.txt"
+    other.parent.mkdir()
+    for f in (data, index, other):
+        f.write_text("x")
+    mine = tmp_path / "calls" / "t" / "attempts" / "0" / "work" / "mine.txt"  # (the attempt's own: not an input)
+    request = _request(tmp_path, inputs=[str(data), str(index), str(other), str(tmp_path / "absent.txt"), str(mine)])
+    mine.write_text("x")
     job = backend.start(request)
+    assert [c[1] for c in tool.calls] == ["version", "image", "run"]
     (run,) = tool.verbs("run")
     adir, work = request.directory, request.work
     name = S.container_name(adir)
     assert job.job_id == name and name.startswith("sprocket-t-0-")
     tmp_root = str(tmp_path / "calls" / "t" / "tmp")
     assert run == [
-        "podman", "run", "-d", "--name", name, "--label", "sprocket.directory=%s" % adir,
+        "podman", "run", "--name", name, "--label", "sprocket.directory=%s" % adir,
         "--user", "%d:%d" % (os.getuid(), os.getgid()), "--workdir", "/mnt/task/work",
         "--cpus=2", "--memory=536870912b", "--memory-swap=536870912b",
         "--mount=type=bind,source=%s/container_tmp,target=/tmp" % tmp_root,
         "--mount=type=bind,source=%s/container_var_tmp,target=/var/tmp" % tmp_root,
-        "--mount=type=bind,source=%s,target=%s,readonly" % (data, data),
         "--mount=type=bind,source=%s,target=/mnt/task/command,readonly" % request.command,
         "--mount=type=bind,source=%s,target=/mnt/task/work" % work,
         "--mount=type=bind,source=%s,target=%s" % (work, work),
         "--mount=type=bind,source=%s,target=/mnt/task/stdout" % request.stdout,
         "--mount=type=bind,source=%s,target=/mnt/task/stderr" % request.stderr,
+        "--mount=type=bind,source=%s,target=/mnt/task/inputs/0/data.txt,readonly" % data,
+        "--mount=type=bind,source=%s,target=/mnt/task/inputs/0/data.txt.fai,readonly" % index,
+        "--mount=type=bind,source=%s,target=/mnt/task/inputs/1/data.txt,readonly" % other,
         "--mount=type=bind,source=%s/usage,target=/mnt/task/usage" % adir,
         "--env=GREETING=hello there",
         IMAGE, "bash", "-c", "bash /mnt/task/command > /mnt/task/stdout 2> /mnt/task/stderr; " + S._CONTAINER_EPILOGUE]
     assert backend.context.recorder.images == ["sha256:abc"]
     assert backend.context.recorder.jobs == [(name, "container")]
     backend.close()
-    assert tool.calls[-1] == ["podman", "rm", "-f", name], "close() leaves a container behind"
+    assert tool.calls[-1] == ["podman", "rm", "-f", "--ignore", name], "close() leaves a container behind"
 
 
 def test_the_backend_s_own_cpu_and_memory_limit_tasks_with_deny_or_try_with_max(tmp_path):
@@ -188,28 +219,70 @@ def test_a_failed_pull_says_why_and_the_fallback_list_is_tried_in_order(tmp_path
     assert backend.images.image_for(["nosuchimage:1", IMAGE], "t", str(tmp_path))[0] == IMAGE
 
 
-@pytest.mark.parametrize("state,code,oom", [
-    ("3|false|2026-12-07 06:55:56.5 +0000 UTC|2026-12-07 06:55:58 +0000 UTC|false", 3, False),
-    ("137|true|2026-12-07T06:55:56.5Z|2026-12-07T06:55:58Z|false", 137, True),
+@pytest.mark.parametrize("exit,usage,inspect,code,oom", [
+    (3, "exit=3\n", None, 3, False),
+    (0, "exit=137\noom_kill=1\n", None, 137, True),  # the command was killed, its shell said why
+    (137, "", "true", 137, True),  # the shell itself was killed: inspect says why
+    (137, "", "false", 137, False),
 ])
-@pytest.mark.parametrize("cleanup", [True, False])
-def test_a_container_s_end_is_read_from_inspect_and_it_is_removed_unless_cleanup_is_off(tmp_path, state, code, oom, cleanup):
+def test_an_attached_container_s_end_is_its_shell_s_word_and_inspect_only_explains_a_bare_137(
+        tmp_path, exit, usage, inspect, code, oom):
     tool = FakeTool()
-    backend = _backend(tmp_path, tool=tool, cleanup=cleanup)
-    job = backend.start(_request(tmp_path))
-    tool.inspect = (0, state + "\n", "")
+    tool.exit, tool.inspect = exit, (0, "%s\n" % inspect, "")
+    backend = _backend(tmp_path, tool=tool)
+    request = _request(tmp_path)
+    job = backend.start(request)
+    write(tmp_path / "calls" / "t" / "attempts" / "0" / "usage", usage + "0m0.01s 0m0.02s\n0m1.50s 0m0.50s\npeak_memory=4096\n")
     assert job.wait() == code and job.out_of_memory is oom
     assert ("ran out of memory: it used more than its --memory=512.0 MiB" in (job.message or "")) is oom
-    assert job.usage()["ended_at"] - job.usage()["started_at"] == 1.5
-    backend.close()  # (a container that ended is not the run's to remove at its end)
-    assert tool.verbs("rm") == ([["podman", "rm", "-f", job.job_id]] if cleanup else [])
+    assert len(tool.verbs("inspect")) == (inspect is not None)
+    used = job.usage()
+    assert used["cpu_seconds"] == 2.0 and used["peak_memory"] == 4096 and used["ended_at"] >= used["started_at"]
 
 
-def test_a_container_that_is_gone_is_run_again_without_spending_a_retry(tmp_path):
+def test_a_run_that_fails_before_the_command_says_what_the_runtime_said(tmp_path):
     tool = FakeTool()
+    tool.exit = 125
     backend = _backend(tmp_path, tool=tool)
     job = backend.start(_request(tmp_path))
+    write(tmp_path / "calls" / "t" / "attempts" / "0" / "container.log", "Error: crun: mount failed\n")
+    assert job.wait() == 125 and job.final
+    assert job.message == "`podman run` failed (exit 125): Error: crun: mount failed"
+
+
+def test_a_cancel_before_the_attached_run_made_its_container_kills_it_once_it_exists(tmp_path, monkeypatch):
+    monkeypatch.setattr(S.time, "sleep", lambda s: None)
+    tool = FakeTool()
+    tool.exit = None  # the attached `run` goes on
+    tool.kills = [(125, "", "Error: no container with name or ID found: no such container")] * 2 + [(0, "", "")]
+    job = _backend(tmp_path, tool=tool).start(_request(tmp_path))
+    job.cancel()
+    assert len(tool.verbs("kill")) == 3 and job.cancelled
+
+
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_released_containers_are_removed_one_rm_a_round_and_none_is_left_at_the_end(tmp_path, cleanup):
+    tool = FakeTool()
+    backend = _backend(tmp_path, tool=tool, cleanup=cleanup)
+    jobs = [backend.start(_request(tmp_path, number=n)) for n in range(4)]
+    for job in jobs[:3]:
+        job.wait()
+        job.release()
+    if cleanup:
+        wait_for(lambda: tool.verbs("rm"), 10, "the reaper's round")
+        assert tool.verbs("rm") == [["podman", "rm", "-f", "--ignore"] + [j.job_id for j in jobs[:3]]]
+    backend.close()  # the one still running is removed too
+    assert tool.verbs("rm")[-1] == ["podman", "rm", "-f", "--ignore", jobs[3].job_id]
+    assert len(tool.verbs("rm")) == (2 if cleanup else 1)
+
+
+def test_an_adopted_container_that_is_gone_is_run_again_without_spending_a_retry(tmp_path):
+    tool = FakeTool()
+    backend = _backend(tmp_path, tool=tool)
+    request = _request(tmp_path)
     tool.inspect = (125, "", "Error: no such container")
+    adopted = S.Adoptable("k", 0, request.directory, S.container_name(request.directory), None, None, None)
+    job = backend.adopt(request, adopted)
     assert job.wait() == 1 and job.retry_free and "no such container" in job.message
 
 
@@ -240,6 +313,26 @@ def test_outputs_named_by_their_path_in_the_container_are_the_work_directory_s_f
     (tmp_path / "x.txt").write_text("x")
     v = S.localize_outputs("/mnt/task/work/x.txt", S.PrimType("File"), str(tmp_path), "output", None, "/mnt/task/work")
     assert v == str(tmp_path / "x.txt")
+
+
+def test_an_output_path_is_the_engine_s_own_a_mounted_one_or_copied_out_of_the_container(tmp_path):
+    """Host paths the engine gave the task stay; a guest path is what is mounted there (inputs, /tmp);
+    any other is the container's own file, copied out into the attempt's directory (`cp`)."""
+    tool = FakeTool()
+    backend = _backend(tmp_path, tool=tool)
+    data = write(tmp_path / "elsewhere" / "data.txt", "x")
+    request = _request(tmp_path, inputs=[str(data)])
+    job = backend.start(request)
+    tmp_root = tmp_path / "calls" / "t" / "tmp"
+    assert job.output_path(str(data)) == str(data)
+    assert job.output_path(request.stdout) == request.stdout
+    assert job.output_path("/mnt/task/inputs/0/data.txt") == str(data)
+    assert job.output_path("/mnt/task/work/a/b.txt") == request.work + "/a/b.txt"
+    assert job.output_path("/tmp/scratch.txt") == str(tmp_root / "container_tmp" / "scratch.txt")
+    assert not tool.verbs("cp") and not job.copied
+    copy = str(tmp_path / "calls" / "t" / "attempts" / "0" / "container_files" / "root" / ".bashrc")
+    assert job.output_path("/root/.bashrc") == copy
+    assert tool.verbs("cp") == [["podman", "cp", "%s:/root/.bashrc" % job.job_id, copy]] and job.copied == [copy]
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,6 +412,130 @@ def test_a_task_runs_its_image_s_tool_as_this_user_with_read_only_inputs(tmp_pat
     trace = dict(zip(header.split("\t"), line.split("\t")))
     assert trace["image"] == "sha256:" + digest and trace["job_id"] == row["job_id"]
     assert trace["start"] and trace["end"] and trace["peak_memory"]
+    assert not _left_behind(rd)
+
+
+@pytest.mark.podman
+def test_inputs_are_read_only_under_mnt_task_inputs_with_their_directory_s_files_and_outputs_map_back(tmp_path):
+    """Sprocket's layout: an input at /mnt/task/inputs/<n>/<name>, one <n> per parent directory (the
+    index beside its data); the command's and the outputs' values are those paths (through `prefix` too),
+    while the standard library reads the host's files; a File output with a guest path is the input's host path."""
+    doc = _project(tmp_path, """
+        version 1.2
+        task t {
+          input { File data  File index  File other  Directory d }
+          command <<<
+            echo ~{data}
+            echo ~{other}
+            echo ~{d}
+            ls "$(dirname ~{data})" | tr '\\n' ' '; echo
+            cat ~{d}/z.txt; echo ~{read_string(index)} ~{size(data)} ~{read_string("~{index}")}
+            echo ~{sep(" ", prefix("-I ", [data, other]))}
+            if echo more >> ~{data}; then echo writable; else echo read-only; fi
+          >>>
+          output {
+            Array[String] said = read_lines(stdout())
+            File back = said[0]
+            Directory d_back = said[2]
+            String as_seen = data
+            String content = read_string(data)
+            File same = data
+          }
+          requirements { container: "%s" }
+        }
+    """ % IMAGE)
+    data, index = write(tmp_path / "in" / "x.bam", "bam\n"), write(tmp_path / "in" / "x.bam.bai", "bai\n")
+    other, d = write(tmp_path / "more" / "x.bam", "other\n"), tmp_path / "dir"
+    write(d / "z.txt", "z\n")
+    outputs, rd = ok(sprocket_run(doc, "data=%s" % data, "index=%s" % index, "other=%s" % other, "d=%s" % d,
+                                  "-o", tmp_path / "out", cwd=tmp_path, timeout=120))
+    assert outputs["t.said"] == ["/mnt/task/inputs/1/x.bam", "/mnt/task/inputs/2/x.bam", "/mnt/task/inputs/0/dir",
+                                 "x.bam x.bam.bai ", "z", "bai 4.000000 bai",
+                                 "-I /mnt/task/inputs/1/x.bam -I /mnt/task/inputs/2/x.bam", "read-only"]
+    assert outputs["t.back"] == outputs["t.same"] == str(data) and outputs["t.d_back"] == str(d)
+    assert outputs["t.as_seen"] == "/mnt/task/inputs/1/x.bam" and outputs["t.content"] == "bam"
+    assert data.read_text() == "bam\n"
+    assert not _left_behind(rd)
+
+
+CONTAINER_OWN_WDL = """
+    version 1.2
+    task t {
+      command <<<
+        echo made > made.txt
+      >>>
+      output {
+        File bashrc = "/root/.bashrc"
+        File? absent = "/no/such/file"
+      }
+      requirements { container: "%s" }
+    }
+""" % IMAGE
+
+
+@pytest.mark.podman
+def test_a_file_of_the_container_s_own_comes_out_of_it_and_the_local_backend_refuses_it(tmp_path):
+    """The spec's relative_and_absolute_task: `/root/.bashrc` names the container's file, copied into the
+    attempt's directory, never the host's; without a container it is outside the task's reach."""
+    doc = _project(tmp_path, CONTAINER_OWN_WDL)
+    outputs, rd = ok(sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path))
+    copy = rd / "attempts" / "0" / "container_files" / "root" / ".bashrc"
+    assert outputs == {"t.bashrc": str(copy), "t.absent": None}
+    inside = subprocess.run(["podman", "run", "--rm", IMAGE, "cat", "/root/.bashrc"], capture_output=True).stdout
+    assert copy.read_bytes() == inside
+    assert not _left_behind(rd)
+    write(tmp_path / "sprocket.toml", "")
+    local = sprocket_run(doc, "-o", tmp_path / "out2", cwd=tmp_path)
+    assert local.returncode == 1 and "`/root/.bashrc` is outside the task's working directory" in local.stderr
+
+
+@pytest.mark.podman
+@pytest.mark.skipif(os.getuid() != 0, reason="the task writes outside its mounts: it must be root in its container")
+def test_a_directory_copied_out_of_the_container_may_not_link_to_the_host_s_files(tmp_path):
+    doc = _project(tmp_path, """
+        version 1.2
+        task t {
+          command <<<
+            mkdir /made && echo hi > /made/f && ln -s /etc/passwd /made/pw
+          >>>
+          output { Directory made = "/made" }
+          requirements { container: "%s" }
+        }
+    """ % IMAGE)
+    proc = sprocket_run(doc, "-o", tmp_path / "out", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "(a link to `/etc/passwd`) is outside the task's working directory" in proc.stderr, proc.stderr
+    assert not _left_behind(run_dir_of(proc))
+
+
+@pytest.mark.podman
+def test_one_rm_removes_the_run_s_containers_even_when_one_of_them_is_gone_already(tmp_path):
+    name = "sprocket-test-rm-%d" % os.getpid()
+    subprocess.run(["podman", "create", "--name", name, IMAGE, "true"], check=True, capture_output=True)
+    backend = _backend(tmp_path, tool=S._run_tool)
+    backend.live = {"sprocket-test-gone-%d" % os.getpid(): None, name: None}
+    backend.close()
+    assert name not in _containers()
+
+
+@pytest.mark.podman
+def test_the_readme_s_minimal_sprocket_toml_runs_tasks_in_podman(tmp_path):
+    readme = (Path(S.__file__).parent / "README.md").read_text()
+    section = readme[readme.index("## Containers on a workstation"):]
+    toml = section[section.index("```toml\n") + 8:section.index("```\n", section.index("```toml\n") + 8)]
+    write(tmp_path / "sprocket.toml", toml, raw=True)
+    doc = write(tmp_path / "main.wdl", """
+        version 1.2
+        task t {
+          input { File f }
+          command <<< echo ~{f}; cat /etc/lsb-release | grep CODENAME >>>
+          output { Array[String] said = read_lines(stdout()) }
+          requirements { container: "ubuntu:focal" }
+        }
+    """)
+    f = write(tmp_path / "in.txt", "x\n")
+    outputs, rd = ok(sprocket_run(doc, "f=%s" % f, "-o", tmp_path / "out", cwd=tmp_path))
+    assert outputs == {"t.said": ["/mnt/task/inputs/0/in.txt", "DISTRIB_CODENAME=focal"]}
     assert not _left_behind(rd)
 
 
@@ -453,8 +670,9 @@ def test_sigterm_cancels_the_run_and_leaves_no_container(tmp_path):
 
 @pytest.mark.podman
 def test_ctrl_c_waits_for_the_running_container_and_a_second_one_kills_it_leaving_none(tmp_path):
-    """Ctrl-C reaches the engine's whole process group (its `podman wait` too): the first one lets the running
-    task go on, the second kills its container."""
+    """Ctrl-C reaches the engine's whole process group (not its attached `podman run`, in a session of its own,
+    which would forward it into the container): the first one lets the running task go on, the second kills
+    its container."""
     with _waiting_run(tmp_path, start_new_session=True) as (proc, name):
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(1.5)

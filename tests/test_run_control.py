@@ -578,7 +578,8 @@ def test_retry_keeps_nested_inputs_and_refuses_a_live_run(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 # Added to the fake Slurm commands: squeue answers for the fake's jobs (`%i|%T|%r`: FAKE_SQUEUE_STATE
-# and FAKE_SQUEUE_REASON for those still running), and scancel kills a job's processes and marks it.
+# and FAKE_SQUEUE_REASON for those still running; `-u`: their batch scripts), and scancel kills a job's
+# processes and marks it.
 SQUEUE_SCANCEL = r'''
 def fake_job_group(job_id):
     rc = os.path.join(state, job_id + ".rc").encode()
@@ -599,6 +600,13 @@ if tool == "squeue" and "-j" in args:
         else:
             st = os.environ.get("FAKE_SQUEUE_STATE", "RUNNING")
             print(job_id + "|" + st + "|" + (os.environ.get("FAKE_SQUEUE_REASON", "None") if st == "PENDING" else "None"))
+elif tool == "squeue" and "-u" in args:  # (`%i|%o`: each job with its batch script, as sbatch numbered them)
+    with open(os.path.join(state, "calls")) as f:
+        sbatches = [c[1:] for c in (json.loads(line) for line in f) if c[0] == "sbatch"]
+    for n, c in enumerate(sbatches, 1):
+        array = [a.split("-")[-1] for a in c if a.startswith("--array=")]
+        for job_id in ["%d_%d" % (n, i) for i in range(int(array[0]) + 1)] if array else [str(n)]:
+            print(job_id + "|" + c[-1])
 elif tool == "scancel":
     import re, signal
     def named(job_id, word):  # `12`, `12_3` or `12_[0-2,5]`
@@ -948,3 +956,336 @@ def test_kept_paths_keep_a_link_and_what_it_leads_to_but_never_the_whole_output_
     assert str(out / "a" / "f.txt") in kept and str(out / "a") in kept  # the file, and the way to it
     assert str(out / "b" / "link") in kept and str(out / "a" / "dir" / "x") in kept  # the link, and below its target
     assert str(out / "a" / "g.txt") not in kept and str(out / "c") not in kept  # `/`, tmp_path, out: no reason
+
+
+# --------------------------------------------------------------------------------------------
+# clean beside runs that start, damaged records (the review's items 1, 2, 8 and 10)
+# --------------------------------------------------------------------------------------------
+
+CAT_WDL = """
+    version 1.1
+
+    task show {
+      input {
+        File f
+      }
+      command <<<
+        cat "~{f}"
+      >>>
+      output {
+        String s = read_string(stdout())
+      }
+    }
+
+    workflow wf {
+      input {
+        File f
+      }
+      call show { input: f = f }
+      output {
+        String s = show.s
+      }
+    }
+"""
+
+
+def hold_lock(path, mode):
+    import fcntl
+
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, mode)
+    return fd
+
+
+def test_clean_and_a_starting_run_exclude_each_other_so_clean_never_takes_the_new_runs_input(tmp_path):
+    """A run takes OUT/.clean.lock shared from checking its inputs to recording them (and what it
+    adopts), `clean` exclusive from reading what the runs use to its last removal: here the test
+    process holds the lock as the other side would, and each waits for it."""
+    import fcntl
+
+    out = tmp_path / "out"
+    first = sprocket_run(write(tmp_path / "produce.wdl", PRODUCE_WDL), "i=7", "-o", out, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    used = json.loads(first.stdout)["wf.out"]  # in run 1's work/, which `clean --keep-last 0` may take
+    cat = write(tmp_path / "cat.wdl", CAT_WDL)
+    db = out / "sprocket.db"
+    fd = hold_lock(out / ".clean.lock", fcntl.LOCK_EX)  # a clean at work
+    run = start_run(tmp_path, cat, "f=%s" % used, "-o", out)
+    try:
+        wait_for(lambda: run.poll() is not None or len(rows(db, "SELECT * FROM runs")) > 1, 2, "the run", interval=0.1)
+    except AssertionError:
+        pass
+    assert run.poll() is None and len(rows(db, "SELECT * FROM runs")) == 1, "the run did not wait for clean"
+    os.close(fd)
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 0 and json.loads(stdout.decode()) == {"wf.s": "7"}, stderr.decode()
+    assert "waiting for `sprocket clean` to finish" in stderr.decode()
+    fd = hold_lock(out / ".clean.lock", fcntl.LOCK_SH)  # a run recording its inputs
+    clean = subprocess.Popen(sprocket_argv("clean", "--keep-last", "0", "-o", str(out)), cwd=str(tmp_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        clean.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
+    assert clean.poll() is None and os.path.exists(used), "clean did not wait for the starting run"
+    os.close(fd)
+    stdout, stderr = clean.communicate(timeout=60)
+    assert clean.returncode == 0, stderr.decode()
+    assert "waiting for the runs starting to record their inputs" in stderr.decode()
+
+
+GATE_WDL = """
+    version 1.1
+
+    task a {
+      command <<<
+        echo a > o.txt
+      >>>
+      output {
+        File o = "o.txt"
+      }
+    }
+
+    task b {
+      input {
+        String dir
+      }
+      command <<<
+        if [ -e "~{dir}/fail" ]; then exit 1; fi
+        while [ ! -e "~{dir}/go" ]; do sleep 0.1; done
+      >>>
+    }
+
+    workflow wf {
+      input {
+        String dir
+      }
+      call a
+      call b { input: dir = dir }
+      output {
+        File o = a.o
+      }
+    }
+"""
+
+
+def test_clean_leaves_a_run_that_a_live_retry_follows(tmp_path):
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    (marks / "fail").write_text("")
+    doc = write(tmp_path / "gate.wdl", GATE_WDL)
+    assert sprocket_run(doc, "dir=%s" % marks, "-o", out, cwd=tmp_path).returncode == 1
+    (marks / "fail").unlink()
+    db = out / "sprocket.db"
+    retry = subprocess.Popen(sprocket_argv("retry", "1", "-o", str(out)), cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: rows(db, "SELECT * FROM attempts WHERE run_id = 2 AND call = 'b'") or retry.poll() is not None,
+                 30, "the retry to run b")
+        assert retry.poll() is None, retry.communicate()[1].decode()
+        r = sprocket_cmd("clean", "--keep-last", "0", "-o", out, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        name = db_rows(db, "SELECT name FROM runs WHERE id = 2")[0]["name"]
+        assert "run `%s` retries it and has not ended" % name in r.stderr
+        assert r.stdout.splitlines()[-1].startswith("removed 0 file(s) of 0 run(s)"), r.stdout
+        (marks / "go").write_text("")
+        stdout, stderr = retry.communicate(timeout=60)
+        assert retry.returncode == 0, stderr.decode()
+        assert Path(json.loads(stdout.decode())["wf.o"]).read_text() == "a\n"  # followed, and still there
+    finally:
+        if retry.poll() is None:
+            retry.kill()
+            retry.communicate()
+
+
+def test_clean_leaves_a_run_whose_recorded_directory_is_not_a_run_directory_or_holds_another_run(tmp_path):
+    out = tmp_path / "out"
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    for i in (1, 2, 3, 4):
+        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    db = out / "sprocket.db"
+    runs = db_rows(db, "SELECT * FROM runs ORDER BY id")
+    with sqlite3.connect(str(db)) as c:
+        c.execute("UPDATE runs SET directory = 'runs/wf' WHERE id = 1")  # the parent of every run's
+        c.execute("UPDATE runs SET directory = ? WHERE id = 2", (runs[3]["directory"],))  # the kept run's
+    before = files_under(out / runs[3]["directory"])  # run 4's, which run 2 claims too: neither is cleaned
+    r = sprocket_cmd("clean", "--keep-last", "0", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "left run `%s`: its directory `runs/wf` is not a run directory" % runs[0]["name"] in r.stderr
+    assert "left run `%s`: its directory `%s` holds the directory of run `%s`" % (
+        runs[1]["name"], runs[3]["directory"], runs[3]["name"]) in r.stderr
+    assert files_under(out / runs[3]["directory"]) == before, "the kept run lost files"
+    assert not list((out / runs[2]["directory"]).glob("calls/*/attempts/*/work")), r.stdout  # run 3's work went
+    assert " of 1 run(s): " in r.stdout.splitlines()[-1], r.stdout  # the runs it left are not counted
+    # a run directory swapped for a link to `..` (runs/: which holds every run)
+    moved = out / (runs[2]["directory"] + ".moved")
+    (out / runs[2]["directory"]).rename(moved)
+    (out / runs[2]["directory"]).symlink_to("..")
+    before = files_under(out / "runs")
+    r = sprocket_cmd("clean", "--keep-last", "0", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0 and "left run `%s`: its directory leads to `%s`, not a run directory" % (
+        runs[2]["name"], out / "runs") in r.stderr, r.stderr
+    assert files_under(out / "runs") == before
+
+
+def test_clean_and_retry_of_a_run_with_damaged_recorded_inputs_stop_with_a_clear_error(tmp_path):
+    out = tmp_path / "out"
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    for i in (1, 2):
+        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    db = out / "sprocket.db"
+    with sqlite3.connect(str(db)) as c:
+        c.execute("UPDATE runs SET inputs = '{' WHERE id = 2")
+    name = db_rows(db, "SELECT name FROM runs WHERE id = 2")[0]["name"]
+    before = files_under(out)
+    r = sprocket_cmd("clean", "--keep-last", "1", "-o", out, cwd=tmp_path)  # run 2 kept: its inputs are kept
+    assert r.returncode == 1 and "the inputs of run `%s` recorded in sprocket.db are not a JSON object" % name in r.stderr
+    assert files_under(out) == before and not db_rows(db, "SELECT * FROM cleanups")
+    r = sprocket_cmd("retry", "2", "-o", out, cwd=tmp_path)
+    assert r.returncode == 1 and "the inputs of run `%s`" % name in r.stderr and "internal error" not in r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# cancel and retry of orphaned, handed-off and cleaned runs (the review's items 3-7, 9, 10)
+# --------------------------------------------------------------------------------------------
+
+
+def test_cancel_of_an_orphaned_run_kills_the_tasks_of_the_runs_it_adopted_and_those_not_recorded(tmp_path):
+    """Run A dies with its tasks running; B adopts them and dies before it recorded them (its
+    rows deleted), and A's row of one task is gone too (a dead engine had no time to write it).
+    `cancel` of the chain kills both tasks (found below the runs' directories), without writing the
+    request file for an engine that is gone (here a directory stands in its place, unwritable); on
+    another host it refuses, naming the host."""
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    doc = write(tmp_path / "sleepers.wdl", SLEEPERS_WDL)
+    db = out / "sprocket.db"
+    first = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
+    pids, second = [], None
+    try:
+        pids = task_pids(marks, 2)
+        wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE process_group IS NOT NULL")) == 3, 30, "rows")
+        first.kill()
+        first.communicate()
+        second = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
+        wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL")) == 3, 30,
+                 "the second run to adopt the tasks")
+        second.kill()
+        second.communicate()
+        assert all(pid_alive(p) for p in pids)
+        a, b = db_rows(db, "SELECT * FROM runs ORDER BY id")
+        assert sprocket_cmd("status", "-o", out, cwd=tmp_path).returncode == 0  # (which sees B is gone: orphaned)
+        with sqlite3.connect(str(db)) as c:
+            c.execute("DELETE FROM attempts WHERE run_id = 2")
+            c.execute("DELETE FROM attempts WHERE run_id = 1 AND call = 'nap-0'")
+            c.execute("UPDATE session_processes SET hostname = 'elsewhere' WHERE session_id = "
+                      "(SELECT session_id FROM runs WHERE id = 2)")
+        (out / b["directory"] / "cancel-requested").mkdir()
+        r = sprocket_cmd("cancel", a["name"], "-o", out, cwd=tmp_path, timeout=60)
+        assert r.returncode == 1 and "ran on host `elsewhere`" in r.stderr and "on `elsewhere`" in r.stderr, r.stderr
+        assert all(pid_alive(p) for p in pids)
+        with sqlite3.connect(str(db)) as c:
+            c.execute("UPDATE session_processes SET hostname = ? WHERE session_id = (SELECT session_id FROM runs "
+                      "WHERE id = 2)", (os.uname().nodename,))
+        r = sprocket_cmd("cancel", a["name"], "-o", out, cwd=tmp_path, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "run `%s`: its engine is gone; 2 job(s) canceled; marked canceled" % b["name"]
+        wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "the tasks to be killed")
+        assert db_rows(db, "SELECT status FROM runs WHERE id = 2") == [{"status": "canceled"}]
+    finally:
+        kill_groups(pids)
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def test_cancel_of_a_handed_off_run_cancels_the_queued_successor_head_job_in_the_same_scancel(tmp_path):
+    """A hand-off's successor head job (in `handoffs`) that has not started: the run is orphaned with
+    no adopter; `cancel` cancels it with the run's jobs, in one scancel, also a job whose attempt row
+    the dead engine never wrote (found by its batch script below the run directory)."""
+    env, state, common = slurm_setup(tmp_path, SLURM_SLEEPERS_WDL)
+    proc = None
+    try:
+        proc, db = start_slurm_run(tmp_path, env, common)
+        proc.kill()
+        proc.communicate()
+        ids = sorted(r["job_id"] for r in db_rows(db, "SELECT job_id FROM attempts"))
+        with sqlite3.connect(str(db)) as c:
+            c.execute("INSERT INTO handoffs (run_id, job_id, successor_job_id, reason) VALUES (1, '90', '91', 'time limit')")
+            c.execute("DELETE FROM attempts WHERE job_id = ?", (ids[0],))
+        r = sprocket_cmd("cancel", "1", *common, cwd=tmp_path, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        (scancel,) = fake_calls(state, "scancel")  # one call, with every job and the successor
+        assert job_words(scancel[1:]) == sorted(ids + ["91"])
+        assert live_fake_jobs(state) == []
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        cancel_leftovers(state)
+
+
+def test_retry_of_a_partly_cleaned_run_runs_again_the_attempts_whose_work_clean_emptied(tmp_path):
+    """Run 1 fails; run 2 (kept) reads a scratch file of run 1's a-0: `clean` empties a-0's work/
+    but that file (its output o.txt goes), and a-1's whole. The retry runs both again."""
+    out, log, marker = tmp_path / "out", tmp_path / "log", tmp_path / "marker"
+    doc = write(tmp_path / "flaky.wdl", FLAKY_WDL)
+    assert sprocket_run(doc, "marker=%s" % marker, "log=%s" % log, "-o", out, cwd=tmp_path).returncode == 1
+    run_dir = out / db_rows(out / "sprocket.db", "SELECT directory FROM runs WHERE id = 1")[0]["directory"]
+    (scratch,) = [p for p in run_dir.glob("calls/a-0/attempts/0/work/scratch.bin")]
+    r = sprocket_run(write(tmp_path / "cat.wdl", CAT_WDL), "f=%s" % scratch, "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = sprocket_cmd("clean", "--keep-last", "1", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0 and "emptied " in r.stdout, r.stdout
+    assert scratch.exists() and not (scratch.parent / "o.txt").exists()
+    marker.write_text("")
+    r = sprocket_cmd("retry", "1", "-o", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(log.read_text().split()) == ["a0", "a0", "a1", "a1", "b", "b"]
+    assert [Path(p).read_text() for p in json.loads(r.stdout)["wf.os"]] == ["0\n", "1\n"]
+
+
+def test_record_retry_refuses_a_run_another_adopted_meanwhile(tmp_path):
+    out = tmp_path / "out"
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    for i in (1, 2, 3):
+        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    with sqlite3.connect(str(out / "sprocket.db")) as c:
+        c.execute("INSERT INTO adoptions (run_id, by_run_id) VALUES (1, 2)")  # a reattach that won the race
+    names = [r["name"] for r in db_rows(out / "sprocket.db", "SELECT name FROM runs ORDER BY id")]
+    store = S.Store(str(out))
+    try:
+        with pytest.raises(S.RunError, match="run `%s` was adopted meanwhile by run `%s`" % (names[0], names[1])):
+            store.record_retry(3, 1, names[0], True)
+        assert store.query("SELECT * FROM retries") == []
+    finally:
+        store.close()
+
+
+EMPTY_WDL = """
+    version 1.1
+
+    workflow wf {
+      output {
+        Int n = 1
+      }
+    }
+"""
+
+
+def test_status_retry_messages_for_an_ended_run_without_tasks_a_test_run_and_a_directory_not_a_run(tmp_path):
+    out = tmp_path / "out"
+    assert sprocket_run(write(tmp_path / "empty.wdl", EMPTY_WDL), "-o", out, cwd=tmp_path).returncode == 0
+    text = sprocket_cmd("status", "-o", out, cwd=tmp_path).stdout
+    assert "\ntasks: none\n" in text + "\n", text
+    (tmp_path / "somedir").mkdir()
+    r = sprocket_cmd("status", str(tmp_path / "somedir"), cwd=tmp_path)
+    assert r.returncode == 1 and "is a directory but no run's" in r.stderr, r.stderr
+    proj = tmp_path / "proj"
+    write(proj / "echo.wdl", "version 1.1\ntask echo {\n  command <<<\n    echo hi\n  >>>\n}\n")
+    (proj / "echo.yaml").write_text("echo:\n  - name: ok\n")
+    t = sprocket_cmd("test", ".", "--run-dir", str(out), cwd=proj)
+    assert t.returncode == 0, t.stdout + t.stderr
+    r = sprocket_cmd("retry", "2", "-o", out, cwd=tmp_path)
+    assert r.returncode == 1 and "is a `sprocket test` run: test runs cannot be retried" in r.stderr, r.stderr

@@ -5,6 +5,7 @@ errored), filters and tags, clean-up, JUnit XML, the `[test]` settings, and the 
 file gets at its YAML line. examples/wdl-tests is the suite of a small library; its tests tagged
 `fails-on-purpose` fail, each in its own way."""
 
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -235,6 +236,129 @@ def test_diagnostics_point_at_the_yaml_line(tmp_path):
     assert not (tmp_path / "test" / "runs").exists()
 
 
+NEEDS_S = """
+    version 1.1
+    task t {
+      input {
+        String s
+        Float x = 1.0
+        Array[Int] n = []
+      }
+      command <<< echo ~{s} >>>
+      output { String out = read_string(stdout()) }
+    }
+    """
+
+
+def yaml_errors(proc, path="./t.yaml"):
+    """[(line, col, message)] of the errors `sprocket test` gave for a test file."""
+    return [(int(l), int(c), m) for l, c, m in re.findall(r"^%s:(\d+):(\d+): error: (.*)$" % re.escape(path),
+                                                           proc.stderr, re.M)]
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/tmp/x/victim", "a\\\\b", ".", ".."])
+def test_a_test_name_that_is_not_one_path_component_is_refused(tmp_path, name):
+    """A test's name names its directory, which clean-up removes: `../../escape` or an absolute
+    path would delete outside the run directory. Refused at the name's line; nothing runs."""
+    write(tmp_path / "t.wdl", NEEDS_S)
+    (tmp_path / "t.yaml").write_text('t:\n  - name: ok\n    inputs: {s: [a]}\n  - name: "%s"\n    inputs: {s: [a]}\n'
+                                     % name)
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    found = yaml_errors(proc)
+    assert len(found) == 1 and found[0][:2] == (4, 5), proc.stderr
+    assert "cannot name a directory: a test's name is one path component" in found[0][2]
+    assert not (tmp_path / "test").exists()
+
+
+def test_clean_up_never_removes_a_directory_outside_the_run_directory(tmp_path, capsys):
+    """clean_test_dirs removes a passed execution's directory only when its real path is inside
+    the run directory: not a path outside it, not a link inside it that leads outside."""
+    from conftest import _import_sprocket
+
+    S = _import_sprocket()
+    run_dir, victim, linked = tmp_path / "run", tmp_path / "victim", tmp_path / "linked"
+    for d in (victim / "1", linked / "1", run_dir / "t" / "ok" / "1"):
+        write(d / "keep.txt", "x\n")
+    (run_dir / "t" / "link").symlink_to(linked)
+
+    class Execution:
+        def __init__(self, directory):
+            self.directory, self.outcome = str(directory), S.TestOutcome("passed", None)
+
+    executions = [Execution(d) for d in (victim / "1", run_dir / "t" / "link" / "1", run_dir / "t" / "ok" / "1")]
+    S.clean_test_dirs(str(run_dir), executions, S.RunLog(30))
+    assert (victim / "1" / "keep.txt").is_file() and (linked / "1" / "keep.txt").is_file()
+    assert not (run_dir / "t" / "ok").exists()  # inside: removed, and its test's directory left empty
+    assert capsys.readouterr().err.count("is not inside the output directory") == 2
+
+
+def test_a_test_name_or_tags_of_the_wrong_type_is_a_diagnostic(tmp_path):
+    """`name: [1]` (a YAML list: not a string, not hashable) and tags that are not a list of
+    strings: errors at their lines, not an internal error."""
+    write(tmp_path / "t.wdl", NEEDS_S)
+    (tmp_path / "t.yaml").write_text("t:\n  - name: [1]\n  - name: {a: 1}\n  - name: ok\n    tags: fast\n"
+                                     "    inputs: {s: [a]}\n  - name: ok2\n    tags: [[x]]\n    inputs: {s: [a]}\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    assert yaml_errors(proc) == [
+        (2, 5, "a test needs a `name`, a string, not [1]"),
+        (3, 5, 'a test needs a `name`, a string, not {"a": 1}'),
+        (5, 5, '`tags` of test `ok` must be a list of strings, not "fast"'),
+        (8, 5, '`tags` of test `ok2` must be a list of strings, not [["x"]]'),
+    ], proc.stderr
+
+
+def test_every_value_an_input_cannot_take_is_reported_at_its_line(tmp_path):
+    """Values from_json refuses with NoneError or EvalError (a null for a required String, `.inf`
+    for a Float), not only InputError: each an error at its value, all of them at once."""
+    write(tmp_path / "t.wdl", NEEDS_S)
+    (tmp_path / "t.yaml").write_text("t:\n  - name: bad_values\n    inputs:\n      s: [null]\n      x: [.inf]\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    found = yaml_errors(proc)
+    assert [f[:2] for f in found] == [(4, 11), (5, 11)], proc.stderr
+    assert "input `s`" in found[0][2] and "input `x`" in found[1][2] and "finite" in found[1][2]
+
+
+def test_an_input_with_no_values_is_an_error_at_its_key(tmp_path):
+    """`s: []`, or empty lists in a `$group`, would make a test of no executions that passes:
+    an error at the key."""
+    write(tmp_path / "t.wdl", NEEDS_S)
+    (tmp_path / "t.yaml").write_text("t:\n  - name: none\n    inputs:\n      s: []\n"
+                                     "  - name: group\n    inputs:\n      s: [a]\n      $g:\n        x: []\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    found = yaml_errors(proc)
+    assert [f[:2] for f in found] == [(4, 7), (9, 9)], proc.stderr
+    assert all("has no values, so the test would run nothing" in f[2] for f in found)
+
+
+def test_should_fail_with_assertions_on_outputs_is_refused(tmp_path):
+    """A failed execution has no outputs: `should_fail: true` with `outputs` would pass without
+    checking them. An error at `outputs`."""
+    write(tmp_path / "t.wdl", NEEDS_S)
+    (tmp_path / "t.yaml").write_text("t:\n  - name: contradiction\n    inputs: {s: [a]}\n    assertions:\n"
+                                     "      should_fail: true\n      outputs:\n        out: [{StrEquals: b}]\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    found = yaml_errors(proc)
+    assert len(found) == 1 and found[0][:2] == (6, 7), proc.stderr
+    assert "`should_fail: true` and `outputs` cannot be used together" in found[0][2]
+
+
+def test_a_missing_required_input_is_an_error_at_the_test_name(tmp_path):
+    """A test that does not give a required input (of the target, or one a workflow's call
+    leaves open) is an error at its name when the file is read; nothing runs."""
+    write(tmp_path / "t.wdl", NEEDS_S)
+    (tmp_path / "t.yaml").write_text("t:\n  - name: given\n    inputs: {s: [a]}\n"
+                                     "  - name: not_given\n    inputs: {x: [2.0, 3.0]}\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    assert yaml_errors(proc) == [(4, 5, "test `not_given` does not give the required input `t.s`: add it to its "
+                                        "`inputs`")], proc.stderr
+
+
 def test_a_test_file_that_is_not_yaml_is_one_diagnostic(tmp_path):
     write(tmp_path / "echo.wdl", TASK)
     (tmp_path / "echo.yml").write_text("echo:\n  - name: &anchor x\n")
@@ -418,8 +542,6 @@ def test_workspace_option_says_where_the_fixtures_are(tmp_path):
 def test_a_failing_test_cancels_only_its_own_tasks(tmp_path):
     """A test is a part of the run: when its workflow fails, its other running task is canceled,
     and another test's task runs on to its end and passes."""
-    import time
-
     write(tmp_path / "wf.wdl", """
         version 1.1
         task sleepy {
@@ -439,11 +561,21 @@ def test_a_failing_test_cancels_only_its_own_tasks(tmp_path):
     (tmp_path / "wf.yaml").write_text("wf:\n  - name: fails\n"
                                       "sleepy:\n  - name: sleeps\n    inputs: {seconds: [2]}\n"
                                       "    assertions: {outputs: {said: [{StrEquals: done}]}}\n")
-    started = time.monotonic()
     proc = sprocket_test(".", cwd=tmp_path)
-    assert time.monotonic() - started < 20, "the failed test's 30 s task was not canceled"
     assert outcomes(proc) == {"wf::wf::fails": "failed", "wf::sleepy::sleeps": "passed"}, proc.stdout
     assert "expects it to succeed: task `wf-0.broken` failed: process terminated with exit code 1" in proc.stdout
+    rows = db_rows(tmp_path / "test" / "sprocket.db", "SELECT call, status FROM attempts")
+    attempts = {r["call"]: r["status"] for r in rows}
+    assert attempts["wf-0.sleepy"] == "canceled" and attempts["sleepy-1"] == "completed", attempts
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _cwd(p).startswith(str(tmp_path) + "/")]
+    assert not left, "a task's process is still there (in the run's directory)"
+
+
+def _cwd(pid):
+    try:
+        return os.readlink("/proc/%s/cwd" % pid)
+    except OSError:  # gone meanwhile, or not ours to see
+        return ""
 
 
 def test_yaml_map_keys_that_are_not_strings_are_read_as_json_gives_them(tmp_path):
@@ -488,3 +620,90 @@ def test_an_error_in_a_deferred_scatter_element_fails_only_its_test(tmp_path):
     proc = sprocket_test(".", cwd=tmp_path)
     assert outcomes(proc) == {"wf::wf::fine": "passed", "wf::wf::by_zero": "failed"}, proc.stdout + proc.stderr
     assert "the workflow failed, but the test expects it to succeed: division by zero" in proc.stdout, proc.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# the command: its SOURCE, --junit, --clean-all, a bug, test.throttle
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_missing_source_is_refused_as_check_refuses_it(tmp_path):
+    proc = sprocket_test("nope.wdl", cwd=tmp_path)
+    assert proc.returncode == 1 and "file not found: `nope.wdl`" in proc.stderr, proc.stderr
+    assert "no tests to run" not in proc.stderr and not (tmp_path / "test").exists()
+
+
+@pytest.mark.parametrize("where", ["missing/junit.xml", "a_file/junit.xml", "a_dir"])
+def test_junit_to_a_path_that_cannot_be_written_is_refused_before_the_tests_run(tmp_path, where):
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text("echo:\n  - name: ok\n")
+    (tmp_path / "a_file").write_text("x\n")
+    (tmp_path / "a_dir").mkdir()
+    proc = sprocket_test(".", "--junit", where, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    assert "error: --junit %s: cannot write it there" % where in proc.stderr, proc.stderr
+    assert not (tmp_path / "test").exists()  # nothing ran
+
+
+def test_clean_all_removes_the_latest_link_and_says_so_in_sprocket_db(tmp_path):
+    """--clean-all: the run directory goes, and `runs/test/_latest` with it (not left pointing at
+    nothing); sprocket.db keeps the run's row and records what went, as `sprocket clean` does."""
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text("echo:\n  - name: ok\n")
+    proc = sprocket_test(".", "--clean-all", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = tmp_path / "test" / "runs" / "test"
+    assert list(runs.iterdir()) == [], list(runs.iterdir())
+    db = tmp_path / "test" / "sprocket.db"
+    run = db_rows(db, "SELECT id, status, directory FROM runs")
+    assert len(run) == 1 and run[0]["status"] == "completed"
+    cleanups = db_rows(db, "SELECT run_id, paths, bytes_freed FROM cleanups")
+    assert [(c["run_id"], c["paths"]) for c in cleanups] == [(run[0]["id"], '["%s"]' % run[0]["directory"])]
+    assert cleanups[0]["bytes_freed"] > 0
+
+
+def test_a_bug_in_a_test_run_is_an_internal_error_with_the_run_closed(tmp_path, monkeypatch, capsys):
+    """A bug (not a WdlError) during `sprocket test` ends it as `run` does (run_internal_error):
+    exit 70, the traceback in the run's output.log, the run `failed` in sprocket.db, not `running`."""
+    from conftest import _import_sprocket
+
+    S = _import_sprocket()
+    write(tmp_path / "echo.wdl", TASK)
+    (tmp_path / "echo.yaml").write_text("echo:\n  - name: ok\n")
+
+    def a_bug(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(S.TaskRun, "execute", a_bug)
+    assert S.main(["test", str(tmp_path), "-q"]) == 70
+    err = capsys.readouterr().err
+    log = next((tmp_path / "test" / "runs" / "test").glob("2*")) / "output.log"
+    assert "internal error (a bug in sprocket.py, please report it): RuntimeError: a bug" in err, err
+    assert "the traceback is in `%s`" % log in err, err
+    assert "Traceback (most recent call last):" in log.read_text() and "in a_bug" in log.read_text()
+    rows = db_rows(tmp_path / "test" / "sprocket.db", "SELECT status, error FROM runs")
+    assert [(r["status"], r["error"]) for r in rows] == [("failed", "internal error: RuntimeError: a bug")]
+
+
+def test_throttle_does_not_stop_the_scheduler_between_starts(tmp_path):
+    """`test.throttle` spaces the first starts without the scheduler's thread sleeping: while the
+    later executions wait for their turn, the first one's end is seen and its line written. The
+    second execution's task (started at 5 s) looks for that line in output.log for 4 s (exit code 3
+    if it never comes): a scheduler asleep until the third start (10 s) writes it only after that."""
+    log = tmp_path / "test" / "output.log"
+    write(tmp_path / "t.wdl", """
+        version 1.1
+        task t {
+          input { Int i }
+          command <<<
+            [ ~{i} -ne 2 ] && exit 0
+            for k in $(seq 40); do grep -q 'passed .*t::t::three \\[1/3\\]' 'LOG' && exit 0; sleep 0.1; done
+            exit 3
+          >>>
+        }
+        """.replace("LOG", str(log)))
+    (tmp_path / "t.yaml").write_text("t:\n  - name: three\n    inputs: {i: [1, 2, 3]}\n")
+    (tmp_path / "sprocket.toml").write_text("[test]\nthrottle = 5000\nparallelism = 3\n")
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 0 and outcomes(proc) == {"t::t::three [%d/3]" % i: "passed" for i in (1, 2, 3)}, \
+        proc.stdout + proc.stderr

@@ -356,6 +356,18 @@ def test_yaml_inputs_file_runs_like_json_with_paths_relative_to_it(tmp_path):
 
 
 @pytest.mark.usefixtures("isolated_config")
+def test_yaml_inputs_file_suffix_is_recognised_in_any_case(tmp_path):
+    """`inputs.YAML` and `in.Yml` are YAML inputs files (with `@` and without), as `.yaml` is."""
+    write(tmp_path / "x.wdl", INPUTS_WDL)
+    write(tmp_path / "data.txt", "hello\n")
+    (tmp_path / "inputs.YAML").write_text("t.s: yes\nt.f: data.txt\nt.n: [3]\n")
+    (tmp_path / "in.Yml").write_text((tmp_path / "inputs.YAML").read_text())
+    for item in ("@inputs.YAML", "inputs.YAML", "in.Yml"):
+        outputs, _ = ok(sprocket_run("x.wdl", item, "-o", "out", cwd=tmp_path))
+        assert outputs["t.out"] == "hello\nyes 3 true", item
+
+
+@pytest.mark.usefixtures("isolated_config")
 @pytest.mark.parametrize("name,text,line,col,fragment", [
     ("anchor", "t.s: &a x\n", 1, 6, "YAML anchors (`&name`) are not supported"),
     ("duplicate", "t.s: x\nt.f: a\nt.s: y\n", 3, 1, "the key `t.s` is given more than once"),
@@ -392,7 +404,8 @@ YAML_DUMPS_CASES = [
     ("strings_that_need_quotes", ["", " lead", "trail ", "1", "0x1F", "true", "True", "null", "~", ".inf", "yes",
                                   "off", "y", "2024-01-01", "1_000", "1:20", "a: b", "a #b", "#c", "- d", "? e",
                                   ": f", "[g]", "{h}", "&i", "*j", "!k", "|l", ">m", "'n'", '"o"', "%p", "@q", "`r",
-                                  "s:", "...", "---", "line\nbreak", "tab\there", "\x85", "\u2028", "\x7f"]),
+                                  "s:", "...", "---", "line\nbreak", "tab\there", "\x85", "\u2028", "\x7f",
+                                  "0b101", "-0b1", "+0x1F", "-0x1f", "0x1_F"]),
     ("strings_left_plain", ["plain", "a b", "Array[String]+", "x:y", "a#b", "http://x.org/a?b=c#d", "caf\u00e9",
                             "\U0001F600", "a,b", "it's"]),
     ("special_floats", [float("inf"), float("-inf"), float("nan")]),
@@ -414,6 +427,14 @@ def test_yaml_dumps_reads_back_to_the_same_values(name, value):
     except ImportError:
         return
     assert canon(yaml.safe_load(text)) == canon(value), "a YAML 1.1 reader (PyYAML) reads:\n" + text
+
+
+@pytest.mark.parametrize("text", ["0b101", "-0b1", "+0b1_0", "-0x1f", "+0x1F", "0x1_F"])
+def test_yaml_dumps_quotes_what_yaml_1_1_reads_as_a_binary_or_signed_hex_number(text):
+    """PyYAML (YAML 1.1) reads `0b101` as 5 and `-0x1f` as -31, which YAML 1.2's core schema reads
+    as strings: yaml_dumps quotes them, so that both kinds of reader read the string back."""
+    assert sprocket.yaml_dumps(text) == '"%s"' % text
+    assert load(sprocket.yaml_dumps(text)) == text
 
 
 def conformance_inputs():
