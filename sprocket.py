@@ -11949,12 +11949,6 @@ class Store:
         with self.commit_lock:  # after the statements queued before it, as execute()
             self.transaction(list(self.take_queued()) + statements)
 
-    def handed_off_to(self, job_id, successor_job_id, name):
-        """The run `name` whose head job `job_id` handed off to `successor_job_id` (a RunRef), or None."""
-        rows = self.query("SELECT r.id, r.directory FROM handoffs h JOIN runs r ON r.id = h.run_id WHERE h.job_id = ? "
-                          "AND h.successor_job_id = ? AND r.name = ? ORDER BY h.id DESC", (job_id, successor_job_id, name))
-        return RunRef(rows[0]["id"], rows[0]["directory"]) if rows else None
-
     def handoffs_before(self, run_id):
         """How many hand-offs led to `run_id`: those of the runs it adopted, one after the other."""
         count, run = 0, self.run_adopted_by(run_id)
@@ -13286,21 +13280,8 @@ class Run:
         self.kill_orphans()
         context.scheduler = Scheduler(context)
         self.progress = None
-        # (a head job's successor heeds its predecessor's too: `sprocket cancel` between two head jobs)
-        self.cancel_requests = [os.path.join(d, CANCEL_REQUEST) for d in [self.run_dir] + [
-            os.path.join(out_dir, p) for p in self.predecessor_directories()]]
-        self.next_look = 0.0
+        self.cancel_request, self.next_look = os.path.join(self.run_dir, CANCEL_REQUEST), 0.0
         context.each_round.append(self.look_for_cancel_request)
-
-    def predecessor_directories(self):
-        """The directories of the run a head job carries on: the one whose head job handed off to
-        this one (found also when `sprocket cancel` ended it before this run could adopt it), and
-        the one it adopted."""
-        head, found = self.head, []
-        if head is not None and head.predecessor:
-            found.append(self.store.handed_off_to(head.predecessor, head.job_id, self.name))
-            found.append(self.store.run_adopted_by(self.run_id))
-        return sorted({r.directory for r in found if r is not None})
 
     def check_targets(self, backend):
         """What the backend refuses of what the run runs, before its directory exists."""
@@ -13475,18 +13456,17 @@ class Run:
 
     def look_for_cancel_request(self):
         """`sprocket cancel`, from any host that sees the output directory, writes the run's
-        CANCEL_REQUEST file (a head job's successor looks in its predecessor's directory too):
-        looked for once a second (a stat each, also on a shared file system) and taken as SIGTERM."""
+        CANCEL_REQUEST file: looked for once a second (one stat, also on a shared file system) and
+        taken as SIGTERM."""
         import signal
 
         now = time.monotonic()
         if now < self.next_look:
             return
         self.next_look = now + 1.0
-        request = next((p for p in self.cancel_requests if os.path.exists(p)), None)
-        if request is not None:
+        if os.path.exists(self.cancel_request):
             self.next_look = float("inf")  # once
-            self.log.warn("`sprocket cancel` asked this run to stop (`%s`)" % request)
+            self.log.warn("`sprocket cancel` asked this run to stop (`%s`)" % self.cancel_request)
             self.on_terminate(signal.SIGTERM, None)
 
     def on_terminate(self, signum, frame):
@@ -15170,7 +15150,6 @@ def cmd_run(args):
             log.info("head job %s carries on the run of head job %s" % (head.job_id, head.predecessor))
         if early:
             run.on_time_limit(early[0], None)
-        run.look_for_cancel_request()  # `sprocket cancel` of the run while this job waited: nothing starts
     print("run directory: %s" % run.run_dir, file=sys.stderr)
     try:
         write_replacing(os.path.join(run.run_dir, "inputs.json"), json_dumps(recorded, indent=2) + "\n")
