@@ -12220,7 +12220,8 @@ class CleanLock:
     to its last removal; a run holds it shared while it reads and records its inputs and what it
     adopts (a short hold). So a clean sees every run that may use a file of the runs it cleans, or
     that run starts after it. On a file system without file locks a run goes on (no clean can run
-    there), and clean refuses."""
+    there), and clean refuses. A run into an output directory not made yet takes no lock (and makes
+    nothing: its inputs are checked first): there is no run there whose files a clean could take."""
 
     def __init__(self, out_dir, exclusive):
         self.path, self.exclusive, self.fd = os.path.join(out_dir, CLEAN_LOCK), exclusive, None
@@ -12230,7 +12231,6 @@ class CleanLock:
 
         mode = fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             try:
                 fcntl.flock(self.fd, mode | fcntl.LOCK_NB)
