@@ -484,6 +484,14 @@ def wait_for(predicate, timeout, what, interval=0.05):
     raise AssertionError("timed out after %gs waiting for %s" % (timeout, what))
 
 
+def kill_running(*procs):
+    """Kill and reap those of `procs` (Popens; None: never started) that still run: a test's clean-up."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
 def proc_stat(pid):
     """(state, pgrp) of a process from /proc/PID/stat, or None when it does not exist."""
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _import_sprocket, db_rows, ok, run_cmd, run_dir_of, sprocket_run, wait_for, write
+from conftest import _import_sprocket, db_rows, kill_running, ok, run_cmd, run_dir_of, sprocket_run, wait_for, write
 
 S = _import_sprocket()
 IMAGE = "localhost/debian:bookworm"
@@ -641,6 +641,19 @@ def _started(tmp_path, db, proc):
     return recorded()
 
 
+def _end_waiting_runs(tmp_path, *procs):
+    """The clean-up of a test of WAIT_GO_WDL (tmp_path/marks, -o tmp_path/out), whatever happened: its
+    engines killed, the go file made (a task still waiting, or whose container is only starting, ends by
+    itself), and every container of an attempt below out/ removed, also one whose name the test never
+    learned (`_started` gave up before it ran)."""
+    kill_running(*procs)
+    if (tmp_path / "marks").is_dir():
+        (tmp_path / "marks" / "go").write_text("")
+    left = [S.container_name(str(a)) for a in (tmp_path / "out").glob("**/attempts/*")]
+    if left:
+        subprocess.run(["podman", "rm", "-f", "--ignore"] + left, capture_output=True)
+
+
 @contextlib.contextmanager
 def _waiting_run(tmp_path, **popen):
     """`sprocket run` of WAIT_GO_WDL in a subprocess (Popen's `popen` arguments), once its container
@@ -653,10 +666,7 @@ def _waiting_run(tmp_path, **popen):
     try:
         yield proc, _started(tmp_path, tmp_path / "out" / "sprocket.db", proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        left = [S.container_name(str(a)) for a in (tmp_path / "out").glob("runs/*/*/attempts/*")]
-        subprocess.run(["podman", "rm", "-f"] + left, capture_output=True)
+        _end_waiting_runs(tmp_path, proc)
 
 
 @pytest.mark.podman
@@ -692,7 +702,7 @@ def test_a_rerun_after_a_crash_adopts_the_live_container_by_its_name(tmp_path):
     cmd = run_cmd(doc, "marks=%s" % marks, "-o", tmp_path / "out")
     first = subprocess.Popen(cmd, cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, start_new_session=True)
-    name = None
+    rerun = None
     try:
         name = _started(tmp_path, db, first)
         first.kill()  # the engine dies; its container lives on
@@ -713,8 +723,7 @@ def test_a_rerun_after_a_crash_adopts_the_live_container_by_its_name(tmp_path):
         assert adopted["image_digest"] == db_rows(db, "SELECT image_digest FROM attempts ORDER BY rowid")[0]["image_digest"]
         assert name not in _containers(), "the adopted container was not removed"
     finally:
-        if name:
-            subprocess.run(["podman", "rm", "-f", name], capture_output=True)
+        _end_waiting_runs(tmp_path, first, rerun)
 
 
 # --------------------------------------------------------------------------------------------

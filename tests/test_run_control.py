@@ -19,17 +19,19 @@ What is promised (issue 20, items 4-7):
   outputs or the call cache use, never anything outside the output directory.
 """
 
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from conftest import db_rows, pid_alive, run_cmd, sprocket_argv, sprocket_cmd, sprocket_run, wait_for, write
+from conftest import db_rows, kill_running, pid_alive, sprocket_argv, sprocket_cmd, sprocket_run, wait_for, write
 from test_slurm_parts import FAKE_SLURM, S, fake_slurm_env
 
 pytestmark = pytest.mark.usefixtures("isolated_config")
@@ -126,9 +128,14 @@ FLAKY_WDL = """
 """
 
 
+def start_cmd(tmp_path, *args, env=None):
+    """``sprocket.py ARGS...`` started in tmp_path, in its own session (a Popen, bytes)."""
+    return subprocess.Popen(sprocket_argv(*[str(a) for a in args]), cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env)
+
+
 def start_run(tmp_path, doc, *args, env=None):
-    return subprocess.Popen(run_cmd(doc, *args), cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, env=env)
+    return start_cmd(tmp_path, "run", doc, *args, env=env)
 
 
 def rows(db, sql):
@@ -152,6 +159,29 @@ def kill_groups(pids):
             pass
 
 
+@contextlib.contextmanager
+def sleepers(tmp_path, out):
+    """A run of SLEEPERS_WDL into `out` with both naps running (their pids in tmp_path/marks): yields
+    `engine` (its Popen), `pids` (the naps' process groups) and `again()` (another engine of the same
+    command: a rerun). At the end the naps and every engine started are killed, whatever happened."""
+    marks = tmp_path / "marks"
+    marks.mkdir(exist_ok=True)
+    doc = write(tmp_path / "sleepers.wdl", SLEEPERS_WDL)
+    engines = []
+
+    def again():
+        engines.append(start_run(tmp_path, doc, "dir=%s" % marks, "-o", out))
+        return engines[-1]
+
+    run = types.SimpleNamespace(engine=again(), pids=[], again=again)
+    try:
+        run.pids = task_pids(marks, 2)
+        yield run
+    finally:
+        kill_groups(run.pids)
+        kill_running(*engines)
+
+
 def status_json(tmp_path, *args, env=None):
     r = sprocket_cmd("status", "--json", *args, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
@@ -173,16 +203,13 @@ def assert_canceled_everywhere(db, run_id):
 
 
 def test_status_shows_tasks_by_state_running_jobs_failures_and_refuses_an_unknown_run(tmp_path):
-    out, marks = tmp_path / "out", tmp_path / "marks"
-    marks.mkdir()
+    out = tmp_path / "out"
     flaky = write(tmp_path / "flaky.wdl", FLAKY_WDL)
     failed = sprocket_run(flaky, "marker=%s" % (tmp_path / "marker"), "log=%s" % (tmp_path / "log"), "-o", out,
                           cwd=tmp_path)
     assert failed.returncode == 1
-    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
-    pids = []
-    try:
-        pids = task_pids(marks, 2)
+    with sleepers(tmp_path, out) as run:
+        proc, pids = run.engine, run.pids
         wait_for(lambda: len(db_rows(out / "sprocket.db", "SELECT * FROM attempts WHERE run_id = 2 AND (status = "
                                      "'running' AND process_group IS NOT NULL OR status = 'completed')")) == 3, 30, "the tasks' rows")
         live = status_json(tmp_path, "-o", out)  # the newest run
@@ -194,10 +221,6 @@ def test_status_shows_tasks_by_state_running_jobs_failures_and_refuses_an_unknow
         text = sprocket_cmd("status", "-o", out, cwd=tmp_path).stdout
         assert "running:\n  nap-0  attempt 0  process group" in text and "tasks: 2 running, 1 completed" in text
         assert "engine: pid %d on " % proc.pid in text
-    finally:
-        kill_groups(pids)
-        proc.kill()
-        proc.communicate()
     (first,) = db_rows(out / "sprocket.db", "SELECT * FROM runs WHERE id = 1")
     run_dir = out / first["directory"]
     for ref in (first["name"], "1", first["uuid"]):
@@ -222,19 +245,12 @@ def test_status_lists_the_hand_offs_and_runs_a_run_continues_and_cancel_follows_
     """Run A dies with its tasks running; run B (the same command) adopts them (reattach). A head
     job's hand-off of A is in `handoffs` (as `run --submit` writes it): B's status lists it, and the
     run it continues; A's says who adopted it; `cancel A` cancels B, which carries A on."""
-    out, marks = tmp_path / "out", tmp_path / "marks"
-    marks.mkdir()
-    doc = write(tmp_path / "sleepers.wdl", SLEEPERS_WDL)
+    out = tmp_path / "out"
     db = out / "sprocket.db"
-    first = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
-    pids = []
-    second = None
-    try:
-        pids = task_pids(marks, 2)
+    with sleepers(tmp_path, out) as run:
         wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE process_group IS NOT NULL")) == 3, 30, "rows")
-        first.kill()
-        first.communicate()
-        second = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
+        kill_running(run.engine)
+        second = run.again()
         wait_for(lambda: [r["status"] for r in db_rows(db, "SELECT status FROM attempts WHERE adopted_from IS NOT NULL "
                                                            "ORDER BY status")] == ["completed", "running", "running"],
                  30, "the second run to adopt the tasks")
@@ -260,14 +276,8 @@ def test_status_lists_the_hand_offs_and_runs_a_run_continues_and_cancel_follows_
         assert "run `%s` was adopted by run `%s`" % (a["name"], b["name"]) in r.stderr
         assert r.stdout.strip() == "run `%s`: canceled" % b["name"]
         second.communicate(timeout=30)
-        assert not any(pid_alive(p) for p in pids)
+        assert not any(pid_alive(p) for p in run.pids)
         assert_canceled_everywhere(db, b["id"])
-    finally:
-        kill_groups(pids)
-        for p in (first, second):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.communicate()
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,12 +286,9 @@ def test_status_lists_the_hand_offs_and_runs_a_run_continues_and_cancel_follows_
 
 
 def test_cancel_of_a_live_run_from_another_process_stops_it_as_sigterm_does_and_leaves_nothing(tmp_path):
-    out, marks = tmp_path / "out", tmp_path / "marks"
-    marks.mkdir()
-    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
-    pids = []
-    try:
-        pids = task_pids(marks, 2)
+    out = tmp_path / "out"
+    with sleepers(tmp_path, out) as naps:
+        proc, pids = naps.engine, naps.pids
         (run,) = db_rows(out / "sprocket.db", "SELECT * FROM runs")
         r = sprocket_cmd("cancel", run["name"], "-o", out, cwd=tmp_path, timeout=60)
         assert r.returncode == 0, r.stderr
@@ -294,22 +301,14 @@ def test_cancel_of_a_live_run_from_another_process_stops_it_as_sigterm_does_and_
         assert_canceled_everywhere(out / "sprocket.db", run["id"])
         again = sprocket_cmd("cancel", run["name"], "-o", out, cwd=tmp_path)
         assert again.returncode == 0 and again.stdout.strip() == "run `%s` has already ended: canceled" % run["name"]
-    finally:
-        kill_groups(pids)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def test_cancel_of_an_engine_that_does_not_answer_times_out_with_a_clear_message(tmp_path):
     """A stopped engine (SIGSTOP) neither sees the request nor handles SIGTERM: `cancel --timeout 2`
     says so; once it runs again it cancels the run."""
-    out, marks = tmp_path / "out", tmp_path / "marks"
-    marks.mkdir()
-    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
-    pids = []
-    try:
-        pids = task_pids(marks, 2)
+    out = tmp_path / "out"
+    with sleepers(tmp_path, out) as run:  # (its clean-up's SIGKILL ends a stopped engine too)
+        proc = run.engine
         os.kill(proc.pid, signal.SIGSTOP)
         r = sprocket_cmd("cancel", "1", "--timeout", "2", "-o", out, cwd=tmp_path)
         assert r.returncode == 1 and "has not finished canceling it after 2 s" in r.stderr, r.stderr
@@ -317,22 +316,13 @@ def test_cancel_of_an_engine_that_does_not_answer_times_out_with_a_clear_message
         os.kill(proc.pid, signal.SIGCONT)
         proc.communicate(timeout=30)
         assert_canceled_everywhere(out / "sprocket.db", 1)
-    finally:
-        kill_groups(pids)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-            proc.communicate()
 
 
 def test_engine_stops_as_on_sigterm_when_the_cancel_request_file_appears_without_a_signal(tmp_path):
     """What `cancel` on another host does: only the file (the engine looks for it once a second)."""
-    out, marks = tmp_path / "out", tmp_path / "marks"
-    marks.mkdir()
-    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
-    pids = []
-    try:
-        pids = task_pids(marks, 2)
+    out = tmp_path / "out"
+    with sleepers(tmp_path, out) as naps:
+        proc, pids = naps.engine, naps.pids
         (run,) = db_rows(out / "sprocket.db", "SELECT * FROM runs")
         (out / run["directory"] / "cancel-requested").write_text("from another host\n")
         _, err = proc.communicate(timeout=30)
@@ -340,24 +330,15 @@ def test_engine_stops_as_on_sigterm_when_the_cancel_request_file_appears_without
         assert "`sprocket cancel` asked this run to stop" in err.decode(), err.decode()
         assert not any(pid_alive(p) for p in pids)
         assert_canceled_everywhere(out / "sprocket.db", run["id"])
-    finally:
-        kill_groups(pids)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def test_cancel_of_an_orphaned_run_kills_its_tasks_by_process_group_and_marks_it_canceled(tmp_path):
-    out, marks = tmp_path / "out", tmp_path / "marks"
-    marks.mkdir()
-    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
-    pids = []
-    try:
-        pids = task_pids(marks, 2)
+    out = tmp_path / "out"
+    with sleepers(tmp_path, out) as naps:
+        pids = naps.pids
         wait_for(lambda: len(db_rows(out / "sprocket.db", "SELECT * FROM attempts WHERE process_group IS NOT NULL "
                                      "AND call LIKE 'nap%'")) == 2, 30, "the tasks' process groups in sprocket.db")
-        proc.kill()
-        proc.communicate()
+        kill_running(naps.engine)
         assert all(pid_alive(p) for p in pids), "the tasks died with their engine"
         (run,) = db_rows(out / "sprocket.db", "SELECT * FROM runs")
         r = sprocket_cmd("cancel", run["name"], "-o", out, cwd=tmp_path, timeout=60)
@@ -367,19 +348,16 @@ def test_cancel_of_an_orphaned_run_kills_its_tasks_by_process_group_and_marks_it
         assert_canceled_everywhere(out / "sprocket.db", run["id"])
         (row,) = db_rows(out / "sprocket.db", "SELECT error FROM runs")
         assert "engine was gone" in row["error"]
-    finally:
-        kill_groups(pids)
 
 
 @pytest.mark.podman
 def test_cancel_of_an_orphaned_podman_run_removes_its_container_by_name(tmp_path):
-    from test_containers import WAIT_GO_WDL, _containers, _project, _started
+    from test_containers import WAIT_GO_WDL, _containers, _end_waiting_runs, _project, _started
 
     doc = _project(tmp_path, WAIT_GO_WDL)
     (tmp_path / "marks").mkdir()
     out = tmp_path / "out"
     proc = start_run(tmp_path, doc, "marks=%s" % (tmp_path / "marks"), "-o", out)
-    name = None
     try:
         name = _started(tmp_path, out / "sprocket.db", proc)
         proc.kill()
@@ -391,8 +369,7 @@ def test_cancel_of_an_orphaned_podman_run_removes_its_container_by_name(tmp_path
         assert name not in _containers()
         assert_canceled_everywhere(out / "sprocket.db", 1)
     finally:
-        if name:
-            subprocess.run(["podman", "rm", "-f", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _end_waiting_runs(tmp_path, proc)
 
 
 def test_cancel_refuses_an_unknown_run_and_needs_one(tmp_path):
@@ -498,8 +475,7 @@ def test_retry_of_an_orphaned_run_follows_its_live_task_instead_of_running_it_ag
         first.communicate()
         pid = next(int(x) for x in marks.joinpath("starts").read_text().split() if x.isdigit())
         assert pid_alive(pid)
-        retry = subprocess.Popen(sprocket_argv("retry", "1", "-o", str(out)), cwd=str(tmp_path), stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        retry = start_cmd(tmp_path, "retry", "1", "-o", out)
         wait_for(lambda: db_rows(db, "SELECT * FROM attempts WHERE run_id = 2 AND call = 'wait_go' AND adopted_from IS "
                                      "NOT NULL") or retry.poll() is not None, 30, "the retry to adopt the live task")
         assert retry.poll() is None, retry.communicate()[1].decode()
@@ -511,10 +487,7 @@ def test_retry_of_an_orphaned_run_follows_its_live_task_instead_of_running_it_ag
         assert db_rows(db, "SELECT run_id, by_run_id FROM adoptions") == [{"run_id": 1, "by_run_id": 2}]
         assert db_rows(db, "SELECT run_id, retry_of FROM retries") == [{"run_id": 2, "retry_of": 1}]
     finally:
-        for p in (first, retry):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.communicate()
+        kill_running(first, retry)
         if (marks / "starts").exists():
             kill_groups([int(x) for x in marks.joinpath("starts").read_text().split() if x.isdigit()])
 
@@ -559,18 +532,9 @@ def test_retry_keeps_nested_inputs_and_refuses_a_live_run(tmp_path):
     r = sprocket_cmd("retry", "1", "wf.t.x=other", "-o", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"wf.s": "other"} and log.read_text() == "other\n"
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
-    pids = []
-    try:
-        pids = task_pids(marks, 2)
+    with sleepers(tmp_path, out):
         r = sprocket_cmd("retry", "3", "-o", out, cwd=tmp_path)
         assert r.returncode == 1 and "is still running: wait for it to end, or cancel it first" in r.stderr
-    finally:
-        kill_groups(pids)
-        proc.kill()
-        proc.communicate()
 
 
 # --------------------------------------------------------------------------------------------
@@ -684,17 +648,6 @@ def live_fake_jobs(state):
     return [p.stem for p in state.glob("*.job") if not (state / (p.stem + ".rc")).exists()]
 
 
-def start_slurm_run(tmp_path, env, common):
-    proc = subprocess.Popen(sprocket_argv("run", *common, str(tmp_path / "main.wdl")), cwd=str(tmp_path), env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    db = tmp_path / "out" / "sprocket.db"
-    wait_for(lambda: proc.poll() is not None or len(rows(db, "SELECT * FROM attempts WHERE job_id IS NOT NULL")) == 3,
-             60, "three jobs submitted")
-    assert proc.poll() is None, proc.communicate()[1].decode()
-    return proc, db
-
-
 def cancel_leftovers(state):
     """Kill what is left of the fake's jobs (a failed test's): the process groups whose command line
     names a job's exit status file in the fake's state directory."""
@@ -713,12 +666,26 @@ def job_words(words):
     return sorted(i for w in words for i in S.expand_slurm_id(w))
 
 
+@contextlib.contextmanager
+def slurm_run(tmp_path, env, state, common):
+    """slurm_setup's main.wdl run, once its three jobs are submitted: yields (engine, sprocket.db). At the
+    end the engine, if it still runs, and what is left of the fake's jobs are killed."""
+    proc = start_cmd(tmp_path, "run", *common, tmp_path / "main.wdl", env=env)
+    try:
+        db = tmp_path / "out" / "sprocket.db"
+        wait_for(lambda: proc.poll() is not None or len(rows(db, "SELECT * FROM attempts WHERE job_id IS NOT NULL")) == 3,
+                 60, "three jobs submitted")
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        yield proc, db
+    finally:
+        kill_running(proc)
+        cancel_leftovers(state)
+
+
 def test_status_of_a_live_slurm_run_asks_squeue_once_why_its_jobs_wait(tmp_path):
     env, state, common = slurm_setup(tmp_path, SLURM_SLEEPERS_WDL, FAKE_SQUEUE_STATE="PENDING",
                                      FAKE_SQUEUE_REASON="Priority")
-    proc = None
-    try:
-        proc, db = start_slurm_run(tmp_path, env, common)
+    with slurm_run(tmp_path, env, state, common) as (proc, db):
         before = len(fake_calls(state, "squeue"))
         st = status_json(tmp_path, *common, env=env)
         squeues = fake_calls(state, "squeue")[before:]
@@ -742,18 +709,11 @@ def test_status_of_a_live_slurm_run_asks_squeue_once_why_its_jobs_wait(tmp_path)
         before = len(fake_calls(state, "squeue"))
         assert status_json(tmp_path, *common, env=env)["status"] == "canceled"
         assert len(fake_calls(state, "squeue")) == before
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        cancel_leftovers(state)
 
 
 def test_cancel_of_an_orphaned_slurm_run_is_one_scancel_of_all_its_jobs(tmp_path):
     env, state, common = slurm_setup(tmp_path, SLURM_SLEEPERS_WDL)
-    proc = None
-    try:
-        proc, db = start_slurm_run(tmp_path, env, common)
+    with slurm_run(tmp_path, env, state, common) as (proc, db):
         proc.kill()
         proc.communicate()
         assert len(live_fake_jobs(state)) == 3, "the jobs died with the engine"
@@ -768,11 +728,6 @@ def test_cancel_of_an_orphaned_slurm_run_is_one_scancel_of_all_its_jobs(tmp_path
                                 env=env, stdout=subprocess.PIPE, universal_newlines=True).stdout
         assert "RUNNING" not in squeue and "PENDING" not in squeue and squeue.count("CANCELLED") == 3
         assert_canceled_everywhere(db, 1)
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        cancel_leftovers(state)
 
 
 def test_retry_through_fake_slurm_submits_only_the_failed_task_again(tmp_path):
@@ -837,12 +792,19 @@ def files_under(path):
     return found
 
 
+def produce_runs(out, tmp_path, count):
+    """`count` runs of PRODUCE_WDL into `out` (i = 1, 2, ...), each of which must succeed."""
+    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
+    for i in range(1, count + 1):
+        r = sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+
+
 def test_clean_of_five_runs_removes_only_the_allowed_files_and_every_kept_output_still_resolves(tmp_path):
     """Five runs: r1 and r3 no longer used (their work/ and tmp/ go whole), r2 whose output the call
     cache holds and r4 (kept) reuses (only that file stays of its work/), r4 kept (--keep-last 1), and
     r5 live (untouched). The dry run changes nothing and says the same."""
-    out, marks = tmp_path / "out", tmp_path / "marks"
-    marks.mkdir()
+    out = tmp_path / "out"
     cache_on = tmp_path / "cache.toml"
     cache_on.write_text('[run.task]\ncache = "on"\n')
     doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
@@ -856,10 +818,7 @@ def test_clean_of_five_runs_removes_only_the_allowed_files_and_every_kept_output
     rows = db_rows(db, "SELECT * FROM runs ORDER BY id")
     dirs = [out / r["directory"] for r in rows]
     assert db_rows(db, "SELECT status FROM tasks WHERE run_id = 4") == [{"status": "cached"}]
-    proc = start_run(tmp_path, write(tmp_path / "sleepers.wdl", SLEEPERS_WDL), "dir=%s" % marks, "-o", out)
-    pids = []
-    try:
-        pids = task_pids(marks, 2)
+    with sleepers(tmp_path, out) as naps:
         live_dir = out / db_rows(db, "SELECT directory FROM runs WHERE id = 5")[0]["directory"]
         before = files_under(out)
         used = runs[1]["wf.out"]
@@ -886,7 +845,7 @@ def test_clean_of_five_runs_removes_only_the_allowed_files_and_every_kept_output
         kept = json.loads((dirs[3] / "outputs.json").read_text())  # the kept run's outputs still resolve
         assert Path(kept["wf.out"]).read_text() == "2\n"
         assert (live_dir / "tmp").is_dir() and all(p in after for p in before if p.startswith(str(live_dir)))
-        assert all(pid_alive(p) for p in pids)
+        assert all(pid_alive(p) for p in naps.pids)
         cleanups = db_rows(db, "SELECT run_id, paths, bytes_freed FROM cleanups ORDER BY run_id")
         assert [c["run_id"] for c in cleanups] == [1, 2, 3]
         assert sum(c["bytes_freed"] for c in cleanups) == sum(gone.values())
@@ -901,17 +860,11 @@ def test_clean_of_five_runs_removes_only_the_allowed_files_and_every_kept_output
         again = sprocket_cmd("clean", "--keep-last", "1", "-o", out, cwd=tmp_path)
         assert again.stdout.splitlines() == ["removed 0 file(s) of 3 run(s): 0 B (0 bytes) freed"], again.stdout
         assert len(db_rows(db, "SELECT * FROM cleanups")) == 3
-    finally:
-        kill_groups(pids)
-        proc.kill()
-        proc.communicate()
 
 
 def test_clean_never_follows_a_symbolic_link_out_of_the_output_directory(tmp_path):
     out = tmp_path / "out"
-    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
-    for i in (1, 2):
-        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    produce_runs(out, tmp_path, 2)
     outside = tmp_path / "precious"
     (outside / "sub").mkdir(parents=True)
     (outside / "sub" / "data.txt").write_text("keep me\n")
@@ -934,8 +887,7 @@ def test_clean_never_follows_a_symbolic_link_out_of_the_output_directory(tmp_pat
 
 def test_clean_older_than_a_duration_and_its_errors(tmp_path):
     out = tmp_path / "out"
-    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
-    assert sprocket_run(doc, "i=1", "-o", out, cwd=tmp_path).returncode == 0
+    produce_runs(out, tmp_path, 1)
     r = sprocket_cmd("clean", "--older-than", "1d12h", "-o", out, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "removed 0 file(s) of 0 run(s): 0 B (0 bytes) freed", r.stdout
     for bad in ("3x", "12", "h"):
@@ -1077,8 +1029,7 @@ def test_clean_leaves_a_run_that_a_live_retry_follows(tmp_path):
     assert sprocket_run(doc, "dir=%s" % marks, "-o", out, cwd=tmp_path).returncode == 1
     (marks / "fail").unlink()
     db = out / "sprocket.db"
-    retry = subprocess.Popen(sprocket_argv("retry", "1", "-o", str(out)), cwd=str(tmp_path), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    retry = start_cmd(tmp_path, "retry", "1", "-o", out)
     try:
         wait_for(lambda: rows(db, "SELECT * FROM attempts WHERE run_id = 2 AND call = 'b'") or retry.poll() is not None,
                  30, "the retry to run b")
@@ -1093,16 +1044,12 @@ def test_clean_leaves_a_run_that_a_live_retry_follows(tmp_path):
         assert retry.returncode == 0, stderr.decode()
         assert Path(json.loads(stdout.decode())["wf.o"]).read_text() == "a\n"  # followed, and still there
     finally:
-        if retry.poll() is None:
-            retry.kill()
-            retry.communicate()
+        kill_running(retry)
 
 
 def test_clean_leaves_a_run_whose_recorded_directory_is_not_a_run_directory_or_holds_another_run(tmp_path):
     out = tmp_path / "out"
-    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
-    for i in (1, 2, 3, 4):
-        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    produce_runs(out, tmp_path, 4)
     db = out / "sprocket.db"
     runs = db_rows(db, "SELECT * FROM runs ORDER BY id")
     with sqlite3.connect(str(db)) as c:
@@ -1130,9 +1077,7 @@ def test_clean_leaves_a_run_whose_recorded_directory_is_not_a_run_directory_or_h
 
 def test_clean_and_retry_of_a_run_with_damaged_recorded_inputs_stop_with_a_clear_error(tmp_path):
     out = tmp_path / "out"
-    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
-    for i in (1, 2):
-        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    produce_runs(out, tmp_path, 2)
     db = out / "sprocket.db"
     with sqlite3.connect(str(db)) as c:
         c.execute("UPDATE runs SET inputs = '{' WHERE id = 2")
@@ -1156,22 +1101,16 @@ def test_cancel_of_an_orphaned_run_kills_the_tasks_of_the_runs_it_adopted_and_th
     `cancel` of the chain kills both tasks (found below the runs' directories), without writing the
     request file for an engine that is gone (here a directory stands in its place, unwritable); on
     another host it refuses, naming the host."""
-    out, marks = tmp_path / "out", tmp_path / "marks"
-    marks.mkdir()
-    doc = write(tmp_path / "sleepers.wdl", SLEEPERS_WDL)
+    out = tmp_path / "out"
     db = out / "sprocket.db"
-    first = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
-    pids, second = [], None
-    try:
-        pids = task_pids(marks, 2)
+    with sleepers(tmp_path, out) as run:
+        pids = run.pids
         wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE process_group IS NOT NULL")) == 3, 30, "rows")
-        first.kill()
-        first.communicate()
-        second = start_run(tmp_path, doc, "dir=%s" % marks, "-o", out)
+        kill_running(run.engine)
+        second = run.again()
         wait_for(lambda: len(db_rows(db, "SELECT * FROM attempts WHERE adopted_from IS NOT NULL")) == 3, 30,
                  "the second run to adopt the tasks")
-        second.kill()
-        second.communicate()
+        kill_running(second)
         assert all(pid_alive(p) for p in pids)
         a, b = db_rows(db, "SELECT * FROM runs ORDER BY id")
         assert sprocket_cmd("status", "-o", out, cwd=tmp_path).returncode == 0  # (which sees B is gone: orphaned)
@@ -1192,12 +1131,6 @@ def test_cancel_of_an_orphaned_run_kills_the_tasks_of_the_runs_it_adopted_and_th
         assert r.stdout.strip() == "run `%s`: its engine is gone; 2 job(s) canceled; marked canceled" % b["name"]
         wait_for(lambda: not any(pid_alive(p) for p in pids), 10, "the tasks to be killed")
         assert db_rows(db, "SELECT status FROM runs WHERE id = 2") == [{"status": "canceled"}]
-    finally:
-        kill_groups(pids)
-        for p in (first, second):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.communicate()
 
 
 def test_cancel_of_a_handed_off_run_cancels_the_queued_successor_head_job_in_the_same_scancel(tmp_path):
@@ -1205,9 +1138,7 @@ def test_cancel_of_a_handed_off_run_cancels_the_queued_successor_head_job_in_the
     no adopter; `cancel` cancels it with the run's jobs, in one scancel, also a job whose attempt row
     the dead engine never wrote (found by its batch script below the run directory)."""
     env, state, common = slurm_setup(tmp_path, SLURM_SLEEPERS_WDL)
-    proc = None
-    try:
-        proc, db = start_slurm_run(tmp_path, env, common)
+    with slurm_run(tmp_path, env, state, common) as (proc, db):
         proc.kill()
         proc.communicate()
         ids = sorted(r["job_id"] for r in db_rows(db, "SELECT job_id FROM attempts"))
@@ -1219,11 +1150,6 @@ def test_cancel_of_a_handed_off_run_cancels_the_queued_successor_head_job_in_the
         (scancel,) = fake_calls(state, "scancel")  # one call, with every job and the successor
         assert job_words(scancel[1:]) == sorted(ids + ["91"])
         assert live_fake_jobs(state) == []
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        cancel_leftovers(state)
 
 
 def test_retry_of_a_partly_cleaned_run_runs_again_the_attempts_whose_work_clean_emptied(tmp_path):
@@ -1248,9 +1174,7 @@ def test_retry_of_a_partly_cleaned_run_runs_again_the_attempts_whose_work_clean_
 
 def test_record_retry_refuses_a_run_another_adopted_meanwhile(tmp_path):
     out = tmp_path / "out"
-    doc = write(tmp_path / "produce.wdl", PRODUCE_WDL)
-    for i in (1, 2, 3):
-        assert sprocket_run(doc, "i=%d" % i, "-o", out, cwd=tmp_path).returncode == 0
+    produce_runs(out, tmp_path, 3)
     with sqlite3.connect(str(out / "sprocket.db")) as c:
         c.execute("INSERT INTO adoptions (run_id, by_run_id) VALUES (1, 2)")  # a reattach that won the race
     names = [r["name"] for r in db_rows(out / "sprocket.db", "SELECT name FROM runs ORDER BY id")]

@@ -256,15 +256,22 @@ def yaml_errors(proc, path="./t.yaml"):
                                                            proc.stderr, re.M)]
 
 
+def refused(tmp_path, yaml_text):
+    """`sprocket test` of NEEDS_S with the test file t.yaml = `yaml_text`, which it must refuse before
+    running anything (exit 1, nothing on stdout): its CompletedProcess."""
+    write(tmp_path / "t.wdl", NEEDS_S)
+    (tmp_path / "t.yaml").write_text(yaml_text)
+    proc = sprocket_test(".", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    return proc
+
+
 @pytest.mark.parametrize("name", ["../../escape", "/tmp/x/victim", "a\\\\b", ".", ".."])
 def test_a_test_name_that_is_not_one_path_component_is_refused(tmp_path, name):
     """A test's name names its directory, which clean-up removes: `../../escape` or an absolute
     path would delete outside the run directory. Refused at the name's line; nothing runs."""
-    write(tmp_path / "t.wdl", NEEDS_S)
-    (tmp_path / "t.yaml").write_text('t:\n  - name: ok\n    inputs: {s: [a]}\n  - name: "%s"\n    inputs: {s: [a]}\n'
-                                     % name)
-    proc = sprocket_test(".", cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    proc = refused(tmp_path, 't:\n  - name: ok\n    inputs: {s: [a]}\n  - name: "%s"\n    inputs: {s: [a]}\n'
+                           % name)
     found = yaml_errors(proc)
     assert len(found) == 1 and found[0][:2] == (4, 5), proc.stderr
     assert "cannot name a directory: a test's name is one path component" in found[0][2]
@@ -296,11 +303,8 @@ def test_clean_up_never_removes_a_directory_outside_the_run_directory(tmp_path, 
 def test_a_test_name_or_tags_of_the_wrong_type_is_a_diagnostic(tmp_path):
     """`name: [1]` (a YAML list: not a string, not hashable) and tags that are not a list of
     strings: errors at their lines, not an internal error."""
-    write(tmp_path / "t.wdl", NEEDS_S)
-    (tmp_path / "t.yaml").write_text("t:\n  - name: [1]\n  - name: {a: 1}\n  - name: ok\n    tags: fast\n"
-                                     "    inputs: {s: [a]}\n  - name: ok2\n    tags: [[x]]\n    inputs: {s: [a]}\n")
-    proc = sprocket_test(".", cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    proc = refused(tmp_path, "t:\n  - name: [1]\n  - name: {a: 1}\n  - name: ok\n    tags: fast\n"
+                           "    inputs: {s: [a]}\n  - name: ok2\n    tags: [[x]]\n    inputs: {s: [a]}\n")
     assert yaml_errors(proc) == [
         (2, 5, "a test needs a `name`, a string, not [1]"),
         (3, 5, 'a test needs a `name`, a string, not {"a": 1}'),
@@ -312,10 +316,7 @@ def test_a_test_name_or_tags_of_the_wrong_type_is_a_diagnostic(tmp_path):
 def test_every_value_an_input_cannot_take_is_reported_at_its_line(tmp_path):
     """Values from_json refuses with NoneError or EvalError (a null for a required String, `.inf`
     for a Float), not only InputError: each an error at its value, all of them at once."""
-    write(tmp_path / "t.wdl", NEEDS_S)
-    (tmp_path / "t.yaml").write_text("t:\n  - name: bad_values\n    inputs:\n      s: [null]\n      x: [.inf]\n")
-    proc = sprocket_test(".", cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    proc = refused(tmp_path, "t:\n  - name: bad_values\n    inputs:\n      s: [null]\n      x: [.inf]\n")
     found = yaml_errors(proc)
     assert [f[:2] for f in found] == [(4, 11), (5, 11)], proc.stderr
     assert "input `s`" in found[0][2] and "input `x`" in found[1][2] and "finite" in found[1][2]
@@ -324,11 +325,8 @@ def test_every_value_an_input_cannot_take_is_reported_at_its_line(tmp_path):
 def test_an_input_with_no_values_is_an_error_at_its_key(tmp_path):
     """`s: []`, or empty lists in a `$group`, would make a test of no executions that passes:
     an error at the key."""
-    write(tmp_path / "t.wdl", NEEDS_S)
-    (tmp_path / "t.yaml").write_text("t:\n  - name: none\n    inputs:\n      s: []\n"
-                                     "  - name: group\n    inputs:\n      s: [a]\n      $g:\n        x: []\n")
-    proc = sprocket_test(".", cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    proc = refused(tmp_path, "t:\n  - name: none\n    inputs:\n      s: []\n"
+                           "  - name: group\n    inputs:\n      s: [a]\n      $g:\n        x: []\n")
     found = yaml_errors(proc)
     assert [f[:2] for f in found] == [(4, 7), (9, 9)], proc.stderr
     assert all("has no values, so the test would run nothing" in f[2] for f in found)
@@ -337,11 +335,8 @@ def test_an_input_with_no_values_is_an_error_at_its_key(tmp_path):
 def test_should_fail_with_assertions_on_outputs_is_refused(tmp_path):
     """A failed execution has no outputs: `should_fail: true` with `outputs` would pass without
     checking them. An error at `outputs`."""
-    write(tmp_path / "t.wdl", NEEDS_S)
-    (tmp_path / "t.yaml").write_text("t:\n  - name: contradiction\n    inputs: {s: [a]}\n    assertions:\n"
-                                     "      should_fail: true\n      outputs:\n        out: [{StrEquals: b}]\n")
-    proc = sprocket_test(".", cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    proc = refused(tmp_path, "t:\n  - name: contradiction\n    inputs: {s: [a]}\n    assertions:\n"
+                           "      should_fail: true\n      outputs:\n        out: [{StrEquals: b}]\n")
     found = yaml_errors(proc)
     assert len(found) == 1 and found[0][:2] == (6, 7), proc.stderr
     assert "`should_fail: true` and `outputs` cannot be used together" in found[0][2]
@@ -350,11 +345,8 @@ def test_should_fail_with_assertions_on_outputs_is_refused(tmp_path):
 def test_a_missing_required_input_is_an_error_at_the_test_name(tmp_path):
     """A test that does not give a required input (of the target, or one a workflow's call
     leaves open) is an error at its name when the file is read; nothing runs."""
-    write(tmp_path / "t.wdl", NEEDS_S)
-    (tmp_path / "t.yaml").write_text("t:\n  - name: given\n    inputs: {s: [a]}\n"
-                                     "  - name: not_given\n    inputs: {x: [2.0, 3.0]}\n")
-    proc = sprocket_test(".", cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    proc = refused(tmp_path, "t:\n  - name: given\n    inputs: {s: [a]}\n"
+                           "  - name: not_given\n    inputs: {x: [2.0, 3.0]}\n")
     assert yaml_errors(proc) == [(4, 5, "test `not_given` does not give the required input `t.s`: add it to its "
                                         "`inputs`")], proc.stderr
 
