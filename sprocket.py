@@ -11724,6 +11724,7 @@ EngineProcess.__doc__ = "The process that runs a run: its host, pid and start ti
 _LIVE_RUN_STATES = ("queued", "analyzing", "running", "canceling")  # a run not over (or its engine died)
 _ENDED_RUN_STATES = ("completed", "failed", "canceled")  # a run over ('orphaned': its engine died; its jobs may run)
 _LIVE_RUN_STATES_SQL = "(%s)" % ", ".join("'%s'" % s for s in _LIVE_RUN_STATES)
+CLEAN_LOCK = ".clean.lock"  # in the output directory, made with its sprocket.db: see CleanLock (section 18)
 
 
 class Store:
@@ -11759,12 +11760,22 @@ class Store:
             if version is None:
                 self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_SCHEMA + _DB_EXTENSIONS + (
                     "INSERT OR IGNORE INTO metadata (key, value) VALUES ('version', '%s');COMMIT;" % _DB_SCHEMA_VERSION)))
+                self._make_clean_lock(out_dir)
             else:
                 self.write(lambda db: db.executescript("BEGIN IMMEDIATE;" + _DB_EXTENSIONS + "COMMIT;"))
                 self.write(self._add_columns)
         except sqlite3.DatabaseError as e:
             raise RunError("cannot use the provenance database `%s`: %s" % (self.path, e))
         self.sweep_orphans()
+
+    @staticmethod
+    def _make_clean_lock(out_dir):
+        """The lock file that `clean` and starting runs share, made with the database, so that a run
+        later takes its lock without needing room for a new file (a full disk still starts runs)."""
+        try:
+            os.close(os.open(os.path.join(out_dir, CLEAN_LOCK), os.O_WRONLY | os.O_CREAT, 0o666))
+        except OSError:  # CleanLock makes it when it can
+            pass
 
     def _add_columns(self, db):
         """Columns added to sprocket.py's tables after they first shipped, for databases made before."""
@@ -12212,7 +12223,6 @@ def run_name():
 
 
 CANCEL_REQUEST = "cancel-requested"  # `sprocket cancel` writes it in the run directory; the engine stops as on SIGTERM
-CLEAN_LOCK = ".clean.lock"  # in the output directory: see CleanLock
 
 
 class CleanLock:
